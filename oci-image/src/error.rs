@@ -1,0 +1,249 @@
+//! The one error type of this crate.
+
+use oci_spec::image::Digest;
+use std::path::PathBuf;
+
+/// A `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `oci-image`.
+///
+/// Variants name the object concerned (digest, path, reference, media type) and carry the
+/// underlying cause as `source`, so a message reads well on its own.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A digest string is not a valid `algorithm:encoded` pair.
+    #[error("invalid digest {input:?}: {reason}")]
+    InvalidDigest {
+        /// What was given.
+        input: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The digest algorithm is valid but not one this crate can compute (sha256, sha512).
+    #[error("unsupported digest algorithm {algorithm:?} in {digest}")]
+    UnsupportedAlgorithm {
+        /// The algorithm name.
+        algorithm: String,
+        /// The whole digest.
+        digest: String,
+    },
+    /// Content hashed to another digest than the one expected.
+    #[error("digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// The digest the descriptor promised.
+        expected: Digest,
+        /// The digest of the bytes actually read.
+        actual: Digest,
+    },
+    /// Content was shorter than the descriptor's size (longer is [`Error::SizeExceeded`]).
+    #[error("size mismatch for {digest}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// The digest of the object.
+        digest: Digest,
+        /// The size promised.
+        expected: u64,
+        /// The size read.
+        actual: u64,
+    },
+    /// Content went past the descriptor's size.
+    #[error("content of {digest} exceeds its declared size of {expected} bytes")]
+    SizeExceeded {
+        /// The digest of the object.
+        digest: Digest,
+        /// The size promised.
+        expected: u64,
+    },
+    /// A document (manifest, index, config, JSON answer) is larger than allowed.
+    #[error("{what} of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// What was being read.
+        what: &'static str,
+        /// Its size, or the bytes read before giving up.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The `mediaType` inside a document contradicts the declared one (CVE-2021-41190).
+    #[error("media type mismatch: declared {declared}, document says {found}")]
+    MediaTypeMismatch {
+        /// The media type from the descriptor or Content-Type.
+        declared: String,
+        /// The one in the document.
+        found: String,
+    },
+    /// A document is ambiguous: it has the fields of both a manifest and an index.
+    #[error("ambiguous document: {reason}")]
+    AmbiguousManifest {
+        /// What makes it ambiguous.
+        reason: String,
+    },
+    /// Docker image manifest schema 1 is not supported.
+    #[error("docker manifest schema 1 ({media_type}) is not supported; re-push the image with schema 2 or OCI")]
+    Schema1 {
+        /// The media type that announced it.
+        media_type: String,
+    },
+    /// A media type that is not a manifest or index where one was needed.
+    #[error("unsupported media type {media_type:?} for {what}")]
+    UnsupportedMediaType {
+        /// The media type.
+        media_type: String,
+        /// What was expected.
+        what: &'static str,
+    },
+    /// A JSON document could not be parsed.
+    #[error("invalid {what}: {source}")]
+    InvalidJson {
+        /// What was being parsed.
+        what: &'static str,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An image reference could not be parsed.
+    #[error("invalid image reference {input:?}: {reason}")]
+    InvalidReference {
+        /// What was given.
+        input: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// No entry of an index matches the wanted platform.
+    #[error("no image for platform {wanted} (available: {})", if available.is_empty() { "none".to_owned() } else { available.join(", ") })]
+    NoMatchingPlatform {
+        /// The wanted platform, as `os/arch[/variant]`.
+        wanted: String,
+        /// The platforms the index offers.
+        available: Vec<String>,
+    },
+    /// A platform string could not be parsed.
+    #[error("invalid platform {input:?}: {reason}")]
+    InvalidPlatform {
+        /// What was given.
+        input: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A blob is not in the store.
+    #[error("blob {digest} not found")]
+    BlobNotFound {
+        /// Its digest.
+        digest: Digest,
+    },
+    /// A tag or reference name is not in the store.
+    #[error("reference {name:?} not found")]
+    ReferenceNotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// A tag or reference name is not acceptable.
+    #[error("invalid reference name {name:?}: {reason}")]
+    InvalidReferenceName {
+        /// The name.
+        name: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// An OCI image layout on disk is not valid.
+    #[error("invalid OCI layout at {}: {reason}", path.display())]
+    InvalidLayout {
+        /// The layout directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An archive (docker-archive or oci-archive) is not valid.
+    #[error("invalid archive: {reason}")]
+    InvalidArchive {
+        /// What is wrong.
+        reason: String,
+    },
+    /// An image configuration or layer list is not consistent.
+    #[error("invalid image: {reason}")]
+    InvalidImage {
+        /// What is wrong.
+        reason: String,
+    },
+    /// An I/O error on a path.
+    #[error("i/o error on {}: {source}", path.display())]
+    Io {
+        /// The path concerned.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An I/O error on a stream (no path concerned).
+    #[error("i/o error: {0}")]
+    Stream(#[from] std::io::Error),
+    /// An error from a store or transport that is not ours, boxed (registry client, layer code).
+    #[error("{context}: {source}")]
+    Other {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Wraps a foreign error (for implementations of this crate's traits in other crates).
+    pub fn other(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Error::Other {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
+    /// True when the object asked for does not exist (blob, reference, file).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Error::BlobNotFound { .. } | Error::ReferenceNotFound { .. } => true,
+            Error::Io { source, .. } | Error::Stream(source) => {
+                source.kind() == std::io::ErrorKind::NotFound
+            }
+            _ => false,
+        }
+    }
+
+    /// True when the content did not match what its descriptor promised.
+    pub fn is_integrity(&self) -> bool {
+        matches!(
+            self,
+            Error::DigestMismatch { .. } | Error::SizeMismatch { .. } | Error::SizeExceeded { .. }
+        )
+    }
+
+    /// Turns a verification error into an `io::Error` carrying it, for `AsyncRead` impls.
+    pub(crate) fn into_io(self) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, self)
+    }
+
+    /// Recovers this crate's error from an `io::Error` made by [`Error::into_io`], or wraps it.
+    pub fn from_io(err: std::io::Error) -> Self {
+        if err.get_ref().is_some_and(|e| e.is::<Error>()) {
+            if let Some(inner) = err.into_inner() {
+                if let Ok(e) = inner.downcast::<Error>() {
+                    return *e;
+                }
+            }
+            // Unreachable in practice: the check above proved the inner error is ours.
+            return Error::Stream(std::io::Error::other("lost inner error"));
+        }
+        Error::Stream(err)
+    }
+}

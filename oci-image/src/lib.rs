@@ -1,0 +1,57 @@
+//! # oci-image
+//!
+//! OCI and Docker container images as Rust values and as content on disk: digests that are
+//! verified while they stream, manifests and indexes that keep their exact bytes, references
+//! with docker's normalisation, platform selection from multi-arch indexes, the OCI image
+//! layout as a content store, `docker save` and OCI archives, and the traits that let every
+//! piece plug into every other ([`BlobStore`], [`ReferenceStore`], [`ImageSource`],
+//! [`ImageDestination`]).
+//!
+//! The spec types themselves come from [`oci_spec`]; this crate adds behaviour.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> oci_image::Result<()> {
+//! use oci_image::{BlobStore, BlobStoreExt, MemoryStore, Manifest};
+//!
+//! let store = MemoryStore::new();
+//! let info = store.put_bytes(bytes::Bytes::from_static(b"{}")).await?;
+//! assert_eq!(info.size, 2);
+//!
+//! let index = br#"{"schemaVersion":2,"manifests":[]}"#;
+//! let m = Manifest::parse(&index[..], None)?;
+//! assert!(m.kind().is_index());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Guarantees
+//!
+//! - Every blob handed out by a store or source is wrapped in a [`VerifyingReader`]: reading it
+//!   to the end without an error proves the size and digest matched.
+//! - A digest that reaches a path or URL has been validated (sha256 or sha512, lowercase hex).
+//! - Manifests are capped at 4 MiB, Docker schema 1 is refused, and a document whose
+//!   `mediaType` contradicts the declared type, or that is both a manifest and an index, is
+//!   refused (CVE-2021-41190).
+//! - Stores make a blob visible only after its size and digest were checked.
+
+pub mod digest;
+pub mod error;
+pub mod manifest;
+pub mod media;
+pub mod memory;
+pub mod store;
+pub mod transfer;
+pub mod verify;
+
+pub use digest::{parse_digest, sha256, Hasher};
+pub use error::{Error, Result};
+pub use manifest::{descriptor, Manifest, ManifestBody, ManifestKind, MAX_MANIFEST_SIZE};
+pub use memory::MemoryStore;
+pub use store::{
+    BlobInfo, BlobReader, BlobStore, BlobStoreExt, BlobWriter, Expected, ReferenceStore,
+};
+pub use transfer::{ImageDestination, ImageSource, ManifestRef};
+pub use verify::VerifyingReader;
+
+pub use oci_spec;

@@ -1,0 +1,109 @@
+//! The traits that join image ends: where images come from and where they go.
+//!
+//! A registry, an OCI layout, a docker-archive and an oci-archive are each an
+//! [`ImageSource`], an [`ImageDestination`], or both; `copy` moves an image between any two.
+
+use crate::digest::parse_digest;
+use crate::error::Result;
+use crate::manifest::Manifest;
+use crate::store::BlobReader;
+use async_trait::async_trait;
+use oci_spec::image::{Descriptor, Digest};
+use std::fmt;
+use std::sync::Arc;
+
+/// How a source is asked for a manifest: by tag (a name inside the source) or by digest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ManifestRef {
+    /// A tag or reference name.
+    Tag(String),
+    /// A content digest.
+    Digest(Digest),
+}
+
+impl ManifestRef {
+    /// `sha256:…`/`sha512:…` becomes a digest (validated); anything else a tag.
+    pub fn parse(s: &str) -> Result<Self> {
+        if s.starts_with("sha256:") || s.starts_with("sha512:") {
+            Ok(ManifestRef::Digest(parse_digest(s)?))
+        } else {
+            Ok(ManifestRef::Tag(s.to_owned()))
+        }
+    }
+}
+
+impl fmt::Display for ManifestRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestRef::Tag(t) => f.write_str(t),
+            ManifestRef::Digest(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+impl From<Digest> for ManifestRef {
+    fn from(d: Digest) -> Self {
+        ManifestRef::Digest(d)
+    }
+}
+
+/// Where images are read from.
+#[async_trait]
+pub trait ImageSource: Send + Sync {
+    /// A manifest or index, by tag or digest. When asked by digest, the bytes returned are
+    /// verified against it.
+    async fn manifest(&self, reference: &ManifestRef) -> Result<Manifest>;
+
+    /// A blob as a stream that verifies size and digest as it is read.
+    async fn blob(&self, desc: &Descriptor) -> Result<BlobReader>;
+
+    /// The repository this source reads, when it is a registry repository (used for
+    /// cross-repository mounts); `None` otherwise.
+    fn registry_repository(&self) -> Option<(String, String)> {
+        None
+    }
+}
+
+/// Where images are written to.
+#[async_trait]
+pub trait ImageDestination: Send + Sync {
+    /// True when the destination already has this blob.
+    async fn has_blob(&self, desc: &Descriptor) -> Result<bool>;
+
+    /// Stores a blob read from `reader`, which must match `desc`.
+    async fn put_blob(&self, desc: &Descriptor, reader: BlobReader) -> Result<()>;
+
+    /// Stores a manifest or index, after the blobs it points at, and tags it when `tag` is given.
+    async fn put_manifest(&self, manifest: &Manifest, tag: Option<&str>) -> Result<()>;
+
+    /// Tries a cross-repository mount of a blob from `(registry, repository)`; false when the
+    /// destination cannot or would not (the caller then uploads).
+    async fn mount_blob(&self, _desc: &Descriptor, _from: &(String, String)) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Finishes the destination (archives write their index and trailer here).
+    async fn finish(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+macro_rules! forward_transfer {
+    ($($t:ty),*) => {$(
+        #[async_trait]
+        impl<T: ImageSource + ?Sized> ImageSource for $t {
+            async fn manifest(&self, reference: &ManifestRef) -> Result<Manifest> { (**self).manifest(reference).await }
+            async fn blob(&self, desc: &Descriptor) -> Result<BlobReader> { (**self).blob(desc).await }
+            fn registry_repository(&self) -> Option<(String, String)> { (**self).registry_repository() }
+        }
+        #[async_trait]
+        impl<T: ImageDestination + ?Sized> ImageDestination for $t {
+            async fn has_blob(&self, desc: &Descriptor) -> Result<bool> { (**self).has_blob(desc).await }
+            async fn put_blob(&self, desc: &Descriptor, reader: BlobReader) -> Result<()> { (**self).put_blob(desc, reader).await }
+            async fn put_manifest(&self, manifest: &Manifest, tag: Option<&str>) -> Result<()> { (**self).put_manifest(manifest, tag).await }
+            async fn mount_blob(&self, desc: &Descriptor, from: &(String, String)) -> Result<bool> { (**self).mount_blob(desc, from).await }
+            async fn finish(&self) -> Result<()> { (**self).finish().await }
+        }
+    )*};
+}
+forward_transfer!(Arc<T>, Box<T>);
