@@ -1,0 +1,1 @@
+//! `oci-layer`: see the crate README and issue; this crate is being built.

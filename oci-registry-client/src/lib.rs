@@ -1,0 +1,1 @@
+//! `oci-registry-client`: see the crate README and issue; this crate is being built.

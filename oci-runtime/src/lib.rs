@@ -1,0 +1,1 @@
+//! `oci-runtime`: see the crate README and issue; this crate is being built.

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need when it is missing, checks formatting and
+# lints, then runs every test of the workspace (unit, integration, benches in test mode, doc).
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh -p oci-image   extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+# Debian packages the tests use: a real registry, a real busybox, peers for interop, pigz for
+# multi-member gzip layers, runtimes and idmap tools for the runtime tests.
+packages=(docker-registry busybox-static skopeo umoci pigz zstd runc crun uidmap apache2-utils)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "test.sh: missing ${missing[*]} and not root: the tests that need them will say so and skip" >&2
+  fi
+fi
+
+echo "test.sh: cargo fmt --check"
+cargo fmt --all -- --check
+echo "test.sh: cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "test.sh: cargo test"
+cargo test --workspace --all-targets "$@"
+echo "test.sh: doc tests"
+cargo test --workspace --doc "$@"
