@@ -1,0 +1,6 @@
+//! Shared pieces of the oci-rs examples and command-line tools.
+//!
+//! The binaries under `src/bin/` are the examples; this library holds what several of them use.
+
+/// Exit code for a failure of the tool itself (not of the container), as docker and runc use.
+pub const EXIT_TOOL_FAILURE: i32 = 125;
