@@ -1,0 +1,45 @@
+//! Inputs shared by the oci-rs benches: deterministic data generators, so that every run
+//! measures the same bytes.
+
+/// `len` bytes of deterministic, poorly compressible data (xorshift), seeded by `seed`.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// An OCI image manifest with `layers` gzip layers, as JSON bytes.
+pub fn manifest_json(layers: usize) -> Vec<u8> {
+    let digest = |i: usize| format!("sha256:{:064x}", i + 1);
+    let layer_list: Vec<String> = (0..layers)
+        .map(|i| {
+            format!(
+                r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{}","size":{}}}"#,
+                digest(i + 1000),
+                1000 + i
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":1234}},"layers":[{}],"annotations":{{"org.opencontainers.image.created":"2026-11-24T00:00:00Z"}}}}"#,
+        digest(0),
+        layer_list.join(",")
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn generated_manifest_parses() {
+        let m = oci_image::Manifest::parse(super::manifest_json(5), None).unwrap();
+        assert_eq!(m.children().len(), 6);
+    }
+}
