@@ -1,1 +1,87 @@
-//! `oci-registry-client`: see the crate README and issue; this crate is being built.
+//! # oci-registry-client
+//!
+//! A client for the [OCI distribution spec] (v1.1): pull and push manifests and blobs, list
+//! tags and repositories, find referrers, delete, with the authentication, retries and
+//! safety that real registries need. Built on reqwest (rustls, HTTP/2) and tokio.
+//!
+//! [OCI distribution spec]: https://github.com/opencontainers/distribution-spec
+//!
+//! ```no_run
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use oci_registry_client::{Client, DockerConfig, Repository};
+//! use tokio::io::AsyncReadExt;
+//!
+//! let client = Client::builder()
+//!     .credentials(DockerConfig::load_default()?)
+//!     .build()?;
+//! let (repo, reference) = Repository::parse_reference("docker.io/library/busybox:latest")?;
+//! let manifest = client.manifest(&repo, &reference).await?;
+//! for child in manifest.children() {
+//!     // Each blob is a stream, verified against its descriptor while it is read.
+//!     let mut blob = client.blob(&repo, &child).await?;
+//!     let mut sink = tokio::io::sink();
+//!     tokio::io::copy(&mut blob, &mut sink).await?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`RegistrySource`] and [`RegistryDestination`] plug a repository into
+//! [`oci_image::ImageSource`] / [`oci_image::ImageDestination`], so the generic image copy
+//! pulls into and pushes from any store.
+//!
+//! ## Guarantees
+//!
+//! - **Verified content.** Manifests keep their exact bytes and are checked against the digest
+//!   asked for, or `Docker-Content-Digest` when fetched by tag. Blobs stream through a
+//!   verifying reader and are never buffered whole; a download that drops is resumed with
+//!   `Range` (a registry that ignores `Range` is re-read from the start, skipping what was
+//!   already delivered). Uploads are verified while sent: a mismatch aborts the upload.
+//! - **Bounded memory.** Manifests are read up to 4 MiB, token and JSON answers up to 1 MiB,
+//!   counted while reading, whatever `Content-Length` says. Chunked uploads hold one chunk.
+//! - **Credentials stay home.** Our `Authorization` header is sent only to the registry's
+//!   own origin (scheme, host and port): redirects to blob storage, upload `Location`s on
+//!   other hosts and `Link` targets never get it. Token realms and `Location`s must be
+//!   http(s), and an HTTPS registry may not send us to plain HTTP. Credentials and tokens
+//!   never appear in `Debug` output, logs or errors. Plain HTTP is used only for registries
+//!   marked insecure and for loopback addresses.
+//! - **Retries where safe.** Connection errors, 408, 429 (honouring `Retry-After`, seconds
+//!   or HTTP date) and 5xx are retried with exponential backoff and jitter, for idempotent
+//!   requests and upload steps that can be repeated; never other 4xx.
+//!
+//! ## Authentication
+//!
+//! The challenge from `WWW-Authenticate` decides: bearer tokens (anonymous, or with basic
+//! credentials, or the OAuth2 refresh-token POST with a docker `identitytoken`), cached per
+//! registry and scope set and refreshed on expiry or a new challenge; or basic auth.
+//! Credentials come from a [`CredentialProvider`]: [`DockerConfig`] reads `config.json`
+//! (`auths`, `credsStore`, `credHelpers` through `docker-credential-*`), and
+//! [`StaticCredentials`] serves fixed ones. `docker.io` is reached at
+//! `registry-1.docker.io` and looked up under `https://index.docker.io/v1/`.
+
+pub mod auth;
+mod body;
+pub mod challenge;
+pub mod client;
+pub mod credentials;
+pub mod error;
+pub mod listing;
+pub mod progress;
+pub mod pull;
+pub mod push;
+pub mod repository;
+pub mod retry;
+pub mod transfer;
+
+pub use client::{Client, ClientBuilder};
+pub use credentials::{
+    AnonymousProvider, Credential, CredentialProvider, DockerConfig, StaticCredentials,
+};
+pub use error::{Error, RegistryErrorEntry, Result};
+pub use listing::Page;
+pub use progress::{Direction, Progress, ProgressFn};
+pub use push::PushOutcome;
+pub use repository::Repository;
+pub use retry::RetryPolicy;
+pub use transfer::{RegistryDestination, RegistrySource};

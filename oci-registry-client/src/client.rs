@@ -1,0 +1,653 @@
+//! The client: configuration, endpoints, and the one request path that every operation uses
+//! (authentication, retries, redirects).
+
+use crate::auth::{check_realm, fetch_token, normalize_scopes, AuthState};
+use crate::challenge::AuthChallenge;
+use crate::credentials::{AnonymousProvider, Credential, CredentialProvider};
+use crate::error::{retryable_status, Error, Result};
+use crate::progress::{Progress, ProgressFn};
+use crate::repository::{normalize_registry, validate_registry, DOCKER_HUB, DOCKER_HUB_HOST};
+use crate::retry::RetryPolicy;
+use bytes::Bytes;
+use reqwest::header::{
+    HeaderName, HeaderValue, AUTHORIZATION, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use reqwest::{Method, Url};
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Builds a [`Client`].
+pub struct ClientBuilder {
+    insecure: HashSet<String>,
+    credentials: Arc<dyn CredentialProvider>,
+    mirrors: HashMap<String, Vec<String>>,
+    retry: RetryPolicy,
+    max_downloads: usize,
+    max_uploads: usize,
+    user_agent: String,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    progress: Option<ProgressFn>,
+    chunk_size: u64,
+    monolithic_limit: u64,
+    max_resumes: u32,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            insecure: HashSet::new(),
+            credentials: Arc::new(AnonymousProvider),
+            mirrors: HashMap::new(),
+            retry: RetryPolicy::default(),
+            max_downloads: 4,
+            max_uploads: 4,
+            user_agent: concat!("oci-registry-client/", env!("CARGO_PKG_VERSION")).to_owned(),
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(60),
+            progress: None,
+            chunk_size: 16 * 1024 * 1024,
+            monolithic_limit: 128 * 1024 * 1024,
+            max_resumes: 5,
+        }
+    }
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("insecure", &self.insecure)
+            .field("credentials", &self.credentials)
+            .field("mirrors", &self.mirrors)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientBuilder {
+    /// Allows plain HTTP for this registry (`localhost`, `127.0.0.1` and `[::1]` always use it).
+    pub fn insecure_registry(mut self, registry: &str) -> Self {
+        self.insecure.insert(normalize_registry(registry));
+        self
+    }
+
+    /// Where credentials come from (default: none).
+    pub fn credentials(mut self, provider: impl CredentialProvider + 'static) -> Self {
+        self.credentials = Arc::new(provider);
+        self
+    }
+
+    /// Same as [`credentials`](Self::credentials), for a shared provider.
+    pub fn credentials_arc(mut self, provider: Arc<dyn CredentialProvider>) -> Self {
+        self.credentials = provider;
+        self
+    }
+
+    /// Adds a mirror for reads from `registry`; mirrors are tried in the order added, then
+    /// the registry itself.
+    pub fn mirror(mut self, registry: &str, mirror: &str) -> Self {
+        self.mirrors
+            .entry(normalize_registry(registry))
+            .or_default()
+            .push(normalize_registry(mirror));
+        self
+    }
+
+    /// The retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Blob downloads running at once (at least 1).
+    pub fn max_concurrent_downloads(mut self, n: usize) -> Self {
+        self.max_downloads = n.max(1);
+        self
+    }
+
+    /// Blob uploads running at once (at least 1).
+    pub fn max_concurrent_uploads(mut self, n: usize) -> Self {
+        self.max_uploads = n.max(1);
+        self
+    }
+
+    /// The `User-Agent` header.
+    pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
+        self.user_agent = ua.into();
+        self
+    }
+
+    /// Time allowed to connect.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Time allowed between two reads of an answer (a stalled blob download then resumes).
+    pub fn read_timeout(mut self, d: Duration) -> Self {
+        self.read_timeout = d;
+        self
+    }
+
+    /// A callback told how many bytes of each blob moved.
+    pub fn progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
+    }
+
+    /// The PATCH chunk size for chunked uploads (raised to the registry's
+    /// `OCI-Chunk-Min-Length` when that is larger).
+    pub fn chunk_size(mut self, bytes: u64) -> Self {
+        self.chunk_size = bytes.max(1);
+        self
+    }
+
+    /// Blobs up to this size go up in one PUT; larger ones in PATCH chunks.
+    pub fn monolithic_limit(mut self, bytes: u64) -> Self {
+        self.monolithic_limit = bytes;
+        self
+    }
+
+    /// How many times a dropped blob download is resumed with `Range`.
+    pub fn max_resumes(mut self, n: u32) -> Self {
+        self.max_resumes = n;
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> Result<Client> {
+        let http = reqwest::Client::builder()
+            .user_agent(self.user_agent)
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.read_timeout)
+            // Redirects are followed by `Client::send`, which decides about credentials.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::Transport {
+                url: String::new(),
+                source: e,
+            })?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                insecure: self.insecure,
+                credentials: self.credentials,
+                mirrors: self.mirrors,
+                retry: self.retry,
+                downloads: Arc::new(Semaphore::new(self.max_downloads)),
+                uploads: Arc::new(Semaphore::new(self.max_uploads)),
+                auth: Mutex::new(HashMap::new()),
+                creds: tokio::sync::Mutex::new(HashMap::new()),
+                progress: self.progress,
+                chunk_size: self.chunk_size,
+                monolithic_limit: self.monolithic_limit,
+                max_resumes: self.max_resumes,
+            }),
+        })
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) http: reqwest::Client,
+    insecure: HashSet<String>,
+    credentials: Arc<dyn CredentialProvider>,
+    mirrors: HashMap<String, Vec<String>>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) downloads: Arc<Semaphore>,
+    pub(crate) uploads: Arc<Semaphore>,
+    auth: Mutex<HashMap<String, AuthState>>,
+    creds: tokio::sync::Mutex<HashMap<String, Credential>>,
+    pub(crate) progress: Option<ProgressFn>,
+    pub(crate) chunk_size: u64,
+    pub(crate) monolithic_limit: u64,
+    pub(crate) max_resumes: u32,
+}
+
+/// A distribution-spec client. Cheap to clone; clones share connections and token caches.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("insecure", &self.inner.insecure)
+            .field("credentials", &self.inner.credentials)
+            .field("mirrors", &self.inner.mirrors)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A registry (or mirror) as reached over the network.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    /// The registry name credentials are looked up with.
+    pub(crate) registry: String,
+    /// `scheme://host[:port]/`.
+    pub(crate) base: Url,
+}
+
+impl Endpoint {
+    pub(crate) fn url(&self, path: &str) -> Result<Url> {
+        self.base.join(path).map_err(|e| Error::InvalidName {
+            name: path.to_owned(),
+            reason: format!("cannot form a URL: {e}"),
+        })
+    }
+}
+
+/// A request body: bytes can be sent again (retries), a stream only once.
+pub(crate) enum ReqBody {
+    Empty,
+    Bytes(Bytes),
+    Stream(Option<reqwest::Body>),
+}
+
+/// A request as `Client::send` takes it.
+pub(crate) struct Req {
+    pub(crate) method: Method,
+    pub(crate) url: Url,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) body: ReqBody,
+    pub(crate) scopes: Vec<String>,
+    /// May be sent again after a connection error or a retryable status.
+    pub(crate) retry: bool,
+}
+
+impl Req {
+    pub(crate) fn new(method: Method, url: Url, scopes: Vec<String>) -> Self {
+        let retry = matches!(
+            method,
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE
+        );
+        Self {
+            method,
+            url,
+            headers: Vec::new(),
+            body: ReqBody::Empty,
+            scopes,
+            retry,
+        }
+    }
+
+    pub(crate) fn header(mut self, name: HeaderName, value: &str) -> Result<Self> {
+        let v = HeaderValue::from_str(value).map_err(|_| Error::InvalidName {
+            name: value.to_owned(),
+            reason: format!("not a valid {name} header value"),
+        })?;
+        self.headers.push((name, v));
+        Ok(self)
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let h = match host.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && p.bytes().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
+    matches!(h, "localhost" | "127.0.0.1" | "[::1]") || h.ends_with(".localhost")
+}
+
+impl Client {
+    /// A builder with the defaults: anonymous, HTTPS only except loopback, 4 retries.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A client with the defaults.
+    pub fn new() -> Result<Self> {
+        Self::builder().build()
+    }
+
+    /// The endpoint of a registry: `docker.io` is served by `registry-1.docker.io`; plain
+    /// HTTP only for registries marked insecure and loopback addresses.
+    pub(crate) fn endpoint(&self, registry: &str) -> Result<Endpoint> {
+        validate_registry(registry)?;
+        let registry = normalize_registry(registry);
+        let host = if registry == DOCKER_HUB {
+            DOCKER_HUB_HOST
+        } else {
+            registry.as_str()
+        };
+        let scheme = if self.inner.insecure.contains(&registry) || is_loopback(host) {
+            "http"
+        } else {
+            "https"
+        };
+        let base = Url::parse(&format!("{scheme}://{host}/")).map_err(|e| Error::InvalidName {
+            name: registry.clone(),
+            reason: format!("not a usable host: {e}"),
+        })?;
+        Ok(Endpoint { registry, base })
+    }
+
+    /// The endpoints to read from: the mirrors in order, then the registry.
+    pub(crate) fn read_endpoints(&self, registry: &str) -> Result<Vec<Endpoint>> {
+        let mut out = Vec::new();
+        if let Some(mirrors) = self.inner.mirrors.get(&normalize_registry(registry)) {
+            for m in mirrors {
+                out.push(self.endpoint(m)?);
+            }
+        }
+        out.push(self.endpoint(registry)?);
+        Ok(out)
+    }
+
+    pub(crate) fn report(&self, p: Progress) {
+        if let Some(f) = &self.inner.progress {
+            f(&p);
+        }
+    }
+
+    async fn credential(&self, registry: &str) -> Result<Credential> {
+        let mut cache = self.inner.creds.lock().await;
+        if let Some(c) = cache.get(registry) {
+            return Ok(c.clone());
+        }
+        let c = self.inner.credentials.credential(registry).await?;
+        cache.insert(registry.to_owned(), c.clone());
+        Ok(c)
+    }
+
+    fn with_state<T>(&self, ep: &Endpoint, f: impl FnOnce(&mut AuthState) -> T) -> T {
+        let mut map = self
+            .inner
+            .auth
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(map
+            .entry(ep.base.origin().ascii_serialization())
+            .or_default())
+    }
+
+    /// The `Authorization` value for a request to `ep` needing `scopes`, when we know the
+    /// registry wants one.
+    async fn authorization(&self, ep: &Endpoint, scopes: &[String]) -> Result<Option<String>> {
+        let scopes = normalize_scopes(scopes);
+        let key = scopes.join(" ");
+        let (cached, challenge) = self.with_state(ep, |s| {
+            (
+                s.token_for(&key).map(|t| t.value.clone()),
+                s.challenge.clone(),
+            )
+        });
+        if let Some(t) = cached {
+            return Ok(Some(format!("Bearer {t}")));
+        }
+        let Some(challenge) = challenge else {
+            return Ok(None);
+        };
+        let credential = self.credential(&ep.registry).await?;
+        match challenge {
+            AuthChallenge::Basic { .. } => Ok(credential.basic_header()),
+            AuthChallenge::Bearer { realm, service, .. } => {
+                if let Credential::RegistryToken(t) = &credential {
+                    return Ok(Some(format!("Bearer {t}")));
+                }
+                let realm = check_realm(&realm, &ep.base)?;
+                let token = fetch_token(
+                    &self.inner.http,
+                    &realm,
+                    service.as_deref(),
+                    &scopes,
+                    &credential,
+                )
+                .await?;
+                let value = format!("Bearer {}", token.value);
+                self.with_state(ep, |s| s.tokens.insert(key, token));
+                Ok(Some(value))
+            }
+        }
+    }
+
+    /// Learns how `ep` authenticates (GET /v2/) before a request whose body cannot be sent
+    /// twice.
+    async fn ensure_challenge(&self, ep: &Endpoint) -> Result<()> {
+        if self.with_state(ep, |s| s.open || s.challenge.is_some()) {
+            return Ok(());
+        }
+        let url = ep.url("v2/")?;
+        let resp = self
+            .inner
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| Error::transport(&url, e))?;
+        if resp.status().as_u16() == 401 {
+            if let Some(h) = resp
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|h| h.to_str().ok())
+            {
+                if let Some(c) = AuthChallenge::from_header(h)? {
+                    self.with_state(ep, |s| s.challenge = Some(c));
+                }
+            }
+        } else if resp.status().is_success() {
+            self.with_state(ep, |s| s.open = true);
+        }
+        Ok(())
+    }
+
+    /// Sends a request to `ep` (or to a URL it sent us to), with authentication, retries
+    /// and redirects. The answer can have any status; callers check it.
+    ///
+    /// Our `Authorization` header only goes to `ep`'s own origin (scheme, host and port):
+    /// redirects and `Location` URLs elsewhere are reached without it.
+    pub(crate) async fn send(&self, ep: &Endpoint, mut req: Req) -> Result<reqwest::Response> {
+        let origin = ep.base.origin();
+        let streaming = matches!(req.body, ReqBody::Stream(_));
+        if streaming && req.url.origin() == origin {
+            self.ensure_challenge(ep).await?;
+        }
+        let mut url = req.url.clone();
+        let mut scopes = req.scopes.clone();
+        let mut auth_rounds = 0u32;
+        let mut attempt = 0u32;
+        let mut redirects = 0u32;
+        let max_attempts = self.inner.retry.max_attempts.max(1);
+        loop {
+            let same_origin = url.origin() == origin;
+            let auth = if same_origin {
+                self.authorization(ep, &scopes).await?
+            } else {
+                None
+            };
+            let mut rb = self.inner.http.request(req.method.clone(), url.clone());
+            for (k, v) in &req.headers {
+                rb = rb.header(k, v);
+            }
+            if let Some(a) = &auth {
+                let mut v = HeaderValue::from_str(a).map_err(|_| Error::Unauthorized {
+                    url: url.to_string(),
+                    reason: "credentials cannot be sent in a header".into(),
+                })?;
+                v.set_sensitive(true);
+                rb = rb.header(AUTHORIZATION, v);
+            }
+            match &mut req.body {
+                ReqBody::Empty => {}
+                ReqBody::Bytes(b) => rb = rb.body(b.clone()),
+                ReqBody::Stream(s) => match s.take() {
+                    Some(b) => rb = rb.body(b),
+                    None => {
+                        return Err(Error::invalid(
+                            &url,
+                            "the request had to be repeated but its body was already sent",
+                        ))
+                    }
+                },
+            }
+            let can_repeat = req.retry && !streaming && attempt + 1 < max_attempts;
+            let resp = match rb.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    let err = Error::transport(&url, e);
+                    if can_repeat && err.can_retry() {
+                        let d = self.inner.retry.backoff(attempt);
+                        tracing::debug!(%url, error = %err, delay = ?d, "retrying");
+                        tokio::time::sleep(d).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(err);
+                }
+            };
+            let status = resp.status().as_u16();
+            if status == 401 && same_origin {
+                let header = resp
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned);
+                let Some(header) = header else {
+                    return Err(Error::Unauthorized {
+                        url: url.to_string(),
+                        reason: "401 without a WWW-Authenticate challenge".into(),
+                    });
+                };
+                let challenge =
+                    AuthChallenge::from_header(&header)?.ok_or_else(|| Error::Unauthorized {
+                        url: url.to_string(),
+                        reason: "the registry offers no authentication scheme we support".into(),
+                    })?;
+                let refused_basic =
+                    auth.is_some() && matches!(challenge, AuthChallenge::Basic { .. });
+                if auth_rounds >= 2 || streaming || refused_basic {
+                    let codes = crate::body::error_from(resp).await;
+                    return Err(Error::Unauthorized {
+                        url: url.to_string(),
+                        reason: format!("credentials refused ({codes})"),
+                    });
+                }
+                if let AuthChallenge::Basic { .. } = challenge {
+                    if self.credential(&ep.registry).await?.is_anonymous() {
+                        return Err(Error::Unauthorized {
+                            url: url.to_string(),
+                            reason:
+                                "the registry wants basic auth and no credentials are configured"
+                                    .into(),
+                        });
+                    }
+                }
+                if let AuthChallenge::Bearer { scope: Some(s), .. } = &challenge {
+                    scopes.push(s.clone());
+                }
+                let key = normalize_scopes(&scopes).join(" ");
+                self.with_state(ep, |s| {
+                    s.tokens.remove(&key);
+                    s.challenge = Some(challenge);
+                });
+                auth_rounds += 1;
+                continue;
+            }
+            if matches!(status, 301 | 302 | 303 | 307 | 308)
+                && matches!(req.method, Method::GET | Method::HEAD)
+            {
+                redirects += 1;
+                if redirects > 10 {
+                    return Err(Error::invalid(&url, "more than 10 redirects"));
+                }
+                let next = resolve_location(&url, &resp)?;
+                if url.scheme() == "https" && next.scheme() == "http" {
+                    return Err(Error::RefusedUrl {
+                        url: next.to_string(),
+                        reason: "redirect from HTTPS to plain HTTP".into(),
+                    });
+                }
+                tracing::debug!(from = %url, to = %next.origin().ascii_serialization(), "following redirect");
+                url = next;
+                continue;
+            }
+            if retryable_status(status) && can_repeat {
+                let d = resp
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| self.inner.retry.retry_after(v))
+                    .unwrap_or_else(|| self.inner.retry.backoff(attempt));
+                tracing::debug!(%url, status, delay = ?d, "retrying");
+                drop(resp);
+                tokio::time::sleep(d).await;
+                attempt += 1;
+                continue;
+            }
+            return Ok(resp);
+        }
+    }
+}
+
+/// The `Location` of an answer resolved against the URL asked for; http(s) only.
+pub(crate) fn resolve_location(base: &Url, resp: &reqwest::Response) -> Result<Url> {
+    let loc = resp
+        .headers()
+        .get(LOCATION)
+        .ok_or_else(|| {
+            Error::invalid(base, format!("{} without a Location header", resp.status()))
+        })?
+        .to_str()
+        .map_err(|_| Error::invalid(base, "Location header is not ASCII"))?;
+    let next = base.join(loc).map_err(|_| Error::RefusedUrl {
+        url: loc.chars().take(200).collect(),
+        reason: "not a valid URL".into(),
+    })?;
+    if !matches!(next.scheme(), "http" | "https") {
+        return Err(Error::RefusedUrl {
+            url: loc.chars().take(200).collect(),
+            reason: "Location is not http(s)".into(),
+        });
+    }
+    Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_and_plain_http_rules() {
+        let c = Client::builder()
+            .insecure_registry("reg.internal:5000")
+            .mirror("docker.io", "mirror.example")
+            .build()
+            .unwrap();
+        assert_eq!(
+            c.endpoint("docker.io").unwrap().base.as_str(),
+            "https://registry-1.docker.io/"
+        );
+        assert_eq!(
+            c.endpoint("localhost:5000").unwrap().base.as_str(),
+            "http://localhost:5000/"
+        );
+        assert_eq!(
+            c.endpoint("127.0.0.1:1234").unwrap().base.as_str(),
+            "http://127.0.0.1:1234/"
+        );
+        assert_eq!(c.endpoint("[::1]:80").unwrap().base.scheme(), "http");
+        assert_eq!(
+            c.endpoint("reg.internal:5000").unwrap().base.scheme(),
+            "http"
+        );
+        assert_eq!(c.endpoint("reg.internal").unwrap().base.scheme(), "https");
+        assert_eq!(
+            c.endpoint("127.0.0.1.evil.example").unwrap().base.scheme(),
+            "https"
+        );
+        let eps: Vec<String> = c
+            .read_endpoints("docker.io")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.base.to_string())
+            .collect();
+        assert_eq!(
+            eps,
+            vec!["https://mirror.example/", "https://registry-1.docker.io/"]
+        );
+        assert!(c.endpoint("bad host").is_err());
+    }
+}

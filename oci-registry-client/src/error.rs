@@ -1,0 +1,290 @@
+//! The one error type of this crate.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// One entry of a distribution-spec error body (`{"errors":[{"code":..,"message":..,"detail":..}]}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct RegistryErrorEntry {
+    /// The error code (`MANIFEST_UNKNOWN`, `BLOB_UNKNOWN`, `DENIED`, ...).
+    #[serde(default)]
+    pub code: String,
+    /// The message the registry gave.
+    #[serde(default)]
+    pub message: String,
+    /// Free-form detail, kept as JSON.
+    #[serde(default)]
+    pub detail: Option<serde_json::Value>,
+}
+
+impl fmt::Display for RegistryErrorEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code)?;
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Formats the registry error list for the `Registry` variant's message.
+struct Codes<'a>(&'a [RegistryErrorEntry]);
+
+impl fmt::Display for Codes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("no error body");
+        }
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything that can go wrong talking to a registry.
+///
+/// URLs in errors never carry credentials or tokens: the client never puts secrets in URLs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The registry answered with an error status; `errors` is its distribution-spec body.
+    #[error("registry answered {status} for {url}: {}", Codes(errors))]
+    Registry {
+        /// The HTTP status.
+        status: u16,
+        /// The URL asked for.
+        url: String,
+        /// The parsed error body (empty when there was none or it was not JSON).
+        errors: Vec<RegistryErrorEntry>,
+    },
+    /// The request could not be sent or its answer not read (connection, TLS, timeout).
+    #[error("transport error for {url}: {source}")]
+    Transport {
+        /// The URL asked for.
+        url: String,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The registry refused our credentials or gave no way to authenticate.
+    #[error("unauthorized at {url}: {reason}")]
+    Unauthorized {
+        /// The URL asked for.
+        url: String,
+        /// Why authentication failed.
+        reason: String,
+    },
+    /// A `WWW-Authenticate` header could not be parsed.
+    #[error("invalid WWW-Authenticate challenge {header:?}: {reason}")]
+    InvalidChallenge {
+        /// The header value.
+        header: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A token server answered with something unusable.
+    #[error("token request to {realm} failed: {reason}")]
+    Token {
+        /// The token realm.
+        realm: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A URL from the registry (token realm, `Location`, `Link`, redirect) was refused.
+    #[error("refused URL {url:?}: {reason}")]
+    RefusedUrl {
+        /// The URL.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// An answer was larger than we accept for something read into memory.
+    #[error("answer from {url} exceeds the {limit} byte limit")]
+    TooLarge {
+        /// The URL asked for.
+        url: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The registry's answer does not follow the distribution spec.
+    #[error("invalid answer from {url}: {reason}")]
+    InvalidResponse {
+        /// The URL asked for.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A registry or repository name is not valid.
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Credentials could not be obtained (config file, credential helper).
+    #[error("credentials for {registry}: {reason}")]
+    Credentials {
+        /// The registry they were wanted for.
+        registry: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A file (docker config) could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An image-level error: digest or size mismatch, invalid manifest, stream error.
+    #[error(transparent)]
+    Image(#[from] oci_image::Error),
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The HTTP status of a registry error, when there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Registry { status, .. } => Some(*status),
+            Error::Transport { source, .. } => source.status().map(|s| s.as_u16()),
+            _ => None,
+        }
+    }
+
+    /// True when the registry said the object does not exist (404, or a `*_UNKNOWN` code).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Error::Registry { status, errors, .. } => {
+                *status == 404
+                    || errors.iter().any(|e| {
+                        matches!(
+                            e.code.as_str(),
+                            "MANIFEST_UNKNOWN" | "BLOB_UNKNOWN" | "NAME_UNKNOWN"
+                        )
+                    })
+            }
+            Error::Image(e) => e.is_not_found(),
+            _ => false,
+        }
+    }
+
+    /// True when trying the same request again may succeed: connection errors, timeouts,
+    /// 408, 429 and 5xx. Never for other 4xx.
+    pub fn can_retry(&self) -> bool {
+        match self {
+            Error::Registry { status, .. } => retryable_status(*status),
+            Error::Transport { source, .. } => {
+                source.is_connect()
+                    || source.is_timeout()
+                    || source.is_request()
+                    || source.is_body()
+                    || source
+                        .status()
+                        .is_some_and(|s| retryable_status(s.as_u16()))
+            }
+            Error::Image(oci_image::Error::Stream(_)) => true,
+            _ => false,
+        }
+    }
+
+    /// True when content did not match its digest or size.
+    pub fn is_integrity(&self) -> bool {
+        matches!(self, Error::Image(e) if e.is_integrity())
+    }
+
+    /// The registry error codes (`MANIFEST_UNKNOWN`, ...), empty for other errors.
+    pub fn codes(&self) -> Vec<&str> {
+        match self {
+            Error::Registry { errors, .. } => errors.iter().map(|e| e.code.as_str()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Converts into the image crate's error for the transfer traits: image errors come back
+    /// as they were (so `is_integrity` still works), others are wrapped.
+    pub fn into_image(self) -> oci_image::Error {
+        match self {
+            Error::Image(e) => e,
+            other => oci_image::Error::other("registry", other),
+        }
+    }
+
+    pub(crate) fn transport(url: &reqwest::Url, source: reqwest::Error) -> Self {
+        Error::Transport {
+            url: url.to_string(),
+            source: source.without_url(),
+        }
+    }
+
+    pub(crate) fn invalid(url: &reqwest::Url, reason: impl Into<String>) -> Self {
+        Error::InvalidResponse {
+            url: url.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Statuses worth another try: 408, 429 and every 5xx.
+pub(crate) fn retryable_status(status: u16) -> bool {
+    status == 408 || status == 429 || (500..600).contains(&status)
+}
+
+/// Parses a distribution-spec error body; anything else gives an empty list.
+pub(crate) fn parse_error_body(body: &[u8]) -> Vec<RegistryErrorEntry> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        #[serde(default)]
+        errors: Option<Vec<RegistryErrorEntry>>,
+    }
+    serde_json::from_slice::<Body>(body)
+        .ok()
+        .and_then(|b| b.errors)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_spec_error_body() {
+        let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"x"}}]}"#;
+        let errors = parse_error_body(body);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].code, "MANIFEST_UNKNOWN");
+        let e = Error::Registry {
+            status: 404,
+            url: "http://r/v2/a/manifests/x".into(),
+            errors,
+        };
+        assert!(e.is_not_found());
+        assert!(!e.can_retry());
+        assert!(e.to_string().contains("MANIFEST_UNKNOWN: manifest unknown"));
+    }
+
+    #[test]
+    fn garbage_error_body_is_empty() {
+        assert!(parse_error_body(b"<html>").is_empty());
+        assert!(parse_error_body(br#"{"errors":null}"#).is_empty());
+    }
+
+    #[test]
+    fn retry_classification() {
+        for s in [408, 429, 500, 502, 503] {
+            assert!(retryable_status(s), "{s}");
+        }
+        for s in [400, 401, 403, 404, 405, 416] {
+            assert!(!retryable_status(s), "{s}");
+        }
+    }
+}

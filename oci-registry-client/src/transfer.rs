@@ -1,0 +1,110 @@
+//! A registry repository as an [`ImageSource`] and an [`ImageDestination`], so that the
+//! generic copy can pull from and push to registries.
+
+use crate::client::Client;
+use crate::repository::Repository;
+use async_trait::async_trait;
+use oci_image::{BlobReader, ImageDestination, ImageSource, Manifest, ManifestRef};
+use oci_spec::image::Descriptor;
+
+/// Reads images from one repository of a registry.
+#[derive(Debug, Clone)]
+pub struct RegistrySource {
+    client: Client,
+    repo: Repository,
+}
+
+impl RegistrySource {
+    /// A source over `repo`.
+    pub fn new(client: Client, repo: Repository) -> Self {
+        Self { client, repo }
+    }
+
+    /// The repository read.
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+}
+
+#[async_trait]
+impl ImageSource for RegistrySource {
+    async fn manifest(&self, reference: &ManifestRef) -> oci_image::Result<Manifest> {
+        self.client
+            .manifest(&self.repo, reference)
+            .await
+            .map_err(crate::Error::into_image)
+    }
+
+    async fn blob(&self, desc: &Descriptor) -> oci_image::Result<BlobReader> {
+        self.client
+            .blob(&self.repo, desc)
+            .await
+            .map_err(crate::Error::into_image)
+    }
+
+    fn registry_repository(&self) -> Option<(String, String)> {
+        Some((self.repo.registry().to_owned(), self.repo.name().to_owned()))
+    }
+}
+
+/// Writes images into one repository of a registry.
+#[derive(Debug, Clone)]
+pub struct RegistryDestination {
+    client: Client,
+    repo: Repository,
+}
+
+impl RegistryDestination {
+    /// A destination over `repo`.
+    pub fn new(client: Client, repo: Repository) -> Self {
+        Self { client, repo }
+    }
+
+    /// The repository written.
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+}
+
+#[async_trait]
+impl ImageDestination for RegistryDestination {
+    async fn has_blob(&self, desc: &Descriptor) -> oci_image::Result<bool> {
+        self.client
+            .blob_exists(&self.repo, desc.digest())
+            .await
+            .map_err(crate::Error::into_image)
+    }
+
+    async fn put_blob(&self, desc: &Descriptor, reader: BlobReader) -> oci_image::Result<()> {
+        self.client
+            .push_blob(&self.repo, desc, reader, None)
+            .await
+            .map(|_| ())
+            .map_err(crate::Error::into_image)
+    }
+
+    async fn put_manifest(&self, manifest: &Manifest, tag: Option<&str>) -> oci_image::Result<()> {
+        self.client
+            .push_manifest(&self.repo, manifest, tag)
+            .await
+            .map(|_| ())
+            .map_err(crate::Error::into_image)
+    }
+
+    async fn mount_blob(
+        &self,
+        desc: &Descriptor,
+        from: &(String, String),
+    ) -> oci_image::Result<bool> {
+        let Ok(from) = Repository::new(&from.0, &from.1) else {
+            return Ok(false);
+        };
+        if from.registry() != self.repo.registry() {
+            return Ok(false);
+        }
+        self.client
+            .mount_blob(&self.repo, desc, &from)
+            .await
+            .map_err(crate::Error::into_image)
+    }
+}
