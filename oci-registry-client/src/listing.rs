@@ -151,6 +151,19 @@ impl Client {
             .await
     }
 
+    /// One page of the catalog (`n` per page, after `last`).
+    pub async fn catalog_page(
+        &self,
+        registry: &str,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<Page> {
+        let ep = self.endpoint(registry)?;
+        let url = Self::list_url(&ep, "v2/_catalog", n, last)?;
+        self.list_page(&ep, url, "registry:catalog:*".into(), true)
+            .await
+    }
+
     /// Every repository of a registry (`GET /v2/_catalog`), following `Link` pages.
     pub async fn catalog(&self, registry: &str, page_size: Option<usize>) -> Result<Vec<String>> {
         let ep = self.endpoint(registry)?;
