@@ -57,6 +57,8 @@ pub enum Body {
     Abort(Bytes),
     /// No body and no Content-Length (chunked encoding).
     Unsized,
+    /// These bytes with no Content-Length (chunked encoding).
+    Chunked(Bytes),
 }
 
 pub struct Response {
@@ -130,14 +132,34 @@ fn to_hyper(resp: Response) -> hyper::Response<BoxBody<Bytes, std::io::Error>> {
             .map_err(|never: Infallible| match never {})
             .boxed(),
         Body::Abort(bytes) => {
-            let s = futures_util::stream::iter(vec![
-                Ok(Frame::data(bytes)),
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionReset,
-                    "test: connection cut",
-                )),
-            ]);
+            // Data first, then (after hyper has flushed it) a broken connection.
+            let s = futures_util::stream::unfold(0u8, move |step| {
+                let bytes = bytes.clone();
+                async move {
+                    match step {
+                        0 => Some((Ok(Frame::data(bytes)), 1)),
+                        1 => {
+                            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+                            Some((
+                                Err(std::io::Error::new(
+                                    std::io::ErrorKind::ConnectionReset,
+                                    "test: connection cut",
+                                )),
+                                2,
+                            ))
+                        }
+                        _ => None,
+                    }
+                }
+            });
             StreamBody::new(s).boxed()
+        }
+        Body::Chunked(bytes) => {
+            let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = bytes
+                .chunks(64 * 1024)
+                .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+                .collect();
+            StreamBody::new(futures_util::stream::iter(frames)).boxed()
         }
         Body::Unsized => {
             let s = futures_util::stream::iter(Vec::<Result<Frame<Bytes>, std::io::Error>>::new());
