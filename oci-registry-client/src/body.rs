@@ -1,6 +1,6 @@
 //! Reading answers into memory with a cap enforced while reading.
 
-use crate::error::{parse_error_body, Error, Result};
+use crate::error::{parse_error_body, redact, Error, Result};
 use bytes::{Bytes, BytesMut};
 
 /// The largest error body we read to find the registry's error codes.
@@ -12,7 +12,7 @@ pub(crate) async fn read_capped(mut resp: reqwest::Response, limit: u64) -> Resu
     let url = resp.url().clone();
     if resp.content_length().is_some_and(|l| l > limit) {
         return Err(Error::TooLarge {
-            url: url.to_string(),
+            url: redact(&url),
             limit,
         });
     }
@@ -20,7 +20,7 @@ pub(crate) async fn read_capped(mut resp: reqwest::Response, limit: u64) -> Resu
     while let Some(chunk) = resp.chunk().await.map_err(|e| Error::transport(&url, e))? {
         if buf.len() as u64 + chunk.len() as u64 > limit {
             return Err(Error::TooLarge {
-                url: url.to_string(),
+                url: redact(&url),
                 limit,
             });
         }
@@ -32,7 +32,7 @@ pub(crate) async fn read_capped(mut resp: reqwest::Response, limit: u64) -> Resu
 /// Turns an error answer into [`Error::Registry`] with the parsed error body.
 pub(crate) async fn error_from(resp: reqwest::Response) -> Error {
     let status = resp.status().as_u16();
-    let url = resp.url().to_string();
+    let url = redact(resp.url());
     let errors = match read_capped(resp, MAX_ERROR_BODY).await {
         Ok(b) => parse_error_body(&b),
         Err(_) => Vec::new(),

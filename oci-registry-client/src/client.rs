@@ -4,7 +4,7 @@
 use crate::auth::{check_realm, fetch_token, normalize_scopes, AuthState};
 use crate::challenge::AuthChallenge;
 use crate::credentials::{AnonymousProvider, Credential, CredentialProvider};
-use crate::error::{retryable_status, Error, Result};
+use crate::error::{redact, retryable_status, Error, Result};
 use crate::progress::{Progress, ProgressFn};
 use crate::repository::{normalize_registry, validate_registry, DOCKER_HUB, DOCKER_HUB_HOST};
 use crate::retry::RetryPolicy;
@@ -464,7 +464,7 @@ impl Client {
             }
             if let Some(a) = &auth {
                 let mut v = HeaderValue::from_str(a).map_err(|_| Error::Unauthorized {
-                    url: url.to_string(),
+                    url: redact(&url),
                     reason: "credentials cannot be sent in a header".into(),
                 })?;
                 v.set_sensitive(true);
@@ -507,13 +507,13 @@ impl Client {
                     .map(str::to_owned);
                 let Some(header) = header else {
                     return Err(Error::Unauthorized {
-                        url: url.to_string(),
+                        url: redact(&url),
                         reason: "401 without a WWW-Authenticate challenge".into(),
                     });
                 };
                 let challenge =
                     AuthChallenge::from_header(&header)?.ok_or_else(|| Error::Unauthorized {
-                        url: url.to_string(),
+                        url: redact(&url),
                         reason: "the registry offers no authentication scheme we support".into(),
                     })?;
                 let refused_basic =
@@ -521,14 +521,14 @@ impl Client {
                 if auth_rounds >= 2 || streaming || refused_basic {
                     let codes = crate::body::error_from(resp).await;
                     return Err(Error::Unauthorized {
-                        url: url.to_string(),
+                        url: redact(&url),
                         reason: format!("credentials refused ({codes})"),
                     });
                 }
                 if let AuthChallenge::Basic { .. } = challenge {
                     if self.credential(&ep.registry).await?.is_anonymous() {
                         return Err(Error::Unauthorized {
-                            url: url.to_string(),
+                            url: redact(&url),
                             reason:
                                 "the registry wants basic auth and no credentials are configured"
                                     .into(),
@@ -556,7 +556,7 @@ impl Client {
                 let next = resolve_location(&url, &resp)?;
                 if url.scheme() == "https" && next.scheme() == "http" {
                     return Err(Error::RefusedUrl {
-                        url: next.to_string(),
+                        url: redact(&next),
                         reason: "redirect from HTTPS to plain HTTP".into(),
                     });
                 }

@@ -221,17 +221,30 @@ impl Error {
 
     pub(crate) fn transport(url: &reqwest::Url, source: reqwest::Error) -> Self {
         Error::Transport {
-            url: url.to_string(),
+            url: redact(url),
             source: source.without_url(),
         }
     }
 
     pub(crate) fn invalid(url: &reqwest::Url, reason: impl Into<String>) -> Self {
         Error::InvalidResponse {
-            url: url.to_string(),
+            url: redact(url),
             reason: reason.into(),
         }
     }
+}
+
+/// A URL as errors and logs show it: without user info, query or fragment (pre-signed
+/// storage URLs and upload states carry secrets there).
+pub(crate) fn redact(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    if u.query().is_some() {
+        u.set_query(Some("<redacted>"));
+    }
+    u.set_fragment(None);
+    u.to_string()
 }
 
 /// Statuses worth another try: 408, 429 and every 5xx.
@@ -276,6 +289,14 @@ mod tests {
     fn garbage_error_body_is_empty() {
         assert!(parse_error_body(b"<html>").is_empty());
         assert!(parse_error_body(br#"{"errors":null}"#).is_empty());
+    }
+
+    #[test]
+    fn urls_in_errors_lose_their_secrets() {
+        let u =
+            reqwest::Url::parse("https://user:pw@s3.example/blob?X-Amz-Signature=abc#f").unwrap();
+        let shown = redact(&u);
+        assert_eq!(shown, "https://s3.example/blob?<redacted>");
     }
 
     #[test]

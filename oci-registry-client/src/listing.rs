@@ -65,7 +65,7 @@ fn next_link(base: &Url, link: Option<&str>) -> Result<Option<Url>> {
         })?;
         if url.origin() != base.origin() {
             return Err(Error::RefusedUrl {
-                url: url.to_string(),
+                url: crate::error::redact(&url),
                 reason: "Link points to another origin".into(),
             });
         }

@@ -2,7 +2,7 @@
 //! upload), manifests, tags, and the referrers tag-schema fallback.
 
 use crate::auth::repo_scope;
-use crate::body::expect_status;
+use crate::body::{error_from, expect_status};
 use crate::client::{resolve_location, Client, Endpoint, Req, ReqBody};
 use crate::error::{Error, Result};
 use crate::listing::referrers_tag;
@@ -47,6 +47,22 @@ fn push_scopes(repo: &Repository, from: Option<&Repository>) -> Vec<String> {
         s.push(repo_scope(f.name(), "pull"));
     }
     s
+}
+
+/// The number of bytes an upload `Range: 0-N` answer says the session holds. distribution
+/// says `0-0` for both nothing and one byte; before any byte of ours was confirmed
+/// (`confirmed` 0) it is read as nothing, so at worst a byte is sent again and refused.
+fn parse_range_end(r: &str, confirmed: u64) -> Option<u64> {
+    let r = r.trim().trim_start_matches("bytes=");
+    let (start, last) = r.split_once('-')?;
+    if start.trim() != "0" {
+        return None;
+    }
+    let last = last.trim().parse::<u64>().ok()?;
+    if last == 0 && confirmed == 0 {
+        return Some(0);
+    }
+    last.checked_add(1)
 }
 
 impl Client {
@@ -300,20 +316,35 @@ impl Client {
                     .header(CONTENT_LENGTH, &part.len().to_string())?;
                 req.body = ReqBody::Bytes(part);
                 req.retry = false;
-                let resp = expect_status(self.send(ep, req).await?, &[201, 202, 204]).await?;
+                let resp = match self.send(ep, req).await {
+                    Ok(r) if matches!(r.status().as_u16(), 201 | 202 | 204) => r,
+                    other => {
+                        let err = match other {
+                            Ok(r) => error_from(r).await,
+                            Err(e) => e,
+                        };
+                        // The chunk may or may not have landed: ask the session.
+                        if err.can_retry() {
+                            if let Ok((url, got)) = self.upload_status(ep, repo, &session).await {
+                                if (offset..=end).contains(&got) {
+                                    tracing::debug!(%err, got, "chunk failed; continuing from the session's offset");
+                                    session = url;
+                                    accepted = got;
+                                    continue;
+                                }
+                            }
+                        }
+                        return Err(err);
+                    }
+                };
                 if resp.headers().contains_key(reqwest::header::LOCATION) {
                     session = resolve_location(resp.url(), &resp)?;
                 }
                 accepted = match header_str(resp.headers(), RANGE.as_str()) {
                     Some(r) => {
-                        let r = r.trim().trim_start_matches("bytes=");
-                        let last = r
-                            .split_once('-')
-                            .and_then(|(_, e)| e.trim().parse::<u64>().ok())
-                            .ok_or_else(|| {
-                                Error::invalid(&session, format!("invalid Range header {r:?}"))
-                            })?;
-                        let got = last + 1;
+                        let got = parse_range_end(r, end).ok_or_else(|| {
+                            Error::invalid(&session, format!("invalid Range header {r:?}"))
+                        })?;
                         if got < offset || got > end {
                             return Err(Error::invalid(
                                 &session,
@@ -338,6 +369,28 @@ impl Client {
             .header(CONTENT_LENGTH, "0")?;
         let resp = expect_status(self.send(ep, req).await?, &[201, 204]).await?;
         Self::check_committed(&url, &resp, desc)
+    }
+
+    /// The session URL and how many bytes an upload session holds (`GET` on the session).
+    async fn upload_status(
+        &self,
+        ep: &Endpoint,
+        repo: &Repository,
+        session: &Url,
+    ) -> Result<(Url, u64)> {
+        let req = Req::new(Method::GET, session.clone(), push_scopes(repo, None));
+        let resp = expect_status(self.send(ep, req).await?, &[200, 204]).await?;
+        let url = if resp.headers().contains_key(reqwest::header::LOCATION) {
+            resolve_location(resp.url(), &resp)?
+        } else {
+            session.clone()
+        };
+        let got = match header_str(resp.headers(), RANGE.as_str()) {
+            Some(r) => parse_range_end(r, 0)
+                .ok_or_else(|| Error::invalid(&url, format!("invalid Range header {r:?}")))?,
+            None => 0,
+        };
+        Ok((url, got))
     }
 
     /// Pushes a manifest or index (after the blobs or manifests it points at), by tag when
@@ -453,5 +506,21 @@ impl Client {
             .await?;
         self.push_manifest(repo, &m, Some(tag)).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_range_answers() {
+        assert_eq!(parse_range_end("0-99", 0), Some(100));
+        assert_eq!(parse_range_end("bytes=0-99", 50), Some(100));
+        assert_eq!(parse_range_end("0-0", 0), Some(0));
+        assert_eq!(parse_range_end("0-0", 1), Some(1));
+        assert_eq!(parse_range_end("5-9", 0), None);
+        assert_eq!(parse_range_end("junk", 0), None);
+        assert_eq!(parse_range_end("0-18446744073709551615", 0), None);
     }
 }

@@ -675,3 +675,113 @@ async fn secrets_never_show_in_debug_or_errors() {
         "{shown}"
     );
 }
+
+#[tokio::test]
+async fn slow_body_is_resumed_after_read_timeout() {
+    let data = blob_data();
+    let d2 = data.clone();
+    let s = serve(move |r: &Request| match range_start(r) {
+        None => Response {
+            status: 200,
+            headers: vec![("content-length".into(), d2.len().to_string())],
+            body: Body::Stall(d2[..70_000].to_vec().into()),
+        },
+        Some(n) => Response::new(206)
+            .header(
+                "content-range",
+                format!("bytes {n}-{}/{}", d2.len() - 1, d2.len()),
+            )
+            .body(d2[n..].to_vec()),
+    })
+    .await;
+    let c = Client::builder()
+        .read_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let repo = Repository::new(&s.registry(), "a/b").unwrap();
+    let d = desc("application/octet-stream", &data);
+    let got = read_all(c.blob(&repo, &d).await.unwrap()).await.unwrap();
+    assert!(got == data);
+    assert_eq!(s.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn failed_patch_continues_from_the_upload_status() {
+    let data = blob_data();
+    let received: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let rec = received.clone();
+    let patches = Arc::new(AtomicUsize::new(0));
+    let p2 = patches.clone();
+    let total = data.len();
+    let s = serve(move |r: &Request| match (r.method.as_str(), r.path()) {
+        ("HEAD", _) => Response::new(404),
+        ("POST", _) => Response::new(202).header("location", "/upload/1"),
+        ("GET", "/upload/1") => {
+            let got = rec.lock().unwrap().len();
+            Response::new(204).header("range", format!("0-{}", got.saturating_sub(1)))
+        }
+        ("PATCH", "/upload/1") => {
+            let mut got = rec.lock().unwrap();
+            got.extend_from_slice(&r.body);
+            // The second chunk lands, but its answer is a 503.
+            if p2.fetch_add(1, Ordering::SeqCst) == 1 {
+                return Response::new(503);
+            }
+            Response::new(202)
+                .header("location", "/upload/1")
+                .header("range", format!("0-{}", got.len() - 1))
+        }
+        ("PUT", "/upload/1") => {
+            let got = rec.lock().unwrap();
+            if got.len() == total
+                && r.query("digest").as_deref() == Some(oci_image::sha256(&got).as_ref())
+            {
+                Response::new(201)
+            } else {
+                Response::new(400)
+            }
+        }
+        _ => Response::new(404),
+    })
+    .await;
+    let c = Client::builder()
+        .retry(fast_retry())
+        .monolithic_limit(1000)
+        .chunk_size(100_000)
+        .build()
+        .unwrap();
+    let repo = Repository::new(&s.registry(), "a/b").unwrap();
+    let d = desc("application/octet-stream", &data);
+    c.push_blob(&repo, &d, reader(data.clone()), None)
+        .await
+        .unwrap();
+    assert!(*received.lock().unwrap() == data);
+    assert_eq!(patches.load(Ordering::SeqCst), 3, "no chunk sent twice");
+    assert_eq!(s.count("GET", "/upload/1"), 1);
+}
+
+#[tokio::test]
+async fn downloads_are_bounded_by_the_concurrency_limit() {
+    let data = blob_data();
+    let d2 = data.clone();
+    let s = serve(move |_r: &Request| Response::new(200).body(d2.clone())).await;
+    let c = Client::builder()
+        .max_concurrent_downloads(1)
+        .build()
+        .unwrap();
+    let repo = Repository::new(&s.registry(), "a/b").unwrap();
+    let d = desc("application/octet-stream", &data);
+    let first = c.blob(&repo, &d).await.unwrap();
+    // While the first stream is open, a second one waits for its turn.
+    let waiting = tokio::time::timeout(Duration::from_millis(200), c.blob(&repo, &d)).await;
+    assert!(
+        waiting.is_err(),
+        "second download started while the first was open"
+    );
+    assert_eq!(read_all(first).await.unwrap(), data);
+    let second = tokio::time::timeout(Duration::from_secs(5), c.blob(&repo, &d))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read_all(second).await.unwrap(), data);
+}

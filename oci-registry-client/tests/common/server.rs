@@ -59,6 +59,8 @@ pub enum Body {
     Unsized,
     /// These bytes with no Content-Length (chunked encoding).
     Chunked(Bytes),
+    /// Sends these bytes, then stalls for ten seconds (a slow body).
+    Stall(Bytes),
 }
 
 pub struct Response {
@@ -149,6 +151,21 @@ fn to_hyper(resp: Response) -> hyper::Response<BoxBody<Bytes, std::io::Error>> {
                             ))
                         }
                         _ => None,
+                    }
+                }
+            });
+            StreamBody::new(s).boxed()
+        }
+        Body::Stall(bytes) => {
+            let s = futures_util::stream::unfold(0u8, move |step| {
+                let bytes = bytes.clone();
+                async move {
+                    match step {
+                        0 => Some((Ok::<_, std::io::Error>(Frame::data(bytes)), 1)),
+                        _ => {
+                            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                            None
+                        }
                     }
                 }
             });
