@@ -82,6 +82,20 @@ pub trait CredentialProvider: Send + Sync + fmt::Debug {
     async fn credential(&self, registry: &str) -> Result<Credential>;
 }
 
+#[async_trait]
+impl<T: CredentialProvider + ?Sized> CredentialProvider for std::sync::Arc<T> {
+    async fn credential(&self, registry: &str) -> Result<Credential> {
+        (**self).credential(registry).await
+    }
+}
+
+#[async_trait]
+impl<T: CredentialProvider + ?Sized> CredentialProvider for Box<T> {
+    async fn credential(&self, registry: &str) -> Result<Credential> {
+        (**self).credential(registry).await
+    }
+}
+
 /// No credentials for any registry.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AnonymousProvider;

@@ -364,6 +364,22 @@ async fn htpasswd_basic_auth() {
     for (d, b) in &img.blobs {
         assert_eq!(&read_all(c.blob(&repo, d).await.unwrap()).await.unwrap(), b);
     }
+    // The same credentials from a docker config.json (`auth` is base64 of user:password).
+    let cfg = format!(
+        r#"{{"auths":{{"http://{}":{{"auth":"YWxpY2U6czNjcmV0LXBhc3M="}}}}}}"#,
+        reg.addr
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), cfg).unwrap();
+    let from_file = Client::builder()
+        .credentials(DockerConfig::from_path(&dir.path().join("config.json")).unwrap())
+        .build()
+        .unwrap();
+    let m = from_file
+        .manifest(&repo, &ManifestRef::Tag("v1".into()))
+        .await
+        .unwrap();
+    assert_eq!(m.digest(), img.manifest.digest());
     let anon = client();
     let e = anon
         .manifest(&repo, &ManifestRef::Tag("v1".into()))
