@@ -194,10 +194,24 @@ impl Client {
             self.upload_chunked(ep, repo, session.clone(), chunk, desc, verifying)
                 .await
         };
-        if result.is_err() {
-            self.cancel_upload(ep, repo, session).await;
+        match result {
+            Ok(()) => Ok(()),
+            // The answer to the final PUT can be lost after the registry committed the blob.
+            Err(e)
+                if !e.is_integrity()
+                    && self
+                        .blob_exists_at(ep, repo, desc.digest())
+                        .await
+                        .unwrap_or(false) =>
+            {
+                tracing::debug!(error = %e, digest = %desc.digest(), "upload answer failed but the blob is there");
+                Ok(())
+            }
+            Err(e) => {
+                self.cancel_upload(ep, repo, session).await;
+                Err(e)
+            }
         }
-        result
     }
 
     fn finish_url(mut url: Url, digest: &Digest) -> Url {

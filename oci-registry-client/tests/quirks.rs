@@ -785,3 +785,32 @@ async fn downloads_are_bounded_by_the_concurrency_limit() {
         .unwrap();
     assert_eq!(read_all(second).await.unwrap(), data);
 }
+
+#[tokio::test]
+async fn lost_answer_to_the_final_put_is_checked_with_head() {
+    let stored = Arc::new(AtomicUsize::new(0));
+    let s2 = stored.clone();
+    let s = serve(move |r: &Request| match r.method.as_str() {
+        "HEAD" if s2.load(Ordering::SeqCst) == 0 => Response::new(404),
+        "HEAD" => Response::new(200).header("content-length", "5"),
+        "POST" => Response::new(202).header("location", "/upload/1"),
+        "PUT" => {
+            // Committed, but the answer says otherwise.
+            s2.store(1, Ordering::SeqCst);
+            Response::new(400)
+        }
+        _ => Response::new(405),
+    })
+    .await;
+    let repo = Repository::new(&s.registry(), "a/b").unwrap();
+    let d = desc("application/octet-stream", b"hello");
+    client()
+        .push_blob(&repo, &d, reader(b"hello".to_vec()), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.count("DELETE", "/upload/1"),
+        0,
+        "a committed upload is not cancelled"
+    );
+}
