@@ -490,7 +490,7 @@ impl Client {
                     let err = Error::transport(&url, e);
                     if can_repeat && err.can_retry() {
                         let d = self.inner.retry.backoff(attempt);
-                        tracing::debug!(%url, error = %err, delay = ?d, "retrying");
+                        tracing::debug!(url = %redact(&url), error = %err, delay = ?d, "retrying");
                         tokio::time::sleep(d).await;
                         attempt += 1;
                         continue;
@@ -560,7 +560,7 @@ impl Client {
                         reason: "redirect from HTTPS to plain HTTP".into(),
                     });
                 }
-                tracing::debug!(from = %url, to = %next.origin().ascii_serialization(), "following redirect");
+                tracing::debug!(from = %redact(&url), to = %next.origin().ascii_serialization(), "following redirect");
                 url = next;
                 continue;
             }
@@ -571,7 +571,7 @@ impl Client {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| self.inner.retry.retry_after(v))
                     .unwrap_or_else(|| self.inner.retry.backoff(attempt));
-                tracing::debug!(%url, status, delay = ?d, "retrying");
+                tracing::debug!(url = %redact(&url), status, delay = ?d, "retrying");
                 drop(resp);
                 tokio::time::sleep(d).await;
                 attempt += 1;

@@ -359,13 +359,14 @@ impl BlobStream {
                 }
                 Some(Err(e)) => {
                     self.body = None;
+                    let err = Error::transport(&self.url, e);
                     if self.offset < self.size && self.resumes < self.client.inner.max_resumes {
                         self.resumes += 1;
-                        tracing::debug!(digest = %self.digest, offset = self.offset, error = %e, "blob download dropped, resuming");
+                        tracing::debug!(digest = %self.digest, offset = self.offset, error = %err, "blob download dropped, resuming");
                         continue;
                     }
                     self.done = true;
-                    return Some(Err(to_io(Error::transport(&self.url, e))));
+                    return Some(Err(to_io(err)));
                 }
                 None => {
                     self.body = None;

@@ -814,3 +814,55 @@ async fn lost_answer_to_the_final_put_is_checked_with_head() {
         "a committed upload is not cancelled"
     );
 }
+
+#[tokio::test]
+async fn bearer_token_refreshed_on_expiry_without_a_401() {
+    let issued = Arc::new(AtomicUsize::new(0));
+    let i2 = issued.clone();
+    let tokens = serve(move |_r: &Request| {
+        let n = i2.fetch_add(1, Ordering::SeqCst) + 1;
+        Response::new(200)
+            .json(serde_json::json!({"access_token": format!("tok{n}"), "expires_in": 1}))
+    })
+    .await;
+    let realm = format!("{}/token", tokens.url());
+    let m = manifest_bytes();
+    let s = serve(move |r: &Request| match r.header("authorization") {
+        Some(a) if a.starts_with("Bearer tok") => Response::new(200)
+            .header("content-type", oci_image::media::OCI_MANIFEST)
+            .body(m.clone()),
+        _ => Response::new(401).header(
+            "www-authenticate",
+            format!(r#"Bearer realm="{realm}",service="svc""#),
+        ),
+    })
+    .await;
+    let repo = Repository::new(&s.registry(), "a/b").unwrap();
+    let c = client();
+    c.manifest(&repo, &ManifestRef::Tag("v1".into()))
+        .await
+        .unwrap();
+    c.manifest(&repo, &ManifestRef::Tag("v1".into()))
+        .await
+        .unwrap();
+    assert_eq!(issued.load(Ordering::SeqCst), 1, "a live token is reused");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let before = s.requests().len();
+    c.manifest(&repo, &ManifestRef::Tag("v1".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        issued.load(Ordering::SeqCst),
+        2,
+        "an expired token is replaced"
+    );
+    assert_eq!(s.requests().len(), before + 1, "no 401 round trip needed");
+    assert_eq!(
+        s.requests()
+            .last()
+            .unwrap()
+            .header("authorization")
+            .as_deref(),
+        Some("Bearer tok2")
+    );
+}
