@@ -494,3 +494,66 @@ async fn token_auth_with_jwt_server() {
         .unwrap_err();
     assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
 }
+
+#[tokio::test]
+async fn skopeo_reads_what_we_push_and_we_read_its_docker_schema2() {
+    if !have_registry() {
+        return;
+    }
+    if std::process::Command::new("skopeo")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: skopeo is not installed");
+        return;
+    }
+    let reg = Registry::start();
+    let c = client();
+    let repo = Repository::new(&reg.addr, "interop/oci").unwrap();
+    let img = small_image();
+    push_image(&c, &repo, &img, "v1").await;
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/interop/oci:v1", reg.addr))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, img.manifest.bytes().to_vec());
+    // skopeo converts to Docker schema 2 on its way to another repository.
+    let st = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--format",
+            "v2s2",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("docker://{}/interop/oci:v1", reg.addr))
+        .arg(format!("docker://{}/interop/docker:v1", reg.addr))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let drepo = Repository::new(&reg.addr, "interop/docker").unwrap();
+    let m = c
+        .manifest(&drepo, &ManifestRef::Tag("v1".into()))
+        .await
+        .unwrap();
+    assert_eq!(m.kind(), oci_image::ManifestKind::DockerManifest);
+    let d = c
+        .resolve(&drepo, &ManifestRef::Tag("v1".into()))
+        .await
+        .unwrap();
+    assert_eq!(d.digest(), m.digest());
+    for child in m.children() {
+        let bytes = read_all(c.blob(&drepo, &child).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(bytes.len() as u64, child.size());
+    }
+}
