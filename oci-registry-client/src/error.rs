@@ -148,10 +148,54 @@ pub enum Error {
     Image(#[from] oci_image::Error),
 }
 
+/// What kind of failure an [`Error`] is, for callers that branch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The manifest, blob, tag or repository does not exist.
+    NotFound,
+    /// Authentication failed or was refused (401), or access denied (403).
+    Unauthorized,
+    /// Content did not match its digest or size.
+    Integrity,
+    /// The network failed, or the registry had a temporary problem (408, 429, 5xx).
+    Transient,
+    /// The registry answered outside the spec, or with a URL or size we refuse.
+    Protocol,
+    /// A name, reference or credential configuration given to us is invalid.
+    InvalidInput,
+    /// Anything else the registry refused (other 4xx).
+    Rejected,
+}
+
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        if self.is_not_found() {
+            return ErrorKind::NotFound;
+        }
+        if self.is_integrity() {
+            return ErrorKind::Integrity;
+        }
+        if self.can_retry() {
+            return ErrorKind::Transient;
+        }
+        match self {
+            Error::Unauthorized { .. } | Error::Token { .. } => ErrorKind::Unauthorized,
+            Error::Registry {
+                status: 401 | 403, ..
+            } => ErrorKind::Unauthorized,
+            Error::Registry { .. } => ErrorKind::Rejected,
+            Error::InvalidName { .. } | Error::Credentials { .. } | Error::Io { .. } => {
+                ErrorKind::InvalidInput
+            }
+            _ => ErrorKind::Protocol,
+        }
+    }
+
     /// The HTTP status of a registry error, when there was one.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -282,6 +326,19 @@ mod tests {
         };
         assert!(e.is_not_found());
         assert!(!e.can_retry());
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        let denied = Error::Registry {
+            status: 403,
+            url: String::new(),
+            errors: Vec::new(),
+        };
+        assert_eq!(denied.kind(), ErrorKind::Unauthorized);
+        let busy = Error::Registry {
+            status: 503,
+            url: String::new(),
+            errors: Vec::new(),
+        };
+        assert_eq!(busy.kind(), ErrorKind::Transient);
         assert!(e.to_string().contains("MANIFEST_UNKNOWN: manifest unknown"));
     }
 

@@ -78,7 +78,7 @@ pub use client::{Client, ClientBuilder};
 pub use credentials::{
     AnonymousProvider, Credential, CredentialProvider, DockerConfig, StaticCredentials,
 };
-pub use error::{Error, RegistryErrorEntry, Result};
+pub use error::{Error, ErrorKind, RegistryErrorEntry, Result};
 pub use listing::Page;
 pub use progress::{Direction, Progress, ProgressFn};
 pub use push::PushOutcome;
