@@ -866,3 +866,47 @@ async fn bearer_token_refreshed_on_expiry_without_a_401() {
         Some("Bearer tok2")
     );
 }
+
+#[tokio::test]
+async fn realm_on_another_origin_gets_basic_only_and_registry_gets_bearer_only() {
+    let tokens = serve(|r: &Request| match r.header("authorization").as_deref() {
+        Some("Basic dTpw") => {
+            Response::new(200).json(serde_json::json!({"token": "registry-token"}))
+        }
+        _ => Response::new(401),
+    })
+    .await;
+    let realm = format!("{}/token", tokens.url());
+    let m = manifest_bytes();
+    let s = serve(
+        move |r: &Request| match r.header("authorization").as_deref() {
+            Some("Bearer registry-token") => Response::new(200)
+                .header("content-type", oci_image::media::OCI_MANIFEST)
+                .body(m.clone()),
+            _ => Response::new(401).header(
+                "www-authenticate",
+                format!(r#"Bearer realm="{realm}",service="svc""#),
+            ),
+        },
+    )
+    .await;
+    let c = Client::builder()
+        .credentials(StaticCredentials::new().with(&s.registry(), Credential::basic("u", "p")))
+        .build()
+        .unwrap();
+    let repo = Repository::new(&s.registry(), "a/b").unwrap();
+    c.manifest(&repo, &ManifestRef::Tag("v1".into()))
+        .await
+        .unwrap();
+    for r in s.requests() {
+        let a = r.header("authorization").unwrap_or_default();
+        assert!(!a.starts_with("Basic"), "registry got the password: {a}");
+    }
+    for r in tokens.requests() {
+        let a = r.header("authorization").unwrap_or_default();
+        assert!(
+            !a.starts_with("Bearer"),
+            "token server got the registry token"
+        );
+    }
+}
