@@ -55,6 +55,20 @@ impl Client {
         }))
     }
 
+    /// Checks that the registry speaks the distribution API and accepts our credentials
+    /// (`GET /v2/` through the challenge flow), as `docker login` does.
+    pub async fn ping(&self, registry: &str) -> Result<()> {
+        let ep = self.endpoint(registry)?;
+        let url = ep.url("v2/")?;
+        expect_status(
+            self.send(&ep, Req::new(Method::GET, url, Vec::new()))
+                .await?,
+            &[200],
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Fetches a manifest or index by tag or digest, with content negotiation over the OCI
     /// and Docker types. The exact bytes are kept; they are verified against the digest asked
     /// for, or against `Docker-Content-Digest` when fetching by tag. Capped at 4 MiB.

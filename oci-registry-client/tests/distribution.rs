@@ -354,6 +354,7 @@ async fn htpasswd_basic_auth() {
         .build()
         .unwrap();
     let repo = Repository::new(&reg.addr, "private/app").unwrap();
+    c.ping(&reg.addr).await.unwrap();
     let img = small_image();
     push_image(&c, &repo, &img, "v1").await;
     let m = c
@@ -390,6 +391,8 @@ async fn htpasswd_basic_auth() {
         .credentials(StaticCredentials::new().with(&reg.addr, Credential::basic("alice", "wrong")))
         .build()
         .unwrap();
+    let e = wrong.ping(&reg.addr).await.unwrap_err();
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
     let e = wrong
         .manifest(&repo, &ManifestRef::Tag("v1".into()))
         .await
@@ -419,6 +422,7 @@ async fn token_auth_with_jwt_server() {
         .credentials(StaticCredentials::new().with(&reg.addr, Credential::basic("bob", "hunter22")))
         .build()
         .unwrap();
+    c.ping(&reg.addr).await.unwrap();
     let img = small_image();
     push_image(&c, &repo, &img, "v1").await;
     // Mount needs push on the target and pull on the source in one token.
