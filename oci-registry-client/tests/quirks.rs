@@ -910,3 +910,43 @@ async fn realm_on_another_origin_gets_basic_only_and_registry_gets_bearer_only()
         );
     }
 }
+
+#[tokio::test]
+async fn redirect_loops_end_in_an_error() {
+    let s = serve(|r: &Request| Response::new(302).header("location", r.uri.clone())).await;
+    let repo = Repository::new(&s.registry(), "a/b").unwrap();
+    let d = desc("application/octet-stream", b"x");
+    let Err(e) = client().blob(&repo, &d).await else {
+        panic!("a redirect loop gave a blob")
+    };
+    assert!(matches!(e, Error::InvalidResponse { .. }), "{e}");
+    assert_eq!(s.requests().len(), 11);
+}
+
+#[tokio::test]
+async fn content_type_contradicting_the_document_is_refused() {
+    let m = manifest_bytes();
+    let s = serve(move |_r: &Request| {
+        Response::new(200)
+            .header("content-type", oci_image::media::OCI_INDEX)
+            .body(m.clone())
+    })
+    .await;
+    let repo = Repository::new(&s.registry(), "a/b").unwrap();
+    let e = client()
+        .manifest(&repo, &ManifestRef::Tag("v1".into()))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Image(_)), "{e}");
+}
+
+#[tokio::test]
+async fn redirect_from_the_registry_to_a_non_http_scheme_is_refused() {
+    let s = serve(|_r: &Request| Response::new(307).header("location", "file:///etc/passwd")).await;
+    let repo = Repository::new(&s.registry(), "a/b").unwrap();
+    let d = desc("application/octet-stream", b"x");
+    let Err(e) = client().blob(&repo, &d).await else {
+        panic!("followed a file: redirect")
+    };
+    assert!(matches!(e, Error::RefusedUrl { .. }), "{e}");
+}
