@@ -40,6 +40,8 @@ pub mod error;
 pub mod manifest;
 pub mod media;
 pub mod memory;
+pub mod platform;
+pub mod reference;
 pub mod store;
 pub mod transfer;
 pub mod verify;
@@ -48,6 +50,8 @@ pub use digest::{parse_digest, sha256, Hasher};
 pub use error::{Error, Result};
 pub use manifest::{descriptor, Manifest, ManifestBody, ManifestKind, MAX_MANIFEST_SIZE};
 pub use memory::MemoryStore;
+pub use platform::PlatformSpec;
+pub use reference::ImageReference;
 pub use store::{
     BlobInfo, BlobReader, BlobStore, BlobStoreExt, BlobWriter, Expected, ReferenceStore,
 };

@@ -235,12 +235,13 @@ impl Manifest {
             });
         }
         let body = if kind.is_index() {
-            ManifestBody::Index(serde_json::from_slice(&bytes).map_err(|source| {
-                Error::InvalidJson {
+            let mut index: ImageIndex =
+                serde_json::from_slice(&bytes).map_err(|source| Error::InvalidJson {
                     what: "image index",
                     source,
-                }
-            })?)
+                })?;
+            restore_platform_fields(&bytes, &mut index)?;
+            ManifestBody::Index(index)
         } else {
             ManifestBody::Image(serde_json::from_slice(&bytes).map_err(|source| {
                 Error::InvalidJson {
@@ -340,6 +341,49 @@ impl Manifest {
             ManifestBody::Index(i) => i.manifests().clone(),
         }
     }
+}
+
+#[derive(Deserialize)]
+struct RawIndex {
+    manifests: Vec<RawEntry>,
+}
+
+#[derive(Deserialize)]
+struct RawEntry {
+    platform: Option<RawPlatform>,
+}
+
+#[derive(Deserialize)]
+struct RawPlatform {
+    #[serde(rename = "os.version")]
+    os_version: Option<String>,
+    #[serde(rename = "os.features")]
+    os_features: Option<Vec<String>>,
+}
+
+/// oci-spec 0.10 (de)serialises `os.version` and `os.features` as `osVersion`/`osFeatures`,
+/// so they are lost from real indexes; read them from the bytes under their spec names.
+fn restore_platform_fields(bytes: &[u8], index: &mut ImageIndex) -> Result<()> {
+    let raw: RawIndex = serde_json::from_slice(bytes).map_err(|source| Error::InvalidJson {
+        what: "image index",
+        source,
+    })?;
+    let mut manifests = index.manifests().clone();
+    for (entry, raw) in manifests.iter_mut().zip(raw.manifests) {
+        let (Some(p), Some(rp)) = (entry.platform().clone(), raw.platform) else {
+            continue;
+        };
+        let mut p = p;
+        if rp.os_version.is_some() {
+            p.set_os_version(rp.os_version);
+        }
+        if rp.os_features.is_some() {
+            p.set_os_features(rp.os_features);
+        }
+        entry.set_platform(Some(p));
+    }
+    index.set_manifests(manifests);
+    Ok(())
 }
 
 /// Builds a descriptor from its three required fields.
