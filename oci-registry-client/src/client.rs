@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 /// Builds a [`Client`].
 pub struct ClientBuilder {
     insecure: HashSet<String>,
+    https: HashSet<String>,
     credentials: Arc<dyn CredentialProvider>,
     mirrors: HashMap<String, Vec<String>>,
     retry: RetryPolicy,
@@ -34,12 +35,14 @@ pub struct ClientBuilder {
     chunk_size: u64,
     monolithic_limit: u64,
     max_resumes: u32,
+    roots: Vec<reqwest::Certificate>,
 }
 
 impl Default for ClientBuilder {
     fn default() -> Self {
         Self {
             insecure: HashSet::new(),
+            https: HashSet::new(),
             credentials: Arc::new(AnonymousProvider),
             mirrors: HashMap::new(),
             retry: RetryPolicy::default(),
@@ -52,6 +55,7 @@ impl Default for ClientBuilder {
             chunk_size: 16 * 1024 * 1024,
             monolithic_limit: 128 * 1024 * 1024,
             max_resumes: 5,
+            roots: Vec::new(),
         }
     }
 }
@@ -68,9 +72,16 @@ impl fmt::Debug for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Allows plain HTTP for this registry (`localhost`, `127.0.0.1` and `[::1]` always use it).
+    /// Uses plain HTTP for this registry. Loopback registries (`localhost`, `127.0.0.1`,
+    /// `[::1]`) use it too unless marked with [`https_registry`](Self::https_registry).
     pub fn insecure_registry(mut self, registry: &str) -> Self {
         self.insecure.insert(normalize_registry(registry));
+        self
+    }
+
+    /// Always uses HTTPS for this registry, even on a loopback address.
+    pub fn https_registry(mut self, registry: &str) -> Self {
+        self.https.insert(normalize_registry(registry));
         self
     }
 
@@ -157,9 +168,29 @@ impl ClientBuilder {
         self
     }
 
+    /// Trusts the CA certificates of a PEM bundle as well as the system's (private registries).
+    pub fn root_certificates_pem(mut self, pem: &[u8]) -> Result<Self> {
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| Error::Credentials {
+            registry: "*".into(),
+            reason: format!("invalid PEM certificate bundle: {e}"),
+        })?;
+        if certs.is_empty() {
+            return Err(Error::Credentials {
+                registry: "*".into(),
+                reason: "the PEM bundle holds no certificate".into(),
+            });
+        }
+        self.roots.extend(certs);
+        Ok(self)
+    }
+
     /// Builds the client.
     pub fn build(self) -> Result<Client> {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder();
+        for c in self.roots {
+            http = http.add_root_certificate(c);
+        }
+        let http = http
             .user_agent(self.user_agent)
             .connect_timeout(self.connect_timeout)
             .read_timeout(self.read_timeout)
@@ -174,6 +205,7 @@ impl ClientBuilder {
             inner: Arc::new(Inner {
                 http,
                 insecure: self.insecure,
+                https: self.https,
                 credentials: self.credentials,
                 mirrors: self.mirrors,
                 retry: self.retry,
@@ -193,6 +225,7 @@ impl ClientBuilder {
 pub(crate) struct Inner {
     pub(crate) http: reqwest::Client,
     insecure: HashSet<String>,
+    https: HashSet<String>,
     credentials: Arc<dyn CredentialProvider>,
     mirrors: HashMap<String, Vec<String>>,
     pub(crate) retry: RetryPolicy,
@@ -313,11 +346,9 @@ impl Client {
         } else {
             registry.as_str()
         };
-        let scheme = if self.inner.insecure.contains(&registry) || is_loopback(host) {
-            "http"
-        } else {
-            "https"
-        };
+        let plain = self.inner.insecure.contains(&registry)
+            || (is_loopback(host) && !self.inner.https.contains(&registry));
+        let scheme = if plain { "http" } else { "https" };
         let base = Url::parse(&format!("{scheme}://{host}/")).map_err(|e| Error::InvalidName {
             name: registry.clone(),
             reason: format!("not a usable host: {e}"),

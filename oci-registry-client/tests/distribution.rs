@@ -561,3 +561,39 @@ async fn skopeo_reads_what_we_push_and_we_read_its_docker_schema2() {
         assert_eq!(bytes.len() as u64, child.size());
     }
 }
+
+#[tokio::test]
+async fn tls_registry_with_private_ca_and_no_plain_http_fallback() {
+    if !have_registry() {
+        return;
+    }
+    let Some((_certs, ca, leaf, key)) = tls_certificates() else {
+        return;
+    };
+    let reg = Registry::start_full(Auth::None, Some((leaf, key)));
+    let repo = Repository::new(&reg.addr, "tls/app").unwrap();
+    let c = Client::builder()
+        .https_registry(&reg.addr)
+        .root_certificates_pem(&std::fs::read(&ca).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let img = small_image();
+    push_image(&c, &repo, &img, "v1").await;
+    let m = c
+        .manifest(&repo, &ManifestRef::Tag("v1".into()))
+        .await
+        .unwrap();
+    assert_eq!(m.digest(), img.manifest.digest());
+    // Without the CA the certificate is refused; nothing falls back to plain HTTP.
+    let untrusting = Client::builder()
+        .https_registry(&reg.addr)
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let e = untrusting
+        .manifest(&repo, &ManifestRef::Tag("v1".into()))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Transport { .. }), "{e}");
+}

@@ -54,6 +54,19 @@ impl Registry {
     }
 
     pub fn start_with(auth: Auth) -> Self {
+        Self::start_full(auth, None)
+    }
+
+    /// With TLS: `tls` is (certificate chain PEM, key PEM).
+    pub fn start_full(auth: Auth, tls: Option<(PathBuf, PathBuf)>) -> Self {
+        let tls_yaml = match &tls {
+            Some((c, k)) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                c.display(),
+                k.display()
+            ),
+            None => String::new(),
+        };
         let dir = tempfile::tempdir().unwrap();
         let storage = dir.path().join("storage");
         std::fs::create_dir(&storage).unwrap();
@@ -76,7 +89,7 @@ impl Registry {
             let port = free_port();
             let addr = format!("127.0.0.1:{port}");
             let config = format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: {addr}\n{auth_yaml}",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: {addr}\n{tls_yaml}{auth_yaml}",
                 storage.display()
             );
             let cfg = dir.path().join("config.yml");
@@ -137,7 +150,7 @@ fn wait_ready(child: &mut Child, addr: &str) -> bool {
             let req = format!("GET /v2/ HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
             if s.write_all(req.as_bytes()).is_ok() {
                 let mut buf = [0u8; 12];
-                if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1") {
+                if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.") {
                     return true;
                 }
             }
@@ -250,4 +263,73 @@ pub fn fast_retry() -> oci_registry_client::RetryPolicy {
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_secs(2),
     }
+}
+
+/// A CA and a leaf certificate for 127.0.0.1 made by `openssl`: (dir, ca.pem, leaf.pem, leaf.key).
+pub fn tls_certificates() -> Option<(tempfile::TempDir, PathBuf, PathBuf, PathBuf)> {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let run = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    std::fs::write(
+        p("leaf.ext"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ok = run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]) && run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+    ]) && run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "leaf.pem",
+    ]);
+    if !ok {
+        eprintln!("skipping: openssl could not make test certificates");
+        return None;
+    }
+    let (ca, leaf, key) = (p("ca.pem"), p("leaf.pem"), p("leaf.key"));
+    Some((dir, ca, leaf, key))
 }
