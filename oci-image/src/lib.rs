@@ -37,6 +37,7 @@
 
 pub mod digest;
 pub mod error;
+pub mod layout;
 pub mod manifest;
 pub mod media;
 pub mod memory;
@@ -48,6 +49,7 @@ pub mod verify;
 
 pub use digest::{parse_digest, sha256, Hasher};
 pub use error::{Error, Result};
+pub use layout::{GcReport, OciLayout};
 pub use manifest::{descriptor, Manifest, ManifestBody, ManifestKind, MAX_MANIFEST_SIZE};
 pub use memory::MemoryStore;
 pub use platform::PlatformSpec;

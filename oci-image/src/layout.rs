@@ -1,0 +1,711 @@
+//! The OCI image layout directory as a content store.
+//!
+//! ```text
+//! DIR/oci-layout          {"imageLayoutVersion":"1.0.0"}
+//! DIR/index.json          an image index; tags are `org.opencontainers.image.ref.name`
+//! DIR/blobs/<alg>/<hex>   content, named by digest
+//! ```
+//!
+//! Ingest writes to a temporary file in the layout directory (`.ingest-*`, ignored by every
+//! reader) and renames it to `blobs/<alg>/<hex>` only after size and digest matched, after an
+//! `fsync`: a crash or a wrong blob never leaves a file that looks complete. Every change of
+//! `index.json` takes an exclusive `flock` on the layout directory, reads the index, and
+//! replaces it by rename, so concurrent writers (tasks, processes, other tools holding the same
+//! lock) never lose each other's tags or leave a torn file.
+
+use crate::digest::{parse_digest, path_components, Hasher};
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, MAX_MANIFEST_SIZE};
+use crate::media;
+use crate::store::{
+    validate_ref_name, verified, BlobInfo, BlobReader, BlobStore, BlobStoreExt, BlobWriter,
+    Expected, ReferenceStore,
+};
+use crate::transfer::{ImageDestination, ImageSource, ManifestRef};
+use async_trait::async_trait;
+use oci_spec::image::{Descriptor, Digest, ImageIndex, ImageIndexBuilder, MediaType};
+use std::collections::{HashMap, HashSet};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, SystemTime};
+use tokio::io::AsyncWrite;
+
+/// The annotation that names an entry of `index.json`.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The annotation docker and containerd use for the full image name.
+pub const CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
+/// The content of the `oci-layout` file.
+pub const OCI_LAYOUT_CONTENT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+const INGEST_PREFIX: &str = ".ingest-";
+/// Largest `index.json` read.
+const MAX_INDEX_SIZE: u64 = 64 * 1024 * 1024;
+
+/// An OCI image layout directory. Cloning shares it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> oci_image::Result<()> {
+/// use oci_image::{BlobStoreExt, OciLayout, ReferenceStore};
+/// let dir = tempfile::tempdir()?;
+/// let layout = OciLayout::create(dir.path()).await?;
+/// let info = layout.put_bytes("hello".into()).await?;
+/// assert!(dir.path().join("blobs/sha256").join(info.digest.digest()).exists());
+/// assert!(ReferenceStore::list(&layout).await?.is_empty());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct OciLayout {
+    inner: Arc<LayoutInner>,
+}
+
+#[derive(Debug)]
+struct LayoutInner {
+    root: PathBuf,
+    fsync: bool,
+}
+
+/// What [`OciLayout::gc`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Blobs removed.
+    pub removed: Vec<Digest>,
+    /// Bytes freed.
+    pub bytes_freed: u64,
+    /// Blobs kept because a tag reaches them.
+    pub kept: usize,
+    /// Stale temporary files removed.
+    pub stale_temporaries: usize,
+}
+
+impl OciLayout {
+    /// Opens an existing layout, checking `oci-layout` and `index.json`.
+    pub async fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        let layout_file = root.join("oci-layout");
+        let text = tokio::fs::read(&layout_file)
+            .await
+            .map_err(|e| Error::io(&layout_file, e))?;
+        let v: serde_json::Value = serde_json::from_slice(&text)
+            .map_err(|e| invalid(&root, format!("oci-layout is not JSON: {e}")))?;
+        match v.get("imageLayoutVersion").and_then(|v| v.as_str()) {
+            Some(ver) if ver.starts_with("1.") => {}
+            other => {
+                return Err(invalid(
+                    &root,
+                    format!("unsupported imageLayoutVersion {other:?}"),
+                ))
+            }
+        }
+        let this = Self::at(root);
+        this.read_index().await?;
+        Ok(this)
+    }
+
+    /// Creates a layout (or opens it when `oci-layout` already exists there).
+    pub async fn create(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        if tokio::fs::try_exists(root.join("oci-layout"))
+            .await
+            .unwrap_or(false)
+        {
+            return Self::open(root).await;
+        }
+        let blobs = root.join("blobs").join("sha256");
+        tokio::fs::create_dir_all(&blobs)
+            .await
+            .map_err(|e| Error::io(&blobs, e))?;
+        let this = Self::at(root);
+        let index_path = this.index_path();
+        if !tokio::fs::try_exists(&index_path).await.unwrap_or(false) {
+            let empty = empty_index()?;
+            this.write_index_file(&empty)?;
+        }
+        let layout_file = this.inner.root.join("oci-layout");
+        write_atomic(
+            &this.inner.root,
+            &layout_file,
+            OCI_LAYOUT_CONTENT.as_bytes(),
+            true,
+        )?;
+        Ok(this)
+    }
+
+    fn at(root: PathBuf) -> Self {
+        Self {
+            inner: Arc::new(LayoutInner { root, fsync: true }),
+        }
+    }
+
+    /// Whether blobs and the index are `fsync`ed before they become visible (default true).
+    /// Turning it off is faster and still never shows a wrong blob, but a power loss may leave
+    /// an empty file under a blob's name.
+    pub fn with_fsync(self, fsync: bool) -> Self {
+        Self {
+            inner: Arc::new(LayoutInner {
+                root: self.inner.root.clone(),
+                fsync,
+            }),
+        }
+    }
+
+    /// The layout directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The path of a blob (validated digest; the file may not exist).
+    pub fn blob_path(&self, digest: &Digest) -> Result<PathBuf> {
+        let (alg, hex) = path_components(digest)?;
+        Ok(self.inner.root.join("blobs").join(alg).join(hex))
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.inner.root.join("index.json")
+    }
+
+    /// Reads and parses `index.json`.
+    pub async fn read_index(&self) -> Result<ImageIndex> {
+        let path = self.index_path();
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|e| Error::io(&path, e))?;
+        self.parse_index(&bytes)
+    }
+
+    fn parse_index(&self, bytes: &[u8]) -> Result<ImageIndex> {
+        if bytes.len() as u64 > MAX_INDEX_SIZE {
+            return Err(Error::TooLarge {
+                what: "index.json",
+                size: bytes.len() as u64,
+                limit: MAX_INDEX_SIZE,
+            });
+        }
+        let index: ImageIndex = serde_json::from_slice(bytes)
+            .map_err(|e| invalid(&self.inner.root, format!("index.json: {e}")))?;
+        for d in index.manifests() {
+            crate::digest::check_supported(d.digest())?;
+        }
+        Ok(index)
+    }
+
+    fn write_index_file(&self, index: &ImageIndex) -> Result<()> {
+        let bytes = serde_json::to_vec(index).map_err(|source| Error::InvalidJson {
+            what: "index.json",
+            source,
+        })?;
+        write_atomic(
+            &self.inner.root,
+            &self.index_path(),
+            &bytes,
+            self.inner.fsync,
+        )
+    }
+
+    /// Runs `f` on `index.json` under the layout's exclusive lock and writes the result back
+    /// when `f` says it changed something.
+    pub async fn update_index<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&mut ImageIndex) -> Result<(T, bool)> + Send + 'static,
+        T: Send + 'static,
+    {
+        let this = self.clone();
+        spawn_blocking(move || {
+            let _lock = this.lock()?;
+            let path = this.index_path();
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            let mut index = this.parse_index(&bytes)?;
+            let (out, changed) = f(&mut index)?;
+            if changed {
+                this.write_index_file(&index)?;
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Takes the exclusive lock on the layout directory (blocking).
+    fn lock(&self) -> Result<std::fs::File> {
+        let dir = std::fs::File::open(&self.inner.root).map_err(|e| Error::io(self.root(), e))?;
+        rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| Error::io(self.root(), e.into()))?;
+        Ok(dir)
+    }
+
+    /// Tags `desc` as `name` and also records the full image name (`io.containerd.image.name`)
+    /// as docker does, when given.
+    pub async fn tag(&self, name: &str, desc: &Descriptor, image_name: Option<&str>) -> Result<()> {
+        validate_ref_name(name)?;
+        let mut desc = desc.clone();
+        let mut ann = desc.annotations().clone().unwrap_or_default();
+        ann.insert(REF_NAME.to_owned(), name.to_owned());
+        if let Some(full) = image_name {
+            ann.insert(CONTAINERD_IMAGE_NAME.to_owned(), full.to_owned());
+        }
+        desc.set_annotations(Some(ann));
+        let name = name.to_owned();
+        self.update_index(move |index| {
+            let mut entries: Vec<Descriptor> = index
+                .manifests()
+                .iter()
+                .filter(|d| ref_name(d) != Some(name.as_str()))
+                .cloned()
+                .collect();
+            entries.push(desc);
+            index.set_manifests(entries);
+            Ok(((), true))
+        })
+        .await
+    }
+
+    /// Removes every blob that no entry of `index.json` reaches, and temporary files older
+    /// than an hour. Runs under the index lock, so tags cannot change meanwhile; a blob being
+    /// ingested right now is not yet visible and is not touched.
+    pub async fn gc(&self) -> Result<GcReport> {
+        let this = self.clone();
+        let lock = {
+            let this = this.clone();
+            spawn_blocking(move || this.lock()).await?
+        };
+        let index = self.read_index().await?;
+        let mut reachable: HashSet<Digest> = HashSet::new();
+        let mut todo: Vec<Descriptor> = index.manifests().clone();
+        while let Some(desc) = todo.pop() {
+            if !reachable.insert(desc.digest().clone()) {
+                continue;
+            }
+            let is_manifest =
+                crate::manifest::ManifestKind::from_media_type(&desc.media_type().to_string())
+                    .is_some();
+            if !is_manifest || desc.size() > MAX_MANIFEST_SIZE {
+                continue;
+            }
+            match self.read_bytes(&desc, MAX_MANIFEST_SIZE).await {
+                Ok(bytes) => {
+                    let m = Manifest::parse_verified(bytes, &desc)?;
+                    todo.extend(m.children());
+                    if let Some(subject) = m.as_image().and_then(|i| i.subject().clone()) {
+                        reachable.insert(subject.digest().clone());
+                    }
+                }
+                // A tag may point at a manifest whose blobs were never fetched.
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut report = GcReport::default();
+        for d in BlobStore::list(self).await? {
+            if reachable.contains(&d) {
+                report.kept += 1;
+                continue;
+            }
+            let path = self.blob_path(&d)?;
+            let size = tokio::fs::metadata(&path)
+                .await
+                .map(|m| m.len())
+                .unwrap_or(0);
+            if self.delete(&d).await? {
+                report.bytes_freed += size;
+                report.removed.push(d);
+            }
+        }
+        let mut rd = tokio::fs::read_dir(self.root())
+            .await
+            .map_err(|e| Error::io(self.root(), e))?;
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        while let Some(e) = rd
+            .next_entry()
+            .await
+            .map_err(|e| Error::io(self.root(), e))?
+        {
+            if !e.file_name().to_string_lossy().starts_with(INGEST_PREFIX) {
+                continue;
+            }
+            let old = e
+                .metadata()
+                .await
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < hour_ago);
+            if old && tokio::fs::remove_file(e.path()).await.is_ok() {
+                report.stale_temporaries += 1;
+            }
+        }
+        drop(lock);
+        tracing::debug!(
+            removed = report.removed.len(),
+            bytes = report.bytes_freed,
+            "layout gc"
+        );
+        Ok(report)
+    }
+}
+
+fn invalid(root: &Path, reason: String) -> Error {
+    Error::InvalidLayout {
+        path: root.to_path_buf(),
+        reason,
+    }
+}
+
+/// The `org.opencontainers.image.ref.name` of an index entry.
+pub fn ref_name(d: &Descriptor) -> Option<&str> {
+    d.annotations()
+        .as_ref()
+        .and_then(|a| a.get(REF_NAME))
+        .map(String::as_str)
+}
+
+fn empty_index() -> Result<ImageIndex> {
+    ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(Vec::new())
+        .build()
+        .map_err(|e| Error::other("building an empty index", e))
+}
+
+async fn spawn_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::other("blocking task", e))?
+}
+
+/// Writes a small file by temporary file and rename in `dir`.
+fn write_atomic(dir: &Path, dest: &Path, data: &[u8], fsync: bool) -> Result<()> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(INGEST_PREFIX)
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(data).map_err(|e| Error::io(tmp.path(), e))?;
+    set_readable(tmp.as_file(), tmp.path())?;
+    if fsync {
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io(tmp.path(), e))?;
+    }
+    tmp.persist(dest).map_err(|e| Error::io(dest, e.error))?;
+    Ok(())
+}
+
+fn set_readable(f: &std::fs::File, path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    f.set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| Error::io(path, e))
+}
+
+/// A blob being written into the layout: a temporary file, hashed as it is written.
+struct LayoutWriter {
+    layout: OciLayout,
+    file: tokio::fs::File,
+    temp: tempfile::TempPath,
+    hasher: Hasher,
+    expected: Expected,
+    written: u64,
+}
+
+impl AsyncWrite for LayoutWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        if let (Some(size), Some(d)) = (this.expected.size, this.expected.digest.as_ref()) {
+            if this.written + data.len() as u64 > size {
+                return Poll::Ready(Err(Error::SizeExceeded {
+                    digest: d.clone(),
+                    expected: size,
+                }
+                .into_io()));
+            }
+        }
+        let n = ready!(Pin::new(&mut this.file).poll_write(cx, data))?;
+        this.hasher.update(&data[..n]);
+        this.written += n as u64;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().file).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().file).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl BlobWriter for LayoutWriter {
+    async fn commit(self: Box<Self>) -> Result<BlobInfo> {
+        use tokio::io::AsyncWriteExt;
+        let LayoutWriter {
+            layout,
+            mut file,
+            temp,
+            hasher,
+            expected,
+            written,
+        } = *self;
+        file.flush().await.map_err(|e| Error::io(&*temp, e))?;
+        let actual = hasher.finish();
+        check_expected(&expected, &actual, written)?;
+        let dest = layout.blob_path(&actual)?;
+        let file = file.into_std().await;
+        let fsync = layout.inner.fsync;
+        spawn_blocking(move || {
+            set_readable(&file, &temp)?;
+            if fsync {
+                file.sync_all().map_err(|e| Error::io(&*temp, e))?;
+            }
+            drop(file);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            }
+            // Same content under the same name: replacing an existing blob is harmless.
+            temp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
+            Ok(())
+        })
+        .await?;
+        Ok(BlobInfo {
+            digest: actual,
+            size: written,
+        })
+    }
+
+    fn written(&self) -> u64 {
+        self.written
+    }
+}
+
+/// Checks a finished write against what was expected.
+pub(crate) fn check_expected(expected: &Expected, actual: &Digest, size: u64) -> Result<()> {
+    let named = expected.digest.clone().unwrap_or_else(|| actual.clone());
+    if let Some(want) = expected.size {
+        if size != want {
+            return Err(Error::SizeMismatch {
+                digest: named,
+                expected: want,
+                actual: size,
+            });
+        }
+    }
+    if let Some(want) = &expected.digest {
+        if want != actual {
+            return Err(Error::DigestMismatch {
+                expected: want.clone(),
+                actual: actual.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl BlobStore for OciLayout {
+    async fn open(&self, desc: &Descriptor) -> Result<BlobReader> {
+        let path = self.blob_path(desc.digest())?;
+        let file = tokio::fs::File::open(&path).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::BlobNotFound {
+                    digest: desc.digest().clone(),
+                }
+            } else {
+                Error::io(&path, e)
+            }
+        })?;
+        verified(file, desc)
+    }
+
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+        let path = self.blob_path(digest)?;
+        match tokio::fs::symlink_metadata(&path).await {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Err(invalid(
+                self.root(),
+                format!("{} is not a regular file", path.display()),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    async fn ingest(&self, expected: Expected) -> Result<Box<dyn BlobWriter>> {
+        let hasher = match &expected.digest {
+            Some(d) => {
+                path_components(d)?;
+                Hasher::for_digest(d)?
+            }
+            None => Hasher::default(),
+        };
+        let root = self.inner.root.clone();
+        let tmp = spawn_blocking(move || {
+            tempfile::Builder::new()
+                .prefix(INGEST_PREFIX)
+                .tempfile_in(&root)
+                .map_err(|e| Error::io(&root, e))
+        })
+        .await?;
+        let (file, temp) = tmp.into_parts();
+        Ok(Box::new(LayoutWriter {
+            layout: self.clone(),
+            file: tokio::fs::File::from_std(file),
+            temp,
+            hasher,
+            expected,
+            written: 0,
+        }))
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<bool> {
+        let path = self.blob_path(digest)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        for alg in ["sha256", "sha512"] {
+            let dir = self.inner.root.join("blobs").join(alg);
+            let mut rd = match tokio::fs::read_dir(&dir).await {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&dir, e)),
+            };
+            while let Some(e) = rd.next_entry().await.map_err(|e| Error::io(&dir, e))? {
+                if let Some(name) = e.file_name().to_str() {
+                    if let Ok(d) = parse_digest(&format!("{alg}:{name}")) {
+                        out.push(d);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl ReferenceStore for OciLayout {
+    async fn resolve(&self, name: &str) -> Result<Descriptor> {
+        let index = self.read_index().await?;
+        index
+            .manifests()
+            .iter()
+            .rev()
+            .find(|d| ref_name(d) == Some(name))
+            .cloned()
+            .ok_or_else(|| Error::ReferenceNotFound {
+                name: name.to_owned(),
+            })
+    }
+
+    async fn set(&self, name: &str, desc: &Descriptor) -> Result<()> {
+        self.tag(name, desc, None).await
+    }
+
+    async fn remove(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.update_index(move |index| {
+            let before = index.manifests().len();
+            let kept: Vec<Descriptor> = index
+                .manifests()
+                .iter()
+                .filter(|d| ref_name(d) != Some(name.as_str()))
+                .cloned()
+                .collect();
+            let changed = kept.len() != before;
+            index.set_manifests(kept);
+            Ok((changed, changed))
+        })
+        .await
+    }
+
+    async fn list(&self) -> Result<Vec<(String, Descriptor)>> {
+        let index = self.read_index().await?;
+        let mut by_name: HashMap<String, Descriptor> = HashMap::new();
+        for d in index.manifests() {
+            if let Some(n) = ref_name(d) {
+                by_name.insert(n.to_owned(), d.clone());
+            }
+        }
+        let mut out: Vec<_> = by_name.into_iter().collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl ImageSource for OciLayout {
+    async fn manifest(&self, reference: &ManifestRef) -> Result<Manifest> {
+        let desc = match reference {
+            ManifestRef::Tag(t) => {
+                match ReferenceStore::resolve(self, t).await {
+                    Ok(d) => d,
+                    // A layout with exactly one untagged image answers to any tag, as skopeo's
+                    // `oci:DIR` without a tag does.
+                    Err(e) if e.is_not_found() && t.is_empty() => {
+                        let index = self.read_index().await?;
+                        match index.manifests().as_slice() {
+                            [only] => only.clone(),
+                            _ => return Err(e),
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            ManifestRef::Digest(d) => {
+                let size = self
+                    .stat(d)
+                    .await?
+                    .ok_or_else(|| Error::BlobNotFound { digest: d.clone() })?;
+                let desc = crate::manifest::descriptor(
+                    MediaType::Other(media::OCI_MANIFEST.to_owned()),
+                    d.clone(),
+                    size,
+                );
+                let bytes = self.read_bytes(&desc, MAX_MANIFEST_SIZE).await?;
+                return Manifest::parse_expecting(bytes, None, d);
+            }
+        };
+        let bytes = self.read_bytes(&desc, MAX_MANIFEST_SIZE).await?;
+        Manifest::parse_verified(bytes, &desc)
+    }
+
+    async fn blob(&self, desc: &Descriptor) -> Result<BlobReader> {
+        self.open(desc).await
+    }
+}
+
+#[async_trait]
+impl ImageDestination for OciLayout {
+    async fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
+        Ok(self.stat(desc.digest()).await? == Some(desc.size()))
+    }
+
+    async fn put_blob(&self, desc: &Descriptor, mut reader: BlobReader) -> Result<()> {
+        self.put_stream(Expected::descriptor(desc), &mut reader)
+            .await
+            .map(|_| ())
+    }
+
+    async fn put_manifest(&self, manifest: &Manifest, tag: Option<&str>) -> Result<()> {
+        let mut w = self
+            .ingest(Expected::descriptor(&manifest.descriptor()))
+            .await?;
+        tokio::io::AsyncWriteExt::write_all(&mut w, manifest.bytes())
+            .await
+            .map_err(Error::from_io)?;
+        w.commit().await?;
+        if let Some(tag) = tag {
+            self.tag(tag, &manifest.descriptor(), None).await?;
+        }
+        Ok(())
+    }
+}
