@@ -278,7 +278,7 @@ impl OciLayout {
                 continue;
             }
             let is_manifest =
-                crate::manifest::ManifestKind::from_media_type(&desc.media_type().to_string())
+                crate::manifest::ManifestKind::from_media_type(desc.media_type().as_ref())
                     .is_some();
             if !is_manifest || desc.size() > MAX_MANIFEST_SIZE {
                 continue;

@@ -1,5 +1,7 @@
 //! One conformance suite run over every store: the in-memory store and the OCI layout.
 
+#![allow(clippy::unwrap_used)]
+
 use bytes::Bytes;
 use oci_image::oci_spec::image::{Descriptor, MediaType};
 use oci_image::{
