@@ -35,8 +35,12 @@
 //!   refused (CVE-2021-41190).
 //! - Stores make a blob visible only after its size and digest were checked.
 
+pub mod archive;
+pub mod build;
+pub mod copy;
 pub mod digest;
 pub mod error;
+pub mod inspect;
 pub mod layout;
 pub mod manifest;
 pub mod media;
@@ -47,8 +51,12 @@ pub mod store;
 pub mod transfer;
 pub mod verify;
 
+pub use archive::{ArchiveFormat, ArchiveSource, ArchiveWriter};
+pub use build::ImageBuilder;
+pub use copy::{copy, CopyEvent, CopyOptions, CopyReport, PlatformFilter};
 pub use digest::{parse_digest, sha256, Hasher};
 pub use error::{Error, Result};
+pub use inspect::{ImageInspect, ManifestInspect};
 pub use layout::{GcReport, OciLayout};
 pub use manifest::{descriptor, Manifest, ManifestBody, ManifestKind, MAX_MANIFEST_SIZE};
 pub use memory::MemoryStore;

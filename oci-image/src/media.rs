@@ -20,6 +20,10 @@ pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.mani
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 /// Docker layer (always gzip in practice, though docker accepts plain tar under this name).
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// Docker layer, uncompressed tar (what `docker save` archives hold).
+pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
+/// Docker layer, zstd (as containerd names it).
+pub const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
 /// Docker foreign (non-distributable) layer.
 pub const DOCKER_LAYER_FOREIGN: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 /// Docker schema 1 manifest (refused).
@@ -65,16 +69,16 @@ impl Compression {
 /// ```
 pub fn layer_compression(media_type: &str) -> Option<Compression> {
     match media_type {
-        OCI_LAYER_TAR | "application/vnd.oci.image.layer.nondistributable.v1.tar" => {
-            Some(Compression::None)
-        }
+        OCI_LAYER_TAR
+        | "application/vnd.oci.image.layer.nondistributable.v1.tar"
+        | DOCKER_LAYER_TAR => Some(Compression::None),
         OCI_LAYER_GZIP
         | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
         | DOCKER_LAYER_GZIP
         | DOCKER_LAYER_FOREIGN => Some(Compression::Gzip),
-        OCI_LAYER_ZSTD | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => {
-            Some(Compression::Zstd)
-        }
+        OCI_LAYER_ZSTD
+        | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
+        | DOCKER_LAYER_ZSTD => Some(Compression::Zstd),
         _ => None,
     }
 }

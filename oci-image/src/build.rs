@@ -1,0 +1,445 @@
+//! Image building blocks: a new image from a config and layers, appending layers, setting
+//! config fields, writing the result to a store.
+//!
+//! The config is edited as JSON, not through `oci_spec::image::ImageConfiguration`: a base
+//! image's config carries fields that type does not know (`Healthcheck`, `Shell`, `OnBuild`,
+//! docker's `container_config`), and they must survive an append. Objects serialise with
+//! sorted keys, so the same inputs always give the same config digest.
+
+use crate::digest::Hasher;
+use crate::error::{Error, Result};
+use crate::manifest::{descriptor, Manifest, ManifestBody, ManifestKind};
+use crate::media::{self, Compression};
+use crate::store::{BlobStore, BlobStoreExt, Expected};
+use crate::transfer::ImageSource;
+use bytes::Bytes;
+use oci_spec::image::{
+    Descriptor, Digest, ImageConfiguration, ImageManifest, ImageManifestBuilder, MediaType,
+};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, BufReader, ReadBuf};
+
+/// Largest config read into memory.
+pub const MAX_CONFIG_SIZE: u64 = 8 * 1024 * 1024;
+
+/// Builds an image: config edits, layers, then [`ImageBuilder::build`] into a store.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> oci_image::Result<()> {
+/// use oci_image::{ImageBuilder, MemoryStore, media::Compression};
+/// let store = MemoryStore::new();
+/// let mut b = ImageBuilder::new("linux", "amd64")
+///     .entrypoint(["/bin/sh", "-c"])
+///     .env("PATH", "/bin")
+///     .label("org.example", "yes");
+/// let tar = vec![0u8; 1024]; // an empty tar: two zero blocks
+/// b.add_layer_tar(&store, &mut &tar[..], Compression::Gzip, "empty").await?;
+/// let image = b.build(&store).await?;
+/// assert_eq!(image.as_image().unwrap().layers().len(), 1);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ImageBuilder {
+    config: Value,
+    layers: Vec<Descriptor>,
+    kind: ManifestKind,
+    annotations: HashMap<String, String>,
+}
+
+impl ImageBuilder {
+    /// A new, empty image for `os`/`arch`, with OCI media types.
+    pub fn new(os: &str, arch: &str) -> Self {
+        Self {
+            config: json!({
+                "architecture": arch,
+                "os": os,
+                "config": {},
+                "rootfs": {"type": "layers", "diff_ids": []},
+                "history": [],
+            }),
+            layers: Vec::new(),
+            kind: ManifestKind::OciManifest,
+            annotations: HashMap::new(),
+        }
+    }
+
+    /// Starts from an existing image (to add layers to it, as a `FROM` line does). Docker
+    /// images stay Docker images.
+    pub async fn from_image(src: &dyn ImageSource, manifest: &Manifest) -> Result<Self> {
+        let ManifestBody::Image(m) = manifest.body() else {
+            return Err(Error::InvalidImage {
+                reason: format!("{} is an index, not an image", manifest.digest()),
+            });
+        };
+        let config = read_config_json(src, m.config()).await?;
+        let this = Self {
+            config,
+            layers: m.layers().clone(),
+            kind: manifest.kind(),
+            annotations: HashMap::new(),
+        };
+        let diff_ids = this.diff_ids().len();
+        if diff_ids != this.layers.len() {
+            return Err(Error::InvalidImage {
+                reason: format!(
+                    "config of {} lists {diff_ids} diff_ids for {} layers",
+                    manifest.digest(),
+                    this.layers.len()
+                ),
+            });
+        }
+        Ok(this)
+    }
+
+    /// Writes Docker schema 2 media types instead of OCI ones.
+    pub fn docker(mut self, yes: bool) -> Self {
+        self.kind = if yes {
+            ManifestKind::DockerManifest
+        } else {
+            ManifestKind::OciManifest
+        };
+        self
+    }
+
+    fn root(&mut self) -> &mut Map<String, Value> {
+        if !self.config.is_object() {
+            self.config = json!({});
+        }
+        match &mut self.config {
+            Value::Object(m) => m,
+            _ => unreachable!("made an object above"),
+        }
+    }
+
+    fn exec(&mut self) -> &mut Map<String, Value> {
+        let root = self.root();
+        let c = root.entry("config").or_insert_with(|| json!({}));
+        if !c.is_object() {
+            *c = json!({});
+        }
+        match c {
+            Value::Object(m) => m,
+            _ => unreachable!("made an object above"),
+        }
+    }
+
+    fn set_exec(mut self, key: &str, v: Value) -> Self {
+        self.exec().insert(key.to_owned(), v);
+        self
+    }
+
+    /// Sets `Entrypoint`.
+    pub fn entrypoint<S: Into<String>>(self, args: impl IntoIterator<Item = S>) -> Self {
+        self.set_exec("Entrypoint", strings(args))
+    }
+
+    /// Sets `Cmd`.
+    pub fn cmd<S: Into<String>>(self, args: impl IntoIterator<Item = S>) -> Self {
+        self.set_exec("Cmd", strings(args))
+    }
+
+    /// Sets one environment variable, replacing an earlier value of the same name.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        let exec = self.exec();
+        let list = exec.entry("Env").or_insert_with(|| json!([]));
+        if !list.is_array() {
+            *list = json!([]);
+        }
+        if let Value::Array(items) = list {
+            let prefix = format!("{key}=");
+            items.retain(|v| !v.as_str().is_some_and(|s| s.starts_with(&prefix)));
+            items.push(Value::String(format!("{key}={value}")));
+        }
+        self
+    }
+
+    /// Sets `WorkingDir`.
+    pub fn working_dir(self, dir: &str) -> Self {
+        self.set_exec("WorkingDir", json!(dir))
+    }
+
+    /// Sets `User` (`name`, `uid`, `uid:gid`, `name:group`).
+    pub fn user(self, user: &str) -> Self {
+        self.set_exec("User", json!(user))
+    }
+
+    /// Sets `StopSignal`.
+    pub fn stop_signal(self, signal: &str) -> Self {
+        self.set_exec("StopSignal", json!(signal))
+    }
+
+    fn set_map_key(mut self, field: &str, key: &str, value: Value) -> Self {
+        let exec = self.exec();
+        let map = exec.entry(field).or_insert_with(|| json!({}));
+        if !map.is_object() {
+            *map = json!({});
+        }
+        if let Value::Object(m) = map {
+            m.insert(key.to_owned(), value);
+        }
+        self
+    }
+
+    /// Sets a label.
+    pub fn label(self, key: &str, value: &str) -> Self {
+        self.set_map_key("Labels", key, json!(value))
+    }
+
+    /// Adds an exposed port (`80/tcp`; a bare number means tcp).
+    pub fn expose(self, port: &str) -> Self {
+        let port = if port.contains('/') {
+            port.to_owned()
+        } else {
+            format!("{port}/tcp")
+        };
+        self.set_map_key("ExposedPorts", &port, json!({}))
+    }
+
+    /// Adds a volume.
+    pub fn volume(self, path: &str) -> Self {
+        self.set_map_key("Volumes", path, json!({}))
+    }
+
+    /// Sets the CPU variant (`v7`, `v8`).
+    pub fn variant(mut self, variant: &str) -> Self {
+        self.root().insert("variant".into(), json!(variant));
+        self
+    }
+
+    /// Sets `author`.
+    pub fn author(mut self, author: &str) -> Self {
+        self.root().insert("author".into(), json!(author));
+        self
+    }
+
+    /// Sets `created` (RFC 3339). Left unset, the image has no creation time, which keeps
+    /// builds reproducible.
+    pub fn created(mut self, rfc3339: &str) -> Self {
+        self.root().insert("created".into(), json!(rfc3339));
+        self
+    }
+
+    /// Sets a manifest annotation.
+    pub fn annotation(mut self, key: &str, value: &str) -> Self {
+        self.annotations.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// The diff IDs of the layers so far.
+    pub fn diff_ids(&self) -> Vec<String> {
+        self.config
+            .pointer("/rootfs/diff_ids")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The config as it stands.
+    pub fn config_json(&self) -> &Value {
+        &self.config
+    }
+
+    /// Appends a layer already in the store: its descriptor, the digest of its uncompressed
+    /// tar (DiffID) and the history line (`created_by`) to record.
+    pub fn append_layer(&mut self, layer: Descriptor, diff_id: &Digest, created_by: &str) {
+        let created = self.config.get("created").cloned();
+        let root = self.root();
+        let rootfs = root
+            .entry("rootfs")
+            .or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
+        if let Some(Value::Array(ids)) = rootfs.get_mut("diff_ids") {
+            ids.push(json!(diff_id.to_string()));
+        } else {
+            *rootfs = json!({"type": "layers", "diff_ids": [diff_id.to_string()]});
+        }
+        let hist = root.entry("history").or_insert_with(|| json!([]));
+        if !hist.is_array() {
+            *hist = json!([]);
+        }
+        if let Value::Array(h) = hist {
+            let mut entry = json!({"created_by": created_by});
+            if let Some(c) = created {
+                entry["created"] = c;
+            }
+            h.push(entry);
+        }
+        self.layers.push(layer);
+    }
+
+    /// Records a history line for a config-only change (`empty_layer`), as `ENV` or `CMD` do.
+    pub fn history_note(&mut self, created_by: &str) {
+        let hist = self.root().entry("history").or_insert_with(|| json!([]));
+        if let Value::Array(h) = hist {
+            h.push(json!({"created_by": created_by, "empty_layer": true}));
+        }
+    }
+
+    /// Compresses an uncompressed layer tar into `store` in one pass, computing its DiffID
+    /// and compressed digest on the way, and appends it. Returns the layer's descriptor.
+    pub async fn add_layer_tar(
+        &mut self,
+        store: &dyn BlobStore,
+        tar: &mut (dyn AsyncRead + Send + Unpin),
+        compression: Compression,
+        created_by: &str,
+    ) -> Result<Descriptor> {
+        let (desc, diff_id) = write_layer(store, tar, compression, self.kind.is_docker()).await?;
+        self.append_layer(desc.clone(), &diff_id, created_by);
+        Ok(desc)
+    }
+
+    /// Writes the config and the manifest into `store` and returns the manifest.
+    pub async fn build(self, store: &dyn BlobStore) -> Result<Manifest> {
+        // Check that the config is one an OCI consumer can read.
+        let _: ImageConfiguration =
+            serde_json::from_value(self.config.clone()).map_err(|source| Error::InvalidJson {
+                what: "image config",
+                source,
+            })?;
+        let bytes = serde_json::to_vec(&self.config).map_err(|source| Error::InvalidJson {
+            what: "image config",
+            source,
+        })?;
+        let info = store.put_bytes(Bytes::from(bytes)).await?;
+        let config_type = if self.kind.is_docker() {
+            media::DOCKER_CONFIG
+        } else {
+            media::OCI_CONFIG
+        };
+        let config = descriptor(MediaType::from(config_type), info.digest, info.size);
+        let mut b = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::from(self.kind.media_type()))
+            .config(config)
+            .layers(self.layers);
+        if !self.annotations.is_empty() {
+            b = b.annotations(self.annotations);
+        }
+        let m: ImageManifest = b
+            .build()
+            .map_err(|e| Error::other("building a manifest", e))?;
+        let manifest = Manifest::from_image(&m, self.kind)?;
+        let mut w = store
+            .ingest(Expected::descriptor(&manifest.descriptor()))
+            .await?;
+        tokio::io::AsyncWriteExt::write_all(&mut w, manifest.bytes())
+            .await
+            .map_err(Error::from_io)?;
+        w.commit().await?;
+        Ok(manifest)
+    }
+}
+
+fn strings<S: Into<String>>(args: impl IntoIterator<Item = S>) -> Value {
+    Value::Array(args.into_iter().map(|s| Value::String(s.into())).collect())
+}
+
+/// Reads an image config (up to [`MAX_CONFIG_SIZE`]) as JSON.
+pub async fn read_config_json(src: &dyn ImageSource, desc: &Descriptor) -> Result<Value> {
+    let bytes = read_small_blob(src, desc, MAX_CONFIG_SIZE, "image config").await?;
+    serde_json::from_slice(&bytes).map_err(|source| Error::InvalidJson {
+        what: "image config",
+        source,
+    })
+}
+
+/// Reads and parses an image config (up to [`MAX_CONFIG_SIZE`]).
+pub async fn read_config(src: &dyn ImageSource, desc: &Descriptor) -> Result<ImageConfiguration> {
+    let bytes = read_small_blob(src, desc, MAX_CONFIG_SIZE, "image config").await?;
+    serde_json::from_slice(&bytes).map_err(|source| Error::InvalidJson {
+        what: "image config",
+        source,
+    })
+}
+
+/// Reads a blob from a source into memory, refusing one over `limit`.
+pub async fn read_small_blob(
+    src: &dyn ImageSource,
+    desc: &Descriptor,
+    limit: u64,
+    what: &'static str,
+) -> Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    if desc.size() > limit {
+        return Err(Error::TooLarge {
+            what,
+            size: desc.size(),
+            limit,
+        });
+    }
+    let mut r = src.blob(desc).await?;
+    let mut out = Vec::with_capacity(desc.size() as usize);
+    r.read_to_end(&mut out).await.map_err(Error::from_io)?;
+    Ok(out)
+}
+
+/// Compresses an uncompressed tar into `store`, computing its DiffID and its compressed
+/// digest in one pass. Returns the layer descriptor (media type by compression, Docker or
+/// OCI) and the DiffID.
+pub async fn write_layer(
+    store: &dyn BlobStore,
+    tar: &mut (dyn AsyncRead + Send + Unpin),
+    compression: Compression,
+    docker: bool,
+) -> Result<(Descriptor, Digest)> {
+    use async_compression::tokio::bufread::{GzipEncoder, ZstdEncoder};
+    let mut hashing = HashingReader {
+        inner: tar,
+        hasher: Hasher::default(),
+    };
+    let info = match compression {
+        Compression::None => store.put_stream(Expected::unknown(), &mut hashing).await?,
+        Compression::Gzip => {
+            let mut enc = GzipEncoder::new(BufReader::with_capacity(128 * 1024, &mut hashing));
+            store.put_stream(Expected::unknown(), &mut enc).await?
+        }
+        Compression::Zstd => {
+            let mut enc = ZstdEncoder::new(BufReader::with_capacity(128 * 1024, &mut hashing));
+            store.put_stream(Expected::unknown(), &mut enc).await?
+        }
+    };
+    let diff_id = hashing.hasher.finish();
+    let media_type = match (compression, docker) {
+        (Compression::None, false) => media::OCI_LAYER_TAR,
+        (Compression::Gzip, false) => media::OCI_LAYER_GZIP,
+        (Compression::Zstd, false) => media::OCI_LAYER_ZSTD,
+        (Compression::None, true) => media::DOCKER_LAYER_TAR,
+        (Compression::Gzip, true) => media::DOCKER_LAYER_GZIP,
+        (Compression::Zstd, true) => media::DOCKER_LAYER_ZSTD,
+    };
+    Ok((
+        descriptor(MediaType::from(media_type), info.digest, info.size),
+        diff_id,
+    ))
+}
+
+/// Hashes what passes through.
+struct HashingReader<'a> {
+    inner: &'a mut (dyn AsyncRead + Send + Unpin),
+    hasher: Hasher,
+}
+
+impl AsyncRead for HashingReader<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut *this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &r {
+            this.hasher.update(&buf.filled()[before..]);
+        }
+        r
+    }
+}

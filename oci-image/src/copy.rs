@@ -1,0 +1,394 @@
+//! One generic image copy between any [`ImageSource`] and any [`ImageDestination`].
+//!
+//! `pull` is a copy from a registry into a layout, `push` the reverse, `save` a copy into an
+//! archive and `load` a copy out of one. Blobs go before the manifests that point at them,
+//! manifests before the index, so a destination never holds a manifest whose content is
+//! missing.
+
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, ManifestBody};
+use crate::platform::{self, PlatformSpec};
+use crate::store::BlobReader;
+use crate::transfer::{ImageDestination, ImageSource, ManifestRef};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use oci_spec::image::{Descriptor, Digest};
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, ReadBuf};
+
+/// Which images of an index to copy.
+#[derive(Debug, Clone, Default)]
+pub enum PlatformFilter {
+    /// The host's platform (what `docker pull` does).
+    #[default]
+    Host,
+    /// One platform: the destination receives that image's manifest, not the index.
+    One(PlatformSpec),
+    /// Every image of the index, and the index itself (`skopeo copy --all`).
+    All,
+}
+
+/// Something that happened during a copy, for progress bars and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CopyEvent {
+    /// A blob is already at the destination.
+    BlobSkipped {
+        /// The blob.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+    },
+    /// A blob was mounted from another repository of the same registry.
+    BlobMounted {
+        /// The blob.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+    },
+    /// A blob transfer started.
+    BlobStarted {
+        /// The blob.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+    },
+    /// Bytes of a blob went through (emitted at most every 256 KiB and at the end).
+    BlobProgress {
+        /// The blob.
+        digest: Digest,
+        /// Bytes so far.
+        done: u64,
+        /// Its size.
+        size: u64,
+    },
+    /// A blob transfer finished and was verified.
+    BlobDone {
+        /// The blob.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+    },
+    /// A manifest or index was written.
+    ManifestWritten {
+        /// Its digest.
+        digest: Digest,
+        /// Its media type.
+        media_type: String,
+    },
+}
+
+/// A progress callback.
+pub type ProgressFn = Arc<dyn Fn(&CopyEvent) + Send + Sync>;
+
+/// How to copy.
+#[derive(Clone)]
+pub struct CopyOptions {
+    /// Which images of an index to copy.
+    pub platforms: PlatformFilter,
+    /// Blobs transferred at once (at least 1).
+    pub concurrency: usize,
+    /// The tag to give the copied image at the destination.
+    pub tag: Option<String>,
+    /// Where progress events go.
+    pub progress: Option<ProgressFn>,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        Self {
+            platforms: PlatformFilter::Host,
+            concurrency: 4,
+            tag: None,
+            progress: None,
+        }
+    }
+}
+
+impl fmt::Debug for CopyOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CopyOptions")
+            .field("platforms", &self.platforms)
+            .field("concurrency", &self.concurrency)
+            .field("tag", &self.tag)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+impl CopyOptions {
+    /// Sets the tag at the destination.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = Some(tag.into());
+        self
+    }
+
+    /// Sets the platform filter.
+    pub fn platforms(mut self, p: PlatformFilter) -> Self {
+        self.platforms = p;
+        self
+    }
+
+    /// Sets the blob concurrency.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Sets the progress callback.
+    pub fn progress(mut self, f: impl Fn(&CopyEvent) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
+    }
+
+    fn emit(&self, e: CopyEvent) {
+        if let Some(p) = &self.progress {
+            p(&e);
+        }
+    }
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyReport {
+    /// The manifest or index written last, under the tag: what the destination now names.
+    pub manifest: Descriptor,
+    /// Blobs transferred.
+    pub blobs_copied: usize,
+    /// Bytes transferred.
+    pub bytes_copied: u64,
+    /// Blobs the destination already had.
+    pub blobs_skipped: usize,
+    /// Blobs mounted from another repository.
+    pub blobs_mounted: usize,
+}
+
+#[derive(Default)]
+struct Tally {
+    copied: usize,
+    bytes: u64,
+    skipped: usize,
+    mounted: usize,
+}
+
+/// Copies the image `from` names out of `src` into `dst`.
+///
+/// With [`PlatformFilter::Host`] or [`PlatformFilter::One`] an index is resolved to one image
+/// and only that image is written; with [`PlatformFilter::All`] every child and the index are.
+/// Blobs the destination has are skipped; others are streamed, verified on the way, with at
+/// most `concurrency` at once. [`ImageDestination::finish`] is called at the end.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> oci_image::Result<()> {
+/// use oci_image::{copy, CopyOptions, ImageBuilder, ManifestRef, MemoryStore, OciLayout};
+/// let src = MemoryStore::new();
+/// let image = ImageBuilder::new("linux", "amd64").build(&src).await?;
+/// let dir = tempfile::tempdir()?;
+/// let dst = OciLayout::create(dir.path()).await?;
+/// let opts = CopyOptions::default().tag("v1");
+/// let report = copy(&src, &dst, &ManifestRef::Digest(image.digest().clone()), &opts).await?;
+/// assert_eq!(report.manifest.digest(), image.digest());
+/// # Ok(())
+/// # }
+/// ```
+pub async fn copy(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    from: &ManifestRef,
+    opts: &CopyOptions,
+) -> Result<CopyReport> {
+    let top = src.manifest(from).await?;
+    let mut tally = Tally::default();
+    let written = match top.body() {
+        ManifestBody::Image(_) => {
+            copy_image(src, dst, &top, opts, &mut tally).await?;
+            put_manifest(dst, &top, opts.tag.as_deref(), opts).await?;
+            top
+        }
+        ManifestBody::Index(index) => match &opts.platforms {
+            PlatformFilter::All => {
+                for child in index.manifests() {
+                    let m = src
+                        .manifest(&ManifestRef::Digest(child.digest().clone()))
+                        .await?;
+                    if m.kind().is_index() {
+                        return Err(Error::InvalidImage {
+                            reason: format!("nested index {} is not supported", m.digest()),
+                        });
+                    }
+                    check_child(child, &m)?;
+                    copy_image(src, dst, &m, opts, &mut tally).await?;
+                    put_manifest(dst, &m, None, opts).await?;
+                }
+                put_manifest(dst, &top, opts.tag.as_deref(), opts).await?;
+                top
+            }
+            filter => {
+                let wanted = match filter {
+                    PlatformFilter::One(p) => p.clone(),
+                    _ => PlatformSpec::host(),
+                };
+                let child = platform::select(index, &wanted)?;
+                let m = src
+                    .manifest(&ManifestRef::Digest(child.digest().clone()))
+                    .await?;
+                check_child(child, &m)?;
+                if m.kind().is_index() {
+                    return Err(Error::InvalidImage {
+                        reason: format!("nested index {} is not supported", m.digest()),
+                    });
+                }
+                copy_image(src, dst, &m, opts, &mut tally).await?;
+                put_manifest(dst, &m, opts.tag.as_deref(), opts).await?;
+                m
+            }
+        },
+    };
+    dst.finish().await?;
+    Ok(CopyReport {
+        manifest: written.descriptor(),
+        blobs_copied: tally.copied,
+        bytes_copied: tally.bytes,
+        blobs_skipped: tally.skipped,
+        blobs_mounted: tally.mounted,
+    })
+}
+
+fn check_child(desc: &Descriptor, m: &Manifest) -> Result<()> {
+    if m.size() != desc.size() {
+        return Err(Error::SizeMismatch {
+            digest: desc.digest().clone(),
+            expected: desc.size(),
+            actual: m.size(),
+        });
+    }
+    Ok(())
+}
+
+async fn put_manifest(
+    dst: &dyn ImageDestination,
+    m: &Manifest,
+    tag: Option<&str>,
+    opts: &CopyOptions,
+) -> Result<()> {
+    dst.put_manifest(m, tag).await?;
+    opts.emit(CopyEvent::ManifestWritten {
+        digest: m.digest().clone(),
+        media_type: m.media_type().to_owned(),
+    });
+    Ok(())
+}
+
+enum Outcome {
+    Skipped,
+    Mounted,
+    Copied(u64),
+}
+
+async fn copy_image(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    m: &Manifest,
+    opts: &CopyOptions,
+    tally: &mut Tally,
+) -> Result<()> {
+    // The first error to happen is the one reported (a failed blob may make others fail).
+    let blobs = m.children();
+    let from = src.registry_repository();
+    let outcomes: Vec<Outcome> = stream::iter(blobs.into_iter().map(|desc| {
+        let from = from.clone();
+        async move { copy_blob(src, dst, &desc, from.as_ref(), opts).await }
+    }))
+    .buffer_unordered(opts.concurrency.max(1))
+    .try_collect()
+    .await?;
+    for o in outcomes {
+        match o {
+            Outcome::Skipped => tally.skipped += 1,
+            Outcome::Mounted => tally.mounted += 1,
+            Outcome::Copied(n) => {
+                tally.copied += 1;
+                tally.bytes += n;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn copy_blob(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    desc: &Descriptor,
+    from: Option<&(String, String)>,
+    opts: &CopyOptions,
+) -> Result<Outcome> {
+    let digest = desc.digest().clone();
+    let size = desc.size();
+    if dst.has_blob(desc).await? {
+        opts.emit(CopyEvent::BlobSkipped { digest, size });
+        return Ok(Outcome::Skipped);
+    }
+    if let Some(from) = from {
+        if dst.mount_blob(desc, from).await? {
+            opts.emit(CopyEvent::BlobMounted { digest, size });
+            return Ok(Outcome::Mounted);
+        }
+    }
+    opts.emit(CopyEvent::BlobStarted {
+        digest: digest.clone(),
+        size,
+    });
+    let reader = src.blob(desc).await?;
+    let reader: BlobReader = match &opts.progress {
+        Some(p) => Box::pin(ProgressReader {
+            inner: reader,
+            digest: digest.clone(),
+            size,
+            done: 0,
+            reported: 0,
+            progress: p.clone(),
+        }),
+        None => reader,
+    };
+    tracing::debug!(%digest, size, "copying blob");
+    dst.put_blob(desc, reader).await?;
+    opts.emit(CopyEvent::BlobDone { digest, size });
+    Ok(Outcome::Copied(size))
+}
+
+struct ProgressReader {
+    inner: BlobReader,
+    digest: Digest,
+    size: u64,
+    done: u64,
+    reported: u64,
+    progress: Arc<dyn Fn(&CopyEvent) + Send + Sync>,
+}
+
+impl AsyncRead for ProgressReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = this.inner.as_mut().poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &r {
+            let n = (buf.filled().len() - before) as u64;
+            this.done += n;
+            if this.done - this.reported >= 256 * 1024 || (n == 0 && this.done > this.reported) {
+                this.reported = this.done;
+                (this.progress)(&CopyEvent::BlobProgress {
+                    digest: this.digest.clone(),
+                    done: this.done,
+                    size: this.size,
+                });
+            }
+        }
+        r
+    }
+}

@@ -1,0 +1,490 @@
+//! Building images, copying them between stores and archives, inspecting them, gc.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{busybox_image, busybox_layer};
+use oci_image::oci_spec::image::{ImageIndexBuilder, MediaType, Platform, PlatformBuilder};
+use oci_image::{
+    copy, descriptor, ArchiveFormat, ArchiveSource, ArchiveWriter, BlobStore, BlobStoreExt,
+    CopyEvent, CopyOptions, Error, ImageBuilder, ImageDestination, ImageInspect, ImageSource,
+    Manifest, ManifestInspect, ManifestKind, ManifestRef, MemoryStore, OciLayout, PlatformFilter,
+    PlatformSpec, ReferenceStore,
+};
+use std::sync::{Arc, Mutex};
+use tokio::io::AsyncReadExt;
+
+fn platform(arch: &str) -> Platform {
+    PlatformBuilder::default()
+        .os("linux")
+        .architecture(arch)
+        .build()
+        .unwrap()
+}
+
+/// Two images (amd64, arm64) and an index over them, in `store`.
+async fn multi_arch(store: &MemoryStore) -> (Manifest, Manifest, Manifest) {
+    let amd = busybox_image(store, "amd64", false).await;
+    let arm = busybox_image(store, "arm64", false).await;
+    let mut da = amd.descriptor();
+    da.set_platform(Some(platform("amd64")));
+    let mut db = arm.descriptor();
+    db.set_platform(Some(platform("arm64")));
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![da, db])
+        .build()
+        .unwrap();
+    let index = Manifest::from_index(&index, ManifestKind::OciIndex).unwrap();
+    store.put_manifest(&index, Some("multi")).await.unwrap();
+    (index, amd, arm)
+}
+
+#[tokio::test]
+async fn built_image_has_config_diff_ids_and_history() {
+    let store = MemoryStore::new();
+    let m = busybox_image(&store, "amd64", false).await;
+    let img = m.as_image().unwrap();
+    assert_eq!(img.layers().len(), 2);
+    let cfg = oci_image::build::read_config(&store, img.config())
+        .await
+        .unwrap();
+    assert_eq!(cfg.rootfs().diff_ids().len(), 2);
+    // The DiffID is the sha256 of the uncompressed tar.
+    let tar = busybox_layer("amd64").await;
+    assert_eq!(
+        cfg.rootfs().diff_ids()[0],
+        oci_image::sha256(&tar).to_string()
+    );
+    let exec = cfg.config().as_ref().unwrap();
+    assert_eq!(exec.entrypoint().as_ref().unwrap(), &["/bin/sh", "-c"]);
+    assert_eq!(exec.env().as_ref().unwrap(), &["PATH=/bin"]);
+    assert_eq!(cfg.history().as_ref().unwrap().len(), 2);
+    // Same inputs, same digests.
+    let again = busybox_image(&MemoryStore::new(), "amd64", false).await;
+    assert_eq!(again.digest(), m.digest());
+    // Appending to an existing image keeps its layers and unknown config fields.
+    let mut b = ImageBuilder::from_image(&store, &m)
+        .await
+        .unwrap()
+        .env("PATH", "/usr/bin");
+    let l = common::small_layer("third").await;
+    b.add_layer_tar(
+        &store,
+        &mut &l[..],
+        oci_image::media::Compression::Zstd,
+        "ADD third /",
+    )
+    .await
+    .unwrap();
+    let m2 = b.build(&store).await.unwrap();
+    let img2 = m2.as_image().unwrap();
+    assert_eq!(img2.layers().len(), 3);
+    assert_eq!(img2.layers()[..2], img.layers()[..]);
+    let cfg2 = oci_image::build::read_config(&store, img2.config())
+        .await
+        .unwrap();
+    assert_eq!(
+        cfg2.config().as_ref().unwrap().env().as_ref().unwrap(),
+        &["PATH=/usr/bin"]
+    );
+}
+
+#[tokio::test]
+async fn copy_memory_to_layout_and_back_keeps_digests_and_skips_what_is_there() {
+    let src = MemoryStore::new();
+    let m = busybox_image(&src, "amd64", false).await;
+    src.put_manifest(&m, Some("v1")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = OciLayout::create(dir.path()).await.unwrap();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let ev = events.clone();
+    let opts = CopyOptions::default()
+        .tag("v1")
+        .progress(move |e| ev.lock().unwrap().push(e.clone()));
+    let r = copy(&src, &layout, &ManifestRef::Tag("v1".into()), &opts)
+        .await
+        .unwrap();
+    assert_eq!(r.manifest.digest(), m.digest());
+    assert_eq!(r.blobs_copied, 3);
+    assert_eq!(r.blobs_skipped, 0);
+    let evs = events.lock().unwrap().clone();
+    assert_eq!(
+        evs.iter()
+            .filter(|e| matches!(e, CopyEvent::BlobDone { .. }))
+            .count(),
+        3
+    );
+    assert!(evs
+        .iter()
+        .any(|e| matches!(e, CopyEvent::BlobProgress { .. })));
+    assert!(matches!(
+        evs.last(),
+        Some(CopyEvent::ManifestWritten { .. })
+    ));
+    // The layout now answers the tag with the same bytes.
+    let back = layout
+        .manifest(&ManifestRef::Tag("v1".into()))
+        .await
+        .unwrap();
+    assert_eq!(back.bytes(), m.bytes());
+    // A second copy transfers nothing.
+    let r = copy(
+        &src,
+        &layout,
+        &ManifestRef::Tag("v1".into()),
+        &CopyOptions::default().tag("v1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.blobs_copied, r.blobs_skipped), (0, 3));
+    // And back into a fresh memory store, reopening the layout from disk.
+    let reopened = OciLayout::open(dir.path()).await.unwrap();
+    let dst = MemoryStore::new();
+    copy(
+        &reopened,
+        &dst,
+        &ManifestRef::Tag("v1".into()),
+        &CopyOptions::default().tag("x"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(dst.resolve("x").await.unwrap().digest(), m.digest());
+    assert_eq!(dst.total_size(), src.total_size());
+}
+
+#[tokio::test]
+async fn copy_selects_a_platform_or_copies_all() {
+    let src = MemoryStore::new();
+    let (index, amd, arm) = multi_arch(&src).await;
+    let dst = MemoryStore::new();
+    let opts = CopyOptions::default()
+        .platforms(PlatformFilter::One(
+            "linux/aarch64".parse::<PlatformSpec>().unwrap(),
+        ))
+        .tag("arm");
+    let r = copy(&src, &dst, &ManifestRef::Tag("multi".into()), &opts)
+        .await
+        .unwrap();
+    assert_eq!(r.manifest.digest(), arm.digest());
+    assert!(!dst.contains(amd.digest()).await.unwrap());
+    assert!(!dst.contains(index.digest()).await.unwrap());
+
+    let all = MemoryStore::new();
+    let opts = CopyOptions::default()
+        .platforms(PlatformFilter::All)
+        .tag("all");
+    let r = copy(&src, &all, &ManifestRef::Tag("multi".into()), &opts)
+        .await
+        .unwrap();
+    assert_eq!(r.manifest.digest(), index.digest());
+    for d in [amd.digest(), arm.digest(), index.digest()] {
+        assert!(all.contains(d).await.unwrap());
+    }
+
+    let opts = CopyOptions::default().platforms(PlatformFilter::One(
+        "linux/s390x".parse::<PlatformSpec>().unwrap(),
+    ));
+    let e = copy(
+        &src,
+        &MemoryStore::new(),
+        &ManifestRef::Tag("multi".into()),
+        &opts,
+    )
+    .await
+    .unwrap_err();
+    match e {
+        Error::NoMatchingPlatform { available, .. } => {
+            assert_eq!(available, ["linux/amd64", "linux/arm64"]);
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[tokio::test]
+async fn copy_of_a_corrupt_layer_fails_and_leaves_no_tag_or_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = OciLayout::create(dir.path()).await.unwrap();
+    let m = busybox_image(&src, "amd64", false).await;
+    src.put_manifest(&m, Some("v1")).await.unwrap();
+    let layer = m.as_image().unwrap().layers()[0].clone();
+    let path = src.blob_path(layer.digest()).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let out = tempfile::tempdir().unwrap();
+    let dst = OciLayout::create(out.path()).await.unwrap();
+    let e = copy(
+        &src,
+        &dst,
+        &ManifestRef::Tag("v1".into()),
+        &CopyOptions::default().tag("v1"),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.is_integrity(), "{e}");
+    assert!(!dst.contains(layer.digest()).await.unwrap());
+    assert!(ReferenceStore::list(&dst).await.unwrap().is_empty());
+    assert!(!dst.contains(m.digest()).await.unwrap());
+
+    // Into an archive: the file never appears.
+    let target = out.path().join("image.tar");
+    let w = ArchiveWriter::create(&target, ArchiveFormat::Docker)
+        .await
+        .unwrap();
+    let e = copy(
+        &src,
+        &w,
+        &ManifestRef::Tag("v1".into()),
+        &CopyOptions::default().tag("busybox:v1"),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.is_integrity(), "{e}");
+    drop(w);
+    assert!(!target.exists());
+    let stray: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".archive-"))
+        .collect();
+    assert!(stray.is_empty());
+}
+
+#[tokio::test]
+async fn docker_and_oci_archives_round_trip() {
+    let src = MemoryStore::new();
+    let (_index, amd, _arm) = multi_arch(&src).await;
+    src.put_manifest(&amd, Some("amd")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for format in [ArchiveFormat::Docker, ArchiveFormat::Oci] {
+        let path = dir.path().join(format!("{format:?}.tar"));
+        let w = ArchiveWriter::create(&path, format)
+            .await
+            .unwrap()
+            .repository("example.com/busybox");
+        copy(
+            &src,
+            &w,
+            &ManifestRef::Tag("amd".into()),
+            &CopyOptions::default().tag("v1"),
+        )
+        .await
+        .unwrap();
+        let a = ArchiveSource::open(&path).await.unwrap();
+        let tag = match format {
+            ArchiveFormat::Docker => "example.com/busybox:v1",
+            ArchiveFormat::Oci => "v1",
+        };
+        let m = a.manifest(&ManifestRef::Tag(tag.into())).await.unwrap();
+        assert_eq!(m.digest(), amd.digest(), "{format:?}");
+        // The only image also answers to the empty tag, and by digest.
+        assert_eq!(
+            a.manifest(&ManifestRef::Tag(String::new()))
+                .await
+                .unwrap()
+                .digest(),
+            amd.digest()
+        );
+        let dst = MemoryStore::new();
+        copy(
+            &a,
+            &dst,
+            &ManifestRef::Digest(amd.digest().clone()),
+            &CopyOptions::default().tag("back"),
+        )
+        .await
+        .unwrap();
+        for child in amd.children() {
+            assert!(dst.contains(child.digest()).await.unwrap());
+        }
+    }
+    // All platforms into one archive: the index and both images.
+    let path = dir.path().join("all.tar");
+    let w = ArchiveWriter::create(&path, ArchiveFormat::Oci)
+        .await
+        .unwrap();
+    copy(
+        &src,
+        &w,
+        &ManifestRef::Tag("multi".into()),
+        &CopyOptions::default()
+            .platforms(PlatformFilter::All)
+            .tag("multi"),
+    )
+    .await
+    .unwrap();
+    let a = ArchiveSource::open(&path).await.unwrap();
+    let m = a.manifest(&ManifestRef::Tag("multi".into())).await.unwrap();
+    assert!(m.kind().is_index());
+    assert_eq!(a.tags(), ["multi"]);
+}
+
+/// Writes a tar of (name, bytes) entries.
+async fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut tar = tokio_tar::Builder::new_non_terminated(Vec::new());
+    for (name, data) in entries {
+        let mut h = tokio_tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.set_path(name).unwrap_or(());
+        h.set_cksum();
+        tar.append(&h, *data).await.unwrap();
+    }
+    tar.finish().await.unwrap();
+    tar.into_inner().await.unwrap()
+}
+
+#[tokio::test]
+async fn hostile_archives_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, data: Vec<u8>| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    };
+    // Not an image archive at all.
+    let p = write("empty.tar", tar_of(&[("hello", b"x")]).await);
+    assert!(matches!(
+        ArchiveSource::open(&p).await.unwrap_err(),
+        Error::InvalidArchive { .. }
+    ));
+    // manifest.json pointing outside the archive.
+    let mj = br#"[{"Config":"../../etc/passwd","RepoTags":["x:y"],"Layers":[]}]"#;
+    let p = write("escape.tar", tar_of(&[("manifest.json", mj)]).await);
+    let e = ArchiveSource::open(&p).await.unwrap_err();
+    assert!(matches!(e, Error::InvalidArchive { .. }), "{e}");
+    // index.json with a digest that would walk out of blobs/.
+    let ij = br#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:../../../etc/passwd","size":1}]}"#;
+    let p = write("baddigest.tar", tar_of(&[("index.json", ij)]).await);
+    assert!(ArchiveSource::open(&p).await.is_err());
+    // Truncated archive.
+    let src = MemoryStore::new();
+    let m = busybox_image(&src, "amd64", true).await;
+    let good = dir.path().join("good.tar");
+    let w = ArchiveWriter::create(&good, ArchiveFormat::Docker)
+        .await
+        .unwrap();
+    copy(
+        &src,
+        &w,
+        &ManifestRef::Digest(m.digest().clone()),
+        &CopyOptions::default().tag("busybox:latest"),
+    )
+    .await
+    .unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let p = write("truncated.tar", bytes[..bytes.len() / 2].to_vec());
+    assert!(ArchiveSource::open(&p).await.is_err());
+    // A layer altered inside the archive: opening works, reading the layer fails.
+    let a = ArchiveSource::open(&good).await.unwrap();
+    let layer = m.as_image().unwrap().layers()[0].clone();
+    let mut tampered = bytes.clone();
+    let needle = b"ADD busybox";
+    let _ = needle;
+    // Flip a byte in the middle of the archive (inside the big busybox layer).
+    let mid = bytes.len() / 2;
+    tampered[mid] ^= 0x55;
+    let p = write("tampered.tar", tampered);
+    let t = ArchiveSource::open(&p).await.unwrap();
+    let mut r = t.blob(&layer).await.unwrap();
+    let mut sink = Vec::new();
+    let e = Error::from_io(r.read_to_end(&mut sink).await.unwrap_err());
+    assert!(e.is_integrity(), "{e}");
+    // The untouched archive reads fine.
+    let mut r = a.blob(&layer).await.unwrap();
+    r.read_to_end(&mut Vec::new()).await.unwrap();
+}
+
+#[tokio::test]
+async fn inspect_views_look_like_docker() {
+    let src = MemoryStore::new();
+    let (index, amd, _) = multi_arch(&src).await;
+    let v = ImageInspect::new(
+        &src,
+        &amd,
+        Some("docker.io/library/busybox"),
+        &["latest".into()],
+    )
+    .await
+    .unwrap();
+    let j = serde_json::to_value(&v).unwrap();
+    assert_eq!(
+        j["Id"],
+        amd.as_image().unwrap().config().digest().to_string()
+    );
+    assert_eq!(j["RepoTags"][0], "docker.io/library/busybox:latest");
+    assert_eq!(
+        j["RepoDigests"][0],
+        format!("docker.io/library/busybox@{}", amd.digest())
+    );
+    assert_eq!(j["Architecture"], "amd64");
+    assert_eq!(j["Os"], "linux");
+    assert_eq!(j["Created"], "2026-11-24T00:00:00Z");
+    assert_eq!(j["Config"]["Entrypoint"][0], "/bin/sh");
+    assert_eq!(
+        j["Config"]["ExposedPorts"]["8080/tcp"],
+        serde_json::json!({})
+    );
+    assert_eq!(j["RootFS"]["Type"], "layers");
+    assert_eq!(j["RootFS"]["Layers"].as_array().unwrap().len(), 2);
+    let size: u64 = amd
+        .as_image()
+        .unwrap()
+        .layers()
+        .iter()
+        .map(|l| l.size())
+        .sum();
+    assert_eq!(j["Size"], size);
+    // An index is not an image.
+    assert!(ImageInspect::new(&src, &index, None, &[]).await.is_err());
+
+    let mi = ManifestInspect::new(&src, &index, "busybox:multi", true)
+        .await
+        .unwrap();
+    let j = serde_json::to_value(&mi).unwrap();
+    assert_eq!(j["Manifests"].as_array().unwrap().len(), 2);
+    assert_eq!(j["Manifests"][1]["Descriptor"]["platform"], "linux/arm64");
+    assert_eq!(
+        j["Manifests"][0]["Manifest"]["layers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn gc_removes_only_unreachable_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = OciLayout::create(dir.path()).await.unwrap();
+    let m = busybox_image(&layout, "amd64", false).await;
+    layout.put_manifest(&m, Some("v1")).await.unwrap();
+    let stray = layout
+        .put_bytes(bytes::Bytes::from_static(b"unreferenced"))
+        .await
+        .unwrap();
+    let r = layout.gc().await.unwrap();
+    assert_eq!(r.removed, vec![stray.digest]);
+    assert_eq!(r.kept, 4);
+    assert_eq!(r.bytes_freed, 12);
+    // Everything the tag reaches is still readable.
+    let dst = MemoryStore::new();
+    copy(
+        &layout,
+        &dst,
+        &ManifestRef::Tag("v1".into()),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    layout.remove("v1").await.unwrap();
+    let r = layout.gc().await.unwrap();
+    assert_eq!(r.removed.len(), 4);
+    assert!(BlobStore::list(&layout).await.unwrap().is_empty());
+    let _ = descriptor;
+}
