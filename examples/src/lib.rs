@@ -4,6 +4,8 @@
 //! chiefly [`runtime_spec`], which turns an image configuration into a runtime spec the way
 //! `docker run` does.
 
+pub mod images;
+
 use anyhow::{bail, Context, Result};
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{

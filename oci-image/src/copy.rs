@@ -200,6 +200,19 @@ pub async fn copy(
     from: &ManifestRef,
     opts: &CopyOptions,
 ) -> Result<CopyReport> {
+    let report = copy_without_finish(src, dst, from, opts).await?;
+    dst.finish().await?;
+    Ok(report)
+}
+
+/// [`copy`] without the final [`ImageDestination::finish`]: for writing several images into
+/// one archive, then finishing it once.
+pub async fn copy_without_finish(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    from: &ManifestRef,
+    opts: &CopyOptions,
+) -> Result<CopyReport> {
     let top = src.manifest(from).await?;
     let mut tally = Tally::default();
     let written = match top.body() {
@@ -247,7 +260,6 @@ pub async fn copy(
             }
         },
     };
-    dst.finish().await?;
     Ok(CopyReport {
         manifest: written.descriptor(),
         blobs_copied: tally.copied,

@@ -1,0 +1,223 @@
+//! `oci`: a docker-like command line over the oci-rs crates.
+//!
+//! Images live in an OCI layout under the data directory (`--data-dir`, else
+//! `$XDG_DATA_HOME/oci-rs`, `/var/lib/oci-rs` as root, `~/.local/share/oci-rs`).
+//!
+//! ```text
+//! oci import rootfs.tar localhost:5000/busybox:1 -c 'CMD ["sh"]'
+//! oci push localhost:5000/busybox:1
+//! oci pull --platform linux/arm64 localhost:5000/busybox:1
+//! oci images
+//! oci inspect busybox
+//! oci save -o busybox.tar busybox && oci load -i busybox.tar
+//! ```
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use oci_examples::images::{data_dir, short, Images};
+use oci_examples::EXIT_TOOL_FAILURE;
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "oci",
+    version,
+    about = "A docker-like tool over the oci-rs crates"
+)]
+struct Cli {
+    /// Where images (and containers) are kept.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Registries reached over plain HTTP (loopback registries always are).
+    #[arg(long = "insecure-registry", global = true)]
+    insecure: Vec<String>,
+    /// No progress bars.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Subcommand)]
+enum Verb {
+    /// Pull an image from a registry.
+    Pull {
+        /// The image (`busybox`, `localhost:5000/app:1`, `name@sha256:...`).
+        image: String,
+        /// `os/arch[/variant]`, or `all` for every platform of an index.
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// Push an image to its registry.
+    Push {
+        /// The image.
+        image: String,
+    },
+    /// Give an image another name.
+    Tag {
+        /// The image.
+        source: String,
+        /// The new name.
+        target: String,
+    },
+    /// List images.
+    Images {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove images (untag, then delete what nothing else uses).
+    Rmi {
+        /// The images.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Show an image like `docker image inspect`.
+    Inspect {
+        /// The images.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Manifest commands.
+    Manifest {
+        #[command(subcommand)]
+        verb: ManifestVerb,
+    },
+    /// Write images to a docker-archive (what `docker load` reads).
+    Save {
+        /// The archive file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The images.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Read images from a docker-archive or oci-archive.
+    Load {
+        /// The archive file.
+        #[arg(short, long)]
+        input: PathBuf,
+    },
+    /// Make a one-layer image from a filesystem tar (plain, gzip or zstd).
+    Import {
+        /// The tar file.
+        file: PathBuf,
+        /// The image name to give it.
+        image: String,
+        /// Dockerfile-style changes: `CMD ["sh"]`, `ENV K=V`, `WORKDIR /w`, `USER u`, ...
+        #[arg(short, long = "change")]
+        change: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ManifestVerb {
+    /// Show a manifest or index from its registry, each platform's manifest included.
+    Inspect {
+        /// The image.
+        image: String,
+    },
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let dir = data_dir(cli.data_dir.as_deref());
+    let images = Images::open(&dir, cli.insecure, cli.quiet).await?;
+    let mut out = std::io::stdout().lock();
+    match cli.verb {
+        Verb::Pull { image, platform } => {
+            let d = images.pull(&image, platform.as_deref()).await?;
+            writeln!(out, "Digest: {}", d.digest())?;
+        }
+        Verb::Push { image } => {
+            let d = images.push(&image).await?;
+            writeln!(out, "Digest: {} size: {}", d.digest(), d.size())?;
+        }
+        Verb::Tag { source, target } => images.tag(&source, &target).await?,
+        Verb::Images { json } => {
+            let rows = images.list().await?;
+            if json {
+                drop(out);
+                return print_json(&rows);
+            }
+            writeln!(
+                out,
+                "{:<40} {:<16} {:<14} {:>12}",
+                "REPOSITORY", "TAG", "IMAGE ID", "SIZE"
+            )?;
+            for r in rows {
+                let id = r.id.split_once(':').map(|(_, h)| h).unwrap_or(&r.id);
+                writeln!(
+                    out,
+                    "{:<40} {:<16} {:<14} {:>12}",
+                    r.repository,
+                    r.tag,
+                    short(id),
+                    r.size
+                )?;
+            }
+        }
+        Verb::Rmi { images: names } => {
+            let freed = images.remove(&names).await?;
+            for n in names {
+                writeln!(out, "Untagged: {n}")?;
+            }
+            writeln!(out, "Freed {freed} bytes")?;
+        }
+        Verb::Inspect { images: names } => {
+            let mut views = Vec::new();
+            for n in &names {
+                views.push(images.inspect(n).await?);
+            }
+            drop(out);
+            return print_json(&views);
+        }
+        Verb::Manifest {
+            verb: ManifestVerb::Inspect { image },
+        } => {
+            let v = images.manifest_inspect(&image).await?;
+            drop(out);
+            return print_json(&v);
+        }
+        Verb::Save {
+            output,
+            images: names,
+        } => images.save(&output, &names).await?,
+        Verb::Load { input } => {
+            for n in images.load(&input).await? {
+                writeln!(out, "Loaded image: {n}")?;
+            }
+        }
+        Verb::Import {
+            file,
+            image,
+            change,
+        } => {
+            let d = images.import(&file, &image, &change).await?;
+            writeln!(out, "{}", d.digest())?;
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("oci: cannot start the runtime: {e}");
+            std::process::exit(EXIT_TOOL_FAILURE);
+        }
+    };
+    if let Err(e) = rt.block_on(run(cli)) {
+        eprintln!("oci: {e:#}");
+        std::process::exit(EXIT_TOOL_FAILURE);
+    }
+}

@@ -1,0 +1,444 @@
+//! The local image store of the command-line tools: an OCI layout under a data directory,
+//! tagged by full references (`docker.io/library/busybox:latest`), and the verbs over it.
+
+use anyhow::{anyhow, bail, Context, Result};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use oci_image::media::Compression;
+use oci_image::oci_spec::image::Descriptor;
+use oci_image::{
+    copy, ArchiveFormat, ArchiveSource, ArchiveWriter, CopyEvent, CopyOptions, ImageBuilder,
+    ImageInspect, ImageReference, ImageSource, Manifest, ManifestInspect, ManifestRef, OciLayout,
+    PlatformFilter, PlatformSpec, ReferenceStore,
+};
+use oci_registry_client::{Client, DockerConfig, RegistryDestination, RegistrySource, Repository};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The data directory: `--data-dir`, else `$XDG_DATA_HOME/oci-rs`, else `/var/lib/oci-rs` as
+/// root, else `~/.local/share/oci-rs`.
+pub fn data_dir(explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("oci-rs");
+    }
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/oci-rs");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+    PathBuf::from(home).join(".local/share/oci-rs")
+}
+
+/// The store and the registry client.
+pub struct Images {
+    /// The OCI layout holding every image.
+    pub layout: OciLayout,
+    insecure: Vec<String>,
+    quiet: bool,
+}
+
+/// One row of `images`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ImageRow {
+    /// `registry/repository` in docker's short form.
+    pub repository: String,
+    /// The tag.
+    pub tag: String,
+    /// Config digest (docker's image ID).
+    pub id: String,
+    /// Manifest digest.
+    pub digest: String,
+    /// Sum of layer sizes.
+    pub size: u64,
+}
+
+impl Images {
+    /// Opens (creating) the store under `data_dir/images`.
+    pub async fn open(data_dir: &Path, insecure: Vec<String>, quiet: bool) -> Result<Self> {
+        let layout = OciLayout::create(data_dir.join("images"))
+            .await
+            .with_context(|| format!("opening the image store in {}", data_dir.display()))?;
+        Ok(Self {
+            layout,
+            insecure,
+            quiet,
+        })
+    }
+
+    fn client(&self) -> Result<Client> {
+        let mut b = Client::builder().credentials(DockerConfig::load_default()?);
+        for r in &self.insecure {
+            b = b.insecure_registry(r);
+        }
+        Ok(b.build()?)
+    }
+
+    fn options(&self, platform: Option<&str>, tag: Option<String>) -> Result<CopyOptions> {
+        let mut opts = CopyOptions::default();
+        if let Some(p) = platform {
+            opts = opts.platforms(if p == "all" {
+                PlatformFilter::All
+            } else {
+                PlatformFilter::One(p.parse::<PlatformSpec>()?)
+            });
+        }
+        if let Some(t) = tag {
+            opts = opts.tag(t);
+        }
+        if !self.quiet {
+            let bars = Bars::default();
+            opts = opts.progress(move |e| bars.event(e));
+        }
+        Ok(opts)
+    }
+
+    /// `pull REF`: into the store, tagged with the full reference.
+    pub async fn pull(&self, reference: &str, platform: Option<&str>) -> Result<Descriptor> {
+        let r = ImageReference::parse(reference)?;
+        let (repo, what) = Repository::parse_reference(reference)?;
+        let src = RegistrySource::new(self.client()?, repo);
+        let name = store_name(&r);
+        let report = copy(
+            &src,
+            &self.layout,
+            &what,
+            &self.options(platform, Some(name))?,
+        )
+        .await
+        .with_context(|| format!("pulling {reference}"))?;
+        Ok(report.manifest)
+    }
+
+    /// `push REF`: what the store names `REF` to its registry.
+    pub async fn push(&self, reference: &str) -> Result<Descriptor> {
+        let r = ImageReference::parse(reference)?;
+        let desc = self.resolve(&r).await?;
+        let (repo, _) = Repository::parse_reference(reference)?;
+        let dst = RegistryDestination::new(self.client()?, repo);
+        let tag = r.tag().map(str::to_owned);
+        let report = copy(
+            &self.layout,
+            &dst,
+            &ManifestRef::Digest(desc.digest().clone()),
+            &self.options(Some("all"), tag)?,
+        )
+        .await
+        .with_context(|| format!("pushing {reference}"))?;
+        Ok(report.manifest)
+    }
+
+    async fn resolve(&self, r: &ImageReference) -> Result<Descriptor> {
+        self.layout
+            .resolve(&store_name(r))
+            .await
+            .map_err(|_| anyhow!("no such image: {}", r.familiar()))
+    }
+
+    /// `tag SRC DST`.
+    pub async fn tag(&self, from: &str, to: &str) -> Result<()> {
+        let desc = self.resolve(&ImageReference::parse(from)?).await?;
+        let to = ImageReference::parse(to)?;
+        self.layout.set(&store_name(&to), &desc).await?;
+        Ok(())
+    }
+
+    /// `images`.
+    pub async fn list(&self) -> Result<Vec<ImageRow>> {
+        let mut rows = Vec::new();
+        for (name, desc) in ReferenceStore::list(&self.layout).await? {
+            let Ok(r) = ImageReference::parse(&name) else {
+                continue;
+            };
+            let m = self
+                .layout
+                .manifest(&ManifestRef::Digest(desc.digest().clone()))
+                .await?;
+            let m = self.for_host(m).await?;
+            let img = m.as_image().map(|i| (i.config().digest().to_string(), i));
+            let familiar = r.familiar();
+            let repository = familiar
+                .rsplit_once(':')
+                .map(|(n, _)| n.to_owned())
+                .unwrap_or(familiar.clone());
+            rows.push(ImageRow {
+                repository,
+                tag: r.tag().unwrap_or("<none>").to_owned(),
+                id: img.as_ref().map(|i| i.0.clone()).unwrap_or_default(),
+                digest: desc.digest().to_string(),
+                size: img
+                    .map(|i| i.1.layers().iter().map(|l| l.size()).sum())
+                    .unwrap_or(0),
+            });
+        }
+        Ok(rows)
+    }
+
+    /// The image of an index for the host platform (an image manifest is returned as is).
+    async fn for_host(&self, m: Manifest) -> Result<Manifest> {
+        match m.as_index() {
+            Some(index) => {
+                let d = oci_image::platform::select(index, &PlatformSpec::host())?;
+                Ok(self
+                    .layout
+                    .manifest(&ManifestRef::Digest(d.digest().clone()))
+                    .await?)
+            }
+            None => Ok(m),
+        }
+    }
+
+    /// `rmi REF...`: untag, then remove what no tag reaches any more.
+    pub async fn remove(&self, references: &[String]) -> Result<u64> {
+        for reference in references {
+            let r = ImageReference::parse(reference)?;
+            if !self.layout.remove(&store_name(&r)).await? {
+                bail!("no such image: {}", r.familiar());
+            }
+        }
+        Ok(self.layout.gc().await?.bytes_freed)
+    }
+
+    /// `inspect REF`: docker's view of the image for the host platform.
+    pub async fn inspect(&self, reference: &str) -> Result<ImageInspect> {
+        let r = ImageReference::parse(reference)?;
+        let desc = self.resolve(&r).await?;
+        let m = self
+            .layout
+            .manifest(&ManifestRef::Digest(desc.digest().clone()))
+            .await?;
+        let m = self.for_host(m).await?;
+        let tags: Vec<String> = ReferenceStore::list(&self.layout)
+            .await?
+            .into_iter()
+            .filter(|(_, d)| d.digest() == desc.digest())
+            .filter_map(|(n, _)| {
+                let r2 = ImageReference::parse(&n).ok()?;
+                (r2.name() == r.name()).then(|| r2.tag().map(str::to_owned))?
+            })
+            .collect();
+        let name = r.familiar();
+        let name = name.rsplit_once(':').map(|(n, _)| n).unwrap_or(&name);
+        Ok(ImageInspect::new(&self.layout, &m, Some(name), &tags).await?)
+    }
+
+    /// `manifest inspect REF`: from the registry.
+    pub async fn manifest_inspect(&self, reference: &str) -> Result<ManifestInspect> {
+        let (repo, what) = Repository::parse_reference(reference)?;
+        let src = RegistrySource::new(self.client()?, repo);
+        let m = src.manifest(&what).await?;
+        Ok(ManifestInspect::new(&src, &m, reference, true).await?)
+    }
+
+    /// `save -o FILE REF...`: a docker-archive that `docker load` accepts.
+    pub async fn save(&self, file: &Path, references: &[String]) -> Result<()> {
+        if references.is_empty() {
+            bail!("save needs at least one image");
+        }
+        let w = ArchiveWriter::create(file, ArchiveFormat::Docker).await?;
+        for reference in references {
+            let r = ImageReference::parse(reference)?;
+            let desc = self.resolve(&r).await?;
+            let opts = self.options(None, Some(r.familiar()))?;
+            let src = self
+                .layout
+                .manifest(&ManifestRef::Digest(desc.digest().clone()))
+                .await?;
+            let m = self.for_host(src).await?;
+            // One copy per image; `finish` after the last writes the index files.
+            oci_image::copy::copy_without_finish(
+                &self.layout,
+                &w,
+                &ManifestRef::Digest(m.digest().clone()),
+                &opts,
+            )
+            .await?;
+        }
+        oci_image::ImageDestination::finish(&w).await?;
+        Ok(())
+    }
+
+    /// `load -i FILE`: every tagged image of a docker-archive or oci-archive; returns the names.
+    pub async fn load(&self, file: &Path) -> Result<Vec<String>> {
+        let a = ArchiveSource::open(file).await?;
+        let mut loaded = Vec::new();
+        let tags = a.tags();
+        if tags.is_empty() {
+            let r = copy(
+                &a,
+                &self.layout,
+                &ManifestRef::Tag(String::new()),
+                &self.options(None, None)?,
+            )
+            .await?;
+            loaded.push(r.manifest.digest().to_string());
+        }
+        for t in tags {
+            let name = match ImageReference::parse(&t) {
+                Ok(r) if t.contains(':') || t.contains('/') => store_name(&r),
+                _ => {
+                    tracing::warn!(tag = %t, "skipping an archive tag that is not an image name");
+                    continue;
+                }
+            };
+            copy(
+                &a,
+                &self.layout,
+                &ManifestRef::Tag(t.clone()),
+                &self.options(None, Some(name.clone()))?,
+            )
+            .await
+            .with_context(|| format!("loading {t}"))?;
+            loaded.push(ImageReference::parse(&name)?.familiar());
+        }
+        Ok(loaded)
+    }
+
+    /// `import FILE REF`: a filesystem tar (plain, gzip or zstd) as a one-layer image.
+    pub async fn import(
+        &self,
+        file: &Path,
+        reference: &str,
+        changes: &[String],
+    ) -> Result<Descriptor> {
+        let r = ImageReference::parse(reference)?;
+        let host = PlatformSpec::host();
+        let mut b = ImageBuilder::new(&host.os, &host.architecture);
+        if let Some(v) = &host.variant {
+            b = b.variant(v);
+        }
+        for c in changes {
+            b = apply_change(b, c)?;
+        }
+        let f = tokio::fs::File::open(file)
+            .await
+            .with_context(|| format!("opening {}", file.display()))?;
+        let mut tar = decompressed(f).await?;
+        b.add_layer_tar(&self.layout, &mut tar, Compression::Gzip, "imported")
+            .await?;
+        let m = b.build(&self.layout).await?;
+        self.layout
+            .tag(&store_name(&r), &m.descriptor(), Some(&r.to_string()))
+            .await?;
+        Ok(m.descriptor())
+    }
+}
+
+/// The name an image has in the store: the full reference (`docker.io/library/busybox:latest`).
+pub fn store_name(r: &ImageReference) -> String {
+    match (r.tag(), r.digest()) {
+        (Some(_), _) | (None, None) => {
+            let t = r.tag().unwrap_or("latest");
+            format!("{}:{t}", r.name())
+        }
+        (None, Some(d)) => format!("{}@{d}", r.name()),
+    }
+}
+
+/// A reader that undoes gzip or zstd when the stream's first bytes say so.
+pub async fn decompressed(
+    f: impl tokio::io::AsyncRead + Send + Unpin + 'static,
+) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>> {
+    use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
+    use tokio::io::AsyncBufReadExt;
+    let mut r = tokio::io::BufReader::with_capacity(256 * 1024, f);
+    let head = r.fill_buf().await?.to_vec();
+    Ok(match Compression::from_magic(&head) {
+        Compression::Gzip => {
+            let mut d = GzipDecoder::new(r);
+            d.multiple_members(true);
+            Box::new(d)
+        }
+        Compression::Zstd => Box::new(ZstdDecoder::new(r)),
+        _ => Box::new(r),
+    })
+}
+
+/// Applies one Dockerfile-style `--change` (`CMD`, `ENTRYPOINT`, `ENV`, `WORKDIR`, `USER`,
+/// `LABEL`, `EXPOSE`).
+pub fn apply_change(b: ImageBuilder, change: &str) -> Result<ImageBuilder> {
+    let (verb, rest) = change
+        .trim()
+        .split_once(char::is_whitespace)
+        .ok_or_else(|| anyhow!("invalid change {change:?}: expected `VERB value`"))?;
+    let rest = rest.trim();
+    let args = || -> Result<Vec<String>> {
+        if rest.starts_with('[') {
+            serde_json::from_str(rest).with_context(|| format!("invalid JSON array in {change:?}"))
+        } else {
+            Ok(vec!["/bin/sh".into(), "-c".into(), rest.into()])
+        }
+    };
+    let kv = || -> Result<(String, String)> {
+        rest.split_once('=')
+            .or_else(|| rest.split_once(' '))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
+            .ok_or_else(|| anyhow!("invalid change {change:?}: expected KEY=VALUE"))
+    };
+    Ok(match verb.to_ascii_uppercase().as_str() {
+        "CMD" => b.cmd(args()?),
+        "ENTRYPOINT" => b.entrypoint(args()?),
+        "ENV" => {
+            let (k, v) = kv()?;
+            b.env(&k, &v)
+        }
+        "LABEL" => {
+            let (k, v) = kv()?;
+            b.label(&k, &v)
+        }
+        "WORKDIR" => b.working_dir(rest),
+        "USER" => b.user(rest),
+        "EXPOSE" => b.expose(rest),
+        other => bail!(
+            "unsupported change {other:?} (CMD, ENTRYPOINT, ENV, LABEL, WORKDIR, USER, EXPOSE)"
+        ),
+    })
+}
+
+/// Progress bars per blob, drawn on stderr when it is a terminal.
+#[derive(Clone, Default)]
+struct Bars {
+    multi: Arc<MultiProgress>,
+    bars: Arc<Mutex<HashMap<String, ProgressBar>>>,
+}
+
+impl Bars {
+    fn event(&self, e: &CopyEvent) {
+        let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+        match e {
+            CopyEvent::BlobStarted { digest, size } => {
+                let pb = self.multi.add(ProgressBar::new(*size));
+                pb.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                pb.set_prefix(short(digest.digest()).to_owned());
+                bars.insert(digest.to_string(), pb);
+            }
+            CopyEvent::BlobProgress { digest, done, .. } => {
+                if let Some(pb) = bars.get(&digest.to_string()) {
+                    pb.set_position(*done);
+                }
+            }
+            CopyEvent::BlobDone { digest, .. } => {
+                if let Some(pb) = bars.remove(&digest.to_string()) {
+                    pb.finish_and_clear();
+                }
+                tracing::info!(%digest, "blob done");
+            }
+            CopyEvent::BlobSkipped { digest, .. } | CopyEvent::BlobMounted { digest, .. } => {
+                tracing::info!(%digest, "blob already there");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The first 12 characters of a hex digest, as docker shows IDs.
+pub fn short(hex: &str) -> &str {
+    hex.get(..12).unwrap_or(hex)
+}
