@@ -1,1 +1,23 @@
-//! `oci-layer`: see the crate README and issue; this crate is being built.
+//! # oci-layer
+//!
+//! Layers of OCI and Docker images applied to directories, safely: gzip, zstd or plain tars,
+//! OCI whiteouts (`.wh.NAME`) and opaque directories (`.wh..wh..opq`), every file type a layer
+//! can hold, ownership (as root, rootless with umoci's `user.rootlesscontainers` xattr, or
+//! through user-namespace id maps), xattrs, modes and mtimes; the DiffID computed on the same
+//! pass.
+//!
+//! ## Safety by construction
+//!
+//! Nothing a layer holds can reach outside the directory it is applied to. Every operation is
+//! made relative to a descriptor of a parent directory that `openat2(RESOLVE_IN_ROOT)` found
+//! inside the root, and the last component is never followed (see [`root`]). Entries with
+//! `..` components are refused; absolute paths and symlinks resolve as if the root were `/`.
+//! xattrs other than `user.*` (`trusted.overlay.*`, `security.*`) are refused unless the
+//! caller allows them.
+
+pub mod apply;
+pub mod error;
+pub mod root;
+
+pub use apply::{apply, apply_tar, ApplyOptions, ApplyReport, Devices, IdRange, Ownership};
+pub use error::{Error, Result};

@@ -1,0 +1,100 @@
+//! The one error type of this crate.
+
+use std::path::PathBuf;
+
+/// A `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong applying, diffing or snapshotting layers.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A tar entry's path or link target is refused (`..`, or not representable).
+    #[error("unsafe path {path:?} in layer: {reason}")]
+    UnsafePath {
+        /// The entry's path as found in the tar.
+        path: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A tar entry cannot be applied (unsupported type, inconsistent headers).
+    #[error("invalid layer entry {path:?}: {reason}")]
+    InvalidEntry {
+        /// The entry's path.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A system call on a path inside the root failed.
+    #[error("{op} {}: {source}", path.display())]
+    Fs {
+        /// What was being done (`mkdir`, `open`, `chown`, ...).
+        op: &'static str,
+        /// The path inside the root.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The layer's media type is not a layer type this crate handles.
+    #[error("unsupported layer media type {0:?}")]
+    UnsupportedMediaType(String),
+    /// The stream's magic bytes contradict its media type.
+    #[error("layer announced as {declared} but its first bytes look like {found}")]
+    CompressionMismatch {
+        /// What the media type said.
+        declared: &'static str,
+        /// What the bytes say.
+        found: &'static str,
+    },
+    /// The uncompressed tar did not hash to the expected DiffID.
+    #[error("diff ID mismatch: expected {expected}, got {actual}")]
+    DiffIdMismatch {
+        /// The DiffID from the image config.
+        expected: String,
+        /// The DiffID computed.
+        actual: String,
+    },
+    /// Reading the layer stream failed (truncated, corrupt compression, bad tar); `entries`
+    /// entries had been applied before.
+    #[error("layer stream failed after {entries} entries: {source}")]
+    Stream {
+        /// Entries applied before the failure.
+        entries: u64,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Applying entry number `index` (`path`) failed; the entries before it were applied.
+    #[error("applying entry {index} ({path:?}) failed: {source}")]
+    Apply {
+        /// The entry's index in the tar.
+        index: u64,
+        /// The entry's path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: Box<Error>,
+    },
+    /// An error from `oci-image` (digests, stores).
+    #[error(transparent)]
+    Image(#[from] oci_image::Error),
+    /// An I/O error without a path.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// Wraps a system-call error with the operation and path.
+    pub fn fs(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+        source: impl Into<std::io::Error>,
+    ) -> Self {
+        Error::Fs {
+            op,
+            path: path.into(),
+            source: source.into(),
+        }
+    }
+}
