@@ -298,10 +298,7 @@ impl ImageDestination for ArchiveWriter {
             .manifests(entries)
             .build()
             .map_err(|e| Error::other("building index.json", e))?;
-        let index = serde_json::to_vec(&index).map_err(|source| Error::InvalidJson {
-            what: "index.json",
-            source,
-        })?;
+        let index = crate::manifest::index_to_json(&index)?;
         let format = self.format;
         let tar = st.tar()?;
         append_bytes(tar, "index.json", &index).await?;
@@ -422,7 +419,7 @@ impl ArchiveSource {
             docker_tags: HashMap::new(),
         };
         if let Some(bytes) = this.read_meta("index.json").await? {
-            let index: ImageIndex = serde_json::from_slice(&bytes)
+            let index = crate::manifest::index_from_json(&bytes)
                 .map_err(|e| bad_archive(&this.path, &format!("index.json: {e}")))?;
             for d in index.manifests() {
                 crate::digest::check_supported(d.digest())?;

@@ -184,7 +184,7 @@ impl OciLayout {
                 limit: MAX_INDEX_SIZE,
             });
         }
-        let index: ImageIndex = serde_json::from_slice(bytes)
+        let index = crate::manifest::index_from_json(bytes)
             .map_err(|e| invalid(&self.inner.root, format!("index.json: {e}")))?;
         for d in index.manifests() {
             crate::digest::check_supported(d.digest())?;
@@ -193,10 +193,7 @@ impl OciLayout {
     }
 
     fn write_index_file(&self, index: &ImageIndex) -> Result<()> {
-        let bytes = serde_json::to_vec(index).map_err(|source| Error::InvalidJson {
-            what: "index.json",
-            source,
-        })?;
+        let bytes = crate::manifest::index_to_json(index)?;
         write_atomic(
             &self.inner.root,
             &self.index_path(),

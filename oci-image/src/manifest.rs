@@ -269,11 +269,7 @@ impl Manifest {
 
     /// Serialises an index and wraps it (for building new indexes).
     pub fn from_index(index: &ImageIndex, kind: ManifestKind) -> Result<Self> {
-        let bytes = serde_json::to_vec(index).map_err(|source| Error::InvalidJson {
-            what: "image index",
-            source,
-        })?;
-        Self::parse(bytes, Some(kind.media_type()))
+        Self::parse(index_to_json(index)?, Some(kind.media_type()))
     }
 
     /// The exact bytes.
@@ -384,6 +380,40 @@ fn restore_platform_fields(bytes: &[u8], index: &mut ImageIndex) -> Result<()> {
     }
     index.set_manifests(manifests);
     Ok(())
+}
+
+/// Parses an index (`index.json` of a layout, for instance), keeping `os.version` and
+/// `os.features` of its platforms.
+pub fn index_from_json(bytes: &[u8]) -> Result<ImageIndex> {
+    let mut index: ImageIndex =
+        serde_json::from_slice(bytes).map_err(|source| Error::InvalidJson {
+            what: "image index",
+            source,
+        })?;
+    restore_platform_fields(bytes, &mut index)?;
+    Ok(index)
+}
+
+/// Serialises an index with the platform fields under their spec names (`os.version`,
+/// `os.features`), which oci-spec 0.10 writes as `osVersion`/`osFeatures`.
+pub fn index_to_json(index: &ImageIndex) -> Result<Vec<u8>> {
+    let json = |source| Error::InvalidJson {
+        what: "image index",
+        source,
+    };
+    let mut v = serde_json::to_value(index).map_err(json)?;
+    if let Some(list) = v.get_mut("manifests").and_then(|m| m.as_array_mut()) {
+        for entry in list {
+            if let Some(p) = entry.get_mut("platform").and_then(|p| p.as_object_mut()) {
+                for (from, to) in [("osVersion", "os.version"), ("osFeatures", "os.features")] {
+                    if let Some(x) = p.remove(from) {
+                        p.insert(to.to_owned(), x);
+                    }
+                }
+            }
+        }
+    }
+    serde_json::to_vec(&v).map_err(json)
 }
 
 /// Builds a descriptor from its three required fields.
@@ -536,5 +566,89 @@ mod tests {
             None
         )
         .is_err());
+    }
+
+    mod roundtrip {
+        use super::*;
+        use oci_spec::image::{ImageIndexBuilder, ImageManifestBuilder, PlatformBuilder};
+        use proptest::prelude::*;
+
+        fn layer(i: usize, size: u64) -> Descriptor {
+            descriptor(
+                MediaType::ImageLayerGzip,
+                sha256(format!("layer {i}").as_bytes()),
+                size,
+            )
+        }
+
+        proptest! {
+            /// Any manifest we build parses back to the same body, kind and digest (of its
+            /// exact bytes), in both media type families.
+            #[test]
+            fn manifests_round_trip(
+                sizes in proptest::collection::vec(0u64..u64::MAX / 2, 0..12),
+                docker in any::<bool>(),
+                ann in proptest::option::of(proptest::collection::hash_map("[a-z.]{1,12}", "[ -~]{0,20}", 0..4)),
+            ) {
+                let kind = if docker { ManifestKind::DockerManifest } else { ManifestKind::OciManifest };
+                let mut b = ImageManifestBuilder::default()
+                    .schema_version(2u32)
+                    .media_type(MediaType::from(kind.media_type()))
+                    .config(descriptor(MediaType::ImageConfig, sha256(b"{}"), 2))
+                    .layers(sizes.iter().enumerate().map(|(i, s)| layer(i, *s)).collect::<Vec<_>>());
+                if let Some(a) = ann {
+                    b = b.annotations(a);
+                }
+                let m = Manifest::from_image(&b.build().unwrap(), kind).unwrap();
+                let back = Manifest::parse(m.bytes().clone(), Some(kind.media_type())).unwrap();
+                prop_assert_eq!(back.kind(), kind);
+                prop_assert_eq!(back.digest(), &sha256(m.bytes()));
+                prop_assert_eq!(back.body(), m.body());
+                prop_assert_eq!(back.children().len(), sizes.len() + 1);
+                // Verified parsing with its own descriptor succeeds; one changed byte fails.
+                Manifest::parse_verified(m.bytes().clone(), &m.descriptor()).unwrap();
+                let mut bad = m.bytes().to_vec();
+                let last = bad.len() - 2;
+                bad[last] ^= 1;
+                prop_assert!(Manifest::parse_verified(bad, &m.descriptor()).is_err());
+            }
+
+            /// Indexes keep their platforms, `os.version` and `os.features` included.
+            #[test]
+            fn indexes_round_trip(
+                entries in proptest::collection::vec(("[a-z0-9]{1,8}", proptest::option::of("[0-9.]{1,10}"), proptest::collection::vec("[a-z0-9]{1,6}", 0..3)), 0..8),
+            ) {
+                let manifests: Vec<Descriptor> = entries.iter().enumerate().map(|(i, (arch, ver, feats))| {
+                    let mut d = layer(i, i as u64);
+                    d.set_media_type(MediaType::ImageManifest);
+                    let mut p = PlatformBuilder::default().os("linux").architecture(arch.as_str()).build().unwrap();
+                    p.set_os_version(ver.clone());
+                    if !feats.is_empty() {
+                        p.set_os_features(Some(feats.clone()));
+                    }
+                    d.set_platform(Some(p));
+                    d
+                }).collect();
+                let idx = ImageIndexBuilder::default()
+                    .schema_version(2u32)
+                    .media_type(MediaType::ImageIndex)
+                    .manifests(manifests)
+                    .build()
+                    .unwrap();
+                let m = Manifest::from_index(&idx, ManifestKind::OciIndex).unwrap();
+                let text = String::from_utf8(m.bytes().to_vec()).unwrap();
+                prop_assert!(!text.contains("osVersion") && !text.contains("osFeatures"), "{}", text);
+                let back = Manifest::parse(m.bytes().clone(), None).unwrap();
+                prop_assert_eq!(back.kind(), ManifestKind::OciIndex);
+                let got = back.as_index().unwrap();
+                prop_assert_eq!(got.manifests().len(), entries.len());
+                for (d, (_, ver, feats)) in got.manifests().iter().zip(&entries) {
+                    let p = d.platform().as_ref().unwrap();
+                    prop_assert_eq!(p.os_version(), ver);
+                    let want = if feats.is_empty() { None } else { Some(feats.clone()) };
+                    prop_assert_eq!(p.os_features(), &want);
+                }
+            }
+        }
     }
 }
