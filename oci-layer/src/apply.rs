@@ -628,6 +628,9 @@ impl State<'_> {
             Mode::empty(),
         )
         .map_err(|e| Error::fs("open", rel, e))?;
+        // The entry describes the directory whole: xattrs we would apply that it does not list
+        // are removed from a directory that was already there.
+        self.drop_stale_xattrs(fd.as_fd(), rel, &meta.xattrs)?;
         // Mode and mtime are set after the directory's contents (see finish_dirs); until then
         // the owner can write into it.
         let meta_now = Meta {
@@ -741,6 +744,35 @@ impl State<'_> {
         rustix::fs::utimensat(dir, &name, &times(meta.mtime), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| Error::fs("utimes", rel, e))?;
         report.devices += 1;
+        Ok(())
+    }
+
+    fn drop_stale_xattrs(
+        &self,
+        fd: BorrowedFd<'_>,
+        rel: &Path,
+        keep: &[(String, Vec<u8>)],
+    ) -> Result<()> {
+        let mut names = vec![0u8; 4096];
+        let n = match rustix::fs::flistxattr(fd, &mut names[..]) {
+            Ok(n) => n,
+            Err(Errno::NOTSUP) => return Ok(()),
+            Err(e) => return Err(Error::fs("listxattr", rel, e)),
+        };
+        for raw in names[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
+            let Ok(key) = std::str::from_utf8(raw) else {
+                continue;
+            };
+            let ours = self
+                .opts
+                .allowed_xattrs
+                .iter()
+                .any(|p| key.starts_with(p.as_str()))
+                && key != ROOTLESS_XATTR;
+            if ours && !keep.iter().any(|(k, _)| k == key) {
+                rustix::fs::fremovexattr(fd, key).map_err(|e| Error::fs("removexattr", rel, e))?;
+            }
+        }
         Ok(())
     }
 

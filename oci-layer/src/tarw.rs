@@ -1,0 +1,193 @@
+//! A small, reproducible tar writer: ustar headers, PAX records for long names, long link
+//! targets, large ids and sizes, and xattrs (`SCHILY.xattr.*`). No user or group names, no
+//! access times: the same tree always gives the same bytes.
+
+use crate::error::{Error, Result};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_tar::{EntryType, Header};
+
+/// One entry's header.
+#[derive(Debug, Clone)]
+pub struct EntryHeader {
+    /// Path inside the archive (relative, `/`-separated; directories without a trailing `/`,
+    /// which is added).
+    pub path: Vec<u8>,
+    /// Entry type.
+    pub kind: EntryType,
+    /// Permission bits, including setuid, setgid and sticky.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u64,
+    /// Group.
+    pub gid: u64,
+    /// Modification time (seconds).
+    pub mtime: u64,
+    /// Content size (regular files only).
+    pub size: u64,
+    /// Symlink target or hard link target path.
+    pub link: Vec<u8>,
+    /// Device major and minor.
+    pub dev: (u32, u32),
+    /// xattrs.
+    pub xattrs: Vec<(String, Vec<u8>)>,
+}
+
+impl EntryHeader {
+    /// A header with everything zero but the path and type.
+    pub fn new(path: Vec<u8>, kind: EntryType) -> Self {
+        Self {
+            path,
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            size: 0,
+            link: Vec::new(),
+            dev: (0, 0),
+            xattrs: Vec::new(),
+        }
+    }
+}
+
+const USTAR_MAX_ID: u64 = 0o7777777;
+const USTAR_MAX_SIZE: u64 = 0o77777777777;
+
+fn pax_record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
+    let body = 1 + key.len() + 1 + value.len() + 1;
+    let mut len = body + 1;
+    loop {
+        let n = len.to_string().len() + body;
+        if n == len {
+            break;
+        }
+        len = n;
+    }
+    out.extend_from_slice(format!("{len} {key}=").as_bytes());
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
+/// Writes tar entries to `W`.
+pub struct TarWriter<W> {
+    w: W,
+    written: u64,
+}
+
+impl<W: AsyncWrite + Unpin> TarWriter<W> {
+    /// A writer over `w`.
+    pub fn new(w: W) -> Self {
+        Self { w, written: 0 }
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    async fn put(&mut self, data: &[u8]) -> Result<()> {
+        self.w.write_all(data).await?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    async fn pad(&mut self) -> Result<()> {
+        let rem = (self.written % 512) as usize;
+        if rem != 0 {
+            self.put(&[0u8; 512][..512 - rem]).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes a header (and its PAX header when needed).
+    pub async fn header(&mut self, e: &EntryHeader) -> Result<()> {
+        let mut path = e.path.clone();
+        if e.kind == EntryType::Directory && !path.ends_with(b"/") {
+            path.push(b'/');
+        }
+        let mut pax = Vec::new();
+        if path.len() > 100 {
+            pax_record(&mut pax, "path", &path);
+        }
+        if e.link.len() > 100 {
+            pax_record(&mut pax, "linkpath", &e.link);
+        }
+        if e.uid > USTAR_MAX_ID {
+            pax_record(&mut pax, "uid", e.uid.to_string().as_bytes());
+        }
+        if e.gid > USTAR_MAX_ID {
+            pax_record(&mut pax, "gid", e.gid.to_string().as_bytes());
+        }
+        if e.size > USTAR_MAX_SIZE {
+            pax_record(&mut pax, "size", e.size.to_string().as_bytes());
+        }
+        let mut xattrs = e.xattrs.clone();
+        xattrs.sort();
+        for (k, v) in &xattrs {
+            if v.is_empty() {
+                // An empty PAX value means "unset" (POSIX): an empty xattr cannot be carried.
+                tracing::warn!(path = %String::from_utf8_lossy(&path), xattr = %k, "empty xattr value not representable in a tar; left out");
+                continue;
+            }
+            pax_record(&mut pax, &format!("SCHILY.xattr.{k}"), v);
+        }
+        if !pax.is_empty() {
+            let mut h = Header::new_ustar();
+            let name = b"PaxHeader";
+            h.as_old_mut().name[..name.len()].copy_from_slice(name);
+            h.set_entry_type(EntryType::XHeader);
+            h.set_mode(0o644);
+            h.set_size(pax.len() as u64);
+            h.set_mtime(0);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_cksum();
+            self.put(h.as_bytes()).await?;
+            self.put(&pax).await?;
+            self.pad().await?;
+        }
+        let mut h = Header::new_ustar();
+        let n = path.len().min(100);
+        h.as_old_mut().name[..n].copy_from_slice(&path[..n]);
+        let l = e.link.len().min(100);
+        h.as_old_mut().linkname[..l].copy_from_slice(&e.link[..l]);
+        h.set_entry_type(e.kind);
+        h.set_mode(e.mode & 0o7777);
+        h.set_uid(e.uid.min(USTAR_MAX_ID));
+        h.set_gid(e.gid.min(USTAR_MAX_ID));
+        h.set_mtime(e.mtime.min(USTAR_MAX_SIZE));
+        h.set_size(if e.size > USTAR_MAX_SIZE { 0 } else { e.size });
+        if matches!(e.kind, EntryType::Char | EntryType::Block) {
+            h.set_device_major(e.dev.0)?;
+            h.set_device_minor(e.dev.1)?;
+        }
+        h.set_cksum();
+        self.put(h.as_bytes()).await
+    }
+
+    /// Writes a regular file: header, then exactly `e.size` bytes from `data`.
+    pub async fn file(
+        &mut self,
+        e: &EntryHeader,
+        data: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<()> {
+        self.header(e).await?;
+        let mut limited = tokio::io::AsyncReadExt::take(data, e.size);
+        let n = tokio::io::copy(&mut limited, &mut self.w).await?;
+        self.written += n;
+        if n != e.size {
+            return Err(Error::InvalidEntry {
+                path: String::from_utf8_lossy(&e.path).into_owned(),
+                reason: format!("file changed while being read: {n} of {} bytes", e.size),
+            });
+        }
+        self.pad().await
+    }
+
+    /// Writes the end-of-archive blocks and flushes; returns the inner writer.
+    pub async fn finish(mut self) -> Result<W> {
+        self.put(&[0u8; 1024]).await?;
+        self.w.flush().await?;
+        Ok(self.w)
+    }
+}
