@@ -102,6 +102,10 @@ pub struct ApplyOptions {
     pub allowed_xattrs: Vec<String>,
     /// Fail instead of skipping a refused xattr.
     pub fail_on_refused_xattr: bool,
+    /// Record whiteouts the way overlayfs reads them instead of deleting: `.wh.NAME` becomes
+    /// a 0/0 character device `NAME`, an opaque marker the `trusted.overlay.opaque=y` xattr
+    /// on its directory. For unpacking each layer into its own overlay lower directory.
+    pub overlay_whiteouts: bool,
 }
 
 impl Default for ApplyOptions {
@@ -113,6 +117,7 @@ impl Default for ApplyOptions {
             fsync: false,
             allowed_xattrs: vec!["user.".into()],
             fail_on_refused_xattr: false,
+            overlay_whiteouts: false,
         }
     }
 }
@@ -497,6 +502,9 @@ impl State<'_> {
     fn whiteout(&mut self, rel: &Path, raw: &str, report: &mut ApplyReport) -> Result<()> {
         let name = rel.file_name().unwrap_or_default().as_bytes();
         let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
+        if self.opts.overlay_whiteouts {
+            return self.overlay_whiteout(&parent, name, raw, report);
+        }
         if name == OPAQUE_MARKER.as_bytes() {
             report.opaque_dirs += 1;
             let dir = match self.root.open_dir(&parent) {
@@ -537,6 +545,48 @@ impl State<'_> {
         };
         remove_all(dir.as_fd(), OsStr::from_bytes(target))
             .map_err(|e| Error::fs("remove", &target_rel, e))?;
+        Ok(())
+    }
+
+    fn overlay_whiteout(
+        &mut self,
+        parent: &Path,
+        name: &[u8],
+        raw: &str,
+        report: &mut ApplyReport,
+    ) -> Result<()> {
+        self.root.mkdir_all(parent)?;
+        if name == OPAQUE_MARKER.as_bytes() {
+            let fd = self
+                .root
+                .resolve(parent, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)?;
+            rustix::fs::fsetxattr(&fd, "trusted.overlay.opaque", b"y", XattrFlags::empty())
+                .map_err(|e| Error::fs("setxattr", parent, e))?;
+            report.opaque_dirs += 1;
+            return Ok(());
+        }
+        let target = &name[WHITEOUT_PREFIX.len()..];
+        if target.is_empty() || target == b"." || target == b".." || target.starts_with(b".wh.") {
+            if target.starts_with(b".wh.") {
+                return Ok(());
+            }
+            return Err(Error::UnsafePath {
+                path: raw.to_owned(),
+                reason: "whiteout of an empty, `.` or `..` name".into(),
+            });
+        }
+        let target_rel = parent.join(OsStr::from_bytes(target));
+        let dir = self.root.open_dir(parent)?;
+        Self::make_room(dir.as_fd(), OsStr::from_bytes(target), &target_rel, false)?;
+        mknodat(
+            &dir,
+            OsStr::from_bytes(target),
+            FileType::CharacterDevice,
+            Mode::empty(),
+            0,
+        )
+        .map_err(|e| Error::fs("mknod whiteout", &target_rel, e))?;
+        report.whiteouts += 1;
         Ok(())
     }
 

@@ -19,8 +19,10 @@ pub mod apply;
 pub mod diff;
 pub mod error;
 pub mod root;
+pub mod snapshot;
 pub mod tarw;
 
 pub use apply::{apply, apply_tar, ApplyOptions, ApplyReport, Devices, IdRange, Ownership};
 pub use diff::{diff, diff_overlay, diff_to_store, export, DiffOptions, DiffReport};
 pub use error::{Error, Result};
+pub use snapshot::{Mount, MountKind, Snapshotter, UnpackReport};

@@ -1,0 +1,344 @@
+//! Overlay snapshots: each layer unpacked once into its own directory, keyed by DiffID, and
+//! an image's layers mounted as overlayfs lower directories under a fresh upper and work
+//! directory: the container's read-write layer. [`Snapshotter::commit`] turns that upper
+//! directory into a layer.
+//!
+//! ```text
+//! ROOT/layers/<diffid hex>/      one layer, whiteouts as overlayfs reads them
+//! ROOT/containers/<id>/upper     the container's changes
+//! ROOT/containers/<id>/work      overlayfs scratch
+//! ROOT/containers/<id>/rootfs    the mount point (or, without overlayfs, a full copy)
+//! ```
+//!
+//! Where overlayfs cannot be mounted (not root, no user-namespace overlay), `prepare` applies
+//! the layers into `rootfs` instead, and `commit` diffs it against a fresh copy of the image.
+//! A layer directory appears under its name only complete (applied in a temporary directory,
+//! then renamed), so two images sharing a layer unpack it once, and a crash never leaves a
+//! half layer that looks whole.
+
+use crate::apply::{apply, ApplyOptions};
+use crate::diff::{diff, diff_overlay, DiffOptions};
+use crate::error::{Error, Result};
+use oci_image::build::read_config;
+use oci_image::media::Compression;
+use oci_image::oci_spec::image::{Descriptor, Digest};
+use oci_image::{ImageSource, Manifest};
+use std::path::{Path, PathBuf};
+
+/// Where snapshots live.
+#[derive(Debug, Clone)]
+pub struct Snapshotter {
+    root: PathBuf,
+    apply: ApplyOptions,
+}
+
+/// How a container's root filesystem is provided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountKind {
+    /// An overlayfs mount of the layer directories.
+    Overlay,
+    /// A plain directory with every layer applied (no overlayfs here).
+    Copy,
+}
+
+/// A prepared root filesystem.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    /// The container id.
+    pub id: String,
+    /// The directory to use as the container's root.
+    pub rootfs: PathBuf,
+    /// The upper (read-write) directory, for overlay mounts.
+    pub upper: PathBuf,
+    /// How it is provided.
+    pub kind: MountKind,
+    /// The layer directories, base first.
+    pub layers: Vec<PathBuf>,
+}
+
+/// What [`Snapshotter::unpack`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnpackReport {
+    /// Layer directories, base first.
+    pub layers: Vec<PathBuf>,
+    /// Layers applied now.
+    pub unpacked: usize,
+    /// Layers that were already there.
+    pub reused: usize,
+}
+
+fn valid_id(id: &str) -> Result<()> {
+    if id.is_empty()
+        || id.len() > 128
+        || id.starts_with('.')
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return Err(Error::InvalidEntry {
+            path: id.to_owned(),
+            reason: "container ids are 1-128 of [A-Za-z0-9._-], not starting with `.`".into(),
+        });
+    }
+    Ok(())
+}
+
+impl Snapshotter {
+    /// Snapshots under `root` (created when missing).
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        for d in ["layers", "containers"] {
+            let p = root.join(d);
+            std::fs::create_dir_all(&p).map_err(|e| Error::fs("mkdir", &p, e))?;
+        }
+        Ok(Self {
+            root,
+            apply: ApplyOptions::default(),
+        })
+    }
+
+    /// The options layers are applied with (ownership, devices, xattrs).
+    pub fn with_apply_options(mut self, opts: ApplyOptions) -> Self {
+        self.apply = opts;
+        self
+    }
+
+    /// The directory of the layer with this DiffID.
+    pub fn layer_dir(&self, diff_id: &Digest) -> Result<PathBuf> {
+        let (alg, hex) = oci_image::digest::path_components(diff_id)?;
+        Ok(self.root.join("layers").join(format!("{alg}-{hex}")))
+    }
+
+    fn image_layers(manifest: &Manifest) -> Result<Vec<Descriptor>> {
+        manifest
+            .as_image()
+            .map(|m| m.layers().clone())
+            .ok_or_else(|| Error::InvalidEntry {
+                path: manifest.digest().to_string(),
+                reason: "an index, not an image manifest".into(),
+            })
+    }
+
+    /// Unpacks every layer of an image that is not unpacked yet, each into its own
+    /// directory with overlay whiteouts, verifying blob digests and DiffIDs.
+    pub async fn unpack(&self, src: &dyn ImageSource, manifest: &Manifest) -> Result<UnpackReport> {
+        let layers = Self::image_layers(manifest)?;
+        let config_desc = manifest
+            .as_image()
+            .map(|m| m.config().clone())
+            .ok_or_else(|| Error::InvalidEntry {
+                path: manifest.digest().to_string(),
+                reason: "an index, not an image manifest".into(),
+            })?;
+        let config = read_config(src, &config_desc).await?;
+        let diff_ids = config.rootfs().diff_ids();
+        if diff_ids.len() != layers.len() {
+            return Err(Error::InvalidEntry {
+                path: manifest.digest().to_string(),
+                reason: format!("{} diff_ids for {} layers", diff_ids.len(), layers.len()),
+            });
+        }
+        let mut report = UnpackReport::default();
+        for (layer, diff_id) in layers.iter().zip(diff_ids) {
+            let diff_id = oci_image::parse_digest(diff_id)?;
+            let dir = self.layer_dir(&diff_id)?;
+            if dir.is_dir() {
+                report.reused += 1;
+                report.layers.push(dir);
+                continue;
+            }
+            let tmp = tempfile::Builder::new()
+                .prefix(".unpack-")
+                .tempdir_in(self.root.join("layers"))
+                .map_err(|e| Error::fs("mkdtemp", self.root.join("layers"), e))?;
+            let opts = ApplyOptions {
+                diff_id: Some(diff_id.clone()),
+                overlay_whiteouts: true,
+                ..self.apply.clone()
+            };
+            let blob = src.blob(layer).await?;
+            apply(tmp.path(), blob, layer.media_type().as_ref(), &opts).await?;
+            let tmp = tmp.keep();
+            match std::fs::rename(&tmp, &dir) {
+                Ok(()) => report.unpacked += 1,
+                // Someone else unpacked it meanwhile: theirs is as good as ours.
+                Err(_) if dir.is_dir() => {
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    report.reused += 1;
+                }
+                Err(e) => return Err(Error::fs("rename", &dir, e)),
+            }
+            report.layers.push(dir);
+        }
+        Ok(report)
+    }
+
+    /// Prepares a root filesystem for container `id`: an overlay mount of the image's
+    /// layers when possible, else a copy. `force_copy` skips overlayfs.
+    pub async fn prepare(
+        &self,
+        id: &str,
+        src: &dyn ImageSource,
+        manifest: &Manifest,
+        force_copy: bool,
+    ) -> Result<Mount> {
+        valid_id(id)?;
+        let base = self.root.join("containers").join(id);
+        if base.exists() {
+            return Err(Error::InvalidEntry {
+                path: id.to_owned(),
+                reason: "a container with this id already exists".into(),
+            });
+        }
+        let (upper, work, rootfs) = (base.join("upper"), base.join("work"), base.join("rootfs"));
+        for d in [&upper, &work, &rootfs] {
+            std::fs::create_dir_all(d).map_err(|e| Error::fs("mkdir", d, e))?;
+        }
+        let layers = self.unpack(src, manifest).await?.layers;
+        if !force_copy {
+            match mount_overlay(&layers, &upper, &work, &rootfs) {
+                Ok(()) => {
+                    return Ok(Mount {
+                        id: id.to_owned(),
+                        rootfs,
+                        upper,
+                        kind: MountKind::Overlay,
+                        layers,
+                    })
+                }
+                Err(e) => tracing::info!(error = %e, "overlayfs unavailable; copying layers"),
+            }
+        }
+        self.apply_all(src, manifest, &rootfs).await?;
+        Ok(Mount {
+            id: id.to_owned(),
+            rootfs,
+            upper,
+            kind: MountKind::Copy,
+            layers,
+        })
+    }
+
+    async fn apply_all(
+        &self,
+        src: &dyn ImageSource,
+        manifest: &Manifest,
+        dir: &Path,
+    ) -> Result<()> {
+        for layer in Self::image_layers(manifest)? {
+            let blob = src.blob(&layer).await?;
+            apply(dir, blob, layer.media_type().as_ref(), &self.apply).await?;
+        }
+        Ok(())
+    }
+
+    /// The container's changes as a compressed layer in `store`: (descriptor, DiffID).
+    pub async fn commit(
+        &self,
+        mount: &Mount,
+        src: &dyn ImageSource,
+        manifest: &Manifest,
+        store: &dyn oci_image::BlobStore,
+        compression: Compression,
+        opts: &DiffOptions,
+    ) -> Result<(Descriptor, Digest)> {
+        match mount.kind {
+            MountKind::Overlay => {
+                let (d, id, _) =
+                    crate::diff::diff_to_store(store, None, &mount.upper, true, compression, opts)
+                        .await?;
+                Ok((d, id))
+            }
+            MountKind::Copy => {
+                let lower = tempfile::Builder::new()
+                    .prefix(".lower-")
+                    .tempdir_in(self.root.join("containers"))
+                    .map_err(|e| Error::fs("mkdtemp", &self.root, e))?;
+                self.apply_all(src, manifest, lower.path()).await?;
+                let (d, id, _) = crate::diff::diff_to_store(
+                    store,
+                    Some(lower.path()),
+                    &mount.rootfs,
+                    false,
+                    compression,
+                    opts,
+                )
+                .await?;
+                Ok((d, id))
+            }
+        }
+    }
+
+    /// Unmounts and removes container `id`'s directories.
+    pub fn remove(&self, id: &str) -> Result<()> {
+        valid_id(id)?;
+        let base = self.root.join("containers").join(id);
+        let rootfs = base.join("rootfs");
+        match rustix::mount::unmount(&rootfs, rustix::mount::UnmountFlags::DETACH) {
+            Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(Error::fs("unmount", &rootfs, e)),
+        }
+        match std::fs::remove_dir_all(&base) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::fs("remove", &base, e)),
+        }
+    }
+
+    /// Writes a container's changes as a plain tar (for inspection; `docker diff`).
+    pub async fn changes<W: tokio::io::AsyncWrite + Unpin>(
+        &self,
+        mount: &Mount,
+        out: W,
+    ) -> Result<W> {
+        let opts = DiffOptions::default();
+        let (_, w) = match mount.kind {
+            MountKind::Overlay => diff_overlay(&mount.upper, out, &opts).await?,
+            MountKind::Copy => diff(None, &mount.rootfs, out, &opts).await?,
+        };
+        Ok(w)
+    }
+}
+
+/// Mounts overlayfs with `layers` (base first) as lower directories.
+pub fn mount_overlay(
+    layers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> std::io::Result<()> {
+    // overlayfs wants the topmost lower first.
+    let lower: Vec<String> = layers
+        .iter()
+        .rev()
+        .map(|p| {
+            p.display()
+                .to_string()
+                .replace(',', "\\,")
+                .replace(':', "\\:")
+        })
+        .collect();
+    if lower.is_empty() {
+        return Err(std::io::Error::other("an image without layers"));
+    }
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        upper.display(),
+        work.display()
+    );
+    if data.len() >= 4096 {
+        return Err(std::io::Error::other(
+            "too many layers for one overlay mount option page",
+        ));
+    }
+    let data = std::ffi::CString::new(data).map_err(std::io::Error::other)?;
+    rustix::mount::mount(
+        "overlay",
+        target,
+        "overlay",
+        rustix::mount::MountFlags::empty(),
+        Some(data.as_c_str()),
+    )?;
+    Ok(())
+}
