@@ -325,6 +325,82 @@ impl Images {
     }
 }
 
+impl Images {
+    /// `unpack IMAGE DIR`: every layer of the host's image, applied in order. Returns the
+    /// layer and entry counts.
+    pub async fn unpack(&self, reference: &str, dir: &Path) -> Result<(usize, u64)> {
+        let r = ImageReference::parse(reference)?;
+        let desc = self.resolve(&r).await?;
+        let m = self
+            .layout
+            .manifest(&ManifestRef::Digest(desc.digest().clone()))
+            .await?;
+        let m = self.for_host(m).await?;
+        let img = m
+            .as_image()
+            .ok_or_else(|| anyhow!("{} is not an image", r.familiar()))?;
+        let config = oci_image::build::read_config(&self.layout, img.config()).await?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut entries = 0;
+        for (layer, diff_id) in img.layers().iter().zip(config.rootfs().diff_ids()) {
+            let opts = oci_layer::ApplyOptions {
+                diff_id: Some(oci_image::parse_digest(diff_id)?),
+                ..Default::default()
+            };
+            let blob = self.layout.blob(layer).await?;
+            let rep = oci_layer::apply(dir, blob, layer.media_type().as_ref(), &opts)
+                .await
+                .with_context(|| format!("applying layer {}", layer.digest()))?;
+            entries += rep.entries;
+        }
+        Ok((img.layers().len(), entries))
+    }
+}
+
+/// `layer apply DIR FILE`.
+pub async fn apply_file(dir: &Path, file: &Path) -> Result<oci_layer::ApplyReport> {
+    let f = tokio::fs::File::open(file)
+        .await
+        .with_context(|| format!("opening {}", file.display()))?;
+    let tar = oci_layer::apply::decompress(f, None).await?;
+    Ok(oci_layer::apply_tar(dir, tar, &oci_layer::ApplyOptions::default()).await?)
+}
+
+/// `layer diff LOWER UPPER -o FILE`: returns (compressed digest, DiffID).
+pub async fn diff_file(
+    lower: &Path,
+    upper: &Path,
+    output: &Path,
+    compression: &str,
+) -> Result<(String, String)> {
+    let c = match compression {
+        "gzip" => Compression::Gzip,
+        "zstd" => Compression::Zstd,
+        "none" => Compression::None,
+        other => bail!("unknown compression {other:?} (gzip, zstd, none)"),
+    };
+    // The layer goes through a one-blob OCI layout next to the output, then is moved.
+    let dir = tempfile::tempdir_in(
+        output
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )?;
+    let store = OciLayout::create(dir.path()).await?.with_fsync(false);
+    let (desc, diff_id, _) = oci_layer::diff_to_store(
+        &store,
+        Some(lower),
+        upper,
+        false,
+        c,
+        &oci_layer::DiffOptions::from_env(),
+    )
+    .await?;
+    std::fs::rename(store.blob_path(desc.digest())?, output)
+        .with_context(|| format!("writing {}", output.display()))?;
+    Ok((desc.digest().to_string(), diff_id.to_string()))
+}
+
 /// The name an image has in the store: the full reference (`docker.io/library/busybox:latest`).
 pub fn store_name(r: &ImageReference) -> String {
     match (r.tag(), r.digest()) {

@@ -99,6 +99,18 @@ enum Verb {
         #[arg(short, long)]
         input: PathBuf,
     },
+    /// Apply an image's layers into a directory.
+    Unpack {
+        /// The image.
+        image: String,
+        /// The directory (created when missing).
+        dir: PathBuf,
+    },
+    /// Layer files by hand.
+    Layer {
+        #[command(subcommand)]
+        verb: LayerVerb,
+    },
     /// Make a one-layer image from a filesystem tar (plain, gzip or zstd).
     Import {
         /// The tar file.
@@ -108,6 +120,30 @@ enum Verb {
         /// Dockerfile-style changes: `CMD ["sh"]`, `ENV K=V`, `WORKDIR /w`, `USER u`, ...
         #[arg(short, long = "change")]
         change: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum LayerVerb {
+    /// Apply one layer file (gzip, zstd or plain tar, found by its first bytes) to a directory.
+    Apply {
+        /// The directory.
+        dir: PathBuf,
+        /// The layer file.
+        file: PathBuf,
+    },
+    /// Write the changes from LOWER to UPPER as a layer file.
+    Diff {
+        /// The original tree.
+        lower: PathBuf,
+        /// The changed tree.
+        upper: PathBuf,
+        /// The layer file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// gzip, zstd or none.
+        #[arg(long, default_value = "gzip")]
+        compression: String,
     },
 }
 
@@ -194,6 +230,30 @@ async fn run(cli: Cli) -> Result<()> {
             for n in images.load(&input).await? {
                 writeln!(out, "Loaded image: {n}")?;
             }
+        }
+        Verb::Unpack { image, dir } => {
+            let r = images.unpack(&image, &dir).await?;
+            writeln!(out, "{} layers, {} entries", r.0, r.1)?;
+        }
+        Verb::Layer {
+            verb: LayerVerb::Apply { dir, file },
+        } => {
+            let r = oci_examples::images::apply_file(&dir, &file).await?;
+            let id = r.diff_id.map(|d| d.to_string()).unwrap_or_default();
+            writeln!(out, "{} entries, diff id {id}", r.entries)?;
+        }
+        Verb::Layer {
+            verb:
+                LayerVerb::Diff {
+                    lower,
+                    upper,
+                    output,
+                    compression,
+                },
+        } => {
+            let (digest, diff_id) =
+                oci_examples::images::diff_file(&lower, &upper, &output, &compression).await?;
+            writeln!(out, "digest {digest} diff id {diff_id}")?;
         }
         Verb::Import {
             file,
