@@ -1,1 +1,32 @@
-//! `oci-runtime`: see the crate README and issue; this crate is being built.
+//! # oci-runtime
+//!
+//! A Linux namespace container runtime as a library, following the OCI runtime spec: give it
+//! an `oci_spec::runtime::Spec` and a root filesystem, and [`ContainerBuilder::create`] sets
+//! up the container's init in new namespaces (mount, pid, uts, ipc, net, user, cgroup, time),
+//! with the spec's mounts resolved inside the rootfs, default devices, `pivot_root`, masked
+//! and read-only paths, hostname, sysctls, rlimits, capabilities, `no_new_privs`, user, and
+//! cgroup limits (v1 or v2); [`Container::start`] lets it `execve`.
+//!
+//! ## Design
+//!
+//! The init is a `clone3` child that runs a plan computed beforehand with system calls only
+//! (see [`init`](crate::init) for why: no helper binary to find or overwrite, safe in
+//! multi-threaded programs). Mount targets are opened with `openat2(RESOLVE_IN_ROOT)` and
+//! mounted through `/proc/self/fd/N`, so a symlink in the rootfs can never redirect a mount
+//! outside it (the CVE-2021-30465 class). Every descriptor is close-on-exec and the init marks
+//! all above stderr close-on-exec right before `execve` (CVE-2024-21626). State lives in
+//! `STATE_ROOT/ID/state.json` with an exec fifo, as runc does, so another process can start,
+//! query, signal or delete a created container.
+//!
+//! Not yet: `exec` into a running container, a terminal (console socket), seccomp, and the
+//! startContainer hook (run inside the container).
+
+mod cgroup;
+pub mod container;
+pub mod error;
+mod init;
+pub mod plan;
+
+pub use cgroup::Cgroup;
+pub use container::{run, run_hooks, validate_id, Container, ContainerBuilder, Status};
+pub use error::{Error, Result};

@@ -1,0 +1,238 @@
+//! cgroups: v1 (one hierarchy per controller) or v2 (unified), chosen by what the host has.
+//!
+//! The container's cgroup is created and limited before its init is released to `execve`,
+//! and the init is placed in it then; `delete` removes it. Without write access (rootless,
+//! not delegated) nothing is written and the container runs in the caller's cgroup.
+
+use crate::error::{Error, Result};
+use oci_spec::runtime::LinuxResources;
+use std::path::{Path, PathBuf};
+
+/// v1 controllers this runtime manages.
+pub const V1_CONTROLLERS: [&str; 5] = ["memory", "pids", "cpu", "cpuset", "cpuacct"];
+
+/// A container's cgroup.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Cgroup {
+    /// v1: one directory per controller, `mount/controller/path`.
+    V1 {
+        /// Where the controller hierarchies are mounted (`/sys/fs/cgroup`).
+        mount: PathBuf,
+        /// The cgroup path inside each hierarchy.
+        path: String,
+    },
+    /// v2: one directory in the unified hierarchy.
+    V2 {
+        /// Where the unified hierarchy is mounted.
+        mount: PathBuf,
+        /// The cgroup path inside it.
+        path: String,
+    },
+}
+
+fn write(path: &Path, value: &str) -> Result<()> {
+    std::fs::write(path, value).map_err(|source| Error::Cgroup {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn clean_path(p: &str) -> Result<String> {
+    let p = p.trim_start_matches('/');
+    if p.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return Err(Error::InvalidSpec(format!("cgroupsPath {p:?}")));
+    }
+    Ok(p.to_owned())
+}
+
+impl Cgroup {
+    /// The cgroup for `path` on this host: v2 when `/sys/fs/cgroup` is the unified hierarchy,
+    /// else v1.
+    pub fn detect(path: &str) -> Result<Self> {
+        let path = clean_path(path)?;
+        let base = PathBuf::from("/sys/fs/cgroup");
+        if base.join("cgroup.controllers").exists() {
+            Ok(Cgroup::V2 { mount: base, path })
+        } else {
+            Ok(Cgroup::V1 { mount: base, path })
+        }
+    }
+
+    /// A v2 cgroup under another mount (the unified hierarchy of a hybrid host).
+    pub fn v2_at(mount: impl Into<PathBuf>, path: &str) -> Result<Self> {
+        Ok(Cgroup::V2 {
+            mount: mount.into(),
+            path: clean_path(path)?,
+        })
+    }
+
+    /// Directories of this cgroup (one per v1 controller that the host has).
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        match self {
+            Cgroup::V1 { mount, path } => V1_CONTROLLERS
+                .iter()
+                .map(|c| mount.join(c))
+                .filter(|m| m.is_dir())
+                .map(|m| m.join(path))
+                .collect(),
+            Cgroup::V2 { mount, path } => vec![mount.join(path)],
+        }
+    }
+
+    /// Creates the cgroup and applies `resources`.
+    pub fn create(&self, resources: Option<&LinuxResources>) -> Result<()> {
+        for d in self.dirs() {
+            std::fs::create_dir_all(&d).map_err(|source| Error::Cgroup {
+                path: d.clone(),
+                source,
+            })?;
+        }
+        match self {
+            Cgroup::V1 { mount, path } => {
+                // cpuset needs cpus and mems before a task may join.
+                let cs = mount.join("cpuset");
+                if cs.is_dir() {
+                    let mut parent = cs.clone();
+                    for comp in path.split('/') {
+                        let child = parent.join(comp);
+                        for f in ["cpuset.cpus", "cpuset.mems"] {
+                            let cur = std::fs::read_to_string(child.join(f)).unwrap_or_default();
+                            if cur.trim().is_empty() {
+                                let v = std::fs::read_to_string(parent.join(f)).unwrap_or_default();
+                                write(&child.join(f), v.trim())?;
+                            }
+                        }
+                        parent = child;
+                    }
+                }
+                if let Some(r) = resources {
+                    self.apply_v1(mount, path, r)?;
+                }
+            }
+            Cgroup::V2 { mount, path } => {
+                if let Some(r) = resources {
+                    self.apply_v2(&mount.join(path), r)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_v1(&self, mount: &Path, path: &str, r: &LinuxResources) -> Result<()> {
+        let f = |ctrl: &str, file: &str| mount.join(ctrl).join(path).join(file);
+        if let Some(m) = r.memory() {
+            if let Some(limit) = m.limit() {
+                write(&f("memory", "memory.limit_in_bytes"), &limit.to_string())?;
+            }
+            if let Some(swap) = m.swap() {
+                let p = f("memory", "memory.memsw.limit_in_bytes");
+                if p.exists() {
+                    write(&p, &swap.to_string())?;
+                }
+            }
+        }
+        if let Some(p) = r.pids() {
+            let v = if p.limit() > 0 {
+                p.limit().to_string()
+            } else {
+                "max".into()
+            };
+            write(&f("pids", "pids.max"), &v)?;
+        }
+        if let Some(c) = r.cpu() {
+            if let Some(s) = c.shares() {
+                write(&f("cpu", "cpu.shares"), &s.to_string())?;
+            }
+            if let Some(p) = c.period() {
+                write(&f("cpu", "cpu.cfs_period_us"), &p.to_string())?;
+            }
+            if let Some(q) = c.quota() {
+                write(&f("cpu", "cpu.cfs_quota_us"), &q.to_string())?;
+            }
+            if let Some(cpus) = c.cpus() {
+                write(&f("cpuset", "cpuset.cpus"), cpus)?;
+            }
+            if let Some(mems) = c.mems() {
+                write(&f("cpuset", "cpuset.mems"), mems)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_v2(&self, dir: &Path, r: &LinuxResources) -> Result<()> {
+        let set = |file: &str, v: &str| -> Result<()> {
+            let p = dir.join(file);
+            if p.exists() {
+                write(&p, v)
+            } else {
+                Err(Error::Cgroup {
+                    path: p,
+                    source: std::io::Error::other("controller not enabled for this cgroup"),
+                })
+            }
+        };
+        if let Some(m) = r.memory() {
+            if let Some(limit) = m.limit() {
+                set("memory.max", &limit.to_string())?;
+            }
+        }
+        if let Some(p) = r.pids() {
+            let v = if p.limit() > 0 {
+                p.limit().to_string()
+            } else {
+                "max".into()
+            };
+            set("pids.max", &v)?;
+        }
+        if let Some(c) = r.cpu() {
+            if let Some(s) = c.shares() {
+                // The conversion runc and crun use from shares (2..262144) to weight (1..10000).
+                let w = 1 + ((s.clamp(2, 262_144) - 2) * 9999) / 262_142;
+                set("cpu.weight", &w.to_string())?;
+            }
+            if c.quota().is_some() || c.period().is_some() {
+                let q = c
+                    .quota()
+                    .filter(|q| *q > 0)
+                    .map_or("max".to_owned(), |q| q.to_string());
+                set("cpu.max", &format!("{q} {}", c.period().unwrap_or(100_000)))?;
+            }
+            if let Some(cpus) = c.cpus() {
+                set("cpuset.cpus", cpus)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves process `pid` into the cgroup.
+    pub fn add(&self, pid: i32) -> Result<()> {
+        for d in self.dirs() {
+            write(&d.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The processes in the cgroup.
+    pub fn pids(&self) -> Vec<i32> {
+        let Some(d) = self.dirs().into_iter().next() else {
+            return Vec::new();
+        };
+        std::fs::read_to_string(d.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Removes the cgroup (it must be empty).
+    pub fn remove(&self) -> Result<()> {
+        for d in self.dirs() {
+            match std::fs::remove_dir(&d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(Error::Cgroup { path: d, source }),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,894 @@
+//! Containers: create, start, state, kill, wait, delete, run; state on disk under a state
+//! root so that another process can start, query, signal or delete a created container.
+
+use crate::cgroup::Cgroup;
+use crate::error::{Error, Result};
+use crate::init::{spawn, Plan, Step};
+use crate::plan::{cstr, filesystem, process};
+use oci_spec::runtime::{ContainerState, Hook, LinuxNamespaceType, Spec, State, StateBuilder};
+use rustix::fs::{Mode, OFlags};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The status of a container, as the runtime spec names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Init is set up and waits for `start`.
+    Created,
+    /// The process runs.
+    Running,
+    /// The process has exited.
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
+/// What is kept on disk for a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Saved {
+    id: String,
+    pid: i32,
+    /// Start time of the pid (clock ticks after boot), to tell a reused pid apart.
+    start_time: u64,
+    bundle: PathBuf,
+    rootfs: PathBuf,
+    annotations: HashMap<String, String>,
+    created: u64,
+    cgroup: Option<Cgroup>,
+    poststart: Vec<Hook>,
+    poststop: Vec<Hook>,
+}
+
+/// Checks a container id.
+pub fn validate_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+.-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidId(id.to_owned()))
+    }
+}
+
+fn proc_start_time(pid: i32) -> Option<(u64, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command may hold spaces and parentheses: fields start after the last `)`.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let state = fields.first()?.chars().next()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((start, state))
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Builds a container.
+#[derive(Debug)]
+pub struct ContainerBuilder {
+    id: String,
+    spec: Spec,
+    bundle: PathBuf,
+    state_root: PathBuf,
+    stdio: [Option<OwnedFd>; 3],
+    no_pivot: bool,
+    cgroup_root: Option<PathBuf>,
+}
+
+impl ContainerBuilder {
+    /// A container `id` running `spec`, whose relative paths (root, bind sources) are relative
+    /// to `bundle`. State goes under `/run/oci-rs` unless [`state_root`](Self::state_root).
+    pub fn new(id: &str, spec: Spec, bundle: impl Into<PathBuf>) -> Self {
+        Self {
+            id: id.to_owned(),
+            spec,
+            bundle: bundle.into(),
+            state_root: PathBuf::from("/run/oci-rs"),
+            stdio: [None, None, None],
+            no_pivot: false,
+            cgroup_root: None,
+        }
+    }
+
+    /// Where container state is kept.
+    pub fn state_root(mut self, p: impl Into<PathBuf>) -> Self {
+        self.state_root = p.into();
+        self
+    }
+
+    /// The process's stdin (default: inherited).
+    pub fn stdin(mut self, fd: OwnedFd) -> Self {
+        self.stdio[0] = Some(fd);
+        self
+    }
+
+    /// The process's stdout (default: inherited).
+    pub fn stdout(mut self, fd: OwnedFd) -> Self {
+        self.stdio[1] = Some(fd);
+        self
+    }
+
+    /// The process's stderr (default: inherited).
+    pub fn stderr(mut self, fd: OwnedFd) -> Self {
+        self.stdio[2] = Some(fd);
+        self
+    }
+
+    /// `chroot` instead of `pivot_root` (for a root on ramfs).
+    pub fn no_pivot(mut self, yes: bool) -> Self {
+        self.no_pivot = yes;
+        self
+    }
+
+    /// Use a v2 hierarchy at this mount (the unified hierarchy of a hybrid host) instead of
+    /// what [`Cgroup::detect`] finds.
+    pub fn cgroup_v2_root(mut self, p: impl Into<PathBuf>) -> Self {
+        self.cgroup_root = Some(p.into());
+        self
+    }
+
+    /// Creates the container: its init is set up in its namespaces and waits for
+    /// [`Container::start`].
+    pub fn create(self) -> Result<Container> {
+        validate_id(&self.id)?;
+        let spec = &self.spec;
+        if spec
+            .process()
+            .as_ref()
+            .is_some_and(|p| p.terminal().unwrap_or(false))
+        {
+            return Err(Error::InvalidSpec(
+                "process.terminal is not supported yet; use plain stdio".into(),
+            ));
+        }
+        let proc_spec = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| Error::InvalidSpec("no process".into()))?;
+        let root = spec
+            .root()
+            .as_ref()
+            .ok_or_else(|| Error::InvalidSpec("no root".into()))?;
+        let rootfs = if root.path().is_absolute() {
+            root.path().clone()
+        } else {
+            self.bundle.join(root.path())
+        };
+        let rootfs = std::fs::canonicalize(&rootfs).map_err(|e| Error::io("rootfs", &rootfs, e))?;
+        std::fs::create_dir_all(&self.state_root)
+            .map_err(|e| Error::io("mkdir", &self.state_root, e))?;
+        let dir = self.state_root.join(&self.id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::Exists(self.id.clone()))
+            }
+            Err(e) => return Err(Error::io("mkdir", &dir, e)),
+        }
+        let result = self.create_in(&dir, &rootfs, proc_spec);
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        result
+    }
+
+    fn create_in(
+        &self,
+        dir: &Path,
+        rootfs: &Path,
+        proc_spec: &oci_spec::runtime::Process,
+    ) -> Result<Container> {
+        let spec = &self.spec;
+        let linux = spec.linux().as_ref();
+        let mut flags: u64 = 0;
+        let mut join = Vec::new();
+        let mut new_user = false;
+        let mut new_mnt = false;
+        let mut new_uts = false;
+        for ns in linux
+            .and_then(|l| l.namespaces().as_ref())
+            .into_iter()
+            .flatten()
+        {
+            let flag = match ns.typ() {
+                LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+                LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+                LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+                LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+                LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+                LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+                LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+                LinuxNamespaceType::Time => libc::CLONE_NEWTIME,
+            };
+            match ns.path() {
+                Some(p) => {
+                    let fd = rustix::fs::open(p, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                        .map_err(|e| Error::io("open namespace", p, e))?;
+                    join.push((fd, flag));
+                }
+                None => {
+                    flags |= flag as u64;
+                    new_user |= flag == libc::CLONE_NEWUSER;
+                    new_mnt |= flag == libc::CLONE_NEWNS;
+                    new_uts |= flag == libc::CLONE_NEWUTS;
+                }
+            }
+        }
+        if !new_mnt && !join.iter().any(|(_, f)| *f == libc::CLONE_NEWNS) {
+            return Err(Error::InvalidSpec("a mount namespace is required".into()));
+        }
+        // cgroup: created and limited now, joined before the init is released.
+        let cg_path = linux
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| format!("oci-rs/{}", self.id));
+        let cgroup = match &self.cgroup_root {
+            Some(r) => Some(Cgroup::v2_at(r, &cg_path)?),
+            None => Some(Cgroup::detect(&cg_path)?),
+        };
+        let cgroup = match cgroup {
+            Some(c) => match c.create(linux.and_then(|l| l.resources().as_ref())) {
+                Ok(()) => Some(c),
+                Err(e) if !rustix::process::geteuid().is_root() => {
+                    tracing::info!(error = %e, "no cgroup (not delegated); running in the caller's");
+                    None
+                }
+                Err(e) => {
+                    let _ = c.remove();
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        let built = filesystem(
+            spec,
+            &self.bundle,
+            cgroup.as_ref(),
+            new_user || join.iter().any(|(_, f)| *f == libc::CLONE_NEWUSER),
+        )?;
+        let fifo_path = dir.join("exec.fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo_path,
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .map_err(|e| Error::io("mkfifo", &fifo_path, e))?;
+        if new_user {
+            // The init opens the fifo as the container's user: give it that user's host ids.
+            let host = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>, id: u32| {
+                maps.into_iter().flatten().find_map(|m| {
+                    (id >= m.container_id() && id - m.container_id() < m.size())
+                        .then(|| m.host_id() + (id - m.container_id()))
+                })
+            };
+            let uid = host(
+                linux.and_then(|l| l.uid_mappings().as_ref()),
+                proc_spec.user().uid(),
+            );
+            let gid = host(
+                linux.and_then(|l| l.gid_mappings().as_ref()),
+                proc_spec.user().gid(),
+            );
+            rustix::fs::chown(
+                &fifo_path,
+                uid.map(rustix::fs::Uid::from_raw),
+                gid.map(rustix::fs::Gid::from_raw),
+            )
+            .map_err(|e| Error::io("chown", &fifo_path, e))?;
+        }
+        let fifo = rustix::fs::open(&fifo_path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| Error::io("open", &fifo_path, e))?;
+        let fifo_rel = cstr(format!("self/fd/{}", fifo.as_raw_fd()), "fifo")?;
+        let proc = rustix::fs::open(
+            "/proc",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io("open", "/proc", e))?;
+        let (sync_read, sync_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| Error::io("pipe", "sync", e))?;
+        let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| Error::io("pipe", "report", e))?;
+        let hostname = if new_uts {
+            spec.hostname()
+                .as_ref()
+                .map(|h| cstr(h.as_str(), "hostname"))
+                .transpose()?
+        } else {
+            None
+        };
+        let domainname = if new_uts {
+            spec.domainname()
+                .as_ref()
+                .map(|h| cstr(h.as_str(), "domainname"))
+                .transpose()?
+        } else {
+            None
+        };
+        let mount_names: Vec<String> = built
+            .mounts
+            .iter()
+            .map(|m| {
+                m.prefixes
+                    .last()
+                    .map(|p| format!("/{}", p.0.to_string_lossy()))
+                    .unwrap_or_else(|| "/".into())
+            })
+            .collect();
+        let device_names: Vec<String> = built
+            .devices
+            .iter()
+            .map(|d| {
+                format!(
+                    "/{}/{}",
+                    d.parent.to_string_lossy(),
+                    d.name.to_string_lossy()
+                )
+            })
+            .collect();
+        let plan = Plan {
+            rootfs: cstr(rootfs.as_os_str().as_encoded_bytes(), "rootfs")?,
+            propagation: built.propagation,
+            mounts: built.mounts,
+            devices: built.devices,
+            symlinks: built.symlinks,
+            masked: built.masked,
+            readonly_paths: built.readonly_paths,
+            readonly_root: spec
+                .root()
+                .as_ref()
+                .and_then(|r| r.readonly())
+                .unwrap_or(false),
+            pivot: !self.no_pivot,
+            new_mount_ns: new_mnt,
+            hostname,
+            domainname,
+            sysctl: built.sysctl,
+            join,
+            process: process(proc_spec)?,
+            stdio: [
+                self.stdio[0].as_ref().map(|f| f.as_raw_fd()),
+                self.stdio[1].as_ref().map(|f| f.as_raw_fd()),
+                self.stdio[2].as_ref().map(|f| f.as_raw_fd()),
+            ],
+            fifo: Some((fifo, fifo_rel)),
+            proc,
+            sync_read,
+            report: report_write,
+            setsid: false,
+            new_userns: new_user,
+        };
+        let pid = spawn(&plan, flags).map_err(|e| Error::Init {
+            step: "clone3".into(),
+            source: e,
+        })?;
+        // The parent's copies of the child's ends.
+        drop(plan);
+        let fail = |e: Error| {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid).unwrap_or(rustix::process::Pid::INIT),
+                rustix::process::Signal::KILL,
+            );
+            let _ = rustix::process::waitpid(
+                rustix::process::Pid::from_raw(pid),
+                rustix::process::WaitOptions::empty(),
+            );
+            if let Some(c) = &cgroup {
+                let _ = c.remove();
+            }
+            e
+        };
+        if new_user {
+            if let Err(e) = write_id_maps(pid, spec) {
+                return Err(fail(e));
+            }
+        }
+        if let Some(c) = &cgroup {
+            if let Err(e) = c.add(pid) {
+                return Err(fail(e));
+            }
+        }
+        if let Err(e) = rustix::io::write(&sync_write, b"1") {
+            return Err(fail(Error::io("write", "sync pipe", e)));
+        }
+        drop(sync_write);
+        match read_report(report_read.as_fd(), &mount_names, &device_names) {
+            Ok(()) => {}
+            Err(e) => return Err(fail(e)),
+        }
+        let start_time = proc_start_time(pid).map(|s| s.0).unwrap_or(0);
+        let hooks = spec.hooks().as_ref();
+        let saved = Saved {
+            id: self.id.clone(),
+            pid,
+            start_time,
+            bundle: self.bundle.clone(),
+            rootfs: rootfs.to_path_buf(),
+            annotations: spec.annotations().clone().unwrap_or_default(),
+            created: now_secs(),
+            cgroup,
+            poststart: hooks
+                .and_then(|h| h.poststart().clone())
+                .unwrap_or_default(),
+            poststop: hooks.and_then(|h| h.poststop().clone()).unwrap_or_default(),
+        };
+        let c = Container {
+            dir: dir.to_path_buf(),
+            saved,
+            child: true,
+        };
+        c.save()?;
+        let mut pre = hooks
+            .and_then(|h| {
+                #[allow(deprecated)]
+                h.prestart().clone()
+            })
+            .unwrap_or_default();
+        pre.extend(
+            hooks
+                .and_then(|h| h.create_runtime().clone())
+                .unwrap_or_default(),
+        );
+        if let Err(e) = run_hooks("createRuntime", &pre, &c.state()) {
+            let _ = c.kill(libc::SIGKILL);
+            let _ = c.clone_for_delete().delete(true);
+            return Err(e);
+        }
+        Ok(c)
+    }
+}
+
+fn read_report(
+    fd: std::os::fd::BorrowedFd<'_>,
+    names: &[String],
+    devices: &[String],
+) -> Result<()> {
+    let mut rec = [0u8; 12];
+    let mut got = 0;
+    while got < 12 {
+        match rustix::io::read(fd, &mut rec[got..]) {
+            Ok(0) => {
+                return Err(Error::Init {
+                    step: "setup".into(),
+                    source: std::io::Error::other("the container init exited without a report"),
+                })
+            }
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Error::io("read", "report pipe", e)),
+        }
+    }
+    let step = u32::from_ne_bytes([rec[0], rec[1], rec[2], rec[3]]);
+    let errno = i32::from_ne_bytes([rec[4], rec[5], rec[6], rec[7]]);
+    let index = u32::from_ne_bytes([rec[8], rec[9], rec[10], rec[11]]) as usize;
+    if step == Step::Ready as u32 {
+        return Ok(());
+    }
+    let mut what = Step::name(step).to_owned();
+    let which = if step == Step::Device as u32 {
+        devices.get(index)
+    } else {
+        names.get(index)
+    };
+    if let Some(n) = which {
+        what = format!("{what} ({n})");
+    }
+    Err(Error::Init {
+        step: what,
+        source: std::io::Error::from_raw_os_error(errno),
+    })
+}
+
+fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let fmt = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
+        maps.into_iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect()
+    };
+    let uids = fmt(linux.and_then(|l| l.uid_mappings().as_ref()));
+    let gids = fmt(linux.and_then(|l| l.gid_mappings().as_ref()));
+    if uids.is_empty() || gids.is_empty() {
+        return Err(Error::InvalidSpec(
+            "a user namespace needs uidMappings and gidMappings".into(),
+        ));
+    }
+    let w = |file: &str, v: &str| {
+        let p = PathBuf::from(format!("/proc/{pid}/{file}"));
+        std::fs::write(&p, v).map_err(|e| Error::io("write", p, e))
+    };
+    if !rustix::process::geteuid().is_root() {
+        w("setgroups", "deny")?;
+    }
+    w("uid_map", &uids)?;
+    w("gid_map", &gids)
+}
+
+/// Runs hooks in order with the state on stdin; the first failure stops them.
+pub fn run_hooks(kind: &'static str, hooks: &[Hook], state: &State) -> Result<()> {
+    let json = serde_json::to_vec(state).map_err(|e| Error::Hook {
+        kind,
+        path: PathBuf::new(),
+        reason: e.to_string(),
+    })?;
+    for h in hooks {
+        let path = h.path().clone();
+        let herr = |reason: String| Error::Hook {
+            kind,
+            path: path.clone(),
+            reason,
+        };
+        let args = h.args().clone().unwrap_or_default();
+        let mut cmd = std::process::Command::new(&path);
+        if args.len() > 1 {
+            cmd.args(&args[1..]);
+        }
+        if let Some(a0) = args.first() {
+            use std::os::unix::process::CommandExt;
+            cmd.arg0(a0);
+        }
+        cmd.env_clear();
+        for e in h.env().iter().flatten() {
+            if let Some((k, v)) = e.split_once('=') {
+                cmd.env(k, v);
+            }
+        }
+        cmd.stdin(std::process::Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| herr(e.to_string()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            // A hook that ignores its stdin may close it early: not an error.
+            let _ = stdin.write_all(&json);
+        }
+        let deadline = h
+            .timeout()
+            .map(|t| Instant::now() + Duration::from_secs(t.max(1) as u64));
+        loop {
+            match child.try_wait().map_err(|e| herr(e.to_string()))? {
+                Some(st) if st.success() => break,
+                Some(st) => return Err(herr(format!("exited with {st}"))),
+                None => {
+                    if deadline.is_some_and(|d| Instant::now() > d) {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(herr("timed out".into()));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A created container.
+#[derive(Debug)]
+pub struct Container {
+    dir: PathBuf,
+    saved: Saved,
+    /// True in the process that created it (which can `waitpid` it).
+    child: bool,
+}
+
+impl Container {
+    /// Loads container `id` from `state_root`.
+    pub fn load(state_root: &Path, id: &str) -> Result<Self> {
+        validate_id(id)?;
+        let dir = state_root.join(id);
+        let path = dir.join("state.json");
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(id.to_owned()))
+            }
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
+        let saved: Saved = serde_json::from_slice(&bytes).map_err(|e| Error::State {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            dir,
+            saved,
+            child: false,
+        })
+    }
+
+    /// Every container under `state_root`.
+    pub fn list(state_root: &Path) -> Result<Vec<Container>> {
+        let mut out = Vec::new();
+        let rd = match std::fs::read_dir(state_root) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(Error::io("read", state_root, e)),
+        };
+        for e in rd.flatten() {
+            if let Some(id) = e.file_name().to_str() {
+                if let Ok(c) = Container::load(state_root, id) {
+                    out.push(c);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.saved.id.cmp(&b.saved.id));
+        Ok(out)
+    }
+
+    fn clone_for_delete(&self) -> Container {
+        Container {
+            dir: self.dir.clone(),
+            saved: self.saved.clone(),
+            child: self.child,
+        }
+    }
+
+    fn save(&self) -> Result<()> {
+        let path = self.dir.join("state.json");
+        let tmp = self.dir.join(".state.json.tmp");
+        let bytes = serde_json::to_vec(&self.saved).map_err(|e| Error::State {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&tmp, bytes).map_err(|e| Error::io("write", &tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &path, e))
+    }
+
+    fn lock(&self) -> Result<std::fs::File> {
+        let f = std::fs::File::open(&self.dir).map_err(|e| Error::io("open", &self.dir, e))?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| Error::io("lock", &self.dir, e))?;
+        Ok(f)
+    }
+
+    /// The container id.
+    pub fn id(&self) -> &str {
+        &self.saved.id
+    }
+
+    /// The init's pid (in the creator's pid namespace).
+    pub fn pid(&self) -> i32 {
+        self.saved.pid
+    }
+
+    /// The root filesystem.
+    pub fn rootfs(&self) -> &Path {
+        &self.saved.rootfs
+    }
+
+    /// The container's cgroup, when it has its own.
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.saved.cgroup.as_ref()
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        match proc_start_time(self.saved.pid) {
+            Some((start, state))
+                if start == self.saved.start_time && state != 'Z' && state != 'X' =>
+            {
+                if self.dir.join("exec.fifo").exists() {
+                    Status::Created
+                } else {
+                    Status::Running
+                }
+            }
+            _ => Status::Stopped,
+        }
+    }
+
+    /// The runtime-spec state.
+    pub fn state(&self) -> State {
+        let status = match self.status() {
+            Status::Created => ContainerState::Created,
+            Status::Running => ContainerState::Running,
+            Status::Stopped => ContainerState::Stopped,
+        };
+        let mut b = StateBuilder::default()
+            .version("1.2.0")
+            .id(self.saved.id.clone())
+            .status(status)
+            .bundle(self.saved.bundle.clone())
+            .annotations(self.saved.annotations.clone());
+        if status != ContainerState::Stopped {
+            b = b.pid(self.saved.pid);
+        }
+        b.build().unwrap_or_default()
+    }
+
+    /// Lets the init `execve` the process.
+    pub fn start(&mut self) -> Result<()> {
+        let _lock = self.lock()?;
+        let status = self.status();
+        if status != Status::Created {
+            return Err(Error::WrongState {
+                id: self.saved.id.clone(),
+                status: status.to_string(),
+                op: "start",
+            });
+        }
+        let fifo = self.dir.join("exec.fifo");
+        let fd = rustix::fs::open(
+            &fifo,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io("open", &fifo, e))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut b = [0u8; 1];
+        loop {
+            match rustix::io::read(&fd, &mut b) {
+                Ok(1) => break,
+                Ok(_) | Err(rustix::io::Errno::AGAIN) => {
+                    if self.status() == Status::Stopped {
+                        return Err(Error::WrongState {
+                            id: self.saved.id.clone(),
+                            status: "stopped".into(),
+                            op: "start",
+                        });
+                    }
+                    if Instant::now() > deadline {
+                        return Err(Error::io(
+                            "read",
+                            &fifo,
+                            std::io::Error::other("the init did not answer"),
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(Error::io("read", &fifo, e)),
+            }
+        }
+        std::fs::remove_file(&fifo).map_err(|e| Error::io("remove", &fifo, e))?;
+        run_hooks("poststart", &self.saved.poststart, &self.state())
+    }
+
+    /// Sends `signal` to the init.
+    pub fn kill(&self, signal: i32) -> Result<()> {
+        if self.status() == Status::Stopped {
+            return Err(Error::WrongState {
+                id: self.saved.id.clone(),
+                status: "stopped".into(),
+                op: "kill",
+            });
+        }
+        // SAFETY-free: kill(2) with a pid we verified by its start time.
+        let r = rustix::process::Pid::from_raw(self.saved.pid)
+            .ok_or_else(|| Error::State {
+                path: self.dir.clone(),
+                reason: "invalid pid".into(),
+            })
+            .and_then(|p| {
+                let sig = rustix::process::Signal::from_named_raw(signal)
+                    .ok_or_else(|| Error::InvalidSpec(format!("signal {signal}")))?;
+                rustix::process::kill_process(p, sig).map_err(|e| Error::io("kill", &self.dir, e))
+            });
+        r
+    }
+
+    /// Sends `signal` to every process of the container's cgroup (`kill --all`).
+    pub fn kill_all(&self, signal: i32) -> Result<()> {
+        let Some(cg) = &self.saved.cgroup else {
+            return self.kill(signal);
+        };
+        let sig = rustix::process::Signal::from_named_raw(signal)
+            .ok_or_else(|| Error::InvalidSpec(format!("signal {signal}")))?;
+        for pid in cg.pids() {
+            if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(p, sig);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the process to exit: its exit code, or 128 + the signal that ended it.
+    pub fn wait(&mut self) -> Result<i32> {
+        if self.child {
+            let pid = rustix::process::Pid::from_raw(self.saved.pid);
+            loop {
+                match rustix::process::waitpid(pid, rustix::process::WaitOptions::empty()) {
+                    Ok(Some((_, st))) => {
+                        if let Some(code) = st.exit_status() {
+                            return Ok(code);
+                        }
+                        if let Some(sig) = st.terminating_signal() {
+                            return Ok(128 + sig);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(rustix::io::Errno::CHILD) => break,
+                    Err(e) => return Err(Error::io("waitpid", &self.dir, e)),
+                }
+            }
+        }
+        // Not our child: poll until it is gone (its status is not ours to read).
+        let mut delay = Duration::from_millis(1);
+        while self.status() != Status::Stopped {
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(100));
+        }
+        Ok(-1)
+    }
+
+    /// Removes the container. A created or running one is killed first when `force`, refused
+    /// otherwise (a created one is always removable, as runc allows).
+    pub fn delete(mut self, force: bool) -> Result<()> {
+        let _lock = self.lock()?;
+        match self.status() {
+            Status::Stopped => {}
+            Status::Created => {
+                self.kill(libc::SIGKILL)?;
+            }
+            Status::Running if force => {
+                let _ = self.kill_all(libc::SIGKILL);
+                let _ = self.kill(libc::SIGKILL);
+            }
+            Status::Running => {
+                return Err(Error::WrongState {
+                    id: self.saved.id.clone(),
+                    status: "running".into(),
+                    op: "delete (use force)",
+                })
+            }
+        }
+        if self.child {
+            let _ = self.wait();
+        } else {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.status() != Status::Stopped && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        if let Some(cg) = &self.saved.cgroup {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match cg.remove() {
+                    Ok(()) => break,
+                    Err(_) if Instant::now() < deadline => {
+                        let _ = self.kill_all(libc::SIGKILL);
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let state = self.state();
+        std::fs::remove_dir_all(&self.dir).map_err(|e| Error::io("remove", &self.dir, e))?;
+        run_hooks("poststop", &self.saved.poststop, &state)
+    }
+}
+
+/// create + start + wait + delete: the exit code (128 + signal when killed).
+pub fn run(builder: ContainerBuilder) -> Result<i32> {
+    let mut c = builder.create()?;
+    if let Err(e) = c.start() {
+        let _ = c.clone_for_delete().delete(true);
+        return Err(e);
+    }
+    let code = c.wait()?;
+    c.delete(true)?;
+    Ok(code)
+}

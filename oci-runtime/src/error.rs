@@ -1,0 +1,96 @@
+//! The one error type of this crate.
+
+use std::path::PathBuf;
+
+/// A `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong running containers.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The spec asks for something invalid or unsupported.
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    /// A container id is not acceptable.
+    #[error("invalid container id {0:?}: 1-1024 characters of [A-Za-z0-9_+.-], not `.` or `..`")]
+    InvalidId(String),
+    /// No container with this id.
+    #[error("container {0:?} does not exist")]
+    NotFound(String),
+    /// A container with this id exists already.
+    #[error("container {0:?} already exists")]
+    Exists(String),
+    /// The operation does not fit the container's status.
+    #[error("container {id:?} is {status}, cannot {op}")]
+    WrongState {
+        /// The container.
+        id: String,
+        /// Its status.
+        status: String,
+        /// What was asked.
+        op: &'static str,
+    },
+    /// The container's init failed while setting it up, at `step`.
+    #[error("container init failed at {step}: {source}")]
+    Init {
+        /// The setup step (`mount /proc`, `pivot_root`, `setuid`, ...).
+        step: String,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A hook failed.
+    #[error("{kind} hook {path} failed: {reason}")]
+    Hook {
+        /// Which hook list.
+        kind: &'static str,
+        /// The hook's program.
+        path: PathBuf,
+        /// What happened.
+        reason: String,
+    },
+    /// A cgroup could not be set up.
+    #[error("cgroup {}: {source}", path.display())]
+    Cgroup {
+        /// The cgroup file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A system call or file operation failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path concerned.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// State on disk could not be read or written.
+    #[error("container state {}: {reason}", path.display())]
+    State {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with the operation and path.
+    pub fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+        source: impl Into<std::io::Error>,
+    ) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source: source.into(),
+        }
+    }
+}

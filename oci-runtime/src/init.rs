@@ -1,0 +1,838 @@
+//! The container's init: a child made with `clone3` (new namespaces in one call), which runs
+//! a precomputed [`Plan`] with system calls only, then waits to be started and `execve`s.
+//!
+//! Why not re-execute a helper binary: the library must work inside any program (no helper
+//! to find and trust on disk, nothing to overwrite through `/proc/self/exe`, CVE-2019-5736),
+//! and a child of `clone3` without `CLONE_VM` is a copy of the caller's memory, so every
+//! string, path and argument vector can be built before the clone. After the clone the child
+//! is alone in a copy of a possibly multi-threaded process: it must not allocate, lock, panic
+//! or run destructors. Everything below `child_main` therefore takes only prepared
+//! `CStr`s and numbers, formats nothing, and reports failures to the parent as two integers
+//! (the step and the errno) on a pipe.
+//!
+//! File descriptors: every descriptor this crate opens is `O_CLOEXEC`, and just before
+//! `execve` the child marks every descriptor above 2 close-on-exec with `close_range`, so no
+//! host descriptor reaches the container process (CVE-2024-21626).
+
+#![allow(unsafe_code)]
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+use rustix::mount::MountFlags;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+/// Setup steps, reported with the errno when one fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum Step {
+    Ready = 0,
+    Sync = 1,
+    SetNs = 2,
+    Propagation = 3,
+    BindRoot = 4,
+    OpenRoot = 5,
+    MountTarget = 6,
+    Mount = 7,
+    Remount = 8,
+    Device = 9,
+    Symlink = 10,
+    PivotRoot = 11,
+    Masked = 12,
+    ReadonlyPath = 13,
+    ReadonlyRoot = 14,
+    Hostname = 15,
+    Sysctl = 16,
+    Rlimit = 17,
+    OomScore = 18,
+    Bounding = 19,
+    Groups = 20,
+    Uid = 21,
+    Gid = 22,
+    Caps = 23,
+    Ambient = 24,
+    NoNewPrivs = 25,
+    Cwd = 26,
+    Stdio = 27,
+    Fifo = 28,
+    Exec = 29,
+    SetSid = 30,
+}
+
+impl Step {
+    pub(crate) fn name(code: u32) -> &'static str {
+        const NAMES: [&str; 31] = [
+            "ready",
+            "sync with parent",
+            "join namespace",
+            "root propagation",
+            "bind rootfs",
+            "open rootfs",
+            "create mount target",
+            "mount",
+            "remount",
+            "create device",
+            "create /dev symlink",
+            "pivot_root",
+            "mask path",
+            "read-only path",
+            "read-only rootfs",
+            "hostname",
+            "sysctl",
+            "rlimit",
+            "oom_score_adj",
+            "capability bounding set",
+            "setgroups",
+            "setuid",
+            "setgid",
+            "capset",
+            "ambient capabilities",
+            "no_new_privs",
+            "chdir to cwd",
+            "stdio",
+            "wait for start",
+            "execve",
+            "setsid",
+        ];
+        NAMES.get(code as usize).copied().unwrap_or("unknown step")
+    }
+}
+
+/// One mount, prepared.
+#[derive(Debug)]
+pub(crate) struct MountStep {
+    pub source: Option<CString>,
+    /// Target prefixes relative to the rootfs, and each one's last component:
+    /// (`dev`, `dev`), (`dev/pts`, `pts`).
+    pub prefixes: Vec<(CString, CString)>,
+    pub fstype: Option<CString>,
+    pub flags: MountFlags,
+    pub data: Option<CString>,
+    /// Flags to apply with a bind remount afterwards (ro, nosuid, ... on bind mounts).
+    pub remount: Option<MountFlags>,
+    pub propagation: Option<MountFlags>,
+    /// The target is a file (bind of a file): created as an empty file.
+    pub file: bool,
+}
+
+/// A device node (or a bind of the host's) to create in the rootfs.
+#[derive(Debug)]
+pub(crate) struct DeviceStep {
+    /// Relative to the rootfs (`dev/null`), with its parent (`dev`) and name (`null`).
+    pub parent: CString,
+    pub name: CString,
+    pub host: CString,
+    pub kind: rustix::fs::FileType,
+    pub dev: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub bind: bool,
+}
+
+/// The process to run.
+#[derive(Debug)]
+pub(crate) struct ProcessPlan {
+    /// `execve` candidates (args[0] alone when it has a `/`, else each PATH entry joined).
+    pub exec: Vec<CString>,
+    pub argv: Vec<CString>,
+    pub env: Vec<CString>,
+    pub cwd: CString,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub umask: Option<u32>,
+    pub rlimits: Vec<(rustix::process::Resource, u64, u64)>,
+    /// Capability sets as bit masks: bounding, effective, permitted, inheritable, ambient.
+    pub caps: Option<[u64; 5]>,
+    pub no_new_privs: bool,
+    pub oom_score_adj: Option<CString>,
+}
+
+/// Everything the child does, prepared by the parent.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub rootfs: CString,
+    pub propagation: MountFlags,
+    pub mounts: Vec<MountStep>,
+    pub devices: Vec<DeviceStep>,
+    pub symlinks: Vec<(CString, CString)>,
+    pub masked: Vec<CString>,
+    pub readonly_paths: Vec<CString>,
+    pub readonly_root: bool,
+    pub pivot: bool,
+    pub new_mount_ns: bool,
+    pub hostname: Option<CString>,
+    pub domainname: Option<CString>,
+    /// (`/proc/sys/...` path, value), written after pivot_root.
+    pub sysctl: Vec<(CString, CString)>,
+    /// Namespaces to join (fd, the clone flag of its type), joined in order.
+    pub join: Vec<(OwnedFd, i32)>,
+    pub process: ProcessPlan,
+    /// stdin, stdout, stderr for the process (None: inherit).
+    pub stdio: [Option<RawFd>; 3],
+    /// The exec fifo, opened `O_PATH`, and `self/fd/N` for it relative to `proc`.
+    pub fifo: Option<(OwnedFd, CString)>,
+    /// The host's `/proc`, opened `O_PATH` (to reopen the fifo after pivot_root).
+    pub proc: OwnedFd,
+    /// Wait for the parent's go (after uid/gid maps and cgroup placement).
+    pub sync_read: OwnedFd,
+    /// Where failures are reported.
+    pub report: OwnedFd,
+    /// Make the process a session leader.
+    pub setsid: bool,
+    /// The init is in a new user namespace: become its root once the maps are written.
+    pub new_userns: bool,
+}
+
+/// A fixed-size path buffer: `/proc/self/fd/N` without allocating.
+struct FdPath {
+    buf: [u8; 40],
+}
+
+impl FdPath {
+    fn new(fd: RawFd) -> Self {
+        let mut buf = [0u8; 40];
+        let prefix = b"/proc/self/fd/";
+        buf[..prefix.len()].copy_from_slice(prefix);
+        let mut digits = [0u8; 12];
+        let mut n = fd.max(0) as u32;
+        let mut len = 0;
+        loop {
+            digits[len] = b'0' + (n % 10) as u8;
+            len += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for i in 0..len {
+            buf[prefix.len() + i] = digits[len - 1 - i];
+        }
+        Self { buf }
+    }
+
+    fn as_cstr(&self) -> &CStr {
+        // The buffer always ends in zeros: the prefix and at most 10 digits fill 24 of 40.
+        CStr::from_bytes_until_nul(&self.buf).unwrap_or(c"/")
+    }
+}
+
+/// Which mount or device the child is working on (reported with a failure).
+static CURRENT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+
+fn report(fd: BorrowedFd<'_>, step: Step, errno: i32) {
+    let mut rec = [0u8; 12];
+    rec[..4].copy_from_slice(&(step as u32).to_ne_bytes());
+    rec[4..8].copy_from_slice(&errno.to_ne_bytes());
+    rec[8..].copy_from_slice(
+        &CURRENT
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .to_ne_bytes(),
+    );
+    let _ = rustix::io::write(fd, &rec);
+}
+
+fn fail(plan: &Plan, step: Step, e: Errno) -> ! {
+    report(plan.report.as_fd(), step, e.raw_os_error());
+    // SAFETY: _exit ends the child without running destructors or atexit handlers, which is
+    // what a forked child of a multi-threaded process must do.
+    unsafe { libc::_exit(125) }
+}
+
+macro_rules! check {
+    ($plan:expr, $step:expr, $e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(err) => fail($plan, $step, err),
+        }
+    };
+}
+
+/// clone3 arguments (linux/sched.h).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Starts the init with the namespaces in `flags` and returns its pid (in the caller's pid
+/// namespace). The child never returns.
+pub(crate) fn spawn(plan: &Plan, flags: u64) -> std::io::Result<i32> {
+    let args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork: the child gets a
+    // copy of this address space and continues here with a return value of 0. `args` lives
+    // across the call and its size is passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if ret == 0 {
+        child_main(plan);
+    }
+    Ok(ret as i32)
+}
+
+fn open_in_root(root: BorrowedFd<'_>, rel: &CStr, flags: OFlags) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat2(
+        root,
+        rel,
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+}
+
+fn ensure_target(root: BorrowedFd<'_>, m: &MountStep) -> Result<OwnedFd, Errno> {
+    let n = m.prefixes.len();
+    for (i, (prefix, name)) in m.prefixes.iter().enumerate() {
+        if open_in_root(root, prefix, OFlags::PATH).is_ok() {
+            continue;
+        }
+        let parent = if i == 0 {
+            open_in_root(root, c".", OFlags::PATH | OFlags::DIRECTORY)?
+        } else {
+            open_in_root(root, &m.prefixes[i - 1].0, OFlags::PATH | OFlags::DIRECTORY)?
+        };
+        if i + 1 == n && m.file {
+            match rustix::fs::openat(
+                &parent,
+                name.as_c_str(),
+                OFlags::CREATE | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            ) {
+                Ok(_) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(e),
+            }
+        } else {
+            match rustix::fs::mkdirat(&parent, name.as_c_str(), Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    match m.prefixes.last() {
+        Some((rel, _)) => open_in_root(root, rel, OFlags::PATH),
+        None => open_in_root(root, c".", OFlags::PATH),
+    }
+}
+
+fn do_mount(plan: &Plan, root: BorrowedFd<'_>, m: &MountStep) {
+    let target = check!(plan, Step::MountTarget, ensure_target(root, m));
+    let path = FdPath::new(target.as_raw_fd());
+    check!(
+        plan,
+        Step::Mount,
+        rustix::mount::mount(
+            m.source.as_deref().unwrap_or(c"none"),
+            path.as_cstr(),
+            m.fstype.as_deref().unwrap_or(c""),
+            m.flags,
+            m.data.as_deref(),
+        )
+    );
+    drop(target);
+    if m.remount.is_some() || m.propagation.is_some() {
+        // Reopen: the old descriptor is the directory under the new mount.
+        let last = m.prefixes.last().map(|p| p.0.as_c_str()).unwrap_or(c".");
+        let mounted = check!(
+            plan,
+            Step::MountTarget,
+            open_in_root(root, last, OFlags::PATH)
+        );
+        let path = FdPath::new(mounted.as_raw_fd());
+        if let Some(flags) = m.remount {
+            check!(
+                plan,
+                Step::Remount,
+                rustix::mount::mount_remount(path.as_cstr(), MountFlags::BIND | flags, c"")
+            );
+        }
+        if let Some(p) = m.propagation {
+            check!(
+                plan,
+                Step::Propagation,
+                rustix::mount::mount(c"none", path.as_cstr(), c"", p, None)
+            );
+        }
+    }
+}
+
+fn do_device(plan: &Plan, root: BorrowedFd<'_>, d: &DeviceStep) {
+    let parent = check!(
+        plan,
+        Step::Device,
+        open_in_root(root, &d.parent, OFlags::PATH | OFlags::DIRECTORY)
+    );
+    if d.bind {
+        match rustix::fs::openat(
+            &parent,
+            d.name.as_c_str(),
+            OFlags::CREATE | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        ) {
+            Ok(_) | Err(Errno::EXIST) => {}
+            Err(e) => fail(plan, Step::Device, e),
+        }
+        let target = check!(
+            plan,
+            Step::Device,
+            rustix::fs::openat(
+                &parent,
+                d.name.as_c_str(),
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty()
+            )
+        );
+        let path = FdPath::new(target.as_raw_fd());
+        check!(
+            plan,
+            Step::Device,
+            rustix::mount::mount_bind(d.host.as_c_str(), path.as_cstr())
+        );
+    } else {
+        match rustix::fs::mknodat(
+            &parent,
+            d.name.as_c_str(),
+            d.kind,
+            Mode::from_raw_mode(d.mode & 0o777),
+            d.dev,
+        ) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                let _ =
+                    rustix::fs::unlinkat(&parent, d.name.as_c_str(), rustix::fs::AtFlags::empty());
+                check!(
+                    plan,
+                    Step::Device,
+                    rustix::fs::mknodat(
+                        &parent,
+                        d.name.as_c_str(),
+                        d.kind,
+                        Mode::from_raw_mode(d.mode & 0o777),
+                        d.dev
+                    )
+                );
+            }
+            Err(e) => fail(plan, Step::Device, e),
+        }
+        check!(
+            plan,
+            Step::Device,
+            rustix::fs::chownat(
+                &parent,
+                d.name.as_c_str(),
+                Some(rustix::fs::Uid::from_raw(d.uid)),
+                Some(rustix::fs::Gid::from_raw(d.gid)),
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW
+            )
+        );
+    }
+}
+
+fn set_caps(plan: &Plan, caps: &[u64; 5]) {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let [_, eff, perm, inh, _] = *caps;
+    let header = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let data = [
+        Data {
+            effective: eff as u32,
+            permitted: perm as u32,
+            inheritable: inh as u32,
+        },
+        Data {
+            effective: (eff >> 32) as u32,
+            permitted: (perm >> 32) as u32,
+            inheritable: (inh >> 32) as u32,
+        },
+    ];
+    // SAFETY: capset with a version-3 header reads exactly two Data structs, which `data` is.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) };
+    if r != 0 {
+        fail(
+            plan,
+            Step::Caps,
+            Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::INVAL),
+        );
+    }
+}
+
+fn prctl(option: i32, a: u64, b: u64) -> Result<(), Errno> {
+    // SAFETY: prctl with integer arguments only.
+    let r = unsafe { libc::prctl(option, a, b, 0u64, 0u64) };
+    if r < 0 {
+        Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::INVAL))
+    } else {
+        Ok(())
+    }
+}
+
+fn child_main(plan: &Plan) -> ! {
+    // Die with the parent while we are still being set up.
+    let _ = prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as u64, 0);
+    // Wait for the go: maps written, cgroup joined.
+    let mut b = [0u8; 1];
+    match rustix::io::read(&plan.sync_read, &mut b) {
+        Ok(1) => {}
+        Ok(_) => fail(plan, Step::Sync, Errno::PIPE),
+        Err(e) => fail(plan, Step::Sync, e),
+    }
+    if plan.new_userns {
+        // Our credentials are still the host's (unmapped here) until we set them.
+        let root_g = rustix::fs::Gid::from_raw(0);
+        let root_u = rustix::fs::Uid::from_raw(0);
+        check!(
+            plan,
+            Step::Gid,
+            rustix::thread::set_thread_res_gid(root_g, root_g, root_g)
+        );
+        check!(
+            plan,
+            Step::Uid,
+            rustix::thread::set_thread_res_uid(root_u, root_u, root_u)
+        );
+    }
+    for (fd, nstype) in &plan.join {
+        // SAFETY: setns with a namespace descriptor we own and its type.
+        if unsafe { libc::setns(fd.as_raw_fd(), *nstype) } != 0 {
+            fail(
+                plan,
+                Step::SetNs,
+                Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::INVAL),
+            );
+        }
+    }
+    if plan.setsid {
+        check!(plan, Step::SetSid, rustix::process::setsid());
+    }
+    if plan.new_mount_ns {
+        check!(
+            plan,
+            Step::Propagation,
+            rustix::mount::mount(c"none", c"/", c"", plan.propagation, None)
+        );
+        check!(
+            plan,
+            Step::BindRoot,
+            rustix::mount::mount_bind_recursive(plan.rootfs.as_c_str(), plan.rootfs.as_c_str())
+        );
+    }
+    let root = check!(
+        plan,
+        Step::OpenRoot,
+        rustix::fs::open(
+            plan.rootfs.as_c_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty()
+        )
+    );
+    for (i, m) in plan.mounts.iter().enumerate() {
+        CURRENT.store(i as u32, std::sync::atomic::Ordering::Relaxed);
+        do_mount(plan, root.as_fd(), m);
+    }
+    for (i, d) in plan.devices.iter().enumerate() {
+        CURRENT.store(i as u32, std::sync::atomic::Ordering::Relaxed);
+        do_device(plan, root.as_fd(), d);
+    }
+    CURRENT.store(u32::MAX, std::sync::atomic::Ordering::Relaxed);
+    for (target, link) in &plan.symlinks {
+        match rustix::fs::symlinkat(target.as_c_str(), &root, link.as_c_str()) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => fail(plan, Step::Symlink, e),
+        }
+    }
+    // Enter the root.
+    check!(plan, Step::PivotRoot, rustix::process::fchdir(&root));
+    if plan.pivot {
+        check!(
+            plan,
+            Step::PivotRoot,
+            rustix::process::pivot_root(c".", c".")
+        );
+        check!(
+            plan,
+            Step::PivotRoot,
+            rustix::mount::unmount(c".", rustix::mount::UnmountFlags::DETACH)
+        );
+    } else {
+        check!(plan, Step::PivotRoot, rustix::process::chroot(c"."));
+    }
+    check!(plan, Step::PivotRoot, rustix::process::chdir(c"/"));
+    for p in &plan.masked {
+        match rustix::fs::stat(p.as_c_str()) {
+            Ok(st)
+                if rustix::fs::FileType::from_raw_mode(st.st_mode)
+                    == rustix::fs::FileType::Directory =>
+            {
+                check!(
+                    plan,
+                    Step::Masked,
+                    rustix::mount::mount(
+                        c"tmpfs",
+                        p.as_c_str(),
+                        c"tmpfs",
+                        MountFlags::RDONLY,
+                        None
+                    )
+                );
+            }
+            Ok(_) => check!(
+                plan,
+                Step::Masked,
+                rustix::mount::mount_bind(c"/dev/null", p.as_c_str())
+            ),
+            Err(Errno::NOENT) => {}
+            Err(e) => fail(plan, Step::Masked, e),
+        }
+    }
+    for p in &plan.readonly_paths {
+        match rustix::mount::mount_bind_recursive(p.as_c_str(), p.as_c_str()) {
+            Ok(()) => check!(
+                plan,
+                Step::ReadonlyPath,
+                rustix::mount::mount_remount(
+                    p.as_c_str(),
+                    MountFlags::BIND
+                        | MountFlags::RDONLY
+                        | MountFlags::NOSUID
+                        | MountFlags::NODEV
+                        | MountFlags::NOEXEC,
+                    c""
+                )
+            ),
+            Err(Errno::NOENT) => {}
+            Err(e) => fail(plan, Step::ReadonlyPath, e),
+        }
+    }
+    if let Some(h) = &plan.hostname {
+        check!(
+            plan,
+            Step::Hostname,
+            rustix::system::sethostname(h.as_bytes())
+        );
+    }
+    if let Some(d) = &plan.domainname {
+        check!(
+            plan,
+            Step::Hostname,
+            rustix::system::setdomainname(d.as_bytes())
+        );
+    }
+    for (path, value) in &plan.sysctl {
+        let fd = check!(
+            plan,
+            Step::Sysctl,
+            rustix::fs::open(
+                path.as_c_str(),
+                OFlags::WRONLY | OFlags::CLOEXEC,
+                Mode::empty()
+            )
+        );
+        check!(plan, Step::Sysctl, rustix::io::write(&fd, value.as_bytes()));
+    }
+    if plan.readonly_root {
+        let flags = match rustix::fs::statvfs(c"/") {
+            Ok(s) => {
+                let mut f = MountFlags::empty();
+                let st = s.f_flag;
+                if st.contains(rustix::fs::StatVfsMountFlags::NOSUID) {
+                    f |= MountFlags::NOSUID;
+                }
+                if st.contains(rustix::fs::StatVfsMountFlags::NODEV) {
+                    f |= MountFlags::NODEV;
+                }
+                if st.contains(rustix::fs::StatVfsMountFlags::NOEXEC) {
+                    f |= MountFlags::NOEXEC;
+                }
+                f
+            }
+            Err(e) => fail(plan, Step::ReadonlyRoot, e),
+        };
+        check!(
+            plan,
+            Step::ReadonlyRoot,
+            rustix::mount::mount_remount(c"/", MountFlags::BIND | MountFlags::RDONLY | flags, c"")
+        );
+    }
+    let p = &plan.process;
+    if let Some(v) = &p.oom_score_adj {
+        let fd = check!(
+            plan,
+            Step::OomScore,
+            rustix::fs::open(
+                c"/proc/self/oom_score_adj",
+                OFlags::WRONLY | OFlags::CLOEXEC,
+                Mode::empty()
+            )
+        );
+        check!(plan, Step::OomScore, rustix::io::write(&fd, v.as_bytes()));
+    }
+    for (res, soft, hard) in &p.rlimits {
+        let lim = rustix::process::Rlimit {
+            current: Some(*soft),
+            maximum: Some(*hard),
+        };
+        check!(plan, Step::Rlimit, rustix::process::setrlimit(*res, lim));
+    }
+    if let Some(caps) = &p.caps {
+        for cap in 0..64u64 {
+            if caps[0] & (1 << cap) == 0 {
+                match prctl(libc::PR_CAPBSET_DROP, cap, 0) {
+                    Ok(()) | Err(Errno::INVAL) => {}
+                    Err(e) => fail(plan, Step::Bounding, e),
+                }
+            }
+        }
+        check!(plan, Step::Caps, prctl(libc::PR_SET_KEEPCAPS, 1, 0));
+    }
+    check!(
+        plan,
+        Step::Groups,
+        rustix::thread::set_thread_groups(
+            // SAFETY-free: Gid is a transparent wrapper of gid_t; the slice is built in the parent.
+            gids(&p.groups)
+        )
+    );
+    check!(
+        plan,
+        Step::Gid,
+        rustix::thread::set_thread_res_gid(
+            rustix::fs::Gid::from_raw(p.gid),
+            rustix::fs::Gid::from_raw(p.gid),
+            rustix::fs::Gid::from_raw(p.gid)
+        )
+    );
+    check!(
+        plan,
+        Step::Uid,
+        rustix::thread::set_thread_res_uid(
+            rustix::fs::Uid::from_raw(p.uid),
+            rustix::fs::Uid::from_raw(p.uid),
+            rustix::fs::Uid::from_raw(p.uid)
+        )
+    );
+    if let Some(caps) = &p.caps {
+        check!(plan, Step::Caps, prctl(libc::PR_SET_KEEPCAPS, 0, 0));
+        set_caps(plan, caps);
+        for cap in 0..64u64 {
+            if caps[4] & (1 << cap) != 0 {
+                check!(
+                    plan,
+                    Step::Ambient,
+                    prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as u64, cap)
+                );
+            }
+        }
+    }
+    if p.no_new_privs {
+        check!(
+            plan,
+            Step::NoNewPrivs,
+            prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0)
+        );
+    }
+    if let Some(m) = p.umask {
+        rustix::process::umask(Mode::from_raw_mode(m));
+    }
+    check!(plan, Step::Cwd, rustix::process::chdir(p.cwd.as_c_str()));
+    for (i, fd) in plan.stdio.iter().enumerate() {
+        if let Some(fd) = fd {
+            // SAFETY: dup2 of a descriptor the parent prepared onto 0, 1 or 2.
+            if unsafe { libc::dup2(*fd, i as i32) } < 0 {
+                fail(
+                    plan,
+                    Step::Stdio,
+                    Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::BADF),
+                );
+            }
+        }
+    }
+    // No host descriptor above stderr survives execve.
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+    }
+    report(plan.report.as_fd(), Step::Ready, 0);
+    // The creating thread may end any time from now on; that must not kill the container.
+    let _ = prctl(libc::PR_SET_PDEATHSIG, 0, 0);
+    if let Some((_, rel)) = &plan.fifo {
+        // Blocks until `start` opens the other end.
+        let w = check!(
+            plan,
+            Step::Fifo,
+            rustix::fs::openat(
+                &plan.proc,
+                rel.as_c_str(),
+                OFlags::WRONLY | OFlags::CLOEXEC,
+                Mode::empty()
+            )
+        );
+        check!(plan, Step::Fifo, rustix::io::write(&w, b"0"));
+    }
+    let mut argv: [*const libc::c_char; 256] = [std::ptr::null(); 256];
+    for (i, a) in p.argv.iter().take(255).enumerate() {
+        argv[i] = a.as_ptr();
+    }
+    let mut envp: [*const libc::c_char; 1024] = [std::ptr::null(); 1024];
+    for (i, e) in p.env.iter().take(1023).enumerate() {
+        envp[i] = e.as_ptr();
+    }
+    let mut last = Errno::NOENT;
+    for path in &p.exec {
+        // SAFETY: argv and envp are null-terminated arrays of pointers to CStrings that live
+        // in this (copied) address space until execve replaces it.
+        unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        let e = Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::NOENT);
+        if e != Errno::NOENT && e != Errno::NOTDIR {
+            last = e;
+        }
+    }
+    let msg = b"oci-runtime: exec of the container process failed\n";
+    let _ = rustix::io::write(rustix::stdio::stderr(), msg);
+    fail(plan, Step::Exec, last)
+}
+
+fn gids(g: &[u32]) -> &[rustix::fs::Gid] {
+    // SAFETY: rustix's Gid is #[repr(transparent)] over gid_t (u32), so a slice of u32 has
+    // the same layout as a slice of Gid.
+    unsafe { std::slice::from_raw_parts(g.as_ptr().cast::<rustix::fs::Gid>(), g.len()) }
+}

@@ -1,0 +1,531 @@
+//! Turning an `oci_spec::runtime::Spec` into the init's [`Plan`]: every string, path, flag
+//! and number the child needs, computed before the clone.
+
+use crate::cgroup::Cgroup;
+use crate::error::{Error, Result};
+use crate::init::{DeviceStep, MountStep, ProcessPlan};
+use oci_spec::runtime::{LinuxDeviceType, Mount, Process, Spec};
+use rustix::fs::FileType;
+use rustix::mount::MountFlags;
+use std::ffi::CString;
+use std::path::{Component, Path, PathBuf};
+
+/// The PATH used to find the program when the process environment has none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub(crate) fn cstr(s: impl Into<Vec<u8>>, what: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::InvalidSpec(format!("{what} contains a NUL byte")))
+}
+
+/// `a/b/c` → [(`a`,`a`), (`a/b`,`b`), (`a/b/c`,`c`)], refusing `..`.
+fn prefixes(dest: &Path) -> Result<Vec<(CString, CString)>> {
+    let mut out = Vec::new();
+    let mut acc = PathBuf::new();
+    for c in dest.components() {
+        match c {
+            Component::Normal(p) => {
+                acc.push(p);
+                out.push((
+                    cstr(acc.as_os_str().as_encoded_bytes(), "mount destination")?,
+                    cstr(p.as_encoded_bytes(), "mount destination")?,
+                ));
+            }
+            Component::RootDir | Component::CurDir => {}
+            _ => {
+                return Err(Error::InvalidSpec(format!(
+                    "mount destination {} has a `..` component",
+                    dest.display()
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn raw(bits: u64) -> MountFlags {
+    MountFlags::from_bits_retain(bits as _)
+}
+
+const MS_REC: u64 = libc::MS_REC;
+
+fn propagation(name: &str) -> Option<MountFlags> {
+    let bits = match name {
+        "private" => libc::MS_PRIVATE,
+        "rprivate" => libc::MS_PRIVATE | MS_REC,
+        "shared" => libc::MS_SHARED,
+        "rshared" => libc::MS_SHARED | MS_REC,
+        "slave" => libc::MS_SLAVE,
+        "rslave" => libc::MS_SLAVE | MS_REC,
+        "unbindable" => libc::MS_UNBINDABLE,
+        "runbindable" => libc::MS_UNBINDABLE | MS_REC,
+        _ => return None,
+    };
+    Some(raw(bits))
+}
+
+fn mount_step(m: &Mount, bundle: &Path, cgroup: Option<&Cgroup>) -> Result<Vec<MountStep>> {
+    let dest = m.destination();
+    if !dest.is_absolute() {
+        return Err(Error::InvalidSpec(format!(
+            "mount destination {} is not absolute",
+            dest.display()
+        )));
+    }
+    let mut flags = MountFlags::empty();
+    let mut clear = MountFlags::empty();
+    let mut data = Vec::new();
+    let mut bind = false;
+    let mut rec = false;
+    let mut prop = None;
+    for o in m.options().iter().flatten() {
+        match o.as_str() {
+            "ro" => flags |= MountFlags::RDONLY,
+            "rw" => clear |= MountFlags::RDONLY,
+            "nosuid" => flags |= MountFlags::NOSUID,
+            "suid" => clear |= MountFlags::NOSUID,
+            "nodev" => flags |= MountFlags::NODEV,
+            "dev" => clear |= MountFlags::NODEV,
+            "noexec" => flags |= MountFlags::NOEXEC,
+            "exec" => clear |= MountFlags::NOEXEC,
+            "sync" => flags |= MountFlags::SYNCHRONOUS,
+            "noatime" => flags |= MountFlags::NOATIME,
+            "nodiratime" => flags |= MountFlags::NODIRATIME,
+            "relatime" => flags |= MountFlags::RELATIME,
+            "strictatime" => flags |= MountFlags::STRICTATIME,
+            "bind" => bind = true,
+            "rbind" => {
+                bind = true;
+                rec = true;
+            }
+            "async" | "atime" | "norelatime" | "defaults" => {}
+            other => match propagation(other) {
+                Some(p) => prop = Some(p),
+                None => data.push(other.to_owned()),
+            },
+        }
+    }
+    let flags = flags - clear;
+    let typ = m
+        .typ()
+        .as_deref()
+        .unwrap_or(if bind { "bind" } else { "none" });
+    if typ == "cgroup" || typ == "cgroup2" && cgroup.is_some_and(|c| matches!(c, Cgroup::V1 { .. }))
+    {
+        return cgroup_mounts(dest, flags, cgroup);
+    }
+    let source = m.source().as_ref().map(|s| {
+        if bind && s.is_relative() {
+            bundle.join(s)
+        } else {
+            s.clone()
+        }
+    });
+    let file = bind
+        && source
+            .as_ref()
+            .is_some_and(|s| std::fs::metadata(s).is_ok_and(|md| !md.is_dir()));
+    let mut step = MountStep {
+        source: source
+            .as_ref()
+            .map(|s| cstr(s.as_os_str().as_encoded_bytes(), "mount source"))
+            .transpose()?,
+        prefixes: prefixes(dest)?,
+        fstype: if bind {
+            None
+        } else {
+            Some(cstr(typ, "mount type")?)
+        },
+        flags,
+        data: if data.is_empty() || bind {
+            None
+        } else {
+            Some(cstr(data.join(","), "mount options")?)
+        },
+        remount: None,
+        propagation: prop,
+        file,
+    };
+    if bind {
+        step.flags = MountFlags::BIND
+            | if rec {
+                raw(MS_REC)
+            } else {
+                MountFlags::empty()
+            };
+        // A bind mount ignores other flags; they are applied by a remount.
+        if !flags.is_empty() {
+            step.remount = Some(flags);
+        }
+    }
+    Ok(vec![step])
+}
+
+/// A cgroup v1 mount: a tmpfs with one read-only bind per controller of the container's
+/// cgroup (what runc does), or a cgroup2 mount on a v2 host.
+fn cgroup_mounts(
+    dest: &Path,
+    flags: MountFlags,
+    cgroup: Option<&Cgroup>,
+) -> Result<Vec<MountStep>> {
+    let ro = MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    match cgroup {
+        Some(Cgroup::V2 { .. }) => Ok(vec![MountStep {
+            source: Some(cstr("cgroup2", "x")?),
+            prefixes: prefixes(dest)?,
+            fstype: Some(cstr("cgroup2", "x")?),
+            flags: flags | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+            data: None,
+            remount: None,
+            propagation: None,
+            file: false,
+        }]),
+        other => {
+            let mut steps = vec![MountStep {
+                source: Some(cstr("tmpfs", "x")?),
+                prefixes: prefixes(dest)?,
+                fstype: Some(cstr("tmpfs", "x")?),
+                flags: MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+                data: Some(cstr("mode=755", "x")?),
+                remount: None,
+                propagation: None,
+                file: false,
+            }];
+            if let Some(c) = other {
+                for dir in c.dirs() {
+                    let Some(ctrl) = dir
+                        .strip_prefix("/sys/fs/cgroup")
+                        .ok()
+                        .and_then(|p| p.components().next())
+                        .map(|c| c.as_os_str().to_owned())
+                    else {
+                        continue;
+                    };
+                    steps.push(MountStep {
+                        source: Some(cstr(dir.as_os_str().as_encoded_bytes(), "cgroup")?),
+                        prefixes: prefixes(&dest.join(ctrl))?,
+                        fstype: None,
+                        flags: MountFlags::BIND,
+                        data: None,
+                        remount: Some(ro),
+                        propagation: None,
+                        file: false,
+                    });
+                }
+            }
+            Ok(steps)
+        }
+    }
+}
+
+pub(crate) struct Built {
+    pub mounts: Vec<MountStep>,
+    pub devices: Vec<DeviceStep>,
+    pub symlinks: Vec<(CString, CString)>,
+    pub masked: Vec<CString>,
+    pub readonly_paths: Vec<CString>,
+    pub sysctl: Vec<(CString, CString)>,
+    pub propagation: MountFlags,
+}
+
+/// Mounts, devices, /dev symlinks, masked and read-only paths, sysctls.
+pub(crate) fn filesystem(
+    spec: &Spec,
+    bundle: &Path,
+    cgroup: Option<&Cgroup>,
+    userns: bool,
+) -> Result<Built> {
+    let mut mounts = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        mounts.extend(mount_step(m, bundle, cgroup)?);
+    }
+    let linux = spec.linux().as_ref();
+    let mut devices = Vec::new();
+    let defaults = [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ];
+    let mut wanted: Vec<(String, FileType, u64, u32, u32, u32, bool)> = defaults
+        .iter()
+        .map(|(n, ma, mi)| {
+            (
+                format!("dev/{n}"),
+                FileType::CharacterDevice,
+                rustix::fs::makedev(*ma, *mi),
+                0o666,
+                0,
+                0,
+                true,
+            )
+        })
+        .collect();
+    for d in linux
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let p = d.path();
+        let rel = p.strip_prefix("/").unwrap_or(p);
+        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(Error::InvalidSpec(format!("device path {}", p.display())));
+        }
+        let kind = match d.typ() {
+            LinuxDeviceType::B => FileType::BlockDevice,
+            LinuxDeviceType::P => FileType::Fifo,
+            _ => FileType::CharacterDevice,
+        };
+        let rel = rel.display().to_string();
+        wanted.retain(|w| w.0 != rel);
+        wanted.push((
+            rel,
+            kind,
+            rustix::fs::makedev(d.major() as u32, d.minor() as u32),
+            d.file_mode().unwrap_or(0o666),
+            d.uid().unwrap_or(0),
+            d.gid().unwrap_or(0),
+            userns,
+        ));
+    }
+    for (rel, kind, dev, mode, uid, gid, bind) in wanted {
+        let path = Path::new(&rel);
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path.file_name().unwrap_or_default();
+        devices.push(DeviceStep {
+            parent: cstr(parent.as_os_str().as_encoded_bytes(), "device")?,
+            name: cstr(name.as_encoded_bytes(), "device")?,
+            host: cstr(format!("/{rel}"), "device")?,
+            kind,
+            dev,
+            mode,
+            uid,
+            gid,
+            bind,
+        });
+    }
+    let mut symlinks = Vec::new();
+    for (target, link) in [
+        ("/proc/self/fd", "dev/fd"),
+        ("/proc/self/fd/0", "dev/stdin"),
+        ("/proc/self/fd/1", "dev/stdout"),
+        ("/proc/self/fd/2", "dev/stderr"),
+    ] {
+        symlinks.push((cstr(target, "x")?, cstr(link, "x")?));
+    }
+    if spec
+        .mounts()
+        .iter()
+        .flatten()
+        .any(|m| m.destination() == Path::new("/dev/pts"))
+    {
+        symlinks.push((cstr("pts/ptmx", "x")?, cstr("dev/ptmx", "x")?));
+    }
+    let paths = |v: Option<&Vec<String>>| -> Result<Vec<CString>> {
+        v.into_iter()
+            .flatten()
+            .map(|p| {
+                if !p.starts_with('/') || p.split('/').any(|c| c == "..") {
+                    return Err(Error::InvalidSpec(format!(
+                        "path {p:?} must be absolute without `..`"
+                    )));
+                }
+                cstr(p.as_str(), "path")
+            })
+            .collect()
+    };
+    let masked = paths(linux.and_then(|l| l.masked_paths().as_ref()))?;
+    let readonly_paths = paths(linux.and_then(|l| l.readonly_paths().as_ref()))?;
+    let mut sysctl = Vec::new();
+    for (k, v) in linux
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        if k.is_empty()
+            || k.contains('/') && k.contains("..")
+            || k.split(['.', '/']).any(|c| c.is_empty() || c == "..")
+        {
+            return Err(Error::InvalidSpec(format!("sysctl {k:?}")));
+        }
+        sysctl.push((
+            cstr(format!("/proc/sys/{}", k.replace('.', "/")), "sysctl")?,
+            cstr(v.as_str(), "sysctl")?,
+        ));
+    }
+    let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+        None | Some("") => raw(libc::MS_PRIVATE | MS_REC),
+        Some(p) => {
+            propagation(p).ok_or_else(|| Error::InvalidSpec(format!("rootfsPropagation {p:?}")))?
+        }
+    };
+    Ok(Built {
+        mounts,
+        devices,
+        symlinks,
+        masked,
+        readonly_paths,
+        sysctl,
+        propagation,
+    })
+}
+
+fn cap_number(name: &str) -> Option<u64> {
+    const NAMES: [&str; 41] = [
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+    ];
+    let n = name.trim_start_matches("CAP_");
+    NAMES.iter().position(|x| *x == n).map(|i| i as u64)
+}
+
+fn cap_mask<T: serde::Serialize>(set: Option<&std::collections::HashSet<T>>) -> Result<u64> {
+    let mut m = 0u64;
+    for c in set.into_iter().flatten() {
+        let name = serde_json::to_value(c)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let n = cap_number(&name)
+            .ok_or_else(|| Error::InvalidSpec(format!("unknown capability {name:?}")))?;
+        m |= 1 << n;
+    }
+    Ok(m)
+}
+
+fn rlimit(name: &str) -> Option<rustix::process::Resource> {
+    use rustix::process::Resource as R;
+    Some(match name.trim_start_matches("RLIMIT_") {
+        "CPU" => R::Cpu,
+        "FSIZE" => R::Fsize,
+        "DATA" => R::Data,
+        "STACK" => R::Stack,
+        "CORE" => R::Core,
+        "RSS" => R::Rss,
+        "NPROC" => R::Nproc,
+        "NOFILE" => R::Nofile,
+        "MEMLOCK" => R::Memlock,
+        "AS" => R::As,
+        "LOCKS" => R::Locks,
+        "SIGPENDING" => R::Sigpending,
+        "MSGQUEUE" => R::Msgqueue,
+        "NICE" => R::Nice,
+        "RTPRIO" => R::Rtprio,
+        "RTTIME" => R::Rttime,
+        _ => return None,
+    })
+}
+
+/// The process part.
+pub(crate) fn process(p: &Process) -> Result<ProcessPlan> {
+    let args = p.args().clone().unwrap_or_default();
+    let Some(arg0) = args.first() else {
+        return Err(Error::InvalidSpec("process.args is empty".into()));
+    };
+    let env = p.env().clone().unwrap_or_default();
+    let exec = if arg0.contains('/') {
+        vec![cstr(arg0.as_str(), "args[0]")?]
+    } else {
+        let path = env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH);
+        path.split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| cstr(format!("{}/{arg0}", d.trim_end_matches('/')), "PATH"))
+            .collect::<Result<_>>()?
+    };
+    let cwd = p.cwd();
+    if !cwd.is_absolute() {
+        return Err(Error::InvalidSpec(format!(
+            "process.cwd {} is not absolute",
+            cwd.display()
+        )));
+    }
+    let mut rlimits = Vec::new();
+    for r in p.rlimits().iter().flatten() {
+        let name = serde_json::to_value(r.typ())
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let res =
+            rlimit(&name).ok_or_else(|| Error::InvalidSpec(format!("unknown rlimit {name:?}")))?;
+        rlimits.push((res, r.soft(), r.hard()));
+    }
+    let caps = match p.capabilities() {
+        Some(c) => Some([
+            cap_mask(c.bounding().as_ref())?,
+            cap_mask(c.effective().as_ref())?,
+            cap_mask(c.permitted().as_ref())?,
+            cap_mask(c.inheritable().as_ref())?,
+            cap_mask(c.ambient().as_ref())?,
+        ]),
+        None => None,
+    };
+    Ok(ProcessPlan {
+        exec,
+        argv: args
+            .iter()
+            .map(|a| cstr(a.as_str(), "argument"))
+            .collect::<Result<_>>()?,
+        env: env
+            .iter()
+            .map(|e| cstr(e.as_str(), "environment"))
+            .collect::<Result<_>>()?,
+        cwd: cstr(cwd.as_os_str().as_encoded_bytes(), "cwd")?,
+        uid: p.user().uid(),
+        gid: p.user().gid(),
+        groups: p.user().additional_gids().clone().unwrap_or_default(),
+        umask: p.user().umask(),
+        rlimits,
+        caps,
+        no_new_privs: p.no_new_privileges().unwrap_or(false),
+        oom_score_adj: p
+            .oom_score_adj()
+            .map(|v| cstr(v.to_string(), "oomScoreAdj"))
+            .transpose()?,
+    })
+}

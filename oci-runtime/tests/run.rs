@@ -1,0 +1,348 @@
+//! Real containers from a busybox rootfs: namespaces, mounts, state transitions, limits.
+
+#![allow(clippy::unwrap_used)]
+
+use oci_runtime::{run, Container, ContainerBuilder, Error, Status};
+use oci_spec::runtime::{RootBuilder, Spec};
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+fn root_or_skip() -> bool {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipping: creating namespaces and mounts needs root");
+        return false;
+    }
+    if !Path::new("/bin/busybox").exists() {
+        eprintln!("skipping: /bin/busybox (busybox-static) is not installed");
+        return false;
+    }
+    true
+}
+
+struct Bundle {
+    dir: tempfile::TempDir,
+    state: PathBuf,
+}
+
+impl Bundle {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        for d in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        for t in [
+            "sh", "echo", "cat", "hostname", "id", "ls", "true", "false", "sleep", "touch", "grep",
+            "ps", "readlink", "mount",
+        ] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(t)).unwrap();
+        }
+        std::fs::write(rootfs.join("etc/hello"), b"hello from the rootfs\n").unwrap();
+        let state = dir.path().join("state");
+        Self { dir, state }
+    }
+
+    fn rootfs(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+
+    fn spec(&self, args: &[&str]) -> Spec {
+        let mut spec = Spec::default();
+        spec.set_root(Some(
+            RootBuilder::default()
+                .path("rootfs")
+                .readonly(false)
+                .build()
+                .unwrap(),
+        ));
+        let mut p: oci_spec::runtime::Process = spec.process().clone().unwrap();
+        p.set_args(Some(args.iter().map(|s| s.to_string()).collect()));
+        p.set_terminal(Some(false));
+        spec.set_process(Some(p));
+        spec.set_hostname(Some("box".into()));
+        spec
+    }
+
+    fn builder(&self, id: &str, spec: Spec) -> (ContainerBuilder, OwnedFd) {
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        let b = ContainerBuilder::new(id, spec, self.dir.path())
+            .state_root(&self.state)
+            .stdout(w);
+        (b, r)
+    }
+}
+
+fn read_all(fd: OwnedFd) -> String {
+    let mut f = std::fs::File::from(fd);
+    let mut s = String::new();
+    f.read_to_string(&mut s).unwrap();
+    s
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), fastrand_u32())
+}
+
+fn fastrand_u32() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
+
+#[test]
+fn runs_a_process_in_new_namespaces() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let spec = b.spec(&[
+        "sh",
+        "-c",
+        "echo pid=$$; hostname; cat /etc/hello; ls /proc/1/exe >/dev/null && echo proc-ok; exit 7",
+    ]);
+    let (builder, out) = b.builder(&unique("ns"), spec);
+    let code = run(builder).unwrap();
+    let text = read_all(out);
+    assert_eq!(code, 7, "{text}");
+    assert!(text.contains("pid=1\n"), "{text}");
+    assert!(text.contains("box\n"), "{text}");
+    assert!(text.contains("hello from the rootfs"), "{text}");
+    assert!(text.contains("proc-ok"), "{text}");
+}
+
+#[test]
+fn create_start_state_kill_delete() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let id = unique("life");
+    let (builder, _out) = b.builder(&id, b.spec(&["sleep", "30"]));
+    let c = builder.create().unwrap();
+    assert_eq!(c.status(), Status::Created);
+    let st = serde_json::to_value(c.state()).unwrap();
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["id"], id.as_str());
+    // Another "process" loads it by id and starts it.
+    let mut other = Container::load(&b.state, &id).unwrap();
+    other.start().unwrap();
+    assert_eq!(other.status(), Status::Running);
+    assert!(matches!(other.start(), Err(Error::WrongState { .. })));
+    let again = Container::load(&b.state, &id).unwrap();
+    assert!(matches!(again.delete(false), Err(Error::WrongState { .. })));
+    // Pid 1 of a namespace ignores signals it has no handler for: SIGTERM does nothing to
+    // `sleep`, SIGKILL ends it.
+    other.kill(libc::SIGKILL).unwrap();
+    let mut mine = c;
+    assert_eq!(mine.wait().unwrap(), 128 + libc::SIGKILL);
+    assert_eq!(mine.status(), Status::Stopped);
+    mine.delete(false).unwrap();
+    assert!(matches!(
+        Container::load(&b.state, &id),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        ContainerBuilder::new("../x", b.spec(&["true"]), b.dir.path())
+            .state_root(&b.state)
+            .create(),
+        Err(Error::InvalidId(_))
+    ));
+}
+
+#[test]
+fn read_only_rootfs_and_masked_paths() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let mut spec = b.spec(&["sh", "-c", "touch /etc/x 2>/dev/null && echo wrote || echo refused; cat /proc/kcore 2>&1 | head -c 10 | wc -c; echo x > /proc/sysrq-trigger 2>/dev/null && echo sysrq || echo ro-proc"]);
+    let mut root = spec.root().clone().unwrap();
+    root.set_readonly(Some(true));
+    spec.set_root(Some(root));
+    let (builder, out) = b.builder(&unique("ro"), spec);
+    assert_eq!(run(builder).unwrap(), 0);
+    let text = read_all(out);
+    assert!(text.contains("refused"), "{text}");
+    assert!(text.contains("ro-proc"), "{text}");
+    assert!(!b.rootfs().join("etc/x").exists());
+}
+
+#[test]
+fn mount_targets_cannot_escape_through_symlinks() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let outside = b.dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    // A symlink in the rootfs pointing at a host directory: the mount must land inside.
+    std::os::unix::fs::symlink(&outside, b.rootfs().join("evil")).unwrap();
+    let mut spec = b.spec(&["sh", "-c", "ls /evil >/dev/null; echo done"]);
+    let mut mounts = spec.mounts().clone().unwrap();
+    mounts.push(
+        oci_spec::runtime::MountBuilder::default()
+            .destination("/evil")
+            .typ("tmpfs")
+            .source("tmpfs")
+            .build()
+            .unwrap(),
+    );
+    spec.set_mounts(Some(mounts));
+    let (builder, _out) = b.builder(&unique("evil"), spec.clone());
+    // The link resolves inside the root, where its target does not exist: refused.
+    let e = builder.create().unwrap_err();
+    assert!(e.to_string().contains("/evil"), "{e}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(outside.to_str().unwrap()),
+        "mounted outside the root"
+    );
+    // A link to a directory that exists inside the root is followed there.
+    std::fs::remove_file(b.rootfs().join("evil")).unwrap();
+    std::os::unix::fs::symlink("/tmp", b.rootfs().join("evil")).unwrap();
+    let mut spec2 = b.spec(&["sh", "-c", "grep -c ' /tmp ' /proc/self/mountinfo"]);
+    spec2.set_mounts(spec.mounts().clone());
+    let (builder, out) = b.builder(&unique("evil2"), spec2);
+    assert_eq!(run(builder).unwrap(), 0);
+    assert_eq!(read_all(out).trim(), "1");
+}
+
+#[test]
+fn failures_in_setup_are_reported_with_the_step() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let (builder, _) = b.builder(&unique("noexec"), b.spec(&["/bin/does-not-exist"]));
+    let mut c = builder.create().unwrap();
+    c.start().unwrap();
+    assert_eq!(c.wait().unwrap(), 125);
+    c.delete(false).unwrap();
+    let mut spec = b.spec(&["true"]);
+    let mut p = spec.process().clone().unwrap();
+    p.set_cwd("relative".into());
+    spec.set_process(Some(p));
+    assert!(matches!(
+        b.builder(&unique("cwd"), spec).0.create(),
+        Err(Error::InvalidSpec(_))
+    ));
+}
+
+#[test]
+fn user_namespace_maps_ids() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let mut spec = b.spec(&["sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    let mut linux = spec.linux().clone().unwrap();
+    let mut ns = linux.namespaces().clone().unwrap();
+    ns.push(
+        oci_spec::runtime::LinuxNamespaceBuilder::default()
+            .typ(oci_spec::runtime::LinuxNamespaceType::User)
+            .build()
+            .unwrap(),
+    );
+    linux.set_namespaces(Some(ns));
+    let map = |c: u32, h: u32, s: u32| {
+        oci_spec::runtime::LinuxIdMappingBuilder::default()
+            .container_id(c)
+            .host_id(h)
+            .size(s)
+            .build()
+            .unwrap()
+    };
+    linux.set_uid_mappings(Some(vec![map(0, 100_000, 65536)]));
+    linux.set_gid_mappings(Some(vec![map(0, 100_000, 65536)]));
+    spec.set_linux(Some(linux));
+    // The rootfs must be reachable by the mapped root.
+    std::os::unix::fs::chown(b.rootfs(), Some(100_000), Some(100_000)).unwrap();
+    let (builder, out) = b.builder(&unique("userns"), spec);
+    let code = run(builder).unwrap();
+    let text = read_all(out);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.starts_with("0\n"), "{text}");
+    assert!(text.contains("100000"), "{text}");
+}
+
+#[test]
+fn cgroup_v1_limits_apply() {
+    if !root_or_skip() {
+        return;
+    }
+    if !Path::new("/sys/fs/cgroup/pids").is_dir()
+        || Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    {
+        eprintln!("skipping: no cgroup v1 pids controller here");
+        return;
+    }
+    let b = Bundle::new();
+    let mut spec = b.spec(&["sh", "-c", "cat /proc/self/cgroup | grep pids"]);
+    let mut linux = spec.linux().clone().unwrap();
+    let res = oci_spec::runtime::LinuxResourcesBuilder::default()
+        .pids(
+            oci_spec::runtime::LinuxPidsBuilder::default()
+                .limit(42i64)
+                .build()
+                .unwrap(),
+        )
+        .memory(
+            oci_spec::runtime::LinuxMemoryBuilder::default()
+                .limit(64i64 * 1024 * 1024)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    linux.set_resources(Some(res));
+    let id = unique("cg");
+    linux.set_cgroups_path(Some(PathBuf::from(format!("/oci-rs-test/{id}"))));
+    spec.set_linux(Some(linux));
+    let (builder, out) = b.builder(&id, spec);
+    let mut c = builder.create().unwrap();
+    let max =
+        std::fs::read_to_string(format!("/sys/fs/cgroup/pids/oci-rs-test/{id}/pids.max")).unwrap();
+    assert_eq!(max.trim(), "42");
+    let mem = std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/memory/oci-rs-test/{id}/memory.limit_in_bytes"
+    ))
+    .unwrap();
+    assert_eq!(mem.trim(), (64 * 1024 * 1024).to_string());
+    c.start().unwrap();
+    assert_eq!(c.wait().unwrap(), 0);
+    c.delete(false).unwrap();
+    let text = read_all(out);
+    assert!(text.contains(&format!("/oci-rs-test/{id}")), "{text}");
+    assert!(
+        !Path::new(&format!("/sys/fs/cgroup/pids/oci-rs-test/{id}")).exists(),
+        "cgroup removed on delete"
+    );
+}
+
+#[test]
+fn cgroup_v2_placement_on_the_unified_hierarchy() {
+    if !root_or_skip() {
+        return;
+    }
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    if !unified.join("cgroup.procs").exists() {
+        eprintln!("skipping: no separate unified (v2) hierarchy here");
+        return;
+    }
+    let b = Bundle::new();
+    let id = unique("v2");
+    let mut spec = b.spec(&["sh", "-c", "cat /proc/self/cgroup | grep '^0::'"]);
+    let mut linux = spec.linux().clone().unwrap();
+    linux.set_cgroups_path(Some(PathBuf::from(format!("oci-rs-test/{id}"))));
+    linux.set_resources(None);
+    spec.set_linux(Some(linux));
+    let (builder, out) = b.builder(&id, spec.clone());
+    let builder = builder.cgroup_v2_root(unified);
+    let code = run(builder).unwrap();
+    let text = read_all(out);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains(&format!("oci-rs-test/{id}")), "{text}");
+}
