@@ -39,7 +39,10 @@ measure() {
     if declare -F prep >/dev/null; then prep; fi
     sync
     local out
-    out=$( { /usr/bin/time -f "%e %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 )
+    /usr/bin/time -f "%e %M" -o "$D/time.out" "$@" >/dev/null 2>"$D/cmd.err" || {
+      echo "measure: $name failed: $(tail -3 "$D/cmd.err")" >&2
+    }
+    out=$(tail -1 "$D/time.out")
     times+=("${out% *}"); mems+=("${out#* }")
   done
   local t m
@@ -49,7 +52,6 @@ measure() {
   echo "$t" >"$D/last-time"
 }
 
-sh_c() { bash -c "$1"; }
 
 setup_layer_data() {
   if [ ! -x "$D/minbase/bin/bash" ]; then
@@ -96,7 +98,7 @@ layer_bench() {
   echo "| what | wall (median of $RUNS) | peak RSS |"
   echo "|---|---|---|"
   prep() { rm -rf "$D/out" && mkdir -p "$D/out"; }
-  measure "pigz -dc \| tar -x" sh_c "pigz -dc '$D/minbase.tar.gz' | tar --numeric-owner -xpf - -C '$D/out'"
+  measure "pigz -dc \| tar -x" bash -c "pigz -dc '$D/minbase.tar.gz' | tar --numeric-owner -xpf - -C '$D/out'"
   local tar_t; tar_t=$(cat "$D/last-time")
   measure "oci layer apply (ours)" "$OCI" layer apply "$D/out" "$D/minbase.tar.gz"
   local ours_t; ours_t=$(cat "$D/last-time")
@@ -168,7 +170,7 @@ EOF
   local op; op=$(cat "$D/last-time")
   n=0
   prep() { n=$((n + 1)); }
-  measure "skopeo copy oci: → docker://" bash -c "skopeo copy --dest-tls-verify=false 'oci:$D/umoci:mod' 'docker://$r/bench/skopeo\$RANDOM\$RANDOM:1'"
+  measure "skopeo copy oci: → docker://" bash -c "skopeo copy --dest-tls-verify=false 'oci:$D/umoci:mod' \"docker://$r/bench/skopeo\$RANDOM\$RANDOM:1\""
   local spu; spu=$(cat "$D/last-time")
   rm -rf "$D/pulled" && "$OCI" -q --data-dir "$D/pulled" pull "$r/bench/src:1" >/dev/null
   measure "oci push (ours)" bash -c "n=\$RANDOM\$RANDOM; '$OCI' -q --data-dir '$D/pulled' tag '$r/bench/src:1' '$r/bench/ours'\$n':1' && '$OCI' -q --data-dir '$D/pulled' push '$r/bench/ours'\$n':1'"

@@ -357,6 +357,87 @@ impl Images {
     }
 }
 
+/// What `run` needs besides the image.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// docker-run options (command, env, workdir, user, network, hostname).
+    pub opts: crate::RunOptions,
+    /// The container name (default: a generated id).
+    pub name: Option<String>,
+    /// Remove the container's filesystem when it exits.
+    pub rm: bool,
+    /// `os/arch[/variant]` to pull and run.
+    pub platform: Option<String>,
+}
+
+impl Images {
+    /// `run IMAGE [CMD...]`: pull when missing, prepare an overlay snapshot, build the runtime
+    /// spec from the image config, run with stdio attached; returns the exit code.
+    pub async fn run(&self, data_dir: &Path, image: &str, req: RunRequest) -> Result<i32> {
+        let r = ImageReference::parse(image)?;
+        let desc = match self.resolve(&r).await {
+            Ok(d) => d,
+            Err(_) => self.pull(image, req.platform.as_deref()).await?,
+        };
+        let m = self
+            .layout
+            .manifest(&ManifestRef::Digest(desc.digest().clone()))
+            .await?;
+        let m = match (m.as_index(), &req.platform) {
+            (Some(index), Some(p)) => {
+                let d = oci_image::platform::select(index, &p.parse::<PlatformSpec>()?)?;
+                self.layout
+                    .manifest(&ManifestRef::Digest(d.digest().clone()))
+                    .await?
+            }
+            _ => self.for_host(m).await?,
+        };
+        let img = m
+            .as_image()
+            .ok_or_else(|| anyhow!("{} is not an image", r.familiar()))?;
+        let config = oci_image::build::read_config(&self.layout, img.config()).await?;
+        let id = match &req.name {
+            Some(n) => n.clone(),
+            None => {
+                let t = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0);
+                format!(
+                    "{:012x}",
+                    (t ^ u128::from(std::process::id())) & 0xffff_ffff_ffff
+                )
+            }
+        };
+        let snap = oci_layer::Snapshotter::new(data_dir.join("snapshots"))?;
+        let mount = snap
+            .prepare(&id, &self.layout, &m, false)
+            .await
+            .with_context(|| format!("preparing the filesystem of {id}"))?;
+        let mut opts = req.opts.clone();
+        opts.hostname
+            .get_or_insert_with(|| id.chars().take(12).collect());
+        let spec = crate::runtime_spec(&config, &mount.rootfs, &opts)?;
+        let state = data_dir.join("run");
+        let bundle = data_dir.join("snapshots/containers").join(&id);
+        let cid = id.clone();
+        let code = tokio::task::spawn_blocking(move || {
+            oci_runtime::run(
+                oci_runtime::ContainerBuilder::new(&cid, spec, bundle).state_root(state),
+            )
+        })
+        .await
+        .map_err(|e| anyhow!("container task: {e}"))?;
+        if req.rm {
+            snap.remove(&id)?;
+        } else {
+            // The mount goes with this process's mount namespace; the upper dir stays.
+            let _ = rustix::mount::unmount(&mount.rootfs, rustix::mount::UnmountFlags::DETACH);
+        }
+        code.with_context(|| format!("running {id}"))
+    }
+}
+
 /// `layer apply DIR FILE`.
 pub async fn apply_file(dir: &Path, file: &Path) -> Result<oci_layer::ApplyReport> {
     let f = tokio::fs::File::open(file)

@@ -9,7 +9,8 @@ pub mod images;
 use anyhow::{bail, Context, Result};
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
-    get_default_namespaces, LinuxNamespaceType, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+    get_default_namespaces, Capability, LinuxCapabilitiesBuilder, LinuxNamespaceType,
+    ProcessBuilder, RootBuilder, Spec, UserBuilder,
 };
 use std::io::Read;
 use std::path::Path;
@@ -99,7 +100,32 @@ pub fn runtime_spec(image: &ImageConfiguration, rootfs: &Path, opts: &RunOptions
         .gid(gid)
         .additional_gids(extra)
         .build()?;
+    // Docker's default capability set.
+    let caps: std::collections::HashSet<Capability> = [
+        Capability::Chown,
+        Capability::DacOverride,
+        Capability::Fowner,
+        Capability::Fsetid,
+        Capability::Kill,
+        Capability::Setgid,
+        Capability::Setuid,
+        Capability::Setpcap,
+        Capability::NetBindService,
+        Capability::NetRaw,
+        Capability::SysChroot,
+        Capability::Mknod,
+        Capability::AuditWrite,
+        Capability::Setfcap,
+    ]
+    .into_iter()
+    .collect();
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .build()?;
     let process = ProcessBuilder::default()
+        .capabilities(capabilities)
         .args(args)
         .env(env)
         .cwd(cwd)

@@ -260,203 +260,214 @@ impl ContainerBuilder {
             },
             None => None,
         };
-        let built = filesystem(
-            spec,
-            &self.bundle,
-            cgroup.as_ref(),
-            new_user || join.iter().any(|(_, f)| *f == libc::CLONE_NEWUSER),
-        )?;
-        let fifo_path = dir.join("exec.fifo");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo_path,
-            rustix::fs::FileType::Fifo,
-            Mode::from_raw_mode(0o600),
-            0,
-        )
-        .map_err(|e| Error::io("mkfifo", &fifo_path, e))?;
-        if new_user {
-            // The init opens the fifo as the container's user: give it that user's host ids.
-            let host = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>, id: u32| {
-                maps.into_iter().flatten().find_map(|m| {
-                    (id >= m.container_id() && id - m.container_id() < m.size())
-                        .then(|| m.host_id() + (id - m.container_id()))
-                })
-            };
-            let uid = host(
-                linux.and_then(|l| l.uid_mappings().as_ref()),
-                proc_spec.user().uid(),
-            );
-            let gid = host(
-                linux.and_then(|l| l.gid_mappings().as_ref()),
-                proc_spec.user().gid(),
-            );
-            rustix::fs::chown(
+        // From here on, a failure must not leave the cgroup behind.
+        let rest = || -> Result<Container> {
+            let built = filesystem(
+                spec,
+                &self.bundle,
+                cgroup.as_ref(),
+                new_user || join.iter().any(|(_, f)| *f == libc::CLONE_NEWUSER),
+            )?;
+            let fifo_path = dir.join("exec.fifo");
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
                 &fifo_path,
-                uid.map(rustix::fs::Uid::from_raw),
-                gid.map(rustix::fs::Gid::from_raw),
+                rustix::fs::FileType::Fifo,
+                Mode::from_raw_mode(0o600),
+                0,
             )
-            .map_err(|e| Error::io("chown", &fifo_path, e))?;
-        }
-        let fifo = rustix::fs::open(&fifo_path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| Error::io("open", &fifo_path, e))?;
-        let fifo_rel = cstr(format!("self/fd/{}", fifo.as_raw_fd()), "fifo")?;
-        let proc = rustix::fs::open(
-            "/proc",
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::io("open", "/proc", e))?;
-        let (sync_read, sync_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-            .map_err(|e| Error::io("pipe", "sync", e))?;
-        let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-            .map_err(|e| Error::io("pipe", "report", e))?;
-        let hostname = if new_uts {
-            spec.hostname()
-                .as_ref()
-                .map(|h| cstr(h.as_str(), "hostname"))
-                .transpose()?
-        } else {
-            None
-        };
-        let domainname = if new_uts {
-            spec.domainname()
-                .as_ref()
-                .map(|h| cstr(h.as_str(), "domainname"))
-                .transpose()?
-        } else {
-            None
-        };
-        let mount_names: Vec<String> = built
-            .mounts
-            .iter()
-            .map(|m| {
-                m.prefixes
-                    .last()
-                    .map(|p| format!("/{}", p.0.to_string_lossy()))
-                    .unwrap_or_else(|| "/".into())
-            })
-            .collect();
-        let device_names: Vec<String> = built
-            .devices
-            .iter()
-            .map(|d| {
-                format!(
-                    "/{}/{}",
-                    d.parent.to_string_lossy(),
-                    d.name.to_string_lossy()
+            .map_err(|e| Error::io("mkfifo", &fifo_path, e))?;
+            if new_user {
+                // The init opens the fifo as the container's user: give it that user's host ids.
+                let host = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>, id: u32| {
+                    maps.into_iter().flatten().find_map(|m| {
+                        (id >= m.container_id() && id - m.container_id() < m.size())
+                            .then(|| m.host_id() + (id - m.container_id()))
+                    })
+                };
+                let uid = host(
+                    linux.and_then(|l| l.uid_mappings().as_ref()),
+                    proc_spec.user().uid(),
+                );
+                let gid = host(
+                    linux.and_then(|l| l.gid_mappings().as_ref()),
+                    proc_spec.user().gid(),
+                );
+                rustix::fs::chown(
+                    &fifo_path,
+                    uid.map(rustix::fs::Uid::from_raw),
+                    gid.map(rustix::fs::Gid::from_raw),
                 )
-            })
-            .collect();
-        let plan = Plan {
-            rootfs: cstr(rootfs.as_os_str().as_encoded_bytes(), "rootfs")?,
-            propagation: built.propagation,
-            mounts: built.mounts,
-            devices: built.devices,
-            symlinks: built.symlinks,
-            masked: built.masked,
-            readonly_paths: built.readonly_paths,
-            readonly_root: spec
-                .root()
-                .as_ref()
-                .and_then(|r| r.readonly())
-                .unwrap_or(false),
-            pivot: !self.no_pivot,
-            new_mount_ns: new_mnt,
-            hostname,
-            domainname,
-            sysctl: built.sysctl,
-            join,
-            process: process(proc_spec)?,
-            stdio: [
-                self.stdio[0].as_ref().map(|f| f.as_raw_fd()),
-                self.stdio[1].as_ref().map(|f| f.as_raw_fd()),
-                self.stdio[2].as_ref().map(|f| f.as_raw_fd()),
-            ],
-            fifo: Some((fifo, fifo_rel)),
-            proc,
-            sync_read,
-            report: report_write,
-            setsid: false,
-            new_userns: new_user,
+                .map_err(|e| Error::io("chown", &fifo_path, e))?;
+            }
+            let fifo = rustix::fs::open(&fifo_path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| Error::io("open", &fifo_path, e))?;
+            let fifo_rel = cstr(format!("self/fd/{}", fifo.as_raw_fd()), "fifo")?;
+            let proc = rustix::fs::open(
+                "/proc",
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| Error::io("open", "/proc", e))?;
+            let (sync_read, sync_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| Error::io("pipe", "sync", e))?;
+            let (report_read, report_write) =
+                rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                    .map_err(|e| Error::io("pipe", "report", e))?;
+            let hostname = if new_uts {
+                spec.hostname()
+                    .as_ref()
+                    .map(|h| cstr(h.as_str(), "hostname"))
+                    .transpose()?
+            } else {
+                None
+            };
+            let domainname = if new_uts {
+                spec.domainname()
+                    .as_ref()
+                    .map(|h| cstr(h.as_str(), "domainname"))
+                    .transpose()?
+            } else {
+                None
+            };
+            let mount_names: Vec<String> = built
+                .mounts
+                .iter()
+                .map(|m| {
+                    m.prefixes
+                        .last()
+                        .map(|p| format!("/{}", p.0.to_string_lossy()))
+                        .unwrap_or_else(|| "/".into())
+                })
+                .collect();
+            let device_names: Vec<String> = built
+                .devices
+                .iter()
+                .map(|d| {
+                    format!(
+                        "/{}/{}",
+                        d.parent.to_string_lossy(),
+                        d.name.to_string_lossy()
+                    )
+                })
+                .collect();
+            let plan = Plan {
+                rootfs: cstr(rootfs.as_os_str().as_encoded_bytes(), "rootfs")?,
+                propagation: built.propagation,
+                mounts: built.mounts,
+                devices: built.devices,
+                symlinks: built.symlinks,
+                masked: built.masked,
+                readonly_paths: built.readonly_paths,
+                readonly_root: spec
+                    .root()
+                    .as_ref()
+                    .and_then(|r| r.readonly())
+                    .unwrap_or(false),
+                pivot: !self.no_pivot,
+                new_mount_ns: new_mnt,
+                hostname,
+                domainname,
+                sysctl: built.sysctl,
+                join,
+                process: process(proc_spec)?,
+                stdio: [
+                    self.stdio[0].as_ref().map(|f| f.as_raw_fd()),
+                    self.stdio[1].as_ref().map(|f| f.as_raw_fd()),
+                    self.stdio[2].as_ref().map(|f| f.as_raw_fd()),
+                ],
+                fifo: Some((fifo, fifo_rel)),
+                proc,
+                sync_read,
+                report: report_write,
+                setsid: false,
+                new_userns: new_user,
+            };
+            let pid = spawn(&plan, flags).map_err(|e| Error::Init {
+                step: "clone3".into(),
+                source: e,
+            })?;
+            // The parent's copies of the child's ends.
+            drop(plan);
+            let fail = |e: Error| {
+                let _ = rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(pid).unwrap_or(rustix::process::Pid::INIT),
+                    rustix::process::Signal::KILL,
+                );
+                let _ = rustix::process::waitpid(
+                    rustix::process::Pid::from_raw(pid),
+                    rustix::process::WaitOptions::empty(),
+                );
+                if let Some(c) = &cgroup {
+                    let _ = c.remove();
+                }
+                e
+            };
+            if new_user {
+                if let Err(e) = write_id_maps(pid, spec) {
+                    return Err(fail(e));
+                }
+            }
+            if let Some(c) = &cgroup {
+                if let Err(e) = c.add(pid) {
+                    return Err(fail(e));
+                }
+            }
+            if let Err(e) = rustix::io::write(&sync_write, b"1") {
+                return Err(fail(Error::io("write", "sync pipe", e)));
+            }
+            drop(sync_write);
+            match read_report(report_read.as_fd(), &mount_names, &device_names) {
+                Ok(()) => {}
+                Err(e) => return Err(fail(e)),
+            }
+            let start_time = proc_start_time(pid).map(|s| s.0).unwrap_or(0);
+            let hooks = spec.hooks().as_ref();
+            let saved = Saved {
+                id: self.id.clone(),
+                pid,
+                start_time,
+                bundle: self.bundle.clone(),
+                rootfs: rootfs.to_path_buf(),
+                annotations: spec.annotations().clone().unwrap_or_default(),
+                created: now_secs(),
+                cgroup: cgroup.clone(),
+                poststart: hooks
+                    .and_then(|h| h.poststart().clone())
+                    .unwrap_or_default(),
+                poststop: hooks.and_then(|h| h.poststop().clone()).unwrap_or_default(),
+            };
+            let c = Container {
+                dir: dir.to_path_buf(),
+                saved,
+                child: true,
+            };
+            c.save()?;
+            let mut pre = hooks
+                .and_then(|h| {
+                    #[allow(deprecated)]
+                    h.prestart().clone()
+                })
+                .unwrap_or_default();
+            pre.extend(
+                hooks
+                    .and_then(|h| h.create_runtime().clone())
+                    .unwrap_or_default(),
+            );
+            if let Err(e) = run_hooks("createRuntime", &pre, &c.state()) {
+                let _ = c.kill(libc::SIGKILL);
+                let _ = c.clone_for_delete().delete(true);
+                return Err(e);
+            }
+            Ok(c)
         };
-        let pid = spawn(&plan, flags).map_err(|e| Error::Init {
-            step: "clone3".into(),
-            source: e,
-        })?;
-        // The parent's copies of the child's ends.
-        drop(plan);
-        let fail = |e: Error| {
-            let _ = rustix::process::kill_process(
-                rustix::process::Pid::from_raw(pid).unwrap_or(rustix::process::Pid::INIT),
-                rustix::process::Signal::KILL,
-            );
-            let _ = rustix::process::waitpid(
-                rustix::process::Pid::from_raw(pid),
-                rustix::process::WaitOptions::empty(),
-            );
+        let result = rest();
+        if result.is_err() {
             if let Some(c) = &cgroup {
                 let _ = c.remove();
             }
-            e
-        };
-        if new_user {
-            if let Err(e) = write_id_maps(pid, spec) {
-                return Err(fail(e));
-            }
         }
-        if let Some(c) = &cgroup {
-            if let Err(e) = c.add(pid) {
-                return Err(fail(e));
-            }
-        }
-        if let Err(e) = rustix::io::write(&sync_write, b"1") {
-            return Err(fail(Error::io("write", "sync pipe", e)));
-        }
-        drop(sync_write);
-        match read_report(report_read.as_fd(), &mount_names, &device_names) {
-            Ok(()) => {}
-            Err(e) => return Err(fail(e)),
-        }
-        let start_time = proc_start_time(pid).map(|s| s.0).unwrap_or(0);
-        let hooks = spec.hooks().as_ref();
-        let saved = Saved {
-            id: self.id.clone(),
-            pid,
-            start_time,
-            bundle: self.bundle.clone(),
-            rootfs: rootfs.to_path_buf(),
-            annotations: spec.annotations().clone().unwrap_or_default(),
-            created: now_secs(),
-            cgroup,
-            poststart: hooks
-                .and_then(|h| h.poststart().clone())
-                .unwrap_or_default(),
-            poststop: hooks.and_then(|h| h.poststop().clone()).unwrap_or_default(),
-        };
-        let c = Container {
-            dir: dir.to_path_buf(),
-            saved,
-            child: true,
-        };
-        c.save()?;
-        let mut pre = hooks
-            .and_then(|h| {
-                #[allow(deprecated)]
-                h.prestart().clone()
-            })
-            .unwrap_or_default();
-        pre.extend(
-            hooks
-                .and_then(|h| h.create_runtime().clone())
-                .unwrap_or_default(),
-        );
-        if let Err(e) = run_hooks("createRuntime", &pre, &c.state()) {
-            let _ = c.kill(libc::SIGKILL);
-            let _ = c.clone_for_delete().delete(true);
-            return Err(e);
-        }
-        Ok(c)
+        result
     }
 }
 

@@ -791,9 +791,10 @@ fn child_main(plan: &Plan) -> ! {
             libc::CLOSE_RANGE_CLOEXEC,
         );
     }
-    report(plan.report.as_fd(), Step::Ready, 0);
-    // The creating thread may end any time from now on; that must not kill the container.
+    // The creating thread may end any time once it has our report; that must not kill the
+    // container, so the death signal goes first.
     let _ = prctl(libc::PR_SET_PDEATHSIG, 0, 0);
+    report(plan.report.as_fd(), Step::Ready, 0);
     if let Some((_, rel)) = &plan.fifo {
         // Blocks until `start` opens the other end.
         let w = check!(

@@ -346,3 +346,61 @@ fn cgroup_v2_placement_on_the_unified_hierarchy() {
     assert_eq!(code, 0, "{text}");
     assert!(text.contains(&format!("oci-rs-test/{id}")), "{text}");
 }
+
+#[test]
+fn many_containers_leave_nothing_behind() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count();
+    for i in 0..20 {
+        let id = unique(&format!("loop{i}"));
+        let (builder, _out) = b.builder(&id, b.spec(&["true"]));
+        let mut c = builder.create().unwrap();
+        if i % 2 == 0 {
+            c.start().unwrap();
+            assert_eq!(c.wait().unwrap(), 0);
+        } else {
+            // Deleting a created container kills its waiting init.
+        }
+        c.delete(false).unwrap();
+        assert!(!Path::new(&format!("/sys/fs/cgroup/pids/oci-rs/{id}")).exists());
+    }
+    let mounts_after = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(
+        mounts_before, mounts_after,
+        "mounts leaked into the host namespace"
+    );
+    assert_eq!(
+        std::fs::read_dir(&b.state).unwrap().count(),
+        0,
+        "state left behind"
+    );
+    // A killed init is reported stopped; unknown ids are clear errors.
+    let id = unique("killed");
+    let (builder, _out) = b.builder(&id, b.spec(&["sleep", "30"]));
+    let mut c = builder.create().unwrap();
+    c.start().unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(c.pid()).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    assert_eq!(c.wait().unwrap(), 137);
+    assert_eq!(
+        Container::load(&b.state, &id).unwrap().status(),
+        Status::Stopped
+    );
+    c.delete(false).unwrap();
+    assert!(matches!(
+        Container::load(&b.state, "no-such-container"),
+        Err(Error::NotFound(_))
+    ));
+}

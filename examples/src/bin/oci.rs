@@ -99,6 +99,38 @@ enum Verb {
         #[arg(short, long)]
         input: PathBuf,
     },
+    /// Run a command in a new container from an image (pulled when missing).
+    Run {
+        /// Remove the container's filesystem when it exits.
+        #[arg(long)]
+        rm: bool,
+        /// Set an environment variable (`KEY=VALUE`).
+        #[arg(short, long = "env")]
+        env: Vec<String>,
+        /// Working directory.
+        #[arg(short, long)]
+        workdir: Option<String>,
+        /// User (`uid`, `uid:gid`, `name`, `name:group`).
+        #[arg(short, long)]
+        user: Option<String>,
+        /// Container name.
+        #[arg(long)]
+        name: Option<String>,
+        /// none or host.
+        #[arg(long, default_value = "none")]
+        network: String,
+        /// Replace the image's entrypoint.
+        #[arg(long)]
+        entrypoint: Option<String>,
+        /// `os/arch[/variant]`.
+        #[arg(long)]
+        platform: Option<String>,
+        /// The image.
+        image: String,
+        /// The command and its arguments (default: the image's Cmd).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Apply an image's layers into a directory.
     Unpack {
         /// The image.
@@ -230,6 +262,43 @@ async fn run(cli: Cli) -> Result<()> {
             for n in images.load(&input).await? {
                 writeln!(out, "Loaded image: {n}")?;
             }
+        }
+        Verb::Run {
+            rm,
+            env,
+            workdir,
+            user,
+            name,
+            network,
+            entrypoint,
+            platform,
+            image,
+            args,
+        } => {
+            let network = match network.as_str() {
+                "none" => oci_examples::Network::None,
+                "host" => oci_examples::Network::Host,
+                other => anyhow::bail!("unsupported network {other:?} (none, host)"),
+            };
+            let opts = oci_examples::RunOptions {
+                args,
+                entrypoint: entrypoint.map(|e| vec![e]),
+                env,
+                workdir,
+                user,
+                network,
+                hostname: None,
+                terminal: false,
+            };
+            let req = oci_examples::images::RunRequest {
+                opts,
+                name,
+                rm,
+                platform,
+            };
+            drop(out);
+            let code = images.run(&dir, &image, req).await?;
+            std::process::exit(code);
         }
         Verb::Unpack { image, dir } => {
             let r = images.unpack(&image, &dir).await?;

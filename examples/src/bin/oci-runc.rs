@@ -1,0 +1,375 @@
+//! `oci-runc`: a runc-compatible command line over `oci-runtime`.
+//!
+//! ```text
+//! oci-runc spec                                  # writes a default config.json
+//! oci-runc run --bundle DIR ID                   # create + start + wait, exit with its code
+//! oci-runc create --bundle DIR [--pid-file F] ID && oci-runc start ID
+//! oci-runc state ID | oci-runc list | oci-runc ps ID
+//! oci-runc kill [--all] ID [SIGNAL] | oci-runc delete [--force] ID
+//! ```
+//!
+//! Exit status is 1 on errors (as runc), the container's status for `run`.
+//! `--systemd-cgroup` is accepted and ignored: cgroups are always managed through the file
+//! system (cgroupfs), whatever the flag says. `exec` and `--console-socket` are not supported
+//! yet and say so.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use oci_runtime::{Container, ContainerBuilder};
+use oci_spec::runtime::Spec;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(
+    name = "oci-runc",
+    version,
+    about = "A runc-compatible runtime over oci-runtime"
+)]
+struct Cli {
+    /// State directory.
+    #[arg(long, global = true, default_value = "/run/oci-runc")]
+    root: PathBuf,
+    /// Log file (errors are also written to stderr).
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// text or json.
+    #[arg(long = "log-format", global = true, default_value = "text")]
+    log_format: String,
+    /// More logging.
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Accepted for compatibility; cgroups are managed through cgroupfs either way.
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Subcommand)]
+enum Verb {
+    /// Create a container (its init waits for `start`).
+    Create {
+        /// The bundle directory (config.json and the rootfs).
+        #[arg(long, short, default_value = ".")]
+        bundle: PathBuf,
+        /// Write the init's pid here.
+        #[arg(long = "pid-file")]
+        pid_file: Option<PathBuf>,
+        /// A unix socket to send the terminal's master to (not supported yet).
+        #[arg(long = "console-socket")]
+        console_socket: Option<PathBuf>,
+        /// chroot instead of pivot_root.
+        #[arg(long = "no-pivot")]
+        no_pivot: bool,
+        /// The container id.
+        id: String,
+    },
+    /// Start a created container.
+    Start {
+        /// The container id.
+        id: String,
+    },
+    /// Print a container's state as JSON.
+    State {
+        /// The container id.
+        id: String,
+    },
+    /// Send a signal (default SIGTERM) to a container's init, or every process with --all.
+    Kill {
+        /// Every process of the container.
+        #[arg(long, short)]
+        all: bool,
+        /// The container id.
+        id: String,
+        /// The signal: a name (`KILL`, `SIGKILL`) or a number.
+        signal: Option<String>,
+    },
+    /// Delete a container (kill it first with --force).
+    Delete {
+        /// Kill a running container.
+        #[arg(long, short)]
+        force: bool,
+        /// The container id.
+        id: String,
+    },
+    /// Create, start and wait for a container.
+    Run {
+        /// The bundle directory.
+        #[arg(long, short, default_value = ".")]
+        bundle: PathBuf,
+        /// Write the init's pid here.
+        #[arg(long = "pid-file")]
+        pid_file: Option<PathBuf>,
+        /// Do not wait for the container.
+        #[arg(long, short)]
+        detach: bool,
+        /// chroot instead of pivot_root.
+        #[arg(long = "no-pivot")]
+        no_pivot: bool,
+        /// A unix socket for the terminal (not supported yet).
+        #[arg(long = "console-socket")]
+        console_socket: Option<PathBuf>,
+        /// The container id.
+        id: String,
+    },
+    /// Run a new process in a running container (not supported yet).
+    Exec {
+        /// A process.json.
+        #[arg(long, short)]
+        process: Option<PathBuf>,
+        /// The container id.
+        id: String,
+        /// The command.
+        args: Vec<String>,
+    },
+    /// List containers.
+    List {
+        /// table or json.
+        #[arg(long, short, default_value = "table")]
+        format: String,
+    },
+    /// Write a default config.json in the bundle.
+    Spec {
+        /// The bundle directory.
+        #[arg(long, short, default_value = ".")]
+        bundle: PathBuf,
+        /// A rootless spec (user namespace mapping the caller).
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Print what this runtime supports, as JSON.
+    Features,
+    /// List the processes of a container.
+    Ps {
+        /// table or json.
+        #[arg(long, short, default_value = "table")]
+        format: String,
+        /// The container id.
+        id: String,
+    },
+}
+
+fn signal(s: Option<&str>) -> Result<i32> {
+    let Some(s) = s else { return Ok(libc::SIGTERM) };
+    if let Ok(n) = s.parse::<i32>() {
+        return Ok(n);
+    }
+    let name = s.trim_start_matches("SIG").to_ascii_uppercase();
+    let n = match name.as_str() {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "TERM" => libc::SIGTERM,
+        "CONT" => libc::SIGCONT,
+        "STOP" => libc::SIGSTOP,
+        "WINCH" => libc::SIGWINCH,
+        _ => bail!("unknown signal {s:?}"),
+    };
+    Ok(n)
+}
+
+fn load_spec(bundle: &Path) -> Result<Spec> {
+    let path = bundle.join("config.json");
+    Spec::load(&path).with_context(|| format!("loading {}", path.display()))
+}
+
+fn builder(
+    root: &Path,
+    bundle: &Path,
+    id: &str,
+    no_pivot: bool,
+    console: Option<&PathBuf>,
+) -> Result<ContainerBuilder> {
+    if console.is_some() {
+        bail!("--console-socket is not supported yet (run without a terminal)");
+    }
+    let bundle =
+        std::fs::canonicalize(bundle).with_context(|| format!("bundle {}", bundle.display()))?;
+    let spec = load_spec(&bundle)?;
+    Ok(ContainerBuilder::new(id, spec, &bundle)
+        .state_root(root)
+        .no_pivot(no_pivot))
+}
+
+fn write_pid(file: Option<&PathBuf>, pid: i32) -> Result<()> {
+    if let Some(f) = file {
+        std::fs::write(f, pid.to_string()).with_context(|| format!("writing {}", f.display()))?;
+    }
+    Ok(())
+}
+
+fn main_inner(cli: Cli) -> Result<i32> {
+    let mut out = std::io::stdout().lock();
+    match cli.verb {
+        Verb::Create {
+            bundle,
+            pid_file,
+            console_socket,
+            no_pivot,
+            id,
+        } => {
+            let c =
+                builder(&cli.root, &bundle, &id, no_pivot, console_socket.as_ref())?.create()?;
+            write_pid(pid_file.as_ref(), c.pid())?;
+        }
+        Verb::Start { id } => Container::load(&cli.root, &id)?.start()?,
+        Verb::State { id } => {
+            let c = Container::load(&cli.root, &id)?;
+            serde_json::to_writer_pretty(&mut out, &c.state())?;
+            writeln!(out)?;
+        }
+        Verb::Kill {
+            all,
+            id,
+            signal: sig,
+        } => {
+            let c = Container::load(&cli.root, &id)?;
+            let s = signal(sig.as_deref())?;
+            if all {
+                c.kill_all(s)?
+            } else {
+                c.kill(s)?
+            }
+        }
+        Verb::Delete { force, id } => match Container::load(&cli.root, &id) {
+            Ok(c) => c.delete(force)?,
+            Err(oci_runtime::Error::NotFound(_)) if force => {}
+            Err(e) => return Err(e.into()),
+        },
+        Verb::Run {
+            bundle,
+            pid_file,
+            detach,
+            no_pivot,
+            console_socket,
+            id,
+        } => {
+            let mut c =
+                builder(&cli.root, &bundle, &id, no_pivot, console_socket.as_ref())?.create()?;
+            write_pid(pid_file.as_ref(), c.pid())?;
+            if let Err(e) = c.start() {
+                let _ = Container::load(&cli.root, &id).map(|c| c.delete(true));
+                return Err(e.into());
+            }
+            if detach {
+                return Ok(0);
+            }
+            let code = c.wait()?;
+            c.delete(true)?;
+            return Ok(code);
+        }
+        Verb::Exec { .. } => bail!("exec is not supported yet"),
+        Verb::List { format } => {
+            let list = Container::list(&cli.root)?;
+            if format == "json" {
+                let states: Vec<_> = list.iter().map(|c| c.state()).collect();
+                serde_json::to_writer(&mut out, &states)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "{:<24} {:<8} {:<10} BUNDLE", "ID", "PID", "STATUS")?;
+                for c in list {
+                    let st = c.state();
+                    writeln!(
+                        out,
+                        "{:<24} {:<8} {:<10} {}",
+                        c.id(),
+                        st.pid().unwrap_or(0),
+                        c.status(),
+                        st.bundle().display()
+                    )?;
+                }
+            }
+        }
+        Verb::Spec { bundle, rootless } => {
+            let path = bundle.join("config.json");
+            if path.exists() {
+                bail!("File {} exists. Remove it first", path.display());
+            }
+            let spec = if rootless {
+                Spec::rootless(
+                    rustix::process::getuid().as_raw(),
+                    rustix::process::getgid().as_raw(),
+                )
+            } else {
+                Spec::default()
+            };
+            spec.save(&path)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Verb::Features => {
+            let f = serde_json::json!({
+                "ociVersionMin": "1.0.0",
+                "ociVersionMax": "1.2.0",
+                "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
+                "mountOptions": ["ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "bind", "rbind",
+                    "private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable",
+                    "noatime", "nodiratime", "relatime", "strictatime", "sync"],
+                "linux": {
+                    "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
+                    "cgroup": {"v1": true, "v2": true, "systemd": false},
+                    "seccomp": {"enabled": false},
+                    "apparmor": {"enabled": false},
+                    "selinux": {"enabled": false}
+                }
+            });
+            serde_json::to_writer_pretty(&mut out, &f)?;
+            writeln!(out)?;
+        }
+        Verb::Ps { format, id } => {
+            let c = Container::load(&cli.root, &id)?;
+            let pids = c
+                .cgroup()
+                .map(|g| g.pids())
+                .unwrap_or_else(|| vec![c.pid()]);
+            if format == "json" {
+                serde_json::to_writer(&mut out, &pids)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "PID")?;
+                for p in pids {
+                    writeln!(out, "{p}")?;
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn log_error(cli_log: Option<&PathBuf>, json: bool, msg: &str) {
+    let line = if json {
+        serde_json::json!({"level": "error", "msg": msg}).to_string()
+    } else {
+        format!("level=error msg={msg:?}")
+    };
+    if let Some(p) = cli_log {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+    eprintln!("{line}");
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let log = cli.log.clone();
+    let json = cli.log_format == "json";
+    if cli.debug {
+        eprintln!("oci-runc: root {}", cli.root.display());
+    }
+    let _ = cli.systemd_cgroup;
+    match main_inner(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            log_error(log.as_ref(), json, &format!("{e:#}"));
+            std::process::exit(1);
+        }
+    }
+}
