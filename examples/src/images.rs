@@ -414,6 +414,19 @@ impl Images {
             .prepare(&id, &self.layout, &m, false)
             .await
             .with_context(|| format!("preparing the filesystem of {id}"))?;
+        let record = ContainerRecord {
+            id: id.clone(),
+            image: r.to_string(),
+            manifest: m.digest().to_string(),
+            command: req.opts.args.clone(),
+            overlay: mount.kind == oci_layer::MountKind::Overlay,
+        };
+        let rec_path = data_dir
+            .join("snapshots/containers")
+            .join(&id)
+            .join("container.json");
+        std::fs::write(&rec_path, serde_json::to_vec(&record)?)
+            .with_context(|| format!("writing {}", rec_path.display()))?;
         let mut opts = req.opts.clone();
         opts.hostname
             .get_or_insert_with(|| id.chars().take(12).collect());
@@ -435,6 +448,165 @@ impl Images {
             let _ = rustix::mount::unmount(&mount.rootfs, rustix::mount::UnmountFlags::DETACH);
         }
         code.with_context(|| format!("running {id}"))
+    }
+}
+
+/// What `run` remembers of a container, for `ps`, `commit`, `export` and `rm`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ContainerRecord {
+    /// The container id.
+    pub id: String,
+    /// The image it was made from.
+    pub image: String,
+    /// That image's manifest digest.
+    pub manifest: String,
+    /// The command given.
+    pub command: Vec<String>,
+    /// Whether its filesystem is an overlay (else a copy).
+    pub overlay: bool,
+}
+
+impl Images {
+    fn containers_dir(data_dir: &Path) -> PathBuf {
+        data_dir.join("snapshots/containers")
+    }
+
+    fn record(data_dir: &Path, id: &str) -> Result<ContainerRecord> {
+        oci_runtime::validate_id(id)?;
+        let p = Self::containers_dir(data_dir)
+            .join(id)
+            .join("container.json");
+        let bytes = std::fs::read(&p).map_err(|_| anyhow!("no such container: {id}"))?;
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    /// `ps -a`: every container kept (run without `--rm`).
+    pub fn containers(data_dir: &Path) -> Result<Vec<ContainerRecord>> {
+        let mut out = Vec::new();
+        let Ok(rd) = std::fs::read_dir(Self::containers_dir(data_dir)) else {
+            return Ok(out);
+        };
+        for e in rd.flatten() {
+            if let Some(id) = e.file_name().to_str() {
+                if let Ok(r) = Self::record(data_dir, id) {
+                    out.push(r);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// `rm ID...`.
+    pub fn remove_containers(data_dir: &Path, ids: &[String]) -> Result<()> {
+        let snap = oci_layer::Snapshotter::new(data_dir.join("snapshots"))?;
+        for id in ids {
+            Self::record(data_dir, id)?;
+            snap.remove(id)?;
+        }
+        Ok(())
+    }
+
+    async fn image_of(&self, rec: &ContainerRecord) -> Result<Manifest> {
+        Ok(self
+            .layout
+            .manifest(&ManifestRef::Digest(oci_image::parse_digest(
+                &rec.manifest,
+            )?))
+            .await?)
+    }
+
+    /// `commit ID IMAGE`: the container's changes as a new layer on its image, tagged.
+    pub async fn commit(&self, data_dir: &Path, id: &str, reference: &str) -> Result<Descriptor> {
+        let rec = Self::record(data_dir, id)?;
+        let base = self.image_of(&rec).await?;
+        let dir = Self::containers_dir(data_dir).join(id);
+        let opts = oci_layer::DiffOptions::from_env();
+        let (layer, diff_id, _) = if rec.overlay {
+            oci_layer::diff_to_store(
+                &self.layout,
+                None,
+                &dir.join("upper"),
+                true,
+                Compression::Gzip,
+                &opts,
+            )
+            .await?
+        } else {
+            let lower = tempfile::tempdir_in(&dir)?;
+            self.apply_image(&base, lower.path()).await?;
+            oci_layer::diff_to_store(
+                &self.layout,
+                Some(lower.path()),
+                &dir.join("rootfs"),
+                false,
+                Compression::Gzip,
+                &opts,
+            )
+            .await?
+        };
+        let mut b = ImageBuilder::from_image(&self.layout, &base).await?;
+        b.append_layer(layer, &diff_id, &format!("oci commit {id}"));
+        let m = b.build(&self.layout).await?;
+        let r = ImageReference::parse(reference)?;
+        self.layout
+            .tag(&store_name(&r), &m.descriptor(), Some(&r.to_string()))
+            .await?;
+        Ok(m.descriptor())
+    }
+
+    async fn apply_image(&self, m: &Manifest, dir: &Path) -> Result<()> {
+        let img = m
+            .as_image()
+            .ok_or_else(|| anyhow!("{} is not an image", m.digest()))?;
+        for layer in img.layers() {
+            let blob = self.layout.blob(layer).await?;
+            oci_layer::apply(
+                dir,
+                blob,
+                layer.media_type().as_ref(),
+                &oci_layer::ApplyOptions::default(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// `export ID -o FILE`: the container's whole filesystem as one tar.
+    pub async fn export(&self, data_dir: &Path, id: &str, output: &Path) -> Result<()> {
+        let rec = Self::record(data_dir, id)?;
+        let base = self.image_of(&rec).await?;
+        let dir = Self::containers_dir(data_dir).join(id);
+        let view = tempfile::tempdir_in(&dir)?;
+        // The image's layers and the container's changes, flattened.
+        self.apply_image(&base, view.path()).await?;
+        if rec.overlay {
+            // Streamed: the changes go from the upper directory into the view through a pipe.
+            let (w, r) = tokio::io::duplex(1 << 20);
+            let upper = dir.join("upper");
+            let produce = async move {
+                let (_, mut w) =
+                    oci_layer::diff_overlay(&upper, w, &oci_layer::DiffOptions::default()).await?;
+                tokio::io::AsyncWriteExt::shutdown(&mut w).await?;
+                Ok::<_, anyhow::Error>(())
+            };
+            let apply_opts = oci_layer::ApplyOptions::default();
+            let consume = oci_layer::apply_tar(view.path(), r, &apply_opts);
+            let (a, b) = tokio::join!(produce, consume);
+            a?;
+            b?;
+        }
+        let src = if rec.overlay {
+            view.path().to_path_buf()
+        } else {
+            dir.join("rootfs")
+        };
+        let f = tokio::fs::File::create(output)
+            .await
+            .with_context(|| format!("creating {}", output.display()))?;
+        let (_, mut f) = oci_layer::export(&src, f, &oci_layer::DiffOptions::from_env()).await?;
+        tokio::io::AsyncWriteExt::flush(&mut f).await?;
+        Ok(())
     }
 }
 

@@ -131,6 +131,33 @@ enum Verb {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// List containers kept after their run (without --rm).
+    Ps {
+        /// All containers (they are all stopped once `run` returns).
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Remove containers.
+    Rm {
+        /// The containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Make a new image from a container's changes.
+    Commit {
+        /// The container.
+        container: String,
+        /// The new image's name.
+        image: String,
+    },
+    /// Write a container's filesystem as a tar.
+    Export {
+        /// The tar file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The container.
+        container: String,
+    },
     /// Apply an image's layers into a directory.
     Unpack {
         /// The image.
@@ -300,6 +327,23 @@ async fn run(cli: Cli) -> Result<()> {
             let code = images.run(&dir, &image, req).await?;
             std::process::exit(code);
         }
+        Verb::Ps { all: _ } => {
+            writeln!(out, "{:<14} {:<40} COMMAND", "CONTAINER ID", "IMAGE")?;
+            for c in Images::containers(&dir)? {
+                writeln!(out, "{:<14} {:<40} {}", c.id, c.image, c.command.join(" "))?;
+            }
+        }
+        Verb::Rm { containers } => {
+            Images::remove_containers(&dir, &containers)?;
+            for c in containers {
+                writeln!(out, "{c}")?;
+            }
+        }
+        Verb::Commit { container, image } => {
+            let d = images.commit(&dir, &container, &image).await?;
+            writeln!(out, "{}", d.digest())?;
+        }
+        Verb::Export { output, container } => images.export(&dir, &container, &output).await?,
         Verb::Unpack { image, dir } => {
             let r = images.unpack(&image, &dir).await?;
             writeln!(out, "{} layers, {} entries", r.0, r.1)?;

@@ -1,0 +1,370 @@
+//! End to end through the `oci` command line, against a real registry on a loopback port:
+//! build a busybox image from the busybox-static package, push, pull, run, commit, save/load,
+//! export/import, multi-arch selection, and one-line errors.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const OCI: &str = env!("CARGO_BIN_EXE_oci");
+
+fn ready() -> bool {
+    let mut ok = true;
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipping: running containers needs root");
+        ok = false;
+    }
+    for p in ["/bin/busybox", "/usr/bin/docker-registry"] {
+        if !Path::new(p).exists() {
+            eprintln!("skipping: {p} is missing (scripts/test.sh installs it)");
+            ok = false;
+        }
+    }
+    ok
+}
+
+struct Registry {
+    child: Child,
+    _dir: tempfile::TempDir,
+    addr: String,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self {
+            child,
+            _dir: dir,
+            addr,
+        }
+    }
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn data(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs `oci --data-dir DATA ARGS`.
+    fn oci(&self, data: &str, args: &[&str]) -> Output {
+        Command::new(OCI)
+            .arg("-q")
+            .arg("--data-dir")
+            .arg(self.data(data))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, data: &str, args: &[&str]) -> String {
+        let o = self.oci(data, args);
+        assert!(
+            o.status.success(),
+            "oci {args:?} failed ({}): {}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// A rootfs tar from the busybox-static package.
+    fn busybox_tar(&self) -> PathBuf {
+        let root = self.dir.path().join("rootfs");
+        for d in ["bin", "etc", "tmp", "var"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+        for t in [
+            "sh", "echo", "cat", "ls", "rm", "touch", "id", "hostname", "uname", "true",
+        ] {
+            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(t));
+        }
+        std::fs::write(root.join("etc/motd"), b"from the image\n").unwrap();
+        std::fs::write(root.join("etc/doomed"), b"to be deleted\n").unwrap();
+        let tar = self.dir.path().join("rootfs.tar");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        tar
+    }
+}
+
+#[test]
+fn push_pull_run_commit_save_load_export_import() {
+    if !ready() {
+        return;
+    }
+    let reg = Registry::start();
+    let env = Env::new();
+    let tar = env.busybox_tar();
+    let image = format!("{}/e2e/busybox:1", reg.addr);
+    env.ok(
+        "a",
+        &[
+            "import",
+            tar.to_str().unwrap(),
+            &image,
+            "-c",
+            r#"CMD ["cat", "/etc/motd"]"#,
+        ],
+    );
+    env.ok("a", &["push", &image]);
+
+    // A fresh store pulls it back and runs it.
+    env.ok("b", &["pull", &image]);
+    let out = env.ok("b", &["run", "--rm", &image]);
+    assert_eq!(out, "from the image\n");
+    let o = env.oci(
+        "b",
+        &["run", "--rm", &image, "sh", "-c", "echo hello; exit 3"],
+    );
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hello\n");
+    // run pulls what is missing.
+    let out = env.ok("c", &["run", "--rm", &image, "echo", "pulled on demand"]);
+    assert_eq!(out, "pulled on demand\n");
+
+    // Change files, commit, push under another tag, pull and check: the new file is there and
+    // the deleted one stays deleted (whiteouts round-trip).
+    env.ok(
+        "b",
+        &[
+            "run",
+            "--name",
+            "changer",
+            &image,
+            "sh",
+            "-c",
+            "echo new > /etc/added; rm /etc/doomed",
+        ],
+    );
+    assert!(env.ok("b", &["ps", "-a"]).contains("changer"));
+    let committed = format!("{}/e2e/busybox:2", reg.addr);
+    env.ok("b", &["commit", "changer", &committed]);
+    env.ok("b", &["push", &committed]);
+    env.ok("b", &["rm", "changer"]);
+    let out = env.ok(
+        "d",
+        &[
+            "run",
+            "--rm",
+            &committed,
+            "sh",
+            "-c",
+            "cat /etc/added; ls /etc",
+        ],
+    );
+    assert!(out.starts_with("new\n"), "{out}");
+    assert!(!out.contains("doomed"), "{out}");
+    assert!(out.contains("motd"), "{out}");
+
+    // save → load → run.
+    let saved = env.dir.path().join("saved.tar");
+    env.ok("d", &["save", "-o", saved.to_str().unwrap(), &committed]);
+    let loaded = env.ok("e", &["load", "-i", saved.to_str().unwrap()]);
+    assert!(loaded.contains("e2e/busybox:2"), "{loaded}");
+    assert_eq!(
+        env.ok("e", &["run", "--rm", &committed, "cat", "/etc/added"]),
+        "new\n"
+    );
+
+    // export → import → run.
+    env.ok(
+        "e",
+        &["run", "--name", "exp", &committed, "touch", "/tmp/exported"],
+    );
+    let exported = env.dir.path().join("exported.tar");
+    env.ok("e", &["export", "-o", exported.to_str().unwrap(), "exp"]);
+    env.ok("f", &["import", exported.to_str().unwrap(), "local/flat:1"]);
+    let out = env.ok("f", &["run", "--rm", "local/flat:1", "ls", "/tmp", "/etc"]);
+    assert!(
+        out.contains("exported") && out.contains("added") && !out.contains("doomed"),
+        "{out}"
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&env.ok("f", &["inspect", "local/flat:1"])).unwrap();
+    assert_eq!(
+        inspect[0]["RootFS"]["Layers"].as_array().unwrap().len(),
+        1,
+        "flattened"
+    );
+}
+
+#[test]
+fn errors_are_one_line_with_exit_125() {
+    if !ready() {
+        return;
+    }
+    let env = Env::new();
+    for args in [
+        vec!["run", "--rm", "127.0.0.1:1/nothing/here:1", "true"],
+        vec!["inspect", "not-pulled"],
+        vec!["pull", "UPPERCASE/is-invalid"],
+        vec!["rm", "no-such-container"],
+    ] {
+        let o = env.oci("x", &args);
+        assert_eq!(o.status.code(), Some(125), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("oci: "), "{err}");
+    }
+}
+
+#[test]
+fn multi_arch_index_resolves_to_the_host_and_platform_picks_another() {
+    if !ready() {
+        return;
+    }
+    use oci_image::oci_spec::image::{ImageIndexBuilder, MediaType, PlatformBuilder};
+    use oci_image::{ImageBuilder, Manifest, ManifestKind, OciLayout, PlatformSpec};
+    let reg = Registry::start();
+    let env = Env::new();
+    let tar = std::fs::read(env.busybox_tar()).unwrap();
+    let host = PlatformSpec::host();
+    let other = if host.architecture == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let index_ref = format!("{}/e2e/multi:1", reg.addr);
+    rt.block_on(async {
+        // Build both images straight into the CLI's store, then tag an index over them.
+        let store = OciLayout::create(env.data("m").join("images"))
+            .await
+            .unwrap();
+        let mut entries = Vec::new();
+        for arch in [host.architecture.as_str(), other] {
+            let mut b = ImageBuilder::new("linux", arch).cmd(["cat", "/etc/arch"]);
+            b.add_layer_tar(
+                &store,
+                &mut &tar[..],
+                oci_image::media::Compression::Gzip,
+                "base",
+            )
+            .await
+            .unwrap();
+            let marker = tar_with_file("etc/arch", arch);
+            b.add_layer_tar(
+                &store,
+                &mut &marker[..],
+                oci_image::media::Compression::Gzip,
+                "arch",
+            )
+            .await
+            .unwrap();
+            let m = b.build(&store).await.unwrap();
+            let mut d = m.descriptor();
+            d.set_platform(Some(
+                PlatformBuilder::default()
+                    .os("linux")
+                    .architecture(arch)
+                    .build()
+                    .unwrap(),
+            ));
+            entries.push(d);
+        }
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(entries)
+            .build()
+            .unwrap();
+        let index = Manifest::from_index(&index, ManifestKind::OciIndex).unwrap();
+        oci_image::ImageDestination::put_manifest(&store, &index, Some(&format!("{index_ref}")))
+            .await
+            .unwrap();
+    });
+    env.ok("m", &["push", &index_ref]);
+    // The host's image runs; --platform pulls the other one.
+    assert_eq!(
+        env.ok("n", &["run", "--rm", &index_ref]).trim(),
+        host.architecture
+    );
+    env.ok(
+        "o",
+        &["pull", "--platform", &format!("linux/{other}"), &index_ref],
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&env.ok("o", &["inspect", &index_ref])).unwrap();
+    assert_eq!(inspect[0]["Architecture"], other);
+    let mi: serde_json::Value =
+        serde_json::from_str(&env.ok("o", &["manifest", "inspect", &index_ref])).unwrap();
+    assert_eq!(mi["Manifests"].as_array().unwrap().len(), 2);
+}
+
+/// A tar holding one file.
+fn tar_with_file(name: &str, content: &str) -> Vec<u8> {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..107].copy_from_slice(b"0000644");
+    h[108..115].copy_from_slice(b"0000000");
+    h[116..123].copy_from_slice(b"0000000");
+    h[124..135].copy_from_slice(format!("{:011o}", content.len()).as_bytes());
+    h[136..147].copy_from_slice(b"00000000000");
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    let mut out = h.to_vec();
+    out.extend_from_slice(content.as_bytes());
+    out.resize(512 + content.len().div_ceil(512) * 512, 0);
+    out.extend(std::iter::repeat_n(0u8, 1024));
+    out
+}
