@@ -325,7 +325,7 @@ fn multi_arch_index_resolves_to_the_host_and_platform_picks_another() {
             .build()
             .unwrap();
         let index = Manifest::from_index(&index, ManifestKind::OciIndex).unwrap();
-        oci_image::ImageDestination::put_manifest(&store, &index, Some(&format!("{index_ref}")))
+        oci_image::ImageDestination::put_manifest(&store, &index, Some(index_ref.as_str()))
             .await
             .unwrap();
     });
