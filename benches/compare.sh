@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side comparison with the peers, on the same data, on this machine.
 #
-#   benches/compare.sh [layer|registry|all]      (default: all; needs root and network for
+#   benches/compare.sh [layer|registry|runtime|all]      (default: all; needs root and network for
 #                                                 debootstrap the first time)
 #
 # Data (cached in $BENCH_DIR, default /var/tmp/oci-rs-bench):
@@ -32,23 +32,34 @@ cargo build --release -q -p oci-examples --bin oci
 OCI=${CARGO_TARGET_DIR:-$PWD/target}/release/oci
 
 # measure NAME CMD...: runs CMD RUNS times (after `prep` if defined), prints a table row.
+failed=0
 measure() {
   local name=$1; shift
-  local times=() mems=()
+  local times=() mems=() bad=0
   for _ in $(seq "$RUNS"); do
     if declare -F prep >/dev/null; then prep; fi
     sync
-    local out
-    /usr/bin/time -f "%e %M" -o "$D/time.out" "$@" >/dev/null 2>"$D/cmd.err" || {
+    if ! /usr/bin/time -f "%e %M" -o "$D/time.out" "$@" >/dev/null 2>"$D/cmd.err"; then
       echo "measure: $name failed: $(tail -3 "$D/cmd.err")" >&2
-    }
+      bad=1
+      break
+    fi
+    local out
     out=$(tail -1 "$D/time.out")
     times+=("${out% *}"); mems+=("${out#* }")
   done
-  local t m
+  if ((bad)); then
+    failed=1
+    printf '| %s | FAILED (see stderr) | - |\n' "$name"
+    echo 0 >"$D/last-time"
+    return
+  fi
+  local t m lo hi
   t=$(printf '%s\n' "${times[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
+  lo=$(printf '%s\n' "${times[@]}" | sort -n | head -1)
+  hi=$(printf '%s\n' "${times[@]}" | sort -n | tail -1)
   m=$(printf '%s\n' "${mems[@]}" | sort -n | tail -1)
-  printf '| %s | %s s | %s MiB |\n' "$name" "$t" "$((m / 1024))"
+  printf '| %s | %s s (%s–%s) | %s MiB |\n' "$name" "$t" "$lo" "$hi" "$((m / 1024))"
   echo "$t" >"$D/last-time"
 }
 
@@ -181,10 +192,49 @@ EOF
   echo "Ratios: pull ours / skopeo = $(echo "scale=2; $op / $sp" | bc), push ours / skopeo = $(echo "scale=2; $opu / $spu" | bc)"
 }
 
+runtime_bench() {
+  need runc crun busybox-static
+  cargo build --release -q -p oci-examples --bin oci-runc
+  local RUNC=${CARGO_TARGET_DIR:-$PWD/target}/release/oci-runc
+  local B=$D/rtbundle N=${N:-20}
+  rm -rf "$B" && mkdir -p "$B/rootfs/bin" "$B/rootfs/proc" "$B/rootfs/dev" "$B/rootfs/sys"
+  cp /bin/busybox "$B/rootfs/bin/busybox" && ln -s busybox "$B/rootfs/bin/true"
+  (cd "$B" && runc spec)
+  python3 - "$B/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+c["process"]["args"] = ["/bin/true"]
+c["process"]["terminal"] = False
+c["linux"]["namespaces"] = [{"type": t} for t in ["pid", "network", "ipc", "uts", "mount"]]
+json.dump(c, open(p, "w"))
+PY
+  echo
+  echo "### Container start-to-exit: /bin/true in a busybox rootfs (pid, net, ipc, uts, mount namespaces), $N runs per figure"
+  echo
+  echo "| what | wall for $N runs (median of $RUNS) | peak RSS |"
+  echo "|---|---|---|"
+  measure "runc run" bash -c "for i in \$(seq $N); do runc --root '$D/st-runc' run --bundle '$B' r\$i >/dev/null || exit 1; done"
+  local rt; rt=$(cat "$D/last-time")
+  # crun needs the v2 hierarchy out of the way on this hybrid-cgroup kernel.
+  measure "crun run" unshare -m bash -c "umount /sys/fs/cgroup/unified 2>/dev/null; for i in \$(seq $N); do crun --root '$D/st-crun' run --bundle '$B' c\$i >/dev/null || exit 1; done"
+  local ct; ct=$(cat "$D/last-time")
+  measure "oci-runc run (ours, CLI)" bash -c "for i in \$(seq $N); do '$RUNC' --root '$D/st-ours' run --bundle '$B' o\$i >/dev/null || exit 1; done"
+  local ot; ot=$(cat "$D/last-time")
+  echo
+  echo "Ratios: ours (CLI) / crun = $(echo "scale=2; $ot / $ct" | bc), ours (CLI) / runc = $(echo "scale=2; $ot / $rt" | bc)"
+  unset -f prep
+}
+
 echo "## $(date -u +%F) on $(nproc) cores, $(uname -r)"
 case $what in
   layer) layer_bench ;;
   registry) registry_bench ;;
-  all) layer_bench; registry_bench ;;
-  *) echo "usage: $0 [layer|registry|all]" >&2; exit 2 ;;
+  runtime) runtime_bench ;;
+  all) layer_bench; registry_bench; runtime_bench ;;
+  *) echo "usage: $0 [layer|registry|runtime|all]" >&2; exit 2 ;;
 esac
+if ((failed)); then
+  echo "compare.sh: some measurements FAILED; the table above is incomplete" >&2
+  exit 1
+fi

@@ -368,3 +368,78 @@ fn tar_with_file(name: &str, content: &str) -> Vec<u8> {
     out.extend(std::iter::repeat_n(0u8, 1024));
     out
 }
+
+fn example(bin: &str, args: &[&str]) -> String {
+    let o = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{bin} {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn the_small_examples_compose() {
+    if !ready() {
+        return;
+    }
+    let reg = Registry::start();
+    let env = Env::new();
+    let tar = env.busybox_tar();
+    let image = format!("{}/small/busybox:1", reg.addr);
+    env.ok("a", &["import", tar.to_str().unwrap(), &image]);
+    env.ok("a", &["push", &image]);
+    let d = |n: &str| env.data(n).to_str().unwrap().to_owned();
+    let out = example(
+        env!("CARGO_BIN_EXE_pull_and_run"),
+        &["--data-dir", &d("p"), &image, "echo", "hi"],
+    );
+    assert_eq!(out, "hi\n");
+    let next = format!("{}/small/busybox:2", reg.addr);
+    example(
+        env!("CARGO_BIN_EXE_commit_and_push"),
+        &[
+            "--data-dir",
+            &d("c"),
+            &image,
+            &next,
+            "sh",
+            "-c",
+            "echo made > /made",
+        ],
+    );
+    let out = example(
+        env!("CARGO_BIN_EXE_pull_and_run"),
+        &["--data-dir", &d("q"), &next, "cat", "/made"],
+    );
+    assert_eq!(out, "made\n");
+    let archive = format!("{}/a.tar", d("x"));
+    std::fs::create_dir_all(d("x")).unwrap();
+    example(
+        env!("CARGO_BIN_EXE_copy"),
+        &[
+            &format!("docker://{next}"),
+            &format!("docker-archive:{archive}:small/busybox:2"),
+        ],
+    );
+    example(
+        env!("CARGO_BIN_EXE_copy"),
+        &[
+            &format!("docker-archive:{archive}"),
+            &format!("oci:{}:t", d("layout")),
+        ],
+    );
+    let layout = std::fs::read_to_string(env.data("layout").join("index.json")).unwrap();
+    assert!(layout.contains("\"t\""), "{layout}");
+    let out = example(env!("CARGO_BIN_EXE_inspect"), &[&next]);
+    assert!(
+        out.contains("\"RootFS\"") && out.contains("\"Ref\""),
+        "{out}"
+    );
+}
