@@ -488,3 +488,50 @@ async fn gc_removes_only_unreachable_blobs() {
     assert!(BlobStore::list(&layout).await.unwrap().is_empty());
     let _ = descriptor;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_copies_into_one_layout_store_each_blob_once() {
+    let src = MemoryStore::new();
+    let (_, amd, arm) = multi_arch(&src).await;
+    src.put_manifest(&amd, Some("amd")).await.unwrap();
+    src.put_manifest(&arm, Some("arm")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dst = OciLayout::create(dir.path()).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let (src, dst) = (src.clone(), dst.clone());
+        let tag = if i % 2 == 0 { "amd" } else { "arm" };
+        tasks.push(tokio::spawn(async move {
+            copy(
+                &src,
+                &dst,
+                &ManifestRef::Tag(tag.into()),
+                &CopyOptions::default().tag(format!("t{i}")),
+            )
+            .await
+            .unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Shared layers once, every tag there, every blob named by its content.
+    let mut want: Vec<_> = amd
+        .children()
+        .into_iter()
+        .chain(arm.children())
+        .map(|d| d.digest().clone())
+        .collect();
+    want.push(amd.digest().clone());
+    want.push(arm.digest().clone());
+    want.sort_by_key(|d| d.to_string());
+    want.dedup();
+    let mut have = BlobStore::list(&dst).await.unwrap();
+    have.sort_by_key(|d| d.to_string());
+    assert_eq!(have, want);
+    assert_eq!(ReferenceStore::list(&dst).await.unwrap().len(), 12);
+    for d in have {
+        let data = std::fs::read(dst.blob_path(&d).unwrap()).unwrap();
+        assert_eq!(oci_image::sha256(&data), d);
+    }
+}
