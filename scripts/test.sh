@@ -33,3 +33,9 @@ echo "test.sh: cargo test"
 cargo test --workspace --all-targets "$@"
 echo "test.sh: doc tests"
 cargo test --workspace --doc "$@"
+# A short fuzz smoke of every target (fuzz/ is its own workspace, on the stable toolchain with
+# RUSTC_BOOTSTRAP=1); FUZZ_SECONDS=0 skips it.
+if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
+  echo "test.sh: fuzz smoke, ${FUZZ_SECONDS:-20} s per target"
+  fuzz/run.sh "${FUZZ_SECONDS:-20}"
+fi

@@ -138,10 +138,12 @@ impl ImageReference {
         let first = self.repository.split('/').next().unwrap_or("");
         let host_like = first.contains('.') || first.contains(':') || first == "localhost";
         let mut s = if self.registry == "docker.io" && !host_like {
-            self.repository
-                .strip_prefix("library/")
-                .unwrap_or(&self.repository)
-                .to_owned()
+            // `library/` goes only for official images (one component after it): the short
+            // form of `library/a/b` would read back as `docker.io/a/b`.
+            match self.repository.strip_prefix("library/") {
+                Some(rest) if !rest.contains('/') => rest.to_owned(),
+                _ => self.repository.clone(),
+            }
         } else {
             self.name()
         };
@@ -222,6 +224,14 @@ mod tests {
             r.with_tag("u").unwrap().to_string(),
             "docker.io/library/x:u"
         );
+    }
+
+    #[test]
+    fn familiar_form_keeps_library_for_nested_names() {
+        // Found by the reference_parse fuzz target.
+        let r = ImageReference::parse("library/05ibrary/055").unwrap();
+        assert_eq!(r.familiar(), "library/05ibrary/055:latest");
+        assert_eq!(ImageReference::parse(&r.familiar()).unwrap(), r);
     }
 
     #[test]
