@@ -6,21 +6,19 @@
 //! docker's `container_config`), and they must survive an append. Objects serialise with
 //! sorted keys, so the same inputs always give the same config digest.
 
-use crate::digest::Hasher;
 use crate::error::{Error, Result};
 use crate::manifest::{descriptor, Manifest, ManifestBody, ManifestKind};
 use crate::media::{self, Compression};
 use crate::store::{BlobStore, BlobStoreExt, Expected};
 use crate::transfer::ImageSource;
+use crate::verify::HashingReader;
 use bytes::Bytes;
 use oci_spec::image::{
     Descriptor, Digest, ImageConfiguration, ImageManifest, ImageManifestBuilder, MediaType,
 };
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, BufReader, ReadBuf};
+use tokio::io::{AsyncRead, BufReader};
 
 /// Largest config read into memory.
 pub const MAX_CONFIG_SIZE: u64 = 8 * 1024 * 1024;
@@ -392,10 +390,7 @@ pub async fn write_layer(
     docker: bool,
 ) -> Result<(Descriptor, Digest)> {
     use async_compression::tokio::bufread::{GzipEncoder, ZstdEncoder};
-    let mut hashing = HashingReader {
-        inner: tar,
-        hasher: Hasher::default(),
-    };
+    let mut hashing = HashingReader::new(tar);
     let info = match compression {
         Compression::None => store.put_stream(Expected::unknown(), &mut hashing).await?,
         Compression::Gzip => {
@@ -407,7 +402,7 @@ pub async fn write_layer(
             store.put_stream(Expected::unknown(), &mut enc).await?
         }
     };
-    let diff_id = hashing.hasher.finish();
+    let (diff_id, _) = hashing.finish();
     let media_type = match (compression, docker) {
         (Compression::None, false) => media::OCI_LAYER_TAR,
         (Compression::Gzip, false) => media::OCI_LAYER_GZIP,
@@ -420,26 +415,4 @@ pub async fn write_layer(
         descriptor(MediaType::from(media_type), info.digest, info.size),
         diff_id,
     ))
-}
-
-/// Hashes what passes through.
-struct HashingReader<'a> {
-    inner: &'a mut (dyn AsyncRead + Send + Unpin),
-    hasher: Hasher,
-}
-
-impl AsyncRead for HashingReader<'_> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut *this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &r {
-            this.hasher.update(&buf.filled()[before..]);
-        }
-        r
-    }
 }

@@ -16,10 +16,9 @@
 use crate::digest::{parse_digest, path_components, Hasher};
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, MAX_MANIFEST_SIZE};
-use crate::media;
 use crate::store::{
-    validate_ref_name, verified, BlobInfo, BlobReader, BlobStore, BlobStoreExt, BlobWriter,
-    Expected, ReferenceStore,
+    adapter, validate_ref_name, verified, BlobInfo, BlobReader, BlobStore, BlobStoreExt,
+    BlobWriter, Expected, ReferenceStore,
 };
 use crate::transfer::{ImageDestination, ImageSource, ManifestRef};
 use async_trait::async_trait;
@@ -641,12 +640,12 @@ impl ReferenceStore for OciLayout {
 #[async_trait]
 impl ImageSource for OciLayout {
     async fn manifest(&self, reference: &ManifestRef) -> Result<Manifest> {
-        let desc = match reference {
+        match reference {
             ManifestRef::Tag(t) => {
-                match ReferenceStore::resolve(self, t).await {
+                let desc = match ReferenceStore::resolve(self, t).await {
                     Ok(d) => d,
-                    // A layout with exactly one untagged image answers to any tag, as skopeo's
-                    // `oci:DIR` without a tag does.
+                    // A layout with exactly one untagged image answers to the empty tag, as
+                    // skopeo's `oci:DIR` without a tag does.
                     Err(e) if e.is_not_found() && t.is_empty() => {
                         let index = self.read_index().await?;
                         match index.manifests().as_slice() {
@@ -655,24 +654,11 @@ impl ImageSource for OciLayout {
                         }
                     }
                     Err(e) => return Err(e),
-                }
+                };
+                adapter::manifest(self, &desc).await
             }
-            ManifestRef::Digest(d) => {
-                let size = self
-                    .stat(d)
-                    .await?
-                    .ok_or_else(|| Error::BlobNotFound { digest: d.clone() })?;
-                let desc = crate::manifest::descriptor(
-                    MediaType::Other(media::OCI_MANIFEST.to_owned()),
-                    d.clone(),
-                    size,
-                );
-                let bytes = self.read_bytes(&desc, MAX_MANIFEST_SIZE).await?;
-                return Manifest::parse_expecting(bytes, None, d);
-            }
-        };
-        let bytes = self.read_bytes(&desc, MAX_MANIFEST_SIZE).await?;
-        Manifest::parse_verified(bytes, &desc)
+            ManifestRef::Digest(d) => adapter::manifest_by_digest(self, d).await,
+        }
     }
 
     async fn blob(&self, desc: &Descriptor) -> Result<BlobReader> {
@@ -683,23 +669,15 @@ impl ImageSource for OciLayout {
 #[async_trait]
 impl ImageDestination for OciLayout {
     async fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
-        Ok(self.stat(desc.digest()).await? == Some(desc.size()))
+        adapter::has_blob(self, desc).await
     }
 
-    async fn put_blob(&self, desc: &Descriptor, mut reader: BlobReader) -> Result<()> {
-        self.put_stream(Expected::descriptor(desc), &mut reader)
-            .await
-            .map(|_| ())
+    async fn put_blob(&self, desc: &Descriptor, reader: BlobReader) -> Result<()> {
+        adapter::put_blob(self, desc, reader).await
     }
 
     async fn put_manifest(&self, manifest: &Manifest, tag: Option<&str>) -> Result<()> {
-        let mut w = self
-            .ingest(Expected::descriptor(&manifest.descriptor()))
-            .await?;
-        tokio::io::AsyncWriteExt::write_all(&mut w, manifest.bytes())
-            .await
-            .map_err(Error::from_io)?;
-        w.commit().await?;
+        adapter::put_manifest(self, manifest).await?;
         if let Some(tag) = tag {
             self.tag(tag, &manifest.descriptor(), None).await?;
         }

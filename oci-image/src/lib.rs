@@ -66,6 +66,6 @@ pub use store::{
     BlobInfo, BlobReader, BlobStore, BlobStoreExt, BlobWriter, Expected, ReferenceStore,
 };
 pub use transfer::{ImageDestination, ImageSource, ManifestRef};
-pub use verify::VerifyingReader;
+pub use verify::{HashingReader, VerifyingReader};
 
 pub use oci_spec;

@@ -2,10 +2,10 @@
 
 use crate::digest::Hasher;
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, MAX_MANIFEST_SIZE};
+use crate::manifest::Manifest;
 use crate::store::{
-    validate_ref_name, verified, BlobInfo, BlobReader, BlobStore, BlobStoreExt, BlobWriter,
-    Expected, ReferenceStore,
+    adapter, validate_ref_name, verified, BlobInfo, BlobReader, BlobStore, BlobWriter, Expected,
+    ReferenceStore,
 };
 use crate::transfer::{ImageDestination, ImageSource, ManifestRef};
 use async_trait::async_trait;
@@ -218,20 +218,13 @@ impl ReferenceStore for MemoryStore {
 #[async_trait]
 impl ImageSource for MemoryStore {
     async fn manifest(&self, reference: &ManifestRef) -> Result<Manifest> {
-        let desc = match reference {
-            ManifestRef::Tag(t) => ReferenceStore::resolve(self, t).await?,
-            ManifestRef::Digest(d) => {
-                let bytes = self
-                    .lock()
-                    .blobs
-                    .get(d)
-                    .cloned()
-                    .ok_or_else(|| Error::BlobNotFound { digest: d.clone() })?;
-                return Manifest::parse_expecting(bytes, None, d);
+        match reference {
+            ManifestRef::Tag(t) => {
+                let desc = ReferenceStore::resolve(self, t).await?;
+                adapter::manifest(self, &desc).await
             }
-        };
-        let bytes = self.read_bytes(&desc, MAX_MANIFEST_SIZE).await?;
-        Manifest::parse_verified(bytes, &desc)
+            ManifestRef::Digest(d) => adapter::manifest_by_digest(self, d).await,
+        }
     }
 
     async fn blob(&self, desc: &Descriptor) -> Result<BlobReader> {
@@ -242,17 +235,15 @@ impl ImageSource for MemoryStore {
 #[async_trait]
 impl ImageDestination for MemoryStore {
     async fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
-        Ok(self.stat(desc.digest()).await? == Some(desc.size()))
+        adapter::has_blob(self, desc).await
     }
 
-    async fn put_blob(&self, desc: &Descriptor, mut reader: BlobReader) -> Result<()> {
-        self.put_stream(Expected::descriptor(desc), &mut reader)
-            .await
-            .map(|_| ())
+    async fn put_blob(&self, desc: &Descriptor, reader: BlobReader) -> Result<()> {
+        adapter::put_blob(self, desc, reader).await
     }
 
     async fn put_manifest(&self, manifest: &Manifest, tag: Option<&str>) -> Result<()> {
-        self.put_bytes(manifest.bytes().clone()).await?;
+        adapter::put_manifest(self, manifest).await?;
         if let Some(tag) = tag {
             ReferenceStore::set(self, tag, &manifest.descriptor()).await?;
         }

@@ -142,6 +142,57 @@ pub trait BlobStoreExt: BlobStore {
 
 impl<T: BlobStore + ?Sized> BlobStoreExt for T {}
 
+/// The transfer-trait methods of a content store, shared by [`MemoryStore`](crate::MemoryStore)
+/// and [`OciLayout`](crate::OciLayout).
+pub(crate) mod adapter {
+    use super::{BlobReader, BlobStore, BlobStoreExt, Expected};
+    use crate::error::{Error, Result};
+    use crate::manifest::{Manifest, MAX_MANIFEST_SIZE};
+    use oci_spec::image::{Descriptor, Digest, MediaType};
+
+    /// True when the store has the blob with the descriptor's size.
+    pub async fn has_blob(s: &dyn BlobStore, desc: &Descriptor) -> Result<bool> {
+        Ok(s.stat(desc.digest()).await? == Some(desc.size()))
+    }
+
+    /// Stores a blob stream checked against its descriptor.
+    pub async fn put_blob(
+        s: &dyn BlobStore,
+        desc: &Descriptor,
+        mut reader: BlobReader,
+    ) -> Result<()> {
+        s.put_stream(Expected::descriptor(desc), &mut reader)
+            .await
+            .map(|_| ())
+    }
+
+    /// Stores a manifest's exact bytes under its digest.
+    pub async fn put_manifest(s: &dyn BlobStore, m: &Manifest) -> Result<()> {
+        let mut w = s.ingest(Expected::descriptor(&m.descriptor())).await?;
+        tokio::io::AsyncWriteExt::write_all(&mut w, m.bytes())
+            .await
+            .map_err(Error::from_io)?;
+        w.commit().await.map(|_| ())
+    }
+
+    /// Reads and verifies the manifest a descriptor names.
+    pub async fn manifest(s: &dyn BlobStore, desc: &Descriptor) -> Result<Manifest> {
+        let bytes = s.read_bytes(desc, MAX_MANIFEST_SIZE).await?;
+        Manifest::parse_verified(bytes, desc)
+    }
+
+    /// Reads the manifest stored under a digest (its media type from its own bytes).
+    pub async fn manifest_by_digest(s: &dyn BlobStore, d: &Digest) -> Result<Manifest> {
+        let size = s
+            .stat(d)
+            .await?
+            .ok_or_else(|| Error::BlobNotFound { digest: d.clone() })?;
+        let desc = crate::manifest::descriptor(MediaType::ImageManifest, d.clone(), size);
+        let bytes = s.read_bytes(&desc, MAX_MANIFEST_SIZE).await?;
+        Manifest::parse_expecting(bytes, None, d)
+    }
+}
+
 /// Wraps any reader so that it verifies against a descriptor, as a [`BlobReader`].
 pub fn verified(
     reader: impl AsyncRead + Send + Unpin + 'static,

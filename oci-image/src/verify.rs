@@ -151,6 +151,54 @@ impl<R: AsyncRead + Unpin> AsyncRead for VerifyingReader<R> {
     }
 }
 
+/// Hashes (sha256) and counts what is read through it, for digests computed on the way, such
+/// as a layer's DiffID while it is compressed or applied.
+#[derive(Debug)]
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: crate::digest::Hasher,
+    bytes: u64,
+}
+
+impl<R> HashingReader<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: crate::digest::Hasher::default(),
+            bytes: 0,
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The digest of what was read, and the reader.
+    pub fn finish(self) -> (Digest, R) {
+        (self.hasher.finish(), self.inner)
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for HashingReader<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &r {
+            let new = &buf.filled()[before..];
+            this.hasher.update(new);
+            this.bytes += new.len() as u64;
+        }
+        r
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use crate::root::{clean, kind_at, remove_all, Root};
 use futures_util::StreamExt;
 use oci_image::media::{layer_compression, Compression};
 use oci_image::oci_spec::image::Digest;
-use oci_image::Hasher;
+use oci_image::HashingReader;
 use rustix::fs::{
     fchmod, fchown, futimens, linkat, mkdirat, mknodat, openat, symlinkat, AtFlags, FileType, Gid,
     Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags,
@@ -25,8 +25,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::task::{Context, Poll};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, ReadBuf};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio_tar::{Archive, EntryType};
 
 /// The prefix of whiteout files.
@@ -222,31 +221,6 @@ pub async fn decompress<'a>(
     })
 }
 
-/// Hashes and counts what is read through it.
-struct Hashing<R> {
-    inner: R,
-    hasher: Hasher,
-    bytes: u64,
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Hashing<R> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &r {
-            let new = &buf.filled()[before..];
-            this.hasher.update(new);
-            this.bytes += new.len() as u64;
-        }
-        r
-    }
-}
-
 /// Applies an uncompressed layer tar onto `root`.
 pub async fn apply_tar(
     root: &Path,
@@ -254,12 +228,7 @@ pub async fn apply_tar(
     opts: &ApplyOptions,
 ) -> Result<ApplyReport> {
     let root = Root::open(root)?;
-    let hashing = Hashing {
-        inner: tar,
-        hasher: Hasher::default(),
-        bytes: 0,
-    };
-    let mut archive = Archive::new(hashing);
+    let mut archive = Archive::new(HashingReader::new(tar));
     let mut report = ApplyReport::default();
     let mut st = State {
         root: &root,
@@ -322,8 +291,8 @@ pub async fn apply_tar(
             entries: report.entries,
             source,
         })?;
-    let diff_id = rest.hasher.finish();
-    report.tar_bytes = rest.bytes;
+    report.tar_bytes = rest.bytes();
+    let (diff_id, _) = rest.finish();
     if let Some(want) = &opts.diff_id {
         if want != &diff_id {
             return Err(Error::DiffIdMismatch {
@@ -519,17 +488,9 @@ impl State<'_> {
             self.clear_lower(dir.as_fd(), &parent)?;
             return Ok(());
         }
-        let target = &name[WHITEOUT_PREFIX.len()..];
-        if target.is_empty() || target == b"." || target == b".." || target.starts_with(b".wh.") {
-            // `.wh..wh.plnk` and other aufs metadata carry nothing to apply.
-            if target.starts_with(b".wh.") {
-                return Ok(());
-            }
-            return Err(Error::UnsafePath {
-                path: raw.to_owned(),
-                reason: "whiteout of an empty, `.` or `..` name".into(),
-            });
-        }
+        let Some(target) = whiteout_target(name, raw)? else {
+            return Ok(());
+        };
         report.whiteouts += 1;
         let target_rel = parent.join(OsStr::from_bytes(target));
         // A whiteout only hides lower layers' files, not this layer's.
@@ -565,16 +526,9 @@ impl State<'_> {
             report.opaque_dirs += 1;
             return Ok(());
         }
-        let target = &name[WHITEOUT_PREFIX.len()..];
-        if target.is_empty() || target == b"." || target == b".." || target.starts_with(b".wh.") {
-            if target.starts_with(b".wh.") {
-                return Ok(());
-            }
-            return Err(Error::UnsafePath {
-                path: raw.to_owned(),
-                reason: "whiteout of an empty, `.` or `..` name".into(),
-            });
-        }
+        let Some(target) = whiteout_target(name, raw)? else {
+            return Ok(());
+        };
         let target_rel = parent.join(OsStr::from_bytes(target));
         let dir = self.root.open_dir(parent)?;
         Self::make_room(dir.as_fd(), OsStr::from_bytes(target), &target_rel, false)?;
@@ -902,6 +856,22 @@ impl State<'_> {
         }
         Ok(())
     }
+}
+
+/// The name a `.wh.NAME` entry hides; `None` for aufs metadata (`.wh..wh.plnk` and the like)
+/// that carries nothing to apply; an error for an empty, `.` or `..` name.
+fn whiteout_target<'a>(name: &'a [u8], raw: &str) -> Result<Option<&'a [u8]>> {
+    let target = &name[WHITEOUT_PREFIX.len()..];
+    if target.starts_with(b".wh.") {
+        return Ok(None);
+    }
+    if target.is_empty() || target == b"." || target == b".." {
+        return Err(Error::UnsafePath {
+            path: raw.to_owned(),
+            reason: "whiteout of an empty, `.` or `..` name".into(),
+        });
+    }
+    Ok(Some(target))
 }
 
 fn bad(path: &str, reason: &str) -> Error {
