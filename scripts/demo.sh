@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, offline: build a busybox image from the busybox-static package, push it to a
-# real registry (CNCF distribution on a loopback port), pull it back into an empty store,
-# inspect it, save it as a docker-archive and check it with skopeo, load it back.
+# real registry (CNCF distribution on a loopback port), pull it back into an empty store, run
+# a command in it, inspect it, save it as a docker-archive and check it with skopeo, load it back.
 #
 #   scripts/demo.sh            run it (installs docker-registry, busybox-static, skopeo if missing)
 set -euo pipefail
@@ -48,6 +48,7 @@ set -x
 "$oci" --data-dir "$work/a" import "$work/rootfs.tar" "$image" -c 'CMD ["/bin/sh"]' -c 'ENV DEMO=1'
 "$oci" --data-dir "$work/a" push "$image"
 "$oci" --data-dir "$work/b" pull "$image"
+"$oci" --data-dir "$work/b" run --rm "$image" sh -c 'echo hello from $(hostname); cat /etc/motd'
 "$oci" --data-dir "$work/b" images
 "$oci" --data-dir "$work/b" inspect "$image"
 "$oci" --data-dir "$work/b" manifest inspect "$image"

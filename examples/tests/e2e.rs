@@ -39,6 +39,11 @@ impl Drop for Registry {
 
 impl Registry {
     fn start() -> Self {
+        Self::start_with_auth(None)
+    }
+
+    /// With `htpasswd` auth when given a file of bcrypt entries.
+    fn start_with_auth(htpasswd: Option<&Path>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -50,8 +55,11 @@ impl Registry {
         std::fs::write(
             &cfg,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-                dir.path().join("data").display()
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{}",
+                dir.path().join("data").display(),
+                htpasswd
+                    .map(|p| format!("auth:\n  htpasswd:\n    realm: e2e\n    path: {}\n", p.display()))
+                    .unwrap_or_default()
             ),
         )
         .unwrap();
@@ -441,5 +449,73 @@ fn the_small_examples_compose() {
     assert!(
         out.contains("\"RootFS\"") && out.contains("\"Ref\""),
         "{out}"
+    );
+}
+
+#[test]
+fn login_stores_credentials_that_push_then_uses() {
+    if !ready() {
+        return;
+    }
+    let Ok(out) = Command::new("htpasswd")
+        .args(["-Bbn", "alice", "s3cret"])
+        .output()
+    else {
+        eprintln!("skipping: htpasswd (apache2-utils) is missing");
+        return;
+    };
+    let env = Env::new();
+    let htpasswd = env.dir.path().join("htpasswd");
+    std::fs::write(&htpasswd, &out.stdout).unwrap();
+    let reg = Registry::start_with_auth(Some(&htpasswd));
+    let docker_config = env.dir.path().join("docker");
+    let login = |password: &str| {
+        let mut child = Command::new(OCI)
+            .args(["login", &reg.addr, "-u", "alice", "--password-stdin"])
+            .env("DOCKER_CONFIG", &docker_config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let bad = login("wrong");
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(!docker_config.join("config.json").exists());
+    let ok = login("s3cret");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(docker_config.join("config.json")).unwrap()).unwrap();
+    assert!(cfg["auths"][reg.addr.as_str()]["auth"].is_string());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(docker_config.join("config.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // push reads them.
+    let tar = env.busybox_tar();
+    let image = format!("{}/auth/busybox:1", reg.addr);
+    env.ok("a", &["import", tar.to_str().unwrap(), &image]);
+    let o = Command::new(OCI)
+        .args(["-q", "--data-dir"])
+        .arg(env.data("a"))
+        .args(["push", &image])
+        .env("DOCKER_CONFIG", &docker_config)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let anon = env.oci("b", &["pull", &image]);
+    assert_eq!(
+        anon.status.code(),
+        Some(125),
+        "anonymous pull must be refused"
     );
 }

@@ -158,6 +158,20 @@ enum Verb {
         /// The container.
         container: String,
     },
+    /// Check credentials against a registry and store them in docker's config.json.
+    Login {
+        /// The registry (`docker.io`, `localhost:5000`).
+        registry: String,
+        /// User name.
+        #[arg(short, long)]
+        username: String,
+        /// Password (prefer --password-stdin).
+        #[arg(short, long)]
+        password: Option<String>,
+        /// Read the password from stdin.
+        #[arg(long = "password-stdin")]
+        password_stdin: bool,
+    },
     /// Apply an image's layers into a directory.
     Unpack {
         /// The image.
@@ -224,6 +238,7 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
 
 async fn run(cli: Cli) -> Result<()> {
     let dir = data_dir(cli.data_dir.as_deref());
+    let insecure = cli.insecure.clone();
     let images = Images::open(&dir, cli.insecure, cli.quiet).await?;
     let mut out = std::io::stdout().lock();
     match cli.verb {
@@ -326,6 +341,25 @@ async fn run(cli: Cli) -> Result<()> {
             drop(out);
             let code = images.run(&dir, &image, req).await?;
             std::process::exit(code);
+        }
+        Verb::Login {
+            registry,
+            username,
+            password,
+            password_stdin,
+        } => {
+            let password = match (password, password_stdin) {
+                (Some(p), false) => p,
+                (None, true) => {
+                    let mut p = String::new();
+                    std::io::stdin().read_line(&mut p)?;
+                    p.trim_end_matches(['\n', '\r']).to_owned()
+                }
+                _ => anyhow::bail!("give exactly one of --password and --password-stdin"),
+            };
+            let path =
+                oci_examples::images::login(&registry, &username, &password, &insecure).await?;
+            writeln!(out, "Login Succeeded (credentials in {})", path.display())?;
         }
         Verb::Ps { all: _ } => {
             writeln!(out, "{:<14} {:<40} COMMAND", "CONTAINER ID", "IMAGE")?;
