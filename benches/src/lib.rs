@@ -35,6 +35,25 @@ pub fn manifest_json(layers: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A generated tree under `dir`: `files` files in directories of 50, sizes cycling from a few
+/// bytes to 64 KiB (text-like, compressible), and a symlink per directory.
+pub fn tree(dir: &std::path::Path, files: usize) -> std::io::Result<u64> {
+    let mut total = 0u64;
+    for i in 0..files {
+        let d = dir.join(format!("d{:03}", i / 50));
+        if i % 50 == 0 {
+            std::fs::create_dir_all(&d)?;
+            std::os::unix::fs::symlink("f0", d.join("link"))?;
+        }
+        let size = [17usize, 900, 4096, 20_000, 65_536][i % 5];
+        let line = format!("line {i} of a generated file for the layer benches\n");
+        let content: Vec<u8> = line.bytes().cycle().take(size).collect();
+        total += content.len() as u64;
+        std::fs::write(d.join(format!("f{}", i % 50)), content)?;
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

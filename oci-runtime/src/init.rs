@@ -750,11 +750,12 @@ fn child_main(plan: &Plan) -> ! {
         set_caps(plan, caps);
         for cap in 0..64u64 {
             if caps[4] & (1 << cap) != 0 {
-                check!(
-                    plan,
-                    Step::Ambient,
-                    prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as u64, cap)
-                );
+                // As runc: a capability that is not also inheritable and permitted cannot be
+                // ambient; the kernel says EPERM and the process runs without it.
+                match prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as u64, cap) {
+                    Ok(()) | Err(Errno::PERM) => {}
+                    Err(e) => fail(plan, Step::Ambient, e),
+                }
             }
         }
     }

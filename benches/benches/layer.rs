@@ -1,0 +1,92 @@
+//! oci-layer hot paths: apply (plain, gzip, zstd) of a generated tree, and diff + compress.
+#![allow(missing_docs)] // criterion_group! generates undocumented public functions
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use oci_image::media::Compression;
+use oci_image::{ImageSource, MemoryStore};
+use oci_layer::{apply, diff_to_store, export, ApplyOptions, DiffOptions};
+
+fn layers(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let src = tempfile::tempdir().expect("tempdir");
+    let bytes = oci_benches::tree(src.path(), 2000).expect("tree");
+    let (_, plain) = rt
+        .block_on(export(src.path(), Vec::new(), &DiffOptions::default()))
+        .expect("export");
+    let store = MemoryStore::new();
+    let mut g = c.benchmark_group("layer_apply");
+    g.throughput(Throughput::Bytes(bytes));
+    g.sample_size(10);
+    for (name, compression, media) in [
+        (
+            "plain",
+            Compression::None,
+            "application/vnd.oci.image.layer.v1.tar",
+        ),
+        (
+            "gzip",
+            Compression::Gzip,
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        ),
+        (
+            "zstd",
+            Compression::Zstd,
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+        ),
+    ] {
+        let (desc, _) = rt
+            .block_on(oci_image::build::write_layer(
+                &store,
+                &mut &plain[..],
+                compression,
+                false,
+            ))
+            .expect("layer");
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let dest = tempfile::tempdir().expect("tempdir");
+                rt.block_on(async {
+                    let blob = store.blob(&desc).await.expect("blob");
+                    apply(dest.path(), blob, media, &ApplyOptions::default())
+                        .await
+                        .expect("apply")
+                })
+            })
+        });
+    }
+    g.finish();
+
+    let upper = tempfile::tempdir().expect("tempdir");
+    oci_benches::tree(upper.path(), 2000).expect("tree");
+    for i in (0..2000).step_by(7) {
+        let p = upper.path().join(format!("d{:03}/f{}", i / 50, i % 50));
+        std::fs::write(p, format!("changed {i}")).expect("write");
+    }
+    std::fs::remove_dir_all(upper.path().join("d003")).expect("remove");
+    let mut g = c.benchmark_group("diff_compress");
+    g.sample_size(10);
+    for (name, compression) in [("gzip", Compression::Gzip), ("zstd", Compression::Zstd)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let out = MemoryStore::new();
+                rt.block_on(diff_to_store(
+                    &out,
+                    Some(src.path()),
+                    upper.path(),
+                    false,
+                    compression,
+                    &DiffOptions::default(),
+                ))
+                .expect("diff");
+                let _ = out.total_size();
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, layers);
+criterion_main!(benches);
