@@ -4,7 +4,8 @@
 //! OCI whiteouts (`.wh.NAME`) and opaque directories (`.wh..wh..opq`), every file type a layer
 //! can hold, ownership (as root, rootless with umoci's `user.rootlesscontainers` xattr, or
 //! through user-namespace id maps), xattrs, modes and mtimes; the DiffID computed on the same
-//! pass.
+//! pass. Trees diff back into layers ([`diff`], [`diff_overlay`], [`export`], [`flatten`]),
+//! and [`Snapshotter`] unpacks each layer once and mounts images as overlayfs.
 //!
 //! ## Safety by construction
 //!
@@ -25,4 +26,4 @@ pub mod tarw;
 pub use apply::{apply, apply_tar, ApplyOptions, ApplyReport, Devices, IdRange, Ownership};
 pub use diff::{diff, diff_overlay, diff_to_store, export, DiffOptions, DiffReport};
 pub use error::{Error, Result};
-pub use snapshot::{Mount, MountKind, Snapshotter, UnpackReport};
+pub use snapshot::{flatten, Mount, MountKind, Snapshotter, UnpackReport};

@@ -300,6 +300,44 @@ impl Snapshotter {
     }
 }
 
+/// Flattens an image's layers into one: applies them in order into a scratch directory next to
+/// `scratch_parent`, then writes that tree as a single compressed layer into `store`. Returns
+/// the layer's descriptor and DiffID, ready for a one-layer image (`docker export | docker
+/// import` in one call).
+pub async fn flatten(
+    src: &dyn ImageSource,
+    manifest: &Manifest,
+    store: &dyn oci_image::BlobStore,
+    compression: Compression,
+    scratch_parent: &Path,
+) -> Result<(Descriptor, Digest)> {
+    let layers = Snapshotter::image_layers(manifest)?;
+    let scratch = tempfile::Builder::new()
+        .prefix(".flatten-")
+        .tempdir_in(scratch_parent)
+        .map_err(|e| Error::fs("mkdtemp", scratch_parent, e))?;
+    for layer in &layers {
+        let blob = src.blob(layer).await?;
+        apply(
+            scratch.path(),
+            blob,
+            layer.media_type().as_ref(),
+            &ApplyOptions::default(),
+        )
+        .await?;
+    }
+    let (desc, diff_id, _) = crate::diff::diff_to_store(
+        store,
+        None,
+        scratch.path(),
+        false,
+        compression,
+        &DiffOptions::from_env(),
+    )
+    .await?;
+    Ok((desc, diff_id))
+}
+
 /// Mounts overlayfs with `layers` (base first) as lower directories.
 pub fn mount_overlay(
     layers: &[PathBuf],

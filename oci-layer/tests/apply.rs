@@ -606,3 +606,65 @@ async fn same_tree_as_gnu_tar() {
     }
     assert_eq!(ours, gnu);
 }
+
+#[tokio::test]
+async fn gnu_sparse_files_and_gnu_long_names_from_gnu_tar() {
+    if std::process::Command::new("tar")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: GNU tar is not installed");
+        return;
+    }
+    let sb = Sandbox::new();
+    let src = sb.root.parent().unwrap().join("src");
+    let long_dir = src.join("a".repeat(120)).join("b".repeat(120));
+    std::fs::create_dir_all(&long_dir).unwrap();
+    std::fs::write(long_dir.join("file"), b"deep").unwrap();
+    std::os::unix::fs::symlink("x".repeat(150), long_dir.join("longlink")).unwrap();
+    // A sparse file: 8 MiB with data at the start, the middle and the end.
+    let sparse = src.join("sparse");
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::File::create(&sparse).unwrap();
+        f.write_all(b"head").unwrap();
+        f.seek(SeekFrom::Start(4 << 20)).unwrap();
+        f.write_all(b"middle").unwrap();
+        f.set_len(8 << 20).unwrap();
+        f.seek(SeekFrom::Start((8 << 20) - 4)).unwrap();
+        f.write_all(b"tail").unwrap();
+    }
+    let tarfile = sb.root.parent().unwrap().join("gnu.tar");
+    let st = std::process::Command::new("tar")
+        .args(["--format=gnu", "--sparse", "-cf"])
+        .arg(&tarfile)
+        .arg("-C")
+        .arg(&src)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let data = std::fs::read(&tarfile).unwrap();
+    assert!(
+        data.len() < 1 << 20,
+        "GNU tar wrote the sparse file sparsely"
+    );
+    let r = apply_tar(&sb.root, &data[..], &ApplyOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.diff_id.unwrap(), oci_image::sha256(&data));
+    let rel = long_dir.strip_prefix(&src).unwrap();
+    assert_eq!(
+        std::fs::read(sb.root.join(rel).join("file")).unwrap(),
+        b"deep"
+    );
+    assert_eq!(
+        std::fs::read_link(sb.root.join(rel).join("longlink")).unwrap(),
+        Path::new(&"x".repeat(150))
+    );
+    assert_eq!(
+        std::fs::read(sb.root.join("sparse")).unwrap(),
+        std::fs::read(&sparse).unwrap()
+    );
+}

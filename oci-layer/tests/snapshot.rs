@@ -182,3 +182,34 @@ async fn bad_container_ids_are_refused() {
     }
     assert!(!dir.path().parent().unwrap().join("escape").exists());
 }
+
+#[tokio::test]
+async fn flatten_gives_one_layer_with_the_same_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MemoryStore::new();
+    let m = image(&store, top_a()).await;
+    let (layer, diff_id) = oci_layer::flatten(&store, &m, &store, Compression::Gzip, dir.path())
+        .await
+        .unwrap();
+    assert!(diff_id.to_string().starts_with("sha256:"));
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    flat(&store, &m, &a, None).await;
+    use oci_image::ImageSource;
+    let blob = store.blob(&layer).await.unwrap();
+    apply(
+        &b,
+        blob,
+        layer.media_type().as_ref(),
+        &ApplyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(comparable(&a), comparable(&b));
+    let stray: Vec<_> = names(dir.path())
+        .into_iter()
+        .filter(|n| n.starts_with(".flatten"))
+        .collect();
+    assert!(stray.is_empty());
+}
