@@ -6,12 +6,23 @@ use oci_image::media::Compression;
 use oci_image::{ImageSource, MemoryStore};
 use oci_layer::{apply, diff_to_store, export, ApplyOptions, DiffOptions};
 
+/// Scratch space on tmpfs when there is one: a disk's own noise (writeback, discard of the
+/// previous iteration's files) would swamp what is measured.
+fn scratch() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        tempfile::tempdir_in(shm).expect("tempdir")
+    } else {
+        tempfile::tempdir().expect("tempdir")
+    }
+}
+
 fn layers(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let src = tempfile::tempdir().expect("tempdir");
+    let src = scratch();
     let bytes = oci_benches::tree(src.path(), 2000).expect("tree");
     let (_, plain) = rt
         .block_on(export(src.path(), Vec::new(), &DiffOptions::default()))
@@ -47,7 +58,7 @@ fn layers(c: &mut Criterion) {
             .expect("layer");
         g.bench_function(name, |b| {
             b.iter(|| {
-                let dest = tempfile::tempdir().expect("tempdir");
+                let dest = scratch();
                 rt.block_on(async {
                     let blob = store.blob(&desc).await.expect("blob");
                     apply(dest.path(), blob, media, &ApplyOptions::default())
@@ -59,7 +70,7 @@ fn layers(c: &mut Criterion) {
     }
     g.finish();
 
-    let upper = tempfile::tempdir().expect("tempdir");
+    let upper = scratch();
     oci_benches::tree(upper.path(), 2000).expect("tree");
     for i in (0..2000).step_by(7) {
         let p = upper.path().join(format!("d{:03}/f{}", i / 50, i % 50));

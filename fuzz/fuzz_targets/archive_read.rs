@@ -11,13 +11,22 @@ fuzz_target!(|data: &[u8]| {
     if std::fs::write(&path, data).is_err() {
         return;
     }
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
     rt.block_on(async {
-        let Ok(a) = ArchiveSource::open(&path).await else { return };
+        let Ok(a) = ArchiveSource::open(&path).await else {
+            return;
+        };
         let mut names = a.tags();
         names.push(String::new());
         for t in names {
-            let Ok(m) = a.manifest(&ManifestRef::Tag(t)).await else { continue };
+            let Ok(m) = a.manifest(&ManifestRef::Tag(t)).await else {
+                continue;
+            };
             for d in m.children().into_iter().take(8) {
                 if d.size() > 1 << 20 {
                     continue;

@@ -33,8 +33,17 @@ fuzz_target!(|data: &[u8]| {
         devices: Devices::Skip,
         ..Default::default()
     };
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
     let _ = rt.block_on(apply_tar(&root, data, &opts));
     assert_eq!(snapshot(&outside), before, "the sentinel changed");
-    assert_eq!(snapshot(dir.path()).len(), before_parent.len(), "something appeared beside the root");
+    assert_eq!(
+        snapshot(dir.path()).len(),
+        before_parent.len(),
+        "something appeared beside the root"
+    );
 });

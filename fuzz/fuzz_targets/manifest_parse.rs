@@ -14,12 +14,15 @@ const DECLARED: [Option<&str>; 6] = [
 ];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, body)) = data.split_first() else { return };
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
     let declared = DECLARED[selector as usize % DECLARED.len()];
     if let Ok(m) = Manifest::parse(body.to_vec(), declared) {
         assert_eq!(m.bytes().as_ref(), body);
         assert_eq!(m.digest(), &oci_image::sha256(body));
-        let again = Manifest::parse(body.to_vec(), Some(m.media_type())).expect("re-parse with own media type");
+        let again = Manifest::parse(body.to_vec(), Some(m.media_type()))
+            .expect("re-parse with own media type");
         assert_eq!(again.body(), m.body());
         // Children are descriptors with digests; using them as paths must be checked.
         for child in m.children() {

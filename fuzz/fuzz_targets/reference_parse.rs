@@ -5,12 +5,19 @@ use libfuzzer_sys::fuzz_target;
 use oci_image::ImageReference;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(r) = ImageReference::parse(s) {
         let shown = r.to_string();
         let again = ImageReference::parse(&shown).expect("a displayed reference parses");
         assert_eq!(again.to_string(), shown);
-        assert_eq!(ImageReference::parse(&r.familiar()).expect("familiar form parses").to_string(), shown);
+        assert_eq!(
+            ImageReference::parse(&r.familiar())
+                .expect("familiar form parses")
+                .to_string(),
+            shown
+        );
         if let Some(d) = r.digest() {
             oci_image::digest::path_components(d).expect("a parsed digest is path-safe");
         }

@@ -327,6 +327,10 @@ impl ImageDestination for ArchiveWriter {
         st.finished = true;
         let target = self.target.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some((temp, path)) = target {
+            // The temporary file is private (0600); the archive gets a file's usual mode.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o644))
+                .map_err(|e| Error::io(&*temp, e))?;
             temp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
         }
         Ok(())

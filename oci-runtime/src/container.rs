@@ -766,7 +766,16 @@ impl Container {
                             std::io::Error::other("the init did not answer"),
                         ));
                     }
-                    std::thread::sleep(Duration::from_millis(1));
+                    // Wake as soon as the init writes (it opens its end when we opened ours).
+                    let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+                    let wait = rustix::event::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: 50_000_000,
+                    };
+                    match rustix::event::poll(&mut fds, Some(&wait)) {
+                        Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                        Err(e) => return Err(Error::io("poll", &fifo, e)),
+                    }
                 }
                 Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(Error::io("read", &fifo, e)),
