@@ -767,7 +767,10 @@ impl Container {
                         ));
                     }
                     // Wake as soon as the init writes (it opens its end when we opened ours).
-                    let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+                    let mut fds = [rustix::event::PollFd::new(
+                        &fd,
+                        rustix::event::PollFlags::IN,
+                    )];
                     let wait = rustix::event::Timespec {
                         tv_sec: 0,
                         tv_nsec: 50_000_000,
