@@ -195,8 +195,29 @@ EOF
   rm -rf "$D/pulled" && "$OCI" -q --data-dir "$D/pulled" pull "$r/bench/src:1" >/dev/null
   measure "oci push (ours)" bash -c "n=\$RANDOM\$RANDOM; '$OCI' -q --data-dir '$D/pulled' tag '$r/bench/src:1' '$r/bench/ours'\$n':1' && '$OCI' -q --data-dir '$D/pulled' push '$r/bench/ours'\$n':1'"
   local opu; opu=$(cat "$D/last-time")
+  # Pull + run from an empty store to the container's exit, against containerd (which unpacks
+  # on pull) and its runc shim.
+  need containerd
+  local C=$D/containerd
+  ctr_start() {
+    [ -n "${cpid:-}" ] && kill "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null
+    rm -rf "$C" && mkdir -p "$C"
+    printf 'version = 2\nroot = "%s/root"\nstate = "%s/state"\n[grpc]\n  address = "%s/sock"\n' "$C" "$C" "$C" >"$C/config.toml"
+    containerd --config "$C/config.toml" >"$C/log" 2>&1 &
+    cpid=$!
+    for _ in $(seq 100); do ctr -a "$C/sock" version >/dev/null 2>&1 && break; sleep 0.05; done
+  }
+  prep() { ctr_start; }
+  measure "ctr images pull + ctr run /bin/true" bash -c "ctr -a '$C/sock' images pull --plain-http '$r/bench/src:1' >/dev/null && ctr -a '$C/sock' run --rm '$r/bench/src:1' c\$RANDOM /bin/true"
+  local cr; cr=$(cat "$D/last-time")
+  prep() { rm -rf "$D/runner"; }
+  measure "oci run --rm /bin/true (ours, empty store)" "$OCI" -q --data-dir "$D/runner" run --rm "$r/bench/src:1" /bin/true
+  local orun; orun=$(cat "$D/last-time")
+  kill "$cpid" 2>/dev/null || true
   unset -f prep
   kill "$pid"
+  echo
+  echo "Ratio: pull+run ours / ctr = $(echo "scale=2; $orun / $cr" | bc)"
   echo
   echo "Ratios: pull ours / skopeo = $(echo "scale=2; $op / $sp" | bc), push ours / skopeo = $(echo "scale=2; $opu / $spu" | bc)"
 }
