@@ -4,7 +4,7 @@
 use crate::cgroup::Cgroup;
 use crate::error::{Error, Result};
 use crate::init::{spawn, Plan, Step};
-use crate::plan::{cstr, filesystem, process};
+use crate::plan::{cstr, filesystem, process, process as process_plan};
 use oci_spec::runtime::{ContainerState, Hook, LinuxNamespaceType, Spec, State, StateBuilder};
 use rustix::fs::{Mode, OFlags};
 use serde::{Deserialize, Serialize};
@@ -382,6 +382,7 @@ impl ContainerBuilder {
                 report: report_write,
                 setsid: false,
                 new_userns: new_user,
+                exec: false,
             };
             let pid = spawn(&plan, flags).map_err(|e| Error::Init {
                 step: "clone3".into(),
@@ -788,6 +789,121 @@ impl Container {
         run_hooks("poststart", &self.saved.poststart, &self.state())
     }
 
+    /// Runs another process in the running container: it joins the init's namespaces (user
+    /// first, then mount, pid, network, ipc, uts, cgroup) and cgroup, with its own args, env,
+    /// cwd, user and capabilities from `process`. `stdio` are its stdin, stdout and stderr
+    /// (None: inherited).
+    pub fn exec(
+        &self,
+        process: &oci_spec::runtime::Process,
+        stdio: [Option<OwnedFd>; 3],
+    ) -> Result<ExecProcess> {
+        let status = self.status();
+        if status != Status::Running {
+            return Err(Error::WrongState {
+                id: self.saved.id.clone(),
+                status: status.to_string(),
+                op: "exec",
+            });
+        }
+        if process.terminal().unwrap_or(false) {
+            return Err(Error::InvalidSpec(
+                "process.terminal is not supported yet".into(),
+            ));
+        }
+        let pid = self.saved.pid;
+        let mut join = Vec::new();
+        for (name, flag) in [
+            ("user", libc::CLONE_NEWUSER),
+            ("mnt", libc::CLONE_NEWNS),
+            ("pid", libc::CLONE_NEWPID),
+            ("net", libc::CLONE_NEWNET),
+            ("ipc", libc::CLONE_NEWIPC),
+            ("uts", libc::CLONE_NEWUTS),
+            ("cgroup", libc::CLONE_NEWCGROUP),
+        ] {
+            let theirs = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
+            let ours = PathBuf::from(format!("/proc/self/ns/{name}"));
+            let (Ok(a), Ok(b)) = (std::fs::metadata(&theirs), std::fs::metadata(&ours)) else {
+                continue;
+            };
+            use std::os::unix::fs::MetadataExt;
+            if a.ino() == b.ino() && a.dev() == b.dev() {
+                continue;
+            }
+            let fd = rustix::fs::open(&theirs, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| Error::io("open namespace", &theirs, e))?;
+            join.push((fd, flag));
+        }
+        let proc = rustix::fs::open(
+            "/proc",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io("open", "/proc", e))?;
+        let (sync_read, sync_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| Error::io("pipe", "sync", e))?;
+        let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| Error::io("pipe", "report", e))?;
+        let plan = Plan {
+            rootfs: cstr(self.saved.rootfs.as_os_str().as_encoded_bytes(), "rootfs")?,
+            propagation: rustix::mount::MountFlags::empty(),
+            mounts: Vec::new(),
+            devices: Vec::new(),
+            symlinks: Vec::new(),
+            masked: Vec::new(),
+            readonly_paths: Vec::new(),
+            readonly_root: false,
+            pivot: false,
+            new_mount_ns: false,
+            hostname: None,
+            domainname: None,
+            sysctl: Vec::new(),
+            join,
+            process: process_plan(process)?,
+            stdio: [
+                stdio[0].as_ref().map(|f| f.as_raw_fd()),
+                stdio[1].as_ref().map(|f| f.as_raw_fd()),
+                stdio[2].as_ref().map(|f| f.as_raw_fd()),
+            ],
+            fifo: None,
+            proc,
+            sync_read,
+            report: report_write,
+            setsid: false,
+            new_userns: false,
+            exec: true,
+        };
+        let child = spawn(&plan, 0).map_err(|e| Error::Init {
+            step: "clone3".into(),
+            source: e,
+        })?;
+        drop(plan);
+        let reap = || {
+            let _ = rustix::process::waitpid(
+                rustix::process::Pid::from_raw(child),
+                rustix::process::WaitOptions::empty(),
+            );
+        };
+        if let Some(cg) = &self.saved.cgroup {
+            if let Err(e) = cg.add(child) {
+                drop(sync_write);
+                reap();
+                return Err(e);
+            }
+        }
+        if let Err(e) = rustix::io::write(&sync_write, b"1") {
+            reap();
+            return Err(Error::io("write", "sync pipe", e));
+        }
+        drop(sync_write);
+        if let Err(e) = read_report(report_read.as_fd(), &[], &[]) {
+            reap();
+            return Err(e);
+        }
+        Ok(ExecProcess { pid: child })
+    }
+
     /// Sends `signal` to the init.
     pub fn kill(&self, signal: i32) -> Result<()> {
         if self.status() == Status::Stopped {
@@ -901,6 +1017,40 @@ impl Container {
         let state = self.state();
         std::fs::remove_dir_all(&self.dir).map_err(|e| Error::io("remove", &self.dir, e))?;
         run_hooks("poststop", &self.saved.poststop, &state)
+    }
+}
+
+/// A process started by [`Container::exec`].
+#[derive(Debug)]
+pub struct ExecProcess {
+    pid: i32,
+}
+
+impl ExecProcess {
+    /// Its pid (of the helper that waits for it inside the container's pid namespace).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Waits for it: its exit code, or 128 + the signal that ended it.
+    pub fn wait(self) -> Result<i32> {
+        loop {
+            match rustix::process::waitpid(
+                rustix::process::Pid::from_raw(self.pid),
+                rustix::process::WaitOptions::empty(),
+            ) {
+                Ok(Some((_, st))) => {
+                    if let Some(code) = st.exit_status() {
+                        return Ok(code);
+                    }
+                    if let Some(sig) = st.terminating_signal() {
+                        return Ok(128 + sig);
+                    }
+                }
+                Ok(None) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(Error::io("waitpid", format!("exec {}", self.pid), e)),
+            }
+        }
     }
 }
 

@@ -183,6 +183,9 @@ pub(crate) struct Plan {
     pub setsid: bool,
     /// The init is in a new user namespace: become its root once the maps are written.
     pub new_userns: bool,
+    /// `exec` into a running container: join its namespaces (plan.join), fork once more so
+    /// that the process is inside its pid namespace, and set up only the process.
+    pub exec: bool,
 }
 
 /// A fixed-size path buffer: `/proc/self/fd/N` without allocating.
@@ -539,6 +542,53 @@ fn child_main(plan: &Plan) -> ! {
     if plan.setsid {
         check!(plan, Step::SetSid, rustix::process::setsid());
     }
+    if plan.exec {
+        // setns into a pid namespace only takes effect for children: the process is a child
+        // of this one, which stays outside to pass its exit status on.
+        let args = CloneArgs {
+            exit_signal: libc::SIGCHLD as u64,
+            ..Default::default()
+        };
+        // SAFETY: as in `spawn`, a fork-like clone3; the child continues below with 0.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        if pid < 0 {
+            fail(
+                plan,
+                Step::SetNs,
+                Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::AGAIN),
+            );
+        }
+        if pid > 0 {
+            // No report from here: the grandchild reports, and the pipe closes at its exec.
+            let _ = prctl(libc::PR_SET_PDEATHSIG, 0, 0);
+            let code = loop {
+                let mut status = 0i32;
+                // SAFETY: waitpid on our own child with a valid status pointer.
+                let r = unsafe { libc::waitpid(pid as i32, &mut status, 0) };
+                if r == pid as i32 {
+                    if libc::WIFEXITED(status) {
+                        break libc::WEXITSTATUS(status);
+                    }
+                    if libc::WIFSIGNALED(status) {
+                        break 128 + libc::WTERMSIG(status);
+                    }
+                } else if r < 0
+                    && Errno::from_io_error(&std::io::Error::last_os_error()) != Some(Errno::INTR)
+                {
+                    break 125;
+                }
+            };
+            // SAFETY: see `fail`.
+            unsafe { libc::_exit(code) }
+        }
+        setup_process(plan);
+    }
     if plan.new_mount_ns {
         check!(
             plan,
@@ -688,6 +738,12 @@ fn child_main(plan: &Plan) -> ! {
             rustix::mount::mount_remount(c"/", MountFlags::BIND | MountFlags::RDONLY | flags, c"")
         );
     }
+    setup_process(plan)
+}
+
+/// The process part: oom score, rlimits, capabilities, user, no_new_privs, umask, cwd,
+/// stdio, descriptors, then (after `start` for an init) execve.
+fn setup_process(plan: &Plan) -> ! {
     let p = &plan.process;
     if let Some(v) = &p.oom_score_adj {
         let fd = check!(

@@ -18,8 +18,10 @@
 //! `STATE_ROOT/ID/state.json` with an exec fifo, as runc does, so another process can start,
 //! query, signal or delete a created container.
 //!
-//! Not yet: `exec` into a running container, a terminal (console socket), seccomp, and the
-//! startContainer hook (run inside the container).
+//! [`Container::exec`] runs more processes in a running container (its namespaces, cgroup).
+//!
+//! Not yet: a terminal (console socket), seccomp, and the startContainer hook (run inside the
+//! container).
 
 mod cgroup;
 pub mod container;
@@ -28,5 +30,7 @@ mod init;
 pub mod plan;
 
 pub use cgroup::Cgroup;
-pub use container::{run, run_hooks, validate_id, Container, ContainerBuilder, Status};
+pub use container::{
+    run, run_hooks, validate_id, Container, ContainerBuilder, ExecProcess, Status,
+};
 pub use error::{Error, Result};

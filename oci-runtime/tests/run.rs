@@ -404,3 +404,49 @@ fn many_containers_leave_nothing_behind() {
         Err(Error::NotFound(_))
     ));
 }
+
+#[test]
+fn exec_joins_a_running_container() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let id = unique("exec");
+    let (builder, _out) = b.builder(&id, b.spec(&["sleep", "30"]));
+    let mut c = builder.create().unwrap();
+    // Not running yet: refused.
+    let proc_spec = |args: &[&str]| {
+        let mut p = b.spec(args).process().clone().unwrap();
+        p.set_env(Some(vec!["PATH=/bin".into(), "FROM_EXEC=yes".into()]));
+        p
+    };
+    assert!(matches!(
+        c.exec(&proc_spec(&["true"]), [None, None, None]),
+        Err(Error::WrongState { .. })
+    ));
+    c.start().unwrap();
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    let p = c
+        .exec(
+            &proc_spec(&["sh", "-c", "echo pid=$$ host=$(hostname) env=$FROM_EXEC; cat /etc/hello; ls /proc/1/exe >/dev/null && echo sees-init; exit 5"]),
+            [None, Some(w), None],
+        )
+        .unwrap();
+    assert_eq!(p.wait().unwrap(), 5);
+    let text = read_all(r);
+    assert!(!text.contains("pid=1 "), "{text}");
+    assert!(text.contains("host=box env=yes"), "{text}");
+    assert!(text.contains("hello from the rootfs"), "{text}");
+    assert!(
+        text.contains("sees-init"),
+        "the exec'd process is in the container's pid namespace: {text}"
+    );
+    // A missing program fails with the init's tool code, not a hang.
+    let p = c
+        .exec(&proc_spec(&["/bin/nope"]), [None, None, None])
+        .unwrap();
+    assert_eq!(p.wait().unwrap(), 125);
+    c.kill(libc::SIGKILL).unwrap();
+    c.wait().unwrap();
+    c.delete(false).unwrap();
+}

@@ -10,8 +10,8 @@
 //!
 //! Exit status is 1 on errors (as runc), the container's status for `run`.
 //! `--systemd-cgroup` is accepted and ignored: cgroups are always managed through the file
-//! system (cgroupfs), whatever the flag says. `exec` and `--console-socket` are not supported
-//! yet and say so.
+//! system (cgroupfs), whatever the flag says. `--console-socket` (a terminal) is not supported
+//! yet and says so.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -113,7 +113,7 @@ enum Verb {
         /// The container id.
         id: String,
     },
-    /// Run a new process in a running container (not supported yet).
+    /// Run a new process in a running container.
     Exec {
         /// A process.json.
         #[arg(long, short)]
@@ -121,6 +121,7 @@ enum Verb {
         /// The container id.
         id: String,
         /// The command.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// List containers.
@@ -262,7 +263,30 @@ fn main_inner(cli: Cli) -> Result<i32> {
             c.delete(true)?;
             return Ok(code);
         }
-        Verb::Exec { .. } => bail!("exec is not supported yet"),
+        Verb::Exec { process, id, args } => {
+            let c = Container::load(&cli.root, &id)?;
+            let p: oci_spec::runtime::Process = match process {
+                Some(f) => serde_json::from_slice(
+                    &std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?,
+                )
+                .with_context(|| format!("{} is not a process", f.display()))?,
+                None => {
+                    if args.is_empty() {
+                        bail!("exec needs --process FILE or a command");
+                    }
+                    // The container's own process settings, with these arguments.
+                    let spec = load_spec(&c.state().bundle().clone())?;
+                    let mut p = spec
+                        .process()
+                        .clone()
+                        .context("the container's config has no process")?;
+                    p.set_args(Some(args));
+                    p.set_terminal(Some(false));
+                    p
+                }
+            };
+            return Ok(c.exec(&p, [None, None, None])?.wait()?);
+        }
         Verb::List { format } => {
             let list = Container::list(&cli.root)?;
             if format == "json" {
