@@ -118,6 +118,24 @@ enum Verb {
         /// A process.json.
         #[arg(long, short)]
         process: Option<PathBuf>,
+        /// Do not wait: print nothing, write the pid file, leave the process running.
+        #[arg(long, short)]
+        detach: bool,
+        /// Write the process's pid here.
+        #[arg(long = "pid-file")]
+        pid_file: Option<PathBuf>,
+        /// A unix socket for the terminal (not supported yet).
+        #[arg(long = "console-socket")]
+        console_socket: Option<PathBuf>,
+        /// Allocate a terminal (not supported yet).
+        #[arg(long, short)]
+        tty: bool,
+        /// Extra environment variables.
+        #[arg(long = "env", short)]
+        env: Vec<String>,
+        /// Working directory.
+        #[arg(long)]
+        cwd: Option<PathBuf>,
         /// The container id.
         id: String,
         /// The command.
@@ -263,7 +281,20 @@ fn main_inner(cli: Cli) -> Result<i32> {
             c.delete(true)?;
             return Ok(code);
         }
-        Verb::Exec { process, id, args } => {
+        Verb::Exec {
+            process,
+            detach,
+            pid_file,
+            console_socket,
+            tty,
+            env,
+            cwd,
+            id,
+            args,
+        } => {
+            if console_socket.is_some() || tty {
+                bail!("a terminal for exec is not supported yet");
+            }
             let c = Container::load(&cli.root, &id)?;
             let p: oci_spec::runtime::Process = match process {
                 Some(f) => serde_json::from_slice(
@@ -285,7 +316,21 @@ fn main_inner(cli: Cli) -> Result<i32> {
                     p
                 }
             };
-            return Ok(c.exec(&p, [None, None, None])?.wait()?);
+            let mut p = p;
+            if !env.is_empty() {
+                let mut all = p.env().clone().unwrap_or_default();
+                all.extend(env);
+                p.set_env(Some(all));
+            }
+            if let Some(cwd) = cwd {
+                p.set_cwd(cwd);
+            }
+            let running = c.exec(&p, [None, None, None])?;
+            write_pid(pid_file.as_ref(), running.pid())?;
+            if detach {
+                return Ok(0);
+            }
+            return Ok(running.wait()?);
         }
         Verb::List { format } => {
             let list = Container::list(&cli.root)?;

@@ -1,0 +1,183 @@
+//! containerd drives `oci-runc` through its runc shim (`ctr run --runc-binary`), as it drives
+//! runc: create, start, state, exec, kill, delete, with the shim's pipes and pid files.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const OCI: &str = env!("CARGO_BIN_EXE_oci");
+const RUNC: &str = env!("CARGO_BIN_EXE_oci-runc");
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(what: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if what() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("timed out");
+}
+
+#[test]
+fn containerd_runs_containers_with_oci_runc() {
+    let ready = rustix::process::geteuid().is_root()
+        && [
+            "/usr/bin/containerd",
+            "/usr/bin/ctr",
+            "/usr/bin/containerd-shim-runc-v2",
+            "/usr/bin/docker-registry",
+            "/bin/busybox",
+        ]
+        .iter()
+        .all(|p| Path::new(p).exists());
+    if !ready {
+        eprintln!("skipping: needs root, containerd, docker-registry and busybox-static (scripts/test.sh installs them)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A registry and a busybox image in it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        d.join("reg.yml"),
+        format!("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n", d.join("regdata").display()),
+    )
+    .unwrap();
+    let _reg = Kill(
+        Command::new("docker-registry")
+            .arg("serve")
+            .arg(d.join("reg.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let rootfs = d.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    for t in ["sh", "sleep", "echo"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(t)).unwrap();
+    }
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(d.join("r.tar"))
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    let image = format!("127.0.0.1:{port}/ctr/busybox:1");
+    for args in [
+        vec!["import", d.join("r.tar").to_str().unwrap(), &image],
+        vec!["push", &image],
+    ] {
+        assert!(Command::new(OCI)
+            .arg("-q")
+            .arg("--data-dir")
+            .arg(d.join("data"))
+            .args(&args)
+            .status()
+            .unwrap()
+            .success());
+    }
+    // containerd on its own socket and directories.
+    let sock = d.join("containerd.sock");
+    std::fs::write(
+        d.join("containerd.toml"),
+        format!("version = 2\nroot = \"{0}/croot\"\nstate = \"{0}/cstate\"\n[grpc]\n  address = \"{1}\"\n", d.display(), sock.display()),
+    )
+    .unwrap();
+    let _containerd = Kill(
+        Command::new("containerd")
+            .arg("--config")
+            .arg(d.join("containerd.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let ctr = |args: &[&str]| {
+        Command::new("ctr")
+            .arg("-a")
+            .arg(&sock)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    wait_for(|| ctr(&["version"]).status.success());
+    let o = ctr(&["images", "pull", "--plain-http", &image]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Foreground run: output and exit code come back through the shim.
+    let o = ctr(&[
+        "run",
+        "--rm",
+        "--runc-binary",
+        RUNC,
+        &image,
+        "fg",
+        "sh",
+        "-c",
+        "echo hello via containerd; exit 4",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "hello via containerd"
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // Detached: exec into it, list, kill, remove.
+    let o = ctr(&[
+        "run",
+        "-d",
+        "--runc-binary",
+        RUNC,
+        &image,
+        "bg",
+        "sleep",
+        "30",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "bg",
+        "sh",
+        "-c",
+        "echo from exec; exit 6",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "from exec");
+    assert_eq!(o.status.code(), Some(6));
+    let ls = String::from_utf8(ctr(&["task", "ls"]).stdout).unwrap();
+    assert!(ls.contains("bg") && ls.contains("RUNNING"), "{ls}");
+    assert!(ctr(&["task", "kill", "-s", "SIGKILL", "bg"])
+        .status
+        .success());
+    wait_for(|| String::from_utf8_lossy(&ctr(&["task", "ls"]).stdout).contains("STOPPED"));
+    assert!(ctr(&["task", "rm", "bg"]).status.success());
+    assert!(ctr(&["container", "rm", "bg"]).status.success());
+}
