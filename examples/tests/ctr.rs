@@ -148,6 +148,26 @@ fn containerd_runs_containers_with_oci_runc() {
         String::from_utf8_lossy(&o.stderr)
     );
 
+    // With a terminal (`script` gives ctr the terminal it wants on its side): the shim hands
+    // oci-runc a console socket and gets the pty's master back.
+    if Path::new("/usr/bin/script").exists() {
+        let cmd = format!(
+            "ctr -a {} run -t --rm --runc-binary {RUNC} {image} tty sh -c 'tty; exit 3'",
+            sock.display()
+        );
+        let o = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("/dev/pts/"),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert_eq!(o.status.code(), Some(3));
+    }
+
     // Detached: exec into it, list, kill, remove.
     let o = ctr(&[
         "run",

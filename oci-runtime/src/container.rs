@@ -93,6 +93,7 @@ pub struct ContainerBuilder {
     stdio: [Option<OwnedFd>; 3],
     no_pivot: bool,
     cgroup_root: Option<PathBuf>,
+    console_socket: Option<PathBuf>,
 }
 
 impl ContainerBuilder {
@@ -107,6 +108,7 @@ impl ContainerBuilder {
             stdio: [None, None, None],
             no_pivot: false,
             cgroup_root: None,
+            console_socket: None,
         }
     }
 
@@ -134,6 +136,13 @@ impl ContainerBuilder {
         self
     }
 
+    /// The unix socket that receives the terminal's master (runc's `--console-socket`), for a
+    /// process with `terminal: true`.
+    pub fn console_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.console_socket = Some(path.into());
+        self
+    }
+
     /// `chroot` instead of `pivot_root` (for a root on ramfs).
     pub fn no_pivot(mut self, yes: bool) -> Self {
         self.no_pivot = yes;
@@ -152,14 +161,16 @@ impl ContainerBuilder {
     pub fn create(self) -> Result<Container> {
         validate_id(&self.id)?;
         let spec = &self.spec;
-        if spec
+        let terminal = spec
             .process()
             .as_ref()
-            .is_some_and(|p| p.terminal().unwrap_or(false))
-        {
-            return Err(Error::InvalidSpec(
-                "process.terminal is not supported yet; use plain stdio".into(),
-            ));
+            .is_some_and(|p| p.terminal().unwrap_or(false));
+        if terminal != self.console_socket.is_some() {
+            return Err(Error::InvalidSpec(if terminal {
+                "process.terminal needs a console socket to send the terminal to".into()
+            } else {
+                "a console socket was given but process.terminal is false".into()
+            }));
         }
         let proc_spec = spec
             .process()
@@ -383,6 +394,14 @@ impl ContainerBuilder {
                 setsid: false,
                 new_userns: new_user,
                 exec: false,
+                console: match &self.console_socket {
+                    Some(p) => Some(
+                        std::os::unix::net::UnixStream::connect(p)
+                            .map_err(|e| Error::io("connect", p, e))?
+                            .into(),
+                    ),
+                    None => None,
+                },
             };
             let pid = spawn(&plan, flags).map_err(|e| Error::Init {
                 step: "clone3".into(),
@@ -798,6 +817,32 @@ impl Container {
         process: &oci_spec::runtime::Process,
         stdio: [Option<OwnedFd>; 3],
     ) -> Result<ExecProcess> {
+        if process.terminal().unwrap_or(false) {
+            return Err(Error::InvalidSpec(
+                "process.terminal needs exec_terminal and a console socket".into(),
+            ));
+        }
+        self.exec_inner(process, stdio, None)
+    }
+
+    /// [`exec`](Self::exec) with a terminal: the pty's master goes to the unix socket at
+    /// `console_socket`, the process gets the slave as its controlling terminal and stdio.
+    pub fn exec_terminal(
+        &self,
+        process: &oci_spec::runtime::Process,
+        console_socket: &Path,
+    ) -> Result<ExecProcess> {
+        let sock = std::os::unix::net::UnixStream::connect(console_socket)
+            .map_err(|e| Error::io("connect", console_socket, e))?;
+        self.exec_inner(process, [None, None, None], Some(sock.into()))
+    }
+
+    fn exec_inner(
+        &self,
+        process: &oci_spec::runtime::Process,
+        stdio: [Option<OwnedFd>; 3],
+        console: Option<OwnedFd>,
+    ) -> Result<ExecProcess> {
         let status = self.status();
         if status != Status::Running {
             return Err(Error::WrongState {
@@ -805,11 +850,6 @@ impl Container {
                 status: status.to_string(),
                 op: "exec",
             });
-        }
-        if process.terminal().unwrap_or(false) {
-            return Err(Error::InvalidSpec(
-                "process.terminal is not supported yet".into(),
-            ));
         }
         let pid = self.saved.pid;
         let mut join = Vec::new();
@@ -873,6 +913,7 @@ impl Container {
             setsid: false,
             new_userns: false,
             exec: true,
+            console,
         };
         let child = spawn(&plan, 0).map_err(|e| Error::Init {
             step: "clone3".into(),

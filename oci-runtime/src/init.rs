@@ -57,11 +57,12 @@ pub(crate) enum Step {
     Fifo = 28,
     Exec = 29,
     SetSid = 30,
+    Console = 31,
 }
 
 impl Step {
     pub(crate) fn name(code: u32) -> &'static str {
-        const NAMES: [&str; 31] = [
+        const NAMES: [&str; 32] = [
             "ready",
             "sync with parent",
             "join namespace",
@@ -93,6 +94,7 @@ impl Step {
             "wait for start",
             "execve",
             "setsid",
+            "terminal",
         ];
         NAMES.get(code as usize).copied().unwrap_or("unknown step")
     }
@@ -183,6 +185,9 @@ pub(crate) struct Plan {
     pub setsid: bool,
     /// The init is in a new user namespace: become its root once the maps are written.
     pub new_userns: bool,
+    /// A connected unix socket to send the terminal's master to (runc's `--console-socket`):
+    /// the process then gets a new pty as its controlling terminal and stdio.
+    pub console: Option<OwnedFd>,
     /// `exec` into a running container: join its namespaces (plan.join), fork once more so
     /// that the process is inside its pid namespace, and set up only the process.
     pub exec: bool,
@@ -826,6 +831,53 @@ fn setup_process(plan: &Plan) -> ! {
         rustix::process::umask(Mode::from_raw_mode(m));
     }
     check!(plan, Step::Cwd, rustix::process::chdir(p.cwd.as_c_str()));
+    if let Some(sock) = &plan.console {
+        use rustix::pty::OpenptFlags;
+        let master = check!(
+            plan,
+            Step::Console,
+            rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+        );
+        check!(plan, Step::Console, rustix::pty::unlockpt(&master));
+        let slave = check!(
+            plan,
+            Step::Console,
+            rustix::pty::ioctl_tiocgptpeer(&master, OpenptFlags::RDWR | OpenptFlags::NOCTTY)
+        );
+        // A session of its own, with the pty as its controlling terminal.
+        let _ = rustix::process::setsid();
+        check!(
+            plan,
+            Step::Console,
+            rustix::process::ioctl_tiocsctty(&slave)
+        );
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+        let fds = [master.as_fd()];
+        control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
+        check!(
+            plan,
+            Step::Console,
+            rustix::net::sendmsg(
+                sock,
+                &[std::io::IoSlice::new(b"/dev/ptmx")],
+                &mut control,
+                rustix::net::SendFlags::empty()
+            )
+        );
+        for i in 0..3 {
+            // SAFETY: dup2 of the pty's slave onto 0, 1 and 2.
+            if unsafe { libc::dup2(slave.as_raw_fd(), i) } < 0 {
+                fail(
+                    plan,
+                    Step::Console,
+                    Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::BADF),
+                );
+            }
+        }
+        drop(master);
+        drop(slave);
+    }
     for (i, fd) in plan.stdio.iter().enumerate() {
         if let Some(fd) = fd {
             // SAFETY: dup2 of a descriptor the parent prepared onto 0, 1 or 2.

@@ -450,3 +450,63 @@ fn exec_joins_a_running_container() {
     c.wait().unwrap();
     c.delete(false).unwrap();
 }
+
+#[test]
+fn terminal_master_goes_to_the_console_socket() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let sock_path = b.dir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    // Receives the master, as containerd's shim or `recvtty` do, and reads what the process
+    // writes on its terminal.
+    let receiver = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+        let mut name = [0u8; 64];
+        let msg = rustix::net::recvmsg(
+            &conn,
+            &mut [std::io::IoSliceMut::new(&mut name)],
+            &mut control,
+            rustix::net::RecvFlags::empty(),
+        )
+        .unwrap();
+        assert_eq!(&name[..msg.bytes], b"/dev/ptmx");
+        let master = control
+            .drain()
+            .find_map(|m| match m {
+                rustix::net::RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+                _ => None,
+            })
+            .unwrap();
+        let mut f = std::fs::File::from(master);
+        let mut out = Vec::new();
+        // EIO once the last slave descriptor is closed: the process is gone.
+        let _ = f.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    let mut spec = b.spec(&[
+        "sh",
+        "-c",
+        "tty; [ -t 0 ] && [ -t 1 ] && echo on-a-terminal",
+    ]);
+    let mut p = spec.process().clone().unwrap();
+    p.set_terminal(Some(true));
+    spec.set_process(Some(p.clone()));
+    // Without a console socket, a terminal is refused.
+    assert!(matches!(
+        ContainerBuilder::new(&unique("tty0"), spec.clone(), b.dir.path())
+            .state_root(&b.state)
+            .create(),
+        Err(Error::InvalidSpec(_))
+    ));
+    let c = ContainerBuilder::new(&unique("tty"), spec, b.dir.path())
+        .state_root(&b.state)
+        .console_socket(&sock_path);
+    assert_eq!(run(c).unwrap(), 0);
+    let text = receiver.join().unwrap();
+    assert!(text.contains("/dev/pts/0"), "{text:?}");
+    assert!(text.contains("on-a-terminal"), "{text:?}");
+}

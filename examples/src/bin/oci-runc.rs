@@ -10,8 +10,8 @@
 //!
 //! Exit status is 1 on errors (as runc), the container's status for `run`.
 //! `--systemd-cgroup` is accepted and ignored: cgroups are always managed through the file
-//! system (cgroupfs), whatever the flag says. `--console-socket` (a terminal) is not supported
-//! yet and says so.
+//! system (cgroupfs), whatever the flag says. `--console-socket` receives the terminal's master
+//! for `terminal: true`, as with runc.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -56,7 +56,7 @@ enum Verb {
         /// Write the init's pid here.
         #[arg(long = "pid-file")]
         pid_file: Option<PathBuf>,
-        /// A unix socket to send the terminal's master to (not supported yet).
+        /// A unix socket to send the terminal's master to (for `terminal: true`).
         #[arg(long = "console-socket")]
         console_socket: Option<PathBuf>,
         /// chroot instead of pivot_root.
@@ -107,7 +107,7 @@ enum Verb {
         /// chroot instead of pivot_root.
         #[arg(long = "no-pivot")]
         no_pivot: bool,
-        /// A unix socket for the terminal (not supported yet).
+        /// A unix socket to send the terminal's master to.
         #[arg(long = "console-socket")]
         console_socket: Option<PathBuf>,
         /// The container id.
@@ -124,10 +124,10 @@ enum Verb {
         /// Write the process's pid here.
         #[arg(long = "pid-file")]
         pid_file: Option<PathBuf>,
-        /// A unix socket for the terminal (not supported yet).
+        /// A unix socket to send the terminal's master to.
         #[arg(long = "console-socket")]
         console_socket: Option<PathBuf>,
-        /// Allocate a terminal (not supported yet).
+        /// Allocate a terminal (with --console-socket).
         #[arg(long, short)]
         tty: bool,
         /// Extra environment variables.
@@ -203,15 +203,16 @@ fn builder(
     no_pivot: bool,
     console: Option<&PathBuf>,
 ) -> Result<ContainerBuilder> {
-    if console.is_some() {
-        bail!("--console-socket is not supported yet (run without a terminal)");
-    }
     let bundle =
         std::fs::canonicalize(bundle).with_context(|| format!("bundle {}", bundle.display()))?;
     let spec = load_spec(&bundle)?;
-    Ok(ContainerBuilder::new(id, spec, &bundle)
+    let mut b = ContainerBuilder::new(id, spec, &bundle)
         .state_root(root)
-        .no_pivot(no_pivot))
+        .no_pivot(no_pivot);
+    if let Some(c) = console {
+        b = b.console_socket(c);
+    }
+    Ok(b)
 }
 
 fn write_pid(file: Option<&PathBuf>, pid: i32) -> Result<()> {
@@ -292,8 +293,8 @@ fn main_inner(cli: Cli) -> Result<i32> {
             id,
             args,
         } => {
-            if console_socket.is_some() || tty {
-                bail!("a terminal for exec is not supported yet");
+            if tty && console_socket.is_none() {
+                bail!("--tty needs --console-socket");
             }
             let c = Container::load(&cli.root, &id)?;
             let p: oci_spec::runtime::Process = match process {
@@ -312,7 +313,7 @@ fn main_inner(cli: Cli) -> Result<i32> {
                         .clone()
                         .context("the container's config has no process")?;
                     p.set_args(Some(args));
-                    p.set_terminal(Some(false));
+                    p.set_terminal(Some(tty));
                     p
                 }
             };
@@ -325,7 +326,10 @@ fn main_inner(cli: Cli) -> Result<i32> {
             if let Some(cwd) = cwd {
                 p.set_cwd(cwd);
             }
-            let running = c.exec(&p, [None, None, None])?;
+            let running = match &console_socket {
+                Some(sock) => c.exec_terminal(&p, sock)?,
+                None => c.exec(&p, [None, None, None])?,
+            };
             write_pid(pid_file.as_ref(), running.pid())?;
             if detach {
                 return Ok(0);
