@@ -48,6 +48,9 @@ struct Saved {
     cgroup: Option<Cgroup>,
     poststart: Vec<Hook>,
     poststop: Vec<Hook>,
+    /// The seccomp profile, for processes started with `exec`.
+    #[serde(default)]
+    seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
 /// Checks a container id.
@@ -394,6 +397,10 @@ impl ContainerBuilder {
                 setsid: false,
                 new_userns: new_user,
                 exec: false,
+                seccomp: linux
+                    .and_then(|l| l.seccomp().as_ref())
+                    .map(crate::seccomp::compile)
+                    .transpose()?,
                 console: match &self.console_socket {
                     Some(p) => Some(
                         std::os::unix::net::UnixStream::connect(p)
@@ -456,6 +463,7 @@ impl ContainerBuilder {
                     .and_then(|h| h.poststart().clone())
                     .unwrap_or_default(),
                 poststop: hooks.and_then(|h| h.poststop().clone()).unwrap_or_default(),
+                seccomp: linux.and_then(|l| l.seccomp().clone()),
             };
             let c = Container {
                 dir: dir.to_path_buf(),
@@ -914,6 +922,12 @@ impl Container {
             new_userns: false,
             exec: true,
             console,
+            seccomp: self
+                .saved
+                .seccomp
+                .as_ref()
+                .map(crate::seccomp::compile)
+                .transpose()?,
         };
         let child = spawn(&plan, 0).map_err(|e| Error::Init {
             step: "clone3".into(),

@@ -58,11 +58,12 @@ pub(crate) enum Step {
     Exec = 29,
     SetSid = 30,
     Console = 31,
+    Seccomp = 32,
 }
 
 impl Step {
     pub(crate) fn name(code: u32) -> &'static str {
-        const NAMES: [&str; 32] = [
+        const NAMES: [&str; 33] = [
             "ready",
             "sync with parent",
             "join namespace",
@@ -95,6 +96,7 @@ impl Step {
             "execve",
             "setsid",
             "terminal",
+            "seccomp",
         ];
         NAMES.get(code as usize).copied().unwrap_or("unknown step")
     }
@@ -185,6 +187,8 @@ pub(crate) struct Plan {
     pub setsid: bool,
     /// The init is in a new user namespace: become its root once the maps are written.
     pub new_userns: bool,
+    /// A compiled seccomp filter to install before `execve`.
+    pub seccomp: Option<Vec<crate::seccomp::SockFilter>>,
     /// A connected unix socket to send the terminal's master to (runc's `--console-socket`):
     /// the process then gets a new pty as its controlling terminal and stdio.
     pub console: Option<OwnedFd>,
@@ -748,6 +752,30 @@ fn child_main(plan: &Plan) -> ! {
 
 /// The process part: oom score, rlimits, capabilities, user, no_new_privs, umask, cwd,
 /// stdio, descriptors, then (after `start` for an init) execve.
+/// Installs the seccomp filter (one system call; the program was compiled by the parent).
+fn install_seccomp(plan: &Plan) {
+    let Some(prog) = &plan.seccomp else { return };
+    #[repr(C)]
+    struct SockFprog {
+        len: u16,
+        filter: *const crate::seccomp::SockFilter,
+    }
+    let fprog = SockFprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr(),
+    };
+    // SAFETY: seccomp(SECCOMP_SET_MODE_FILTER, 0, prog) reads `len` instructions from a program
+    // that lives in this address space until execve.
+    let r = unsafe { libc::syscall(libc::SYS_seccomp, 1u32, 0u32, &fprog as *const SockFprog) };
+    if r != 0 {
+        fail(
+            plan,
+            Step::Seccomp,
+            Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::INVAL),
+        );
+    }
+}
+
 fn setup_process(plan: &Plan) -> ! {
     let p = &plan.process;
     if let Some(v) = &p.oom_score_adj {
@@ -768,6 +796,10 @@ fn setup_process(plan: &Plan) -> ! {
             maximum: Some(*hard),
         };
         check!(plan, Step::Rlimit, rustix::process::setrlimit(*res, lim));
+    }
+    if !p.no_new_privs {
+        // Without no_new_privs, the filter needs CAP_SYS_ADMIN: install it while we have it.
+        install_seccomp(plan);
     }
     if let Some(caps) = &p.caps {
         for cap in 0..64u64 {
@@ -917,6 +949,10 @@ fn setup_process(plan: &Plan) -> ! {
             )
         );
         check!(plan, Step::Fifo, rustix::io::write(&w, b"0"));
+    }
+    if p.no_new_privs {
+        // As late as can be, right before execve: everything above ran unfiltered.
+        install_seccomp(plan);
     }
     let mut argv: [*const libc::c_char; 256] = [std::ptr::null(); 256];
     for (i, a) in p.argv.iter().take(255).enumerate() {

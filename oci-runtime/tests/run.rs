@@ -510,3 +510,69 @@ fn terminal_master_goes_to_the_console_socket() {
     assert!(text.contains("/dev/pts/0"), "{text:?}");
     assert!(text.contains("on-a-terminal"), "{text:?}");
 }
+
+fn seccomp_profile(json: serde_json::Value) -> oci_spec::runtime::LinuxSeccomp {
+    serde_json::from_value(json).unwrap()
+}
+
+#[test]
+fn seccomp_denies_with_the_profiles_errno() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let run_with = |profile: serde_json::Value, script: &str| -> (i32, String) {
+        let mut spec = b.spec(&["sh", "-c", script]);
+        let mut linux = spec.linux().clone().unwrap();
+        linux.set_seccomp(Some(seccomp_profile(profile)));
+        spec.set_linux(Some(linux));
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        let builder = ContainerBuilder::new(&unique("sc"), spec, b.dir.path())
+            .state_root(&b.state)
+            .stdout(w.try_clone().unwrap())
+            .stderr(w);
+        let code = run(builder).unwrap();
+        (code, read_all(r))
+    };
+    // A deny list: mkdir and mkdirat fail with ENOSYS, everything else runs.
+    let (code, out) = run_with(
+        serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]
+        }),
+        "mkdir /tmp/d 2>&1; echo after",
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("Function not implemented"), "{out}");
+    assert!(out.contains("after"), "{out}");
+    assert!(!b.rootfs().join("tmp/d").exists());
+    // An argument condition: kill(pid, 0) is refused (EPERM), kill(pid, SIGCONT) allowed.
+    let (code, out) = run_with(
+        serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{
+                "names": ["kill"],
+                "action": "SCMP_ACT_ERRNO",
+                "errnoRet": 1,
+                "args": [{"index": 1, "value": 0, "op": "SCMP_CMP_EQ"}]
+            }]
+        }),
+        "kill -0 $$ 2>&1 || echo zero-refused; kill -CONT $$ && echo cont-allowed",
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("zero-refused") && out.contains("cont-allowed"),
+        "{out}"
+    );
+    // An allow list whose default kills: a process that makes a call outside it dies.
+    let (code, _) = run_with(
+        serde_json::json!({"defaultAction": "SCMP_ACT_KILL_PROCESS", "syscalls": []}),
+        "true",
+    );
+    assert_eq!(
+        code,
+        128 + libc::SIGSYS,
+        "killed by the filter at its first system call"
+    );
+}

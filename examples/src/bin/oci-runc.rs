@@ -384,7 +384,7 @@ fn main_inner(cli: Cli) -> Result<i32> {
                 "linux": {
                     "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
                     "cgroup": {"v1": true, "v2": true, "systemd": false},
-                    "seccomp": {"enabled": false},
+                    "seccomp": {"enabled": true, "actions": ["SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP", "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_LOG", "SCMP_ACT_ALLOW"], "operators": ["SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"]},
                     "apparmor": {"enabled": false},
                     "selinux": {"enabled": false}
                 }
