@@ -8,14 +8,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+mod common;
+
 const OCI: &str = env!("CARGO_BIN_EXE_oci");
 
 fn ready() -> bool {
-    if !Path::new("/usr/bin/docker-registry").exists() {
-        eprintln!("skipping: docker-registry is missing (scripts/test.sh installs it)");
-        return false;
-    }
-    true
+    common::have_registry()
 }
 
 /// Every blob file is named by its content; index.json parses; temporaries are not blobs.
@@ -70,34 +68,7 @@ fn killed_pull_push_and_apply_leave_clean_stores() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    // A registry on a free port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cfg = dir.path().join("reg.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("regdata").display()
-        ),
-    )
-    .unwrap();
-    let mut reg = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let reg = common::Registry::start();
     // An image with 24 MB of incompressible data, from a tar built with GNU tar.
     let root = dir.path().join("rootfs");
     std::fs::create_dir_all(&root).unwrap();
@@ -120,7 +91,7 @@ fn killed_pull_push_and_apply_leave_clean_stores() {
         .status()
         .unwrap()
         .success());
-    let image = format!("127.0.0.1:{port}/crash/img:1");
+    let image = format!("{}/crash/img:1", reg.addr);
     let a = dir.path().join("a");
     run_ok(&a, &["import", tar.to_str().unwrap(), &image]);
 
@@ -170,6 +141,4 @@ fn killed_pull_push_and_apply_leave_clean_stores() {
     assert!(st.success());
     assert_eq!(std::fs::read(target.join("noise")).unwrap(), noise);
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), 301);
-    let _ = reg.kill();
-    let _ = reg.wait();
 }

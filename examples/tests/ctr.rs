@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+mod common;
+
 const OCI: &str = env!("CARGO_BIN_EXE_oci");
 const RUNC: &str = env!("CARGO_BIN_EXE_oci-runc");
 
@@ -47,26 +49,7 @@ fn containerd_runs_containers_with_oci_runc() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // A registry and a busybox image in it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    std::fs::write(
-        d.join("reg.yml"),
-        format!("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n", d.join("regdata").display()),
-    )
-    .unwrap();
-    let _reg = Kill(
-        Command::new("docker-registry")
-            .arg("serve")
-            .arg(d.join("reg.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let reg = common::Registry::start();
     let rootfs = d.join("rootfs");
     std::fs::create_dir_all(rootfs.join("bin")).unwrap();
     std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
@@ -82,7 +65,7 @@ fn containerd_runs_containers_with_oci_runc() {
         .status()
         .unwrap()
         .success());
-    let image = format!("127.0.0.1:{port}/ctr/busybox:1");
+    let image = format!("{}/ctr/busybox:1", reg.addr);
     for args in [
         vec!["import", d.join("r.tar").to_str().unwrap(), &image],
         vec!["push", &image],

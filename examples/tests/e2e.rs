@@ -5,7 +5,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
+
+mod common;
+
+use common::{tar_with_file, Registry};
 
 const OCI: &str = env!("CARGO_BIN_EXE_oci");
 
@@ -22,66 +26,6 @@ fn ready() -> bool {
         }
     }
     ok
-}
-
-struct Registry {
-    child: Child,
-    _dir: tempfile::TempDir,
-    addr: String,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Registry {
-    fn start() -> Self {
-        Self::start_with_auth(None)
-    }
-
-    /// With `htpasswd` auth when given a file of bcrypt entries.
-    fn start_with_auth(htpasswd: Option<&Path>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let cfg = dir.path().join("config.yml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{}",
-                dir.path().join("data").display(),
-                htpasswd
-                    .map(|p| format!("auth:\n  htpasswd:\n    realm: e2e\n    path: {}\n", p.display()))
-                    .unwrap_or_default()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(&addr).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Self {
-            child,
-            _dir: dir,
-            addr,
-        }
-    }
 }
 
 struct Env {
@@ -306,7 +250,7 @@ fn multi_arch_index_resolves_to_the_host_and_platform_picks_another() {
             )
             .await
             .unwrap();
-            let marker = tar_with_file("etc/arch", arch);
+            let marker = tar_with_file("etc/arch", arch.as_bytes());
             b.add_layer_tar(
                 &store,
                 &mut &marker[..],
@@ -353,28 +297,6 @@ fn multi_arch_index_resolves_to_the_host_and_platform_picks_another() {
     let mi: serde_json::Value =
         serde_json::from_str(&env.ok("o", &["manifest", "inspect", &index_ref])).unwrap();
     assert_eq!(mi["Manifests"].as_array().unwrap().len(), 2);
-}
-
-/// A tar holding one file.
-fn tar_with_file(name: &str, content: &str) -> Vec<u8> {
-    let mut h = [0u8; 512];
-    h[..name.len()].copy_from_slice(name.as_bytes());
-    h[100..107].copy_from_slice(b"0000644");
-    h[108..115].copy_from_slice(b"0000000");
-    h[116..123].copy_from_slice(b"0000000");
-    h[124..135].copy_from_slice(format!("{:011o}", content.len()).as_bytes());
-    h[136..147].copy_from_slice(b"00000000000");
-    h[156] = b'0';
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
-    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
-    let mut out = h.to_vec();
-    out.extend_from_slice(content.as_bytes());
-    out.resize(512 + content.len().div_ceil(512) * 512, 0);
-    out.extend(std::iter::repeat_n(0u8, 1024));
-    out
 }
 
 fn example(bin: &str, args: &[&str]) -> String {

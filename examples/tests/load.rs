@@ -3,12 +3,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use oci_image::media::Compression;
 use oci_image::{copy, CopyOptions, ImageBuilder, ManifestRef, MemoryStore, OciLayout};
 use oci_registry_client::{Client, RegistryDestination, RegistrySource, Repository};
 use std::io::Read;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,61 +42,17 @@ fn tar_of(name: &str, size: usize, random: bool) -> Vec<u8> {
             *b = (i % 251) as u8;
         }
     }
-    let mut h = [0u8; 512];
-    h[..name.len()].copy_from_slice(name.as_bytes());
-    h[100..107].copy_from_slice(b"0000644");
-    h[108..115].copy_from_slice(b"0000000");
-    h[116..123].copy_from_slice(b"0000000");
-    h[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
-    h[136..147].copy_from_slice(b"00000000000");
-    h[156] = b'0';
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
-    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
-    let mut out = h.to_vec();
-    out.extend_from_slice(&data);
-    out.resize(512 + size.div_ceil(512) * 512, 0);
-    out.extend(std::iter::repeat_n(0u8, 1024));
-    out
+    common::tar_with_file(name, &data)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_pulls_stay_bounded() {
-    if !Path::new("/usr/bin/docker-registry").exists() {
-        eprintln!("skipping: docker-registry is missing (scripts/test.sh installs it)");
+    if !common::have_registry() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cfg = dir.path().join("reg.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let mut reg = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let registry = format!("127.0.0.1:{port}");
+    let reg = common::Registry::start();
+    let registry = reg.addr.clone();
     let client = Client::builder()
         .max_concurrent_downloads(8)
         .build()
@@ -202,6 +158,4 @@ async fn parallel_pulls_stay_bounded() {
         oci_image::ReferenceStore::list(&store).await.unwrap().len(),
         84
     );
-    let _ = reg.kill();
-    let _ = reg.wait();
 }

@@ -1,0 +1,107 @@
+//! What the end-to-end tests share: a real registry on a free loopback port, and tars.
+
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// True when the CNCF distribution registry is installed; says why the caller skips if not.
+pub fn have_registry() -> bool {
+    let ok = Path::new("/usr/bin/docker-registry").exists();
+    if !ok {
+        eprintln!("skipping: docker-registry is missing (scripts/test.sh installs it)");
+    }
+    ok
+}
+
+/// `docker-registry serve` on a free loopback port, with its storage in a temporary
+/// directory; stopped when dropped.
+pub struct Registry {
+    child: Child,
+    _dir: tempfile::TempDir,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    /// An anonymous registry.
+    pub fn start() -> Self {
+        Self::start_with_auth(None)
+    }
+
+    /// With `htpasswd` auth when given a file of bcrypt entries.
+    pub fn start_with_auth(htpasswd: Option<&Path>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let cfg = dir.path().join("config.yml");
+        let auth = htpasswd
+            .map(|p| {
+                format!(
+                    "auth:\n  htpasswd:\n    realm: e2e\n    path: {}\n",
+                    p.display()
+                )
+            })
+            .unwrap_or_default();
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{auth}",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            _dir: dir,
+            addr,
+        }
+    }
+}
+
+/// A ustar archive holding one regular file.
+pub fn tar_with_file(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..107].copy_from_slice(b"0000644");
+    h[108..115].copy_from_slice(b"0000000");
+    h[116..123].copy_from_slice(b"0000000");
+    h[124..135].copy_from_slice(format!("{:011o}", content.len()).as_bytes());
+    h[136..147].copy_from_slice(b"00000000000");
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    let mut out = h.to_vec();
+    out.extend_from_slice(content);
+    out.resize(512 + content.len().div_ceil(512) * 512, 0);
+    out.extend(std::iter::repeat_n(0u8, 1024));
+    out
+}
