@@ -317,17 +317,13 @@ impl ContainerBuilder {
             let fifo = rustix::fs::open(&fifo_path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
                 .map_err(|e| Error::io("open", &fifo_path, e))?;
             let fifo_rel = cstr(format!("self/fd/{}", fifo.as_raw_fd()), "fifo")?;
-            let proc = rustix::fs::open(
-                "/proc",
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| Error::io("open", "/proc", e))?;
-            let (sync_read, sync_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-                .map_err(|e| Error::io("pipe", "sync", e))?;
-            let (report_read, report_write) =
-                rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-                    .map_err(|e| Error::io("pipe", "report", e))?;
+            let Channels {
+                proc,
+                sync_read,
+                sync_write,
+                report_read,
+                report_write,
+            } = channels()?;
             let hostname = if new_uts {
                 spec.hostname()
                     .as_ref()
@@ -497,6 +493,36 @@ impl ContainerBuilder {
         }
         result
     }
+}
+
+/// What a child is started with: the host's `/proc` (opened before any pivot), a pipe it
+/// waits on for the parent's go, and one it reports its progress on.
+struct Channels {
+    proc: OwnedFd,
+    sync_read: OwnedFd,
+    sync_write: OwnedFd,
+    report_read: OwnedFd,
+    report_write: OwnedFd,
+}
+
+fn channels() -> Result<Channels> {
+    let proc = rustix::fs::open(
+        "/proc",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io("open", "/proc", e))?;
+    let (sync_read, sync_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| Error::io("pipe", "sync", e))?;
+    let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| Error::io("pipe", "report", e))?;
+    Ok(Channels {
+        proc,
+        sync_read,
+        sync_write,
+        report_read,
+        report_write,
+    })
 }
 
 fn read_report(
@@ -883,16 +909,13 @@ impl Container {
                 .map_err(|e| Error::io("open namespace", &theirs, e))?;
             join.push((fd, flag));
         }
-        let proc = rustix::fs::open(
-            "/proc",
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::io("open", "/proc", e))?;
-        let (sync_read, sync_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-            .map_err(|e| Error::io("pipe", "sync", e))?;
-        let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-            .map_err(|e| Error::io("pipe", "report", e))?;
+        let Channels {
+            proc,
+            sync_read,
+            sync_write,
+            report_read,
+            report_write,
+        } = channels()?;
         let plan = Plan {
             rootfs: cstr(self.saved.rootfs.as_os_str().as_encoded_bytes(), "rootfs")?,
             propagation: rustix::mount::MountFlags::empty(),
