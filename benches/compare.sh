@@ -7,10 +7,16 @@
 # Data (cached in $BENCH_DIR, default /var/tmp/oci-rs-bench):
 #   minbase/          debootstrap --variant=minbase bookworm (about 200 MB, 6,800 entries)
 #   minbase.tar.gz    that tree as one gzip layer (pigz)
-#   umoci/            an OCI layout with the same tree (tag minbase) and a second layer (tag mod)
+#   big.bin           20 MB of random bytes, made once
+#   umoci/            an OCI layout with the same tree (tag minbase) and a second layer (tag
+#                     layer2): big.bin, 2,000 small files, /usr/share/doc deleted
+#   oci-client/       a scratch cargo project outside the repository that pulls with the
+#                     oci-client crate (benches/peers/oci-client-pull.rs), built once
 #
-# Every figure is the median of RUNS runs (default 3) of wall time, with the peak RSS of the
-# process tree's largest process (GNU time %M). Results go to stdout as a Markdown table.
+# Contenders alternate: each of RUNS rounds (default 3) runs every contender of a table once,
+# in turn, so that a slow minute of the machine hits all of them alike. Every figure is the
+# median of the rounds' wall times, with min–max and the peak RSS of the largest process
+# (GNU time %M). Results go to stdout as Markdown tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -31,38 +37,52 @@ need debootstrap pigz umoci skopeo docker-registry time
 cargo build --release -q -p oci-examples --bin oci
 OCI=${CARGO_TARGET_DIR:-$PWD/target}/release/oci
 
-# measure NAME CMD...: runs CMD RUNS times (after `prep` if defined), prints a table row.
+# race LABEL PREP CMD [LABEL PREP CMD]...: RUNS rounds; in each, every contender runs once in
+# the order given, after its PREP (a shell command, or "" for none). Prints a table row per
+# contender and leaves its median in MED[LABEL]. A contender that fails stops the table and
+# makes the script exit non-zero at the end.
 failed=0
-measure() {
-  local name=$1; shift
-  local times=() mems=() bad=0
-  for _ in $(seq "$RUNS"); do
-    if declare -F prep >/dev/null; then prep; fi
-    sync
-    if ! /usr/bin/time -f "%e %M" -o "$D/time.out" "$@" >/dev/null 2>"$D/cmd.err"; then
-      echo "measure: $name failed: $(tail -3 "$D/cmd.err")" >&2
-      bad=1
-      break
-    fi
-    local out
-    out=$(tail -1 "$D/time.out")
-    times+=("${out% *}"); mems+=("${out#* }")
+declare -A MED
+race() {
+  local n=$(($# / 3)) args=("$@") i run
+  local -A times mems
+  for run in $(seq "$RUNS"); do
+    for ((i = 0; i < n; i++)); do
+      local label=${args[3 * i]} prep=${args[3 * i + 1]} cmd=${args[3 * i + 2]}
+      [ -n "$prep" ] && bash -c "$prep" >/dev/null
+      sync
+      if ! /usr/bin/time -f "%e %M" -o "$D/time.out" bash -c "$cmd" >/dev/null 2>"$D/cmd.err"; then
+        echo "race: $label failed: $(tail -3 "$D/cmd.err")" >&2
+        printf '| %s | FAILED (see stderr) | - |\n' "$label"
+        failed=1
+        MED[$label]=0
+        return
+      fi
+      local out
+      out=$(tail -1 "$D/time.out")
+      times[$label]+="${out% *} "
+      mems[$label]+="${out#* } "
+    done
   done
-  if ((bad)); then
-    failed=1
-    printf '| %s | FAILED (see stderr) | - |\n' "$name"
-    echo 0 >"$D/last-time"
-    return
-  fi
-  local t m lo hi
-  t=$(printf '%s\n' "${times[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
-  lo=$(printf '%s\n' "${times[@]}" | sort -n | head -1)
-  hi=$(printf '%s\n' "${times[@]}" | sort -n | tail -1)
-  m=$(printf '%s\n' "${mems[@]}" | sort -n | tail -1)
-  printf '| %s | %s s (%s–%s) | %s MiB |\n' "$name" "$t" "$lo" "$hi" "$((m / 1024))"
-  echo "$t" >"$D/last-time"
+  for ((i = 0; i < n; i++)); do
+    local label=${args[3 * i]} sorted t lo hi m
+    sorted=$(tr ' ' '\n' <<<"${times[$label]}" | sed '/^$/d' | sort -n)
+    t=$(sed -n "$(((RUNS + 1) / 2))p" <<<"$sorted")
+    lo=$(head -1 <<<"$sorted")
+    hi=$(tail -1 <<<"$sorted")
+    m=$(tr ' ' '\n' <<<"${mems[$label]}" | sed '/^$/d' | sort -n | tail -1)
+    printf '| %s | %s s (%s–%s) | %s MiB |\n' "$label" "$t" "$lo" "$hi" "$((m / 1024))"
+    MED[$label]=$t
+  done
 }
 
+# ratio A B: MED[A] / MED[B] to two places.
+ratio() {
+  local a=${MED[$1]:-0} b=${MED[$2]:-0}
+  if [ "$b" = 0 ] || [ "$a" = 0 ]; then echo "n/a"; else echo "scale=2; $a / $b" | bc; fi
+}
+
+export D OCI
 
 setup_layer_data() {
   if [ ! -x "$D/minbase/bin/bash" ]; then
@@ -79,6 +99,9 @@ setup_layer_data() {
     tar --numeric-owner -C "$D/double" -cf - . | pigz -6 >"$D/double.tar.gz"
     rm -rf "$D/double"
   fi
+  if [ "$(stat -c %s "$D/big.bin" 2>/dev/null)" != 20000000 ]; then
+    head -c 20000000 /dev/urandom >"$D/big.bin"
+  fi
   if [ ! -f "$D/umoci/index.json" ]; then
     rm -rf "$D/umoci" "$D/ubundle"
     umoci init --layout "$D/umoci"
@@ -88,15 +111,27 @@ setup_layer_data() {
     umoci repack --image "$D/umoci:minbase" "$D/ubundle" >/dev/null
     rm -rf "$D/ubundle"
   fi
+  if ! umoci ls --layout "$D/umoci" | grep -qx layer2; then
+    rm -rf "$D/ubundle"
+    umoci unpack --image "$D/umoci:minbase" "$D/ubundle" >/dev/null
+    second_layer "$D/ubundle/rootfs"
+    umoci repack --image "$D/umoci:layer2" "$D/ubundle" >/dev/null
+    rm -rf "$D/ubundle"
+  fi
 }
 
-# The change both diff tools see: documentation removed, a tree of binaries added, every
-# zoneinfo file touched.
-modify() {
+# The second layer, as issue 7 describes it: a 20 MB file (random bytes, so it stays 20 MB
+# compressed), 2,000 small files, and deletions (the documentation, about 700 entries).
+second_layer() {
   rm -rf "$1/usr/share/doc"
-  mkdir -p "$1/opt" && cp -a "$D/minbase/usr/bin" "$1/opt/bin"
-  find "$1/usr/share/zoneinfo" -type f -exec touch -d '2026-01-01' {} +
+  mkdir -p "$1/opt/small"
+  cp "$D/big.bin" "$1/opt/big.bin"
+  local i
+  for i in $(seq 2000); do
+    printf 'small file %d of the second layer\n%0*d\n' "$i" $((i % 900 + 10)) "$i" >"$1/opt/small/f$i"
+  done
 }
+export -f second_layer
 
 layer_bench() {
   setup_layer_data
@@ -111,55 +146,63 @@ layer_bench() {
   mkdir -p "$D/t"
   mountpoint -q "$D/t" || mount -t tmpfs -o size=3g tmpfs "$D/t"
   local out=$D/t/out
-  echo "(outputs on tmpfs)"
+  echo "(outputs on tmpfs; contenders alternate)"
   echo
   echo "| what | wall (median of $RUNS) | peak RSS |"
   echo "|---|---|---|"
-  prep() { rm -rf "$D/t/out" && mkdir -p "$D/t/out"; }
-  measure "pigz -dc \| tar -x" bash -c "pigz -dc '$D/minbase.tar.gz' | tar --numeric-owner -xpf - -C '$out'"
-  local tar_t; tar_t=$(cat "$D/last-time")
-  measure "oci layer apply (ours)" "$OCI" layer apply "$out" "$D/minbase.tar.gz"
-  local ours_t; ours_t=$(cat "$D/last-time")
-  prep() { rm -rf "$D/t/out"; }
-  measure "umoci unpack" umoci unpack --image "$D/umoci:minbase" "$out"
-  local umoci_t; umoci_t=$(cat "$D/last-time")
-  prep() { rm -rf "$D/t/out" && mkdir -p "$D/t/out"; }
-  measure "oci layer apply, layer twice as big" "$OCI" layer apply "$out" "$D/double.tar.gz"
+  local fresh="rm -rf '$out' && mkdir -p '$out'"
+  race \
+    "pigz -dc \| tar -x" "$fresh" "pigz -dc '$D/minbase.tar.gz' | tar --numeric-owner -xpf - -C '$out'" \
+    "oci layer apply (ours)" "$fresh" "'$OCI' layer apply '$out' '$D/minbase.tar.gz'" \
+    "umoci unpack" "rm -rf '$out'" "umoci unpack --image '$D/umoci:minbase' '$out'"
+  race "oci layer apply, layer twice as big" "$fresh" "'$OCI' layer apply '$out' '$D/double.tar.gz'"
   echo
-  echo "Ratios: ours / (pigz|tar) = $(echo "scale=2; $ours_t / $tar_t" | bc), ours / umoci unpack = $(echo "scale=2; $ours_t / $umoci_t" | bc)"
+  echo "Ratios: ours / (pigz|tar) = $(ratio "oci layer apply (ours)" "pigz -dc \| tar -x"), ours / umoci unpack = $(ratio "oci layer apply (ours)" "umoci unpack")"
 
   echo
-  echo "### Diff + gzip of two such trees (docs removed, /usr/bin copied to /opt/bin, zoneinfo touched)"
+  echo "### Diff + gzip: minbase against minbase with the second layer's changes (20 MB file, 2,000 small files, /usr/share/doc deleted)"
   echo
   echo "| what | wall (median of $RUNS) | peak RSS |"
   echo "|---|---|---|"
-  rm -rf "$D/upper" && cp -a "$D/minbase" "$D/upper" && modify "$D/upper"
-  prep() { rm -f "$D/diff.tar.gz"; }
-  measure "oci layer diff (ours)" "$OCI" layer diff "$D/minbase" "$D/upper" -o "$D/diff.tar.gz"
-  local odiff; odiff=$(cat "$D/last-time")
-  prep() {
-    rm -rf "$D/ubundle"
-    umoci unpack --image "$D/umoci:minbase" "$D/ubundle" >/dev/null
-    modify "$D/ubundle/rootfs"
-  }
-  measure "umoci repack" umoci repack --image "$D/umoci:mod" "$D/ubundle"
-  local urepack; urepack=$(cat "$D/last-time")
+  rm -rf "$D/upper" && cp -a "$D/minbase" "$D/upper" && second_layer "$D/upper"
+  race \
+    "oci layer diff (ours)" "rm -f '$D/diff.tar.gz'" "'$OCI' layer diff '$D/minbase' '$D/upper' -o '$D/diff.tar.gz'" \
+    "umoci repack" "rm -rf '$D/ubundle' && umoci unpack --image '$D/umoci:minbase' '$D/ubundle' && second_layer '$D/ubundle/rootfs'" "umoci repack --image '$D/umoci:repacked' '$D/ubundle'"
   echo
-  echo "Ratio: ours / umoci repack = $(echo "scale=2; $odiff / $urepack" | bc)"
-  unset -f prep
-  rm -rf "$D/t/out" "$D/ubundle"
+  echo "Ratio: ours / umoci repack = $(ratio "oci layer diff (ours)" "umoci repack")"
+  rm -rf "$D/t/out" "$D/ubundle" "$D/upper"
   umount "$D/t" 2>/dev/null || true
+}
+
+# Builds (once) the scratch project that pulls with the oci-client crate, outside the
+# repository, and prints the binary's path.
+oci_client_bin() {
+  local P=$D/oci-client
+  mkdir -p "$P/src"
+  cp benches/peers/oci-client-pull.rs "$P/src/main.rs"
+  cat >"$P/Cargo.toml" <<'EOF'
+[package]
+name = "oci-client-pull"
+version = "0.1.0"
+edition = "2021"
+publish = false
+
+[dependencies]
+oci-client = { version = "0.17", default-features = false, features = ["rustls-tls"] }
+tokio = { version = "1", features = ["rt-multi-thread", "macros", "fs"] }
+futures-util = "0.3"
+serde_json = "1"
+
+[workspace]
+EOF
+  (cd "$P" && CARGO_TARGET_DIR="$P/target" cargo build --release -q) >&2
+  echo "$P/target/release/oci-client-pull"
 }
 
 registry_bench() {
   setup_layer_data
-  if ! umoci ls --layout "$D/umoci" | grep -qx mod; then
-    rm -rf "$D/ubundle"
-    umoci unpack --image "$D/umoci:minbase" "$D/ubundle" >/dev/null
-    modify "$D/ubundle/rootfs"
-    umoci repack --image "$D/umoci:mod" "$D/ubundle" >/dev/null
-    rm -rf "$D/ubundle"
-  fi
+  local OCLIENT
+  OCLIENT=$(oci_client_bin)
   local port reg
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   reg=$D/registry
@@ -174,52 +217,53 @@ EOF
   local pid=$!
   for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
   local r=127.0.0.1:$port
-  skopeo copy --dest-tls-verify=false "oci:$D/umoci:mod" "docker://$r/bench/src:1" >/dev/null
-  local size
-  size=$(skopeo inspect --tls-verify=false --raw "docker://$r/bench/src:1" | python3 -c 'import json,sys; m=json.load(sys.stdin); print(sum(l["size"] for l in m["layers"]))')
+  skopeo copy --dest-tls-verify=false "oci:$D/umoci:layer2" "docker://$r/bench/src:1" >/dev/null
+  local raw size layers
+  raw=$(skopeo inspect --tls-verify=false --raw "docker://$r/bench/src:1")
+  size=$(python3 -c 'import json,sys; print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))' <<<"$raw")
+  layers=$(python3 -c 'import json,sys; print(" ".join(l["digest"] for l in json.load(sys.stdin)["layers"]))' <<<"$raw")
   echo
-  echo "### Registry: two-layer image, $((size / 1048576)) MiB compressed, local CNCF distribution"
+  echo "### Registry: two-layer image (minbase + the second layer), $((size / 1000000)) MB compressed, local CNCF distribution"
+  echo
+  echo "(contenders alternate; stores on the VM's disk; the curl row is the floor: both layers fetched at once to /dev/null)"
   echo
   echo "| what | wall (median of $RUNS) | peak RSS |"
   echo "|---|---|---|"
-  prep() { rm -rf "$D/pulled"; }
-  measure "skopeo copy docker:// → oci:" skopeo copy --src-tls-verify=false "docker://$r/bench/src:1" "oci:$D/pulled:x"
-  local sp; sp=$(cat "$D/last-time")
-  measure "oci pull (ours)" "$OCI" -q --data-dir "$D/pulled" pull "$r/bench/src:1"
-  local op; op=$(cat "$D/last-time")
+  local curls="" l
+  for l in $layers; do curls+="curl -fs -o /dev/null http://$r/v2/bench/src/blobs/$l & "; done
+  race \
+    "curl, layers to /dev/null (floor)" "" "${curls} wait" \
+    "skopeo copy docker:// → oci:" "rm -rf '$D/p-skopeo'" "skopeo copy --src-tls-verify=false docker://$r/bench/src:1 'oci:$D/p-skopeo:x'" \
+    "oci-client crate (pull_blob to files)" "rm -rf '$D/p-oci-client'" "'$OCLIENT' $r/bench/src:1 '$D/p-oci-client'" \
+    "oci pull (ours)" "rm -rf '$D/p-ours'" "'$OCI' -q --data-dir '$D/p-ours' pull $r/bench/src:1"
   # skopeo remembers where blobs were seen (its blob-info cache) and would mount them from the
   # first repository instead of uploading: forget that before each push, so both upload.
-  prep() { rm -f /var/lib/containers/cache/blob-info-cache-v1.boltdb; }
-  measure "skopeo copy oci: → docker://" bash -c "skopeo copy --dest-tls-verify=false 'oci:$D/umoci:mod' \"docker://$r/bench/skopeo\$RANDOM\$RANDOM:1\""
-  local spu; spu=$(cat "$D/last-time")
-  rm -rf "$D/pulled" && "$OCI" -q --data-dir "$D/pulled" pull "$r/bench/src:1" >/dev/null
-  measure "oci push (ours)" bash -c "n=\$RANDOM\$RANDOM; '$OCI' -q --data-dir '$D/pulled' tag '$r/bench/src:1' '$r/bench/ours'\$n':1' && '$OCI' -q --data-dir '$D/pulled' push '$r/bench/ours'\$n':1'"
-  local opu; opu=$(cat "$D/last-time")
+  rm -rf "$D/pushsrc" && "$OCI" -q --data-dir "$D/pushsrc" pull "$r/bench/src:1" >/dev/null
+  race \
+    "skopeo copy oci: → docker://" "rm -f /var/lib/containers/cache/blob-info-cache-v1.boltdb" "skopeo copy --dest-tls-verify=false 'oci:$D/umoci:layer2' docker://$r/bench/skopeo\$RANDOM\$RANDOM:1" \
+    "oci push (ours)" "" "n=\$RANDOM\$RANDOM; '$OCI' -q --data-dir '$D/pushsrc' tag $r/bench/src:1 $r/bench/ours\$n:1 && '$OCI' -q --data-dir '$D/pushsrc' push $r/bench/ours\$n:1"
   # Pull + run from an empty store to the container's exit, against containerd (which unpacks
-  # on pull) and its runc shim.
+  # on pull) and its runc shim; containerd restarts from nothing before each of its rounds.
   need containerd
   local C=$D/containerd
-  ctr_start() {
-    [ -n "${cpid:-}" ] && kill "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null
-    rm -rf "$C" && mkdir -p "$C"
-    printf 'version = 2\nroot = "%s/root"\nstate = "%s/state"\n[grpc]\n  address = "%s/sock"\n' "$C" "$C" "$C" >"$C/config.toml"
-    containerd --config "$C/config.toml" >"$C/log" 2>&1 &
-    cpid=$!
-    for _ in $(seq 100); do ctr -a "$C/sock" version >/dev/null 2>&1 && break; sleep 0.05; done
-  }
-  prep() { ctr_start; }
-  measure "ctr images pull + ctr run /bin/true" bash -c "ctr -a '$C/sock' images pull --plain-http '$r/bench/src:1' >/dev/null && ctr -a '$C/sock' run --rm '$r/bench/src:1' c\$RANDOM /bin/true"
-  local cr; cr=$(cat "$D/last-time")
-  prep() { rm -rf "$D/runner"; }
-  measure "oci run --rm /bin/true (ours, empty store)" "$OCI" -q --data-dir "$D/runner" run --rm "$r/bench/src:1" /bin/true
-  local orun; orun=$(cat "$D/last-time")
-  kill "$cpid" 2>/dev/null || true
-  unset -f prep
+  cat >"$D/ctr-start.sh" <<EOF
+pkill -f "containerd --config $C/config.toml" && sleep 0.2
+rm -rf "$C" && mkdir -p "$C"
+printf 'version = 2\nroot = "%s/root"\nstate = "%s/state"\n[grpc]\n  address = "%s/sock"\n' "$C" "$C" "$C" >"$C/config.toml"
+setsid containerd --config "$C/config.toml" >"$C/log" 2>&1 </dev/null &
+for _ in \$(seq 100); do ctr -a "$C/sock" version >/dev/null 2>&1 && break; sleep 0.05; done
+EOF
+  echo
+  echo "| what | wall (median of $RUNS) | peak RSS |"
+  echo "|---|---|---|"
+  race \
+    "ctr images pull + ctr run /bin/true" "bash '$D/ctr-start.sh'" "ctr -a '$C/sock' images pull --plain-http $r/bench/src:1 >/dev/null && ctr -a '$C/sock' run --rm $r/bench/src:1 c\$RANDOM /bin/true" \
+    "oci run --rm /bin/true (ours, empty store)" "rm -rf '$D/runner'" "'$OCI' -q --data-dir '$D/runner' run --rm $r/bench/src:1 /bin/true"
+  pkill -f "containerd --config $C/config.toml" || true
   kill "$pid"
+  rm -rf "$D/p-skopeo" "$D/p-oci-client" "$D/p-ours" "$D/pushsrc" "$D/runner" "$C" "$reg"
   echo
-  echo "Ratio: pull+run ours / ctr = $(echo "scale=2; $orun / $cr" | bc)"
-  echo
-  echo "Ratios: pull ours / skopeo = $(echo "scale=2; $op / $sp" | bc), push ours / skopeo = $(echo "scale=2; $opu / $spu" | bc)"
+  echo "Ratios: pull ours / skopeo = $(ratio "oci pull (ours)" "skopeo copy docker:// → oci:"), pull ours / oci-client = $(ratio "oci pull (ours)" "oci-client crate (pull_blob to files)"), push ours / skopeo = $(ratio "oci push (ours)" "skopeo copy oci: → docker://"), pull+run ours / ctr = $(ratio "oci run --rm /bin/true (ours, empty store)" "ctr images pull + ctr run /bin/true")"
 }
 
 runtime_bench() {
@@ -239,21 +283,24 @@ c["process"]["terminal"] = False
 c["linux"]["namespaces"] = [{"type": t} for t in ["pid", "network", "ipc", "uts", "mount"]]
 json.dump(c, open(p, "w"))
 PY
+  # crun needs the v2 hierarchy out of the way on this hybrid-cgroup kernel.
+  cat >"$D/crun-loop.sh" <<EOF
+umount /sys/fs/cgroup/unified 2>/dev/null
+for i in \$(seq $N); do crun --root '$D/st-crun' run --bundle '$B' c\$i >/dev/null || exit 1; done
+EOF
   echo
   echo "### Container start-to-exit: /bin/true in a busybox rootfs (pid, net, ipc, uts, mount namespaces), $N runs per figure"
   echo
+  echo "(contenders alternate)"
+  echo
   echo "| what | wall for $N runs (median of $RUNS) | peak RSS |"
   echo "|---|---|---|"
-  measure "runc run" bash -c "for i in \$(seq $N); do runc --root '$D/st-runc' run --bundle '$B' r\$i >/dev/null || exit 1; done"
-  local rt; rt=$(cat "$D/last-time")
-  # crun needs the v2 hierarchy out of the way on this hybrid-cgroup kernel.
-  measure "crun run" unshare -m bash -c "umount /sys/fs/cgroup/unified 2>/dev/null; for i in \$(seq $N); do crun --root '$D/st-crun' run --bundle '$B' c\$i >/dev/null || exit 1; done"
-  local ct; ct=$(cat "$D/last-time")
-  measure "oci-runc run (ours, CLI)" bash -c "for i in \$(seq $N); do '$RUNC' --root '$D/st-ours' run --bundle '$B' o\$i >/dev/null || exit 1; done"
-  local ot; ot=$(cat "$D/last-time")
+  race \
+    "runc run" "" "for i in \$(seq $N); do runc --root '$D/st-runc' run --bundle '$B' r\$i >/dev/null || exit 1; done" \
+    "crun run" "" "unshare -m bash '$D/crun-loop.sh'" \
+    "oci-runc run (ours, CLI)" "" "for i in \$(seq $N); do '$RUNC' --root '$D/st-ours' run --bundle '$B' o\$i >/dev/null || exit 1; done"
   echo
-  echo "Ratios: ours (CLI) / crun = $(echo "scale=2; $ot / $ct" | bc), ours (CLI) / runc = $(echo "scale=2; $ot / $rt" | bc)"
-  unset -f prep
+  echo "Ratios: ours (CLI) / crun = $(ratio "oci-runc run (ours, CLI)" "crun run"), ours (CLI) / runc = $(ratio "oci-runc run (ours, CLI)" "runc run")"
 }
 
 echo "## $(date -u +%F) on $(nproc) cores, $(uname -r)"

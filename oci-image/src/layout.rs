@@ -28,6 +28,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::future::Future as _;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime};
 use tokio::io::AsyncWrite;
@@ -394,14 +395,93 @@ fn set_readable(f: &std::fs::File, path: &Path) -> Result<()> {
         .map_err(|e| Error::io(path, e))
 }
 
+/// Bytes gathered before they are handed to a blocking thread that hashes and writes them:
+/// large enough that the hand-off costs nothing next to the work (a thread hop per small write
+/// was most of a pull's time), small enough that many concurrent downloads stay well under the
+/// memory target (two such buffers per blob being written).
+const WRITE_CHUNK: usize = 512 * 1024;
+
+/// The temporary file and the running digest, owned by whichever thread writes next.
+struct Sink {
+    file: std::fs::File,
+    hasher: Hasher,
+}
+
+type SinkTask = tokio::task::JoinHandle<std::io::Result<(Box<Sink>, Vec<u8>)>>;
+
+enum SinkState {
+    /// Ready for the next chunk.
+    Idle(Box<Sink>),
+    /// A blocking thread is hashing and writing a chunk.
+    Busy(SinkTask),
+    /// A write failed; the blob can only be dropped.
+    Failed,
+}
+
 /// A blob being written into the layout: a temporary file, hashed as it is written.
+///
+/// Writes are gathered into a buffer; a full buffer goes to a blocking thread (hash, then
+/// `write_all` with std's file) while the next one fills, so the network side and the disk
+/// side of a pull run at once on different cores.
 struct LayoutWriter {
     layout: OciLayout,
-    file: tokio::fs::File,
     temp: tempfile::TempPath,
-    hasher: Hasher,
     expected: Expected,
     written: u64,
+    buf: Vec<u8>,
+    spare: Option<Vec<u8>>,
+    sink: SinkState,
+}
+
+impl LayoutWriter {
+    /// Waits until no chunk is in flight.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if let SinkState::Busy(task) = &mut self.sink {
+            let done = ready!(Pin::new(task).poll(cx));
+            match done {
+                Ok(Ok((sink, spare))) => {
+                    self.sink = SinkState::Idle(sink);
+                    self.spare = Some(spare);
+                }
+                Ok(Err(e)) => {
+                    self.sink = SinkState::Failed;
+                    return Poll::Ready(Err(e));
+                }
+                Err(e) => {
+                    self.sink = SinkState::Failed;
+                    return Poll::Ready(Err(std::io::Error::other(e)));
+                }
+            }
+        }
+        match self.sink {
+            SinkState::Idle(_) => Poll::Ready(Ok(())),
+            _ => Poll::Ready(Err(std::io::Error::other("an earlier write failed"))),
+        }
+    }
+
+    /// Hands the gathered bytes to a blocking thread (after the previous chunk is done).
+    fn poll_hand_off(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        ready!(self.poll_idle(cx))?;
+        if self.buf.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        let SinkState::Idle(mut sink) = std::mem::replace(&mut self.sink, SinkState::Failed)
+        else {
+            return Poll::Ready(Err(std::io::Error::other("an earlier write failed")));
+        };
+        let next = self
+            .spare
+            .take()
+            .unwrap_or_else(|| Vec::with_capacity(WRITE_CHUNK));
+        let mut chunk = std::mem::replace(&mut self.buf, next);
+        self.sink = SinkState::Busy(tokio::task::spawn_blocking(move || {
+            sink.hasher.update(&chunk);
+            sink.file.write_all(&chunk)?;
+            chunk.clear();
+            Ok((sink, chunk))
+        }));
+        Poll::Ready(Ok(()))
+    }
 }
 
 impl AsyncWrite for LayoutWriter {
@@ -420,38 +500,49 @@ impl AsyncWrite for LayoutWriter {
                 .into_io()));
             }
         }
-        let n = ready!(Pin::new(&mut this.file).poll_write(cx, data))?;
-        this.hasher.update(&data[..n]);
+        if this.buf.len() >= WRITE_CHUNK {
+            ready!(this.poll_hand_off(cx))?;
+        }
+        let n = data.len().min(WRITE_CHUNK - this.buf.len());
+        this.buf.extend_from_slice(&data[..n]);
         this.written += n as u64;
         Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().file).poll_flush(cx)
+        let this = self.get_mut();
+        ready!(this.poll_hand_off(cx))?;
+        this.poll_idle(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().file).poll_shutdown(cx)
+        self.poll_flush(cx)
     }
 }
 
 #[async_trait]
 impl BlobWriter for LayoutWriter {
-    async fn commit(self: Box<Self>) -> Result<BlobInfo> {
+    async fn commit(mut self: Box<Self>) -> Result<BlobInfo> {
         use tokio::io::AsyncWriteExt;
+        self.flush().await.map_err(|e| Error::io(&*self.temp, e))?;
         let LayoutWriter {
             layout,
-            mut file,
             temp,
-            hasher,
             expected,
             written,
+            sink,
+            ..
         } = *self;
-        file.flush().await.map_err(|e| Error::io(&*temp, e))?;
+        let SinkState::Idle(sink) = sink else {
+            return Err(Error::io(
+                &*temp,
+                std::io::Error::other("an earlier write failed"),
+            ));
+        };
+        let Sink { file, hasher } = *sink;
         let actual = hasher.finish();
         check_expected(&expected, &actual, written)?;
         let dest = layout.blob_path(&actual)?;
-        let file = file.into_std().await;
         let fsync = layout.inner.fsync;
         spawn_blocking(move || {
             set_readable(&file, &temp)?;
@@ -549,11 +640,12 @@ impl BlobStore for OciLayout {
         let (file, temp) = tmp.into_parts();
         Ok(Box::new(LayoutWriter {
             layout: self.clone(),
-            file: tokio::fs::File::from_std(file),
             temp,
-            hasher,
             expected,
             written: 0,
+            buf: Vec::with_capacity(WRITE_CHUNK),
+            spare: None,
+            sink: SinkState::Idle(Box::new(Sink { file, hasher })),
         }))
     }
 
