@@ -116,9 +116,14 @@ fn registry(c: &mut Criterion) {
             ..CopyOptions::default()
         };
         let dst = RegistryDestination::new(client.clone(), repo.clone());
-        copy(&store, &dst, &ManifestRef::Digest(m.digest().clone()), &opts)
-            .await
-            .expect("seed push");
+        copy(
+            &store,
+            &dst,
+            &ManifestRef::Digest(m.digest().clone()),
+            &opts,
+        )
+        .await
+        .expect("seed push");
         (total, ManifestRef::Tag("1".into()))
     });
 

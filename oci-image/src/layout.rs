@@ -24,11 +24,11 @@ use crate::transfer::{ImageDestination, ImageSource, ManifestRef};
 use async_trait::async_trait;
 use oci_spec::image::{Descriptor, Digest, ImageIndex, ImageIndexBuilder, MediaType};
 use std::collections::{HashMap, HashSet};
+use std::future::Future as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::future::Future as _;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime};
 use tokio::io::AsyncWrite;
@@ -465,8 +465,7 @@ impl LayoutWriter {
         if self.buf.is_empty() {
             return Poll::Ready(Ok(()));
         }
-        let SinkState::Idle(mut sink) = std::mem::replace(&mut self.sink, SinkState::Failed)
-        else {
+        let SinkState::Idle(mut sink) = std::mem::replace(&mut self.sink, SinkState::Failed) else {
             return Poll::Ready(Err(std::io::Error::other("an earlier write failed")));
         };
         let next = self

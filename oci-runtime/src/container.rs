@@ -48,6 +48,9 @@ struct Saved {
     cgroup: Option<Cgroup>,
     poststart: Vec<Hook>,
     poststop: Vec<Hook>,
+    /// Run by `start`, inside the container, before its process.
+    #[serde(default)]
+    start_container: Vec<Hook>,
     /// The seccomp profile, for processes started with `exec`.
     #[serde(default)]
     seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
@@ -459,6 +462,9 @@ impl ContainerBuilder {
                     .and_then(|h| h.poststart().clone())
                     .unwrap_or_default(),
                 poststop: hooks.and_then(|h| h.poststop().clone()).unwrap_or_default(),
+                start_container: hooks
+                    .and_then(|h| h.start_container().clone())
+                    .unwrap_or_default(),
                 seccomp: linux.and_then(|l| l.seccomp().clone()),
             };
             let c = Container {
@@ -793,6 +799,14 @@ impl Container {
                 op: "start",
             });
         }
+        let hooks = std::mem::take(&mut self.saved.start_container);
+        let ran = self.run_hooks_inside("startContainer", &hooks);
+        self.saved.start_container = hooks;
+        if let Err(e) = ran {
+            // The spec: a failing startContainer hook stops the container.
+            let _ = self.kill(libc::SIGKILL);
+            return Err(e);
+        }
         let fifo = self.dir.join("exec.fifo");
         let fd = rustix::fs::open(
             &fifo,
@@ -856,7 +870,7 @@ impl Container {
                 "process.terminal needs exec_terminal and a console socket".into(),
             ));
         }
-        self.exec_inner(process, stdio, None)
+        self.exec_inner(process, stdio, None, None)
     }
 
     /// [`exec`](Self::exec) with a terminal: the pty's master goes to the unix socket at
@@ -868,7 +882,58 @@ impl Container {
     ) -> Result<ExecProcess> {
         let sock = std::os::unix::net::UnixStream::connect(console_socket)
             .map_err(|e| Error::io("connect", console_socket, e))?;
-        self.exec_inner(process, [None, None, None], Some(sock.into()))
+        self.exec_inner(process, [None, None, None], Some(sock.into()), None)
+    }
+
+    /// Runs hooks in the container's namespaces and cgroup (the startContainer hooks: their
+    /// path resolves in the container), one after the other, each with the state on stdin and
+    /// its timeout, as root with the runtime's full privileges (no seccomp, all capabilities).
+    fn run_hooks_inside(&self, kind: &'static str, hooks: &[Hook]) -> Result<()> {
+        if hooks.is_empty() {
+            return Ok(());
+        }
+        let json = serde_json::to_vec(&self.state()).map_err(|e| Error::Hook {
+            kind,
+            path: PathBuf::new(),
+            reason: e.to_string(),
+        })?;
+        for h in hooks {
+            let path = h.path().clone();
+            let herr = |reason: String| Error::Hook {
+                kind,
+                path: path.clone(),
+                reason,
+            };
+            let mut args = h.args().clone().unwrap_or_default();
+            if args.is_empty() {
+                args.push(path.to_string_lossy().into_owned());
+            }
+            let mut process = oci_spec::runtime::Process::default();
+            process.set_args(Some(args));
+            process.set_env(Some(h.env().clone().unwrap_or_default()));
+            process.set_cwd(PathBuf::from("/"));
+            process.set_capabilities(None);
+            process.set_no_new_privileges(Some(false));
+            process.set_rlimits(None);
+            let program = cstr(path.as_os_str().as_encoded_bytes(), "hook path")?;
+            // The state is small: it fits in the pipe before anyone reads.
+            let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| Error::io("pipe", "hook stdin", e))?;
+            rustix::io::write(&w, &json).map_err(|e| Error::io("write", "hook stdin", e))?;
+            drop(w);
+            let child = self
+                .exec_inner(&process, [Some(r), None, None], None, Some(program))
+                .map_err(|e| herr(e.to_string()))?;
+            let deadline = h
+                .timeout()
+                .map(|t| Instant::now() + Duration::from_secs(t.max(1) as u64));
+            match child.wait_until(deadline)? {
+                Some(0) => {}
+                Some(code) => return Err(herr(format!("exited with {code}"))),
+                None => return Err(herr("timed out".into())),
+            }
+        }
+        Ok(())
     }
 
     fn exec_inner(
@@ -876,9 +941,11 @@ impl Container {
         process: &oci_spec::runtime::Process,
         stdio: [Option<OwnedFd>; 3],
         console: Option<OwnedFd>,
+        hook: Option<std::ffi::CString>,
     ) -> Result<ExecProcess> {
         let status = self.status();
-        if status != Status::Running {
+        let allowed = status == Status::Running || (hook.is_some() && status == Status::Created);
+        if !allowed {
             return Err(Error::WrongState {
                 id: self.saved.id.clone(),
                 status: status.to_string(),
@@ -909,6 +976,20 @@ impl Container {
                 .map_err(|e| Error::io("open namespace", &theirs, e))?;
             join.push((fd, flag));
         }
+        let mut process = process_plan(process)?;
+        let seccomp = match &hook {
+            // Hooks are the runtime's own programs: the container's filter is not theirs.
+            Some(_) => None,
+            None => self
+                .saved
+                .seccomp
+                .as_ref()
+                .map(crate::seccomp::compile)
+                .transpose()?,
+        };
+        if let Some(program) = hook {
+            process.exec = vec![program];
+        }
         let Channels {
             proc,
             sync_read,
@@ -931,7 +1012,7 @@ impl Container {
             domainname: None,
             sysctl: Vec::new(),
             join,
-            process: process_plan(process)?,
+            process,
             stdio: [
                 stdio[0].as_ref().map(|f| f.as_raw_fd()),
                 stdio[1].as_ref().map(|f| f.as_raw_fd()),
@@ -945,12 +1026,7 @@ impl Container {
             new_userns: false,
             exec: true,
             console,
-            seccomp: self
-                .saved
-                .seccomp
-                .as_ref()
-                .map(crate::seccomp::compile)
-                .transpose()?,
+            seccomp,
         };
         let child = spawn(&plan, 0).map_err(|e| Error::Init {
             step: "clone3".into(),
@@ -1108,6 +1184,38 @@ impl ExecProcess {
     /// Its pid (of the helper that waits for it inside the container's pid namespace).
     pub fn pid(&self) -> i32 {
         self.pid
+    }
+
+    /// Waits until `deadline` (None: for ever): its exit code, or 128 + the signal that ended
+    /// it; None when the deadline passed, after killing it.
+    pub fn wait_until(self, deadline: Option<Instant>) -> Result<Option<i32>> {
+        let Some(deadline) = deadline else {
+            return self.wait().map(Some);
+        };
+        let pid = rustix::process::Pid::from_raw(self.pid).ok_or_else(|| Error::State {
+            path: PathBuf::new(),
+            reason: "invalid pid".into(),
+        })?;
+        loop {
+            match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG) {
+                Ok(Some((_, st))) => {
+                    if let Some(code) = st.exit_status() {
+                        return Ok(Some(code));
+                    }
+                    if let Some(sig) = st.terminating_signal() {
+                        return Ok(Some(128 + sig));
+                    }
+                }
+                Ok(None) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(Error::io("waitpid", "exec process", e)),
+            }
+            if Instant::now() > deadline {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Waits for it: its exit code, or 128 + the signal that ended it.

@@ -7,6 +7,7 @@ use oci_spec::runtime::{RootBuilder, Spec};
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 fn root_or_skip() -> bool {
     if !rustix::process::geteuid().is_root() {
@@ -575,4 +576,129 @@ fn seccomp_denies_with_the_profiles_errno() {
         128 + libc::SIGSYS,
         "killed by the filter at its first system call"
     );
+}
+
+/// A hook running `sh -c SCRIPT` (the host's sh, or the container's for startContainer).
+fn hook(script: &str, timeout: Option<i64>) -> oci_spec::runtime::Hook {
+    let mut b = oci_spec::runtime::HookBuilder::default()
+        .path("/bin/sh")
+        .args(vec!["sh".to_string(), "-c".into(), script.into()]);
+    if let Some(t) = timeout {
+        b = b.timeout(t);
+    }
+    b.build().unwrap()
+}
+
+#[test]
+fn hooks_run_in_order_with_the_state_and_where_the_spec_says() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let id = unique("hooks");
+    let log = b.dir.path().join("hooks.log");
+    // Host hooks append "NAME STATE-JSON" lines; the startContainer hook runs inside the
+    // container (its sh, its hostname, its root) before the process, which prints what it
+    // left behind.
+    let host = |name: &str| {
+        hook(
+            &format!(
+                "printf '{name} ' >>{0}; cat >>{0}; echo >>{0}",
+                log.display()
+            ),
+            Some(5),
+        )
+    };
+    let mut spec = b.spec(&["sh", "-c", "cat /hook-saw"]);
+    spec.set_hooks(Some(
+        oci_spec::runtime::HooksBuilder::default()
+            .create_runtime(vec![host("createRuntime")])
+            .start_container(vec![hook("hostname >/hook-saw; cat >>/hook-saw", Some(5))])
+            .poststart(vec![host("poststart")])
+            .poststop(vec![host("poststop")])
+            .build()
+            .unwrap(),
+    ));
+    let (builder, out) = b.builder(&id, spec);
+    let mut c = builder.create().unwrap();
+    assert!(
+        !b.rootfs().join("hook-saw").exists(),
+        "startContainer ran at create"
+    );
+    c.start().unwrap();
+    assert_eq!(c.wait().unwrap(), 0);
+    c.delete(false).unwrap();
+    let text = read_all(out);
+    assert!(text.starts_with("box\n"), "{text}");
+    let inside: serde_json::Value = serde_json::from_str(&text[4..]).unwrap();
+    assert_eq!(inside["id"], id.as_str());
+    assert_eq!(inside["status"], "created");
+    let lines: Vec<(String, serde_json::Value)> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (name, json) = l.split_once(' ').unwrap();
+            (name.to_string(), serde_json::from_str(json).unwrap())
+        })
+        .collect();
+    let names: Vec<&str> = lines.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["createRuntime", "poststart", "poststop"]);
+    assert_eq!(lines[0].1["status"], "created");
+    assert_eq!(lines[1].1["status"], "running");
+    assert_eq!(lines[2].1["status"], "stopped");
+    for (_, st) in &lines {
+        assert_eq!(st["id"], id.as_str());
+    }
+}
+
+#[test]
+fn failing_or_slow_hooks_fail_the_operation() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let with = |hooks: oci_spec::runtime::Hooks| {
+        let mut spec = b.spec(&["touch", "/process-ran"]);
+        spec.set_hooks(Some(hooks));
+        spec
+    };
+    // createRuntime exits 3: no container is left behind.
+    let id = unique("hookfail");
+    let spec = with(
+        oci_spec::runtime::HooksBuilder::default()
+            .create_runtime(vec![hook("exit 3", None)])
+            .build()
+            .unwrap(),
+    );
+    let err = b.builder(&id, spec).0.create().unwrap_err();
+    assert!(
+        matches!(&err, Error::Hook { kind: "createRuntime", reason, .. } if reason.contains('3')),
+        "{err}"
+    );
+    assert!(matches!(
+        Container::load(&b.state, &id),
+        Err(Error::NotFound(_))
+    ));
+    // startContainer fails: start fails, the container is stopped, its process never ran.
+    for (script, timeout, says) in [("exit 4", None, "4"), ("sleep 30", Some(1), "timed out")] {
+        let id = unique("hookstart");
+        let spec = with(
+            oci_spec::runtime::HooksBuilder::default()
+                .start_container(vec![hook(script, timeout)])
+                .build()
+                .unwrap(),
+        );
+        let mut c = b.builder(&id, spec).0.create().unwrap();
+        let started = Instant::now();
+        let err = c.start().unwrap_err();
+        assert!(
+            matches!(&err, Error::Hook { kind: "startContainer", reason, .. } if reason.contains(says)),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(20));
+        c.wait().unwrap();
+        assert_eq!(c.status(), Status::Stopped);
+        assert!(!b.rootfs().join("process-ran").exists());
+        c.delete(false).unwrap();
+    }
 }
