@@ -396,6 +396,7 @@ impl ContainerBuilder {
                 setsid: false,
                 new_userns: new_user,
                 exec: false,
+                create_container: create_container_hooks(spec)?,
                 seccomp: linux
                     .and_then(|l| l.seccomp().as_ref())
                     .map(crate::seccomp::compile)
@@ -439,11 +440,52 @@ impl ContainerBuilder {
                     return Err(fail(e));
                 }
             }
-            if let Err(e) = rustix::io::write(&sync_write, b"1") {
+            let mut go = vec![b'1'];
+            if spec
+                .hooks()
+                .as_ref()
+                .and_then(|h| h.create_container().as_ref())
+                .is_some_and(|h| !h.is_empty())
+            {
+                // The createContainer hooks' state: "creating", with the init's pid.
+                let state = StateBuilder::default()
+                    .version("1.2.0")
+                    .id(self.id.clone())
+                    .status(ContainerState::Creating)
+                    .pid(pid)
+                    .bundle(self.bundle.clone())
+                    .annotations(spec.annotations().clone().unwrap_or_default())
+                    .build()
+                    .map_err(|e| fail(Error::InvalidSpec(e.to_string())))?;
+                let json = serde_json::to_vec(&state)
+                    .map_err(|e| fail(Error::InvalidSpec(e.to_string())))?;
+                if json.len() > crate::init::MAX_HOOK_STATE {
+                    return Err(fail(Error::InvalidSpec(
+                        "the state for createContainer hooks is over 32 KiB (annotations)".into(),
+                    )));
+                }
+                go.extend_from_slice(&(json.len() as u32).to_ne_bytes());
+                go.extend_from_slice(&json);
+            }
+            // Fits in the pipe (64 KiB) before the init reads it.
+            if let Err(e) = rustix::io::write(&sync_write, &go) {
                 return Err(fail(Error::io("write", "sync pipe", e)));
             }
             drop(sync_write);
-            match read_report(report_read.as_fd(), &mount_names, &device_names) {
+            let hook_paths: Vec<String> = spec
+                .hooks()
+                .as_ref()
+                .and_then(|h| h.create_container().clone())
+                .unwrap_or_default()
+                .iter()
+                .map(|h| h.path().display().to_string())
+                .collect();
+            match read_report(
+                report_read.as_fd(),
+                &mount_names,
+                &device_names,
+                &hook_paths,
+            ) {
                 Ok(()) => {}
                 Err(e) => return Err(fail(e)),
             }
@@ -535,6 +577,7 @@ fn read_report(
     fd: std::os::fd::BorrowedFd<'_>,
     names: &[String],
     devices: &[String],
+    hooks: &[String],
 ) -> Result<()> {
     let mut rec = [0u8; 12];
     let mut got = 0;
@@ -556,6 +599,20 @@ fn read_report(
     let index = u32::from_ne_bytes([rec[8], rec[9], rec[10], rec[11]]) as usize;
     if step == Step::Ready as u32 {
         return Ok(());
+    }
+    if step == Step::Hook as u32 {
+        let path = hooks.get(index).cloned().unwrap_or_default();
+        return Err(Error::Hook {
+            kind: "createContainer",
+            path: path.into(),
+            reason: if errno < 0 {
+                format!("exited with {}", -errno)
+            } else if errno == libc::ETIMEDOUT {
+                "timed out".into()
+            } else {
+                std::io::Error::from_raw_os_error(errno).to_string()
+            },
+        });
     }
     let mut what = Step::name(step).to_owned();
     let which = if step == Step::Device as u32 {
@@ -596,6 +653,42 @@ fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
     }
     w("uid_map", &uids)?;
     w("gid_map", &gids)
+}
+
+/// The spec's createContainer hooks, prepared for the init.
+fn create_container_hooks(spec: &Spec) -> Result<Vec<crate::init::HookStep>> {
+    let hooks = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.create_container().clone())
+        .unwrap_or_default();
+    hooks
+        .iter()
+        .map(|h| {
+            let path = cstr(h.path().as_os_str().as_encoded_bytes(), "hook path")?;
+            let mut argv = h
+                .args()
+                .iter()
+                .flatten()
+                .map(|a| cstr(a.as_str(), "hook argument"))
+                .collect::<Result<Vec<_>>>()?;
+            if argv.is_empty() {
+                argv.push(path.clone());
+            }
+            let env = h
+                .env()
+                .iter()
+                .flatten()
+                .map(|e| cstr(e.as_str(), "hook environment"))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(crate::init::HookStep {
+                path,
+                argv,
+                env,
+                timeout: h.timeout().map(|t| Duration::from_secs(t.max(1) as u64)),
+            })
+        })
+        .collect()
 }
 
 /// Runs hooks in order with the state on stdin; the first failure stops them.
@@ -1027,6 +1120,7 @@ impl Container {
             exec: true,
             console,
             seccomp,
+            create_container: Vec::new(),
         };
         let child = spawn(&plan, 0).map_err(|e| Error::Init {
             step: "clone3".into(),
@@ -1051,7 +1145,7 @@ impl Container {
             return Err(Error::io("write", "sync pipe", e));
         }
         drop(sync_write);
-        if let Err(e) = read_report(report_read.as_fd(), &[], &[]) {
+        if let Err(e) = read_report(report_read.as_fd(), &[], &[], &[]) {
             reap();
             return Err(e);
         }

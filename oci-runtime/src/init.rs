@@ -59,11 +59,12 @@ pub(crate) enum Step {
     SetSid = 30,
     Console = 31,
     Seccomp = 32,
+    Hook = 33,
 }
 
 impl Step {
     pub(crate) fn name(code: u32) -> &'static str {
-        const NAMES: [&str; 33] = [
+        const NAMES: [&str; 34] = [
             "ready",
             "sync with parent",
             "join namespace",
@@ -97,6 +98,7 @@ impl Step {
             "setsid",
             "terminal",
             "seccomp",
+            "createContainer hook",
         ];
         NAMES.get(code as usize).copied().unwrap_or("unknown step")
     }
@@ -153,6 +155,19 @@ pub(crate) struct ProcessPlan {
     pub oom_score_adj: Option<CString>,
 }
 
+/// A createContainer hook, run by the init after the mounts and before `pivot_root`.
+#[derive(Debug)]
+pub(crate) struct HookStep {
+    pub path: CString,
+    pub argv: Vec<CString>,
+    pub env: Vec<CString>,
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// Largest state document the init accepts for its createContainer hooks (read onto its
+/// stack, since it must not allocate).
+pub(crate) const MAX_HOOK_STATE: usize = 32 * 1024;
+
 /// Everything the child does, prepared by the parent.
 #[derive(Debug)]
 pub(crate) struct Plan {
@@ -195,6 +210,8 @@ pub(crate) struct Plan {
     /// `exec` into a running container: join its namespaces (plan.join), fork once more so
     /// that the process is inside its pid namespace, and set up only the process.
     pub exec: bool,
+    /// createContainer hooks; the parent sends the state after the go byte when there are.
+    pub create_container: Vec<HookStep>,
 }
 
 /// A fixed-size path buffer: `/proc/self/fd/N` without allocating.
@@ -513,6 +530,113 @@ fn prctl(option: i32, a: u64, b: u64) -> Result<(), Errno> {
     }
 }
 
+/// Runs the createContainer hooks: in the container's namespaces, before `pivot_root` (so their
+/// paths resolve in the runtime's tree), each with the state on stdin and its timeout. A hook
+/// that fails or is late ends the init with a report naming it (its exit code as a negative
+/// errno, or ETIMEDOUT).
+fn create_container_hooks(plan: &Plan) {
+    // The parent sends the length (4 bytes, native order), then the state. Our own copy of
+    // the pipe's write end means no end of file to wait for: read exactly that much.
+    let mut state = [0u8; MAX_HOOK_STATE];
+    let mut head = [0u8; 4];
+    read_exact(plan, &mut head);
+    let len = u32::from_ne_bytes(head) as usize;
+    if len > state.len() {
+        fail(plan, Step::Hook, Errno::TOOBIG);
+    }
+    read_exact(plan, &mut state[..len]);
+    for (i, h) in plan.create_container.iter().enumerate() {
+        CURRENT.store(i as u32, std::sync::atomic::Ordering::Relaxed);
+        let (r, w) = check!(
+            plan,
+            Step::Hook,
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        );
+        let mut argv: [*const libc::c_char; 256] = [std::ptr::null(); 256];
+        for (j, a) in h.argv.iter().take(255).enumerate() {
+            argv[j] = a.as_ptr();
+        }
+        let mut envp: [*const libc::c_char; 1024] = [std::ptr::null(); 1024];
+        for (j, e) in h.env.iter().take(1023).enumerate() {
+            envp[j] = e.as_ptr();
+        }
+        // SAFETY: a plain fork (clone with SIGCHLD): this process has one thread, and the
+        // child only calls dup2, execve and _exit.
+        let pid =
+            unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0) };
+        if pid < 0 {
+            fail(
+                plan,
+                Step::Hook,
+                Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::AGAIN),
+            );
+        }
+        if pid == 0 {
+            // SAFETY: stdin from the pipe, then the hook's program; _exit if that fails.
+            unsafe {
+                libc::dup2(r.as_raw_fd(), 0);
+                libc::execve(h.path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                libc::_exit(127)
+            }
+        }
+        drop(r);
+        // A hook that ignores its stdin may close it early: not an error.
+        let mut sent = 0;
+        while sent < len {
+            match rustix::io::write(&w, &state[sent..len]) {
+                Ok(n) => sent += n,
+                Err(Errno::INTR) => {}
+                Err(_) => break,
+            }
+        }
+        drop(w);
+        // Instant and sleep are a vDSO clock read and nanosleep: no allocation, no lock.
+        let start = std::time::Instant::now();
+        let code = loop {
+            let mut status = 0;
+            // SAFETY: waitpid on our own child, status written to a local.
+            let got = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+            if got == pid as libc::pid_t {
+                break if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    128 + libc::WTERMSIG(status)
+                };
+            }
+            if let Some(limit) = h.timeout {
+                if start.elapsed() > limit {
+                    // SAFETY: kill and reap our own child.
+                    unsafe {
+                        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+                        libc::waitpid(pid as libc::pid_t, &mut status, 0);
+                    }
+                    fail(plan, Step::Hook, Errno::TIMEDOUT);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        };
+        if code != 0 {
+            report(plan.report.as_fd(), Step::Hook, -code);
+            // SAFETY: as in `fail`.
+            unsafe { libc::_exit(125) }
+        }
+    }
+    CURRENT.store(u32::MAX, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Fills `buf` from the sync pipe.
+fn read_exact(plan: &Plan, buf: &mut [u8]) {
+    let mut got = 0;
+    while got < buf.len() {
+        match rustix::io::read(&plan.sync_read, &mut buf[got..]) {
+            Ok(0) => fail(plan, Step::Hook, Errno::PIPE),
+            Ok(n) => got += n,
+            Err(Errno::INTR) => {}
+            Err(e) => fail(plan, Step::Hook, e),
+        }
+    }
+}
+
 fn child_main(plan: &Plan) -> ! {
     // Die with the parent while we are still being set up.
     let _ = prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as u64, 0);
@@ -633,6 +757,9 @@ fn child_main(plan: &Plan) -> ! {
             Ok(()) | Err(Errno::EXIST) => {}
             Err(e) => fail(plan, Step::Symlink, e),
         }
+    }
+    if !plan.create_container.is_empty() {
+        create_container_hooks(plan);
     }
     // Enter the root.
     check!(plan, Step::PivotRoot, rustix::process::fchdir(&root));

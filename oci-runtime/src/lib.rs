@@ -23,16 +23,16 @@
 //! Terminals go through a console socket as with runc, and `linux.seccomp` is compiled to BPF
 //! by [`seccomp`] (x86_64).
 //!
-//! Hooks: createRuntime (and the deprecated prestart) and poststart and poststop run in the
-//! runtime's namespaces with the state on stdin and their timeouts; startContainer hooks run at
-//! `start` inside the container (its namespaces and cgroup, their path resolved there) before
-//! its process, through the same machinery as `exec`; a failing or late hook fails the
-//! operation, and a failing startContainer hook stops the container.
+//! Hooks: createRuntime (and the deprecated prestart), poststart and poststop run in the
+//! runtime's namespaces; createContainer hooks are forked by the init after the mounts and
+//! before `pivot_root` (in the container's namespaces, their path still resolving in the
+//! runtime's tree), with the state ("creating", the init's pid) sent down the sync pipe;
+//! startContainer hooks run at `start` inside the container (its namespaces and cgroup, path
+//! resolved there) before its process, through the same machinery as `exec`. Every hook gets
+//! the state on stdin and its timeout; a failing or late hook fails the operation, and a
+//! failing startContainer hook stops the container.
 //!
-//! Not yet: createContainer hooks (the spec runs them in the container's mount namespace
-//! before `pivot_root`, with the path resolved on the host; our init does its whole setup in
-//! one pass of system calls and would have to fork them from there), seccomp on other
-//! architectures and its `SCMP_ACT_NOTIFY` action.
+//! Not yet: seccomp on other architectures and its `SCMP_ACT_NOTIFY` action.
 
 mod cgroup;
 pub mod container;

@@ -21,6 +21,21 @@ fn root_or_skip() -> bool {
     true
 }
 
+/// One copy of busybox for every bundle, hard-linked into each. Copying it per bundle raced
+/// with the other tests' clones: a child forked while a copy was being written holds the
+/// write descriptor, and exec of that file fails with ETXTBSY. Written once, before any test
+/// here has a container, it is never open for writing while one forks.
+fn busybox() -> &'static Path {
+    static COPY: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
+    let (_, path) = COPY.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("busybox");
+        std::fs::copy("/bin/busybox", &path).unwrap();
+        (dir, path)
+    });
+    path
+}
+
 struct Bundle {
     dir: tempfile::TempDir,
     state: PathBuf,
@@ -33,7 +48,7 @@ impl Bundle {
         for d in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
         }
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        std::fs::hard_link(busybox(), rootfs.join("bin/busybox")).unwrap();
         for t in [
             "sh", "echo", "cat", "hostname", "id", "ls", "true", "false", "sleep", "touch", "grep",
             "ps", "readlink", "mount",
@@ -700,5 +715,65 @@ fn failing_or_slow_hooks_fail_the_operation() {
         assert_eq!(c.status(), Status::Stopped);
         assert!(!b.rootfs().join("process-ran").exists());
         c.delete(false).unwrap();
+    }
+}
+
+#[test]
+fn create_container_hooks_run_in_the_container_before_pivot_root() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let id = unique("cchook");
+    // The host's sh (its path resolves in the runtime's tree, as the spec says), run in the
+    // container's pid namespace (a small $$) and mount namespace (before pivot_root, the
+    // rootfs is still reachable by its host path), with the state on stdin.
+    let rootfs = b.rootfs();
+    let script = format!("echo $$ >{0}/cc-pid; cat >{0}/cc-state", rootfs.display());
+    let mut spec = b.spec(&["cat", "/cc-pid"]);
+    spec.set_hooks(Some(
+        oci_spec::runtime::HooksBuilder::default()
+            .create_container(vec![hook(&script, Some(5))])
+            .build()
+            .unwrap(),
+    ));
+    let (builder, out) = b.builder(&id, spec);
+    let mut c = builder.create().unwrap();
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(rootfs.join("cc-state")).unwrap()).unwrap();
+    assert_eq!(st["status"], "creating");
+    assert_eq!(st["id"], id.as_str());
+    assert_eq!(st["pid"], serde_json::to_value(c.state()).unwrap()["pid"]);
+    c.start().unwrap();
+    assert_eq!(c.wait().unwrap(), 0);
+    c.delete(false).unwrap();
+    let pid: u32 = read_all(out).trim().parse().unwrap();
+    assert!(
+        pid < 10,
+        "the hook ran outside the container's pid namespace: pid {pid}"
+    );
+
+    // A failing or late createContainer hook fails create, naming the hook.
+    for (script, timeout, says) in [
+        ("exit 5", None, "exited with 5"),
+        ("sleep 30", Some(1), "timed out"),
+    ] {
+        let id = unique("ccfail");
+        let mut spec = b.spec(&["true"]);
+        spec.set_hooks(Some(
+            oci_spec::runtime::HooksBuilder::default()
+                .create_container(vec![hook(script, timeout)])
+                .build()
+                .unwrap(),
+        ));
+        let err = b.builder(&id, spec).0.create().unwrap_err();
+        assert!(
+            matches!(&err, Error::Hook { kind: "createContainer", reason, .. } if reason.contains(says)),
+            "{err}"
+        );
+        assert!(matches!(
+            Container::load(&b.state, &id),
+            Err(Error::NotFound(_))
+        ));
     }
 }
