@@ -146,10 +146,12 @@ fn registry(c: &mut Criterion) {
     let layout = rt.block_on(async {
         let layout = OciLayout::create(seeded.path()).await.expect("layout");
         let src = RegistrySource::new(client.clone(), repo.clone());
-        let report = copy(&src, &layout, &tag, &CopyOptions::default())
-            .await
-            .expect("pull");
-        (layout, report)
+        let opts = CopyOptions {
+            tag: Some("1".into()),
+            ..CopyOptions::default()
+        };
+        copy(&src, &layout, &tag, &opts).await.expect("pull");
+        layout
     });
     let mut n = 0u32;
     g.bench_function("push_from_layout", |bench| {
@@ -158,7 +160,7 @@ fn registry(c: &mut Criterion) {
             let to = Repository::new(&registry.addr, &format!("bench/push{n}")).expect("repo");
             rt.block_on(async {
                 let dst = RegistryDestination::new(client.clone(), to);
-                copy(&layout.0, &dst, &tag, &CopyOptions::default())
+                copy(&layout, &dst, &tag, &CopyOptions::default())
                     .await
                     .expect("push");
             })
