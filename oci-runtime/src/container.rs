@@ -691,13 +691,18 @@ fn create_container_hooks(spec: &Spec) -> Result<Vec<crate::init::HookStep>> {
         .collect()
 }
 
-/// Runs hooks in order with the state on stdin; the first failure stops them.
-pub fn run_hooks(kind: &'static str, hooks: &[Hook], state: &State) -> Result<()> {
-    let json = serde_json::to_vec(state).map_err(|e| Error::Hook {
+/// The state document hooks read on stdin.
+fn hook_state(kind: &'static str, state: &State) -> Result<Vec<u8>> {
+    serde_json::to_vec(state).map_err(|e| Error::Hook {
         kind,
         path: PathBuf::new(),
         reason: e.to_string(),
-    })?;
+    })
+}
+
+/// Runs hooks in order with the state on stdin; the first failure stops them.
+pub fn run_hooks(kind: &'static str, hooks: &[Hook], state: &State) -> Result<()> {
+    let json = hook_state(kind, state)?;
     for h in hooks {
         let path = h.path().clone();
         let herr = |reason: String| Error::Hook {
@@ -985,11 +990,7 @@ impl Container {
         if hooks.is_empty() {
             return Ok(());
         }
-        let json = serde_json::to_vec(&self.state()).map_err(|e| Error::Hook {
-            kind,
-            path: PathBuf::new(),
-            reason: e.to_string(),
-        })?;
+        let json = hook_state(kind, &self.state())?;
         for h in hooks {
             let path = h.path().clone();
             let herr = |reason: String| Error::Hook {
