@@ -39,17 +39,12 @@ impl Repository {
     /// into the repository and what to fetch from it, with docker's defaults (`docker.io`,
     /// `library/`, `latest`).
     pub fn parse_reference(reference: &str) -> Result<(Self, ManifestRef)> {
-        let r: oci_spec::distribution::Reference =
-            reference.parse().map_err(|e| Error::InvalidName {
-                name: reference.to_owned(),
-                reason: format!("{e}"),
-            })?;
+        let r = oci_image::ImageReference::parse(reference).map_err(|e| Error::InvalidName {
+            name: reference.to_owned(),
+            reason: format!("{e}"),
+        })?;
         let repo = Self::new(r.registry(), r.repository())?;
-        let what = match (r.digest(), r.tag()) {
-            (Some(d), _) => ManifestRef::Digest(oci_image::parse_digest(d)?),
-            (None, Some(t)) => ManifestRef::Tag(t.to_owned()),
-            (None, None) => ManifestRef::Tag("latest".to_owned()),
-        };
+        let what = r.manifest_ref();
         Ok((repo, what))
     }
 
