@@ -353,7 +353,12 @@ async fn copy_blob(
         digest: digest.clone(),
         size,
     });
-    let reader = src.blob(desc).await?;
+    // Verified exactly once: by the destination when it checks what it stores, else here.
+    let reader = if dst.verifies_blobs() {
+        src.blob_unverified(desc).await?
+    } else {
+        src.blob(desc).await?
+    };
     let reader: BlobReader = match &opts.progress {
         Some(p) => Box::pin(ProgressReader {
             inner: reader,

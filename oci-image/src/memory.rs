@@ -242,6 +242,11 @@ impl ImageDestination for MemoryStore {
         adapter::put_blob(self, desc, reader).await
     }
 
+    /// Ingest checks size and digest before the blob becomes visible.
+    fn verifies_blobs(&self) -> bool {
+        true
+    }
+
     async fn put_manifest(&self, manifest: &Manifest, tag: Option<&str>) -> Result<()> {
         adapter::put_manifest(self, manifest).await?;
         if let Some(tag) = tag {

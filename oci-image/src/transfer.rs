@@ -57,6 +57,15 @@ pub trait ImageSource: Send + Sync {
     /// A blob as a stream that verifies size and digest as it is read.
     async fn blob(&self, desc: &Descriptor) -> Result<BlobReader>;
 
+    /// The blob's bytes without this source's own check, for a destination that checks size
+    /// and digest itself before storing anything ([`ImageDestination::verifies_blobs`]): the
+    /// content is then hashed once rather than twice. At most `size + 1` bytes are yielded,
+    /// so that the destination sees an overrun. The default is [`blob`](Self::blob); sources
+    /// whose `blob` hashes as it streams (a registry) override it.
+    async fn blob_unverified(&self, desc: &Descriptor) -> Result<BlobReader> {
+        self.blob(desc).await
+    }
+
     /// The repository this source reads, when it is a registry repository (used for
     /// cross-repository mounts); `None` otherwise.
     fn registry_repository(&self) -> Option<(String, String)> {
@@ -72,6 +81,13 @@ pub trait ImageDestination: Send + Sync {
 
     /// Stores a blob read from `reader`, which must match `desc`.
     async fn put_blob(&self, desc: &Descriptor, reader: BlobReader) -> Result<()>;
+
+    /// True when [`put_blob`](Self::put_blob) checks size and digest against the descriptor
+    /// itself and keeps nothing that does not match (content stores): [`copy`](crate::copy)
+    /// then reads with [`ImageSource::blob_unverified`]. False by default.
+    fn verifies_blobs(&self) -> bool {
+        false
+    }
 
     /// Stores a manifest or index, after the blobs it points at, and tags it when `tag` is given.
     async fn put_manifest(&self, manifest: &Manifest, tag: Option<&str>) -> Result<()>;
@@ -94,12 +110,14 @@ macro_rules! forward_transfer {
         impl<T: ImageSource + ?Sized> ImageSource for $t {
             async fn manifest(&self, reference: &ManifestRef) -> Result<Manifest> { (**self).manifest(reference).await }
             async fn blob(&self, desc: &Descriptor) -> Result<BlobReader> { (**self).blob(desc).await }
+            async fn blob_unverified(&self, desc: &Descriptor) -> Result<BlobReader> { (**self).blob_unverified(desc).await }
             fn registry_repository(&self) -> Option<(String, String)> { (**self).registry_repository() }
         }
         #[async_trait]
         impl<T: ImageDestination + ?Sized> ImageDestination for $t {
             async fn has_blob(&self, desc: &Descriptor) -> Result<bool> { (**self).has_blob(desc).await }
             async fn put_blob(&self, desc: &Descriptor, reader: BlobReader) -> Result<()> { (**self).put_blob(desc, reader).await }
+            fn verifies_blobs(&self) -> bool { (**self).verifies_blobs() }
             async fn put_manifest(&self, manifest: &Manifest, tag: Option<&str>) -> Result<()> { (**self).put_manifest(manifest, tag).await }
             async fn mount_blob(&self, desc: &Descriptor, from: &(String, String)) -> Result<bool> { (**self).mount_blob(desc, from).await }
             async fn finish(&self) -> Result<()> { (**self).finish().await }

@@ -194,8 +194,24 @@ impl Client {
     /// ignores `Range` is read again from the start, skipping what was already delivered.
     /// Reading to the end without an error proves the content.
     pub async fn blob(&self, repo: &Repository, desc: &Descriptor) -> Result<BlobReader> {
-        self.with_mirrors(repo.registry(), |ep| Box::pin(self.blob_at(ep, repo, desc)))
-            .await
+        self.with_mirrors(repo.registry(), |ep| {
+            Box::pin(self.blob_at(ep, repo, desc, true))
+        })
+        .await
+    }
+
+    /// A blob's bytes, resumed like [`blob`](Self::blob) but not hashed here: for a caller that
+    /// checks size and digest itself before keeping anything (a content store's ingest). At
+    /// most `size + 1` bytes come through, so an overrun is still seen.
+    pub async fn blob_unverified(
+        &self,
+        repo: &Repository,
+        desc: &Descriptor,
+    ) -> Result<BlobReader> {
+        self.with_mirrors(repo.registry(), |ep| {
+            Box::pin(self.blob_at(ep, repo, desc, false))
+        })
+        .await
     }
 
     async fn blob_at(
@@ -203,6 +219,7 @@ impl Client {
         ep: Endpoint,
         repo: &Repository,
         desc: &Descriptor,
+        verify: bool,
     ) -> Result<BlobReader> {
         oci_image::digest::check_supported(desc.digest())?;
         let permit = self
@@ -234,7 +251,14 @@ impl Client {
             Some((item, st))
         });
         let reader = tokio_util::io::StreamReader::new(Box::pin(stream));
-        Ok(Box::pin(VerifyingReader::for_descriptor(reader, desc)?))
+        if verify {
+            Ok(Box::pin(VerifyingReader::for_descriptor(reader, desc)?))
+        } else {
+            Ok(Box::pin(tokio::io::AsyncReadExt::take(
+                reader,
+                desc.size().saturating_add(1),
+            )))
+        }
     }
 
     /// Deletes a manifest by digest.

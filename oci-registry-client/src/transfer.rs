@@ -42,6 +42,13 @@ impl ImageSource for RegistrySource {
             .map_err(crate::Error::into_image)
     }
 
+    async fn blob_unverified(&self, desc: &Descriptor) -> oci_image::Result<BlobReader> {
+        self.client
+            .blob_unverified(&self.repo, desc)
+            .await
+            .map_err(crate::Error::into_image)
+    }
+
     fn registry_repository(&self) -> Option<(String, String)> {
         Some((self.repo.registry().to_owned(), self.repo.name().to_owned()))
     }

@@ -311,6 +311,39 @@ async fn wrong_bytes_for_a_digest_are_refused_and_not_stored() {
     assert!(e.is_integrity(), "{e}");
 }
 
+/// Wrong, long and short bodies through the unverified stream that `copy` reads when the
+/// destination checks what it stores: the store refuses them and keeps nothing.
+#[tokio::test]
+async fn unverified_streams_into_stores_are_checked_there() {
+    use oci_image::{ImageDestination, ImageSource, OciLayout};
+    let data = blob_data();
+    let mut wrong = data.clone();
+    wrong[1234] ^= 0xff;
+    let mut long = data.clone();
+    long.extend_from_slice(b"and more");
+    for (what, body) in [("wrong", wrong), ("long", long)] {
+        let s = serve(move |_r: &Request| Response::new(200).body(body.clone())).await;
+        let repo = Repository::new(&s.registry(), "a/b").unwrap();
+        let d = desc("application/octet-stream", &data);
+        let src = RegistrySource::new(client(), repo);
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(dir.path()).await.unwrap();
+        let memory = MemoryStore::new();
+        for dst in [&layout as &dyn ImageDestination, &memory] {
+            assert!(dst.verifies_blobs());
+            // A body longer than the descriptor may already be refused by its length.
+            let e = match src.blob_unverified(&d).await {
+                Ok(r) => dst.put_blob(&d, r).await.unwrap_err(),
+                Err(e) => e,
+            };
+            assert!(e.is_integrity(), "{what}: {e}");
+        }
+        assert!(!layout.contains(d.digest()).await.unwrap(), "{what}");
+        assert!(layout.list().await.unwrap().is_empty(), "{what}");
+        assert!(memory.list().await.unwrap().is_empty(), "{what}");
+    }
+}
+
 #[tokio::test]
 async fn manifest_by_digest_with_wrong_bytes_is_refused() {
     let m = manifest_bytes();
