@@ -239,7 +239,22 @@ EOF
   # skopeo remembers where blobs were seen (its blob-info cache) and would mount them from the
   # first repository instead of uploading: forget that before each push, so both upload.
   rm -rf "$D/pushsrc" && "$OCI" -q --data-dir "$D/pushsrc" pull "$r/bench/src:1" >/dev/null
+  # The push floor: curl uploading both layers at once (POST, then one PUT with the bytes), no
+  # client-side work at all; the registry's own receiving, hashing and writing is what is left.
+  cat >"$D/push-floor.sh" <<EOF
+repo=bench/floor\$RANDOM\$RANDOM
+for d in $layers; do
+  (
+    loc=\$(curl -fsS -X POST -D - -o /dev/null "http://$r/v2/\$repo/blobs/uploads/" | tr -d '\r' | awk -F': ' 'tolower(\$1)=="location" {print \$2}')
+    case \$loc in http*) ;; *) loc="http://$r\$loc" ;; esac
+    case \$loc in *\?*) sep='&' ;; *) sep='?' ;; esac
+    curl -fsS -X PUT -H 'Content-Type: application/octet-stream' --data-binary "@$D/pushsrc/images/blobs/sha256/\${d#sha256:}" "\$loc\${sep}digest=\$d" -o /dev/null
+  ) &
+done
+wait
+EOF
   race \
+    "curl, both layers uploaded at once (floor)" "" "bash '$D/push-floor.sh'" \
     "skopeo copy oci: → docker://" "rm -f /var/lib/containers/cache/blob-info-cache-v1.boltdb" "skopeo copy --dest-tls-verify=false 'oci:$D/umoci:layer2' docker://$r/bench/skopeo\$RANDOM\$RANDOM:1" \
     "oci push (ours)" "" "n=\$RANDOM\$RANDOM; '$OCI' -q --data-dir '$D/pushsrc' tag $r/bench/src:1 $r/bench/ours\$n:1 && '$OCI' -q --data-dir '$D/pushsrc' push $r/bench/ours\$n:1"
   # Pull + run from an empty store to the container's exit, against containerd (which unpacks
@@ -263,7 +278,7 @@ EOF
   kill "$pid"
   rm -rf "$D/p-skopeo" "$D/p-oci-client" "$D/p-ours" "$D/pushsrc" "$D/runner" "$C" "$reg"
   echo
-  echo "Ratios: pull ours / skopeo = $(ratio "oci pull (ours)" "skopeo copy docker:// → oci:"), pull ours / oci-client = $(ratio "oci pull (ours)" "oci-client crate (pull_blob to files)"), push ours / skopeo = $(ratio "oci push (ours)" "skopeo copy oci: → docker://"), pull+run ours / ctr = $(ratio "oci run --rm /bin/true (ours, empty store)" "ctr images pull + ctr run /bin/true")"
+  echo "Ratios: pull ours / skopeo = $(ratio "oci pull (ours)" "skopeo copy docker:// → oci:"), pull ours / oci-client = $(ratio "oci pull (ours)" "oci-client crate (pull_blob to files)"), push ours / skopeo = $(ratio "oci push (ours)" "skopeo copy oci: → docker://"), push ours / curl floor = $(ratio "oci push (ours)" "curl, both layers uploaded at once (floor)"), pull+run ours / ctr = $(ratio "oci run --rm /bin/true (ours, empty store)" "ctr images pull + ctr run /bin/true")"
 }
 
 runtime_bench() {
