@@ -70,6 +70,48 @@ fn layers(c: &mut Criterion) {
     }
     g.finish();
 
+    // A real tree: the kernel's user-space headers (linux-libc-dev, there wherever gcc is),
+    // about 800 entries of real text in real directories.
+    let real = std::path::Path::new("/usr/include/linux");
+    if real.is_dir() {
+        let (_, tar) = rt
+            .block_on(export(real, Vec::new(), &DiffOptions::default()))
+            .expect("export");
+        let (desc, _) = rt
+            .block_on(oci_image::build::write_layer(
+                &store,
+                &mut &tar[..],
+                Compression::Gzip,
+                false,
+            ))
+            .expect("layer");
+        let mut g = c.benchmark_group("layer_apply_real");
+        g.throughput(Throughput::Bytes(tar.len() as u64));
+        g.sample_size(10);
+        g.bench_function("usr_include_linux_gzip", |b| {
+            b.iter(|| {
+                let dest = scratch();
+                rt.block_on(async {
+                    let blob = store.blob(&desc).await.expect("blob");
+                    apply(
+                        dest.path(),
+                        blob,
+                        "application/vnd.oci.image.layer.v1.tar+gzip",
+                        &ApplyOptions::default(),
+                    )
+                    .await
+                    .expect("apply")
+                })
+            })
+        });
+        g.finish();
+    } else {
+        eprintln!(
+            "layer_apply_real skipped: {} is not here (Debian package linux-libc-dev)",
+            real.display()
+        );
+    }
+
     let upper = scratch();
     oci_benches::tree(upper.path(), 2000).expect("tree");
     for i in (0..2000).step_by(7) {
