@@ -125,3 +125,175 @@ fn spec_create_start_exec_state_kill_delete_run() {
         serde_json::from_slice(&runc(&root, &["features"]).stdout).unwrap();
     assert!(features["linux"]["namespaces"].as_array().unwrap().len() >= 7);
 }
+
+/// A user for the rootless test, with a subordinate id range: created when missing (the test
+/// runs as root in CI and changes /etc/passwd, /etc/subuid and /etc/subgid once).
+fn rootless_user() -> Option<(u32, u32, u32)> {
+    const NAME: &str = "oci-rs-rootless";
+    const SUB_START: u32 = 300_000;
+    let have = |cmd: &str| Path::new(cmd).exists();
+    if !have("/usr/sbin/useradd") || !have("/usr/bin/setpriv") || !have("/usr/bin/newuidmap") {
+        eprintln!("skipping: needs useradd, setpriv and newuidmap (Debian packages passwd, util-linux, uidmap)");
+        return None;
+    }
+    let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap_or_default();
+    let clone = std::fs::read_to_string("/proc/sys/kernel/unprivileged_userns_clone")
+        .unwrap_or_else(|_| "1".into());
+    if max.trim() == "0" || clone.trim() == "0" {
+        eprintln!("skipping: unprivileged user namespaces are disabled on this kernel");
+        return None;
+    }
+    let id = |flag: &str| -> Option<u32> {
+        let o = Command::new("id").args([flag, NAME]).output().ok()?;
+        String::from_utf8(o.stdout).ok()?.trim().parse().ok()
+    };
+    if id("-u").is_none() {
+        let st = Command::new("/usr/sbin/useradd")
+            .args(["-M", "-s", "/usr/sbin/nologin", NAME])
+            .status()
+            .unwrap();
+        assert!(st.success(), "useradd {NAME}");
+    }
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if !text.lines().any(|l| l.starts_with(&format!("{NAME}:"))) {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(file)
+                .unwrap();
+            std::io::Write::write_all(&mut f, format!("{NAME}:{SUB_START}:65536\n").as_bytes())
+                .unwrap();
+        }
+    }
+    let sub: u32 = std::fs::read_to_string("/etc/subuid")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{NAME}:")))
+        .and_then(|rest| rest.split(':').next()?.parse().ok())
+        .unwrap();
+    Some((id("-u")?, id("-g")?, sub))
+}
+
+/// oci-runc run by an unprivileged user: `spec --rootless` (one mapping, written directly),
+/// then several mappings through newuidmap and newgidmap; no cgroup is touched.
+#[test]
+fn rootless_runs_as_an_unprivileged_user() {
+    if !rustix::process::geteuid().is_root() || !Path::new("/bin/busybox").exists() {
+        eprintln!("skipping: needs root (to make the unprivileged user) and busybox-static");
+        return;
+    }
+    let Some((uid, gid, sub)) = rootless_user() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (bundle, root) = (dir.path().join("bundle"), dir.path().join("state"));
+    let rootfs = bundle.join("rootfs");
+    for d in ["bin", "proc", "dev", "sys", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    for t in ["sh", "id", "cat", "touch", "chown", "stat"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(t)).unwrap();
+    }
+    let chown = |p: &Path| {
+        let st = Command::new("chown")
+            .args(["-R", &format!("{uid}:{gid}")])
+            .arg(p)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    chown(dir.path());
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let as_user = |args: &[&str]| -> Output {
+        Command::new("/usr/bin/setpriv")
+            .args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={gid}"),
+                "--clear-groups",
+                RUNC,
+                "--root",
+            ])
+            .arg(&root)
+            .args(args)
+            .current_dir(&bundle)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = as_user(&["spec", "--rootless"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let config = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    spec["process"]["terminal"] = false.into();
+    spec["process"]["args"] = serde_json::json!(["sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    spec["root"]["readonly"] = false.into();
+    std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
+    chown(&config);
+    let o = as_user(&["run", "--bundle", bundle.to_str().unwrap(), "one"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["0"], "{out}");
+    assert_eq!(lines[1], ["0", &uid.to_string(), "1"], "{out}");
+    assert_eq!(lines.len(), 2, "{out}");
+
+    // Container root is the user; 1..65536 are the user's subordinate ids: a file chowned
+    // to 1000 inside belongs to sub + 999 outside.
+    let maps = serde_json::json!([
+        {"containerID": 0, "hostID": uid, "size": 1},
+        {"containerID": 1, "hostID": sub, "size": 65536}
+    ]);
+    spec["linux"]["uidMappings"] = maps.clone();
+    spec["linux"]["gidMappings"] = serde_json::json!([
+        {"containerID": 0, "hostID": gid, "size": 1},
+        {"containerID": 1, "hostID": sub, "size": 65536}
+    ]);
+    spec["process"]["args"] = serde_json::json!([
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; touch /tmp/owned && chown 1000:1000 /tmp/owned"
+    ]);
+    // runc's default set has no CAP_CHOWN; inside its own user namespace root may have it.
+    let caps = serde_json::json!(["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER"]);
+    for set in [
+        "bounding",
+        "effective",
+        "permitted",
+        "inheritable",
+        "ambient",
+    ] {
+        spec["process"]["capabilities"][set] = caps.clone();
+    }
+    std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
+    chown(&config);
+    let o = as_user(&["run", "--bundle", bundle.to_str().unwrap(), "two"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.contains(&sub.to_string()), "{out}");
+    let meta = std::fs::metadata(rootfs.join("tmp/owned")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((meta.uid(), meta.gid()), (sub + 999, sub + 999));
+    assert!(
+        !Path::new("/sys/fs/cgroup/pids/oci-rs/two").exists(),
+        "a rootless container got a cgroup"
+    );
+}

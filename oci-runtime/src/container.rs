@@ -395,6 +395,7 @@ impl ContainerBuilder {
                 report: report_write,
                 setsid: false,
                 new_userns: new_user,
+                groups_denied: new_user && id_maps_method(spec)? == IdMaps::DirectDenyGroups,
                 exec: false,
                 create_container: create_container_hooks(spec)?,
                 seccomp: linux
@@ -629,30 +630,111 @@ fn read_report(
     })
 }
 
-fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
+/// How a new user namespace's id maps get written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdMaps {
+    /// As root: any maps, written directly.
+    Direct,
+    /// Not root, one mapping of our own uid and gid: written directly, which the kernel allows
+    /// only after `setgroups` is denied in the namespace.
+    DirectDenyGroups,
+    /// Not root, anything else: the setuid helpers newuidmap and newgidmap, which check the
+    /// ranges against /etc/subuid and /etc/subgid.
+    Helpers,
+}
+
+const NEWUIDMAP: &str = "/usr/bin/newuidmap";
+const NEWGIDMAP: &str = "/usr/bin/newgidmap";
+
+fn id_maps(
+    spec: &Spec,
+) -> (
+    Vec<oci_spec::runtime::LinuxIdMapping>,
+    Vec<oci_spec::runtime::LinuxIdMapping>,
+) {
     let linux = spec.linux().as_ref();
-    let fmt = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
-        maps.into_iter()
-            .flatten()
-            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-            .collect()
-    };
-    let uids = fmt(linux.and_then(|l| l.uid_mappings().as_ref()));
-    let gids = fmt(linux.and_then(|l| l.gid_mappings().as_ref()));
+    (
+        linux
+            .and_then(|l| l.uid_mappings().clone())
+            .unwrap_or_default(),
+        linux
+            .and_then(|l| l.gid_mappings().clone())
+            .unwrap_or_default(),
+    )
+}
+
+fn id_maps_method(spec: &Spec) -> Result<IdMaps> {
+    let (uids, gids) = id_maps(spec);
     if uids.is_empty() || gids.is_empty() {
         return Err(Error::InvalidSpec(
             "a user namespace needs uidMappings and gidMappings".into(),
         ));
     }
+    if rustix::process::geteuid().is_root() {
+        return Ok(IdMaps::Direct);
+    }
+    let own = |maps: &[oci_spec::runtime::LinuxIdMapping], id: u32| {
+        maps.len() == 1 && maps[0].host_id() == id && maps[0].size() == 1
+    };
+    if own(&uids, rustix::process::geteuid().as_raw())
+        && own(&gids, rustix::process::getegid().as_raw())
+    {
+        return Ok(IdMaps::DirectDenyGroups);
+    }
+    if !Path::new(NEWUIDMAP).exists() || !Path::new(NEWGIDMAP).exists() {
+        return Err(Error::InvalidSpec(format!(
+            "mapping more than the caller's own uid and gid without root needs {NEWUIDMAP} and {NEWGIDMAP} (Debian package uidmap)"
+        )));
+    }
+    Ok(IdMaps::Helpers)
+}
+
+fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
+    let (uids, gids) = id_maps(spec);
     let w = |file: &str, v: &str| {
         let p = PathBuf::from(format!("/proc/{pid}/{file}"));
         std::fs::write(&p, v).map_err(|e| Error::io("write", p, e))
     };
-    if !rustix::process::geteuid().is_root() {
-        w("setgroups", "deny")?;
+    let lines = |maps: &[oci_spec::runtime::LinuxIdMapping]| -> String {
+        maps.iter()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect()
+    };
+    match id_maps_method(spec)? {
+        IdMaps::Direct => {
+            w("uid_map", &lines(&uids))?;
+            w("gid_map", &lines(&gids))
+        }
+        IdMaps::DirectDenyGroups => {
+            w("setgroups", "deny")?;
+            w("uid_map", &lines(&uids))?;
+            w("gid_map", &lines(&gids))
+        }
+        IdMaps::Helpers => {
+            for (helper, maps) in [(NEWUIDMAP, &uids), (NEWGIDMAP, &gids)] {
+                let mut cmd = std::process::Command::new(helper);
+                cmd.arg(pid.to_string());
+                for m in maps.iter() {
+                    cmd.arg(m.container_id().to_string())
+                        .arg(m.host_id().to_string())
+                        .arg(m.size().to_string());
+                }
+                let out = cmd.output().map_err(|e| Error::io("run", helper, e))?;
+                if !out.status.success() {
+                    return Err(Error::io(
+                        "run",
+                        helper,
+                        std::io::Error::other(format!(
+                            "{}: {}",
+                            out.status,
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        )),
+                    ));
+                }
+            }
+            Ok(())
+        }
     }
-    w("uid_map", &uids)?;
-    w("gid_map", &gids)
 }
 
 /// The spec's createContainer hooks, prepared for the init.
@@ -1118,6 +1200,9 @@ impl Container {
             report: report_write,
             setsid: false,
             new_userns: false,
+            // A rootless container's user namespace may deny setgroups.
+            groups_denied: std::fs::read_to_string(format!("/proc/{pid}/setgroups"))
+                .is_ok_and(|s| s.trim() == "deny"),
             exec: true,
             console,
             seccomp,

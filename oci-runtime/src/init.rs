@@ -202,6 +202,9 @@ pub(crate) struct Plan {
     pub setsid: bool,
     /// The init is in a new user namespace: become its root once the maps are written.
     pub new_userns: bool,
+    /// `setgroups` is denied in the user namespace (a rootless single mapping): skip it when
+    /// there are no additional groups instead of failing.
+    pub groups_denied: bool,
     /// A compiled seccomp filter to install before `execve`.
     pub seccomp: Option<Vec<crate::seccomp::SockFilter>>,
     /// A connected unix socket to send the terminal's master to (runc's `--console-socket`):
@@ -939,14 +942,16 @@ fn setup_process(plan: &Plan) -> ! {
         }
         check!(plan, Step::Caps, prctl(libc::PR_SET_KEEPCAPS, 1, 0));
     }
-    check!(
-        plan,
-        Step::Groups,
-        rustix::thread::set_thread_groups(
-            // SAFETY-free: Gid is a transparent wrapper of gid_t; the slice is built in the parent.
-            gids(&p.groups)
-        )
-    );
+    if !(plan.groups_denied && p.groups.is_empty()) {
+        check!(
+            plan,
+            Step::Groups,
+            rustix::thread::set_thread_groups(
+                // SAFETY-free: Gid is a transparent wrapper of gid_t; the slice is built in the parent.
+                gids(&p.groups)
+            )
+        );
+    }
     check!(
         plan,
         Step::Gid,

@@ -23,6 +23,13 @@
 //! Terminals go through a console socket as with runc, and `linux.seccomp` is compiled to BPF
 //! by [`seccomp`] (x86_64).
 //!
+//! Rootless: as root, id maps are written directly; without root, a single mapping of the
+//! caller's own uid and gid is written directly after denying `setgroups` (which the init then
+//! skips when there are no additional groups), and anything more goes through the setuid
+//! helpers `newuidmap`/`newgidmap` (ranges from /etc/subuid and /etc/subgid). A cgroup that
+//! cannot be created without root (not delegated) is left out rather than failing the
+//! container.
+//!
 //! Hooks: createRuntime (and the deprecated prestart), poststart and poststop run in the
 //! runtime's namespaces; createContainer hooks are forked by the init after the mounts and
 //! before `pivot_root` (in the container's namespaces, their path still resolving in the
