@@ -222,6 +222,7 @@ impl ContainerBuilder {
         let mut new_user = false;
         let mut new_mnt = false;
         let mut new_uts = false;
+        let mut new_time = false;
         for ns in linux
             .and_then(|l| l.namespaces().as_ref())
             .into_iter()
@@ -243,6 +244,7 @@ impl ContainerBuilder {
                         .map_err(|e| Error::io("open namespace", p, e))?;
                     join.push((fd, flag));
                 }
+                None if flag == libc::CLONE_NEWTIME => new_time = true,
                 None => {
                     flags |= flag as u64;
                     new_user |= flag == libc::CLONE_NEWUSER;
@@ -398,6 +400,11 @@ impl ContainerBuilder {
                 groups_denied: new_user && id_maps_method(spec)? == IdMaps::DirectDenyGroups,
                 exec: false,
                 create_container: create_container_hooks(spec)?,
+                time_ns: if new_time {
+                    Some(time_offsets(spec)?)
+                } else {
+                    None
+                },
                 seccomp: linux
                     .and_then(|l| l.seccomp().as_ref())
                     .map(crate::seccomp::compile)
@@ -735,6 +742,33 @@ fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `linux.timeOffsets` as `timens_offsets` lines (`monotonic` and `boottime` only).
+fn time_offsets(spec: &Spec) -> Result<std::ffi::CString> {
+    let mut text = String::new();
+    let offsets = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().clone())
+        .unwrap_or_default();
+    let mut clocks: Vec<_> = offsets.iter().collect();
+    clocks.sort_by(|a, b| a.0.cmp(b.0));
+    for (clock, off) in clocks {
+        if clock != "monotonic" && clock != "boottime" {
+            return Err(Error::InvalidSpec(format!(
+                "timeOffsets: unknown clock {clock:?} (monotonic or boottime)"
+            )));
+        }
+        let ns = off.nanosecs().unwrap_or(0);
+        if ns >= 1_000_000_000 {
+            return Err(Error::InvalidSpec(format!(
+                "timeOffsets: {clock} nanosecs {ns} is a second or more"
+            )));
+        }
+        text.push_str(&format!("{clock} {} {ns}\n", off.secs().unwrap_or(0)));
+    }
+    cstr(text, "timeOffsets")
 }
 
 /// The spec's createContainer hooks, prepared for the init.
@@ -1138,6 +1172,7 @@ impl Container {
             ("ipc", libc::CLONE_NEWIPC),
             ("uts", libc::CLONE_NEWUTS),
             ("cgroup", libc::CLONE_NEWCGROUP),
+            ("time", libc::CLONE_NEWTIME),
         ] {
             let theirs = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
             let ours = PathBuf::from(format!("/proc/self/ns/{name}"));
@@ -1207,6 +1242,7 @@ impl Container {
             console,
             seccomp,
             create_container: Vec::new(),
+            time_ns: None,
         };
         let child = spawn(&plan, 0).map_err(|e| Error::Init {
             step: "clone3".into(),

@@ -60,11 +60,12 @@ pub(crate) enum Step {
     Console = 31,
     Seccomp = 32,
     Hook = 33,
+    TimeNs = 34,
 }
 
 impl Step {
     pub(crate) fn name(code: u32) -> &'static str {
-        const NAMES: [&str; 34] = [
+        const NAMES: [&str; 35] = [
             "ready",
             "sync with parent",
             "join namespace",
@@ -99,6 +100,7 @@ impl Step {
             "terminal",
             "seccomp",
             "createContainer hook",
+            "time namespace",
         ];
         NAMES.get(code as usize).copied().unwrap_or("unknown step")
     }
@@ -215,6 +217,10 @@ pub(crate) struct Plan {
     pub exec: bool,
     /// createContainer hooks; the parent sends the state after the go byte when there are.
     pub create_container: Vec<HookStep>,
+    /// A new time namespace with these `timens_offsets` lines: the init unshares it (it
+    /// takes effect at `execve`) and writes the offsets, which the kernel allows only before
+    /// any process is inside it, hence not with `clone3`.
+    pub time_ns: Option<CString>,
 }
 
 /// A fixed-size path buffer: `/proc/self/fd/N` without allocating.
@@ -664,6 +670,30 @@ fn child_main(plan: &Plan) -> ! {
             Step::Uid,
             rustix::thread::set_thread_res_uid(root_u, root_u, root_u)
         );
+    }
+    if let Some(offsets) = &plan.time_ns {
+        // SAFETY: CLONE_NEWTIME changes only the namespace our children (and we, at execve)
+        // get; nothing in this process relies on the old one.
+        check!(plan, Step::TimeNs, unsafe {
+            rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWTIME)
+        });
+        if !offsets.as_bytes().is_empty() {
+            let fd = check!(
+                plan,
+                Step::TimeNs,
+                rustix::fs::openat(
+                    &plan.proc,
+                    c"self/timens_offsets",
+                    OFlags::WRONLY | OFlags::CLOEXEC,
+                    Mode::empty()
+                )
+            );
+            check!(
+                plan,
+                Step::TimeNs,
+                rustix::io::write(&fd, offsets.as_bytes())
+            );
+        }
     }
     for (fd, nstype) in &plan.join {
         // SAFETY: setns with a namespace descriptor we own and its type.

@@ -23,6 +23,10 @@
 //! Terminals go through a console socket as with runc, and `linux.seccomp` is compiled to BPF
 //! by [`seccomp`] (x86_64).
 //!
+//! A time namespace is unshared by the init rather than created by `clone3`, so that it can
+//! write `linux.timeOffsets` (monotonic, boottime) before anything is inside; the process
+//! enters it at `execve`, and `exec` joins it.
+//!
 //! Rootless: as root, id maps are written directly; without root, a single mapping of the
 //! caller's own uid and gid is written directly after denying `setgroups` (which the init then
 //! skips when there are no additional groups), and anything more goes through the setuid

@@ -777,3 +777,69 @@ fn create_container_hooks_run_in_the_container_before_pivot_root() {
         ));
     }
 }
+
+#[test]
+fn time_namespace_offsets_move_the_containers_clocks() {
+    if !root_or_skip() {
+        return;
+    }
+    if !Path::new("/proc/self/timens_offsets").exists() {
+        eprintln!("skipping: this kernel has no time namespaces");
+        return;
+    }
+    let b = Bundle::new();
+    let id = unique("time");
+    // A year of boot time: the container's /proc/uptime says so, the host's does not.
+    let year = 365 * 24 * 3600i64;
+    let mut spec = b.spec(&["cat", "/proc/uptime"]);
+    let mut linux = spec.linux().clone().unwrap();
+    let mut namespaces = linux.namespaces().clone().unwrap();
+    namespaces.push(
+        oci_spec::runtime::LinuxNamespaceBuilder::default()
+            .typ(oci_spec::runtime::LinuxNamespaceType::Time)
+            .build()
+            .unwrap(),
+    );
+    linux.set_namespaces(Some(namespaces));
+    let offset = |secs| {
+        oci_spec::runtime::LinuxTimeOffsetBuilder::default()
+            .secs(secs)
+            .nanosecs(0u32)
+            .build()
+            .unwrap()
+    };
+    linux.set_time_offsets(Some(
+        [
+            ("boottime".to_string(), offset(year)),
+            ("monotonic".to_string(), offset(year)),
+        ]
+        .into(),
+    ));
+    spec.set_linux(Some(linux));
+    let (builder, out) = b.builder(&id, spec.clone());
+    assert_eq!(run(builder).unwrap(), 0);
+    let uptime: f64 = read_all(out)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let host: f64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        uptime >= year as f64 + host - 5.0,
+        "uptime {uptime}, host {host}"
+    );
+
+    // An unknown clock is refused before anything starts.
+    let mut linux = spec.linux().clone().unwrap();
+    linux.set_time_offsets(Some([("realtime".to_string(), offset(1))].into()));
+    spec.set_linux(Some(linux));
+    let err = b.builder(&unique("time"), spec).0.create().unwrap_err();
+    assert!(matches!(err, Error::InvalidSpec(_)), "{err}");
+}
