@@ -312,6 +312,7 @@ pub(crate) fn spawn(plan: &Plan, flags: u64) -> std::io::Result<i32> {
         exit_signal: libc::SIGCHLD as u64,
         ..Default::default()
     };
+    let keep = plan.descriptors();
     // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork: the child gets a
     // copy of this address space and continues here with a return value of 0. `args` lives
     // across the call and its size is passed.
@@ -326,9 +327,50 @@ pub(crate) fn spawn(plan: &Plan, flags: u64) -> std::io::Result<i32> {
         return Err(std::io::Error::last_os_error());
     }
     if ret == 0 {
+        close_inherited(&keep);
         child_main(plan);
     }
     Ok(ret as i32)
+}
+
+impl Plan {
+    /// The descriptors the child uses (above stderr), sorted.
+    fn descriptors(&self) -> Vec<u32> {
+        let mut fds: Vec<RawFd> = vec![
+            self.proc.as_raw_fd(),
+            self.sync_read.as_raw_fd(),
+            self.report.as_raw_fd(),
+        ];
+        fds.extend(self.stdio.iter().flatten().copied());
+        fds.extend(self.fifo.iter().map(|(f, _)| f.as_raw_fd()));
+        fds.extend(self.console.iter().map(|f| f.as_raw_fd()));
+        fds.extend(self.join.iter().map(|(f, _)| f.as_raw_fd()));
+        let mut fds: Vec<u32> = fds
+            .into_iter()
+            .filter(|&f| f > 2)
+            .map(|f| f as u32)
+            .collect();
+        fds.sort_unstable();
+        fds.dedup();
+        fds
+    }
+}
+
+/// Closes every descriptor the child got with the copy of the caller's table but does not use:
+/// other threads' files, sockets and pipes. A created container may wait long for `start`,
+/// and must not keep them open meanwhile (a file being written would stay busy for exec, a
+/// socket bound, a pipe without its end of file).
+fn close_inherited(keep: &[u32]) {
+    let mut next = 3u32;
+    for &fd in keep {
+        if fd > next {
+            // SAFETY: close_range on descriptors nothing in this process uses.
+            unsafe { libc::syscall(libc::SYS_close_range, next, fd - 1, 0u32) };
+        }
+        next = fd + 1;
+    }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, next, u32::MAX, 0u32) };
 }
 
 fn open_in_root(root: BorrowedFd<'_>, rel: &CStr, flags: OFlags) -> Result<OwnedFd, Errno> {

@@ -14,7 +14,9 @@
 //! multi-threaded programs). Mount targets are opened with `openat2(RESOLVE_IN_ROOT)` and
 //! mounted through `/proc/self/fd/N`, so a symlink in the rootfs can never redirect a mount
 //! outside it (the CVE-2021-30465 class). Every descriptor is close-on-exec and the init marks
-//! all above stderr close-on-exec right before `execve` (CVE-2024-21626). State lives in
+//! all above stderr close-on-exec right before `execve` (CVE-2024-21626); right after the clone it
+//! closes every descriptor it inherited but does not use, so a created container waiting for
+//! `start` holds none of the embedding program's files, sockets or pipes. State lives in
 //! `STATE_ROOT/ID/state.json` with an exec fifo, as runc does, so another process can start,
 //! query, signal or delete a created container.
 //!

@@ -843,3 +843,48 @@ fn time_namespace_offsets_move_the_containers_clocks() {
     let err = b.builder(&unique("time"), spec).0.create().unwrap_err();
     assert!(matches!(err, Error::InvalidSpec(_)), "{err}");
 }
+
+#[test]
+fn a_created_container_holds_none_of_the_callers_other_descriptors() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let id = unique("fds");
+    // Open in this (multi-threaded) process while the container is made: a file being
+    // written and a listening socket.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (builder, _out) = b.builder(&id, b.spec(&["true"]));
+    let mut c = builder.create().unwrap();
+    let pid = serde_json::to_value(c.state()).unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+    let mut held = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let e = e.unwrap();
+        if let Ok(target) = std::fs::read_link(e.path()) {
+            held.push(target.display().to_string());
+        }
+    }
+    let port = listener.local_addr().unwrap().port();
+    // Finish the container before judging, so that a failure leaves nothing running.
+    c.start().unwrap();
+    assert_eq!(c.wait().unwrap(), 0);
+    c.delete(false).unwrap();
+    assert!(
+        !held.iter().any(|t| t == &file.path().display().to_string()),
+        "the init held the caller's file: {held:?}"
+    );
+    let inode = std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .find(|l| l.contains(&format!(":{port:04X} ")))
+        .and_then(|l| l.split_whitespace().nth(9).map(str::to_owned))
+        .unwrap();
+    assert!(
+        !held.iter().any(|t| t == &format!("socket:[{inode}]")),
+        "the init held the caller's socket: {held:?}"
+    );
+    drop(listener);
+}
