@@ -2,13 +2,21 @@
 //! a precomputed [`Plan`] with system calls only, then waits to be started and `execve`s.
 //!
 //! Why not re-execute a helper binary: the library must work inside any program (no helper
-//! to find and trust on disk, nothing to overwrite through `/proc/self/exe`, CVE-2019-5736),
-//! and a child of `clone3` without `CLONE_VM` is a copy of the caller's memory, so every
+//! to find and trust on disk), and a child of `clone3` without `CLONE_VM` is a copy of the
+//! caller's memory, so every
 //! string, path and argument vector can be built before the clone. After the clone the child
 //! is alone in a copy of a possibly multi-threaded process: it must not allocate, lock, panic
 //! or run destructors. Everything below `child_main` therefore takes only prepared
 //! `CStr`s and numbers, formats nothing, and reports failures to the parent as two integers
 //! (the step and the errno) on a pipe.
+//!
+//! Known limit (the CVE-2019-5736 class): until its `execve`, the init or exec helper is an
+//! image of the calling program, so `/proc/self/exe` inside the container names that
+//! program's file. A container whose capabilities include `CAP_SYS_PTRACE`, or a
+//! `#!/proc/self/exe` script run as the container's process in an image whose libraries can
+//! load that program, could reach it; the default capability set and a dynamically linked
+//! caller without its loader in the image stop the known exploits, but the fix that does not
+//! depend on them (running the init from a sealed memfd copy, as runc does) is not done yet.
 //!
 //! File descriptors: every descriptor this crate opens is `O_CLOEXEC`, and just before
 //! `execve` the child marks every descriptor above 2 close-on-exec with `close_range`, so no
