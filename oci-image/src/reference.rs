@@ -208,8 +208,8 @@ impl ImageReference {
     }
 }
 
-/// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-fn valid_tag(t: &str) -> bool {
+/// A tag by docker's grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn valid_tag(t: &str) -> bool {
     let b = t.as_bytes();
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     !b.is_empty()
@@ -231,8 +231,9 @@ fn valid_digest_syntax(d: &str) -> bool {
     alg_ok && hex.len() >= 32 && hex.bytes().all(|c| c.is_ascii_hexdigit())
 }
 
-/// One path component: runs of `[a-z0-9]` joined by `.`, `_`, `__` or any run of `-`.
-fn valid_path_component(c: &str) -> bool {
+/// One repository path component by docker's grammar: runs of `[a-z0-9]` joined by `.`, `_`,
+/// `__` or any run of `-`.
+pub fn valid_path_component(c: &str) -> bool {
     let b = c.as_bytes();
     let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
     if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {

@@ -135,42 +135,20 @@ pub fn validate_repository(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > 255 {
         return Err(bad("empty or too long repository name"));
     }
-    for comp in name.split('/') {
-        let b = comp.as_bytes();
-        let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-        if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
-            return Err(bad("each path component must start and end with [a-z0-9]"));
-        }
-        let mut i = 0;
-        while i < b.len() {
-            let c = b[i];
-            if alnum(c) {
-                i += 1;
-                continue;
-            }
-            // A separator run: '.', '_', '__' or '-'+.
-            let start = i;
-            while i < b.len() && !alnum(b[i]) {
-                i += 1;
-            }
-            let sep = &comp[start..i];
-            let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|c| c == b'-');
-            if !ok {
-                return Err(bad("invalid separator in repository name"));
-            }
-        }
+    if !name
+        .split('/')
+        .all(oci_image::reference::valid_path_component)
+    {
+        return Err(bad(
+            "each path component: lowercase letters and digits joined by '.', '_', '__' or '-'",
+        ));
     }
     Ok(())
 }
 
 /// Tags: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
 pub fn validate_tag(tag: &str) -> Result<()> {
-    let b = tag.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter()
-            .all(|&c| c.is_ascii_alphanumeric() || b"._-".contains(&c));
+    let ok = oci_image::reference::valid_tag(tag);
     if ok {
         Ok(())
     } else {
