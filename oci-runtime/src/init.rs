@@ -611,14 +611,8 @@ fn create_container_hooks(plan: &Plan) {
             Step::Hook,
             rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         );
-        let mut argv: [*const libc::c_char; 256] = [std::ptr::null(); 256];
-        for (j, a) in h.argv.iter().take(255).enumerate() {
-            argv[j] = a.as_ptr();
-        }
-        let mut envp: [*const libc::c_char; 1024] = [std::ptr::null(); 1024];
-        for (j, e) in h.env.iter().take(1023).enumerate() {
-            envp[j] = e.as_ptr();
-        }
+        let argv: [*const libc::c_char; 256] = ptr_array(&h.argv);
+        let envp: [*const libc::c_char; 1024] = ptr_array(&h.env);
         // SAFETY: a plain fork (clone with SIGCHLD): this process has one thread, and the
         // child only calls dup2, execve and _exit.
         let pid =
@@ -681,6 +675,16 @@ fn create_container_hooks(plan: &Plan) {
         }
     }
     CURRENT.store(u32::MAX, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A null-terminated array of pointers to `strings` (at most N - 1 of them) for `execve`,
+/// on the stack: nothing allocated in the child.
+fn ptr_array<const N: usize>(strings: &[CString]) -> [*const libc::c_char; N] {
+    let mut a = [std::ptr::null(); N];
+    for (slot, s) in a.iter_mut().zip(strings.iter().take(N - 1)) {
+        *slot = s.as_ptr();
+    }
+    a
 }
 
 /// Fills `buf` from the sync pipe.
@@ -1166,14 +1170,8 @@ fn setup_process(plan: &Plan) -> ! {
         // As late as can be, right before execve: everything above ran unfiltered.
         install_seccomp(plan);
     }
-    let mut argv: [*const libc::c_char; 256] = [std::ptr::null(); 256];
-    for (i, a) in p.argv.iter().take(255).enumerate() {
-        argv[i] = a.as_ptr();
-    }
-    let mut envp: [*const libc::c_char; 1024] = [std::ptr::null(); 1024];
-    for (i, e) in p.env.iter().take(1023).enumerate() {
-        envp[i] = e.as_ptr();
-    }
+    let argv: [*const libc::c_char; 256] = ptr_array(&p.argv);
+    let envp: [*const libc::c_char; 1024] = ptr_array(&p.env);
     let mut last = Errno::NOENT;
     for path in &p.exec {
         // SAFETY: argv and envp are null-terminated arrays of pointers to CStrings that live
