@@ -103,8 +103,12 @@ impl ImageReference {
         if repository.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(bad("repository name must be lowercase".into()));
         }
-        if repository.len() > 255 {
-            return Err(bad("repository name longer than 255 characters".into()));
+        // The limit holds for the normalised name too, so that what is displayed parses again
+        // (a 250-character `name` is `docker.io/library/name`: found by the fuzz target).
+        if registry.len() + 1 + repository.len() > 255 {
+            return Err(bad(
+                "name longer than 255 characters with its registry and library/".into(),
+            ));
         }
         // A reference by digest only carries no tag; one with neither gets `latest`.
         let tag = match (tag, &digest) {
@@ -363,6 +367,16 @@ mod tests {
             r.with_tag("u").unwrap().to_string(),
             "docker.io/library/x:u"
         );
+    }
+
+    #[test]
+    fn long_names_are_refused_when_normalising_makes_them_too_long() {
+        // Found by the reference_parse fuzz target: accepted, then its display form refused.
+        let name = "a".repeat(250);
+        assert!(ImageReference::parse(&name).is_err());
+        let fits = "a".repeat(255 - "docker.io/library/".len());
+        let r = ImageReference::parse(&fits).unwrap();
+        assert_eq!(ImageReference::parse(&r.to_string()).unwrap(), r);
     }
 
     #[test]
