@@ -33,6 +33,8 @@ echo "test.sh: cargo test"
 cargo test --workspace --all-targets "$@"
 echo "test.sh: doc tests"
 cargo test --workspace --doc "$@"
+echo "test.sh: cargo doc (broken or private links are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
 # A short fuzz smoke of every target (fuzz/ is its own workspace, on the stable toolchain with
 # RUSTC_BOOTSTRAP=1); FUZZ_SECONDS=0 skips it.
 if [ "${FUZZ_SECONDS:-20}" != 0 ]; then

@@ -233,7 +233,7 @@ impl Error {
         std::io::Error::new(std::io::ErrorKind::InvalidData, self)
     }
 
-    /// Recovers this crate's error from an `io::Error` made by [`Error::into_io`], or wraps it.
+    /// Recovers this crate's error from an `io::Error` made by `Error::into_io`, or wraps it.
     pub fn from_io(err: std::io::Error) -> Self {
         if err.get_ref().is_some_and(|e| e.is::<Error>()) {
             if let Some(inner) = err.into_inner() {

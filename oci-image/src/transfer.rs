@@ -83,7 +83,7 @@ pub trait ImageDestination: Send + Sync {
     async fn put_blob(&self, desc: &Descriptor, reader: BlobReader) -> Result<()>;
 
     /// True when [`put_blob`](Self::put_blob) checks size and digest against the descriptor
-    /// itself and keeps nothing that does not match (content stores): [`copy`](crate::copy)
+    /// itself and keeps nothing that does not match (content stores): [`copy`](crate::copy())
     /// then reads with [`ImageSource::blob_unverified`]. False by default.
     fn verifies_blobs(&self) -> bool {
         false

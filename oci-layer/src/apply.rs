@@ -1,6 +1,6 @@
 //! Applying a layer (a tar, plain or compressed) onto a directory, with OCI whiteouts.
 //!
-//! Every write goes through [`Root`](crate::root::Root): nothing outside the root can be
+//! Every write goes through [`crate::root::Root`]: nothing outside the root can be
 //! created, changed or removed, whatever the tar holds. File contents stream from the
 //! decompressor straight into the file; only one buffer is in memory. File system calls are
 //! made directly on the calling task (they are short, and going through `spawn_blocking` per

@@ -4,7 +4,7 @@
 //! OCI whiteouts (`.wh.NAME`) and opaque directories (`.wh..wh..opq`), every file type a layer
 //! can hold, ownership (as root, rootless with umoci's `user.rootlesscontainers` xattr, or
 //! through user-namespace id maps), xattrs, modes and mtimes; the DiffID computed on the same
-//! pass. Trees diff back into layers ([`diff`], [`diff_overlay`], [`export`], [`flatten`]),
+//! pass. Trees diff back into layers ([`diff()`], [`diff_overlay`], [`export`], [`flatten`]),
 //! and [`Snapshotter`] unpacks each layer once and mounts images as overlayfs.
 //!
 //! ## Safety by construction

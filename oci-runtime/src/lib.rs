@@ -10,7 +10,7 @@
 //! ## Design
 //!
 //! The init is a `clone3` child that runs a plan computed beforehand with system calls only
-//! (see [`init`](crate::init) for why: no helper binary to find or overwrite, safe in
+//! (see the `init` module for why: no helper binary to find, safe in
 //! multi-threaded programs). Mount targets are opened with `openat2(RESOLVE_IN_ROOT)` and
 //! mounted through `/proc/self/fd/N`, so a symlink in the rootfs can never redirect a mount
 //! outside it (the CVE-2021-30465 class). Every descriptor is close-on-exec and the init marks

@@ -1,4 +1,4 @@
-//! Turning an `oci_spec::runtime::Spec` into the init's [`Plan`]: every string, path, flag
+//! Turning an `oci_spec::runtime::Spec` into the init's `Plan`: every string, path, flag
 //! and number the child needs, computed before the clone.
 
 use crate::cgroup::Cgroup;
