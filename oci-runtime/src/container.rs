@@ -366,6 +366,16 @@ impl ContainerBuilder {
                     )
                 })
                 .collect();
+            let id_method = if new_user {
+                Some(id_maps_method(spec)?)
+            } else {
+                None
+            };
+            let cc_hooks = spec
+                .hooks()
+                .as_ref()
+                .and_then(|h| h.create_container().clone())
+                .unwrap_or_default();
             let plan = Plan {
                 rootfs: cstr(rootfs.as_os_str().as_encoded_bytes(), "rootfs")?,
                 propagation: built.propagation,
@@ -397,9 +407,9 @@ impl ContainerBuilder {
                 report: report_write,
                 setsid: false,
                 new_userns: new_user,
-                groups_denied: new_user && id_maps_method(spec)? == IdMaps::DirectDenyGroups,
+                groups_denied: id_method == Some(IdMaps::DirectDenyGroups),
                 exec: false,
-                create_container: create_container_hooks(spec)?,
+                create_container: create_container_hooks(&cc_hooks)?,
                 time_ns: if new_time {
                     Some(time_offsets(spec)?)
                 } else {
@@ -438,8 +448,8 @@ impl ContainerBuilder {
                 }
                 e
             };
-            if new_user {
-                if let Err(e) = write_id_maps(pid, spec) {
+            if let Some(method) = id_method {
+                if let Err(e) = write_id_maps(pid, spec, method) {
                     return Err(fail(e));
                 }
             }
@@ -449,12 +459,7 @@ impl ContainerBuilder {
                 }
             }
             let mut go = vec![b'1'];
-            if spec
-                .hooks()
-                .as_ref()
-                .and_then(|h| h.create_container().as_ref())
-                .is_some_and(|h| !h.is_empty())
-            {
+            if !cc_hooks.is_empty() {
                 // The createContainer hooks' state: "creating", with the init's pid.
                 let state = StateBuilder::default()
                     .version("1.2.0")
@@ -480,11 +485,7 @@ impl ContainerBuilder {
                 return Err(fail(Error::io("write", "sync pipe", e)));
             }
             drop(sync_write);
-            let hook_paths: Vec<String> = spec
-                .hooks()
-                .as_ref()
-                .and_then(|h| h.create_container().clone())
-                .unwrap_or_default()
+            let hook_paths: Vec<String> = cc_hooks
                 .iter()
                 .map(|h| h.path().display().to_string())
                 .collect();
@@ -696,7 +697,7 @@ fn id_maps_method(spec: &Spec) -> Result<IdMaps> {
     Ok(IdMaps::Helpers)
 }
 
-fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
+fn write_id_maps(pid: i32, spec: &Spec, method: IdMaps) -> Result<()> {
     let (uids, gids) = id_maps(spec);
     let w = |file: &str, v: &str| {
         let p = PathBuf::from(format!("/proc/{pid}/{file}"));
@@ -707,7 +708,7 @@ fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
             .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
             .collect()
     };
-    match id_maps_method(spec)? {
+    match method {
         IdMaps::Direct => {
             w("uid_map", &lines(&uids))?;
             w("gid_map", &lines(&gids))
@@ -772,12 +773,7 @@ fn time_offsets(spec: &Spec) -> Result<std::ffi::CString> {
 }
 
 /// The spec's createContainer hooks, prepared for the init.
-fn create_container_hooks(spec: &Spec) -> Result<Vec<crate::init::HookStep>> {
-    let hooks = spec
-        .hooks()
-        .as_ref()
-        .and_then(|h| h.create_container().clone())
-        .unwrap_or_default();
+fn create_container_hooks(hooks: &[Hook]) -> Result<Vec<crate::init::HookStep>> {
     hooks
         .iter()
         .map(|h| {
@@ -801,10 +797,24 @@ fn create_container_hooks(spec: &Spec) -> Result<Vec<crate::init::HookStep>> {
                 path,
                 argv,
                 env,
-                timeout: h.timeout().map(|t| Duration::from_secs(t.max(1) as u64)),
+                timeout: hook_timeout(h),
             })
         })
         .collect()
+}
+
+/// A hook's timeout (at least a second, as runc rounds it).
+fn hook_timeout(h: &Hook) -> Option<Duration> {
+    h.timeout().map(|t| Duration::from_secs(t.max(1) as u64))
+}
+
+/// Makes the errors of one hook.
+fn hook_error<'a>(kind: &'static str, path: &'a Path) -> impl Fn(String) -> Error + 'a {
+    move |reason| Error::Hook {
+        kind,
+        path: path.to_path_buf(),
+        reason,
+    }
 }
 
 /// The state document hooks read on stdin.
@@ -821,11 +831,7 @@ pub fn run_hooks(kind: &'static str, hooks: &[Hook], state: &State) -> Result<()
     let json = hook_state(kind, state)?;
     for h in hooks {
         let path = h.path().clone();
-        let herr = |reason: String| Error::Hook {
-            kind,
-            path: path.clone(),
-            reason,
-        };
+        let herr = hook_error(kind, &path);
         let args = h.args().clone().unwrap_or_default();
         let mut cmd = std::process::Command::new(&path);
         if args.len() > 1 {
@@ -848,9 +854,7 @@ pub fn run_hooks(kind: &'static str, hooks: &[Hook], state: &State) -> Result<()
             // A hook that ignores its stdin may close it early: not an error.
             let _ = stdin.write_all(&json);
         }
-        let deadline = h
-            .timeout()
-            .map(|t| Instant::now() + Duration::from_secs(t.max(1) as u64));
+        let deadline = hook_timeout(h).map(|t| Instant::now() + t);
         loop {
             match child.try_wait().map_err(|e| herr(e.to_string()))? {
                 Some(st) if st.success() => break,
@@ -1109,11 +1113,7 @@ impl Container {
         let json = hook_state(kind, &self.state())?;
         for h in hooks {
             let path = h.path().clone();
-            let herr = |reason: String| Error::Hook {
-                kind,
-                path: path.clone(),
-                reason,
-            };
+            let herr = hook_error(kind, &path);
             let mut args = h.args().clone().unwrap_or_default();
             if args.is_empty() {
                 args.push(path.to_string_lossy().into_owned());
@@ -1134,9 +1134,7 @@ impl Container {
             let child = self
                 .exec_inner(&process, [Some(r), None, None], None, Some(program))
                 .map_err(|e| herr(e.to_string()))?;
-            let deadline = h
-                .timeout()
-                .map(|t| Instant::now() + Duration::from_secs(t.max(1) as u64));
+            let deadline = hook_timeout(h).map(|t| Instant::now() + t);
             match child.wait_until(deadline)? {
                 Some(0) => {}
                 Some(code) => return Err(herr(format!("exited with {code}"))),
@@ -1415,11 +1413,8 @@ impl ExecProcess {
         loop {
             match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG) {
                 Ok(Some((_, st))) => {
-                    if let Some(code) = st.exit_status() {
+                    if let Some(code) = exit_code(st) {
                         return Ok(Some(code));
-                    }
-                    if let Some(sig) = st.terminating_signal() {
-                        return Ok(Some(128 + sig));
                     }
                 }
                 Ok(None) | Err(rustix::io::Errno::INTR) => {}
@@ -1442,11 +1437,8 @@ impl ExecProcess {
                 rustix::process::WaitOptions::empty(),
             ) {
                 Ok(Some((_, st))) => {
-                    if let Some(code) = st.exit_status() {
+                    if let Some(code) = exit_code(st) {
                         return Ok(code);
-                    }
-                    if let Some(sig) = st.terminating_signal() {
-                        return Ok(128 + sig);
                     }
                 }
                 Ok(None) | Err(rustix::io::Errno::INTR) => {}
@@ -1454,6 +1446,13 @@ impl ExecProcess {
             }
         }
     }
+}
+
+/// The exit code of an ended process, or 128 + the signal that ended it; None while it has
+/// only stopped.
+fn exit_code(st: rustix::process::WaitStatus) -> Option<i32> {
+    st.exit_status()
+        .or_else(|| st.terminating_signal().map(|sig| 128 + sig))
 }
 
 /// create + start + wait + delete: the exit code (128 + signal when killed).
