@@ -234,15 +234,20 @@ fn rootless_runs_as_an_unprivileged_user() {
     spec["process"]["terminal"] = false.into();
     spec["process"]["args"] = serde_json::json!(["sh", "-c", "id -u; cat /proc/self/uid_map"]);
     spec["root"]["readonly"] = false.into();
-    std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
-    chown(&config);
-    let o = as_user(&["run", "--bundle", bundle.to_str().unwrap(), "one"]);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    // Writes the spec for the user, runs it as the user under `id`, and gives its output.
+    let run_as_user = |spec: &serde_json::Value, id: &str| -> String {
+        std::fs::write(&config, serde_json::to_vec(spec).unwrap()).unwrap();
+        chown(&config);
+        let o = as_user(&["run", "--bundle", bundle.to_str().unwrap(), id]);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        out
+    };
+    let out = run_as_user(&spec, "one");
     let lines: Vec<Vec<&str>> = out
         .lines()
         .map(|l| l.split_whitespace().collect())
@@ -253,11 +258,10 @@ fn rootless_runs_as_an_unprivileged_user() {
 
     // Container root is the user; 1..65536 are the user's subordinate ids: a file chowned
     // to 1000 inside belongs to sub + 999 outside.
-    let maps = serde_json::json!([
+    spec["linux"]["uidMappings"] = serde_json::json!([
         {"containerID": 0, "hostID": uid, "size": 1},
         {"containerID": 1, "hostID": sub, "size": 65536}
     ]);
-    spec["linux"]["uidMappings"] = maps.clone();
     spec["linux"]["gidMappings"] = serde_json::json!([
         {"containerID": 0, "hostID": gid, "size": 1},
         {"containerID": 1, "hostID": sub, "size": 65536}
@@ -278,15 +282,7 @@ fn rootless_runs_as_an_unprivileged_user() {
     ] {
         spec["process"]["capabilities"][set] = caps.clone();
     }
-    std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
-    chown(&config);
-    let o = as_user(&["run", "--bundle", bundle.to_str().unwrap(), "two"]);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let out = run_as_user(&spec, "two");
     assert_eq!(out.lines().count(), 2, "{out}");
     assert!(out.contains(&sub.to_string()), "{out}");
     let meta = std::fs::metadata(rootfs.join("tmp/owned")).unwrap();
