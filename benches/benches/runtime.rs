@@ -3,7 +3,7 @@
 //! nothing otherwise.
 #![allow(missing_docs)] // criterion_group! generates undocumented public functions
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use oci_spec::runtime::{LinuxNamespaceBuilder, LinuxNamespaceType, RootBuilder, Spec};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -60,4 +60,14 @@ fn start_to_exit(c: &mut Criterion) {
 }
 
 criterion_group!(benches, start_to_exit);
-criterion_main!(benches);
+
+/// `criterion_main!` with the sealed re-execution first: what a program embedding the runtime
+/// runs (see `oci_runtime::exe`).
+fn main() {
+    if let Err(e) = oci_runtime::exe::reexec_sealed() {
+        eprintln!("runtime bench: {e}");
+        std::process::exit(1);
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

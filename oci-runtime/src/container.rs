@@ -166,6 +166,7 @@ impl ContainerBuilder {
     /// [`Container::start`].
     pub fn create(self) -> Result<Container> {
         validate_id(&self.id)?;
+        crate::exe::check()?;
         let spec = &self.spec;
         let terminal = spec
             .process()
@@ -1151,6 +1152,7 @@ impl Container {
         console: Option<OwnedFd>,
         hook: Option<std::ffi::CString>,
     ) -> Result<ExecProcess> {
+        crate::exe::check()?;
         let status = self.status();
         let allowed = status == Status::Running || (hook.is_some() && status == Status::Created);
         if !allowed {

@@ -50,6 +50,7 @@
 mod cgroup;
 pub mod container;
 pub mod error;
+pub mod exe;
 mod init;
 pub mod plan;
 pub mod seccomp;

@@ -17,8 +17,13 @@ use oci_image::{
 use oci_registry_client::{Client, DockerConfig, RegistryDestination, RegistrySource, Repository};
 use std::path::PathBuf;
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    // Before any thread: containers must not reach this program's file (CVE-2019-5736).
+    oci_runtime::exe::reexec_sealed()?;
+    tokio::runtime::Runtime::new()?.block_on(commit_and_push())
+}
+
+async fn commit_and_push() -> Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mut data = PathBuf::from("/var/tmp/commit_and_push");
     if args.first().map(String::as_str) == Some("--data-dir") && args.len() > 1 {

@@ -438,6 +438,18 @@ fn main() {
         eprintln!("oci-runc: root {}", cli.root.display());
     }
     let _ = cli.systemd_cgroup;
+    // The verbs that start processes in a container (start runs startContainer hooks there)
+    // first re-execute from a sealed copy, so that a container cannot reach this program's
+    // file through /proc/self/exe (CVE-2019-5736). The others stay a plain start.
+    if matches!(
+        cli.verb,
+        Verb::Create { .. } | Verb::Run { .. } | Verb::Exec { .. } | Verb::Start { .. }
+    ) {
+        if let Err(e) = oci_runtime::exe::reexec_sealed() {
+            log_error(log.as_ref(), json, &e.to_string());
+            std::process::exit(1);
+        }
+    }
     match main_inner(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

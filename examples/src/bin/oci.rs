@@ -416,6 +416,14 @@ async fn run(cli: Cli) -> Result<()> {
 
 fn main() {
     let cli = Cli::parse();
+    // Only `run` starts containers; before any thread, so that they cannot reach this
+    // program's file (CVE-2019-5736).
+    if matches!(cli.verb, Verb::Run { .. }) {
+        if let Err(e) = oci_runtime::exe::reexec_sealed() {
+            eprintln!("oci: {e}");
+            std::process::exit(EXIT_TOOL_FAILURE);
+        }
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

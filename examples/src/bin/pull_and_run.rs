@@ -15,9 +15,16 @@ use oci_image::{
 use oci_registry_client::{Client, DockerConfig, RegistrySource, Repository};
 use std::path::PathBuf;
 
-#[tokio::main]
-async fn main() {
-    match run().await {
+fn main() {
+    // Before any thread: containers must not reach this program's file (CVE-2019-5736).
+    if let Err(e) = oci_runtime::exe::reexec_sealed() {
+        eprintln!("pull_and_run: {e}");
+        std::process::exit(oci_examples::EXIT_TOOL_FAILURE);
+    }
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run()));
+    match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("pull_and_run: {e:#}");
