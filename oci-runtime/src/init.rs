@@ -10,13 +10,11 @@
 //! `CStr`s and numbers, formats nothing, and reports failures to the parent as two integers
 //! (the step and the errno) on a pipe.
 //!
-//! Known limit (the CVE-2019-5736 class): until its `execve`, the init or exec helper is an
-//! image of the calling program, so `/proc/self/exe` inside the container names that
-//! program's file. A container whose capabilities include `CAP_SYS_PTRACE`, or a
-//! `#!/proc/self/exe` script run as the container's process in an image whose libraries can
-//! load that program, could reach it; the default capability set and a dynamically linked
-//! caller without its loader in the image stop the known exploits, but the fix that does not
-//! depend on them (running the init from a sealed memfd copy, as runc does) is not done yet.
+//! The CVE-2019-5736 class: until its `execve`, the init or exec helper is an image of the
+//! calling program, so `/proc/self/exe` inside the container names whatever that program
+//! runs from. [`crate::exe`] makes that a sealed in-memory copy (the program re-executes
+//! from it at start), and creating or executing refuses an unsealed program unless it
+//! accepted the risk.
 //!
 //! File descriptors: every descriptor this crate opens is `O_CLOEXEC`, and just before
 //! `execve` the child marks every descriptor above 2 close-on-exec with `close_range`, so no

@@ -20,6 +20,11 @@
 //! `STATE_ROOT/ID/state.json` with an exec fifo, as runc does, so another process can start,
 //! query, signal or delete a created container.
 //!
+//! The program's own file is kept out of containers' reach (CVE-2019-5736): call
+//! [`exe::reexec_sealed`] first in `main`, and the program runs from a sealed in-memory copy
+//! that `/proc/self/exe` in a container can reach but not change. Creating a container or
+//! executing in one from an unsealed program fails unless it called [`exe::allow_unsealed`].
+//!
 //! [`Container::exec`] runs more processes in a running container (its namespaces, cgroup).
 //!
 //! Terminals go through a console socket as with runc, and `linux.seccomp` is compiled to BPF

@@ -1,16 +1,22 @@
 //! `exe::reexec_sealed` in a program of its own (it re-executes the process, so it cannot
 //! share one with other tests): the re-executed program has the same arguments and
-//! environment, runs from a memfd copy of its file that refuses writes, truncation and mode
-//! changes, and a second call does nothing.
+//! environment and runs from a view of its file that refuses every write: a read-only overlay
+//! as root, a sealed memfd copy without privileges (run again as an unprivileged user when
+//! the test runs as root). A second call does nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{Mode, OFlags, SealFlags};
 use rustix::io::Errno;
 use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::process::Command;
 
 const ORIGINAL: &str = "SEALED_TEST_ORIGINAL_EXE";
 const ARGS: &str = "SEALED_TEST_ARGS";
+/// Set in the unprivileged second run.
+const CHILD: &str = "SEALED_TEST_CHILD";
 
 fn joined_args() -> OsString {
     let mut all = OsString::new();
@@ -30,31 +36,87 @@ fn main() {
     }
     oci_runtime::exe::reexec_sealed().expect("re-execute sealed");
 
-    // Now in the sealed copy.
+    // Now in the sealed program.
     assert!(oci_runtime::exe::is_sealed());
-    assert_eq!(std::env::var_os(ARGS).unwrap(), joined_args(), "arguments kept");
+    assert_eq!(
+        std::env::var_os(ARGS).unwrap(),
+        joined_args(),
+        "arguments kept"
+    );
     assert!(
         std::env::vars_os().all(|(k, _)| !k.to_string_lossy().starts_with("_OCI_RUNTIME")),
         "the re-execution guard is not left in the environment"
     );
     let link = std::fs::read_link("/proc/self/exe").unwrap();
-    assert!(
-        link.to_string_lossy().starts_with("/memfd:oci-runtime-sealed"),
-        "{}",
-        link.display()
-    );
     let original = std::fs::read(std::env::var_os(ORIGINAL).unwrap()).unwrap();
     assert_eq!(
         std::fs::read("/proc/self/exe").unwrap(),
         original,
-        "the copy is the program"
+        "the sealed program is the program"
+    );
+    let exe = rustix::fs::open("/proc/self/exe", OFlags::RDONLY, Mode::empty()).unwrap();
+    let kind = if link
+        .to_string_lossy()
+        .starts_with("/memfd:oci-runtime-sealed")
+    {
+        check_memfd(&exe);
+        "memfd copy"
+    } else {
+        check_overlay(&exe);
+        "read-only overlay"
+    };
+    assert_eq!(
+        std::fs::read("/proc/self/exe").unwrap(),
+        original,
+        "unchanged"
+    );
+    if std::env::var_os(CHILD).is_some() {
+        assert_eq!(
+            kind, "memfd copy",
+            "without privileges, the copy is a memfd"
+        );
+    }
+
+    // Sealed already: a second call returns without re-executing.
+    let pid = std::process::id();
+    oci_runtime::exe::reexec_sealed().unwrap();
+    assert_eq!(std::process::id(), pid);
+    eprintln!(
+        "sealed: ok, {kind} ({} bytes, {})",
+        original.len(),
+        link.display()
     );
 
-    // While a process runs from it the kernel refuses to open it for writing (ETXTBSY); a
-    // container process holding /proc/PID/exe waits until none does, and then meets the seals.
-    let exe = rustix::fs::open("/proc/self/exe", OFlags::RDONLY, Mode::empty()).unwrap();
-    let seals = rustix::fs::fcntl_get_seals(&exe).unwrap();
-    use rustix::fs::SealFlags;
+    // As root the overlay is used: run again as an unprivileged user for the memfd copy.
+    if rustix::process::geteuid().is_root() && std::env::var_os(CHILD).is_none() {
+        if !Path::new("/usr/bin/setpriv").exists() {
+            eprintln!("sealed: skipping the unprivileged run: no setpriv (util-linux)");
+            return;
+        }
+        // A copy where that user can reach it (the target directory may be private).
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("sealed");
+        std::fs::copy(std::env::var_os(ORIGINAL).unwrap(), &copy).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let status = Command::new("/usr/bin/setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(&copy)
+            .env_remove(ORIGINAL)
+            .env_remove(ARGS)
+            .env(CHILD, "1")
+            .status()
+            .unwrap();
+        assert!(status.success(), "the unprivileged run: {status}");
+    }
+}
+
+/// A memfd copy: sealed against writes, growth, shrinking and further seals (and mode
+/// changes where the kernel has F_SEAL_EXEC). While a process runs from it the kernel refuses
+/// to open it for writing (ETXTBSY); a container process holding /proc/PID/exe waits until
+/// none does, and then meets the seals (examples' CVE-2019-5736 test does exactly that).
+fn check_memfd(exe: &OwnedFd) {
+    let seals = rustix::fs::fcntl_get_seals(exe).unwrap();
     for (seal, name) in [
         (SealFlags::WRITE, "write"),
         (SealFlags::GROW, "grow"),
@@ -64,23 +126,30 @@ fn main() {
         assert!(seals.contains(seal), "{name} sealed: {seals:?}");
     }
     assert_eq!(
-        rustix::fs::fcntl_add_seals(&exe, SealFlags::FUTURE_WRITE),
+        rustix::fs::fcntl_add_seals(exe, SealFlags::FUTURE_WRITE),
         Err(Errno::PERM),
         "the seals are final"
     );
-    // F_SEAL_EXEC exists since Linux 6.3: the mode cannot change either.
     if seals.contains(SealFlags::EXEC) {
         assert_eq!(
-            rustix::fs::fchmod(&exe, Mode::from_raw_mode(0o666)),
+            rustix::fs::fchmod(exe, Mode::from_raw_mode(0o666)),
             Err(Errno::PERM),
             "mode change refused"
         );
     }
-    assert_eq!(std::fs::read("/proc/self/exe").unwrap(), original, "unchanged");
+}
 
-    // Sealed already: a second call returns without re-executing.
-    let pid = std::process::id();
-    oci_runtime::exe::reexec_sealed().unwrap();
-    assert_eq!(std::process::id(), pid);
-    println!("sealed: ok ({} bytes copied, {})", original.len(), link.display());
+/// A read-only overlay: opening for writing fails with EROFS (before the kernel even asks
+/// whether the file is running), and so does changing its mode.
+fn check_overlay(exe: &OwnedFd) {
+    let fs = rustix::fs::fstatfs(exe).unwrap();
+    assert_eq!(fs.f_type as u64, 0x794c_7630, "overlayfs");
+    assert_eq!(
+        rustix::fs::open("/proc/self/exe", OFlags::WRONLY, Mode::empty()).err(),
+        Some(Errno::ROFS)
+    );
+    assert_eq!(
+        rustix::fs::fchmod(exe, Mode::from_raw_mode(0o666)),
+        Err(Errno::ROFS)
+    );
 }

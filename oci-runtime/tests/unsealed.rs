@@ -12,9 +12,7 @@ fn create_refuses_an_unsealed_program() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("rootfs")).unwrap();
     let mut spec = Spec::default();
-    spec.set_root(Some(
-        RootBuilder::default().path("rootfs").build().unwrap(),
-    ));
+    spec.set_root(Some(RootBuilder::default().path("rootfs").build().unwrap()));
     let state = dir.path().join("state");
     let err = ContainerBuilder::new("unsealed", spec, dir.path())
         .state_root(&state)
