@@ -10,7 +10,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 # Debian packages the tests use: a real registry, a real busybox, peers for interop, pigz for
 # multi-member gzip layers, runtimes and idmap tools for the runtime tests.
-packages=(docker-registry busybox-static skopeo umoci pigz zstd runc crun containerd uidmap apache2-utils openssl)
+packages=(docker-registry busybox-static skopeo umoci pigz zstd runc crun containerd podman uidmap apache2-utils openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -863,6 +863,40 @@ fn child_main(plan: &Plan) -> ! {
         check!(plan, Step::PivotRoot, rustix::process::chroot(c"."));
     }
     check!(plan, Step::PivotRoot, rustix::process::chdir(c"/"));
+    // Sysctls before the masked and read-only paths (as runc): /proc/sys is usually one of
+    // the read-only ones.
+    if let Some(h) = &plan.hostname {
+        check!(
+            plan,
+            Step::Hostname,
+            rustix::system::sethostname(h.as_bytes())
+        );
+    }
+    if let Some(d) = &plan.domainname {
+        check!(
+            plan,
+            Step::Hostname,
+            rustix::system::setdomainname(d.as_bytes())
+        );
+    }
+    for (path, value) in &plan.sysctl {
+        let fd = check!(
+            plan,
+            Step::Sysctl,
+            rustix::fs::open(
+                path.as_c_str(),
+                OFlags::WRONLY | OFlags::CLOEXEC,
+                Mode::empty()
+            )
+        );
+        // Only into procfs: a rootfs without /proc mounted (or a symlink planted under it)
+        // must not turn a sysctl into a write to some file (the CVE-2025-52881 class).
+        let fs = check!(plan, Step::Sysctl, rustix::fs::fstatfs(&fd));
+        if fs.f_type != rustix::fs::PROC_SUPER_MAGIC {
+            fail(plan, Step::Sysctl, Errno::XDEV);
+        }
+        check!(plan, Step::Sysctl, rustix::io::write(&fd, value.as_bytes()));
+    }
     for p in &plan.masked {
         match rustix::fs::stat(p.as_c_str()) {
             Ok(st)
@@ -908,32 +942,6 @@ fn child_main(plan: &Plan) -> ! {
             Err(Errno::NOENT) => {}
             Err(e) => fail(plan, Step::ReadonlyPath, e),
         }
-    }
-    if let Some(h) = &plan.hostname {
-        check!(
-            plan,
-            Step::Hostname,
-            rustix::system::sethostname(h.as_bytes())
-        );
-    }
-    if let Some(d) = &plan.domainname {
-        check!(
-            plan,
-            Step::Hostname,
-            rustix::system::setdomainname(d.as_bytes())
-        );
-    }
-    for (path, value) in &plan.sysctl {
-        let fd = check!(
-            plan,
-            Step::Sysctl,
-            rustix::fs::open(
-                path.as_c_str(),
-                OFlags::WRONLY | OFlags::CLOEXEC,
-                Mode::empty()
-            )
-        );
-        check!(plan, Step::Sysctl, rustix::io::write(&fd, value.as_bytes()));
     }
     if plan.readonly_root {
         let flags = match rustix::fs::statvfs(c"/") {

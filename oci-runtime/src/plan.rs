@@ -4,7 +4,7 @@
 use crate::cgroup::Cgroup;
 use crate::error::{Error, Result};
 use crate::init::{DeviceStep, MountStep, ProcessPlan};
-use oci_spec::runtime::{LinuxDeviceType, Mount, Process, Spec};
+use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, Mount, Process, Spec};
 use rustix::fs::FileType;
 use rustix::mount::MountFlags;
 use std::ffi::CString;
@@ -227,6 +227,32 @@ pub(crate) struct Built {
     pub propagation: MountFlags,
 }
 
+/// Whether sysctl `key` (dotted) belongs to a namespace the container has, as runc decides:
+/// the IPC ones and `fs.mqueue.*` to its ipc namespace, `net.*` to its network namespace,
+/// `kernel.hostname` and `kernel.domainname` to its uts namespace. Every other sysctl is the
+/// host's, and writing it from a container would change the host.
+fn sysctl_namespaced(key: &str, has: impl Fn(LinuxNamespaceType) -> bool) -> bool {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        has(LinuxNamespaceType::Ipc)
+    } else if key.starts_with("net.") {
+        has(LinuxNamespaceType::Network)
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        has(LinuxNamespaceType::Uts)
+    } else {
+        false
+    }
+}
+
 /// Mounts, devices, /dev symlinks, masked and read-only paths, sysctls.
 pub(crate) fn filesystem(
     spec: &Spec,
@@ -351,6 +377,15 @@ pub(crate) fn filesystem(
             || k.split(['.', '/']).any(|c| c.is_empty() || c == "..")
         {
             return Err(Error::InvalidSpec(format!("sysctl {k:?}")));
+        }
+        if !sysctl_namespaced(&k.replace('/', "."), |t| {
+            linux
+                .and_then(|l| l.namespaces().as_ref())
+                .is_some_and(|ns| ns.iter().any(|n| n.typ() == t))
+        }) {
+            return Err(Error::InvalidSpec(format!(
+                "sysctl {k:?} is not in a namespace of the container: it would change the host"
+            )));
         }
         sysctl.push((
             cstr(format!("/proc/sys/{}", k.replace('.', "/")), "sysctl")?,

@@ -891,3 +891,80 @@ fn a_created_container_holds_none_of_the_callers_other_descriptors() {
     );
     drop(listener);
 }
+
+#[test]
+fn sysctls_are_written_in_the_containers_namespaces_only() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let mut spec = b.spec(&[
+        "sh",
+        "-c",
+        "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/ping_group_range; \
+         echo 0 > /proc/sys/net/ipv4/ip_forward && echo proc-sys-writable",
+    ]);
+    let mut linux = spec.linux().clone().unwrap();
+    // The default spec's read-only paths include /proc/sys: the sysctls go in before.
+    assert!(linux
+        .readonly_paths()
+        .as_ref()
+        .is_some_and(|p| p.iter().any(|p| p == "/proc/sys")));
+    linux.set_sysctl(Some(
+        [
+            ("net.ipv4.ip_forward", "1"),
+            ("net/ipv4/ping_group_range", "0 0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    ));
+    spec.set_linux(Some(linux.clone()));
+    let host_forward = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    let (builder, out) = b.builder(&unique("sysctl"), spec.clone());
+    let code = run(builder).unwrap();
+    let text = read_all(out);
+    assert_eq!(code, 1, "{text}");
+    assert_eq!(text, "1\n0\t0\n", "{text}");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+        host_forward,
+        "the host's value is untouched"
+    );
+
+    // Sysctls of the host, or of a namespace the container does not have, are refused.
+    for (key, drop_ns) in [
+        ("kernel.core_pattern", None),
+        ("vm.overcommit_memory", None),
+        (
+            "net.ipv4.ip_forward",
+            Some(oci_spec::runtime::LinuxNamespaceType::Network),
+        ),
+        (
+            "kernel.shmmax",
+            Some(oci_spec::runtime::LinuxNamespaceType::Ipc),
+        ),
+    ] {
+        let mut l = linux.clone();
+        l.set_sysctl(Some(
+            [(key.to_string(), "1".to_string())].into_iter().collect(),
+        ));
+        if let Some(t) = drop_ns {
+            let ns: Vec<_> = l
+                .namespaces()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|n| n.typ() != t)
+                .collect();
+            l.set_namespaces(Some(ns));
+        }
+        let mut s = spec.clone();
+        s.set_linux(Some(l));
+        let (builder, _out) = b.builder(&unique("sysctl-host"), s);
+        match builder.create() {
+            Err(Error::InvalidSpec(m)) => assert!(m.contains(key), "{m}"),
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+}
