@@ -39,16 +39,13 @@ fn verify_layout(dir: &Path) {
 }
 
 fn oci(data: &Path, args: &[&str]) -> std::process::Child {
-    Command::new(OCI)
-        .arg("-q")
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    common::silent(
+        Path::new(OCI),
+        &["-q".as_ref(), "--data-dir".as_ref(), data.as_os_str()],
+    )
+    .args(args)
+    .spawn()
+    .unwrap()
 }
 
 fn kill_after(mut child: std::process::Child, ms: u64) {
@@ -82,15 +79,7 @@ fn killed_pull_push_and_apply_leave_clean_stores() {
         std::fs::write(root.join(format!("small{i}")), format!("{i}")).unwrap();
     }
     let tar = dir.path().join("rootfs.tar");
-    assert!(Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap()
-        .success());
+    common::tar_dir(&root, &tar);
     let image = format!("{}/crash/img:1", reg.addr);
     let a = dir.path().join("a");
     run_ok(&a, &["import", tar.to_str().unwrap(), &image]);

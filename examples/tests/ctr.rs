@@ -50,24 +50,10 @@ fn containerd_runs_containers_with_oci_runc() {
     let d = dir.path();
     // A registry and a busybox image in it.
     let reg = common::Registry::start();
-    let rootfs = d.join("rootfs");
-    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    for t in ["sh", "sleep", "echo"] {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(t)).unwrap();
-    }
-    assert!(Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(d.join("r.tar"))
-        .arg(".")
-        .status()
-        .unwrap()
-        .success());
+    let tar = common::busybox_rootfs_tar(d, &["sh", "sleep", "echo"]);
     let image = format!("{}/ctr/busybox:1", reg.addr);
     for args in [
-        vec!["import", d.join("r.tar").to_str().unwrap(), &image],
+        vec!["import", tar.to_str().unwrap(), &image],
         vec!["push", &image],
     ] {
         assert!(Command::new(OCI)

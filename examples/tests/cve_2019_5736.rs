@@ -11,8 +11,10 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod common;
 
 const RUNC: &str = env!("CARGO_BIN_EXE_oci-runc");
 
@@ -62,17 +64,7 @@ fn a_container_cannot_overwrite_the_runtime_through_proc_self_exe() {
     // The runtime the attack targets: a copy, so that a successful attack would change only it.
     let host = dir.path().join("host-runc");
     std::fs::copy(RUNC, &host).unwrap();
-    let runc = |args: &[&str]| {
-        Command::new(&host)
-            .arg("--root")
-            .arg(dir.path().join("state"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-    };
+    let runc = |args: &[&str]| common::runc_quiet(&host, &dir.path().join("state"), args);
     let bundle = dir.path().join("bundle");
     let rootfs = bundle.join("rootfs");
     for d in ["bin", "proc", "dev", "sys", "tmp"] {

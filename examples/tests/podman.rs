@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+mod common;
+
 const RUNC: &str = env!("CARGO_BIN_EXE_oci-runc");
 
 #[test]
@@ -22,21 +24,7 @@ fn podman_runs_containers_with_oci_runc() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let rootfs = d.join("rootfs");
-    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    for t in ["sh", "sleep", "echo", "cat", "tty", "tr"] {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(t)).unwrap();
-    }
-    assert!(Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(d.join("r.tar"))
-        .arg(".")
-        .status()
-        .unwrap()
-        .success());
+    let tar = common::busybox_rootfs_tar(d, &["sh", "sleep", "echo", "cat", "tty", "tr"]);
     // podman's own state in the temporary directory, not the machine's.
     let podman = |args: &[&str]| -> Output {
         Command::new("podman")
@@ -71,7 +59,7 @@ fn podman_runs_containers_with_oci_runc() {
     };
     ok(&podman(&[
         "import",
-        d.join("r.tar").to_str().unwrap(),
+        tar.to_str().unwrap(),
         "localhost/oci-rs:1",
     ]));
     // podman asks for RLIMIT_NOFILE 1048576 and RLIMIT_NPROC 32768 by default; raising a hard

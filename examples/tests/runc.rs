@@ -5,18 +5,12 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+mod common;
+
 const RUNC: &str = env!("CARGO_BIN_EXE_oci-runc");
 
 fn quiet(root: &Path, args: &[&str]) -> std::process::ExitStatus {
-    Command::new(RUNC)
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
+    common::runc_quiet(Path::new(RUNC), root, args)
 }
 
 fn runc(root: &Path, args: &[&str]) -> Output {

@@ -105,3 +105,48 @@ pub fn tar_with_file(name: &str, content: &[u8]) -> Vec<u8> {
     out.extend(std::iter::repeat_n(0u8, 1024));
     out
 }
+
+/// A rootfs of busybox with `tools` linked to it, in `dir/rootfs`, and its tar in `dir/r.tar`
+/// (returned).
+pub fn busybox_rootfs_tar(dir: &Path, tools: &[&str]) -> std::path::PathBuf {
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    for t in tools {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(t)).unwrap();
+    }
+    let tar = dir.join("r.tar");
+    tar_dir(&rootfs, &tar);
+    tar
+}
+
+/// GNU tar of the directory `dir`'s contents into `tar`.
+pub fn tar_dir(dir: &Path, tar: &Path) {
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg("-cf")
+        .arg(tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// `program` with `args` and no stdio (null in, output dropped).
+pub fn silent(program: &Path, args: &[&std::ffi::OsStr]) -> Command {
+    let mut c = Command::new(program);
+    c.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
+/// Runs the runc-compatible binary `runc` with `--root root` and `args`, no stdio.
+pub fn runc_quiet(runc: &Path, root: &Path, args: &[&str]) -> std::process::ExitStatus {
+    silent(runc, &["--root".as_ref(), root.as_os_str()])
+        .args(args)
+        .status()
+        .unwrap()
+}
