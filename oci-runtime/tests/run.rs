@@ -968,3 +968,34 @@ fn sysctls_are_written_in_the_containers_namespaces_only() {
         }
     }
 }
+
+#[test]
+fn masking_uses_only_the_null_device() {
+    if !root_or_skip() {
+        return;
+    }
+    // The spec puts another device at /dev/null (here /dev/zero's numbers, standing for a
+    // /dev/null that something replaced): masking must fail rather than bind it over
+    // /proc/kcore and friends.
+    let b = Bundle::new();
+    let mut spec = b.spec(&["true"]);
+    let mut linux = spec.linux().clone().unwrap();
+    linux.set_devices(Some(vec![oci_spec::runtime::LinuxDeviceBuilder::default()
+        .path("/dev/null")
+        .typ(oci_spec::runtime::LinuxDeviceType::C)
+        .major(1)
+        .minor(5)
+        .build()
+        .unwrap()]));
+    spec.set_linux(Some(linux.clone()));
+    let (builder, _out) = b.builder(&unique("null"), spec.clone());
+    match builder.create() {
+        Err(Error::Init { step, .. }) => assert_eq!(step, "mask path"),
+        other => panic!("{other:?}"),
+    }
+    // Without masked paths the same container runs.
+    linux.set_masked_paths(Some(Vec::new()));
+    spec.set_linux(Some(linux));
+    let (builder, _out) = b.builder(&unique("null"), spec);
+    assert_eq!(run(builder).unwrap(), 0);
+}
