@@ -3,7 +3,7 @@
 
 use crate::cgroup::Cgroup;
 use crate::error::{Error, Result};
-use crate::init::{spawn, Plan, Step};
+use crate::init::{spawn, spawn_in_pid_ns, Plan, Step};
 use crate::plan::{cstr, filesystem, process, process as process_plan};
 use oci_spec::runtime::{ContainerState, Hook, LinuxNamespaceType, Spec, State, StateBuilder};
 use rustix::fs::{Mode, OFlags};
@@ -416,6 +416,7 @@ impl ContainerBuilder {
                 } else {
                     None
                 },
+                undumpable: rustix::process::geteuid().is_root(),
                 seccomp: linux
                     .and_then(|l| l.seccomp().as_ref())
                     .map(crate::seccomp::compile)
@@ -429,12 +430,34 @@ impl ContainerBuilder {
                     None => None,
                 },
             };
-            let pid = spawn(&plan, flags).map_err(|e| Error::Init {
+            // Joining a pid namespace takes effect for children only: the init is cloned from
+            // a thread that joined it (and is held until the init is set up).
+            let pid_ns = if flags & libc::CLONE_NEWPID as u64 == 0 {
+                plan.join
+                    .iter()
+                    .find(|(_, f)| *f == libc::CLONE_NEWPID)
+                    .map(|(fd, _)| fd.try_clone())
+                    .transpose()
+                    .map_err(|e| Error::io("dup", "pid namespace", e))?
+            } else {
+                None
+            };
+            let clone_err = |e| Error::Init {
                 step: "clone3".into(),
                 source: e,
-            })?;
-            // The parent's copies of the child's ends.
-            drop(plan);
+            };
+            let (pid, _held) = match pid_ns {
+                None => {
+                    let pid = spawn(&plan, flags).map_err(clone_err)?;
+                    // The parent's copies of the child's ends.
+                    drop(plan);
+                    (pid, None)
+                }
+                Some(ns) => {
+                    let (pid, held) = spawn_in_pid_ns(plan, flags, ns).map_err(clone_err)?;
+                    (pid, Some(held))
+                }
+            };
             let fail = |e: Error| {
                 let _ = rustix::process::kill_process(
                     rustix::process::Pid::from_raw(pid).unwrap_or(rustix::process::Pid::INIT),
@@ -1243,6 +1266,7 @@ impl Container {
             seccomp,
             create_container: Vec::new(),
             time_ns: None,
+            undumpable: rustix::process::geteuid().is_root(),
         };
         let child = spawn(&plan, 0).map_err(|e| Error::Init {
             step: "clone3".into(),

@@ -67,11 +67,12 @@ pub(crate) enum Step {
     Seccomp = 32,
     Hook = 33,
     TimeNs = 34,
+    Dumpable = 35,
 }
 
 impl Step {
     pub(crate) fn name(code: u32) -> &'static str {
-        const NAMES: [&str; 35] = [
+        const NAMES: [&str; 36] = [
             "ready",
             "sync with parent",
             "join namespace",
@@ -107,6 +108,7 @@ impl Step {
             "seccomp",
             "createContainer hook",
             "time namespace",
+            "set non-dumpable",
         ];
         NAMES.get(code as usize).copied().unwrap_or("unknown step")
     }
@@ -227,6 +229,9 @@ pub(crate) struct Plan {
     /// takes effect at `execve`) and writes the offsets, which the kernel allows only before
     /// any process is inside it, hence not with `clone3`.
     pub time_ns: Option<CString>,
+    /// Become non-dumpable before dropping privileges (when the caller is root, so that it
+    /// can still read the init's /proc files, as `exec` and startContainer hooks do).
+    pub undumpable: bool,
 }
 
 /// A fixed-size path buffer: `/proc/self/fd/N` without allocating.
@@ -337,6 +342,43 @@ pub(crate) fn spawn(plan: &Plan, flags: u64) -> std::io::Result<i32> {
         child_main(plan);
     }
     Ok(ret as i32)
+}
+
+/// [`spawn`] from a thread of its own that joined the pid namespace `ns` first, so that the
+/// init is inside it: joining one takes effect only for the joiner's children and cannot be
+/// undone, so no thread of the caller's may do it. The thread stays, as the init's parent
+/// (whose end would deliver the init's death signal while it is set up), until the returned
+/// sender is dropped. The init stays a child of this process: it can be waited for, and it
+/// goes to the subreaper when the process exits, as runc's does.
+pub(crate) fn spawn_in_pid_ns(
+    plan: Plan,
+    flags: u64,
+    ns: OwnedFd,
+) -> std::io::Result<(i32, std::sync::mpsc::Sender<()>)> {
+    let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+    let (hold, held) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("oci-init-pid-ns".into())
+        .spawn(move || {
+            // SAFETY: setns of this thread (pid namespace for its children) with a namespace
+            // descriptor we own; the thread ends without cloning anything else.
+            let r = if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                spawn(&plan, flags)
+            };
+            // The parent's copies of the init's descriptors.
+            drop(plan);
+            let spawned = r.is_ok();
+            let _ = pid_tx.send(r);
+            if spawned {
+                let _ = held.recv();
+            }
+        })?;
+    let pid = pid_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("the pid namespace thread ended"))??;
+    Ok((pid, hold))
 }
 
 impl Plan {
@@ -1057,6 +1099,17 @@ fn setup_process(plan: &Plan) -> ! {
             )
         );
         check!(plan, Step::OomScore, rustix::io::write(&fd, v.as_bytes()));
+    }
+    // From here the process drops to the container's capabilities and user while it is still
+    // a copy of the calling program's memory (its environment, and whatever secrets it
+    // holds), and a created container's init waits so for `start`. Non-dumpable, no process
+    // without CAP_SYS_PTRACE over the caller's user namespace can read or trace it, whatever
+    // its uid and capabilities: not another container sharing the pid namespace, not the
+    // container's own processes during an exec. `execve` makes the process dumpable again.
+    // After the oom_score_adj write: a non-dumpable process's /proc files belong to the
+    // caller's root, which the init of a user namespace cannot write.
+    if plan.undumpable {
+        check!(plan, Step::Dumpable, prctl(libc::PR_SET_DUMPABLE, 0, 0));
     }
     for (res, soft, hard) in &p.rlimits {
         let lim = rustix::process::Rlimit {

@@ -999,3 +999,54 @@ fn masking_uses_only_the_null_device() {
     let (builder, _out) = b.builder(&unique("null"), spec);
     assert_eq!(run(builder).unwrap(), 0);
 }
+
+#[test]
+fn a_created_init_is_out_of_reach_of_other_containers() {
+    if !root_or_skip() {
+        return;
+    }
+    // A created container's init waits for `start` with the container's user and
+    // capabilities, still a copy of this program's memory: its environment is this test's.
+    // A second container in its pid namespace, with the same user and capabilities, must not
+    // read it.
+    let b = Bundle::new();
+    let (builder, _out) = b.builder(&unique("waits"), b.spec(&["true"]));
+    let waiting = builder.create().unwrap();
+    let mut spec = b.spec(&[
+        "sh",
+        "-c",
+        "cat /proc/1/environ 2>&1; echo; grep Name /proc/1/status; echo self=$$; exit 3",
+    ]);
+    let mut linux = spec.linux().clone().unwrap();
+    let namespaces = linux
+        .namespaces()
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|mut n| {
+            if n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid {
+                n.set_path(Some(format!("/proc/{}/ns/pid", waiting.pid()).into()));
+            }
+            n
+        })
+        .collect();
+    linux.set_namespaces(Some(namespaces));
+    spec.set_linux(Some(linux));
+    let (builder, out) = b.builder(&unique("peer"), spec);
+    let code = run(builder);
+    let text = read_all(out);
+    waiting.delete(true).unwrap();
+    // The exit status comes back through the process that forked the peer's init into the
+    // pid namespace.
+    assert_eq!(code.unwrap(), 3);
+    assert!(
+        !text.contains("CARGO") && !text.contains("PATH="),
+        "the peer read the init: {text}"
+    );
+    assert!(text.contains("Permission denied"), "{text}");
+    // It is in the waiting init's pid namespace: pid 1 there is the init (a copy of this
+    // test's thread, whose name it has), and it is not pid 1 itself.
+    let comm = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
+    assert!(text.contains(&format!("Name:\t{comm}")), "{text}");
+    assert!(!text.contains("self=1\n"), "{text}");
+}
