@@ -82,6 +82,15 @@ fn proc_start_time(pid: i32) -> Option<(u64, char)> {
     Some((start, state))
 }
 
+/// Whether this thread has CAP_SYS_PTRACE: then a non-dumpable init stays readable to us
+/// (`exec` and startContainer hooks open its /proc/PID/ns files), and the init may be one.
+fn can_trace() -> bool {
+    rustix::thread::capabilities(None).is_ok_and(|c| {
+        c.effective
+            .contains(rustix::thread::CapabilitySet::SYS_PTRACE)
+    })
+}
+
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -416,7 +425,7 @@ impl ContainerBuilder {
                 } else {
                     None
                 },
-                undumpable: rustix::process::geteuid().is_root(),
+                undumpable: can_trace(),
                 seccomp: linux
                     .and_then(|l| l.seccomp().as_ref())
                     .map(crate::seccomp::compile)
@@ -1266,7 +1275,7 @@ impl Container {
             seccomp,
             create_container: Vec::new(),
             time_ns: None,
-            undumpable: rustix::process::geteuid().is_root(),
+            undumpable: can_trace(),
         };
         let child = spawn(&plan, 0).map_err(|e| Error::Init {
             step: "clone3".into(),
