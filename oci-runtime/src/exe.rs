@@ -110,6 +110,11 @@ pub(crate) fn check() -> Result<()> {
 /// any thread starts (an `execve` ends every other thread) and before anything the program
 /// would not want done twice.
 ///
+/// Afterwards `/proc/self/exe`, and so `std::env::current_exe()`, names the sealed view
+/// (`/NAME` on a detached overlay, or `/memfd:oci-runtime-sealed (deleted)`), not the path on
+/// disk: a program that finds files next to its binary should go by `argv[0]` or its
+/// configuration.
+///
 /// Returns `Ok(())` in the sealed program. Fails, without re-executing, when the copy cannot be
 /// made or executed (for instance `vm.memfd_noexec = 2`), and in the re-executed program if the
 /// copy did not come out sealed.
