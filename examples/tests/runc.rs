@@ -187,7 +187,7 @@ fn rootless_runs_as_an_unprivileged_user() {
         std::fs::create_dir_all(rootfs.join(d)).unwrap();
     }
     std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    for t in ["sh", "id", "cat", "touch", "chown", "stat"] {
+    for t in ["sh", "id", "cat", "touch", "chown", "stat", "sleep"] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(t)).unwrap();
     }
     let chown = |p: &Path| {
@@ -204,15 +204,20 @@ fn rootless_runs_as_an_unprivileged_user() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
+    // `program` run as the user.
+    let setpriv = |program: &str| {
+        let mut c = Command::new("/usr/bin/setpriv");
+        c.args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={gid}"),
+            "--clear-groups",
+            program,
+        ]);
+        c
+    };
     let as_user = |args: &[&str]| -> Output {
-        Command::new("/usr/bin/setpriv")
-            .args([
-                &format!("--reuid={uid}"),
-                &format!("--regid={gid}"),
-                "--clear-groups",
-                RUNC,
-                "--root",
-            ])
+        setpriv(RUNC)
+            .arg("--root")
             .arg(&root)
             .args(args)
             .current_dir(&bundle)
@@ -285,5 +290,40 @@ fn rootless_runs_as_an_unprivileged_user() {
     assert!(
         !Path::new("/sys/fs/cgroup/pids/oci-rs/two").exists(),
         "a rootless container got a cgroup"
+    );
+
+    // A created container's init waits as a copy of oci-runc's memory: non-dumpable, so that
+    // even its owner reads none of it (nor would a container sharing its namespaces).
+    spec["process"]["args"] = serde_json::json!(["sleep", "30"]);
+    std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
+    chown(&config);
+    // The init inherits create's stdio: not pipes this test would wait on.
+    let st = setpriv(RUNC)
+        .arg("--root")
+        .arg(&root)
+        .args(["create", "--bundle", bundle.to_str().unwrap(), "waits"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let state: serde_json::Value =
+        serde_json::from_slice(&as_user(&["state", "waits"]).stdout).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    let read = setpriv("cat")
+        .arg(format!("/proc/{pid}/environ"))
+        .output()
+        .unwrap();
+    as_user(&["delete", "--force", "waits"]);
+    assert!(
+        !read.status.success() && read.stdout.is_empty(),
+        "the owner read the waiting init's environment: {}",
+        String::from_utf8_lossy(&read.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&read.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
     );
 }

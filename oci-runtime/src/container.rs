@@ -83,7 +83,7 @@ fn proc_start_time(pid: i32) -> Option<(u64, char)> {
 }
 
 /// Whether this thread has CAP_SYS_PTRACE: then a non-dumpable init stays readable to us
-/// (`exec` and startContainer hooks open its /proc/PID/ns files), and the init may be one.
+/// (startContainer hooks open its /proc/PID/ns files), and the init may always be one.
 fn can_trace() -> bool {
     rustix::thread::capabilities(None).is_ok_and(|c| {
         c.effective
@@ -425,7 +425,14 @@ impl ContainerBuilder {
                 } else {
                     None
                 },
-                undumpable: can_trace(),
+                // Without CAP_SYS_PTRACE (rootless) the caller could not open a non-dumpable
+                // init's namespaces, which only startContainer hooks need.
+                undumpable: can_trace()
+                    || spec
+                        .hooks()
+                        .as_ref()
+                        .and_then(|h| h.start_container().as_ref())
+                        .is_none_or(|v| v.is_empty()),
                 seccomp: linux
                     .and_then(|l| l.seccomp().as_ref())
                     .map(crate::seccomp::compile)
@@ -1275,7 +1282,8 @@ impl Container {
             seccomp,
             create_container: Vec::new(),
             time_ns: None,
-            undumpable: can_trace(),
+            // Nothing opens the helper's /proc files.
+            undumpable: true,
         };
         let child = spawn(&plan, 0).map_err(|e| Error::Init {
             step: "clone3".into(),

@@ -229,9 +229,9 @@ pub(crate) struct Plan {
     /// takes effect at `execve`) and writes the offsets, which the kernel allows only before
     /// any process is inside it, hence not with `clone3`.
     pub time_ns: Option<CString>,
-    /// Become non-dumpable before dropping privileges (when the caller has CAP_SYS_PTRACE,
-    /// so that it can still open the init's /proc files, as `exec` and startContainer hooks
-    /// do).
+    /// Become non-dumpable before dropping privileges: always for an exec helper; for an init
+    /// unless the caller lacks CAP_SYS_PTRACE and has startContainer hooks to run in it (they
+    /// open its /proc/PID/ns files).
     pub undumpable: bool,
 }
 

@@ -26,7 +26,8 @@
 //! executing in one from an unsealed program fails unless it called [`exe::allow_unsealed`].
 //!
 //! Before it drops to the container's user and capabilities, the init (and an exec's
-//! helper) makes itself non-dumpable when the caller has CAP_SYS_PTRACE (root): until its `execve` it is a copy
+//! helper) makes itself non-dumpable (unless a caller without CAP_SYS_PTRACE has startContainer
+//! hooks to run in it): until its `execve` it is a copy
 //! of the calling program's memory, and another container sharing its pid namespace must not
 //! read it. Joining a pid namespace by path takes effect for children only, so the init is
 //! cloned from a short-lived thread that joined it; it stays the caller's child.
