@@ -61,8 +61,9 @@ const SEALS: SealFlags = SealFlags::SEAL
 static ALLOW_UNSEALED: AtomicBool = AtomicBool::new(false);
 static SEALED: OnceLock<bool> = OnceLock::new();
 
-/// Whether this process runs from a sealed in-memory copy (cached: the executable changes only
-/// with `execve`, which starts a new image).
+/// Whether this process runs from a view of its file that cannot be written through: a sealed
+/// memfd copy or a file on a read-only overlay mount (cached: the executable changes only with
+/// `execve`, which starts a new image).
 pub fn is_sealed() -> bool {
     *SEALED.get_or_init(|| exe_sealed().unwrap_or(false))
 }
@@ -105,8 +106,9 @@ pub(crate) fn check() -> Result<()> {
     }
 }
 
-/// Re-executes the calling program from a sealed in-memory copy of itself, with the same
-/// arguments and environment, unless it already runs from one. Call it first in `main`, before
+/// Re-executes the calling program, with the same arguments and environment, from a view of
+/// its file that nothing can write through (a read-only overlay as root, a sealed memfd copy
+/// otherwise; see the module docs), unless it already runs from one. Call it first in `main`, before
 /// any thread starts (an `execve` ends every other thread) and before anything the program
 /// would not want done twice.
 ///
