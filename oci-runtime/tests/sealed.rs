@@ -17,6 +17,8 @@ const ORIGINAL: &str = "SEALED_TEST_ORIGINAL_EXE";
 const ARGS: &str = "SEALED_TEST_ARGS";
 /// Set in the unprivileged second run.
 const CHILD: &str = "SEALED_TEST_CHILD";
+/// Set in the run that starts with the re-execution guard already in its environment.
+const GUARD_CHECK: &str = "SEALED_TEST_GUARD_CHECK";
 
 fn joined_args() -> OsString {
     let mut all = OsString::new();
@@ -28,6 +30,26 @@ fn joined_args() -> OsString {
 }
 
 fn main() {
+    if std::env::var_os(GUARD_CHECK).is_some() {
+        // Started unsealed with the guard set, as a copy that did not come out sealed would
+        // be: an error, not another re-execution (and not a loop).
+        let pid = std::process::id();
+        let err = oci_runtime::exe::reexec_sealed().unwrap_err();
+        assert!(err.to_string().contains("still not sealed"), "{err}");
+        assert_eq!(std::process::id(), pid);
+        assert!(!oci_runtime::exe::is_sealed());
+        eprintln!("sealed: the guard stops a second re-execution ({err})");
+        return;
+    }
+    if std::env::var_os(ORIGINAL).is_none() && std::env::var_os(CHILD).is_none() {
+        // The guard, checked in a run of its own.
+        let status = Command::new(std::env::current_exe().unwrap())
+            .env(GUARD_CHECK, "1")
+            .env("_OCI_RUNTIME_SEALED_REEXEC", "1")
+            .status()
+            .unwrap();
+        assert!(status.success(), "the guard run: {status}");
+    }
     if std::env::var_os(ORIGINAL).is_none() {
         // First run, from the file on disk.
         assert!(!oci_runtime::exe::is_sealed());
