@@ -2,7 +2,8 @@
 //! share one with other tests): the re-executed program has the same arguments and
 //! environment and runs from a view of its file that refuses every write: a read-only overlay
 //! as root, a sealed memfd copy without privileges (run again as an unprivileged user when
-//! the test runs as root). A second call does nothing.
+//! the test runs as root). A second call does nothing, and a program started unsealed with
+//! the re-execution guard set gets an error instead of re-executing again.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
