@@ -386,6 +386,11 @@ impl ContainerBuilder {
                 .as_ref()
                 .and_then(|h| h.create_container().clone())
                 .unwrap_or_default();
+            let start_hooks = spec
+                .hooks()
+                .as_ref()
+                .and_then(|h| h.start_container().clone())
+                .unwrap_or_default();
             let plan = Plan {
                 rootfs: cstr(rootfs.as_os_str().as_encoded_bytes(), "rootfs")?,
                 propagation: built.propagation,
@@ -427,12 +432,7 @@ impl ContainerBuilder {
                 },
                 // Without CAP_SYS_PTRACE (rootless) the caller could not open a non-dumpable
                 // init's namespaces, which only startContainer hooks need.
-                undumpable: can_trace()
-                    || spec
-                        .hooks()
-                        .as_ref()
-                        .and_then(|h| h.start_container().as_ref())
-                        .is_none_or(|v| v.is_empty()),
+                undumpable: can_trace() || start_hooks.is_empty(),
                 seccomp: linux
                     .and_then(|l| l.seccomp().as_ref())
                     .map(crate::seccomp::compile)
@@ -553,9 +553,7 @@ impl ContainerBuilder {
                     .and_then(|h| h.poststart().clone())
                     .unwrap_or_default(),
                 poststop: hooks.and_then(|h| h.poststop().clone()).unwrap_or_default(),
-                start_container: hooks
-                    .and_then(|h| h.start_container().clone())
-                    .unwrap_or_default(),
+                start_container: start_hooks,
                 seccomp: linux.and_then(|l| l.seccomp().clone()),
             };
             let c = Container {

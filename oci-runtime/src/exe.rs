@@ -143,7 +143,7 @@ pub fn reexec_sealed() -> Result<()> {
             std::io::Error::other("the re-executed program is still not sealed"),
         ));
     }
-    let copy = sealed_copy().map_err(|e| Error::io("seal a copy of", "/proc/self/exe", e))?;
+    let view = sealed_view().map_err(|e| Error::io("seal a view of", "/proc/self/exe", e))?;
     let argv = std::env::args_os()
         .map(c_string)
         .collect::<std::result::Result<Vec<_>, _>>()?;
@@ -158,12 +158,12 @@ pub fn reexec_sealed() -> Result<()> {
     envp.push(c_string(OsString::from(format!("{GUARD}=1")))?);
     let argv_ptrs = null_terminated(&argv);
     let envp_ptrs = null_terminated(&envp);
-    tracing::debug!("re-executing from a sealed copy");
+    tracing::debug!("re-executing from a sealed view");
     // SAFETY: both arrays are null-terminated and point into CStrings that outlive the call;
     // fexecve returns only on failure.
-    unsafe { libc::fexecve(copy.as_raw_fd(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
+    unsafe { libc::fexecve(view.as_raw_fd(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
     Err(Error::io(
-        "execute the sealed copy of",
+        "execute the sealed view of",
         "/proc/self/exe",
         std::io::Error::last_os_error(),
     ))
@@ -171,7 +171,7 @@ pub fn reexec_sealed() -> Result<()> {
 
 /// A read-only view of the running executable that no one can write through: a read-only
 /// overlay of its directory where the caller may mount (root), else a sealed memfd copy.
-fn sealed_copy() -> std::io::Result<OwnedFd> {
+fn sealed_view() -> std::io::Result<OwnedFd> {
     match overlay_view() {
         Ok(fd) => Ok(fd),
         Err(e) => {

@@ -741,6 +741,72 @@ fn read_exact(plan: &Plan, buf: &mut [u8]) {
     }
 }
 
+/// The source of every masked file: the /dev/null made in the rootfs, checked through a
+/// descriptor to be the null device (1:3), so that a /dev/null replaced by something else (a
+/// symlink to a procfs file: the CVE-2025-31133 class) is never bound over a masked path.
+fn null_device(plan: &Plan) -> OwnedFd {
+    let fd = check!(
+        plan,
+        Step::Masked,
+        rustix::fs::open(
+            c"/dev/null",
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty()
+        )
+    );
+    let st = check!(plan, Step::Masked, rustix::fs::fstat(&fd));
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::CharacterDevice
+        || st.st_rdev != rustix::fs::makedev(1, 3)
+    {
+        fail(plan, Step::Masked, Errno::NODEV);
+    }
+    fd
+}
+
+/// Masks `path`: a read-only tmpfs over a directory, the checked `null` bound from its
+/// descriptor over anything else; nothing for a path that does not exist.
+fn mask(plan: &Plan, null: &OwnedFd, path: &CStr) {
+    match rustix::fs::stat(path) {
+        Ok(st)
+            if rustix::fs::FileType::from_raw_mode(st.st_mode)
+                == rustix::fs::FileType::Directory =>
+        {
+            check!(
+                plan,
+                Step::Masked,
+                rustix::mount::mount(c"tmpfs", path, c"tmpfs", MountFlags::RDONLY, None)
+            );
+        }
+        Ok(_) => {
+            use rustix::mount::{MoveMountFlags, OpenTreeFlags};
+            let tree = check!(
+                plan,
+                Step::Masked,
+                rustix::mount::open_tree(
+                    null,
+                    c"",
+                    OpenTreeFlags::OPEN_TREE_CLONE
+                        | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                        | OpenTreeFlags::AT_EMPTY_PATH
+                )
+            );
+            check!(
+                plan,
+                Step::Masked,
+                rustix::mount::move_mount(
+                    &tree,
+                    c"",
+                    rustix::fs::CWD,
+                    path,
+                    MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_SYMLINKS
+                )
+            );
+        }
+        Err(Errno::NOENT) => {}
+        Err(e) => fail(plan, Step::Masked, e),
+    }
+}
+
 fn child_main(plan: &Plan) -> ! {
     // Die with the parent while we are still being set up.
     let _ = prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as u64, 0);
@@ -940,79 +1006,10 @@ fn child_main(plan: &Plan) -> ! {
         }
         check!(plan, Step::Sysctl, rustix::io::write(&fd, value.as_bytes()));
     }
-    // The source of every masked file: the /dev/null made above, checked through a
-    // descriptor to be the null device (1:3) and bound from that descriptor, so that a
-    // /dev/null replaced by something else (a symlink to a procfs file: the CVE-2025-31133
-    // class) is never bound over a masked path.
-    let null = if plan.masked.is_empty() {
-        None
-    } else {
-        let fd = check!(
-            plan,
-            Step::Masked,
-            rustix::fs::open(
-                c"/dev/null",
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty()
-            )
-        );
-        let st = check!(plan, Step::Masked, rustix::fs::fstat(&fd));
-        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::CharacterDevice
-            || st.st_rdev != rustix::fs::makedev(1, 3)
-        {
-            fail(plan, Step::Masked, Errno::NODEV);
-        }
-        Some(fd)
-    };
-    for p in &plan.masked {
-        match rustix::fs::stat(p.as_c_str()) {
-            Ok(st)
-                if rustix::fs::FileType::from_raw_mode(st.st_mode)
-                    == rustix::fs::FileType::Directory =>
-            {
-                check!(
-                    plan,
-                    Step::Masked,
-                    rustix::mount::mount(
-                        c"tmpfs",
-                        p.as_c_str(),
-                        c"tmpfs",
-                        MountFlags::RDONLY,
-                        None
-                    )
-                );
-            }
-            Ok(_) => {
-                use rustix::mount::{MoveMountFlags, OpenTreeFlags};
-                let Some(null) = &null else {
-                    fail(plan, Step::Masked, Errno::NODEV)
-                };
-                let tree = check!(
-                    plan,
-                    Step::Masked,
-                    rustix::mount::open_tree(
-                        null,
-                        c"",
-                        OpenTreeFlags::OPEN_TREE_CLONE
-                            | OpenTreeFlags::OPEN_TREE_CLOEXEC
-                            | OpenTreeFlags::AT_EMPTY_PATH
-                    )
-                );
-                check!(
-                    plan,
-                    Step::Masked,
-                    rustix::mount::move_mount(
-                        &tree,
-                        c"",
-                        rustix::fs::CWD,
-                        p.as_c_str(),
-                        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
-                            | MoveMountFlags::MOVE_MOUNT_T_SYMLINKS
-                    )
-                );
-            }
-            Err(Errno::NOENT) => {}
-            Err(e) => fail(plan, Step::Masked, e),
+    if !plan.masked.is_empty() {
+        let null = null_device(plan);
+        for p in &plan.masked {
+            mask(plan, &null, p);
         }
     }
     for p in &plan.readonly_paths {

@@ -439,7 +439,7 @@ fn main() {
     }
     let _ = cli.systemd_cgroup;
     // The verbs that start processes in a container (start runs startContainer hooks there)
-    // first re-execute from a sealed copy, so that a container cannot reach this program's
+    // first re-execute from a sealed view of it, so that a container cannot reach this program's
     // file through /proc/self/exe (CVE-2019-5736). The others stay a plain start.
     if matches!(
         cli.verb,
