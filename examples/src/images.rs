@@ -55,8 +55,12 @@ pub struct ImageRow {
 }
 
 impl Images {
-    /// Opens (creating) the store under `data_dir/images`.
+    /// Opens (creating) the store under `data_dir/images`. The data directory is private to
+    /// its owner (0700, tightened when an existing one is more open): it holds unpacked
+    /// layers, whose setuid binaries and device nodes no other local user may reach.
     pub async fn open(data_dir: &Path, insecure: Vec<String>, quiet: bool) -> Result<Self> {
+        oci_layer::private_dir(data_dir)
+            .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
         let layout = OciLayout::create(data_dir.join("images"))
             .await
             .with_context(|| format!("opening the image store in {}", data_dir.display()))?;
@@ -327,8 +331,11 @@ impl Images {
 
 impl Images {
     /// `unpack IMAGE DIR`: every layer of the host's image, applied in order. Returns the
-    /// layer and entry counts.
-    pub async fn unpack(&self, reference: &str, dir: &Path) -> Result<(usize, u64)> {
+    /// layer and entry counts. With `public` false the tree goes into `dir/rootfs` under a
+    /// `dir` made private (0700, as umoci lays it out), so no other local user can reach its
+    /// setuid binaries or device nodes, not even while it is being written; with `public` the
+    /// layers go straight into `dir`, which keeps the image's modes.
+    pub async fn unpack(&self, reference: &str, dir: &Path, public: bool) -> Result<(usize, u64)> {
         let r = ImageReference::parse(reference)?;
         let desc = self.resolve(&r).await?;
         let m = self
@@ -340,7 +347,25 @@ impl Images {
             .as_image()
             .ok_or_else(|| anyhow!("{} is not an image", r.familiar()))?;
         let config = oci_image::build::read_config(&self.layout, img.config()).await?;
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let dir = if public {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir.to_path_buf()
+        } else {
+            oci_layer::private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let rootfs = dir.join("rootfs");
+            std::fs::create_dir_all(&rootfs)
+                .with_context(|| format!("creating {}", rootfs.display()))?;
+            rootfs
+        };
+        let dir = dir.as_path();
+        if config.rootfs().diff_ids().len() != img.layers().len() {
+            bail!(
+                "{}: the config lists {} diff_ids for {} layers",
+                r.familiar(),
+                config.rootfs().diff_ids().len(),
+                img.layers().len()
+            );
+        }
         let mut entries = 0;
         for (layer, diff_id) in img.layers().iter().zip(config.rootfs().diff_ids()) {
             let opts = oci_layer::ApplyOptions {

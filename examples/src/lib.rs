@@ -9,7 +9,8 @@ pub mod images;
 use anyhow::{bail, Context, Result};
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
-    get_default_namespaces, Capability, LinuxCapabilitiesBuilder, LinuxNamespaceType,
+    get_default_namespaces, Capability, LinuxCapabilitiesBuilder, LinuxDeviceCgroup,
+    LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxNamespaceType, LinuxResourcesBuilder,
     ProcessBuilder, RootBuilder, Spec, UserBuilder,
 };
 use std::io::Read;
@@ -119,10 +120,22 @@ pub fn runtime_spec(image: &ImageConfiguration, rootfs: &Path, opts: &RunOptions
     ]
     .into_iter()
     .collect();
+    // Never inheritable or ambient (the CVE-2022-29162 class: oci-spec's builder defaults
+    // fill both), and as docker: a non-root user keeps only the bounding set, so its
+    // processes start with no capabilities (a setuid or file-capability binary can still
+    // gain what the bounding set allows).
+    let none = std::collections::HashSet::new();
+    let (eff, perm) = if uid == 0 {
+        (caps.clone(), caps.clone())
+    } else {
+        (none.clone(), none.clone())
+    };
     let capabilities = LinuxCapabilitiesBuilder::default()
-        .bounding(caps.clone())
-        .effective(caps.clone())
-        .permitted(caps)
+        .bounding(caps)
+        .effective(eff)
+        .permitted(perm)
+        .inheritable(none.clone())
+        .ambient(none)
         .build()?;
     let process = ProcessBuilder::default()
         .capabilities(capabilities)
@@ -152,8 +165,56 @@ pub fn runtime_spec(image: &ImageConfiguration, rootfs: &Path, opts: &RunOptions
             ns.retain(|n| n.typ() != LinuxNamespaceType::Network);
         }
         linux.set_namespaces(Some(ns));
+        linux.set_resources(Some(
+            LinuxResourcesBuilder::default()
+                .devices(docker_device_rules()?)
+                .build()?,
+        ));
     }
     Ok(spec)
+}
+
+/// Docker's device cgroup rules: deny everything, then mknod of any node and read, write and
+/// mknod of null, zero, full, random, urandom, tty, console, ptmx, the pty slaves and
+/// `/dev/net/tun`. The runtime enforces them (and its own defaults) through the devices
+/// cgroup, so a device node in an image, or one a container makes, opens nothing else.
+pub fn docker_device_rules() -> Result<Vec<LinuxDeviceCgroup>> {
+    let rule = |typ: Option<LinuxDeviceType>, major: Option<i64>, minor: Option<i64>, acc: &str| {
+        let mut b = LinuxDeviceCgroupBuilder::default()
+            .allow(typ.is_some())
+            .access(acc);
+        if let Some(t) = typ {
+            b = b.typ(t);
+        }
+        if let Some(m) = major {
+            b = b.major(m);
+        }
+        if let Some(m) = minor {
+            b = b.minor(m);
+        }
+        b.build()
+    };
+    let c = Some(LinuxDeviceType::C);
+    let mut rules = vec![
+        rule(None, None, None, "rwm")?,
+        rule(c, None, None, "m")?,
+        rule(Some(LinuxDeviceType::B), None, None, "m")?,
+    ];
+    for (major, minor) in [
+        (1, Some(3)),
+        (1, Some(5)),
+        (1, Some(7)),
+        (1, Some(8)),
+        (1, Some(9)),
+        (5, Some(0)),
+        (5, Some(1)),
+        (5, Some(2)),
+        (136, None),
+        (10, Some(200)),
+    ] {
+        rules.push(rule(c, Some(major), minor, "rwm")?);
+    }
+    Ok(rules)
 }
 
 fn set_env(env: &mut Vec<String>, kv: &str) {
@@ -332,5 +393,43 @@ mod tests {
             .as_ref()
             .unwrap();
         assert!(ns.iter().all(|n| n.typ() != LinuxNamespaceType::Network));
+    }
+
+    #[test]
+    fn no_inheritable_or_ambient_and_none_effective_for_a_non_root_user() {
+        let r = rootfs();
+        let cfg: ImageConfiguration = serde_json::from_str(
+            r#"{"architecture":"amd64","os":"linux","config":{"Cmd":["id"]},"rootfs":{"type":"layers","diff_ids":[]}}"#,
+        )
+        .unwrap();
+        for (user, root) in [("", true), ("65534:65534", false), ("www", false)] {
+            let opts = RunOptions {
+                user: Some(user.into()),
+                ..Default::default()
+            };
+            let spec = runtime_spec(&cfg, r.path(), &opts).unwrap();
+            let caps = spec
+                .process()
+                .as_ref()
+                .unwrap()
+                .capabilities()
+                .clone()
+                .unwrap();
+            let len =
+                |s: &Option<oci_spec::runtime::Capabilities>| s.as_ref().map_or(0, |s| s.len());
+            assert_eq!(len(caps.inheritable()), 0, "{user}");
+            assert_eq!(len(caps.ambient()), 0, "{user}");
+            assert_eq!(len(caps.bounding()), 14, "{user}");
+            assert_eq!(len(caps.effective()), if root { 14 } else { 0 }, "{user}");
+            assert_eq!(len(caps.permitted()), if root { 14 } else { 0 }, "{user}");
+        }
+        let spec = runtime_spec(&cfg, r.path(), &RunOptions::default()).unwrap();
+        let devices = spec.linux().as_ref().unwrap().resources().as_ref().unwrap();
+        let rules = devices.devices().as_ref().unwrap();
+        assert!(
+            !rules[0].allow() && rules[0].typ().is_none(),
+            "deny all comes first"
+        );
+        assert!(rules.iter().any(|d| d.allow() && d.major() == Some(136)));
     }
 }

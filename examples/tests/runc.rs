@@ -54,6 +54,12 @@ fn spec_create_start_exec_state_kill_delete_run() {
     );
     let cfg = bundle.join("config.json");
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    let caps = &v["process"]["capabilities"];
+    assert!(caps["bounding"].is_array(), "{caps}");
+    assert!(
+        caps.get("inheritable").is_none() && caps.get("ambient").is_none(),
+        "no inheritable or ambient capabilities in the template: {caps}"
+    );
     v["process"]["args"] = serde_json::json!(["sleep", "30"]);
     v["process"]["terminal"] = serde_json::json!(false);
     v["hostname"] = serde_json::json!("c1host");

@@ -83,13 +83,46 @@ fn valid_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Creates `dir` (and missing parents) with mode 0700, or tightens an existing directory
+/// owned by this user to 0700, so no other local user can walk into what it holds.
+///
+/// Unpacked layers hold an image's device nodes and setuid-root binaries: a directory on the
+/// way to them that others may search lets any local user run them (euid 0 from uid 65534).
+pub fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::fs("mkdir", parent, e))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::fs("mkdir", dir, e)),
+    }
+    let meta = std::fs::metadata(dir).map_err(|e| Error::fs("stat", dir, e))?;
+    if !meta.is_dir() {
+        return Err(Error::fs(
+            "mkdir",
+            dir,
+            std::io::Error::from(std::io::ErrorKind::NotADirectory),
+        ));
+    }
+    if meta.mode() & 0o077 != 0 && meta.uid() == rustix::process::geteuid().as_raw() {
+        tracing::info!(dir = %dir.display(), mode = format!("{:o}", meta.mode() & 0o7777), "tightening to 0700");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::fs("chmod", dir, e))?;
+    }
+    Ok(())
+}
+
 impl Snapshotter {
-    /// Snapshots under `root` (created when missing).
+    /// Snapshots under `root` (created when missing). `root`, its `layers` and `containers`
+    /// directories and each container's directory are private to their owner (0700, and
+    /// tightened when an existing store is opened): see [`private_dir`].
     pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
+        private_dir(&root)?;
         for d in ["layers", "containers"] {
-            let p = root.join(d);
-            std::fs::create_dir_all(&p).map_err(|e| Error::fs("mkdir", &p, e))?;
+            private_dir(&root.join(d))?;
         }
         Ok(Self {
             root,
@@ -191,6 +224,7 @@ impl Snapshotter {
             });
         }
         let (upper, work, rootfs) = (base.join("upper"), base.join("work"), base.join("rootfs"));
+        private_dir(&base)?;
         for d in [&upper, &work, &rootfs] {
             std::fs::create_dir_all(d).map_err(|e| Error::fs("mkdir", d, e))?;
         }

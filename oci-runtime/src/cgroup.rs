@@ -4,12 +4,13 @@
 //! and the init is placed in it then; `delete` removes it. Without write access (rootless,
 //! not delegated) nothing is written and the container runs in the caller's cgroup.
 
+use crate::devices::{self, DeviceRule};
 use crate::error::{Error, Result};
 use oci_spec::runtime::LinuxResources;
 use std::path::{Path, PathBuf};
 
 /// v1 controllers this runtime manages.
-pub const V1_CONTROLLERS: [&str; 5] = ["memory", "pids", "cpu", "cpuset", "cpuacct"];
+pub const V1_CONTROLLERS: [&str; 6] = ["memory", "pids", "cpu", "cpuset", "cpuacct", "devices"];
 
 /// A container's cgroup.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -79,8 +80,10 @@ impl Cgroup {
         }
     }
 
-    /// Creates the cgroup and applies `resources`.
-    pub fn create(&self, resources: Option<&LinuxResources>) -> Result<()> {
+    /// Creates the cgroup, applies `resources` and enforces the device `rules` (from
+    /// [`crate::device_rules`]): a host without a devices controller (v1) or without cgroup device
+    /// programs (v2) is an error, never a container with every device open.
+    pub fn create(&self, resources: Option<&LinuxResources>, rules: &[DeviceRule]) -> Result<()> {
         for d in self.dirs() {
             std::fs::create_dir_all(&d).map_err(|source| Error::Cgroup {
                 path: d.clone(),
@@ -108,11 +111,22 @@ impl Cgroup {
                 if let Some(r) = resources {
                     self.apply_v1(mount, path, r)?;
                 }
+                let dev = mount.join("devices");
+                if !dev.is_dir() {
+                    return Err(Error::Cgroup {
+                        path: dev,
+                        source: std::io::Error::other(
+                            "no devices controller: device rules cannot be enforced",
+                        ),
+                    });
+                }
+                devices::apply_v1(&dev.join(path), rules)?;
             }
             Cgroup::V2 { mount, path } => {
                 if let Some(r) = resources {
                     self.apply_v2(&mount.join(path), r)?;
                 }
+                devices::apply_v2(&mount.join(path), rules)?;
             }
         }
         Ok(())

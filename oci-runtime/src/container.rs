@@ -202,10 +202,14 @@ impl ContainerBuilder {
             self.bundle.join(root.path())
         };
         let rootfs = std::fs::canonicalize(&rootfs).map_err(|e| Error::io("rootfs", &rootfs, e))?;
-        std::fs::create_dir_all(&self.state_root)
+        // Private: the state holds the exec fifo, whose writer starts the container.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&self.state_root)
             .map_err(|e| Error::io("mkdir", &self.state_root, e))?;
         let dir = self.state_root.join(&self.id);
-        match std::fs::create_dir(&dir) {
+        match std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&dir)
+        {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(Error::Exists(self.id.clone()))
@@ -266,6 +270,8 @@ impl ContainerBuilder {
         if !new_mnt && !join.iter().any(|(_, f)| *f == libc::CLONE_NEWNS) {
             return Err(Error::InvalidSpec("a mount namespace is required".into()));
         }
+        // Device rules are checked before anything is created.
+        let dev_rules = crate::devices::device_rules(linux)?;
         // cgroup: created and limited now, joined before the init is released.
         let cg_path = linux
             .and_then(|l| l.cgroups_path().as_ref())
@@ -276,7 +282,7 @@ impl ContainerBuilder {
             None => Some(Cgroup::detect(&cg_path)?),
         };
         let cgroup = match cgroup {
-            Some(c) => match c.create(linux.and_then(|l| l.resources().as_ref())) {
+            Some(c) => match c.create(linux.and_then(|l| l.resources().as_ref()), &dev_rules) {
                 Ok(()) => Some(c),
                 Err(e) if !rustix::process::geteuid().is_root() => {
                     tracing::info!(error = %e, "no cgroup (not delegated); running in the caller's");
@@ -306,29 +312,34 @@ impl ContainerBuilder {
                 0,
             )
             .map_err(|e| Error::io("mkfifo", &fifo_path, e))?;
-            if new_user {
-                // The init opens the fifo as the container's user: give it that user's host ids.
-                let host = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>, id: u32| {
-                    maps.into_iter().flatten().find_map(|m| {
-                        (id >= m.container_id() && id - m.container_id() < m.size())
-                            .then(|| m.host_id() + (id - m.container_id()))
-                    })
-                };
-                let uid = host(
-                    linux.and_then(|l| l.uid_mappings().as_ref()),
-                    proc_spec.user().uid(),
-                );
-                let gid = host(
-                    linux.and_then(|l| l.gid_mappings().as_ref()),
-                    proc_spec.user().gid(),
-                );
-                rustix::fs::chown(
-                    &fifo_path,
-                    uid.map(rustix::fs::Uid::from_raw),
-                    gid.map(rustix::fs::Gid::from_raw),
-                )
-                .map_err(|e| Error::io("chown", &fifo_path, e))?;
-            }
+            // The init opens the fifo as the container's user, which has no capabilities when
+            // it is not root: give it that user's host ids (the state directory is private;
+            // the init reaches the fifo through its O_PATH descriptor).
+            let joins_user = join.iter().any(|(_, f)| *f == libc::CLONE_NEWUSER);
+            let host = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>, id: u32| {
+                if !new_user {
+                    // Joining a user namespace: its mapping is not in the spec, keep the owner.
+                    return (!joins_user).then_some(id);
+                }
+                maps.into_iter().flatten().find_map(|m| {
+                    (id >= m.container_id() && id - m.container_id() < m.size())
+                        .then(|| m.host_id() + (id - m.container_id()))
+                })
+            };
+            let uid = host(
+                linux.and_then(|l| l.uid_mappings().as_ref()),
+                proc_spec.user().uid(),
+            );
+            let gid = host(
+                linux.and_then(|l| l.gid_mappings().as_ref()),
+                proc_spec.user().gid(),
+            );
+            rustix::fs::chown(
+                &fifo_path,
+                uid.map(rustix::fs::Uid::from_raw),
+                gid.map(rustix::fs::Gid::from_raw),
+            )
+            .map_err(|e| Error::io("chown", &fifo_path, e))?;
             let fifo = rustix::fs::open(&fifo_path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
                 .map_err(|e| Error::io("open", &fifo_path, e))?;
             let fifo_rel = cstr(format!("self/fd/{}", fifo.as_raw_fd()), "fifo")?;

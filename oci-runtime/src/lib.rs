@@ -7,6 +7,12 @@
 //! and read-only paths, hostname, sysctls, rlimits, capabilities, `no_new_privs`, user, and
 //! cgroup limits (v1 or v2); [`Container::start`] lets it `execve`.
 //!
+//! Device access is always enforced by the kernel: deny everything, then the spec's
+//! `linux.resources.devices` rules, then the default devices and the spec's `linux.devices`
+//! (see [`device_rules`]), through the v1 devices controller or a v2 cgroup device (eBPF)
+//! program. A device node shipped in an image, or made with `CAP_MKNOD`, opens nothing else;
+//! a root container whose rules cannot be enforced is not created.
+//!
 //! ## Design
 //!
 //! The init is a `clone3` child that runs a plan computed beforehand with system calls only
@@ -61,6 +67,7 @@
 
 mod cgroup;
 pub mod container;
+mod devices;
 pub mod error;
 pub mod exe;
 mod init;
@@ -72,4 +79,5 @@ pub use cgroup::Cgroup;
 pub use container::{
     run, run_hooks, validate_id, Container, ContainerBuilder, ExecProcess, Status,
 };
+pub use devices::{device_rules, DeviceRule, DEFAULT_ALLOWED};
 pub use error::{Error, Result};

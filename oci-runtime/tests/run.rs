@@ -1050,3 +1050,186 @@ fn a_created_init_is_out_of_reach_of_other_containers() {
     assert!(text.contains(&format!("Name:\t{comm}")), "{text}");
     assert!(!text.contains("self=1\n"), "{text}");
 }
+
+// Threat: a device node shipped in an image, or made in the container with CAP_MKNOD, opens
+// a host device. The devices cgroup (v1) or a cgroup device program (v2) must refuse it
+// unless a rule allows it, while the default devices keep working.
+
+/// A loop device over a 1 MiB file that starts with `DISK-CONTENT`: a host block device whose
+/// reads and writes are harmless to check (the host's own disk is not even open to root in
+/// every sandbox). Detached on drop.
+struct LoopDisk {
+    dev: String,
+    file: tempfile::NamedTempFile,
+    major: u32,
+    minor: u32,
+}
+
+impl LoopDisk {
+    fn new() -> Option<Self> {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, b"DISK-CONTENT").unwrap();
+        file.as_file().set_len(1 << 20).unwrap();
+        let out = std::process::Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(file.path())
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!("losetup: {}", String::from_utf8_lossy(&out.stderr));
+            return None;
+        }
+        let dev = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let st = rustix::fs::stat(dev.as_str()).unwrap();
+        let (major, minor) = (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
+        Some(Self {
+            dev,
+            file,
+            major,
+            minor,
+        })
+    }
+
+    fn content(&self) -> Vec<u8> {
+        let _ = std::process::Command::new("blockdev")
+            .args(["--flushbufs", &self.dev])
+            .status();
+        std::fs::read(self.file.path()).unwrap()[..12].to_vec()
+    }
+}
+
+impl Drop for LoopDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.dev])
+            .status();
+    }
+}
+
+/// Runs a script that reads and writes `disk` through a node shipped in the image and through
+/// one it makes itself, with `rules` as `linux.resources.devices`, and returns its output.
+fn device_probe(disk: &LoopDisk, v2: Option<&Path>, rules: serde_json::Value) -> String {
+    let (major, minor) = (disk.major, disk.minor);
+    let b = Bundle::new();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        b.rootfs().join("hostdisk"),
+        rustix::fs::FileType::BlockDevice,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        rustix::fs::makedev(major, minor),
+    )
+    .unwrap();
+    let id = unique("dev");
+    let script = format!(
+        "busybox head -c 12 /hostdisk 2>/dev/null; echo; \
+         echo PWNED | busybox dd of=/hostdisk conv=notrunc 2>/dev/null && echo image-node-written; \
+         busybox mknod /tmp/made b {major} {minor} && echo mknod-ok; \
+         busybox head -c 12 /tmp/made 2>/dev/null | busybox sed s/DISK/MADE/; echo; \
+         echo x > /dev/null && busybox head -c 1 /dev/urandom >/dev/null && echo defaults-ok"
+    );
+    let mut spec = b.spec(&["sh", "-c", &script]);
+    let mut p = spec.process().clone().unwrap();
+    let mut caps = p.capabilities().clone().unwrap();
+    let mut set = caps.bounding().clone().unwrap();
+    set.insert(oci_spec::runtime::Capability::Mknod);
+    caps.set_bounding(Some(set.clone()));
+    caps.set_effective(Some(set.clone()));
+    caps.set_permitted(Some(set));
+    p.set_capabilities(Some(caps));
+    spec.set_process(Some(p));
+    let mut linux = spec.linux().clone().unwrap();
+    linux.set_cgroups_path(Some(PathBuf::from(format!("oci-rs-test/{id}"))));
+    linux.set_resources(Some(
+        serde_json::from_value(serde_json::json!({ "devices": rules })).unwrap(),
+    ));
+    spec.set_linux(Some(linux));
+    let (mut builder, out) = b.builder(&id, spec);
+    if let Some(u) = v2 {
+        builder = builder.cgroup_v2_root(u);
+    }
+    let code = run(builder).unwrap();
+    let text = read_all(out);
+    assert_eq!(code, 0, "{text}");
+    text
+}
+
+fn check_device_rules(v2: Option<&Path>) {
+    let Some(disk) = LoopDisk::new() else {
+        eprintln!("skipping: no loop device could be set up here");
+        return;
+    };
+    // No rules at all, and docker's deny-all: the disk can be neither read nor written.
+    for rules in [
+        serde_json::json!([]),
+        serde_json::json!([{ "allow": false, "access": "rwm" }]),
+    ] {
+        let text = device_probe(&disk, v2, rules);
+        assert!(!text.contains("DISK-CONTENT"), "{text}");
+        assert!(!text.contains("MADE-CONTENT"), "{text}");
+        assert!(!text.contains("written"), "{text}");
+        assert!(text.contains("mknod-ok"), "mknod stays allowed: {text}");
+        assert!(text.contains("defaults-ok"), "{text}");
+        assert_eq!(disk.content(), b"DISK-CONTENT");
+    }
+    // A rule that allows reading this disk, and only reading it.
+    let text = device_probe(
+        &disk,
+        v2,
+        serde_json::json!([{ "allow": false, "access": "rwm" },
+            { "allow": true, "type": "b", "major": disk.major, "minor": disk.minor, "access": "r" }]),
+    );
+    assert!(text.contains("DISK-CONTENT"), "{text}");
+    assert!(text.contains("MADE-CONTENT"), "{text}");
+    assert!(!text.contains("written"), "{text}");
+    assert!(text.contains("defaults-ok"), "{text}");
+    assert_eq!(disk.content(), b"DISK-CONTENT");
+}
+
+#[test]
+fn image_device_node_cannot_open_a_host_disk_cgroup_v1() {
+    if !root_or_skip() {
+        return;
+    }
+    if !Path::new("/sys/fs/cgroup/devices").is_dir() {
+        eprintln!("skipping: no v1 devices controller here (the v2 test covers this host)");
+        return;
+    }
+    check_device_rules(None);
+}
+
+#[test]
+fn image_device_node_cannot_open_a_host_disk_cgroup_v2() {
+    if !root_or_skip() {
+        return;
+    }
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    let v2 = if unified.join("cgroup.procs").exists() {
+        unified
+    } else if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        Path::new("/sys/fs/cgroup")
+    } else {
+        eprintln!("skipping: no cgroup v2 hierarchy here");
+        return;
+    };
+    check_device_rules(Some(v2));
+}
+
+#[test]
+fn invalid_device_rules_are_refused_before_anything_runs() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let mut spec = b.spec(&["true"]);
+    let mut linux = spec.linux().clone().unwrap();
+    linux.set_resources(Some(
+        serde_json::from_value(serde_json::json!({
+            "devices": [{ "allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwz" }]
+        }))
+        .unwrap(),
+    ));
+    spec.set_linux(Some(linux));
+    let (builder, _out) = b.builder(&unique("devbad"), spec);
+    let err = run(builder).unwrap_err();
+    assert!(matches!(err, Error::InvalidSpec(_)), "{err}");
+}

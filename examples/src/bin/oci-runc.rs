@@ -370,6 +370,17 @@ fn main_inner(cli: Cli) -> Result<i32> {
             } else {
                 Spec::default()
             };
+            // As runc's template since CVE-2022-29162: no inheritable or ambient capabilities
+            // (oci-spec's defaults fill both).
+            let mut spec = spec;
+            if let Some(mut p) = spec.process().clone() {
+                if let Some(mut c) = p.capabilities().clone() {
+                    c.set_inheritable(None);
+                    c.set_ambient(None);
+                    p.set_capabilities(Some(c));
+                }
+                spec.set_process(Some(p));
+            }
             spec.save(&path)
                 .with_context(|| format!("writing {}", path.display()))?;
         }

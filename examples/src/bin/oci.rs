@@ -172,12 +172,16 @@ enum Verb {
         #[arg(long = "password-stdin")]
         password_stdin: bool,
     },
-    /// Apply an image's layers into a directory.
+    /// Apply an image's layers into DIR/rootfs, DIR private to you (0700).
     Unpack {
         /// The image.
         image: String,
         /// The directory (created when missing).
         dir: PathBuf,
+        /// Apply straight into DIR with the image's modes: any local user may then reach the
+        /// image's setuid binaries and device nodes.
+        #[arg(long)]
+        public: bool,
     },
     /// Layer files by hand.
     Layer {
@@ -378,8 +382,8 @@ async fn run(cli: Cli) -> Result<()> {
             writeln!(out, "{}", d.digest())?;
         }
         Verb::Export { output, container } => images.export(&dir, &container, &output).await?,
-        Verb::Unpack { image, dir } => {
-            let r = images.unpack(&image, &dir).await?;
+        Verb::Unpack { image, dir, public } => {
+            let r = images.unpack(&image, &dir, public).await?;
             writeln!(out, "{} layers, {} entries", r.0, r.1)?;
         }
         Verb::Layer {
