@@ -235,12 +235,17 @@ impl Images {
         Ok(ManifestInspect::new(&src, &m, reference, true).await?)
     }
 
-    /// `save -o FILE REF...`: a docker-archive that `docker load` accepts.
-    pub async fn save(&self, file: &Path, references: &[String]) -> Result<()> {
+    /// `save [-o FILE] REF...`: a docker-archive that `docker load` accepts, into `file` (a
+    /// regular file is replaced atomically; a device, pipe or FIFO is written to) or, with
+    /// `None`, to standard output (refused when it is a terminal, as docker does).
+    pub async fn save(&self, file: Option<&Path>, references: &[String]) -> Result<()> {
         if references.is_empty() {
             bail!("save needs at least one image");
         }
-        let w = ArchiveWriter::create(file, ArchiveFormat::Docker).await?;
+        let w = match file {
+            Some(f) => ArchiveWriter::create(f, ArchiveFormat::Docker).await?,
+            None => ArchiveWriter::new(stdout_sink()?, ArchiveFormat::Docker),
+        };
         for reference in references {
             let r = ImageReference::parse(reference)?;
             let desc = self.resolve(&r).await?;
@@ -263,8 +268,20 @@ impl Images {
         Ok(())
     }
 
-    /// `load -i FILE`: every tagged image of a docker-archive or oci-archive; returns the names.
-    pub async fn load(&self, file: &Path) -> Result<Vec<String>> {
+    /// `load [-i FILE]`: every tagged image of a docker-archive or oci-archive; returns the
+    /// names. With `None` the archive is read from standard input; a pipe is first copied
+    /// into a private temporary file in the data directory (an archive is read by offsets).
+    pub async fn load(&self, data_dir: &Path, file: Option<&Path>) -> Result<Vec<String>> {
+        let spooled;
+        let file = match file {
+            Some(f) => f.to_path_buf(),
+            None if stdin_is_regular() => PathBuf::from("/dev/stdin"),
+            None => {
+                spooled = spool_stdin(data_dir).await?;
+                spooled.path().to_path_buf()
+            }
+        };
+        let file = file.as_path();
         let a = ArchiveSource::open(file).await?;
         let mut loaded = Vec::new();
         let tags = a.tags();
@@ -299,10 +316,12 @@ impl Images {
         Ok(loaded)
     }
 
-    /// `import FILE REF`: a filesystem tar (plain, gzip or zstd) as a one-layer image.
+    /// `import FILE|URL|- REF`: a filesystem tar (plain, gzip or zstd) as a one-layer image,
+    /// from a file, an http(s) URL, or standard input (`-`, a pipe is fine: it is read once,
+    /// as a stream).
     pub async fn import(
         &self,
-        file: &Path,
+        source: &str,
         reference: &str,
         changes: &[String],
     ) -> Result<Descriptor> {
@@ -315,10 +334,18 @@ impl Images {
         for c in changes {
             b = apply_change(b, c)?;
         }
-        let f = tokio::fs::File::open(file)
-            .await
-            .with_context(|| format!("opening {}", file.display()))?;
-        let mut tar = decompressed(f).await?;
+        let input: Box<dyn tokio::io::AsyncRead + Send + Unpin> = if source == "-" {
+            Box::new(tokio::io::stdin())
+        } else if source.starts_with("http://") || source.starts_with("https://") {
+            Box::new(download(source).await?)
+        } else {
+            Box::new(
+                tokio::fs::File::open(source)
+                    .await
+                    .with_context(|| format!("opening {source}"))?,
+            )
+        };
+        let mut tar = oci_layer::apply::decompress(input, None).await?;
         b.add_layer_tar(&self.layout, &mut tar, Compression::Gzip, "imported")
             .await?;
         let m = b.build(&self.layout).await?;
@@ -597,8 +624,9 @@ impl Images {
         Ok(())
     }
 
-    /// `export ID -o FILE`: the container's whole filesystem as one tar.
-    pub async fn export(&self, data_dir: &Path, id: &str, output: &Path) -> Result<()> {
+    /// `export ID [-o FILE]`: the container's whole filesystem as one tar, into `output` (a
+    /// regular file replaced atomically, a device, pipe or FIFO written to) or standard output.
+    pub async fn export(&self, data_dir: &Path, id: &str, output: Option<&Path>) -> Result<()> {
         let rec = Self::record(data_dir, id)?;
         let base = self.image_of(&rec).await?;
         let dir = Self::containers_dir(data_dir).join(id);
@@ -626,11 +654,23 @@ impl Images {
         } else {
             dir.join("rootfs")
         };
-        let f = tokio::fs::File::create(output)
-            .await
-            .with_context(|| format!("creating {}", output.display()))?;
-        let (_, mut f) = oci_layer::export(&src, f, &oci_layer::DiffOptions::from_env()).await?;
-        tokio::io::AsyncWriteExt::flush(&mut f).await?;
+        let opts = oci_layer::DiffOptions::from_env();
+        match output {
+            Some(path) => {
+                let mut out = oci_image::OutputFile::create(path)?;
+                let f = out
+                    .file()
+                    .ok_or_else(|| anyhow!("{} is unusable", path.display()))?;
+                let f = tokio::io::BufWriter::new(tokio::fs::File::from_std(f));
+                let (_, mut f) = oci_layer::export(&src, f, &opts).await?;
+                tokio::io::AsyncWriteExt::flush(&mut f).await?;
+                out.commit()?;
+            }
+            None => {
+                let (_, mut f) = oci_layer::export(&src, stdout_sink()?, &opts).await?;
+                tokio::io::AsyncWriteExt::flush(&mut f).await?;
+            }
+        }
         Ok(())
     }
 }
@@ -737,8 +777,18 @@ pub async fn diff_file(
         &oci_layer::DiffOptions::from_env(),
     )
     .await?;
-    std::fs::rename(store.blob_path(desc.digest())?, output)
-        .with_context(|| format!("writing {}", output.display()))?;
+    let blob = store.blob_path(desc.digest())?;
+    let mut out = oci_image::OutputFile::create(output)?;
+    if out.is_stream() {
+        let mut f = out
+            .file()
+            .ok_or_else(|| anyhow!("{} is unusable", output.display()))?;
+        std::io::copy(&mut std::fs::File::open(&blob)?, &mut f)
+            .with_context(|| format!("writing {}", output.display()))?;
+    } else {
+        drop(out);
+        std::fs::rename(&blob, output).with_context(|| format!("writing {}", output.display()))?;
+    }
     Ok((desc.digest().to_string(), diff_id.to_string()))
 }
 
@@ -753,23 +803,48 @@ pub fn store_name(r: &ImageReference) -> String {
     }
 }
 
-/// A reader that undoes gzip or zstd when the stream's first bytes say so.
-pub async fn decompressed(
-    f: impl tokio::io::AsyncRead + Send + Unpin + 'static,
-) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>> {
-    use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
-    use tokio::io::AsyncBufReadExt;
-    let mut r = tokio::io::BufReader::with_capacity(256 * 1024, f);
-    let head = r.fill_buf().await?.to_vec();
-    Ok(match Compression::from_magic(&head) {
-        Compression::Gzip => {
-            let mut d = GzipDecoder::new(r);
-            d.multiple_members(true);
-            Box::new(d)
-        }
-        Compression::Zstd => Box::new(ZstdDecoder::new(r)),
-        _ => Box::new(r),
+/// Standard output as the sink of an archive, refused when it is a terminal (as docker's
+/// "cowardly refusing to save to a terminal").
+fn stdout_sink() -> Result<tokio::io::BufWriter<tokio::io::Stdout>> {
+    if rustix::termios::isatty(std::io::stdout()) {
+        bail!("cowardly refusing to write an archive to a terminal: use -o FILE or redirect");
+    }
+    Ok(tokio::io::BufWriter::with_capacity(
+        256 * 1024,
+        tokio::io::stdout(),
+    ))
+}
+
+fn stdin_is_regular() -> bool {
+    rustix::fs::fstat(std::io::stdin()).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
     })
+}
+
+/// Copies standard input into a private temporary file under `data_dir`.
+async fn spool_stdin(data_dir: &Path) -> Result<tempfile::NamedTempFile> {
+    let tmp = tempfile::Builder::new()
+        .prefix(".stdin-")
+        .tempfile_in(data_dir)
+        .with_context(|| format!("creating a temporary file in {}", data_dir.display()))?;
+    let mut f = tokio::fs::File::from_std(tmp.reopen()?);
+    tokio::io::copy(&mut tokio::io::stdin(), &mut f)
+        .await
+        .context("reading the archive from standard input")?;
+    tokio::io::AsyncWriteExt::flush(&mut f).await?;
+    Ok(tmp)
+}
+
+/// The body of an http(s) URL as a stream (for `import URL`).
+async fn download(url: &str) -> Result<impl tokio::io::AsyncRead + Send + Unpin> {
+    use futures_util::TryStreamExt;
+    let resp = reqwest::get(url)
+        .await
+        .with_context(|| format!("fetching {url}"))?
+        .error_for_status()
+        .with_context(|| format!("fetching {url}"))?;
+    let stream = resp.bytes_stream().map_err(std::io::Error::other);
+    Ok(tokio_util::io::StreamReader::new(stream))
 }
 
 /// Applies one Dockerfile-style `--change` (`CMD`, `ENTRYPOINT`, `ENV`, `WORKDIR`, `USER`,

@@ -67,6 +67,39 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Runs `oci` in `cwd` with `input` on a pipe as its standard input.
+    fn piped(&self, cwd: &Path, args: &[&str], input: Vec<u8>) -> Output {
+        let mut c = Command::new(OCI)
+            .arg("-q")
+            .arg("--data-dir")
+            .arg(self.data())
+            .args(args)
+            .current_dir(cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = c.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut stdin, &input);
+        });
+        let out = c.wait_with_output().unwrap();
+        writer.join().unwrap();
+        out
+    }
+}
+
+fn assert_ok(o: &Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what} failed ({}): {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// `Cap*` lines of /proc/self/status as (name, mask).
 fn caps(status: &str) -> Vec<(String, u64)> {
     status
@@ -179,4 +212,163 @@ fn unpacked_tree_is_out_of_other_users_reach_unless_asked() {
     let public = s.dir.path().join("public");
     s.ok(&["unpack", "--public", "local/bb:1", public.to_str().unwrap()]);
     assert!(public.join("bin/busybox").is_file());
+}
+
+#[test]
+fn save_to_a_link_to_stdout_streams_and_keeps_the_link() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    // The shape of /dev/stdout (a link to /proc/self/fd/1), in a directory of our own.
+    let link = s.dir.path().join("stdout");
+    std::os::unix::fs::symlink("/proc/self/fd/1", &link).unwrap();
+    let o = s.piped(
+        s.dir.path(),
+        &["save", "-o", link.to_str().unwrap(), "local/bb:1"],
+        Vec::new(),
+    );
+    assert_ok(&o, "save -o LINK-TO-STDOUT");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(o.stdout.len() > 100_000, "the archive went to the pipe");
+    // `-o -` and no -o: standard output too, and no file named `-`.
+    for args in [
+        &["save", "-o", "-", "local/bb:1"][..],
+        &["save", "local/bb:1"],
+    ] {
+        let o2 = s.piped(s.dir.path(), args, Vec::new());
+        assert_ok(&o2, "save to stdout");
+        assert_eq!(o2.stdout, o.stdout, "{args:?}");
+    }
+    assert!(!s.dir.path().join("-").exists());
+    // `load` with no -i reads a pipe (an archive is read by offsets: it is spooled first).
+    let fresh = Store {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let loaded = fresh.piped(fresh.dir.path(), &["load"], o.stdout.clone());
+    assert_ok(&loaded, "load from a pipe");
+    assert!(String::from_utf8_lossy(&loaded.stdout).contains("local/bb:1"));
+    let again = fresh.piped(fresh.dir.path(), &["load", "-i", "-"], o.stdout);
+    assert_ok(&again, "load -i - from a pipe");
+    assert_eq!(
+        fresh.ok(&["run", "--rm", "local/bb:1", "sh", "-c", "echo loaded"]),
+        "loaded\n"
+    );
+}
+
+#[test]
+fn save_to_a_fifo_writes_into_it() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    let fifo = s.dir.path().join("fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    s.ok(&["save", "-o", fifo.to_str().unwrap(), "local/bb:1"]);
+    assert!(reader.join().unwrap().len() > 100_000);
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+        &std::fs::symlink_metadata(&fifo).unwrap().file_type()
+    ));
+}
+
+#[test]
+fn import_reads_a_pipe_and_every_zstd_frame() {
+    if !root_with_busybox() {
+        return;
+    }
+    if Command::new("zstd").arg("--version").output().is_err() {
+        eprintln!("skipping: zstd is missing (scripts/test.sh installs it)");
+        return;
+    }
+    let s = Store::new();
+    let tar = std::fs::read(s.dir.path().join("r.tar")).unwrap();
+    // Two frames, split inside busybox: the second holds its end and every link.
+    let (a, b) = tar.split_at(tar.len() / 2);
+    let mut zst = Vec::new();
+    for part in [a, b] {
+        let mut c = Command::new("zstd")
+            .args(["-q", "-c"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = c.stdin.take().unwrap();
+        let part = part.to_vec();
+        let w = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &part).unwrap());
+        zst.extend(c.wait_with_output().unwrap().stdout);
+        w.join().unwrap();
+    }
+    let o = s.piped(s.dir.path(), &["import", "-", "local/zst:1"], zst);
+    assert_ok(&o, "import - of a two-frame zstd tar");
+    let listing = s.ok(&["run", "--rm", "local/zst:1", "ls", "/bin"]);
+    for tool in ["busybox", "cat", "grep", "id", "ls", "sh"] {
+        assert!(listing.lines().any(|l| l == tool), "{tool} in {listing}");
+    }
+}
+
+#[test]
+fn import_reads_an_http_url() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Ok(mut server) = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(s.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        eprintln!("skipping: python3 is missing (the test's HTTP server)");
+        return;
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "http.server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let url = format!("http://127.0.0.1:{port}/r.tar");
+    let o = s.oci(&["import", &url, "local/url:1"]);
+    let missing = s.oci(&[
+        "import",
+        &format!("http://127.0.0.1:{port}/nothing.tar"),
+        "x:1",
+    ]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_ok(&o, "import URL");
+    assert_eq!(
+        s.ok(&["run", "--rm", "local/url:1", "sh", "-c", "echo from-url"]),
+        "from-url\n"
+    );
+    assert_eq!(missing.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
 }

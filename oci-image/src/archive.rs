@@ -75,7 +75,7 @@ struct WriterState {
 pub struct ArchiveWriter {
     format: ArchiveFormat,
     state: Mutex<WriterState>,
-    target: std::sync::Mutex<Option<(tempfile::TempPath, PathBuf)>>,
+    target: std::sync::Mutex<Option<crate::output::OutputFile>>,
     repository: Option<String>,
 }
 
@@ -90,24 +90,19 @@ impl std::fmt::Debug for ArchiveWriter {
 
 impl ArchiveWriter {
     /// Writes to a file; it appears under `path` only when [`ImageDestination::finish`]
-    /// succeeds.
+    /// succeeds. A path that names a character device, pipe or FIFO (`/dev/stdout`) is
+    /// written to directly, never replaced (see [`OutputFile`](crate::OutputFile)).
     pub async fn create(path: impl AsRef<Path>, format: ArchiveFormat) -> Result<Self> {
-        let path = path.as_ref().to_path_buf();
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let tmp = tempfile::Builder::new()
-            .prefix(".archive-")
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io(&dir, e))?;
-        let (file, temp) = tmp.into_parts();
+        let mut out = crate::output::OutputFile::create(path.as_ref())?;
+        let file = out.file().ok_or_else(|| Error::InvalidArchive {
+            reason: "the output file is unusable".into(),
+        })?;
         let sink: Sink = Box::new(tokio::io::BufWriter::with_capacity(
             256 * 1024,
             tokio::fs::File::from_std(file),
         ));
         let mut this = Self::new(sink, format);
-        this.target = std::sync::Mutex::new(Some((temp, path)));
+        this.target = std::sync::Mutex::new(Some(out));
         Ok(this)
     }
 
@@ -326,12 +321,8 @@ impl ImageDestination for ArchiveWriter {
         sink.shutdown().await.map_err(Error::from_io)?;
         st.finished = true;
         let target = self.target.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some((temp, path)) = target {
-            // The temporary file is private (0600); the archive gets a file's usual mode.
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o644))
-                .map_err(|e| Error::io(&*temp, e))?;
-            temp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+        if let Some(out) = target {
+            out.commit()?;
         }
         Ok(())
     }

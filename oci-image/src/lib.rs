@@ -45,6 +45,7 @@ pub mod layout;
 pub mod manifest;
 pub mod media;
 pub mod memory;
+pub mod output;
 pub mod platform;
 pub mod reference;
 pub mod store;
@@ -60,6 +61,7 @@ pub use inspect::{ImageInspect, ManifestInspect};
 pub use layout::{GcReport, OciLayout};
 pub use manifest::{descriptor, Manifest, ManifestBody, ManifestKind, MAX_MANIFEST_SIZE};
 pub use memory::MemoryStore;
+pub use output::OutputFile;
 pub use platform::PlatformSpec;
 pub use reference::ImageReference;
 pub use store::{

@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 use oci_examples::images::{data_dir, short, Images};
 use oci_examples::EXIT_TOOL_FAILURE;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(
@@ -86,18 +86,18 @@ enum Verb {
     },
     /// Write images to a docker-archive (what `docker load` reads).
     Save {
-        /// The archive file.
+        /// The archive file (`-` or none: standard output).
         #[arg(short, long)]
-        output: PathBuf,
+        output: Option<PathBuf>,
         /// The images.
         #[arg(required = true)]
         images: Vec<String>,
     },
     /// Read images from a docker-archive or oci-archive.
     Load {
-        /// The archive file.
+        /// The archive file (`-` or none: standard input).
         #[arg(short, long)]
-        input: PathBuf,
+        input: Option<PathBuf>,
     },
     /// Run a command in a new container from an image (pulled when missing).
     Run {
@@ -152,9 +152,9 @@ enum Verb {
     },
     /// Write a container's filesystem as a tar.
     Export {
-        /// The tar file.
+        /// The tar file (`-` or none: standard output).
         #[arg(short, long)]
-        output: PathBuf,
+        output: Option<PathBuf>,
         /// The container.
         container: String,
     },
@@ -190,8 +190,8 @@ enum Verb {
     },
     /// Make a one-layer image from a filesystem tar (plain, gzip or zstd).
     Import {
-        /// The tar file.
-        file: PathBuf,
+        /// The tar file, an http(s) URL, or `-` for standard input.
+        file: String,
         /// The image name to give it.
         image: String,
         /// Dockerfile-style changes: `CMD ["sh"]`, `ENV K=V`, `WORKDIR /w`, `USER u`, ...
@@ -231,6 +231,11 @@ enum ManifestVerb {
         /// The image.
         image: String,
     },
+}
+
+/// `-` means standard input or output, as for docker.
+fn dash(p: Option<&Path>) -> Option<&Path> {
+    p.filter(|p| p.as_os_str() != "-")
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
@@ -303,9 +308,14 @@ async fn run(cli: Cli) -> Result<()> {
         Verb::Save {
             output,
             images: names,
-        } => images.save(&output, &names).await?,
+        } => {
+            // The archive may go to standard output: release it first.
+            drop(out);
+            images.save(dash(output.as_deref()), &names).await?;
+            return Ok(());
+        }
         Verb::Load { input } => {
-            for n in images.load(&input).await? {
+            for n in images.load(&dir, dash(input.as_deref())).await? {
                 writeln!(out, "Loaded image: {n}")?;
             }
         }
@@ -381,7 +391,13 @@ async fn run(cli: Cli) -> Result<()> {
             let d = images.commit(&dir, &container, &image).await?;
             writeln!(out, "{}", d.digest())?;
         }
-        Verb::Export { output, container } => images.export(&dir, &container, &output).await?,
+        Verb::Export { output, container } => {
+            drop(out);
+            images
+                .export(&dir, &container, dash(output.as_deref()))
+                .await?;
+            return Ok(());
+        }
         Verb::Unpack { image, dir, public } => {
             let r = images.unpack(&image, &dir, public).await?;
             writeln!(out, "{} layers, {} entries", r.0, r.1)?;
