@@ -230,6 +230,7 @@ impl ContainerBuilder {
         proc_spec: &oci_spec::runtime::Process,
     ) -> Result<Container> {
         let spec = &self.spec;
+        hook_paths_are_absolute(spec)?;
         let linux = spec.linux().as_ref();
         let mut flags: u64 = 0;
         let mut join = Vec::new();
@@ -822,6 +823,32 @@ fn time_offsets(spec: &Spec) -> Result<std::ffi::CString> {
 }
 
 /// The spec's createContainer hooks, prepared for the init.
+/// The runtime spec requires absolute hook paths: a relative one would run whatever the
+/// caller's working directory holds.
+fn hook_paths_are_absolute(spec: &Spec) -> Result<()> {
+    let Some(h) = spec.hooks() else {
+        return Ok(());
+    };
+    #[allow(deprecated)]
+    let lists = [
+        h.prestart(),
+        h.create_runtime(),
+        h.create_container(),
+        h.start_container(),
+        h.poststart(),
+        h.poststop(),
+    ];
+    for hook in lists.into_iter().flatten().flatten() {
+        if !hook.path().is_absolute() {
+            return Err(Error::InvalidSpec(format!(
+                "hook path {} is not absolute",
+                hook.path().display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn create_container_hooks(hooks: &[Hook]) -> Result<Vec<crate::init::HookStep>> {
     hooks
         .iter()
@@ -844,8 +871,8 @@ fn create_container_hooks(hooks: &[Hook]) -> Result<Vec<crate::init::HookStep>> 
                 .collect::<Result<Vec<_>>>()?;
             Ok(crate::init::HookStep {
                 path,
-                argv,
-                env,
+                argv: crate::init::ExecStrings::new(argv),
+                env: crate::init::ExecStrings::new(env),
                 timeout: hook_timeout(h),
             })
         })

@@ -151,8 +151,8 @@ pub(crate) struct DeviceStep {
 pub(crate) struct ProcessPlan {
     /// `execve` candidates (args[0] alone when it has a `/`, else each PATH entry joined).
     pub exec: Vec<CString>,
-    pub argv: Vec<CString>,
-    pub env: Vec<CString>,
+    pub argv: ExecStrings,
+    pub env: ExecStrings,
     pub cwd: CString,
     pub uid: u32,
     pub gid: u32,
@@ -169,8 +169,8 @@ pub(crate) struct ProcessPlan {
 #[derive(Debug)]
 pub(crate) struct HookStep {
     pub path: CString,
-    pub argv: Vec<CString>,
-    pub env: Vec<CString>,
+    pub argv: ExecStrings,
+    pub env: ExecStrings,
     pub timeout: Option<std::time::Duration>,
 }
 
@@ -193,7 +193,7 @@ pub(crate) struct Plan {
     pub new_mount_ns: bool,
     pub hostname: Option<CString>,
     pub domainname: Option<CString>,
-    /// (`/proc/sys/...` path, value), written after pivot_root.
+    /// (`sys/...` path under the container's procfs, value), written after pivot_root.
     pub sysctl: Vec<(CString, CString)>,
     /// Namespaces to join (fd, the clone flag of its type), joined in order.
     pub join: Vec<(OwnedFd, i32)>,
@@ -652,8 +652,7 @@ fn create_container_hooks(plan: &Plan) {
             Step::Hook,
             rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         );
-        let argv: [*const libc::c_char; 256] = ptr_array(&h.argv);
-        let envp: [*const libc::c_char; 1024] = ptr_array(&h.env);
+        let (argv, envp) = (h.argv.as_ptr(), h.env.as_ptr());
         // SAFETY: a plain fork (clone with SIGCHLD): this process has one thread, and the
         // child only calls dup2, execve and _exit.
         let pid =
@@ -669,7 +668,7 @@ fn create_container_hooks(plan: &Plan) {
             // SAFETY: stdin from the pipe, then the hook's program; _exit if that fails.
             unsafe {
                 libc::dup2(r.as_raw_fd(), 0);
-                libc::execve(h.path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                libc::execve(h.path.as_ptr(), argv, envp);
                 libc::_exit(127)
             }
         }
@@ -718,14 +717,35 @@ fn create_container_hooks(plan: &Plan) {
     CURRENT.store(u32::MAX, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// A null-terminated array of pointers to `strings` (at most N - 1 of them) for `execve`,
-/// on the stack: nothing allocated in the child.
-fn ptr_array<const N: usize>(strings: &[CString]) -> [*const libc::c_char; N] {
-    let mut a = [std::ptr::null(); N];
-    for (slot, s) in a.iter_mut().zip(strings.iter().take(N - 1)) {
-        *slot = s.as_ptr();
+/// Strings for `execve` with their null-terminated pointer array, both built by the parent,
+/// so the child allocates nothing however many there are (a fixed-size array on the child's
+/// stack silently dropped arguments past 255 and variables past 1023).
+#[derive(Debug)]
+pub(crate) struct ExecStrings {
+    /// Owns what `ptrs` point into; read only through them.
+    #[allow(dead_code)]
+    strings: Vec<CString>,
+    ptrs: Vec<*const libc::c_char>,
+}
+
+// SAFETY: `ptrs` point into the heap buffers of `strings`, which this struct owns and never
+// changes or drops before itself; moving the struct (or the Vec) does not move those buffers.
+// Nothing writes through the pointers.
+unsafe impl Send for ExecStrings {}
+// SAFETY: as above; shared access only reads.
+unsafe impl Sync for ExecStrings {}
+
+impl ExecStrings {
+    pub fn new(strings: Vec<CString>) -> Self {
+        let mut ptrs: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        Self { strings, ptrs }
     }
-    a
+
+    /// The null-terminated pointer array.
+    pub fn as_ptr(&self) -> *const *const libc::c_char {
+        self.ptrs.as_ptr()
+    }
 }
 
 /// Fills `buf` from the sync pipe.
@@ -988,23 +1008,41 @@ fn child_main(plan: &Plan) -> ! {
             rustix::system::setdomainname(d.as_bytes())
         );
     }
-    for (path, value) in &plan.sysctl {
-        let fd = check!(
+    if !plan.sysctl.is_empty() {
+        // Through the container's /proc, checked to be a procfs, and beneath it without
+        // links or mount crossings, non-blocking: a rootfs without /proc mounted, a symlink
+        // planted under it (the CVE-2025-52881 class) or a FIFO in its place must not turn a
+        // sysctl into a write to some file, or a hang.
+        let proc = check!(
             plan,
             Step::Sysctl,
             rustix::fs::open(
-                path.as_c_str(),
-                OFlags::WRONLY | OFlags::CLOEXEC,
+                c"/proc",
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty()
             )
         );
-        // Only into procfs: a rootfs without /proc mounted (or a symlink planted under it)
-        // must not turn a sysctl into a write to some file (the CVE-2025-52881 class).
-        let fs = check!(plan, Step::Sysctl, rustix::fs::fstatfs(&fd));
+        let fs = check!(plan, Step::Sysctl, rustix::fs::fstatfs(&proc));
         if fs.f_type != rustix::fs::PROC_SUPER_MAGIC {
             fail(plan, Step::Sysctl, Errno::XDEV);
         }
-        check!(plan, Step::Sysctl, rustix::io::write(&fd, value.as_bytes()));
+        for (path, value) in &plan.sysctl {
+            let fd = check!(
+                plan,
+                Step::Sysctl,
+                rustix::fs::openat2(
+                    &proc,
+                    path.as_c_str(),
+                    OFlags::WRONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                    rustix::fs::ResolveFlags::BENEATH
+                        | rustix::fs::ResolveFlags::NO_SYMLINKS
+                        | rustix::fs::ResolveFlags::NO_MAGICLINKS
+                        | rustix::fs::ResolveFlags::NO_XDEV
+                )
+            );
+            check!(plan, Step::Sysctl, rustix::io::write(&fd, value.as_bytes()));
+        }
     }
     if !plan.masked.is_empty() {
         let null = null_device(plan);
@@ -1275,13 +1313,12 @@ fn setup_process(plan: &Plan) -> ! {
         // As late as can be, right before execve: everything above ran unfiltered.
         install_seccomp(plan);
     }
-    let argv: [*const libc::c_char; 256] = ptr_array(&p.argv);
-    let envp: [*const libc::c_char; 1024] = ptr_array(&p.env);
+    let (argv, envp) = (p.argv.as_ptr(), p.env.as_ptr());
     let mut last = Errno::NOENT;
     for path in &p.exec {
         // SAFETY: argv and envp are null-terminated arrays of pointers to CStrings that live
         // in this (copied) address space until execve replaces it.
-        unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        unsafe { libc::execve(path.as_ptr(), argv, envp) };
         let e = Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::NOENT);
         if e != Errno::NOENT && e != Errno::NOTDIR {
             last = e;

@@ -388,7 +388,7 @@ pub(crate) fn filesystem(
             )));
         }
         sysctl.push((
-            cstr(format!("/proc/sys/{}", k.replace('.', "/")), "sysctl")?,
+            cstr(format!("sys/{}", k.replace('.', "/")), "sysctl")?,
             cstr(v.as_str(), "sysctl")?,
         ));
     }
@@ -542,14 +542,16 @@ pub(crate) fn process(p: &Process) -> Result<ProcessPlan> {
     };
     Ok(ProcessPlan {
         exec,
-        argv: args
-            .iter()
-            .map(|a| cstr(a.as_str(), "argument"))
-            .collect::<Result<_>>()?,
-        env: env
-            .iter()
-            .map(|e| cstr(e.as_str(), "environment"))
-            .collect::<Result<_>>()?,
+        argv: crate::init::ExecStrings::new(
+            args.iter()
+                .map(|a| cstr(a.as_str(), "argument"))
+                .collect::<Result<_>>()?,
+        ),
+        env: crate::init::ExecStrings::new(
+            env.iter()
+                .map(|e| cstr(e.as_str(), "environment"))
+                .collect::<Result<_>>()?,
+        ),
         cwd: cstr(cwd.as_os_str().as_encoded_bytes(), "cwd")?,
         uid: p.user().uid(),
         gid: p.user().gid(),

@@ -1233,3 +1233,110 @@ fn invalid_device_rules_are_refused_before_anything_runs() {
     let err = run(builder).unwrap_err();
     assert!(matches!(err, Error::InvalidSpec(_)), "{err}");
 }
+
+// Fault: a container asked for more arguments or environment variables than a fixed-size
+// pointer array in the init holds silently got fewer.
+#[test]
+fn every_argument_and_environment_variable_reaches_the_process() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let mut args: Vec<String> = [
+        "sh",
+        "-c",
+        "echo args=$#; busybox env | grep -c '^V[0-9]'",
+        "x",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend((0..3000).map(|i| format!("a{i}")));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut spec = b.spec(&refs);
+    let mut p = spec.process().clone().unwrap();
+    let mut env = p.env().clone().unwrap_or_default();
+    env.extend((0..5000).map(|i| format!("V{i}=value-{i}")));
+    p.set_env(Some(env));
+    spec.set_process(Some(p));
+    let (builder, out) = b.builder(&unique("many"), spec);
+    let code = run(builder).unwrap();
+    let text = read_all(out);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(text, "args=3000\n5000\n");
+}
+
+// Fault: with no procfs on /proc, a FIFO at the sysctl's path in the rootfs hung creation
+// (the file was opened for writing, blocking, before the procfs check).
+#[test]
+fn sysctl_path_that_is_a_fifo_fails_at_once() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let dir = b.rootfs().join("proc/sys/net/ipv4");
+    std::fs::create_dir_all(&dir).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        dir.join("ip_forward"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o666),
+        0,
+    )
+    .unwrap();
+    let mut spec = b.spec(&["true"]);
+    // No /proc mount: the path resolves into the rootfs.
+    let mounts: Vec<_> = spec
+        .mounts()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.destination() != Path::new("/proc"))
+        .collect();
+    spec.set_mounts(Some(mounts));
+    let mut linux = spec.linux().clone().unwrap();
+    linux.set_masked_paths(None);
+    linux.set_readonly_paths(None);
+    linux.set_sysctl(Some(
+        [("net.ipv4.ip_forward".to_string(), "1".to_string())]
+            .into_iter()
+            .collect(),
+    ));
+    spec.set_linux(Some(linux));
+    let (builder, _out) = b.builder(&unique("sysfifo"), spec);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(run(builder).map_err(|e| e.to_string()));
+    });
+    let res = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("creation hung on the FIFO");
+    let err = res.unwrap_err();
+    assert!(err.contains("sysctl"), "{err}");
+}
+
+// Fault: a relative hook path ran whatever the caller's working directory held.
+#[test]
+fn relative_hook_paths_are_refused() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let mut spec = b.spec(&["true"]);
+    let relative = oci_spec::runtime::HookBuilder::default()
+        .path("bin/evil")
+        .build()
+        .unwrap();
+    spec.set_hooks(Some(
+        oci_spec::runtime::HooksBuilder::default()
+            .poststart(vec![hook("true", None), relative])
+            .build()
+            .unwrap(),
+    ));
+    let (builder, _out) = b.builder(&unique("relhook"), spec);
+    let err = builder.create().unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidSpec(m) if m.contains("bin/evil")),
+        "{err}"
+    );
+}
