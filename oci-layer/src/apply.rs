@@ -105,7 +105,15 @@ pub struct ApplyOptions {
     /// a 0/0 character device `NAME`, an opaque marker the `trusted.overlay.opaque=y` xattr
     /// on its directory. For unpacking each layer into its own overlay lower directory.
     pub overlay_whiteouts: bool,
+    /// The most bytes the layer's files may hold together, as their headers declare them
+    /// (a sparse file's holes count; they are created as holes, never written as zeros):
+    /// an entry that would go over fails with [`Error::TooLarge`] before anything of it is
+    /// written. Default [`DEFAULT_MAX_LAYER_BYTES`]; `None` for no limit.
+    pub max_bytes: Option<u64>,
 }
+
+/// The default [`ApplyOptions::max_bytes`]: 1 TiB.
+pub const DEFAULT_MAX_LAYER_BYTES: u64 = 1 << 40;
 
 impl Default for ApplyOptions {
     fn default() -> Self {
@@ -117,6 +125,7 @@ impl Default for ApplyOptions {
             allowed_xattrs: vec!["user.".into()],
             fail_on_refused_xattr: false,
             overlay_whiteouts: false,
+            max_bytes: Some(DEFAULT_MAX_LAYER_BYTES),
         }
     }
 }
@@ -242,6 +251,7 @@ pub async fn apply_tar(
         dirs: BTreeMap::new(),
         cache: None,
         buf: vec![0u8; 256 * 1024],
+        declared_bytes: 0,
     };
     {
         let mut entries = archive
@@ -310,7 +320,8 @@ struct Meta {
     mode: u32,
     uid: u32,
     gid: u32,
-    mtime: i64,
+    /// Seconds and nanoseconds since the epoch, clamped to [`MTIME_RANGE`].
+    mtime: (i64, u32),
     xattrs: Vec<(String, Vec<u8>)>,
 }
 
@@ -321,10 +332,12 @@ struct State<'a> {
     /// Paths this layer created, and their ancestors: an opaque marker keeps them.
     touched: HashSet<PathBuf>,
     /// Directories whose mode and mtime are set at the end (after their contents).
-    dirs: BTreeMap<PathBuf, (u32, i64)>,
+    dirs: BTreeMap<PathBuf, (u32, (i64, u32))>,
     /// The parent directory of the previous entry.
     cache: Option<(PathBuf, OwnedFd)>,
     buf: Vec<u8>,
+    /// File bytes declared so far (for [`ApplyOptions::max_bytes`]).
+    declared_bytes: u64,
 }
 
 impl State<'_> {
@@ -365,6 +378,7 @@ impl State<'_> {
         let mut xattrs = Vec::new();
         let ustar_size = e.header().raw_entry_size().unwrap_or(0);
         let (mut uid, mut gid) = (e.header().uid().unwrap_or(0), e.header().gid().unwrap_or(0));
+        let mut mtime = (header_mtime(e.header()), 0u32);
         if let Some(pax) = e.pax_extensions().await? {
             for ext in pax {
                 let ext = ext?;
@@ -395,6 +409,13 @@ impl State<'_> {
                     }
                     "uid" => uid = num()?,
                     "gid" => gid = num()?,
+                    "mtime" => {
+                        mtime = ext
+                            .value()
+                            .ok()
+                            .and_then(pax_time)
+                            .ok_or_else(|| bad(raw, "PAX mtime is not a time"))?;
+                    }
                     k => {
                         if let Some(name) = k.strip_prefix("SCHILY.xattr.") {
                             xattrs.push((name.to_owned(), ext.value_bytes().to_vec()));
@@ -411,7 +432,10 @@ impl State<'_> {
             mode: e.header().mode().unwrap_or(0o644) & 0o7777,
             uid: u32::try_from(uid).map_err(|_| bad(raw, "uid out of range"))?,
             gid: u32::try_from(gid).map_err(|_| bad(raw, "gid out of range"))?,
-            mtime: e.header().mtime().unwrap_or(0).min(i64::MAX as u64) as i64,
+            mtime: (
+                mtime.0.clamp(*MTIME_RANGE.start(), *MTIME_RANGE.end()),
+                mtime.1,
+            ),
             xattrs,
         };
         // A cached parent below this path may be replaced by this entry.
@@ -586,6 +610,17 @@ impl State<'_> {
         meta: &Meta,
         report: &mut ApplyReport,
     ) -> Result<()> {
+        let size = e.effective_size();
+        let would_be = self.declared_bytes.saturating_add(size);
+        if let Some(limit) = self.opts.max_bytes.filter(|l| would_be > *l) {
+            return Err(Error::TooLarge {
+                limit,
+                path: rel.display().to_string(),
+                would_be,
+            });
+        }
+        self.declared_bytes = would_be;
+        let sparse = e.header().entry_type() == EntryType::GNUSparse;
         let name = rel.file_name().unwrap_or_default().to_owned();
         let fd = {
             let dir = self.parent(rel)?;
@@ -604,9 +639,25 @@ impl State<'_> {
             if n == 0 {
                 break;
             }
+            if sparse {
+                // Holes stay holes: zero blocks are skipped, the length set at the end.
+                for block in self.buf[..n].chunks(4096) {
+                    if block.iter().all(|b| *b == 0) {
+                        std::io::Seek::seek(&mut f, std::io::SeekFrom::Current(block.len() as i64))
+                            .map_err(|e| Error::fs("seek", rel, e))?;
+                    } else {
+                        f.write_all(block).map_err(|e| Error::fs("write", rel, e))?;
+                        report.file_bytes += block.len() as u64;
+                    }
+                }
+                continue;
+            }
             f.write_all(&self.buf[..n])
                 .map_err(|e| Error::fs("write", rel, e))?;
             report.file_bytes += n as u64;
+        }
+        if sparse {
+            f.set_len(size).map_err(|e| Error::fs("truncate", rel, e))?;
         }
         self.metadata(f.as_fd(), rel, meta, true, report)?;
         if self.opts.fsync {
@@ -894,10 +945,62 @@ fn owner(o: &Ownership, meta: &Meta) -> Option<(Uid, Gid)> {
     }
 }
 
-fn times(mtime: i64) -> Timestamps {
+/// Modification times are clamped to this range of seconds (1901-12-13 to 2446-05-10, what
+/// ext4 stores): an out-of-range value, such as a huge base-256 field, becomes the nearest
+/// end, never a time the filesystem silently wraps or changes.
+pub const MTIME_RANGE: std::ops::RangeInclusive<i64> = -(1 << 31)..=0x3_7fff_ffff;
+
+/// The header's mtime, base-256 (signed, as GNU tar and Go write it) or octal.
+fn header_mtime(h: &tokio_tar::Header) -> i64 {
+    let field = &h.as_old().mtime;
+    if field[0] & 0x80 == 0 {
+        return h
+            .mtime()
+            .map_or(0, |t| i64::try_from(t).unwrap_or(*MTIME_RANGE.end()));
+    }
+    // Base-256: two's complement big-endian, the first byte's top bit the marker.
+    let negative = field[0] & 0x40 != 0;
+    let inv = if negative { 0xff } else { 0 };
+    let mut x: u128 = 0;
+    for (i, b) in field.iter().enumerate() {
+        let mut c = b ^ inv;
+        if i == 0 {
+            c &= 0x7f;
+        }
+        x = (x << 8) | u128::from(c);
+    }
+    let x = i64::try_from(x).unwrap_or(i64::MAX);
+    if negative {
+        !x
+    } else {
+        x
+    }
+}
+
+/// A PAX time (`[-]SECONDS[.FRACTION]`) as seconds and nanoseconds.
+fn pax_time(v: &str) -> Option<(i64, u32)> {
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    if int.is_empty() || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs: i64 = int.parse().ok()?;
+    let mut digits = frac.bytes().take(9).map(|b| u32::from(b - b'0'));
+    let mut nsec = 0u32;
+    for _ in 0..9 {
+        nsec = nsec * 10 + digits.next().unwrap_or(0);
+    }
+    if int.starts_with('-') && nsec > 0 {
+        // -1.25 is 1.25 s before the epoch: -2 s + 0.75 s.
+        Some((secs - 1, 1_000_000_000 - nsec))
+    } else {
+        Some((secs, nsec))
+    }
+}
+
+fn times(mtime: (i64, u32)) -> Timestamps {
     let t = Timespec {
-        tv_sec: mtime,
-        tv_nsec: 0,
+        tv_sec: mtime.0,
+        tv_nsec: mtime.1.into(),
     };
     Timestamps {
         last_access: t,

@@ -76,6 +76,17 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// The layer would write more bytes than [`ApplyOptions::max_bytes`](crate::ApplyOptions)
+    /// allows (file sizes as declared, holes of sparse files included).
+    #[error("layer exceeds the limit of {limit} bytes ({path:?} would bring it to {would_be})")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+        /// The entry that went over it.
+        path: String,
+        /// The total with that entry.
+        would_be: u64,
+    },
     /// An error from `oci-image` (digests, stores).
     #[error(transparent)]
     Image(#[from] oci_image::Error),

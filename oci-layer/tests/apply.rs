@@ -668,3 +668,142 @@ async fn gnu_sparse_files_and_gnu_long_names_from_gnu_tar() {
         std::fs::read(&sparse).unwrap()
     );
 }
+
+// Resource exhaustion: sizes that lie, records that claim gigabytes, times out of range.
+
+/// A GNU tar (`--sparse`) of one sparse file `big` of `len` bytes with `data` at its start
+/// and at half its length.
+fn sparse_tar(dir: &Path, len: u64) -> Option<Vec<u8>> {
+    if std::process::Command::new("tar")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: GNU tar is not installed");
+        return None;
+    }
+    let src = dir.join("sparse-src");
+    std::fs::create_dir_all(&src).unwrap();
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::File::create(src.join("big")).unwrap();
+        f.write_all(b"data").unwrap();
+        f.seek(SeekFrom::Start(len / 2)).unwrap();
+        f.write_all(b"half").unwrap();
+        f.set_len(len).unwrap();
+    }
+    let out = dir.join("sparse.tar");
+    let st = std::process::Command::new("tar")
+        .args(["--format=gnu", "--sparse", "-cf"])
+        .arg(&out)
+        .arg("-C")
+        .arg(&src)
+        .arg("big")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::remove_dir_all(&src).unwrap();
+    Some(std::fs::read(out).unwrap())
+}
+
+#[tokio::test]
+async fn sparse_layer_makes_holes_not_zeros() {
+    let sb = Sandbox::new();
+    let len = 512u64 << 20;
+    let Some(data) = sparse_tar(sb.root.parent().unwrap(), len) else {
+        return;
+    };
+    assert!(data.len() < 64 << 10, "a small layer: {} bytes", data.len());
+    apply_tar(&sb.root, &data[..], &ApplyOptions::default())
+        .await
+        .unwrap();
+    let m = std::fs::metadata(sb.root.join("big")).unwrap();
+    assert_eq!(m.len(), len);
+    assert!(
+        m.blocks() * 512 < 1 << 20,
+        "{} bytes allocated for a 512 MiB sparse file",
+        m.blocks() * 512
+    );
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(sb.root.join("big")).unwrap();
+    let mut b = [0u8; 4];
+    f.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"data");
+    f.seek(SeekFrom::Start(len / 2)).unwrap();
+    f.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"half");
+}
+
+#[tokio::test]
+async fn layer_declaring_more_than_the_limit_fails_before_writing() {
+    let sb = Sandbox::new();
+    // 1 TiB and a little: over the default limit, refused at once from the header.
+    let Some(data) = sparse_tar(sb.root.parent().unwrap(), (1 << 40) + 4096) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let err = apply_tar(&sb.root, &data[..], &ApplyOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Apply { source, .. } if matches!(**source, Error::TooLarge { .. })),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(!sb.root.join("big").exists(), "nothing of it was written");
+    // The limit is configurable and counts every file of the layer.
+    let opts = ApplyOptions {
+        max_bytes: Some(1000),
+        ..Default::default()
+    };
+    let err = sb
+        .apply(
+            &[E::file("a", &[1u8; 600]), E::file("b", &[2u8; 600])],
+            &opts,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("limit of 1000 bytes"), "{err}");
+    assert_eq!(std::fs::read(sb.root.join("a")).unwrap(), vec![1u8; 600]);
+    assert!(!sb.root.join("b").exists());
+}
+
+/// Sets the mtime field of the tar header at `offset` to `field` and fixes its checksum.
+fn patch_mtime(data: &mut [u8], offset: usize, field: [u8; 12]) {
+    let h = &mut data[offset..offset + 512];
+    h[136..148].copy_from_slice(&field);
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+}
+
+#[tokio::test]
+async fn pax_times_are_honoured_and_out_of_range_times_clamped() {
+    let sb = Sandbox::new();
+    let mut data = tar(&[
+        E::file("pax", b"x").mtime(5).pax("mtime", b"1234567890.25"),
+        E::file("negative", b"y").mtime(7),
+        E::file("huge", b"z").mtime(9),
+    ]);
+    // Blocks: PAX header, its body, "pax" and its data, then "negative" (block 4) and its
+    // data, then "huge" (block 6).
+    patch_mtime(&mut data, 4 * 512, [0xff; 12]);
+    let mut huge = [0u8; 12];
+    huge[0] = 0x80;
+    huge[4] = 0x7f;
+    patch_mtime(&mut data, 6 * 512, huge);
+    apply_tar(&sb.root, &data[..], &ApplyOptions::default())
+        .await
+        .unwrap();
+    let m = std::fs::metadata(sb.root.join("pax")).unwrap();
+    assert_eq!((m.mtime(), m.mtime_nsec()), (1_234_567_890, 250_000_000));
+    // Base-256 -1 is a second before the epoch, not the year 2446.
+    assert_eq!(
+        std::fs::metadata(sb.root.join("negative")).unwrap().mtime(),
+        -1
+    );
+    assert_eq!(
+        std::fs::metadata(sb.root.join("huge")).unwrap().mtime(),
+        *oci_layer::apply::MTIME_RANGE.end()
+    );
+}
