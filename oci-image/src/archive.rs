@@ -378,7 +378,11 @@ impl ArchiveSource {
         let file = tokio::fs::File::open(&path)
             .await
             .map_err(|e| Error::io(&path, e))?;
-        let mut archive = Archive::new(tokio::io::BufReader::with_capacity(256 * 1024, file));
+        // Long-name and PAX records are held whole by the parser: refuse huge ones first.
+        let mut archive = Archive::new(crate::TarGuard::new(tokio::io::BufReader::with_capacity(
+            256 * 1024,
+            file,
+        )));
         let mut entries = HashMap::new();
         let mut stream = archive.entries().map_err(|e| Error::io(&path, e))?;
         while let Some(entry) = stream.next().await {

@@ -49,6 +49,7 @@ pub mod output;
 pub mod platform;
 pub mod reference;
 pub mod store;
+pub mod targuard;
 pub mod transfer;
 pub mod verify;
 
@@ -67,6 +68,7 @@ pub use reference::ImageReference;
 pub use store::{
     BlobInfo, BlobReader, BlobStore, BlobStoreExt, BlobWriter, Expected, ReferenceStore,
 };
+pub use targuard::{TarGuard, MAX_TAR_RECORD};
 pub use transfer::{ImageDestination, ImageSource, ManifestRef};
 pub use verify::{HashingReader, VerifyingReader};
 

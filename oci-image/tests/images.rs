@@ -535,3 +535,31 @@ async fn concurrent_copies_into_one_layout_store_each_blob_once() {
         assert_eq!(oci_image::sha256(&data), d);
     }
 }
+
+/// A tar header of `kind` declaring `size` bytes, then `size` bytes of `a`, padded.
+fn huge_record(kind: u8, size: usize) -> Vec<u8> {
+    let mut t = vec![0u8; 512];
+    t[..9].copy_from_slice(b"././@Long");
+    t[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+    t[156] = kind;
+    t[148..156].copy_from_slice(b"        ");
+    let sum: u32 = t.iter().map(|b| u32::from(*b)).sum();
+    t[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    t.resize(512 + size.next_multiple_of(512), b'a');
+    t.extend(vec![0u8; 1024]);
+    t
+}
+
+// Resource exhaustion: an archive whose long-name or PAX record claims 64 MiB was buffered
+// whole by the tar parser (and 4 GiB as easily); records over 1 MiB are refused first.
+#[tokio::test]
+async fn archive_with_a_huge_metadata_record_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for kind in [b'L', b'x'] {
+        let p = dir.path().join(format!("huge-{}.tar", kind as char));
+        std::fs::write(&p, huge_record(kind, 64 << 20)).unwrap();
+        let err = ArchiveSource::open(&p).await.unwrap_err();
+        let text = format!("{err} {:?}", std::error::Error::source(&err));
+        assert!(text.contains("over the limit of 1048576 bytes"), "{text}");
+    }
+}

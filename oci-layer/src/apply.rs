@@ -237,7 +237,8 @@ pub async fn apply_tar(
     opts: &ApplyOptions,
 ) -> Result<ApplyReport> {
     let root = Root::open(root)?;
-    let mut archive = Archive::new(HashingReader::new(tar));
+    // Long-name and PAX records are held whole by the parser: refuse huge ones first.
+    let mut archive = Archive::new(HashingReader::new(oci_image::TarGuard::new(tar)));
     let mut report = ApplyReport::default();
     let mut st = State {
         root: &root,

@@ -807,3 +807,31 @@ async fn pax_times_are_honoured_and_out_of_range_times_clamped() {
         *oci_layer::apply::MTIME_RANGE.end()
     );
 }
+
+#[tokio::test]
+async fn layer_with_a_huge_long_name_record_is_refused_before_it_is_buffered() {
+    let sb = Sandbox::new();
+    // 64 MiB of long name, compressed to a few hundred KiB: the parser held it whole.
+    let size = 64usize << 20;
+    let mut t = vec![0u8; 512];
+    t[..13].copy_from_slice(b"././@LongLink");
+    t[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+    t[156] = b'L';
+    t[148..156].copy_from_slice(b"        ");
+    let sum: u32 = t.iter().map(|b| u32::from(*b)).sum();
+    t[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    t.resize(512 + size, b'a');
+    t.extend(vec![0u8; 1024]);
+    let gz = gzip(&t);
+    assert!(gz.len() < 1 << 20);
+    let err = apply(&sb.root, &gz[..], GZ, &ApplyOptions::default())
+        .await
+        .unwrap_err();
+    let mut text = err.to_string();
+    let mut src = std::error::Error::source(&err);
+    while let Some(s) = src {
+        text += &format!(": {s}");
+        src = s.source();
+    }
+    assert!(text.contains("over the limit of 1048576 bytes"), "{text}");
+}
