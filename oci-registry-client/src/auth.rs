@@ -123,6 +123,7 @@ pub(crate) fn check_realm(realm: &str, registry_url: &Url) -> Result<Url> {
 /// Asks a token server for a token covering `scopes`.
 pub(crate) async fn fetch_token(
     http: &reqwest::Client,
+    deadline: std::time::Duration,
     realm: &Url,
     service: Option<&str>,
     scopes: &[String],
@@ -167,6 +168,7 @@ pub(crate) async fn fetch_token(
         }
     };
     let resp = request
+        .timeout(deadline)
         .send()
         .await
         .map_err(|e| fail(format!("request failed: {}", e.without_url())))?;

@@ -36,6 +36,8 @@ pub struct ClientBuilder {
     monolithic_limit: u64,
     max_resumes: u32,
     roots: Vec<reqwest::Certificate>,
+    request_deadline: Duration,
+    min_blob_rate: (u64, Duration),
 }
 
 impl Default for ClientBuilder {
@@ -56,6 +58,8 @@ impl Default for ClientBuilder {
             monolithic_limit: 128 * 1024 * 1024,
             max_resumes: 5,
             roots: Vec::new(),
+            request_deadline: Duration::from_secs(120),
+            min_blob_rate: (1024, Duration::from_secs(60)),
         }
     }
 }
@@ -72,8 +76,8 @@ impl fmt::Debug for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Uses plain HTTP for this registry. Loopback registries (`localhost`, `127.0.0.1`,
-    /// `[::1]`) use it too unless marked with [`https_registry`](Self::https_registry).
+    /// Uses plain HTTP for this registry. Loopback registries (`localhost`, all of
+    /// 127.0.0.0/8, `[::1]`) use it too unless marked with [`https_registry`](Self::https_registry).
     pub fn insecure_registry(mut self, registry: &str) -> Self {
         self.insecure.insert(normalize_registry(registry));
         self
@@ -162,9 +166,28 @@ impl ClientBuilder {
         self
     }
 
-    /// How many times a dropped blob download is resumed with `Range`.
+    /// How many times in a row a blob download may be resumed with `Range` without making
+    /// progress (an attempt that delivered new bytes at the minimum rate resets the count, so
+    /// a long blob over a flaky link still arrives).
     pub fn max_resumes(mut self, n: u32) -> Self {
         self.max_resumes = n;
+        self
+    }
+
+    /// The whole time one request other than a blob transfer may take, answer body included
+    /// (manifests, tags, token requests, pings): a server that sends one byte a minute fails
+    /// the request then instead of holding it forever. Default 120 s.
+    pub fn request_deadline(mut self, d: Duration) -> Self {
+        self.request_deadline = d;
+        self
+    }
+
+    /// The slowest a blob body may arrive: fewer than `bytes_per_second` on average over
+    /// `window` ends that connection, which is then resumed and counted as an attempt
+    /// without progress (see [`max_resumes`](Self::max_resumes)); so a blob takes at most
+    /// about its size over this rate. Default 1 KiB/s over 60 s.
+    pub fn min_blob_rate(mut self, bytes_per_second: u64, window: Duration) -> Self {
+        self.min_blob_rate = (bytes_per_second, window.max(Duration::from_millis(1)));
         self
     }
 
@@ -217,6 +240,8 @@ impl ClientBuilder {
                 chunk_size: self.chunk_size,
                 monolithic_limit: self.monolithic_limit,
                 max_resumes: self.max_resumes,
+                request_deadline: self.request_deadline,
+                min_blob_rate: self.min_blob_rate,
             }),
         })
     }
@@ -237,6 +262,8 @@ pub(crate) struct Inner {
     pub(crate) chunk_size: u64,
     pub(crate) monolithic_limit: u64,
     pub(crate) max_resumes: u32,
+    pub(crate) request_deadline: Duration,
+    pub(crate) min_blob_rate: (u64, Duration),
 }
 
 /// A distribution-spec client. Cheap to clone; clones share connections and token caches.
@@ -289,6 +316,8 @@ pub(crate) struct Req {
     pub(crate) scopes: Vec<String>,
     /// May be sent again after a connection error or a retryable status.
     pub(crate) retry: bool,
+    /// Bounded by the client's request deadline (everything but blob transfers).
+    pub(crate) deadline: bool,
 }
 
 impl Req {
@@ -304,6 +333,7 @@ impl Req {
             body: ReqBody::Empty,
             scopes,
             retry,
+            deadline: true,
         }
     }
 
@@ -322,7 +352,22 @@ fn is_loopback(host: &str) -> bool {
         Some((h, p)) if !h.ends_with(':') && p.bytes().all(|c| c.is_ascii_digit()) => h,
         _ => host,
     };
-    matches!(h, "localhost" | "127.0.0.1" | "[::1]") || h.ends_with(".localhost")
+    if h == "localhost" || h.ends_with(".localhost") {
+        return true;
+    }
+    // All of 127.0.0.0/8 and ::1 (also as an IPv4-mapped address), written any way an
+    // address parses.
+    let ip = h
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(h);
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => a.is_loopback(),
+        Ok(std::net::IpAddr::V6(a)) => {
+            a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
 }
 
 impl Client {
@@ -422,6 +467,7 @@ impl Client {
                 let realm = check_realm(&realm, &ep.base)?;
                 let token = fetch_token(
                     &self.inner.http,
+                    self.inner.request_deadline,
                     &realm,
                     service.as_deref(),
                     &scopes,
@@ -446,6 +492,7 @@ impl Client {
             .inner
             .http
             .get(url.clone())
+            .timeout(self.inner.request_deadline)
             .send()
             .await
             .map_err(|e| Error::transport(&url, e))?;
@@ -490,6 +537,9 @@ impl Client {
                 None
             };
             let mut rb = self.inner.http.request(req.method.clone(), url.clone());
+            if req.deadline && !streaming {
+                rb = rb.timeout(self.inner.request_deadline);
+            }
             for (k, v) in &req.headers {
                 rb = rb.header(k, v);
             }
@@ -660,6 +710,13 @@ mod tests {
             "http://127.0.0.1:1234/"
         );
         assert_eq!(c.endpoint("[::1]:80").unwrap().base.scheme(), "http");
+        // All of 127.0.0.0/8 is loopback; a name that only starts like it is not.
+        for host in ["127.0.0.2:5000", "127.1.2.3", "[::ffff:127.0.0.5]:80"] {
+            assert_eq!(c.endpoint(host).unwrap().base.scheme(), "http", "{host}");
+        }
+        for host in ["128.0.0.1:5000", "127.0.0.1.nip.io", "10.0.0.1"] {
+            assert_eq!(c.endpoint(host).unwrap().base.scheme(), "https", "{host}");
+        }
         assert_eq!(
             c.endpoint("reg.internal:5000").unwrap().base.scheme(),
             "http"

@@ -70,6 +70,13 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// A TLS connection was answered in plain HTTP: the registry speaks HTTP only (mark it
+    /// insecure to use it).
+    #[error("server gave an HTTP response to an HTTPS client at {url}: the registry speaks plain HTTP (mark it insecure to use it)")]
+    PlainHttpServer {
+        /// The URL asked for.
+        url: String,
+    },
     /// The registry refused our credentials or gave no way to authenticate.
     #[error("unauthorized at {url}: {reason}")]
     Unauthorized {
@@ -264,6 +271,9 @@ impl Error {
     }
 
     pub(crate) fn transport(url: &reqwest::Url, source: reqwest::Error) -> Self {
+        if url.scheme() == "https" && plain_http_reply(&source) {
+            return Error::PlainHttpServer { url: redact(url) };
+        }
         Error::Transport {
             url: redact(url),
             source: source.without_url(),
@@ -276,6 +286,20 @@ impl Error {
             reason: reason.into(),
         }
     }
+}
+
+/// Whether a TLS handshake failed because the server answered in plain HTTP: rustls reads
+/// the bytes of an HTTP status line as a record of an invalid content type.
+fn plain_http_reply(e: &reqwest::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if text.contains("InvalidContentType") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// A URL as errors and logs show it: without user info, query or fragment (pre-signed

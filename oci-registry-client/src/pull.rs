@@ -241,6 +241,8 @@ impl Client {
             skip: 0,
             body: None,
             resumes: 0,
+            opened_at: 0,
+            window: (std::time::Instant::now(), 0),
             done: false,
             _permit: permit,
         };
@@ -295,7 +297,12 @@ struct BlobStream {
     /// Bytes to drop from the current body (a restart after `Range` was ignored).
     skip: u64,
     body: Option<BoxStream<'static, reqwest::Result<Bytes>>>,
+    /// Resumes in a row without progress.
     resumes: u32,
+    /// `offset` when the current body was opened.
+    opened_at: u64,
+    /// Start of the current rate window and `offset` then.
+    window: (std::time::Instant, u64),
     done: bool,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
@@ -308,8 +315,35 @@ fn to_io(e: Error) -> std::io::Error {
 }
 
 impl BlobStream {
+    /// Whether another resume is allowed: attempts that made progress reset the count of
+    /// attempts in a row without it.
+    fn may_resume(&mut self) -> bool {
+        if self.offset > self.opened_at {
+            self.resumes = 0;
+        }
+        if self.resumes < self.client.inner.max_resumes {
+            self.resumes += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn report_chunk(&self) {
+        self.client.report(Progress {
+            digest: self.digest.clone(),
+            transferred: self.offset,
+            total: self.size,
+            direction: Direction::Download,
+        });
+    }
+
     async fn open(&mut self) -> Result<()> {
         let mut req = Req::new(Method::GET, self.url.clone(), self.scopes.clone());
+        // A blob may take long; its floor is the minimum rate, not a deadline.
+        req.deadline = false;
+        self.opened_at = self.offset;
+        self.window = (std::time::Instant::now(), self.offset);
         if self.offset > 0 {
             req = req.header(RANGE, &format!("bytes={}-", self.offset))?;
         }
@@ -387,19 +421,37 @@ impl BlobStream {
                         continue;
                     }
                     self.offset += chunk.len() as u64;
-                    self.client.report(Progress {
-                        digest: self.digest.clone(),
-                        transferred: self.offset,
-                        total: self.size,
-                        direction: Direction::Download,
-                    });
+                    let (rate, window) = self.client.inner.min_blob_rate;
+                    let elapsed = self.window.0.elapsed();
+                    if elapsed >= window && self.offset < self.size {
+                        let got = self.offset - self.window.1;
+                        if (got as f64) < rate as f64 * elapsed.as_secs_f64() {
+                            // Too slow: this connection is done, and it did not count as
+                            // progress. The chunk is kept; the rest is asked for again.
+                            tracing::debug!(digest = %self.digest, offset = self.offset, got, ?elapsed, "blob body under the minimum rate, resuming");
+                            self.body = None;
+                            self.opened_at = self.offset;
+                            if !self.may_resume() {
+                                self.done = true;
+                                return Some(Err(to_io(Error::invalid(
+                                    &self.url,
+                                    format!(
+                                        "blob {} arrived under {rate} bytes/s ({got} bytes in {elapsed:.1?}), {} times in a row",
+                                        self.digest,
+                                        self.resumes + 1
+                                    ),
+                                ))));
+                            }
+                        }
+                        self.window = (std::time::Instant::now(), self.offset);
+                    }
+                    self.report_chunk();
                     return Some(Ok(chunk));
                 }
                 Some(Err(e)) => {
                     self.body = None;
                     let err = Error::transport(&self.url, e);
-                    if self.offset < self.size && self.resumes < self.client.inner.max_resumes {
-                        self.resumes += 1;
+                    if self.offset < self.size && self.may_resume() {
                         tracing::debug!(digest = %self.digest, offset = self.offset, error = %err, "blob download dropped, resuming");
                         continue;
                     }
@@ -408,9 +460,8 @@ impl BlobStream {
                 }
                 None => {
                     self.body = None;
-                    if self.offset < self.size && self.resumes < self.client.inner.max_resumes {
+                    if self.offset < self.size && self.may_resume() {
                         // The body ended early but cleanly: ask for the rest.
-                        self.resumes += 1;
                         continue;
                     }
                     // Whatever is missing, the verifying reader reports it.

@@ -983,3 +983,128 @@ async fn redirect_from_the_registry_to_a_non_http_scheme_is_refused() {
     };
     assert!(matches!(e, Error::RefusedUrl { .. }), "{e}");
 }
+
+#[tokio::test]
+async fn plain_http_registry_reached_over_tls_says_so() {
+    let s = serve(|_: &Request| Response::new(200)).await;
+    let c = Client::builder()
+        .retry(fast_retry())
+        .https_registry(&s.registry())
+        .build()
+        .unwrap();
+    let e = c.ping(&s.registry()).await.unwrap_err();
+    assert!(matches!(e, Error::PlainHttpServer { .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains("server gave an HTTP response to an HTTPS client"),
+        "{e}"
+    );
+}
+
+// Time: a flaky link that keeps making progress, and peers that send one byte a while.
+
+#[tokio::test]
+async fn long_blob_over_a_flaky_link_arrives_while_each_attempt_progresses() {
+    let data = blob_data();
+    let d2 = data.clone();
+    // Every answer breaks after 20 000 bytes: 15 drops for 300 000 bytes, more than the
+    // five resumes that used to be the limit however much each attempt brought.
+    let s = serve(move |r: &Request| {
+        let n = range_start(r).unwrap_or(0);
+        let end = (n + 20_000).min(d2.len());
+        let mut resp = Response {
+            status: if n == 0 { 200 } else { 206 },
+            headers: vec![("content-length".into(), (d2.len() - n).to_string())],
+            body: Body::Abort(d2[n..end].to_vec().into()),
+        };
+        if n > 0 {
+            resp = resp.header(
+                "content-range",
+                format!("bytes {n}-{}/{}", d2.len() - 1, d2.len()),
+            );
+        }
+        resp
+    })
+    .await;
+    let repo = Repository::new(&s.registry(), "a/b").unwrap();
+    let d = desc("application/octet-stream", &data);
+    let got = read_all(client().blob(&repo, &d).await.unwrap())
+        .await
+        .unwrap();
+    assert!(got == data);
+    assert!(s.requests().len() >= 15, "{}", s.requests().len());
+}
+
+#[tokio::test]
+async fn blob_trickling_under_the_minimum_rate_fails_in_bounded_time() {
+    let data = blob_data();
+    let d2 = data.clone();
+    let s = serve(move |r: &Request| {
+        let n = range_start(r).unwrap_or(0);
+        let mut resp = Response {
+            status: if n == 0 { 200 } else { 206 },
+            headers: vec![("content-length".into(), (d2.len() - n).to_string())],
+            body: Body::Drip(d2[n..].to_vec().into(), Duration::from_millis(20)),
+        };
+        if n > 0 {
+            resp = resp.header(
+                "content-range",
+                format!("bytes {n}-{}/{}", d2.len() - 1, d2.len()),
+            );
+        }
+        resp
+    })
+    .await;
+    let c = Client::builder()
+        .retry(fast_retry())
+        .max_resumes(2)
+        .min_blob_rate(10_000, Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let repo = Repository::new(&s.registry(), "a/b").unwrap();
+    let d = desc("application/octet-stream", &data);
+    let started = Instant::now();
+    let e = read_all(c.blob(&repo, &d).await.unwrap())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("bytes/s"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(s.requests().len(), 3, "the first try and two resumes");
+}
+
+#[tokio::test]
+async fn manifest_trickling_past_the_deadline_fails() {
+    let body = manifest_bytes();
+    let s = serve(move |_: &Request| Response {
+        status: 200,
+        headers: vec![
+            ("content-length".into(), body.len().to_string()),
+            (
+                "content-type".into(),
+                "application/vnd.oci.image.manifest.v1+json".into(),
+            ),
+        ],
+        body: Body::Drip(body.clone().into(), Duration::from_millis(50)),
+    })
+    .await;
+    let c = Client::builder()
+        .retry(fast_retry())
+        .request_deadline(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let repo = Repository::new(&s.registry(), "a/b").unwrap();
+    let started = Instant::now();
+    let e = c
+        .manifest(&repo, &ManifestRef::Tag("latest".into()))
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?} {e}",
+        started.elapsed()
+    );
+}

@@ -61,6 +61,8 @@ pub enum Body {
     Chunked(Bytes),
     /// Sends these bytes, then stalls for ten seconds (a slow body).
     Stall(Bytes),
+    /// Sends these bytes one at a time, one every interval (a peer that trickles).
+    Drip(Bytes, std::time::Duration),
 }
 
 pub struct Response {
@@ -167,6 +169,22 @@ fn to_hyper(resp: Response) -> hyper::Response<BoxBody<Bytes, std::io::Error>> {
                             None
                         }
                     }
+                }
+            });
+            StreamBody::new(s).boxed()
+        }
+        Body::Drip(bytes, every) => {
+            let s = futures_util::stream::unfold(0usize, move |i| {
+                let bytes = bytes.clone();
+                async move {
+                    if i >= bytes.len() {
+                        return None;
+                    }
+                    tokio::time::sleep(every).await;
+                    Some((
+                        Ok::<_, std::io::Error>(Frame::data(bytes.slice(i..i + 1))),
+                        i + 1,
+                    ))
                 }
             });
             StreamBody::new(s).boxed()
