@@ -268,8 +268,9 @@ impl Images {
         Ok(())
     }
 
-    /// `load [-i FILE]`: every tagged image of a docker-archive or oci-archive; returns the
-    /// names. With `None` the archive is read from standard input; a pipe is first copied
+    /// `load [-i FILE]`: every image of a docker-archive or oci-archive, each platform that is
+    /// there; returns docker's lines (`Loaded image: NAME`, or `Loaded image ID: ID` for an
+    /// image the archive does not name). With `None` the archive is read from standard input; a pipe is first copied
     /// into a private temporary file in the data directory (an archive is read by offsets).
     pub async fn load(&self, data_dir: &Path, file: Option<&Path>) -> Result<Vec<String>> {
         let spooled;
@@ -284,36 +285,60 @@ impl Images {
         let file = file.as_path();
         let a = ArchiveSource::open(file).await?;
         let mut loaded = Vec::new();
-        let tags = a.tags();
+        let mut tags = a.tags();
         if tags.is_empty() {
-            let r = copy(
-                &a,
-                &self.layout,
-                &ManifestRef::Tag(String::new()),
-                &self.options(None, None)?,
-            )
-            .await?;
-            loaded.push(r.manifest.digest().to_string());
+            tags.push(String::new());
         }
         for t in tags {
+            // A full name (`busybox:1`, `reg/app`) names the image; a bare tag (`latest`,
+            // `amd64`, as umoci and skopeo write an oci-archive) says nothing of the
+            // repository, so that image is loaded untagged and reported by id, as docker does.
             let name = match ImageReference::parse(&t) {
-                Ok(r) if t.contains(':') || t.contains('/') => store_name(&r),
-                _ => {
-                    tracing::warn!(tag = %t, "skipping an archive tag that is not an image name");
-                    continue;
-                }
+                Ok(r) if t.contains(':') || t.contains('/') => Some(store_name(&r)),
+                _ => None,
             };
-            copy(
+            let what = ManifestRef::Tag(t.clone());
+            let report = match copy(
                 &a,
                 &self.layout,
-                &ManifestRef::Tag(t.clone()),
-                &self.options(None, Some(name.clone()))?,
+                &what,
+                &self.options(Some("all"), name.clone())?,
             )
             .await
-            .with_context(|| format!("loading {t}"))?;
-            loaded.push(ImageReference::parse(&name)?.familiar());
+            {
+                Ok(r) => r,
+                Err(e) if e.is_not_found() => {
+                    // An index whose other platforms' blobs were left out: what is there.
+                    tracing::info!(tag = %t, error = %e, "not every platform is in the archive; loading the host's");
+                    copy(&a, &self.layout, &what, &self.options(None, name.clone())?).await?
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context(format!("loading {t:?}"))),
+            };
+            loaded.push(match name {
+                Some(n) => format!("Loaded image: {}", ImageReference::parse(&n)?.familiar()),
+                None => format!(
+                    "Loaded image ID: {}",
+                    self.image_id(&report.manifest).await?
+                ),
+            });
+        }
+        if loaded.is_empty() {
+            bail!("{} holds no image", file.display());
         }
         Ok(loaded)
+    }
+
+    /// Docker's image id for what a manifest descriptor names: the config digest of an
+    /// image, the digest of an index.
+    async fn image_id(&self, desc: &Descriptor) -> Result<String> {
+        let m = self
+            .layout
+            .manifest(&ManifestRef::Digest(desc.digest().clone()))
+            .await?;
+        Ok(match m.as_image() {
+            Some(img) => img.config().digest().to_string(),
+            None => m.digest().to_string(),
+        })
     }
 
     /// `import FILE|URL|- REF`: a filesystem tar (plain, gzip or zstd) as a one-layer image,

@@ -372,3 +372,97 @@ fn import_reads_an_http_url() {
     assert_eq!(missing.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
 }
+
+// Silently wrong: an oci-archive naming its images by bare tags loaded nothing and exited 0;
+// a multi-platform one kept only the host's image.
+
+#[test]
+fn oci_archive_with_bare_tags_and_platforms_loads_what_is_there() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    let dir = s.dir.path();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Two platforms of one image and an index over them, in an oci-archive whose index
+    // names the index by the bare tag "latest" (as umoci and skopeo do).
+    let archive = dir.join("multi.tar");
+    let (amd, arm) = rt.block_on(async {
+        use oci_image::oci_spec::image::{ImageIndexBuilder, MediaType, PlatformBuilder};
+        use oci_image::{ImageDestination, ManifestKind, MemoryStore};
+        let store = MemoryStore::new();
+        let tar = std::fs::read(dir.join("r.tar")).unwrap();
+        let mut descs = Vec::new();
+        let mut digests = Vec::new();
+        for arch in ["amd64", "arm64"] {
+            let mut b = oci_image::ImageBuilder::new("linux", arch).cmd(["sh"]);
+            b.add_layer_tar(
+                &store,
+                &mut &tar[..],
+                oci_image::media::Compression::Gzip,
+                "import",
+            )
+            .await
+            .unwrap();
+            let m = b.build(&store).await.unwrap();
+            let mut d = m.descriptor();
+            d.set_platform(Some(
+                PlatformBuilder::default()
+                    .os("linux")
+                    .architecture(arch)
+                    .build()
+                    .unwrap(),
+            ));
+            digests.push(m.digest().to_string());
+            descs.push(d);
+        }
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(descs)
+            .build()
+            .unwrap();
+        let index = oci_image::Manifest::from_index(&index, ManifestKind::OciIndex).unwrap();
+        store.put_manifest(&index, Some("latest")).await.unwrap();
+        let w = oci_image::ArchiveWriter::create(&archive, oci_image::ArchiveFormat::Oci)
+            .await
+            .unwrap();
+        oci_image::copy(
+            &store,
+            &w,
+            &oci_image::ManifestRef::Tag("latest".into()),
+            &oci_image::CopyOptions::default()
+                .platforms(oci_image::PlatformFilter::All)
+                .tag("latest"),
+        )
+        .await
+        .unwrap();
+        (digests[0].clone(), digests[1].clone())
+    });
+    let fresh = Store {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let out = fresh.ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert!(out.starts_with("Loaded image ID: sha256:"), "{out}");
+    // Both platforms' manifests are in the store.
+    for d in [amd, arm] {
+        let hex = d.strip_prefix("sha256:").unwrap();
+        assert!(
+            fresh.data().join("images/blobs/sha256").join(hex).is_file(),
+            "{d} was not loaded"
+        );
+    }
+    // An archive with no image at all is an error, not a silent success.
+    let empty = dir.join("empty.tar");
+    let st = Command::new("tar")
+        .arg("-cf")
+        .arg(&empty)
+        .arg("-C")
+        .arg(dir)
+        .arg("r.tar")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = fresh.oci(&["load", "-i", empty.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(125));
+}

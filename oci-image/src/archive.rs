@@ -478,6 +478,8 @@ impl ArchiveSource {
     /// Builds Docker schema 2 manifests for the images of `manifest.json`, hashing layers
     /// whose names do not give their digest.
     async fn load_docker(&mut self) -> Result<()> {
+        // Each entry is hashed once, however many images or layer slots name it.
+        let mut hashed: HashMap<u64, Digest> = HashMap::new();
         for entry in self.docker.clone() {
             let cspan = self.span(&entry.config)?;
             let config_bytes = self.read_span(cspan, MAX_META_SIZE, "config").await?;
@@ -531,7 +533,14 @@ impl ArchiveSource {
                         // An uncompressed legacy layer is named by its DiffID in the config.
                         parse_digest(&diff_ids[i])?
                     }
-                    None => self.hash_span(span).await?,
+                    None => match hashed.get(&span.offset) {
+                        Some(d) => d.clone(),
+                        None => {
+                            let d = self.hash_span(span).await?;
+                            hashed.insert(span.offset, d.clone());
+                            d
+                        }
+                    },
                 };
                 self.locations.insert(digest.clone(), lpath.clone());
                 layers.push(descriptor(MediaType::from(media_type), digest, span.size));

@@ -563,3 +563,51 @@ async fn archive_with_a_huge_metadata_record_is_refused() {
         assert!(text.contains("over the limit of 1048576 bytes"), "{text}");
     }
 }
+
+// Resource exhaustion: one layer named many times was hashed once per name, so loading
+// grew with the product of layer size and references. 4 MiB named 1000 times: 4 GB of
+// hashing before, 4 MiB now (the bound below is generous; it tells the classes apart).
+#[tokio::test]
+async fn docker_archive_hashes_each_layer_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut layer = vec![0x1f, 0x8b];
+    layer.extend((0..4u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    let n = 1000;
+    let diff_ids: Vec<String> = (0..n)
+        .map(|_| oci_image::sha256(b"x").to_string())
+        .collect();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": { "type": "layers", "diff_ids": diff_ids }
+    })
+    .to_string();
+    let manifest = serde_json::json!([{
+        "Config": "config.json",
+        "RepoTags": ["many/refs:1"],
+        "Layers": vec!["layer.tar.gz"; n],
+    }])
+    .to_string();
+    let tar = tar_of(&[
+        ("layer.tar.gz", &layer),
+        ("config.json", config.as_bytes()),
+        ("manifest.json", manifest.as_bytes()),
+    ])
+    .await;
+    let p = dir.path().join("many.tar");
+    std::fs::write(&p, tar).unwrap();
+    let started = std::time::Instant::now();
+    let a = ArchiveSource::open(&p).await.unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let m = a
+        .manifest(&ManifestRef::Tag("many/refs:1".into()))
+        .await
+        .unwrap();
+    let m: serde_json::Value = serde_json::from_slice(m.bytes()).unwrap();
+    let layers = m["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), n);
+    assert_eq!(layers[0]["digest"], oci_image::sha256(&layer).to_string());
+}

@@ -315,8 +315,8 @@ async fn run(cli: Cli) -> Result<()> {
             return Ok(());
         }
         Verb::Load { input } => {
-            for n in images.load(&dir, dash(input.as_deref())).await? {
-                writeln!(out, "Loaded image: {n}")?;
+            for line in images.load(&dir, dash(input.as_deref())).await? {
+                writeln!(out, "{line}")?;
             }
         }
         Verb::Run {
