@@ -491,40 +491,51 @@ impl Images {
             .prepare(&id, &self.layout, &m, false)
             .await
             .with_context(|| format!("preparing the filesystem of {id}"))?;
-        let record = ContainerRecord {
-            id: id.clone(),
-            image: r.to_string(),
-            manifest: m.digest().to_string(),
-            command: req.opts.args.clone(),
-            overlay: mount.kind == oci_layer::MountKind::Overlay,
-        };
-        let rec_path = data_dir
-            .join("snapshots/containers")
-            .join(&id)
-            .join("container.json");
-        std::fs::write(&rec_path, serde_json::to_vec(&record)?)
-            .with_context(|| format!("writing {}", rec_path.display()))?;
-        let mut opts = req.opts.clone();
-        opts.hostname
-            .get_or_insert_with(|| id.chars().take(12).collect());
-        let spec = crate::runtime_spec(&config, &mount.rootfs, &opts)?;
-        let state = data_dir.join("run");
-        let bundle = data_dir.join("snapshots/containers").join(&id);
-        let cid = id.clone();
-        let code = tokio::task::spawn_blocking(move || {
-            oci_runtime::run(
-                oci_runtime::ContainerBuilder::new(&cid, spec, bundle).state_root(state),
-            )
-        })
-        .await
-        .map_err(|e| anyhow!("container task: {e}"))?;
+        // From here on, whatever fails, `--rm` removes the container and its mount, and
+        // otherwise the mount goes (the writable layer stays for commit, export and rm).
+        let result = async {
+            let record = ContainerRecord {
+                id: id.clone(),
+                image: r.to_string(),
+                manifest: m.digest().to_string(),
+                command: req.opts.args.clone(),
+                overlay: mount.kind == oci_layer::MountKind::Overlay,
+            };
+            let rec_path = data_dir
+                .join("snapshots/containers")
+                .join(&id)
+                .join("container.json");
+            std::fs::write(&rec_path, serde_json::to_vec(&record)?)
+                .with_context(|| format!("writing {}", rec_path.display()))?;
+            let mut opts = req.opts.clone();
+            opts.hostname
+                .get_or_insert_with(|| id.chars().take(12).collect());
+            let spec = crate::runtime_spec(&config, &mount.rootfs, &opts)?;
+            let state = data_dir.join("run");
+            let bundle = data_dir.join("snapshots/containers").join(&id);
+            let cid = id.clone();
+            tokio::task::spawn_blocking(move || {
+                oci_runtime::run(
+                    oci_runtime::ContainerBuilder::new(&cid, spec, bundle).state_root(state),
+                )
+            })
+            .await
+            .map_err(|e| anyhow!("container task: {e}"))?
+            .map_err(anyhow::Error::new)
+        }
+        .await;
         if req.rm {
-            snap.remove(&id)?;
+            if let Err(e) = snap.remove(&id) {
+                tracing::warn!(container = %id, error = %e, "removing the container");
+                if result.is_ok() {
+                    return Err(e.into());
+                }
+            }
         } else {
             // The mount goes with this process's mount namespace; the upper dir stays.
             let _ = rustix::mount::unmount(&mount.rootfs, rustix::mount::UnmountFlags::DETACH);
         }
-        code.with_context(|| format!("running {id}"))
+        result.with_context(|| format!("running {id}"))
     }
 }
 
@@ -575,10 +586,35 @@ impl Images {
     }
 
     /// `rm ID...`.
-    pub fn remove_containers(data_dir: &Path, ids: &[String]) -> Result<()> {
+    /// `rm [-f] ID...`: a container that is created or running is refused (its files are in
+    /// use) unless `force`, which kills it first (SIGKILL, as docker's `rm -f`).
+    pub fn remove_containers(data_dir: &Path, ids: &[String], force: bool) -> Result<()> {
         let snap = oci_layer::Snapshotter::new(data_dir.join("snapshots"))?;
+        let state = data_dir.join("run");
         for id in ids {
             Self::record(data_dir, id)?;
+            if let Ok(c) = oci_runtime::Container::load(&state, id) {
+                let status = c.status();
+                if status != oci_runtime::Status::Stopped {
+                    if !force {
+                        bail!("container {id} is {status}: stop it first, or use rm -f");
+                    }
+                    c.kill(libc::SIGKILL)
+                        .with_context(|| format!("killing {id}"))?;
+                    // The `run` that started it reaps it and deletes its state.
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                    while std::time::Instant::now() < deadline
+                        && oci_runtime::Container::load(&state, id)
+                            .is_ok_and(|c| c.status() != oci_runtime::Status::Stopped)
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                }
+                if let Ok(c) = oci_runtime::Container::load(&state, id) {
+                    c.delete(true)
+                        .with_context(|| format!("deleting the state of {id}"))?;
+                }
+            }
             snap.remove(id)?;
         }
         Ok(())

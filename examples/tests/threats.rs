@@ -467,3 +467,108 @@ fn oci_archive_with_bare_tags_and_platforms_loads_what_is_there() {
     let o = fresh.oci(&["load", "-i", empty.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(125));
 }
+
+// Data loss and wrong results around a container's life.
+
+fn containers_left(s: &Store) -> Vec<String> {
+    std::fs::read_dir(s.data().join("snapshots/containers"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn mounts_under(dir: &Path) -> usize {
+    let d = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&d))
+        .count()
+}
+
+#[test]
+fn run_rm_leaves_nothing_when_the_spec_fails_before_start() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    // No Cmd in the image and none given; and an unknown user.
+    let tar = s.dir.path().join("r.tar");
+    s.ok(&["import", tar.to_str().unwrap(), "local/nocmd:1"]);
+    for args in [
+        &["run", "--rm", "local/nocmd:1"][..],
+        &["run", "--rm", "-u", "nosuchuser", "local/bb:1", "sh"],
+    ] {
+        let o = s.oci(args);
+        assert_eq!(o.status.code(), Some(125), "{args:?}");
+        assert_eq!(containers_left(&s), Vec::<String>::new(), "{args:?}");
+        assert_eq!(mounts_under(&s.data()), 0, "{args:?}");
+    }
+}
+
+#[test]
+fn missing_or_unrunnable_programs_exit_127_and_126() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    let o = s.oci(&["run", "--rm", "local/bb:1", "nosuchprogram"]);
+    assert_eq!(o.status.code(), Some(127));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("\"nosuchprogram\": executable file not found in $PATH"),
+        "{err}"
+    );
+    // A file that is not a program (busybox's own directory entry for /bin is a dir).
+    let o = s.oci(&["run", "--rm", "local/bb:1", "/bin"]);
+    assert_eq!(
+        o.status.code(),
+        Some(126),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn rm_of_a_running_container_is_refused_without_force() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    let mut running = Command::new(OCI)
+        .arg("-q")
+        .arg("--data-dir")
+        .arg(s.data())
+        .args(["run", "--name", "busy", "local/bb:1", "sh", "-c", "read x"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = s.data().join("run/busy/state.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !state.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let o = s.oci(&["rm", "busy"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is running"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(containers_left(&s), vec!["busy".to_owned()]);
+    assert!(running.try_wait().unwrap().is_none(), "still running");
+    s.ok(&["rm", "-f", "busy"]);
+    let code = running.wait().unwrap();
+    assert_eq!(code.code(), Some(137), "killed");
+    assert_eq!(containers_left(&s), Vec::<String>::new());
+}

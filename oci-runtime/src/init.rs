@@ -722,8 +722,7 @@ fn create_container_hooks(plan: &Plan) {
 /// stack silently dropped arguments past 255 and variables past 1023).
 #[derive(Debug)]
 pub(crate) struct ExecStrings {
-    /// Owns what `ptrs` point into; read only through them.
-    #[allow(dead_code)]
+    /// Owns what `ptrs` point into.
     strings: Vec<CString>,
     ptrs: Vec<*const libc::c_char>,
 }
@@ -745,6 +744,11 @@ impl ExecStrings {
     /// The null-terminated pointer array.
     pub fn as_ptr(&self) -> *const *const libc::c_char {
         self.ptrs.as_ptr()
+    }
+
+    /// The first string (a process's `argv[0]`).
+    pub fn first(&self) -> Option<&CString> {
+        self.strings.first()
     }
 }
 
@@ -1324,9 +1328,26 @@ fn setup_process(plan: &Plan) -> ! {
             last = e;
         }
     }
-    let msg = b"oci-runtime: exec of the container process failed\n";
-    let _ = rustix::io::write(rustix::stdio::stderr(), msg);
-    fail(plan, Step::Exec, last)
+    // As docker and shells say it: 127 when there is no such program, 126 when there is
+    // one that cannot be executed.
+    let err = rustix::stdio::stderr();
+    let arg0 = p.argv.first().map_or(&b""[..], |a| a.to_bytes());
+    let (code, reason): (i32, &[u8]) = match last {
+        Errno::NOENT | Errno::NOTDIR => (127, b"executable file not found in $PATH"),
+        Errno::NOEXEC => (126, b"exec format error"),
+        Errno::ACCESS => (126, b"permission denied"),
+        Errno::PERM => (126, b"operation not permitted"),
+        Errno::TXTBSY => (126, b"text file busy"),
+        Errno::TOOBIG => (126, b"argument list too long"),
+        Errno::LOOP => (126, b"too many levels of symbolic links"),
+        _ => (126, b"cannot execute"),
+    };
+    for part in [&b"oci-runtime: exec: \""[..], arg0, b"\": ", reason, b"\n"] {
+        let _ = rustix::io::write(&err, part);
+    }
+    report(plan.report.as_fd(), Step::Exec, last.raw_os_error());
+    // SAFETY: as in `fail`: end the child without destructors or atexit handlers.
+    unsafe { libc::_exit(code) }
 }
 
 fn gids(g: &[u32]) -> &[rustix::fs::Gid] {

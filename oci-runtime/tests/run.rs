@@ -235,11 +235,34 @@ fn failures_in_setup_are_reported_with_the_step() {
         return;
     }
     let b = Bundle::new();
-    let (builder, _) = b.builder(&unique("noexec"), b.spec(&["/bin/does-not-exist"]));
-    let mut c = builder.create().unwrap();
-    c.start().unwrap();
-    assert_eq!(c.wait().unwrap(), 125);
-    c.delete(false).unwrap();
+    // A program that is not there exits 127, one that cannot run 126 (as docker and shells).
+    std::fs::set_permissions(
+        b.rootfs().join("etc/hello"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    for (args, code) in [
+        (&["/bin/does-not-exist"][..], 127),
+        (&["not-in-path"], 127),
+        (&["/etc/hello"], 126),
+    ] {
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        let (builder, _) = b.builder(&unique("noexec"), b.spec(args));
+        let mut c = builder.stderr(w).create().unwrap();
+        c.start().unwrap();
+        assert_eq!(c.wait().unwrap(), code, "{args:?}");
+        c.delete(false).unwrap();
+        let text = read_all(r);
+        let want = if code == 127 {
+            "executable file not found in $PATH"
+        } else {
+            "exec format error"
+        };
+        assert!(
+            text.contains(&format!("exec: \"{}\": {want}", args[0])),
+            "{text}"
+        );
+    }
     let mut spec = b.spec(&["true"]);
     let mut p = spec.process().clone().unwrap();
     p.set_cwd("relative".into());
@@ -460,11 +483,11 @@ fn exec_joins_a_running_container() {
         text.contains("sees-init"),
         "the exec'd process is in the container's pid namespace: {text}"
     );
-    // A missing program fails with the init's tool code, not a hang.
+    // A missing program fails with 127 (not found), not a hang.
     let p = c
         .exec(&proc_spec(&["/bin/nope"]), [None, None, None])
         .unwrap();
-    assert_eq!(p.wait().unwrap(), 125);
+    assert_eq!(p.wait().unwrap(), 127);
     c.kill(libc::SIGKILL).unwrap();
     c.wait().unwrap();
     c.delete(false).unwrap();

@@ -139,6 +139,9 @@ enum Verb {
     },
     /// Remove containers.
     Rm {
+        /// Kill a created or running container first.
+        #[arg(short, long)]
+        force: bool,
         /// The containers.
         #[arg(required = true)]
         containers: Vec<String>,
@@ -381,8 +384,8 @@ async fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "{:<14} {:<40} {}", c.id, c.image, c.command.join(" "))?;
             }
         }
-        Verb::Rm { containers } => {
-            Images::remove_containers(&dir, &containers)?;
+        Verb::Rm { force, containers } => {
+            Images::remove_containers(&dir, &containers, force)?;
             for c in containers {
                 writeln!(out, "{c}")?;
             }
