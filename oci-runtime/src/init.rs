@@ -1343,7 +1343,7 @@ fn setup_process(plan: &Plan) -> ! {
         _ => (126, b"cannot execute"),
     };
     for part in [&b"oci-runtime: exec: \""[..], arg0, b"\": ", reason, b"\n"] {
-        let _ = rustix::io::write(&err, part);
+        let _ = rustix::io::write(err, part);
     }
     report(plan.report.as_fd(), Step::Exec, last.raw_os_error());
     // SAFETY: as in `fail`: end the child without destructors or atexit handlers.
