@@ -104,14 +104,11 @@ impl Images {
         let (repo, what) = Repository::parse_reference(reference)?;
         let src = RegistrySource::new(self.client()?, repo);
         let name = store_name(&r);
-        let report = copy(
-            &src,
-            &self.layout,
-            &what,
-            &self.options(platform, Some(name))?,
-        )
-        .await
-        .with_context(|| format!("pulling {reference}"))?;
+        // Leased: a gc in another process keeps what this pull writes before it tags.
+        let dst = self.layout.leased()?;
+        let report = copy(&src, &dst, &what, &self.options(platform, Some(name))?)
+            .await
+            .with_context(|| format!("pulling {reference}"))?;
         Ok(report.manifest)
     }
 
@@ -193,15 +190,50 @@ impl Images {
         }
     }
 
-    /// `rmi REF...`: untag, then remove what no tag reaches any more.
-    pub async fn remove(&self, references: &[String]) -> Result<u64> {
+    /// `rmi [-f] REF...`: untag, then remove what no tag reaches any more. An image that a
+    /// container was made from is refused (as docker does) unless `force`, which untags it;
+    /// its content stays as long as a container needs it (commit and export read it).
+    pub async fn remove(&self, data_dir: &Path, references: &[String], force: bool) -> Result<u64> {
+        let containers = Self::containers(data_dir)?;
         for reference in references {
             let r = ImageReference::parse(reference)?;
-            if !self.layout.remove(&store_name(&r)).await? {
-                bail!("no such image: {}", r.familiar());
+            let name = store_name(&r);
+            let desc = match ReferenceStore::resolve(&self.layout, &name).await {
+                Ok(d) => d,
+                Err(e) if e.is_not_found() => bail!("no such image: {}", r.familiar()),
+                Err(e) => return Err(e.into()),
+            };
+            if !force {
+                let top = self
+                    .layout
+                    .manifest(&ManifestRef::Digest(desc.digest().clone()))
+                    .await?;
+                let host = self.for_host(top).await?.digest().to_string();
+                let named = desc.digest().to_string();
+                if let Some(c) = containers
+                    .iter()
+                    .find(|c| c.manifest == host || c.manifest == named)
+                {
+                    bail!(
+                        "conflict: unable to remove {}: container {} is using it (rm the container, or rmi -f)",
+                        r.familiar(),
+                        c.id
+                    );
+                }
+            }
+            self.layout.remove(&name).await?;
+        }
+        // What containers were made from stays, tagged or not.
+        let mut roots = Vec::new();
+        for c in &containers {
+            let Ok(d) = oci_image::parse_digest(&c.manifest) else {
+                continue;
+            };
+            if let Ok(m) = self.layout.manifest(&ManifestRef::Digest(d)).await {
+                roots.push(m.descriptor());
             }
         }
-        Ok(self.layout.gc().await?.bytes_freed)
+        Ok(self.layout.gc_keeping(&roots).await?.bytes_freed)
     }
 
     /// `inspect REF`: docker's view of the image for the host platform.
@@ -298,19 +330,15 @@ impl Images {
                 _ => None,
             };
             let what = ManifestRef::Tag(t.clone());
-            let report = match copy(
-                &a,
-                &self.layout,
-                &what,
-                &self.options(Some("all"), name.clone())?,
-            )
-            .await
+            let dst = self.layout.leased()?;
+            let report = match copy(&a, &dst, &what, &self.options(Some("all"), name.clone())?)
+                .await
             {
                 Ok(r) => r,
                 Err(e) if e.is_not_found() => {
                     // An index whose other platforms' blobs were left out: what is there.
                     tracing::info!(tag = %t, error = %e, "not every platform is in the archive; loading the host's");
-                    copy(&a, &self.layout, &what, &self.options(None, name.clone())?).await?
+                    copy(&a, &dst, &what, &self.options(None, name.clone())?).await?
                 }
                 Err(e) => return Err(anyhow::Error::new(e).context(format!("loading {t:?}"))),
             };
@@ -371,9 +399,10 @@ impl Images {
             )
         };
         let mut tar = oci_layer::apply::decompress(input, None).await?;
-        b.add_layer_tar(&self.layout, &mut tar, Compression::Gzip, "imported")
+        let store = self.layout.leased()?;
+        b.add_layer_tar(&store, &mut tar, Compression::Gzip, "imported")
             .await?;
-        let m = b.build(&self.layout).await?;
+        let m = b.build(&store).await?;
         self.layout
             .tag(&store_name(&r), &m.descriptor(), Some(&r.to_string()))
             .await?;
@@ -635,9 +664,10 @@ impl Images {
         let base = self.image_of(&rec).await?;
         let dir = Self::containers_dir(data_dir).join(id);
         let opts = oci_layer::DiffOptions::from_env();
+        let store = self.layout.leased()?;
         let (layer, diff_id, _) = if rec.overlay {
             oci_layer::diff_to_store(
-                &self.layout,
+                &store,
                 None,
                 &dir.join("upper"),
                 true,
@@ -649,7 +679,7 @@ impl Images {
             let lower = tempfile::tempdir_in(&dir)?;
             self.apply_image(&base, lower.path()).await?;
             oci_layer::diff_to_store(
-                &self.layout,
+                &store,
                 Some(lower.path()),
                 &dir.join("rootfs"),
                 false,
@@ -658,9 +688,9 @@ impl Images {
             )
             .await?
         };
-        let mut b = ImageBuilder::from_image(&self.layout, &base).await?;
+        let mut b = ImageBuilder::from_image(&store, &base).await?;
         b.append_layer(layer, &diff_id, &format!("oci commit {id}"));
-        let m = b.build(&self.layout).await?;
+        let m = b.build(&store).await?;
         let r = ImageReference::parse(reference)?;
         self.layout
             .tag(&store_name(&r), &m.descriptor(), Some(&r.to_string()))

@@ -572,3 +572,36 @@ fn rm_of_a_running_container_is_refused_without_force() {
     assert_eq!(code.code(), Some(137), "killed");
     assert_eq!(containers_left(&s), Vec::<String>::new());
 }
+
+#[test]
+fn rmi_keeps_what_a_container_uses() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    s.ok(&[
+        "run",
+        "--name",
+        "user",
+        "local/bb:1",
+        "sh",
+        "-c",
+        "echo x > /made",
+    ]);
+    let o = s.oci(&["rmi", "local/bb:1"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("container user is using it"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(s.ok(&["images"]).contains("local/bb"));
+    // Forced: untagged, but the container can still be committed from its image.
+    s.ok(&["rmi", "-f", "local/bb:1"]);
+    assert!(!s.ok(&["images"]).contains("local/bb"));
+    s.ok(&["commit", "user", "local/after:1"]);
+    assert_eq!(
+        s.ok(&["run", "--rm", "local/after:1", "cat", "/made"]),
+        "x\n"
+    );
+}

@@ -60,6 +60,8 @@ const MAX_INDEX_SIZE: u64 = 64 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct OciLayout {
     inner: Arc<LayoutInner>,
+    /// Set on a handle from [`OciLayout::leased`].
+    lease: Option<Arc<crate::lease::Lease>>,
 }
 
 #[derive(Debug)]
@@ -137,7 +139,19 @@ impl OciLayout {
     fn at(root: PathBuf) -> Self {
         Self {
             inner: Arc::new(LayoutInner { root, fsync: true }),
+            lease: None,
         }
+    }
+
+    /// A handle on the same layout with a new lease: until its last clone is dropped,
+    /// [`gc`](Self::gc), in this process or another, keeps every blob this handle writes or
+    /// finds present. Use it for a pull, a load or a build, whose blobs no tag reaches until
+    /// the end (see [`crate::lease`]).
+    pub fn leased(&self) -> Result<Self> {
+        Ok(Self {
+            inner: self.inner.clone(),
+            lease: Some(Arc::new(crate::lease::Lease::create(self.root())?)),
+        })
     }
 
     /// Whether blobs and the index are `fsync`ed before they become visible (default true).
@@ -149,6 +163,7 @@ impl OciLayout {
                 root: self.inner.root.clone(),
                 fsync,
             }),
+            lease: self.lease,
         }
     }
 
@@ -262,14 +277,30 @@ impl OciLayout {
     /// than an hour. Runs under the index lock, so tags cannot change meanwhile; a blob being
     /// ingested right now is not yet visible and is not touched.
     pub async fn gc(&self) -> Result<GcReport> {
-        let this = self.clone();
+        self.gc_keeping(&[]).await
+    }
+
+    /// [`gc`](Self::gc) that also keeps what the manifests `roots` reach (images that
+    /// containers were made from, say). Blobs named by live leases are always kept.
+    pub async fn gc_keeping(&self, roots: &[Descriptor]) -> Result<GcReport> {
+        // Without this handle's lease: gc holds the exclusive lock a lease would wait for.
+        let plain = Self {
+            inner: self.inner.clone(),
+            lease: None,
+        };
+        let this = plain.clone();
         let lock = {
             let this = this.clone();
             spawn_blocking(move || this.lock()).await?
         };
-        let index = self.read_index().await?;
+        let index = plain.read_index().await?;
+        let root = plain.inner.root.clone();
+        // A leased handle records each blob it writes or finds, children included: what a
+        // lease names is kept as it is, not walked.
+        let leased = spawn_blocking(move || crate::lease::live_digests(&root)).await?;
         let mut reachable: HashSet<Digest> = HashSet::new();
         let mut todo: Vec<Descriptor> = index.manifests().clone();
+        todo.extend(roots.iter().cloned());
         while let Some(desc) = todo.pop() {
             if !reachable.insert(desc.digest().clone()) {
                 continue;
@@ -280,7 +311,7 @@ impl OciLayout {
             if !is_manifest || desc.size() > MAX_MANIFEST_SIZE {
                 continue;
             }
-            match self.read_bytes(&desc, MAX_MANIFEST_SIZE).await {
+            match plain.read_bytes(&desc, MAX_MANIFEST_SIZE).await {
                 Ok(bytes) => {
                     let m = Manifest::parse_verified(bytes, &desc)?;
                     todo.extend(m.children());
@@ -294,29 +325,29 @@ impl OciLayout {
             }
         }
         let mut report = GcReport::default();
-        for d in BlobStore::list(self).await? {
-            if reachable.contains(&d) {
+        for d in BlobStore::list(&plain).await? {
+            if reachable.contains(&d) || leased.contains(&d) {
                 report.kept += 1;
                 continue;
             }
-            let path = self.blob_path(&d)?;
+            let path = plain.blob_path(&d)?;
             let size = tokio::fs::metadata(&path)
                 .await
                 .map(|m| m.len())
                 .unwrap_or(0);
-            if self.delete(&d).await? {
+            if plain.delete(&d).await? {
                 report.bytes_freed += size;
                 report.removed.push(d);
             }
         }
-        let mut rd = tokio::fs::read_dir(self.root())
+        let mut rd = tokio::fs::read_dir(plain.root())
             .await
-            .map_err(|e| Error::io(self.root(), e))?;
+            .map_err(|e| Error::io(plain.root(), e))?;
         let hour_ago = SystemTime::now() - Duration::from_secs(3600);
         while let Some(e) = rd
             .next_entry()
             .await
-            .map_err(|e| Error::io(self.root(), e))?
+            .map_err(|e| Error::io(plain.root(), e))?
         {
             if !e.file_name().to_string_lossy().starts_with(INGEST_PREFIX) {
                 continue;
@@ -326,7 +357,10 @@ impl OciLayout {
                 .await
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| t < hour_ago);
-            if old && tokio::fs::remove_file(e.path()).await.is_ok() {
+            let unused = std::fs::File::open(e.path()).is_ok_and(|f| {
+                rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
+            });
+            if old && unused && tokio::fs::remove_file(e.path()).await.is_ok() {
                 report.stale_temporaries += 1;
             }
         }
@@ -543,6 +577,11 @@ impl BlobWriter for LayoutWriter {
         check_expected(&expected, &actual, written)?;
         let dest = layout.blob_path(&actual)?;
         let fsync = layout.inner.fsync;
+        let (lease, root, digest) = (
+            layout.lease.clone(),
+            layout.inner.root.clone(),
+            actual.clone(),
+        );
         spawn_blocking(move || {
             set_readable(&file, &temp)?;
             if fsync {
@@ -553,8 +592,14 @@ impl BlobWriter for LayoutWriter {
                 std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
             }
             // Same content under the same name: replacing an existing blob is harmless.
-            temp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
-            Ok(())
+            let persist = || temp.persist(&dest).map_err(|e| Error::io(&dest, e.error));
+            match &lease {
+                Some(l) => crate::lease::shared(&root, || {
+                    persist()?;
+                    l.record(&digest)
+                }),
+                None => persist().map(drop),
+            }
         })
         .await?;
         Ok(BlobInfo {
@@ -609,6 +654,23 @@ impl BlobStore for OciLayout {
 
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
         let path = self.blob_path(digest)?;
+        if let Some(lease) = self.lease.clone() {
+            // Found under a lease, a blob is kept from here on (a copy skips it).
+            let (root, d, p) = (self.inner.root.clone(), digest.clone(), path.clone());
+            let found = spawn_blocking(move || {
+                crate::lease::shared(&root, || match std::fs::symlink_metadata(&p) {
+                    Ok(m) if m.is_file() => {
+                        lease.record(&d)?;
+                        Ok(Some(m.len()))
+                    }
+                    _ => Ok(None),
+                })
+            })
+            .await?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
         match tokio::fs::symlink_metadata(&path).await {
             Ok(m) if m.is_file() => Ok(Some(m.len())),
             Ok(_) => Err(invalid(
@@ -637,6 +699,9 @@ impl BlobStore for OciLayout {
         })
         .await?;
         let (file, temp) = tmp.into_parts();
+        // Held until the writer is done: gc leaves a locked temporary alone, however old.
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockShared)
+            .map_err(|e| Error::io(&*temp, e.into()))?;
         Ok(Box::new(LayoutWriter {
             layout: self.clone(),
             temp,

@@ -42,6 +42,7 @@ pub mod digest;
 pub mod error;
 pub mod inspect;
 pub mod layout;
+pub mod lease;
 pub mod manifest;
 pub mod media;
 pub mod memory;

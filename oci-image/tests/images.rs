@@ -611,3 +611,63 @@ async fn docker_archive_hashes_each_layer_once() {
     assert_eq!(layers.len(), n);
     assert_eq!(layers[0]["digest"], oci_image::sha256(&layer).to_string());
 }
+
+// Data loss: a gc (an `rmi` in another terminal) while a pull writes deleted the pull's
+// blobs, which no tag reached yet; the pull then tagged an image that could not run.
+
+#[tokio::test]
+async fn gc_keeps_what_a_live_lease_wrote_or_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = OciLayout::create(dir.path()).await.unwrap();
+    // Already there, reached by nothing: a copy under a lease finds it and skips it.
+    let found = layout.put_bytes("present".into()).await.unwrap().digest;
+    let pull = layout.leased().unwrap();
+    let written = pull.put_bytes("written".into()).await.unwrap().digest;
+    assert!(pull.contains(&found).await.unwrap());
+    let other = layout.put_bytes("nobody's".into()).await.unwrap().digest;
+    let r = layout.gc().await.unwrap();
+    assert_eq!(r.removed, vec![other], "only the unleased blob goes");
+    assert!(layout.contains(&written).await.unwrap());
+    assert!(layout.contains(&found).await.unwrap());
+    // Once the pull is done (dropped), they are ordinary unreachable blobs.
+    drop(pull);
+    let r = layout.gc().await.unwrap();
+    assert_eq!(r.removed.len(), 2);
+}
+
+#[tokio::test]
+async fn lease_of_a_process_that_died_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = OciLayout::create(dir.path()).await.unwrap();
+    let d = layout.put_bytes("orphan".into()).await.unwrap().digest;
+    // A lease file nobody holds a lock on: what a killed pull leaves.
+    let leases = dir.path().join(oci_image::lease::LEASES_DIR);
+    std::fs::create_dir_all(&leases).unwrap();
+    std::fs::write(leases.join("lease-dead"), format!("{d}\n")).unwrap();
+    let r = layout.gc().await.unwrap();
+    assert_eq!(r.removed, vec![d]);
+    assert!(!leases.join("lease-dead").exists());
+}
+
+#[tokio::test]
+async fn gc_leaves_an_old_temporary_that_is_still_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = OciLayout::create(dir.path()).await.unwrap();
+    let mut w = layout.ingest(oci_image::Expected::unknown()).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut w, b"slow download")
+        .await
+        .unwrap();
+    // Make every temporary look two hours old, as a slow download's would.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    for e in std::fs::read_dir(dir.path()).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().starts_with(".ingest-") {
+            let f = std::fs::File::options().write(true).open(e.path()).unwrap();
+            f.set_modified(old).unwrap();
+        }
+    }
+    let r = layout.gc().await.unwrap();
+    assert_eq!(r.stale_temporaries, 0);
+    let info = w.commit().await.unwrap();
+    assert!(layout.contains(&info.digest).await.unwrap());
+}

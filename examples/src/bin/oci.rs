@@ -69,6 +69,9 @@ enum Verb {
     },
     /// Remove images (untag, then delete what nothing else uses).
     Rmi {
+        /// Untag an image even when a container uses it (its content stays for the container).
+        #[arg(short, long)]
+        force: bool,
         /// The images.
         #[arg(required = true)]
         images: Vec<String>,
@@ -286,8 +289,11 @@ async fn run(cli: Cli) -> Result<()> {
                 )?;
             }
         }
-        Verb::Rmi { images: names } => {
-            let freed = images.remove(&names).await?;
+        Verb::Rmi {
+            force,
+            images: names,
+        } => {
+            let freed = images.remove(&dir, &names, force).await?;
             for n in names {
                 writeln!(out, "Untagged: {n}")?;
             }
