@@ -18,7 +18,7 @@ use rustix::fs::{
     Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags,
 };
 use rustix::io::Errno;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -111,6 +111,11 @@ pub struct ApplyOptions {
     /// written. Default [`DEFAULT_MAX_LAYER_BYTES`]; `None` for no limit.
     pub max_bytes: Option<u64>,
 }
+
+/// The longest path of an entry, or target of a link, in bytes (Linux's `PATH_MAX`): what
+/// every runtime and tool can reach by path. It also bounds the depth of a tree, and with it
+/// the cost of resolving and remembering ancestors.
+pub const MAX_PATH: usize = 4096;
 
 /// The default [`ApplyOptions::max_bytes`]: 1 TiB.
 pub const DEFAULT_MAX_LAYER_BYTES: u64 = 1 << 40;
@@ -248,7 +253,7 @@ pub async fn apply_tar(
             Ownership::Auto => Ownership::Rootless,
             o => o.clone(),
         },
-        touched: HashSet::new(),
+        touched: crate::pathset::PathSet::default(),
         dirs: BTreeMap::new(),
         cache: None,
         buf: vec![0u8; 256 * 1024],
@@ -331,7 +336,7 @@ struct State<'a> {
     opts: &'a ApplyOptions,
     ownership: Ownership,
     /// Paths this layer created, and their ancestors: an opaque marker keeps them.
-    touched: HashSet<PathBuf>,
+    touched: crate::pathset::PathSet,
     /// Directories whose mode and mtime are set at the end (after their contents).
     dirs: BTreeMap<PathBuf, (u32, (i64, u32))>,
     /// The parent directory of the previous entry.
@@ -356,13 +361,7 @@ impl State<'_> {
     }
 
     fn touch(&mut self, rel: &Path) {
-        let mut p = Some(rel);
-        while let Some(x) = p {
-            if x.as_os_str().is_empty() || !self.touched.insert(x.to_path_buf()) {
-                break;
-            }
-            p = x.parent();
-        }
+        self.touched.insert(rel);
     }
 
     async fn entry<R: AsyncRead + Unpin + Send>(
@@ -376,6 +375,12 @@ impl State<'_> {
             return Ok(());
         }
         let rel = clean(raw)?;
+        if rel.as_os_str().len() > MAX_PATH {
+            return Err(bad(
+                raw,
+                &format!("a path of {} bytes: over {MAX_PATH}", rel.as_os_str().len()),
+            ));
+        }
         let mut xattrs = Vec::new();
         let ustar_size = e.header().raw_entry_size().unwrap_or(0);
         let (mut uid, mut gid) = (e.header().uid().unwrap_or(0), e.header().gid().unwrap_or(0));
@@ -459,6 +464,9 @@ impl State<'_> {
                     .link_name_bytes()?
                     .ok_or_else(|| bad(raw, "symlink without a target"))?
                     .into_owned();
+                if target.len() > MAX_PATH {
+                    return Err(bad(raw, &format!("a link target over {MAX_PATH} bytes")));
+                }
                 self.symlink(&rel, &target, &meta, report)
             }
             EntryType::Link => {

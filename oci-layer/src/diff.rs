@@ -92,15 +92,6 @@ fn list(dir: BorrowedFd<'_>) -> std::io::Result<BTreeMap<Vec<u8>, Stat>> {
     Ok(out)
 }
 
-fn open_sub(dir: BorrowedFd<'_>, name: &[u8]) -> std::io::Result<OwnedFd> {
-    Ok(openat(
-        dir,
-        OsStr::from_bytes(name),
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
-}
-
 /// xattrs of a regular file or directory (`trusted.*` left out: overlay bookkeeping).
 fn xattrs(dir: BorrowedFd<'_>, name: &[u8], st: &Stat) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     let k = kind(st);
@@ -185,27 +176,25 @@ impl Walker {
         Ok(())
     }
 
-    /// Everything under `dir` (an added directory's contents).
-    fn add_tree(&mut self, dir: BorrowedFd<'_>, rel: &Path) -> std::io::Result<()> {
-        for (name, st) in list(dir)? {
-            let child = rel.join(OsStr::from_bytes(&name));
-            self.add(dir, &name, child.clone(), st)?;
+    /// Everything under `rel` (an added directory's contents).
+    fn add_tree(&mut self, root: &Root, rel: &Path) -> std::io::Result<()> {
+        let mut d = DirAt::new(root, rel);
+        for (name, st) in list(d.fd()?)? {
+            let child = child_path(rel, &name)?;
+            self.add(d.fd()?, &name, child.clone(), st)?;
             if kind(&st) == FileType::Directory {
-                let sub = open_sub(dir, &name)?;
-                self.add_tree(sub.as_fd(), &child)?;
+                d.close();
+                self.add_tree(root, &child)?;
             }
         }
         Ok(())
     }
 
-    fn compare(
-        &mut self,
-        lower: BorrowedFd<'_>,
-        upper: BorrowedFd<'_>,
-        rel: &Path,
-    ) -> std::io::Result<()> {
-        let lo = list(lower)?;
-        let up = list(upper)?;
+    fn compare(&mut self, lower: &Root, upper: &Root, rel: &Path) -> std::io::Result<()> {
+        let mut lo_dir = DirAt::new(lower, rel);
+        let mut up_dir = DirAt::new(upper, rel);
+        let lo = list(lo_dir.fd()?)?;
+        let up = list(up_dir.fd()?)?;
         // A directory whose lower entries are all gone (two or more) is replaced wholesale.
         let all_gone = lo.len() >= 2 && lo.keys().all(|k| !up.contains_key(k));
         if all_gone {
@@ -227,7 +216,7 @@ impl Walker {
         names.sort();
         names.dedup();
         for (_, name) in names {
-            let child = rel.join(OsStr::from_bytes(name));
+            let child = child_path(rel, name)?;
             match (lo.get(name), up.get(name)) {
                 (Some(_), None) => {
                     if !all_gone {
@@ -237,29 +226,31 @@ impl Walker {
                     }
                 }
                 (None, Some(u)) => {
-                    self.add(upper, name, child.clone(), *u)?;
+                    self.add(up_dir.fd()?, name, child.clone(), *u)?;
                     if kind(u) == FileType::Directory {
-                        let sub = open_sub(upper, name)?;
-                        self.add_tree(sub.as_fd(), &child)?;
+                        up_dir.close();
+                        lo_dir.close();
+                        self.add_tree(upper, &child)?;
                     }
                 }
                 (Some(l), Some(u)) => {
                     let both_dirs =
                         kind(l) == FileType::Directory && kind(u) == FileType::Directory;
-                    if all_gone || differs(lower, upper, name, l, u)? {
-                        self.add(upper, name, child.clone(), *u)?;
+                    if all_gone || differs(lo_dir.fd()?, up_dir.fd()?, name, l, u)? {
+                        self.add(up_dir.fd()?, name, child.clone(), *u)?;
                     } else if kind(u) == FileType::RegularFile && u.st_nlink > 1 {
                         self.links
                             .entry((u.st_dev, u.st_ino))
                             .or_insert(child.clone());
                     }
-                    if both_dirs && !all_gone {
-                        let ls = open_sub(lower, name)?;
-                        let us = open_sub(upper, name)?;
-                        self.compare(ls.as_fd(), us.as_fd(), &child)?;
-                    } else if kind(u) == FileType::Directory {
-                        let us = open_sub(upper, name)?;
-                        self.add_tree(us.as_fd(), &child)?;
+                    if kind(u) == FileType::Directory {
+                        up_dir.close();
+                        lo_dir.close();
+                        if both_dirs && !all_gone {
+                            self.compare(lower, upper, &child)?;
+                        } else {
+                            self.add_tree(upper, &child)?;
+                        }
                     }
                 }
                 (None, None) => {}
@@ -268,9 +259,10 @@ impl Walker {
         Ok(())
     }
 
-    fn overlay(&mut self, upper: BorrowedFd<'_>, rel: &Path) -> std::io::Result<()> {
-        for (name, st) in list(upper)? {
-            let child = rel.join(OsStr::from_bytes(&name));
+    fn overlay(&mut self, upper: &Root, rel: &Path) -> std::io::Result<()> {
+        let mut d = DirAt::new(upper, rel);
+        for (name, st) in list(d.fd()?)? {
+            let child = child_path(rel, &name)?;
             let k = kind(&st);
             if k == FileType::CharacterDevice && st.st_rdev == 0 {
                 let mut wh = OsString::from(WHITEOUT_PREFIX);
@@ -278,17 +270,87 @@ impl Walker {
                 self.changes.push(Change::Whiteout(rel.join(wh)));
                 continue;
             }
-            self.add(upper, &name, child.clone(), st)?;
+            self.add(d.fd()?, &name, child.clone(), st)?;
             if k == FileType::Directory {
-                let sub = open_sub(upper, &name)?;
-                if overlay_opaque(upper, &name)? {
+                if overlay_opaque(d.fd()?, &name)? {
                     self.changes.push(Change::Opaque(child.clone()));
                 }
-                self.overlay(sub.as_fd(), &child)?;
+                d.close();
+                self.overlay(upper, &child)?;
             }
         }
         Ok(())
     }
+}
+
+/// A directory of a walk, opened beneath its root when needed and closed before the walk
+/// descends: the walk holds at most two descriptors per tree, however deep it goes.
+struct DirAt<'r> {
+    root: &'r Root,
+    rel: &'r Path,
+    fd: Option<OwnedFd>,
+}
+
+impl<'r> DirAt<'r> {
+    fn new(root: &'r Root, rel: &'r Path) -> Self {
+        Self {
+            root,
+            rel,
+            fd: None,
+        }
+    }
+
+    fn fd(&mut self) -> std::io::Result<BorrowedFd<'_>> {
+        if self.fd.is_none() {
+            let fd = self.root.open_dir_nofollow(self.rel).map_err(|e| match e {
+                Error::Fs { source, .. } => source,
+                other => std::io::Error::other(other.to_string()),
+            })?;
+            self.fd = Some(fd);
+        }
+        match &self.fd {
+            Some(fd) => Ok(fd.as_fd()),
+            None => Err(std::io::Error::other("directory descriptor lost")),
+        }
+    }
+
+    fn close(&mut self) {
+        self.fd = None;
+    }
+}
+
+/// `rel/name`, refused past [`MAX_PATH`](crate::apply::MAX_PATH) bytes: a tree deeper than
+/// that cannot be a layer any runtime applies, and the walk stops with a clear error instead
+/// of exhausting the stack or the descriptor table.
+fn child_path(rel: &Path, name: &[u8]) -> std::io::Result<PathBuf> {
+    let child = rel.join(OsStr::from_bytes(name));
+    if child.as_os_str().len() > crate::apply::MAX_PATH {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "a path of {} bytes under {}: over {} bytes, not written as a layer",
+                child.as_os_str().len(),
+                rel.components()
+                    .next()
+                    .map_or("/".into(), |c| c.as_os_str().to_string_lossy()),
+                crate::apply::MAX_PATH
+            ),
+        ));
+    }
+    Ok(child)
+}
+
+/// Runs a walk on a thread of its own with a stack for the deepest tree a layer may hold
+/// ([`MAX_PATH`](crate::apply::MAX_PATH) bytes: 2048 levels).
+fn walk_thread<T: Send>(f: impl FnOnce() -> std::io::Result<T> + Send) -> std::io::Result<T> {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("oci-layer-walk".into())
+            .stack_size(64 << 20)
+            .spawn_scoped(s, f)?
+            .join()
+            .map_err(|_| std::io::Error::other("the tree walk panicked"))?
+    })
 }
 
 fn overlay_opaque(dir: BorrowedFd<'_>, name: &[u8]) -> std::io::Result<bool> {
@@ -376,23 +438,19 @@ pub async fn diff<W: AsyncWrite + Unpin>(
     opts: &DiffOptions,
 ) -> Result<(DiffReport, W)> {
     let up = Root::open(upper)?;
-    let changes = {
-        let upper_fd = up.open_dir(Path::new(""))?;
+    let lo = lower.map(Root::open).transpose()?;
+    let changes = walk_thread(|| {
         let mut w = Walker {
             changes: Vec::new(),
             links: HashMap::new(),
         };
-        match lower {
-            Some(l) => {
-                let lo = Root::open(l)?;
-                let lower_fd = lo.open_dir(Path::new(""))?;
-                w.compare(lower_fd.as_fd(), upper_fd.as_fd(), Path::new(""))
-            }
-            None => w.add_tree(upper_fd.as_fd(), Path::new("")),
-        }
-        .map_err(|e| Error::fs("walk", upper, e))?;
-        w.changes
-    };
+        match &lo {
+            Some(lo) => w.compare(lo, &up, Path::new("")),
+            None => w.add_tree(&up, Path::new("")),
+        }?;
+        Ok(w.changes)
+    })
+    .map_err(|e| Error::fs("walk", upper, e))?;
     write_changes(&up, changes, out, opts).await
 }
 
@@ -403,16 +461,15 @@ pub async fn diff_overlay<W: AsyncWrite + Unpin>(
     opts: &DiffOptions,
 ) -> Result<(DiffReport, W)> {
     let up = Root::open(upper)?;
-    let changes = {
-        let fd = up.open_dir(Path::new(""))?;
+    let changes = walk_thread(|| {
         let mut w = Walker {
             changes: Vec::new(),
             links: HashMap::new(),
         };
-        w.overlay(fd.as_fd(), Path::new(""))
-            .map_err(|e| Error::fs("walk", upper, e))?;
-        w.changes
-    };
+        w.overlay(&up, Path::new(""))?;
+        Ok(w.changes)
+    })
+    .map_err(|e| Error::fs("walk", upper, e))?;
     write_changes(&up, changes, out, opts).await
 }
 

@@ -19,6 +19,7 @@
 pub mod apply;
 pub mod diff;
 pub mod error;
+mod pathset;
 pub mod root;
 pub mod snapshot;
 pub mod tarw;

@@ -119,6 +119,31 @@ impl Root {
         self.walk(rel, flags)
     }
 
+    /// Opens the directory `rel` beneath the root following no symlink in any component (a
+    /// walker's view: what is there, not what it points to). `O_PATH`.
+    pub fn open_dir_nofollow(&self, rel: &Path) -> Result<OwnedFd> {
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let target: &Path = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        if !NO_OPENAT2.load(Ordering::Relaxed) {
+            let how =
+                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+            match openat2(&self.fd, target, flags, Mode::empty(), how) {
+                Ok(fd) => return Ok(fd),
+                Err(Errno::NOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
+                Err(Errno::AGAIN) => {
+                    return openat2(&self.fd, target, flags, Mode::empty(), how)
+                        .map_err(|e| Error::fs("open", rel, e))
+                }
+                Err(e) => return Err(Error::fs("open", rel, e)),
+            }
+        }
+        self.walk(rel, flags)
+    }
+
     /// The fallback walk: one component at a time, never following a symlink.
     fn walk(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd> {
         let comps: Vec<&OsStr> = rel
@@ -181,25 +206,56 @@ impl Root {
     }
 
     /// Creates `rel` and its missing parents as directories inside the root.
+    ///
+    /// The deepest existing ancestor is found by bisection (each probe one resolution
+    /// inside the root), and what is missing below it is created and entered one component
+    /// at a time from its parent's descriptor: O(depth · log depth), not a resolution of
+    /// every prefix.
     pub fn mkdir_all(&self, rel: &Path) -> Result<()> {
-        let mut prefix = PathBuf::new();
-        let mut parent = self.open_dir(Path::new(""))?;
-        for c in rel.components() {
-            let Component::Normal(c) = c else { continue };
-            prefix.push(c);
-            match self.open_dir(&prefix) {
-                Ok(fd) => parent = fd,
-                Err(Error::Fs { source, .. })
-                    if source.raw_os_error() == Some(Errno::NOENT.raw_os_error()) =>
-                {
-                    match rustix::fs::mkdirat(&parent, c, Mode::from_raw_mode(0o755)) {
-                        Ok(()) | Err(Errno::EXIST) => {}
-                        Err(e) => return Err(Error::fs("mkdir", &prefix, e)),
-                    }
-                    parent = self.open_dir(&prefix)?;
+        let comps: Vec<&OsStr> = rel
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        let prefix = |k: usize| comps[..k].iter().collect::<PathBuf>();
+        let exists = |k: usize| -> Result<bool> {
+            match self.open_dir(&prefix(k)) {
+                Ok(_) => Ok(true),
+                Err(Error::Fs { source, .. }) if matches!(source.raw_os_error(), Some(n) if n == Errno::NOENT.raw_os_error() || n == Errno::NOTDIR.raw_os_error()) => {
+                    Ok(false)
                 }
-                Err(e) => return Err(e),
+                Err(e) => Err(e),
             }
+        };
+        if exists(comps.len())? {
+            return Ok(());
+        }
+        // exists(lo), !exists(hi): shorter prefixes of an existing directory exist.
+        let (mut lo, mut hi) = (0, comps.len());
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if exists(mid)? {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let mut parent = self.open_dir(&prefix(lo))?;
+        for (i, c) in comps.iter().enumerate().skip(lo) {
+            match rustix::fs::mkdirat(&parent, *c, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(Error::fs("mkdir", prefix(i + 1), e)),
+            }
+            // Ours (or a directory that raced in): entered without following anything.
+            parent = openat(
+                &parent,
+                *c,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| Error::fs("mkdir", prefix(i + 1), e))?;
         }
         Ok(())
     }
@@ -216,26 +272,94 @@ pub fn kind_at(dir: impl AsFd, name: &OsStr) -> std::io::Result<Option<FileType>
 
 /// Removes `name` in `dir` and, for a directory, everything under it. Symlinks are removed,
 /// never followed. Returns false when nothing was there.
+///
+/// Iterative, with two descriptors open whatever the depth (a container can make a tree
+/// deeper than any stack or descriptor limit with `mkdir` and `mv`): it descends by `openat`
+/// without following links, climbs back by `..`, and checks on the way up that `..` holds
+/// the directory it left (same device and inode) before removing it.
 pub fn remove_all(dir: BorrowedFd<'_>, name: &OsStr) -> std::io::Result<bool> {
     match kind_at(dir, name)? {
-        None => Ok(false),
-        Some(FileType::Directory) => {
-            let sub = openat(
-                dir,
-                name,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            empty_dir(sub.as_fd(), &|_| false)?;
-            match unlinkat(dir, name, AtFlags::REMOVEDIR) {
+        None => return Ok(false),
+        Some(FileType::Directory) => {}
+        Some(_) => {
+            return match unlinkat(dir, name, AtFlags::empty()) {
                 Ok(()) | Err(Errno::NOENT) => Ok(true),
                 Err(e) => Err(e.into()),
             }
         }
-        Some(_) => match unlinkat(dir, name, AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => Ok(true),
-            Err(e) => Err(e.into()),
-        },
+    }
+    let open_dir = |at: BorrowedFd<'_>, n: &OsStr| {
+        openat(
+            at,
+            n,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    let id = |fd: BorrowedFd<'_>| rustix::fs::fstat(fd).map(|st| (st.st_dev, st.st_ino));
+    // The names from `dir` down to the current directory, and their (dev, ino).
+    let mut path: Vec<(std::ffi::OsString, (u64, u64))> = Vec::new();
+    let mut cur = open_dir(dir, name)?;
+    path.push((name.to_os_string(), id(cur.as_fd())?));
+    loop {
+        // Everything here that is not a directory goes; the first directory is entered.
+        let mut sub = None;
+        for n in list_dir(cur.as_fd())? {
+            match kind_at(&cur, &n)? {
+                Some(FileType::Directory) => {
+                    sub = Some(n);
+                    break;
+                }
+                Some(_) => match unlinkat(&cur, &n, AtFlags::empty()) {
+                    Ok(()) | Err(Errno::NOENT) => {}
+                    Err(e) => return Err(e.into()),
+                },
+                None => {}
+            }
+        }
+        if let Some(n) = sub {
+            let next = open_dir(cur.as_fd(), &n)?;
+            path.push((n, id(next.as_fd())?));
+            cur = next;
+            continue;
+        }
+        // Empty: climb and remove it.
+        let (leaving, leaving_id) = path
+            .pop()
+            .ok_or_else(|| std::io::Error::other("empty path"))?;
+        let parent = if path.is_empty() {
+            None
+        } else {
+            Some(open_dir(cur.as_fd(), OsStr::new(".."))?)
+        };
+        let at = parent.as_ref().map_or(dir, |p| p.as_fd());
+        match statat(at, &leaving, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if (st.st_dev, st.st_ino) == leaving_id => {}
+            Ok(_) | Err(Errno::NOENT) => {
+                return Err(std::io::Error::other(
+                    "the tree changed while it was being removed",
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        match unlinkat(at, &leaving, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+        match parent {
+            None => return Ok(true),
+            Some(p) => {
+                if path
+                    .last()
+                    .is_some_and(|(_, want)| id(p.as_fd()).ok() != Some(*want))
+                {
+                    return Err(std::io::Error::other(
+                        "the tree changed while it was being removed",
+                    ));
+                }
+                cur = p;
+            }
+        }
     }
 }
 

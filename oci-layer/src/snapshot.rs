@@ -114,6 +114,29 @@ pub fn private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Removes the tree at `path` with [`crate::root::remove_all`]: any depth, two descriptors.
+fn remove_tree(path: &Path) -> Result<()> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::fs(
+            "remove",
+            path,
+            std::io::Error::from(std::io::ErrorKind::InvalidInput),
+        ));
+    };
+    let dir = match rustix::fs::open(
+        parent,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) {
+        Ok(d) => d,
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(Error::fs("open", parent, e)),
+    };
+    crate::root::remove_all(std::os::fd::AsFd::as_fd(&dir), name)
+        .map_err(|e| Error::fs("remove", path, e))?;
+    Ok(())
+}
+
 impl Snapshotter {
     /// Snapshots under `root` (created when missing). `root`, its `layers` and `containers`
     /// directories and each container's directory are private to their owner (0700, and
@@ -196,7 +219,7 @@ impl Snapshotter {
                 Ok(()) => report.unpacked += 1,
                 // Someone else unpacked it meanwhile: theirs is as good as ours.
                 Err(_) if dir.is_dir() => {
-                    let _ = std::fs::remove_dir_all(&tmp);
+                    let _ = remove_tree(&tmp);
                     report.reused += 1;
                 }
                 Err(e) => return Err(Error::fs("rename", &dir, e)),
@@ -312,11 +335,7 @@ impl Snapshotter {
             Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => {}
             Err(e) => return Err(Error::fs("unmount", &rootfs, e)),
         }
-        match std::fs::remove_dir_all(&base) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::fs("remove", &base, e)),
-        }
+        remove_tree(&base)
     }
 
     /// Writes a container's changes as a plain tar (for inspection; `docker diff`).

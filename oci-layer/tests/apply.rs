@@ -835,3 +835,117 @@ async fn layer_with_a_huge_long_name_record_is_refused_before_it_is_buffered() {
     }
     assert!(text.contains("over the limit of 1048576 bytes"), "{text}");
 }
+
+// Depth: a deep path cost O(depth²) (every prefix re-resolved, every ancestor kept as a whole
+// path), and deep trees were removed by recursion, a descriptor per level.
+
+#[tokio::test]
+async fn deep_paths_with_missing_parents_cost_no_quadratic_time_or_memory() {
+    let sb = Sandbox::new();
+    // 50 files 2000 directories deep, each under a parent no entry creates: every one
+    // made the applier resolve each of its 2000 prefixes from the root, and remember each
+    // as a whole path.
+    let deep = "a/".repeat(2000);
+    let entries: Vec<E> = (0..50)
+        .map(|i| E::file(&format!("d{i}/{deep}f"), b"x"))
+        .collect();
+    let started = std::time::Instant::now();
+    sb.apply(&entries, &ApplyOptions::default()).await.unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        std::fs::read(sb.root.join(format!("d49/{deep}f"))).unwrap(),
+        b"x"
+    );
+}
+
+#[tokio::test]
+async fn paths_and_link_targets_over_path_max_are_refused() {
+    let sb = Sandbox::new();
+    let long = format!("{}f", "a/".repeat(2100));
+    let err = sb
+        .apply(&[E::file(&long, b"x")], &ApplyOptions::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("over 4096"), "{err}");
+    let err = sb
+        .apply(
+            &[E::symlink("l", &"x".repeat(5000))],
+            &ApplyOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("over 4096"), "{err}");
+}
+
+/// A chain of `depth` directories named `d` under `dir/top`, made one level at a time.
+fn deep_chain(dir: &Path, depth: usize) {
+    use rustix::fs::{mkdirat, openat, Mode, OFlags};
+    std::fs::create_dir(dir.join("top")).unwrap();
+    let mut cur = rustix::fs::open(
+        dir.join("top"),
+        OFlags::PATH | OFlags::DIRECTORY,
+        Mode::empty(),
+    )
+    .unwrap();
+    for _ in 0..depth {
+        mkdirat(&cur, "d", Mode::from_raw_mode(0o755)).unwrap();
+        cur = openat(&cur, "d", OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+    }
+}
+
+/// Removes `dir/top` with the crate's iterative removal (std's recursive one overflows the
+/// stack on such a tree).
+fn remove_chain(dir: &Path) {
+    let parent = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    oci_layer::root::remove_all(std::os::fd::AsFd::as_fd(&parent), "top".as_ref()).unwrap();
+}
+
+#[test]
+fn removal_of_a_tree_deeper_than_stack_and_descriptor_limits() {
+    // What a container can make with mkdir and mv: 30 000 levels, more than the
+    // descriptor limit here (and than the test thread's stack held in recursion).
+    let dir = tempfile::tempdir().unwrap();
+    deep_chain(dir.path(), 30_000);
+    remove_chain(dir.path());
+    assert!(!dir.path().join("top").exists());
+}
+
+#[tokio::test]
+async fn diff_of_a_tree_too_deep_for_a_layer_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let upper = dir.path().join("upper");
+    std::fs::create_dir(&upper).unwrap();
+    deep_chain(&upper, 30_000);
+    for lower in [None, Some(dir.path().join("lower"))] {
+        if let Some(l) = &lower {
+            std::fs::create_dir_all(l.join("top")).unwrap();
+        }
+        let err = oci_layer::diff(
+            lower.as_deref(),
+            &upper,
+            tokio::io::sink(),
+            &oci_layer::DiffOptions::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("over 4096 bytes"), "{err}");
+    }
+    let err = oci_layer::diff_overlay(
+        &upper,
+        tokio::io::sink(),
+        &oci_layer::DiffOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("over 4096 bytes"), "{err}");
+    remove_chain(&upper);
+}
