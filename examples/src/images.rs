@@ -630,11 +630,11 @@ impl Images {
                     }
                     c.kill(libc::SIGKILL)
                         .with_context(|| format!("killing {id}"))?;
-                    // The `run` that started it reaps it and deletes its state.
+                    // The `run` that started it reaps it and deletes its state; wait for
+                    // that (its own cleanup must not race ours), then do it if nobody did.
                     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
                     while std::time::Instant::now() < deadline
-                        && oci_runtime::Container::load(&state, id)
-                            .is_ok_and(|c| c.status() != oci_runtime::Status::Stopped)
+                        && oci_runtime::Container::load(&state, id).is_ok()
                     {
                         std::thread::sleep(std::time::Duration::from_millis(20));
                     }
