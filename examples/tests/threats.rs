@@ -605,3 +605,46 @@ fn rmi_keeps_what_a_container_uses() {
         "x\n"
     );
 }
+
+#[test]
+fn unpack_refuses_a_config_with_fewer_diff_ids_than_layers() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use oci_image::{BlobStoreExt, ImageDestination, ImageSource, ReferenceStore};
+        let layout = oci_image::OciLayout::open(s.data().join("images"))
+            .await
+            .unwrap();
+        let desc = layout.resolve("docker.io/local/bb:1").await.unwrap();
+        let m = layout
+            .manifest(&oci_image::ManifestRef::Digest(desc.digest().clone()))
+            .await
+            .unwrap();
+        let mut img = m.as_image().unwrap().clone();
+        let cfg = oci_image::build::read_config(&layout, img.config())
+            .await
+            .unwrap();
+        let mut cfg = serde_json::to_value(&cfg).unwrap();
+        cfg["rootfs"]["diff_ids"] = serde_json::json!([]);
+        let bytes = serde_json::to_vec(&cfg).unwrap();
+        let info = layout.put_bytes(bytes.into()).await.unwrap();
+        let mut c = img.config().clone();
+        c.set_digest(info.digest);
+        c.set_size(info.size);
+        img.set_config(c);
+        let bad = oci_image::Manifest::from_image(&img, oci_image::ManifestKind::OciManifest)
+            .unwrap();
+        layout
+            .put_manifest(&bad, Some("docker.io/local/bad:1"))
+            .await
+            .unwrap();
+    });
+    let target = s.dir.path().join("bad");
+    let o = s.oci(&["unpack", "local/bad:1", target.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("0 diff_ids for 1 layers"), "{err}");
+}
