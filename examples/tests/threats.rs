@@ -635,8 +635,8 @@ fn unpack_refuses_a_config_with_fewer_diff_ids_than_layers() {
         c.set_digest(info.digest);
         c.set_size(info.size);
         img.set_config(c);
-        let bad = oci_image::Manifest::from_image(&img, oci_image::ManifestKind::OciManifest)
-            .unwrap();
+        let bad =
+            oci_image::Manifest::from_image(&img, oci_image::ManifestKind::OciManifest).unwrap();
         layout
             .put_manifest(&bad, Some("docker.io/local/bad:1"))
             .await

@@ -87,61 +87,48 @@ impl Root {
 
     /// Resolves `rel` inside the root with `flags`.
     pub fn resolve(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd> {
-        let target: &Path = if rel.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            rel
-        };
-        if !NO_OPENAT2.load(Ordering::Relaxed) {
-            match openat2(
-                &self.fd,
-                target,
-                flags,
-                Mode::empty(),
-                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-            ) {
-                Ok(fd) => return Ok(fd),
-                Err(Errno::NOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
-                // EAGAIN: a concurrent rename raced the lookup; retry once.
-                Err(Errno::AGAIN) => {
-                    return openat2(
-                        &self.fd,
-                        target,
-                        flags,
-                        Mode::empty(),
-                        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-                    )
-                    .map_err(|e| Error::fs("resolve", rel, e))
-                }
-                Err(e) => return Err(Error::fs("resolve", rel, e)),
-            }
+        let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+        match self.openat2(rel, flags, how) {
+            Some(r) => r.map_err(|e| Error::fs("resolve", rel, e)),
+            None => self.walk(rel, flags),
         }
-        self.walk(rel, flags)
     }
 
     /// Opens the directory `rel` beneath the root following no symlink in any component (a
     /// walker's view: what is there, not what it points to). `O_PATH`.
     pub fn open_dir_nofollow(&self, rel: &Path) -> Result<OwnedFd> {
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        match self.openat2(rel, flags, how) {
+            Some(r) => r.map_err(|e| Error::fs("open", rel, e)),
+            None => self.walk(rel, flags),
+        }
+    }
+
+    /// `openat2` of `rel` (the root itself when empty), retried once on EAGAIN (a concurrent
+    /// rename raced the lookup); `None` when the kernel has no `openat2`.
+    fn openat2(
+        &self,
+        rel: &Path,
+        flags: OFlags,
+        how: ResolveFlags,
+    ) -> Option<std::result::Result<OwnedFd, Errno>> {
+        if NO_OPENAT2.load(Ordering::Relaxed) {
+            return None;
+        }
         let target: &Path = if rel.as_os_str().is_empty() {
             Path::new(".")
         } else {
             rel
         };
-        if !NO_OPENAT2.load(Ordering::Relaxed) {
-            let how =
-                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-            match openat2(&self.fd, target, flags, Mode::empty(), how) {
-                Ok(fd) => return Ok(fd),
-                Err(Errno::NOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
-                Err(Errno::AGAIN) => {
-                    return openat2(&self.fd, target, flags, Mode::empty(), how)
-                        .map_err(|e| Error::fs("open", rel, e))
-                }
-                Err(e) => return Err(Error::fs("open", rel, e)),
+        match openat2(&self.fd, target, flags, Mode::empty(), how) {
+            Err(Errno::NOSYS) => {
+                NO_OPENAT2.store(true, Ordering::Relaxed);
+                None
             }
+            Err(Errno::AGAIN) => Some(openat2(&self.fd, target, flags, Mode::empty(), how)),
+            r => Some(r),
         }
-        self.walk(rel, flags)
     }
 
     /// The fallback walk: one component at a time, never following a symlink.

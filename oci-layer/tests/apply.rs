@@ -881,16 +881,20 @@ async fn paths_and_link_targets_over_path_max_are_refused() {
     assert!(err.to_string().contains("over 4096"), "{err}");
 }
 
+fn open_dir_path(dir: &Path) -> std::os::fd::OwnedFd {
+    rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap()
+}
+
 /// A chain of `depth` directories named `d` under `dir/top`, made one level at a time.
 fn deep_chain(dir: &Path, depth: usize) {
     use rustix::fs::{mkdirat, openat, Mode, OFlags};
     std::fs::create_dir(dir.join("top")).unwrap();
-    let mut cur = rustix::fs::open(
-        dir.join("top"),
-        OFlags::PATH | OFlags::DIRECTORY,
-        Mode::empty(),
-    )
-    .unwrap();
+    let mut cur = open_dir_path(&dir.join("top"));
     for _ in 0..depth {
         mkdirat(&cur, "d", Mode::from_raw_mode(0o755)).unwrap();
         cur = openat(&cur, "d", OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
@@ -900,12 +904,7 @@ fn deep_chain(dir: &Path, depth: usize) {
 /// Removes `dir/top` with the crate's iterative removal (std's recursive one overflows the
 /// stack on such a tree).
 fn remove_chain(dir: &Path) {
-    let parent = rustix::fs::open(
-        dir,
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
-        rustix::fs::Mode::empty(),
-    )
-    .unwrap();
+    let parent = open_dir_path(dir);
     oci_layer::root::remove_all(std::os::fd::AsFd::as_fd(&parent), "top".as_ref()).unwrap();
 }
 

@@ -1003,6 +1003,24 @@ async fn plain_http_registry_reached_over_tls_says_so() {
 
 // Time: a flaky link that keeps making progress, and peers that send one byte a while.
 
+/// The answer to a blob GET honouring `Range: bytes=N-`: 200 or 206 with the length of the
+/// rest, its body made by `body` from the rest of `data`.
+fn ranged(r: &Request, data: &[u8], body: impl Fn(&[u8]) -> Body) -> Response {
+    let n = range_start(r).unwrap_or(0);
+    let mut resp = Response {
+        status: if n == 0 { 200 } else { 206 },
+        headers: vec![("content-length".into(), (data.len() - n).to_string())],
+        body: body(&data[n..]),
+    };
+    if n > 0 {
+        resp = resp.header(
+            "content-range",
+            format!("bytes {n}-{}/{}", data.len() - 1, data.len()),
+        );
+    }
+    resp
+}
+
 #[tokio::test]
 async fn long_blob_over_a_flaky_link_arrives_while_each_attempt_progresses() {
     let data = blob_data();
@@ -1010,20 +1028,9 @@ async fn long_blob_over_a_flaky_link_arrives_while_each_attempt_progresses() {
     // Every answer breaks after 20 000 bytes: 15 drops for 300 000 bytes, more than the
     // five resumes that used to be the limit however much each attempt brought.
     let s = serve(move |r: &Request| {
-        let n = range_start(r).unwrap_or(0);
-        let end = (n + 20_000).min(d2.len());
-        let mut resp = Response {
-            status: if n == 0 { 200 } else { 206 },
-            headers: vec![("content-length".into(), (d2.len() - n).to_string())],
-            body: Body::Abort(d2[n..end].to_vec().into()),
-        };
-        if n > 0 {
-            resp = resp.header(
-                "content-range",
-                format!("bytes {n}-{}/{}", d2.len() - 1, d2.len()),
-            );
-        }
-        resp
+        ranged(r, &d2, |rest| {
+            Body::Abort(rest[..rest.len().min(20_000)].to_vec().into())
+        })
     })
     .await;
     let repo = Repository::new(&s.registry(), "a/b").unwrap();
@@ -1040,19 +1047,9 @@ async fn blob_trickling_under_the_minimum_rate_fails_in_bounded_time() {
     let data = blob_data();
     let d2 = data.clone();
     let s = serve(move |r: &Request| {
-        let n = range_start(r).unwrap_or(0);
-        let mut resp = Response {
-            status: if n == 0 { 200 } else { 206 },
-            headers: vec![("content-length".into(), (d2.len() - n).to_string())],
-            body: Body::Drip(d2[n..].to_vec().into(), Duration::from_millis(20)),
-        };
-        if n > 0 {
-            resp = resp.header(
-                "content-range",
-                format!("bytes {n}-{}/{}", d2.len() - 1, d2.len()),
-            );
-        }
-        resp
+        ranged(r, &d2, |rest| {
+            Body::Drip(rest.to_vec().into(), Duration::from_millis(20))
+        })
     })
     .await;
     let c = Client::builder()
