@@ -539,6 +539,9 @@ impl Images {
             let mut opts = req.opts.clone();
             opts.hostname
                 .get_or_insert_with(|| id.chars().take(12).collect());
+            if !rustix::process::geteuid().is_root() && opts.rootless.is_none() {
+                opts.rootless = Some(crate::Rootless::current());
+            }
             let spec = crate::runtime_spec(&config, &mount.rootfs, &opts)?;
             let state = data_dir.join("run");
             let bundle = data_dir.join("snapshots/containers").join(&id);

@@ -51,6 +51,73 @@ pub struct RunOptions {
     pub hostname: Option<String>,
     /// Allocate a terminal.
     pub terminal: bool,
+    /// Run in a user namespace of the calling (unprivileged) user, as rootless podman does:
+    /// container root is the user, container ids from 1 are the user's subordinate range
+    /// (`/etc/subuid`, `/etc/subgid`) when there is one.
+    pub rootless: Option<Rootless>,
+}
+
+/// The ids a rootless container is mapped to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rootless {
+    /// The caller's uid and gid (container root).
+    pub uid: u32,
+    /// The caller's gid.
+    pub gid: u32,
+    /// The subordinate uid range (start, count), mapped from container id 1.
+    pub subuids: Option<(u32, u32)>,
+    /// The subordinate gid range.
+    pub subgids: Option<(u32, u32)>,
+}
+
+impl Rootless {
+    /// The calling user, with its ranges from `/etc/subuid` and `/etc/subgid` (by name or
+    /// number, as shadow-utils reads them).
+    pub fn current() -> Self {
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        let name = read_passwd_name(uid);
+        let range = |file: &str| -> Option<(u32, u32)> {
+            let text = std::fs::read_to_string(file).ok()?;
+            text.lines().find_map(|l| {
+                let f: Vec<&str> = l.trim().split(':').collect();
+                let who = *f.first()?;
+                if who != uid.to_string() && Some(who) != name.as_deref() {
+                    return None;
+                }
+                Some((f.get(1)?.parse().ok()?, f.get(2)?.parse().ok()?))
+            })
+        };
+        Self {
+            uid,
+            gid,
+            subuids: range("/etc/subuid"),
+            subgids: range("/etc/subgid"),
+        }
+    }
+}
+
+fn read_passwd_name(uid: u32) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    let name = passwd_entries(&text)
+        .find(|e| e.2 == uid)
+        .map(|e| e.0.to_owned());
+    name
+}
+
+fn id_maps(own: u32, sub: Option<(u32, u32)>) -> Result<Vec<oci_spec::runtime::LinuxIdMapping>> {
+    let map = |c: u32, h: u32, n: u32| {
+        oci_spec::runtime::LinuxIdMappingBuilder::default()
+            .container_id(c)
+            .host_id(h)
+            .size(n)
+            .build()
+    };
+    let mut out = vec![map(0, own, 1)?];
+    if let Some((start, count)) = sub.filter(|s| s.1 > 0) {
+        out.push(map(1, start, count)?);
+    }
+    Ok(out)
 }
 
 /// Builds a runtime spec from an image configuration, as `docker run` does: Entrypoint + Cmd
@@ -146,7 +213,11 @@ pub fn runtime_spec(image: &ImageConfiguration, rootfs: &Path, opts: &RunOptions
         .terminal(opts.terminal)
         .no_new_privileges(true)
         .build()?;
-    let mut spec = Spec::default();
+    let mut spec = match &opts.rootless {
+        // Its mounts and namespaces (a user namespace; /sys bound, not mounted).
+        Some(r) => Spec::rootless(r.uid, r.gid),
+        None => Spec::default(),
+    };
     spec.set_process(Some(process));
     spec.set_root(Some(
         RootBuilder::default()
@@ -160,11 +231,18 @@ pub fn runtime_spec(image: &ImageConfiguration, rootfs: &Path, opts: &RunOptions
             .unwrap_or_else(|| "container".to_owned()),
     ));
     if let Some(linux) = spec.linux_mut() {
-        let mut ns = get_default_namespaces();
+        let mut ns = linux
+            .namespaces()
+            .clone()
+            .unwrap_or_else(get_default_namespaces);
         if opts.network == Network::Host {
             ns.retain(|n| n.typ() != LinuxNamespaceType::Network);
         }
         linux.set_namespaces(Some(ns));
+        if let Some(r) = &opts.rootless {
+            linux.set_uid_mappings(Some(id_maps(r.uid, r.subuids)?));
+            linux.set_gid_mappings(Some(id_maps(r.gid, r.subgids)?));
+        }
         linux.set_resources(Some(
             LinuxResourcesBuilder::default()
                 .devices(docker_device_rules()?)

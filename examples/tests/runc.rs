@@ -126,55 +126,6 @@ fn spec_create_start_exec_state_kill_delete_run() {
     assert!(features["linux"]["namespaces"].as_array().unwrap().len() >= 7);
 }
 
-/// A user for the rootless test, with a subordinate id range: created when missing (the test
-/// runs as root in CI and changes /etc/passwd, /etc/subuid and /etc/subgid once).
-fn rootless_user() -> Option<(u32, u32, u32)> {
-    const NAME: &str = "oci-rs-rootless";
-    const SUB_START: u32 = 300_000;
-    let have = |cmd: &str| Path::new(cmd).exists();
-    if !have("/usr/sbin/useradd") || !have("/usr/bin/setpriv") || !have("/usr/bin/newuidmap") {
-        eprintln!("skipping: needs useradd, setpriv and newuidmap (Debian packages passwd, util-linux, uidmap)");
-        return None;
-    }
-    let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap_or_default();
-    let clone = std::fs::read_to_string("/proc/sys/kernel/unprivileged_userns_clone")
-        .unwrap_or_else(|_| "1".into());
-    if max.trim() == "0" || clone.trim() == "0" {
-        eprintln!("skipping: unprivileged user namespaces are disabled on this kernel");
-        return None;
-    }
-    let id = |flag: &str| -> Option<u32> {
-        let o = Command::new("id").args([flag, NAME]).output().ok()?;
-        String::from_utf8(o.stdout).ok()?.trim().parse().ok()
-    };
-    if id("-u").is_none() {
-        let st = Command::new("/usr/sbin/useradd")
-            .args(["-M", "-s", "/usr/sbin/nologin", NAME])
-            .status()
-            .unwrap();
-        assert!(st.success(), "useradd {NAME}");
-    }
-    for file in ["/etc/subuid", "/etc/subgid"] {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        if !text.lines().any(|l| l.starts_with(&format!("{NAME}:"))) {
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(file)
-                .unwrap();
-            std::io::Write::write_all(&mut f, format!("{NAME}:{SUB_START}:65536\n").as_bytes())
-                .unwrap();
-        }
-    }
-    let sub: u32 = std::fs::read_to_string("/etc/subuid")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{NAME}:")))
-        .and_then(|rest| rest.split(':').next()?.parse().ok())
-        .unwrap();
-    Some((id("-u")?, id("-g")?, sub))
-}
-
 /// oci-runc run by an unprivileged user: `spec --rootless` (one mapping, written directly),
 /// then several mappings through newuidmap and newgidmap; no cgroup is touched.
 #[test]
@@ -183,7 +134,7 @@ fn rootless_runs_as_an_unprivileged_user() {
         eprintln!("skipping: needs root (to make the unprivileged user) and busybox-static");
         return;
     }
-    let Some((uid, gid, sub)) = rootless_user() else {
+    let Some((uid, gid, sub)) = common::rootless_user() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -648,3 +648,94 @@ fn unpack_refuses_a_config_with_fewer_diff_ids_than_layers() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("0 diff_ids for 1 layers"), "{err}");
 }
+
+// Rootless: `oci run` by an unprivileged user failed after the pull ("unmount …/rootfs:
+// Operation not permitted"). The whole flow runs in a user namespace of the user, with its
+// subordinate ranges, as rootless podman does.
+#[test]
+fn rootless_user_pulls_runs_commits_and_removes() {
+    if !root_with_busybox() {
+        return;
+    }
+    if !common::have_registry() {
+        return;
+    }
+    let Some((uid, gid, sub)) = common::rootless_user() else {
+        return;
+    };
+    // The image reaches the registry from root's store; the user pulls it from there.
+    let reg = common::Registry::start();
+    let s = Store::new();
+    let image = format!("{}/rootless/bb:1", reg.addr);
+    s.ok(&["tag", "local/bb:1", &image]);
+    s.ok(&["push", &image]);
+    let home = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(home.path(), Some(uid), Some(gid)).unwrap();
+    let data = home.path().join("data");
+    let as_user = |args: &[&str]| -> Output {
+        Command::new("/usr/bin/setpriv")
+            .args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={gid}"),
+                "--clear-groups",
+                OCI,
+                "-q",
+                "--data-dir",
+            ])
+            .arg(&data)
+            .args(args)
+            .env("HOME", home.path())
+            .current_dir(home.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| -> String {
+        let o = as_user(args);
+        assert!(
+            o.status.success(),
+            "as uid {uid}: oci {args:?} failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    ok(&["pull", &image]);
+    let out = ok(&[
+        "run",
+        "--rm",
+        &image,
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map",
+    ]);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("0"), "container root: {out}");
+    let maps: Vec<Vec<u32>> = lines
+        .map(|l| l.split_whitespace().map(|n| n.parse().unwrap()).collect())
+        .collect();
+    assert!(maps.contains(&vec![0, uid, 1]), "{out}");
+    assert!(
+        maps.contains(&vec![1, sub, 65536]),
+        "the subordinate range: {out}"
+    );
+    ok(&[
+        "run",
+        "--name",
+        "mine",
+        &image,
+        "sh",
+        "-c",
+        "echo made > /made",
+    ]);
+    ok(&["commit", "mine", "local/mine:1"]);
+    assert_eq!(
+        ok(&["run", "--rm", "local/mine:1", "cat", "/made"]),
+        "made\n"
+    );
+    ok(&["rm", "mine"]);
+    let left: Vec<_> = std::fs::read_dir(data.join("snapshots/containers"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "containers left: {left:?}");
+}

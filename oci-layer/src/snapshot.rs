@@ -333,6 +333,9 @@ impl Snapshotter {
         let rootfs = base.join("rootfs");
         match rustix::mount::unmount(&rootfs, rustix::mount::UnmountFlags::DETACH) {
             Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => {}
+            // Not root: nothing of ours is mounted in this namespace (a rootless container's
+            // mounts lived and died in its own), and the kernel refuses to look.
+            Err(rustix::io::Errno::PERM) if !rustix::process::geteuid().is_root() => {}
             Err(e) => return Err(Error::fs("unmount", &rootfs, e)),
         }
         remove_tree(&base)

@@ -354,6 +354,7 @@ async fn run(cli: Cli) -> Result<()> {
                 network,
                 hostname: None,
                 terminal: false,
+                rootless: None,
             };
             let req = oci_examples::images::RunRequest {
                 opts,
