@@ -577,24 +577,27 @@ impl State<'_> {
         Ok(())
     }
 
-    /// Removes what lower layers put under `dir`, keeping what this layer touched.
+    /// Removes what lower layers put under `dir` (`rel` in the root), keeping what this
+    /// layer touched. Iterative: a stack of paths below `dir`, each directory opened beneath
+    /// it without following links while its entries are handled, so two descriptors are
+    /// open however deep the kept tree goes.
     fn clear_lower(&self, dir: BorrowedFd<'_>, rel: &Path) -> Result<()> {
-        let names = crate::root::list_dir(dir).map_err(|e| Error::fs("list", rel, e))?;
-        for n in names {
-            let child = rel.join(&n);
-            if !self.touched.contains(&child) {
-                remove_all(dir, &n).map_err(|e| Error::fs("remove", &child, e))?;
-            } else if kind_at(dir, &n).map_err(|e| Error::fs("stat", &child, e))?
-                == Some(FileType::Directory)
-            {
-                let sub = openat(
-                    dir,
-                    &n,
-                    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| Error::fs("open", &child, e))?;
-                self.clear_lower(sub.as_fd(), &child)?;
+        let mut todo: Vec<PathBuf> = vec![PathBuf::new()];
+        while let Some(sub) = todo.pop() {
+            let here = rel.join(&sub);
+            let fd =
+                crate::root::open_beneath(dir, &sub).map_err(|e| Error::fs("open", &here, e))?;
+            let names =
+                crate::root::list_dir(fd.as_fd()).map_err(|e| Error::fs("list", &here, e))?;
+            for n in names {
+                let child = here.join(&n);
+                if !self.touched.contains(&child) {
+                    remove_all(fd.as_fd(), &n).map_err(|e| Error::fs("remove", &child, e))?;
+                } else if kind_at(&fd, &n).map_err(|e| Error::fs("stat", &child, e))?
+                    == Some(FileType::Directory)
+                {
+                    todo.push(sub.join(&n));
+                }
             }
         }
         Ok(())

@@ -248,6 +248,31 @@ impl Root {
     }
 }
 
+/// Opens the directory `rel` beneath `dir` (`dir` itself when empty) following no symlink in
+/// any component. `O_PATH`.
+pub fn open_beneath(dir: BorrowedFd<'_>, rel: &Path) -> std::io::Result<OwnedFd> {
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    if rel.as_os_str().is_empty() {
+        return Ok(openat(dir, ".", flags, Mode::empty())?);
+    }
+    if !NO_OPENAT2.load(Ordering::Relaxed) {
+        let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        match openat2(dir, rel, flags, Mode::empty(), how) {
+            Err(Errno::NOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
+            Err(Errno::AGAIN) => return Ok(openat2(dir, rel, flags, Mode::empty(), how)?),
+            r => return Ok(r?),
+        }
+    }
+    let mut cur = openat(dir, ".", flags, Mode::empty())?;
+    for c in rel.components() {
+        let Component::Normal(c) = c else {
+            return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+        };
+        cur = openat(&cur, c, flags, Mode::empty())?;
+    }
+    Ok(cur)
+}
+
 /// The type of what is at `name` in `dir`, without following a symlink; `None` if nothing.
 pub fn kind_at(dir: impl AsFd, name: &OsStr) -> std::io::Result<Option<FileType>> {
     match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
