@@ -105,41 +105,18 @@ impl Root {
         }
     }
 
-    /// `openat2` of `rel` (the root itself when empty), retried once on EAGAIN (a concurrent
-    /// rename raced the lookup); `None` when the kernel has no `openat2`.
     fn openat2(
         &self,
         rel: &Path,
         flags: OFlags,
         how: ResolveFlags,
     ) -> Option<std::result::Result<OwnedFd, Errno>> {
-        if NO_OPENAT2.load(Ordering::Relaxed) {
-            return None;
-        }
-        let target: &Path = if rel.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            rel
-        };
-        match openat2(&self.fd, target, flags, Mode::empty(), how) {
-            Err(Errno::NOSYS) => {
-                NO_OPENAT2.store(true, Ordering::Relaxed);
-                None
-            }
-            Err(Errno::AGAIN) => Some(openat2(&self.fd, target, flags, Mode::empty(), how)),
-            r => Some(r),
-        }
+        openat2_retry(self.fd.as_fd(), rel, flags, how)
     }
 
     /// The fallback walk: one component at a time, never following a symlink.
     fn walk(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd> {
-        let comps: Vec<&OsStr> = rel
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(p) => Some(p),
-                _ => None,
-            })
-            .collect();
+        let comps = normal_components(rel);
         let mut cur = openat(
             &self.fd,
             ".",
@@ -199,13 +176,7 @@ impl Root {
     /// at a time from its parent's descriptor: O(depth · log depth), not a resolution of
     /// every prefix.
     pub fn mkdir_all(&self, rel: &Path) -> Result<()> {
-        let comps: Vec<&OsStr> = rel
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(p) => Some(p),
-                _ => None,
-            })
-            .collect();
+        let comps = normal_components(rel);
         let prefix = |k: usize| comps[..k].iter().collect::<PathBuf>();
         let exists = |k: usize| -> Result<bool> {
             match self.open_dir(&prefix(k)) {
@@ -248,26 +219,52 @@ impl Root {
     }
 }
 
+/// The normal components of `rel`.
+fn normal_components(rel: &Path) -> Vec<&OsStr> {
+    rel.components()
+        .filter_map(|c| match c {
+            Component::Normal(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `openat2` of `rel` under `dir` (`dir` itself when empty), retried once on EAGAIN (a
+/// concurrent rename raced the lookup); `None` when the kernel has no `openat2`.
+fn openat2_retry(
+    dir: BorrowedFd<'_>,
+    rel: &Path,
+    flags: OFlags,
+    how: ResolveFlags,
+) -> Option<std::result::Result<OwnedFd, Errno>> {
+    if NO_OPENAT2.load(Ordering::Relaxed) {
+        return None;
+    }
+    let target: &Path = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    match openat2(dir, target, flags, Mode::empty(), how) {
+        Err(Errno::NOSYS) => {
+            NO_OPENAT2.store(true, Ordering::Relaxed);
+            None
+        }
+        Err(Errno::AGAIN) => Some(openat2(dir, target, flags, Mode::empty(), how)),
+        r => Some(r),
+    }
+}
+
 /// Opens the directory `rel` beneath `dir` (`dir` itself when empty) following no symlink in
 /// any component. `O_PATH`.
 pub fn open_beneath(dir: BorrowedFd<'_>, rel: &Path) -> std::io::Result<OwnedFd> {
     let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    if rel.as_os_str().is_empty() {
-        return Ok(openat(dir, ".", flags, Mode::empty())?);
-    }
-    if !NO_OPENAT2.load(Ordering::Relaxed) {
-        let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-        match openat2(dir, rel, flags, Mode::empty(), how) {
-            Err(Errno::NOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
-            Err(Errno::AGAIN) => return Ok(openat2(dir, rel, flags, Mode::empty(), how)?),
-            r => return Ok(r?),
-        }
+    let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    if let Some(r) = openat2_retry(dir, rel, flags, how) {
+        return Ok(r?);
     }
     let mut cur = openat(dir, ".", flags, Mode::empty())?;
-    for c in rel.components() {
-        let Component::Normal(c) = c else {
-            return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
-        };
+    for c in normal_components(rel) {
         cur = openat(&cur, c, flags, Mode::empty())?;
     }
     Ok(cur)
