@@ -252,46 +252,26 @@ pub fn runtime_spec(image: &ImageConfiguration, rootfs: &Path, opts: &RunOptions
     Ok(spec)
 }
 
-/// Docker's device cgroup rules: deny everything, then mknod of any node and read, write and
-/// mknod of null, zero, full, random, urandom, tty, console, ptmx, the pty slaves and
-/// `/dev/net/tun`. The runtime enforces them (and its own defaults) through the devices
-/// cgroup, so a device node in an image, or one a container makes, opens nothing else.
+/// Docker's device cgroup rules: deny everything, then the runtime's defaults
+/// ([`oci_runtime::DEFAULT_ALLOWED`]: mknod of any node; read, write and mknod of null, zero,
+/// full, random, urandom, tty, console, ptmx and the pty slaves) and `/dev/net/tun`. The
+/// runtime enforces them through the devices cgroup, so a device node in an image, or one a
+/// container makes, opens nothing else.
 pub fn docker_device_rules() -> Result<Vec<LinuxDeviceCgroup>> {
-    let rule = |typ: Option<LinuxDeviceType>, major: Option<i64>, minor: Option<i64>, acc: &str| {
-        let mut b = LinuxDeviceCgroupBuilder::default()
-            .allow(typ.is_some())
-            .access(acc);
-        if let Some(t) = typ {
-            b = b.typ(t);
-        }
-        if let Some(m) = major {
-            b = b.major(m);
-        }
-        if let Some(m) = minor {
-            b = b.minor(m);
-        }
-        b.build()
-    };
-    let c = Some(LinuxDeviceType::C);
-    let mut rules = vec![
-        rule(None, None, None, "rwm")?,
-        rule(c, None, None, "m")?,
-        rule(Some(LinuxDeviceType::B), None, None, "m")?,
-    ];
-    for (major, minor) in [
-        (1, Some(3)),
-        (1, Some(5)),
-        (1, Some(7)),
-        (1, Some(8)),
-        (1, Some(9)),
-        (5, Some(0)),
-        (5, Some(1)),
-        (5, Some(2)),
-        (136, None),
-        (10, Some(200)),
-    ] {
-        rules.push(rule(c, Some(major), minor, "rwm")?);
-    }
+    let deny_all = LinuxDeviceCgroupBuilder::default()
+        .allow(false)
+        .access("rwm")
+        .build()?;
+    let tun = LinuxDeviceCgroupBuilder::default()
+        .allow(true)
+        .typ(LinuxDeviceType::C)
+        .major(10)
+        .minor(200)
+        .access("rwm")
+        .build()?;
+    let mut rules = vec![deny_all];
+    rules.extend(oci_runtime::DEFAULT_ALLOWED.iter().map(|r| r.to_spec()));
+    rules.push(tun);
     Ok(rules)
 }
 

@@ -59,6 +59,21 @@ impl DeviceRule {
         }
     }
 
+    /// The rule as a spec's `linux.resources.devices` entry.
+    pub fn to_spec(&self) -> oci_spec::runtime::LinuxDeviceCgroup {
+        let mut r = oci_spec::runtime::LinuxDeviceCgroup::default();
+        r.set_allow(self.allow);
+        r.set_typ(match self.kind {
+            Some('b') => Some(LinuxDeviceType::B),
+            Some(_) => Some(LinuxDeviceType::C),
+            None => Some(LinuxDeviceType::A),
+        });
+        r.set_major(self.major.map(i64::from));
+        r.set_minor(self.minor.map(i64::from));
+        r.set_access(Some(access(self.access)));
+        r
+    }
+
     /// The rule in the devices cgroup v1 syntax (`c 1:3 rwm`, `a`).
     pub fn v1(&self) -> String {
         let Some(kind) = self.kind else {
@@ -429,6 +444,21 @@ mod tests {
         assert!(r.iter().any(|x| x.v1() == "c 10:229 rwm" && x.allow));
         assert_eq!((r[1].v1(), r[1].allow), ("c 1:3 w".to_owned(), false));
         assert_eq!(r.last().unwrap().v1(), "c 10:229 rwm");
+    }
+
+    #[test]
+    fn rules_round_trip_through_the_spec() {
+        let mut linux = Linux::default();
+        let spec_rules: Vec<_> = DEFAULT_ALLOWED.iter().map(DeviceRule::to_spec).collect();
+        linux.set_resources(Some(
+            oci_spec::runtime::LinuxResourcesBuilder::default()
+                .devices(spec_rules)
+                .build()
+                .unwrap(),
+        ));
+        linux.set_devices(None);
+        let r = device_rules(Some(&linux)).unwrap();
+        assert_eq!(&r[1..=DEFAULT_ALLOWED.len()], &DEFAULT_ALLOWED[..]);
     }
 
     #[test]
