@@ -302,8 +302,9 @@ impl Images {
 
     /// `load [-i FILE]`: every image of a docker-archive or oci-archive, each platform that is
     /// there; returns docker's lines (`Loaded image: NAME`, or `Loaded image ID: ID` for an
-    /// image the archive does not name). With `None` the archive is read from standard input; a pipe is first copied
-    /// into a private temporary file in the data directory (an archive is read by offsets).
+    /// image the archive does not name). With `None` the archive is read from standard
+    /// input; a pipe is first copied into a private temporary file in the data directory
+    /// (an archive is read by offsets).
     pub async fn load(&self, data_dir: &Path, file: Option<&Path>) -> Result<Vec<String>> {
         let spooled;
         let file = match file {
@@ -428,6 +429,14 @@ impl Images {
             .as_image()
             .ok_or_else(|| anyhow!("{} is not an image", r.familiar()))?;
         let config = oci_image::build::read_config(&self.layout, img.config()).await?;
+        if config.rootfs().diff_ids().len() != img.layers().len() {
+            bail!(
+                "{}: the config lists {} diff_ids for {} layers",
+                r.familiar(),
+                config.rootfs().diff_ids().len(),
+                img.layers().len()
+            );
+        }
         let dir = if public {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             dir.to_path_buf()
@@ -439,14 +448,6 @@ impl Images {
             rootfs
         };
         let dir = dir.as_path();
-        if config.rootfs().diff_ids().len() != img.layers().len() {
-            bail!(
-                "{}: the config lists {} diff_ids for {} layers",
-                r.familiar(),
-                config.rootfs().diff_ids().len(),
-                img.layers().len()
-            );
-        }
         let mut entries = 0;
         for (layer, diff_id) in img.layers().iter().zip(config.rootfs().diff_ids()) {
             let opts = oci_layer::ApplyOptions {
@@ -617,7 +618,6 @@ impl Images {
         Ok(out)
     }
 
-    /// `rm ID...`.
     /// `rm [-f] ID...`: a container that is created or running is refused (its files are in
     /// use) unless `force`, which kills it first (SIGKILL, as docker's `rm -f`).
     pub fn remove_containers(data_dir: &Path, ids: &[String], force: bool) -> Result<()> {
@@ -748,22 +748,22 @@ impl Images {
         } else {
             dir.join("rootfs")
         };
-        let opts = oci_layer::DiffOptions::from_env();
-        match output {
+        let (out, sink): (_, Box<dyn tokio::io::AsyncWrite + Send + Unpin>) = match output {
             Some(path) => {
                 let mut out = oci_image::OutputFile::create(path)?;
                 let f = out
                     .file()
                     .ok_or_else(|| anyhow!("{} is unusable", path.display()))?;
                 let f = tokio::io::BufWriter::new(tokio::fs::File::from_std(f));
-                let (_, mut f) = oci_layer::export(&src, f, &opts).await?;
-                tokio::io::AsyncWriteExt::flush(&mut f).await?;
-                out.commit()?;
+                (Some(out), Box::new(f))
             }
-            None => {
-                let (_, mut f) = oci_layer::export(&src, stdout_sink()?, &opts).await?;
-                tokio::io::AsyncWriteExt::flush(&mut f).await?;
-            }
+            None => (None, Box::new(stdout_sink()?)),
+        };
+        let (_, mut sink) =
+            oci_layer::export(&src, sink, &oci_layer::DiffOptions::from_env()).await?;
+        tokio::io::AsyncWriteExt::flush(&mut sink).await?;
+        if let Some(out) = out {
+            out.commit()?;
         }
         Ok(())
     }
@@ -872,15 +872,13 @@ pub async fn diff_file(
     )
     .await?;
     let blob = store.blob_path(desc.digest())?;
-    let mut out = oci_image::OutputFile::create(output)?;
-    if out.is_stream() {
-        let mut f = out
+    if oci_image::OutputFile::streams_to(output) {
+        let mut f = oci_image::OutputFile::create(output)?
             .file()
             .ok_or_else(|| anyhow!("{} is unusable", output.display()))?;
         std::io::copy(&mut std::fs::File::open(&blob)?, &mut f)
             .with_context(|| format!("writing {}", output.display()))?;
     } else {
-        drop(out);
         std::fs::rename(&blob, output).with_context(|| format!("writing {}", output.display()))?;
     }
     Ok((desc.digest().to_string(), diff_id.to_string()))

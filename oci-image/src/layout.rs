@@ -288,9 +288,8 @@ impl OciLayout {
             inner: self.inner.clone(),
             lease: None,
         };
-        let this = plain.clone();
         let lock = {
-            let this = this.clone();
+            let this = plain.clone();
             spawn_blocking(move || this.lock()).await?
         };
         let index = plain.read_index().await?;
@@ -613,6 +612,24 @@ impl BlobWriter for LayoutWriter {
     }
 }
 
+/// A blob's size from the metadata of its path: `None` when it is not there, an error when
+/// something other than a regular file stands under its name.
+fn blob_size(
+    root: &Path,
+    path: &Path,
+    meta: std::io::Result<std::fs::Metadata>,
+) -> Result<Option<u64>> {
+    match meta {
+        Ok(m) if m.is_file() => Ok(Some(m.len())),
+        Ok(_) => Err(invalid(
+            root,
+            format!("{} is not a regular file", path.display()),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
 /// Checks a finished write against what was expected.
 pub(crate) fn check_expected(expected: &Expected, actual: &Digest, size: u64) -> Result<()> {
     let named = expected.digest.clone().unwrap_or_else(|| actual.clone());
@@ -654,32 +671,22 @@ impl BlobStore for OciLayout {
 
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
         let path = self.blob_path(digest)?;
-        if let Some(lease) = self.lease.clone() {
-            // Found under a lease, a blob is kept from here on (a copy skips it).
-            let (root, d, p) = (self.inner.root.clone(), digest.clone(), path.clone());
-            let found = spawn_blocking(move || {
-                crate::lease::shared(&root, || match std::fs::symlink_metadata(&p) {
-                    Ok(m) if m.is_file() => {
-                        lease.record(&d)?;
-                        Ok(Some(m.len()))
-                    }
-                    _ => Ok(None),
-                })
+        let root = self.inner.root.clone();
+        let Some(lease) = self.lease.clone() else {
+            return blob_size(&root, &path, tokio::fs::symlink_metadata(&path).await);
+        };
+        // Found under a lease, a blob is kept from here on (a copy skips it).
+        let d = digest.clone();
+        spawn_blocking(move || {
+            crate::lease::shared(&root, || {
+                let size = blob_size(&root, &path, std::fs::symlink_metadata(&path))?;
+                if size.is_some() {
+                    lease.record(&d)?;
+                }
+                Ok(size)
             })
-            .await?;
-            if found.is_some() {
-                return Ok(found);
-            }
-        }
-        match tokio::fs::symlink_metadata(&path).await {
-            Ok(m) if m.is_file() => Ok(Some(m.len())),
-            Ok(_) => Err(invalid(
-                self.root(),
-                format!("{} is not a regular file", path.display()),
-            )),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(&path, e)),
-        }
+        })
+        .await
     }
 
     async fn ingest(&self, expected: Expected) -> Result<Box<dyn BlobWriter>> {

@@ -25,24 +25,21 @@ impl OutputFile {
     /// character device, pipe, FIFO or socket is opened and written to directly.
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        match std::fs::metadata(path) {
-            Ok(m) if !m.is_file() && !m.is_dir() => {
-                let file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(|e| Error::io(path, e))?;
-                return Ok(Self {
-                    file: Some(file),
-                    temp: None,
-                });
-            }
-            Ok(m) if m.is_dir() => {
-                return Err(Error::io(
-                    path,
-                    std::io::Error::from(std::io::ErrorKind::IsADirectory),
-                ))
-            }
-            _ => {}
+        if Self::streams_to(path) {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| Error::io(path, e))?;
+            return Ok(Self {
+                file: Some(file),
+                temp: None,
+            });
+        }
+        if path.is_dir() {
+            return Err(Error::io(
+                path,
+                std::io::Error::from(std::io::ErrorKind::IsADirectory),
+            ));
         }
         // A link to a regular file: replace the file it names, not the link.
         let target = match std::fs::symlink_metadata(path) {
@@ -64,6 +61,12 @@ impl OutputFile {
             file: Some(file),
             temp: Some((temp, target)),
         })
+    }
+
+    /// Whether [`create`](Self::create) would write to `path` directly: it names (through
+    /// links) something that is neither a regular file nor a directory.
+    pub fn streams_to(path: impl AsRef<Path>) -> bool {
+        std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
     }
 
     /// Whether the output is streamed (no rename on commit).

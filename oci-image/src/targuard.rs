@@ -197,12 +197,12 @@ impl Scanner {
                     if self.pax.len() as u64 == size {
                         self.size_override = pax_size(&self.pax)?;
                         self.pax = Vec::new();
-                        self.state = State::Skip {
-                            left: padded(size) - size,
+                        let padding = padded(size) - size;
+                        self.state = if padding == 0 {
+                            State::Header { have: 0 }
+                        } else {
+                            State::Skip { left: padding }
                         };
-                        if padded(size) == size {
-                            self.state = State::Header { have: 0 };
-                        }
                     }
                 }
             }

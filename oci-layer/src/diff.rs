@@ -302,11 +302,7 @@ impl<'r> DirAt<'r> {
 
     fn fd(&mut self) -> std::io::Result<BorrowedFd<'_>> {
         if self.fd.is_none() {
-            let fd = self.root.open_dir_nofollow(self.rel).map_err(|e| match e {
-                Error::Fs { source, .. } => source,
-                other => std::io::Error::other(other.to_string()),
-            })?;
-            self.fd = Some(fd);
+            self.fd = Some(crate::root::open_beneath(self.root.fd(), self.rel)?);
         }
         match &self.fd {
             Some(fd) => Ok(fd.as_fd()),

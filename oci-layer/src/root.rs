@@ -88,30 +88,10 @@ impl Root {
     /// Resolves `rel` inside the root with `flags`.
     pub fn resolve(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd> {
         let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-        match self.openat2(rel, flags, how) {
+        match openat2_retry(self.fd.as_fd(), rel, flags, how) {
             Some(r) => r.map_err(|e| Error::fs("resolve", rel, e)),
             None => self.walk(rel, flags),
         }
-    }
-
-    /// Opens the directory `rel` beneath the root following no symlink in any component (a
-    /// walker's view: what is there, not what it points to). `O_PATH`.
-    pub fn open_dir_nofollow(&self, rel: &Path) -> Result<OwnedFd> {
-        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-        match self.openat2(rel, flags, how) {
-            Some(r) => r.map_err(|e| Error::fs("open", rel, e)),
-            None => self.walk(rel, flags),
-        }
-    }
-
-    fn openat2(
-        &self,
-        rel: &Path,
-        flags: OFlags,
-        how: ResolveFlags,
-    ) -> Option<std::result::Result<OwnedFd, Errno>> {
-        openat2_retry(self.fd.as_fd(), rel, flags, how)
     }
 
     /// The fallback walk: one component at a time, never following a symlink.

@@ -822,7 +822,6 @@ fn time_offsets(spec: &Spec) -> Result<std::ffi::CString> {
     cstr(text, "timeOffsets")
 }
 
-/// The spec's createContainer hooks, prepared for the init.
 /// The runtime spec requires absolute hook paths: a relative one would run whatever the
 /// caller's working directory holds.
 fn hook_paths_are_absolute(spec: &Spec) -> Result<()> {
@@ -849,6 +848,7 @@ fn hook_paths_are_absolute(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
+/// The spec's createContainer hooks, prepared for the init.
 fn create_container_hooks(hooks: &[Hook]) -> Result<Vec<crate::init::HookStep>> {
     hooks
         .iter()

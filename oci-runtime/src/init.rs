@@ -284,10 +284,15 @@ fn report(fd: BorrowedFd<'_>, step: Step, errno: i32) {
 }
 
 fn fail(plan: &Plan, step: Step, e: Errno) -> ! {
+    fail_with(plan, step, e, 125)
+}
+
+/// Reports `step` failing with `e` and ends the child with `code`.
+fn fail_with(plan: &Plan, step: Step, e: Errno, code: i32) -> ! {
     report(plan.report.as_fd(), step, e.raw_os_error());
     // SAFETY: _exit ends the child without running destructors or atexit handlers, which is
     // what a forked child of a multi-threaded process must do.
-    unsafe { libc::_exit(125) }
+    unsafe { libc::_exit(code) }
 }
 
 macro_rules! check {
@@ -1345,9 +1350,7 @@ fn setup_process(plan: &Plan) -> ! {
     for part in [&b"oci-runtime: exec: \""[..], arg0, b"\": ", reason, b"\n"] {
         let _ = rustix::io::write(err, part);
     }
-    report(plan.report.as_fd(), Step::Exec, last.raw_os_error());
-    // SAFETY: as in `fail`: end the child without destructors or atexit handlers.
-    unsafe { libc::_exit(code) }
+    fail_with(plan, Step::Exec, last, code)
 }
 
 fn gids(g: &[u32]) -> &[rustix::fs::Gid] {
