@@ -4,7 +4,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use oci_image::media::Compression;
-use oci_image::oci_spec::image::Descriptor;
+use oci_image::oci_spec::image::{Descriptor, Digest};
 use oci_image::{
     copy, ArchiveFormat, ArchiveSource, ArchiveWriter, CopyEvent, CopyOptions, ImageBuilder,
     ImageInspect, ImageReference, ImageSource, Manifest, ManifestInspect, ManifestRef, OciLayout,
@@ -212,7 +212,7 @@ impl Images {
                 let named = desc.digest().to_string();
                 if let Some(c) = containers
                     .iter()
-                    .find(|c| c.manifest == host || c.manifest == named)
+                    .find(|c| c.image == host || c.image == named)
                 {
                     bail!(
                         "conflict: unable to remove {}: container {} is using it (rm the container, or rmi -f)",
@@ -226,7 +226,7 @@ impl Images {
         // What containers were made from stays, tagged or not.
         let mut roots = Vec::new();
         for c in &containers {
-            let Ok(d) = oci_image::parse_digest(&c.manifest) else {
+            let Ok(d) = oci_image::parse_digest(&c.image) else {
                 continue;
             };
             if let Ok(m) = self.layout.manifest(&ManifestRef::Digest(d)).await {
@@ -464,33 +464,34 @@ impl Images {
     }
 }
 
-/// What `run` needs besides the image.
-#[derive(Debug, Clone, Default)]
-pub struct RunRequest {
-    /// docker-run options (command, env, workdir, user, network, hostname).
-    pub opts: crate::RunOptions,
-    /// The container name (default: a generated id).
-    pub name: Option<String>,
-    /// Remove the container's filesystem when it exits.
-    pub rm: bool,
-    /// `os/arch[/variant]` to pull and run.
-    pub platform: Option<String>,
-}
-
 impl Images {
-    /// `run IMAGE [CMD...]`: pull when missing, prepare an overlay snapshot, build the runtime
-    /// spec from the image config, run with stdio attached; returns the exit code.
-    pub async fn run(&self, data_dir: &Path, image: &str, req: RunRequest) -> Result<i32> {
+    /// The image `run` starts from: resolved in the store or pulled when missing, the
+    /// platform's (or the host's) manifest of an index, and its configuration and config
+    /// digest (docker's image id).
+    pub async fn image_for_run(
+        &self,
+        image: &str,
+        platform: Option<&str>,
+    ) -> Result<(
+        Manifest,
+        oci_image::oci_spec::image::ImageConfiguration,
+        Digest,
+    )> {
         let r = ImageReference::parse(image)?;
         let desc = match self.resolve(&r).await {
             Ok(d) => d,
-            Err(_) => self.pull(image, req.platform.as_deref()).await?,
+            Err(_) => {
+                if !self.quiet {
+                    eprintln!("Unable to find image '{}' locally", r.familiar());
+                }
+                self.pull(image, platform).await?
+            }
         };
         let m = self
             .layout
             .manifest(&ManifestRef::Digest(desc.digest().clone()))
             .await?;
-        let m = match (m.as_index(), &req.platform) {
+        let m = match (m.as_index(), platform) {
             (Some(index), Some(p)) => {
                 let d = oci_image::platform::select(index, &p.parse::<PlatformSpec>()?)?;
                 self.layout
@@ -503,172 +504,38 @@ impl Images {
             .as_image()
             .ok_or_else(|| anyhow!("{} is not an image", r.familiar()))?;
         let config = oci_image::build::read_config(&self.layout, img.config()).await?;
-        let id = match &req.name {
-            Some(n) => n.clone(),
-            None => {
-                let t = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0);
-                format!(
-                    "{:012x}",
-                    (t ^ u128::from(std::process::id())) & 0xffff_ffff_ffff
-                )
-            }
-        };
-        let snap = oci_layer::Snapshotter::new(data_dir.join("snapshots"))?;
-        let mount = snap
-            .prepare(&id, &self.layout, &m, false)
-            .await
-            .with_context(|| format!("preparing the filesystem of {id}"))?;
-        // From here on, whatever fails, `--rm` removes the container and its mount, and
-        // otherwise the mount goes (the writable layer stays for commit, export and rm).
-        let result = async {
-            let record = ContainerRecord {
-                id: id.clone(),
-                image: r.to_string(),
-                manifest: m.digest().to_string(),
-                command: req.opts.args.clone(),
-                overlay: mount.kind == oci_layer::MountKind::Overlay,
-            };
-            let rec_path = data_dir
-                .join("snapshots/containers")
-                .join(&id)
-                .join("container.json");
-            std::fs::write(&rec_path, serde_json::to_vec(&record)?)
-                .with_context(|| format!("writing {}", rec_path.display()))?;
-            let mut opts = req.opts.clone();
-            opts.hostname
-                .get_or_insert_with(|| id.chars().take(12).collect());
-            if !rustix::process::geteuid().is_root() && opts.rootless.is_none() {
-                opts.rootless = Some(crate::Rootless::current());
-            }
-            let spec = crate::runtime_spec(&config, &mount.rootfs, &opts)?;
-            let state = data_dir.join("run");
-            let bundle = data_dir.join("snapshots/containers").join(&id);
-            let cid = id.clone();
-            tokio::task::spawn_blocking(move || {
-                oci_runtime::run(
-                    oci_runtime::ContainerBuilder::new(&cid, spec, bundle).state_root(state),
-                )
-            })
-            .await
-            .map_err(|e| anyhow!("container task: {e}"))?
-            .map_err(anyhow::Error::new)
-        }
-        .await;
-        if req.rm {
-            if let Err(e) = snap.remove(&id) {
-                tracing::warn!(container = %id, error = %e, "removing the container");
-                if result.is_ok() {
-                    return Err(e.into());
-                }
-            }
-        } else {
-            // The mount goes with this process's mount namespace; the upper dir stays.
-            let _ = rustix::mount::unmount(&mount.rootfs, rustix::mount::UnmountFlags::DETACH);
-        }
-        result.with_context(|| format!("running {id}"))
+        let config_digest = img.config().digest().clone();
+        Ok((m, config, config_digest))
     }
-}
 
-/// What `run` remembers of a container, for `ps`, `commit`, `export` and `rm`.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ContainerRecord {
-    /// The container id.
-    pub id: String,
-    /// The image it was made from.
-    pub image: String,
-    /// That image's manifest digest.
-    pub manifest: String,
-    /// The command given.
-    pub command: Vec<String>,
-    /// Whether its filesystem is an overlay (else a copy).
-    pub overlay: bool,
+    /// The snapshots of every container (what each was made from).
+    fn containers(data_dir: &Path) -> Result<Vec<oci_layer::SnapshotInfo>> {
+        Ok(oci_layer::Snapshotter::new(data_dir.join("snapshots"))?.list()?)
+    }
 }
 
 impl Images {
-    fn containers_dir(data_dir: &Path) -> PathBuf {
-        data_dir.join("snapshots/containers")
-    }
-
-    fn record(data_dir: &Path, id: &str) -> Result<ContainerRecord> {
-        oci_runtime::validate_id(id)?;
-        let p = Self::containers_dir(data_dir)
-            .join(id)
-            .join("container.json");
-        let bytes = std::fs::read(&p).map_err(|_| anyhow!("no such container: {id}"))?;
-        Ok(serde_json::from_slice(&bytes)?)
-    }
-
-    /// `ps -a`: every container kept (run without `--rm`).
-    pub fn containers(data_dir: &Path) -> Result<Vec<ContainerRecord>> {
-        let mut out = Vec::new();
-        let Ok(rd) = std::fs::read_dir(Self::containers_dir(data_dir)) else {
-            return Ok(out);
-        };
-        for e in rd.flatten() {
-            if let Some(id) = e.file_name().to_str() {
-                if let Ok(r) = Self::record(data_dir, id) {
-                    out.push(r);
-                }
-            }
-        }
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(out)
-    }
-
-    /// `rm [-f] ID...`: a container that is created or running is refused (its files are in
-    /// use) unless `force`, which kills it first (SIGKILL, as docker's `rm -f`).
-    pub fn remove_containers(data_dir: &Path, ids: &[String], force: bool) -> Result<()> {
-        let snap = oci_layer::Snapshotter::new(data_dir.join("snapshots"))?;
-        let state = data_dir.join("run");
-        for id in ids {
-            Self::record(data_dir, id)?;
-            if let Ok(c) = oci_runtime::Container::load(&state, id) {
-                let status = c.status();
-                if status != oci_runtime::Status::Stopped {
-                    if !force {
-                        bail!("container {id} is {status}: stop it first, or use rm -f");
-                    }
-                    c.kill(libc::SIGKILL)
-                        .with_context(|| format!("killing {id}"))?;
-                    // The `run` that started it reaps it and deletes its state; wait for
-                    // that (its own cleanup must not race ours), then do it if nobody did.
-                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-                    while std::time::Instant::now() < deadline
-                        && oci_runtime::Container::load(&state, id).is_ok()
-                    {
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                    }
-                }
-                if let Ok(c) = oci_runtime::Container::load(&state, id) {
-                    c.delete(true)
-                        .with_context(|| format!("deleting the state of {id}"))?;
-                }
-            }
-            snap.remove(id)?;
-        }
-        Ok(())
-    }
-
-    async fn image_of(&self, rec: &ContainerRecord) -> Result<Manifest> {
+    async fn image_of(&self, rec: &oci_layer::SnapshotInfo) -> Result<Manifest> {
         Ok(self
             .layout
-            .manifest(&ManifestRef::Digest(oci_image::parse_digest(
-                &rec.manifest,
-            )?))
+            .manifest(&ManifestRef::Digest(oci_image::parse_digest(&rec.image)?))
             .await?)
+    }
+
+    fn snapshot(data_dir: &Path, name: &str) -> Result<(oci_layer::SnapshotInfo, PathBuf)> {
+        let id = crate::containers::Containers::open(data_dir)?.resolve(name)?;
+        let info = oci_layer::Snapshotter::new(data_dir.join("snapshots"))?.info(&id)?;
+        Ok((info, data_dir.join("snapshots/containers").join(id)))
     }
 
     /// `commit ID IMAGE`: the container's changes as a new layer on its image, tagged.
     pub async fn commit(&self, data_dir: &Path, id: &str, reference: &str) -> Result<Descriptor> {
-        let rec = Self::record(data_dir, id)?;
+        let (rec, dir) = Self::snapshot(data_dir, id)?;
         let base = self.image_of(&rec).await?;
-        let dir = Self::containers_dir(data_dir).join(id);
+        let overlay = rec.kind == oci_layer::MountKind::Overlay;
         let opts = oci_layer::DiffOptions::from_env();
         let store = self.layout.leased()?;
-        let (layer, diff_id, _) = if rec.overlay {
+        let (layer, diff_id, _) = if overlay {
             oci_layer::diff_to_store(
                 &store,
                 None,
@@ -721,13 +588,13 @@ impl Images {
     /// `export ID [-o FILE]`: the container's whole filesystem as one tar, into `output` (a
     /// regular file replaced atomically, a device, pipe or FIFO written to) or standard output.
     pub async fn export(&self, data_dir: &Path, id: &str, output: Option<&Path>) -> Result<()> {
-        let rec = Self::record(data_dir, id)?;
+        let (rec, dir) = Self::snapshot(data_dir, id)?;
         let base = self.image_of(&rec).await?;
-        let dir = Self::containers_dir(data_dir).join(id);
+        let overlay = rec.kind == oci_layer::MountKind::Overlay;
         let view = tempfile::tempdir_in(&dir)?;
         // The image's layers and the container's changes, flattened.
         self.apply_image(&base, view.path()).await?;
-        if rec.overlay {
+        if overlay {
             // Streamed: the changes go from the upper directory into the view through a pipe.
             let (w, r) = tokio::io::duplex(1 << 20);
             let upper = dir.join("upper");
@@ -743,7 +610,7 @@ impl Images {
             a?;
             b?;
         }
-        let src = if rec.overlay {
+        let src = if overlay {
             view.path().to_path_buf()
         } else {
             dir.join("rootfs")

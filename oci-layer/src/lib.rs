@@ -27,4 +27,6 @@ pub mod tarw;
 pub use apply::{apply, apply_tar, ApplyOptions, ApplyReport, Devices, IdRange, Ownership};
 pub use diff::{diff, diff_overlay, diff_to_store, export, DiffOptions, DiffReport};
 pub use error::{Error, Result};
-pub use snapshot::{flatten, private_dir, Mount, MountKind, Snapshotter, UnpackReport};
+pub use snapshot::{
+    flatten, private_dir, Mount, MountKind, SnapshotInfo, Snapshotter, UnpackReport,
+};

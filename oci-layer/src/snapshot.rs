@@ -8,7 +8,13 @@
 //! ROOT/containers/<id>/upper     the container's changes
 //! ROOT/containers/<id>/work      overlayfs scratch
 //! ROOT/containers/<id>/rootfs    the mount point (or, without overlayfs, a full copy)
+//! ROOT/containers/<id>/snapshot.json   which image it came from, its kind and layers
 //! ```
+//!
+//! A container store reopens a snapshot by id ([`Snapshotter::open`], which mounts it again
+//! when it is not mounted, e.g. after a reboot), lists them ([`Snapshotter::list`]) and
+//! learns which image each came from; nothing outside this module writes into these
+//! directories.
 //!
 //! Where overlayfs cannot be mounted (not root, no user-namespace overlay), `prepare` applies
 //! the layers into `rootfs` instead, and `commit` diffs it against a fresh copy of the image.
@@ -33,7 +39,8 @@ pub struct Snapshotter {
 }
 
 /// How a container's root filesystem is provided.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MountKind {
     /// An overlayfs mount of the layer directories.
     Overlay,
@@ -55,6 +62,21 @@ pub struct Mount {
     /// The layer directories, base first.
     pub layers: Vec<PathBuf>,
 }
+
+/// What the snapshotter keeps about a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SnapshotInfo {
+    /// The snapshot (container) id.
+    pub id: String,
+    /// The manifest digest of the image it was prepared from.
+    pub image: String,
+    /// How its root filesystem is provided.
+    pub kind: MountKind,
+    /// The layer directories, base first.
+    pub layers: Vec<PathBuf>,
+}
+
+const INFO_FILE: &str = "snapshot.json";
 
 /// What [`Snapshotter::unpack`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -252,21 +274,29 @@ impl Snapshotter {
             std::fs::create_dir_all(d).map_err(|e| Error::fs("mkdir", d, e))?;
         }
         let layers = self.unpack(src, manifest).await?.layers;
+        let info = |kind: MountKind| SnapshotInfo {
+            id: id.to_owned(),
+            image: manifest.digest().to_string(),
+            kind,
+            layers: layers.clone(),
+        };
         if !force_copy {
             match mount_overlay(&layers, &upper, &work, &rootfs) {
                 Ok(()) => {
+                    self.write_info(&info(MountKind::Overlay))?;
                     return Ok(Mount {
                         id: id.to_owned(),
                         rootfs,
                         upper,
                         kind: MountKind::Overlay,
                         layers,
-                    })
+                    });
                 }
                 Err(e) => tracing::info!(error = %e, "overlayfs unavailable; copying layers"),
             }
         }
         self.apply_all(src, manifest, &rootfs).await?;
+        self.write_info(&info(MountKind::Copy))?;
         Ok(Mount {
             id: id.to_owned(),
             rootfs,
@@ -274,6 +304,74 @@ impl Snapshotter {
             kind: MountKind::Copy,
             layers,
         })
+    }
+
+    fn write_info(&self, info: &SnapshotInfo) -> Result<()> {
+        let dir = self.root.join("containers").join(&info.id);
+        let tmp = dir.join(format!(".{INFO_FILE}.tmp"));
+        let bytes = serde_json::to_vec(info).map_err(|e| Error::InvalidEntry {
+            path: info.id.clone(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&tmp, bytes).map_err(|e| Error::fs("write", &tmp, e))?;
+        std::fs::rename(&tmp, dir.join(INFO_FILE)).map_err(|e| Error::fs("rename", &tmp, e))
+    }
+
+    /// What is known of snapshot `id`.
+    pub fn info(&self, id: &str) -> Result<SnapshotInfo> {
+        valid_id(id)?;
+        let path = self.root.join("containers").join(id).join(INFO_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| Error::fs("read", &path, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::InvalidEntry {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Every snapshot, by id.
+    pub fn list(&self) -> Result<Vec<SnapshotInfo>> {
+        let dir = self.root.join("containers");
+        let mut out = Vec::new();
+        let rd = std::fs::read_dir(&dir).map_err(|e| Error::fs("read", &dir, e))?;
+        for e in rd.flatten() {
+            if let Some(id) = e.file_name().to_str() {
+                if let Ok(i) = self.info(id) {
+                    out.push(i);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// Reopens snapshot `id`: its root filesystem mounted again when it is an overlay that is
+    /// not mounted (after a reboot, or an unmount by [`Snapshotter::unmount`]).
+    pub fn open(&self, id: &str) -> Result<Mount> {
+        let info = self.info(id)?;
+        let base = self.root.join("containers").join(id);
+        let (upper, work, rootfs) = (base.join("upper"), base.join("work"), base.join("rootfs"));
+        if info.kind == MountKind::Overlay && !is_mount_point(&rootfs, &base) {
+            mount_overlay(&info.layers, &upper, &work, &rootfs)
+                .map_err(|e| Error::fs("mount", &rootfs, e))?;
+        }
+        Ok(Mount {
+            id: info.id,
+            rootfs,
+            upper,
+            kind: info.kind,
+            layers: info.layers,
+        })
+    }
+
+    /// Unmounts snapshot `id`'s overlay (its files stay; [`Snapshotter::open`] mounts it again).
+    pub fn unmount(&self, id: &str) -> Result<()> {
+        valid_id(id)?;
+        let rootfs = self.root.join("containers").join(id).join("rootfs");
+        match rustix::mount::unmount(&rootfs, rustix::mount::UnmountFlags::DETACH) {
+            Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(rustix::io::Errno::PERM) if !rustix::process::geteuid().is_root() => Ok(()),
+            Err(e) => Err(Error::fs("unmount", &rootfs, e)),
+        }
     }
 
     async fn apply_all(
@@ -392,6 +490,15 @@ pub async fn flatten(
     )
     .await?;
     Ok((desc, diff_id))
+}
+
+/// Whether `path` is mounted on (its device differs from its parent's).
+fn is_mount_point(path: &Path, parent: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(path), std::fs::metadata(parent)) {
+        (Ok(a), Ok(b)) => a.dev() != b.dev(),
+        _ => false,
+    }
 }
 
 /// Mounts overlayfs with `layers` (base first) as lower directories.

@@ -72,7 +72,7 @@ pub fn validate_id(id: &str) -> Result<()> {
     }
 }
 
-fn proc_start_time(pid: i32) -> Option<(u64, char)> {
+pub(crate) fn proc_start_time(pid: i32) -> Option<(u64, char)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command may hold spaces and parentheses: fields start after the last `)`.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -109,6 +109,7 @@ pub struct ContainerBuilder {
     no_pivot: bool,
     cgroup_root: Option<PathBuf>,
     console_socket: Option<PathBuf>,
+    console_stream: Option<OwnedFd>,
 }
 
 impl ContainerBuilder {
@@ -124,6 +125,7 @@ impl ContainerBuilder {
             no_pivot: false,
             cgroup_root: None,
             console_socket: None,
+            console_stream: None,
         }
     }
 
@@ -158,6 +160,13 @@ impl ContainerBuilder {
         self
     }
 
+    /// Like [`console_socket`](Self::console_socket), with a connected unix stream socket
+    /// (one end of a `socketpair`) instead of a path: the terminal's master is sent on it.
+    pub fn console_stream(mut self, sock: OwnedFd) -> Self {
+        self.console_stream = Some(sock);
+        self
+    }
+
     /// `chroot` instead of `pivot_root` (for a root on ramfs).
     pub fn no_pivot(mut self, yes: bool) -> Self {
         self.no_pivot = yes;
@@ -173,7 +182,7 @@ impl ContainerBuilder {
 
     /// Creates the container: its init is set up in its namespaces and waits for
     /// [`Container::start`].
-    pub fn create(self) -> Result<Container> {
+    pub fn create(mut self) -> Result<Container> {
         validate_id(&self.id)?;
         crate::exe::check()?;
         let spec = &self.spec;
@@ -181,7 +190,7 @@ impl ContainerBuilder {
             .process()
             .as_ref()
             .is_some_and(|p| p.terminal().unwrap_or(false));
-        if terminal != self.console_socket.is_some() {
+        if terminal != (self.console_socket.is_some() || self.console_stream.is_some()) {
             return Err(Error::InvalidSpec(if terminal {
                 "process.terminal needs a console socket to send the terminal to".into()
             } else {
@@ -216,7 +225,8 @@ impl ContainerBuilder {
             }
             Err(e) => return Err(Error::io("mkdir", &dir, e)),
         }
-        let result = self.create_in(&dir, &rootfs, proc_spec);
+        let console_stream = self.console_stream.take();
+        let result = self.create_in(&dir, &rootfs, proc_spec, console_stream);
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -228,6 +238,7 @@ impl ContainerBuilder {
         dir: &Path,
         rootfs: &Path,
         proc_spec: &oci_spec::runtime::Process,
+        mut console_stream: Option<OwnedFd>,
     ) -> Result<Container> {
         let spec = &self.spec;
         hook_paths_are_absolute(spec)?;
@@ -449,13 +460,14 @@ impl ContainerBuilder {
                     .and_then(|l| l.seccomp().as_ref())
                     .map(crate::seccomp::compile)
                     .transpose()?,
-                console: match &self.console_socket {
-                    Some(p) => Some(
+                console: match (console_stream.take(), &self.console_socket) {
+                    (Some(s), _) => Some(s),
+                    (None, Some(p)) => Some(
                         std::os::unix::net::UnixStream::connect(p)
                             .map_err(|e| Error::io("connect", p, e))?
                             .into(),
                     ),
-                    None => None,
+                    (None, None) => None,
                 },
             };
             // Joining a pid namespace takes effect for children only: the init is cloned from

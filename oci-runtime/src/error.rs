@@ -12,6 +12,16 @@ pub enum Error {
     /// The spec asks for something invalid or unsupported.
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
+    /// A user or group named in the process is not in the image's passwd or group file.
+    #[error("unable to find {what} {name}: {reason}")]
+    User {
+        /// `user` or `group`.
+        what: &'static str,
+        /// The name looked up.
+        name: String,
+        /// Why it was not found.
+        reason: &'static str,
+    },
     /// A container id is not acceptable.
     #[error("invalid container id {0:?}: 1-1024 characters of [A-Za-z0-9_+.-], not `.` or `..`")]
     InvalidId(String),
@@ -74,6 +84,14 @@ pub enum Error {
     /// `/proc/self/exe` (the CVE-2019-5736 class): see [`crate::exe`].
     #[error("refusing to run a container from an unsealed program: call oci_runtime::exe::reexec_sealed() at the start of main, or oci_runtime::exe::allow_unsealed() to accept that a container can reach this program's file through /proc/self/exe")]
     UnsealedExe,
+    /// A container's monitor could not start it.
+    #[error("container {id}: {reason}")]
+    Monitor {
+        /// The container.
+        id: String,
+        /// What the monitor reported.
+        reason: String,
+    },
     /// State on disk could not be read or written.
     #[error("container state {}: {reason}", path.display())]
     State {

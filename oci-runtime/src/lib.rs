@@ -38,6 +38,13 @@
 //! read it. Joining a pid namespace by path takes effect for children only, so the init is
 //! cloned from a short-lived thread that joined it; it stays the caller's child.
 //!
+//! [`image_spec::spec_from_image`] turns an image configuration and `docker run` options into
+//! the spec docker would give the container.
+//!
+//! [`monitor::Monitor`] keeps a detached container's stdio, [logs](logs) and exit status
+//! after the program that started it is gone, restarts it by policy and lets clients
+//! [attach](attach).
+//!
 //! [`Container::exec`] runs more processes in a running container (its namespaces, cgroup).
 //!
 //! Terminals go through a console socket as with runc, and `linux.seccomp` is compiled to BPF
@@ -65,12 +72,16 @@
 //!
 //! Not yet: seccomp on other architectures and its `SCMP_ACT_NOTIFY` action.
 
+pub mod attach;
 mod cgroup;
 pub mod container;
 mod devices;
 pub mod error;
 pub mod exe;
+pub mod image_spec;
 mod init;
+pub mod logs;
+pub mod monitor;
 pub mod plan;
 pub mod seccomp;
 mod syscalls_x86_64;

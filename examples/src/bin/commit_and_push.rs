@@ -61,10 +61,10 @@ async fn commit_and_push() -> Result<()> {
     let id = format!("cap-{}", std::process::id());
     let snapshots = oci_layer::Snapshotter::new(data.join("snapshots"))?;
     let mount = snapshots.prepare(&id, &store, &base, false).await?;
-    let spec = oci_examples::runtime_spec(
+    let spec = oci_runtime::image_spec::spec_from_image(
         &config,
         &mount.rootfs,
-        &oci_examples::RunOptions {
+        &oci_runtime::image_spec::RunOptions {
             args: command,
             ..Default::default()
         },

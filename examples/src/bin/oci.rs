@@ -14,8 +14,10 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use oci_examples::containers::{self as ctr, Containers, ExecRequest, RunRequest};
 use oci_examples::images::{data_dir, short, Images};
 use oci_examples::EXIT_TOOL_FAILURE;
+use oci_runtime::image_spec::{ExtraMount, Network, RunOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -76,9 +78,12 @@ enum Verb {
         #[arg(required = true)]
         images: Vec<String>,
     },
-    /// Show an image like `docker image inspect`.
+    /// Show containers or images like `docker inspect` (containers first).
     Inspect {
-        /// The images.
+        /// Go-template-style fields: `{{.State.Status}}`, `{{json .Config}}`.
+        #[arg(short, long)]
+        format: Option<String>,
+        /// Containers or images.
         #[arg(required = true)]
         images: Vec<String>,
     },
@@ -103,46 +108,121 @@ enum Verb {
         input: Option<PathBuf>,
     },
     /// Run a command in a new container from an image (pulled when missing).
-    Run {
-        /// Remove the container's filesystem when it exits.
+    Run(Box<RunArgs>),
+    /// List containers (running ones; `-a` for all).
+    Ps {
+        /// All containers, stopped ones too.
+        #[arg(short, long)]
+        all: bool,
+        /// Only the ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Full ids and commands.
         #[arg(long)]
-        rm: bool,
-        /// Set an environment variable (`KEY=VALUE`).
+        no_trunc: bool,
+        /// `status=running|exited|created|restarting`, `name=NAME`.
+        #[arg(short, long)]
+        filter: Vec<String>,
+    },
+    /// Show a container's output.
+    Logs {
+        /// Keep printing new output until the container ends.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines (`all` for every line).
+        #[arg(short = 'n', long, default_value = "all")]
+        tail: String,
+        /// Since a time (RFC 3339) or a duration ago (`10m`, `1h30m`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Until a time or a duration ago.
+        #[arg(long)]
+        until: Option<String>,
+        /// Prefix each line with its time.
+        #[arg(short, long)]
+        timestamps: bool,
+        /// The container.
+        container: String,
+    },
+    /// Stop containers: the stop signal, then SIGKILL after the timeout.
+    Stop {
+        /// Seconds to wait before SIGKILL.
+        #[arg(short, long, default_value_t = 10)]
+        time: u64,
+        /// The containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Restart containers (stop, then start).
+    Restart {
+        /// Seconds to wait before SIGKILL.
+        #[arg(short, long, default_value_t = 10)]
+        time: u64,
+        /// The containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Send a signal to containers.
+    Kill {
+        /// The signal (`KILL`, `SIGTERM`, `15`).
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        /// The containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Start stopped containers.
+    Start {
+        /// Attach to its output and return its exit code.
+        #[arg(short, long)]
+        attach: bool,
+        /// Attach stdin too.
+        #[arg(short, long)]
+        interactive: bool,
+        /// The containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Wait for containers to exit and print their exit codes.
+    Wait {
+        /// The containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Attach to a running container's output (and stdin).
+    Attach {
+        /// Do not send stdin.
+        #[arg(long)]
+        no_stdin: bool,
+        /// The container.
+        container: String,
+    },
+    /// Run a command in a running container.
+    Exec {
+        /// Do not wait for it.
+        #[arg(short, long)]
+        detach: bool,
+        /// Keep stdin open.
+        #[arg(short, long)]
+        interactive: bool,
+        /// Set an environment variable.
         #[arg(short, long = "env")]
         env: Vec<String>,
         /// Working directory.
         #[arg(short, long)]
         workdir: Option<String>,
-        /// User (`uid`, `uid:gid`, `name`, `name:group`).
+        /// User.
         #[arg(short, long)]
         user: Option<String>,
-        /// Container name.
-        #[arg(long)]
-        name: Option<String>,
-        /// none or host.
-        #[arg(long, default_value = "none")]
-        network: String,
-        /// Replace the image's entrypoint.
-        #[arg(long)]
-        entrypoint: Option<String>,
-        /// `os/arch[/variant]`.
-        #[arg(long)]
-        platform: Option<String>,
-        /// The image.
-        image: String,
-        /// The command and its arguments (default: the image's Cmd).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        /// The container.
+        container: String,
+        /// The command.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
-    },
-    /// List containers kept after their run (without --rm).
-    Ps {
-        /// All containers (they are all stopped once `run` returns).
-        #[arg(short, long)]
-        all: bool,
     },
     /// Remove containers.
     Rm {
-        /// Kill a created or running container first.
+        /// Kill a running container first.
         #[arg(short, long)]
         force: bool,
         /// The containers.
@@ -204,6 +284,96 @@ enum Verb {
         #[arg(short, long = "change")]
         change: Vec<String>,
     },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Run in the background and print the container id.
+    #[arg(short, long)]
+    detach: bool,
+    /// Keep stdin open.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a terminal.
+    #[arg(short, long)]
+    tty: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Set an environment variable (`KEY=VALUE`).
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Read environment variables from a file (`KEY=VALUE` lines, `#` comments).
+    #[arg(long = "env-file")]
+    env_file: Vec<PathBuf>,
+    /// Working directory.
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// User (`uid`, `uid:gid`, `name`, `name:group`).
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Container name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Hostname.
+    #[arg(long)]
+    hostname: Option<String>,
+    /// none or host.
+    #[arg(long, default_value = "none")]
+    network: String,
+    /// Replace the image's entrypoint.
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// `os/arch[/variant]`.
+    #[arg(long)]
+    platform: Option<String>,
+    /// Bind a host path: `HOST:CONTAINER[:ro]`.
+    #[arg(short, long = "volume")]
+    volume: Vec<String>,
+    /// A tmpfs: `CONTAINER[:OPTIONS]`.
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// Memory limit (`64m`, `1g`, bytes).
+    #[arg(short, long)]
+    memory: Option<String>,
+    /// CPUs (`1.5`).
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Process limit.
+    #[arg(long)]
+    pids_limit: Option<i64>,
+    /// Add a capability.
+    #[arg(long)]
+    cap_add: Vec<String>,
+    /// Drop a capability.
+    #[arg(long)]
+    cap_drop: Vec<String>,
+    /// Every capability and device.
+    #[arg(long)]
+    privileged: bool,
+    /// `no-new-privileges`.
+    #[arg(long)]
+    security_opt: Vec<String>,
+    /// `no`, `on-failure[:N]`, `always`, `unless-stopped`.
+    #[arg(long, default_value = "no")]
+    restart: String,
+    /// `max-size=10m`, `max-file=3`.
+    #[arg(long)]
+    log_opt: Vec<String>,
+    /// A label `KEY=VALUE`.
+    #[arg(short, long)]
+    label: Vec<String>,
+    /// The signal `stop` sends.
+    #[arg(long)]
+    stop_signal: Option<String>,
+    /// The image.
+    image: String,
+    /// The command and its arguments (default: the image's Cmd).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -299,13 +469,29 @@ async fn run(cli: Cli) -> Result<()> {
             }
             writeln!(out, "Freed {freed} bytes")?;
         }
-        Verb::Inspect { images: names } => {
+        Verb::Inspect {
+            format,
+            images: names,
+        } => {
+            let store = Containers::open(&dir)?;
             let mut views = Vec::new();
             for n in &names {
-                views.push(images.inspect(n).await?);
+                views.push(match store.resolve(n) {
+                    Ok(id) => serde_json::to_value(store.inspect(&id)?)?,
+                    Err(_) => serde_json::to_value(images.inspect(n).await?)?,
+                });
             }
-            drop(out);
-            return print_json(&views);
+            match format {
+                Some(f) => {
+                    for v in &views {
+                        writeln!(out, "{}", oci_examples::containers::format_template(&f, v)?)?;
+                    }
+                }
+                None => {
+                    drop(out);
+                    return print_json(&views);
+                }
+            }
         }
         Verb::Manifest {
             verb: ManifestVerb::Inspect { image },
@@ -328,42 +514,9 @@ async fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "{line}")?;
             }
         }
-        Verb::Run {
-            rm,
-            env,
-            workdir,
-            user,
-            name,
-            network,
-            entrypoint,
-            platform,
-            image,
-            args,
-        } => {
-            let network = match network.as_str() {
-                "none" => oci_examples::Network::None,
-                "host" => oci_examples::Network::Host,
-                other => anyhow::bail!("unsupported network {other:?} (none, host)"),
-            };
-            let opts = oci_examples::RunOptions {
-                args,
-                entrypoint: entrypoint.map(|e| vec![e]),
-                env,
-                workdir,
-                user,
-                network,
-                hostname: None,
-                terminal: false,
-                rootless: None,
-            };
-            let req = oci_examples::images::RunRequest {
-                opts,
-                name,
-                rm,
-                platform,
-            };
+        Verb::Run(args) => {
             drop(out);
-            let code = images.run(&dir, &image, req).await?;
+            let code = run_container(&images, &dir, *args).await?;
             std::process::exit(code);
         }
         Verb::Login {
@@ -385,16 +538,20 @@ async fn run(cli: Cli) -> Result<()> {
                 oci_examples::images::login(&registry, &username, &password, &insecure).await?;
             writeln!(out, "Login Succeeded (credentials in {})", path.display())?;
         }
-        Verb::Ps { all: _ } => {
-            writeln!(out, "{:<14} {:<40} COMMAND", "CONTAINER ID", "IMAGE")?;
-            for c in Images::containers(&dir)? {
-                writeln!(out, "{:<14} {:<40} {}", c.id, c.image, c.command.join(" "))?;
-            }
-        }
-        Verb::Rm { force, containers } => {
-            Images::remove_containers(&dir, &containers, force)?;
-            for c in containers {
-                writeln!(out, "{c}")?;
+        v @ (Verb::Ps { .. }
+        | Verb::Logs { .. }
+        | Verb::Stop { .. }
+        | Verb::Restart { .. }
+        | Verb::Kill { .. }
+        | Verb::Start { .. }
+        | Verb::Wait { .. }
+        | Verb::Attach { .. }
+        | Verb::Exec { .. }
+        | Verb::Rm { .. }) => {
+            drop(out);
+            let code = container_verb(&dir, v).await?;
+            if code != 0 {
+                std::process::exit(code);
             }
         }
         Verb::Commit { container, image } => {
@@ -445,10 +602,15 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() {
+    // A container's monitor is this program again (see oci_runtime::monitor).
+    oci_runtime::monitor::serve_if_requested();
     let cli = Cli::parse();
     // Only `run` starts containers; before any thread, so that they cannot reach this
     // program's file (CVE-2019-5736).
-    if matches!(cli.verb, Verb::Run { .. }) {
+    if matches!(
+        cli.verb,
+        Verb::Run { .. } | Verb::Start { .. } | Verb::Restart { .. } | Verb::Exec { .. }
+    ) {
         if let Err(e) = oci_runtime::exe::reexec_sealed() {
             eprintln!("oci: {e}");
             std::process::exit(EXIT_TOOL_FAILURE);
@@ -465,4 +627,241 @@ fn main() {
         eprintln!("oci: {e:#}");
         std::process::exit(EXIT_TOOL_FAILURE);
     }
+}
+
+async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
+    let network = match a.network.as_str() {
+        "none" => Network::None,
+        "host" => Network::Host,
+        other => anyhow::bail!("unsupported network {other:?} (none, host)"),
+    };
+    let mut env = Vec::new();
+    for f in &a.env_file {
+        env.extend(ctr::read_env_file(f)?);
+    }
+    env.extend(a.env);
+    let mut mounts = Vec::new();
+    for v in &a.volume {
+        mounts.push(ExtraMount::parse_volume(v)?);
+    }
+    for t in &a.tmpfs {
+        mounts.push(ExtraMount::parse_tmpfs(t)?);
+    }
+    let mut no_new_privileges = false;
+    for o in &a.security_opt {
+        match o.as_str() {
+            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => {
+                no_new_privileges = true
+            }
+            other => anyhow::bail!("unsupported --security-opt {other:?}"),
+        }
+    }
+    let mut labels = std::collections::BTreeMap::new();
+    for l in &a.label {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        labels.insert(k.to_owned(), v.to_owned());
+    }
+    let opts = RunOptions {
+        args: a.args,
+        entrypoint: a.entrypoint.map(|e| vec![e]),
+        env,
+        workdir: a.workdir,
+        user: a.user,
+        network,
+        hostname: a.hostname,
+        terminal: a.tty,
+        rootless: None,
+        mounts,
+        read_only: a.read_only,
+        memory: a.memory.as_deref().map(ctr::parse_size).transpose()?,
+        cpus: a.cpus,
+        pids_limit: a.pids_limit,
+        cap_add: a.cap_add,
+        cap_drop: a.cap_drop,
+        privileged: a.privileged,
+        no_new_privileges,
+    };
+    let req = RunRequest {
+        opts,
+        name: a.name,
+        rm: a.rm,
+        platform: a.platform,
+        detach: a.detach,
+        interactive: a.interactive,
+        restart: a.restart.parse()?,
+        log: ctr::parse_log_opts(&a.log_opt)?,
+        labels,
+        stop_signal: a.stop_signal,
+    };
+    let store = Containers::open(dir)?;
+    let (id, monitor) = store.run(images, &a.image, req).await?;
+    if a.detach {
+        writeln!(std::io::stdout(), "{id}")?;
+        return Ok(0);
+    }
+    let code = ctr::attach(&monitor, a.interactive, a.tty).await?;
+    if a.rm {
+        // The monitor removes it; `run --rm` returns once it is gone, as docker's does.
+        store.wait_removed(&id, std::time::Duration::from_secs(30));
+    }
+    Ok(code)
+}
+
+async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
+    let store = Containers::open(dir)?;
+    let mut out = std::io::stdout().lock();
+    match v {
+        Verb::Ps {
+            all,
+            quiet,
+            no_trunc,
+            filter,
+        } => {
+            let rows = store.list()?;
+            let rows = ctr::filter(rows, all, &filter)?;
+            if quiet {
+                for r in rows {
+                    let id = if no_trunc {
+                        &r.config.id[..]
+                    } else {
+                        &r.config.id[..12]
+                    };
+                    writeln!(out, "{id}")?;
+                }
+                return Ok(0);
+            }
+            writeln!(
+                out,
+                "{:<14} {:<24} {:<24} {:<18} {:<28} {:<8} NAMES",
+                "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
+            )?;
+            for r in rows {
+                let id = if no_trunc {
+                    &r.config.id[..]
+                } else {
+                    &r.config.id[..12]
+                };
+                let cmd = format!("\"{}\"", r.config.command.join(" "));
+                let cmd = if no_trunc || cmd.chars().count() <= 22 {
+                    cmd
+                } else {
+                    format!("{}…\"", cmd.chars().take(19).collect::<String>())
+                };
+                writeln!(
+                    out,
+                    "{:<14} {:<24} {:<24} {:<18} {:<28} {:<8} {}",
+                    id,
+                    r.config.image,
+                    cmd,
+                    ctr::ago(r.config.created),
+                    ctr::status_text(&r.status),
+                    "",
+                    r.config.name
+                )?;
+            }
+        }
+        Verb::Logs {
+            follow,
+            tail,
+            since,
+            until,
+            timestamps,
+            container,
+        } => {
+            let q = oci_runtime::logs::LogQuery {
+                since: since.as_deref().map(ctr::parse_time).transpose()?,
+                until: until.as_deref().map(ctr::parse_time).transpose()?,
+                tail: match tail.as_str() {
+                    "all" => None,
+                    n => Some(
+                        n.parse()
+                            .map_err(|_| anyhow::anyhow!("invalid --tail {n:?}"))?,
+                    ),
+                },
+                timestamps,
+            };
+            drop(out);
+            store.logs(&container, &q, follow)?;
+        }
+        Verb::Stop { time, containers } => {
+            for c in containers {
+                store.stop(&c, std::time::Duration::from_secs(time))?;
+                writeln!(out, "{c}")?;
+            }
+        }
+        Verb::Restart { time, containers } => {
+            for c in containers {
+                store.stop(&c, std::time::Duration::from_secs(time))?;
+                store.start(&c, false)?;
+                writeln!(out, "{c}")?;
+            }
+        }
+        Verb::Kill { signal, containers } => {
+            let sig = ctr::parse_signal(&signal)?;
+            for c in containers {
+                store.kill(&c, sig)?;
+                writeln!(out, "{c}")?;
+            }
+        }
+        Verb::Start {
+            attach,
+            interactive,
+            containers,
+        } => {
+            if attach && containers.len() > 1 {
+                anyhow::bail!("you cannot start and attach multiple containers at once");
+            }
+            for c in containers {
+                let m = store.start(&c, attach)?;
+                if attach {
+                    drop(out);
+                    return ctr::attach(&m, interactive, false).await;
+                }
+                writeln!(out, "{c}")?;
+            }
+        }
+        Verb::Wait { containers } => {
+            for c in containers {
+                writeln!(out, "{}", store.wait(&c)?)?;
+            }
+        }
+        Verb::Attach {
+            no_stdin,
+            container,
+        } => {
+            let m = store.monitor(&container)?;
+            drop(out);
+            return ctr::attach(&m, !no_stdin, false).await;
+        }
+        Verb::Exec {
+            detach,
+            interactive,
+            env,
+            workdir,
+            user,
+            container,
+            args,
+        } => {
+            drop(out);
+            let req = ExecRequest {
+                args,
+                env,
+                workdir,
+                user,
+                interactive,
+                detach,
+            };
+            return tokio::task::spawn_blocking(move || store.exec(&container, &req))
+                .await
+                .map_err(|e| anyhow::anyhow!("exec: {e}"))?;
+        }
+        Verb::Rm { force, containers } => {
+            for c in containers {
+                store.remove(&c, force)?;
+                writeln!(out, "{c}")?;
+            }
+        }
+        _ => anyhow::bail!("not a container verb"),
+    }
+    Ok(0)
 }

@@ -76,11 +76,11 @@ async fn run() -> Result<i32> {
     let mount = snapshots.prepare(&id, &store, &manifest, false).await?;
 
     // 4. The runtime spec, as `docker run` makes it from the image config.
-    let run_opts = oci_examples::RunOptions {
+    let run_opts = oci_runtime::image_spec::RunOptions {
         args: command,
         ..Default::default()
     };
-    let spec = oci_examples::runtime_spec(&config, &mount.rootfs, &run_opts)?;
+    let spec = oci_runtime::image_spec::spec_from_image(&config, &mount.rootfs, &run_opts)?;
 
     // 5. Run it with our stdio; its exit code becomes ours.
     let bundle = data.join("snapshots/containers").join(&id);

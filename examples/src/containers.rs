@@ -1,0 +1,1103 @@
+//! The container store of `oci`: what `run`, `ps`, `logs`, `stop`, `kill`, `start`, `wait`,
+//! `rm`, `exec` and `inspect` share. A container is
+//!
+//! - a snapshot (oci-layer's [`Snapshotter`], id = the container id), which knows its image;
+//! - `DATA/containers/ID/config.json`: name, image, creation time and the run options;
+//! - the same directory as its monitor's (oci-runtime's [`Monitor`]: status, log, attach
+//!   socket) and the runtime's state under `DATA/run/ID` while a process exists;
+//! - `DATA/containers/.names/NAME`, created exclusively, so of two `run --name x` exactly one
+//!   gets the name.
+//!
+//! Ids are 64 random hex digits (docker's); names, ids and unique id prefixes all name a
+//! container.
+
+use anyhow::{anyhow, bail, Context, Result};
+use oci_layer::Snapshotter;
+use oci_runtime::attach::Frame;
+use oci_runtime::image_spec::RunOptions;
+use oci_runtime::logs::LogLimits;
+use oci_runtime::monitor::{Monitor, MonitorConfig, MonitorStatus, RestartPolicy, State};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What `run` is asked besides the image.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// The docker-run options that shape the spec.
+    pub opts: RunOptions,
+    /// The container name (default: a generated adjective_surname).
+    pub name: Option<String>,
+    /// Remove the container when it exits (by its monitor, however the run ends).
+    pub rm: bool,
+    /// `os/arch[/variant]` to pull and run.
+    pub platform: Option<String>,
+    /// Return once it runs (`-d`) instead of attaching.
+    pub detach: bool,
+    /// Keep stdin open (`-i`).
+    pub interactive: bool,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+    /// Log size cap.
+    pub log: LogLimits,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// The signal `stop` sends (default: the image's StopSignal, else SIGTERM).
+    pub stop_signal: Option<String>,
+}
+
+/// What is kept of a container besides its snapshot and monitor.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ContainerConfig {
+    /// The full id.
+    pub id: String,
+    /// The name.
+    pub name: String,
+    /// The image as the user named it.
+    pub image: String,
+    /// The image's config digest (docker's image id).
+    pub image_id: String,
+    /// When it was created (nanoseconds since the epoch).
+    pub created: u64,
+    /// The command (entrypoint and arguments) as the spec has it.
+    pub command: Vec<String>,
+    /// The options it was run with.
+    pub run: RunOptions,
+    /// Removed when it exits.
+    pub rm: bool,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+    /// Log cap.
+    pub log: LogLimits,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// The signal `stop` sends.
+    pub stop_signal: String,
+    /// Keep stdin open.
+    pub interactive: bool,
+}
+
+/// One container as `ps` and `inspect` see it.
+#[derive(Debug, Clone)]
+pub struct ContainerView {
+    /// What was recorded at creation.
+    pub config: ContainerConfig,
+    /// The monitor's status, reconciled with the process table.
+    pub status: MonitorStatus,
+}
+
+/// The container store under a data directory.
+pub struct Containers {
+    data: PathBuf,
+    dir: PathBuf,
+    state_root: PathBuf,
+}
+
+fn random_hex(bytes: usize) -> Result<String> {
+    let mut b = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .context("reading /dev/urandom")?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+const ADJECTIVES: [&str; 24] = [
+    "brave", "calm", "clever", "eager", "fervent", "gentle", "happy", "jolly", "keen", "lucid",
+    "merry", "nifty", "proud", "quirky", "relaxed", "serene", "sharp", "sleepy", "stoic", "tender",
+    "upbeat", "vibrant", "wise", "zealous",
+];
+const SURNAMES: [&str; 24] = [
+    "babbage",
+    "curie",
+    "darwin",
+    "euler",
+    "faraday",
+    "gauss",
+    "hopper",
+    "hypatia",
+    "kepler",
+    "lovelace",
+    "maxwell",
+    "meitner",
+    "newton",
+    "noether",
+    "pascal",
+    "ramanujan",
+    "ritchie",
+    "shannon",
+    "tesla",
+    "thompson",
+    "turing",
+    "volta",
+    "wozniak",
+    "yalow",
+];
+
+/// Parses a signal as `kill -s` and `--stop-signal` take it: `TERM`, `SIGTERM`, `15`.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        bail!("invalid signal {s:?}");
+    }
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    let n = match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "TERM" => libc::SIGTERM,
+        "STOP" => libc::SIGSTOP,
+        "CONT" => libc::SIGCONT,
+        "WINCH" => libc::SIGWINCH,
+        "ALRM" => libc::SIGALRM,
+        "PWR" => libc::SIGPWR,
+        _ => bail!("invalid signal {s:?}"),
+    };
+    Ok(n)
+}
+
+impl Containers {
+    /// The store under `data` (created when missing, private to its owner).
+    pub fn open(data: &Path) -> Result<Self> {
+        let dir = data.join("containers");
+        oci_layer::private_dir(&dir)?;
+        oci_layer::private_dir(&dir.join(".names"))?;
+        Ok(Self {
+            data: data.to_owned(),
+            dir,
+            state_root: data.join("run"),
+        })
+    }
+
+    fn snapshots(&self) -> Result<Snapshotter> {
+        Ok(Snapshotter::new(self.data.join("snapshots"))?)
+    }
+
+    fn config_of(&self, id: &str) -> Result<ContainerConfig> {
+        let p = self.dir.join(id).join("config.json");
+        let b = std::fs::read(&p).map_err(|_| anyhow!("no such container: {id}"))?;
+        Ok(serde_json::from_slice(&b)?)
+    }
+
+    fn ids(&self) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter(|n| !n.starts_with('.') && self.dir.join(n).join("config.json").exists())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The full id of the container named `what`: a name, a full id or a unique id prefix.
+    pub fn resolve(&self, what: &str) -> Result<String> {
+        if what.is_empty() || what.contains('/') || what.starts_with('.') {
+            bail!("no such container: {what}");
+        }
+        if let Ok(id) = std::fs::read_to_string(self.dir.join(".names").join(what)) {
+            if self.dir.join(&id).join("config.json").exists() {
+                return Ok(id);
+            }
+        }
+        let matches: Vec<String> = self
+            .ids()
+            .into_iter()
+            .filter(|id| id.starts_with(what))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => bail!("no such container: {what}"),
+            _ => bail!("multiple containers match {what:?}: give more of the id"),
+        }
+    }
+
+    fn reserve_name(&self, name: &str, id: &str) -> Result<()> {
+        let ok = !name.is_empty()
+            && name.len() <= 128
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            && name.as_bytes()[0].is_ascii_alphanumeric();
+        if !ok {
+            bail!("invalid container name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
+        }
+        let path = self.dir.join(".names").join(name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                f.write_all(id.as_bytes())?;
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let other = std::fs::read_to_string(&path).unwrap_or_default();
+                bail!(
+                    "the container name \"/{name}\" is already in use by container \"{other}\": remove (or rename) that container to reuse the name"
+                )
+            }
+            Err(e) => Err(e).with_context(|| format!("reserving the name {name}")),
+        }
+    }
+
+    fn generated_name(&self, id: &str) -> Result<String> {
+        let r = random_hex(8)?;
+        let n = u64::from_str_radix(&r, 16).unwrap_or(0);
+        for attempt in 0..64u64 {
+            let v = n.wrapping_add(attempt.wrapping_mul(7919));
+            let mut name = format!(
+                "{}_{}",
+                ADJECTIVES[(v % 24) as usize],
+                SURNAMES[(v / 24 % 24) as usize]
+            );
+            if attempt >= 24 {
+                name.push_str(&(attempt % 10).to_string());
+            }
+            if self.reserve_name(&name, id).is_ok() {
+                return Ok(name);
+            }
+        }
+        bail!("no free container name")
+    }
+
+    /// Creates the container and starts it under a detached monitor: `run`. Returns the id
+    /// and the monitor; with `detach` false the process waits for [`attach`] to start.
+    pub async fn run(
+        &self,
+        images: &crate::images::Images,
+        image: &str,
+        req: RunRequest,
+    ) -> Result<(String, Monitor)> {
+        // Parsed before anything is made, so a bad option leaves nothing behind.
+        let stop_signal = req.stop_signal.clone();
+        if let Some(s) = &stop_signal {
+            parse_signal(s)?;
+        }
+        let (manifest, config, config_digest) =
+            images.image_for_run(image, req.platform.as_deref()).await?;
+        let id = random_hex(32)?;
+        let name = match &req.name {
+            Some(n) => {
+                self.reserve_name(n, &id)?;
+                n.clone()
+            }
+            None => self.generated_name(&id)?,
+        };
+        let made = async {
+            let snap = self.snapshots()?;
+            let mount = snap
+                .prepare(&id, &images.layout, &manifest, false)
+                .await
+                .with_context(|| format!("preparing the filesystem of {name}"))?;
+            let mut opts = req.opts.clone();
+            opts.hostname.get_or_insert_with(|| id[..12].to_owned());
+            if !rustix::process::geteuid().is_root() && opts.rootless.is_none() {
+                opts.rootless = Some(oci_runtime::image_spec::Rootless::current());
+            }
+            let spec = oci_runtime::image_spec::spec_from_image(&config, &mount.rootfs, &opts)?;
+            let command = spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.args().clone())
+                .unwrap_or_default();
+            let image_stop = config
+                .config()
+                .as_ref()
+                .and_then(|c| c.stop_signal().clone());
+            let cfg = ContainerConfig {
+                id: id.clone(),
+                name: name.clone(),
+                image: image.to_owned(),
+                image_id: config_digest.to_string(),
+                created: oci_runtime::logs::now_ns(),
+                command,
+                run: opts,
+                rm: req.rm,
+                restart: req.restart,
+                log: req.log,
+                labels: req.labels.clone(),
+                stop_signal: stop_signal
+                    .or(image_stop)
+                    .unwrap_or_else(|| "SIGTERM".into()),
+                interactive: req.interactive,
+            };
+            let dir = self.dir.join(&id);
+            oci_layer::private_dir(&dir)?;
+            std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg)?)?;
+            self.start_monitor(&cfg, spec, !req.detach)
+        }
+        .await;
+        match made {
+            Ok(m) => Ok((id, m)),
+            Err(e) => {
+                // The container exists only if its monitor has it: clean up what was made.
+                let _ = self.remove_files(&id, Some(&name));
+                Err(e)
+            }
+        }
+    }
+
+    fn start_monitor(
+        &self,
+        cfg: &ContainerConfig,
+        spec: oci_spec::runtime::Spec,
+        attach_first: bool,
+    ) -> Result<Monitor> {
+        let dir = self.dir.join(&cfg.id);
+        let bundle = self.data.join("snapshots/containers").join(&cfg.id);
+        let mut mc = MonitorConfig::new(&cfg.id, spec, &bundle, &self.state_root, &dir);
+        mc.log = cfg.log;
+        mc.restart = cfg.restart;
+        mc.stdin = cfg.interactive;
+        mc.attach_first = attach_first;
+        if cfg.rm {
+            mc.exit_command = vec![
+                "/proc/self/exe".into(),
+                "-q".into(),
+                "--data-dir".into(),
+                self.data.display().to_string(),
+                "rm".into(),
+                "-f".into(),
+                cfg.id.clone(),
+            ];
+        }
+        let (m, _pid) = Monitor::spawn(mc)?;
+        Ok(m)
+    }
+
+    /// The monitor of container `what`.
+    pub fn monitor(&self, what: &str) -> Result<Monitor> {
+        let id = self.resolve(what)?;
+        Ok(Monitor::open(&self.dir.join(id))?)
+    }
+
+    /// A container's record and reconciled status.
+    pub fn view(&self, what: &str) -> Result<ContainerView> {
+        let id = self.resolve(what)?;
+        let config = self.config_of(&id)?;
+        let status = match Monitor::open(&self.dir.join(&id)).and_then(|m| m.status()) {
+            Ok(s) => s,
+            Err(_) => bail!("container {id} has no monitor record"),
+        };
+        Ok(ContainerView { config, status })
+    }
+
+    /// Every container, newest first.
+    pub fn list(&self) -> Result<Vec<ContainerView>> {
+        let mut out: Vec<ContainerView> = self
+            .ids()
+            .iter()
+            .filter_map(|id| self.view(id).ok())
+            .collect();
+        out.sort_by_key(|v| std::cmp::Reverse(v.config.created));
+        Ok(out)
+    }
+
+    /// `stop [-t N]`: the container's stop signal, then SIGKILL after `timeout`.
+    pub fn stop(&self, what: &str, timeout: Duration) -> Result<MonitorStatus> {
+        let v = self.view(what)?;
+        let m = self.monitor(what)?;
+        let sig = parse_signal(&v.config.stop_signal)?;
+        Ok(m.stop(sig, timeout)?)
+    }
+
+    /// `kill [-s SIG]`.
+    pub fn kill(&self, what: &str, signal: i32) -> Result<()> {
+        let v = self.view(what)?;
+        if v.status.state != State::Running {
+            bail!("container {} is not running", v.config.name);
+        }
+        Ok(self.monitor(what)?.kill(signal)?)
+    }
+
+    /// `start`: a stopped container again, on the same snapshot, under a new monitor.
+    pub fn start(&self, what: &str, attach_first: bool) -> Result<Monitor> {
+        let v = self.view(what)?;
+        match v.status.state {
+            State::Exited => {}
+            State::Created if !v.status.monitor_alive => {}
+            s => bail!("container {} is {s}", v.config.name),
+        }
+        // Mounted again when it is not (after a reboot).
+        self.snapshots()?.open(&v.config.id)?;
+        let spec = self.saved_spec(&v.config.id)?;
+        self.start_monitor(&v.config, spec, attach_first)
+    }
+
+    /// The spec as first made, kept in the monitor's config.
+    fn saved_spec(&self, id: &str) -> Result<oci_spec::runtime::Spec> {
+        let p = self.dir.join(id).join("monitor.json");
+        let mc: MonitorConfig = serde_json::from_slice(&std::fs::read(&p)?)?;
+        Ok(mc.spec)
+    }
+
+    /// `wait`: blocks until the container has exited for good; its exit code.
+    pub fn wait(&self, what: &str) -> Result<i32> {
+        let m = self.monitor(what)?;
+        let s = m.wait_exited(Duration::from_secs(u64::MAX / 4))?;
+        Ok(s.exit_code.unwrap_or(255))
+    }
+
+    /// `rm [-f]`: a running container is refused unless `force`, which kills it first.
+    pub fn remove(&self, what: &str, force: bool) -> Result<()> {
+        let v = self.view(what)?;
+        if matches!(v.status.state, State::Running | State::Restarting) {
+            if !force {
+                bail!(
+                    "cannot remove container {}: it is {}: stop it first, or use rm -f",
+                    v.config.name,
+                    v.status.state
+                );
+            }
+            self.monitor(what)?.stop(libc::SIGKILL, Duration::ZERO)?;
+        }
+        if let Ok(c) = oci_runtime::Container::load(&self.state_root, &v.config.id) {
+            c.delete(true)
+                .with_context(|| format!("deleting the state of {}", v.config.id))?;
+        }
+        self.remove_files(&v.config.id, Some(&v.config.name))
+    }
+
+    fn remove_files(&self, id: &str, name: Option<&str>) -> Result<()> {
+        let snap = self.snapshots()?;
+        if snap.info(id).is_ok() || self.data.join("snapshots/containers").join(id).exists() {
+            snap.remove(id)?;
+        }
+        if let Some(n) = name {
+            let p = self.dir.join(".names").join(n);
+            if std::fs::read_to_string(&p).is_ok_and(|x| x == id) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        match std::fs::remove_dir_all(self.dir.join(id)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing container {id}")),
+        }
+    }
+
+    /// `exec`: runs `args` in the running container `what` with this process's stdio (or
+    /// none with `detach`); the exit code, or 0 at once when detached.
+    pub fn exec(&self, what: &str, req: &ExecRequest) -> Result<i32> {
+        let v = self.view(what)?;
+        if v.status.state != State::Running {
+            bail!("container {} is not running", v.config.name);
+        }
+        let c = oci_runtime::Container::load(&self.state_root, &v.config.id)?;
+        let mut process = self
+            .saved_spec(&v.config.id)?
+            .process()
+            .clone()
+            .ok_or_else(|| anyhow!("the container has no process"))?;
+        process.set_args(Some(req.args.clone()));
+        process.set_terminal(Some(false));
+        let mut env = process.env().clone().unwrap_or_default();
+        for e in &req.env {
+            let key = e.split('=').next().unwrap_or(e);
+            env.retain(|x| x.split('=').next() != Some(key));
+            env.push(e.clone());
+        }
+        process.set_env(Some(env));
+        if let Some(w) = &req.workdir {
+            process.set_cwd(PathBuf::from(w));
+        }
+        if let Some(u) = &req.user {
+            let (uid, gid, extra) = oci_runtime::image_spec::resolve_user(c.rootfs(), u)?;
+            let mut user = process.user().clone();
+            user.set_uid(uid);
+            user.set_gid(gid);
+            user.set_additional_gids(Some(extra));
+            process.set_user(user);
+        }
+        let null = || -> Result<Option<std::os::fd::OwnedFd>> {
+            Ok(Some(std::fs::File::open("/dev/null")?.into()))
+        };
+        let stdio = if req.detach {
+            [null()?, null()?, null()?]
+        } else if req.interactive {
+            [None, None, None]
+        } else {
+            [null()?, None, None]
+        };
+        let p = c.exec(&process, stdio)?;
+        if req.detach {
+            // Reaped by whoever inherits it; its output goes nowhere, as docker's exec -d.
+            let _ = p.pid();
+            return Ok(0);
+        }
+        Ok(p.wait()?)
+    }
+}
+
+impl Containers {
+    /// `logs [-f]`: the container's log as `query` selects it, to this process's stdout and
+    /// stderr; with `follow`, new output until the container has ended.
+    pub fn logs(
+        &self,
+        what: &str,
+        query: &oci_runtime::logs::LogQuery,
+        follow: bool,
+    ) -> Result<()> {
+        use oci_runtime::logs::Stream;
+        let m = self.monitor(what)?;
+        let mut out = std::io::stdout();
+        let mut err = std::io::stderr();
+        let mut emit = |s: Stream, b: &[u8]| -> std::io::Result<()> {
+            match s {
+                Stream::Stdout => {
+                    out.write_all(b)?;
+                    out.flush()
+                }
+                Stream::Stderr => {
+                    err.write_all(b)?;
+                    err.flush()
+                }
+            }
+        };
+        let pos = oci_runtime::logs::read(&m.log_path(), query, &mut emit)?;
+        if follow {
+            let mut done = || {
+                m.status()
+                    .map(|s| s.state == State::Exited && !s.monitor_alive)
+                    .unwrap_or(true)
+            };
+            oci_runtime::logs::follow(&m.log_path(), pos, query.timestamps, &mut done, &mut emit)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until container `id` has been removed (by its monitor's exit command), at most
+    /// `timeout`.
+    pub fn wait_removed(&self, id: &str, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.dir.join(id).exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `inspect` of a container, shaped as docker's.
+    pub fn inspect(&self, what: &str) -> Result<Inspect> {
+        let v = self.view(what)?;
+        let spec = self.saved_spec(&v.config.id).ok();
+        let process = spec.as_ref().and_then(|s| s.process().clone());
+        let c = &v.config;
+        let st = &v.status;
+        let zero = "0001-01-01T00:00:00Z".to_owned();
+        let time = |t: Option<u64>| t.map_or_else(|| zero.clone(), oci_runtime::logs::rfc3339);
+        let mounts = c
+            .run
+            .mounts
+            .iter()
+            .map(|m| match m {
+                oci_runtime::image_spec::ExtraMount::Bind {
+                    source,
+                    target,
+                    readonly,
+                } => serde_json::json!({"Type": "bind", "Source": source, "Destination": target, "RW": !readonly}),
+                oci_runtime::image_spec::ExtraMount::Tmpfs { target, .. } => {
+                    serde_json::json!({"Type": "tmpfs", "Source": "", "Destination": target, "RW": true})
+                }
+                _ => serde_json::json!({}),
+            })
+            .collect();
+        let (path, args) = c
+            .command
+            .split_first()
+            .map_or((String::new(), Vec::new()), |(p, a)| {
+                (p.clone(), a.to_vec())
+            });
+        Ok(Inspect {
+            id: c.id.clone(),
+            name: format!("/{}", c.name),
+            created: oci_runtime::logs::rfc3339(c.created),
+            path,
+            args,
+            image: c.image_id.clone(),
+            restart_count: st.restart_count,
+            state: InspectState {
+                status: st.state.to_string(),
+                running: st.state == State::Running,
+                restarting: st.state == State::Restarting,
+                pid: if st.state == State::Running {
+                    st.pid
+                } else {
+                    0
+                },
+                exit_code: st.exit_code.unwrap_or(0),
+                error: st.error.clone().unwrap_or_default(),
+                started_at: time(st.started_at),
+                finished_at: time(st.finished_at),
+            },
+            config: serde_json::json!({
+                "Hostname": c.run.hostname,
+                "User": c.run.user.clone().unwrap_or_default(),
+                "Env": process.as_ref().and_then(|p| p.env().clone()).unwrap_or_default(),
+                "Cmd": c.command,
+                "Image": c.image,
+                "WorkingDir": process.as_ref().map(|p| p.cwd().display().to_string()).unwrap_or_default(),
+                "Labels": c.labels,
+                "StopSignal": c.stop_signal,
+                "OpenStdin": c.interactive,
+                "Tty": c.run.terminal,
+            }),
+            host_config: serde_json::json!({
+                "AutoRemove": c.rm,
+                "RestartPolicy": {"Name": match c.restart {
+                    RestartPolicy::No => "no",
+                    RestartPolicy::OnFailure { .. } => "on-failure",
+                    RestartPolicy::Always => "always",
+                    RestartPolicy::UnlessStopped => "unless-stopped",
+                }, "MaximumRetryCount": match c.restart {
+                    RestartPolicy::OnFailure { max: Some(n) } => n,
+                    _ => 0,
+                }},
+                "NetworkMode": match c.run.network {
+                    oci_runtime::image_spec::Network::Host => "host",
+                    _ => "none",
+                },
+                "Memory": c.run.memory.unwrap_or(0),
+                "NanoCpus": c.run.cpus.map_or(0, |x| (x * 1e9) as i64),
+                "PidsLimit": c.run.pids_limit,
+                "CapAdd": c.run.cap_add,
+                "CapDrop": c.run.cap_drop,
+                "Privileged": c.run.privileged,
+                "ReadonlyRootfs": c.run.read_only,
+                "LogConfig": {"Type": "cri", "Config": {
+                    "max-size": c.log.max_size.map(|s| s.to_string()),
+                    "max-file": c.log.max_files.to_string(),
+                }},
+            }),
+            mounts,
+            network_settings: serde_json::json!({"Ports": {}}),
+            log_path: self.dir.join(&c.id).join(oci_runtime::monitor::LOG_FILE),
+        })
+    }
+}
+
+/// docker's container inspect document (the fields this tool has).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Inspect {
+    /// Full id.
+    pub id: String,
+    /// `/name`.
+    pub name: String,
+    /// RFC 3339.
+    pub created: String,
+    /// The program.
+    pub path: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The image id.
+    pub image: String,
+    /// Restarts so far.
+    pub restart_count: u32,
+    /// The state.
+    pub state: InspectState,
+    /// docker's Config.
+    pub config: serde_json::Value,
+    /// docker's HostConfig.
+    pub host_config: serde_json::Value,
+    /// Binds and tmpfs mounts.
+    pub mounts: Vec<serde_json::Value>,
+    /// docker's NetworkSettings.
+    pub network_settings: serde_json::Value,
+    /// The log file.
+    pub log_path: PathBuf,
+}
+
+/// docker's State.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InspectState {
+    /// created, running, restarting, exited.
+    pub status: String,
+    /// Whether it runs.
+    pub running: bool,
+    /// Whether it is between restarts.
+    pub restarting: bool,
+    /// The init's pid (0 when not running).
+    pub pid: i32,
+    /// The last exit code.
+    pub exit_code: i32,
+    /// Why it could not start.
+    pub error: String,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339.
+    pub finished_at: String,
+}
+
+/// Evaluates a Go-template-style `--format`: `{{.State.Status}}`, `{{json .Config}}`, text
+/// around them kept. Only field access (and `json`) is supported; anything else is an error.
+pub fn format_template(template: &str, value: &serde_json::Value) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let j = after
+            .find("}}")
+            .ok_or_else(|| anyhow!("unclosed {{{{ in format {template:?}"))?;
+        let expr = after[..j].trim();
+        let (json, path) = match expr.strip_prefix("json ") {
+            Some(p) => (true, p.trim()),
+            None => (false, expr),
+        };
+        if !path.starts_with('.') {
+            bail!("unsupported format expression {expr:?} (field access like .State.Status only)");
+        }
+        let mut v = value;
+        for field in path[1..].split('.').filter(|f| !f.is_empty()) {
+            v = v
+                .get(field)
+                .ok_or_else(|| anyhow!("template: no field {field:?} in {path}"))?;
+        }
+        match (json, v) {
+            (true, v) => out.push_str(&serde_json::to_string(v)?),
+            (false, serde_json::Value::String(s)) => out.push_str(s),
+            (false, serde_json::Value::Null) => out.push_str("<no value>"),
+            (false, v) => out.push_str(&v.to_string()),
+        }
+        rest = &after[j + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `ps` rows after `-a` and `--filter status=...,name=...`.
+pub fn filter(
+    rows: Vec<ContainerView>,
+    all: bool,
+    filters: &[String],
+) -> Result<Vec<ContainerView>> {
+    let mut status = Vec::new();
+    let mut names = Vec::new();
+    for f in filters {
+        match f.split_once('=') {
+            Some(("status", s)) => {
+                if !["created", "running", "restarting", "exited"].contains(&s) {
+                    bail!("invalid filter status={s} (created, running, restarting, exited)");
+                }
+                status.push(s.to_owned());
+            }
+            Some(("name", n)) => names.push(n.to_owned()),
+            _ => bail!("invalid filter {f:?} (status=, name=)"),
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .filter(|r| {
+            let st = r.status.state.to_string();
+            (if status.is_empty() {
+                all || r.status.state == State::Running || r.status.state == State::Restarting
+            } else {
+                status.contains(&st)
+            }) && (names.is_empty() || names.iter().any(|n| r.config.name.contains(n.as_str())))
+        })
+        .collect())
+}
+
+/// `64m`, `1g`, `512k`, `1024` (bytes), as docker reads `--memory`.
+pub fn parse_size(s: &str) -> Result<i64> {
+    let lower = s.trim().to_ascii_lowercase();
+    let t = lower.trim_end_matches('b');
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: f64 = num.parse().map_err(|_| anyhow!("invalid size {s:?}"))?;
+    if !(n.is_finite() && n > 0.0) {
+        bail!("invalid size {s:?}");
+    }
+    Ok((n * mult as f64) as i64)
+}
+
+/// `--log-opt max-size=10m`, `max-file=3`.
+pub fn parse_log_opts(opts: &[String]) -> Result<LogLimits> {
+    let mut l = LogLimits::default();
+    for o in opts {
+        match o.split_once('=') {
+            Some(("max-size", v)) => l.max_size = Some(parse_size(v)? as u64),
+            Some(("max-file", v)) => {
+                l.max_files = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| anyhow!("invalid max-file {v:?}"))?
+            }
+            _ => bail!("unsupported --log-opt {o:?} (max-size=, max-file=)"),
+        }
+    }
+    if l.max_files > 1 && l.max_size.is_none() {
+        bail!("max-file needs max-size");
+    }
+    Ok(l)
+}
+
+/// A `--since`/`--until` value: RFC 3339, Unix seconds, or a duration ago (`10m`, `1h30m`,
+/// `45s`); nanoseconds since the epoch.
+pub fn parse_time(s: &str) -> Result<u64> {
+    if let Some(t) = oci_runtime::logs::parse_rfc3339(s) {
+        return Ok(t);
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(secs.saturating_mul(1_000_000_000));
+    }
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    for ch in s.chars() {
+        if ch.is_ascii_digit() {
+            num.push(ch);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| anyhow!("invalid time {s:?}"))?;
+        num.clear();
+        total += n * match ch {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => bail!("invalid time {s:?} (RFC 3339, Unix seconds, or 1h30m)"),
+        };
+    }
+    if !num.is_empty() || total == 0 && s != "0s" {
+        bail!("invalid time {s:?} (RFC 3339, Unix seconds, or 1h30m)");
+    }
+    Ok(oci_runtime::logs::now_ns().saturating_sub(total * 1_000_000_000))
+}
+
+/// Reads `KEY=VALUE` lines (`#` comments, blank lines skipped; a bare `KEY` takes this
+/// process's value, as docker's `--env-file`).
+pub fn read_env_file(path: &Path) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let l = line.trim_start();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        if l.contains('=') {
+            out.push(l.to_owned());
+        } else if let Ok(v) = std::env::var(l) {
+            out.push(format!("{l}={v}"));
+        }
+    }
+    Ok(out)
+}
+
+/// What `exec` runs.
+#[derive(Debug, Clone, Default)]
+pub struct ExecRequest {
+    /// The command.
+    pub args: Vec<String>,
+    /// More environment.
+    pub env: Vec<String>,
+    /// Working directory.
+    pub workdir: Option<String>,
+    /// User.
+    pub user: Option<String>,
+    /// Keep stdin.
+    pub interactive: bool,
+    /// Do not wait.
+    pub detach: bool,
+}
+
+/// Attaches this process's stdio to the container's monitor until the container exits:
+/// output relayed, stdin sent (when `stdin`), the host terminal in raw mode with `tty`
+/// (restored on every path out), its size passed on and on SIGWINCH, and SIGINT, SIGTERM,
+/// SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 forwarded to the container. Returns its exit code.
+pub async fn attach(m: &Monitor, stdin: bool, tty: bool) -> Result<i32> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut conn = m.attach()?;
+    let mut sender = conn.try_clone()?;
+    let raw = if tty { RawTerminal::enter() } else { None };
+    if tty {
+        if let Some((rows, cols)) = terminal_size() {
+            sender.send(&Frame::Resize(rows, cols))?;
+        }
+    }
+    if stdin {
+        let mut input = sender.try_clone()?;
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 32 << 10];
+            let mut inp = std::io::stdin().lock();
+            loop {
+                match inp.read(&mut buf) {
+                    Ok(0) | Err(_) => {
+                        let _ = input.send(&Frame::CloseStdin);
+                        break;
+                    }
+                    Ok(n) => {
+                        if input.send(&Frame::Stdin(buf[..n].to_vec())).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    let relay = tokio::task::spawn_blocking(move || -> Result<Option<i32>> {
+        let mut out = std::io::stdout();
+        let mut err = std::io::stderr();
+        loop {
+            match conn.recv()? {
+                None => return Ok(None),
+                Some(Frame::Stdout(b)) => {
+                    out.write_all(&b)?;
+                    out.flush()?;
+                }
+                Some(Frame::Stderr(b)) => {
+                    err.write_all(&b)?;
+                    err.flush()?;
+                }
+                Some(Frame::Exit(code)) => return Ok(Some(code)),
+                Some(Frame::Error(e)) => bail!("{e}"),
+                Some(_) => {}
+            }
+        }
+    });
+    let kinds = [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+        SignalKind::quit(),
+        SignalKind::user_defined1(),
+        SignalKind::user_defined2(),
+    ];
+    let mut sigs = Vec::new();
+    for k in kinds {
+        sigs.push((k.as_raw_value(), signal(k)?));
+    }
+    let mut winch = signal(SignalKind::window_change())?;
+    tokio::pin!(relay);
+    let result = loop {
+        let forwarded = futures_util::future::select_all(
+            sigs.iter_mut()
+                .map(|(n, s)| Box::pin(async move { s.recv().await.map(|_| *n) })),
+        );
+        tokio::select! {
+            r = &mut relay => break r.map_err(|e| anyhow!("attach: {e}"))?,
+            (sig, _, _) = forwarded => {
+                if let Some(sig) = sig {
+                    let _ = m.kill(sig);
+                }
+            }
+            _ = winch.recv() => {
+                if let Some((rows, cols)) = terminal_size() {
+                    let _ = sender.send(&Frame::Resize(rows, cols));
+                }
+            }
+        }
+    };
+    drop(raw);
+    match result? {
+        Some(code) => Ok(code),
+        // The monitor went away: what it recorded, or the reconciled status.
+        None => Ok(m.status()?.exit_code.unwrap_or(255)),
+    }
+}
+
+fn terminal_size() -> Option<(u16, u16)> {
+    let ws = rustix::termios::tcgetwinsize(std::io::stdin()).ok()?;
+    Some((ws.ws_row, ws.ws_col))
+}
+
+/// The host terminal in raw mode while it lives; restored when dropped.
+struct RawTerminal {
+    saved: rustix::termios::Termios,
+}
+
+impl RawTerminal {
+    fn enter() -> Option<Self> {
+        let stdin = std::io::stdin();
+        let saved = rustix::termios::tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &raw).ok()?;
+        Some(Self { saved })
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(
+            std::io::stdin(),
+            rustix::termios::OptionalActions::Now,
+            &self.saved,
+        );
+    }
+}
+
+/// docker's "5 seconds ago", "2 minutes ago", "About an hour ago".
+pub fn ago(ns: u64) -> String {
+    let secs = oci_runtime::logs::now_ns().saturating_sub(ns) / 1_000_000_000;
+    format!("{} ago", human_duration(secs))
+}
+
+/// docker's units for a duration: "Less than a second", "5 seconds", "About a minute", ...
+pub fn human_duration(secs: u64) -> String {
+    match secs {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s < 120 => "About a minute".into(),
+        s if s < 3600 => format!("{} minutes", s / 60),
+        s if s < 7200 => "About an hour".into(),
+        s if s < 48 * 3600 => format!("{} hours", s / 3600),
+        s if s < 14 * 86_400 => format!("{} days", s / 86_400),
+        s if s < 60 * 86_400 => format!("{} weeks", s / (7 * 86_400)),
+        s if s < 2 * 365 * 86_400 => format!("{} months", s / (30 * 86_400)),
+        s => format!("{} years", s / (365 * 86_400)),
+    }
+}
+
+/// The STATUS column of `ps`: "Up 5 seconds", "Exited (0) 2 minutes ago", "Created".
+pub fn status_text(s: &MonitorStatus) -> String {
+    let now = oci_runtime::logs::now_ns();
+    match s.state {
+        State::Created => "Created".into(),
+        State::Running => format!(
+            "Up {}",
+            human_duration(now.saturating_sub(s.started_at.unwrap_or(now)) / 1_000_000_000)
+        ),
+        State::Restarting => format!(
+            "Restarting ({}) {}",
+            s.exit_code.unwrap_or(0),
+            ago(s.finished_at.unwrap_or(now))
+        ),
+        State::Exited => format!(
+            "Exited ({}) {}",
+            s.exit_code.unwrap_or(255),
+            ago(s.finished_at.unwrap_or(now))
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_and_durations_read_as_docker_writes_them() {
+        assert_eq!(parse_signal("TERM").unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal("sigkill").unwrap(), libc::SIGKILL);
+        assert_eq!(parse_signal("9").unwrap(), 9);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("0").is_err());
+        assert_eq!(human_duration(5), "5 seconds");
+        assert_eq!(human_duration(90), "About a minute");
+        assert_eq!(human_duration(3 * 3600), "3 hours");
+    }
+}

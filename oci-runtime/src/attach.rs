@@ -1,0 +1,194 @@
+//! The attach protocol between a [monitor](crate::monitor) and a client (`oci run` in the
+//! foreground, `attach`, `start -a`): frames of `[kind: u8][length: u32 big-endian][bytes]` on
+//! the monitor's unix socket.
+//!
+//! Monitor to client: [`Frame::Stdout`], [`Frame::Stderr`], [`Frame::Exit`] (the exit code,
+//! then the monitor closes the connection unless the container restarts) and
+//! [`Frame::Error`] (the container could not be created or started). Client to monitor:
+//! [`Frame::Stdin`], [`Frame::CloseStdin`] and [`Frame::Resize`].
+
+use crate::error::{Error, Result};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+/// The largest frame either side accepts (a hostile peer cannot make the other allocate more).
+pub const MAX_FRAME: usize = 1 << 20;
+
+/// One message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// Bytes for the container's stdin.
+    Stdin(Vec<u8>),
+    /// Close the container's stdin.
+    CloseStdin,
+    /// The client's terminal size: rows, columns.
+    Resize(u16, u16),
+    /// Output on stdout (or the terminal).
+    Stdout(Vec<u8>),
+    /// Output on stderr.
+    Stderr(Vec<u8>),
+    /// The container's process ended with this code (128 + n for signal n).
+    Exit(i32),
+    /// The container could not be created or started.
+    Error(String),
+}
+
+impl Frame {
+    /// The frame's bytes on the wire.
+    pub fn encode(&self) -> Vec<u8> {
+        let (kind, body): (u8, std::borrow::Cow<'_, [u8]>) = match self {
+            Frame::Stdin(b) => (0, b.into()),
+            Frame::CloseStdin => (1, (&[][..]).into()),
+            Frame::Resize(r, c) => {
+                let mut v = r.to_be_bytes().to_vec();
+                v.extend_from_slice(&c.to_be_bytes());
+                (2, v.into())
+            }
+            Frame::Stdout(b) => (3, b.into()),
+            Frame::Stderr(b) => (4, b.into()),
+            Frame::Exit(c) => (5, c.to_be_bytes().to_vec().into()),
+            Frame::Error(s) => (6, s.as_bytes().into()),
+        };
+        let mut out = Vec::with_capacity(5 + body.len());
+        out.push(kind);
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Decodes one frame from the start of `buf`: the frame and the bytes it took, None when
+    /// more bytes are needed. A frame over [`MAX_FRAME`] or of an unknown kind is an error.
+    pub fn decode(buf: &[u8]) -> std::result::Result<Option<(Frame, usize)>, String> {
+        if buf.len() < 5 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+        if len > MAX_FRAME {
+            return Err(format!("a frame of {len} bytes (at most {MAX_FRAME})"));
+        }
+        let Some(body) = buf.get(5..5 + len) else {
+            return Ok(None);
+        };
+        let four = || -> std::result::Result<[u8; 4], String> {
+            body.try_into()
+                .map_err(|_| format!("a {len}-byte frame that needs 4"))
+        };
+        let f = match buf[0] {
+            0 => Frame::Stdin(body.to_vec()),
+            1 => Frame::CloseStdin,
+            2 => {
+                let b = four()?;
+                Frame::Resize(
+                    u16::from_be_bytes([b[0], b[1]]),
+                    u16::from_be_bytes([b[2], b[3]]),
+                )
+            }
+            3 => Frame::Stdout(body.to_vec()),
+            4 => Frame::Stderr(body.to_vec()),
+            5 => Frame::Exit(i32::from_be_bytes(four()?)),
+            6 => Frame::Error(String::from_utf8_lossy(body).into_owned()),
+            k => return Err(format!("unknown frame kind {k}")),
+        };
+        Ok(Some((f, 5 + len)))
+    }
+}
+
+/// A client's connection to a monitor.
+#[derive(Debug)]
+pub struct Attach {
+    sock: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl Attach {
+    /// Connects to the monitor whose directory is `dir` (through `/proc/self/fd`, so a long
+    /// directory path does not hit the 108-byte limit of socket addresses).
+    pub fn connect(dir: &Path) -> Result<Self> {
+        let d = std::fs::File::open(dir).map_err(|e| Error::io("open", dir, e))?;
+        let addr = format!(
+            "/proc/self/fd/{}/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&d),
+            crate::monitor::ATTACH_SOCKET
+        );
+        let sock = UnixStream::connect(&addr)
+            .map_err(|e| Error::io("connect", dir.join(crate::monitor::ATTACH_SOCKET), e))?;
+        Ok(Self {
+            sock,
+            buf: Vec::new(),
+        })
+    }
+
+    /// A second handle on the connection, for a thread that sends while another receives.
+    pub fn try_clone(&self) -> Result<Self> {
+        Ok(Self {
+            sock: self
+                .sock
+                .try_clone()
+                .map_err(|e| Error::io("dup", "attach socket", e))?,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Sends a frame.
+    pub fn send(&mut self, f: &Frame) -> Result<()> {
+        self.sock
+            .write_all(&f.encode())
+            .map_err(|e| Error::io("write", "attach socket", e))
+    }
+
+    /// Receives the next frame; None when the monitor closed the connection.
+    pub fn recv(&mut self) -> Result<Option<Frame>> {
+        let mut chunk = [0u8; 64 << 10];
+        loop {
+            match Frame::decode(&self.buf) {
+                Ok(Some((f, n))) => {
+                    self.buf.drain(..n);
+                    return Ok(Some(f));
+                }
+                Ok(None) => {}
+                Err(reason) => {
+                    return Err(Error::State {
+                        path: "attach socket".into(),
+                        reason,
+                    })
+                }
+            }
+            let n = match self.sock.read(&mut chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("read", "attach socket", e)),
+            };
+            if n == 0 {
+                return Ok(None);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_hostile_ones_are_refused() {
+        for f in [
+            Frame::Stdin(b"abc".to_vec()),
+            Frame::CloseStdin,
+            Frame::Resize(24, 80),
+            Frame::Stdout(vec![0, 255, 10]),
+            Frame::Stderr(Vec::new()),
+            Frame::Exit(137),
+            Frame::Error("no such file".into()),
+        ] {
+            let b = f.encode();
+            assert_eq!(Frame::decode(&b).unwrap(), Some((f.clone(), b.len())));
+            assert_eq!(Frame::decode(&b[..b.len() - 1]).unwrap(), None, "{f:?}");
+        }
+        assert!(Frame::decode(&[3, 0xff, 0xff, 0xff, 0xff]).is_err());
+        assert!(Frame::decode(&[9, 0, 0, 0, 0]).is_err());
+        assert!(Frame::decode(&[5, 0, 0, 0, 1, 7]).is_err());
+    }
+}

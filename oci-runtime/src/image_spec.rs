@@ -1,0 +1,873 @@
+//! From an image configuration and `docker run` options to a runtime [`Spec`], the way
+//! docker does it: Entrypoint + Cmd (or the given arguments), Env over docker's default PATH,
+//! WorkingDir, User resolved against the image's own `/etc/passwd` and `/etc/group` (read
+//! inside the rootfs, never through a link out of it), docker's 14 default capabilities
+//! (none inheritable or ambient; none effective for a non-root user), docker's device rules,
+//! the default mounts, masked and read-only paths, binds, tmpfs mounts, a read-only root and
+//! cgroup limits.
+//!
+//! ```no_run
+//! # fn main() -> oci_runtime::Result<()> {
+//! use oci_runtime::image_spec::{spec_from_image, Network, RunOptions};
+//! let config: oci_spec::image::ImageConfiguration =
+//!     serde_json::from_str(r#"{"architecture":"amd64","os":"linux",
+//!         "config":{"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":[]}}"#).unwrap();
+//! let opts = RunOptions {
+//!     args: vec!["echo".into(), "hi".into()],
+//!     network: Network::Host,
+//!     memory: Some(64 << 20),
+//!     ..RunOptions::default()
+//! };
+//! let spec = spec_from_image(&config, "/var/lib/c/rootfs".as_ref(), &opts)?;
+//! # let _ = spec; Ok(()) }
+//! ```
+
+use crate::error::{Error, Result};
+use oci_spec::image::ImageConfiguration;
+use oci_spec::runtime::{
+    get_default_namespaces, Capabilities, Capability, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
+    LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxIdMapping,
+    LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+};
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// The PATH docker sets when an image does not set one.
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Docker's default capability set.
+pub const DEFAULT_CAPABILITIES: [Capability; 14] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fowner,
+    Capability::Fsetid,
+    Capability::Kill,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::NetRaw,
+    Capability::SysChroot,
+    Capability::Mknod,
+    Capability::AuditWrite,
+    Capability::Setfcap,
+];
+
+/// Every capability Linux defines (what `--cap-add ALL` and `--privileged` give).
+const ALL_CAPABILITIES: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// Which network a container gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Network {
+    /// A new network namespace with only the loopback interface.
+    #[default]
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+/// The ids a rootless container is mapped to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Rootless {
+    /// The caller's uid (container root).
+    pub uid: u32,
+    /// The caller's gid.
+    pub gid: u32,
+    /// The subordinate uid range (start, count), mapped from container id 1.
+    pub subuids: Option<(u32, u32)>,
+    /// The subordinate gid range.
+    pub subgids: Option<(u32, u32)>,
+}
+
+impl Rootless {
+    /// The calling user, with its ranges from `/etc/subuid` and `/etc/subgid` (by name or
+    /// number, as shadow-utils reads them).
+    pub fn current() -> Self {
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let name = passwd_entries(&passwd)
+            .find(|e| e.uid == uid)
+            .map(|e| e.name.to_owned());
+        let range = |file: &str| -> Option<(u32, u32)> {
+            let text = std::fs::read_to_string(file).ok()?;
+            text.lines().find_map(|l| {
+                let f: Vec<&str> = l.trim().split(':').collect();
+                let who = *f.first()?;
+                if who != uid.to_string() && Some(who) != name.as_deref() {
+                    return None;
+                }
+                Some((f.get(1)?.parse().ok()?, f.get(2)?.parse().ok()?))
+            })
+        };
+        Self {
+            uid,
+            gid,
+            subuids: range("/etc/subuid"),
+            subgids: range("/etc/subgid"),
+        }
+    }
+}
+
+/// A mount a container gets besides the image's filesystem.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum ExtraMount {
+    /// A host directory or file (`-v /host:/ctr[:ro]`, `--mount type=bind`). The target is
+    /// resolved inside the rootfs by the runtime, so no link in the image can move it.
+    Bind {
+        /// The host path (absolute).
+        source: PathBuf,
+        /// The path in the container (absolute).
+        target: String,
+        /// Mounted read-only.
+        readonly: bool,
+    },
+    /// A fresh tmpfs (`--tmpfs /run:size=64m`).
+    Tmpfs {
+        /// The path in the container (absolute).
+        target: String,
+        /// Mount options (`size=64m,mode=1777`).
+        options: Vec<String>,
+    },
+}
+
+impl ExtraMount {
+    /// Parses docker's `-v SRC:DST[:OPTS]` for a host path (`ro`, `rw`, `z`/`Z` ignored).
+    pub fn parse_volume(spec: &str) -> Result<Self> {
+        let bad = |why: &str| Error::InvalidSpec(format!("invalid volume {spec:?}: {why}"));
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (src, dst, opts) = match parts.as_slice() {
+            [s, d] => (*s, *d, ""),
+            [s, d, o] => (*s, *d, *o),
+            _ => return Err(bad("expected HOST:CONTAINER[:ro]")),
+        };
+        if !src.starts_with('/') {
+            return Err(bad("the host path must be absolute"));
+        }
+        if !dst.starts_with('/') {
+            return Err(bad("the container path must be absolute"));
+        }
+        let mut readonly = false;
+        for o in opts.split(',').filter(|o| !o.is_empty()) {
+            match o {
+                "ro" => readonly = true,
+                "rw" | "z" | "Z" => {}
+                other => return Err(bad(&format!("unknown option {other:?}"))),
+            }
+        }
+        Ok(Self::Bind {
+            source: PathBuf::from(src),
+            target: dst.to_owned(),
+            readonly,
+        })
+    }
+
+    /// Parses docker's `--tmpfs DST[:OPTS]`.
+    pub fn parse_tmpfs(spec: &str) -> Result<Self> {
+        let (dst, opts) = spec.split_once(':').unwrap_or((spec, ""));
+        if !dst.starts_with('/') {
+            return Err(Error::InvalidSpec(format!(
+                "invalid tmpfs {spec:?}: the container path must be absolute"
+            )));
+        }
+        Ok(Self::Tmpfs {
+            target: dst.to_owned(),
+            options: opts
+                .split(',')
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        })
+    }
+
+    fn to_spec(&self) -> Result<Mount> {
+        let m = match self {
+            Self::Bind {
+                source,
+                target,
+                readonly,
+            } => {
+                let mut options = vec!["rbind".to_owned(), "rprivate".to_owned()];
+                options.push(if *readonly { "ro" } else { "rw" }.to_owned());
+                MountBuilder::default()
+                    .typ("bind")
+                    .source(source)
+                    .destination(target)
+                    .options(options)
+                    .build()
+            }
+            Self::Tmpfs { target, options } => {
+                let mut o = vec!["nosuid".to_owned(), "nodev".to_owned()];
+                o.extend(options.iter().cloned());
+                MountBuilder::default()
+                    .typ("tmpfs")
+                    .source("tmpfs")
+                    .destination(target)
+                    .options(o)
+                    .build()
+            }
+        };
+        m.map_err(|e| Error::InvalidSpec(e.to_string()))
+    }
+
+    /// The path in the container.
+    pub fn target(&self) -> &str {
+        match self {
+            Self::Bind { target, .. } | Self::Tmpfs { target, .. } => target,
+        }
+    }
+}
+
+/// What `docker run` flags change in the spec built from the image.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct RunOptions {
+    /// Command and arguments replacing the image's Cmd (Entrypoint is kept).
+    pub args: Vec<String>,
+    /// Replaces the image's Entrypoint when set.
+    pub entrypoint: Option<Vec<String>>,
+    /// `KEY=VALUE` pairs added to (or replacing those of) the image's Env.
+    pub env: Vec<String>,
+    /// Replaces the image's WorkingDir.
+    pub workdir: Option<String>,
+    /// Replaces the image's User (`uid`, `uid:gid`, `name`, `name:group`).
+    pub user: Option<String>,
+    /// The network.
+    pub network: Network,
+    /// The hostname (default `container`).
+    pub hostname: Option<String>,
+    /// Allocate a terminal.
+    pub terminal: bool,
+    /// Run in a user namespace of the calling (unprivileged) user, as rootless podman does:
+    /// container root is the user, container ids from 1 are the user's subordinate range.
+    pub rootless: Option<Rootless>,
+    /// Binds and tmpfs mounts, in order.
+    pub mounts: Vec<ExtraMount>,
+    /// Mount the root filesystem read-only.
+    pub read_only: bool,
+    /// Memory limit in bytes (`--memory`).
+    pub memory: Option<i64>,
+    /// CPU limit in CPUs (`--cpus 1.5`), as a CFS quota over a 100 ms period.
+    pub cpus: Option<f64>,
+    /// Process limit (`--pids-limit`).
+    pub pids_limit: Option<i64>,
+    /// Capabilities added to docker's default set (`NET_ADMIN`, `CAP_NET_ADMIN`, `ALL`).
+    pub cap_add: Vec<String>,
+    /// Capabilities removed from it (`ALL` drops all).
+    pub cap_drop: Vec<String>,
+    /// Every capability, every device, no masked or read-only paths (`--privileged`).
+    pub privileged: bool,
+    /// Set `no_new_privs`, so setuid binaries and file capabilities gain nothing
+    /// (`--security-opt no-new-privileges`).
+    pub no_new_privileges: bool,
+}
+
+/// Parses a capability name as docker accepts it: any case, with or without `CAP_`.
+pub fn parse_capability(name: &str) -> Result<Capability> {
+    let upper = name.to_ascii_uppercase();
+    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    Capability::from_str(bare)
+        .map_err(|_| Error::InvalidSpec(format!("unknown capability {name:?}")))
+}
+
+fn all_capabilities() -> Capabilities {
+    ALL_CAPABILITIES
+        .iter()
+        .filter_map(|n| Capability::from_str(n).ok())
+        .collect()
+}
+
+/// Docker's default capabilities with `add` and `drop` applied (`ALL` in either).
+pub fn capability_set(add: &[String], drop: &[String]) -> Result<Capabilities> {
+    let mut caps: Capabilities = DEFAULT_CAPABILITIES.into_iter().collect();
+    let is_all = |s: &String| s.eq_ignore_ascii_case("all");
+    if drop.iter().any(is_all) {
+        caps.clear();
+    }
+    for d in drop.iter().filter(|s| !is_all(s)) {
+        caps.remove(&parse_capability(d)?);
+    }
+    if add.iter().any(is_all) {
+        caps = all_capabilities();
+    }
+    for a in add.iter().filter(|s| !is_all(s)) {
+        caps.insert(parse_capability(a)?);
+    }
+    Ok(caps)
+}
+
+fn id_maps(own: u32, sub: Option<(u32, u32)>) -> Result<Vec<LinuxIdMapping>> {
+    let map = |c: u32, h: u32, n: u32| {
+        LinuxIdMappingBuilder::default()
+            .container_id(c)
+            .host_id(h)
+            .size(n)
+            .build()
+            .map_err(|e| Error::InvalidSpec(e.to_string()))
+    };
+    let mut out = vec![map(0, own, 1)?];
+    if let Some((start, count)) = sub.filter(|s| s.1 > 0) {
+        out.push(map(1, start, count)?);
+    }
+    Ok(out)
+}
+
+fn spec_err(e: impl std::fmt::Display) -> Error {
+    Error::InvalidSpec(e.to_string())
+}
+
+/// Builds a runtime spec from an image configuration and `docker run` options, as docker
+/// does (see the module docs). `rootfs` is where the image's filesystem is.
+pub fn spec_from_image(
+    image: &ImageConfiguration,
+    rootfs: &Path,
+    opts: &RunOptions,
+) -> Result<Spec> {
+    let cfg = image.config().clone().unwrap_or_default();
+    let mut args: Vec<String> = opts
+        .entrypoint
+        .clone()
+        .or_else(|| cfg.entrypoint().clone())
+        .unwrap_or_default();
+    if opts.args.is_empty() {
+        args.extend(cfg.cmd().clone().unwrap_or_default());
+    } else {
+        args.extend(opts.args.iter().cloned());
+    }
+    if args.is_empty() {
+        return Err(Error::InvalidSpec(
+            "no command: the image has no Entrypoint or Cmd and none was given".into(),
+        ));
+    }
+
+    let mut env: Vec<String> = vec![DEFAULT_PATH.to_owned()];
+    for e in cfg.env().iter().flatten().chain(opts.env.iter()) {
+        set_env(&mut env, e);
+    }
+    if opts.terminal {
+        set_env(&mut env, "TERM=xterm");
+    }
+    let hostname = opts
+        .hostname
+        .clone()
+        .unwrap_or_else(|| "container".to_owned());
+    set_env(&mut env, &format!("HOSTNAME={hostname}"));
+
+    let user_spec = opts
+        .user
+        .clone()
+        .or_else(|| cfg.user().clone())
+        .unwrap_or_default();
+    let (uid, gid, extra) = resolve_user(rootfs, &user_spec)?;
+    let cwd = opts
+        .workdir
+        .clone()
+        .or_else(|| cfg.working_dir().clone())
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".to_owned());
+    if !cwd.starts_with('/') {
+        return Err(Error::InvalidSpec(format!(
+            "working directory {cwd:?} is not absolute"
+        )));
+    }
+    let user = UserBuilder::default()
+        .uid(uid)
+        .gid(gid)
+        .additional_gids(extra)
+        .build()
+        .map_err(spec_err)?;
+
+    let caps = if opts.privileged {
+        all_capabilities()
+    } else {
+        capability_set(&opts.cap_add, &opts.cap_drop)?
+    };
+    // Never inheritable or ambient (the CVE-2022-29162 class: oci-spec's builder defaults
+    // fill both), and as docker: a non-root user keeps only the bounding set, so its
+    // processes start with no capabilities (a setuid or file-capability binary can still
+    // gain what the bounding set allows).
+    let none = HashSet::new();
+    let (eff, perm) = if uid == 0 {
+        (caps.clone(), caps.clone())
+    } else {
+        (none.clone(), none.clone())
+    };
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps)
+        .effective(eff)
+        .permitted(perm)
+        .inheritable(none.clone())
+        .ambient(none)
+        .build()
+        .map_err(spec_err)?;
+    let process = ProcessBuilder::default()
+        .capabilities(capabilities)
+        .args(args)
+        .env(env)
+        .cwd(cwd)
+        .user(user)
+        .terminal(opts.terminal)
+        .no_new_privileges(opts.no_new_privileges)
+        .build()
+        .map_err(spec_err)?;
+    let mut spec = match &opts.rootless {
+        // Its mounts and namespaces (a user namespace; /sys bound, not mounted).
+        Some(r) => Spec::rootless(r.uid, r.gid),
+        None => Spec::default(),
+    };
+    spec.set_process(Some(process));
+    spec.set_root(Some(
+        RootBuilder::default()
+            .path(rootfs)
+            .readonly(opts.read_only)
+            .build()
+            .map_err(spec_err)?,
+    ));
+    spec.set_hostname(Some(hostname));
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for m in &opts.mounts {
+        // A later mount on the same target replaces an earlier one, as docker's do.
+        mounts.retain(|x| x.destination() != Path::new(m.target()));
+        mounts.push(m.to_spec()?);
+    }
+    spec.set_mounts(Some(mounts));
+    if let Some(linux) = spec.linux_mut() {
+        let mut ns = linux
+            .namespaces()
+            .clone()
+            .unwrap_or_else(get_default_namespaces);
+        if opts.network == Network::Host {
+            ns.retain(|n| n.typ() != LinuxNamespaceType::Network);
+        }
+        linux.set_namespaces(Some(ns));
+        if let Some(r) = &opts.rootless {
+            linux.set_uid_mappings(Some(id_maps(r.uid, r.subuids)?));
+            linux.set_gid_mappings(Some(id_maps(r.gid, r.subgids)?));
+        }
+        if opts.privileged {
+            linux.set_masked_paths(None);
+            linux.set_readonly_paths(None);
+        }
+        let mut res = LinuxResourcesBuilder::default().devices(if opts.privileged {
+            vec![LinuxDeviceCgroupBuilder::default()
+                .allow(true)
+                .access("rwm")
+                .build()
+                .map_err(spec_err)?]
+        } else {
+            docker_device_rules()?
+        });
+        if let Some(m) = opts.memory {
+            if m < 6 << 20 {
+                return Err(Error::InvalidSpec(format!(
+                    "memory limit {m} is below the minimum of 6 MiB"
+                )));
+            }
+            res = res.memory(
+                LinuxMemoryBuilder::default()
+                    .limit(m)
+                    .build()
+                    .map_err(spec_err)?,
+            );
+        }
+        if let Some(c) = opts.cpus {
+            if !(c > 0.0 && c.is_finite()) {
+                return Err(Error::InvalidSpec(format!("invalid --cpus {c}")));
+            }
+            let period: u64 = 100_000;
+            res = res.cpu(
+                LinuxCpuBuilder::default()
+                    .period(period)
+                    .quota((c * period as f64).round() as i64)
+                    .build()
+                    .map_err(spec_err)?,
+            );
+        }
+        if let Some(p) = opts.pids_limit {
+            res = res.pids(
+                LinuxPidsBuilder::default()
+                    .limit(p)
+                    .build()
+                    .map_err(spec_err)?,
+            );
+        }
+        linux.set_resources(Some(res.build().map_err(spec_err)?));
+    }
+    Ok(spec)
+}
+
+/// Docker's device cgroup rules: deny everything, then the runtime's defaults
+/// ([`crate::DEFAULT_ALLOWED`]: mknod of any node; read, write and mknod of null, zero,
+/// full, random, urandom, tty, console, ptmx and the pty slaves) and `/dev/net/tun`.
+pub fn docker_device_rules() -> Result<Vec<LinuxDeviceCgroup>> {
+    let deny_all = LinuxDeviceCgroupBuilder::default()
+        .allow(false)
+        .access("rwm")
+        .build()
+        .map_err(spec_err)?;
+    let tun = LinuxDeviceCgroupBuilder::default()
+        .allow(true)
+        .typ(LinuxDeviceType::C)
+        .major(10)
+        .minor(200)
+        .access("rwm")
+        .build()
+        .map_err(spec_err)?;
+    let mut rules = vec![deny_all];
+    rules.extend(crate::DEFAULT_ALLOWED.iter().map(|r| r.to_spec()));
+    rules.push(tun);
+    Ok(rules)
+}
+
+fn set_env(env: &mut Vec<String>, kv: &str) {
+    let key = kv.split('=').next().unwrap_or(kv);
+    env.retain(|e| e.split('=').next() != Some(key));
+    env.push(kv.to_owned());
+}
+
+/// Resolves `user[:group]` (names or numbers) against the rootfs' passwd and group files.
+/// An empty string is root. Returns uid, gid and the supplementary groups of a named user.
+pub fn resolve_user(rootfs: &Path, spec: &str) -> Result<(u32, u32, Vec<u32>)> {
+    if spec.is_empty() {
+        return Ok((0, 0, Vec::new()));
+    }
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let passwd = read_in_root(rootfs, "etc/passwd").unwrap_or_default();
+    let groups = read_in_root(rootfs, "etc/group").unwrap_or_default();
+    let (uid, mut gid, name) = match user.parse::<u32>() {
+        Ok(uid) => {
+            let entry = passwd_entries(&passwd).find(|e| e.uid == uid);
+            (
+                uid,
+                entry.as_ref().map_or(0, |e| e.gid),
+                entry.map(|e| e.name),
+            )
+        }
+        Err(_) => {
+            let e = passwd_entries(&passwd)
+                .find(|e| e.name == user)
+                .ok_or_else(|| Error::User {
+                    what: "user",
+                    name: user.to_owned(),
+                    reason: "no matching entries in passwd file",
+                })?;
+            (e.uid, e.gid, Some(e.name))
+        }
+    };
+    if let Some(g) = group {
+        gid = match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => group_entries(&groups)
+                .find(|e| e.0 == g)
+                .map(|e| e.1)
+                .ok_or_else(|| Error::User {
+                    what: "group",
+                    name: g.to_owned(),
+                    reason: "no matching entries in group file",
+                })?,
+        };
+    }
+    let extra = match name {
+        Some(name) => group_entries(&groups)
+            .filter(|e| e.2.contains(&name) && e.1 != gid)
+            .map(|e| e.1)
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok((uid, gid, extra))
+}
+
+struct PasswdEntry<'a> {
+    name: &'a str,
+    uid: u32,
+    gid: u32,
+}
+
+fn passwd_entries(text: &str) -> impl Iterator<Item = PasswdEntry<'_>> {
+    text.lines().filter_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() < 4 {
+            return None;
+        }
+        Some(PasswdEntry {
+            name: f[0],
+            uid: f[2].parse().ok()?,
+            gid: f[3].parse().ok()?,
+        })
+    })
+}
+
+fn group_entries(text: &str) -> impl Iterator<Item = (&str, u32, Vec<&str>)> {
+    text.lines().filter_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() < 3 {
+            return None;
+        }
+        let members = f.get(3).map_or_else(Vec::new, |m| {
+            m.split(',').filter(|s| !s.is_empty()).collect()
+        });
+        Some((f[0], f[2].parse().ok()?, members))
+    })
+}
+
+/// Reads a small file inside `root`, resolving symlinks as if `root` were `/` (openat2
+/// RESOLVE_IN_ROOT), so a hostile image cannot make us read a host file.
+fn read_in_root(root: &Path, rel: &str) -> std::io::Result<String> {
+    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+    let dir = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let fd = openat2(
+        &dir,
+        rel,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )?;
+    let mut s = String::new();
+    std::fs::File::from(fd)
+        .take(1 << 20)
+        .read_to_string(&mut s)?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn rootfs() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("etc")).unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("etc/group"),
+            "root:x:0:\nwww:x:33:\nextra:x:500:www\n",
+        )
+        .unwrap();
+        d
+    }
+
+    fn config(json: &str) -> ImageConfiguration {
+        serde_json::from_str(&format!(
+            r#"{{"architecture":"amd64","os":"linux","config":{json},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn users_resolve_by_name_and_number() {
+        let r = rootfs();
+        assert_eq!(resolve_user(r.path(), "").unwrap(), (0, 0, vec![]));
+        assert_eq!(resolve_user(r.path(), "www").unwrap(), (33, 33, vec![500]));
+        assert_eq!(
+            resolve_user(r.path(), "1000:1000").unwrap(),
+            (1000, 1000, vec![])
+        );
+        assert_eq!(resolve_user(r.path(), "www:extra").unwrap().1, 500);
+        let e = resolve_user(r.path(), "nobody-here").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unable to find user nobody-here: no matching entries in passwd file"
+        );
+    }
+
+    #[test]
+    fn passwd_symlink_cannot_leave_the_rootfs() {
+        let r = tempfile::tempdir().unwrap();
+        std::fs::create_dir(r.path().join("etc")).unwrap();
+        // Resolved inside the rootfs the link names <rootfs>/etc/shadow, which does not exist;
+        // a plain open would have read the host's /etc/shadow.
+        std::os::unix::fs::symlink("/../../../../etc/shadow", r.path().join("etc/passwd")).unwrap();
+        assert!(resolve_user(r.path(), "root").is_err());
+    }
+
+    #[test]
+    fn spec_follows_docker_rules() {
+        let r = rootfs();
+        let cfg = config(
+            r#"{"Entrypoint":["/bin/sh","-c"],"Cmd":["echo hi"],"Env":["PATH=/bin","A=1"],"WorkingDir":"/srv","User":"www"}"#,
+        );
+        let spec = spec_from_image(&cfg, r.path(), &RunOptions::default()).unwrap();
+        let p = spec.process().as_ref().unwrap();
+        assert_eq!(p.args().as_ref().unwrap(), &["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(
+            p.env().as_ref().unwrap(),
+            &["PATH=/bin", "A=1", "HOSTNAME=container"]
+        );
+        assert_eq!(p.cwd(), &PathBuf::from("/srv"));
+        assert_eq!(p.user().uid(), 33);
+        assert_eq!(p.no_new_privileges(), Some(false));
+
+        let opts = RunOptions {
+            args: vec!["date".into()],
+            env: vec!["A=2".into()],
+            network: Network::Host,
+            ..Default::default()
+        };
+        let spec = spec_from_image(&cfg, r.path(), &opts).unwrap();
+        let p = spec.process().as_ref().unwrap();
+        assert_eq!(p.args().as_ref().unwrap(), &["/bin/sh", "-c", "date"]);
+        assert!(p.env().as_ref().unwrap().contains(&"A=2".to_owned()));
+        let ns = spec
+            .linux()
+            .as_ref()
+            .unwrap()
+            .namespaces()
+            .as_ref()
+            .unwrap();
+        assert!(ns.iter().all(|n| n.typ() != LinuxNamespaceType::Network));
+    }
+
+    #[test]
+    fn no_inheritable_or_ambient_and_none_effective_for_a_non_root_user() {
+        let r = rootfs();
+        let cfg = config(r#"{"Cmd":["id"]}"#);
+        for (user, root) in [("", true), ("65534:65534", false), ("www", false)] {
+            let opts = RunOptions {
+                user: Some(user.into()),
+                ..Default::default()
+            };
+            let spec = spec_from_image(&cfg, r.path(), &opts).unwrap();
+            let caps = spec
+                .process()
+                .as_ref()
+                .unwrap()
+                .capabilities()
+                .clone()
+                .unwrap();
+            let len = |s: &Option<Capabilities>| s.as_ref().map_or(0, |s| s.len());
+            assert_eq!(len(caps.inheritable()), 0, "{user}");
+            assert_eq!(len(caps.ambient()), 0, "{user}");
+            assert_eq!(len(caps.bounding()), 14, "{user}");
+            assert_eq!(len(caps.effective()), if root { 14 } else { 0 }, "{user}");
+            assert_eq!(len(caps.permitted()), if root { 14 } else { 0 }, "{user}");
+        }
+        let spec = spec_from_image(&cfg, r.path(), &RunOptions::default()).unwrap();
+        let devices = spec.linux().as_ref().unwrap().resources().as_ref().unwrap();
+        let rules = devices.devices().as_ref().unwrap();
+        assert!(
+            !rules[0].allow() && rules[0].typ().is_none(),
+            "deny all comes first"
+        );
+        assert!(rules.iter().any(|d| d.allow() && d.major() == Some(136)));
+    }
+
+    #[test]
+    fn capabilities_add_and_drop_as_docker() {
+        let set = capability_set(&["net_admin".into()], &["CAP_CHOWN".into()]).unwrap();
+        assert!(set.contains(&Capability::NetAdmin));
+        assert!(!set.contains(&Capability::Chown));
+        assert_eq!(set.len(), 14);
+        let set = capability_set(&["KILL".into()], &["ALL".into()]).unwrap();
+        assert_eq!(set.into_iter().collect::<Vec<_>>(), vec![Capability::Kill]);
+        assert_eq!(capability_set(&["ALL".into()], &[]).unwrap().len(), 41);
+        let e = capability_set(&["CAP_NOPE".into()], &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid spec: unknown capability \"CAP_NOPE\""
+        );
+    }
+
+    #[test]
+    fn mounts_limits_and_read_only_reach_the_spec() {
+        let r = rootfs();
+        let cfg = config(r#"{"Cmd":["id"]}"#);
+        let opts = RunOptions {
+            mounts: vec![
+                ExtraMount::parse_volume("/srv/data:/data:ro").unwrap(),
+                ExtraMount::parse_tmpfs("/tmp:size=1m").unwrap(),
+            ],
+            read_only: true,
+            memory: Some(64 << 20),
+            cpus: Some(1.5),
+            pids_limit: Some(50),
+            ..Default::default()
+        };
+        let spec = spec_from_image(&cfg, r.path(), &opts).unwrap();
+        assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(true));
+        let mounts = spec.mounts().as_ref().unwrap();
+        let data = mounts
+            .iter()
+            .find(|m| m.destination() == Path::new("/data"))
+            .unwrap();
+        assert!(data.options().as_ref().unwrap().contains(&"ro".to_owned()));
+        assert_eq!(
+            mounts
+                .iter()
+                .filter(|m| m.destination() == Path::new("/tmp"))
+                .count(),
+            1
+        );
+        let res = spec.linux().as_ref().unwrap().resources().clone().unwrap();
+        assert_eq!(res.memory().as_ref().unwrap().limit(), Some(64 << 20));
+        assert_eq!(res.cpu().as_ref().unwrap().quota(), Some(150_000));
+        assert_eq!(res.pids().as_ref().unwrap().limit(), 50);
+
+        for bad in ["data:/data", "/data:rel", "/a:/b:rw:x", "/a:/b:bogus"] {
+            assert!(ExtraMount::parse_volume(bad).is_err(), "{bad}");
+        }
+        let low = RunOptions {
+            memory: Some(1024),
+            ..Default::default()
+        };
+        assert!(spec_from_image(&cfg, r.path(), &low).is_err());
+    }
+}

@@ -1,0 +1,584 @@
+//! Container logs in the CRI format, written by the [monitor](crate::monitor) and read back
+//! for `logs`.
+//!
+//! One record per line: `TIMESTAMP STREAM TAG CONTENT`, where TIMESTAMP is RFC 3339 with
+//! nanoseconds in UTC, STREAM is `stdout` or `stderr` and TAG is `F` for a record that ends a
+//! line (its newline is implied) or `P` for part of a line (more follows). This is what
+//! containerd, CRI-O's conmon and the kubelet use. It was chosen over docker's json-file
+//! because it keeps output byte for byte: json-file must store a JSON string, which cannot
+//! hold invalid UTF-8 (docker replaces it with U+FFFD), while a CRI record's content is the
+//! raw bytes up to the newline that ends it. Reading concatenates the records of a stream:
+//! partial lines, binary output and output without a final newline come back as they were
+//! written.
+//!
+//! Size cap: with `max_size`, a file that grows past it is renamed to `NAME.1` (older ones
+//! shift up to `NAME.{max_files - 1}`, the oldest dropped) and a new one begins, as docker's
+//! `--log-opt max-size=,max-file=`. A write that fails (a full disk) never blocks or stops
+//! the container: the output is dropped and counted, and the next record that can be written
+//! is preceded by one saying how many bytes were lost.
+
+use crate::error::{Error, Result};
+use std::fs::File;
+use std::io::{BufRead, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+/// Which output a record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output (and a terminal's output).
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl Stream {
+    fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Nanoseconds since the Unix epoch, now.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// `2026-12-01T12:00:00.123456789Z` for nanoseconds since the epoch.
+pub fn rfc3339(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ns % 1_000_000_000
+    )
+}
+
+/// Parses RFC 3339 (`2026-12-01T12:00:00Z`, fractions and `+hh:mm` offsets allowed) into
+/// nanoseconds since the epoch.
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut frac: u64 = 0;
+    if let Some(r) = rest.strip_prefix('.') {
+        let digits = r.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let mut f = r[..digits.min(9)].to_owned();
+        while f.len() < 9 {
+            f.push('0');
+        }
+        frac = f.parse().ok()?;
+        rest = &r[digits..];
+    }
+    let offset: i64 = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
+            let v =
+                o.get(1..3)?.parse::<i64>().ok()? * 3600 + o.get(4..6)?.parse::<i64>().ok()? * 60;
+            if o.starts_with('-') {
+                -v
+            } else {
+                v
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo, d);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
+    u64::try_from(secs)
+        .ok()?
+        .checked_mul(1_000_000_000)?
+        .checked_add(frac)
+}
+
+// Howard Hinnant's civil-date algorithms.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// How big logs may grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogLimits {
+    /// Rotate when the current file passes this many bytes (None: never).
+    pub max_size: Option<u64>,
+    /// How many files to keep, the current one included (at least 1).
+    pub max_files: u32,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        Self {
+            max_size: None,
+            max_files: 1,
+        }
+    }
+}
+
+/// Writes CRI records into a log file, rotating it.
+#[derive(Debug)]
+pub struct LogWriter {
+    path: PathBuf,
+    file: Option<File>,
+    size: u64,
+    limits: LogLimits,
+    dropped: u64,
+    line: Vec<u8>,
+}
+
+impl LogWriter {
+    /// Opens (appending) the log at `path`.
+    pub fn open(path: &Path, limits: LogLimits) -> Result<Self> {
+        let mut w = Self {
+            path: path.to_owned(),
+            file: None,
+            size: 0,
+            limits,
+            dropped: 0,
+            line: Vec::with_capacity(64 << 10),
+        };
+        w.reopen()?;
+        Ok(w)
+    }
+
+    fn reopen(&mut self) -> Result<()> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| Error::io("open", &self.path, e))?;
+        self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        self.file = Some(f);
+        Ok(())
+    }
+
+    fn rotated(&self, n: u32) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(format!(".{n}"));
+        PathBuf::from(p)
+    }
+
+    fn rotate(&mut self) {
+        self.file = None;
+        let keep = self.limits.max_files.max(1);
+        if keep == 1 {
+            let _ = std::fs::remove_file(&self.path);
+        } else {
+            let _ = std::fs::remove_file(self.rotated(keep - 1));
+            for n in (1..keep - 1).rev() {
+                let _ = std::fs::rename(self.rotated(n), self.rotated(n + 1));
+            }
+            let _ = std::fs::rename(&self.path, self.rotated(1));
+        }
+        if let Err(e) = self.reopen() {
+            tracing::warn!(error = %e, "reopening the container log");
+        }
+    }
+
+    /// Records `data` read from `stream`: every complete line as an `F` record, a trailing
+    /// partial line as a `P` record, so nothing waits for a newline.
+    pub fn write(&mut self, stream: Stream, data: &[u8]) {
+        let ts = rfc3339(now_ns());
+        self.line.clear();
+        if self.dropped > 0 {
+            let note = format!(
+                "{ts} stderr F [log truncated: {} bytes of output were lost, the log could not be written]\n",
+                self.dropped
+            );
+            self.line.extend_from_slice(note.as_bytes());
+        }
+        let mut rest = data;
+        while !rest.is_empty() {
+            let (chunk, tag, next) = match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => (&rest[..i], b'F', &rest[i + 1..]),
+                None => (rest, b'P', &rest[rest.len()..]),
+            };
+            self.line.extend_from_slice(ts.as_bytes());
+            self.line.push(b' ');
+            self.line.extend_from_slice(stream.name().as_bytes());
+            self.line.push(b' ');
+            self.line.push(tag);
+            self.line.push(b' ');
+            self.line.extend_from_slice(chunk);
+            self.line.push(b'\n');
+            rest = next;
+        }
+        let ok = match &mut self.file {
+            Some(f) => f.write_all(&self.line).is_ok(),
+            None => false,
+        };
+        if ok {
+            self.dropped = 0;
+            self.size += self.line.len() as u64;
+            if self.limits.max_size.is_some_and(|m| self.size > m) {
+                self.rotate();
+            }
+        } else {
+            self.dropped += data.len() as u64;
+            if self.file.is_none() {
+                let _ = self.reopen();
+            }
+        }
+    }
+}
+
+/// What `logs` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    /// Only records at or after this time (nanoseconds since the epoch).
+    pub since: Option<u64>,
+    /// Only records before this time.
+    pub until: Option<u64>,
+    /// Only the last N lines.
+    pub tail: Option<usize>,
+    /// Prefix each line with its timestamp.
+    pub timestamps: bool,
+}
+
+/// One record, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Nanoseconds since the epoch.
+    pub time: u64,
+    /// The stream.
+    pub stream: Stream,
+    /// Whether it ends a line.
+    pub full: bool,
+    /// The bytes (without the implied newline).
+    pub content: Vec<u8>,
+}
+
+/// Parses one CRI record (without its newline).
+pub fn parse_record(line: &[u8]) -> Option<Record> {
+    let mut parts = line.splitn(4, |&b| b == b' ');
+    let ts = std::str::from_utf8(parts.next()?).ok()?;
+    let stream = match parts.next()? {
+        b"stdout" => Stream::Stdout,
+        b"stderr" => Stream::Stderr,
+        _ => return None,
+    };
+    let full = match parts.next()? {
+        b"F" => true,
+        b"P" => false,
+        _ => return None,
+    };
+    Some(Record {
+        time: parse_rfc3339(ts)?,
+        stream,
+        full,
+        content: parts.next().unwrap_or_default().to_vec(),
+    })
+}
+
+/// The log files of `path`, oldest first (rotated ones, then the current one).
+pub fn log_files(path: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for n in (1..1000).rev() {
+        let mut p = path.to_path_buf().into_os_string();
+        p.push(format!(".{n}"));
+        let p = PathBuf::from(p);
+        if p.exists() {
+            files.push(p);
+        }
+    }
+    files.push(path.to_path_buf());
+    files
+}
+
+/// Emits the records of the log at `path` that `query` selects to `out(stream, bytes)`, as
+/// `logs` prints them (lines rebuilt from partial records, optional timestamps). Returns the
+/// position reached in the current file, for [`follow`].
+pub fn read(
+    path: &Path,
+    query: &LogQuery,
+    out: &mut dyn FnMut(Stream, &[u8]) -> std::io::Result<()>,
+) -> Result<(u64, u64)> {
+    // Lines (as record groups) are counted for --tail in one pass that keeps only N.
+    let mut kept: std::collections::VecDeque<Vec<Record>> = std::collections::VecDeque::new();
+    let mut pending: [Vec<Record>; 2] = [Vec::new(), Vec::new()];
+    let mut pos = (0, 0);
+    let limit = query.tail;
+    for file in log_files(path) {
+        let f = match File::open(&file) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("open", &file, e)),
+        };
+        let ino = std::os::unix::fs::MetadataExt::ino(
+            &f.metadata().map_err(|e| Error::io("stat", &file, e))?,
+        );
+        let mut r = std::io::BufReader::new(f);
+        let mut line = Vec::new();
+        let mut offset = 0u64;
+        loop {
+            line.clear();
+            let n = r
+                .read_until(b'\n', &mut line)
+                .map_err(|e| Error::io("read", &file, e))?;
+            if n == 0 || line.last() != Some(&b'\n') {
+                break;
+            }
+            offset += n as u64;
+            line.pop();
+            let Some(rec) = parse_record(&line) else {
+                continue;
+            };
+            if query.since.is_some_and(|s| rec.time < s)
+                || query.until.is_some_and(|u| rec.time >= u)
+            {
+                continue;
+            }
+            let i = usize::from(rec.stream == Stream::Stderr);
+            let full = rec.full;
+            pending[i].push(rec);
+            if full {
+                kept.push_back(std::mem::take(&mut pending[i]));
+                if limit.is_some_and(|n| kept.len() > n) {
+                    kept.pop_front();
+                }
+            }
+        }
+        pos = (ino, offset);
+    }
+    for group in kept
+        .into_iter()
+        .chain(pending.into_iter().filter(|p| !p.is_empty()))
+    {
+        emit(&group, query.timestamps, out).map_err(|e| Error::io("write", "log output", e))?;
+    }
+    Ok(pos)
+}
+
+fn emit(
+    group: &[Record],
+    timestamps: bool,
+    out: &mut dyn FnMut(Stream, &[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let Some(first) = group.first() else {
+        return Ok(());
+    };
+    let mut buf = Vec::new();
+    if timestamps {
+        buf.extend_from_slice(rfc3339(first.time).as_bytes());
+        buf.push(b' ');
+    }
+    for r in group {
+        buf.extend_from_slice(&r.content);
+        if r.full {
+            buf.push(b'\n');
+        }
+    }
+    out(first.stream, &buf)
+}
+
+/// Follows the log at `path` from `pos` (what [`read`] returned) until `done()` says the
+/// container has ended and everything written has been read, emitting new records as they
+/// come (each as it is, partial ones included) and going on into a new file after a rotation.
+pub fn follow(
+    path: &Path,
+    mut pos: (u64, u64),
+    timestamps: bool,
+    done: &mut dyn FnMut() -> bool,
+    out: &mut dyn FnMut(Stream, &[u8]) -> std::io::Result<()>,
+) -> Result<()> {
+    let mut buf = Vec::new();
+    let mut at_line_start = [true, true];
+    loop {
+        let finished = done();
+        if let Ok(mut f) = File::open(path) {
+            let ino = f
+                .metadata()
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .unwrap_or(0);
+            if ino != pos.0 {
+                pos = (ino, 0);
+            }
+            if f.seek(std::io::SeekFrom::Start(pos.1)).is_ok() {
+                buf.clear();
+                let _ = f.read_to_end(&mut buf);
+                let complete = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                for line in buf[..complete]
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                {
+                    if let Some(rec) = parse_record(line) {
+                        let i = usize::from(rec.stream == Stream::Stderr);
+                        let mut bytes = Vec::new();
+                        if timestamps && at_line_start[i] {
+                            bytes.extend_from_slice(rfc3339(rec.time).as_bytes());
+                            bytes.push(b' ');
+                        }
+                        bytes.extend_from_slice(&rec.content);
+                        if rec.full {
+                            bytes.push(b'\n');
+                        }
+                        at_line_start[i] = rec.full;
+                        out(rec.stream, &bytes).map_err(|e| Error::io("write", "log output", e))?;
+                    }
+                }
+                pos.1 += complete as u64;
+            }
+        }
+        if finished {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn times_round_trip() {
+        for ns in [0u64, 1_764_590_400_123_456_789, 951_782_400_000_000_000] {
+            assert_eq!(parse_rfc3339(&rfc3339(ns)), Some(ns), "{}", rfc3339(ns));
+        }
+        assert_eq!(
+            rfc3339(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000000000Z"
+        );
+        assert_eq!(
+            parse_rfc3339("2000-02-29T01:00:00+01:00"),
+            Some(951_782_400_000_000_000)
+        );
+        for bad in [
+            "2000-13-01T00:00:00Z",
+            "yesterday",
+            "2000-01-01T00:00:00",
+            "2000-01-01T00:00:00.Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    fn collect(path: &Path, q: &LogQuery) -> (Vec<u8>, Vec<u8>) {
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        read(path, q, &mut |s, b| {
+            match s {
+                Stream::Stdout => o.extend_from_slice(b),
+                Stream::Stderr => e.extend_from_slice(b),
+            }
+            Ok(())
+        })
+        .unwrap();
+        (o, e)
+    }
+
+    #[test]
+    fn partial_lines_binary_and_streams_come_back_intact() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ctr.log");
+        let mut w = LogWriter::open(&p, LogLimits::default()).unwrap();
+        let binary: Vec<u8> = (0u8..=255).filter(|&b| b != b'\n').collect();
+        w.write(Stream::Stdout, b"one\ntw");
+        w.write(Stream::Stderr, b"err\n");
+        w.write(Stream::Stdout, b"o\n");
+        w.write(Stream::Stdout, &binary);
+        w.write(Stream::Stdout, b"\nno newline at the end");
+        let (o, e) = collect(&p, &LogQuery::default());
+        let mut want = b"one\ntwo\n".to_vec();
+        want.extend_from_slice(&binary);
+        want.extend_from_slice(b"\nno newline at the end");
+        assert_eq!(o, want);
+        assert_eq!(e, b"err\n");
+        let (o, _) = collect(
+            &p,
+            &LogQuery {
+                tail: Some(1),
+                ..Default::default()
+            },
+        );
+        // The last line of each stream's output: the unfinished one.
+        assert_eq!(o, b"no newline at the end");
+    }
+
+    #[test]
+    fn rotation_keeps_max_files_and_reads_across_them() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ctr.log");
+        let limits = LogLimits {
+            max_size: Some(200),
+            max_files: 3,
+        };
+        let mut w = LogWriter::open(&p, limits).unwrap();
+        for i in 0..100 {
+            w.write(Stream::Stdout, format!("line {i}\n").as_bytes());
+        }
+        let files: Vec<_> = log_files(&p).into_iter().filter(|f| f.exists()).collect();
+        assert_eq!(files.len(), 3, "{files:?}");
+        let total: u64 = files
+            .iter()
+            .map(|f| std::fs::metadata(f).unwrap().len())
+            .sum();
+        assert!(total < 3 * 300, "{total}");
+        let (o, _) = collect(&p, &LogQuery::default());
+        let text = String::from_utf8(o).unwrap();
+        assert!(text.ends_with("line 99\n"), "{text}");
+        let first: usize = text.lines().next().unwrap()[5..].parse().unwrap();
+        let want: String = (first..100).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(text, want, "kept lines are consecutive and whole");
+    }
+
+    #[test]
+    fn a_failed_write_is_counted_and_reported() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ctr.log");
+        let mut w = LogWriter::open(&p, LogLimits::default()).unwrap();
+        // /dev/full fails every write with ENOSPC, as a full disk does.
+        w.file = Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        );
+        w.write(Stream::Stdout, b"lost\n");
+        assert_eq!(w.dropped, 5);
+        w.reopen().unwrap();
+        w.write(Stream::Stdout, b"kept\n");
+        let (o, e) = collect(&p, &LogQuery::default());
+        assert_eq!(o, b"kept\n");
+        assert!(String::from_utf8(e)
+            .unwrap()
+            .contains("5 bytes of output were lost"));
+    }
+}

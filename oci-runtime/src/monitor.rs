@@ -1,0 +1,988 @@
+//! The container monitor: what keeps a container's stdio, logs and exit status after the
+//! program that started it has gone (containerd's shim and podman's conmon sit here).
+//!
+//! [`Monitor::spawn`] starts one per container, detached: the calling program is executed
+//! again through `/proc/self/exe` (so the monitor runs the sealed view of [`crate::exe`]) with
+//! an environment variable that [`serve_if_requested`], called first thing in `main`, turns
+//! into the monitor's loop. That process makes a new session and forks once more (the double
+//! fork: it is nobody's child and has no terminal), becomes a child subreaper, and then:
+//!
+//! - creates and starts the container with its stdout and stderr on pipes (or a terminal,
+//!   whose master it holds), and its stdin on a pipe when asked;
+//! - writes every byte of output to the container's log ([`crate::logs`], CRI format) and to
+//!   attached clients ([`crate::attach`]), and feeds their input to stdin;
+//! - records the state, pid, start and finish times, exit code and restart count in
+//!   `status.json`, written to a temporary file and renamed, so another process always reads
+//!   a whole record ([`Monitor::status`]);
+//! - on exit, deletes the runtime state, restarts the container as its [`RestartPolicy`]
+//!   says (with docker's doubling back-off from 100 ms), and at the end runs the exit command
+//!   (`--rm` cleanup, like conmon's `--exit-command`) before it ends.
+//!
+//! It survives the program that started it exiting or being killed. A monitor that is itself
+//! killed is noticed by [`Monitor::status`]: its pid and start time no longer match, and the
+//! container's own runtime state (the init's pid with its start time) then says whether the
+//! container still runs, so a reused pid is never mistaken for it.
+//!
+//! The monitor is single-threaded and allocates nothing per byte of output beyond one read
+//! buffer and the log line, so its resident memory stays flat (see benches/RESULTS.md).
+//!
+//! Why a re-executed program and not a `fork` of the caller: the caller may be
+//! multi-threaded (tokio), and a forked copy of such a program may only make
+//! async-signal-safe calls until it executes something. A separate helper binary would have
+//! to be found and kept in step; the calling program is already there, already sealed.
+
+#![allow(unsafe_code)]
+
+use crate::attach::Frame;
+use crate::container::{proc_start_time, Container, ContainerBuilder};
+use crate::error::{Error, Result};
+use crate::logs::{now_ns, LogLimits, LogWriter, Stream};
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The environment variable that makes [`serve_if_requested`] run a monitor.
+const ENV: &str = "_OCI_RUNTIME_MONITOR";
+/// The descriptor on which a starting monitor reports to the program that spawned it.
+const READY_FD: i32 = 3;
+/// The attach socket's name in the monitor directory.
+pub const ATTACH_SOCKET: &str = "attach.sock";
+/// The log file's name in the monitor directory.
+pub const LOG_FILE: &str = "ctr.log";
+const CONFIG_FILE: &str = "monitor.json";
+const STATUS_FILE: &str = "status.json";
+const STOP_FILE: &str = "stop-requested";
+
+/// When a container is started again after it exits (docker's `--restart`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never.
+    #[default]
+    No,
+    /// When it exits with a code other than 0, at most `max` times (None: no limit).
+    OnFailure {
+        /// The most restarts.
+        max: Option<u32>,
+    },
+    /// Always, unless stopped with [`Monitor::stop`].
+    Always,
+    /// As `Always`; the difference (after a reboot) is the caller's to honour.
+    UnlessStopped,
+}
+
+impl std::str::FromStr for RestartPolicy {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::InvalidSpec(format!(
+                "invalid restart policy {s:?} (no, on-failure[:N], always, unless-stopped)"
+            ))
+        };
+        Ok(match s.split_once(':') {
+            None => match s {
+                "no" | "" => Self::No,
+                "on-failure" => Self::OnFailure { max: None },
+                "always" => Self::Always,
+                "unless-stopped" => Self::UnlessStopped,
+                _ => return Err(bad()),
+            },
+            Some(("on-failure", n)) => Self::OnFailure {
+                max: Some(n.parse().map_err(|_| bad())?),
+            },
+            Some(_) => return Err(bad()),
+        })
+    }
+}
+
+/// What a monitor runs and how.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MonitorConfig {
+    /// The container id (the runtime's).
+    pub id: String,
+    /// The runtime spec.
+    pub spec: Spec,
+    /// The bundle directory (relative paths in the spec are relative to it).
+    pub bundle: PathBuf,
+    /// The runtime's state root.
+    pub state_root: PathBuf,
+    /// The monitor's own directory (config, status, log, attach socket): created 0700.
+    pub dir: PathBuf,
+    /// The log's size cap.
+    pub log: LogLimits,
+    /// When to start the container again.
+    pub restart: RestartPolicy,
+    /// Run when the container has ended for good (argv; empty: nothing). `/proc/self/exe`
+    /// names the monitor's program, which is the program that spawned it.
+    pub exit_command: Vec<String>,
+    /// Give the container a stdin pipe fed by attached clients (`-i`), instead of /dev/null.
+    pub stdin: bool,
+    /// Start the process only once a client has attached, so it misses no output
+    /// (`run` in the foreground).
+    pub attach_first: bool,
+    /// Whether the spawning program accepted running unsealed ([`crate::exe::allow_unsealed`]).
+    #[serde(default)]
+    unsealed: bool,
+}
+
+impl MonitorConfig {
+    /// A monitor for container `id` with the defaults: no restart, no exit command, no
+    /// stdin, logs without a cap.
+    pub fn new(id: &str, spec: Spec, bundle: &Path, state_root: &Path, dir: &Path) -> Self {
+        Self {
+            id: id.to_owned(),
+            spec,
+            bundle: bundle.to_owned(),
+            state_root: state_root.to_owned(),
+            dir: dir.to_owned(),
+            log: LogLimits::default(),
+            restart: RestartPolicy::No,
+            exit_command: Vec::new(),
+            stdin: false,
+            attach_first: false,
+            unsealed: false,
+        }
+    }
+}
+
+/// Where a container is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Set up, not started.
+    Created,
+    /// Its process runs.
+    Running,
+    /// Exited, and will be started again.
+    Restarting,
+    /// Exited for good (or its monitor is gone and it no longer runs).
+    Exited,
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            State::Created => "created",
+            State::Running => "running",
+            State::Restarting => "restarting",
+            State::Exited => "exited",
+        })
+    }
+}
+
+/// What a monitor records, as [`Monitor::status`] reconciles it with the process table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MonitorStatus {
+    /// The state.
+    pub state: State,
+    /// The container's init (0 before it exists).
+    pub pid: i32,
+    /// The monitor's pid.
+    pub monitor_pid: i32,
+    monitor_start: u64,
+    /// When the process last started (nanoseconds since the epoch).
+    pub started_at: Option<u64>,
+    /// When it last ended.
+    pub finished_at: Option<u64>,
+    /// How it last ended: its exit code, 128 + n for signal n, 125 when it could not be
+    /// created or started, 255 when its monitor died and the code is lost.
+    pub exit_code: Option<i32>,
+    /// How often it was restarted.
+    pub restart_count: u32,
+    /// Why it could not be created or started.
+    pub error: Option<String>,
+    /// Whether the monitor still runs.
+    #[serde(skip)]
+    pub monitor_alive: bool,
+}
+
+/// A handle on a container's monitor (its directory).
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    dir: PathBuf,
+    id: String,
+    state_root: PathBuf,
+}
+
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &path, e))
+}
+
+fn alive(pid: i32, start: u64) -> bool {
+    pid > 0 && proc_start_time(pid).is_some_and(|(s, st)| s == start && st != 'Z' && st != 'X')
+}
+
+impl Monitor {
+    /// Starts a detached monitor for `cfg` and returns once the container's process has
+    /// started (or, with `attach_first`, once it is created and waits for a client): the
+    /// handle and the init's pid. Fails with the container's creation error when it could
+    /// not be created or started.
+    pub fn spawn(mut cfg: MonitorConfig) -> Result<(Monitor, i32)> {
+        crate::exe::check()?;
+        crate::container::validate_id(&cfg.id)?;
+        cfg.unsealed = !crate::exe::is_sealed();
+        create_private_dir(&cfg.dir)?;
+        let bytes = serde_json::to_vec(&cfg).map_err(|e| Error::State {
+            path: cfg.dir.join(CONFIG_FILE),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&cfg.dir, CONFIG_FILE, &bytes)?;
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| Error::io("pipe", &cfg.dir, e))?;
+        let errlog = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(cfg.dir.join("monitor.err"))
+            .map_err(|e| Error::io("open", cfg.dir.join("monitor.err"), e))?;
+        let mut cmd = std::process::Command::new("/proc/self/exe");
+        std::os::unix::process::CommandExt::arg0(&mut cmd, "oci-monitor");
+        cmd.arg(&cfg.id)
+            .env(ENV, &cfg.dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(errlog);
+        let w_raw = w.as_raw_fd();
+        // SAFETY: between fork and exec the closure makes only async-signal-safe calls
+        // (dup2, fcntl, setsid) on descriptors that are open in the child.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                if libc::dup2(w_raw, READY_FD) < 0
+                    || libc::fcntl(READY_FD, libc::F_SETFD, 0) < 0
+                    || libc::setsid() < 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut first = cmd
+            .spawn()
+            .map_err(|e| Error::io("spawn", "the monitor (/proc/self/exe)", e))?;
+        drop(w);
+        // The first stage forks the monitor and exits at once.
+        let _ = first.wait();
+        let mut report = String::new();
+        std::fs::File::from(r)
+            .take(1 << 16)
+            .read_to_string(&mut report)
+            .map_err(|e| Error::io("read", "the monitor's report", e))?;
+        let m = Monitor {
+            dir: cfg.dir.clone(),
+            id: cfg.id.clone(),
+            state_root: cfg.state_root.clone(),
+        };
+        match serde_json::from_str::<Ready>(report.trim()) {
+            Ok(Ready { pid: Some(pid), .. }) => Ok((m, pid)),
+            Ok(Ready { error: Some(e), .. }) => Err(Error::Monitor {
+                id: cfg.id,
+                reason: e,
+            }),
+            _ => Err(Error::Monitor {
+                id: cfg.id,
+                reason: format!(
+                    "the monitor ended without reporting (see {})",
+                    cfg.dir.join("monitor.err").display()
+                ),
+            }),
+        }
+    }
+
+    /// The monitor of the container whose monitor directory is `dir`.
+    pub fn open(dir: &Path) -> Result<Monitor> {
+        let path = dir.join(CONFIG_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+        let cfg: MonitorConfig = serde_json::from_slice(&bytes).map_err(|e| Error::State {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(Monitor {
+            dir: dir.to_owned(),
+            id: cfg.id,
+            state_root: cfg.state_root,
+        })
+    }
+
+    /// The monitor's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The container's log file (rotated ones are `ctr.log.1`, ...).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(LOG_FILE)
+    }
+
+    /// The status, reconciled with the process table: when the monitor is gone, the
+    /// container runs only if its init (by pid and start time) still does.
+    pub fn status(&self) -> Result<MonitorStatus> {
+        let path = self.dir.join(STATUS_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+        let mut s: MonitorStatus = serde_json::from_slice(&bytes).map_err(|e| Error::State {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        s.monitor_alive = alive(s.monitor_pid, s.monitor_start);
+        if !s.monitor_alive && s.state != State::Exited {
+            let runs = Container::load(&self.state_root, &self.id)
+                .is_ok_and(|c| c.status() == crate::Status::Running);
+            if !runs {
+                s.state = State::Exited;
+                s.exit_code.get_or_insert(255);
+                s.finished_at.get_or_insert_with(now_ns);
+            }
+        }
+        Ok(s)
+    }
+
+    /// The runtime's view of the container, while it exists.
+    pub fn container(&self) -> Result<Container> {
+        Container::load(&self.state_root, &self.id)
+    }
+
+    /// Sends `signal` to the container's init.
+    pub fn kill(&self, signal: i32) -> Result<()> {
+        self.container()?.kill(signal)
+    }
+
+    /// Stops the container: no restart follows; `signal` to its init, then SIGKILL to all
+    /// its processes after `timeout`. Returns the status once it has exited.
+    pub fn stop(&self, signal: i32, timeout: Duration) -> Result<MonitorStatus> {
+        write_atomic(&self.dir, STOP_FILE, b"")?;
+        if let Ok(c) = self.container() {
+            if c.status() != crate::Status::Stopped {
+                let _ = c.kill(signal);
+                let deadline = Instant::now() + timeout;
+                while Instant::now() < deadline && c.status() != crate::Status::Stopped {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                if c.status() != crate::Status::Stopped {
+                    let _ = c.kill_all(libc::SIGKILL);
+                    let _ = c.kill(libc::SIGKILL);
+                }
+            }
+        }
+        self.wait_exited(Duration::from_secs(30))
+    }
+
+    /// Waits until the container has exited for good (not restarting), its monitor has
+    /// recorded it (or is gone), and returns the status.
+    pub fn wait_exited(&self, timeout: Duration) -> Result<MonitorStatus> {
+        let deadline = Instant::now() + timeout;
+        let mut delay = Duration::from_millis(2);
+        loop {
+            let s = self.status()?;
+            if s.state == State::Exited || Instant::now() > deadline {
+                return Ok(s);
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether a stop was asked for since the container last started.
+    pub fn stop_requested(&self) -> bool {
+        self.dir.join(STOP_FILE).exists()
+    }
+
+    /// Asks the monitor of a stopped container whose monitor is gone to go again: clears
+    /// the stop request, so a new monitor with this directory restarts as its policy says.
+    pub fn clear_stop(&self) {
+        let _ = std::fs::remove_file(self.dir.join(STOP_FILE));
+    }
+
+    /// Connects to the monitor's attach socket.
+    pub fn attach(&self) -> Result<crate::attach::Attach> {
+        crate::attach::Attach::connect(&self.dir)
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(dir)
+    {
+        Ok(()) => Ok(()),
+        Err(e) => Err(Error::io("mkdir", dir, e)),
+    }
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Ready {
+    pid: Option<i32>,
+    error: Option<String>,
+}
+
+/// Runs the monitor loop and exits when this process was started by [`Monitor::spawn`];
+/// returns at once otherwise. Call it first in `main` (before [`crate::exe::reexec_sealed`]
+/// and before any thread starts) in every program that spawns monitors.
+pub fn serve_if_requested() {
+    let Some(dir) = std::env::var_os(ENV) else {
+        return;
+    };
+    // SAFETY: called first in main, while the process has one thread.
+    unsafe { std::env::remove_var(ENV) };
+    // The double fork's second half: the first stage exits, the monitor is nobody's child.
+    // SAFETY: fork in a single-threaded process; the parent only calls _exit.
+    match unsafe { libc::fork() } {
+        0 => {}
+        -1 => std::process::exit(125),
+        _ => unsafe { libc::_exit(0) },
+    }
+    // SAFETY: READY_FD was put there by Monitor::spawn for this process alone.
+    let ready = unsafe { OwnedFd::from_raw_fd(READY_FD) };
+    let _ = rustix::io::fcntl_setfd(&ready, rustix::io::FdFlags::CLOEXEC);
+    // SAFETY: ignoring SIGPIPE: a client that goes away is an EPIPE, not our death.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let code = match Serve::new(Path::new(&dir), ready) {
+        Ok(mut s) => s.run(),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "oci-monitor: {e}");
+            125
+        }
+    };
+    std::process::exit(code);
+}
+
+struct Client {
+    sock: UnixStream,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+}
+
+/// A client that does not read falls behind; past this much queued output it is dropped
+/// (the log keeps everything), so it can never stall the container.
+const CLIENT_BACKLOG: usize = 8 << 20;
+
+struct Serve {
+    cfg: MonitorConfig,
+    ready: Option<OwnedFd>,
+    status: MonitorStatus,
+    log: LogWriter,
+    listener: UnixListener,
+    clients: Vec<Client>,
+    stdin: Option<OwnedFd>,
+    terminal: Option<OwnedFd>,
+}
+
+impl Serve {
+    fn new(dir: &Path, ready: OwnedFd) -> Result<Self> {
+        let path = dir.join(CONFIG_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+        let cfg: MonitorConfig = serde_json::from_slice(&bytes).map_err(|e| Error::State {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if cfg.unsealed {
+            crate::exe::allow_unsealed();
+        }
+        let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+        let _ = std::fs::remove_file(dir.join(STOP_FILE));
+        let d = std::fs::File::open(dir).map_err(|e| Error::io("open", dir, e))?;
+        let _ = std::fs::remove_file(dir.join(ATTACH_SOCKET));
+        let addr = format!("/proc/self/fd/{}/{ATTACH_SOCKET}", d.as_raw_fd());
+        let listener =
+            UnixListener::bind(&addr).map_err(|e| Error::io("bind", dir.join(ATTACH_SOCKET), e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("fcntl", dir.join(ATTACH_SOCKET), e))?;
+        let log = LogWriter::open(&dir.join(LOG_FILE), cfg.log)?;
+        let me = rustix::process::getpid().as_raw_nonzero().get();
+        let status = MonitorStatus {
+            state: State::Created,
+            pid: 0,
+            monitor_pid: me,
+            monitor_start: proc_start_time(me).map_or(0, |s| s.0),
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            restart_count: 0,
+            error: None,
+            monitor_alive: true,
+        };
+        Ok(Self {
+            cfg,
+            ready: Some(ready),
+            status,
+            log,
+            listener,
+            clients: Vec::new(),
+            stdin: None,
+            terminal: None,
+        })
+    }
+
+    fn save(&self) {
+        if let Ok(b) = serde_json::to_vec(&self.status) {
+            if let Err(e) = write_atomic(&self.cfg.dir, STATUS_FILE, &b) {
+                let _ = writeln!(std::io::stderr(), "oci-monitor: {e}");
+            }
+        }
+    }
+
+    fn report(&mut self, r: &Ready) {
+        if let Some(fd) = self.ready.take() {
+            let line = serde_json::to_string(r).unwrap_or_default();
+            let _ = rustix::io::write(&fd, line.as_bytes());
+        }
+    }
+
+    /// The whole life: runs, restarts, the exit command. Returns the monitor's exit code.
+    fn run(&mut self) -> i32 {
+        self.save();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let code = match self.once() {
+                Ok(code) => code,
+                Err(e) => {
+                    let msg = e.to_string();
+                    self.status.error = Some(msg.clone());
+                    self.broadcast(&Frame::Error(msg.clone()));
+                    self.report(&Ready {
+                        pid: None,
+                        error: Some(msg),
+                    });
+                    125
+                }
+            };
+            self.status.exit_code = Some(code);
+            self.status.finished_at = Some(now_ns());
+            self.status.pid = 0;
+            let again = !self.cfg.dir.join(STOP_FILE).exists()
+                && self.status.error.is_none()
+                && match self.cfg.restart {
+                    RestartPolicy::No => false,
+                    RestartPolicy::OnFailure { max } => {
+                        code != 0 && max.is_none_or(|m| self.status.restart_count < m)
+                    }
+                    RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+                };
+            self.broadcast(&Frame::Exit(code));
+            if !again {
+                self.status.state = State::Exited;
+                self.save();
+                break;
+            }
+            self.status.state = State::Restarting;
+            self.save();
+            self.flush_clients(Instant::now() + delay);
+            // A container that ran for 10 s resets the back-off, as docker's does.
+            let ran = self
+                .status
+                .started_at
+                .map_or(0, |s| now_ns().saturating_sub(s));
+            delay = if ran > 10_000_000_000 {
+                Duration::from_millis(100)
+            } else {
+                (delay * 2).min(Duration::from_secs(60))
+            };
+            self.status.restart_count += 1;
+        }
+        self.flush_clients(Instant::now() + Duration::from_secs(2));
+        self.clients.clear();
+        let _ = std::fs::remove_file(self.cfg.dir.join(ATTACH_SOCKET));
+        if let Some((prog, args)) = self.cfg.exit_command.split_first() {
+            let _ = std::process::Command::new(prog)
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .status();
+        }
+        0
+    }
+
+    /// One run of the container: create, start, relay until it exits; its exit code.
+    fn once(&mut self) -> Result<i32> {
+        let cfg = &self.cfg;
+        let terminal = cfg
+            .spec
+            .process()
+            .as_ref()
+            .is_some_and(|p| p.terminal().unwrap_or(false));
+        let mut b = ContainerBuilder::new(&cfg.id, cfg.spec.clone(), &cfg.bundle)
+            .state_root(&cfg.state_root);
+        let mut outputs: Vec<(OwnedFd, Stream)> = Vec::new();
+        let mut console = None;
+        if terminal {
+            let (a, z) = rustix::net::socketpair(
+                rustix::net::AddressFamily::UNIX,
+                rustix::net::SocketType::STREAM,
+                rustix::net::SocketFlags::CLOEXEC,
+                None,
+            )
+            .map_err(|e| Error::io("socketpair", &cfg.dir, e))?;
+            b = b.console_stream(z);
+            console = Some(a);
+        } else {
+            let pipe = || {
+                rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                    .map_err(|e| Error::io("pipe", &self.cfg.dir, e))
+            };
+            let (or, ow) = pipe()?;
+            let (er, ew) = pipe()?;
+            b = b.stdout(ow).stderr(ew);
+            outputs.push((or, Stream::Stdout));
+            outputs.push((er, Stream::Stderr));
+            if cfg.stdin {
+                let (ir, iw) = pipe()?;
+                b = b.stdin(ir);
+                self.stdin = Some(iw);
+            } else {
+                let null = rustix::fs::open(
+                    "/dev/null",
+                    rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )
+                .map_err(|e| Error::io("open", "/dev/null", e))?;
+                b = b.stdin(null);
+            }
+        }
+        let mut c = b.create()?;
+        if let Some(sock) = console {
+            let master = recv_fd(&sock)?;
+            let dup = rustix::io::fcntl_dupfd_cloexec(&master, 3)
+                .map_err(|e| Error::io("dup", "the terminal", e))?;
+            outputs.push((dup, Stream::Stdout));
+            if cfg.stdin {
+                self.stdin = Some(
+                    rustix::io::fcntl_dupfd_cloexec(&master, 3)
+                        .map_err(|e| Error::io("dup", "the terminal", e))?,
+                );
+            }
+            self.terminal = Some(master);
+        }
+        let first = self.ready.is_some();
+        if first && self.cfg.attach_first {
+            self.report(&Ready {
+                pid: Some(c.pid()),
+                error: None,
+            });
+            self.wait_for_client(Duration::from_secs(60));
+        }
+        if let Err(e) = c.start() {
+            let _ = Container::load(&self.cfg.state_root, &self.cfg.id).map(|c| c.delete(true));
+            return Err(e);
+        }
+        self.status.state = State::Running;
+        self.status.pid = c.pid();
+        self.status.started_at = Some(now_ns());
+        self.status.error = None;
+        self.save();
+        self.report(&Ready {
+            pid: Some(c.pid()),
+            error: None,
+        });
+        let code = self.relay(&mut outputs, c.pid());
+        self.stdin = None;
+        self.terminal = None;
+        let _ = c.delete(true);
+        Ok(code)
+    }
+
+    fn wait_for_client(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.clients.is_empty() && Instant::now() < deadline {
+            let mut fds = [rustix::event::PollFd::new(
+                &self.listener,
+                rustix::event::PollFlags::IN,
+            )];
+            let _ = rustix::event::poll(
+                &mut fds,
+                Some(&rustix::event::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 100_000_000,
+                }),
+            );
+            self.accept();
+        }
+    }
+
+    fn accept(&mut self) {
+        while let Ok((sock, _)) = self.listener.accept() {
+            if sock.set_nonblocking(true).is_ok() {
+                self.clients.push(Client {
+                    sock,
+                    inbuf: Vec::new(),
+                    outbuf: Vec::new(),
+                });
+            }
+        }
+    }
+
+    fn broadcast(&mut self, f: &Frame) {
+        let bytes = f.encode();
+        for c in &mut self.clients {
+            c.outbuf.extend_from_slice(&bytes);
+        }
+        self.clients.retain(|c| c.outbuf.len() <= CLIENT_BACKLOG);
+        for c in &mut self.clients {
+            flush(c);
+        }
+    }
+
+    fn flush_clients(&mut self, until: Instant) {
+        while Instant::now() < until && self.clients.iter().any(|c| !c.outbuf.is_empty()) {
+            for c in &mut self.clients {
+                if !flush(c) {
+                    c.outbuf.clear();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Relays output and input until the init has exited and the outputs are closed (or a
+    /// second has passed since the exit: a process that escaped with the pipe holds it open).
+    fn relay(&mut self, outputs: &mut Vec<(OwnedFd, Stream)>, pid: i32) -> i32 {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let pidfd = rustix::process::Pid::from_raw(pid).and_then(|p| {
+            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+        });
+        let mut code = None;
+        let mut exited_at: Option<Instant> = None;
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            if code.is_some()
+                && (outputs.is_empty()
+                    || exited_at.is_some_and(|t| t.elapsed() > Duration::from_secs(1)))
+            {
+                break;
+            }
+            let mut fds: Vec<PollFd<'_>> = Vec::new();
+            for (fd, _) in outputs.iter() {
+                fds.push(PollFd::new(fd, PollFlags::IN));
+            }
+            let n_out = fds.len();
+            fds.push(PollFd::new(&self.listener, PollFlags::IN));
+            for c in &self.clients {
+                let mut f = PollFlags::IN;
+                if !c.outbuf.is_empty() {
+                    f |= PollFlags::OUT;
+                }
+                fds.push(PollFd::new(&c.sock, f));
+            }
+            let pid_slot = match (&pidfd, code) {
+                (Some(p), None) => {
+                    fds.push(PollFd::new(p, PollFlags::IN));
+                    Some(fds.len() - 1)
+                }
+                _ => None,
+            };
+            let _ = poll(
+                &mut fds,
+                Some(&Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 250_000_000,
+                }),
+            );
+            let ready: Vec<PollFlags> = fds.iter().map(|f| f.revents()).collect();
+            drop(fds);
+            // Output first, so nothing is lost when the process ends right after writing.
+            let mut closed = Vec::new();
+            for (i, r) in ready.iter().take(n_out).enumerate() {
+                if r.is_empty() {
+                    continue;
+                }
+                let (fd, stream) = &outputs[i];
+                match rustix::io::read(fd, &mut buf) {
+                    Ok(0) | Err(rustix::io::Errno::IO) => closed.push(i),
+                    Ok(n) => {
+                        self.log.write(*stream, &buf[..n]);
+                        let f = match stream {
+                            Stream::Stdout => Frame::Stdout(buf[..n].to_vec()),
+                            Stream::Stderr => Frame::Stderr(buf[..n].to_vec()),
+                        };
+                        self.broadcast(&f);
+                    }
+                    Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
+                    Err(_) => closed.push(i),
+                }
+            }
+            for i in closed.into_iter().rev() {
+                outputs.remove(i);
+            }
+            if ready.get(n_out).is_some_and(|r| !r.is_empty()) {
+                self.accept();
+            }
+            let n_clients = ready.len() - n_out - 1 - usize::from(pid_slot.is_some());
+            let mut gone = Vec::new();
+            for i in 0..n_clients.min(self.clients.len()) {
+                let r = ready[n_out + 1 + i];
+                if r.intersects(PollFlags::OUT) && !flush(&mut self.clients[i]) {
+                    gone.push(i);
+                    continue;
+                }
+                if r.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR)
+                    && !self.client_input(i)
+                {
+                    gone.push(i);
+                }
+            }
+            gone.dedup();
+            for i in gone.into_iter().rev() {
+                self.clients.remove(i);
+            }
+            // Reap: the init (its code) and any orphan that was reparented to us.
+            while let Ok(Some((p, st))) =
+                rustix::process::waitpid(None, rustix::process::WaitOptions::NOHANG)
+            {
+                if p.as_raw_nonzero().get() == pid {
+                    code = st
+                        .exit_status()
+                        .or_else(|| st.terminating_signal().map(|s| 128 + s));
+                    exited_at = Some(Instant::now());
+                }
+            }
+            if let (Some(slot), None) = (pid_slot, code) {
+                if !ready[slot].is_empty() && code.is_none() && proc_start_time(pid).is_none() {
+                    code = Some(255);
+                    exited_at = Some(Instant::now());
+                }
+            }
+        }
+        code.unwrap_or(255)
+    }
+
+    /// Reads what client `i` sent; false when it is gone or misbehaves.
+    fn client_input(&mut self, i: usize) -> bool {
+        let mut chunk = [0u8; 16 << 10];
+        let c = &mut self.clients[i];
+        match c.sock.read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => c.inbuf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
+        loop {
+            let c = &mut self.clients[i];
+            match Frame::decode(&c.inbuf) {
+                Ok(Some((f, n))) => {
+                    c.inbuf.drain(..n);
+                    match f {
+                        Frame::Stdin(data) => {
+                            if let Some(w) = &self.stdin {
+                                // A blocking write: the container reads its stdin, or the
+                                // client that feeds it waits (as with a pipe).
+                                if write_all(w, &data).is_err() {
+                                    self.stdin = None;
+                                }
+                            }
+                        }
+                        Frame::CloseStdin => {
+                            if self.terminal.is_some() {
+                                // A terminal has no end of input: send ^D as a terminal would.
+                                if let Some(w) = &self.stdin {
+                                    let _ = write_all(w, &[4]);
+                                }
+                            } else {
+                                self.stdin = None;
+                            }
+                        }
+                        Frame::Resize(rows, cols) => {
+                            if let Some(t) = &self.terminal {
+                                let ws = rustix::termios::Winsize {
+                                    ws_row: rows,
+                                    ws_col: cols,
+                                    ws_xpixel: 0,
+                                    ws_ypixel: 0,
+                                };
+                                let _ = rustix::termios::tcsetwinsize(t, ws);
+                            }
+                        }
+                        _ => return false,
+                    }
+                }
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+fn write_all(fd: &OwnedFd, mut data: &[u8]) -> rustix::io::Result<()> {
+    while !data.is_empty() {
+        match rustix::io::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes what a client can take now; false when it is gone.
+fn flush(c: &mut Client) -> bool {
+    while !c.outbuf.is_empty() {
+        match c.sock.write(&c.outbuf) {
+            Ok(0) => return false,
+            Ok(n) => {
+                c.outbuf.drain(..n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Receives the terminal master the init sends on the console socket.
+fn recv_fd(sock: &OwnedFd) -> Result<OwnedFd> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut name = [0u8; 64];
+    rustix::net::recvmsg(
+        sock.as_fd(),
+        &mut [std::io::IoSliceMut::new(&mut name)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )
+    .map_err(|e| Error::io("recvmsg", "the console socket", e))?;
+    for msg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = msg {
+            if let Some(fd) = fds.next() {
+                return Ok(fd);
+            }
+        }
+    }
+    Err(Error::io(
+        "recvmsg",
+        "the console socket",
+        std::io::Error::other("no terminal was sent"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn restart_policies_parse_as_docker_spells_them() {
+        assert_eq!("no".parse::<RestartPolicy>().unwrap(), RestartPolicy::No);
+        assert_eq!(
+            "on-failure:2".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::OnFailure { max: Some(2) }
+        );
+        assert_eq!(
+            "on-failure".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::OnFailure { max: None }
+        );
+        assert_eq!(
+            "always".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::Always
+        );
+        for bad in ["sometimes", "on-failure:x", "always:2"] {
+            assert!(bad.parse::<RestartPolicy>().is_err(), "{bad}");
+        }
+    }
+}
