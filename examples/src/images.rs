@@ -214,10 +214,14 @@ impl Images {
                     .iter()
                     .find(|c| c.image == host || c.image == named)
                 {
+                    let name = crate::containers::Containers::open(data_dir)?
+                        .view(&c.id)
+                        .map(|v| v.config.name)
+                        .unwrap_or_default();
                     bail!(
-                        "conflict: unable to remove {}: container {} is using it (rm the container, or rmi -f)",
+                        "conflict: unable to remove {}: container {name} ({}) is using it (rm the container, or rmi -f)",
                         r.familiar(),
-                        c.id
+                        c.id.get(..12).unwrap_or(&c.id)
                     );
                 }
             }

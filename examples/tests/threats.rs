@@ -470,14 +470,20 @@ fn oci_archive_with_bare_tags_and_platforms_loads_what_is_there() {
 
 // Data loss and wrong results around a container's life.
 
+/// The names of the containers `ps -a` lists, after checking that each has a snapshot and
+/// no snapshot is left without a container.
 fn containers_left(s: &Store) -> Vec<String> {
-    std::fs::read_dir(s.data().join("snapshots/containers"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
+    let snapshots = std::fs::read_dir(s.data().join("snapshots/containers"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let names: Vec<String> = s
+        .ok(&["ps", "-a"])
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().last().map(str::to_owned))
+        .collect();
+    assert_eq!(snapshots, names.len(), "a snapshot per container");
+    names
 }
 
 fn mounts_under(dir: &Path) -> usize {
@@ -542,15 +548,27 @@ fn rm_of_a_running_container_is_refused_without_force() {
         .arg("-q")
         .arg("--data-dir")
         .arg(s.data())
-        .args(["run", "--name", "busy", "local/bb:1", "sh", "-c", "read x"])
+        .args([
+            "run",
+            "-i",
+            "--name",
+            "busy",
+            "local/bb:1",
+            "sh",
+            "-c",
+            "read x",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let state = s.data().join("run/busy/state.json");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !state.exists() {
+    while s
+        .oci(&["inspect", "--format", "{{.State.Status}}", "busy"])
+        .stdout
+        != b"running\n"
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "the container did not start"
@@ -591,7 +609,7 @@ fn rmi_keeps_what_a_container_uses() {
     let o = s.oci(&["rmi", "local/bb:1"]);
     assert_eq!(o.status.code(), Some(125));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("container user is using it"),
+        String::from_utf8_lossy(&o.stderr).contains("container user ("),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );

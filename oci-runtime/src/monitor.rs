@@ -831,8 +831,10 @@ impl Serve {
                 self.clients.remove(i);
             }
             // Reap: the init (its code) and any orphan that was reparented to us.
+            // Any child (wait(2), pid -1): a terminal's init has a session of its own, so
+            // waitpid(None), which is pid 0 (this process group), would not see it.
             while let Ok(Some((p, st))) =
-                rustix::process::waitpid(None, rustix::process::WaitOptions::NOHANG)
+                rustix::process::wait(rustix::process::WaitOptions::NOHANG)
             {
                 if p.as_raw_nonzero().get() == pid {
                     code = st
@@ -842,7 +844,8 @@ impl Serve {
                 }
             }
             if let (Some(slot), None) = (pid_slot, code) {
-                if !ready[slot].is_empty() && code.is_none() && proc_start_time(pid).is_none() {
+                // The pidfd says it exited, yet it was not ours to reap: its code is lost.
+                if !ready[slot].is_empty() {
                     code = Some(255);
                     exited_at = Some(Instant::now());
                 }

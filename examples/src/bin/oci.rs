@@ -34,8 +34,8 @@ struct Cli {
     /// Registries reached over plain HTTP (loopback registries always are).
     #[arg(long = "insecure-registry", global = true)]
     insecure: Vec<String>,
-    /// No progress bars.
-    #[arg(long, short, global = true)]
+    /// No progress bars (before the verb: `ps -q` and others have their own `-q`).
+    #[arg(long, short)]
     quiet: bool,
     #[command(subcommand)]
     verb: Verb,
@@ -115,8 +115,8 @@ enum Verb {
         #[arg(short, long)]
         all: bool,
         /// Only the ids.
-        #[arg(short, long)]
-        quiet: bool,
+        #[arg(short = 'q', long = "quiet")]
+        ids_only: bool,
         /// Full ids and commands.
         #[arg(long)]
         no_trunc: bool,
@@ -713,13 +713,13 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
     match v {
         Verb::Ps {
             all,
-            quiet,
+            ids_only,
             no_trunc,
             filter,
         } => {
             let rows = store.list()?;
             let rows = ctr::filter(rows, all, &filter)?;
-            if quiet {
+            if ids_only {
                 for r in rows {
                     let id = if no_trunc {
                         &r.config.id[..]

@@ -1,0 +1,597 @@
+//! Containers that outlive one command, through the `oci` command line with real
+//! containers: detached runs under a monitor, logs, stop, kill, restart policies, exec, a
+//! real pty, binds, names, `--rm` however the run ends, and what survives a killed CLI or
+//! monitor.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+
+const OCI: &str = env!("CARGO_BIN_EXE_oci");
+const TOOLS: &[&str] = &[
+    "sh", "cat", "echo", "sleep", "httpd", "stty", "ls", "touch", "true", "id", "hostname",
+];
+
+fn root_with_busybox() -> bool {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipping: running containers needs root");
+        return false;
+    }
+    if !Path::new("/bin/busybox").exists() {
+        eprintln!("skipping: /bin/busybox is missing (scripts/test.sh installs busybox-static)");
+        return false;
+    }
+    true
+}
+
+/// A data directory with the busybox image `bb:1` imported.
+struct Store {
+    dir: tempfile::TempDir,
+}
+
+impl Store {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let tar = common::busybox_rootfs_tar(dir.path(), TOOLS);
+        let s = Self { dir };
+        s.ok(&[
+            "import",
+            tar.to_str().unwrap(),
+            "bb:1",
+            "-c",
+            "CMD [\"sh\"]",
+        ]);
+        s
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(OCI);
+        c.arg("-q").arg("--data-dir").arg(self.data()).args(args);
+        c
+    }
+
+    fn oci(&self, args: &[&str]) -> Output {
+        self.cmd(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.oci(args);
+        assert!(
+            o.status.success(),
+            "oci {args:?} failed ({}): {}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    fn field(&self, name: &str, format: &str) -> String {
+        self.ok(&["inspect", "--format", format, name])
+            .trim()
+            .to_owned()
+    }
+
+    /// Waits until `name`'s State.Status is `want`.
+    fn wait_status(&self, name: &str, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.field(name, "{{.State.Status}}");
+            if s == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{name} stayed {s}, not {want}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn snapshots(&self) -> usize {
+        std::fs::read_dir(self.data().join("snapshots/containers"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    fn mounts(&self) -> usize {
+        let m = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let d = self.data().display().to_string();
+        m.lines().filter(|l| l.contains(&d)).count()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            return out;
+        }
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn detached_httpd_serves_logs_and_stops_within_the_timeout() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    let port = free_port().to_string();
+    let www = s.dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("index.html"), "served from a bind\n").unwrap();
+    let bind = format!("{}:/www:ro", www.display());
+    let addr = format!("127.0.0.1:{port}");
+    let id = s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "host",
+        "-v",
+        &bind,
+        "bb:1",
+        "httpd",
+        "-f",
+        "-v",
+        "-p",
+        &addr,
+        "-h",
+        "/www",
+    ]);
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "the full id: {id}");
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    let ps = s.ok(&["ps"]);
+    assert!(
+        ps.contains(&id[..12]) && ps.contains("web") && ps.contains("Up "),
+        "{ps}"
+    );
+    assert!(http_get(port.parse().unwrap(), "/index.html").contains("served from a bind"));
+    // The access log reaches `logs` (busybox httpd -v logs on stderr).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let o = s.oci(&["logs", "web"]);
+        if String::from_utf8_lossy(&o.stderr).contains("response:200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no access log: {o:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // httpd as pid 1 has no SIGTERM handler, so the kernel ignores SIGTERM: SIGKILL after 1 s.
+    let t = Instant::now();
+    s.ok(&["stop", "-t", "1", "web"]);
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    assert_eq!(s.field("web", "{{.State.ExitCode}}"), "137");
+    assert!(s.ok(&["ps", "-a"]).contains("Exited (137)"));
+    assert!(!s.ok(&["ps"]).contains("web"), "ps lists running ones only");
+
+    // A process that handles SIGTERM ends on it, well before the timeout.
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "polite",
+        "bb:1",
+        "sh",
+        "-c",
+        "trap 'echo bye; exit 0' TERM; echo up; while :; do sleep 0.1; done",
+    ]);
+    s.wait_status("polite", "running");
+    let t = Instant::now();
+    s.ok(&["stop", "-t", "20", "polite"]);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(s.field("polite", "{{.State.ExitCode}}"), "0");
+    assert_eq!(s.ok(&["logs", "polite"]), "up\nbye\n");
+    assert_eq!(s.ok(&["logs", "--tail", "1", "polite"]), "bye\n");
+    let stamped = s.ok(&["logs", "-t", "polite"]);
+    assert!(
+        stamped
+            .lines()
+            .all(|l| l.len() > 31 && l.as_bytes()[4] == b'-'),
+        "{stamped}"
+    );
+
+    // start runs it again on the same snapshot.
+    s.ok(&["start", "polite"]);
+    s.wait_status("polite", "running");
+    s.ok(&["kill", "-s", "TERM", "polite"]);
+    assert_eq!(s.ok(&["wait", "polite"]).trim(), "0");
+}
+
+#[test]
+fn rm_refuses_a_running_container_and_force_removes_it() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    s.ok(&["run", "-d", "--name", "busy", "bb:1", "sleep", "100"]);
+    let o = s.oci(&["rm", "busy"]);
+    assert_eq!(o.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("running") && err.lines().count() == 1, "{err}");
+    assert_eq!(s.field("busy", "{{.State.Status}}"), "running");
+    s.ok(&["rm", "-f", "busy"]);
+    assert_eq!(s.snapshots(), 0);
+    assert_eq!(s.mounts(), 0);
+    assert!(s.ok(&["ps", "-a", "-q"]).trim().is_empty());
+    // The name is free again.
+    s.ok(&["run", "--name", "busy", "bb:1", "true"]);
+}
+
+#[test]
+fn two_runs_with_one_name_exactly_one_wins() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    let spawn = || {
+        s.cmd(&["run", "-d", "--name", "same", "bb:1", "sleep", "30"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let won = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(won, 1, "{outs:?}");
+    let lost = outs.iter().find(|o| !o.status.success()).unwrap();
+    assert!(
+        String::from_utf8_lossy(&lost.stderr).contains("is already in use by container"),
+        "{lost:?}"
+    );
+    assert_eq!(s.ok(&["ps", "-q"]).lines().count(), 1);
+    s.ok(&["rm", "-f", "same"]);
+    assert_eq!(s.snapshots(), 0, "the loser left nothing behind");
+}
+
+#[test]
+fn restart_on_failure_restarts_twice() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo attempt; exit 3",
+    ]);
+    assert_eq!(s.ok(&["wait", "flaky"]).trim(), "3");
+    assert_eq!(s.field("flaky", "{{.RestartCount}}"), "2");
+    assert_eq!(s.ok(&["logs", "flaky"]), "attempt\nattempt\nattempt\n");
+    assert_eq!(
+        s.field("flaky", "{{json .HostConfig.RestartPolicy}}"),
+        r#"{"MaximumRetryCount":2,"Name":"on-failure"}"#
+    );
+}
+
+#[test]
+fn exec_and_exec_detached_run_in_the_container() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "--hostname",
+        "boxhost",
+        "bb:1",
+        "sleep",
+        "100",
+    ]);
+    s.wait_status("box", "running");
+    let out = s.ok(&[
+        "exec",
+        "-e",
+        "X=42",
+        "box",
+        "sh",
+        "-c",
+        "echo $X $(hostname); cat /proc/1/cmdline",
+    ]);
+    assert_eq!(out, "42 boxhost\nsleep\0100\0");
+    let o = s.oci(&["exec", "box", "sh", "-c", "exit 7"]);
+    assert_eq!(o.status.code(), Some(7));
+    s.ok(&["exec", "-d", "box", "touch", "/made-by-exec-d"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let o = s.oci(&["exec", "box", "ls", "/made-by-exec-d"]);
+        if o.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "exec -d did not run: {o:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.ok(&["rm", "-f", "box"]);
+}
+
+#[test]
+fn bind_mounts_are_written_through_and_image_links_cannot_move_them() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    // An image whose /escape is a link to the host's root as seen from the rootfs' parent.
+    let root = s.dir.path().join("linky");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for t in ["sh", "cat", "ls"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(t)).unwrap();
+    }
+    std::fs::create_dir(root.join("target")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../../../", root.join("escape")).unwrap();
+    let tar = s.dir.path().join("linky.tar");
+    common::tar_dir(&root, &tar);
+    s.ok(&["import", tar.to_str().unwrap(), "linky:1"]);
+
+    let host = s.dir.path().join("shared");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("from-host"), "h\n").unwrap();
+    let bind = format!("{}:/escape/target", host.display());
+    let out = s.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &bind,
+        "--tmpfs",
+        "/tmp:size=1m",
+        "linky:1",
+        "sh",
+        "-c",
+        "cat /target/from-host; echo c > /target/from-container; ls /tmp | wc -l",
+    ]);
+    // The target resolved inside the rootfs: /escape/target is the image's /target.
+    assert!(out.starts_with("h\n"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(host.join("from-container")).unwrap(),
+        "c\n"
+    );
+    assert!(
+        !Path::new("/target").exists(),
+        "a bind reached the host's /"
+    );
+    // Read-only binds are read-only.
+    let ro = format!("{}:/target:ro", host.display());
+    let o = s.oci(&[
+        "run",
+        "--rm",
+        "-v",
+        &ro,
+        "linky:1",
+        "sh",
+        "-c",
+        "echo x > /target/no",
+    ]);
+    assert!(!o.status.success());
+    assert!(!host.join("no").exists());
+    // Bad mounts are one-line errors and leave nothing.
+    for bad in ["relative:/x", "/x:relative", "/a:/b:bogus"] {
+        let o = s.oci(&["run", "--rm", "-v", bad, "linky:1", "true"]);
+        assert_eq!(o.status.code(), Some(125), "{bad}");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr).lines().count(),
+            1,
+            "{o:?}"
+        );
+    }
+    assert_eq!(s.snapshots(), 0);
+}
+
+#[test]
+fn the_cli_killed_while_attached_leaves_a_container_that_stays_manageable() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    let mut cli = s
+        .cmd(&[
+            "run",
+            "--name",
+            "orphan",
+            "bb:1",
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while :; do echo tick; sleep 0.1; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 5];
+    cli.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"tick\n");
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(s.field("orphan", "{{.State.Status}}"), "running");
+    let logs = s.ok(&["logs", "orphan"]);
+    assert!(
+        logs.lines().count() >= 3 && logs.lines().all(|l| l == "tick"),
+        "{logs}"
+    );
+    s.ok(&["stop", "orphan"]);
+    assert_eq!(s.field("orphan", "{{.State.ExitCode}}"), "0");
+}
+
+#[test]
+fn a_killed_monitor_is_reconciled_with_the_process_table() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    let id = s.ok(&["run", "-d", "--name", "lost", "bb:1", "sleep", "100"]);
+    let id = id.trim();
+    let status: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(s.data().join("containers").join(id).join("status.json")).unwrap(),
+    )
+    .unwrap();
+    let monitor = status["monitor_pid"].as_i64().unwrap() as i32;
+    let init = status["pid"].as_i64().unwrap() as i32;
+    let kill = |pid: i32| {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid).unwrap(),
+            rustix::process::Signal::KILL,
+        )
+        .unwrap()
+    };
+    kill(monitor);
+    std::thread::sleep(Duration::from_millis(200));
+    // The container still runs: ps says so, and stop still works on it.
+    assert_eq!(s.field("lost", "{{.State.Status}}"), "running");
+    kill(init);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.field("lost", "{{.State.Status}}") != "exited" {
+        assert!(Instant::now() < deadline, "a dead init still shows running");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        s.field("lost", "{{.State.ExitCode}}"),
+        "255",
+        "the code is lost"
+    );
+    s.ok(&["rm", "lost"]);
+    assert_eq!(s.snapshots(), 0);
+}
+
+#[test]
+fn run_rm_with_ctrl_c_leaves_no_snapshot_and_no_mount() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    let mut cli = s
+        .cmd(&[
+            "run",
+            "--rm",
+            "bb:1",
+            "sh",
+            "-c",
+            "trap 'echo interrupted; exit 130' INT; echo ready; while :; do sleep 0.1; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 6];
+    cli.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"ready\n");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(cli.id() as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let o = cli.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "the container's code");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "interrupted\n");
+    assert_eq!(s.snapshots(), 0);
+    assert_eq!(s.mounts(), 0);
+    assert!(s.ok(&["ps", "-a", "-q"]).trim().is_empty());
+}
+
+#[test]
+fn a_tty_run_gets_a_real_terminal_its_size_and_resizes() {
+    if !root_with_busybox() {
+        return;
+    }
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    let s = Store::new();
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_str().unwrap())
+        .unwrap();
+    let size = |rows, cols| rustix::termios::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(&master, size(40, 100)).unwrap();
+    let before = rustix::termios::tcgetattr(&slave).unwrap();
+    let mut cli = s
+        .cmd(&[
+            "run",
+            "-it",
+            "--rm",
+            "bb:1",
+            "sh",
+            "-c",
+            "stty size; [ -t 0 ] && echo tty; read x; stty size",
+        ])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap())
+        .spawn()
+        .unwrap();
+    let mut m = std::fs::File::from(master);
+    let read_until = |m: &mut std::fs::File, want: &str| {
+        let mut seen = Vec::new();
+        let mut b = [0u8; 256];
+        while !String::from_utf8_lossy(&seen).contains(want) {
+            let n = m.read(&mut b).unwrap();
+            assert!(
+                n > 0,
+                "terminal closed before {want:?}: {:?}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&b[..n]);
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    };
+    let first = read_until(&mut m, "tty");
+    assert!(first.contains("40 100"), "{first}");
+    rustix::termios::tcsetwinsize(&m, size(50, 120)).unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(cli.id() as i32).unwrap(),
+        rustix::process::Signal::WINCH,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    m.write_all(b"\n").unwrap();
+    let second = read_until(&mut m, "50 120");
+    assert!(second.contains("50 120"), "{second}");
+    assert!(cli.wait().unwrap().success());
+    let after = rustix::termios::tcgetattr(&slave).unwrap();
+    assert_eq!(
+        before.local_modes, after.local_modes,
+        "the host terminal is restored from raw mode"
+    );
+    assert_eq!(s.snapshots(), 0);
+}
