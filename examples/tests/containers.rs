@@ -321,7 +321,7 @@ fn exec_and_exec_detached_run_in_the_container() {
         "-c",
         "echo $X $(hostname); cat /proc/1/cmdline",
     ]);
-    assert_eq!(out, "42 boxhost\nsleep\0100\0");
+    assert_eq!(out, "42 boxhost\nsleep\x00100\x00");
     let o = s.oci(&["exec", "box", "sh", "-c", "exit 7"]);
     assert_eq!(o.status.code(), Some(7));
     s.ok(&["exec", "-d", "box", "touch", "/made-by-exec-d"]);
