@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side comparison with the peers, on the same data, on this machine.
 #
-#   benches/compare.sh [layer|registry|runtime|all]      (default: all; needs root and network for
+#   benches/compare.sh [layer|registry|runtime|containers|all]      (default: all; needs root and network for
 #                                                 debootstrap the first time)
 #
 # Data (cached in $BENCH_DIR, default /var/tmp/oci-rs-bench):
@@ -318,13 +318,70 @@ EOF
   echo "Ratios: ours (CLI) / crun = $(ratio "oci-runc run (ours, CLI)" "crun run"), ours (CLI) / runc = $(ratio "oci-runc run (ours, CLI)" "runc run")"
 }
 
+# Detached containers: `run -d` until the id is printed, and `stop` of a container whose
+# process exits on SIGTERM, against podman (Debian's, with conmon and runc, run as
+# ../shared/PEERS.md says), the same busybox image in each store first; then the resident
+# memory of our monitor and of conmon for one idle container.
+containers_bench() {
+  need podman conmon runc busybox-static
+  local C=$D/ctr R=${RUNS:-3}
+  rm -rf "$C" && mkdir -p "$C/rootfs/bin"
+  cp /bin/busybox "$C/rootfs/bin/busybox"
+  for t in sh sleep true; do ln -s busybox "$C/rootfs/bin/$t"; done
+  tar -C "$C/rootfs" -cf "$C/bb.tar" .
+  local O="$OCI -q --data-dir $C/data"
+  $O import "$C/bb.tar" bench/bb:1 -c 'CMD ["sh"]' >/dev/null
+  $O save -o "$C/bb-archive.tar" bench/bb:1
+  local P="podman --root $C/podman --runroot $C/podman-run --runtime runc --cgroup-manager cgroupfs --events-backend file"
+  $P load -i "$C/bb-archive.tar" >/dev/null
+  local PR="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none"
+  local TERMSH="trap 'exit 0' TERM; sleep 1000 & wait"
+  export O P PR TERMSH
+  echo
+  echo "### Detached containers: busybox, one container per figure (contenders alternate, $R rounds)"
+  echo
+  echo "| what | wall (median of $R) | peak RSS |"
+  echo "|---|---|---|"
+  race \
+    "oci run -d sleep (ours)" "\$O rm -f d >/dev/null 2>&1; true" "\$O run -d --name d bench/bb:1 sleep 1000" \
+    "podman run -d sleep" "\$P rm -f d >/dev/null 2>&1; true" "\$P run -d \$PR --name d docker.io/bench/bb:1 sleep 1000"
+  race \
+    "oci stop (ours, exits on SIGTERM)" "\$O rm -f s >/dev/null 2>&1; \$O run -d --name s bench/bb:1 sh -c \"\$TERMSH\"; sleep 0.5" "\$O stop s" \
+    "podman stop (exits on SIGTERM)" "\$P rm -f s >/dev/null 2>&1; \$P run -d \$PR --name s docker.io/bench/bb:1 sh -c \"\$TERMSH\"; sleep 0.5" "\$P stop s"
+  echo
+  echo "Ratios: run -d ours / podman = $(ratio "oci run -d sleep (ours)" "podman run -d sleep"), stop ours / podman = $(ratio "oci stop (ours, exits on SIGTERM)" "podman stop (exits on SIGTERM)")"
+  $O rm -f d s >/dev/null 2>&1 || true
+  $P rm -f -a >/dev/null 2>&1 || true
+  $O run -d --name idle bench/bb:1 sleep 1000 >/dev/null
+  $P run -d $PR --name idle docker.io/bench/bb:1 sleep 1000 >/dev/null
+  sleep 3
+  local ours conmon
+  ours=$(pgrep -f '^oci-monitor' | head -1)
+  conmon=$(pgrep -x conmon | head -1)
+  echo
+  echo "Resident memory of one idle container's monitor, 3 s after start (smaps_rollup):"
+  echo
+  echo "| monitor | Rss | Pss | anonymous |"
+  echo "|---|---|---|---|"
+  for p in "ours:$ours" "conmon:$conmon"; do
+    local pid=${p#*:}
+    printf '| %s | %s kB | %s kB | %s kB |\n' "${p%%:*}" \
+      "$(awk '/^Rss:/{print $2}' /proc/$pid/smaps_rollup)" \
+      "$(awk '/^Pss:/{print $2}' /proc/$pid/smaps_rollup)" \
+      "$(awk '/^Pss_Anon:/{print $2}' /proc/$pid/smaps_rollup)"
+  done
+  $O rm -f idle >/dev/null
+  $P rm -f -a >/dev/null
+}
+
 echo "## $(date -u +%F) on $(nproc) cores, $(uname -r)"
 case $what in
   layer) layer_bench ;;
   registry) registry_bench ;;
   runtime) runtime_bench ;;
-  all) layer_bench; registry_bench; runtime_bench ;;
-  *) echo "usage: $0 [layer|registry|runtime|all]" >&2; exit 2 ;;
+  containers) containers_bench ;;
+  all) layer_bench; registry_bench; runtime_bench; containers_bench ;;
+  *) echo "usage: $0 [layer|registry|runtime|containers|all]" >&2; exit 2 ;;
 esac
 if ((failed)); then
   echo "compare.sh: some measurements FAILED; the table above is incomplete" >&2

@@ -749,7 +749,13 @@ impl Serve {
         let mut code = None;
         let mut exited_at: Option<Instant> = None;
         let mut buf = vec![0u8; 64 << 10];
+        // Once the program that spawned us has gone (its pages are then ours alone).
+        let mut shed_at = Some(Instant::now() + Duration::from_secs(1));
         loop {
+            if shed_at.is_some_and(|t| Instant::now() > t) {
+                shed_setup_memory();
+                shed_at = None;
+            }
             if code.is_some()
                 && (outputs.is_empty()
                     || exited_at.is_some_and(|t| t.elapsed() > Duration::from_secs(1)))
@@ -907,6 +913,38 @@ impl Serve {
                 Err(_) => return false,
             }
         }
+    }
+}
+
+/// Gives back what setting the container up used and relaying will not: freed heap to the
+/// system, and the clean file pages of the program and its libraries (the runtime's set-up
+/// code, mostly) to the page cache, so an idle monitor's resident set is what it touches while
+/// it relays. Pages it needs again fault back in.
+fn shed_setup_memory() {
+    // SAFETY: malloc_trim only returns free heap memory to the system.
+    unsafe { libc::malloc_trim(0) };
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let path = f.nth(3).unwrap_or("");
+        // Private, not writable, backed by a file: program text and read-only data.
+        if !path.starts_with('/') || perms.as_bytes().get(1) != Some(&b'-') {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+            continue;
+        };
+        // SAFETY: MADV_PAGEOUT on a whole mapping of this process only drops clean pages,
+        // which the kernel reads back on the next access; it changes no contents.
+        unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_PAGEOUT) };
     }
 }
 

@@ -624,6 +624,14 @@ fn main() {
         }
     };
     if let Err(e) = rt.block_on(run(cli)) {
+        // A reader that went away (`oci logs x | head`) is not a failure.
+        let broken_pipe = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        });
+        if broken_pipe {
+            std::process::exit(0);
+        }
         eprintln!("oci: {e:#}");
         std::process::exit(EXIT_TOOL_FAILURE);
     }
