@@ -299,7 +299,16 @@ impl Containers {
                 .await
                 .with_context(|| format!("preparing the filesystem of {name}"))?;
             let mut opts = req.opts.clone();
-            opts.hostname.get_or_insert_with(|| id[..12].to_owned());
+            let hostname = opts
+                .hostname
+                .get_or_insert_with(|| id[..12].to_owned())
+                .clone();
+            let dir = self.dir.join(&id);
+            oci_layer::private_dir(&dir)?;
+            // Before the user's mounts, so a -v on one of them wins, as with docker.
+            let mut mounts = oci_runtime::image_spec::etc_files(&dir, &hostname, opts.network)?;
+            mounts.append(&mut opts.mounts);
+            opts.mounts = mounts;
             if !rustix::process::geteuid().is_root() && opts.rootless.is_none() {
                 opts.rootless = Some(oci_runtime::image_spec::Rootless::current());
             }
@@ -330,8 +339,6 @@ impl Containers {
                     .unwrap_or_else(|| "SIGTERM".into()),
                 interactive: req.interactive,
             };
-            let dir = self.dir.join(&id);
-            oci_layer::private_dir(&dir)?;
             std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg)?)?;
             self.start_monitor(&cfg, spec, !req.detach)
         }

@@ -14,7 +14,8 @@ mod common;
 
 const OCI: &str = env!("CARGO_BIN_EXE_oci");
 const TOOLS: &[&str] = &[
-    "sh", "cat", "echo", "sleep", "httpd", "stty", "ls", "touch", "true", "id", "hostname",
+    "sh", "cat", "echo", "sleep", "httpd", "stty", "ls", "touch", "true", "id", "hostname", "grep",
+    "unshare",
 ];
 
 fn root_with_busybox() -> bool {
@@ -594,4 +595,116 @@ fn a_tty_run_gets_a_real_terminal_its_size_and_resizes() {
         "the host terminal is restored from raw mode"
     );
     assert_eq!(s.snapshots(), 0);
+}
+
+/// A cgroup file of process `pid` for `controller` (v1 hierarchy, else the unified one).
+fn cgroup_file(pid: &str, controller: &str, file: &str) -> Option<String> {
+    let groups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    for l in groups.lines() {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+        let p = if ctrls.split(',').any(|c| c == controller) {
+            format!("/sys/fs/cgroup/{controller}{path}/{file}")
+        } else if ctrls.is_empty() {
+            format!("/sys/fs/cgroup{path}/{file}")
+        } else {
+            continue;
+        };
+        if let Ok(v) = std::fs::read_to_string(&p) {
+            return Some(v.trim().to_owned());
+        }
+    }
+    None
+}
+
+#[test]
+fn defaults_users_rely_on_and_the_privilege_flags() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    // Loopback up, /etc/hostname and /etc/hosts written, docker's seccomp profile: a user
+    // namespace needs no capability, yet the profile refuses it.
+    let out = s.ok(&[
+        "run", "--rm", "--hostname", "h1", "bb:1", "sh", "-c",
+        "cat /sys/class/net/lo/flags /etc/hostname; grep -c h1 /etc/hosts; test -f /etc/resolv.conf && echo resolv; grep Seccomp: /proc/self/status; unshare -U true || echo refused",
+    ]);
+    assert_eq!(out, "0x9\nh1\n1\nresolv\nSeccomp:\t2\nrefused\n");
+    let out = s.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        "bb:1",
+        "sh",
+        "-c",
+        "grep Seccomp: /proc/self/status; unshare -U true && echo allowed",
+    ]);
+    assert_eq!(out, "Seccomp:\t0\nallowed\n");
+    // Capabilities: docker's 14, changed by --cap-add/--cap-drop, none for a non-root user.
+    let eff = |args: &[&str]| -> u64 {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["bb:1", "grep", "CapEff", "/proc/self/status"]);
+        let o = s.ok(&a);
+        u64::from_str_radix(o.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    assert_eq!(eff(&[]), 0xa80425fb, "docker's default set");
+    assert_eq!(
+        eff(&["--cap-drop", "CHOWN", "--cap-add", "NET_ADMIN"]),
+        0xa80425fb - 1 + (1 << 12)
+    );
+    assert_eq!(eff(&["--cap-drop", "ALL"]), 0);
+    assert_eq!(eff(&["-u", "1000"]), 0);
+    // A read-only root; limits in the container's cgroup.
+    let o = s.oci(&["run", "--rm", "--read-only", "bb:1", "touch", "/x"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Read-only file system"),
+        "{o:?}"
+    );
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lim",
+        "--pids-limit",
+        "42",
+        "--memory",
+        "64m",
+        "bb:1",
+        "sleep",
+        "100",
+    ]);
+    s.wait_status("lim", "running");
+    let pid = s.field("lim", "{{.State.Pid}}");
+    assert_eq!(cgroup_file(&pid, "pids", "pids.max").as_deref(), Some("42"));
+    let mem = cgroup_file(&pid, "memory", "memory.limit_in_bytes")
+        .or_else(|| cgroup_file(&pid, "memory", "memory.max"));
+    assert_eq!(mem.as_deref(), Some("67108864"));
+    s.ok(&["rm", "-f", "lim"]);
+    for bad in [
+        &["run", "--rm", "--memory", "lots", "bb:1", "true"][..],
+        &["run", "--rm", "--cap-add", "CAP_NOPE", "bb:1", "true"],
+        &["run", "--rm", "--restart", "sometimes", "bb:1", "true"],
+        &[
+            "run",
+            "--rm",
+            "--security-opt",
+            "seccomp=/nonexistent",
+            "bb:1",
+            "true",
+        ],
+        &["run", "--rm", "--log-opt", "max-file=x", "bb:1", "true"],
+    ] {
+        let o = s.oci(bad);
+        assert_eq!(o.status.code(), Some(125), "{bad:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr).lines().count(),
+            1,
+            "{o:?}"
+        );
+    }
+    assert_eq!(s.snapshots(), 0, "refused runs leave nothing");
+    assert!(s.ok(&["ps", "-a", "-q"]).trim().is_empty());
 }

@@ -56,7 +56,8 @@ pub const DEFAULT_CAPABILITIES: [Capability; 14] = [
     Capability::Setfcap,
 ];
 
-/// Every capability Linux defines (what `--cap-add ALL` and `--privileged` give).
+/// Every capability Linux defines, in the kernel's numbering (bit i of a capability set is
+/// entry i).
 const ALL_CAPABILITIES: [&str; 41] = [
     "CHOWN",
     "DAC_OVERRIDE",
@@ -266,6 +267,72 @@ impl ExtraMount {
     }
 }
 
+/// Writes the container's `hostname`, `hosts` and `resolv.conf` into `dir` (a directory of
+/// the caller's, e.g. the container's own) and returns the read-write binds that put them at
+/// `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`, as docker does. With the host's
+/// network the host's `hosts` and `resolv.conf` are copied; otherwise `hosts` names
+/// localhost and the container, and `resolv.conf` is the host's without loopback name
+/// servers (a resolver on 127.0.0.x of the host is not reachable from another network
+/// namespace), or empty when nothing is left.
+pub fn etc_files(dir: &Path, hostname: &str, network: Network) -> Result<Vec<ExtraMount>> {
+    let write = |name: &str, text: &str| -> Result<PathBuf> {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(|e| Error::io("write", &p, e))?;
+        Ok(p)
+    };
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let (hosts, resolv) = if network == Network::Host {
+        (
+            std::fs::read_to_string("/etc/hosts")
+                .unwrap_or_else(|_| "127.0.0.1\tlocalhost\n".into()),
+            host_resolv,
+        )
+    } else {
+        let hosts = format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
+        );
+        let resolv: String = host_resolv
+            .lines()
+            .filter(|l| {
+                let mut f = l.split_whitespace();
+                !(f.next() == Some("nameserver")
+                    && f.next()
+                        .is_some_and(|a| a.starts_with("127.") || a == "::1"))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        (hosts, resolv)
+    };
+    let mut out = Vec::new();
+    for (name, text) in [
+        ("hostname", format!("{hostname}\n")),
+        ("hosts", hosts),
+        ("resolv.conf", resolv),
+    ] {
+        out.push(ExtraMount::Bind {
+            source: write(name, &text)?,
+            target: format!("/etc/{name}"),
+            readonly: false,
+        });
+    }
+    Ok(out)
+}
+
+/// Which seccomp filter a container gets (`--security-opt seccomp=...`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum SeccompChoice {
+    /// Docker's default profile for the container's capabilities (see
+    /// [`crate::default_seccomp`]); none with `--privileged`, and none where this crate cannot
+    /// compile seccomp yet (architectures other than x86_64).
+    #[default]
+    Default,
+    /// No filter (`seccomp=unconfined`).
+    Unconfined,
+    /// This profile (`seccomp=FILE`, the runtime spec's `linux.seccomp` JSON).
+    Profile(oci_spec::runtime::LinuxSeccomp),
+}
+
 /// What `docker run` flags change in the spec built from the image.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -308,6 +375,8 @@ pub struct RunOptions {
     /// Set `no_new_privs`, so setuid binaries and file capabilities gain nothing
     /// (`--security-opt no-new-privileges`).
     pub no_new_privileges: bool,
+    /// The seccomp filter.
+    pub seccomp: SeccompChoice,
 }
 
 /// Parses a capability name as docker accepts it: any case, with or without `CAP_`.
@@ -318,10 +387,22 @@ pub fn parse_capability(name: &str) -> Result<Capability> {
         .map_err(|_| Error::InvalidSpec(format!("unknown capability {name:?}")))
 }
 
+/// What `--cap-add ALL` and `--privileged` give: every capability this process's bounding set
+/// holds (as docker gives what its daemon has; a capability the caller lacks cannot be given).
 fn all_capabilities() -> Capabilities {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
     ALL_CAPABILITIES
         .iter()
-        .filter_map(|n| Capability::from_str(n).ok())
+        .enumerate()
+        .filter(|(i, _)| bounding & (1 << i) != 0)
+        .filter_map(|(_, n)| Capability::from_str(n).ok())
         .collect()
 }
 
@@ -434,6 +515,17 @@ pub fn spec_from_image(
     // fill both), and as docker: a non-root user keeps only the bounding set, so its
     // processes start with no capabilities (a setuid or file-capability binary can still
     // gain what the bounding set allows).
+    let seccomp = match (&opts.seccomp, opts.privileged) {
+        (SeccompChoice::Profile(p), _) => Some(p.clone()),
+        (SeccompChoice::Unconfined, _) | (_, true) => None,
+        (SeccompChoice::Default, false) if cfg!(target_arch = "x86_64") => {
+            Some(crate::default_seccomp::docker_default(&caps)?)
+        }
+        (SeccompChoice::Default, false) => {
+            tracing::warn!("no default seccomp profile on this architecture yet");
+            None
+        }
+    };
     let none = HashSet::new();
     let (eff, perm) = if uid == 0 {
         (caps.clone(), caps.clone())
@@ -492,6 +584,7 @@ pub fn spec_from_image(
             linux.set_uid_mappings(Some(id_maps(r.uid, r.subuids)?));
             linux.set_gid_mappings(Some(id_maps(r.gid, r.subgids)?));
         }
+        linux.set_seccomp(seccomp);
         if opts.privileged {
             linux.set_masked_paths(None);
             linux.set_readonly_paths(None);
@@ -818,7 +911,9 @@ mod tests {
         assert_eq!(set.len(), 14);
         let set = capability_set(&["KILL".into()], &["ALL".into()]).unwrap();
         assert_eq!(set.into_iter().collect::<Vec<_>>(), vec![Capability::Kill]);
-        assert_eq!(capability_set(&["ALL".into()], &[]).unwrap().len(), 41);
+        let all = capability_set(&["ALL".into()], &[]).unwrap();
+        assert_eq!(all, all_capabilities());
+        assert!(all.len() <= 41 && all.is_superset(&DEFAULT_CAPABILITIES.into_iter().collect()));
         let e = capability_set(&["CAP_NOPE".into()], &[]).unwrap_err();
         assert_eq!(
             e.to_string(),

@@ -68,11 +68,12 @@ pub(crate) enum Step {
     Hook = 33,
     TimeNs = 34,
     Dumpable = 35,
+    Loopback = 36,
 }
 
 impl Step {
     pub(crate) fn name(code: u32) -> &'static str {
-        const NAMES: [&str; 36] = [
+        const NAMES: [&str; 37] = [
             "ready",
             "sync with parent",
             "join namespace",
@@ -109,6 +110,7 @@ impl Step {
             "createContainer hook",
             "time namespace",
             "set non-dumpable",
+            "loopback up",
         ];
         NAMES.get(code as usize).copied().unwrap_or("unknown step")
     }
@@ -193,6 +195,8 @@ pub(crate) struct Plan {
     pub new_mount_ns: bool,
     pub hostname: Option<CString>,
     pub domainname: Option<CString>,
+    /// A new network namespace was made: bring its loopback interface up (as runc and crun do).
+    pub loopback_up: bool,
     /// (`sys/...` path under the container's procfs, value), written after pivot_root.
     pub sysctl: Vec<(CString, CString)>,
     /// Namespaces to join (fd, the clone flag of its type), joined in order.
@@ -836,6 +840,42 @@ fn mask(plan: &Plan, null: &OwnedFd, path: &CStr) {
     }
 }
 
+/// `struct ifreq` with the flags member of its union (40 bytes on Linux).
+#[repr(C)]
+struct IfreqFlags {
+    name: [u8; 16],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// `ip link set lo up` through the ioctls (a system call each, nothing allocated).
+fn loopback_up() -> Result<(), Errno> {
+    let sock = rustix::net::socket_with(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )?;
+    let mut req = IfreqFlags {
+        name: [0; 16],
+        flags: 0,
+        _pad: [0; 22],
+    };
+    req.name[..2].copy_from_slice(b"lo");
+    // SAFETY: SIOCGIFFLAGS and SIOCSIFFLAGS read and write a struct ifreq, which `req` is
+    // laid out as (name, then the flags member of the union, padded to its size).
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO));
+        }
+        req.flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO));
+        }
+    }
+    Ok(())
+}
+
 fn child_main(plan: &Plan) -> ! {
     // Die with the parent while we are still being set up.
     let _ = prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as u64, 0);
@@ -1016,6 +1056,9 @@ fn child_main(plan: &Plan) -> ! {
             Step::Hostname,
             rustix::system::setdomainname(d.as_bytes())
         );
+    }
+    if plan.loopback_up {
+        check!(plan, Step::Loopback, loopback_up());
     }
     if !plan.sysctl.is_empty() {
         // Through the container's /proc, checked to be a procfs, and beneath it without

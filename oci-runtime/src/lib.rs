@@ -75,6 +75,7 @@
 pub mod attach;
 mod cgroup;
 pub mod container;
+pub mod default_seccomp;
 mod devices;
 pub mod error;
 pub mod exe;

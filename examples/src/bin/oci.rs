@@ -656,12 +656,26 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
         mounts.push(ExtraMount::parse_tmpfs(t)?);
     }
     let mut no_new_privileges = false;
+    let mut seccomp = oci_runtime::image_spec::SeccompChoice::Default;
     for o in &a.security_opt {
         match o.as_str() {
             "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => {
                 no_new_privileges = true
             }
-            other => anyhow::bail!("unsupported --security-opt {other:?}"),
+            "seccomp=unconfined" | "seccomp:unconfined" => {
+                seccomp = oci_runtime::image_spec::SeccompChoice::Unconfined
+            }
+            o if o.starts_with("seccomp=") || o.starts_with("seccomp:") => {
+                let file = &o[8..];
+                let text = std::fs::read(file)
+                    .map_err(|e| anyhow::anyhow!("reading the seccomp profile {file}: {e}"))?;
+                let profile = serde_json::from_slice(&text)
+                    .map_err(|e| anyhow::anyhow!("the seccomp profile {file}: {e}"))?;
+                seccomp = oci_runtime::image_spec::SeccompChoice::Profile(profile);
+            }
+            other => anyhow::bail!(
+                "unsupported --security-opt {other:?} (no-new-privileges, seccomp=FILE|unconfined)"
+            ),
         }
     }
     let mut labels = std::collections::BTreeMap::new();
@@ -688,6 +702,7 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
         cap_drop: a.cap_drop,
         privileged: a.privileged,
         no_new_privileges,
+        seccomp,
     };
     let req = RunRequest {
         opts,
