@@ -377,10 +377,12 @@ pub fn read(
         }
         pos = (ino, offset);
     }
-    for group in kept
-        .into_iter()
-        .chain(pending.into_iter().filter(|p| !p.is_empty()))
-    {
+    // An unfinished last line is a line too.
+    kept.extend(pending.into_iter().filter(|p| !p.is_empty()));
+    while limit.is_some_and(|n| kept.len() > n) {
+        kept.pop_front();
+    }
+    for group in kept {
         emit(&group, query.timestamps, out).map_err(|e| Error::io("write", "log output", e))?;
     }
     Ok(pos)
