@@ -45,6 +45,8 @@ pub struct RunRequest {
     pub labels: BTreeMap<String, String>,
     /// The signal `stop` sends (default: the image's StopSignal, else SIGTERM).
     pub stop_signal: Option<String>,
+    /// Named volumes: (name, path in the container, read-only).
+    pub volumes: Vec<(String, String, bool)>,
 }
 
 /// What is kept of a container besides its snapshot and monitor.
@@ -76,6 +78,9 @@ pub struct ContainerConfig {
     pub stop_signal: String,
     /// Keep stdin open.
     pub interactive: bool,
+    /// Named volumes: (name, path in the container, read-only).
+    #[serde(default)]
+    pub volumes: Vec<(String, String, bool)>,
 }
 
 /// One container as `ps` and `inspect` see it.
@@ -308,6 +313,17 @@ impl Containers {
             // Before the user's mounts, so a -v on one of them wins, as with docker.
             let mut mounts = oci_runtime::image_spec::etc_files(&dir, &hostname, opts.network)?;
             mounts.append(&mut opts.mounts);
+            let volumes = crate::volumes::Volumes::open(&self.data)?;
+            for (name, target, readonly) in &req.volumes {
+                let (info, _) = volumes.create(name, BTreeMap::new())?;
+                volumes.fill_from_image(name, &mount.rootfs, target).await?;
+                mounts.retain(|m| m.target() != target);
+                mounts.push(oci_runtime::image_spec::ExtraMount::Bind {
+                    source: info.mountpoint,
+                    target: target.clone(),
+                    readonly: *readonly,
+                });
+            }
             opts.mounts = mounts;
             if !rustix::process::geteuid().is_root() && opts.rootless.is_none() {
                 opts.rootless = Some(oci_runtime::image_spec::Rootless::current());
@@ -338,6 +354,7 @@ impl Containers {
                     .or(image_stop)
                     .unwrap_or_else(|| "SIGTERM".into()),
                 interactive: req.interactive,
+                volumes: req.volumes.clone(),
             };
             std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg)?)?;
             self.start_monitor(&cfg, spec, !req.detach)
@@ -582,6 +599,79 @@ impl Containers {
         Ok(())
     }
 
+    /// `top`: the container's processes (its cgroup's, else its init's descendants) as
+    /// `PID USER TIME CMD` lines, read from /proc.
+    pub fn top(&self, what: &str) -> Result<Vec<String>> {
+        let v = self.view(what)?;
+        if v.status.state != State::Running {
+            bail!("container {} is not running", v.config.name);
+        }
+        let c = oci_runtime::Container::load(&self.state_root, &v.config.id)?;
+        let mut pids: Vec<i32> = c.cgroup().map(|g| g.pids()).unwrap_or_default();
+        if pids.is_empty() {
+            pids.push(c.pid());
+        }
+        pids.sort_unstable();
+        let tick = 100u64;
+        let mut out = vec![format!("{:<8} {:<8} {:<10} CMD", "PID", "UID", "TIME")];
+        for pid in pids {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let cpu: u64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0)
+                + f.get(12).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+            let secs = cpu / tick;
+            let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("Uid:"))
+                        .and_then(|u| u.split_whitespace().next().map(str::to_owned))
+                })
+                .unwrap_or_default();
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|b| {
+                    String::from_utf8_lossy(&b)
+                        .split('\0')
+                        .filter(|a| !a.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            out.push(format!(
+                "{pid:<8} {uid:<8} {:02}:{:02}:{:02}   {cmd}",
+                secs / 3600,
+                secs / 60 % 60,
+                secs % 60
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The names of the containers that mount volume `name`.
+    pub fn volume_users(&self, name: &str) -> Vec<String> {
+        self.ids()
+            .iter()
+            .filter_map(|id| self.config_of(id).ok())
+            .filter(|c| c.volumes.iter().any(|v| v.0 == name))
+            .map(|c| c.name)
+            .collect()
+    }
+
+    /// `container prune`: removes every exited container; their names.
+    pub fn prune(&self) -> Result<Vec<String>> {
+        let mut gone = Vec::new();
+        for v in self.list()? {
+            if v.status.state == State::Exited {
+                self.remove(&v.config.id, false)?;
+                gone.push(v.config.id);
+            }
+        }
+        Ok(gone)
+    }
+
     /// Waits until container `id` has been removed (by its monitor's exit command), at most
     /// `timeout`.
     pub fn wait_removed(&self, id: &str, timeout: Duration) {
@@ -600,11 +690,23 @@ impl Containers {
         let st = &v.status;
         let zero = "0001-01-01T00:00:00Z".to_owned();
         let time = |t: Option<u64>| t.map_or_else(|| zero.clone(), oci_runtime::logs::rfc3339);
+        let volume_of = |source: &Path| {
+            c.volumes.iter().find(|(n, _, _)| {
+                source.parent().and_then(|p| p.file_name()) == Some(std::ffi::OsStr::new(n))
+                    && source.starts_with(self.data.join("volumes"))
+            })
+        };
         let mounts = c
             .run
             .mounts
             .iter()
+            .filter(|m| !["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"].contains(&m.target()))
             .map(|m| match m {
+                oci_runtime::image_spec::ExtraMount::Bind {
+                    source,
+                    target,
+                    readonly,
+                } if volume_of(source).is_some() => serde_json::json!({"Type": "volume", "Name": volume_of(source).map(|v| v.0.clone()), "Source": source, "Destination": target, "Driver": "local", "RW": !readonly}),
                 oci_runtime::image_spec::ExtraMount::Bind {
                     source,
                     target,

@@ -6,6 +6,7 @@
 
 pub mod containers;
 pub mod images;
+pub mod volumes;
 
 /// Exit code for a failure of the tool itself (not of the container), as docker and runc use.
 pub const EXIT_TOOL_FAILURE: i32 = 125;

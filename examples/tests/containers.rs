@@ -708,3 +708,90 @@ fn defaults_users_rely_on_and_the_privilege_flags() {
     assert_eq!(s.snapshots(), 0, "refused runs leave nothing");
     assert!(s.ok(&["ps", "-a", "-q"]).trim().is_empty());
 }
+
+#[test]
+fn a_named_volume_is_filled_from_the_image_written_inside_and_read_on_the_host() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    // An image with files at the mount point: a fresh volume starts as a copy of them.
+    let root = s.dir.path().join("seeded");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("srv/sub")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for t in ["sh", "cat", "ls", "sleep"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(t)).unwrap();
+    }
+    std::fs::write(root.join("srv/sub/seed"), "from the image\n").unwrap();
+    // A link in the image that would lead a careless copy to the host's files.
+    std::os::unix::fs::symlink("/etc", root.join("srv/hostetc")).unwrap();
+    let tar = s.dir.path().join("seeded.tar");
+    common::tar_dir(&root, &tar);
+    s.ok(&["import", tar.to_str().unwrap(), "seeded:1"]);
+
+    let out = s.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/srv",
+        "seeded:1",
+        "sh",
+        "-c",
+        "cat /srv/sub/seed; echo inside > /srv/written",
+    ]);
+    assert_eq!(out, "from the image\n");
+    let info: serde_json::Value =
+        serde_json::from_str(&s.ok(&["volume", "inspect", "data"])).unwrap();
+    let mp = PathBuf::from(info[0]["Mountpoint"].as_str().unwrap());
+    assert!(mp.starts_with(s.data()), "{mp:?}");
+    assert_eq!(
+        std::fs::read_to_string(mp.join("written")).unwrap(),
+        "inside\n"
+    );
+    assert_eq!(
+        std::fs::read_link(mp.join("hostetc")).unwrap(),
+        Path::new("/etc"),
+        "the link is copied as a link, not followed"
+    );
+    // Kept across containers; not filled again once it holds something.
+    std::fs::remove_file(mp.join("sub/seed")).unwrap();
+    let out = s.ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,source=data,target=/x,readonly",
+        "seeded:1",
+        "ls",
+        "/x",
+    ]);
+    assert_eq!(out, "hostetc\nsub\nwritten\n");
+    // In use: not removable.
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "holder",
+        "-v",
+        "data:/srv",
+        "seeded:1",
+        "sleep",
+        "100",
+    ]);
+    let o = s.oci(&["volume", "rm", "data"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("in use by container holder"));
+    s.ok(&["rm", "-f", "holder"]);
+    s.ok(&["volume", "rm", "data"]);
+    assert!(s.ok(&["volume", "ls", "-q"]).trim().is_empty());
+    assert!(!mp.exists());
+    for bad in [
+        "type=volume,target=/x",
+        "type=bind,source=rel,target=/x",
+        "type=nfs,source=a,target=/x",
+        "type=volume,source=a",
+    ] {
+        let o = s.oci(&["run", "--rm", "--mount", bad, "seeded:1", "true"]);
+        assert_eq!(o.status.code(), Some(125), "{bad}");
+    }
+}

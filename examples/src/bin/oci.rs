@@ -16,6 +16,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use oci_examples::containers::{self as ctr, Containers, ExecRequest, RunRequest};
 use oci_examples::images::{data_dir, short, Images};
+use oci_examples::volumes::{parse_mount_arg, parse_volume_arg, MountArg, Volumes};
 use oci_examples::EXIT_TOOL_FAILURE;
 use oci_runtime::image_spec::{ExtraMount, Network, RunOptions};
 use std::io::Write;
@@ -123,6 +124,9 @@ enum Verb {
         /// `status=running|exited|created|restarting`, `name=NAME`.
         #[arg(short, long)]
         filter: Vec<String>,
+        /// Go-template-style fields of each container's inspect document: `{{.Name}}`.
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Show a container's output.
     Logs {
@@ -220,6 +224,21 @@ enum Verb {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Named volumes.
+    Volume {
+        #[command(subcommand)]
+        verb: VolumeVerb,
+    },
+    /// Container commands (`container prune`).
+    Container {
+        #[command(subcommand)]
+        verb: ContainerVerb,
+    },
+    /// Show the processes of a running container.
+    Top {
+        /// The container.
+        container: String,
+    },
     /// Remove containers.
     Rm {
         /// Kill a running container first.
@@ -286,6 +305,46 @@ enum Verb {
     },
 }
 
+#[derive(Subcommand)]
+enum VolumeVerb {
+    /// Create a volume.
+    Create {
+        /// Labels `KEY=VALUE`.
+        #[arg(long)]
+        label: Vec<String>,
+        /// Its name.
+        name: String,
+    },
+    /// List volumes.
+    Ls {
+        /// Only the names.
+        #[arg(short = 'q', long = "quiet")]
+        names_only: bool,
+    },
+    /// Show volumes as JSON.
+    Inspect {
+        /// The volumes.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove volumes (refused while a container uses one).
+    Rm {
+        /// The volumes.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContainerVerb {
+    /// Remove every stopped container.
+    Prune {
+        /// Do not ask (there is no prompt; accepted as docker's).
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
     /// Run in the background and print the container id.
@@ -330,6 +389,9 @@ struct RunArgs {
     /// Bind a host path: `HOST:CONTAINER[:ro]`.
     #[arg(short, long = "volume")]
     volume: Vec<String>,
+    /// `type=bind|volume|tmpfs,source=...,target=...[,readonly]`.
+    #[arg(long)]
+    mount: Vec<String>,
     /// A tmpfs: `CONTAINER[:OPTIONS]`.
     #[arg(long)]
     tmpfs: Vec<String>,
@@ -547,6 +609,9 @@ async fn run(cli: Cli) -> Result<()> {
         | Verb::Wait { .. }
         | Verb::Attach { .. }
         | Verb::Exec { .. }
+        | Verb::Volume { .. }
+        | Verb::Container { .. }
+        | Verb::Top { .. }
         | Verb::Rm { .. }) => {
             drop(out);
             let code = container_verb(&dir, v).await?;
@@ -649,8 +714,22 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
     }
     env.extend(a.env);
     let mut mounts = Vec::new();
-    for v in &a.volume {
-        mounts.push(ExtraMount::parse_volume(v)?);
+    let mut volumes = Vec::new();
+    let parsed: Vec<MountArg> = a
+        .volume
+        .iter()
+        .map(|v| parse_volume_arg(v))
+        .chain(a.mount.iter().map(|m| parse_mount_arg(m)))
+        .collect::<Result<_>>()?;
+    for m in parsed {
+        match m {
+            MountArg::Extra(e) => mounts.push(e),
+            MountArg::Volume {
+                name,
+                target,
+                readonly,
+            } => volumes.push((name, target, readonly)),
+        }
     }
     for t in &a.tmpfs {
         mounts.push(ExtraMount::parse_tmpfs(t)?);
@@ -715,6 +794,7 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
         log: ctr::parse_log_opts(&a.log_opt)?,
         labels,
         stop_signal: a.stop_signal,
+        volumes,
     };
     let store = Containers::open(dir)?;
     let (id, monitor) = store.run(images, &a.image, req).await?;
@@ -739,9 +819,17 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             ids_only,
             no_trunc,
             filter,
+            format,
         } => {
             let rows = store.list()?;
             let rows = ctr::filter(rows, all, &filter)?;
+            if let Some(f) = format {
+                for r in rows {
+                    let doc = serde_json::to_value(store.inspect(&r.config.id)?)?;
+                    writeln!(out, "{}", ctr::format_template(&f, &doc)?)?;
+                }
+                return Ok(0);
+            }
             if ids_only {
                 for r in rows {
                     let id = if no_trunc {
@@ -882,6 +970,64 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             for c in containers {
                 store.remove(&c, force)?;
                 writeln!(out, "{c}")?;
+            }
+        }
+        Verb::Volume { verb } => {
+            let vols = Volumes::open(dir)?;
+            match verb {
+                VolumeVerb::Create { label, name } => {
+                    let labels = label
+                        .iter()
+                        .map(|l| {
+                            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                            (k.to_owned(), v.to_owned())
+                        })
+                        .collect();
+                    vols.create(&name, labels)?;
+                    writeln!(out, "{name}")?;
+                }
+                VolumeVerb::Ls { names_only } => {
+                    if !names_only {
+                        writeln!(out, "{:<10} VOLUME NAME", "DRIVER")?;
+                    }
+                    for v in vols.list()? {
+                        if names_only {
+                            writeln!(out, "{}", v.name)?;
+                        } else {
+                            writeln!(out, "{:<10} {}", v.driver, v.name)?;
+                        }
+                    }
+                }
+                VolumeVerb::Inspect { names } => {
+                    let infos = names
+                        .iter()
+                        .map(|n| vols.inspect(n))
+                        .collect::<Result<Vec<_>>>()?;
+                    drop(out);
+                    print_json(&infos)?;
+                }
+                VolumeVerb::Rm { names } => {
+                    for n in names {
+                        vols.remove(&n, &store.volume_users(&n))?;
+                        writeln!(out, "{n}")?;
+                    }
+                }
+            }
+        }
+        Verb::Container {
+            verb: ContainerVerb::Prune { force: _ },
+        } => {
+            let gone = store.prune()?;
+            if !gone.is_empty() {
+                writeln!(out, "Deleted Containers:")?;
+            }
+            for id in &gone {
+                writeln!(out, "{id}")?;
+            }
+        }
+        Verb::Top { container } => {
+            for line in store.top(&container)? {
+                writeln!(out, "{line}")?;
             }
         }
         _ => anyhow::bail!("not a container verb"),

@@ -1,0 +1,265 @@
+//! Named volumes: `volume create|ls|inspect|rm`, `-v NAME:/path` and
+//! `--mount type=volume,...`, kept under `DATA/volumes/NAME/_data` (docker's layout), private
+//! to their owner. A volume that is empty when a container first mounts it is filled with
+//! what the image has at the mount point, as docker does, copied through oci-layer's export
+//! and apply, which resolve every path inside their roots (a link in the image cannot make
+//! the copy read a host file).
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// A volume as `volume inspect` shows it (docker's fields).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VolumeInfo {
+    /// The name.
+    pub name: String,
+    /// Always `local`.
+    pub driver: String,
+    /// Where its files are.
+    pub mountpoint: PathBuf,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Always `local`.
+    pub scope: String,
+}
+
+/// The volumes under a data directory.
+pub struct Volumes {
+    dir: PathBuf,
+}
+
+fn valid_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        bail!("invalid volume name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    }
+}
+
+impl Volumes {
+    /// The store under `data` (created when missing, 0700).
+    pub fn open(data: &Path) -> Result<Self> {
+        let dir = data.join("volumes");
+        oci_layer::private_dir(&dir)?;
+        Ok(Self { dir })
+    }
+
+    /// `volume create NAME`: made when missing (so two creates of one name agree); whether it
+    /// was made now.
+    pub fn create(
+        &self,
+        name: &str,
+        labels: std::collections::BTreeMap<String, String>,
+    ) -> Result<(VolumeInfo, bool)> {
+        valid_name(name)?;
+        let base = self.dir.join(name);
+        match std::fs::create_dir(&base) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Ok((self.inspect(name)?, false))
+            }
+            Err(e) => return Err(e).with_context(|| format!("creating volume {name}")),
+        }
+        oci_layer::private_dir(&base)?;
+        let data = base.join("_data");
+        // The data directory itself is what containers see: root-owned, 0755 as docker's.
+        std::fs::create_dir(&data)?;
+        let info = VolumeInfo {
+            name: name.to_owned(),
+            driver: "local".into(),
+            mountpoint: data,
+            created_at: oci_runtime::logs::rfc3339(oci_runtime::logs::now_ns()),
+            labels,
+            scope: "local".into(),
+        };
+        let tmp = base.join(".meta.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&info)?)?;
+        std::fs::rename(&tmp, base.join("meta.json"))?;
+        Ok((info, true))
+    }
+
+    /// `volume inspect NAME`.
+    pub fn inspect(&self, name: &str) -> Result<VolumeInfo> {
+        valid_name(name)?;
+        let p = self.dir.join(name).join("meta.json");
+        let b = std::fs::read(&p).map_err(|_| anyhow!("no such volume: {name}"))?;
+        Ok(serde_json::from_slice(&b)?)
+    }
+
+    /// `volume ls`.
+    pub fn list(&self) -> Result<Vec<VolumeInfo>> {
+        let mut out: Vec<VolumeInfo> = std::fs::read_dir(&self.dir)?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter_map(|n| self.inspect(&n).ok())
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// `volume rm NAME`: refused while a container (named in `users`) has it mounted.
+    pub fn remove(&self, name: &str, users: &[String]) -> Result<()> {
+        self.inspect(name)?;
+        if let Some(c) = users.first() {
+            bail!("volume {name} is in use by container {c}: remove the container first");
+        }
+        let base = self.dir.join(name);
+        // The marker goes first: a half-removed volume is no longer listed.
+        std::fs::remove_file(base.join("meta.json"))?;
+        std::fs::remove_dir_all(&base).with_context(|| format!("removing volume {name}"))?;
+        Ok(())
+    }
+
+    /// Fills volume `name` from `rootfs`'s `target` when the volume is empty (first use) and
+    /// the image has a directory there; its data directory takes that directory's owner and
+    /// mode.
+    pub async fn fill_from_image(&self, name: &str, rootfs: &Path, target: &str) -> Result<()> {
+        use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+        let data = self.inspect(name)?.mountpoint;
+        if std::fs::read_dir(&data)?.next().is_some() {
+            return Ok(());
+        }
+        let root = rustix::fs::open(
+            rootfs,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let rel = target.trim_start_matches('/');
+        let src = match openat2(
+            &root,
+            if rel.is_empty() { "." } else { rel },
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Ok(fd) => fd,
+            // Nothing there, or not a directory: the volume starts empty.
+            Err(_) => return Ok(()),
+        };
+        let st = rustix::fs::fstat(&src)?;
+        rustix::fs::chown(
+            &data,
+            Some(rustix::fs::Uid::from_raw(st.st_uid)),
+            Some(rustix::fs::Gid::from_raw(st.st_gid)),
+        )?;
+        rustix::fs::chmod(&data, Mode::from_raw_mode(st.st_mode & 0o7777))?;
+        // The directory found inside the rootfs, by its descriptor.
+        let src_path = PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&src)
+        ));
+        let (w, r) = tokio::io::duplex(1 << 20);
+        let produce = async move {
+            let (_, mut w) =
+                oci_layer::export(&src_path, w, &oci_layer::DiffOptions::default()).await?;
+            tokio::io::AsyncWriteExt::shutdown(&mut w).await?;
+            Ok::<_, anyhow::Error>(())
+        };
+        let opts = oci_layer::ApplyOptions::default();
+        let consume = oci_layer::apply_tar(&data, r, &opts);
+        let (a, b) = tokio::join!(produce, consume);
+        a.with_context(|| format!("copying {target} of the image into volume {name}"))?;
+        b.with_context(|| format!("copying {target} of the image into volume {name}"))?;
+        drop(src);
+        Ok(())
+    }
+}
+
+/// A mount as `-v` or `--mount` gives it: a bind or tmpfs, or a named volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountArg {
+    /// A host path or tmpfs.
+    Extra(oci_runtime::image_spec::ExtraMount),
+    /// A named volume (created on first use).
+    Volume {
+        /// The volume.
+        name: String,
+        /// The path in the container.
+        target: String,
+        /// Mounted read-only.
+        readonly: bool,
+    },
+}
+
+/// Parses `-v`: `/host:/ctr[:ro]` is a bind, `NAME:/ctr[:ro]` a named volume.
+pub fn parse_volume_arg(spec: &str) -> Result<MountArg> {
+    if spec.starts_with('/') {
+        return Ok(MountArg::Extra(
+            oci_runtime::image_spec::ExtraMount::parse_volume(spec)?,
+        ));
+    }
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (name, target, opts) = match parts.as_slice() {
+        [n, t] => (*n, *t, ""),
+        [n, t, o] => (*n, *t, *o),
+        _ => bail!("invalid volume {spec:?}: expected HOST:CONTAINER[:ro] or NAME:CONTAINER[:ro]"),
+    };
+    valid_name(name).with_context(|| format!("invalid volume {spec:?}"))?;
+    if !target.starts_with('/') {
+        bail!("invalid volume {spec:?}: the container path must be absolute");
+    }
+    let mut readonly = false;
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => readonly = true,
+            "rw" | "z" | "Z" => {}
+            other => bail!("invalid volume {spec:?}: unknown option {other:?}"),
+        }
+    }
+    Ok(MountArg::Volume {
+        name: name.to_owned(),
+        target: target.to_owned(),
+        readonly,
+    })
+}
+
+/// Parses `--mount type=bind|volume|tmpfs,source=...,target=...[,readonly][,tmpfs-size=N]`.
+pub fn parse_mount_arg(spec: &str) -> Result<MountArg> {
+    let (mut typ, mut source, mut target, mut readonly, mut size) =
+        ("volume".to_owned(), None, None, false, None);
+    for kv in spec.split(',') {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        match k {
+            "type" => typ = v.to_owned(),
+            "source" | "src" => source = Some(v.to_owned()),
+            "target" | "destination" | "dst" => target = Some(v.to_owned()),
+            "readonly" | "ro" => readonly = v.is_empty() || v == "true" || v == "1",
+            "tmpfs-size" => size = Some(v.to_owned()),
+            _ => bail!("invalid --mount {spec:?}: unknown key {k:?}"),
+        }
+    }
+    let target = target.ok_or_else(|| anyhow!("invalid --mount {spec:?}: no target"))?;
+    let ro = if readonly { ":ro" } else { "" };
+    match typ.as_str() {
+        "bind" => {
+            let src = source.ok_or_else(|| anyhow!("invalid --mount {spec:?}: no source"))?;
+            if !src.starts_with('/') {
+                bail!("invalid --mount {spec:?}: a bind source must be an absolute path");
+            }
+            parse_volume_arg(&format!("{src}:{target}{ro}"))
+        }
+        "volume" => {
+            let src = source.ok_or_else(|| anyhow!("invalid --mount {spec:?}: no source"))?;
+            if src.starts_with('/') {
+                bail!("invalid --mount {spec:?}: a volume source is a name");
+            }
+            parse_volume_arg(&format!("{src}:{target}{ro}"))
+        }
+        "tmpfs" => Ok(MountArg::Extra(
+            oci_runtime::image_spec::ExtraMount::parse_tmpfs(&match size {
+                Some(s) => format!("{target}:size={s}"),
+                None => target,
+            })?,
+        )),
+        other => bail!("invalid --mount {spec:?}: unknown type {other:?} (bind, volume, tmpfs)"),
+    }
+}
