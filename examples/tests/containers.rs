@@ -795,3 +795,95 @@ fn a_named_volume_is_filled_from_the_image_written_inside_and_read_on_the_host()
         assert_eq!(o.status.code(), Some(125), "{bad}");
     }
 }
+
+#[test]
+fn rootless_detached_run_logs_exec_stop_and_rm() {
+    if !root_with_busybox() {
+        return;
+    }
+    let Some((uid, gid, _)) = common::rootless_user() else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let tar = common::busybox_rootfs_tar(home.path(), TOOLS);
+    for e in walk(home.path()) {
+        std::os::unix::fs::lchown(&e, Some(uid), Some(gid)).unwrap();
+    }
+    let data = home.path().join("data");
+    let as_user = |args: &[&str]| -> Output {
+        Command::new("/usr/bin/setpriv")
+            .args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={gid}"),
+                "--clear-groups",
+                OCI,
+                "-q",
+                "--data-dir",
+            ])
+            .arg(&data)
+            .args(args)
+            .env("HOME", home.path())
+            .current_dir(home.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| -> String {
+        let o = as_user(args);
+        assert!(
+            o.status.success(),
+            "as uid {uid}: oci {args:?} failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    ok(&["import", tar.to_str().unwrap(), "bb:1"]);
+    ok(&[
+        "run",
+        "-d",
+        "--name",
+        "rl",
+        "-v",
+        "rlvol:/vol",
+        "bb:1",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; id -u; echo v > /vol/f; sleep 100 & wait",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ok(&["logs", "rl"]) != "0\n" {
+        assert!(Instant::now() < deadline, "no output");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ok(&["ps"]).contains("Up "));
+    assert_eq!(ok(&["exec", "rl", "cat", "/vol/f"]), "v\n");
+    ok(&["stop", "rl"]);
+    assert_eq!(
+        ok(&[
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "rl"
+        ]),
+        "exited 0\n"
+    );
+    let o = as_user(&["volume", "rm", "rlvol"]);
+    assert!(!o.status.success(), "in use by a stopped container");
+    ok(&["rm", "rl"]);
+    ok(&["volume", "rm", "rlvol"]);
+    assert!(ok(&["ps", "-a", "-q"]).trim().is_empty());
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
