@@ -120,7 +120,19 @@ async fn prepare_change_commit(force_copy: bool) {
         .await
         .unwrap();
     assert!(diff_id.to_string().starts_with("sha256:"));
+    // A container store reopens it by id (mounted again once unmounted) and lists it, with
+    // the image it came from.
+    let info = snap.info("c1").unwrap();
+    assert_eq!(info.image, m.digest().to_string());
+    assert_eq!(info.kind, mount.kind);
+    assert_eq!(snap.list().unwrap(), vec![info]);
+    snap.unmount("c1").unwrap();
+    let again = Snapshotter::new(dir.path().join("snap")).unwrap().open("c1").unwrap();
+    assert_eq!(again.rootfs, mount.rootfs);
+    assert_eq!(comparable(&again.rootfs), want, "the same tree, changes included");
+    assert!(snap.open("nope").is_err());
     snap.remove("c1").unwrap();
+    assert!(snap.list().unwrap().is_empty());
     assert!(!dir.path().join("snap/containers/c1").exists());
     // The image's layers plus the committed one, applied flat, give what the container saw.
     let check = dir.path().join("check");
