@@ -328,7 +328,13 @@ impl Containers {
             if !rustix::process::geteuid().is_root() && opts.rootless.is_none() {
                 opts.rootless = Some(oci_runtime::image_spec::Rootless::current());
             }
-            let spec = oci_runtime::image_spec::spec_from_image(&config, &mount.rootfs, &opts)?;
+            let mut spec =
+                oci_runtime::image_spec::spec_from_image(&config, &mount.rootfs, &opts)?;
+            if opts.terminal && !req.detach {
+                if let Some(p) = spec.process_mut() {
+                    p.set_console_size(console_size());
+                }
+            }
             let command = spec
                 .process()
                 .as_ref()
@@ -541,6 +547,11 @@ impl Containers {
             user.set_gid(gid);
             user.set_additional_gids(Some(extra));
             process.set_user(user);
+        }
+        if req.tty {
+            process.set_terminal(Some(true));
+            process.set_console_size(console_size());
+            return exec_tty(&c, &process, req.interactive);
         }
         let null = || -> Result<Option<std::os::fd::OwnedFd>> {
             Ok(Some(std::fs::File::open("/dev/null")?.into()))
@@ -1021,6 +1032,90 @@ pub struct ExecRequest {
     pub interactive: bool,
     /// Do not wait.
     pub detach: bool,
+    /// A terminal (`-t`).
+    pub tty: bool,
+}
+
+/// `exec -t`: the process gets a pty (its master comes back over a console socket in a
+/// private directory) that this process relays to its own terminal, in raw mode and
+/// restored afterwards, passing the window size on at start and on SIGWINCH.
+fn exec_tty(
+    c: &oci_runtime::Container,
+    process: &oci_spec::runtime::Process,
+    stdin: bool,
+) -> Result<i32> {
+    let dir = tempfile::Builder::new().prefix("oci-exec-").tempdir()?;
+    let path = dir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path)?;
+    let p = c.exec_terminal(process, &path)?;
+    let (sock, _) = listener.accept()?;
+    let master = std::fs::File::from(oci_runtime::attach::receive_terminal(&sock)?);
+    let raw = RawTerminal::enter();
+    let resize = |m: &std::fs::File| {
+        if let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdin()) {
+            let _ = rustix::termios::tcsetwinsize(m, ws);
+        }
+    };
+    resize(&master);
+    // SIGWINCH is noticed by a flag a handler thread polls: no async runtime here.
+    let winch = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _ = signal_hook_flag(libc::SIGWINCH, winch.clone());
+    if stdin {
+        let mut to = master.try_clone()?;
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to);
+        });
+    }
+    let mut from = master.try_clone()?;
+    let output = std::thread::spawn(move || {
+        let mut out = std::io::stdout();
+        let mut buf = [0u8; 16 << 10];
+        // EIO once the last slave descriptor closes: the process has ended.
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 || out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
+                break;
+            }
+        }
+    });
+    let watcher = {
+        let winch = winch.clone();
+        let m = master.try_clone()?;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = done.clone();
+        let t = std::thread::spawn(move || {
+            while !d.load(std::sync::atomic::Ordering::Relaxed) {
+                if winch.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    resize(&m);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        (done, t)
+    };
+    let code = p.wait()?;
+    let _ = output.join();
+    watcher.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = watcher.1.join();
+    drop(raw);
+    Ok(code)
+}
+
+/// Sets `flag` when `signal` arrives (a thread blocked in sigwait would need the signal
+/// blocked in every thread; a flag set from tokio's handler needs none).
+fn signal_hook_flag(
+    signal: i32,
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<()> {
+    let handle = tokio::runtime::Handle::try_current()?;
+    let mut s = handle.block_on(async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(signal))
+    })?;
+    handle.spawn(async move {
+        while s.recv().await.is_some() {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    Ok(())
 }
 
 /// Attaches this process's stdio to the container's monitor until the container exits:
@@ -1116,6 +1211,16 @@ pub async fn attach(m: &Monitor, stdin: bool, tty: bool) -> Result<i32> {
         // The monitor went away: what it recorded, or the reconciled status.
         None => Ok(m.status()?.exit_code.unwrap_or(255)),
     }
+}
+
+/// This terminal's size as the runtime spec's `process.consoleSize`.
+fn console_size() -> Option<oci_spec::runtime::Box> {
+    let (rows, cols) = terminal_size()?;
+    oci_spec::runtime::BoxBuilder::default()
+        .height(u64::from(rows))
+        .width(u64::from(cols))
+        .build()
+        .ok()
 }
 
 fn terminal_size() -> Option<(u16, u16)> {

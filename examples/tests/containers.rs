@@ -595,6 +595,35 @@ fn a_tty_run_gets_a_real_terminal_its_size_and_resizes() {
         "the host terminal is restored from raw mode"
     );
     assert_eq!(s.snapshots(), 0);
+
+    // exec -it into a running container: a terminal of its own, at the caller's size.
+    s.ok(&["run", "-d", "--name", "t", "bb:1", "sleep", "100"]);
+    s.wait_status("t", "running");
+    let mut cli = s
+        .cmd(&[
+            "exec",
+            "-it",
+            "t",
+            "sh",
+            "-c",
+            "stty size; [ -t 0 ] && echo exec-tty; read x; echo got $x",
+        ])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap())
+        .spawn()
+        .unwrap();
+    let seen = read_until(&mut m, "exec-tty");
+    assert!(seen.contains("50 120"), "{seen}");
+    m.write_all(b"word\n").unwrap();
+    read_until(&mut m, "got word");
+    assert!(cli.wait().unwrap().success());
+    let after = rustix::termios::tcgetattr(&slave).unwrap();
+    assert_eq!(
+        before.local_modes, after.local_modes,
+        "restored after exec -it"
+    );
+    s.ok(&["rm", "-f", "t"]);
 }
 
 /// A cgroup file of process `pid` for `controller` (v1 hierarchy, else the unified one).

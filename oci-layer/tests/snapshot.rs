@@ -127,9 +127,16 @@ async fn prepare_change_commit(force_copy: bool) {
     assert_eq!(info.kind, mount.kind);
     assert_eq!(snap.list().unwrap(), vec![info]);
     snap.unmount("c1").unwrap();
-    let again = Snapshotter::new(dir.path().join("snap")).unwrap().open("c1").unwrap();
+    let again = Snapshotter::new(dir.path().join("snap"))
+        .unwrap()
+        .open("c1")
+        .unwrap();
     assert_eq!(again.rootfs, mount.rootfs);
-    assert_eq!(comparable(&again.rootfs), want, "the same tree, changes included");
+    assert_eq!(
+        comparable(&again.rootfs),
+        want,
+        "the same tree, changes included"
+    );
     assert!(snap.open("nope").is_err());
     snap.remove("c1").unwrap();
     assert!(snap.list().unwrap().is_empty());

@@ -167,6 +167,34 @@ impl Attach {
     }
 }
 
+/// Receives the terminal master that an init or exec helper sends on a console socket
+/// ([`crate::ContainerBuilder::console_stream`], [`crate::Container::exec_terminal`]).
+pub fn receive_terminal(sock: &impl std::os::fd::AsFd) -> Result<std::os::fd::OwnedFd> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut name = [0u8; 64];
+    rustix::net::recvmsg(
+        sock.as_fd(),
+        &mut [std::io::IoSliceMut::new(&mut name)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )
+    .map_err(|e| Error::io("recvmsg", "the console socket", e))?;
+    for msg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = msg {
+            if let Some(fd) = fds.next() {
+                return Ok(fd);
+            }
+        }
+    }
+    Err(Error::io(
+        "recvmsg",
+        "the console socket",
+        std::io::Error::other("no terminal was sent"),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -151,6 +151,8 @@ pub(crate) struct DeviceStep {
 /// The process to run.
 #[derive(Debug)]
 pub(crate) struct ProcessPlan {
+    /// `process.consoleSize` (rows, columns), set on the terminal before the process runs.
+    pub console_size: Option<(u16, u16)>,
     /// `execve` candidates (args[0] alone when it has a `/`, else each PATH entry joined).
     pub exec: Vec<CString>,
     pub argv: ExecStrings,
@@ -1282,6 +1284,15 @@ fn setup_process(plan: &Plan) -> ! {
             rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
         );
         check!(plan, Step::Console, rustix::pty::unlockpt(&master));
+        if let Some((rows, cols)) = p.console_size {
+            let ws = rustix::termios::Winsize {
+                ws_row: rows,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            check!(plan, Step::Console, rustix::termios::tcsetwinsize(&master, ws));
+        }
         let slave = check!(
             plan,
             Step::Console,

@@ -40,7 +40,7 @@ use crate::logs::{now_ns, LogLimits, LogWriter, Stream};
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -647,7 +647,7 @@ impl Serve {
         }
         let mut c = b.create()?;
         if let Some(sock) = console {
-            let master = recv_fd(&sock)?;
+            let master = crate::attach::receive_terminal(&sock)?;
             let dup = rustix::io::fcntl_dupfd_cloexec(&master, 3)
                 .map_err(|e| Error::io("dup", "the terminal", e))?;
             outputs.push((dup, Stream::Stdout));
@@ -973,33 +973,6 @@ fn flush(c: &mut Client) -> bool {
         }
     }
     true
-}
-
-/// Receives the terminal master the init sends on the console socket.
-fn recv_fd(sock: &OwnedFd) -> Result<OwnedFd> {
-    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let mut name = [0u8; 64];
-    rustix::net::recvmsg(
-        sock.as_fd(),
-        &mut [std::io::IoSliceMut::new(&mut name)],
-        &mut control,
-        RecvFlags::CMSG_CLOEXEC,
-    )
-    .map_err(|e| Error::io("recvmsg", "the console socket", e))?;
-    for msg in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(mut fds) = msg {
-            if let Some(fd) = fds.next() {
-                return Ok(fd);
-            }
-        }
-    }
-    Err(Error::io(
-        "recvmsg",
-        "the console socket",
-        std::io::Error::other("no terminal was sent"),
-    ))
 }
 
 #[cfg(test)]

@@ -560,6 +560,12 @@ pub(crate) fn process(p: &Process) -> Result<ProcessPlan> {
         rlimits,
         caps,
         no_new_privs: p.no_new_privileges().unwrap_or(false),
+        console_size: p.console_size().as_ref().map(|b| {
+            (
+                u16::try_from(b.height()).unwrap_or(u16::MAX),
+                u16::try_from(b.width()).unwrap_or(u16::MAX),
+            )
+        }),
         oom_score_adj: p
             .oom_score_adj()
             .map(|v| cstr(v.to_string(), "oomScoreAdj"))

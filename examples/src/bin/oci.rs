@@ -209,6 +209,9 @@ enum Verb {
         /// Keep stdin open.
         #[arg(short, long)]
         interactive: bool,
+        /// Allocate a terminal.
+        #[arg(short, long)]
+        tty: bool,
         /// Set an environment variable.
         #[arg(short, long = "env")]
         env: Vec<String>,
@@ -947,6 +950,7 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
         Verb::Exec {
             detach,
             interactive,
+            tty,
             env,
             workdir,
             user,
@@ -961,6 +965,7 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                 user,
                 interactive,
                 detach,
+                tty,
             };
             return tokio::task::spawn_blocking(move || store.exec(&container, &req))
                 .await
