@@ -328,8 +328,7 @@ impl Containers {
             if !rustix::process::geteuid().is_root() && opts.rootless.is_none() {
                 opts.rootless = Some(oci_runtime::image_spec::Rootless::current());
             }
-            let mut spec =
-                oci_runtime::image_spec::spec_from_image(&config, &mount.rootfs, &opts)?;
+            let mut spec = oci_runtime::image_spec::spec_from_image(&config, &mount.rootfs, &opts)?;
             if opts.terminal && !req.detach {
                 if let Some(p) = spec.process_mut() {
                     p.set_console_size(console_size());

@@ -916,3 +916,80 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_full_disk_while_logging_keeps_the_container_running_and_says_so() {
+    if !root_with_busybox() {
+        return;
+    }
+    // The data directory on a small tmpfs of its own.
+    let top = tempfile::tempdir().unwrap();
+    let data = top.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let size = std::ffi::CString::new("size=24m").unwrap();
+    rustix::mount::mount(
+        "tmpfs",
+        &data,
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        Some(size.as_c_str()),
+    )
+    .unwrap();
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+    let _guard = Unmount(data.clone());
+    let tar = common::busybox_rootfs_tar(top.path(), TOOLS);
+    let oci = |args: &[&str]| {
+        Command::new(OCI)
+            .arg("-q")
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    assert!(oci(&["import", tar.to_str().unwrap(), "bb:1"])
+        .status
+        .success());
+    let o = oci(&[
+        "run",
+        "-d",
+        "--name",
+        "chatty",
+        "bb:1",
+        "sh",
+        "-c",
+        "i=0; while :; do echo line $i; i=$((i+1)); done",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    // Fill what is left of the disk while it logs.
+    let filler = data.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let block = vec![0u8; 1 << 16];
+    while f.write_all(&block).is_ok() {}
+    drop(f);
+    std::thread::sleep(Duration::from_millis(500));
+    let status = |o: Output| String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    assert_eq!(
+        status(oci(&["inspect", "--format", "{{.State.Status}}", "chatty"])),
+        "running",
+        "the container keeps running on a full disk"
+    );
+    // Space again: the log goes on, and says what was lost.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = oci(&["logs", "--tail", "100000", "chatty"]);
+        if String::from_utf8_lossy(&o.stderr).contains("log truncated") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no truncation note");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(oci(&["rm", "-f", "chatty"]).status.success());
+}

@@ -1291,7 +1291,11 @@ fn setup_process(plan: &Plan) -> ! {
                 ws_xpixel: 0,
                 ws_ypixel: 0,
             };
-            check!(plan, Step::Console, rustix::termios::tcsetwinsize(&master, ws));
+            check!(
+                plan,
+                Step::Console,
+                rustix::termios::tcsetwinsize(&master, ws)
+            );
         }
         let slave = check!(
             plan,

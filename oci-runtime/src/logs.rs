@@ -160,6 +160,8 @@ pub struct LogWriter {
     size: u64,
     limits: LogLimits,
     dropped: u64,
+    /// A failed write left part of a record in the file: end it before the next one.
+    torn: bool,
     line: Vec<u8>,
 }
 
@@ -172,6 +174,7 @@ impl LogWriter {
             size: 0,
             limits,
             dropped: 0,
+            torn: false,
             line: Vec::with_capacity(64 << 10),
         };
         w.reopen()?;
@@ -217,6 +220,10 @@ impl LogWriter {
     pub fn write(&mut self, stream: Stream, data: &[u8]) {
         let ts = rfc3339(now_ns());
         self.line.clear();
+        if self.torn {
+            // The torn record becomes a line of its own, which readers skip.
+            self.line.push(b'\n');
+        }
         if self.dropped > 0 {
             let note = format!(
                 "{ts} stderr F [log truncated: {} bytes of output were lost, the log could not be written]\n",
@@ -240,13 +247,26 @@ impl LogWriter {
             self.line.push(b'\n');
             rest = next;
         }
-        let ok = match &mut self.file {
-            Some(f) => f.write_all(&self.line).is_ok(),
-            None => false,
-        };
+        let mut written = 0;
+        if let Some(f) = &mut self.file {
+            while written < self.line.len() {
+                match f.write(&self.line[written..]) {
+                    Ok(0) => break,
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        let ok = written == self.line.len();
+        if ok {
+            self.torn = false;
+        } else if written > 0 {
+            self.torn = true;
+        }
         if ok {
             self.dropped = 0;
-            self.size += self.line.len() as u64;
+            self.size += written as u64;
             if self.limits.max_size.is_some_and(|m| self.size > m) {
                 self.rotate();
             }
