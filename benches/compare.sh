@@ -325,6 +325,8 @@ EOF
 containers_bench() {
   need podman conmon runc busybox-static
   local C=$D/ctr R=${RUNS:-3}
+  # What an earlier run left mounted (podman's overlay store, our snapshots).
+  awk -v c="$C/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
   rm -rf "$C" && mkdir -p "$C/rootfs/bin"
   cp /bin/busybox "$C/rootfs/bin/busybox"
   for t in sh sleep true; do ln -s busybox "$C/rootfs/bin/$t"; done
@@ -344,14 +346,14 @@ containers_bench() {
   echo "|---|---|---|"
   race \
     "oci run -d sleep (ours)" "\$O rm -f d >/dev/null 2>&1; true" "\$O run -d --name d bench/bb:1 sleep 1000" \
-    "podman run -d sleep" "\$P rm -f d >/dev/null 2>&1; true" "\$P run -d \$PR --name d docker.io/bench/bb:1 sleep 1000"
+    "podman run -d sleep" "\$P rm -f -t 0 d >/dev/null 2>&1; true" "\$P run -d \$PR --name d docker.io/bench/bb:1 sleep 1000"
   race \
     "oci stop (ours, exits on SIGTERM)" "\$O rm -f s >/dev/null 2>&1; \$O run -d --name s bench/bb:1 sh -c \"\$TERMSH\"; sleep 0.5" "\$O stop s" \
-    "podman stop (exits on SIGTERM)" "\$P rm -f s >/dev/null 2>&1; \$P run -d \$PR --name s docker.io/bench/bb:1 sh -c \"\$TERMSH\"; sleep 0.5" "\$P stop s"
+    "podman stop (exits on SIGTERM)" "\$P rm -f -t 0 s >/dev/null 2>&1; \$P run -d \$PR --name s docker.io/bench/bb:1 sh -c \"\$TERMSH\"; sleep 0.5" "\$P stop s"
   echo
   echo "Ratios: run -d ours / podman = $(ratio "oci run -d sleep (ours)" "podman run -d sleep"), stop ours / podman = $(ratio "oci stop (ours, exits on SIGTERM)" "podman stop (exits on SIGTERM)")"
   $O rm -f d s >/dev/null 2>&1 || true
-  $P rm -f -a >/dev/null 2>&1 || true
+  $P rm -f -t 0 -a >/dev/null 2>&1 || true
   $O run -d --name idle bench/bb:1 sleep 1000 >/dev/null
   $P run -d $PR --name idle docker.io/bench/bb:1 sleep 1000 >/dev/null
   sleep 3
@@ -371,7 +373,8 @@ containers_bench() {
       "$(awk '/^Pss_Anon:/{print $2}' /proc/$pid/smaps_rollup)"
   done
   $O rm -f idle >/dev/null
-  $P rm -f -a >/dev/null
+  $P rm -f -t 0 -a >/dev/null
+  awk -v c="$C/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
 }
 
 echo "## $(date -u +%F) on $(nproc) cores, $(uname -r)"

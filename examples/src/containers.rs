@@ -464,9 +464,7 @@ impl Containers {
 
     /// The spec as first made, kept in the monitor's config.
     fn saved_spec(&self, id: &str) -> Result<oci_spec::runtime::Spec> {
-        let p = self.dir.join(id).join("monitor.json");
-        let mc: MonitorConfig = serde_json::from_slice(&std::fs::read(&p)?)?;
-        Ok(mc.spec)
+        Ok(MonitorConfig::read(&self.dir.join(id))?.spec)
     }
 
     /// `wait`: blocks until the container has exited for good; its exit code.

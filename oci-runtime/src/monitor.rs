@@ -130,6 +130,16 @@ pub struct MonitorConfig {
 }
 
 impl MonitorConfig {
+    /// The configuration a monitor was spawned with, from its directory (`monitor.json`).
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(CONFIG_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::State {
+            path: path.clone(),
+            reason: e.to_string(),
+        })
+    }
+
     /// A monitor for container `id` with the defaults: no restart, no exit command, no
     /// stdin, logs without a cap.
     pub fn new(id: &str, spec: Spec, bundle: &Path, state_root: &Path, dir: &Path) -> Self {
@@ -296,12 +306,7 @@ impl Monitor {
 
     /// The monitor of the container whose monitor directory is `dir`.
     pub fn open(dir: &Path) -> Result<Monitor> {
-        let path = dir.join(CONFIG_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
-        let cfg: MonitorConfig = serde_json::from_slice(&bytes).map_err(|e| Error::State {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let cfg = MonitorConfig::read(dir)?;
         Ok(Monitor {
             dir: dir.to_owned(),
             id: cfg.id,
@@ -475,12 +480,7 @@ struct Serve {
 
 impl Serve {
     fn new(dir: &Path, ready: OwnedFd) -> Result<Self> {
-        let path = dir.join(CONFIG_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
-        let cfg: MonitorConfig = serde_json::from_slice(&bytes).map_err(|e| Error::State {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let cfg = MonitorConfig::read(dir)?;
         if cfg.unsealed {
             crate::exe::allow_unsealed();
         }
