@@ -993,3 +993,27 @@ fn a_full_disk_while_logging_keeps_the_container_running_and_says_so() {
     }
     assert!(oci(&["rm", "-f", "chatty"]).status.success());
 }
+
+#[test]
+fn usage_errors_are_one_line_with_exit_125_and_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["run", "--bogus", "bb:1"][..],
+        &["stop", "-t", "soon", "x"],
+        &["logs", "--since", "yesterday", "x"],
+        &["logs", "--tail", "many", "x"],
+        &["kill", "-s", "NOPE", "x"],
+    ] {
+        let o = Command::new(OCI)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(125), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("oci: "), "{err}");
+    }
+}

@@ -672,7 +672,27 @@ async fn run(cli: Cli) -> Result<()> {
 fn main() {
     // A container's monitor is this program again (see oci_runtime::monitor).
     oci_runtime::monitor::serve_if_requested();
-    let cli = Cli::parse();
+    // Usage errors as docker gives them: one line and exit 125 (help and version as clap's).
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp
+                    | clap::error::ErrorKind::DisplayVersion
+                    | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("oci: {first} (see 'oci --help')");
+            std::process::exit(EXIT_TOOL_FAILURE);
+        }
+    };
     // Only `run` starts containers; before any thread, so that they cannot reach this
     // program's file (CVE-2019-5736).
     if matches!(
