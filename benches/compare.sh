@@ -354,11 +354,12 @@ containers_bench() {
   echo "Ratios: run -d ours / podman = $(ratio "oci run -d sleep (ours)" "podman run -d sleep"), stop ours / podman = $(ratio "oci stop (ours, exits on SIGTERM)" "podman stop (exits on SIGTERM)")"
   $O rm -f d s >/dev/null 2>&1 || true
   $P rm -f -t 0 -a >/dev/null 2>&1 || true
-  $O run -d --name idle bench/bb:1 sleep 1000 >/dev/null
+  local idle
+  idle=$($O run -d --name idle bench/bb:1 sleep 1000)
   $P run -d $PR --name idle docker.io/bench/bb:1 sleep 1000 >/dev/null
   sleep 3
   local ours conmon
-  ours=$(pgrep -f '^oci-monitor' | head -1)
+  ours=$(pgrep -f "^oci-monitor $idle")
   conmon=$(pgrep -x conmon | head -1)
   echo
   echo "Resident memory of one idle container's monitor, 3 s after start (smaps_rollup):"

@@ -453,6 +453,13 @@ fn a_killed_monitor_is_reconciled_with_the_process_table() {
         return;
     }
     let s = Store::new();
+    // A descriptor the caller leaves open across exec: the monitor must not keep it.
+    let (leak_r, _leak_w) = rustix::pipe::pipe().unwrap();
+    let leaked = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&leak_r)
+    ))
+    .unwrap();
     let id = s.ok(&["run", "-d", "--name", "lost", "bb:1", "sleep", "100"]);
     let id = id.trim();
     let status: serde_json::Value = serde_json::from_slice(
@@ -461,6 +468,16 @@ fn a_killed_monitor_is_reconciled_with_the_process_table() {
     .unwrap();
     let monitor = status["monitor_pid"].as_i64().unwrap() as i32;
     let init = status["pid"].as_i64().unwrap() as i32;
+    for fd in std::fs::read_dir(format!("/proc/{monitor}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        assert_ne!(
+            std::fs::read_link(fd.path()).ok(),
+            Some(leaked.clone()),
+            "inherited"
+        );
+    }
     let kill = |pid: i32| {
         rustix::process::kill_process(
             rustix::process::Pid::from_raw(pid).unwrap(),

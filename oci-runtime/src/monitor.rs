@@ -442,6 +442,10 @@ pub fn serve_if_requested() {
         -1 => std::process::exit(125),
         _ => unsafe { libc::_exit(0) },
     }
+    // Nothing the spawning program left open (a make jobserver, a test harness's pipes)
+    // stays open for the monitor's life.
+    // SAFETY: close_range closes descriptors above the report pipe; none is in use here.
+    unsafe { libc::syscall(libc::SYS_close_range, READY_FD as u32 + 1, u32::MAX, 0u32) };
     // SAFETY: READY_FD was put there by Monitor::spawn for this process alone.
     let ready = unsafe { OwnedFd::from_raw_fd(READY_FD) };
     let _ = rustix::io::fcntl_setfd(&ready, rustix::io::FdFlags::CLOEXEC);
