@@ -47,6 +47,8 @@ pub struct RunRequest {
     pub stop_signal: Option<String>,
     /// Named volumes: (name, path in the container, read-only).
     pub volumes: Vec<(String, String, bool)>,
+    /// A reaper as pid 1 (`--init`).
+    pub init: bool,
 }
 
 /// What is kept of a container besides its snapshot and monitor.
@@ -81,6 +83,9 @@ pub struct ContainerConfig {
     /// Named volumes: (name, path in the container, read-only).
     #[serde(default)]
     pub volumes: Vec<(String, String, bool)>,
+    /// A reaper as pid 1.
+    #[serde(default)]
+    pub init: bool,
 }
 
 /// One container as `ps` and `inspect` see it.
@@ -360,6 +365,7 @@ impl Containers {
                     .unwrap_or_else(|| "SIGTERM".into()),
                 interactive: req.interactive,
                 volumes: req.volumes.clone(),
+                init: req.init,
             };
             std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg)?)?;
             self.start_monitor(&cfg, spec, !req.detach)
@@ -388,6 +394,7 @@ impl Containers {
         mc.restart = cfg.restart;
         mc.stdin = cfg.interactive;
         mc.attach_first = attach_first;
+        mc.init = cfg.init;
         if cfg.rm {
             mc.exit_command = vec![
                 "/proc/self/exe".into(),

@@ -1034,3 +1034,44 @@ fn usage_errors_are_one_line_with_exit_125_and_leave_nothing() {
         assert!(err.starts_with("oci: "), "{err}");
     }
 }
+
+#[test]
+fn init_reaps_orphans_and_passes_signals_on() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    // Without --init, `sleep` as pid 1 has SIGTERM ignored by the kernel; with it, the
+    // reaper is pid 1 and passes SIGTERM on, so stop needs no SIGKILL.
+    s.ok(&[
+        "run", "-d", "--init", "--name", "i", "bb:1", "sleep", "1000",
+    ]);
+    s.wait_status("i", "running");
+    // An orphan (its parent, the sh, exits at once) is reaped: no zombie stays.
+    s.ok(&["exec", "i", "sh", "-c", "sleep 0.2 &"]);
+    std::thread::sleep(Duration::from_millis(600));
+    let pid = s.field("i", "{{.State.Pid}}");
+    let zombies = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|st| {
+            let rest = st.rsplit_once(')').map_or("", |r| r.1);
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            f.first() == Some(&"Z") && f.get(1) == Some(&pid.as_str())
+        })
+        .count();
+    assert_eq!(zombies, 0, "children of the reaper left as zombies");
+    let t = Instant::now();
+    s.ok(&["stop", "-t", "10", "i"]);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(s.field("i", "{{.State.ExitCode}}"), "143");
+    assert_eq!(
+        s.ok(&["run", "--rm", "--init", "bb:1", "sh", "-c", "echo $$"])
+            .trim(),
+        "2",
+        "the process is pid 2, under the reaper"
+    );
+    let o = s.oci(&["run", "--rm", "--init", "bb:1", "sh", "-c", "exit 4"]);
+    assert_eq!(o.status.code(), Some(4));
+}

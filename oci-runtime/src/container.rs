@@ -107,6 +107,7 @@ pub struct ContainerBuilder {
     state_root: PathBuf,
     stdio: [Option<OwnedFd>; 3],
     no_pivot: bool,
+    reaper: bool,
     cgroup_root: Option<PathBuf>,
     console_socket: Option<PathBuf>,
     console_stream: Option<OwnedFd>,
@@ -123,6 +124,7 @@ impl ContainerBuilder {
             state_root: PathBuf::from("/run/oci-rs"),
             stdio: [None, None, None],
             no_pivot: false,
+            reaper: false,
             cgroup_root: None,
             console_socket: None,
             console_stream: None,
@@ -164,6 +166,17 @@ impl ContainerBuilder {
     /// (one end of a `socketpair`) instead of a path: the terminal's master is sent on it.
     pub fn console_stream(mut self, sock: OwnedFd) -> Self {
         self.console_stream = Some(sock);
+        self
+    }
+
+    /// Keep a tiny reaper as the container's pid 1 (docker's `--init`): the init forks the
+    /// process right before `execve` and stays, with every signal blocked, to reap whatever
+    /// is reparented to it and to pass every signal it receives on to the process; it ends
+    /// with the process's exit code. It is this program's clone that never executes anything,
+    /// non-dumpable, holding no descriptor, under the container's credentials, capabilities
+    /// and seccomp filter.
+    pub fn reaper(mut self, yes: bool) -> Self {
+        self.reaper = yes;
         self
     }
 
@@ -432,6 +445,7 @@ impl ContainerBuilder {
                 hostname,
                 domainname,
                 loopback_up: flags & libc::CLONE_NEWNET as u64 != 0,
+                reaper: self.reaper,
                 sysctl: built.sysctl,
                 join,
                 process: process(proc_spec)?,
@@ -1309,6 +1323,7 @@ impl Container {
             new_mount_ns: false,
             hostname: None,
             loopback_up: false,
+            reaper: false,
             domainname: None,
             sysctl: Vec::new(),
             join,

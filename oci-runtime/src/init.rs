@@ -69,11 +69,12 @@ pub(crate) enum Step {
     TimeNs = 34,
     Dumpable = 35,
     Loopback = 36,
+    Reaper = 37,
 }
 
 impl Step {
     pub(crate) fn name(code: u32) -> &'static str {
-        const NAMES: [&str; 37] = [
+        const NAMES: [&str; 38] = [
             "ready",
             "sync with parent",
             "join namespace",
@@ -111,6 +112,7 @@ impl Step {
             "time namespace",
             "set non-dumpable",
             "loopback up",
+            "init reaper",
         ];
         NAMES.get(code as usize).copied().unwrap_or("unknown step")
     }
@@ -199,6 +201,9 @@ pub(crate) struct Plan {
     pub domainname: Option<CString>,
     /// A new network namespace was made: bring its loopback interface up (as runc and crun do).
     pub loopback_up: bool,
+    /// Stay as a reaper (pid 1) and run the process as a child (see
+    /// `ContainerBuilder::reaper`).
+    pub reaper: bool,
     /// (`sys/...` path under the container's procfs, value), written after pivot_root.
     pub sysctl: Vec<(CString, CString)>,
     /// Namespaces to join (fd, the clone flag of its type), joined in order.
@@ -1380,6 +1385,9 @@ fn setup_process(plan: &Plan) -> ! {
         // As late as can be, right before execve: everything above ran unfiltered.
         install_seccomp(plan);
     }
+    if plan.reaper {
+        become_reaper(plan);
+    }
     let (argv, envp) = (p.argv.as_ptr(), p.env.as_ptr());
     let mut last = Errno::NOENT;
     for path in &p.exec {
@@ -1409,6 +1417,74 @@ fn setup_process(plan: &Plan) -> ! {
         let _ = rustix::io::write(err, part);
     }
     fail_with(plan, Step::Exec, last, code)
+}
+
+/// `--init`: forks; the child returns to `execve` the process, this process stays as its
+/// reaper and signal relay and ends with its exit code. Only system calls, nothing allocated.
+fn become_reaper(plan: &Plan) {
+    // SAFETY: sigset_t is plain data; sigfillset and sigprocmask fill and read it.
+    let (mut all, mut old): (libc::sigset_t, libc::sigset_t) =
+        unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    // SAFETY: as above; every signal blocked before the fork, so none is lost in between.
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, &mut old);
+    }
+    // clone, not clone3: the seccomp filter is installed by now, and docker's profile makes
+    // clone3 fail (ENOSYS) while it lets a clone without namespace flags through.
+    // SAFETY: clone with only SIGCHLD and no new stack is fork: the child continues below on
+    // a copy of this stack with 0.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        fail(
+            plan,
+            Step::Reaper,
+            Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::AGAIN),
+        );
+    }
+    if pid == 0 {
+        // SAFETY: restores the mask saved above.
+        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+        return;
+    }
+    let child = pid as libc::pid_t;
+    // SAFETY: the reaper keeps no descriptor: not the report pipe, not the process's stdio.
+    unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) };
+    loop {
+        // SAFETY: waits for one of the blocked signals; `all` is a filled set.
+        let sig = unsafe { libc::sigwaitinfo(&all, std::ptr::null_mut()) };
+        if sig == libc::SIGCHLD || sig < 0 {
+            loop {
+                let mut status = 0i32;
+                // SAFETY: waitpid for any child, without blocking, with a valid pointer.
+                let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+                if r <= 0 {
+                    break;
+                }
+                if r == child {
+                    let code = if libc::WIFEXITED(status) {
+                        libc::WEXITSTATUS(status)
+                    } else {
+                        128 + libc::WTERMSIG(status)
+                    };
+                    // SAFETY: see `fail`.
+                    unsafe { libc::_exit(code) }
+                }
+            }
+        } else {
+            // SAFETY: kill(2) of our own child.
+            unsafe { libc::kill(child, sig) };
+        }
+    }
 }
 
 fn gids(g: &[u32]) -> &[rustix::fs::Gid] {

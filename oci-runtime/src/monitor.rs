@@ -124,6 +124,10 @@ pub struct MonitorConfig {
     /// Start the process only once a client has attached, so it misses no output
     /// (`run` in the foreground).
     pub attach_first: bool,
+    /// Keep a tiny reaper as the container's pid 1 (`--init`, see
+    /// [`ContainerBuilder::reaper`]).
+    #[serde(default)]
+    pub init: bool,
     /// Whether the spawning program accepted running unsealed ([`crate::exe::allow_unsealed`]).
     #[serde(default)]
     unsealed: bool,
@@ -154,6 +158,7 @@ impl MonitorConfig {
             exit_command: Vec::new(),
             stdin: false,
             attach_first: false,
+            init: false,
             unsealed: false,
         }
     }
@@ -612,7 +617,8 @@ impl Serve {
             .as_ref()
             .is_some_and(|p| p.terminal().unwrap_or(false));
         let mut b = ContainerBuilder::new(&cfg.id, cfg.spec.clone(), &cfg.bundle)
-            .state_root(&cfg.state_root);
+            .state_root(&cfg.state_root)
+            .reaper(cfg.init);
         let mut outputs: Vec<(OwnedFd, Stream)> = Vec::new();
         let mut console = None;
         if terminal {

@@ -434,6 +434,9 @@ struct RunArgs {
     /// The signal `stop` sends.
     #[arg(long)]
     stop_signal: Option<String>,
+    /// A tiny reaper as pid 1 that passes signals on.
+    #[arg(long)]
+    init: bool,
     /// The image.
     image: String,
     /// The command and its arguments (default: the image's Cmd).
@@ -818,6 +821,7 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
         labels,
         stop_signal: a.stop_signal,
         volumes,
+        init: a.init,
     };
     let store = Containers::open(dir)?;
     let (id, monitor) = store.run(images, &a.image, req).await?;
