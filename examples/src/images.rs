@@ -537,7 +537,11 @@ impl Images {
         let (rec, dir) = Self::snapshot(data_dir, id)?;
         let base = self.image_of(&rec).await?;
         let overlay = rec.kind == oci_layer::MountKind::Overlay;
-        let opts = oci_layer::DiffOptions::from_env();
+        let mut opts = oci_layer::DiffOptions::from_env();
+        // The empty files the runtime made as targets of the per-container /etc binds.
+        opts.mount_points = ["etc/hosts", "etc/hostname", "etc/resolv.conf"]
+            .map(PathBuf::from)
+            .to_vec();
         let store = self.layout.leased()?;
         let (layer, diff_id, _) = if overlay {
             oci_layer::diff_to_store(

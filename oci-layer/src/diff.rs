@@ -34,6 +34,10 @@ use tokio_tar::EntryType;
 pub struct DiffOptions {
     /// Clamp every mtime to this (SOURCE_DATE_EPOCH), for reproducible layers.
     pub source_date_epoch: Option<u64>,
+    /// Paths (relative to the tree, like `etc/hosts`) where a runtime made an empty file as a
+    /// bind-mount target: left out when they are empty regular files, so a commit does not
+    /// record them (docker leaves out `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`).
+    pub mount_points: Vec<PathBuf>,
 }
 
 impl DiffOptions {
@@ -43,6 +47,7 @@ impl DiffOptions {
             source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
                 .ok()
                 .and_then(|v| v.parse().ok()),
+            mount_points: Vec::new(),
         }
     }
 }
@@ -77,6 +82,24 @@ enum Change {
     },
     Whiteout(PathBuf),
     Opaque(PathBuf),
+}
+
+/// Leaves out the empty regular files at `opts.mount_points`.
+fn without_mount_points(changes: Vec<Change>, opts: &DiffOptions) -> Vec<Change> {
+    if opts.mount_points.is_empty() {
+        return changes;
+    }
+    changes
+        .into_iter()
+        .filter(|c| match c {
+            Change::Add { rel, st, .. } => {
+                !(kind(st) == FileType::RegularFile
+                    && st.st_size == 0
+                    && opts.mount_points.iter().any(|m| m == rel))
+            }
+            _ => true,
+        })
+        .collect()
 }
 
 fn kind(st: &Stat) -> FileType {
@@ -447,7 +470,7 @@ pub async fn diff<W: AsyncWrite + Unpin>(
         Ok(w.changes)
     })
     .map_err(|e| Error::fs("walk", upper, e))?;
-    write_changes(&up, changes, out, opts).await
+    write_changes(&up, without_mount_points(changes, opts), out, opts).await
 }
 
 /// Writes an overlayfs upper directory as a layer.
@@ -466,7 +489,7 @@ pub async fn diff_overlay<W: AsyncWrite + Unpin>(
         Ok(w.changes)
     })
     .map_err(|e| Error::fs("walk", upper, e))?;
-    write_changes(&up, changes, out, opts).await
+    write_changes(&up, without_mount_points(changes, opts), out, opts).await
 }
 
 /// A whole directory as one tar (`docker export`).

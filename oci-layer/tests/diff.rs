@@ -218,6 +218,7 @@ async fn diffs_are_reproducible_and_clamped() {
     std::fs::write(up.join("z"), b"z").unwrap();
     let opts = DiffOptions {
         source_date_epoch: Some(1_000),
+        ..DiffOptions::default()
     };
     let (r1, t1) = diff(Some(&lo), &up, Vec::new(), &opts).await.unwrap();
     let (_, t2) = diff(Some(&lo), &up, Vec::new(), &opts).await.unwrap();
@@ -339,4 +340,43 @@ async fn overlay_upper_directories_become_layers() {
         .await
         .unwrap();
     assert_eq!(comparable(&copy), want);
+}
+
+#[tokio::test]
+async fn empty_mount_point_files_are_left_out_and_real_changes_kept() {
+    let d = tempfile::tempdir().unwrap();
+    let up = d.path().join("up");
+    std::fs::create_dir_all(up.join("etc")).unwrap();
+    std::fs::write(up.join("etc/hosts"), b"").unwrap();
+    std::fs::write(up.join("etc/hostname"), b"edited\n").unwrap();
+    let opts = DiffOptions {
+        mount_points: vec!["etc/hosts".into(), "etc/hostname".into()],
+        ..DiffOptions::default()
+    };
+    let (_, tar) = diff(None, &up, Vec::new(), &opts).await.unwrap();
+    let names = tar_names(&tar);
+    assert!(!names.iter().any(|n| n.ends_with("etc/hosts")), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.ends_with("etc/hostname")),
+        "{names:?}"
+    );
+}
+
+fn tar_names(tar: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + 512 <= tar.len() && tar[off] != 0 {
+        let h = &tar[off..off + 512];
+        let name = String::from_utf8_lossy(&h[..100])
+            .trim_end_matches('\0')
+            .to_owned();
+        let size = usize::from_str_radix(
+            String::from_utf8_lossy(&h[124..135]).trim_matches(|c: char| c == '\0' || c == ' '),
+            8,
+        )
+        .unwrap_or(0);
+        out.push(name);
+        off += 512 + size.div_ceil(512) * 512;
+    }
+    out
 }
