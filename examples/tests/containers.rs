@@ -293,6 +293,34 @@ fn restart_on_failure_restarts_twice() {
         s.field("flaky", "{{json .HostConfig.RestartPolicy}}"),
         r#"{"MaximumRetryCount":2,"Name":"on-failure"}"#
     );
+
+    // A size cap: the log rotates, at most max-file files are kept, the newest lines read.
+    s.ok(&[
+        "run",
+        "--name",
+        "capped",
+        "--log-opt",
+        "max-size=2k",
+        "--log-opt",
+        "max-file=2",
+        "bb:1",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 500 ]; do echo line $i; i=$((i+1)); done",
+    ]);
+    let log = PathBuf::from(s.field("capped", "{{.LogPath}}"));
+    let files = std::fs::read_dir(log.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ctr.log"))
+        .count();
+    assert_eq!(files, 2, "the current file and one rotated");
+    let text = s.ok(&["logs", "capped"]);
+    assert!(
+        text.ends_with("line 499\n") && text.len() < 8 << 10,
+        "{}",
+        text.len()
+    );
 }
 
 #[test]
