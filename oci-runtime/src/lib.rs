@@ -41,9 +41,9 @@
 //! [`image_spec::spec_from_image`] turns an image configuration and `docker run` options into
 //! the spec docker would give the container.
 //!
-//! [`monitor::Monitor`] keeps a detached container's stdio, [logs](logs) and exit status
+//! [`monitor::Monitor`] keeps a detached container's stdio, [logs] and exit status
 //! after the program that started it is gone, restarts it by policy and lets clients
-//! [attach](attach).
+//! [attach].
 //!
 //! [`Container::exec`] runs more processes in a running container (its namespaces, cgroup).
 //!
