@@ -76,7 +76,8 @@ impl Frame {
         };
         let f = match buf[0] {
             0 => Frame::Stdin(body.to_vec()),
-            1 => Frame::CloseStdin,
+            1 if len == 0 => Frame::CloseStdin,
+            1 => return Err(format!("a {len}-byte frame that must be empty")),
             2 => {
                 let b = four()?;
                 Frame::Resize(
@@ -87,7 +88,11 @@ impl Frame {
             3 => Frame::Stdout(body.to_vec()),
             4 => Frame::Stderr(body.to_vec()),
             5 => Frame::Exit(i32::from_be_bytes(four()?)),
-            6 => Frame::Error(String::from_utf8_lossy(body).into_owned()),
+            6 => Frame::Error(
+                std::str::from_utf8(body)
+                    .map_err(|_| "an error frame that is not UTF-8".to_owned())?
+                    .to_owned(),
+            ),
             k => return Err(format!("unknown frame kind {k}")),
         };
         Ok(Some((f, 5 + len)))
@@ -218,5 +223,8 @@ mod tests {
         assert!(Frame::decode(&[3, 0xff, 0xff, 0xff, 0xff]).is_err());
         assert!(Frame::decode(&[9, 0, 0, 0, 0]).is_err());
         assert!(Frame::decode(&[5, 0, 0, 0, 1, 7]).is_err());
+        // Found by fuzz/monitor_input: a body where none belongs, an error that is not text.
+        assert!(Frame::decode(&[1, 0, 0, 0, 6, 255, 0, 0, 0, 0, 0]).is_err());
+        assert!(Frame::decode(&[6, 0, 0, 0, 1, 255]).is_err());
     }
 }
