@@ -889,34 +889,8 @@ fn rootless_detached_run_logs_exec_stop_and_rm() {
         std::os::unix::fs::lchown(&e, Some(uid), Some(gid)).unwrap();
     }
     let data = home.path().join("data");
-    let as_user = |args: &[&str]| -> Output {
-        Command::new("/usr/bin/setpriv")
-            .args([
-                &format!("--reuid={uid}"),
-                &format!("--regid={gid}"),
-                "--clear-groups",
-                OCI,
-                "-q",
-                "--data-dir",
-            ])
-            .arg(&data)
-            .args(args)
-            .env("HOME", home.path())
-            .current_dir(home.path())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
-    let ok = |args: &[&str]| -> String {
-        let o = as_user(args);
-        assert!(
-            o.status.success(),
-            "as uid {uid}: oci {args:?} failed ({}): {}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    };
+    let as_user = |args: &[&str]| common::oci_as(OCI, (uid, gid), home.path(), &data, args);
+    let ok = |args: &[&str]| common::ok_as(OCI, (uid, gid), home.path(), &data, args);
     ok(&["import", tar.to_str().unwrap(), "bb:1"]);
     ok(&[
         "run",

@@ -690,34 +690,7 @@ fn rootless_user_pulls_runs_commits_and_removes() {
     let home = tempfile::tempdir().unwrap();
     std::os::unix::fs::chown(home.path(), Some(uid), Some(gid)).unwrap();
     let data = home.path().join("data");
-    let as_user = |args: &[&str]| -> Output {
-        Command::new("/usr/bin/setpriv")
-            .args([
-                &format!("--reuid={uid}"),
-                &format!("--regid={gid}"),
-                "--clear-groups",
-                OCI,
-                "-q",
-                "--data-dir",
-            ])
-            .arg(&data)
-            .args(args)
-            .env("HOME", home.path())
-            .current_dir(home.path())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
-    let ok = |args: &[&str]| -> String {
-        let o = as_user(args);
-        assert!(
-            o.status.success(),
-            "as uid {uid}: oci {args:?} failed ({}): {}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    };
+    let ok = |args: &[&str]| common::ok_as(OCI, (uid, gid), home.path(), &data, args);
     ok(&["pull", &image]);
     let out = ok(&[
         "run",

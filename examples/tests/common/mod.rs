@@ -199,3 +199,43 @@ pub fn rootless_user() -> Option<(u32, u32, u32)> {
         .unwrap();
     Some((id("-u")?, id("-g")?, sub))
 }
+
+/// Runs `oci -q --data-dir DATA ARGS` as the user `ids` (uid, gid), with HOME and the working
+/// directory at `home`.
+pub fn oci_as(
+    oci: &str,
+    ids: (u32, u32),
+    home: &Path,
+    data: &Path,
+    args: &[&str],
+) -> std::process::Output {
+    Command::new("/usr/bin/setpriv")
+        .args([
+            &format!("--reuid={}", ids.0),
+            &format!("--regid={}", ids.1),
+            "--clear-groups",
+            oci,
+            "-q",
+            "--data-dir",
+        ])
+        .arg(data)
+        .args(args)
+        .env("HOME", home)
+        .current_dir(home)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// [`oci_as`] that must succeed; its standard output.
+pub fn ok_as(oci: &str, ids: (u32, u32), home: &Path, data: &Path, args: &[&str]) -> String {
+    let o = oci_as(oci, ids, home, data, args);
+    assert!(
+        o.status.success(),
+        "as uid {}: oci {args:?} failed ({}): {}",
+        ids.0,
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
