@@ -1051,6 +1051,9 @@ fn exec_tty(
     let dir = tempfile::Builder::new().prefix("oci-exec-").tempdir()?;
     let path = dir.path().join("console.sock");
     let listener = std::os::unix::net::UnixListener::bind(&path)?;
+    // SIGWINCH is noticed by a flag, set up before the process can start.
+    let winch = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _ = signal_hook_flag(libc::SIGWINCH, winch.clone());
     let p = c.exec_terminal(process, &path)?;
     let (sock, _) = listener.accept()?;
     let master = std::fs::File::from(oci_runtime::attach::receive_terminal(&sock)?);
@@ -1061,9 +1064,6 @@ fn exec_tty(
         }
     };
     resize(&master);
-    // SIGWINCH is noticed by a flag a handler thread polls: no async runtime here.
-    let winch = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let _ = signal_hook_flag(libc::SIGWINCH, winch.clone());
     if stdin {
         let mut to = master.try_clone()?;
         std::thread::spawn(move || {
@@ -1128,6 +1128,21 @@ fn signal_hook_flag(
 /// SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 forwarded to the container. Returns its exit code.
 pub async fn attach(m: &Monitor, stdin: bool, tty: bool) -> Result<i32> {
     use tokio::signal::unix::{signal, SignalKind};
+    // Handlers first: the process may start (and be signalled, or resized) as soon as we
+    // connect, and a signal that comes before its handler is lost (SIGWINCH is ignored).
+    let kinds = [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+        SignalKind::quit(),
+        SignalKind::user_defined1(),
+        SignalKind::user_defined2(),
+    ];
+    let mut sigs = Vec::new();
+    for k in kinds {
+        sigs.push((k.as_raw_value(), signal(k)?));
+    }
+    let mut winch = signal(SignalKind::window_change())?;
     let mut conn = m.attach()?;
     let mut sender = conn.try_clone()?;
     let raw = if tty { RawTerminal::enter() } else { None };
@@ -1176,19 +1191,6 @@ pub async fn attach(m: &Monitor, stdin: bool, tty: bool) -> Result<i32> {
             }
         }
     });
-    let kinds = [
-        SignalKind::interrupt(),
-        SignalKind::terminate(),
-        SignalKind::hangup(),
-        SignalKind::quit(),
-        SignalKind::user_defined1(),
-        SignalKind::user_defined2(),
-    ];
-    let mut sigs = Vec::new();
-    for k in kinds {
-        sigs.push((k.as_raw_value(), signal(k)?));
-    }
-    let mut winch = signal(SignalKind::window_change())?;
     tokio::pin!(relay);
     let result = loop {
         let forwarded = futures_util::future::select_all(

@@ -35,6 +35,12 @@ struct Store {
     dir: tempfile::TempDir,
 }
 
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.remove_all();
+    }
+}
+
 impl Store {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -92,6 +98,16 @@ impl Store {
             }
             assert!(Instant::now() < deadline, "{name} stayed {s}, not {want}");
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Every container of this store, force-removed (a test that failed part-way must not
+    /// leave a container running).
+    fn remove_all(&self) {
+        if let Ok(o) = self.cmd(&["ps", "-a", "-q", "--no-trunc"]).output() {
+            for id in String::from_utf8_lossy(&o.stdout).lines() {
+                let _ = self.cmd(&["rm", "-f", id]).output();
+            }
         }
     }
 
@@ -615,7 +631,26 @@ fn a_tty_run_gets_a_real_terminal_its_size_and_resizes() {
     let read_until = |m: &mut std::fs::File, want: &str| {
         let mut seen = Vec::new();
         let mut b = [0u8; 256];
+        let deadline = Instant::now() + Duration::from_secs(30);
         while !String::from_utf8_lossy(&seen).contains(want) {
+            // Bounded: a run that failed leaves the terminal open (the test holds the slave).
+            let mut fds = [rustix::event::PollFd::new(
+                &*m,
+                rustix::event::PollFlags::IN,
+            )];
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no {want:?} within 30 s; the terminal showed {:?}",
+                String::from_utf8_lossy(&seen)
+            );
+            let ts = rustix::event::Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: 0,
+            };
+            if rustix::event::poll(&mut fds, Some(&ts)).unwrap_or(0) == 0 {
+                continue;
+            }
             let n = m.read(&mut b).unwrap();
             assert!(
                 n > 0,
@@ -966,6 +1001,17 @@ fn a_full_disk_while_logging_keeps_the_container_running_and_says_so() {
         }
     }
     let _guard = Unmount(data.clone());
+    struct Kill(PathBuf);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = Command::new(OCI)
+                .arg("--data-dir")
+                .arg(&self.0)
+                .args(["rm", "-f", "chatty"])
+                .output();
+        }
+    }
+    let _kill = Kill(data.clone());
     let tar = common::busybox_rootfs_tar(top.path(), TOOLS);
     let oci = |args: &[&str]| {
         Command::new(OCI)
