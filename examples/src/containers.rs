@@ -49,6 +49,8 @@ pub struct RunRequest {
     pub volumes: Vec<(String, String, bool)>,
     /// A reaper as pid 1 (`--init`).
     pub init: bool,
+    /// `container:NAME` for a joined network (shown by `inspect`).
+    pub network_mode: Option<String>,
 }
 
 /// What is kept of a container besides its snapshot and monitor.
@@ -86,6 +88,9 @@ pub struct ContainerConfig {
     /// A reaper as pid 1.
     #[serde(default)]
     pub init: bool,
+    /// `container:NAME` when it shares another container's network.
+    #[serde(default)]
+    pub network_mode: Option<String>,
 }
 
 /// One container as `ps` and `inspect` see it.
@@ -366,6 +371,7 @@ impl Containers {
                 interactive: req.interactive,
                 volumes: req.volumes.clone(),
                 init: req.init,
+                network_mode: req.network_mode.clone(),
             };
             std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg)?)?;
             self.start_monitor(&cfg, spec, !req.detach)
@@ -665,6 +671,20 @@ impl Containers {
         Ok(out)
     }
 
+    /// The network namespace of running container `what`, for `--network container:NAME`.
+    pub fn network_namespace(&self, what: &str) -> Result<PathBuf> {
+        let v = self.view(what)?;
+        if v.status.state != State::Running {
+            bail!(
+                "cannot join the network of container {}: it is {}",
+                v.config.name,
+                v.status.state
+            );
+        }
+        let c = oci_runtime::Container::load(&self.state_root, &v.config.id)?;
+        Ok(PathBuf::from(format!("/proc/{}/ns/net", c.pid())))
+    }
+
     /// The names of the containers that mount volume `name`.
     pub fn volume_users(&self, name: &str) -> Vec<String> {
         self.ids()
@@ -784,9 +804,10 @@ impl Containers {
                     RestartPolicy::OnFailure { max: Some(n) } => n,
                     _ => 0,
                 }},
-                "NetworkMode": match c.run.network {
-                    oci_runtime::image_spec::Network::Host => "host",
-                    _ => "none",
+                "NetworkMode": match (&c.run.join_network, c.run.network) {
+                    (Some(_), _) => c.network_mode.clone().unwrap_or_else(|| "container".into()),
+                    (None, oci_runtime::image_spec::Network::Host) => "host".into(),
+                    _ => "none".to_owned(),
                 },
                 "Memory": c.run.memory.unwrap_or(0),
                 "NanoCpus": c.run.cpus.map_or(0, |x| (x * 1e9) as i64),

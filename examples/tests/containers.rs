@@ -15,7 +15,7 @@ mod common;
 const OCI: &str = env!("CARGO_BIN_EXE_oci");
 const TOOLS: &[&str] = &[
     "sh", "cat", "echo", "sleep", "httpd", "stty", "ls", "touch", "true", "id", "hostname", "grep",
-    "unshare",
+    "unshare", "wget",
 ];
 
 fn root_with_busybox() -> bool {
@@ -1127,4 +1127,53 @@ fn init_reaps_orphans_and_passes_signals_on() {
     );
     let o = s.oci(&["run", "--rm", "--init", "bb:1", "sh", "-c", "exit 4"]);
     assert_eq!(o.status.code(), Some(4));
+}
+
+#[test]
+fn network_container_joins_another_containers_namespace() {
+    if !root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "pod",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo from-the-pod > /page; exec httpd -f -p 127.0.0.1:8080 -h /",
+    ]);
+    s.wait_status("pod", "running");
+    std::thread::sleep(Duration::from_millis(300));
+    // Its loopback is reachable from a container that joins its network namespace ...
+    let out = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:pod",
+        "bb:1",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        "http://127.0.0.1:8080/page",
+    ]);
+    assert_eq!(out, "from-the-pod\n");
+    // ... and from no other.
+    let o = s.oci(&[
+        "run",
+        "--rm",
+        "bb:1",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        "http://127.0.0.1:8080/page",
+    ]);
+    assert!(!o.status.success());
+    s.ok(&["rm", "-f", "pod"]);
+    let o = s.oci(&["run", "--rm", "--network", "container:pod", "bb:1", "true"]);
+    assert_eq!(o.status.code(), Some(125));
 }

@@ -303,6 +303,9 @@ pub struct RunOptions {
     pub user: Option<String>,
     /// The network.
     pub network: Network,
+    /// Join this network namespace instead (`/proc/PID/ns/net` of another container's init:
+    /// docker's `--network container:NAME`, as the containers of a pod share one).
+    pub join_network: Option<PathBuf>,
     /// The hostname (default `container`).
     pub hostname: Option<String>,
     /// Allocate a terminal.
@@ -530,8 +533,17 @@ pub fn spec_from_image(
             .namespaces()
             .clone()
             .unwrap_or_else(get_default_namespaces);
-        if opts.network == Network::Host {
+        if opts.network == Network::Host || opts.join_network.is_some() {
             ns.retain(|n| n.typ() != LinuxNamespaceType::Network);
+        }
+        if let Some(path) = &opts.join_network {
+            ns.push(
+                oci_spec::runtime::LinuxNamespaceBuilder::default()
+                    .typ(LinuxNamespaceType::Network)
+                    .path(path)
+                    .build()
+                    .map_err(spec_err)?,
+            );
         }
         linux.set_namespaces(Some(ns));
         if let Some(r) = &opts.rootless {

@@ -729,10 +729,14 @@ fn main() {
 }
 
 async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
-    let network = match a.network.as_str() {
-        "none" => Network::None,
-        "host" => Network::Host,
-        other => anyhow::bail!("unsupported network {other:?} (none, host)"),
+    let store = Containers::open(dir)?;
+    let (network, join_network) = match a.network.as_str() {
+        "none" => (Network::None, None),
+        "host" => (Network::Host, None),
+        other => match other.strip_prefix("container:") {
+            Some(name) => (Network::None, Some(store.network_namespace(name)?)),
+            None => anyhow::bail!("unsupported network {other:?} (none, host, container:NAME)"),
+        },
     };
     let mut env = Vec::new();
     for f in &a.env_file {
@@ -795,6 +799,7 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
         workdir: a.workdir,
         user: a.user,
         network,
+        join_network,
         hostname: a.hostname,
         terminal: a.tty,
         rootless: None,
@@ -822,8 +827,11 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
         stop_signal: a.stop_signal,
         volumes,
         init: a.init,
+        network_mode: a
+            .network
+            .starts_with("container:")
+            .then(|| a.network.clone()),
     };
-    let store = Containers::open(dir)?;
     let (id, monitor) = store.run(images, &a.image, req).await?;
     if a.detach {
         writeln!(std::io::stdout(), "{id}")?;
