@@ -18,18 +18,6 @@ const TOOLS: &[&str] = &[
     "unshare", "wget",
 ];
 
-fn root_with_busybox() -> bool {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipping: running containers needs root");
-        return false;
-    }
-    if !Path::new("/bin/busybox").exists() {
-        eprintln!("skipping: /bin/busybox is missing (scripts/test.sh installs busybox-static)");
-        return false;
-    }
-    true
-}
-
 /// A data directory with the busybox image `bb:1` imported.
 struct Store {
     dir: tempfile::TempDir,
@@ -148,7 +136,7 @@ fn http_get(port: u16, path: &str) -> String {
 
 #[test]
 fn detached_httpd_serves_logs_and_stops_within_the_timeout() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -238,7 +226,7 @@ fn detached_httpd_serves_logs_and_stops_within_the_timeout() {
 
 #[test]
 fn rm_refuses_a_running_container_and_force_removes_it() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -258,7 +246,7 @@ fn rm_refuses_a_running_container_and_force_removes_it() {
 
 #[test]
 fn two_runs_with_one_name_exactly_one_wins() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -286,7 +274,7 @@ fn two_runs_with_one_name_exactly_one_wins() {
 
 #[test]
 fn restart_on_failure_restarts_twice() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -341,7 +329,7 @@ fn restart_on_failure_restarts_twice() {
 
 #[test]
 fn exec_and_exec_detached_run_in_the_container() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -384,7 +372,7 @@ fn exec_and_exec_detached_run_in_the_container() {
 
 #[test]
 fn bind_mounts_are_written_through_and_image_links_cannot_move_them() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -461,7 +449,7 @@ fn bind_mounts_are_written_through_and_image_links_cannot_move_them() {
 
 #[test]
 fn the_cli_killed_while_attached_leaves_a_container_that_stays_manageable() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -498,7 +486,7 @@ fn the_cli_killed_while_attached_leaves_a_container_that_stays_manageable() {
 
 #[test]
 fn a_killed_monitor_is_reconciled_with_the_process_table() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -555,7 +543,7 @@ fn a_killed_monitor_is_reconciled_with_the_process_table() {
 
 #[test]
 fn run_rm_with_ctrl_c_leaves_no_snapshot_and_no_mount() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -590,7 +578,7 @@ fn run_rm_with_ctrl_c_leaves_no_snapshot_and_no_mount() {
 
 #[test]
 fn a_tty_run_gets_a_real_terminal_its_size_and_resizes() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
@@ -733,7 +721,7 @@ fn cgroup_file(pid: &str, controller: &str, file: &str) -> Option<String> {
 
 #[test]
 fn defaults_users_rely_on_and_the_privilege_flags() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -825,7 +813,7 @@ fn defaults_users_rely_on_and_the_privilege_flags() {
 
 #[test]
 fn a_named_volume_is_filled_from_the_image_written_inside_and_read_on_the_host() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -912,7 +900,7 @@ fn a_named_volume_is_filled_from_the_image_written_inside_and_read_on_the_host()
 
 #[test]
 fn rootless_detached_run_logs_exec_stop_and_rm() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let Some((uid, gid, _)) = common::rootless_user() else {
@@ -978,7 +966,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_full_disk_while_logging_keeps_the_container_running_and_says_so() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     // The data directory on a small tmpfs of its own.
@@ -1090,7 +1078,7 @@ fn usage_errors_are_one_line_with_exit_125_and_leave_nothing() {
 
 #[test]
 fn init_reaps_orphans_and_passes_signals_on() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -1131,7 +1119,7 @@ fn init_reaps_orphans_and_passes_signals_on() {
 
 #[test]
 fn network_container_joins_another_containers_namespace() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();

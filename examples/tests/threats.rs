@@ -13,18 +13,6 @@ mod common;
 
 const OCI: &str = env!("CARGO_BIN_EXE_oci");
 
-fn root_with_busybox() -> bool {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipping: running containers needs root");
-        return false;
-    }
-    if !Path::new("/bin/busybox").exists() {
-        eprintln!("skipping: /bin/busybox is missing (scripts/test.sh installs busybox-static)");
-        return false;
-    }
-    true
-}
-
 /// A data directory with the busybox image `local/bb:1` imported.
 struct Store {
     dir: tempfile::TempDir,
@@ -114,7 +102,7 @@ fn caps(status: &str) -> Vec<(String, u64)> {
 
 #[test]
 fn non_root_container_user_has_no_capabilities() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -145,7 +133,7 @@ fn non_root_container_user_has_no_capabilities() {
 
 #[test]
 fn container_with_default_capabilities_cannot_open_a_device_it_makes() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -171,7 +159,7 @@ fn container_with_default_capabilities_cannot_open_a_device_it_makes() {
 
 #[test]
 fn store_directories_are_private_to_their_owner() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -200,7 +188,7 @@ fn store_directories_are_private_to_their_owner() {
 
 #[test]
 fn unpacked_tree_is_out_of_other_users_reach_unless_asked() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -216,7 +204,7 @@ fn unpacked_tree_is_out_of_other_users_reach_unless_asked() {
 
 #[test]
 fn save_to_a_link_to_stdout_streams_and_keeps_the_link() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -262,7 +250,7 @@ fn save_to_a_link_to_stdout_streams_and_keeps_the_link() {
 
 #[test]
 fn save_to_a_fifo_writes_into_it() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -288,7 +276,7 @@ fn save_to_a_fifo_writes_into_it() {
 
 #[test]
 fn import_reads_a_pipe_and_every_zstd_frame() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     if Command::new("zstd").arg("--version").output().is_err() {
@@ -323,7 +311,7 @@ fn import_reads_a_pipe_and_every_zstd_frame() {
 
 #[test]
 fn import_reads_an_http_url() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -379,7 +367,7 @@ fn import_reads_an_http_url() {
 
 #[test]
 fn oci_archive_with_bare_tags_and_platforms_loads_what_is_there() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -497,7 +485,7 @@ fn mounts_under(dir: &Path) -> usize {
 
 #[test]
 fn run_rm_leaves_nothing_when_the_spec_fails_before_start() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -517,7 +505,7 @@ fn run_rm_leaves_nothing_when_the_spec_fails_before_start() {
 
 #[test]
 fn missing_or_unrunnable_programs_exit_127_and_126() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -540,7 +528,7 @@ fn missing_or_unrunnable_programs_exit_127_and_126() {
 
 #[test]
 fn rm_of_a_running_container_is_refused_without_force() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -593,7 +581,7 @@ fn rm_of_a_running_container_is_refused_without_force() {
 
 #[test]
 fn rmi_keeps_what_a_container_uses() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -626,7 +614,7 @@ fn rmi_keeps_what_a_container_uses() {
 
 #[test]
 fn unpack_refuses_a_config_with_fewer_diff_ids_than_layers() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     let s = Store::new();
@@ -672,7 +660,7 @@ fn unpack_refuses_a_config_with_fewer_diff_ids_than_layers() {
 // subordinate ranges, as rootless podman does.
 #[test]
 fn rootless_user_pulls_runs_commits_and_removes() {
-    if !root_with_busybox() {
+    if !common::root_with_busybox() {
         return;
     }
     if !common::have_registry() {

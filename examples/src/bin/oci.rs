@@ -676,7 +676,7 @@ fn main() {
     // A container's monitor is this program again (see oci_runtime::monitor).
     oci_runtime::monitor::serve_if_requested();
     // Usage errors as docker gives them: one line and exit 125 (help and version as clap's).
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(docker_spellings(std::env::args_os().collect())) {
         Ok(c) => c,
         Err(e)
             if matches!(
@@ -1070,4 +1070,70 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
         _ => anyhow::bail!("not a container verb"),
     }
     Ok(0)
+}
+
+/// docker's management-command spellings (`container ls`, `image rm`, ...) as the verbs they
+/// name, so scripts written for docker run unchanged. `container prune` is a verb of its own.
+fn docker_spellings(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    // Skip the global options to find the verb.
+    let mut i = 1;
+    while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
+        match a {
+            "-q" | "--quiet" => i += 1,
+            "--data-dir" | "--insecure-registry" => i += 2,
+            a if a.starts_with("--data-dir=") || a.starts_with("--insecure-registry=") => i += 1,
+            _ => break,
+        }
+    }
+    let (Some(group), Some(verb)) = (
+        args.get(i).and_then(|a| a.to_str()),
+        args.get(i + 1).and_then(|a| a.to_str()),
+    ) else {
+        return args;
+    };
+    let mapped = match (group, verb) {
+        ("container", "ls" | "list" | "ps") => "ps",
+        (
+            "container",
+            v @ ("rm" | "inspect" | "start" | "stop" | "restart" | "kill" | "wait" | "logs"
+            | "exec" | "attach" | "top" | "run" | "commit" | "export"),
+        ) => v,
+        ("image", "ls" | "list") => "images",
+        ("image", "rm") => "rmi",
+        ("image", v @ ("inspect" | "pull" | "push" | "tag" | "save" | "load" | "import")) => v,
+        _ => return args,
+    };
+    args.splice(i..i + 2, [std::ffi::OsString::from(mapped)]);
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::docker_spellings;
+
+    fn map(args: &[&str]) -> Vec<String> {
+        docker_spellings(args.iter().map(Into::into).collect())
+            .into_iter()
+            .map(|a| a.into_string().unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn management_commands_name_the_verbs() {
+        assert_eq!(map(&["oci", "container", "ls", "-a"]), ["oci", "ps", "-a"]);
+        assert_eq!(
+            map(&["oci", "-q", "--data-dir", "/d", "image", "rm", "x"]),
+            ["oci", "-q", "--data-dir", "/d", "rmi", "x"]
+        );
+        assert_eq!(map(&["oci", "image", "ls"]), ["oci", "images"]);
+        assert_eq!(
+            map(&["oci", "container", "prune"]),
+            ["oci", "container", "prune"]
+        );
+        assert_eq!(map(&["oci", "ps", "container"]), ["oci", "ps", "container"]);
+        assert_eq!(
+            map(&["oci", "container", "exec", "c", "ls"]),
+            ["oci", "exec", "c", "ls"]
+        );
+    }
 }

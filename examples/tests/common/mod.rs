@@ -239,3 +239,17 @@ pub fn ok_as(oci: &str, ids: (u32, u32), home: &Path, data: &Path, args: &[&str]
     );
     String::from_utf8(o.stdout).unwrap()
 }
+
+/// True when running containers is possible (root, and busybox-static for the images); says
+/// why the caller skips if not.
+pub fn root_with_busybox() -> bool {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipping: running containers needs root");
+        return false;
+    }
+    if !Path::new("/bin/busybox").exists() {
+        eprintln!("skipping: /bin/busybox is missing (scripts/test.sh installs busybox-static)");
+        return false;
+    }
+    true
+}
