@@ -149,34 +149,6 @@ const SURNAMES: [&str; 24] = [
     "yalow",
 ];
 
-/// Parses a signal as `kill -s` and `--stop-signal` take it: `TERM`, `SIGTERM`, `15`.
-pub fn parse_signal(s: &str) -> Result<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
-            return Ok(n);
-        }
-        bail!("invalid signal {s:?}");
-    }
-    let up = s.to_ascii_uppercase();
-    let name = up.strip_prefix("SIG").unwrap_or(&up);
-    let n = match name {
-        "HUP" => libc::SIGHUP,
-        "INT" => libc::SIGINT,
-        "QUIT" => libc::SIGQUIT,
-        "KILL" => libc::SIGKILL,
-        "USR1" => libc::SIGUSR1,
-        "USR2" => libc::SIGUSR2,
-        "TERM" => libc::SIGTERM,
-        "STOP" => libc::SIGSTOP,
-        "CONT" => libc::SIGCONT,
-        "WINCH" => libc::SIGWINCH,
-        "ALRM" => libc::SIGALRM,
-        "PWR" => libc::SIGPWR,
-        _ => bail!("invalid signal {s:?}"),
-    };
-    Ok(n)
-}
-
 impl Containers {
     /// The store under `data` (created when missing, private to its owner).
     pub fn open(data: &Path) -> Result<Self> {
@@ -295,7 +267,7 @@ impl Containers {
         // Parsed before anything is made, so a bad option leaves nothing behind.
         let stop_signal = req.stop_signal.clone();
         if let Some(s) = &stop_signal {
-            parse_signal(s)?;
+            oci_runtime::parse_signal(s)?;
         }
         let (manifest, config, config_digest) =
             images.image_for_run(image, req.platform.as_deref()).await?;
@@ -448,7 +420,7 @@ impl Containers {
     pub fn stop(&self, what: &str, timeout: Duration) -> Result<MonitorStatus> {
         let v = self.view(what)?;
         let m = self.monitor(what)?;
-        let sig = parse_signal(&v.config.stop_signal)?;
+        let sig = oci_runtime::parse_signal(&v.config.stop_signal)?;
         Ok(m.stop(sig, timeout)?)
     }
 
@@ -1331,12 +1303,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signals_and_durations_read_as_docker_writes_them() {
-        assert_eq!(parse_signal("TERM").unwrap(), libc::SIGTERM);
-        assert_eq!(parse_signal("sigkill").unwrap(), libc::SIGKILL);
-        assert_eq!(parse_signal("9").unwrap(), 9);
-        assert!(parse_signal("NOPE").is_err());
-        assert!(parse_signal("0").is_err());
+    fn durations_read_as_docker_writes_them() {
         assert_eq!(human_duration(5), "5 seconds");
         assert_eq!(human_duration(90), "About a minute");
         assert_eq!(human_duration(3 * 3600), "3 hours");

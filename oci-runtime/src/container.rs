@@ -56,6 +56,34 @@ struct Saved {
     seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
+/// Parses a signal as `kill` and a stop signal name it: `TERM`, `SIGTERM`, `sigterm` or a
+/// number from 1 to 64.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return if (1..=64).contains(&n) {
+            Ok(n)
+        } else {
+            Err(Error::InvalidSignal(s.to_owned()))
+        };
+    }
+    let up = s.to_ascii_uppercase();
+    Ok(match up.strip_prefix("SIG").unwrap_or(&up) {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "TERM" => libc::SIGTERM,
+        "STOP" => libc::SIGSTOP,
+        "CONT" => libc::SIGCONT,
+        "WINCH" => libc::SIGWINCH,
+        "ALRM" => libc::SIGALRM,
+        "PWR" => libc::SIGPWR,
+        _ => return Err(Error::InvalidSignal(s.to_owned())),
+    })
+}
+
 /// Checks a container id.
 pub fn validate_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
@@ -1573,4 +1601,24 @@ pub fn run(builder: ContainerBuilder) -> Result<i32> {
     let code = c.wait()?;
     c.delete(true)?;
     Ok(code)
+}
+
+#[cfg(test)]
+mod signal_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::parse_signal;
+
+    #[test]
+    fn signals_read_as_docker_and_runc_write_them() {
+        assert_eq!(parse_signal("TERM").unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal("sigkill").unwrap(), libc::SIGKILL);
+        assert_eq!(parse_signal("SIGUSR1").unwrap(), libc::SIGUSR1);
+        assert_eq!(parse_signal("9").unwrap(), 9);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("0").is_err());
+        assert_eq!(
+            parse_signal("65").unwrap_err().to_string(),
+            "invalid signal \"65\""
+        );
+    }
 }

@@ -22,6 +22,9 @@ pub enum Error {
         /// Why it was not found.
         reason: &'static str,
     },
+    /// A signal name or number that is not one.
+    #[error("invalid signal {0:?}")]
+    InvalidSignal(String),
     /// A container id is not acceptable.
     #[error("invalid container id {0:?}: 1-1024 characters of [A-Za-z0-9_+.-], not `.` or `..`")]
     InvalidId(String),

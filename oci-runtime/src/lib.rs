@@ -89,7 +89,7 @@ mod syscalls_x86_64;
 
 pub use cgroup::Cgroup;
 pub use container::{
-    run, run_hooks, validate_id, Container, ContainerBuilder, ExecProcess, Status,
+    parse_signal, run, run_hooks, validate_id, Container, ContainerBuilder, ExecProcess, Status,
 };
 pub use devices::{device_rules, DeviceRule, DEFAULT_ALLOWED};
 pub use error::{Error, Result};

@@ -170,25 +170,7 @@ enum Verb {
 }
 
 fn signal(s: Option<&str>) -> Result<i32> {
-    let Some(s) = s else { return Ok(libc::SIGTERM) };
-    if let Ok(n) = s.parse::<i32>() {
-        return Ok(n);
-    }
-    let name = s.trim_start_matches("SIG").to_ascii_uppercase();
-    let n = match name.as_str() {
-        "HUP" => libc::SIGHUP,
-        "INT" => libc::SIGINT,
-        "QUIT" => libc::SIGQUIT,
-        "KILL" => libc::SIGKILL,
-        "USR1" => libc::SIGUSR1,
-        "USR2" => libc::SIGUSR2,
-        "TERM" => libc::SIGTERM,
-        "CONT" => libc::SIGCONT,
-        "STOP" => libc::SIGSTOP,
-        "WINCH" => libc::SIGWINCH,
-        _ => bail!("unknown signal {s:?}"),
-    };
-    Ok(n)
+    Ok(s.map_or(Ok(libc::SIGTERM), oci_runtime::parse_signal)?)
 }
 
 fn load_spec(bundle: &Path) -> Result<Spec> {

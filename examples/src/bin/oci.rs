@@ -943,7 +943,7 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             }
         }
         Verb::Kill { signal, containers } => {
-            let sig = ctr::parse_signal(&signal)?;
+            let sig = oci_runtime::parse_signal(&signal)?;
             for c in containers {
                 store.kill(&c, sig)?;
                 writeln!(out, "{c}")?;
