@@ -13,7 +13,6 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use oci_layer::Snapshotter;
-use oci_runtime::attach::Frame;
 use oci_runtime::image_spec::RunOptions;
 use oci_runtime::logs::LogLimits;
 use oci_runtime::monitor::{Monitor, MonitorConfig, MonitorStatus, RestartPolicy, State};
@@ -100,6 +99,8 @@ pub struct ContainerView {
     pub config: ContainerConfig,
     /// The monitor's status, reconciled with the process table.
     pub status: MonitorStatus,
+    /// Its monitor.
+    pub monitor: Monitor,
 }
 
 /// The container store under a data directory.
@@ -313,7 +314,7 @@ impl Containers {
             let mut spec = oci_runtime::image_spec::spec_from_image(&config, &mount.rootfs, &opts)?;
             if opts.terminal && !req.detach {
                 if let Some(p) = spec.process_mut() {
-                    p.set_console_size(console_size());
+                    p.set_console_size(crate::terminal::console_size());
                 }
             }
             let command = spec
@@ -398,11 +399,16 @@ impl Containers {
     pub fn view(&self, what: &str) -> Result<ContainerView> {
         let id = self.resolve(what)?;
         let config = self.config_of(&id)?;
-        let status = match Monitor::open(&self.dir.join(&id)).and_then(|m| m.status()) {
-            Ok(s) => s,
-            Err(_) => bail!("container {id} has no monitor record"),
+        let Ok((monitor, status)) =
+            Monitor::open(&self.dir.join(&id)).and_then(|m| m.status().map(|s| (m, s)))
+        else {
+            bail!("container {id} has no monitor record")
         };
-        Ok(ContainerView { config, status })
+        Ok(ContainerView {
+            config,
+            status,
+            monitor,
+        })
     }
 
     /// Every container, newest first.
@@ -419,9 +425,8 @@ impl Containers {
     /// `stop [-t N]`: the container's stop signal, then SIGKILL after `timeout`.
     pub fn stop(&self, what: &str, timeout: Duration) -> Result<MonitorStatus> {
         let v = self.view(what)?;
-        let m = self.monitor(what)?;
         let sig = oci_runtime::parse_signal(&v.config.stop_signal)?;
-        Ok(m.stop(sig, timeout)?)
+        Ok(v.monitor.stop(sig, timeout)?)
     }
 
     /// `kill [-s SIG]`.
@@ -430,7 +435,7 @@ impl Containers {
         if v.status.state != State::Running {
             bail!("container {} is not running", v.config.name);
         }
-        Ok(self.monitor(what)?.kill(signal)?)
+        Ok(v.monitor.kill(signal)?)
     }
 
     /// `start`: a stopped container again, on the same snapshot, under a new monitor.
@@ -470,7 +475,7 @@ impl Containers {
                     v.status.state
                 );
             }
-            self.monitor(what)?.stop(libc::SIGKILL, Duration::ZERO)?;
+            v.monitor.stop(libc::SIGKILL, Duration::ZERO)?;
         }
         if let Ok(c) = oci_runtime::Container::load(&self.state_root, &v.config.id) {
             c.delete(true)
@@ -514,9 +519,7 @@ impl Containers {
         process.set_terminal(Some(false));
         let mut env = process.env().clone().unwrap_or_default();
         for e in &req.env {
-            let key = e.split('=').next().unwrap_or(e);
-            env.retain(|x| x.split('=').next() != Some(key));
-            env.push(e.clone());
+            oci_runtime::image_spec::set_env(&mut env, e);
         }
         process.set_env(Some(env));
         if let Some(w) = &req.workdir {
@@ -532,8 +535,8 @@ impl Containers {
         }
         if req.tty {
             process.set_terminal(Some(true));
-            process.set_console_size(console_size());
-            return exec_tty(&c, &process, req.interactive);
+            process.set_console_size(crate::terminal::console_size());
+            return crate::terminal::exec_tty(&c, &process, req.interactive);
         }
         let null = || -> Result<Option<std::os::fd::OwnedFd>> {
             Ok(Some(std::fs::File::open("/dev/null")?.into()))
@@ -854,166 +857,6 @@ pub struct InspectState {
     pub finished_at: String,
 }
 
-/// Evaluates a Go-template-style `--format`: `{{.State.Status}}`, `{{json .Config}}`, text
-/// around them kept. Only field access (and `json`) is supported; anything else is an error.
-pub fn format_template(template: &str, value: &serde_json::Value) -> Result<String> {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(i) = rest.find("{{") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        let j = after
-            .find("}}")
-            .ok_or_else(|| anyhow!("unclosed {{{{ in format {template:?}"))?;
-        let expr = after[..j].trim();
-        let (json, path) = match expr.strip_prefix("json ") {
-            Some(p) => (true, p.trim()),
-            None => (false, expr),
-        };
-        if !path.starts_with('.') {
-            bail!("unsupported format expression {expr:?} (field access like .State.Status only)");
-        }
-        let mut v = value;
-        for field in path[1..].split('.').filter(|f| !f.is_empty()) {
-            v = v
-                .get(field)
-                .ok_or_else(|| anyhow!("template: no field {field:?} in {path}"))?;
-        }
-        match (json, v) {
-            (true, v) => out.push_str(&serde_json::to_string(v)?),
-            (false, serde_json::Value::String(s)) => out.push_str(s),
-            (false, serde_json::Value::Null) => out.push_str("<no value>"),
-            (false, v) => out.push_str(&v.to_string()),
-        }
-        rest = &after[j + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-/// `ps` rows after `-a` and `--filter status=...,name=...`.
-pub fn filter(
-    rows: Vec<ContainerView>,
-    all: bool,
-    filters: &[String],
-) -> Result<Vec<ContainerView>> {
-    let mut status = Vec::new();
-    let mut names = Vec::new();
-    for f in filters {
-        match f.split_once('=') {
-            Some(("status", s)) => {
-                if !["created", "running", "restarting", "exited"].contains(&s) {
-                    bail!("invalid filter status={s} (created, running, restarting, exited)");
-                }
-                status.push(s.to_owned());
-            }
-            Some(("name", n)) => names.push(n.to_owned()),
-            _ => bail!("invalid filter {f:?} (status=, name=)"),
-        }
-    }
-    Ok(rows
-        .into_iter()
-        .filter(|r| {
-            let st = r.status.state.to_string();
-            (if status.is_empty() {
-                all || r.status.state == State::Running || r.status.state == State::Restarting
-            } else {
-                status.contains(&st)
-            }) && (names.is_empty() || names.iter().any(|n| r.config.name.contains(n.as_str())))
-        })
-        .collect())
-}
-
-/// `64m`, `1g`, `512k`, `1024` (bytes), as docker reads `--memory`.
-pub fn parse_size(s: &str) -> Result<i64> {
-    let lower = s.trim().to_ascii_lowercase();
-    let t = lower.trim_end_matches('b');
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    let n: f64 = num.parse().map_err(|_| anyhow!("invalid size {s:?}"))?;
-    if !(n.is_finite() && n > 0.0) {
-        bail!("invalid size {s:?}");
-    }
-    Ok((n * mult as f64) as i64)
-}
-
-/// `--log-opt max-size=10m`, `max-file=3`.
-pub fn parse_log_opts(opts: &[String]) -> Result<LogLimits> {
-    let mut l = LogLimits::default();
-    for o in opts {
-        match o.split_once('=') {
-            Some(("max-size", v)) => l.max_size = Some(parse_size(v)? as u64),
-            Some(("max-file", v)) => {
-                l.max_files = v
-                    .parse()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| anyhow!("invalid max-file {v:?}"))?
-            }
-            _ => bail!("unsupported --log-opt {o:?} (max-size=, max-file=)"),
-        }
-    }
-    if l.max_files > 1 && l.max_size.is_none() {
-        bail!("max-file needs max-size");
-    }
-    Ok(l)
-}
-
-/// A `--since`/`--until` value: RFC 3339, Unix seconds, or a duration ago (`10m`, `1h30m`,
-/// `45s`); nanoseconds since the epoch.
-pub fn parse_time(s: &str) -> Result<u64> {
-    if let Some(t) = oci_runtime::logs::parse_rfc3339(s) {
-        return Ok(t);
-    }
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(secs.saturating_mul(1_000_000_000));
-    }
-    let mut total: u64 = 0;
-    let mut num = String::new();
-    for ch in s.chars() {
-        if ch.is_ascii_digit() {
-            num.push(ch);
-            continue;
-        }
-        let n: u64 = num.parse().map_err(|_| anyhow!("invalid time {s:?}"))?;
-        num.clear();
-        total += n * match ch {
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => bail!("invalid time {s:?} (RFC 3339, Unix seconds, or 1h30m)"),
-        };
-    }
-    if !num.is_empty() || total == 0 && s != "0s" {
-        bail!("invalid time {s:?} (RFC 3339, Unix seconds, or 1h30m)");
-    }
-    Ok(oci_runtime::logs::now_ns().saturating_sub(total * 1_000_000_000))
-}
-
-/// Reads `KEY=VALUE` lines (`#` comments, blank lines skipped; a bare `KEY` takes this
-/// process's value, as docker's `--env-file`).
-pub fn read_env_file(path: &Path) -> Result<Vec<String>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let l = line.trim_start();
-        if l.is_empty() || l.starts_with('#') {
-            continue;
-        }
-        if l.contains('=') {
-            out.push(l.to_owned());
-        } else if let Ok(v) = std::env::var(l) {
-            out.push(format!("{l}={v}"));
-        }
-    }
-    Ok(out)
-}
-
 /// What `exec` runs.
 #[derive(Debug, Clone, Default)]
 pub struct ExecRequest {
@@ -1031,281 +874,4 @@ pub struct ExecRequest {
     pub detach: bool,
     /// A terminal (`-t`).
     pub tty: bool,
-}
-
-/// `exec -t`: the process gets a pty (its master comes back over a console socket in a
-/// private directory) that this process relays to its own terminal, in raw mode and
-/// restored afterwards, passing the window size on at start and on SIGWINCH.
-fn exec_tty(
-    c: &oci_runtime::Container,
-    process: &oci_spec::runtime::Process,
-    stdin: bool,
-) -> Result<i32> {
-    let dir = tempfile::Builder::new().prefix("oci-exec-").tempdir()?;
-    let path = dir.path().join("console.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&path)?;
-    // SIGWINCH is noticed by a flag, set up before the process can start.
-    let winch = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let _ = signal_hook_flag(libc::SIGWINCH, winch.clone());
-    let p = c.exec_terminal(process, &path)?;
-    let (sock, _) = listener.accept()?;
-    let master = std::fs::File::from(oci_runtime::attach::receive_terminal(&sock)?);
-    let raw = RawTerminal::enter();
-    let resize = |m: &std::fs::File| {
-        if let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdin()) {
-            let _ = rustix::termios::tcsetwinsize(m, ws);
-        }
-    };
-    resize(&master);
-    if stdin {
-        let mut to = master.try_clone()?;
-        std::thread::spawn(move || {
-            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to);
-        });
-    }
-    let mut from = master.try_clone()?;
-    let output = std::thread::spawn(move || {
-        let mut out = std::io::stdout();
-        let mut buf = [0u8; 16 << 10];
-        // EIO once the last slave descriptor closes: the process has ended.
-        while let Ok(n) = from.read(&mut buf) {
-            if n == 0 || out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
-                break;
-            }
-        }
-    });
-    let watcher = {
-        let winch = winch.clone();
-        let m = master.try_clone()?;
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let d = done.clone();
-        let t = std::thread::spawn(move || {
-            while !d.load(std::sync::atomic::Ordering::Relaxed) {
-                if winch.swap(false, std::sync::atomic::Ordering::Relaxed) {
-                    resize(&m);
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        });
-        (done, t)
-    };
-    let code = p.wait()?;
-    let _ = output.join();
-    watcher.0.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = watcher.1.join();
-    drop(raw);
-    Ok(code)
-}
-
-/// Sets `flag` when `signal` arrives (a thread blocked in sigwait would need the signal
-/// blocked in every thread; a flag set from tokio's handler needs none).
-fn signal_hook_flag(
-    signal: i32,
-    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> Result<()> {
-    let handle = tokio::runtime::Handle::try_current()?;
-    let mut s = handle.block_on(async {
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(signal))
-    })?;
-    handle.spawn(async move {
-        while s.recv().await.is_some() {
-            flag.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    });
-    Ok(())
-}
-
-/// Attaches this process's stdio to the container's monitor until the container exits:
-/// output relayed, stdin sent (when `stdin`), the host terminal in raw mode with `tty`
-/// (restored on every path out), its size passed on and on SIGWINCH, and SIGINT, SIGTERM,
-/// SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 forwarded to the container. Returns its exit code.
-pub async fn attach(m: &Monitor, stdin: bool, tty: bool) -> Result<i32> {
-    use tokio::signal::unix::{signal, SignalKind};
-    // Handlers first: the process may start (and be signalled, or resized) as soon as we
-    // connect, and a signal that comes before its handler is lost (SIGWINCH is ignored).
-    let kinds = [
-        SignalKind::interrupt(),
-        SignalKind::terminate(),
-        SignalKind::hangup(),
-        SignalKind::quit(),
-        SignalKind::user_defined1(),
-        SignalKind::user_defined2(),
-    ];
-    let mut sigs = Vec::new();
-    for k in kinds {
-        sigs.push((k.as_raw_value(), signal(k)?));
-    }
-    let mut winch = signal(SignalKind::window_change())?;
-    let mut conn = m.attach()?;
-    let mut sender = conn.try_clone()?;
-    let raw = if tty { RawTerminal::enter() } else { None };
-    if tty {
-        if let Some((rows, cols)) = terminal_size() {
-            sender.send(&Frame::Resize(rows, cols))?;
-        }
-    }
-    if stdin {
-        let mut input = sender.try_clone()?;
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 32 << 10];
-            let mut inp = std::io::stdin().lock();
-            loop {
-                match inp.read(&mut buf) {
-                    Ok(0) | Err(_) => {
-                        let _ = input.send(&Frame::CloseStdin);
-                        break;
-                    }
-                    Ok(n) => {
-                        if input.send(&Frame::Stdin(buf[..n].to_vec())).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        });
-    }
-    let relay = tokio::task::spawn_blocking(move || -> Result<Option<i32>> {
-        let mut out = std::io::stdout();
-        let mut err = std::io::stderr();
-        loop {
-            match conn.recv()? {
-                None => return Ok(None),
-                Some(Frame::Stdout(b)) => {
-                    out.write_all(&b)?;
-                    out.flush()?;
-                }
-                Some(Frame::Stderr(b)) => {
-                    err.write_all(&b)?;
-                    err.flush()?;
-                }
-                Some(Frame::Exit(code)) => return Ok(Some(code)),
-                Some(Frame::Error(e)) => bail!("{e}"),
-                Some(_) => {}
-            }
-        }
-    });
-    tokio::pin!(relay);
-    let result = loop {
-        let forwarded = futures_util::future::select_all(
-            sigs.iter_mut()
-                .map(|(n, s)| Box::pin(async move { s.recv().await.map(|_| *n) })),
-        );
-        tokio::select! {
-            r = &mut relay => break r.map_err(|e| anyhow!("attach: {e}"))?,
-            (sig, _, _) = forwarded => {
-                if let Some(sig) = sig {
-                    let _ = m.kill(sig);
-                }
-            }
-            _ = winch.recv() => {
-                if let Some((rows, cols)) = terminal_size() {
-                    let _ = sender.send(&Frame::Resize(rows, cols));
-                }
-            }
-        }
-    };
-    drop(raw);
-    match result? {
-        Some(code) => Ok(code),
-        // The monitor went away: what it recorded, or the reconciled status.
-        None => Ok(m.status()?.exit_code.unwrap_or(255)),
-    }
-}
-
-/// This terminal's size as the runtime spec's `process.consoleSize`.
-fn console_size() -> Option<oci_spec::runtime::Box> {
-    let (rows, cols) = terminal_size()?;
-    oci_spec::runtime::BoxBuilder::default()
-        .height(u64::from(rows))
-        .width(u64::from(cols))
-        .build()
-        .ok()
-}
-
-fn terminal_size() -> Option<(u16, u16)> {
-    let ws = rustix::termios::tcgetwinsize(std::io::stdin()).ok()?;
-    Some((ws.ws_row, ws.ws_col))
-}
-
-/// The host terminal in raw mode while it lives; restored when dropped.
-struct RawTerminal {
-    saved: rustix::termios::Termios,
-}
-
-impl RawTerminal {
-    fn enter() -> Option<Self> {
-        let stdin = std::io::stdin();
-        let saved = rustix::termios::tcgetattr(&stdin).ok()?;
-        let mut raw = saved.clone();
-        raw.make_raw();
-        rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &raw).ok()?;
-        Some(Self { saved })
-    }
-}
-
-impl Drop for RawTerminal {
-    fn drop(&mut self) {
-        let _ = rustix::termios::tcsetattr(
-            std::io::stdin(),
-            rustix::termios::OptionalActions::Now,
-            &self.saved,
-        );
-    }
-}
-
-/// docker's "5 seconds ago", "2 minutes ago", "About an hour ago".
-pub fn ago(ns: u64) -> String {
-    let secs = oci_runtime::logs::now_ns().saturating_sub(ns) / 1_000_000_000;
-    format!("{} ago", human_duration(secs))
-}
-
-/// docker's units for a duration: "Less than a second", "5 seconds", "About a minute", ...
-pub fn human_duration(secs: u64) -> String {
-    match secs {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        s if s < 60 => format!("{s} seconds"),
-        s if s < 120 => "About a minute".into(),
-        s if s < 3600 => format!("{} minutes", s / 60),
-        s if s < 7200 => "About an hour".into(),
-        s if s < 48 * 3600 => format!("{} hours", s / 3600),
-        s if s < 14 * 86_400 => format!("{} days", s / 86_400),
-        s if s < 60 * 86_400 => format!("{} weeks", s / (7 * 86_400)),
-        s if s < 2 * 365 * 86_400 => format!("{} months", s / (30 * 86_400)),
-        s => format!("{} years", s / (365 * 86_400)),
-    }
-}
-
-/// The STATUS column of `ps`: "Up 5 seconds", "Exited (0) 2 minutes ago", "Created".
-pub fn status_text(s: &MonitorStatus) -> String {
-    let now = oci_runtime::logs::now_ns();
-    match s.state {
-        State::Created => "Created".into(),
-        State::Running => format!(
-            "Up {}",
-            human_duration(now.saturating_sub(s.started_at.unwrap_or(now)) / 1_000_000_000)
-        ),
-        State::Restarting => format!(
-            "Restarting ({}) {}",
-            s.exit_code.unwrap_or(0),
-            ago(s.finished_at.unwrap_or(now))
-        ),
-        State::Exited => format!(
-            "Exited ({}) {}",
-            s.exit_code.unwrap_or(255),
-            ago(s.finished_at.unwrap_or(now))
-        ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_as_docker_writes_them() {
-        assert_eq!(human_duration(5), "5 seconds");
-        assert_eq!(human_duration(90), "About a minute");
-        assert_eq!(human_duration(3 * 3600), "3 hours");
-    }
 }

@@ -6,6 +6,8 @@
 
 pub mod containers;
 pub mod images;
+pub mod terminal;
+pub mod text;
 pub mod volumes;
 
 /// Exit code for a failure of the tool itself (not of the container), as docker and runc use.

@@ -56,6 +56,22 @@ struct Saved {
     seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
+/// Creates `dir` and its missing parents with mode 0700.
+pub(crate) fn private_dir(dir: &Path) -> Result<()> {
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(dir)
+        .map_err(|e| Error::io("mkdir", dir, e))
+}
+
+/// Writes `dir/name` through `dir/.name.tmp` and a rename, so a reader sees the old file or
+/// the new one, never a part.
+pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &path, e))
+}
+
 /// Parses a signal as `kill` and a stop signal name it: `TERM`, `SIGTERM`, `sigterm` or a
 /// number from 1 to 64.
 pub fn parse_signal(s: &str) -> Result<i32> {
@@ -253,9 +269,7 @@ impl ContainerBuilder {
         };
         let rootfs = std::fs::canonicalize(&rootfs).map_err(|e| Error::io("rootfs", &rootfs, e))?;
         // Private: the state holds the exec fifo, whose writer starts the container.
-        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-            .create(&self.state_root)
-            .map_err(|e| Error::io("mkdir", &self.state_root, e))?;
+        private_dir(&self.state_root)?;
         let dir = self.state_root.join(&self.id);
         match std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
             .create(&dir)
@@ -1065,14 +1079,11 @@ impl Container {
     }
 
     fn save(&self) -> Result<()> {
-        let path = self.dir.join("state.json");
-        let tmp = self.dir.join(".state.json.tmp");
         let bytes = serde_json::to_vec(&self.saved).map_err(|e| Error::State {
-            path: path.clone(),
+            path: self.dir.join("state.json"),
             reason: e.to_string(),
         })?;
-        std::fs::write(&tmp, bytes).map_err(|e| Error::io("write", &tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &path, e))
+        write_atomic(&self.dir, "state.json", &bytes)
     }
 
     fn lock(&self) -> Result<std::fs::File> {

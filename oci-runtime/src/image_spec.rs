@@ -626,7 +626,9 @@ pub fn docker_device_rules() -> Result<Vec<LinuxDeviceCgroup>> {
     Ok(rules)
 }
 
-fn set_env(env: &mut Vec<String>, kv: &str) {
+/// Sets `KEY=VALUE` in `env`, replacing an earlier value of `KEY` (as `-e` does over an
+/// image's Env).
+pub fn set_env(env: &mut Vec<String>, kv: &str) {
     let key = kv.split('=').next().unwrap_or(kv);
     env.retain(|e| e.split('=').next() != Some(key));
     env.push(kv.to_owned());

@@ -193,9 +193,7 @@ impl LogWriter {
     }
 
     fn rotated(&self, n: u32) -> PathBuf {
-        let mut p = self.path.clone().into_os_string();
-        p.push(format!(".{n}"));
-        PathBuf::from(p)
+        rotated(&self.path, n)
     }
 
     fn rotate(&mut self) {
@@ -327,17 +325,21 @@ pub fn parse_record(line: &[u8]) -> Option<Record> {
     })
 }
 
+/// `PATH.n`, the n-th rotated log.
+fn rotated(path: &Path, n: u32) -> PathBuf {
+    let mut p = path.to_path_buf().into_os_string();
+    p.push(format!(".{n}"));
+    PathBuf::from(p)
+}
+
 /// The log files of `path`, oldest first (rotated ones, then the current one).
 pub fn log_files(path: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for n in (1..1000).rev() {
-        let mut p = path.to_path_buf().into_os_string();
-        p.push(format!(".{n}"));
-        let p = PathBuf::from(p);
-        if p.exists() {
-            files.push(p);
-        }
-    }
+    // Rotation keeps `.1` up to `.N` without gaps: count up to the first missing one.
+    let mut files: Vec<PathBuf> = (1..)
+        .map(|n| rotated(path, n))
+        .take_while(|p| p.exists())
+        .collect();
+    files.reverse();
     files.push(path.to_path_buf());
     files
 }

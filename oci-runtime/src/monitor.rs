@@ -34,7 +34,7 @@
 #![allow(unsafe_code)]
 
 use crate::attach::Frame;
-use crate::container::{proc_start_time, Container, ContainerBuilder};
+use crate::container::{private_dir, proc_start_time, write_atomic, Container, ContainerBuilder};
 use crate::error::{Error, Result};
 use crate::logs::{now_ns, LogLimits, LogWriter, Stream};
 use oci_spec::runtime::Spec;
@@ -223,13 +223,6 @@ pub struct Monitor {
     state_root: PathBuf,
 }
 
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let path = dir.join(name);
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io("write", &tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &path, e))
-}
-
 fn alive(pid: i32, start: u64) -> bool {
     pid > 0 && proc_start_time(pid).is_some_and(|(s, st)| s == start && st != 'Z' && st != 'X')
 }
@@ -243,7 +236,7 @@ impl Monitor {
         crate::exe::check()?;
         crate::container::validate_id(&cfg.id)?;
         cfg.unsealed = !crate::exe::is_sealed();
-        create_private_dir(&cfg.dir)?;
+        private_dir(&cfg.dir)?;
         let bytes = serde_json::to_vec(&cfg).map_err(|e| Error::State {
             path: cfg.dir.join(CONFIG_FILE),
             reason: e.to_string(),
@@ -410,18 +403,6 @@ impl Monitor {
     /// Connects to the monitor's attach socket.
     pub fn attach(&self) -> Result<crate::attach::Attach> {
         crate::attach::Attach::connect(&self.dir)
-    }
-}
-
-fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new()
-        .mode(0o700)
-        .recursive(true)
-        .create(dir)
-    {
-        Ok(()) => Ok(()),
-        Err(e) => Err(Error::io("mkdir", dir, e)),
     }
 }
 

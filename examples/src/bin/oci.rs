@@ -14,10 +14,11 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use oci_examples::containers::{self as ctr, Containers, ExecRequest, RunRequest};
+use oci_examples::containers::{Containers, ExecRequest, RunRequest};
 use oci_examples::images::{data_dir, short, Images};
 use oci_examples::volumes::{parse_mount_arg, parse_volume_arg, MountArg, Volumes};
 use oci_examples::EXIT_TOOL_FAILURE;
+use oci_examples::{terminal, text};
 use oci_runtime::image_spec::{ExtraMount, Network, RunOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -552,7 +553,7 @@ async fn run(cli: Cli) -> Result<()> {
             match format {
                 Some(f) => {
                     for v in &views {
-                        writeln!(out, "{}", oci_examples::containers::format_template(&f, v)?)?;
+                        writeln!(out, "{}", text::format_template(&f, v)?)?;
                     }
                 }
                 None => {
@@ -740,7 +741,7 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
     };
     let mut env = Vec::new();
     for f in &a.env_file {
-        env.extend(ctr::read_env_file(f)?);
+        env.extend(text::read_env_file(f)?);
     }
     env.extend(a.env);
     let mut mounts = Vec::new();
@@ -805,7 +806,7 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
         rootless: None,
         mounts,
         read_only: a.read_only,
-        memory: a.memory.as_deref().map(ctr::parse_size).transpose()?,
+        memory: a.memory.as_deref().map(text::parse_size).transpose()?,
         cpus: a.cpus,
         pids_limit: a.pids_limit,
         cap_add: a.cap_add,
@@ -822,7 +823,7 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
         detach: a.detach,
         interactive: a.interactive,
         restart: a.restart.parse()?,
-        log: ctr::parse_log_opts(&a.log_opt)?,
+        log: text::parse_log_opts(&a.log_opt)?,
         labels,
         stop_signal: a.stop_signal,
         volumes,
@@ -837,7 +838,7 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
         writeln!(std::io::stdout(), "{id}")?;
         return Ok(0);
     }
-    let code = ctr::attach(&monitor, a.interactive, a.tty).await?;
+    let code = terminal::attach(&monitor, a.interactive, a.tty).await?;
     if a.rm {
         // The monitor removes it; `run --rm` returns once it is gone, as docker's does.
         store.wait_removed(&id, std::time::Duration::from_secs(30));
@@ -857,11 +858,11 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             format,
         } => {
             let rows = store.list()?;
-            let rows = ctr::filter(rows, all, &filter)?;
+            let rows = text::filter(rows, all, &filter)?;
             if let Some(f) = format {
                 for r in rows {
                     let doc = serde_json::to_value(store.inspect(&r.config.id)?)?;
-                    writeln!(out, "{}", ctr::format_template(&f, &doc)?)?;
+                    writeln!(out, "{}", text::format_template(&f, &doc)?)?;
                 }
                 return Ok(0);
             }
@@ -899,8 +900,8 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                     id,
                     r.config.image,
                     cmd,
-                    ctr::ago(r.config.created),
-                    ctr::status_text(&r.status),
+                    text::ago(r.config.created),
+                    text::status_text(&r.status),
                     "",
                     r.config.name
                 )?;
@@ -915,8 +916,8 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             container,
         } => {
             let q = oci_runtime::logs::LogQuery {
-                since: since.as_deref().map(ctr::parse_time).transpose()?,
-                until: until.as_deref().map(ctr::parse_time).transpose()?,
+                since: since.as_deref().map(text::parse_time).transpose()?,
+                until: until.as_deref().map(text::parse_time).transpose()?,
                 tail: match tail.as_str() {
                     "all" => None,
                     n => Some(
@@ -961,7 +962,7 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                 let m = store.start(&c, attach)?;
                 if attach {
                     drop(out);
-                    return ctr::attach(&m, interactive, false).await;
+                    return terminal::attach(&m, interactive, false).await;
                 }
                 writeln!(out, "{c}")?;
             }
@@ -977,7 +978,7 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
         } => {
             let m = store.monitor(&container)?;
             drop(out);
-            return ctr::attach(&m, !no_stdin, false).await;
+            return terminal::attach(&m, !no_stdin, false).await;
         }
         Verb::Exec {
             detach,

@@ -1,0 +1,215 @@
+//! The caller's terminal and a container's: `run`/`start -a`/`attach` relayed through the
+//! monitor ([`attach`]), `exec -t` relayed from a console socket, raw mode restored on every
+//! path out, and window sizes passed on.
+
+use anyhow::{anyhow, bail, Result};
+use oci_runtime::attach::Frame;
+use oci_runtime::monitor::Monitor;
+use std::io::{Read, Write};
+
+/// `exec -t`: the process gets a pty (its master comes back over a console socket in a
+/// private directory) that this process relays to its own terminal, in raw mode and
+/// restored afterwards, passing the window size on at start and on SIGWINCH.
+pub(crate) fn exec_tty(
+    c: &oci_runtime::Container,
+    process: &oci_spec::runtime::Process,
+    stdin: bool,
+) -> Result<i32> {
+    let dir = tempfile::Builder::new().prefix("oci-exec-").tempdir()?;
+    let path = dir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path)?;
+    // SIGWINCH handled before the process can start (tokio keeps one that comes before the
+    // resizer below listens; without a handler it would be lost).
+    let handle = tokio::runtime::Handle::try_current().ok();
+    let winch = handle.as_ref().and_then(|h| {
+        h.block_on(async {
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+        })
+        .ok()
+    });
+    let p = c.exec_terminal(process, &path)?;
+    let (sock, _) = listener.accept()?;
+    let master = std::fs::File::from(oci_runtime::attach::receive_terminal(&sock)?);
+    let raw = RawTerminal::enter();
+    resize_to_stdin(&master);
+    let resizer = match (handle, winch) {
+        (Some(h), Some(mut winch)) => {
+            let m = master.try_clone()?;
+            Some(h.spawn(async move {
+                while winch.recv().await.is_some() {
+                    resize_to_stdin(&m);
+                }
+            }))
+        }
+        _ => None,
+    };
+    if stdin {
+        let mut to = master.try_clone()?;
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to);
+        });
+    }
+    let mut from = master.try_clone()?;
+    let output = std::thread::spawn(move || {
+        let mut out = std::io::stdout();
+        let mut buf = [0u8; 16 << 10];
+        // EIO once the last slave descriptor closes: the process has ended.
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 || out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
+                break;
+            }
+        }
+    });
+    let code = p.wait()?;
+    let _ = output.join();
+    if let Some(r) = resizer {
+        r.abort();
+    }
+    drop(raw);
+    Ok(code)
+}
+
+/// Gives terminal `m` this process's terminal size.
+fn resize_to_stdin(m: &std::fs::File) {
+    if let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdin()) {
+        let _ = rustix::termios::tcsetwinsize(m, ws);
+    }
+}
+
+/// Attaches this process's stdio to the container's monitor until the container exits:
+/// output relayed, stdin sent (when `stdin`), the host terminal in raw mode with `tty`
+/// (restored on every path out), its size passed on and on SIGWINCH, and SIGINT, SIGTERM,
+/// SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 forwarded to the container. Returns its exit code.
+pub async fn attach(m: &Monitor, stdin: bool, tty: bool) -> Result<i32> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Handlers first: the process may start (and be signalled, or resized) as soon as we
+    // connect, and a signal that comes before its handler is lost (SIGWINCH is ignored).
+    let kinds = [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+        SignalKind::quit(),
+        SignalKind::user_defined1(),
+        SignalKind::user_defined2(),
+    ];
+    let mut sigs = Vec::new();
+    for k in kinds {
+        sigs.push((k.as_raw_value(), signal(k)?));
+    }
+    let mut winch = signal(SignalKind::window_change())?;
+    let mut conn = m.attach()?;
+    let mut sender = conn.try_clone()?;
+    let raw = if tty { RawTerminal::enter() } else { None };
+    if tty {
+        if let Some((rows, cols)) = terminal_size() {
+            sender.send(&Frame::Resize(rows, cols))?;
+        }
+    }
+    if stdin {
+        let mut input = sender.try_clone()?;
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 32 << 10];
+            let mut inp = std::io::stdin().lock();
+            loop {
+                match inp.read(&mut buf) {
+                    Ok(0) | Err(_) => {
+                        let _ = input.send(&Frame::CloseStdin);
+                        break;
+                    }
+                    Ok(n) => {
+                        if input.send(&Frame::Stdin(buf[..n].to_vec())).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    let relay = tokio::task::spawn_blocking(move || -> Result<Option<i32>> {
+        let mut out = std::io::stdout();
+        let mut err = std::io::stderr();
+        loop {
+            match conn.recv()? {
+                None => return Ok(None),
+                Some(Frame::Stdout(b)) => {
+                    out.write_all(&b)?;
+                    out.flush()?;
+                }
+                Some(Frame::Stderr(b)) => {
+                    err.write_all(&b)?;
+                    err.flush()?;
+                }
+                Some(Frame::Exit(code)) => return Ok(Some(code)),
+                Some(Frame::Error(e)) => bail!("{e}"),
+                Some(_) => {}
+            }
+        }
+    });
+    tokio::pin!(relay);
+    let result = loop {
+        let forwarded = futures_util::future::select_all(
+            sigs.iter_mut()
+                .map(|(n, s)| Box::pin(async move { s.recv().await.map(|_| *n) })),
+        );
+        tokio::select! {
+            r = &mut relay => break r.map_err(|e| anyhow!("attach: {e}"))?,
+            (sig, _, _) = forwarded => {
+                if let Some(sig) = sig {
+                    let _ = m.kill(sig);
+                }
+            }
+            _ = winch.recv() => {
+                if let Some((rows, cols)) = terminal_size() {
+                    let _ = sender.send(&Frame::Resize(rows, cols));
+                }
+            }
+        }
+    };
+    drop(raw);
+    match result? {
+        Some(code) => Ok(code),
+        // The monitor went away: what it recorded, or the reconciled status.
+        None => Ok(m.status()?.exit_code.unwrap_or(255)),
+    }
+}
+
+/// This terminal's size as the runtime spec's `process.consoleSize`.
+pub(crate) fn console_size() -> Option<oci_spec::runtime::Box> {
+    let (rows, cols) = terminal_size()?;
+    oci_spec::runtime::BoxBuilder::default()
+        .height(u64::from(rows))
+        .width(u64::from(cols))
+        .build()
+        .ok()
+}
+
+fn terminal_size() -> Option<(u16, u16)> {
+    let ws = rustix::termios::tcgetwinsize(std::io::stdin()).ok()?;
+    Some((ws.ws_row, ws.ws_col))
+}
+
+/// The host terminal in raw mode while it lives; restored when dropped.
+struct RawTerminal {
+    saved: rustix::termios::Termios,
+}
+
+impl RawTerminal {
+    fn enter() -> Option<Self> {
+        let stdin = std::io::stdin();
+        let saved = rustix::termios::tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &raw).ok()?;
+        Some(Self { saved })
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(
+            std::io::stdin(),
+            rustix::termios::OptionalActions::Now,
+            &self.saved,
+        );
+    }
+}
