@@ -258,7 +258,7 @@ impl Containers {
     }
 
     /// Creates the container and starts it under a detached monitor: `run`. Returns the id
-    /// and the monitor; with `detach` false the process waits for [`attach`] to start.
+    /// and the monitor; with `detach` false the process waits for [`crate::terminal::attach`] to start.
     pub async fn run(
         &self,
         images: &crate::images::Images,
