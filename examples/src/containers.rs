@@ -13,9 +13,10 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use oci_layer::Snapshotter;
-use oci_runtime::image_spec::RunOptions;
+use oci_runtime::image_spec::{Network, RunOptions};
 use oci_runtime::logs::LogLimits;
 use oci_runtime::monitor::{Monitor, MonitorConfig, MonitorStatus, RestartPolicy, State};
+use oci_runtime::network::{AttachRequest, Networks, Plan, PortMapping};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -50,6 +51,13 @@ pub struct RunRequest {
     pub init: bool,
     /// `container:NAME` for a joined network (shown by `inspect`).
     pub network_mode: Option<String>,
+    /// The bridge networks (with [`oci_runtime::image_spec::Network::Bridge`]); empty: the
+    /// default `bridge`.
+    pub networks: Vec<String>,
+    /// `-p` mappings.
+    pub publish: Vec<PortMapping>,
+    /// `-P`: every port the image EXPOSEs on a free host port.
+    pub publish_all: bool,
 }
 
 /// What is kept of a container besides its snapshot and monitor.
@@ -90,6 +98,12 @@ pub struct ContainerConfig {
     /// `container:NAME` when it shares another container's network.
     #[serde(default)]
     pub network_mode: Option<String>,
+    /// The bridge networks it joins at each start.
+    #[serde(default)]
+    pub networks: Vec<String>,
+    /// The ports it publishes.
+    #[serde(default)]
+    pub publish: Vec<PortMapping>,
 }
 
 /// One container as `ps` and `inspect` see it.
@@ -311,6 +325,21 @@ impl Containers {
             if !rustix::process::geteuid().is_root() && opts.rootless.is_none() {
                 opts.rootless = Some(oci_runtime::image_spec::Rootless::current());
             }
+            let cfg_network = opts.network;
+            let mut publish = req.publish.clone();
+            if req.publish_all {
+                let exposed = config
+                    .config()
+                    .as_ref()
+                    .and_then(|c| c.exposed_ports().clone())
+                    .unwrap_or_default();
+                for e in exposed {
+                    publish.extend(oci_runtime::network::parse_publish(&e)?);
+                }
+            }
+            if !publish.is_empty() && !matches!(cfg_network, Network::Bridge | Network::Slirp) {
+                bail!("ports are published only on a bridge network or with slirp4netns, not with --network {}", req.network_mode.as_deref().unwrap_or(match cfg_network { Network::Host => "host", _ => "none" }));
+            }
             let mut spec = oci_runtime::image_spec::spec_from_image(&config, &mount.rootfs, &opts)?;
             if opts.terminal && !req.detach {
                 if let Some(p) = spec.process_mut() {
@@ -345,6 +374,12 @@ impl Containers {
                 volumes: req.volumes.clone(),
                 init: req.init,
                 network_mode: req.network_mode.clone(),
+                networks: if cfg_network == Network::Bridge && req.networks.is_empty() {
+                    vec![oci_runtime::network::DEFAULT_NETWORK.to_owned()]
+                } else {
+                    req.networks.clone()
+                },
+                publish,
             };
             std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg)?)?;
             self.start_monitor(&cfg, spec, !req.detach)
@@ -374,6 +409,23 @@ impl Containers {
         mc.stdin = cfg.interactive;
         mc.attach_first = attach_first;
         mc.init = cfg.init;
+        mc.network = match cfg.run.network {
+            Network::Bridge => Some(Plan::Bridge {
+                store: self.networks_dir(),
+                request: AttachRequest {
+                    container: cfg.id.clone(),
+                    name: cfg.name.clone(),
+                    hostname: cfg.run.hostname.clone().unwrap_or_default(),
+                    networks: cfg.networks.clone(),
+                    ports: cfg.publish.clone(),
+                    hosts_file: Some(dir.join("hosts")),
+                },
+            }),
+            Network::Slirp => Some(Plan::Slirp {
+                ports: cfg.publish.clone(),
+            }),
+            _ => None,
+        };
         if cfg.rm {
             mc.exit_command = vec![
                 "/proc/self/exe".into(),
@@ -387,6 +439,80 @@ impl Containers {
         }
         let (m, _pid) = Monitor::spawn(mc)?;
         Ok(m)
+    }
+
+    /// The network store (bridges, endpoints): host-wide, as the kernel's interfaces and
+    /// firewall are, whatever the data directory: `$OCI_NETWORKS_DIR`, else
+    /// `/var/lib/oci/networks`.
+    pub fn networks_dir(&self) -> PathBuf {
+        std::env::var_os("OCI_NETWORKS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/var/lib/oci/networks"))
+    }
+
+    /// The network store.
+    pub fn networks(&self) -> Networks {
+        Networks::open(&self.networks_dir())
+    }
+
+    /// `network connect NET CONTAINER`: joins now when it runs, and at every start.
+    pub fn connect(&self, net: &str, what: &str) -> Result<()> {
+        let v = self.view(what)?;
+        let nets = self.networks();
+        let n = nets.get(net)?;
+        if v.config.run.network != Network::Bridge {
+            bail!(
+                "container {} is not on a bridge network: it cannot join {}",
+                v.config.name,
+                n.name
+            );
+        }
+        if v.config.networks.contains(&n.name) {
+            bail!(
+                "container {} is already on network {}",
+                v.config.name,
+                n.name
+            );
+        }
+        if v.status.state == State::Running {
+            nets.connect(
+                &n.name,
+                &AttachRequest {
+                    container: v.config.id.clone(),
+                    name: v.config.name.clone(),
+                    hostname: v.config.run.hostname.clone().unwrap_or_default(),
+                    networks: vec![n.name.clone()],
+                    ports: Vec::new(),
+                    hosts_file: Some(self.dir.join(&v.config.id).join("hosts")),
+                },
+                v.status.pid,
+            )?;
+        }
+        let mut cfg = v.config;
+        cfg.networks.push(n.name);
+        self.save_config(&cfg)
+    }
+
+    /// `network disconnect NET CONTAINER`.
+    pub fn disconnect(&self, net: &str, what: &str) -> Result<()> {
+        let v = self.view(what)?;
+        let nets = self.networks();
+        let n = nets.get(net)?;
+        if !v.config.networks.contains(&n.name) {
+            bail!("container {} is not on network {}", v.config.name, n.name);
+        }
+        nets.disconnect(&n.name, &v.config.id)?;
+        let mut cfg = v.config;
+        cfg.networks.retain(|x| *x != n.name);
+        self.save_config(&cfg)
+    }
+
+    fn save_config(&self, cfg: &ContainerConfig) -> Result<()> {
+        let dir = self.dir.join(&cfg.id);
+        let tmp = dir.join(".config.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(cfg)?)?;
+        std::fs::rename(&tmp, dir.join("config.json"))?;
+        Ok(())
     }
 
     /// The monitor of container `what`.
@@ -480,6 +606,11 @@ impl Containers {
         if let Ok(c) = oci_runtime::Container::load(&self.state_root, &v.config.id) {
             c.delete(true)
                 .with_context(|| format!("deleting the state of {}", v.config.id))?;
+        }
+        // The monitor releases them when the container ends; this covers a monitor that
+        // was killed.
+        if self.networks_dir().exists() {
+            self.networks().detach(&v.config.id)?;
         }
         self.remove_files(&v.config.id, Some(&v.config.name))
     }
@@ -781,9 +912,16 @@ impl Containers {
                 }},
                 "NetworkMode": match (&c.run.join_network, c.run.network) {
                     (Some(_), _) => c.network_mode.clone().unwrap_or_else(|| "container".into()),
-                    (None, oci_runtime::image_spec::Network::Host) => "host".into(),
+                    (None, Network::Host) => "host".into(),
+                    (None, Network::Slirp) => "slirp4netns".into(),
+                    (None, Network::Bridge) => c
+                        .networks
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| "bridge".into()),
                     _ => "none".to_owned(),
                 },
+                "PortBindings": port_bindings(c.publish.iter().map(|p| (p.container_port, p.proto, p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED), p.host_port))),
                 "Memory": c.run.memory.unwrap_or(0),
                 "NanoCpus": c.run.cpus.map_or(0, |x| (x * 1e9) as i64),
                 "PidsLimit": c.run.pids_limit,
@@ -797,7 +935,7 @@ impl Containers {
                 }},
             }),
             mounts,
-            network_settings: serde_json::json!({"Ports": {}}),
+            network_settings: network_settings(st),
             log_path: self.dir.join(&c.id).join(oci_runtime::monitor::LOG_FILE),
         })
     }
@@ -874,4 +1012,55 @@ pub struct ExecRequest {
     pub detach: bool,
     /// A terminal (`-t`).
     pub tty: bool,
+}
+
+/// docker's `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}`.
+fn port_bindings(
+    ports: impl Iterator<Item = (u16, oci_runtime::network::Proto, std::net::Ipv4Addr, u16)>,
+) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for (c, proto, ip, h) in ports {
+        let e = m
+            .entry(format!("{c}/{proto}"))
+            .or_insert_with(|| serde_json::json!([]));
+        if let Some(a) = e.as_array_mut() {
+            a.push(serde_json::json!({
+                "HostIp": ip.to_string(),
+                "HostPort": if h == 0 { String::new() } else { h.to_string() },
+            }));
+        }
+    }
+    serde_json::Value::Object(m)
+}
+
+/// docker's NetworkSettings: the running container's addresses and ports.
+fn network_settings(st: &MonitorStatus) -> serde_json::Value {
+    let Some(n) = &st.network else {
+        return serde_json::json!({"Ports": {}, "Networks": {}, "IPAddress": "", "Gateway": "", "MacAddress": ""});
+    };
+    let nets: serde_json::Map<String, serde_json::Value> = n
+        .endpoints
+        .iter()
+        .map(|e| {
+            (
+                e.network.clone(),
+                serde_json::json!({
+                    "IPAddress": e.ip.to_string(),
+                    "IPPrefixLen": e.prefix,
+                    "Gateway": e.gateway.to_string(),
+                    "MacAddress": e.mac,
+                    "EndpointID": format!("{}-{}", &e.container[..12.min(e.container.len())], e.interface),
+                }),
+            )
+        })
+        .collect();
+    let first = n.endpoints.first();
+    serde_json::json!({
+        "Ports": port_bindings(n.ports.iter().map(|p| (p.container_port, p.proto, p.host_ip, p.host_port))),
+        "Networks": nets,
+        "IPAddress": first.map(|e| e.ip.to_string()).unwrap_or_default(),
+        "IPPrefixLen": first.map_or(0, |e| e.prefix),
+        "Gateway": first.map(|e| e.gateway.to_string()).unwrap_or_default(),
+        "MacAddress": first.map(|e| e.mac.clone()).unwrap_or_default(),
+    })
 }

@@ -213,6 +213,25 @@ pub fn status_text(s: &MonitorStatus) -> String {
     }
 }
 
+/// docker's PORTS column: `0.0.0.0:8080->80/tcp, ...`.
+pub fn ports_text(s: &MonitorStatus) -> String {
+    s.network
+        .as_ref()
+        .map(|n| {
+            n.ports
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+/// Seconds since the epoch as RFC 3339 (UTC).
+pub fn rfc3339_s(secs: u64) -> String {
+    oci_runtime::logs::rfc3339(secs.saturating_mul(1_000_000_000))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,6 +87,10 @@ pub enum Error {
     /// `/proc/self/exe` (the CVE-2019-5736 class): see [`crate::exe`].
     #[error("refusing to run a container from an unsealed program: call oci_runtime::exe::reexec_sealed() at the start of main, or oci_runtime::exe::allow_unsealed() to accept that a container can reach this program's file through /proc/self/exe")]
     UnsealedExe,
+    /// Setting up a container's network failed.
+    #[cfg(feature = "network")]
+    #[error(transparent)]
+    Network(#[from] crate::network::NetError),
     /// A container's monitor could not start it.
     #[error("container {id}: {reason}")]
     Monitor {

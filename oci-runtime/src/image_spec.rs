@@ -66,6 +66,12 @@ pub enum Network {
     None,
     /// The host's network namespace.
     Host,
+    /// A new network namespace that [`crate::network`] attaches to bridges at each start:
+    /// `/etc/hosts` then names the container by its address, not 127.0.1.1.
+    Bridge,
+    /// A new network namespace with slirp4netns (rootless): its resolver is 10.0.2.3 and
+    /// its address 10.0.2.100.
+    Slirp,
 }
 
 /// The ids a rootless container is mapped to.
@@ -227,7 +233,10 @@ impl ExtraMount {
 /// network the host's `hosts` and `resolv.conf` are copied; otherwise `hosts` names
 /// localhost and the container, and `resolv.conf` is the host's without loopback name
 /// servers (a resolver on 127.0.0.x of the host is not reachable from another network
-/// namespace), or empty when nothing is left.
+/// namespace), or empty when nothing is left. On a [`Network::Bridge`] the container's own
+/// address line is added at attach time and docker's fallback servers (8.8.8.8, 8.8.4.4)
+/// stand in when no server is left; with [`Network::Slirp`] the server is slirp4netns's
+/// 10.0.2.3.
 pub fn etc_files(dir: &Path, hostname: &str, network: Network) -> Result<Vec<ExtraMount>> {
     let write = |name: &str, text: &str| -> Result<PathBuf> {
         let p = dir.join(name);
@@ -242,19 +251,35 @@ pub fn etc_files(dir: &Path, hostname: &str, network: Network) -> Result<Vec<Ext
             host_resolv,
         )
     } else {
+        let own = match network {
+            Network::Bridge => String::new(),
+            Network::Slirp => format!("10.0.2.100\t{hostname}\n"),
+            _ => format!("127.0.1.1\t{hostname}\n"),
+        };
         let hosts = format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n{own}"
         );
-        let resolv: String = host_resolv
+        let mut resolv: String = host_resolv
             .lines()
             .filter(|l| {
                 let mut f = l.split_whitespace();
                 !(f.next() == Some("nameserver")
-                    && f.next()
-                        .is_some_and(|a| a.starts_with("127.") || a == "::1"))
+                    && (network == Network::Slirp
+                        || f.next()
+                            .is_some_and(|a| a.starts_with("127.") || a == "::1")))
             })
             .map(|l| format!("{l}\n"))
             .collect();
+        let has_server = resolv.lines().any(|l| l.starts_with("nameserver"));
+        match network {
+            // slirp4netns forwards 10.0.2.3 to the host's resolver, loopback ones included.
+            Network::Slirp => resolv.push_str("nameserver 10.0.2.3\n"),
+            // docker's fallback when the host's only resolvers are on its loopback.
+            Network::Bridge if !has_server => {
+                resolv.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n")
+            }
+            _ => {}
+        }
         (hosts, resolv)
     };
     let mut out = Vec::new();

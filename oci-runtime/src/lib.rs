@@ -83,6 +83,8 @@ pub mod image_spec;
 mod init;
 pub mod logs;
 pub mod monitor;
+#[cfg(feature = "network")]
+pub mod network;
 pub mod plan;
 pub mod seccomp;
 mod syscalls_x86_64;

@@ -128,6 +128,10 @@ pub struct MonitorConfig {
     /// [`ContainerBuilder::reaper`]).
     #[serde(default)]
     pub init: bool,
+    /// The network to set up before each start (and undo after each exit).
+    #[cfg(feature = "network")]
+    #[serde(default)]
+    pub network: Option<crate::network::Plan>,
     /// Whether the spawning program accepted running unsealed ([`crate::exe::allow_unsealed`]).
     #[serde(default)]
     unsealed: bool,
@@ -159,6 +163,8 @@ impl MonitorConfig {
             stdin: false,
             attach_first: false,
             init: false,
+            #[cfg(feature = "network")]
+            network: None,
             unsealed: false,
         }
     }
@@ -210,6 +216,10 @@ pub struct MonitorStatus {
     pub restart_count: u32,
     /// Why it could not be created or started.
     pub error: Option<String>,
+    /// Its network while it runs: addresses and published ports.
+    #[cfg(feature = "network")]
+    #[serde(default)]
+    pub network: Option<crate::network::Attachment>,
     /// Whether the monitor still runs.
     #[serde(skip)]
     pub monitor_alive: bool,
@@ -496,6 +506,8 @@ impl Serve {
             exit_code: None,
             restart_count: 0,
             error: None,
+            #[cfg(feature = "network")]
+            network: None,
             monitor_alive: true,
         };
         Ok(Self {
@@ -650,6 +662,21 @@ impl Serve {
             }
             self.terminal = Some(master);
         }
+        #[cfg(feature = "network")]
+        let net = match &self.cfg.network {
+            None => None,
+            Some(plan) => match crate::network::attach(plan, c.pid()) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    let _ = c.delete(true);
+                    return Err(e.into());
+                }
+            },
+        };
+        #[cfg(feature = "network")]
+        {
+            self.status.network = net.as_ref().map(|a| a.attachment.clone());
+        }
         let first = self.ready.is_some();
         if first && self.cfg.attach_first {
             self.report(&Ready {
@@ -660,6 +687,10 @@ impl Serve {
         }
         if let Err(e) = c.start() {
             let _ = Container::load(&self.cfg.state_root, &self.cfg.id).map(|c| c.delete(true));
+            #[cfg(feature = "network")]
+            if let Some(n) = net {
+                n.detach();
+            }
             return Err(e);
         }
         self.status.state = State::Running;
@@ -675,6 +706,11 @@ impl Serve {
         self.stdin = None;
         self.terminal = None;
         let _ = c.delete(true);
+        #[cfg(feature = "network")]
+        if let Some(n) = net {
+            n.detach();
+            self.status.network = None;
+        }
         Ok(code)
     }
 

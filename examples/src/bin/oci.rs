@@ -233,6 +233,18 @@ enum Verb {
         #[command(subcommand)]
         verb: VolumeVerb,
     },
+    /// Networks: bridges with a subnet, NAT egress and names.
+    Network {
+        #[command(subcommand)]
+        verb: NetworkVerb,
+    },
+    /// Show a container's published ports (`80/tcp -> 0.0.0.0:8080`).
+    Port {
+        /// The container.
+        container: String,
+        /// Only this container port (`80` or `80/tcp`).
+        port: Option<String>,
+    },
     /// Container commands (`container prune`).
     Container {
         #[command(subcommand)]
@@ -340,6 +352,55 @@ enum VolumeVerb {
 }
 
 #[derive(Subcommand)]
+enum NetworkVerb {
+    /// Create a bridge network.
+    Create {
+        /// Its subnet (default: the first free 10.89.N.0/24).
+        #[arg(long)]
+        subnet: Option<String>,
+        /// The driver (bridge is the only one).
+        #[arg(short, long, default_value = "bridge")]
+        driver: String,
+        /// Its name.
+        name: String,
+    },
+    /// List networks.
+    #[command(alias = "list")]
+    Ls {
+        /// Only the ids.
+        #[arg(short = 'q', long = "quiet")]
+        ids_only: bool,
+    },
+    /// Show networks as JSON.
+    Inspect {
+        /// The networks.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove networks (refused while a container is on one).
+    #[command(alias = "remove")]
+    Rm {
+        /// The networks.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Connect a container to a network (now if it runs, and at every start).
+    Connect {
+        /// The network.
+        network: String,
+        /// The container.
+        container: String,
+    },
+    /// Disconnect a container from a network.
+    Disconnect {
+        /// The network.
+        network: String,
+        /// The container.
+        container: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum ContainerVerb {
     /// Remove every stopped container.
     Prune {
@@ -381,9 +442,16 @@ struct RunArgs {
     /// Hostname.
     #[arg(long)]
     hostname: Option<String>,
-    /// none or host.
-    #[arg(long, default_value = "none")]
-    network: String,
+    /// bridge (the default as root), a network's name, slirp4netns (the default rootless),
+    /// none, host, or container:NAME.
+    #[arg(long, alias = "net")]
+    network: Option<String>,
+    /// Publish a port: `[IP:][HOST[-END]:]CTR[-END][/tcp|/udp]`.
+    #[arg(short, long = "publish")]
+    publish: Vec<String>,
+    /// Publish every EXPOSEd port on a free host port.
+    #[arg(short = 'P', long)]
+    publish_all: bool,
     /// Replace the image's entrypoint.
     #[arg(long)]
     entrypoint: Option<String>,
@@ -617,6 +685,8 @@ async fn run(cli: Cli) -> Result<()> {
         | Verb::Attach { .. }
         | Verb::Exec { .. }
         | Verb::Volume { .. }
+        | Verb::Network { .. }
+        | Verb::Port { .. }
         | Verb::Container { .. }
         | Verb::Top { .. }
         | Verb::Rm { .. }) => {
@@ -731,14 +801,34 @@ fn main() {
 
 async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
     let store = Containers::open(dir)?;
-    let (network, join_network) = match a.network.as_str() {
-        "none" => (Network::None, None),
-        "host" => (Network::Host, None),
+    let rootless = !rustix::process::geteuid().is_root();
+    let net_arg = a
+        .network
+        .clone()
+        .unwrap_or_else(|| if rootless { "slirp4netns" } else { "bridge" }.to_owned());
+    let (network, join_network, networks) = match net_arg.as_str() {
+        "none" => (Network::None, None, Vec::new()),
+        "host" => (Network::Host, None, Vec::new()),
+        "slirp4netns" => (Network::Slirp, None, Vec::new()),
         other => match other.strip_prefix("container:") {
-            Some(name) => (Network::None, Some(store.network_namespace(name)?)),
-            None => anyhow::bail!("unsupported network {other:?} (none, host, container:NAME)"),
+            Some(name) => (
+                Network::None,
+                Some(store.network_namespace(name)?),
+                Vec::new(),
+            ),
+            None if rootless => anyhow::bail!(
+                "network {other:?} needs root: a rootless container uses slirp4netns, none or host"
+            ),
+            None => {
+                let n = store.networks().get(other)?;
+                (Network::Bridge, None, vec![n.name])
+            }
         },
     };
+    let mut publish = Vec::new();
+    for p in &a.publish {
+        publish.extend(oci_runtime::network::parse_publish(p)?);
+    }
     let mut env = Vec::new();
     for f in &a.env_file {
         env.extend(text::read_env_file(f)?);
@@ -828,10 +918,10 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
         stop_signal: a.stop_signal,
         volumes,
         init: a.init,
-        network_mode: a
-            .network
-            .starts_with("container:")
-            .then(|| a.network.clone()),
+        network_mode: net_arg.starts_with("container:").then(|| net_arg.clone()),
+        networks,
+        publish,
+        publish_all: a.publish_all,
     };
     let (id, monitor) = store.run(images, &a.image, req).await?;
     if a.detach {
@@ -844,6 +934,100 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
         store.wait_removed(&id, std::time::Duration::from_secs(30));
     }
     Ok(code)
+}
+
+fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> Result<()> {
+    let nets = store.networks();
+    match verb {
+        NetworkVerb::Create {
+            subnet,
+            driver,
+            name,
+        } => {
+            if driver != "bridge" {
+                anyhow::bail!("unsupported network driver {driver:?} (bridge)");
+            }
+            let subnet = subnet
+                .as_deref()
+                .map(oci_runtime::network::parse_subnet)
+                .transpose()?;
+            writeln!(out, "{}", nets.create(&name, subnet)?.id)?;
+        }
+        NetworkVerb::Ls { ids_only } => {
+            let mut rows: Vec<(String, String, &str)> = nets
+                .list()?
+                .into_iter()
+                .map(|n| (n.id[..12].to_owned(), n.name, "bridge"))
+                .collect();
+            // Fixed ids for the two built-in modes: the hex of their names.
+            rows.push(("686f73740000".into(), "host".into(), "host"));
+            rows.push(("6e6f6e650000".into(), "none".into(), "null"));
+            if !ids_only {
+                writeln!(
+                    out,
+                    "{:<14} {:<20} {:<10} SCOPE",
+                    "NETWORK ID", "NAME", "DRIVER"
+                )?;
+            }
+            for (id, name, driver) in rows {
+                if ids_only {
+                    writeln!(out, "{id}")?;
+                } else {
+                    writeln!(out, "{id:<14} {name:<20} {driver:<10} local")?;
+                }
+            }
+        }
+        NetworkVerb::Inspect { names } => {
+            let eps = nets.endpoints()?;
+            let docs = names
+                .iter()
+                .map(|n| {
+                    let n = nets.get(n)?;
+                    let containers: serde_json::Map<String, serde_json::Value> = eps
+                        .iter()
+                        .filter(|e| e.network == n.name)
+                        .map(|e| {
+                            (
+                                e.container.clone(),
+                                serde_json::json!({
+                                    "Name": e.name,
+                                    "MacAddress": e.mac,
+                                    "IPv4Address": format!("{}/{}", e.ip, e.prefix),
+                                    "IPv6Address": "",
+                                }),
+                            )
+                        })
+                        .collect();
+                    Ok(serde_json::json!({
+                        "Name": n.name,
+                        "Id": n.id,
+                        "Created": text::rfc3339_s(n.created),
+                        "Scope": "local",
+                        "Driver": "bridge",
+                        "EnableIPv6": false,
+                        "IPAM": {"Driver": "default", "Options": {}, "Config": [
+                            {"Subnet": n.cidr(), "Gateway": n.gateway.to_string()}
+                        ]},
+                        "Internal": false,
+                        "Attachable": false,
+                        "Containers": containers,
+                        "Options": {"com.docker.network.bridge.name": n.bridge},
+                        "Labels": {},
+                    }))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            print_json(&docs)?;
+        }
+        NetworkVerb::Rm { names } => {
+            for n in names {
+                nets.remove(&n)?;
+                writeln!(out, "{n}")?;
+            }
+        }
+        NetworkVerb::Connect { network, container } => store.connect(&network, &container)?,
+        NetworkVerb::Disconnect { network, container } => store.disconnect(&network, &container)?,
+    }
+    Ok(())
 }
 
 async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
@@ -879,7 +1063,7 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             }
             writeln!(
                 out,
-                "{:<14} {:<24} {:<24} {:<18} {:<28} {:<8} NAMES",
+                "{:<14} {:<24} {:<24} {:<18} {:<28} {:<24} NAMES",
                 "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
             )?;
             for r in rows {
@@ -896,13 +1080,13 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                 };
                 writeln!(
                     out,
-                    "{:<14} {:<24} {:<24} {:<18} {:<28} {:<8} {}",
+                    "{:<14} {:<24} {:<24} {:<18} {:<28} {:<24} {}",
                     id,
                     r.config.image,
                     cmd,
                     text::ago(r.config.created),
                     text::status_text(&r.status),
-                    "",
+                    text::ports_text(&r.status),
                     r.config.name
                 )?;
             }
@@ -1050,6 +1234,33 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                         writeln!(out, "{n}")?;
                     }
                 }
+            }
+        }
+        Verb::Network { verb } => network_verb(&store, verb, &mut out)?,
+        Verb::Port { container, port } => {
+            let v = store.view(&container)?;
+            let ports = v.status.network.map(|n| n.ports).unwrap_or_default();
+            let want = port.map(|p| {
+                if p.contains('/') {
+                    p
+                } else {
+                    format!("{p}/tcp")
+                }
+            });
+            let mut any = false;
+            for p in ports {
+                let key = format!("{}/{}", p.container_port, p.proto);
+                if want.as_ref().is_none_or(|w| *w == key) {
+                    any = true;
+                    if want.is_some() {
+                        writeln!(out, "{}:{}", p.host_ip, p.host_port)?;
+                    } else {
+                        writeln!(out, "{key} -> {}:{}", p.host_ip, p.host_port)?;
+                    }
+                }
+            }
+            if let (Some(w), false) = (want, any) {
+                anyhow::bail!("no public port '{w}' published for {container}");
             }
         }
         Verb::Container {

@@ -1,0 +1,1336 @@
+//! Container networking without a daemon: bridges with NAT egress, user-defined networks,
+//! names on a network, published ports; and for rootless containers slirp4netns with a
+//! userland port proxy. Behind the `network` cargo feature (on by default).
+//!
+//! # Root: bridges
+//! A [`Networks`] store (a directory of the caller's) keeps the network definitions and the
+//! endpoints, the address allocations of running containers, under one file lock, so two
+//! processes never hand out one address. [`Networks::attach`] is called with the pid of a
+//! created (not yet started) container's init; it
+//!
+//! 1. reconciles: an endpoint whose init is gone (its monitor was killed with it) is
+//!    released, its veth deleted;
+//! 2. creates the network's bridge when it is missing (the gateway address, up, and
+//!    `route_localnet` so that the host's loopback reaches published ports);
+//! 3. takes the lowest free address, reserves each published host port by binding it (a
+//!    port in use is [`NetError::PortInUse`] before the container starts; the reservation is
+//!    held in the returned [`Attached`] for the container's life);
+//! 4. creates a veth pair through netlink, the container's end named `eth0` (`eth1`, ... for
+//!    more networks) and moved straight into the container's namespace, where it gets its
+//!    address, a MAC derived from it (as docker's), the loopback up and the default route;
+//! 5. writes the whole `ip oci` nftables table again from the endpoints (see the `nft`
+//!    module's docs: masquerade egress, DNAT of published ports from outside and from the
+//!    host itself, hairpin, and no forwarding between different networks);
+//! 6. puts the names of the network's containers in each one's `/etc/hosts` (see below).
+//!
+//! [`Attached::detach`] undoes it; the kernel deletes the veth with the namespace in any
+//! case.
+//!
+//! **Names.** Docker runs a DNS server per network and podman runs aardvark-dns; both are
+//! daemons. Here every container on a network gets the others' names in its `/etc/hosts`,
+//! rewritten in place (the file is bind-mounted, so the inode must stay) whenever a container
+//! joins or leaves, in lines marked `# oci-network` so the container's own lines are kept.
+//! Resolution through `/etc/hosts` needs nothing running and survives a dead monitor; the
+//! price is that only libc-style resolvers see the names (a program that only speaks DNS
+//! does not).
+//!
+//! # Rootless: slirp4netns and a userland proxy
+//! An unprivileged user cannot make veths or firewall rules on the host. [`Plan::Slirp`]
+//! runs `slirp4netns` (a Debian package; chosen over pasta because Debian's podman 4.3 uses
+//! it by default, so the two compare like for like, and because its `--exit-fd` ties its life
+//! to the monitor's) for egress, and publishes ports with a proxy in rootlesskit's "builtin"
+//! style: the listening sockets are bound on the host first, then a forked process joins the
+//! container's user and network namespaces and connects each accepted client to the port
+//! inside, splicing the bytes. No firewall rule is needed; the server sees connections
+//! from 127.0.0.1.
+//!
+//! Hostile containers: every change is made from the host side; the container's processes
+//! have no `CAP_NET_ADMIN` outside their own network namespace, so they can change neither
+//! the bridge nor the rules.
+
+mod netlink;
+mod nft;
+mod proxy;
+
+use crate::container::proc_start_time;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// What a network operation failed with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// A netlink request the kernel refused.
+    #[error("netlink: cannot {what}")]
+    Netlink {
+        /// What was asked.
+        what: String,
+        /// The kernel's answer.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `nft` refused the rules.
+    #[error("nftables: applying the oci table failed: {detail}")]
+    Nft {
+        /// What nft said.
+        detail: String,
+    },
+    /// A file of the store.
+    #[error("network store: cannot {op} {path}")]
+    Io {
+        /// The operation.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A malformed record in the store.
+    #[error("network store: {path} is corrupt: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A `-p` value or a subnet that does not parse.
+    #[error("invalid {what} {value:?}: {reason}")]
+    Invalid {
+        /// What kind of value.
+        what: &'static str,
+        /// The value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// No such network.
+    #[error("network {0} not found")]
+    NotFound(String),
+    /// A network of that name exists.
+    #[error("network with name {0} already exists")]
+    Exists(String),
+    /// The subnet overlaps another network's or a host route.
+    #[error("subnet {subnet} overlaps {other}")]
+    Overlap {
+        /// The asked subnet.
+        subnet: String,
+        /// What it overlaps.
+        other: String,
+    },
+    /// Containers use the network.
+    #[error("network {name} is in use by {containers:?}")]
+    InUse {
+        /// The network.
+        name: String,
+        /// The containers attached to it.
+        containers: Vec<String>,
+    },
+    /// The subnet has no free address.
+    #[error("network {0} has no free address")]
+    Exhausted(String),
+    /// A host port that another container or program holds.
+    #[error("cannot publish {addr}/{proto}: the port is already in use")]
+    PortInUse {
+        /// The host address and port.
+        addr: SocketAddrV4,
+        /// tcp or udp.
+        proto: Proto,
+        /// The bind error, when a program holds it.
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    /// A tool the set-up runs (`slirp4netns`).
+    #[error("cannot run {tool}: {reason}")]
+    Tool {
+        /// The program.
+        tool: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Something this mode cannot do.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+type Result<T> = std::result::Result<T, NetError>;
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> NetError + 'a {
+    move |source| NetError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A transport protocol of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Proto {
+    /// `tcp` or `udp`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One `-p` request: a container port and the host port (or range to pick from) for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    /// The host address to listen on (all when `None`).
+    pub host_ip: Option<Ipv4Addr>,
+    /// The first host port to try; 0 asks for a free one.
+    pub host_port: u16,
+    /// The last host port to try (equal to `host_port` for one port).
+    pub host_port_end: u16,
+    /// The container's port.
+    pub container_port: u16,
+    /// The protocol.
+    pub proto: Proto,
+}
+
+/// A port as it was published: what `docker port` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedPort {
+    /// The host address (0.0.0.0 for all).
+    pub host_ip: Ipv4Addr,
+    /// The host port.
+    pub host_port: u16,
+    /// The container's port.
+    pub container_port: u16,
+    /// The protocol.
+    pub proto: Proto,
+}
+
+impl std::fmt::Display for PublishedPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}->{}/{}",
+            self.host_ip, self.host_port, self.container_port, self.proto
+        )
+    }
+}
+
+fn parse_port(v: &str, what: &str, all: &str) -> Result<u16> {
+    match v.parse::<u32>() {
+        Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
+        _ => Err(NetError::Invalid {
+            what: "port mapping",
+            value: all.to_owned(),
+            reason: format!("{what} {v:?} is not a port between 1 and 65535"),
+        }),
+    }
+}
+
+fn parse_range(v: &str, what: &str, all: &str) -> Result<(u16, u16)> {
+    match v.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (parse_port(a, what, all)?, parse_port(b, what, all)?);
+            if b < a {
+                return Err(NetError::Invalid {
+                    what: "port mapping",
+                    value: all.to_owned(),
+                    reason: format!("{what} range {v} ends before it starts"),
+                });
+            }
+            Ok((a, b))
+        }
+        None => {
+            let p = parse_port(v, what, all)?;
+            Ok((p, p))
+        }
+    }
+}
+
+/// Parses docker's `-p` value: `[IP:][HOST[-END]:]CTR[-END][/tcp|/udp]`. A container range
+/// gives one mapping per port (the host range must then be as long, or absent for random
+/// ports); one container port with a host range takes the first free port of the range.
+pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>> {
+    let bad = |reason: &str| NetError::Invalid {
+        what: "port mapping",
+        value: spec.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let (rest, proto) = match spec.rsplit_once('/') {
+        Some((r, "tcp")) => (r, Proto::Tcp),
+        Some((r, "udp")) => (r, Proto::Udp),
+        Some((_, p)) => return Err(bad(&format!("unknown protocol {p:?} (tcp or udp)"))),
+        None => (spec, Proto::Tcp),
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    let (ip, host, ctr) = match parts.as_slice() {
+        [c] => (None, None, *c),
+        [h, c] => (None, Some(*h), *c),
+        [i, h, c] => (Some(*i), Some(*h), *c),
+        _ => {
+            return Err(bad(
+                "too many colons (IPv6 host addresses are not supported)",
+            ))
+        }
+    };
+    let host_ip = match ip {
+        None | Some("") => None,
+        Some(i) => Some(
+            i.parse::<Ipv4Addr>()
+                .map_err(|_| bad(&format!("{i:?} is not an IPv4 address")))?,
+        ),
+    };
+    let (c0, c1) = parse_range(ctr, "container port", spec)?;
+    let host = match host {
+        None | Some("") => None,
+        Some(h) => Some(parse_range(h, "host port", spec)?),
+    };
+    let n = c1 - c0;
+    let mut out = Vec::new();
+    match host {
+        None => {
+            for c in c0..=c1 {
+                out.push(PortMapping {
+                    host_ip,
+                    host_port: 0,
+                    host_port_end: 0,
+                    container_port: c,
+                    proto,
+                });
+            }
+        }
+        Some((h0, h1)) if n == 0 => out.push(PortMapping {
+            host_ip,
+            host_port: h0,
+            host_port_end: h1,
+            container_port: c0,
+            proto,
+        }),
+        Some((h0, h1)) if h1 - h0 == n => {
+            for i in 0..=n {
+                out.push(PortMapping {
+                    host_ip,
+                    host_port: h0 + i,
+                    host_port_end: h0 + i,
+                    container_port: c0 + i,
+                    proto,
+                });
+            }
+        }
+        Some(_) => return Err(bad("the host and container ranges differ in length")),
+    }
+    Ok(out)
+}
+
+/// A subnet in CIDR notation, `10.89.3.0/24`; host bits must be zero.
+pub fn parse_subnet(v: &str) -> Result<(Ipv4Addr, u8)> {
+    let bad = |reason: &str| NetError::Invalid {
+        what: "subnet",
+        value: v.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let (a, p) = v.split_once('/').ok_or_else(|| bad("not ADDRESS/PREFIX"))?;
+    let addr: Ipv4Addr = a.parse().map_err(|_| bad("not an IPv4 address"))?;
+    let prefix: u8 = p.parse().map_err(|_| bad("bad prefix length"))?;
+    if !(8..=30).contains(&prefix) {
+        return Err(bad("the prefix length must be between 8 and 30"));
+    }
+    if u32::from(addr) & !mask(prefix) != 0 {
+        return Err(bad("host bits are set"));
+    }
+    Ok((addr, prefix))
+}
+
+fn mask(prefix: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+}
+
+fn overlaps(a: (Ipv4Addr, u8), b: (Ipv4Addr, u8)) -> bool {
+    let m = mask(a.1.min(b.1));
+    u32::from(a.0) & m == u32::from(b.0) & m
+}
+
+/// A network: a bridge with a subnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkConfig {
+    /// Its name.
+    pub name: String,
+    /// A 64-hex id, as docker's.
+    pub id: String,
+    /// The bridge interface on the host.
+    pub bridge: String,
+    /// The subnet's address.
+    pub subnet: Ipv4Addr,
+    /// The subnet's prefix length.
+    pub prefix: u8,
+    /// The bridge's address, the containers' default route.
+    pub gateway: Ipv4Addr,
+    /// When it was created (seconds since the epoch).
+    pub created: u64,
+}
+
+impl NetworkConfig {
+    /// `10.89.0.0/24`.
+    pub fn cidr(&self) -> String {
+        format!("{}/{}", self.subnet, self.prefix)
+    }
+}
+
+/// The default network's name, as docker's.
+pub const DEFAULT_NETWORK: &str = "bridge";
+
+/// One container's address on one network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The container's id.
+    pub container: String,
+    /// The container's name.
+    pub name: String,
+    /// The container's hostname.
+    pub hostname: String,
+    /// The network's name.
+    pub network: String,
+    /// The interface in the container.
+    pub interface: String,
+    /// The host end of the veth pair.
+    pub veth: String,
+    /// The address.
+    pub ip: Ipv4Addr,
+    /// The prefix length.
+    pub prefix: u8,
+    /// The gateway.
+    pub gateway: Ipv4Addr,
+    /// The MAC address.
+    pub mac: String,
+    /// Ports published to this address.
+    pub ports: Vec<PublishedPort>,
+    /// The container init's pid and start time: the endpoint is released once it is gone.
+    pub pid: i32,
+    /// `/proc/PID/stat` start time of `pid`.
+    pub start_time: u64,
+    /// The file bind-mounted at the container's `/etc/hosts`, kept up to date with the
+    /// names of the network's containers.
+    pub hosts_file: Option<PathBuf>,
+}
+
+impl Endpoint {
+    fn alive(&self) -> bool {
+        self.pid > 0 && proc_start_time(self.pid).is_some_and(|(t, _)| t == self.start_time)
+    }
+}
+
+/// What a container asks of the networks when it starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachRequest {
+    /// The container's id.
+    pub container: String,
+    /// Its name (in the others' `/etc/hosts` when it is a valid host name).
+    pub name: String,
+    /// Its hostname.
+    pub hostname: String,
+    /// The networks, in order: the first gets `eth0` and the default route.
+    pub networks: Vec<String>,
+    /// The ports to publish (on the first network's address).
+    pub ports: Vec<PortMapping>,
+    /// The container's `/etc/hosts` source file, to keep up to date.
+    pub hosts_file: Option<PathBuf>,
+}
+
+/// How a container's network is set up at each start (kept in the monitor's config).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Plan {
+    /// Root: veths on bridges of the store at `store`.
+    Bridge {
+        /// The [`Networks`] directory.
+        store: PathBuf,
+        /// What to attach.
+        request: AttachRequest,
+    },
+    /// Rootless: slirp4netns for egress and the userland proxy for `ports`.
+    Slirp {
+        /// The ports to publish.
+        ports: Vec<PortMapping>,
+    },
+}
+
+/// What a started container's network looks like: kept in its status for `inspect`,
+/// `port` and `ps`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Its addresses (none with slirp4netns, whose address is always 10.0.2.100).
+    pub endpoints: Vec<Endpoint>,
+    /// Its published ports.
+    pub ports: Vec<PublishedPort>,
+}
+
+/// A set-up network, held while the container runs: the port reservations and helper
+/// processes. Dropping it does not undo anything; [`Attached::detach`] does.
+#[derive(Debug)]
+pub struct Attached {
+    /// What was set up.
+    pub attachment: Attachment,
+    plan: Plan,
+    _reservations: Vec<OwnedFd>,
+    helpers: Vec<OwnedFd>,
+}
+
+impl Attached {
+    /// Undoes the set-up: stops the helpers, releases the addresses and rewrites the
+    /// rules. Errors are logged: a container's end must not fail on them, and whatever is
+    /// left is reconciled at the next change.
+    pub fn detach(self) {
+        for pidfd in &self.helpers {
+            let _ = rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);
+        }
+        if let Plan::Bridge { store, request } = &self.plan {
+            if let Err(e) = Networks::open(store).detach(&request.container) {
+                tracing::warn!(container = %request.container, error = %e, "network detach");
+            }
+        }
+    }
+}
+
+/// Sets up the network of the created container whose init is `pid`, as `plan` says.
+pub fn attach(plan: &Plan, pid: i32) -> Result<Attached> {
+    match plan {
+        Plan::Bridge { store, request } => {
+            let (endpoints, reservations) = Networks::open(store).attach(request, pid)?;
+            let ports = endpoints
+                .first()
+                .map(|e| e.ports.clone())
+                .unwrap_or_default();
+            Ok(Attached {
+                attachment: Attachment { endpoints, ports },
+                plan: plan.clone(),
+                _reservations: reservations,
+                helpers: Vec::new(),
+            })
+        }
+        Plan::Slirp { ports } => {
+            if ports.iter().any(|p| p.proto == Proto::Udp) {
+                return Err(NetError::Unsupported(
+                    "rootless containers publish TCP ports only".into(),
+                ));
+            }
+            let (published, listeners) = reserve_ports(ports, &[])?;
+            let (slirp, exit) = proxy::slirp4netns(pid)?;
+            let mut helpers = vec![slirp];
+            if !listeners.is_empty() {
+                match proxy::spawn(pid, listeners) {
+                    Ok(p) => helpers.push(p),
+                    Err(e) => {
+                        let _ = rustix::process::pidfd_send_signal(
+                            &helpers[0],
+                            rustix::process::Signal::KILL,
+                        );
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(Attached {
+                attachment: Attachment {
+                    endpoints: Vec::new(),
+                    ports: published,
+                },
+                plan: plan.clone(),
+                _reservations: vec![exit],
+                helpers,
+            })
+        }
+    }
+}
+
+/// A bound host port and what it was bound for.
+type Reserved = (OwnedFd, PublishedPort);
+
+/// Binds each requested host port (a free one for port 0, the first free one of a range),
+/// refusing those in `taken`. TCP sockets are left bound but not listening, which holds the
+/// port against other programs; the proxy listens on them.
+fn reserve_ports(
+    ports: &[PortMapping],
+    taken: &[PublishedPort],
+) -> Result<(Vec<PublishedPort>, Vec<Reserved>)> {
+    use rustix::net::{AddressFamily, SocketType};
+    let mut out: Vec<PublishedPort> = Vec::new();
+    let mut fds = Vec::new();
+    for m in ports {
+        let ip = m.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let clash = |port: u16, list: &[PublishedPort]| {
+            list.iter().any(|t| {
+                t.proto == m.proto
+                    && t.host_port == port
+                    && (t.host_ip.is_unspecified() || ip.is_unspecified() || t.host_ip == ip)
+            })
+        };
+        let mut last_err = None;
+        let mut got = None;
+        let candidates: Vec<u16> = if m.host_port == 0 {
+            vec![0]
+        } else {
+            (m.host_port..=m.host_port_end.max(m.host_port)).collect()
+        };
+        for port in candidates {
+            if port != 0 && (clash(port, taken) || clash(port, &out)) {
+                last_err = None;
+                continue;
+            }
+            let ty = match m.proto {
+                Proto::Tcp => SocketType::STREAM,
+                Proto::Udp => SocketType::DGRAM,
+            };
+            let fd = rustix::net::socket_with(
+                AddressFamily::INET,
+                ty,
+                rustix::net::SocketFlags::CLOEXEC,
+                None,
+            )
+            .map_err(|e| NetError::Io {
+                op: "open a socket for",
+                path: PathBuf::from(format!("{ip}:{port}")),
+                source: e.into(),
+            })?;
+            match rustix::net::bind(&fd, &SocketAddrV4::new(ip, port)) {
+                Ok(()) => {
+                    let bound = match rustix::net::getsockname(&fd) {
+                        Ok(a) => SocketAddrV4::try_from(a).map(|a| a.port()).unwrap_or(port),
+                        Err(_) => port,
+                    };
+                    got = Some((fd, bound));
+                    break;
+                }
+                Err(e) => last_err = Some(std::io::Error::from(e)),
+            }
+        }
+        let Some((fd, host_port)) = got else {
+            return Err(NetError::PortInUse {
+                addr: SocketAddrV4::new(ip, m.host_port),
+                proto: m.proto,
+                source: last_err,
+            });
+        };
+        let p = PublishedPort {
+            host_ip: ip,
+            host_port,
+            container_port: m.container_port,
+            proto: m.proto,
+        };
+        out.push(p.clone());
+        fds.push((fd, p));
+    }
+    Ok((out, fds))
+}
+
+/// The store of networks and endpoints: a directory with `NAME.json` per network,
+/// `endpoints.json` and the `lock` every change holds.
+#[derive(Debug, Clone)]
+pub struct Networks {
+    dir: PathBuf,
+}
+
+/// The store's lock, held while it lives.
+struct Locked {
+    _fd: std::fs::File,
+}
+
+const ENDPOINTS: &str = "endpoints.json";
+const MARK: &str = "# oci-network";
+
+/// The default network's subnet, and where the automatic subnets of new networks start.
+const AUTO_BASE: Ipv4Addr = Ipv4Addr::new(10, 89, 0, 0);
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// docker's rule for names: a valid host name label (letters, digits, hyphens) or a dotted
+/// run of them. Names with `_` are not put in `/etc/hosts`; the short id always is.
+fn valid_hostname(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 253
+        && n.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+impl Networks {
+    /// The store at `dir` (created on the first change).
+    pub fn open(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+        }
+    }
+
+    fn lock(&self) -> Result<Locked> {
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&self.dir)
+            .map_err(io("create", &self.dir))?;
+        let path = self.dir.join("lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io("open", &path))?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io("lock", &path)(e.into()))?;
+        Ok(Locked { _fd: f })
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let path = self.dir.join(name);
+        std::fs::write(&tmp, bytes).map_err(io("write", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io("rename", &path))
+    }
+
+    fn read_json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        let path = self.dir.join(name);
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| NetError::Corrupt {
+                    path,
+                    reason: e.to_string(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("read", &path)(e)),
+        }
+    }
+
+    fn default_network() -> NetworkConfig {
+        NetworkConfig {
+            name: DEFAULT_NETWORK.into(),
+            id: format!("{:0>64}", "0b1d9e"),
+            bridge: "oci0".into(),
+            subnet: AUTO_BASE,
+            prefix: 24,
+            gateway: Ipv4Addr::new(10, 89, 0, 1),
+            created: 0,
+        }
+    }
+
+    /// Every network, the default `bridge` first (it exists from the start, as docker's).
+    pub fn list(&self) -> Result<Vec<NetworkConfig>> {
+        let mut out = vec![Self::default_network()];
+        let rd = match std::fs::read_dir(&self.dir) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io("read", &self.dir)(e)),
+        };
+        let mut more = Vec::new();
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if let Some(stem) = n.strip_suffix(".net.json") {
+                if let Some(c) = self.read_json::<NetworkConfig>(&n)? {
+                    if c.name == stem {
+                        more.push(c);
+                    }
+                }
+            }
+        }
+        more.sort_by(|a, b| a.name.cmp(&b.name));
+        out.extend(more);
+        Ok(out)
+    }
+
+    /// Network `name` (or a unique prefix of its id).
+    pub fn get(&self, name: &str) -> Result<NetworkConfig> {
+        let all = self.list()?;
+        if let Some(n) = all.iter().find(|n| n.name == name) {
+            return Ok(n.clone());
+        }
+        let by_id: Vec<&NetworkConfig> = all
+            .iter()
+            .filter(|n| name.len() >= 3 && n.id.starts_with(name))
+            .collect();
+        match by_id.as_slice() {
+            [one] => Ok((*one).clone()),
+            _ => Err(NetError::NotFound(name.to_owned())),
+        }
+    }
+
+    /// Creates network `name` with `subnet` (else the first free 10.89.N.0/24).
+    pub fn create(&self, name: &str, subnet: Option<(Ipv4Addr, u8)>) -> Result<NetworkConfig> {
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            || name.starts_with(['.', '-'])
+            || ["host", "none", DEFAULT_NETWORK].contains(&name)
+        {
+            return Err(NetError::Invalid {
+                what: "network name",
+                value: name.to_owned(),
+                reason: "use letters, digits, '_', '.' and '-'; host, none and bridge are taken"
+                    .into(),
+            });
+        }
+        let _l = self.lock()?;
+        let all = self.list()?;
+        if all.iter().any(|n| n.name == name) {
+            return Err(NetError::Exists(name.to_owned()));
+        }
+        let routes = host_routes();
+        let free = |s: (Ipv4Addr, u8)| -> Option<String> {
+            all.iter()
+                .find(|n| overlaps(s, (n.subnet, n.prefix)))
+                .map(|n| format!("network {} ({})", n.name, n.cidr()))
+                .or_else(|| {
+                    routes
+                        .iter()
+                        .find(|r| overlaps(s, **r))
+                        .map(|r| format!("the host route {}/{}", r.0, r.1))
+                })
+        };
+        let (subnet, prefix) = match subnet {
+            Some(s) => {
+                if let Some(other) = free(s) {
+                    return Err(NetError::Overlap {
+                        subnet: format!("{}/{}", s.0, s.1),
+                        other,
+                    });
+                }
+                s
+            }
+            None => (1..=255u32)
+                .map(|i| (Ipv4Addr::from(u32::from(AUTO_BASE) + (i << 8)), 24))
+                .find(|s| free(*s).is_none())
+                .ok_or_else(|| NetError::Exhausted("10.89.0.0/16".into()))?,
+        };
+        let used: BTreeSet<String> = all.iter().map(|n| n.bridge.clone()).collect();
+        let bridge = (1..)
+            .map(|i| format!("oci{i}"))
+            .find(|b| !used.contains(b))
+            .unwrap_or_else(|| "oci-x".into());
+        let mut id = [0u8; 32];
+        std::io::Read::read_exact(
+            &mut std::fs::File::open("/dev/urandom")
+                .map_err(io("open", Path::new("/dev/urandom")))?,
+            &mut id,
+        )
+        .map_err(io("read", Path::new("/dev/urandom")))?;
+        let cfg = NetworkConfig {
+            name: name.to_owned(),
+            id: id.iter().map(|b| format!("{b:02x}")).collect(),
+            bridge,
+            subnet,
+            prefix,
+            gateway: Ipv4Addr::from(u32::from(subnet) + 1),
+            created: now_s(),
+        };
+        let bytes = serde_json::to_vec_pretty(&cfg).map_err(|e| NetError::Corrupt {
+            path: self.dir.join(name),
+            reason: e.to_string(),
+        })?;
+        self.write(&format!("{name}.net.json"), &bytes)?;
+        Ok(cfg)
+    }
+
+    /// Removes network `name`: refused while a running container is on it.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let cfg = self.get(name)?;
+        if cfg.name == DEFAULT_NETWORK {
+            return Err(NetError::Unsupported(
+                "the default bridge network cannot be removed".into(),
+            ));
+        }
+        let _l = self.lock()?;
+        let eps = self.reconcile()?;
+        let users: Vec<String> = eps
+            .iter()
+            .filter(|e| e.network == cfg.name)
+            .map(|e| e.name.clone())
+            .collect();
+        if !users.is_empty() {
+            return Err(NetError::InUse {
+                name: cfg.name,
+                containers: users,
+            });
+        }
+        let path = self.dir.join(format!("{}.net.json", cfg.name));
+        std::fs::remove_file(&path).map_err(io("remove", &path))?;
+        if let Ok(mut nl) = netlink::Netlink::new() {
+            nl.delete_link(&cfg.bridge)?;
+        }
+        self.apply_rules(&eps)
+    }
+
+    /// The endpoints of running containers (those whose init is gone are released first).
+    pub fn endpoints(&self) -> Result<Vec<Endpoint>> {
+        if !self.dir.exists() {
+            return Ok(Vec::new());
+        }
+        let _l = self.lock()?;
+        self.reconcile()
+    }
+
+    /// Under the lock: drops dead endpoints (deleting their veths, rewriting the rules and
+    /// hosts files when any was dropped) and returns the live ones.
+    fn reconcile(&self) -> Result<Vec<Endpoint>> {
+        let all: Vec<Endpoint> = self.read_json(ENDPOINTS)?.unwrap_or_default();
+        let (live, dead): (Vec<Endpoint>, Vec<Endpoint>) = all.into_iter().partition(|e| e.alive());
+        if !dead.is_empty() {
+            tracing::info!(
+                count = dead.len(),
+                "releasing endpoints of containers that are gone"
+            );
+            if let Ok(mut nl) = netlink::Netlink::new() {
+                for d in &dead {
+                    let _ = nl.delete_link(&d.veth);
+                }
+            }
+            self.save_endpoints(&live)?;
+            self.apply_rules(&live)?;
+            self.write_hosts(&live);
+        }
+        Ok(live)
+    }
+
+    fn save_endpoints(&self, eps: &[Endpoint]) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(eps).map_err(|e| NetError::Corrupt {
+            path: self.dir.join(ENDPOINTS),
+            reason: e.to_string(),
+        })?;
+        self.write(ENDPOINTS, &bytes)
+    }
+
+    fn apply_rules(&self, eps: &[Endpoint]) -> Result<()> {
+        let nets = self.list()?;
+        let used: BTreeSet<&str> = eps.iter().map(|e| e.network.as_str()).collect();
+        let rules: Vec<nft::NetRules> = nets
+            .iter()
+            .filter(|n| used.contains(n.name.as_str()))
+            .map(|n| nft::NetRules {
+                bridge: n.bridge.clone(),
+                subnet: n.subnet,
+                prefix: n.prefix,
+            })
+            .collect();
+        let ports: Vec<nft::PortRule> = eps
+            .iter()
+            .flat_map(|e| {
+                e.ports.iter().map(|p| nft::PortRule {
+                    host_ip: (!p.host_ip.is_unspecified()).then_some(p.host_ip),
+                    host_port: p.host_port,
+                    proto: p.proto,
+                    ip: e.ip,
+                    port: p.container_port,
+                })
+            })
+            .collect();
+        nft::apply(nft::batch(&rules, &ports))
+    }
+
+    /// Rewrites the marked lines of every endpoint's hosts file: the other containers of
+    /// its networks, by name and short id. Best effort: a file that is gone is skipped.
+    fn write_hosts(&self, eps: &[Endpoint]) {
+        for e in eps {
+            let Some(path) = &e.hosts_file else { continue };
+            let Ok(old) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            let mut text: String = old
+                .lines()
+                .filter(|l| !l.ends_with(MARK))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let mut seen = BTreeSet::new();
+            for o in eps.iter().filter(|o| o.network == e.network) {
+                if !seen.insert((o.container.clone(), o.ip)) {
+                    continue;
+                }
+                let mut names = vec![o.hostname.clone()];
+                if valid_hostname(&o.name) && o.name != o.hostname {
+                    names.push(o.name.clone());
+                }
+                let short = &o.container[..o.container.len().min(12)];
+                if !names.iter().any(|n| n == short) {
+                    names.push(short.to_owned());
+                }
+                text.push_str(&format!("{}\t{}\t{MARK}\n", o.ip, names.join(" ")));
+            }
+            if text != old {
+                // In place: the container sees this inode through its bind mount.
+                if let Err(err) = std::fs::write(path, text) {
+                    tracing::warn!(path = %path.display(), error = %err, "updating hosts");
+                }
+            }
+        }
+    }
+
+    /// Attaches the created container whose init is `pid` to the networks of `req`; its
+    /// endpoints and the held port reservations.
+    pub fn attach(&self, req: &AttachRequest, pid: i32) -> Result<(Vec<Endpoint>, Vec<OwnedFd>)> {
+        self.attach_inner(req, pid, false)
+    }
+
+    /// `network connect`: adds the networks of `req` to the running container whose init is
+    /// `pid`, as its next interfaces (`eth1`, ...), keeping what it has. No ports.
+    pub fn connect(&self, net: &str, req: &AttachRequest, pid: i32) -> Result<Endpoint> {
+        let req = AttachRequest {
+            networks: vec![net.to_owned()],
+            ports: Vec::new(),
+            ..req.clone()
+        };
+        let (mut made, _) = self.attach_inner(&req, pid, true)?;
+        made.pop().ok_or_else(|| NetError::NotFound(net.to_owned()))
+    }
+
+    /// `network disconnect`: removes the container's interface on `net`.
+    pub fn disconnect(&self, net: &str, container: &str) -> Result<()> {
+        let _l = self.lock()?;
+        let mut eps = self.reconcile()?;
+        let Some(pos) = eps
+            .iter()
+            .position(|e| e.container == container && e.network == net)
+        else {
+            return Ok(());
+        };
+        let gone = eps.remove(pos);
+        self.save_endpoints(&eps)?;
+        if let Ok(mut nl) = netlink::Netlink::new() {
+            let _ = nl.delete_link(&gone.veth);
+        }
+        let mut left = eps.clone();
+        left.push(Endpoint {
+            network: String::new(),
+            ..gone
+        });
+        self.write_hosts(&left);
+        self.apply_rules(&eps)
+    }
+
+    fn attach_inner(
+        &self,
+        req: &AttachRequest,
+        pid: i32,
+        additive: bool,
+    ) -> Result<(Vec<Endpoint>, Vec<OwnedFd>)> {
+        let start_time = proc_start_time(pid)
+            .map(|(t, _)| t)
+            .ok_or_else(|| NetError::Io {
+                op: "read",
+                path: PathBuf::from(format!("/proc/{pid}/stat")),
+                source: std::io::Error::from_raw_os_error(libc::ESRCH),
+            })?;
+        let _l = self.lock()?;
+        let mut eps = self.reconcile()?;
+        // Held from a previous life of this container (a restart): released first.
+        if !additive {
+            eps.retain(|e| e.container != req.container);
+        }
+        let first = eps.iter().filter(|e| e.container == req.container).count();
+        if let Some(n) = req.networks.iter().find(|n| {
+            eps.iter()
+                .any(|e| e.container == req.container && &e.network == *n)
+        }) {
+            return Err(NetError::Exists(format!("endpoint of {} on {n}", req.name)));
+        }
+        let nets: Vec<NetworkConfig> = req
+            .networks
+            .iter()
+            .map(|n| self.get(n))
+            .collect::<Result<_>>()?;
+        let taken: Vec<PublishedPort> = eps.iter().flat_map(|e| e.ports.clone()).collect();
+        let (published, reservations) = reserve_ports(&req.ports, &taken)?;
+        let ns_path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        let ns = std::fs::File::open(&ns_path).map_err(io("open", &ns_path))?;
+        let mut host = netlink::Netlink::new()?;
+        let mut inside = netlink::Netlink::in_namespace(ns.as_fd())?;
+        if let Some(lo) = inside.link_index("lo")? {
+            inside.set_up(lo)?;
+        }
+        let mut made: Vec<Endpoint> = Vec::new();
+        let result = (|| -> Result<()> {
+            for (k, net) in nets.iter().enumerate() {
+                let i = first + k;
+                let (br, created) = host.ensure_bridge(&net.bridge)?;
+                if created {
+                    host.add_address(br, net.gateway, net.prefix)?;
+                    host.set_up(br)?;
+                    sysctl(&format!("net/ipv4/conf/{}/route_localnet", net.bridge), "1");
+                } else {
+                    host.add_address(br, net.gateway, net.prefix)?;
+                    host.set_up(br)?;
+                }
+                sysctl("net/ipv4/ip_forward", "1");
+                let used: BTreeSet<Ipv4Addr> = eps
+                    .iter()
+                    .chain(made.iter())
+                    .filter(|e| e.network == net.name)
+                    .map(|e| e.ip)
+                    .collect();
+                let base = u32::from(net.subnet);
+                let last = base | !mask(net.prefix);
+                let ip = (base + 2..last)
+                    .map(Ipv4Addr::from)
+                    .find(|a| !used.contains(a) && *a != net.gateway)
+                    .ok_or_else(|| NetError::Exhausted(net.name.clone()))?;
+                let veth = format!(
+                    "veth{}{}",
+                    &req.container[..req.container.len().min(8)],
+                    if i == 0 { String::new() } else { i.to_string() }
+                );
+                let interface = format!("eth{i}");
+                let _ = host.delete_link(&veth);
+                host.add_veth(&veth, br, &interface, ns.as_fd())?;
+                let o = ip.octets();
+                let mac = [0x02, 0x42, o[0], o[1], o[2], o[3]];
+                made.push(Endpoint {
+                    container: req.container.clone(),
+                    name: req.name.clone(),
+                    hostname: req.hostname.clone(),
+                    network: net.name.clone(),
+                    interface: interface.clone(),
+                    veth,
+                    ip,
+                    prefix: net.prefix,
+                    gateway: net.gateway,
+                    mac: mac
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":"),
+                    ports: if i == 0 {
+                        published.clone()
+                    } else {
+                        Vec::new()
+                    },
+                    pid,
+                    start_time,
+                    hosts_file: req.hosts_file.clone(),
+                });
+                let idx = inside
+                    .link_index(&interface)?
+                    .ok_or_else(|| NetError::Netlink {
+                        what: format!("find {interface} in the container"),
+                        source: std::io::Error::from_raw_os_error(libc::ENODEV),
+                    })?;
+                inside.set_mac(idx, mac)?;
+                inside.add_address(idx, ip, net.prefix)?;
+                inside.set_up(idx)?;
+                if i == 0 {
+                    inside.add_default_route(net.gateway)?;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            for m in &made {
+                let _ = host.delete_link(&m.veth);
+            }
+            return Err(e);
+        }
+        eps.extend(made.iter().cloned());
+        self.save_endpoints(&eps)?;
+        if let Err(e) = self.apply_rules(&eps) {
+            eps.retain(|e| e.container != req.container);
+            let _ = self.save_endpoints(&eps);
+            for m in &made {
+                let _ = host.delete_link(&m.veth);
+            }
+            return Err(e);
+        }
+        self.write_hosts(&eps);
+        Ok((made, reservations.into_iter().map(|(fd, _)| fd).collect()))
+    }
+
+    /// Releases every endpoint of `container` (deleting its veths) and rewrites the rules.
+    pub fn detach(&self, container: &str) -> Result<()> {
+        if !self.dir.exists() {
+            return Ok(());
+        }
+        let _l = self.lock()?;
+        let mut eps = self.reconcile()?;
+        let gone: Vec<Endpoint> = eps
+            .iter()
+            .filter(|e| e.container == container)
+            .cloned()
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        eps.retain(|e| e.container != container);
+        self.save_endpoints(&eps)?;
+        if let Ok(mut nl) = netlink::Netlink::new() {
+            for g in &gone {
+                let _ = nl.delete_link(&g.veth);
+            }
+        }
+        // Its own file loses the others' names too.
+        let mut left = eps.clone();
+        for g in &gone {
+            left.push(Endpoint {
+                network: String::new(),
+                ..g.clone()
+            });
+        }
+        self.write_hosts(&left);
+        self.apply_rules(&eps)
+    }
+
+    /// Removes our rules and bridges when nothing uses them (for tests and `network prune`
+    /// style clean-up): the table goes when no endpoint is left.
+    pub fn tidy(&self) -> Result<()> {
+        let _l = self.lock()?;
+        let eps = self.reconcile()?;
+        self.apply_rules(&eps)?;
+        if eps.is_empty() {
+            if let Ok(mut nl) = netlink::Netlink::new() {
+                for n in self.list()? {
+                    let _ = nl.delete_link(&n.bridge);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes a sysctl under /proc/sys; failures are logged (a read-only /proc/sys in a
+/// nested container should not stop the set-up, the kernel's answer will show later).
+fn sysctl(name: &str, value: &str) {
+    let path = Path::new("/proc/sys").join(name);
+    if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == value) {
+        return;
+    }
+    if let Err(e) = std::fs::write(&path, value) {
+        tracing::warn!(path = %path.display(), error = %e, "sysctl");
+    }
+}
+
+/// The host's IPv4 routes other than the default (from /proc/net/route), which a new
+/// network must not overlap.
+fn host_routes() -> Vec<(Ipv4Addr, u8)> {
+    let Ok(text) = std::fs::read_to_string("/proc/net/route") else {
+        return Vec::new();
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let dest = u32::from_str_radix(f.get(1)?, 16).ok()?;
+            let m = u32::from_str_radix(f.get(7)?, 16).ok()?;
+            // Little-endian words in the kernel's text.
+            let (dest, m) = (u32::from_be(dest.to_le()), u32::from_be(m.to_le()));
+            let prefix = m.count_ones() as u8;
+            (prefix > 0 && !f.first()?.starts_with("oci")).then_some((Ipv4Addr::from(dest), prefix))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_specs_parse_as_docker_reads_them() {
+        let p = parse_publish("8080:80").unwrap();
+        assert_eq!(
+            p,
+            vec![PortMapping {
+                host_ip: None,
+                host_port: 8080,
+                host_port_end: 8080,
+                container_port: 80,
+                proto: Proto::Tcp
+            }]
+        );
+        let p = parse_publish("127.0.0.1:53:53/udp").unwrap();
+        assert_eq!(p[0].host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(p[0].proto, Proto::Udp);
+        let p = parse_publish("80").unwrap();
+        assert_eq!((p[0].host_port, p[0].container_port), (0, 80));
+        let p = parse_publish("8000-8002:80-82").unwrap();
+        assert_eq!(p.len(), 3);
+        assert_eq!((p[2].host_port, p[2].container_port), (8002, 82));
+        let p = parse_publish("9000-9010:80").unwrap();
+        assert_eq!((p[0].host_port, p[0].host_port_end), (9000, 9010));
+        let p = parse_publish("127.0.0.1::80").unwrap();
+        assert_eq!(p[0].host_port, 0);
+        for bad in [
+            "",
+            "0:80",
+            "65536:80",
+            "80:x",
+            "8000-8001:80-83",
+            "1:2:3:4",
+            "80/sctp",
+            "300.1.1.1:80:80",
+            "90-80:80",
+        ] {
+            assert!(
+                matches!(parse_publish(bad), Err(NetError::Invalid { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn subnets_parse_and_overlap() {
+        assert_eq!(
+            parse_subnet("10.1.2.0/24").unwrap(),
+            (Ipv4Addr::new(10, 1, 2, 0), 24)
+        );
+        for bad in [
+            "10.1.2.1/24",
+            "10.1.2.0",
+            "10.1.2.0/31",
+            "x/24",
+            "10.0.0.0/4",
+        ] {
+            assert!(parse_subnet(bad).is_err(), "{bad}");
+        }
+        let a = parse_subnet("10.1.0.0/16").unwrap();
+        assert!(overlaps(a, parse_subnet("10.1.5.0/24").unwrap()));
+        assert!(!overlaps(a, parse_subnet("10.2.0.0/24").unwrap()));
+    }
+
+    #[test]
+    fn host_names_follow_rfc_1123() {
+        assert!(valid_hostname("web-1"));
+        assert!(valid_hostname("a.b"));
+        for bad in ["web_1", "-x", "x-", "", "a..b"] {
+            assert!(!valid_hostname(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ports_clash_with_taken_ones_and_with_each_other() {
+        let taken = vec![PublishedPort {
+            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_port: 1,
+            container_port: 80,
+            proto: Proto::Tcp,
+        }];
+        // Port 1 is "taken" by another container: refused without binding it.
+        let e = reserve_ports(&parse_publish("1:80").unwrap(), &taken).unwrap_err();
+        assert!(matches!(e, NetError::PortInUse { source: None, .. }), "{e}");
+        // Two random ports in one request are two different ports.
+        let spec = [parse_publish("1").unwrap(), parse_publish("2").unwrap()].concat();
+        let (got, _fds) = reserve_ports(&spec, &[]).unwrap();
+        assert_ne!(got[0].host_port, got[1].host_port);
+        assert!(got.iter().all(|p| p.host_port != 0));
+    }
+}

@@ -1,0 +1,240 @@
+//! The firewall half: one nftables table of ours, `ip oci`, written whole from the recorded
+//! state each time it changes, in one `nft` transaction (the `nftables` crate drives nft's
+//! JSON API, as netavark does).
+//!
+//! Regenerating the table rather than adding and deleting single rules makes reconciliation
+//! trivial: whatever a killed monitor left behind is gone at the next change, and the rules
+//! are always a function of the allocations on disk. Connections already tracked keep their
+//! translation (conntrack holds it), so a rewrite does not disturb them.
+//!
+//! ```text
+//! table ip oci
+//!   prerouting (nat, dstnat)   fib daddr type local jump ports
+//!   output     (nat, -100)     fib daddr type local jump ports
+//!   ports                      [ip daddr HOST] tcp dport P dnat to CTR:P'   (one per port)
+//!   postrouting (nat, srcnat)  ip saddr NET ip daddr != NET masquerade    (egress)
+//!                              oifname BR ip saddr 127.0.0.0/8 masquerade (host loopback)
+//!                              oifname BR ct status dnat ip saddr NET masquerade (hairpin)
+//!   forward (filter)           iifname BR oifname "oci*" oifname != BR drop (isolation)
+//! ```
+
+use super::{NetError, Proto};
+use nftables::batch::Batch;
+use nftables::expr::{
+    Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField,
+    Prefix, CT,
+};
+use nftables::schema::{Chain, NfListObject, Rule, Table};
+use nftables::stmt::{JumpTarget, Match, Operator, Statement, NAT};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+use std::borrow::Cow;
+use std::net::Ipv4Addr;
+
+/// Our table's name.
+pub(crate) const TABLE: &str = "oci";
+
+/// A network as the firewall sees it.
+pub(crate) struct NetRules {
+    pub bridge: String,
+    pub subnet: Ipv4Addr,
+    pub prefix: u8,
+}
+
+/// A published port as the firewall sees it.
+pub(crate) struct PortRule {
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub proto: Proto,
+    pub ip: Ipv4Addr,
+    pub port: u16,
+}
+
+fn s(v: &str) -> Expression<'static> {
+    Expression::String(Cow::Owned(v.to_owned()))
+}
+
+fn field(protocol: &'static str, name: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: protocol.into(),
+            field: name.into(),
+        },
+    )))
+}
+
+fn meta(key: MetaKey) -> Expression<'static> {
+    Expression::Named(NamedExpression::Meta(Meta { key }))
+}
+
+fn prefix(addr: Ipv4Addr, len: u8) -> Expression<'static> {
+    Expression::Named(NamedExpression::Prefix(Prefix {
+        addr: Box::new(s(&addr.to_string())),
+        len: u32::from(len),
+    }))
+}
+
+fn is(left: Expression<'static>, op: Operator, right: Expression<'static>) -> Statement<'static> {
+    Statement::Match(Match { left, right, op })
+}
+
+fn chain(name: &str, hook: Option<(NfChainType, NfHook, i32)>) -> NfListObject<'static> {
+    let mut c = Chain {
+        family: NfFamily::IP,
+        table: TABLE.into(),
+        name: Cow::Owned(name.to_owned()),
+        ..Chain::default()
+    };
+    if let Some((t, h, p)) = hook {
+        c._type = Some(t);
+        c.hook = Some(h);
+        c.prio = Some(p);
+        c.policy = Some(NfChainPolicy::Accept);
+    }
+    NfListObject::Chain(c)
+}
+
+fn rule(chain: &str, expr: Vec<Statement<'static>>) -> NfListObject<'static> {
+    NfListObject::Rule(Rule {
+        family: NfFamily::IP,
+        table: TABLE.into(),
+        chain: Cow::Owned(chain.to_owned()),
+        expr: Cow::Owned(expr),
+        handle: None,
+        index: None,
+        comment: None,
+    })
+}
+
+fn local_daddr() -> Statement<'static> {
+    is(
+        Expression::Named(NamedExpression::Fib(Fib {
+            result: FibResult::Type,
+            flags: [FibFlag::Daddr].into_iter().collect(),
+        })),
+        Operator::EQ,
+        s("local"),
+    )
+}
+
+/// The batch that replaces our table with one for `nets` and `ports` (none of either: the
+/// table is removed).
+pub(crate) fn batch(nets: &[NetRules], ports: &[PortRule]) -> Batch<'static> {
+    let table = || {
+        NfListObject::Table(Table {
+            family: NfFamily::IP,
+            name: TABLE.into(),
+            handle: None,
+        })
+    };
+    let mut b = Batch::new();
+    // Adding an existing table is a no-op, so the delete never fails: one transaction.
+    b.add(table());
+    b.delete(table());
+    if nets.is_empty() && ports.is_empty() {
+        return b;
+    }
+    b.add(table());
+    b.add(chain("ports", None));
+    b.add(chain(
+        "prerouting",
+        Some((NfChainType::NAT, NfHook::Prerouting, -100)),
+    ));
+    b.add(chain(
+        "output",
+        Some((NfChainType::NAT, NfHook::Output, -100)),
+    ));
+    b.add(chain(
+        "postrouting",
+        Some((NfChainType::NAT, NfHook::Postrouting, 100)),
+    ));
+    b.add(chain(
+        "forward",
+        Some((NfChainType::Filter, NfHook::Forward, 0)),
+    ));
+    for c in ["prerouting", "output"] {
+        b.add(rule(
+            c,
+            vec![
+                local_daddr(),
+                Statement::Jump(JumpTarget {
+                    target: "ports".into(),
+                }),
+            ],
+        ));
+    }
+    for p in ports {
+        let mut e = Vec::new();
+        if let Some(h) = p.host_ip {
+            e.push(is(field("ip", "daddr"), Operator::EQ, s(&h.to_string())));
+        }
+        e.push(is(
+            field(p.proto.name(), "dport"),
+            Operator::EQ,
+            Expression::Number(u32::from(p.host_port)),
+        ));
+        e.push(Statement::DNAT(Some(NAT {
+            addr: Some(s(&p.ip.to_string())),
+            family: None,
+            port: Some(Expression::Number(u32::from(p.port))),
+            flags: None,
+        })));
+        b.add(rule("ports", e));
+    }
+    for n in nets {
+        let net = || prefix(n.subnet, n.prefix);
+        b.add(rule(
+            "postrouting",
+            vec![
+                is(field("ip", "saddr"), Operator::EQ, net()),
+                is(field("ip", "daddr"), Operator::NEQ, net()),
+                Statement::Masquerade(None),
+            ],
+        ));
+        b.add(rule(
+            "postrouting",
+            vec![
+                is(meta(MetaKey::Oifname), Operator::EQ, s(&n.bridge)),
+                is(
+                    field("ip", "saddr"),
+                    Operator::EQ,
+                    prefix(Ipv4Addr::new(127, 0, 0, 0), 8),
+                ),
+                Statement::Masquerade(None),
+            ],
+        ));
+        b.add(rule(
+            "postrouting",
+            vec![
+                is(meta(MetaKey::Oifname), Operator::EQ, s(&n.bridge)),
+                is(
+                    Expression::Named(NamedExpression::CT(CT {
+                        key: "status".into(),
+                        family: None,
+                        dir: None,
+                    })),
+                    Operator::IN,
+                    s("dnat"),
+                ),
+                is(field("ip", "saddr"), Operator::EQ, net()),
+                Statement::Masquerade(None),
+            ],
+        ));
+        b.add(rule(
+            "forward",
+            vec![
+                is(meta(MetaKey::Iifname), Operator::EQ, s(&n.bridge)),
+                is(meta(MetaKey::Oifname), Operator::EQ, s("oci*")),
+                is(meta(MetaKey::Oifname), Operator::NEQ, s(&n.bridge)),
+                Statement::Drop(None),
+            ],
+        ));
+    }
+    b
+}
+
+/// Applies `batch` with `nft`.
+pub(crate) fn apply(batch: Batch<'static>) -> Result<(), NetError> {
+    nftables::helper::apply_ruleset(&batch.to_nftables()).map_err(|e| NetError::Nft {
+        detail: e.to_string(),
+    })
+}
