@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 # Debian packages the tests use: a real registry, a real busybox, peers for interop, pigz for
-# multi-member gzip layers, runtimes and idmap tools for the runtime tests.
-packages=(docker-registry busybox-static skopeo umoci pigz zstd runc crun containerd podman uidmap apache2-utils openssl)
+# multi-member gzip layers, runtimes and idmap tools for the runtime tests; nftables, iproute2
+# (the tests' own namespaces), slirp4netns and debootstrap (the nginx-light image) for the
+# network tests; iperf3 for the network benchmarks.
+packages=(docker-registry busybox-static skopeo umoci pigz zstd runc crun containerd podman uidmap apache2-utils openssl nftables iproute2 slirp4netns debootstrap iperf3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,6 +25,12 @@ if ((${#missing[@]})); then
   else
     echo "test.sh: missing ${missing[*]} and not root: the tests that need them will say so and skip" >&2
   fi
+fi
+
+# Rootless networking opens /dev/net/tun in the user's namespace; Debian's udev makes it 0666,
+# this machine kind has no udev and leaves it 0600.
+if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+  chmod 0666 /dev/net/tun
 fi
 
 echo "test.sh: cargo fmt --check"

@@ -617,8 +617,16 @@ impl Containers {
 
     fn remove_files(&self, id: &str, name: Option<&str>) -> Result<()> {
         let snap = self.snapshots()?;
-        if snap.info(id).is_ok() || self.data.join("snapshots/containers").join(id).exists() {
-            snap.remove(id)?;
+        let base = self.data.join("snapshots/containers").join(id);
+        if snap.info(id).is_ok() || base.exists() {
+            if let Err(e) = snap.remove(id) {
+                // Rootless: files the container's other users made (nginx's www-data
+                // directories, mode 0700) belong to subordinate ids that only a user
+                // namespace with the same mappings may remove, as `podman unshare` does.
+                if rustix::process::geteuid().is_root() || !remove_in_user_namespace(&base) {
+                    return Err(e.into());
+                }
+            }
         }
         if let Some(n) = name {
             let p = self.dir.join(".names").join(n);
@@ -1063,4 +1071,18 @@ fn network_settings(st: &MonitorStatus) -> serde_json::Value {
         "Gateway": first.map(|e| e.gateway.to_string()).unwrap_or_default(),
         "MacAddress": first.map(|e| e.mac.clone()).unwrap_or_default(),
     })
+}
+
+/// `rm -rf path` inside a user namespace that maps the caller's subordinate ids
+/// (util-linux's `unshare --map-auto`); true when the tree is gone.
+fn remove_in_user_namespace(path: &Path) -> bool {
+    let ok = std::process::Command::new("unshare")
+        .args(["--map-auto", "--map-root-user", "rm", "-rf", "--"])
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok && !path.exists()
 }

@@ -152,6 +152,7 @@ pub struct ContainerBuilder {
     stdio: [Option<OwnedFd>; 3],
     no_pivot: bool,
     reaper: bool,
+    readable_namespaces: bool,
     cgroup_root: Option<PathBuf>,
     console_socket: Option<PathBuf>,
     console_stream: Option<OwnedFd>,
@@ -169,6 +170,7 @@ impl ContainerBuilder {
             stdio: [None, None, None],
             no_pivot: false,
             reaper: false,
+            readable_namespaces: false,
             cgroup_root: None,
             console_socket: None,
             console_stream: None,
@@ -221,6 +223,15 @@ impl ContainerBuilder {
     /// and seccomp filter.
     pub fn reaper(mut self, yes: bool) -> Self {
         self.reaper = yes;
+        self
+    }
+
+    /// Keep the created init dumpable, so a caller without CAP_SYS_PTRACE (rootless) can
+    /// open its `/proc/PID/ns` files between `create` and `start`: slirp4netns and the port
+    /// proxy join its namespaces so. The init executes the container's program at `start`
+    /// either way, which makes the kernel decide dumpability afresh.
+    pub fn readable_namespaces(mut self, yes: bool) -> Self {
+        self.readable_namespaces = yes;
         self
     }
 
@@ -512,7 +523,7 @@ impl ContainerBuilder {
                 },
                 // Without CAP_SYS_PTRACE (rootless) the caller could not open a non-dumpable
                 // init's namespaces, which only startContainer hooks need.
-                undumpable: can_trace() || start_hooks.is_empty(),
+                undumpable: can_trace() || (start_hooks.is_empty() && !self.readable_namespaces),
                 seccomp: linux
                     .and_then(|l| l.seccomp().as_ref())
                     .map(crate::seccomp::compile)

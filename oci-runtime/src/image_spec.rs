@@ -558,8 +558,17 @@ pub fn spec_from_image(
             .namespaces()
             .clone()
             .unwrap_or_else(get_default_namespaces);
-        if opts.network == Network::Host || opts.join_network.is_some() {
-            ns.retain(|n| n.typ() != LinuxNamespaceType::Network);
+        ns.retain(|n| n.typ() != LinuxNamespaceType::Network);
+        // A network namespace of its own unless it shares the host's or another's (the
+        // rootless base spec has none at all, which would have left such containers on the
+        // host's network).
+        if opts.network != Network::Host && opts.join_network.is_none() {
+            ns.push(
+                oci_spec::runtime::LinuxNamespaceBuilder::default()
+                    .typ(LinuxNamespaceType::Network)
+                    .build()
+                    .map_err(spec_err)?,
+            );
         }
         if let Some(path) = &opts.join_network {
             ns.push(
@@ -894,6 +903,42 @@ mod tests {
             "deny all comes first"
         );
         assert!(rules.iter().any(|d| d.allow() && d.major() == Some(136)));
+    }
+
+    #[test]
+    fn every_network_but_host_and_joined_gets_its_own_namespace_rootless_too() {
+        let r = rootfs();
+        let cfg = config(r#"{"Cmd":["id"]}"#);
+        let net_ns = |opts: &RunOptions| {
+            let spec = spec_from_image(&cfg, r.path(), opts).unwrap();
+            let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+            ns.into_iter()
+                .filter(|n| n.typ() == LinuxNamespaceType::Network)
+                .map(|n| n.path().clone())
+                .collect::<Vec<_>>()
+        };
+        for rootless in [None, Some(Rootless::current())] {
+            for network in [Network::None, Network::Bridge, Network::Slirp] {
+                let opts = RunOptions {
+                    network,
+                    rootless: rootless.clone(),
+                    ..Default::default()
+                };
+                assert_eq!(net_ns(&opts), vec![None], "{network:?} {rootless:?}");
+            }
+            let host = RunOptions {
+                network: Network::Host,
+                rootless: rootless.clone(),
+                ..Default::default()
+            };
+            assert!(net_ns(&host).is_empty());
+            let joined = RunOptions {
+                join_network: Some("/proc/1/ns/net".into()),
+                rootless,
+                ..Default::default()
+            };
+            assert_eq!(net_ns(&joined), vec![Some(PathBuf::from("/proc/1/ns/net"))]);
+        }
     }
 
     #[test]

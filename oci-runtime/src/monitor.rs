@@ -612,6 +612,13 @@ impl Serve {
         let mut b = ContainerBuilder::new(&cfg.id, cfg.spec.clone(), &cfg.bundle)
             .state_root(&cfg.state_root)
             .reaper(cfg.init);
+        #[cfg(feature = "network")]
+        {
+            b = b.readable_namespaces(matches!(
+                cfg.network,
+                Some(crate::network::Plan::Slirp { .. })
+            ));
+        }
         let mut outputs: Vec<(OwnedFd, Stream)> = Vec::new();
         let mut console = None;
         if terminal {

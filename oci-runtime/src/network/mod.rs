@@ -429,7 +429,10 @@ pub struct Endpoint {
 
 impl Endpoint {
     fn alive(&self) -> bool {
-        self.pid > 0 && proc_start_time(self.pid).is_some_and(|(t, _)| t == self.start_time)
+        // A zombie is gone too: a killed monitor leaves its init unreaped.
+        self.pid > 0
+            && proc_start_time(self.pid)
+                .is_some_and(|(t, state)| t == self.start_time && !matches!(state, 'Z' | 'X'))
     }
 }
 
@@ -496,6 +499,12 @@ impl Attached {
     pub fn detach(self) {
         for pidfd in &self.helpers {
             let _ = rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);
+            // Reaped here (when it is our child and not reaped yet), so no zombie outlives
+            // the monitor.
+            let _ = rustix::process::waitid(
+                rustix::process::WaitId::PidFd(pidfd.as_fd()),
+                rustix::process::WaitIdOptions::EXITED,
+            );
         }
         if let Plan::Bridge { store, request } = &self.plan {
             if let Err(e) = Networks::open(store).detach(&request.container) {

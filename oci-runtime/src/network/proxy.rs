@@ -36,7 +36,9 @@ pub(super) fn slirp4netns(pid: i32) -> Result<(OwnedFd, OwnedFd)> {
         .arg("--disable-host-loopback")
         .arg(format!("--ready-fd={}", ready_child.as_raw_fd()))
         .arg(format!("--exit-fd={}", exit_child.as_raw_fd()))
-        .arg(pid.to_string())
+        .arg(format!("--userns-path=/proc/{pid}/ns/user"))
+        .arg("--netns-type=path")
+        .arg(format!("/proc/{pid}/ns/net"))
         .arg("tap0")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -140,6 +142,10 @@ pub(super) fn spawn(pid: i32, listeners: Vec<(OwnedFd, PublishedPort)>) -> Resul
                 unsafe { libc::_exit(1) };
             }
             drop((user, net));
+            // Nothing of the monitor's stays open here (its report pipe above all: the
+            // program that spawned the monitor reads it to its end).
+            let keep: Vec<i32> = listeners.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
+            close_all_but(&keep);
             serve(listeners);
             // SAFETY: as above.
             unsafe { libc::_exit(0) }
@@ -151,6 +157,23 @@ pub(super) fn spawn(pid: i32, listeners: Vec<(OwnedFd, PublishedPort)>) -> Resul
             rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())
                 .map_err(|e| proxy(format!("pidfd_open: {e}")))
         }
+    }
+}
+
+/// Closes every descriptor from 3 up but `keep`.
+fn close_all_but(keep: &[i32]) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2 && !keep.contains(fd))
+        .collect();
+    for fd in fds {
+        // SAFETY: closing descriptors this process owns and will not use again; the
+        // directory's own descriptor is among them and already closed, which is harmless.
+        unsafe { libc::close(fd) };
     }
 }
 

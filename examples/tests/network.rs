@@ -1,0 +1,698 @@
+//! Container networking through the `oci` command line, with real bridges, veths, nftables
+//! rules and network namespaces: published ports to a Debian nginx from the host's loopback,
+//! its address and a client in another namespace; user networks with names; egress to a
+//! server in a namespace that stands in for the internet; rootless slirp4netns with the port
+//! proxy; bad input; and clean-up checked in `nft list ruleset` and the host's links.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+mod common;
+
+const OCI: &str = env!("CARGO_BIN_EXE_oci");
+const TOOLS: &[&str] = &[
+    "sh", "cat", "echo", "sleep", "httpd", "ip", "ping", "nc", "grep", "hostname", "true",
+];
+
+/// True when these tests can run: root, busybox, nft and ip (iproute2, used only by the
+/// tests to make their client and "internet" namespaces).
+fn can_run() -> bool {
+    if !common::root_with_busybox() {
+        return false;
+    }
+    for (tool, pkg) in [("/usr/sbin/nft", "nftables"), ("/usr/sbin/ip", "iproute2")] {
+        if !Path::new(tool).exists() {
+            eprintln!("skipping: {tool} is missing (scripts/test.sh installs {pkg})");
+            return false;
+        }
+    }
+    true
+}
+
+/// A rootfs tar of Debian with nginx-light, made once by debootstrap and cached under the
+/// target directory; `None` (the caller skips) when debootstrap or the mirror is missing.
+fn nginx_tar() -> Option<PathBuf> {
+    static TAR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nginx-light-rootfs.tar");
+        if cache.exists() {
+            return Some(cache);
+        }
+        if !Path::new("/usr/sbin/debootstrap").exists() {
+            eprintln!("skipping: debootstrap is missing (scripts/test.sh installs it)");
+            return None;
+        }
+        let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let root = work.path().join("root");
+        let st = Command::new("/usr/sbin/debootstrap")
+            .args(["--variant=minbase", "--include=nginx-light", "bookworm"])
+            .arg(&root)
+            .arg("http://deb.debian.org/debian")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        if !st.success() {
+            eprintln!("skipping: debootstrap of nginx-light failed (no Debian mirror?)");
+            return None;
+        }
+        for junk in ["var/cache/apt/archives", "var/lib/apt/lists"] {
+            let _ = std::fs::remove_dir_all(root.join(junk));
+        }
+        let tmp = work.path().join("nginx.tar");
+        common::tar_dir(&root, &tmp);
+        std::fs::rename(&tmp, &cache).unwrap();
+        Some(cache)
+    })
+    .clone()
+}
+
+struct Store {
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Ok(o) = self.cmd(&["ps", "-a", "-q", "--no-trunc"]).output() {
+            for id in String::from_utf8_lossy(&o.stdout).lines() {
+                let _ = self.cmd(&["rm", "-f", id]).output();
+            }
+        }
+    }
+}
+
+impl Store {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let tar = common::busybox_rootfs_tar(dir.path(), TOOLS);
+        let s = Self { dir };
+        s.ok(&["import", tar.to_str().unwrap(), "bb:1", "-c", "EXPOSE 80"]);
+        s
+    }
+
+    fn with_nginx(&self) -> bool {
+        let Some(tar) = nginx_tar() else {
+            return false;
+        };
+        self.ok(&[
+            "import",
+            tar.to_str().unwrap(),
+            "nginx:light",
+            "-c",
+            r#"CMD ["nginx","-g","daemon off;"]"#,
+            "-c",
+            "EXPOSE 80",
+        ]);
+        true
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(OCI);
+        c.arg("-q")
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .args(args);
+        c
+    }
+
+    fn oci(&self, args: &[&str]) -> Output {
+        self.cmd(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.oci(args);
+        assert!(
+            o.status.success(),
+            "oci {args:?} failed ({}): {}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let o = self.oci(args);
+        assert!(!o.status.success(), "oci {args:?} succeeded");
+        String::from_utf8(o.stderr).unwrap()
+    }
+
+    fn field(&self, name: &str, format: &str) -> String {
+        self.ok(&["inspect", "--format", format, name])
+            .trim()
+            .to_owned()
+    }
+
+    fn ip_of(&self, name: &str) -> String {
+        self.field(name, "{{.NetworkSettings.IPAddress}}")
+    }
+}
+
+fn sh(cmd: &str) -> Output {
+    Command::new("sh").arg("-c").arg(cmd).output().unwrap()
+}
+
+fn sh_ok(cmd: &str) -> String {
+    let o = sh(cmd);
+    assert!(
+        o.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An HTTP GET to `addr`, retried until something answers (10 s).
+fn http_get(addr: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            write!(s, "GET / HTTP/1.0\r\n\r\n").unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if !out.is_empty() {
+                return out;
+            }
+        }
+        assert!(Instant::now() < deadline, "nothing answers on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A network namespace of the test's own, joined to the host by a veth pair: the host end
+/// has `.1` of `net`, the namespace end `.2`. Removed on drop.
+struct TestNs {
+    name: String,
+    host_if: String,
+}
+
+impl TestNs {
+    fn new(tag: &str, net: &str) -> Self {
+        let name = format!("ocit-{tag}-{}", std::process::id());
+        let host_if = format!("vt{tag}{}", std::process::id() % 100_000);
+        sh(&format!(
+            "ip netns del {name} 2>/dev/null; ip link del {host_if} 2>/dev/null"
+        ));
+        sh_ok(&format!(
+            "ip netns add {name} && ip link add {host_if} type veth peer name eth0 netns {name} \
+             && ip addr add {net}.1/24 dev {host_if} && ip link set {host_if} up \
+             && ip -n {name} addr add {net}.2/24 dev eth0 && ip -n {name} link set eth0 up \
+             && ip -n {name} link set lo up && ip -n {name} route add default via {net}.1"
+        ));
+        Self { name, host_if }
+    }
+
+    fn exec(&self, cmd: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, "sh", "-c", cmd]);
+        c
+    }
+}
+
+impl Drop for TestNs {
+    fn drop(&mut self) {
+        sh(&format!(
+            "ip link del {} 2>/dev/null; ip netns del {}",
+            self.host_if, self.name
+        ));
+    }
+}
+
+/// Nothing of container `id` is left on the host: no veth named for it and no rule that
+/// names its address.
+fn assert_no_trace(id: &str, ip: &str) {
+    let links = sh_ok("ip -o link");
+    assert!(
+        !links.contains(&format!("veth{}", &id[..8])),
+        "a veth of {id} is left: {links}"
+    );
+    let rules = sh_ok("nft list ruleset");
+    assert!(
+        ip.is_empty() || !rules.contains(&format!("{ip}:")),
+        "a rule for {ip} is left: {rules}"
+    );
+}
+
+#[test]
+fn published_port_reaches_nginx_from_loopback_host_address_and_another_namespace() {
+    if !can_run() {
+        return;
+    }
+    let s = Store::new();
+    if !s.with_nginx() {
+        return;
+    }
+    let client = TestNs::new("cl", "198.51.100");
+    let port = free_port();
+    let id = s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &format!("{port}:80"),
+        "nginx:light",
+    ]);
+    let id = id.trim().to_owned();
+    let ip = s.ip_of("web");
+    assert!(ip.starts_with("10.89.0."), "on the default bridge: {ip}");
+    assert!(http_get(&format!("127.0.0.1:{port}")).contains("Welcome to nginx"));
+    assert!(http_get(&format!("198.51.100.1:{port}")).contains("Welcome to nginx"));
+    // From another host (a namespace): DNAT keeps the client's address.
+    let page = String::from_utf8(
+        client
+            .exec(&format!(
+                "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc 198.51.100.1 {port}"
+            ))
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(page.contains("Welcome to nginx"), "{page}");
+    let log = s.ok(&["exec", "web", "cat", "/var/log/nginx/access.log"]);
+    assert!(
+        log.lines().any(|l| l.starts_with("198.51.100.2 ")),
+        "the client's own address in the access log: {log}"
+    );
+    // port, ps and inspect show it.
+    assert_eq!(
+        s.ok(&["port", "web"]),
+        format!("80/tcp -> 0.0.0.0:{port}\n")
+    );
+    assert_eq!(s.ok(&["port", "web", "80"]), format!("0.0.0.0:{port}\n"));
+    assert!(s.ok(&["ps"]).contains(&format!("0.0.0.0:{port}->80/tcp")));
+    assert_eq!(
+        s.field("web", "{{json .NetworkSettings.Ports}}"),
+        format!(r#"{{"80/tcp":[{{"HostIp":"0.0.0.0","HostPort":"{port}"}}]}}"#)
+    );
+    // A second container asking for the same port fails cleanly and leaves nothing.
+    let before = s.ok(&["ps", "-a", "-q"]);
+    let err = s.fails(&[
+        "run",
+        "-d",
+        "--name",
+        "web2",
+        "-p",
+        &format!("{port}:80"),
+        "bb:1",
+        "sleep",
+        "9",
+    ]);
+    assert!(err.contains("already in use"), "{err}");
+    assert_eq!(
+        s.ok(&["ps", "-a", "-q"]),
+        before,
+        "nothing is left of the second"
+    );
+    // A program of the host holding a port: the same clear error before the start.
+    let held = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let hp = held.local_addr().unwrap().port();
+    let err = s.fails(&["run", "-d", "-p", &format!("{hp}:80"), "bb:1", "sleep", "9"]);
+    assert!(err.contains(&format!("0.0.0.0:{hp}/tcp")), "{err}");
+    assert_eq!(s.ok(&["ps", "-a", "-q"]), before);
+    // stop takes the rules and the veth away; start brings them back.
+    s.ok(&["stop", "-t", "1", "web"]);
+    assert_no_trace(&id, &ip);
+    s.ok(&["start", "web"]);
+    assert!(http_get(&format!("127.0.0.1:{port}")).contains("Welcome to nginx"));
+    s.ok(&["rm", "-f", "web"]);
+    assert_no_trace(&id, &ip);
+}
+
+#[test]
+fn publish_all_maps_every_exposed_port_to_a_free_one() {
+    if !can_run() {
+        return;
+    }
+    let s = Store::new();
+    s.ok(&[
+        "run", "-d", "--name", "pa", "-P", "bb:1", "httpd", "-f", "-p", "80", "-h", "/",
+    ]);
+    let line = s.ok(&["port", "pa"]);
+    let host_port = line
+        .trim()
+        .strip_prefix("80/tcp -> 0.0.0.0:")
+        .unwrap_or_else(|| panic!("{line}"));
+    let p: u16 = host_port.parse().unwrap();
+    assert!(p > 1024);
+    assert!(http_get(&format!("127.0.0.1:{p}")).starts_with("HTTP/1."));
+    // A container range to random ports and a fixed range.
+    let (a, b) = (free_port(), free_port());
+    let spec = if a + 1 == b {
+        format!("{a}-{b}:81-82")
+    } else {
+        "81-82".to_owned()
+    };
+    s.ok(&[
+        "run", "-d", "--name", "rg", "-p", &spec, "bb:1", "sleep", "30",
+    ]);
+    assert_eq!(s.ok(&["port", "rg"]).lines().count(), 2);
+}
+
+#[test]
+fn bad_port_specs_and_networks_are_one_line_errors() {
+    if !can_run() {
+        return;
+    }
+    let s = Store::new();
+    for bad in ["0:80", "70000:80", "8080:80/sctp", "a:b", "8000-8001:80-85"] {
+        let o = s.oci(&["run", "-d", "-p", bad, "bb:1", "true"]);
+        assert_eq!(o.status.code(), Some(125), "{bad}");
+        let err = String::from_utf8(o.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{bad}: {err}");
+        assert!(err.contains(bad), "{err}");
+    }
+    assert!(s.ok(&["ps", "-a", "-q"]).is_empty());
+    let err = s.fails(&["run", "--network", "no-such-net", "bb:1", "true"]);
+    assert!(err.contains("network no-such-net not found"), "{err}");
+    let err = s.fails(&["run", "--network", "host", "-p", "80", "bb:1", "true"]);
+    assert!(err.contains("only on a bridge"), "{err}");
+    let n = format!("ovl{}", std::process::id());
+    s.ok(&["network", "create", "--subnet", "10.231.0.0/16", &n]);
+    let err = s.fails(&["network", "create", "--subnet", "10.231.5.0/24", "x"]);
+    assert!(err.contains("overlaps network"), "{err}");
+    let err = s.fails(&["network", "create", "--subnet", "10.231.5.1/24", "x"]);
+    assert!(err.contains("host bits"), "{err}");
+    let err = s.fails(&["network", "create", &n]);
+    assert!(err.contains("already exists"), "{err}");
+    s.ok(&["network", "rm", &n]);
+}
+
+#[test]
+fn containers_on_one_network_reach_each_other_by_name_and_not_across_networks() {
+    if !can_run() {
+        return;
+    }
+    let s = Store::new();
+    let (n1, n2) = (
+        format!("front{}", std::process::id()),
+        format!("back{}", std::process::id()),
+    );
+    s.ok(&["network", "create", &n1]);
+    s.ok(&["network", "create", &n2]);
+    let ls = s.ok(&["network", "ls"]);
+    assert!(
+        ls.contains(&n1) && ls.contains("bridge") && ls.contains("host"),
+        "{ls}"
+    );
+    for (name, net) in [("a1", &n1), ("a2", &n1), ("b1", &n2)] {
+        s.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            net,
+            "bb:1",
+            "sleep",
+            "60",
+        ]);
+    }
+    // A name that is not a DNS label still runs, and is reachable by its id.
+    let odd = s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "odd_name",
+        "--network",
+        &n1,
+        "bb:1",
+        "sleep",
+        "60",
+    ]);
+    let ping = |from: &str, to: &str| {
+        s.oci(&["exec", from, "ping", "-c", "1", "-W", "2", to])
+            .status
+            .success()
+    };
+    assert!(ping("a1", "a2"), "by name on one network");
+    assert!(
+        ping("a2", "a1"),
+        "both ways: a1 learnt of a2 when a2 joined"
+    );
+    assert!(ping("a1", &odd.trim()[..12]), "by short id");
+    let b1 = s.ip_of("b1");
+    assert!(!ping("a1", &b1), "no route between networks");
+    assert!(!ping("a1", "b1"), "and no name");
+    // network inspect lists the containers.
+    let doc: serde_json::Value = serde_json::from_str(&s.ok(&["network", "inspect", &n1])).unwrap();
+    assert_eq!(doc[0]["Containers"].as_object().unwrap().len(), 3, "{doc}");
+    // In use: refused.
+    let err = s.fails(&["network", "rm", &n1]);
+    assert!(err.contains("in use"), "{err}");
+    // connect gives a1 a second interface on n2, where b1 is.
+    s.ok(&["network", "connect", &n2, "a1"]);
+    assert!(ping("a1", "b1"), "after connect");
+    assert!(s.ok(&["exec", "a1", "ip", "-o", "addr"]).contains("eth1"));
+    s.ok(&["network", "disconnect", &n2, "a1"]);
+    assert!(!ping("a1", &b1), "after disconnect");
+    // Addresses come back when the containers go.
+    let ids: Vec<(String, String)> = ["a1", "a2", "b1", "odd_name"]
+        .iter()
+        .map(|n| (s.field(n, "{{.Id}}"), s.ip_of(n)))
+        .collect();
+    for n in ["a1", "a2", "b1", "odd_name"] {
+        s.ok(&["rm", "-f", n]);
+    }
+    for (id, ip) in &ids {
+        assert_no_trace(id, ip);
+    }
+    s.ok(&["network", "rm", &n1, &n2]);
+    assert!(!s.ok(&["network", "ls"]).contains(&n1));
+}
+
+#[test]
+fn egress_reaches_a_server_in_a_namespace_standing_for_the_internet() {
+    if !can_run() {
+        return;
+    }
+    let s = Store::new();
+    let inet = TestNs::new("in", "203.0.113");
+    let www = s.dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("index.html"), "from the internet\n").unwrap();
+    let mut server = inet
+        .exec(&format!(
+            "exec /bin/busybox httpd -f -v -p 203.0.113.2:8000 -h {}",
+            www.display()
+        ))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = s.ok(&[
+        "run",
+        "--rm",
+        "bb:1",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc 203.0.113.2 8000 && exit 0; sleep 0.2; done; exit 1",
+    ]);
+    assert!(o.contains("from the internet"), "{o}");
+    let _ = server.kill();
+    let mut log = String::new();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    let _ = server.wait();
+    assert!(
+        log.contains("203.0.113.1"),
+        "the server sees the host's address (masquerade), not the container's: {log}"
+    );
+}
+
+#[test]
+fn addresses_are_unique_under_concurrent_runs_and_released_after_a_killed_monitor() {
+    if !can_run() {
+        return;
+    }
+    let s = Store::new();
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            let mut c = s.cmd(&[
+                "run",
+                "-d",
+                "--name",
+                &format!("c{i}"),
+                "bb:1",
+                "sleep",
+                "60",
+            ]);
+            std::thread::spawn(move || c.output().unwrap())
+        })
+        .collect();
+    for t in threads {
+        assert!(t.join().unwrap().status.success());
+    }
+    let ips: std::collections::BTreeSet<String> =
+        (0..6).map(|i| s.ip_of(&format!("c{i}"))).collect();
+    assert_eq!(ips.len(), 6, "six distinct addresses: {ips:?}");
+    // The monitor killed with -9, then the container: the next network change releases
+    // the address, the veth and the rules.
+    let port = free_port();
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "k",
+        "-p",
+        &format!("{port}:80"),
+        "bb:1",
+        "sleep",
+        "60",
+    ]);
+    let id = s.field("k", "{{.Id}}");
+    let ip = s.ip_of("k");
+    let pid: i32 = s.field("k", "{{.State.Pid}}").parse().unwrap();
+    let mon = std::fs::read_to_string(
+        s.dir
+            .path()
+            .join(format!("data/containers/{id}/status.json")),
+    )
+    .ok()
+    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    .and_then(|v| v["monitor_pid"].as_i64())
+    .unwrap();
+    sh_ok(&format!("kill -9 {mon} && kill -9 {pid}"));
+    std::thread::sleep(Duration::from_millis(300));
+    s.ok(&["run", "--rm", "bb:1", "true"]);
+    assert_no_trace(&id, &ip);
+    assert!(!sh_ok("nft list ruleset").contains(&format!("dport {port} ")));
+}
+
+#[test]
+fn a_container_cannot_touch_the_host_network() {
+    if !can_run() {
+        return;
+    }
+    let s = Store::new();
+    let o = s.ok(&["run", "--rm", "bb:1", "sh", "-c", "ip -o link; ip link set eth0 down && echo changed; ip addr add 10.89.0.200/24 dev eth0 && echo added; true"]);
+    assert!(
+        !o.contains("oci0") && !o.contains("changed") && !o.contains("added"),
+        "{o}"
+    );
+    assert_eq!(
+        o.lines().filter(|l| l.contains(": ")).count(),
+        2,
+        "lo and eth0 only: {o}"
+    );
+    // With NET_ADMIN it changes its own namespace only.
+    let before = sh_ok("nft list ruleset");
+    s.ok(&[
+        "run",
+        "--rm",
+        "--cap-add",
+        "NET_ADMIN",
+        "bb:1",
+        "sh",
+        "-c",
+        "ip link set eth0 down; ip link add dummy0 type dummy 2>/dev/null; true",
+    ]);
+    assert!(sh_ok("ip -o link").lines().all(|l| !l.contains("dummy0")));
+    let after = sh_ok("nft list ruleset");
+    assert_eq!(
+        before.lines().filter(|l| l.contains("masquerade")).count(),
+        after.lines().filter(|l| l.contains("masquerade")).count()
+    );
+}
+
+#[test]
+fn rootless_published_port_and_egress_through_slirp4netns() {
+    if !can_run() {
+        return;
+    }
+    if !Path::new("/usr/bin/slirp4netns").exists() {
+        eprintln!("skipping: slirp4netns is missing (scripts/test.sh installs it)");
+        return;
+    }
+    let Some((uid, gid, _)) = common::rootless_user() else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let Some(nginx) = nginx_tar() else { return };
+    let tar = home.path().join("nginx.tar");
+    std::fs::copy(&nginx, &tar).unwrap();
+    std::os::unix::fs::chown(home.path(), Some(uid), Some(gid)).unwrap();
+    std::os::unix::fs::chown(&tar, Some(uid), Some(gid)).unwrap();
+    let data = home.path().join("data");
+    let ok = |args: &[&str]| common::ok_as(OCI, (uid, gid), home.path(), &data, args);
+    ok(&[
+        "import",
+        tar.to_str().unwrap(),
+        "nginx:light",
+        "-c",
+        r#"CMD ["nginx","-g","daemon off;"]"#,
+        "-c",
+        "EXPOSE 80",
+    ]);
+    let port = free_port();
+    ok(&[
+        "run",
+        "-d",
+        "--name",
+        "rweb",
+        "-p",
+        &format!("{port}:80"),
+        "nginx:light",
+    ]);
+    assert!(http_get(&format!("127.0.0.1:{port}")).contains("Welcome to nginx"));
+    assert_eq!(ok(&["port", "rweb"]), format!("80/tcp -> 0.0.0.0:{port}\n"));
+    // -P as well.
+    ok(&["run", "-d", "--name", "rall", "-P", "nginx:light"]);
+    let line = ok(&["port", "rall"]);
+    let p = line.trim().rsplit(':').next().unwrap().to_owned();
+    assert!(http_get(&format!("127.0.0.1:{p}")).contains("Welcome to nginx"));
+    // Egress: the host's own address through slirp4netns's gateway.
+    let www = home.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("index.html"), "host page\n").unwrap();
+    let hp = free_port();
+    let mut server = Command::new("/bin/busybox")
+        .args(["httpd", "-f", "-p", &format!("0.0.0.0:{hp}"), "-h"])
+        .arg(&www)
+        .spawn()
+        .unwrap();
+    let host_ip = sh_ok("ip -4 -o route get 1.1.1.1 | sed -n 's/.* src \\([0-9.]*\\).*/\\1/p'");
+    let got = ok(&[
+        "run",
+        "--rm",
+        "nginx:light",
+        "bash",
+        "-c",
+        &format!(
+            "exec 3<>/dev/tcp/{}/{hp} && printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3",
+            host_ip.trim()
+        ),
+    ]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(got.contains("host page"), "{got}");
+    for n in ["rweb", "rall"] {
+        ok(&["rm", "-f", n]);
+    }
+    // The helpers went with them.
+    std::thread::sleep(Duration::from_millis(200));
+    let left = sh_ok(&format!("ps -o pid=,args= -u {uid} || true"));
+    assert!(!left.contains("slirp4netns"), "{left}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the proxy is gone"
+    );
+}
