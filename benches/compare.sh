@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side comparison with the peers, on the same data, on this machine.
 #
-#   benches/compare.sh [layer|registry|runtime|containers|all]      (default: all; needs root and network for
+#   benches/compare.sh [layer|registry|runtime|containers|network|all]      (default: all; needs root and network for
 #                                                 debootstrap the first time)
 #
 # Data (cached in $BENCH_DIR, default /var/tmp/oci-rs-bench):
@@ -345,17 +345,17 @@ containers_bench() {
   echo "| what | wall (median of $R) | peak RSS |"
   echo "|---|---|---|"
   race \
-    "oci run -d sleep (ours)" "\$O rm -f d >/dev/null 2>&1; true" "\$O run -d --name d bench/bb:1 sleep 1000" \
+    "oci run -d sleep (ours)" "\$O rm -f d >/dev/null 2>&1; true" "\$O run -d --network none --name d bench/bb:1 sleep 1000" \
     "podman run -d sleep" "\$P rm -f -t 0 d >/dev/null 2>&1; true" "\$P run -d \$PR --name d docker.io/bench/bb:1 sleep 1000"
   race \
-    "oci stop (ours, exits on SIGTERM)" "\$O rm -f s >/dev/null 2>&1; \$O run -d --name s bench/bb:1 sh -c \"\$TERMSH\"; sleep 0.5" "\$O stop s" \
+    "oci stop (ours, exits on SIGTERM)" "\$O rm -f s >/dev/null 2>&1; \$O run -d --network none --name s bench/bb:1 sh -c \"\$TERMSH\"; sleep 0.5" "\$O stop s" \
     "podman stop (exits on SIGTERM)" "\$P rm -f -t 0 s >/dev/null 2>&1; \$P run -d \$PR --name s docker.io/bench/bb:1 sh -c \"\$TERMSH\"; sleep 0.5" "\$P stop s"
   echo
   echo "Ratios: run -d ours / podman = $(ratio "oci run -d sleep (ours)" "podman run -d sleep"), stop ours / podman = $(ratio "oci stop (ours, exits on SIGTERM)" "podman stop (exits on SIGTERM)")"
   $O rm -f d s >/dev/null 2>&1 || true
   $P rm -f -t 0 -a >/dev/null 2>&1 || true
   local idle
-  idle=$($O run -d --name idle bench/bb:1 sleep 1000)
+  idle=$($O run -d --network none --name idle bench/bb:1 sleep 1000)
   $P run -d $PR --name idle docker.io/bench/bb:1 sleep 1000 >/dev/null
   sleep 3
   local ours conmon
@@ -378,14 +378,112 @@ containers_bench() {
   awk -v c="$C/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
 }
 
+# Networking: nginx-light and iperf3 from debootstrap, published ports, against podman with
+# netavark (root) and slirp4netns + rootlessport (rootless).
+network_bench() {
+  need podman runc netavark aardvark-dns slirp4netns nftables iperf3 apache2-utils curl uidmap
+  local N=$D/net R=${RUNS:-3}
+  if [ ! -s "$D/nginx-iperf.tar" ]; then
+    rm -rf "$D/nginx-root"
+    debootstrap --variant=minbase --include=nginx-light,iperf3 bookworm "$D/nginx-root" \
+      http://deb.debian.org/debian >/dev/null
+    rm -rf "$D/nginx-root/var/cache/apt/archives" "$D/nginx-root/var/lib/apt/lists"
+    tar -C "$D/nginx-root" -cf "$D/nginx-iperf.tar" .
+  fi
+  awk -v c="$N/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
+  rm -rf "$N" && mkdir -p "$N"
+  chmod 0666 /dev/net/tun
+  local O="$OCI -q --data-dir $N/data"
+  $O import "$D/nginx-iperf.tar" bench/nginx:1 -c 'CMD ["nginx","-g","daemon off;"]' -c 'EXPOSE 80' >/dev/null
+  $O save -o "$N/nginx.tar" bench/nginx:1
+  local P="podman --root $N/podman --runroot $N/podman-run --runtime runc --cgroup-manager cgroupfs --events-backend file --network-backend netavark"
+  $P load -i "$N/nginx.tar" >/dev/null
+  local PR="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
+  # Until the published port answers.
+  local UP='until curl -s -o /dev/null http://127.0.0.1:$1/; do sleep 0.005; done'
+  export O P PR UP
+  echo
+  echo "### Networking as root: nginx-light with a published port (contenders alternate, $R rounds)"
+  echo
+  echo "| what | wall (median of $R) | peak RSS |"
+  echo "|---|---|---|"
+  race \
+    "oci run -d -p until the port answers (ours)" "\$O rm -f w >/dev/null 2>&1; true" "\$O run -d --name w -p 18080:80 bench/nginx:1 && bash -c \"\$UP\" _ 18080" \
+    "podman run -d -p until the port answers" "\$P rm -f -t 0 w >/dev/null 2>&1; true" "\$P run -d \$PR --name w -p 18081:80 docker.io/bench/nginx:1 && bash -c \"\$UP\" _ 18081"
+  echo
+  echo "Ratio: run -d -p ours / podman = $(ratio "oci run -d -p until the port answers (ours)" "podman run -d -p until the port answers")"
+  net_throughput "root" "$O" "$P" "$PR" 18080 18081
+  $O rm -f w >/dev/null 2>&1 || true
+  $P rm -f -t 0 -a >/dev/null 2>&1 || true
+
+  # Rootless: the same as the test user, each with a store in its home.
+  local U=oci-rs-rootless
+  id -u $U >/dev/null 2>&1 || useradd -M -s /usr/sbin/nologin $U
+  grep -q "^$U:" /etc/subuid || echo "$U:300000:65536" >>/etc/subuid
+  grep -q "^$U:" /etc/subgid || echo "$U:300000:65536" >>/etc/subgid
+  local H=$N/home
+  mkdir -p "$H" && cp "$N/nginx.tar" "$H/" && chown -R $U:$U "$H"
+  local AS="setpriv --reuid=$(id -u $U) --regid=$(id -g $U) --clear-groups env HOME=$H XDG_RUNTIME_DIR=$H/run"
+  mkdir -p "$H/run" && chown $U:$U "$H/run" && chmod 700 "$H/run"
+  local RO="$AS $OCI -q --data-dir $H/data"
+  local RP="$AS podman --root $H/podman --runroot $H/podman-run --runtime runc --cgroup-manager cgroupfs --events-backend file"
+  (cd "$H" && $RO load -i "$H/nginx.tar" >/dev/null && $RP load -i "$H/nginx.tar" >/dev/null)
+  export RO RP
+  echo
+  echo "### Networking rootless: slirp4netns and a userland port proxy each (contenders alternate, $R rounds)"
+  echo
+  echo "| what | wall (median of $R) | peak RSS |"
+  echo "|---|---|---|"
+  race \
+    "rootless oci run -d -p until the port answers (ours)" "cd $H; \$RO rm -f w >/dev/null 2>&1; true" "cd $H; \$RO run -d --name w -p 18082:80 bench/nginx:1 && bash -c \"\$UP\" _ 18082" \
+    "rootless podman run -d -p until the port answers" "cd $H; \$RP rm -f -t 0 w >/dev/null 2>&1; true" "cd $H; \$RP run -d \$PR --name w -p 18083:80 docker.io/bench/nginx:1 && bash -c \"\$UP\" _ 18083"
+  echo
+  echo "Ratio: rootless run -d -p ours / podman = $(ratio "rootless oci run -d -p until the port answers (ours)" "rootless podman run -d -p until the port answers")"
+  (cd "$H" && net_throughput "rootless" "$RO" "$RP" "$PR" 18082 18083)
+  (cd "$H" && { $RO rm -f w >/dev/null 2>&1; $RP rm -f -t 0 -a >/dev/null 2>&1; }) || true
+  awk -v c="$N/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
+}
+
+# net_throughput MODE OURS PODMAN PODMAN_FLAGS OURPORT PODPORT: with container "w" of each
+# serving nginx on the port: requests per second of ab (1 KiB page, 16 at a time), then
+# iperf3 through a second published port; alternating, median of RUNS.
+net_throughput() {
+  local mode=$1 o=$2 p=$3 pr=$4 po=$5 pp=$6 r
+  local -a oab pab oip pip
+  $o exec w sh -c 'head -c 1024 /dev/zero | tr "\0" x > /var/www/html/k.html' 
+  $p exec w sh -c 'head -c 1024 /dev/zero | tr "\0" x > /var/www/html/k.html'
+  $o rm -f ip >/dev/null 2>&1 || true
+  $p rm -f -t 0 ip >/dev/null 2>&1 || true
+  $o run -d --name ip -p $((po + 100)):5201 bench/nginx:1 iperf3 -s >/dev/null
+  $p run -d $pr --name ip -p $((pp + 100)):5201 docker.io/bench/nginx:1 iperf3 -s >/dev/null
+  sleep 1
+  for r in $(seq "${RUNS:-3}"); do
+    oab+=("$(ab -q -n 20000 -c 16 "http://127.0.0.1:$po/k.html" 2>/dev/null | awk '/Requests per second/{print $4}')")
+    pab+=("$(ab -q -n 20000 -c 16 "http://127.0.0.1:$pp/k.html" 2>/dev/null | awk '/Requests per second/{print $4}')")
+    oip+=("$(iperf3 -c 127.0.0.1 -p $((po + 100)) -t 5 -J | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9, 2))')")
+    pip+=("$(iperf3 -c 127.0.0.1 -p $((pp + 100)) -t 5 -J | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9, 2))')")
+  done
+  med() { printf '%s\n' "$@" | sort -n | sed -n "$((($# + 1) / 2))p"; }
+  echo
+  echo "Through the published port, $mode (median of ${RUNS:-3}; ab -n 20000 -c 16 of a 1 KiB page; iperf3 -t 5 from the host's loopback):"
+  echo
+  echo "| contender | requests/s | iperf3 Gbit/s |"
+  echo "|---|---|---|"
+  echo "| ours | $(med "${oab[@]}") | $(med "${oip[@]}") |"
+  echo "| podman | $(med "${pab[@]}") | $(med "${pip[@]}") |"
+  $o rm -f ip >/dev/null 2>&1 || true
+  $p rm -f -t 0 ip >/dev/null 2>&1 || true
+}
+
 echo "## $(date -u +%F) on $(nproc) cores, $(uname -r)"
 case $what in
   layer) layer_bench ;;
   registry) registry_bench ;;
   runtime) runtime_bench ;;
   containers) containers_bench ;;
-  all) layer_bench; registry_bench; runtime_bench; containers_bench ;;
-  *) echo "usage: $0 [layer|registry|runtime|containers|all]" >&2; exit 2 ;;
+  network) network_bench ;;
+  all) layer_bench; registry_bench; runtime_bench; containers_bench; network_bench ;;
+  *) echo "usage: $0 [layer|registry|runtime|containers|network|all]" >&2; exit 2 ;;
 esac
 if ((failed)); then
   echo "compare.sh: some measurements FAILED; the table above is incomplete" >&2

@@ -44,6 +44,44 @@
 //! inside, splicing the bytes. No firewall rule is needed; the server sees connections
 //! from 127.0.0.1.
 //!
+//! # Example
+//! A detached container with port 8080 of the host published to its port 80, on the default
+//! bridge (as root): the monitor attaches it before each start and detaches it after.
+//!
+//! ```no_run
+//! use oci_runtime::image_spec::{etc_files, spec_from_image, Network, RunOptions};
+//! use oci_runtime::monitor::{Monitor, MonitorConfig};
+//! use oci_runtime::network::{parse_publish, AttachRequest, Plan, DEFAULT_NETWORK};
+//! use std::path::Path;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let config: oci_spec::image::ImageConfiguration = serde_json::from_str("{}")?;
+//! let dir = Path::new("/var/lib/myapp/web");
+//! let opts = RunOptions {
+//!     network: Network::Bridge,
+//!     mounts: etc_files(dir, "web", Network::Bridge)?,
+//!     ..Default::default()
+//! };
+//! let spec = spec_from_image(&config, Path::new("/var/lib/myapp/web/rootfs"), &opts)?;
+//! let mut mc = MonitorConfig::new("web", spec, dir, Path::new("/run/myapp"), dir);
+//! mc.network = Some(Plan::Bridge {
+//!     store: "/var/lib/myapp/networks".into(),
+//!     request: AttachRequest {
+//!         container: "web".into(),
+//!         name: "web".into(),
+//!         hostname: "web".into(),
+//!         networks: vec![DEFAULT_NETWORK.into()],
+//!         ports: parse_publish("8080:80")?,
+//!         hosts_file: Some(dir.join("hosts")),
+//!     },
+//! });
+//! let (monitor, _pid) = Monitor::spawn(mc)?;
+//! let published = monitor.status()?.network.map(|n| n.ports).unwrap_or_default();
+//! # let _ = published;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Hostile containers: every change is made from the host side; the container's processes
 //! have no `CAP_NET_ADMIN` outside their own network namespace, so they can change neither
 //! the bridge nor the rules.
