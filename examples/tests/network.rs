@@ -151,6 +151,21 @@ impl Store {
     fn ip_of(&self, name: &str) -> String {
         self.field(name, "{{.NetworkSettings.IPAddress}}")
     }
+
+    /// Removes every container of the store and checks that none left a veth or a rule.
+    fn finish(&self) {
+        let ids = self.ok(&["ps", "-a", "-q", "--no-trunc"]);
+        let ips: Vec<(String, String)> = ids
+            .lines()
+            .map(|id| (id.to_owned(), self.ip_of(id)))
+            .collect();
+        for (id, _) in &ips {
+            self.ok(&["rm", "-f", id]);
+        }
+        for (id, ip) in &ips {
+            assert_no_trace(id, ip);
+        }
+    }
 }
 
 fn sh(cmd: &str) -> Output {
@@ -332,6 +347,7 @@ fn published_port_reaches_nginx_from_loopback_host_address_and_another_namespace
     assert!(http_get(&format!("127.0.0.1:{port}")).contains("Welcome to nginx"));
     s.ok(&["rm", "-f", "web"]);
     assert_no_trace(&id, &ip);
+    s.finish();
 }
 
 #[test]
@@ -362,6 +378,72 @@ fn publish_all_maps_every_exposed_port_to_a_free_one() {
         "run", "-d", "--name", "rg", "-p", &spec, "bb:1", "sleep", "30",
     ]);
     assert_eq!(s.ok(&["port", "rg"]).lines().count(), 2);
+    s.finish();
+}
+
+#[test]
+fn udp_ports_and_restarts_keep_their_publishing() {
+    if !can_run() {
+        return;
+    }
+    let s = Store::new();
+    if s.with_nginx() {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = sock.local_addr().unwrap().port();
+        drop(sock);
+        // perl-base is in every Debian: a UDP receiver that prints what arrives.
+        s.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "u",
+            "-p",
+            &format!("{port}:9999/udp"),
+            "nginx:light",
+            "perl",
+            "-MIO::Socket::INET",
+            "-e",
+            "$|=1; my $s = IO::Socket::INET->new(LocalPort => 9999, Proto => 'udp') or die; \
+             while ($s->recv(my $m, 100)) { print $m }",
+        ]);
+        assert_eq!(
+            s.ok(&["port", "u"]),
+            format!("9999/udp -> 0.0.0.0:{port}\n")
+        );
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            c.send_to(b"datagram\n", ("127.0.0.1", port)).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            if s.ok(&["logs", "u"]).contains("datagram") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no datagram arrived");
+        }
+    }
+    // A restart policy brings the container back with its port and a fresh endpoint.
+    let hp = free_port();
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "r",
+        "--restart",
+        "on-failure:2",
+        "-p",
+        &format!("{hp}:80"),
+        "bb:1",
+        "sh",
+        "-c",
+        "httpd -p 80 -h / ; sleep 1; exit 3",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.field("r", "{{.RestartCount}}") == "0" {
+        assert!(Instant::now() < deadline, "no restart");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(http_get(&format!("127.0.0.1:{hp}")).starts_with("HTTP/1."));
+    s.finish();
 }
 
 #[test]
@@ -391,6 +473,7 @@ fn bad_port_specs_and_networks_are_one_line_errors() {
     let err = s.fails(&["network", "create", &n]);
     assert!(err.contains("already exists"), "{err}");
     s.ok(&["network", "rm", &n]);
+    s.finish();
 }
 
 #[test]
@@ -516,6 +599,7 @@ fn egress_reaches_a_server_in_a_namespace_standing_for_the_internet() {
         log.contains("203.0.113.1"),
         "the server sees the host's address (masquerade), not the container's: {log}"
     );
+    s.finish();
 }
 
 #[test]
@@ -575,6 +659,7 @@ fn addresses_are_unique_under_concurrent_runs_and_released_after_a_killed_monito
     s.ok(&["run", "--rm", "bb:1", "true"]);
     assert_no_trace(&id, &ip);
     assert!(!sh_ok("nft list ruleset").contains(&format!("dport {port} ")));
+    s.finish();
 }
 
 #[test]
@@ -611,6 +696,7 @@ fn a_container_cannot_touch_the_host_network() {
         before.lines().filter(|l| l.contains("masquerade")).count(),
         after.lines().filter(|l| l.contains("masquerade")).count()
     );
+    s.finish();
 }
 
 #[test]
@@ -689,7 +775,11 @@ fn rootless_published_port_and_egress_through_slirp4netns() {
     }
     // The helpers went with them.
     std::thread::sleep(Duration::from_millis(200));
-    let left = sh_ok(&format!("ps -o pid=,args= -u {uid} || true"));
+    // Live ones only: zombies that another tool's helpers left to a pid 1 that does not reap
+    // are not ours to judge.
+    let left = sh_ok(&format!(
+        "ps -o stat=,args= -u {uid} | grep -v '^Z' || true"
+    ));
     assert!(!left.contains("slirp4netns"), "{left}");
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),

@@ -177,7 +177,7 @@ fn close_all_but(keep: &[i32]) {
     }
 }
 
-/// The proxy's life: one accepting thread per listener, two splicing threads per client.
+/// The proxy's life: one accepting thread per listener, one relaying thread per client.
 fn serve(listeners: Vec<(OwnedFd, PublishedPort)>) {
     let mut threads = Vec::new();
     for (fd, p) in listeners {
@@ -186,7 +186,10 @@ fn serve(listeners: Vec<(OwnedFd, PublishedPort)>) {
             for client in l.incoming() {
                 let Ok(client) = client else { continue };
                 let port = p.container_port;
-                std::thread::spawn(move || connect(client, port));
+                // A relay needs little stack; a small one makes a short connection cheap.
+                let _ = std::thread::Builder::new()
+                    .stack_size(64 << 10)
+                    .spawn(move || connect(client, port));
             }
         }));
     }
@@ -204,33 +207,124 @@ fn connect(client: TcpStream, port: u16) {
     };
     let _ = client.set_nodelay(true);
     let _ = inner.set_nodelay(true);
-    let (Ok(c2), Ok(i2)) = (client.try_clone(), inner.try_clone()) else {
-        return;
-    };
-    let up = std::thread::spawn(move || pump(&client, &i2));
-    pump(&inner, &c2);
-    let _ = up.join();
+    relay(&client, &inner);
 }
 
-/// Moves bytes from `from` to `to` through a pipe with splice (no copy to user space);
-/// at the end of `from`, shuts down `to`'s writing side.
-fn pump(from: &TcpStream, to: &TcpStream) {
-    use rustix::pipe::{splice, SpliceFlags};
-    let Ok((r, w)) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) else {
+/// One direction of a relay: bytes spliced from `from` into a pipe, then into `to` (never
+/// through user space).
+struct Half<'a> {
+    from: &'a TcpStream,
+    to: &'a TcpStream,
+    r: OwnedFd,
+    w: OwnedFd,
+    /// Bytes in the pipe, not yet written to `to`.
+    pending: usize,
+    eof: bool,
+    shut: bool,
+}
+
+impl Half<'_> {
+    /// Moves what the pipe holds on to `to`; false on an error.
+    fn flush(&mut self) -> bool {
+        use rustix::pipe::{splice, SpliceFlags};
+        while self.pending > 0 {
+            match splice(
+                &self.r,
+                None,
+                self.to,
+                None,
+                self.pending,
+                SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
+            ) {
+                Ok(0) => return false,
+                Ok(m) => self.pending -= m,
+                Err(rustix::io::Errno::AGAIN) => return true,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return false,
+            }
+        }
+        if self.eof && !self.shut {
+            let _ = self.to.shutdown(std::net::Shutdown::Write);
+            self.shut = true;
+        }
+        true
+    }
+
+    /// Reads what `from` has into the pipe; false on an error.
+    fn fill(&mut self) -> bool {
+        use rustix::pipe::{splice, SpliceFlags};
+        match splice(
+            self.from,
+            None,
+            &self.w,
+            None,
+            1 << 20,
+            SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
+        ) {
+            Ok(0) => self.eof = true,
+            Ok(n) => self.pending += n,
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+            Err(_) => return false,
+        }
+        self.flush()
+    }
+}
+
+/// Relays both directions of one connection on this thread with poll, until both ends have
+/// finished (a half-close is passed on as a shutdown of the other side's writing).
+fn relay(client: &TcpStream, inner: &TcpStream) {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let half = |from, to| {
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ok()?;
+        Some(Half {
+            from,
+            to,
+            r,
+            w,
+            pending: 0,
+            eof: false,
+            shut: false,
+        })
+    };
+    if client.set_nonblocking(true).is_err() || inner.set_nonblocking(true).is_err() {
+        return;
+    }
+    let (Some(up), Some(down)) = (half(client, inner), half(inner, client)) else {
         return;
     };
-    'outer: loop {
-        let n = match splice(from, None, &w, None, 1 << 20, SpliceFlags::MOVE) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let mut left = n;
-        while left > 0 {
-            match splice(&r, None, to, None, left, SpliceFlags::MOVE) {
-                Ok(0) | Err(_) => break 'outer,
-                Ok(m) => left -= m,
+    let mut halves = [up, down];
+    loop {
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(4);
+        let mut what = Vec::with_capacity(4);
+        for (i, h) in halves.iter().enumerate() {
+            if h.pending > 0 {
+                fds.push(PollFd::new(h.to, PollFlags::OUT));
+                what.push((i, false));
+            } else if !h.eof {
+                fds.push(PollFd::new(h.from, PollFlags::IN));
+                what.push((i, true));
+            }
+        }
+        if fds.is_empty() {
+            return;
+        }
+        if poll(&mut fds, None).is_err() {
+            return;
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        drop(fds);
+        for (k, (i, reading)) in what.into_iter().enumerate() {
+            if !ready[k] {
+                continue;
+            }
+            let ok = if reading {
+                halves[i].fill()
+            } else {
+                halves[i].flush()
+            };
+            if !ok {
+                return;
             }
         }
     }
-    let _ = to.shutdown(std::net::Shutdown::Write);
 }
