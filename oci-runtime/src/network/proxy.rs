@@ -276,6 +276,9 @@ fn relay(client: &TcpStream, inner: &TcpStream) {
     use rustix::event::{poll, PollFd, PollFlags};
     let half = |from, to| {
         let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ok()?;
+        // A larger pipe moves more per splice on a bulk stream (the kernel caps it at
+        // fs.pipe-max-size; a refusal leaves the default 64 KiB).
+        let _ = rustix::pipe::fcntl_setpipe_size(&w, 1 << 20);
         Some(Half {
             from,
             to,
