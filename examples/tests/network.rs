@@ -74,6 +74,14 @@ fn nginx_tar() -> Option<PathBuf> {
 
 struct Store {
     dir: tempfile::TempDir,
+    cli: common::Cli,
+}
+
+impl std::ops::Deref for Store {
+    type Target = common::Cli;
+    fn deref(&self) -> &common::Cli {
+        &self.cli
+    }
 }
 
 impl Drop for Store {
@@ -90,7 +98,11 @@ impl Store {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let tar = common::busybox_rootfs_tar(dir.path(), TOOLS);
-        let s = Self { dir };
+        let cli = common::Cli {
+            oci: OCI,
+            data: dir.path().join("data"),
+        };
+        let s = Self { dir, cli };
         s.ok(&["import", tar.to_str().unwrap(), "bb:1", "-c", "EXPOSE 80"]);
         s
     }
@@ -109,43 +121,6 @@ impl Store {
             "EXPOSE 80",
         ]);
         true
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(OCI);
-        c.arg("-q")
-            .arg("--data-dir")
-            .arg(self.dir.path().join("data"))
-            .args(args);
-        c
-    }
-
-    fn oci(&self, args: &[&str]) -> Output {
-        self.cmd(args).stdin(Stdio::null()).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.oci(args);
-        assert!(
-            o.status.success(),
-            "oci {args:?} failed ({}): {}{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let o = self.oci(args);
-        assert!(!o.status.success(), "oci {args:?} succeeded");
-        String::from_utf8(o.stderr).unwrap()
-    }
-
-    fn field(&self, name: &str, format: &str) -> String {
-        self.ok(&["inspect", "--format", format, name])
-            .trim()
-            .to_owned()
     }
 
     fn ip_of(&self, name: &str) -> String {

@@ -253,3 +253,52 @@ pub fn root_with_busybox() -> bool {
     }
     true
 }
+
+/// `oci -q --data-dir DATA ...` as the tests run it.
+pub struct Cli {
+    /// The `oci` binary.
+    pub oci: &'static str,
+    /// The data directory.
+    pub data: std::path::PathBuf,
+}
+
+impl Cli {
+    /// The command, not run.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(self.oci);
+        c.arg("-q").arg("--data-dir").arg(&self.data).args(args);
+        c
+    }
+
+    /// Runs it with no stdin.
+    pub fn oci(&self, args: &[&str]) -> std::process::Output {
+        self.cmd(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// Runs it; it must succeed. Its standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.oci(args);
+        assert!(
+            o.status.success(),
+            "oci {args:?} failed ({}): {}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Runs it; it must fail. Its standard error.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let o = self.oci(args);
+        assert!(!o.status.success(), "oci {args:?} succeeded");
+        String::from_utf8(o.stderr).unwrap()
+    }
+
+    /// `inspect --format FORMAT name`, trimmed.
+    pub fn field(&self, name: &str, format: &str) -> String {
+        self.ok(&["inspect", "--format", format, name])
+            .trim()
+            .to_owned()
+    }
+}
