@@ -181,6 +181,15 @@ pub enum NetError {
         #[source]
         source: Option<std::io::Error>,
     },
+    /// A socket for a published port.
+    #[error("cannot open a socket for {addr}")]
+    Socket {
+        /// The host address and port.
+        addr: SocketAddrV4,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A tool the set-up runs (`slirp4netns`).
     #[error("cannot run {tool}: {reason}")]
     Tool {
@@ -646,9 +655,8 @@ fn reserve_ports(
                 rustix::net::SocketFlags::CLOEXEC,
                 None,
             )
-            .map_err(|e| NetError::Io {
-                op: "open a socket for",
-                path: PathBuf::from(format!("{ip}:{port}")),
+            .map_err(|e| NetError::Socket {
+                addr: SocketAddrV4::new(ip, port),
                 source: e.into(),
             })?;
             match rustix::net::bind(&fd, &SocketAddrV4::new(ip, port)) {
@@ -696,6 +704,8 @@ struct Locked {
 
 const ENDPOINTS: &str = "endpoints.json";
 const MARK: &str = "# oci-network";
+/// The most of a container's `/etc/hosts` that is read back.
+const HOSTS_MAX: u64 = 1 << 20;
 
 /// The default network's subnet, and where the automatic subnets of new networks start.
 const AUTO_BASE: Ipv4Addr = Ipv4Addr::new(10, 89, 0, 0);
@@ -995,9 +1005,19 @@ impl Networks {
     fn write_hosts(&self, eps: &[Endpoint]) {
         for e in eps {
             let Some(path) = &e.hosts_file else { continue };
-            let Ok(old) = std::fs::read_to_string(path) else {
+            // The container writes this file: at most HOSTS_MAX of it is read back, so a
+            // container that fills it cannot make every network change read gigabytes.
+            let mut old = String::new();
+            let read = std::fs::File::open(path).and_then(|f| {
+                std::io::Read::read_to_string(&mut std::io::Read::take(f, HOSTS_MAX), &mut old)
+            });
+            if read.is_err() {
                 continue;
-            };
+            }
+            if old.len() as u64 >= HOSTS_MAX {
+                tracing::warn!(path = %path.display(), "a hosts file over 1 MiB: its own lines are dropped");
+                old = "127.0.0.1\tlocalhost\n".into();
+            }
             let mut text: String = old
                 .lines()
                 .filter(|l| !l.ends_with(MARK))
@@ -1352,6 +1372,55 @@ mod tests {
         let a = parse_subnet("10.1.0.0/16").unwrap();
         assert!(overlaps(a, parse_subnet("10.1.5.0/24").unwrap()));
         assert!(!overlaps(a, parse_subnet("10.2.0.0/24").unwrap()));
+    }
+
+    fn endpoint(container: &str, ip: [u8; 4], hosts: Option<PathBuf>) -> Endpoint {
+        Endpoint {
+            container: container.into(),
+            name: container.into(),
+            hostname: container.into(),
+            network: "n".into(),
+            interface: "eth0".into(),
+            veth: "v".into(),
+            ip: Ipv4Addr::from(ip),
+            prefix: 24,
+            gateway: Ipv4Addr::new(10, 0, 0, 1),
+            mac: String::new(),
+            ports: Vec::new(),
+            pid: 0,
+            start_time: 0,
+            hosts_file: hosts,
+        }
+    }
+
+    #[test]
+    fn hosts_files_keep_the_containers_lines_and_cap_what_is_read_back() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        std::fs::write(&a, "127.0.0.1\tlocalhost\n10.9.9.9\tmine\n").unwrap();
+        // A container that filled its file: 3 MiB of one line.
+        std::fs::write(&b, "x".repeat(3 << 20)).unwrap();
+        let eps = [
+            endpoint("web", [10, 0, 0, 2], Some(a.clone())),
+            endpoint("db", [10, 0, 0, 3], Some(b.clone())),
+        ];
+        let store = Networks::open(d.path());
+        store.write_hosts(&eps);
+        let ta = std::fs::read_to_string(&a).unwrap();
+        assert!(
+            ta.contains("10.9.9.9\tmine\n"),
+            "its own line is kept: {ta}"
+        );
+        assert!(ta.contains("10.0.0.3\tdb\t# oci-network"), "{ta}");
+        assert!(ta.contains("10.0.0.2\tweb\t# oci-network"), "{ta}");
+        let tb = std::fs::read_to_string(&b).unwrap();
+        assert!(tb.len() < 4096, "{}", tb.len());
+        assert!(tb.contains("10.0.0.2\tweb\t# oci-network"), "{tb}");
+        // Run again: the marked lines are replaced, not added to.
+        store.write_hosts(&eps[..1]);
+        let ta = std::fs::read_to_string(&a).unwrap();
+        assert!(!ta.contains("db"), "{ta}");
+        assert_eq!(ta.matches(MARK).count(), 1, "{ta}");
     }
 
     #[test]

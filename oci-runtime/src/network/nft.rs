@@ -232,9 +232,30 @@ pub(crate) fn batch(nets: &[NetRules], ports: &[PortRule]) -> Batch<'static> {
     b
 }
 
+/// The `nft` program: the one on `PATH`, else Debian's `/usr/sbin/nft` (a PATH without the
+/// sbin directories, as an unprivileged login's, must not hide it from a root monitor).
+fn nft_program() -> std::ffi::OsString {
+    let on_path = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("nft"))
+            .find(|f| f.is_file())
+    });
+    on_path
+        .or_else(|| {
+            ["/usr/sbin/nft", "/sbin/nft"]
+                .iter()
+                .map(std::path::PathBuf::from)
+                .find(|f| f.is_file())
+        })
+        .map_or_else(|| "nft".into(), |p| p.into_os_string())
+}
+
 /// Applies `batch` with `nft`.
 pub(crate) fn apply(batch: Batch<'static>) -> Result<(), NetError> {
-    nftables::helper::apply_ruleset(&batch.to_nftables()).map_err(|e| NetError::Nft {
-        detail: e.to_string(),
-    })
+    let program = nft_program();
+    let no_args: [&str; 0] = [];
+    nftables::helper::apply_ruleset_with_args(&batch.to_nftables(), Some(&program), no_args)
+        .map_err(|e| NetError::Nft {
+            detail: format!("{e} (nft is in Debian's nftables package)"),
+        })
 }
