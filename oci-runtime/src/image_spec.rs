@@ -234,8 +234,9 @@ impl ExtraMount {
 /// localhost and the container, and `resolv.conf` is the host's without loopback name
 /// servers (a resolver on 127.0.0.x of the host is not reachable from another network
 /// namespace), or empty when nothing is left. On a [`Network::Bridge`] the container's own
-/// address line is added at attach time and docker's fallback servers (8.8.8.8, 8.8.4.4)
-/// stand in when no server is left; with [`Network::Slirp`] the server is slirp4netns's
+/// address line is added at attach time, the servers are systemd-resolved's upstream ones
+/// when the host's file names only its 127.0.0.53, and docker's fallback servers (8.8.8.8,
+/// 8.8.4.4) stand in when no server is left; with [`Network::Slirp`] the server is slirp4netns's
 /// 10.0.2.3.
 pub fn etc_files(dir: &Path, hostname: &str, network: Network) -> Result<Vec<ExtraMount>> {
     let write = |name: &str, text: &str| -> Result<PathBuf> {
@@ -243,7 +244,7 @@ pub fn etc_files(dir: &Path, hostname: &str, network: Network) -> Result<Vec<Ext
         std::fs::write(&p, text).map_err(|e| Error::io("write", &p, e))?;
         Ok(p)
     };
-    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let host_resolv = host_resolv_conf(network);
     let (hosts, resolv) = if network == Network::Host {
         (
             std::fs::read_to_string("/etc/hosts")
@@ -295,6 +296,33 @@ pub fn etc_files(dir: &Path, hostname: &str, network: Network) -> Result<Vec<Ext
         });
     }
     Ok(out)
+}
+
+/// Whether every `nameserver` of a resolv.conf is on the loopback (systemd-resolved's
+/// 127.0.0.53, dnsmasq's 127.0.0.1), or there is none.
+fn only_loopback_servers(text: &str) -> bool {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some("nameserver")).then(|| f.next()).flatten()
+        })
+        .all(|a| a.starts_with("127.") || a == "::1")
+}
+
+/// The host's resolv.conf for a container: as docker does, when it names only a loopback
+/// resolver and systemd-resolved keeps the real upstream servers in
+/// `/run/systemd/resolve/resolv.conf`, that file (a container cannot reach the host's
+/// loopback).
+fn host_resolv_conf(network: Network) -> String {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    if network == Network::Bridge && only_loopback_servers(&text) {
+        if let Ok(up) = std::fs::read_to_string("/run/systemd/resolve/resolv.conf") {
+            if !only_loopback_servers(&up) {
+                return up;
+            }
+        }
+    }
+    text
 }
 
 /// Which seccomp filter a container gets (`--security-opt seccomp=...`).
@@ -939,6 +967,19 @@ mod tests {
             };
             assert_eq!(net_ns(&joined), vec![Some(PathBuf::from("/proc/1/ns/net"))]);
         }
+    }
+
+    #[test]
+    fn loopback_resolvers_are_recognised() {
+        assert!(only_loopback_servers(
+            "nameserver 127.0.0.53\noptions edns0\n"
+        ));
+        assert!(only_loopback_servers(
+            "nameserver ::1\nnameserver 127.0.0.1\n"
+        ));
+        assert!(!only_loopback_servers(
+            "nameserver 127.0.0.53\nnameserver 10.0.0.2\n"
+        ));
     }
 
     #[test]
