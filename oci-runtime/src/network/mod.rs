@@ -792,7 +792,15 @@ impl Networks {
         let mut out = vec![Self::default_network()];
         let rd = match std::fs::read_dir(&self.dir) {
             Ok(r) => r,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            // Not made yet, or root's (a rootless caller): the built-in network only.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                return Ok(out)
+            }
             Err(e) => return Err(io("read", &self.dir)(e)),
         };
         let mut more = Vec::new();
@@ -928,6 +936,7 @@ impl Networks {
         }
         let path = self.dir.join(format!("{}.net.json", cfg.name));
         std::fs::remove_file(&path).map_err(io("remove", &path))?;
+        let _ = std::fs::remove_file(self.dir.join(format!("{}.last", cfg.name)));
         if let Ok(mut nl) = netlink::Netlink::new() {
             nl.delete_link(&cfg.bridge)?;
         }
@@ -989,6 +998,7 @@ impl Networks {
             .iter()
             .flat_map(|e| {
                 e.ports.iter().map(|p| nft::PortRule {
+                    owner: e.container[..e.container.len().min(12)].to_owned(),
                     host_ip: (!p.host_ip.is_unspecified()).then_some(p.host_ip),
                     host_port: p.host_port,
                     proto: p.proto,
@@ -1151,10 +1161,21 @@ impl Networks {
                     .collect();
                 let base = u32::from(net.subnet);
                 let last = base | !mask(net.prefix);
-                let ip = (base + 2..last)
-                    .map(Ipv4Addr::from)
+                // The next free address after the last one given out (wrapping), as docker
+                // does: an address just released is not handed out again at once, so stale
+                // ARP and conntrack entries of its old owner do not reach a new container.
+                let cursor_file = format!("{}.last", net.name);
+                let after = self
+                    .read_json::<Ipv4Addr>(&cursor_file)
+                    .ok()
+                    .flatten()
+                    .map_or(base + 1, u32::from);
+                let span = last.saturating_sub(base + 2);
+                let ip = (0..span)
+                    .map(|k| Ipv4Addr::from(base + 2 + (after.saturating_sub(base + 1) + k) % span))
                     .find(|a| !used.contains(a) && *a != net.gateway)
                     .ok_or_else(|| NetError::Exhausted(net.name.clone()))?;
+                self.write(&cursor_file, format!("\"{ip}\"").as_bytes())?;
                 let veth = format!(
                     "veth{}{}",
                     &req.container[..req.container.len().min(8)],

@@ -42,6 +42,8 @@ pub(crate) struct NetRules {
 
 /// A published port as the firewall sees it.
 pub(crate) struct PortRule {
+    /// The container's short id, the rule's comment (so `nft list ruleset` says whose it is).
+    pub owner: String,
     pub host_ip: Option<Ipv4Addr>,
     pub host_port: u16,
     pub proto: Proto,
@@ -94,6 +96,14 @@ fn chain(name: &str, hook: Option<(NfChainType, NfHook, i32)>) -> NfListObject<'
 }
 
 fn rule(chain: &str, expr: Vec<Statement<'static>>) -> NfListObject<'static> {
+    commented(chain, expr, None)
+}
+
+fn commented(
+    chain: &str,
+    expr: Vec<Statement<'static>>,
+    comment: Option<String>,
+) -> NfListObject<'static> {
     NfListObject::Rule(Rule {
         family: NfFamily::IP,
         table: TABLE.into(),
@@ -101,7 +111,7 @@ fn rule(chain: &str, expr: Vec<Statement<'static>>) -> NfListObject<'static> {
         expr: Cow::Owned(expr),
         handle: None,
         index: None,
-        comment: None,
+        comment: comment.map(Cow::Owned),
     })
 }
 
@@ -178,7 +188,7 @@ pub(crate) fn batch(nets: &[NetRules], ports: &[PortRule]) -> Batch<'static> {
             port: Some(Expression::Number(u32::from(p.port))),
             flags: None,
         })));
-        b.add(rule("ports", e));
+        b.add(commented("ports", e, Some(p.owner.clone())));
     }
     for n in nets {
         let net = || prefix(n.subnet, n.prefix);
