@@ -52,6 +52,48 @@ pub struct ImageRow {
     pub digest: String,
     /// Sum of layer sizes.
     pub size: u64,
+    /// When the image was created (nanoseconds since the epoch), when its config says.
+    pub created: Option<u64>,
+}
+
+/// Now, as RFC 3339, for a new image's `created`; `SOURCE_DATE_EPOCH` when set, so that
+/// builds and imports can be reproducible.
+fn creation_time() -> String {
+    let ns = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or_else(oci_runtime::logs::now_ns, |s| {
+            s.saturating_mul(1_000_000_000)
+        });
+    oci_runtime::logs::rfc3339(ns)
+}
+
+/// One row of `history`: a history entry of the config, newest first.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryRow {
+    /// The image id on the newest row, `None` (docker's `<missing>`) on the others.
+    pub id: Option<String>,
+    /// When (nanoseconds since the epoch), when recorded.
+    pub created: Option<u64>,
+    /// The command that made it.
+    pub created_by: String,
+    /// Its layer's size in the store (0 for an empty layer).
+    pub size: u64,
+    /// The comment.
+    pub comment: String,
+}
+
+/// What [`Images::find`] found.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The image's descriptor in the store.
+    pub desc: Descriptor,
+    /// The reference it was named by (for an id: its first name).
+    pub reference: ImageReference,
+    /// Every store name that points at it.
+    pub names: Vec<String>,
+    /// Named by its id (or a prefix of it), not by a reference.
+    pub by_id: bool,
 }
 
 impl Images {
@@ -137,9 +179,180 @@ impl Images {
             .map_err(|_| anyhow!("no such image: {}", r.familiar()))
     }
 
+    /// An image as a user names it: a reference in the store, else docker's image id (the
+    /// config digest, `sha256:` optional) or a unique prefix of one. Returns its descriptor,
+    /// the reference it was found by (the first name of an image found by id) and every
+    /// store name that points at it. Two images sharing the prefix: an error naming both.
+    pub async fn find(&self, name: &str) -> Result<Found> {
+        self.find_opt(name)
+            .await?
+            .ok_or_else(|| anyhow!("no such image: {name}"))
+    }
+
+    /// [`Images::find`], with `None` for an image that is not there (an ambiguous id
+    /// prefix is still an error).
+    pub async fn find_opt(&self, name: &str) -> Result<Option<Found>> {
+        let by_ref = match ImageReference::parse(name) {
+            Ok(r) => match self.layout.resolve(&store_name(&r)).await {
+                Ok(d) => Some((d, r)),
+                Err(_) => None,
+            },
+            Err(_) => None,
+        };
+        let hex = name.strip_prefix("sha256:").unwrap_or(name);
+        let looks_like_id = !hex.is_empty()
+            && hex.len() <= 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let mut matches: Vec<(String, Descriptor, String)> = Vec::new();
+        if by_ref.is_none() && looks_like_id {
+            for (store, desc) in ReferenceStore::list(&self.layout).await? {
+                let m = self
+                    .layout
+                    .manifest(&ManifestRef::Digest(desc.digest().clone()))
+                    .await?;
+                let id = match self.for_host(m).await {
+                    Ok(m) => match m.as_image() {
+                        Some(i) => i.config().digest().to_string(),
+                        None => m.digest().to_string(),
+                    },
+                    Err(_) => desc.digest().to_string(),
+                };
+                if id
+                    .strip_prefix("sha256:")
+                    .is_some_and(|h| h.starts_with(hex))
+                {
+                    matches.push((id, desc, store));
+                }
+            }
+        }
+        let (desc, reference) = match by_ref {
+            Some(x) => x,
+            None => {
+                let ids: std::collections::BTreeSet<&str> =
+                    matches.iter().map(|m| m.0.as_str()).collect();
+                match ids.len() {
+                    0 => return Ok(None),
+                    1 => {}
+                    _ => bail!(
+                        "ambiguous image id prefix {name}: it matches {}",
+                        ids.iter()
+                            .map(|i| short(i.trim_start_matches("sha256:")))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
+                let (_, d, store) = &matches[0];
+                let r = ImageReference::parse(store)
+                    .with_context(|| format!("the stored name {store}"))?;
+                (d.clone(), r)
+            }
+        };
+        let names = ReferenceStore::list(&self.layout)
+            .await?
+            .into_iter()
+            .filter(|(_, d)| d.digest() == desc.digest())
+            .map(|(n, _)| n)
+            .collect();
+        Ok(Some(Found {
+            desc,
+            reference,
+            names,
+            by_id: !matches.is_empty(),
+        }))
+    }
+
+    /// `history IMAGE`: the config's history, newest first, each entry that made a layer
+    /// with that layer's size. A config without history (a foreign tool's) gives one row
+    /// per layer.
+    pub async fn history(&self, name: &str) -> Result<Vec<HistoryRow>> {
+        let found = self.find(name).await?;
+        let m = self
+            .layout
+            .manifest(&ManifestRef::Digest(found.desc.digest().clone()))
+            .await?;
+        let m = self.for_host(m).await?;
+        let img = m
+            .as_image()
+            .ok_or_else(|| anyhow!("{name} is not an image"))?;
+        let config = oci_image::build::read_config(&self.layout, img.config()).await?;
+        let time = |t: &Option<String>| t.as_deref().and_then(oci_runtime::logs::parse_rfc3339);
+        let mut sizes = img.layers().iter().map(|l| l.size());
+        let mut rows: Vec<HistoryRow> = match config.history() {
+            Some(h) if !h.is_empty() => h
+                .iter()
+                .map(|e| HistoryRow {
+                    id: None,
+                    created: time(e.created()),
+                    created_by: e.created_by().clone().unwrap_or_default(),
+                    size: if e.empty_layer().unwrap_or(false) {
+                        0
+                    } else {
+                        sizes.next().unwrap_or(0)
+                    },
+                    comment: e.comment().clone().unwrap_or_default(),
+                })
+                .collect(),
+            _ => sizes
+                .map(|size| HistoryRow {
+                    id: None,
+                    created: time(config.created()),
+                    created_by: String::new(),
+                    size,
+                    comment: String::new(),
+                })
+                .collect(),
+        };
+        rows.reverse();
+        if let Some(first) = rows.first_mut() {
+            first.id = Some(img.config().digest().to_string());
+        }
+        Ok(rows)
+    }
+
+    /// `image prune [-a]`: without `all`, only what no name reaches (gc); with `all`, every
+    /// image no container was made from loses its names first. Returns the names removed
+    /// and the bytes freed.
+    pub async fn prune(&self, data_dir: &Path, all: bool) -> Result<(Vec<String>, u64)> {
+        let containers = Self::containers(data_dir)?;
+        let used: std::collections::BTreeSet<String> =
+            containers.iter().map(|c| c.image.clone()).collect();
+        let mut removed = Vec::new();
+        if all {
+            for (name, desc) in ReferenceStore::list(&self.layout).await? {
+                let top = self
+                    .layout
+                    .manifest(&ManifestRef::Digest(desc.digest().clone()))
+                    .await?;
+                let host = self.for_host(top).await.map(|m| m.digest().to_string());
+                let in_use = used.contains(&desc.digest().to_string())
+                    || host.as_ref().is_ok_and(|h| used.contains(h));
+                if !in_use {
+                    self.layout.remove(&name).await?;
+                    removed.push(
+                        ImageReference::parse(&name)
+                            .map(|r| r.familiar())
+                            .unwrap_or(name),
+                    );
+                }
+            }
+        }
+        let mut roots = Vec::new();
+        for c in &containers {
+            let Ok(d) = oci_image::parse_digest(&c.image) else {
+                continue;
+            };
+            if let Ok(m) = self.layout.manifest(&ManifestRef::Digest(d)).await {
+                roots.push(m.descriptor());
+            }
+        }
+        Ok((removed, self.layout.gc_keeping(&roots).await?.bytes_freed))
+    }
+
     /// `tag SRC DST`.
     pub async fn tag(&self, from: &str, to: &str) -> Result<()> {
-        let desc = self.resolve(&ImageReference::parse(from)?).await?;
+        let desc = self.find(from).await?.desc;
         let to = ImageReference::parse(to)?;
         self.layout.set(&store_name(&to), &desc).await?;
         Ok(())
@@ -158,12 +371,22 @@ impl Images {
                 .await?;
             let m = self.for_host(m).await?;
             let img = m.as_image().map(|i| (i.config().digest().to_string(), i));
-            let familiar = r.familiar();
-            let repository = familiar
-                .rsplit_once(':')
-                .map(|(n, _)| n.to_owned())
-                .unwrap_or(familiar.clone());
+            let created = match &img {
+                Some((_, i)) => oci_image::build::read_config(&self.layout, i.config())
+                    .await
+                    .ok()
+                    .and_then(|c| {
+                        c.created()
+                            .as_deref()
+                            .and_then(oci_runtime::logs::parse_rfc3339)
+                    }),
+                None => None,
+            };
+            // Docker's form: a name pulled by digest is `REPO <none>`, its digest shown by
+            // --digests; not a repository named `...@sha256`.
+            let repository = r.familiar_name();
             rows.push(ImageRow {
+                created,
                 repository,
                 tag: r.tag().unwrap_or("<none>").to_owned(),
                 id: img.as_ref().map(|i| i.0.clone()).unwrap_or_default(),
@@ -193,15 +416,30 @@ impl Images {
     /// `rmi [-f] REF...`: untag, then remove what no tag reaches any more. An image that a
     /// container was made from is refused (as docker does) unless `force`, which untags it;
     /// its content stays as long as a container needs it (commit and export read it).
-    pub async fn remove(&self, data_dir: &Path, references: &[String], force: bool) -> Result<u64> {
+    /// An image named by its id (or a prefix) loses every name it has; with more than one,
+    /// only with `force`, as docker's. Returns the names untagged and the bytes freed.
+    pub async fn remove(
+        &self,
+        data_dir: &Path,
+        references: &[String],
+        force: bool,
+    ) -> Result<(Vec<String>, u64)> {
         let containers = Self::containers(data_dir)?;
+        let mut untagged = Vec::new();
         for reference in references {
-            let r = ImageReference::parse(reference)?;
-            let name = store_name(&r);
-            let desc = match ReferenceStore::resolve(&self.layout, &name).await {
-                Ok(d) => d,
-                Err(e) if e.is_not_found() => bail!("no such image: {}", r.familiar()),
-                Err(e) => return Err(e.into()),
+            let found = self.find(reference).await?;
+            let r = found.reference.clone();
+            let desc = found.desc.clone();
+            let names = if found.by_id {
+                if found.names.len() > 1 && !force {
+                    bail!(
+                        "conflict: unable to delete {reference} (must be forced): the image is referenced by {} names",
+                        found.names.len()
+                    );
+                }
+                found.names.clone()
+            } else {
+                vec![store_name(&r)]
             };
             if !force {
                 let top = self
@@ -225,7 +463,14 @@ impl Images {
                     );
                 }
             }
-            self.layout.remove(&name).await?;
+            for name in names {
+                self.layout.remove(&name).await?;
+                untagged.push(
+                    ImageReference::parse(&name)
+                        .map(|r| r.familiar())
+                        .unwrap_or(name),
+                );
+            }
         }
         // What containers were made from stays, tagged or not.
         let mut roots = Vec::new();
@@ -237,13 +482,14 @@ impl Images {
                 roots.push(m.descriptor());
             }
         }
-        Ok(self.layout.gc_keeping(&roots).await?.bytes_freed)
+        Ok((untagged, self.layout.gc_keeping(&roots).await?.bytes_freed))
     }
 
     /// `inspect REF`: docker's view of the image for the host platform.
     pub async fn inspect(&self, reference: &str) -> Result<ImageInspect> {
-        let r = ImageReference::parse(reference)?;
-        let desc = self.resolve(&r).await?;
+        let Found {
+            desc, reference: r, ..
+        } = self.find(reference).await?;
         let m = self
             .layout
             .manifest(&ManifestRef::Digest(desc.digest().clone()))
@@ -283,8 +529,8 @@ impl Images {
             None => ArchiveWriter::new(stdout_sink()?, ArchiveFormat::Docker),
         };
         for reference in references {
-            let r = ImageReference::parse(reference)?;
-            let desc = self.resolve(&r).await?;
+            let f = self.find(reference).await?;
+            let (r, desc) = (f.reference, f.desc);
             let opts = self.options(None, Some(r.familiar()))?;
             let src = self
                 .layout
@@ -403,6 +649,7 @@ impl Images {
                     .with_context(|| format!("opening {source}"))?,
             )
         };
+        b = b.created(&creation_time());
         let mut tar = oci_layer::apply::decompress(input, None).await?;
         let store = self.layout.leased()?;
         b.add_layer_tar(&store, &mut tar, Compression::Gzip, "imported")
@@ -481,10 +728,10 @@ impl Images {
         oci_image::oci_spec::image::ImageConfiguration,
         Digest,
     )> {
-        let r = ImageReference::parse(image)?;
-        let desc = match self.resolve(&r).await {
-            Ok(d) => d,
-            Err(_) => {
+        let desc = match self.find_opt(image).await? {
+            Some(f) => f.desc,
+            None => {
+                let r = ImageReference::parse(image)?;
                 if !self.quiet {
                     eprintln!("Unable to find image '{}' locally", r.familiar());
                 }
@@ -506,7 +753,7 @@ impl Images {
         };
         let img = m
             .as_image()
-            .ok_or_else(|| anyhow!("{} is not an image", r.familiar()))?;
+            .ok_or_else(|| anyhow!("{image} is not an image"))?;
         let config = oci_image::build::read_config(&self.layout, img.config()).await?;
         let config_digest = img.config().digest().clone();
         Ok((m, config, config_digest))
@@ -566,7 +813,10 @@ impl Images {
             )
             .await?
         };
-        let mut b = ImageBuilder::from_image(&store, &base).await?;
+        // The new image's own time (the base's was copied before), on its history line too.
+        let mut b = ImageBuilder::from_image(&store, &base)
+            .await?
+            .created(&creation_time());
         b.append_layer(layer, &diff_id, &format!("oci commit {id}"));
         let m = b.build(&store).await?;
         let r = ImageReference::parse(reference)?;

@@ -232,8 +232,104 @@ pub fn rfc3339_s(secs: u64) -> String {
     oci_runtime::logs::rfc3339(secs.saturating_mul(1_000_000_000))
 }
 
+/// `images [REPO[:TAG]] --filter dangling=|reference=`: the rows that pass. A reference
+/// pattern matches the familiar `REPO:TAG` (or `REPO` alone) with `*` for any run of
+/// characters but `/`, as docker's path.Match.
+pub fn image_filter(
+    rows: Vec<crate::images::ImageRow>,
+    reference: Option<&str>,
+    filters: &[String],
+) -> Result<Vec<crate::images::ImageRow>> {
+    let mut patterns: Vec<String> = reference.map(str::to_owned).into_iter().collect();
+    let mut dangling = None;
+    for f in filters {
+        match f.split_once('=') {
+            Some(("dangling", v)) => {
+                dangling = Some(match v {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => bail!("invalid filter {f:?}: dangling=true or dangling=false"),
+                })
+            }
+            Some(("reference", v)) => patterns.push(v.to_owned()),
+            _ => bail!("unsupported filter {f:?} (dangling=BOOL, reference=PATTERN)"),
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .filter(|r| dangling.is_none_or(|d| d == (r.tag == "<none>")))
+        .filter(|r| {
+            patterns.is_empty()
+                || patterns.iter().any(|p| {
+                    glob(p, &r.repository) || glob(p, &format!("{}:{}", r.repository, r.tag))
+                })
+        })
+        .collect())
+}
+
+/// `*` matches any run of characters but `/`; everything else literally.
+fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, rest)) => {
+            let Some(after) = text.strip_prefix(head) else {
+                return false;
+            };
+            (0..=after.len())
+                .take_while(|&i| !after[..i].contains('/'))
+                .filter(|&i| after.is_char_boundary(i))
+                .any(|i| glob(rest, &after[i..]))
+        }
+    }
+}
+
+/// docker's human size (go-units `HumanSize`): decimal units, about three significant
+/// digits: `0B`, `999B`, `1.23kB`, `4.4MB`, `115MB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    // %.4g as go-units prints it: up to four significant digits, no trailing zeros.
+    let digits = if v >= 100.0 {
+        1
+    } else if v >= 10.0 {
+        2
+    } else {
+        3
+    };
+    let mut t = format!("{v:.*}", digits);
+    if t.contains('.') {
+        t = t.trim_end_matches('0').trim_end_matches('.').to_owned();
+    }
+    format!("{t}{}", UNITS[u])
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reference_patterns_match_within_a_component() {
+        assert!(super::glob("busy*", "busybox"));
+        assert!(super::glob("*:1", "app:1"));
+        assert!(!super::glob("*", "library/app"));
+        assert!(super::glob("localhost:5000/*:*", "localhost:5000/x:y"));
+        assert!(!super::glob("bb", "bb:1"));
+    }
+
+    #[test]
+    fn sizes_read_as_docker_prints_them() {
+        use super::human_size;
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1234), "1.234kB");
+        assert_eq!(human_size(4_400_000), "4.4MB");
+        assert_eq!(human_size(115_300_000), "115.3MB");
+        assert_eq!(human_size(2_000_000_000), "2GB");
+    }
+
     use super::*;
 
     #[test]

@@ -193,11 +193,19 @@ impl ImageReference {
 
     /// The short form docker shows: `busybox:latest`, `user/app:v1`, `localhost:5000/x:y`.
     pub fn familiar(&self) -> String {
+        let mut s = self.familiar_name();
+        push_suffix(&mut s, self.tag.as_deref(), self.digest.as_ref());
+        s
+    }
+
+    /// [`ImageReference::familiar`] without tag or digest: docker's REPOSITORY column
+    /// (`busybox`, `localhost:5000/x`).
+    pub fn familiar_name(&self) -> String {
         // Dropping `docker.io/` is only safe when the first path component cannot be taken
         // for a registry host (it has no `.` or `:` and is not `localhost`).
         let first = self.repository.split('/').next().unwrap_or("");
         let host_like = first.contains('.') || first.contains(':') || first == "localhost";
-        let mut s = if self.registry == "docker.io" && !host_like {
+        if self.registry == "docker.io" && !host_like {
             // `library/` goes only for official images (one component after it): the short
             // form of `library/a/b` would read back as `docker.io/a/b`.
             match self.repository.strip_prefix("library/") {
@@ -206,9 +214,7 @@ impl ImageReference {
             }
         } else {
             self.name()
-        };
-        push_suffix(&mut s, self.tag.as_deref(), self.digest.as_ref());
-        s
+        }
     }
 }
 

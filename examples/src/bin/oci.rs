@@ -70,6 +70,46 @@ enum Verb {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Every image (there are no intermediate ones here; accepted as docker's).
+        #[arg(short, long)]
+        all: bool,
+        /// Only the image ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Show the manifest digests.
+        #[arg(long)]
+        digests: bool,
+        /// Full ids.
+        #[arg(long)]
+        no_trunc: bool,
+        /// `dangling=true|false`, `reference=PATTERN` (`*` matches within a path
+        /// component).
+        #[arg(short, long)]
+        filter: Vec<String>,
+        /// A template per image: `{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}`.
+        #[arg(long)]
+        format: Option<String>,
+        /// Only images of this repository (and `:TAG`).
+        reference: Option<String>,
+    },
+    /// Show an image's history (newest first).
+    History {
+        /// Full ids and commands.
+        #[arg(long)]
+        no_trunc: bool,
+        /// Only the ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Human sizes and times (the default; `--human=false` for raw values).
+        #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set)]
+        human: bool,
+        /// The image.
+        image: String,
+    },
+    /// Image commands (`image prune`).
+    Image {
+        #[command(subcommand)]
+        verb: ImageVerb,
     },
     /// Remove images (untag, then delete what nothing else uses).
     Rmi {
@@ -352,6 +392,20 @@ enum VolumeVerb {
 }
 
 #[derive(Subcommand)]
+enum ImageVerb {
+    /// Remove unused images: blobs no name reaches; with `-a`, every image no container
+    /// was made from.
+    Prune {
+        /// Every image without a container, not only dangling content.
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask (there is no prompt; accepted as docker's).
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum NetworkVerb {
     /// Create a bridge network.
     Create {
@@ -573,35 +627,155 @@ async fn run(cli: Cli) -> Result<()> {
             writeln!(out, "Digest: {} size: {}", d.digest(), d.size())?;
         }
         Verb::Tag { source, target } => images.tag(&source, &target).await?,
-        Verb::Images { json } => {
+        Verb::Images {
+            json,
+            all: _,
+            quiet,
+            digests,
+            no_trunc,
+            filter,
+            format,
+            reference,
+        } => {
             let rows = images.list().await?;
+            let rows = text::image_filter(rows, reference.as_deref(), &filter)?;
             if json {
                 drop(out);
                 return print_json(&rows);
             }
+            let id_of = |r: &oci_examples::images::ImageRow| {
+                let hex = r.id.split_once(':').map(|(_, h)| h).unwrap_or(&r.id);
+                if no_trunc {
+                    r.id.clone()
+                } else {
+                    short(hex).to_owned()
+                }
+            };
+            if quiet {
+                let mut seen = std::collections::BTreeSet::new();
+                for r in &rows {
+                    if seen.insert(r.id.clone()) {
+                        writeln!(out, "{}", id_of(r))?;
+                    }
+                }
+                return Ok(());
+            }
+            if let Some(f) = format {
+                for r in &rows {
+                    let doc = serde_json::json!({
+                        "Repository": r.repository,
+                        "Tag": r.tag,
+                        "ID": id_of(r),
+                        "Digest": r.digest,
+                        "CreatedSince": r.created.map(text::ago).unwrap_or_else(|| "N/A".into()),
+                        "CreatedAt": r.created.map(oci_runtime::logs::rfc3339).unwrap_or_default(),
+                        "Size": text::human_size(r.size),
+                    });
+                    writeln!(out, "{}", text::format_template(&f, &doc)?)?;
+                }
+                return Ok(());
+            }
+            let digest_col = if digests { "DIGEST" } else { "" };
             writeln!(
                 out,
-                "{:<40} {:<16} {:<14} {:>12}",
-                "REPOSITORY", "TAG", "IMAGE ID", "SIZE"
+                "{:<40} {:<16} {}{:<14} {:<18} SIZE",
+                "REPOSITORY",
+                "TAG",
+                if digests {
+                    format!("{digest_col:<72} ")
+                } else {
+                    String::new()
+                },
+                "IMAGE ID",
+                "CREATED"
             )?;
-            for r in rows {
-                let id = r.id.split_once(':').map(|(_, h)| h).unwrap_or(&r.id);
+            for r in &rows {
                 writeln!(
                     out,
-                    "{:<40} {:<16} {:<14} {:>12}",
+                    "{:<40} {:<16} {}{:<14} {:<18} {}",
                     r.repository,
                     r.tag,
-                    short(id),
-                    r.size
+                    if digests {
+                        format!("{:<72} ", r.digest)
+                    } else {
+                        String::new()
+                    },
+                    id_of(r),
+                    r.created.map(text::ago).unwrap_or_else(|| "N/A".into()),
+                    text::human_size(r.size)
                 )?;
             }
+        }
+        Verb::History {
+            no_trunc,
+            quiet,
+            human,
+            image,
+        } => {
+            let rows = images.history(&image).await?;
+            let id = |r: &oci_examples::images::HistoryRow| match &r.id {
+                Some(i) if no_trunc => i.clone(),
+                Some(i) => short(i.trim_start_matches("sha256:")).to_owned(),
+                None => "<missing>".into(),
+            };
+            if quiet {
+                for r in &rows {
+                    writeln!(out, "{}", id(r))?;
+                }
+                return Ok(());
+            }
+            writeln!(
+                out,
+                "{:<14} {:<20} {:<47} {:<10} COMMENT",
+                "IMAGE", "CREATED", "CREATED BY", "SIZE"
+            )?;
+            for r in &rows {
+                let by = r.created_by.replace('\t', " ");
+                let by = if no_trunc || by.chars().count() <= 45 {
+                    by
+                } else {
+                    format!("{}…", by.chars().take(44).collect::<String>())
+                };
+                let created = match (r.created, human) {
+                    (None, _) => "N/A".to_owned(),
+                    (Some(t), true) => text::ago(t),
+                    (Some(t), false) => oci_runtime::logs::rfc3339(t),
+                };
+                let size = if human {
+                    text::human_size(r.size)
+                } else {
+                    r.size.to_string()
+                };
+                writeln!(
+                    out,
+                    "{:<14} {:<20} {:<47} {:<10} {}",
+                    id(r),
+                    created,
+                    by,
+                    size,
+                    r.comment
+                )?;
+            }
+        }
+        Verb::Image {
+            verb: ImageVerb::Prune { all, force: _ },
+        } => {
+            let (removed, freed) = images.prune(&dir, all).await?;
+            if !removed.is_empty() {
+                writeln!(out, "Deleted Images:")?;
+                for n in removed {
+                    writeln!(out, "untagged: {n}")?;
+                }
+                writeln!(out)?;
+            }
+            writeln!(out, "Total reclaimed space: {}", text::human_size(freed))?;
         }
         Verb::Rmi {
             force,
             images: names,
         } => {
-            let freed = images.remove(&dir, &names, force).await?;
-            for n in names {
+            let (untagged, freed) = images.remove(&dir, &names, force).await?;
+            for n in untagged {
                 writeln!(out, "Untagged: {n}")?;
             }
             writeln!(out, "Freed {freed} bytes")?;
@@ -1312,7 +1486,10 @@ fn docker_spellings(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString
         ) => v,
         ("image", "ls" | "list") => "images",
         ("image", "rm") => "rmi",
-        ("image", v @ ("inspect" | "pull" | "push" | "tag" | "save" | "load" | "import")) => v,
+        (
+            "image",
+            v @ ("inspect" | "pull" | "push" | "tag" | "save" | "load" | "import" | "history"),
+        ) => v,
         _ => return args,
     };
     args.splice(i..i + 2, [std::ffi::OsString::from(mapped)]);

@@ -1,0 +1,194 @@
+//! The image verbs as docker users read them: `images` columns and flags, image ids and
+//! their prefixes wherever an image is named, `history`, `rmi` by id, `image prune`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+mod common;
+
+const OCI: &str = env!("CARGO_BIN_EXE_oci");
+
+/// A store with `n` one-layer images `img:0`..`img:{n-1}`, each with a different file.
+fn store_with(dir: &Path, n: usize) -> common::Cli {
+    let cli = common::Cli {
+        oci: OCI,
+        data: dir.join("data"),
+    };
+    for i in 0..n {
+        let root = dir.join(format!("r{i}"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("f"), format!("image {i}\n")).unwrap();
+        let tar = dir.join(format!("r{i}.tar"));
+        common::tar_dir(&root, &tar);
+        cli.ok(&[
+            "import",
+            tar.to_str().unwrap(),
+            &format!("img:{i}"),
+            "-c",
+            r#"CMD ["sh"]"#,
+        ]);
+    }
+    cli
+}
+
+fn id_of(cli: &common::Cli, name: &str) -> String {
+    cli.field(name, "{{.Id}}")
+        .trim_start_matches("sha256:")
+        .to_owned()
+}
+
+#[test]
+fn images_lists_docker_columns_with_human_sizes_and_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = store_with(dir.path(), 2);
+    cli.ok(&["tag", "img:0", "other/name:v1"]);
+    let out = cli.ok(&["images"]);
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .split("  ")
+        .filter(|s| !s.is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        header,
+        ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
+        "{out}"
+    );
+    let row = out.lines().find(|l| l.starts_with("other/name ")).unwrap();
+    assert!(row.contains(" v1 "), "{row}");
+    assert!(row.contains(&id_of(&cli, "img:0")[..12]), "{row}");
+    assert!(
+        row.contains("seconds ago") || row.contains("Less than a second ago"),
+        "a real creation time after import: {row}"
+    );
+    assert!(row.trim_end().ends_with('B'), "a human size: {row}");
+    // -q: each id once (img:0 has two names).
+    let q = cli.ok(&["images", "-q"]);
+    assert_eq!(q.lines().count(), 2, "{q}");
+    assert!(q.lines().all(|l| l.len() == 12));
+    assert_eq!(
+        cli.ok(&["images", "-q", "--no-trunc"])
+            .lines()
+            .next()
+            .unwrap()
+            .len(),
+        71
+    );
+    // Filters, the reference argument, --digests and --format.
+    let f = cli.ok(&[
+        "images",
+        "--filter",
+        "reference=other/*",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+    ]);
+    assert_eq!(f, "other/name:v1\n");
+    assert_eq!(
+        cli.ok(&["images", "--format", "{{.Tag}}", "img"])
+            .lines()
+            .count(),
+        2
+    );
+    assert!(cli
+        .ok(&["images", "--filter", "dangling=true", "-q"])
+        .is_empty());
+    let d = cli.ok(&["images", "--digests"]);
+    assert!(
+        d.lines().next().unwrap().contains("DIGEST") && d.contains("sha256:"),
+        "{d}"
+    );
+    let err = cli.fails(&["images", "--filter", "colour=red"]);
+    assert!(err.contains("unsupported filter"), "{err}");
+    // docker's management spellings.
+    assert_eq!(cli.ok(&["image", "ls", "-q"]), q);
+}
+
+#[test]
+fn an_image_id_or_a_unique_prefix_names_an_image_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    // 17 images: two of them share a first hex digit, whatever the digests are.
+    let cli = store_with(dir.path(), 17);
+    let ids: Vec<String> = (0..17).map(|i| id_of(&cli, &format!("img:{i}"))).collect();
+    let id = &ids[3];
+    for prefix in [&id[..12], &id[..], &format!("sha256:{}", &id[..10])] {
+        assert_eq!(id_of(&cli, prefix), *id, "inspect {prefix}");
+    }
+    cli.ok(&["tag", &id[..12], "by-id:1"]);
+    assert_eq!(id_of(&cli, "by-id:1"), *id);
+    let hist = cli.ok(&["history", "-q", &id[..8]]);
+    assert_eq!(hist.trim(), &id[..12]);
+    let tar = dir.path().join("out.tar");
+    cli.ok(&["save", "-o", tar.to_str().unwrap(), &id[..12]]);
+    assert!(std::fs::metadata(&tar).unwrap().len() > 0);
+    // A shared prefix is ambiguous, and the error names both.
+    let (a, b) = (0..17)
+        .flat_map(|i| (i + 1..17).map(move |j| (i, j)))
+        .find(|&(i, j)| ids[i][..1] == ids[j][..1])
+        .unwrap();
+    let common_len = ids[a]
+        .bytes()
+        .zip(ids[b].bytes())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let prefix = &ids[a][..common_len.max(1)];
+    let err = cli.fails(&["inspect", prefix]);
+    assert!(err.contains("ambiguous image id prefix"), "{err}");
+    assert!(
+        err.contains(&ids[a][..12]) && err.contains(&ids[b][..12]),
+        "{err}"
+    );
+    // rmi by id: refused while it has two names, unless forced, which removes both.
+    let err = cli.fails(&["rmi", &id[..12]]);
+    assert!(err.contains("must be forced"), "{err}");
+    let out = cli.ok(&["rmi", "-f", &id[..12]]);
+    assert!(
+        out.contains("Untagged: img:3") && out.contains("Untagged: by-id:1"),
+        "{out}"
+    );
+    assert!(cli.fails(&["inspect", &id[..12]]).contains("no such image"));
+}
+
+#[test]
+fn history_shows_each_step_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = store_with(dir.path(), 1);
+    let out = cli.ok(&["history", "img:0"]);
+    let mut lines = out.lines();
+    let header = lines.next().unwrap();
+    for col in ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"] {
+        assert!(header.contains(col), "{header}");
+    }
+    let row = lines.next().unwrap();
+    assert!(row.starts_with(&id_of(&cli, "img:0")[..12]), "{row}");
+    assert!(row.contains("imported") && row.contains("ago"), "{row}");
+    // Raw values with --human=false.
+    let raw = cli.ok(&["history", "--human=false", "img:0"]);
+    assert!(
+        raw.contains("T") && raw.contains('Z'),
+        "an RFC 3339 time: {raw}"
+    );
+}
+
+#[test]
+fn image_prune_all_removes_what_no_container_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = store_with(dir.path(), 2);
+    let out = cli.ok(&["image", "prune", "-f"]);
+    assert!(out.contains("Total reclaimed space"), "{out}");
+    assert_eq!(
+        cli.ok(&["images", "-q"]).lines().count(),
+        2,
+        "plain prune keeps named images"
+    );
+    let out = cli.ok(&["image", "prune", "-a", "-f"]);
+    assert!(
+        out.contains("untagged: img:0") && out.contains("untagged: img:1"),
+        "{out}"
+    );
+    assert!(cli.ok(&["images", "-q"]).is_empty());
+    let reclaimed = out.lines().last().unwrap();
+    assert!(!reclaimed.ends_with(": 0B"), "{reclaimed}");
+}
