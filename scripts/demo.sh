@@ -20,7 +20,7 @@ if ((${#missing[@]})); then
 fi
 
 cargo build --release -q -p oci-examples --bin oci
-oci=$PWD/target/release/oci
+oci=${CARGO_TARGET_DIR:-$PWD/target}/release/oci
 work=$(mktemp -d)
 trap 'kill $registry_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 

@@ -601,6 +601,10 @@ impl Images {
                 ),
             });
         }
+        // A docker-archive is also an oci-archive here, so an image can be named by both
+        // manifests: one line per image, as docker prints.
+        let mut seen = std::collections::BTreeSet::new();
+        loaded.retain(|l| seen.insert(l.clone()));
         if loaded.is_empty() {
             bail!("{} holds no image", file.display());
         }

@@ -192,3 +192,33 @@ fn image_prune_all_removes_what_no_container_uses() {
     let reclaimed = out.lines().last().unwrap();
     assert!(!reclaimed.ends_with(": 0B"), "{reclaimed}");
 }
+
+#[test]
+fn save_and_load_name_each_image_once_and_info_and_version_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = store_with(dir.path(), 2);
+    let tar = dir.path().join("two.tar");
+    cli.ok(&["save", "-o", tar.to_str().unwrap(), "img:0", "img:1"]);
+    let other = common::Cli {
+        oci: OCI,
+        data: dir.path().join("other"),
+    };
+    let out = other.ok(&["load", "-i", tar.to_str().unwrap()]);
+    assert_eq!(out, "Loaded image: img:0\nLoaded image: img:1\n");
+    let info = cli.ok(&["info"]);
+    for line in [
+        " Images: 2",
+        " Containers: 0",
+        " Cgroup Version: ",
+        " Data Root: ",
+    ] {
+        assert!(info.contains(line), "{line}: {info}");
+    }
+    // version reads nothing, so it makes no data directory.
+    let fresh = common::Cli {
+        oci: OCI,
+        data: dir.path().join("never-made"),
+    };
+    assert!(fresh.ok(&["version"]).contains(" Version: "));
+    assert!(!fresh.data.exists());
+}

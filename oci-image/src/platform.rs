@@ -174,7 +174,17 @@ impl FromStr for PlatformSpec {
                 "expected os/arch[/variant] of letters, digits, `_`, `-`, `.`",
             ));
         }
+        const OSES: [&str; 8] = [
+            "linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "illumos", "solaris",
+        ];
         match parts.as_slice() {
+            // containerd's short forms: `linux` is the host's architecture on that OS,
+            // `arm64` (or `aarch64`, `x86_64`, ...) that architecture on linux.
+            [one] if OSES.contains(&one.to_ascii_lowercase().as_str()) => {
+                let host = Self::host();
+                Ok(Self::new(one, &host.architecture, host.variant.as_deref()))
+            }
+            [arch] => Ok(Self::new("linux", arch, None)),
             [os, arch] => Ok(Self::new(os, arch, None)),
             [os, arch, variant] => Ok(Self::new(os, arch, Some(variant))),
             _ => Err(bad("expected os/arch[/variant]")),
@@ -260,6 +270,23 @@ mod tests {
         select(idx, want)
             .ok()
             .map(|d| u64::from_str_radix(&d.digest().digest()[48..], 16).unwrap())
+    }
+
+    #[test]
+    fn short_forms_parse_as_containerd_reads_them() {
+        let a: PlatformSpec = "arm64".parse().unwrap();
+        let b: PlatformSpec = "linux/arm64/v8".parse().unwrap();
+        let c: PlatformSpec = "linux/aarch64".parse().unwrap();
+        assert_eq!(
+            (&a.os, &a.architecture, &a.variant),
+            (&b.os, &b.architecture, &b.variant)
+        );
+        assert_eq!((&a.architecture, &a.variant), (&c.architecture, &c.variant));
+        assert_eq!(a.os, "linux");
+        let l: PlatformSpec = "linux".parse().unwrap();
+        assert_eq!(l.architecture, PlatformSpec::host().architecture);
+        assert!("".parse::<PlatformSpec>().is_err());
+        assert!("linux/arm64/v8/x".parse::<PlatformSpec>().is_err());
     }
 
     #[test]
