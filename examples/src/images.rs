@@ -68,6 +68,30 @@ fn creation_time() -> String {
     oci_runtime::logs::rfc3339(ns)
 }
 
+/// What `commit` is told besides the container and the name.
+#[derive(Debug, Clone)]
+pub struct CommitOptions {
+    /// `-m`: the history entry's comment.
+    pub message: Option<String>,
+    /// `-a`: the image's and the history entry's author.
+    pub author: Option<String>,
+    /// `-c`: Dockerfile-style changes (`CMD ["sh"]`, `ENV K=V`, ...).
+    pub changes: Vec<String>,
+    /// Freeze a running container while its layer is read (docker's default).
+    pub pause: bool,
+}
+
+impl Default for CommitOptions {
+    fn default() -> Self {
+        Self {
+            message: None,
+            author: None,
+            changes: Vec::new(),
+            pause: true,
+        }
+    }
+}
+
 /// One row of `history`: a history entry of the config, newest first.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct HistoryRow {
@@ -783,10 +807,44 @@ impl Images {
         Ok((info, data_dir.join("snapshots/containers").join(id)))
     }
 
-    /// `commit ID IMAGE`: the container's changes as a new layer on its image, tagged.
-    pub async fn commit(&self, data_dir: &Path, id: &str, reference: &str) -> Result<Descriptor> {
+    /// `commit [-m] [-a] [-c]... [--pause] ID IMAGE`: the container's changes as a new layer
+    /// on its image, tagged. A running container is frozen (its cgroup's freezer) while its
+    /// writable layer is read, so the image is one moment of it, and thawed however the
+    /// read ends; `pause: false` skips that, as docker's `--pause=false`.
+    pub async fn commit(
+        &self,
+        data_dir: &Path,
+        id: &str,
+        reference: &str,
+        how: &CommitOptions,
+    ) -> Result<Descriptor> {
         let (rec, dir) = Self::snapshot(data_dir, id)?;
-        let base = self.image_of(&rec).await?;
+        let full_id = crate::containers::Containers::open(data_dir)?.resolve(id)?;
+        let frozen = match oci_runtime::Container::load(&data_dir.join("run"), &full_id) {
+            Ok(c) if how.pause && c.status() == oci_runtime::Status::Running => {
+                c.pause()
+                    .with_context(|| format!("pausing {id} to commit it (or use --pause=false)"))?;
+                Some(c)
+            }
+            _ => None,
+        };
+        let made = self.commit_frozen(&rec, &dir, id, reference, how).await;
+        if let Some(c) = frozen {
+            c.resume()
+                .with_context(|| format!("resuming {id} after the commit"))?;
+        }
+        made
+    }
+
+    async fn commit_frozen(
+        &self,
+        rec: &oci_layer::SnapshotInfo,
+        dir: &Path,
+        id: &str,
+        reference: &str,
+        how: &CommitOptions,
+    ) -> Result<Descriptor> {
+        let base = self.image_of(rec).await?;
         let overlay = rec.kind == oci_layer::MountKind::Overlay;
         let mut opts = oci_layer::DiffOptions::from_env();
         // The empty files the runtime made as targets of the per-container /etc binds.
@@ -805,7 +863,7 @@ impl Images {
             )
             .await?
         } else {
-            let lower = tempfile::tempdir_in(&dir)?;
+            let lower = tempfile::tempdir_in(dir)?;
             self.apply_image(&base, lower.path()).await?;
             oci_layer::diff_to_store(
                 &store,
@@ -821,7 +879,14 @@ impl Images {
         let mut b = ImageBuilder::from_image(&store, &base)
             .await?
             .created(&creation_time());
+        if let Some(a) = &how.author {
+            b = b.author(a);
+        }
+        for c in &how.changes {
+            b = apply_change(b, c)?;
+        }
         b.append_layer(layer, &diff_id, &format!("oci commit {id}"));
+        b.annotate_last_history(how.message.as_deref(), how.author.as_deref());
         let m = b.build(&store).await?;
         let r = ImageReference::parse(reference)?;
         self.layout

@@ -222,3 +222,107 @@ fn save_and_load_name_each_image_once_and_info_and_version_answer() {
     assert!(fresh.ok(&["version"]).contains(" Version: "));
     assert!(!fresh.data.exists());
 }
+
+#[test]
+fn commit_pauses_a_running_container_and_records_message_author_and_changes() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cli = common::Cli {
+        oci: OCI,
+        data: dir.path().join("data"),
+    };
+    let tar = common::busybox_rootfs_tar(dir.path(), &["sh", "sleep", "head", "cat"]);
+    cli.ok(&[
+        "import",
+        tar.to_str().unwrap(),
+        "bb:1",
+        "-c",
+        r#"CMD ["sh"]"#,
+    ]);
+    // 40 MB of changes, so the commit lasts long enough to be seen frozen.
+    cli.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "w",
+        "bb:1",
+        "sh",
+        "-c",
+        "head -c 40000000 /dev/urandom > /big; while :; do sleep 0.05; done",
+    ]);
+    let pid = cli.field("w", "{{.State.Pid}}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cli
+        .oci(&[
+            "exec",
+            "w",
+            "sh",
+            "-c",
+            "test $(head -c 40000000 /big | wc -c) = 40000000",
+        ])
+        .status
+        .success()
+    {
+        assert!(std::time::Instant::now() < deadline, "no big file");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let Some(path) = cg
+        .lines()
+        .find_map(|l| l.split_once(":freezer:").map(|(_, p)| p.to_owned()))
+    else {
+        eprintln!("skipping the freeze check: no v1 freezer here");
+        return;
+    };
+    let state = std::path::PathBuf::from(format!("/sys/fs/cgroup/freezer{path}/freezer.state"));
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (seen, stop, state) = (seen.clone(), stop.clone(), state.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if std::fs::read_to_string(&state).is_ok_and(|s| s.trim() == "FROZEN") {
+                    seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        })
+    };
+    cli.ok(&[
+        "commit",
+        "-m",
+        "a message",
+        "-a",
+        "Ada <ada@example.org>",
+        "-c",
+        "ENV STAGE=two",
+        "w",
+        "snap:1",
+    ]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    watcher.join().unwrap();
+    assert!(
+        seen.load(std::sync::atomic::Ordering::Relaxed),
+        "frozen during the commit"
+    );
+    assert_eq!(std::fs::read_to_string(&state).unwrap().trim(), "THAWED");
+    assert_eq!(cli.field("w", "{{.State.Status}}"), "running");
+    assert_eq!(cli.field("snap:1", "{{.Author}}"), "Ada <ada@example.org>");
+    assert!(cli
+        .field("snap:1", "{{json .Config.Env}}")
+        .contains("STAGE=two"));
+    let hist = cli.ok(&["history", "--no-trunc", "snap:1"]);
+    let top = hist.lines().nth(1).unwrap();
+    assert!(
+        top.contains("oci commit w") && top.contains("a message"),
+        "{hist}"
+    );
+    assert!(top.contains("ago"), "the commit's own time: {hist}");
+    // --pause=false leaves it running throughout.
+    cli.ok(&["commit", "--pause=false", "w", "snap:2"]);
+    cli.ok(&["rm", "-f", "w"]);
+}

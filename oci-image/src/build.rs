@@ -273,6 +273,20 @@ impl ImageBuilder {
         self.layers.push(layer);
     }
 
+    /// Sets `comment` and `author` on the last history entry (docker's `commit -m -a`).
+    pub fn annotate_last_history(&mut self, comment: Option<&str>, author: Option<&str>) {
+        if let Some(Value::Array(h)) = self.root().get_mut("history") {
+            if let Some(Value::Object(last)) = h.last_mut() {
+                if let Some(c) = comment {
+                    last.insert("comment".into(), json!(c));
+                }
+                if let Some(a) = author {
+                    last.insert("author".into(), json!(a));
+                }
+            }
+        }
+    }
+
     /// Records a history line for a config-only change (`empty_layer`), as `ENV` or `CMD` do.
     pub fn history_note(&mut self, created_by: &str) {
         let hist = self.root().entry("history").or_insert_with(|| json!([]));

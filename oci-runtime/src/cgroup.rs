@@ -9,8 +9,10 @@ use crate::error::{Error, Result};
 use oci_spec::runtime::LinuxResources;
 use std::path::{Path, PathBuf};
 
-/// v1 controllers this runtime manages.
-pub const V1_CONTROLLERS: [&str; 6] = ["memory", "pids", "cpu", "cpuset", "cpuacct", "devices"];
+/// v1 controllers this runtime manages (the freezer for pause and resume, as runc's).
+pub const V1_CONTROLLERS: [&str; 7] = [
+    "memory", "pids", "cpu", "cpuset", "cpuacct", "devices", "freezer",
+];
 
 /// A container's cgroup.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -236,6 +238,54 @@ impl Cgroup {
             .lines()
             .filter_map(|l| l.trim().parse().ok())
             .collect()
+    }
+
+    /// Freezes (`true`) or thaws every process of the cgroup, and waits until the kernel
+    /// says it is done (v1 `freezer.state`, v2 `cgroup.events`), at most 5 s.
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
+        // What to write where, and the line that says it is done, in which file.
+        let (file, value, state, want) = match self {
+            Cgroup::V1 { mount, path } => {
+                let f = mount.join("freezer").join(path).join("freezer.state");
+                let v = if frozen { "FROZEN" } else { "THAWED" };
+                (f.clone(), v, f, v)
+            }
+            Cgroup::V2 { mount, path } => {
+                let d = mount.join(path);
+                (
+                    d.join("cgroup.freeze"),
+                    if frozen { "1" } else { "0" },
+                    d.join("cgroup.events"),
+                    if frozen { "frozen 1" } else { "frozen 0" },
+                )
+            }
+        };
+        let done = |text: &str| text.lines().any(|l| l.trim() == want);
+        write(&file, value)?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let now = std::fs::read_to_string(&state).map_err(|source| Error::Cgroup {
+                path: state.clone(),
+                source,
+            })?;
+            if done(&now) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(Error::Cgroup {
+                    path: state,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("still {} after 5 s", now.trim()),
+                    ),
+                });
+            }
+            // v1 may need the state written again while tasks are still freezing.
+            if matches!(self, Cgroup::V1 { .. }) {
+                let _ = std::fs::write(&file, value);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
     }
 
     /// Removes the cgroup (it must be empty).

@@ -1124,6 +1124,26 @@ impl Container {
         self.saved.cgroup.as_ref()
     }
 
+    /// Freezes every process of the container (runc's `pause`), so that what it writes
+    /// stands still, for a consistent `commit`. A container without a cgroup of its own
+    /// (rootless, not delegated) cannot be paused: an error.
+    pub fn pause(&self) -> Result<()> {
+        self.freezer()?.freeze(true)
+    }
+
+    /// Thaws what [`Container::pause`] froze.
+    pub fn resume(&self) -> Result<()> {
+        self.freezer()?.freeze(false)
+    }
+
+    fn freezer(&self) -> Result<&Cgroup> {
+        self.saved.cgroup.as_ref().ok_or_else(|| Error::WrongState {
+            id: self.saved.id.clone(),
+            status: "without a cgroup of its own".into(),
+            op: "pause",
+        })
+    }
+
     /// The current status.
     pub fn status(&self) -> Status {
         match proc_start_time(self.saved.pid) {

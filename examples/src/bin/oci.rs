@@ -310,6 +310,18 @@ enum Verb {
     },
     /// Make a new image from a container's changes.
     Commit {
+        /// A comment for the new history entry.
+        #[arg(short, long)]
+        message: Option<String>,
+        /// The author (`Name <email>`).
+        #[arg(short, long)]
+        author: Option<String>,
+        /// Dockerfile-style changes: `CMD ["sh"]`, `ENV K=V`, `EXPOSE 80`, ...
+        #[arg(short, long = "change")]
+        change: Vec<String>,
+        /// Freeze a running container while its changes are read (`--pause=false`: don't).
+        #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set)]
+        pause: bool,
         /// The container.
         container: String,
         /// The new image's name.
@@ -970,8 +982,21 @@ async fn run(cli: Cli) -> Result<()> {
                 std::process::exit(code);
             }
         }
-        Verb::Commit { container, image } => {
-            let d = images.commit(&dir, &container, &image).await?;
+        Verb::Commit {
+            message,
+            author,
+            change,
+            pause,
+            container,
+            image,
+        } => {
+            let how = oci_examples::images::CommitOptions {
+                message,
+                author,
+                changes: change,
+                pause,
+            };
+            let d = images.commit(&dir, &container, &image, &how).await?;
             writeln!(out, "{}", d.digest())?;
         }
         Verb::Export { output, container } => {
