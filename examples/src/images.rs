@@ -971,8 +971,7 @@ pub async fn login(
     username: &str,
     password: &str,
     insecure: &[String],
-) -> Result<PathBuf> {
-    use base64::Engine;
+) -> Result<oci_registry_client::StoredIn> {
     use oci_registry_client::{Credential, StaticCredentials};
     let cred = Credential::Basic {
         username: username.to_owned(),
@@ -986,44 +985,16 @@ pub async fn login(
         .ping(registry)
         .await
         .with_context(|| format!("logging in to {registry}"))?;
-    let dir = match std::env::var_os("DOCKER_CONFIG") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-            .join(".docker"),
-    };
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("config.json");
-    let mut config: serde_json::Value = match std::fs::read(&path) {
-        Ok(b) => {
-            serde_json::from_slice(&b).with_context(|| format!("{} is not JSON", path.display()))?
-        }
-        Err(_) => serde_json::json!({}),
-    };
-    let key = match registry {
-        "docker.io" | "index.docker.io" | "registry-1.docker.io" => "https://index.docker.io/v1/",
-        other => other,
-    };
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-    if !config.get("auths").is_some_and(|a| a.is_object()) {
-        config["auths"] = serde_json::json!({});
-    }
-    config["auths"][key] = serde_json::json!({ "auth": auth });
-    let tmp = dir.join(".config.json.tmp");
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(&serde_json::to_vec_pretty(&config)?)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
+    let dir = oci_registry_client::docker_config_dir()
+        .ok_or_else(|| anyhow!("neither DOCKER_CONFIG nor HOME is set"))?;
+    Ok(oci_registry_client::save_login(&dir, registry, username, password, None).await?)
+}
+
+/// `logout [REGISTRY]`: what `login` stored, removed; false when there was nothing.
+pub async fn logout(registry: &str) -> Result<bool> {
+    let dir = oci_registry_client::docker_config_dir()
+        .ok_or_else(|| anyhow!("neither DOCKER_CONFIG nor HOME is set"))?;
+    Ok(oci_registry_client::remove_login(&dir, registry, None).await?)
 }
 
 /// `layer apply DIR FILE`.

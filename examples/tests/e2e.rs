@@ -441,3 +441,173 @@ fn login_stores_credentials_that_push_then_uses() {
         "anonymous pull must be refused"
     );
 }
+
+/// Reads the pty `m` until its output holds `want` (30 s at most); all it read.
+fn pty_until(m: &mut std::fs::File, want: &str) -> String {
+    use std::io::Read;
+    let mut seen = Vec::new();
+    let mut b = [0u8; 256];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !String::from_utf8_lossy(&seen).contains(want) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no {want:?}; the terminal showed {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        let mut fds = [rustix::event::PollFd::new(
+            &*m,
+            rustix::event::PollFlags::IN,
+        )];
+        let ts = rustix::event::Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        };
+        if rustix::event::poll(&mut fds, Some(&ts)).unwrap_or(0) == 0 {
+            continue;
+        }
+        match m.read(&mut b) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&b[..n]),
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[test]
+fn login_asks_on_a_terminal_honours_a_credential_store_and_logout_removes_it() {
+    if !ready() {
+        return;
+    }
+    let Ok(out) = Command::new("htpasswd")
+        .args(["-Bbn", "bob", "pa55"])
+        .output()
+    else {
+        eprintln!("skipping: htpasswd (apache2-utils) is missing");
+        return;
+    };
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let htpasswd = env.dir.path().join("htpasswd");
+    std::fs::write(&htpasswd, &out.stdout).unwrap();
+    let reg = Registry::start_with_auth(Some(&htpasswd));
+    let cfg_dir = env.dir.path().join("docker");
+    // On a terminal: both asked, the password without echo.
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_str().unwrap())
+        .unwrap();
+    let mut child = Command::new(OCI)
+        .args(["login", &reg.addr])
+        .env("DOCKER_CONFIG", &cfg_dir)
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap())
+        .spawn()
+        .unwrap();
+    drop(slave);
+    let mut m = std::fs::File::from(master);
+    pty_until(&mut m, "Username: ");
+    m.write_all(b"bob\n").unwrap();
+    pty_until(&mut m, "Password: ");
+    m.write_all(b"pa55\n").unwrap();
+    let rest = pty_until(&mut m, "Login Succeeded");
+    assert!(!rest.contains("pa55"), "the password was echoed: {rest:?}");
+    assert!(child.wait().unwrap().success());
+    let mode = std::fs::metadata(&cfg_dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "the config directory is private");
+    // Without a terminal and without a user name: docker's error, no prompt.
+    let o = Command::new(OCI)
+        .args(["login", &reg.addr])
+        .env("DOCKER_CONFIG", &cfg_dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("non TTY"),
+        "{o:?}"
+    );
+    // logout removes the entry.
+    let o = Command::new(OCI)
+        .args(["logout", &reg.addr])
+        .env("DOCKER_CONFIG", &cfg_dir)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Removing login credentials"));
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cfg_dir.join("config.json")).unwrap()).unwrap();
+    assert!(cfg["auths"].get(reg.addr.as_str()).is_none(), "{cfg}");
+
+    // A configured credential store gets the secret; the file keeps none; push reads it back.
+    let helpers = env.dir.path().join("bin");
+    std::fs::create_dir(&helpers).unwrap();
+    let vault = env.dir.path().join("vault");
+    let helper = helpers.join("docker-credential-filevault");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n# A real helper of docker's protocol, keeping one secret in a file.\n\
+             case \"$1\" in\n\
+             store) cat > {v} ;;\n\
+             get) cat {v} 2>/dev/null || {{ echo 'credentials not found in native keychain'; exit 1; }} ;;\n\
+             erase) rm -f {v} ;;\n\
+             esac\n",
+            v = vault.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        cfg_dir.join("config.json"),
+        r#"{"credsStore":"filevault","auths":{}}"#,
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        helpers.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut child = Command::new(OCI)
+        .args(["login", &reg.addr, "-u", "bob", "--password-stdin"])
+        .env("DOCKER_CONFIG", &cfg_dir)
+        .env("PATH", &path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "pa55").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("docker-credential-filevault"));
+    let text = std::fs::read_to_string(cfg_dir.join("config.json")).unwrap();
+    assert!(!text.contains("auth\""), "no secret in the file: {text}");
+    assert!(std::fs::read_to_string(&vault).unwrap().contains("pa55"));
+    let tar = env.busybox_tar();
+    let image = format!("{}/vault/busybox:1", reg.addr);
+    env.ok("a", &["import", tar.to_str().unwrap(), &image]);
+    let o = Command::new(OCI)
+        .args(["-q", "--data-dir"])
+        .arg(env.data("a"))
+        .args(["push", &image])
+        .env("DOCKER_CONFIG", &cfg_dir)
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(OCI)
+        .args(["logout", &reg.addr])
+        .env("DOCKER_CONFIG", &cfg_dir)
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(!vault.exists(), "erase reached the helper");
+}

@@ -288,41 +288,8 @@ impl DockerConfig {
             registry: registry.to_owned(),
             reason,
         };
-        if helper.is_empty()
-            || !helper
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c))
-        {
-            return Err(fail(format!("invalid credential helper name {helper:?}")));
-        }
-        let program = format!("docker-credential-{helper}");
-        let program = match &self.helper_dir {
-            Some(d) => d.join(&program),
-            None => PathBuf::from(program),
-        };
-        let server_url = if normalize_key(registry) == "docker.io" {
-            DOCKER_HUB_CONFIG_KEY.to_owned()
-        } else {
-            registry.to_owned()
-        };
-        let mut child = tokio::process::Command::new(&program)
-            .arg("get")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| fail(format!("cannot run {}: {e}", program.display())))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(server_url.as_bytes())
-                .await
-                .map_err(|e| fail(format!("writing to {}: {e}", program.display())))?;
-        }
-        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-            .await
-            .map_err(|_| fail(format!("{} timed out", program.display())))?
-            .map_err(|e| fail(format!("waiting for {}: {e}", program.display())))?;
+        let program = helper_program(self.helper_dir.as_deref(), helper, registry)?;
+        let out = call_helper(&program, "get", server_url(registry).as_bytes(), registry).await?;
         if !out.status.success() {
             let text = String::from_utf8_lossy(&out.stdout).to_string()
                 + &String::from_utf8_lossy(&out.stderr);
@@ -353,6 +320,227 @@ impl DockerConfig {
             Credential::basic(a.username, a.secret)
         })
     }
+}
+
+/// `docker-credential-HELPER`, in `dir` or on `$PATH`; the name is checked.
+fn helper_program(dir: Option<&Path>, helper: &str, registry: &str) -> Result<PathBuf> {
+    if helper.is_empty()
+        || !helper
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c))
+    {
+        return Err(Error::Credentials {
+            registry: registry.to_owned(),
+            reason: format!("invalid credential helper name {helper:?}"),
+        });
+    }
+    let program = format!("docker-credential-{helper}");
+    Ok(match dir {
+        Some(d) => d.join(&program),
+        None => PathBuf::from(program),
+    })
+}
+
+/// The server URL a helper is asked about (docker's key for Docker Hub).
+fn server_url(registry: &str) -> String {
+    if normalize_key(registry) == "docker.io" {
+        DOCKER_HUB_CONFIG_KEY.to_owned()
+    } else {
+        registry.to_owned()
+    }
+}
+
+/// Runs `program verb` with `input` on its stdin (60 s at most); its output, whatever its
+/// exit status.
+async fn call_helper(
+    program: &Path,
+    verb: &str,
+    input: &[u8],
+    registry: &str,
+) -> Result<std::process::Output> {
+    let fail = |reason: String| Error::Credentials {
+        registry: registry.to_owned(),
+        reason,
+    };
+    let mut child = tokio::process::Command::new(program)
+        .arg(verb)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| fail(format!("cannot run {}: {e}", program.display())))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input)
+            .await
+            .map_err(|e| fail(format!("writing to {}: {e}", program.display())))?;
+    }
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .map_err(|_| fail(format!("{} timed out", program.display())))?
+        .map_err(|e| fail(format!("waiting for {}: {e}", program.display())))
+}
+
+/// Where [`save_login`] put a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoredIn {
+    /// In the `auths` of this `config.json`.
+    ConfigFile(PathBuf),
+    /// With this credential helper (`credsStore` or the registry's `credHelpers` entry).
+    Helper(String),
+}
+
+/// The docker config directory: `$DOCKER_CONFIG`, else `$HOME/.docker`.
+pub fn docker_config_dir() -> Option<PathBuf> {
+    std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
+}
+
+fn read_config_value(path: &Path) -> Result<serde_json::Value> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Credentials {
+            registry: "*".into(),
+            reason: format!("{} is not JSON: {e}", path.display()),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(serde_json::json!({})),
+        Err(source) => Err(Error::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Writes `config.json` into `dir` (made 0700 when missing) through a 0600 temporary file
+/// and a rename; every field it does not know is kept.
+fn write_config_value(dir: &Path, config: &serde_json::Value) -> Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Io { path, source }
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io(dir))?;
+    let path = dir.join("config.json");
+    let tmp = dir.join(".config.json.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    let bytes = serde_json::to_vec_pretty(config).map_err(|e| Error::Credentials {
+        registry: "*".into(),
+        reason: e.to_string(),
+    })?;
+    f.write_all(&bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    Ok(path)
+}
+
+/// The config's key for `registry` (docker's for Docker Hub) and the helper configured for
+/// it (its `credHelpers` entry, else `credsStore`).
+fn login_target(config: &serde_json::Value, registry: &str) -> (String, Option<String>) {
+    let key = server_url(registry);
+    let norm = normalize_key(registry);
+    let helper = config
+        .get("credHelpers")
+        .and_then(|h| h.as_object())
+        .and_then(|h| {
+            h.iter()
+                .find(|(k, _)| normalize_key(k) == norm)
+                .and_then(|(_, v)| v.as_str().map(str::to_owned))
+        })
+        .or_else(|| {
+            config
+                .get("credsStore")
+                .and_then(|s| s.as_str())
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        });
+    (key, helper)
+}
+
+/// `docker login`'s storing half: the credential goes to the credential helper that the
+/// config in `dir` names for `registry` (`docker-credential-X store`, looked for in
+/// `helper_dir` or on `$PATH`), else into its `auths` as base64 `user:password`.
+pub async fn save_login(
+    dir: &Path,
+    registry: &str,
+    username: &str,
+    password: &str,
+    helper_dir: Option<&Path>,
+) -> Result<StoredIn> {
+    let path = dir.join("config.json");
+    let mut config = read_config_value(&path)?;
+    if !config.is_object() {
+        config = serde_json::json!({});
+    }
+    let (key, helper) = login_target(&config, registry);
+    if !config.get("auths").is_some_and(|a| a.is_object()) {
+        config["auths"] = serde_json::json!({});
+    }
+    if let Some(h) = helper {
+        let program = helper_program(helper_dir, &h, registry)?;
+        let input = serde_json::json!({"ServerURL": key, "Username": username, "Secret": password});
+        let out = call_helper(&program, "store", input.to_string().as_bytes(), registry).await?;
+        if !out.status.success() {
+            return Err(Error::Credentials {
+                registry: registry.to_owned(),
+                reason: format!(
+                    "{} store failed with {}: {}",
+                    program.display(),
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        // As docker does: an empty entry says the helper has it; no secret in the file.
+        config["auths"][&key] = serde_json::json!({});
+        write_config_value(dir, &config)?;
+        return Ok(StoredIn::Helper(h));
+    }
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    config["auths"][&key] = serde_json::json!({ "auth": auth });
+    Ok(StoredIn::ConfigFile(write_config_value(dir, &config)?))
+}
+
+/// `docker logout`: removes what [`save_login`] stored for `registry` (from its helper
+/// with `erase`, and from `auths`). False when nothing was stored.
+pub async fn remove_login(dir: &Path, registry: &str, helper_dir: Option<&Path>) -> Result<bool> {
+    let path = dir.join("config.json");
+    let mut config = read_config_value(&path)?;
+    let (key, helper) = login_target(&config, registry);
+    let norm = normalize_key(registry);
+    let mut removed = false;
+    if let Some(auths) = config.get_mut("auths").and_then(|a| a.as_object_mut()) {
+        let keys: Vec<String> = auths
+            .keys()
+            .filter(|k| normalize_key(k) == norm)
+            .cloned()
+            .collect();
+        for k in keys {
+            auths.remove(&k);
+            removed = true;
+        }
+    }
+    if let Some(h) = helper {
+        let program = helper_program(helper_dir, &h, registry)?;
+        let out = call_helper(&program, "erase", key.as_bytes(), registry).await?;
+        removed |= out.status.success();
+    }
+    if removed {
+        write_config_value(dir, &config)?;
+    }
+    Ok(removed)
 }
 
 #[async_trait]

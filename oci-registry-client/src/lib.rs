@@ -76,7 +76,8 @@ pub mod transfer;
 
 pub use client::{Client, ClientBuilder};
 pub use credentials::{
-    AnonymousProvider, Credential, CredentialProvider, DockerConfig, StaticCredentials,
+    docker_config_dir, remove_login, save_login, AnonymousProvider, Credential, CredentialProvider,
+    DockerConfig, StaticCredentials, StoredIn,
 };
 pub use error::{Error, ErrorKind, RegistryErrorEntry, Result};
 pub use listing::Page;

@@ -336,12 +336,17 @@ enum Verb {
         container: String,
     },
     /// Check credentials against a registry and store them in docker's config.json.
+    /// Remove the credentials `login` stored.
+    Logout {
+        /// The registry (default docker.io).
+        registry: Option<String>,
+    },
     Login {
-        /// The registry (`docker.io`, `localhost:5000`).
-        registry: String,
-        /// User name.
+        /// The registry (default docker.io).
+        registry: Option<String>,
+        /// User name (asked on a terminal when not given).
         #[arg(short, long)]
-        username: String,
+        username: Option<String>,
         /// Password (prefer --password-stdin).
         #[arg(short, long)]
         password: Option<String>,
@@ -948,18 +953,47 @@ async fn run(cli: Cli) -> Result<()> {
             password,
             password_stdin,
         } => {
+            let registry = registry.unwrap_or_else(|| "docker.io".into());
+            let interactive = "Cannot perform an interactive login from a non TTY device";
+            let username = match username {
+                Some(u) => u,
+                None => terminal::prompt("Username: ", true)?
+                    .ok_or_else(|| anyhow::anyhow!("{interactive}"))?,
+            };
             let password = match (password, password_stdin) {
+                (Some(_), true) => {
+                    anyhow::bail!("--password and --password-stdin are mutually exclusive")
+                }
                 (Some(p), false) => p,
                 (None, true) => {
                     let mut p = String::new();
                     std::io::stdin().read_line(&mut p)?;
                     p.trim_end_matches(['\n', '\r']).to_owned()
                 }
-                _ => anyhow::bail!("give exactly one of --password and --password-stdin"),
+                (None, false) => terminal::prompt("Password: ", false)?
+                    .ok_or_else(|| anyhow::anyhow!("{interactive}"))?,
             };
-            let path =
-                oci_examples::images::login(&registry, &username, &password, &insecure).await?;
-            writeln!(out, "Login Succeeded (credentials in {})", path.display())?;
+            if username.is_empty() || password.is_empty() {
+                anyhow::bail!("a user name and a password are needed");
+            }
+            match oci_examples::images::login(&registry, &username, &password, &insecure).await? {
+                oci_registry_client::StoredIn::ConfigFile(path) => {
+                    writeln!(out, "Login Succeeded (credentials in {})", path.display())?
+                }
+                oci_registry_client::StoredIn::Helper(h) => writeln!(
+                    out,
+                    "Login Succeeded (credentials in the docker-credential-{h} store)"
+                )?,
+                _ => writeln!(out, "Login Succeeded")?,
+            }
+        }
+        Verb::Logout { registry } => {
+            let registry = registry.unwrap_or_else(|| "docker.io".into());
+            if oci_examples::images::logout(&registry).await? {
+                writeln!(out, "Removing login credentials for {registry}")?;
+            } else {
+                writeln!(out, "Not logged in to {registry}")?;
+            }
         }
         v @ (Verb::Ps { .. }
         | Verb::Logs { .. }
