@@ -326,3 +326,29 @@ fn commit_pauses_a_running_container_and_records_message_author_and_changes() {
     cli.ok(&["commit", "--pause=false", "w", "snap:2"]);
     cli.ok(&["rm", "-f", "w"]);
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let cli = store_with(dir.path(), 1);
+    // Far more than a pipe holds, so the writer meets the closed pipe.
+    let names: Vec<&str> = std::iter::repeat_n("img:0", 400).collect();
+    let mut args = vec!["inspect"];
+    args.extend(names);
+    let mut child = cli
+        .cmd(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

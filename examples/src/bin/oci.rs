@@ -628,7 +628,8 @@ fn dash(p: Option<&Path>) -> Option<&Path> {
 
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, v)?;
+    // As an io::Error, so that a reader that went away (`| head`) ends it quietly.
+    serde_json::to_writer_pretty(&mut out, v).map_err(std::io::Error::from)?;
     writeln!(out)?;
     Ok(())
 }
