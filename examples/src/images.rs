@@ -68,6 +68,48 @@ fn creation_time() -> String {
     oci_runtime::logs::rfc3339(ns)
 }
 
+/// What a pull did, as docker tells it.
+#[derive(Debug, Clone)]
+pub struct PullReport {
+    /// The manifest or index now named.
+    pub manifest: Descriptor,
+    /// Each layer's digest, and whether this pull fetched it (else it was there already).
+    pub layers: Vec<(String, bool)>,
+    /// The name already pointed at this image before the pull.
+    pub up_to_date: bool,
+    /// The reference pulled.
+    pub reference: ImageReference,
+}
+
+impl PullReport {
+    /// docker's lines after the progress: `ID: Pull complete` or `ID: Already exists` per
+    /// layer, `Digest: ...`, `Status: ...`, then the full reference.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (d, fetched) in &self.layers {
+            let hex = d.split_once(':').map_or(d.as_str(), |(_, h)| h);
+            out.push(format!(
+                "{}: {}",
+                short(hex),
+                if *fetched {
+                    "Pull complete"
+                } else {
+                    "Already exists"
+                }
+            ));
+        }
+        out.push(format!("Digest: {}", self.manifest.digest()));
+        let name = self.reference.familiar();
+        out.push(if self.up_to_date {
+            format!("Status: Image is up to date for {name}")
+        } else {
+            format!("Status: Downloaded newer image for {name}")
+        });
+        out.push(self.reference.to_string());
+        out
+    }
+}
+
 /// What `commit` is told besides the container and the name.
 #[derive(Debug, Clone)]
 pub struct CommitOptions {
@@ -166,16 +208,75 @@ impl Images {
 
     /// `pull REF`: into the store, tagged with the full reference.
     pub async fn pull(&self, reference: &str, platform: Option<&str>) -> Result<Descriptor> {
+        Ok(self.pull_report(reference, platform).await?.manifest)
+    }
+
+    /// [`Images::pull`] with what docker prints of it: each layer's fate, and whether the
+    /// name already pointed at this image.
+    pub async fn pull_report(&self, reference: &str, platform: Option<&str>) -> Result<PullReport> {
         let r = ImageReference::parse(reference)?;
         let (repo, what) = Repository::parse_reference(reference)?;
         let src = RegistrySource::new(self.client()?, repo);
         let name = store_name(&r);
+        let before = self.layout.resolve(&name).await.ok();
         // Leased: a gc in another process keeps what this pull writes before it tags.
         let dst = self.layout.leased()?;
-        let report = copy(&src, &dst, &what, &self.options(platform, Some(name))?)
+        let fetched: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+        let mut opts = self.options(platform, Some(name))?;
+        {
+            let fetched = fetched.clone();
+            let bars = (!self.quiet).then(Bars::default);
+            opts = opts.progress(move |e| {
+                if let CopyEvent::BlobDone { digest, .. } = e {
+                    fetched
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(digest.to_string());
+                }
+                if let Some(b) = &bars {
+                    b.event(e);
+                }
+            });
+        }
+        let report = copy(&src, &dst, &what, &opts)
             .await
             .with_context(|| format!("pulling {reference}"))?;
-        Ok(report.manifest)
+        let fetched = fetched.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let top = self
+            .layout
+            .manifest(&ManifestRef::Digest(report.manifest.digest().clone()))
+            .await?;
+        let mut images = Vec::new();
+        match top.as_index() {
+            Some(index) => {
+                for d in index.manifests() {
+                    if let Ok(m) = self
+                        .layout
+                        .manifest(&ManifestRef::Digest(d.digest().clone()))
+                        .await
+                    {
+                        images.push(m);
+                    }
+                }
+            }
+            None => images.push(top),
+        }
+        let mut layers = Vec::new();
+        for m in &images {
+            for l in m.as_image().map(|i| i.layers().clone()).unwrap_or_default() {
+                let d = l.digest().to_string();
+                if !layers.iter().any(|(x, _): &(String, bool)| *x == d) {
+                    let got = fetched.contains(&d);
+                    layers.push((d, got));
+                }
+            }
+        }
+        Ok(PullReport {
+            up_to_date: before.is_some_and(|b| b.digest() == report.manifest.digest()),
+            manifest: report.manifest,
+            layers,
+            reference: r,
+        })
     }
 
     /// `push REF`: what the store names `REF` to its registry.

@@ -611,3 +611,51 @@ fn login_asks_on_a_terminal_honours_a_credential_store_and_logout_removes_it() {
     assert!(o.status.success());
     assert!(!vault.exists(), "erase reached the helper");
 }
+
+#[test]
+fn pull_prints_what_docker_prints() {
+    if !ready() {
+        return;
+    }
+    let reg = Registry::start();
+    let env = Env::new();
+    let tar = env.busybox_tar();
+    let image = format!("{}/e2e/lines:1", reg.addr);
+    env.ok("a", &["import", tar.to_str().unwrap(), &image]);
+    env.ok("a", &["push", &image]);
+    let first = env.ok("b", &["pull", &image]);
+    let lines: Vec<&str> = first.lines().collect();
+    assert_eq!(lines[0], "1: Pulling from e2e/lines", "{first}");
+    assert!(
+        lines[1].ends_with(": Pull complete") && lines[1].len() == 12 + 15,
+        "{first}"
+    );
+    assert!(lines[2].starts_with("Digest: sha256:"), "{first}");
+    assert_eq!(
+        lines[3],
+        format!("Status: Downloaded newer image for {image}")
+    );
+    assert_eq!(lines[4], image);
+    let again = env.ok("b", &["pull", &image]);
+    assert!(again.contains(": Already exists"), "{again}");
+    assert!(
+        again.contains(&format!("Status: Image is up to date for {image}")),
+        "{again}"
+    );
+    assert_eq!(env.ok("c", &["pull", "-q", &image]), format!("{image}\n"));
+    // --platform in containerd's short form.
+    let amd = env.oci("d", &["pull", "--platform", "amd64", &image]);
+    assert!(amd.status.success(), "{amd:?}");
+    // run of a missing image says so first (without the global -q).
+    let o = Command::new(OCI)
+        .arg("--data-dir")
+        .arg(env.data("e"))
+        .args(["run", "--rm", "--network", "none", &image, "true"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .starts_with(&format!("Unable to find image '{image}' locally")),
+        "{o:?}"
+    );
+}

@@ -47,6 +47,9 @@ struct Cli {
 enum Verb {
     /// Pull an image from a registry.
     Pull {
+        /// Print only the image's full name.
+        #[arg(short, long)]
+        quiet: bool,
         /// The image (`busybox`, `localhost:5000/app:1`, `name@sha256:...`).
         image: String,
         /// `os/arch[/variant]`, or `all` for every platform of an index.
@@ -736,9 +739,30 @@ async fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "  {r}")?;
             }
         }
-        Verb::Pull { image, platform } => {
-            let d = images.pull(&image, platform.as_deref()).await?;
-            writeln!(out, "Digest: {}", d.digest())?;
+        Verb::Pull {
+            image,
+            platform,
+            quiet,
+        } => {
+            let r = oci_image::ImageReference::parse(&image)?;
+            if !quiet {
+                let tag = r
+                    .tag()
+                    .map(str::to_owned)
+                    .or_else(|| r.digest().map(|d| d.to_string()))
+                    .unwrap_or_else(|| "latest".into());
+                // docker names the repository's path, without the registry.
+                writeln!(out, "{tag}: Pulling from {}", r.repository())?;
+                out.flush()?;
+            }
+            let report = images.pull_report(&image, platform.as_deref()).await?;
+            if quiet {
+                writeln!(out, "{}", report.reference)?;
+            } else {
+                for l in report.lines() {
+                    writeln!(out, "{l}")?;
+                }
+            }
         }
         Verb::Push { image } => {
             let d = images.push(&image).await?;
