@@ -475,6 +475,169 @@ impl Images {
         Ok((removed, self.layout.gc_keeping(&roots).await?.bytes_freed))
     }
 
+    /// The image manifests an image name stands for: itself, or each entry of an index.
+    async fn image_manifests(&self, name: &str) -> Result<Vec<Manifest>> {
+        let desc = match self.find_opt(name).await? {
+            Some(f) => f.desc,
+            None => self.pull(name, None).await?,
+        };
+        let m = self
+            .layout
+            .manifest(&ManifestRef::Digest(desc.digest().clone()))
+            .await?;
+        match m.as_index() {
+            None => Ok(vec![m]),
+            Some(index) => {
+                let mut out = Vec::new();
+                for d in index.manifests() {
+                    out.push(
+                        self.layout
+                            .manifest(&ManifestRef::Digest(d.digest().clone()))
+                            .await?,
+                    );
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// `manifest create LIST IMAGE...`: an OCI index named LIST in the store, one entry per
+    /// image manifest (an image found neither here nor... is pulled first), each with the
+    /// platform its config says. `amend` adds to an existing LIST instead of refusing it.
+    pub async fn manifest_create(
+        &self,
+        list: &str,
+        images: &[String],
+        amend: bool,
+    ) -> Result<Descriptor> {
+        use oci_image::oci_spec::image::{MediaType, PlatformBuilder};
+        let r = ImageReference::parse(list)?;
+        let mut entries: Vec<Descriptor> = Vec::new();
+        if let Ok(old) = self.layout.resolve(&store_name(&r)).await {
+            if !amend {
+                bail!(
+                    "refusing to replace {}: it exists (use --amend)",
+                    r.familiar()
+                );
+            }
+            let m = self
+                .layout
+                .manifest(&ManifestRef::Digest(old.digest().clone()))
+                .await?;
+            let idx = m
+                .as_index()
+                .ok_or_else(|| anyhow!("{} is an image, not a manifest list", r.familiar()))?;
+            entries = idx.manifests().clone();
+        }
+        for image in images {
+            for m in self.image_manifests(image).await? {
+                let img = m
+                    .as_image()
+                    .ok_or_else(|| anyhow!("{image} holds a nested index"))?;
+                let config = oci_image::build::read_config(&self.layout, img.config()).await?;
+                let mut p = PlatformBuilder::default()
+                    .os(config.os().clone())
+                    .architecture(config.architecture().clone())
+                    .build()?;
+                p.set_variant(config.variant().clone());
+                let mut d = m.descriptor();
+                d.set_platform(Some(p));
+                entries.retain(|e| e.digest() != d.digest());
+                entries.push(d);
+            }
+        }
+        self.write_index(&r, entries, |b| {
+            b.schema_version(2u32).media_type(MediaType::ImageIndex)
+        })
+        .await
+    }
+
+    async fn write_index(
+        &self,
+        r: &ImageReference,
+        entries: Vec<Descriptor>,
+        shape: impl FnOnce(
+            oci_image::oci_spec::image::ImageIndexBuilder,
+        ) -> oci_image::oci_spec::image::ImageIndexBuilder,
+    ) -> Result<Descriptor> {
+        let idx = shape(oci_image::oci_spec::image::ImageIndexBuilder::default())
+            .manifests(entries)
+            .build()?;
+        let m = Manifest::from_index(&idx, oci_image::ManifestKind::OciIndex)?;
+        let store = self.layout.leased()?;
+        oci_image::ImageDestination::put_manifest(&store, &m, None).await?;
+        self.layout
+            .tag(&store_name(r), &m.descriptor(), Some(&r.to_string()))
+            .await?;
+        Ok(m.descriptor())
+    }
+
+    /// `manifest annotate LIST IMAGE --os --arch --variant`: the platform of IMAGE's entry.
+    pub async fn manifest_annotate(
+        &self,
+        list: &str,
+        image: &str,
+        os: Option<&str>,
+        arch: Option<&str>,
+        variant: Option<&str>,
+    ) -> Result<Descriptor> {
+        use oci_image::oci_spec::image::{Arch, Os, PlatformBuilder};
+        let r = ImageReference::parse(list)?;
+        let desc = self
+            .layout
+            .resolve(&store_name(&r))
+            .await
+            .map_err(|_| anyhow!("no such manifest list: {}", r.familiar()))?;
+        let m = self
+            .layout
+            .manifest(&ManifestRef::Digest(desc.digest().clone()))
+            .await?;
+        let idx = m
+            .as_index()
+            .ok_or_else(|| anyhow!("{} is an image, not a manifest list", r.familiar()))?;
+        let wanted: Vec<Digest> = self
+            .image_manifests(image)
+            .await?
+            .iter()
+            .map(|m| m.digest().clone())
+            .collect();
+        let mut entries = idx.manifests().clone();
+        let mut hit = false;
+        for e in entries.iter_mut().filter(|e| wanted.contains(e.digest())) {
+            hit = true;
+            let old = e.platform().clone();
+            let mut p = PlatformBuilder::default()
+                .os(os
+                    .map(Os::from)
+                    .or_else(|| old.as_ref().map(|p| p.os().clone()))
+                    .unwrap_or(Os::Linux))
+                .architecture(
+                    arch.map(|a| Arch::from(oci_image::platform::normalize(a, None).0.as_str()))
+                        .or_else(|| old.as_ref().map(|p| p.architecture().clone()))
+                        .unwrap_or(Arch::Amd64),
+                )
+                .build()?;
+            p.set_variant(
+                variant
+                    .map(str::to_owned)
+                    .or_else(|| old.as_ref().and_then(|p| p.variant().clone())),
+            );
+            e.set_platform(Some(p));
+        }
+        if !hit {
+            bail!("{image} is not in the manifest list {}", r.familiar());
+        }
+        let media = idx.media_type().clone();
+        self.write_index(&r, entries, |b| {
+            let b = b.schema_version(2u32);
+            match media {
+                Some(m) => b.media_type(m),
+                None => b,
+            }
+        })
+        .await
+    }
+
     /// `tag SRC DST`.
     pub async fn tag(&self, from: &str, to: &str) -> Result<()> {
         let desc = self.find(from).await?.desc;

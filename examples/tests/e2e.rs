@@ -659,3 +659,105 @@ fn pull_prints_what_docker_prints() {
         "{o:?}"
     );
 }
+
+#[test]
+fn manifest_create_annotate_push_then_pull_each_platform() {
+    if !ready() {
+        return;
+    }
+    let reg = Registry::start();
+    let env = Env::new();
+    let (a, b) = (
+        format!("{}/e2e/multi-amd:1", reg.addr),
+        format!("{}/e2e/multi-arm:1", reg.addr),
+    );
+    for (i, (name, text)) in [(&a, "amd64 build"), (&b, "arm64 build")]
+        .iter()
+        .enumerate()
+    {
+        let tar = env.dir.path().join(format!("m{i}.tar"));
+        std::fs::write(&tar, tar_with_file("which", text.as_bytes())).unwrap();
+        env.ok("a", &["import", tar.to_str().unwrap(), name]);
+    }
+    let list = format!("{}/e2e/multi:1", reg.addr);
+    let out = env.ok("a", &["manifest", "create", &list, &a, &b]);
+    assert!(
+        out.starts_with(&format!("Created manifest list {list}")),
+        "{out}"
+    );
+    // It exists now: a second create is refused without --amend.
+    assert_eq!(
+        env.oci("a", &["manifest", "create", &list, &a])
+            .status
+            .code(),
+        Some(125)
+    );
+    env.ok(
+        "a",
+        &[
+            "manifest",
+            "annotate",
+            "--arch",
+            "arm64",
+            "--variant",
+            "v8",
+            &list,
+            &b,
+        ],
+    );
+    env.ok("a", &["manifest", "push", &list]);
+    // skopeo reads the index from the registry, with both platforms.
+    if Path::new("/usr/bin/skopeo").exists() {
+        let raw = Command::new("skopeo")
+            .args([
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                &format!("docker://{list}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(raw.status.success(), "{raw:?}");
+        let idx: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+        let plats: Vec<String> = idx["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let p = &m["platform"];
+                let v = p["variant"].as_str().map(|v| format!("/{v}"));
+                format!(
+                    "{}/{}{}",
+                    p["os"].as_str().unwrap_or(""),
+                    p["architecture"].as_str().unwrap_or(""),
+                    v.unwrap_or_default()
+                )
+            })
+            .collect();
+        assert_eq!(plats, ["linux/amd64", "linux/arm64/v8"], "{idx}");
+    }
+    // Each platform pulls its own image: its config is in that store, the other's is not.
+    let config = |name: &str| {
+        env.ok("a", &["inspect", "--format", "{{.Id}}", name])
+            .trim()
+            .trim_start_matches("sha256:")
+            .to_owned()
+    };
+    let (ca, cb) = (config(&a), config(&b));
+    let has = |data: &str, hex: &str| {
+        env.data(data)
+            .join("images/blobs/sha256")
+            .join(hex)
+            .exists()
+    };
+    env.ok("b", &["pull", "--platform", "linux/arm64/v8", &list]);
+    assert!(
+        has("b", &cb) && !has("b", &ca),
+        "arm64 pulled the arm64 entry"
+    );
+    env.ok("c", &["pull", "--platform", "amd64", &list]);
+    assert!(
+        has("c", &ca) && !has("c", &cb),
+        "amd64 pulled the amd64 entry"
+    );
+}

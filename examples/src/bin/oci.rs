@@ -622,6 +622,39 @@ enum ManifestVerb {
         /// The image.
         image: String,
     },
+    /// Make a multi-platform index LIST from images (pulled when they are not here), each
+    /// entry with the platform its config says.
+    Create {
+        /// Add to an existing LIST.
+        #[arg(short, long)]
+        amend: bool,
+        /// The list's name.
+        list: String,
+        /// The images.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Set the platform of an image's entry in LIST.
+    Annotate {
+        /// The OS.
+        #[arg(long)]
+        os: Option<String>,
+        /// The architecture.
+        #[arg(long)]
+        arch: Option<String>,
+        /// The variant (`v8`, `v7`).
+        #[arg(long)]
+        variant: Option<String>,
+        /// The list.
+        list: String,
+        /// The image whose entry changes.
+        image: String,
+    },
+    /// Push LIST and every image it names to LIST's registry.
+    Push {
+        /// The list.
+        list: String,
+    },
 }
 
 /// `-` means standard input or output, as for docker.
@@ -952,6 +985,43 @@ async fn run(cli: Cli) -> Result<()> {
             let v = images.manifest_inspect(&image).await?;
             drop(out);
             return print_json(&v);
+        }
+        Verb::Manifest {
+            verb:
+                ManifestVerb::Create {
+                    amend,
+                    list,
+                    images: members,
+                },
+        } => {
+            let d = images.manifest_create(&list, &members, amend).await?;
+            writeln!(out, "Created manifest list {list} ({})", d.digest())?;
+        }
+        Verb::Manifest {
+            verb:
+                ManifestVerb::Annotate {
+                    os,
+                    arch,
+                    variant,
+                    list,
+                    image,
+                },
+        } => {
+            images
+                .manifest_annotate(
+                    &list,
+                    &image,
+                    os.as_deref(),
+                    arch.as_deref(),
+                    variant.as_deref(),
+                )
+                .await?;
+        }
+        Verb::Manifest {
+            verb: ManifestVerb::Push { list },
+        } => {
+            let d = images.push(&list).await?;
+            writeln!(out, "{}", d.digest())?;
         }
         Verb::Save {
             output,
