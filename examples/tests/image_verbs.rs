@@ -220,7 +220,13 @@ fn save_and_load_name_each_image_once_and_info_and_version_answer() {
         data: dir.path().join("never-made"),
     };
     assert!(fresh.ok(&["version"]).contains(" Version: "));
-    assert!(!fresh.data.exists());
+    // Nor do the verbs that only read: they see an empty store.
+    assert_eq!(fresh.ok(&["images", "-q"]), "");
+    assert!(fresh.ok(&["ps", "-a"]).starts_with("CONTAINER ID"));
+    assert!(fresh.fails(&["inspect", "img:0"]).contains("no such image"));
+    assert!(fresh.fails(&["history", "img:0"]).contains("no such image"));
+    assert!(fresh.ok(&["info"]).contains(" Images: 0"));
+    assert!(!fresh.data.exists(), "a read made {}", fresh.data.display());
 }
 
 #[test]

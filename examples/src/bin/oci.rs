@@ -704,7 +704,29 @@ async fn run(cli: Cli) -> Result<()> {
     if matches!(cli.verb, Verb::Version) {
         return print_version(&mut std::io::stdout().lock());
     }
-    let dir = data_dir(cli.data_dir.as_deref());
+    let mut dir = data_dir(cli.data_dir.as_deref());
+    // A verb that only reads never creates the store: with no store yet it reads an empty
+    // one, made aside and gone when the verb ends.
+    let read_only = matches!(
+        cli.verb,
+        Verb::Images { .. }
+            | Verb::Inspect { .. }
+            | Verb::History { .. }
+            | Verb::Ps { .. }
+            | Verb::Logs { .. }
+            | Verb::Port { .. }
+            | Verb::Info
+            | Verb::Manifest {
+                verb: ManifestVerb::Inspect { .. }
+            }
+    );
+    let _empty = if read_only && !dir.exists() {
+        let t = tempfile::tempdir()?;
+        dir = t.path().join("data");
+        Some(t)
+    } else {
+        None
+    };
     let insecure = cli.insecure.clone();
     let images = Images::open(&dir, cli.insecure, cli.quiet).await?;
     let mut out = std::io::stdout().lock();
