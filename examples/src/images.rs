@@ -50,8 +50,10 @@ pub struct ImageRow {
     pub id: String,
     /// Manifest digest.
     pub digest: String,
-    /// Sum of layer sizes.
+    /// The unpacked size: the sum of the layers' uncompressed bytes, as docker's SIZE.
     pub size: u64,
+    /// The sum of the layers' compressed sizes (what a pull moves).
+    pub compressed_size: u64,
     /// When the image was created (nanoseconds since the epoch), when its config says.
     pub created: Option<u64>,
 }
@@ -679,12 +681,51 @@ impl Images {
                 tag: r.tag().unwrap_or("<none>").to_owned(),
                 id: img.as_ref().map(|i| i.0.clone()).unwrap_or_default(),
                 digest: desc.digest().to_string(),
-                size: img
+                compressed_size: img
+                    .as_ref()
                     .map(|i| i.1.layers().iter().map(|l| l.size()).sum())
                     .unwrap_or(0),
+                size: match &img {
+                    Some((_, i)) => {
+                        let mut total = 0;
+                        for l in i.layers() {
+                            total += self.unpacked_size(l).await?;
+                        }
+                        total
+                    }
+                    None => 0,
+                },
             });
         }
         Ok(rows)
+    }
+
+    /// The uncompressed size of a layer blob: counted once by decompressing it, then kept in
+    /// `sizes/HEX` beside the store (a blob's content never changes).
+    async fn unpacked_size(&self, layer: &Descriptor) -> Result<u64> {
+        let Some(data) = self.layout.root().parent() else {
+            return Ok(layer.size());
+        };
+        let cache = data.join("sizes").join(layer.digest().digest());
+        if let Some(n) = std::fs::read_to_string(&cache)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            return Ok(n);
+        }
+        let Ok(blob) = self.layout.blob(layer).await else {
+            // Not here (a foreign platform's layer): the compressed size says something.
+            return Ok(layer.size());
+        };
+        let mut plain = oci_layer::apply::decompress(blob, None).await?;
+        let n = tokio::io::copy(&mut plain, &mut tokio::io::sink()).await?;
+        if std::fs::create_dir_all(cache.parent().unwrap_or(data)).is_ok() {
+            let tmp = cache.with_extension("tmp");
+            if std::fs::write(&tmp, n.to_string()).is_ok() {
+                let _ = std::fs::rename(&tmp, &cache);
+            }
+        }
+        Ok(n)
     }
 
     /// The image of an index for the host platform (an image manifest is returned as is).
