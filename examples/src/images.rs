@@ -456,17 +456,26 @@ impl Images {
                 let in_use = used.contains(&desc.digest().to_string())
                     || host.as_ref().is_ok_and(|h| used.contains(h));
                 if !in_use {
-                    self.layout.remove(&name).await?;
-                    removed.push(
-                        ImageReference::parse(&name)
-                            .map(|r| r.familiar())
-                            .unwrap_or(name),
-                    );
+                    removed.push(self.untag(name).await?);
                 }
             }
         }
+        Ok((removed, self.gc_keeping_containers(&containers).await?))
+    }
+
+    /// Removes store name `name`; its familiar form.
+    async fn untag(&self, name: String) -> Result<String> {
+        self.layout.remove(&name).await?;
+        Ok(ImageReference::parse(&name)
+            .map(|r| r.familiar())
+            .unwrap_or(name))
+    }
+
+    /// gc of what no name reaches, keeping what `containers` were made from (tagged or
+    /// not); the bytes freed.
+    async fn gc_keeping_containers(&self, containers: &[oci_layer::SnapshotInfo]) -> Result<u64> {
         let mut roots = Vec::new();
-        for c in &containers {
+        for c in containers {
             let Ok(d) = oci_image::parse_digest(&c.image) else {
                 continue;
             };
@@ -474,7 +483,7 @@ impl Images {
                 roots.push(m.descriptor());
             }
         }
-        Ok((removed, self.layout.gc_keeping(&roots).await?.bytes_freed))
+        Ok(self.layout.gc_keeping(&roots).await?.bytes_freed)
     }
 
     /// The image manifests an image name stands for: itself, or each entry of an index.
@@ -793,25 +802,10 @@ impl Images {
                 }
             }
             for name in names {
-                self.layout.remove(&name).await?;
-                untagged.push(
-                    ImageReference::parse(&name)
-                        .map(|r| r.familiar())
-                        .unwrap_or(name),
-                );
+                untagged.push(self.untag(name).await?);
             }
         }
-        // What containers were made from stays, tagged or not.
-        let mut roots = Vec::new();
-        for c in &containers {
-            let Ok(d) = oci_image::parse_digest(&c.image) else {
-                continue;
-            };
-            if let Ok(m) = self.layout.manifest(&ManifestRef::Digest(d)).await {
-                roots.push(m.descriptor());
-            }
-        }
-        Ok((untagged, self.layout.gc_keeping(&roots).await?.bytes_freed))
+        Ok((untagged, self.gc_keeping_containers(&containers).await?))
     }
 
     /// `inspect REF`: docker's view of the image for the host platform.

@@ -486,7 +486,6 @@ fn login_asks_on_a_terminal_honours_a_credential_store_and_logout_removes_it() {
         eprintln!("skipping: htpasswd (apache2-utils) is missing");
         return;
     };
-    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let env = Env::new();
@@ -495,15 +494,7 @@ fn login_asks_on_a_terminal_honours_a_credential_store_and_logout_removes_it() {
     let reg = Registry::start_with_auth(Some(&htpasswd));
     let cfg_dir = env.dir.path().join("docker");
     // On a terminal: both asked, the password without echo.
-    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
-    grantpt(&master).unwrap();
-    unlockpt(&master).unwrap();
-    let name = ptsname(&master, Vec::new()).unwrap();
-    let slave = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(name.to_str().unwrap())
-        .unwrap();
+    let (mut m, slave) = common::pty();
     let mut child = Command::new(OCI)
         .args(["login", &reg.addr])
         .env("DOCKER_CONFIG", &cfg_dir)
@@ -513,7 +504,6 @@ fn login_asks_on_a_terminal_honours_a_credential_store_and_logout_removes_it() {
         .spawn()
         .unwrap();
     drop(slave);
-    let mut m = std::fs::File::from(master);
     pty_until(&mut m, "Username: ");
     m.write_all(b"bob\n").unwrap();
     pty_until(&mut m, "Password: ");

@@ -65,7 +65,10 @@ fn images_lists_docker_columns_with_human_sizes_and_times() {
         "a real creation time after import: {row}"
     );
     // The unpacked size, as docker's: the layer is GNU tar's 10 KiB record, not its gzip.
-    assert!(row.trim_end().ends_with(" 10.24kB"), "the unpacked size: {row}");
+    assert!(
+        row.trim_end().ends_with(" 10.24kB"),
+        "the unpacked size: {row}"
+    );
     // -q: each id once (img:0 has two names).
     let q = cli.ok(&["images", "-q"]);
     assert_eq!(q.lines().count(), 2, "{q}");
