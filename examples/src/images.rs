@@ -145,7 +145,7 @@ pub struct HistoryRow {
     pub created: Option<u64>,
     /// The command that made it.
     pub created_by: String,
-    /// Its layer's size in the store (0 for an empty layer).
+    /// Its layer's unpacked size (0 for an empty layer).
     pub size: u64,
     /// The comment.
     pub comment: String,
@@ -405,7 +405,12 @@ impl Images {
             .ok_or_else(|| anyhow!("{name} is not an image"))?;
         let config = oci_image::build::read_config(&self.layout, img.config()).await?;
         let time = |t: &Option<String>| t.as_deref().and_then(oci_runtime::logs::parse_rfc3339);
-        let mut sizes = img.layers().iter().map(|l| l.size());
+        // docker's SIZE: each layer's unpacked bytes.
+        let mut unpacked = Vec::new();
+        for l in img.layers() {
+            unpacked.push(self.unpacked_size(l).await?);
+        }
+        let mut sizes = unpacked.into_iter();
         let mut rows: Vec<HistoryRow> = match config.history() {
             Some(h) if !h.is_empty() => h
                 .iter()

@@ -633,6 +633,18 @@ fn pull_prints_what_docker_prints() {
         "{again}"
     );
     assert_eq!(env.ok("c", &["pull", "-q", &image]), format!("{image}\n"));
+    // Pulled by digest: docker's `REPO <none>` row, the digest under --digests.
+    let digest = lines[2].trim_start_matches("Digest: ");
+    let by_digest = format!("{}/e2e/lines@{digest}", reg.addr);
+    env.ok("f", &["pull", &by_digest]);
+    let rows = env.ok("f", &["images", "--digests"]);
+    let row = rows.lines().nth(1).unwrap();
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cols[..3],
+        [format!("{}/e2e/lines", reg.addr).as_str(), "<none>", digest],
+        "{rows}"
+    );
     // --platform in containerd's short form.
     let amd = env.oci("d", &["pull", "--platform", "amd64", &image]);
     assert!(amd.status.success(), "{amd:?}");

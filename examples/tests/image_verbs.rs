@@ -168,6 +168,10 @@ fn history_shows_each_step_newest_first() {
     let row = lines.next().unwrap();
     assert!(row.starts_with(&id_of(&cli, "img:0")[..12]), "{row}");
     assert!(row.contains("imported") && row.contains("ago"), "{row}");
+    assert!(
+        row.contains(" 10.24kB "),
+        "the layer's unpacked size: {row}"
+    );
     // Raw values with --human=false.
     let raw = cli.ok(&["history", "--human=false", "img:0"]);
     assert!(
