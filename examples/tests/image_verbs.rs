@@ -366,3 +366,83 @@ fn a_reader_that_goes_away_ends_the_output_quietly() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// No clause of an error message appears twice (`what: why: why`), as it did when each
+/// wrapping error printed its cause and also returned it from `source()`.
+fn assert_reads_once(what: &str, stderr: &str) {
+    let line = stderr.trim();
+    let clauses: Vec<&str> = line
+        .split(": ")
+        .map(str::trim)
+        .filter(|c| c.len() > 3)
+        .collect();
+    for (i, c) in clauses.iter().enumerate() {
+        assert!(
+            !clauses[i + 1..].contains(c),
+            "{what}: {c:?} repeats in {line:?}"
+        );
+    }
+}
+
+#[test]
+fn errors_the_cli_prints_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = store_with(dir.path(), 1);
+    let not_tar = dir.path().join("not.tar");
+    std::fs::write(&not_tar, vec![7u8; 4096]).unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        (
+            "transport",
+            vec!["pull".into(), "127.0.0.1:1/nothing/here:1".into()],
+        ),
+        (
+            "missing image",
+            vec!["inspect".into(), "nothing:here".into()],
+        ),
+        (
+            "missing archive",
+            vec!["load".into(), "-i".into(), "/nonexistent/x.tar".into()],
+        ),
+        (
+            "missing tar",
+            vec!["import".into(), "/nonexistent/r.tar".into(), "x:1".into()],
+        ),
+        ("rmi", vec!["rmi".into(), "nothing:here".into()]),
+        (
+            "save into a missing directory",
+            vec![
+                "save".into(),
+                "-o".into(),
+                "/nonexistent/dir/out.tar".into(),
+                "img:0".into(),
+            ],
+        ),
+        (
+            "layer apply onto a file",
+            vec![
+                "layer".into(),
+                "apply".into(),
+                file.display().to_string(),
+                not_tar.display().to_string(),
+            ],
+        ),
+        (
+            "bad platform",
+            vec![
+                "pull".into(),
+                "--platform".into(),
+                "a/b/c/d".into(),
+                "x".into(),
+            ],
+        ),
+        ("history", vec!["history".into(), "nothing:here".into()]),
+    ];
+    for (what, args) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = cli.fails(&args);
+        assert!(!err.trim().is_empty(), "{what}: no message");
+        assert_reads_once(what, &err);
+    }
+}

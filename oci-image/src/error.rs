@@ -94,7 +94,7 @@ pub enum Error {
         what: &'static str,
     },
     /// A JSON document could not be parsed.
-    #[error("invalid {what}: {source}")]
+    #[error("invalid {what}")]
     InvalidJson {
         /// What was being parsed.
         what: &'static str,
@@ -167,7 +167,7 @@ pub enum Error {
         reason: String,
     },
     /// An I/O error on a path.
-    #[error("i/o error on {}: {source}", path.display())]
+    #[error("i/o error on {}", path.display())]
     Io {
         /// The path concerned.
         path: PathBuf,
@@ -176,13 +176,16 @@ pub enum Error {
         source: std::io::Error,
     },
     /// An I/O error on a stream (no path concerned).
-    #[error("i/o error: {0}")]
+    #[error("i/o error on a stream")]
     Stream(#[from] std::io::Error),
     /// An error from a store or transport that is not ours, boxed (registry client, layer code).
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Other {
         /// What was being done.
         context: String,
+        /// The foreign error says the object does not exist (a registry's 404), so that
+        /// [`Error::is_not_found`] holds across the crate boundary.
+        not_found: bool,
         /// The cause.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
@@ -205,6 +208,19 @@ impl Error {
     ) -> Self {
         Error::Other {
             context: context.into(),
+            not_found: false,
+            source: source.into(),
+        }
+    }
+
+    /// [`Error::other`] for a foreign error that says the object does not exist.
+    pub fn other_not_found(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Error::Other {
+            context: context.into(),
+            not_found: true,
             source: source.into(),
         }
     }
@@ -213,6 +229,7 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         match self {
             Error::BlobNotFound { .. } | Error::ReferenceNotFound { .. } => true,
+            Error::Other { not_found, .. } => *not_found,
             Error::Io { source, .. } | Error::Stream(source) => {
                 source.kind() == std::io::ErrorKind::NotFound
             }

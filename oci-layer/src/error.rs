@@ -26,7 +26,7 @@ pub enum Error {
         reason: String,
     },
     /// A system call on a path inside the root failed.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}", path.display())]
     Fs {
         /// What was being done (`mkdir`, `open`, `chown`, ...).
         op: &'static str,
@@ -57,7 +57,7 @@ pub enum Error {
     },
     /// Reading the layer stream failed (truncated, corrupt compression, bad tar); `entries`
     /// entries had been applied before.
-    #[error("layer stream failed after {entries} entries: {source}")]
+    #[error("layer stream failed after {entries} entries")]
     Stream {
         /// Entries applied before the failure.
         entries: u64,
@@ -66,7 +66,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Applying entry number `index` (`path`) failed; the entries before it were applied.
-    #[error("applying entry {index} ({path:?}) failed: {source}")]
+    #[error("applying entry {index} ({path:?}) failed")]
     Apply {
         /// The entry's index in the tar.
         index: u64,
@@ -91,7 +91,7 @@ pub enum Error {
     #[error(transparent)]
     Image(#[from] oci_image::Error),
     /// An I/O error without a path.
-    #[error("i/o error: {0}")]
+    #[error("i/o error on a stream")]
     Io(#[from] std::io::Error),
 }
 

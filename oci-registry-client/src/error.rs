@@ -62,7 +62,7 @@ pub enum Error {
         errors: Vec<RegistryErrorEntry>,
     },
     /// The request could not be sent or its answer not read (connection, TLS, timeout).
-    #[error("transport error for {url}: {source}")]
+    #[error("transport error for {url}")]
     Transport {
         /// The URL asked for.
         url: String,
@@ -142,7 +142,7 @@ pub enum Error {
         reason: String,
     },
     /// A file (docker config) could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -266,6 +266,7 @@ impl Error {
     pub fn into_image(self) -> oci_image::Error {
         match self {
             Error::Image(e) => e,
+            other if other.is_not_found() => oci_image::Error::other_not_found("registry", other),
             other => oci_image::Error::other("registry", other),
         }
     }
@@ -333,8 +334,35 @@ pub(crate) fn parse_error_body(body: &[u8]) -> Vec<RegistryErrorEntry> {
         .unwrap_or_default()
 }
 
+/// An error and its causes in one line (`what failed: why`), for text that outlives the
+/// error value.
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_registry_404_is_not_found_through_the_image_error_and_reads_once() {
+        let e = super::Error::Registry {
+            status: 404,
+            url: "http://r/v2/x/manifests/1".into(),
+            errors: Vec::new(),
+        };
+        let text = e.to_string();
+        let img = e.into_image();
+        assert!(img.is_not_found(), "{img}");
+        let whole = super::chain(&img);
+        assert_eq!(whole.matches(&text).count(), 1, "{whole}");
+    }
+
     use super::*;
 
     #[test]

@@ -259,7 +259,7 @@ impl Client {
                 }
                 Err(e) => {
                     let err = oci_image::Error::from_io(e);
-                    let msg = err.to_string();
+                    let msg = crate::error::chain(&err);
                     if let Ok(mut s) = slot.lock() {
                         *s = Some(err);
                     }

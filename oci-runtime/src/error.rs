@@ -45,7 +45,7 @@ pub enum Error {
         op: &'static str,
     },
     /// The container's init failed while setting it up, at `step`.
-    #[error("container init failed at {step}: {source}")]
+    #[error("container init failed at {step}")]
     Init {
         /// The setup step (`mount /proc`, `pivot_root`, `setuid`, ...).
         step: String,
@@ -64,7 +64,7 @@ pub enum Error {
         reason: String,
     },
     /// A cgroup could not be set up.
-    #[error("cgroup {}: {source}", path.display())]
+    #[error("cgroup {}", path.display())]
     Cgroup {
         /// The cgroup file or directory.
         path: PathBuf,
@@ -73,7 +73,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A system call or file operation failed.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         /// What was being done.
         op: &'static str,
@@ -122,4 +122,22 @@ impl Error {
             source: source.into(),
         }
     }
+}
+
+/// An error and its causes in one line, `what failed: why: why deeper`, for the places that
+/// keep an error as text (a monitor's status, a report to the program that spawned it).
+/// Display alone says only what failed; the causes are in `source()`.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        // A foreign error that still repeats its cause is not printed twice.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = c.source();
+    }
+    out
 }

@@ -94,4 +94,4 @@ pub use container::{
     parse_signal, run, run_hooks, validate_id, Container, ContainerBuilder, ExecProcess, Status,
 };
 pub use devices::{device_rules, DeviceRule, DEFAULT_ALLOWED};
-pub use error::{Error, Result};
+pub use error::{chain, Error, Result};

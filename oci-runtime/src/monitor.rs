@@ -545,7 +545,7 @@ impl Serve {
             let code = match self.once() {
                 Ok(code) => code,
                 Err(e) => {
-                    let msg = e.to_string();
+                    let msg = crate::error::chain(&e);
                     self.status.error = Some(msg.clone());
                     self.broadcast(&Frame::Error(msg.clone()));
                     self.report(&Ready {
