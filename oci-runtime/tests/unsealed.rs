@@ -19,6 +19,6 @@ fn create_refuses_an_unsealed_program() {
         .create()
         .unwrap_err();
     assert!(matches!(err, Error::UnsealedExe), "{err}");
-    assert!(err.to_string().contains("reexec_sealed"), "{err}");
+    assert!(oci_runtime::chain(&err).contains("reexec_sealed"), "{err}");
     assert!(!state.exists(), "nothing was set up");
 }
