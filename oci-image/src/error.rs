@@ -264,3 +264,18 @@ impl Error {
         Error::Stream(err)
     }
 }
+
+/// An error and its causes in one line, `what failed: why: why deeper`. This crate's errors
+/// (and those of the crates built on it) say only what failed in their Display and give
+/// the cause from `source()`; this is the text for a log line or a status that outlives
+/// the error.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}

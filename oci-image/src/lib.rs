@@ -58,7 +58,7 @@ pub use archive::{ArchiveFormat, ArchiveSource, ArchiveWriter};
 pub use build::ImageBuilder;
 pub use copy::{copy, CopyEvent, CopyOptions, CopyReport, PlatformFilter};
 pub use digest::{parse_digest, sha256, Hasher};
-pub use error::{Error, Result};
+pub use error::{chain, Error, Result};
 pub use inspect::{ImageInspect, ManifestInspect};
 pub use layout::{GcReport, OciLayout};
 pub use manifest::{descriptor, Manifest, ManifestBody, ManifestKind, MAX_MANIFEST_SIZE};

@@ -247,12 +247,12 @@ async fn apply_refuses_dotdot_entries() {
         )
         .await
         .unwrap_err();
-    assert!(chain(&e).contains(".."), "{e}");
+    assert!(oci_image::chain(&e).contains(".."), "{e}");
     let e = sb
         .apply(&[E::file("x/.wh...", b"")], &ApplyOptions::default())
         .await
         .unwrap_err();
-    assert!(chain(&e).contains("whiteout"), "{e}");
+    assert!(oci_image::chain(&e).contains("whiteout"), "{e}");
 }
 
 #[tokio::test]
@@ -333,7 +333,7 @@ async fn apply_refuses_symlink_escapes() {
         )
         .await
         .unwrap_err();
-    assert!(chain(&e).contains("dangling"), "{e}");
+    assert!(oci_image::chain(&e).contains("dangling"), "{e}");
 }
 
 #[tokio::test]
@@ -347,7 +347,7 @@ async fn apply_refuses_hardlinks_out_of_the_root() {
         )
         .await
         .unwrap_err();
-    assert!(chain(&e).contains(".."), "{e}");
+    assert!(oci_image::chain(&e).contains(".."), "{e}");
     // An absolute target resolves inside the root, where it does not exist.
     let e = sb
         .apply(
@@ -356,7 +356,7 @@ async fn apply_refuses_hardlinks_out_of_the_root() {
         )
         .await
         .unwrap_err();
-    assert!(chain(&e).contains("does not exist"), "{e}");
+    assert!(oci_image::chain(&e).contains("does not exist"), "{e}");
     // Through a symlink to outside.
     let e = sb
         .apply(
@@ -365,7 +365,7 @@ async fn apply_refuses_hardlinks_out_of_the_root() {
         )
         .await
         .unwrap_err();
-    assert!(chain(&e).contains("does not exist"), "{e}");
+    assert!(oci_image::chain(&e).contains("does not exist"), "{e}");
     // A hard link to a symlink links the symlink itself.
     sb.apply(
         &[
@@ -421,7 +421,10 @@ async fn apply_refuses_unallowed_xattrs() {
         ..Default::default()
     };
     let e = sb.apply(&entries, &strict).await.unwrap_err();
-    assert!(chain(&e).contains("trusted.overlay.opaque"), "{e}");
+    assert!(
+        oci_image::chain(&e).contains("trusted.overlay.opaque"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -434,7 +437,7 @@ async fn apply_refuses_pax_size_disagreeing_with_header() {
         )
         .await
         .unwrap_err();
-    assert!(chain(&e).contains("PAX size"), "{e}");
+    assert!(oci_image::chain(&e).contains("PAX size"), "{e}");
 }
 
 #[tokio::test]
@@ -451,7 +454,7 @@ async fn truncated_corrupt_and_wrong_diff_id_layers_fail() {
         "{e}"
     );
     assert!(
-        chain(&e).contains("entries") || chain(&e).contains("entry"),
+        oci_image::chain(&e).contains("entries") || oci_image::chain(&e).contains("entry"),
         "{e}"
     );
     let mut corrupt = gz.clone();
@@ -763,7 +766,10 @@ async fn layer_declaring_more_than_the_limit_fails_before_writing() {
         )
         .await
         .unwrap_err();
-    assert!(chain(&err).contains("limit of 1000 bytes"), "{err}");
+    assert!(
+        oci_image::chain(&err).contains("limit of 1000 bytes"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(sb.root.join("a")).unwrap(), vec![1u8; 600]);
     assert!(!sb.root.join("b").exists());
 }
@@ -870,7 +876,7 @@ async fn paths_and_link_targets_over_path_max_are_refused() {
         .apply(&[E::file(&long, b"x")], &ApplyOptions::default())
         .await
         .unwrap_err();
-    assert!(chain(&err).contains("over 4096"), "{err}");
+    assert!(oci_image::chain(&err).contains("over 4096"), "{err}");
     let err = sb
         .apply(
             &[E::symlink("l", &"x".repeat(5000))],
@@ -878,7 +884,7 @@ async fn paths_and_link_targets_over_path_max_are_refused() {
         )
         .await
         .unwrap_err();
-    assert!(chain(&err).contains("over 4096"), "{err}");
+    assert!(oci_image::chain(&err).contains("over 4096"), "{err}");
 }
 
 fn open_dir_path(dir: &Path) -> std::os::fd::OwnedFd {
@@ -936,7 +942,7 @@ async fn diff_of_a_tree_too_deep_for_a_layer_is_a_clear_error() {
         )
         .await
         .unwrap_err();
-        assert!(chain(&err).contains("over 4096 bytes"), "{err}");
+        assert!(oci_image::chain(&err).contains("over 4096 bytes"), "{err}");
     }
     let err = oci_layer::diff_overlay(
         &upper,
@@ -945,18 +951,6 @@ async fn diff_of_a_tree_too_deep_for_a_layer_is_a_clear_error() {
     )
     .await
     .unwrap_err();
-    assert!(chain(&err).contains("over 4096 bytes"), "{err}");
+    assert!(oci_image::chain(&err).contains("over 4096 bytes"), "{err}");
     remove_chain(&upper);
-}
-
-/// An error and its causes, `what: why: why`: Display alone says only what failed.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
 }

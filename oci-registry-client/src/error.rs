@@ -334,18 +334,7 @@ pub(crate) fn parse_error_body(body: &[u8]) -> Vec<RegistryErrorEntry> {
         .unwrap_or_default()
 }
 
-/// An error and its causes in one line (`what failed: why`), for text that outlives the
-/// error value.
-pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
-}
+pub(crate) use oci_image::chain;
 
 #[cfg(test)]
 mod tests {

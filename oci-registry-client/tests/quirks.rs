@@ -1064,7 +1064,7 @@ async fn blob_trickling_under_the_minimum_rate_fails_in_bounded_time() {
     let e = read_all(c.blob(&repo, &d).await.unwrap())
         .await
         .unwrap_err();
-    assert!(chain(&e).contains("bytes/s"), "{e}");
+    assert!(oci_image::chain(&e).contains("bytes/s"), "{e}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
@@ -1104,16 +1104,4 @@ async fn manifest_trickling_past_the_deadline_fails() {
         "{:?} {e}",
         started.elapsed()
     );
-}
-
-/// An error and its causes, `what: why: why`: Display alone says only what failed.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
 }
