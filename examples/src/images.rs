@@ -982,10 +982,13 @@ impl Images {
             )
         };
         b = b.created(&creation_time());
-        let mut tar = oci_layer::apply::decompress(input, None).await?;
+        // Followed as a tar on the way (and passed through unchanged), so bytes that are not
+        // one are refused instead of becoming a layer nothing can apply.
+        let mut tar = oci_image::TarGuard::new(oci_layer::apply::decompress(input, None).await?);
         let store = self.layout.leased()?;
         b.add_layer_tar(&store, &mut tar, Compression::Gzip, "imported")
-            .await?;
+            .await
+            .with_context(|| format!("importing {source}"))?;
         let m = b.build(&store).await?;
         self.layout
             .tag(&store_name(&r), &m.descriptor(), Some(&r.to_string()))

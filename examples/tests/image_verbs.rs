@@ -411,6 +411,10 @@ fn errors_the_cli_prints_read_once() {
         ),
         ("rmi", vec!["rmi".into(), "nothing:here".into()]),
         (
+            "not a tar",
+            vec!["import".into(), not_tar.display().to_string(), "x:1".into()],
+        ),
+        (
             "save into a missing directory",
             vec![
                 "save".into(),
