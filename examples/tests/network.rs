@@ -516,6 +516,10 @@ fn containers_on_one_network_reach_each_other_by_name_and_not_across_networks() 
     // connect gives a1 a second interface on n2, where b1 is.
     s.ok(&["network", "connect", &n2, "a1"]);
     assert!(ping("a1", "b1"), "after connect");
+    assert!(
+        ping("a1", "a2"),
+        "and still the first network's names: one file holds both"
+    );
     assert!(s.ok(&["exec", "a1", "ip", "-o", "addr"]).contains("eth1"));
     s.ok(&["network", "disconnect", &n2, "a1"]);
     assert!(!ping("a1", &b1), "after disconnect");

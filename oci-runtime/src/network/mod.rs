@@ -1013,8 +1013,15 @@ impl Networks {
     /// Rewrites the marked lines of every endpoint's hosts file: the other containers of
     /// its networks, by name and short id. Best effort: a file that is gone is skipped.
     fn write_hosts(&self, eps: &[Endpoint]) {
-        for e in eps {
-            let Some(path) = &e.hosts_file else { continue };
+        // Once per file: a container on two networks has one hosts file with the names of
+        // both (each endpoint writing it in turn left only the last network's).
+        let files: BTreeSet<&PathBuf> = eps.iter().filter_map(|e| e.hosts_file.as_ref()).collect();
+        for path in files {
+            let nets: BTreeSet<&str> = eps
+                .iter()
+                .filter(|e| e.hosts_file.as_ref() == Some(path) && !e.network.is_empty())
+                .map(|e| e.network.as_str())
+                .collect();
             // The container writes this file: at most HOSTS_MAX of it is read back, so a
             // container that fills it cannot make every network change read gigabytes.
             let mut old = String::new();
@@ -1034,7 +1041,7 @@ impl Networks {
                 .map(|l| format!("{l}\n"))
                 .collect();
             let mut seen = BTreeSet::new();
-            for o in eps.iter().filter(|o| o.network == e.network) {
+            for o in eps.iter().filter(|o| nets.contains(o.network.as_str())) {
                 if !seen.insert((o.container.clone(), o.ip)) {
                     continue;
                 }
@@ -1055,6 +1062,25 @@ impl Networks {
                 }
             }
         }
+    }
+
+    /// Under the lock: records `eps` (what stays), deletes the veths of `gone`, takes the
+    /// names of `gone` out of every hosts file (theirs included) and rewrites the rules.
+    fn release(&self, eps: &[Endpoint], gone: &[Endpoint]) -> Result<()> {
+        self.save_endpoints(eps)?;
+        if let Ok(mut nl) = netlink::Netlink::new() {
+            for g in gone {
+                let _ = nl.delete_link(&g.veth);
+            }
+        }
+        // A released endpoint stays in the list only for its file, on no network.
+        let mut files = eps.to_vec();
+        files.extend(gone.iter().map(|g| Endpoint {
+            network: String::new(),
+            ..g.clone()
+        }));
+        self.write_hosts(&files);
+        self.apply_rules(eps)
     }
 
     /// Attaches the created container whose init is `pid` to the networks of `req`; its
@@ -1086,17 +1112,7 @@ impl Networks {
             return Ok(());
         };
         let gone = eps.remove(pos);
-        self.save_endpoints(&eps)?;
-        if let Ok(mut nl) = netlink::Netlink::new() {
-            let _ = nl.delete_link(&gone.veth);
-        }
-        let mut left = eps.clone();
-        left.push(Endpoint {
-            network: String::new(),
-            ..gone
-        });
-        self.write_hosts(&left);
-        self.apply_rules(&eps)
+        self.release(&eps, &[gone])
     }
 
     fn attach_inner(
@@ -1143,15 +1159,12 @@ impl Networks {
         let result = (|| -> Result<()> {
             for (k, net) in nets.iter().enumerate() {
                 let i = first + k;
-                let (br, created) = host.ensure_bridge(&net.bridge)?;
-                if created {
-                    host.add_address(br, net.gateway, net.prefix)?;
-                    host.set_up(br)?;
-                    sysctl(&format!("net/ipv4/conf/{}/route_localnet", net.bridge), "1");
-                } else {
-                    host.add_address(br, net.gateway, net.prefix)?;
-                    host.set_up(br)?;
-                }
+                // Each step is a no-op when already so (an address there, a link up, a
+                // sysctl set), so a bridge made by an earlier run is mended too.
+                let br = host.ensure_bridge(&net.bridge)?;
+                host.add_address(br, net.gateway, net.prefix)?;
+                host.set_up(br)?;
+                sysctl(&format!("net/ipv4/conf/{}/route_localnet", net.bridge), "1");
                 sysctl("net/ipv4/ip_forward", "1");
                 let used: BTreeSet<Ipv4Addr> = eps
                     .iter()
@@ -1261,22 +1274,7 @@ impl Networks {
             return Ok(());
         }
         eps.retain(|e| e.container != container);
-        self.save_endpoints(&eps)?;
-        if let Ok(mut nl) = netlink::Netlink::new() {
-            for g in &gone {
-                let _ = nl.delete_link(&g.veth);
-            }
-        }
-        // Its own file loses the others' names too.
-        let mut left = eps.clone();
-        for g in &gone {
-            left.push(Endpoint {
-                network: String::new(),
-                ..g.clone()
-            });
-        }
-        self.write_hosts(&left);
-        self.apply_rules(&eps)
+        self.release(&eps, &gone)
     }
 
     /// Removes our rules and bridges when nothing uses them (for tests and `network prune`

@@ -155,9 +155,9 @@ impl Netlink {
     }
 
     /// Creates bridge `name` unless it exists; its index.
-    pub(crate) fn ensure_bridge(&mut self, name: &str) -> Result<(u32, bool), NetError> {
+    pub(crate) fn ensure_bridge(&mut self, name: &str) -> Result<u32, NetError> {
         if let Some(i) = self.link_index(name)? {
-            return Ok((i, false));
+            return Ok(i);
         }
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_owned()));
@@ -175,7 +175,7 @@ impl Netlink {
         let i = self
             .link_index(name)?
             .ok_or_else(|| errno(&format!("create bridge {name}"), libc::ENODEV))?;
-        Ok((i, true))
+        Ok(i)
     }
 
     /// Creates a veth pair: `host` here, attached to bridge `master` and up; `peer` moved
