@@ -381,7 +381,7 @@ impl Containers {
                 },
                 publish,
             };
-            std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg)?)?;
+            self.save_config(&cfg)?;
             self.start_monitor(&cfg, spec, !req.detach)
         }
         .await;
@@ -412,14 +412,7 @@ impl Containers {
         mc.network = match cfg.run.network {
             Network::Bridge => Some(Plan::Bridge {
                 store: self.networks_dir(),
-                request: AttachRequest {
-                    container: cfg.id.clone(),
-                    name: cfg.name.clone(),
-                    hostname: cfg.run.hostname.clone().unwrap_or_default(),
-                    networks: cfg.networks.clone(),
-                    ports: cfg.publish.clone(),
-                    hosts_file: Some(dir.join("hosts")),
-                },
+                request: self.attach_request(cfg),
             }),
             Network::Slirp => Some(Plan::Slirp {
                 ports: cfg.publish.clone(),
@@ -475,18 +468,8 @@ impl Containers {
             );
         }
         if v.status.state == State::Running {
-            nets.connect(
-                &n.name,
-                &AttachRequest {
-                    container: v.config.id.clone(),
-                    name: v.config.name.clone(),
-                    hostname: v.config.run.hostname.clone().unwrap_or_default(),
-                    networks: vec![n.name.clone()],
-                    ports: Vec::new(),
-                    hosts_file: Some(self.dir.join(&v.config.id).join("hosts")),
-                },
-                v.status.pid,
-            )?;
+            // connect takes only the network asked for, and no ports, from the request.
+            nets.connect(&n.name, &self.attach_request(&v.config), v.status.pid)?;
         }
         let mut cfg = v.config;
         cfg.networks.push(n.name);
@@ -505,6 +488,18 @@ impl Containers {
         let mut cfg = v.config;
         cfg.networks.retain(|x| *x != n.name);
         self.save_config(&cfg)
+    }
+
+    /// What container `cfg` asks of its bridge networks at each start.
+    fn attach_request(&self, cfg: &ContainerConfig) -> AttachRequest {
+        AttachRequest {
+            container: cfg.id.clone(),
+            name: cfg.name.clone(),
+            hostname: cfg.run.hostname.clone().unwrap_or_default(),
+            networks: cfg.networks.clone(),
+            ports: cfg.publish.clone(),
+            hosts_file: Some(self.dir.join(&cfg.id).join("hosts")),
+        }
     }
 
     fn save_config(&self, cfg: &ContainerConfig) -> Result<()> {

@@ -190,6 +190,16 @@ impl Images {
     }
 
     fn options(&self, platform: Option<&str>, tag: Option<String>) -> Result<CopyOptions> {
+        self.options_observed(platform, tag, |_| {})
+    }
+
+    /// [`Images::options`] with `observe` seeing every copy event beside the bars.
+    fn options_observed(
+        &self,
+        platform: Option<&str>,
+        tag: Option<String>,
+        observe: impl Fn(&CopyEvent) + Send + Sync + 'static,
+    ) -> Result<CopyOptions> {
         let mut opts = CopyOptions::default();
         if let Some(p) = platform {
             opts = opts.platforms(if p == "all" {
@@ -201,10 +211,13 @@ impl Images {
         if let Some(t) = tag {
             opts = opts.tag(t);
         }
-        if !self.quiet {
-            let bars = Bars::default();
-            opts = opts.progress(move |e| bars.event(e));
-        }
+        let bars = (!self.quiet).then(Bars::default);
+        opts = opts.progress(move |e| {
+            observe(e);
+            if let Some(b) = &bars {
+                b.event(e);
+            }
+        });
         Ok(opts)
     }
 
@@ -224,22 +237,14 @@ impl Images {
         // Leased: a gc in another process keeps what this pull writes before it tags.
         let dst = self.layout.leased()?;
         let fetched: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
-        let mut opts = self.options(platform, Some(name))?;
-        {
-            let fetched = fetched.clone();
-            let bars = (!self.quiet).then(Bars::default);
-            opts = opts.progress(move |e| {
-                if let CopyEvent::BlobDone { digest, .. } = e {
-                    fetched
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(digest.to_string());
-                }
-                if let Some(b) = &bars {
-                    b.event(e);
-                }
-            });
-        }
+        let seen = fetched.clone();
+        let opts = self.options_observed(platform, Some(name), move |e| {
+            if let CopyEvent::BlobDone { digest, .. } = e {
+                seen.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(digest.to_string());
+            }
+        })?;
         let report = copy(&src, &dst, &what, &opts)
             .await
             .with_context(|| format!("pulling {reference}"))?;
