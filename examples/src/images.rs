@@ -60,7 +60,7 @@ pub struct ImageRow {
 
 /// Now, as RFC 3339, for a new image's `created`; `SOURCE_DATE_EPOCH` when set, so that
 /// builds and imports can be reproducible.
-fn creation_time() -> String {
+pub(crate) fn creation_time() -> String {
     let ns = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
@@ -492,6 +492,10 @@ impl Images {
             if let Ok(m) = self.layout.manifest(&ManifestRef::Digest(d)).await {
                 roots.push(m.descriptor());
             }
+        }
+        // The build cache's layers: a rebuild finds them.
+        if let Some(data) = self.layout.root().parent() {
+            roots.extend(crate::build::cache_roots(data));
         }
         Ok(self.layout.gc_keeping(&roots).await?.bytes_freed)
     }

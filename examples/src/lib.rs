@@ -4,6 +4,7 @@
 //! such as the image store verbs of `oci` ([`images`]). The image config → runtime spec step
 //! lives in the runtime crate: `oci_runtime::image_spec`.
 
+pub mod build;
 pub mod containers;
 pub mod images;
 pub mod terminal;

@@ -246,6 +246,39 @@ impl ImageBuilder {
         &self.config
     }
 
+    /// The layers so far, base first.
+    pub fn layers(&self) -> &[Descriptor] {
+        &self.layers
+    }
+
+    /// Replaces the config and layers with a state saved earlier from
+    /// [`ImageBuilder::config_json`] and [`ImageBuilder::layers`] (a build cache's entry).
+    /// The config must list one DiffID per layer.
+    pub fn restore(mut self, config: Value, layers: Vec<Descriptor>) -> Result<Self> {
+        self.config = config;
+        self.layers = layers;
+        if self.diff_ids().len() != self.layers.len() {
+            return Err(Error::InvalidImage {
+                reason: format!(
+                    "a saved state lists {} diff_ids for {} layers",
+                    self.diff_ids().len(),
+                    self.layers.len()
+                ),
+            });
+        }
+        Ok(self)
+    }
+
+    /// Sets (or, with `Value::Null`, removes) a field of the execution config by its
+    /// docker name: `Shell`, `Healthcheck`, `OnBuild`, or any other.
+    pub fn config_field(mut self, key: &str, value: Value) -> Self {
+        if value.is_null() {
+            self.exec().remove(key);
+            return self;
+        }
+        self.set_exec(key, value)
+    }
+
     /// Appends a layer already in the store: its descriptor, the digest of its uncompressed
     /// tar (DiffID) and the history line (`created_by`) to record.
     pub fn append_layer(&mut self, layer: Descriptor, diff_id: &Digest, created_by: &str) {
@@ -289,9 +322,14 @@ impl ImageBuilder {
 
     /// Records a history line for a config-only change (`empty_layer`), as `ENV` or `CMD` do.
     pub fn history_note(&mut self, created_by: &str) {
+        let created = self.config.get("created").cloned();
         let hist = self.root().entry("history").or_insert_with(|| json!([]));
         if let Value::Array(h) = hist {
-            h.push(json!({"created_by": created_by, "empty_layer": true}));
+            let mut entry = json!({"created_by": created_by, "empty_layer": true});
+            if let Some(c) = created {
+                entry["created"] = c;
+            }
+            h.push(entry);
         }
     }
 

@@ -197,9 +197,11 @@ impl Snapshotter {
             })
     }
 
-    /// Unpacks every layer of an image that is not unpacked yet, each into its own
-    /// directory with overlay whiteouts, verifying blob digests and DiffIDs.
-    pub async fn unpack(&self, src: &dyn ImageSource, manifest: &Manifest) -> Result<UnpackReport> {
+    /// The layers of an image paired with their DiffIDs (from its config).
+    pub async fn image_stack(
+        src: &dyn ImageSource,
+        manifest: &Manifest,
+    ) -> Result<Vec<(Descriptor, Digest)>> {
         let layers = Self::image_layers(manifest)?;
         let config_desc = manifest
             .as_image()
@@ -216,10 +218,30 @@ impl Snapshotter {
                 reason: format!("{} diff_ids for {} layers", diff_ids.len(), layers.len()),
             });
         }
+        layers
+            .into_iter()
+            .zip(diff_ids)
+            .map(|(l, d)| Ok((l, oci_image::parse_digest(d)?)))
+            .collect()
+    }
+
+    /// Unpacks every layer of an image that is not unpacked yet, each into its own
+    /// directory with overlay whiteouts, verifying blob digests and DiffIDs.
+    pub async fn unpack(&self, src: &dyn ImageSource, manifest: &Manifest) -> Result<UnpackReport> {
+        let stack = Self::image_stack(src, manifest).await?;
+        self.unpack_layers(src, &stack).await
+    }
+
+    /// [`Snapshotter::unpack`] for a stack of layers given with their DiffIDs, base first
+    /// (an image being built has no manifest yet).
+    pub async fn unpack_layers(
+        &self,
+        src: &dyn ImageSource,
+        stack: &[(Descriptor, Digest)],
+    ) -> Result<UnpackReport> {
         let mut report = UnpackReport::default();
-        for (layer, diff_id) in layers.iter().zip(diff_ids) {
-            let diff_id = oci_image::parse_digest(diff_id)?;
-            let dir = self.layer_dir(&diff_id)?;
+        for (layer, diff_id) in stack {
+            let dir = self.layer_dir(diff_id)?;
             if dir.is_dir() {
                 report.reused += 1;
                 report.layers.push(dir);
@@ -251,6 +273,24 @@ impl Snapshotter {
         Ok(report)
     }
 
+    /// Takes an overlay snapshot's upper directory as the unpacked directory of the layer
+    /// `diff_id` that was just made from it, so the next snapshot on that layer needs no
+    /// unpacking (a build's next step). The snapshot must be unmounted; its upper directory
+    /// is gone afterwards. Does nothing when that layer is already unpacked.
+    pub fn adopt_upper(&self, id: &str, diff_id: &Digest) -> Result<()> {
+        valid_id(id)?;
+        let dir = self.layer_dir(diff_id)?;
+        if dir.is_dir() {
+            return Ok(());
+        }
+        let upper = self.root.join("containers").join(id).join("upper");
+        match std::fs::rename(&upper, &dir) {
+            Ok(()) => Ok(()),
+            Err(_) if dir.is_dir() => Ok(()),
+            Err(e) => Err(Error::fs("rename", &upper, e)),
+        }
+    }
+
     /// Prepares a root filesystem for container `id`: an overlay mount of the image's
     /// layers when possible, else a copy. `force_copy` skips overlayfs.
     pub async fn prepare(
@@ -258,6 +298,21 @@ impl Snapshotter {
         id: &str,
         src: &dyn ImageSource,
         manifest: &Manifest,
+        force_copy: bool,
+    ) -> Result<Mount> {
+        let stack = Self::image_stack(src, manifest).await?;
+        self.prepare_layers(id, src, &stack, manifest.digest().as_ref(), force_copy)
+            .await
+    }
+
+    /// [`Snapshotter::prepare`] for a stack of layers with their DiffIDs, base first;
+    /// `image` is what [`SnapshotInfo::image`] records.
+    pub async fn prepare_layers(
+        &self,
+        id: &str,
+        src: &dyn ImageSource,
+        stack: &[(Descriptor, Digest)],
+        image: &str,
         force_copy: bool,
     ) -> Result<Mount> {
         valid_id(id)?;
@@ -273,17 +328,22 @@ impl Snapshotter {
         for d in [&upper, &work, &rootfs] {
             std::fs::create_dir_all(d).map_err(|e| Error::fs("mkdir", d, e))?;
         }
-        let layers = self.unpack(src, manifest).await?.layers;
-        let info = |kind: MountKind| SnapshotInfo {
-            id: id.to_owned(),
-            image: manifest.digest().to_string(),
-            kind,
-            layers: layers.clone(),
+        let layers = if force_copy {
+            Vec::new()
+        } else {
+            self.unpack_layers(src, stack).await?.layers
         };
-        if !force_copy {
+        let info = |kind: MountKind, layers: &[PathBuf]| SnapshotInfo {
+            id: id.to_owned(),
+            image: image.to_owned(),
+            kind,
+            layers: layers.to_vec(),
+        };
+        // An empty stack (FROM scratch) has no lower directory to mount: a plain directory.
+        if !force_copy && !layers.is_empty() {
             match mount_overlay(&layers, &upper, &work, &rootfs) {
                 Ok(()) => {
-                    self.write_info(&info(MountKind::Overlay))?;
+                    self.write_info(&info(MountKind::Overlay, &layers))?;
                     return Ok(Mount {
                         id: id.to_owned(),
                         rootfs,
@@ -295,8 +355,8 @@ impl Snapshotter {
                 Err(e) => tracing::info!(error = %e, "overlayfs unavailable; copying layers"),
             }
         }
-        self.apply_all(src, manifest, &rootfs).await?;
-        self.write_info(&info(MountKind::Copy))?;
+        self.apply_stack(src, stack, &rootfs).await?;
+        self.write_info(&info(MountKind::Copy, &layers))?;
         Ok(Mount {
             id: id.to_owned(),
             rootfs,
@@ -374,14 +434,14 @@ impl Snapshotter {
         }
     }
 
-    async fn apply_all(
+    async fn apply_stack(
         &self,
         src: &dyn ImageSource,
-        manifest: &Manifest,
+        stack: &[(Descriptor, Digest)],
         dir: &Path,
     ) -> Result<()> {
-        for layer in Self::image_layers(manifest)? {
-            let blob = src.blob(&layer).await?;
+        for (layer, _) in stack {
+            let blob = src.blob(layer).await?;
             apply(dir, blob, layer.media_type().as_ref(), &self.apply).await?;
         }
         Ok(())
@@ -397,20 +457,35 @@ impl Snapshotter {
         compression: Compression,
         opts: &DiffOptions,
     ) -> Result<(Descriptor, Digest)> {
+        let stack = Self::image_stack(src, manifest).await?;
+        let (d, id, _) = self
+            .commit_layers(mount, src, &stack, store, compression, opts)
+            .await?;
+        Ok((d, id))
+    }
+
+    /// [`Snapshotter::commit`] for a snapshot prepared from a stack of layers; also returns
+    /// what the diff found (nothing changed: every count zero).
+    pub async fn commit_layers(
+        &self,
+        mount: &Mount,
+        src: &dyn ImageSource,
+        stack: &[(Descriptor, Digest)],
+        store: &dyn oci_image::BlobStore,
+        compression: Compression,
+        opts: &DiffOptions,
+    ) -> Result<(Descriptor, Digest, crate::diff::DiffReport)> {
         match mount.kind {
             MountKind::Overlay => {
-                let (d, id, _) =
-                    crate::diff::diff_to_store(store, None, &mount.upper, true, compression, opts)
-                        .await?;
-                Ok((d, id))
+                crate::diff::diff_to_store(store, None, &mount.upper, true, compression, opts).await
             }
             MountKind::Copy => {
                 let lower = tempfile::Builder::new()
                     .prefix(".lower-")
                     .tempdir_in(self.root.join("containers"))
                     .map_err(|e| Error::fs("mkdtemp", &self.root, e))?;
-                self.apply_all(src, manifest, lower.path()).await?;
-                let (d, id, _) = crate::diff::diff_to_store(
+                self.apply_stack(src, stack, lower.path()).await?;
+                crate::diff::diff_to_store(
                     store,
                     Some(lower.path()),
                     &mount.rootfs,
@@ -418,8 +493,7 @@ impl Snapshotter {
                     compression,
                     opts,
                 )
-                .await?;
-                Ok((d, id))
+                .await
             }
         }
     }

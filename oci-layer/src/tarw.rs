@@ -4,7 +4,9 @@
 
 use crate::error::{Error, Result};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio_tar::{EntryType, Header};
+/// The entry types of [`EntryHeader::kind`] (astral-tokio-tar's).
+pub use tokio_tar::EntryType;
+use tokio_tar::Header;
 
 /// One entry's header.
 #[derive(Debug, Clone)]

@@ -113,6 +113,52 @@ enum Verb {
         /// The image.
         image: String,
     },
+    /// Build an image from a Dockerfile.
+    Build {
+        /// Names for the image (`-t app:1`), any number.
+        #[arg(short, long = "tag")]
+        tag: Vec<String>,
+        /// The Dockerfile (default CONTEXT/Dockerfile; `-`: standard input).
+        #[arg(short, long)]
+        file: Option<PathBuf>,
+        /// Build-time variables (`--build-arg K=V`, or `K` to take it from the environment).
+        #[arg(long = "build-arg")]
+        build_arg: Vec<String>,
+        /// The stage to build (default: the last).
+        #[arg(long)]
+        target: Option<String>,
+        /// Run every step instead of taking results from the cache.
+        #[arg(long)]
+        no_cache: bool,
+        /// Pull every FROM image, even when it is in the store.
+        #[arg(long)]
+        pull: bool,
+        /// `os/arch[/variant]` of the FROM images.
+        #[arg(long)]
+        platform: Option<String>,
+        /// Labels on the image (`--label K=V`).
+        #[arg(long)]
+        label: Vec<String>,
+        /// The network of RUN steps: none (the default) or host.
+        #[arg(long, default_value = "none")]
+        network: String,
+        /// Write the image id to this file.
+        #[arg(long)]
+        iidfile: Option<PathBuf>,
+        /// Progress output: plain or tty (both print one line per step).
+        #[arg(long, default_value = "plain")]
+        progress: String,
+        /// Print only the image id (a failing step's output is still shown).
+        #[arg(short, long)]
+        quiet: bool,
+        /// The context: a directory, or `-` for a tar on standard input.
+        context: PathBuf,
+    },
+    /// Build cache commands (`builder prune`).
+    Builder {
+        #[command(subcommand)]
+        verb: BuilderVerb,
+    },
     /// Image commands (`image prune`).
     Image {
         #[command(subcommand)]
@@ -412,6 +458,19 @@ enum VolumeVerb {
         /// The volumes.
         #[arg(required = true)]
         names: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BuilderVerb {
+    /// Remove the build cache (its layers go at the next image prune or rmi).
+    Prune {
+        /// Every entry (there is only one kind; accepted as docker's).
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask (there is no prompt; accepted as docker's).
+        #[arg(short, long)]
+        force: bool,
     },
 }
 
@@ -954,6 +1013,80 @@ async fn run(cli: Cli) -> Result<()> {
                 )?;
             }
         }
+        Verb::Build {
+            tag,
+            file,
+            build_arg,
+            target,
+            no_cache,
+            pull,
+            platform,
+            label,
+            network,
+            iidfile,
+            progress,
+            quiet,
+            context,
+        } => {
+            if !matches!(progress.as_str(), "plain" | "tty" | "auto") {
+                anyhow::bail!("--progress {progress}: use plain or tty");
+            }
+            let network = match network.as_str() {
+                "none" | "default" => oci_examples::build::BuildNetwork::None,
+                "host" => oci_examples::build::BuildNetwork::Host,
+                n => anyhow::bail!("--network {n}: a build step runs with none or host"),
+            };
+            let pairs = |list: Vec<String>,
+                         env: bool|
+             -> Result<std::collections::BTreeMap<String, String>> {
+                let mut m = std::collections::BTreeMap::new();
+                for kv in list {
+                    match kv.split_once('=') {
+                        Some((k, v)) => {
+                            m.insert(k.to_owned(), v.to_owned());
+                        }
+                        None if env => {
+                            if let Ok(v) = std::env::var(&kv) {
+                                m.insert(kv, v);
+                            }
+                        }
+                        None => {
+                            m.insert(kv, String::new());
+                        }
+                    }
+                }
+                Ok(m)
+            };
+            let opts = oci_examples::build::BuildOptions {
+                tags: tag,
+                build_args: pairs(build_arg, true)?,
+                target,
+                no_cache,
+                pull,
+                platform,
+                labels: pairs(label, false)?,
+                network,
+                quiet,
+                file_label: String::new(),
+            };
+            let built =
+                oci_examples::build::build_cli(&images, &dir, &context, file.as_deref(), opts)
+                    .await?;
+            if let Some(p) = iidfile {
+                std::fs::write(&p, built.id.to_string()).map_err(|e| {
+                    anyhow::Error::new(e).context(format!("writing {}", p.display()))
+                })?;
+            }
+            writeln!(out, "{}", built.id)?;
+        }
+        Verb::Builder {
+            verb: BuilderVerb::Prune { .. },
+        } => {
+            let n = oci_examples::build::prune_cache(&dir)?;
+            let (_, freed) = images.prune(&dir, false).await?;
+            writeln!(out, "Deleted build cache objects: {n}")?;
+            writeln!(out, "Total reclaimed space: {}", text::human_size(freed))?;
+        }
         Verb::Image {
             verb: ImageVerb::Prune { all, force: _ },
         } => {
@@ -1221,7 +1354,11 @@ fn main() {
     // program's file (CVE-2019-5736).
     if matches!(
         cli.verb,
-        Verb::Run { .. } | Verb::Start { .. } | Verb::Restart { .. } | Verb::Exec { .. }
+        Verb::Run { .. }
+            | Verb::Start { .. }
+            | Verb::Restart { .. }
+            | Verb::Exec { .. }
+            | Verb::Build { .. }
     ) {
         if let Err(e) = oci_runtime::exe::reexec_sealed() {
             eprintln!("oci: {e}");

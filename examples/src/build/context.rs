@@ -1,0 +1,499 @@
+//! What `COPY` and `ADD` read: the build context (filtered by `.dockerignore`) or another
+//! stage's filesystem, turned into tar entries for the destination, digested for the cache,
+//! and streamed into the step's root filesystem through oci-layer's hardened apply.
+//!
+//! Nothing is ever followed out of a tree: a source path is resolved inside its tree
+//! (symlinks in parent components stay inside, as `openat2(RESOLVE_IN_ROOT)` resolves
+//! them), a `..` that climbs above the tree is refused, and symlinks met while copying are
+//! copied as links. Writing into the root filesystem goes through `oci_layer::apply_tar`,
+//! which resolves every destination inside the rootfs, so an image whose `/app` is a
+//! symlink to `/etc` cannot make a `COPY` write on the host.
+
+use super::ignore::{clean_components, component_match, has_glob, Ignore};
+use anyhow::{bail, Context, Result};
+use oci_layer::root::Root;
+use oci_layer::tarw::{EntryHeader, EntryType, TarWriter};
+use sha2::{Digest as _, Sha256};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// A tree to copy from.
+#[derive(Debug)]
+pub struct Tree {
+    root: Root,
+    ignore: Ignore,
+    /// Keep owners (another stage) instead of making everything 0:0 (the context).
+    keep_owner: bool,
+    label: String,
+}
+
+/// One entry to write: its header (path relative to the rootfs) and, for a regular file,
+/// where its bytes are read.
+#[derive(Debug)]
+pub struct Entry {
+    /// The header, path already mapped to the destination.
+    pub header: EntryHeader,
+    /// The file to read (regular files).
+    pub source: Option<PathBuf>,
+}
+
+/// How `--chown` and `--chmod` change entries.
+#[derive(Debug, Clone, Default)]
+pub struct Owner {
+    /// uid:gid to set on everything.
+    pub ids: Option<(u64, u64)>,
+    /// Mode bits to set on everything.
+    pub mode: Option<u32>,
+}
+
+/// The entries of one `COPY`, with the descriptors that keep their parents open.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Entries, in write order.
+    pub entries: Vec<Entry>,
+    _dirs: Vec<OwnedFd>,
+}
+
+fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Cleans a source path, refusing a `..` that climbs above the tree.
+pub fn clean_source(raw: &str) -> Result<Vec<String>> {
+    let mut depth = 0usize;
+    for c in raw.split('/') {
+        match c {
+            "" | "." => {}
+            ".." if depth == 0 => {
+                bail!("{raw:?} is outside the build context")
+            }
+            ".." => depth -= 1,
+            _ => depth += 1,
+        }
+    }
+    Ok(clean_components(raw))
+}
+
+impl Tree {
+    /// The build context at `dir`, with its `.dockerignore`.
+    pub fn context(dir: &Path, ignore: Ignore) -> Result<Self> {
+        Ok(Self {
+            root: Root::open(dir)
+                .with_context(|| format!("opening the context {}", dir.display()))?,
+            ignore,
+            keep_owner: false,
+            label: "the build context".into(),
+        })
+    }
+
+    /// Another stage's (or image's) filesystem at `dir`.
+    pub fn filesystem(dir: &Path, label: &str) -> Result<Self> {
+        Ok(Self {
+            root: Root::open(dir)?,
+            ignore: Ignore::default(),
+            keep_owner: true,
+            label: label.to_owned(),
+        })
+    }
+
+    fn open_dir(&self, rel: &[String]) -> Result<OwnedFd> {
+        let p: PathBuf = rel.iter().collect();
+        Ok(self.root.open_dir(&p)?)
+    }
+
+    /// The matches of one source (a path or a glob): (parent directory, name) pairs, `name`
+    /// empty for the tree root itself.
+    fn expand(&self, src: &str) -> Result<Vec<(Vec<String>, String)>> {
+        let comps = clean_source(src)?;
+        if comps.is_empty() {
+            return Ok(vec![(Vec::new(), String::new())]);
+        }
+        let mut found: Vec<Vec<String>> = vec![Vec::new()];
+        for (i, c) in comps.iter().enumerate() {
+            let last = i + 1 == comps.len();
+            let mut next = Vec::new();
+            for base in &found {
+                if has_glob(c) {
+                    let dir = match self.open_dir(base) {
+                        Ok(d) => d,
+                        Err(_) => continue,
+                    };
+                    let mut names: Vec<String> = std::fs::read_dir(fd_path(&dir))?
+                        .flatten()
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .filter(|n| component_match(c, n))
+                        .collect();
+                    names.sort();
+                    for n in names {
+                        let mut p = base.clone();
+                        p.push(n);
+                        next.push(p);
+                    }
+                } else {
+                    let mut p = base.clone();
+                    p.push(c.clone());
+                    next.push(p);
+                }
+            }
+            found = next;
+            if !last {
+                // Only directories (or links to them, resolved inside) go on.
+                found.retain(|p| self.open_dir(p).is_ok());
+            }
+        }
+        let mut out = Vec::new();
+        for mut p in found {
+            let Some(name) = p.pop() else { continue };
+            let Ok(dir) = self.open_dir(&p) else { continue };
+            let exists = std::fs::symlink_metadata(fd_path(&dir).join(&name)).is_ok();
+            let mut rel: Vec<&str> = p.iter().map(String::as_str).collect();
+            rel.push(&name);
+            if exists && !self.ignore.excluded(&rel) {
+                out.push((p, name));
+            }
+        }
+        if out.is_empty() {
+            bail!("{src}: no such file or directory in {}", self.label);
+        }
+        Ok(out)
+    }
+
+    /// Plans a copy of `sources` to `dest` (absolute, inside the rootfs, `/`-separated).
+    /// `dest_is_dir`: the destination is a directory (a trailing `/`, several sources, a
+    /// glob, or a directory that exists); otherwise a single file source becomes `dest`.
+    pub fn plan(
+        &self,
+        sources: &[String],
+        dest: &str,
+        dest_is_dir: bool,
+        owner: &Owner,
+    ) -> Result<Plan> {
+        let dest = clean_components(dest);
+        let mut plan = Plan::default();
+        for src in sources {
+            for (parent, name) in self.expand(src)? {
+                let dir = self.open_dir(&parent)?;
+                let path = if name.is_empty() {
+                    fd_path(&dir)
+                } else {
+                    fd_path(&dir).join(&name)
+                };
+                let meta = std::fs::symlink_metadata(&path)
+                    .with_context(|| format!("reading {src} in {}", self.label))?;
+                let mut rel_src = parent.clone();
+                if !name.is_empty() {
+                    rel_src.push(name.clone());
+                }
+                if meta.is_dir() {
+                    self.walk(&path, &mut rel_src, &dest, owner, &mut plan)?;
+                } else {
+                    let mut to = dest.clone();
+                    if dest_is_dir || to.is_empty() {
+                        to.push(name.clone());
+                    }
+                    plan.entries.push(self.entry(&path, &meta, &to, owner)?);
+                }
+                plan._dirs.push(dir);
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Every entry under the directory `path` (context path `rel`), mapped under `dest`.
+    fn walk(
+        &self,
+        path: &Path,
+        rel: &mut Vec<String>,
+        dest: &[String],
+        owner: &Owner,
+        plan: &mut Plan,
+    ) -> Result<()> {
+        let mut names: Vec<String> = std::fs::read_dir(path)
+            .with_context(|| format!("listing {} in {}", rel.join("/"), self.label))?
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        for n in names {
+            rel.push(n.clone());
+            let parts: Vec<&str> = rel.iter().map(String::as_str).collect();
+            let child = path.join(&n);
+            let meta = std::fs::symlink_metadata(&child)?;
+            let excluded = self.ignore.excluded(&parts);
+            let mut to = dest.to_vec();
+            to.push(n.clone());
+            if meta.is_dir() {
+                if !excluded {
+                    plan.entries.push(self.entry(&child, &meta, &to, owner)?);
+                }
+                if !excluded || self.ignore.may_reinclude_under(&parts) {
+                    self.walk(&child, rel, &to, owner, plan)?;
+                }
+            } else if !excluded {
+                plan.entries.push(self.entry(&child, &meta, &to, owner)?);
+            }
+            rel.pop();
+        }
+        Ok(())
+    }
+
+    fn entry(
+        &self,
+        path: &Path,
+        meta: &std::fs::Metadata,
+        to: &[String],
+        owner: &Owner,
+    ) -> Result<Entry> {
+        let ft = meta.file_type();
+        let kind = if ft.is_dir() {
+            EntryType::Directory
+        } else if ft.is_symlink() {
+            EntryType::Symlink
+        } else if ft.is_file() {
+            EntryType::Regular
+        } else if ft.is_fifo() {
+            EntryType::Fifo
+        } else if ft.is_char_device() {
+            EntryType::Char
+        } else if ft.is_block_device() {
+            EntryType::Block
+        } else {
+            bail!("{}: a socket cannot be copied", to.join("/"));
+        };
+        let mut h = EntryHeader::new(to.join("/").into_bytes(), kind);
+        h.mode = meta.mode() & 0o7777;
+        if let Some(m) = owner.mode {
+            h.mode = m;
+        }
+        (h.uid, h.gid) = match owner.ids {
+            Some(ids) => ids,
+            None if self.keep_owner => (u64::from(meta.uid()), u64::from(meta.gid())),
+            None => (0, 0),
+        };
+        h.mtime = u64::try_from(meta.mtime()).unwrap_or(0);
+        let mut source = None;
+        match kind {
+            EntryType::Regular => {
+                h.size = meta.len();
+                source = Some(path.to_path_buf());
+            }
+            EntryType::Symlink => {
+                use std::os::unix::ffi::OsStrExt;
+                h.link = std::fs::read_link(path)?.as_os_str().as_bytes().to_vec();
+            }
+            EntryType::Char | EntryType::Block => {
+                let r = meta.rdev();
+                h.dev = (rustix::fs::major(r), rustix::fs::minor(r));
+            }
+            _ => {}
+        }
+        Ok(Entry { header: h, source })
+    }
+}
+
+fn open_source(p: &Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(p)
+        .with_context(|| format!("opening {}", p.display()))
+}
+
+impl Plan {
+    /// Adds another plan's entries after these.
+    pub fn append(&mut self, other: Plan) {
+        self.entries.extend(other.entries);
+        self._dirs.extend(other._dirs);
+    }
+
+    /// The file of a plan that is one regular file which is an archive (gzip, zstd or tar):
+    /// what `ADD` unpacks.
+    pub fn single_archive(&self) -> Option<PathBuf> {
+        let [e] = self.entries.as_slice() else {
+            return None;
+        };
+        let src = e.source.as_ref()?;
+        let mut head = [0u8; 512];
+        let mut f = open_source(src).ok()?;
+        let mut n = 0;
+        while n < head.len() {
+            match std::io::Read::read(&mut f, &mut head[n..]) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+        super::steps::sniff(&head[..n]).map(|_| src.clone())
+    }
+
+    /// A single entry planned as the file `dest` goes inside `dest` instead (it is a
+    /// directory in the step's filesystem).
+    pub fn move_into_dir(&mut self, dest: &str) {
+        let base = clean_components(dest);
+        for e in &mut self.entries {
+            let name = e
+                .header
+                .path
+                .rsplit(|&b| b == b'/')
+                .next()
+                .unwrap_or_default()
+                .to_vec();
+            let name = match &e.source {
+                Some(src) => src
+                    .file_name()
+                    .map(|n| std::os::unix::ffi::OsStrExt::as_bytes(n).to_vec())
+                    .unwrap_or(name),
+                None => name,
+            };
+            let mut p = base.join("/").into_bytes();
+            p.push(b'/');
+            p.extend_from_slice(&name);
+            e.header.path = p;
+        }
+    }
+
+    /// Sets every entry's owner (`--chown` by name, resolved in the step's filesystem).
+    pub fn set_owner(&mut self, uid: u64, gid: u64) {
+        for e in &mut self.entries {
+            e.header.uid = uid;
+            e.header.gid = gid;
+        }
+    }
+
+    /// The content digest the cache keys on: names, types, modes, owners, link targets and
+    /// bytes, not times.
+    pub fn digest(&self) -> Result<String> {
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        for e in &self.entries {
+            let x = &e.header;
+            h.update(&x.path);
+            h.update(format!(
+                "\0{:?}\0{:o}\0{}\0{}\0{:?}\0",
+                x.kind, x.mode, x.uid, x.gid, x.dev
+            ));
+            h.update(&x.link);
+            if let Some(src) = &e.source {
+                use std::io::Read;
+                let mut f = open_source(src)?;
+                let mut n = 0u64;
+                loop {
+                    let k = f.read(&mut buf)?;
+                    if k == 0 {
+                        break;
+                    }
+                    n += k as u64;
+                    h.update(&buf[..k]);
+                }
+                h.update(n.to_le_bytes());
+            }
+            h.update(b"\n");
+        }
+        Ok(format!("{:x}", h.finalize()))
+    }
+
+    /// Writes the entries into `rootfs` (one tar streamed into `oci_layer::apply_tar`).
+    /// `mtime` replaces every time when set (`SOURCE_DATE_EPOCH`).
+    pub async fn write(self, rootfs: &Path, mtime: Option<u64>) -> Result<()> {
+        let (w, r) = tokio::io::duplex(1 << 20);
+        let entries = self.entries;
+        let produce = async move {
+            let mut t = TarWriter::new(w);
+            for mut e in entries {
+                if let Some(m) = mtime {
+                    e.header.mtime = e.header.mtime.min(m);
+                }
+                match &e.source {
+                    Some(src) => {
+                        let f = tokio::fs::File::from_std(open_source(src)?);
+                        let mut f = tokio::io::BufReader::with_capacity(1 << 20, f);
+                        t.file(&e.header, &mut f).await?;
+                    }
+                    None => t.header(&e.header).await?,
+                }
+            }
+            let mut w = t.finish().await?;
+            tokio::io::AsyncWriteExt::shutdown(&mut w).await?;
+            Ok::<_, anyhow::Error>(())
+        };
+        let opts = oci_layer::ApplyOptions::default();
+        let consume = oci_layer::apply_tar(rootfs, r, &opts);
+        let (a, b) = tokio::join!(produce, consume);
+        b.context("writing the copied files into the step's filesystem")?;
+        a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn sources_never_leave_the_tree() {
+        assert!(clean_source("../x").is_err());
+        assert!(clean_source("a/../../x").is_err());
+        assert_eq!(clean_source("/a/./b/../c").unwrap(), ["a", "c"]);
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("ctx")).unwrap();
+        std::fs::write(d.path().join("secret"), "s").unwrap();
+        std::os::unix::fs::symlink("../secret", d.path().join("ctx/link")).unwrap();
+        std::os::unix::fs::symlink("/", d.path().join("ctx/up")).unwrap();
+        let t = Tree::context(&d.path().join("ctx"), Ignore::default()).unwrap();
+        // The link itself is copied, not what it points at.
+        let p = t
+            .plan(&["link".into()], "/x", false, &Owner::default())
+            .unwrap();
+        assert_eq!(p.entries[0].header.kind, EntryType::Symlink);
+        assert_eq!(p.entries[0].header.link, b"../secret");
+        // A path through a link resolves inside the context: `up/secret` is `/secret` of
+        // the context, which does not exist.
+        assert!(t
+            .plan(&["up/secret".into()], "/x", false, &Owner::default())
+            .is_err());
+    }
+
+    #[test]
+    fn globs_directories_and_ignores() {
+        let d = tempfile::tempdir().unwrap();
+        let c = d.path();
+        std::fs::create_dir_all(c.join("src/sub")).unwrap();
+        std::fs::write(c.join("a.txt"), "a").unwrap();
+        std::fs::write(c.join("b.txt"), "b").unwrap();
+        std::fs::write(c.join("src/x.rs"), "x").unwrap();
+        std::fs::write(c.join("src/sub/y.rs"), "y").unwrap();
+        std::fs::write(c.join("src/sub/keep.md"), "k").unwrap();
+        let ig = Ignore::parse("src/sub\n!src/sub/keep.md\n");
+        let t = Tree::context(c, ig).unwrap();
+        let paths = |p: &Plan| -> Vec<String> {
+            p.entries
+                .iter()
+                .map(|e| String::from_utf8(e.header.path.clone()).unwrap())
+                .collect()
+        };
+        let p = t
+            .plan(&["*.txt".into()], "/d", true, &Owner::default())
+            .unwrap();
+        assert_eq!(paths(&p), ["d/a.txt", "d/b.txt"]);
+        let p = t
+            .plan(&["src".into()], "/app", true, &Owner::default())
+            .unwrap();
+        assert_eq!(paths(&p), ["app/sub/keep.md", "app/x.rs"]);
+        let p = t
+            .plan(&["a.txt".into()], "/f", false, &Owner::default())
+            .unwrap();
+        assert_eq!(paths(&p), ["f"]);
+        let digest = p.digest().unwrap();
+        std::fs::write(c.join("a.txt"), "A").unwrap();
+        assert_ne!(
+            t.plan(&["a.txt".into()], "/f", false, &Owner::default())
+                .unwrap()
+                .digest()
+                .unwrap(),
+            digest
+        );
+        assert!(t
+            .plan(&["src/sub/y.rs".into()], "/f", false, &Owner::default())
+            .is_err());
+    }
+}

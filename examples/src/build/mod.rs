@@ -1,0 +1,1078 @@
+//! `oci build`: a Dockerfile into an image, daemonless, on the four crates.
+//!
+//! - [`parse`] reads the Dockerfile, [`words`] does its variable substitution and quoting,
+//!   [`ignore`] reads `.dockerignore`, [`context`] turns `COPY`/`ADD` sources into tar entries.
+//! - Each stage is an [`ImageBuilder`] (oci-image) over a stack of layers. A step that
+//!   changes files (`RUN`, `COPY`, `ADD`) runs on an overlay snapshot of that stack
+//!   (oci-layer's [`Snapshotter`]); its upper directory is diffed into the step's layer
+//!   and then becomes that layer's unpacked directory, so the next step mounts it without
+//!   unpacking anything. `RUN` goes through oci-runtime (`spec_from_image`, network none
+//!   unless `--network host`); `FROM` pulls through the registry client when the image is
+//!   not in the store.
+//! - The cache is keyed as BuildKit's: the parent's key, the instruction after
+//!   substitution (build args included), and for `COPY`/`ADD` a digest of the copied
+//!   content (names, types, modes, owners, link targets, bytes; not times). An entry is the
+//!   whole image state after the step (config with its history, and layers), so a rebuild
+//!   with nothing changed gives the same image id. Entries live in `DATA/build-cache`,
+//!   written by rename (concurrent builds share them), kept by `image prune`/`rmi`'s gc and
+//!   removed by `builder prune`.
+//! - Stages the target does not need are not built.
+//!
+//! Differences from docker, on purpose: `WORKDIR` creates its directory in the next step
+//! that changes files (as buildah does), not in a layer of its own; names in `/etc/hosts`
+//! of a `RUN` are the sandbox's only.
+
+pub mod context;
+pub mod ignore;
+pub mod parse;
+pub mod words;
+
+use crate::images::Images;
+use anyhow::{anyhow, bail, Context, Result};
+use context::Owner;
+use ignore::Ignore;
+use oci_image::oci_spec::image::{Descriptor, Digest};
+use oci_image::{BlobStore, ImageBuilder};
+use parse::{Args, Dockerfile, Instr};
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use words::Lex;
+
+/// The network of `RUN` steps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BuildNetwork {
+    /// Only a loopback interface (the default).
+    #[default]
+    None,
+    /// The host's network.
+    Host,
+}
+
+/// What `oci build` is asked.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// `-t`: names to tag the image with.
+    pub tags: Vec<String>,
+    /// `--build-arg K=V`.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`: the stage to build (default: the last).
+    pub target: Option<String>,
+    /// `--no-cache`: run every step (the results still go into the cache).
+    pub no_cache: bool,
+    /// `--pull`: pull every `FROM` image even when it is in the store.
+    pub pull: bool,
+    /// `--platform os/arch`.
+    pub platform: Option<String>,
+    /// `--label K=V` on the image.
+    pub labels: BTreeMap<String, String>,
+    /// `--network`.
+    pub network: BuildNetwork,
+    /// `-q`: no step lines and no `RUN` output (shown only when a step fails).
+    pub quiet: bool,
+    /// The Dockerfile's name, for messages (`Dockerfile`).
+    pub file_label: String,
+}
+
+/// The image a build made.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The manifest's descriptor.
+    pub manifest: Descriptor,
+    /// The image id (config digest).
+    pub id: Digest,
+    /// Steps run and steps taken from the cache.
+    pub ran: usize,
+    /// Steps taken from the cache.
+    pub cached: usize,
+}
+
+/// `oci build`: reads the Dockerfile (`file`, default `CONTEXT/Dockerfile`; `-` for
+/// standard input) and the context (`-`: a tar on standard input, unpacked with oci-layer's
+/// hardened apply into a scratch directory), builds with progress on standard error, and
+/// tags.
+pub async fn build_cli(
+    images: &Images,
+    data: &Path,
+    context: &Path,
+    file: Option<&Path>,
+    mut opts: BuildOptions,
+) -> Result<Built> {
+    let stdin_context = context == Path::new("-");
+    let stdin_file = file == Some(Path::new("-"));
+    if stdin_context && stdin_file {
+        bail!("the Dockerfile and the context cannot both come from standard input");
+    }
+    let _scratch;
+    let context_dir = if stdin_context {
+        let t = tempfile::Builder::new()
+            .prefix(".build-context-")
+            .tempdir_in(data)?;
+        let tar = oci_layer::apply::decompress(tokio::io::stdin(), None).await?;
+        oci_layer::apply_tar(t.path(), tar, &oci_layer::ApplyOptions::default())
+            .await
+            .context("unpacking the context from standard input")?;
+        let p = t.path().to_path_buf();
+        _scratch = Some(t);
+        p
+    } else {
+        _scratch = None;
+        if !context.is_dir() {
+            bail!("the context {} is not a directory", context.display());
+        }
+        context.to_path_buf()
+    };
+    let (text, label) = if stdin_file {
+        let mut t = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut tokio::io::stdin(), &mut t)
+            .await
+            .context("reading the Dockerfile from standard input")?;
+        (t, "Dockerfile".to_owned())
+    } else {
+        let path = match file {
+            Some(f) if f.is_relative() && stdin_context => context_dir.join(f),
+            Some(f) => f.to_path_buf(),
+            None => context_dir.join("Dockerfile"),
+        };
+        let meta =
+            std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
+        if meta.len() > MAX_DOCKERFILE {
+            bail!("{} is larger than {MAX_DOCKERFILE} bytes", path.display());
+        }
+        let t = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let label = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "Dockerfile".into());
+        (t, label)
+    };
+    opts.file_label = label;
+    let b = Builder::new(
+        images,
+        data,
+        &text,
+        Some(&context_dir),
+        opts,
+        Box::new(std::io::stderr()),
+    )?;
+    b.build().await
+}
+
+/// The largest Dockerfile read.
+pub const MAX_DOCKERFILE: u64 = 4 << 20;
+
+/// The directory of cache entries under a data directory.
+pub fn cache_dir(data: &Path) -> PathBuf {
+    data.join("build-cache")
+}
+
+/// The layers every cache entry names: what gc must keep.
+pub fn cache_roots(data: &Path) -> Vec<Descriptor> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(cache_dir(data)) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Ok(bytes) = std::fs::read(e.path()) else {
+            continue;
+        };
+        if let Ok(entry) = serde_json::from_slice::<CacheEntry>(&bytes) {
+            out.extend(entry.layers);
+        }
+    }
+    out
+}
+
+/// `builder prune`: removes every cache entry; returns how many.
+pub fn prune_cache(data: &Path) -> Result<usize> {
+    let dir = cache_dir(data);
+    let mut n = 0;
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    for e in rd.flatten() {
+        if std::fs::remove_file(e.path()).is_ok() {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CacheEntry {
+    config: Value,
+    layers: Vec<Descriptor>,
+}
+
+/// One stage: its `FROM` and its instructions.
+struct StageDef {
+    name: Option<String>,
+    from: Instr,
+    body: Vec<Instr>,
+}
+
+/// A stage as built so far.
+#[derive(Clone)]
+struct State {
+    image: ImageBuilder,
+    key: String,
+    /// ARGs declared in the stage: name → value (None: declared without one).
+    args: BTreeMap<String, Option<String>>,
+    /// `CMD` set in this stage (an `ENTRYPOINT` then keeps it).
+    cmd_set: bool,
+}
+
+impl State {
+    fn config(&self) -> &Value {
+        self.image.config_json()
+    }
+
+    fn env_value(&self, name: &str) -> Option<String> {
+        let env = self.config().pointer("/config/Env")?.as_array()?;
+        let prefix = format!("{name}=");
+        env.iter()
+            .rev()
+            .filter_map(Value::as_str)
+            .find_map(|e| e.strip_prefix(&prefix).map(str::to_owned))
+    }
+
+    /// A variable as the Dockerfile sees it: ENV first, then ARG.
+    fn lookup(&self, name: &str) -> Option<String> {
+        self.env_value(name)
+            .or_else(|| self.args.get(name).cloned().flatten())
+    }
+
+    fn shell(&self) -> Vec<String> {
+        self.config()
+            .pointer("/config/Shell")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .filter(|v: &Vec<String>| !v.is_empty())
+            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+    }
+
+    fn workdir(&self) -> String {
+        self.config()
+            .pointer("/config/WorkingDir")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("/")
+            .to_owned()
+    }
+
+    fn stack(&self) -> Result<Vec<(Descriptor, Digest)>> {
+        let ids = self.image.diff_ids();
+        self.image
+            .layers()
+            .iter()
+            .zip(ids)
+            .map(|(l, d)| Ok((l.clone(), oci_image::parse_digest(&d)?)))
+            .collect()
+    }
+}
+
+fn sha(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// Builds a Dockerfile.
+pub struct Builder<'a> {
+    images: &'a Images,
+    data: PathBuf,
+    context: Option<PathBuf>,
+    ignore: Ignore,
+    opts: BuildOptions,
+    df: Dockerfile,
+    lex: Lex,
+    stages: Vec<StageDef>,
+    global_args: BTreeMap<String, Option<String>>,
+    built: HashMap<usize, State>,
+    step: usize,
+    ran: usize,
+    cached: usize,
+    err: Box<dyn Write + Send + 'a>,
+    used_args: std::collections::BTreeSet<String>,
+}
+
+impl<'a> Builder<'a> {
+    /// A build of `dockerfile` (its text) with `context` (a directory; `None` for none, as
+    /// with a Dockerfile on standard input and no context), writing progress to `err`.
+    pub fn new(
+        images: &'a Images,
+        data: &Path,
+        dockerfile: &str,
+        context: Option<&Path>,
+        opts: BuildOptions,
+        err: Box<dyn Write + Send + 'a>,
+    ) -> Result<Self> {
+        let label = if opts.file_label.is_empty() {
+            "Dockerfile".to_owned()
+        } else {
+            opts.file_label.clone()
+        };
+        let df = parse::parse(dockerfile)
+            .map_err(|e| anyhow!("{label}:{}:{}: {}", e.line, e.column, e.message))?;
+        let lex = Lex { escape: df.escape };
+        let ignore = match context {
+            Some(c) => match std::fs::read_to_string(c.join(".dockerignore")) {
+                Ok(t) => Ignore::parse(&t),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ignore::default(),
+                Err(e) => return Err(e).context("reading .dockerignore"),
+            },
+            None => Ignore::default(),
+        };
+        let mut this = Self {
+            images,
+            data: data.to_path_buf(),
+            context: context.map(Path::to_path_buf),
+            ignore,
+            opts: BuildOptions {
+                file_label: label,
+                ..opts
+            },
+            df,
+            lex,
+            stages: Vec::new(),
+            global_args: BTreeMap::new(),
+            built: HashMap::new(),
+            step: 0,
+            ran: 0,
+            cached: 0,
+            err,
+            used_args: Default::default(),
+        };
+        this.split_stages()?;
+        Ok(this)
+    }
+
+    fn at(&self, i: &Instr, what: impl std::fmt::Display) -> anyhow::Error {
+        anyhow!(
+            "{}:{}: {} {}: {what}",
+            self.opts.file_label,
+            i.line,
+            i.keyword,
+            i.args_text()
+        )
+    }
+
+    fn split_stages(&mut self) -> Result<()> {
+        let instrs = std::mem::take(&mut self.df.instrs);
+        let mut cur: Option<StageDef> = None;
+        for i in instrs {
+            match i.keyword.as_str() {
+                "FROM" => {
+                    if let Some(s) = cur.take() {
+                        self.stages.push(s);
+                    }
+                    let words = self.shell_words(&i)?;
+                    let name = match words.as_slice() {
+                        [_] => None,
+                        [_, as_, n] if as_.eq_ignore_ascii_case("as") => {
+                            Some(n.to_ascii_lowercase())
+                        }
+                        _ => return Err(self.at(&i, "expected FROM IMAGE [AS NAME]")),
+                    };
+                    for (f, _) in &i.flags {
+                        if f != "platform" {
+                            return Err(self.at(&i, format!("unknown flag --{f}")));
+                        }
+                    }
+                    cur = Some(StageDef {
+                        name,
+                        from: i,
+                        body: Vec::new(),
+                    });
+                }
+                "ARG" if cur.is_none() => {
+                    let empty = State {
+                        image: ImageBuilder::new("linux", "amd64"),
+                        key: String::new(),
+                        args: BTreeMap::new(),
+                        cmd_set: false,
+                    };
+                    for (k, v) in self.arg_decls(&i, &empty)? {
+                        let v = self.opts.build_args.get(&k).cloned().or(v);
+                        if self.opts.build_args.contains_key(&k) {
+                            self.used_args.insert(k.clone());
+                        }
+                        self.global_args.insert(k, v);
+                    }
+                }
+                _ => match &mut cur {
+                    Some(s) => s.body.push(i),
+                    None => return Err(self.at(&i, "the first instruction must be FROM (or ARG)")),
+                },
+            }
+        }
+        if let Some(s) = cur {
+            self.stages.push(s);
+        }
+        if self.stages.is_empty() {
+            bail!("{}: no FROM instruction", self.opts.file_label);
+        }
+        Ok(())
+    }
+
+    /// The raw words of a shell-form argument list (no substitution).
+    fn shell_words(&self, i: &Instr) -> Result<Vec<String>> {
+        match &i.args {
+            Args::Shell(s) => Ok(self.lex.split_raw(s).into_iter().collect()),
+            Args::Exec(v) => Ok(v.clone()),
+        }
+    }
+
+    fn global_lookup(&self, name: &str) -> Option<String> {
+        self.global_args.get(name).cloned().flatten()
+    }
+
+    fn stage_index(&self, name: &str) -> Option<usize> {
+        let lower = name.to_ascii_lowercase();
+        self.stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(lower.as_str()))
+            .or_else(|| {
+                name.parse::<usize>()
+                    .ok()
+                    .filter(|&n| n < self.stages.len())
+            })
+    }
+
+    /// Builds the target and tags it.
+    pub async fn build(mut self) -> Result<Built> {
+        let target = match &self.opts.target {
+            Some(t) => self.stage_index(t).ok_or_else(|| {
+                anyhow!("the target stage {t:?} is not in {}", self.opts.file_label)
+            })?,
+            None => self.stages.len() - 1,
+        };
+        let state = Box::pin(self.stage(target)).await?;
+        for k in self.opts.build_args.keys() {
+            if !self.used_args.contains(k) {
+                let _ = writeln!(
+                    self.err,
+                    "[Warning] one or more build args were not consumed: {k}"
+                );
+            }
+        }
+        let mut image = state.image;
+        for (k, v) in &self.opts.labels {
+            image = image.label(k, v);
+        }
+        let store = self.images.layout.leased()?;
+        let m = image.build(&store).await?;
+        let id = m
+            .as_image()
+            .map(|i| i.config().digest().clone())
+            .ok_or_else(|| anyhow!("the built manifest is not an image"))?;
+        if self.opts.tags.is_empty() {
+            let desc = m.descriptor();
+            self.images
+                .layout
+                .update_index(move |index| {
+                    let mut entries = index.manifests().clone();
+                    let have = entries.iter().any(|d| d.digest() == desc.digest());
+                    if !have {
+                        entries.push(desc);
+                        index.set_manifests(entries);
+                    }
+                    Ok(((), !have))
+                })
+                .await?;
+        }
+        for t in &self.opts.tags {
+            let r = oci_image::ImageReference::parse(t)?;
+            self.images
+                .layout
+                .tag(
+                    &crate::images::store_name(&r),
+                    &m.descriptor(),
+                    Some(&r.to_string()),
+                )
+                .await?;
+        }
+        Ok(Built {
+            manifest: m.descriptor(),
+            id,
+            ran: self.ran,
+            cached: self.cached,
+        })
+    }
+
+    /// Builds stage `idx` (and what it needs), once.
+    async fn stage(&mut self, idx: usize) -> Result<State> {
+        if let Some(s) = self.built.get(&idx) {
+            return Ok(s.clone());
+        }
+        let from = self.stages[idx].from.clone();
+        let body = self.stages[idx].body.clone();
+        let words = self.shell_words(&from)?;
+        let glob = |n: &str| self.global_lookup(n);
+        let image_name = self
+            .lex
+            .word(&words[0], &glob)
+            .map_err(|e| self.at(&from, e))?;
+        let platform = match from.flag("platform") {
+            Some(p) => Some(self.lex.word(p, &glob).map_err(|e| self.at(&from, e))?),
+            None => self.opts.platform.clone(),
+        };
+        let label = format!(
+            "[{}/{}] FROM {image_name}",
+            1,
+            body.iter().filter(|i| i.keyword != "ARG").count() + 1
+        );
+        self.line(&label);
+        let started = Instant::now();
+        let mut state = match self.stage_index(&image_name).filter(|&i| i < idx) {
+            Some(dep) => {
+                let mut s = Box::pin(self.stage(dep)).await?;
+                s.args.clear();
+                s.cmd_set = false;
+                s
+            }
+            None if image_name.eq_ignore_ascii_case("scratch") => {
+                let (os, arch) = match &platform {
+                    Some(p) => {
+                        let p: oci_image::PlatformSpec = p.parse()?;
+                        (p.os.clone(), p.architecture.clone())
+                    }
+                    None => (
+                        "linux".to_owned(),
+                        oci_image::PlatformSpec::host().architecture.clone(),
+                    ),
+                };
+                State {
+                    image: ImageBuilder::new(&os, &arch),
+                    key: sha(&["scratch", &os, &arch]),
+                    args: BTreeMap::new(),
+                    cmd_set: false,
+                }
+            }
+            None => {
+                if self.opts.pull {
+                    self.images.pull(&image_name, platform.as_deref()).await?;
+                }
+                let (m, _, _) = self
+                    .images
+                    .image_for_run(&image_name, platform.as_deref())
+                    .await
+                    .map_err(|e| {
+                        e.context(format!(
+                            "{}:{}: FROM {image_name}",
+                            self.opts.file_label, from.line
+                        ))
+                    })?;
+                let image = ImageBuilder::from_image(&self.images.layout, &m)
+                    .await?
+                    .docker(false);
+                State {
+                    image,
+                    key: sha(&["from", m.digest().as_ref()]),
+                    args: BTreeMap::new(),
+                    cmd_set: false,
+                }
+            }
+        };
+        self.done(started, false);
+        // ONBUILD triggers of the base run first, and are not inherited.
+        let triggers: Vec<String> = state
+            .config()
+            .pointer("/config/OnBuild")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !triggers.is_empty() {
+            state.image = state.image.config_field("OnBuild", Value::Null);
+        }
+        let mut steps = Vec::new();
+        for t in &triggers {
+            let i = parse::instruction(t, from.line, self.df.escape).map_err(|e| {
+                anyhow!(
+                    "{}:{}: ONBUILD trigger {t:?} of {image_name}: {}",
+                    self.opts.file_label,
+                    from.line,
+                    e.message
+                )
+            })?;
+            steps.push(i);
+        }
+        steps.extend(body);
+        // Numbered as BuildKit shows them: ARG lines are not steps.
+        let n = steps.iter().filter(|i| i.keyword != "ARG").count() + 1;
+        let mut k = 1;
+        for i in &steps {
+            if i.keyword != "ARG" {
+                k += 1;
+            }
+            state = self.instruction(state, i, k, n).await?;
+        }
+        self.built.insert(idx, state.clone());
+        Ok(state)
+    }
+
+    fn line(&mut self, what: &str) {
+        self.step += 1;
+        if !self.opts.quiet {
+            let _ = writeln!(self.err, "#{} {what}", self.step);
+        }
+    }
+
+    fn done(&mut self, started: Instant, cached: bool) {
+        if self.opts.quiet {
+            return;
+        }
+        if cached {
+            let _ = writeln!(self.err, "#{} CACHED", self.step);
+        } else {
+            let _ = writeln!(
+                self.err,
+                "#{} DONE {:.1}s",
+                self.step,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    fn arg_decls(&self, i: &Instr, s: &State) -> Result<Vec<(String, Option<String>)>> {
+        let mut out = Vec::new();
+        let look = |n: &str| s.lookup(n).or_else(|| self.global_lookup(n));
+        for w in self.shell_words(i)? {
+            match w.split_once('=') {
+                Some((k, v)) => {
+                    let v = self.lex.word(v, &look).map_err(|e| self.at(i, e))?;
+                    out.push((k.to_owned(), Some(v)));
+                }
+                None => out.push((w, None)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// `KEY=VALUE` pairs (or the legacy `KEY VALUE`) of `ENV` and `LABEL`, substituted.
+    fn pairs(&self, i: &Instr, s: &State) -> Result<Vec<(String, String)>> {
+        let text = i.args_text();
+        let look = |n: &str| s.lookup(n);
+        let raw = self.lex.split_raw(&text);
+        let first_has_eq = raw.first().is_some_and(|w| {
+            let unq = self.lex.word(w, &|_| None).unwrap_or_default();
+            w.contains('=') && !unq.starts_with('=')
+        });
+        if !first_has_eq {
+            // `ENV KEY value with spaces`: one pair, the rest of the line its value.
+            let Some((k, rest)) = text.trim().split_once(char::is_whitespace) else {
+                return Err(self.at(i, "expected KEY=VALUE"));
+            };
+            let v = self
+                .lex
+                .word(rest.trim(), &look)
+                .map_err(|e| self.at(i, e))?;
+            return Ok(vec![(k.to_owned(), v)]);
+        }
+        let mut out = Vec::new();
+        for w in raw {
+            let Some(eq) = find_unquoted_eq(&w, self.lex.escape) else {
+                return Err(self.at(i, format!("{w:?} is not KEY=VALUE")));
+            };
+            let k = self.lex.word(&w[..eq], &look).map_err(|e| self.at(i, e))?;
+            let v = self
+                .lex
+                .word(&w[eq + 1..], &look)
+                .map_err(|e| self.at(i, e))?;
+            if k.is_empty() {
+                return Err(self.at(i, "an empty key"));
+            }
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
+    fn words_of(&self, i: &Instr, s: &State) -> Result<Vec<String>> {
+        let look = |n: &str| s.lookup(n);
+        match &i.args {
+            Args::Exec(v) => Ok(v.clone()),
+            Args::Shell(t) => self.lex.words(t, &look).map_err(|e| self.at(i, e)),
+        }
+    }
+
+    fn one_word(&self, i: &Instr, s: &State) -> Result<String> {
+        let look = |n: &str| s.lookup(n);
+        self.lex
+            .word(i.args_text().trim(), &look)
+            .map_err(|e| self.at(i, e))
+    }
+
+    fn check_flags(&self, i: &Instr, allowed: &[&str]) -> Result<()> {
+        for (f, _) in &i.flags {
+            if !allowed.contains(&f.as_str()) {
+                return Err(self.at(i, format!("unknown flag --{f}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The command of `RUN`, `CMD` or `ENTRYPOINT`: exec form as is, shell form through
+    /// the stage's `SHELL`.
+    fn command(&self, i: &Instr, s: &State) -> Vec<String> {
+        match &i.args {
+            Args::Exec(v) => v.clone(),
+            Args::Shell(t) => {
+                let mut c = s.shell();
+                c.push(t.clone());
+                c
+            }
+        }
+    }
+
+    async fn instruction(&mut self, mut s: State, i: &Instr, k: usize, n: usize) -> Result<State> {
+        let started = Instant::now();
+        let text = i.args_text();
+        let label = format!(
+            "[{k}/{n}] {} {}",
+            i.keyword,
+            text.lines().next().unwrap_or("")
+        );
+        // Metadata steps: the new config, and the history line docker writes.
+        let mut meta: Option<(ImageBuilder, String)> = None;
+        let img = s.image.clone();
+        match i.keyword.as_str() {
+            "ENV" => {
+                let pairs = self.pairs(i, &s)?;
+                let mut b = img;
+                let mut hist = Vec::new();
+                for (k, v) in pairs {
+                    hist.push(format!("{k}={v}"));
+                    b = b.env(&k, &v);
+                }
+                meta = Some((b, format!("ENV {}", hist.join(" "))));
+            }
+            "LABEL" => {
+                let mut b = img;
+                let mut hist = Vec::new();
+                for (k, v) in self.pairs(i, &s)? {
+                    hist.push(format!("{k}={v}"));
+                    b = b.label(&k, &v);
+                }
+                meta = Some((b, format!("LABEL {}", hist.join(" "))));
+            }
+            "ARG" => {
+                for (name, default) in self.arg_decls(i, &s)? {
+                    let v = match self.opts.build_args.get(&name) {
+                        Some(v) => {
+                            self.used_args.insert(name.clone());
+                            Some(v.clone())
+                        }
+                        None => default.or_else(|| self.global_lookup(&name)),
+                    };
+                    s.args.insert(name, v);
+                }
+                // No history line (as BuildKit), but later keys depend on the values.
+                let vals = serde_json::to_string(&s.args).unwrap_or_default();
+                s.key = sha(&[&s.key, "ARG", &vals]);
+                return Ok(s);
+            }
+            "EXPOSE" => {
+                let mut b = img;
+                let ports = self.words_of(i, &s)?;
+                for p in &ports {
+                    let (num, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+                    let ok = num.split('-').all(|x| x.parse::<u16>().is_ok())
+                        && matches!(proto.to_ascii_lowercase().as_str(), "tcp" | "udp" | "sctp");
+                    if !ok {
+                        return Err(self.at(i, format!("invalid port {p:?}")));
+                    }
+                    b = b.expose(&format!("{num}/{}", proto.to_ascii_lowercase()));
+                }
+                meta = Some((b, format!("EXPOSE map[{}]", ports.join(" "))));
+            }
+            "VOLUME" => {
+                let mut b = img;
+                let vols = self.words_of(i, &s)?;
+                for v in &vols {
+                    b = b.volume(v);
+                }
+                meta = Some((b, format!("VOLUME {}", serde_json::to_string(&vols)?)));
+            }
+            "USER" => {
+                let u = self.one_word(i, &s)?;
+                meta = Some((img.user(&u), format!("USER {u}")));
+            }
+            "WORKDIR" => {
+                let w = self.one_word(i, &s)?;
+                let full = if w.starts_with('/') {
+                    w.clone()
+                } else {
+                    format!("{}/{w}", s.workdir().trim_end_matches('/'))
+                };
+                let full = format!("/{}", ignore::clean_components(&full).join("/"));
+                meta = Some((img.working_dir(&full), format!("WORKDIR {full}")));
+            }
+            "STOPSIGNAL" => {
+                let sig = self.one_word(i, &s)?;
+                oci_runtime::parse_signal(&sig).map_err(|e| self.at(i, e))?;
+                meta = Some((img.stop_signal(&sig), format!("STOPSIGNAL {sig}")));
+            }
+            "MAINTAINER" => {
+                let m = self.one_word(i, &s)?;
+                meta = Some((img.author(&m), format!("MAINTAINER {m}")));
+            }
+            "CMD" => {
+                let c = self.command(i, &s);
+                s.cmd_set = true;
+                let h = format!("CMD {}", serde_json::to_string(&c)?);
+                meta = Some((img.cmd(c), h));
+            }
+            "ENTRYPOINT" => {
+                let c = self.command(i, &s);
+                let mut b = img.config_field("Entrypoint", json!(c));
+                if !s.cmd_set {
+                    b = b.config_field("Cmd", Value::Null);
+                }
+                meta = Some((b, format!("ENTRYPOINT {}", serde_json::to_string(&c)?)));
+            }
+            "SHELL" => {
+                let Args::Exec(v) = &i.args else {
+                    return Err(self.at(i, "SHELL requires the JSON form"));
+                };
+                meta = Some((
+                    img.config_field("Shell", json!(v)),
+                    format!("SHELL {}", serde_json::to_string(v)?),
+                ));
+            }
+            "HEALTHCHECK" => {
+                self.check_flags(
+                    i,
+                    &[
+                        "interval",
+                        "timeout",
+                        "start-period",
+                        "start-interval",
+                        "retries",
+                    ],
+                )?;
+                let hc = self.healthcheck(i, &s)?;
+                let h = format!("HEALTHCHECK {}", serde_json::to_string(&hc)?);
+                meta = Some((img.config_field("Healthcheck", hc), h));
+            }
+            "ONBUILD" => {
+                let t = text.trim().to_owned();
+                let inner = parse::instruction(&t, i.line, self.df.escape)
+                    .map_err(|e| self.at(i, e.message))?;
+                if matches!(inner.keyword.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
+                    return Err(self.at(
+                        i,
+                        format!("{} is not allowed as an ONBUILD trigger", inner.keyword),
+                    ));
+                }
+                let mut list: Vec<Value> = s
+                    .config()
+                    .pointer("/config/OnBuild")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                list.push(json!(t));
+                meta = Some((
+                    img.config_field("OnBuild", Value::Array(list)),
+                    format!("ONBUILD {t}"),
+                ));
+            }
+            "RUN" | "COPY" | "ADD" => {}
+            "FROM" => return Err(self.at(i, "FROM inside a stage")),
+            other => return Err(self.at(i, format!("unknown instruction {other}"))),
+        }
+        if let Some((b, hist)) = meta {
+            self.line(&label);
+            let key = sha(&[&s.key, &hist]);
+            if let Some(hit) = self.cache_get(&key, &b).await? {
+                s.image = hit;
+                self.cached += 1;
+                self.done(started, true);
+            } else {
+                let mut b = b.created(&crate::images::creation_time());
+                b.history_note(&hist);
+                self.cache_put(&key, &b)?;
+                s.image = b;
+                self.ran += 1;
+                self.done(started, false);
+            }
+            s.key = key;
+            return Ok(s);
+        }
+        self.line(&label);
+        let r = match i.keyword.as_str() {
+            "RUN" => self.run(s, i, started).await,
+            _ => self.copy(s, i, started).await,
+        };
+        r
+    }
+
+    fn healthcheck(&self, i: &Instr, s: &State) -> Result<Value> {
+        let text = i.args_text();
+        let t = text.trim();
+        if t.eq_ignore_ascii_case("none") {
+            return Ok(json!({"Test": ["NONE"]}));
+        }
+        let Some(rest) = t.strip_prefix("CMD").or_else(|| t.strip_prefix("cmd")) else {
+            return Err(self.at(i, "expected HEALTHCHECK [OPTIONS] CMD command, or NONE"));
+        };
+        let rest = rest.trim();
+        let test = match serde_json::from_str::<Vec<String>>(rest) {
+            Ok(v) if rest.starts_with('[') => {
+                let mut t = vec!["CMD".to_owned()];
+                t.extend(v);
+                t
+            }
+            _ => vec!["CMD-SHELL".to_owned(), rest.to_owned()],
+        };
+        let mut hc = json!({"Test": test});
+        let look = |n: &str| s.lookup(n);
+        for (flag, field) in [
+            ("interval", "Interval"),
+            ("timeout", "Timeout"),
+            ("start-period", "StartPeriod"),
+            ("start-interval", "StartInterval"),
+        ] {
+            if let Some(v) = i.flag(flag) {
+                let v = self.lex.word(v, &look).map_err(|e| self.at(i, e))?;
+                let ns = parse_duration_ns(&v)
+                    .ok_or_else(|| self.at(i, format!("--{flag}={v}: not a duration")))?;
+                hc[field] = json!(ns);
+            }
+        }
+        if let Some(v) = i.flag("retries") {
+            let n: u32 = v
+                .parse()
+                .map_err(|_| self.at(i, format!("--retries={v}: not a count")))?;
+            hc["Retries"] = json!(n);
+        }
+        Ok(hc)
+    }
+
+    /// A cached state for `key`, when its layers are all still in the store.
+    async fn cache_get(&self, key: &str, template: &ImageBuilder) -> Result<Option<ImageBuilder>> {
+        if self.opts.no_cache {
+            return Ok(None);
+        }
+        let path = cache_dir(&self.data).join(key);
+        let Ok(bytes) = std::fs::read(&path) else {
+            return Ok(None);
+        };
+        let Ok(entry) = serde_json::from_slice::<CacheEntry>(&bytes) else {
+            tracing::warn!(path = %path.display(), "ignoring an unreadable build cache entry");
+            return Ok(None);
+        };
+        for l in &entry.layers {
+            if !self
+                .images
+                .layout
+                .contains(l.digest())
+                .await
+                .unwrap_or(false)
+            {
+                return Ok(None);
+            }
+        }
+        match template.clone().restore(entry.config, entry.layers) {
+            Ok(b) => Ok(Some(b)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn cache_put(&self, key: &str, b: &ImageBuilder) -> Result<()> {
+        let dir = cache_dir(&self.data);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let entry = CacheEntry {
+            config: b.config_json().clone(),
+            layers: b.layers().to_vec(),
+        };
+        let tmp = dir.join(format!(".{key}.{}", std::process::id()));
+        std::fs::write(&tmp, serde_json::to_vec(&entry)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, dir.join(key)).with_context(|| format!("renaming {}", tmp.display()))
+    }
+}
+
+fn find_unquoted_eq(w: &str, escape: char) -> Option<usize> {
+    let mut quote = None;
+    let mut skip = false;
+    for (p, c) in w.char_indices() {
+        if skip {
+            skip = false;
+            continue;
+        }
+        match (quote, c) {
+            (None, '=') => return Some(p),
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (q, c) if c == escape && q != Some('\'') => skip = true,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Go's duration syntax as docker reads HEALTHCHECK flags: `30s`, `1m30s`, `500ms`.
+fn parse_duration_ns(s: &str) -> Option<u64> {
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(n);
+        let v: f64 = num.parse().ok()?;
+        let u = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(u);
+        let mul = match unit {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += v * mul;
+        rest = tail;
+    }
+    Some(total as u64)
+}
+
+mod steps;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_pairs() {
+        assert_eq!(parse_duration_ns("30s"), Some(30_000_000_000));
+        assert_eq!(parse_duration_ns("1m30s"), Some(90_000_000_000));
+        assert_eq!(parse_duration_ns("500ms"), Some(500_000_000));
+        assert_eq!(parse_duration_ns("5"), None);
+        assert_eq!(find_unquoted_eq("\"a=b\"=c", '\\'), Some(5));
+        assert_eq!(find_unquoted_eq("a\\=b=c", '\\'), Some(4));
+    }
+}

@@ -1,0 +1,609 @@
+//! The steps that change files: `RUN` in a container on the step's snapshot, `COPY` and
+//! `ADD` through [`super::context`], each ending in [`Builder::commit_step`].
+
+use super::context::{Plan, Tree};
+use super::{sha, BuildNetwork, Builder, Owner, State};
+use anyhow::{anyhow, bail, Context, Result};
+use oci_image::media::Compression;
+use oci_image::oci_spec::image::{Descriptor, Digest};
+use oci_layer::{Mount, MountKind, Snapshotter};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The files the runtime binds over, which a step's layer leaves out (as docker's commit).
+const MOUNT_POINTS: [&str; 3] = ["etc/hosts", "etc/hostname", "etc/resolv.conf"];
+
+/// A snapshot removed when dropped, however the step ends.
+struct Scratch {
+    snaps: Snapshotter,
+    id: String,
+    mount: Mount,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Err(e) = self.snaps.remove(&self.id) {
+            tracing::warn!(id = %self.id, error = %e, "removing a build snapshot");
+        }
+    }
+}
+
+impl Builder<'_> {
+    fn snapshots(&self) -> Result<Snapshotter> {
+        Ok(Snapshotter::new(self.data.join("snapshots"))?)
+    }
+
+    async fn scratch(&self, stack: &[(Descriptor, Digest)], what: &str) -> Result<Scratch> {
+        let snaps = self.snapshots()?;
+        let id = format!("build-{}", crate::containers::random_hex(8)?);
+        let mount = snaps
+            .prepare_layers(&id, &self.images.layout, stack, what, false)
+            .await
+            .with_context(|| format!("preparing the filesystem of {what}"))?;
+        Ok(Scratch { snaps, id, mount })
+    }
+
+    /// `RUN`.
+    pub(super) async fn run(
+        &mut self,
+        mut s: State,
+        i: &super::Instr,
+        started: Instant,
+    ) -> Result<State> {
+        self.check_flags(i, &["network"])?;
+        let network = match i.flag("network") {
+            None | Some("default") => self.opts.network,
+            Some("none") => BuildNetwork::None,
+            Some("host") => BuildNetwork::Host,
+            Some(n) => return Err(self.at(i, format!("--network={n}: use none or host"))),
+        };
+        let argv = self.run_argv(i, &s);
+        // Build args reach RUN's environment (not the image's) unless an ENV shadows them.
+        let mut env: Vec<String> = s
+            .args
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+            .filter(|(k, _)| s.env_value(k).is_none())
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        env.sort();
+        let hist = match &i.args {
+            super::Args::Exec(v) if i.heredocs.is_empty() => format!("RUN {}", v.join(" ")),
+            _ => format!("RUN {}", argv.join(" ")),
+        };
+        let key = sha(&[
+            &s.key,
+            "RUN",
+            &serde_json::to_string(&argv)?,
+            &env.join("\0"),
+            if network == BuildNetwork::Host {
+                "host"
+            } else {
+                "none"
+            },
+        ]);
+        if let Some(hit) = self.cache_get(&key, &s.image).await? {
+            s.image = hit;
+            s.key = key;
+            self.cached += 1;
+            self.done(started, true);
+            return Ok(s);
+        }
+        let stack = s.stack()?;
+        let scratch = self
+            .scratch(&stack, &format!("RUN at line {}", i.line))
+            .await?;
+        self.make_workdir(&s, &scratch.mount.rootfs)?;
+        let etc = scratch
+            .mount
+            .rootfs
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .join("etc-files");
+        oci_layer::private_dir(&etc)?;
+        let net = match network {
+            BuildNetwork::None => oci_runtime::image_spec::Network::None,
+            BuildNetwork::Host => oci_runtime::image_spec::Network::Host,
+        };
+        let hostname = "buildkitsandbox";
+        let mut opts = oci_runtime::image_spec::RunOptions {
+            args: argv,
+            entrypoint: Some(Vec::new()),
+            env,
+            network: net,
+            hostname: Some(hostname.into()),
+            mounts: oci_runtime::image_spec::etc_files(&etc, hostname, net)?,
+            ..Default::default()
+        };
+        if !rustix::process::geteuid().is_root() {
+            opts.rootless = Some(oci_runtime::image_spec::Rootless::current());
+        }
+        let config: oci_image::oci_spec::image::ImageConfiguration =
+            serde_json::from_value(s.config().clone()).context("reading the stage's config")?;
+        let spec = oci_runtime::image_spec::spec_from_image(&config, &scratch.mount.rootfs, &opts)
+            .map_err(|e| self.at(i, e))?;
+        let quiet_log = if self.opts.quiet {
+            Some(tempfile::tempfile_in(&self.data).context("creating a step log")?)
+        } else {
+            None
+        };
+        let out: std::os::fd::OwnedFd = match &quiet_log {
+            Some(f) => f.try_clone()?.into(),
+            None => rustix::io::dup(std::io::stderr())?,
+        };
+        let err = out.try_clone()?;
+        let bundle = scratch
+            .mount
+            .rootfs
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .to_path_buf();
+        let cid = scratch.id.clone();
+        let state_root = self.data.join("run");
+        let code = tokio::task::spawn_blocking(move || {
+            let null = std::fs::File::open("/dev/null")?;
+            oci_runtime::run(
+                oci_runtime::ContainerBuilder::new(&cid, spec, bundle)
+                    .state_root(state_root)
+                    .stdin(null.into())
+                    .stdout(out)
+                    .stderr(err),
+            )
+            .map_err(anyhow::Error::from)
+        })
+        .await??;
+        if code != 0 {
+            if let Some(mut f) = quiet_log {
+                use std::io::Seek;
+                f.rewind()?;
+                let _ = std::io::copy(&mut f, &mut self.err);
+            }
+            return Err(self.at(
+                i,
+                format!("did not complete successfully: exit code {code}"),
+            ));
+        }
+        let s = self.commit_step(s, scratch, &stack, &hist, key).await?;
+        self.ran += 1;
+        self.done(started, false);
+        Ok(s)
+    }
+
+    /// What `RUN` executes: the exec form, or the shell form through `SHELL`; a line that is
+    /// only a heredoc runs the heredoc as the script, otherwise the heredocs follow the line
+    /// and the shell reads them itself (BuildKit's two cases).
+    fn run_argv(&self, i: &super::Instr, s: &State) -> Vec<String> {
+        if i.heredocs.is_empty() {
+            return self.command(i, s);
+        }
+        let super::Args::Shell(line) = &i.args else {
+            return self.command(i, s);
+        };
+        let only = i.heredocs.len() == 1 && {
+            let h = &i.heredocs[0];
+            let t = line.trim();
+            let marks = [
+                format!("<<{}", h.name),
+                format!("<<-{}", h.name),
+                format!("<<\"{}\"", h.name),
+                format!("<<'{}'", h.name),
+                format!("<<-\"{}\"", h.name),
+                format!("<<-'{}'", h.name),
+            ];
+            marks.iter().any(|m| m == t)
+        };
+        let mut argv = s.shell();
+        if only {
+            argv.push(i.heredocs[0].content.clone());
+        } else {
+            let mut script = line.clone();
+            script.push('\n');
+            for h in &i.heredocs {
+                script.push_str(&h.content);
+                script.push_str(&h.name);
+                script.push('\n');
+            }
+            argv.push(script);
+        }
+        argv
+    }
+
+    /// Creates the `WORKDIR` inside the step's root filesystem (resolved inside it).
+    fn make_workdir(&self, s: &State, rootfs: &Path) -> Result<()> {
+        let w = s.workdir();
+        let rel: PathBuf = super::ignore::clean_components(&w).iter().collect();
+        if rel.as_os_str().is_empty() {
+            return Ok(());
+        }
+        let root = oci_layer::root::Root::open(rootfs)?;
+        root.mkdir_all(&rel)
+            .with_context(|| format!("creating the WORKDIR {w}"))?;
+        Ok(())
+    }
+
+    /// The step's changes as its layer (none when nothing changed: an `empty_layer` history
+    /// line), the upper directory kept as that layer's unpacked directory, the state cached.
+    async fn commit_step(
+        &self,
+        mut s: State,
+        scratch: Scratch,
+        stack: &[(Descriptor, Digest)],
+        hist: &str,
+        key: String,
+    ) -> Result<State> {
+        let store = self.images.layout.leased()?;
+        let mut opts = oci_layer::DiffOptions::from_env();
+        opts.mount_points = MOUNT_POINTS.map(PathBuf::from).to_vec();
+        let (desc, diff_id, report) = scratch
+            .snaps
+            .commit_layers(
+                &scratch.mount,
+                &store,
+                stack,
+                &store,
+                Compression::Gzip,
+                &opts,
+            )
+            .await?;
+        let empty = report.changed + report.deleted + report.opaque == 0;
+        let mut b = s.image.clone().created(&crate::images::creation_time());
+        if empty {
+            b.history_note(hist);
+        } else {
+            if scratch.mount.kind == MountKind::Overlay {
+                scratch.snaps.unmount(&scratch.id)?;
+                // The bind targets the runtime made are not part of the layer.
+                for p in MOUNT_POINTS {
+                    let f = scratch.mount.upper.join(p);
+                    if std::fs::symlink_metadata(&f).is_ok_and(|m| m.is_file() && m.len() == 0) {
+                        let _ = std::fs::remove_file(&f);
+                    }
+                }
+                scratch.snaps.adopt_upper(&scratch.id, &diff_id)?;
+            }
+            b.append_layer(desc, &diff_id, hist);
+        }
+        drop(scratch);
+        self.cache_put(&key, &b)?;
+        s.image = b;
+        s.key = key;
+        Ok(s)
+    }
+
+    /// `COPY` and `ADD`.
+    pub(super) async fn copy(
+        &mut self,
+        mut s: State,
+        i: &super::Instr,
+        started: Instant,
+    ) -> Result<State> {
+        let add = i.keyword == "ADD";
+        if add {
+            self.check_flags(i, &["chown", "chmod", "checksum", "link", "keep-git-dir"])?;
+        } else {
+            self.check_flags(i, &["from", "chown", "chmod", "link"])?;
+        }
+        let look = |n: &str| s.lookup(n);
+        let mut words = match &i.args {
+            super::Args::Exec(v) => v.clone(),
+            super::Args::Shell(t) => self.lex.words(t, &look).map_err(|e| self.at(i, e))?,
+        };
+        if words.len() < 2 {
+            return Err(self.at(i, "needs at least one source and a destination"));
+        }
+        let dest_raw = words.pop().unwrap_or_default();
+        let dest = if dest_raw.starts_with('/') {
+            dest_raw.clone()
+        } else {
+            format!("{}/{dest_raw}", s.workdir().trim_end_matches('/'))
+        };
+        let dest_is_dir = dest_raw.ends_with('/')
+            || dest_raw == "."
+            || words.len() > 1
+            || words.iter().any(|w| super::ignore::has_glob(w));
+        let chown = match i.flag("chown") {
+            Some(c) => Some(self.lex.word(c, &look).map_err(|e| self.at(i, e))?),
+            None => None,
+        };
+        let mode = match i.flag("chmod") {
+            Some(m) => Some(
+                u32::from_str_radix(m, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o7777)
+                    .ok_or_else(|| self.at(i, format!("--chmod={m}: not an octal mode")))?,
+            ),
+            None => None,
+        };
+        let owner = Owner {
+            ids: chown.as_deref().and_then(numeric_ids),
+            mode,
+        };
+        // The trees the sources come from, kept open (and mounted) until the write is done.
+        let mut keep: Vec<Scratch> = Vec::new();
+        let mut temps: Vec<tempfile::TempDir> = Vec::new();
+        let mut plan = Plan::default();
+        let from = i.flag("from").map(str::to_owned);
+        let mut heredoc_srcs = Vec::new();
+        let mut paths = Vec::new();
+        for w in &words {
+            match w
+                .strip_prefix("<<")
+                .map(|n| n.trim_start_matches('-').trim_matches(['"', '\'']))
+            {
+                Some(name) if i.heredocs.iter().any(|h| h.name == name) => {
+                    heredoc_srcs.push(name.to_owned())
+                }
+                _ => paths.push(w.clone()),
+            }
+        }
+        if !heredoc_srcs.is_empty() {
+            let dir = tempfile::tempdir_in(&self.data)?;
+            for h in &i.heredocs {
+                let text = if h.expand {
+                    self.lex
+                        .word_keep_quotes(&h.content, &look)
+                        .map_err(|e| self.at(i, e))?
+                } else {
+                    h.content.clone()
+                };
+                let p = dir.path().join(&h.name);
+                std::fs::write(&p, text)?;
+                std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+            }
+            let t = Tree::context(dir.path(), Default::default())?;
+            plan.append(t.plan(&heredoc_srcs, &dest, dest_is_dir, &owner)?);
+            temps.push(dir);
+        }
+        let mut digest_extra = String::new();
+        if !paths.is_empty() {
+            if let Some(f) = &from {
+                let tree = self.tree_of_from(f, i, &mut keep).await?;
+                plan.append(
+                    tree.plan(&paths, &dest, dest_is_dir, &owner)
+                        .map_err(|e| self.at(i, e))?,
+                );
+            } else {
+                let mut local = Vec::new();
+                for p in &paths {
+                    if add && (p.starts_with("http://") || p.starts_with("https://")) {
+                        let (dir, name) = self.download(i, p).await?;
+                        let t = Tree::context(dir.path(), Default::default())?;
+                        plan.append(t.plan(&[name], &dest, dest_is_dir, &owner)?);
+                        temps.push(dir);
+                    } else if add && (p.starts_with("git@") || p.ends_with(".git")) {
+                        return Err(
+                            self.at(i, format!("{p}: ADD of a git repository is not supported"))
+                        );
+                    } else {
+                        local.push(p.clone());
+                    }
+                }
+                if !local.is_empty() {
+                    let Some(ctx) = &self.context else {
+                        return Err(self.at(i, "there is no build context to copy from"));
+                    };
+                    let tree = Tree::context(ctx, self.ignore.clone())?;
+                    for p in &local {
+                        let one = tree
+                            .plan(std::slice::from_ref(p), &dest, dest_is_dir, &owner)
+                            .map_err(|e| self.at(i, e))?;
+                        match add.then(|| one.single_archive()).flatten() {
+                            Some(archive) => {
+                                // ADD of a local archive: its contents, unpacked, into dest.
+                                let dir = tempfile::tempdir_in(&self.data)?;
+                                let f = tokio::fs::File::open(&archive).await?;
+                                let media = archive_media(&archive)?;
+                                digest_extra.push_str(&one.digest()?);
+                                oci_layer::apply(
+                                    dir.path(),
+                                    f,
+                                    media,
+                                    &oci_layer::ApplyOptions::default(),
+                                )
+                                .await
+                                .map_err(|e| {
+                                    self.at(
+                                        i,
+                                        anyhow::Error::from(e).context(format!("unpacking {p}")),
+                                    )
+                                })?;
+                                let t = Tree::filesystem(dir.path(), p)?;
+                                plan.append(t.plan(&[".".into()], &dest, true, &owner)?);
+                                temps.push(dir);
+                            }
+                            None => plan.append(one),
+                        }
+                    }
+                }
+            }
+        }
+        let flags = serde_json::to_string(&i.flags)?;
+        let digest = plan.digest()?;
+        let key = sha(&[
+            &s.key,
+            &i.keyword,
+            &flags,
+            &serde_json::to_string(&words)?,
+            &dest_raw,
+            &dest,
+            &digest,
+            &digest_extra,
+        ]);
+        let hist = format!(
+            "{} {}",
+            i.keyword,
+            i.args_text().lines().next().unwrap_or("")
+        );
+        if let Some(hit) = self.cache_get(&key, &s.image).await? {
+            s.image = hit;
+            s.key = key;
+            self.cached += 1;
+            self.done(started, true);
+            return Ok(s);
+        }
+        let stack = s.stack()?;
+        let scratch = self
+            .scratch(&stack, &format!("{} at line {}", i.keyword, i.line))
+            .await?;
+        self.make_workdir(&s, &scratch.mount.rootfs)?;
+        let rootfs = scratch.mount.rootfs.clone();
+        // A single source onto a directory that exists goes inside it.
+        if !dest_is_dir && plan.entries.len() == 1 {
+            let rel: PathBuf = super::ignore::clean_components(&dest).iter().collect();
+            let root = oci_layer::root::Root::open(&rootfs)?;
+            if !rel.as_os_str().is_empty() && root.open_dir(&rel).is_ok() {
+                plan.move_into_dir(&dest);
+            }
+        }
+        if let Some(c) = &chown {
+            if owner.ids.is_none() {
+                let (uid, gid, _) =
+                    oci_runtime::image_spec::resolve_user(&rootfs, c).map_err(|e| self.at(i, e))?;
+                let gid = if c.contains(':') { gid } else { uid };
+                plan.set_owner(u64::from(uid), u64::from(gid));
+            }
+        }
+        let epoch = std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|v| v.trim().parse().ok());
+        plan.write(&rootfs, epoch)
+            .await
+            .map_err(|e| self.at(i, e))?;
+        drop(keep);
+        drop(temps);
+        let s = self.commit_step(s, scratch, &stack, &hist, key).await?;
+        self.ran += 1;
+        self.done(started, false);
+        Ok(s)
+    }
+
+    /// The tree of `--from=NAME`: an earlier stage, or an image.
+    async fn tree_of_from(
+        &mut self,
+        from: &str,
+        i: &super::Instr,
+        keep: &mut Vec<Scratch>,
+    ) -> Result<Tree> {
+        let stack = match self.stage_index(from) {
+            Some(idx) => {
+                let st = Box::pin(self.stage(idx)).await?;
+                st.stack()?
+            }
+            None => {
+                let (m, _, _) = self
+                    .images
+                    .image_for_run(from, self.opts.platform.as_deref())
+                    .await
+                    .map_err(|e| self.at(i, e))?;
+                Snapshotter::image_stack(&self.images.layout, &m).await?
+            }
+        };
+        let sc = self.scratch(&stack, &format!("--from={from}")).await?;
+        let tree = Tree::filesystem(&sc.mount.rootfs, &format!("--from={from}"))?;
+        keep.push(sc);
+        Ok(tree)
+    }
+
+    /// `ADD URL`: fetched into a scratch directory, checked against `--checksum`.
+    async fn download(&self, i: &super::Instr, url: &str) -> Result<(tempfile::TempDir, String)> {
+        let Some(want) = i.flag("checksum") else {
+            return Err(self.at(
+                i,
+                format!("{url}: ADD of a URL needs --checksum=sha256:..."),
+            ));
+        };
+        let want = want
+            .strip_prefix("sha256:")
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| {
+                self.at(
+                    i,
+                    format!("--checksum={want}: expected sha256:<64 hex digits>"),
+                )
+            })?
+            .to_ascii_lowercase();
+        let name = url
+            .split(['?', '#'])
+            .next()
+            .and_then(|u| u.rsplit('/').next())
+            .filter(|n| !n.is_empty() && *n != "." && *n != "..")
+            .unwrap_or("download")
+            .to_owned();
+        let dir = tempfile::tempdir_in(&self.data)?;
+        let path = dir.path().join(&name);
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .read_timeout(std::time::Duration::from_secs(60))
+            .build()?;
+        let mut resp = client
+            .get(url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| self.at(i, anyhow::Error::from(e).context(format!("fetching {url}"))))?;
+        let mut f = std::fs::File::create(&path)?;
+        let mut h = <sha2::Sha256 as sha2::Digest>::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.at(i, e))? {
+            sha2::Digest::update(&mut h, &chunk);
+            std::io::Write::write_all(&mut f, &chunk)?;
+        }
+        let got = format!("{:x}", sha2::Digest::finalize(h));
+        if got != want {
+            bail!(
+                "{}",
+                self.at(
+                    i,
+                    format!("{url}: checksum sha256:{got}, expected sha256:{want}")
+                )
+            );
+        }
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        Ok((dir, name))
+    }
+}
+
+/// `uid[:gid]` as numbers (a bare uid is also the gid, as docker's `--chown`).
+fn numeric_ids(c: &str) -> Option<(u64, u64)> {
+    match c.split_once(':') {
+        Some((u, g)) => Some((u.parse().ok()?, g.parse().ok()?)),
+        None => {
+            let u: u64 = c.parse().ok()?;
+            Some((u, u))
+        }
+    }
+}
+
+/// The layer media type that reads a local archive, by its first bytes.
+fn archive_media(p: &Path) -> Result<&'static str> {
+    let mut head = [0u8; 512];
+    let n = {
+        use std::io::Read;
+        let mut f = std::fs::File::open(p)?;
+        let mut n = 0;
+        while n < head.len() {
+            let k = f.read(&mut head[n..])?;
+            if k == 0 {
+                break;
+            }
+            n += k;
+        }
+        n
+    };
+    Ok(match sniff(&head[..n]) {
+        Some(m) => m,
+        None => return Err(anyhow!("{} is not an archive", p.display())),
+    })
+}
+
+/// gzip, zstd or a plain tar: the media type oci-layer decompresses it with.
+pub(super) fn sniff(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Some(oci_image::media::OCI_LAYER_GZIP)
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some(oci_image::media::OCI_LAYER_ZSTD)
+    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
+        Some(oci_image::media::OCI_LAYER_TAR)
+    } else {
+        None
+    }
+}
