@@ -174,8 +174,9 @@ impl Tree {
         for src in sources {
             for (parent, name) in self.expand(src)? {
                 let dir = self.open_dir(&parent)?;
+                // `/proc/self/fd/N` itself is a link; `/proc/self/fd/N/.` is the directory.
                 let path = if name.is_empty() {
-                    fd_path(&dir)
+                    fd_path(&dir).join(".")
                 } else {
                     fd_path(&dir).join(&name)
                 };
@@ -352,6 +353,42 @@ impl Plan {
         }
     }
 
+    /// Puts a directory entry for `dest` (absolute) first when entries go under it and it
+    /// does not exist yet: the directory a `COPY` creates belongs to its `--chown` owner, as
+    /// BuildKit and buildah make it.
+    pub fn create_dest_dir(&mut self, dest: &str, uid: u64, gid: u64, mtime: u64) {
+        let base = clean_components(dest).join("/");
+        if base.is_empty() {
+            return;
+        }
+        let mut prefix = base.clone().into_bytes();
+        prefix.push(b'/');
+        if !self
+            .entries
+            .iter()
+            .any(|e| e.header.path.starts_with(&prefix))
+        {
+            return;
+        }
+        let mut h = EntryHeader::new(base.into_bytes(), EntryType::Directory);
+        h.mode = 0o755;
+        h.uid = uid;
+        h.gid = gid;
+        h.mtime = mtime;
+        self.entries.insert(
+            0,
+            Entry {
+                header: h,
+                source: None,
+            },
+        );
+    }
+
+    /// The owner of the first entry (what `--chown` set).
+    pub fn owner_of_first(&self) -> Option<(u64, u64)> {
+        self.entries.first().map(|e| (e.header.uid, e.header.gid))
+    }
+
     /// Sets every entry's owner (`--chown` by name, resolved in the step's filesystem).
     pub fn set_owner(&mut self, uid: u64, gid: u64) {
         for e in &mut self.entries {
@@ -483,6 +520,21 @@ mod tests {
             .plan(&["a.txt".into()], "/f", false, &Owner::default())
             .unwrap();
         assert_eq!(paths(&p), ["f"]);
+        // The context root is its contents, not the /proc link that names it; an excluded
+        // directory is left out while an exception inside it is kept.
+        let all = t
+            .plan(&[".".into()], "/c", true, &Owner::default())
+            .unwrap();
+        assert_eq!(
+            paths(&all),
+            [
+                "c/a.txt",
+                "c/b.txt",
+                "c/src",
+                "c/src/sub/keep.md",
+                "c/src/x.rs"
+            ]
+        );
         let digest = p.digest().unwrap();
         std::fs::write(c.join("a.txt"), "A").unwrap();
         assert_ne!(

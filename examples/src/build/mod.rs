@@ -162,6 +162,10 @@ pub async fn build_cli(
     b.build().await
 }
 
+/// Part of every cache key: a change in what a step makes changes this, so old entries
+/// are never taken for new ones.
+const CACHE_VERSION: &str = "oci-build-cache-1";
+
 /// The largest Dockerfile read.
 pub const MAX_DOCKERFILE: u64 = 4 << 20;
 
@@ -307,6 +311,7 @@ pub struct Builder<'a> {
     cached: usize,
     err: Box<dyn Write + Send + 'a>,
     used_args: std::collections::BTreeSet<String>,
+    building: Vec<usize>,
 }
 
 impl<'a> Builder<'a> {
@@ -355,6 +360,7 @@ impl<'a> Builder<'a> {
             cached: 0,
             err,
             used_args: Default::default(),
+            building: Vec::new(),
         };
         this.split_stages()?;
         Ok(this)
@@ -368,6 +374,17 @@ impl<'a> Builder<'a> {
             i.keyword,
             i.args_text()
         )
+    }
+
+    /// `e` with the instruction it failed on as its context (the cause stays in `source()`).
+    fn wrap(&self, i: &Instr, e: impl Into<anyhow::Error>) -> anyhow::Error {
+        e.into().context(format!(
+            "{}:{}: {} {}",
+            self.opts.file_label,
+            i.line,
+            i.keyword,
+            i.args_text()
+        ))
     }
 
     fn split_stages(&mut self) -> Result<()> {
@@ -518,6 +535,23 @@ impl<'a> Builder<'a> {
         if let Some(s) = self.built.get(&idx) {
             return Ok(s.clone());
         }
+        if self.building.contains(&idx) {
+            bail!(
+                "{}: stage {} needs itself (a cycle of FROM or COPY --from)",
+                self.opts.file_label,
+                self.stages[idx]
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| idx.to_string())
+            );
+        }
+        self.building.push(idx);
+        let r = self.stage_inner(idx).await;
+        self.building.pop();
+        r
+    }
+
+    async fn stage_inner(&mut self, idx: usize) -> Result<State> {
         let from = self.stages[idx].from.clone();
         let body = self.stages[idx].body.clone();
         let words = self.shell_words(&from)?;
@@ -525,9 +559,9 @@ impl<'a> Builder<'a> {
         let image_name = self
             .lex
             .word(&words[0], &glob)
-            .map_err(|e| self.at(&from, e))?;
+            .map_err(|e| self.wrap(&from, e))?;
         let platform = match from.flag("platform") {
-            Some(p) => Some(self.lex.word(p, &glob).map_err(|e| self.at(&from, e))?),
+            Some(p) => Some(self.lex.word(p, &glob).map_err(|e| self.wrap(&from, e))?),
             None => self.opts.platform.clone(),
         };
         let label = format!(
@@ -557,7 +591,7 @@ impl<'a> Builder<'a> {
                 };
                 State {
                     image: ImageBuilder::new(&os, &arch),
-                    key: sha(&["scratch", &os, &arch]),
+                    key: sha(&[CACHE_VERSION, "scratch", &os, &arch]),
                     args: BTreeMap::new(),
                     cmd_set: false,
                 }
@@ -581,7 +615,7 @@ impl<'a> Builder<'a> {
                     .docker(false);
                 State {
                     image,
-                    key: sha(&["from", m.digest().as_ref()]),
+                    key: sha(&[CACHE_VERSION, "from", m.digest().as_ref()]),
                     args: BTreeMap::new(),
                     cmd_set: false,
                 }
@@ -657,7 +691,7 @@ impl<'a> Builder<'a> {
         for w in self.shell_words(i)? {
             match w.split_once('=') {
                 Some((k, v)) => {
-                    let v = self.lex.word(v, &look).map_err(|e| self.at(i, e))?;
+                    let v = self.lex.word(v, &look).map_err(|e| self.wrap(i, e))?;
                     out.push((k.to_owned(), Some(v)));
                 }
                 None => out.push((w, None)),
@@ -683,7 +717,7 @@ impl<'a> Builder<'a> {
             let v = self
                 .lex
                 .word(rest.trim(), &look)
-                .map_err(|e| self.at(i, e))?;
+                .map_err(|e| self.wrap(i, e))?;
             return Ok(vec![(k.to_owned(), v)]);
         }
         let mut out = Vec::new();
@@ -691,11 +725,14 @@ impl<'a> Builder<'a> {
             let Some(eq) = find_unquoted_eq(&w, self.lex.escape) else {
                 return Err(self.at(i, format!("{w:?} is not KEY=VALUE")));
             };
-            let k = self.lex.word(&w[..eq], &look).map_err(|e| self.at(i, e))?;
+            let k = self
+                .lex
+                .word(&w[..eq], &look)
+                .map_err(|e| self.wrap(i, e))?;
             let v = self
                 .lex
                 .word(&w[eq + 1..], &look)
-                .map_err(|e| self.at(i, e))?;
+                .map_err(|e| self.wrap(i, e))?;
             if k.is_empty() {
                 return Err(self.at(i, "an empty key"));
             }
@@ -708,7 +745,7 @@ impl<'a> Builder<'a> {
         let look = |n: &str| s.lookup(n);
         match &i.args {
             Args::Exec(v) => Ok(v.clone()),
-            Args::Shell(t) => self.lex.words(t, &look).map_err(|e| self.at(i, e)),
+            Args::Shell(t) => self.lex.words(t, &look).map_err(|e| self.wrap(i, e)),
         }
     }
 
@@ -716,7 +753,7 @@ impl<'a> Builder<'a> {
         let look = |n: &str| s.lookup(n);
         self.lex
             .word(i.args_text().trim(), &look)
-            .map_err(|e| self.at(i, e))
+            .map_err(|e| self.wrap(i, e))
     }
 
     fn check_flags(&self, i: &Instr, allowed: &[&str]) -> Result<()> {
@@ -826,7 +863,7 @@ impl<'a> Builder<'a> {
             }
             "STOPSIGNAL" => {
                 let sig = self.one_word(i, &s)?;
-                oci_runtime::parse_signal(&sig).map_err(|e| self.at(i, e))?;
+                oci_runtime::parse_signal(&sig).map_err(|e| self.wrap(i, e))?;
                 meta = Some((img.stop_signal(&sig), format!("STOPSIGNAL {sig}")));
             }
             "MAINTAINER" => {
@@ -915,6 +952,10 @@ impl<'a> Builder<'a> {
             s.key = key;
             return Ok(s);
         }
+        // A stage that `--from` names is built before this step's line.
+        if let Some(idx) = i.flag("from").and_then(|f| self.stage_index(f)) {
+            Box::pin(self.stage(idx)).await?;
+        }
         self.line(&label);
         let r = match i.keyword.as_str() {
             "RUN" => self.run(s, i, started).await,
@@ -950,7 +991,7 @@ impl<'a> Builder<'a> {
             ("start-interval", "StartInterval"),
         ] {
             if let Some(v) = i.flag(flag) {
-                let v = self.lex.word(v, &look).map_err(|e| self.at(i, e))?;
+                let v = self.lex.word(v, &look).map_err(|e| self.wrap(i, e))?;
                 let ns = parse_duration_ns(&v)
                     .ok_or_else(|| self.at(i, format!("--{flag}={v}: not a duration")))?;
                 hc[field] = json!(ns);

@@ -121,7 +121,7 @@ impl Builder<'_> {
         let config: oci_image::oci_spec::image::ImageConfiguration =
             serde_json::from_value(s.config().clone()).context("reading the stage's config")?;
         let spec = oci_runtime::image_spec::spec_from_image(&config, &scratch.mount.rootfs, &opts)
-            .map_err(|e| self.at(i, e))?;
+            .map_err(|e| self.wrap(i, e))?;
         let quiet_log = if self.opts.quiet {
             Some(tempfile::tempfile_in(&self.data).context("creating a step log")?)
         } else {
@@ -286,7 +286,7 @@ impl Builder<'_> {
         let look = |n: &str| s.lookup(n);
         let mut words = match &i.args {
             super::Args::Exec(v) => v.clone(),
-            super::Args::Shell(t) => self.lex.words(t, &look).map_err(|e| self.at(i, e))?,
+            super::Args::Shell(t) => self.lex.words(t, &look).map_err(|e| self.wrap(i, e))?,
         };
         if words.len() < 2 {
             return Err(self.at(i, "needs at least one source and a destination"));
@@ -302,7 +302,7 @@ impl Builder<'_> {
             || words.len() > 1
             || words.iter().any(|w| super::ignore::has_glob(w));
         let chown = match i.flag("chown") {
-            Some(c) => Some(self.lex.word(c, &look).map_err(|e| self.at(i, e))?),
+            Some(c) => Some(self.lex.word(c, &look).map_err(|e| self.wrap(i, e))?),
             None => None,
         };
         let mode = match i.flag("chmod") {
@@ -342,7 +342,7 @@ impl Builder<'_> {
                 let text = if h.expand {
                     self.lex
                         .word_keep_quotes(&h.content, &look)
-                        .map_err(|e| self.at(i, e))?
+                        .map_err(|e| self.wrap(i, e))?
                 } else {
                     h.content.clone()
                 };
@@ -360,7 +360,7 @@ impl Builder<'_> {
                 let tree = self.tree_of_from(f, i, &mut keep).await?;
                 plan.append(
                     tree.plan(&paths, &dest, dest_is_dir, &owner)
-                        .map_err(|e| self.at(i, e))?,
+                        .map_err(|e| self.wrap(i, e))?,
                 );
             } else {
                 let mut local = Vec::new();
@@ -386,7 +386,7 @@ impl Builder<'_> {
                     for p in &local {
                         let one = tree
                             .plan(std::slice::from_ref(p), &dest, dest_is_dir, &owner)
-                            .map_err(|e| self.at(i, e))?;
+                            .map_err(|e| self.wrap(i, e))?;
                         match add.then(|| one.single_archive()).flatten() {
                             Some(archive) => {
                                 // ADD of a local archive: its contents, unpacked, into dest.
@@ -402,7 +402,7 @@ impl Builder<'_> {
                                 )
                                 .await
                                 .map_err(|e| {
-                                    self.at(
+                                    self.wrap(
                                         i,
                                         anyhow::Error::from(e).context(format!("unpacking {p}")),
                                     )
@@ -429,8 +429,16 @@ impl Builder<'_> {
             &digest,
             &digest_extra,
         ]);
+        let flag_text: String = i
+            .flags
+            .iter()
+            .map(|(n, v)| match v {
+                Some(v) => format!("--{n}={v} "),
+                None => format!("--{n} "),
+            })
+            .collect();
         let hist = format!(
-            "{} {}",
+            "{} {flag_text}{}",
             i.keyword,
             i.args_text().lines().next().unwrap_or("")
         );
@@ -457,10 +465,32 @@ impl Builder<'_> {
         }
         if let Some(c) = &chown {
             if owner.ids.is_none() {
-                let (uid, gid, _) =
-                    oci_runtime::image_spec::resolve_user(&rootfs, c).map_err(|e| self.at(i, e))?;
+                let (uid, gid, _) = oci_runtime::image_spec::resolve_user(&rootfs, c)
+                    .map_err(|e| self.wrap(i, e))?;
                 let gid = if c.contains(':') { gid } else { uid };
                 plan.set_owner(u64::from(uid), u64::from(gid));
+            }
+        }
+        {
+            let rel: PathBuf = super::ignore::clean_components(&dest).iter().collect();
+            let root = oci_layer::root::Root::open(&rootfs)?;
+            // Missing, and not a link (a link, dangling or not, is followed inside the rootfs
+            // as docker follows it, never replaced).
+            let missing = !rel.as_os_str().is_empty()
+                && root.open_dir(&rel).is_err()
+                && match root.parent_of(&rel) {
+                    Ok((dir, name)) => matches!(oci_layer::root::kind_at(&dir, name), Ok(None)),
+                    Err(_) => true,
+                };
+            if missing {
+                let (uid, gid) = match &chown {
+                    Some(_) => plan.owner_of_first().unwrap_or((0, 0)),
+                    None => (0, 0),
+                };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                plan.create_dest_dir(&dest, uid, gid, now);
             }
         }
         let epoch = std::env::var("SOURCE_DATE_EPOCH")
@@ -468,7 +498,7 @@ impl Builder<'_> {
             .and_then(|v| v.trim().parse().ok());
         plan.write(&rootfs, epoch)
             .await
-            .map_err(|e| self.at(i, e))?;
+            .map_err(|e| self.wrap(i, e))?;
         drop(keep);
         drop(temps);
         let s = self.commit_step(s, scratch, &stack, &hist, key).await?;
@@ -494,7 +524,7 @@ impl Builder<'_> {
                     .images
                     .image_for_run(from, self.opts.platform.as_deref())
                     .await
-                    .map_err(|e| self.at(i, e))?;
+                    .map_err(|e| self.wrap(i, e))?;
                 Snapshotter::image_stack(&self.images.layout, &m).await?
             }
         };
@@ -540,10 +570,10 @@ impl Builder<'_> {
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| self.at(i, anyhow::Error::from(e).context(format!("fetching {url}"))))?;
+            .map_err(|e| self.wrap(i, anyhow::Error::from(e).context(format!("fetching {url}"))))?;
         let mut f = std::fs::File::create(&path)?;
         let mut h = <sha2::Sha256 as sha2::Digest>::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| self.at(i, e))? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.wrap(i, e))? {
             sha2::Digest::update(&mut h, &chunk);
             std::io::Write::write_all(&mut f, &chunk)?;
         }

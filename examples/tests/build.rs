@@ -1,0 +1,785 @@
+//! `oci build`: real Dockerfiles built on a busybox base and then run; the cache; bad
+//! Dockerfiles and hostile contexts and images; the same Dockerfile built by Debian's
+//! buildah, whose image must hold the same files and config, and our image run by podman.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+mod common;
+
+const OCI: &str = env!("CARGO_BIN_EXE_oci");
+const TOOLS: &[&str] = &[
+    "sh", "echo", "cat", "ls", "mkdir", "rm", "touch", "id", "env", "test", "printf", "wc",
+];
+
+/// A store with busybox imported as `localhost/bb:1`, and a context directory.
+fn setup(d: &Path) -> (common::Cli, PathBuf) {
+    let tar = common::busybox_rootfs_tar(d, TOOLS);
+    let cli = common::Cli {
+        oci: OCI,
+        data: d.join("data"),
+    };
+    cli.ok(&["import", tar.to_str().unwrap(), "localhost/bb:1"]);
+    let ctx = d.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    (cli, ctx)
+}
+
+fn write(p: &Path, text: &str) {
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(p, text).unwrap();
+}
+
+/// `oci build ARGS` with its progress (standard error) returned; must succeed.
+fn build(cli: &common::Cli, args: &[&str]) -> (String, String) {
+    let mut a = vec!["build"];
+    a.extend_from_slice(args);
+    let o = cli.oci(&a);
+    assert!(
+        o.status.success(),
+        "oci build {args:?} failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (
+        String::from_utf8(o.stdout).unwrap().trim().to_owned(),
+        String::from_utf8(o.stderr).unwrap(),
+    )
+}
+
+fn build_fails(cli: &common::Cli, args: &[&str]) -> String {
+    let mut a = vec!["build"];
+    a.extend_from_slice(args);
+    let o = cli.oci(&a);
+    assert!(!o.status.success(), "oci build {args:?} succeeded");
+    String::from_utf8(o.stderr).unwrap()
+}
+
+fn run(cli: &common::Cli, args: &[&str]) -> String {
+    let mut a = vec!["run", "--rm"];
+    a.extend_from_slice(args);
+    cli.ok(&a)
+}
+
+#[test]
+fn a_single_stage_build_runs_with_its_config() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cli, ctx) = setup(dir.path());
+    write(&ctx.join("hello.txt"), "hello\n");
+    write(&ctx.join("src/a/b.txt"), "b\n");
+    write(
+        &ctx.join("Dockerfile"),
+        r#"# a comment
+FROM localhost/bb:1
+ENV GREETING="hello there" \
+    OTHER=x\ y
+WORKDIR /app
+COPY hello.txt .
+COPY src/ ./src/
+RUN echo "$GREETING from $(id -u)" > /app/out \
+  # a comment inside a continuation
+  && test -f /app/src/a/b.txt
+USER 1000:1000
+EXPOSE 8080 53/udp
+LABEL org.example.name="my app" version=1
+STOPSIGNAL SIGINT
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat /app/out; pwd; id -u; echo $OTHER"]
+"#,
+    );
+    let (id, progress) = build(&cli, &["-t", "app:1", ctx.to_str().unwrap()]);
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert!(progress.contains("RUN echo"), "{progress}");
+    assert_eq!(
+        run(&cli, &["app:1"]),
+        "hello there from 0\n/app\n1000\nx y\n"
+    );
+    assert_eq!(cli.field("app:1", "{{.Id}}"), id);
+    let cfg: serde_json::Value =
+        serde_json::from_str(&cli.field("app:1", "{{json .Config}}")).unwrap();
+    assert_eq!(cfg["WorkingDir"], "/app");
+    assert_eq!(cfg["User"], "1000:1000");
+    assert_eq!(cfg["StopSignal"], "SIGINT");
+    assert_eq!(cfg["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+    assert_eq!(cfg["Labels"]["org.example.name"], "my app");
+    assert!(cfg["ExposedPorts"].get("53/udp").is_some(), "{cfg}");
+    assert!(cfg["Env"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("GREETING=hello there")));
+    // History as docker shows it: one line per step, config steps without a layer.
+    let history = cli.ok(&["history", "--no-trunc", "-H=false", "app:1"]);
+    let lines: Vec<&str> = history.lines().skip(1).collect();
+    assert_eq!(lines.len(), 12, "{history}");
+    assert!(lines[0].contains("CMD [\"cat /app/out"), "{history}");
+    let copy = lines
+        .iter()
+        .find(|l| l.contains("COPY hello.txt ."))
+        .unwrap();
+    assert!(!copy.contains(" 0 "), "{history}");
+}
+
+#[test]
+fn multi_stage_heredocs_dockerignore_and_build_args() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cli, ctx) = setup(dir.path());
+    write(&ctx.join("keep.md"), "keep\n");
+    write(&ctx.join("drop.md"), "drop\n");
+    write(&ctx.join("secret/key"), "s3cret\n");
+    write(&ctx.join("secret/public"), "pub\n");
+    write(
+        &ctx.join(".dockerignore"),
+        "# docker's rules\n*.md\n!keep.md\nsecret\n!secret/public\n",
+    );
+    write(
+        &ctx.join("build.Dockerfile"),
+        r#"ARG BASE=localhost/bb:1
+FROM ${BASE} AS builder
+ARG VERSION
+RUN mkdir /out && echo "v${VERSION:-none}" > /out/version
+RUN <<EOF
+echo "script ${VERSION}" > /out/script
+EOF
+RUN cat <<EOT > /out/inline && echo more >> /out/inline
+quoted $VERSION
+EOT
+COPY --chmod=0755 <<-"EOT" /out/run.sh
+	#!/bin/sh
+	echo run $VERSION
+	EOT
+
+FROM builder AS never
+RUN exit 3
+
+FROM ${BASE} AS final
+ARG VERSION
+COPY --from=builder /out/ /usr/local/
+COPY . /ctx/
+RUN echo "${VERSION:+set} ${UNSET:-default}" > /args
+"#,
+    );
+    let f = ctx.join("build.Dockerfile");
+    let (_, progress) = build(
+        &cli,
+        &[
+            "-f",
+            f.to_str().unwrap(),
+            "--build-arg",
+            "VERSION=7",
+            "-t",
+            "ms:1",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    // The stage nothing needs is not built.
+    assert!(!progress.contains("exit 3"), "{progress}");
+    let out = run(
+        &cli,
+        &[
+            "ms:1",
+            "sh",
+            "-c",
+            "cat /usr/local/version /usr/local/script /usr/local/inline /args; /usr/local/run.sh; ls /ctx; ls /ctx/secret",
+        ],
+    );
+    assert_eq!(
+        out,
+        "v7\nscript 7\nquoted 7\nmore\nset default\nrun\nbuild.Dockerfile\nkeep.md\nsecret\npublic\n"
+    );
+    // --target builds that stage (and what it needs) only.
+    let (_, progress) = build(
+        &cli,
+        &[
+            "-f",
+            f.to_str().unwrap(),
+            "--target",
+            "builder",
+            "-t",
+            "ms:b",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert!(!progress.contains("COPY . /ctx/"), "{progress}");
+    assert_eq!(run(&cli, &["ms:b", "cat", "/out/version"]), "vnone\n");
+    let err = build_fails(
+        &cli,
+        &[
+            "-f",
+            f.to_str().unwrap(),
+            "--target",
+            "never",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("exit code 3"), "{err}");
+}
+
+#[test]
+fn onbuild_triggers_run_when_the_image_is_a_base() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cli, ctx) = setup(dir.path());
+    write(&ctx.join("payload"), "payload\n");
+    write(
+        &ctx.join("Dockerfile"),
+        "FROM localhost/bb:1\nONBUILD COPY payload /from-child\nONBUILD RUN echo triggered > /onbuild\n",
+    );
+    build(&cli, &["-t", "base:1", ctx.to_str().unwrap()]);
+    assert_eq!(
+        cli.field("base:1", "{{json .Config.OnBuild}}"),
+        r#"["COPY payload /from-child","RUN echo triggered > /onbuild"]"#
+    );
+    let child = dir.path().join("child");
+    write(&child.join("payload"), "child's\n");
+    write(
+        &child.join("Dockerfile"),
+        "FROM base:1\nCMD [\"cat\", \"/onbuild\", \"/from-child\"]\n",
+    );
+    build(&cli, &["-t", "child:1", child.to_str().unwrap()]);
+    assert_eq!(run(&cli, &["child:1"]), "triggered\nchild's\n");
+    // Triggers are not inherited.
+    let cfg: serde_json::Value =
+        serde_json::from_str(&cli.field("child:1", "{{json .Config}}")).unwrap();
+    assert!(cfg.get("OnBuild").is_none(), "{cfg}");
+}
+
+fn blob_count(data: &Path) -> usize {
+    std::fs::read_dir(data.join("images/blobs/sha256"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn the_cache_reruns_only_from_the_changed_step() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cli, ctx) = setup(dir.path());
+    write(&ctx.join("a.txt"), "a\n");
+    write(&ctx.join("b.txt"), "b\n");
+    write(
+        &ctx.join("Dockerfile"),
+        "FROM localhost/bb:1\nCOPY a.txt /a\nRUN cat /a > /a2\nCOPY b.txt /b\nRUN cat /a /b > /ab\nCMD [\"cat\", \"/ab\"]\n",
+    );
+    let c = ctx.to_str().unwrap();
+    let (id1, p1) = build(&cli, &["-t", "c:1", c]);
+    assert_eq!(p1.matches(" CACHED").count(), 0, "{p1}");
+    // Nothing changed: every step cached, no blob written, the same image id.
+    let blobs = blob_count(&cli.data);
+    let (id2, p2) = build(&cli, &["-t", "c:1", c]);
+    assert_eq!(id1, id2);
+    assert_eq!(p2.matches(" CACHED").count(), 5, "{p2}");
+    assert_eq!(blob_count(&cli.data), blobs);
+    // A new mtime is not a change.
+    let f = std::fs::File::options()
+        .write(true)
+        .open(ctx.join("a.txt"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+    let (id3, _) = build(&cli, &["-t", "c:1", c]);
+    assert_eq!(id1, id3);
+    // b.txt changes: the steps before its COPY are cached, that COPY and what follows run.
+    write(&ctx.join("b.txt"), "B\n");
+    let (id4, p4) = build(&cli, &["-t", "c:1", c]);
+    assert_ne!(id1, id4);
+    let states: Vec<&str> = p4
+        .lines()
+        .filter(|l| l.ends_with("CACHED") || l.contains(" DONE "))
+        .map(|l| {
+            if l.ends_with("CACHED") {
+                "cached"
+            } else {
+                "ran"
+            }
+        })
+        .collect();
+    assert_eq!(
+        states,
+        ["ran", "cached", "cached", "ran", "ran", "ran"],
+        "{p4}"
+    );
+    assert_eq!(run(&cli, &["c:1"]), "a\nB\n");
+    // A changed mode is a change too.
+    std::fs::set_permissions(ctx.join("a.txt"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (_, p5) = build(&cli, &["-t", "c:1", c]);
+    assert_eq!(p5.matches(" CACHED").count(), 0, "{p5}");
+    // --no-cache runs everything; builder prune empties the cache, and gc may then take
+    // the layers no image uses.
+    let (_, p6) = build(&cli, &["--no-cache", "-t", "c:2", c]);
+    assert_eq!(p6.matches(" CACHED").count(), 0, "{p6}");
+    let out = cli.ok(&["builder", "prune", "-f"]);
+    assert!(out.contains("Deleted build cache objects:"), "{out}");
+    assert_eq!(
+        std::fs::read_dir(cli.data.join("build-cache"))
+            .unwrap()
+            .count(),
+        0
+    );
+    let (_, p7) = build(&cli, &["-t", "c:1", c]);
+    assert_eq!(p7.matches(" CACHED").count(), 0, "{p7}");
+}
+
+#[test]
+fn a_cache_entry_survives_image_removal_until_builder_prune() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cli, ctx) = setup(dir.path());
+    write(
+        &ctx.join("Dockerfile"),
+        "FROM localhost/bb:1\nRUN echo x > /x\n",
+    );
+    build(&cli, &["-t", "g:1", ctx.to_str().unwrap()]);
+    let layers = cli.field("g:1", "{{json .RootFS.Layers}}");
+    let blobs = blob_count(&cli.data);
+    cli.ok(&["rmi", "g:1"]);
+    cli.ok(&["image", "prune"]);
+    // Only the config and the manifest went: the RUN step's layer is kept for the cache.
+    assert_eq!(blob_count(&cli.data), blobs - 2);
+    let (_, p) = build(&cli, &["-t", "g:1", ctx.to_str().unwrap()]);
+    assert_eq!(cli.field("g:1", "{{json .RootFS.Layers}}"), layers);
+    assert_eq!(p.matches(" CACHED").count(), 1, "{p}");
+    assert_eq!(run(&cli, &["g:1", "cat", "/x"]), "x\n");
+}
+
+#[test]
+fn bad_dockerfiles_and_contexts_are_refused_clearly() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cli, ctx) = setup(dir.path());
+    let c = ctx.to_str().unwrap();
+    let cases: &[(&str, &str)] = &[
+        (
+            "FROM localhost/bb:1\nRUN true\n  BOGUS x\n",
+            "Dockerfile:3:3: unknown instruction \"BOGUS\"",
+        ),
+        (
+            "FROM localhost/bb:1\nCOPY --frm=x a /\n",
+            "Dockerfile:2: COPY a /: unknown flag --frm",
+        ),
+        (
+            "FROM localhost/bb:1\nCOPY ../outside /x\n",
+            "\"../outside\" is outside the build context",
+        ),
+        (
+            "FROM localhost/bb:1\nCOPY missing /x\n",
+            "missing: no such file or directory in the build context",
+        ),
+        (
+            "FROM localhost/bb:1\nADD http://127.0.0.1:9/f /f\n",
+            "ADD of a URL needs --checksum",
+        ),
+        (
+            "FROM localhost/bb:1\nRUN <<EOF\nno end\n",
+            "Dockerfile:2:1: the heredoc EOF is not terminated",
+        ),
+        ("RUN true\n", "the first instruction must be FROM"),
+        ("FROM localhost/bb:1\nENV A=${B:?unset}\n", "B: unset"),
+        ("FROM localhost/bb:1 AS a\nCOPY --from=a /x /y\n", "a cycle"),
+        ("FROM localhost/bb:1\nEXPOSE 99999\n", "invalid port"),
+    ];
+    for (text, want) in cases {
+        write(&ctx.join("Dockerfile"), text);
+        let err = build_fails(&cli, &["-t", "bad:1", c]);
+        assert!(err.contains(want), "{text:?}: {err}");
+    }
+    // A failing RUN: its output, the instruction and the exit code; nothing tagged.
+    write(
+        &ctx.join("Dockerfile"),
+        "FROM localhost/bb:1\nRUN echo before-failing && exit 7\n",
+    );
+    for quiet in [false, true] {
+        let mut args = vec!["-t", "bad:1", c];
+        if quiet {
+            args.insert(0, "-q");
+        }
+        let err = build_fails(&cli, &args);
+        assert!(err.contains("before-failing"), "{err}");
+        assert!(
+            err.contains("Dockerfile:2: RUN echo before-failing && exit 7: did not complete successfully: exit code 7"),
+            "{err}"
+        );
+    }
+    assert!(!cli.oci(&["inspect", "bad:1"]).status.success());
+    // No build snapshot is left behind by the failures.
+    let left: Vec<_> = std::fs::read_dir(cli.data.join("snapshots/containers"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn links_are_never_followed_out_of_the_context_or_the_rootfs() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (cli, ctx) = setup(d);
+    let outside = d.join("outside-secret");
+    write(&outside, "host secret\n");
+    // A context whose links point out of it: copied as the links themselves.
+    std::os::unix::fs::symlink(&outside, ctx.join("abs-link")).unwrap();
+    std::os::unix::fs::symlink("../outside-secret", ctx.join("rel-link")).unwrap();
+    std::os::unix::fs::symlink(d, ctx.join("dir-link")).unwrap();
+    // An image whose /app is a link to a host directory, /up a link climbing out, /data2
+    // a link to its own /data: a COPY through them stays inside the image's filesystem.
+    let target = d.join("host-target");
+    std::fs::create_dir_all(&target).unwrap();
+    let evil = d.join("evil");
+    std::fs::create_dir_all(evil.join("bin")).unwrap();
+    std::fs::create_dir_all(evil.join("data")).unwrap();
+    std::fs::copy("/bin/busybox", evil.join("bin/busybox")).unwrap();
+    for t in ["sh", "cat", "ls", "readlink"] {
+        std::os::unix::fs::symlink("busybox", evil.join("bin").join(t)).unwrap();
+    }
+    std::os::unix::fs::symlink(&target, evil.join("app")).unwrap();
+    std::os::unix::fs::symlink("../../../../../..", evil.join("up")).unwrap();
+    std::os::unix::fs::symlink("/data", evil.join("data2")).unwrap();
+    let evil_tar = d.join("evil.tar");
+    common::tar_dir(&evil, &evil_tar);
+    cli.ok(&["import", evil_tar.to_str().unwrap(), "localhost/evil:1"]);
+    write(&ctx.join("payload"), "payload\n");
+    let c = ctx.to_str().unwrap();
+    // `dir-link/outside-secret` resolves inside the context, where there is no such file.
+    write(
+        &ctx.join("Dockerfile"),
+        "FROM localhost/evil:1\nCOPY dir-link/outside-secret /x\n",
+    );
+    let err = build_fails(&cli, &["-t", "links:1", c]);
+    assert!(
+        err.contains("dir-link/outside-secret: no such file"),
+        "{err}"
+    );
+    // /app resolves inside the rootfs to a directory that is not there: refused, and the
+    // host's directory of that name is untouched.
+    write(
+        &ctx.join("Dockerfile"),
+        "FROM localhost/evil:1\nCOPY payload /app/\n",
+    );
+    let err = build_fails(&cli, &["-t", "links:1", c]);
+    assert!(
+        err.contains("COPY payload /app/: writing the copied files"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(&target).unwrap().next().is_none(),
+        "written through /app on the host"
+    );
+    write(
+        &ctx.join("Dockerfile"),
+        "FROM localhost/evil:1\nCOPY abs-link rel-link dir-link /links/\nCOPY payload /up/tmp/escaped\nCOPY payload /data2/\n",
+    );
+    build(&cli, &["-t", "links:1", c]);
+    assert!(!Path::new("/tmp/escaped").exists());
+    let out = run(
+        &cli,
+        &[
+            "links:1",
+            "sh",
+            "-c",
+            "for l in abs-link rel-link dir-link; do readlink /links/$l; done; cat /tmp/escaped /data/payload",
+        ],
+    );
+    assert_eq!(
+        out,
+        format!(
+            "{}\n../outside-secret\n{}\npayload\npayload\n",
+            outside.display(),
+            d.display()
+        )
+    );
+}
+
+#[test]
+fn contexts_and_dockerfiles_from_standard_input_and_reproducible_output() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cli, ctx) = setup(dir.path());
+    write(&ctx.join("f"), "from a tar\n");
+    write(
+        &ctx.join("Dockerfile"),
+        "FROM localhost/bb:1\nCOPY f /f\nRUN cat /f > /g\n",
+    );
+    let tar = dir.path().join("ctx.tar");
+    common::tar_dir(&ctx, &tar);
+    let o = cli
+        .cmd(&["build", "-t", "s:1", "-"])
+        .stdin(std::fs::File::open(&tar).unwrap())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(run(&cli, &["s:1", "cat", "/g"]), "from a tar\n");
+    // The Dockerfile on standard input, the context a directory.
+    let o = cli
+        .cmd(&["build", "-f", "-", "-t", "s:2", ctx.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"FROM localhost/bb:1\nCOPY f /h\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(run(&cli, &["s:2", "cat", "/h"]), "from a tar\n");
+    // SOURCE_DATE_EPOCH: two uncached builds give the same bytes, so the same id.
+    let ids: Vec<String> = (0..2)
+        .map(|_| {
+            let o = cli
+                .cmd(&["build", "--no-cache", "-t", "s:3", ctx.to_str().unwrap()])
+                .env("SOURCE_DATE_EPOCH", "1700000000")
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8(o.stdout).unwrap()
+        })
+        .collect();
+    assert_eq!(ids[0], ids[1]);
+    assert!(cli
+        .field("s:3", "{{.Created}}")
+        .starts_with("2023-11-14T22:13:20"));
+}
+
+/// Every path of a tree: (mode, uid, gid, sha256 of a file's bytes or a link's target).
+fn tree(root: &Path) -> BTreeMap<String, (u32, u32, u32, String)> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (u32, u32, u32, String)>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let what = if m.file_type().is_symlink() {
+                std::fs::read_link(&p).unwrap().display().to_string()
+            } else if m.is_file() {
+                use sha2::Digest;
+                format!("{:x}", sha2::Sha256::digest(std::fs::read(&p).unwrap()))
+            } else {
+                String::new()
+            };
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            out.insert(rel, (m.mode(), m.uid(), m.gid(), what));
+            if m.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+#[test]
+fn builds_match_buildah_and_run_under_podman() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    if !Path::new("/usr/bin/buildah").exists() || !Path::new("/usr/bin/podman").exists() {
+        eprintln!("skipping: needs buildah and podman (scripts/test.sh installs them)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (cli, ctx) = setup(d);
+    // buildah 1.28 (Debian 12) has no heredocs: the shared Dockerfile does without them.
+    write(&ctx.join("keep.md"), "keep\n");
+    write(&ctx.join("drop.md"), "drop\n");
+    write(&ctx.join("d/one"), "1\n");
+    write(&ctx.join("d/sub/two"), "2\n");
+    std::os::unix::fs::symlink("one", ctx.join("d/link")).unwrap();
+    std::fs::set_permissions(ctx.join("d/one"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    write(&ctx.join(".dockerignore"), "*.md\n!keep.md\n");
+    write(
+        &ctx.join("Dockerfile"),
+        r#"ARG BASE=localhost/bb:1
+FROM ${BASE} AS builder
+ARG VERSION=0
+RUN mkdir -p /out && echo "v${VERSION}" > /out/version && echo x > /out/gone && rm /out/gone
+COPY --chmod=0755 d/one /out/run.sh
+
+FROM ${BASE}
+ENV PATH=/usr/local/bin:/bin A="x y"
+LABEL org.example.a="1 2" b=3
+WORKDIR /srv/app
+COPY --from=builder /out/ /usr/local/
+COPY *.md d/ /docs/
+COPY --chown=5:6 d /dd
+COPY d/one rel
+RUN mkdir -p /var/x && echo hi > /var/x/f && rm -f /bin/cat && touch -d @0 /var/x/f
+USER 1000:1000
+EXPOSE 8080 53/udp
+STOPSIGNAL SIGINT
+VOLUME /data
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["echo hello from $A"]
+"#,
+    );
+    let storage = [
+        "--root",
+        d.join("cs/root").to_str().unwrap(),
+        "--runroot",
+        d.join("cs/run").to_str().unwrap(),
+        "--storage-driver",
+        "vfs",
+    ]
+    .map(str::to_owned);
+    let peer = |program: &str, args: &[&str]| -> Output {
+        let mut c = Command::new(program);
+        c.args(&storage);
+        if program == "podman" {
+            c.args([
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+                "--runtime",
+                "runc",
+            ]);
+        }
+        let o = c.args(args).stdin(Stdio::null()).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    };
+    let rootfs_tar = d.join("r.tar");
+    peer(
+        "podman",
+        &["import", rootfs_tar.to_str().unwrap(), "localhost/bb:1"],
+    );
+    peer(
+        "buildah",
+        &[
+            "bud",
+            "--layers",
+            "--isolation",
+            "chroot",
+            "--build-arg",
+            "VERSION=7",
+            "-t",
+            "localhost/cmp:buildah",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    let theirs = d.join("theirs.tar");
+    peer(
+        "buildah",
+        &[
+            "push",
+            "localhost/cmp:buildah",
+            &format!("oci-archive:{}:localhost/cmp:buildah", theirs.display()),
+        ],
+    );
+    build(
+        &cli,
+        &[
+            "--build-arg",
+            "VERSION=7",
+            "-t",
+            "localhost/cmp:oci",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    cli.ok(&["load", "-i", theirs.to_str().unwrap()]);
+    let (ours_dir, theirs_dir) = (d.join("u-ours"), d.join("u-theirs"));
+    cli.ok(&["unpack", "localhost/cmp:oci", ours_dir.to_str().unwrap()]);
+    cli.ok(&[
+        "unpack",
+        "localhost/cmp:buildah",
+        theirs_dir.to_str().unwrap(),
+    ]);
+    let mut ours = tree(&ours_dir);
+    let mut them = tree(&theirs_dir);
+    // What buildah documents as its own: the empty bind targets its RUN left behind (docker
+    // and we leave them out of the layer) and the /run it mounts a tmpfs on.
+    for p in [
+        "rootfs/etc/hostname",
+        "rootfs/etc/hosts",
+        "rootfs/etc/resolv.conf",
+        "rootfs/run",
+    ] {
+        them.remove(p);
+        ours.remove(p);
+    }
+    let diff: Vec<_> = ours
+        .keys()
+        .chain(them.keys())
+        .filter(|k| ours.get(*k) != them.get(*k))
+        .map(|k| (k.clone(), ours.get(k).cloned(), them.get(k).cloned()))
+        .collect();
+    assert!(diff.is_empty(), "{diff:#?}");
+    // The configs agree on what a user reads (buildah adds its version label).
+    let config = |name: &str| -> serde_json::Value {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&cli.field(name, "{{json .Config}}")).unwrap();
+        if let Some(l) = v["Labels"].as_object_mut() {
+            l.remove("io.buildah.version");
+        }
+        v
+    };
+    let (a, b) = (config("localhost/cmp:oci"), config("localhost/cmp:buildah"));
+    for k in [
+        "Cmd",
+        "Entrypoint",
+        "Env",
+        "WorkingDir",
+        "User",
+        "ExposedPorts",
+        "Labels",
+        "Volumes",
+        "StopSignal",
+    ] {
+        assert_eq!(a[k], b[k], "{k}: ours {a} theirs {b}");
+    }
+    // Our image runs under podman.
+    let ours_tar = d.join("ours.tar");
+    cli.ok(&[
+        "save",
+        "-o",
+        ours_tar.to_str().unwrap(),
+        "localhost/cmp:oci",
+    ]);
+    peer("podman", &["load", "-i", ours_tar.to_str().unwrap()]);
+    let o = peer(
+        "podman",
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            "localhost/cmp:oci",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hello from x y\n");
+}
