@@ -783,3 +783,149 @@ CMD ["echo hello from $A"]
     );
     assert_eq!(String::from_utf8_lossy(&o.stdout), "hello from x y\n");
 }
+
+/// Serves `body` over HTTP on a loopback port for `n` requests; returns the URL.
+fn serve(body: Vec<u8>, n: usize) -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/files/tool.bin?x=1", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for s in l.incoming().take(n) {
+            let mut s = s.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&body);
+        }
+    });
+    url
+}
+
+#[test]
+fn add_unpacks_archives_and_fetches_urls_with_a_checksum() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (cli, ctx) = setup(d);
+    write(&d.join("arch/top/inner.txt"), "inside\n");
+    let tar = ctx.join("files.tar");
+    common::tar_dir(&d.join("arch"), &tar);
+    assert!(Command::new("gzip")
+        .arg("-k")
+        .arg(&tar)
+        .status()
+        .unwrap()
+        .success());
+    write(&ctx.join("plain.txt"), "not an archive\n");
+    let body = b"downloaded bytes\n".to_vec();
+    let sum = {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(&body))
+    };
+    let url = serve(body, 2);
+    write(
+        &ctx.join("Dockerfile"),
+        &format!(
+            "FROM localhost/bb:1\nADD files.tar /t/\nADD files.tar.gz /g\nADD plain.txt /p/\nADD --checksum=sha256:{sum} {url} /dl/\nCOPY --from=localhost/bb:1 /bin/busybox /copied-busybox\nSHELL [\"/bin/sh\", \"-c\", \"echo shell-was-used && exec /bin/sh -c \\\"$0\\\"\"]\nRUN echo run > /r\nHEALTHCHECK --interval=5s --retries=2 CMD echo ok\nMAINTAINER someone\n"
+        ),
+    );
+    let iid = d.join("iid");
+    let (id, progress) = build(
+        &cli,
+        &[
+            "--label",
+            "from.cli=yes",
+            "--iidfile",
+            iid.to_str().unwrap(),
+            "-t",
+            "add:1",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert!(progress.contains("shell-was-used"), "{progress}");
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), id);
+    let out = run(
+        &cli,
+        &[
+            "add:1",
+            "sh",
+            "-c",
+            "cat /t/top/inner.txt /g/top/inner.txt /p/plain.txt /dl/tool.bin /r; ls -l /dl/tool.bin | cut -c1-10; test -x /copied-busybox && echo copied",
+        ],
+    );
+    assert_eq!(
+        out,
+        "inside\ninside\nnot an archive\ndownloaded bytes\nrun\n-rw-------\ncopied\n"
+    );
+    let cfg: serde_json::Value =
+        serde_json::from_str(&cli.field("add:1", "{{json .Config}}")).unwrap();
+    assert_eq!(cfg["Labels"]["from.cli"], "yes");
+    assert_eq!(
+        cfg["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "echo ok"])
+    );
+    assert_eq!(cfg["Healthcheck"]["Interval"], 5_000_000_000u64);
+    assert_eq!(cfg["Healthcheck"]["Retries"], 2);
+    assert_eq!(cli.field("add:1", "{{.Author}}"), "someone");
+    // A wrong checksum fails and names both digests.
+    write(
+        &ctx.join("Dockerfile"),
+        &format!(
+            "FROM localhost/bb:1\nADD --checksum=sha256:{} {url} /dl/\n",
+            "0".repeat(64)
+        ),
+    );
+    let err = build_fails(&cli, &["--no-cache", ctx.to_str().unwrap()]);
+    assert!(
+        err.contains(&format!("checksum sha256:{sum}, expected sha256:0000")),
+        "{err}"
+    );
+    // -q prints the id only.
+    write(
+        &ctx.join("Dockerfile"),
+        "FROM localhost/bb:1\nRUN echo quiet-run\n",
+    );
+    let (id, progress) = build(&cli, &["-q", ctx.to_str().unwrap()]);
+    assert!(id.starts_with("sha256:") && !id.contains('\n'), "{id}");
+    assert!(!progress.contains("quiet-run"), "{progress}");
+}
+
+#[test]
+fn concurrent_builds_share_one_store_and_cache() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cli, ctx) = setup(dir.path());
+    write(&ctx.join("f"), "f\n");
+    write(
+        &ctx.join("Dockerfile"),
+        "FROM localhost/bb:1\nCOPY f /f\nRUN cat /f /f > /ff\nRUN echo $RANDOM > /r\n",
+    );
+    let children: Vec<_> = (0..4)
+        .map(|k| {
+            cli.cmd(&["build", "-t", &format!("par:{k}"), ctx.to_str().unwrap()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    for k in 0..4 {
+        assert_eq!(run(&cli, &[&format!("par:{k}"), "cat", "/ff"]), "f\nf\n");
+    }
+    // The cache they left is whole: a fifth build takes every step from it.
+    let (_, p) = build(&cli, &["-t", "par:5", ctx.to_str().unwrap()]);
+    assert_eq!(p.matches(" CACHED").count(), 3, "{p}");
+}
