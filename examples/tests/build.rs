@@ -929,3 +929,43 @@ fn concurrent_builds_share_one_store_and_cache() {
     let (_, p) = build(&cli, &["-t", "par:5", ctx.to_str().unwrap()]);
     assert_eq!(p.matches(" CACHED").count(), 3, "{p}");
 }
+
+#[test]
+fn rootless_builds_run_steps_as_the_image_user() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let Some((uid, gid, _)) = common::rootless_user() else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let tar = common::busybox_rootfs_tar(h, TOOLS);
+    write(&h.join("ctx/f"), "f\n");
+    write(
+        &h.join("ctx/Dockerfile"),
+        "FROM bb:1\nCOPY f /home/u/\nRUN mkdir -m 1777 /scratch\nUSER 1000:1000\nRUN id -u > /scratch/id && cat /home/u/f >> /scratch/id\nCMD [\"cat\", \"/scratch/id\"]\n",
+    );
+    std::fs::set_permissions(h.join("ctx/f"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut stack = vec![h.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).unwrap();
+        if p.is_dir() && !p.is_symlink() {
+            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        }
+    }
+    let data = h.join("data");
+    let ok = |args: &[&str]| common::ok_as(OCI, (uid, gid), h, &data, args);
+    ok(&["import", tar.to_str().unwrap(), "bb:1"]);
+    let ctx = h.join("ctx");
+    ok(&["build", "-t", "rl:1", ctx.to_str().unwrap()]);
+    // The RUN ran as uid 1000 in the user namespace; the image runs rootless as that user
+    // (slirp4netns reads its namespaces). Files a rootless apply gives to another owner
+    // stay the caller's (see the note on rootless snapshots), so the step writes to a
+    // world-writable directory.
+    assert_eq!(ok(&["run", "--rm", "rl:1"]), "1000\nf\n");
+    assert_eq!(
+        ok(&["run", "--rm", "--network", "none", "rl:1"]),
+        "1000\nf\n"
+    );
+}

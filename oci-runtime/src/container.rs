@@ -412,12 +412,22 @@ impl ContainerBuilder {
                 linux.and_then(|l| l.gid_mappings().as_ref()),
                 proc_spec.user().gid(),
             );
-            rustix::fs::chown(
+            match rustix::fs::chown(
                 &fifo_path,
                 uid.map(rustix::fs::Uid::from_raw),
                 gid.map(rustix::fs::Gid::from_raw),
-            )
-            .map_err(|e| Error::io("chown", &fifo_path, e))?;
+            ) {
+                Ok(()) => {}
+                // An unprivileged caller cannot give the fifo to a subordinate id (a rootless
+                // container's non-root user): let any id write it instead. The state
+                // directory is private, so no other user reaches the fifo by its path; the
+                // init opens it through its descriptor.
+                Err(rustix::io::Errno::PERM) if !rustix::process::geteuid().is_root() => {
+                    rustix::fs::chmod(&fifo_path, Mode::from_raw_mode(0o622))
+                        .map_err(|e| Error::io("chmod", &fifo_path, e))?;
+                }
+                Err(e) => return Err(Error::io("chown", &fifo_path, e)),
+            }
             let fifo = rustix::fs::open(&fifo_path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
                 .map_err(|e| Error::io("open", &fifo_path, e))?;
             let fifo_rel = cstr(format!("self/fd/{}", fifo.as_raw_fd()), "fifo")?;

@@ -1256,6 +1256,12 @@ fn setup_process(plan: &Plan) -> ! {
             rustix::fs::Uid::from_raw(p.uid)
         )
     );
+    if !plan.undumpable && p.uid != 0 {
+        // The uid change made the process non-dumpable (the kernel's rule for a change of
+        // credentials): when the caller asked for readable namespaces (a rootless caller's
+        // slirp4netns opens /proc/PID/ns/*), keep them readable under a non-root user too.
+        check!(plan, Step::Dumpable, prctl(libc::PR_SET_DUMPABLE, 1, 0));
+    }
     if let Some(caps) = &p.caps {
         check!(plan, Step::Caps, prctl(libc::PR_SET_KEEPCAPS, 0, 0));
         set_caps(plan, caps);
