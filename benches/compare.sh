@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side comparison with the peers, on the same data, on this machine.
 #
-#   benches/compare.sh [layer|registry|runtime|containers|network|all]      (default: all; needs root and network for
+#   benches/compare.sh [layer|registry|runtime|containers|network|build|all]      (default: all; needs root and network for
 #                                                 debootstrap the first time)
 #
 # Data (cached in $BENCH_DIR, default /var/tmp/oci-rs-bench):
@@ -475,6 +475,76 @@ net_throughput() {
   $p rm -f -t 0 ip >/dev/null 2>&1 || true
 }
 
+# Builds: the same two-stage busybox Dockerfile and context through `oci build` and
+# buildah (`bud --layers --isolation chroot`, its overlay driver as root), each with a private
+# store holding only the base image: cold, nothing changed, one copied file changed. Then peak
+# memory of `oci build` with a 10 MB and a 1 GB context (COPY of the whole context).
+build_bench() {
+  need buildah podman busybox-static
+  local B=$D/build R=${RUNS:-3}
+  awk -v c="$B/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
+  rm -rf "$B" && mkdir -p "$B/rootfs/bin" "$B/ctx/src" "$B/ctx/assets"
+  cp /bin/busybox "$B/rootfs/bin/busybox"
+  for t in sh cat wc ls echo mkdir; do ln -s busybox "$B/rootfs/bin/$t"; done
+  tar -C "$B/rootfs" -cf "$B/bb.tar" .
+  for i in $(seq 0 199); do echo "source file $i" >"$B/ctx/src/f$i.txt"; done
+  for i in $(seq 0 19); do head -c 1M /dev/urandom >"$B/ctx/assets/a$i.bin"; done
+  printf 'node_modules\n*.tmp\n' >"$B/ctx/.dockerignore"
+  cat >"$B/ctx/Dockerfile" <<'DOCKERFILE'
+FROM localhost/bench/bb:1 AS build
+COPY src/ /src/
+RUN cat /src/*.txt | wc -c > /out.txt && mkdir -p /gen && echo generated > /gen/file
+FROM localhost/bench/bb:1
+ENV APP=bench
+COPY --from=build /out.txt /gen/ /app/
+COPY assets/ /assets/
+RUN ls /assets | wc -l > /app/count
+WORKDIR /app
+CMD ["cat", "/app/out.txt"]
+DOCKERFILE
+  local O="$OCI -q --data-dir $B/o"
+  local BU="buildah --root $B/b --runroot $B/b-run"
+  local BP="podman --root $B/b --runroot $B/b-run --cgroup-manager cgroupfs --events-backend file"
+  # A fresh store with only the base: ours imports it, buildah's is podman's import.
+  local OFRESH="rm -rf $B/o && $O import $B/bb.tar localhost/bench/bb:1 >/dev/null"
+  local BFRESH="awk -v c=$B/b 'index(\$2, c) == 1 {print \$2}' /proc/mounts | sort -r | xargs -r umount -l; rm -rf $B/b $B/b-run && $BP import $B/bb.tar localhost/bench/bb:1 >/dev/null"
+  local OB="$O build -t bench/app:1 $B/ctx" BB="$BU bud --layers --isolation chroot -t bench/app:1 $B/ctx"
+  export O BU BP OFRESH BFRESH OB BB B
+  echo
+  echo "### oci build against buildah bud --layers: two stages, 200 small files and 20 MB copied ($R rounds, on the disk)"
+  echo
+  echo "| what | wall (median of $R) | peak RSS |"
+  echo "|---|---|---|"
+  race \
+    "cold build (ours)" "eval \"\$OFRESH\"" "\$OB" \
+    "cold build (buildah)" "eval \"\$BFRESH\"" "\$BB"
+  race \
+    "nothing changed (ours)" "" "\$OB" \
+    "nothing changed (buildah)" "" "\$BB"
+  race \
+    "one copied file changed (ours)" "echo \$RANDOM >> $B/ctx/src/f7.txt" "\$OB" \
+    "one copied file changed (buildah)" "echo \$RANDOM >> $B/ctx/src/f7.txt" "\$BB"
+  echo
+  echo "Ratios ours / buildah: cold $(ratio "cold build (ours)" "cold build (buildah)"), nothing changed $(ratio "nothing changed (ours)" "nothing changed (buildah)"), one file changed $(ratio "one copied file changed (ours)" "one copied file changed (buildah)")"
+  # Memory as the context grows: COPY of the whole context, 10 MB then 1 GB.
+  mkdir -p "$B/big"
+  printf 'FROM localhost/bench/bb:1\nCOPY . /ctx/\n' >"$B/big/Dockerfile"
+  echo
+  echo "| context | oci build wall | peak RSS |"
+  echo "|---|---|---|"
+  for size in 10 1024; do
+    rm -f "$B/big/blob"
+    head -c "${size}M" /dev/urandom >"$B/big/blob"
+    sync
+    /usr/bin/time -f "%e %M" -o "$D/time.out" $O build --no-cache -t bench/big:1 "$B/big" >/dev/null 2>&1
+    local out
+    out=$(tail -1 "$D/time.out")
+    printf '| %s MB | %s s | %s MiB |\n' "$size" "${out% *}" "$((${out#* } / 1024))"
+  done
+  rm -rf "$B/big"
+  awk -v c="$B/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
+}
+
 echo "## $(date -u +%F) on $(nproc) cores, $(uname -r)"
 case $what in
   layer) layer_bench ;;
@@ -482,8 +552,9 @@ case $what in
   runtime) runtime_bench ;;
   containers) containers_bench ;;
   network) network_bench ;;
-  all) layer_bench; registry_bench; runtime_bench; containers_bench; network_bench ;;
-  *) echo "usage: $0 [layer|registry|runtime|containers|network|all]" >&2; exit 2 ;;
+  build) build_bench ;;
+  all) layer_bench; registry_bench; runtime_bench; containers_bench; network_bench; build_bench ;;
+  *) echo "usage: $0 [layer|registry|runtime|containers|network|build|all]" >&2; exit 2 ;;
 esac
 if ((failed)); then
   echo "compare.sh: some measurements FAILED; the table above is incomplete" >&2

@@ -969,3 +969,55 @@ fn rootless_builds_run_steps_as_the_image_user() {
         "1000\nf\n"
     );
 }
+
+#[test]
+fn a_copy_onto_a_changed_parent_reuses_its_layer_when_sound() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cli, ctx) = setup(dir.path());
+    write(&ctx.join("a.txt"), "a\n");
+    write(&ctx.join("assets/x"), "x\n");
+    write(&ctx.join("assets/sub/y"), "y\n");
+    write(
+        &ctx.join("Dockerfile"),
+        "FROM localhost/bb:1\nCOPY a.txt /a\nCOPY assets/ /assets/\nCOPY a.txt /assets/a\n",
+    );
+    let c = ctx.to_str().unwrap();
+    let layers = |cli: &common::Cli| -> Vec<String> {
+        serde_json::from_str(&cli.field("l:1", "{{json .RootFS.Layers}}")).unwrap()
+    };
+    build(&cli, &["-t", "l:1", c]);
+    let before = layers(&cli);
+    write(&ctx.join("a.txt"), "changed\n");
+    build(&cli, &["-t", "l:1", c]);
+    let after = layers(&cli);
+    // The first COPY changed; the assets layer onto a new /assets is the same layer; the
+    // last COPY, whose file changed, is not.
+    assert_ne!(before[1], after[1]);
+    assert_eq!(before[2], after[2]);
+    assert_ne!(before[3], after[3]);
+    assert_eq!(
+        run(
+            &cli,
+            &[
+                "l:1",
+                "cat",
+                "/a",
+                "/assets/x",
+                "/assets/sub/y",
+                "/assets/a"
+            ]
+        ),
+        "changed\nx\ny\nchanged\n"
+    );
+    // Onto a parent where a copied path exists already the layer is made again: here /assets
+    // holds x as a directory, which the COPY replaces.
+    write(
+        &ctx.join("Dockerfile"),
+        "FROM localhost/bb:1\nRUN mkdir -p /assets/x/inner\nCOPY assets/ /assets/\n",
+    );
+    build(&cli, &["-t", "l:1", c]);
+    assert_eq!(run(&cli, &["l:1", "cat", "/assets/x"]), "x\n");
+}

@@ -445,7 +445,6 @@ async fn parallel_gzip(
     store: &dyn BlobStore,
     input: &mut (dyn AsyncRead + Send + Unpin),
 ) -> Result<crate::store::BlobInfo> {
-    use std::io::Write as _;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -453,42 +452,96 @@ async fn parallel_gzip(
         .clamp(1, 16);
     let mut w = store.ingest(Expected::unknown()).await?;
     let mut inflight = std::collections::VecDeque::new();
+    // Blocks and outputs are recycled: a steady stream allocates nothing. Buffers of a
+    // megabyte allocated and freed per block, on different threads, leave glibc's heap
+    // fragmented (its mmap threshold rises to their size after the first free), and
+    // resident memory then grows with the layer.
+    let mut spare_blocks: Vec<Vec<u8>> = Vec::new();
+    let mut spare_outputs: Vec<Vec<u8>> = Vec::new();
+    // So are the deflate states (a few hundred kilobytes each).
+    let mut spare_deflates: Vec<flate2::Compress> = Vec::new();
     let mut first = true;
     loop {
-        let mut block = Vec::with_capacity(GZIP_BLOCK);
-        (&mut *input)
-            .take(GZIP_BLOCK as u64)
-            .read_to_end(&mut block)
-            .await
-            .map_err(Error::from_io)?;
+        let mut block = spare_blocks
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(GZIP_BLOCK));
+        block.resize(GZIP_BLOCK, 0);
+        let mut n = 0;
+        while n < GZIP_BLOCK {
+            let k = input.read(&mut block[n..]).await.map_err(Error::from_io)?;
+            if k == 0 {
+                break;
+            }
+            n += k;
+        }
+        block.truncate(n);
         let last = block.len() < GZIP_BLOCK;
         // An empty input still makes one (empty) member: a valid gzip stream.
         if !block.is_empty() || first {
             first = false;
+            let mut out = spare_outputs.pop().unwrap_or_default();
+            out.clear();
+            // Room for the worst case (stored blocks: 5 bytes per 16 KiB, the header and
+            // trailer), so an incompressible block never regrows its output.
+            out.reserve(block.len() + block.len() / 16384 * 5 + 1024);
+            let deflate = spare_deflates
+                .pop()
+                .unwrap_or_else(|| flate2::Compress::new(flate2::Compression::default(), false));
             inflight.push_back(tokio::task::spawn_blocking(move || {
-                let mut e = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(block.len() / 2 + 64),
-                    flate2::Compression::default(),
-                );
-                e.write_all(&block)?;
-                e.finish()
+                gzip_member(deflate, block, out)
             }));
+        } else {
+            spare_blocks.push(block);
         }
         while inflight.len() > threads || (last && !inflight.is_empty()) {
             let Some(task) = inflight.pop_front() else {
                 break;
             };
-            let member = task
+            let (deflate, block, member) = task
                 .await
                 .map_err(|e| Error::other("gzip worker", e))?
                 .map_err(Error::from_io)?;
             w.write_all(&member).await.map_err(Error::from_io)?;
+            spare_blocks.push(block);
+            spare_outputs.push(member);
+            spare_deflates.push(deflate);
         }
         if last {
             break;
         }
     }
     w.commit().await
+}
+
+/// One gzip member of `block` into `out` (cleared first) with a reused deflate state:
+/// the header (no name, no time), raw deflate, CRC-32 and size. Returns the pieces to reuse.
+fn gzip_member(
+    mut deflate: flate2::Compress,
+    block: Vec<u8>,
+    mut out: Vec<u8>,
+) -> std::io::Result<(flate2::Compress, Vec<u8>, Vec<u8>)> {
+    deflate.reset();
+    out.clear();
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+    let mut consumed = 0usize;
+    loop {
+        if out.capacity() - out.len() < 1024 {
+            out.reserve(block.len() / 2 + 1024);
+        }
+        let before = deflate.total_in();
+        let status = deflate
+            .compress_vec(&block[consumed..], &mut out, flate2::FlushCompress::Finish)
+            .map_err(std::io::Error::other)?;
+        consumed += usize::try_from(deflate.total_in() - before).unwrap_or(0);
+        if status == flate2::Status::StreamEnd {
+            break;
+        }
+    }
+    let mut crc = flate2::Crc::new();
+    crc.update(&block);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&(block.len() as u32).to_le_bytes());
+    Ok((deflate, block, out))
 }
 
 /// Compresses an uncompressed tar into `store`, computing its DiffID and its compressed

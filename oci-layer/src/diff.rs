@@ -616,7 +616,7 @@ pub async fn diff_to_store(
     compression: Compression,
     opts: &DiffOptions,
 ) -> Result<(Descriptor, Digest, DiffReport)> {
-    let (w, mut r) = tokio::io::duplex(1024 * 1024);
+    let (w, mut r) = tokio::io::duplex(64 * 1024);
     let produce = async move {
         let (report, mut w) = if overlay {
             diff_overlay(upper, w, opts).await?

@@ -7,6 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use oci_image::media::Compression;
 use oci_image::oci_spec::image::{Descriptor, Digest};
 use oci_layer::{Mount, MountKind, Snapshotter};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -419,8 +420,8 @@ impl Builder<'_> {
         }
         let flags = serde_json::to_string(&i.flags)?;
         let digest = plan.digest()?;
-        let key = sha(&[
-            &s.key,
+        // What the step copies, apart from where it starts from: the link key's part.
+        let key_text = sha(&[
             &i.keyword,
             &flags,
             &serde_json::to_string(&words)?,
@@ -429,6 +430,7 @@ impl Builder<'_> {
             &digest,
             &digest_extra,
         ]);
+        let key = sha(&[&s.key, &key_text]);
         let flag_text: String = i
             .flags
             .iter()
@@ -493,6 +495,28 @@ impl Builder<'_> {
                 plan.create_dest_dir(&dest, uid, gid, now);
             }
         }
+        // The same files onto the same destination make the same layer whatever else the
+        // parent holds (BuildKit's `--link`, taken whenever it is sound): reuse it.
+        let link_key = link_signature(&rootfs, &plan, &dest)?.map(|sig| {
+            let owner = plan
+                .owner_of_first()
+                .map(|(u, g)| format!("{u}:{g}"))
+                .unwrap_or_default();
+            sha(&[super::CACHE_VERSION, "link", &key_text, &sig, &owner])
+        });
+        if let Some(lk) = &link_key {
+            if let Some((desc, diff_id)) = self.link_get(lk).await {
+                drop(scratch);
+                let mut b = s.image.clone().created(&crate::images::creation_time());
+                b.append_layer(desc, &diff_id, &hist);
+                self.cache_put(&key, &b)?;
+                s.image = b;
+                s.key = key;
+                self.ran += 1;
+                self.done(started, false);
+                return Ok(s);
+            }
+        }
         let epoch = std::env::var("SOURCE_DATE_EPOCH")
             .ok()
             .and_then(|v| v.trim().parse().ok());
@@ -501,10 +525,49 @@ impl Builder<'_> {
             .map_err(|e| self.wrap(i, e))?;
         drop(keep);
         drop(temps);
+        let layers_before = s.image.layers().len();
         let s = self.commit_step(s, scratch, &stack, &hist, key).await?;
+        if let (Some(lk), true) = (&link_key, s.image.layers().len() > layers_before) {
+            if let (Some(desc), Some(diff_id)) =
+                (s.image.layers().last(), s.image.diff_ids().last())
+            {
+                self.link_put(lk, desc, diff_id)?;
+            }
+        }
         self.ran += 1;
         self.done(started, false);
         Ok(s)
+    }
+
+    /// A layer a `COPY` made before from the same files onto the same destination.
+    async fn link_get(&self, key: &str) -> Option<(Descriptor, Digest)> {
+        if self.opts.no_cache {
+            return None;
+        }
+        let bytes = std::fs::read(super::cache_dir(&self.data).join(format!("link-{key}"))).ok()?;
+        let e: super::CacheEntry = serde_json::from_slice(&bytes).ok()?;
+        let desc = e.layers.first()?.clone();
+        let diff_id = oci_image::parse_digest(e.config.as_str()?).ok()?;
+        use oci_image::BlobStore;
+        self.images
+            .layout
+            .contains(desc.digest())
+            .await
+            .ok()?
+            .then_some((desc, diff_id))
+    }
+
+    fn link_put(&self, key: &str, desc: &Descriptor, diff_id: &str) -> Result<()> {
+        let dir = super::cache_dir(&self.data);
+        let entry = super::CacheEntry {
+            config: serde_json::Value::String(diff_id.to_owned()),
+            layers: vec![desc.clone()],
+        };
+        let tmp = dir.join(format!(".link-{key}.{}", std::process::id()));
+        std::fs::write(&tmp, serde_json::to_vec(&entry)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, dir.join(format!("link-{key}")))
+            .with_context(|| format!("renaming {}", tmp.display()))
     }
 
     /// The tree of `--from=NAME`: an earlier stage, or an image.
@@ -636,4 +699,71 @@ pub(super) fn sniff(head: &[u8]) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// What decides a `COPY`'s layer besides its files, when that is all: the destination's
+/// ancestors (each a real directory with its mode and owner, or missing), and no copied path
+/// already in the parent (a file there would be replaced, a link there followed). `None`
+/// when the layer could depend on more of the parent.
+fn link_signature(rootfs: &Path, plan: &Plan, dest: &str) -> Result<Option<String>> {
+    use std::fmt::Write as _;
+    let root = oci_layer::root::Root::open(rootfs)?;
+    let comps = super::ignore::clean_components(dest);
+    let mut sig = String::new();
+    let mut exists = true;
+    for k in 0..=comps.len() {
+        if !exists {
+            let _ = write!(sig, "{k}:missing;");
+            continue;
+        }
+        let st = if k == 0 {
+            rustix::fs::fstat(root.fd())?
+        } else {
+            let parent: PathBuf = comps[..k - 1].iter().collect();
+            let dir = root.open_dir(&parent)?;
+            match rustix::fs::statat(
+                &dir,
+                comps[k - 1].as_str(),
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            ) {
+                Ok(st) => st,
+                Err(rustix::io::Errno::NOENT) => {
+                    exists = false;
+                    let _ = write!(sig, "{k}:missing;");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory {
+            return Ok(None);
+        }
+        let _ = write!(sig, "{k}:{:o}:{}:{};", st.st_mode, st.st_uid, st.st_gid);
+    }
+    if exists {
+        // The destination is there: none of the copied paths may be.
+        let base = comps.join("/");
+        let mut dirs: std::collections::HashMap<Vec<u8>, Option<std::os::fd::OwnedFd>> =
+            std::collections::HashMap::new();
+        for e in &plan.entries {
+            let p = &e.header.path;
+            if *p == base.as_bytes() {
+                continue;
+            }
+            let (parent, name) = match p.iter().rposition(|&b| b == b'/') {
+                Some(n) => (p[..n].to_vec(), &p[n + 1..]),
+                None => (Vec::new(), &p[..]),
+            };
+            let fd = dirs.entry(parent.clone()).or_insert_with(|| {
+                let rel = PathBuf::from(String::from_utf8_lossy(&parent).into_owned());
+                root.open_dir(&rel).ok()
+            });
+            let Some(fd) = fd else { continue };
+            let name = std::ffi::OsStr::from_bytes(name);
+            if oci_layer::root::kind_at(&*fd, name)?.is_some() {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(sig))
 }
