@@ -253,15 +253,8 @@ impl State {
     }
 
     fn shell(&self) -> Vec<String> {
-        self.config()
-            .pointer("/config/Shell")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .filter(|v: &Vec<String>| !v.is_empty())
+        Some(strings_at(self.config(), "/config/Shell"))
+            .filter(|v| !v.is_empty())
             .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
     }
 
@@ -283,6 +276,18 @@ impl State {
             .map(|(l, d)| Ok((l.clone(), oci_image::parse_digest(&d)?)))
             .collect()
     }
+}
+
+/// The strings of the JSON array at `pointer` (none when it is missing or not an array).
+fn strings_at(v: &Value, pointer: &str) -> Vec<String> {
+    v.pointer(pointer)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn sha(parts: &[&str]) -> String {
@@ -623,16 +628,7 @@ impl<'a> Builder<'a> {
         };
         self.done(started, false);
         // ONBUILD triggers of the base run first, and are not inherited.
-        let triggers: Vec<String> = state
-            .config()
-            .pointer("/config/OnBuild")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let triggers = strings_at(state.config(), "/config/OnBuild");
         if !triggers.is_empty() {
             state.image = state.image.config_field("OnBuild", Value::Null);
         }
@@ -1004,6 +1000,21 @@ impl<'a> Builder<'a> {
             hc["Retries"] = json!(n);
         }
         Ok(hc)
+    }
+
+    /// Takes the step from the cache when it is there: the state, the key, the count and
+    /// the progress line. False on a miss.
+    async fn take_cached(&mut self, s: &mut State, key: &str, started: Instant) -> Result<bool> {
+        match self.cache_get(key, &s.image).await? {
+            Some(hit) => {
+                s.image = hit;
+                s.key = key.to_owned();
+                self.cached += 1;
+                self.done(started, true);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// A cached state for `key`, when its layers are all still in the store.

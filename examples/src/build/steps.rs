@@ -83,11 +83,7 @@ impl Builder<'_> {
                 "none"
             },
         ]);
-        if let Some(hit) = self.cache_get(&key, &s.image).await? {
-            s.image = hit;
-            s.key = key;
-            self.cached += 1;
-            self.done(started, true);
+        if self.take_cached(&mut s, &key, started).await? {
             return Ok(s);
         }
         let stack = s.stack()?;
@@ -444,11 +440,7 @@ impl Builder<'_> {
             i.keyword,
             i.args_text().lines().next().unwrap_or("")
         );
-        if let Some(hit) = self.cache_get(&key, &s.image).await? {
-            s.image = hit;
-            s.key = key;
-            self.cached += 1;
-            self.done(started, true);
+        if self.take_cached(&mut s, &key, started).await? {
             return Ok(s);
         }
         let stack = s.stack()?;

@@ -44,6 +44,14 @@ struct Out {
 }
 
 impl Out {
+    fn new(split: bool) -> Self {
+        Self {
+            words: Vec::new(),
+            cur: String::new(),
+            started: false,
+            split,
+        }
+    }
     fn push(&mut self, c: char) {
         self.cur.push(c);
         self.started = true;
@@ -76,12 +84,7 @@ impl Out {
 impl Lex {
     /// `s` as one word: quotes removed, variables expanded, whitespace kept.
     pub fn word(&self, s: &str, env: Lookup<'_>) -> Result<String, WordError> {
-        let mut out = Out {
-            words: Vec::new(),
-            cur: String::new(),
-            started: false,
-            split: false,
-        };
+        let mut out = Out::new(false);
         let mut it = s.chars().peekable();
         self.run(&mut it, env, &mut out, None)?;
         Ok(out.cur)
@@ -89,12 +92,7 @@ impl Lex {
 
     /// `s` as words split at unquoted whitespace (and in expanded values), quotes removed.
     pub fn words(&self, s: &str, env: Lookup<'_>) -> Result<Vec<String>, WordError> {
-        let mut out = Out {
-            words: Vec::new(),
-            cur: String::new(),
-            started: false,
-            split: true,
-        };
+        let mut out = Out::new(true);
         let mut it = s.chars().peekable();
         self.run(&mut it, env, &mut out, None)?;
         out.end();
@@ -228,16 +226,7 @@ impl Lex {
                 self.braced(it, env)
             }
             Some(c) if c.is_ascii_alphanumeric() || c == '_' => {
-                let mut name = String::new();
-                while let Some(&c) = it.peek() {
-                    if c.is_ascii_alphanumeric() || c == '_' {
-                        name.push(c);
-                        it.next();
-                    } else {
-                        break;
-                    }
-                }
-                Ok(env(&name).unwrap_or_default())
+                Ok(env(&name_chars(it)).unwrap_or_default())
             }
             _ => Ok("$".into()),
         }
@@ -245,15 +234,7 @@ impl Lex {
 
     /// After `${`: the name, an optional modifier with its word, and `}`.
     fn braced(&self, it: &mut Peekable<Chars<'_>>, env: Lookup<'_>) -> Result<String, WordError> {
-        let mut name = String::new();
-        while let Some(&c) = it.peek() {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                name.push(c);
-                it.next();
-            } else {
-                break;
-            }
-        }
+        let name = name_chars(it);
         if name.is_empty() {
             return Err(WordError("a variable name is missing after '${'".into()));
         }
@@ -270,12 +251,7 @@ impl Lex {
         match op {
             Some('}') if !colon => Ok(value.unwrap_or_default()),
             Some(op @ ('-' | '+' | '?')) => {
-                let mut word = Out {
-                    words: Vec::new(),
-                    cur: String::new(),
-                    started: false,
-                    split: false,
-                };
+                let mut word = Out::new(false);
                 self.run(it, env, &mut word, Some('}'))?;
                 Ok(match op {
                     '-' if set => value.unwrap_or_default(),
@@ -299,6 +275,20 @@ impl Lex {
             None => Err(WordError(format!("missing '}}' after ${{{name}"))),
         }
     }
+}
+
+/// The variable name at the front of `it` (letters, digits, `_`), consumed.
+fn name_chars(it: &mut Peekable<Chars<'_>>) -> String {
+    let mut name = String::new();
+    while let Some(&c) = it.peek() {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            name.push(c);
+            it.next();
+        } else {
+            break;
+        }
+    }
+    name
 }
 
 #[cfg(test)]
