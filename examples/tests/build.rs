@@ -155,6 +155,10 @@ EOF
 RUN cat <<EOT > /out/inline && echo more >> /out/inline
 quoted $VERSION
 EOT
+RUN <<EOF
+#!/bin/sh
+echo "shebang $0 $VERSION" > /out/shebang
+EOF
 COPY --chmod=0755 <<-"EOT" /out/run.sh
 	#!/bin/sh
 	echo run $VERSION
@@ -191,12 +195,12 @@ RUN echo "${VERSION:+set} ${UNSET:-default}" > /args
             "ms:1",
             "sh",
             "-c",
-            "cat /usr/local/version /usr/local/script /usr/local/inline /args; /usr/local/run.sh; ls /ctx; ls /ctx/secret",
+            "cat /usr/local/version /usr/local/script /usr/local/inline /usr/local/shebang /args; /usr/local/run.sh; ls /ctx; ls /ctx/secret",
         ],
     );
     assert_eq!(
         out,
-        "v7\nscript 7\nquoted 7\nmore\nset default\nrun\nbuild.Dockerfile\nkeep.md\nsecret\npublic\n"
+        "v7\nscript 7\nquoted 7\nmore\nshebang /dev/pipes/EOF 7\nset default\nrun\nbuild.Dockerfile\nkeep.md\nsecret\npublic\n"
     );
     // --target builds that stage (and what it needs) only.
     let (_, progress) = build(

@@ -72,10 +72,16 @@ impl Builder<'_> {
             super::Args::Exec(v) if i.heredocs.is_empty() => format!("RUN {}", v.join(" ")),
             _ => format!("RUN {}", argv.join(" ")),
         };
+        let heredocs: String = i
+            .heredocs
+            .iter()
+            .map(|h| format!("{}\0{}\0", h.name, h.content))
+            .collect();
         let key = sha(&[
             &s.key,
             "RUN",
             &serde_json::to_string(&argv)?,
+            &heredocs,
             &env.join("\0"),
             if network == BuildNetwork::Host {
                 "host"
@@ -103,13 +109,26 @@ impl Builder<'_> {
             BuildNetwork::Host => oci_runtime::image_spec::Network::Host,
         };
         let hostname = "buildkitsandbox";
+        let mut mounts = oci_runtime::image_spec::etc_files(&etc, hostname, net)?;
+        if let Some(script) = argv.first().and_then(|a| a.strip_prefix("/dev/pipes/")) {
+            if let Some(h) = i.heredocs.iter().find(|h| h.name == script) {
+                let f = etc.join(format!("pipe-{script}"));
+                std::fs::write(&f, &h.content)?;
+                std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+                mounts.push(oci_runtime::image_spec::ExtraMount::Bind {
+                    source: f,
+                    target: format!("/dev/pipes/{script}"),
+                    readonly: true,
+                });
+            }
+        }
         let mut opts = oci_runtime::image_spec::RunOptions {
             args: argv,
             entrypoint: Some(Vec::new()),
             env,
             network: net,
             hostname: Some(hostname.into()),
-            mounts: oci_runtime::image_spec::etc_files(&etc, hostname, net)?,
+            mounts,
             ..Default::default()
         };
         if !rustix::process::geteuid().is_root() {
@@ -190,6 +209,10 @@ impl Builder<'_> {
             marks.iter().any(|m| m == t)
         };
         let mut argv = s.shell();
+        if only && i.heredocs[0].content.starts_with("#!") {
+            // A script with its own interpreter runs as a file (BuildKit's /dev/pipes).
+            return vec![format!("/dev/pipes/{}", i.heredocs[0].name)];
+        }
         if only {
             argv.push(i.heredocs[0].content.clone());
         } else {
