@@ -4,7 +4,7 @@
 //!   [`ignore`] reads `.dockerignore`, [`context`] turns `COPY`/`ADD` sources into tar entries.
 //! - Each stage is an [`ImageBuilder`] (oci-image) over a stack of layers. A step that
 //!   changes files (`RUN`, `COPY`, `ADD`) runs on an overlay snapshot of that stack
-//!   (oci-layer's [`Snapshotter`]); its upper directory is diffed into the step's layer
+//!   (oci-layer's [`Snapshotter`](oci_layer::Snapshotter)); its upper directory is diffed into the step's layer
 //!   and then becomes that layer's unpacked directory, so the next step mounts it without
 //!   unpacking anything. `RUN` goes through oci-runtime (`spec_from_image`, network none
 //!   unless `--network host`); `FROM` pulls through the registry client when the image is
