@@ -1025,3 +1025,56 @@ fn a_copy_onto_a_changed_parent_reuses_its_layer_when_sound() {
     build(&cli, &["-t", "l:1", c]);
     assert_eq!(run(&cli, &["l:1", "cat", "/assets/x"]), "x\n");
 }
+
+#[test]
+fn a_build_killed_mid_step_leaves_nothing_the_next_build_trips_on() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cli, ctx) = setup(dir.path());
+    write(
+        &ctx.join("Dockerfile"),
+        "FROM localhost/bb:1\nRUN echo started > /started && sleep 60\n",
+    );
+    let mut child = cli
+        .cmd(&["build", "-t", "killed:1", ctx.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the RUN's container is running, then kill -9 the build.
+    let snaps = cli.data.join("snapshots/containers");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let running = loop {
+        let found: Vec<PathBuf> = std::fs::read_dir(&snaps)
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        if let Some(p) = found.iter().find(|p| p.join("rootfs/started").exists()) {
+            break p.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the RUN never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!cli.oci(&["inspect", "killed:1"]).status.success());
+    // The next build removes the dead build's snapshot and stops its container.
+    write(
+        &ctx.join("Dockerfile"),
+        "FROM localhost/bb:1\nRUN echo ok > /ok\n",
+    );
+    build(&cli, &["-t", "next:1", ctx.to_str().unwrap()]);
+    assert!(!running.exists(), "{} is still there", running.display());
+    let left: Vec<_> = std::fs::read_dir(cli.data.join("run"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "runtime state left: {left:?}");
+    assert_eq!(run(&cli, &["next:1", "cat", "/ok"]), "ok\n");
+}

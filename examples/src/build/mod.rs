@@ -476,6 +476,7 @@ impl<'a> Builder<'a> {
 
     /// Builds the target and tags it.
     pub async fn build(mut self) -> Result<Built> {
+        self.reap_stale_snapshots()?;
         let target = match &self.opts.target {
             Some(t) => self.stage_index(t).ok_or_else(|| {
                 anyhow!("the target stage {t:?} is not in {}", self.opts.file_label)

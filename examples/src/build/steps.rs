@@ -34,9 +34,48 @@ impl Builder<'_> {
         Ok(Snapshotter::new(self.data.join("snapshots"))?)
     }
 
+    /// Removes the step snapshots of builds whose process is gone (killed mid-step): their
+    /// ids carry the pid.
+    pub(super) fn reap_stale_snapshots(&self) -> Result<()> {
+        let snaps = self.snapshots()?;
+        let dir = self.data.join("snapshots/containers");
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix("build-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let alive = rustix::process::Pid::from_raw(pid)
+                .is_some_and(|p| rustix::process::test_kill_process(p).is_ok());
+            if !alive {
+                tracing::info!(snapshot = %name, "removing a step snapshot of a build that is gone");
+                // Its RUN's container, if one was running: killed and deleted first.
+                if let Ok(c) = oci_runtime::Container::load(&self.data.join("run"), &name) {
+                    if let Err(e) = c.delete(true) {
+                        tracing::warn!(container = %name, error = %e, "deleting a stale build container");
+                    }
+                }
+                if let Err(e) = snaps.remove(&name) {
+                    tracing::warn!(snapshot = %name, error = %e, "removing a stale build snapshot");
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn scratch(&self, stack: &[(Descriptor, Digest)], what: &str) -> Result<Scratch> {
         let snaps = self.snapshots()?;
-        let id = format!("build-{}", crate::containers::random_hex(8)?);
+        let id = format!(
+            "build-{}-{}",
+            std::process::id(),
+            crate::containers::random_hex(8)?
+        );
         let mount = snaps
             .prepare_layers(&id, &self.images.layout, stack, what, false)
             .await
