@@ -3,7 +3,7 @@
 # lints, then runs every test of the workspace (unit, integration, benches in test mode, doc).
 #
 #   scripts/test.sh            everything
-#   scripts/test.sh -p oci-image   extra arguments go to `cargo test`
+#   scripts/test.sh -p oci-rs-image   extra arguments go to `cargo test`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -43,6 +43,11 @@ echo "test.sh: doc tests"
 cargo test --workspace --doc "$@"
 echo "test.sh: cargo doc (broken or private links are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
+# Publishable: each library crate packs (license files, README) and builds from its package
+# alone, with its siblings taken from their packages too. (rust-version is kept true by
+# clippy's incompatible_msrv above and by examples/tests/publish.rs.)
+echo "test.sh: cargo package (the four library crates, verified)"
+cargo package --workspace --exclude oci-examples --exclude oci-benches --allow-dirty --locked -q
 # A short fuzz smoke of every target (fuzz/ is its own workspace, on the stable toolchain with
 # RUSTC_BOOTSTRAP=1); FUZZ_SECONDS=0 skips it.
 if [ "${FUZZ_SECONDS:-20}" != 0 ]; then

@@ -1,9 +1,9 @@
-//! oci-image hot paths: hashing, streaming verification, manifest parsing.
+//! oci-rs-image hot paths: hashing, streaming verification, manifest parsing.
 #![allow(missing_docs)] // criterion_group! generates undocumented public functions
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use oci_benches::{manifest_json, noise};
-use oci_image::{sha256, Manifest, VerifyingReader};
+use oci_rs_image::{sha256, Manifest, VerifyingReader};
 use std::hint::black_box;
 use tokio::io::AsyncReadExt;
 

@@ -1,10 +1,10 @@
-//! oci-layer hot paths: apply (plain, gzip, zstd) of a generated tree, and diff + compress.
+//! oci-rs-layer hot paths: apply (plain, gzip, zstd) of a generated tree, and diff + compress.
 #![allow(missing_docs)] // criterion_group! generates undocumented public functions
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use oci_image::media::Compression;
-use oci_image::{ImageSource, MemoryStore};
-use oci_layer::{apply, diff_to_store, export, ApplyOptions, DiffOptions};
+use oci_rs_image::media::Compression;
+use oci_rs_image::{ImageSource, MemoryStore};
+use oci_rs_layer::{apply, diff_to_store, export, ApplyOptions, DiffOptions};
 
 /// Scratch space on tmpfs when there is one: a disk's own noise (writeback, discard of the
 /// previous iteration's files) would swamp what is measured.
@@ -49,7 +49,7 @@ fn layers(c: &mut Criterion) {
         ),
     ] {
         let (desc, _) = rt
-            .block_on(oci_image::build::write_layer(
+            .block_on(oci_rs_image::build::write_layer(
                 &store,
                 &mut &plain[..],
                 compression,
@@ -78,7 +78,7 @@ fn layers(c: &mut Criterion) {
             .block_on(export(real, Vec::new(), &DiffOptions::default()))
             .expect("export");
         let (desc, _) = rt
-            .block_on(oci_image::build::write_layer(
+            .block_on(oci_rs_image::build::write_layer(
                 &store,
                 &mut &tar[..],
                 Compression::Gzip,

@@ -1,4 +1,4 @@
-//! oci-registry-client hot paths against a real CNCF distribution registry on loopback: pull of
+//! oci-rs-registry-client hot paths against a real CNCF distribution registry on loopback: pull of
 //! a two-layer image into an OCI layout (the registry's own stream, verification, hashing and
 //! writing), and push of it back under a new name.
 //!
@@ -7,10 +7,10 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented public functions
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use oci_image::media::Compression;
-use oci_image::{copy, CopyOptions, ImageBuilder, ManifestRef, MemoryStore, OciLayout};
-use oci_layer::{diff_to_store, DiffOptions};
-use oci_registry_client::{Client, RegistryDestination, RegistrySource, Repository};
+use oci_rs_image::media::Compression;
+use oci_rs_image::{copy, CopyOptions, ImageBuilder, ManifestRef, MemoryStore, OciLayout};
+use oci_rs_layer::{diff_to_store, DiffOptions};
+use oci_rs_registry_client::{Client, RegistryDestination, RegistrySource, Repository};
 use std::process::{Child, Command};
 
 const REGISTRY: &str = "/usr/bin/docker-registry";

@@ -1,4 +1,4 @@
-//! oci-runtime: start-to-exit of `/bin/true` in a busybox rootfs with pid, net, ipc, uts and
+//! oci-rs-runtime: start-to-exit of `/bin/true` in a busybox rootfs with pid, net, ipc, uts and
 //! mount namespaces, through the library. Needs root and busybox-static; says so and measures
 //! nothing otherwise.
 #![allow(missing_docs)] // criterion_group! generates undocumented public functions
@@ -48,8 +48,8 @@ fn start_to_exit(c: &mut Criterion) {
     g.bench_function("start_to_exit_true", |b| {
         b.iter(|| {
             let id = format!("bench{}", n.fetch_add(1, Ordering::Relaxed));
-            let code = oci_runtime::run(
-                oci_runtime::ContainerBuilder::new(&id, spec.clone(), bundle.path())
+            let code = oci_rs_runtime::run(
+                oci_rs_runtime::ContainerBuilder::new(&id, spec.clone(), bundle.path())
                     .state_root(&state),
             )
             .expect("run");
@@ -62,9 +62,9 @@ fn start_to_exit(c: &mut Criterion) {
 criterion_group!(benches, start_to_exit);
 
 /// `criterion_main!` with the sealed re-execution first: what a program embedding the runtime
-/// runs (see `oci_runtime::exe`).
+/// runs (see `oci_rs_runtime::exe`).
 fn main() {
-    if let Err(e) = oci_runtime::exe::reexec_sealed() {
+    if let Err(e) = oci_rs_runtime::exe::reexec_sealed() {
         eprintln!("runtime bench: {e}");
         std::process::exit(1);
     }

@@ -58,7 +58,7 @@ pub fn tree(dir: &std::path::Path, files: usize) -> std::io::Result<u64> {
 mod tests {
     #[test]
     fn generated_manifest_parses() {
-        let m = oci_image::Manifest::parse(super::manifest_json(5), None).unwrap();
+        let m = oci_rs_image::Manifest::parse(super::manifest_json(5), None).unwrap();
         assert_eq!(m.children().len(), 6);
     }
 }

@@ -1,9 +1,9 @@
 //! The container store of `oci`: what `run`, `ps`, `logs`, `stop`, `kill`, `start`, `wait`,
 //! `rm`, `exec` and `inspect` share. A container is
 //!
-//! - a snapshot (oci-layer's [`Snapshotter`], id = the container id), which knows its image;
+//! - a snapshot (oci-rs-layer's [`Snapshotter`], id = the container id), which knows its image;
 //! - `DATA/containers/ID/config.json`: name, image, creation time and the run options;
-//! - the same directory as its monitor's (oci-runtime's [`Monitor`]: status, log, attach
+//! - the same directory as its monitor's (oci-rs-runtime's [`Monitor`]: status, log, attach
 //!   socket) and the runtime's state under `DATA/run/ID` while a process exists;
 //! - `DATA/containers/.names/NAME`, created exclusively, so of two `run --name x` exactly one
 //!   gets the name.
@@ -12,11 +12,11 @@
 //! container.
 
 use anyhow::{anyhow, bail, Context, Result};
-use oci_layer::Snapshotter;
-use oci_runtime::image_spec::{Network, RunOptions};
-use oci_runtime::logs::LogLimits;
-use oci_runtime::monitor::{Monitor, MonitorConfig, MonitorStatus, RestartPolicy, State};
-use oci_runtime::network::{AttachRequest, Networks, Plan, PortMapping};
+use oci_rs_layer::Snapshotter;
+use oci_rs_runtime::image_spec::{Network, RunOptions};
+use oci_rs_runtime::logs::LogLimits;
+use oci_rs_runtime::monitor::{Monitor, MonitorConfig, MonitorStatus, RestartPolicy, State};
+use oci_rs_runtime::network::{AttachRequest, Networks, Plan, PortMapping};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -51,7 +51,7 @@ pub struct RunRequest {
     pub init: bool,
     /// `container:NAME` for a joined network (shown by `inspect`).
     pub network_mode: Option<String>,
-    /// The bridge networks (with [`oci_runtime::image_spec::Network::Bridge`]); empty: the
+    /// The bridge networks (with [`oci_rs_runtime::image_spec::Network::Bridge`]); empty: the
     /// default `bridge`.
     pub networks: Vec<String>,
     /// `-p` mappings.
@@ -168,8 +168,8 @@ impl Containers {
     /// The store under `data` (created when missing, private to its owner).
     pub fn open(data: &Path) -> Result<Self> {
         let dir = data.join("containers");
-        oci_layer::private_dir(&dir)?;
-        oci_layer::private_dir(&dir.join(".names"))?;
+        oci_rs_layer::private_dir(&dir)?;
+        oci_rs_layer::private_dir(&dir.join(".names"))?;
         Ok(Self {
             data: data.to_owned(),
             dir,
@@ -282,7 +282,7 @@ impl Containers {
         // Parsed before anything is made, so a bad option leaves nothing behind.
         let stop_signal = req.stop_signal.clone();
         if let Some(s) = &stop_signal {
-            oci_runtime::parse_signal(s)?;
+            oci_rs_runtime::parse_signal(s)?;
         }
         let (manifest, config, config_digest) =
             images.image_for_run(image, req.platform.as_deref()).await?;
@@ -306,16 +306,16 @@ impl Containers {
                 .get_or_insert_with(|| id[..12].to_owned())
                 .clone();
             let dir = self.dir.join(&id);
-            oci_layer::private_dir(&dir)?;
+            oci_rs_layer::private_dir(&dir)?;
             // Before the user's mounts, so a -v on one of them wins, as with docker.
-            let mut mounts = oci_runtime::image_spec::etc_files(&dir, &hostname, opts.network)?;
+            let mut mounts = oci_rs_runtime::image_spec::etc_files(&dir, &hostname, opts.network)?;
             mounts.append(&mut opts.mounts);
             let volumes = crate::volumes::Volumes::open(&self.data)?;
             for (name, target, readonly) in &req.volumes {
                 let (info, _) = volumes.create(name, BTreeMap::new())?;
                 volumes.fill_from_image(name, &mount.rootfs, target).await?;
                 mounts.retain(|m| m.target() != target);
-                mounts.push(oci_runtime::image_spec::ExtraMount::Bind {
+                mounts.push(oci_rs_runtime::image_spec::ExtraMount::Bind {
                     source: info.mountpoint,
                     target: target.clone(),
                     readonly: *readonly,
@@ -323,7 +323,7 @@ impl Containers {
             }
             opts.mounts = mounts;
             if !rustix::process::geteuid().is_root() && opts.rootless.is_none() {
-                opts.rootless = Some(oci_runtime::image_spec::Rootless::current());
+                opts.rootless = Some(oci_rs_runtime::image_spec::Rootless::current());
             }
             let cfg_network = opts.network;
             let mut publish = req.publish.clone();
@@ -334,13 +334,13 @@ impl Containers {
                     .and_then(|c| c.exposed_ports().clone())
                     .unwrap_or_default();
                 for e in exposed {
-                    publish.extend(oci_runtime::network::parse_publish(&e)?);
+                    publish.extend(oci_rs_runtime::network::parse_publish(&e)?);
                 }
             }
             if !publish.is_empty() && !matches!(cfg_network, Network::Bridge | Network::Slirp) {
                 bail!("ports are published only on a bridge network or with slirp4netns, not with --network {}", req.network_mode.as_deref().unwrap_or(match cfg_network { Network::Host => "host", _ => "none" }));
             }
-            let mut spec = oci_runtime::image_spec::spec_from_image(&config, &mount.rootfs, &opts)?;
+            let mut spec = oci_rs_runtime::image_spec::spec_from_image(&config, &mount.rootfs, &opts)?;
             if opts.terminal && !req.detach {
                 if let Some(p) = spec.process_mut() {
                     p.set_console_size(crate::terminal::console_size());
@@ -360,7 +360,7 @@ impl Containers {
                 name: name.clone(),
                 image: image.to_owned(),
                 image_id: config_digest.to_string(),
-                created: oci_runtime::logs::now_ns(),
+                created: oci_rs_runtime::logs::now_ns(),
                 command,
                 run: opts,
                 rm: req.rm,
@@ -375,7 +375,7 @@ impl Containers {
                 init: req.init,
                 network_mode: req.network_mode.clone(),
                 networks: if cfg_network == Network::Bridge && req.networks.is_empty() {
-                    vec![oci_runtime::network::DEFAULT_NETWORK.to_owned()]
+                    vec![oci_rs_runtime::network::DEFAULT_NETWORK.to_owned()]
                 } else {
                     req.networks.clone()
                 },
@@ -546,7 +546,7 @@ impl Containers {
     /// `stop [-t N]`: the container's stop signal, then SIGKILL after `timeout`.
     pub fn stop(&self, what: &str, timeout: Duration) -> Result<MonitorStatus> {
         let v = self.view(what)?;
-        let sig = oci_runtime::parse_signal(&v.config.stop_signal)?;
+        let sig = oci_rs_runtime::parse_signal(&v.config.stop_signal)?;
         Ok(v.monitor.stop(sig, timeout)?)
     }
 
@@ -598,7 +598,7 @@ impl Containers {
             }
             v.monitor.stop(libc::SIGKILL, Duration::ZERO)?;
         }
-        if let Ok(c) = oci_runtime::Container::load(&self.state_root, &v.config.id) {
+        if let Ok(c) = oci_rs_runtime::Container::load(&self.state_root, &v.config.id) {
             c.delete(true)
                 .with_context(|| format!("deleting the state of {}", v.config.id))?;
         }
@@ -643,7 +643,7 @@ impl Containers {
         if v.status.state != State::Running {
             bail!("container {} is not running", v.config.name);
         }
-        let c = oci_runtime::Container::load(&self.state_root, &v.config.id)?;
+        let c = oci_rs_runtime::Container::load(&self.state_root, &v.config.id)?;
         let mut process = self
             .saved_spec(&v.config.id)?
             .process()
@@ -653,14 +653,14 @@ impl Containers {
         process.set_terminal(Some(false));
         let mut env = process.env().clone().unwrap_or_default();
         for e in &req.env {
-            oci_runtime::image_spec::set_env(&mut env, e);
+            oci_rs_runtime::image_spec::set_env(&mut env, e);
         }
         process.set_env(Some(env));
         if let Some(w) = &req.workdir {
             process.set_cwd(PathBuf::from(w));
         }
         if let Some(u) = &req.user {
-            let (uid, gid, extra) = oci_runtime::image_spec::resolve_user(c.rootfs(), u)?;
+            let (uid, gid, extra) = oci_rs_runtime::image_spec::resolve_user(c.rootfs(), u)?;
             let mut user = process.user().clone();
             user.set_uid(uid);
             user.set_gid(gid);
@@ -698,10 +698,10 @@ impl Containers {
     pub fn logs(
         &self,
         what: &str,
-        query: &oci_runtime::logs::LogQuery,
+        query: &oci_rs_runtime::logs::LogQuery,
         follow: bool,
     ) -> Result<()> {
-        use oci_runtime::logs::Stream;
+        use oci_rs_runtime::logs::Stream;
         let m = self.monitor(what)?;
         let mut out = std::io::stdout();
         let mut err = std::io::stderr();
@@ -717,14 +717,20 @@ impl Containers {
                 }
             }
         };
-        let pos = oci_runtime::logs::read(&m.log_path(), query, &mut emit)?;
+        let pos = oci_rs_runtime::logs::read(&m.log_path(), query, &mut emit)?;
         if follow {
             let mut done = || {
                 m.status()
                     .map(|s| s.state == State::Exited && !s.monitor_alive)
                     .unwrap_or(true)
             };
-            oci_runtime::logs::follow(&m.log_path(), pos, query.timestamps, &mut done, &mut emit)?;
+            oci_rs_runtime::logs::follow(
+                &m.log_path(),
+                pos,
+                query.timestamps,
+                &mut done,
+                &mut emit,
+            )?;
         }
         Ok(())
     }
@@ -736,7 +742,7 @@ impl Containers {
         if v.status.state != State::Running {
             bail!("container {} is not running", v.config.name);
         }
-        let c = oci_runtime::Container::load(&self.state_root, &v.config.id)?;
+        let c = oci_rs_runtime::Container::load(&self.state_root, &v.config.id)?;
         let mut pids: Vec<i32> = c.cgroup().map(|g| g.pids()).unwrap_or_default();
         if pids.is_empty() {
             pids.push(c.pid());
@@ -790,7 +796,7 @@ impl Containers {
                 v.status.state
             );
         }
-        let c = oci_runtime::Container::load(&self.state_root, &v.config.id)?;
+        let c = oci_rs_runtime::Container::load(&self.state_root, &v.config.id)?;
         Ok(PathBuf::from(format!("/proc/{}/ns/net", c.pid())))
     }
 
@@ -833,7 +839,7 @@ impl Containers {
         let c = &v.config;
         let st = &v.status;
         let zero = "0001-01-01T00:00:00Z".to_owned();
-        let time = |t: Option<u64>| t.map_or_else(|| zero.clone(), oci_runtime::logs::rfc3339);
+        let time = |t: Option<u64>| t.map_or_else(|| zero.clone(), oci_rs_runtime::logs::rfc3339);
         let volume_of = |source: &Path| {
             c.volumes.iter().find(|(n, _, _)| {
                 source.parent().and_then(|p| p.file_name()) == Some(std::ffi::OsStr::new(n))
@@ -846,17 +852,17 @@ impl Containers {
             .iter()
             .filter(|m| !["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"].contains(&m.target()))
             .map(|m| match m {
-                oci_runtime::image_spec::ExtraMount::Bind {
+                oci_rs_runtime::image_spec::ExtraMount::Bind {
                     source,
                     target,
                     readonly,
                 } if volume_of(source).is_some() => serde_json::json!({"Type": "volume", "Name": volume_of(source).map(|v| v.0.clone()), "Source": source, "Destination": target, "Driver": "local", "RW": !readonly}),
-                oci_runtime::image_spec::ExtraMount::Bind {
+                oci_rs_runtime::image_spec::ExtraMount::Bind {
                     source,
                     target,
                     readonly,
                 } => serde_json::json!({"Type": "bind", "Source": source, "Destination": target, "RW": !readonly}),
-                oci_runtime::image_spec::ExtraMount::Tmpfs { target, .. } => {
+                oci_rs_runtime::image_spec::ExtraMount::Tmpfs { target, .. } => {
                     serde_json::json!({"Type": "tmpfs", "Source": "", "Destination": target, "RW": true})
                 }
                 _ => serde_json::json!({}),
@@ -871,7 +877,7 @@ impl Containers {
         Ok(Inspect {
             id: c.id.clone(),
             name: format!("/{}", c.name),
-            created: oci_runtime::logs::rfc3339(c.created),
+            created: oci_rs_runtime::logs::rfc3339(c.created),
             path,
             args,
             image: c.image_id.clone(),
@@ -939,7 +945,7 @@ impl Containers {
             }),
             mounts,
             network_settings: network_settings(st),
-            log_path: self.dir.join(&c.id).join(oci_runtime::monitor::LOG_FILE),
+            log_path: self.dir.join(&c.id).join(oci_rs_runtime::monitor::LOG_FILE),
         })
     }
 }
@@ -1019,7 +1025,7 @@ pub struct ExecRequest {
 
 /// docker's `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}`.
 fn port_bindings(
-    ports: impl Iterator<Item = (u16, oci_runtime::network::Proto, std::net::Ipv4Addr, u16)>,
+    ports: impl Iterator<Item = (u16, oci_rs_runtime::network::Proto, std::net::Ipv4Addr, u16)>,
 ) -> serde_json::Value {
     let mut m = serde_json::Map::new();
     for (c, proto, ip, h) in ports {

@@ -3,14 +3,16 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use oci_image::media::Compression;
-use oci_image::oci_spec::image::{Descriptor, Digest};
-use oci_image::{
+use oci_rs_image::media::Compression;
+use oci_rs_image::oci_spec::image::{Descriptor, Digest};
+use oci_rs_image::{
     copy, ArchiveFormat, ArchiveSource, ArchiveWriter, CopyEvent, CopyOptions, ImageBuilder,
     ImageInspect, ImageReference, ImageSource, Manifest, ManifestInspect, ManifestRef, OciLayout,
     PlatformFilter, PlatformSpec, ReferenceStore,
 };
-use oci_registry_client::{Client, DockerConfig, RegistryDestination, RegistrySource, Repository};
+use oci_rs_registry_client::{
+    Client, DockerConfig, RegistryDestination, RegistrySource, Repository,
+};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -64,10 +66,10 @@ pub(crate) fn creation_time() -> String {
     let ns = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or_else(oci_runtime::logs::now_ns, |s| {
+        .map_or_else(oci_rs_runtime::logs::now_ns, |s| {
             s.saturating_mul(1_000_000_000)
         });
-    oci_runtime::logs::rfc3339(ns)
+    oci_rs_runtime::logs::rfc3339(ns)
 }
 
 /// What a pull did, as docker tells it.
@@ -169,7 +171,7 @@ impl Images {
     /// its owner (0700, tightened when an existing one is more open): it holds unpacked
     /// layers, whose setuid binaries and device nodes no other local user may reach.
     pub async fn open(data_dir: &Path, insecure: Vec<String>, quiet: bool) -> Result<Self> {
-        oci_layer::private_dir(data_dir)
+        oci_rs_layer::private_dir(data_dir)
             .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
         let layout = OciLayout::create(data_dir.join("images"))
             .await
@@ -408,8 +410,8 @@ impl Images {
         let img = m
             .as_image()
             .ok_or_else(|| anyhow!("{name} is not an image"))?;
-        let config = oci_image::build::read_config(&self.layout, img.config()).await?;
-        let time = |t: &Option<String>| t.as_deref().and_then(oci_runtime::logs::parse_rfc3339);
+        let config = oci_rs_image::build::read_config(&self.layout, img.config()).await?;
+        let time = |t: &Option<String>| t.as_deref().and_then(oci_rs_runtime::logs::parse_rfc3339);
         // docker's SIZE: each layer's unpacked bytes.
         let mut unpacked = Vec::new();
         for l in img.layers() {
@@ -483,10 +485,13 @@ impl Images {
 
     /// gc of what no name reaches, keeping what `containers` were made from (tagged or
     /// not); the bytes freed.
-    async fn gc_keeping_containers(&self, containers: &[oci_layer::SnapshotInfo]) -> Result<u64> {
+    async fn gc_keeping_containers(
+        &self,
+        containers: &[oci_rs_layer::SnapshotInfo],
+    ) -> Result<u64> {
         let mut roots = Vec::new();
         for c in containers {
-            let Ok(d) = oci_image::parse_digest(&c.image) else {
+            let Ok(d) = oci_rs_image::parse_digest(&c.image) else {
                 continue;
             };
             if let Ok(m) = self.layout.manifest(&ManifestRef::Digest(d)).await {
@@ -535,7 +540,7 @@ impl Images {
         images: &[String],
         amend: bool,
     ) -> Result<Descriptor> {
-        use oci_image::oci_spec::image::{MediaType, PlatformBuilder};
+        use oci_rs_image::oci_spec::image::{MediaType, PlatformBuilder};
         let r = ImageReference::parse(list)?;
         let mut entries: Vec<Descriptor> = Vec::new();
         if let Ok(old) = self.layout.resolve(&store_name(&r)).await {
@@ -559,7 +564,7 @@ impl Images {
                 let img = m
                     .as_image()
                     .ok_or_else(|| anyhow!("{image} holds a nested index"))?;
-                let config = oci_image::build::read_config(&self.layout, img.config()).await?;
+                let config = oci_rs_image::build::read_config(&self.layout, img.config()).await?;
                 let mut p = PlatformBuilder::default()
                     .os(config.os().clone())
                     .architecture(config.architecture().clone())
@@ -582,15 +587,15 @@ impl Images {
         r: &ImageReference,
         entries: Vec<Descriptor>,
         shape: impl FnOnce(
-            oci_image::oci_spec::image::ImageIndexBuilder,
-        ) -> oci_image::oci_spec::image::ImageIndexBuilder,
+            oci_rs_image::oci_spec::image::ImageIndexBuilder,
+        ) -> oci_rs_image::oci_spec::image::ImageIndexBuilder,
     ) -> Result<Descriptor> {
-        let idx = shape(oci_image::oci_spec::image::ImageIndexBuilder::default())
+        let idx = shape(oci_rs_image::oci_spec::image::ImageIndexBuilder::default())
             .manifests(entries)
             .build()?;
-        let m = Manifest::from_index(&idx, oci_image::ManifestKind::OciIndex)?;
+        let m = Manifest::from_index(&idx, oci_rs_image::ManifestKind::OciIndex)?;
         let store = self.layout.leased()?;
-        oci_image::ImageDestination::put_manifest(&store, &m, None).await?;
+        oci_rs_image::ImageDestination::put_manifest(&store, &m, None).await?;
         self.layout
             .tag(&store_name(r), &m.descriptor(), Some(&r.to_string()))
             .await?;
@@ -606,7 +611,7 @@ impl Images {
         arch: Option<&str>,
         variant: Option<&str>,
     ) -> Result<Descriptor> {
-        use oci_image::oci_spec::image::{Arch, Os, PlatformBuilder};
+        use oci_rs_image::oci_spec::image::{Arch, Os, PlatformBuilder};
         let r = ImageReference::parse(list)?;
         let desc = self
             .layout
@@ -637,7 +642,7 @@ impl Images {
                     .or_else(|| old.as_ref().map(|p| p.os().clone()))
                     .unwrap_or(Os::Linux))
                 .architecture(
-                    arch.map(|a| Arch::from(oci_image::platform::normalize(a, None).0.as_str()))
+                    arch.map(|a| Arch::from(oci_rs_image::platform::normalize(a, None).0.as_str()))
                         .or_else(|| old.as_ref().map(|p| p.architecture().clone()))
                         .unwrap_or(Arch::Amd64),
                 )
@@ -685,13 +690,13 @@ impl Images {
             let m = self.for_host(m).await?;
             let img = m.as_image().map(|i| (i.config().digest().to_string(), i));
             let created = match &img {
-                Some((_, i)) => oci_image::build::read_config(&self.layout, i.config())
+                Some((_, i)) => oci_rs_image::build::read_config(&self.layout, i.config())
                     .await
                     .ok()
                     .and_then(|c| {
                         c.created()
                             .as_deref()
-                            .and_then(oci_runtime::logs::parse_rfc3339)
+                            .and_then(oci_rs_runtime::logs::parse_rfc3339)
                     }),
                 None => None,
             };
@@ -740,7 +745,7 @@ impl Images {
             // Not here (a foreign platform's layer): the compressed size says something.
             return Ok(layer.size());
         };
-        let mut plain = oci_layer::apply::decompress(blob, None).await?;
+        let mut plain = oci_rs_layer::apply::decompress(blob, None).await?;
         let n = tokio::io::copy(&mut plain, &mut tokio::io::sink()).await?;
         if std::fs::create_dir_all(cache.parent().unwrap_or(data)).is_ok() {
             let tmp = cache.with_extension("tmp");
@@ -755,7 +760,7 @@ impl Images {
     async fn for_host(&self, m: Manifest) -> Result<Manifest> {
         match m.as_index() {
             Some(index) => {
-                let d = oci_image::platform::select(index, &PlatformSpec::host())?;
+                let d = oci_rs_image::platform::select(index, &PlatformSpec::host())?;
                 Ok(self
                     .layout
                     .manifest(&ManifestRef::Digest(d.digest().clone()))
@@ -875,7 +880,7 @@ impl Images {
                 .await?;
             let m = self.for_host(src).await?;
             // One copy per image; `finish` after the last writes the index files.
-            oci_image::copy::copy_without_finish(
+            oci_rs_image::copy::copy_without_finish(
                 &self.layout,
                 &w,
                 &ManifestRef::Digest(m.digest().clone()),
@@ -883,7 +888,7 @@ impl Images {
             )
             .await?;
         }
-        oci_image::ImageDestination::finish(&w).await?;
+        oci_rs_image::ImageDestination::finish(&w).await?;
         Ok(())
     }
 
@@ -993,7 +998,8 @@ impl Images {
         b = b.created(&creation_time());
         // Followed as a tar on the way (and passed through unchanged), so bytes that are not
         // one are refused instead of becoming a layer nothing can apply.
-        let mut tar = oci_image::TarGuard::new(oci_layer::apply::decompress(input, None).await?);
+        let mut tar =
+            oci_rs_image::TarGuard::new(oci_rs_layer::apply::decompress(input, None).await?);
         let store = self.layout.leased()?;
         b.add_layer_tar(&store, &mut tar, Compression::Gzip, "imported")
             .await
@@ -1023,7 +1029,7 @@ impl Images {
         let img = m
             .as_image()
             .ok_or_else(|| anyhow!("{} is not an image", r.familiar()))?;
-        let config = oci_image::build::read_config(&self.layout, img.config()).await?;
+        let config = oci_rs_image::build::read_config(&self.layout, img.config()).await?;
         if config.rootfs().diff_ids().len() != img.layers().len() {
             bail!(
                 "{}: the config lists {} diff_ids for {} layers",
@@ -1036,7 +1042,8 @@ impl Images {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             dir.to_path_buf()
         } else {
-            oci_layer::private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+            oci_rs_layer::private_dir(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
             let rootfs = dir.join("rootfs");
             std::fs::create_dir_all(&rootfs)
                 .with_context(|| format!("creating {}", rootfs.display()))?;
@@ -1045,12 +1052,12 @@ impl Images {
         let dir = dir.as_path();
         let mut entries = 0;
         for (layer, diff_id) in img.layers().iter().zip(config.rootfs().diff_ids()) {
-            let opts = oci_layer::ApplyOptions {
-                diff_id: Some(oci_image::parse_digest(diff_id)?),
+            let opts = oci_rs_layer::ApplyOptions {
+                diff_id: Some(oci_rs_image::parse_digest(diff_id)?),
                 ..Default::default()
             };
             let blob = self.layout.blob(layer).await?;
-            let rep = oci_layer::apply(dir, blob, layer.media_type().as_ref(), &opts)
+            let rep = oci_rs_layer::apply(dir, blob, layer.media_type().as_ref(), &opts)
                 .await
                 .with_context(|| format!("applying layer {}", layer.digest()))?;
             entries += rep.entries;
@@ -1069,7 +1076,7 @@ impl Images {
         platform: Option<&str>,
     ) -> Result<(
         Manifest,
-        oci_image::oci_spec::image::ImageConfiguration,
+        oci_rs_image::oci_spec::image::ImageConfiguration,
         Digest,
     )> {
         let desc = match self.find_opt(image).await? {
@@ -1088,7 +1095,7 @@ impl Images {
             .await?;
         let m = match (m.as_index(), platform) {
             (Some(index), Some(p)) => {
-                let d = oci_image::platform::select(index, &p.parse::<PlatformSpec>()?)?;
+                let d = oci_rs_image::platform::select(index, &p.parse::<PlatformSpec>()?)?;
                 self.layout
                     .manifest(&ManifestRef::Digest(d.digest().clone()))
                     .await?
@@ -1098,28 +1105,30 @@ impl Images {
         let img = m
             .as_image()
             .ok_or_else(|| anyhow!("{image} is not an image"))?;
-        let config = oci_image::build::read_config(&self.layout, img.config()).await?;
+        let config = oci_rs_image::build::read_config(&self.layout, img.config()).await?;
         let config_digest = img.config().digest().clone();
         Ok((m, config, config_digest))
     }
 
     /// The snapshots of every container (what each was made from).
-    fn containers(data_dir: &Path) -> Result<Vec<oci_layer::SnapshotInfo>> {
-        Ok(oci_layer::Snapshotter::new(data_dir.join("snapshots"))?.list()?)
+    fn containers(data_dir: &Path) -> Result<Vec<oci_rs_layer::SnapshotInfo>> {
+        Ok(oci_rs_layer::Snapshotter::new(data_dir.join("snapshots"))?.list()?)
     }
 }
 
 impl Images {
-    async fn image_of(&self, rec: &oci_layer::SnapshotInfo) -> Result<Manifest> {
+    async fn image_of(&self, rec: &oci_rs_layer::SnapshotInfo) -> Result<Manifest> {
         Ok(self
             .layout
-            .manifest(&ManifestRef::Digest(oci_image::parse_digest(&rec.image)?))
+            .manifest(&ManifestRef::Digest(oci_rs_image::parse_digest(
+                &rec.image,
+            )?))
             .await?)
     }
 
-    fn snapshot(data_dir: &Path, name: &str) -> Result<(oci_layer::SnapshotInfo, PathBuf)> {
+    fn snapshot(data_dir: &Path, name: &str) -> Result<(oci_rs_layer::SnapshotInfo, PathBuf)> {
         let id = crate::containers::Containers::open(data_dir)?.resolve(name)?;
-        let info = oci_layer::Snapshotter::new(data_dir.join("snapshots"))?.info(&id)?;
+        let info = oci_rs_layer::Snapshotter::new(data_dir.join("snapshots"))?.info(&id)?;
         Ok((info, data_dir.join("snapshots/containers").join(id)))
     }
 
@@ -1136,8 +1145,8 @@ impl Images {
     ) -> Result<Descriptor> {
         let (rec, dir) = Self::snapshot(data_dir, id)?;
         let full_id = crate::containers::Containers::open(data_dir)?.resolve(id)?;
-        let frozen = match oci_runtime::Container::load(&data_dir.join("run"), &full_id) {
-            Ok(c) if how.pause && c.status() == oci_runtime::Status::Running => {
+        let frozen = match oci_rs_runtime::Container::load(&data_dir.join("run"), &full_id) {
+            Ok(c) if how.pause && c.status() == oci_rs_runtime::Status::Running => {
                 c.pause()
                     .with_context(|| format!("pausing {id} to commit it (or use --pause=false)"))?;
                 Some(c)
@@ -1154,22 +1163,22 @@ impl Images {
 
     async fn commit_frozen(
         &self,
-        rec: &oci_layer::SnapshotInfo,
+        rec: &oci_rs_layer::SnapshotInfo,
         dir: &Path,
         id: &str,
         reference: &str,
         how: &CommitOptions,
     ) -> Result<Descriptor> {
         let base = self.image_of(rec).await?;
-        let overlay = rec.kind == oci_layer::MountKind::Overlay;
-        let mut opts = oci_layer::DiffOptions::from_env();
+        let overlay = rec.kind == oci_rs_layer::MountKind::Overlay;
+        let mut opts = oci_rs_layer::DiffOptions::from_env();
         // The empty files the runtime made as targets of the per-container /etc binds.
         opts.mount_points = ["etc/hosts", "etc/hostname", "etc/resolv.conf"]
             .map(PathBuf::from)
             .to_vec();
         let store = self.layout.leased()?;
         let (layer, diff_id, _) = if overlay {
-            oci_layer::diff_to_store(
+            oci_rs_layer::diff_to_store(
                 &store,
                 None,
                 &dir.join("upper"),
@@ -1181,7 +1190,7 @@ impl Images {
         } else {
             let lower = tempfile::tempdir_in(dir)?;
             self.apply_image(&base, lower.path()).await?;
-            oci_layer::diff_to_store(
+            oci_rs_layer::diff_to_store(
                 &store,
                 Some(lower.path()),
                 &dir.join("rootfs"),
@@ -1217,11 +1226,11 @@ impl Images {
             .ok_or_else(|| anyhow!("{} is not an image", m.digest()))?;
         for layer in img.layers() {
             let blob = self.layout.blob(layer).await?;
-            oci_layer::apply(
+            oci_rs_layer::apply(
                 dir,
                 blob,
                 layer.media_type().as_ref(),
-                &oci_layer::ApplyOptions::default(),
+                &oci_rs_layer::ApplyOptions::default(),
             )
             .await?;
         }
@@ -1233,7 +1242,7 @@ impl Images {
     pub async fn export(&self, data_dir: &Path, id: &str, output: Option<&Path>) -> Result<()> {
         let (rec, dir) = Self::snapshot(data_dir, id)?;
         let base = self.image_of(&rec).await?;
-        let overlay = rec.kind == oci_layer::MountKind::Overlay;
+        let overlay = rec.kind == oci_rs_layer::MountKind::Overlay;
         let view = tempfile::tempdir_in(&dir)?;
         // The image's layers and the container's changes, flattened.
         self.apply_image(&base, view.path()).await?;
@@ -1243,12 +1252,13 @@ impl Images {
             let upper = dir.join("upper");
             let produce = async move {
                 let (_, mut w) =
-                    oci_layer::diff_overlay(&upper, w, &oci_layer::DiffOptions::default()).await?;
+                    oci_rs_layer::diff_overlay(&upper, w, &oci_rs_layer::DiffOptions::default())
+                        .await?;
                 tokio::io::AsyncWriteExt::shutdown(&mut w).await?;
                 Ok::<_, anyhow::Error>(())
             };
-            let apply_opts = oci_layer::ApplyOptions::default();
-            let consume = oci_layer::apply_tar(view.path(), r, &apply_opts);
+            let apply_opts = oci_rs_layer::ApplyOptions::default();
+            let consume = oci_rs_layer::apply_tar(view.path(), r, &apply_opts);
             let (a, b) = tokio::join!(produce, consume);
             a?;
             b?;
@@ -1260,7 +1270,7 @@ impl Images {
         };
         let (out, sink): (_, Box<dyn tokio::io::AsyncWrite + Send + Unpin>) = match output {
             Some(path) => {
-                let mut out = oci_image::OutputFile::create(path)?;
+                let mut out = oci_rs_image::OutputFile::create(path)?;
                 let f = out
                     .file()
                     .ok_or_else(|| anyhow!("{} is unusable", path.display()))?;
@@ -1270,7 +1280,7 @@ impl Images {
             None => (None, Box::new(stdout_sink()?)),
         };
         let (_, mut sink) =
-            oci_layer::export(&src, sink, &oci_layer::DiffOptions::from_env()).await?;
+            oci_rs_layer::export(&src, sink, &oci_rs_layer::DiffOptions::from_env()).await?;
         tokio::io::AsyncWriteExt::flush(&mut sink).await?;
         if let Some(out) = out {
             out.commit()?;
@@ -1287,8 +1297,8 @@ pub async fn login(
     username: &str,
     password: &str,
     insecure: &[String],
-) -> Result<oci_registry_client::StoredIn> {
-    use oci_registry_client::{Credential, StaticCredentials};
+) -> Result<oci_rs_registry_client::StoredIn> {
+    use oci_rs_registry_client::{Credential, StaticCredentials};
     let cred = Credential::Basic {
         username: username.to_owned(),
         password: password.to_owned(),
@@ -1301,25 +1311,25 @@ pub async fn login(
         .ping(registry)
         .await
         .with_context(|| format!("logging in to {registry}"))?;
-    let dir = oci_registry_client::docker_config_dir()
+    let dir = oci_rs_registry_client::docker_config_dir()
         .ok_or_else(|| anyhow!("neither DOCKER_CONFIG nor HOME is set"))?;
-    Ok(oci_registry_client::save_login(&dir, registry, username, password, None).await?)
+    Ok(oci_rs_registry_client::save_login(&dir, registry, username, password, None).await?)
 }
 
 /// `logout [REGISTRY]`: what `login` stored, removed; false when there was nothing.
 pub async fn logout(registry: &str) -> Result<bool> {
-    let dir = oci_registry_client::docker_config_dir()
+    let dir = oci_rs_registry_client::docker_config_dir()
         .ok_or_else(|| anyhow!("neither DOCKER_CONFIG nor HOME is set"))?;
-    Ok(oci_registry_client::remove_login(&dir, registry, None).await?)
+    Ok(oci_rs_registry_client::remove_login(&dir, registry, None).await?)
 }
 
 /// `layer apply DIR FILE`.
-pub async fn apply_file(dir: &Path, file: &Path) -> Result<oci_layer::ApplyReport> {
+pub async fn apply_file(dir: &Path, file: &Path) -> Result<oci_rs_layer::ApplyReport> {
     let f = tokio::fs::File::open(file)
         .await
         .with_context(|| format!("opening {}", file.display()))?;
-    let tar = oci_layer::apply::decompress(f, None).await?;
-    Ok(oci_layer::apply_tar(dir, tar, &oci_layer::ApplyOptions::default()).await?)
+    let tar = oci_rs_layer::apply::decompress(f, None).await?;
+    Ok(oci_rs_layer::apply_tar(dir, tar, &oci_rs_layer::ApplyOptions::default()).await?)
 }
 
 /// `layer diff LOWER UPPER -o FILE`: returns (compressed digest, DiffID).
@@ -1343,18 +1353,18 @@ pub async fn diff_file(
             .unwrap_or(Path::new(".")),
     )?;
     let store = OciLayout::create(dir.path()).await?.with_fsync(false);
-    let (desc, diff_id, _) = oci_layer::diff_to_store(
+    let (desc, diff_id, _) = oci_rs_layer::diff_to_store(
         &store,
         Some(lower),
         upper,
         false,
         c,
-        &oci_layer::DiffOptions::from_env(),
+        &oci_rs_layer::DiffOptions::from_env(),
     )
     .await?;
     let blob = store.blob_path(desc.digest())?;
-    if oci_image::OutputFile::streams_to(output) {
-        let mut f = oci_image::OutputFile::create(output)?
+    if oci_rs_image::OutputFile::streams_to(output) {
+        let mut f = oci_rs_image::OutputFile::create(output)?
             .file()
             .ok_or_else(|| anyhow!("{} is unusable", output.display()))?;
         std::io::copy(&mut std::fs::File::open(&blob)?, &mut f)

@@ -2,7 +2,7 @@
 //!
 //! The binaries under `src/bin/` are the examples; this library holds what several of them use,
 //! such as the image store verbs of `oci` ([`images`]). The image config → runtime spec step
-//! lives in the runtime crate: `oci_runtime::image_spec`.
+//! lives in the runtime crate: `oci_rs_runtime::image_spec`.
 
 pub mod build;
 pub mod containers;

@@ -3,15 +3,15 @@
 //! path out, and window sizes passed on.
 
 use anyhow::{anyhow, bail, Result};
-use oci_runtime::attach::Frame;
-use oci_runtime::monitor::Monitor;
+use oci_rs_runtime::attach::Frame;
+use oci_rs_runtime::monitor::Monitor;
 use std::io::{Read, Write};
 
 /// `exec -t`: the process gets a pty (its master comes back over a console socket in a
 /// private directory) that this process relays to its own terminal, in raw mode and
 /// restored afterwards, passing the window size on at start and on SIGWINCH.
 pub(crate) fn exec_tty(
-    c: &oci_runtime::Container,
+    c: &oci_rs_runtime::Container,
     process: &oci_spec::runtime::Process,
     stdin: bool,
 ) -> Result<i32> {
@@ -29,7 +29,7 @@ pub(crate) fn exec_tty(
     });
     let p = c.exec_terminal(process, &path)?;
     let (sock, _) = listener.accept()?;
-    let master = std::fs::File::from(oci_runtime::attach::receive_terminal(&sock)?);
+    let master = std::fs::File::from(oci_rs_runtime::attach::receive_terminal(&sock)?);
     let raw = RawTerminal::enter();
     resize_to_stdin(&master);
     let resizer = match (handle, winch) {

@@ -4,8 +4,8 @@
 
 use crate::containers::ContainerView;
 use anyhow::{anyhow, bail, Context, Result};
-use oci_runtime::logs::LogLimits;
-use oci_runtime::monitor::{MonitorStatus, State};
+use oci_rs_runtime::logs::LogLimits;
+use oci_rs_runtime::monitor::{MonitorStatus, State};
 use std::path::Path;
 
 /// Evaluates a Go-template-style `--format`: `{{.State.Status}}`, `{{json .Config}}`, text
@@ -120,7 +120,7 @@ pub fn parse_log_opts(opts: &[String]) -> Result<LogLimits> {
 /// A `--since`/`--until` value: RFC 3339, Unix seconds, or a duration ago (`10m`, `1h30m`,
 /// `45s`); nanoseconds since the epoch.
 pub fn parse_time(s: &str) -> Result<u64> {
-    if let Some(t) = oci_runtime::logs::parse_rfc3339(s) {
+    if let Some(t) = oci_rs_runtime::logs::parse_rfc3339(s) {
         return Ok(t);
     }
     if let Ok(secs) = s.parse::<u64>() {
@@ -145,7 +145,7 @@ pub fn parse_time(s: &str) -> Result<u64> {
     if !num.is_empty() || total == 0 && s != "0s" {
         bail!("invalid time {s:?} (RFC 3339, Unix seconds, or 1h30m)");
     }
-    Ok(oci_runtime::logs::now_ns().saturating_sub(total * 1_000_000_000))
+    Ok(oci_rs_runtime::logs::now_ns().saturating_sub(total * 1_000_000_000))
 }
 
 /// Reads `KEY=VALUE` lines (`#` comments, blank lines skipped; a bare `KEY` takes this
@@ -170,7 +170,7 @@ pub fn read_env_file(path: &Path) -> Result<Vec<String>> {
 
 /// docker's "5 seconds ago", "2 minutes ago", "About an hour ago".
 pub fn ago(ns: u64) -> String {
-    let secs = oci_runtime::logs::now_ns().saturating_sub(ns) / 1_000_000_000;
+    let secs = oci_rs_runtime::logs::now_ns().saturating_sub(ns) / 1_000_000_000;
     format!("{} ago", human_duration(secs))
 }
 
@@ -193,7 +193,7 @@ pub fn human_duration(secs: u64) -> String {
 
 /// The STATUS column of `ps`: "Up 5 seconds", "Exited (0) 2 minutes ago", "Created".
 pub fn status_text(s: &MonitorStatus) -> String {
-    let now = oci_runtime::logs::now_ns();
+    let now = oci_rs_runtime::logs::now_ns();
     match s.state {
         State::Created => "Created".into(),
         State::Running => format!(
@@ -229,7 +229,7 @@ pub fn ports_text(s: &MonitorStatus) -> String {
 
 /// Seconds since the epoch as RFC 3339 (UTC).
 pub fn rfc3339_s(secs: u64) -> String {
-    oci_runtime::logs::rfc3339(secs.saturating_mul(1_000_000_000))
+    oci_rs_runtime::logs::rfc3339(secs.saturating_mul(1_000_000_000))
 }
 
 /// `images [REPO[:TAG]] --filter dangling=|reference=`: the rows that pass. A reference

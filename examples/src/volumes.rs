@@ -1,7 +1,7 @@
 //! Named volumes: `volume create|ls|inspect|rm`, `-v NAME:/path` and
 //! `--mount type=volume,...`, kept under `DATA/volumes/NAME/_data` (docker's layout), private
 //! to their owner. A volume that is empty when a container first mounts it is filled with
-//! what the image has at the mount point, as docker does, copied through oci-layer's export
+//! what the image has at the mount point, as docker does, copied through oci-rs-layer's export
 //! and apply, which resolve every path inside their roots (a link in the image cannot make
 //! the copy read a host file).
 
@@ -49,7 +49,7 @@ impl Volumes {
     /// The store under `data` (created when missing, 0700).
     pub fn open(data: &Path) -> Result<Self> {
         let dir = data.join("volumes");
-        oci_layer::private_dir(&dir)?;
+        oci_rs_layer::private_dir(&dir)?;
         Ok(Self { dir })
     }
 
@@ -69,7 +69,7 @@ impl Volumes {
             }
             Err(e) => return Err(e).with_context(|| format!("creating volume {name}")),
         }
-        oci_layer::private_dir(&base)?;
+        oci_rs_layer::private_dir(&base)?;
         let data = base.join("_data");
         // The data directory itself is what containers see: root-owned, 0755 as docker's.
         std::fs::create_dir(&data)?;
@@ -77,7 +77,7 @@ impl Volumes {
             name: name.to_owned(),
             driver: "local".into(),
             mountpoint: data,
-            created_at: oci_runtime::logs::rfc3339(oci_runtime::logs::now_ns()),
+            created_at: oci_rs_runtime::logs::rfc3339(oci_rs_runtime::logs::now_ns()),
             labels,
             scope: "local".into(),
         };
@@ -160,12 +160,12 @@ impl Volumes {
         let (w, r) = tokio::io::duplex(1 << 20);
         let produce = async move {
             let (_, mut w) =
-                oci_layer::export(&src_path, w, &oci_layer::DiffOptions::default()).await?;
+                oci_rs_layer::export(&src_path, w, &oci_rs_layer::DiffOptions::default()).await?;
             tokio::io::AsyncWriteExt::shutdown(&mut w).await?;
             Ok::<_, anyhow::Error>(())
         };
-        let opts = oci_layer::ApplyOptions::default();
-        let consume = oci_layer::apply_tar(&data, r, &opts);
+        let opts = oci_rs_layer::ApplyOptions::default();
+        let consume = oci_rs_layer::apply_tar(&data, r, &opts);
         let (a, b) = tokio::join!(produce, consume);
         a.with_context(|| format!("copying {target} of the image into volume {name}"))?;
         b.with_context(|| format!("copying {target} of the image into volume {name}"))?;
@@ -178,7 +178,7 @@ impl Volumes {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountArg {
     /// A host path or tmpfs.
-    Extra(oci_runtime::image_spec::ExtraMount),
+    Extra(oci_rs_runtime::image_spec::ExtraMount),
     /// A named volume (created on first use).
     Volume {
         /// The volume.
@@ -194,7 +194,7 @@ pub enum MountArg {
 pub fn parse_volume_arg(spec: &str) -> Result<MountArg> {
     if spec.starts_with('/') {
         return Ok(MountArg::Extra(
-            oci_runtime::image_spec::ExtraMount::parse_volume(spec)?,
+            oci_rs_runtime::image_spec::ExtraMount::parse_volume(spec)?,
         ));
     }
     let parts: Vec<&str> = spec.split(':').collect();
@@ -255,7 +255,7 @@ pub fn parse_mount_arg(spec: &str) -> Result<MountArg> {
             parse_volume_arg(&format!("{src}:{target}{ro}"))
         }
         "tmpfs" => Ok(MountArg::Extra(
-            oci_runtime::image_spec::ExtraMount::parse_tmpfs(&match size {
+            oci_rs_runtime::image_spec::ExtraMount::parse_tmpfs(&match size {
                 Some(s) => format!("{target}:size={s}"),
                 None => target,
             })?,

@@ -25,7 +25,7 @@ fn verify_layout(dir: &Path) {
         let e = e.unwrap();
         let name = e.file_name().into_string().unwrap();
         let mut f = std::fs::File::open(e.path()).unwrap();
-        let mut h = oci_image::Hasher::default();
+        let mut h = oci_rs_image::Hasher::default();
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = f.read(&mut buf).unwrap();

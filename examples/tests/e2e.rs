@@ -221,8 +221,8 @@ fn multi_arch_index_resolves_to_the_host_and_platform_picks_another() {
     if !ready() {
         return;
     }
-    use oci_image::oci_spec::image::{ImageIndexBuilder, MediaType, PlatformBuilder};
-    use oci_image::{ImageBuilder, Manifest, ManifestKind, OciLayout, PlatformSpec};
+    use oci_rs_image::oci_spec::image::{ImageIndexBuilder, MediaType, PlatformBuilder};
+    use oci_rs_image::{ImageBuilder, Manifest, ManifestKind, OciLayout, PlatformSpec};
     let reg = Registry::start();
     let env = Env::new();
     let tar = std::fs::read(env.busybox_tar()).unwrap();
@@ -245,7 +245,7 @@ fn multi_arch_index_resolves_to_the_host_and_platform_picks_another() {
             b.add_layer_tar(
                 &store,
                 &mut &tar[..],
-                oci_image::media::Compression::Gzip,
+                oci_rs_image::media::Compression::Gzip,
                 "base",
             )
             .await
@@ -254,7 +254,7 @@ fn multi_arch_index_resolves_to_the_host_and_platform_picks_another() {
             b.add_layer_tar(
                 &store,
                 &mut &marker[..],
-                oci_image::media::Compression::Gzip,
+                oci_rs_image::media::Compression::Gzip,
                 "arch",
             )
             .await
@@ -277,7 +277,7 @@ fn multi_arch_index_resolves_to_the_host_and_platform_picks_another() {
             .build()
             .unwrap();
         let index = Manifest::from_index(&index, ManifestKind::OciIndex).unwrap();
-        oci_image::ImageDestination::put_manifest(&store, &index, Some(index_ref.as_str()))
+        oci_rs_image::ImageDestination::put_manifest(&store, &index, Some(index_ref.as_str()))
             .await
             .unwrap();
     });

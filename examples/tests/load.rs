@@ -5,9 +5,9 @@
 
 mod common;
 
-use oci_image::media::Compression;
-use oci_image::{copy, CopyOptions, ImageBuilder, ManifestRef, MemoryStore, OciLayout};
-use oci_registry_client::{Client, RegistryDestination, RegistrySource, Repository};
+use oci_rs_image::media::Compression;
+use oci_rs_image::{copy, CopyOptions, ImageBuilder, ManifestRef, MemoryStore, OciLayout};
+use oci_rs_registry_client::{Client, RegistryDestination, RegistrySource, Repository};
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -150,12 +150,15 @@ async fn parallel_pulls_stay_bounded() {
         "memory grew from {rss_before} KiB to {rss_after} KiB"
     );
     // Every blob once, named by its content.
-    for d in oci_image::BlobStore::list(&store).await.unwrap() {
+    for d in oci_rs_image::BlobStore::list(&store).await.unwrap() {
         let data = std::fs::read(store.blob_path(&d).unwrap()).unwrap();
-        assert_eq!(oci_image::sha256(&data), d);
+        assert_eq!(oci_rs_image::sha256(&data), d);
     }
     assert_eq!(
-        oci_image::ReferenceStore::list(&store).await.unwrap().len(),
+        oci_rs_image::ReferenceStore::list(&store)
+            .await
+            .unwrap()
+            .len(),
         84
     );
 }

@@ -1,7 +1,7 @@
 //! The threat model of the `oci` command line, one test per attack or fault, as a user runs
 //! it: what a hostile image, archive, container or another local user can reach through what
-//! `oci` creates. Lower-level classes are tested in each crate (oci-layer's `tests/apply.rs`
-//! hostile layers, oci-runtime's `tests/run.rs` device rules).
+//! `oci` creates. Lower-level classes are tested in each crate (oci-rs-layer's `tests/apply.rs`
+//! hostile layers, oci-rs-runtime's `tests/run.rs` device rules).
 
 #![allow(clippy::unwrap_used)]
 
@@ -377,18 +377,18 @@ fn oci_archive_with_bare_tags_and_platforms_loads_what_is_there() {
     // names the index by the bare tag "latest" (as umoci and skopeo do).
     let archive = dir.join("multi.tar");
     let (amd, arm) = rt.block_on(async {
-        use oci_image::oci_spec::image::{ImageIndexBuilder, MediaType, PlatformBuilder};
-        use oci_image::{ImageDestination, ManifestKind, MemoryStore};
+        use oci_rs_image::oci_spec::image::{ImageIndexBuilder, MediaType, PlatformBuilder};
+        use oci_rs_image::{ImageDestination, ManifestKind, MemoryStore};
         let store = MemoryStore::new();
         let tar = std::fs::read(dir.join("r.tar")).unwrap();
         let mut descs = Vec::new();
         let mut digests = Vec::new();
         for arch in ["amd64", "arm64"] {
-            let mut b = oci_image::ImageBuilder::new("linux", arch).cmd(["sh"]);
+            let mut b = oci_rs_image::ImageBuilder::new("linux", arch).cmd(["sh"]);
             b.add_layer_tar(
                 &store,
                 &mut &tar[..],
-                oci_image::media::Compression::Gzip,
+                oci_rs_image::media::Compression::Gzip,
                 "import",
             )
             .await
@@ -411,17 +411,17 @@ fn oci_archive_with_bare_tags_and_platforms_loads_what_is_there() {
             .manifests(descs)
             .build()
             .unwrap();
-        let index = oci_image::Manifest::from_index(&index, ManifestKind::OciIndex).unwrap();
+        let index = oci_rs_image::Manifest::from_index(&index, ManifestKind::OciIndex).unwrap();
         store.put_manifest(&index, Some("latest")).await.unwrap();
-        let w = oci_image::ArchiveWriter::create(&archive, oci_image::ArchiveFormat::Oci)
+        let w = oci_rs_image::ArchiveWriter::create(&archive, oci_rs_image::ArchiveFormat::Oci)
             .await
             .unwrap();
-        oci_image::copy(
+        oci_rs_image::copy(
             &store,
             &w,
-            &oci_image::ManifestRef::Tag("latest".into()),
-            &oci_image::CopyOptions::default()
-                .platforms(oci_image::PlatformFilter::All)
+            &oci_rs_image::ManifestRef::Tag("latest".into()),
+            &oci_rs_image::CopyOptions::default()
+                .platforms(oci_rs_image::PlatformFilter::All)
                 .tag("latest"),
         )
         .await
@@ -620,17 +620,17 @@ fn unpack_refuses_a_config_with_fewer_diff_ids_than_layers() {
     let s = Store::new();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        use oci_image::{BlobStoreExt, ImageDestination, ImageSource, ReferenceStore};
-        let layout = oci_image::OciLayout::open(s.data().join("images"))
+        use oci_rs_image::{BlobStoreExt, ImageDestination, ImageSource, ReferenceStore};
+        let layout = oci_rs_image::OciLayout::open(s.data().join("images"))
             .await
             .unwrap();
         let desc = layout.resolve("docker.io/local/bb:1").await.unwrap();
         let m = layout
-            .manifest(&oci_image::ManifestRef::Digest(desc.digest().clone()))
+            .manifest(&oci_rs_image::ManifestRef::Digest(desc.digest().clone()))
             .await
             .unwrap();
         let mut img = m.as_image().unwrap().clone();
-        let cfg = oci_image::build::read_config(&layout, img.config())
+        let cfg = oci_rs_image::build::read_config(&layout, img.config())
             .await
             .unwrap();
         let mut cfg = serde_json::to_value(&cfg).unwrap();
@@ -641,8 +641,8 @@ fn unpack_refuses_a_config_with_fewer_diff_ids_than_layers() {
         c.set_digest(info.digest);
         c.set_size(info.size);
         img.set_config(c);
-        let bad =
-            oci_image::Manifest::from_image(&img, oci_image::ManifestKind::OciManifest).unwrap();
+        let bad = oci_rs_image::Manifest::from_image(&img, oci_rs_image::ManifestKind::OciManifest)
+            .unwrap();
         layout
             .put_manifest(&bad, Some("docker.io/local/bad:1"))
             .await

@@ -2,7 +2,7 @@
 //! whatever it serves verifies against its descriptor.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use oci_image::{ArchiveSource, ImageSource, ManifestRef};
+use oci_rs_image::{ArchiveSource, ImageSource, ManifestRef};
 use tokio::io::AsyncReadExt;
 
 fuzz_target!(|data: &[u8]| {
@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
                     let mut buf = Vec::new();
                     if r.read_to_end(&mut buf).await.is_ok() {
                         assert_eq!(buf.len() as u64, d.size());
-                        assert_eq!(&oci_image::sha256(&buf), d.digest());
+                        assert_eq!(&oci_rs_image::sha256(&buf), d.digest());
                     }
                 }
             }

@@ -4,7 +4,7 @@
 //! `ExposedPorts` and `Volumes`).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use oci_image::oci_spec::image::ImageConfiguration;
+use oci_rs_image::oci_spec::image::ImageConfiguration;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(cfg) = serde_json::from_slice::<ImageConfiguration>(data) {

@@ -2,7 +2,7 @@
 //! never change anything outside the root.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use oci_layer::{apply_tar, ApplyOptions, Devices, Ownership};
+use oci_rs_layer::{apply_tar, ApplyOptions, Devices, Ownership};
 
 fn snapshot(dir: &std::path::Path) -> Vec<(String, u64, Vec<u8>)> {
     let mut out = Vec::new();

@@ -2,7 +2,7 @@
 //! display form, and its digest (if any) is safe to use in a path.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use oci_image::ImageReference;
+use oci_rs_image::ImageReference;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else {
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
             shown
         );
         if let Some(d) = r.digest() {
-            oci_image::digest::path_components(d).expect("a parsed digest is path-safe");
+            oci_rs_image::digest::path_components(d).expect("a parsed digest is path-safe");
         }
     }
 });

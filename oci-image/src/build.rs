@@ -27,8 +27,8 @@ pub const MAX_CONFIG_SIZE: u64 = 8 * 1024 * 1024;
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> oci_image::Result<()> {
-/// use oci_image::{ImageBuilder, MemoryStore, media::Compression};
+/// # async fn main() -> oci_rs_image::Result<()> {
+/// use oci_rs_image::{ImageBuilder, MemoryStore, media::Compression};
 /// let store = MemoryStore::new();
 /// let mut b = ImageBuilder::new("linux", "amd64")
 ///     .entrypoint(["/bin/sh", "-c"])

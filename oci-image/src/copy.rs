@@ -182,8 +182,8 @@ struct Tally {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> oci_image::Result<()> {
-/// use oci_image::{copy, CopyOptions, ImageBuilder, ManifestRef, MemoryStore, OciLayout};
+/// # async fn main() -> oci_rs_image::Result<()> {
+/// use oci_rs_image::{copy, CopyOptions, ImageBuilder, ManifestRef, MemoryStore, OciLayout};
 /// let src = MemoryStore::new();
 /// let image = ImageBuilder::new("linux", "amd64").build(&src).await?;
 /// let dir = tempfile::tempdir()?;

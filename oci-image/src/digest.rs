@@ -13,12 +13,12 @@ use sha2::Digest as _;
 /// so the result can be used as a path component or in a URL without further checks.
 ///
 /// ```
-/// let d = oci_image::parse_digest(
+/// let d = oci_rs_image::parse_digest(
 ///     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
 /// )?;
 /// assert_eq!(d.digest().len(), 64);
-/// assert!(oci_image::parse_digest("sha256:../../x").is_err());
-/// # Ok::<(), oci_image::Error>(())
+/// assert!(oci_rs_image::parse_digest("sha256:../../x").is_err());
+/// # Ok::<(), oci_rs_image::Error>(())
 /// ```
 pub fn parse_digest(s: &str) -> Result<Digest> {
     let d: Digest = s
@@ -146,7 +146,7 @@ fn to_hex(bytes: &[u8]) -> String {
 /// The sha256 digest of `data`.
 ///
 /// ```
-/// let d = oci_image::sha256(b"");
+/// let d = oci_rs_image::sha256(b"");
 /// assert_eq!(d.to_string(), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 /// ```
 pub fn sha256(data: &[u8]) -> Digest {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 /// A `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong in `oci-image`.
+/// Everything that can go wrong in `oci-rs-image`.
 ///
 /// Variants name the object concerned (digest, path, reference, media type) and carry the
 /// underlying cause as `source`, so a message reads well on its own.

@@ -47,8 +47,8 @@ const MAX_INDEX_SIZE: u64 = 64 * 1024 * 1024;
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> oci_image::Result<()> {
-/// use oci_image::{BlobStoreExt, OciLayout, ReferenceStore};
+/// # async fn main() -> oci_rs_image::Result<()> {
+/// use oci_rs_image::{BlobStoreExt, OciLayout, ReferenceStore};
 /// let dir = tempfile::tempdir()?;
 /// let layout = OciLayout::create(dir.path()).await?;
 /// let info = layout.put_bytes("hello".into()).await?;

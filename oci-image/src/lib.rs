@@ -1,4 +1,4 @@
-//! # oci-image
+//! # oci-rs-image
 //!
 //! OCI and Docker container images as Rust values and as content on disk: digests that are
 //! verified while they stream, manifests and indexes that keep their exact bytes, references
@@ -11,8 +11,8 @@
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> oci_image::Result<()> {
-//! use oci_image::{BlobStore, BlobStoreExt, MemoryStore, Manifest};
+//! # async fn main() -> oci_rs_image::Result<()> {
+//! use oci_rs_image::{BlobStore, BlobStoreExt, MemoryStore, Manifest};
 //!
 //! let store = MemoryStore::new();
 //! let info = store.put_bytes(bytes::Bytes::from_static(b"{}")).await?;
@@ -74,3 +74,8 @@ pub use transfer::{ImageDestination, ImageSource, ManifestRef};
 pub use verify::{HashingReader, VerifyingReader};
 
 pub use oci_spec;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

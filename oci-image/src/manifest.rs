@@ -77,10 +77,10 @@ pub enum ManifestBody {
 ///
 /// ```
 /// let json = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
-/// let m = oci_image::Manifest::parse(&json[..], Some("application/vnd.oci.image.index.v1+json"))?;
+/// let m = oci_rs_image::Manifest::parse(&json[..], Some("application/vnd.oci.image.index.v1+json"))?;
 /// assert!(m.kind().is_index());
-/// assert_eq!(m.digest(), &oci_image::sha256(json));
-/// # Ok::<(), oci_image::Error>(())
+/// assert_eq!(m.digest(), &oci_rs_image::sha256(json));
+/// # Ok::<(), oci_rs_image::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {

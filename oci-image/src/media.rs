@@ -62,7 +62,7 @@ impl Compression {
 /// The compression a layer media type announces, or `None` when the type is not a layer.
 ///
 /// ```
-/// use oci_image::media::{layer_compression, Compression};
+/// use oci_rs_image::media::{layer_compression, Compression};
 /// assert_eq!(layer_compression("application/vnd.docker.image.rootfs.diff.tar.gzip"), Some(Compression::Gzip));
 /// assert_eq!(layer_compression("application/vnd.oci.image.layer.v1.tar+zstd"), Some(Compression::Zstd));
 /// assert_eq!(layer_compression("application/vnd.oci.image.config.v1+json"), None);

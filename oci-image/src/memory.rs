@@ -28,8 +28,8 @@ struct Inner {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> oci_image::Result<()> {
-/// use oci_image::{BlobStore, BlobStoreExt, MemoryStore};
+/// # async fn main() -> oci_rs_image::Result<()> {
+/// use oci_rs_image::{BlobStore, BlobStoreExt, MemoryStore};
 /// let store = MemoryStore::new();
 /// let info = store.put_bytes("hello".into()).await?;
 /// assert!(store.contains(&info.digest).await?);

@@ -11,12 +11,12 @@ use std::str::FromStr;
 /// `os/arch[/variant]`.
 ///
 /// ```
-/// use oci_image::PlatformSpec;
+/// use oci_rs_image::PlatformSpec;
 /// let p: PlatformSpec = "linux/aarch64".parse()?;
 /// assert_eq!(p.to_string(), "linux/arm64/v8");
 /// let p: PlatformSpec = "linux/x86_64".parse()?;
 /// assert_eq!(p.to_string(), "linux/amd64");
-/// # Ok::<(), oci_image::Error>(())
+/// # Ok::<(), oci_rs_image::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PlatformSpec {

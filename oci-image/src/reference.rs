@@ -20,14 +20,14 @@ pub const DOCKER_HUB_API_HOST: &str = "registry-1.docker.io";
 /// A parsed, normalised image reference: registry, repository, and a tag, a digest or both.
 ///
 /// ```
-/// use oci_image::ImageReference;
+/// use oci_rs_image::ImageReference;
 /// let r: ImageReference = "busybox".parse()?;
 /// assert_eq!(r.to_string(), "docker.io/library/busybox:latest");
 /// assert_eq!(r.familiar(), "busybox:latest");
 /// assert_eq!(r.api_host(), "registry-1.docker.io");
 /// let r: ImageReference = "localhost:5000/team/app:v1".parse()?;
 /// assert_eq!((r.registry(), r.repository(), r.tag()), ("localhost:5000", "team/app", Some("v1")));
-/// # Ok::<(), oci_image::Error>(())
+/// # Ok::<(), oci_rs_image::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ImageReference {

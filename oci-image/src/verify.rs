@@ -20,8 +20,8 @@ use tokio::io::{AsyncRead, ReadBuf};
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use tokio::io::AsyncReadExt;
 /// let data = b"hello world";
-/// let digest = oci_image::sha256(data);
-/// let mut r = oci_image::VerifyingReader::new(&data[..], digest, Some(11))?;
+/// let digest = oci_rs_image::sha256(data);
+/// let mut r = oci_rs_image::VerifyingReader::new(&data[..], digest, Some(11))?;
 /// let mut out = Vec::new();
 /// r.read_to_end(&mut out).await?;
 /// assert!(r.is_verified());

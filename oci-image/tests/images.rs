@@ -5,8 +5,8 @@
 mod common;
 
 use common::{busybox_image, busybox_layer};
-use oci_image::oci_spec::image::{ImageIndexBuilder, MediaType, Platform, PlatformBuilder};
-use oci_image::{
+use oci_rs_image::oci_spec::image::{ImageIndexBuilder, MediaType, Platform, PlatformBuilder};
+use oci_rs_image::{
     copy, descriptor, ArchiveFormat, ArchiveSource, ArchiveWriter, BlobStore, BlobStoreExt,
     CopyEvent, CopyOptions, Error, ImageBuilder, ImageDestination, ImageInspect, ImageSource,
     Manifest, ManifestInspect, ManifestKind, ManifestRef, MemoryStore, OciLayout, PlatformFilter,
@@ -48,7 +48,7 @@ async fn built_image_has_config_diff_ids_and_history() {
     let m = busybox_image(&store, "amd64", false).await;
     let img = m.as_image().unwrap();
     assert_eq!(img.layers().len(), 2);
-    let cfg = oci_image::build::read_config(&store, img.config())
+    let cfg = oci_rs_image::build::read_config(&store, img.config())
         .await
         .unwrap();
     assert_eq!(cfg.rootfs().diff_ids().len(), 2);
@@ -56,7 +56,7 @@ async fn built_image_has_config_diff_ids_and_history() {
     let tar = busybox_layer("amd64").await;
     assert_eq!(
         cfg.rootfs().diff_ids()[0],
-        oci_image::sha256(&tar).to_string()
+        oci_rs_image::sha256(&tar).to_string()
     );
     let exec = cfg.config().as_ref().unwrap();
     assert_eq!(exec.entrypoint().as_ref().unwrap(), &["/bin/sh", "-c"]);
@@ -74,7 +74,7 @@ async fn built_image_has_config_diff_ids_and_history() {
     b.add_layer_tar(
         &store,
         &mut &l[..],
-        oci_image::media::Compression::Zstd,
+        oci_rs_image::media::Compression::Zstd,
         "ADD third /",
     )
     .await
@@ -83,7 +83,7 @@ async fn built_image_has_config_diff_ids_and_history() {
     let img2 = m2.as_image().unwrap();
     assert_eq!(img2.layers().len(), 3);
     assert_eq!(img2.layers()[..2], img.layers()[..]);
-    let cfg2 = oci_image::build::read_config(&store, img2.config())
+    let cfg2 = oci_rs_image::build::read_config(&store, img2.config())
         .await
         .unwrap();
     assert_eq!(
@@ -532,7 +532,7 @@ async fn concurrent_copies_into_one_layout_store_each_blob_once() {
     assert_eq!(ReferenceStore::list(&dst).await.unwrap().len(), 12);
     for d in have {
         let data = std::fs::read(dst.blob_path(&d).unwrap()).unwrap();
-        assert_eq!(oci_image::sha256(&data), d);
+        assert_eq!(oci_rs_image::sha256(&data), d);
     }
 }
 
@@ -574,7 +574,7 @@ async fn docker_archive_hashes_each_layer_once() {
     layer.extend((0..4u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
     let n = 1000;
     let diff_ids: Vec<String> = (0..n)
-        .map(|_| oci_image::sha256(b"x").to_string())
+        .map(|_| oci_rs_image::sha256(b"x").to_string())
         .collect();
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
@@ -609,7 +609,10 @@ async fn docker_archive_hashes_each_layer_once() {
     let m: serde_json::Value = serde_json::from_slice(m.bytes()).unwrap();
     let layers = m["layers"].as_array().unwrap();
     assert_eq!(layers.len(), n);
-    assert_eq!(layers[0]["digest"], oci_image::sha256(&layer).to_string());
+    assert_eq!(
+        layers[0]["digest"],
+        oci_rs_image::sha256(&layer).to_string()
+    );
 }
 
 // Data loss: a gc (an `rmi` in another terminal) while a pull writes deleted the pull's
@@ -641,7 +644,7 @@ async fn lease_of_a_process_that_died_expires() {
     let layout = OciLayout::create(dir.path()).await.unwrap();
     let d = layout.put_bytes("orphan".into()).await.unwrap().digest;
     // A lease file nobody holds a lock on: what a killed pull leaves.
-    let leases = dir.path().join(oci_image::lease::LEASES_DIR);
+    let leases = dir.path().join(oci_rs_image::lease::LEASES_DIR);
     std::fs::create_dir_all(&leases).unwrap();
     std::fs::write(leases.join("lease-dead"), format!("{d}\n")).unwrap();
     let r = layout.gc().await.unwrap();
@@ -653,7 +656,10 @@ async fn lease_of_a_process_that_died_expires() {
 async fn gc_leaves_an_old_temporary_that_is_still_being_written() {
     let dir = tempfile::tempdir().unwrap();
     let layout = OciLayout::create(dir.path()).await.unwrap();
-    let mut w = layout.ingest(oci_image::Expected::unknown()).await.unwrap();
+    let mut w = layout
+        .ingest(oci_rs_image::Expected::unknown())
+        .await
+        .unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut w, b"slow download")
         .await
         .unwrap();

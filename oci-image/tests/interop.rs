@@ -6,14 +6,14 @@
 mod common;
 
 use common::{busybox_image, have, run};
-use oci_image::{
+use oci_rs_image::{
     copy, ArchiveFormat, ArchiveSource, ArchiveWriter, BlobStore, CopyOptions, ImageDestination,
     ImageSource, ManifestRef, MemoryStore, OciLayout,
 };
 use tokio::io::AsyncReadExt;
 
 /// Reads every blob of the image `tag` names in `src`, proving each verifies.
-async fn read_all_blobs(src: &dyn ImageSource, tag: &str) -> oci_image::Manifest {
+async fn read_all_blobs(src: &dyn ImageSource, tag: &str) -> oci_rs_image::Manifest {
     let m = src.manifest(&ManifestRef::Tag(tag.into())).await.unwrap();
     for d in m.children() {
         let mut r = src.blob(&d).await.unwrap();
@@ -54,7 +54,7 @@ async fn skopeo_and_umoci_read_our_layout() {
         &["inspect", "--config", &format!("oci:{root}:v1")],
     );
     let cfg: serde_json::Value = serde_json::from_str(&cfg).unwrap();
-    let ours = oci_image::build::read_config_json(&layout, m.as_image().unwrap().config())
+    let ours = oci_rs_image::build::read_config_json(&layout, m.as_image().unwrap().config())
         .await
         .unwrap();
     assert_eq!(cfg["rootfs"], ours["rootfs"]);
@@ -126,10 +126,11 @@ async fn skopeo_reads_our_archives_and_we_read_its() {
     let layout = OciLayout::open(&via).await.unwrap();
     let back = read_all_blobs(&layout, "x").await;
     // skopeo recompresses the layers, but the DiffIDs (the filesystem) are the same.
-    let cfg_back = oci_image::build::read_config_json(&layout, back.as_image().unwrap().config())
-        .await
-        .unwrap();
-    let cfg_src = oci_image::build::read_config_json(&src, m.as_image().unwrap().config())
+    let cfg_back =
+        oci_rs_image::build::read_config_json(&layout, back.as_image().unwrap().config())
+            .await
+            .unwrap();
+    let cfg_src = oci_rs_image::build::read_config_json(&src, m.as_image().unwrap().config())
         .await
         .unwrap();
     assert_eq!(cfg_back["rootfs"], cfg_src["rootfs"]);
@@ -169,7 +170,7 @@ async fn skopeo_reads_our_archives_and_we_read_its() {
     let a = ArchiveSource::open(&theirs).await.unwrap();
     assert_eq!(a.tags(), ["example.com/tools/busybox:2"]);
     let got = read_all_blobs(&a, "example.com/tools/busybox:2").await;
-    let cfg_theirs = oci_image::build::read_config_json(&a, got.as_image().unwrap().config())
+    let cfg_theirs = oci_rs_image::build::read_config_json(&a, got.as_image().unwrap().config())
         .await
         .unwrap();
     assert_eq!(cfg_theirs["rootfs"], cfg_src["rootfs"]);
@@ -256,4 +257,4 @@ async fn we_read_umoci_layouts() {
     assert_eq!(tags, ["base", "next", "ours"]);
 }
 
-use oci_image::ReferenceStore as _;
+use oci_rs_image::ReferenceStore as _;

@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
-use oci_image::oci_spec::image::{Descriptor, MediaType};
-use oci_image::{
+use oci_rs_image::oci_spec::image::{Descriptor, MediaType};
+use oci_rs_image::{
     descriptor, parse_digest, sha256, BlobStore, BlobStoreExt, Error, Expected, ImageDestination,
     ImageSource, Manifest, ManifestRef, MemoryStore, OciLayout, ReferenceStore,
 };

@@ -10,9 +10,9 @@
 use crate::error::{Error, Result};
 use crate::root::{clean, kind_at, remove_all, Root};
 use futures_util::StreamExt;
-use oci_image::media::{layer_compression, Compression};
-use oci_image::oci_spec::image::Digest;
-use oci_image::HashingReader;
+use oci_rs_image::media::{layer_compression, Compression};
+use oci_rs_image::oci_spec::image::Digest;
+use oci_rs_image::HashingReader;
 use rustix::fs::{
     fchmod, fchown, futimens, linkat, mkdirat, mknodat, openat, symlinkat, AtFlags, FileType, Gid,
     Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags,
@@ -170,13 +170,13 @@ pub struct ApplyReport {
 /// checked against the stream's first bytes) onto `root`.
 ///
 /// ```no_run
-/// # async fn f() -> oci_layer::Result<()> {
+/// # async fn f() -> oci_rs_layer::Result<()> {
 /// let file = tokio::fs::File::open("layer.tar.gz").await?;
-/// let report = oci_layer::apply(
+/// let report = oci_rs_layer::apply(
 ///     std::path::Path::new("/tmp/rootfs"),
 ///     file,
 ///     "application/vnd.oci.image.layer.v1.tar+gzip",
-///     &oci_layer::ApplyOptions::default(),
+///     &oci_rs_layer::ApplyOptions::default(),
 /// )
 /// .await?;
 /// println!("{} entries, diff id {:?}", report.entries, report.diff_id);
@@ -243,7 +243,7 @@ pub async fn apply_tar(
 ) -> Result<ApplyReport> {
     let root = Root::open(root)?;
     // Long-name and PAX records are held whole by the parser: refuse huge ones first.
-    let mut archive = Archive::new(HashingReader::new(oci_image::TarGuard::new(tar)));
+    let mut archive = Archive::new(HashingReader::new(oci_rs_image::TarGuard::new(tar)));
     let mut report = ApplyReport::default();
     let mut st = State {
         root: &root,

@@ -17,9 +17,9 @@ use crate::apply::{OPAQUE_MARKER, ROOTLESS_XATTR, WHITEOUT_PREFIX};
 use crate::error::{Error, Result};
 use crate::root::Root;
 use crate::tarw::{EntryHeader, TarWriter};
-use oci_image::media::Compression;
-use oci_image::oci_spec::image::{Descriptor, Digest};
-use oci_image::BlobStore;
+use oci_rs_image::media::Compression;
+use oci_rs_image::oci_spec::image::{Descriptor, Digest};
+use oci_rs_image::BlobStore;
 use rustix::fs::{openat, statat, AtFlags, FileType, Mode, OFlags, Stat};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
@@ -607,7 +607,7 @@ async fn write_changes<W: AsyncWrite + Unpin>(
 }
 
 /// A diff written into `store` as a compressed layer, the DiffID and compressed digest
-/// computed on the way: ready for [`oci_image::ImageBuilder::append_layer`].
+/// computed on the way: ready for [`oci_rs_image::ImageBuilder::append_layer`].
 pub async fn diff_to_store(
     store: &dyn BlobStore,
     lower: Option<&Path>,
@@ -629,7 +629,7 @@ pub async fn diff_to_store(
     // The reader moves into its future: if storing fails, it is dropped and the writer's
     // next write fails instead of waiting forever.
     let consume =
-        async move { oci_image::build::write_layer(store, &mut r, compression, false).await };
+        async move { oci_rs_image::build::write_layer(store, &mut r, compression, false).await };
     let (report, layer) = tokio::join!(produce, consume);
     let report = report?;
     let (desc, diff_id) = layer?;

@@ -87,9 +87,9 @@ pub enum Error {
         /// The total with that entry.
         would_be: u64,
     },
-    /// An error from `oci-image` (digests, stores).
+    /// An error from `oci-rs-image` (digests, stores).
     #[error(transparent)]
-    Image(#[from] oci_image::Error),
+    Image(#[from] oci_rs_image::Error),
     /// An I/O error without a path.
     #[error("i/o error on a stream")]
     Io(#[from] std::io::Error),

@@ -1,4 +1,4 @@
-//! # oci-layer
+//! # oci-rs-layer
 //!
 //! Layers of OCI and Docker images applied to directories, safely: gzip, zstd or plain tars,
 //! OCI whiteouts (`.wh.NAME`) and opaque directories (`.wh..wh..opq`), every file type a layer
@@ -30,3 +30,8 @@ pub use error::{Error, Result};
 pub use snapshot::{
     flatten, private_dir, Mount, MountKind, SnapshotInfo, Snapshotter, UnpackReport,
 };
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

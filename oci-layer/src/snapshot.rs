@@ -25,10 +25,10 @@
 use crate::apply::{apply, ApplyOptions};
 use crate::diff::{diff, diff_overlay, DiffOptions};
 use crate::error::{Error, Result};
-use oci_image::build::read_config;
-use oci_image::media::Compression;
-use oci_image::oci_spec::image::{Descriptor, Digest};
-use oci_image::{ImageSource, Manifest};
+use oci_rs_image::build::read_config;
+use oci_rs_image::media::Compression;
+use oci_rs_image::oci_spec::image::{Descriptor, Digest};
+use oci_rs_image::{ImageSource, Manifest};
 use std::path::{Path, PathBuf};
 
 /// Where snapshots live.
@@ -183,7 +183,7 @@ impl Snapshotter {
 
     /// The directory of the layer with this DiffID.
     pub fn layer_dir(&self, diff_id: &Digest) -> Result<PathBuf> {
-        let (alg, hex) = oci_image::digest::path_components(diff_id)?;
+        let (alg, hex) = oci_rs_image::digest::path_components(diff_id)?;
         Ok(self.root.join("layers").join(format!("{alg}-{hex}")))
     }
 
@@ -221,7 +221,7 @@ impl Snapshotter {
         layers
             .into_iter()
             .zip(diff_ids)
-            .map(|(l, d)| Ok((l, oci_image::parse_digest(d)?)))
+            .map(|(l, d)| Ok((l, oci_rs_image::parse_digest(d)?)))
             .collect()
     }
 
@@ -453,7 +453,7 @@ impl Snapshotter {
         mount: &Mount,
         src: &dyn ImageSource,
         manifest: &Manifest,
-        store: &dyn oci_image::BlobStore,
+        store: &dyn oci_rs_image::BlobStore,
         compression: Compression,
         opts: &DiffOptions,
     ) -> Result<(Descriptor, Digest)> {
@@ -471,7 +471,7 @@ impl Snapshotter {
         mount: &Mount,
         src: &dyn ImageSource,
         stack: &[(Descriptor, Digest)],
-        store: &dyn oci_image::BlobStore,
+        store: &dyn oci_rs_image::BlobStore,
         compression: Compression,
         opts: &DiffOptions,
     ) -> Result<(Descriptor, Digest, crate::diff::DiffReport)> {
@@ -535,7 +535,7 @@ impl Snapshotter {
 pub async fn flatten(
     src: &dyn ImageSource,
     manifest: &Manifest,
-    store: &dyn oci_image::BlobStore,
+    store: &dyn oci_rs_image::BlobStore,
     compression: Compression,
     scratch_parent: &Path,
 ) -> Result<(Descriptor, Digest)> {

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{gzip, is_root, snapshot, tar, E};
-use oci_layer::{apply, apply_tar, ApplyOptions, Devices, Error, IdRange, Ownership};
+use oci_rs_layer::{apply, apply_tar, ApplyOptions, Devices, Error, IdRange, Ownership};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use tokio_tar::EntryType;
@@ -46,7 +46,7 @@ impl Sandbox {
         &self,
         entries: &[E],
         opts: &ApplyOptions,
-    ) -> Result<oci_layer::ApplyReport, Error> {
+    ) -> Result<oci_rs_layer::ApplyReport, Error> {
         let before = snapshot(&self.outside);
         let data = tar(entries);
         let r = apply(&self.root, &data[..], TAR, opts).await;
@@ -86,7 +86,7 @@ async fn applies_every_entry_type_with_metadata() {
     let r = apply(&sb.root, &gz[..], GZ, &ApplyOptions::default())
         .await
         .unwrap();
-    assert_eq!(r.diff_id.unwrap(), oci_image::sha256(&data));
+    assert_eq!(r.diff_id.unwrap(), oci_rs_image::sha256(&data));
     assert_eq!(r.tar_bytes, data.len() as u64);
     assert_eq!(r.entries, entries.len() as u64);
     let tool = std::fs::symlink_metadata(p(&sb.root, "bin/tool")).unwrap();
@@ -147,7 +147,7 @@ async fn zstd_layers_and_magic_checks() {
     )
     .await
     .unwrap();
-    assert_eq!(r.diff_id.unwrap(), oci_image::sha256(&data));
+    assert_eq!(r.diff_id.unwrap(), oci_rs_image::sha256(&data));
     // A plain tar announced as gzip is refused before anything is written.
     let e = apply(&sb.root, &data[..], GZ, &ApplyOptions::default())
         .await
@@ -247,12 +247,12 @@ async fn apply_refuses_dotdot_entries() {
         )
         .await
         .unwrap_err();
-    assert!(oci_image::chain(&e).contains(".."), "{e}");
+    assert!(oci_rs_image::chain(&e).contains(".."), "{e}");
     let e = sb
         .apply(&[E::file("x/.wh...", b"")], &ApplyOptions::default())
         .await
         .unwrap_err();
-    assert!(oci_image::chain(&e).contains("whiteout"), "{e}");
+    assert!(oci_rs_image::chain(&e).contains("whiteout"), "{e}");
 }
 
 #[tokio::test]
@@ -333,7 +333,7 @@ async fn apply_refuses_symlink_escapes() {
         )
         .await
         .unwrap_err();
-    assert!(oci_image::chain(&e).contains("dangling"), "{e}");
+    assert!(oci_rs_image::chain(&e).contains("dangling"), "{e}");
 }
 
 #[tokio::test]
@@ -347,7 +347,7 @@ async fn apply_refuses_hardlinks_out_of_the_root() {
         )
         .await
         .unwrap_err();
-    assert!(oci_image::chain(&e).contains(".."), "{e}");
+    assert!(oci_rs_image::chain(&e).contains(".."), "{e}");
     // An absolute target resolves inside the root, where it does not exist.
     let e = sb
         .apply(
@@ -356,7 +356,7 @@ async fn apply_refuses_hardlinks_out_of_the_root() {
         )
         .await
         .unwrap_err();
-    assert!(oci_image::chain(&e).contains("does not exist"), "{e}");
+    assert!(oci_rs_image::chain(&e).contains("does not exist"), "{e}");
     // Through a symlink to outside.
     let e = sb
         .apply(
@@ -365,7 +365,7 @@ async fn apply_refuses_hardlinks_out_of_the_root() {
         )
         .await
         .unwrap_err();
-    assert!(oci_image::chain(&e).contains("does not exist"), "{e}");
+    assert!(oci_rs_image::chain(&e).contains("does not exist"), "{e}");
     // A hard link to a symlink links the symlink itself.
     sb.apply(
         &[
@@ -422,7 +422,7 @@ async fn apply_refuses_unallowed_xattrs() {
     };
     let e = sb.apply(&entries, &strict).await.unwrap_err();
     assert!(
-        oci_image::chain(&e).contains("trusted.overlay.opaque"),
+        oci_rs_image::chain(&e).contains("trusted.overlay.opaque"),
         "{e}"
     );
 }
@@ -437,7 +437,7 @@ async fn apply_refuses_pax_size_disagreeing_with_header() {
         )
         .await
         .unwrap_err();
-    assert!(oci_image::chain(&e).contains("PAX size"), "{e}");
+    assert!(oci_rs_image::chain(&e).contains("PAX size"), "{e}");
 }
 
 #[tokio::test]
@@ -454,7 +454,7 @@ async fn truncated_corrupt_and_wrong_diff_id_layers_fail() {
         "{e}"
     );
     assert!(
-        oci_image::chain(&e).contains("entries") || oci_image::chain(&e).contains("entry"),
+        oci_rs_image::chain(&e).contains("entries") || oci_rs_image::chain(&e).contains("entry"),
         "{e}"
     );
     let mut corrupt = gz.clone();
@@ -470,7 +470,7 @@ async fn truncated_corrupt_and_wrong_diff_id_layers_fail() {
         .await
         .is_err());
     let wrong = ApplyOptions {
-        diff_id: Some(oci_image::sha256(b"something else")),
+        diff_id: Some(oci_rs_image::sha256(b"something else")),
         ..Default::default()
     };
     let e = apply(&sb.root, &gz[..], GZ, &wrong).await.unwrap_err();
@@ -656,7 +656,7 @@ async fn gnu_sparse_files_and_gnu_long_names_from_gnu_tar() {
     let r = apply_tar(&sb.root, &data[..], &ApplyOptions::default())
         .await
         .unwrap();
-    assert_eq!(r.diff_id.unwrap(), oci_image::sha256(&data));
+    assert_eq!(r.diff_id.unwrap(), oci_rs_image::sha256(&data));
     let rel = long_dir.strip_prefix(&src).unwrap();
     assert_eq!(
         std::fs::read(sb.root.join(rel).join("file")).unwrap(),
@@ -767,7 +767,7 @@ async fn layer_declaring_more_than_the_limit_fails_before_writing() {
         .await
         .unwrap_err();
     assert!(
-        oci_image::chain(&err).contains("limit of 1000 bytes"),
+        oci_rs_image::chain(&err).contains("limit of 1000 bytes"),
         "{err}"
     );
     assert_eq!(std::fs::read(sb.root.join("a")).unwrap(), vec![1u8; 600]);
@@ -810,7 +810,7 @@ async fn pax_times_are_honoured_and_out_of_range_times_clamped() {
     );
     assert_eq!(
         std::fs::metadata(sb.root.join("huge")).unwrap().mtime(),
-        *oci_layer::apply::MTIME_RANGE.end()
+        *oci_rs_layer::apply::MTIME_RANGE.end()
     );
 }
 
@@ -876,7 +876,7 @@ async fn paths_and_link_targets_over_path_max_are_refused() {
         .apply(&[E::file(&long, b"x")], &ApplyOptions::default())
         .await
         .unwrap_err();
-    assert!(oci_image::chain(&err).contains("over 4096"), "{err}");
+    assert!(oci_rs_image::chain(&err).contains("over 4096"), "{err}");
     let err = sb
         .apply(
             &[E::symlink("l", &"x".repeat(5000))],
@@ -884,7 +884,7 @@ async fn paths_and_link_targets_over_path_max_are_refused() {
         )
         .await
         .unwrap_err();
-    assert!(oci_image::chain(&err).contains("over 4096"), "{err}");
+    assert!(oci_rs_image::chain(&err).contains("over 4096"), "{err}");
 }
 
 fn open_dir_path(dir: &Path) -> std::os::fd::OwnedFd {
@@ -911,7 +911,7 @@ fn deep_chain(dir: &Path, depth: usize) {
 /// stack on such a tree).
 fn remove_chain(dir: &Path) {
     let parent = open_dir_path(dir);
-    oci_layer::root::remove_all(std::os::fd::AsFd::as_fd(&parent), "top".as_ref()).unwrap();
+    oci_rs_layer::root::remove_all(std::os::fd::AsFd::as_fd(&parent), "top".as_ref()).unwrap();
 }
 
 #[test]
@@ -934,23 +934,29 @@ async fn diff_of_a_tree_too_deep_for_a_layer_is_a_clear_error() {
         if let Some(l) = &lower {
             std::fs::create_dir_all(l.join("top")).unwrap();
         }
-        let err = oci_layer::diff(
+        let err = oci_rs_layer::diff(
             lower.as_deref(),
             &upper,
             tokio::io::sink(),
-            &oci_layer::DiffOptions::default(),
+            &oci_rs_layer::DiffOptions::default(),
         )
         .await
         .unwrap_err();
-        assert!(oci_image::chain(&err).contains("over 4096 bytes"), "{err}");
+        assert!(
+            oci_rs_image::chain(&err).contains("over 4096 bytes"),
+            "{err}"
+        );
     }
-    let err = oci_layer::diff_overlay(
+    let err = oci_rs_layer::diff_overlay(
         &upper,
         tokio::io::sink(),
-        &oci_layer::DiffOptions::default(),
+        &oci_rs_layer::DiffOptions::default(),
     )
     .await
     .unwrap_err();
-    assert!(oci_image::chain(&err).contains("over 4096 bytes"), "{err}");
+    assert!(
+        oci_rs_image::chain(&err).contains("over 4096 bytes"),
+        "{err}"
+    );
     remove_chain(&upper);
 }

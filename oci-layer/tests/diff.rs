@@ -5,7 +5,9 @@
 mod common;
 
 use common::{is_root, snapshot, Snap};
-use oci_layer::{apply_tar, diff, diff_overlay, diff_to_store, export, ApplyOptions, DiffOptions};
+use oci_rs_layer::{
+    apply_tar, diff, diff_overlay, diff_to_store, export, ApplyOptions, DiffOptions,
+};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -54,7 +56,7 @@ fn tree() -> impl Strategy<Value = Vec<Node>> {
 
 fn mtime_for(content: &[u8]) -> i64 {
     1_000_000
-        + oci_image::sha256(content)
+        + oci_rs_image::sha256(content)
             .digest()
             .bytes()
             .take(6)
@@ -151,7 +153,7 @@ fn comparable(dir: &Path) -> BTreeMap<String, Snap> {
     s
 }
 
-async fn tar_of_diff(lower: Option<&Path>, upper: &Path) -> (oci_layer::DiffReport, Vec<u8>) {
+async fn tar_of_diff(lower: Option<&Path>, upper: &Path) -> (oci_rs_layer::DiffReport, Vec<u8>) {
     diff(lower, upper, Vec::new(), &DiffOptions::default())
         .await
         .unwrap()
@@ -259,13 +261,13 @@ async fn diff_to_store_gives_a_ready_layer() {
     let up = dir.path().join("up");
     std::fs::create_dir(&up).unwrap();
     std::fs::write(up.join("f"), vec![7u8; 100_000]).unwrap();
-    let store = oci_image::MemoryStore::new();
+    let store = oci_rs_image::MemoryStore::new();
     let (desc, diff_id, report) = diff_to_store(
         &store,
         None,
         &up,
         false,
-        oci_image::media::Compression::Gzip,
+        oci_rs_image::media::Compression::Gzip,
         &DiffOptions::default(),
     )
     .await
@@ -273,10 +275,10 @@ async fn diff_to_store_gives_a_ready_layer() {
     let (_, plain) = export(&up, Vec::new(), &DiffOptions::default())
         .await
         .unwrap();
-    assert_eq!(diff_id, oci_image::sha256(&plain));
+    assert_eq!(diff_id, oci_rs_image::sha256(&plain));
     assert_eq!(report.changed, 1);
     assert!(desc.size() < 10_000, "compressed");
-    use oci_image::BlobStore;
+    use oci_rs_image::BlobStore;
     assert!(store.contains(desc.digest()).await.unwrap());
 }
 

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{tar, E};
-use oci_layer::{apply_tar, ApplyOptions};
+use oci_rs_layer::{apply_tar, ApplyOptions};
 
 const LIMIT: u64 = 128;
 const DEPTH: usize = 300;
@@ -48,11 +48,11 @@ async fn deep_trees_are_handled_within_a_small_descriptor_limit() {
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     for lower in [None, Some(empty.as_path())] {
-        let (report, _) = oci_layer::diff(
+        let (report, _) = oci_rs_layer::diff(
             lower,
             &root,
             tokio::io::sink(),
-            &oci_layer::DiffOptions::default(),
+            &oci_rs_layer::DiffOptions::default(),
         )
         .await
         .unwrap();
@@ -65,6 +65,8 @@ async fn deep_trees_are_handled_within_a_small_descriptor_limit() {
         rustix::fs::Mode::empty(),
     )
     .unwrap();
-    assert!(oci_layer::root::remove_all(std::os::fd::AsFd::as_fd(&parent), "o".as_ref()).unwrap());
+    assert!(
+        oci_rs_layer::root::remove_all(std::os::fd::AsFd::as_fd(&parent), "o".as_ref()).unwrap()
+    );
     assert!(!root.join("o").exists());
 }

@@ -5,9 +5,9 @@
 mod common;
 
 use common::{is_root, snapshot, tar, E};
-use oci_image::media::Compression;
-use oci_image::{ImageBuilder, Manifest, MemoryStore};
-use oci_layer::{apply, ApplyOptions, DiffOptions, MountKind, Snapshotter};
+use oci_rs_image::media::Compression;
+use oci_rs_image::{ImageBuilder, Manifest, MemoryStore};
+use oci_rs_layer::{apply, ApplyOptions, DiffOptions, MountKind, Snapshotter};
 use std::path::Path;
 
 fn base() -> Vec<u8> {
@@ -51,9 +51,9 @@ async fn flat(
     store: &MemoryStore,
     m: &Manifest,
     dir: &Path,
-    extra: Option<(&oci_image::oci_spec::image::Descriptor, &MemoryStore)>,
+    extra: Option<(&oci_rs_image::oci_spec::image::Descriptor, &MemoryStore)>,
 ) {
-    use oci_image::ImageSource;
+    use oci_rs_image::ImageSource;
     for l in m.as_image().unwrap().layers() {
         let blob = store.blob(l).await.unwrap();
         apply(dir, blob, l.media_type().as_ref(), &ApplyOptions::default())
@@ -207,7 +207,7 @@ async fn flatten_gives_one_layer_with_the_same_tree() {
     let dir = tempfile::tempdir().unwrap();
     let store = MemoryStore::new();
     let m = image(&store, top_a()).await;
-    let (layer, diff_id) = oci_layer::flatten(&store, &m, &store, Compression::Gzip, dir.path())
+    let (layer, diff_id) = oci_rs_layer::flatten(&store, &m, &store, Compression::Gzip, dir.path())
         .await
         .unwrap();
     assert!(diff_id.to_string().starts_with("sha256:"));
@@ -215,7 +215,7 @@ async fn flatten_gives_one_layer_with_the_same_tree() {
     std::fs::create_dir_all(&a).unwrap();
     std::fs::create_dir_all(&b).unwrap();
     flat(&store, &m, &a, None).await;
-    use oci_image::ImageSource;
+    use oci_rs_image::ImageSource;
     let blob = store.blob(&layer).await.unwrap();
     apply(
         &b,

@@ -2,7 +2,7 @@
 //! distribution registry, next to `skopeo copy`, and prints peak memory (VmHWM).
 //!
 //! ```text
-//! cargo run --release -p oci-registry-client --example transfer_figures
+//! cargo run --release -p oci-rs-registry-client --example transfer_figures
 //! ```
 //!
 //! Needs `/usr/bin/docker-registry` and `skopeo`. Layers are incompressible bytes written to
@@ -10,8 +10,8 @@
 
 #![allow(clippy::print_stdout)]
 
-use oci_image::{BlobReader, Hasher};
-use oci_registry_client::{Client, Repository};
+use oci_rs_image::{BlobReader, Hasher};
+use oci_rs_registry_client::{Client, Repository};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -102,7 +102,7 @@ async fn push(
     c: &Client,
     repo: &Repository,
     blobs: &[(PathBuf, oci_spec::image::Descriptor)],
-    manifest: &oci_image::Manifest,
+    manifest: &oci_rs_image::Manifest,
 ) -> Result<(), BoxError> {
     let mut tasks = Vec::new();
     for (p, d) in blobs {
@@ -123,7 +123,7 @@ async fn push(
 /// Pulls into an OCI layout directory: blobs/sha256/<hex>, verified while streaming.
 async fn pull(c: &Client, repo: &Repository, out: &Path) -> Result<(), BoxError> {
     let m = c
-        .manifest(repo, &oci_image::ManifestRef::Tag("v1".into()))
+        .manifest(repo, &oci_rs_image::ManifestRef::Tag("v1".into()))
         .await?;
     let blobs = out.join("blobs/sha256");
     tokio::fs::create_dir_all(&blobs).await?;
@@ -174,7 +174,7 @@ async fn main() -> Result<(), BoxError> {
         let (digest, size) = write_layer(&p, size, i + 1)?;
         blobs.push((
             p,
-            oci_image::descriptor(oci_image::media::OCI_LAYER_GZIP.into(), digest, size),
+            oci_rs_image::descriptor(oci_rs_image::media::OCI_LAYER_GZIP.into(), digest, size),
         ));
     }
     let diff: Vec<String> = blobs.iter().map(|b| b.1.digest().to_string()).collect();
@@ -183,16 +183,16 @@ async fn main() -> Result<(), BoxError> {
     )?;
     let cfg_path = work.path().join("config");
     std::fs::write(&cfg_path, &config)?;
-    let cfg_desc = oci_image::descriptor(
-        oci_image::media::OCI_CONFIG.into(),
-        oci_image::sha256(&config),
+    let cfg_desc = oci_rs_image::descriptor(
+        oci_rs_image::media::OCI_CONFIG.into(),
+        oci_rs_image::sha256(&config),
         config.len() as u64,
     );
     let manifest = serde_json::json!({
-        "schemaVersion": 2, "mediaType": oci_image::media::OCI_MANIFEST,
+        "schemaVersion": 2, "mediaType": oci_rs_image::media::OCI_MANIFEST,
         "config": cfg_desc, "layers": blobs.iter().map(|b| b.1.clone()).collect::<Vec<_>>(),
     });
-    let manifest = oci_image::Manifest::parse(serde_json::to_vec(&manifest)?, None)?;
+    let manifest = oci_rs_image::Manifest::parse(serde_json::to_vec(&manifest)?, None)?;
     blobs.push((cfg_path, cfg_desc));
     let total: u64 = blobs.iter().map(|b| b.1.size()).sum();
     println!("image: {} blobs, {:.1} MB", blobs.len(), total as f64 / 1e6);

@@ -152,7 +152,7 @@ pub enum Error {
     },
     /// An image-level error: digest or size mismatch, invalid manifest, stream error.
     #[error(transparent)]
-    Image(#[from] oci_image::Error),
+    Image(#[from] oci_rs_image::Error),
 }
 
 /// What kind of failure an [`Error`] is, for callers that branch on it.
@@ -243,7 +243,7 @@ impl Error {
                         .status()
                         .is_some_and(|s| retryable_status(s.as_u16()))
             }
-            Error::Image(oci_image::Error::Stream(_)) => true,
+            Error::Image(oci_rs_image::Error::Stream(_)) => true,
             _ => false,
         }
     }
@@ -263,11 +263,13 @@ impl Error {
 
     /// Converts into the image crate's error for the transfer traits: image errors come back
     /// as they were (so `is_integrity` still works), others are wrapped.
-    pub fn into_image(self) -> oci_image::Error {
+    pub fn into_image(self) -> oci_rs_image::Error {
         match self {
             Error::Image(e) => e,
-            other if other.is_not_found() => oci_image::Error::other_not_found("registry", other),
-            other => oci_image::Error::other("registry", other),
+            other if other.is_not_found() => {
+                oci_rs_image::Error::other_not_found("registry", other)
+            }
+            other => oci_rs_image::Error::other("registry", other),
         }
     }
 
@@ -334,7 +336,7 @@ pub(crate) fn parse_error_body(body: &[u8]) -> Vec<RegistryErrorEntry> {
         .unwrap_or_default()
 }
 
-pub(crate) use oci_image::chain;
+pub(crate) use oci_rs_image::chain;
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,4 @@
-//! # oci-registry-client
+//! # oci-rs-registry-client
 //!
 //! A client for the [OCI distribution spec] (v1.1): pull and push manifests and blobs, list
 //! tags and repositories, find referrers, delete, with the authentication, retries and
@@ -9,7 +9,7 @@
 //! ```no_run
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use oci_registry_client::{Client, DockerConfig, Repository};
+//! use oci_rs_registry_client::{Client, DockerConfig, Repository};
 //! use tokio::io::AsyncReadExt;
 //!
 //! let client = Client::builder()
@@ -28,7 +28,7 @@
 //! ```
 //!
 //! [`RegistrySource`] and [`RegistryDestination`] plug a repository into
-//! [`oci_image::ImageSource`] / [`oci_image::ImageDestination`], so the generic image copy
+//! [`oci_rs_image::ImageSource`] / [`oci_rs_image::ImageDestination`], so the generic image copy
 //! pulls into and pushes from any store.
 //!
 //! ## Guarantees
@@ -86,3 +86,8 @@ pub use push::PushOutcome;
 pub use repository::Repository;
 pub use retry::RetryPolicy;
 pub use transfer::{RegistryDestination, RegistrySource};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

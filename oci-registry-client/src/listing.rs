@@ -7,8 +7,8 @@ use crate::client::{Client, Endpoint, Req};
 use crate::error::{Error, Result};
 use crate::pull::header_str;
 use crate::repository::Repository;
-use oci_image::media::OCI_INDEX;
-use oci_image::{ManifestRef, MAX_MANIFEST_SIZE};
+use oci_rs_image::media::OCI_INDEX;
+use oci_rs_image::{ManifestRef, MAX_MANIFEST_SIZE};
 use oci_spec::image::{Descriptor, Digest, ImageIndex};
 use reqwest::header::{ACCEPT, LINK};
 use reqwest::{Method, Url};
@@ -202,7 +202,7 @@ impl Client {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>> {
-        oci_image::digest::check_supported(subject)?;
+        oci_rs_image::digest::check_supported(subject)?;
         let ep = self.endpoint(repo.registry())?;
         let mut url = ep.url(&format!("v2/{}/referrers/{subject}", repo.name()))?;
         if let Some(t) = artifact_type {
@@ -247,7 +247,7 @@ impl Client {
 
 /// The fallback tag for a subject's referrers: `<alg>-<hex>`.
 pub fn referrers_tag(subject: &Digest) -> Result<String> {
-    let (alg, hex) = oci_image::digest::path_components(subject)?;
+    let (alg, hex) = oci_rs_image::digest::path_components(subject)?;
     let mut t = format!("{alg}-{hex}");
     t.truncate(128);
     Ok(t)
@@ -275,7 +275,7 @@ mod tests {
 
     #[test]
     fn fallback_tag_name() {
-        let d = oci_image::sha256(b"x");
+        let d = oci_rs_image::sha256(b"x");
         let t = referrers_tag(&d).unwrap();
         assert!(t.starts_with("sha256-") && t.len() == 71);
         crate::repository::validate_tag(&t).unwrap();

@@ -10,8 +10,8 @@ use crate::repository::{reference_segment, Repository};
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
-use oci_image::media::{essence, MANIFEST_ACCEPT};
-use oci_image::{BlobReader, Manifest, ManifestRef, VerifyingReader, MAX_MANIFEST_SIZE};
+use oci_rs_image::media::{essence, MANIFEST_ACCEPT};
+use oci_rs_image::{BlobReader, Manifest, ManifestRef, VerifyingReader, MAX_MANIFEST_SIZE};
 use oci_spec::image::{Descriptor, Digest, MediaType};
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use reqwest::{Method, Url};
@@ -103,7 +103,7 @@ impl Client {
             ManifestRef::Digest(d) => Ok(Manifest::parse_expecting(bytes, declared.as_deref(), d)?),
             ManifestRef::Tag(_) => match header_digest {
                 Some(h) => {
-                    let d = oci_image::parse_digest(&h).map_err(|_| {
+                    let d = oci_rs_image::parse_digest(&h).map_err(|_| {
                         Error::invalid(&url, format!("invalid Docker-Content-Digest {h:?}"))
                     })?;
                     Ok(Manifest::parse_expecting(bytes, declared.as_deref(), &d)?)
@@ -138,7 +138,7 @@ impl Client {
         let resp = expect_status(self.send(&ep, req).await?, &[200]).await?;
         let h = resp.headers();
         let digest =
-            header_str(h, DOCKER_CONTENT_DIGEST).and_then(|d| oci_image::parse_digest(d).ok());
+            header_str(h, DOCKER_CONTENT_DIGEST).and_then(|d| oci_rs_image::parse_digest(d).ok());
         let size = header_str(h, CONTENT_LENGTH.as_str()).and_then(|l| l.parse::<u64>().ok());
         let media = header_str(h, CONTENT_TYPE.as_str()).map(|c| essence(c).to_owned());
         if let (Some(digest), Some(size), Some(media)) = (digest, size, media) {
@@ -149,9 +149,9 @@ impl Client {
             if digest_ok
                 && size > 0
                 && size <= MAX_MANIFEST_SIZE
-                && oci_image::ManifestKind::from_media_type(&media).is_some()
+                && oci_rs_image::ManifestKind::from_media_type(&media).is_some()
             {
-                return Ok(oci_image::descriptor(
+                return Ok(oci_rs_image::descriptor(
                     MediaType::from(media.as_str()),
                     digest,
                     size,
@@ -174,7 +174,7 @@ impl Client {
         repo: &Repository,
         digest: &Digest,
     ) -> Result<bool> {
-        oci_image::digest::check_supported(digest)?;
+        oci_rs_image::digest::check_supported(digest)?;
         let url = ep.url(&format!("v2/{}/blobs/{digest}", repo.name()))?;
         let resp = self
             .send(
@@ -221,7 +221,7 @@ impl Client {
         desc: &Descriptor,
         verify: bool,
     ) -> Result<BlobReader> {
-        oci_image::digest::check_supported(desc.digest())?;
+        oci_rs_image::digest::check_supported(desc.digest())?;
         let permit = self
             .inner
             .downloads
@@ -265,7 +265,7 @@ impl Client {
 
     /// Deletes a manifest by digest.
     pub async fn delete_manifest(&self, repo: &Repository, digest: &Digest) -> Result<()> {
-        oci_image::digest::check_supported(digest)?;
+        oci_rs_image::digest::check_supported(digest)?;
         let ep = self.endpoint(repo.registry())?;
         let url = ep.url(&format!("v2/{}/manifests/{digest}", repo.name()))?;
         let req = Req::new(Method::DELETE, url, vec![repo_scope(repo.name(), "delete")]);
@@ -275,7 +275,7 @@ impl Client {
 
     /// Deletes a blob.
     pub async fn delete_blob(&self, repo: &Repository, digest: &Digest) -> Result<()> {
-        oci_image::digest::check_supported(digest)?;
+        oci_rs_image::digest::check_supported(digest)?;
         let ep = self.endpoint(repo.registry())?;
         let url = ep.url(&format!("v2/{}/blobs/{digest}", repo.name()))?;
         let req = Req::new(Method::DELETE, url, vec![repo_scope(repo.name(), "delete")]);
@@ -376,7 +376,7 @@ impl BlobStream {
             404 => {
                 let e = error_from(resp).await;
                 return Err(if e.is_not_found() {
-                    Error::Image(oci_image::Error::BlobNotFound {
+                    Error::Image(oci_rs_image::Error::BlobNotFound {
                         digest: self.digest.clone(),
                     })
                 } else {
@@ -388,7 +388,7 @@ impl BlobStream {
         if let Some(len) = resp.content_length() {
             let expected = self.size - self.offset + self.skip;
             if len > expected {
-                return Err(Error::Image(oci_image::Error::SizeExceeded {
+                return Err(Error::Image(oci_rs_image::Error::SizeExceeded {
                     digest: self.digest.clone(),
                     expected: self.size,
                 }));

@@ -11,8 +11,8 @@ use crate::pull::{header_str, DOCKER_CONTENT_DIGEST};
 use crate::repository::{validate_tag, Repository};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use oci_image::media::OCI_INDEX;
-use oci_image::{BlobReader, Manifest, ManifestKind, ManifestRef, VerifyingReader};
+use oci_rs_image::media::OCI_INDEX;
+use oci_rs_image::{BlobReader, Manifest, ManifestKind, ManifestRef, VerifyingReader};
 use oci_spec::image::{Descriptor, Digest, ImageIndex, MediaType};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use reqwest::{Method, Url};
@@ -239,7 +239,7 @@ impl Client {
         desc: &Descriptor,
         verifying: VerifyingReader<BlobReader>,
     ) -> Result<()> {
-        let failure: Arc<Mutex<Option<oci_image::Error>>> = Arc::default();
+        let failure: Arc<Mutex<Option<oci_rs_image::Error>>> = Arc::default();
         let slot = failure.clone();
         let client = self.clone();
         let digest = desc.digest().clone();
@@ -258,7 +258,7 @@ impl Client {
                     Ok(b)
                 }
                 Err(e) => {
-                    let err = oci_image::Error::from_io(e);
+                    let err = oci_rs_image::Error::from_io(e);
                     let msg = crate::error::chain(&err);
                     if let Ok(mut s) = slot.lock() {
                         *s = Some(err);
@@ -303,7 +303,7 @@ impl Client {
                 let n = limited
                     .read_buf(&mut buf)
                     .await
-                    .map_err(|e| Error::Image(oci_image::Error::from_io(e)))?;
+                    .map_err(|e| Error::Image(oci_rs_image::Error::from_io(e)))?;
                 if n == 0 {
                     break;
                 }
@@ -418,8 +418,8 @@ impl Client {
     ) -> Result<Digest> {
         let indexed = self.put_manifest_only(repo, manifest, tag).await?;
         let subject = match manifest.body() {
-            oci_image::ManifestBody::Image(m) => m.subject().clone(),
-            oci_image::ManifestBody::Index(i) => i.subject().clone(),
+            oci_rs_image::ManifestBody::Image(m) => m.subject().clone(),
+            oci_rs_image::ManifestBody::Index(i) => i.subject().clone(),
         };
         if let (Some(subject), false) = (subject, indexed) {
             self.add_to_referrers_tag(repo, &subject, manifest).await?;
@@ -492,13 +492,13 @@ impl Client {
         }
         let mut desc = manifest.descriptor();
         let (artifact_type, annotations) = match manifest.body() {
-            oci_image::ManifestBody::Image(m) => (
+            oci_rs_image::ManifestBody::Image(m) => (
                 m.artifact_type()
                     .clone()
                     .or_else(|| Some(m.config().media_type().clone())),
                 m.annotations().clone(),
             ),
-            oci_image::ManifestBody::Index(i) => {
+            oci_rs_image::ManifestBody::Index(i) => {
                 (i.artifact_type().clone(), i.annotations().clone())
             }
         };

@@ -2,7 +2,7 @@
 //! naming rules.
 
 use crate::error::{Error, Result};
-use oci_image::ManifestRef;
+use oci_rs_image::ManifestRef;
 use std::fmt;
 
 /// The registry name Docker Hub images use in references.
@@ -39,7 +39,7 @@ impl Repository {
     /// into the repository and what to fetch from it, with docker's defaults (`docker.io`,
     /// `library/`, `latest`).
     pub fn parse_reference(reference: &str) -> Result<(Self, ManifestRef)> {
-        let r = oci_image::ImageReference::parse(reference).map_err(|e| Error::InvalidName {
+        let r = oci_rs_image::ImageReference::parse(reference).map_err(|e| Error::InvalidName {
             name: reference.to_owned(),
             reason: format!("{e}"),
         })?;
@@ -137,7 +137,7 @@ pub fn validate_repository(name: &str) -> Result<()> {
     }
     if !name
         .split('/')
-        .all(oci_image::reference::valid_path_component)
+        .all(oci_rs_image::reference::valid_path_component)
     {
         return Err(bad(
             "each path component: lowercase letters and digits joined by '.', '_', '__' or '-'",
@@ -148,7 +148,7 @@ pub fn validate_repository(name: &str) -> Result<()> {
 
 /// Tags: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
 pub fn validate_tag(tag: &str) -> Result<()> {
-    let ok = oci_image::reference::valid_tag(tag);
+    let ok = oci_rs_image::reference::valid_tag(tag);
     if ok {
         Ok(())
     } else {
@@ -167,7 +167,7 @@ pub(crate) fn reference_segment(r: &ManifestRef) -> Result<String> {
             Ok(t.clone())
         }
         ManifestRef::Digest(d) => {
-            oci_image::digest::check_supported(d)?;
+            oci_rs_image::digest::check_supported(d)?;
             Ok(d.to_string())
         }
     }

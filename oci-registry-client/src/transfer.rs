@@ -4,7 +4,7 @@
 use crate::client::Client;
 use crate::repository::Repository;
 use async_trait::async_trait;
-use oci_image::{BlobReader, ImageDestination, ImageSource, Manifest, ManifestRef};
+use oci_rs_image::{BlobReader, ImageDestination, ImageSource, Manifest, ManifestRef};
 use oci_spec::image::Descriptor;
 
 /// Reads images from one repository of a registry.
@@ -28,21 +28,21 @@ impl RegistrySource {
 
 #[async_trait]
 impl ImageSource for RegistrySource {
-    async fn manifest(&self, reference: &ManifestRef) -> oci_image::Result<Manifest> {
+    async fn manifest(&self, reference: &ManifestRef) -> oci_rs_image::Result<Manifest> {
         self.client
             .manifest(&self.repo, reference)
             .await
             .map_err(crate::Error::into_image)
     }
 
-    async fn blob(&self, desc: &Descriptor) -> oci_image::Result<BlobReader> {
+    async fn blob(&self, desc: &Descriptor) -> oci_rs_image::Result<BlobReader> {
         self.client
             .blob(&self.repo, desc)
             .await
             .map_err(crate::Error::into_image)
     }
 
-    async fn blob_unverified(&self, desc: &Descriptor) -> oci_image::Result<BlobReader> {
+    async fn blob_unverified(&self, desc: &Descriptor) -> oci_rs_image::Result<BlobReader> {
         self.client
             .blob_unverified(&self.repo, desc)
             .await
@@ -75,14 +75,14 @@ impl RegistryDestination {
 
 #[async_trait]
 impl ImageDestination for RegistryDestination {
-    async fn has_blob(&self, desc: &Descriptor) -> oci_image::Result<bool> {
+    async fn has_blob(&self, desc: &Descriptor) -> oci_rs_image::Result<bool> {
         self.client
             .blob_exists(&self.repo, desc.digest())
             .await
             .map_err(crate::Error::into_image)
     }
 
-    async fn put_blob(&self, desc: &Descriptor, reader: BlobReader) -> oci_image::Result<()> {
+    async fn put_blob(&self, desc: &Descriptor, reader: BlobReader) -> oci_rs_image::Result<()> {
         self.client
             .push_blob(&self.repo, desc, reader, None)
             .await
@@ -90,7 +90,11 @@ impl ImageDestination for RegistryDestination {
             .map_err(crate::Error::into_image)
     }
 
-    async fn put_manifest(&self, manifest: &Manifest, tag: Option<&str>) -> oci_image::Result<()> {
+    async fn put_manifest(
+        &self,
+        manifest: &Manifest,
+        tag: Option<&str>,
+    ) -> oci_rs_image::Result<()> {
         self.client
             .push_manifest(&self.repo, manifest, tag)
             .await
@@ -102,7 +106,7 @@ impl ImageDestination for RegistryDestination {
         &self,
         desc: &Descriptor,
         from: &(String, String),
-    ) -> oci_image::Result<bool> {
+    ) -> oci_rs_image::Result<bool> {
         let Ok(from) = Repository::new(&from.0, &from.1) else {
             return Ok(false);
         };

@@ -6,8 +6,8 @@
 mod common;
 
 use common::*;
-use oci_image::{ImageDestination, ImageSource, ManifestRef};
-use oci_registry_client::*;
+use oci_rs_image::{ImageDestination, ImageSource, ManifestRef};
+use oci_rs_registry_client::*;
 use std::sync::{Arc, Mutex};
 
 fn client() -> Client {
@@ -106,7 +106,7 @@ async fn push_and_pull_round_trip_verified() {
         .await
         .unwrap_err();
     assert!(e.is_not_found(), "{e}");
-    let missing = desc(oci_image::media::OCI_LAYER_GZIP, b"not there");
+    let missing = desc(oci_rs_image::media::OCI_LAYER_GZIP, b"not there");
     let Err(e) = c.blob(&repo, &missing).await else {
         panic!("missing blob opened")
     };
@@ -195,7 +195,7 @@ async fn mount_between_repositories_and_fallback_to_upload() {
         .unwrap());
     // A blob the source does not have: the registry opens an upload instead (202).
     let other = b"fresh bytes that only exist here".to_vec();
-    let d = desc(oci_image::media::OCI_LAYER_GZIP, &other);
+    let d = desc(oci_rs_image::media::OCI_LAYER_GZIP, &other);
     assert!(!dst
         .mount_blob(&d, &(reg.addr.clone(), "mount/a".into()))
         .await
@@ -252,7 +252,7 @@ async fn push_of_wrong_bytes_stores_nothing() {
         let c = b.build().unwrap();
         let repo = Repository::new(&reg.addr, "bad/bytes").unwrap();
         let d = desc(
-            oci_image::media::OCI_LAYER_GZIP,
+            oci_rs_image::media::OCI_LAYER_GZIP,
             b"the bytes that were promised",
         );
         let e = c
@@ -299,14 +299,14 @@ async fn referrers_through_tag_schema_fallback() {
         .unwrap();
     let art = serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": oci_image::media::OCI_MANIFEST,
+        "mediaType": oci_rs_image::media::OCI_MANIFEST,
         "artifactType": "application/vnd.example.sig",
         "config": empty_desc,
         "layers": [sig_desc],
         "subject": img.manifest.descriptor(),
         "annotations": {"org.example": "yes"},
     });
-    let art = oci_image::Manifest::parse(serde_json::to_vec(&art).unwrap(), None).unwrap();
+    let art = oci_rs_image::Manifest::parse(serde_json::to_vec(&art).unwrap(), None).unwrap();
     c.push_manifest(&repo, &art, None).await.unwrap();
     let refs = c
         .referrers(&repo, img.manifest.digest(), None)
@@ -548,7 +548,7 @@ async fn skopeo_reads_what_we_push_and_we_read_its_docker_schema2() {
         .manifest(&drepo, &ManifestRef::Tag("v1".into()))
         .await
         .unwrap();
-    assert_eq!(m.kind(), oci_image::ManifestKind::DockerManifest);
+    assert_eq!(m.kind(), oci_rs_image::ManifestKind::DockerManifest);
     let d = c
         .resolve(&drepo, &ManifestRef::Tag("v1".into()))
         .await

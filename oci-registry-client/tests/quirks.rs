@@ -8,8 +8,8 @@ mod common;
 
 use common::server::{serve, Body, Request, Response};
 use common::*;
-use oci_image::{BlobStore, BlobStoreExt, Expected, ManifestRef, MemoryStore};
-use oci_registry_client::*;
+use oci_rs_image::{BlobStore, BlobStoreExt, Expected, ManifestRef, MemoryStore};
+use oci_rs_registry_client::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -78,7 +78,7 @@ async fn chunked_upload_accepts_201_on_patch_and_honours_min_chunk() {
         ("PUT", p) if p.starts_with("/upload/") => {
             let got = rec.lock().unwrap();
             if got.len() == total
-                && r.query("digest").as_deref() == Some(oci_image::sha256(&got).as_ref())
+                && r.query("digest").as_deref() == Some(oci_rs_image::sha256(&got).as_ref())
             {
                 Response::new(201)
             } else {
@@ -160,11 +160,14 @@ async fn head_without_content_length_falls_back_to_get() {
     let s = serve(move |r: &Request| match r.method.as_str() {
         "HEAD" => Response {
             status: 200,
-            headers: vec![("content-type".into(), oci_image::media::OCI_MANIFEST.into())],
+            headers: vec![(
+                "content-type".into(),
+                oci_rs_image::media::OCI_MANIFEST.into(),
+            )],
             body: Body::Unsized,
         },
         "GET" => Response::new(200)
-            .header("content-type", oci_image::media::OCI_MANIFEST)
+            .header("content-type", oci_rs_image::media::OCI_MANIFEST)
             .body(m2.clone()),
         _ => Response::new(405),
     })
@@ -174,7 +177,7 @@ async fn head_without_content_length_falls_back_to_get() {
         .resolve(&repo, &ManifestRef::Tag("v1".into()))
         .await
         .unwrap();
-    assert_eq!(d.digest(), &oci_image::sha256(&m));
+    assert_eq!(d.digest(), &oci_rs_image::sha256(&m));
     assert_eq!(d.size(), m.len() as u64);
     assert_eq!(s.count("GET", "/manifests/v1"), 1);
 }
@@ -300,12 +303,15 @@ async fn wrong_bytes_for_a_digest_are_refused_and_not_stored() {
         .put_stream(Expected::descriptor(&d), &mut r)
         .await
         .unwrap_err();
-    assert!(matches!(e, oci_image::Error::DigestMismatch { .. }), "{e}");
+    assert!(
+        matches!(e, oci_rs_image::Error::DigestMismatch { .. }),
+        "{e}"
+    );
     assert!(!store.contains(d.digest()).await.unwrap());
     assert!(store.list().await.unwrap().is_empty());
     // The same through ImageSource.
     let src = RegistrySource::new(client(), repo);
-    let e = read_all(oci_image::ImageSource::blob(&src, &d).await.unwrap())
+    let e = read_all(oci_rs_image::ImageSource::blob(&src, &d).await.unwrap())
         .await
         .unwrap_err();
     assert!(e.is_integrity(), "{e}");
@@ -315,7 +321,7 @@ async fn wrong_bytes_for_a_digest_are_refused_and_not_stored() {
 /// destination checks what it stores: the store refuses them and keeps nothing.
 #[tokio::test]
 async fn unverified_streams_into_stores_are_checked_there() {
-    use oci_image::{ImageDestination, ImageSource, OciLayout};
+    use oci_rs_image::{ImageDestination, ImageSource, OciLayout};
     let data = blob_data();
     let mut wrong = data.clone();
     wrong[1234] ^= 0xff;
@@ -351,13 +357,13 @@ async fn manifest_by_digest_with_wrong_bytes_is_refused() {
     other.push(b' ');
     let s = serve(move |_r: &Request| {
         Response::new(200)
-            .header("content-type", oci_image::media::OCI_MANIFEST)
+            .header("content-type", oci_rs_image::media::OCI_MANIFEST)
             .body(other.clone())
     })
     .await;
     let repo = Repository::new(&s.registry(), "a/b").unwrap();
     let e = client()
-        .manifest(&repo, &ManifestRef::Digest(oci_image::sha256(&m)))
+        .manifest(&repo, &ManifestRef::Digest(oci_rs_image::sha256(&m)))
         .await
         .unwrap_err();
     assert!(e.is_integrity(), "{e}");
@@ -365,10 +371,10 @@ async fn manifest_by_digest_with_wrong_bytes_is_refused() {
     let m2 = manifest_bytes();
     let s = serve(move |_r: &Request| {
         Response::new(200)
-            .header("content-type", oci_image::media::OCI_MANIFEST)
+            .header("content-type", oci_rs_image::media::OCI_MANIFEST)
             .header(
                 "docker-content-digest",
-                oci_image::sha256(b"something else").to_string(),
+                oci_rs_image::sha256(b"something else").to_string(),
             )
             .body(m2.clone())
     })
@@ -391,7 +397,7 @@ async fn retry_after_429_then_success() {
             Response::new(429).header("retry-after", "1")
         } else {
             Response::new(200)
-                .header("content-type", oci_image::media::OCI_MANIFEST)
+                .header("content-type", oci_rs_image::media::OCI_MANIFEST)
                 .body(m.clone())
         }
     })
@@ -419,7 +425,7 @@ async fn server_error_then_success_is_retried() {
             0 => Response::new(500),
             1 => Response::new(503),
             _ => Response::new(200)
-                .header("content-type", oci_image::media::OCI_MANIFEST)
+                .header("content-type", oci_rs_image::media::OCI_MANIFEST)
                 .body(m.clone()),
         },
     )
@@ -532,7 +538,10 @@ async fn oversized_manifest_is_refused() {
         let b2 = big.clone();
         let s = serve(move |_r: &Request| Response {
             status: 200,
-            headers: vec![("content-type".into(), oci_image::media::OCI_MANIFEST.into())],
+            headers: vec![(
+                "content-type".into(),
+                oci_rs_image::media::OCI_MANIFEST.into(),
+            )],
             body: if chunked {
                 Body::Chunked(b2.clone().into())
             } else {
@@ -642,7 +651,7 @@ async fn bearer_token_refreshed_on_new_challenge() {
         };
         if ok {
             Response::new(200)
-                .header("content-type", oci_image::media::OCI_MANIFEST)
+                .header("content-type", oci_rs_image::media::OCI_MANIFEST)
                 .body(m.clone())
         } else {
             Response::new(401).header("www-authenticate", challenge)
@@ -673,7 +682,7 @@ async fn mirror_falls_back_to_origin() {
     let mirror = serve(|_r: &Request| Response::new(404)).await;
     let origin = serve(move |_r: &Request| {
         Response::new(200)
-            .header("content-type", oci_image::media::OCI_MANIFEST)
+            .header("content-type", oci_rs_image::media::OCI_MANIFEST)
             .body(m.clone())
     })
     .await;
@@ -767,7 +776,7 @@ async fn failed_patch_continues_from_the_upload_status() {
         ("PUT", "/upload/1") => {
             let got = rec.lock().unwrap();
             if got.len() == total
-                && r.query("digest").as_deref() == Some(oci_image::sha256(&got).as_ref())
+                && r.query("digest").as_deref() == Some(oci_rs_image::sha256(&got).as_ref())
             {
                 Response::new(201)
             } else {
@@ -862,7 +871,7 @@ async fn bearer_token_refreshed_on_expiry_without_a_401() {
     let m = manifest_bytes();
     let s = serve(move |r: &Request| match r.header("authorization") {
         Some(a) if a.starts_with("Bearer tok") => Response::new(200)
-            .header("content-type", oci_image::media::OCI_MANIFEST)
+            .header("content-type", oci_rs_image::media::OCI_MANIFEST)
             .body(m.clone()),
         _ => Response::new(401).header(
             "www-authenticate",
@@ -914,7 +923,7 @@ async fn realm_on_another_origin_gets_basic_only_and_registry_gets_bearer_only()
     let s = serve(
         move |r: &Request| match r.header("authorization").as_deref() {
             Some("Bearer registry-token") => Response::new(200)
-                .header("content-type", oci_image::media::OCI_MANIFEST)
+                .header("content-type", oci_rs_image::media::OCI_MANIFEST)
                 .body(m.clone()),
             _ => Response::new(401).header(
                 "www-authenticate",
@@ -961,7 +970,7 @@ async fn content_type_contradicting_the_document_is_refused() {
     let m = manifest_bytes();
     let s = serve(move |_r: &Request| {
         Response::new(200)
-            .header("content-type", oci_image::media::OCI_INDEX)
+            .header("content-type", oci_rs_image::media::OCI_INDEX)
             .body(m.clone())
     })
     .await;
@@ -1064,7 +1073,7 @@ async fn blob_trickling_under_the_minimum_rate_fails_in_bounded_time() {
     let e = read_all(c.blob(&repo, &d).await.unwrap())
         .await
         .unwrap_err();
-    assert!(oci_image::chain(&e).contains("bytes/s"), "{e}");
+    assert!(oci_rs_image::chain(&e).contains("bytes/s"), "{e}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",

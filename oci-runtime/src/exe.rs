@@ -122,8 +122,8 @@ pub(crate) fn check() -> Result<()> {
 /// copy did not come out sealed.
 ///
 /// ```no_run
-/// fn main() -> Result<(), oci_runtime::Error> {
-///     oci_runtime::exe::reexec_sealed()?;
+/// fn main() -> Result<(), oci_rs_runtime::Error> {
+///     oci_rs_runtime::exe::reexec_sealed()?;
 ///     // ... create and run containers ...
 ///     Ok(())
 /// }

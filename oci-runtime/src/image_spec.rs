@@ -7,8 +7,8 @@
 //! cgroup limits.
 //!
 //! ```no_run
-//! # fn main() -> oci_runtime::Result<()> {
-//! use oci_runtime::image_spec::{spec_from_image, Network, RunOptions};
+//! # fn main() -> oci_rs_runtime::Result<()> {
+//! use oci_rs_runtime::image_spec::{spec_from_image, Network, RunOptions};
 //! let config: oci_spec::image::ImageConfiguration =
 //!     serde_json::from_str(r#"{"architecture":"amd64","os":"linux",
 //!         "config":{"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":[]}}"#).unwrap();

@@ -1,4 +1,4 @@
-//! # oci-runtime
+//! # oci-rs-runtime
 //!
 //! A Linux namespace container runtime as a library, following the OCI runtime spec: give it
 //! an `oci_spec::runtime::Spec` and a root filesystem, and [`ContainerBuilder::create`] sets
@@ -95,3 +95,8 @@ pub use container::{
 };
 pub use devices::{device_rules, DeviceRule, DEFAULT_ALLOWED};
 pub use error::{chain, Error, Result};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

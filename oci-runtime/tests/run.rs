@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use oci_runtime::{run, Container, ContainerBuilder, Error, Status};
+use oci_rs_runtime::{run, Container, ContainerBuilder, Error, Status};
 use oci_spec::runtime::{RootBuilder, Spec};
 use std::io::Read;
 use std::os::fd::OwnedFd;
@@ -45,7 +45,7 @@ impl Bundle {
     fn new() -> Self {
         // This test program runs from its file on disk and its images are our own busybox
         // trees; sealing is tested in tests/sealed.rs and end to end in examples' runc tests.
-        oci_runtime::exe::allow_unsealed();
+        oci_rs_runtime::exe::allow_unsealed();
         let dir = tempfile::tempdir().unwrap();
         let rootfs = dir.path().join("rootfs");
         for d in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
@@ -213,7 +213,7 @@ fn mount_targets_cannot_escape_through_symlinks() {
     let (builder, _out) = b.builder(&unique("evil"), spec.clone());
     // The link resolves inside the root, where its target does not exist: refused.
     let e = builder.create().unwrap_err();
-    assert!(oci_runtime::chain(&e).contains("/evil"), "{e}");
+    assert!(oci_rs_runtime::chain(&e).contains("/evil"), "{e}");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mounts.contains(outside.to_str().unwrap()),

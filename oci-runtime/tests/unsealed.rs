@@ -3,12 +3,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use oci_runtime::{ContainerBuilder, Error};
+use oci_rs_runtime::{ContainerBuilder, Error};
 use oci_spec::runtime::{RootBuilder, Spec};
 
 #[test]
 fn create_refuses_an_unsealed_program() {
-    assert!(!oci_runtime::exe::is_sealed());
+    assert!(!oci_rs_runtime::exe::is_sealed());
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("rootfs")).unwrap();
     let mut spec = Spec::default();
@@ -19,6 +19,9 @@ fn create_refuses_an_unsealed_program() {
         .create()
         .unwrap_err();
     assert!(matches!(err, Error::UnsealedExe), "{err}");
-    assert!(oci_runtime::chain(&err).contains("reexec_sealed"), "{err}");
+    assert!(
+        oci_rs_runtime::chain(&err).contains("reexec_sealed"),
+        "{err}"
+    );
     assert!(!state.exists(), "nothing was set up");
 }

@@ -10,16 +10,18 @@
 #![allow(clippy::print_stdout)]
 
 use anyhow::{Context, Result};
-use oci_image::media::Compression;
-use oci_image::{
+use oci_rs_image::media::Compression;
+use oci_rs_image::{
     copy, CopyOptions, ImageBuilder, ImageSource, ManifestRef, OciLayout, PlatformFilter,
 };
-use oci_registry_client::{Client, DockerConfig, RegistryDestination, RegistrySource, Repository};
+use oci_rs_registry_client::{
+    Client, DockerConfig, RegistryDestination, RegistrySource, Repository,
+};
 use std::path::PathBuf;
 
 fn main() -> Result<()> {
     // Before any thread: containers must not reach this program's file (CVE-2019-5736).
-    oci_runtime::exe::reexec_sealed()?;
+    oci_rs_runtime::exe::reexec_sealed()?;
     tokio::runtime::Runtime::new()?.block_on(commit_and_push())
 }
 
@@ -54,17 +56,17 @@ async fn commit_and_push() -> Result<()> {
         .manifest(&ManifestRef::Digest(pulled.manifest.digest().clone()))
         .await?;
     let config =
-        oci_image::build::read_config(&store, base.as_image().context("not an image")?.config())
+        oci_rs_image::build::read_config(&store, base.as_image().context("not an image")?.config())
             .await?;
 
     // Run the command on an overlay snapshot of it.
     let id = format!("cap-{}", std::process::id());
-    let snapshots = oci_layer::Snapshotter::new(data.join("snapshots"))?;
+    let snapshots = oci_rs_layer::Snapshotter::new(data.join("snapshots"))?;
     let mount = snapshots.prepare(&id, &store, &base, false).await?;
-    let spec = oci_runtime::image_spec::spec_from_image(
+    let spec = oci_rs_runtime::image_spec::spec_from_image(
         &config,
         &mount.rootfs,
-        &oci_runtime::image_spec::RunOptions {
+        &oci_rs_runtime::image_spec::RunOptions {
             args: command,
             ..Default::default()
         },
@@ -75,7 +77,9 @@ async fn commit_and_push() -> Result<()> {
         id.clone(),
     );
     let code = tokio::task::spawn_blocking(move || {
-        oci_runtime::run(oci_runtime::ContainerBuilder::new(&cid, spec, bundle).state_root(state))
+        oci_rs_runtime::run(
+            oci_rs_runtime::ContainerBuilder::new(&cid, spec, bundle).state_root(state),
+        )
     })
     .await??;
     anyhow::ensure!(code == 0, "the command exited with {code}");
@@ -89,7 +93,7 @@ async fn commit_and_push() -> Result<()> {
             &base,
             &store,
             Compression::Gzip,
-            &oci_layer::DiffOptions::from_env(),
+            &oci_rs_layer::DiffOptions::from_env(),
         )
         .await?;
     snapshots.remove(&id)?;

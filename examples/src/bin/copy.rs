@@ -14,11 +14,13 @@
 #![allow(clippy::print_stdout)]
 
 use anyhow::{bail, Result};
-use oci_image::{
+use oci_rs_image::{
     copy, ArchiveFormat, ArchiveSource, ArchiveWriter, CopyOptions, ImageDestination, ImageSource,
     ManifestRef, OciLayout, PlatformFilter,
 };
-use oci_registry_client::{Client, DockerConfig, RegistryDestination, RegistrySource, Repository};
+use oci_rs_registry_client::{
+    Client, DockerConfig, RegistryDestination, RegistrySource, Repository,
+};
 
 /// `path[:tag]`, where the path itself has no `:`.
 fn split(s: &str) -> (&str, &str) {

@@ -11,10 +11,10 @@
 #![allow(clippy::print_stdout)]
 
 use anyhow::{Context, Result};
-use oci_image::{
+use oci_rs_image::{
     ImageInspect, ImageReference, ImageSource, ManifestInspect, ManifestRef, PlatformSpec,
 };
-use oci_registry_client::{Client, DockerConfig, RegistrySource, Repository};
+use oci_rs_registry_client::{Client, DockerConfig, RegistrySource, Repository};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -31,7 +31,7 @@ async fn main() -> Result<()> {
     // The image for this machine, as `docker image inspect` shows it.
     let m = match top.as_index() {
         Some(index) => {
-            let d = oci_image::platform::select(index, &PlatformSpec::host())?;
+            let d = oci_rs_image::platform::select(index, &PlatformSpec::host())?;
             src.manifest(&ManifestRef::Digest(d.digest().clone()))
                 .await?
         }

@@ -1,4 +1,4 @@
-//! `oci-runc`: a runc-compatible command line over `oci-runtime`.
+//! `oci-runc`: a runc-compatible command line over `oci-rs-runtime`.
 //!
 //! ```text
 //! oci-runc spec                                  # writes a default config.json
@@ -15,7 +15,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use oci_runtime::{Container, ContainerBuilder};
+use oci_rs_runtime::{Container, ContainerBuilder};
 use oci_spec::runtime::Spec;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -170,7 +170,7 @@ enum Verb {
 }
 
 fn signal(s: Option<&str>) -> Result<i32> {
-    Ok(s.map_or(Ok(libc::SIGTERM), oci_runtime::parse_signal)?)
+    Ok(s.map_or(Ok(libc::SIGTERM), oci_rs_runtime::parse_signal)?)
 }
 
 fn load_spec(bundle: &Path) -> Result<Spec> {
@@ -239,7 +239,7 @@ fn main_inner(cli: Cli) -> Result<i32> {
         }
         Verb::Delete { force, id } => match Container::load(&cli.root, &id) {
             Ok(c) => c.delete(force)?,
-            Err(oci_runtime::Error::NotFound(_)) if force => {}
+            Err(oci_rs_runtime::Error::NotFound(_)) if force => {}
             Err(e) => return Err(e.into()),
         },
         Verb::Run {
@@ -438,7 +438,7 @@ fn main() {
         cli.verb,
         Verb::Create { .. } | Verb::Run { .. } | Verb::Exec { .. } | Verb::Start { .. }
     ) {
-        if let Err(e) = oci_runtime::exe::reexec_sealed() {
+        if let Err(e) = oci_rs_runtime::exe::reexec_sealed() {
             log_error(log.as_ref(), json, &e.to_string());
             std::process::exit(1);
         }

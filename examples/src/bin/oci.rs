@@ -19,7 +19,7 @@ use oci_examples::images::{data_dir, short, Images};
 use oci_examples::volumes::{parse_mount_arg, parse_volume_arg, MountArg, Volumes};
 use oci_examples::EXIT_TOOL_FAILURE;
 use oci_examples::{terminal, text};
-use oci_runtime::image_spec::{ExtraMount, Network, RunOptions};
+use oci_rs_runtime::image_spec::{ExtraMount, Network, RunOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -731,7 +731,7 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
 
 /// `version`: nothing is opened or created.
 fn print_version(out: &mut impl Write) -> Result<()> {
-    let p = oci_image::platform::PlatformSpec::host();
+    let p = oci_rs_image::platform::PlatformSpec::host();
     writeln!(out, "Client:")?;
     writeln!(out, " Version:           {}", env!("CARGO_PKG_VERSION"))?;
     writeln!(
@@ -796,11 +796,11 @@ async fn run(cli: Cli) -> Result<()> {
             let views = store.list()?;
             let running = views
                 .iter()
-                .filter(|v| v.status.state == oci_runtime::monitor::State::Running)
+                .filter(|v| v.status.state == oci_rs_runtime::monitor::State::Running)
                 .count();
             let n_images = images.list().await?.len();
             let root = rustix::process::geteuid().is_root();
-            let p = oci_image::platform::PlatformSpec::host();
+            let p = oci_rs_image::platform::PlatformSpec::host();
             let uts = rustix::system::uname();
             writeln!(
                 out,
@@ -858,7 +858,7 @@ async fn run(cli: Cli) -> Result<()> {
             platform,
             quiet,
         } => {
-            let r = oci_image::ImageReference::parse(&image)?;
+            let r = oci_rs_image::ImageReference::parse(&image)?;
             if !quiet {
                 let tag = r
                     .tag()
@@ -924,7 +924,7 @@ async fn run(cli: Cli) -> Result<()> {
                         "ID": id_of(r),
                         "Digest": r.digest,
                         "CreatedSince": r.created.map(text::ago).unwrap_or_else(|| "N/A".into()),
-                        "CreatedAt": r.created.map(oci_runtime::logs::rfc3339).unwrap_or_default(),
+                        "CreatedAt": r.created.map(oci_rs_runtime::logs::rfc3339).unwrap_or_default(),
                         "Size": text::human_size(r.size),
                     });
                     writeln!(out, "{}", text::format_template(&f, &doc)?)?;
@@ -995,7 +995,7 @@ async fn run(cli: Cli) -> Result<()> {
                 let created = match (r.created, human) {
                     (None, _) => "N/A".to_owned(),
                     (Some(t), true) => text::ago(t),
-                    (Some(t), false) => oci_runtime::logs::rfc3339(t),
+                    (Some(t), false) => oci_rs_runtime::logs::rfc3339(t),
                 };
                 let size = if human {
                     text::human_size(r.size)
@@ -1227,10 +1227,10 @@ async fn run(cli: Cli) -> Result<()> {
                 anyhow::bail!("a user name and a password are needed");
             }
             match oci_examples::images::login(&registry, &username, &password, &insecure).await? {
-                oci_registry_client::StoredIn::ConfigFile(path) => {
+                oci_rs_registry_client::StoredIn::ConfigFile(path) => {
                     writeln!(out, "Login Succeeded (credentials in {})", path.display())?
                 }
-                oci_registry_client::StoredIn::Helper(h) => writeln!(
+                oci_rs_registry_client::StoredIn::Helper(h) => writeln!(
                     out,
                     "Login Succeeded (credentials in the docker-credential-{h} store)"
                 )?,
@@ -1327,8 +1327,8 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() {
-    // A container's monitor is this program again (see oci_runtime::monitor).
-    oci_runtime::monitor::serve_if_requested();
+    // A container's monitor is this program again (see oci_rs_runtime::monitor).
+    oci_rs_runtime::monitor::serve_if_requested();
     // Usage errors as docker gives them: one line and exit 125 (help and version as clap's).
     let cli = match Cli::try_parse_from(docker_spellings(std::env::args_os().collect())) {
         Ok(c) => c,
@@ -1360,7 +1360,7 @@ fn main() {
             | Verb::Exec { .. }
             | Verb::Build { .. }
     ) {
-        if let Err(e) = oci_runtime::exe::reexec_sealed() {
+        if let Err(e) = oci_rs_runtime::exe::reexec_sealed() {
             eprintln!("oci: {e}");
             std::process::exit(EXIT_TOOL_FAILURE);
         }
@@ -1414,7 +1414,7 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
     };
     let mut publish = Vec::new();
     for p in &a.publish {
-        publish.extend(oci_runtime::network::parse_publish(p)?);
+        publish.extend(oci_rs_runtime::network::parse_publish(p)?);
     }
     let mut env = Vec::new();
     for f in &a.env_file {
@@ -1443,14 +1443,14 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
         mounts.push(ExtraMount::parse_tmpfs(t)?);
     }
     let mut no_new_privileges = false;
-    let mut seccomp = oci_runtime::image_spec::SeccompChoice::Default;
+    let mut seccomp = oci_rs_runtime::image_spec::SeccompChoice::Default;
     for o in &a.security_opt {
         match o.as_str() {
             "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => {
                 no_new_privileges = true
             }
             "seccomp=unconfined" | "seccomp:unconfined" => {
-                seccomp = oci_runtime::image_spec::SeccompChoice::Unconfined
+                seccomp = oci_rs_runtime::image_spec::SeccompChoice::Unconfined
             }
             o if o.starts_with("seccomp=") || o.starts_with("seccomp:") => {
                 let file = &o[8..];
@@ -1458,7 +1458,7 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
                     .map_err(|e| anyhow::anyhow!("reading the seccomp profile {file}: {e}"))?;
                 let profile = serde_json::from_slice(&text)
                     .map_err(|e| anyhow::anyhow!("the seccomp profile {file}: {e}"))?;
-                seccomp = oci_runtime::image_spec::SeccompChoice::Profile(profile);
+                seccomp = oci_rs_runtime::image_spec::SeccompChoice::Profile(profile);
             }
             other => anyhow::bail!(
                 "unsupported --security-opt {other:?} (no-new-privileges, seccomp=FILE|unconfined)"
@@ -1536,7 +1536,7 @@ fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> 
             }
             let subnet = subnet
                 .as_deref()
-                .map(oci_runtime::network::parse_subnet)
+                .map(oci_rs_runtime::network::parse_subnet)
                 .transpose()?;
             writeln!(out, "{}", nets.create(&name, subnet)?.id)?;
         }
@@ -1686,7 +1686,7 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             timestamps,
             container,
         } => {
-            let q = oci_runtime::logs::LogQuery {
+            let q = oci_rs_runtime::logs::LogQuery {
                 since: since.as_deref().map(text::parse_time).transpose()?,
                 until: until.as_deref().map(text::parse_time).transpose()?,
                 tail: match tail.as_str() {
@@ -1715,7 +1715,7 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             }
         }
         Verb::Kill { signal, containers } => {
-            let sig = oci_runtime::parse_signal(&signal)?;
+            let sig = oci_rs_runtime::parse_signal(&signal)?;
             for c in containers {
                 store.kill(&c, sig)?;
                 writeln!(out, "{c}")?;

@@ -9,15 +9,15 @@
 //! from the image config (as `docker run` builds it) → namespaces → exit code.
 
 use anyhow::{Context, Result};
-use oci_image::{
+use oci_rs_image::{
     copy, CopyOptions, ImageReference, ImageSource, ManifestRef, OciLayout, PlatformFilter,
 };
-use oci_registry_client::{Client, DockerConfig, RegistrySource, Repository};
+use oci_rs_registry_client::{Client, DockerConfig, RegistrySource, Repository};
 use std::path::PathBuf;
 
 fn main() {
     // Before any thread: containers must not reach this program's file (CVE-2019-5736).
-    if let Err(e) = oci_runtime::exe::reexec_sealed() {
+    if let Err(e) = oci_rs_runtime::exe::reexec_sealed() {
         eprintln!("pull_and_run: {e}");
         std::process::exit(oci_examples::EXIT_TOOL_FAILURE);
     }
@@ -68,26 +68,28 @@ async fn run() -> Result<i32> {
         .manifest(&ManifestRef::Digest(pulled.manifest.digest().clone()))
         .await?;
     let image_manifest = manifest.as_image().context("not an image")?;
-    let config = oci_image::build::read_config(&store, image_manifest.config()).await?;
+    let config = oci_rs_image::build::read_config(&store, image_manifest.config()).await?;
 
     // 3. The filesystem: each layer unpacked once, mounted as overlay lower directories.
     let id = format!("par-{}", std::process::id());
-    let snapshots = oci_layer::Snapshotter::new(data.join("snapshots"))?;
+    let snapshots = oci_rs_layer::Snapshotter::new(data.join("snapshots"))?;
     let mount = snapshots.prepare(&id, &store, &manifest, false).await?;
 
     // 4. The runtime spec, as `docker run` makes it from the image config.
-    let run_opts = oci_runtime::image_spec::RunOptions {
+    let run_opts = oci_rs_runtime::image_spec::RunOptions {
         args: command,
         ..Default::default()
     };
-    let spec = oci_runtime::image_spec::spec_from_image(&config, &mount.rootfs, &run_opts)?;
+    let spec = oci_rs_runtime::image_spec::spec_from_image(&config, &mount.rootfs, &run_opts)?;
 
     // 5. Run it with our stdio; its exit code becomes ours.
     let bundle = data.join("snapshots/containers").join(&id);
     let state = data.join("run");
     let cid = id.clone();
     let code = tokio::task::spawn_blocking(move || {
-        oci_runtime::run(oci_runtime::ContainerBuilder::new(&cid, spec, bundle).state_root(state))
+        oci_rs_runtime::run(
+            oci_rs_runtime::ContainerBuilder::new(&cid, spec, bundle).state_root(state),
+        )
     })
     .await??;
     snapshots.remove(&id)?;

@@ -1,18 +1,18 @@
 //! What `COPY` and `ADD` read: the build context (filtered by `.dockerignore`) or another
 //! stage's filesystem, turned into tar entries for the destination, digested for the cache,
-//! and streamed into the step's root filesystem through oci-layer's hardened apply.
+//! and streamed into the step's root filesystem through oci-rs-layer's hardened apply.
 //!
 //! Nothing is ever followed out of a tree: a source path is resolved inside its tree
 //! (symlinks in parent components stay inside, as `openat2(RESOLVE_IN_ROOT)` resolves
 //! them), a `..` that climbs above the tree is refused, and symlinks met while copying are
-//! copied as links. Writing into the root filesystem goes through `oci_layer::apply_tar`,
+//! copied as links. Writing into the root filesystem goes through `oci_rs_layer::apply_tar`,
 //! which resolves every destination inside the rootfs, so an image whose `/app` is a
 //! symlink to `/etc` cannot make a `COPY` write on the host.
 
 use super::ignore::{clean_components, component_match, has_glob, Ignore};
 use anyhow::{bail, Context, Result};
-use oci_layer::root::Root;
-use oci_layer::tarw::{EntryHeader, EntryType, TarWriter};
+use oci_rs_layer::root::Root;
+use oci_rs_layer::tarw::{EntryHeader, EntryType, TarWriter};
 use sha2::{Digest as _, Sha256};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -429,7 +429,7 @@ impl Plan {
         Ok(format!("{:x}", h.finalize()))
     }
 
-    /// Writes the entries into `rootfs` (one tar streamed into `oci_layer::apply_tar`).
+    /// Writes the entries into `rootfs` (one tar streamed into `oci_rs_layer::apply_tar`).
     /// `mtime` replaces every time when set (`SOURCE_DATE_EPOCH`).
     pub async fn write(self, rootfs: &Path, mtime: Option<u64>) -> Result<()> {
         let (w, r) = tokio::io::duplex(1 << 20);
@@ -453,8 +453,8 @@ impl Plan {
             tokio::io::AsyncWriteExt::shutdown(&mut w).await?;
             Ok::<_, anyhow::Error>(())
         };
-        let opts = oci_layer::ApplyOptions::default();
-        let consume = oci_layer::apply_tar(rootfs, r, &opts);
+        let opts = oci_rs_layer::ApplyOptions::default();
+        let consume = oci_rs_layer::apply_tar(rootfs, r, &opts);
         let (a, b) = tokio::join!(produce, consume);
         b.context("writing the copied files into the step's filesystem")?;
         a

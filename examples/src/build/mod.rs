@@ -2,11 +2,11 @@
 //!
 //! - [`parse`] reads the Dockerfile, [`words`] does its variable substitution and quoting,
 //!   [`ignore`] reads `.dockerignore`, [`context`] turns `COPY`/`ADD` sources into tar entries.
-//! - Each stage is an [`ImageBuilder`] (oci-image) over a stack of layers. A step that
+//! - Each stage is an [`ImageBuilder`] (oci-rs-image) over a stack of layers. A step that
 //!   changes files (`RUN`, `COPY`, `ADD`) runs on an overlay snapshot of that stack
-//!   (oci-layer's [`Snapshotter`](oci_layer::Snapshotter)); its upper directory is diffed into the step's layer
+//!   (oci-rs-layer's [`Snapshotter`](oci_rs_layer::Snapshotter)); its upper directory is diffed into the step's layer
 //!   and then becomes that layer's unpacked directory, so the next step mounts it without
-//!   unpacking anything. `RUN` goes through oci-runtime (`spec_from_image`, network none
+//!   unpacking anything. `RUN` goes through oci-rs-runtime (`spec_from_image`, network none
 //!   unless `--network host`); `FROM` pulls through the registry client when the image is
 //!   not in the store.
 //! - The cache is keyed as BuildKit's: the parent's key, the instruction after
@@ -31,8 +31,8 @@ use crate::images::Images;
 use anyhow::{anyhow, bail, Context, Result};
 use context::Owner;
 use ignore::Ignore;
-use oci_image::oci_spec::image::{Descriptor, Digest};
-use oci_image::{BlobStore, ImageBuilder};
+use oci_rs_image::oci_spec::image::{Descriptor, Digest};
+use oci_rs_image::{BlobStore, ImageBuilder};
 use parse::{Args, Dockerfile, Instr};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
@@ -91,7 +91,7 @@ pub struct Built {
 }
 
 /// `oci build`: reads the Dockerfile (`file`, default `CONTEXT/Dockerfile`; `-` for
-/// standard input) and the context (`-`: a tar on standard input, unpacked with oci-layer's
+/// standard input) and the context (`-`: a tar on standard input, unpacked with oci-rs-layer's
 /// hardened apply into a scratch directory), builds with progress on standard error, and
 /// tags.
 pub async fn build_cli(
@@ -111,8 +111,8 @@ pub async fn build_cli(
         let t = tempfile::Builder::new()
             .prefix(".build-context-")
             .tempdir_in(data)?;
-        let tar = oci_layer::apply::decompress(tokio::io::stdin(), None).await?;
-        oci_layer::apply_tar(t.path(), tar, &oci_layer::ApplyOptions::default())
+        let tar = oci_rs_layer::apply::decompress(tokio::io::stdin(), None).await?;
+        oci_rs_layer::apply_tar(t.path(), tar, &oci_rs_layer::ApplyOptions::default())
             .await
             .context("unpacking the context from standard input")?;
         let p = t.path().to_path_buf();
@@ -273,7 +273,7 @@ impl State {
             .layers()
             .iter()
             .zip(ids)
-            .map(|(l, d)| Ok((l.clone(), oci_image::parse_digest(&d)?)))
+            .map(|(l, d)| Ok((l.clone(), oci_rs_image::parse_digest(&d)?)))
             .collect()
     }
 }
@@ -518,7 +518,7 @@ impl<'a> Builder<'a> {
                 .await?;
         }
         for t in &self.opts.tags {
-            let r = oci_image::ImageReference::parse(t)?;
+            let r = oci_rs_image::ImageReference::parse(t)?;
             self.images
                 .layout
                 .tag(
@@ -587,12 +587,12 @@ impl<'a> Builder<'a> {
             None if image_name.eq_ignore_ascii_case("scratch") => {
                 let (os, arch) = match &platform {
                     Some(p) => {
-                        let p: oci_image::PlatformSpec = p.parse()?;
+                        let p: oci_rs_image::PlatformSpec = p.parse()?;
                         (p.os.clone(), p.architecture.clone())
                     }
                     None => (
                         "linux".to_owned(),
-                        oci_image::PlatformSpec::host().architecture.clone(),
+                        oci_rs_image::PlatformSpec::host().architecture.clone(),
                     ),
                 };
                 State {
@@ -860,7 +860,7 @@ impl<'a> Builder<'a> {
             }
             "STOPSIGNAL" => {
                 let sig = self.one_word(i, &s)?;
-                oci_runtime::parse_signal(&sig).map_err(|e| self.wrap(i, e))?;
+                oci_rs_runtime::parse_signal(&sig).map_err(|e| self.wrap(i, e))?;
                 meta = Some((img.stop_signal(&sig), format!("STOPSIGNAL {sig}")));
             }
             "MAINTAINER" => {

@@ -4,9 +4,9 @@
 use super::context::{Plan, Tree};
 use super::{sha, BuildNetwork, Builder, Owner, State};
 use anyhow::{anyhow, bail, Context, Result};
-use oci_image::media::Compression;
-use oci_image::oci_spec::image::{Descriptor, Digest};
-use oci_layer::{Mount, MountKind, Snapshotter};
+use oci_rs_image::media::Compression;
+use oci_rs_image::oci_spec::image::{Descriptor, Digest};
+use oci_rs_layer::{Mount, MountKind, Snapshotter};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -56,7 +56,7 @@ impl Builder<'_> {
             if !alive {
                 tracing::info!(snapshot = %name, "removing a step snapshot of a build that is gone");
                 // Its RUN's container, if one was running: killed and deleted first.
-                if let Ok(c) = oci_runtime::Container::load(&self.data.join("run"), &name) {
+                if let Ok(c) = oci_rs_runtime::Container::load(&self.data.join("run"), &name) {
                     if let Err(e) = c.delete(true) {
                         tracing::warn!(container = %name, error = %e, "deleting a stale build container");
                     }
@@ -142,26 +142,26 @@ impl Builder<'_> {
             .parent()
             .unwrap_or(Path::new("/"))
             .join("etc-files");
-        oci_layer::private_dir(&etc)?;
+        oci_rs_layer::private_dir(&etc)?;
         let net = match network {
-            BuildNetwork::None => oci_runtime::image_spec::Network::None,
-            BuildNetwork::Host => oci_runtime::image_spec::Network::Host,
+            BuildNetwork::None => oci_rs_runtime::image_spec::Network::None,
+            BuildNetwork::Host => oci_rs_runtime::image_spec::Network::Host,
         };
         let hostname = "buildkitsandbox";
-        let mut mounts = oci_runtime::image_spec::etc_files(&etc, hostname, net)?;
+        let mut mounts = oci_rs_runtime::image_spec::etc_files(&etc, hostname, net)?;
         if let Some(script) = argv.first().and_then(|a| a.strip_prefix("/dev/pipes/")) {
             if let Some(h) = i.heredocs.iter().find(|h| h.name == script) {
                 let f = etc.join(format!("pipe-{script}"));
                 std::fs::write(&f, &h.content)?;
                 std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-                mounts.push(oci_runtime::image_spec::ExtraMount::Bind {
+                mounts.push(oci_rs_runtime::image_spec::ExtraMount::Bind {
                     source: f,
                     target: format!("/dev/pipes/{script}"),
                     readonly: true,
                 });
             }
         }
-        let mut opts = oci_runtime::image_spec::RunOptions {
+        let mut opts = oci_rs_runtime::image_spec::RunOptions {
             args: argv,
             entrypoint: Some(Vec::new()),
             env,
@@ -171,12 +171,13 @@ impl Builder<'_> {
             ..Default::default()
         };
         if !rustix::process::geteuid().is_root() {
-            opts.rootless = Some(oci_runtime::image_spec::Rootless::current());
+            opts.rootless = Some(oci_rs_runtime::image_spec::Rootless::current());
         }
-        let config: oci_image::oci_spec::image::ImageConfiguration =
+        let config: oci_rs_image::oci_spec::image::ImageConfiguration =
             serde_json::from_value(s.config().clone()).context("reading the stage's config")?;
-        let spec = oci_runtime::image_spec::spec_from_image(&config, &scratch.mount.rootfs, &opts)
-            .map_err(|e| self.wrap(i, e))?;
+        let spec =
+            oci_rs_runtime::image_spec::spec_from_image(&config, &scratch.mount.rootfs, &opts)
+                .map_err(|e| self.wrap(i, e))?;
         let quiet_log = if self.opts.quiet {
             Some(tempfile::tempfile_in(&self.data).context("creating a step log")?)
         } else {
@@ -197,8 +198,8 @@ impl Builder<'_> {
         let state_root = self.data.join("run");
         let code = tokio::task::spawn_blocking(move || {
             let null = std::fs::File::open("/dev/null")?;
-            oci_runtime::run(
-                oci_runtime::ContainerBuilder::new(&cid, spec, bundle)
+            oci_rs_runtime::run(
+                oci_rs_runtime::ContainerBuilder::new(&cid, spec, bundle)
                     .state_root(state_root)
                     .stdin(null.into())
                     .stdout(out)
@@ -274,7 +275,7 @@ impl Builder<'_> {
         if rel.as_os_str().is_empty() {
             return Ok(());
         }
-        let root = oci_layer::root::Root::open(rootfs)?;
+        let root = oci_rs_layer::root::Root::open(rootfs)?;
         root.mkdir_all(&rel)
             .with_context(|| format!("creating the WORKDIR {w}"))?;
         Ok(())
@@ -291,7 +292,7 @@ impl Builder<'_> {
         key: String,
     ) -> Result<State> {
         let store = self.images.layout.leased()?;
-        let mut opts = oci_layer::DiffOptions::from_env();
+        let mut opts = oci_rs_layer::DiffOptions::from_env();
         opts.mount_points = MOUNT_POINTS.map(PathBuf::from).to_vec();
         let (desc, diff_id, report) = scratch
             .snaps
@@ -453,11 +454,11 @@ impl Builder<'_> {
                                 let f = tokio::fs::File::open(&archive).await?;
                                 let media = archive_media(&archive)?;
                                 digest_extra.push_str(&one.digest()?);
-                                oci_layer::apply(
+                                oci_rs_layer::apply(
                                     dir.path(),
                                     f,
                                     media,
-                                    &oci_layer::ApplyOptions::default(),
+                                    &oci_rs_layer::ApplyOptions::default(),
                                 )
                                 .await
                                 .map_err(|e| {
@@ -514,14 +515,14 @@ impl Builder<'_> {
         // A single source onto a directory that exists goes inside it.
         if !dest_is_dir && plan.entries.len() == 1 {
             let rel: PathBuf = super::ignore::clean_components(&dest).iter().collect();
-            let root = oci_layer::root::Root::open(&rootfs)?;
+            let root = oci_rs_layer::root::Root::open(&rootfs)?;
             if !rel.as_os_str().is_empty() && root.open_dir(&rel).is_ok() {
                 plan.move_into_dir(&dest);
             }
         }
         if let Some(c) = &chown {
             if owner.ids.is_none() {
-                let (uid, gid, _) = oci_runtime::image_spec::resolve_user(&rootfs, c)
+                let (uid, gid, _) = oci_rs_runtime::image_spec::resolve_user(&rootfs, c)
                     .map_err(|e| self.wrap(i, e))?;
                 let gid = if c.contains(':') { gid } else { uid };
                 plan.set_owner(u64::from(uid), u64::from(gid));
@@ -529,13 +530,13 @@ impl Builder<'_> {
         }
         {
             let rel: PathBuf = super::ignore::clean_components(&dest).iter().collect();
-            let root = oci_layer::root::Root::open(&rootfs)?;
+            let root = oci_rs_layer::root::Root::open(&rootfs)?;
             // Missing, and not a link (a link, dangling or not, is followed inside the rootfs
             // as docker follows it, never replaced).
             let missing = !rel.as_os_str().is_empty()
                 && root.open_dir(&rel).is_err()
                 && match root.parent_of(&rel) {
-                    Ok((dir, name)) => matches!(oci_layer::root::kind_at(&dir, name), Ok(None)),
+                    Ok((dir, name)) => matches!(oci_rs_layer::root::kind_at(&dir, name), Ok(None)),
                     Err(_) => true,
                 };
             if missing {
@@ -601,8 +602,8 @@ impl Builder<'_> {
         let bytes = std::fs::read(super::cache_dir(&self.data).join(format!("link-{key}"))).ok()?;
         let e: super::CacheEntry = serde_json::from_slice(&bytes).ok()?;
         let desc = e.layers.first()?.clone();
-        let diff_id = oci_image::parse_digest(e.config.as_str()?).ok()?;
-        use oci_image::BlobStore;
+        let diff_id = oci_rs_image::parse_digest(e.config.as_str()?).ok()?;
+        use oci_rs_image::BlobStore;
         self.images
             .layout
             .contains(desc.digest())
@@ -742,14 +743,14 @@ fn archive_media(p: &Path) -> Result<&'static str> {
     })
 }
 
-/// gzip, zstd or a plain tar: the media type oci-layer decompresses it with.
+/// gzip, zstd or a plain tar: the media type oci-rs-layer decompresses it with.
 pub(super) fn sniff(head: &[u8]) -> Option<&'static str> {
     if head.starts_with(&[0x1f, 0x8b]) {
-        Some(oci_image::media::OCI_LAYER_GZIP)
+        Some(oci_rs_image::media::OCI_LAYER_GZIP)
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Some(oci_image::media::OCI_LAYER_ZSTD)
+        Some(oci_rs_image::media::OCI_LAYER_ZSTD)
     } else if head.len() >= 262 && &head[257..262] == b"ustar" {
-        Some(oci_image::media::OCI_LAYER_TAR)
+        Some(oci_rs_image::media::OCI_LAYER_TAR)
     } else {
         None
     }
@@ -761,7 +762,7 @@ pub(super) fn sniff(head: &[u8]) -> Option<&'static str> {
 /// when the layer could depend on more of the parent.
 fn link_signature(rootfs: &Path, plan: &Plan, dest: &str) -> Result<Option<String>> {
     use std::fmt::Write as _;
-    let root = oci_layer::root::Root::open(rootfs)?;
+    let root = oci_rs_layer::root::Root::open(rootfs)?;
     let comps = super::ignore::clean_components(dest);
     let mut sig = String::new();
     let mut exists = true;
@@ -814,7 +815,7 @@ fn link_signature(rootfs: &Path, plan: &Plan, dest: &str) -> Result<Option<Strin
             });
             let Some(fd) = fd else { continue };
             let name = std::ffi::OsStr::from_bytes(name);
-            if oci_layer::root::kind_at(&*fd, name)?.is_some() {
+            if oci_rs_layer::root::kind_at(&*fd, name)?.is_some() {
                 return Ok(None);
             }
         }

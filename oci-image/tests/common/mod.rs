@@ -2,8 +2,8 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
-use oci_image::media::Compression;
-use oci_image::{BlobStore, ImageBuilder, Manifest};
+use oci_rs_image::media::Compression;
+use oci_rs_image::{BlobStore, ImageBuilder, Manifest};
 use std::process::Command;
 use tokio_tar::{Builder, EntryType, Header};
 

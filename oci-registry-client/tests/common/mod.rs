@@ -179,7 +179,7 @@ pub fn layer_from_files(files: &[&str]) -> (Vec<u8>, String) {
         "tar failed: {}",
         String::from_utf8_lossy(&tar.stderr)
     );
-    let diff_id = oci_image::sha256(&tar.stdout).to_string();
+    let diff_id = oci_rs_image::sha256(&tar.stdout).to_string();
     let mut gz = Command::new("gzip")
         .args(["-n", "-c"])
         .stdin(Stdio::piped())
@@ -201,11 +201,11 @@ pub fn layer_from_files(files: &[&str]) -> (Vec<u8>, String) {
 /// An image: blobs (config and layers) and its manifest.
 pub struct TestImage {
     pub blobs: Vec<(oci_spec::image::Descriptor, Vec<u8>)>,
-    pub manifest: oci_image::Manifest,
+    pub manifest: oci_rs_image::Manifest,
 }
 
 pub fn image_from_layers(layers: Vec<(Vec<u8>, String)>) -> TestImage {
-    use oci_image::media;
+    use oci_rs_image::media;
     let diff_ids: Vec<String> = layers.iter().map(|l| l.1.clone()).collect();
     let config = serde_json::json!({
         "architecture": "amd64",
@@ -228,7 +228,7 @@ pub fn image_from_layers(layers: Vec<(Vec<u8>, String)>) -> TestImage {
         "config": config_desc,
         "layers": layer_descs,
     });
-    let manifest = oci_image::Manifest::parse(
+    let manifest = oci_rs_image::Manifest::parse(
         serde_json::to_vec(&manifest).unwrap(),
         Some(media::OCI_MANIFEST),
     )
@@ -237,28 +237,28 @@ pub fn image_from_layers(layers: Vec<(Vec<u8>, String)>) -> TestImage {
 }
 
 pub fn desc(media_type: &str, bytes: &[u8]) -> oci_spec::image::Descriptor {
-    oci_image::descriptor(
+    oci_rs_image::descriptor(
         media_type.into(),
-        oci_image::sha256(bytes),
+        oci_rs_image::sha256(bytes),
         bytes.len() as u64,
     )
 }
 
-pub fn reader(bytes: Vec<u8>) -> oci_image::BlobReader {
+pub fn reader(bytes: Vec<u8>) -> oci_rs_image::BlobReader {
     Box::pin(std::io::Cursor::new(bytes))
 }
 
-pub async fn read_all(mut r: oci_image::BlobReader) -> Result<Vec<u8>, oci_image::Error> {
+pub async fn read_all(mut r: oci_rs_image::BlobReader) -> Result<Vec<u8>, oci_rs_image::Error> {
     use tokio::io::AsyncReadExt;
     let mut out = Vec::new();
     r.read_to_end(&mut out)
         .await
-        .map_err(oci_image::Error::from_io)?;
+        .map_err(oci_rs_image::Error::from_io)?;
     Ok(out)
 }
 
-pub fn fast_retry() -> oci_registry_client::RetryPolicy {
-    oci_registry_client::RetryPolicy {
+pub fn fast_retry() -> oci_rs_registry_client::RetryPolicy {
+    oci_rs_registry_client::RetryPolicy {
         max_attempts: 4,
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_secs(2),

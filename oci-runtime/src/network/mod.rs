@@ -49,9 +49,9 @@
 //! bridge (as root): the monitor attaches it before each start and detaches it after.
 //!
 //! ```no_run
-//! use oci_runtime::image_spec::{etc_files, spec_from_image, Network, RunOptions};
-//! use oci_runtime::monitor::{Monitor, MonitorConfig};
-//! use oci_runtime::network::{parse_publish, AttachRequest, Plan, DEFAULT_NETWORK};
+//! use oci_rs_runtime::image_spec::{etc_files, spec_from_image, Network, RunOptions};
+//! use oci_rs_runtime::monitor::{Monitor, MonitorConfig};
+//! use oci_rs_runtime::network::{parse_publish, AttachRequest, Plan, DEFAULT_NETWORK};
 //! use std::path::Path;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

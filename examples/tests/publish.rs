@@ -1,0 +1,124 @@
+//! What `cargo add` users get: the library crates' manifests are complete, and the
+//! workspace's `rust-version` is true for the locked dependency graph.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+const LIBRARIES: [&str; 4] = [
+    "oci-rs-image",
+    "oci-rs-layer",
+    "oci-rs-registry-client",
+    "oci-rs-runtime",
+];
+
+fn metadata() -> serde_json::Value {
+    let o = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn version(v: &str) -> (u64, u64) {
+    let mut it = v.split('.').map(|x| x.parse::<u64>().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+#[test]
+fn rust_version_covers_every_locked_dependency() {
+    let m = metadata();
+    let packages = m["packages"].as_array().unwrap();
+    let by_id: std::collections::HashMap<&str, &serde_json::Value> = packages
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p))
+        .collect();
+    let nodes: std::collections::HashMap<&str, &serde_json::Value> = m["resolve"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n))
+        .collect();
+    let mut todo: Vec<&str> = packages
+        .iter()
+        .filter(|p| LIBRARIES.contains(&p["name"].as_str().unwrap()))
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(todo.len(), 4);
+    let ours = version(by_id[todo[0]]["rust_version"].as_str().unwrap());
+    let mut seen = std::collections::HashSet::new();
+    let mut needs = Vec::new();
+    while let Some(id) = todo.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        if let Some(v) = by_id[id]["rust_version"].as_str() {
+            needs.push((version(v), by_id[id]["name"].as_str().unwrap().to_owned()));
+        }
+        for d in nodes[id]["deps"].as_array().unwrap() {
+            // Normal and build dependencies: what a user's build compiles.
+            let used = d["dep_kinds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kind"].is_null() || k["kind"] == "build");
+            if used {
+                todo.push(d["pkg"].as_str().unwrap());
+            }
+        }
+    }
+    let (max, who) = needs.iter().max().unwrap();
+    assert!(
+        ours >= *max,
+        "rust-version {ours:?} is older than {who}'s {max:?}: raise it in Cargo.toml"
+    );
+}
+
+#[test]
+fn library_manifests_are_complete() {
+    let m = metadata();
+    for p in m["packages"].as_array().unwrap() {
+        let name = p["name"].as_str().unwrap();
+        if !LIBRARIES.contains(&name) {
+            continue;
+        }
+        for field in [
+            "description",
+            "license",
+            "readme",
+            "documentation",
+            "rust_version",
+        ] {
+            assert!(p[field].is_string(), "{name} has no {field}");
+        }
+        assert!(
+            p["repository"].is_null(),
+            "{name}: no placeholder repository"
+        );
+        assert!(
+            !p["keywords"].as_array().unwrap().is_empty(),
+            "{name}: keywords"
+        );
+        assert!(
+            !p["categories"].as_array().unwrap().is_empty(),
+            "{name}: categories"
+        );
+        // The library is named as the package.
+        let lib = p["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["kind"].as_array().unwrap().iter().any(|k| k == "lib"))
+            .unwrap();
+        assert_eq!(lib["name"].as_str().unwrap(), name.replace('-', "_"));
+        let dir = std::path::Path::new(p["manifest_path"].as_str().unwrap())
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        for f in ["README.md", "LICENSE-APACHE", "LICENSE-MIT"] {
+            assert!(dir.join(f).is_file(), "{name}: {f} missing");
+        }
+    }
+}
