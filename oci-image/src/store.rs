@@ -142,9 +142,11 @@ pub trait BlobStoreExt: BlobStore {
 
 impl<T: BlobStore + ?Sized> BlobStoreExt for T {}
 
-/// The transfer-trait methods of a content store, shared by [`MemoryStore`](crate::MemoryStore)
-/// and [`OciLayout`](crate::OciLayout).
-pub(crate) mod adapter {
+/// The transfer-trait methods of a content store ([`ImageSource`](crate::ImageSource) and
+/// [`ImageDestination`](crate::ImageDestination) over a [`BlobStore`]), shared by
+/// [`MemoryStore`](crate::MemoryStore) and [`OciLayout`](crate::OciLayout), and public so a
+/// third-party store implements those traits with them instead of copying them.
+pub mod adapter {
     use super::{BlobReader, BlobStore, BlobStoreExt, Expected};
     use crate::error::{Error, Result};
     use crate::manifest::{Manifest, MAX_MANIFEST_SIZE};
@@ -210,10 +212,12 @@ macro_rules! forward_blob_store {
             async fn ingest(&self, expected: Expected) -> Result<Box<dyn BlobWriter>> { (**self).ingest(expected).await }
             async fn delete(&self, digest: &Digest) -> Result<bool> { (**self).delete(digest).await }
             async fn list(&self) -> Result<Vec<Digest>> { (**self).list().await }
+            // Forwarded too: a store's own `contains` (a cheaper check than `stat`) is kept.
+            async fn contains(&self, digest: &Digest) -> Result<bool> { (**self).contains(digest).await }
         }
     )*};
 }
-forward_blob_store!(Arc<T>, Box<T>);
+forward_blob_store!(Arc<T>, Box<T>, &T);
 
 macro_rules! forward_reference_store {
     ($($t:ty),*) => {$(
@@ -226,7 +230,7 @@ macro_rules! forward_reference_store {
         }
     )*};
 }
-forward_reference_store!(Arc<T>, Box<T>);
+forward_reference_store!(Arc<T>, Box<T>, &T);
 
 /// Checks a reference name as stored in `org.opencontainers.image.ref.name`: non-empty, at most
 /// 255 characters of `[A-Za-z0-9._:@/+=-]`, no empty, `.` or `..` path segment.
@@ -270,5 +274,57 @@ mod tests {
         for bad in ["", "../x", "a//b", "a b", "x\n", "/abs", "a/./b"] {
             assert!(validate_ref_name(bad).is_err(), "{bad:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod forwarding_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::MemoryStore;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A store with its own `contains`, counting its calls.
+    struct Counting {
+        inner: MemoryStore,
+        contains: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl BlobStore for Counting {
+        async fn open(&self, desc: &Descriptor) -> Result<BlobReader> {
+            self.inner.open(desc).await
+        }
+        async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+            self.inner.stat(digest).await
+        }
+        async fn ingest(&self, expected: Expected) -> Result<Box<dyn BlobWriter>> {
+            self.inner.ingest(expected).await
+        }
+        async fn delete(&self, digest: &Digest) -> Result<bool> {
+            self.inner.delete(digest).await
+        }
+        async fn list(&self) -> Result<Vec<Digest>> {
+            BlobStore::list(&self.inner).await
+        }
+        async fn contains(&self, digest: &Digest) -> Result<bool> {
+            self.contains.fetch_add(1, Ordering::SeqCst);
+            self.inner.contains(digest).await
+        }
+    }
+
+    #[tokio::test]
+    async fn arc_box_and_references_forward_every_method() {
+        let store = Arc::new(Counting {
+            inner: MemoryStore::new(),
+            contains: AtomicUsize::new(0),
+        });
+        let info = store.put_bytes(Bytes::from_static(b"x")).await.unwrap();
+        assert!(store.contains(&info.digest).await.unwrap());
+        let boxed: Box<dyn BlobStore> = Box::new(store.clone());
+        assert!(boxed.contains(&info.digest).await.unwrap());
+        let by_ref: &dyn BlobStore = &&*store;
+        assert!(by_ref.contains(&info.digest).await.unwrap());
+        assert_eq!(store.contains.load(Ordering::SeqCst), 3);
     }
 }

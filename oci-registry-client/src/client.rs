@@ -36,6 +36,7 @@ pub struct ClientBuilder {
     monolithic_limit: u64,
     max_resumes: u32,
     roots: Vec<reqwest::Certificate>,
+    http: Option<reqwest::Client>,
     request_deadline: Duration,
     min_blob_rate: (u64, Duration),
 }
@@ -58,6 +59,7 @@ impl Default for ClientBuilder {
             monolithic_limit: 128 * 1024 * 1024,
             max_resumes: 5,
             roots: Vec::new(),
+            http: None,
             request_deadline: Duration::from_secs(120),
             min_blob_rate: (1024, Duration::from_secs(60)),
         }
@@ -191,7 +193,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Trusts the CA certificates of a PEM bundle as well as the system's (private registries).
+    /// Trusts the CA certificates of a PEM bundle as well as the built-in roots (Mozilla's,
+    /// through webpki-roots) and the platform's store (read at build time with
+    /// rustls-native-certs: `/etc/ssl/certs` and `SSL_CERT_FILE` on Linux): private registries.
     pub fn root_certificates_pem(mut self, pem: &[u8]) -> Result<Self> {
         let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| Error::Credentials {
             registry: "*".into(),
@@ -207,23 +211,23 @@ impl ClientBuilder {
         Ok(self)
     }
 
+    /// Uses this HTTP client (its TLS backend, roots, proxy, pool) instead of building one.
+    /// [`ClientBuilder::root_certificates`], the timeouts and the user agent are then the given
+    /// client's business. Build it with `redirect(reqwest::redirect::Policy::none())`: this
+    /// client follows redirects itself and decides at each hop whether credentials go along
+    /// (a client that follows them on its own still works, and reqwest drops the
+    /// `Authorization` header on a redirect to another host).
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> Result<Client> {
-        let mut http = reqwest::Client::builder();
-        for c in self.roots {
-            http = http.add_root_certificate(c);
-        }
-        let http = http
-            .user_agent(self.user_agent)
-            .connect_timeout(self.connect_timeout)
-            .read_timeout(self.read_timeout)
-            // Redirects are followed by `Client::send`, which decides about credentials.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| Error::Transport {
-                url: String::new(),
-                source: e,
-            })?;
+        let http = match self.http {
+            Some(h) => h,
+            None => self.build_http()?,
+        };
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -244,6 +248,23 @@ impl ClientBuilder {
                 min_blob_rate: self.min_blob_rate,
             }),
         })
+    }
+
+    fn build_http(&self) -> Result<reqwest::Client> {
+        let mut http = reqwest::Client::builder();
+        for c in &self.roots {
+            http = http.add_root_certificate(c.clone());
+        }
+        http.user_agent(self.user_agent.clone())
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.read_timeout)
+            // Redirects are followed by `Client::send`, which decides about credentials.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::Transport {
+                url: String::new(),
+                source: e,
+            })
     }
 }
 

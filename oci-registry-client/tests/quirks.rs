@@ -1114,3 +1114,39 @@ async fn manifest_trickling_past_the_deadline_fails() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_given_http_client_is_the_one_used() {
+    let agents: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = agents.clone();
+    let s = serve(move |r: &Request| {
+        let ua = r
+            .headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        seen.lock().unwrap().push(ua);
+        Response::new(404)
+    })
+    .await;
+    let http = reqwest::Client::builder()
+        .user_agent("embedder/1.0")
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let c = Client::builder()
+        .retry(fast_retry())
+        .http_client(http)
+        .build()
+        .unwrap();
+    let repo = Repository::new(&s.registry(), "a/b").unwrap();
+    let e = c
+        .manifest(&repo, &ManifestRef::Tag("x".into()))
+        .await
+        .unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    let agents = agents.lock().unwrap();
+    assert!(!agents.is_empty());
+    assert!(agents.iter().all(|a| a == "embedder/1.0"), "{agents:?}");
+}

@@ -106,6 +106,27 @@ pub(crate) fn check() -> Result<()> {
     }
 }
 
+/// [`reexec_sealed`], then `main`: the one line for a program that would use
+/// `#[tokio::main]`, whose runtime starts its threads before the body runs, too late to
+/// re-execute. The runtime is built inside, after the re-execution:
+///
+/// ```no_run
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     oci_rs_runtime::exe::sealed_main(|| tokio::runtime::Runtime::new()?.block_on(run()))
+/// }
+///
+/// async fn run() -> Result<(), Box<dyn std::error::Error>> {
+///     // ... pull, unpack, create and run containers ...
+///     Ok(())
+/// }
+/// ```
+pub fn sealed_main<T, E: From<Error>>(
+    main: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
+    reexec_sealed()?;
+    main()
+}
+
 /// Re-executes the calling program, with the same arguments and environment, from a view of
 /// its file that nothing can write through (a read-only overlay as root, a sealed memfd copy
 /// otherwise; see the module docs), unless it already runs from one. Call it first in `main`, before
