@@ -212,7 +212,7 @@ impl ClientBuilder {
     }
 
     /// Uses this HTTP client (its TLS backend, roots, proxy, pool) instead of building one.
-    /// [`ClientBuilder::root_certificates`], the timeouts and the user agent are then the given
+    /// [`ClientBuilder::root_certificates_pem`], the timeouts and the user agent are then the given
     /// client's business. Build it with `redirect(reqwest::redirect::Policy::none())`: this
     /// client follows redirects itself and decides at each hop whether credentials go along
     /// (a client that follows them on its own still works, and reqwest drops the
