@@ -48,6 +48,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
 # clippy's incompatible_msrv above and by examples/tests/publish.rs.)
 echo "test.sh: cargo package (the four library crates, verified)"
 cargo package --workspace --exclude oci-examples --exclude oci-benches --allow-dirty --locked -q
+echo "test.sh: oci-rs-image and oci-rs-layer without default features (no zstd)"
+cargo test -p oci-rs-image -p oci-rs-layer --no-default-features --lib -q
 # A short fuzz smoke of every target (fuzz/ is its own workspace, on the stable toolchain with
 # RUSTC_BOOTSTRAP=1); FUZZ_SECONDS=0 skips it.
 if [ "${FUZZ_SECONDS:-20}" != 0 ]; then

@@ -18,7 +18,7 @@ use oci_spec::image::{
 };
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use tokio::io::{AsyncRead, BufReader};
+use tokio::io::AsyncRead;
 
 /// Largest config read into memory.
 pub const MAX_CONFIG_SIZE: u64 = 8 * 1024 * 1024;
@@ -553,14 +553,25 @@ pub async fn write_layer(
     compression: Compression,
     docker: bool,
 ) -> Result<(Descriptor, Digest)> {
-    use async_compression::tokio::bufread::ZstdEncoder;
     let mut hashing = HashingReader::new(tar);
     let info = match compression {
         Compression::None => store.put_stream(Expected::unknown(), &mut hashing).await?,
         Compression::Gzip => parallel_gzip(store, &mut hashing).await?,
+        #[cfg(feature = "zstd")]
         Compression::Zstd => {
-            let mut enc = ZstdEncoder::new(BufReader::with_capacity(128 * 1024, &mut hashing));
+            use async_compression::tokio::bufread::ZstdEncoder;
+            let mut enc = ZstdEncoder::new(tokio::io::BufReader::with_capacity(
+                128 * 1024,
+                &mut hashing,
+            ));
             store.put_stream(Expected::unknown(), &mut enc).await?
+        }
+        #[cfg(not(feature = "zstd"))]
+        Compression::Zstd => {
+            return Err(Error::UnsupportedMediaType {
+                media_type: media::OCI_LAYER_ZSTD.to_owned(),
+                what: "a layer written by oci-rs-image built without its zstd feature",
+            })
         }
     };
     let (diff_id, _) = hashing.finish();

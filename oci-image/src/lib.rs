@@ -34,6 +34,12 @@
 //!   `mediaType` contradicts the declared type, or that is both a manifest and an index, is
 //!   refused (CVE-2021-41190).
 //! - Stores make a blob visible only after its size and digest were checked.
+//!
+//! ## Cargo features
+//!
+//! - `zstd` (default): writing zstd layers ([`media::Compression::Zstd`]). Its C library is the
+//!   slowest part of a clean build; without it a zstd layer is an
+//!   [`Error::UnsupportedMediaType`].
 
 pub mod archive;
 pub mod build;

@@ -208,7 +208,7 @@ pub async fn decompress<'a>(
     reader: impl AsyncRead + Send + Unpin + 'a,
     declared: Option<Compression>,
 ) -> Result<Pin<Box<dyn AsyncRead + Send + 'a>>> {
-    use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
+    use async_compression::tokio::bufread::GzipDecoder;
     let mut buf = BufReader::with_capacity(256 * 1024, reader);
     let head = buf.fill_buf().await?;
     let found = Compression::from_magic(head);
@@ -226,10 +226,18 @@ pub async fn decompress<'a>(
             d.multiple_members(true);
             Box::pin(d)
         }
+        #[cfg(feature = "zstd")]
         Compression::Zstd => {
-            let mut d = ZstdDecoder::new(buf);
+            let mut d = async_compression::tokio::bufread::ZstdDecoder::new(buf);
             d.multiple_members(true);
             Box::pin(d)
+        }
+        // Built without zstd: a clear error, not a tar parse of compressed bytes.
+        #[cfg(not(feature = "zstd"))]
+        Compression::Zstd => {
+            return Err(Error::UnsupportedMediaType(
+                "a zstd layer (oci-rs-layer was built without its zstd feature)".into(),
+            ))
         }
         _ => Box::pin(buf),
     })
@@ -1040,4 +1048,20 @@ pub fn rootless_xattr(uid: u32, gid: u32) -> Vec<u8> {
         }
     }
     out
+}
+
+#[cfg(all(test, not(feature = "zstd")))]
+mod without_zstd {
+    #![allow(clippy::unwrap_used)]
+
+    /// Built without zstd, a zstd layer is a clear error, not a tar parse of compressed bytes.
+    #[tokio::test]
+    async fn a_zstd_layer_is_unsupported() {
+        let frame = [0x28u8, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0];
+        let err = super::decompress(&frame[..], None).await.err().unwrap();
+        assert!(
+            err.to_string().contains("without its zstd feature"),
+            "{err}"
+        );
+    }
 }

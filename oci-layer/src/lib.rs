@@ -15,6 +15,11 @@
 //! `..` components are refused; absolute paths and symlinks resolve as if the root were `/`.
 //! xattrs other than `user.*` (`trusted.overlay.*`, `security.*`) are refused unless the
 //! caller allows them.
+//!
+//! ## Cargo features
+//!
+//! - `zstd` (default): reading zstd layers (and oci-rs-image's `zstd`, writing them). Without
+//!   it a zstd layer is an [`Error::UnsupportedMediaType`].
 
 pub mod apply;
 pub mod diff;
