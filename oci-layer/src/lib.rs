@@ -7,6 +7,29 @@
 //! pass. Trees diff back into layers ([`diff()`], [`diff_overlay`], [`export`], [`flatten`]),
 //! and [`Snapshotter`] unpacks each layer once and mounts images as overlayfs.
 //!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use oci_rs_layer::tarw::{EntryHeader, EntryType, TarWriter};
+//!
+//! // A layer: a tar holding one file (made here with the crate's own tar writer).
+//! let mut tar = TarWriter::new(Vec::new());
+//! let mut file = EntryHeader::new(b"etc/motd".to_vec(), EntryType::Regular);
+//! file.size = 6;
+//! tar.file(&file, &mut &b"hello\n"[..]).await?;
+//! let tar = tar.finish().await?;
+//!
+//! // Applied to a directory: every path resolved inside it, the DiffID computed on the way.
+//! let root = tempfile::tempdir()?;
+//! let media_type = "application/vnd.oci.image.layer.v1.tar";
+//! let opts = oci_rs_layer::ApplyOptions::default();
+//! let report = oci_rs_layer::apply(root.path(), &tar[..], media_type, &opts).await?;
+//! assert_eq!(std::fs::read_to_string(root.path().join("etc/motd"))?, "hello\n");
+//! assert_eq!(report.diff_id, Some(oci_rs_image::sha256(&tar)));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ## Safety by construction
 //!
 //! Nothing a layer holds can reach outside the directory it is applied to. Every operation is

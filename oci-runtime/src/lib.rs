@@ -7,6 +7,30 @@
 //! and read-only paths, hostname, sysctls, rlimits, capabilities, `no_new_privs`, user, and
 //! cgroup limits (v1 or v2); [`Container::start`] lets it `execve`.
 //!
+//! The spec usually comes from an image: [`image_spec::spec_from_image`] makes the one
+//! `docker run` would (docker's capabilities, seccomp profile, devices and mounts):
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use oci_rs_runtime::image_spec::{spec_from_image, Network, RunOptions};
+//!
+//! let config: oci_spec::image::ImageConfiguration = serde_json::from_str(
+//!     r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},
+//!         "config":{"Env":["PATH=/bin"],"Entrypoint":["/bin/sh","-c"],"Cmd":["echo hi"]}}"#,
+//! )?;
+//! let opts = RunOptions {
+//!     network: Network::None,
+//!     memory: Some(64 << 20),
+//!     ..RunOptions::default()
+//! };
+//! let spec = spec_from_image(&config, "/var/lib/c1/rootfs".as_ref(), &opts)?;
+//! let process = spec.process().as_ref().unwrap();
+//! assert_eq!(process.args().as_deref(), Some(&["/bin/sh".into(), "-c".into(), "echo hi".into()][..]));
+//! // Then: ContainerBuilder::new("c1", spec, "/var/lib/c1").create()?.start()?, or run().
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Device access is always enforced by the kernel: deny everything, then the spec's
 //! `linux.resources.devices` rules, then the default devices and the spec's `linux.devices`
 //! (see [`device_rules`]), through the v1 devices controller or a v2 cgroup device (eBPF)
