@@ -50,6 +50,8 @@ echo "test.sh: cargo package (the four library crates, verified)"
 cargo package --workspace --exclude oci-examples --exclude oci-benches --allow-dirty --locked -q
 echo "test.sh: oci-rs-image and oci-rs-layer without default features (no zstd)"
 cargo test -p oci-rs-image -p oci-rs-layer --no-default-features --lib -q
+echo "test.sh: docs of oci-rs-image with its testing feature"
+RUSTDOCFLAGS="-D warnings" cargo doc -p oci-rs-image --no-deps --features testing -q
 # A short fuzz smoke of every target (fuzz/ is its own workspace, on the stable toolchain with
 # RUSTC_BOOTSTRAP=1); FUZZ_SECONDS=0 skips it.
 if [ "${FUZZ_SECONDS:-20}" != 0 ]; then

@@ -37,6 +37,8 @@
 //!
 //! ## Cargo features
 //!
+//! - `testing`: the `testing` module, conformance tests a third-party store or transfer end runs in its
+//!   own tests.
 //! - `zstd` (default): writing zstd layers ([`media::Compression::Zstd`]). Its C library is the
 //!   slowest part of a clean build; without it a zstd layer is an
 //!   [`Error::UnsupportedMediaType`].
@@ -57,6 +59,8 @@ pub mod platform;
 pub mod reference;
 pub mod store;
 pub mod targuard;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod transfer;
 pub mod verify;
 

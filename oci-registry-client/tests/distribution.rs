@@ -597,3 +597,16 @@ async fn tls_registry_with_private_ca_and_no_plain_http_fallback() {
         .unwrap_err();
     assert!(matches!(e, Error::Transport { .. }), "{e}");
 }
+
+#[tokio::test]
+async fn registry_source_and_destination_pass_the_conformance_suite() {
+    if !have_registry() {
+        return;
+    }
+    let reg = Registry::start();
+    let repo = Repository::new(&reg.addr, "conformance/sample").unwrap();
+    let dst = RegistryDestination::new(client(), repo.clone());
+    let written = oci_rs_image::testing::write_sample(&dst, "1").await;
+    let src = RegistrySource::new(client(), repo);
+    oci_rs_image::testing::read_sample(&src, "1", &written).await;
+}
