@@ -745,7 +745,7 @@ impl Images {
             // Not here (a foreign platform's layer): the compressed size says something.
             return Ok(layer.size());
         };
-        let mut plain = oci_rs_layer::apply::decompress(blob, None).await?;
+        let mut plain = oci_rs_layer::decompress(blob, None).await?;
         let n = tokio::io::copy(&mut plain, &mut tokio::io::sink()).await?;
         if std::fs::create_dir_all(cache.parent().unwrap_or(data)).is_ok() {
             let tmp = cache.with_extension("tmp");
@@ -998,8 +998,7 @@ impl Images {
         b = b.created(&creation_time());
         // Followed as a tar on the way (and passed through unchanged), so bytes that are not
         // one are refused instead of becoming a layer nothing can apply.
-        let mut tar =
-            oci_rs_image::TarGuard::new(oci_rs_layer::apply::decompress(input, None).await?);
+        let mut tar = oci_rs_image::TarGuard::new(oci_rs_layer::decompress(input, None).await?);
         let store = self.layout.leased()?;
         b.add_layer_tar(&store, &mut tar, Compression::Gzip, "imported")
             .await
@@ -1328,7 +1327,7 @@ pub async fn apply_file(dir: &Path, file: &Path) -> Result<oci_rs_layer::ApplyRe
     let f = tokio::fs::File::open(file)
         .await
         .with_context(|| format!("opening {}", file.display()))?;
-    let tar = oci_rs_layer::apply::decompress(f, None).await?;
+    let tar = oci_rs_layer::decompress(f, None).await?;
     Ok(oci_rs_layer::apply_tar(dir, tar, &oci_rs_layer::ApplyOptions::default()).await?)
 }
 

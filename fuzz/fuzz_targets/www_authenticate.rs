@@ -6,5 +6,5 @@ fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else {
         return;
     };
-    let _ = oci_rs_registry_client::challenge::parse(s);
+    let _ = oci_rs_registry_client::parse_challenges(s);
 });

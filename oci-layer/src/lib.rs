@@ -10,7 +10,7 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use oci_rs_layer::tarw::{EntryHeader, EntryType, TarWriter};
+//! use oci_rs_layer::{EntryHeader, EntryType, TarWriter};
 //!
 //! // A layer: a tar holding one file (made here with the crate's own tar writer).
 //! let mut tar = TarWriter::new(Vec::new());
@@ -34,7 +34,7 @@
 //!
 //! Nothing a layer holds can reach outside the directory it is applied to. Every operation is
 //! made relative to a descriptor of a parent directory that `openat2(RESOLVE_IN_ROOT)` found
-//! inside the root, and the last component is never followed (see [`root`]). Entries with
+//! inside the root, and the last component is never followed (see [`Root`]). Entries with
 //! `..` components are refused; absolute paths and symlinks resolve as if the root were `/`.
 //! xattrs other than `user.*` (`trusted.overlay.*`, `security.*`) are refused unless the
 //! caller allows them.
@@ -44,20 +44,27 @@
 //! - `zstd` (default): reading zstd layers (and oci-rs-image's `zstd`, writing them). Without
 //!   it a zstd layer is an [`Error::UnsupportedMediaType`].
 
-pub mod apply;
-pub mod diff;
-pub mod error;
+// Private modules, one public path per item: everything public is named at the crate root.
+mod apply;
+mod diff;
+mod error;
 mod pathset;
-pub mod root;
-pub mod snapshot;
-pub mod tarw;
+mod root;
+mod snapshot;
+mod tarw;
 
-pub use apply::{apply, apply_tar, ApplyOptions, ApplyReport, Devices, IdRange, Ownership};
+pub use apply::{
+    apply, apply_tar, decompress, rootless_xattr, ApplyOptions, ApplyReport, Devices, IdRange,
+    Ownership, DEFAULT_MAX_LAYER_BYTES, MAX_PATH, MTIME_RANGE, OPAQUE_MARKER, ROOTLESS_XATTR,
+    WHITEOUT_PREFIX,
+};
 pub use diff::{diff, diff_overlay, diff_to_store, export, DiffOptions, DiffReport};
 pub use error::{Error, Result};
+pub use root::{clean as clean_path, empty_dir, kind_at, list_dir, open_beneath, remove_all, Root};
 pub use snapshot::{
-    flatten, private_dir, Mount, MountKind, SnapshotInfo, Snapshotter, UnpackReport,
+    flatten, mount_overlay, private_dir, Mount, MountKind, SnapshotInfo, Snapshotter, UnpackReport,
 };
+pub use tarw::{EntryHeader, EntryType, TarWriter};
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]

@@ -810,7 +810,7 @@ async fn pax_times_are_honoured_and_out_of_range_times_clamped() {
     );
     assert_eq!(
         std::fs::metadata(sb.root.join("huge")).unwrap().mtime(),
-        *oci_rs_layer::apply::MTIME_RANGE.end()
+        *oci_rs_layer::MTIME_RANGE.end()
     );
 }
 
@@ -911,7 +911,7 @@ fn deep_chain(dir: &Path, depth: usize) {
 /// stack on such a tree).
 fn remove_chain(dir: &Path) {
     let parent = open_dir_path(dir);
-    oci_rs_layer::root::remove_all(std::os::fd::AsFd::as_fd(&parent), "top".as_ref()).unwrap();
+    oci_rs_layer::remove_all(std::os::fd::AsFd::as_fd(&parent), "top".as_ref()).unwrap();
 }
 
 #[test]

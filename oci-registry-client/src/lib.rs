@@ -60,31 +60,38 @@
 //! [`StaticCredentials`] serves fixed ones. `docker.io` is reached at
 //! `registry-1.docker.io` and looked up under `https://index.docker.io/v1/`.
 
-pub mod auth;
+// Private modules, one public path per item: everything public is named at the crate root.
+mod auth;
 mod body;
-pub mod challenge;
-pub mod client;
-pub mod credentials;
-pub mod error;
-pub mod listing;
-pub mod progress;
-pub mod pull;
-pub mod push;
-pub mod repository;
-pub mod retry;
-pub mod transfer;
+mod challenge;
+mod client;
+mod credentials;
+mod error;
+mod listing;
+mod progress;
+mod pull;
+mod push;
+mod repository;
+mod retry;
+mod transfer;
 
+pub use auth::MAX_TOKEN_ANSWER;
+pub use challenge::{parse as parse_challenges, AuthChallenge, Challenge, MAX_HEADER_LEN};
 pub use client::{Client, ClientBuilder};
 pub use credentials::{
-    docker_config_dir, remove_login, save_login, AnonymousProvider, Credential, CredentialProvider,
-    DockerConfig, StaticCredentials, StoredIn,
+    docker_config_dir, normalize_key, remove_login, save_login, AnonymousProvider, Credential,
+    CredentialProvider, DockerConfig, StaticCredentials, StoredIn, DOCKER_HUB_CONFIG_KEY,
 };
 pub use error::{Error, ErrorKind, RegistryErrorEntry, Result};
-pub use listing::Page;
+pub use listing::{referrers_tag, Page, MAX_JSON_ANSWER};
 pub use progress::{Direction, Progress, ProgressFn};
-pub use push::PushOutcome;
-pub use repository::Repository;
-pub use retry::RetryPolicy;
+pub use pull::DOCKER_CONTENT_DIGEST;
+pub use push::{PushOutcome, OCI_CHUNK_MIN_LENGTH};
+pub use repository::{
+    normalize_registry, validate_registry, validate_repository, validate_tag, Repository,
+    DOCKER_HUB, DOCKER_HUB_HOST,
+};
+pub use retry::{parse_retry_after, RetryPolicy};
 pub use transfer::{RegistryDestination, RegistrySource};
 
 /// The README's example, compiled and run as a doctest.

@@ -11,8 +11,8 @@
 
 use super::ignore::{clean_components, component_match, has_glob, Ignore};
 use anyhow::{bail, Context, Result};
-use oci_rs_layer::root::Root;
-use oci_rs_layer::tarw::{EntryHeader, EntryType, TarWriter};
+use oci_rs_layer::Root;
+use oci_rs_layer::{EntryHeader, EntryType, TarWriter};
 use sha2::{Digest as _, Sha256};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};

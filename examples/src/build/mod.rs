@@ -111,7 +111,7 @@ pub async fn build_cli(
         let t = tempfile::Builder::new()
             .prefix(".build-context-")
             .tempdir_in(data)?;
-        let tar = oci_rs_layer::apply::decompress(tokio::io::stdin(), None).await?;
+        let tar = oci_rs_layer::decompress(tokio::io::stdin(), None).await?;
         oci_rs_layer::apply_tar(t.path(), tar, &oci_rs_layer::ApplyOptions::default())
             .await
             .context("unpacking the context from standard input")?;

@@ -275,7 +275,7 @@ impl Builder<'_> {
         if rel.as_os_str().is_empty() {
             return Ok(());
         }
-        let root = oci_rs_layer::root::Root::open(rootfs)?;
+        let root = oci_rs_layer::Root::open(rootfs)?;
         root.mkdir_all(&rel)
             .with_context(|| format!("creating the WORKDIR {w}"))?;
         Ok(())
@@ -515,7 +515,7 @@ impl Builder<'_> {
         // A single source onto a directory that exists goes inside it.
         if !dest_is_dir && plan.entries.len() == 1 {
             let rel: PathBuf = super::ignore::clean_components(&dest).iter().collect();
-            let root = oci_rs_layer::root::Root::open(&rootfs)?;
+            let root = oci_rs_layer::Root::open(&rootfs)?;
             if !rel.as_os_str().is_empty() && root.open_dir(&rel).is_ok() {
                 plan.move_into_dir(&dest);
             }
@@ -530,13 +530,13 @@ impl Builder<'_> {
         }
         {
             let rel: PathBuf = super::ignore::clean_components(&dest).iter().collect();
-            let root = oci_rs_layer::root::Root::open(&rootfs)?;
+            let root = oci_rs_layer::Root::open(&rootfs)?;
             // Missing, and not a link (a link, dangling or not, is followed inside the rootfs
             // as docker follows it, never replaced).
             let missing = !rel.as_os_str().is_empty()
                 && root.open_dir(&rel).is_err()
                 && match root.parent_of(&rel) {
-                    Ok((dir, name)) => matches!(oci_rs_layer::root::kind_at(&dir, name), Ok(None)),
+                    Ok((dir, name)) => matches!(oci_rs_layer::kind_at(&dir, name), Ok(None)),
                     Err(_) => true,
                 };
             if missing {
@@ -762,7 +762,7 @@ pub(super) fn sniff(head: &[u8]) -> Option<&'static str> {
 /// when the layer could depend on more of the parent.
 fn link_signature(rootfs: &Path, plan: &Plan, dest: &str) -> Result<Option<String>> {
     use std::fmt::Write as _;
-    let root = oci_rs_layer::root::Root::open(rootfs)?;
+    let root = oci_rs_layer::Root::open(rootfs)?;
     let comps = super::ignore::clean_components(dest);
     let mut sig = String::new();
     let mut exists = true;
@@ -815,7 +815,7 @@ fn link_signature(rootfs: &Path, plan: &Plan, dest: &str) -> Result<Option<Strin
             });
             let Some(fd) = fd else { continue };
             let name = std::ffi::OsStr::from_bytes(name);
-            if oci_rs_layer::root::kind_at(&*fd, name)?.is_some() {
+            if oci_rs_layer::kind_at(&*fd, name)?.is_some() {
                 return Ok(None);
             }
         }
