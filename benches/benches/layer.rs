@@ -2,7 +2,7 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented public functions
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use oci_rs_image::media::Compression;
+use oci_rs_image::Compression;
 use oci_rs_image::{ImageSource, MemoryStore};
 use oci_rs_layer::{apply, diff_to_store, export, ApplyOptions, DiffOptions};
 
@@ -49,7 +49,7 @@ fn layers(c: &mut Criterion) {
         ),
     ] {
         let (desc, _) = rt
-            .block_on(oci_rs_image::build::write_layer(
+            .block_on(oci_rs_image::write_layer(
                 &store,
                 &mut &plain[..],
                 compression,
@@ -78,7 +78,7 @@ fn layers(c: &mut Criterion) {
             .block_on(export(real, Vec::new(), &DiffOptions::default()))
             .expect("export");
         let (desc, _) = rt
-            .block_on(oci_rs_image::build::write_layer(
+            .block_on(oci_rs_image::write_layer(
                 &store,
                 &mut &tar[..],
                 Compression::Gzip,

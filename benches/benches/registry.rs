@@ -7,7 +7,7 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented public functions
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use oci_rs_image::media::Compression;
+use oci_rs_image::Compression;
 use oci_rs_image::{copy, CopyOptions, ImageBuilder, ManifestRef, MemoryStore, OciLayout};
 use oci_rs_layer::{diff_to_store, DiffOptions};
 use oci_rs_registry_client::{Client, RegistryDestination, RegistrySource, Repository};

@@ -3,8 +3,8 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use oci_rs_image::media::Compression;
 use oci_rs_image::oci_spec::image::{Descriptor, Digest};
+use oci_rs_image::Compression;
 use oci_rs_image::{
     copy, ArchiveFormat, ArchiveSource, ArchiveWriter, CopyEvent, CopyOptions, ImageBuilder,
     ImageInspect, ImageReference, ImageSource, Manifest, ManifestInspect, ManifestRef, OciLayout,
@@ -410,7 +410,7 @@ impl Images {
         let img = m
             .as_image()
             .ok_or_else(|| anyhow!("{name} is not an image"))?;
-        let config = oci_rs_image::build::read_config(&self.layout, img.config()).await?;
+        let config = oci_rs_image::read_config(&self.layout, img.config()).await?;
         let time = |t: &Option<String>| t.as_deref().and_then(oci_rs_runtime::logs::parse_rfc3339);
         // docker's SIZE: each layer's unpacked bytes.
         let mut unpacked = Vec::new();
@@ -564,7 +564,7 @@ impl Images {
                 let img = m
                     .as_image()
                     .ok_or_else(|| anyhow!("{image} holds a nested index"))?;
-                let config = oci_rs_image::build::read_config(&self.layout, img.config()).await?;
+                let config = oci_rs_image::read_config(&self.layout, img.config()).await?;
                 let mut p = PlatformBuilder::default()
                     .os(config.os().clone())
                     .architecture(config.architecture().clone())
@@ -642,7 +642,7 @@ impl Images {
                     .or_else(|| old.as_ref().map(|p| p.os().clone()))
                     .unwrap_or(Os::Linux))
                 .architecture(
-                    arch.map(|a| Arch::from(oci_rs_image::platform::normalize(a, None).0.as_str()))
+                    arch.map(|a| Arch::from(oci_rs_image::normalize_platform(a, None).0.as_str()))
                         .or_else(|| old.as_ref().map(|p| p.architecture().clone()))
                         .unwrap_or(Arch::Amd64),
                 )
@@ -690,7 +690,7 @@ impl Images {
             let m = self.for_host(m).await?;
             let img = m.as_image().map(|i| (i.config().digest().to_string(), i));
             let created = match &img {
-                Some((_, i)) => oci_rs_image::build::read_config(&self.layout, i.config())
+                Some((_, i)) => oci_rs_image::read_config(&self.layout, i.config())
                     .await
                     .ok()
                     .and_then(|c| {
@@ -760,7 +760,7 @@ impl Images {
     async fn for_host(&self, m: Manifest) -> Result<Manifest> {
         match m.as_index() {
             Some(index) => {
-                let d = oci_rs_image::platform::select(index, &PlatformSpec::host())?;
+                let d = oci_rs_image::select_platform(index, &PlatformSpec::host())?;
                 Ok(self
                     .layout
                     .manifest(&ManifestRef::Digest(d.digest().clone()))
@@ -880,7 +880,7 @@ impl Images {
                 .await?;
             let m = self.for_host(src).await?;
             // One copy per image; `finish` after the last writes the index files.
-            oci_rs_image::copy::copy_without_finish(
+            oci_rs_image::copy_without_finish(
                 &self.layout,
                 &w,
                 &ManifestRef::Digest(m.digest().clone()),
@@ -1028,7 +1028,7 @@ impl Images {
         let img = m
             .as_image()
             .ok_or_else(|| anyhow!("{} is not an image", r.familiar()))?;
-        let config = oci_rs_image::build::read_config(&self.layout, img.config()).await?;
+        let config = oci_rs_image::read_config(&self.layout, img.config()).await?;
         if config.rootfs().diff_ids().len() != img.layers().len() {
             bail!(
                 "{}: the config lists {} diff_ids for {} layers",
@@ -1094,7 +1094,7 @@ impl Images {
             .await?;
         let m = match (m.as_index(), platform) {
             (Some(index), Some(p)) => {
-                let d = oci_rs_image::platform::select(index, &p.parse::<PlatformSpec>()?)?;
+                let d = oci_rs_image::select_platform(index, &p.parse::<PlatformSpec>()?)?;
                 self.layout
                     .manifest(&ManifestRef::Digest(d.digest().clone()))
                     .await?
@@ -1104,7 +1104,7 @@ impl Images {
         let img = m
             .as_image()
             .ok_or_else(|| anyhow!("{image} is not an image"))?;
-        let config = oci_rs_image::build::read_config(&self.layout, img.config()).await?;
+        let config = oci_rs_image::read_config(&self.layout, img.config()).await?;
         let config_digest = img.config().digest().clone();
         Ok((m, config, config_digest))
     }

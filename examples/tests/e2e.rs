@@ -245,7 +245,7 @@ fn multi_arch_index_resolves_to_the_host_and_platform_picks_another() {
             b.add_layer_tar(
                 &store,
                 &mut &tar[..],
-                oci_rs_image::media::Compression::Gzip,
+                oci_rs_image::Compression::Gzip,
                 "base",
             )
             .await
@@ -254,7 +254,7 @@ fn multi_arch_index_resolves_to_the_host_and_platform_picks_another() {
             b.add_layer_tar(
                 &store,
                 &mut &marker[..],
-                oci_rs_image::media::Compression::Gzip,
+                oci_rs_image::Compression::Gzip,
                 "arch",
             )
             .await

@@ -5,7 +5,7 @@
 
 mod common;
 
-use oci_rs_image::media::Compression;
+use oci_rs_image::Compression;
 use oci_rs_image::{copy, CopyOptions, ImageBuilder, ManifestRef, MemoryStore, OciLayout};
 use oci_rs_registry_client::{Client, RegistryDestination, RegistrySource, Repository};
 use std::io::Read;

@@ -388,7 +388,7 @@ fn oci_archive_with_bare_tags_and_platforms_loads_what_is_there() {
             b.add_layer_tar(
                 &store,
                 &mut &tar[..],
-                oci_rs_image::media::Compression::Gzip,
+                oci_rs_image::Compression::Gzip,
                 "import",
             )
             .await
@@ -630,7 +630,7 @@ fn unpack_refuses_a_config_with_fewer_diff_ids_than_layers() {
             .await
             .unwrap();
         let mut img = m.as_image().unwrap().clone();
-        let cfg = oci_rs_image::build::read_config(&layout, img.config())
+        let cfg = oci_rs_image::read_config(&layout, img.config())
             .await
             .unwrap();
         let mut cfg = serde_json::to_value(&cfg).unwrap();

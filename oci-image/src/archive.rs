@@ -1,24 +1,14 @@
-//! `docker save` archives and OCI archives, read and written through the transfer traits, so
-//! that `save` and `load` are [`copy`](crate::copy()) calls.
-//!
-//! [`ArchiveWriter`] writes what docker 25 and later write: an OCI layout in a tar
-//! (`oci-layout`, `index.json`, `blobs/<alg>/<hex>`) and, in [`ArchiveFormat::Docker`], also
-//! `manifest.json` and `repositories`, so the same file is a valid docker-archive and a valid
-//! oci-archive. Blobs stream straight into the tar; nothing is held in memory but the small
-//! index files. Written to a path, the archive appears under its name only once complete.
-//!
-//! [`ArchiveSource`] reads both formats and the older docker layout (`<id>/layer.tar`,
-//! `<hex>.json`), from a seekable file: one pass records where each entry's bytes are, then
-//! blobs are read straight from those offsets, verified as they stream.
+//! The module of [`ArchiveSource`], whose docs say what it is for (the module is private).
 
 use crate::digest::{parse_digest, path_components, Hasher};
 use crate::error::{Error, Result};
 use crate::layout::{ref_name, CONTAINERD_IMAGE_NAME, OCI_LAYOUT_CONTENT, REF_NAME};
 use crate::manifest::{descriptor, Manifest, ManifestBody, ManifestKind, MAX_MANIFEST_SIZE};
-use crate::media::{self, Compression};
+use crate::media;
 use crate::reference::ImageReference;
 use crate::store::{verified, BlobReader};
 use crate::transfer::{ImageDestination, ImageSource, ManifestRef};
+use crate::Compression;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use oci_spec::image::{Descriptor, Digest, ImageIndex, ImageIndexBuilder, MediaType};
@@ -335,6 +325,19 @@ struct Span {
     size: u64,
 }
 
+/// `docker save` archives and OCI archives, read and written through the transfer traits, so
+/// that `save` and `load` are [`copy`](crate::copy()) calls.
+///
+/// [`ArchiveWriter`] writes what docker 25 and later write: an OCI layout in a tar
+/// (`oci-layout`, `index.json`, `blobs/<alg>/<hex>`) and, in [`ArchiveFormat::Docker`], also
+/// `manifest.json` and `repositories`, so the same file is a valid docker-archive and a valid
+/// oci-archive. Blobs stream straight into the tar; nothing is held in memory but the small
+/// index files. Written to a path, the archive appears under its name only once complete.
+///
+/// [`ArchiveSource`] reads both formats and the older docker layout (`<id>/layer.tar`,
+/// `<hex>.json`), from a seekable file: one pass records where each entry's bytes are, then
+/// blobs are read straight from those offsets, verified as they stream.
+///
 /// A docker-archive or oci-archive file, read as an [`ImageSource`].
 ///
 /// Tags: an OCI `org.opencontainers.image.ref.name`, an `io.containerd.image.name`, or a

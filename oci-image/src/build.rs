@@ -1,17 +1,12 @@
-//! Image building blocks: a new image from a config and layers, appending layers, setting
-//! config fields, writing the result to a store.
-//!
-//! The config is edited as JSON, not through `oci_spec::image::ImageConfiguration`: a base
-//! image's config carries fields that type does not know (`Healthcheck`, `Shell`, `OnBuild`,
-//! docker's `container_config`), and they must survive an append. Objects serialise with
-//! sorted keys, so the same inputs always give the same config digest.
+//! The module of [`ImageBuilder`], whose docs say what it is for (the module is private).
 
 use crate::error::{Error, Result};
 use crate::manifest::{descriptor, Manifest, ManifestBody, ManifestKind};
-use crate::media::{self, Compression};
+use crate::media;
 use crate::store::{BlobStore, BlobStoreExt, Expected};
 use crate::transfer::ImageSource;
 use crate::verify::HashingReader;
+use crate::Compression;
 use bytes::Bytes;
 use oci_spec::image::{
     Descriptor, Digest, ImageConfiguration, ImageManifest, ImageManifestBuilder, MediaType,
@@ -23,12 +18,20 @@ use tokio::io::AsyncRead;
 /// Largest config read into memory.
 pub const MAX_CONFIG_SIZE: u64 = 8 * 1024 * 1024;
 
+/// Image building blocks: a new image from a config and layers, appending layers, setting
+/// config fields, writing the result to a store.
+///
+/// The config is edited as JSON, not through `oci_spec::image::ImageConfiguration`: a base
+/// image's config carries fields that type does not know (`Healthcheck`, `Shell`, `OnBuild`,
+/// docker's `container_config`), and they must survive an append. Objects serialise with
+/// sorted keys, so the same inputs always give the same config digest.
+///
 /// Builds an image: config edits, layers, then [`ImageBuilder::build`] into a store.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> oci_rs_image::Result<()> {
-/// use oci_rs_image::{ImageBuilder, MemoryStore, media::Compression};
+/// use oci_rs_image::{Compression, ImageBuilder, MemoryStore};
 /// let store = MemoryStore::new();
 /// let mut b = ImageBuilder::new("linux", "amd64")
 ///     .entrypoint(["/bin/sh", "-c"])

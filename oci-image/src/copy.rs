@@ -1,9 +1,4 @@
-//! One generic image copy between any [`ImageSource`] and any [`ImageDestination`].
-//!
-//! `pull` is a copy from a registry into a layout, `push` the reverse, `save` a copy into an
-//! archive and `load` a copy out of one. Blobs go before the manifests that point at them,
-//! manifests before the index, so a destination never holds a manifest whose content is
-//! missing.
+//! The module of [`copy()`], whose docs say what it is for (the module is private).
 
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, ManifestBody};
@@ -173,6 +168,13 @@ struct Tally {
     mounted: usize,
 }
 
+/// One generic image copy between any [`ImageSource`] and any [`ImageDestination`].
+///
+/// `pull` is a copy from a registry into a layout, `push` the reverse, `save` a copy into an
+/// archive and `load` a copy out of one. Blobs go before the manifests that point at them,
+/// manifests before the index, so a destination never holds a manifest whose content is
+/// missing.
+///
 /// Copies the image `from` names out of `src` into `dst`.
 ///
 /// With [`PlatformFilter::Host`] or [`PlatformFilter::One`] an index is resolved to one image

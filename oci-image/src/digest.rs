@@ -1,12 +1,14 @@
-//! Digests: parsing with validation, hashing (sha256, sha512), and safe path components.
-//!
-//! The digest type itself is [`oci_spec::image::Digest`]; this module adds what is needed to
-//! compute one and to use one safely in a file path or URL.
+//! The module of [`parse_digest`], whose docs say what it is for (the module is private).
 
 use crate::error::{Error, Result};
 use oci_spec::image::{Digest, DigestAlgorithm};
 use sha2::Digest as _;
 
+/// Digests: parsing with validation, hashing (sha256, sha512), and safe path components.
+///
+/// The digest type itself is [`oci_spec::image::Digest`]; this module adds what is needed to
+/// compute one and to use one safely in a file path or URL.
+///
 /// Parses and validates a digest string.
 ///
 /// Only `sha256` and `sha512` are accepted, with exactly 64 or 128 lowercase hex characters,

@@ -1,17 +1,4 @@
-//! The OCI image layout directory as a content store.
-//!
-//! ```text
-//! DIR/oci-layout          {"imageLayoutVersion":"1.0.0"}
-//! DIR/index.json          an image index; tags are `org.opencontainers.image.ref.name`
-//! DIR/blobs/<alg>/<hex>   content, named by digest
-//! ```
-//!
-//! Ingest writes to a temporary file in the layout directory (`.ingest-*`, ignored by every
-//! reader) and renames it to `blobs/<alg>/<hex>` only after size and digest matched, after an
-//! `fsync`: a crash or a wrong blob never leaves a file that looks complete. Every change of
-//! `index.json` takes an exclusive `flock` on the layout directory, reads the index, and
-//! replaces it by rename, so concurrent writers (tasks, processes, other tools holding the same
-//! lock) never lose each other's tags or leave a torn file.
+//! The module of [`OciLayout`], whose docs say what it is for (the module is private).
 
 use crate::digest::{parse_digest, path_components, Hasher};
 use crate::error::{Error, Result};
@@ -43,6 +30,21 @@ const INGEST_PREFIX: &str = ".ingest-";
 /// Largest `index.json` read.
 const MAX_INDEX_SIZE: u64 = 64 * 1024 * 1024;
 
+/// The OCI image layout directory as a content store.
+///
+/// ```text
+/// DIR/oci-layout          {"imageLayoutVersion":"1.0.0"}
+/// DIR/index.json          an image index; tags are `org.opencontainers.image.ref.name`
+/// DIR/blobs/<alg>/<hex>   content, named by digest
+/// ```
+///
+/// Ingest writes to a temporary file in the layout directory (`.ingest-*`, ignored by every
+/// reader) and renames it to `blobs/<alg>/<hex>` only after size and digest matched, after an
+/// `fsync`: a crash or a wrong blob never leaves a file that looks complete. Every change of
+/// `index.json` takes an exclusive `flock` on the layout directory, reads the index, and
+/// replaces it by rename, so concurrent writers (tasks, processes, other tools holding the same
+/// lock) never lose each other's tags or leave a torn file.
+///
 /// An OCI image layout directory. Cloning shares it.
 ///
 /// ```
@@ -146,7 +148,7 @@ impl OciLayout {
     /// A handle on the same layout with a new lease: until its last clone is dropped,
     /// [`gc`](Self::gc), in this process or another, keeps every blob this handle writes or
     /// finds present. Use it for a pull, a load or a build, whose blobs no tag reaches until
-    /// the end (see [`crate::lease`]).
+    /// the end (see [`Lease`](crate::Lease)).
     pub fn leased(&self) -> Result<Self> {
         Ok(Self {
             inner: self.inner.clone(),

@@ -1,18 +1,4 @@
-//! Leases: what protects content that is being written from a garbage collection running in
-//! another task or process (containerd's leases are the model).
-//!
-//! A pull writes its blobs first and tags the image last; until the tag exists nothing in
-//! `index.json` reaches those blobs, and a [`gc`](crate::OciLayout::gc) at that moment (an
-//! `rmi` in another terminal) would delete them, leaving a tagged image that cannot run. A
-//! handle from [`OciLayout::leased`](crate::OciLayout::leased) records every blob it writes,
-//! and every blob it finds already present (a copy skips those), in a lease file
-//! `DIR/.leases/NAME` on which it holds a lock; `gc` keeps whatever a live lease names. A
-//! lease ends when its last handle is dropped, or when its process dies (the lock goes with
-//! it, and the next `gc` removes the file).
-//!
-//! Ordering: recording a blob and the check or rename that precedes it happen under a shared
-//! lock on the layout directory, and `gc` reads the leases and deletes under the exclusive
-//! one, so a blob is either seen by `gc` as leased or written after `gc` is done.
+//! The module of [`Lease`], whose docs say what it is for (the module is private).
 
 use crate::error::{Error, Result};
 use oci_spec::image::Digest;
@@ -26,6 +12,22 @@ use std::sync::Mutex;
 pub const LEASES_DIR: &str = ".leases";
 const NEW_PREFIX: &str = ".new-";
 
+/// Leases: what protects content that is being written from a garbage collection running in
+/// another task or process (containerd's leases are the model).
+///
+/// A pull writes its blobs first and tags the image last; until the tag exists nothing in
+/// `index.json` reaches those blobs, and a [`gc`](crate::OciLayout::gc) at that moment (an
+/// `rmi` in another terminal) would delete them, leaving a tagged image that cannot run. A
+/// handle from [`OciLayout::leased`](crate::OciLayout::leased) records every blob it writes,
+/// and every blob it finds already present (a copy skips those), in a lease file
+/// `DIR/.leases/NAME` on which it holds a lock; `gc` keeps whatever a live lease names. A
+/// lease ends when its last handle is dropped, or when its process dies (the lock goes with
+/// it, and the next `gc` removes the file).
+///
+/// Ordering: recording a blob and the check or rename that precedes it happen under a shared
+/// lock on the layout directory, and `gc` reads the leases and deletes under the exclusive
+/// one, so a blob is either seen by `gc` as leased or written after `gc` is done.
+///
 /// A live lease: its file, locked while this value exists.
 #[derive(Debug)]
 pub struct Lease {

@@ -39,45 +39,68 @@
 //!
 //! - `testing`: the `testing` module, conformance tests a third-party store or transfer end runs in its
 //!   own tests.
-//! - `zstd` (default): writing zstd layers ([`media::Compression::Zstd`]). Its C library is the
+//! - `zstd` (default): writing zstd layers ([`Compression::Zstd`]). Its C library is the
 //!   slowest part of a clean build; without it a zstd layer is an
 //!   [`Error::UnsupportedMediaType`].
 
-pub mod archive;
-pub mod build;
-pub mod copy;
-pub mod digest;
-pub mod error;
-pub mod inspect;
-pub mod layout;
-pub mod lease;
-pub mod manifest;
+// Private modules, one public path per item: everything public is named at the crate root,
+// except the media type constants (`media`), the store adapter helpers (`adapter`) and the
+// conformance suite (`testing`), which are namespaces of their own.
+mod archive;
+mod build;
+mod compression;
+mod copy;
+mod digest;
+mod error;
+mod inspect;
+mod layout;
+mod lease;
+mod manifest;
 pub mod media;
-pub mod memory;
-pub mod output;
-pub mod platform;
-pub mod reference;
-pub mod store;
-pub mod targuard;
+mod memory;
+mod output;
+mod platform;
+mod reference;
+mod store;
+mod targuard;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod transfer;
-pub mod verify;
+mod transfer;
+mod verify;
 
-pub use archive::{ArchiveFormat, ArchiveSource, ArchiveWriter};
-pub use build::ImageBuilder;
-pub use copy::{copy, CopyEvent, CopyOptions, CopyReport, PlatformFilter};
-pub use digest::{parse_digest, sha256, Hasher};
+pub use archive::{ArchiveFormat, ArchiveSource, ArchiveWriter, DockerManifestEntry};
+pub use build::{
+    read_config, read_config_json, read_small_blob, write_layer, ImageBuilder, GZIP_BLOCK,
+    MAX_CONFIG_SIZE,
+};
+pub use compression::Compression;
+pub use copy::{
+    copy, copy_without_finish, CopyEvent, CopyOptions, CopyReport, PlatformFilter, ProgressFn,
+};
+pub use digest::{
+    check_supported as check_digest_algorithm, digest_of, parse_digest,
+    path_components as digest_path_components, sha256, verify_bytes, Hasher,
+};
 pub use error::{chain, Error, Result};
-pub use inspect::{ImageInspect, ManifestInspect};
-pub use layout::{GcReport, OciLayout};
-pub use manifest::{descriptor, Manifest, ManifestBody, ManifestKind, MAX_MANIFEST_SIZE};
+pub use inspect::{DescriptorView, ImageInspect, ManifestEntry, ManifestInspect, RootFsView};
+pub use layout::{
+    ref_name, GcReport, OciLayout, CONTAINERD_IMAGE_NAME, OCI_LAYOUT_CONTENT, REF_NAME,
+};
+pub use lease::{Lease, LEASES_DIR};
+pub use manifest::{
+    descriptor, digest_like, index_from_json, index_to_json, Manifest, ManifestBody, ManifestKind,
+    MAX_MANIFEST_SIZE,
+};
 pub use memory::MemoryStore;
 pub use output::OutputFile;
-pub use platform::PlatformSpec;
-pub use reference::ImageReference;
+pub use platform::{
+    is_attestation, normalize as normalize_platform, platform_string, select as select_platform,
+    PlatformSpec,
+};
+pub use reference::{valid_path_component, valid_tag, ImageReference, DOCKER_HUB_API_HOST};
 pub use store::{
-    BlobInfo, BlobReader, BlobStore, BlobStoreExt, BlobWriter, Expected, ReferenceStore,
+    adapter, validate_ref_name, verified, BlobInfo, BlobReader, BlobStore, BlobStoreExt,
+    BlobWriter, Expected, ReferenceStore,
 };
 pub use targuard::{TarGuard, MAX_TAR_RECORD};
 pub use transfer::{ImageDestination, ImageSource, ManifestRef};

@@ -1,5 +1,7 @@
 //! Media types: the OCI ones (from oci-spec) and the Docker ones oci-spec does not name.
 
+use crate::Compression;
+
 /// OCI image manifest.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// OCI image index.
@@ -34,35 +36,10 @@ pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.man
 /// The `Accept` header value a registry client sends for manifests, most wanted first.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
-/// How a layer blob is compressed, by media type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Compression {
-    /// A plain tar.
-    None,
-    /// gzip (one or several members).
-    Gzip,
-    /// zstd (one or several frames).
-    Zstd,
-}
-
-impl Compression {
-    /// The compression that a blob's first bytes show (gzip and zstd magic numbers).
-    pub fn from_magic(head: &[u8]) -> Self {
-        if head.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Compression::Zstd
-        } else {
-            Compression::None
-        }
-    }
-}
-
 /// The compression a layer media type announces, or `None` when the type is not a layer.
 ///
 /// ```
-/// use oci_rs_image::media::{layer_compression, Compression};
+/// use oci_rs_image::{media::layer_compression, Compression};
 /// assert_eq!(layer_compression("application/vnd.docker.image.rootfs.diff.tar.gzip"), Some(Compression::Gzip));
 /// assert_eq!(layer_compression("application/vnd.oci.image.layer.v1.tar+zstd"), Some(Compression::Zstd));
 /// assert_eq!(layer_compression("application/vnd.oci.image.config.v1+json"), None);

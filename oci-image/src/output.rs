@@ -1,15 +1,17 @@
-//! Output files that are replaced atomically when they are files, and streamed to when they
-//! are anything else.
-//!
-//! Writing a temporary file beside the target and renaming it into place is right for a
-//! regular file (readers never see half an archive), and wrong for everything else: renamed
-//! over `/dev/stdout` it replaces the host's device link with a file, over a FIFO it removes
-//! the FIFO its reader waits on. [`OutputFile::create`] decides by what the path names now,
-//! following symbolic links as an `open` would.
+//! The module of [`OutputFile`], whose docs say what it is for (the module is private).
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
+/// Output files that are replaced atomically when they are files, and streamed to when they
+/// are anything else.
+///
+/// Writing a temporary file beside the target and renaming it into place is right for a
+/// regular file (readers never see half an archive), and wrong for everything else: renamed
+/// over `/dev/stdout` it replaces the host's device link with a file, over a FIFO it removes
+/// the FIFO its reader waits on. [`OutputFile::create`] decides by what the path names now,
+/// following symbolic links as an `open` would.
+///
 /// An output being written: [`file`](Self::file) is where the bytes go, and
 /// [`commit`](Self::commit) makes them visible under the path (a no-op for streams). Dropped
 /// without a commit, a temporary file is removed and the path is untouched.

@@ -1,11 +1,4 @@
-//! Image references with docker's normalisation (`busybox` is
-//! `docker.io/library/busybox:latest`).
-//!
-//! The grammar is docker's (distribution/reference), checked by hand rather than with
-//! [`oci_spec::distribution::Reference`]: that parser compiles a regular expression on first
-//! use (a Unicode `\w` repeated 128 times) which took about 70 ms, paid by every command line
-//! that names an image. It accepts the same references (a differential property test below
-//! compares the two on generated input), except that tags are ASCII, as docker's are.
+//! The module of [`ImageReference`], whose docs say what it is for (the module is private).
 
 use crate::digest::parse_digest;
 use crate::error::{Error, Result};
@@ -17,6 +10,15 @@ use std::str::FromStr;
 /// The registry host docker uses for the `docker.io` name.
 pub const DOCKER_HUB_API_HOST: &str = "registry-1.docker.io";
 
+/// Image references with docker's normalisation (`busybox` is
+/// `docker.io/library/busybox:latest`).
+///
+/// The grammar is docker's (distribution/reference), checked by hand rather than with
+/// [`oci_spec::distribution::Reference`]: that parser compiles a regular expression on first
+/// use (a Unicode `\w` repeated 128 times) which took about 70 ms, paid by every command line
+/// that names an image. It accepts the same references (a differential property test below
+/// compares the two on generated input), except that tags are ASCII, as docker's are.
+///
 /// A parsed, normalised image reference: registry, repository, and a tag, a digest or both.
 ///
 /// ```

@@ -1,7 +1,4 @@
-//! Content store traits: content-addressed blobs and named references.
-//!
-//! Modelled on containerd's content store and arrow-rs `object_store`: few methods, usable as
-//! `dyn`, every byte verified against its descriptor before it may be trusted.
+//! The module of [`BlobStore`], whose docs say what it is for (the module is private).
 
 use crate::error::{Error, Result};
 use crate::verify::VerifyingReader;
@@ -61,6 +58,11 @@ impl Expected {
     }
 }
 
+/// Content store traits: content-addressed blobs and named references.
+///
+/// Modelled on containerd's content store and arrow-rs `object_store`: few methods, usable as
+/// `dyn`, every byte verified against its descriptor before it may be trusted.
+///
 /// Content-addressed blob storage.
 #[async_trait]
 pub trait BlobStore: Send + Sync {

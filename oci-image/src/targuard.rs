@@ -1,15 +1,4 @@
-//! A guard on tar streams: refuses metadata records that claim more than a sane size before
-//! any tar parser buffers them.
-//!
-//! A tar parser holds a GNU long name (`L`), long link (`K`) or PAX header (`x`, `g`) in
-//! memory whole, since the entry it describes follows it. A few hundred bytes of hostile
-//! layer or archive can declare such a record of gigabytes and make the parser allocate and
-//! fill that much. [`TarGuard`] sits between the stream and the parser, follows the tar
-//! structure as the bytes pass (headers, PAX `size` overrides, GNU sparse extension headers,
-//! padding) and fails the read with [`std::io::ErrorKind::InvalidData`] as soon as a header
-//! declares a metadata record over the limit ([`MAX_TAR_RECORD`] by default, 1 MiB as Go's
-//! `archive/tar`). It holds at most one record's worth (a PAX body, to read its `size`), and
-//! passes every byte through unchanged, so hashes over the stream are unaffected.
+//! The module of [`TarGuard`], whose docs say what it is for (the module is private).
 
 use std::io;
 use std::pin::Pin;
@@ -211,6 +200,19 @@ impl Scanner {
     }
 }
 
+/// A guard on tar streams: refuses metadata records that claim more than a sane size before
+/// any tar parser buffers them.
+///
+/// A tar parser holds a GNU long name (`L`), long link (`K`) or PAX header (`x`, `g`) in
+/// memory whole, since the entry it describes follows it. A few hundred bytes of hostile
+/// layer or archive can declare such a record of gigabytes and make the parser allocate and
+/// fill that much. [`TarGuard`] sits between the stream and the parser, follows the tar
+/// structure as the bytes pass (headers, PAX `size` overrides, GNU sparse extension headers,
+/// padding) and fails the read with [`std::io::ErrorKind::InvalidData`] as soon as a header
+/// declares a metadata record over the limit ([`MAX_TAR_RECORD`] by default, 1 MiB as Go's
+/// `archive/tar`). It holds at most one record's worth (a PAX body, to read its `size`), and
+/// passes every byte through unchanged, so hashes over the stream are unaffected.
+///
 /// An [`AsyncRead`] that passes a tar stream through unchanged and fails it when a metadata
 /// record is over the limit (see the module docs).
 #[derive(Debug)]

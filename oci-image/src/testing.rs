@@ -217,14 +217,9 @@ pub async fn sample_image() -> (MemoryStore, Manifest) {
     let mut b = ImageBuilder::new("linux", "amd64").cmd(["sh"]);
     for (i, text) in ["first layer\n", "second layer\n"].iter().enumerate() {
         let tar = one_file_tar(&format!("f{i}"), text.as_bytes());
-        b.add_layer_tar(
-            &store,
-            &mut &tar[..],
-            crate::media::Compression::Gzip,
-            "sample",
-        )
-        .await
-        .unwrap();
+        b.add_layer_tar(&store, &mut &tar[..], crate::Compression::Gzip, "sample")
+            .await
+            .unwrap();
     }
     let m = b.build(&store).await.unwrap();
     (store, m)

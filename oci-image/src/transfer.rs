@@ -1,7 +1,4 @@
-//! The traits that join image ends: where images come from and where they go.
-//!
-//! A registry, an OCI layout, a docker-archive and an oci-archive are each an
-//! [`ImageSource`], an [`ImageDestination`], or both; `copy` moves an image between any two.
+//! The module of [`ImageSource`], whose docs say what it is for (the module is private).
 
 use crate::digest::parse_digest;
 use crate::error::Result;
@@ -47,6 +44,11 @@ impl From<Digest> for ManifestRef {
     }
 }
 
+/// The traits that join image ends: where images come from and where they go.
+///
+/// A registry, an OCI layout, a docker-archive and an oci-archive are each an
+/// [`ImageSource`], an [`ImageDestination`], or both; `copy` moves an image between any two.
+///
 /// Where images are read from.
 #[async_trait]
 pub trait ImageSource: Send + Sync {

@@ -48,7 +48,7 @@ async fn built_image_has_config_diff_ids_and_history() {
     let m = busybox_image(&store, "amd64", false).await;
     let img = m.as_image().unwrap();
     assert_eq!(img.layers().len(), 2);
-    let cfg = oci_rs_image::build::read_config(&store, img.config())
+    let cfg = oci_rs_image::read_config(&store, img.config())
         .await
         .unwrap();
     assert_eq!(cfg.rootfs().diff_ids().len(), 2);
@@ -74,7 +74,7 @@ async fn built_image_has_config_diff_ids_and_history() {
     b.add_layer_tar(
         &store,
         &mut &l[..],
-        oci_rs_image::media::Compression::Zstd,
+        oci_rs_image::Compression::Zstd,
         "ADD third /",
     )
     .await
@@ -83,7 +83,7 @@ async fn built_image_has_config_diff_ids_and_history() {
     let img2 = m2.as_image().unwrap();
     assert_eq!(img2.layers().len(), 3);
     assert_eq!(img2.layers()[..2], img.layers()[..]);
-    let cfg2 = oci_rs_image::build::read_config(&store, img2.config())
+    let cfg2 = oci_rs_image::read_config(&store, img2.config())
         .await
         .unwrap();
     assert_eq!(
@@ -644,7 +644,7 @@ async fn lease_of_a_process_that_died_expires() {
     let layout = OciLayout::create(dir.path()).await.unwrap();
     let d = layout.put_bytes("orphan".into()).await.unwrap().digest;
     // A lease file nobody holds a lock on: what a killed pull leaves.
-    let leases = dir.path().join(oci_rs_image::lease::LEASES_DIR);
+    let leases = dir.path().join(oci_rs_image::LEASES_DIR);
     std::fs::create_dir_all(&leases).unwrap();
     std::fs::write(leases.join("lease-dead"), format!("{d}\n")).unwrap();
     let r = layout.gc().await.unwrap();

@@ -54,7 +54,7 @@ async fn skopeo_and_umoci_read_our_layout() {
         &["inspect", "--config", &format!("oci:{root}:v1")],
     );
     let cfg: serde_json::Value = serde_json::from_str(&cfg).unwrap();
-    let ours = oci_rs_image::build::read_config_json(&layout, m.as_image().unwrap().config())
+    let ours = oci_rs_image::read_config_json(&layout, m.as_image().unwrap().config())
         .await
         .unwrap();
     assert_eq!(cfg["rootfs"], ours["rootfs"]);
@@ -126,11 +126,10 @@ async fn skopeo_reads_our_archives_and_we_read_its() {
     let layout = OciLayout::open(&via).await.unwrap();
     let back = read_all_blobs(&layout, "x").await;
     // skopeo recompresses the layers, but the DiffIDs (the filesystem) are the same.
-    let cfg_back =
-        oci_rs_image::build::read_config_json(&layout, back.as_image().unwrap().config())
-            .await
-            .unwrap();
-    let cfg_src = oci_rs_image::build::read_config_json(&src, m.as_image().unwrap().config())
+    let cfg_back = oci_rs_image::read_config_json(&layout, back.as_image().unwrap().config())
+        .await
+        .unwrap();
+    let cfg_src = oci_rs_image::read_config_json(&src, m.as_image().unwrap().config())
         .await
         .unwrap();
     assert_eq!(cfg_back["rootfs"], cfg_src["rootfs"]);
@@ -170,7 +169,7 @@ async fn skopeo_reads_our_archives_and_we_read_its() {
     let a = ArchiveSource::open(&theirs).await.unwrap();
     assert_eq!(a.tags(), ["example.com/tools/busybox:2"]);
     let got = read_all_blobs(&a, "example.com/tools/busybox:2").await;
-    let cfg_theirs = oci_rs_image::build::read_config_json(&a, got.as_image().unwrap().config())
+    let cfg_theirs = oci_rs_image::read_config_json(&a, got.as_image().unwrap().config())
         .await
         .unwrap();
     assert_eq!(cfg_theirs["rootfs"], cfg_src["rootfs"]);

@@ -1,18 +1,11 @@
-//! Applying a layer (a tar, plain or compressed) onto a directory, with OCI whiteouts.
-//!
-//! Every write goes through [`crate::root::Root`]: nothing outside the root can be
-//! created, changed or removed, whatever the tar holds. File contents stream from the
-//! decompressor straight into the file; only one buffer is in memory. File system calls are
-//! made directly on the calling task (they are short, and going through `spawn_blocking` per
-//! call costs more than it saves); run the future on a multi-thread runtime or inside
-//! `spawn_blocking` when that matters.
+//! The module of [`apply()`], whose docs say what it is for (the module is private).
 
 use crate::error::{Error, Result};
 use crate::root::{clean, kind_at, remove_all, Root};
 use futures_util::StreamExt;
-use oci_rs_image::media::{layer_compression, Compression};
 use oci_rs_image::oci_spec::image::Digest;
 use oci_rs_image::HashingReader;
+use oci_rs_image::{media::layer_compression, Compression};
 use rustix::fs::{
     fchmod, fchown, futimens, linkat, mkdirat, mknodat, openat, symlinkat, AtFlags, FileType, Gid,
     Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags,
@@ -166,6 +159,15 @@ pub struct ApplyReport {
     pub diff_id: Option<Digest>,
 }
 
+/// Applying a layer (a tar, plain or compressed) onto a directory, with OCI whiteouts.
+///
+/// Every write goes through [`crate::root::Root`]: nothing outside the root can be
+/// created, changed or removed, whatever the tar holds. File contents stream from the
+/// decompressor straight into the file; only one buffer is in memory. File system calls are
+/// made directly on the calling task (they are short, and going through `spawn_blocking` per
+/// call costs more than it saves); run the future on a multi-thread runtime or inside
+/// `spawn_blocking` when that matters.
+///
 /// Applies a layer blob of `media_type` (OCI or Docker layer types; gzip, zstd or plain,
 /// checked against the stream's first bytes) onto `root`.
 ///

@@ -1,25 +1,12 @@
-//! Turning a file tree's changes into a layer: `docker commit`, `docker export`, and the
-//! writable layer of an overlay mount.
-//!
-//! [`diff`] compares two trees (lower = the image's filesystem, upper = the container's) by
-//! metadata (type, mode, owner, size, mtime with nanoseconds, device, symlink target,
-//! xattrs) and never by content; deletions become `.wh.NAME` whiteouts, and a directory all of
-//! whose lower entries are gone becomes an opaque directory. [`diff_overlay`] reads an
-//! overlayfs upper directory directly (whiteouts there are 0/0 character devices, opaque
-//! directories carry `trusted.overlay.opaque=y`), without looking at the lower layers.
-//!
-//! Output is reproducible: siblings in byte order of their names, directories before their
-//! contents, normalised headers (no user names, no atime), and with
-//! [`DiffOptions::source_date_epoch`] every mtime clamped to it. Hard links inside the tree
-//! stay hard links. Trees are read without following symlinks anywhere.
+//! The module of [`diff()`], whose docs say what it is for (the module is private).
 
 use crate::apply::{OPAQUE_MARKER, ROOTLESS_XATTR, WHITEOUT_PREFIX};
 use crate::error::{Error, Result};
 use crate::root::Root;
 use crate::tarw::{EntryHeader, TarWriter};
-use oci_rs_image::media::Compression;
 use oci_rs_image::oci_spec::image::{Descriptor, Digest};
 use oci_rs_image::BlobStore;
+use oci_rs_image::Compression;
 use rustix::fs::{openat, statat, AtFlags, FileType, Mode, OFlags, Stat};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
@@ -449,6 +436,21 @@ fn decode_rootless(v: &[u8]) -> (u64, u64) {
     (uid, gid)
 }
 
+/// Turning a file tree's changes into a layer: `docker commit`, `docker export`, and the
+/// writable layer of an overlay mount.
+///
+/// [`diff`] compares two trees (lower = the image's filesystem, upper = the container's) by
+/// metadata (type, mode, owner, size, mtime with nanoseconds, device, symlink target,
+/// xattrs) and never by content; deletions become `.wh.NAME` whiteouts, and a directory all of
+/// whose lower entries are gone becomes an opaque directory. [`diff_overlay`] reads an
+/// overlayfs upper directory directly (whiteouts there are 0/0 character devices, opaque
+/// directories carry `trusted.overlay.opaque=y`), without looking at the lower layers.
+///
+/// Output is reproducible: siblings in byte order of their names, directories before their
+/// contents, normalised headers (no user names, no atime), and with
+/// [`DiffOptions::source_date_epoch`] every mtime clamped to it. Hard links inside the tree
+/// stay hard links. Trees are read without following symlinks anywhere.
+///
 /// Writes the changes from `lower` (none: an empty tree) to `upper` as a tar into `out`.
 pub async fn diff<W: AsyncWrite + Unpin>(
     lower: Option<&Path>,
@@ -628,8 +630,7 @@ pub async fn diff_to_store(
     };
     // The reader moves into its future: if storing fails, it is dropped and the writer's
     // next write fails instead of waiting forever.
-    let consume =
-        async move { oci_rs_image::build::write_layer(store, &mut r, compression, false).await };
+    let consume = async move { oci_rs_image::write_layer(store, &mut r, compression, false).await };
     let (report, layer) = tokio::join!(produce, consume);
     let report = report?;
     let (desc, diff_id) = layer?;

@@ -1,13 +1,4 @@
-//! File system operations confined to a root directory.
-//!
-//! Every path is resolved from a directory file descriptor of the root with `openat2` and
-//! `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`: `..` and symlinks (absolute or relative, in any
-//! component, in chains) are resolved as if the root were `/`, so nothing outside it can be
-//! reached. Only the parent directory is resolved that way; the last component is always
-//! operated on with `*at` calls that do not follow it (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`,
-//! `O_EXCL` creation), so an entry can never write through a symlink. Where `openat2` is
-//! missing (Linux before 5.6), the parent is walked one component at a time with
-//! `O_NOFOLLOW`, and a symlink in a parent component is refused instead of followed.
+//! The module of [`Root`], whose docs say what it is for (the module is private).
 
 use crate::error::{Error, Result};
 use rustix::fs::{
@@ -22,6 +13,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
+/// File system operations confined to a root directory.
+///
+/// Every path is resolved from a directory file descriptor of the root with `openat2` and
+/// `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`: `..` and symlinks (absolute or relative, in any
+/// component, in chains) are resolved as if the root were `/`, so nothing outside it can be
+/// reached. Only the parent directory is resolved that way; the last component is always
+/// operated on with `*at` calls that do not follow it (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`,
+/// `O_EXCL` creation), so an entry can never write through a symlink. Where `openat2` is
+/// missing (Linux before 5.6), the parent is walked one component at a time with
+/// `O_NOFOLLOW`, and a symlink in a parent component is refused instead of followed.
+///
 /// A directory that every operation stays inside.
 #[derive(Debug)]
 pub struct Root {

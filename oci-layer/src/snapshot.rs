@@ -1,36 +1,38 @@
-//! Overlay snapshots: each layer unpacked once into its own directory, keyed by DiffID, and
-//! an image's layers mounted as overlayfs lower directories under a fresh upper and work
-//! directory: the container's read-write layer. [`Snapshotter::commit`] turns that upper
-//! directory into a layer.
-//!
-//! ```text
-//! ROOT/layers/<diffid hex>/      one layer, whiteouts as overlayfs reads them
-//! ROOT/containers/<id>/upper     the container's changes
-//! ROOT/containers/<id>/work      overlayfs scratch
-//! ROOT/containers/<id>/rootfs    the mount point (or, without overlayfs, a full copy)
-//! ROOT/containers/<id>/snapshot.json   which image it came from, its kind and layers
-//! ```
-//!
-//! A container store reopens a snapshot by id ([`Snapshotter::open`], which mounts it again
-//! when it is not mounted, e.g. after a reboot), lists them ([`Snapshotter::list`]) and
-//! learns which image each came from; nothing outside this module writes into these
-//! directories.
-//!
-//! Where overlayfs cannot be mounted (not root, no user-namespace overlay), `prepare` applies
-//! the layers into `rootfs` instead, and `commit` diffs it against a fresh copy of the image.
-//! A layer directory appears under its name only complete (applied in a temporary directory,
-//! then renamed), so two images sharing a layer unpack it once, and a crash never leaves a
-//! half layer that looks whole.
+//! The module of [`Snapshotter`], whose docs say what it is for (the module is private).
 
 use crate::apply::{apply, ApplyOptions};
 use crate::diff::{diff, diff_overlay, DiffOptions};
 use crate::error::{Error, Result};
-use oci_rs_image::build::read_config;
-use oci_rs_image::media::Compression;
 use oci_rs_image::oci_spec::image::{Descriptor, Digest};
+use oci_rs_image::read_config;
+use oci_rs_image::Compression;
 use oci_rs_image::{ImageSource, Manifest};
 use std::path::{Path, PathBuf};
 
+/// Overlay snapshots: each layer unpacked once into its own directory, keyed by DiffID, and
+/// an image's layers mounted as overlayfs lower directories under a fresh upper and work
+/// directory: the container's read-write layer. [`Snapshotter::commit`] turns that upper
+/// directory into a layer.
+///
+/// ```text
+/// ROOT/layers/<diffid hex>/      one layer, whiteouts as overlayfs reads them
+/// ROOT/containers/<id>/upper     the container's changes
+/// ROOT/containers/<id>/work      overlayfs scratch
+/// ROOT/containers/<id>/rootfs    the mount point (or, without overlayfs, a full copy)
+/// ROOT/containers/<id>/snapshot.json   which image it came from, its kind and layers
+/// ```
+///
+/// A container store reopens a snapshot by id ([`Snapshotter::open`], which mounts it again
+/// when it is not mounted, e.g. after a reboot), lists them ([`Snapshotter::list`]) and
+/// learns which image each came from; nothing outside this module writes into these
+/// directories.
+///
+/// Where overlayfs cannot be mounted (not root, no user-namespace overlay), `prepare` applies
+/// the layers into `rootfs` instead, and `commit` diffs it against a fresh copy of the image.
+/// A layer directory appears under its name only complete (applied in a temporary directory,
+/// then renamed), so two images sharing a layer unpack it once, and a crash never leaves a
+/// half layer that looks whole.
+///
 /// Where snapshots live.
 #[derive(Debug, Clone)]
 pub struct Snapshotter {
@@ -183,7 +185,7 @@ impl Snapshotter {
 
     /// The directory of the layer with this DiffID.
     pub fn layer_dir(&self, diff_id: &Digest) -> Result<PathBuf> {
-        let (alg, hex) = oci_rs_image::digest::path_components(diff_id)?;
+        let (alg, hex) = oci_rs_image::digest_path_components(diff_id)?;
         Ok(self.root.join("layers").join(format!("{alg}-{hex}")))
     }
 

@@ -267,7 +267,7 @@ async fn diff_to_store_gives_a_ready_layer() {
         None,
         &up,
         false,
-        oci_rs_image::media::Compression::Gzip,
+        oci_rs_image::Compression::Gzip,
         &DiffOptions::default(),
     )
     .await

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{is_root, snapshot, tar, E};
-use oci_rs_image::media::Compression;
+use oci_rs_image::Compression;
 use oci_rs_image::{ImageBuilder, Manifest, MemoryStore};
 use oci_rs_layer::{apply, ApplyOptions, DiffOptions, MountKind, Snapshotter};
 use std::path::Path;

@@ -1,9 +1,4 @@
-//! A parser for `WWW-Authenticate` headers (RFC 9110 section 11.6.1).
-//!
-//! A header can hold several challenges, each a scheme followed by either a token68 or a
-//! comma-separated list of `name=value` parameters whose values may be quoted strings with
-//! backslash escapes and commas inside. The parser is total: any input gives either challenges
-//! or a typed error, never a panic (it is a fuzz target).
+//! The module of [`parse`], whose docs say what it is for (the module is private).
 
 use crate::error::{Error, Result};
 
@@ -185,6 +180,13 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// A parser for `WWW-Authenticate` headers (RFC 9110 section 11.6.1).
+///
+/// A header can hold several challenges, each a scheme followed by either a token68 or a
+/// comma-separated list of `name=value` parameters whose values may be quoted strings with
+/// backslash escapes and commas inside. The parser is total: any input gives either challenges
+/// or a typed error, never a panic (it is a fuzz target).
+///
 /// Parses every challenge in a `WWW-Authenticate` header value.
 pub fn parse(header: &str) -> Result<Vec<Challenge>> {
     let mut p = Parser {

@@ -202,7 +202,7 @@ impl Client {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>> {
-        oci_rs_image::digest::check_supported(subject)?;
+        oci_rs_image::check_digest_algorithm(subject)?;
         let ep = self.endpoint(repo.registry())?;
         let mut url = ep.url(&format!("v2/{}/referrers/{subject}", repo.name()))?;
         if let Some(t) = artifact_type {
@@ -247,7 +247,7 @@ impl Client {
 
 /// The fallback tag for a subject's referrers: `<alg>-<hex>`.
 pub fn referrers_tag(subject: &Digest) -> Result<String> {
-    let (alg, hex) = oci_rs_image::digest::path_components(subject)?;
+    let (alg, hex) = oci_rs_image::digest_path_components(subject)?;
     let mut t = format!("{alg}-{hex}");
     t.truncate(128);
     Ok(t)

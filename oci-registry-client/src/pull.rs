@@ -174,7 +174,7 @@ impl Client {
         repo: &Repository,
         digest: &Digest,
     ) -> Result<bool> {
-        oci_rs_image::digest::check_supported(digest)?;
+        oci_rs_image::check_digest_algorithm(digest)?;
         let url = ep.url(&format!("v2/{}/blobs/{digest}", repo.name()))?;
         let resp = self
             .send(
@@ -221,7 +221,7 @@ impl Client {
         desc: &Descriptor,
         verify: bool,
     ) -> Result<BlobReader> {
-        oci_rs_image::digest::check_supported(desc.digest())?;
+        oci_rs_image::check_digest_algorithm(desc.digest())?;
         let permit = self
             .inner
             .downloads
@@ -265,7 +265,7 @@ impl Client {
 
     /// Deletes a manifest by digest.
     pub async fn delete_manifest(&self, repo: &Repository, digest: &Digest) -> Result<()> {
-        oci_rs_image::digest::check_supported(digest)?;
+        oci_rs_image::check_digest_algorithm(digest)?;
         let ep = self.endpoint(repo.registry())?;
         let url = ep.url(&format!("v2/{}/manifests/{digest}", repo.name()))?;
         let req = Req::new(Method::DELETE, url, vec![repo_scope(repo.name(), "delete")]);
@@ -275,7 +275,7 @@ impl Client {
 
     /// Deletes a blob.
     pub async fn delete_blob(&self, repo: &Repository, digest: &Digest) -> Result<()> {
-        oci_rs_image::digest::check_supported(digest)?;
+        oci_rs_image::check_digest_algorithm(digest)?;
         let ep = self.endpoint(repo.registry())?;
         let url = ep.url(&format!("v2/{}/blobs/{digest}", repo.name()))?;
         let req = Req::new(Method::DELETE, url, vec![repo_scope(repo.name(), "delete")]);

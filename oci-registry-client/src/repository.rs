@@ -135,10 +135,7 @@ pub fn validate_repository(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > 255 {
         return Err(bad("empty or too long repository name"));
     }
-    if !name
-        .split('/')
-        .all(oci_rs_image::reference::valid_path_component)
-    {
+    if !name.split('/').all(oci_rs_image::valid_path_component) {
         return Err(bad(
             "each path component: lowercase letters and digits joined by '.', '_', '__' or '-'",
         ));
@@ -148,7 +145,7 @@ pub fn validate_repository(name: &str) -> Result<()> {
 
 /// Tags: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
 pub fn validate_tag(tag: &str) -> Result<()> {
-    let ok = oci_rs_image::reference::valid_tag(tag);
+    let ok = oci_rs_image::valid_tag(tag);
     if ok {
         Ok(())
     } else {
@@ -167,7 +164,7 @@ pub(crate) fn reference_segment(r: &ManifestRef) -> Result<String> {
             Ok(t.clone())
         }
         ManifestRef::Digest(d) => {
-            oci_rs_image::digest::check_supported(d)?;
+            oci_rs_image::check_digest_algorithm(d)?;
             Ok(d.to_string())
         }
     }

@@ -650,7 +650,10 @@ fn hooks_run_in_order_with_the_state_and_where_the_spec_says() {
             Some(5),
         )
     };
-    let mut spec = b.spec(&["sh", "-c", "cat /hook-saw"]);
+    // The process outlives the poststart hook, which is given the state of a running
+    // container (a process that exited at once would be "stopped" by then: seen once under
+    // load).
+    let mut spec = b.spec(&["sh", "-c", "cat /hook-saw; sleep 1"]);
     spec.set_hooks(Some(
         oci_spec::runtime::HooksBuilder::default()
             .create_runtime(vec![host("createRuntime")])

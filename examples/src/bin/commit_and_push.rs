@@ -10,7 +10,7 @@
 #![allow(clippy::print_stdout)]
 
 use anyhow::{Context, Result};
-use oci_rs_image::media::Compression;
+use oci_rs_image::Compression;
 use oci_rs_image::{
     copy, CopyOptions, ImageBuilder, ImageSource, ManifestRef, OciLayout, PlatformFilter,
 };
@@ -56,7 +56,7 @@ async fn commit_and_push() -> Result<()> {
         .manifest(&ManifestRef::Digest(pulled.manifest.digest().clone()))
         .await?;
     let config =
-        oci_rs_image::build::read_config(&store, base.as_image().context("not an image")?.config())
+        oci_rs_image::read_config(&store, base.as_image().context("not an image")?.config())
             .await?;
 
     // Run the command on an overlay snapshot of it.

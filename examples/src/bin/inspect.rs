@@ -31,7 +31,7 @@ async fn main() -> Result<()> {
     // The image for this machine, as `docker image inspect` shows it.
     let m = match top.as_index() {
         Some(index) => {
-            let d = oci_rs_image::platform::select(index, &PlatformSpec::host())?;
+            let d = oci_rs_image::select_platform(index, &PlatformSpec::host())?;
             src.manifest(&ManifestRef::Digest(d.digest().clone()))
                 .await?
         }

@@ -731,7 +731,7 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
 
 /// `version`: nothing is opened or created.
 fn print_version(out: &mut impl Write) -> Result<()> {
-    let p = oci_rs_image::platform::PlatformSpec::host();
+    let p = oci_rs_image::PlatformSpec::host();
     writeln!(out, "Client:")?;
     writeln!(out, " Version:           {}", env!("CARGO_PKG_VERSION"))?;
     writeln!(
@@ -800,7 +800,7 @@ async fn run(cli: Cli) -> Result<()> {
                 .count();
             let n_images = images.list().await?.len();
             let root = rustix::process::geteuid().is_root();
-            let p = oci_rs_image::platform::PlatformSpec::host();
+            let p = oci_rs_image::PlatformSpec::host();
             let uts = rustix::system::uname();
             writeln!(
                 out,

@@ -68,7 +68,7 @@ async fn run() -> Result<i32> {
         .manifest(&ManifestRef::Digest(pulled.manifest.digest().clone()))
         .await?;
     let image_manifest = manifest.as_image().context("not an image")?;
-    let config = oci_rs_image::build::read_config(&store, image_manifest.config()).await?;
+    let config = oci_rs_image::read_config(&store, image_manifest.config()).await?;
 
     // 3. The filesystem: each layer unpacked once, mounted as overlay lower directories.
     let id = format!("par-{}", std::process::id());

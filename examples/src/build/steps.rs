@@ -4,8 +4,8 @@
 use super::context::{Plan, Tree};
 use super::{sha, BuildNetwork, Builder, Owner, State};
 use anyhow::{anyhow, bail, Context, Result};
-use oci_rs_image::media::Compression;
 use oci_rs_image::oci_spec::image::{Descriptor, Digest};
+use oci_rs_image::Compression;
 use oci_rs_layer::{Mount, MountKind, Snapshotter};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
-use oci_rs_image::media::Compression;
+use oci_rs_image::Compression;
 use oci_rs_image::{BlobStore, ImageBuilder, Manifest};
 use std::process::Command;
 use tokio_tar::{Builder, EntryType, Header};
