@@ -47,6 +47,10 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
 # alone, with its siblings taken from their packages too. (rust-version is kept true by
 # clippy's incompatible_msrv above and by examples/tests/publish.rs.)
 echo "test.sh: cargo package (the four library crates, verified)"
+# cargo unpacks each package it verifies under CARGO_HOME and reuses an unpacked copy of the
+# same name and version from an earlier run: drop ours (no registry but the local one of
+# `cargo package` has them), so the check builds what is packaged now.
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/oci-rs-* "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/-*/oci-rs-*
 cargo package --workspace --exclude oci-examples --exclude oci-benches --allow-dirty --locked -q
 echo "test.sh: oci-rs-image and oci-rs-layer without default features (no zstd)"
 cargo test -p oci-rs-image -p oci-rs-layer --no-default-features --lib -q
