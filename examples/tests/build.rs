@@ -540,6 +540,8 @@ fn contexts_and_dockerfiles_from_standard_input_and_reproducible_output() {
     let o = cli
         .cmd(&["build", "-f", "-", "-t", "s:2", ctx.to_str().unwrap()])
         .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .and_then(|mut c| {
             use std::io::Write;

@@ -35,6 +35,14 @@
 //!   refused (CVE-2021-41190).
 //! - Stores make a blob visible only after its size and digest were checked.
 //!
+//! ## Async, and what needs tokio
+//!
+//! Streams are tokio's `AsyncRead`/`AsyncWrite`. Every `async fn` that touches files
+//! ([`OciLayout`], the archives, [`copy()`] into or out of them, [`write_layer`]'s parallel
+//! gzip) does its blocking work with `tokio::task::spawn_blocking`, so it must be called inside
+//! a tokio runtime; a current-thread one is enough. The synchronous parts (parsing manifests,
+//! digests, references, platforms) need none.
+//!
 //! ## Cargo features
 //!
 //! - `testing`: the `testing` module, conformance tests a third-party store or transfer end runs in its

@@ -39,6 +39,11 @@
 //! xattrs other than `user.*` (`trusted.overlay.*`, `security.*`) are refused unless the
 //! caller allows them.
 //!
+//! ## Async, and what needs tokio
+//!
+//! Applying, diffing and the [`Snapshotter`] run on tokio (`tokio::fs`, `spawn_blocking`):
+//! call them inside a tokio runtime; a current-thread one is enough.
+//!
 //! ## Cargo features
 //!
 //! - `zstd` (default): reading zstd layers (and oci-rs-image's `zstd`, writing them). Without

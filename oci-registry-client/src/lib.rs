@@ -2,7 +2,8 @@
 //!
 //! A client for the [OCI distribution spec] (v1.1): pull and push manifests and blobs, list
 //! tags and repositories, find referrers, delete, with the authentication, retries and
-//! safety that real registries need. Built on reqwest (rustls, HTTP/2) and tokio.
+//! safety that real registries need. Built on reqwest (rustls, HTTP/2) and tokio: every call
+//! needs a tokio runtime, as reqwest does.
 //!
 //! [OCI distribution spec]: https://github.com/opencontainers/distribution-spec
 //!
