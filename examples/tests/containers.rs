@@ -18,9 +18,18 @@ const TOOLS: &[&str] = &[
     "unshare", "wget",
 ];
 
-/// A data directory with the busybox image `bb:1` imported.
+/// A data directory with the busybox image `bb:1` imported; `oci` runs through
+/// [`common::Cli`].
 struct Store {
     dir: tempfile::TempDir,
+    cli: common::Cli,
+}
+
+impl std::ops::Deref for Store {
+    type Target = common::Cli;
+    fn deref(&self) -> &common::Cli {
+        &self.cli
+    }
 }
 
 impl Drop for Store {
@@ -33,7 +42,11 @@ impl Store {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let tar = common::busybox_rootfs_tar(dir.path(), TOOLS);
-        let s = Self { dir };
+        let cli = common::Cli {
+            oci: OCI,
+            data: dir.path().join("data"),
+        };
+        let s = Self { dir, cli };
         s.ok(&[
             "import",
             tar.to_str().unwrap(),
@@ -45,35 +58,7 @@ impl Store {
     }
 
     fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(OCI);
-        c.arg("-q").arg("--data-dir").arg(self.data()).args(args);
-        c
-    }
-
-    fn oci(&self, args: &[&str]) -> Output {
-        self.cmd(args).stdin(Stdio::null()).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.oci(args);
-        assert!(
-            o.status.success(),
-            "oci {args:?} failed ({}): {}{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    }
-
-    fn field(&self, name: &str, format: &str) -> String {
-        self.ok(&["inspect", "--format", format, name])
-            .trim()
-            .to_owned()
+        self.cli.data.clone()
     }
 
     /// Waits until `name`'s State.Status is `want`.

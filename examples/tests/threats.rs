@@ -13,56 +13,48 @@ mod common;
 
 const OCI: &str = env!("CARGO_BIN_EXE_oci");
 
-/// A data directory with the busybox image `local/bb:1` imported.
+/// A data directory with the busybox image `local/bb:1` imported; `oci` runs through
+/// [`common::Cli`].
 struct Store {
     dir: tempfile::TempDir,
+    cli: common::Cli,
+}
+
+impl std::ops::Deref for Store {
+    type Target = common::Cli;
+    fn deref(&self) -> &common::Cli {
+        &self.cli
+    }
 }
 
 impl Store {
-    fn new() -> Self {
+    /// A store with nothing in it.
+    fn empty() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let tar = common::busybox_rootfs_tar(dir.path(), &["sh", "cat", "grep", "id", "ls"]);
-        let s = Self { dir };
+        let cli = common::Cli {
+            oci: OCI,
+            data: dir.path().join("data"),
+        };
+        Self { dir, cli }
+    }
+
+    fn new() -> Self {
+        let s = Self::empty();
+        let tar = common::busybox_rootfs_tar(s.dir.path(), &["sh", "cat", "grep", "id", "ls"]);
         s.ok(&["import", tar.to_str().unwrap(), "local/bb:1"]);
         s
     }
 
     fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn oci(&self, args: &[&str]) -> Output {
-        Command::new(OCI)
-            .arg("-q")
-            .arg("--data-dir")
-            .arg(self.data())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.oci(args);
-        assert!(
-            o.status.success(),
-            "oci {args:?} failed ({}): {}{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap()
+        self.cli.data.clone()
     }
 }
 
 impl Store {
     /// Runs `oci` in `cwd` with `input` on a pipe as its standard input.
     fn piped(&self, cwd: &Path, args: &[&str], input: Vec<u8>) -> Output {
-        let mut c = Command::new(OCI)
-            .arg("-q")
-            .arg("--data-dir")
-            .arg(self.data())
-            .args(args)
+        let mut c = self
+            .cmd(args)
             .current_dir(cwd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -234,9 +226,7 @@ fn save_to_a_link_to_stdout_streams_and_keeps_the_link() {
     }
     assert!(!s.dir.path().join("-").exists());
     // `load` with no -i reads a pipe (an archive is read by offsets: it is spooled first).
-    let fresh = Store {
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let fresh = Store::empty();
     let loaded = fresh.piped(fresh.dir.path(), &["load"], o.stdout.clone());
     assert_ok(&loaded, "load from a pipe");
     assert!(String::from_utf8_lossy(&loaded.stdout).contains("local/bb:1"));
@@ -428,9 +418,7 @@ fn oci_archive_with_bare_tags_and_platforms_loads_what_is_there() {
         .unwrap();
         (digests[0].clone(), digests[1].clone())
     });
-    let fresh = Store {
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let fresh = Store::empty();
     let out = fresh.ok(&["load", "-i", archive.to_str().unwrap()]);
     assert!(out.starts_with("Loaded image ID: sha256:"), "{out}");
     // Both platforms' manifests are in the store.
