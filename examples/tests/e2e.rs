@@ -374,22 +374,30 @@ fn the_small_examples_compose() {
     );
 }
 
+/// A registry with htpasswd auth for one user, its file in `env`; `None` (saying why) when
+/// htpasswd (apache2-utils) is missing.
+fn registry_with_user(env: &Env, user: &str, password: &str) -> Option<Registry> {
+    let Ok(out) = Command::new("htpasswd")
+        .args(["-Bbn", user, password])
+        .output()
+    else {
+        eprintln!("skipping: htpasswd (apache2-utils) is missing");
+        return None;
+    };
+    let htpasswd = env.dir.path().join("htpasswd");
+    std::fs::write(&htpasswd, &out.stdout).unwrap();
+    Some(Registry::start_with_auth(Some(&htpasswd)))
+}
+
 #[test]
 fn login_stores_credentials_that_push_then_uses() {
     if !ready() {
         return;
     }
-    let Ok(out) = Command::new("htpasswd")
-        .args(["-Bbn", "alice", "s3cret"])
-        .output()
-    else {
-        eprintln!("skipping: htpasswd (apache2-utils) is missing");
+    let env = Env::new();
+    let Some(reg) = registry_with_user(&env, "alice", "s3cret") else {
         return;
     };
-    let env = Env::new();
-    let htpasswd = env.dir.path().join("htpasswd");
-    std::fs::write(&htpasswd, &out.stdout).unwrap();
-    let reg = Registry::start_with_auth(Some(&htpasswd));
     let docker_config = env.dir.path().join("docker");
     let login = |password: &str| {
         let mut child = Command::new(OCI)
@@ -479,19 +487,12 @@ fn login_asks_on_a_terminal_honours_a_credential_store_and_logout_removes_it() {
     if !ready() {
         return;
     }
-    let Ok(out) = Command::new("htpasswd")
-        .args(["-Bbn", "bob", "pa55"])
-        .output()
-    else {
-        eprintln!("skipping: htpasswd (apache2-utils) is missing");
-        return;
-    };
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let env = Env::new();
-    let htpasswd = env.dir.path().join("htpasswd");
-    std::fs::write(&htpasswd, &out.stdout).unwrap();
-    let reg = Registry::start_with_auth(Some(&htpasswd));
+    let Some(reg) = registry_with_user(&env, "bob", "pa55") else {
+        return;
+    };
     let cfg_dir = env.dir.path().join("docker");
     // On a terminal: both asked, the password without echo.
     let (mut m, slave) = common::pty();
