@@ -531,6 +531,21 @@ impl Images {
         }
     }
 
+    /// The manifest list `desc` (named `r` in messages).
+    async fn read_list(
+        &self,
+        desc: &Descriptor,
+        r: &ImageReference,
+    ) -> Result<oci_rs_image::oci_spec::image::ImageIndex> {
+        let m = self
+            .layout
+            .manifest(&ManifestRef::Digest(desc.digest().clone()))
+            .await?;
+        m.as_index()
+            .cloned()
+            .ok_or_else(|| anyhow!("{} is an image, not a manifest list", r.familiar()))
+    }
+
     /// `manifest create LIST IMAGE...`: an OCI index named LIST in the store, one entry per
     /// image manifest (an image found neither here nor... is pulled first), each with the
     /// platform its config says. `amend` adds to an existing LIST instead of refusing it.
@@ -550,14 +565,7 @@ impl Images {
                     r.familiar()
                 );
             }
-            let m = self
-                .layout
-                .manifest(&ManifestRef::Digest(old.digest().clone()))
-                .await?;
-            let idx = m
-                .as_index()
-                .ok_or_else(|| anyhow!("{} is an image, not a manifest list", r.familiar()))?;
-            entries = idx.manifests().clone();
+            entries = self.read_list(&old, &r).await?.manifests().clone();
         }
         for image in images {
             for m in self.image_manifests(image).await? {
@@ -618,20 +626,14 @@ impl Images {
             .resolve(&store_name(&r))
             .await
             .map_err(|_| anyhow!("no such manifest list: {}", r.familiar()))?;
-        let m = self
-            .layout
-            .manifest(&ManifestRef::Digest(desc.digest().clone()))
-            .await?;
-        let idx = m
-            .as_index()
-            .ok_or_else(|| anyhow!("{} is an image, not a manifest list", r.familiar()))?;
+        let idx = self.read_list(&desc, &r).await?;
+        let mut entries = idx.manifests().clone();
         let wanted: Vec<Digest> = self
             .image_manifests(image)
             .await?
             .iter()
             .map(|m| m.digest().clone())
             .collect();
-        let mut entries = idx.manifests().clone();
         let mut hit = false;
         for e in entries.iter_mut().filter(|e| wanted.contains(e.digest())) {
             hit = true;
