@@ -324,7 +324,7 @@ impl Plan {
                 Ok(k) => n += k,
             }
         }
-        super::steps::sniff(&head[..n]).map(|_| src.clone())
+        super::steps::is_archive(&head[..n]).then(|| src.clone())
     }
 
     /// A single entry planned as the file `dest` goes inside `dest` instead (it is a

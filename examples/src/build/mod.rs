@@ -635,7 +635,7 @@ impl<'a> Builder<'a> {
         }
         let mut steps = Vec::new();
         for t in &triggers {
-            let i = parse::instruction(t, from.line, self.df.escape).map_err(|e| {
+            let i = parse::instruction(t, from.line).map_err(|e| {
                 anyhow!(
                     "{}:{}: ONBUILD trigger {t:?} of {image_name}: {}",
                     self.opts.file_label,
@@ -907,8 +907,7 @@ impl<'a> Builder<'a> {
             }
             "ONBUILD" => {
                 let t = text.trim().to_owned();
-                let inner = parse::instruction(&t, i.line, self.df.escape)
-                    .map_err(|e| self.at(i, e.message))?;
+                let inner = parse::instruction(&t, i.line).map_err(|e| self.at(i, e.message))?;
                 if matches!(inner.keyword.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
                     return Err(self.at(
                         i,
@@ -1049,16 +1048,22 @@ impl<'a> Builder<'a> {
     }
 
     fn cache_put(&self, key: &str, b: &ImageBuilder) -> Result<()> {
-        let dir = cache_dir(&self.data);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let entry = CacheEntry {
             config: b.config_json().clone(),
             layers: b.layers().to_vec(),
         };
-        let tmp = dir.join(format!(".{key}.{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec(&entry)?)
+        self.write_cache_entry(key, &entry)
+    }
+
+    /// Writes a cache entry under `name` by rename, so a reader sees it whole or not at all
+    /// (concurrent builds share the directory).
+    fn write_cache_entry(&self, name: &str, entry: &CacheEntry) -> Result<()> {
+        let dir = cache_dir(&self.data);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+        std::fs::write(&tmp, serde_json::to_vec(entry)?)
             .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, dir.join(key)).with_context(|| format!("renaming {}", tmp.display()))
+        std::fs::rename(&tmp, dir.join(name)).with_context(|| format!("renaming {}", tmp.display()))
     }
 }
 

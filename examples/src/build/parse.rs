@@ -206,7 +206,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
                 }
             }
         }
-        let mut instr = instruction(&logical, start + 1, escape)?;
+        let mut instr = instruction(&logical, start + 1)?;
         if matches!(instr.keyword.as_str(), "RUN" | "COPY" | "ADD") {
             for (name, expand, strip_tabs) in heredoc_markers(&logical, escape) {
                 let mut content = String::new();
@@ -255,7 +255,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
 }
 
 /// Parses one logical line (also the text after `ONBUILD`).
-pub fn instruction(logical: &str, line: usize, escape: char) -> Result<Instr, ParseError> {
+pub fn instruction(logical: &str, line: usize) -> Result<Instr, ParseError> {
     let lead = logical.len() - logical.trim_start().len();
     let body = logical.trim_start();
     let (word, mut rest) = match body.find(char::is_whitespace) {
@@ -310,7 +310,6 @@ pub fn instruction(logical: &str, line: usize, escape: char) -> Result<Instr, Pa
             format!("{keyword} requires at least one argument"),
         ));
     }
-    let _ = escape;
     Ok(Instr {
         line,
         keyword,

@@ -3,7 +3,7 @@
 
 use super::context::{Plan, Tree};
 use super::{sha, BuildNetwork, Builder, Owner, State};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use oci_rs_image::oci_spec::image::{Descriptor, Digest};
 use oci_rs_image::Compression;
 use oci_rs_layer::{Mount, MountKind, Snapshotter};
@@ -452,16 +452,14 @@ impl Builder<'_> {
                                 // ADD of a local archive: its contents, unpacked, into dest.
                                 let dir = tempfile::tempdir_in(&self.data)?;
                                 let f = tokio::fs::File::open(&archive).await?;
-                                let media = archive_media(&archive)?;
                                 digest_extra.push_str(&one.digest()?);
-                                oci_rs_layer::apply(
-                                    dir.path(),
-                                    f,
-                                    media,
-                                    &oci_rs_layer::ApplyOptions::default(),
-                                )
-                                .await
-                                .map_err(|e| {
+                                // Its compression (gzip, zstd or none) from its first bytes.
+                                let unpacked = async {
+                                    let tar = oci_rs_layer::decompress(f, None).await?;
+                                    let opts = oci_rs_layer::ApplyOptions::default();
+                                    oci_rs_layer::apply_tar(dir.path(), tar, &opts).await
+                                };
+                                unpacked.await.map_err(|e| {
                                     self.wrap(
                                         i,
                                         anyhow::Error::from(e).context(format!("unpacking {p}")),
@@ -512,13 +510,15 @@ impl Builder<'_> {
             .await?;
         self.make_workdir(&s, &scratch.mount.rootfs)?;
         let rootfs = scratch.mount.rootfs.clone();
+        let root = oci_rs_layer::Root::open(&rootfs)?;
+        let dest_rel: PathBuf = super::ignore::clean_components(&dest).iter().collect();
         // A single source onto a directory that exists goes inside it.
-        if !dest_is_dir && plan.entries.len() == 1 {
-            let rel: PathBuf = super::ignore::clean_components(&dest).iter().collect();
-            let root = oci_rs_layer::Root::open(&rootfs)?;
-            if !rel.as_os_str().is_empty() && root.open_dir(&rel).is_ok() {
-                plan.move_into_dir(&dest);
-            }
+        if !dest_is_dir
+            && plan.entries.len() == 1
+            && !dest_rel.as_os_str().is_empty()
+            && root.open_dir(&dest_rel).is_ok()
+        {
+            plan.move_into_dir(&dest);
         }
         if let Some(c) = &chown {
             if owner.ids.is_none() {
@@ -528,31 +528,27 @@ impl Builder<'_> {
                 plan.set_owner(u64::from(uid), u64::from(gid));
             }
         }
-        {
-            let rel: PathBuf = super::ignore::clean_components(&dest).iter().collect();
-            let root = oci_rs_layer::Root::open(&rootfs)?;
-            // Missing, and not a link (a link, dangling or not, is followed inside the rootfs
-            // as docker follows it, never replaced).
-            let missing = !rel.as_os_str().is_empty()
-                && root.open_dir(&rel).is_err()
-                && match root.parent_of(&rel) {
-                    Ok((dir, name)) => matches!(oci_rs_layer::kind_at(&dir, name), Ok(None)),
-                    Err(_) => true,
-                };
-            if missing {
-                let (uid, gid) = match &chown {
-                    Some(_) => plan.owner_of_first().unwrap_or((0, 0)),
-                    None => (0, 0),
-                };
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                plan.create_dest_dir(&dest, uid, gid, now);
-            }
+        // Missing, and not a link (a link, dangling or not, is followed inside the rootfs as
+        // docker follows it, never replaced).
+        let missing = !dest_rel.as_os_str().is_empty()
+            && root.open_dir(&dest_rel).is_err()
+            && match root.parent_of(&dest_rel) {
+                Ok((dir, name)) => matches!(oci_rs_layer::kind_at(&dir, name), Ok(None)),
+                Err(_) => true,
+            };
+        if missing {
+            let (uid, gid) = match &chown {
+                Some(_) => plan.owner_of_first().unwrap_or((0, 0)),
+                None => (0, 0),
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            plan.create_dest_dir(&dest, uid, gid, now);
         }
         // The same files onto the same destination make the same layer whatever else the
         // parent holds (BuildKit's `--link`, taken whenever it is sound): reuse it.
-        let link_key = link_signature(&rootfs, &plan, &dest)?.map(|sig| {
+        let link_key = link_signature(&root, &plan, &dest)?.map(|sig| {
             let owner = plan
                 .owner_of_first()
                 .map(|(u, g)| format!("{u}:{g}"))
@@ -613,16 +609,11 @@ impl Builder<'_> {
     }
 
     fn link_put(&self, key: &str, desc: &Descriptor, diff_id: &str) -> Result<()> {
-        let dir = super::cache_dir(&self.data);
         let entry = super::CacheEntry {
             config: serde_json::Value::String(diff_id.to_owned()),
             layers: vec![desc.clone()],
         };
-        let tmp = dir.join(format!(".link-{key}.{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec(&entry)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, dir.join(format!("link-{key}")))
-            .with_context(|| format!("renaming {}", tmp.display()))
+        self.write_cache_entry(&format!("link-{key}"), &entry)
     }
 
     /// The tree of `--from=NAME`: an earlier stage, or an image.
@@ -721,48 +712,19 @@ fn numeric_ids(c: &str) -> Option<(u64, u64)> {
     }
 }
 
-/// The layer media type that reads a local archive, by its first bytes.
-fn archive_media(p: &Path) -> Result<&'static str> {
-    let mut head = [0u8; 512];
-    let n = {
-        use std::io::Read;
-        let mut f = std::fs::File::open(p)?;
-        let mut n = 0;
-        while n < head.len() {
-            let k = f.read(&mut head[n..])?;
-            if k == 0 {
-                break;
-            }
-            n += k;
-        }
-        n
-    };
-    Ok(match sniff(&head[..n]) {
-        Some(m) => m,
-        None => return Err(anyhow!("{} is not an archive", p.display())),
-    })
-}
-
-/// gzip, zstd or a plain tar: the media type oci-rs-layer decompresses it with.
-pub(super) fn sniff(head: &[u8]) -> Option<&'static str> {
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Some(oci_rs_image::media::OCI_LAYER_GZIP)
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Some(oci_rs_image::media::OCI_LAYER_ZSTD)
-    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
-        Some(oci_rs_image::media::OCI_LAYER_TAR)
-    } else {
-        None
-    }
+/// Whether a file's first bytes are an archive `ADD` unpacks: gzip or zstd (as
+/// [`oci_rs_image::Compression::from_magic`] reads them), or a plain tar.
+pub(super) fn is_archive(head: &[u8]) -> bool {
+    oci_rs_image::Compression::from_magic(head) != oci_rs_image::Compression::None
+        || (head.len() >= 262 && &head[257..262] == b"ustar")
 }
 
 /// What decides a `COPY`'s layer besides its files, when that is all: the destination's
 /// ancestors (each a real directory with its mode and owner, or missing), and no copied path
 /// already in the parent (a file there would be replaced, a link there followed). `None`
 /// when the layer could depend on more of the parent.
-fn link_signature(rootfs: &Path, plan: &Plan, dest: &str) -> Result<Option<String>> {
+fn link_signature(root: &oci_rs_layer::Root, plan: &Plan, dest: &str) -> Result<Option<String>> {
     use std::fmt::Write as _;
-    let root = oci_rs_layer::Root::open(rootfs)?;
     let comps = super::ignore::clean_components(dest);
     let mut sig = String::new();
     let mut exists = true;
