@@ -328,6 +328,21 @@ fn unquote(v: &str) -> String {
     }
 }
 
+/// The delimiter of a word that is a heredoc marker and nothing else (`<<EOF`, `<<-EOF`,
+/// `<<"EOF"`, `<<'EOF'`).
+pub fn heredoc_word(word: &str) -> Option<&str> {
+    let rest = word.strip_prefix("<<")?;
+    let rest = rest.strip_prefix('-').unwrap_or(rest);
+    let name = match rest.as_bytes().first() {
+        Some(&q @ (b'"' | b'\'')) => rest[1..].strip_suffix(char::from(q))?,
+        _ => rest,
+    };
+    let ok = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    ok.then_some(name)
+}
+
 /// The heredoc markers of a line, outside quotes: (name, expand, strip tabs).
 pub fn heredoc_markers(line: &str, escape: char) -> Vec<(String, bool, bool)> {
     let chars: Vec<char> = line.chars().collect();
@@ -435,6 +450,10 @@ mod tests {
         assert_eq!((h[1].content.as_str(), h[1].strip_tabs), ("z\n", true));
         assert_eq!(d.instrs[3].heredocs[0].content, "y\n");
         assert!(d.instrs[4].heredocs.is_empty());
+        assert_eq!(heredoc_word("<<-'EOT'"), Some("EOT"));
+        assert_eq!(heredoc_word("<<EOF"), Some("EOF"));
+        assert_eq!(heredoc_word("<<EOF>f"), None);
+        assert_eq!(heredoc_word("<<\"EOF"), None);
         let e = parse("FROM a\nRUN <<EOF\nno end\n").unwrap_err();
         assert_eq!(e.line, 2);
     }

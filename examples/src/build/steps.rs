@@ -235,19 +235,8 @@ impl Builder<'_> {
         let super::Args::Shell(line) = &i.args else {
             return self.command(i, s);
         };
-        let only = i.heredocs.len() == 1 && {
-            let h = &i.heredocs[0];
-            let t = line.trim();
-            let marks = [
-                format!("<<{}", h.name),
-                format!("<<-{}", h.name),
-                format!("<<\"{}\"", h.name),
-                format!("<<'{}'", h.name),
-                format!("<<-\"{}\"", h.name),
-                format!("<<-'{}'", h.name),
-            ];
-            marks.iter().any(|m| m == t)
-        };
+        let only = i.heredocs.len() == 1
+            && super::parse::heredoc_word(line.trim()) == Some(i.heredocs[0].name.as_str());
         let mut argv = s.shell();
         if only && i.heredocs[0].content.starts_with("#!") {
             // A script with its own interpreter runs as a file (BuildKit's /dev/pipes).
@@ -386,10 +375,7 @@ impl Builder<'_> {
         let mut heredoc_srcs = Vec::new();
         let mut paths = Vec::new();
         for w in &words {
-            match w
-                .strip_prefix("<<")
-                .map(|n| n.trim_start_matches('-').trim_matches(['"', '\'']))
-            {
+            match super::parse::heredoc_word(w) {
                 Some(name) if i.heredocs.iter().any(|h| h.name == name) => {
                     heredoc_srcs.push(name.to_owned())
                 }
