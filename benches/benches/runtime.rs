@@ -64,7 +64,7 @@ criterion_group!(benches, start_to_exit);
 /// `criterion_main!` with the sealed re-execution first: what a program embedding the runtime
 /// runs (see `oci_rs_runtime::exe`).
 fn main() {
-    if let Err(e) = oci_rs_runtime::exe::reexec_sealed() {
+    if let Err(e) = oci_rs_runtime::reexec_sealed() {
         eprintln!("runtime bench: {e}");
         std::process::exit(1);
     }

@@ -13,10 +13,10 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use oci_rs_layer::Snapshotter;
-use oci_rs_runtime::image_spec::{Network, RunOptions};
-use oci_rs_runtime::logs::LogLimits;
-use oci_rs_runtime::monitor::{Monitor, MonitorConfig, MonitorStatus, RestartPolicy, State};
-use oci_rs_runtime::network::{AttachRequest, Networks, Plan, PortMapping};
+use oci_rs_runtime::LogLimits;
+use oci_rs_runtime::{Monitor, MonitorConfig, MonitorState, MonitorStatus, RestartPolicy};
+use oci_rs_runtime::{NetworkMode, RunOptions};
+use oci_rs_runtime::{NetworkPlan, NetworkRequest, Networks, PortMapping};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -51,7 +51,7 @@ pub struct RunRequest {
     pub init: bool,
     /// `container:NAME` for a joined network (shown by `inspect`).
     pub network_mode: Option<String>,
-    /// The bridge networks (with [`oci_rs_runtime::image_spec::Network::Bridge`]); empty: the
+    /// The bridge networks (with [`oci_rs_runtime::NetworkMode::Bridge`]); empty: the
     /// default `bridge`.
     pub networks: Vec<String>,
     /// `-p` mappings.
@@ -308,14 +308,14 @@ impl Containers {
             let dir = self.dir.join(&id);
             oci_rs_layer::private_dir(&dir)?;
             // Before the user's mounts, so a -v on one of them wins, as with docker.
-            let mut mounts = oci_rs_runtime::image_spec::etc_files(&dir, &hostname, opts.network)?;
+            let mut mounts = oci_rs_runtime::etc_files(&dir, &hostname, opts.network)?;
             mounts.append(&mut opts.mounts);
             let volumes = crate::volumes::Volumes::open(&self.data)?;
             for (name, target, readonly) in &req.volumes {
                 let (info, _) = volumes.create(name, BTreeMap::new())?;
                 volumes.fill_from_image(name, &mount.rootfs, target).await?;
                 mounts.retain(|m| m.target() != target);
-                mounts.push(oci_rs_runtime::image_spec::ExtraMount::Bind {
+                mounts.push(oci_rs_runtime::ExtraMount::Bind {
                     source: info.mountpoint,
                     target: target.clone(),
                     readonly: *readonly,
@@ -323,7 +323,7 @@ impl Containers {
             }
             opts.mounts = mounts;
             if !rustix::process::geteuid().is_root() && opts.rootless.is_none() {
-                opts.rootless = Some(oci_rs_runtime::image_spec::Rootless::current());
+                opts.rootless = Some(oci_rs_runtime::Rootless::current());
             }
             let cfg_network = opts.network;
             let mut publish = req.publish.clone();
@@ -334,13 +334,13 @@ impl Containers {
                     .and_then(|c| c.exposed_ports().clone())
                     .unwrap_or_default();
                 for e in exposed {
-                    publish.extend(oci_rs_runtime::network::parse_publish(&e)?);
+                    publish.extend(oci_rs_runtime::parse_publish(&e)?);
                 }
             }
-            if !publish.is_empty() && !matches!(cfg_network, Network::Bridge | Network::Slirp) {
-                bail!("ports are published only on a bridge network or with slirp4netns, not with --network {}", req.network_mode.as_deref().unwrap_or(match cfg_network { Network::Host => "host", _ => "none" }));
+            if !publish.is_empty() && !matches!(cfg_network, NetworkMode::Bridge | NetworkMode::Slirp) {
+                bail!("ports are published only on a bridge network or with slirp4netns, not with --network {}", req.network_mode.as_deref().unwrap_or(match cfg_network { NetworkMode::Host => "host", _ => "none" }));
             }
-            let mut spec = oci_rs_runtime::image_spec::spec_from_image(&config, &mount.rootfs, &opts)?;
+            let mut spec = oci_rs_runtime::spec_from_image(&config, &mount.rootfs, &opts)?;
             if opts.terminal && !req.detach {
                 if let Some(p) = spec.process_mut() {
                     p.set_console_size(crate::terminal::console_size());
@@ -360,7 +360,7 @@ impl Containers {
                 name: name.clone(),
                 image: image.to_owned(),
                 image_id: config_digest.to_string(),
-                created: oci_rs_runtime::logs::now_ns(),
+                created: oci_rs_runtime::now_ns(),
                 command,
                 run: opts,
                 rm: req.rm,
@@ -374,8 +374,8 @@ impl Containers {
                 volumes: req.volumes.clone(),
                 init: req.init,
                 network_mode: req.network_mode.clone(),
-                networks: if cfg_network == Network::Bridge && req.networks.is_empty() {
-                    vec![oci_rs_runtime::network::DEFAULT_NETWORK.to_owned()]
+                networks: if cfg_network == NetworkMode::Bridge && req.networks.is_empty() {
+                    vec![oci_rs_runtime::DEFAULT_NETWORK.to_owned()]
                 } else {
                     req.networks.clone()
                 },
@@ -410,11 +410,11 @@ impl Containers {
         mc.attach_first = attach_first;
         mc.init = cfg.init;
         mc.network = match cfg.run.network {
-            Network::Bridge => Some(Plan::Bridge {
+            NetworkMode::Bridge => Some(NetworkPlan::Bridge {
                 store: self.networks_dir(),
-                request: self.attach_request(cfg),
+                request: self.network_request(cfg),
             }),
-            Network::Slirp => Some(Plan::Slirp {
+            NetworkMode::Slirp => Some(NetworkPlan::Slirp {
                 ports: cfg.publish.clone(),
             }),
             _ => None,
@@ -453,7 +453,7 @@ impl Containers {
         let v = self.view(what)?;
         let nets = self.networks();
         let n = nets.get(net)?;
-        if v.config.run.network != Network::Bridge {
+        if v.config.run.network != NetworkMode::Bridge {
             bail!(
                 "container {} is not on a bridge network: it cannot join {}",
                 v.config.name,
@@ -467,9 +467,9 @@ impl Containers {
                 n.name
             );
         }
-        if v.status.state == State::Running {
+        if v.status.state == MonitorState::Running {
             // connect takes only the network asked for, and no ports, from the request.
-            nets.connect(&n.name, &self.attach_request(&v.config), v.status.pid)?;
+            nets.connect(&n.name, &self.network_request(&v.config), v.status.pid)?;
         }
         let mut cfg = v.config;
         cfg.networks.push(n.name);
@@ -491,8 +491,8 @@ impl Containers {
     }
 
     /// What container `cfg` asks of its bridge networks at each start.
-    fn attach_request(&self, cfg: &ContainerConfig) -> AttachRequest {
-        AttachRequest {
+    fn network_request(&self, cfg: &ContainerConfig) -> NetworkRequest {
+        NetworkRequest {
             container: cfg.id.clone(),
             name: cfg.name.clone(),
             hostname: cfg.run.hostname.clone().unwrap_or_default(),
@@ -553,7 +553,7 @@ impl Containers {
     /// `kill [-s SIG]`.
     pub fn kill(&self, what: &str, signal: i32) -> Result<()> {
         let v = self.view(what)?;
-        if v.status.state != State::Running {
+        if v.status.state != MonitorState::Running {
             bail!("container {} is not running", v.config.name);
         }
         Ok(v.monitor.kill(signal)?)
@@ -563,8 +563,8 @@ impl Containers {
     pub fn start(&self, what: &str, attach_first: bool) -> Result<Monitor> {
         let v = self.view(what)?;
         match v.status.state {
-            State::Exited => {}
-            State::Created if !v.status.monitor_alive => {}
+            MonitorState::Exited => {}
+            MonitorState::Created if !v.status.monitor_alive => {}
             s => bail!("container {} is {s}", v.config.name),
         }
         // Mounted again when it is not (after a reboot).
@@ -588,7 +588,10 @@ impl Containers {
     /// `rm [-f]`: a running container is refused unless `force`, which kills it first.
     pub fn remove(&self, what: &str, force: bool) -> Result<()> {
         let v = self.view(what)?;
-        if matches!(v.status.state, State::Running | State::Restarting) {
+        if matches!(
+            v.status.state,
+            MonitorState::Running | MonitorState::Restarting
+        ) {
             if !force {
                 bail!(
                     "cannot remove container {}: it is {}: stop it first, or use rm -f",
@@ -640,7 +643,7 @@ impl Containers {
     /// none with `detach`); the exit code, or 0 at once when detached.
     pub fn exec(&self, what: &str, req: &ExecRequest) -> Result<i32> {
         let v = self.view(what)?;
-        if v.status.state != State::Running {
+        if v.status.state != MonitorState::Running {
             bail!("container {} is not running", v.config.name);
         }
         let c = oci_rs_runtime::Container::load(&self.state_root, &v.config.id)?;
@@ -653,14 +656,14 @@ impl Containers {
         process.set_terminal(Some(false));
         let mut env = process.env().clone().unwrap_or_default();
         for e in &req.env {
-            oci_rs_runtime::image_spec::set_env(&mut env, e);
+            oci_rs_runtime::set_env(&mut env, e);
         }
         process.set_env(Some(env));
         if let Some(w) = &req.workdir {
             process.set_cwd(PathBuf::from(w));
         }
         if let Some(u) = &req.user {
-            let (uid, gid, extra) = oci_rs_runtime::image_spec::resolve_user(c.rootfs(), u)?;
+            let (uid, gid, extra) = oci_rs_runtime::resolve_user(c.rootfs(), u)?;
             let mut user = process.user().clone();
             user.set_uid(uid);
             user.set_gid(gid);
@@ -695,36 +698,31 @@ impl Containers {
 impl Containers {
     /// `logs [-f]`: the container's log as `query` selects it, to this process's stdout and
     /// stderr; with `follow`, new output until the container has ended.
-    pub fn logs(
-        &self,
-        what: &str,
-        query: &oci_rs_runtime::logs::LogQuery,
-        follow: bool,
-    ) -> Result<()> {
-        use oci_rs_runtime::logs::Stream;
+    pub fn logs(&self, what: &str, query: &oci_rs_runtime::LogQuery, follow: bool) -> Result<()> {
+        use oci_rs_runtime::LogStream;
         let m = self.monitor(what)?;
         let mut out = std::io::stdout();
         let mut err = std::io::stderr();
-        let mut emit = |s: Stream, b: &[u8]| -> std::io::Result<()> {
+        let mut emit = |s: LogStream, b: &[u8]| -> std::io::Result<()> {
             match s {
-                Stream::Stdout => {
+                LogStream::Stdout => {
                     out.write_all(b)?;
                     out.flush()
                 }
-                Stream::Stderr => {
+                LogStream::Stderr => {
                     err.write_all(b)?;
                     err.flush()
                 }
             }
         };
-        let pos = oci_rs_runtime::logs::read(&m.log_path(), query, &mut emit)?;
+        let pos = oci_rs_runtime::read_logs(&m.log_path(), query, &mut emit)?;
         if follow {
             let mut done = || {
                 m.status()
-                    .map(|s| s.state == State::Exited && !s.monitor_alive)
+                    .map(|s| s.state == MonitorState::Exited && !s.monitor_alive)
                     .unwrap_or(true)
             };
-            oci_rs_runtime::logs::follow(
+            oci_rs_runtime::follow_logs(
                 &m.log_path(),
                 pos,
                 query.timestamps,
@@ -739,7 +737,7 @@ impl Containers {
     /// `PID USER TIME CMD` lines, read from /proc.
     pub fn top(&self, what: &str) -> Result<Vec<String>> {
         let v = self.view(what)?;
-        if v.status.state != State::Running {
+        if v.status.state != MonitorState::Running {
             bail!("container {} is not running", v.config.name);
         }
         let c = oci_rs_runtime::Container::load(&self.state_root, &v.config.id)?;
@@ -789,7 +787,7 @@ impl Containers {
     /// The network namespace of running container `what`, for `--network container:NAME`.
     pub fn network_namespace(&self, what: &str) -> Result<PathBuf> {
         let v = self.view(what)?;
-        if v.status.state != State::Running {
+        if v.status.state != MonitorState::Running {
             bail!(
                 "cannot join the network of container {}: it is {}",
                 v.config.name,
@@ -814,7 +812,7 @@ impl Containers {
     pub fn prune(&self) -> Result<Vec<String>> {
         let mut gone = Vec::new();
         for v in self.list()? {
-            if v.status.state == State::Exited {
+            if v.status.state == MonitorState::Exited {
                 self.remove(&v.config.id, false)?;
                 gone.push(v.config.id);
             }
@@ -839,7 +837,7 @@ impl Containers {
         let c = &v.config;
         let st = &v.status;
         let zero = "0001-01-01T00:00:00Z".to_owned();
-        let time = |t: Option<u64>| t.map_or_else(|| zero.clone(), oci_rs_runtime::logs::rfc3339);
+        let time = |t: Option<u64>| t.map_or_else(|| zero.clone(), oci_rs_runtime::rfc3339);
         let volume_of = |source: &Path| {
             c.volumes.iter().find(|(n, _, _)| {
                 source.parent().and_then(|p| p.file_name()) == Some(std::ffi::OsStr::new(n))
@@ -852,17 +850,17 @@ impl Containers {
             .iter()
             .filter(|m| !["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"].contains(&m.target()))
             .map(|m| match m {
-                oci_rs_runtime::image_spec::ExtraMount::Bind {
+                oci_rs_runtime::ExtraMount::Bind {
                     source,
                     target,
                     readonly,
                 } if volume_of(source).is_some() => serde_json::json!({"Type": "volume", "Name": volume_of(source).map(|v| v.0.clone()), "Source": source, "Destination": target, "Driver": "local", "RW": !readonly}),
-                oci_rs_runtime::image_spec::ExtraMount::Bind {
+                oci_rs_runtime::ExtraMount::Bind {
                     source,
                     target,
                     readonly,
                 } => serde_json::json!({"Type": "bind", "Source": source, "Destination": target, "RW": !readonly}),
-                oci_rs_runtime::image_spec::ExtraMount::Tmpfs { target, .. } => {
+                oci_rs_runtime::ExtraMount::Tmpfs { target, .. } => {
                     serde_json::json!({"Type": "tmpfs", "Source": "", "Destination": target, "RW": true})
                 }
                 _ => serde_json::json!({}),
@@ -877,16 +875,16 @@ impl Containers {
         Ok(Inspect {
             id: c.id.clone(),
             name: format!("/{}", c.name),
-            created: oci_rs_runtime::logs::rfc3339(c.created),
+            created: oci_rs_runtime::rfc3339(c.created),
             path,
             args,
             image: c.image_id.clone(),
             restart_count: st.restart_count,
             state: InspectState {
                 status: st.state.to_string(),
-                running: st.state == State::Running,
-                restarting: st.state == State::Restarting,
-                pid: if st.state == State::Running {
+                running: st.state == MonitorState::Running,
+                restarting: st.state == MonitorState::Restarting,
+                pid: if st.state == MonitorState::Running {
                     st.pid
                 } else {
                     0
@@ -921,9 +919,9 @@ impl Containers {
                 }},
                 "NetworkMode": match (&c.run.join_network, c.run.network) {
                     (Some(_), _) => c.network_mode.clone().unwrap_or_else(|| "container".into()),
-                    (None, Network::Host) => "host".into(),
-                    (None, Network::Slirp) => "slirp4netns".into(),
-                    (None, Network::Bridge) => c
+                    (None, NetworkMode::Host) => "host".into(),
+                    (None, NetworkMode::Slirp) => "slirp4netns".into(),
+                    (None, NetworkMode::Bridge) => c
                         .networks
                         .first()
                         .cloned()
@@ -945,7 +943,7 @@ impl Containers {
             }),
             mounts,
             network_settings: network_settings(st),
-            log_path: self.dir.join(&c.id).join(oci_rs_runtime::monitor::LOG_FILE),
+            log_path: self.dir.join(&c.id).join(oci_rs_runtime::LOG_FILE),
         })
     }
 }
@@ -1025,7 +1023,7 @@ pub struct ExecRequest {
 
 /// docker's `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}`.
 fn port_bindings(
-    ports: impl Iterator<Item = (u16, oci_rs_runtime::network::Proto, std::net::Ipv4Addr, u16)>,
+    ports: impl Iterator<Item = (u16, oci_rs_runtime::Proto, std::net::Ipv4Addr, u16)>,
 ) -> serde_json::Value {
     let mut m = serde_json::Map::new();
     for (c, proto, ip, h) in ports {

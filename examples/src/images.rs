@@ -66,10 +66,8 @@ pub(crate) fn creation_time() -> String {
     let ns = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or_else(oci_rs_runtime::logs::now_ns, |s| {
-            s.saturating_mul(1_000_000_000)
-        });
-    oci_rs_runtime::logs::rfc3339(ns)
+        .map_or_else(oci_rs_runtime::now_ns, |s| s.saturating_mul(1_000_000_000));
+    oci_rs_runtime::rfc3339(ns)
 }
 
 /// What a pull did, as docker tells it.
@@ -411,7 +409,7 @@ impl Images {
             .as_image()
             .ok_or_else(|| anyhow!("{name} is not an image"))?;
         let config = oci_rs_image::read_config(&self.layout, img.config()).await?;
-        let time = |t: &Option<String>| t.as_deref().and_then(oci_rs_runtime::logs::parse_rfc3339);
+        let time = |t: &Option<String>| t.as_deref().and_then(oci_rs_runtime::parse_rfc3339);
         // docker's SIZE: each layer's unpacked bytes.
         let mut unpacked = Vec::new();
         for l in img.layers() {
@@ -698,7 +696,7 @@ impl Images {
                     .and_then(|c| {
                         c.created()
                             .as_deref()
-                            .and_then(oci_rs_runtime::logs::parse_rfc3339)
+                            .and_then(oci_rs_runtime::parse_rfc3339)
                     }),
                 None => None,
             };

@@ -3,8 +3,8 @@
 //! path out, and window sizes passed on.
 
 use anyhow::{anyhow, bail, Result};
-use oci_rs_runtime::attach::Frame;
-use oci_rs_runtime::monitor::Monitor;
+use oci_rs_runtime::Frame;
+use oci_rs_runtime::Monitor;
 use std::io::{Read, Write};
 
 /// `exec -t`: the process gets a pty (its master comes back over a console socket in a
@@ -29,7 +29,7 @@ pub(crate) fn exec_tty(
     });
     let p = c.exec_terminal(process, &path)?;
     let (sock, _) = listener.accept()?;
-    let master = std::fs::File::from(oci_rs_runtime::attach::receive_terminal(&sock)?);
+    let master = std::fs::File::from(oci_rs_runtime::receive_terminal(&sock)?);
     let raw = RawTerminal::enter();
     resize_to_stdin(&master);
     let resizer = match (handle, winch) {

@@ -4,8 +4,8 @@
 
 use crate::containers::ContainerView;
 use anyhow::{anyhow, bail, Context, Result};
-use oci_rs_runtime::logs::LogLimits;
-use oci_rs_runtime::monitor::{MonitorStatus, State};
+use oci_rs_runtime::LogLimits;
+use oci_rs_runtime::{MonitorState, MonitorStatus};
 use std::path::Path;
 
 /// Evaluates a Go-template-style `--format`: `{{.State.Status}}`, `{{json .Config}}`, text
@@ -70,7 +70,8 @@ pub fn filter(
         .filter(|r| {
             let st = r.status.state.to_string();
             (if status.is_empty() {
-                all || r.status.state == State::Running || r.status.state == State::Restarting
+                all || r.status.state == MonitorState::Running
+                    || r.status.state == MonitorState::Restarting
             } else {
                 status.contains(&st)
             }) && (names.is_empty() || names.iter().any(|n| r.config.name.contains(n.as_str())))
@@ -120,7 +121,7 @@ pub fn parse_log_opts(opts: &[String]) -> Result<LogLimits> {
 /// A `--since`/`--until` value: RFC 3339, Unix seconds, or a duration ago (`10m`, `1h30m`,
 /// `45s`); nanoseconds since the epoch.
 pub fn parse_time(s: &str) -> Result<u64> {
-    if let Some(t) = oci_rs_runtime::logs::parse_rfc3339(s) {
+    if let Some(t) = oci_rs_runtime::parse_rfc3339(s) {
         return Ok(t);
     }
     if let Ok(secs) = s.parse::<u64>() {
@@ -145,7 +146,7 @@ pub fn parse_time(s: &str) -> Result<u64> {
     if !num.is_empty() || total == 0 && s != "0s" {
         bail!("invalid time {s:?} (RFC 3339, Unix seconds, or 1h30m)");
     }
-    Ok(oci_rs_runtime::logs::now_ns().saturating_sub(total * 1_000_000_000))
+    Ok(oci_rs_runtime::now_ns().saturating_sub(total * 1_000_000_000))
 }
 
 /// Reads `KEY=VALUE` lines (`#` comments, blank lines skipped; a bare `KEY` takes this
@@ -170,7 +171,7 @@ pub fn read_env_file(path: &Path) -> Result<Vec<String>> {
 
 /// docker's "5 seconds ago", "2 minutes ago", "About an hour ago".
 pub fn ago(ns: u64) -> String {
-    let secs = oci_rs_runtime::logs::now_ns().saturating_sub(ns) / 1_000_000_000;
+    let secs = oci_rs_runtime::now_ns().saturating_sub(ns) / 1_000_000_000;
     format!("{} ago", human_duration(secs))
 }
 
@@ -193,19 +194,19 @@ pub fn human_duration(secs: u64) -> String {
 
 /// The STATUS column of `ps`: "Up 5 seconds", "Exited (0) 2 minutes ago", "Created".
 pub fn status_text(s: &MonitorStatus) -> String {
-    let now = oci_rs_runtime::logs::now_ns();
+    let now = oci_rs_runtime::now_ns();
     match s.state {
-        State::Created => "Created".into(),
-        State::Running => format!(
+        MonitorState::Created => "Created".into(),
+        MonitorState::Running => format!(
             "Up {}",
             human_duration(now.saturating_sub(s.started_at.unwrap_or(now)) / 1_000_000_000)
         ),
-        State::Restarting => format!(
+        MonitorState::Restarting => format!(
             "Restarting ({}) {}",
             s.exit_code.unwrap_or(0),
             ago(s.finished_at.unwrap_or(now))
         ),
-        State::Exited => format!(
+        MonitorState::Exited => format!(
             "Exited ({}) {}",
             s.exit_code.unwrap_or(255),
             ago(s.finished_at.unwrap_or(now))
@@ -229,7 +230,7 @@ pub fn ports_text(s: &MonitorStatus) -> String {
 
 /// Seconds since the epoch as RFC 3339 (UTC).
 pub fn rfc3339_s(secs: u64) -> String {
-    oci_rs_runtime::logs::rfc3339(secs.saturating_mul(1_000_000_000))
+    oci_rs_runtime::rfc3339(secs.saturating_mul(1_000_000_000))
 }
 
 /// `images [REPO[:TAG]] --filter dangling=|reference=`: the rows that pass. A reference

@@ -77,7 +77,7 @@ impl Volumes {
             name: name.to_owned(),
             driver: "local".into(),
             mountpoint: data,
-            created_at: oci_rs_runtime::logs::rfc3339(oci_rs_runtime::logs::now_ns()),
+            created_at: oci_rs_runtime::rfc3339(oci_rs_runtime::now_ns()),
             labels,
             scope: "local".into(),
         };
@@ -178,7 +178,7 @@ impl Volumes {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountArg {
     /// A host path or tmpfs.
-    Extra(oci_rs_runtime::image_spec::ExtraMount),
+    Extra(oci_rs_runtime::ExtraMount),
     /// A named volume (created on first use).
     Volume {
         /// The volume.
@@ -193,9 +193,9 @@ pub enum MountArg {
 /// Parses `-v`: `/host:/ctr[:ro]` is a bind, `NAME:/ctr[:ro]` a named volume.
 pub fn parse_volume_arg(spec: &str) -> Result<MountArg> {
     if spec.starts_with('/') {
-        return Ok(MountArg::Extra(
-            oci_rs_runtime::image_spec::ExtraMount::parse_volume(spec)?,
-        ));
+        return Ok(MountArg::Extra(oci_rs_runtime::ExtraMount::parse_volume(
+            spec,
+        )?));
     }
     let parts: Vec<&str> = spec.split(':').collect();
     let (name, target, opts) = match parts.as_slice() {
@@ -254,12 +254,12 @@ pub fn parse_mount_arg(spec: &str) -> Result<MountArg> {
             }
             parse_volume_arg(&format!("{src}:{target}{ro}"))
         }
-        "tmpfs" => Ok(MountArg::Extra(
-            oci_rs_runtime::image_spec::ExtraMount::parse_tmpfs(&match size {
+        "tmpfs" => Ok(MountArg::Extra(oci_rs_runtime::ExtraMount::parse_tmpfs(
+            &match size {
                 Some(s) => format!("{target}:size={s}"),
                 None => target,
-            })?,
-        )),
+            },
+        )?)),
         other => bail!("invalid --mount {spec:?}: unknown type {other:?} (bind, volume, tmpfs)"),
     }
 }

@@ -2,7 +2,7 @@
 //! kernel runs, inside the container, whatever the exec helper was executing, and the
 //! preloaded code keeps a descriptor to `/proc/self/exe` and writes through it once
 //! oci-runc has exited (runc before 1.0-rc6 was overwritten this way). oci-runc seals itself
-//! first (`oci_rs_runtime::exe::reexec_sealed`): the attacker must get only a sealed view, and
+//! first (`oci_rs_runtime::reexec_sealed`): the attacker must get only a sealed view, and
 //! the file on disk must stay as it was.
 //!
 //! The image carries the host's loader and libraries, so that the runtime's binary can run in

@@ -125,3 +125,31 @@ fn library_manifests_are_complete() {
         }
     }
 }
+
+/// One public path per item: each library's modules are private and its surface is
+/// re-exported at the root, apart from the namespaces that are meant as such (oci-rs-image's
+/// media type constants and its conformance suite), and every crate re-exports the `oci_spec`
+/// its signatures use.
+#[test]
+fn libraries_have_one_public_path_per_item() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for dir in [
+        "oci-image",
+        "oci-layer",
+        "oci-registry-client",
+        "oci-runtime",
+    ] {
+        let lib = std::fs::read_to_string(root.join(dir).join("src/lib.rs")).unwrap();
+        let public: Vec<&str> = lib
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("pub mod "))
+            .map(|m| m.trim_end_matches(';'))
+            .filter(|m| !(dir == "oci-image" && matches!(*m, "media" | "testing")))
+            .collect();
+        assert!(public.is_empty(), "{dir}: public modules {public:?}");
+        assert!(
+            lib.lines().any(|l| l.trim() == "pub use oci_spec;"),
+            "{dir} does not re-export oci_spec"
+        );
+    }
+}

@@ -3,7 +3,7 @@
 //! that parses keeps its content byte for byte.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use oci_rs_runtime::attach::{Frame, MAX_FRAME};
+use oci_rs_runtime::{Frame, MAX_FRAME};
 
 fuzz_target!(|data: &[u8]| {
     let mut rest = data;
@@ -13,10 +13,10 @@ fuzz_target!(|data: &[u8]| {
         rest = &rest[used..];
     }
     for line in data.split(|&b| b == b'\n') {
-        if let Some(r) = oci_rs_runtime::logs::parse_record(line) {
+        if let Some(r) = oci_rs_runtime::parse_log_record(line) {
             assert!(line.ends_with(&r.content));
-            let ts = oci_rs_runtime::logs::rfc3339(r.time);
-            assert_eq!(oci_rs_runtime::logs::parse_rfc3339(&ts), Some(r.time));
+            let ts = oci_rs_runtime::rfc3339(r.time);
+            assert_eq!(oci_rs_runtime::parse_rfc3339(&ts), Some(r.time));
         }
     }
 });

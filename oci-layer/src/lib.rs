@@ -65,6 +65,7 @@ pub use apply::{
 };
 pub use diff::{diff, diff_overlay, diff_to_store, export, DiffOptions, DiffReport};
 pub use error::{Error, Result};
+pub use oci_spec;
 pub use root::{clean as clean_path, empty_dir, kind_at, list_dir, open_beneath, remove_all, Root};
 pub use snapshot::{
     flatten, mount_overlay, private_dir, Mount, MountKind, SnapshotInfo, Snapshotter, UnpackReport,

@@ -85,6 +85,7 @@ pub use credentials::{
 };
 pub use error::{Error, ErrorKind, RegistryErrorEntry, Result};
 pub use listing::{referrers_tag, Page, MAX_JSON_ANSWER};
+pub use oci_spec;
 pub use progress::{Direction, Progress, ProgressFn};
 pub use pull::DOCKER_CONTENT_DIGEST;
 pub use push::{PushOutcome, OCI_CHUNK_MIN_LENGTH};

@@ -1,12 +1,3 @@
-//! The attach protocol between a [monitor](crate::monitor) and a client (`oci run` in the
-//! foreground, `attach`, `start -a`): frames of `[kind: u8][length: u32 big-endian][bytes]` on
-//! the monitor's unix socket.
-//!
-//! Monitor to client: [`Frame::Stdout`], [`Frame::Stderr`], [`Frame::Exit`] (the exit code,
-//! then the monitor closes the connection unless the container restarts) and
-//! [`Frame::Error`] (the container could not be created or started). Client to monitor:
-//! [`Frame::Stdin`], [`Frame::CloseStdin`] and [`Frame::Resize`].
-
 use crate::error::{Error, Result};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -15,6 +6,15 @@ use std::path::Path;
 /// The largest frame either side accepts (a hostile peer cannot make the other allocate more).
 pub const MAX_FRAME: usize = 1 << 20;
 
+/// The attach protocol between a [monitor](crate::Monitor) and a client (`oci run` in the
+/// foreground, `attach`, `start -a`): frames of `[kind: u8][length: u32 big-endian][bytes]` on
+/// the monitor's unix socket.
+///
+/// Monitor to client: [`Frame::Stdout`], [`Frame::Stderr`], [`Frame::Exit`] (the exit code,
+/// then the monitor closes the connection unless the container restarts) and
+/// [`Frame::Error`] (the container could not be created or started). Client to monitor:
+/// [`Frame::Stdin`], [`Frame::CloseStdin`] and [`Frame::Resize`].
+///
 /// One message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {

@@ -536,7 +536,7 @@ impl ContainerBuilder {
                 undumpable: can_trace() || (start_hooks.is_empty() && !self.readable_namespaces),
                 seccomp: linux
                     .and_then(|l| l.seccomp().as_ref())
-                    .map(crate::seccomp::compile)
+                    .map(crate::seccomp::compile_seccomp)
                     .transpose()?,
                 console: match (console_stream.take(), &self.console_socket) {
                     (Some(s), _) => Some(s),
@@ -1377,7 +1377,7 @@ impl Container {
                 .saved
                 .seccomp
                 .as_ref()
-                .map(crate::seccomp::compile)
+                .map(crate::seccomp::compile_seccomp)
                 .transpose()?,
         };
         if let Some(program) = hook {

@@ -1,20 +1,3 @@
-//! Docker's default seccomp profile, for the capabilities a container has.
-//!
-//! Docker's profile is an allow-list whose effect, for a container with docker's default
-//! capabilities, is to refuse the system calls below with EPERM: kernel modules, kexec and
-//! reboot, mounts and namespaces (`mount`, `umount2`, `unshare`, `setns`, the new mount
-//! API), keyrings, `bpf`, `perf_event_open`, `ptrace` and cross-process memory access,
-//! clock setting, swap, quotas, accounting, NUMA policy, `userfaultfd`, `io_uring`, and
-//! `clone`/`clone3` with namespace flags (`clone3` fails with ENOSYS, so C libraries fall
-//! back to `clone`, whose flags the filter can see). A capability given with `--cap-add`
-//! lifts the refusals that docker ties to it (`SYS_ADMIN`: mounts and namespaces,
-//! `SYS_PTRACE`, `SYS_MODULE`, `SYS_TIME`, `SYS_BOOT`, `SYS_PACCT`, `SYS_NICE`, `SYS_RAWIO`,
-//! `SYSLOG`, `BPF`, `PERFMON`).
-//!
-//! We write it as a deny-list over a default of allow, which our linear BPF program runs in
-//! about 60 comparisons instead of docker's 350: the same calls are refused, but a system
-//! call newer than this list is allowed where docker's allow-list would refuse it.
-
 use crate::error::{Error, Result};
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder,
@@ -111,8 +94,25 @@ fn rule(names: &[&str], action: LinuxSeccompAction, errno: u32) -> Result<LinuxS
         .map_err(|e| Error::InvalidSpec(e.to_string()))
 }
 
+/// Docker's default seccomp profile, for the capabilities a container has.
+///
+/// Docker's profile is an allow-list whose effect, for a container with docker's default
+/// capabilities, is to refuse the system calls below with EPERM: kernel modules, kexec and
+/// reboot, mounts and namespaces (`mount`, `umount2`, `unshare`, `setns`, the new mount
+/// API), keyrings, `bpf`, `perf_event_open`, `ptrace` and cross-process memory access,
+/// clock setting, swap, quotas, accounting, NUMA policy, `userfaultfd`, `io_uring`, and
+/// `clone`/`clone3` with namespace flags (`clone3` fails with ENOSYS, so C libraries fall
+/// back to `clone`, whose flags the filter can see). A capability given with `--cap-add`
+/// lifts the refusals that docker ties to it (`SYS_ADMIN`: mounts and namespaces,
+/// `SYS_PTRACE`, `SYS_MODULE`, `SYS_TIME`, `SYS_BOOT`, `SYS_PACCT`, `SYS_NICE`, `SYS_RAWIO`,
+/// `SYSLOG`, `BPF`, `PERFMON`).
+///
+/// We write it as a deny-list over a default of allow, which our linear BPF program runs in
+/// about 60 comparisons instead of docker's 350: the same calls are refused, but a system
+/// call newer than this list is allowed where docker's allow-list would refuse it.
+///
 /// Docker's default profile for a container whose bounding set is `caps`.
-pub fn docker_default(caps: &Capabilities) -> Result<LinuxSeccomp> {
+pub fn docker_default_seccomp(caps: &Capabilities) -> Result<LinuxSeccomp> {
     let eperm = libc::EPERM as u32;
     let mut rules = Vec::new();
     for (cap, names) in REFUSED {

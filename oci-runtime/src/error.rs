@@ -84,8 +84,8 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The program runs from its file on disk, which a container could reach through
-    /// `/proc/self/exe` (the CVE-2019-5736 class): see [`crate::exe`].
-    #[error("refusing to run a container from an unsealed program: call oci_rs_runtime::exe::reexec_sealed() at the start of main, or oci_rs_runtime::exe::allow_unsealed() to accept that a container can reach this program's file through /proc/self/exe")]
+    /// `/proc/self/exe` (the CVE-2019-5736 class): see [`crate::reexec_sealed`].
+    #[error("refusing to run a container from an unsealed program: call oci_rs_runtime::reexec_sealed() at the start of main, or oci_rs_runtime::allow_unsealed() to accept that a container can reach this program's file through /proc/self/exe")]
     UnsealedExe,
     /// Setting up a container's network failed.
     #[cfg(feature = "network")]

@@ -1,42 +1,3 @@
-//! Keeping the calling program's executable out of a container's reach (the CVE-2019-5736
-//! class).
-//!
-//! The init and the exec helper are clones of the calling program: until their `execve`,
-//! `/proc/PID/exe` names the program's file, and a container whose command is a script
-//! starting `#!/proc/self/exe` (or an ELF whose interpreter is `/proc/self/exe`) makes the
-//! kernel run that file inside the container, as the container's user, with the container's
-//! libraries and `LD_PRELOAD`. Code running there opens `/proc/self/exe`, keeps the
-//! descriptor, and writes through it once the program exits: the next run of the host's
-//! runtime is the attacker's.
-//!
-//! [`reexec_sealed`], called first thing in `main`, re-executes the program from a view of its
-//! file that nothing can write through:
-//!
-//! - as root (`CAP_SYS_ADMIN`), the file opened through a detached overlay mount of its
-//!   directory with no upper layer, which the kernel keeps read-only (`EROFS`) and which is
-//!   in no mount namespace, so no container can remount it. Nothing is copied (runc 1.2 does
-//!   the same);
-//! - otherwise (rootless), a copy in memory (`memfd_create`) sealed against writes, growth,
-//!   shrinking, further seals and (Linux 6.3+) mode changes (crun and youki do this).
-//!
-//! Every init, exec helper and in-container hook then descends from that view, and
-//! `/proc/self/exe` inside a container reaches only it. [`ContainerBuilder::create`] and
-//! [`Container::exec`] refuse to run from an unsealed program ([`Error::UnsealedExe`]) unless
-//! the program said it accepts the risk with [`allow_unsealed`] (test programs, trusted
-//! images).
-//!
-//! Why once per program and not per container: the init is a `clone3` child running a plan
-//! prepared in memory (see the crate docs), not a helper binary, so what it executes is
-//! whatever the calling process executes. Re-executing a helper per container would need a
-//! second entry point in every embedding program and a serialized plan. Sealing the program
-//! costs one `execve` at start and nothing per container. Measured on the 23.5 MB release
-//! `oci-runc` (a loop of 300 `oci-runc start nothere`, which seals, against `state nothere`,
-//! which does not): 1.8 ms more per run through the overlay, 16 ms through the memfd copy
-//! (copying the file is the cost).
-//!
-//! [`ContainerBuilder::create`]: crate::ContainerBuilder::create
-//! [`Container::exec`]: crate::Container::exec
-
 #![allow(unsafe_code)]
 
 use crate::error::{Error, Result};
@@ -112,7 +73,7 @@ pub(crate) fn check() -> Result<()> {
 ///
 /// ```no_run
 /// fn main() -> Result<(), Box<dyn std::error::Error>> {
-///     oci_rs_runtime::exe::sealed_main(|| tokio::runtime::Runtime::new()?.block_on(run()))
+///     oci_rs_runtime::sealed_main(|| tokio::runtime::Runtime::new()?.block_on(run()))
 /// }
 ///
 /// async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -127,6 +88,45 @@ pub fn sealed_main<T, E: From<Error>>(
     main()
 }
 
+/// Keeping the calling program's executable out of a container's reach (the CVE-2019-5736
+/// class).
+///
+/// The init and the exec helper are clones of the calling program: until their `execve`,
+/// `/proc/PID/exe` names the program's file, and a container whose command is a script
+/// starting `#!/proc/self/exe` (or an ELF whose interpreter is `/proc/self/exe`) makes the
+/// kernel run that file inside the container, as the container's user, with the container's
+/// libraries and `LD_PRELOAD`. Code running there opens `/proc/self/exe`, keeps the
+/// descriptor, and writes through it once the program exits: the next run of the host's
+/// runtime is the attacker's.
+///
+/// [`reexec_sealed`], called first thing in `main`, re-executes the program from a view of its
+/// file that nothing can write through:
+///
+/// - as root (`CAP_SYS_ADMIN`), the file opened through a detached overlay mount of its
+///   directory with no upper layer, which the kernel keeps read-only (`EROFS`) and which is
+///   in no mount namespace, so no container can remount it. Nothing is copied (runc 1.2 does
+///   the same);
+/// - otherwise (rootless), a copy in memory (`memfd_create`) sealed against writes, growth,
+///   shrinking, further seals and (Linux 6.3+) mode changes (crun and youki do this).
+///
+/// Every init, exec helper and in-container hook then descends from that view, and
+/// `/proc/self/exe` inside a container reaches only it. [`ContainerBuilder::create`] and
+/// [`Container::exec`] refuse to run from an unsealed program ([`Error::UnsealedExe`]) unless
+/// the program said it accepts the risk with [`allow_unsealed`] (test programs, trusted
+/// images).
+///
+/// Why once per program and not per container: the init is a `clone3` child running a plan
+/// prepared in memory (see the crate docs), not a helper binary, so what it executes is
+/// whatever the calling process executes. Re-executing a helper per container would need a
+/// second entry point in every embedding program and a serialized plan. Sealing the program
+/// costs one `execve` at start and nothing per container. Measured on the 23.5 MB release
+/// `oci-runc` (a loop of 300 `oci-runc start nothere`, which seals, against `state nothere`,
+/// which does not): 1.8 ms more per run through the overlay, 16 ms through the memfd copy
+/// (copying the file is the cost).
+///
+/// [`ContainerBuilder::create`]: crate::ContainerBuilder::create
+/// [`Container::exec`]: crate::Container::exec
+///
 /// Re-executes the calling program, with the same arguments and environment, from a view of
 /// its file that nothing can write through (a read-only overlay as root, a sealed memfd copy
 /// otherwise; see the module docs), unless it already runs from one. Call it first in `main`, before
@@ -144,7 +144,7 @@ pub fn sealed_main<T, E: From<Error>>(
 ///
 /// ```no_run
 /// fn main() -> Result<(), oci_rs_runtime::Error> {
-///     oci_rs_runtime::exe::reexec_sealed()?;
+///     oci_rs_runtime::reexec_sealed()?;
 ///     // ... create and run containers ...
 ///     Ok(())
 /// }

@@ -1,27 +1,3 @@
-//! From an image configuration and `docker run` options to a runtime [`Spec`], the way
-//! docker does it: Entrypoint + Cmd (or the given arguments), Env over docker's default PATH,
-//! WorkingDir, User resolved against the image's own `/etc/passwd` and `/etc/group` (read
-//! inside the rootfs, never through a link out of it), docker's 14 default capabilities
-//! (none inheritable or ambient; none effective for a non-root user), docker's device rules,
-//! the default mounts, masked and read-only paths, binds, tmpfs mounts, a read-only root and
-//! cgroup limits.
-//!
-//! ```no_run
-//! # fn main() -> oci_rs_runtime::Result<()> {
-//! use oci_rs_runtime::image_spec::{spec_from_image, Network, RunOptions};
-//! let config: oci_spec::image::ImageConfiguration =
-//!     serde_json::from_str(r#"{"architecture":"amd64","os":"linux",
-//!         "config":{"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":[]}}"#).unwrap();
-//! let opts = RunOptions {
-//!     args: vec!["echo".into(), "hi".into()],
-//!     network: Network::Host,
-//!     memory: Some(64 << 20),
-//!     ..RunOptions::default()
-//! };
-//! let spec = spec_from_image(&config, "/var/lib/c/rootfs".as_ref(), &opts)?;
-//! # let _ = spec; Ok(()) }
-//! ```
-
 use crate::error::{Error, Result};
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
@@ -34,9 +10,6 @@ use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-
-/// The PATH docker sets when an image does not set one.
-pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Docker's default capability set.
 pub const DEFAULT_CAPABILITIES: [Capability; 14] = [
@@ -60,13 +33,13 @@ pub const DEFAULT_CAPABILITIES: [Capability; 14] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
-pub enum Network {
+pub enum NetworkMode {
     /// A new network namespace with only the loopback interface.
     #[default]
     None,
     /// The host's network namespace.
     Host,
-    /// A new network namespace that [`crate::network`] attaches to bridges at each start:
+    /// A new network namespace that [`crate::Networks`] attaches to bridges at each start:
     /// `/etc/hosts` then names the container by its address, not 127.0.1.1.
     Bridge,
     /// A new network namespace with slirp4netns (rootless): its resolver is 10.0.2.3 and
@@ -233,19 +206,19 @@ impl ExtraMount {
 /// network the host's `hosts` and `resolv.conf` are copied; otherwise `hosts` names
 /// localhost and the container, and `resolv.conf` is the host's without loopback name
 /// servers (a resolver on 127.0.0.x of the host is not reachable from another network
-/// namespace), or empty when nothing is left. On a [`Network::Bridge`] the container's own
+/// namespace), or empty when nothing is left. On a [`NetworkMode::Bridge`] the container's own
 /// address line is added at attach time, the servers are systemd-resolved's upstream ones
 /// when the host's file names only its 127.0.0.53, and docker's fallback servers (8.8.8.8,
-/// 8.8.4.4) stand in when no server is left; with [`Network::Slirp`] the server is slirp4netns's
+/// 8.8.4.4) stand in when no server is left; with [`NetworkMode::Slirp`] the server is slirp4netns's
 /// 10.0.2.3.
-pub fn etc_files(dir: &Path, hostname: &str, network: Network) -> Result<Vec<ExtraMount>> {
+pub fn etc_files(dir: &Path, hostname: &str, network: NetworkMode) -> Result<Vec<ExtraMount>> {
     let write = |name: &str, text: &str| -> Result<PathBuf> {
         let p = dir.join(name);
         std::fs::write(&p, text).map_err(|e| Error::io("write", &p, e))?;
         Ok(p)
     };
     let host_resolv = host_resolv_conf(network);
-    let (hosts, resolv) = if network == Network::Host {
+    let (hosts, resolv) = if network == NetworkMode::Host {
         (
             std::fs::read_to_string("/etc/hosts")
                 .unwrap_or_else(|_| "127.0.0.1\tlocalhost\n".into()),
@@ -253,8 +226,8 @@ pub fn etc_files(dir: &Path, hostname: &str, network: Network) -> Result<Vec<Ext
         )
     } else {
         let own = match network {
-            Network::Bridge => String::new(),
-            Network::Slirp => format!("10.0.2.100\t{hostname}\n"),
+            NetworkMode::Bridge => String::new(),
+            NetworkMode::Slirp => format!("10.0.2.100\t{hostname}\n"),
             _ => format!("127.0.1.1\t{hostname}\n"),
         };
         let hosts = format!(
@@ -265,7 +238,7 @@ pub fn etc_files(dir: &Path, hostname: &str, network: Network) -> Result<Vec<Ext
             .filter(|l| {
                 let mut f = l.split_whitespace();
                 !(f.next() == Some("nameserver")
-                    && (network == Network::Slirp
+                    && (network == NetworkMode::Slirp
                         || f.next()
                             .is_some_and(|a| a.starts_with("127.") || a == "::1")))
             })
@@ -274,9 +247,9 @@ pub fn etc_files(dir: &Path, hostname: &str, network: Network) -> Result<Vec<Ext
         let has_server = resolv.lines().any(|l| l.starts_with("nameserver"));
         match network {
             // slirp4netns forwards 10.0.2.3 to the host's resolver, loopback ones included.
-            Network::Slirp => resolv.push_str("nameserver 10.0.2.3\n"),
+            NetworkMode::Slirp => resolv.push_str("nameserver 10.0.2.3\n"),
             // docker's fallback when the host's only resolvers are on its loopback.
-            Network::Bridge if !has_server => {
+            NetworkMode::Bridge if !has_server => {
                 resolv.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n")
             }
             _ => {}
@@ -313,9 +286,9 @@ fn only_loopback_servers(text: &str) -> bool {
 /// resolver and systemd-resolved keeps the real upstream servers in
 /// `/run/systemd/resolve/resolv.conf`, that file (a container cannot reach the host's
 /// loopback).
-fn host_resolv_conf(network: Network) -> String {
+fn host_resolv_conf(network: NetworkMode) -> String {
     let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    if network == Network::Bridge && only_loopback_servers(&text) {
+    if network == NetworkMode::Bridge && only_loopback_servers(&text) {
         if let Ok(up) = std::fs::read_to_string("/run/systemd/resolve/resolv.conf") {
             if !only_loopback_servers(&up) {
                 return up;
@@ -330,7 +303,7 @@ fn host_resolv_conf(network: Network) -> String {
 #[non_exhaustive]
 pub enum SeccompChoice {
     /// Docker's default profile for the container's capabilities (see
-    /// [`crate::default_seccomp`]); none with `--privileged`, and none where this crate cannot
+    /// [`crate::docker_default_seccomp`]); none with `--privileged`, and none where this crate cannot
     /// compile seccomp yet (architectures other than x86_64).
     #[default]
     Default,
@@ -355,7 +328,7 @@ pub struct RunOptions {
     /// Replaces the image's User (`uid`, `uid:gid`, `name`, `name:group`).
     pub user: Option<String>,
     /// The network.
-    pub network: Network,
+    pub network: NetworkMode,
     /// Join this network namespace instead (`/proc/PID/ns/net` of another container's init:
     /// docker's `--network container:NAME`, as the containers of a pod share one).
     pub join_network: Option<PathBuf>,
@@ -455,6 +428,30 @@ fn spec_err(e: impl std::fmt::Display) -> Error {
     Error::InvalidSpec(e.to_string())
 }
 
+/// From an image configuration and `docker run` options to a runtime [`Spec`], the way
+/// docker does it: Entrypoint + Cmd (or the given arguments), Env over docker's default PATH,
+/// WorkingDir, User resolved against the image's own `/etc/passwd` and `/etc/group` (read
+/// inside the rootfs, never through a link out of it), docker's 14 default capabilities
+/// (none inheritable or ambient; none effective for a non-root user), docker's device rules,
+/// the default mounts, masked and read-only paths, binds, tmpfs mounts, a read-only root and
+/// cgroup limits.
+///
+/// ```no_run
+/// # fn main() -> oci_rs_runtime::Result<()> {
+/// use oci_rs_runtime::{spec_from_image, NetworkMode, RunOptions};
+/// let config: oci_spec::image::ImageConfiguration =
+///     serde_json::from_str(r#"{"architecture":"amd64","os":"linux",
+///         "config":{"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":[]}}"#).unwrap();
+/// let opts = RunOptions {
+///     args: vec!["echo".into(), "hi".into()],
+///     network: NetworkMode::Host,
+///     memory: Some(64 << 20),
+///     ..RunOptions::default()
+/// };
+/// let spec = spec_from_image(&config, "/var/lib/c/rootfs".as_ref(), &opts)?;
+/// # let _ = spec; Ok(()) }
+/// ```
+///
 /// Builds a runtime spec from an image configuration and `docker run` options, as docker
 /// does (see the module docs). `rootfs` is where the image's filesystem is.
 pub fn spec_from_image(
@@ -479,7 +476,7 @@ pub fn spec_from_image(
         ));
     }
 
-    let mut env: Vec<String> = vec![DEFAULT_PATH.to_owned()];
+    let mut env: Vec<String> = vec![format!("PATH={}", crate::plan::DEFAULT_PATH)];
     for e in cfg.env().iter().flatten().chain(opts.env.iter()) {
         set_env(&mut env, e);
     }
@@ -529,7 +526,7 @@ pub fn spec_from_image(
         (SeccompChoice::Profile(p), _) => Some(p.clone()),
         (SeccompChoice::Unconfined, _) | (_, true) => None,
         (SeccompChoice::Default, false) if cfg!(target_arch = "x86_64") => {
-            Some(crate::default_seccomp::docker_default(&caps)?)
+            Some(crate::default_seccomp::docker_default_seccomp(&caps)?)
         }
         (SeccompChoice::Default, false) => {
             tracing::warn!("no default seccomp profile on this architecture yet");
@@ -590,7 +587,7 @@ pub fn spec_from_image(
         // A network namespace of its own unless it shares the host's or another's (the
         // rootless base spec has none at all, which would have left such containers on the
         // host's network).
-        if opts.network != Network::Host && opts.join_network.is_none() {
+        if opts.network != NetworkMode::Host && opts.join_network.is_none() {
             ns.push(
                 oci_spec::runtime::LinuxNamespaceBuilder::default()
                     .typ(LinuxNamespaceType::Network)
@@ -882,7 +879,7 @@ mod tests {
         let opts = RunOptions {
             args: vec!["date".into()],
             env: vec!["A=2".into()],
-            network: Network::Host,
+            network: NetworkMode::Host,
             ..Default::default()
         };
         let spec = spec_from_image(&cfg, r.path(), &opts).unwrap();
@@ -946,7 +943,7 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         for rootless in [None, Some(Rootless::current())] {
-            for network in [Network::None, Network::Bridge, Network::Slirp] {
+            for network in [NetworkMode::None, NetworkMode::Bridge, NetworkMode::Slirp] {
                 let opts = RunOptions {
                     network,
                     rootless: rootless.clone(),
@@ -955,7 +952,7 @@ mod tests {
                 assert_eq!(net_ns(&opts), vec![None], "{network:?} {rootless:?}");
             }
             let host = RunOptions {
-                network: Network::Host,
+                network: NetworkMode::Host,
                 rootless: rootless.clone(),
                 ..Default::default()
             };

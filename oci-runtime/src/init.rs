@@ -12,7 +12,7 @@
 //!
 //! The CVE-2019-5736 class: until its `execve`, the init or exec helper is an image of the
 //! calling program, so `/proc/self/exe` inside the container names whatever that program
-//! runs from. [`crate::exe`] makes that a sealed in-memory copy (the program re-executes
+//! runs from. [`crate::reexec_sealed`] makes that a sealed in-memory copy (the program re-executes
 //! from it at start), and creating or executing refuses an unsealed program unless it
 //! accepted the risk.
 //!

@@ -7,19 +7,19 @@
 //! and read-only paths, hostname, sysctls, rlimits, capabilities, `no_new_privs`, user, and
 //! cgroup limits (v1 or v2); [`Container::start`] lets it `execve`.
 //!
-//! The spec usually comes from an image: [`image_spec::spec_from_image`] makes the one
+//! The spec usually comes from an image: [`spec_from_image`] makes the one
 //! `docker run` would (docker's capabilities, seccomp profile, devices and mounts):
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use oci_rs_runtime::image_spec::{spec_from_image, Network, RunOptions};
+//! use oci_rs_runtime::{spec_from_image, NetworkMode, RunOptions};
 //!
 //! let config: oci_spec::image::ImageConfiguration = serde_json::from_str(
 //!     r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},
 //!         "config":{"Env":["PATH=/bin"],"Entrypoint":["/bin/sh","-c"],"Cmd":["echo hi"]}}"#,
 //! )?;
 //! let opts = RunOptions {
-//!     network: Network::None,
+//!     network: NetworkMode::None,
 //!     memory: Some(64 << 20),
 //!     ..RunOptions::default()
 //! };
@@ -51,9 +51,9 @@
 //! query, signal or delete a created container.
 //!
 //! The program's own file is kept out of containers' reach (CVE-2019-5736): call
-//! [`exe::reexec_sealed`] first in `main`, and the program runs from a sealed in-memory copy
+//! [`reexec_sealed`] first in `main`, and the program runs from a sealed in-memory copy
 //! that `/proc/self/exe` in a container can reach but not change. Creating a container or
-//! executing in one from an unsealed program fails unless it called [`exe::allow_unsealed`].
+//! executing in one from an unsealed program fails unless it called [`allow_unsealed`].
 //!
 //! Before it drops to the container's user and capabilities, the init (and an exec's
 //! helper) makes itself non-dumpable (unless a caller without CAP_SYS_PTRACE has startContainer
@@ -62,17 +62,17 @@
 //! read it. Joining a pid namespace by path takes effect for children only, so the init is
 //! cloned from a short-lived thread that joined it; it stays the caller's child.
 //!
-//! [`image_spec::spec_from_image`] turns an image configuration and `docker run` options into
+//! [`spec_from_image`] turns an image configuration and `docker run` options into
 //! the spec docker would give the container.
 //!
-//! [`monitor::Monitor`] keeps a detached container's stdio, [logs] and exit status
+//! [`Monitor`] keeps a detached container's stdio, [logs](LogWriter) and exit status
 //! after the program that started it is gone, restarts it by policy and lets clients
-//! [attach].
+//! [attach](Frame).
 //!
 //! [`Container::exec`] runs more processes in a running container (its namespaces, cgroup).
 //!
 //! Terminals go through a console socket as with runc, and `linux.seccomp` is compiled to BPF
-//! by [`seccomp`] (x86_64).
+//! by [`compile_seccomp`] (x86_64).
 //!
 //! A time namespace is unshared by the init rather than created by `clone3`, so that it can
 //! write `linux.timeOffsets` (monotonic, boottime) before anything is inside; the process
@@ -96,29 +96,53 @@
 //!
 //! Not yet: seccomp on other architectures and its `SCMP_ACT_NOTIFY` action.
 
-pub mod attach;
+mod attach;
 mod cgroup;
-pub mod container;
-pub mod default_seccomp;
+mod container;
+mod default_seccomp;
 mod devices;
-pub mod error;
-pub mod exe;
-pub mod image_spec;
+mod error;
+mod exe;
+mod image_spec;
 mod init;
-pub mod logs;
-pub mod monitor;
+mod logs;
+mod monitor;
 #[cfg(feature = "network")]
-pub mod network;
-pub mod plan;
-pub mod seccomp;
+mod network;
+mod plan;
+mod seccomp;
 mod syscalls_x86_64;
 
+pub use attach::{receive_terminal, Attach, Frame, MAX_FRAME};
 pub use cgroup::Cgroup;
 pub use container::{
     parse_signal, run, run_hooks, validate_id, Container, ContainerBuilder, ExecProcess, Status,
 };
+pub use default_seccomp::docker_default_seccomp;
 pub use devices::{device_rules, DeviceRule, DEFAULT_ALLOWED};
 pub use error::{chain, Error, Result};
+pub use exe::{allow_unsealed, is_sealed, reexec_sealed, sealed_main};
+pub use image_spec::{
+    capability_set, docker_device_rules, etc_files, parse_capability, resolve_user, set_env,
+    spec_from_image, ExtraMount, NetworkMode, Rootless, RunOptions, SeccompChoice,
+    DEFAULT_CAPABILITIES,
+};
+pub use logs::{
+    follow_logs, log_files, now_ns, parse_log_record, parse_rfc3339, read_logs, rfc3339, LogLimits,
+    LogQuery, LogRecord, LogStream, LogWriter,
+};
+pub use monitor::{
+    serve_if_requested, Monitor, MonitorConfig, MonitorState, MonitorStatus, RestartPolicy,
+    ATTACH_SOCKET, LOG_FILE,
+};
+#[cfg(feature = "network")]
+pub use network::{
+    attach_network, parse_publish, parse_subnet, AttachedNetwork, Endpoint, NetError,
+    NetworkAttachment, NetworkConfig, NetworkPlan, NetworkRequest, Networks, PortMapping, Proto,
+    PublishedPort, DEFAULT_NETWORK,
+};
+pub use oci_spec;
+pub use seccomp::{compile_seccomp, SockFilter};
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]

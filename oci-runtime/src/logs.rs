@@ -1,22 +1,3 @@
-//! Container logs in the CRI format, written by the [monitor](crate::monitor) and read back
-//! for `logs`.
-//!
-//! One record per line: `TIMESTAMP STREAM TAG CONTENT`, where TIMESTAMP is RFC 3339 with
-//! nanoseconds in UTC, STREAM is `stdout` or `stderr` and TAG is `F` for a record that ends a
-//! line (its newline is implied) or `P` for part of a line (more follows). This is what
-//! containerd, CRI-O's conmon and the kubelet use. It was chosen over docker's json-file
-//! because it keeps output byte for byte: json-file must store a JSON string, which cannot
-//! hold invalid UTF-8 (docker replaces it with U+FFFD), while a CRI record's content is the
-//! raw bytes up to the newline that ends it. Reading concatenates the records of a stream:
-//! partial lines, binary output and output without a final newline come back as they were
-//! written.
-//!
-//! Size cap: with `max_size`, a file that grows past it is renamed to `NAME.1` (older ones
-//! shift up to `NAME.{max_files - 1}`, the oldest dropped) and a new one begins, as docker's
-//! `--log-opt max-size=,max-file=`. A write that fails (a full disk) never blocks or stops
-//! the container: the output is dropped and counted, and the next record that can be written
-//! is preceded by one saying how many bytes were lost.
-
 use crate::error::{Error, Result};
 use std::fs::File;
 use std::io::{BufRead, Read, Seek, Write};
@@ -24,18 +5,18 @@ use std::path::{Path, PathBuf};
 
 /// Which output a record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
+pub enum LogStream {
     /// Standard output (and a terminal's output).
     Stdout,
     /// Standard error.
     Stderr,
 }
 
-impl Stream {
+impl LogStream {
     fn name(self) -> &'static str {
         match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
         }
     }
 }
@@ -152,6 +133,25 @@ impl Default for LogLimits {
     }
 }
 
+/// Container logs in the CRI format, written by the [monitor](crate::Monitor) and read back
+/// for `logs`.
+///
+/// One record per line: `TIMESTAMP STREAM TAG CONTENT`, where TIMESTAMP is RFC 3339 with
+/// nanoseconds in UTC, STREAM is `stdout` or `stderr` and TAG is `F` for a record that ends a
+/// line (its newline is implied) or `P` for part of a line (more follows). This is what
+/// containerd, CRI-O's conmon and the kubelet use. It was chosen over docker's json-file
+/// because it keeps output byte for byte: json-file must store a JSON string, which cannot
+/// hold invalid UTF-8 (docker replaces it with U+FFFD), while a CRI record's content is the
+/// raw bytes up to the newline that ends it. Reading concatenates the records of a stream:
+/// partial lines, binary output and output without a final newline come back as they were
+/// written.
+///
+/// Size cap: with `max_size`, a file that grows past it is renamed to `NAME.1` (older ones
+/// shift up to `NAME.{max_files - 1}`, the oldest dropped) and a new one begins, as docker's
+/// `--log-opt max-size=,max-file=`. A write that fails (a full disk) never blocks or stops
+/// the container: the output is dropped and counted, and the next record that can be written
+/// is preceded by one saying how many bytes were lost.
+///
 /// Writes CRI records into a log file, rotating it.
 #[derive(Debug)]
 pub struct LogWriter {
@@ -215,7 +215,7 @@ impl LogWriter {
 
     /// Records `data` read from `stream`: every complete line as an `F` record, a trailing
     /// partial line as a `P` record, so nothing waits for a newline.
-    pub fn write(&mut self, stream: Stream, data: &[u8]) {
+    pub fn write(&mut self, stream: LogStream, data: &[u8]) {
         let ts = rfc3339(now_ns());
         self.line.clear();
         if self.torn {
@@ -292,11 +292,11 @@ pub struct LogQuery {
 
 /// One record, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
+pub struct LogRecord {
     /// Nanoseconds since the epoch.
     pub time: u64,
     /// The stream.
-    pub stream: Stream,
+    pub stream: LogStream,
     /// Whether it ends a line.
     pub full: bool,
     /// The bytes (without the implied newline).
@@ -304,12 +304,12 @@ pub struct Record {
 }
 
 /// Parses one CRI record (without its newline).
-pub fn parse_record(line: &[u8]) -> Option<Record> {
+pub fn parse_log_record(line: &[u8]) -> Option<LogRecord> {
     let mut parts = line.splitn(4, |&b| b == b' ');
     let ts = std::str::from_utf8(parts.next()?).ok()?;
     let stream = match parts.next()? {
-        b"stdout" => Stream::Stdout,
-        b"stderr" => Stream::Stderr,
+        b"stdout" => LogStream::Stdout,
+        b"stderr" => LogStream::Stderr,
         _ => return None,
     };
     let full = match parts.next()? {
@@ -317,7 +317,7 @@ pub fn parse_record(line: &[u8]) -> Option<Record> {
         b"P" => false,
         _ => return None,
     };
-    Some(Record {
+    Some(LogRecord {
         time: parse_rfc3339(ts)?,
         stream,
         full,
@@ -346,15 +346,15 @@ pub fn log_files(path: &Path) -> Vec<PathBuf> {
 
 /// Emits the records of the log at `path` that `query` selects to `out(stream, bytes)`, as
 /// `logs` prints them (lines rebuilt from partial records, optional timestamps). Returns the
-/// position reached in the current file, for [`follow`].
-pub fn read(
+/// position reached in the current file, for [`follow_logs`].
+pub fn read_logs(
     path: &Path,
     query: &LogQuery,
-    out: &mut dyn FnMut(Stream, &[u8]) -> std::io::Result<()>,
+    out: &mut dyn FnMut(LogStream, &[u8]) -> std::io::Result<()>,
 ) -> Result<(u64, u64)> {
     // Lines (as record groups) are counted for --tail in one pass that keeps only N.
-    let mut kept: std::collections::VecDeque<Vec<Record>> = std::collections::VecDeque::new();
-    let mut pending: [Vec<Record>; 2] = [Vec::new(), Vec::new()];
+    let mut kept: std::collections::VecDeque<Vec<LogRecord>> = std::collections::VecDeque::new();
+    let mut pending: [Vec<LogRecord>; 2] = [Vec::new(), Vec::new()];
     let mut pos = (0, 0);
     let limit = query.tail;
     for file in log_files(path) {
@@ -379,7 +379,7 @@ pub fn read(
             }
             offset += n as u64;
             line.pop();
-            let Some(rec) = parse_record(&line) else {
+            let Some(rec) = parse_log_record(&line) else {
                 continue;
             };
             if query.since.is_some_and(|s| rec.time < s)
@@ -387,7 +387,7 @@ pub fn read(
             {
                 continue;
             }
-            let i = usize::from(rec.stream == Stream::Stderr);
+            let i = usize::from(rec.stream == LogStream::Stderr);
             let full = rec.full;
             pending[i].push(rec);
             if full {
@@ -411,9 +411,9 @@ pub fn read(
 }
 
 fn emit(
-    group: &[Record],
+    group: &[LogRecord],
     timestamps: bool,
-    out: &mut dyn FnMut(Stream, &[u8]) -> std::io::Result<()>,
+    out: &mut dyn FnMut(LogStream, &[u8]) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let Some(first) = group.first() else {
         return Ok(());
@@ -432,15 +432,15 @@ fn emit(
     out(first.stream, &buf)
 }
 
-/// Follows the log at `path` from `pos` (what [`read`] returned) until `done()` says the
+/// Follows the log at `path` from `pos` (what [`read_logs`] returned) until `done()` says the
 /// container has ended and everything written has been read, emitting new records as they
 /// come (each as it is, partial ones included) and going on into a new file after a rotation.
-pub fn follow(
+pub fn follow_logs(
     path: &Path,
     mut pos: (u64, u64),
     timestamps: bool,
     done: &mut dyn FnMut() -> bool,
-    out: &mut dyn FnMut(Stream, &[u8]) -> std::io::Result<()>,
+    out: &mut dyn FnMut(LogStream, &[u8]) -> std::io::Result<()>,
 ) -> Result<()> {
     let mut buf = Vec::new();
     let mut at_line_start = [true, true];
@@ -462,8 +462,8 @@ pub fn follow(
                     .split(|&b| b == b'\n')
                     .filter(|l| !l.is_empty())
                 {
-                    if let Some(rec) = parse_record(line) {
-                        let i = usize::from(rec.stream == Stream::Stderr);
+                    if let Some(rec) = parse_log_record(line) {
+                        let i = usize::from(rec.stream == LogStream::Stderr);
                         let mut bytes = Vec::new();
                         if timestamps && at_line_start[i] {
                             bytes.extend_from_slice(rfc3339(rec.time).as_bytes());
@@ -517,10 +517,10 @@ mod tests {
 
     fn collect(path: &Path, q: &LogQuery) -> (Vec<u8>, Vec<u8>) {
         let (mut o, mut e) = (Vec::new(), Vec::new());
-        read(path, q, &mut |s, b| {
+        read_logs(path, q, &mut |s, b| {
             match s {
-                Stream::Stdout => o.extend_from_slice(b),
-                Stream::Stderr => e.extend_from_slice(b),
+                LogStream::Stdout => o.extend_from_slice(b),
+                LogStream::Stderr => e.extend_from_slice(b),
             }
             Ok(())
         })
@@ -534,11 +534,11 @@ mod tests {
         let p = d.path().join("ctr.log");
         let mut w = LogWriter::open(&p, LogLimits::default()).unwrap();
         let binary: Vec<u8> = (0u8..=255).filter(|&b| b != b'\n').collect();
-        w.write(Stream::Stdout, b"one\ntw");
-        w.write(Stream::Stderr, b"err\n");
-        w.write(Stream::Stdout, b"o\n");
-        w.write(Stream::Stdout, &binary);
-        w.write(Stream::Stdout, b"\nno newline at the end");
+        w.write(LogStream::Stdout, b"one\ntw");
+        w.write(LogStream::Stderr, b"err\n");
+        w.write(LogStream::Stdout, b"o\n");
+        w.write(LogStream::Stdout, &binary);
+        w.write(LogStream::Stdout, b"\nno newline at the end");
         let (o, e) = collect(&p, &LogQuery::default());
         let mut want = b"one\ntwo\n".to_vec();
         want.extend_from_slice(&binary);
@@ -566,7 +566,7 @@ mod tests {
         };
         let mut w = LogWriter::open(&p, limits).unwrap();
         for i in 0..100 {
-            w.write(Stream::Stdout, format!("line {i}\n").as_bytes());
+            w.write(LogStream::Stdout, format!("line {i}\n").as_bytes());
         }
         let files: Vec<_> = log_files(&p).into_iter().filter(|f| f.exists()).collect();
         assert_eq!(files.len(), 3, "{files:?}");
@@ -595,10 +595,10 @@ mod tests {
                 .open("/dev/full")
                 .unwrap(),
         );
-        w.write(Stream::Stdout, b"lost\n");
+        w.write(LogStream::Stdout, b"lost\n");
         assert_eq!(w.dropped, 5);
         w.reopen().unwrap();
-        w.write(Stream::Stdout, b"kept\n");
+        w.write(LogStream::Stdout, b"kept\n");
         let (o, e) = collect(&p, &LogQuery::default());
         assert_eq!(o, b"kept\n");
         assert!(String::from_utf8(e)

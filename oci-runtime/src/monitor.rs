@@ -1,42 +1,9 @@
-//! The container monitor: what keeps a container's stdio, logs and exit status after the
-//! program that started it has gone (containerd's shim and podman's conmon sit here).
-//!
-//! [`Monitor::spawn`] starts one per container, detached: the calling program is executed
-//! again through `/proc/self/exe` (so the monitor runs the sealed view of [`crate::exe`]) with
-//! an environment variable that [`serve_if_requested`], called first thing in `main`, turns
-//! into the monitor's loop. That process makes a new session and forks once more (the double
-//! fork: it is nobody's child and has no terminal), becomes a child subreaper, and then:
-//!
-//! - creates and starts the container with its stdout and stderr on pipes (or a terminal,
-//!   whose master it holds), and its stdin on a pipe when asked;
-//! - writes every byte of output to the container's log ([`crate::logs`], CRI format) and to
-//!   attached clients ([`crate::attach`]), and feeds their input to stdin;
-//! - records the state, pid, start and finish times, exit code and restart count in
-//!   `status.json`, written to a temporary file and renamed, so another process always reads
-//!   a whole record ([`Monitor::status`]);
-//! - on exit, deletes the runtime state, restarts the container as its [`RestartPolicy`]
-//!   says (with docker's doubling back-off from 100 ms), and at the end runs the exit command
-//!   (`--rm` cleanup, like conmon's `--exit-command`) before it ends.
-//!
-//! It survives the program that started it exiting or being killed. A monitor that is itself
-//! killed is noticed by [`Monitor::status`]: its pid and start time no longer match, and the
-//! container's own runtime state (the init's pid with its start time) then says whether the
-//! container still runs, so a reused pid is never mistaken for it.
-//!
-//! The monitor is single-threaded and allocates nothing per byte of output beyond one read
-//! buffer and the log line, so its resident memory stays flat (see benches/RESULTS.md).
-//!
-//! Why a re-executed program and not a `fork` of the caller: the caller may be
-//! multi-threaded (tokio), and a forked copy of such a program may only make
-//! async-signal-safe calls until it executes something. A separate helper binary would have
-//! to be found and kept in step; the calling program is already there, already sealed.
-
 #![allow(unsafe_code)]
 
-use crate::attach::Frame;
 use crate::container::{private_dir, proc_start_time, write_atomic, Container, ContainerBuilder};
 use crate::error::{Error, Result};
-use crate::logs::{now_ns, LogLimits, LogWriter, Stream};
+use crate::logs::{now_ns, LogLimits, LogStream, LogWriter};
+use crate::Frame;
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
@@ -131,8 +98,8 @@ pub struct MonitorConfig {
     /// The network to set up before each start (and undo after each exit).
     #[cfg(feature = "network")]
     #[serde(default)]
-    pub network: Option<crate::network::Plan>,
-    /// Whether the spawning program accepted running unsealed ([`crate::exe::allow_unsealed`]).
+    pub network: Option<crate::NetworkPlan>,
+    /// Whether the spawning program accepted running unsealed ([`crate::allow_unsealed`]).
     #[serde(default)]
     unsealed: bool,
 }
@@ -173,7 +140,7 @@ impl MonitorConfig {
 /// Where a container is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum State {
+pub enum MonitorState {
     /// Set up, not started.
     Created,
     /// Its process runs.
@@ -184,13 +151,13 @@ pub enum State {
     Exited,
 }
 
-impl std::fmt::Display for State {
+impl std::fmt::Display for MonitorState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            State::Created => "created",
-            State::Running => "running",
-            State::Restarting => "restarting",
-            State::Exited => "exited",
+            MonitorState::Created => "created",
+            MonitorState::Running => "running",
+            MonitorState::Restarting => "restarting",
+            MonitorState::Exited => "exited",
         })
     }
 }
@@ -199,7 +166,7 @@ impl std::fmt::Display for State {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MonitorStatus {
     /// The state.
-    pub state: State,
+    pub state: MonitorState,
     /// The container's init (0 before it exists).
     pub pid: i32,
     /// The monitor's pid.
@@ -219,12 +186,45 @@ pub struct MonitorStatus {
     /// Its network while it runs: addresses and published ports.
     #[cfg(feature = "network")]
     #[serde(default)]
-    pub network: Option<crate::network::Attachment>,
+    pub network: Option<crate::NetworkAttachment>,
     /// Whether the monitor still runs.
     #[serde(skip)]
     pub monitor_alive: bool,
 }
 
+/// The container monitor: what keeps a container's stdio, logs and exit status after the
+/// program that started it has gone (containerd's shim and podman's conmon sit here).
+///
+/// [`Monitor::spawn`] starts one per container, detached: the calling program is executed
+/// again through `/proc/self/exe` (so the monitor runs the sealed view of [`crate::reexec_sealed`]) with
+/// an environment variable that [`serve_if_requested`], called first thing in `main`, turns
+/// into the monitor's loop. That process makes a new session and forks once more (the double
+/// fork: it is nobody's child and has no terminal), becomes a child subreaper, and then:
+///
+/// - creates and starts the container with its stdout and stderr on pipes (or a terminal,
+///   whose master it holds), and its stdin on a pipe when asked;
+/// - writes every byte of output to the container's log ([`crate::LogWriter`], CRI format) and to
+///   attached clients ([`crate::Frame`]), and feeds their input to stdin;
+/// - records the state, pid, start and finish times, exit code and restart count in
+///   `status.json`, written to a temporary file and renamed, so another process always reads
+///   a whole record ([`Monitor::status`]);
+/// - on exit, deletes the runtime state, restarts the container as its [`RestartPolicy`]
+///   says (with docker's doubling back-off from 100 ms), and at the end runs the exit command
+///   (`--rm` cleanup, like conmon's `--exit-command`) before it ends.
+///
+/// It survives the program that started it exiting or being killed. A monitor that is itself
+/// killed is noticed by [`Monitor::status`]: its pid and start time no longer match, and the
+/// container's own runtime state (the init's pid with its start time) then says whether the
+/// container still runs, so a reused pid is never mistaken for it.
+///
+/// The monitor is single-threaded and allocates nothing per byte of output beyond one read
+/// buffer and the log line, so its resident memory stays flat (see benches/RESULTS.md).
+///
+/// Why a re-executed program and not a `fork` of the caller: the caller may be
+/// multi-threaded (tokio), and a forked copy of such a program may only make
+/// async-signal-safe calls until it executes something. A separate helper binary would have
+/// to be found and kept in step; the calling program is already there, already sealed.
+///
 /// A handle on a container's monitor (its directory).
 #[derive(Debug, Clone)]
 pub struct Monitor {
@@ -245,7 +245,7 @@ impl Monitor {
     pub fn spawn(mut cfg: MonitorConfig) -> Result<(Monitor, i32)> {
         crate::exe::check()?;
         crate::container::validate_id(&cfg.id)?;
-        cfg.unsealed = !crate::exe::is_sealed();
+        cfg.unsealed = !crate::is_sealed();
         private_dir(&cfg.dir)?;
         let bytes = serde_json::to_vec(&cfg).map_err(|e| Error::State {
             path: cfg.dir.join(CONFIG_FILE),
@@ -342,11 +342,11 @@ impl Monitor {
             reason: e.to_string(),
         })?;
         s.monitor_alive = alive(s.monitor_pid, s.monitor_start);
-        if !s.monitor_alive && s.state != State::Exited {
+        if !s.monitor_alive && s.state != MonitorState::Exited {
             let runs = Container::load(&self.state_root, &self.id)
                 .is_ok_and(|c| c.status() == crate::Status::Running);
             if !runs {
-                s.state = State::Exited;
+                s.state = MonitorState::Exited;
                 s.exit_code.get_or_insert(255);
                 s.finished_at.get_or_insert_with(now_ns);
             }
@@ -391,7 +391,7 @@ impl Monitor {
         let mut delay = Duration::from_millis(2);
         loop {
             let s = self.status()?;
-            if s.state == State::Exited || Instant::now() > deadline {
+            if s.state == MonitorState::Exited || Instant::now() > deadline {
                 return Ok(s);
             }
             std::thread::sleep(delay);
@@ -411,8 +411,8 @@ impl Monitor {
     }
 
     /// Connects to the monitor's attach socket.
-    pub fn attach(&self) -> Result<crate::attach::Attach> {
-        crate::attach::Attach::connect(&self.dir)
+    pub fn attach(&self) -> Result<crate::Attach> {
+        crate::Attach::connect(&self.dir)
     }
 }
 
@@ -423,7 +423,7 @@ struct Ready {
 }
 
 /// Runs the monitor loop and exits when this process was started by [`Monitor::spawn`];
-/// returns at once otherwise. Call it first in `main` (before [`crate::exe::reexec_sealed`]
+/// returns at once otherwise. Call it first in `main` (before [`crate::reexec_sealed`]
 /// and before any thread starts) in every program that spawns monitors.
 pub fn serve_if_requested() {
     let Some(dir) = std::env::var_os(ENV) else {
@@ -482,7 +482,7 @@ impl Serve {
     fn new(dir: &Path, ready: OwnedFd) -> Result<Self> {
         let cfg = MonitorConfig::read(dir)?;
         if cfg.unsealed {
-            crate::exe::allow_unsealed();
+            crate::allow_unsealed();
         }
         let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
         let _ = std::fs::remove_file(dir.join(STOP_FILE));
@@ -497,7 +497,7 @@ impl Serve {
         let log = LogWriter::open(&dir.join(LOG_FILE), cfg.log)?;
         let me = rustix::process::getpid().as_raw_nonzero().get();
         let status = MonitorStatus {
-            state: State::Created,
+            state: MonitorState::Created,
             pid: 0,
             monitor_pid: me,
             monitor_start: proc_start_time(me).map_or(0, |s| s.0),
@@ -569,11 +569,11 @@ impl Serve {
                 };
             self.broadcast(&Frame::Exit(code));
             if !again {
-                self.status.state = State::Exited;
+                self.status.state = MonitorState::Exited;
                 self.save();
                 break;
             }
-            self.status.state = State::Restarting;
+            self.status.state = MonitorState::Restarting;
             self.save();
             self.flush_clients(Instant::now() + delay);
             // A container that ran for 10 s resets the back-off, as docker's does.
@@ -616,10 +616,10 @@ impl Serve {
         {
             b = b.readable_namespaces(matches!(
                 cfg.network,
-                Some(crate::network::Plan::Slirp { .. })
+                Some(crate::NetworkPlan::Slirp { .. })
             ));
         }
-        let mut outputs: Vec<(OwnedFd, Stream)> = Vec::new();
+        let mut outputs: Vec<(OwnedFd, LogStream)> = Vec::new();
         let mut console = None;
         if terminal {
             let (a, z) = rustix::net::socketpair(
@@ -639,8 +639,8 @@ impl Serve {
             let (or, ow) = pipe()?;
             let (er, ew) = pipe()?;
             b = b.stdout(ow).stderr(ew);
-            outputs.push((or, Stream::Stdout));
-            outputs.push((er, Stream::Stderr));
+            outputs.push((or, LogStream::Stdout));
+            outputs.push((er, LogStream::Stderr));
             if cfg.stdin {
                 let (ir, iw) = pipe()?;
                 b = b.stdin(ir);
@@ -657,10 +657,10 @@ impl Serve {
         }
         let mut c = b.create()?;
         if let Some(sock) = console {
-            let master = crate::attach::receive_terminal(&sock)?;
+            let master = crate::receive_terminal(&sock)?;
             let dup = rustix::io::fcntl_dupfd_cloexec(&master, 3)
                 .map_err(|e| Error::io("dup", "the terminal", e))?;
-            outputs.push((dup, Stream::Stdout));
+            outputs.push((dup, LogStream::Stdout));
             if cfg.stdin {
                 self.stdin = Some(
                     rustix::io::fcntl_dupfd_cloexec(&master, 3)
@@ -672,7 +672,7 @@ impl Serve {
         #[cfg(feature = "network")]
         let net = match &self.cfg.network {
             None => None,
-            Some(plan) => match crate::network::attach(plan, c.pid()) {
+            Some(plan) => match crate::attach_network(plan, c.pid()) {
                 Ok(a) => Some(a),
                 Err(e) => {
                     let _ = c.delete(true);
@@ -700,7 +700,7 @@ impl Serve {
             }
             return Err(e);
         }
-        self.status.state = State::Running;
+        self.status.state = MonitorState::Running;
         self.status.pid = c.pid();
         self.status.started_at = Some(now_ns());
         self.status.error = None;
@@ -775,7 +775,7 @@ impl Serve {
 
     /// Relays output and input until the init has exited and the outputs are closed (or a
     /// second has passed since the exit: a process that escaped with the pipe holds it open).
-    fn relay(&mut self, outputs: &mut Vec<(OwnedFd, Stream)>, pid: i32) -> i32 {
+    fn relay(&mut self, outputs: &mut Vec<(OwnedFd, LogStream)>, pid: i32) -> i32 {
         use rustix::event::{poll, PollFd, PollFlags, Timespec};
         let pidfd = rustix::process::Pid::from_raw(pid).and_then(|p| {
             rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
@@ -837,8 +837,8 @@ impl Serve {
                     Ok(n) => {
                         self.log.write(*stream, &buf[..n]);
                         let f = match stream {
-                            Stream::Stdout => Frame::Stdout(buf[..n].to_vec()),
-                            Stream::Stderr => Frame::Stderr(buf[..n].to_vec()),
+                            LogStream::Stdout => Frame::Stdout(buf[..n].to_vec()),
+                            LogStream::Stderr => Frame::Stderr(buf[..n].to_vec()),
                         };
                         self.broadcast(&f);
                     }

@@ -10,8 +10,10 @@ use rustix::mount::MountFlags;
 use std::ffi::CString;
 use std::path::{Component, Path, PathBuf};
 
-/// The PATH used to find the program when the process environment has none.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The PATH used to find the program when the process environment has none, and the one
+/// docker sets when an image does not set one.
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 pub(crate) fn cstr(s: impl Into<Vec<u8>>, what: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error::InvalidSpec(format!("{what} contains a NUL byte")))

@@ -1,13 +1,3 @@
-//! Seccomp: the spec's `linux.seccomp` compiled to a classic BPF program, in the parent, and
-//! installed by the init with one system call.
-//!
-//! A small compiler of our own rather than libseccomp (a C library to link) or a crate: the
-//! profile language of the runtime spec maps directly onto a linear program: check the
-//! architecture, then one block per rule (system call number, then its argument conditions,
-//! all of which must hold), first match wins, else the default action. 64-bit argument
-//! comparisons are done on the two 32-bit halves. x86_64 only for now; other architectures
-//! refuse a spec with seccomp rather than run without it.
-
 use crate::error::{Error, Result};
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
 
@@ -176,9 +166,19 @@ fn resolve(seq: Vec<SockFilter>, start: usize, fail_at: usize) -> Result<Vec<Soc
         .collect()
 }
 
+/// Seccomp: the spec's `linux.seccomp` compiled to a classic BPF program, in the parent, and
+/// installed by the init with one system call.
+///
+/// A small compiler of our own rather than libseccomp (a C library to link) or a crate: the
+/// profile language of the runtime spec maps directly onto a linear program: check the
+/// architecture, then one block per rule (system call number, then its argument conditions,
+/// all of which must hold), first match wins, else the default action. 64-bit argument
+/// comparisons are done on the two 32-bit halves. x86_64 only for now; other architectures
+/// refuse a spec with seccomp rather than run without it.
+///
 /// Compiles a profile. System call names this architecture does not have are skipped, as
 /// libseccomp does.
-pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<SockFilter>> {
+pub fn compile_seccomp(profile: &LinuxSeccomp) -> Result<Vec<SockFilter>> {
     if std::env::consts::ARCH != "x86_64" {
         return Err(Error::InvalidSpec(format!(
             "seccomp on {} is not supported yet",
@@ -313,7 +313,7 @@ mod tests {
                 "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
                     "args": [{"index": index, "value": v, "valueTwo": v2, "op": op}]}]
             })).unwrap();
-            let prog = compile(&profile).unwrap();
+            let prog = compile_seccomp(&profile).unwrap();
             let mut args = [0u64; 6];
             args[index] = arg;
             let want = match op {

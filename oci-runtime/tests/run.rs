@@ -45,7 +45,7 @@ impl Bundle {
     fn new() -> Self {
         // This test program runs from its file on disk and its images are our own busybox
         // trees; sealing is tested in tests/sealed.rs and end to end in examples' runc tests.
-        oci_rs_runtime::exe::allow_unsealed();
+        oci_rs_runtime::allow_unsealed();
         let dir = tempfile::tempdir().unwrap();
         let rootfs = dir.path().join("rootfs");
         for d in ["bin", "proc", "dev", "sys", "tmp", "etc"] {

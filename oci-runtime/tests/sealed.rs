@@ -35,13 +35,13 @@ fn main() {
         // Started unsealed with the guard set, as a copy that did not come out sealed would
         // be: an error, not another re-execution (and not a loop).
         let pid = std::process::id();
-        let err = oci_rs_runtime::exe::reexec_sealed().unwrap_err();
+        let err = oci_rs_runtime::reexec_sealed().unwrap_err();
         assert!(
             oci_rs_runtime::chain(&err).contains("still not sealed"),
             "{err}"
         );
         assert_eq!(std::process::id(), pid);
-        assert!(!oci_rs_runtime::exe::is_sealed());
+        assert!(!oci_rs_runtime::is_sealed());
         eprintln!("sealed: the guard stops a second re-execution ({err})");
         return;
     }
@@ -56,14 +56,14 @@ fn main() {
     }
     if std::env::var_os(ORIGINAL).is_none() {
         // First run, from the file on disk.
-        assert!(!oci_rs_runtime::exe::is_sealed());
+        assert!(!oci_rs_runtime::is_sealed());
         std::env::set_var(ORIGINAL, std::env::current_exe().unwrap());
         std::env::set_var(ARGS, joined_args());
     }
-    oci_rs_runtime::exe::reexec_sealed().expect("re-execute sealed");
+    oci_rs_runtime::reexec_sealed().expect("re-execute sealed");
 
     // Now in the sealed program.
-    assert!(oci_rs_runtime::exe::is_sealed());
+    assert!(oci_rs_runtime::is_sealed());
     assert_eq!(
         std::env::var_os(ARGS).unwrap(),
         joined_args(),
@@ -105,7 +105,7 @@ fn main() {
 
     // Sealed already: a second call returns without re-executing.
     let pid = std::process::id();
-    oci_rs_runtime::exe::reexec_sealed().unwrap();
+    oci_rs_runtime::reexec_sealed().unwrap();
     assert_eq!(std::process::id(), pid);
     eprintln!(
         "sealed: ok, {kind} ({} bytes, {})",

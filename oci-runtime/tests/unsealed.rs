@@ -8,7 +8,7 @@ use oci_spec::runtime::{RootBuilder, Spec};
 
 #[test]
 fn create_refuses_an_unsealed_program() {
-    assert!(!oci_rs_runtime::exe::is_sealed());
+    assert!(!oci_rs_runtime::is_sealed());
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("rootfs")).unwrap();
     let mut spec = Spec::default();

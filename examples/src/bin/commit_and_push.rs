@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 fn main() -> Result<()> {
     // Before any thread: containers must not reach this program's file (CVE-2019-5736).
-    oci_rs_runtime::exe::reexec_sealed()?;
+    oci_rs_runtime::reexec_sealed()?;
     tokio::runtime::Runtime::new()?.block_on(commit_and_push())
 }
 
@@ -63,10 +63,10 @@ async fn commit_and_push() -> Result<()> {
     let id = format!("cap-{}", std::process::id());
     let snapshots = oci_rs_layer::Snapshotter::new(data.join("snapshots"))?;
     let mount = snapshots.prepare(&id, &store, &base, false).await?;
-    let spec = oci_rs_runtime::image_spec::spec_from_image(
+    let spec = oci_rs_runtime::spec_from_image(
         &config,
         &mount.rootfs,
-        &oci_rs_runtime::image_spec::RunOptions {
+        &oci_rs_runtime::RunOptions {
             args: command,
             ..Default::default()
         },

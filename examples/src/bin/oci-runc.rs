@@ -438,7 +438,7 @@ fn main() {
         cli.verb,
         Verb::Create { .. } | Verb::Run { .. } | Verb::Exec { .. } | Verb::Start { .. }
     ) {
-        if let Err(e) = oci_rs_runtime::exe::reexec_sealed() {
+        if let Err(e) = oci_rs_runtime::reexec_sealed() {
             log_error(log.as_ref(), json, &e.to_string());
             std::process::exit(1);
         }

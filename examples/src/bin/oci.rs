@@ -19,7 +19,7 @@ use oci_examples::images::{data_dir, short, Images};
 use oci_examples::volumes::{parse_mount_arg, parse_volume_arg, MountArg, Volumes};
 use oci_examples::EXIT_TOOL_FAILURE;
 use oci_examples::{terminal, text};
-use oci_rs_runtime::image_spec::{ExtraMount, Network, RunOptions};
+use oci_rs_runtime::{ExtraMount, NetworkMode, RunOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -796,7 +796,7 @@ async fn run(cli: Cli) -> Result<()> {
             let views = store.list()?;
             let running = views
                 .iter()
-                .filter(|v| v.status.state == oci_rs_runtime::monitor::State::Running)
+                .filter(|v| v.status.state == oci_rs_runtime::MonitorState::Running)
                 .count();
             let n_images = images.list().await?.len();
             let root = rustix::process::geteuid().is_root();
@@ -924,7 +924,7 @@ async fn run(cli: Cli) -> Result<()> {
                         "ID": id_of(r),
                         "Digest": r.digest,
                         "CreatedSince": r.created.map(text::ago).unwrap_or_else(|| "N/A".into()),
-                        "CreatedAt": r.created.map(oci_rs_runtime::logs::rfc3339).unwrap_or_default(),
+                        "CreatedAt": r.created.map(oci_rs_runtime::rfc3339).unwrap_or_default(),
                         "Size": text::human_size(r.size),
                     });
                     writeln!(out, "{}", text::format_template(&f, &doc)?)?;
@@ -995,7 +995,7 @@ async fn run(cli: Cli) -> Result<()> {
                 let created = match (r.created, human) {
                     (None, _) => "N/A".to_owned(),
                     (Some(t), true) => text::ago(t),
-                    (Some(t), false) => oci_rs_runtime::logs::rfc3339(t),
+                    (Some(t), false) => oci_rs_runtime::rfc3339(t),
                 };
                 let size = if human {
                     text::human_size(r.size)
@@ -1328,7 +1328,7 @@ async fn run(cli: Cli) -> Result<()> {
 
 fn main() {
     // A container's monitor is this program again (see oci_rs_runtime::monitor).
-    oci_rs_runtime::monitor::serve_if_requested();
+    oci_rs_runtime::serve_if_requested();
     // Usage errors as docker gives them: one line and exit 125 (help and version as clap's).
     let cli = match Cli::try_parse_from(docker_spellings(std::env::args_os().collect())) {
         Ok(c) => c,
@@ -1360,7 +1360,7 @@ fn main() {
             | Verb::Exec { .. }
             | Verb::Build { .. }
     ) {
-        if let Err(e) = oci_rs_runtime::exe::reexec_sealed() {
+        if let Err(e) = oci_rs_runtime::reexec_sealed() {
             eprintln!("oci: {e}");
             std::process::exit(EXIT_TOOL_FAILURE);
         }
@@ -1394,12 +1394,12 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
         .clone()
         .unwrap_or_else(|| if rootless { "slirp4netns" } else { "bridge" }.to_owned());
     let (network, join_network, networks) = match net_arg.as_str() {
-        "none" => (Network::None, None, Vec::new()),
-        "host" => (Network::Host, None, Vec::new()),
-        "slirp4netns" => (Network::Slirp, None, Vec::new()),
+        "none" => (NetworkMode::None, None, Vec::new()),
+        "host" => (NetworkMode::Host, None, Vec::new()),
+        "slirp4netns" => (NetworkMode::Slirp, None, Vec::new()),
         other => match other.strip_prefix("container:") {
             Some(name) => (
-                Network::None,
+                NetworkMode::None,
                 Some(store.network_namespace(name)?),
                 Vec::new(),
             ),
@@ -1408,13 +1408,13 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
             ),
             None => {
                 let n = store.networks().get(other)?;
-                (Network::Bridge, None, vec![n.name])
+                (NetworkMode::Bridge, None, vec![n.name])
             }
         },
     };
     let mut publish = Vec::new();
     for p in &a.publish {
-        publish.extend(oci_rs_runtime::network::parse_publish(p)?);
+        publish.extend(oci_rs_runtime::parse_publish(p)?);
     }
     let mut env = Vec::new();
     for f in &a.env_file {
@@ -1443,14 +1443,14 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
         mounts.push(ExtraMount::parse_tmpfs(t)?);
     }
     let mut no_new_privileges = false;
-    let mut seccomp = oci_rs_runtime::image_spec::SeccompChoice::Default;
+    let mut seccomp = oci_rs_runtime::SeccompChoice::Default;
     for o in &a.security_opt {
         match o.as_str() {
             "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => {
                 no_new_privileges = true
             }
             "seccomp=unconfined" | "seccomp:unconfined" => {
-                seccomp = oci_rs_runtime::image_spec::SeccompChoice::Unconfined
+                seccomp = oci_rs_runtime::SeccompChoice::Unconfined
             }
             o if o.starts_with("seccomp=") || o.starts_with("seccomp:") => {
                 let file = &o[8..];
@@ -1458,7 +1458,7 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
                     .map_err(|e| anyhow::anyhow!("reading the seccomp profile {file}: {e}"))?;
                 let profile = serde_json::from_slice(&text)
                     .map_err(|e| anyhow::anyhow!("the seccomp profile {file}: {e}"))?;
-                seccomp = oci_rs_runtime::image_spec::SeccompChoice::Profile(profile);
+                seccomp = oci_rs_runtime::SeccompChoice::Profile(profile);
             }
             other => anyhow::bail!(
                 "unsupported --security-opt {other:?} (no-new-privileges, seccomp=FILE|unconfined)"
@@ -1536,7 +1536,7 @@ fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> 
             }
             let subnet = subnet
                 .as_deref()
-                .map(oci_rs_runtime::network::parse_subnet)
+                .map(oci_rs_runtime::parse_subnet)
                 .transpose()?;
             writeln!(out, "{}", nets.create(&name, subnet)?.id)?;
         }
@@ -1686,7 +1686,7 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             timestamps,
             container,
         } => {
-            let q = oci_rs_runtime::logs::LogQuery {
+            let q = oci_rs_runtime::LogQuery {
                 since: since.as_deref().map(text::parse_time).transpose()?,
                 until: until.as_deref().map(text::parse_time).transpose()?,
                 tail: match tail.as_str() {

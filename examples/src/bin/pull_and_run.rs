@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 fn main() {
     // Before any thread: containers must not reach this program's file (CVE-2019-5736).
-    if let Err(e) = oci_rs_runtime::exe::reexec_sealed() {
+    if let Err(e) = oci_rs_runtime::reexec_sealed() {
         eprintln!("pull_and_run: {e}");
         std::process::exit(oci_examples::EXIT_TOOL_FAILURE);
     }
@@ -76,11 +76,11 @@ async fn run() -> Result<i32> {
     let mount = snapshots.prepare(&id, &store, &manifest, false).await?;
 
     // 4. The runtime spec, as `docker run` makes it from the image config.
-    let run_opts = oci_rs_runtime::image_spec::RunOptions {
+    let run_opts = oci_rs_runtime::RunOptions {
         args: command,
         ..Default::default()
     };
-    let spec = oci_rs_runtime::image_spec::spec_from_image(&config, &mount.rootfs, &run_opts)?;
+    let spec = oci_rs_runtime::spec_from_image(&config, &mount.rootfs, &run_opts)?;
 
     // 5. Run it with our stdio; its exit code becomes ours.
     let bundle = data.join("snapshots/containers").join(&id);

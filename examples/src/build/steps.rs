@@ -144,24 +144,24 @@ impl Builder<'_> {
             .join("etc-files");
         oci_rs_layer::private_dir(&etc)?;
         let net = match network {
-            BuildNetwork::None => oci_rs_runtime::image_spec::Network::None,
-            BuildNetwork::Host => oci_rs_runtime::image_spec::Network::Host,
+            BuildNetwork::None => oci_rs_runtime::NetworkMode::None,
+            BuildNetwork::Host => oci_rs_runtime::NetworkMode::Host,
         };
         let hostname = "buildkitsandbox";
-        let mut mounts = oci_rs_runtime::image_spec::etc_files(&etc, hostname, net)?;
+        let mut mounts = oci_rs_runtime::etc_files(&etc, hostname, net)?;
         if let Some(script) = argv.first().and_then(|a| a.strip_prefix("/dev/pipes/")) {
             if let Some(h) = i.heredocs.iter().find(|h| h.name == script) {
                 let f = etc.join(format!("pipe-{script}"));
                 std::fs::write(&f, &h.content)?;
                 std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-                mounts.push(oci_rs_runtime::image_spec::ExtraMount::Bind {
+                mounts.push(oci_rs_runtime::ExtraMount::Bind {
                     source: f,
                     target: format!("/dev/pipes/{script}"),
                     readonly: true,
                 });
             }
         }
-        let mut opts = oci_rs_runtime::image_spec::RunOptions {
+        let mut opts = oci_rs_runtime::RunOptions {
             args: argv,
             entrypoint: Some(Vec::new()),
             env,
@@ -171,13 +171,12 @@ impl Builder<'_> {
             ..Default::default()
         };
         if !rustix::process::geteuid().is_root() {
-            opts.rootless = Some(oci_rs_runtime::image_spec::Rootless::current());
+            opts.rootless = Some(oci_rs_runtime::Rootless::current());
         }
         let config: oci_rs_image::oci_spec::image::ImageConfiguration =
             serde_json::from_value(s.config().clone()).context("reading the stage's config")?;
-        let spec =
-            oci_rs_runtime::image_spec::spec_from_image(&config, &scratch.mount.rootfs, &opts)
-                .map_err(|e| self.wrap(i, e))?;
+        let spec = oci_rs_runtime::spec_from_image(&config, &scratch.mount.rootfs, &opts)
+            .map_err(|e| self.wrap(i, e))?;
         let quiet_log = if self.opts.quiet {
             Some(tempfile::tempfile_in(&self.data).context("creating a step log")?)
         } else {
@@ -508,8 +507,8 @@ impl Builder<'_> {
         }
         if let Some(c) = &chown {
             if owner.ids.is_none() {
-                let (uid, gid, _) = oci_rs_runtime::image_spec::resolve_user(&rootfs, c)
-                    .map_err(|e| self.wrap(i, e))?;
+                let (uid, gid, _) =
+                    oci_rs_runtime::resolve_user(&rootfs, c).map_err(|e| self.wrap(i, e))?;
                 let gid = if c.contains(':') { gid } else { uid };
                 plan.set_owner(u64::from(uid), u64::from(gid));
             }

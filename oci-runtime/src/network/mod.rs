@@ -1,91 +1,3 @@
-//! Container networking without a daemon: bridges with NAT egress, user-defined networks,
-//! names on a network, published ports; and for rootless containers slirp4netns with a
-//! userland port proxy. Behind the `network` cargo feature (on by default).
-//!
-//! # Root: bridges
-//! A [`Networks`] store (a directory of the caller's) keeps the network definitions and the
-//! endpoints, the address allocations of running containers, under one file lock, so two
-//! processes never hand out one address. [`Networks::attach`] is called with the pid of a
-//! created (not yet started) container's init; it
-//!
-//! 1. reconciles: an endpoint whose init is gone (its monitor was killed with it) is
-//!    released, its veth deleted;
-//! 2. creates the network's bridge when it is missing (the gateway address, up, and
-//!    `route_localnet` so that the host's loopback reaches published ports);
-//! 3. takes the lowest free address, reserves each published host port by binding it (a
-//!    port in use is [`NetError::PortInUse`] before the container starts; the reservation is
-//!    held in the returned [`Attached`] for the container's life);
-//! 4. creates a veth pair through netlink, the container's end named `eth0` (`eth1`, ... for
-//!    more networks) and moved straight into the container's namespace, where it gets its
-//!    address, a MAC derived from it (as docker's), the loopback up and the default route;
-//! 5. writes the whole `ip oci` nftables table again from the endpoints (see the `nft`
-//!    module's docs: masquerade egress, DNAT of published ports from outside and from the
-//!    host itself, hairpin, and no forwarding between different networks);
-//! 6. puts the names of the network's containers in each one's `/etc/hosts` (see below).
-//!
-//! [`Attached::detach`] undoes it; the kernel deletes the veth with the namespace in any
-//! case.
-//!
-//! **Names.** Docker runs a DNS server per network and podman runs aardvark-dns; both are
-//! daemons. Here every container on a network gets the others' names in its `/etc/hosts`,
-//! rewritten in place (the file is bind-mounted, so the inode must stay) whenever a container
-//! joins or leaves, in lines marked `# oci-network` so the container's own lines are kept.
-//! Resolution through `/etc/hosts` needs nothing running and survives a dead monitor; the
-//! price is that only libc-style resolvers see the names (a program that only speaks DNS
-//! does not).
-//!
-//! # Rootless: slirp4netns and a userland proxy
-//! An unprivileged user cannot make veths or firewall rules on the host. [`Plan::Slirp`]
-//! runs `slirp4netns` (a Debian package; chosen over pasta because Debian's podman 4.3 uses
-//! it by default, so the two compare like for like, and because its `--exit-fd` ties its life
-//! to the monitor's) for egress, and publishes ports with a proxy in rootlesskit's "builtin"
-//! style: the listening sockets are bound on the host first, then a forked process joins the
-//! container's user and network namespaces and connects each accepted client to the port
-//! inside, splicing the bytes. No firewall rule is needed; the server sees connections
-//! from 127.0.0.1.
-//!
-//! # Example
-//! A detached container with port 8080 of the host published to its port 80, on the default
-//! bridge (as root): the monitor attaches it before each start and detaches it after.
-//!
-//! ```no_run
-//! use oci_rs_runtime::image_spec::{etc_files, spec_from_image, Network, RunOptions};
-//! use oci_rs_runtime::monitor::{Monitor, MonitorConfig};
-//! use oci_rs_runtime::network::{parse_publish, AttachRequest, Plan, DEFAULT_NETWORK};
-//! use std::path::Path;
-//!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let config: oci_spec::image::ImageConfiguration = serde_json::from_str("{}")?;
-//! let dir = Path::new("/var/lib/myapp/web");
-//! let opts = RunOptions {
-//!     network: Network::Bridge,
-//!     mounts: etc_files(dir, "web", Network::Bridge)?,
-//!     ..Default::default()
-//! };
-//! let spec = spec_from_image(&config, Path::new("/var/lib/myapp/web/rootfs"), &opts)?;
-//! let mut mc = MonitorConfig::new("web", spec, dir, Path::new("/run/myapp"), dir);
-//! mc.network = Some(Plan::Bridge {
-//!     store: "/var/lib/myapp/networks".into(),
-//!     request: AttachRequest {
-//!         container: "web".into(),
-//!         name: "web".into(),
-//!         hostname: "web".into(),
-//!         networks: vec![DEFAULT_NETWORK.into()],
-//!         ports: parse_publish("8080:80")?,
-//!         hosts_file: Some(dir.join("hosts")),
-//!     },
-//! });
-//! let (monitor, _pid) = Monitor::spawn(mc)?;
-//! let published = monitor.status()?.network.map(|n| n.ports).unwrap_or_default();
-//! # let _ = published;
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! Hostile containers: every change is made from the host side; the container's processes
-//! have no `CAP_NET_ADMIN` outside their own network namespace, so they can change neither
-//! the bridge nor the rules.
-
 mod netlink;
 mod nft;
 mod proxy;
@@ -485,7 +397,7 @@ impl Endpoint {
 
 /// What a container asks of the networks when it starts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttachRequest {
+pub struct NetworkRequest {
     /// The container's id.
     pub container: String,
     /// Its name (in the others' `/etc/hosts` when it is a valid host name).
@@ -503,13 +415,13 @@ pub struct AttachRequest {
 /// How a container's network is set up at each start (kept in the monitor's config).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub enum Plan {
+pub enum NetworkPlan {
     /// Root: veths on bridges of the store at `store`.
     Bridge {
         /// The [`Networks`] directory.
         store: PathBuf,
         /// What to attach.
-        request: AttachRequest,
+        request: NetworkRequest,
     },
     /// Rootless: slirp4netns for egress and the userland proxy for `ports`.
     Slirp {
@@ -521,7 +433,7 @@ pub enum Plan {
 /// What a started container's network looks like: kept in its status for `inspect`,
 /// `port` and `ps`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Attachment {
+pub struct NetworkAttachment {
     /// Its addresses (none with slirp4netns, whose address is always 10.0.2.100).
     pub endpoints: Vec<Endpoint>,
     /// Its published ports.
@@ -529,17 +441,17 @@ pub struct Attachment {
 }
 
 /// A set-up network, held while the container runs: the port reservations and helper
-/// processes. Dropping it does not undo anything; [`Attached::detach`] does.
+/// processes. Dropping it does not undo anything; [`AttachedNetwork::detach`] does.
 #[derive(Debug)]
-pub struct Attached {
+pub struct AttachedNetwork {
     /// What was set up.
-    pub attachment: Attachment,
-    plan: Plan,
+    pub attachment: NetworkAttachment,
+    plan: NetworkPlan,
     _reservations: Vec<OwnedFd>,
     helpers: Vec<OwnedFd>,
 }
 
-impl Attached {
+impl AttachedNetwork {
     /// Undoes the set-up: stops the helpers, releases the addresses and rewrites the
     /// rules. Errors are logged: a container's end must not fail on them, and whatever is
     /// left is reconciled at the next change.
@@ -553,7 +465,7 @@ impl Attached {
                 rustix::process::WaitIdOptions::EXITED,
             );
         }
-        if let Plan::Bridge { store, request } = &self.plan {
+        if let NetworkPlan::Bridge { store, request } = &self.plan {
             if let Err(e) = Networks::open(store).detach(&request.container) {
                 tracing::warn!(container = %request.container, error = %e, "network detach");
             }
@@ -562,22 +474,22 @@ impl Attached {
 }
 
 /// Sets up the network of the created container whose init is `pid`, as `plan` says.
-pub fn attach(plan: &Plan, pid: i32) -> Result<Attached> {
+pub fn attach_network(plan: &NetworkPlan, pid: i32) -> Result<AttachedNetwork> {
     match plan {
-        Plan::Bridge { store, request } => {
+        NetworkPlan::Bridge { store, request } => {
             let (endpoints, reservations) = Networks::open(store).attach(request, pid)?;
             let ports = endpoints
                 .first()
                 .map(|e| e.ports.clone())
                 .unwrap_or_default();
-            Ok(Attached {
-                attachment: Attachment { endpoints, ports },
+            Ok(AttachedNetwork {
+                attachment: NetworkAttachment { endpoints, ports },
                 plan: plan.clone(),
                 _reservations: reservations,
                 helpers: Vec::new(),
             })
         }
-        Plan::Slirp { ports } => {
+        NetworkPlan::Slirp { ports } => {
             if ports.iter().any(|p| p.proto == Proto::Udp) {
                 return Err(NetError::Unsupported(
                     "rootless containers publish TCP ports only".into(),
@@ -598,8 +510,8 @@ pub fn attach(plan: &Plan, pid: i32) -> Result<Attached> {
                     }
                 }
             }
-            Ok(Attached {
-                attachment: Attachment {
+            Ok(AttachedNetwork {
+                attachment: NetworkAttachment {
                     endpoints: Vec::new(),
                     ports: published,
                 },
@@ -690,6 +602,94 @@ fn reserve_ports(
     Ok((out, fds))
 }
 
+/// Container networking without a daemon: bridges with NAT egress, user-defined networks,
+/// names on a network, published ports; and for rootless containers slirp4netns with a
+/// userland port proxy. Behind the `network` cargo feature (on by default).
+///
+/// # Root: bridges
+/// A [`Networks`] store (a directory of the caller's) keeps the network definitions and the
+/// endpoints, the address allocations of running containers, under one file lock, so two
+/// processes never hand out one address. [`Networks::attach`] is called with the pid of a
+/// created (not yet started) container's init; it
+///
+/// 1. reconciles: an endpoint whose init is gone (its monitor was killed with it) is
+///    released, its veth deleted;
+/// 2. creates the network's bridge when it is missing (the gateway address, up, and
+///    `route_localnet` so that the host's loopback reaches published ports);
+/// 3. takes the lowest free address, reserves each published host port by binding it (a
+///    port in use is [`NetError::PortInUse`] before the container starts; the reservation is
+///    held in the returned [`AttachedNetwork`] for the container's life);
+/// 4. creates a veth pair through netlink, the container's end named `eth0` (`eth1`, ... for
+///    more networks) and moved straight into the container's namespace, where it gets its
+///    address, a MAC derived from it (as docker's), the loopback up and the default route;
+/// 5. writes the whole `ip oci` nftables table again from the endpoints (see the `nft`
+///    module's docs: masquerade egress, DNAT of published ports from outside and from the
+///    host itself, hairpin, and no forwarding between different networks);
+/// 6. puts the names of the network's containers in each one's `/etc/hosts` (see below).
+///
+/// [`AttachedNetwork::detach`] undoes it; the kernel deletes the veth with the namespace in any
+/// case.
+///
+/// **Names.** Docker runs a DNS server per network and podman runs aardvark-dns; both are
+/// daemons. Here every container on a network gets the others' names in its `/etc/hosts`,
+/// rewritten in place (the file is bind-mounted, so the inode must stay) whenever a container
+/// joins or leaves, in lines marked `# oci-network` so the container's own lines are kept.
+/// Resolution through `/etc/hosts` needs nothing running and survives a dead monitor; the
+/// price is that only libc-style resolvers see the names (a program that only speaks DNS
+/// does not).
+///
+/// # Rootless: slirp4netns and a userland proxy
+/// An unprivileged user cannot make veths or firewall rules on the host. [`NetworkPlan::Slirp`]
+/// runs `slirp4netns` (a Debian package; chosen over pasta because Debian's podman 4.3 uses
+/// it by default, so the two compare like for like, and because its `--exit-fd` ties its life
+/// to the monitor's) for egress, and publishes ports with a proxy in rootlesskit's "builtin"
+/// style: the listening sockets are bound on the host first, then a forked process joins the
+/// container's user and network namespaces and connects each accepted client to the port
+/// inside, splicing the bytes. No firewall rule is needed; the server sees connections
+/// from 127.0.0.1.
+///
+/// # Example
+/// A detached container with port 8080 of the host published to its port 80, on the default
+/// bridge (as root): the monitor attaches it before each start and detaches it after.
+///
+/// ```no_run
+/// use oci_rs_runtime::{etc_files, spec_from_image, NetworkMode, RunOptions};
+/// use oci_rs_runtime::{Monitor, MonitorConfig};
+/// use oci_rs_runtime::{parse_publish, NetworkRequest, NetworkPlan, DEFAULT_NETWORK};
+/// use std::path::Path;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let config: oci_spec::image::ImageConfiguration = serde_json::from_str("{}")?;
+/// let dir = Path::new("/var/lib/myapp/web");
+/// let opts = RunOptions {
+///     network: NetworkMode::Bridge,
+///     mounts: etc_files(dir, "web", NetworkMode::Bridge)?,
+///     ..Default::default()
+/// };
+/// let spec = spec_from_image(&config, Path::new("/var/lib/myapp/web/rootfs"), &opts)?;
+/// let mut mc = MonitorConfig::new("web", spec, dir, Path::new("/run/myapp"), dir);
+/// mc.network = Some(NetworkPlan::Bridge {
+///     store: "/var/lib/myapp/networks".into(),
+///     request: NetworkRequest {
+///         container: "web".into(),
+///         name: "web".into(),
+///         hostname: "web".into(),
+///         networks: vec![DEFAULT_NETWORK.into()],
+///         ports: parse_publish("8080:80")?,
+///         hosts_file: Some(dir.join("hosts")),
+///     },
+/// });
+/// let (monitor, _pid) = Monitor::spawn(mc)?;
+/// let published = monitor.status()?.network.map(|n| n.ports).unwrap_or_default();
+/// # let _ = published;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Hostile containers: every change is made from the host side; the container's processes
+/// have no `CAP_NET_ADMIN` outside their own network namespace, so they can change neither
+/// the bridge nor the rules.
+///
 /// The store of networks and endpoints: a directory with `NAME.json` per network,
 /// `endpoints.json` and the `lock` every change holds.
 #[derive(Debug, Clone)]
@@ -1085,14 +1085,14 @@ impl Networks {
 
     /// Attaches the created container whose init is `pid` to the networks of `req`; its
     /// endpoints and the held port reservations.
-    pub fn attach(&self, req: &AttachRequest, pid: i32) -> Result<(Vec<Endpoint>, Vec<OwnedFd>)> {
+    pub fn attach(&self, req: &NetworkRequest, pid: i32) -> Result<(Vec<Endpoint>, Vec<OwnedFd>)> {
         self.attach_inner(req, pid, false)
     }
 
     /// `network connect`: adds the networks of `req` to the running container whose init is
     /// `pid`, as its next interfaces (`eth1`, ...), keeping what it has. No ports.
-    pub fn connect(&self, net: &str, req: &AttachRequest, pid: i32) -> Result<Endpoint> {
-        let req = AttachRequest {
+    pub fn connect(&self, net: &str, req: &NetworkRequest, pid: i32) -> Result<Endpoint> {
+        let req = NetworkRequest {
             networks: vec![net.to_owned()],
             ports: Vec::new(),
             ..req.clone()
@@ -1117,7 +1117,7 @@ impl Networks {
 
     fn attach_inner(
         &self,
-        req: &AttachRequest,
+        req: &NetworkRequest,
         pid: i32,
         additive: bool,
     ) -> Result<(Vec<Endpoint>, Vec<OwnedFd>)> {
