@@ -442,11 +442,52 @@ fn errors_the_cli_prints_read_once() {
             ],
         ),
         ("history", vec!["history".into(), "nothing:here".into()]),
+        (
+            "restart policy",
+            vec![
+                "run".into(),
+                "--restart".into(),
+                "sometimes".into(),
+                "img:0".into(),
+            ],
+        ),
+        (
+            "capability",
+            vec![
+                "run".into(),
+                "--cap-add".into(),
+                "NOPE".into(),
+                "img:0".into(),
+            ],
+        ),
+        (
+            "tmpfs",
+            vec!["run".into(), "--tmpfs".into(), "rel".into(), "img:0".into()],
+        ),
+        (
+            "memory",
+            vec![
+                "run".into(),
+                "-m".into(),
+                "1k".into(),
+                "img:0".into(),
+                "true".into(),
+            ],
+        ),
     ];
     for (what, args) in &cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let err = cli.fails(&args);
         assert!(!err.trim().is_empty(), "{what}: no message");
         assert_reads_once(what, &err);
+        // A refused option names itself and the value.
+        let refused_option = matches!(*what, "restart policy" | "capability" | "tmpfs");
+        if let Some(flag) = args.iter().find(|a| refused_option && a.starts_with('-')) {
+            let value = args[args.iter().position(|a| a == flag).unwrap() + 1];
+            assert!(err.contains(&format!("{value:?}")), "{what}: {err}");
+        }
+        if *what == "memory" {
+            assert!(err.contains("memory limit \"1024 bytes\""), "{err}");
+        }
     }
 }

@@ -282,7 +282,10 @@ impl ImageDestination for ArchiveWriter {
             .media_type(MediaType::ImageIndex)
             .manifests(entries)
             .build()
-            .map_err(|e| Error::other("building index.json", e))?;
+            .map_err(|source| Error::Build {
+                what: "index.json",
+                source,
+            })?;
         let index = crate::manifest::index_to_json(&index)?;
         let format = self.format;
         let tar = st.tar()?;
@@ -558,7 +561,10 @@ impl ArchiveSource {
                 ))
                 .layers(layers)
                 .build()
-                .map_err(|e| Error::other("synthesising a manifest", e))?;
+                .map_err(|source| Error::Build {
+                    what: "a manifest for a docker-archive image",
+                    source,
+                })?;
             let m = Manifest::from_image(&m, ManifestKind::DockerManifest)?;
             for t in &entry.repo_tags {
                 if let Ok(r) = ImageReference::parse(t) {

@@ -377,9 +377,10 @@ impl ImageBuilder {
         if !self.annotations.is_empty() {
             b = b.annotations(self.annotations);
         }
-        let m: ImageManifest = b
-            .build()
-            .map_err(|e| Error::other("building a manifest", e))?;
+        let m: ImageManifest = b.build().map_err(|source| Error::Build {
+            what: "the manifest",
+            source,
+        })?;
         let manifest = Manifest::from_image(&m, self.kind)?;
         let mut w = store
             .ingest(Expected::descriptor(&manifest.descriptor()))
@@ -502,7 +503,10 @@ async fn parallel_gzip(
             };
             let (deflate, block, member) = task
                 .await
-                .map_err(|e| Error::other("gzip worker", e))?
+                .map_err(|source| Error::Task {
+                    what: "gzip",
+                    source,
+                })?
                 .map_err(Error::from_io)?;
             w.write_all(&member).await.map_err(Error::from_io)?;
             spare_blocks.push(block);

@@ -178,18 +178,67 @@ pub enum Error {
     /// An I/O error on a stream (no path concerned).
     #[error("i/o error on a stream")]
     Stream(#[from] std::io::Error),
-    /// An error from a store or transport that is not ours, boxed (registry client, layer code).
-    #[error("{context}")]
-    Other {
-        /// What was being done.
-        context: String,
-        /// The foreign error says the object does not exist (a registry's 404), so that
-        /// [`Error::is_not_found`] holds across the crate boundary.
-        not_found: bool,
-        /// The cause.
+    /// oci-spec's builders refused a document this crate put together.
+    #[error("could not build {what}")]
+    Build {
+        /// What was being built (`index.json`, `a manifest`).
+        what: &'static str,
+        /// The builder's error.
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+        source: oci_spec::OciSpecError,
     },
+    /// A task this crate spawned on the tokio runtime panicked or was cancelled.
+    #[error("the {what} task did not finish")]
+    Task {
+        /// What the task was doing.
+        what: &'static str,
+        /// Why it did not finish.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// An error from a store or transport of another crate (a registry client), kept whole:
+    /// its message and causes are the foreign error's own, so nothing is said twice, and
+    /// [`Error::is_not_found`] holds when the foreign error said so.
+    #[error(transparent)]
+    Foreign(ForeignError),
+}
+
+/// A foreign error carried by [`Error::Foreign`]. Its `Display` and `source()` are the
+/// foreign error's; [`ForeignError::get_ref`] and [`ForeignError::into_inner`] give it back
+/// for downcasting.
+#[derive(Debug)]
+pub struct ForeignError {
+    error: Box<dyn std::error::Error + Send + Sync + 'static>,
+    not_found: bool,
+}
+
+impl ForeignError {
+    /// The foreign error.
+    pub fn get_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.error
+    }
+
+    /// The foreign error, owned.
+    pub fn into_inner(self) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self.error
+    }
+
+    /// Whether the foreign error said the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.not_found
+    }
+}
+
+impl std::fmt::Display for ForeignError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for ForeignError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
 }
 
 impl Error {
@@ -201,35 +250,30 @@ impl Error {
         }
     }
 
-    /// Wraps a foreign error (for implementations of this crate's traits in other crates).
-    pub fn other(
-        context: impl Into<String>,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
-    ) -> Self {
-        Error::Other {
-            context: context.into(),
+    /// Carries a foreign error (for implementations of this crate's traits in other crates):
+    /// its own message says what failed on which object.
+    pub fn foreign(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Error::Foreign(ForeignError {
+            error: error.into(),
             not_found: false,
-            source: source.into(),
-        }
+        })
     }
 
-    /// [`Error::other`] for a foreign error that says the object does not exist.
-    pub fn other_not_found(
-        context: impl Into<String>,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    /// [`Error::foreign`] for a foreign error that says the object does not exist.
+    pub fn foreign_not_found(
+        error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     ) -> Self {
-        Error::Other {
-            context: context.into(),
+        Error::Foreign(ForeignError {
+            error: error.into(),
             not_found: true,
-            source: source.into(),
-        }
+        })
     }
 
     /// True when the object asked for does not exist (blob, reference, file).
     pub fn is_not_found(&self) -> bool {
         match self {
             Error::BlobNotFound { .. } | Error::ReferenceNotFound { .. } => true,
-            Error::Other { not_found, .. } => *not_found,
+            Error::Foreign(f) => f.not_found,
             Error::Io { source, .. } | Error::Stream(source) => {
                 source.kind() == std::io::ErrorKind::NotFound
             }
@@ -278,4 +322,28 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("registry answered 404 for http://r/v2/a/manifests/b")]
+    struct NotThere(#[source] std::io::Error);
+
+    #[test]
+    fn a_foreign_error_reads_as_its_own_and_keeps_its_kind() {
+        let inner = || NotThere(std::io::Error::other("deeper"));
+        let e = Error::foreign_not_found(inner());
+        assert!(e.is_not_found());
+        assert_eq!(e.to_string(), inner().to_string());
+        // Its cause is the foreign error's cause, so a chain does not repeat the message.
+        assert_eq!(chain(&e), format!("{}: deeper", inner()));
+        let Error::Foreign(f) = Error::foreign(inner()) else {
+            panic!("not foreign");
+        };
+        assert!(!f.is_not_found());
+        assert!(f.into_inner().downcast::<NotThere>().is_ok());
+    }
 }

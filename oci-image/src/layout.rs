@@ -396,7 +396,10 @@ fn empty_index() -> Result<ImageIndex> {
         .media_type(MediaType::ImageIndex)
         .manifests(Vec::new())
         .build()
-        .map_err(|e| Error::other("building an empty index", e))
+        .map_err(|source| Error::Build {
+            what: "an empty index",
+            source,
+        })
 }
 
 async fn spawn_blocking<T: Send + 'static>(
@@ -404,7 +407,10 @@ async fn spawn_blocking<T: Send + 'static>(
 ) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::other("blocking task", e))?
+        .map_err(|source| Error::Task {
+            what: "file system",
+            source,
+        })?
 }
 
 /// Writes a small file by temporary file and rename in `dir`.

@@ -89,7 +89,7 @@ pub use digest::{
     check_supported as check_digest_algorithm, digest_of, parse_digest,
     path_components as digest_path_components, sha256, verify_bytes, Hasher,
 };
-pub use error::{chain, Error, Result};
+pub use error::{chain, Error, ForeignError, Result};
 pub use inspect::{DescriptorView, ImageInspect, ManifestEntry, ManifestInspect, RootFsView};
 pub use layout::{
     ref_name, GcReport, OciLayout, CONTAINERD_IMAGE_NAME, OCI_LAYOUT_CONTENT, REF_NAME,

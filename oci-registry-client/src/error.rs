@@ -266,10 +266,8 @@ impl Error {
     pub fn into_image(self) -> oci_rs_image::Error {
         match self {
             Error::Image(e) => e,
-            other if other.is_not_found() => {
-                oci_rs_image::Error::other_not_found("registry", other)
-            }
-            other => oci_rs_image::Error::other("registry", other),
+            other if other.is_not_found() => oci_rs_image::Error::foreign_not_found(other),
+            other => oci_rs_image::Error::foreign(other),
         }
     }
 

@@ -43,7 +43,11 @@ fn write(path: &Path, value: &str) -> Result<()> {
 fn clean_path(p: &str) -> Result<String> {
     let p = p.trim_start_matches('/');
     if p.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
-        return Err(Error::InvalidSpec(format!("cgroupsPath {p:?}")));
+        return Err(Error::spec(
+            "linux.cgroupsPath",
+            p,
+            "a component is empty, `.` or `..`",
+        ));
     }
     Ok(p.to_owned())
 }

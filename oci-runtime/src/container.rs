@@ -259,20 +259,24 @@ impl ContainerBuilder {
             .as_ref()
             .is_some_and(|p| p.terminal().unwrap_or(false));
         if terminal != (self.console_socket.is_some() || self.console_stream.is_some()) {
-            return Err(Error::InvalidSpec(if terminal {
-                "process.terminal needs a console socket to send the terminal to".into()
+            return Err(if terminal {
+                Error::spec(
+                    "process.terminal",
+                    true,
+                    "no console socket to send the terminal to",
+                )
             } else {
-                "a console socket was given but process.terminal is false".into()
-            }));
+                Error::spec("process.terminal", false, "a console socket was given")
+            });
         }
         let proc_spec = spec
             .process()
             .as_ref()
-            .ok_or_else(|| Error::InvalidSpec("no process".into()))?;
+            .ok_or_else(|| Error::spec("process", "", "missing"))?;
         let root = spec
             .root()
             .as_ref()
-            .ok_or_else(|| Error::InvalidSpec("no root".into()))?;
+            .ok_or_else(|| Error::spec("root", "", "missing"))?;
         let rootfs = if root.path().is_absolute() {
             root.path().clone()
         } else {
@@ -346,7 +350,11 @@ impl ContainerBuilder {
             }
         }
         if !new_mnt && !join.iter().any(|(_, f)| *f == libc::CLONE_NEWNS) {
-            return Err(Error::InvalidSpec("a mount namespace is required".into()));
+            return Err(Error::spec(
+                "linux.namespaces",
+                "",
+                "a mount namespace is required",
+            ));
         }
         // Device rules are checked before anything is created.
         let dev_rules = crate::devices::device_rules(linux)?;
@@ -430,7 +438,7 @@ impl ContainerBuilder {
             }
             let fifo = rustix::fs::open(&fifo_path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
                 .map_err(|e| Error::io("open", &fifo_path, e))?;
-            let fifo_rel = cstr(format!("self/fd/{}", fifo.as_raw_fd()), "fifo")?;
+            let fifo_rel = cstr(format!("self/fd/{}", fifo.as_raw_fd()), "exec fifo")?;
             let Channels {
                 proc,
                 sync_read,
@@ -491,7 +499,7 @@ impl ContainerBuilder {
                 .and_then(|h| h.start_container().clone())
                 .unwrap_or_default();
             let plan = Plan {
-                rootfs: cstr(rootfs.as_os_str().as_encoded_bytes(), "rootfs")?,
+                rootfs: cstr(rootfs.as_os_str().as_encoded_bytes(), "root.path")?,
                 propagation: built.propagation,
                 mounts: built.mounts,
                 devices: built.devices,
@@ -611,12 +619,23 @@ impl ContainerBuilder {
                     .bundle(self.bundle.clone())
                     .annotations(spec.annotations().clone().unwrap_or_default())
                     .build()
-                    .map_err(|e| fail(Error::InvalidSpec(e.to_string())))?;
-                let json = serde_json::to_vec(&state)
-                    .map_err(|e| fail(Error::InvalidSpec(e.to_string())))?;
+                    .map_err(|e| {
+                        fail(Error::Build {
+                            what: "state for createContainer hooks",
+                            source: e,
+                        })
+                    })?;
+                let json = serde_json::to_vec(&state).map_err(|e| {
+                    fail(Error::Serialize {
+                        what: "state for createContainer hooks",
+                        source: e,
+                    })
+                })?;
                 if json.len() > crate::init::MAX_HOOK_STATE {
-                    return Err(fail(Error::InvalidSpec(
-                        "the state for createContainer hooks is over 32 KiB (annotations)".into(),
+                    return Err(fail(Error::spec(
+                        "annotations",
+                        "",
+                        "they make the state for createContainer hooks larger than 32 KiB",
                     )));
                 }
                 go.extend_from_slice(&(json.len() as u32).to_ne_bytes());
@@ -814,8 +833,10 @@ fn id_maps(
 fn id_maps_method(spec: &Spec) -> Result<IdMaps> {
     let (uids, gids) = id_maps(spec);
     if uids.is_empty() || gids.is_empty() {
-        return Err(Error::InvalidSpec(
-            "a user namespace needs uidMappings and gidMappings".into(),
+        return Err(Error::spec(
+            "linux.uidMappings",
+            "",
+            "a user namespace needs uidMappings and gidMappings",
         ));
     }
     if rustix::process::geteuid().is_root() {
@@ -830,9 +851,11 @@ fn id_maps_method(spec: &Spec) -> Result<IdMaps> {
         return Ok(IdMaps::DirectDenyGroups);
     }
     if !Path::new(NEWUIDMAP).exists() || !Path::new(NEWGIDMAP).exists() {
-        return Err(Error::InvalidSpec(format!(
-            "mapping more than the caller's own uid and gid without root needs {NEWUIDMAP} and {NEWGIDMAP} (Debian package uidmap)"
-        )));
+        return Err(Error::spec(
+            "linux.uidMappings",
+            "",
+            format!("mapping more than the caller's own uid and gid without root needs {NEWUIDMAP} and {NEWGIDMAP} (Debian package uidmap)"),
+        ));
     }
     Ok(IdMaps::Helpers)
 }
@@ -897,19 +920,23 @@ fn time_offsets(spec: &Spec) -> Result<std::ffi::CString> {
     clocks.sort_by(|a, b| a.0.cmp(b.0));
     for (clock, off) in clocks {
         if clock != "monotonic" && clock != "boottime" {
-            return Err(Error::InvalidSpec(format!(
-                "timeOffsets: unknown clock {clock:?} (monotonic or boottime)"
-            )));
+            return Err(Error::spec(
+                "linux.timeOffsets",
+                clock,
+                "unknown clock (monotonic or boottime)",
+            ));
         }
         let ns = off.nanosecs().unwrap_or(0);
         if ns >= 1_000_000_000 {
-            return Err(Error::InvalidSpec(format!(
-                "timeOffsets: {clock} nanosecs {ns} is a second or more"
-            )));
+            return Err(Error::spec(
+                "linux.timeOffsets",
+                format!("{clock} nanosecs {ns}"),
+                "a second or more",
+            ));
         }
         text.push_str(&format!("{clock} {} {ns}\n", off.secs().unwrap_or(0)));
     }
-    cstr(text, "timeOffsets")
+    cstr(text, "linux.timeOffsets")
 }
 
 /// The runtime spec requires absolute hook paths: a relative one would run whatever the
@@ -929,10 +956,11 @@ fn hook_paths_are_absolute(spec: &Spec) -> Result<()> {
     ];
     for hook in lists.into_iter().flatten().flatten() {
         if !hook.path().is_absolute() {
-            return Err(Error::InvalidSpec(format!(
-                "hook path {} is not absolute",
-                hook.path().display()
-            )));
+            return Err(Error::spec(
+                "hooks",
+                hook.path().display(),
+                "the path is not absolute",
+            ));
         }
     }
     Ok(())
@@ -943,12 +971,12 @@ fn create_container_hooks(hooks: &[Hook]) -> Result<Vec<crate::init::HookStep>> 
     hooks
         .iter()
         .map(|h| {
-            let path = cstr(h.path().as_os_str().as_encoded_bytes(), "hook path")?;
+            let path = cstr(h.path().as_os_str().as_encoded_bytes(), "hooks[].path")?;
             let mut argv = h
                 .args()
                 .iter()
                 .flatten()
-                .map(|a| cstr(a.as_str(), "hook argument"))
+                .map(|a| cstr(a.as_str(), "hooks[].args"))
                 .collect::<Result<Vec<_>>>()?;
             if argv.is_empty() {
                 argv.push(path.clone());
@@ -957,7 +985,7 @@ fn create_container_hooks(hooks: &[Hook]) -> Result<Vec<crate::init::HookStep>> 
                 .env()
                 .iter()
                 .flatten()
-                .map(|e| cstr(e.as_str(), "hook environment"))
+                .map(|e| cstr(e.as_str(), "hooks[].env"))
                 .collect::<Result<Vec<_>>>()?;
             Ok(crate::init::HookStep {
                 path,
@@ -1267,8 +1295,10 @@ impl Container {
         stdio: [Option<OwnedFd>; 3],
     ) -> Result<ExecProcess> {
         if process.terminal().unwrap_or(false) {
-            return Err(Error::InvalidSpec(
-                "process.terminal needs exec_terminal and a console socket".into(),
+            return Err(Error::spec(
+                "process.terminal",
+                true,
+                "needs exec_terminal and a console socket",
             ));
         }
         self.exec_inner(process, stdio, None, None)
@@ -1308,7 +1338,7 @@ impl Container {
             process.set_capabilities(None);
             process.set_no_new_privileges(Some(false));
             process.set_rlimits(None);
-            let program = cstr(path.as_os_str().as_encoded_bytes(), "hook path")?;
+            let program = cstr(path.as_os_str().as_encoded_bytes(), "hooks[].path")?;
             // The state is small: it fits in the pipe before anyone reads.
             let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
                 .map_err(|e| Error::io("pipe", "hook stdin", e))?;
@@ -1391,7 +1421,10 @@ impl Container {
             report_write,
         } = channels()?;
         let plan = Plan {
-            rootfs: cstr(self.saved.rootfs.as_os_str().as_encoded_bytes(), "rootfs")?,
+            rootfs: cstr(
+                self.saved.rootfs.as_os_str().as_encoded_bytes(),
+                "root.path",
+            )?,
             propagation: rustix::mount::MountFlags::empty(),
             mounts: Vec::new(),
             devices: Vec::new(),
@@ -1470,17 +1503,16 @@ impl Container {
             });
         }
         // SAFETY-free: kill(2) with a pid we verified by its start time.
-        let r = rustix::process::Pid::from_raw(self.saved.pid)
+        rustix::process::Pid::from_raw(self.saved.pid)
             .ok_or_else(|| Error::State {
                 path: self.dir.clone(),
                 reason: "invalid pid".into(),
             })
             .and_then(|p| {
                 let sig = rustix::process::Signal::from_named_raw(signal)
-                    .ok_or_else(|| Error::InvalidSpec(format!("signal {signal}")))?;
+                    .ok_or_else(|| Error::InvalidSignal(signal.to_string()))?;
                 rustix::process::kill_process(p, sig).map_err(|e| Error::io("kill", &self.dir, e))
-            });
-        r
+            })
     }
 
     /// Sends `signal` to every process of the container's cgroup (`kill --all`).
@@ -1489,7 +1521,7 @@ impl Container {
             return self.kill(signal);
         };
         let sig = rustix::process::Signal::from_named_raw(signal)
-            .ok_or_else(|| Error::InvalidSpec(format!("signal {signal}")))?;
+            .ok_or_else(|| Error::InvalidSignal(signal.to_string()))?;
         for pid in cg.pids() {
             if let Some(p) = rustix::process::Pid::from_raw(pid) {
                 let _ = rustix::process::kill_process(p, sig);

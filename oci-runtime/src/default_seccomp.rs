@@ -91,7 +91,10 @@ fn rule(names: &[&str], action: LinuxSeccompAction, errno: u32) -> Result<LinuxS
         .action(action)
         .errno_ret(errno)
         .build()
-        .map_err(|e| Error::InvalidSpec(e.to_string()))
+        .map_err(|source| Error::Build {
+            what: "default seccomp profile",
+            source,
+        })
 }
 
 /// Docker's default seccomp profile, for the capabilities a container has.
@@ -136,7 +139,10 @@ pub fn docker_default_seccomp(caps: &Capabilities) -> Result<LinuxSeccomp> {
             .value_two(0u64)
             .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
             .build()
-            .map_err(|e| Error::InvalidSpec(e.to_string()))?;
+            .map_err(|source| Error::Build {
+                what: "default seccomp profile",
+                source,
+            })?;
         let mut allow = rule(&["clone"], LinuxSeccompAction::ScmpActAllow, 0)?;
         allow.set_args(Some(vec![no_ns]));
         allow.set_errno_ret(None);
@@ -147,5 +153,8 @@ pub fn docker_default_seccomp(caps: &Capabilities) -> Result<LinuxSeccomp> {
         .default_action(LinuxSeccompAction::ScmpActAllow)
         .syscalls(rules)
         .build()
-        .map_err(|e| Error::InvalidSpec(e.to_string()))
+        .map_err(|source| Error::Build {
+            what: "default seccomp profile",
+            source,
+        })
 }

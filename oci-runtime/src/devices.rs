@@ -138,12 +138,12 @@ pub const DEFAULT_ALLOWED: [DeviceRule; 11] = [
     DeviceRule::char(136, None),  // pty slaves
 ];
 
-fn id(v: Option<i64>, what: &str) -> Result<Option<u32>> {
+fn id(v: Option<i64>, what: &'static str) -> Result<Option<u32>> {
     match v {
         None | Some(-1) => Ok(None),
         Some(n) => u32::try_from(n)
             .map(Some)
-            .map_err(|_| Error::InvalidSpec(format!("device rule {what} {n}"))),
+            .map_err(|_| Error::spec(what, n, "not a device number")),
     }
 }
 
@@ -169,7 +169,11 @@ pub fn device_rules(linux: Option<&Linux>) -> Result<Vec<DeviceRule>> {
             Some(LinuxDeviceType::B) => Some('b'),
             Some(LinuxDeviceType::C) | Some(LinuxDeviceType::U) => Some('c'),
             Some(LinuxDeviceType::P) => {
-                return Err(Error::InvalidSpec("device rule of type p".into()));
+                return Err(Error::spec(
+                    "linux.resources.devices[].type",
+                    "p",
+                    "a fifo is not a device",
+                ));
             }
         };
         let mut bits = 0;
@@ -179,10 +183,11 @@ pub fn device_rules(linux: Option<&Linux>) -> Result<Vec<DeviceRule>> {
                 'w' => WRITE,
                 'm' => MKNOD,
                 _ => {
-                    return Err(Error::InvalidSpec(format!(
-                        "device rule access {:?}",
-                        r.access().as_deref().unwrap_or_default()
-                    )))
+                    return Err(Error::spec(
+                        "linux.resources.devices[].access",
+                        r.access().as_deref().unwrap_or_default(),
+                        "only r, w and m",
+                    ))
                 }
             };
         }
@@ -192,8 +197,8 @@ pub fn device_rules(linux: Option<&Linux>) -> Result<Vec<DeviceRule>> {
         out.push(DeviceRule {
             allow: r.allow(),
             kind,
-            major: id(r.major(), "major")?,
-            minor: id(r.minor(), "minor")?,
+            major: id(r.major(), "linux.resources.devices[].major")?,
+            minor: id(r.minor(), "linux.resources.devices[].minor")?,
             access: bits,
         });
     }
@@ -210,10 +215,11 @@ pub fn device_rules(linux: Option<&Linux>) -> Result<Vec<DeviceRule>> {
             // A fifo is not a device: nothing to allow.
             LinuxDeviceType::P => continue,
             LinuxDeviceType::A => {
-                return Err(Error::InvalidSpec(format!(
-                    "device {}: type a is not a node type",
-                    d.path().display()
-                )))
+                return Err(Error::spec(
+                    "linux.devices[].type",
+                    format!("a ({})", d.path().display()),
+                    "not a node type",
+                ))
             }
         };
         out.push(DeviceRule {

@@ -1,5 +1,6 @@
 //! The one error type of this crate.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 
 /// A `Result` with this crate's [`Error`].
@@ -9,9 +10,46 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The spec asks for something invalid or unsupported.
-    #[error("invalid spec: {0}")]
-    InvalidSpec(String),
+    /// The spec (a bundle's `config.json`) has a value this runtime refuses: invalid, or valid
+    /// but not supported here.
+    #[error("invalid spec: {field}{}: {reason}", Quoted(value))]
+    InvalidSpec {
+        /// The field, as a path in the spec's JSON (`linux.cgroupsPath`, `process.args`).
+        field: &'static str,
+        /// The value refused, empty when the field is missing.
+        value: String,
+        /// Why it is refused.
+        reason: Cow<'static, str>,
+    },
+    /// A value given to this crate's own API (a `docker run` style option to
+    /// [`spec_from_image`](crate::spec_from_image) or one of its parsers) is refused.
+    #[error("invalid {option}{}: {reason}", Quoted(value))]
+    InvalidOption {
+        /// The option (`volume`, `restart policy`, `memory limit`).
+        option: &'static str,
+        /// The value refused, empty when it is missing.
+        value: String,
+        /// Why it is refused.
+        reason: Cow<'static, str>,
+    },
+    /// oci-spec's builders refused a value this crate put together.
+    #[error("could not build the {what}")]
+    Build {
+        /// What was being built.
+        what: &'static str,
+        /// The builder's error.
+        #[source]
+        source: oci_spec::OciSpecError,
+    },
+    /// A record could not be serialized.
+    #[error("could not serialize the {what}")]
+    Serialize {
+        /// What was being serialized.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A user or group named in the process is not in the image's passwd or group file.
     #[error("unable to find {what} {name}: {reason}")]
     User {
@@ -109,7 +147,46 @@ pub enum Error {
     },
 }
 
+/// ` "value"` (Debug-quoted), or nothing for an empty value.
+struct Quoted<'a>(&'a str);
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            write!(f, " {:?}", self.0)
+        }
+    }
+}
+
 impl Error {
+    /// [`Error::InvalidSpec`] for `field`, its `value` (empty when missing) and why.
+    pub(crate) fn spec(
+        field: &'static str,
+        value: impl std::fmt::Display,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Error::InvalidSpec {
+            field,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// [`Error::InvalidOption`] for `option`, its `value` and why.
+    pub(crate) fn option(
+        option: &'static str,
+        value: impl std::fmt::Display,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Error::InvalidOption {
+            option,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
     /// Wraps an I/O error with the operation and path.
     pub fn io(
         op: &'static str,
@@ -140,4 +217,37 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_name_the_field_and_value_once() {
+        let e = Error::spec("linux.cgroupsPath", "a/../b", "a component is `..`");
+        assert_eq!(
+            e.to_string(),
+            r#"invalid spec: linux.cgroupsPath "a/../b": a component is `..`"#
+        );
+        let e = Error::spec("process", "", "missing");
+        assert_eq!(e.to_string(), "invalid spec: process: missing");
+        let e = Error::option("restart policy", "sometimes", "expected always");
+        assert_eq!(
+            e.to_string(),
+            r#"invalid restart policy "sometimes": expected always"#
+        );
+        // A wrapped cause is in source() only.
+        let bad = serde_json::from_str::<u8>("x").unwrap_err();
+        let e = Error::Serialize {
+            what: "hook state",
+            source: bad,
+        };
+        let cause = std::error::Error::source(&e).unwrap().to_string();
+        assert!(!e.to_string().contains(&cause));
+        assert_eq!(
+            chain(&e),
+            format!("could not serialize the hook state: {cause}")
+        );
+    }
 }

@@ -116,25 +116,25 @@ pub enum ExtraMount {
 impl ExtraMount {
     /// Parses docker's `-v SRC:DST[:OPTS]` for a host path (`ro`, `rw`, `z`/`Z` ignored).
     pub fn parse_volume(spec: &str) -> Result<Self> {
-        let bad = |why: &str| Error::InvalidSpec(format!("invalid volume {spec:?}: {why}"));
+        let bad = |why: String| Error::option("volume", spec, why);
         let parts: Vec<&str> = spec.split(':').collect();
         let (src, dst, opts) = match parts.as_slice() {
             [s, d] => (*s, *d, ""),
             [s, d, o] => (*s, *d, *o),
-            _ => return Err(bad("expected HOST:CONTAINER[:ro]")),
+            _ => return Err(bad("expected HOST:CONTAINER[:ro]".into())),
         };
         if !src.starts_with('/') {
-            return Err(bad("the host path must be absolute"));
+            return Err(bad("the host path must be absolute".into()));
         }
         if !dst.starts_with('/') {
-            return Err(bad("the container path must be absolute"));
+            return Err(bad("the container path must be absolute".into()));
         }
         let mut readonly = false;
         for o in opts.split(',').filter(|o| !o.is_empty()) {
             match o {
                 "ro" => readonly = true,
                 "rw" | "z" | "Z" => {}
-                other => return Err(bad(&format!("unknown option {other:?}"))),
+                other => return Err(bad(format!("unknown option {other:?}"))),
             }
         }
         Ok(Self::Bind {
@@ -148,9 +148,11 @@ impl ExtraMount {
     pub fn parse_tmpfs(spec: &str) -> Result<Self> {
         let (dst, opts) = spec.split_once(':').unwrap_or((spec, ""));
         if !dst.starts_with('/') {
-            return Err(Error::InvalidSpec(format!(
-                "invalid tmpfs {spec:?}: the container path must be absolute"
-            )));
+            return Err(Error::option(
+                "tmpfs",
+                spec,
+                "the container path must be absolute",
+            ));
         }
         Ok(Self::Tmpfs {
             target: dst.to_owned(),
@@ -189,7 +191,10 @@ impl ExtraMount {
                     .build()
             }
         };
-        m.map_err(|e| Error::InvalidSpec(e.to_string()))
+        m.map_err(|source| Error::Build {
+            what: "mount",
+            source,
+        })
     }
 
     /// The path in the container.
@@ -366,8 +371,7 @@ pub struct RunOptions {
 pub fn parse_capability(name: &str) -> Result<Capability> {
     let upper = name.to_ascii_uppercase();
     let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
-    Capability::from_str(bare)
-        .map_err(|_| Error::InvalidSpec(format!("unknown capability {name:?}")))
+    Capability::from_str(bare).map_err(|_| Error::option("capability", name, "unknown"))
 }
 
 /// What `--cap-add ALL` and `--privileged` give: every capability this process's bounding set
@@ -415,7 +419,10 @@ fn id_maps(own: u32, sub: Option<(u32, u32)>) -> Result<Vec<LinuxIdMapping>> {
             .host_id(h)
             .size(n)
             .build()
-            .map_err(|e| Error::InvalidSpec(e.to_string()))
+            .map_err(|source| Error::Build {
+                what: "id mapping",
+                source,
+            })
     };
     let mut out = vec![map(0, own, 1)?];
     if let Some((start, count)) = sub.filter(|s| s.1 > 0) {
@@ -424,8 +431,11 @@ fn id_maps(own: u32, sub: Option<(u32, u32)>) -> Result<Vec<LinuxIdMapping>> {
     Ok(out)
 }
 
-fn spec_err(e: impl std::fmt::Display) -> Error {
-    Error::InvalidSpec(e.to_string())
+fn spec_err(source: oci_spec::OciSpecError) -> Error {
+    Error::Build {
+        what: "runtime spec",
+        source,
+    }
 }
 
 /// From an image configuration and `docker run` options to a runtime [`Spec`], the way
@@ -471,8 +481,10 @@ pub fn spec_from_image(
         args.extend(opts.args.iter().cloned());
     }
     if args.is_empty() {
-        return Err(Error::InvalidSpec(
-            "no command: the image has no Entrypoint or Cmd and none was given".into(),
+        return Err(Error::option(
+            "command",
+            "",
+            "the image has no Entrypoint or Cmd and none was given",
         ));
     }
 
@@ -502,9 +514,7 @@ pub fn spec_from_image(
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| "/".to_owned());
     if !cwd.starts_with('/') {
-        return Err(Error::InvalidSpec(format!(
-            "working directory {cwd:?} is not absolute"
-        )));
+        return Err(Error::option("working directory", cwd, "not absolute"));
     }
     let user = UserBuilder::default()
         .uid(uid)
@@ -625,9 +635,11 @@ pub fn spec_from_image(
         });
         if let Some(m) = opts.memory {
             if m < 6 << 20 {
-                return Err(Error::InvalidSpec(format!(
-                    "memory limit {m} is below the minimum of 6 MiB"
-                )));
+                return Err(Error::option(
+                    "memory limit",
+                    format!("{m} bytes"),
+                    "below the minimum of 6 MiB",
+                ));
             }
             res = res.memory(
                 LinuxMemoryBuilder::default()
@@ -638,7 +650,7 @@ pub fn spec_from_image(
         }
         if let Some(c) = opts.cpus {
             if !(c > 0.0 && c.is_finite()) {
-                return Err(Error::InvalidSpec(format!("invalid --cpus {c}")));
+                return Err(Error::option("cpus", c, "not a positive number"));
             }
             let period: u64 = 100_000;
             res = res.cpu(
@@ -991,10 +1003,7 @@ mod tests {
         assert_eq!(all, all_capabilities());
         assert!(all.len() <= 41 && all.is_superset(&DEFAULT_CAPABILITIES.into_iter().collect()));
         let e = capability_set(&["CAP_NOPE".into()], &[]).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "invalid spec: unknown capability \"CAP_NOPE\""
-        );
+        assert_eq!(e.to_string(), "invalid capability \"CAP_NOPE\": unknown");
     }
 
     #[test]

@@ -46,9 +46,11 @@ impl std::str::FromStr for RestartPolicy {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         let bad = || {
-            Error::InvalidSpec(format!(
-                "invalid restart policy {s:?} (no, on-failure[:N], always, unless-stopped)"
-            ))
+            Error::option(
+                "restart policy",
+                s,
+                "expected no, on-failure[:N], always or unless-stopped",
+            )
         };
         Ok(match s.split_once(':') {
             None => match s {

@@ -15,8 +15,14 @@ use std::path::{Component, Path, PathBuf};
 pub(crate) const DEFAULT_PATH: &str =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-pub(crate) fn cstr(s: impl Into<Vec<u8>>, what: &str) -> Result<CString> {
-    CString::new(s).map_err(|_| Error::InvalidSpec(format!("{what} contains a NUL byte")))
+pub(crate) fn cstr(s: impl Into<Vec<u8>>, what: &'static str) -> Result<CString> {
+    CString::new(s).map_err(|e| {
+        Error::spec(
+            what,
+            String::from_utf8_lossy(&e.into_vec()),
+            "contains a NUL byte",
+        )
+    })
 }
 
 /// `a/b/c` → [(`a`,`a`), (`a/b`,`b`), (`a/b/c`,`c`)], refusing `..`.
@@ -28,16 +34,17 @@ fn prefixes(dest: &Path) -> Result<Vec<(CString, CString)>> {
             Component::Normal(p) => {
                 acc.push(p);
                 out.push((
-                    cstr(acc.as_os_str().as_encoded_bytes(), "mount destination")?,
-                    cstr(p.as_encoded_bytes(), "mount destination")?,
+                    cstr(acc.as_os_str().as_encoded_bytes(), "mounts[].destination")?,
+                    cstr(p.as_encoded_bytes(), "mounts[].destination")?,
                 ));
             }
             Component::RootDir | Component::CurDir => {}
             _ => {
-                return Err(Error::InvalidSpec(format!(
-                    "mount destination {} has a `..` component",
-                    dest.display()
-                )))
+                return Err(Error::spec(
+                    "mounts[].destination",
+                    dest.display(),
+                    "has a `..` component",
+                ))
             }
         }
     }
@@ -68,10 +75,11 @@ fn propagation(name: &str) -> Option<MountFlags> {
 fn mount_step(m: &Mount, bundle: &Path, cgroup: Option<&Cgroup>) -> Result<Vec<MountStep>> {
     let dest = m.destination();
     if !dest.is_absolute() {
-        return Err(Error::InvalidSpec(format!(
-            "mount destination {} is not absolute",
-            dest.display()
-        )));
+        return Err(Error::spec(
+            "mounts[].destination",
+            dest.display(),
+            "not absolute",
+        ));
     }
     let mut flags = MountFlags::empty();
     let mut clear = MountFlags::empty();
@@ -129,19 +137,19 @@ fn mount_step(m: &Mount, bundle: &Path, cgroup: Option<&Cgroup>) -> Result<Vec<M
     let mut step = MountStep {
         source: source
             .as_ref()
-            .map(|s| cstr(s.as_os_str().as_encoded_bytes(), "mount source"))
+            .map(|s| cstr(s.as_os_str().as_encoded_bytes(), "mounts[].source"))
             .transpose()?,
         prefixes: prefixes(dest)?,
         fstype: if bind {
             None
         } else {
-            Some(cstr(typ, "mount type")?)
+            Some(cstr(typ, "mounts[].type")?)
         },
         flags,
         data: if data.is_empty() || bind {
             None
         } else {
-            Some(cstr(data.join(","), "mount options")?)
+            Some(cstr(data.join(","), "mounts[].options")?)
         },
         remount: None,
         propagation: prop,
@@ -203,7 +211,10 @@ fn cgroup_mounts(
                         continue;
                     };
                     steps.push(MountStep {
-                        source: Some(cstr(dir.as_os_str().as_encoded_bytes(), "cgroup")?),
+                        source: Some(cstr(
+                            dir.as_os_str().as_encoded_bytes(),
+                            "linux.cgroupsPath",
+                        )?),
                         prefixes: prefixes(&dest.join(ctrl))?,
                         fstype: None,
                         flags: MountFlags::BIND,
@@ -298,7 +309,11 @@ pub(crate) fn filesystem(
         let p = d.path();
         let rel = p.strip_prefix("/").unwrap_or(p);
         if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-            return Err(Error::InvalidSpec(format!("device path {}", p.display())));
+            return Err(Error::spec(
+                "linux.devices[].path",
+                p.display(),
+                "has a `.` or `..` component",
+            ));
         }
         let kind = match d.typ() {
             LinuxDeviceType::B => FileType::BlockDevice,
@@ -325,9 +340,12 @@ pub(crate) fn filesystem(
             .unwrap_or(Path::new("."));
         let name = path.file_name().unwrap_or_default();
         devices.push(DeviceStep {
-            parent: cstr(parent.as_os_str().as_encoded_bytes(), "device")?,
-            name: cstr(name.as_encoded_bytes(), "device")?,
-            host: cstr(format!("/{rel}"), "device")?,
+            parent: cstr(
+                parent.as_os_str().as_encoded_bytes(),
+                "linux.devices[].path",
+            )?,
+            name: cstr(name.as_encoded_bytes(), "linux.devices[].path")?,
+            host: cstr(format!("/{rel}"), "linux.devices[].path")?,
             kind,
             dev,
             mode,
@@ -353,21 +371,25 @@ pub(crate) fn filesystem(
     {
         symlinks.push((cstr("pts/ptmx", "x")?, cstr("dev/ptmx", "x")?));
     }
-    let paths = |v: Option<&Vec<String>>| -> Result<Vec<CString>> {
+    let paths = |field: &'static str, v: Option<&Vec<String>>| -> Result<Vec<CString>> {
         v.into_iter()
             .flatten()
             .map(|p| {
                 if !p.starts_with('/') || p.split('/').any(|c| c == "..") {
-                    return Err(Error::InvalidSpec(format!(
-                        "path {p:?} must be absolute without `..`"
-                    )));
+                    return Err(Error::spec(field, p, "must be absolute without `..`"));
                 }
-                cstr(p.as_str(), "path")
+                cstr(p.as_str(), field)
             })
             .collect()
     };
-    let masked = paths(linux.and_then(|l| l.masked_paths().as_ref()))?;
-    let readonly_paths = paths(linux.and_then(|l| l.readonly_paths().as_ref()))?;
+    let masked = paths(
+        "linux.maskedPaths",
+        linux.and_then(|l| l.masked_paths().as_ref()),
+    )?;
+    let readonly_paths = paths(
+        "linux.readonlyPaths",
+        linux.and_then(|l| l.readonly_paths().as_ref()),
+    )?;
     let mut sysctl = Vec::new();
     for (k, v) in linux
         .and_then(|l| l.sysctl().as_ref())
@@ -378,27 +400,28 @@ pub(crate) fn filesystem(
             || k.contains('/') && k.contains("..")
             || k.split(['.', '/']).any(|c| c.is_empty() || c == "..")
         {
-            return Err(Error::InvalidSpec(format!("sysctl {k:?}")));
+            return Err(Error::spec("linux.sysctl", k, "not a sysctl name"));
         }
         if !sysctl_namespaced(&k.replace('/', "."), |t| {
             linux
                 .and_then(|l| l.namespaces().as_ref())
                 .is_some_and(|ns| ns.iter().any(|n| n.typ() == t))
         }) {
-            return Err(Error::InvalidSpec(format!(
-                "sysctl {k:?} is not in a namespace of the container: it would change the host"
-            )));
+            return Err(Error::spec(
+                "linux.sysctl",
+                k,
+                "not in a namespace of the container: it would change the host",
+            ));
         }
         sysctl.push((
-            cstr(format!("sys/{}", k.replace('.', "/")), "sysctl")?,
-            cstr(v.as_str(), "sysctl")?,
+            cstr(format!("sys/{}", k.replace('.', "/")), "linux.sysctl")?,
+            cstr(v.as_str(), "linux.sysctl")?,
         ));
     }
     let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
         None | Some("") => raw(libc::MS_PRIVATE | MS_REC),
-        Some(p) => {
-            propagation(p).ok_or_else(|| Error::InvalidSpec(format!("rootfsPropagation {p:?}")))?
-        }
+        Some(p) => propagation(p)
+            .ok_or_else(|| Error::spec("linux.rootfsPropagation", p, "unknown propagation"))?,
     };
     Ok(Built {
         mounts,
@@ -472,7 +495,7 @@ fn cap_mask<T: serde::Serialize>(set: Option<&std::collections::HashSet<T>>) -> 
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
         let n = cap_number(&name)
-            .ok_or_else(|| Error::InvalidSpec(format!("unknown capability {name:?}")))?;
+            .ok_or_else(|| Error::spec("process.capabilities", name, "unknown capability"))?;
         m |= 1 << n;
     }
     Ok(m)
@@ -505,11 +528,11 @@ fn rlimit(name: &str) -> Option<rustix::process::Resource> {
 pub(crate) fn process(p: &Process) -> Result<ProcessPlan> {
     let args = p.args().clone().unwrap_or_default();
     let Some(arg0) = args.first() else {
-        return Err(Error::InvalidSpec("process.args is empty".into()));
+        return Err(Error::spec("process.args", "", "empty"));
     };
     let env = p.env().clone().unwrap_or_default();
     let exec = if arg0.contains('/') {
-        vec![cstr(arg0.as_str(), "args[0]")?]
+        vec![cstr(arg0.as_str(), "process.args")?]
     } else {
         let path = env
             .iter()
@@ -517,15 +540,12 @@ pub(crate) fn process(p: &Process) -> Result<ProcessPlan> {
             .unwrap_or(DEFAULT_PATH);
         path.split(':')
             .filter(|d| !d.is_empty())
-            .map(|d| cstr(format!("{}/{arg0}", d.trim_end_matches('/')), "PATH"))
+            .map(|d| cstr(format!("{}/{arg0}", d.trim_end_matches('/')), "process.env"))
             .collect::<Result<_>>()?
     };
     let cwd = p.cwd();
     if !cwd.is_absolute() {
-        return Err(Error::InvalidSpec(format!(
-            "process.cwd {} is not absolute",
-            cwd.display()
-        )));
+        return Err(Error::spec("process.cwd", cwd.display(), "not absolute"));
     }
     let mut rlimits = Vec::new();
     for r in p.rlimits().iter().flatten() {
@@ -534,7 +554,7 @@ pub(crate) fn process(p: &Process) -> Result<ProcessPlan> {
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
         let res =
-            rlimit(&name).ok_or_else(|| Error::InvalidSpec(format!("unknown rlimit {name:?}")))?;
+            rlimit(&name).ok_or_else(|| Error::spec("process.rlimits", name, "unknown rlimit"))?;
         rlimits.push((res, r.soft(), r.hard()));
     }
     let caps = match p.capabilities() {
@@ -551,15 +571,15 @@ pub(crate) fn process(p: &Process) -> Result<ProcessPlan> {
         exec,
         argv: crate::init::ExecStrings::new(
             args.iter()
-                .map(|a| cstr(a.as_str(), "argument"))
+                .map(|a| cstr(a.as_str(), "process.args"))
                 .collect::<Result<_>>()?,
         ),
         env: crate::init::ExecStrings::new(
             env.iter()
-                .map(|e| cstr(e.as_str(), "environment"))
+                .map(|e| cstr(e.as_str(), "process.env"))
                 .collect::<Result<_>>()?,
         ),
-        cwd: cstr(cwd.as_os_str().as_encoded_bytes(), "cwd")?,
+        cwd: cstr(cwd.as_os_str().as_encoded_bytes(), "process.cwd")?,
         uid: p.user().uid(),
         gid: p.user().gid(),
         groups: p.user().additional_gids().clone().unwrap_or_default(),
@@ -575,7 +595,7 @@ pub(crate) fn process(p: &Process) -> Result<ProcessPlan> {
         }),
         oom_score_adj: p
             .oom_score_adj()
-            .map(|v| cstr(v.to_string(), "oomScoreAdj"))
+            .map(|v| cstr(v.to_string(), "process.oomScoreAdj"))
             .transpose()?,
     })
 }

@@ -52,9 +52,11 @@ fn action(a: LinuxSeccompAction, errno: Option<u32>) -> Result<u32> {
         LinuxSeccompAction::ScmpActLog => RET_LOG,
         LinuxSeccompAction::ScmpActAllow => RET_ALLOW,
         other => {
-            return Err(Error::InvalidSpec(format!(
-                "seccomp action {other:?} is not supported"
-            )))
+            return Err(Error::spec(
+                "linux.seccomp",
+                format!("{other:?}"),
+                "action not supported",
+            ))
         }
     })
 }
@@ -148,7 +150,13 @@ const FAIL: u8 = 0xff;
 fn resolve(seq: Vec<SockFilter>, start: usize, fail_at: usize) -> Result<Vec<SockFilter>> {
     let end = start + seq.len();
     let off = |from: usize, to: usize| -> Result<u8> {
-        u8::try_from(to - from - 1).map_err(|_| Error::InvalidSpec("seccomp rule too long".into()))
+        u8::try_from(to - from - 1).map_err(|_| {
+            Error::spec(
+                "linux.seccomp.syscalls",
+                "",
+                "a rule is too long for a BPF jump",
+            )
+        })
     };
     seq.into_iter()
         .enumerate()
@@ -180,10 +188,11 @@ fn resolve(seq: Vec<SockFilter>, start: usize, fail_at: usize) -> Result<Vec<Soc
 /// libseccomp does.
 pub fn compile_seccomp(profile: &LinuxSeccomp) -> Result<Vec<SockFilter>> {
     if std::env::consts::ARCH != "x86_64" {
-        return Err(Error::InvalidSpec(format!(
-            "seccomp on {} is not supported yet",
-            std::env::consts::ARCH
-        )));
+        return Err(Error::spec(
+            "linux.seccomp",
+            "",
+            format!("not supported on {} yet", std::env::consts::ARCH),
+        ));
     }
     let default = action(profile.default_action(), profile.default_errno_ret())?;
     let mut prog = vec![
@@ -208,10 +217,11 @@ pub fn compile_seccomp(profile: &LinuxSeccomp) -> Result<Vec<SockFilter>> {
             let mut body = Vec::new();
             for a in &args {
                 if a.index() > 5 {
-                    return Err(Error::InvalidSpec(format!(
-                        "seccomp argument index {}",
-                        a.index()
-                    )));
+                    return Err(Error::spec(
+                        "linux.seccomp.syscalls[].args[].index",
+                        a.index(),
+                        "above 5",
+                    ));
                 }
                 body.push(condition(
                     a.index(),
@@ -225,8 +235,13 @@ pub fn compile_seccomp(profile: &LinuxSeccomp) -> Result<Vec<SockFilter>> {
             let body_len: usize = body.iter().map(Vec::len).sum();
             let block_end = start + 2 + body_len + 1; // index of the next rule
             prog.push(stmt(BPF_LD_W_ABS, NR));
-            let skip = u8::try_from(body_len + 1)
-                .map_err(|_| Error::InvalidSpec("seccomp rule too long".into()))?;
+            let skip = u8::try_from(body_len + 1).map_err(|_| {
+                Error::spec(
+                    "linux.seccomp.syscalls",
+                    "",
+                    "a rule is too long for a BPF jump",
+                )
+            })?;
             prog.push(jump(BPF_JEQ_K, nr, 0, skip));
             for seq in body {
                 let at = prog.len();
@@ -237,10 +252,14 @@ pub fn compile_seccomp(profile: &LinuxSeccomp) -> Result<Vec<SockFilter>> {
     }
     prog.push(stmt(BPF_RET_K, default));
     if prog.len() > 4096 {
-        return Err(Error::InvalidSpec(format!(
-            "seccomp program of {} instructions is too long",
-            prog.len()
-        )));
+        return Err(Error::spec(
+            "linux.seccomp",
+            "",
+            format!(
+                "its BPF program of {} instructions is over 4096",
+                prog.len()
+            ),
+        ));
     }
     Ok(prog)
 }

@@ -269,7 +269,7 @@ fn failures_in_setup_are_reported_with_the_step() {
     spec.set_process(Some(p));
     assert!(matches!(
         b.builder(&unique("cwd"), spec).0.create(),
-        Err(Error::InvalidSpec(_))
+        Err(Error::InvalidSpec { field: "process.cwd", ref value, .. }) if value == "relative"
     ));
 }
 
@@ -542,7 +542,10 @@ fn terminal_master_goes_to_the_console_socket() {
         ContainerBuilder::new(&unique("tty0"), spec.clone(), b.dir.path())
             .state_root(&b.state)
             .create(),
-        Err(Error::InvalidSpec(_))
+        Err(Error::InvalidSpec {
+            field: "process.terminal",
+            ..
+        })
     ));
     let c = ContainerBuilder::new(&unique("tty"), spec, b.dir.path())
         .state_root(&b.state)
@@ -870,7 +873,10 @@ fn time_namespace_offsets_move_the_containers_clocks() {
     linux.set_time_offsets(Some([("realtime".to_string(), offset(1))].into()));
     spec.set_linux(Some(linux));
     let err = b.builder(&unique("time"), spec).0.create().unwrap_err();
-    assert!(matches!(err, Error::InvalidSpec(_)), "{err}");
+    assert!(
+        matches!(&err, Error::InvalidSpec { field: "linux.timeOffsets", value, .. } if value == "realtime"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -989,7 +995,11 @@ fn sysctls_are_written_in_the_containers_namespaces_only() {
         s.set_linux(Some(l));
         let (builder, _out) = b.builder(&unique("sysctl-host"), s);
         match builder.create() {
-            Err(Error::InvalidSpec(m)) => assert!(m.contains(key), "{m}"),
+            Err(Error::InvalidSpec {
+                field: "linux.sysctl",
+                value,
+                ..
+            }) => assert_eq!(value, key),
             other => panic!("{key}: {other:?}"),
         }
     }
@@ -1257,7 +1267,10 @@ fn invalid_device_rules_are_refused_before_anything_runs() {
     spec.set_linux(Some(linux));
     let (builder, _out) = b.builder(&unique("devbad"), spec);
     let err = run(builder).unwrap_err();
-    assert!(matches!(err, Error::InvalidSpec(_)), "{err}");
+    assert!(
+        matches!(&err, Error::InvalidSpec { field: "linux.resources.devices[].access", value, .. } if value == "rwz"),
+        "{err}"
+    );
 }
 
 // Fault: a container asked for more arguments or environment variables than a fixed-size
@@ -1362,7 +1375,7 @@ fn relative_hook_paths_are_refused() {
     let (builder, _out) = b.builder(&unique("relhook"), spec);
     let err = builder.create().unwrap_err();
     assert!(
-        matches!(&err, Error::InvalidSpec(m) if m.contains("bin/evil")),
+        matches!(&err, Error::InvalidSpec { field: "hooks", value, .. } if value.contains("bin/evil")),
         "{err}"
     );
 }
