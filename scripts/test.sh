@@ -11,8 +11,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # Debian packages the tests use: a real registry, a real busybox, peers for interop, pigz for
 # multi-member gzip layers, runtimes and idmap tools for the runtime tests; nftables, iproute2
 # (the tests' own namespaces), slirp4netns and debootstrap (the nginx-light image) for the
-# network tests; iperf3 for the network benchmarks.
-packages=(docker-registry busybox-static skopeo umoci pigz zstd runc crun containerd podman buildah uidmap apache2-utils openssl nftables iproute2 slirp4netns debootstrap iperf3)
+# network tests; iperf3 for the network benchmarks; libssl-dev and pkg-config for the registry
+# client's native-tls feature.
+packages=(docker-registry busybox-static skopeo umoci pigz zstd runc crun containerd podman buildah uidmap apache2-utils openssl nftables iproute2 slirp4netns debootstrap iperf3 libssl-dev pkg-config)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -54,6 +55,15 @@ rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/oci-rs-* "${CARGO_HOME:-$HO
 cargo package --workspace --exclude oci-examples --exclude oci-benches --allow-dirty --locked -q
 echo "test.sh: oci-rs-image and oci-rs-layer without default features (no zstd)"
 cargo test -p oci-rs-image -p oci-rs-layer --no-default-features --lib -q
+# The registry client's other TLS choices, against a real TLS registry with a private CA and
+# a plain-HTTP server reached over TLS (the default, rustls with ring, ran above).
+for tls in native-tls aws-lc-rs; do
+  echo "test.sh: oci-rs-registry-client with $tls"
+  cargo test -p oci-rs-registry-client --no-default-features --features "$tls" --test distribution --test quirks -q -- tls plain_http
+done
+cargo test -p oci-rs-registry-client --no-default-features --features aws-lc-rs --lib -q aws_lc_rs
+echo "test.sh: oci-rs-registry-client with rustls and no crypto provider"
+cargo test -p oci-rs-registry-client --no-default-features --features rustls --lib -q rustls_without_a_provider
 echo "test.sh: docs of oci-rs-image with its testing feature"
 RUSTDOCFLAGS="-D warnings" cargo doc -p oci-rs-image --no-deps --features testing -q
 # A short fuzz smoke of every target (fuzz/ is its own workspace, on the stable toolchain with

@@ -193,9 +193,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Trusts the CA certificates of a PEM bundle as well as the built-in roots (Mozilla's,
-    /// through webpki-roots) and the platform's store (read at build time with
-    /// rustls-native-certs: `/etc/ssl/certs` and `SSL_CERT_FILE` on Linux): private registries.
+    /// Trusts the CA certificates of a PEM bundle as well as the platform's store
+    /// (`/etc/ssl/certs` and `SSL_CERT_FILE` on Linux) and, with rustls, Mozilla's roots
+    /// (webpki-roots): private registries.
     pub fn root_certificates_pem(mut self, pem: &[u8]) -> Result<Self> {
         let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| Error::Credentials {
             registry: "*".into(),
@@ -252,6 +252,15 @@ impl ClientBuilder {
 
     fn build_http(&self) -> Result<reqwest::Client> {
         let mut http = reqwest::Client::builder();
+        #[cfg(feature = "rustls")]
+        {
+            crypto_provider()?;
+            http = http.use_rustls_tls();
+        }
+        #[cfg(all(feature = "native-tls", not(feature = "rustls")))]
+        {
+            http = http.use_native_tls();
+        }
         for c in &self.roots {
             http = http.add_root_certificate(c.clone());
         }
@@ -266,6 +275,24 @@ impl ClientBuilder {
                 source: e,
             })
     }
+}
+
+/// Makes sure rustls has a crypto provider: aws-lc-rs (feature `aws-lc-rs`) is installed as
+/// the process default when none is; `ring` is reqwest's own fallback. With neither feature,
+/// the program must have installed one, or the build fails here instead of panicking in
+/// reqwest.
+#[cfg(feature = "rustls")]
+fn crypto_provider() -> Result<()> {
+    #[cfg(feature = "aws-lc-rs")]
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Another thread may install one first: either way there is one afterwards.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
+    #[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        return Err(Error::NoCryptoProvider);
+    }
+    Ok(())
 }
 
 pub(crate) struct Inner {
@@ -710,6 +737,31 @@ pub(crate) fn resolve_location(base: &Url, resp: &reqwest::Response) -> Result<U
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Built with `--no-default-features --features rustls` (scripts/test.sh does): without a
+    // provider, building fails with a typed error instead of reqwest's panic.
+    #[cfg(all(feature = "rustls", not(any(feature = "ring", feature = "aws-lc-rs"))))]
+    #[test]
+    fn rustls_without_a_provider_is_an_error() {
+        assert!(matches!(
+            Client::builder().build(),
+            Err(Error::NoCryptoProvider)
+        ));
+    }
+
+    // With `aws-lc-rs`, it is the provider in use afterwards.
+    #[cfg(feature = "aws-lc-rs")]
+    #[test]
+    fn aws_lc_rs_is_installed_when_chosen() {
+        Client::builder().build().unwrap();
+        let p = rustls::crypto::CryptoProvider::get_default().unwrap();
+        let aws = rustls::crypto::aws_lc_rs::default_provider();
+        assert_eq!(
+            format!("{:?}", p.cipher_suites),
+            format!("{:?}", aws.cipher_suites)
+        );
+        assert_eq!(format!("{:?}", p.kx_groups), format!("{:?}", aws.kx_groups));
+    }
 
     #[test]
     fn endpoints_and_plain_http_rules() {

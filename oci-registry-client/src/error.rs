@@ -77,6 +77,11 @@ pub enum Error {
         /// The URL asked for.
         url: String,
     },
+    /// rustls has no crypto provider: the `ring` and `aws-lc-rs` features are off and the
+    /// program installed none.
+    #[cfg(feature = "rustls")]
+    #[error("no rustls crypto provider: enable the `ring` or `aws-lc-rs` feature of oci-rs-registry-client, or call rustls::crypto::CryptoProvider::install_default before building a client")]
+    NoCryptoProvider,
     /// The registry refused our credentials or gave no way to authenticate.
     #[error("unauthorized at {url}: {reason}")]
     Unauthorized {
@@ -290,12 +295,13 @@ impl Error {
 }
 
 /// Whether a TLS handshake failed because the server answered in plain HTTP: rustls reads
-/// the bytes of an HTTP status line as a record of an invalid content type.
+/// the bytes of an HTTP status line as a record of an invalid content type, OpenSSL as a
+/// record of a wrong version.
 fn plain_http_reply(e: &reqwest::Error) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         let text = err.to_string();
-        if text.contains("InvalidContentType") {
+        if text.contains("InvalidContentType") || text.contains("wrong version number") {
             return true;
         }
         cur = err.source();

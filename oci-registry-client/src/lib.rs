@@ -2,7 +2,8 @@
 //!
 //! A client for the [OCI distribution spec] (v1.1): pull and push manifests and blobs, list
 //! tags and repositories, find referrers, delete, with the authentication, retries and
-//! safety that real registries need. Built on reqwest (rustls, HTTP/2) and tokio: every call
+//! safety that real registries need. Built on reqwest (HTTP/2, rustls or
+//! native-tls) and tokio: every call
 //! needs a tokio runtime, as reqwest does.
 //!
 //! [OCI distribution spec]: https://github.com/opencontainers/distribution-spec
@@ -31,6 +32,21 @@
 //! [`RegistrySource`] and [`RegistryDestination`] plug a repository into
 //! [`oci_rs_image::ImageSource`] / [`oci_rs_image::ImageDestination`], so the generic image copy
 //! pulls into and pushes from any store.
+//!
+//! ## TLS
+//!
+//! The cargo features choose the TLS library:
+//!
+//! - `rustls` (default) with the crypto provider `ring` (default) or `aws-lc-rs`; with
+//!   `default-features = false, features = ["rustls"]` the program installs its own provider
+//!   (`rustls::crypto::CryptoProvider::install_default`) before it builds a client, or
+//!   [`ClientBuilder::build`] fails with [`Error::NoCryptoProvider`]. It trusts the
+//!   platform's root store (rustls-native-certs) and Mozilla's roots (webpki-roots).
+//! - `native-tls`, with `default-features = false`: the platform's library (OpenSSL on
+//!   Linux) and its root store. When both are on, rustls is used.
+//!
+//! Either way [`ClientBuilder::root_certificates_pem`] adds private CAs, and
+//! [`ClientBuilder::http_client`] takes a `reqwest::Client` built as the program likes.
 //!
 //! ## Guarantees
 //!
@@ -100,3 +116,8 @@ pub use transfer::{RegistryDestination, RegistrySource};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+#[cfg(not(any(feature = "rustls", feature = "native-tls")))]
+compile_error!(
+    "oci-rs-registry-client needs a TLS library: the `rustls` feature (default) or `native-tls`"
+);
