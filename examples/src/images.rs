@@ -37,6 +37,8 @@ pub fn data_dir(explicit: Option<&Path>) -> PathBuf {
 pub struct Images {
     /// The OCI layout holding every image.
     pub layout: OciLayout,
+    /// Where layers are unpacked (`data_dir/snapshots`), for pulls that unpack.
+    snapshots: PathBuf,
     insecure: Vec<String>,
     quiet: bool,
 }
@@ -176,6 +178,7 @@ impl Images {
             .with_context(|| format!("opening the image store in {}", data_dir.display()))?;
         Ok(Self {
             layout,
+            snapshots: data_dir.join("snapshots"),
             insecure,
             quiet,
         })
@@ -223,12 +226,28 @@ impl Images {
 
     /// `pull REF`: into the store, tagged with the full reference.
     pub async fn pull(&self, reference: &str, platform: Option<&str>) -> Result<Descriptor> {
-        Ok(self.pull_report(reference, platform).await?.manifest)
+        Ok(self.pull_report(reference, platform, false).await?.manifest)
     }
 
-    /// [`Images::pull`] with what docker prints of it: each layer's fate, and whether the
-    /// name already pointed at this image.
-    pub async fn pull_report(&self, reference: &str, platform: Option<&str>) -> Result<PullReport> {
+    /// [`Images::pull`] that also unpacks the image's layers into the snapshots as they
+    /// arrive (`run` of an image not here yet, `pull --unpack`, a build's `FROM`): each blob
+    /// is read once, see [`oci_rs_layer::pull_and_unpack`].
+    pub async fn pull_unpacked(
+        &self,
+        reference: &str,
+        platform: Option<&str>,
+    ) -> Result<Descriptor> {
+        Ok(self.pull_report(reference, platform, true).await?.manifest)
+    }
+
+    /// [`Images::pull`] (or with `unpack`, [`Images::pull_unpacked`]) with what docker prints
+    /// of it: each layer's fate, and whether the name already pointed at this image.
+    pub async fn pull_report(
+        &self,
+        reference: &str,
+        platform: Option<&str>,
+        unpack: bool,
+    ) -> Result<PullReport> {
         let r = ImageReference::parse(reference)?;
         let (repo, what) = Repository::parse_reference(reference)?;
         let src = RegistrySource::new(self.client()?, repo);
@@ -245,9 +264,17 @@ impl Images {
                     .insert(digest.to_string());
             }
         })?;
-        let report = copy(&src, &dst, &what, &opts)
-            .await
-            .with_context(|| format!("pulling {reference}"))?;
+        let report = if unpack {
+            let snapshots = oci_rs_layer::Snapshotter::new(&self.snapshots)?;
+            oci_rs_layer::pull_and_unpack(&src, &dst, &what, &opts, &snapshots)
+                .await
+                .with_context(|| format!("pulling {reference}"))?
+                .copy
+        } else {
+            copy(&src, &dst, &what, &opts)
+                .await
+                .with_context(|| format!("pulling {reference}"))?
+        };
         let fetched = fetched.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let top = self
             .layout
@@ -1085,7 +1112,7 @@ impl Images {
                 if !self.quiet {
                     eprintln!("Unable to find image '{}' locally", r.familiar());
                 }
-                self.pull(image, platform).await?
+                self.pull_unpacked(image, platform).await?
             }
         };
         let m = self

@@ -16,28 +16,6 @@ fn ready() -> bool {
     common::have_registry()
 }
 
-/// Every blob file is named by its content; index.json parses; temporaries are not blobs.
-fn verify_layout(dir: &Path) {
-    let index = std::fs::read(dir.join("index.json")).unwrap();
-    let _: serde_json::Value = serde_json::from_slice(&index).unwrap();
-    let blobs = dir.join("blobs/sha256");
-    for e in std::fs::read_dir(&blobs).into_iter().flatten() {
-        let e = e.unwrap();
-        let name = e.file_name().into_string().unwrap();
-        let mut f = std::fs::File::open(e.path()).unwrap();
-        let mut h = oci_rs_image::Hasher::default();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        assert_eq!(h.finish().digest(), name, "a blob does not match its name");
-    }
-}
-
 fn oci(data: &Path, args: &[&str]) -> std::process::Child {
     common::silent(
         Path::new(OCI),
@@ -87,7 +65,7 @@ fn killed_pull_push_and_apply_leave_clean_stores() {
     // Push, killed at several points, then completed.
     for ms in [5, 40, 120, 300] {
         kill_after(oci(&a, &["push", &image]), ms);
-        verify_layout(&a.join("images"));
+        common::verify_layout(&a.join("images"));
     }
     run_ok(&a, &["push", &image]);
 
@@ -96,11 +74,11 @@ fn killed_pull_push_and_apply_leave_clean_stores() {
     for ms in [5, 30, 80, 200, 400] {
         kill_after(oci(&b, &["pull", &image]), ms);
         if b.join("images/index.json").exists() {
-            verify_layout(&b.join("images"));
+            common::verify_layout(&b.join("images"));
         }
     }
     run_ok(&b, &["pull", &image]);
-    verify_layout(&b.join("images"));
+    common::verify_layout(&b.join("images"));
 
     // Layer apply, killed, then re-applied over what the killed one left.
     let blob = std::fs::read_dir(b.join("images/blobs/sha256"))

@@ -66,6 +66,21 @@ pub enum CopyEvent {
         /// Its size.
         size: u64,
     },
+    /// Compressed bytes of a layer went through its unpacking (oci-rs-layer's streaming
+    /// unpack; emitted at most every 256 KiB and at the end).
+    LayerExtracting {
+        /// The layer blob.
+        digest: Digest,
+        /// Bytes so far.
+        done: u64,
+        /// Its size.
+        size: u64,
+    },
+    /// A layer was unpacked, verified (blob digest and DiffID) and made visible.
+    LayerExtracted {
+        /// The layer blob.
+        digest: Digest,
+    },
     /// A manifest or index was written.
     ManifestWritten {
         /// Its digest.

@@ -54,6 +54,7 @@ mod apply;
 mod diff;
 mod error;
 mod pathset;
+mod pull;
 mod root;
 mod snapshot;
 mod tarw;
@@ -66,6 +67,7 @@ pub use apply::{
 pub use diff::{diff, diff_overlay, diff_to_store, export, DiffOptions, DiffReport};
 pub use error::{Error, Result};
 pub use oci_spec;
+pub use pull::{pull_and_unpack, PullUnpackReport};
 pub use root::{clean as clean_path, empty_dir, kind_at, list_dir, open_beneath, remove_all, Root};
 pub use snapshot::{
     flatten, mount_overlay, private_dir, Mount, MountKind, SnapshotInfo, Snapshotter, UnpackReport,

@@ -9,6 +9,9 @@ use oci_rs_image::Compression;
 use oci_rs_image::{ImageSource, Manifest};
 use std::path::{Path, PathBuf};
 
+/// The prefix of temporary unpack directories under `layers`.
+const UNPACK_PREFIX: &str = ".unpack-";
+
 /// Overlay snapshots: each layer unpacked once into its own directory, keyed by DiffID, and
 /// an image's layers mounted as overlayfs lower directories under a fresh upper and work
 /// directory: the container's read-write layer. [`Snapshotter::commit`] turns that upper
@@ -139,7 +142,7 @@ pub fn private_dir(dir: &Path) -> Result<()> {
 }
 
 /// Removes the tree at `path` with [`crate::root::remove_all`]: any depth, two descriptors.
-fn remove_tree(path: &Path) -> Result<()> {
+pub(crate) fn remove_tree(path: &Path) -> Result<()> {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(Error::fs(
             "remove",
@@ -162,7 +165,8 @@ fn remove_tree(path: &Path) -> Result<()> {
 }
 
 impl Snapshotter {
-    /// Snapshots under `root` (created when missing). `root`, its `layers` and `containers`
+    /// Snapshots under `root` (created when missing). Temporary unpack directories left by a
+    /// process that is gone are removed. `root`, its `layers` and `containers`
     /// directories and each container's directory are private to their owner (0700, and
     /// tightened when an existing store is opened): see [`private_dir`].
     pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
@@ -171,10 +175,12 @@ impl Snapshotter {
         for d in ["layers", "containers"] {
             private_dir(&root.join(d))?;
         }
-        Ok(Self {
+        let s = Self {
             root,
             apply: ApplyOptions::default(),
-        })
+        };
+        s.reap_unpack_dirs();
+        Ok(s)
     }
 
     /// The options layers are applied with (ownership, devices, xattrs).
@@ -241,38 +247,52 @@ impl Snapshotter {
         src: &dyn ImageSource,
         stack: &[(Descriptor, Digest)],
     ) -> Result<UnpackReport> {
-        let mut report = UnpackReport::default();
-        for (layer, diff_id) in stack {
-            let dir = self.layer_dir(diff_id)?;
-            if dir.is_dir() {
-                report.reused += 1;
-                report.layers.push(dir);
+        self.unpack_stack(src, None, stack, None).await
+    }
+
+    pub(crate) fn apply_options(&self) -> &ApplyOptions {
+        &self.apply
+    }
+
+    /// A new temporary directory to unpack a layer in, named after this process
+    /// (`.unpack-PID-RANDOM`) so that [`Snapshotter::new`] can tell a dead process's from a
+    /// running one's.
+    pub(crate) fn unpack_dir(&self) -> Result<tempfile::TempDir> {
+        let layers = self.root.join("layers");
+        tempfile::Builder::new()
+            .prefix(&format!("{UNPACK_PREFIX}{}-", std::process::id()))
+            .tempdir_in(&layers)
+            .map_err(|e| Error::fs("mkdtemp", layers, e))
+    }
+
+    /// Removes the temporary unpack directories of processes that are gone (a crash or a
+    /// kill in the middle of an unpack).
+    fn reap_unpack_dirs(&self) {
+        let layers = self.root.join("layers");
+        let Ok(entries) = std::fs::read_dir(&layers) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(UNPACK_PREFIX))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
                 continue;
-            }
-            let tmp = tempfile::Builder::new()
-                .prefix(".unpack-")
-                .tempdir_in(self.root.join("layers"))
-                .map_err(|e| Error::fs("mkdtemp", self.root.join("layers"), e))?;
-            let opts = ApplyOptions {
-                diff_id: Some(diff_id.clone()),
-                overlay_whiteouts: true,
-                ..self.apply.clone()
             };
-            let blob = src.blob(layer).await?;
-            apply(tmp.path(), blob, layer.media_type().as_ref(), &opts).await?;
-            let tmp = tmp.keep();
-            match std::fs::rename(&tmp, &dir) {
-                Ok(()) => report.unpacked += 1,
-                // Someone else unpacked it meanwhile: theirs is as good as ours.
-                Err(_) if dir.is_dir() => {
-                    let _ = remove_tree(&tmp);
-                    report.reused += 1;
-                }
-                Err(e) => return Err(Error::fs("rename", &dir, e)),
+            let alive = rustix::process::Pid::from_raw(pid).is_some_and(|p| {
+                !matches!(
+                    rustix::process::test_kill_process(p),
+                    Err(rustix::io::Errno::SRCH)
+                )
+            });
+            if !alive {
+                tracing::debug!(dir = ?e.path(), "removing a dead process's unpack directory");
+                let _ = remove_tree(&e.path());
             }
-            report.layers.push(dir);
         }
-        Ok(report)
     }
 
     /// Takes an overlay snapshot's upper directory as the unpacked directory of the layer

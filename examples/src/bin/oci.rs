@@ -55,6 +55,9 @@ enum Verb {
         /// `os/arch[/variant]`, or `all` for every platform of an index.
         #[arg(long)]
         platform: Option<String>,
+        /// Also unpack the layers, as they arrive, so that a first `run` starts at once.
+        #[arg(long)]
+        unpack: bool,
     },
     /// Push an image to its registry.
     Push {
@@ -857,6 +860,7 @@ async fn run(cli: Cli) -> Result<()> {
             image,
             platform,
             quiet,
+            unpack,
         } => {
             let r = oci_rs_image::ImageReference::parse(&image)?;
             if !quiet {
@@ -869,7 +873,9 @@ async fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "{tag}: Pulling from {}", r.repository())?;
                 out.flush()?;
             }
-            let report = images.pull_report(&image, platform.as_deref()).await?;
+            let report = images
+                .pull_report(&image, platform.as_deref(), unpack)
+                .await?;
             if quiet {
                 writeln!(out, "{}", report.reference)?;
             } else {

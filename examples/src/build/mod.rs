@@ -604,7 +604,9 @@ impl<'a> Builder<'a> {
             }
             None => {
                 if self.opts.pull {
-                    self.images.pull(&image_name, platform.as_deref()).await?;
+                    self.images
+                        .pull_unpacked(&image_name, platform.as_deref())
+                        .await?;
                 }
                 let (m, _, _) = self
                     .images

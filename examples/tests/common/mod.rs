@@ -32,6 +32,18 @@ impl Drop for Registry {
 }
 
 impl Registry {
+    /// Where the registry keeps a blob's bytes (distribution's filesystem driver), to make it
+    /// serve wrong ones: it does not check them when it reads.
+    #[allow(dead_code)]
+    pub fn blob_file(&self, hex: &str) -> std::path::PathBuf {
+        self._dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
     /// An anonymous registry.
     pub fn start() -> Self {
         Self::start_with_auth(None)
@@ -316,4 +328,29 @@ pub fn pty() -> (std::fs::File, std::fs::File) {
         .open(name.to_str().unwrap())
         .unwrap();
     (std::fs::File::from(master), slave)
+}
+
+/// Every blob file of the OCI layout at `dir` is named by its content, and index.json parses:
+/// temporaries are never blobs.
+#[allow(dead_code)]
+pub fn verify_layout(dir: &Path) {
+    use std::io::Read;
+    let index = std::fs::read(dir.join("index.json")).unwrap();
+    let _: serde_json::Value = serde_json::from_slice(&index).unwrap();
+    let blobs = dir.join("blobs/sha256");
+    for e in std::fs::read_dir(&blobs).into_iter().flatten() {
+        let e = e.unwrap();
+        let name = e.file_name().into_string().unwrap();
+        let mut f = std::fs::File::open(e.path()).unwrap();
+        let mut h = oci_rs_image::Hasher::default();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        assert_eq!(h.finish().digest(), name, "a blob does not match its name");
+    }
 }

@@ -1,0 +1,375 @@
+//! Fetching and unpacking in one pass: each layer blob is read once from its source, written
+//! to the store (which checks its digest) and unpacked into its own snapshot directory
+//! (which checks its DiffID) at the same time, and the layers of an image go in parallel.
+
+use crate::apply::{apply, ApplyOptions, ApplyReport};
+use crate::error::{Error, Result};
+use crate::snapshot::{Snapshotter, UnpackReport};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use oci_rs_image::oci_spec::image::{Descriptor, Digest};
+use oci_rs_image::{
+    BlobStore, CopyEvent, CopyOptions, CopyReport, Expected, ImageDestination, ImageSource,
+    Manifest, ManifestRef, PlatformFilter, PlatformSpec, ProgressFn,
+};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::task::JoinHandle;
+
+/// Bytes asked of the source per read.
+const CHUNK: usize = 128 * 1024;
+/// Chunks queued between the download and the unpacking of one layer: at most 4 MiB.
+const QUEUE: usize = 32;
+/// Progress events at most this often (bytes).
+const STEP: u64 = 256 * 1024;
+
+/// What [`pull_and_unpack`] did.
+#[derive(Debug, Clone)]
+pub struct PullUnpackReport {
+    /// The copy of the image into the store (its layers are counted as skipped there: they
+    /// were stored while they were unpacked).
+    pub copy: CopyReport,
+    /// The image manifest whose layers were unpacked (the host's, or the asked platform's,
+    /// of an index).
+    pub manifest: Manifest,
+    /// The unpacking.
+    pub unpack: UnpackReport,
+}
+
+/// Pulls the image `reference` from `src` into `store` and unpacks its layers into
+/// `snapshots` in the same pass, as `docker run` of an image it does not have yet needs:
+/// every layer blob is read from `src` once; its bytes go to the store, which verifies the
+/// digest before it keeps anything, and through decompression into the layer's own
+/// directory, whose DiffID is verified; layers go in parallel (bounded by the cores). A layer
+/// directory becomes visible only when both checks passed, so a blob that fails its digest
+/// leaves neither a blob nor a layer behind; a crash leaves only temporary directories, which
+/// nothing reads and [`Snapshotter::new`] removes once their process is gone. Layers the
+/// store already has are unpacked from it, and layers already unpacked are left alone.
+///
+/// Then the image's config and manifests are copied with `opts` (its platform filter and
+/// tag) as [`copy`](oci_rs_image::copy()) does, from the manifest that was resolved first, so
+/// a tag that moves meanwhile cannot make the store name another image than the one
+/// unpacked. With `PlatformFilter::All`, every image is copied and the host's is unpacked.
+/// `opts.progress` receives the copy's events and the unpacking's
+/// ([`CopyEvent::LayerExtracting`], [`CopyEvent::LayerExtracted`]).
+///
+/// ```no_run
+/// # async fn f(src: &dyn oci_rs_image::ImageSource) -> oci_rs_layer::Result<()> {
+/// use oci_rs_image::{CopyOptions, ManifestRef, OciLayout};
+/// use oci_rs_layer::{pull_and_unpack, Snapshotter};
+///
+/// let store = OciLayout::open_or_create("/var/lib/app/images").await?;
+/// let snapshots = Snapshotter::new("/var/lib/app/snapshots")?;
+/// let opts = CopyOptions::default().tag("library/debian:12");
+/// let done = pull_and_unpack(src, &store, &ManifestRef::Tag("12".into()), &opts, &snapshots)
+///     .await?;
+/// let mount = snapshots.prepare("c1", &store, &done.manifest, false).await?;
+/// # let _ = mount; Ok(()) }
+/// ```
+pub async fn pull_and_unpack<D>(
+    src: &dyn ImageSource,
+    store: &D,
+    reference: &ManifestRef,
+    opts: &CopyOptions,
+    snapshots: &Snapshotter,
+) -> Result<PullUnpackReport>
+where
+    D: BlobStore + ImageDestination,
+{
+    let top = src.manifest(reference).await?;
+    let top_digest = top.digest().clone();
+    let image = match top.as_index() {
+        Some(index) => {
+            let wanted = match &opts.platforms {
+                PlatformFilter::One(p) => p.clone(),
+                _ => PlatformSpec::host(),
+            };
+            let child = oci_rs_image::select_platform(index, &wanted)?;
+            src.manifest(&ManifestRef::Digest(child.digest().clone()))
+                .await?
+        }
+        None => top,
+    };
+    let stack = Snapshotter::image_stack(src, &image).await?;
+    let unpack = snapshots
+        .unpack_while_storing(src, store, &stack, opts.progress.as_ref())
+        .await?;
+    let copy = oci_rs_image::copy(src, store, &ManifestRef::Digest(top_digest), opts).await?;
+    Ok(PullUnpackReport {
+        copy,
+        manifest: image,
+        unpack,
+    })
+}
+
+impl Snapshotter {
+    /// [`Snapshotter::unpack_layers`] from `src` into `store` in one pass: each layer that is
+    /// not unpacked yet and that `store` lacks is fetched from `src` once, stored (verified)
+    /// and unpacked (verified) at the same time; one the store has is unpacked from it.
+    /// Layers go in parallel. See [`pull_and_unpack`].
+    pub async fn unpack_while_storing(
+        &self,
+        src: &dyn ImageSource,
+        store: &dyn BlobStore,
+        stack: &[(Descriptor, Digest)],
+        progress: Option<&ProgressFn>,
+    ) -> Result<UnpackReport> {
+        self.unpack_stack(src, Some(store), stack, progress).await
+    }
+
+    /// Unpacks the layers of `stack` that are not unpacked yet, in parallel (bounded by the
+    /// cores), in order in the report.
+    pub(crate) async fn unpack_stack(
+        &self,
+        src: &dyn ImageSource,
+        store: Option<&dyn BlobStore>,
+        stack: &[(Descriptor, Digest)],
+        progress: Option<&ProgressFn>,
+    ) -> Result<UnpackReport> {
+        let jobs = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
+        let mut done = futures_util::stream::iter(stack)
+            .map(|(layer, diff_id)| self.unpack_layer(src, store, layer, diff_id, progress))
+            .buffered(jobs);
+        let mut report = UnpackReport::default();
+        while let Some(r) = done.next().await {
+            let (dir, unpacked) = r?;
+            if unpacked {
+                report.unpacked += 1;
+            } else {
+                report.reused += 1;
+            }
+            report.layers.push(dir);
+        }
+        Ok(report)
+    }
+
+    /// One layer into its directory unless it is there. Returns the directory and whether it
+    /// was unpacked now.
+    async fn unpack_layer(
+        &self,
+        src: &dyn ImageSource,
+        store: Option<&dyn BlobStore>,
+        layer: &Descriptor,
+        diff_id: &Digest,
+        progress: Option<&ProgressFn>,
+    ) -> Result<(PathBuf, bool)> {
+        let dir = self.layer_dir(diff_id)?;
+        if dir.is_dir() {
+            return Ok((dir, false));
+        }
+        let tmp = self.unpack_dir()?;
+        let opts = ApplyOptions {
+            diff_id: Some(diff_id.clone()),
+            overlay_whiteouts: true,
+            ..self.apply_options().clone()
+        };
+        let fetch = match store {
+            Some(store) if !store.contains(layer.digest()).await? => Some(store),
+            _ => None,
+        };
+        match fetch {
+            Some(store) => fetch_and_apply(src, store, layer, tmp.path(), opts, progress).await?,
+            None => {
+                let blob = match store {
+                    Some(store) => store.open(layer).await?,
+                    None => src.blob(layer).await?,
+                };
+                let reader = Counted::new(blob, layer, progress);
+                join(spawn_apply(tmp.path(), reader, layer, opts), tmp.path()).await?;
+            }
+        }
+        if let Some(p) = progress {
+            p(&CopyEvent::LayerExtracted {
+                digest: layer.digest().clone(),
+            });
+        }
+        let tmp = tmp.keep();
+        match std::fs::rename(&tmp, &dir) {
+            Ok(()) => Ok((dir, true)),
+            // Someone else unpacked it meanwhile: theirs is as good as ours.
+            Err(_) if dir.is_dir() => {
+                let _ = crate::snapshot::remove_tree(&tmp);
+                Ok((dir, false))
+            }
+            Err(e) => Err(Error::fs("rename", &dir, e)),
+        }
+    }
+}
+
+fn spawn_apply(
+    root: &Path,
+    reader: impl AsyncRead + Send + Unpin + 'static,
+    layer: &Descriptor,
+    opts: ApplyOptions,
+) -> JoinHandle<Result<ApplyReport>> {
+    let root = root.to_owned();
+    let media = layer.media_type().to_string();
+    tokio::spawn(async move { apply(&root, reader, &media, &opts).await })
+}
+
+async fn join(task: JoinHandle<Result<ApplyReport>>, root: &Path) -> Result<ApplyReport> {
+    match task.await {
+        Ok(r) => r,
+        Err(e) => Err(Error::fs(
+            "unpack",
+            root,
+            std::io::Error::other(format!("the unpacking task failed: {e}")),
+        )),
+    }
+}
+
+/// Reads the blob from `src` once: every chunk is written to the store's writer and queued
+/// for the unpacking task. The store's commit checks size and digest; the unpacking checks
+/// the DiffID; both must pass.
+async fn fetch_and_apply(
+    src: &dyn ImageSource,
+    store: &dyn BlobStore,
+    layer: &Descriptor,
+    root: &Path,
+    opts: ApplyOptions,
+    progress: Option<&ProgressFn>,
+) -> Result<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(QUEUE);
+    let queued = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let reader = Counted::new(tokio_util::io::StreamReader::new(queued), layer, progress);
+    let mut applying = Some(spawn_apply(root, reader, layer, opts));
+    let mut applied: Option<Result<ApplyReport>> = None;
+    let mut body = src.blob_unverified(layer).await?;
+    let mut w = store.ingest(Expected::descriptor(layer)).await?;
+    let (digest, size) = (layer.digest().clone(), layer.size());
+    let emit = |e: CopyEvent| {
+        if let Some(p) = progress {
+            p(&e);
+        }
+    };
+    emit(CopyEvent::BlobStarted {
+        digest: digest.clone(),
+        size,
+    });
+    let mut tx = Some(tx);
+    let mut buf = BytesMut::with_capacity(CHUNK);
+    let (mut done, mut shown) = (0u64, 0u64);
+    loop {
+        if buf.capacity() - buf.len() < CHUNK / 4 {
+            buf.reserve(CHUNK);
+        }
+        let n = match body.read_buf(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                if let Some(tx) = tx.take() {
+                    let _ = tx
+                        .send(Err(std::io::Error::new(
+                            e.kind(),
+                            "the layer's download failed",
+                        )))
+                        .await;
+                }
+                let _ = applying.take().map(|t| t.abort());
+                return Err(oci_rs_image::Error::from_io(e).into());
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        let chunk = buf.split().freeze();
+        w.write_all(&chunk)
+            .await
+            .map_err(oci_rs_image::Error::from_io)?;
+        done += n as u64;
+        if done - shown >= STEP {
+            shown = done;
+            emit(CopyEvent::BlobProgress {
+                digest: digest.clone(),
+                done,
+                size,
+            });
+        }
+        if let Some(t) = &tx {
+            if t.send(Ok(chunk)).await.is_err() {
+                // The unpacking stopped reading: it failed, or it is done before the blob's
+                // end. Either way the rest is still read and checked, so that a blob the
+                // registry sent wrong is reported as that, not as the broken layer it makes.
+                tx = None;
+                if let Some(task) = applying.take() {
+                    applied = Some(join(task, root).await);
+                }
+            }
+        }
+    }
+    drop(tx);
+    let stored = w.commit().await;
+    let applied = match (applied, applying) {
+        (Some(r), _) => r,
+        (None, Some(task)) => join(task, root).await,
+        (None, None) => unreachable_apply(root),
+    };
+    // The blob's own check first: a digest mismatch is why an unpacking would fail too.
+    stored?;
+    applied?;
+    emit(CopyEvent::BlobProgress {
+        digest: digest.clone(),
+        done,
+        size,
+    });
+    emit(CopyEvent::BlobDone { digest, size });
+    Ok(())
+}
+
+fn unreachable_apply(root: &Path) -> Result<ApplyReport> {
+    Err(Error::fs(
+        "unpack",
+        root,
+        std::io::Error::other("the unpacking task was lost"),
+    ))
+}
+
+/// A reader that reports the compressed bytes the unpacking has consumed.
+struct Counted<R> {
+    inner: R,
+    digest: Digest,
+    size: u64,
+    done: u64,
+    shown: u64,
+    progress: Option<ProgressFn>,
+}
+
+impl<R> Counted<R> {
+    fn new(inner: R, layer: &Descriptor, progress: Option<&ProgressFn>) -> Self {
+        Self {
+            inner,
+            digest: layer.digest().clone(),
+            size: layer.size(),
+            done: 0,
+            shown: 0,
+            progress: progress.cloned(),
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counted<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        let end = n == 0 && matches!(r, Poll::Ready(Ok(())));
+        let this = &mut *self;
+        this.done += n;
+        if let Some(p) = &this.progress {
+            if (end && this.done > this.shown) || this.done - this.shown >= STEP {
+                this.shown = this.done;
+                p(&CopyEvent::LayerExtracting {
+                    digest: this.digest.clone(),
+                    done: this.done,
+                    size: this.size,
+                });
+            }
+        }
+        r
+    }
+}
