@@ -60,7 +60,7 @@ pub struct PullUnpackReport {
 /// use oci_rs_image::{CopyOptions, ManifestRef, OciLayout};
 /// use oci_rs_layer::{pull_and_unpack, Snapshotter};
 ///
-/// let store = OciLayout::open_or_create("/var/lib/app/images").await?;
+/// let store = OciLayout::create("/var/lib/app/images").await?;
 /// let snapshots = Snapshotter::new("/var/lib/app/snapshots")?;
 /// let opts = CopyOptions::default().tag("library/debian:12");
 /// let done = pull_and_unpack(src, &store, &ManifestRef::Tag("12".into()), &opts, &snapshots)
