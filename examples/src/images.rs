@@ -1534,6 +1534,27 @@ impl Bars {
             CopyEvent::BlobSkipped { digest, .. } | CopyEvent::BlobMounted { digest, .. } => {
                 tracing::info!(%digest, "blob already there");
             }
+            // Unpacking while pulling: a second bar per layer, as docker's "Extracting".
+            CopyEvent::LayerExtracting { digest, done, size } => {
+                let key = format!("x{digest}");
+                let pb = bars.entry(key).or_insert_with(|| {
+                    let pb = self.multi.add(ProgressBar::new(*size));
+                    pb.set_style(
+                        ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes}")
+                            .unwrap_or_else(|_| ProgressStyle::default_bar())
+                            .progress_chars("=> "),
+                    );
+                    pb.set_prefix(format!("{} extracting", short(digest.digest())));
+                    pb
+                });
+                pb.set_position(*done);
+            }
+            CopyEvent::LayerExtracted { digest } => {
+                if let Some(pb) = bars.remove(&format!("x{digest}")) {
+                    pb.finish_and_clear();
+                }
+                tracing::info!(%digest, "layer extracted");
+            }
             _ => {}
         }
     }
