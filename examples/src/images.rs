@@ -951,14 +951,21 @@ impl Images {
             };
             let what = ManifestRef::Tag(t.clone());
             let dst = self.layout.leased()?;
-            let report = match copy(&a, &dst, &what, &self.options(Some("all"), name.clone())?)
+            // The host's image is unpacked as it loads, as docker's load extracts.
+            let snapshots = oci_rs_layer::Snapshotter::new(&self.snapshots)?;
+            let opts = self.options(Some("all"), name.clone())?;
+            let loaded_one = oci_rs_layer::pull_and_unpack(&a, &dst, &what, &opts, &snapshots)
                 .await
-            {
+                .map(|r| r.copy);
+            let report = match loaded_one {
                 Ok(r) => r,
                 Err(e) if e.is_not_found() => {
                     // An index whose other platforms' blobs were left out: what is there.
                     tracing::info!(tag = %t, error = %e, "not every platform is in the archive; loading the host's");
-                    copy(&a, &dst, &what, &self.options(None, name.clone())?).await?
+                    let opts = self.options(None, name.clone())?;
+                    oci_rs_layer::pull_and_unpack(&a, &dst, &what, &opts, &snapshots)
+                        .await?
+                        .copy
                 }
                 Err(e) => return Err(anyhow::Error::new(e).context(format!("loading {t:?}"))),
             };

@@ -96,6 +96,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// True when an object asked for does not exist (a blob missing from its source).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Image(e) if e.is_not_found())
+    }
+
     /// Wraps a system-call error with the operation and path.
     pub fn fs(
         op: &'static str,

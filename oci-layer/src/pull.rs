@@ -32,8 +32,9 @@ pub struct PullUnpackReport {
     /// were stored while they were unpacked).
     pub copy: CopyReport,
     /// The image manifest whose layers were unpacked (the host's, or the asked platform's,
-    /// of an index).
-    pub manifest: Manifest,
+    /// of an index); `None` when every platform of an index was copied and none is the
+    /// host's.
+    pub manifest: Option<Manifest>,
     /// The unpacking.
     pub unpack: UnpackReport,
 }
@@ -65,8 +66,11 @@ pub struct PullUnpackReport {
 /// let opts = CopyOptions::default().tag("library/debian:12");
 /// let done = pull_and_unpack(src, &store, &ManifestRef::Tag("12".into()), &opts, &snapshots)
 ///     .await?;
-/// let mount = snapshots.prepare("c1", &store, &done.manifest, false).await?;
-/// # let _ = mount; Ok(()) }
+/// if let Some(image) = &done.manifest {
+///     let mount = snapshots.prepare("c1", &store, image, false).await?;
+/// #   let _ = mount;
+/// }
+/// # Ok(()) }
 /// ```
 pub async fn pull_and_unpack<D>(
     src: &dyn ImageSource,
@@ -86,16 +90,28 @@ where
                 PlatformFilter::One(p) => p.clone(),
                 _ => PlatformSpec::host(),
             };
-            let child = oci_rs_image::select_platform(index, &wanted)?;
-            src.manifest(&ManifestRef::Digest(child.digest().clone()))
+            match oci_rs_image::select_platform(index, &wanted) {
+                Ok(child) => Some(
+                    src.manifest(&ManifestRef::Digest(child.digest().clone()))
+                        .await?,
+                ),
+                // Copying every platform of an index that has none for this host: nothing
+                // to unpack, the copy goes on.
+                Err(_) if matches!(opts.platforms, PlatformFilter::All) => None,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        None => Some(top),
+    };
+    let unpack = match &image {
+        Some(image) => {
+            let stack = Snapshotter::image_stack(src, image).await?;
+            snapshots
+                .unpack_while_storing(src, store, &stack, opts.progress.as_ref())
                 .await?
         }
-        None => top,
+        None => UnpackReport::default(),
     };
-    let stack = Snapshotter::image_stack(src, &image).await?;
-    let unpack = snapshots
-        .unpack_while_storing(src, store, &stack, opts.progress.as_ref())
-        .await?;
     let copy = oci_rs_image::copy(src, store, &ManifestRef::Digest(top_digest), opts).await?;
     Ok(PullUnpackReport {
         copy,
