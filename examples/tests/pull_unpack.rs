@@ -312,3 +312,40 @@ fn a_killed_pull_unpack_leaves_a_clean_store_and_the_next_one_completes() {
     ]);
     assert_eq!(out, "9\n");
 }
+
+#[test]
+fn load_unpacks_as_it_loads() {
+    let Some(img) = image() else { return };
+    let archive = img.dir.path().join("three.tar");
+    cli(&img.dir.path().join("build")).ok(&["save", "-o", archive.to_str().unwrap(), &img.name]);
+    let data = img.dir.path().join("loaded");
+    let c = cli(&data);
+    c.ok(&["load", "-i", archive.to_str().unwrap()]);
+    common::verify_layout(&data.join("images"));
+    let pulled = img.dir.path().join("pulled");
+    cli(&pulled).ok(&["pull", "--unpack", &img.name]);
+    assert_eq!(layer_dirs(&data).len(), 3);
+    for (x, y) in layer_dirs(&data).iter().zip(layer_dirs(&pulled)) {
+        assert_eq!(x.file_name(), y.file_name());
+        assert_eq!(tree(x), tree(&y), "{}", x.display());
+    }
+    let inodes: Vec<u64> = layer_dirs(&data)
+        .iter()
+        .map(|d| std::fs::metadata(d).unwrap().ino())
+        .collect();
+    let out = c.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &img.name,
+        "cat",
+        "/small/f3",
+    ]);
+    assert_eq!(out, "3\n");
+    let after: Vec<u64> = layer_dirs(&data)
+        .iter()
+        .map(|d| std::fs::metadata(d).unwrap().ino())
+        .collect();
+    assert_eq!(inodes, after, "run unpacked a loaded layer again");
+}
