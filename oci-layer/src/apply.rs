@@ -87,8 +87,10 @@ pub struct ApplyOptions {
     pub ownership: Ownership,
     /// Device node handling.
     pub devices: Devices,
-    /// `fsync` each file after writing it.
-    pub fsync: bool,
+    /// Durability: one `syncfs` of the filesystem holding `root` once the layer is applied
+    /// and verified, so that everything it wrote is on the disk when `apply` returns. One
+    /// call rather than an fsync per file, which on ext4 costs a journal commit per file.
+    pub sync: bool,
     /// xattr name prefixes applied (default `user.`); others (`trusted.*`, `security.*`) are
     /// refused: skipped and reported, or an error with `fail_on_refused_xattr`.
     pub allowed_xattrs: Vec<String>,
@@ -119,7 +121,7 @@ impl Default for ApplyOptions {
             diff_id: None,
             ownership: Ownership::Auto,
             devices: Devices::CreateOrSkip,
-            fsync: false,
+            sync: false,
             allowed_xattrs: vec!["user.".into()],
             fail_on_refused_xattr: false,
             overlay_whiteouts: false,
@@ -251,6 +253,7 @@ pub async fn apply_tar(
     tar: impl AsyncRead + Send + Unpin,
     opts: &ApplyOptions,
 ) -> Result<ApplyReport> {
+    let root_path = root;
     let root = Root::open(root)?;
     // Long-name and PAX records are held whole by the parser: refuse huge ones first.
     let mut archive = Archive::new(HashingReader::new(oci_rs_image::TarGuard::new(tar)));
@@ -328,6 +331,19 @@ pub async fn apply_tar(
         }
     }
     report.diff_id = Some(diff_id);
+    if opts.sync {
+        // The root's descriptor is O_PATH, which syncfs refuses: a real one through it.
+        let dir = rustix::fs::openat(
+            root.fd(),
+            ".",
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| Error::fs("open", root_path, e))?;
+        rustix::fs::syncfs(&dir).map_err(|e| Error::fs("syncfs", root_path, e))?;
+    }
     Ok(report)
 }
 
@@ -682,9 +698,6 @@ impl State<'_> {
             f.set_len(size).map_err(|e| Error::fs("truncate", rel, e))?;
         }
         self.metadata(f.as_fd(), rel, meta, true, report)?;
-        if self.opts.fsync {
-            f.sync_all().map_err(|e| Error::fs("fsync", rel, e))?;
-        }
         report.files += 1;
         Ok(())
     }

@@ -203,7 +203,16 @@ impl Snapshotter {
         }
         let tmp = tmp.keep();
         match std::fs::rename(&tmp, &dir) {
-            Ok(()) => Ok((dir, true)),
+            Ok(()) => {
+                if self.apply_options().sync {
+                    // The layer's contents were synced by apply; now the name.
+                    let layers = self.root().join("layers");
+                    std::fs::File::open(&layers)
+                        .and_then(|d| d.sync_all())
+                        .map_err(|e| Error::fs("fsync", &layers, e))?;
+                }
+                Ok((dir, true))
+            }
             // Someone else unpacked it meanwhile: theirs is as good as ours.
             Err(_) if dir.is_dir() => {
                 let _ = crate::snapshot::remove_tree(&tmp);

@@ -183,7 +183,8 @@ impl Snapshotter {
         Ok(s)
     }
 
-    /// The options layers are applied with (ownership, devices, xattrs).
+    /// The options layers are applied with (ownership, devices, xattrs, and `sync`: each
+    /// unpacked layer is on the disk, its name included, before it is used).
     pub fn with_apply_options(mut self, opts: ApplyOptions) -> Self {
         self.apply = opts;
         self
@@ -248,6 +249,10 @@ impl Snapshotter {
         stack: &[(Descriptor, Digest)],
     ) -> Result<UnpackReport> {
         self.unpack_stack(src, None, stack, None).await
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
     }
 
     pub(crate) fn apply_options(&self) -> &ApplyOptions {

@@ -475,6 +475,13 @@ async fn truncated_corrupt_and_wrong_diff_id_layers_fail() {
     };
     let e = apply(&sb.root, &gz[..], GZ, &wrong).await.unwrap_err();
     assert!(matches!(e, Error::DiffIdMismatch { .. }), "{e}");
+    // With `sync`, the one syncfs at the end runs (and a verified layer still applies).
+    let synced = ApplyOptions {
+        sync: true,
+        ..Default::default()
+    };
+    let fresh = Sandbox::new();
+    apply(&fresh.root, &gz[..], GZ, &synced).await.unwrap();
 }
 
 #[tokio::test]
