@@ -64,6 +64,14 @@ done
 cargo test -p oci-rs-registry-client --no-default-features --features aws-lc-rs --lib -q aws_lc_rs
 echo "test.sh: oci-rs-registry-client with rustls and no crypto provider"
 cargo test -p oci-rs-registry-client --no-default-features --features rustls --lib -q rustls_without_a_provider
+# oci-rs-runtime builds for aarch64 (its seccomp compiler's table and audit architecture are
+# tested on this machine by the BPF interpreter in its unit tests, for both architectures).
+if rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1; then
+  echo "test.sh: oci-rs-runtime for aarch64-unknown-linux-gnu (cargo check)"
+  cargo check -p oci-rs-runtime --target aarch64-unknown-linux-gnu -q
+else
+  echo "test.sh: skipping the aarch64 check: rustup could not add the target (no network to its servers?)" >&2
+fi
 echo "test.sh: docs of oci-rs-image with its testing feature"
 RUSTDOCFLAGS="-D warnings" cargo doc -p oci-rs-image --no-deps --features testing -q
 # A short fuzz smoke of every target (fuzz/ is its own workspace, on the stable toolchain with

@@ -284,3 +284,67 @@ fn rootless_runs_as_an_unprivileged_user() {
         String::from_utf8_lossy(&read.stderr)
     );
 }
+
+/// A container created by another process (`oci-runc create` under a reaper of its own, as a
+/// shim or a supervisor would be) is waited for from this one through the library: the real
+/// exit code, not -1 (a pidfd, and Linux 6.15's exit status for pidfd holders).
+#[test]
+fn a_container_this_process_did_not_create_is_waited_for_with_its_exit_code() {
+    if !rustix::process::geteuid().is_root() || !Path::new("/bin/busybox").exists() {
+        eprintln!("skipping: needs root and busybox-static");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (bundle, root) = (dir.path().join("bundle"), dir.path().join("state"));
+    let rootfs = bundle.join("rootfs");
+    for d in ["bin", "proc", "dev", "sys"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+    assert!(Command::new(RUNC)
+        .arg("spec")
+        .current_dir(&bundle)
+        .status()
+        .unwrap()
+        .success());
+    let cfg = bundle.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    v["process"]["args"] = serde_json::json!(["sh", "-c", "exit 7"]);
+    v["process"]["terminal"] = serde_json::json!(false);
+    std::fs::write(&cfg, serde_json::to_vec(&v).unwrap()).unwrap();
+    // The reaper: a child subreaper that runs `create`, says so, and reaps the orphaned init.
+    let reaper = "import ctypes, os, subprocess, sys\n\
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)\n\
+        subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
+        print('created', flush=True)\n\
+        while True:\n\
+        \x20   try:\n\
+        \x20       os.wait()\n\
+        \x20   except ChildProcessError:\n\
+        \x20       break\n";
+    let mut helper = Command::new("python3")
+        .arg("-c")
+        .arg(reaper)
+        .arg(RUNC)
+        .arg("--root")
+        .arg(&root)
+        .args(["create", "--bundle", bundle.to_str().unwrap(), "waited"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(helper.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "created");
+    oci_rs_runtime::allow_unsealed();
+    let mut c = oci_rs_runtime::Container::load(&root, "waited").unwrap();
+    c.start().unwrap();
+    assert_eq!(c.wait().unwrap(), 7);
+    assert!(helper.wait().unwrap().success());
+    c.delete(false).unwrap();
+}

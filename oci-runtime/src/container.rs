@@ -1531,6 +1531,11 @@ impl Container {
     }
 
     /// Waits for the process to exit: its exit code, or 128 + the signal that ended it.
+    ///
+    /// A container this process did not create (loaded with [`Container::load`]) is waited
+    /// for through a pidfd: its exit code is known on Linux 6.15 and later, once its parent
+    /// (or the subreaper it was left to) has reaped it; otherwise, or when it had ended
+    /// before the call, this returns -1 once it is gone.
     pub fn wait(&mut self) -> Result<i32> {
         if self.child {
             let pid = rustix::process::Pid::from_raw(self.saved.pid);
@@ -1551,7 +1556,14 @@ impl Container {
                 }
             }
         }
-        // Not our child: poll until it is gone (its status is not ours to read).
+        // Not our child: a pidfd says when it ends and, on Linux 6.15 and later, how.
+        if self.status() != Status::Stopped {
+            if let Some(code) = crate::pidfd::wait_exit(self.saved.pid, self.saved.start_time) {
+                return Ok(code);
+            }
+        }
+        // An older kernel, or it ended before we looked: wait until it is gone; its status
+        // is not ours to read.
         let mut delay = Duration::from_millis(1);
         while self.status() != Status::Stopped {
             std::thread::sleep(delay);

@@ -309,7 +309,7 @@ fn host_resolv_conf(network: NetworkMode) -> String {
 pub enum SeccompChoice {
     /// Docker's default profile for the container's capabilities (see
     /// [`crate::docker_default_seccomp`]); none with `--privileged`, and none where this crate cannot
-    /// compile seccomp yet (architectures other than x86_64).
+    /// compile seccomp yet (architectures other than x86_64 and aarch64).
     #[default]
     Default,
     /// No filter (`seccomp=unconfined`).
@@ -535,7 +535,7 @@ pub fn spec_from_image(
     let seccomp = match (&opts.seccomp, opts.privileged) {
         (SeccompChoice::Profile(p), _) => Some(p.clone()),
         (SeccompChoice::Unconfined, _) | (_, true) => None,
-        (SeccompChoice::Default, false) if cfg!(target_arch = "x86_64") => {
+        (SeccompChoice::Default, false) if crate::seccomp::Arch::HOST.is_some() => {
             Some(crate::default_seccomp::docker_default_seccomp(&caps)?)
         }
         (SeccompChoice::Default, false) => {

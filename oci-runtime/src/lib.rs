@@ -72,7 +72,7 @@
 //! [`Container::exec`] runs more processes in a running container (its namespaces, cgroup).
 //!
 //! Terminals go through a console socket as with runc, and `linux.seccomp` is compiled to BPF
-//! by [`compile_seccomp`] (x86_64).
+//! by [`compile_seccomp`] (x86_64 and aarch64).
 //!
 //! A time namespace is unshared by the init rather than created by `clone3`, so that it can
 //! write `linux.timeOffsets` (monotonic, boottime) before anything is inside; the process
@@ -94,7 +94,8 @@
 //! the state on stdin and its timeout; a failing or late hook fails the operation, and a
 //! failing startContainer hook stops the container.
 //!
-//! Not yet: seccomp on other architectures and its `SCMP_ACT_NOTIFY` action.
+//! Not yet: seccomp on architectures other than x86_64 and aarch64, and its
+//! `SCMP_ACT_NOTIFY` action.
 
 mod attach;
 mod cgroup;
@@ -109,8 +110,10 @@ mod logs;
 mod monitor;
 #[cfg(feature = "network")]
 mod network;
+mod pidfd;
 mod plan;
 mod seccomp;
+mod syscalls_aarch64;
 mod syscalls_x86_64;
 
 pub use attach::{receive_terminal, Attach, Frame, MAX_FRAME};

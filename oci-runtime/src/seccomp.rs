@@ -19,7 +19,43 @@ const BPF_AND_K: u16 = 0x54; // BPF_ALU | BPF_AND | BPF_K
 const BPF_RET_K: u16 = 0x06;
 
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+/// `EM_AARCH64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE`.
+const AUDIT_ARCH_AARCH64: u32 = 0xc000_00b7;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// The architectures whose system call numbers the compiler knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Arch {
+    X86_64,
+    Aarch64,
+}
+
+impl Arch {
+    /// The architecture this crate is built for, when the compiler knows it.
+    pub(crate) const HOST: Option<Arch> = if cfg!(target_arch = "x86_64") {
+        Some(Arch::X86_64)
+    } else if cfg!(target_arch = "aarch64") {
+        Some(Arch::Aarch64)
+    } else {
+        None
+    };
+
+    /// Its `AUDIT_ARCH_*`, what the kernel puts in `seccomp_data.arch`.
+    fn audit(self) -> u32 {
+        match self {
+            Arch::X86_64 => AUDIT_ARCH_X86_64,
+            Arch::Aarch64 => AUDIT_ARCH_AARCH64,
+        }
+    }
+
+    /// A system call's number by name, `None` where this architecture has no such call.
+    fn number(self, name: &str) -> Option<u32> {
+        match self {
+            Arch::X86_64 => crate::syscalls_x86_64::number(name),
+            Arch::Aarch64 => crate::syscalls_aarch64::number(name),
+        }
+    }
+}
 const RET_KILL_PROCESS: u32 = 0x8000_0000;
 const RET_KILL_THREAD: u32 = 0x0000_0000;
 const RET_TRAP: u32 = 0x0003_0000;
@@ -181,36 +217,46 @@ fn resolve(seq: Vec<SockFilter>, start: usize, fail_at: usize) -> Result<Vec<Soc
 /// profile language of the runtime spec maps directly onto a linear program: check the
 /// architecture, then one block per rule (system call number, then its argument conditions,
 /// all of which must hold), first match wins, else the default action. 64-bit argument
-/// comparisons are done on the two 32-bit halves. x86_64 only for now; other architectures
-/// refuse a spec with seccomp rather than run without it.
+/// comparisons are done on the two 32-bit halves. x86_64 and aarch64 (each with its own
+/// system call table and audit architecture); other architectures refuse a spec with seccomp
+/// rather than run without it.
 ///
 /// Compiles a profile. System call names this architecture does not have are skipped, as
 /// libseccomp does.
 pub fn compile_seccomp(profile: &LinuxSeccomp) -> Result<Vec<SockFilter>> {
-    if std::env::consts::ARCH != "x86_64" {
+    let Some(arch) = Arch::HOST else {
         return Err(Error::spec(
             "linux.seccomp",
             "",
             format!("not supported on {} yet", std::env::consts::ARCH),
         ));
-    }
+    };
+    compile_for(profile, arch)
+}
+
+/// [`compile_seccomp`] for `arch` (the tests compile for both on either).
+pub(crate) fn compile_for(profile: &LinuxSeccomp, arch: Arch) -> Result<Vec<SockFilter>> {
     let default = action(profile.default_action(), profile.default_errno_ret())?;
     let mut prog = vec![
         // Another architecture's system call numbers mean other calls: refuse them.
         stmt(BPF_LD_W_ABS, ARCH),
-        jump(BPF_JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
-        stmt(BPF_RET_K, RET_KILL_PROCESS),
-        // x32 calls share the architecture but not the numbers: refuse them too, or a
-        // deny list could be walked around through them.
-        stmt(BPF_LD_W_ABS, NR),
-        jump(BPF_JGE_K, X32_SYSCALL_BIT, 0, 1),
+        jump(BPF_JEQ_K, arch.audit(), 1, 0),
         stmt(BPF_RET_K, RET_KILL_PROCESS),
     ];
+    if arch == Arch::X86_64 {
+        // x32 calls share the architecture but not the numbers: refuse them too, or a
+        // deny list could be walked around through them.
+        prog.extend([
+            stmt(BPF_LD_W_ABS, NR),
+            jump(BPF_JGE_K, X32_SYSCALL_BIT, 0, 1),
+            stmt(BPF_RET_K, RET_KILL_PROCESS),
+        ]);
+    }
     for rule in profile.syscalls().iter().flatten() {
         let ret = action(rule.action(), rule.errno_ret())?;
         let args = rule.args().clone().unwrap_or_default();
         for name in rule.names() {
-            let Some(nr) = crate::syscalls_x86_64::number(name) else {
+            let Some(nr) = arch.number(name) else {
                 tracing::debug!(syscall = %name, "unknown system call in the seccomp profile, skipped");
                 continue;
             };
@@ -332,7 +378,7 @@ mod tests {
                 "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
                     "args": [{"index": index, "value": v, "valueTwo": v2, "op": op}]}]
             })).unwrap();
-            let prog = compile_seccomp(&profile).unwrap();
+            let prog = compile_for(&profile, Arch::X86_64).unwrap();
             let mut args = [0u64; 6];
             args[index] = arg;
             let want = match op {
@@ -350,6 +396,76 @@ mod tests {
             prop_assert_eq!(eval(&prog, 0, AUDIT_ARCH_X86_64, args), RET_ALLOW);
             prop_assert_eq!(eval(&prog, 62, 0x4000_0003, args), RET_KILL_PROCESS);
             prop_assert_eq!(eval(&prog, 62 | X32_SYSCALL_BIT, AUDIT_ARCH_X86_64, args), RET_KILL_PROCESS);
+
+            // The same profile for aarch64: kill is 129 there, and x86_64's numbers are
+            // another architecture's.
+            let prog = compile_for(&profile, Arch::Aarch64).unwrap();
+            let got = eval(&prog, 129, AUDIT_ARCH_AARCH64, args);
+            prop_assert_eq!(got == (RET_ERRNO | 1), want, "aarch64: op {:?} v {:#x} v2 {:#x} arg {:#x}", op, v, v2, arg);
+            prop_assert_eq!(eval(&prog, 62, AUDIT_ARCH_AARCH64, args), RET_ALLOW);
+            prop_assert_eq!(eval(&prog, 129, AUDIT_ARCH_X86_64, args), RET_KILL_PROCESS);
+            // No x32 rule on aarch64: a number with bit 30 set is only an unknown call.
+            prop_assert_eq!(eval(&prog, 129 | X32_SYSCALL_BIT, AUDIT_ARCH_AARCH64, args), RET_ALLOW);
         }
+
+        #[test]
+        fn each_architecture_numbers_calls_by_its_own_table(pick in 0usize..1000) {
+            // A name both tables have, denied: each program matches its own number only.
+            let common: Vec<&str> = crate::syscalls_aarch64::SYSCALLS
+                .iter()
+                .map(|(n, _)| *n)
+                .filter(|n| crate::syscalls_x86_64::number(n).is_some())
+                .collect();
+            let name = common[pick % common.len()];
+            let profile: LinuxSeccomp = serde_json::from_value(serde_json::json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": [name], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]
+            })).unwrap();
+            for (arch, audit) in [(Arch::X86_64, AUDIT_ARCH_X86_64), (Arch::Aarch64, AUDIT_ARCH_AARCH64)] {
+                let prog = compile_for(&profile, arch).unwrap();
+                let nr = arch.number(name).unwrap();
+                prop_assert_eq!(eval(&prog, nr, audit, [0; 6]), RET_ERRNO | 38, "{} on {:?}", name, arch);
+                let other = if nr == 0 { 1 } else { nr - 1 };
+                if arch.number_is(other, name) {
+                    continue;
+                }
+                prop_assert_eq!(eval(&prog, other, audit, [0; 6]), RET_ALLOW, "{} on {:?}", name, arch);
+            }
+        }
+    }
+
+    impl Arch {
+        fn number_is(self, nr: u32, name: &str) -> bool {
+            self.number(name) == Some(nr)
+        }
+    }
+
+    #[test]
+    fn the_tables_hold_what_each_architecture_has() {
+        assert_eq!(Arch::Aarch64.number("openat"), Some(56));
+        assert_eq!(Arch::X86_64.number("openat"), Some(257));
+        assert_eq!(Arch::Aarch64.number("clone3"), Some(435));
+        // Legacy calls aarch64 never had.
+        for name in ["open", "fork", "stat", "arch_prctl", "epoll_wait"] {
+            assert!(Arch::X86_64.number(name).is_some(), "{name}");
+            assert_eq!(Arch::Aarch64.number(name), None, "{name}");
+        }
+        for t in [
+            crate::syscalls_x86_64::SYSCALLS,
+            crate::syscalls_aarch64::SYSCALLS,
+        ] {
+            assert!(
+                t.windows(2).all(|w| w[0].0 < w[1].0),
+                "sorted, no duplicates"
+            );
+        }
+        // A profile naming only calls this architecture lacks compiles to the prologue and
+        // the default.
+        let profile: LinuxSeccomp = serde_json::from_value(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["open", "fork"], "action": "SCMP_ACT_KILL_PROCESS"}]
+        }))
+        .unwrap();
+        assert_eq!(compile_for(&profile, Arch::Aarch64).unwrap().len(), 4);
     }
 }
