@@ -283,6 +283,52 @@ fn rootless_runs_as_an_unprivileged_user() {
         "{}",
         String::from_utf8_lossy(&read.stderr)
     );
+
+    // A second rootless container in the user and pid namespaces of a running one, by path:
+    // its pid 1 is the first one's process, and its ids are the first one's mapping.
+    let st = setpriv(RUNC)
+        .arg("--root")
+        .arg(&root)
+        .args([
+            "run",
+            "--detach",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "host",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let state: serde_json::Value =
+        serde_json::from_slice(&as_user(&["state", "host"]).stdout).unwrap();
+    let host = state["pid"].as_i64().unwrap();
+    let mut joiner = spec.clone();
+    joiner["process"]["args"] = serde_json::json!([
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline; echo; cat /proc/self/uid_map"
+    ]);
+    joiner["linux"]["namespaces"] = serde_json::json!([
+        {"type": "user", "path": format!("/proc/{host}/ns/user")},
+        {"type": "pid", "path": format!("/proc/{host}/ns/pid")},
+        {"type": "mount"},
+        {"type": "ipc"},
+        {"type": "uts"}
+    ]);
+    let obj = joiner["linux"].as_object_mut().unwrap();
+    obj.remove("uidMappings");
+    obj.remove("gidMappings");
+    let out = run_as_user(&joiner, "joiner");
+    as_user(&["delete", "--force", "host"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first().copied(), Some("sleep\u{0}30\u{0}"), "{out}");
+    assert!(
+        out.contains(&sub.to_string()),
+        "the first one's mapping: {out}"
+    );
 }
 
 /// A container created by another process (`oci-runc create` under a reaper of its own, as a

@@ -3,7 +3,7 @@
 
 use crate::cgroup::Cgroup;
 use crate::error::{Error, Result};
-use crate::init::{spawn, spawn_in_pid_ns, Plan, Step};
+use crate::init::{spawn, Plan, Step};
 use crate::plan::{cstr, filesystem, process, process as process_plan};
 use oci_spec::runtime::{ContainerState, Hook, LinuxNamespaceType, Spec, State, StateBuilder};
 use rustix::fs::{Mode, OFlags};
@@ -132,6 +132,16 @@ fn can_trace() -> bool {
     rustix::thread::capabilities(None).is_ok_and(|c| {
         c.effective
             .contains(rustix::thread::CapabilitySet::SYS_PTRACE)
+    })
+}
+
+/// Whether this thread has CAP_SYS_ADMIN in its own user namespace: without it (rootless),
+/// a container that joins a user namespace is cloned through it (see
+/// `init::spawn_through_user_ns`).
+fn can_admin() -> bool {
+    rustix::thread::capabilities(None).is_ok_and(|c| {
+        c.effective
+            .contains(rustix::thread::CapabilitySet::SYS_ADMIN)
     })
 }
 
@@ -498,7 +508,7 @@ impl ContainerBuilder {
                 .as_ref()
                 .and_then(|h| h.start_container().clone())
                 .unwrap_or_default();
-            let plan = Plan {
+            let mut plan = Plan {
                 rootfs: cstr(rootfs.as_os_str().as_encoded_bytes(), "root.path")?,
                 propagation: built.propagation,
                 mounts: built.mounts,
@@ -556,32 +566,56 @@ impl ContainerBuilder {
                     (None, None) => None,
                 },
             };
-            // Joining a pid namespace takes effect for children only: the init is cloned from
-            // a thread that joined it (and is held until the init is set up).
-            let pid_ns = if flags & libc::CLONE_NEWPID as u64 == 0 {
-                plan.join
-                    .iter()
-                    .find(|(_, f)| *f == libc::CLONE_NEWPID)
-                    .map(|(fd, _)| fd.try_clone())
-                    .transpose()
-                    .map_err(|e| Error::io("dup", "pid namespace", e))?
-            } else {
-                None
-            };
             let clone_err = |e| Error::Init {
                 step: "clone3".into(),
                 source: e,
             };
-            let (pid, _held) = match pid_ns {
-                None => {
-                    let pid = spawn(&plan, flags).map_err(clone_err)?;
-                    // The parent's copies of the child's ends.
-                    drop(plan);
-                    (pid, None)
-                }
-                Some(ns) => {
-                    let (pid, held) = spawn_in_pid_ns(plan, flags, ns).map_err(clone_err)?;
-                    (pid, Some(held))
+            // Rootless, joining a user namespace: the init is cloned from inside it, so that
+            // it can join a pid namespace there and its new namespaces belong to it.
+            let through_user = if can_admin() {
+                None
+            } else {
+                plan.join
+                    .iter()
+                    .position(|(_, f)| *f == libc::CLONE_NEWUSER)
+                    .map(|i| plan.join.remove(i).0)
+            };
+            let (pid, _held) = if let Some(user) = through_user {
+                let pid_ns = plan
+                    .join
+                    .iter()
+                    .position(|(_, f)| *f == libc::CLONE_NEWPID)
+                    .map(|i| plan.join.remove(i).0);
+                let pid = crate::init::spawn_through_user_ns(&plan, flags, &user, pid_ns.as_ref())
+                    .map_err(clone_err)?;
+                // The parent's copies of the child's ends.
+                drop(plan);
+                (pid, None)
+            } else {
+                // Joining a pid namespace takes effect for children only: the init is cloned
+                // from a thread that joined it (and is held until the init is set up).
+                let pid_ns = if flags & libc::CLONE_NEWPID as u64 == 0 {
+                    plan.join
+                        .iter()
+                        .find(|(_, f)| *f == libc::CLONE_NEWPID)
+                        .map(|(fd, _)| fd.try_clone())
+                        .transpose()
+                        .map_err(|e| Error::io("dup", "pid namespace", e))?
+                } else {
+                    None
+                };
+                match pid_ns {
+                    None => {
+                        let pid = crate::init::spawn(&plan, flags).map_err(clone_err)?;
+                        // The parent's copies of the child's ends.
+                        drop(plan);
+                        (pid, None)
+                    }
+                    Some(ns) => {
+                        let (pid, held) =
+                            crate::init::spawn_in_pid_ns(plan, flags, ns).map_err(clone_err)?;
+                        (pid, Some(held))
+                    }
                 }
             };
             let fail = |e: Error| {

@@ -361,6 +361,114 @@ pub(crate) fn spawn(plan: &Plan, flags: u64) -> std::io::Result<i32> {
     Ok(ret as i32)
 }
 
+/// [`spawn`] for a caller without `CAP_SYS_ADMIN` in its own user namespace (rootless) whose
+/// container joins an existing user namespace `user` (and perhaps the pid namespace `pid_ns`):
+/// joining a pid namespace needs that capability in the joiner's own user namespace, and
+/// namespaces the init creates must belong to the joined user namespace, not to the caller's.
+/// So, as runc's nsexec does, an intermediate process (single-threaded, as joining a user
+/// namespace requires) joins the user namespace, then the pid namespace, then clones the init
+/// as its sibling (`CLONE_PARENT`): the init is in both, owns its new namespaces through the
+/// joined user namespace, and is still the caller's child, whose exit the caller sees. The
+/// intermediate reports the init's pid on a pipe and exits; it is reaped here.
+///
+/// `plan.join` must not hold `user` or `pid_ns` (the init would join them again). The
+/// intermediate and the init make system calls only: they are copies of a possibly
+/// multi-threaded program.
+pub(crate) fn spawn_through_user_ns(
+    plan: &Plan,
+    flags: u64,
+    user: &OwnedFd,
+    pid_ns: Option<&OwnedFd>,
+) -> std::io::Result<i32> {
+    let keep = plan.descriptors();
+    let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    // SAFETY: a fork-like clone3 as in `spawn`; `args` lives across the call.
+    let mid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if mid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if mid == 0 {
+        // The answer: the init's pid, or minus the errno of what failed.
+        fn answer(fd: &OwnedFd, v: i64) -> ! {
+            let _ = rustix::io::write(fd, &v.to_ne_bytes());
+            // SAFETY: ends this copy without destructors or atexit handlers.
+            unsafe { libc::_exit(0) }
+        }
+        let answer = |v: i64| -> ! { answer(&report_write, v) };
+        let errno = || -i64::from(std::io::Error::last_os_error().raw_os_error().unwrap_or(22));
+        // SAFETY: setns with namespace descriptors this copy holds and their types.
+        if unsafe { libc::setns(user.as_raw_fd(), libc::CLONE_NEWUSER) } != 0 {
+            answer(errno());
+        }
+        if let Some(ns) = pid_ns {
+            // SAFETY: as above.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
+                answer(errno());
+            }
+        }
+        let args = CloneArgs {
+            flags: flags | libc::CLONE_PARENT as u64,
+            exit_signal: 0,
+            ..Default::default()
+        };
+        // SAFETY: a fork-like clone3 of this single-threaded copy; with CLONE_PARENT the
+        // child's parent (and exit signal) are this process's.
+        let init = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        if init == 0 {
+            close_inherited(&keep);
+            child_main(plan);
+        }
+        answer(if init < 0 { errno() } else { init });
+    }
+    drop(report_write);
+    let mut buf = [0u8; 8];
+    let got = read_full(&report_read, &mut buf);
+    // Reaped whatever it said.
+    let _ = rustix::process::waitpid(
+        rustix::process::Pid::from_raw(mid as i32),
+        rustix::process::WaitOptions::empty(),
+    );
+    if !got {
+        return Err(std::io::Error::other(
+            "the process joining the user namespace ended without an answer",
+        ));
+    }
+    match i64::from_ne_bytes(buf) {
+        v if v > 0 => Ok(v as i32),
+        v => Err(std::io::Error::from_raw_os_error((-v) as i32)),
+    }
+}
+
+/// Reads exactly `buf.len()` bytes; false at an early end of file or an error.
+fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> bool {
+    let mut at = 0;
+    while at < buf.len() {
+        match rustix::io::read(fd, &mut buf[at..]) {
+            Ok(0) => return false,
+            Ok(n) => at += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
 /// [`spawn`] from a thread of its own that joined the pid namespace `ns` first, so that the
 /// init is inside it: joining one takes effect only for the joiner's children and cannot be
 /// undone, so no thread of the caller's may do it. The thread stays, as the init's parent

@@ -60,7 +60,11 @@
 //! hooks to run in it): until its `execve` it is a copy
 //! of the calling program's memory, and another container sharing its pid namespace must not
 //! read it. Joining a pid namespace by path takes effect for children only, so the init is
-//! cloned from a short-lived thread that joined it; it stays the caller's child.
+//! cloned from a short-lived thread that joined it; it stays the caller's child. Rootless, a
+//! container that joins a user namespace (and a pid namespace in it) is cloned by an
+//! intermediate process that joined them first, as runc's nsexec does, as a sibling
+//! (`CLONE_PARENT`): it is still the caller's child, and its new namespaces belong to the
+//! joined user namespace.
 //!
 //! [`spec_from_image`] turns an image configuration and `docker run` options into
 //! the spec docker would give the container.
