@@ -9,9 +9,12 @@ use crate::error::{Error, Result};
 use oci_spec::runtime::LinuxResources;
 use std::path::{Path, PathBuf};
 
-/// v1 controllers this runtime manages (the freezer for pause and resume, as runc's).
-pub const V1_CONTROLLERS: [&str; 7] = [
-    "memory", "pids", "cpu", "cpuset", "cpuacct", "devices", "freezer",
+/// v1 controllers this runtime manages (the freezer for pause and resume, as runc's); those
+/// the host does not mount are left out, and a spec that limits through one of them is an
+/// error.
+pub const V1_CONTROLLERS: [&str; 11] = [
+    "memory", "pids", "cpu", "cpuset", "cpuacct", "devices", "freezer", "blkio", "net_cls",
+    "net_prio", "hugetlb",
 ];
 
 /// A container's cgroup.
@@ -38,6 +41,22 @@ fn write(path: &Path, value: &str) -> Result<()> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// `value` into `path`, which must exist: a limit this host cannot apply (a controller not
+/// mounted, a file the kernel or the I/O scheduler does not have) is a clear error, as with
+/// runc and crun, not a container without it.
+fn write_existing(path: &Path, value: &str) -> Result<()> {
+    if !path.exists() {
+        return Err(Error::Cgroup {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "this host has no such cgroup file: the limit cannot be applied",
+            ),
+        });
+    }
+    write(path, value)
 }
 
 fn clean_path(p: &str) -> Result<String> {
@@ -150,6 +169,115 @@ impl Cgroup {
                     write(&p, &swap.to_string())?;
                 }
             }
+            if let Some(v) = m.reservation() {
+                write_existing(&f("memory", "memory.soft_limit_in_bytes"), &v.to_string())?;
+            }
+            if let Some(v) = m.kernel() {
+                // Deprecated by the spec, and gone from kernels since 5.16 (runc ignores it).
+                let p = f("memory", "memory.kmem.limit_in_bytes");
+                if p.exists() {
+                    write(&p, &v.to_string())?;
+                } else {
+                    tracing::warn!(limit = v, "linux.resources.memory.kernel: this kernel has no kernel memory limit; ignored");
+                }
+            }
+            if let Some(v) = m.kernel_tcp() {
+                write_existing(
+                    &f("memory", "memory.kmem.tcp.limit_in_bytes"),
+                    &v.to_string(),
+                )?;
+            }
+            if let Some(v) = m.swappiness() {
+                if v > 100 {
+                    return Err(Error::spec(
+                        "linux.resources.memory.swappiness",
+                        v,
+                        "above 100",
+                    ));
+                }
+                write_existing(&f("memory", "memory.swappiness"), &v.to_string())?;
+            }
+            if m.disable_oom_killer() == Some(true) {
+                write_existing(&f("memory", "memory.oom_control"), "1")?;
+            }
+        }
+        if let Some(b) = r.block_io() {
+            let dir = mount.join("blkio").join(path);
+            // CFQ's files, or BFQ's where the host's scheduler is BFQ (as runc).
+            let weight_file = |name: &str| {
+                let cfq = dir.join(format!("blkio.{name}"));
+                let bfq = dir.join(format!("blkio.bfq.{name}"));
+                if !cfq.exists() && bfq.exists() {
+                    bfq
+                } else {
+                    cfq
+                }
+            };
+            if let Some(w) = b.weight() {
+                write_existing(&weight_file("weight"), &w.to_string())?;
+            }
+            if let Some(w) = b.leaf_weight() {
+                write_existing(&dir.join("blkio.leaf_weight"), &w.to_string())?;
+            }
+            for d in b.weight_device().iter().flatten() {
+                if let Some(w) = d.weight() {
+                    write_existing(
+                        &weight_file("weight_device"),
+                        &format!("{}:{} {w}", d.major(), d.minor()),
+                    )?;
+                }
+                if let Some(w) = d.leaf_weight() {
+                    write_existing(
+                        &dir.join("blkio.leaf_weight_device"),
+                        &format!("{}:{} {w}", d.major(), d.minor()),
+                    )?;
+                }
+            }
+            for (file, devs) in [
+                (
+                    "blkio.throttle.read_bps_device",
+                    b.throttle_read_bps_device(),
+                ),
+                (
+                    "blkio.throttle.write_bps_device",
+                    b.throttle_write_bps_device(),
+                ),
+                (
+                    "blkio.throttle.read_iops_device",
+                    b.throttle_read_iops_device(),
+                ),
+                (
+                    "blkio.throttle.write_iops_device",
+                    b.throttle_write_iops_device(),
+                ),
+            ] {
+                for d in devs.iter().flatten() {
+                    write_existing(
+                        &dir.join(file),
+                        &format!("{}:{} {}", d.major(), d.minor(), d.rate()),
+                    )?;
+                }
+            }
+        }
+        if let Some(n) = r.network() {
+            if let Some(id) = n.class_id() {
+                write_existing(&f("net_cls", "net_cls.classid"), &id.to_string())?;
+            }
+            for p in n.priorities().iter().flatten() {
+                write_existing(
+                    &f("net_prio", "net_prio.ifpriomap"),
+                    &format!("{} {}", p.name(), p.priority()),
+                )?;
+            }
+        }
+        for h in r.hugepage_limits().iter().flatten() {
+            write_existing(
+                &f(
+                    "hugetlb",
+                    &format!("hugetlb.{}.limit_in_bytes", h.page_size()),
+                ),
+                &h.limit().to_string(),
+            )?;
         }
         if let Some(p) = r.pids() {
             let v = if p.limit() > 0 {

@@ -511,6 +511,7 @@ impl ContainerBuilder {
             let mut plan = Plan {
                 rootfs: cstr(rootfs.as_os_str().as_encoded_bytes(), "root.path")?,
                 propagation: built.propagation,
+                root_propagation: built.root_propagation,
                 mounts: built.mounts,
                 devices: built.devices,
                 symlinks: built.symlinks,
@@ -522,7 +523,10 @@ impl ContainerBuilder {
                     .and_then(|r| r.readonly())
                     .unwrap_or(false),
                 pivot: !self.no_pivot,
-                new_mount_ns: new_mnt,
+                // In a new mount namespace or a joined one (one of them is required), as runc:
+                // the root is prepared there (propagation, the rootfs bound onto itself) so
+                // that pivot_root has a mount to enter.
+                prepare_root: true,
                 hostname,
                 domainname,
                 loopback_up: flags & libc::CLONE_NEWNET as u64 != 0,
@@ -1460,6 +1464,7 @@ impl Container {
                 "root.path",
             )?,
             propagation: rustix::mount::MountFlags::empty(),
+            root_propagation: None,
             mounts: Vec::new(),
             devices: Vec::new(),
             symlinks: Vec::new(),
@@ -1467,7 +1472,7 @@ impl Container {
             readonly_paths: Vec::new(),
             readonly_root: false,
             pivot: false,
-            new_mount_ns: false,
+            prepare_root: false,
             hostname: None,
             loopback_up: false,
             reaper: false,

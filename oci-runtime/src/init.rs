@@ -189,6 +189,8 @@ pub(crate) const MAX_HOOK_STATE: usize = 32 * 1024;
 pub(crate) struct Plan {
     pub rootfs: CString,
     pub propagation: MountFlags,
+    /// Given to `/` after `pivot_root` (shared or unbindable roots).
+    pub root_propagation: Option<MountFlags>,
     pub mounts: Vec<MountStep>,
     pub devices: Vec<DeviceStep>,
     pub symlinks: Vec<(CString, CString)>,
@@ -196,7 +198,7 @@ pub(crate) struct Plan {
     pub readonly_paths: Vec<CString>,
     pub readonly_root: bool,
     pub pivot: bool,
-    pub new_mount_ns: bool,
+    pub prepare_root: bool,
     pub hostname: Option<CString>,
     pub domainname: Option<CString>,
     /// A new network namespace was made: bring its loopback interface up (as runc and crun do).
@@ -700,6 +702,17 @@ fn do_device(plan: &Plan, root: BorrowedFd<'_>, d: &DeviceStep) {
                 rustix::fs::AtFlags::SYMLINK_NOFOLLOW
             )
         );
+        // The mode as the spec gives it: mknod applied the umask.
+        check!(
+            plan,
+            Step::Device,
+            rustix::fs::chmodat(
+                &parent,
+                d.name.as_c_str(),
+                Mode::from_raw_mode(d.mode & 0o777),
+                rustix::fs::AtFlags::empty()
+            )
+        );
     }
 }
 
@@ -1100,7 +1113,7 @@ fn child_main(plan: &Plan) -> ! {
         }
         setup_process(plan);
     }
-    if plan.new_mount_ns {
+    if plan.prepare_root {
         check!(
             plan,
             Step::Propagation,
@@ -1156,6 +1169,13 @@ fn child_main(plan: &Plan) -> ! {
         check!(plan, Step::PivotRoot, rustix::process::chroot(c"."));
     }
     check!(plan, Step::PivotRoot, rustix::process::chdir(c"/"));
+    if let Some(p) = plan.root_propagation {
+        check!(
+            plan,
+            Step::Propagation,
+            rustix::mount::mount(c"none", c"/", c"", p, None)
+        );
+    }
     // Sysctls before the masked and read-only paths (as runc): /proc/sys is usually one of
     // the read-only ones.
     if let Some(h) = &plan.hostname {

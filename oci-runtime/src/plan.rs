@@ -238,6 +238,9 @@ pub(crate) struct Built {
     pub readonly_paths: Vec<CString>,
     pub sysctl: Vec<(CString, CString)>,
     pub propagation: MountFlags,
+    /// The propagation given to the container's root after `pivot_root`, when it cannot be
+    /// the set-up's (shared, unbindable).
+    pub root_propagation: Option<MountFlags>,
 }
 
 /// Whether sysctl `key` (dotted) belongs to a namespace the container has, as runc decides:
@@ -418,10 +421,20 @@ pub(crate) fn filesystem(
             cstr(v.as_str(), "linux.sysctl")?,
         ));
     }
-    let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+    let asked = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
         None | Some("") => raw(libc::MS_PRIVATE | MS_REC),
         Some(p) => propagation(p)
             .ok_or_else(|| Error::spec("linux.rootfsPropagation", p, "unknown propagation"))?,
+    };
+    // pivot_root refuses a root whose mount or parent mount is shared, and an unbindable
+    // tree cannot be bound onto itself: for those two the tree is made private for the
+    // set-up, and the container's root gets the propagation asked for after pivot_root (as
+    // crun does).
+    let late = raw(libc::MS_SHARED | libc::MS_UNBINDABLE);
+    let (propagation, root_propagation) = if asked.intersects(late) {
+        (raw(libc::MS_PRIVATE | MS_REC), Some(asked))
+    } else {
+        (asked, None)
     };
     Ok(Built {
         mounts,
@@ -431,6 +444,7 @@ pub(crate) fn filesystem(
         readonly_paths,
         sysctl,
         propagation,
+        root_propagation,
     })
 }
 
