@@ -72,6 +72,10 @@ if rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1; then
 else
   echo "test.sh: skipping the aarch64 check: rustup could not add the target (no network to its servers?)" >&2
 fi
+# The runtime-tools validation suite against crun, when a built runtime-tools is here (the
+# script says how to build one, and skips without it).
+echo "test.sh: runtime-tools validation (scripts/conformance.sh)"
+scripts/conformance.sh | tail -1
 echo "test.sh: docs of oci-rs-image with its testing feature"
 RUSTDOCFLAGS="-D warnings" cargo doc -p oci-rs-image --no-deps --features testing -q
 # A short fuzz smoke of every target (fuzz/ is its own workspace, on the stable toolchain with

@@ -1058,6 +1058,16 @@ fn hook_state(kind: &'static str, state: &State) -> Result<Vec<u8>> {
     })
 }
 
+/// Runs poststart or poststop hooks: as the runtime spec says, one that fails is logged as a
+/// warning and the others, and the lifecycle, go on as if it had succeeded.
+fn run_hooks_warning(kind: &'static str, hooks: &[Hook], state: &State) {
+    for h in hooks {
+        if let Err(e) = run_hooks(kind, std::slice::from_ref(h), state) {
+            tracing::warn!(error = %crate::chain(&e), "{kind} hook failed; going on, as the runtime spec says");
+        }
+    }
+}
+
 /// Runs hooks in order with the state on stdin; the first failure stops them.
 pub fn run_hooks(kind: &'static str, hooks: &[Hook], state: &State) -> Result<()> {
     let json = hook_state(kind, state)?;
@@ -1320,7 +1330,8 @@ impl Container {
             }
         }
         std::fs::remove_file(&fifo).map_err(|e| Error::io("remove", &fifo, e))?;
-        run_hooks("poststart", &self.saved.poststart, &self.state())
+        run_hooks_warning("poststart", &self.saved.poststart, &self.state());
+        Ok(())
     }
 
     /// Runs another process in the running container: it joins the init's namespaces (user
@@ -1655,7 +1666,8 @@ impl Container {
         }
         let state = self.state();
         std::fs::remove_dir_all(&self.dir).map_err(|e| Error::io("remove", &self.dir, e))?;
-        run_hooks("poststop", &self.saved.poststop, &state)
+        run_hooks_warning("poststop", &self.saved.poststop, &state);
+        Ok(())
     }
 }
 

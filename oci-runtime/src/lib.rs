@@ -95,8 +95,9 @@
 //! runtime's tree), with the state ("creating", the init's pid) sent down the sync pipe;
 //! startContainer hooks run at `start` inside the container (its namespaces and cgroup, path
 //! resolved there) before its process, through the same machinery as `exec`. Every hook gets
-//! the state on stdin and its timeout; a failing or late hook fails the operation, and a
-//! failing startContainer hook stops the container.
+//! the state on stdin and its timeout; a failing or late hook fails the operation (a
+//! failing startContainer hook stops the container), except poststart and poststop hooks,
+//! whose failures are warnings after which the lifecycle goes on, as the spec says.
 //!
 //! Not yet: seccomp on architectures other than x86_64 and aarch64, and its
 //! `SCMP_ACT_NOTIFY` action.

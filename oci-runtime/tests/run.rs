@@ -699,7 +699,7 @@ fn hooks_run_in_order_with_the_state_and_where_the_spec_says() {
 }
 
 #[test]
-fn failing_or_slow_hooks_fail_the_operation() {
+fn failing_or_slow_hooks_fail_the_operation_but_poststart_and_poststop_go_on() {
     if !root_or_skip() {
         return;
     }
@@ -748,6 +748,30 @@ fn failing_or_slow_hooks_fail_the_operation() {
         assert!(!b.rootfs().join("process-ran").exists());
         c.delete(false).unwrap();
     }
+    // poststart and poststop: a failure is a warning, and the next hook and the lifecycle go
+    // on (runtime spec, lifecycle steps 8 and 12).
+    let log = b.dir.path().join("after.log");
+    let mark = |name: &str| hook(&format!("echo {name} >>{}", log.display()), Some(5));
+    let id = unique("hookpost");
+    let spec = with(
+        oci_spec::runtime::HooksBuilder::default()
+            .poststart(vec![hook("exit 5", None), mark("poststart")])
+            .poststop(vec![hook("exit 6", None), mark("poststop")])
+            .build()
+            .unwrap(),
+    );
+    let mut c = b.builder(&id, spec).0.create().unwrap();
+    c.start().unwrap();
+    assert_eq!(c.wait().unwrap(), 0);
+    c.delete(false).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "poststart\npoststop\n"
+    );
+    assert!(matches!(
+        Container::load(&b.state, &id),
+        Err(Error::NotFound(_))
+    ));
 }
 
 #[test]
