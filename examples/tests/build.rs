@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -573,32 +572,6 @@ fn contexts_and_dockerfiles_from_standard_input_and_reproducible_output() {
         .starts_with("2023-11-14T22:13:20"));
 }
 
-/// Every path of a tree: (mode, uid, gid, sha256 of a file's bytes or a link's target).
-fn tree(root: &Path) -> BTreeMap<String, (u32, u32, u32, String)> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (u32, u32, u32, String)>) {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            let p = e.path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            let what = if m.file_type().is_symlink() {
-                std::fs::read_link(&p).unwrap().display().to_string()
-            } else if m.is_file() {
-                use sha2::Digest;
-                format!("{:x}", sha2::Sha256::digest(std::fs::read(&p).unwrap()))
-            } else {
-                String::new()
-            };
-            let rel = p.strip_prefix(root).unwrap().display().to_string();
-            out.insert(rel, (m.mode(), m.uid(), m.gid(), what));
-            if m.is_dir() {
-                walk(root, &p, out);
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
 #[test]
 fn builds_match_buildah_and_run_under_podman() {
     if !common::root_with_busybox() {
@@ -721,8 +694,8 @@ CMD ["echo hello from $A"]
         "localhost/cmp:buildah",
         theirs_dir.to_str().unwrap(),
     ]);
-    let mut ours = tree(&ours_dir);
-    let mut them = tree(&theirs_dir);
+    let mut ours = common::tree(&ours_dir);
+    let mut them = common::tree(&theirs_dir);
     // What buildah documents as its own: the empty bind targets its RUN left behind (docker
     // and we leave them out of the layer) and the /run it mounts a tmpfs on.
     for p in [

@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -69,39 +68,20 @@ fn image() -> Option<Image> {
     })
 }
 
-/// Every path under `root`: type and mode, owner, and the bytes' digest or the link target.
-fn tree(root: &Path) -> BTreeMap<String, (u32, u32, u32, String)> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (u32, u32, u32, String)>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            let what = if m.file_type().is_symlink() {
-                std::fs::read_link(&p).unwrap().display().to_string()
-            } else if m.is_file() {
-                let mut h = oci_rs_image::Hasher::default();
-                h.update(&std::fs::read(&p).unwrap());
-                h.finish().digest().to_string()
-            } else {
-                String::new()
-            };
-            let rel = p.strip_prefix(root).unwrap().display().to_string();
-            out.insert(rel, (m.mode(), m.uid(), m.gid(), what));
-            if m.is_dir() {
-                walk(root, &p, out);
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
 fn layer_dirs(data: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(data.join("snapshots/layers"))
         .map(|d| d.map(|e| e.unwrap().path()).collect())
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// The inode of each layer directory: the same after a run when it unpacked nothing.
+fn inodes(data: &Path) -> Vec<u64> {
+    layer_dirs(data)
+        .iter()
+        .map(|d| std::fs::metadata(d).unwrap().ino())
+        .collect()
 }
 
 fn leftovers(data: &Path) -> Vec<PathBuf> {
@@ -141,10 +121,7 @@ fn run_of_a_new_image_unpacks_what_a_pull_then_an_unpack_gives() {
     common::verify_layout(&a.join("images"));
     let dirs = layer_dirs(&a);
     assert_eq!(dirs.len(), 3, "{dirs:?}");
-    let inodes: Vec<u64> = dirs
-        .iter()
-        .map(|d| std::fs::metadata(d).unwrap().ino())
-        .collect();
+    let before = inodes(&a);
     let out = ca.ok(&[
         "run",
         "--rm",
@@ -155,11 +132,7 @@ fn run_of_a_new_image_unpacks_what_a_pull_then_an_unpack_gives() {
         "/small/link",
     ]);
     assert_eq!(out, "7\n");
-    let again: Vec<u64> = layer_dirs(&a)
-        .iter()
-        .map(|d| std::fs::metadata(d).unwrap().ino())
-        .collect();
-    assert_eq!(inodes, again, "run unpacked a layer again");
+    assert_eq!(before, inodes(&a), "run unpacked a layer again");
 
     // `run` of an image not here yet streams too.
     let b = img.dir.path().join("b");
@@ -188,9 +161,9 @@ fn run_of_a_new_image_unpacks_what_a_pull_then_an_unpack_gives() {
         .zip(layer_dirs(&c))
     {
         assert_eq!(x.file_name(), z.file_name());
-        let t = tree(&z);
-        assert_eq!(tree(x), t, "{}", x.display());
-        assert_eq!(tree(&y), t, "{}", y.display());
+        let t = common::tree(&z);
+        assert_eq!(common::tree(x), t, "{}", x.display());
+        assert_eq!(common::tree(&y), t, "{}", y.display());
     }
     let noise = layer_dirs(&a)
         .into_iter()
@@ -299,7 +272,7 @@ fn a_killed_pull_unpack_leaves_a_clean_store_and_the_next_one_completes() {
     cli(&fresh).ok(&["pull", "--unpack", &img.name]);
     assert_eq!(layer_dirs(&data).len(), 3);
     for (x, y) in layer_dirs(&data).iter().zip(layer_dirs(&fresh)) {
-        assert_eq!(tree(x), tree(&y), "{}", x.display());
+        assert_eq!(common::tree(x), common::tree(&y), "{}", x.display());
     }
     let out = c.ok(&[
         "run",
@@ -327,12 +300,9 @@ fn load_unpacks_as_it_loads() {
     assert_eq!(layer_dirs(&data).len(), 3);
     for (x, y) in layer_dirs(&data).iter().zip(layer_dirs(&pulled)) {
         assert_eq!(x.file_name(), y.file_name());
-        assert_eq!(tree(x), tree(&y), "{}", x.display());
+        assert_eq!(common::tree(x), common::tree(&y), "{}", x.display());
     }
-    let inodes: Vec<u64> = layer_dirs(&data)
-        .iter()
-        .map(|d| std::fs::metadata(d).unwrap().ino())
-        .collect();
+    let before = inodes(&data);
     let out = c.ok(&[
         "run",
         "--rm",
@@ -343,9 +313,5 @@ fn load_unpacks_as_it_loads() {
         "/small/f3",
     ]);
     assert_eq!(out, "3\n");
-    let after: Vec<u64> = layer_dirs(&data)
-        .iter()
-        .map(|d| std::fs::metadata(d).unwrap().ino())
-        .collect();
-    assert_eq!(inodes, after, "run unpacked a loaded layer again");
+    assert_eq!(before, inodes(&data), "run unpacked a loaded layer again");
 }

@@ -23,20 +23,16 @@ fn runc(root: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-#[test]
-fn spec_create_start_exec_state_kill_delete_run() {
-    if !rustix::process::geteuid().is_root() || !Path::new("/bin/busybox").exists() {
-        eprintln!("skipping: needs root and busybox-static");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (bundle, root) = (dir.path().join("bundle"), dir.path().join("state"));
+/// A bundle directory `dir/bundle` whose rootfs holds busybox as `tools`, with the state root
+/// `dir/state`, after `oci-runc spec`.
+fn busybox_bundle(dir: &Path, tools: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (bundle, root) = (dir.join("bundle"), dir.join("state"));
     let rootfs = bundle.join("rootfs");
     for d in ["bin", "proc", "dev", "sys"] {
         std::fs::create_dir_all(rootfs.join(d)).unwrap();
     }
     std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    for t in ["sh", "sleep", "echo", "hostname"] {
+    for t in tools {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(t)).unwrap();
     }
     let o = Command::new(RUNC)
@@ -45,6 +41,17 @@ fn spec_create_start_exec_state_kill_delete_run() {
         .output()
         .unwrap();
     assert!(o.status.success());
+    (bundle, root)
+}
+
+#[test]
+fn spec_create_start_exec_state_kill_delete_run() {
+    if !rustix::process::geteuid().is_root() || !Path::new("/bin/busybox").exists() {
+        eprintln!("skipping: needs root and busybox-static");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (bundle, root) = busybox_bundle(dir.path(), &["sh", "sleep", "echo", "hostname"]);
     assert_eq!(
         runc(&root, &["spec", "--bundle", bundle.to_str().unwrap()])
             .status
@@ -341,19 +348,7 @@ fn a_container_this_process_did_not_create_is_waited_for_with_its_exit_code() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (bundle, root) = (dir.path().join("bundle"), dir.path().join("state"));
-    let rootfs = bundle.join("rootfs");
-    for d in ["bin", "proc", "dev", "sys"] {
-        std::fs::create_dir_all(rootfs.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
-    assert!(Command::new(RUNC)
-        .arg("spec")
-        .current_dir(&bundle)
-        .status()
-        .unwrap()
-        .success());
+    let (bundle, root) = busybox_bundle(dir.path(), &["sh"]);
     let cfg = bundle.join("config.json");
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
     v["process"]["args"] = serde_json::json!(["sh", "-c", "exit 7"]);

@@ -334,6 +334,21 @@ struct CloneArgs {
     cgroup: u64,
 }
 
+/// clone3 with `args` and no stack: fork-like, the child continues after the call with 0.
+/// Returns the child's pid, or -1 with errno set. Async-signal-safe: one system call.
+fn clone3(args: &CloneArgs) -> libc::c_long {
+    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork: the child gets a
+    // copy of this address space and continues here with a return value of 0. `args` lives
+    // across the call and its size is passed.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    }
+}
+
 /// Starts the init with the namespaces in `flags` and returns its pid (in the caller's pid
 /// namespace). The child never returns.
 pub(crate) fn spawn(plan: &Plan, flags: u64) -> std::io::Result<i32> {
@@ -343,16 +358,7 @@ pub(crate) fn spawn(plan: &Plan, flags: u64) -> std::io::Result<i32> {
         ..Default::default()
     };
     let keep = plan.descriptors();
-    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork: the child gets a
-    // copy of this address space and continues here with a return value of 0. `args` lives
-    // across the call and its size is passed.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    let ret = clone3(&args);
     if ret < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -388,14 +394,7 @@ pub(crate) fn spawn_through_user_ns(
         exit_signal: libc::SIGCHLD as u64,
         ..Default::default()
     };
-    // SAFETY: a fork-like clone3 as in `spawn`; `args` lives across the call.
-    let mid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    let mid = clone3(&args);
     if mid < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -423,15 +422,9 @@ pub(crate) fn spawn_through_user_ns(
             exit_signal: 0,
             ..Default::default()
         };
-        // SAFETY: a fork-like clone3 of this single-threaded copy; with CLONE_PARENT the
-        // child's parent (and exit signal) are this process's.
-        let init = unsafe {
-            libc::syscall(
-                libc::SYS_clone3,
-                &args as *const CloneArgs,
-                std::mem::size_of::<CloneArgs>(),
-            )
-        };
+        // From this single-threaded copy; with CLONE_PARENT the child's parent (and exit
+        // signal) are this process's.
+        let init = clone3(&args);
         if init == 0 {
             close_inherited(&keep);
             child_main(plan);
@@ -1073,14 +1066,7 @@ fn child_main(plan: &Plan) -> ! {
             exit_signal: libc::SIGCHLD as u64,
             ..Default::default()
         };
-        // SAFETY: as in `spawn`, a fork-like clone3; the child continues below with 0.
-        let pid = unsafe {
-            libc::syscall(
-                libc::SYS_clone3,
-                &args as *const CloneArgs,
-                std::mem::size_of::<CloneArgs>(),
-            )
-        };
+        let pid = clone3(&args);
         if pid < 0 {
             fail(
                 plan,

@@ -354,3 +354,42 @@ pub fn verify_layout(dir: &Path) {
         assert_eq!(h.finish().digest(), name, "a blob does not match its name");
     }
 }
+
+/// Every path of a tree: (mode, uid, gid, sha256 of a file's bytes or a link's target).
+#[allow(dead_code)]
+pub fn tree(root: &Path) -> std::collections::BTreeMap<String, (u32, u32, u32, String)> {
+    fn walk(
+        root: &Path,
+        dir: &Path,
+        out: &mut std::collections::BTreeMap<String, (u32, u32, u32, String)>,
+    ) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let what = if m.file_type().is_symlink() {
+                std::fs::read_link(&p).unwrap().display().to_string()
+            } else if m.is_file() {
+                use sha2::Digest;
+                format!("{:x}", sha2::Sha256::digest(std::fs::read(&p).unwrap()))
+            } else {
+                String::new()
+            };
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            out.insert(
+                rel,
+                (
+                    std::os::unix::fs::MetadataExt::mode(&m),
+                    std::os::unix::fs::MetadataExt::uid(&m),
+                    std::os::unix::fs::MetadataExt::gid(&m),
+                    what,
+                ),
+            );
+            if m.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
