@@ -366,11 +366,3 @@ pub(crate) const SYSCALLS: &[(&str, u32)] = &[
     ("write", 1),
     ("writev", 20),
 ];
-
-/// The number of a system call by name.
-pub(crate) fn number(name: &str) -> Option<u32> {
-    SYSCALLS
-        .binary_search_by(|(n, _)| n.cmp(&name))
-        .ok()
-        .map(|i| SYSCALLS[i].1)
-}
