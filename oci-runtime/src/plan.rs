@@ -545,6 +545,8 @@ pub(crate) fn process(p: &Process) -> Result<ProcessPlan> {
         return Err(Error::spec("process.args", "", "empty"));
     };
     let env = p.env().clone().unwrap_or_default();
+    // A NUL in args[0] is the args' fault, not the PATH candidates' made from it.
+    cstr(arg0.as_str(), "process.args")?;
     let exec = if arg0.contains('/') {
         vec![cstr(arg0.as_str(), "process.args")?]
     } else {
@@ -612,4 +614,272 @@ pub(crate) fn process(p: &Process) -> Result<ProcessPlan> {
             .map(|v| cstr(v.to_string(), "process.oomScoreAdj"))
             .transpose()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn mount(json: serde_json::Value) -> Mount {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn spec(json: serde_json::Value) -> Spec {
+        let mut base = serde_json::json!({
+            "ociVersion": "1.2.0",
+            "root": {"path": "rootfs"},
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "linux": {"namespaces": [{"type": "mount"}]}
+        });
+        if let (Some(b), Some(extra)) = (base.as_object_mut(), json.as_object()) {
+            for (k, v) in extra {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    fn names(v: &[(CString, CString)]) -> Vec<(&str, &str)> {
+        v.iter()
+            .map(|(a, b)| (a.to_str().unwrap(), b.to_str().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn mount_destinations_become_prefixes_and_dotdot_is_refused() {
+        let p = prefixes(Path::new("/dev/./pts")).unwrap();
+        assert_eq!(names(&p), [("dev", "dev"), ("dev/pts", "pts")]);
+        let e = prefixes(Path::new("/a/../etc")).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                Error::InvalidSpec {
+                    field: "mounts[].destination",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = mount_step(
+            &mount(serde_json::json!({"destination": "rel", "type": "tmpfs"})),
+            Path::new("/b"),
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(&e, Error::InvalidSpec { reason, .. } if reason == "not absolute"));
+    }
+
+    #[test]
+    fn mount_options_split_into_flags_data_and_a_bind_remount() {
+        let m = mount(serde_json::json!({
+            "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k", "rslave"]
+        }));
+        let s = &mount_step(&m, Path::new("/b"), None).unwrap()[0];
+        assert_eq!(
+            s.flags,
+            MountFlags::NOSUID | MountFlags::NOEXEC | MountFlags::NODEV
+        );
+        assert_eq!(s.data.as_deref(), Some(c"mode=1777,size=65536k"));
+        assert_eq!(s.fstype.as_deref(), Some(c"tmpfs"));
+        assert_eq!(s.propagation, Some(raw(libc::MS_SLAVE | MS_REC)));
+        assert!(s.remount.is_none() && !s.file);
+        // "rw" clears an earlier "ro".
+        let m = mount(serde_json::json!({"destination": "/x", "type": "tmpfs",
+            "options": ["ro", "rw"]}));
+        assert_eq!(
+            mount_step(&m, Path::new("/b"), None).unwrap()[0].flags,
+            MountFlags::empty()
+        );
+
+        // A bind: relative sources are the bundle's, its other flags go to a remount, a
+        // file source makes a file target.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("file"), "x").unwrap();
+        let m = mount(serde_json::json!({
+            "destination": "/etc/f", "source": "file", "options": ["rbind", "ro", "nosuid"]
+        }));
+        let s = &mount_step(&m, dir.path(), None).unwrap()[0];
+        assert_eq!(
+            s.source.as_deref().unwrap().to_bytes(),
+            dir.path().join("file").as_os_str().as_encoded_bytes()
+        );
+        assert_eq!(s.flags, MountFlags::BIND | raw(MS_REC));
+        assert_eq!(s.remount, Some(MountFlags::RDONLY | MountFlags::NOSUID));
+        assert!(s.fstype.is_none() && s.data.is_none() && s.file);
+    }
+
+    #[test]
+    fn sysctls_belong_to_the_namespaces_that_hold_them() {
+        let only = |t: LinuxNamespaceType| move |x: LinuxNamespaceType| x == t;
+        assert!(sysctl_namespaced(
+            "net.ipv4.ip_forward",
+            only(LinuxNamespaceType::Network)
+        ));
+        assert!(!sysctl_namespaced(
+            "net.ipv4.ip_forward",
+            only(LinuxNamespaceType::Ipc)
+        ));
+        assert!(sysctl_namespaced(
+            "kernel.shmmax",
+            only(LinuxNamespaceType::Ipc)
+        ));
+        assert!(sysctl_namespaced(
+            "fs.mqueue.msg_max",
+            only(LinuxNamespaceType::Ipc)
+        ));
+        assert!(sysctl_namespaced(
+            "kernel.hostname",
+            only(LinuxNamespaceType::Uts)
+        ));
+        // Not namespaced at all: it would change the host.
+        assert!(!sysctl_namespaced("vm.swappiness", |_| true));
+        assert!(!sysctl_namespaced("kernel.core_pattern", |_| true));
+    }
+
+    #[test]
+    fn the_filesystem_plan_refuses_what_would_reach_the_host() {
+        let bundle = Path::new("/b");
+        let refused = |linux: serde_json::Value| {
+            let mut l = serde_json::json!({"namespaces": [{"type": "mount"}]});
+            for (k, v) in linux.as_object().unwrap() {
+                l[k] = v.clone();
+            }
+            filesystem(&spec(serde_json::json!({"linux": l})), bundle, None, false)
+                .err()
+                .map(|e| e.to_string())
+        };
+        let e = refused(serde_json::json!({"sysctl": {"kernel.core_pattern": "|/evil"}})).unwrap();
+        assert!(
+            e.contains("linux.sysctl") && e.contains("change the host"),
+            "{e}"
+        );
+        let e = refused(serde_json::json!({"sysctl": {"net/../x": "1"}})).unwrap();
+        assert!(e.contains("not a sysctl name"), "{e}");
+        let e = refused(serde_json::json!({"maskedPaths": ["relative"]})).unwrap();
+        assert!(e.contains("linux.maskedPaths"), "{e}");
+        let e = refused(serde_json::json!({"readonlyPaths": ["/proc/../etc"]})).unwrap();
+        assert!(e.contains("linux.readonlyPaths"), "{e}");
+        let e = refused(
+            serde_json::json!({"devices": [{"path": "/dev/../etc/x", "type": "c",
+            "major": 1, "minor": 3}]}),
+        )
+        .unwrap();
+        assert!(e.contains("linux.devices[].path"), "{e}");
+        let e = refused(serde_json::json!({"rootfsPropagation": "sideways"})).unwrap();
+        assert!(e.contains("linux.rootfsPropagation"), "{e}");
+        // A namespaced sysctl with its namespace is fine.
+        assert!(refused(serde_json::json!({
+            "namespaces": [{"type": "mount"}, {"type": "network"}],
+            "sysctl": {"net.ipv4.ip_forward": "1"}
+        }))
+        .is_none());
+    }
+
+    #[test]
+    fn default_devices_are_made_and_spec_devices_replace_them() {
+        let s = spec(
+            serde_json::json!({"linux": {"namespaces": [{"type": "mount"}],
+            "devices": [{"path": "/dev/null", "type": "c", "major": 1, "minor": 3,
+                "fileMode": 432, "uid": 5, "gid": 6},
+                {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]}}),
+        );
+        let b = filesystem(&s, Path::new("/b"), None, false).unwrap();
+        let null: Vec<&DeviceStep> = b
+            .devices
+            .iter()
+            .filter(|d| d.name.as_c_str() == c"null")
+            .collect();
+        assert_eq!(
+            null.len(),
+            1,
+            "the spec's /dev/null replaces the default one"
+        );
+        assert_eq!((null[0].mode, null[0].uid, null[0].gid), (0o660, 5, 6));
+        assert!(!null[0].bind);
+        for n in [c"zero", c"full", c"random", c"urandom", c"tty", c"fuse"] {
+            assert!(b.devices.iter().any(|d| d.name.as_c_str() == n), "{n:?}");
+        }
+        // In a user namespace, nodes cannot be made: the host's are bound.
+        let b = filesystem(&s, Path::new("/b"), None, true).unwrap();
+        assert!(b.devices.iter().all(|d| d.bind));
+    }
+
+    #[test]
+    fn shared_and_unbindable_roots_get_their_propagation_after_pivot_root() {
+        let built = |p: &str| {
+            let s = spec(
+                serde_json::json!({"linux": {"namespaces": [{"type": "mount"}],
+                "rootfsPropagation": p}}),
+            );
+            let b = filesystem(&s, Path::new("/b"), None, false).unwrap();
+            (b.propagation, b.root_propagation)
+        };
+        let private = raw(libc::MS_PRIVATE | MS_REC);
+        assert_eq!(built("rslave"), (raw(libc::MS_SLAVE | MS_REC), None));
+        assert_eq!(built("private"), (raw(libc::MS_PRIVATE), None));
+        assert_eq!(built("shared"), (private, Some(raw(libc::MS_SHARED))));
+        assert_eq!(
+            built("runbindable"),
+            (private, Some(raw(libc::MS_UNBINDABLE | MS_REC)))
+        );
+    }
+
+    #[test]
+    fn the_process_plan_resolves_the_program_and_checks_its_fields() {
+        let proc_of =
+            |json: serde_json::Value| -> Process { serde_json::from_value(json).unwrap() };
+        let p = process(&proc_of(serde_json::json!({
+            "args": ["ls", "-l"], "cwd": "/work", "user": {"uid": 7, "gid": 8},
+            "env": ["PATH=/usr/bin:/bin/", "A=b"],
+            "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 20}],
+            "capabilities": {"bounding": ["CAP_KILL", "CAP_CHOWN"]}
+        })))
+        .unwrap();
+        assert_eq!(p.exec, [c"/usr/bin/ls".to_owned(), c"/bin/ls".to_owned()]);
+        assert_eq!((p.uid, p.gid), (7, 8));
+        assert_eq!(p.cwd.as_c_str(), c"/work");
+        assert_eq!(p.rlimits, [(rustix::process::Resource::Nofile, 10, 20)]);
+        let caps = p.caps.unwrap();
+        assert_eq!(caps[0], (1 << 5) | 1, "KILL is 5, CHOWN 0");
+        assert_eq!(caps[1..], [0, 0, 0, 0]);
+        // A path is used as it is; no PATH falls back to docker's default.
+        let p = process(&proc_of(
+            serde_json::json!({"args": ["/bin/sh"], "cwd": "/",
+            "user": {"uid": 0, "gid": 0}}),
+        ))
+        .unwrap();
+        assert_eq!(p.exec, [c"/bin/sh".to_owned()]);
+        let p = process(&proc_of(serde_json::json!({"args": ["sh"], "cwd": "/",
+            "user": {"uid": 0, "gid": 0}})))
+        .unwrap();
+        assert_eq!(p.exec.len(), DEFAULT_PATH.split(':').count());
+        // Refused, each naming its field.
+        for (json, field) in [
+            (
+                serde_json::json!({"args": [], "cwd": "/", "user": {"uid": 0, "gid": 0}}),
+                "process.args",
+            ),
+            (
+                serde_json::json!({"args": ["sh"], "cwd": "rel", "user": {"uid": 0, "gid": 0}}),
+                "process.cwd",
+            ),
+            (
+                serde_json::json!({"args": ["a\u{0}b"], "cwd": "/", "user": {"uid": 0, "gid": 0}}),
+                "process.args",
+            ),
+            (
+                serde_json::json!({"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+                "env": ["X=\u{0}"]}),
+                "process.env",
+            ),
+        ] {
+            let e = process(&proc_of(json)).unwrap_err();
+            assert!(
+                matches!(&e, Error::InvalidSpec { field: f, .. } if *f == field),
+                "{e}"
+            );
+        }
+    }
 }
