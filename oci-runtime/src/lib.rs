@@ -109,6 +109,8 @@ mod default_seccomp;
 mod devices;
 mod error;
 mod exe;
+mod hooks;
+mod idmap;
 mod image_spec;
 mod init;
 mod logs;
