@@ -1,0 +1,40 @@
+//! What a container is now: its status, and the runtime spec's state.
+
+use super::*;
+
+impl Container {
+    /// The current status.
+    pub fn status(&self) -> Status {
+        match proc_start_time(self.saved.pid) {
+            Some((start, state))
+                if start == self.saved.start_time && state != 'Z' && state != 'X' =>
+            {
+                if self.dir.join("exec.fifo").exists() {
+                    Status::Created
+                } else {
+                    Status::Running
+                }
+            }
+            _ => Status::Stopped,
+        }
+    }
+
+    /// The runtime-spec state.
+    pub fn state(&self) -> State {
+        let status = match self.status() {
+            Status::Created => ContainerState::Created,
+            Status::Running => ContainerState::Running,
+            Status::Stopped => ContainerState::Stopped,
+        };
+        let mut b = StateBuilder::default()
+            .version("1.2.0")
+            .id(self.saved.id.clone())
+            .status(status)
+            .bundle(self.saved.bundle.clone())
+            .annotations(self.saved.annotations.clone());
+        if status != ContainerState::Stopped {
+            b = b.pid(self.saved.pid);
+        }
+        b.build().unwrap_or_default()
+    }
+}
