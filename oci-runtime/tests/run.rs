@@ -1403,3 +1403,51 @@ fn relative_hook_paths_are_refused() {
         "{err}"
     );
 }
+
+// A create that fails after its cgroup was made leaves neither the cgroup nor the state
+// behind: in the plan (a sysctl that would change the host), or in the init (a mount).
+#[test]
+fn a_failed_create_leaves_no_cgroup_and_no_state() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    for bad_mount in [false, true] {
+        let id = unique("failcg");
+        let mut spec = b.spec(&["true"]);
+        if bad_mount {
+            let mut mounts = spec.mounts().clone().unwrap_or_default();
+            mounts.push(
+                serde_json::from_value(serde_json::json!({
+                    "destination": "/nowhere", "type": "no-such-filesystem", "source": "none"
+                }))
+                .unwrap(),
+            );
+            spec.set_mounts(Some(mounts));
+        } else {
+            let mut linux = spec.linux().clone().unwrap();
+            linux.set_sysctl(Some([("kernel.core_pattern".into(), "|/x".into())].into()));
+            spec.set_linux(Some(linux));
+        }
+        let err = b.builder(&id, spec).0.create().unwrap_err();
+        assert!(
+            matches!(
+                (&err, bad_mount),
+                (Error::Init { .. }, true) | (Error::InvalidSpec { .. }, false)
+            ),
+            "{err}"
+        );
+        for dir in [
+            "/sys/fs/cgroup/pids/oci-rs",
+            "/sys/fs/cgroup/memory/oci-rs",
+            "/sys/fs/cgroup/oci-rs",
+        ] {
+            let p = Path::new(dir).join(&id);
+            assert!(!p.exists(), "{} was left", p.display());
+        }
+        assert!(matches!(
+            Container::load(&b.state, &id),
+            Err(Error::NotFound(_))
+        ));
+    }
+}
