@@ -997,6 +997,11 @@ fn loopback_up() -> Result<(), Errno> {
     Ok(())
 }
 
+/// The init (or an exec helper) after the clone, system calls only: it waits for the parent's
+/// go, then runs the phases in order, each reporting the step that failed on the report pipe:
+/// [`enter_namespaces`], then for an exec helper a fork into the joined pid namespace and
+/// [`setup_process`]; for an init [`build_rootfs`], [`enter_root`], [`harden`] and
+/// [`setup_process`], which ends in `execve`.
 fn child_main(plan: &Plan) -> ! {
     // Die with the parent while we are still being set up.
     let _ = prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as u64, 0);
@@ -1007,6 +1012,56 @@ fn child_main(plan: &Plan) -> ! {
         Ok(_) => fail(plan, Step::Sync, Errno::PIPE),
         Err(e) => fail(plan, Step::Sync, e),
     }
+    enter_namespaces(plan);
+    if plan.exec {
+        // setns into a pid namespace only takes effect for children: the process is a child
+        // of this one, which stays outside to pass its exit status on.
+        let args = CloneArgs {
+            exit_signal: libc::SIGCHLD as u64,
+            ..Default::default()
+        };
+        let pid = clone3(&args);
+        if pid < 0 {
+            fail(
+                plan,
+                Step::SetNs,
+                Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::AGAIN),
+            );
+        }
+        if pid > 0 {
+            // No report from here: the grandchild reports, and the pipe closes at its exec.
+            let _ = prctl(libc::PR_SET_PDEATHSIG, 0, 0);
+            let code = loop {
+                let mut status = 0i32;
+                // SAFETY: waitpid on our own child with a valid status pointer.
+                let r = unsafe { libc::waitpid(pid as i32, &mut status, 0) };
+                if r == pid as i32 {
+                    if libc::WIFEXITED(status) {
+                        break libc::WEXITSTATUS(status);
+                    }
+                    if libc::WIFSIGNALED(status) {
+                        break 128 + libc::WTERMSIG(status);
+                    }
+                } else if r < 0
+                    && Errno::from_io_error(&std::io::Error::last_os_error()) != Some(Errno::INTR)
+                {
+                    break 125;
+                }
+            };
+            // SAFETY: see `fail`.
+            unsafe { libc::_exit(code) }
+        }
+        setup_process(plan);
+    }
+    let root = build_rootfs(plan);
+    enter_root(plan, &root);
+    harden(plan);
+    setup_process(plan)
+}
+
+/// Phase 1: the namespaces. A new user namespace gets its ids (setgroups denied or set),
+/// a time namespace its offsets; the namespaces given by path are joined; a new session.
+fn enter_namespaces(plan: &Plan) {
     if plan.new_userns {
         // Our credentials are still the host's (unmapped here) until we set them.
         let root_g = rustix::fs::Gid::from_raw(0);
@@ -1059,46 +1114,12 @@ fn child_main(plan: &Plan) -> ! {
     if plan.setsid {
         check!(plan, Step::SetSid, rustix::process::setsid());
     }
-    if plan.exec {
-        // setns into a pid namespace only takes effect for children: the process is a child
-        // of this one, which stays outside to pass its exit status on.
-        let args = CloneArgs {
-            exit_signal: libc::SIGCHLD as u64,
-            ..Default::default()
-        };
-        let pid = clone3(&args);
-        if pid < 0 {
-            fail(
-                plan,
-                Step::SetNs,
-                Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::AGAIN),
-            );
-        }
-        if pid > 0 {
-            // No report from here: the grandchild reports, and the pipe closes at its exec.
-            let _ = prctl(libc::PR_SET_PDEATHSIG, 0, 0);
-            let code = loop {
-                let mut status = 0i32;
-                // SAFETY: waitpid on our own child with a valid status pointer.
-                let r = unsafe { libc::waitpid(pid as i32, &mut status, 0) };
-                if r == pid as i32 {
-                    if libc::WIFEXITED(status) {
-                        break libc::WEXITSTATUS(status);
-                    }
-                    if libc::WIFSIGNALED(status) {
-                        break 128 + libc::WTERMSIG(status);
-                    }
-                } else if r < 0
-                    && Errno::from_io_error(&std::io::Error::last_os_error()) != Some(Errno::INTR)
-                {
-                    break 125;
-                }
-            };
-            // SAFETY: see `fail`.
-            unsafe { libc::_exit(code) }
-        }
-        setup_process(plan);
-    }
+}
+
+/// Phase 2: the root filesystem, still in the runtime's view: the root prepared (propagation,
+/// the rootfs bound onto itself), then the mounts, devices and /dev links made inside it
+/// through `openat2(RESOLVE_IN_ROOT)`, and the createContainer hooks. Returns the root.
+fn build_rootfs(plan: &Plan) -> OwnedFd {
     if plan.prepare_root {
         check!(
             plan,
@@ -1138,8 +1159,14 @@ fn child_main(plan: &Plan) -> ! {
     if !plan.create_container.is_empty() {
         create_container_hooks(plan);
     }
+    root
+}
+
+/// Phase 3: entering it: pivot_root (or chroot with `no_pivot`), the old root detached,
+/// and a shared or unbindable propagation set on `/`.
+fn enter_root(plan: &Plan, root: &OwnedFd) {
     // Enter the root.
-    check!(plan, Step::PivotRoot, rustix::process::fchdir(&root));
+    check!(plan, Step::PivotRoot, rustix::process::fchdir(root));
     if plan.pivot {
         check!(
             plan,
@@ -1162,6 +1189,12 @@ fn child_main(plan: &Plan) -> ! {
             rustix::mount::mount(c"none", c"/", c"", p, None)
         );
     }
+}
+
+/// Phase 4: hardening, inside: hostname and domainname, the loopback, sysctls, then the
+/// masked and read-only paths and a read-only root. Then `setup_process` (phase 5) drops to
+/// the container's user and capabilities, attaches the console and executes.
+fn harden(plan: &Plan) {
     // Sysctls before the masked and read-only paths (as runc): /proc/sys is usually one of
     // the read-only ones.
     if let Some(h) = &plan.hostname {
@@ -1266,7 +1299,6 @@ fn child_main(plan: &Plan) -> ! {
             rustix::mount::mount_remount(c"/", MountFlags::BIND | MountFlags::RDONLY | flags, c"")
         );
     }
-    setup_process(plan)
 }
 
 /// The process part: oom score, rlimits, capabilities, user, no_new_privs, umask, cwd,
