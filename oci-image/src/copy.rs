@@ -25,6 +25,17 @@ pub enum PlatformFilter {
     All,
 }
 
+impl PlatformFilter {
+    /// The platform whose image this filter takes from an index: the one asked for, else the
+    /// host's (also for `All`, where the host's is the one a caller unpacks or runs).
+    pub fn platform(&self) -> PlatformSpec {
+        match self {
+            PlatformFilter::One(p) => p.clone(),
+            PlatformFilter::Host | PlatformFilter::All => PlatformSpec::host(),
+        }
+    }
+}
+
 /// Something that happened during a copy, for progress bars and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -257,11 +268,7 @@ pub async fn copy_without_finish(
                 top
             }
             filter => {
-                let wanted = match filter {
-                    PlatformFilter::One(p) => p.clone(),
-                    _ => PlatformSpec::host(),
-                };
-                let child = platform::select(index, &wanted)?;
+                let child = platform::select(index, &filter.platform())?;
                 let m = src
                     .manifest(&ManifestRef::Digest(child.digest().clone()))
                     .await?;
@@ -376,30 +383,52 @@ async fn copy_blob(
     } else {
         src.blob(desc).await?
     };
-    let reader: BlobReader = match &opts.progress {
-        Some(p) => Box::pin(ProgressReader {
-            inner: reader,
-            digest: digest.clone(),
-            size,
-            done: 0,
-            reported: 0,
-            progress: p.clone(),
-        }),
-        None => reader,
-    };
+    let reader = with_progress(reader, desc, Progressed::Transfer, opts.progress.as_ref());
     tracing::debug!(%digest, size, "copying blob");
     dst.put_blob(desc, reader).await?;
     opts.emit(CopyEvent::BlobDone { digest, size });
     Ok(Outcome::Copied(size))
 }
 
+/// What a reader made by [`with_progress`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progressed {
+    /// [`CopyEvent::BlobProgress`]: a blob's bytes going from a source to a destination.
+    Transfer,
+    /// [`CopyEvent::LayerExtracting`]: a layer's compressed bytes going through its unpacking.
+    Extraction,
+}
+
+/// `reader` (the blob `desc`) reporting the bytes read through it to `progress`: at most every
+/// 256 KiB, and at its end. With no `progress`, `reader` itself.
+pub fn with_progress(
+    reader: BlobReader,
+    desc: &Descriptor,
+    what: Progressed,
+    progress: Option<&ProgressFn>,
+) -> BlobReader {
+    match progress {
+        Some(p) => Box::pin(ProgressReader {
+            inner: reader,
+            digest: desc.digest().clone(),
+            size: desc.size(),
+            what,
+            done: 0,
+            reported: 0,
+            progress: p.clone(),
+        }),
+        None => reader,
+    }
+}
+
 struct ProgressReader {
     inner: BlobReader,
     digest: Digest,
     size: u64,
+    what: Progressed,
     done: u64,
     reported: u64,
-    progress: Arc<dyn Fn(&CopyEvent) + Send + Sync>,
+    progress: ProgressFn,
 }
 
 impl AsyncRead for ProgressReader {
@@ -416,10 +445,10 @@ impl AsyncRead for ProgressReader {
             this.done += n;
             if this.done - this.reported >= 256 * 1024 || (n == 0 && this.done > this.reported) {
                 this.reported = this.done;
-                (this.progress)(&CopyEvent::BlobProgress {
-                    digest: this.digest.clone(),
-                    done: this.done,
-                    size: this.size,
+                let (digest, done, size) = (this.digest.clone(), this.done, this.size);
+                (this.progress)(&match this.what {
+                    Progressed::Transfer => CopyEvent::BlobProgress { digest, done, size },
+                    Progressed::Extraction => CopyEvent::LayerExtracting { digest, done, size },
                 });
             }
         }

@@ -83,7 +83,8 @@ pub use build::{
 };
 pub use compression::Compression;
 pub use copy::{
-    copy, copy_without_finish, CopyEvent, CopyOptions, CopyReport, PlatformFilter, ProgressFn,
+    copy, copy_without_finish, with_progress, CopyEvent, CopyOptions, CopyReport, PlatformFilter,
+    ProgressFn, Progressed,
 };
 pub use digest::{
     check_supported as check_digest_algorithm, digest_of, parse_digest,

@@ -9,21 +9,17 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use oci_rs_image::oci_spec::image::{Descriptor, Digest};
 use oci_rs_image::{
-    BlobStore, CopyEvent, CopyOptions, CopyReport, Expected, ImageDestination, ImageSource,
-    Manifest, ManifestRef, PlatformFilter, PlatformSpec, ProgressFn,
+    with_progress, BlobStore, CopyEvent, CopyOptions, CopyReport, Expected, ImageDestination,
+    ImageSource, Manifest, ManifestRef, PlatformFilter, ProgressFn, Progressed,
 };
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
 /// Bytes asked of the source per read.
 const CHUNK: usize = 128 * 1024;
 /// Chunks queued between the download and the unpacking of one layer: at most 4 MiB.
 const QUEUE: usize = 32;
-/// Progress events at most this often (bytes).
-const STEP: u64 = 256 * 1024;
 
 /// What [`pull_and_unpack`] did.
 #[derive(Debug, Clone)]
@@ -46,7 +42,7 @@ pub struct PullUnpackReport {
 /// directory, whose DiffID is verified; layers go in parallel (bounded by the cores). A layer
 /// directory becomes visible only when both checks passed, so a blob that fails its digest
 /// leaves neither a blob nor a layer behind; a crash leaves only temporary directories, which
-/// nothing reads and [`Snapshotter::new`] removes once their process is gone. Layers the
+/// nothing reads and the next unpack removes once their process is gone. Layers the
 /// store already has are unpacked from it, and layers already unpacked are left alone.
 ///
 /// Then the image's config and manifests are copied with `opts` (its platform filter and
@@ -86,11 +82,7 @@ where
     let top_digest = top.digest().clone();
     let image = match top.as_index() {
         Some(index) => {
-            let wanted = match &opts.platforms {
-                PlatformFilter::One(p) => p.clone(),
-                _ => PlatformSpec::host(),
-            };
-            match oci_rs_image::select_platform(index, &wanted) {
+            match oci_rs_image::select_platform(index, &opts.platforms.platform()) {
                 Ok(child) => Some(
                     src.manifest(&ManifestRef::Digest(child.digest().clone()))
                         .await?,
@@ -144,6 +136,8 @@ impl Snapshotter {
         stack: &[(Descriptor, Digest)],
         progress: Option<&ProgressFn>,
     ) -> Result<UnpackReport> {
+        // Temporaries of unpacks whose process is gone (a crash, a kill) go first.
+        self.reap_unpack_dirs();
         let jobs = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
         let mut done = futures_util::stream::iter(stack)
             .map(|(layer, diff_id)| self.unpack_layer(src, store, layer, diff_id, progress))
@@ -192,7 +186,7 @@ impl Snapshotter {
                     Some(store) => store.open(layer).await?,
                     None => src.blob(layer).await?,
                 };
-                let reader = Counted::new(blob, layer, progress);
+                let reader = with_progress(blob, layer, Progressed::Extraction, progress);
                 join(spawn_apply(tmp.path(), reader, layer, opts), tmp.path()).await?;
             }
         }
@@ -258,24 +252,25 @@ async fn fetch_and_apply(
 ) -> Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(QUEUE);
     let queued = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    let reader = Counted::new(tokio_util::io::StreamReader::new(queued), layer, progress);
-    let mut applying = Some(spawn_apply(root, reader, layer, opts));
-    let mut applied: Option<Result<ApplyReport>> = None;
-    let mut body = src.blob_unverified(layer).await?;
+    let reader = with_progress(
+        Box::pin(tokio_util::io::StreamReader::new(queued)),
+        layer,
+        Progressed::Extraction,
+        progress,
+    );
+    let applying = spawn_apply(root, reader, layer, opts);
+    let body = src.blob_unverified(layer).await?;
+    let mut body = with_progress(body, layer, Progressed::Transfer, progress);
     let mut w = store.ingest(Expected::descriptor(layer)).await?;
     let (digest, size) = (layer.digest().clone(), layer.size());
-    let emit = |e: CopyEvent| {
-        if let Some(p) = progress {
-            p(&e);
-        }
-    };
-    emit(CopyEvent::BlobStarted {
-        digest: digest.clone(),
-        size,
-    });
+    if let Some(p) = progress {
+        p(&CopyEvent::BlobStarted {
+            digest: digest.clone(),
+            size,
+        });
+    }
     let mut tx = Some(tx);
     let mut buf = BytesMut::with_capacity(CHUNK);
-    let (mut done, mut shown) = (0u64, 0u64);
     loop {
         if buf.capacity() - buf.len() < CHUNK / 4 {
             buf.reserve(CHUNK);
@@ -291,7 +286,7 @@ async fn fetch_and_apply(
                         )))
                         .await;
                 }
-                let _ = applying.take().map(|t| t.abort());
+                applying.abort();
                 return Err(oci_rs_image::Error::from_io(e).into());
             }
         };
@@ -302,99 +297,23 @@ async fn fetch_and_apply(
         w.write_all(&chunk)
             .await
             .map_err(oci_rs_image::Error::from_io)?;
-        done += n as u64;
-        if done - shown >= STEP {
-            shown = done;
-            emit(CopyEvent::BlobProgress {
-                digest: digest.clone(),
-                done,
-                size,
-            });
-        }
+        // The unpacking stopped reading: it failed, or it is done before the blob's end.
+        // Either way the rest is still read and checked, so that a blob the registry sent
+        // wrong is reported as that, not as the broken layer it makes.
         if let Some(t) = &tx {
             if t.send(Ok(chunk)).await.is_err() {
-                // The unpacking stopped reading: it failed, or it is done before the blob's
-                // end. Either way the rest is still read and checked, so that a blob the
-                // registry sent wrong is reported as that, not as the broken layer it makes.
                 tx = None;
-                if let Some(task) = applying.take() {
-                    applied = Some(join(task, root).await);
-                }
             }
         }
     }
     drop(tx);
     let stored = w.commit().await;
-    let applied = match (applied, applying) {
-        (Some(r), _) => r,
-        (None, Some(task)) => join(task, root).await,
-        (None, None) => unreachable_apply(root),
-    };
+    let applied = join(applying, root).await;
     // The blob's own check first: a digest mismatch is why an unpacking would fail too.
     stored?;
     applied?;
-    emit(CopyEvent::BlobProgress {
-        digest: digest.clone(),
-        done,
-        size,
-    });
-    emit(CopyEvent::BlobDone { digest, size });
+    if let Some(p) = progress {
+        p(&CopyEvent::BlobDone { digest, size });
+    }
     Ok(())
-}
-
-fn unreachable_apply(root: &Path) -> Result<ApplyReport> {
-    Err(Error::fs(
-        "unpack",
-        root,
-        std::io::Error::other("the unpacking task was lost"),
-    ))
-}
-
-/// A reader that reports the compressed bytes the unpacking has consumed.
-struct Counted<R> {
-    inner: R,
-    digest: Digest,
-    size: u64,
-    done: u64,
-    shown: u64,
-    progress: Option<ProgressFn>,
-}
-
-impl<R> Counted<R> {
-    fn new(inner: R, layer: &Descriptor, progress: Option<&ProgressFn>) -> Self {
-        Self {
-            inner,
-            digest: layer.digest().clone(),
-            size: layer.size(),
-            done: 0,
-            shown: 0,
-            progress: progress.cloned(),
-        }
-    }
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Counted<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = (buf.filled().len() - before) as u64;
-        let end = n == 0 && matches!(r, Poll::Ready(Ok(())));
-        let this = &mut *self;
-        this.done += n;
-        if let Some(p) = &this.progress {
-            if (end && this.done > this.shown) || this.done - this.shown >= STEP {
-                this.shown = this.done;
-                p(&CopyEvent::LayerExtracting {
-                    digest: this.digest.clone(),
-                    done: this.done,
-                    size: this.size,
-                });
-            }
-        }
-        r
-    }
 }

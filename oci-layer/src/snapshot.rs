@@ -165,8 +165,7 @@ pub(crate) fn remove_tree(path: &Path) -> Result<()> {
 }
 
 impl Snapshotter {
-    /// Snapshots under `root` (created when missing). Temporary unpack directories left by a
-    /// process that is gone are removed. `root`, its `layers` and `containers`
+    /// Snapshots under `root` (created when missing). `root`, its `layers` and `containers`
     /// directories and each container's directory are private to their owner (0700, and
     /// tightened when an existing store is opened): see [`private_dir`].
     pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
@@ -175,12 +174,10 @@ impl Snapshotter {
         for d in ["layers", "containers"] {
             private_dir(&root.join(d))?;
         }
-        let s = Self {
+        Ok(Self {
             root,
             apply: ApplyOptions::default(),
-        };
-        s.reap_unpack_dirs();
-        Ok(s)
+        })
     }
 
     /// The options layers are applied with (ownership, devices, xattrs, and `sync`: each
@@ -260,8 +257,8 @@ impl Snapshotter {
     }
 
     /// A new temporary directory to unpack a layer in, named after this process
-    /// (`.unpack-PID-RANDOM`) so that [`Snapshotter::new`] can tell a dead process's from a
-    /// running one's.
+    /// (`.unpack-PID-RANDOM`) so that the next unpack can tell a dead process's from a running
+    /// one's.
     pub(crate) fn unpack_dir(&self) -> Result<tempfile::TempDir> {
         let layers = self.root.join("layers");
         tempfile::Builder::new()
@@ -272,7 +269,7 @@ impl Snapshotter {
 
     /// Removes the temporary unpack directories of processes that are gone (a crash or a
     /// kill in the middle of an unpack).
-    fn reap_unpack_dirs(&self) {
+    pub(crate) fn reap_unpack_dirs(&self) {
         let layers = self.root.join("layers");
         let Ok(entries) = std::fs::read_dir(&layers) else {
             return;
