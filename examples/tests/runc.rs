@@ -385,6 +385,9 @@ fn a_container_this_process_did_not_create_is_waited_for_with_its_exit_code() {
     oci_rs_runtime::allow_unsealed();
     let mut c = oci_rs_runtime::Container::load(&root, "waited").unwrap();
     c.start().unwrap();
+    // Long enough for `exit 7` to have ended and been reaped by the helper before the wait
+    // begins (under load it happened anyway): the status is still known.
+    std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(c.wait().unwrap(), 7);
     assert!(helper.wait().unwrap().success());
     c.delete(false).unwrap();

@@ -40,17 +40,27 @@ const REAP_WAIT: Duration = Duration::from_secs(2);
 /// the process was gone before a pidfd could be opened, or the kernel is older than 6.15 and
 /// another process reaped it.
 pub(crate) fn wait_exit(pid: i32, start_time: u64) -> Option<i32> {
+    wait_exit_of(pid, &open(pid, start_time)?)
+}
+
+/// A pidfd of the process `pid` started at `start_time`, `None` when it is gone (or the pid
+/// now names another process). Held from before the process can exit (a created container's
+/// init, before `start` releases it), it makes the exit status knowable however fast the
+/// process ends.
+pub(crate) fn open(pid: i32, start_time: u64) -> Option<OwnedFd> {
     let p = rustix::process::Pid::from_raw(pid)?;
     let fd = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()?;
     // The pid may have been reused between the caller's check and the open.
     if crate::container::proc_start_time(pid).is_none_or(|(t, _)| t != start_time) {
         return None;
     }
+    Some(fd)
+}
+
+/// [`wait_exit`] through a pidfd from [`open`].
+pub(crate) fn wait_exit_of(pid: i32, fd: &OwnedFd) -> Option<i32> {
     loop {
-        let mut fds = [rustix::event::PollFd::new(
-            &fd,
-            rustix::event::PollFlags::IN,
-        )];
+        let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
         match rustix::event::poll(&mut fds, None) {
             Ok(_) => break,
             Err(rustix::io::Errno::INTR) => {}
@@ -73,7 +83,7 @@ pub(crate) fn wait_exit(pid: i32, start_time: u64) -> Option<i32> {
     let deadline = Instant::now() + REAP_WAIT;
     let mut delay = Duration::from_millis(1);
     loop {
-        match exit_info(&fd) {
+        match exit_info(fd) {
             Some(Some(status)) => return Some(decode(status)),
             Some(None) => {}
             None => return None,

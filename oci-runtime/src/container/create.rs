@@ -554,6 +554,7 @@ impl ContainerBuilder {
             dir: dir.to_path_buf(),
             saved,
             child: true,
+            pidfd: None,
         };
         c.save()?;
         let mut pre = hooks

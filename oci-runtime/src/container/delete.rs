@@ -7,8 +7,9 @@ impl Container {
     ///
     /// A container this process did not create (loaded with [`Container::load`]) is waited
     /// for through a pidfd: its exit code is known on Linux 6.15 and later, once its parent
-    /// (or the subreaper it was left to) has reaped it; otherwise, or when it had ended
-    /// before the call, this returns -1 once it is gone.
+    /// (or the subreaper it was left to) has reaped it, even when that was before this call if
+    /// this handle started it; otherwise (an older kernel, or a process that ended before a
+    /// handle that did not start it looked) this returns -1 once it is gone.
     pub fn wait(&mut self) -> Result<i32> {
         if self.child {
             let pid = rustix::process::Pid::from_raw(self.saved.pid);
@@ -29,11 +30,17 @@ impl Container {
                 }
             }
         }
-        // Not our child: a pidfd says when it ends and, on Linux 6.15 and later, how.
-        if self.status() != Status::Stopped {
-            if let Some(code) = crate::pidfd::wait_exit(self.saved.pid, self.saved.start_time) {
-                return Ok(code);
+        // Not our child: a pidfd says when it ends and, on Linux 6.15 and later, how. The one
+        // `start` opened works even when the process has already ended.
+        let code = match self.pidfd.take() {
+            Some(fd) => crate::pidfd::wait_exit_of(self.saved.pid, &fd),
+            None if self.status() != Status::Stopped => {
+                crate::pidfd::wait_exit(self.saved.pid, self.saved.start_time)
             }
+            None => None,
+        };
+        if let Some(code) = code {
+            return Ok(code);
         }
         // An older kernel, or it ended before we looked: wait until it is gone; its status
         // is not ours to read.
@@ -98,6 +105,7 @@ impl Container {
             dir: self.dir.clone(),
             saved: self.saved.clone(),
             child: self.child,
+            pidfd: None,
         }
     }
 }

@@ -175,6 +175,9 @@ pub struct Container {
     saved: Saved,
     /// True in the process that created it (which can `waitpid` it).
     child: bool,
+    /// Another process's container: a pidfd of its init opened by `start` before it let the
+    /// init go, so that `wait` learns how it ended however soon that is.
+    pidfd: Option<OwnedFd>,
 }
 
 impl Container {
@@ -198,6 +201,7 @@ impl Container {
             dir,
             saved,
             child: false,
+            pidfd: None,
         })
     }
 

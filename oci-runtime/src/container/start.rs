@@ -14,6 +14,9 @@ impl Container {
                 op: "start",
             });
         }
+        if !self.child {
+            self.pidfd = crate::pidfd::open(self.saved.pid, self.saved.start_time);
+        }
         let hooks = std::mem::take(&mut self.saved.start_container);
         let ran = self.run_hooks_inside("startContainer", &hooks);
         self.saved.start_container = hooks;
