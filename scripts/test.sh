@@ -52,6 +52,11 @@ echo "test.sh: cargo package (the four library crates, verified)"
 # same name and version from an earlier run: drop ours (no registry but the local one of
 # `cargo package` has them), so the check builds what is packaged now.
 rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/oci-rs-* "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/-*/oci-rs-*
+# The same trap one level down: cargo takes a registry crate of a given name and version to be
+# immutable, so in a reused target directory the verification links yesterday's compiled
+# oci-rs-image. Drop our crates' compiled artifacts (they rebuild in about a minute).
+target_dir=${CARGO_TARGET_DIR:-target}
+rm -rf "$target_dir"/debug/.fingerprint/oci-rs-* "$target_dir"/debug/deps/liboci_rs_* "$target_dir"/debug/deps/oci_rs_*
 cargo package --workspace --exclude oci-examples --exclude oci-benches --allow-dirty --locked -q
 echo "test.sh: oci-rs-image and oci-rs-layer without default features (no zstd)"
 cargo test -p oci-rs-image -p oci-rs-layer --no-default-features --lib -q
