@@ -6,8 +6,10 @@ use crate::error::{Error, Result};
 use crate::init::{DeviceStep, MountStep, ProcessPlan};
 use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, Mount, Process, Spec};
 use rustix::fs::FileType;
+use rustix::fs::{Mode, OFlags};
 use rustix::mount::MountFlags;
 use std::ffi::CString;
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
 /// The PATH used to find the program when the process environment has none, and the one
@@ -614,6 +616,101 @@ pub(crate) fn process(p: &Process) -> Result<ProcessPlan> {
             .map(|v| cstr(v.to_string(), "process.oomScoreAdj"))
             .transpose()?,
     })
+}
+
+/// The namespaces of a spec: those to create (clone flags; a time namespace is unshared by
+/// the init), and those to join by path (opened now).
+pub(crate) struct Namespaces {
+    /// The clone flags of the namespaces to create (all but time).
+    pub flags: u64,
+    /// The namespaces to join, opened, with their clone flags.
+    pub join: Vec<(OwnedFd, i32)>,
+    pub new_user: bool,
+    pub new_uts: bool,
+    pub new_time: bool,
+}
+
+impl Namespaces {
+    /// Reads `linux.namespaces`, opening those given by path.
+    pub(crate) fn of(linux: Option<&oci_spec::runtime::Linux>) -> Result<Self> {
+        let mut ns = Namespaces {
+            flags: 0,
+            join: Vec::new(),
+            new_user: false,
+            new_uts: false,
+            new_time: false,
+        };
+        let mut new_mnt = false;
+        for n in linux
+            .and_then(|l| l.namespaces().as_ref())
+            .into_iter()
+            .flatten()
+        {
+            let flag = match n.typ() {
+                LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+                LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+                LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+                LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+                LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+                LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+                LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+                LinuxNamespaceType::Time => libc::CLONE_NEWTIME,
+            };
+            match n.path() {
+                Some(p) => {
+                    let fd = rustix::fs::open(p, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                        .map_err(|e| Error::io("open namespace", p, e))?;
+                    ns.join.push((fd, flag));
+                }
+                None if flag == libc::CLONE_NEWTIME => ns.new_time = true,
+                None => {
+                    ns.flags |= flag as u64;
+                    ns.new_user |= flag == libc::CLONE_NEWUSER;
+                    new_mnt |= flag == libc::CLONE_NEWNS;
+                    ns.new_uts |= flag == libc::CLONE_NEWUTS;
+                }
+            }
+        }
+        if !new_mnt && !ns.join.iter().any(|(_, f)| *f == libc::CLONE_NEWNS) {
+            return Err(Error::spec(
+                "linux.namespaces",
+                "",
+                "a mount namespace is required",
+            ));
+        }
+        Ok(ns)
+    }
+}
+
+/// `linux.timeOffsets` as `timens_offsets` lines (`monotonic` and `boottime` only).
+pub(crate) fn time_offsets(spec: &Spec) -> Result<std::ffi::CString> {
+    let mut text = String::new();
+    let offsets = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().clone())
+        .unwrap_or_default();
+    let mut clocks: Vec<_> = offsets.iter().collect();
+    clocks.sort_by(|a, b| a.0.cmp(b.0));
+    for (clock, off) in clocks {
+        if clock != "monotonic" && clock != "boottime" {
+            return Err(Error::spec(
+                "linux.timeOffsets",
+                clock,
+                "unknown clock (monotonic or boottime)",
+            ));
+        }
+        let ns = off.nanosecs().unwrap_or(0);
+        if ns >= 1_000_000_000 {
+            return Err(Error::spec(
+                "linux.timeOffsets",
+                format!("{clock} nanosecs {ns}"),
+                "a second or more",
+            ));
+        }
+        text.push_str(&format!("{clock} {} {ns}\n", off.secs().unwrap_or(0)));
+    }
+    cstr(text, "linux.timeOffsets")
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `exec`: another process in a running container's namespaces and cgroup.
 
-use super::create::{channels, read_report, Channels};
+use super::create::stdio_fds;
+use super::guard::ChildGuard;
 use super::*;
 
 /// A process started by [`Container::exec`].
@@ -199,84 +200,40 @@ impl Container {
         if let Some(program) = hook {
             process.exec = vec![program];
         }
-        let Channels {
-            proc,
-            sync_read,
-            sync_write,
-            report_read,
-            report_write,
-        } = channels()?;
-        let plan = Plan {
-            rootfs: cstr(
+        let (ends, parent) = channels()?;
+        let plan = Plan::for_exec(
+            cstr(
                 self.saved.rootfs.as_os_str().as_encoded_bytes(),
                 "root.path",
             )?,
-            propagation: rustix::mount::MountFlags::empty(),
-            root_propagation: None,
-            mounts: Vec::new(),
-            devices: Vec::new(),
-            symlinks: Vec::new(),
-            masked: Vec::new(),
-            readonly_paths: Vec::new(),
-            readonly_root: false,
-            pivot: false,
-            prepare_root: false,
-            hostname: None,
-            loopback_up: false,
-            reaper: false,
-            domainname: None,
-            sysctl: Vec::new(),
-            join,
             process,
-            stdio: [
-                stdio[0].as_ref().map(|f| f.as_raw_fd()),
-                stdio[1].as_ref().map(|f| f.as_raw_fd()),
-                stdio[2].as_ref().map(|f| f.as_raw_fd()),
-            ],
-            fifo: None,
-            proc,
-            sync_read,
-            report: report_write,
-            setsid: false,
-            new_userns: false,
-            // A rootless container's user namespace may deny setgroups.
-            groups_denied: std::fs::read_to_string(format!("/proc/{pid}/setgroups"))
-                .is_ok_and(|s| s.trim() == "deny"),
-            exec: true,
-            console,
-            seccomp,
-            create_container: Vec::new(),
-            time_ns: None,
-            // Nothing opens the helper's /proc files.
-            undumpable: true,
-        };
+            ExecOptions {
+                join,
+                stdio: stdio_fds(&stdio),
+                console,
+                seccomp,
+                // A rootless container's user namespace may deny setgroups.
+                groups_denied: std::fs::read_to_string(format!("/proc/{pid}/setgroups"))
+                    .is_ok_and(|s| s.trim() == "deny"),
+            },
+            ends,
+        );
         let child = spawn(&plan, 0).map_err(|e| Error::Init {
             step: "clone3".into(),
             source: e,
         })?;
+        // The parent's copies of the child's ends.
         drop(plan);
-        let reap = || {
-            let _ = rustix::process::waitpid(
-                rustix::process::Pid::from_raw(child),
-                rustix::process::WaitOptions::empty(),
-            );
-        };
+        // From here on, a failure kills and reaps the helper.
+        let helper = ChildGuard(Some(child));
         if let Some(cg) = &self.saved.cgroup {
-            if let Err(e) = cg.add(child) {
-                drop(sync_write);
-                reap();
-                return Err(e);
-            }
+            cg.add(child)?;
         }
-        if let Err(e) = rustix::io::write(&sync_write, b"1") {
-            reap();
-            return Err(Error::io("write", "sync pipe", e));
-        }
-        drop(sync_write);
-        if let Err(e) = read_report(report_read.as_fd(), &[], &[], &[]) {
-            reap();
-            return Err(e);
-        }
+        rustix::io::write(&parent.sync_write, b"1")
+            .map_err(|e| Error::io("write", "sync pipe", e))?;
+        drop(parent.sync_write);
+        read_report(parent.report_read.as_fd(), &[], &[], &[])?;
+        helper.disarm();
         Ok(ExecProcess { pid: child })
     }
 }

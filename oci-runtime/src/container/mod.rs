@@ -5,13 +5,12 @@ use crate::cgroup::Cgroup;
 use crate::error::{Error, Result};
 pub use crate::hooks::run_hooks;
 use crate::hooks::{
-    create_container_hooks, hook_error, hook_paths_are_absolute, hook_state, hook_timeout,
-    run_hooks_warning,
+    hook_error, hook_paths_are_absolute, hook_state, hook_timeout, run_hooks_warning,
 };
 use crate::idmap::{id_maps_method, write_id_maps, IdMaps};
-use crate::init::{spawn, Plan, Step};
-use crate::plan::{cstr, filesystem, process, process as process_plan};
-use oci_spec::runtime::{ContainerState, Hook, LinuxNamespaceType, Spec, State, StateBuilder};
+use crate::init::{channels, read_report, spawn, spawn_init, ExecOptions, InitOptions, Plan};
+use crate::plan::{cstr, filesystem, process as process_plan, Namespaces};
+use oci_spec::runtime::{ContainerState, Hook, Spec, State, StateBuilder};
 use rustix::fs::{Mode, OFlags};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -22,6 +21,7 @@ use std::time::{Duration, Instant};
 mod create;
 mod delete;
 mod exec;
+mod guard;
 mod signal;
 mod start;
 mod state;

@@ -1,4 +1,5 @@
-//! `start`: the exec fifo that lets the init's `execve` go, then the poststart hooks.
+//! `start`: the exec fifo (made by `create`, whose init blocks on it) that lets the init's
+//! `execve` go, then the poststart hooks.
 
 use super::*;
 
@@ -74,4 +75,68 @@ impl Container {
         run_hooks_warning("poststart", &self.saved.poststart, &self.state());
         Ok(())
     }
+}
+
+/// Makes the exec fifo in the state directory `dir`, owned by the container process's host
+/// ids, and opens it `O_PATH`: the init opens it for writing as that user, through the
+/// descriptor (as `self/fd/N` under the host's `/proc`, the returned name), and blocks until
+/// `start` opens it for reading.
+pub(super) fn exec_fifo(
+    dir: &Path,
+    spec: &Spec,
+    proc_spec: &oci_spec::runtime::Process,
+    new_user: bool,
+    joins_user: bool,
+) -> Result<(OwnedFd, std::ffi::CString)> {
+    let linux = spec.linux().as_ref();
+    let fifo_path = dir.join("exec.fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo_path,
+        rustix::fs::FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .map_err(|e| Error::io("mkfifo", &fifo_path, e))?;
+    // The init opens the fifo as the container's user, which has no capabilities when
+    // it is not root: give it that user's host ids (the state directory is private;
+    // the init reaches the fifo through its O_PATH descriptor).
+    let host = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>, id: u32| {
+        if !new_user {
+            // Joining a user namespace: its mapping is not in the spec, keep the owner.
+            return (!joins_user).then_some(id);
+        }
+        maps.into_iter().flatten().find_map(|m| {
+            (id >= m.container_id() && id - m.container_id() < m.size())
+                .then(|| m.host_id() + (id - m.container_id()))
+        })
+    };
+    let uid = host(
+        linux.and_then(|l| l.uid_mappings().as_ref()),
+        proc_spec.user().uid(),
+    );
+    let gid = host(
+        linux.and_then(|l| l.gid_mappings().as_ref()),
+        proc_spec.user().gid(),
+    );
+    match rustix::fs::chown(
+        &fifo_path,
+        uid.map(rustix::fs::Uid::from_raw),
+        gid.map(rustix::fs::Gid::from_raw),
+    ) {
+        Ok(()) => {}
+        // An unprivileged caller cannot give the fifo to a subordinate id (a rootless
+        // container's non-root user): let any id write it instead. The state
+        // directory is private, so no other user reaches the fifo by its path; the
+        // init opens it through its descriptor.
+        Err(rustix::io::Errno::PERM) if !rustix::process::geteuid().is_root() => {
+            rustix::fs::chmod(&fifo_path, Mode::from_raw_mode(0o622))
+                .map_err(|e| Error::io("chmod", &fifo_path, e))?;
+        }
+        Err(e) => return Err(Error::io("chown", &fifo_path, e)),
+    }
+    let fifo = rustix::fs::open(&fifo_path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::io("open", &fifo_path, e))?;
+    let rel = cstr(format!("self/fd/{}", fifo.as_raw_fd()), "exec fifo")?;
+    Ok((fifo, rel))
 }
