@@ -628,6 +628,9 @@ pub(crate) struct Namespaces {
     pub new_user: bool,
     pub new_uts: bool,
     pub new_time: bool,
+    /// The container has a mount namespace of its own, new or joined. Without one (the spec
+    /// allows it) its mounts are made in the caller's, and its root is a chroot.
+    pub mount: bool,
 }
 
 impl Namespaces {
@@ -639,8 +642,8 @@ impl Namespaces {
             new_user: false,
             new_uts: false,
             new_time: false,
+            mount: false,
         };
-        let mut new_mnt = false;
         for n in linux
             .and_then(|l| l.namespaces().as_ref())
             .into_iter()
@@ -666,18 +669,12 @@ impl Namespaces {
                 None => {
                     ns.flags |= flag as u64;
                     ns.new_user |= flag == libc::CLONE_NEWUSER;
-                    new_mnt |= flag == libc::CLONE_NEWNS;
                     ns.new_uts |= flag == libc::CLONE_NEWUTS;
                 }
             }
         }
-        if !new_mnt && !ns.join.iter().any(|(_, f)| *f == libc::CLONE_NEWNS) {
-            return Err(Error::spec(
-                "linux.namespaces",
-                "",
-                "a mount namespace is required",
-            ));
-        }
+        ns.mount = ns.flags & libc::CLONE_NEWNS as u64 != 0
+            || ns.join.iter().any(|(_, f)| *f == libc::CLONE_NEWNS);
         Ok(ns)
     }
 }
@@ -978,5 +975,94 @@ mod tests {
                 "{e}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod init_plan_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::init::{channels, ExecOptions, InitOptions, Plan};
+
+    fn spec(namespaces: serde_json::Value, root_propagation: &str) -> Spec {
+        serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.2.0",
+            "root": {"path": "rootfs", "readonly": true},
+            "hostname": "box",
+            "process": {"args": ["/bin/sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "linux": {"namespaces": namespaces, "rootfsPropagation": root_propagation}
+        }))
+        .unwrap()
+    }
+
+    fn plan_for(s: &Spec, pivot: bool) -> Plan {
+        let namespaces = Namespaces::of(s.linux().as_ref()).unwrap();
+        let built = filesystem(s, Path::new("/b"), None, false).unwrap();
+        let fifo =
+            rustix::fs::open("/dev/null", OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        let opts = InitOptions {
+            rootfs: cstr("/b/rootfs", "root.path").unwrap(),
+            namespaces,
+            pivot,
+            reaper: false,
+            undumpable: true,
+            groups_denied: false,
+            stdio: [None, None, None],
+            fifo: (fifo, cstr("self/fd/9", "fifo").unwrap()),
+            console: None,
+        };
+        Plan::for_create(s, built, opts, channels().unwrap().0).unwrap()
+    }
+
+    #[test]
+    fn an_init_with_a_mount_namespace_prepares_binds_and_pivots_into_its_root() {
+        let s = spec(
+            serde_json::json!([{"type": "mount"}, {"type": "uts"}, {"type": "network"}]),
+            "shared",
+        );
+        let p = plan_for(&s, true);
+        assert!(p.private_root && p.bind_root && p.pivot && !p.exec && !p.exec_chroot);
+        assert_eq!(p.root_propagation, Some(raw(libc::MS_SHARED)));
+        assert_eq!(p.hostname.as_deref(), Some(c"box"));
+        assert!(p.loopback_up && p.readonly_root && p.fifo.is_some());
+        // `no_pivot` is a chroot, still in the prepared root.
+        let p = plan_for(&s, false);
+        assert!(p.private_root && p.bind_root && !p.pivot);
+    }
+
+    #[test]
+    fn an_init_without_a_mount_namespace_leaves_the_callers_root_alone() {
+        // No mount and no uts namespace: nothing is made private or pivoted in the caller's
+        // mount namespace, no late propagation reaches its `/`, and the hostname is the
+        // caller's. The rootfs is still bound onto itself (to be made read-only).
+        let p = plan_for(&spec(serde_json::json!([{"type": "pid"}]), "shared"), true);
+        assert!(!p.private_root && !p.pivot && p.bind_root);
+        assert_eq!(p.root_propagation, None);
+        assert_eq!(p.hostname, None);
+        assert!(!p.loopback_up && p.readonly_root);
+    }
+
+    #[test]
+    fn an_exec_helper_runs_only_its_process() {
+        let s = spec(serde_json::json!([{"type": "mount"}]), "rprivate");
+        let process = process(s.process().as_ref().unwrap()).unwrap();
+        let p = Plan::for_exec(
+            cstr("/b/rootfs", "root.path").unwrap(),
+            process,
+            ExecOptions {
+                join: Vec::new(),
+                stdio: [None, Some(1), None],
+                console: None,
+                seccomp: None,
+                groups_denied: true,
+                chroot: true,
+            },
+            channels().unwrap().0,
+        );
+        assert!(p.exec && p.exec_chroot && p.groups_denied && p.undumpable);
+        assert!(!p.private_root && !p.bind_root && !p.pivot && !p.readonly_root);
+        assert!(p.mounts.is_empty() && p.devices.is_empty() && p.masked.is_empty());
+        assert!(p.fifo.is_none() && p.hostname.is_none() && p.create_container.is_empty());
+        assert_eq!(p.stdio, [None, Some(1), None]);
     }
 }

@@ -1451,3 +1451,108 @@ fn a_failed_create_leaves_no_cgroup_and_no_state() {
         ));
     }
 }
+
+/// The mount points of this thread's mount namespace under `dir`.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string("/proc/thread-self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+#[allow(unsafe_code)]
+fn a_container_without_a_mount_namespace_shares_the_callers_and_leaves_no_mount() {
+    if !root_or_skip() {
+        return;
+    }
+    // On a thread in a private mount namespace of its own, so that nothing reaches the
+    // host's even when this fails.
+    std::thread::spawn(|| {
+        // SAFETY: this thread's own mount namespace (and fs struct); nothing else in this
+        // thread relies on the old one.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }.unwrap();
+        rustix::mount::mount_change(
+            "/",
+            rustix::mount::MountPropagationFlags::REC
+                | rustix::mount::MountPropagationFlags::PRIVATE,
+        )
+        .unwrap();
+        let ours = std::fs::read_link("/proc/thread-self/ns/mnt").unwrap();
+        let b = Bundle::new();
+        let rootfs = std::fs::canonicalize(b.rootfs()).unwrap();
+        let id = unique("nomnt");
+        let mut spec = b.spec(&[
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/mnt; cat /etc/hello; touch /written 2>/dev/null && echo rw; \
+             echo $$; sleep 30",
+        ]);
+        let mut linux = spec.linux().clone().unwrap();
+        let namespaces: Vec<_> = linux
+            .namespaces()
+            .clone()
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Mount)
+            .collect();
+        linux.set_namespaces(Some(namespaces));
+        spec.set_linux(Some(linux));
+        // A create that fails after some of its mounts were made leaves none of them here.
+        let mut bad = spec.clone();
+        let mut mounts = bad.mounts().clone().unwrap_or_default();
+        mounts.push(
+            serde_json::from_value(serde_json::json!({
+                "destination": "/nowhere", "type": "no-such-filesystem", "source": "none"
+            }))
+            .unwrap(),
+        );
+        bad.set_mounts(Some(mounts));
+        let err = b.builder(&unique("nomnt-bad"), bad).0.create().unwrap_err();
+        assert!(matches!(err, Error::Init { .. }), "{err}");
+        assert_eq!(mounts_under(&rootfs), Vec::<String>::new());
+        let mut root = spec.root().clone().unwrap();
+        root.set_readonly(Some(true));
+        spec.set_root(Some(root));
+        let (builder, out) = b.builder(&id, spec);
+        let mut c = builder.create().unwrap();
+        c.start().unwrap();
+        let mut out = std::fs::File::from(out);
+        let mut text = String::new();
+        let mut buf = [0u8; 256];
+        while !text.ends_with("1\n") {
+            let n = out.read(&mut buf).unwrap();
+            assert!(n > 0, "{text}");
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        // Its mount namespace is ours; its root is the rootfs, read-only; its mounts are here.
+        assert!(text.starts_with(&format!("{}\n", ours.display())), "{text}");
+        assert!(text.contains("hello from the rootfs"), "{text}");
+        assert!(!text.contains("rw\n"), "{text}");
+        let left = mounts_under(&rootfs);
+        assert!(left.iter().any(|p| p.ends_with("/rootfs/proc")), "{left:?}");
+        // The read-only root is the rootfs's bind, not this namespace's `/`.
+        assert!(!rustix::fs::statvfs("/")
+            .unwrap()
+            .f_flag
+            .contains(rustix::fs::StatVfsMountFlags::RDONLY));
+        // An exec lands in its root too (no mount namespace to join puts it there).
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        let mut p = b.spec(&["cat", "/etc/hello"]).process().clone().unwrap();
+        p.set_env(Some(vec!["PATH=/bin".into()]));
+        let e = c.exec(&p, [None, Some(w), None]).unwrap();
+        assert_eq!(e.wait().unwrap(), 0);
+        assert_eq!(read_all(r), "hello from the rootfs\n");
+        c.kill(libc::SIGKILL).unwrap();
+        c.wait().unwrap();
+        c.delete(false).unwrap();
+        assert_eq!(mounts_under(&rootfs), Vec::<String>::new());
+        // Writable again: the read-only bind is gone.
+        std::fs::write(rootfs.join("written"), b"").unwrap();
+    })
+    .join()
+    .unwrap();
+}

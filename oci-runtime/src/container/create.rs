@@ -1,7 +1,7 @@
 //! `create`: the builder, the namespaces and plan of the init, the clone, and the wait until
 //! the init is set up (its report on a pipe).
 
-use super::guard::{CgroupGuard, ChildGuard, DirGuard};
+use super::guard::{CgroupGuard, ChildGuard, DirGuard, MountsGuard};
 use super::start::exec_fifo;
 use super::*;
 
@@ -274,6 +274,14 @@ impl ContainerBuilder {
             (None, None) => None,
         };
         let flags = ns.flags;
+        let shares_mounts = !ns.mount;
+        if shares_mounts {
+            tracing::warn!(
+                id = %self.id,
+                "no mount namespace: the container's mounts are made in this one, under its \
+                 rootfs, and its root is a chroot (which a process with CAP_SYS_CHROOT can leave)"
+            );
+        }
         let (ends, parent) = channels()?;
         let plan = Plan::for_create(
             spec,
@@ -297,7 +305,9 @@ impl ContainerBuilder {
             step: "clone3".into(),
             source: e,
         })?;
-        // From here on, a failure kills and reaps the init.
+        // From here on, a failure detaches the mounts the init made in this namespace (if
+        // any; declared first, so that it runs after the kill), and kills and reaps the init.
+        let mounts = MountsGuard(shares_mounts.then(|| rootfs.to_path_buf()));
         let init = ChildGuard(Some(pid));
         if let Some(method) = id_method {
             write_id_maps(pid, spec, method)?;
@@ -335,6 +345,7 @@ impl ContainerBuilder {
             poststop: hooks.and_then(|h| h.poststop().clone()).unwrap_or_default(),
             start_container: start_hooks,
             seccomp: linux.and_then(|l| l.seccomp().clone()),
+            shares_mounts,
         };
         let c = Container {
             dir: dir.to_path_buf(),
@@ -345,6 +356,7 @@ impl ContainerBuilder {
         c.save()?;
         // The container is on record now: a failure from here is cleaned up by deleting it.
         init.disarm();
+        mounts.disarm();
         let mut pre = hooks
             .and_then(|h| {
                 #[allow(deprecated)]

@@ -94,6 +94,9 @@ impl Container {
                 }
             }
         }
+        if self.saved.shares_mounts {
+            super::guard::detach_mounts_under(&self.saved.rootfs);
+        }
         let state = self.state();
         std::fs::remove_dir_all(&self.dir).map_err(|e| Error::io("remove", &self.dir, e))?;
         run_hooks_warning("poststop", &self.saved.poststop, &state);

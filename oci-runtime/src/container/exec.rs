@@ -215,6 +215,7 @@ impl Container {
                 // A rootless container's user namespace may deny setgroups.
                 groups_denied: std::fs::read_to_string(format!("/proc/{pid}/setgroups"))
                     .is_ok_and(|s| s.trim() == "deny"),
+                chroot: self.saved.shares_mounts,
             },
             ends,
         );

@@ -70,6 +70,10 @@ struct Saved {
     /// The seccomp profile, for processes started with `exec`.
     #[serde(default)]
     seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// The container has no mount namespace of its own: its mounts are in the creator's,
+    /// under the rootfs, and `delete` detaches them.
+    #[serde(default)]
+    shares_mounts: bool,
 }
 
 /// Creates `dir` and its missing parents with mode 0700.

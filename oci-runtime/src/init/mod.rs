@@ -190,7 +190,7 @@ fn prctl(option: i32, a: u64, b: u64) -> Result<(), Errno> {
 /// |---|---|---|
 /// | 0 | wait for the parent's go (id maps written, cgroup joined) | [`wait_for_go`] |
 /// | 1 | join and enter namespaces | [`enter_namespaces`] |
-/// | 1b | exec helper only: fork into the joined pid namespace | [`spawn::fork_into_pid_ns`] |
+/// | 1b | exec helper only: fork into the joined pid namespace (and chroot, when the container has no mount namespace) | [`spawn::fork_into_pid_ns`], [`rootfs::exec_chroot`] |
 /// | 2 | build the rootfs (mounts, devices, links, createContainer hooks) | [`rootfs::build_rootfs`] |
 /// | 3 | enter it (pivot_root or chroot, late propagation) | [`rootfs::enter_root`] |
 /// | 4 | harden it (hostname, loopback, sysctls, masked and read-only paths) | [`harden::harden`] |
@@ -206,6 +206,9 @@ fn child_main(plan: &Plan) -> ! {
     enter_namespaces(plan);
     if plan.exec {
         spawn::fork_into_pid_ns(plan);
+        if plan.exec_chroot {
+            rootfs::exec_chroot(plan);
+        }
     } else {
         let root = build_rootfs(plan);
         enter_root(plan, &root);

@@ -83,7 +83,15 @@ pub(crate) struct Plan {
     pub readonly_paths: Vec<CString>,
     pub readonly_root: bool,
     pub pivot: bool,
-    pub prepare_root: bool,
+    /// Give `/` the set-up propagation (`propagation`) first: in the container's own mount
+    /// namespace only, never in the caller's.
+    pub private_root: bool,
+    /// Bind the rootfs onto itself first, so that it is a mount (to pivot into, to make
+    /// read-only).
+    pub bind_root: bool,
+    /// An exec helper chroots into the rootfs after joining the namespaces: the container
+    /// shares the caller's mount namespace, so nothing else puts it in its root.
+    pub exec_chroot: bool,
     pub hostname: Option<CString>,
     pub domainname: Option<CString>,
     /// A new network namespace was made: bring its loopback interface up (as runc and crun do).
@@ -228,7 +236,9 @@ impl Plan {
             readonly_paths: Vec::new(),
             readonly_root: false,
             pivot: false,
-            prepare_root: false,
+            private_root: false,
+            bind_root: false,
+            exec_chroot: false,
             hostname: None,
             domainname: None,
             loopback_up: false,
@@ -282,7 +292,7 @@ impl Plan {
             .unwrap_or_default();
         Ok(Plan {
             propagation: built.propagation,
-            root_propagation: built.root_propagation,
+            root_propagation: built.root_propagation.filter(|_| ns.mount),
             mounts: built.mounts,
             devices: built.devices,
             symlinks: built.symlinks,
@@ -294,11 +304,13 @@ impl Plan {
                 .as_ref()
                 .and_then(|r| r.readonly())
                 .unwrap_or(false),
-            pivot: opts.pivot,
-            // In a new mount namespace or a joined one (one of them is required), as runc:
-            // the root is prepared there (propagation, the rootfs bound onto itself) so
-            // that pivot_root has a mount to enter.
-            prepare_root: true,
+            // In a new mount namespace or a joined one, as runc: the root is prepared there
+            // (propagation, the rootfs bound onto itself) so that pivot_root has a mount to
+            // enter. Without one, the caller's `/` keeps its propagation, the root is a
+            // chroot, and nothing is pivoted or detached in the caller's namespace.
+            pivot: opts.pivot && ns.mount,
+            private_root: ns.mount,
+            bind_root: true,
             hostname: uts(spec.hostname(), "hostname")?,
             domainname: uts(spec.domainname(), "domainname")?,
             loopback_up: ns.flags & libc::CLONE_NEWNET as u64 != 0,
@@ -341,6 +353,7 @@ impl Plan {
             console: opts.console,
             seccomp: opts.seccomp,
             groups_denied: opts.groups_denied,
+            exec_chroot: opts.chroot,
             exec: true,
             // Nothing opens the helper's /proc files.
             undumpable: true,
@@ -359,4 +372,6 @@ pub(crate) struct ExecOptions {
     pub seccomp: Option<Vec<crate::seccomp::SockFilter>>,
     /// The container's user namespace denies setgroups (a rootless single mapping).
     pub groups_denied: bool,
+    /// The container shares the caller's mount namespace: chroot into its rootfs.
+    pub chroot: bool,
 }

@@ -6,12 +6,14 @@ use super::*;
 /// the rootfs bound onto itself), then the mounts, devices and /dev links made inside it
 /// through `openat2(RESOLVE_IN_ROOT)`, and the createContainer hooks. Returns the root.
 pub(super) fn build_rootfs(plan: &Plan) -> OwnedFd {
-    if plan.prepare_root {
+    if plan.private_root {
         check!(
             plan,
             Step::Propagation,
             rustix::mount::mount(c"none", c"/", c"", plan.propagation, None)
         );
+    }
+    if plan.bind_root {
         check!(
             plan,
             Step::BindRoot,
@@ -75,6 +77,17 @@ pub(super) fn enter_root(plan: &Plan, root: &OwnedFd) {
             rustix::mount::mount(c"none", c"/", c"", p, None)
         );
     }
+}
+
+/// Phase 3 of an exec helper into a container that shares the caller's mount namespace:
+/// a chroot into its rootfs (its init's root), as its init did.
+pub(super) fn exec_chroot(plan: &Plan) {
+    check!(
+        plan,
+        Step::PivotRoot,
+        rustix::process::chroot(plan.rootfs.as_c_str())
+    );
+    check!(plan, Step::PivotRoot, rustix::process::chdir(c"/"));
 }
 
 /// A fixed-size path buffer: `/proc/self/fd/N` without allocating.
