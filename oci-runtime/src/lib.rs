@@ -50,6 +50,20 @@
 //! `STATE_ROOT/ID/state.json` with an exec fifo, as runc does, so another process can start,
 //! query, signal or delete a created container.
 //!
+//! A spec without a mount namespace (the spec lets a container inherit the runtime's) runs as
+//! runc and crun run it: its mounts are made in the caller's mount namespace under the
+//! rootfs, whose bind onto itself is entered by `chroot`, and nothing is pivoted, detached or
+//! made private in the caller's namespace. `delete` (or a create that fails) detaches those
+//! mounts; `exec` chroots into the rootfs. A warning says that a process with
+//! `CAP_SYS_CHROOT` can leave such a root.
+//!
+//! Where things are, for a reader of the source: `container/` holds one module per verb
+//! (`create`, `start`, `state`, `signal`, `exec`, `delete`) and the guards that undo a failed
+//! create; `plan.rs` turns a spec into the init's plan (pure, unit-tested); `init/` is the
+//! child after the clone, whose `child_main` lists its phases in order (wait for the go,
+//! namespaces, rootfs, root, hardening, privileges, console and stdio, the wait for `start`,
+//! `execve`), one file per phase group, with the parent's side (`spawn`, `report`) beside it.
+//!
 //! The program's own file is kept out of containers' reach (CVE-2019-5736): call
 //! [`reexec_sealed`] first in `main`, and the program runs from a sealed in-memory copy
 //! that `/proc/self/exe` in a container can reach but not change. Creating a container or

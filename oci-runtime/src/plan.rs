@@ -245,6 +245,33 @@ pub(crate) struct Built {
     pub root_propagation: Option<MountFlags>,
 }
 
+impl Built {
+    /// The mounts' destinations and the devices' paths, in order: what the init's report
+    /// names a failing mount or device by (its index).
+    pub(crate) fn names(&self) -> (Vec<String>, Vec<String>) {
+        let mounts = self
+            .mounts
+            .iter()
+            .map(|m| match m.prefixes.last() {
+                Some(p) => format!("/{}", p.0.to_string_lossy()),
+                None => "/".into(),
+            })
+            .collect();
+        let devices = self
+            .devices
+            .iter()
+            .map(|d| {
+                format!(
+                    "/{}/{}",
+                    d.parent.to_string_lossy(),
+                    d.name.to_string_lossy()
+                )
+            })
+            .collect();
+        (mounts, devices)
+    }
+}
+
 /// Whether sysctl `key` (dotted) belongs to a namespace the container has, as runc decides:
 /// the IPC ones and `fs.mqueue.*` to its ipc namespace, `net.*` to its network namespace,
 /// `kernel.hostname` and `kernel.domainname` to its uts namespace. Every other sysctl is the

@@ -231,27 +231,7 @@ impl ContainerBuilder {
         )?;
         let fifo = exec_fifo(dir, spec, proc_spec, ns.new_user, joins_user)?;
         // What the init's report names, by index.
-        let mount_names: Vec<String> = built
-            .mounts
-            .iter()
-            .map(|m| {
-                m.prefixes
-                    .last()
-                    .map(|p| format!("/{}", p.0.to_string_lossy()))
-                    .unwrap_or_else(|| "/".into())
-            })
-            .collect();
-        let device_names: Vec<String> = built
-            .devices
-            .iter()
-            .map(|d| {
-                format!(
-                    "/{}/{}",
-                    d.parent.to_string_lossy(),
-                    d.name.to_string_lossy()
-                )
-            })
-            .collect();
+        let (mount_names, device_names) = built.names();
         let id_method = if ns.new_user {
             Some(id_maps_method(spec)?)
         } else {
