@@ -27,6 +27,45 @@ pub(crate) fn cstr(s: impl Into<Vec<u8>>, what: &'static str) -> Result<CString>
     })
 }
 
+/// Checks `ociVersion`: SemVer 2.0 (`MAJOR.MINOR.PATCH`, an optional `-pre.release` and
+/// `+build`), of major version 1, the one this runtime implements (every 1.x, since the spec
+/// keeps compatibility within a major version). A missing or malformed one is refused, as the
+/// spec asks of invalid values.
+pub(crate) fn check_version(v: &str) -> Result<()> {
+    let refuse = |reason| Err(Error::spec("ociVersion", v, reason));
+    let (rest, build) = match v.split_once('+') {
+        Some((r, b)) => (r, Some(b)),
+        None => (v, None),
+    };
+    let (core, pre) = match rest.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (rest, None),
+    };
+    let ident =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let numeric = |s: &str| {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))
+    };
+    let parts: Vec<&str> = core.split('.').collect();
+    let well_formed = parts.len() == 3
+        && parts.iter().all(|p| numeric(p))
+        && pre.is_none_or(|p| {
+            p.split('.')
+                .all(|i| ident(i) && (!i.bytes().all(|b| b.is_ascii_digit()) || numeric(i)))
+        })
+        && build.is_none_or(|b| b.split('.').all(ident));
+    if v.is_empty() {
+        return refuse("missing");
+    }
+    if !well_formed {
+        return refuse("not a SemVer 2.0 version");
+    }
+    if parts[0] != "1" {
+        return refuse("unsupported major version (this runtime implements 1.x)");
+    }
+    Ok(())
+}
+
 /// `a/b/c` → [(`a`,`a`), (`a/b`,`b`), (`a/b/c`,`c`)], refusing `..`.
 fn prefixes(dest: &Path) -> Result<Vec<(CString, CString)>> {
     let mut out = Vec::new();
@@ -765,6 +804,35 @@ mod tests {
         v.iter()
             .map(|(a, b)| (a.to_str().unwrap(), b.to_str().unwrap()))
             .collect()
+    }
+
+    #[test]
+    fn oci_version_must_be_semver_of_major_1() {
+        for ok in [
+            "1.0.0",
+            "1.0.2-dev",
+            "1.2.0",
+            "1.3.0-rc.1",
+            "1.1.0+build.5",
+            "1.10.0",
+        ] {
+            assert!(check_version(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("", "missing"),
+            ("invalid", "SemVer"),
+            ("1.0", "SemVer"),
+            ("1.0.0.0", "SemVer"),
+            ("01.0.0", "SemVer"),
+            ("1.0.0-", "SemVer"),
+            ("1.0.0-rc.01", "SemVer"),
+            ("1.0.0+", "SemVer"),
+            ("2.0.0", "major"),
+            ("0.9.0", "major"),
+        ] {
+            let e = check_version(bad).unwrap_err().to_string();
+            assert!(e.contains("ociVersion") && e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

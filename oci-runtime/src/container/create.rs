@@ -174,6 +174,7 @@ impl ContainerBuilder {
         console_stream: Option<OwnedFd>,
     ) -> Result<Container> {
         let spec = &self.spec;
+        crate::plan::check_version(spec.version())?;
         hook_paths_are_absolute(spec)?;
         let linux = spec.linux().as_ref();
         let ns = Namespaces::of(linux)?;
