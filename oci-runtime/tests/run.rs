@@ -653,10 +653,10 @@ fn hooks_run_in_order_with_the_state_and_where_the_spec_says() {
             Some(5),
         )
     };
-    // The process outlives the poststart hook, which is given the state of a running
-    // container (a process that exited at once would be "stopped" by then: seen once under
-    // load).
-    let mut spec = b.spec(&["sh", "-c", "cat /hook-saw; sleep 1"]);
+    // The process ends at once, and the poststart hook is still given the state of the start
+    // (running, with the pid), not whatever the process did meanwhile (it was "stopped", with
+    // no pid, under load).
+    let mut spec = b.spec(&["sh", "-c", "cat /hook-saw"]);
     spec.set_hooks(Some(
         oci_spec::runtime::HooksBuilder::default()
             .create_runtime(vec![host("createRuntime")])
@@ -672,6 +672,7 @@ fn hooks_run_in_order_with_the_state_and_where_the_spec_says() {
         !b.rootfs().join("hook-saw").exists(),
         "startContainer ran at create"
     );
+    let c_pid = c.pid();
     c.start().unwrap();
     assert_eq!(c.wait().unwrap(), 0);
     c.delete(false).unwrap();
@@ -692,6 +693,7 @@ fn hooks_run_in_order_with_the_state_and_where_the_spec_says() {
     assert_eq!(names, ["createRuntime", "poststart", "poststop"]);
     assert_eq!(lines[0].1["status"], "created");
     assert_eq!(lines[1].1["status"], "running");
+    assert_eq!(lines[1].1["pid"], c_pid);
     assert_eq!(lines[2].1["status"], "stopped");
     for (_, st) in &lines {
         assert_eq!(st["id"], id.as_str());

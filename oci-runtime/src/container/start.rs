@@ -72,7 +72,13 @@ impl Container {
             }
         }
         std::fs::remove_file(&fifo).map_err(|e| Error::io("remove", &fifo, e))?;
-        run_hooks_warning("poststart", &self.saved.poststart, &self.state());
+        // The state of the start that just happened: running, with its pid, even when the
+        // process has already ended (a `true`), as the poststart hooks' state says it.
+        run_hooks_warning(
+            "poststart",
+            &self.saved.poststart,
+            &self.state_as(ContainerState::Running),
+        );
         Ok(())
     }
 }

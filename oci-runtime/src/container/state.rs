@@ -21,11 +21,16 @@ impl Container {
 
     /// The runtime-spec state.
     pub fn state(&self) -> State {
-        let status = match self.status() {
+        self.state_as(match self.status() {
             Status::Created => ContainerState::Created,
             Status::Running => ContainerState::Running,
             Status::Stopped => ContainerState::Stopped,
-        };
+        })
+    }
+
+    /// The runtime-spec state with `status` (and the pid unless stopped): what the hooks of
+    /// a transition are given, whatever the process did meanwhile.
+    pub(super) fn state_as(&self, status: ContainerState) -> State {
         let mut b = StateBuilder::default()
             .version("1.2.0")
             .id(self.saved.id.clone())
