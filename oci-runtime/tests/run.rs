@@ -641,6 +641,7 @@ fn hooks_run_in_order_with_the_state_and_where_the_spec_says() {
     let b = Bundle::new();
     let id = unique("hooks");
     let log = b.dir.path().join("hooks.log");
+    let comm = b.dir.path().join("comm");
     // Host hooks append "NAME STATE-JSON" lines; the startContainer hook runs inside the
     // container (its sh, its hostname, its root) before the process, which prints what it
     // left behind.
@@ -661,7 +662,17 @@ fn hooks_run_in_order_with_the_state_and_where_the_spec_says() {
         oci_spec::runtime::HooksBuilder::default()
             .create_runtime(vec![host("createRuntime")])
             .start_container(vec![hook("hostname >/hook-saw; cat >>/hook-saw", Some(5))])
-            .poststart(vec![host("poststart")])
+            .poststart(vec![
+                host("poststart"),
+                // What the container's pid runs by then: its program, executed already.
+                hook(
+                    &format!(
+                        "pid=$(sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/'); cat /proc/$pid/comm >{}",
+                        comm.display()
+                    ),
+                    Some(5),
+                ),
+            ])
             .poststop(vec![host("poststop")])
             .build()
             .unwrap(),
@@ -694,6 +705,10 @@ fn hooks_run_in_order_with_the_state_and_where_the_spec_says() {
     assert_eq!(lines[0].1["status"], "created");
     assert_eq!(lines[1].1["status"], "running");
     assert_eq!(lines[1].1["pid"], c_pid);
+    // sh, or the cat it executes in its place; not this test program, whose copy the init is
+    // until its execve.
+    let comm = std::fs::read_to_string(&comm).unwrap();
+    assert!(comm == "sh\n" || comm == "cat\n", "{comm}");
     assert_eq!(lines[2].1["status"], "stopped");
     for (_, st) in &lines {
         assert_eq!(st["id"], id.as_str());
@@ -1557,4 +1572,41 @@ fn a_container_without_a_mount_namespace_shares_the_callers_and_leaves_no_mount(
     })
     .join()
     .unwrap();
+}
+
+#[test]
+fn poststart_hooks_run_once_the_process_is_executed() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let id = unique("poststart");
+    let comm = b.dir.path().join("comm");
+    // A PATH of 40,000 missing directories before /bin (one string under the kernel's 128 KiB)
+    // keeps the init trying execve for a while after `start` let it go: a poststart hook that
+    // ran before the execve would find this test program's copy at the container's pid (named
+    // after this test's thread), not `sleep`.
+    let mut spec = b.spec(&["sleep", "5"]);
+    let mut p = spec.process().clone().unwrap();
+    p.set_env(Some(vec![format!("PATH={}/bin", "/n:".repeat(40_000))]));
+    spec.set_process(Some(p));
+    spec.set_hooks(Some(
+        oci_spec::runtime::HooksBuilder::default()
+            .poststart(vec![hook(
+                &format!(
+                    "pid=$(sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/'); cat /proc/$pid/comm >{}",
+                    comm.display()
+                ),
+                Some(5),
+            )])
+            .build()
+            .unwrap(),
+    ));
+    let (builder, _out) = b.builder(&id, spec);
+    let mut c = builder.create().unwrap();
+    c.start().unwrap();
+    assert_eq!(std::fs::read_to_string(&comm).unwrap(), "sleep\n");
+    c.kill(libc::SIGKILL).unwrap();
+    c.wait().unwrap();
+    c.delete(false).unwrap();
 }

@@ -33,13 +33,17 @@ impl Container {
             Mode::empty(),
         )
         .map_err(|e| Error::io("open", &fifo, e))?;
+        // The init's byte says it goes on to `execve`; the end of file (the init's end closes
+        // at `execve`, or when it dies) says it has gone.
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut got_byte = false;
         let mut b = [0u8; 1];
         loop {
             match rustix::io::read(&fd, &mut b) {
-                Ok(1) => break,
+                Ok(1) => got_byte = true,
+                Ok(0) if got_byte => break,
                 Ok(_) | Err(rustix::io::Errno::AGAIN) => {
-                    if self.status() == Status::Stopped {
+                    if !got_byte && self.status() == Status::Stopped {
                         return Err(Error::WrongState {
                             id: self.saved.id.clone(),
                             status: "stopped".into(),
@@ -50,10 +54,15 @@ impl Container {
                         return Err(Error::io(
                             "read",
                             &fifo,
-                            std::io::Error::other("the init did not answer"),
+                            std::io::Error::other(if got_byte {
+                                "the init did not execute the process"
+                            } else {
+                                "the init did not answer"
+                            }),
                         ));
                     }
-                    // Wake as soon as the init writes (it opens its end when we opened ours).
+                    // Wake as soon as the init writes (it opens its end when we opened ours)
+                    // or closes its end.
                     let mut fds = [rustix::event::PollFd::new(
                         &fd,
                         rustix::event::PollFlags::IN,

@@ -227,6 +227,10 @@ pub(super) fn wait_for_start(plan: &Plan) {
             )
         );
         check!(plan, Step::Fifo, rustix::io::write(&w, b"0"));
+        // Kept open (it is close-on-exec) until `execve`: `start` waits for the fifo's end of
+        // file, which comes when the process has been executed (or the init has died), so
+        // that the poststart hooks run after it, as the spec says.
+        std::mem::forget(w);
     }
 }
 
