@@ -53,8 +53,8 @@
 //! A spec without a mount namespace (the spec lets a container inherit the runtime's) runs as
 //! runc and crun run it: its mounts are made in the caller's mount namespace under the
 //! rootfs, whose bind onto itself is entered by `chroot`, and nothing is pivoted, detached or
-//! made private in the caller's namespace. `delete` (or a create that fails) detaches those
-//! mounts; `exec` chroots into the rootfs. A warning says that a process with
+//! made private in the caller's namespace. `delete` (run in that same mount namespace) or a
+//! create that fails detaches those mounts; `exec` chroots into the rootfs. A warning says that a process with
 //! `CAP_SYS_CHROOT` can leave such a root.
 //!
 //! Where things are, for a reader of the source: `container/` holds one module per verb
