@@ -51,14 +51,19 @@ impl Container {
                         });
                     }
                     if Instant::now() > deadline {
+                        if got_byte {
+                            // Let go: the init is on its way to `execve` (a slow file system,
+                            // a stopped init); the hooks run without waiting longer.
+                            tracing::warn!(
+                                id = %self.saved.id,
+                                "the process was not executed within 10 s of start"
+                            );
+                            break;
+                        }
                         return Err(Error::io(
                             "read",
                             &fifo,
-                            std::io::Error::other(if got_byte {
-                                "the init did not execute the process"
-                            } else {
-                                "the init did not answer"
-                            }),
+                            std::io::Error::other("the init did not answer"),
                         ));
                     }
                     // Wake as soon as the init writes (it opens its end when we opened ours)
