@@ -84,6 +84,24 @@ fn inodes(data: &Path) -> Vec<u64> {
         .collect()
 }
 
+/// Asserts that two stores hold the same unpacked layers: the same directories (by digest),
+/// with trees equal in mode, owner, bytes and link targets.
+fn assert_same_layers(x: &Path, y: &Path) {
+    let (xs, ys) = (layer_dirs(x), layer_dirs(y));
+    assert_eq!(xs.len(), ys.len(), "{xs:?} {ys:?}");
+    for (a, b) in xs.iter().zip(&ys) {
+        assert_eq!(a.file_name(), b.file_name());
+        assert_eq!(common::tree(a), common::tree(b), "{}", a.display());
+    }
+}
+
+/// `oci run --rm --network none IMAGE CMD...` in the store `c`: its output.
+fn run(c: &common::Cli, image: &str, cmd: &[&str]) -> String {
+    let mut args = vec!["run", "--rm", "--network", "none", image];
+    args.extend_from_slice(cmd);
+    c.ok(&args)
+}
+
 fn leftovers(data: &Path) -> Vec<PathBuf> {
     layer_dirs(data)
         .into_iter()
@@ -122,30 +140,14 @@ fn run_of_a_new_image_unpacks_what_a_pull_then_an_unpack_gives() {
     let dirs = layer_dirs(&a);
     assert_eq!(dirs.len(), 3, "{dirs:?}");
     let before = inodes(&a);
-    let out = ca.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &img.name,
-        "cat",
-        "/small/link",
-    ]);
+    let out = run(&ca, &img.name, &["cat", "/small/link"]);
     assert_eq!(out, "7\n");
     assert_eq!(before, inodes(&a), "run unpacked a layer again");
 
     // `run` of an image not here yet streams too.
     let b = img.dir.path().join("b");
     let cb = cli(&b);
-    let out = cb.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &img.name,
-        "ls",
-        "/small",
-    ]);
+    let out = run(&cb, &img.name, &["ls", "/small"]);
     assert_eq!(out.lines().count(), 201);
     common::verify_layout(&b.join("images"));
 
@@ -154,17 +156,9 @@ fn run_of_a_new_image_unpacks_what_a_pull_then_an_unpack_gives() {
     let cc = cli(&c);
     cc.ok(&["pull", &img.name]);
     assert!(layer_dirs(&c).is_empty());
-    cc.ok(&["run", "--rm", "--network", "none", &img.name, "true"]);
-    for ((x, y), z) in layer_dirs(&a)
-        .iter()
-        .zip(layer_dirs(&b))
-        .zip(layer_dirs(&c))
-    {
-        assert_eq!(x.file_name(), z.file_name());
-        let t = common::tree(&z);
-        assert_eq!(common::tree(x), t, "{}", x.display());
-        assert_eq!(common::tree(&y), t, "{}", y.display());
-    }
+    run(&cc, &img.name, &["true"]);
+    assert_same_layers(&a, &c);
+    assert_same_layers(&b, &c);
     let noise = layer_dirs(&a)
         .into_iter()
         .find(|d| d.join("noise").exists())
@@ -271,18 +265,8 @@ fn a_killed_pull_unpack_leaves_a_clean_store_and_the_next_one_completes() {
     let fresh = img.dir.path().join("fresh");
     cli(&fresh).ok(&["pull", "--unpack", &img.name]);
     assert_eq!(layer_dirs(&data).len(), 3);
-    for (x, y) in layer_dirs(&data).iter().zip(layer_dirs(&fresh)) {
-        assert_eq!(common::tree(x), common::tree(&y), "{}", x.display());
-    }
-    let out = c.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &img.name,
-        "cat",
-        "/small/f9",
-    ]);
+    assert_same_layers(&data, &fresh);
+    let out = run(&c, &img.name, &["cat", "/small/f9"]);
     assert_eq!(out, "9\n");
 }
 
@@ -298,20 +282,9 @@ fn load_unpacks_as_it_loads() {
     let pulled = img.dir.path().join("pulled");
     cli(&pulled).ok(&["pull", "--unpack", &img.name]);
     assert_eq!(layer_dirs(&data).len(), 3);
-    for (x, y) in layer_dirs(&data).iter().zip(layer_dirs(&pulled)) {
-        assert_eq!(x.file_name(), y.file_name());
-        assert_eq!(common::tree(x), common::tree(&y), "{}", x.display());
-    }
+    assert_same_layers(&data, &pulled);
     let before = inodes(&data);
-    let out = c.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &img.name,
-        "cat",
-        "/small/f3",
-    ]);
+    let out = run(&c, &img.name, &["cat", "/small/f3"]);
     assert_eq!(out, "3\n");
     assert_eq!(before, inodes(&data), "run unpacked a loaded layer again");
 }

@@ -189,6 +189,19 @@ fn rootless_runs_as_an_unprivileged_user() {
             .output()
             .unwrap()
     };
+    // For what leaves a container behind: it inherits the stdio, so not pipes this test would
+    // wait on.
+    let detached = |args: &[&str]| -> std::process::ExitStatus {
+        setpriv(RUNC)
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+    };
     let o = as_user(&["spec", "--rootless"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let config = bundle.join("config.json");
@@ -262,16 +275,7 @@ fn rootless_runs_as_an_unprivileged_user() {
     std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
     chown(&config);
     // The init inherits create's stdio: not pipes this test would wait on.
-    let st = setpriv(RUNC)
-        .arg("--root")
-        .arg(&root)
-        .args(["create", "--bundle", bundle.to_str().unwrap(), "waits"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    assert!(detached(&["create", "--bundle", bundle.to_str().unwrap(), "waits"]).success());
     let state: serde_json::Value =
         serde_json::from_slice(&as_user(&["state", "waits"]).stdout).unwrap();
     let pid = state["pid"].as_i64().unwrap();
@@ -293,22 +297,14 @@ fn rootless_runs_as_an_unprivileged_user() {
 
     // A second rootless container in the user and pid namespaces of a running one, by path:
     // its pid 1 is the first one's process, and its ids are the first one's mapping.
-    let st = setpriv(RUNC)
-        .arg("--root")
-        .arg(&root)
-        .args([
-            "run",
-            "--detach",
-            "--bundle",
-            bundle.to_str().unwrap(),
-            "host",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    assert!(detached(&[
+        "run",
+        "--detach",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "host"
+    ])
+    .success());
     let state: serde_json::Value =
         serde_json::from_slice(&as_user(&["state", "host"]).stdout).unwrap();
     let host = state["pid"].as_i64().unwrap();

@@ -1423,6 +1423,19 @@ fn relative_hook_paths_are_refused() {
 
 // A create that fails after its cgroup was made leaves neither the cgroup nor the state
 // behind: in the plan (a sysctl that would change the host), or in the init (a mount).
+/// Appends a mount of a filesystem type no kernel has: the init fails on it after the
+/// spec's other mounts were made.
+fn add_unmountable_mount(spec: &mut Spec) {
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.push(
+        serde_json::from_value(serde_json::json!({
+            "destination": "/nowhere", "type": "no-such-filesystem", "source": "none"
+        }))
+        .unwrap(),
+    );
+    spec.set_mounts(Some(mounts));
+}
+
 #[test]
 fn a_failed_create_leaves_no_cgroup_and_no_state() {
     if !root_or_skip() {
@@ -1433,14 +1446,7 @@ fn a_failed_create_leaves_no_cgroup_and_no_state() {
         let id = unique("failcg");
         let mut spec = b.spec(&["true"]);
         if bad_mount {
-            let mut mounts = spec.mounts().clone().unwrap_or_default();
-            mounts.push(
-                serde_json::from_value(serde_json::json!({
-                    "destination": "/nowhere", "type": "no-such-filesystem", "source": "none"
-                }))
-                .unwrap(),
-            );
-            spec.set_mounts(Some(mounts));
+            add_unmountable_mount(&mut spec);
         } else {
             let mut linux = spec.linux().clone().unwrap();
             linux.set_sysctl(Some([("kernel.core_pattern".into(), "|/x".into())].into()));
@@ -1520,14 +1526,7 @@ fn a_container_without_a_mount_namespace_shares_the_callers_and_leaves_no_mount(
         spec.set_linux(Some(linux));
         // A create that fails after some of its mounts were made leaves none of them here.
         let mut bad = spec.clone();
-        let mut mounts = bad.mounts().clone().unwrap_or_default();
-        mounts.push(
-            serde_json::from_value(serde_json::json!({
-                "destination": "/nowhere", "type": "no-such-filesystem", "source": "none"
-            }))
-            .unwrap(),
-        );
-        bad.set_mounts(Some(mounts));
+        add_unmountable_mount(&mut bad);
         let err = b.builder(&unique("nomnt-bad"), bad).0.create().unwrap_err();
         assert!(matches!(err, Error::Init { .. }), "{err}");
         assert_eq!(mounts_under(&rootfs), Vec::<String>::new());
