@@ -1116,22 +1116,22 @@ mod init_plan_tests {
             "shared",
         );
         let p = plan_for(&s, true);
-        assert!(p.private_root && p.bind_root && p.pivot && !p.exec && !p.exec_chroot);
+        assert!(p.private_root && p.pivot && !p.exec && !p.exec_chroot);
         assert_eq!(p.root_propagation, Some(raw(libc::MS_SHARED)));
         assert_eq!(p.hostname.as_deref(), Some(c"box"));
         assert!(p.loopback_up && p.readonly_root && p.fifo.is_some());
         // `no_pivot` is a chroot, still in the prepared root.
         let p = plan_for(&s, false);
-        assert!(p.private_root && p.bind_root && !p.pivot);
+        assert!(p.private_root && !p.pivot);
     }
 
     #[test]
     fn an_init_without_a_mount_namespace_leaves_the_callers_root_alone() {
         // No mount and no uts namespace: nothing is made private or pivoted in the caller's
         // mount namespace, no late propagation reaches its `/`, and the hostname is the
-        // caller's. The rootfs is still bound onto itself (to be made read-only).
+        // caller's.
         let p = plan_for(&spec(serde_json::json!([{"type": "pid"}]), "shared"), true);
-        assert!(!p.private_root && !p.pivot && p.bind_root);
+        assert!(!p.private_root && !p.pivot);
         assert_eq!(p.root_propagation, None);
         assert_eq!(p.hostname, None);
         assert!(!p.loopback_up && p.readonly_root);
@@ -1155,7 +1155,7 @@ mod init_plan_tests {
             channels().unwrap().0,
         );
         assert!(p.exec && p.exec_chroot && p.groups_denied && p.undumpable);
-        assert!(!p.private_root && !p.bind_root && !p.pivot && !p.readonly_root);
+        assert!(!p.private_root && !p.pivot && !p.readonly_root);
         assert!(p.mounts.is_empty() && p.devices.is_empty() && p.masked.is_empty());
         assert!(p.fifo.is_none() && p.hostname.is_none() && p.create_container.is_empty());
         assert_eq!(p.stdio, [None, Some(1), None]);

@@ -86,9 +86,6 @@ pub(crate) struct Plan {
     /// Give `/` the set-up propagation (`propagation`) first: in the container's own mount
     /// namespace only, never in the caller's.
     pub private_root: bool,
-    /// Bind the rootfs onto itself first, so that it is a mount (to pivot into, to make
-    /// read-only).
-    pub bind_root: bool,
     /// An exec helper chroots into the rootfs after joining the namespaces: the container
     /// shares the caller's mount namespace, so nothing else puts it in its root.
     pub exec_chroot: bool,
@@ -237,7 +234,6 @@ impl Plan {
             readonly_root: false,
             pivot: false,
             private_root: false,
-            bind_root: false,
             exec_chroot: false,
             hostname: None,
             domainname: None,
@@ -310,7 +306,6 @@ impl Plan {
             // chroot, and nothing is pivoted or detached in the caller's namespace.
             pivot: opts.pivot && ns.mount,
             private_root: ns.mount,
-            bind_root: true,
             hostname: uts(spec.hostname(), "hostname")?,
             domainname: uts(spec.domainname(), "domainname")?,
             loopback_up: ns.flags & libc::CLONE_NEWNET as u64 != 0,

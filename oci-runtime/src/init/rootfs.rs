@@ -13,13 +13,13 @@ pub(super) fn build_rootfs(plan: &Plan) -> OwnedFd {
             rustix::mount::mount(c"none", c"/", c"", plan.propagation, None)
         );
     }
-    if plan.bind_root {
-        check!(
-            plan,
-            Step::BindRoot,
-            rustix::mount::mount_bind_recursive(plan.rootfs.as_c_str(), plan.rootfs.as_c_str())
-        );
-    }
+    // The rootfs bound onto itself: a mount to pivot into, or to make read-only without
+    // touching the caller's `/` when there is no mount namespace of its own.
+    check!(
+        plan,
+        Step::BindRoot,
+        rustix::mount::mount_bind_recursive(plan.rootfs.as_c_str(), plan.rootfs.as_c_str())
+    );
     let root = check!(
         plan,
         Step::OpenRoot,

@@ -1,5 +1,6 @@
-//! The parent's side of the clone: `clone3` itself, and the three ways the init is started
-//! (directly, from a thread in a joined pid namespace, or through a joined user namespace).
+//! The clone: `clone3` itself, the three ways the parent starts the init (directly, from a
+//! thread in a joined pid namespace, or through a joined user namespace), and the exec
+//! helper's own fork into the pid namespace it joined.
 
 use super::*;
 
