@@ -366,7 +366,7 @@ impl ContainerBuilder {
         }
         let what = "state for createContainer hooks";
         let state = StateBuilder::default()
-            .version("1.2.0")
+            .version(STATE_VERSION)
             .id(self.id.clone())
             .status(ContainerState::Creating)
             .pid(pid)

@@ -76,6 +76,10 @@ struct Saved {
     shares_mounts: bool,
 }
 
+/// The runtime spec version of the state documents this runtime writes (`state`, and the
+/// hooks' stdin).
+const STATE_VERSION: &str = "1.2.0";
+
 /// Creates `dir` and its missing parents with mode 0700.
 pub(crate) fn private_dir(dir: &Path) -> Result<()> {
     std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)

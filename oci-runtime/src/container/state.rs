@@ -32,7 +32,7 @@ impl Container {
     /// a transition are given, whatever the process did meanwhile.
     pub(super) fn state_as(&self, status: ContainerState) -> State {
         let mut b = StateBuilder::default()
-            .version("1.2.0")
+            .version(STATE_VERSION)
             .id(self.saved.id.clone())
             .status(status)
             .bundle(self.saved.bundle.clone())
