@@ -706,3 +706,150 @@ fn rootless_user_pulls_runs_commits_and_removes() {
         .collect();
     assert!(left.is_empty(), "containers left: {left:?}");
 }
+
+/// What a process does from a cwd of `/proc/self/fd/N` to reach the host (CVE-2024-21626):
+/// climb as far as `..` goes, read the marker by its host path and create a file beside it.
+fn cwd_escape_probe(marker: &Path) -> String {
+    let dir = marker.parent().unwrap().display().to_string();
+    format!(
+        "cd ../../../../../../../../..; cat .{m} 2>/dev/null; echo x > .{dir}/pwned 2>/dev/null; true",
+        m = marker.display()
+    )
+}
+
+/// Fails the test if anything of the probe reached the host.
+fn assert_not_escaped(marker: &Path, secret: &str, what: &str, o: &Output) {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !text.contains(secret),
+        "{what}: read the host's file: {text}"
+    );
+    assert!(
+        !marker.with_file_name("pwned").exists(),
+        "{what}: wrote a file on the host"
+    );
+}
+
+/// A host directory with a marker file whose content a container must never read.
+fn host_marker(dir: &Path) -> (PathBuf, String) {
+    let host = dir.join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    let secret = format!("host-secret-{}", std::process::id());
+    std::fs::write(host.join("marker"), &secret).unwrap();
+    (host.join("marker"), secret)
+}
+
+/// CVE-2024-21626 through `oci run -w` and through an image's `WorkingDir` (the user types
+/// only `oci run IMAGE`): for every descriptor number the run fails or stays in the root.
+#[test]
+fn a_working_directory_through_proc_self_fd_never_reaches_the_host() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    let (marker, secret) = host_marker(s.dir.path());
+    let probe = cwd_escape_probe(&marker);
+    let hostile = s.dir.path().join("hostile");
+    let tar = common::busybox_rootfs_tar(&hostile, &["sh", "cat", "echo"]);
+    for n in 3..=24 {
+        let cwd = format!("/proc/self/fd/{n}");
+        let o = s.oci(&["run", "--rm", "-w", &cwd, "local/bb:1", "sh", "-c", &probe]);
+        assert_not_escaped(&marker, &secret, &format!("run -w {cwd}"), &o);
+        let image = format!("local/hostile-cwd:{n}");
+        s.ok(&[
+            "import",
+            tar.to_str().unwrap(),
+            &image,
+            "-c",
+            &format!("WORKDIR {cwd}"),
+        ]);
+        let o = s.oci(&["run", "--rm", &image, "sh", "-c", &probe]);
+        assert_not_escaped(&marker, &secret, &format!("image WorkingDir {cwd}"), &o);
+    }
+}
+
+/// CVE-2024-21626 through a hostile Dockerfile: `WORKDIR /proc/self/fd/N` before a `RUN`.
+#[test]
+fn a_dockerfile_workdir_through_proc_self_fd_never_reaches_the_host() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    let (marker, secret) = host_marker(s.dir.path());
+    let probe = cwd_escape_probe(&marker);
+    let ctx = s.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    for n in 3..=24 {
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            format!("FROM local/bb:1\nWORKDIR /proc/self/fd/{n}\nRUN {probe}\n"),
+        )
+        .unwrap();
+        let o = s.oci(&[
+            "build",
+            "-t",
+            "local/hostile-build:1",
+            ctx.to_str().unwrap(),
+        ]);
+        assert_not_escaped(&marker, &secret, &format!("build WORKDIR fd {n}"), &o);
+    }
+}
+
+/// CVE-2024-21626 through the runc-compatible command line, as containerd and Kubernetes run
+/// us: `process.cwd` of `/proc/self/fd/N` in the bundle's config.
+#[test]
+fn oci_runc_run_with_a_cwd_through_proc_self_fd_never_reaches_the_host() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let runc = Path::new(env!("CARGO_BIN_EXE_oci-runc"));
+    let dir = tempfile::tempdir().unwrap();
+    let (marker, secret) = host_marker(dir.path());
+    let probe = cwd_escape_probe(&marker);
+    let bundle = dir.path().join("bundle");
+    let rootfs = bundle.join("rootfs");
+    for d in ["bin", "proc", "dev", "sys"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    for t in ["sh", "cat", "echo"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(t)).unwrap();
+    }
+    let o = Command::new(runc)
+        .arg("spec")
+        .current_dir(&bundle)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let cfg = bundle.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    v["process"]["args"] = serde_json::json!(["sh", "-c", probe]);
+    v["process"]["terminal"] = serde_json::json!(false);
+    let state = dir.path().join("state");
+    for n in 3..=24 {
+        v["process"]["cwd"] = serde_json::json!(format!("/proc/self/fd/{n}"));
+        std::fs::write(&cfg, serde_json::to_vec(&v).unwrap()).unwrap();
+        let o = Command::new(runc)
+            .arg("--root")
+            .arg(&state)
+            .args([
+                "run",
+                "--bundle",
+                bundle.to_str().unwrap(),
+                &format!("c{n}"),
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_not_escaped(&marker, &secret, &format!("oci-runc run, cwd fd {n}"), &o);
+        let _ = Command::new(runc)
+            .arg("--root")
+            .arg(&state)
+            .args(["delete", "-f", &format!("c{n}")])
+            .output();
+    }
+}

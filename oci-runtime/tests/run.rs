@@ -1609,3 +1609,100 @@ fn poststart_hooks_run_once_the_process_is_executed() {
     c.wait().unwrap();
     c.delete(false).unwrap();
 }
+
+/// The process's view from a cwd: goes up as far as `..` reaches and reads the host's
+/// marker file by its absolute path from there. Inside the container's root, `..` stops at
+/// `/`, where no such path exists.
+fn escape_probe(marker: &Path) -> String {
+    format!(
+        "readlink /proc/self/cwd; cd ../../../../../../../../../..; cat .{} 2>/dev/null; true",
+        marker.display()
+    )
+}
+
+/// CVE-2024-21626: a cwd of `/proc/self/fd/N` enters whatever the init holds as N. For every
+/// N the container either fails to be created, with the cwd step, or runs inside its root;
+/// it never reads the host's files. Fails when the init enters its cwd while it still holds a
+/// host directory (the host's `/proc`, the rootfs, a namespace) or without the `getcwd` check.
+#[test]
+fn a_cwd_through_proc_self_fd_never_leaves_the_root() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let secret = format!("host-secret-{}", fastrand_u32());
+    let marker = b.dir.path().join("marker");
+    std::fs::write(&marker, &secret).unwrap();
+    let mut created = 0;
+    for n in 3..=40 {
+        let mut spec = b.spec(&["sh", "-c", &escape_probe(&marker)]);
+        let mut p = spec.process().clone().unwrap();
+        p.set_cwd(format!("/proc/self/fd/{n}").into());
+        spec.set_process(Some(p));
+        let (builder, out) = b.builder(&unique("cwdfd"), spec);
+        match builder.create() {
+            Ok(mut c) => {
+                created += 1;
+                c.start().unwrap();
+                c.wait().unwrap();
+                c.delete(false).unwrap();
+                let text = read_all(out);
+                assert!(
+                    !text.contains(&secret),
+                    "fd {n}: escaped to the host: {text}"
+                );
+                assert!(text.starts_with('/'), "fd {n}: cwd {text}");
+            }
+            Err(Error::Init { step, .. }) => assert!(
+                step.contains("chdir to cwd") || step.contains("outside the container's root"),
+                "fd {n}: {step}"
+            ),
+            Err(e) => panic!("fd {n}: {e}"),
+        }
+    }
+    // The container's own descriptors 0 to 2 are not in the range; none above is open.
+    assert_eq!(created, 0);
+}
+
+/// The same through exec, which joins a running container from the caller's side (its helper
+/// holds the host's `/proc` and the namespaces it joins).
+#[test]
+fn an_exec_cwd_through_proc_self_fd_never_leaves_the_root() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let secret = format!("host-secret-{}", fastrand_u32());
+    let marker = b.dir.path().join("marker");
+    std::fs::write(&marker, &secret).unwrap();
+    let (builder, _out) = b.builder(&unique("execcwd"), b.spec(&["sleep", "60"]));
+    let mut c = builder.create().unwrap();
+    c.start().unwrap();
+    for n in 3..=40 {
+        let mut p = b
+            .spec(&["sh", "-c", &escape_probe(&marker)])
+            .process()
+            .clone()
+            .unwrap();
+        p.set_cwd(format!("/proc/self/fd/{n}").into());
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        match c.exec(&p, [None, Some(w), None]) {
+            Ok(proc) => {
+                proc.wait().unwrap();
+                let text = read_all(r);
+                assert!(
+                    !text.contains(&secret),
+                    "fd {n}: escaped to the host: {text}"
+                );
+            }
+            Err(Error::Init { step, .. }) => assert!(
+                step.contains("chdir to cwd") || step.contains("outside the container's root"),
+                "fd {n}: {step}"
+            ),
+            Err(e) => panic!("fd {n}: {e}"),
+        }
+    }
+    c.kill(libc::SIGKILL).unwrap();
+    c.wait().unwrap();
+    c.delete(false).unwrap();
+}

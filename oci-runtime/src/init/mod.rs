@@ -16,9 +16,12 @@
 //! from it at start), and creating or executing refuses an unsealed program unless it
 //! accepted the risk.
 //!
-//! File descriptors: every descriptor this crate opens is `O_CLOEXEC`, and just before
-//! `execve` the child marks every descriptor above 2 close-on-exec with `close_range`, so no
-//! host descriptor reaches the container process (CVE-2024-21626).
+//! File descriptors: every descriptor this crate opens is `O_CLOEXEC`; right after the clone
+//! the child closes every descriptor of the caller's that its plan does not name, and once
+//! its stdio is attached every one but the report pipe, the exec fifo and the host's `/proc`.
+//! Those last two are closed once `start` has come, and the working directory is entered
+//! (and checked to be inside the root) both before and after that, so that no host
+//! descriptor reaches the container process or its cwd (CVE-2024-21626).
 
 #![allow(unsafe_code)]
 
@@ -70,11 +73,12 @@ pub(crate) enum Step {
     Dumpable = 35,
     Loopback = 36,
     Reaper = 37,
+    CwdOutsideRoot = 38,
 }
 
 impl Step {
     pub(crate) fn name(code: u32) -> &'static str {
-        const NAMES: [&str; 38] = [
+        const NAMES: [&str; 39] = [
             "ready",
             "sync with parent",
             "join namespace",
@@ -113,6 +117,7 @@ impl Step {
             "set non-dumpable",
             "loopback up",
             "init reaper",
+            "working directory outside the container's root",
         ];
         NAMES.get(code as usize).copied().unwrap_or("unknown step")
     }
@@ -168,7 +173,10 @@ pub(crate) use plan::{
     DeviceStep, ExecOptions, ExecStrings, HookStep, InitOptions, MountStep, Plan, ProcessPlan,
     MAX_HOOK_STATE,
 };
-use process::{attach_console, attach_stdio, drop_privileges, exec, wait_for_start};
+use process::{
+    attach_console, attach_stdio, drop_privileges, enter_cwd, enter_cwd_for_exec, exec,
+    wait_for_start,
+};
 pub(crate) use report::{channels, read_report, ChildEnds};
 use rootfs::{build_rootfs, enter_root};
 pub(crate) use spawn::{spawn, spawn_init};
@@ -194,9 +202,11 @@ fn prctl(option: i32, a: u64, b: u64) -> Result<(), Errno> {
 /// | 2 | build the rootfs (mounts, devices, links, createContainer hooks) | [`rootfs::build_rootfs`] |
 /// | 3 | enter it (pivot_root or chroot, late propagation) | [`rootfs::enter_root`] |
 /// | 4 | harden it (hostname, loopback, sysctls, masked and read-only paths) | [`harden::harden`] |
-/// | 5 | drop privileges (oom score, rlimits, capabilities, ids, no_new_privs, cwd) | [`process::drop_privileges`] |
-/// | 6 | attach the console (a new pty) and stdio | [`process::attach_console`], [`process::attach_stdio`] |
-/// | 7 | report ready, wait for `start` (the exec fifo) | [`process::wait_for_start`] |
+/// | 5 | drop privileges (oom score, rlimits, capabilities, ids, no_new_privs) | [`process::drop_privileges`] |
+/// | 6 | attach the console (a new pty) and stdio, close every other descriptor but three | [`process::attach_console`], [`process::attach_stdio`] |
+/// | 6b | enter the cwd, checked to be inside the root | [`process::enter_cwd`] |
+/// | 7 | report ready, wait for `start` (the exec fifo), close the host's `/proc` | [`process::wait_for_start`] |
+/// | 7b | enter the cwd again, with no host directory open | [`process::enter_cwd_for_exec`] |
 /// | 8 | seccomp, the `--init` reaper, `execve` | [`process::exec`] |
 ///
 /// An exec helper (joining a running container) skips phases 2 to 4, and has no fifo to
@@ -217,7 +227,11 @@ fn child_main(plan: &Plan) -> ! {
     drop_privileges(plan);
     attach_console(plan);
     attach_stdio(plan);
+    if let Err((step, e)) = enter_cwd(plan) {
+        fail(plan, step, e)
+    }
     wait_for_start(plan);
+    enter_cwd_for_exec(plan);
     exec(plan)
 }
 

@@ -4,7 +4,7 @@
 use super::*;
 
 /// Phase 5: the process's privileges: oom score, dumpability, rlimits, the capability
-/// bounding set, groups and ids, capabilities, no_new_privs, umask and cwd (and the seccomp
+/// bounding set, groups and ids, capabilities, no_new_privs and umask (and the seccomp
 /// filter here when there is no no_new_privs, since it then needs CAP_SYS_ADMIN).
 pub(super) fn drop_privileges(plan: &Plan) {
     let p = &plan.process;
@@ -111,7 +111,6 @@ pub(super) fn drop_privileges(plan: &Plan) {
     if let Some(m) = p.umask {
         rustix::process::umask(Mode::from_raw_mode(m));
     }
-    check!(plan, Step::Cwd, rustix::process::chdir(p.cwd.as_c_str()));
 }
 
 /// Phase 6: a terminal, when asked for: a new pty whose master goes to the console socket,
@@ -195,16 +194,43 @@ pub(super) fn attach_stdio(plan: &Plan) {
             }
         }
     }
-    // No host descriptor above stderr survives execve.
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        );
+    // From here the child needs only the report pipe and, to wait for `start`, the host's
+    // `/proc` and the exec fifo: every other descriptor (namespaces joined, the console
+    // socket, the stdio given, the state pipe of the createContainer hooks, the rootfs) is
+    // closed now, before the working directory is entered (CVE-2024-21626: a cwd of
+    // `/proc/self/fd/N` enters whatever descriptor N is).
+    let keep = [
+        plan.report.as_raw_fd(),
+        plan.proc.as_raw_fd(),
+        plan.fifo.as_ref().map_or(-1, |(f, _)| f.as_raw_fd()),
+    ];
+    spawn::close_all_but(keep);
+}
+
+/// Phase 6b: the working directory, entered as the process's user and checked to be inside
+/// the container's root. `chdir` of `/proc/self/fd/N` follows descriptor N wherever it
+/// points, so a cwd given by an image, a Dockerfile or a spec could name a descriptor the
+/// init still holds on a host directory (CVE-2024-21626); the only ones left at the first
+/// call are the report pipe, the exec fifo and the host's `/proc`, and at the last (after
+/// `start`) the report pipe and the fifo's write end, neither of them a directory. Either
+/// way, a cwd that the kernel cannot reach from the root (`getcwd` answers `(unreachable)`
+/// or fails) is refused, as runc does since 1.1.12.
+///
+/// Called twice for an init: before `start`, so that a bad cwd fails `create` with the step,
+/// and after the host's `/proc` is closed, which is the cwd the process runs in.
+pub(super) fn enter_cwd(plan: &Plan) -> Result<(), (Step, Errno)> {
+    rustix::process::chdir(plan.process.cwd.as_c_str()).map_err(|e| (Step::Cwd, e))?;
+    let mut buf = [0u8; 4096];
+    // SAFETY: getcwd writes at most `buf.len()` bytes into `buf`, a buffer on this stack.
+    let n = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    if n < 0 {
+        let e = Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::NOENT);
+        return Err((Step::CwdOutsideRoot, e));
     }
+    if buf[0] != b'/' {
+        return Err((Step::CwdOutsideRoot, Errno::XDEV));
+    }
+    Ok(())
 }
 
 /// Phase 7: reports ready to the parent, then (an init) blocks on the exec fifo until
@@ -231,6 +257,40 @@ pub(super) fn wait_for_start(plan: &Plan) {
         // file, which comes when the process has been executed (or the init has died), so
         // that the poststart hooks run after it, as the spec says.
         std::mem::forget(w);
+    }
+    // The host's `/proc` and the fifo's path are done with: closed before the last chdir.
+    let fifo = plan.fifo.as_ref().map_or(-1, |(f, _)| f.as_raw_fd());
+    for fd in [plan.proc.as_raw_fd(), fifo] {
+        if fd > 2 {
+            // SAFETY: closes descriptors the plan owns and this child no longer uses; the
+            // child never drops the plan (it ends by execve or _exit).
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Phase 7b: the working directory entered again with the host's `/proc` closed (see
+/// [`enter_cwd`]). The process has been started by now, so a failure (a directory replaced
+/// since `create`) is said on its stderr, as a failed `execve` is, besides the report.
+pub(super) fn enter_cwd_for_exec(plan: &Plan) {
+    if let Err((step, e)) = enter_cwd(plan) {
+        let reason: &[u8] = if step == Step::CwdOutsideRoot {
+            b"outside the container's root"
+        } else {
+            b"cannot enter it"
+        };
+        let err = rustix::stdio::stderr();
+        let cwd = plan.process.cwd.to_bytes();
+        for part in [
+            &b"oci-runtime: working directory \""[..],
+            cwd,
+            b"\": ",
+            reason,
+            b"\n",
+        ] {
+            let _ = rustix::io::write(err, part);
+        }
+        fail_with(plan, step, e, 126)
     }
 }
 

@@ -199,10 +199,24 @@ pub(super) fn close_inherited(keep: &[u32]) {
             // SAFETY: close_range on descriptors nothing in this process uses.
             unsafe { libc::syscall(libc::SYS_close_range, next, fd - 1, 0u32) };
         }
-        next = fd + 1;
+        next = next.max(fd.saturating_add(1));
     }
     // SAFETY: as above.
     unsafe { libc::syscall(libc::SYS_close_range, next, u32::MAX, 0u32) };
+}
+
+/// Closes every descriptor above stderr but those in `keep` (negative entries are none).
+/// Nothing allocated: the child may not.
+pub(super) fn close_all_but(keep: [RawFd; 3]) {
+    let mut fds = [u32::MAX; 3];
+    for (slot, &fd) in fds.iter_mut().zip(keep.iter()) {
+        if fd > 2 {
+            *slot = fd as u32;
+        }
+    }
+    fds.sort_unstable();
+    let n = fds.iter().take_while(|&&f| f != u32::MAX).count();
+    close_inherited(&fds[..n]);
 }
 
 /// Phase 1b, exec helper only: `setns` into a pid namespace takes effect for children only,
