@@ -768,3 +768,99 @@ fn rootless_published_port_and_egress_through_slirp4netns() {
         "the proxy is gone"
     );
 }
+
+/// Sends one UDP datagram from inside the network namespace of process `pid` as a raw
+/// Ethernet frame on its eth0, to the MAC of the gateway `gw` with IP destination `dst`: what
+/// a container with docker's default CAP_NET_RAW can do. Python's AF_PACKET socket crafts it.
+fn send_crafted_udp(pid: &str, gw: &str, dst: &str, port: u16, payload: &str) {
+    const SCRIPT: &str = r#"
+import socket, struct, subprocess, sys, time
+gw, dst, port, payload = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].encode()
+for _ in range(100):
+    # A datagram to the gateway's discard port makes the kernel resolve its MAC.
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"", (gw, 9))
+    neigh = subprocess.run(["ip", "neigh", "show", gw], capture_output=True, text=True).stdout.split()
+    if "lladdr" in neigh:
+        break
+    time.sleep(0.05)
+gw_mac = bytes.fromhex(neigh[neigh.index("lladdr") + 1].replace(":", ""))
+link = subprocess.run(["ip", "-o", "link", "show", "eth0"], capture_output=True, text=True).stdout.split()
+my_mac = bytes.fromhex(link[link.index("link/ether") + 1].replace(":", ""))
+addr = subprocess.run(["ip", "-o", "-4", "addr", "show", "eth0"], capture_output=True, text=True).stdout.split()
+src = addr[addr.index("inet") + 1].split("/")[0]
+udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                  socket.inet_aton(src), socket.inet_aton(dst))
+hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+s.send(gw_mac + my_mac + b"\x08\x00" + hdr + udp)
+"#;
+    let o = Command::new("nsenter")
+        .args(["-t", pid, "-n", "python3", "-c", SCRIPT, gw, dst])
+        .arg(port.to_string())
+        .arg(payload)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "crafting a frame: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// CVE-2020-8558: a frame a container crafts for the gateway's MAC with destination
+/// 127.0.0.1 must not reach a service bound to the host's loopback (every bridge has
+/// `route_localnet`, for published ports). The same frame to the gateway's own address does
+/// arrive, so the probe is known to work; the loopback one is judged once that has come.
+#[test]
+fn a_container_cannot_reach_the_hosts_loopback_services() {
+    if !can_run() {
+        return;
+    }
+    if Command::new("python3").arg("-V").output().is_err() {
+        eprintln!("skipping: python3 (which crafts the raw frame) is missing");
+        return;
+    }
+    let s = Store::new();
+    let loopback = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let control = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    control
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    loopback.set_nonblocking(true).unwrap();
+    for net in [None, Some("ocit-lo")] {
+        let mut args = vec!["run", "-d"];
+        if let Some(n) = net {
+            let _ = s.oci(&["network", "rm", n]);
+            s.ok(&["network", "create", n]);
+            args.extend(["--network", n]);
+        }
+        args.extend(["bb:1", "sleep", "60"]);
+        let id = s.ok(&args).trim().to_owned();
+        let pid = s.field(&id, "{{.State.Pid}}");
+        let gw = s.field(&id, "{{.NetworkSettings.Gateway}}");
+        let lo_port = loopback.local_addr().unwrap().port();
+        send_crafted_udp(&pid, &gw, "127.0.0.1", lo_port, "attack");
+        let ctl_port = control.local_addr().unwrap().port();
+        send_crafted_udp(&pid, &gw, &gw, ctl_port, "control");
+        let mut buf = [0u8; 64];
+        let (n, _) = control.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"control");
+        // Sent before the control datagram on the same path: given a moment more, it would be
+        // here had it been let through.
+        std::thread::sleep(Duration::from_millis(300));
+        match loopback.recv_from(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("the host's loopback service got {other:?} from a container ({net:?})"),
+        }
+        s.ok(&["rm", "-f", &id]);
+    }
+    let _ = s.oci(&["network", "rm", "ocit-lo"]);
+    s.finish();
+}

@@ -16,7 +16,17 @@
 //!                              oifname BR ip saddr 127.0.0.0/8 masquerade (host loopback)
 //!                              oifname BR ct status dnat ip saddr NET masquerade (hairpin)
 //!   forward (filter)           iifname BR oifname "oci*" oifname != BR drop (isolation)
+//!   martians (filter, raw)     iifname BR ip daddr 127.0.0.0/8 drop       (host loopback)
+//!                              iifname BR ip saddr 127.0.0.0/8 drop
 //! ```
+//!
+//! `martians`: every bridge has `route_localnet` (so that the host's loopback reaches the
+//! published ports of its containers), which also lets the kernel accept, from the bridge, a
+//! frame a container crafted for the gateway's MAC with destination 127.0.0.1, and deliver it
+//! to the host's loopback services (CVE-2020-8558; kube-proxy drops the same). Nothing from a
+//! container is ever legitimately addressed to or from 127.0.0.0/8: the replies of a published
+//! port reached from the host's loopback come addressed to the bridge (masqueraded) and are
+//! translated back only after this chain, which runs before connection tracking.
 
 use super::{NetError, Proto};
 use nftables::batch::Batch;
@@ -161,6 +171,10 @@ pub(crate) fn batch(nets: &[NetRules], ports: &[PortRule]) -> Batch<'static> {
         "forward",
         Some((NfChainType::Filter, NfHook::Forward, 0)),
     ));
+    b.add(chain(
+        "martians",
+        Some((NfChainType::Filter, NfHook::Prerouting, -300)),
+    ));
     for c in ["prerouting", "output"] {
         b.add(rule(
             c,
@@ -238,6 +252,20 @@ pub(crate) fn batch(nets: &[NetRules], ports: &[PortRule]) -> Batch<'static> {
                 Statement::Drop(None),
             ],
         ));
+        for end in ["daddr", "saddr"] {
+            b.add(rule(
+                "martians",
+                vec![
+                    is(meta(MetaKey::Iifname), Operator::EQ, s(&n.bridge)),
+                    is(
+                        field("ip", end),
+                        Operator::EQ,
+                        prefix(Ipv4Addr::new(127, 0, 0, 0), 8),
+                    ),
+                    Statement::Drop(None),
+                ],
+            ));
+        }
     }
     b
 }
