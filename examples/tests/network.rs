@@ -447,6 +447,28 @@ fn bad_port_specs_and_networks_are_one_line_errors() {
     assert!(err.contains("host bits"), "{err}");
     let err = s.fails(&["network", "create", &n]);
     assert!(err.contains("already exists"), "{err}");
+    for (subnet, why) in [
+        ("127.0.0.0/8", "loopback"),
+        ("127.77.0.0/16", "loopback"),
+        ("224.0.0.0/8", "multicast"),
+        ("239.5.0.0/16", "multicast"),
+    ] {
+        let err = s.fails(&["network", "create", "--subnet", subnet, "x"]);
+        assert!(err.contains(why), "{subnet}: {err}");
+    }
+    // A hostname is written into the /etc/hosts of every container on the network: a newline
+    // or a blank in it would forge lines or aliases there.
+    s.ok(&["run", "-d", "--network", &n, "--name", "victim", "bb:1", "sleep", "60"]);
+    for bad in ["x\n10.9.9.9 victim.example", "x victim.example", "-x", "a_b"] {
+        let flag = format!("--hostname={bad}");
+        let o = s.oci(&["run", "-d", "--network", &n, &flag, "bb:1", "sleep", "60"]);
+        assert_eq!(o.status.code(), Some(125), "{bad:?}");
+        let err = String::from_utf8(o.stderr).unwrap();
+        assert!(err.contains("not a valid host name"), "{bad:?}: {err}");
+    }
+    let hosts = s.ok(&["exec", "victim", "cat", "/etc/hosts"]);
+    assert!(!hosts.contains("victim.example"), "{hosts}");
+    s.ok(&["rm", "-f", "victim"]);
     s.ok(&["network", "rm", &n]);
     s.finish();
 }

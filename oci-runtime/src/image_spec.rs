@@ -205,6 +205,39 @@ impl ExtraMount {
     }
 }
 
+/// What a host name may be, said in errors.
+pub(crate) const HOSTNAME_RULE: &str =
+    "not a valid host name: dot-separated labels of letters, digits and '-' (RFC 1123)";
+
+/// docker's rule for host names (RFC 1123): dot-separated labels of 1 to 63 letters, digits
+/// and hyphens, not starting or ending with a hyphen, 253 bytes at most. A hostname and a
+/// container's names go into `/etc/hosts` files other containers read: nothing else may.
+pub fn is_valid_hostname(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 253
+        && n.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// A container's hostname: a valid host name (see [`is_valid_hostname`]) the kernel takes
+/// (64 bytes at most).
+fn check_hostname(hostname: &str) -> Result<()> {
+    if is_valid_hostname(hostname) && hostname.len() <= 64 {
+        Ok(())
+    } else {
+        Err(Error::option(
+            "hostname",
+            hostname.escape_debug(),
+            HOSTNAME_RULE,
+        ))
+    }
+}
+
 /// Writes the container's `hostname`, `hosts` and `resolv.conf` into `dir` (a directory of
 /// the caller's, e.g. the container's own) and returns the read-write binds that put them at
 /// `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`, as docker does. With the host's
@@ -217,6 +250,7 @@ impl ExtraMount {
 /// 8.8.4.4) stand in when no server is left; with [`NetworkMode::Slirp`] the server is slirp4netns's
 /// 10.0.2.3.
 pub fn etc_files(dir: &Path, hostname: &str, network: NetworkMode) -> Result<Vec<ExtraMount>> {
+    check_hostname(hostname)?;
     let write = |name: &str, text: &str| -> Result<PathBuf> {
         let p = dir.join(name);
         std::fs::write(&p, text).map_err(|e| Error::io("write", &p, e))?;
@@ -499,6 +533,7 @@ pub fn spec_from_image(
         .hostname
         .clone()
         .unwrap_or_else(|| "container".to_owned());
+    check_hostname(&hostname)?;
     set_env(&mut env, &format!("HOSTNAME={hostname}"));
 
     let user_spec = opts

@@ -147,9 +147,9 @@ pub use devices::{device_rules, DeviceRule, DEFAULT_ALLOWED};
 pub use error::{chain, Error, Result};
 pub use exe::{allow_unsealed, is_sealed, reexec_sealed, sealed_main};
 pub use image_spec::{
-    capability_set, docker_device_rules, etc_files, parse_capability, resolve_user, set_env,
-    spec_from_image, ExtraMount, NetworkMode, Rootless, RunOptions, SeccompChoice,
-    DEFAULT_CAPABILITIES,
+    capability_set, docker_device_rules, etc_files, is_valid_hostname, parse_capability,
+    resolve_user, set_env, spec_from_image, ExtraMount, NetworkMode, Rootless, RunOptions,
+    SeccompChoice, DEFAULT_CAPABILITIES,
 };
 pub use logs::{
     follow_logs, log_files, now_ns, parse_log_record, parse_rfc3339, read_logs, rfc3339, LogLimits,

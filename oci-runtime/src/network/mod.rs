@@ -311,7 +311,41 @@ pub fn parse_subnet(v: &str) -> Result<(Ipv4Addr, u8)> {
     if u32::from(addr) & !mask(prefix) != 0 {
         return Err(bad("host bits are set"));
     }
+    if let Some(why) = reserved_range((addr, prefix)) {
+        return Err(bad(why));
+    }
     Ok((addr, prefix))
+}
+
+/// Why a subnet cannot be a network's: it overlaps the loopback, link-local, multicast or
+/// reserved ranges, or `0.0.0.0/8` (a bridge there would answer for the host's own loopback
+/// or for groups, and routes to it are refused or ignored by the kernel).
+fn reserved_range(s: (Ipv4Addr, u8)) -> Option<&'static str> {
+    [
+        (
+            (Ipv4Addr::new(0, 0, 0, 0), 8),
+            "it overlaps 0.0.0.0/8 (this network)",
+        ),
+        (
+            (Ipv4Addr::new(127, 0, 0, 0), 8),
+            "it overlaps the loopback range 127.0.0.0/8",
+        ),
+        (
+            (Ipv4Addr::new(169, 254, 0, 0), 16),
+            "it overlaps the link-local range 169.254.0.0/16",
+        ),
+        (
+            (Ipv4Addr::new(224, 0, 0, 0), 4),
+            "it overlaps the multicast range 224.0.0.0/4",
+        ),
+        (
+            (Ipv4Addr::new(240, 0, 0, 0), 4),
+            "it overlaps the reserved range 240.0.0.0/4",
+        ),
+    ]
+    .into_iter()
+    .find(|(r, _)| overlaps(s, *r))
+    .map(|(_, why)| why)
 }
 
 fn mask(prefix: u8) -> u32 {
@@ -719,15 +753,7 @@ fn now_s() -> u64 {
 /// docker's rule for names: a valid host name label (letters, digits, hyphens) or a dotted
 /// run of them. Names with `_` are not put in `/etc/hosts`; the short id always is.
 fn valid_hostname(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 253
-        && n.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+    crate::image_spec::is_valid_hostname(n)
 }
 
 impl Networks {
@@ -871,6 +897,20 @@ impl Networks {
         };
         let (subnet, prefix) = match subnet {
             Some(s) => {
+                let cidr = || format!("{}/{}", s.0, s.1);
+                if let Some(why) = reserved_range(s)
+                    .or_else(|| (u32::from(s.0) & !mask(s.1) != 0).then_some("host bits are set"))
+                    .or_else(|| {
+                        (!(8..=30).contains(&s.1))
+                            .then_some("the prefix length must be between 8 and 30")
+                    })
+                {
+                    return Err(NetError::Invalid {
+                        what: "subnet",
+                        value: cidr(),
+                        reason: why.into(),
+                    });
+                }
                 if let Some(other) = free(s) {
                     return Err(NetError::Overlap {
                         subnet: format!("{}/{}", s.0, s.1),
@@ -1045,13 +1085,17 @@ impl Networks {
                 if !seen.insert((o.container.clone(), o.ip)) {
                     continue;
                 }
-                let mut names = vec![o.hostname.clone()];
-                if valid_hostname(&o.name) && o.name != o.hostname {
-                    names.push(o.name.clone());
+                // Only valid host names, whatever a record says (an older version's, or an
+                // embedder's): a line is one address and names without blanks.
+                let mut names: Vec<String> = Vec::new();
+                let short = o.container.get(..12).unwrap_or(&o.container);
+                for n in [o.hostname.as_str(), o.name.as_str(), short] {
+                    if valid_hostname(n) && !names.iter().any(|m| m == n) {
+                        names.push(n.to_owned());
+                    }
                 }
-                let short = &o.container[..o.container.len().min(12)];
-                if !names.iter().any(|n| n == short) {
-                    names.push(short.to_owned());
+                if names.is_empty() {
+                    continue;
                 }
                 text.push_str(&format!("{}\t{}\t{MARK}\n", o.ip, names.join(" ")));
             }
@@ -1133,6 +1177,15 @@ impl Networks {
         // Held from a previous life of this container (a restart): released first.
         if !additive {
             eps.retain(|e| e.container != req.container);
+        }
+        // Each name goes into the `/etc/hosts` of every container on the network: one with a
+        // newline or a space would add lines or aliases there.
+        if !valid_hostname(&req.hostname) {
+            return Err(NetError::Invalid {
+                what: "hostname",
+                value: req.hostname.clone(),
+                reason: crate::image_spec::HOSTNAME_RULE.into(),
+            });
         }
         let first = eps.iter().filter(|e| e.container == req.container).count();
         if let Some(n) = req.networks.iter().find(|n| {
@@ -1446,8 +1499,51 @@ mod tests {
     fn host_names_follow_rfc_1123() {
         assert!(valid_hostname("web-1"));
         assert!(valid_hostname("a.b"));
-        for bad in ["web_1", "-x", "x-", "", "a..b"] {
+        for bad in [
+            "web_1",
+            "-x",
+            "x-",
+            "",
+            "a..b",
+            "a b",
+            "a\nb",
+            "10.0.0.9\tvictim",
+        ] {
             assert!(!valid_hostname(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn loopback_multicast_and_reserved_subnets_are_refused() {
+        for bad in [
+            "127.0.0.0/8",
+            "127.1.0.0/16",
+            "224.0.0.0/8",
+            "239.1.0.0/16",
+            "240.0.0.0/8",
+            "169.254.0.0/16",
+            "0.0.0.0/8",
+            "96.0.0.0/3",
+        ] {
+            assert!(
+                matches!(parse_subnet(bad), Err(NetError::Invalid { .. })),
+                "{bad}"
+            );
+        }
+        assert!(parse_subnet("172.30.0.0/16").is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let nets = Networks::open(dir.path());
+        for s in [
+            (Ipv4Addr::new(127, 0, 0, 0), 8),
+            (Ipv4Addr::new(224, 1, 0, 0), 16),
+        ] {
+            assert!(
+                matches!(
+                    nets.create("n", Some(s)),
+                    Err(NetError::Invalid { what: "subnet", .. })
+                ),
+                "{s:?}"
+            );
         }
     }
 
