@@ -1150,3 +1150,40 @@ fn network_container_joins_another_containers_namespace() {
     let o = s.oci(&["run", "--rm", "--network", "container:pod", "bb:1", "true"]);
     assert_eq!(o.status.code(), Some(125));
 }
+
+/// `oci exec -d` returns with its standard streams released: `x=$(oci exec -d C sleep 30)`
+/// does not wait for the sleep. Judged by the end of file of the caller's pipe once `oci`
+/// has exited, while the detached process still runs.
+#[test]
+fn exec_detached_releases_the_callers_streams() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    s.ok(&["run", "-d", "--name", "box", "bb:1", "sleep", "60"]);
+    for stream in ["stdout", "stderr"] {
+        let mut cmd = s.cmd(&["exec", "-d", "box", "sleep", "30"]);
+        cmd.stdin(Stdio::null());
+        if stream == "stdout" {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+        } else {
+            cmd.stderr(Stdio::piped()).stdout(Stdio::null());
+        }
+        let mut child = cmd.spawn().unwrap();
+        let pipe: std::os::fd::OwnedFd = if stream == "stdout" {
+            child.stdout.take().unwrap().into()
+        } else {
+            child.stderr.take().unwrap().into()
+        };
+        assert!(child.wait().unwrap().success());
+        let flags = rustix::fs::fcntl_getfl(&pipe).unwrap();
+        rustix::fs::fcntl_setfl(&pipe, flags | rustix::fs::OFlags::NONBLOCK).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            rustix::io::read(&pipe, &mut buf).map_err(|e| e.to_string()),
+            Ok(0),
+            "the caller's {stream} is still held by the detached exec"
+        );
+    }
+    s.ok(&["rm", "-f", "box"]);
+}

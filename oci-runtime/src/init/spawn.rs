@@ -240,6 +240,11 @@ pub(super) fn fork_into_pid_ns(plan: &Plan) {
     if pid > 0 {
         // No report from here: the grandchild reports, and the pipe closes at its exec.
         let _ = prctl(libc::PR_SET_PDEATHSIG, 0, 0);
+        // The helper only waits: it keeps no descriptor, neither the report pipe nor the
+        // caller's standard streams (a detached exec's caller would otherwise wait for the
+        // end of file of its output until the process ends).
+        // SAFETY: close_range closes descriptors this copy does not use.
+        unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) };
         let code = loop {
             let mut status = 0i32;
             // SAFETY: waitpid on our own child with a valid status pointer.
