@@ -1187,3 +1187,43 @@ fn exec_detached_releases_the_callers_streams() {
     }
     s.ok(&["rm", "-f", "box"]);
 }
+
+/// `--restart always` of a program that exits at once backs off as docker's does (100 ms,
+/// doubling, up to a minute): in 2 s that is at most a handful of restarts (it was thousands),
+/// the container shows as restarting while it waits, and a stop during the wait holds.
+#[test]
+fn restart_always_backs_off_and_shows_restarting() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "loop",
+        "--restart",
+        "always",
+        "bb:1",
+        "true",
+    ]);
+    std::thread::sleep(Duration::from_secs(2));
+    let count: u32 = s.field("loop", "{{.RestartCount}}").parse().unwrap();
+    // 100 + 200 + 400 + 800 ms of waiting fit in 2 s, not 3,200 ms more.
+    assert!((1..=5).contains(&count), "{count} restarts in 2 s");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.field("loop", "{{.State.Status}}") != "restarting" {
+        assert!(Instant::now() < deadline, "never seen restarting");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(s.ok(&["ps"]).contains("Restarting"), "{}", s.ok(&["ps"]));
+    s.ok(&["stop", "loop"]);
+    assert_eq!(s.field("loop", "{{.State.Status}}"), "exited");
+    let after: u32 = s.field("loop", "{{.RestartCount}}").parse().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        s.field("loop", "{{.RestartCount}}").parse::<u32>().unwrap(),
+        after
+    );
+    s.ok(&["rm", "loop"]);
+}

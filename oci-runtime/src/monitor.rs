@@ -24,7 +24,12 @@ const CONFIG_FILE: &str = "monitor.json";
 const STATUS_FILE: &str = "status.json";
 const STOP_FILE: &str = "stop-requested";
 
-/// When a container is started again after it exits (docker's `--restart`).
+/// The longest wait between two restarts (docker's).
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
+
+/// When a container is started again after it exits (docker's `--restart`). Restarts back off
+/// as docker's do: 100 ms before the first, doubled each time up to a minute, reset once a run
+/// has lasted 10 s; meanwhile the state is [`MonitorState::Restarting`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
@@ -575,19 +580,24 @@ impl Serve {
                 self.save();
                 break;
             }
-            self.status.state = MonitorState::Restarting;
-            self.save();
-            self.flush_clients(Instant::now() + delay);
-            // A container that ran for 10 s resets the back-off, as docker's does.
+            // docker's back-off: 100 ms before the first restart, doubled at each one up to a
+            // minute, back to 100 ms once a run has lasted 10 s.
             let ran = self
                 .status
                 .started_at
                 .map_or(0, |s| now_ns().saturating_sub(s));
-            delay = if ran > 10_000_000_000 {
-                Duration::from_millis(100)
-            } else {
-                (delay * 2).min(Duration::from_secs(60))
-            };
+            if ran > 10_000_000_000 {
+                delay = Duration::from_millis(100);
+            }
+            self.status.state = MonitorState::Restarting;
+            self.save();
+            if !self.back_off(Instant::now() + delay) {
+                // Stopped while waiting: no restart.
+                self.status.state = MonitorState::Exited;
+                self.save();
+                break;
+            }
+            delay = (delay * 2).min(MAX_RESTART_DELAY);
             self.status.restart_count += 1;
         }
         self.flush_clients(Instant::now() + Duration::from_secs(2));
@@ -761,6 +771,23 @@ impl Serve {
         self.clients.retain(|c| c.outbuf.len() <= CLIENT_BACKLOG);
         for c in &mut self.clients {
             flush(c);
+        }
+    }
+
+    /// Waits out a restart delay until `until`, flushing attach clients' output, and looking
+    /// for a stop request every 50 ms; false when one came (then no restart follows).
+    fn back_off(&mut self, until: Instant) -> bool {
+        loop {
+            if self.cfg.dir.join(STOP_FILE).exists() {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return true;
+            }
+            let step = Duration::from_millis(50).min(until - now);
+            self.flush_clients(now + step);
+            std::thread::sleep(step.saturating_sub(now.elapsed()));
         }
     }
 
