@@ -352,21 +352,96 @@ pub fn read_logs(
     query: &LogQuery,
     out: &mut dyn FnMut(LogStream, &[u8]) -> std::io::Result<()>,
 ) -> Result<(u64, u64)> {
-    // Lines (as record groups) are counted for --tail in one pass that keeps only N.
-    let mut kept: std::collections::VecDeque<Vec<LogRecord>> = std::collections::VecDeque::new();
-    let mut pending: [Vec<LogRecord>; 2] = [Vec::new(), Vec::new()];
-    let mut pos = (0, 0);
-    let limit = query.tail;
+    // Memory stays flat however long the log or a line is: records are printed as they are
+    // read. With --tail, a first pass counts lines (keeping only the streams of the last N)
+    // to find the first line of each stream to print, and where each file ended, so that the
+    // second pass prints those lines from the same records even while the log grows.
+    let (first, ends) = match query.tail {
+        None => ([0u64; 2], None),
+        Some(n) => {
+            let mut last: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
+            let mut lines = [0u64; 2];
+            let mut open = [false; 2];
+            let push = |last: &mut std::collections::VecDeque<usize>, i: usize| {
+                last.push_back(i);
+                if last.len() > n {
+                    last.pop_front();
+                }
+            };
+            let ends = scan(path, query, None, &mut |rec| {
+                let i = usize::from(rec.stream == LogStream::Stderr);
+                open[i] = !rec.full;
+                if rec.full {
+                    lines[i] += 1;
+                    push(&mut last, i);
+                }
+                Ok(())
+            })?;
+            // An unfinished last line is a line too.
+            for (i, o) in open.into_iter().enumerate() {
+                if o {
+                    lines[i] += 1;
+                    push(&mut last, i);
+                }
+            }
+            let shown = |i: usize| last.iter().filter(|&&s| s == i).count() as u64;
+            ([lines[0] - shown(0), lines[1] - shown(1)], Some(ends))
+        }
+    };
+    let mut line = [0u64; 2];
+    let mut at_start = [true; 2];
+    let mut bytes = Vec::new();
+    let ends = scan(path, query, ends.as_deref(), &mut |rec| {
+        let i = usize::from(rec.stream == LogStream::Stderr);
+        if line[i] >= first[i] {
+            bytes.clear();
+            if query.timestamps && at_start[i] {
+                bytes.extend_from_slice(rfc3339(rec.time).as_bytes());
+                bytes.push(b' ');
+            }
+            bytes.extend_from_slice(&rec.content);
+            if rec.full {
+                bytes.push(b'\n');
+            }
+            out(rec.stream, &bytes).map_err(|e| Error::io("write", "log output", e))?;
+        }
+        at_start[i] = rec.full;
+        if rec.full {
+            line[i] += 1;
+        }
+        Ok(())
+    })?;
+    Ok(ends.last().copied().unwrap_or((0, 0)))
+}
+
+/// Calls `f` with each record of the log files, oldest first, that `query`'s times select,
+/// and returns each file's inode and the offset after its last whole record. With `upto`
+/// (what an earlier scan returned), each file is read only as far as it was then, and a file
+/// that was not there is skipped. One record in memory at a time.
+fn scan(
+    path: &Path,
+    query: &LogQuery,
+    upto: Option<&[(u64, u64)]>,
+    f: &mut dyn FnMut(LogRecord) -> Result<()>,
+) -> Result<Vec<(u64, u64)>> {
+    let mut ends = Vec::new();
     for file in log_files(path) {
-        let f = match File::open(&file) {
+        let fh = match File::open(&file) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Error::io("open", &file, e)),
         };
         let ino = std::os::unix::fs::MetadataExt::ino(
-            &f.metadata().map_err(|e| Error::io("stat", &file, e))?,
+            &fh.metadata().map_err(|e| Error::io("stat", &file, e))?,
         );
-        let mut r = std::io::BufReader::new(f);
+        let limit = match upto {
+            None => u64::MAX,
+            Some(ends) => match ends.iter().find(|(i, _)| *i == ino) {
+                Some((_, end)) => *end,
+                None => continue,
+            },
+        };
+        let mut r = std::io::BufReader::new(fh).take(limit);
         let mut line = Vec::new();
         let mut offset = 0u64;
         loop {
@@ -387,50 +462,15 @@ pub fn read_logs(
             {
                 continue;
             }
-            let i = usize::from(rec.stream == LogStream::Stderr);
-            let full = rec.full;
-            pending[i].push(rec);
-            if full {
-                kept.push_back(std::mem::take(&mut pending[i]));
-                if limit.is_some_and(|n| kept.len() > n) {
-                    kept.pop_front();
-                }
-            }
+            f(rec)?;
         }
-        pos = (ino, offset);
+        ends.push((ino, offset));
     }
-    // An unfinished last line is a line too.
-    kept.extend(pending.into_iter().filter(|p| !p.is_empty()));
-    while limit.is_some_and(|n| kept.len() > n) {
-        kept.pop_front();
-    }
-    for group in kept {
-        emit(&group, query.timestamps, out).map_err(|e| Error::io("write", "log output", e))?;
-    }
-    Ok(pos)
+    Ok(ends)
 }
 
-fn emit(
-    group: &[LogRecord],
-    timestamps: bool,
-    out: &mut dyn FnMut(LogStream, &[u8]) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let Some(first) = group.first() else {
-        return Ok(());
-    };
-    let mut buf = Vec::new();
-    if timestamps {
-        buf.extend_from_slice(rfc3339(first.time).as_bytes());
-        buf.push(b' ');
-    }
-    for r in group {
-        buf.extend_from_slice(&r.content);
-        if r.full {
-            buf.push(b'\n');
-        }
-    }
-    out(first.stream, &buf)
-}
+/// The most `follow_logs` reads into memory at once.
+const FOLLOW_CHUNK: u64 = 1 << 20;
 
 /// Follows the log at `path` from `pos` (what [`read_logs`] returned) until `done()` says the
 /// container has ended and everything written has been read, emitting new records as they
@@ -456,8 +496,13 @@ pub fn follow_logs(
             }
             if f.seek(std::io::SeekFrom::Start(pos.1)).is_ok() {
                 buf.clear();
-                let _ = f.read_to_end(&mut buf);
-                let complete = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                // A bounded read at a time, however much was written since the last one.
+                let _ = (&mut f).take(FOLLOW_CHUNK).read_to_end(&mut buf);
+                let mut complete = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                if complete == 0 && buf.len() as u64 == FOLLOW_CHUNK {
+                    // No record is this long (the writer's are far shorter): skip the bytes.
+                    complete = buf.len();
+                }
                 for line in buf[..complete]
                     .split(|&b| b == b'\n')
                     .filter(|l| !l.is_empty())
@@ -480,10 +525,12 @@ pub fn follow_logs(
                 pos.1 += complete as u64;
             }
         }
-        if finished {
+        if finished && buf.len() as u64 != FOLLOW_CHUNK {
             return Ok(());
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        if buf.len() as u64 != FOLLOW_CHUNK {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
 }
 
