@@ -586,8 +586,25 @@ impl Containers {
     }
 
     /// `rm [-f]`: a running container is refused unless `force`, which kills it first.
+    ///
+    /// Removers of one container (this verb, and the `oci rm -f` its `--rm` monitor runs as
+    /// it ends) take turns on a lock of its directory; whoever comes second finds it gone and
+    /// succeeds.
     pub fn remove(&self, what: &str, force: bool) -> Result<()> {
-        let v = self.view(what)?;
+        let id = self.view(what)?.config.id;
+        let dir = self.dir.join(&id);
+        let lock = match std::fs::File::open(&dir) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("opening {}", dir.display())),
+        };
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .with_context(|| format!("locking {}", dir.display()))?;
+        let v = match self.view(&id) {
+            Ok(v) => v,
+            Err(_) if !dir.exists() => return Ok(()),
+            Err(e) => return Err(e),
+        };
         if matches!(
             v.status.state,
             MonitorState::Running | MonitorState::Restarting
@@ -600,6 +617,10 @@ impl Containers {
                 );
             }
             v.monitor.stop(libc::SIGKILL, Duration::ZERO)?;
+            if !self.dir.join(&v.config.id).exists() {
+                // Its `--rm` monitor removed it meanwhile: gone, once.
+                return Ok(());
+            }
         }
         if let Ok(c) = oci_rs_runtime::Container::load(&self.state_root, &v.config.id) {
             c.delete(true)
@@ -618,6 +639,10 @@ impl Containers {
         let base = self.data.join("snapshots/containers").join(id);
         if snap.info(id).is_ok() || base.exists() {
             if let Err(e) = snap.remove(id) {
+                if snap.info(id).is_err() && !base.exists() {
+                    // Removed by another remover of the same container (its `--rm` monitor).
+                    return self.remove_files(id, name);
+                }
                 // Rootless: files the container's other users made (nginx's www-data
                 // directories, mode 0700) belong to subordinate ids that only a user
                 // namespace with the same mappings may remove, as `podman unshare` does.

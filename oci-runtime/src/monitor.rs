@@ -169,6 +169,14 @@ impl std::fmt::Display for MonitorState {
     }
 }
 
+/// `last`, the status of a container that has since been removed (by its `--rm` monitor).
+fn removed(mut last: MonitorStatus) -> MonitorStatus {
+    last.state = MonitorState::Exited;
+    last.pid = 0;
+    last.monitor_alive = false;
+    last
+}
+
 /// What a monitor records, as [`Monitor::status`] reconciles it with the process table.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MonitorStatus {
@@ -373,8 +381,17 @@ impl Monitor {
 
     /// Stops the container: no restart follows; `signal` to its init, then SIGKILL to all
     /// its processes after `timeout`. Returns the status once it has exited.
+    ///
+    /// A container whose monitor removes it as it ends (`--rm`) may go at any point of this:
+    /// that is a stop too, and the last status read is returned as exited.
     pub fn stop(&self, signal: i32, timeout: Duration) -> Result<MonitorStatus> {
-        write_atomic(&self.dir, STOP_FILE, b"")?;
+        let before = self.status()?;
+        if let Err(e) = write_atomic(&self.dir, STOP_FILE, b"") {
+            if !self.dir.join(STATUS_FILE).exists() {
+                return Ok(removed(before));
+            }
+            return Err(e);
+        }
         if let Ok(c) = self.container() {
             if c.status() != crate::Status::Stopped {
                 let _ = c.kill(signal);
@@ -388,19 +405,41 @@ impl Monitor {
                 }
             }
         }
-        self.wait_exited(Duration::from_secs(30))
+        self.wait_exited_from(Some(before), Duration::from_secs(30))
     }
 
     /// Waits until the container has exited for good (not restarting), its monitor has
     /// recorded it (or is gone), and returns the status.
+    ///
+    /// A container whose monitor removes it when it ends (`--rm`) may be gone by the time
+    /// its status is read: that is an exit too, and the last status seen is returned as
+    /// exited (an error only when none was ever read).
     pub fn wait_exited(&self, timeout: Duration) -> Result<MonitorStatus> {
+        self.wait_exited_from(None, timeout)
+    }
+
+    /// [`Monitor::wait_exited`], knowing `last`, a status read before.
+    fn wait_exited_from(
+        &self,
+        mut last: Option<MonitorStatus>,
+        timeout: Duration,
+    ) -> Result<MonitorStatus> {
         let deadline = Instant::now() + timeout;
         let mut delay = Duration::from_millis(2);
         loop {
-            let s = self.status()?;
+            let s = match (self.status(), last.take()) {
+                (Ok(s), _) => s,
+                (Err(Error::Io { ref source, .. }), Some(prev))
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    return Ok(removed(prev));
+                }
+                (Err(e), _) => return Err(e),
+            };
             if s.state == MonitorState::Exited || Instant::now() > deadline {
                 return Ok(s);
             }
+            last = Some(s.clone());
             std::thread::sleep(delay);
             delay = (delay * 2).min(Duration::from_millis(50));
         }
