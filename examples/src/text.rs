@@ -270,18 +270,14 @@ pub fn image_filter(
 
 /// `*` matches any run of characters but `/`; everything else literally.
 fn glob(pattern: &str, text: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == text,
-        Some((head, rest)) => {
-            let Some(after) = text.strip_prefix(head) else {
-                return false;
-            };
-            (0..=after.len())
-                .take_while(|&i| !after[..i].contains('/'))
-                .filter(|&i| after.is_char_boundary(i))
-                .any(|i| glob(rest, &after[i..]))
-        }
-    }
+    // A `*` never takes a `/`, so the text's `/`s meet the pattern's one to one, in order,
+    // and each part between them matches on its own.
+    let (p, t): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), text.split('/').collect());
+    p.len() == t.len()
+        && p.iter().zip(&t).all(|(p, t)| {
+            let (p, t): (Vec<char>, Vec<char>) = (p.chars().collect(), t.chars().collect());
+            crate::build::ignore::wildcard(&p, &t, |c| *c == '*', |a, b| a == b)
+        })
 }
 
 /// docker's human size (go-units `HumanSize`): decimal units, about three significant
@@ -318,6 +314,17 @@ mod tests {
         assert!(!super::glob("*", "library/app"));
         assert!(super::glob("localhost:5000/*:*", "localhost:5000/x:y"));
         assert!(!super::glob("bb", "bb:1"));
+        assert!(!super::glob("*/x", "a/b/x"));
+        assert!(super::glob("*/*/x", "a/b/x"));
+        assert!(super::glob("a*", "a"));
+        // Exponential in the stars when each tried every split.
+        let a40 = "a".repeat(40);
+        assert!(!super::glob("*a*a*a*a*a*a*a*a*a*a*a*a*b", &a40));
+        assert!(super::glob("*a*a*a*a*a*a*a*a*a*a*a*a*", &a40));
+        assert!(!super::glob(
+            "*a*a*a*a*a*a*a*a*a*a*a*a*/b",
+            &format!("{a40}/b/")
+        ));
     }
 
     #[test]

@@ -1053,3 +1053,42 @@ fn a_build_killed_mid_step_leaves_nothing_the_next_build_trips_on() {
     assert!(left.is_empty(), "runtime state left: {left:?}");
     assert_eq!(run(&cli, &["next:1", "cat", "/ok"]), "ok\n");
 }
+
+// `*a*a…*b` against a long name of `a`s tried every split at every star: minutes for one
+// name, as a COPY source and as a .dockerignore line alike.
+#[test]
+fn adversarial_globs_in_copy_and_dockerignore_finish() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cli, ctx) = setup(dir.path());
+    let c = ctx.to_str().unwrap();
+    let stars = "*a*a*a*a*a*a*a*a*a*a*a*a*b";
+    let a40 = "a".repeat(40);
+    write(&ctx.join(&a40), "a\n");
+    write(&ctx.join(format!("{a40}b")), "b\n");
+    write(
+        &ctx.join("Dockerfile"),
+        &format!(
+            "FROM localhost/bb:1\nCOPY {stars} /x/\nRUN test -f /x/{a40}b && ! test -e /x/{a40}\n"
+        ),
+    );
+    build(&cli, &[c]);
+    // Ignored, its one match is gone: refused as any missing source.
+    write(&ctx.join(".dockerignore"), &format!("{stars}\n"));
+    let err = build_fails(&cli, &[c]);
+    assert!(
+        err.contains(&format!(
+            "{stars}: no such file or directory in the build context"
+        )),
+        "{err}"
+    );
+    write(
+        &ctx.join("Dockerfile"),
+        &format!(
+            "FROM localhost/bb:1\nCOPY . /ctx/\nRUN test -f /ctx/{a40} && ! test -e /ctx/{a40}b\n"
+        ),
+    );
+    build(&cli, &[c]);
+}

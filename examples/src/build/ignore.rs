@@ -10,6 +10,8 @@
 #[derive(Debug, Clone)]
 struct Pattern {
     parts: Vec<String>,
+    /// `parts` then `**`: matches a path when `parts` match it or one of its parents.
+    or_below: Vec<String>,
     exception: bool,
 }
 
@@ -52,7 +54,13 @@ impl Ignore {
             if parts.is_empty() {
                 continue;
             }
-            patterns.push(Pattern { parts, exception });
+            let mut or_below = parts.clone();
+            or_below.push("**".to_owned());
+            patterns.push(Pattern {
+                parts,
+                or_below,
+                exception,
+            });
         }
         Self { patterns }
     }
@@ -69,9 +77,9 @@ impl Ignore {
             if out != p.exception {
                 continue;
             }
-            // The path itself or one of its parents.
-            let hit = (1..=rel.len()).any(|n| match_parts(&p.parts, &rel[..n]));
-            if hit {
+            // One match, not one per parent: a path thousands deep made that quadratic
+            // per entry of the walk.
+            if !rel.is_empty() && match_parts(&p.or_below, rel) {
                 out = !p.exception;
             }
         }
@@ -96,16 +104,7 @@ impl Ignore {
 
 /// Whether the pattern components match the path components (`**` spans any number).
 pub fn match_parts(pat: &[String], path: &[&str]) -> bool {
-    match pat.split_first() {
-        None => path.is_empty(),
-        Some((first, rest)) if first == "**" => {
-            (0..=path.len()).any(|skip| match_parts(rest, &path[skip..]))
-        }
-        Some((first, rest)) => match path.split_first() {
-            Some((p, prest)) => component_match(first, p) && match_parts(rest, prest),
-            None => false,
-        },
-    }
+    wildcard(pat, path, |p| p == "**", |p, n| component_match(p, n))
 }
 
 /// Whether a pattern has glob characters.
@@ -115,46 +114,116 @@ pub fn has_glob(p: &str) -> bool {
 
 /// Go's `filepath.Match` for one component (no `/` in either).
 pub fn component_match(pat: &str, name: &str) -> bool {
-    let p: Vec<char> = pat.chars().collect();
     let n: Vec<char> = name.chars().collect();
-    glob(&p, &n)
+    wildcard(&tokens(pat), &n, |t| matches!(t, Tok::Star), Tok::matches)
 }
 
-fn glob(p: &[char], n: &[char]) -> bool {
-    let Some((&c, prest)) = p.split_first() else {
-        return n.is_empty();
-    };
-    match c {
-        '*' => (0..=n.len()).any(|k| glob(prest, &n[k..])),
-        '?' => !n.is_empty() && glob(prest, &n[1..]),
-        '[' => {
-            let Some((&ch, nrest)) = n.split_first() else {
-                return false;
-            };
-            match class(prest, ch) {
-                Some((true, after)) => glob(after, nrest),
-                _ => false,
+/// Whether `name` matches `pat`, where an element for which `star` holds takes any run of
+/// elements (none included) and every other one exactly one element it is `one` with.
+///
+/// Patterns and names come from the context and the Dockerfile, so this must not blow up:
+/// trying every split at every star is exponential in the stars (`*a*a*a…*b` against a
+/// long name of `a`s). Greedy with the last star as the only point to come back to is
+/// enough: a later star can take whatever an earlier one would have taken instead, so an
+/// earlier star never needs to grow. At most len(pat) × len(name) steps.
+pub fn wildcard<P, N>(
+    pat: &[P],
+    name: &[N],
+    star: impl Fn(&P) -> bool,
+    one: impl Fn(&P, &N) -> bool,
+) -> bool {
+    let (mut p, mut n) = (0, 0);
+    // The pattern position after the last star seen, and where in the name its run ends.
+    let mut back: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pat.get(p) {
+            Some(t) if star(t) => {
+                p += 1;
+                back = Some((p, n));
+            }
+            Some(t) if one(t, &name[n]) => {
+                p += 1;
+                n += 1;
+            }
+            _ => match back {
+                Some((bp, bn)) => {
+                    (p, n) = (bp, bn + 1);
+                    back = Some((bp, bn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pat[p..].iter().all(star)
+}
+
+/// One element of a component pattern.
+enum Tok {
+    Star,
+    /// `?`.
+    Any,
+    Char(char),
+    /// `[...]`: negated, and its ranges (a single character is a range of one). A malformed
+    /// class is an empty one: it matches nothing, as Go's `Match` fails on it.
+    Class(bool, Vec<(char, char)>),
+}
+
+impl Tok {
+    fn matches(&self, c: &char) -> bool {
+        match self {
+            Tok::Star | Tok::Any => true,
+            Tok::Char(t) => t == c,
+            Tok::Class(negate, ranges) => {
+                ranges.iter().any(|(lo, hi)| lo <= c && c <= hi) != *negate
             }
         }
-        '\\' if !prest.is_empty() => {
-            !n.is_empty() && n[0] == prest[0] && glob(&prest[1..], &n[1..])
-        }
-        c => !n.is_empty() && n[0] == c && glob(prest, &n[1..]),
     }
 }
 
-/// A `[...]` class after its `[`: (matched, the pattern after `]`); `None` if malformed.
-fn class(p: &[char], ch: char) -> Option<(bool, &[char])> {
+fn tokens(pat: &str) -> Vec<Tok> {
+    let p: Vec<char> = pat.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < p.len() {
+        let t = match p[i] {
+            '*' => Tok::Star,
+            '?' => Tok::Any,
+            '[' => match class(&p[i + 1..]) {
+                Some((t, len)) => {
+                    i += len;
+                    t
+                }
+                None => {
+                    // Nothing after it matters: the pattern cannot get past it.
+                    out.push(Tok::Class(false, Vec::new()));
+                    break;
+                }
+            },
+            '\\' if i + 1 < p.len() => {
+                i += 1;
+                Tok::Char(p[i])
+            }
+            c => Tok::Char(c),
+        };
+        out.push(t);
+        i += 1;
+    }
+    out
+}
+
+/// A `[...]` class after its `[`: the class and how many characters it takes up to its
+/// `]`; `None` if malformed.
+fn class(p: &[char]) -> Option<(Tok, usize)> {
     let (negate, mut i) = match p.first() {
         Some('^') | Some('!') => (true, 1),
         _ => (false, 0),
     };
-    let mut hit = false;
+    let mut ranges = Vec::new();
     let mut first = true;
     loop {
         let c = *p.get(i)?;
         if c == ']' && !first {
-            return Some((hit != negate, &p[i + 1..]));
+            return Some((Tok::Class(negate, ranges), i + 1));
         }
         first = false;
         let lo = if c == '\\' {
@@ -164,14 +233,12 @@ fn class(p: &[char], ch: char) -> Option<(bool, &[char])> {
             c
         };
         i += 1;
-        if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|&c| c != ']') {
-            let hi = *p.get(i + 1)?;
-            i += 2;
-            if lo <= ch && ch <= hi {
-                hit = true;
+        match (p.get(i), p.get(i + 1)) {
+            (Some('-'), Some(&hi)) if hi != ']' => {
+                ranges.push((lo, hi));
+                i += 2;
             }
-        } else if lo == ch {
-            hit = true;
+            _ => ranges.push((lo, lo)),
         }
     }
 }
@@ -227,5 +294,129 @@ mod tests {
         assert!(!component_match("[", "["));
         assert!(Ignore::parse("dir\n!dir/keep").may_reinclude_under(&["dir"]));
         assert!(!Ignore::parse("dir\n!other/keep").may_reinclude_under(&["dir"]));
+    }
+
+    // These took minutes and more when every star tried every split.
+    #[test]
+    fn adversarial_patterns_match_in_linear_time() {
+        let a40 = "a".repeat(40);
+        let stars = "*a*a*a*a*a*a*a*a*a*a*a*a*b";
+        assert!(!component_match(stars, &a40));
+        assert!(component_match(stars, &format!("{a40}b")));
+        assert!(component_match("*a*a*a*a*a*a*a*a*a*a*a*a*", &a40));
+        assert!(!component_match(
+            "*[a-c]*?*[!b]*[^b]*a*?*a*a*a*a*a*a*a*a*[b]",
+            &a40
+        ));
+        assert!(!component_match(&"*a".repeat(40), &"a".repeat(39)));
+        assert!(component_match(&"*a".repeat(40), &"a".repeat(80)));
+        assert!(!ex(&format!("{stars}\n"), &a40));
+        assert!(ex(&format!("{stars}\n"), &format!("{a40}b")));
+        // `**` backtracks over components the same way.
+        let deep = vec!["a"; 40];
+        let globstars = "**/a/".repeat(12) + "**/b";
+        assert!(!ex(&globstars, &deep.join("/")));
+        assert!(ex(&globstars, &format!("{}/b", deep.join("/"))));
+        assert!(ex(&("**/a/".repeat(12) + "**"), &deep.join("/")));
+    }
+
+    #[test]
+    fn a_pattern_excludes_what_is_below_what_it_matches() {
+        let paths: Vec<String> = all_strings(&['a', 'b', '/'], 5)
+            .into_iter()
+            .filter(|p| p.split('/').all(|c| !c.is_empty()))
+            .collect();
+        for p in all_strings(&['a', '*', 'b', '/'], 6) {
+            let rules = Ignore::parse(&p);
+            let Some(pat) = rules.patterns.first() else {
+                continue;
+            };
+            for path in &paths {
+                let rel: Vec<&str> = path.split('/').collect();
+                let by_parent = (1..=rel.len()).any(|n| match_parts(&pat.parts, &rel[..n]));
+                assert_eq!(rules.excluded(&rel), by_parent, "{p:?} {path:?}");
+            }
+        }
+    }
+
+    /// The matcher as it was (every split at every star): right, but exponential.
+    fn backtracking(p: &[char], n: &[char]) -> bool {
+        let Some((&c, rest)) = p.split_first() else {
+            return n.is_empty();
+        };
+        match c {
+            '*' => (0..=n.len()).any(|k| backtracking(rest, &n[k..])),
+            '?' => !n.is_empty() && backtracking(rest, &n[1..]),
+            '[' => match (
+                n.split_first(),
+                n.first().and_then(|&ch| old_class(rest, ch)),
+            ) {
+                (Some((_, nrest)), Some((true, after))) => backtracking(after, nrest),
+                _ => false,
+            },
+            '\\' if !rest.is_empty() => {
+                n.first() == rest.first() && backtracking(&rest[1..], &n[1..])
+            }
+            c => n.first() == Some(&c) && backtracking(rest, &n[1..]),
+        }
+    }
+
+    /// Its class after the `[`: (matched, what follows); `None` if malformed.
+    fn old_class(p: &[char], ch: char) -> Option<(bool, &[char])> {
+        let (negate, mut i) = match p.first() {
+            Some('^') | Some('!') => (true, 1),
+            _ => (false, 0),
+        };
+        let (mut hit, mut first) = (false, true);
+        loop {
+            let c = *p.get(i)?;
+            if c == ']' && !first {
+                return Some((hit != negate, &p[i + 1..]));
+            }
+            first = false;
+            let lo = if c == '\\' {
+                i += 1;
+                *p.get(i)?
+            } else {
+                c
+            };
+            i += 1;
+            if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|&c| c != ']') {
+                hit |= lo <= ch && ch <= p[i + 1];
+                i += 2;
+            } else {
+                hit |= lo == ch;
+            }
+        }
+    }
+
+    fn all_strings(alphabet: &[char], max: usize) -> Vec<String> {
+        let mut out = vec![String::new()];
+        let mut last = out.clone();
+        for _ in 0..max {
+            last = last
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            out.extend(last.iter().cloned());
+        }
+        out
+    }
+
+    // Every short pattern over the special characters against every short name.
+    #[test]
+    fn the_linear_matcher_agrees_with_the_backtracking_one() {
+        let names = all_strings(&['a', 'b', '-', ']'], 3);
+        for p in all_strings(&['a', '*', '?', '[', ']', '^', '-', '\\'], 5) {
+            let pc: Vec<char> = p.chars().collect();
+            for n in &names {
+                let nc: Vec<char> = n.chars().collect();
+                assert_eq!(
+                    component_match(&p, n),
+                    backtracking(&pc, &nc),
+                    "{p:?} {n:?}"
+                );
+            }
+        }
     }
 }
