@@ -1092,3 +1092,70 @@ fn adversarial_globs_in_copy_and_dockerignore_finish() {
     );
     build(&cli, &[c]);
 }
+
+// This and the next recursed once per level of the input and overflowed the stack: the
+// build died on a signal instead of failing (or succeeding).
+#[test]
+fn a_deeply_nested_substitution_fails_clearly() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cli, ctx) = setup(dir.path());
+    let c = ctx.to_str().unwrap();
+    let deep = format!("{}x{}", "${A:-".repeat(20_000), "}".repeat(20_000));
+    write(
+        &ctx.join("Dockerfile"),
+        &format!("FROM localhost/bb:1\nENV B={deep}\n"),
+    );
+    let o = cli.oci(&["build", c]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("Dockerfile:2: ENV B=${A:-")
+            && err.contains("variable substitution nested deeper than 64 levels"),
+        "{err}"
+    );
+    assert!(err.len() < 1000, "the message repeats the line: {err}");
+}
+
+#[test]
+fn a_chain_of_thousands_of_stages_builds() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cli, ctx) = setup(dir.path());
+    let c = ctx.to_str().unwrap();
+    // Each stage on the one before.
+    let mut df = "FROM localhost/bb:1 AS s0\n".to_owned();
+    for k in 1..3000 {
+        df.push_str(&format!("FROM s{} AS s{k}\n", k - 1));
+    }
+    df.push_str("ENV LAST=s2999\n");
+    write(&ctx.join("Dockerfile"), &df);
+    build(&cli, &["-q", "-t", "chain:1", c]);
+    let env = cli.field("chain:1", "{{json .Config.Env}}");
+    assert!(env.contains("LAST=s2999"), "{env}");
+    // A stage an ONBUILD trigger names is only known as its step runs, so built from inside
+    // the step: a few such are fine, a chain of them is bounded.
+    let triggers = |n: usize| {
+        let mut df = "FROM localhost/bb:1 AS t0\nRUN echo 0 > /n\n".to_owned();
+        for k in 1..=n {
+            df.push_str(&format!(
+                "FROM localhost/bb:1 AS u{k}\nONBUILD COPY --from=t{} /n /n\nFROM u{k} AS t{k}\n",
+                k - 1
+            ));
+        }
+        write(&ctx.join("Dockerfile"), &df);
+    };
+    triggers(3);
+    build(&cli, &["-q", "-t", "triggers:1", c]);
+    assert_eq!(run(&cli, &["triggers:1", "cat", "/n"]), "0\n");
+    triggers(100);
+    let err = build_fails(&cli, &["-q", c]);
+    assert!(
+        err.contains("more than 8 stages nested through ONBUILD triggers' --from"),
+        "{err}"
+    );
+}

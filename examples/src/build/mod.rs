@@ -214,6 +214,11 @@ struct CacheEntry {
     layers: Vec<Descriptor>,
 }
 
+/// How many stages may be in the making at once (see [`Builder::stage_once`]). Each level
+/// is a step's future polled inside another's, some 300 KiB of stack in a debug build: 30
+/// overflowed the main thread's 8 MiB.
+const MAX_NESTED_STAGES: usize = 8;
+
 /// One stage: its `FROM` and its instructions.
 struct StageDef {
     name: Option<String>,
@@ -372,24 +377,24 @@ impl<'a> Builder<'a> {
     }
 
     fn at(&self, i: &Instr, what: impl std::fmt::Display) -> anyhow::Error {
-        anyhow!(
-            "{}:{}: {} {}: {what}",
-            self.opts.file_label,
-            i.line,
-            i.keyword,
-            i.args_text()
-        )
+        anyhow!("{}: {what}", self.place(i))
     }
 
     /// `e` with the instruction it failed on as its context (the cause stays in `source()`).
     fn wrap(&self, i: &Instr, e: impl Into<anyhow::Error>) -> anyhow::Error {
-        e.into().context(format!(
-            "{}:{}: {} {}",
-            self.opts.file_label,
-            i.line,
-            i.keyword,
-            i.args_text()
-        ))
+        e.into().context(self.place(i))
+    }
+
+    /// `Dockerfile:LINE: KEYWORD ARGS` for messages, the arguments cut short: a hostile
+    /// line can be megabytes, and the message must still be read.
+    fn place(&self, i: &Instr) -> String {
+        const SHOWN: usize = 200;
+        let mut args = i.args_text();
+        if let Some((cut, _)) = args.char_indices().nth(SHOWN) {
+            args.truncate(cut);
+            args.push_str("...");
+        }
+        format!("{}:{}: {} {args}", self.opts.file_label, i.line, i.keyword)
     }
 
     fn split_stages(&mut self) -> Result<()> {
@@ -541,14 +546,95 @@ impl<'a> Builder<'a> {
         if let Some(s) = self.built.get(&idx) {
             return Ok(s.clone());
         }
+        // The stages it names are built first, in order, so that when it (or they) ask for
+        // them they are there: a chain of thousands of stages, each FROM the one before, built
+        // by each asking for its base, recursed thousands deep and overflowed the stack.
+        for dep in self.needed_first(idx)? {
+            self.stage_once(dep).await?;
+        }
+        self.stage_once(idx).await
+    }
+
+    /// The stages stage `idx` names and that are not built, directly or through others, each
+    /// after those it names in turn (a depth-first walk kept on a stack, not recursing).
+    fn needed_first(&self, idx: usize) -> Result<Vec<usize>> {
+        let mut order = Vec::new();
+        let mut seen = vec![false; self.stages.len()];
+        let mut on_path = vec![false; self.stages.len()];
+        seen[idx] = true;
+        on_path[idx] = true;
+        let mut path = vec![(idx, self.names(idx))];
+        while let Some((s, names)) = path.last_mut() {
+            let s = *s;
+            match names.pop() {
+                Some(d) if on_path[d] => return Err(self.cycle(d)),
+                Some(d) if seen[d] || self.built.contains_key(&d) => {}
+                Some(d) => {
+                    seen[d] = true;
+                    on_path[d] = true;
+                    path.push((d, self.names(d)));
+                }
+                None => {
+                    on_path[s] = false;
+                    path.pop();
+                    if s != idx {
+                        order.push(s);
+                    }
+                }
+            }
+        }
+        Ok(order)
+    }
+
+    /// The stages stage `idx` names: its `FROM` (an earlier stage) and each `--from=`. A
+    /// `FROM` that does not substitute is left to [`Self::stage_inner`] to report.
+    fn names(&self, idx: usize) -> Vec<usize> {
+        let st = &self.stages[idx];
+        let glob = |n: &str| self.global_lookup(n);
+        let from = self
+            .shell_words(&st.from)
+            .ok()
+            .and_then(|w| self.lex.word(w.first()?, &glob).ok())
+            .and_then(|image| self.stage_index(&image))
+            .filter(|&d| d < idx);
+        let copies = st
+            .body
+            .iter()
+            .filter_map(|i| self.stage_index(i.flag("from")?));
+        from.into_iter().chain(copies).collect()
+    }
+
+    /// A stage's name, or its number.
+    fn stage_label(&self, idx: usize) -> String {
+        match &self.stages[idx].name {
+            Some(n) => n.clone(),
+            None => idx.to_string(),
+        }
+    }
+
+    fn cycle(&self, idx: usize) -> anyhow::Error {
+        anyhow!(
+            "{}: stage {} needs itself (a cycle of FROM or COPY --from)",
+            self.opts.file_label,
+            self.stage_label(idx)
+        )
+    }
+
+    /// Builds stage `idx` unless it is built: the stages it names must be.
+    async fn stage_once(&mut self, idx: usize) -> Result<State> {
+        if let Some(s) = self.built.get(&idx) {
+            return Ok(s.clone());
+        }
         if self.building.contains(&idx) {
+            return Err(self.cycle(idx));
+        }
+        // Only a stage an ONBUILD trigger names with `--from=` is built from inside another
+        // (it is not known before): bounded, as a chain of those would recurse.
+        if self.building.len() >= MAX_NESTED_STAGES {
             bail!(
-                "{}: stage {} needs itself (a cycle of FROM or COPY --from)",
+                "{}: stage {}: more than {MAX_NESTED_STAGES} stages nested through ONBUILD triggers' --from",
                 self.opts.file_label,
-                self.stages[idx]
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| idx.to_string())
+                self.stage_label(idx)
             );
         }
         self.building.push(idx);

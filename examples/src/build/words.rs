@@ -19,6 +19,10 @@ impl std::fmt::Display for WordError {
 
 impl std::error::Error for WordError {}
 
+/// How deep `${V:-${W:-…}}` may nest. Each level is a recursion; a Dockerfile nesting
+/// thousands deep would otherwise overflow the stack and abort the build.
+pub const MAX_NESTING: usize = 64;
+
 /// Looks a variable up: `None` when it is not set.
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -86,7 +90,7 @@ impl Lex {
     pub fn word(&self, s: &str, env: Lookup<'_>) -> Result<String, WordError> {
         let mut out = Out::new(false);
         let mut it = s.chars().peekable();
-        self.run(&mut it, env, &mut out, None)?;
+        self.run(&mut it, env, &mut out, None, 0)?;
         Ok(out.cur)
     }
 
@@ -94,7 +98,7 @@ impl Lex {
     pub fn words(&self, s: &str, env: Lookup<'_>) -> Result<Vec<String>, WordError> {
         let mut out = Out::new(true);
         let mut it = s.chars().peekable();
-        self.run(&mut it, env, &mut out, None)?;
+        self.run(&mut it, env, &mut out, None, 0)?;
         out.end();
         Ok(out.words)
     }
@@ -110,7 +114,7 @@ impl Lex {
                     it.next();
                     out.push('$');
                 }
-                '$' => out.push_str(&self.dollar(&mut it, env)?),
+                '$' => out.push_str(&self.dollar(&mut it, env, 0)?),
                 c => out.push(c),
             }
         }
@@ -154,13 +158,15 @@ impl Lex {
         words
     }
 
-    /// Processes characters until the end, or until an unquoted `stop` (consumed).
+    /// Processes characters until the end, or until an unquoted `stop` (consumed); `depth`
+    /// is how many `${` enclose them.
     fn run(
         &self,
         it: &mut Peekable<Chars<'_>>,
         env: Lookup<'_>,
         out: &mut Out,
         stop: Option<char>,
+        depth: usize,
     ) -> Result<(), WordError> {
         while let Some(c) = it.next() {
             if Some(c) == stop {
@@ -187,7 +193,7 @@ impl Lex {
                         match it.next() {
                             Some('"') => break,
                             Some('$') => {
-                                let v = self.dollar(it, env)?;
+                                let v = self.dollar(it, env, depth)?;
                                 out.push_str(&v);
                             }
                             Some(e) if e == self.escape => match it.peek().copied() {
@@ -203,7 +209,7 @@ impl Lex {
                     }
                 }
                 '$' => {
-                    let v = self.dollar(it, env)?;
+                    let v = self.dollar(it, env, depth)?;
                     out.expanded(&v);
                 }
                 c if out.split && c.is_whitespace() => out.end(),
@@ -219,11 +225,16 @@ impl Lex {
     }
 
     /// After a `$`: a variable's value, or `$` itself when no name follows.
-    fn dollar(&self, it: &mut Peekable<Chars<'_>>, env: Lookup<'_>) -> Result<String, WordError> {
+    fn dollar(
+        &self,
+        it: &mut Peekable<Chars<'_>>,
+        env: Lookup<'_>,
+        depth: usize,
+    ) -> Result<String, WordError> {
         match it.peek().copied() {
             Some('{') => {
                 it.next();
-                self.braced(it, env)
+                self.braced(it, env, depth + 1)
             }
             Some(c) if c.is_ascii_alphanumeric() || c == '_' => {
                 Ok(env(&name_chars(it)).unwrap_or_default())
@@ -233,7 +244,17 @@ impl Lex {
     }
 
     /// After `${`: the name, an optional modifier with its word, and `}`.
-    fn braced(&self, it: &mut Peekable<Chars<'_>>, env: Lookup<'_>) -> Result<String, WordError> {
+    fn braced(
+        &self,
+        it: &mut Peekable<Chars<'_>>,
+        env: Lookup<'_>,
+        depth: usize,
+    ) -> Result<String, WordError> {
+        if depth > MAX_NESTING {
+            return Err(WordError(format!(
+                "variable substitution nested deeper than {MAX_NESTING} levels"
+            )));
+        }
         let name = name_chars(it);
         if name.is_empty() {
             return Err(WordError("a variable name is missing after '${'".into()));
@@ -252,7 +273,7 @@ impl Lex {
             Some('}') if !colon => Ok(value.unwrap_or_default()),
             Some(op @ ('-' | '+' | '?')) => {
                 let mut word = Out::new(false);
-                self.run(it, env, &mut word, Some('}'))?;
+                self.run(it, env, &mut word, Some('}'), depth)?;
                 Ok(match op {
                     '-' if set => value.unwrap_or_default(),
                     '-' => word.cur,
@@ -350,6 +371,30 @@ mod tests {
             l.split_raw("A=\"x y\" B=z\\ w 'c d'"),
             ["A=\"x y\"", "B=z\\ w", "'c d'"]
         );
+    }
+
+    fn nested(levels: usize) -> String {
+        format!("{}x{}", "${B:-".repeat(levels), "}".repeat(levels))
+    }
+
+    // Each level was a recursion: 20,000 of them overflowed the stack (an abort, not an error).
+    #[test]
+    fn nesting_is_bounded() {
+        let l = Lex::default();
+        assert_eq!(w(&nested(MAX_NESTING)), "x");
+        let want = format!("variable substitution nested deeper than {MAX_NESTING} levels");
+        for deep in [nested(20_000), nested(MAX_NESTING + 1)] {
+            assert_eq!(l.word(&deep, &env).unwrap_err().to_string(), want);
+            assert_eq!(l.words(&deep, &env).unwrap_err().to_string(), want);
+            assert_eq!(
+                l.word_keep_quotes(&deep, &env).unwrap_err().to_string(),
+                want
+            );
+            let quoted = format!("\"{deep}\"");
+            assert_eq!(l.word(&quoted, &env).unwrap_err().to_string(), want);
+        }
+        // Depth is nesting, not count: side by side is fine.
+        assert_eq!(w(&"${B:-y}".repeat(1000)), "y".repeat(1000));
     }
 
     #[test]
