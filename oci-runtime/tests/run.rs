@@ -54,7 +54,7 @@ impl Bundle {
         std::fs::hard_link(busybox(), rootfs.join("bin/busybox")).unwrap();
         for t in [
             "sh", "echo", "cat", "hostname", "id", "ls", "true", "false", "sleep", "touch", "grep",
-            "ps", "readlink", "mount",
+            "ps", "readlink", "mount", "yes", "head",
         ] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(t)).unwrap();
         }
@@ -1705,4 +1705,26 @@ fn an_exec_cwd_through_proc_self_fd_never_leaves_the_root() {
     c.kill(libc::SIGKILL).unwrap();
     c.wait().unwrap();
     c.delete(false).unwrap();
+}
+
+/// The process starts with default signal dispositions and nothing blocked, whatever the
+/// calling program ignores (Rust programs ignore SIGPIPE, as this test's does): `yes | head`
+/// ends instead of running for ever on EPIPE.
+#[test]
+fn the_process_starts_with_default_signals() {
+    if !root_or_skip() {
+        return;
+    }
+    let b = Bundle::new();
+    let spec = b.spec(&[
+        "sh",
+        "-c",
+        "grep -E '^Sig(Ign|Blk)' /proc/self/status; yes | head -c 3 >/dev/null; echo ended",
+    ]);
+    let (builder, out) = b.builder(&unique("sig"), spec);
+    assert_eq!(run(builder).unwrap(), 0);
+    let text = read_all(out);
+    assert!(text.contains("SigIgn:\t0000000000000000"), "{text}");
+    assert!(text.contains("SigBlk:\t0000000000000000"), "{text}");
+    assert!(text.contains("ended"), "{text}");
 }

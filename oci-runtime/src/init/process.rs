@@ -299,6 +299,7 @@ pub(super) fn enter_cwd_for_exec(plan: &Plan) {
 /// and shells do.
 pub(super) fn exec(plan: &Plan) -> ! {
     let p = &plan.process;
+    default_signals();
     if p.no_new_privs {
         // As late as can be, right before execve: everything above ran unfiltered.
         install_seccomp(plan);
@@ -335,6 +336,39 @@ pub(super) fn exec(plan: &Plan) -> ! {
         let _ = rustix::io::write(err, part);
     }
     fail_with(plan, Step::Exec, last, code)
+}
+
+/// The process starts with every signal's default disposition and none blocked, as with
+/// runc and docker: `execve` keeps ignored signals ignored and the mask as it is, and the
+/// calling program's are not the container's (Rust ignores SIGPIPE, so `yes | head` in a
+/// container ran for ever on EPIPE; a runtime thread may block signals).
+fn default_signals() {
+    // The kernel's struct sigaction (handler, flags, restorer, mask), all zero: SIG_DFL.
+    // By system call, since libc's wrapper refuses the signals it reserves (32 and 33), which
+    // the calling program may ignore too.
+    let dfl = [0u64; 4];
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads a zeroed kernel sigaction (8-byte mask) and changes only
+        // this process's disposition of `sig`.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                dfl.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            )
+        };
+    }
+    // SAFETY: sigemptyset fills a plain sigset_t; sigprocmask sets this thread's mask.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
 }
 
 /// `--init`: forks; the child returns to `execve` the process, this process stays as its
