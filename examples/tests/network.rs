@@ -458,8 +458,23 @@ fn bad_port_specs_and_networks_are_one_line_errors() {
     }
     // A hostname is written into the /etc/hosts of every container on the network: a newline
     // or a blank in it would forge lines or aliases there.
-    s.ok(&["run", "-d", "--network", &n, "--name", "victim", "bb:1", "sleep", "60"]);
-    for bad in ["x\n10.9.9.9 victim.example", "x victim.example", "-x", "a_b"] {
+    s.ok(&[
+        "run",
+        "-d",
+        "--network",
+        &n,
+        "--name",
+        "victim",
+        "bb:1",
+        "sleep",
+        "60",
+    ]);
+    for bad in [
+        "x\n10.9.9.9 victim.example",
+        "x victim.example",
+        "-x",
+        "a_b",
+    ] {
         let flag = format!("--hostname={bad}");
         let o = s.oci(&["run", "-d", "--network", &n, &flag, "bb:1", "sleep", "60"]);
         assert_eq!(o.status.code(), Some(125), "{bad:?}");
