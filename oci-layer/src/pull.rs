@@ -139,20 +139,45 @@ impl Snapshotter {
         // Temporaries of unpacks whose process is gone (a crash, a kill) go first.
         self.reap_unpack_dirs();
         let jobs = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
+        // After a failure no layer starts, and those under way are waited for: dropped, their
+        // unpacking tasks would go on writing into temporaries being removed (or outlive a
+        // caller that exits on the error) and leave them behind.
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let failed = &failed;
         let mut done = futures_util::stream::iter(stack)
-            .map(|(layer, diff_id)| self.unpack_layer(src, store, layer, diff_id, progress))
+            .map(|(layer, diff_id)| async move {
+                if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                    return None;
+                }
+                Some(
+                    self.unpack_layer(src, store, layer, diff_id, progress)
+                        .await,
+                )
+            })
             .buffered(jobs);
         let mut report = UnpackReport::default();
+        let mut first_error = None;
         while let Some(r) = done.next().await {
-            let (dir, unpacked) = r?;
-            if unpacked {
-                report.unpacked += 1;
-            } else {
-                report.reused += 1;
+            match r {
+                Some(Ok((dir, unpacked))) => {
+                    if unpacked {
+                        report.unpacked += 1;
+                    } else {
+                        report.reused += 1;
+                    }
+                    report.layers.push(dir);
+                }
+                Some(Err(e)) => {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    first_error.get_or_insert(e);
+                }
+                None => {}
             }
-            report.layers.push(dir);
         }
-        Ok(report)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
     }
 
     /// One layer into its directory unless it is there. Returns the directory and whether it
@@ -258,10 +283,11 @@ async fn fetch_and_apply(
         Progressed::Extraction,
         progress,
     );
-    let applying = spawn_apply(root, reader, layer, opts);
     let body = src.blob_unverified(layer).await?;
     let mut body = with_progress(body, layer, Progressed::Transfer, progress);
     let mut w = store.ingest(Expected::descriptor(layer)).await?;
+    // Started once nothing can return early before it is joined (below, on every path).
+    let applying = spawn_apply(root, reader, layer, opts);
     let (digest, size) = (layer.digest().clone(), layer.size());
     if let Some(p) = progress {
         p(&CopyEvent::BlobStarted {
@@ -286,7 +312,8 @@ async fn fetch_and_apply(
                         )))
                         .await;
                 }
-                applying.abort();
+                // Ended (failed on that error) before its temporary goes.
+                let _ = join(applying, root).await;
                 return Err(oci_rs_image::Error::from_io(e).into());
             }
         };
@@ -294,9 +321,11 @@ async fn fetch_and_apply(
             break;
         }
         let chunk = buf.split().freeze();
-        w.write_all(&chunk)
-            .await
-            .map_err(oci_rs_image::Error::from_io)?;
+        if let Err(e) = w.write_all(&chunk).await {
+            drop(tx);
+            let _ = join(applying, root).await;
+            return Err(oci_rs_image::Error::from_io(e).into());
+        }
         // The unpacking stopped reading: it failed, or it is done before the blob's end.
         // Either way the rest is still read and checked, so that a blob the registry sent
         // wrong is reported as that, not as the broken layer it makes.
