@@ -256,7 +256,13 @@ pub async fn apply_tar(
     let root_path = root;
     let root = Root::open(root)?;
     // Long-name and PAX records are held whole by the parser: refuse huge ones first.
-    let mut archive = Archive::new(HashingReader::new(oci_rs_image::TarGuard::new(tar)));
+    // Old GNU sparse files are taken out of the parser's hands (their holes would be read as
+    // zeros); the DiffID is hashed below that, over the layer's own bytes.
+    let sparse = crate::sparse::SparseMaps::default();
+    let mut archive = Archive::new(crate::sparse::SparseFilter::new(
+        HashingReader::new(oci_rs_image::TarGuard::new(tar)),
+        sparse.clone(),
+    ));
     let mut report = ApplyReport::default();
     let mut st = State {
         root: &root,
@@ -271,6 +277,7 @@ pub async fn apply_tar(
         cache: None,
         buf: vec![0u8; 256 * 1024],
         declared_bytes: 0,
+        sparse,
     };
     {
         let mut entries = archive
@@ -310,10 +317,13 @@ pub async fn apply_tar(
     }
     st.finish_dirs()?;
     // The end-of-archive blocks and any padding after them are part of the DiffID.
-    let mut rest = archive.into_inner().map_err(|_| Error::Stream {
-        entries: report.entries,
-        source: std::io::Error::other("tar reader still in use"),
-    })?;
+    let mut rest = archive
+        .into_inner()
+        .map_err(|_| Error::Stream {
+            entries: report.entries,
+            source: std::io::Error::other("tar reader still in use"),
+        })?
+        .into_inner();
     tokio::io::copy(&mut rest, &mut tokio::io::sink())
         .await
         .map_err(|source| Error::Stream {
@@ -370,6 +380,8 @@ struct State<'a> {
     buf: Vec<u8>,
     /// File bytes declared so far (for [`ApplyOptions::max_bytes`]).
     declared_bytes: u64,
+    /// The maps of the sparse files the stream's filter rewrote.
+    sparse: crate::sparse::SparseMaps,
 }
 
 impl State<'_> {
@@ -648,7 +660,21 @@ impl State<'_> {
         meta: &Meta,
         report: &mut ApplyReport,
     ) -> Result<()> {
-        let size = e.effective_size();
+        // A sparse file the filter rewrote: its stored runs and where they go.
+        let map = if crate::sparse::rewritten(e.header().as_bytes()) {
+            let map = self.sparse.take(e.raw_header_position()).ok_or_else(|| {
+                Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "a sparse entry whose map was lost",
+                ))
+            })?;
+            Some(map)
+        } else {
+            None
+        };
+        let size = map
+            .as_ref()
+            .map_or_else(|| e.effective_size(), |m| m.real_size);
         let would_be = self.declared_bytes.saturating_add(size);
         if let Some(limit) = self.opts.max_bytes.filter(|l| would_be > *l) {
             return Err(Error::TooLarge {
@@ -672,6 +698,32 @@ impl State<'_> {
             .map_err(|e| Error::fs("create", rel, e))?
         };
         let mut f = std::fs::File::from(fd);
+        if let Some(map) = map {
+            // Each stored run at its offset; the holes between are never written.
+            for (off, len) in map.runs {
+                std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(off))
+                    .map_err(|e| Error::fs("seek", rel, e))?;
+                let mut left = len;
+                while left > 0 {
+                    let want = (self.buf.len() as u64).min(left) as usize;
+                    let n = e.read(&mut self.buf[..want]).await?;
+                    if n == 0 {
+                        return Err(Error::Io(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "a sparse entry's data ends early",
+                        )));
+                    }
+                    f.write_all(&self.buf[..n])
+                        .map_err(|e| Error::fs("write", rel, e))?;
+                    report.file_bytes += n as u64;
+                    left -= n as u64;
+                }
+            }
+            f.set_len(size).map_err(|e| Error::fs("truncate", rel, e))?;
+            self.metadata(f.as_fd(), rel, meta, true, report)?;
+            report.files += 1;
+            return Ok(());
+        }
         loop {
             let n = e.read(&mut self.buf).await?;
             if n == 0 {

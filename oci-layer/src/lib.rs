@@ -57,6 +57,7 @@ mod pathset;
 mod pull;
 mod root;
 mod snapshot;
+mod sparse;
 mod tarw;
 
 pub use apply::{
