@@ -106,6 +106,13 @@ impl OciLayout {
         }
         let this = Self::at(root);
         this.read_index().await?;
+        // What an interrupted process was writing (a pull stopped by Ctrl-C) goes now, not
+        // at the next gc: nobody resumes it.
+        let root = this.inner.root.clone();
+        let reaped = spawn_blocking(move || Ok(reap_abandoned_ingests(&root))).await?;
+        if reaped > 0 {
+            tracing::debug!(reaped, "removed abandoned ingest temporaries");
+        }
         Ok(this)
     }
 
@@ -275,8 +282,8 @@ impl OciLayout {
         .await
     }
 
-    /// Removes every blob that no entry of `index.json` reaches, and temporary files older
-    /// than an hour. Runs under the index lock, so tags cannot change meanwhile; a blob being
+    /// Removes every blob that no entry of `index.json` reaches, and the temporary files of
+    /// ingests whose writer is gone (nobody holds their lock). Runs under the index lock, so tags cannot change meanwhile; a blob being
     /// ingested right now is not yet visible and is not touched.
     pub async fn gc(&self) -> Result<GcReport> {
         self.gc_keeping(&[]).await
@@ -341,30 +348,9 @@ impl OciLayout {
                 report.removed.push(d);
             }
         }
-        let mut rd = tokio::fs::read_dir(plain.root())
-            .await
-            .map_err(|e| Error::io(plain.root(), e))?;
-        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
-        while let Some(e) = rd
-            .next_entry()
-            .await
-            .map_err(|e| Error::io(plain.root(), e))?
-        {
-            if !e.file_name().to_string_lossy().starts_with(INGEST_PREFIX) {
-                continue;
-            }
-            let old = e
-                .metadata()
-                .await
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t < hour_ago);
-            let unused = std::fs::File::open(e.path()).is_ok_and(|f| {
-                rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
-            });
-            if old && unused && tokio::fs::remove_file(e.path()).await.is_ok() {
-                report.stale_temporaries += 1;
-            }
-        }
+        let root = plain.root().to_path_buf();
+        report.stale_temporaries +=
+            spawn_blocking(move || Ok(reap_abandoned_ingests(&root))).await?;
         drop(lock);
         tracing::debug!(
             removed = report.removed.len(),
@@ -373,6 +359,93 @@ impl OciLayout {
         );
         Ok(report)
     }
+}
+
+/// A new `.ingest-*` file in `root` that is locked (shared) from the moment it has a name:
+/// made unnamed (`O_TMPFILE`), locked, then linked in. Any such file nobody has locked is
+/// therefore abandoned (its writer died: a kill, Ctrl-C) and may go at once. Where the
+/// file system has no `O_TMPFILE`, it is named first and locked right after.
+fn locked_temporary(root: &Path) -> Result<(std::fs::File, tempfile::TempPath)> {
+    use rustix::fs::{FlockOperation, Mode, OFlags};
+    let err = |e: std::io::Error| Error::io(root, e);
+    match rustix::fs::open(
+        root,
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    ) {
+        Ok(fd) => {
+            rustix::fs::flock(&fd, FlockOperation::LockShared).map_err(|e| err(e.into()))?;
+            let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+            for _ in 0..16 {
+                let name = root.join(format!("{INGEST_PREFIX}{:016x}", rand_u64()));
+                match rustix::fs::linkat(
+                    rustix::fs::CWD,
+                    proc_path.as_str(),
+                    rustix::fs::CWD,
+                    &name,
+                    rustix::fs::AtFlags::SYMLINK_FOLLOW,
+                ) {
+                    Ok(()) => {
+                        let temp = tempfile::TempPath::try_from_path(&name).map_err(err)?;
+                        return Ok((fd.into(), temp));
+                    }
+                    Err(rustix::io::Errno::EXIST) => continue,
+                    Err(e) => return Err(err(e.into())),
+                }
+            }
+            Err(err(std::io::Error::other("no free temporary name")))
+        }
+        Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR | rustix::io::Errno::INVAL) => {
+            let (file, temp) = tempfile::Builder::new()
+                .prefix(INGEST_PREFIX)
+                .tempfile_in(root)
+                .map_err(err)?
+                .into_parts();
+            rustix::fs::flock(&file, FlockOperation::LockShared)
+                .map_err(|e| Error::io(&*temp, e.into()))?;
+            Ok((file, temp))
+        }
+        Err(e) => Err(err(e.into())),
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+/// Removes the `.ingest-*` files in `root` that no writer holds (see [`locked_temporary`]);
+/// how many. Those of the fallback path get a minute, the time between their naming and
+/// their locking being unguarded there.
+fn reap_abandoned_ingests(root: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(INGEST_PREFIX)) else {
+            continue;
+        };
+        let ours = rest.len() == 16 && rest.bytes().all(|b| b.is_ascii_hexdigit());
+        let settled = ours
+            || e.metadata()
+                .and_then(|m| m.created().or_else(|_| m.modified()))
+                .is_ok_and(|t| t.elapsed().is_ok_and(|a| a > Duration::from_secs(60)));
+        let unused = std::fs::File::open(e.path()).is_ok_and(|f| {
+            rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
+        });
+        if settled && unused && std::fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 fn invalid(root: &Path, reason: String) -> Error {
@@ -732,17 +805,7 @@ impl BlobStore for OciLayout {
             None => Hasher::default(),
         };
         let root = self.inner.root.clone();
-        let tmp = spawn_blocking(move || {
-            tempfile::Builder::new()
-                .prefix(INGEST_PREFIX)
-                .tempfile_in(&root)
-                .map_err(|e| Error::io(&root, e))
-        })
-        .await?;
-        let (file, temp) = tmp.into_parts();
-        // Held until the writer is done: gc leaves a locked temporary alone, however old.
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockShared)
-            .map_err(|e| Error::io(&*temp, e.into()))?;
+        let (file, temp) = spawn_blocking(move || locked_temporary(&root)).await?;
         Ok(Box::new(LayoutWriter {
             layout: self.clone(),
             temp,

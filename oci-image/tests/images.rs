@@ -677,3 +677,62 @@ async fn gc_leaves_an_old_temporary_that_is_still_being_written() {
     let info = w.commit().await.unwrap();
     assert!(layout.contains(&info.digest).await.unwrap());
 }
+
+/// What a pull interrupted by Ctrl-C leaves (an ingest temporary nobody holds, just written)
+/// goes at the next open of the layout and at gc, at once, not an hour later; a live writer's
+/// stays. The dead writer is a real process holding its lock until it is killed.
+#[tokio::test]
+async fn abandoned_ingests_of_dead_processes_go_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = OciLayout::create(dir.path()).await.unwrap();
+    let ingests = |d: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(d)
+            .unwrap()
+            .filter_map(|e| {
+                let n = e.unwrap().file_name().to_string_lossy().into_owned();
+                n.starts_with(".ingest-").then_some(n)
+            })
+            .collect()
+    };
+    // A writer that dies: a child process that takes the temporary's lock, then is killed.
+    let abandoned = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, vec![7u8; 1 << 20]).unwrap();
+        // The shell takes the lock on descriptor 9 and becomes `sleep`, which holds it.
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("exec 9<\"$0\" && flock -s 9 && exec sleep 60")
+            .arg(&path)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    };
+    if std::process::Command::new("flock")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: flock (util-linux) is not installed");
+        return;
+    }
+    abandoned(".ingest-00112233aabbccdd");
+    let mut live = layout
+        .ingest(oci_rs_image::Expected::unknown())
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut live, b"still coming")
+        .await
+        .unwrap();
+    let r = layout.gc().await.unwrap();
+    assert_eq!(r.stale_temporaries, 1);
+    assert_eq!(ingests(dir.path()).len(), 1, "the live one stays");
+    // Opening the layout (the next pull) removes one too.
+    abandoned(".ingest-44556677eeff0011");
+    OciLayout::open(dir.path()).await.unwrap();
+    assert_eq!(ingests(dir.path()).len(), 1, "{:?}", ingests(dir.path()));
+    let info = live.commit().await.unwrap();
+    assert!(layout.contains(&info.digest).await.unwrap());
+    assert!(ingests(dir.path()).is_empty());
+}
