@@ -800,10 +800,13 @@ impl Containers {
                 })
                 .unwrap_or_default();
             out.push(format!(
-                "{pid:<8} {uid:<8} {:02}:{:02}:{:02}   {cmd}",
+                "{pid:<8} {uid:<8} {:02}:{:02}:{:02}   {}",
                 secs / 3600,
                 secs / 60 % 60,
-                secs % 60
+                secs % 60,
+                // Any process in the container sets its own argv: no escape sequence from it
+                // reaches the terminal.
+                crate::text::printable(&cmd)
             ));
         }
         Ok(out)

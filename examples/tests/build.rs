@@ -1159,3 +1159,168 @@ fn a_chain_of_thousands_of_stages_builds() {
         "{err}"
     );
 }
+
+/// A `Dockerfile` or `.dockerignore` that is a link out of the context is resolved inside
+/// it (as if the context were `/`), as BuildKit reads them: a host file is never read, and
+/// no error echoes its text. A Dockerfile line that is no instruction is named by a short
+/// token, never echoed whole.
+#[test]
+fn the_dockerfile_and_dockerignore_never_lead_out_of_the_context() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (cli, ctx) = setup(d);
+    let c = ctx.to_str().unwrap();
+    let shadow = d.join("shadow");
+    write(&shadow, "root:$6$secrethash:19000:0:99999:7:::\n");
+    // An absolute and a relative link out: no such file inside the context.
+    for target in [shadow.clone(), PathBuf::from("../shadow")] {
+        let _ = std::fs::remove_file(ctx.join("Dockerfile"));
+        std::os::unix::fs::symlink(&target, ctx.join("Dockerfile")).unwrap();
+        let err = build_fails(&cli, &["-t", "x:1", c]);
+        assert!(!err.contains("secrethash"), "{target:?}: {err}");
+        assert!(
+            err.contains("no Dockerfile in the build context"),
+            "{target:?}: {err}"
+        );
+        // Named with -f by its path inside the context: the same.
+        let f = ctx.join("Dockerfile");
+        let err = build_fails(&cli, &["-t", "x:1", "-f", f.to_str().unwrap(), c]);
+        assert!(!err.contains("secrethash"), "{target:?}: {err}");
+        assert!(err.contains("no Dockerfile in the build context"), "{err}");
+    }
+    // An absolute link names the context's own file of that path.
+    write(
+        &ctx.join("etc/shadow"),
+        "FROM localhost/bb:1\nLABEL via=link\n",
+    );
+    std::fs::remove_file(ctx.join("Dockerfile")).unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", ctx.join("Dockerfile")).unwrap();
+    build(&cli, &["-t", "via-link:1", c]);
+    assert_eq!(cli.field("via-link:1", "{{.Config.Labels.via}}"), "link");
+    // `-f` naming a host file outside the context is the user's own choice and is read;
+    // its first line is still not echoed.
+    let err = build_fails(&cli, &["-t", "x:1", "-f", shadow.to_str().unwrap(), c]);
+    assert!(!err.contains("secrethash"), "{err}");
+    assert!(err.contains("unknown instruction \"root…\""), "{err}");
+    // A .dockerignore linking out: the host file (which would exclude `payload`) is not read.
+    let ignore = d.join("outside-ignore");
+    write(&ignore, "payload\n");
+    write(&ctx.join("payload"), "payload\n");
+    std::os::unix::fs::symlink(&ignore, ctx.join(".dockerignore")).unwrap();
+    std::fs::remove_file(ctx.join("Dockerfile")).unwrap();
+    write(
+        &ctx.join("Dockerfile"),
+        "FROM localhost/bb:1\nCOPY payload /payload\n",
+    );
+    build(&cli, &["-t", "ignored:1", c]);
+    // The same link resolved inside the context finds the context's own file.
+    std::fs::remove_file(ctx.join(".dockerignore")).unwrap();
+    std::os::unix::fs::symlink("/inner-ignore", ctx.join(".dockerignore")).unwrap();
+    write(&ctx.join("inner-ignore"), "payload\n");
+    let err = build_fails(&cli, &["-t", "ignored:1", c]);
+    assert!(err.contains("payload: no such file"), "{err}");
+    // Unknown instructions: a short token of the first word, never the rest of the line.
+    std::fs::remove_file(ctx.join(".dockerignore")).unwrap();
+    for (line, shown, hidden) in [
+        (
+            "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY",
+            "unknown instruction \"AWS_SECRET_ACCESS_KEY…\"",
+            "wJalr",
+        ),
+        (
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefTAILSECRET more",
+            "unknown instruction \"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef…\"",
+            "TAILSECRET",
+        ),
+        (
+            "$6$secrethash$tail",
+            "unknown instruction (the line does not start with a word)",
+            "secrethash",
+        ),
+    ] {
+        write(
+            &ctx.join("Dockerfile"),
+            &format!("FROM localhost/bb:1\n{line}\n"),
+        );
+        let err = build_fails(&cli, &["-t", "x:1", c]);
+        assert!(err.contains(shown), "{line}: {err}");
+        assert!(!err.contains(hidden), "{line}: {err}");
+    }
+}
+
+/// Strings an image or a container carries reach the terminal with their control
+/// characters escaped: no escape sequence from `history`, `ps`, `--format` or a build's
+/// progress lines.
+#[test]
+fn escape_sequences_from_images_and_containers_never_reach_the_terminal() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cli, ctx) = setup(dir.path());
+    let no_esc = |what: &str, out: &[u8]| {
+        assert!(
+            !out.contains(&0x1b) && !out.contains(&0x07),
+            "{what}: {}",
+            String::from_utf8_lossy(out)
+        );
+    };
+    write(
+        &ctx.join("Dockerfile"),
+        "FROM localhost/bb:1\nLABEL x=\"\x1b]0;pwned\x07\"\nRUN true \x1b[2J\nONBUILD LABEL y=\"\x1b[2J\"\nCMD [\"echo\", \"\\u001b]0;pwned\\u0007\"]\n",
+    );
+    build(&cli, &["-t", "esc:1", ctx.to_str().unwrap()]);
+    for args in [
+        &["history", "esc:1"][..],
+        &["history", "--no-trunc", "esc:1"],
+        &["images"],
+        &["inspect", "--format", "{{.Config.Labels.x}}", "esc:1"],
+    ] {
+        no_esc(&format!("{args:?}"), cli.ok(args).as_bytes());
+    }
+    // What is shown is the escape, readable.
+    let h = cli.ok(&["history", "--no-trunc", "esc:1"]);
+    assert!(h.contains("-c true \\u{1b}[2J"), "{h}");
+    // A build from it: the ONBUILD trigger is echoed in the progress lines.
+    let child = dir.path().join("child");
+    write(&child.join("Dockerfile"), "FROM esc:1\n");
+    let (_, progress) = build(&cli, &["-t", "child:1", child.to_str().unwrap()]);
+    no_esc("the child's build", progress.as_bytes());
+    // A container whose command holds escapes (the exec-form CMD's JSON escapes are real
+    // ESC and BEL characters): ps quotes them.
+    let cmd = cli.field("esc:1", "{{json .Config.Cmd}}");
+    assert!(
+        serde_json::from_str::<Vec<String>>(&cmd).unwrap()[1].contains('\x1b'),
+        "{cmd}"
+    );
+    cli.ok(&["run", "--name", "esc", "esc:1"]);
+    for args in [&["ps", "-a"][..], &["ps", "-a", "--no-trunc"]] {
+        no_esc(&format!("{args:?}"), cli.ok(args).as_bytes());
+    }
+    cli.ok(&["rm", "esc"]);
+    // A running process's argv, as `top` lists it (a script of `sh -c` that outlives its
+    // `sleep`, so the shell's own argv is what is shown).
+    let sleepy = dir.path().join("sleepy");
+    std::fs::create_dir_all(&sleepy).unwrap();
+    let tar = common::busybox_rootfs_tar(&sleepy, &["sh", "sleep"]);
+    cli.ok(&["import", tar.to_str().unwrap(), "localhost/sleepy:1"]);
+    cli.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "esc-top",
+        "localhost/sleepy:1",
+        "sh",
+        "-c",
+        "sleep 60; : \x1b]0;pwned\x07",
+    ]);
+    let top = cli.ok(&["top", "esc-top"]);
+    cli.ok(&["rm", "-f", "esc-top"]);
+    assert!(top.contains("pwned"), "{top}");
+    no_esc("top", top.as_bytes());
+}

@@ -491,3 +491,37 @@ fn errors_the_cli_prints_read_once() {
         }
     }
 }
+
+/// A label an image carries is its own text: `--format` shows its control characters
+/// escaped (no terminal escape sequence), and `{{json}}` gives the exact value.
+#[test]
+fn format_shows_an_images_escape_sequences_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = common::Cli {
+        oci: OCI,
+        data: dir.path().join("data"),
+    };
+    let root = dir.path().join("r");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("f"), "f\n").unwrap();
+    let tar = dir.path().join("r.tar");
+    common::tar_dir(&root, &tar);
+    cli.ok(&[
+        "import",
+        tar.to_str().unwrap(),
+        "esc:1",
+        "-c",
+        "LABEL x=\x1b]0;pwned\x07\x1b[2J",
+    ]);
+    let shown = cli.ok(&["inspect", "--format", "{{.Config.Labels.x}}", "esc:1"]);
+    assert_eq!(shown.trim_end(), "\\u{1b}]0;pwned\\u{7}\\u{1b}[2J");
+    let exact = cli.field("esc:1", "{{json .Config.Labels.x}}");
+    assert_eq!(
+        serde_json::from_str::<String>(&exact).unwrap(),
+        "\x1b]0;pwned\x07\x1b[2J"
+    );
+    for args in [&["images"][..], &["history", "--no-trunc", "esc:1"]] {
+        let out = cli.ok(args);
+        assert!(!out.contains('\x1b'), "{args:?}: {out}");
+    }
+}

@@ -880,7 +880,7 @@ async fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "{}", report.reference)?;
             } else {
                 for l in report.lines() {
-                    writeln!(out, "{l}")?;
+                    writeln!(out, "{}", text::printable(&l))?;
                 }
             }
         }
@@ -952,13 +952,14 @@ async fn run(cli: Cli) -> Result<()> {
                 "CREATED"
             )?;
             for r in &rows {
+                // Names come from the store, which an archive's or a registry's tags fill.
                 writeln!(
                     out,
                     "{:<40} {:<16} {}{:<14} {:<18} {}",
-                    r.repository,
-                    r.tag,
+                    text::printable(&r.repository),
+                    text::printable(&r.tag),
                     if digests {
-                        format!("{:<72} ", r.digest)
+                        format!("{:<72} ", text::printable(&r.digest))
                     } else {
                         String::new()
                     },
@@ -992,7 +993,9 @@ async fn run(cli: Cli) -> Result<()> {
                 "IMAGE", "CREATED", "CREATED BY", "SIZE"
             )?;
             for r in &rows {
-                let by = r.created_by.replace('\t', " ");
+                // `created_by` and the comment are the image's text: a hostile image must
+                // not send escape sequences to the terminal. Tabs read as spaces, as before.
+                let by = text::printable(&r.created_by.replace('\t', " ")).into_owned();
                 let by = if no_trunc || by.chars().count() <= 45 {
                     by
                 } else {
@@ -1015,7 +1018,7 @@ async fn run(cli: Cli) -> Result<()> {
                     created,
                     by,
                     size,
-                    r.comment
+                    text::printable(&r.comment)
                 )?;
             }
         }
@@ -1100,7 +1103,7 @@ async fn run(cli: Cli) -> Result<()> {
             if !removed.is_empty() {
                 writeln!(out, "Deleted Images:")?;
                 for n in removed {
-                    writeln!(out, "untagged: {n}")?;
+                    writeln!(out, "untagged: {}", text::printable(&n))?;
                 }
                 writeln!(out)?;
             }
@@ -1112,7 +1115,7 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let (untagged, freed) = images.remove(&dir, &names, force).await?;
             for n in untagged {
-                writeln!(out, "Untagged: {n}")?;
+                writeln!(out, "Untagged: {}", text::printable(&n))?;
             }
             writeln!(out, "Freed {freed} bytes")?;
         }
@@ -1195,7 +1198,8 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Verb::Load { input } => {
             for line in images.load(&dir, dash(input.as_deref())).await? {
-                writeln!(out, "{line}")?;
+                // Names an archive carries.
+                writeln!(out, "{}", text::printable(&line))?;
             }
         }
         Verb::Run(args) => {
@@ -1387,7 +1391,11 @@ fn main() {
         if broken_pipe {
             std::process::exit(0);
         }
-        eprintln!("oci: {e:#}");
+        // Messages name images, tags, files and Dockerfile text: line breaks are kept (a
+        // failed step's output spans lines), every other control character is escaped.
+        let msg = format!("{e:#}");
+        let msg: Vec<_> = msg.split('\n').map(text::printable).collect();
+        eprintln!("oci: {}", msg.join("\n"));
         std::process::exit(EXIT_TOOL_FAILURE);
     }
 }
@@ -1566,6 +1574,7 @@ fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> 
                 if ids_only {
                     writeln!(out, "{id}")?;
                 } else {
+                    let name = text::printable(&name);
                     writeln!(out, "{id:<14} {name:<20} {driver:<10} local")?;
                 }
             }
@@ -1665,7 +1674,9 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                 } else {
                     &r.config.id[..12]
                 };
-                let cmd = format!("\"{}\"", r.config.command.join(" "));
+                // The command is the image's (or the user's) text, the image reference and
+                // the name the user's: all shown through `printable`, as every table does.
+                let cmd = format!("\"{}\"", text::printable(&r.config.command.join(" ")));
                 let cmd = if no_trunc || cmd.chars().count() <= 22 {
                     cmd
                 } else {
@@ -1675,12 +1686,12 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                     out,
                     "{:<14} {:<24} {:<24} {:<18} {:<28} {:<24} {}",
                     id,
-                    r.config.image,
+                    text::printable(&r.config.image),
                     cmd,
                     text::ago(r.config.created),
                     text::status_text(&r.status),
                     text::ports_text(&r.status),
-                    r.config.name
+                    text::printable(&r.config.name)
                 )?;
             }
         }
@@ -1807,9 +1818,9 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                     }
                     for v in vols.list()? {
                         if names_only {
-                            writeln!(out, "{}", v.name)?;
+                            writeln!(out, "{}", text::printable(&v.name))?;
                         } else {
-                            writeln!(out, "{:<10} {}", v.driver, v.name)?;
+                            writeln!(out, "{:<10} {}", v.driver, text::printable(&v.name))?;
                         }
                     }
                 }

@@ -75,6 +75,45 @@ pub fn clean_source(raw: &str) -> Result<Vec<String>> {
     Ok(clean_components(raw))
 }
 
+/// Reads the file `rel` of the context at `dir` (the Dockerfile, `.dockerignore`) as BuildKit
+/// reads them: resolved inside the context, a symlink in any component (the last one too)
+/// followed as if the context were `/`, so `Dockerfile -> /etc/shadow` or `-> ../../secret`
+/// names a file of the context, never one of the host. Where `openat2` is missing, a link is
+/// refused instead. `Ok(None)` when there is no such file; a file larger than `max` bytes,
+/// or one that is not a regular file (a FIFO would block the build), is an error.
+pub fn read_context_file(dir: &Path, rel: &Path, max: u64) -> Result<Option<String>> {
+    use std::io::Read;
+    let what = || format!("{} in the build context {}", rel.display(), dir.display());
+    let root =
+        Root::open(dir).with_context(|| format!("opening the build context {}", dir.display()))?;
+    let flags =
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NONBLOCK;
+    let fd = match root.resolve(rel, flags) {
+        Ok(fd) => fd,
+        Err(oci_rs_layer::Error::Fs { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(e).with_context(|| format!("opening {}", what())),
+    };
+    let file = std::fs::File::from(fd);
+    let meta = file
+        .metadata()
+        .with_context(|| format!("reading {}", what()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", what());
+    }
+    if meta.len() > max {
+        bail!("{} is larger than {max} bytes", what());
+    }
+    let mut text = String::new();
+    file.take(max)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading {}", what()))?;
+    Ok(Some(text))
+}
+
 impl Tree {
     /// The build context at `dir`, with its `.dockerignore`.
     pub fn context(dir: &Path, ignore: Ignore) -> Result<Self> {

@@ -131,12 +131,24 @@ pub async fn build_cli(
             .await
             .context("reading the Dockerfile from standard input")?;
         (t, "Dockerfile".to_owned())
+    } else if let Some(rel) = dockerfile_in_context(context, stdin_context, file)? {
+        let text =
+            context::read_context_file(&context_dir, &rel, MAX_DOCKERFILE)?.ok_or_else(|| {
+                anyhow!(
+                    "no {} in the build context {}",
+                    rel.display(),
+                    context_dir.display()
+                )
+            })?;
+        let label = rel
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "Dockerfile".into());
+        (text, label)
     } else {
-        let path = match file {
-            Some(f) if f.is_relative() && stdin_context => context_dir.join(f),
-            Some(f) => f.to_path_buf(),
-            None => context_dir.join("Dockerfile"),
-        };
+        // `-f` naming a file outside the context: the user's own choice on the command
+        // line, read as docker reads it (no link in the context leads here).
+        let path = file.map(Path::to_path_buf).unwrap_or_default();
         let meta =
             std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
         if meta.len() > MAX_DOCKERFILE {
@@ -160,6 +172,42 @@ pub async fn build_cli(
         Box::new(std::io::stderr()),
     )?;
     b.build().await
+}
+
+/// The Dockerfile's path inside the context when it is one of the context's files: the
+/// default `Dockerfile`, a relative `-f` with a context from standard input, or a `-f` whose
+/// path (made absolute and cleaned, links not followed) lies under the context's. Those are
+/// read resolved inside the context ([`context::read_context_file`]), so a link there never
+/// leads to a host file. `None` for a `-f` elsewhere, which the user named themselves and
+/// which is read as given, as docker allows a Dockerfile outside the context.
+fn dockerfile_in_context(
+    context: &Path,
+    stdin_context: bool,
+    file: Option<&Path>,
+) -> Result<Option<PathBuf>> {
+    let Some(f) = file else {
+        return Ok(Some(PathBuf::from("Dockerfile")));
+    };
+    if stdin_context {
+        return Ok(f.is_relative().then(|| f.to_path_buf()));
+    }
+    let lexical = |p: &Path| -> Result<PathBuf> {
+        let abs =
+            std::path::absolute(p).with_context(|| format!("making {} absolute", p.display()))?;
+        let mut out = PathBuf::new();
+        for c in abs.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                std::path::Component::CurDir => {}
+                c => out.push(c),
+            }
+        }
+        Ok(out)
+    };
+    let (f, dir) = (lexical(f)?, lexical(context)?);
+    Ok(f.strip_prefix(&dir).ok().map(Path::to_path_buf))
 }
 
 /// Part of every cache key: a change in what a step makes changes this, so old entries
@@ -344,11 +392,11 @@ impl<'a> Builder<'a> {
             .map_err(|e| anyhow!("{label}:{}:{}: {}", e.line, e.column, e.message))?;
         let lex = Lex { escape: df.escape };
         let ignore = match context {
-            Some(c) => match std::fs::read_to_string(c.join(".dockerignore")) {
-                Ok(t) => Ignore::parse(&t),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ignore::default(),
-                Err(e) => return Err(e).context("reading .dockerignore"),
-            },
+            // Resolved inside the context: a `.dockerignore` linking out of it must not make
+            // the build read (or leak through its errors) a host file.
+            Some(c) => context::read_context_file(c, Path::new(".dockerignore"), MAX_DOCKERFILE)?
+                .map(|t| Ignore::parse(&t))
+                .unwrap_or_default(),
             None => Ignore::default(),
         };
         let mut this = Self {
@@ -394,7 +442,14 @@ impl<'a> Builder<'a> {
             args.truncate(cut);
             args.push_str("...");
         }
-        format!("{}:{}: {} {args}", self.opts.file_label, i.line, i.keyword)
+        // An ONBUILD trigger is a base image's text: no escape sequence reaches the terminal.
+        format!(
+            "{}:{}: {} {}",
+            self.opts.file_label,
+            i.line,
+            i.keyword,
+            crate::text::printable(&args)
+        )
     }
 
     fn split_stages(&mut self) -> Result<()> {
@@ -725,9 +780,11 @@ impl<'a> Builder<'a> {
         for t in &triggers {
             let i = parse::instruction(t, from.line).map_err(|e| {
                 anyhow!(
-                    "{}:{}: ONBUILD trigger {t:?} of {image_name}: {}",
+                    "{}:{}: ONBUILD trigger \"{}\" of {image_name}: {}",
                     self.opts.file_label,
                     from.line,
+                    // The trigger is the base image's text: named, not echoed whole.
+                    crate::text::excerpt(t, 64),
                     e.message
                 )
             })?;
@@ -750,7 +807,8 @@ impl<'a> Builder<'a> {
     fn line(&mut self, what: &str) {
         self.step += 1;
         if !self.opts.quiet {
-            let _ = writeln!(self.err, "#{} {what}", self.step);
+            // Step lines echo instructions, ONBUILD triggers (a base image's text) among them.
+            let _ = writeln!(self.err, "#{} {}", self.step, crate::text::printable(what));
         }
     }
 
@@ -808,7 +866,10 @@ impl<'a> Builder<'a> {
         let mut out = Vec::new();
         for w in raw {
             let Some(eq) = find_unquoted_eq(&w, self.lex.escape) else {
-                return Err(self.at(i, format!("{w:?} is not KEY=VALUE")));
+                return Err(self.at(
+                    i,
+                    format!("\"{}\" is not KEY=VALUE", crate::text::excerpt(&w, 64)),
+                ));
             };
             let k = self
                 .lex
@@ -918,7 +979,10 @@ impl<'a> Builder<'a> {
                     let ok = num.split('-').all(|x| x.parse::<u16>().is_ok())
                         && matches!(proto.to_ascii_lowercase().as_str(), "tcp" | "udp" | "sctp");
                     if !ok {
-                        return Err(self.at(i, format!("invalid port {p:?}")));
+                        return Err(self.at(
+                            i,
+                            format!("invalid port \"{}\"", crate::text::excerpt(p, 32)),
+                        ));
                     }
                     b = b.expose(&format!("{num}/{}", proto.to_ascii_lowercase()));
                 }

@@ -157,7 +157,10 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
                 escape = match v {
                     "\\" => '\\',
                     "`" => '`',
-                    _ => return Err(err(i + 1, 1, format!("invalid escape character {v:?}"))),
+                    _ => {
+                        let v = crate::text::excerpt(v, 8);
+                        return Err(err(i + 1, 1, format!("invalid escape character \"{v}\"")));
+                    }
                 }
             }
             "syntax" => syntax = Some(v.to_owned()),
@@ -215,7 +218,10 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
                         return Err(err(
                             start + 1,
                             1,
-                            format!("the heredoc {name} is not terminated"),
+                            format!(
+                                "the heredoc {} is not terminated",
+                                crate::text::excerpt(&name, 32)
+                            ),
                         ));
                     };
                     i += 1;
@@ -264,7 +270,7 @@ pub fn instruction(logical: &str, line: usize) -> Result<Instr, ParseError> {
     };
     let keyword = word.to_ascii_uppercase();
     if !KEYWORDS.contains(&keyword.as_str()) {
-        return Err(err(line, lead + 1, format!("unknown instruction {word:?}")));
+        return Err(err(line, lead + 1, unknown_instruction(word)));
     }
     let mut flags = Vec::new();
     if matches!(
@@ -317,6 +323,29 @@ pub fn instruction(logical: &str, line: usize) -> Result<Instr, ParseError> {
         args,
         heredocs: Vec::new(),
     })
+}
+
+/// The message for a line whose first word is no instruction. The word is the start of a
+/// line of whatever file was read as the Dockerfile (a `/etc/shadow` line has no space before
+/// its hash), so only what could be a misspelt keyword is named: its leading letters, digits,
+/// `_` and `-`, at most 32 of them; nothing after the first other character is shown.
+fn unknown_instruction(word: &str) -> String {
+    const SHOWN: usize = 32;
+    let end = word
+        .char_indices()
+        .take(SHOWN)
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+        .map(|(i, _)| i)
+        .unwrap_or_else(|| {
+            word.char_indices()
+                .nth(SHOWN)
+                .map_or(word.len(), |(i, _)| i)
+        });
+    let more = if end < word.len() { "…" } else { "" };
+    match &word[..end] {
+        "" => "unknown instruction (the line does not start with a word)".to_owned(),
+        shown => format!("unknown instruction \"{shown}{more}\""),
+    }
 }
 
 fn unquote(v: &str) -> String {
@@ -406,6 +435,25 @@ pub fn heredoc_markers(line: &str, escape: char) -> Vec<(String, bool, bool)> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn an_unknown_instruction_is_named_by_a_short_token_only() {
+        let msg = |text: &str| parse(text).unwrap_err().message;
+        assert_eq!(msg("BOGUS x\n"), "unknown instruction \"BOGUS\"");
+        // A shadow line has no space before its hash: only the user name is shown.
+        let m = msg("root:$6$secrethash:19000:0:99999:7:::\n");
+        assert_eq!(m, "unknown instruction \"root…\"");
+        let long = format!("{}TAIL more", "A".repeat(40));
+        assert_eq!(
+            msg(&long),
+            format!("unknown instruction \"{}…\"", "A".repeat(32))
+        );
+        let m = msg("\x1b]0;pwned\x07 x\n");
+        assert!(!m.contains('\x1b') && !m.contains("pwned"), "{m}");
+        // The other messages that quote the file are bounded and escaped too.
+        let m = msg(&format!("# escape=\x1b{}\nFROM a\n", "x".repeat(100)));
+        assert!(!m.contains('\x1b') && m.len() < 60, "{m}");
+    }
 
     // Cases from the Dockerfile reference (parser directives, escape, comments, heredocs).
     #[test]
