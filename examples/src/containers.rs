@@ -438,14 +438,12 @@ impl Containers {
     /// firewall are, whatever the data directory: `$OCI_NETWORKS_DIR`, else
     /// `/var/lib/oci/networks`.
     pub fn networks_dir(&self) -> PathBuf {
-        std::env::var_os("OCI_NETWORKS_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/var/lib/oci/networks"))
+        Networks::host_dir()
     }
 
-    /// The network store.
+    /// The network store: the host's one (see [`Networks::host`]).
     pub fn networks(&self) -> Networks {
-        Networks::open(&self.networks_dir())
+        Networks::host()
     }
 
     /// `network connect NET CONTAINER`: joins now when it runs, and at every start.

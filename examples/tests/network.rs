@@ -901,3 +901,46 @@ fn a_container_cannot_reach_the_hosts_loopback_services() {
     let _ = s.oci(&["network", "rm", "ocit-lo"]);
     s.finish();
 }
+
+/// The host's bridges and `ip oci` table follow one network store: a program with a store of
+/// its own (here `oci` pointed elsewhere by `OCI_NETWORKS_DIR`, as an embedder that opened
+/// another directory) may not rewrite them while the host's store has running containers.
+/// Before, its run rewrote the table from its own records and the published port of the
+/// container started from the host's store lost its DNAT rule.
+#[test]
+fn a_second_network_store_cannot_erase_the_hosts_rules() {
+    if !can_run() {
+        return;
+    }
+    let s = Store::new();
+    let port = free_port();
+    let id = s
+        .ok(&[
+            "run",
+            "-d",
+            "-p",
+            &format!("{port}:80"),
+            "bb:1",
+            "sleep",
+            "60",
+        ])
+        .trim()
+        .to_owned();
+    let short = &id[..12];
+    assert!(sh_ok("nft list table ip oci").contains(short));
+    let other = s.dir.path().join("other-networks");
+    let o = s
+        .cmd(&["run", "-d", "-p", "80", "bb:1", "sleep", "60"])
+        .env("OCI_NETWORKS_DIR", &other)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(err.contains("belong to the store"), "{err}");
+    assert!(
+        sh_ok("nft list table ip oci").contains(short),
+        "the first container's rule is gone"
+    );
+    s.ok(&["rm", "-f", &id]);
+    s.finish();
+}

@@ -163,7 +163,7 @@ pub use monitor::{
 pub use network::{
     attach_network, parse_publish, parse_subnet, AttachedNetwork, Endpoint, NetError,
     NetworkAttachment, NetworkConfig, NetworkPlan, NetworkRequest, Networks, PortMapping, Proto,
-    PublishedPort, DEFAULT_NETWORK,
+    PublishedPort, DEFAULT_NETWORK, HOST_NETWORKS_DIR,
 };
 pub use oci_spec;
 pub use seccomp::{compile_seccomp, SockFilter};

@@ -113,6 +113,15 @@ pub enum NetError {
     /// Something this mode cannot do.
     #[error("{0}")]
     Unsupported(String),
+    /// The host's bridges and firewall table follow another network store, which has
+    /// running containers: this one may not rewrite them (see [`Networks::host`]).
+    #[error("network store {ours} cannot change the host's networks: they belong to the store {owner}, which has running containers (use Networks::host)")]
+    OtherStore {
+        /// This store's directory.
+        ours: PathBuf,
+        /// The store that has them.
+        owner: PathBuf,
+    },
 }
 
 type Result<T> = std::result::Result<T, NetError>;
@@ -703,7 +712,8 @@ fn reserve_ports(
 /// let spec = spec_from_image(&config, Path::new("/var/lib/myapp/web/rootfs"), &opts)?;
 /// let mut mc = MonitorConfig::new("web", spec, dir, Path::new("/run/myapp"), dir);
 /// mc.network = Some(NetworkPlan::Bridge {
-///     store: "/var/lib/myapp/networks".into(),
+///     // The host's one network store, which `oci` uses too (see `Networks`).
+///     store: oci_rs_runtime::Networks::host_dir(),
 ///     request: NetworkRequest {
 ///         container: "web".into(),
 ///         name: "web".into(),
@@ -726,6 +736,13 @@ fn reserve_ports(
 ///
 /// The store of networks and endpoints: a directory with `NAME.json` per network,
 /// `endpoints.json` and the `lock` every change holds.
+///
+/// **One per host.** The bridges and the `ip oci` table are the host's, and the table is
+/// written whole from one store's records: a second store would erase the first one's
+/// rules. Programs open [`Networks::host`] (as `oci` does) and share it. A store opened
+/// elsewhere ([`Networks::open`], for a host of its own or tests) may change the host's
+/// networks only while the store that last did has no running container; otherwise its
+/// changes fail with [`NetError::OtherStore`] and nothing of the other's is touched.
 #[derive(Debug, Clone)]
 pub struct Networks {
     dir: PathBuf,
@@ -756,12 +773,89 @@ fn valid_hostname(n: &str) -> bool {
     crate::image_spec::is_valid_hostname(n)
 }
 
+/// The host's network store, unless `$OCI_NETWORKS_DIR` says otherwise.
+pub const HOST_NETWORKS_DIR: &str = "/var/lib/oci/networks";
+
+/// Host-wide and gone at reboot, as the bridges and the table are: the lock and the record
+/// of which store the host's networks follow.
+const HOST_CLAIM_DIR: &str = "/run/oci-rs";
+const OWNER_FILE: &str = "networks.owner";
+
 impl Networks {
-    /// The store at `dir` (created on the first change).
+    /// The store at `dir` (created on the first change). Prefer [`Networks::host`]: see the
+    /// type's docs.
     pub fn open(dir: &Path) -> Self {
         Self {
             dir: dir.to_owned(),
         }
+    }
+
+    /// The host's one store: `$OCI_NETWORKS_DIR`, else [`HOST_NETWORKS_DIR`].
+    pub fn host() -> Self {
+        Self::open(&Self::host_dir())
+    }
+
+    /// Where [`Networks::host`] is.
+    pub fn host_dir() -> PathBuf {
+        std::env::var_os("OCI_NETWORKS_DIR")
+            .filter(|d| !d.is_empty())
+            .map_or_else(|| PathBuf::from(HOST_NETWORKS_DIR), PathBuf::from)
+    }
+
+    /// This store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Takes the host's networks for this store (see the type's docs), under a host-wide
+    /// lock held by the guard returned.
+    fn claim_host(&self) -> Result<Locked> {
+        self.claim_host_at(Path::new(HOST_CLAIM_DIR))
+    }
+
+    fn claim_host_at(&self, run: &Path) -> Result<Locked> {
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(run)
+            .map_err(io("create", run))?;
+        let lock_path = run.join("networks.lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io("open", &lock_path))?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io("lock", &lock_path)(e.into()))?;
+        let ours = std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        let owner_path = run.join(OWNER_FILE);
+        let owner = match std::fs::read(&owner_path) {
+            Ok(b) => Some(PathBuf::from(
+                <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(b),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io("read", &owner_path)(e)),
+        };
+        if owner.as_deref() != Some(ours.as_path()) {
+            if let Some(owner) = owner {
+                // Read without its lock (its writes are renames, so whole): taking it here,
+                // under the host lock, could deadlock with that store's own claim.
+                let live = Networks::open(&owner)
+                    .read_json::<Vec<Endpoint>>(ENDPOINTS)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+                    .iter()
+                    .any(Endpoint::alive);
+                if live {
+                    return Err(NetError::OtherStore { ours, owner });
+                }
+                tracing::info!(from = %owner.display(), to = %ours.display(), "the host's networks change stores");
+            }
+            let tmp = run.join(format!(".{OWNER_FILE}.tmp"));
+            std::fs::write(&tmp, ours.as_os_str().as_encoded_bytes()).map_err(io("write", &tmp))?;
+            std::fs::rename(&tmp, &owner_path).map_err(io("rename", &owner_path))?;
+        }
+        Ok(Locked { _fd: f })
     }
 
     fn lock(&self) -> Result<Locked> {
@@ -974,12 +1068,14 @@ impl Networks {
                 containers: users,
             });
         }
+        let host = self.claim_host()?;
         let path = self.dir.join(format!("{}.net.json", cfg.name));
         std::fs::remove_file(&path).map_err(io("remove", &path))?;
         let _ = std::fs::remove_file(self.dir.join(format!("{}.last", cfg.name)));
         if let Ok(mut nl) = netlink::Netlink::new() {
             nl.delete_link(&cfg.bridge)?;
         }
+        drop(host);
         self.apply_rules(&eps)
     }
 
@@ -1023,6 +1119,7 @@ impl Networks {
     }
 
     fn apply_rules(&self, eps: &[Endpoint]) -> Result<()> {
+        let _host = self.claim_host()?;
         let nets = self.list()?;
         let used: BTreeSet<&str> = eps.iter().map(|e| e.network.as_str()).collect();
         let rules: Vec<nft::NetRules> = nets
@@ -1199,6 +1296,8 @@ impl Networks {
             .iter()
             .map(|n| self.get(n))
             .collect::<Result<_>>()?;
+        // Before anything of the host's is made: refused when another store has it.
+        drop(self.claim_host()?);
         let taken: Vec<PublishedPort> = eps.iter().flat_map(|e| e.ports.clone()).collect();
         let (published, reservations) = reserve_ports(&req.ports, &taken)?;
         let ns_path = PathBuf::from(format!("/proc/{pid}/ns/net"));
@@ -1493,6 +1592,45 @@ mod tests {
         let ta = std::fs::read_to_string(&a).unwrap();
         assert!(!ta.contains("db"), "{ta}");
         assert_eq!(ta.matches(MARK).count(), 1, "{ta}");
+    }
+
+    /// Two stores side by side: the second may not take the host's networks while the
+    /// first has a running container, and may once it has none.
+    #[test]
+    fn a_second_store_cannot_take_the_hosts_networks_from_a_live_one() {
+        let d = tempfile::tempdir().unwrap();
+        let run = d.path().join("run");
+        let (a, b) = (
+            Networks::open(&d.path().join("a")),
+            Networks::open(&d.path().join("b")),
+        );
+        std::fs::create_dir_all(a.dir()).unwrap();
+        std::fs::create_dir_all(b.dir()).unwrap();
+        drop(a.claim_host_at(&run).unwrap());
+        // A running container in a: this test process stands for its init.
+        let me = std::process::id() as i32;
+        let mut ep = endpoint("web", [10, 0, 0, 2], None);
+        ep.pid = me;
+        ep.start_time = proc_start_time(me).unwrap().0;
+        a.save_endpoints(std::slice::from_ref(&ep)).unwrap();
+        match b.claim_host_at(&run) {
+            Err(NetError::OtherStore { owner, .. }) => {
+                assert_eq!(owner, std::fs::canonicalize(a.dir()).unwrap());
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("the second store took the host's networks"),
+        }
+        // a itself goes on.
+        drop(a.claim_host_at(&run).unwrap());
+        a.save_endpoints(&[]).unwrap();
+        drop(b.claim_host_at(&run).unwrap());
+        assert_eq!(
+            std::fs::read(run.join(OWNER_FILE)).unwrap(),
+            std::fs::canonicalize(b.dir())
+                .unwrap()
+                .as_os_str()
+                .as_encoded_bytes()
+        );
     }
 
     #[test]
