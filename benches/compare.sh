@@ -566,6 +566,44 @@ DOCKERFILE
   awk -v c="$B/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
 }
 
+# export: the nginx-light stand-in's filesystem (about 90 MB) as a tar to a file on the
+# disk, from a stopped container in each store, against podman (issue 29, item 7).
+export_bench() {
+  need podman runc
+  local E=$D/export R=${RUNS:-3}
+  if [ ! -s "$D/nginx-iperf.tar" ]; then
+    rm -rf "$D/nginx-root"
+    debootstrap --variant=minbase --include=nginx-light,iperf3 bookworm "$D/nginx-root" \
+      http://deb.debian.org/debian >/dev/null
+    rm -rf "$D/nginx-root/var/cache/apt/archives" "$D/nginx-root/var/lib/apt/lists"
+    tar -C "$D/nginx-root" -cf "$D/nginx-iperf.tar" .
+  fi
+  awk -v c="$E/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
+  rm -rf "$E" && mkdir -p "$E"
+  local O="$OCI -q --data-dir $E/data"
+  $O import "$D/nginx-iperf.tar" bench/nginx:1 -c 'CMD ["nginx","-g","daemon off;"]' >/dev/null
+  $O save -o "$E/nginx.tar" bench/nginx:1
+  local P="podman --root $E/podman --runroot $E/podman-run --runtime runc --cgroup-manager cgroupfs --events-backend file"
+  $P load -i "$E/nginx.tar" >/dev/null
+  local PR="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none"
+  $O run --network none --name x bench/nginx:1 sh -c 'echo changed > /etc/motd' >/dev/null
+  $P run $PR --name x docker.io/bench/nginx:1 sh -c 'echo changed > /etc/motd' >/dev/null
+  export O P E
+  echo
+  echo "### export of a stopped nginx-light container to a file (contenders alternate, $R rounds)"
+  echo
+  echo "| what | wall (median of $R) | peak RSS |"
+  echo "|---|---|---|"
+  race \
+    "oci export (ours)" "rm -f \$E/o.tar" "\$O export -o \$E/o.tar x" \
+    "podman export" "rm -f \$E/p.tar" "\$P export -o \$E/p.tar x"
+  echo
+  echo "Tar sizes: ours $(stat -c %s "$E/o.tar") bytes, podman's $(stat -c %s "$E/p.tar") bytes. Ratio ours / podman = $(ratio "oci export (ours)" "podman export")"
+  $O rm -f x >/dev/null 2>&1 || true
+  $P rm -f -a >/dev/null 2>&1 || true
+  awk -v c="$E/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
+}
+
 echo "## $(date -u +%F) on $(nproc) cores, $(uname -r)"
 case $what in
   layer) layer_bench ;;
@@ -574,8 +612,9 @@ case $what in
   containers) containers_bench ;;
   network) network_bench ;;
   build) build_bench ;;
-  all) layer_bench; registry_bench; runtime_bench; containers_bench; network_bench; build_bench ;;
-  *) echo "usage: $0 [layer|registry|runtime|containers|network|build|all]" >&2; exit 2 ;;
+  export) export_bench ;;
+  all) layer_bench; registry_bench; runtime_bench; containers_bench; network_bench; build_bench; export_bench ;;
+  *) echo "usage: $0 [layer|registry|runtime|containers|network|build|export|all]" >&2; exit 2 ;;
 esac
 if ((failed)); then
   echo "compare.sh: some measurements FAILED; the table above is incomplete" >&2

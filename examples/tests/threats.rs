@@ -853,3 +853,45 @@ fn oci_runc_run_with_a_cwd_through_proc_self_fd_never_reaches_the_host() {
             .output();
     }
 }
+
+/// `oci export` streams the container's files where they are: a 16 GiB sparse file made in
+/// the container (no disk used) keeps its holes in the tar (it was written out as zeros),
+/// deleted image files are absent, and nothing is left in the container's directory.
+#[test]
+fn export_streams_in_place_and_keeps_holes() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::empty();
+    let tools = s.dir.path().join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    let tar = common::busybox_rootfs_tar(&tools, &["sh", "truncate", "echo", "rm", "cat"]);
+    s.ok(&["import", tar.to_str().unwrap(), "local/sparse:1"]);
+    s.ok(&[
+        "run",
+        "--name",
+        "holes",
+        "local/sparse:1",
+        "sh",
+        "-c",
+        "truncate -s 16G /big && echo tail >> /big && rm /bin/cat",
+    ]);
+    let out = s.dir.path().join("holes.tar");
+    s.ok(&["export", "-o", out.to_str().unwrap(), "holes"]);
+    let size = std::fs::metadata(&out).unwrap().len();
+    assert!(size < 16 << 20, "{size} bytes exported");
+    let listing = Command::new("tar").arg("-tvf").arg(&out).output().unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("17179869189"), "{listing}");
+    assert!(listing.contains("bin/busybox"), "{listing}");
+    assert!(!listing.contains("bin/cat"), "{listing}");
+    let id = s.ok(&["inspect", "--format", "{{.Id}}", "holes"]);
+    let snap = s.data().join("snapshots/containers").join(id.trim());
+    let left: Vec<_> = std::fs::read_dir(&snap)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    s.ok(&["rm", "holes"]);
+}

@@ -25,6 +25,10 @@ pub struct DiffOptions {
     /// bind-mount target: left out when they are empty regular files, so a commit does not
     /// record them (docker leaves out `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`).
     pub mount_points: Vec<PathBuf>,
+    /// Write files with holes as old GNU sparse entries (their holes described, not stored
+    /// as zeros; readers of GNU tar, Go's `archive/tar` and this crate's apply read them).
+    /// [`export`] always does; layers do not unless asked.
+    pub sparse: bool,
 }
 
 impl DiffOptions {
@@ -35,6 +39,7 @@ impl DiffOptions {
                 .ok()
                 .and_then(|v| v.parse().ok()),
             mount_points: Vec::new(),
+            sparse: false,
         }
     }
 }
@@ -494,13 +499,18 @@ pub async fn diff_overlay<W: AsyncWrite + Unpin>(
     write_changes(&up, without_mount_points(changes, opts), out, opts).await
 }
 
-/// A whole directory as one tar (`docker export`).
+/// A whole directory as one tar (`docker export`), streamed as it is walked; files with
+/// holes keep them (see [`DiffOptions::sparse`]).
 pub async fn export<W: AsyncWrite + Unpin>(
     dir: &Path,
     out: W,
     opts: &DiffOptions,
 ) -> Result<(DiffReport, W)> {
-    diff(None, dir, out, opts).await
+    let opts = DiffOptions {
+        sparse: true,
+        ..opts.clone()
+    };
+    diff(None, dir, out, &opts).await
 }
 
 async fn write_changes<W: AsyncWrite + Unpin>(
@@ -569,8 +579,16 @@ async fn write_changes<W: AsyncWrite + Unpin>(
                                 Error::Fs { source, .. } => Error::fs("open", &rel, source),
                                 e => e,
                             })?;
+                        // Holes stay holes when asked (export): a file with few blocks for
+                        // its size is looked at for them.
+                        let runs = (opts.sparse && (st.st_blocks as u64) * 512 < h.size)
+                            .then(|| crate::tarw::data_runs(fd.as_fd(), h.size))
+                            .flatten();
                         let mut f = tokio::fs::File::from_std(std::fs::File::from(fd));
-                        tw.file(&h, &mut f).await?;
+                        match runs {
+                            Some(runs) => tw.sparse_file(&h, &runs, &mut f).await?,
+                            None => tw.file(&h, &mut f).await?,
+                        }
                     }
                     FileType::Directory => {
                         h.kind = EntryType::Directory;

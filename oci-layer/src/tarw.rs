@@ -55,6 +55,49 @@ impl EntryHeader {
 const USTAR_MAX_ID: u64 = 0o7777777;
 const USTAR_MAX_SIZE: u64 = 0o77777777777;
 
+/// A 12-byte numeric field: 11 octal digits when they hold it, else GNU base-256.
+fn numeric(v: u64) -> [u8; 12] {
+    let mut f = [0u8; 12];
+    if v <= USTAR_MAX_SIZE {
+        f.copy_from_slice(format!("{v:011o}\0").as_bytes());
+    } else {
+        f[0] = 0x80;
+        f[4..].copy_from_slice(&v.to_be_bytes());
+    }
+    f
+}
+
+/// The data runs of the file `fd` of `size` bytes ((offset, length), in order), by
+/// `SEEK_DATA`/`SEEK_HOLE`; `None` when it has no hole or the file system cannot say.
+pub(crate) fn data_runs(fd: std::os::fd::BorrowedFd<'_>, size: u64) -> Option<Vec<(u64, u64)>> {
+    let runs = find_runs(fd, size);
+    // The file is read from its start next, whatever this found.
+    rustix::fs::seek(fd, rustix::fs::SeekFrom::Start(0)).ok()?;
+    runs
+}
+
+fn find_runs(fd: std::os::fd::BorrowedFd<'_>, size: u64) -> Option<Vec<(u64, u64)>> {
+    use rustix::fs::SeekFrom;
+    let mut runs = Vec::new();
+    let mut at = 0u64;
+    while at < size {
+        let start = match rustix::fs::seek(fd, SeekFrom::Data(at)) {
+            Ok(s) => s,
+            // No data after `at`: the rest is a hole.
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(_) => return None,
+        };
+        if start >= size {
+            break;
+        }
+        let end = rustix::fs::seek(fd, SeekFrom::Hole(start)).ok()?.min(size);
+        runs.push((start, end - start));
+        at = end;
+    }
+    let stored: u64 = runs.iter().map(|r| r.1).sum();
+    (stored < size).then_some(runs)
+}
+
 fn pax_record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
     let body = 1 + key.len() + 1 + value.len() + 1;
     let mut len = body + 1;
@@ -182,6 +225,84 @@ impl<W: AsyncWrite + Unpin> TarWriter<W> {
                 path: String::from_utf8_lossy(&e.path).into_owned(),
                 reason: format!("file changed while being read: {n} of {} bytes", e.size),
             });
+        }
+        self.pad().await
+    }
+
+    /// Writes a sparse regular file as an old GNU sparse entry (`S`): only the bytes of
+    /// `runs` ((offset, length), in order) are stored, the holes between them are described
+    /// by the map. `e.size` is the file's whole length. Falls back to [`TarWriter::file`] (the
+    /// holes as zeros) when the entry needs PAX records, which a GNU header cannot carry.
+    pub async fn sparse_file(
+        &mut self,
+        e: &EntryHeader,
+        runs: &[(u64, u64)],
+        data: &mut tokio::fs::File,
+    ) -> Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let plain = e.path.len() <= 100
+            && e.link.is_empty()
+            && e.xattrs.is_empty()
+            && e.uid <= USTAR_MAX_ID
+            && e.gid <= USTAR_MAX_ID;
+        if !plain {
+            data.seek(std::io::SeekFrom::Start(0)).await?;
+            return self.file(e, data).await;
+        }
+        // GNU tar's convention: a file that ends in a hole has a last run of length 0 there.
+        let mut map: Vec<(u64, u64)> = runs.to_vec();
+        if map.last().is_none_or(|&(o, l)| o + l < e.size) {
+            map.push((e.size, 0));
+        }
+        let stored: u64 = runs.iter().map(|r| r.1).sum();
+        let mut h = Header::new_gnu();
+        let n = e.path.len();
+        h.as_old_mut().name[..n].copy_from_slice(&e.path);
+        h.set_entry_type(EntryType::GNUSparse);
+        h.set_mode(e.mode & 0o7777);
+        h.set_uid(e.uid);
+        h.set_gid(e.gid);
+        h.set_mtime(e.mtime.min(USTAR_MAX_SIZE));
+        h.set_size(stored);
+        let mut block = *h.as_bytes();
+        // The map: four runs in the header, 21 in each extension block after it.
+        let (first, rest) = map.split_at(map.len().min(4));
+        for (i, &(off, len)) in first.iter().enumerate() {
+            block[386 + i * 24..398 + i * 24].copy_from_slice(&numeric(off));
+            block[398 + i * 24..410 + i * 24].copy_from_slice(&numeric(len));
+        }
+        block[482] = u8::from(!rest.is_empty());
+        block[483..495].copy_from_slice(&numeric(e.size));
+        block[148..156].copy_from_slice(b"        ");
+        let sum: u64 = block.iter().map(|b| u64::from(*b)).sum();
+        block[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        self.put(&block).await?;
+        let chunks: Vec<&[(u64, u64)]> = rest.chunks(21).collect();
+        for (k, chunk) in chunks.iter().enumerate() {
+            let mut ext = [0u8; 512];
+            for (i, &(off, len)) in chunk.iter().enumerate() {
+                ext[i * 24..i * 24 + 12].copy_from_slice(&numeric(off));
+                ext[i * 24 + 12..i * 24 + 24].copy_from_slice(&numeric(len));
+            }
+            ext[504] = u8::from(k + 1 < chunks.len());
+            self.put(&ext).await?;
+        }
+        let mut buf = vec![0u8; 256 * 1024];
+        for &(off, len) in runs {
+            data.seek(std::io::SeekFrom::Start(off)).await?;
+            let mut left = len;
+            while left > 0 {
+                let want = (buf.len() as u64).min(left) as usize;
+                let got = data.read(&mut buf[..want]).await?;
+                if got == 0 {
+                    return Err(Error::InvalidEntry {
+                        path: String::from_utf8_lossy(&e.path).into_owned(),
+                        reason: "file changed while being read: it got shorter".into(),
+                    });
+                }
+                self.put(&buf[..got]).await?;
+                left -= got as u64;
+            }
         }
         self.pad().await
     }

@@ -382,3 +382,77 @@ fn tar_names(tar: &[u8]) -> Vec<String> {
     }
     out
 }
+
+/// `export` keeps holes: a 4 GiB file with a few bytes of data (no disk used) is written as
+/// an old GNU sparse entry of those bytes, not 4 GiB of zeros, and applies back as the same
+/// sparse file. Layers (`diff`) stay plain unless asked.
+#[tokio::test]
+async fn export_keeps_holes_and_apply_restores_them() {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    use std::os::unix::fs::MetadataExt;
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let len = 4u64 << 30;
+    {
+        let mut f = std::fs::File::create(src.join("big")).unwrap();
+        f.write_all(b"head").unwrap();
+        for k in 1..40u64 {
+            f.seek(SeekFrom::Start(k * (len / 40))).unwrap();
+            f.write_all(format!("run {k}").as_bytes()).unwrap();
+        }
+        f.set_len(len).unwrap();
+    }
+    std::fs::write(src.join("small"), b"not sparse").unwrap();
+    let (report, tar) = oci_rs_layer::export(&src, Vec::new(), &DiffOptions::default())
+        .await
+        .unwrap();
+    assert!(tar.len() < 1 << 20, "{} bytes of tar", tar.len());
+    assert_eq!(report.tar_bytes, tar.len() as u64);
+    let out = d.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    oci_rs_layer::apply_tar(&out, &tar[..], &oci_rs_layer::ApplyOptions::default())
+        .await
+        .unwrap();
+    let m = std::fs::metadata(out.join("big")).unwrap();
+    assert_eq!(m.len(), len);
+    assert!(
+        m.blocks() * 512 < 4 << 20,
+        "{} bytes allocated",
+        m.blocks() * 512
+    );
+    let mut f = std::fs::File::open(out.join("big")).unwrap();
+    let mut b = [0u8; 6];
+    for k in 1..40u64 {
+        let want = format!("run {k}");
+        f.seek(SeekFrom::Start(k * (len / 40))).unwrap();
+        f.read_exact(&mut b[..want.len()]).unwrap();
+        assert_eq!(&b[..want.len()], want.as_bytes());
+    }
+    assert_eq!(std::fs::read(out.join("small")).unwrap(), b"not sparse");
+    // GNU tar reads it as the same file.
+    if std::process::Command::new("tar")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let t = d.path().join("x.tar");
+        std::fs::write(&t, &tar).unwrap();
+        let gnu = d.path().join("gnu");
+        std::fs::create_dir_all(&gnu).unwrap();
+        let st = std::process::Command::new("tar")
+            .arg("-xf")
+            .arg(&t)
+            .arg("-C")
+            .arg(&gnu)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let g = std::fs::metadata(gnu.join("big")).unwrap();
+        assert_eq!(g.len(), len);
+        let mut f = std::fs::File::open(gnu.join("big")).unwrap();
+        f.seek(SeekFrom::Start(len / 40)).unwrap();
+        f.read_exact(&mut b[..5]).unwrap();
+        assert_eq!(&b[..5], b"run 1");
+    }
+}
