@@ -1073,7 +1073,9 @@ async fn blob_trickling_under_the_minimum_rate_fails_in_bounded_time() {
     let e = read_all(c.blob(&repo, &d).await.unwrap())
         .await
         .unwrap_err();
-    assert!(oci_rs_image::chain(&e).contains("bytes/s"), "{e}");
+    let msg = oci_rs_image::chain(&e);
+    assert!(msg.contains("bytes/s"), "{msg}");
+    assert!(msg.contains(d.digest().digest()), "names the blob: {msg}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
@@ -1113,6 +1115,10 @@ async fn manifest_trickling_past_the_deadline_fails() {
         "{:?} {e}",
         started.elapsed()
     );
+    // The error names the registry and the object.
+    let msg = oci_rs_image::chain(&e);
+    assert!(msg.contains(&s.registry()), "{msg}");
+    assert!(msg.contains("a/b") && msg.contains("latest"), "{msg}");
 }
 
 #[tokio::test]
