@@ -1324,7 +1324,8 @@ impl Images {
                 let f = out
                     .file()
                     .ok_or_else(|| anyhow!("{} is unusable", path.display()))?;
-                let f = tokio::io::BufWriter::new(tokio::fs::File::from_std(f));
+                // Large writes: each one is a hop to tokio's blocking pool.
+                let f = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(f));
                 (Some(out), Box::new(f))
             }
             None => (None, Box::new(stdout_sink()?)),

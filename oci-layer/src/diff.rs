@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 use tokio::io::AsyncWrite;
 use tokio_tar::EntryType;
 
+/// Files up to this size are read in one call, in place (see `write_changes`).
+const SMALL_FILE: u64 = 64 * 1024;
+
 /// How to write a diff.
 #[derive(Debug, Clone, Default)]
 pub struct DiffOptions {
@@ -584,10 +587,33 @@ async fn write_changes<W: AsyncWrite + Unpin>(
                         let runs = (opts.sparse && (st.st_blocks as u64) * 512 < h.size)
                             .then(|| crate::tarw::data_runs(fd.as_fd(), h.size))
                             .flatten();
-                        let mut f = tokio::fs::File::from_std(std::fs::File::from(fd));
                         match runs {
-                            Some(runs) => tw.sparse_file(&h, &runs, &mut f).await?,
-                            None => tw.file(&h, &mut f).await?,
+                            Some(runs) => {
+                                let mut f = tokio::fs::File::from_std(std::fs::File::from(fd));
+                                tw.sparse_file(&h, &runs, &mut f).await?
+                            }
+                            // A small file is read in place, in one call: a hop to tokio's
+                            // blocking pool (two, with the close) costs more than reading
+                            // 64 KiB of a local file, and a tree has thousands of them.
+                            None if h.size <= SMALL_FILE => {
+                                let mut body = vec![0u8; h.size as usize];
+                                let mut got = 0;
+                                while got < body.len() {
+                                    match rustix::io::read(&fd, &mut body[got..]) {
+                                        Ok(0) => break,
+                                        Ok(n) => got += n,
+                                        Err(rustix::io::Errno::INTR) => {}
+                                        Err(e) => return Err(Error::fs("read", &rel, e)),
+                                    }
+                                }
+                                body.truncate(got);
+                                drop(fd);
+                                tw.file(&h, &mut &body[..]).await?
+                            }
+                            None => {
+                                let mut f = tokio::fs::File::from_std(std::fs::File::from(fd));
+                                tw.file(&h, &mut f).await?
+                            }
                         }
                     }
                     FileType::Directory => {

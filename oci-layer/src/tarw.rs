@@ -117,12 +117,18 @@ fn pax_record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
 pub struct TarWriter<W> {
     w: W,
     written: u64,
+    /// The copy buffer of file contents, kept across entries.
+    buf: Vec<u8>,
 }
 
 impl<W: AsyncWrite + Unpin> TarWriter<W> {
     /// A writer over `w`.
     pub fn new(w: W) -> Self {
-        Self { w, written: 0 }
+        Self {
+            w,
+            written: 0,
+            buf: Vec::new(),
+        }
     }
 
     /// Bytes written so far.
@@ -216,9 +222,28 @@ impl<W: AsyncWrite + Unpin> TarWriter<W> {
         e: &EntryHeader,
         data: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<()> {
+        use tokio::io::AsyncReadExt;
         self.header(e).await?;
-        let mut limited = tokio::io::AsyncReadExt::take(data, e.size);
-        let n = tokio::io::copy(&mut limited, &mut self.w).await?;
+        // Reads of up to 256 KiB (tokio::io::copy's 8 KiB would make each a hop to the
+        // blocking pool for a file), and one buffer for the whole archive.
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(256 * 1024, 0);
+        let mut n = 0u64;
+        let result = async {
+            while n < e.size {
+                let want = (buf.len() as u64).min(e.size - n) as usize;
+                let got = data.read(&mut buf[..want]).await?;
+                if got == 0 {
+                    break;
+                }
+                self.w.write_all(&buf[..got]).await?;
+                n += got as u64;
+            }
+            Ok::<_, std::io::Error>(())
+        }
+        .await;
+        self.buf = buf;
+        result?;
         self.written += n;
         if n != e.size {
             return Err(Error::InvalidEntry {
@@ -239,7 +264,7 @@ impl<W: AsyncWrite + Unpin> TarWriter<W> {
         runs: &[(u64, u64)],
         data: &mut tokio::fs::File,
     ) -> Result<()> {
-        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        use tokio::io::AsyncSeekExt;
         let plain = e.path.len() <= 100
             && e.link.is_empty()
             && e.xattrs.is_empty()
@@ -287,7 +312,22 @@ impl<W: AsyncWrite + Unpin> TarWriter<W> {
             ext[504] = u8::from(k + 1 < chunks.len());
             self.put(&ext).await?;
         }
-        let mut buf = vec![0u8; 256 * 1024];
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(256 * 1024, 0);
+        let result = self.copy_runs(e, runs, data, &mut buf).await;
+        self.buf = buf;
+        result?;
+        self.pad().await
+    }
+
+    async fn copy_runs(
+        &mut self,
+        e: &EntryHeader,
+        runs: &[(u64, u64)],
+        data: &mut tokio::fs::File,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
         for &(off, len) in runs {
             data.seek(std::io::SeekFrom::Start(off)).await?;
             let mut left = len;
@@ -304,7 +344,7 @@ impl<W: AsyncWrite + Unpin> TarWriter<W> {
                 left -= got as u64;
             }
         }
-        self.pad().await
+        Ok(())
     }
 
     /// Writes the end-of-archive blocks and flushes; returns the inner writer.
