@@ -488,6 +488,14 @@ fn exec_joins_a_running_container() {
         .exec(&proc_spec(&["/bin/nope"]), [None, None, None])
         .unwrap();
     assert_eq!(p.wait().unwrap(), 127);
+    // Also when nobody reads its stderr any more: the message fails, the code stays (the
+    // process starts with SIGPIPE's default action, which would make it 141).
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    drop(r);
+    let p = c
+        .exec(&proc_spec(&["/bin/nope"]), [None, None, Some(w)])
+        .unwrap();
+    assert_eq!(p.wait().unwrap(), 127);
     c.kill(libc::SIGKILL).unwrap();
     c.wait().unwrap();
     c.delete(false).unwrap();
