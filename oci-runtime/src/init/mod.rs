@@ -144,6 +144,9 @@ fn fail(plan: &Plan, step: Step, e: Errno) -> ! {
 
 /// Reports `step` failing with `e` and ends the child with `code`.
 fn fail_with(plan: &Plan, step: Step, e: Errno, code: i32) -> ! {
+    // The report pipe's reader may be gone (after `start`): the write fails, the code stays.
+    // SAFETY: signal(2) with SIG_IGN for SIGPIPE changes only this process's disposition.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     report(plan.report.as_fd(), step, e.raw_os_error());
     // SAFETY: _exit ends the child without running destructors or atexit handlers, which is
     // what a forked child of a multi-threaded process must do.
