@@ -314,16 +314,22 @@ pub fn parse_subnet(v: &str) -> Result<(Ipv4Addr, u8)> {
     let (a, p) = v.split_once('/').ok_or_else(|| bad("not ADDRESS/PREFIX"))?;
     let addr: Ipv4Addr = a.parse().map_err(|_| bad("not an IPv4 address"))?;
     let prefix: u8 = p.parse().map_err(|_| bad("bad prefix length"))?;
-    if !(8..=30).contains(&prefix) {
-        return Err(bad("the prefix length must be between 8 and 30"));
+    match subnet_problem((addr, prefix)) {
+        Some(why) => Err(bad(why)),
+        None => Ok((addr, prefix)),
     }
-    if u32::from(addr) & !mask(prefix) != 0 {
-        return Err(bad("host bits are set"));
+}
+
+/// Why `s` cannot be a network's subnet, if it cannot: a prefix length outside 8 to 30, host
+/// bits set, or a reserved range.
+fn subnet_problem(s: (Ipv4Addr, u8)) -> Option<&'static str> {
+    if !(8..=30).contains(&s.1) {
+        return Some("the prefix length must be between 8 and 30");
     }
-    if let Some(why) = reserved_range((addr, prefix)) {
-        return Err(bad(why));
+    if u32::from(s.0) & !mask(s.1) != 0 {
+        return Some("host bits are set");
     }
-    Ok((addr, prefix))
+    reserved_range(s)
 }
 
 /// Why a subnet cannot be a network's: it overlaps the loopback, link-local, multicast or
@@ -773,6 +779,32 @@ fn valid_hostname(n: &str) -> bool {
     crate::image_spec::is_valid_hostname(n)
 }
 
+/// An exclusive lock on the file `name` in `dir` (both made when missing, the directory
+/// 0700), held while the guard lives.
+fn lock_in(dir: &Path, name: &str) -> Result<Locked> {
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(dir)
+        .map_err(io("create", dir))?;
+    let path = dir.join(name);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io("open", &path))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| io("lock", &path)(e.into()))?;
+    Ok(Locked { _fd: f })
+}
+
+/// Replaces the file `name` in `dir` with `bytes` by rename, so a reader sees it whole.
+fn write_in(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    std::fs::write(&tmp, bytes).map_err(io("write", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io("rename", &path))
+}
+
 /// The host's network store, unless `$OCI_NETWORKS_DIR` says otherwise.
 pub const HOST_NETWORKS_DIR: &str = "/var/lib/oci/networks";
 
@@ -814,18 +846,7 @@ impl Networks {
     }
 
     fn claim_host_at(&self, run: &Path) -> Result<Locked> {
-        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-            .create(run)
-            .map_err(io("create", run))?;
-        let lock_path = run.join("networks.lock");
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io("open", &lock_path))?;
-        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| io("lock", &lock_path)(e.into()))?;
+        let held = lock_in(run, "networks.lock")?;
         let ours = std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
         let owner_path = run.join(OWNER_FILE);
         let owner = match std::fs::read(&owner_path) {
@@ -851,34 +872,17 @@ impl Networks {
                 }
                 tracing::info!(from = %owner.display(), to = %ours.display(), "the host's networks change stores");
             }
-            let tmp = run.join(format!(".{OWNER_FILE}.tmp"));
-            std::fs::write(&tmp, ours.as_os_str().as_encoded_bytes()).map_err(io("write", &tmp))?;
-            std::fs::rename(&tmp, &owner_path).map_err(io("rename", &owner_path))?;
+            write_in(run, OWNER_FILE, ours.as_os_str().as_encoded_bytes())?;
         }
-        Ok(Locked { _fd: f })
+        Ok(held)
     }
 
     fn lock(&self) -> Result<Locked> {
-        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-            .create(&self.dir)
-            .map_err(io("create", &self.dir))?;
-        let path = self.dir.join("lock");
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io("open", &path))?;
-        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| io("lock", &path)(e.into()))?;
-        Ok(Locked { _fd: f })
+        lock_in(&self.dir, "lock")
     }
 
     fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let path = self.dir.join(name);
-        std::fs::write(&tmp, bytes).map_err(io("write", &tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io("rename", &path))
+        write_in(&self.dir, name, bytes)
     }
 
     fn read_json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
@@ -991,17 +995,10 @@ impl Networks {
         };
         let (subnet, prefix) = match subnet {
             Some(s) => {
-                let cidr = || format!("{}/{}", s.0, s.1);
-                if let Some(why) = reserved_range(s)
-                    .or_else(|| (u32::from(s.0) & !mask(s.1) != 0).then_some("host bits are set"))
-                    .or_else(|| {
-                        (!(8..=30).contains(&s.1))
-                            .then_some("the prefix length must be between 8 and 30")
-                    })
-                {
+                if let Some(why) = subnet_problem(s) {
                     return Err(NetError::Invalid {
                         what: "subnet",
-                        value: cidr(),
+                        value: format!("{}/{}", s.0, s.1),
                         reason: why.into(),
                     });
                 }
