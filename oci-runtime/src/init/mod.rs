@@ -144,9 +144,21 @@ fn fail(plan: &Plan, step: Step, e: Errno) -> ! {
 
 /// Reports `step` failing with `e` and ends the child with `code`.
 fn fail_with(plan: &Plan, step: Step, e: Errno, code: i32) -> ! {
-    // The report pipe's reader may be gone (after `start`): the write fails, the code stays.
+    fail_saying(plan, step, e, code, &[])
+}
+
+/// [`fail_with`], first writing `message` (its parts, one after another) on stderr: for the
+/// failures after `start`, which the process's own stderr is where anyone sees. The report
+/// pipe's reader, or stderr's, may be gone by then: SIGPIPE is ignored first (the process's
+/// disposition is already the default, see `process::default_signals`), so the writes fail
+/// and the exit code stays.
+fn fail_saying(plan: &Plan, step: Step, e: Errno, code: i32, message: &[&[u8]]) -> ! {
     // SAFETY: signal(2) with SIG_IGN for SIGPIPE changes only this process's disposition.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let err = rustix::stdio::stderr();
+    for part in message {
+        let _ = rustix::io::write(err, part);
+    }
     report(plan.report.as_fd(), step, e.raw_os_error());
     // SAFETY: _exit ends the child without running destructors or atexit handlers, which is
     // what a forked child of a multi-threaded process must do.

@@ -279,19 +279,15 @@ pub(super) fn enter_cwd_for_exec(plan: &Plan) {
         } else {
             b"cannot enter it"
         };
-        quiet_epipe();
-        let err = rustix::stdio::stderr();
         let cwd = plan.process.cwd.to_bytes();
-        for part in [
+        let message = [
             &b"oci-runtime: working directory \""[..],
             cwd,
             b"\": ",
             reason,
             b"\n",
-        ] {
-            let _ = rustix::io::write(err, part);
-        }
-        fail_with(plan, step, e, 126)
+        ];
+        fail_saying(plan, step, e, 126, &message)
     }
 }
 
@@ -321,8 +317,6 @@ pub(super) fn exec(plan: &Plan) -> ! {
     }
     // As docker and shells say it: 127 when there is no such program, 126 when there is
     // one that cannot be executed.
-    quiet_epipe();
-    let err = rustix::stdio::stderr();
     let arg0 = p.argv.first().map_or(&b""[..], |a| a.to_bytes());
     let (code, reason): (i32, &[u8]) = match last {
         Errno::NOENT | Errno::NOTDIR => (127, b"executable file not found in $PATH"),
@@ -334,10 +328,8 @@ pub(super) fn exec(plan: &Plan) -> ! {
         Errno::LOOP => (126, b"too many levels of symbolic links"),
         _ => (126, b"cannot execute"),
     };
-    for part in [&b"oci-runtime: exec: \""[..], arg0, b"\": ", reason, b"\n"] {
-        let _ = rustix::io::write(err, part);
-    }
-    fail_with(plan, Step::Exec, last, code)
+    let message = [&b"oci-runtime: exec: \""[..], arg0, b"\": ", reason, b"\n"];
+    fail_saying(plan, Step::Exec, last, code, &message)
 }
 
 /// The process starts with every signal's default disposition and none blocked, as with
@@ -371,14 +363,6 @@ fn default_signals() {
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
     }
-}
-
-/// Before saying why on stderr and ending with the code that says it: a stderr nobody reads
-/// any more must fail the write, not kill the process with SIGPIPE (its disposition is the
-/// default by now, see [`default_signals`]) and lose the code.
-fn quiet_epipe() {
-    // SAFETY: signal(2) with SIG_IGN for SIGPIPE changes only this process's disposition.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
 /// `--init`: forks; the child returns to `execve` the process, this process stays as its
