@@ -596,18 +596,12 @@ async fn write_changes<W: AsyncWrite + Unpin>(
                             // blocking pool (two, with the close) costs more than reading
                             // 64 KiB of a local file, and a tree has thousands of them.
                             None if h.size <= SMALL_FILE => {
-                                let mut body = vec![0u8; h.size as usize];
-                                let mut got = 0;
-                                while got < body.len() {
-                                    match rustix::io::read(&fd, &mut body[got..]) {
-                                        Ok(0) => break,
-                                        Ok(n) => got += n,
-                                        Err(rustix::io::Errno::INTR) => {}
-                                        Err(e) => return Err(Error::fs("read", &rel, e)),
-                                    }
-                                }
-                                body.truncate(got);
-                                drop(fd);
+                                let mut body = Vec::with_capacity(h.size as usize);
+                                std::io::Read::read_to_end(
+                                    &mut std::io::Read::take(std::fs::File::from(fd), h.size),
+                                    &mut body,
+                                )
+                                .map_err(|e| Error::fs("read", &rel, e))?;
                                 tw.file(&h, &mut &body[..]).await?
                             }
                             None => {

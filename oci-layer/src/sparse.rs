@@ -126,7 +126,8 @@ fn number(field: &[u8]) -> Result<u64, ()> {
     }
 }
 
-fn checksum(h: &[u8]) -> u64 {
+/// A header's checksum: the sum of its bytes, the checksum field counted as spaces.
+pub(crate) fn checksum(h: &[u8]) -> u64 {
     h.iter()
         .enumerate()
         .map(|(i, b)| {
@@ -438,18 +439,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    /// A 12-byte numeric field: octal when it fits, else GNU base-256 (as GNU tar writes).
-    fn field(v: u64) -> [u8; 12] {
-        let mut f = [0u8; 12];
-        if v < 1 << 33 {
-            f[..12].copy_from_slice(format!("{v:011o}\0").as_bytes());
-        } else {
-            f[0] = 0x80;
-            f[4..].copy_from_slice(&v.to_be_bytes());
-        }
-        f
-    }
-
     /// An old GNU sparse header for `runs` storing `size` bytes of a `real` byte file.
     fn sparse_header(runs: &[(u64, u64)], size: u64, real: u64) -> Vec<u8> {
         let mut h = vec![0u8; BLOCK];
@@ -460,10 +449,10 @@ mod tests {
         h[257..265].copy_from_slice(b"ustar  \0");
         for (i, (off, len)) in runs.iter().enumerate() {
             let at = 386 + i * 24;
-            h[at..at + 12].copy_from_slice(&field(*off));
-            h[at + 12..at + 24].copy_from_slice(&field(*len));
+            h[at..at + 12].copy_from_slice(&crate::tarw::numeric(*off));
+            h[at + 12..at + 24].copy_from_slice(&crate::tarw::numeric(*len));
         }
-        h[483..495].copy_from_slice(&field(real));
+        h[483..495].copy_from_slice(&crate::tarw::numeric(real));
         let sum = format!("{:06o}\0 ", checksum(&h));
         h[148..156].copy_from_slice(sum.as_bytes());
         h

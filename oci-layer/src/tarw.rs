@@ -56,7 +56,7 @@ const USTAR_MAX_ID: u64 = 0o7777777;
 const USTAR_MAX_SIZE: u64 = 0o77777777777;
 
 /// A 12-byte numeric field: 11 octal digits when they hold it, else GNU base-256.
-fn numeric(v: u64) -> [u8; 12] {
+pub(crate) fn numeric(v: u64) -> [u8; 12] {
     let mut f = [0u8; 12];
     if v <= USTAR_MAX_SIZE {
         f.copy_from_slice(format!("{v:011o}\0").as_bytes());
@@ -222,29 +222,8 @@ impl<W: AsyncWrite + Unpin> TarWriter<W> {
         e: &EntryHeader,
         data: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<()> {
-        use tokio::io::AsyncReadExt;
         self.header(e).await?;
-        // Reads of up to 256 KiB (tokio::io::copy's 8 KiB would make each a hop to the
-        // blocking pool for a file), and one buffer for the whole archive.
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.resize(256 * 1024, 0);
-        let mut n = 0u64;
-        let result = async {
-            while n < e.size {
-                let want = (buf.len() as u64).min(e.size - n) as usize;
-                let got = data.read(&mut buf[..want]).await?;
-                if got == 0 {
-                    break;
-                }
-                self.w.write_all(&buf[..got]).await?;
-                n += got as u64;
-            }
-            Ok::<_, std::io::Error>(())
-        }
-        .await;
-        self.buf = buf;
-        result?;
-        self.written += n;
+        let n = self.copy_from(data, e.size).await?;
         if n != e.size {
             return Err(Error::InvalidEntry {
                 path: String::from_utf8_lossy(&e.path).into_owned(),
@@ -298,8 +277,7 @@ impl<W: AsyncWrite + Unpin> TarWriter<W> {
         }
         block[482] = u8::from(!rest.is_empty());
         block[483..495].copy_from_slice(&numeric(e.size));
-        block[148..156].copy_from_slice(b"        ");
-        let sum: u64 = block.iter().map(|b| u64::from(*b)).sum();
+        let sum = crate::sparse::checksum(&block);
         block[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
         self.put(&block).await?;
         let chunks: Vec<&[(u64, u64)]> = rest.chunks(21).collect();
@@ -312,39 +290,47 @@ impl<W: AsyncWrite + Unpin> TarWriter<W> {
             ext[504] = u8::from(k + 1 < chunks.len());
             self.put(&ext).await?;
         }
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.resize(256 * 1024, 0);
-        let result = self.copy_runs(e, runs, data, &mut buf).await;
-        self.buf = buf;
-        result?;
+        for &(off, len) in runs {
+            data.seek(std::io::SeekFrom::Start(off)).await?;
+            if self.copy_from(data, len).await? != len {
+                return Err(Error::InvalidEntry {
+                    path: String::from_utf8_lossy(&e.path).into_owned(),
+                    reason: "file changed while being read: it got shorter".into(),
+                });
+            }
+        }
         self.pad().await
     }
 
-    async fn copy_runs(
+    /// Copies up to `len` bytes of `data` into the archive; how many there were. Reads of up
+    /// to 256 KiB (tokio::io::copy's 8 KiB would make each a hop to the blocking pool for a
+    /// file) into one buffer for the whole archive.
+    async fn copy_from(
         &mut self,
-        e: &EntryHeader,
-        runs: &[(u64, u64)],
-        data: &mut tokio::fs::File,
-        buf: &mut [u8],
-    ) -> Result<()> {
-        use tokio::io::{AsyncReadExt, AsyncSeekExt};
-        for &(off, len) in runs {
-            data.seek(std::io::SeekFrom::Start(off)).await?;
-            let mut left = len;
-            while left > 0 {
-                let want = (buf.len() as u64).min(left) as usize;
+        data: &mut (dyn AsyncRead + Send + Unpin),
+        len: u64,
+    ) -> Result<u64> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(256 * 1024, 0);
+        let mut n = 0u64;
+        let result = async {
+            while n < len {
+                let want = (buf.len() as u64).min(len - n) as usize;
                 let got = data.read(&mut buf[..want]).await?;
                 if got == 0 {
-                    return Err(Error::InvalidEntry {
-                        path: String::from_utf8_lossy(&e.path).into_owned(),
-                        reason: "file changed while being read: it got shorter".into(),
-                    });
+                    break;
                 }
-                self.put(&buf[..got]).await?;
-                left -= got as u64;
+                self.w.write_all(&buf[..got]).await?;
+                n += got as u64;
             }
+            Ok::<_, std::io::Error>(())
         }
-        Ok(())
+        .await;
+        self.buf = buf;
+        self.written += n;
+        result?;
+        Ok(n)
     }
 
     /// Writes the end-of-archive blocks and flushes; returns the inner writer.
