@@ -1274,24 +1274,19 @@ impl Images {
     /// regular file replaced atomically, a device, pipe or FIFO written to) or standard output.
     pub async fn export(&self, data_dir: &Path, id: &str, output: Option<&Path>) -> Result<()> {
         let (rec, dir) = Self::snapshot(data_dir, id)?;
-        reap_export_views(&dir);
+        let snapshots = oci_rs_layer::Snapshotter::new(data_dir.join("snapshots"))?;
         // Held until the export ends (a rootless one's flattened view).
         let mut _view = None;
         let src = match rec.kind {
             // As root, the container's files are read where they are, its overlay mounted
             // again when it is not: streamed as walked, nothing staged.
             oci_rs_layer::MountKind::Overlay if rustix::process::geteuid().is_root() => {
-                oci_rs_layer::Snapshotter::new(data_dir.join("snapshots"))?
-                    .open(&rec.id)?
-                    .rootfs
+                snapshots.open(&rec.id)?.rootfs
             }
             // Rootless, the overlay is mounted only in the container's namespaces: the image
-            // and the changes are flattened into a view first, named for this process so that
-            // the next export removes one an interrupted export left.
+            // and the changes are flattened into a view first.
             oci_rs_layer::MountKind::Overlay => {
-                let view = tempfile::Builder::new()
-                    .prefix(&format!("{EXPORT_VIEW}{}-", std::process::id()))
-                    .tempdir_in(&dir)?;
+                let view = snapshots.export_view(&rec.id)?;
                 let base = self.image_of(&rec).await?;
                 self.apply_image(&base, view.path()).await?;
                 // The changes go from the upper directory into the view through a pipe.
@@ -1337,36 +1332,6 @@ impl Images {
             out.commit()?;
         }
         Ok(())
-    }
-}
-
-/// The prefix of a rootless export's flattened view (`.export-PID-RANDOM`).
-const EXPORT_VIEW: &str = ".export-";
-
-/// Removes the export views in a container's snapshot directory whose process is gone.
-fn reap_export_views(dir: &Path) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(EXPORT_VIEW))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let alive = rustix::process::Pid::from_raw(pid).is_some_and(|p| {
-            !matches!(
-                rustix::process::test_kill_process(p),
-                Err(rustix::io::Errno::SRCH)
-            )
-        });
-        if !alive {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
     }
 }
 

@@ -11,6 +11,44 @@ use std::path::{Path, PathBuf};
 
 /// The prefix of temporary unpack directories under `layers`.
 const UNPACK_PREFIX: &str = ".unpack-";
+const EXPORT_PREFIX: &str = ".export-";
+
+/// A new temporary directory in `dir` named `PREFIXPID-RANDOM` after this process, for
+/// [`reap_process_temps`] to tell from a live process's.
+fn process_temp_dir(dir: &Path, prefix: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("{prefix}{}-", std::process::id()))
+        .tempdir_in(dir)
+        .map_err(|e| Error::fs("mkdtemp", dir, e))
+}
+
+/// Removes the directories of [`process_temp_dir`] in `dir` whose process is gone.
+fn reap_process_temps(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let alive = rustix::process::Pid::from_raw(pid).is_some_and(|p| {
+            !matches!(
+                rustix::process::test_kill_process(p),
+                Err(rustix::io::Errno::SRCH)
+            )
+        });
+        if !alive {
+            tracing::debug!(dir = ?e.path(), "removing a dead process's temporary directory");
+            let _ = remove_tree(&e.path());
+        }
+    }
+}
 
 /// Overlay snapshots: each layer unpacked once into its own directory, keyed by DiffID, and
 /// an image's layers mounted as overlayfs lower directories under a fresh upper and work
@@ -260,41 +298,24 @@ impl Snapshotter {
     /// (`.unpack-PID-RANDOM`) so that the next unpack can tell a dead process's from a running
     /// one's.
     pub(crate) fn unpack_dir(&self) -> Result<tempfile::TempDir> {
-        let layers = self.root.join("layers");
-        tempfile::Builder::new()
-            .prefix(&format!("{UNPACK_PREFIX}{}-", std::process::id()))
-            .tempdir_in(&layers)
-            .map_err(|e| Error::fs("mkdtemp", layers, e))
+        process_temp_dir(&self.root.join("layers"), UNPACK_PREFIX)
     }
 
     /// Removes the temporary unpack directories of processes that are gone (a crash or a
     /// kill in the middle of an unpack).
     pub(crate) fn reap_unpack_dirs(&self) {
-        let layers = self.root.join("layers");
-        let Ok(entries) = std::fs::read_dir(&layers) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let Some(pid) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix(UNPACK_PREFIX))
-                .and_then(|rest| rest.split('-').next())
-                .and_then(|p| p.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            let alive = rustix::process::Pid::from_raw(pid).is_some_and(|p| {
-                !matches!(
-                    rustix::process::test_kill_process(p),
-                    Err(rustix::io::Errno::SRCH)
-                )
-            });
-            if !alive {
-                tracing::debug!(dir = ?e.path(), "removing a dead process's unpack directory");
-                let _ = remove_tree(&e.path());
-            }
-        }
+        reap_process_temps(&self.root.join("layers"), UNPACK_PREFIX);
+    }
+
+    /// A new, empty directory in container `id`'s snapshot for a flattened view of its files
+    /// (an export where its overlay cannot be mounted here: rootless), removed when the value
+    /// is dropped. Named after this process (`.export-PID-RANDOM`), so the views that exports
+    /// of processes now gone left (a kill, Ctrl-C) are removed first.
+    pub fn export_view(&self, id: &str) -> Result<tempfile::TempDir> {
+        valid_id(id)?;
+        let dir = self.root.join("containers").join(id);
+        reap_process_temps(&dir, EXPORT_PREFIX);
+        process_temp_dir(&dir, EXPORT_PREFIX)
     }
 
     /// Takes an overlay snapshot's upper directory as the unpacked directory of the layer

@@ -232,3 +232,32 @@ async fn flatten_gives_one_layer_with_the_same_tree() {
         .collect();
     assert!(stray.is_empty());
 }
+
+/// A rootless export's view is named for its process and removed when dropped; the views an
+/// export of a process now gone left are removed when the next one is made.
+#[test]
+fn export_views_of_dead_processes_are_reaped() {
+    let d = tempfile::tempdir().unwrap();
+    let snaps = Snapshotter::new(d.path().join("snapshots")).unwrap();
+    let ctr = d.path().join("snapshots/containers/c1");
+    std::fs::create_dir_all(&ctr).unwrap();
+    // pid_max is at most 4194304: no process has this pid.
+    let dead = ctr.join(".export-99999999-abc");
+    std::fs::create_dir_all(dead.join("etc")).unwrap();
+    let view = snaps.export_view("c1").unwrap();
+    assert!(!dead.exists(), "the dead export's view is left");
+    let name = view
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        name.starts_with(&format!(".export-{}-", std::process::id())),
+        "{name}"
+    );
+    let path = view.path().to_path_buf();
+    drop(view);
+    assert!(!path.exists());
+    assert!(snaps.export_view("../c1").is_err());
+}
