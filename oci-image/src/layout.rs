@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::io::AsyncWrite;
 
 /// The annotation that names an entry of `index.json`.
@@ -27,6 +27,8 @@ pub const CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
 /// The content of the `oci-layout` file.
 pub const OCI_LAYOUT_CONTENT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 const INGEST_PREFIX: &str = ".ingest-";
+/// An ingest temporary locked before it had a name (see `locked_temporary`).
+const LOCKED_INGEST_PREFIX: &str = ".ingest-locked-";
 /// Largest `index.json` read.
 const MAX_INDEX_SIZE: u64 = 64 * 1024 * 1024;
 
@@ -376,24 +378,22 @@ fn locked_temporary(root: &Path) -> Result<(std::fs::File, tempfile::TempPath)> 
         Ok(fd) => {
             rustix::fs::flock(&fd, FlockOperation::LockShared).map_err(|e| err(e.into()))?;
             let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-            for _ in 0..16 {
-                let name = root.join(format!("{INGEST_PREFIX}{:016x}", rand_u64()));
-                match rustix::fs::linkat(
-                    rustix::fs::CWD,
-                    proc_path.as_str(),
-                    rustix::fs::CWD,
-                    &name,
-                    rustix::fs::AtFlags::SYMLINK_FOLLOW,
-                ) {
-                    Ok(()) => {
-                        let temp = tempfile::TempPath::try_from_path(&name).map_err(err)?;
-                        return Ok((fd.into(), temp));
-                    }
-                    Err(rustix::io::Errno::EXIST) => continue,
-                    Err(e) => return Err(err(e.into())),
-                }
-            }
-            Err(err(std::io::Error::other("no free temporary name")))
+            // tempfile's names, and its retries when one is taken; the file is ours already.
+            let ((), temp) = tempfile::Builder::new()
+                .prefix(LOCKED_INGEST_PREFIX)
+                .make_in(root, |name| {
+                    rustix::fs::linkat(
+                        rustix::fs::CWD,
+                        proc_path.as_str(),
+                        rustix::fs::CWD,
+                        name,
+                        rustix::fs::AtFlags::SYMLINK_FOLLOW,
+                    )
+                    .map_err(std::io::Error::from)
+                })
+                .map_err(err)?
+                .into_parts();
+            Ok((fd.into(), temp))
         }
         Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR | rustix::io::Errno::INVAL) => {
             let (file, temp) = tempfile::Builder::new()
@@ -409,17 +409,6 @@ fn locked_temporary(root: &Path) -> Result<(std::fs::File, tempfile::TempPath)> 
     }
 }
 
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
-}
-
 /// Removes the `.ingest-*` files in `root` that no writer holds (see [`locked_temporary`]);
 /// how many. Those of the fallback path get a minute, the time between their naming and
 /// their locking being unguarded there.
@@ -430,11 +419,10 @@ fn reap_abandoned_ingests(root: &Path) -> usize {
     let mut removed = 0;
     for e in rd.flatten() {
         let name = e.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(INGEST_PREFIX)) else {
+        let Some(name) = name.to_str().filter(|n| n.starts_with(INGEST_PREFIX)) else {
             continue;
         };
-        let ours = rest.len() == 16 && rest.bytes().all(|b| b.is_ascii_hexdigit());
-        let settled = ours
+        let settled = name.starts_with(LOCKED_INGEST_PREFIX)
             || e.metadata()
                 .and_then(|m| m.created().or_else(|_| m.modified()))
                 .is_ok_and(|t| t.elapsed().is_ok_and(|a| a > Duration::from_secs(60)));

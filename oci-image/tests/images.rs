@@ -717,7 +717,7 @@ async fn abandoned_ingests_of_dead_processes_go_at_once() {
         eprintln!("skipping: flock (util-linux) is not installed");
         return;
     }
-    abandoned(".ingest-00112233aabbccdd");
+    abandoned(".ingest-locked-aB3xYz");
     let mut live = layout
         .ingest(oci_rs_image::Expected::unknown())
         .await
@@ -729,7 +729,7 @@ async fn abandoned_ingests_of_dead_processes_go_at_once() {
     assert_eq!(r.stale_temporaries, 1);
     assert_eq!(ingests(dir.path()).len(), 1, "the live one stays");
     // Opening the layout (the next pull) removes one too.
-    abandoned(".ingest-44556677eeff0011");
+    abandoned(".ingest-locked-Qr7tUv");
     OciLayout::open(dir.path()).await.unwrap();
     assert_eq!(ingests(dir.path()).len(), 1, "{:?}", ingests(dir.path()));
     let info = live.commit().await.unwrap();
