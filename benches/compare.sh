@@ -399,11 +399,8 @@ containers_bench() {
   awk -v c="$C/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
 }
 
-# Networking: nginx-light and iperf3 from debootstrap, published ports, against podman with
-# netavark (root) and slirp4netns + rootlessport (rootless).
-network_bench() {
-  need podman runc netavark aardvark-dns slirp4netns nftables iperf3 apache2-utils curl uidmap
-  local N=$D/net R=${RUNS:-3}
+# $D/nginx-iperf.tar: Debian minbase with nginx-light and iperf3, made once by debootstrap.
+nginx_tar() {
   if [ ! -s "$D/nginx-iperf.tar" ]; then
     rm -rf "$D/nginx-root"
     debootstrap --variant=minbase --include=nginx-light,iperf3 bookworm "$D/nginx-root" \
@@ -411,6 +408,14 @@ network_bench() {
     rm -rf "$D/nginx-root/var/cache/apt/archives" "$D/nginx-root/var/lib/apt/lists"
     tar -C "$D/nginx-root" -cf "$D/nginx-iperf.tar" .
   fi
+}
+
+# Networking: nginx-light and iperf3 from debootstrap, published ports, against podman with
+# netavark (root) and slirp4netns + rootlessport (rootless).
+network_bench() {
+  need podman runc netavark aardvark-dns slirp4netns nftables iperf3 apache2-utils curl uidmap
+  local N=$D/net R=${RUNS:-3}
+  nginx_tar
   awk -v c="$N/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
   rm -rf "$N" && mkdir -p "$N"
   chmod 0666 /dev/net/tun
@@ -571,13 +576,7 @@ DOCKERFILE
 export_bench() {
   need podman runc
   local E=$D/export R=${RUNS:-3}
-  if [ ! -s "$D/nginx-iperf.tar" ]; then
-    rm -rf "$D/nginx-root"
-    debootstrap --variant=minbase --include=nginx-light,iperf3 bookworm "$D/nginx-root" \
-      http://deb.debian.org/debian >/dev/null
-    rm -rf "$D/nginx-root/var/cache/apt/archives" "$D/nginx-root/var/lib/apt/lists"
-    tar -C "$D/nginx-root" -cf "$D/nginx-iperf.tar" .
-  fi
+  nginx_tar
   awk -v c="$E/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
   rm -rf "$E" && mkdir -p "$E"
   local O="$OCI -q --data-dir $E/data"

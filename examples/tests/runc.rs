@@ -23,25 +23,9 @@ fn runc(root: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// A bundle directory `dir/bundle` whose rootfs holds busybox as `tools`, with the state root
-/// `dir/state`, after `oci-runc spec`.
+/// [`common::busybox_bundle`] made by this `oci-runc`.
 fn busybox_bundle(dir: &Path, tools: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (bundle, root) = (dir.join("bundle"), dir.join("state"));
-    let rootfs = bundle.join("rootfs");
-    for d in ["bin", "proc", "dev", "sys"] {
-        std::fs::create_dir_all(rootfs.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    for t in tools {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(t)).unwrap();
-    }
-    let o = Command::new(RUNC)
-        .arg("spec")
-        .current_dir(&bundle)
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    (bundle, root)
+    common::busybox_bundle(Path::new(RUNC), dir, tools)
 }
 
 #[test]

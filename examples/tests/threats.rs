@@ -810,26 +810,11 @@ fn oci_runc_run_with_a_cwd_through_proc_self_fd_never_reaches_the_host() {
     let dir = tempfile::tempdir().unwrap();
     let (marker, secret) = host_marker(dir.path());
     let probe = cwd_escape_probe(&marker);
-    let bundle = dir.path().join("bundle");
-    let rootfs = bundle.join("rootfs");
-    for d in ["bin", "proc", "dev", "sys"] {
-        std::fs::create_dir_all(rootfs.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    for t in ["sh", "cat", "echo"] {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(t)).unwrap();
-    }
-    let o = Command::new(runc)
-        .arg("spec")
-        .current_dir(&bundle)
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    let (bundle, state) = common::busybox_bundle(runc, dir.path(), &["sh", "cat", "echo"]);
     let cfg = bundle.join("config.json");
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
     v["process"]["args"] = serde_json::json!(["sh", "-c", probe]);
     v["process"]["terminal"] = serde_json::json!(false);
-    let state = dir.path().join("state");
     for n in 3..=24 {
         v["process"]["cwd"] = serde_json::json!(format!("/proc/self/fd/{n}"));
         std::fs::write(&cfg, serde_json::to_vec(&v).unwrap()).unwrap();

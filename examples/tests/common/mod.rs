@@ -118,6 +118,31 @@ pub fn tar_with_file(name: &str, content: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A bundle directory `dir/bundle` whose rootfs holds busybox as `tools`, with the state root
+/// `dir/state`, after `RUNC spec` (`runc`: a runc-compatible command, `oci-runc`).
+pub fn busybox_bundle(
+    runc: &Path,
+    dir: &Path,
+    tools: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (bundle, root) = (dir.join("bundle"), dir.join("state"));
+    let rootfs = bundle.join("rootfs");
+    for d in ["bin", "proc", "dev", "sys"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    for t in tools {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(t)).unwrap();
+    }
+    let o = Command::new(runc)
+        .arg("spec")
+        .current_dir(&bundle)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    (bundle, root)
+}
+
 /// A rootfs of busybox with `tools` linked to it, in `dir/rootfs`, and its tar in `dir/r.tar`
 /// (returned).
 pub fn busybox_rootfs_tar(dir: &Path, tools: &[&str]) -> std::path::PathBuf {
