@@ -565,12 +565,7 @@ async fn id_maps_shift_ownership() {
 
 #[tokio::test]
 async fn same_tree_as_gnu_tar() {
-    if std::process::Command::new("tar")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipping: GNU tar is not installed");
+    if !have_gnu_tar() {
         return;
     }
     let sb = Sandbox::new();
@@ -619,12 +614,7 @@ async fn same_tree_as_gnu_tar() {
 
 #[tokio::test]
 async fn gnu_sparse_files_and_gnu_long_names_from_gnu_tar() {
-    if std::process::Command::new("tar")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipping: GNU tar is not installed");
+    if !have_gnu_tar() {
         return;
     }
     let sb = Sandbox::new();
@@ -681,15 +671,23 @@ async fn gnu_sparse_files_and_gnu_long_names_from_gnu_tar() {
 
 // Resource exhaustion: sizes that lie, records that claim gigabytes, times out of range.
 
+/// Whether GNU tar is here (the tests that compare with it, or write with it, skip and say
+/// so when it is not).
+fn have_gnu_tar() -> bool {
+    let here = std::process::Command::new("tar")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !here {
+        eprintln!("skipping: GNU tar is not installed");
+    }
+    here
+}
+
 /// A GNU tar (`--sparse`) of one sparse file `big` of `len` bytes with `data` at its start
 /// and at half its length.
 fn sparse_tar(dir: &Path, len: u64) -> Option<Vec<u8>> {
-    if std::process::Command::new("tar")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipping: GNU tar is not installed");
+    if !have_gnu_tar() {
         return None;
     }
     let src = dir.join("sparse-src");
@@ -990,12 +988,7 @@ async fn a_terabyte_hole_costs_neither_time_nor_disk() {
 /// the layer's own bytes.
 #[tokio::test]
 async fn sparse_files_with_extension_blocks_and_long_names() {
-    if std::process::Command::new("tar")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipping: GNU tar is not installed");
+    if !have_gnu_tar() {
         return;
     }
     let sb = Sandbox::new();
