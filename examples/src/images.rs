@@ -836,7 +836,7 @@ impl Images {
                     .iter()
                     .find(|c| c.image == host || c.image == named)
                 {
-                    let name = crate::containers::Containers::open(data_dir)?
+                    let name = oci_rs_runtime::engine::Containers::open(data_dir)?
                         .view(&c.id)
                         .map(|v| v.config.name)
                         .unwrap_or_default();
@@ -1160,7 +1160,7 @@ impl Images {
     }
 
     fn snapshot(data_dir: &Path, name: &str) -> Result<(oci_rs_layer::SnapshotInfo, PathBuf)> {
-        let id = crate::containers::Containers::open(data_dir)?.resolve(name)?;
+        let id = oci_rs_runtime::engine::Containers::open(data_dir)?.resolve(name)?;
         let info = oci_rs_layer::Snapshotter::new(data_dir.join("snapshots"))?.info(&id)?;
         Ok((info, data_dir.join("snapshots/containers").join(id)))
     }
@@ -1177,7 +1177,7 @@ impl Images {
         how: &CommitOptions,
     ) -> Result<Descriptor> {
         let (rec, dir) = Self::snapshot(data_dir, id)?;
-        let full_id = crate::containers::Containers::open(data_dir)?.resolve(id)?;
+        let full_id = oci_rs_runtime::engine::Containers::open(data_dir)?.resolve(id)?;
         let frozen = match oci_rs_runtime::Container::load(&data_dir.join("run"), &full_id) {
             Ok(c) if how.pause && c.status() == oci_rs_runtime::Status::Running => {
                 c.pause()

@@ -5,11 +5,9 @@
 //! lives in the runtime crate: `oci_rs_runtime::image_spec`.
 
 pub mod build;
-pub mod containers;
 pub mod images;
 pub mod terminal;
 pub mod text;
-pub mod volumes;
 
 /// Exit code for a failure of the tool itself (not of the container), as docker and runc use.
 pub const EXIT_TOOL_FAILURE: i32 = 125;

@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 /// `exec -t`: the process gets a pty (its master comes back over a console socket in a
 /// private directory) that this process relays to its own terminal, in raw mode and
 /// restored afterwards, passing the window size on at start and on SIGWINCH.
-pub(crate) fn exec_tty(
+pub fn exec_tty(
     c: &oci_rs_runtime::Container,
     process: &oci_spec::runtime::Process,
     stdin: bool,
@@ -174,7 +174,7 @@ pub async fn attach(m: &Monitor, stdin: bool, tty: bool) -> Result<i32> {
 }
 
 /// This terminal's size as the runtime spec's `process.consoleSize`.
-pub(crate) fn console_size() -> Option<oci_spec::runtime::Box> {
+pub fn console_size() -> Option<oci_spec::runtime::Box> {
     let (rows, cols) = terminal_size()?;
     oci_spec::runtime::BoxBuilder::default()
         .height(u64::from(rows))

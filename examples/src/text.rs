@@ -2,8 +2,8 @@
 //! column, `--format` templates, `ps --filter`, and the values of `--memory`, `--log-opt`,
 //! `--since` and `--env-file`.
 
-use crate::containers::ContainerView;
 use anyhow::{anyhow, bail, Context, Result};
+use oci_rs_runtime::engine::ContainerView;
 use oci_rs_runtime::LogLimits;
 use oci_rs_runtime::{MonitorState, MonitorStatus};
 use std::path::Path;

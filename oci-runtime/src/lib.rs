@@ -121,6 +121,8 @@ mod cgroup;
 mod container;
 mod default_seccomp;
 mod devices;
+#[cfg(feature = "engine")]
+pub mod engine;
 mod error;
 mod exe;
 mod hooks;

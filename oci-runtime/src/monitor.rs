@@ -93,6 +93,12 @@ pub struct MonitorConfig {
     /// Run when the container has ended for good (argv; empty: nothing). `/proc/self/exe`
     /// names the monitor's program, which is the program that spawned it.
     pub exit_command: Vec<String>,
+    /// Remove the container from the [container store](crate::engine::Containers) under
+    /// this data directory when it has ended for good (`run --rm`), in the monitor itself:
+    /// the program that spawned it needs no verb for it.
+    #[cfg(feature = "engine")]
+    #[serde(default)]
+    pub remove_from: Option<PathBuf>,
     /// Give the container a stdin pipe fed by attached clients (`-i`), instead of /dev/null.
     pub stdin: bool,
     /// Start the process only once a client has attached, so it misses no output
@@ -134,6 +140,8 @@ impl MonitorConfig {
             log: LogLimits::default(),
             restart: RestartPolicy::No,
             exit_command: Vec::new(),
+            #[cfg(feature = "engine")]
+            remove_from: None,
             stdin: false,
             attach_first: false,
             init: false,
@@ -642,6 +650,14 @@ impl Serve {
         self.flush_clients(Instant::now() + Duration::from_secs(2));
         self.clients.clear();
         let _ = std::fs::remove_file(self.cfg.dir.join(ATTACH_SOCKET));
+        #[cfg(feature = "engine")]
+        if let Some(data) = &self.cfg.remove_from {
+            let removed = crate::engine::Containers::open(data)
+                .and_then(|store| store.remove(&self.cfg.id, true));
+            if let Err(e) = removed {
+                tracing::warn!(container = %self.cfg.id, error = %crate::chain(&e), "removing the container after it ended");
+            }
+        }
         if let Some((prog, args)) = self.cfg.exit_command.split_first() {
             let _ = std::process::Command::new(prog)
                 .args(args)

@@ -14,11 +14,11 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use oci_examples::containers::{Containers, ExecRequest, RunRequest};
 use oci_examples::images::{data_dir, short, Images};
-use oci_examples::volumes::{parse_mount_arg, parse_volume_arg, MountArg, Volumes};
 use oci_examples::EXIT_TOOL_FAILURE;
 use oci_examples::{terminal, text};
+use oci_rs_runtime::engine::{parse_mount_arg, parse_volume_arg, MountArg, Volumes};
+use oci_rs_runtime::engine::{Containers, ExecRequest, RunImage, RunRequest};
 use oci_rs_runtime::{ExtraMount, NetworkMode, RunOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -835,7 +835,7 @@ async fn run(cli: Cli) -> Result<()> {
                 if root {
                     format!(
                         "bridge (nftables, netlink), networks under {}",
-                        store.networks_dir().display()
+                        oci_rs_runtime::Networks::host_dir().display()
                     )
                 } else {
                     "slirp4netns with a userland port proxy (rootless)".to_owned()
@@ -1442,7 +1442,7 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
         .iter()
         .map(|v| parse_volume_arg(v))
         .chain(a.mount.iter().map(|m| parse_mount_arg(m)))
-        .collect::<Result<_>>()?;
+        .collect::<Result<_, _>>()?;
     for m in parsed {
         match m {
             MountArg::Extra(e) => mounts.push(e),
@@ -1506,11 +1506,24 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
         no_new_privileges,
         seccomp,
     };
+    if let Some(s) = &a.stop_signal {
+        oci_rs_runtime::parse_signal(s)?;
+    }
+    let (manifest, config, config_digest) = images
+        .image_for_run(&a.image, a.platform.as_deref())
+        .await?;
+    let image = RunImage {
+        source: &images.layout,
+        manifest,
+        config,
+        config_digest,
+        name: a.image.clone(),
+    };
     let req = RunRequest {
         opts,
         name: a.name,
         rm: a.rm,
-        platform: a.platform,
+        console_size: (a.tty && !a.detach).then(terminal::console_size).flatten(),
         detach: a.detach,
         interactive: a.interactive,
         restart: a.restart.parse()?,
@@ -1524,7 +1537,7 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
         publish,
         publish_all: a.publish_all,
     };
-    let (id, monitor) = store.run(images, &a.image, req).await?;
+    let (id, monitor) = store.run(&image, req).await?;
     if a.detach {
         writeln!(std::io::stdout(), "{id}")?;
         return Ok(0);
@@ -1716,7 +1729,15 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                 timestamps,
             };
             drop(out);
-            store.logs(&container, &q, follow)?;
+            let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+            store.logs(&container, &q, follow, &mut |s, b| {
+                let w: &mut dyn Write = match s {
+                    oci_rs_runtime::LogStream::Stdout => &mut stdout,
+                    oci_rs_runtime::LogStream::Stderr => &mut stderr,
+                };
+                w.write_all(b)?;
+                w.flush()
+            })?;
         }
         Verb::Stop { time, containers } => {
             for c in containers {
@@ -1788,9 +1809,17 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                 detach,
                 tty,
             };
-            return tokio::task::spawn_blocking(move || store.exec(&container, &req))
-                .await
-                .map_err(|e| anyhow::anyhow!("exec: {e}"))?;
+            // Blocking: the process is waited for (and a terminal relayed) on this thread.
+            return tokio::task::spawn_blocking(move || -> Result<i32> {
+                if !tty {
+                    return Ok(store.exec(&container, &req)?);
+                }
+                let (c, mut process) = store.exec_process(&container, &req)?;
+                process.set_console_size(terminal::console_size());
+                terminal::exec_tty(&c, &process, interactive)
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("exec: {e}"))?;
         }
         Verb::Rm { force, containers } => {
             for c in containers {
@@ -1828,7 +1857,7 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                     let infos = names
                         .iter()
                         .map(|n| vols.inspect(n))
-                        .collect::<Result<Vec<_>>>()?;
+                        .collect::<Result<Vec<_>, _>>()?;
                     drop(out);
                     print_json(&infos)?;
                 }
@@ -1879,8 +1908,21 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             }
         }
         Verb::Top { container } => {
-            for line in store.top(&container)? {
-                writeln!(out, "{line}")?;
+            writeln!(out, "{:<8} {:<8} {:<10} CMD", "PID", "UID", "TIME")?;
+            for p in store.top(&container)? {
+                let secs = p.cpu.as_secs();
+                writeln!(
+                    out,
+                    "{:<8} {:<8} {:02}:{:02}:{:02}   {}",
+                    p.pid,
+                    p.uid,
+                    secs / 3600,
+                    secs / 60 % 60,
+                    secs % 60,
+                    // Any process in the container sets its own argv: no escape sequence
+                    // from it reaches the terminal.
+                    text::printable(&p.command)
+                )?;
             }
         }
         _ => anyhow::bail!("not a container verb"),

@@ -74,7 +74,7 @@ impl Builder<'_> {
         let id = format!(
             "build-{}-{}",
             std::process::id(),
-            crate::containers::random_hex(8)?
+            oci_rs_runtime::engine::random_hex(8)?
         );
         let mount = snaps
             .prepare_layers(&id, &self.images.layout, stack, what, false)

@@ -1,11 +1,12 @@
-//! Named volumes: `volume create|ls|inspect|rm`, `-v NAME:/path` and
-//! `--mount type=volume,...`, kept under `DATA/volumes/NAME/_data` (docker's layout), private
+//! Named volumes (docker's `volume create|ls|inspect|rm`, `-v NAME:/path` and
+//! `--mount type=volume,...`), kept under `DATA/volumes/NAME/_data` (docker's layout), private
 //! to their owner. A volume that is empty when a container first mounts it is filled with
 //! what the image has at the mount point, as docker does, copied through oci-rs-layer's export
 //! and apply, which resolve every path inside their roots (a link in the image cannot make
 //! the copy read a host file).
 
-use anyhow::{anyhow, bail, Context, Result};
+use super::containers::valid_name as valid;
+use super::{read_record, write_record, EngineError, EngineResult as Result};
 use std::path::{Path, PathBuf};
 
 /// A volume as `volume inspect` shows it (docker's fields).
@@ -32,16 +33,14 @@ pub struct Volumes {
 }
 
 fn valid_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        bail!("invalid volume name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    valid("volume", name)
+}
+
+fn mount_spec(flag: &'static str, spec: &str, problem: impl Into<String>) -> EngineError {
+    EngineError::MountSpec {
+        flag,
+        spec: spec.to_owned(),
+        problem: problem.into(),
     }
 }
 
@@ -67,37 +66,35 @@ impl Volumes {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Ok((self.inspect(name)?, false))
             }
-            Err(e) => return Err(e).with_context(|| format!("creating volume {name}")),
+            Err(e) => return Err(EngineError::io("create", &base, e)),
         }
         oci_rs_layer::private_dir(&base)?;
         let data = base.join("_data");
         // The data directory itself is what containers see: root-owned, 0755 as docker's.
-        std::fs::create_dir(&data)?;
+        std::fs::create_dir(&data).map_err(|e| EngineError::io("create", &data, e))?;
         let info = VolumeInfo {
             name: name.to_owned(),
             driver: "local".into(),
             mountpoint: data,
-            created_at: oci_rs_runtime::rfc3339(oci_rs_runtime::now_ns()),
+            created_at: crate::rfc3339(crate::now_ns()),
             labels,
             scope: "local".into(),
         };
-        let tmp = base.join(".meta.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&info)?)?;
-        std::fs::rename(&tmp, base.join("meta.json"))?;
+        write_record(&base.join("meta.json"), &info)?;
         Ok((info, true))
     }
 
     /// `volume inspect NAME`.
     pub fn inspect(&self, name: &str) -> Result<VolumeInfo> {
         valid_name(name)?;
-        let p = self.dir.join(name).join("meta.json");
-        let b = std::fs::read(&p).map_err(|_| anyhow!("no such volume: {name}"))?;
-        Ok(serde_json::from_slice(&b)?)
+        read_record(&self.dir.join(name).join("meta.json"))?
+            .ok_or_else(|| EngineError::NoSuchVolume(name.to_owned()))
     }
 
     /// `volume ls`.
     pub fn list(&self) -> Result<Vec<VolumeInfo>> {
-        let mut out: Vec<VolumeInfo> = std::fs::read_dir(&self.dir)?
+        let mut out: Vec<VolumeInfo> = std::fs::read_dir(&self.dir)
+            .map_err(|e| EngineError::io("read", &self.dir, e))?
             .flatten()
             .filter_map(|e| e.file_name().to_str().map(str::to_owned))
             .filter_map(|n| self.inspect(&n).ok())
@@ -110,12 +107,16 @@ impl Volumes {
     pub fn remove(&self, name: &str, users: &[String]) -> Result<()> {
         self.inspect(name)?;
         if let Some(c) = users.first() {
-            bail!("volume {name} is in use by container {c}: remove the container first");
+            return Err(EngineError::VolumeInUse {
+                name: name.to_owned(),
+                container: c.clone(),
+            });
         }
         let base = self.dir.join(name);
         // The marker goes first: a half-removed volume is no longer listed.
-        std::fs::remove_file(base.join("meta.json"))?;
-        std::fs::remove_dir_all(&base).with_context(|| format!("removing volume {name}"))?;
+        let meta = base.join("meta.json");
+        std::fs::remove_file(&meta).map_err(|e| EngineError::io("remove", &meta, e))?;
+        std::fs::remove_dir_all(&base).map_err(|e| EngineError::io("remove", &base, e))?;
         Ok(())
     }
 
@@ -125,14 +126,20 @@ impl Volumes {
     pub async fn fill_from_image(&self, name: &str, rootfs: &Path, target: &str) -> Result<()> {
         use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
         let data = self.inspect(name)?.mountpoint;
-        if std::fs::read_dir(&data)?.next().is_some() {
+        let io = |action, e: std::io::Error| EngineError::io(action, &data, e);
+        if std::fs::read_dir(&data)
+            .map_err(|e| io("read", e))?
+            .next()
+            .is_some()
+        {
             return Ok(());
         }
         let root = rustix::fs::open(
             rootfs,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
-        )?;
+        )
+        .map_err(|e| EngineError::io("open", rootfs, e.into()))?;
         let rel = target.trim_start_matches('/');
         let src = match openat2(
             &root,
@@ -145,13 +152,15 @@ impl Volumes {
             // Nothing there, or not a directory: the volume starts empty.
             Err(_) => return Ok(()),
         };
-        let st = rustix::fs::fstat(&src)?;
+        let st = rustix::fs::fstat(&src).map_err(|e| EngineError::io("stat", target, e.into()))?;
         rustix::fs::chown(
             &data,
             Some(rustix::fs::Uid::from_raw(st.st_uid)),
             Some(rustix::fs::Gid::from_raw(st.st_gid)),
-        )?;
-        rustix::fs::chmod(&data, Mode::from_raw_mode(st.st_mode & 0o7777))?;
+        )
+        .map_err(|e| io("chown", e.into()))?;
+        rustix::fs::chmod(&data, Mode::from_raw_mode(st.st_mode & 0o7777))
+            .map_err(|e| io("chmod", e.into()))?;
         // The directory found inside the rootfs, by its descriptor.
         let src_path = PathBuf::from(format!(
             "/proc/self/fd/{}",
@@ -161,14 +170,25 @@ impl Volumes {
         let produce = async move {
             let (_, mut w) =
                 oci_rs_layer::export(&src_path, w, &oci_rs_layer::DiffOptions::default()).await?;
-            tokio::io::AsyncWriteExt::shutdown(&mut w).await?;
-            Ok::<_, anyhow::Error>(())
+            tokio::io::AsyncWriteExt::shutdown(&mut w)
+                .await
+                .map_err(|e| oci_rs_layer::Error::Fs {
+                    op: "write",
+                    path: PathBuf::from(target),
+                    source: e,
+                })?;
+            Ok::<_, oci_rs_layer::Error>(())
         };
         let opts = oci_rs_layer::ApplyOptions::default();
         let consume = oci_rs_layer::apply_tar(&data, r, &opts);
         let (a, b) = tokio::join!(produce, consume);
-        a.with_context(|| format!("copying {target} of the image into volume {name}"))?;
-        b.with_context(|| format!("copying {target} of the image into volume {name}"))?;
+        let fill = |source| EngineError::FillVolume {
+            volume: name.to_owned(),
+            target: target.to_owned(),
+            source: Box::new(source),
+        };
+        a.map_err(fill)?;
+        b.map_err(fill)?;
         drop(src);
         Ok(())
     }
@@ -178,7 +198,7 @@ impl Volumes {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountArg {
     /// A host path or tmpfs.
-    Extra(oci_rs_runtime::ExtraMount),
+    Extra(crate::ExtraMount),
     /// A named volume (created on first use).
     Volume {
         /// The volume.
@@ -193,26 +213,46 @@ pub enum MountArg {
 /// Parses `-v`: `/host:/ctr[:ro]` is a bind, `NAME:/ctr[:ro]` a named volume.
 pub fn parse_volume_arg(spec: &str) -> Result<MountArg> {
     if spec.starts_with('/') {
-        return Ok(MountArg::Extra(oci_rs_runtime::ExtraMount::parse_volume(
-            spec,
-        )?));
+        return Ok(MountArg::Extra(crate::ExtraMount::parse_volume(spec)?));
     }
     let parts: Vec<&str> = spec.split(':').collect();
     let (name, target, opts) = match parts.as_slice() {
         [n, t] => (*n, *t, ""),
         [n, t, o] => (*n, *t, *o),
-        _ => bail!("invalid volume {spec:?}: expected HOST:CONTAINER[:ro] or NAME:CONTAINER[:ro]"),
+        _ => {
+            return Err(mount_spec(
+                "volume",
+                spec,
+                "expected HOST:CONTAINER[:ro] or NAME:CONTAINER[:ro]",
+            ))
+        }
     };
-    valid_name(name).with_context(|| format!("invalid volume {spec:?}"))?;
+    if valid_name(name).is_err() {
+        return Err(mount_spec(
+            "volume",
+            spec,
+            "a volume name is [a-zA-Z0-9][a-zA-Z0-9_.-]",
+        ));
+    }
     if !target.starts_with('/') {
-        bail!("invalid volume {spec:?}: the container path must be absolute");
+        return Err(mount_spec(
+            "volume",
+            spec,
+            "the container path must be absolute",
+        ));
     }
     let mut readonly = false;
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o {
             "ro" => readonly = true,
             "rw" | "z" | "Z" => {}
-            other => bail!("invalid volume {spec:?}: unknown option {other:?}"),
+            other => {
+                return Err(mount_spec(
+                    "volume",
+                    spec,
+                    format!("unknown option {other:?}"),
+                ))
+            }
         }
     }
     Ok(MountArg::Volume {
@@ -234,32 +274,40 @@ pub fn parse_mount_arg(spec: &str) -> Result<MountArg> {
             "target" | "destination" | "dst" => target = Some(v.to_owned()),
             "readonly" | "ro" => readonly = v.is_empty() || v == "true" || v == "1",
             "tmpfs-size" => size = Some(v.to_owned()),
-            _ => bail!("invalid --mount {spec:?}: unknown key {k:?}"),
+            _ => return Err(mount_spec("--mount", spec, format!("unknown key {k:?}"))),
         }
     }
-    let target = target.ok_or_else(|| anyhow!("invalid --mount {spec:?}: no target"))?;
+    let target = target.ok_or_else(|| mount_spec("--mount", spec, "no target"))?;
     let ro = if readonly { ":ro" } else { "" };
     match typ.as_str() {
         "bind" => {
-            let src = source.ok_or_else(|| anyhow!("invalid --mount {spec:?}: no source"))?;
+            let src = source.ok_or_else(|| mount_spec("--mount", spec, "no source"))?;
             if !src.starts_with('/') {
-                bail!("invalid --mount {spec:?}: a bind source must be an absolute path");
+                return Err(mount_spec(
+                    "--mount",
+                    spec,
+                    "a bind source must be an absolute path",
+                ));
             }
             parse_volume_arg(&format!("{src}:{target}{ro}"))
         }
         "volume" => {
-            let src = source.ok_or_else(|| anyhow!("invalid --mount {spec:?}: no source"))?;
+            let src = source.ok_or_else(|| mount_spec("--mount", spec, "no source"))?;
             if src.starts_with('/') {
-                bail!("invalid --mount {spec:?}: a volume source is a name");
+                return Err(mount_spec("--mount", spec, "a volume source is a name"));
             }
             parse_volume_arg(&format!("{src}:{target}{ro}"))
         }
-        "tmpfs" => Ok(MountArg::Extra(oci_rs_runtime::ExtraMount::parse_tmpfs(
+        "tmpfs" => Ok(MountArg::Extra(crate::ExtraMount::parse_tmpfs(
             &match size {
                 Some(s) => format!("{target}:size={s}"),
                 None => target,
             },
         )?)),
-        other => bail!("invalid --mount {spec:?}: unknown type {other:?} (bind, volume, tmpfs)"),
+        other => Err(mount_spec(
+            "--mount",
+            spec,
+            format!("unknown type {other:?} (bind, volume, tmpfs)"),
+        )),
     }
 }

@@ -1,0 +1,288 @@
+//! The container engine (`oci_rs_runtime::engine`) as an embedding program uses it, without
+//! any command line: a busybox image built into an OCI layout, containers run from it by
+//! name, their logs, stop, `rm` clean-up done by the monitor through the library, names that
+//! stay unique, and named volumes filled from the image. Real namespaces and overlay mounts:
+//! root only. Its own `main` (harness = false), because the monitors it spawns are this
+//! program executed again.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use oci_rs_image::{Compression, ImageBuilder, OciLayout};
+use oci_rs_runtime::engine::{Containers, EngineError, RunImage, RunRequest, Volumes};
+use oci_rs_runtime::{LogQuery, LogStream, MonitorState, NetworkMode};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn main() {
+    oci_rs_runtime::serve_if_requested();
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipping: running containers from overlay snapshots needs root");
+        return;
+    }
+    if !Path::new("/bin/busybox").exists() {
+        eprintln!("skipping: /bin/busybox (busybox-static) is not installed");
+        return;
+    }
+    // This test program runs from its file on disk; sealing is tested in tests/sealed.rs.
+    oci_rs_runtime::allow_unsealed();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let tests: [(&str, fn(&Fixture)); 4] = [
+        ("a_detached_container_by_name", a_detached_container_by_name),
+        (
+            "names_are_unique_and_a_refused_run_leaves_nothing",
+            names_are_unique_and_a_refused_run_leaves_nothing,
+        ),
+        (
+            "rm_is_done_by_the_monitor_through_the_library",
+            rm_is_done_by_the_monitor_through_the_library,
+        ),
+        (
+            "a_named_volume_is_filled_from_the_image_and_kept_while_used",
+            a_named_volume_is_filled_from_the_image_and_kept_while_used,
+        ),
+    ];
+    for (name, test) in tests {
+        let f = rt.block_on(Fixture::new());
+        test(&f);
+        eprintln!("test {name} ... ok");
+    }
+}
+
+/// A data directory with a busybox image (`/data/seed` in it) in its layout.
+struct Fixture {
+    dir: tempfile::TempDir,
+    layout: OciLayout,
+    manifest: oci_rs_image::Manifest,
+    rt: tokio::runtime::Handle,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+        std::fs::create_dir_all(rootfs.join("data")).unwrap();
+        std::fs::write(rootfs.join("data/seed"), "from the image\n").unwrap();
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        for t in ["sh", "echo", "cat", "sleep", "true", "ls"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(t)).unwrap();
+        }
+        let tar = dir.path().join("r.tar");
+        assert!(Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap()
+            .success());
+        let data = dir.path().join("data");
+        let layout = OciLayout::create(data.join("images")).await.unwrap();
+        let arch = oci_rs_image::PlatformSpec::host().architecture;
+        let mut b = ImageBuilder::new("linux", &arch)
+            .env("PATH", "/bin")
+            .cmd(["sh"]);
+        let mut f = tokio::fs::File::open(&tar).await.unwrap();
+        b.add_layer_tar(&layout, &mut f, Compression::Gzip, "busybox")
+            .await
+            .unwrap();
+        let manifest = b.build(&layout).await.unwrap();
+        Self {
+            dir,
+            layout,
+            manifest,
+            rt: tokio::runtime::Handle::current(),
+        }
+    }
+
+    fn data(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn image(&self) -> RunImage<'_> {
+        self.rt
+            .block_on(RunImage::new(
+                &self.layout,
+                self.manifest.clone(),
+                None,
+                "busybox:test",
+            ))
+            .unwrap()
+    }
+
+    fn run(&self, store: &Containers, req: RunRequest) -> Result<String, EngineError> {
+        let image = self.image();
+        self.rt.block_on(store.run(&image, req)).map(|(id, _)| id)
+    }
+}
+
+fn detached(name: Option<&str>, script: &str) -> RunRequest {
+    let mut req = RunRequest {
+        name: name.map(str::to_owned),
+        detach: true,
+        ..RunRequest::default()
+    };
+    req.opts.network = NetworkMode::None;
+    req.opts.args = vec!["sh".into(), "-c".into(), script.into()];
+    req
+}
+
+fn logs(store: &Containers, what: &str) -> (String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    store
+        .logs(what, &LogQuery::default(), false, &mut |s, b| {
+            match s {
+                LogStream::Stdout => out.extend_from_slice(b),
+                LogStream::Stderr => err.extend_from_slice(b),
+            }
+            Ok(())
+        })
+        .unwrap();
+    (
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn a_detached_container_by_name(f: &Fixture) {
+    let store = Containers::open(&f.data()).unwrap();
+    let id = f
+        .run(
+            &store,
+            detached(
+                Some("web"),
+                "trap 'exit 3' TERM; echo hello; echo oops >&2; sleep 60 & wait",
+            ),
+        )
+        .unwrap();
+    assert_eq!(store.resolve("web").unwrap(), id);
+    assert_eq!(store.resolve(&id[..10]).unwrap(), id);
+    until("the container's output", || {
+        logs(&store, "web").0 == "hello\n"
+    });
+    assert_eq!(logs(&store, "web").1, "oops\n");
+    let v = store.view("web").unwrap();
+    assert_eq!(v.status.state, MonitorState::Running);
+    assert_eq!(v.config.image, "busybox:test");
+    let rows = store.top("web").unwrap();
+    assert!(rows.iter().any(|p| p.command == "sleep 60"), "{rows:?}");
+    // Removing a running container needs force, and leaves it running.
+    assert!(matches!(
+        store.remove("web", false),
+        Err(EngineError::WrongState { .. })
+    ));
+    let st = store.stop("web", Duration::from_secs(5)).unwrap();
+    assert_eq!(st.state, MonitorState::Exited);
+    // The stop signal reached the shell, whose trap ended it (not SIGKILL's 137).
+    assert_eq!(store.wait("web").unwrap(), 3);
+    let doc = serde_json::to_value(store.inspect("web").unwrap()).unwrap();
+    assert_eq!(doc["Name"], "/web");
+    assert_eq!(doc["State"]["ExitCode"], 3);
+    store.remove("web", false).unwrap();
+    assert!(matches!(
+        store.resolve("web"),
+        Err(EngineError::NoSuchContainer(_))
+    ));
+    assert!(store.snapshots().unwrap().info(&id).is_err());
+    assert!(store.list().unwrap().is_empty());
+}
+
+fn names_are_unique_and_a_refused_run_leaves_nothing(f: &Fixture) {
+    let store = Containers::open(&f.data()).unwrap();
+    let first = f
+        .run(&store, detached(Some("db"), "exec sleep 60"))
+        .unwrap();
+    match f.run(&store, detached(Some("db"), "true")) {
+        Err(EngineError::NameInUse { name, by }) => {
+            assert_eq!(name, "db");
+            assert_eq!(by, first);
+        }
+        other => panic!("a second db: {other:?}"),
+    }
+    assert!(matches!(
+        f.run(&store, detached(Some("-bad/name"), "true")),
+        Err(EngineError::InvalidName { .. })
+    ));
+    let mut bad = detached(Some("late"), "true");
+    bad.stop_signal = Some("SIGNOPE".into());
+    assert!(matches!(f.run(&store, bad), Err(EngineError::Runtime(_))));
+    // Publishing a port without a network is refused after the name was reserved: the
+    // name and everything else made for it are released.
+    let mut no_net = detached(Some("ports"), "true");
+    no_net.publish = oci_rs_runtime::parse_publish("8080:80").unwrap();
+    assert!(f.run(&store, no_net).is_err());
+    assert!(store.resolve("ports").is_err());
+    let ids: Vec<String> = store
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|v| v.config.id)
+        .collect();
+    assert_eq!(ids, vec![first.clone()]);
+    assert_eq!(store.snapshots().unwrap().list().unwrap().len(), 1);
+    // A generated name for a run without one.
+    let other = f.run(&store, detached(None, "true")).unwrap();
+    let name = store.view(&other).unwrap().config.name;
+    assert!(name.contains('_'), "{name}");
+    store.remove("db", true).unwrap();
+    store.remove(&other, true).unwrap();
+    assert!(store.list().unwrap().is_empty());
+}
+
+fn rm_is_done_by_the_monitor_through_the_library(f: &Fixture) {
+    let store = Containers::open(&f.data()).unwrap();
+    let mut req = detached(Some("once"), "echo done");
+    req.rm = true;
+    let id = f.run(&store, req).unwrap();
+    store.wait_removed(&id, Duration::from_secs(20));
+    assert!(
+        matches!(store.resolve("once"), Err(EngineError::NoSuchContainer(_))),
+        "the monitor did not remove the container"
+    );
+    assert!(!f.data().join("containers").join(&id).exists());
+    assert!(!f.data().join("containers/.names/once").exists());
+    assert!(store.snapshots().unwrap().info(&id).is_err());
+}
+
+fn a_named_volume_is_filled_from_the_image_and_kept_while_used(f: &Fixture) {
+    let store = Containers::open(&f.data()).unwrap();
+    let mut req = detached(Some("user"), "echo more > /data/new; exec sleep 60");
+    req.volumes = vec![("vol1".into(), "/data".into(), false)];
+    f.run(&store, req).unwrap();
+    let vols = Volumes::open(&f.data()).unwrap();
+    let info = vols.inspect("vol1").unwrap();
+    until("the container's write", || {
+        info.mountpoint.join("new").exists()
+    });
+    assert_eq!(
+        std::fs::read_to_string(info.mountpoint.join("seed")).unwrap(),
+        "from the image\n"
+    );
+    match store.remove_volume("vol1") {
+        Err(EngineError::VolumeInUse { name, container }) => {
+            assert_eq!((name.as_str(), container.as_str()), ("vol1", "user"));
+        }
+        other => panic!("removing a used volume: {other:?}"),
+    }
+    store.remove("user", true).unwrap();
+    // The volume outlives its container, and goes once nothing uses it.
+    assert!(info.mountpoint.join("new").exists());
+    store.remove_volume("vol1").unwrap();
+    assert!(matches!(
+        vols.inspect("vol1"),
+        Err(EngineError::NoSuchVolume(_))
+    ));
+}
