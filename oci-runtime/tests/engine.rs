@@ -30,7 +30,8 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let tests: [(&str, fn(&Fixture)); 4] = [
+    type Test = (&'static str, fn(&Fixture));
+    let tests: [Test; 4] = [
         ("a_detached_container_by_name", a_detached_container_by_name),
         (
             "names_are_unique_and_a_refused_run_leaves_nothing",
