@@ -3,7 +3,7 @@
 //! `--since` and `--env-file`.
 
 use anyhow::{anyhow, bail, Context, Result};
-use oci_rs_runtime::engine::ContainerView;
+use oci_rs_runtime::ContainerView;
 use oci_rs_runtime::LogLimits;
 use oci_rs_runtime::{MonitorState, MonitorStatus};
 use std::path::Path;
@@ -279,10 +279,10 @@ pub fn rfc3339_s(secs: u64) -> String {
 /// pattern matches the familiar `REPO:TAG` (or `REPO` alone) with `*` for any run of
 /// characters but `/`, as docker's path.Match.
 pub fn image_filter(
-    rows: Vec<crate::images::ImageRow>,
+    rows: Vec<oci_rs_layer::ImageRow>,
     reference: Option<&str>,
     filters: &[String],
-) -> Result<Vec<crate::images::ImageRow>> {
+) -> Result<Vec<oci_rs_layer::ImageRow>> {
     let mut patterns: Vec<String> = reference.map(str::to_owned).into_iter().collect();
     let mut dangling = None;
     for f in filters {

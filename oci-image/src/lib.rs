@@ -73,6 +73,7 @@ mod store;
 mod targuard;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod time;
 mod transfer;
 mod verify;
 
@@ -112,7 +113,8 @@ pub use store::{
     BlobWriter, Expected, ReferenceStore,
 };
 pub use targuard::{TarGuard, MAX_TAR_RECORD};
-pub use transfer::{ImageDestination, ImageSource, ManifestRef};
+pub use time::{now_ns, parse_rfc3339, rfc3339};
+pub use transfer::{ImageDestination, ImageSource, ManifestRef, Remote};
 pub use verify::{HashingReader, VerifyingReader};
 
 pub use oci_spec;

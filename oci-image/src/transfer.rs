@@ -3,6 +3,7 @@
 use crate::digest::parse_digest;
 use crate::error::Result;
 use crate::manifest::Manifest;
+use crate::reference::ImageReference;
 use crate::store::BlobReader;
 use async_trait::async_trait;
 use oci_spec::image::{Descriptor, Digest};
@@ -106,6 +107,20 @@ pub trait ImageDestination: Send + Sync {
     }
 }
 
+/// Where images named by reference live: registries, for a program that pulls and pushes by
+/// name (`docker.io/library/busybox:latest`). `oci-rs-registry-client` implements it for its
+/// `Client`; a program can put a mirror, a cache or a test double in its place. The image
+/// stores that pull and push by name take a `&dyn Remote`, so they need no registry code of
+/// their own.
+#[async_trait]
+pub trait Remote: Send + Sync {
+    /// A source reading the repository of `reference` (which names the image within it).
+    async fn source(&self, reference: &ImageReference) -> Result<Box<dyn ImageSource>>;
+
+    /// A destination writing into the repository of `reference`.
+    async fn destination(&self, reference: &ImageReference) -> Result<Box<dyn ImageDestination>>;
+}
+
 macro_rules! forward_transfer {
     ($($t:ty),*) => {$(
         #[async_trait]
@@ -127,3 +142,13 @@ macro_rules! forward_transfer {
     )*};
 }
 forward_transfer!(Arc<T>, Box<T>);
+
+#[async_trait]
+impl<T: Remote + ?Sized> Remote for Arc<T> {
+    async fn source(&self, reference: &ImageReference) -> Result<Box<dyn ImageSource>> {
+        (**self).source(reference).await
+    }
+    async fn destination(&self, reference: &ImageReference) -> Result<Box<dyn ImageDestination>> {
+        (**self).destination(reference).await
+    }
+}

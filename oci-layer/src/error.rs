@@ -87,6 +87,74 @@ pub enum Error {
         /// The total with that entry.
         would_be: u64,
     },
+    /// No image in the [`ImageStore`](crate::ImageStore) by this name, id or id prefix.
+    #[error("no such image: {0}")]
+    NoSuchImage(String),
+    /// An image id prefix that more than one image's id starts with.
+    #[error("ambiguous image id prefix {prefix}: it matches {matches}")]
+    AmbiguousImage {
+        /// The prefix given.
+        prefix: String,
+        /// The short ids it matches, comma-separated.
+        matches: String,
+    },
+    /// Removing an image is refused (docker's "conflict").
+    #[error("conflict: unable to remove {image}: {reason}")]
+    Conflict {
+        /// The image as named.
+        image: String,
+        /// Why.
+        reason: String,
+    },
+    /// A name stands for another kind of document than the operation needs.
+    #[error("{image} is not {expected}")]
+    WrongKind {
+        /// The image as named.
+        image: String,
+        /// What it should be (`an image`, `a manifest list`).
+        expected: &'static str,
+    },
+    /// An image whose documents contradict each other.
+    #[error("invalid image {image}: {reason}")]
+    InvalidImage {
+        /// The image as named.
+        image: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A Dockerfile-style change (`commit -c`, `import -c`) that is not one.
+    #[error("invalid change {change:?}: {reason}")]
+    InvalidChange {
+        /// The change.
+        change: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `manifest create` of a list that exists, without amending it.
+    #[error("refusing to replace {0}: it exists (amend it instead)")]
+    ListExists(String),
+    /// An image that is not an entry of the manifest list.
+    #[error("{image} is not in the manifest list {list}")]
+    NotInList {
+        /// The image.
+        image: String,
+        /// The list.
+        list: String,
+    },
+    /// An archive without any image.
+    #[error("{} holds no image", .0.display())]
+    EmptyArchive(PathBuf),
+    /// A pull, push or load of `reference` failed.
+    #[error("{what} of {reference} failed")]
+    Transfer {
+        /// `pull`, `push` or `load`.
+        what: &'static str,
+        /// The reference (or archive tag).
+        reference: String,
+        /// The cause.
+        #[source]
+        source: Box<Error>,
+    },
     /// An error from `oci-rs-image` (digests, stores).
     #[error(transparent)]
     Image(#[from] oci_rs_image::Error),

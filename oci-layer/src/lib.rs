@@ -53,6 +53,7 @@
 mod apply;
 mod diff;
 mod error;
+mod images;
 mod pathset;
 mod pull;
 mod root;
@@ -67,6 +68,10 @@ pub use apply::{
 };
 pub use diff::{diff, diff_overlay, diff_to_store, export, DiffOptions, DiffReport};
 pub use error::{Error, Result};
+pub use images::{
+    apply_change, creation_time, store_name, CacheEntry, CommitOptions, Found, HistoryRow,
+    ImageRow, ImageStore, Loaded, PullReport, RunnableImage,
+};
 pub use oci_spec;
 pub use pull::{pull_and_unpack, PullUnpackReport};
 pub use root::{clean as clean_path, empty_dir, kind_at, list_dir, open_beneath, remove_all, Root};

@@ -422,6 +422,12 @@ impl Snapshotter {
         std::fs::rename(&tmp, dir.join(INFO_FILE)).map_err(|e| Error::fs("rename", &tmp, e))
     }
 
+    /// The directory of container snapshot `id` (`ROOT/containers/ID`: its `rootfs`, and for
+    /// an overlay its `upper` and `work`).
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+
     /// What is known of snapshot `id`.
     pub fn info(&self, id: &str) -> Result<SnapshotInfo> {
         valid_id(id)?;

@@ -119,3 +119,26 @@ impl ImageDestination for RegistryDestination {
             .map_err(crate::Error::into_image)
     }
 }
+
+/// Registries through this client: a reference's registry and repository, for image stores
+/// that pull and push by name.
+#[async_trait]
+impl oci_rs_image::Remote for Client {
+    async fn source(
+        &self,
+        reference: &oci_rs_image::ImageReference,
+    ) -> oci_rs_image::Result<Box<dyn ImageSource>> {
+        let repo = Repository::new(reference.registry(), reference.repository())
+            .map_err(crate::Error::into_image)?;
+        Ok(Box::new(RegistrySource::new(self.clone(), repo)))
+    }
+
+    async fn destination(
+        &self,
+        reference: &oci_rs_image::ImageReference,
+    ) -> oci_rs_image::Result<Box<dyn ImageDestination>> {
+        let repo = Repository::new(reference.registry(), reference.repository())
+            .map_err(crate::Error::into_image)?;
+        Ok(Box::new(RegistryDestination::new(self.clone(), repo)))
+    }
+}

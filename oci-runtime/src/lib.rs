@@ -122,7 +122,7 @@ mod container;
 mod default_seccomp;
 mod devices;
 #[cfg(feature = "engine")]
-pub mod engine;
+mod engine;
 mod error;
 mod exe;
 mod hooks;
@@ -146,6 +146,12 @@ pub use container::{
 };
 pub use default_seccomp::docker_default_seccomp;
 pub use devices::{device_rules, DeviceRule, DEFAULT_ALLOWED};
+#[cfg(feature = "engine")]
+pub use engine::{
+    parse_mount_arg, parse_volume_arg, random_hex, ContainerConfig, ContainerInspect,
+    ContainerView, Containers, EngineError, EngineResult, ExecRequest, InspectState, MountArg,
+    ProcessRow, RunImage, RunRequest, VolumeInfo, Volumes,
+};
 pub use error::{chain, Error, Result};
 pub use exe::{allow_unsealed, is_sealed, reexec_sealed, sealed_main};
 pub use image_spec::{
@@ -154,8 +160,8 @@ pub use image_spec::{
     SeccompChoice, DEFAULT_CAPABILITIES,
 };
 pub use logs::{
-    follow_logs, log_files, now_ns, parse_log_record, parse_rfc3339, read_logs, rfc3339, LogLimits,
-    LogQuery, LogRecord, LogStream, LogWriter,
+    follow_logs, log_files, parse_log_record, read_logs, LogLimits, LogQuery, LogRecord, LogStream,
+    LogWriter,
 };
 pub use monitor::{
     serve_if_requested, Monitor, MonitorConfig, MonitorState, MonitorStatus, RestartPolicy,
@@ -167,6 +173,7 @@ pub use network::{
     NetworkAttachment, NetworkConfig, NetworkPlan, NetworkRequest, Networks, PortMapping, Proto,
     PublishedPort, DEFAULT_NETWORK, HOST_NETWORKS_DIR,
 };
+pub use oci_rs_image::{now_ns, parse_rfc3339, rfc3339};
 pub use oci_spec;
 pub use seccomp::{compile_seccomp, SockFilter};
 

@@ -2,7 +2,8 @@
 
 use crate::container::{private_dir, proc_start_time, write_atomic, Container, ContainerBuilder};
 use crate::error::{Error, Result};
-use crate::logs::{now_ns, LogLimits, LogStream, LogWriter};
+use crate::logs::{LogLimits, LogStream, LogWriter};
+use crate::now_ns;
 use crate::Frame;
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
@@ -93,7 +94,7 @@ pub struct MonitorConfig {
     /// Run when the container has ended for good (argv; empty: nothing). `/proc/self/exe`
     /// names the monitor's program, which is the program that spawned it.
     pub exit_command: Vec<String>,
-    /// Remove the container from the [container store](crate::engine::Containers) under
+    /// Remove the container from the [container store](crate::Containers) under
     /// this data directory when it has ended for good (`run --rm`), in the monitor itself:
     /// the program that spawned it needs no verb for it.
     #[cfg(feature = "engine")]
@@ -652,8 +653,8 @@ impl Serve {
         let _ = std::fs::remove_file(self.cfg.dir.join(ATTACH_SOCKET));
         #[cfg(feature = "engine")]
         if let Some(data) = &self.cfg.remove_from {
-            let removed = crate::engine::Containers::open(data)
-                .and_then(|store| store.remove(&self.cfg.id, true));
+            let removed =
+                crate::Containers::open(data).and_then(|store| store.remove(&self.cfg.id, true));
             if let Err(e) = removed {
                 tracing::warn!(container = %self.cfg.id, error = %crate::chain(&e), "removing the container after it ended");
             }

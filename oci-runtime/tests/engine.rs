@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use oci_rs_image::{Compression, ImageBuilder, OciLayout};
-use oci_rs_runtime::engine::{Containers, EngineError, RunImage, RunRequest, Volumes};
+use oci_rs_runtime::{Containers, EngineError, RunImage, RunRequest, Volumes};
 use oci_rs_runtime::{LogQuery, LogStream, MonitorState, NetworkMode};
 use std::path::Path;
 use std::process::Command;

@@ -17,8 +17,8 @@ use clap::{Parser, Subcommand};
 use oci_examples::images::{data_dir, short, Images};
 use oci_examples::EXIT_TOOL_FAILURE;
 use oci_examples::{terminal, text};
-use oci_rs_runtime::engine::{parse_mount_arg, parse_volume_arg, MountArg, Volumes};
-use oci_rs_runtime::engine::{Containers, ExecRequest, RunImage, RunRequest};
+use oci_rs_runtime::{parse_mount_arg, parse_volume_arg, MountArg, Volumes};
+use oci_rs_runtime::{Containers, ExecRequest, RunImage, RunRequest};
 use oci_rs_runtime::{ExtraMount, NetworkMode, RunOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -905,7 +905,7 @@ async fn run(cli: Cli) -> Result<()> {
                 drop(out);
                 return print_json(&rows);
             }
-            let id_of = |r: &oci_examples::images::ImageRow| {
+            let id_of = |r: &oci_rs_layer::ImageRow| {
                 let hex = r.id.split_once(':').map(|(_, h)| h).unwrap_or(&r.id);
                 if no_trunc {
                     r.id.clone()
@@ -976,7 +976,7 @@ async fn run(cli: Cli) -> Result<()> {
             image,
         } => {
             let rows = images.history(&image).await?;
-            let id = |r: &oci_examples::images::HistoryRow| match &r.id {
+            let id = |r: &oci_rs_layer::HistoryRow| match &r.id {
                 Some(i) if no_trunc => i.clone(),
                 Some(i) => short(i.trim_start_matches("sha256:")).to_owned(),
                 None => "<missing>".into(),
@@ -1091,15 +1091,15 @@ async fn run(cli: Cli) -> Result<()> {
         Verb::Builder {
             verb: BuilderVerb::Prune { .. },
         } => {
-            let n = oci_examples::build::prune_cache(&dir)?;
-            let (_, freed) = images.prune(&dir, false).await?;
+            let n = images.prune_cache()?;
+            let (_, freed) = images.prune(false).await?;
             writeln!(out, "Deleted build cache objects: {n}")?;
             writeln!(out, "Total reclaimed space: {}", text::human_size(freed))?;
         }
         Verb::Image {
             verb: ImageVerb::Prune { all, force: _ },
         } => {
-            let (removed, freed) = images.prune(&dir, all).await?;
+            let (removed, freed) = images.prune(all).await?;
             if !removed.is_empty() {
                 writeln!(out, "Deleted Images:")?;
                 for n in removed {
@@ -1113,7 +1113,7 @@ async fn run(cli: Cli) -> Result<()> {
             force,
             images: names,
         } => {
-            let (untagged, freed) = images.remove(&dir, &names, force).await?;
+            let (untagged, freed) = images.remove(&names, force).await?;
             for n in untagged {
                 writeln!(out, "Untagged: {}", text::printable(&n))?;
             }
@@ -1197,7 +1197,7 @@ async fn run(cli: Cli) -> Result<()> {
             return Ok(());
         }
         Verb::Load { input } => {
-            for line in images.load(&dir, dash(input.as_deref())).await? {
+            for line in images.load(dash(input.as_deref())).await? {
                 // Names an archive carries.
                 writeln!(out, "{}", text::printable(&line))?;
             }
@@ -1284,19 +1284,25 @@ async fn run(cli: Cli) -> Result<()> {
             container,
             image,
         } => {
-            let how = oci_examples::images::CommitOptions {
+            let how = oci_rs_layer::CommitOptions {
                 message,
                 author,
                 changes: change,
-                pause,
+                created_by: None,
             };
-            let d = images.commit(&dir, &container, &image, &how).await?;
+            let d = Containers::open(&dir)?
+                .commit(&images, &container, &image, &how, pause)
+                .await?;
             writeln!(out, "{}", d.digest())?;
         }
         Verb::Export { output, container } => {
             drop(out);
             images
-                .export(&dir, &container, dash(output.as_deref()))
+                .export(
+                    &Containers::open(&dir)?,
+                    &container,
+                    dash(output.as_deref()),
+                )
                 .await?;
             return Ok(());
         }
@@ -1509,16 +1515,10 @@ async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
     if let Some(s) = &a.stop_signal {
         oci_rs_runtime::parse_signal(s)?;
     }
-    let (manifest, config, config_digest) = images
+    let found = images
         .image_for_run(&a.image, a.platform.as_deref())
         .await?;
-    let image = RunImage {
-        source: &images.layout,
-        manifest,
-        config,
-        config_digest,
-        name: a.image.clone(),
-    };
+    let image = RunImage::from_store(images, found, &a.image);
     let req = RunRequest {
         opts,
         name: a.name,

@@ -217,51 +217,6 @@ const CACHE_VERSION: &str = "oci-build-cache-1";
 /// The largest Dockerfile read.
 pub const MAX_DOCKERFILE: u64 = 4 << 20;
 
-/// The directory of cache entries under a data directory.
-pub fn cache_dir(data: &Path) -> PathBuf {
-    data.join("build-cache")
-}
-
-/// The layers every cache entry names: what gc must keep.
-pub fn cache_roots(data: &Path) -> Vec<Descriptor> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(cache_dir(data)) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let Ok(bytes) = std::fs::read(e.path()) else {
-            continue;
-        };
-        if let Ok(entry) = serde_json::from_slice::<CacheEntry>(&bytes) {
-            out.extend(entry.layers);
-        }
-    }
-    out
-}
-
-/// `builder prune`: removes every cache entry; returns how many.
-pub fn prune_cache(data: &Path) -> Result<usize> {
-    let dir = cache_dir(data);
-    let mut n = 0;
-    let rd = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
-    for e in rd.flatten() {
-        if std::fs::remove_file(e.path()).is_ok() {
-            n += 1;
-        }
-    }
-    Ok(n)
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct CacheEntry {
-    config: Value,
-    layers: Vec<Descriptor>,
-}
-
 /// How many stages may be in the making at once (see [`Builder::stage_once`]). Each level
 /// is a step's future polled inside another's, some 300 KiB of stack in a debug build: 30
 /// overflowed the main thread's 8 MiB.
@@ -556,7 +511,7 @@ impl<'a> Builder<'a> {
         for (k, v) in &self.opts.labels {
             image = image.label(k, v);
         }
-        let store = self.images.layout.leased()?;
+        let store = self.images.layout().leased()?;
         let m = image.build(&store).await?;
         let id = m
             .as_image()
@@ -565,7 +520,7 @@ impl<'a> Builder<'a> {
         if self.opts.tags.is_empty() {
             let desc = m.descriptor();
             self.images
-                .layout
+                .layout()
                 .update_index(move |index| {
                     let mut entries = index.manifests().clone();
                     let have = entries.iter().any(|d| d.digest() == desc.digest());
@@ -580,9 +535,9 @@ impl<'a> Builder<'a> {
         for t in &self.opts.tags {
             let r = oci_rs_image::ImageReference::parse(t)?;
             self.images
-                .layout
+                .layout()
                 .tag(
-                    &crate::images::store_name(&r),
+                    &oci_rs_layer::store_name(&r),
                     &m.descriptor(),
                     Some(&r.to_string()),
                 )
@@ -749,7 +704,7 @@ impl<'a> Builder<'a> {
                         .pull_unpacked(&image_name, platform.as_deref())
                         .await?;
                 }
-                let (m, _, _) = self
+                let m = self
                     .images
                     .image_for_run(&image_name, platform.as_deref())
                     .await
@@ -758,8 +713,9 @@ impl<'a> Builder<'a> {
                             "{}:{}: FROM {image_name}",
                             self.opts.file_label, from.line
                         ))
-                    })?;
-                let image = ImageBuilder::from_image(&self.images.layout, &m)
+                    })?
+                    .manifest;
+                let image = ImageBuilder::from_image(self.images.layout(), &m)
                     .await?
                     .docker(false);
                 State {
@@ -1090,7 +1046,7 @@ impl<'a> Builder<'a> {
                 self.cached += 1;
                 self.done(started, true);
             } else {
-                let mut b = b.created(&crate::images::creation_time());
+                let mut b = b.created(&oci_rs_layer::creation_time());
                 b.history_note(&hist);
                 self.cache_put(&key, &b)?;
                 s.image = b;
@@ -1174,18 +1130,13 @@ impl<'a> Builder<'a> {
         if self.opts.no_cache {
             return Ok(None);
         }
-        let path = cache_dir(&self.data).join(key);
-        let Ok(bytes) = std::fs::read(&path) else {
-            return Ok(None);
-        };
-        let Ok(entry) = serde_json::from_slice::<CacheEntry>(&bytes) else {
-            tracing::warn!(path = %path.display(), "ignoring an unreadable build cache entry");
+        let Some(entry) = self.images.cache_get(key) else {
             return Ok(None);
         };
         for l in &entry.layers {
             if !self
                 .images
-                .layout
+                .layout()
                 .contains(l.digest())
                 .await
                 .unwrap_or(false)
@@ -1200,22 +1151,11 @@ impl<'a> Builder<'a> {
     }
 
     fn cache_put(&self, key: &str, b: &ImageBuilder) -> Result<()> {
-        let entry = CacheEntry {
+        let entry = oci_rs_layer::CacheEntry {
             config: b.config_json().clone(),
             layers: b.layers().to_vec(),
         };
-        self.write_cache_entry(key, &entry)
-    }
-
-    /// Writes a cache entry under `name` by rename, so a reader sees it whole or not at all
-    /// (concurrent builds share the directory).
-    fn write_cache_entry(&self, name: &str, entry: &CacheEntry) -> Result<()> {
-        let dir = cache_dir(&self.data);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let tmp = dir.join(format!(".{name}.{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec(entry)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, dir.join(name)).with_context(|| format!("renaming {}", tmp.display()))
+        Ok(self.images.cache_put(key, &entry)?)
     }
 }
 

@@ -74,10 +74,10 @@ impl Builder<'_> {
         let id = format!(
             "build-{}-{}",
             std::process::id(),
-            oci_rs_runtime::engine::random_hex(8)?
+            oci_rs_runtime::random_hex(8)?
         );
         let mount = snaps
-            .prepare_layers(&id, &self.images.layout, stack, what, false)
+            .prepare_layers(&id, self.images.layout(), stack, what, false)
             .await
             .with_context(|| format!("preparing the filesystem of {what}"))?;
         Ok(Scratch { snaps, id, mount })
@@ -279,7 +279,7 @@ impl Builder<'_> {
         hist: &str,
         key: String,
     ) -> Result<State> {
-        let store = self.images.layout.leased()?;
+        let store = self.images.layout().leased()?;
         let mut opts = oci_rs_layer::DiffOptions::from_env();
         opts.mount_points = MOUNT_POINTS.map(PathBuf::from).to_vec();
         let (desc, diff_id, report) = scratch
@@ -294,7 +294,7 @@ impl Builder<'_> {
             )
             .await?;
         let empty = report.changed + report.deleted + report.opaque == 0;
-        let mut b = s.image.clone().created(&crate::images::creation_time());
+        let mut b = s.image.clone().created(&oci_rs_layer::creation_time());
         if empty {
             b.history_note(hist);
         } else {
@@ -543,7 +543,7 @@ impl Builder<'_> {
         if let Some(lk) = &link_key {
             if let Some((desc, diff_id)) = self.link_get(lk).await {
                 drop(scratch);
-                let mut b = s.image.clone().created(&crate::images::creation_time());
+                let mut b = s.image.clone().created(&oci_rs_layer::creation_time());
                 b.append_layer(desc, &diff_id, &hist);
                 self.cache_put(&key, &b)?;
                 s.image = b;
@@ -580,13 +580,12 @@ impl Builder<'_> {
         if self.opts.no_cache {
             return None;
         }
-        let bytes = std::fs::read(super::cache_dir(&self.data).join(format!("link-{key}"))).ok()?;
-        let e: super::CacheEntry = serde_json::from_slice(&bytes).ok()?;
+        let e = self.images.cache_get(&format!("link-{key}"))?;
         let desc = e.layers.first()?.clone();
         let diff_id = oci_rs_image::parse_digest(e.config.as_str()?).ok()?;
         use oci_rs_image::BlobStore;
         self.images
-            .layout
+            .layout()
             .contains(desc.digest())
             .await
             .ok()?
@@ -594,11 +593,11 @@ impl Builder<'_> {
     }
 
     fn link_put(&self, key: &str, desc: &Descriptor, diff_id: &str) -> Result<()> {
-        let entry = super::CacheEntry {
+        let entry = oci_rs_layer::CacheEntry {
             config: serde_json::Value::String(diff_id.to_owned()),
             layers: vec![desc.clone()],
         };
-        self.write_cache_entry(&format!("link-{key}"), &entry)
+        Ok(self.images.cache_put(&format!("link-{key}"), &entry)?)
     }
 
     /// The tree of `--from=NAME`: an earlier stage, or an image.
@@ -614,12 +613,13 @@ impl Builder<'_> {
                 st.stack()?
             }
             None => {
-                let (m, _, _) = self
+                let m = self
                     .images
                     .image_for_run(from, self.opts.platform.as_deref())
                     .await
-                    .map_err(|e| self.wrap(i, e))?;
-                Snapshotter::image_stack(&self.images.layout, &m).await?
+                    .map_err(|e| self.wrap(i, e))?
+                    .manifest;
+                Snapshotter::image_stack(self.images.layout(), &m).await?
             }
         };
         let sc = self.scratch(&stack, &format!("--from={from}")).await?;

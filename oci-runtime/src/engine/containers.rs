@@ -76,6 +76,23 @@ impl<'a> RunImage<'a> {
         })
     }
 
+    /// The image an [`ImageStore`](oci_rs_layer::ImageStore) found (or pulled) for running
+    /// ([`ImageStore::image_for_run`](oci_rs_layer::ImageStore::image_for_run)), named
+    /// `name` as the user named it.
+    pub fn from_store(
+        store: &'a oci_rs_layer::ImageStore,
+        image: oci_rs_layer::RunnableImage,
+        name: &str,
+    ) -> Self {
+        Self {
+            source: store.layout(),
+            manifest: image.manifest,
+            config: image.config,
+            config_digest: image.config_digest,
+            name: name.to_owned(),
+        }
+    }
+
     /// The image named `name` in `store` (a store name such as
     /// `docker.io/library/busybox:latest`), for `platform` (the host's when `None`).
     pub async fn resolve<S>(
@@ -985,8 +1002,53 @@ impl Containers {
         }
     }
 
+    /// Commits container `what`'s changes as a new layer on its image, named `reference` in
+    /// `images` (`docker commit`). A running container is frozen (its cgroup's freezer) while
+    /// its writable layer is read, so the image is one moment of it, and thawed however the
+    /// read ends; `pause: false` skips that, as docker's `--pause=false`.
+    pub async fn commit(
+        &self,
+        images: &oci_rs_layer::ImageStore,
+        what: &str,
+        reference: &str,
+        how: &oci_rs_layer::CommitOptions,
+        pause: bool,
+    ) -> EngineResult<oci_rs_image::oci_spec::image::Descriptor> {
+        let id = self.resolve(what)?;
+        let frozen = match crate::Container::load(&self.state_root, &id) {
+            Ok(c) if pause && c.status() == crate::Status::Running => {
+                c.pause()?;
+                Some(c)
+            }
+            _ => None,
+        };
+        let mut how = how.clone();
+        how.created_by
+            .get_or_insert_with(|| format!("oci commit {what}"));
+        let made = images.commit(&id, reference, &how).await;
+        if let Some(c) = frozen {
+            c.resume()?;
+        }
+        Ok(made?)
+    }
+
+    /// Container `what`'s whole filesystem as one tar into `sink` (`docker export`); the
+    /// sink, flushed.
+    pub async fn export<W>(
+        &self,
+        images: &oci_rs_layer::ImageStore,
+        what: &str,
+        sink: W,
+    ) -> EngineResult<W>
+    where
+        W: tokio::io::AsyncWrite + Send + Unpin,
+    {
+        let id = self.resolve(what)?;
+        Ok(images.export(&id, sink).await?)
+    }
+
     /// docker's `inspect` document of container `what`.
-    pub fn inspect(&self, what: &str) -> EngineResult<super::Inspect> {
+    pub fn inspect(&self, what: &str) -> EngineResult<super::ContainerInspect> {
         let v = self.view(what)?;
         let spec = self.saved_spec(&v.config.id).ok();
         Ok(super::inspect::inspect(

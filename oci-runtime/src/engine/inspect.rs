@@ -11,7 +11,7 @@ pub(super) fn inspect(
     spec: Option<&oci_spec::runtime::Spec>,
     volumes_dir: &Path,
     log_path: PathBuf,
-) -> Inspect {
+) -> ContainerInspect {
     let process = spec.and_then(|s| s.process().clone());
     let c = &v.config;
     let st = &v.status;
@@ -50,7 +50,7 @@ pub(super) fn inspect(
         .map_or((String::new(), Vec::new()), |(p, a)| {
             (p.clone(), a.to_vec())
         });
-    Inspect {
+    ContainerInspect {
         id: c.id.clone(),
         name: format!("/{}", c.name),
         created: crate::rfc3339(c.created),
@@ -128,7 +128,7 @@ pub(super) fn inspect(
 /// docker's container inspect document (the fields this tool has).
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct Inspect {
+pub struct ContainerInspect {
     /// Full id.
     pub id: String,
     /// `/name`.

@@ -22,7 +22,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use oci_rs_runtime::engine::{Containers, RunImage, RunRequest};
+//! use oci_rs_runtime::{Containers, RunImage, RunRequest};
 //! use oci_rs_runtime::{LogQuery, LogStream};
 //! use std::time::Duration;
 //!
@@ -54,7 +54,7 @@ pub use containers::{
     random_hex, ContainerConfig, ContainerView, Containers, ExecRequest, ProcessRow, RunImage,
     RunRequest,
 };
-pub use inspect::{Inspect, InspectState};
+pub use inspect::{ContainerInspect, InspectState};
 pub use volumes::{parse_mount_arg, parse_volume_arg, MountArg, VolumeInfo, Volumes};
 
 use std::path::PathBuf;

@@ -1,0 +1,1321 @@
+//! The module of [`ImageStore`], whose docs say what it is for (the module is private).
+
+use crate::error::{Error, Result};
+use crate::snapshot::{SnapshotInfo, Snapshotter};
+use oci_rs_image::oci_spec::image::{Descriptor, Digest, ImageConfiguration, ImageIndex};
+use oci_rs_image::{
+    copy, copy_without_finish, ArchiveSource, ArchiveWriter, Compression, CopyEvent, CopyOptions,
+    ImageBuilder, ImageDestination, ImageInspect, ImageReference, ImageSource, Manifest,
+    ManifestRef, OciLayout, PlatformFilter, PlatformSpec, ReferenceStore, Remote,
+};
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The local image store of a docker-like program: an OCI layout under `DATA/images` whose
+/// names are full references (`docker.io/library/busybox:latest`, see [`store_name`]), the
+/// unpacked layers and containers' filesystems under `DATA/snapshots` ([`Snapshotter`]),
+/// and the build cache's entries under `DATA/build-cache`. It is what `docker pull`, `push`,
+/// `images`, `tag`, `rmi`, `history`, `inspect`, `image prune`, `save`, `load`, `import`,
+/// `commit` and `export` work on; pulls and pushes go through a [`Remote`] (a registry
+/// client), so this crate holds no registry code.
+///
+/// Images are found as users name them ([`ImageStore::find`]): a reference, docker's image
+/// id (the config digest) or a unique prefix of one. Removal and pruning never take what a
+/// container's snapshot was made from, nor the build cache's layers; every write goes
+/// through a lease, so a concurrent gc in another process keeps what it has not tagged yet.
+///
+/// ```no_run
+/// # async fn demo(registry: &dyn oci_rs_image::Remote) -> Result<(), Box<dyn std::error::Error>> {
+/// use oci_rs_image::CopyOptions;
+/// use oci_rs_layer::ImageStore;
+///
+/// let store = ImageStore::open("/var/lib/my-tool".as_ref()).await?;
+/// // Pulled and unpacked in one pass (what running it needs next).
+/// let pulled = store
+///     .pull(registry, "busybox:latest", &CopyOptions::default(), true)
+///     .await?;
+/// println!("{}", pulled.lines().join("\n"));
+/// store.tag("busybox", "localhost:5000/tools/busybox:1").await?;
+/// store.push(registry, "localhost:5000/tools/busybox:1", &CopyOptions::default()).await?;
+/// for row in store.list().await? {
+///     println!("{}:{} {}", row.repository, row.tag, row.size);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub struct ImageStore {
+    layout: OciLayout,
+    snapshots: Snapshotter,
+    data: PathBuf,
+}
+
+/// One image name of the store, as `docker images` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ImageRow {
+    /// `registry/repository` in docker's short form.
+    pub repository: String,
+    /// The tag (`<none>` for a name by digest).
+    pub tag: String,
+    /// Config digest (docker's image ID).
+    pub id: String,
+    /// Manifest digest.
+    pub digest: String,
+    /// The unpacked size: the sum of the layers' uncompressed bytes, as docker's SIZE.
+    pub size: u64,
+    /// The sum of the layers' compressed sizes (what a pull moves).
+    pub compressed_size: u64,
+    /// When the image was created (nanoseconds since the epoch), when its config says.
+    pub created: Option<u64>,
+}
+
+/// What a pull did, as docker tells it.
+#[derive(Debug, Clone)]
+pub struct PullReport {
+    /// The manifest or index now named.
+    pub manifest: Descriptor,
+    /// Each layer's digest, and whether this pull fetched it (else it was there already).
+    pub layers: Vec<(String, bool)>,
+    /// The name already pointed at this image before the pull.
+    pub up_to_date: bool,
+    /// The reference pulled.
+    pub reference: ImageReference,
+}
+
+impl PullReport {
+    /// docker's lines after the progress: `ID: Pull complete` or `ID: Already exists` per
+    /// layer, `Digest: ...`, `Status: ...`, then the full reference.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (d, fetched) in &self.layers {
+            let hex = d.split_once(':').map_or(d.as_str(), |(_, h)| h);
+            out.push(format!(
+                "{}: {}",
+                hex.get(..12).unwrap_or(hex),
+                if *fetched {
+                    "Pull complete"
+                } else {
+                    "Already exists"
+                }
+            ));
+        }
+        out.push(format!("Digest: {}", self.manifest.digest()));
+        let name = self.reference.familiar();
+        out.push(if self.up_to_date {
+            format!("Status: Image is up to date for {name}")
+        } else {
+            format!("Status: Downloaded newer image for {name}")
+        });
+        out.push(self.reference.to_string());
+        out
+    }
+}
+
+/// What [`ImageStore::commit`] is told besides the container and the name.
+#[derive(Debug, Clone, Default)]
+pub struct CommitOptions {
+    /// The history entry's comment (`-m`).
+    pub message: Option<String>,
+    /// The image's and the history entry's author (`-a`).
+    pub author: Option<String>,
+    /// Dockerfile-style changes (`-c`: `CMD ["sh"]`, `ENV K=V`, ...; see [`apply_change`]).
+    pub changes: Vec<String>,
+    /// The history entry's `created_by` (default: `oci commit ID`).
+    pub created_by: Option<String>,
+}
+
+/// One history entry of an image, as `docker history` lists them (newest first).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryRow {
+    /// The image id on the newest row, `None` (docker's `<missing>`) on the others.
+    pub id: Option<String>,
+    /// When (nanoseconds since the epoch), when recorded.
+    pub created: Option<u64>,
+    /// The command that made it.
+    pub created_by: String,
+    /// Its layer's unpacked size (0 for an empty layer).
+    pub size: u64,
+    /// The comment.
+    pub comment: String,
+}
+
+/// What [`ImageStore::find`] found.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The image's descriptor in the store.
+    pub desc: Descriptor,
+    /// The reference it was named by (for an id: its first name).
+    pub reference: ImageReference,
+    /// Every store name that points at it.
+    pub names: Vec<String>,
+    /// Named by its id (or a prefix of it), not by a reference.
+    pub by_id: bool,
+}
+
+/// One image a load brought in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Loaded {
+    /// Named by the archive (docker's `Loaded image: NAME`), in its familiar form.
+    Named(String),
+    /// Not named (docker's `Loaded image ID: ID`).
+    Id(String),
+}
+
+/// What a `run` starts from: an image manifest of one platform, its configuration and
+/// configuration digest (docker's image id).
+#[derive(Debug, Clone)]
+pub struct RunnableImage {
+    /// The image manifest.
+    pub manifest: Manifest,
+    /// Its configuration.
+    pub config: ImageConfiguration,
+    /// The configuration's digest.
+    pub config_digest: Digest,
+}
+
+/// The layers of every build cache entry's image, which gc keeps: a rebuild finds them.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct CacheEntry {
+    /// The image configuration at that step.
+    pub config: serde_json::Value,
+    /// The layers at that step.
+    pub layers: Vec<Descriptor>,
+}
+
+/// The name an image has in the store: the full reference (`docker.io/library/busybox:latest`,
+/// or `NAME@DIGEST` for a reference by digest alone).
+pub fn store_name(r: &ImageReference) -> String {
+    match (r.tag(), r.digest()) {
+        (Some(_), _) | (None, None) => {
+            let t = r.tag().unwrap_or("latest");
+            format!("{}:{t}", r.name())
+        }
+        (None, Some(d)) => format!("{}@{d}", r.name()),
+    }
+}
+
+/// Now, as RFC 3339, for a new image's `created`; `SOURCE_DATE_EPOCH` when set, so that
+/// builds, commits and imports can be reproducible.
+pub fn creation_time() -> String {
+    let ns = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or_else(oci_rs_image::now_ns, |s| s.saturating_mul(1_000_000_000));
+    oci_rs_image::rfc3339(ns)
+}
+
+/// Applies one Dockerfile-style change (`docker commit -c`, `import -c`): `CMD`,
+/// `ENTRYPOINT` (JSON array or shell form), `ENV`, `LABEL` (`K=V` or `K V`), `WORKDIR`,
+/// `USER`, `EXPOSE`.
+pub fn apply_change(b: ImageBuilder, change: &str) -> Result<ImageBuilder> {
+    let bad = |reason: &str| Error::InvalidChange {
+        change: change.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let (verb, rest) = change
+        .trim()
+        .split_once(char::is_whitespace)
+        .ok_or_else(|| bad("expected `VERB value`"))?;
+    let rest = rest.trim();
+    let args = || -> Result<Vec<String>> {
+        if rest.starts_with('[') {
+            serde_json::from_str(rest).map_err(|_| bad("invalid JSON array"))
+        } else {
+            Ok(vec!["/bin/sh".into(), "-c".into(), rest.into()])
+        }
+    };
+    let kv = || -> Result<(String, String)> {
+        rest.split_once('=')
+            .or_else(|| rest.split_once(' '))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
+            .ok_or_else(|| bad("expected KEY=VALUE"))
+    };
+    Ok(match verb.to_ascii_uppercase().as_str() {
+        "CMD" => b.cmd(args()?),
+        "ENTRYPOINT" => b.entrypoint(args()?),
+        "ENV" => {
+            let (k, v) = kv()?;
+            b.env(&k, &v)
+        }
+        "LABEL" => {
+            let (k, v) = kv()?;
+            b.label(&k, &v)
+        }
+        "WORKDIR" => b.working_dir(rest),
+        "USER" => b.user(rest),
+        "EXPOSE" => b.expose(rest),
+        _ => {
+            return Err(bad(
+                "unsupported instruction (CMD, ENTRYPOINT, ENV, LABEL, WORKDIR, USER, EXPOSE)",
+            ))
+        }
+    })
+}
+
+fn short(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    hex.get(..12).unwrap_or(hex)
+}
+
+impl ImageStore {
+    /// Opens (creating) the store of data directory `data`. The data directory is private
+    /// to its owner (0700, tightened when an existing one is more open): it holds unpacked
+    /// layers, whose setuid binaries and device nodes no other local user may reach.
+    pub async fn open(data: &Path) -> Result<Self> {
+        crate::private_dir(data)?;
+        let layout = OciLayout::create(data.join("images")).await?;
+        Ok(Self {
+            layout,
+            snapshots: Snapshotter::new(data.join("snapshots"))?,
+            data: data.to_owned(),
+        })
+    }
+
+    /// The OCI layout holding every image.
+    pub fn layout(&self) -> &OciLayout {
+        &self.layout
+    }
+
+    /// The unpacked layers and containers' filesystems.
+    pub fn snapshots(&self) -> &Snapshotter {
+        &self.snapshots
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    /// Pulls `reference` from `remote` into the store, named by its full reference, with
+    /// `opts`' platform filter, concurrency and progress (its tag is the store's). With
+    /// `unpack`, the layers are unpacked into the snapshots as they arrive ([`pull_and_unpack`]
+    /// (crate::pull_and_unpack): what running the image needs next, each blob read once).
+    pub async fn pull(
+        &self,
+        remote: &dyn Remote,
+        reference: &str,
+        opts: &CopyOptions,
+        unpack: bool,
+    ) -> Result<PullReport> {
+        let r = ImageReference::parse(reference)?;
+        let src = remote.source(&r).await?;
+        let what = r.manifest_ref();
+        let name = store_name(&r);
+        let before = self.layout.resolve(&name).await.ok();
+        // Leased: a gc in another process keeps what this pull writes before it tags.
+        let dst = self.layout.leased()?;
+        let fetched: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let seen = fetched.clone();
+        let outer = opts.progress.clone();
+        let mut opts = opts.clone().tag(name).progress(move |e| {
+            if let CopyEvent::BlobDone { digest, .. } = e {
+                seen.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(digest.to_string());
+            }
+            if let Some(p) = &outer {
+                p(e);
+            }
+        });
+        opts.concurrency = opts.concurrency.max(1);
+        let copied = if unpack {
+            crate::pull_and_unpack(&*src, &dst, &what, &opts, &self.snapshots)
+                .await
+                .map(|r| r.copy)
+        } else {
+            copy(&*src, &dst, &what, &opts).await.map_err(Error::from)
+        };
+        let report = copied.map_err(|e| Error::Transfer {
+            what: "pull",
+            reference: reference.to_owned(),
+            source: Box::new(e),
+        })?;
+        let fetched = fetched.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut layers: Vec<(String, bool)> = Vec::new();
+        for m in self.image_manifests_of(report.manifest.digest()).await? {
+            for l in m.as_image().map(|i| i.layers().clone()).unwrap_or_default() {
+                let d = l.digest().to_string();
+                if !layers.iter().any(|(x, _)| *x == d) {
+                    let got = fetched.contains(&d);
+                    layers.push((d, got));
+                }
+            }
+        }
+        Ok(PullReport {
+            up_to_date: before.is_some_and(|b| b.digest() == report.manifest.digest()),
+            manifest: report.manifest,
+            layers,
+            reference: r,
+        })
+    }
+
+    /// The image manifests `digest` stands for: itself, or each entry of an index that is
+    /// in the store.
+    async fn image_manifests_of(&self, digest: &Digest) -> Result<Vec<Manifest>> {
+        let top = self.manifest(digest).await?;
+        let Some(index) = top.as_index() else {
+            return Ok(vec![top]);
+        };
+        let mut out = Vec::new();
+        for d in index.manifests() {
+            if let Ok(m) = self.manifest(d.digest()).await {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn manifest(&self, digest: &Digest) -> Result<Manifest> {
+        Ok(self
+            .layout
+            .manifest(&ManifestRef::Digest(digest.clone()))
+            .await?)
+    }
+
+    /// Pushes what the store names `reference` to its registry through `remote`, every
+    /// platform of an index (`opts`' concurrency and progress; its platform filter and tag
+    /// are the push's).
+    pub async fn push(
+        &self,
+        remote: &dyn Remote,
+        reference: &str,
+        opts: &CopyOptions,
+    ) -> Result<Descriptor> {
+        let r = ImageReference::parse(reference)?;
+        let desc = self
+            .layout
+            .resolve(&store_name(&r))
+            .await
+            .map_err(|_| Error::NoSuchImage(r.familiar()))?;
+        let dst = remote.destination(&r).await?;
+        let mut opts = opts.clone().platforms(PlatformFilter::All);
+        opts.tag = r.tag().map(str::to_owned);
+        let report = copy(
+            &self.layout,
+            &*dst,
+            &ManifestRef::Digest(desc.digest().clone()),
+            &opts,
+        )
+        .await
+        .map_err(|e| Error::Transfer {
+            what: "push",
+            reference: reference.to_owned(),
+            source: Box::new(e.into()),
+        })?;
+        Ok(report.manifest)
+    }
+
+    /// The image `name` for running: found in the store ([`ImageStore::find`]) or, when it
+    /// is not there and a `remote` is given, pulled and unpacked; then the manifest of
+    /// `platform` (the host's when `None`) and its configuration. `on_pull` is called before
+    /// a pull (docker's "Unable to find image ... locally").
+    pub async fn image_for_run(
+        &self,
+        name: &str,
+        platform: Option<&PlatformSpec>,
+        remote: Option<(&dyn Remote, &CopyOptions)>,
+        on_pull: impl FnOnce(&ImageReference),
+    ) -> Result<RunnableImage> {
+        let desc = match self.find_opt(name).await? {
+            Some(f) => f.desc,
+            None => {
+                let Some((remote, opts)) = remote else {
+                    return Err(Error::NoSuchImage(name.to_owned()));
+                };
+                on_pull(&ImageReference::parse(name)?);
+                let mut opts = opts.clone();
+                if let Some(p) = platform {
+                    opts.platforms = PlatformFilter::One(p.clone());
+                }
+                self.pull(remote, name, &opts, true).await?.manifest
+            }
+        };
+        let m = self.manifest(desc.digest()).await?;
+        let m = match (m.as_index(), platform) {
+            (Some(index), Some(p)) => {
+                let d = oci_rs_image::select_platform(index, p)?;
+                self.manifest(d.digest()).await?
+            }
+            _ => self.for_host(m).await?,
+        };
+        let img = m.as_image().ok_or_else(|| Error::WrongKind {
+            image: name.to_owned(),
+            expected: "an image",
+        })?;
+        let config = oci_rs_image::read_config(&self.layout, img.config()).await?;
+        let config_digest = img.config().digest().clone();
+        Ok(RunnableImage {
+            manifest: m,
+            config,
+            config_digest,
+        })
+    }
+
+    /// An image as a user names it: a reference in the store, else docker's image id (the
+    /// config digest, `sha256:` optional) or a unique prefix of one. Returns its descriptor,
+    /// the reference it was found by (the first name of an image found by id) and every
+    /// store name that points at it. Two images sharing the prefix: an error naming both.
+    pub async fn find(&self, name: &str) -> Result<Found> {
+        self.find_opt(name)
+            .await?
+            .ok_or_else(|| Error::NoSuchImage(name.to_owned()))
+    }
+
+    /// [`ImageStore::find`], with `None` for an image that is not there (an ambiguous id
+    /// prefix is still an error).
+    pub async fn find_opt(&self, name: &str) -> Result<Option<Found>> {
+        let by_ref = match ImageReference::parse(name) {
+            Ok(r) => match self.layout.resolve(&store_name(&r)).await {
+                Ok(d) => Some((d, r)),
+                Err(_) => None,
+            },
+            Err(_) => None,
+        };
+        let hex = name.strip_prefix("sha256:").unwrap_or(name);
+        let looks_like_id = !hex.is_empty()
+            && hex.len() <= 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let mut matches: Vec<(String, Descriptor, String)> = Vec::new();
+        if by_ref.is_none() && looks_like_id {
+            for (store, desc) in ReferenceStore::list(&self.layout).await? {
+                let m = self.manifest(desc.digest()).await?;
+                let id = match self.for_host(m).await {
+                    Ok(m) => match m.as_image() {
+                        Some(i) => i.config().digest().to_string(),
+                        None => m.digest().to_string(),
+                    },
+                    Err(_) => desc.digest().to_string(),
+                };
+                if id
+                    .strip_prefix("sha256:")
+                    .is_some_and(|h| h.starts_with(hex))
+                {
+                    matches.push((id, desc, store));
+                }
+            }
+        }
+        let (desc, reference) = match by_ref {
+            Some(x) => x,
+            None => {
+                let ids: BTreeSet<&str> = matches.iter().map(|m| m.0.as_str()).collect();
+                match ids.len() {
+                    0 => return Ok(None),
+                    1 => {}
+                    _ => {
+                        return Err(Error::AmbiguousImage {
+                            prefix: name.to_owned(),
+                            matches: ids.iter().map(|i| short(i)).collect::<Vec<_>>().join(", "),
+                        })
+                    }
+                }
+                let (_, d, store) = &matches[0];
+                (d.clone(), ImageReference::parse(store)?)
+            }
+        };
+        let names = ReferenceStore::list(&self.layout)
+            .await?
+            .into_iter()
+            .filter(|(_, d)| d.digest() == desc.digest())
+            .map(|(n, _)| n)
+            .collect();
+        Ok(Some(Found {
+            desc,
+            reference,
+            names,
+            by_id: !matches.is_empty(),
+        }))
+    }
+
+    /// The history of image `name`, newest first, each entry that made a layer with that
+    /// layer's size. A config without history (a foreign tool's) gives one row per layer.
+    pub async fn history(&self, name: &str) -> Result<Vec<HistoryRow>> {
+        let found = self.find(name).await?;
+        let m = self.manifest(found.desc.digest()).await?;
+        let m = self.for_host(m).await?;
+        let img = m.as_image().ok_or_else(|| Error::WrongKind {
+            image: name.to_owned(),
+            expected: "an image",
+        })?;
+        let config = oci_rs_image::read_config(&self.layout, img.config()).await?;
+        let time = |t: &Option<String>| t.as_deref().and_then(oci_rs_image::parse_rfc3339);
+        // docker's SIZE: each layer's unpacked bytes.
+        let mut unpacked = Vec::new();
+        for l in img.layers() {
+            unpacked.push(self.unpacked_size(l).await?);
+        }
+        let mut sizes = unpacked.into_iter();
+        let mut rows: Vec<HistoryRow> = match config.history() {
+            Some(h) if !h.is_empty() => h
+                .iter()
+                .map(|e| HistoryRow {
+                    id: None,
+                    created: time(e.created()),
+                    created_by: e.created_by().clone().unwrap_or_default(),
+                    size: if e.empty_layer().unwrap_or(false) {
+                        0
+                    } else {
+                        sizes.next().unwrap_or(0)
+                    },
+                    comment: e.comment().clone().unwrap_or_default(),
+                })
+                .collect(),
+            _ => sizes
+                .map(|size| HistoryRow {
+                    id: None,
+                    created: time(config.created()),
+                    created_by: String::new(),
+                    size,
+                    comment: String::new(),
+                })
+                .collect(),
+        };
+        rows.reverse();
+        if let Some(first) = rows.first_mut() {
+            first.id = Some(img.config().digest().to_string());
+        }
+        Ok(rows)
+    }
+
+    /// The snapshots of every container (what each was made from).
+    fn containers(&self) -> Result<Vec<SnapshotInfo>> {
+        self.snapshots.list()
+    }
+
+    /// Removes unused images: without `all`, only what no name reaches (gc); with `all`,
+    /// every image no container was made from loses its names first. Returns the names
+    /// removed (familiar form) and the bytes freed.
+    pub async fn prune(&self, all: bool) -> Result<(Vec<String>, u64)> {
+        let containers = self.containers()?;
+        let used: BTreeSet<String> = containers.iter().map(|c| c.image.clone()).collect();
+        let mut removed = Vec::new();
+        if all {
+            for (name, desc) in ReferenceStore::list(&self.layout).await? {
+                let top = self.manifest(desc.digest()).await?;
+                let host = self.for_host(top).await.map(|m| m.digest().to_string());
+                let in_use = used.contains(&desc.digest().to_string())
+                    || host.as_ref().is_ok_and(|h| used.contains(h));
+                if !in_use {
+                    removed.push(self.untag(name).await?);
+                }
+            }
+        }
+        Ok((removed, self.gc_keeping_containers(&containers).await?))
+    }
+
+    /// Removes store name `name`; its familiar form.
+    async fn untag(&self, name: String) -> Result<String> {
+        self.layout.remove(&name).await?;
+        Ok(ImageReference::parse(&name)
+            .map(|r| r.familiar())
+            .unwrap_or(name))
+    }
+
+    /// Removes every blob no name reaches, keeping what containers were made from and the
+    /// build cache's layers; the bytes freed.
+    pub async fn gc(&self) -> Result<u64> {
+        let containers = self.containers()?;
+        self.gc_keeping_containers(&containers).await
+    }
+
+    /// gc of what no name reaches, keeping what `containers` were made from (tagged or
+    /// not) and the build cache; the bytes freed.
+    async fn gc_keeping_containers(&self, containers: &[SnapshotInfo]) -> Result<u64> {
+        let mut roots = Vec::new();
+        for c in containers {
+            let Ok(d) = oci_rs_image::parse_digest(&c.image) else {
+                continue;
+            };
+            if let Ok(m) = self.manifest(&d).await {
+                roots.push(m.descriptor());
+            }
+        }
+        roots.extend(self.cache_roots());
+        Ok(self.layout.gc_keeping(&roots).await?.bytes_freed)
+    }
+
+    /// The build cache's directory (`DATA/build-cache`).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.data.join("build-cache")
+    }
+
+    /// The layers every build cache entry names: what gc keeps.
+    pub fn cache_roots(&self) -> Vec<Descriptor> {
+        let mut out = Vec::new();
+        let Ok(rd) = std::fs::read_dir(self.cache_dir()) else {
+            return out;
+        };
+        for e in rd.flatten() {
+            let Ok(bytes) = std::fs::read(e.path()) else {
+                continue;
+            };
+            if let Ok(entry) = serde_json::from_slice::<CacheEntry>(&bytes) {
+                out.extend(entry.layers);
+            }
+        }
+        out
+    }
+
+    /// The build cache entry `key`, when there is one that parses.
+    pub fn cache_get(&self, key: &str) -> Option<CacheEntry> {
+        let bytes = std::fs::read(self.cache_dir().join(key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Writes build cache entry `key` by rename, so a reader sees it whole or not at all
+    /// (concurrent builds share the directory).
+    pub fn cache_put(&self, key: &str, entry: &CacheEntry) -> Result<()> {
+        let dir = self.cache_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::fs("mkdir", &dir, e))?;
+        let tmp = dir.join(format!(".{key}.{}", std::process::id()));
+        let bytes = serde_json::to_vec(entry).map_err(|e| Error::fs("encode", &tmp, e))?;
+        std::fs::write(&tmp, bytes).map_err(|e| Error::fs("write", &tmp, e))?;
+        std::fs::rename(&tmp, dir.join(key)).map_err(|e| Error::fs("rename", &tmp, e))
+    }
+
+    /// Removes every build cache entry; how many.
+    pub fn prune_cache(&self) -> Result<usize> {
+        let dir = self.cache_dir();
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::fs("read", &dir, e)),
+        };
+        let mut n = 0;
+        for e in rd.flatten() {
+            if std::fs::remove_file(e.path()).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The manifest list `desc` (named `r` in messages).
+    async fn read_list(&self, desc: &Descriptor, r: &ImageReference) -> Result<ImageIndex> {
+        let m = self.manifest(desc.digest()).await?;
+        m.as_index().cloned().ok_or_else(|| Error::WrongKind {
+            image: r.familiar(),
+            expected: "a manifest list",
+        })
+    }
+
+    /// The image manifests image `name` (found as [`ImageStore::find`] finds it) stands for:
+    /// itself, or each entry of an index.
+    async fn image_manifests(&self, name: &str) -> Result<Vec<Manifest>> {
+        let desc = self.find(name).await?.desc;
+        let m = self.manifest(desc.digest()).await?;
+        match m.as_index() {
+            None => Ok(vec![m]),
+            Some(index) => {
+                let mut out = Vec::new();
+                for d in index.manifests() {
+                    out.push(self.manifest(d.digest()).await?);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// `manifest create LIST IMAGE...`: an OCI index named `list` in the store, one entry
+    /// per image manifest of `images` (which must be in the store), each with the platform
+    /// its config says. `amend` adds to an existing list instead of refusing it.
+    pub async fn manifest_create(
+        &self,
+        list: &str,
+        images: &[String],
+        amend: bool,
+    ) -> Result<Descriptor> {
+        use oci_rs_image::oci_spec::image::{MediaType, PlatformBuilder};
+        let r = ImageReference::parse(list)?;
+        let mut entries: Vec<Descriptor> = Vec::new();
+        if let Ok(old) = self.layout.resolve(&store_name(&r)).await {
+            if !amend {
+                return Err(Error::ListExists(r.familiar()));
+            }
+            entries = self.read_list(&old, &r).await?.manifests().clone();
+        }
+        for image in images {
+            for m in self.image_manifests(image).await? {
+                let img = m.as_image().ok_or_else(|| Error::WrongKind {
+                    image: image.clone(),
+                    expected: "an image or an index of images",
+                })?;
+                let config = oci_rs_image::read_config(&self.layout, img.config()).await?;
+                let mut p = PlatformBuilder::default()
+                    .os(config.os().clone())
+                    .architecture(config.architecture().clone())
+                    .build()
+                    .map_err(|source| oci_rs_image::Error::Build {
+                        what: "a platform",
+                        source,
+                    })?;
+                p.set_variant(config.variant().clone());
+                let mut d = m.descriptor();
+                d.set_platform(Some(p));
+                entries.retain(|e| e.digest() != d.digest());
+                entries.push(d);
+            }
+        }
+        self.write_index(&r, entries, Some(MediaType::ImageIndex))
+            .await
+    }
+
+    async fn write_index(
+        &self,
+        r: &ImageReference,
+        entries: Vec<Descriptor>,
+        media: Option<oci_rs_image::oci_spec::image::MediaType>,
+    ) -> Result<Descriptor> {
+        let mut b =
+            oci_rs_image::oci_spec::image::ImageIndexBuilder::default().schema_version(2u32);
+        if let Some(m) = media {
+            b = b.media_type(m);
+        }
+        let idx = b
+            .manifests(entries)
+            .build()
+            .map_err(|source| oci_rs_image::Error::Build {
+                what: "a manifest list",
+                source,
+            })?;
+        let m = Manifest::from_index(&idx, oci_rs_image::ManifestKind::OciIndex)?;
+        let store = self.layout.leased()?;
+        ImageDestination::put_manifest(&store, &m, None).await?;
+        self.layout
+            .tag(&store_name(r), &m.descriptor(), Some(&r.to_string()))
+            .await?;
+        Ok(m.descriptor())
+    }
+
+    /// `manifest annotate LIST IMAGE --os --arch --variant`: the platform of IMAGE's entry
+    /// in manifest list `list`.
+    pub async fn manifest_annotate(
+        &self,
+        list: &str,
+        image: &str,
+        os: Option<&str>,
+        arch: Option<&str>,
+        variant: Option<&str>,
+    ) -> Result<Descriptor> {
+        use oci_rs_image::oci_spec::image::{Arch, Os, PlatformBuilder};
+        let r = ImageReference::parse(list)?;
+        let desc = self
+            .layout
+            .resolve(&store_name(&r))
+            .await
+            .map_err(|_| Error::NoSuchImage(r.familiar()))?;
+        let idx = self.read_list(&desc, &r).await?;
+        let mut entries = idx.manifests().clone();
+        let wanted: Vec<Digest> = self
+            .image_manifests(image)
+            .await?
+            .iter()
+            .map(|m| m.digest().clone())
+            .collect();
+        let mut hit = false;
+        for e in entries.iter_mut().filter(|e| wanted.contains(e.digest())) {
+            hit = true;
+            let old = e.platform().clone();
+            let mut p = PlatformBuilder::default()
+                .os(os
+                    .map(Os::from)
+                    .or_else(|| old.as_ref().map(|p| p.os().clone()))
+                    .unwrap_or(Os::Linux))
+                .architecture(
+                    arch.map(|a| Arch::from(oci_rs_image::normalize_platform(a, None).0.as_str()))
+                        .or_else(|| old.as_ref().map(|p| p.architecture().clone()))
+                        .unwrap_or(Arch::Amd64),
+                )
+                .build()
+                .map_err(|source| oci_rs_image::Error::Build {
+                    what: "a platform",
+                    source,
+                })?;
+            p.set_variant(
+                variant
+                    .map(str::to_owned)
+                    .or_else(|| old.as_ref().and_then(|p| p.variant().clone())),
+            );
+            e.set_platform(Some(p));
+        }
+        if !hit {
+            return Err(Error::NotInList {
+                image: image.to_owned(),
+                list: r.familiar(),
+            });
+        }
+        self.write_index(&r, entries, idx.media_type().clone())
+            .await
+    }
+
+    /// Gives the image `from` (found as [`ImageStore::find`] finds it) the name `to`.
+    pub async fn tag(&self, from: &str, to: &str) -> Result<()> {
+        let desc = self.find(from).await?.desc;
+        let to = ImageReference::parse(to)?;
+        self.layout.set(&store_name(&to), &desc).await?;
+        Ok(())
+    }
+
+    /// Every name in the store, as `docker images` lists them.
+    pub async fn list(&self) -> Result<Vec<ImageRow>> {
+        let mut rows = Vec::new();
+        for (name, desc) in ReferenceStore::list(&self.layout).await? {
+            let Ok(r) = ImageReference::parse(&name) else {
+                continue;
+            };
+            let m = self.manifest(desc.digest()).await?;
+            let m = self.for_host(m).await?;
+            let img = m.as_image().map(|i| (i.config().digest().to_string(), i));
+            let created = match &img {
+                Some((_, i)) => oci_rs_image::read_config(&self.layout, i.config())
+                    .await
+                    .ok()
+                    .and_then(|c| c.created().as_deref().and_then(oci_rs_image::parse_rfc3339)),
+                None => None,
+            };
+            let mut size = 0;
+            if let Some((_, i)) = &img {
+                for l in i.layers() {
+                    size += self.unpacked_size(l).await?;
+                }
+            }
+            // Docker's form: a name pulled by digest is `REPO <none>`, its digest shown by
+            // --digests; not a repository named `...@sha256`.
+            rows.push(ImageRow {
+                created,
+                repository: r.familiar_name(),
+                tag: r.tag().unwrap_or("<none>").to_owned(),
+                id: img.as_ref().map(|i| i.0.clone()).unwrap_or_default(),
+                digest: desc.digest().to_string(),
+                compressed_size: img
+                    .as_ref()
+                    .map(|i| i.1.layers().iter().map(|l| l.size()).sum())
+                    .unwrap_or(0),
+                size,
+            });
+        }
+        Ok(rows)
+    }
+
+    /// The uncompressed size of a layer blob: counted once by decompressing it, then kept in
+    /// `DATA/sizes/HEX` (a blob's content never changes).
+    async fn unpacked_size(&self, layer: &Descriptor) -> Result<u64> {
+        let cache = self.data.join("sizes").join(layer.digest().digest());
+        if let Some(n) = std::fs::read_to_string(&cache)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            return Ok(n);
+        }
+        let Ok(blob) = self.layout.blob(layer).await else {
+            // Not here (a foreign platform's layer): the compressed size says something.
+            return Ok(layer.size());
+        };
+        let mut plain = crate::decompress(blob, None).await?;
+        let n = tokio::io::copy(&mut plain, &mut tokio::io::sink()).await?;
+        if std::fs::create_dir_all(self.data.join("sizes")).is_ok() {
+            let tmp = cache.with_extension("tmp");
+            if std::fs::write(&tmp, n.to_string()).is_ok() {
+                let _ = std::fs::rename(&tmp, &cache);
+            }
+        }
+        Ok(n)
+    }
+
+    /// The image of an index for the host platform (an image manifest is returned as is).
+    async fn for_host(&self, m: Manifest) -> Result<Manifest> {
+        match m.as_index() {
+            Some(index) => {
+                let d = oci_rs_image::select_platform(index, &PlatformSpec::host())?;
+                self.manifest(d.digest()).await
+            }
+            None => Ok(m),
+        }
+    }
+
+    /// `rmi [-f] NAME...`: untags, then removes what no name reaches any more. An image that
+    /// a container was made from is refused (as docker does) unless `force`, which untags
+    /// it; its content stays as long as a container needs it (commit and export read it).
+    /// An image named by its id (or a prefix) loses every name it has; with more than one,
+    /// only with `force`, as docker's. Returns the names untagged and the bytes freed.
+    pub async fn remove(&self, names: &[String], force: bool) -> Result<(Vec<String>, u64)> {
+        let containers = self.containers()?;
+        let mut untagged = Vec::new();
+        for name in names {
+            let found = self.find(name).await?;
+            let r = found.reference.clone();
+            let desc = found.desc.clone();
+            let store_names = if found.by_id {
+                if found.names.len() > 1 && !force {
+                    return Err(Error::Conflict {
+                        image: name.clone(),
+                        reason: format!(
+                            "it must be forced: the image is referenced by {} names",
+                            found.names.len()
+                        ),
+                    });
+                }
+                found.names.clone()
+            } else {
+                vec![store_name(&r)]
+            };
+            if !force {
+                let top = self.manifest(desc.digest()).await?;
+                let host = self.for_host(top).await?.digest().to_string();
+                let named = desc.digest().to_string();
+                if let Some(c) = containers
+                    .iter()
+                    .find(|c| c.image == host || c.image == named)
+                {
+                    return Err(Error::Conflict {
+                        image: r.familiar(),
+                        reason: format!(
+                            "container {} is using it (remove the container, or force)",
+                            c.id.get(..12).unwrap_or(&c.id)
+                        ),
+                    });
+                }
+            }
+            for n in store_names {
+                untagged.push(self.untag(n).await?);
+            }
+        }
+        Ok((untagged, self.gc_keeping_containers(&containers).await?))
+    }
+
+    /// docker's `image inspect` of image `name` for the host platform.
+    pub async fn inspect(&self, name: &str) -> Result<ImageInspect> {
+        let Found {
+            desc, reference: r, ..
+        } = self.find(name).await?;
+        let m = self.manifest(desc.digest()).await?;
+        let m = self.for_host(m).await?;
+        let tags: Vec<String> = ReferenceStore::list(&self.layout)
+            .await?
+            .into_iter()
+            .filter(|(_, d)| d.digest() == desc.digest())
+            .filter_map(|(n, _)| {
+                let r2 = ImageReference::parse(&n).ok()?;
+                (r2.name() == r.name()).then(|| r2.tag().map(str::to_owned))?
+            })
+            .collect();
+        let familiar = r.familiar();
+        let repo = familiar
+            .rsplit_once(':')
+            .map(|(n, _)| n)
+            .unwrap_or(&familiar);
+        Ok(ImageInspect::new(&self.layout, &m, Some(repo), &tags).await?)
+    }
+
+    /// `save NAME...`: the host's image of each name into `archive` (named as the user
+    /// named it), then the archive finished.
+    pub async fn save(
+        &self,
+        archive: &ArchiveWriter,
+        names: &[String],
+        opts: &CopyOptions,
+    ) -> Result<()> {
+        for name in names {
+            let f = self.find(name).await?;
+            let mut opts = opts.clone();
+            opts.tag = Some(f.reference.familiar());
+            let m = self.manifest(f.desc.digest()).await?;
+            let m = self.for_host(m).await?;
+            // One copy per image; `finish` after the last writes the index files.
+            copy_without_finish(
+                &self.layout,
+                archive,
+                &ManifestRef::Digest(m.digest().clone()),
+                &opts,
+            )
+            .await?;
+        }
+        ImageDestination::finish(archive).await?;
+        Ok(())
+    }
+
+    /// `load`: every image of the docker-archive or oci-archive `file`, each platform that
+    /// is there, the host's unpacked as it loads (as docker's load extracts). A full name in
+    /// the archive (`busybox:1`, `reg/app`) names the image; a bare tag (`latest`, as umoci
+    /// and skopeo write an oci-archive) says nothing of the repository, so that image is
+    /// loaded unnamed, as docker does.
+    pub async fn load(&self, file: &Path, opts: &CopyOptions) -> Result<Vec<Loaded>> {
+        let a = ArchiveSource::open(file).await?;
+        let mut loaded = Vec::new();
+        let mut tags = a.tags();
+        if tags.is_empty() {
+            tags.push(String::new());
+        }
+        for t in tags {
+            let name = match ImageReference::parse(&t) {
+                Ok(r) if t.contains(':') || t.contains('/') => Some(r),
+                _ => None,
+            };
+            let what = ManifestRef::Tag(t.clone());
+            let dst = self.layout.leased()?;
+            let mut all = opts.clone().platforms(PlatformFilter::All);
+            all.tag = name.as_ref().map(store_name);
+            let report = match crate::pull_and_unpack(&a, &dst, &what, &all, &self.snapshots).await
+            {
+                Ok(r) => r.copy,
+                Err(e) if e.is_not_found() => {
+                    // An index whose other platforms' blobs were left out: what is there.
+                    tracing::info!(tag = %t, error = %e, "not every platform is in the archive; loading the host's");
+                    let host = all.clone().platforms(PlatformFilter::Host);
+                    crate::pull_and_unpack(&a, &dst, &what, &host, &self.snapshots)
+                        .await?
+                        .copy
+                }
+                Err(e) => {
+                    return Err(Error::Transfer {
+                        what: "load",
+                        reference: t,
+                        source: Box::new(e),
+                    })
+                }
+            };
+            loaded.push(match name {
+                Some(r) => Loaded::Named(r.familiar()),
+                None => Loaded::Id(self.image_id(&report.manifest).await?),
+            });
+        }
+        // A docker-archive is also an oci-archive here, so an image can be named by both
+        // manifests: one entry per image, as docker prints.
+        let mut seen = BTreeSet::new();
+        loaded.retain(|l| seen.insert(l.clone()));
+        if loaded.is_empty() {
+            return Err(Error::EmptyArchive(file.to_owned()));
+        }
+        Ok(loaded)
+    }
+
+    /// Docker's image id for what a manifest descriptor names: the config digest of an
+    /// image, the digest of an index.
+    async fn image_id(&self, desc: &Descriptor) -> Result<String> {
+        let m = self.manifest(desc.digest()).await?;
+        Ok(match m.as_image() {
+            Some(img) => img.config().digest().to_string(),
+            None => m.digest().to_string(),
+        })
+    }
+
+    /// `import`: a filesystem tar (plain, gzip or zstd, read once as a stream) as a
+    /// one-layer image for the host platform named `reference`, with docker's `changes`
+    /// ([`apply_change`]).
+    pub async fn import(
+        &self,
+        input: impl tokio::io::AsyncRead + Send + Unpin,
+        reference: &str,
+        changes: &[String],
+    ) -> Result<Descriptor> {
+        let r = ImageReference::parse(reference)?;
+        let host = PlatformSpec::host();
+        let mut b = ImageBuilder::new(&host.os, &host.architecture);
+        if let Some(v) = &host.variant {
+            b = b.variant(v);
+        }
+        for c in changes {
+            b = apply_change(b, c)?;
+        }
+        b = b.created(&creation_time());
+        // Followed as a tar on the way (and passed through unchanged), so bytes that are not
+        // one are refused instead of becoming a layer nothing can apply.
+        let mut tar = oci_rs_image::TarGuard::new(crate::decompress(input, None).await?);
+        let store = self.layout.leased()?;
+        b.add_layer_tar(&store, &mut tar, Compression::Gzip, "imported")
+            .await?;
+        let m = b.build(&store).await?;
+        self.layout
+            .tag(&store_name(&r), &m.descriptor(), Some(&r.to_string()))
+            .await?;
+        Ok(m.descriptor())
+    }
+
+    /// `unpack NAME DIR`: every layer of the host's image, applied in order. Returns the
+    /// layer and entry counts. With `public` false the tree goes into `dir/rootfs` under a
+    /// `dir` made private (0700, as umoci lays it out), so no other local user can reach its
+    /// setuid binaries or device nodes, not even while it is being written; with `public` the
+    /// layers go straight into `dir`, which keeps the image's modes.
+    pub async fn unpack(&self, name: &str, dir: &Path, public: bool) -> Result<(usize, u64)> {
+        let r = ImageReference::parse(name)?;
+        let desc = self
+            .layout
+            .resolve(&store_name(&r))
+            .await
+            .map_err(|_| Error::NoSuchImage(r.familiar()))?;
+        let m = self.manifest(desc.digest()).await?;
+        let m = self.for_host(m).await?;
+        let img = m.as_image().ok_or_else(|| Error::WrongKind {
+            image: r.familiar(),
+            expected: "an image",
+        })?;
+        let config = oci_rs_image::read_config(&self.layout, img.config()).await?;
+        if config.rootfs().diff_ids().len() != img.layers().len() {
+            return Err(Error::InvalidImage {
+                image: r.familiar(),
+                reason: format!(
+                    "the config lists {} diff_ids for {} layers",
+                    config.rootfs().diff_ids().len(),
+                    img.layers().len()
+                ),
+            });
+        }
+        let dir = if public {
+            std::fs::create_dir_all(dir).map_err(|e| Error::fs("mkdir", dir, e))?;
+            dir.to_path_buf()
+        } else {
+            crate::private_dir(dir)?;
+            let rootfs = dir.join("rootfs");
+            std::fs::create_dir_all(&rootfs).map_err(|e| Error::fs("mkdir", &rootfs, e))?;
+            rootfs
+        };
+        let mut entries = 0;
+        for (layer, diff_id) in img.layers().iter().zip(config.rootfs().diff_ids()) {
+            let opts = crate::ApplyOptions {
+                diff_id: Some(oci_rs_image::parse_digest(diff_id)?),
+                ..Default::default()
+            };
+            let blob = self.layout.blob(layer).await?;
+            let rep = crate::apply(&dir, blob, layer.media_type().as_ref(), &opts).await?;
+            entries += rep.entries;
+        }
+        Ok((img.layers().len(), entries))
+    }
+
+    /// The manifest a snapshot was made from.
+    async fn image_of(&self, rec: &SnapshotInfo) -> Result<Manifest> {
+        self.manifest(&oci_rs_image::parse_digest(&rec.image)?)
+            .await
+    }
+
+    /// Applies every layer of image manifest `m` to `dir`.
+    async fn apply_image(&self, m: &Manifest, dir: &Path) -> Result<()> {
+        let img = m.as_image().ok_or_else(|| Error::WrongKind {
+            image: m.digest().to_string(),
+            expected: "an image",
+        })?;
+        for layer in img.layers() {
+            let blob = self.layout.blob(layer).await?;
+            crate::apply(
+                dir,
+                blob,
+                layer.media_type().as_ref(),
+                &crate::ApplyOptions::default(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// `commit`: the changes in container snapshot `id` as a new layer on its image, named
+    /// `reference`. The caller freezes a running container first if the image is to be one
+    /// moment of it (the runtime's container store does).
+    pub async fn commit(
+        &self,
+        id: &str,
+        reference: &str,
+        how: &CommitOptions,
+    ) -> Result<Descriptor> {
+        let rec = self.snapshots.info(id)?;
+        let dir = self.snapshots.container_dir(id);
+        let base = self.image_of(&rec).await?;
+        let mut opts = crate::DiffOptions::from_env();
+        // The empty files the runtime made as targets of the per-container /etc binds.
+        opts.mount_points = ["etc/hosts", "etc/hostname", "etc/resolv.conf"]
+            .map(PathBuf::from)
+            .to_vec();
+        let store = self.layout.leased()?;
+        let (layer, diff_id, _) = if rec.kind == crate::MountKind::Overlay {
+            crate::diff_to_store(
+                &store,
+                None,
+                &dir.join("upper"),
+                true,
+                Compression::Gzip,
+                &opts,
+            )
+            .await?
+        } else {
+            let lower = tempfile::tempdir_in(&dir).map_err(|e| Error::fs("mkdir", &dir, e))?;
+            self.apply_image(&base, lower.path()).await?;
+            crate::diff_to_store(
+                &store,
+                Some(lower.path()),
+                &dir.join("rootfs"),
+                false,
+                Compression::Gzip,
+                &opts,
+            )
+            .await?
+        };
+        // The new image's own time (the base's was copied before), on its history line too.
+        let mut b = ImageBuilder::from_image(&store, &base)
+            .await?
+            .created(&creation_time());
+        if let Some(a) = &how.author {
+            b = b.author(a);
+        }
+        for c in &how.changes {
+            b = apply_change(b, c)?;
+        }
+        let created_by = how
+            .created_by
+            .clone()
+            .unwrap_or_else(|| format!("oci commit {id}"));
+        b.append_layer(layer, &diff_id, &created_by);
+        b.annotate_last_history(how.message.as_deref(), how.author.as_deref());
+        let m = b.build(&store).await?;
+        let r = ImageReference::parse(reference)?;
+        self.layout
+            .tag(&store_name(&r), &m.descriptor(), Some(&r.to_string()))
+            .await?;
+        Ok(m.descriptor())
+    }
+
+    /// `export`: container snapshot `id`'s whole filesystem as one tar into `sink`
+    /// (returned, flushed). As root the container's files are read where they are, its
+    /// overlay mounted again when it is not: streamed as walked, nothing staged. Rootless,
+    /// the overlay is mounted only in the container's namespaces, so the image and the
+    /// changes are first flattened into a view.
+    pub async fn export<W>(&self, id: &str, sink: W) -> Result<W>
+    where
+        W: tokio::io::AsyncWrite + Send + Unpin,
+    {
+        let rec = self.snapshots.info(id)?;
+        let dir = self.snapshots.container_dir(id);
+        // Held until the export ends (a rootless one's flattened view).
+        let mut _view = None;
+        let src = match rec.kind {
+            crate::MountKind::Overlay if rustix::process::geteuid().is_root() => {
+                self.snapshots.open(&rec.id)?.rootfs
+            }
+            crate::MountKind::Overlay => {
+                let view = self.snapshots.export_view(&rec.id)?;
+                let base = self.image_of(&rec).await?;
+                self.apply_image(&base, view.path()).await?;
+                // The changes go from the upper directory into the view through a pipe.
+                let (w, r) = tokio::io::duplex(1 << 20);
+                let upper = dir.join("upper");
+                let produce = async move {
+                    let (_, mut w) =
+                        crate::diff_overlay(&upper, w, &crate::DiffOptions::default()).await?;
+                    tokio::io::AsyncWriteExt::shutdown(&mut w).await?;
+                    Ok::<_, Error>(())
+                };
+                let apply_opts = crate::ApplyOptions::default();
+                let consume = crate::apply_tar(view.path(), r, &apply_opts);
+                let (a, b) = tokio::join!(produce, consume);
+                a?;
+                b?;
+                let path = view.path().to_path_buf();
+                _view = Some(view);
+                path
+            }
+            _ => dir.join("rootfs"),
+        };
+        let (_, mut sink) = crate::export(&src, sink, &crate::DiffOptions::from_env()).await?;
+        tokio::io::AsyncWriteExt::flush(&mut sink).await?;
+        Ok(sink)
+    }
+}
