@@ -3,50 +3,11 @@
 //! `--since` and `--env-file`.
 
 use anyhow::{anyhow, bail, Context, Result};
+use oci_rs_image::printable;
 use oci_rs_runtime::ContainerView;
 use oci_rs_runtime::LogLimits;
 use oci_rs_runtime::{MonitorState, MonitorStatus};
 use std::path::Path;
-
-/// `s` made safe to print on a terminal: every control character (ESC, CSI, CR, BS, BEL,
-/// newline, tab, DEL, the C1 range) and every bidirectional override is written as its Rust
-/// escape (`\u{1b}`), so a string an image or a container carries (history, labels, tags,
-/// commands, names) cannot move the cursor, retitle the window, clear the screen or reorder
-/// what is shown around it. Everything else is kept as it is, backslashes included, so
-/// ordinary text reads as it was written. The one helper every table of `oci` prints
-/// image and container strings through.
-pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(needs_escape) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if needs_escape(c) {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
-
-/// Control characters, and the format characters that reorder text (bidi embeddings,
-/// overrides and isolates: the "Trojan Source" characters).
-fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-/// At most `max` characters of `s`, made [`printable`], with `…` when cut: for error
-/// messages that name a piece of untrusted text without echoing all of it.
-pub fn excerpt(s: &str, max: usize) -> String {
-    let cut = s.char_indices().nth(max).map_or(s.len(), |(i, _)| i);
-    let mut out = printable(&s[..cut]).into_owned();
-    if cut < s.len() {
-        out.push('…');
-    }
-    out
-}
 
 /// Evaluates a Go-template-style `--format`: `{{.State.Status}}`, `{{json .Config}}`, text
 /// around them kept. Only field access (and `json`) is supported; anything else is an error.
@@ -318,7 +279,7 @@ fn glob(pattern: &str, text: &str) -> bool {
     p.len() == t.len()
         && p.iter().zip(&t).all(|(p, t)| {
             let (p, t): (Vec<char>, Vec<char>) = (p.chars().collect(), t.chars().collect());
-            crate::build::ignore::wildcard(&p, &t, |c| *c == '*', |a, b| a == b)
+            oci_rs_image::wildcard(&p, &t, |c| *c == '*', |a, b| a == b)
         })
 }
 
@@ -381,18 +342,6 @@ mod tests {
     }
 
     use super::*;
-
-    #[test]
-    fn control_characters_are_escaped_and_the_rest_kept() {
-        assert_eq!(printable("plain \\ text é"), "plain \\ text é");
-        assert_eq!(
-            printable("\x1b]0;pwned\x07\x1b[2J\r\x08\n\t\u{9b}\u{7f}"),
-            "\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\r\\u{8}\\n\\t\\u{9b}\\u{7f}"
-        );
-        assert_eq!(printable("a\u{202e}b"), "a\\u{202e}b");
-        assert_eq!(excerpt("abcdef", 3), "abc…");
-        assert_eq!(excerpt("ab\x1b", 3), "ab\\u{1b}");
-    }
 
     #[test]
     fn durations_read_as_docker_writes_them() {

@@ -73,6 +73,7 @@ mod store;
 mod targuard;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod text;
 mod time;
 mod transfer;
 mod verify;
@@ -113,8 +114,9 @@ pub use store::{
     BlobWriter, Expected, ReferenceStore,
 };
 pub use targuard::{TarGuard, MAX_TAR_RECORD};
+pub use text::{excerpt, printable, wildcard};
 pub use time::{now_ns, parse_rfc3339, rfc3339};
-pub use transfer::{ImageDestination, ImageSource, ManifestRef, Remote};
+pub use transfer::{ImageDestination, ImageSource, ManifestRef, Remote, UrlSource};
 pub use verify::{HashingReader, VerifyingReader};
 
 pub use oci_spec;

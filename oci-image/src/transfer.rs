@@ -121,6 +121,15 @@ pub trait Remote: Send + Sync {
     async fn destination(&self, reference: &ImageReference) -> Result<Box<dyn ImageDestination>>;
 }
 
+/// Where bytes named by URL come from (`ADD https://...` in a Dockerfile, `import URL`).
+/// `oci-rs-registry-client` implements it for its `Client` (its proxies, TLS roots and
+/// timeouts); a program can restrict it (an allow-list, a cache) by putting its own in place.
+#[async_trait]
+pub trait UrlSource: Send + Sync {
+    /// The body of `url`, as a stream; an error for a status other than success.
+    async fn fetch(&self, url: &str) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>>;
+}
+
 macro_rules! forward_transfer {
     ($($t:ty),*) => {$(
         #[async_trait]

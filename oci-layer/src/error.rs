@@ -106,6 +106,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// Removing an image that a container was made from, without force.
+    #[error("conflict: unable to remove {image}: container {} is using it (remove the container, or force)", container.get(..12).unwrap_or(container))]
+    ImageInUse {
+        /// The image as named.
+        image: String,
+        /// The container's snapshot id.
+        container: String,
+    },
     /// A name stands for another kind of document than the operation needs.
     #[error("{image} is not {expected}")]
     WrongKind {

@@ -288,8 +288,9 @@ impl ImageStore {
 
     /// Pulls `reference` from `remote` into the store, named by its full reference, with
     /// `opts`' platform filter, concurrency and progress (its tag is the store's). With
-    /// `unpack`, the layers are unpacked into the snapshots as they arrive ([`pull_and_unpack`]
-    /// (crate::pull_and_unpack): what running the image needs next, each blob read once).
+    /// `unpack`, the layers are unpacked into the snapshots as they arrive
+    /// ([`pull_and_unpack`](crate::pull_and_unpack): what running the image needs next, each
+    /// blob read once).
     pub async fn pull(
         &self,
         remote: &dyn Remote,
@@ -968,12 +969,9 @@ impl ImageStore {
                     .iter()
                     .find(|c| c.image == host || c.image == named)
                 {
-                    return Err(Error::Conflict {
+                    return Err(Error::ImageInUse {
                         image: r.familiar(),
-                        reason: format!(
-                            "container {} is using it (remove the container, or force)",
-                            c.id.get(..12).unwrap_or(&c.id)
-                        ),
+                        container: c.id.clone(),
                     });
                 }
             }

@@ -142,3 +142,51 @@ impl oci_rs_image::Remote for Client {
         Ok(Box::new(RegistryDestination::new(self.clone(), repo)))
     }
 }
+
+/// URLs through this client's HTTP stack (its proxies, TLS roots and timeouts), following
+/// at most 10 redirects (http or https only).
+#[async_trait]
+impl oci_rs_image::UrlSource for Client {
+    async fn fetch(
+        &self,
+        url: &str,
+    ) -> oci_rs_image::Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>> {
+        use futures_util::TryStreamExt;
+        let refused = |u: &str, reason: &str| {
+            crate::Error::RefusedUrl {
+                url: u.to_owned(),
+                reason: reason.to_owned(),
+            }
+            .into_image()
+        };
+        let mut at = reqwest::Url::parse(url).map_err(|_| refused(url, "not a URL"))?;
+        for _ in 0..=10 {
+            if !matches!(at.scheme(), "http" | "https") {
+                return Err(refused(at.as_str(), "only http and https URLs are fetched"));
+            }
+            let resp = self
+                .inner
+                .http
+                .get(at.clone())
+                .send()
+                .await
+                .map_err(|e| crate::Error::transport(&at, e).into_image())?;
+            if resp.status().is_redirection() {
+                let next = resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .and_then(|l| at.join(l).ok())
+                    .ok_or_else(|| refused(at.as_str(), "a redirect without a usable Location"))?;
+                at = next;
+                continue;
+            }
+            let resp = resp
+                .error_for_status()
+                .map_err(|e| crate::Error::transport(&at, e).into_image())?;
+            let stream = resp.bytes_stream().map_err(std::io::Error::other);
+            return Ok(Box::new(tokio_util::io::StreamReader::new(stream)));
+        }
+        Err(refused(url, "more than 10 redirects"))
+    }
+}

@@ -117,6 +117,8 @@
 //! `SCMP_ACT_NOTIFY` action.
 
 mod attach;
+#[cfg(feature = "engine")]
+mod build;
 mod cgroup;
 mod container;
 mod default_seccomp;
@@ -140,6 +142,11 @@ mod syscalls_aarch64;
 mod syscalls_x86_64;
 
 pub use attach::{receive_terminal, Attach, Frame, MAX_FRAME};
+#[cfg(feature = "engine")]
+pub use build::{
+    read_context_file, read_dockerfile, BuildError, BuildEvent, BuildEvents, BuildNetwork,
+    BuildOptions, BuildSources, Built, DockerfileBuild, MAX_DOCKERFILE,
+};
 pub use cgroup::Cgroup;
 pub use container::{
     parse_signal, run, run_hooks, validate_id, Container, ContainerBuilder, ExecProcess, Status,

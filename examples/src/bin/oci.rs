@@ -880,7 +880,7 @@ async fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "{}", report.reference)?;
             } else {
                 for l in report.lines() {
-                    writeln!(out, "{}", text::printable(&l))?;
+                    writeln!(out, "{}", oci_rs_image::printable(&l))?;
                 }
             }
         }
@@ -956,10 +956,10 @@ async fn run(cli: Cli) -> Result<()> {
                 writeln!(
                     out,
                     "{:<40} {:<16} {}{:<14} {:<18} {}",
-                    text::printable(&r.repository),
-                    text::printable(&r.tag),
+                    oci_rs_image::printable(&r.repository),
+                    oci_rs_image::printable(&r.tag),
                     if digests {
-                        format!("{:<72} ", text::printable(&r.digest))
+                        format!("{:<72} ", oci_rs_image::printable(&r.digest))
                     } else {
                         String::new()
                     },
@@ -995,7 +995,7 @@ async fn run(cli: Cli) -> Result<()> {
             for r in &rows {
                 // `created_by` and the comment are the image's text: a hostile image must
                 // not send escape sequences to the terminal. Tabs read as spaces, as before.
-                let by = text::printable(&r.created_by.replace('\t', " ")).into_owned();
+                let by = oci_rs_image::printable(&r.created_by.replace('\t', " ")).into_owned();
                 let by = if no_trunc || by.chars().count() <= 45 {
                     by
                 } else {
@@ -1018,7 +1018,7 @@ async fn run(cli: Cli) -> Result<()> {
                     created,
                     by,
                     size,
-                    text::printable(&r.comment)
+                    oci_rs_image::printable(&r.comment)
                 )?;
             }
         }
@@ -1041,8 +1041,8 @@ async fn run(cli: Cli) -> Result<()> {
                 anyhow::bail!("--progress {progress}: use plain or tty");
             }
             let network = match network.as_str() {
-                "none" | "default" => oci_examples::build::BuildNetwork::None,
-                "host" => oci_examples::build::BuildNetwork::Host,
+                "none" | "default" => oci_rs_runtime::BuildNetwork::None,
+                "host" => oci_rs_runtime::BuildNetwork::Host,
                 n => anyhow::bail!("--network {n}: a build step runs with none or host"),
             };
             let pairs = |list: Vec<String>,
@@ -1066,7 +1066,7 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 Ok(m)
             };
-            let opts = oci_examples::build::BuildOptions {
+            let opts = oci_rs_runtime::BuildOptions {
                 tags: tag,
                 build_args: pairs(build_arg, true)?,
                 target,
@@ -1075,11 +1075,11 @@ async fn run(cli: Cli) -> Result<()> {
                 platform,
                 labels: pairs(label, false)?,
                 network,
-                quiet,
+                run_output: None,
                 file_label: String::new(),
             };
             let built =
-                oci_examples::build::build_cli(&images, &dir, &context, file.as_deref(), opts)
+                oci_examples::build::build_cli(&images, &context, file.as_deref(), opts, quiet)
                     .await?;
             if let Some(p) = iidfile {
                 std::fs::write(&p, built.id.to_string()).map_err(|e| {
@@ -1103,7 +1103,7 @@ async fn run(cli: Cli) -> Result<()> {
             if !removed.is_empty() {
                 writeln!(out, "Deleted Images:")?;
                 for n in removed {
-                    writeln!(out, "untagged: {}", text::printable(&n))?;
+                    writeln!(out, "untagged: {}", oci_rs_image::printable(&n))?;
                 }
                 writeln!(out)?;
             }
@@ -1113,9 +1113,11 @@ async fn run(cli: Cli) -> Result<()> {
             force,
             images: names,
         } => {
-            let (untagged, freed) = images.remove(&names, force).await?;
+            let (untagged, freed) = Containers::open(&dir)?
+                .remove_images(&images, &names, force)
+                .await?;
             for n in untagged {
-                writeln!(out, "Untagged: {}", text::printable(&n))?;
+                writeln!(out, "Untagged: {}", oci_rs_image::printable(&n))?;
             }
             writeln!(out, "Freed {freed} bytes")?;
         }
@@ -1199,7 +1201,7 @@ async fn run(cli: Cli) -> Result<()> {
         Verb::Load { input } => {
             for line in images.load(dash(input.as_deref())).await? {
                 // Names an archive carries.
-                writeln!(out, "{}", text::printable(&line))?;
+                writeln!(out, "{}", oci_rs_image::printable(&line))?;
             }
         }
         Verb::Run(args) => {
@@ -1400,7 +1402,7 @@ fn main() {
         // Messages name images, tags, files and Dockerfile text: line breaks are kept (a
         // failed step's output spans lines), every other control character is escaped.
         let msg = format!("{e:#}");
-        let msg: Vec<_> = msg.split('\n').map(text::printable).collect();
+        let msg: Vec<_> = msg.split('\n').map(oci_rs_image::printable).collect();
         eprintln!("oci: {}", msg.join("\n"));
         std::process::exit(EXIT_TOOL_FAILURE);
     }
@@ -1587,7 +1589,7 @@ fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> 
                 if ids_only {
                     writeln!(out, "{id}")?;
                 } else {
-                    let name = text::printable(&name);
+                    let name = oci_rs_image::printable(&name);
                     writeln!(out, "{id:<14} {name:<20} {driver:<10} local")?;
                 }
             }
@@ -1689,7 +1691,10 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                 };
                 // The command is the image's (or the user's) text, the image reference and
                 // the name the user's: all shown through `printable`, as every table does.
-                let cmd = format!("\"{}\"", text::printable(&r.config.command.join(" ")));
+                let cmd = format!(
+                    "\"{}\"",
+                    oci_rs_image::printable(&r.config.command.join(" "))
+                );
                 let cmd = if no_trunc || cmd.chars().count() <= 22 {
                     cmd
                 } else {
@@ -1699,12 +1704,12 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                     out,
                     "{:<14} {:<24} {:<24} {:<18} {:<28} {:<24} {}",
                     id,
-                    text::printable(&r.config.image),
+                    oci_rs_image::printable(&r.config.image),
                     cmd,
                     text::ago(r.config.created),
                     text::status_text(&r.status),
                     text::ports_text(&r.status),
-                    text::printable(&r.config.name)
+                    oci_rs_image::printable(&r.config.name)
                 )?;
             }
         }
@@ -1847,9 +1852,9 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                     }
                     for v in vols.list()? {
                         if names_only {
-                            writeln!(out, "{}", text::printable(&v.name))?;
+                            writeln!(out, "{}", oci_rs_image::printable(&v.name))?;
                         } else {
-                            writeln!(out, "{:<10} {}", v.driver, text::printable(&v.name))?;
+                            writeln!(out, "{:<10} {}", v.driver, oci_rs_image::printable(&v.name))?;
                         }
                     }
                 }
@@ -1921,7 +1926,7 @@ async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                     secs % 60,
                     // Any process in the container sets its own argv: no escape sequence
                     // from it reaches the terminal.
-                    text::printable(&p.command)
+                    oci_rs_image::printable(&p.command)
                 )?;
             }
         }

@@ -1032,6 +1032,31 @@ impl Containers {
         Ok(made?)
     }
 
+    /// Removes images `names` from `images` ([`ImageStore::remove`](oci_rs_layer::ImageStore::remove),
+    /// `docker rmi`), naming the container that uses one when it is refused. Returns the
+    /// names untagged and the bytes freed.
+    pub async fn remove_images(
+        &self,
+        images: &oci_rs_layer::ImageStore,
+        names: &[String],
+        force: bool,
+    ) -> EngineResult<(Vec<String>, u64)> {
+        match images.remove(names, force).await {
+            Err(oci_rs_layer::Error::ImageInUse { image, container }) => {
+                let name = self
+                    .view(&container)
+                    .map(|v| v.config.name)
+                    .unwrap_or_else(|_| container.clone());
+                Err(EngineError::ImageInUse {
+                    image,
+                    name,
+                    id: container,
+                })
+            }
+            r => Ok(r?),
+        }
+    }
+
     /// Container `what`'s whole filesystem as one tar into `sink` (`docker export`); the
     /// sink, flushed.
     pub async fn export<W>(

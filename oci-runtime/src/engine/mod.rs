@@ -112,6 +112,16 @@ pub enum EngineError {
     /// A container record without the monitor record every container has.
     #[error("container {0} has no monitor record")]
     NoMonitor(String),
+    /// Removing an image that a container was made from, without force.
+    #[error("conflict: unable to remove {image}: container {name} ({}) is using it (remove the container, or force)", id.get(..12).unwrap_or(id))]
+    ImageInUse {
+        /// The image as named.
+        image: String,
+        /// The container's name.
+        name: String,
+        /// The container's id.
+        id: String,
+    },
     /// No volume has this name.
     #[error("no such volume: {0}")]
     NoSuchVolume(String),

@@ -1,4 +1,4 @@
-//! `oci build`: a Dockerfile into an image, daemonless, on the four crates.
+//! Dockerfile builds: a Dockerfile into an image, daemonless, on the four crates.
 //!
 //! - [`parse`] reads the Dockerfile, [`words`] does its variable substitution and quoting,
 //!   [`ignore`] reads `.dockerignore`, [`context`] turns `COPY`/`ADD` sources into tar entries.
@@ -22,22 +22,24 @@
 //! that changes files (as buildah does), not in a layer of its own; names in `/etc/hosts`
 //! of a `RUN` are the sandbox's only.
 
-pub mod context;
-pub mod ignore;
-pub mod parse;
-pub mod words;
+mod context;
+mod error;
+mod ignore;
+mod parse;
+mod words;
 
-use crate::images::Images;
-use anyhow::{anyhow, bail, Context, Result};
+pub use context::read_context_file;
 use context::Owner;
+pub use error::BuildError;
+use error::{bail, invalid, Context, Result};
 use ignore::Ignore;
 use oci_rs_image::oci_spec::image::{Descriptor, Digest};
-use oci_rs_image::{BlobStore, ImageBuilder};
+use oci_rs_image::{BlobStore, CopyOptions, ImageBuilder, Remote, UrlSource};
+use oci_rs_layer::ImageStore;
 use parse::{Args, Dockerfile, Instr};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use words::Lex;
@@ -52,7 +54,7 @@ pub enum BuildNetwork {
     Host,
 }
 
-/// What `oci build` is asked.
+/// What a build is asked (`docker build`'s options).
 #[derive(Debug, Clone, Default)]
 pub struct BuildOptions {
     /// `-t`: names to tag the image with.
@@ -71,11 +73,68 @@ pub struct BuildOptions {
     pub labels: BTreeMap<String, String>,
     /// `--network`.
     pub network: BuildNetwork,
-    /// `-q`: no step lines and no `RUN` output (shown only when a step fails).
-    pub quiet: bool,
+    /// Where `RUN` steps' output goes (their stdout and stderr); `None`: kept in a file
+    /// that a failing step hands to the events ([`BuildEvent::FailedOutput`]), as `-q`.
+    pub run_output: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     /// The Dockerfile's name, for messages (`Dockerfile`).
     pub file_label: String,
 }
+
+/// Where a build reaches beyond the store: registries for the `FROM` images the store does
+/// not have (and for all of them with [`BuildOptions::pull`]), and URLs for `ADD URL`.
+/// `oci-rs-registry-client`'s `Client` is both.
+#[derive(Clone, Default)]
+pub struct BuildSources<'a> {
+    /// Registries.
+    pub remote: Option<&'a dyn Remote>,
+    /// URLs.
+    pub urls: Option<&'a dyn UrlSource>,
+    /// Platform filter, concurrency and progress of pulls.
+    pub pull: CopyOptions,
+}
+
+/// What a build is doing, for a program to show: steps numbered as BuildKit shows them.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildEvent<'a> {
+    /// Step `number` starts: its instruction (`[stage 1/4] RUN make`). The text is the
+    /// Dockerfile's, or a base image's `ONBUILD` trigger: untrusted, see
+    /// [`oci_rs_image::printable`].
+    Step {
+        /// The step's number in the build.
+        number: usize,
+        /// What it runs.
+        instruction: &'a str,
+    },
+    /// Step `number` was taken from the cache.
+    Cached {
+        /// The step.
+        number: usize,
+    },
+    /// Step `number` ran, in `elapsed`.
+    Done {
+        /// The step.
+        number: usize,
+        /// How long it took.
+        elapsed: std::time::Duration,
+    },
+    /// A `--build-arg` that no `ARG` of the built stages declared (docker warns).
+    UnusedArg {
+        /// Its name.
+        name: &'a str,
+    },
+    /// The output of `RUN` step `number`, which failed, when the build kept it
+    /// ([`BuildOptions::run_output`] `None`).
+    FailedOutput {
+        /// The step.
+        number: usize,
+        /// The output, from its start.
+        log: &'a mut std::fs::File,
+    },
+}
+
+/// Where build events go (see [`BuildEvent`]).
+pub type BuildEvents<'a> = Box<dyn FnMut(BuildEvent<'_>) + Send + 'a>;
 
 /// The image a build made.
 #[derive(Debug, Clone)]
@@ -90,88 +149,41 @@ pub struct Built {
     pub cached: usize,
 }
 
-/// `oci build`: reads the Dockerfile (`file`, default `CONTEXT/Dockerfile`; `-` for
-/// standard input) and the context (`-`: a tar on standard input, unpacked with oci-rs-layer's
-/// hardened apply into a scratch directory), builds with progress on standard error, and
-/// tags.
-pub async fn build_cli(
-    images: &Images,
-    data: &Path,
+/// The Dockerfile of a build and its name for messages: `file` (default `Dockerfile` in the
+/// context) read as BuildKit reads it. One of the context's files (the default, a relative
+/// `file` with `context_is_scratch`, or a `file` whose path, made absolute and cleaned with
+/// links not followed, lies under the context's) is resolved inside the context
+/// ([`read_context_file`]), so a link there never leads to a host file; a `file` elsewhere,
+/// which the caller named itself, is read as given (docker allows a Dockerfile outside the
+/// context). At most [`MAX_DOCKERFILE`] bytes.
+pub fn read_dockerfile(
     context: &Path,
     file: Option<&Path>,
-    mut opts: BuildOptions,
-) -> Result<Built> {
-    let stdin_context = context == Path::new("-");
-    let stdin_file = file == Some(Path::new("-"));
-    if stdin_context && stdin_file {
-        bail!("the Dockerfile and the context cannot both come from standard input");
+    context_is_scratch: bool,
+) -> Result<(String, String)> {
+    let label = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "Dockerfile".into())
+    };
+    if let Some(rel) = dockerfile_in_context(context, context_is_scratch, file)? {
+        let text = read_context_file(context, &rel, MAX_DOCKERFILE)?.ok_or_else(|| {
+            invalid!(
+                "no {} in the build context {}",
+                rel.display(),
+                context.display()
+            )
+        })?;
+        return Ok((text, label(&rel)));
     }
-    let _scratch;
-    let context_dir = if stdin_context {
-        let t = tempfile::Builder::new()
-            .prefix(".build-context-")
-            .tempdir_in(data)?;
-        let tar = oci_rs_layer::decompress(tokio::io::stdin(), None).await?;
-        oci_rs_layer::apply_tar(t.path(), tar, &oci_rs_layer::ApplyOptions::default())
-            .await
-            .context("unpacking the context from standard input")?;
-        let p = t.path().to_path_buf();
-        _scratch = Some(t);
-        p
-    } else {
-        _scratch = None;
-        if !context.is_dir() {
-            bail!("the context {} is not a directory", context.display());
-        }
-        context.to_path_buf()
-    };
-    let (text, label) = if stdin_file {
-        let mut t = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut tokio::io::stdin(), &mut t)
-            .await
-            .context("reading the Dockerfile from standard input")?;
-        (t, "Dockerfile".to_owned())
-    } else if let Some(rel) = dockerfile_in_context(context, stdin_context, file)? {
-        let text =
-            context::read_context_file(&context_dir, &rel, MAX_DOCKERFILE)?.ok_or_else(|| {
-                anyhow!(
-                    "no {} in the build context {}",
-                    rel.display(),
-                    context_dir.display()
-                )
-            })?;
-        let label = rel
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "Dockerfile".into());
-        (text, label)
-    } else {
-        // `-f` naming a file outside the context: the user's own choice on the command
-        // line, read as docker reads it (no link in the context leads here).
-        let path = file.map(Path::to_path_buf).unwrap_or_default();
-        let meta =
-            std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
-        if meta.len() > MAX_DOCKERFILE {
-            bail!("{} is larger than {MAX_DOCKERFILE} bytes", path.display());
-        }
-        let t = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let label = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "Dockerfile".into());
-        (t, label)
-    };
-    opts.file_label = label;
-    let b = Builder::new(
-        images,
-        data,
-        &text,
-        Some(&context_dir),
-        opts,
-        Box::new(std::io::stderr()),
-    )?;
-    b.build().await
+    let path = file.map(Path::to_path_buf).unwrap_or_default();
+    let meta = std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.len() > MAX_DOCKERFILE {
+        bail!("{} is larger than {MAX_DOCKERFILE} bytes", path.display());
+    }
+    let t =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok((t, label(&path)))
 }
 
 /// The Dockerfile's path inside the context when it is one of the context's files: the
@@ -217,7 +229,7 @@ const CACHE_VERSION: &str = "oci-build-cache-1";
 /// The largest Dockerfile read.
 pub const MAX_DOCKERFILE: u64 = 4 << 20;
 
-/// How many stages may be in the making at once (see [`Builder::stage_once`]). Each level
+/// How many stages may be in the making at once (see [`DockerfileBuild::stage_once`]). Each level
 /// is a step's future polled inside another's, some 300 KiB of stack in a debug build: 30
 /// overflowed the main thread's 8 MiB.
 const MAX_NESTED_STAGES: usize = 8;
@@ -307,9 +319,48 @@ fn sha(parts: &[&str]) -> String {
     format!("{:x}", h.finalize())
 }
 
-/// Builds a Dockerfile.
-pub struct Builder<'a> {
-    images: &'a Images,
+/// A Dockerfile build into an [`ImageStore`]: `FROM` images from the store or, when missing,
+/// pulled through [`BuildSources`]; `RUN` steps in containers of this crate on overlay
+/// snapshots of each stage; `COPY`/`ADD` from the context (filtered by its `.dockerignore`)
+/// or other stages, resolved inside their trees; the cache kept by the store. One call,
+/// [`DockerfileBuild::build`], builds and tags.
+///
+/// ```no_run
+/// # async fn demo(
+/// #     registry: &dyn oci_rs_image::Remote,
+/// #     urls: &dyn oci_rs_image::UrlSource,
+/// # ) -> Result<(), Box<dyn std::error::Error>> {
+/// use oci_rs_layer::ImageStore;
+/// use oci_rs_runtime::{read_dockerfile, BuildEvent, BuildOptions, BuildSources, DockerfileBuild};
+///
+/// let store = ImageStore::open("/var/lib/my-tool".as_ref()).await?;
+/// let context = std::path::Path::new("./app");
+/// let (dockerfile, name) = read_dockerfile(context, None, false)?;
+/// let sources = BuildSources {
+///     remote: Some(registry), // oci-rs-registry-client's Client
+///     urls: Some(urls),
+///     ..BuildSources::default()
+/// };
+/// let opts = BuildOptions {
+///     tags: vec!["localhost:5000/app:1".into()],
+///     file_label: name,
+///     ..BuildOptions::default()
+/// };
+/// let events = Box::new(|e: BuildEvent<'_>| {
+///     if let BuildEvent::Step { number, instruction } = e {
+///         eprintln!("#{number} {}", oci_rs_image::printable(instruction));
+///     }
+/// });
+/// let built = DockerfileBuild::new(&store, sources, &dockerfile, Some(context), opts, events)?
+///     .build()
+///     .await?;
+/// println!("{} ({} steps run, {} cached)", built.id, built.ran, built.cached);
+/// # Ok(())
+/// # }
+/// ```
+pub struct DockerfileBuild<'a> {
+    images: &'a ImageStore,
+    sources: BuildSources<'a>,
     data: PathBuf,
     context: Option<PathBuf>,
     ignore: Ignore,
@@ -322,29 +373,34 @@ pub struct Builder<'a> {
     step: usize,
     ran: usize,
     cached: usize,
-    err: Box<dyn Write + Send + 'a>,
+    events: BuildEvents<'a>,
     used_args: std::collections::BTreeSet<String>,
     building: Vec<usize>,
 }
 
-impl<'a> Builder<'a> {
+impl<'a> DockerfileBuild<'a> {
     /// A build of `dockerfile` (its text) with `context` (a directory; `None` for none, as
-    /// with a Dockerfile on standard input and no context), writing progress to `err`.
+    /// with a Dockerfile on standard input and no context) into `images`, telling `events`
+    /// how it goes. The Dockerfile is parsed and its stages checked here.
     pub fn new(
-        images: &'a Images,
-        data: &Path,
+        images: &'a ImageStore,
+        sources: BuildSources<'a>,
         dockerfile: &str,
         context: Option<&Path>,
         opts: BuildOptions,
-        err: Box<dyn Write + Send + 'a>,
+        events: BuildEvents<'a>,
     ) -> Result<Self> {
         let label = if opts.file_label.is_empty() {
             "Dockerfile".to_owned()
         } else {
             opts.file_label.clone()
         };
-        let df = parse::parse(dockerfile)
-            .map_err(|e| anyhow!("{label}:{}:{}: {}", e.line, e.column, e.message))?;
+        let df = parse::parse(dockerfile).map_err(|e| BuildError::Syntax {
+            file: label.clone(),
+            line: e.line,
+            column: e.column,
+            message: e.message,
+        })?;
         let lex = Lex { escape: df.escape };
         let ignore = match context {
             // Resolved inside the context: a `.dockerignore` linking out of it must not make
@@ -356,7 +412,8 @@ impl<'a> Builder<'a> {
         };
         let mut this = Self {
             images,
-            data: data.to_path_buf(),
+            sources,
+            data: images.data_dir().to_path_buf(),
             context: context.map(Path::to_path_buf),
             ignore,
             opts: BuildOptions {
@@ -371,7 +428,7 @@ impl<'a> Builder<'a> {
             step: 0,
             ran: 0,
             cached: 0,
-            err,
+            events,
             used_args: Default::default(),
             building: Vec::new(),
         };
@@ -379,13 +436,19 @@ impl<'a> Builder<'a> {
         Ok(this)
     }
 
-    fn at(&self, i: &Instr, what: impl std::fmt::Display) -> anyhow::Error {
-        anyhow!("{}: {what}", self.place(i))
+    fn at(&self, i: &Instr, what: impl std::fmt::Display) -> BuildError {
+        BuildError::Instruction {
+            place: self.place(i),
+            problem: what.to_string(),
+        }
     }
 
     /// `e` with the instruction it failed on as its context (the cause stays in `source()`).
-    fn wrap(&self, i: &Instr, e: impl Into<anyhow::Error>) -> anyhow::Error {
-        e.into().context(self.place(i))
+    fn wrap(&self, i: &Instr, e: impl Into<BuildError>) -> BuildError {
+        BuildError::Step {
+            place: self.place(i),
+            source: Box::new(e.into()),
+        }
     }
 
     /// `Dockerfile:LINE: KEYWORD ARGS` for messages, the arguments cut short: a hostile
@@ -403,7 +466,7 @@ impl<'a> Builder<'a> {
             self.opts.file_label,
             i.line,
             i.keyword,
-            crate::text::printable(&args)
+            (&args)
         )
     }
 
@@ -494,17 +557,14 @@ impl<'a> Builder<'a> {
         self.reap_stale_snapshots()?;
         let target = match &self.opts.target {
             Some(t) => self.stage_index(t).ok_or_else(|| {
-                anyhow!("the target stage {t:?} is not in {}", self.opts.file_label)
+                invalid!("the target stage {t:?} is not in {}", self.opts.file_label)
             })?,
             None => self.stages.len() - 1,
         };
         let state = Box::pin(self.stage(target)).await?;
         for k in self.opts.build_args.keys() {
             if !self.used_args.contains(k) {
-                let _ = writeln!(
-                    self.err,
-                    "[Warning] one or more build args were not consumed: {k}"
-                );
+                (self.events)(BuildEvent::UnusedArg { name: k });
             }
         }
         let mut image = state.image;
@@ -516,7 +576,7 @@ impl<'a> Builder<'a> {
         let id = m
             .as_image()
             .map(|i| i.config().digest().clone())
-            .ok_or_else(|| anyhow!("the built manifest is not an image"))?;
+            .ok_or_else(|| invalid!("the built manifest is not an image"))?;
         if self.opts.tags.is_empty() {
             let desc = m.descriptor();
             self.images
@@ -622,8 +682,8 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn cycle(&self, idx: usize) -> anyhow::Error {
-        anyhow!(
+    fn cycle(&self, idx: usize) -> BuildError {
+        invalid!(
             "{}: stage {} needs itself (a cycle of FROM or COPY --from)",
             self.opts.file_label,
             self.stage_label(idx)
@@ -699,22 +759,11 @@ impl<'a> Builder<'a> {
                 }
             }
             None => {
-                if self.opts.pull {
-                    self.images
-                        .pull_unpacked(&image_name, platform.as_deref())
-                        .await?;
-                }
+                let place = format!("{}:{}: FROM {image_name}", self.opts.file_label, from.line);
                 let m = self
-                    .images
-                    .image_for_run(&image_name, platform.as_deref())
+                    .base_image(&image_name, platform.as_deref())
                     .await
-                    .map_err(|e| {
-                        e.context(format!(
-                            "{}:{}: FROM {image_name}",
-                            self.opts.file_label, from.line
-                        ))
-                    })?
-                    .manifest;
+                    .context(place)?;
                 let image = ImageBuilder::from_image(self.images.layout(), &m)
                     .await?
                     .docker(false);
@@ -735,12 +784,12 @@ impl<'a> Builder<'a> {
         let mut steps = Vec::new();
         for t in &triggers {
             let i = parse::instruction(t, from.line).map_err(|e| {
-                anyhow!(
+                invalid!(
                     "{}:{}: ONBUILD trigger \"{}\" of {image_name}: {}",
                     self.opts.file_label,
                     from.line,
                     // The trigger is the base image's text: named, not echoed whole.
-                    crate::text::excerpt(t, 64),
+                    oci_rs_image::excerpt(t, 64),
                     e.message
                 )
             })?;
@@ -762,26 +811,49 @@ impl<'a> Builder<'a> {
 
     fn line(&mut self, what: &str) {
         self.step += 1;
-        if !self.opts.quiet {
-            // Step lines echo instructions, ONBUILD triggers (a base image's text) among them.
-            let _ = writeln!(self.err, "#{} {}", self.step, crate::text::printable(what));
+        (self.events)(BuildEvent::Step {
+            number: self.step,
+            instruction: what,
+        });
+    }
+
+    /// The image manifest of a `FROM` (or `COPY --from`) image for `platform`: from the
+    /// store, pulled (and unpacked) when missing or with `--pull`.
+    async fn base_image(
+        &self,
+        name: &str,
+        platform: Option<&str>,
+    ) -> Result<oci_rs_image::Manifest> {
+        let platform = platform
+            .map(str::parse::<oci_rs_image::PlatformSpec>)
+            .transpose()?;
+        let remote = self.sources.remote.map(|r| (r, &self.sources.pull));
+        if self.opts.pull {
+            if let Some((r, pull)) = remote {
+                let mut pull = pull.clone();
+                if let Some(p) = &platform {
+                    pull.platforms = oci_rs_image::PlatformFilter::One(p.clone());
+                }
+                self.images.pull(r, name, &pull, true).await?;
+            }
         }
+        Ok(self
+            .images
+            .image_for_run(name, platform.as_ref(), remote, |_| {})
+            .await?
+            .manifest)
     }
 
     fn done(&mut self, started: Instant, cached: bool) {
-        if self.opts.quiet {
-            return;
-        }
-        if cached {
-            let _ = writeln!(self.err, "#{} CACHED", self.step);
+        let number = self.step;
+        (self.events)(if cached {
+            BuildEvent::Cached { number }
         } else {
-            let _ = writeln!(
-                self.err,
-                "#{} DONE {:.1}s",
-                self.step,
-                started.elapsed().as_secs_f64()
-            );
-        }
+            BuildEvent::Done {
+                number,
+                elapsed: started.elapsed(),
+            }
+        });
     }
 
     fn arg_decls(&self, i: &Instr, s: &State) -> Result<Vec<(String, Option<String>)>> {
@@ -824,7 +896,7 @@ impl<'a> Builder<'a> {
             let Some(eq) = find_unquoted_eq(&w, self.lex.escape) else {
                 return Err(self.at(
                     i,
-                    format!("\"{}\" is not KEY=VALUE", crate::text::excerpt(&w, 64)),
+                    format!("\"{}\" is not KEY=VALUE", oci_rs_image::excerpt(&w, 64)),
                 ));
             };
             let k = self
@@ -937,7 +1009,7 @@ impl<'a> Builder<'a> {
                     if !ok {
                         return Err(self.at(
                             i,
-                            format!("invalid port \"{}\"", crate::text::excerpt(p, 32)),
+                            format!("invalid port \"{}\"", oci_rs_image::excerpt(p, 32)),
                         ));
                     }
                     b = b.expose(&format!("{num}/{}", proto.to_ascii_lowercase()));
@@ -968,7 +1040,7 @@ impl<'a> Builder<'a> {
             }
             "STOPSIGNAL" => {
                 let sig = self.one_word(i, &s)?;
-                oci_rs_runtime::parse_signal(&sig).map_err(|e| self.wrap(i, e))?;
+                crate::parse_signal(&sig).map_err(|e| self.wrap(i, e))?;
                 meta = Some((img.stop_signal(&sig), format!("STOPSIGNAL {sig}")));
             }
             "MAINTAINER" => {

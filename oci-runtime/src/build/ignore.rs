@@ -6,6 +6,8 @@
 //! the last one that matches a path, or one of its parent directories, decides (docker's
 //! `MatchesOrParentMatches`).
 
+use oci_rs_image::wildcard;
+
 /// One pattern of a `.dockerignore`.
 #[derive(Debug, Clone)]
 struct Pattern {
@@ -65,11 +67,6 @@ impl Ignore {
         Self { patterns }
     }
 
-    /// Whether there are no rules.
-    pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
-    }
-
     /// Whether the context path `rel` (components from the context root) is excluded.
     pub fn excluded(&self, rel: &[&str]) -> bool {
         let mut out = false;
@@ -116,45 +113,6 @@ pub fn has_glob(p: &str) -> bool {
 pub fn component_match(pat: &str, name: &str) -> bool {
     let n: Vec<char> = name.chars().collect();
     wildcard(&tokens(pat), &n, |t| matches!(t, Tok::Star), Tok::matches)
-}
-
-/// Whether `name` matches `pat`, where an element for which `star` holds takes any run of
-/// elements (none included) and every other one exactly one element it is `one` with.
-///
-/// Patterns and names come from the context and the Dockerfile, so this must not blow up:
-/// trying every split at every star is exponential in the stars (`*a*a*a…*b` against a
-/// long name of `a`s). Greedy with the last star as the only point to come back to is
-/// enough: a later star can take whatever an earlier one would have taken instead, so an
-/// earlier star never needs to grow. At most len(pat) × len(name) steps.
-pub fn wildcard<P, N>(
-    pat: &[P],
-    name: &[N],
-    star: impl Fn(&P) -> bool,
-    one: impl Fn(&P, &N) -> bool,
-) -> bool {
-    let (mut p, mut n) = (0, 0);
-    // The pattern position after the last star seen, and where in the name its run ends.
-    let mut back: Option<(usize, usize)> = None;
-    while n < name.len() {
-        match pat.get(p) {
-            Some(t) if star(t) => {
-                p += 1;
-                back = Some((p, n));
-            }
-            Some(t) if one(t, &name[n]) => {
-                p += 1;
-                n += 1;
-            }
-            _ => match back {
-                Some((bp, bn)) => {
-                    (p, n) = (bp, bn + 1);
-                    back = Some((bp, bn + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pat[p..].iter().all(star)
 }
 
 /// One element of a component pattern.

@@ -9,8 +9,8 @@
 //! which resolves every destination inside the rootfs, so an image whose `/app` is a
 //! symlink to `/etc` cannot make a `COPY` write on the host.
 
+use super::error::{bail, BuildError, Context, Result};
 use super::ignore::{clean_components, component_match, has_glob, Ignore};
-use anyhow::{bail, Context, Result};
 use oci_rs_layer::Root;
 use oci_rs_layer::{EntryHeader, EntryType, TarWriter};
 use sha2::{Digest as _, Sha256};
@@ -490,7 +490,7 @@ impl Plan {
             }
             let mut w = t.finish().await?;
             tokio::io::AsyncWriteExt::shutdown(&mut w).await?;
-            Ok::<_, anyhow::Error>(())
+            Ok::<_, BuildError>(())
         };
         let opts = oci_rs_layer::ApplyOptions::default();
         let consume = oci_rs_layer::apply_tar(rootfs, r, &opts);

@@ -158,7 +158,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
                     "\\" => '\\',
                     "`" => '`',
                     _ => {
-                        let v = crate::text::excerpt(v, 8);
+                        let v = oci_rs_image::excerpt(v, 8);
                         return Err(err(i + 1, 1, format!("invalid escape character \"{v}\"")));
                     }
                 }
@@ -220,7 +220,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
                             1,
                             format!(
                                 "the heredoc {} is not terminated",
-                                crate::text::excerpt(&name, 32)
+                                oci_rs_image::excerpt(&name, 32)
                             ),
                         ));
                     };

@@ -1,9 +1,9 @@
 //! The steps that change files: `RUN` in a container on the step's snapshot, `COPY` and
-//! `ADD` through [`super::context`], each ending in [`Builder::commit_step`].
+//! `ADD` through [`super::context`], each ending in [`DockerfileBuild::commit_step`].
 
 use super::context::{Plan, Tree};
-use super::{sha, BuildNetwork, Builder, Owner, State};
-use anyhow::{bail, Context, Result};
+use super::error::{BuildError, Context, Result};
+use super::{sha, BuildEvent, BuildNetwork, DockerfileBuild, Owner, State};
 use oci_rs_image::oci_spec::image::{Descriptor, Digest};
 use oci_rs_image::Compression;
 use oci_rs_layer::{Mount, MountKind, Snapshotter};
@@ -29,7 +29,7 @@ impl Drop for Scratch {
     }
 }
 
-impl Builder<'_> {
+impl DockerfileBuild<'_> {
     fn snapshots(&self) -> Result<Snapshotter> {
         Ok(Snapshotter::new(self.data.join("snapshots"))?)
     }
@@ -56,7 +56,7 @@ impl Builder<'_> {
             if !alive {
                 tracing::info!(snapshot = %name, "removing a step snapshot of a build that is gone");
                 // Its RUN's container, if one was running: killed and deleted first.
-                if let Ok(c) = oci_rs_runtime::Container::load(&self.data.join("run"), &name) {
+                if let Ok(c) = crate::Container::load(&self.data.join("run"), &name) {
                     if let Err(e) = c.delete(true) {
                         tracing::warn!(container = %name, error = %e, "deleting a stale build container");
                     }
@@ -71,11 +71,7 @@ impl Builder<'_> {
 
     async fn scratch(&self, stack: &[(Descriptor, Digest)], what: &str) -> Result<Scratch> {
         let snaps = self.snapshots()?;
-        let id = format!(
-            "build-{}-{}",
-            std::process::id(),
-            oci_rs_runtime::random_hex(8)?
-        );
+        let id = format!("build-{}-{}", std::process::id(), crate::random_hex(8)?);
         let mount = snaps
             .prepare_layers(&id, self.images.layout(), stack, what, false)
             .await
@@ -144,24 +140,24 @@ impl Builder<'_> {
             .join("etc-files");
         oci_rs_layer::private_dir(&etc)?;
         let net = match network {
-            BuildNetwork::None => oci_rs_runtime::NetworkMode::None,
-            BuildNetwork::Host => oci_rs_runtime::NetworkMode::Host,
+            BuildNetwork::None => crate::NetworkMode::None,
+            BuildNetwork::Host => crate::NetworkMode::Host,
         };
         let hostname = "buildkitsandbox";
-        let mut mounts = oci_rs_runtime::etc_files(&etc, hostname, net)?;
+        let mut mounts = crate::etc_files(&etc, hostname, net)?;
         if let Some(script) = argv.first().and_then(|a| a.strip_prefix("/dev/pipes/")) {
             if let Some(h) = i.heredocs.iter().find(|h| h.name == script) {
                 let f = etc.join(format!("pipe-{script}"));
                 std::fs::write(&f, &h.content)?;
                 std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-                mounts.push(oci_rs_runtime::ExtraMount::Bind {
+                mounts.push(crate::ExtraMount::Bind {
                     source: f,
                     target: format!("/dev/pipes/{script}"),
                     readonly: true,
                 });
             }
         }
-        let mut opts = oci_rs_runtime::RunOptions {
+        let mut opts = crate::RunOptions {
             args: argv,
             entrypoint: Some(Vec::new()),
             env,
@@ -171,20 +167,20 @@ impl Builder<'_> {
             ..Default::default()
         };
         if !rustix::process::geteuid().is_root() {
-            opts.rootless = Some(oci_rs_runtime::Rootless::current());
+            opts.rootless = Some(crate::Rootless::current());
         }
         let config: oci_rs_image::oci_spec::image::ImageConfiguration =
             serde_json::from_value(s.config().clone()).context("reading the stage's config")?;
-        let spec = oci_rs_runtime::spec_from_image(&config, &scratch.mount.rootfs, &opts)
+        let spec = crate::spec_from_image(&config, &scratch.mount.rootfs, &opts)
             .map_err(|e| self.wrap(i, e))?;
-        let quiet_log = if self.opts.quiet {
-            Some(tempfile::tempfile_in(&self.data).context("creating a step log")?)
-        } else {
-            None
+        let quiet_log = match &self.opts.run_output {
+            Some(_) => None,
+            None => Some(tempfile::tempfile_in(&self.data).context("creating a step log")?),
         };
-        let out: std::os::fd::OwnedFd = match &quiet_log {
-            Some(f) => f.try_clone()?.into(),
-            None => rustix::io::dup(std::io::stderr())?,
+        let out: std::os::fd::OwnedFd = match (&quiet_log, &self.opts.run_output) {
+            (Some(f), _) => f.try_clone()?.into(),
+            (None, Some(fd)) => fd.try_clone()?,
+            (None, None) => std::fs::File::open("/dev/null")?.into(),
         };
         let err = out.try_clone()?;
         let bundle = scratch
@@ -197,26 +193,34 @@ impl Builder<'_> {
         let state_root = self.data.join("run");
         let code = tokio::task::spawn_blocking(move || {
             let null = std::fs::File::open("/dev/null")?;
-            oci_rs_runtime::run(
-                oci_rs_runtime::ContainerBuilder::new(&cid, spec, bundle)
+            crate::run(
+                crate::ContainerBuilder::new(&cid, spec, bundle)
                     .state_root(state_root)
                     .stdin(null.into())
                     .stdout(out)
                     .stderr(err),
             )
-            .map_err(anyhow::Error::from)
+            .map_err(BuildError::from)
         })
-        .await??;
+        .await
+        .map_err(|e| BuildError::Failed {
+            what: "the RUN step's task".into(),
+            source: Box::new(e),
+        })??;
         if code != 0 {
-            if let Some(mut f) = quiet_log {
+            if let Some(mut log) = quiet_log {
                 use std::io::Seek;
-                f.rewind()?;
-                let _ = std::io::copy(&mut f, &mut self.err);
+                log.rewind()?;
+                let number = self.step;
+                (self.events)(BuildEvent::FailedOutput {
+                    number,
+                    log: &mut log,
+                });
             }
-            return Err(self.at(
-                i,
-                format!("did not complete successfully: exit code {code}"),
-            ));
+            return Err(BuildError::RunFailed {
+                place: self.place(i),
+                code,
+            });
         }
         let s = self.commit_step(s, scratch, &stack, &hist, key).await?;
         self.ran += 1;
@@ -447,7 +451,10 @@ impl Builder<'_> {
                                 unpacked.await.map_err(|e| {
                                     self.wrap(
                                         i,
-                                        anyhow::Error::from(e).context(format!("unpacking {p}")),
+                                        BuildError::Failed {
+                                            what: format!("unpacking {p}"),
+                                            source: Box::new(e),
+                                        },
                                     )
                                 })?;
                                 let t = Tree::filesystem(dir.path(), p)?;
@@ -507,8 +514,7 @@ impl Builder<'_> {
         }
         if let Some(c) = &chown {
             if owner.ids.is_none() {
-                let (uid, gid, _) =
-                    oci_rs_runtime::resolve_user(&rootfs, c).map_err(|e| self.wrap(i, e))?;
+                let (uid, gid, _) = crate::resolve_user(&rootfs, c).map_err(|e| self.wrap(i, e))?;
                 let gid = if c.contains(':') { gid } else { uid };
                 plan.set_owner(u64::from(uid), u64::from(gid));
             }
@@ -614,11 +620,9 @@ impl Builder<'_> {
             }
             None => {
                 let m = self
-                    .images
-                    .image_for_run(from, self.opts.platform.as_deref())
+                    .base_image(from, self.opts.platform.as_deref())
                     .await
-                    .map_err(|e| self.wrap(i, e))?
-                    .manifest;
+                    .map_err(|e| self.wrap(i, e))?;
                 Snapshotter::image_stack(self.images.layout(), &m).await?
             }
         };
@@ -655,31 +659,40 @@ impl Builder<'_> {
             .to_owned();
         let dir = tempfile::tempdir_in(&self.data)?;
         let path = dir.path().join(&name);
-        let client = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(30))
-            .read_timeout(std::time::Duration::from_secs(60))
-            .build()?;
-        let mut resp = client
-            .get(url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| self.wrap(i, anyhow::Error::from(e).context(format!("fetching {url}"))))?;
-        let mut f = std::fs::File::create(&path)?;
-        let mut h = <sha2::Sha256 as sha2::Digest>::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| self.wrap(i, e))? {
-            sha2::Digest::update(&mut h, &chunk);
-            std::io::Write::write_all(&mut f, &chunk)?;
-        }
+        let Some(urls) = self.sources.urls else {
+            return Err(self.at(i, "fetching a URL needs a URL source (BuildSources::urls)"));
+        };
+        let fetched = async {
+            let mut body = urls.fetch(url).await?;
+            let mut f = tokio::fs::File::create(&path).await?;
+            let mut h = <sha2::Sha256 as sha2::Digest>::new();
+            let mut buf = vec![0u8; 256 << 10];
+            loop {
+                let n = tokio::io::AsyncReadExt::read(&mut body, &mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                sha2::Digest::update(&mut h, &buf[..n]);
+                tokio::io::AsyncWriteExt::write_all(&mut f, &buf[..n]).await?;
+            }
+            tokio::io::AsyncWriteExt::flush(&mut f).await?;
+            Ok::<_, BuildError>(h)
+        };
+        let h = fetched.await.map_err(|e| {
+            self.wrap(
+                i,
+                BuildError::Failed {
+                    what: format!("fetching {url}"),
+                    source: Box::new(e),
+                },
+            )
+        })?;
         let got = format!("{:x}", sha2::Digest::finalize(h));
         if got != want {
-            bail!(
-                "{}",
-                self.at(
-                    i,
-                    format!("{url}: checksum sha256:{got}, expected sha256:{want}")
-                )
-            );
+            return Err(self.at(
+                i,
+                format!("{url}: checksum sha256:{got}, expected sha256:{want}"),
+            ));
         }
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         Ok((dir, name))

@@ -1,0 +1,88 @@
+//! `oci build`'s glue over oci-rs-runtime's [`DockerfileBuild`]: a context or Dockerfile on
+//! standard input, and progress printed as BuildKit's plain output.
+
+use crate::images::Images;
+use anyhow::{bail, Context, Result};
+use oci_rs_runtime::{
+    read_dockerfile, BuildEvent, BuildOptions, BuildSources, Built, DockerfileBuild,
+};
+use std::io::Write;
+use std::path::Path;
+
+/// `oci build`: reads the Dockerfile (`file`, default `CONTEXT/Dockerfile`; `-` for
+/// standard input) and the context (`-`: a tar on standard input, unpacked with oci-rs-layer's
+/// hardened apply into a scratch directory), builds with progress on standard error (with
+/// `quiet`, only a failing step's output), and tags.
+pub async fn build_cli(
+    images: &Images,
+    context: &Path,
+    file: Option<&Path>,
+    mut opts: BuildOptions,
+    quiet: bool,
+) -> Result<Built> {
+    let stdin_context = context == Path::new("-");
+    let stdin_file = file == Some(Path::new("-"));
+    if stdin_context && stdin_file {
+        bail!("the Dockerfile and the context cannot both come from standard input");
+    }
+    let _scratch;
+    let context_dir = if stdin_context {
+        let t = tempfile::Builder::new()
+            .prefix(".build-context-")
+            .tempdir_in(images.data_dir())?;
+        let tar = oci_rs_layer::decompress(tokio::io::stdin(), None).await?;
+        oci_rs_layer::apply_tar(t.path(), tar, &oci_rs_layer::ApplyOptions::default())
+            .await
+            .context("unpacking the context from standard input")?;
+        let p = t.path().to_path_buf();
+        _scratch = Some(t);
+        p
+    } else {
+        _scratch = None;
+        if !context.is_dir() {
+            bail!("the context {} is not a directory", context.display());
+        }
+        context.to_path_buf()
+    };
+    let (text, label) = if stdin_file {
+        let mut t = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut tokio::io::stdin(), &mut t)
+            .await
+            .context("reading the Dockerfile from standard input")?;
+        (t, "Dockerfile".to_owned())
+    } else {
+        read_dockerfile(&context_dir, file, stdin_context)?
+    };
+    opts.file_label = label;
+    if !quiet {
+        opts.run_output = Some(std::sync::Arc::new(rustix::io::dup(std::io::stderr())?));
+    }
+    let sources = BuildSources {
+        remote: Some(images.client()),
+        urls: Some(images.client()),
+        pull: images.copy_options(None)?,
+    };
+    let events = Box::new(move |e: BuildEvent<'_>| {
+        let mut err = std::io::stderr().lock();
+        // Step lines echo instructions, ONBUILD triggers (a base image's text) among them.
+        let _ = match e {
+            BuildEvent::Step {
+                number,
+                instruction,
+            } if !quiet => writeln!(err, "#{number} {}", oci_rs_image::printable(instruction)),
+            BuildEvent::Cached { number } if !quiet => writeln!(err, "#{number} CACHED"),
+            BuildEvent::Done { number, elapsed } if !quiet => {
+                writeln!(err, "#{number} DONE {:.1}s", elapsed.as_secs_f64())
+            }
+            BuildEvent::UnusedArg { name } => writeln!(
+                err,
+                "[Warning] one or more build args were not consumed: {}",
+                oci_rs_image::printable(name)
+            ),
+            BuildEvent::FailedOutput { log, .. } => std::io::copy(log, &mut err).map(|_| ()),
+            _ => Ok(()),
+        };
+    });
+    let b = DockerfileBuild::new(images, sources, &text, Some(&context_dir), opts, events)?;
+    Ok(b.build().await?)
+}
