@@ -7,8 +7,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use oci_rs_image::{Compression, ImageBuilder, OciLayout};
-use oci_rs_runtime::{Containers, EngineError, RunImage, RunRequest, Volumes};
+use oci_rs_image::{Compression, ImageBuilder, ReferenceStore};
+use oci_rs_layer::ImageStore;
+use oci_rs_runtime::{
+    BuildError, BuildEvent, BuildOptions, BuildSources, Containers, DockerfileBuild, EngineError,
+    RunImage, RunRequest, Volumes,
+};
 use oci_rs_runtime::{LogQuery, LogStream, MonitorState, NetworkMode};
 use std::path::Path;
 use std::process::Command;
@@ -31,7 +35,7 @@ fn main() {
         .build()
         .unwrap();
     type Test = (&'static str, fn(&Fixture));
-    let tests: [Test; 4] = [
+    let tests: [Test; 6] = [
         ("a_detached_container_by_name", a_detached_container_by_name),
         (
             "names_are_unique_and_a_refused_run_leaves_nothing",
@@ -45,6 +49,14 @@ fn main() {
             "a_named_volume_is_filled_from_the_image_and_kept_while_used",
             a_named_volume_is_filled_from_the_image_and_kept_while_used,
         ),
+        (
+            "a_dockerfile_builds_into_the_store_and_its_image_runs",
+            a_dockerfile_builds_into_the_store_and_its_image_runs,
+        ),
+        (
+            "a_failing_run_step_is_a_typed_error_with_its_output",
+            a_failing_run_step_is_a_typed_error_with_its_output,
+        ),
     ];
     for (name, test) in tests {
         let f = rt.block_on(Fixture::new());
@@ -53,10 +65,11 @@ fn main() {
     }
 }
 
-/// A data directory with a busybox image (`/data/seed` in it) in its layout.
+/// A data directory with a busybox image (`/data/seed` in it) in its store, named
+/// `busybox:test`.
 struct Fixture {
     dir: tempfile::TempDir,
-    layout: OciLayout,
+    store: ImageStore,
     manifest: oci_rs_image::Manifest,
     rt: tokio::runtime::Handle,
 }
@@ -83,19 +96,24 @@ impl Fixture {
             .unwrap()
             .success());
         let data = dir.path().join("data");
-        let layout = OciLayout::create(data.join("images")).await.unwrap();
+        let store = ImageStore::open(&data).await.unwrap();
+        let layout = store.layout();
         let arch = oci_rs_image::PlatformSpec::host().architecture;
         let mut b = ImageBuilder::new("linux", &arch)
             .env("PATH", "/bin")
             .cmd(["sh"]);
         let mut f = tokio::fs::File::open(&tar).await.unwrap();
-        b.add_layer_tar(&layout, &mut f, Compression::Gzip, "busybox")
+        b.add_layer_tar(layout, &mut f, Compression::Gzip, "busybox")
             .await
             .unwrap();
-        let manifest = b.build(&layout).await.unwrap();
+        let manifest = b.build(layout).await.unwrap();
+        let name = oci_rs_layer::store_name(&"busybox:test".parse().unwrap());
+        ReferenceStore::set(layout, &name, &manifest.descriptor())
+            .await
+            .unwrap();
         Self {
             dir,
-            layout,
+            store,
             manifest,
             rt: tokio::runtime::Handle::current(),
         }
@@ -108,7 +126,7 @@ impl Fixture {
     fn image(&self) -> RunImage<'_> {
         self.rt
             .block_on(RunImage::new(
-                &self.layout,
+                self.store.layout(),
                 self.manifest.clone(),
                 None,
                 "busybox:test",
@@ -285,5 +303,117 @@ fn a_named_volume_is_filled_from_the_image_and_kept_while_used(f: &Fixture) {
     assert!(matches!(
         vols.inspect("vol1"),
         Err(EngineError::NoSuchVolume(_))
+    ));
+}
+
+fn build(
+    f: &Fixture,
+    dockerfile: &str,
+    files: &[(&str, &str)],
+    events: &mut Vec<String>,
+) -> Result<oci_rs_runtime::Built, BuildError> {
+    let context = f.dir.path().join("context");
+    std::fs::create_dir_all(&context).unwrap();
+    for (name, text) in files {
+        std::fs::write(context.join(name), text).unwrap();
+    }
+    let opts = BuildOptions {
+        tags: vec!["local/built:1".into()],
+        ..BuildOptions::default()
+    };
+    let seen = std::sync::Mutex::new(Vec::new());
+    let result = {
+        let record = Box::new(|e: BuildEvent<'_>| {
+            let line = match e {
+                BuildEvent::Step { instruction, .. } => format!("step {instruction}"),
+                BuildEvent::Cached { .. } => "cached".into(),
+                BuildEvent::Done { .. } => "done".into(),
+                BuildEvent::FailedOutput { log, .. } => {
+                    let mut out = String::new();
+                    std::io::Read::read_to_string(log, &mut out).unwrap();
+                    format!("output {out}")
+                }
+                other => format!("{other:?}"),
+            };
+            seen.lock().unwrap().push(line);
+        });
+        let b = DockerfileBuild::new(
+            &f.store,
+            BuildSources::default(),
+            dockerfile,
+            Some(&context),
+            opts,
+            record,
+        )?;
+        f.rt.block_on(b.build())
+    };
+    events.extend(seen.into_inner().unwrap());
+    result
+}
+
+fn a_dockerfile_builds_into_the_store_and_its_image_runs(f: &Fixture) {
+    let dockerfile = "FROM busybox:test\nRUN echo built > /built\nCOPY hello.txt /srv/\n\
+                      CMD [\"cat\", \"/built\", \"/srv/hello.txt\"]\n";
+    let mut events = Vec::new();
+    let built = build(f, dockerfile, &[("hello.txt", "hello\n")], &mut events).unwrap();
+    assert_eq!((built.ran, built.cached), (3, 0), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("step") && e.contains("FROM busybox:test")),
+        "{events:?}"
+    );
+    // Named in the store; its id is the config digest.
+    let found = f.rt.block_on(f.store.find("local/built:1")).unwrap();
+    assert_eq!(found.names, ["docker.io/local/built:1"]);
+    let run =
+        f.rt.block_on(f.store.image_for_run("local/built:1", None, None, |_| {}))
+            .unwrap();
+    assert_eq!(run.config_digest, built.id);
+    // A rebuild takes every step from the cache and makes the same image.
+    let mut again = Vec::new();
+    let rebuilt = build(f, dockerfile, &[], &mut again).unwrap();
+    assert_eq!((rebuilt.ran, rebuilt.cached), (0, 3), "{again:?}");
+    assert_eq!(rebuilt.id, built.id);
+    // And it runs.
+    let store = Containers::open(&f.data()).unwrap();
+    let image = RunImage::from_store(&f.store, run, "local/built:1");
+    let mut req = detached(Some("built"), "");
+    req.opts.args = Vec::new();
+    let (id, _) = f.rt.block_on(store.run(&image, req)).unwrap();
+    assert_eq!(store.wait(&id).unwrap(), 0);
+    assert_eq!(logs(&store, "built").0, "built\nhello\n");
+    store.remove("built", false).unwrap();
+}
+
+fn a_failing_run_step_is_a_typed_error_with_its_output(f: &Fixture) {
+    let mut events = Vec::new();
+    let err = build(
+        f,
+        "FROM busybox:test\nRUN echo about to fail; exit 3\n",
+        &[],
+        &mut events,
+    )
+    .unwrap_err();
+    match &err {
+        BuildError::RunFailed { place, code } => {
+            assert_eq!(*code, 3);
+            assert!(place.starts_with("Dockerfile:2: RUN"), "{place}");
+        }
+        other => panic!("a failing RUN: {other:?}"),
+    }
+    assert!(
+        events.iter().any(|e| e == "output about to fail\n"),
+        "{events:?}"
+    );
+    let mut none = Vec::new();
+    assert!(matches!(
+        build(f, "FROM busybox:test\nFROBNICATE x\n", &[], &mut none),
+        Err(BuildError::Syntax { line: 2, .. }) | Err(BuildError::Instruction { .. })
+    ));
+    // No FROM: refused before anything runs, at the line.
+    assert!(matches!(
+        build(f, "RUN true\n", &[], &mut none),
+        Err(BuildError::Instruction { place, .. }) if place == "Dockerfile:1: RUN true"
     ));
 }

@@ -1,0 +1,243 @@
+//! The local image store (`ImageStore`) as a program uses it, without any command line:
+//! pulls and pushes through a `Remote` (here a mirror: another OCI layout on disk, which is
+//! what a registry holds too), docker's names and ids, history and sizes, rmi and prune that
+//! keep what containers were made from, import with docker's changes, and commit of a
+//! container snapshot.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use async_trait::async_trait;
+use common::{is_root, tar, E};
+use oci_rs_image::{
+    Compression, CopyOptions, ImageBuilder, ImageDestination, ImageReference, ImageSource,
+    Manifest, OciLayout, ReferenceStore, Remote,
+};
+use oci_rs_layer::{CommitOptions, Error, ImageStore, Loaded};
+
+/// Images by tag in one OCI layout, for every repository: a registry's content on disk.
+struct Mirror(OciLayout);
+
+#[async_trait]
+impl Remote for Mirror {
+    async fn source(&self, _: &ImageReference) -> oci_rs_image::Result<Box<dyn ImageSource>> {
+        Ok(Box::new(self.0.clone()))
+    }
+    async fn destination(
+        &self,
+        _: &ImageReference,
+    ) -> oci_rs_image::Result<Box<dyn ImageDestination>> {
+        Ok(Box::new(self.0.clone()))
+    }
+}
+
+/// A two-layer image tagged `tag` in `layout`, whose command is `cmd`.
+async fn image(layout: &OciLayout, tag: &str, cmd: &str) -> Manifest {
+    let arch = oci_rs_image::PlatformSpec::host().architecture;
+    let mut b = ImageBuilder::new("linux", &arch).cmd([cmd]);
+    let base = tar(&[E::dir("etc"), E::file("etc/motd", b"hello\n")]);
+    let top = tar(&[E::file(&format!("{tag}.txt"), cmd.as_bytes())]);
+    b.add_layer_tar(layout, &mut &base[..], Compression::Gzip, "ADD base /")
+        .await
+        .unwrap();
+    b.add_layer_tar(layout, &mut &top[..], Compression::Gzip, "COPY top /")
+        .await
+        .unwrap();
+    let m = b.build(layout).await.unwrap();
+    ReferenceStore::set(layout, tag, &m.descriptor())
+        .await
+        .unwrap();
+    m
+}
+
+async fn fixture() -> (tempfile::TempDir, ImageStore, Mirror) {
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = OciLayout::create(dir.path().join("mirror")).await.unwrap();
+    image(&mirror, "1", "one").await;
+    image(&mirror, "2", "two").await;
+    let store = ImageStore::open(&dir.path().join("data")).await.unwrap();
+    (dir, store, Mirror(mirror))
+}
+
+#[tokio::test]
+async fn pulls_are_named_by_full_reference_and_report_what_they_fetched() {
+    let (_d, store, mirror) = fixture().await;
+    let opts = CopyOptions::default();
+    let first = store
+        .pull(&mirror, "example.org/team/app:1", &opts, false)
+        .await
+        .unwrap();
+    assert!(!first.up_to_date);
+    assert_eq!(first.layers.len(), 2);
+    assert!(first.layers.iter().all(|(_, fetched)| *fetched));
+    let again = store
+        .pull(&mirror, "example.org/team/app:1", &opts, false)
+        .await
+        .unwrap();
+    assert!(again.up_to_date);
+    assert!(again.layers.iter().all(|(_, fetched)| !*fetched));
+    // Image 2 shares its base layer: only its top layer is fetched.
+    let two = store
+        .pull(&mirror, "example.org/team/app:2", &opts, false)
+        .await
+        .unwrap();
+    let fetched: Vec<bool> = two.layers.iter().map(|(_, f)| *f).collect();
+    assert_eq!(fetched, [false, true]);
+    assert_eq!(again.lines().last().unwrap(), "example.org/team/app:1");
+    let rows = store.list().await.unwrap();
+    let names: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{}:{}", r.repository, r.tag))
+        .collect();
+    assert_eq!(names, ["example.org/team/app:1", "example.org/team/app:2"]);
+    // SIZE is the layers' unpacked bytes (two tars), not their compressed size.
+    let base = tar(&[E::dir("etc"), E::file("etc/motd", b"hello\n")]).len() as u64;
+    let top = tar(&[E::file("1.txt", b"one")]).len() as u64;
+    assert_eq!(rows[0].size, base + top);
+    assert!(rows[0].compressed_size < rows[0].size);
+}
+
+#[tokio::test]
+async fn images_are_found_by_name_id_and_prefix_and_tagged() {
+    let (_d, store, mirror) = fixture().await;
+    let opts = CopyOptions::default();
+    store.pull(&mirror, "app:1", &opts, false).await.unwrap();
+    let found = store.find("app:1").await.unwrap();
+    assert_eq!(found.names, ["docker.io/library/app:1"]);
+    let id = store.list().await.unwrap()[0].id.clone();
+    let hex = id.strip_prefix("sha256:").unwrap();
+    for name in [id.as_str(), hex, &hex[..12]] {
+        let f = store.find(name).await.unwrap();
+        assert!(f.by_id, "{name}");
+        assert_eq!(f.desc.digest(), found.desc.digest());
+    }
+    store.tag(&hex[..12], "other/name:x").await.unwrap();
+    assert_eq!(store.find("other/name:x").await.unwrap().names.len(), 2);
+    assert!(matches!(
+        store.find("nothing:here").await,
+        Err(Error::NoSuchImage(_))
+    ));
+    // By id with two names, removal must be forced.
+    assert!(matches!(
+        store.remove(&[hex[..12].to_owned()], false).await,
+        Err(Error::Conflict { .. })
+    ));
+    let history = store.history("app:1").await.unwrap();
+    let made_by: Vec<&str> = history.iter().map(|h| h.created_by.as_str()).collect();
+    assert_eq!(made_by, ["COPY top /", "ADD base /"]);
+    assert_eq!(history[0].id.as_deref(), Some(id.as_str()));
+}
+
+#[tokio::test]
+async fn push_writes_the_named_image_to_the_remote() {
+    let (_d, store, mirror) = fixture().await;
+    let opts = CopyOptions::default();
+    store.pull(&mirror, "app:1", &opts, false).await.unwrap();
+    store.tag("app:1", "app:pushed").await.unwrap();
+    let d = store.push(&mirror, "app:pushed", &opts).await.unwrap();
+    let there = ReferenceStore::resolve(&mirror.0, "pushed").await.unwrap();
+    assert_eq!(there.digest(), d.digest());
+    assert!(matches!(
+        store.push(&mirror, "app:absent", &opts).await,
+        Err(Error::NoSuchImage(_))
+    ));
+}
+
+#[tokio::test]
+async fn import_applies_changes_and_refuses_what_is_not_a_tar() {
+    let (_d, store, _) = fixture().await;
+    let rootfs = tar(&[E::dir("bin"), E::file("bin/app", b"#!app").mode(0o755)]);
+    let changes = vec![
+        r#"CMD ["/bin/app", "--serve"]"#.to_owned(),
+        "ENV MODE=prod".to_owned(),
+        "WORKDIR /srv".to_owned(),
+    ];
+    store
+        .import(&rootfs[..], "local/imported:1", &changes)
+        .await
+        .unwrap();
+    let run = store
+        .image_for_run("local/imported:1", None, None, |_| {})
+        .await
+        .unwrap();
+    let c = run.config.config().clone().unwrap();
+    assert_eq!(
+        c.cmd().clone().unwrap(),
+        ["/bin/app".to_owned(), "--serve".to_owned()]
+    );
+    assert!(c.env().clone().unwrap().contains(&"MODE=prod".to_owned()));
+    assert_eq!(c.working_dir().as_deref(), Some("/srv"));
+    assert!(matches!(
+        store
+            .import(&rootfs[..], "local/bad:1", &["FROB x".to_owned()])
+            .await,
+        Err(Error::InvalidChange { .. })
+    ));
+    let junk = vec![0x42u8; 4096];
+    assert!(store.import(&junk[..], "local/junk:1", &[]).await.is_err());
+    assert!(store.find("local/junk:1").await.is_err());
+    // Not in the store and no remote: a typed error, nothing pulled.
+    assert!(matches!(
+        store.image_for_run("absent:1", None, None, |_| {}).await,
+        Err(Error::NoSuchImage(_))
+    ));
+}
+
+#[tokio::test]
+async fn rmi_and_prune_keep_what_a_container_was_made_from_and_commit_reads_it() {
+    if !is_root() {
+        eprintln!("skipping: a container snapshot keeps files of other owners: root only");
+        return;
+    }
+    let (_d, store, mirror) = fixture().await;
+    let opts = CopyOptions::default();
+    store.pull(&mirror, "app:1", &opts, true).await.unwrap();
+    let run = store
+        .image_for_run("app:1", None, None, |_| {})
+        .await
+        .unwrap();
+    let mount = store
+        .snapshots()
+        .prepare("c1", store.layout(), &run.manifest, false)
+        .await
+        .unwrap();
+    std::fs::write(mount.rootfs.join("made-here"), b"x").unwrap();
+    match store.remove(&["app:1".to_owned()], false).await {
+        Err(Error::ImageInUse { image, container }) => {
+            assert_eq!((image.as_str(), container.as_str()), ("app:1", "c1"));
+        }
+        other => panic!("rmi of a used image: {other:?}"),
+    }
+    // prune -a leaves it too; forced, it loses its name but not its content.
+    let (removed, _) = store.prune(true).await.unwrap();
+    assert!(removed.is_empty(), "{removed:?}");
+    store.remove(&["app:1".to_owned()], true).await.unwrap();
+    assert!(store.list().await.unwrap().is_empty());
+    let how = CommitOptions {
+        message: Some("a message".into()),
+        changes: vec!["CMD [\"cat\", \"/made-here\"]".into()],
+        ..CommitOptions::default()
+    };
+    store.commit("c1", "app:committed", &how).await.unwrap();
+    let history = store.history("app:committed").await.unwrap();
+    assert_eq!(history[0].created_by, "oci commit c1");
+    assert_eq!(history[0].comment, "a message");
+    assert_eq!(history.len(), 3);
+    let mut tar_out = Vec::new();
+    tar_out = store.export("c1", tar_out).await.unwrap();
+    assert!(tar_out.windows(9).any(|w| w == b"made-here"));
+    store.snapshots().remove("c1").unwrap();
+    // The archive round trip: save, then load into a fresh store.
+    let saved = _d.path().join("saved.tar");
+    let w = oci_rs_image::ArchiveWriter::create(&saved, oci_rs_image::ArchiveFormat::Docker)
+        .await
+        .unwrap();
+    store
+        .save(&w, &["app:committed".to_owned()], &opts)
+        .await
+        .unwrap();
+    let other = ImageStore::open(&_d.path().join("other")).await.unwrap();
+    let loaded = other.load(&saved, &opts).await.unwrap();
+    assert_eq!(loaded, [Loaded::Named("app:committed".into())]);
+}
