@@ -97,14 +97,6 @@ impl Store {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn http_get(port: u16, path: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -125,7 +117,7 @@ fn detached_httpd_serves_logs_and_stops_within_the_timeout() {
         return;
     }
     let s = Store::new();
-    let port = free_port().to_string();
+    let port = common::free_port().to_string();
     let www = s.dir.path().join("www");
     std::fs::create_dir(&www).unwrap();
     std::fs::write(www.join("index.html"), "served from a bind\n").unwrap();

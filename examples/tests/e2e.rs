@@ -314,6 +314,56 @@ fn example(bin: &str, args: &[&str]) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
+/// `embed`, the life cycle on the four crates alone, against a real registry: it pulls and
+/// runs, serves on a published port, builds, commits and pushes; what it pushed is then
+/// pulled and run by `pull_and_run` in another store.
+#[test]
+fn the_embedding_program_runs_the_whole_life_cycle() {
+    if !ready() {
+        return;
+    }
+    let reg = Registry::start();
+    let env = Env::new();
+    let tar = env.busybox_tar();
+    let image = format!("{}/small/busybox:1", reg.addr);
+    env.ok("a", &["import", tar.to_str().unwrap(), &image]);
+    env.ok("a", &["push", &image]);
+    let context = env.data("context");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM {image}\nRUN echo built > /built\n"),
+    )
+    .unwrap();
+    let port = common::free_port().to_string();
+    let d = |n: &str| env.data(n).to_str().unwrap().to_owned();
+    let out = example(
+        env!("CARGO_BIN_EXE_embed"),
+        &[&reg.addr, &d("e"), context.to_str().unwrap(), &port],
+    );
+    assert!(out.starts_with("hello exited with 0\nhello\n"), "{out}");
+    // httpd served /etc/hostname through the published port, and logged its answer.
+    let served = out.lines().find(|l| l.starts_with("web served ")).unwrap();
+    assert_ne!(served, "web served 0 bytes", "{out}");
+    assert!(out.contains("response:200"), "{out}");
+    assert!(
+        out.contains(&format!("pushed {}/small/built:1 sha256:", reg.addr)),
+        "{out}"
+    );
+    let built = format!("{}/small/built:1", reg.addr);
+    let out = example(
+        env!("CARGO_BIN_EXE_pull_and_run"),
+        &["--data-dir", &d("q"), &built, "cat", "/built"],
+    );
+    assert_eq!(out, "built\n");
+    let web = format!("{}/small/web:1", reg.addr);
+    let out = example(
+        env!("CARGO_BIN_EXE_pull_and_run"),
+        &["--data-dir", &d("r"), &web, "cat", "/etc/motd"],
+    );
+    assert_eq!(out, "from the image\n");
+}
+
 #[test]
 fn the_small_examples_compose() {
     if !ready() {

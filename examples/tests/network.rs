@@ -157,14 +157,6 @@ fn sh_ok(cmd: &str) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("0.0.0.0:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// An HTTP GET to `addr`, retried until something answers (10 s).
 fn http_get(addr: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -247,7 +239,7 @@ fn published_port_reaches_nginx_from_loopback_host_address_and_another_namespace
         return;
     }
     let client = TestNs::new("cl", "198.51.100");
-    let port = free_port();
+    let port = common::free_port();
     let id = s.ok(&[
         "run",
         "-d",
@@ -343,7 +335,7 @@ fn publish_all_maps_every_exposed_port_to_a_free_one() {
     assert!(p > 1024);
     assert!(http_get(&format!("127.0.0.1:{p}")).starts_with("HTTP/1."));
     // A container range to random ports and a fixed range.
-    let (a, b) = (free_port(), free_port());
+    let (a, b) = (common::free_port(), common::free_port());
     let spec = if a + 1 == b {
         format!("{a}-{b}:81-82")
     } else {
@@ -397,7 +389,7 @@ fn udp_ports_and_restarts_keep_their_publishing() {
         }
     }
     // A restart policy brings the container back with its port and a fresh endpoint.
-    let hp = free_port();
+    let hp = common::free_port();
     s.ok(&[
         "run",
         "-d",
@@ -651,7 +643,7 @@ fn addresses_are_unique_under_concurrent_runs_and_released_after_a_killed_monito
     assert_ne!(s.ip_of("c6"), old);
     // The monitor killed with -9, then the container: the next network change releases
     // the address, the veth and the rules.
-    let port = free_port();
+    let port = common::free_port();
     s.ok(&[
         "run",
         "-d",
@@ -747,7 +739,7 @@ fn rootless_published_port_and_egress_through_slirp4netns() {
         "-c",
         "EXPOSE 80",
     ]);
-    let port = free_port();
+    let port = common::free_port();
     ok(&[
         "run",
         "-d",
@@ -768,7 +760,7 @@ fn rootless_published_port_and_egress_through_slirp4netns() {
     let www = home.path().join("www");
     std::fs::create_dir(&www).unwrap();
     std::fs::write(www.join("index.html"), "host page\n").unwrap();
-    let hp = free_port();
+    let hp = common::free_port();
     let mut server = Command::new("/bin/busybox")
         .args(["httpd", "-f", "-p", &format!("0.0.0.0:{hp}"), "-h"])
         .arg(&www)
@@ -913,7 +905,7 @@ fn a_second_network_store_cannot_erase_the_hosts_rules() {
         return;
     }
     let s = Store::new();
-    let port = free_port();
+    let port = common::free_port();
     let id = s
         .ok(&[
             "run",

@@ -418,3 +418,12 @@ pub fn tree(root: &Path) -> std::collections::BTreeMap<String, (u32, u32, u32, S
     walk(root, root, &mut out);
     out
 }
+
+/// A TCP port nothing listens on now (on any address).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
