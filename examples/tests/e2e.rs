@@ -362,6 +362,27 @@ fn the_embedding_program_runs_the_whole_life_cycle() {
         &["--data-dir", &d("r"), &web, "cat", "/etc/motd"],
     );
     assert_eq!(out, "from the image\n");
+    // The one-flow examples, each on a store of its own.
+    let out = example(
+        env!("CARGO_BIN_EXE_build_image"),
+        &[&d("b"), context.to_str().unwrap(), "local/app:1"],
+    );
+    assert!(out.contains("RUN echo built > /built") && out.contains("local/app:1 is sha256:"));
+    let script = "echo tick; sleep 30 & wait";
+    let out = example(
+        env!("CARGO_BIN_EXE_run_detached"),
+        &[&d("rd"), &image, "ticker", "sh", "-c", script],
+    );
+    assert!(
+        out.contains("Z tick\n") && out.contains("ticker stopped"),
+        "{out}"
+    );
+    let port = common::free_port().to_string();
+    let out = example(
+        env!("CARGO_BIN_EXE_publish_port"),
+        &[&d("pp"), &image, &port],
+    );
+    assert!(out.starts_with("HTTP/1.") && out.contains(" 200 "), "{out}");
 }
 
 #[test]

@@ -1,97 +1,69 @@
-//! Pull an image and run a command in it, the whole way in one short file:
+//! Pull an image and run a command in it, its output streamed, its exit code ours:
 //!
 //! ```text
 //! pull_and_run [--data-dir DIR] IMAGE [CMD...]
 //! pull_and_run localhost:5000/busybox:1 echo hello
 //! ```
 //!
-//! reference → registry → OCI layout (host platform, verified) → overlay snapshot → runtime spec
-//! from the image config (as `docker run` builds it) → namespaces → exit code.
+//! reference → registry → image store (host platform, verified, unpacked as it arrives) →
+//! overlay snapshot → the spec `docker run` would make → namespaces → exit code.
 
-use anyhow::{Context, Result};
-use oci_rs_image::{
-    copy, CopyOptions, ImageReference, ImageSource, ManifestRef, OciLayout, PlatformFilter,
-};
-use oci_rs_registry_client::{Client, DockerConfig, RegistrySource, Repository};
-use std::path::PathBuf;
+use oci_rs_image::CopyOptions;
+use oci_rs_layer::ImageStore;
+use oci_rs_runtime::{Containers, LogQuery, LogStream, NetworkMode, RunImage, RunRequest};
+use std::io::Write;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() {
-    // Before any thread: containers must not reach this program's file (CVE-2019-5736).
-    if let Err(e) = oci_rs_runtime::reexec_sealed() {
-        eprintln!("pull_and_run: {e}");
-        std::process::exit(oci_examples::EXIT_TOOL_FAILURE);
-    }
-    let result = tokio::runtime::Runtime::new()
-        .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(run()));
-    match result {
-        Ok(code) => std::process::exit(code),
-        Err(e) => {
-            eprintln!("pull_and_run: {e:#}");
-            std::process::exit(oci_examples::EXIT_TOOL_FAILURE);
-        }
-    }
+    // A container's monitor is this program again; then containers must not reach its file.
+    oci_rs_runtime::serve_if_requested();
+    let code = oci_rs_runtime::reexec_sealed()
+        .map_err(Error::from)
+        .and_then(|()| tokio::runtime::Runtime::new().map_err(Error::from))
+        .and_then(|rt| rt.block_on(pull_and_run()));
+    std::process::exit(code.unwrap_or_else(|e| {
+        eprintln!("pull_and_run: {}", oci_rs_runtime::chain(&*e));
+        125
+    }));
 }
 
-async fn run() -> Result<i32> {
+async fn pull_and_run() -> Result<i32, Error> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let mut data = PathBuf::from("/var/tmp/pull_and_run");
+    let mut data = std::path::PathBuf::from("/var/tmp/pull_and_run");
     if args.first().map(String::as_str) == Some("--data-dir") && args.len() > 1 {
-        data = PathBuf::from(args.remove(1));
+        data = args.remove(1).into();
         args.remove(0);
     }
-    let Some(image) = args.first().cloned() else {
-        anyhow::bail!("usage: pull_and_run [--data-dir DIR] IMAGE [CMD...]");
+    let Some(name) = args.first().cloned() else {
+        return Err("usage: pull_and_run [--data-dir DIR] IMAGE [CMD...]".into());
     };
-    let command = args[1..].to_vec();
-
-    // 1. The reference, with docker's defaults (`busybox` is docker.io/library/busybox:latest).
-    let reference = ImageReference::parse(&image)?;
-    let (repo, what) = Repository::parse_reference(&image)?;
-
-    // 2. Pull into an OCI layout: the index is resolved to the host's platform, every blob is
-    //    verified while it streams, blobs already there are skipped.
-    let store = OciLayout::create(data.join("images")).await?;
-    let client = Client::builder()
-        .credentials(DockerConfig::load_default()?)
-        .build()?;
-    let source = RegistrySource::new(client, repo);
-    let tag = reference.to_string();
-    let opts = CopyOptions::default()
-        .platforms(PlatformFilter::Host)
-        .tag(tag.clone())
-        .progress(|e| tracing::debug!(?e, "pull"));
-    let pulled = copy(&source, &store, &what, &opts)
-        .await
-        .context("pulling")?;
-    let manifest = store
-        .manifest(&ManifestRef::Digest(pulled.manifest.digest().clone()))
+    let images = ImageStore::open(&data).await?;
+    let client = oci_rs_registry_client::Client::new()?;
+    let pull = (
+        &client as &dyn oci_rs_image::Remote,
+        &CopyOptions::default(),
+    );
+    let found = images
+        .image_for_run(&name, None, Some(pull), |_| {})
         .await?;
-    let image_manifest = manifest.as_image().context("not an image")?;
-    let config = oci_rs_image::read_config(&store, image_manifest.config()).await?;
-
-    // 3. The filesystem: each layer unpacked once, mounted as overlay lower directories.
-    let id = format!("par-{}", std::process::id());
-    let snapshots = oci_rs_layer::Snapshotter::new(data.join("snapshots"))?;
-    let mount = snapshots.prepare(&id, &store, &manifest, false).await?;
-
-    // 4. The runtime spec, as `docker run` makes it from the image config.
-    let run_opts = oci_rs_runtime::RunOptions {
-        args: command,
-        ..Default::default()
+    let containers = Containers::open(&data)?;
+    let mut req = RunRequest {
+        detach: true,
+        ..RunRequest::default()
     };
-    let spec = oci_rs_runtime::spec_from_image(&config, &mount.rootfs, &run_opts)?;
-
-    // 5. Run it with our stdio; its exit code becomes ours.
-    let bundle = data.join("snapshots/containers").join(&id);
-    let state = data.join("run");
-    let cid = id.clone();
-    let code = tokio::task::spawn_blocking(move || {
-        oci_rs_runtime::run(
-            oci_rs_runtime::ContainerBuilder::new(&cid, spec, bundle).state_root(state),
-        )
-    })
-    .await??;
-    snapshots.remove(&id)?;
+    req.opts.args = args[1..].to_vec();
+    req.opts.network = NetworkMode::None;
+    let (id, _) = containers
+        .run(&RunImage::from_store(&images, found, &name), req)
+        .await?;
+    // Its output as it comes, until it ends; then its exit code, and it goes.
+    let mut out = |s: LogStream, b: &[u8]| match s {
+        LogStream::Stdout => std::io::stdout().write_all(b),
+        LogStream::Stderr => std::io::stderr().write_all(b),
+    };
+    containers.logs(&id, &LogQuery::default(), true, &mut out)?;
+    let code = containers.wait(&id)?;
+    containers.remove(&id, false)?;
     Ok(code)
 }
