@@ -1,0 +1,700 @@
+//! The command line: docker's verbs and flags, as clap parses them.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "oci",
+    version,
+    about = "A docker-like tool over the oci-rs crates"
+)]
+pub(crate) struct Cli {
+    /// Where images (and containers) are kept.
+    #[arg(long, global = true)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Registries reached over plain HTTP (loopback registries always are).
+    #[arg(long = "insecure-registry", global = true)]
+    pub(crate) insecure: Vec<String>,
+    /// No progress bars (before the verb: `ps -q` and others have their own `-q`).
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+    #[command(subcommand)]
+    pub(crate) verb: Verb,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Verb {
+    /// Pull an image from a registry.
+    Pull {
+        /// Print only the image's full name.
+        #[arg(short, long)]
+        quiet: bool,
+        /// The image (`busybox`, `localhost:5000/app:1`, `name@sha256:...`).
+        image: String,
+        /// `os/arch[/variant]`, or `all` for every platform of an index.
+        #[arg(long)]
+        platform: Option<String>,
+        /// Also unpack the layers, as they arrive, so that a first `run` starts at once.
+        #[arg(long)]
+        unpack: bool,
+    },
+    /// Push an image to its registry.
+    Push {
+        /// The image.
+        image: String,
+    },
+    /// Give an image another name.
+    Tag {
+        /// The image.
+        source: String,
+        /// The new name.
+        target: String,
+    },
+    /// List images.
+    Images {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Every image (there are no intermediate ones here; accepted as docker's).
+        #[arg(short, long)]
+        all: bool,
+        /// Only the image ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Show the manifest digests.
+        #[arg(long)]
+        digests: bool,
+        /// Full ids.
+        #[arg(long)]
+        no_trunc: bool,
+        /// `dangling=true|false`, `reference=PATTERN` (`*` matches within a path
+        /// component).
+        #[arg(short, long)]
+        filter: Vec<String>,
+        /// A template per image: `{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}`.
+        #[arg(long)]
+        format: Option<String>,
+        /// Only images of this repository (and `:TAG`).
+        reference: Option<String>,
+    },
+    /// What this oci is and where it keeps things (docker's `info`).
+    Info,
+    /// Versions (docker's `version`).
+    Version,
+    /// Show an image's history (newest first).
+    History {
+        /// Full ids and commands.
+        #[arg(long)]
+        no_trunc: bool,
+        /// Only the ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Human sizes and times (the default; `--human=false` for raw values).
+        #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set)]
+        human: bool,
+        /// The image.
+        image: String,
+    },
+    /// Build an image from a Dockerfile.
+    Build {
+        /// Names for the image (`-t app:1`), any number.
+        #[arg(short, long = "tag")]
+        tag: Vec<String>,
+        /// The Dockerfile (default CONTEXT/Dockerfile; `-`: standard input).
+        #[arg(short, long)]
+        file: Option<PathBuf>,
+        /// Build-time variables (`--build-arg K=V`, or `K` to take it from the environment).
+        #[arg(long = "build-arg")]
+        build_arg: Vec<String>,
+        /// The stage to build (default: the last).
+        #[arg(long)]
+        target: Option<String>,
+        /// Run every step instead of taking results from the cache.
+        #[arg(long)]
+        no_cache: bool,
+        /// Pull every FROM image, even when it is in the store.
+        #[arg(long)]
+        pull: bool,
+        /// `os/arch[/variant]` of the FROM images.
+        #[arg(long)]
+        platform: Option<String>,
+        /// Labels on the image (`--label K=V`).
+        #[arg(long)]
+        label: Vec<String>,
+        /// The network of RUN steps: none (the default) or host.
+        #[arg(long, default_value = "none")]
+        network: String,
+        /// Write the image id to this file.
+        #[arg(long)]
+        iidfile: Option<PathBuf>,
+        /// Progress output: plain or tty (both print one line per step).
+        #[arg(long, default_value = "plain")]
+        progress: String,
+        /// Print only the image id (a failing step's output is still shown).
+        #[arg(short, long)]
+        quiet: bool,
+        /// The context: a directory, or `-` for a tar on standard input.
+        context: PathBuf,
+    },
+    /// Build cache commands (`builder prune`).
+    Builder {
+        #[command(subcommand)]
+        verb: BuilderVerb,
+    },
+    /// Image commands (`image prune`).
+    Image {
+        #[command(subcommand)]
+        verb: ImageVerb,
+    },
+    /// Remove images (untag, then delete what nothing else uses).
+    Rmi {
+        /// Untag an image even when a container uses it (its content stays for the container).
+        #[arg(short, long)]
+        force: bool,
+        /// The images.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Show containers or images like `docker inspect` (containers first).
+    Inspect {
+        /// Go-template-style fields: `{{.State.Status}}`, `{{json .Config}}`.
+        #[arg(short, long)]
+        format: Option<String>,
+        /// Containers or images.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Manifest commands.
+    Manifest {
+        #[command(subcommand)]
+        verb: ManifestVerb,
+    },
+    /// Write images to a docker-archive (what `docker load` reads).
+    Save {
+        /// The archive file (`-` or none: standard output).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// The images.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Read images from a docker-archive or oci-archive.
+    Load {
+        /// The archive file (`-` or none: standard input).
+        #[arg(short, long)]
+        input: Option<PathBuf>,
+    },
+    /// Run a command in a new container from an image (pulled when missing).
+    Run(Box<RunArgs>),
+    /// List containers (running ones; `-a` for all).
+    Ps {
+        /// All containers, stopped ones too.
+        #[arg(short, long)]
+        all: bool,
+        /// Only the ids.
+        #[arg(short = 'q', long = "quiet")]
+        ids_only: bool,
+        /// Full ids and commands.
+        #[arg(long)]
+        no_trunc: bool,
+        /// `status=running|exited|created|restarting`, `name=NAME`.
+        #[arg(short, long)]
+        filter: Vec<String>,
+        /// Go-template-style fields of each container's inspect document: `{{.Name}}`.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Show a container's output.
+    Logs {
+        /// Keep printing new output until the container ends.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines (`all` for every line).
+        #[arg(short = 'n', long, default_value = "all")]
+        tail: String,
+        /// Since a time (RFC 3339) or a duration ago (`10m`, `1h30m`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Until a time or a duration ago.
+        #[arg(long)]
+        until: Option<String>,
+        /// Prefix each line with its time.
+        #[arg(short, long)]
+        timestamps: bool,
+        /// The container.
+        container: String,
+    },
+    /// Stop containers: the stop signal, then SIGKILL after the timeout.
+    Stop {
+        /// Seconds to wait before SIGKILL.
+        #[arg(short, long, default_value_t = 10)]
+        time: u64,
+        /// The containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Restart containers (stop, then start).
+    Restart {
+        /// Seconds to wait before SIGKILL.
+        #[arg(short, long, default_value_t = 10)]
+        time: u64,
+        /// The containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Send a signal to containers.
+    Kill {
+        /// The signal (`KILL`, `SIGTERM`, `15`).
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        /// The containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Start stopped containers.
+    Start {
+        /// Attach to its output and return its exit code.
+        #[arg(short, long)]
+        attach: bool,
+        /// Attach stdin too.
+        #[arg(short, long)]
+        interactive: bool,
+        /// The containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Wait for containers to exit and print their exit codes.
+    Wait {
+        /// The containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Attach to a running container's output (and stdin).
+    Attach {
+        /// Do not send stdin.
+        #[arg(long)]
+        no_stdin: bool,
+        /// The container.
+        container: String,
+    },
+    /// Run a command in a running container.
+    Exec {
+        /// Do not wait for it.
+        #[arg(short, long)]
+        detach: bool,
+        /// Keep stdin open.
+        #[arg(short, long)]
+        interactive: bool,
+        /// Allocate a terminal.
+        #[arg(short, long)]
+        tty: bool,
+        /// Set an environment variable.
+        #[arg(short, long = "env")]
+        env: Vec<String>,
+        /// Working directory.
+        #[arg(short, long)]
+        workdir: Option<String>,
+        /// User.
+        #[arg(short, long)]
+        user: Option<String>,
+        /// The container.
+        container: String,
+        /// The command.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Named volumes.
+    Volume {
+        #[command(subcommand)]
+        verb: VolumeVerb,
+    },
+    /// Networks: bridges with a subnet, NAT egress and names.
+    Network {
+        #[command(subcommand)]
+        verb: NetworkVerb,
+    },
+    /// Show a container's published ports (`80/tcp -> 0.0.0.0:8080`).
+    Port {
+        /// The container.
+        container: String,
+        /// Only this container port (`80` or `80/tcp`).
+        port: Option<String>,
+    },
+    /// Container commands (`container prune`).
+    Container {
+        #[command(subcommand)]
+        verb: ContainerVerb,
+    },
+    /// Show the processes of a running container.
+    Top {
+        /// The container.
+        container: String,
+    },
+    /// Remove containers.
+    Rm {
+        /// Kill a running container first.
+        #[arg(short, long)]
+        force: bool,
+        /// The containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Make a new image from a container's changes.
+    Commit {
+        /// A comment for the new history entry.
+        #[arg(short, long)]
+        message: Option<String>,
+        /// The author (`Name <email>`).
+        #[arg(short, long)]
+        author: Option<String>,
+        /// Dockerfile-style changes: `CMD ["sh"]`, `ENV K=V`, `EXPOSE 80`, ...
+        #[arg(short, long = "change")]
+        change: Vec<String>,
+        /// Freeze a running container while its changes are read (`--pause=false`: don't).
+        #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set)]
+        pause: bool,
+        /// The container.
+        container: String,
+        /// The new image's name.
+        image: String,
+    },
+    /// Write a container's filesystem as a tar.
+    Export {
+        /// The tar file (`-` or none: standard output).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// The container.
+        container: String,
+    },
+    /// Check credentials against a registry and store them in docker's config.json.
+    /// Remove the credentials `login` stored.
+    Logout {
+        /// The registry (default docker.io).
+        registry: Option<String>,
+    },
+    Login {
+        /// The registry (default docker.io).
+        registry: Option<String>,
+        /// User name (asked on a terminal when not given).
+        #[arg(short, long)]
+        username: Option<String>,
+        /// Password (prefer --password-stdin).
+        #[arg(short, long)]
+        password: Option<String>,
+        /// Read the password from stdin.
+        #[arg(long = "password-stdin")]
+        password_stdin: bool,
+    },
+    /// Apply an image's layers into DIR/rootfs, DIR private to you (0700).
+    Unpack {
+        /// The image.
+        image: String,
+        /// The directory (created when missing).
+        dir: PathBuf,
+        /// Apply straight into DIR with the image's modes: any local user may then reach the
+        /// image's setuid binaries and device nodes.
+        #[arg(long)]
+        public: bool,
+    },
+    /// Layer files by hand.
+    Layer {
+        #[command(subcommand)]
+        verb: LayerVerb,
+    },
+    /// Make a one-layer image from a filesystem tar (plain, gzip or zstd).
+    Import {
+        /// The tar file, an http(s) URL, or `-` for standard input.
+        file: String,
+        /// The image name to give it.
+        image: String,
+        /// Dockerfile-style changes: `CMD ["sh"]`, `ENV K=V`, `WORKDIR /w`, `USER u`, ...
+        #[arg(short, long = "change")]
+        change: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum VolumeVerb {
+    /// Create a volume.
+    Create {
+        /// Labels `KEY=VALUE`.
+        #[arg(long)]
+        label: Vec<String>,
+        /// Its name.
+        name: String,
+    },
+    /// List volumes.
+    Ls {
+        /// Only the names.
+        #[arg(short = 'q', long = "quiet")]
+        names_only: bool,
+    },
+    /// Show volumes as JSON.
+    Inspect {
+        /// The volumes.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove volumes (refused while a container uses one).
+    Rm {
+        /// The volumes.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum BuilderVerb {
+    /// Remove the build cache (its layers go at the next image prune or rmi).
+    Prune {
+        /// Every entry (there is only one kind; accepted as docker's).
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask (there is no prompt; accepted as docker's).
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ImageVerb {
+    /// Remove unused images: blobs no name reaches; with `-a`, every image no container
+    /// was made from.
+    Prune {
+        /// Every image without a container, not only dangling content.
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask (there is no prompt; accepted as docker's).
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum NetworkVerb {
+    /// Create a bridge network.
+    Create {
+        /// Its subnet (default: the first free 10.89.N.0/24).
+        #[arg(long)]
+        subnet: Option<String>,
+        /// The driver (bridge is the only one).
+        #[arg(short, long, default_value = "bridge")]
+        driver: String,
+        /// Its name.
+        name: String,
+    },
+    /// List networks.
+    #[command(alias = "list")]
+    Ls {
+        /// Only the ids.
+        #[arg(short = 'q', long = "quiet")]
+        ids_only: bool,
+    },
+    /// Show networks as JSON.
+    Inspect {
+        /// The networks.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove networks (refused while a container is on one).
+    #[command(alias = "remove")]
+    Rm {
+        /// The networks.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Connect a container to a network (now if it runs, and at every start).
+    Connect {
+        /// The network.
+        network: String,
+        /// The container.
+        container: String,
+    },
+    /// Disconnect a container from a network.
+    Disconnect {
+        /// The network.
+        network: String,
+        /// The container.
+        container: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ContainerVerb {
+    /// Remove every stopped container.
+    Prune {
+        /// Do not ask (there is no prompt; accepted as docker's).
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(clap::Args)]
+pub(crate) struct RunArgs {
+    /// Run in the background and print the container id.
+    #[arg(short, long)]
+    pub(crate) detach: bool,
+    /// Keep stdin open.
+    #[arg(short, long)]
+    pub(crate) interactive: bool,
+    /// Allocate a terminal.
+    #[arg(short, long)]
+    pub(crate) tty: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub(crate) rm: bool,
+    /// Set an environment variable (`KEY=VALUE`).
+    #[arg(short, long = "env")]
+    pub(crate) env: Vec<String>,
+    /// Read environment variables from a file (`KEY=VALUE` lines, `#` comments).
+    #[arg(long = "env-file")]
+    pub(crate) env_file: Vec<PathBuf>,
+    /// Working directory.
+    #[arg(short, long)]
+    pub(crate) workdir: Option<String>,
+    /// User (`uid`, `uid:gid`, `name`, `name:group`).
+    #[arg(short, long)]
+    pub(crate) user: Option<String>,
+    /// Container name.
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Hostname.
+    #[arg(long)]
+    pub(crate) hostname: Option<String>,
+    /// bridge (the default as root), a network's name, slirp4netns (the default rootless),
+    /// none, host, or container:NAME.
+    #[arg(long, alias = "net")]
+    pub(crate) network: Option<String>,
+    /// Publish a port: `[IP:][HOST[-END]:]CTR[-END][/tcp|/udp]`.
+    #[arg(short, long = "publish")]
+    pub(crate) publish: Vec<String>,
+    /// Publish every EXPOSEd port on a free host port.
+    #[arg(short = 'P', long)]
+    pub(crate) publish_all: bool,
+    /// Replace the image's entrypoint.
+    #[arg(long)]
+    pub(crate) entrypoint: Option<String>,
+    /// `os/arch[/variant]`.
+    #[arg(long)]
+    pub(crate) platform: Option<String>,
+    /// Bind a host path: `HOST:CONTAINER[:ro]`.
+    #[arg(short, long = "volume")]
+    pub(crate) volume: Vec<String>,
+    /// `type=bind|volume|tmpfs,source=...,target=...[,readonly]`.
+    #[arg(long)]
+    pub(crate) mount: Vec<String>,
+    /// A tmpfs: `CONTAINER[:OPTIONS]`.
+    #[arg(long)]
+    pub(crate) tmpfs: Vec<String>,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    pub(crate) read_only: bool,
+    /// Memory limit (`64m`, `1g`, bytes).
+    #[arg(short, long)]
+    pub(crate) memory: Option<String>,
+    /// CPUs (`1.5`).
+    #[arg(long)]
+    pub(crate) cpus: Option<f64>,
+    /// Process limit.
+    #[arg(long)]
+    pub(crate) pids_limit: Option<i64>,
+    /// Add a capability.
+    #[arg(long)]
+    pub(crate) cap_add: Vec<String>,
+    /// Drop a capability.
+    #[arg(long)]
+    pub(crate) cap_drop: Vec<String>,
+    /// Every capability and device.
+    #[arg(long)]
+    pub(crate) privileged: bool,
+    /// `no-new-privileges`.
+    #[arg(long)]
+    pub(crate) security_opt: Vec<String>,
+    /// `no`, `on-failure[:N]`, `always`, `unless-stopped`.
+    #[arg(long, default_value = "no")]
+    pub(crate) restart: String,
+    /// `max-size=10m`, `max-file=3`.
+    #[arg(long)]
+    pub(crate) log_opt: Vec<String>,
+    /// A label `KEY=VALUE`.
+    #[arg(short, long)]
+    pub(crate) label: Vec<String>,
+    /// The signal `stop` sends.
+    #[arg(long)]
+    pub(crate) stop_signal: Option<String>,
+    /// A tiny reaper as pid 1 that passes signals on.
+    #[arg(long)]
+    pub(crate) init: bool,
+    /// The image.
+    pub(crate) image: String,
+    /// The command and its arguments (default: the image's Cmd).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub(crate) args: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum LayerVerb {
+    /// Apply one layer file (gzip, zstd or plain tar, found by its first bytes) to a directory.
+    Apply {
+        /// The directory.
+        dir: PathBuf,
+        /// The layer file.
+        file: PathBuf,
+    },
+    /// Write the changes from LOWER to UPPER as a layer file.
+    Diff {
+        /// The original tree.
+        lower: PathBuf,
+        /// The changed tree.
+        upper: PathBuf,
+        /// The layer file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// gzip, zstd or none.
+        #[arg(long, default_value = "gzip")]
+        compression: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ManifestVerb {
+    /// Show a manifest or index from its registry, each platform's manifest included.
+    Inspect {
+        /// The image.
+        image: String,
+    },
+    /// Make a multi-platform index LIST from images (pulled when they are not here), each
+    /// entry with the platform its config says.
+    Create {
+        /// Add to an existing LIST.
+        #[arg(short, long)]
+        amend: bool,
+        /// The list's name.
+        list: String,
+        /// The images.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Set the platform of an image's entry in LIST.
+    Annotate {
+        /// The OS.
+        #[arg(long)]
+        os: Option<String>,
+        /// The architecture.
+        #[arg(long)]
+        arch: Option<String>,
+        /// The variant (`v8`, `v7`).
+        #[arg(long)]
+        variant: Option<String>,
+        /// The list.
+        list: String,
+        /// The image whose entry changes.
+        image: String,
+    },
+    /// Push LIST and every image it names to LIST's registry.
+    Push {
+        /// The list.
+        list: String,
+    },
+}

@@ -1,0 +1,393 @@
+//! The container verbs (ps, logs, stop, restart, kill, start, wait, attach, exec, rm, top,
+//! port, container prune), volumes and networks.
+
+use crate::args::*;
+use crate::print_json;
+use anyhow::Result;
+use oci_examples::{terminal, text};
+use oci_rs_runtime::{Containers, ExecRequest, Volumes};
+use std::io::Write;
+use std::path::Path;
+
+fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> Result<()> {
+    let nets = store.networks();
+    match verb {
+        NetworkVerb::Create {
+            subnet,
+            driver,
+            name,
+        } => {
+            if driver != "bridge" {
+                anyhow::bail!("unsupported network driver {driver:?} (bridge)");
+            }
+            let subnet = subnet
+                .as_deref()
+                .map(oci_rs_runtime::parse_subnet)
+                .transpose()?;
+            writeln!(out, "{}", nets.create(&name, subnet)?.id)?;
+        }
+        NetworkVerb::Ls { ids_only } => {
+            let mut rows: Vec<(String, String, &str)> = nets
+                .list()?
+                .into_iter()
+                .map(|n| (n.id[..12].to_owned(), n.name, "bridge"))
+                .collect();
+            // Fixed ids for the two built-in modes: the hex of their names.
+            rows.push(("686f73740000".into(), "host".into(), "host"));
+            rows.push(("6e6f6e650000".into(), "none".into(), "null"));
+            if !ids_only {
+                writeln!(
+                    out,
+                    "{:<14} {:<20} {:<10} SCOPE",
+                    "NETWORK ID", "NAME", "DRIVER"
+                )?;
+            }
+            for (id, name, driver) in rows {
+                if ids_only {
+                    writeln!(out, "{id}")?;
+                } else {
+                    let name = oci_rs_image::printable(&name);
+                    writeln!(out, "{id:<14} {name:<20} {driver:<10} local")?;
+                }
+            }
+        }
+        NetworkVerb::Inspect { names } => {
+            let eps = nets.endpoints()?;
+            let docs = names
+                .iter()
+                .map(|n| {
+                    let n = nets.get(n)?;
+                    let containers: serde_json::Map<String, serde_json::Value> = eps
+                        .iter()
+                        .filter(|e| e.network == n.name)
+                        .map(|e| {
+                            (
+                                e.container.clone(),
+                                serde_json::json!({
+                                    "Name": e.name,
+                                    "MacAddress": e.mac,
+                                    "IPv4Address": format!("{}/{}", e.ip, e.prefix),
+                                    "IPv6Address": "",
+                                }),
+                            )
+                        })
+                        .collect();
+                    Ok(serde_json::json!({
+                        "Name": n.name,
+                        "Id": n.id,
+                        "Created": text::rfc3339_s(n.created),
+                        "Scope": "local",
+                        "Driver": "bridge",
+                        "EnableIPv6": false,
+                        "IPAM": {"Driver": "default", "Options": {}, "Config": [
+                            {"Subnet": n.cidr(), "Gateway": n.gateway.to_string()}
+                        ]},
+                        "Internal": false,
+                        "Attachable": false,
+                        "Containers": containers,
+                        "Options": {"com.docker.network.bridge.name": n.bridge},
+                        "Labels": {},
+                    }))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            print_json(&docs)?;
+        }
+        NetworkVerb::Rm { names } => {
+            for n in names {
+                nets.remove(&n)?;
+                writeln!(out, "{n}")?;
+            }
+        }
+        NetworkVerb::Connect { network, container } => store.connect(&network, &container)?,
+        NetworkVerb::Disconnect { network, container } => store.disconnect(&network, &container)?,
+    }
+    Ok(())
+}
+
+pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
+    let store = Containers::open(dir)?;
+    let mut out = std::io::stdout().lock();
+    match v {
+        Verb::Ps {
+            all,
+            ids_only,
+            no_trunc,
+            filter,
+            format,
+        } => {
+            let rows = store.list()?;
+            let rows = text::filter(rows, all, &filter)?;
+            if let Some(f) = format {
+                for r in rows {
+                    let doc = serde_json::to_value(store.inspect(&r.config.id)?)?;
+                    writeln!(out, "{}", text::format_template(&f, &doc)?)?;
+                }
+                return Ok(0);
+            }
+            if ids_only {
+                for r in rows {
+                    let id = if no_trunc {
+                        &r.config.id[..]
+                    } else {
+                        &r.config.id[..12]
+                    };
+                    writeln!(out, "{id}")?;
+                }
+                return Ok(0);
+            }
+            writeln!(
+                out,
+                "{:<14} {:<24} {:<24} {:<18} {:<28} {:<24} NAMES",
+                "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
+            )?;
+            for r in rows {
+                let id = if no_trunc {
+                    &r.config.id[..]
+                } else {
+                    &r.config.id[..12]
+                };
+                // The command is the image's (or the user's) text, the image reference and
+                // the name the user's: all shown through `printable`, as every table does.
+                let cmd = format!(
+                    "\"{}\"",
+                    oci_rs_image::printable(&r.config.command.join(" "))
+                );
+                let cmd = if no_trunc || cmd.chars().count() <= 22 {
+                    cmd
+                } else {
+                    format!("{}…\"", cmd.chars().take(19).collect::<String>())
+                };
+                writeln!(
+                    out,
+                    "{:<14} {:<24} {:<24} {:<18} {:<28} {:<24} {}",
+                    id,
+                    oci_rs_image::printable(&r.config.image),
+                    cmd,
+                    text::ago(r.config.created),
+                    text::status_text(&r.status),
+                    text::ports_text(&r.status),
+                    oci_rs_image::printable(&r.config.name)
+                )?;
+            }
+        }
+        Verb::Logs {
+            follow,
+            tail,
+            since,
+            until,
+            timestamps,
+            container,
+        } => {
+            let q = oci_rs_runtime::LogQuery {
+                since: since.as_deref().map(text::parse_time).transpose()?,
+                until: until.as_deref().map(text::parse_time).transpose()?,
+                tail: match tail.as_str() {
+                    "all" => None,
+                    n => Some(
+                        n.parse()
+                            .map_err(|_| anyhow::anyhow!("invalid --tail {n:?}"))?,
+                    ),
+                },
+                timestamps,
+            };
+            drop(out);
+            let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+            store.logs(&container, &q, follow, &mut |s, b| {
+                let w: &mut dyn Write = match s {
+                    oci_rs_runtime::LogStream::Stdout => &mut stdout,
+                    oci_rs_runtime::LogStream::Stderr => &mut stderr,
+                };
+                w.write_all(b)?;
+                w.flush()
+            })?;
+        }
+        Verb::Stop { time, containers } => {
+            for c in containers {
+                store.stop(&c, std::time::Duration::from_secs(time))?;
+                writeln!(out, "{c}")?;
+            }
+        }
+        Verb::Restart { time, containers } => {
+            for c in containers {
+                store.stop(&c, std::time::Duration::from_secs(time))?;
+                store.start(&c, false)?;
+                writeln!(out, "{c}")?;
+            }
+        }
+        Verb::Kill { signal, containers } => {
+            let sig = oci_rs_runtime::parse_signal(&signal)?;
+            for c in containers {
+                store.kill(&c, sig)?;
+                writeln!(out, "{c}")?;
+            }
+        }
+        Verb::Start {
+            attach,
+            interactive,
+            containers,
+        } => {
+            if attach && containers.len() > 1 {
+                anyhow::bail!("you cannot start and attach multiple containers at once");
+            }
+            for c in containers {
+                let m = store.start(&c, attach)?;
+                if attach {
+                    drop(out);
+                    return terminal::attach(&m, interactive, false).await;
+                }
+                writeln!(out, "{c}")?;
+            }
+        }
+        Verb::Wait { containers } => {
+            for c in containers {
+                writeln!(out, "{}", store.wait(&c)?)?;
+            }
+        }
+        Verb::Attach {
+            no_stdin,
+            container,
+        } => {
+            let m = store.monitor(&container)?;
+            drop(out);
+            return terminal::attach(&m, !no_stdin, false).await;
+        }
+        Verb::Exec {
+            detach,
+            interactive,
+            tty,
+            env,
+            workdir,
+            user,
+            container,
+            args,
+        } => {
+            drop(out);
+            let req = ExecRequest {
+                args,
+                env,
+                workdir,
+                user,
+                interactive,
+                detach,
+                tty,
+            };
+            // Blocking: the process is waited for (and a terminal relayed) on this thread.
+            return tokio::task::spawn_blocking(move || -> Result<i32> {
+                if !tty {
+                    return Ok(store.exec(&container, &req)?);
+                }
+                let (c, mut process) = store.exec_process(&container, &req)?;
+                process.set_console_size(terminal::console_size());
+                terminal::exec_tty(&c, &process, interactive)
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("exec: {e}"))?;
+        }
+        Verb::Rm { force, containers } => {
+            for c in containers {
+                store.remove(&c, force)?;
+                writeln!(out, "{c}")?;
+            }
+        }
+        Verb::Volume { verb } => {
+            let vols = Volumes::open(dir)?;
+            match verb {
+                VolumeVerb::Create { label, name } => {
+                    let labels = label
+                        .iter()
+                        .map(|l| {
+                            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                            (k.to_owned(), v.to_owned())
+                        })
+                        .collect();
+                    vols.create(&name, labels)?;
+                    writeln!(out, "{name}")?;
+                }
+                VolumeVerb::Ls { names_only } => {
+                    if !names_only {
+                        writeln!(out, "{:<10} VOLUME NAME", "DRIVER")?;
+                    }
+                    for v in vols.list()? {
+                        if names_only {
+                            writeln!(out, "{}", oci_rs_image::printable(&v.name))?;
+                        } else {
+                            writeln!(out, "{:<10} {}", v.driver, oci_rs_image::printable(&v.name))?;
+                        }
+                    }
+                }
+                VolumeVerb::Inspect { names } => {
+                    let infos = names
+                        .iter()
+                        .map(|n| vols.inspect(n))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    drop(out);
+                    print_json(&infos)?;
+                }
+                VolumeVerb::Rm { names } => {
+                    for n in names {
+                        vols.remove(&n, &store.volume_users(&n))?;
+                        writeln!(out, "{n}")?;
+                    }
+                }
+            }
+        }
+        Verb::Network { verb } => network_verb(&store, verb, &mut out)?,
+        Verb::Port { container, port } => {
+            let v = store.view(&container)?;
+            let ports = v.status.network.map(|n| n.ports).unwrap_or_default();
+            let want = port.map(|p| {
+                if p.contains('/') {
+                    p
+                } else {
+                    format!("{p}/tcp")
+                }
+            });
+            let mut any = false;
+            for p in ports {
+                let key = format!("{}/{}", p.container_port, p.proto);
+                if want.as_ref().is_none_or(|w| *w == key) {
+                    any = true;
+                    if want.is_some() {
+                        writeln!(out, "{}:{}", p.host_ip, p.host_port)?;
+                    } else {
+                        writeln!(out, "{key} -> {}:{}", p.host_ip, p.host_port)?;
+                    }
+                }
+            }
+            if let (Some(w), false) = (want, any) {
+                anyhow::bail!("no public port '{w}' published for {container}");
+            }
+        }
+        Verb::Container {
+            verb: ContainerVerb::Prune { force: _ },
+        } => {
+            let gone = store.prune()?;
+            if !gone.is_empty() {
+                writeln!(out, "Deleted Containers:")?;
+            }
+            for id in &gone {
+                writeln!(out, "{id}")?;
+            }
+        }
+        Verb::Top { container } => {
+            writeln!(out, "{:<8} {:<8} {:<10} CMD", "PID", "UID", "TIME")?;
+            for p in store.top(&container)? {
+                let secs = p.cpu.as_secs();
+                writeln!(
+                    out,
+                    "{:<8} {:<8} {:02}:{:02}:{:02}   {}",
+                    p.pid,
+                    p.uid,
+                    secs / 3600,
+                    secs / 60 % 60,
+                    secs % 60,
+                    // Any process in the container sets its own argv: no escape sequence
+                    // from it reaches the terminal.
+                    oci_rs_image::printable(&p.command)
+                )?;
+            }
+        }
+        _ => anyhow::bail!("not a container verb"),
+    }
+    Ok(0)
+}

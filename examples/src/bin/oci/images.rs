@@ -1,0 +1,484 @@
+//! The image verbs: pull, push, tag, images, history, build, rmi, prune, inspect, manifest
+//! lists, save, load, login, logout, commit, export, unpack, layer, import.
+
+use crate::args::*;
+use crate::{dash, print_json};
+use anyhow::Result;
+use oci_examples::images::{short, Images};
+use oci_examples::{terminal, text};
+use oci_rs_runtime::Containers;
+use std::io::Write;
+use std::path::Path;
+
+/// One image verb, writing to `out` (released before anything else writes to standard
+/// output).
+pub(crate) async fn image_verb(
+    images: &Images,
+    dir: &Path,
+    insecure: Vec<String>,
+    verb: Verb,
+    mut out: std::io::StdoutLock<'static>,
+) -> Result<()> {
+    match verb {
+        Verb::Pull {
+            image,
+            platform,
+            quiet,
+            unpack,
+        } => {
+            let r = oci_rs_image::ImageReference::parse(&image)?;
+            if !quiet {
+                let tag = r
+                    .tag()
+                    .map(str::to_owned)
+                    .or_else(|| r.digest().map(|d| d.to_string()))
+                    .unwrap_or_else(|| "latest".into());
+                // docker names the repository's path, without the registry.
+                writeln!(out, "{tag}: Pulling from {}", r.repository())?;
+                out.flush()?;
+            }
+            let report = images
+                .pull_report(&image, platform.as_deref(), unpack)
+                .await?;
+            if quiet {
+                writeln!(out, "{}", report.reference)?;
+            } else {
+                for l in report.lines() {
+                    writeln!(out, "{}", oci_rs_image::printable(&l))?;
+                }
+            }
+        }
+        Verb::Push { image } => {
+            let d = images.push(&image).await?;
+            writeln!(out, "Digest: {} size: {}", d.digest(), d.size())?;
+        }
+        Verb::Tag { source, target } => images.tag(&source, &target).await?,
+        Verb::Images {
+            json,
+            all: _,
+            quiet,
+            digests,
+            no_trunc,
+            filter,
+            format,
+            reference,
+        } => {
+            let rows = images.list().await?;
+            let rows = text::image_filter(rows, reference.as_deref(), &filter)?;
+            if json {
+                drop(out);
+                return print_json(&rows);
+            }
+            let id_of = |r: &oci_rs_layer::ImageRow| {
+                let hex = r.id.split_once(':').map(|(_, h)| h).unwrap_or(&r.id);
+                if no_trunc {
+                    r.id.clone()
+                } else {
+                    short(hex).to_owned()
+                }
+            };
+            if quiet {
+                let mut seen = std::collections::BTreeSet::new();
+                for r in &rows {
+                    if seen.insert(r.id.clone()) {
+                        writeln!(out, "{}", id_of(r))?;
+                    }
+                }
+                return Ok(());
+            }
+            if let Some(f) = format {
+                for r in &rows {
+                    let doc = serde_json::json!({
+                        "Repository": r.repository,
+                        "Tag": r.tag,
+                        "ID": id_of(r),
+                        "Digest": r.digest,
+                        "CreatedSince": r.created.map(text::ago).unwrap_or_else(|| "N/A".into()),
+                        "CreatedAt": r.created.map(oci_rs_runtime::rfc3339).unwrap_or_default(),
+                        "Size": text::human_size(r.size),
+                    });
+                    writeln!(out, "{}", text::format_template(&f, &doc)?)?;
+                }
+                return Ok(());
+            }
+            let digest_col = if digests { "DIGEST" } else { "" };
+            writeln!(
+                out,
+                "{:<40} {:<16} {}{:<14} {:<18} SIZE",
+                "REPOSITORY",
+                "TAG",
+                if digests {
+                    format!("{digest_col:<72} ")
+                } else {
+                    String::new()
+                },
+                "IMAGE ID",
+                "CREATED"
+            )?;
+            for r in &rows {
+                // Names come from the store, which an archive's or a registry's tags fill.
+                writeln!(
+                    out,
+                    "{:<40} {:<16} {}{:<14} {:<18} {}",
+                    oci_rs_image::printable(&r.repository),
+                    oci_rs_image::printable(&r.tag),
+                    if digests {
+                        format!("{:<72} ", oci_rs_image::printable(&r.digest))
+                    } else {
+                        String::new()
+                    },
+                    id_of(r),
+                    r.created.map(text::ago).unwrap_or_else(|| "N/A".into()),
+                    text::human_size(r.size)
+                )?;
+            }
+        }
+        Verb::History {
+            no_trunc,
+            quiet,
+            human,
+            image,
+        } => {
+            let rows = images.history(&image).await?;
+            let id = |r: &oci_rs_layer::HistoryRow| match &r.id {
+                Some(i) if no_trunc => i.clone(),
+                Some(i) => short(i.trim_start_matches("sha256:")).to_owned(),
+                None => "<missing>".into(),
+            };
+            if quiet {
+                for r in &rows {
+                    writeln!(out, "{}", id(r))?;
+                }
+                return Ok(());
+            }
+            writeln!(
+                out,
+                "{:<14} {:<20} {:<47} {:<10} COMMENT",
+                "IMAGE", "CREATED", "CREATED BY", "SIZE"
+            )?;
+            for r in &rows {
+                // `created_by` and the comment are the image's text: a hostile image must
+                // not send escape sequences to the terminal. Tabs read as spaces, as before.
+                let by = oci_rs_image::printable(&r.created_by.replace('\t', " ")).into_owned();
+                let by = if no_trunc || by.chars().count() <= 45 {
+                    by
+                } else {
+                    format!("{}…", by.chars().take(44).collect::<String>())
+                };
+                let created = match (r.created, human) {
+                    (None, _) => "N/A".to_owned(),
+                    (Some(t), true) => text::ago(t),
+                    (Some(t), false) => oci_rs_runtime::rfc3339(t),
+                };
+                let size = if human {
+                    text::human_size(r.size)
+                } else {
+                    r.size.to_string()
+                };
+                writeln!(
+                    out,
+                    "{:<14} {:<20} {:<47} {:<10} {}",
+                    id(r),
+                    created,
+                    by,
+                    size,
+                    oci_rs_image::printable(&r.comment)
+                )?;
+            }
+        }
+        Verb::Build {
+            tag,
+            file,
+            build_arg,
+            target,
+            no_cache,
+            pull,
+            platform,
+            label,
+            network,
+            iidfile,
+            progress,
+            quiet,
+            context,
+        } => {
+            if !matches!(progress.as_str(), "plain" | "tty" | "auto") {
+                anyhow::bail!("--progress {progress}: use plain or tty");
+            }
+            let network = match network.as_str() {
+                "none" | "default" => oci_rs_runtime::BuildNetwork::None,
+                "host" => oci_rs_runtime::BuildNetwork::Host,
+                n => anyhow::bail!("--network {n}: a build step runs with none or host"),
+            };
+            let pairs = |list: Vec<String>,
+                         env: bool|
+             -> Result<std::collections::BTreeMap<String, String>> {
+                let mut m = std::collections::BTreeMap::new();
+                for kv in list {
+                    match kv.split_once('=') {
+                        Some((k, v)) => {
+                            m.insert(k.to_owned(), v.to_owned());
+                        }
+                        None if env => {
+                            if let Ok(v) = std::env::var(&kv) {
+                                m.insert(kv, v);
+                            }
+                        }
+                        None => {
+                            m.insert(kv, String::new());
+                        }
+                    }
+                }
+                Ok(m)
+            };
+            let opts = oci_rs_runtime::BuildOptions {
+                tags: tag,
+                build_args: pairs(build_arg, true)?,
+                target,
+                no_cache,
+                pull,
+                platform,
+                labels: pairs(label, false)?,
+                network,
+                run_output: None,
+                file_label: String::new(),
+            };
+            let built =
+                oci_examples::build::build_cli(&images, &context, file.as_deref(), opts, quiet)
+                    .await?;
+            if let Some(p) = iidfile {
+                std::fs::write(&p, built.id.to_string()).map_err(|e| {
+                    anyhow::Error::new(e).context(format!("writing {}", p.display()))
+                })?;
+            }
+            writeln!(out, "{}", built.id)?;
+        }
+        Verb::Builder {
+            verb: BuilderVerb::Prune { .. },
+        } => {
+            let n = images.prune_cache()?;
+            let (_, freed) = images.prune(false).await?;
+            writeln!(out, "Deleted build cache objects: {n}")?;
+            writeln!(out, "Total reclaimed space: {}", text::human_size(freed))?;
+        }
+        Verb::Image {
+            verb: ImageVerb::Prune { all, force: _ },
+        } => {
+            let (removed, freed) = images.prune(all).await?;
+            if !removed.is_empty() {
+                writeln!(out, "Deleted Images:")?;
+                for n in removed {
+                    writeln!(out, "untagged: {}", oci_rs_image::printable(&n))?;
+                }
+                writeln!(out)?;
+            }
+            writeln!(out, "Total reclaimed space: {}", text::human_size(freed))?;
+        }
+        Verb::Rmi {
+            force,
+            images: names,
+        } => {
+            let (untagged, freed) = Containers::open(&dir)?
+                .remove_images(&images, &names, force)
+                .await?;
+            for n in untagged {
+                writeln!(out, "Untagged: {}", oci_rs_image::printable(&n))?;
+            }
+            writeln!(out, "Freed {freed} bytes")?;
+        }
+        Verb::Inspect {
+            format,
+            images: names,
+        } => {
+            let store = Containers::open(&dir)?;
+            let mut views = Vec::new();
+            for n in &names {
+                views.push(match store.resolve(n) {
+                    Ok(id) => serde_json::to_value(store.inspect(&id)?)?,
+                    Err(_) => serde_json::to_value(images.inspect(n).await?)?,
+                });
+            }
+            match format {
+                Some(f) => {
+                    for v in &views {
+                        writeln!(out, "{}", text::format_template(&f, v)?)?;
+                    }
+                }
+                None => {
+                    drop(out);
+                    return print_json(&views);
+                }
+            }
+        }
+        Verb::Manifest {
+            verb: ManifestVerb::Inspect { image },
+        } => {
+            let v = images.manifest_inspect(&image).await?;
+            drop(out);
+            return print_json(&v);
+        }
+        Verb::Manifest {
+            verb:
+                ManifestVerb::Create {
+                    amend,
+                    list,
+                    images: members,
+                },
+        } => {
+            let d = images.manifest_create(&list, &members, amend).await?;
+            writeln!(out, "Created manifest list {list} ({})", d.digest())?;
+        }
+        Verb::Manifest {
+            verb:
+                ManifestVerb::Annotate {
+                    os,
+                    arch,
+                    variant,
+                    list,
+                    image,
+                },
+        } => {
+            images
+                .manifest_annotate(
+                    &list,
+                    &image,
+                    os.as_deref(),
+                    arch.as_deref(),
+                    variant.as_deref(),
+                )
+                .await?;
+        }
+        Verb::Manifest {
+            verb: ManifestVerb::Push { list },
+        } => {
+            let d = images.push(&list).await?;
+            writeln!(out, "{}", d.digest())?;
+        }
+        Verb::Save {
+            output,
+            images: names,
+        } => {
+            // The archive may go to standard output: release it first.
+            drop(out);
+            images.save(dash(output.as_deref()), &names).await?;
+            return Ok(());
+        }
+        Verb::Load { input } => {
+            for line in images.load(dash(input.as_deref())).await? {
+                // Names an archive carries.
+                writeln!(out, "{}", oci_rs_image::printable(&line))?;
+            }
+        }
+        Verb::Login {
+            registry,
+            username,
+            password,
+            password_stdin,
+        } => {
+            let registry = registry.unwrap_or_else(|| "docker.io".into());
+            let interactive = "Cannot perform an interactive login from a non TTY device";
+            let username = match username {
+                Some(u) => u,
+                None => terminal::prompt("Username: ", true)?
+                    .ok_or_else(|| anyhow::anyhow!("{interactive}"))?,
+            };
+            let password = match (password, password_stdin) {
+                (Some(_), true) => {
+                    anyhow::bail!("--password and --password-stdin are mutually exclusive")
+                }
+                (Some(p), false) => p,
+                (None, true) => {
+                    let mut p = String::new();
+                    std::io::stdin().read_line(&mut p)?;
+                    p.trim_end_matches(['\n', '\r']).to_owned()
+                }
+                (None, false) => terminal::prompt("Password: ", false)?
+                    .ok_or_else(|| anyhow::anyhow!("{interactive}"))?,
+            };
+            if username.is_empty() || password.is_empty() {
+                anyhow::bail!("a user name and a password are needed");
+            }
+            match oci_examples::images::login(&registry, &username, &password, &insecure).await? {
+                oci_rs_registry_client::StoredIn::ConfigFile(path) => {
+                    writeln!(out, "Login Succeeded (credentials in {})", path.display())?
+                }
+                oci_rs_registry_client::StoredIn::Helper(h) => writeln!(
+                    out,
+                    "Login Succeeded (credentials in the docker-credential-{h} store)"
+                )?,
+                _ => writeln!(out, "Login Succeeded")?,
+            }
+        }
+        Verb::Logout { registry } => {
+            let registry = registry.unwrap_or_else(|| "docker.io".into());
+            if oci_examples::images::logout(&registry).await? {
+                writeln!(out, "Removing login credentials for {registry}")?;
+            } else {
+                writeln!(out, "Not logged in to {registry}")?;
+            }
+        }
+        Verb::Commit {
+            message,
+            author,
+            change,
+            pause,
+            container,
+            image,
+        } => {
+            let how = oci_rs_layer::CommitOptions {
+                message,
+                author,
+                changes: change,
+                created_by: None,
+            };
+            let d = Containers::open(&dir)?
+                .commit(&images, &container, &image, &how, pause)
+                .await?;
+            writeln!(out, "{}", d.digest())?;
+        }
+        Verb::Export { output, container } => {
+            drop(out);
+            images
+                .export(
+                    &Containers::open(&dir)?,
+                    &container,
+                    dash(output.as_deref()),
+                )
+                .await?;
+            return Ok(());
+        }
+        Verb::Unpack { image, dir, public } => {
+            let r = images.unpack(&image, &dir, public).await?;
+            writeln!(out, "{} layers, {} entries", r.0, r.1)?;
+        }
+        Verb::Layer {
+            verb: LayerVerb::Apply { dir, file },
+        } => {
+            let r = oci_examples::images::apply_file(&dir, &file).await?;
+            let id = r.diff_id.map(|d| d.to_string()).unwrap_or_default();
+            writeln!(out, "{} entries, diff id {id}", r.entries)?;
+        }
+        Verb::Layer {
+            verb:
+                LayerVerb::Diff {
+                    lower,
+                    upper,
+                    output,
+                    compression,
+                },
+        } => {
+            let (digest, diff_id) =
+                oci_examples::images::diff_file(&lower, &upper, &output, &compression).await?;
+            writeln!(out, "digest {digest} diff id {diff_id}")?;
+        }
+        Verb::Import {
+            file,
+            image,
+            change,
+        } => {
+            let d = images.import(&file, &image, &change).await?;
+            writeln!(out, "{}", d.digest())?;
+        }
+        _ => anyhow::bail!("not an image verb"),
+    }
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! `oci`: a docker-like command line over the oci-rs crates.
+//!
+//! Images live in an OCI layout under the data directory (`--data-dir`, else
+//! `$XDG_DATA_HOME/oci-rs`, `/var/lib/oci-rs` as root, `~/.local/share/oci-rs`).
+//!
+//! ```text
+//! oci import rootfs.tar localhost:5000/busybox:1 -c 'CMD ["sh"]'
+//! oci push localhost:5000/busybox:1
+//! oci pull --platform linux/arm64 localhost:5000/busybox:1
+//! oci images
+//! oci inspect busybox
+//! oci save -o busybox.tar busybox && oci load -i busybox.tar
+//! ```
+
+mod args;
+mod containers;
+mod images;
+mod run;
+mod system;
+
+use anyhow::Result;
+use args::*;
+use clap::Parser;
+use oci_examples::images::{data_dir, Images};
+use oci_examples::EXIT_TOOL_FAILURE;
+use std::io::Write;
+use std::path::Path;
+
+/// `-` means standard input or output, as for docker.
+fn dash(p: Option<&Path>) -> Option<&Path> {
+    p.filter(|p| p.as_os_str() != "-")
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    // As an io::Error, so that a reader that went away (`| head`) ends it quietly.
+    serde_json::to_writer_pretty(&mut out, v).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    if matches!(cli.verb, Verb::Version) {
+        return system::print_version(&mut std::io::stdout().lock());
+    }
+    let mut dir = data_dir(cli.data_dir.as_deref());
+    // A verb that only reads never creates the store: with no store yet it reads an empty
+    // one, made aside and gone when the verb ends.
+    let read_only = matches!(
+        cli.verb,
+        Verb::Images { .. }
+            | Verb::Inspect { .. }
+            | Verb::History { .. }
+            | Verb::Ps { .. }
+            | Verb::Logs { .. }
+            | Verb::Port { .. }
+            | Verb::Info
+            | Verb::Manifest {
+                verb: ManifestVerb::Inspect { .. }
+            }
+    );
+    let _empty = if read_only && !dir.exists() {
+        let t = tempfile::tempdir()?;
+        dir = t.path().join("data");
+        Some(t)
+    } else {
+        None
+    };
+    let insecure = cli.insecure.clone();
+    let images = Images::open(&dir, cli.insecure, cli.quiet).await?;
+    let out = std::io::stdout().lock();
+    match cli.verb {
+        v @ (Verb::Version | Verb::Info) => {
+            system::system_verb(&images, &insecure, &dir, v, out).await
+        }
+        Verb::Run(args) => {
+            drop(out);
+            let code = run::run_container(&images, &dir, *args).await?;
+            std::process::exit(code);
+        }
+        v @ (Verb::Ps { .. }
+        | Verb::Logs { .. }
+        | Verb::Stop { .. }
+        | Verb::Restart { .. }
+        | Verb::Kill { .. }
+        | Verb::Start { .. }
+        | Verb::Wait { .. }
+        | Verb::Attach { .. }
+        | Verb::Exec { .. }
+        | Verb::Volume { .. }
+        | Verb::Network { .. }
+        | Verb::Port { .. }
+        | Verb::Container { .. }
+        | Verb::Top { .. }
+        | Verb::Rm { .. }) => {
+            drop(out);
+            let code = containers::container_verb(&dir, v).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        v => images::image_verb(&images, &dir, insecure, v, out).await,
+    }
+}
+
+fn main() {
+    // A container's monitor is this program again (see oci_rs_runtime::monitor).
+    oci_rs_runtime::serve_if_requested();
+    // Usage errors as docker gives them: one line and exit 125 (help and version as clap's).
+    let cli = match Cli::try_parse_from(docker_spellings(std::env::args_os().collect())) {
+        Ok(c) => c,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp
+                    | clap::error::ErrorKind::DisplayVersion
+                    | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("oci: {first} (see 'oci --help')");
+            std::process::exit(EXIT_TOOL_FAILURE);
+        }
+    };
+    // Only `run` starts containers; before any thread, so that they cannot reach this
+    // program's file (CVE-2019-5736).
+    if matches!(
+        cli.verb,
+        Verb::Run { .. }
+            | Verb::Start { .. }
+            | Verb::Restart { .. }
+            | Verb::Exec { .. }
+            | Verb::Build { .. }
+    ) {
+        if let Err(e) = oci_rs_runtime::reexec_sealed() {
+            eprintln!("oci: {e}");
+            std::process::exit(EXIT_TOOL_FAILURE);
+        }
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("oci: cannot start the runtime: {e}");
+            std::process::exit(EXIT_TOOL_FAILURE);
+        }
+    };
+    if let Err(e) = rt.block_on(run(cli)) {
+        // A reader that went away (`oci logs x | head`) is not a failure.
+        let broken_pipe = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        });
+        if broken_pipe {
+            std::process::exit(0);
+        }
+        // Messages name images, tags, files and Dockerfile text: line breaks are kept (a
+        // failed step's output spans lines), every other control character is escaped.
+        let msg = format!("{e:#}");
+        let msg: Vec<_> = msg.split('\n').map(oci_rs_image::printable).collect();
+        eprintln!("oci: {}", msg.join("\n"));
+        std::process::exit(EXIT_TOOL_FAILURE);
+    }
+}
+
+/// docker's management-command spellings (`container ls`, `image rm`, ...) as the verbs they
+/// name, so scripts written for docker run unchanged. `container prune` is a verb of its own.
+fn docker_spellings(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    // Skip the global options to find the verb.
+    let mut i = 1;
+    while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
+        match a {
+            "-q" | "--quiet" => i += 1,
+            "--data-dir" | "--insecure-registry" => i += 2,
+            a if a.starts_with("--data-dir=") || a.starts_with("--insecure-registry=") => i += 1,
+            _ => break,
+        }
+    }
+    let (Some(group), Some(verb)) = (
+        args.get(i).and_then(|a| a.to_str()),
+        args.get(i + 1).and_then(|a| a.to_str()),
+    ) else {
+        return args;
+    };
+    let mapped = match (group, verb) {
+        ("container", "ls" | "list" | "ps") => "ps",
+        (
+            "container",
+            v @ ("rm" | "inspect" | "start" | "stop" | "restart" | "kill" | "wait" | "logs"
+            | "exec" | "attach" | "top" | "run" | "commit" | "export"),
+        ) => v,
+        ("image", "ls" | "list") => "images",
+        ("image", "rm") => "rmi",
+        (
+            "image",
+            v @ ("inspect" | "pull" | "push" | "tag" | "save" | "load" | "import" | "history"),
+        ) => v,
+        _ => return args,
+    };
+    args.splice(i..i + 2, [std::ffi::OsString::from(mapped)]);
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::docker_spellings;
+
+    fn map(args: &[&str]) -> Vec<String> {
+        docker_spellings(args.iter().map(Into::into).collect())
+            .into_iter()
+            .map(|a| a.into_string().unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn management_commands_name_the_verbs() {
+        assert_eq!(map(&["oci", "container", "ls", "-a"]), ["oci", "ps", "-a"]);
+        assert_eq!(
+            map(&["oci", "-q", "--data-dir", "/d", "image", "rm", "x"]),
+            ["oci", "-q", "--data-dir", "/d", "rmi", "x"]
+        );
+        assert_eq!(map(&["oci", "image", "ls"]), ["oci", "images"]);
+        assert_eq!(
+            map(&["oci", "container", "prune"]),
+            ["oci", "container", "prune"]
+        );
+        assert_eq!(map(&["oci", "ps", "container"]), ["oci", "ps", "container"]);
+        assert_eq!(
+            map(&["oci", "container", "exec", "c", "ls"]),
+            ["oci", "exec", "c", "ls"]
+        );
+    }
+}
