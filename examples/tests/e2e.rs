@@ -314,6 +314,17 @@ fn example(bin: &str, args: &[&str]) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
+/// A registry holding `small/busybox:1` (pushed by `oci` from a store of its own, `a`).
+fn busybox_in_a_registry() -> (Registry, Env, String) {
+    let reg = Registry::start();
+    let env = Env::new();
+    let tar = env.busybox_tar();
+    let image = format!("{}/small/busybox:1", reg.addr);
+    env.ok("a", &["import", tar.to_str().unwrap(), &image]);
+    env.ok("a", &["push", &image]);
+    (reg, env, image)
+}
+
 /// `embed`, the life cycle on the four crates alone, against a real registry: it pulls and
 /// runs, serves on a published port, builds, commits and pushes; what it pushed is then
 /// pulled and run by `pull_and_run` in another store.
@@ -322,12 +333,7 @@ fn the_embedding_program_runs_the_whole_life_cycle() {
     if !ready() {
         return;
     }
-    let reg = Registry::start();
-    let env = Env::new();
-    let tar = env.busybox_tar();
-    let image = format!("{}/small/busybox:1", reg.addr);
-    env.ok("a", &["import", tar.to_str().unwrap(), &image]);
-    env.ok("a", &["push", &image]);
+    let (reg, env, image) = busybox_in_a_registry();
     let context = env.data("context");
     std::fs::create_dir_all(&context).unwrap();
     std::fs::write(
@@ -390,12 +396,7 @@ fn the_small_examples_compose() {
     if !ready() {
         return;
     }
-    let reg = Registry::start();
-    let env = Env::new();
-    let tar = env.busybox_tar();
-    let image = format!("{}/small/busybox:1", reg.addr);
-    env.ok("a", &["import", tar.to_str().unwrap(), &image]);
-    env.ok("a", &["push", &image]);
+    let (reg, env, image) = busybox_in_a_registry();
     let d = |n: &str| env.data(n).to_str().unwrap().to_owned();
     let out = example(
         env!("CARGO_BIN_EXE_pull_and_run"),
