@@ -97,8 +97,9 @@ async fn life_cycle() -> Result<(), Error> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!("web served {} bytes", page.len());
-    containers.logs("web", &LogQuery::default(), false, print)?;
+    // Stopped (its stop signal, then SIGKILL after 5 s) by name; then everything it logged.
     containers.stop("web", Duration::from_secs(5))?;
+    containers.logs("web", &LogQuery::default(), false, print)?;
 
     // A Dockerfile build into the same store; FROM finds the image pulled above.
     let (dockerfile, file_label) = oci_rs_runtime::read_dockerfile(context, None, false)?;
