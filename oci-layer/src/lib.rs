@@ -1,5 +1,56 @@
 //! # oci-rs-layer
 //!
+//! Layers of OCI and Docker images applied to directories, safely, and trees turned back into
+//! layers; overlay snapshots; and on them [`ImageStore`], the local image store of a
+//! docker-like program.
+//!
+//! ## The image store
+//!
+//! [`ImageStore`] keeps images on a data directory: an OCI layout under `DATA/images` whose
+//! names are full references ([`store_name`]), the unpacked layers and containers'
+//! filesystems under `DATA/snapshots` ([`Snapshotter`]), and the build cache. It does what
+//! `docker pull`, `push`, `images`, `tag`, `rmi`, `history`, `inspect`, `image prune`, `save`,
+//! `load`, `import`, `commit` and `export` do. Pulls and pushes go through
+//! [`oci_rs_image::Remote`], which the `Client` of
+//! [oci-rs-registry-client](https://docs.rs/oci-rs-registry-client) implements: this crate
+//! holds no registry code, and the example takes the registry as a `&dyn Remote`.
+//!
+//! ```no_run
+//! # async fn demo(
+//! #     registry: &dyn oci_rs_image::Remote,
+//! #     container_id: &str,
+//! # ) -> Result<(), Box<dyn std::error::Error>> {
+//! use oci_rs_image::CopyOptions;
+//! use oci_rs_layer::{CommitOptions, ImageStore};
+//!
+//! let store = ImageStore::open("/var/lib/my-tool".as_ref()).await?;
+//!
+//! // Pulled and unpacked into snapshots in one pass, each blob read once.
+//! let pulled = store
+//!     .pull(registry, "busybox:latest", &CopyOptions::default(), true)
+//!     .await?;
+//! println!("{}", pulled.lines().join("\n")); // docker's "Pull complete" lines
+//!
+//! store.tag("busybox", "my-busybox:1").await?;
+//! for row in store.list().await? {
+//!     println!("{}:{} {} {} bytes", row.repository, row.tag, row.id, row.size);
+//! }
+//!
+//! // A container's changes as a new layer on its image. The snapshot is the container's:
+//! // oci-rs-runtime's container store makes one per container, named by its id.
+//! let how = CommitOptions {
+//!     message: Some("configured".into()),
+//!     changes: vec!["ENV MODE=production".into()],
+//!     ..CommitOptions::default()
+//! };
+//! let image = store.commit(container_id, "my-busybox:2", &how).await?;
+//! println!("{}", image.digest());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Layers
+//!
 //! Layers of OCI and Docker images applied to directories, safely: gzip, zstd or plain tars,
 //! OCI whiteouts (`.wh.NAME`) and opaque directories (`.wh..wh..opq`), every file type a layer
 //! can hold, ownership (as root, rootless with umoci's `user.rootlesscontainers` xattr, or
@@ -41,13 +92,29 @@
 //!
 //! ## Async, and what needs tokio
 //!
-//! Applying, diffing and the [`Snapshotter`] run on tokio (`tokio::fs`, `spawn_blocking`):
-//! call them inside a tokio runtime; a current-thread one is enough.
+//! Applying, diffing, the [`Snapshotter`] and the [`ImageStore`] run on tokio (`tokio::fs`,
+//! `spawn_blocking`): call them inside a tokio runtime; a current-thread one is enough.
 //!
 //! ## Cargo features
 //!
 //! - `zstd` (default): reading zstd layers (and oci-rs-image's `zstd`, writing them). Without
 //!   it a zstd layer is an [`Error::UnsupportedMediaType`].
+//!
+//! ## Crates and how they compose
+//!
+//! ```text
+//! oci-rs-image                  image models, content stores; the traits Remote, UrlSource,
+//! |                             ImageSource and ImageDestination
+//! +-- oci-rs-layer              layers applied and diffed, overlay snapshots, ImageStore
+//! |   +-- oci-rs-runtime        the runtime; with `engine`: containers, volumes, builds
+//! +-- oci-rs-registry-client    registries; its Client is a Remote and a UrlSource
+//! ```
+//!
+//! Each crate depends only on those above it. This crate reads images through
+//! [`ImageSource`](oci_rs_image::ImageSource) and, in the [`ImageStore`], pulls and pushes
+//! through [`Remote`](oci_rs_image::Remote), so it never depends on the registry client;
+//! oci-rs-runtime depends on it because containers run on its snapshots and `commit` and
+//! builds diff their changes into layers through it.
 
 // Private modules, one public path per item: everything public is named at the crate root.
 mod apply;

@@ -1,5 +1,220 @@
 //! # oci-rs-runtime
 //!
+//! A Linux container runtime as a library, following the OCI runtime spec, and, with the cargo
+//! feature `engine` (on by default), the container store, volume store and Dockerfile builder
+//! of a docker-like program built on it.
+//!
+//! ## Pull and run
+//!
+//! Images live in an [`ImageStore`](oci_rs_layer::ImageStore) of oci-rs-layer on a data
+//! directory; [`Containers`], the container store, opens the same directory. The store pulls
+//! through the [`Remote`](oci_rs_image::Remote) trait of oci-rs-image, which the `Client` of
+//! [oci-rs-registry-client](https://docs.rs/oci-rs-registry-client) implements: this crate
+//! holds no registry code, and the examples take the registry as a `&dyn Remote`.
+//!
+//! A container's monitor is the program executed again, and a container must not reach the
+//! program's file, so a program that runs containers starts `main` with two calls:
+//!
+//! ```no_run
+//! use std::process::ExitCode;
+//!
+//! fn main() -> ExitCode {
+//!     // When this process is a container's monitor: serve it, then exit.
+//!     oci_rs_runtime::serve_if_requested();
+//!     // Before any thread starts: run from a sealed copy of the program (CVE-2019-5736).
+//!     if let Err(e) = oci_rs_runtime::reexec_sealed() {
+//!         eprintln!("{e}");
+//!         return ExitCode::from(125);
+//!     }
+//!     // Then a tokio runtime, and the calls below.
+//!     ExitCode::SUCCESS
+//! }
+//! ```
+//!
+//! ```no_run
+//! # #[cfg(feature = "engine")]
+//! # async fn demo(registry: &dyn oci_rs_image::Remote) -> Result<(), Box<dyn std::error::Error>> {
+//! use oci_rs_image::CopyOptions;
+//! use oci_rs_layer::ImageStore;
+//! use oci_rs_runtime::{Containers, RunImage, RunOptions, RunRequest};
+//!
+//! let data = std::path::Path::new("/var/lib/my-tool");
+//! let images = ImageStore::open(data).await?;
+//! let containers = Containers::open(data)?;
+//!
+//! // Found in the store, else pulled through `registry` and unpacked.
+//! let pull = CopyOptions::default();
+//! let found = images
+//!     .image_for_run("busybox", None, Some((registry, &pull)), |r| eprintln!("pulling {r}"))
+//!     .await?;
+//! let image = RunImage::from_store(&images, found, "busybox");
+//!
+//! let req = RunRequest {
+//!     opts: RunOptions {
+//!         args: vec!["echo".into(), "hello".into()],
+//!         ..RunOptions::default()
+//!     },
+//!     detach: true,
+//!     ..RunRequest::default()
+//! };
+//! let (id, _monitor) = containers.run(&image, req).await?;
+//! let code = containers.wait(&id)?;
+//! containers.remove(&id, false)?;
+//! println!("exit code {code}");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Without `detach`, the container's process waits until a client attaches to its monitor
+//! ([`Monitor::attach`]), so that it misses no output, as `docker run` in the foreground does.
+//!
+//! ## A detached container, by name
+//!
+//! A container outlives the program that started it: its [`Monitor`] keeps its stdio, log and
+//! exit status. Any later process that opens the same data directory names it by its name, its
+//! id or a unique prefix of the id.
+//!
+//! ```no_run
+//! # #[cfg(feature = "engine")]
+//! # async fn demo(
+//! #     images: &oci_rs_layer::ImageStore,
+//! #     containers: &oci_rs_runtime::Containers,
+//! # ) -> Result<(), Box<dyn std::error::Error>> {
+//! use oci_rs_runtime::{LogQuery, LogStream, RunImage, RunOptions, RunRequest};
+//! use std::time::Duration;
+//!
+//! // From the store only: without a remote, an image that is not there is an error.
+//! let found = images.image_for_run("busybox", None, None, |_| {}).await?;
+//! let image = RunImage::from_store(images, found, "busybox");
+//! let req = RunRequest {
+//!     name: Some("ticker".into()),
+//!     detach: true,
+//!     opts: RunOptions {
+//!         args: vec!["sh".into(), "-c".into(), "while date; do sleep 1; done".into()],
+//!         ..RunOptions::default()
+//!     },
+//!     ..RunRequest::default()
+//! };
+//! containers.run(&image, req).await?;
+//!
+//! // Later, in this process or another one:
+//! let last = LogQuery {
+//!     tail: Some(10),
+//!     ..LogQuery::default()
+//! };
+//! containers.logs("ticker", &last, false, &mut |stream: LogStream, bytes: &[u8]| {
+//!     print!("{stream:?}: {}", String::from_utf8_lossy(bytes));
+//!     Ok(())
+//! })?;
+//! containers.stop("ticker", Duration::from_secs(10))?;
+//! containers.remove("ticker", false)?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## A build from a Dockerfile
+//!
+//! [`DockerfileBuild`] builds into the `ImageStore`: `FROM` images from the store or pulled
+//! through a `Remote`, `ADD URL` through an [`UrlSource`](oci_rs_image::UrlSource) (the
+//! registry client's `Client` is both), `RUN` steps in containers on overlay snapshots,
+//! BuildKit's cache keys. `RUN` starts containers, so `main` starts with the two calls above.
+//!
+//! ```no_run
+//! # #[cfg(feature = "engine")]
+//! # async fn demo(
+//! #     client: &(impl oci_rs_image::Remote + oci_rs_image::UrlSource),
+//! # ) -> Result<(), Box<dyn std::error::Error>> {
+//! use oci_rs_layer::ImageStore;
+//! use oci_rs_runtime::{read_dockerfile, BuildEvent, BuildOptions, BuildSources, DockerfileBuild};
+//!
+//! let images = ImageStore::open("/var/lib/my-tool".as_ref()).await?;
+//! let context = std::path::Path::new("./app");
+//! // ./app/Dockerfile, resolved inside the context: a link there cannot lead to a host file.
+//! let (dockerfile, file_label) = read_dockerfile(context, None, false)?;
+//! let sources = BuildSources {
+//!     remote: Some(client), // FROM images the store does not have
+//!     urls: Some(client),   // ADD https://...
+//!     ..BuildSources::default()
+//! };
+//! let opts = BuildOptions {
+//!     tags: vec!["my-app:1".into()],
+//!     file_label,
+//!     ..BuildOptions::default()
+//! };
+//! let events = Box::new(|e: BuildEvent<'_>| {
+//!     if let BuildEvent::Step { number, instruction } = e {
+//!         // The Dockerfile's text is untrusted: escaped before it reaches a terminal.
+//!         eprintln!("#{number} {}", oci_rs_image::printable(instruction));
+//!     }
+//! });
+//! let built = DockerfileBuild::new(&images, sources, &dockerfile, Some(context), opts, events)?
+//!     .build()
+//!     .await?;
+//! println!("{} ({} steps run, {} from the cache)", built.id, built.ran, built.cached);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## The engine (feature `engine`)
+//!
+//! What a docker-like program keeps between its invocations, as library types that any
+//! program opens on the same data directory (`DATA/containers`, `DATA/volumes`, `DATA/run`,
+//! beside the image store's `DATA/images` and the shared `DATA/snapshots`), so that several
+//! programs see the same containers:
+//!
+//! - [`Containers`]: the container store. Ids, unique names and each container's record;
+//!   [`run`](Containers::run) makes a container from a [`RunImage`] and a [`RunRequest`] and
+//!   starts it under a detached [`Monitor`]; then [`view`](Containers::view),
+//!   [`list`](Containers::list), [`stop`](Containers::stop), [`kill`](Containers::kill),
+//!   [`start`](Containers::start), [`wait`](Containers::wait), [`logs`](Containers::logs),
+//!   [`exec`](Containers::exec), [`top`](Containers::top), [`inspect`](Containers::inspect),
+//!   [`commit`](Containers::commit), [`export`](Containers::export) and
+//!   [`remove`](Containers::remove), each by name, id or unique id prefix. A container run
+//!   with [`rm`](RunRequest::rm) is removed by its monitor through this library
+//!   ([`MonitorConfig::remove_from`]), however the run ends.
+//! - [`RunImage`]: the image a container is made from: what an `ImageStore` found or pulled
+//!   ([`RunImage::from_store`]), a manifest of any [`ImageSource`](oci_rs_image::ImageSource)
+//!   ([`RunImage::new`]), or a name in an OCI layout ([`RunImage::resolve`]).
+//! - [`Volumes`]: named volumes (`DATA/volumes/NAME/_data`, docker's layout), filled from the
+//!   image on first use.
+//! - [`DockerfileBuild`]: a Dockerfile into an image of an `ImageStore`, without a daemon:
+//!   multi-stage builds, BuildKit's cache keys, `RUN` steps in containers of this crate,
+//!   progress as [`BuildEvent`]s and failures as [`BuildError`]s.
+//!
+//! The stores fail with [`EngineError`]. Without the feature, the crate is the runtime
+//! described below with its monitor and networks, and does not depend on oci-rs-layer.
+//!
+//! ## Crates and how they compose
+//!
+//! oci-rs is four crates; each depends only on those above it in this tree:
+//!
+//! ```text
+//! oci-rs-image                  image models, content stores; the traits Remote, UrlSource,
+//! |                             ImageSource and ImageDestination
+//! +-- oci-rs-layer              layers applied and diffed, overlay snapshots, ImageStore
+//! |   +-- oci-rs-runtime        the runtime; with `engine`: containers, volumes, builds
+//! +-- oci-rs-registry-client    registries; its Client is a Remote and a UrlSource
+//! ```
+//!
+//! - The registry client depends on nothing of ours but oci-rs-image: it speaks the
+//!   distribution protocol and hands out oci-rs-image's manifests and verified blob streams.
+//!   A program that only pulls and pushes needs no layer or container code, and the crates
+//!   that use images need no HTTP, TLS or credentials code.
+//! - This crate depends on oci-rs-layer (with `engine`) because containers and builds are
+//!   made of layers: a container runs on a snapshot of its image (each layer unpacked once,
+//!   mounted as overlayfs), `commit` and each build step diff the changes into a new layer,
+//!   volumes are filled through export and apply, and images are found in an `ImageStore`.
+//!   It depends on oci-rs-image always (time helpers; with `engine`, images).
+//! - The crates meet through oci-rs-image's traits, not through each other:
+//!   [`Remote`](oci_rs_image::Remote) (images by reference: what `ImageStore` pulls from and
+//!   pushes to, and what a build's `FROM` pulls through), [`UrlSource`](oci_rs_image::UrlSource)
+//!   (bytes by URL: a build's `ADD`), and [`ImageSource`](oci_rs_image::ImageSource) and
+//!   [`ImageDestination`](oci_rs_image::ImageDestination) (the two ends of a copy; snapshots
+//!   read layers from an `ImageSource`). The registry client implements all four; a program
+//!   can put a mirror, a cache or a test double in its place.
+//!
+//! ## The runtime
+//!
 //! A Linux namespace container runtime as a library, following the OCI runtime spec: give it
 //! an `oci_spec::runtime::Spec` and a root filesystem, and [`ContainerBuilder::create`] sets
 //! up the container's init in new namespaces (mount, pid, uts, ipc, net, user, cgroup, time),
@@ -185,6 +400,6 @@ pub use oci_spec;
 pub use seccomp::{compile_seccomp, SockFilter};
 
 /// The README's example, compiled and run as a doctest.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "engine"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

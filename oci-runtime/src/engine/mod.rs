@@ -28,7 +28,7 @@
 //!
 //! let data = std::path::Path::new("/var/lib/my-tool");
 //! let layout = oci_rs_image::OciLayout::create(data.join("images")).await?;
-//! // An image already in the store (see oci-rs-image's `ImageStore` for pulls).
+//! // An image already in the store (see oci-rs-layer's `ImageStore` for pulls).
 //! let image = RunImage::resolve(&layout, "docker.io/library/busybox:latest", None).await?;
 //! let containers = Containers::open(data)?;
 //! let mut req = RunRequest::default();

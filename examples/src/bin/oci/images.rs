@@ -243,7 +243,7 @@ pub(crate) async fn image_verb(
                 file_label: String::new(),
             };
             let built =
-                oci_examples::build::build_cli(&images, &context, file.as_deref(), opts, quiet)
+                oci_examples::build::build_cli(images, &context, file.as_deref(), opts, quiet)
                     .await?;
             if let Some(p) = iidfile {
                 std::fs::write(&p, built.id.to_string()).map_err(|e| {
@@ -277,8 +277,8 @@ pub(crate) async fn image_verb(
             force,
             images: names,
         } => {
-            let (untagged, freed) = Containers::open(&dir)?
-                .remove_images(&images, &names, force)
+            let (untagged, freed) = Containers::open(dir)?
+                .remove_images(images, &names, force)
                 .await?;
             for n in untagged {
                 writeln!(out, "Untagged: {}", oci_rs_image::printable(&n))?;
@@ -289,7 +289,7 @@ pub(crate) async fn image_verb(
             format,
             images: names,
         } => {
-            let store = Containers::open(&dir)?;
+            let store = Containers::open(dir)?;
             let mut views = Vec::new();
             for n in &names {
                 views.push(match store.resolve(n) {
@@ -430,19 +430,15 @@ pub(crate) async fn image_verb(
                 changes: change,
                 created_by: None,
             };
-            let d = Containers::open(&dir)?
-                .commit(&images, &container, &image, &how, pause)
+            let d = Containers::open(dir)?
+                .commit(images, &container, &image, &how, pause)
                 .await?;
             writeln!(out, "{}", d.digest())?;
         }
         Verb::Export { output, container } => {
             drop(out);
             images
-                .export(
-                    &Containers::open(&dir)?,
-                    &container,
-                    dash(output.as_deref()),
-                )
+                .export(&Containers::open(dir)?, &container, dash(output.as_deref()))
                 .await?;
             return Ok(());
         }
