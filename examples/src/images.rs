@@ -6,8 +6,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use oci_rs_image::oci_spec::image::Descriptor;
 use oci_rs_image::{
-    ArchiveFormat, ArchiveWriter, Compression, CopyEvent, CopyOptions, ImageSource,
-    ManifestInspect, OciLayout, PlatformFilter, PlatformSpec,
+    ArchiveFormat, ArchiveWriter, CopyEvent, CopyOptions, ImageSource, ManifestInspect,
+    PlatformFilter, PlatformSpec,
 };
 use oci_rs_layer::{ImageStore, Loaded, PullReport, RunnableImage};
 use oci_rs_registry_client::{Client, DockerConfig, RegistrySource, Repository};
@@ -193,7 +193,7 @@ impl Images {
         let input: Box<dyn tokio::io::AsyncRead + Send + Unpin> = if source == "-" {
             Box::new(tokio::io::stdin())
         } else if source.starts_with("http://") || source.starts_with("https://") {
-            Box::new(download(source).await?)
+            oci_rs_image::UrlSource::fetch(&self.client, source).await?
         } else {
             Box::new(
                 tokio::fs::File::open(source)
@@ -268,58 +268,6 @@ pub async fn logout(registry: &str) -> Result<bool> {
     Ok(oci_rs_registry_client::remove_login(&dir, registry, None).await?)
 }
 
-/// `layer apply DIR FILE`.
-pub async fn apply_file(dir: &Path, file: &Path) -> Result<oci_rs_layer::ApplyReport> {
-    let f = tokio::fs::File::open(file)
-        .await
-        .with_context(|| format!("opening {}", file.display()))?;
-    let tar = oci_rs_layer::decompress(f, None).await?;
-    Ok(oci_rs_layer::apply_tar(dir, tar, &oci_rs_layer::ApplyOptions::default()).await?)
-}
-
-/// `layer diff LOWER UPPER -o FILE`: returns (compressed digest, DiffID).
-pub async fn diff_file(
-    lower: &Path,
-    upper: &Path,
-    output: &Path,
-    compression: &str,
-) -> Result<(String, String)> {
-    let c = match compression {
-        "gzip" => Compression::Gzip,
-        "zstd" => Compression::Zstd,
-        "none" => Compression::None,
-        other => bail!("unknown compression {other:?} (gzip, zstd, none)"),
-    };
-    // The layer goes through a one-blob OCI layout next to the output, then is moved.
-    let dir = tempfile::tempdir_in(
-        output
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new(".")),
-    )?;
-    let store = OciLayout::create(dir.path()).await?.with_fsync(false);
-    let (desc, diff_id, _) = oci_rs_layer::diff_to_store(
-        &store,
-        Some(lower),
-        upper,
-        false,
-        c,
-        &oci_rs_layer::DiffOptions::from_env(),
-    )
-    .await?;
-    let blob = store.blob_path(desc.digest())?;
-    if oci_rs_image::OutputFile::streams_to(output) {
-        let mut f = oci_rs_image::OutputFile::create(output)?
-            .file()
-            .ok_or_else(|| anyhow!("{} is unusable", output.display()))?;
-        std::io::copy(&mut std::fs::File::open(&blob)?, &mut f)
-            .with_context(|| format!("writing {}", output.display()))?;
-    } else {
-        std::fs::rename(&blob, output).with_context(|| format!("writing {}", output.display()))?;
-    }
-    Ok((desc.digest().to_string(), diff_id.to_string()))
-}
-
 /// Standard output as the sink of an archive, refused when it is a terminal (as docker's
 /// "cowardly refusing to save to a terminal").
 fn stdout_sink() -> Result<tokio::io::BufWriter<tokio::io::Stdout>> {
@@ -350,18 +298,6 @@ async fn spool_stdin(data_dir: &Path) -> Result<tempfile::NamedTempFile> {
         .context("reading the archive from standard input")?;
     tokio::io::AsyncWriteExt::flush(&mut f).await?;
     Ok(tmp)
-}
-
-/// The body of an http(s) URL as a stream (for `import URL`).
-async fn download(url: &str) -> Result<impl tokio::io::AsyncRead + Send + Unpin> {
-    use futures_util::TryStreamExt;
-    let resp = reqwest::get(url)
-        .await
-        .with_context(|| format!("fetching {url}"))?
-        .error_for_status()
-        .with_context(|| format!("fetching {url}"))?;
-    let stream = resp.bytes_stream().map_err(std::io::Error::other);
-    Ok(tokio_util::io::StreamReader::new(stream))
 }
 
 /// Progress bars per blob, drawn on stderr when it is a terminal.

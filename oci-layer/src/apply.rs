@@ -247,6 +247,15 @@ pub async fn decompress<'a>(
     })
 }
 
+/// Applies the layer file `file` (plain, gzip or zstd, told by its first bytes) onto `root`.
+pub async fn apply_file(root: &Path, file: &Path, opts: &ApplyOptions) -> Result<ApplyReport> {
+    let f = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| Error::fs("open", file, e))?;
+    let tar = decompress(f, None).await?;
+    apply_tar(root, tar, opts).await
+}
+
 /// Applies an uncompressed layer tar onto `root`.
 pub async fn apply_tar(
     root: &Path,

@@ -674,3 +674,43 @@ pub async fn diff_to_store(
     let (desc, diff_id) = layer?;
     Ok((desc, diff_id, report))
 }
+
+/// [`diff_to_store`] of `lower` against `upper` (plain directories) as a compressed layer
+/// file `output` (umoci's and `oci layer diff`'s): a regular file is written beside itself and
+/// renamed into place; a device, pipe or FIFO is written to. Returns the layer's descriptor
+/// and DiffID.
+pub async fn diff_to_file(
+    lower: &Path,
+    upper: &Path,
+    output: &Path,
+    compression: Compression,
+    opts: &DiffOptions,
+) -> Result<(Descriptor, Digest)> {
+    // The layer goes through a one-blob OCI layout next to the output, then is moved.
+    let parent = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = tempfile::tempdir_in(parent).map_err(|e| Error::fs("mkdir", parent, e))?;
+    let store = oci_rs_image::OciLayout::create(dir.path())
+        .await?
+        .with_fsync(false);
+    let (desc, diff_id, _) =
+        diff_to_store(&store, Some(lower), upper, false, compression, opts).await?;
+    let blob = store.blob_path(desc.digest())?;
+    if oci_rs_image::OutputFile::streams_to(output) {
+        let mut out = oci_rs_image::OutputFile::create(output)?;
+        let mut f = out.file().ok_or_else(|| {
+            Error::fs(
+                "open",
+                output,
+                std::io::Error::from(std::io::ErrorKind::Other),
+            )
+        })?;
+        let mut blob_file = std::fs::File::open(&blob).map_err(|e| Error::fs("open", &blob, e))?;
+        std::io::copy(&mut blob_file, &mut f).map_err(|e| Error::fs("write", output, e))?;
+    } else {
+        std::fs::rename(&blob, output).map_err(|e| Error::fs("rename", output, e))?;
+    }
+    Ok((desc, diff_id))
+}

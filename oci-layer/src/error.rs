@@ -149,6 +149,9 @@ pub enum Error {
         /// The list.
         list: String,
     },
+    /// An `images --filter` term this store does not know.
+    #[error("unsupported filter {0:?} (dangling=BOOL, reference=PATTERN)")]
+    InvalidFilter(String),
     /// An archive without any image.
     #[error("{} holds no image", .0.display())]
     EmptyArchive(PathBuf),

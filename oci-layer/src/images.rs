@@ -69,6 +69,53 @@ pub struct ImageRow {
     pub created: Option<u64>,
 }
 
+/// docker's `images` selection: `REPO[:TAG]` patterns (an argument, `--filter reference=`)
+/// and `--filter dangling=BOOL`. A pattern matches the familiar `REPO:TAG`, or `REPO` alone,
+/// with `*` for any run of characters but `/` (docker's `path.Match`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageFilter {
+    patterns: Vec<String>,
+    dangling: Option<bool>,
+}
+
+impl ImageFilter {
+    /// The filter of `images [REFERENCE] [--filter K=V]...`.
+    pub fn parse(reference: Option<&str>, filters: &[String]) -> Result<Self> {
+        let mut f = Self {
+            patterns: reference.map(str::to_owned).into_iter().collect(),
+            dangling: None,
+        };
+        for term in filters {
+            match term.split_once('=') {
+                Some(("dangling", "true" | "1")) => f.dangling = Some(true),
+                Some(("dangling", "false" | "0")) => f.dangling = Some(false),
+                Some(("reference", v)) => f.patterns.push(v.to_owned()),
+                _ => return Err(Error::InvalidFilter(term.clone())),
+            }
+        }
+        Ok(f)
+    }
+
+    /// Whether `row` is listed.
+    pub fn matches(&self, row: &ImageRow) -> bool {
+        // A `*` never takes a `/`, so the `/`s meet one to one and each part matches alone.
+        let glob = |pattern: &str, text: &str| {
+            let (p, t): (Vec<&str>, Vec<&str>) =
+                (pattern.split('/').collect(), text.split('/').collect());
+            p.len() == t.len()
+                && p.iter().zip(&t).all(|(p, t)| {
+                    let (p, t): (Vec<char>, Vec<char>) = (p.chars().collect(), t.chars().collect());
+                    oci_rs_image::wildcard(&p, &t, |c| *c == '*', |a, b| a == b)
+                })
+        };
+        self.dangling.is_none_or(|d| d == (row.tag == "<none>"))
+            && (self.patterns.is_empty()
+                || self.patterns.iter().any(|p| {
+                    glob(p, &row.repository) || glob(p, &format!("{}:{}", row.repository, row.tag))
+                }))
+    }
+}
+
 /// What a pull did, as docker tells it.
 #[derive(Debug, Clone)]
 pub struct PullReport {
@@ -1315,5 +1362,58 @@ impl ImageStore {
         let (_, mut sink) = crate::export(&src, sink, &crate::DiffOptions::from_env()).await?;
         tokio::io::AsyncWriteExt::flush(&mut sink).await?;
         Ok(sink)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn listed(pattern: &str, name: &str) -> bool {
+        let (repository, tag) = name.rsplit_once(':').unwrap_or((name, "<none>"));
+        let row = ImageRow {
+            repository: repository.into(),
+            tag: tag.into(),
+            id: String::new(),
+            digest: String::new(),
+            size: 0,
+            compressed_size: 0,
+            created: None,
+        };
+        ImageFilter::parse(Some(pattern), &[])
+            .unwrap()
+            .matches(&row)
+    }
+
+    #[test]
+    fn reference_patterns_match_within_a_component() {
+        assert!(listed("busy*", "busybox:1"));
+        assert!(listed("*:1", "app:1"));
+        assert!(!listed("*", "library/app:1"));
+        assert!(listed("localhost:5000/*:*", "localhost:5000/x:y"));
+        assert!(listed("bb", "bb:1"));
+        assert!(!listed("bb:2", "bb:1"));
+        assert!(!listed("*/x", "a/b/x:1"));
+        assert!(listed("*/*/x", "a/b/x:1"));
+        // Exponential in the stars when each tried every split.
+        let a40 = "a".repeat(40);
+        assert!(!listed("*a*a*a*a*a*a*a*a*a*a*a*a*b", &format!("{a40}:t")));
+        assert!(listed("*a*a*a*a*a*a*a*a*a*a*a*a*", &format!("{a40}:t")));
+        let dangling = ImageFilter::parse(None, &["dangling=true".into()]).unwrap();
+        let row = |tag: &str| ImageRow {
+            repository: "r".into(),
+            tag: tag.into(),
+            id: String::new(),
+            digest: String::new(),
+            size: 0,
+            compressed_size: 0,
+            created: None,
+        };
+        assert!(dangling.matches(&row("<none>")) && !dangling.matches(&row("1")));
+        assert!(matches!(
+            ImageFilter::parse(None, &["label=x".into()]),
+            Err(Error::InvalidFilter(_))
+        ));
     }
 }

@@ -129,15 +129,15 @@ mod sparse;
 mod tarw;
 
 pub use apply::{
-    apply, apply_tar, decompress, rootless_xattr, ApplyOptions, ApplyReport, Devices, IdRange,
-    Ownership, DEFAULT_MAX_LAYER_BYTES, MAX_PATH, MTIME_RANGE, OPAQUE_MARKER, ROOTLESS_XATTR,
-    WHITEOUT_PREFIX,
+    apply, apply_file, apply_tar, decompress, rootless_xattr, ApplyOptions, ApplyReport, Devices,
+    IdRange, Ownership, DEFAULT_MAX_LAYER_BYTES, MAX_PATH, MTIME_RANGE, OPAQUE_MARKER,
+    ROOTLESS_XATTR, WHITEOUT_PREFIX,
 };
-pub use diff::{diff, diff_overlay, diff_to_store, export, DiffOptions, DiffReport};
+pub use diff::{diff, diff_overlay, diff_to_file, diff_to_store, export, DiffOptions, DiffReport};
 pub use error::{Error, Result};
 pub use images::{
     apply_change, creation_time, store_name, CacheEntry, CommitOptions, Found, HistoryRow,
-    ImageRow, ImageStore, Loaded, PullReport, RunnableImage,
+    ImageFilter, ImageRow, ImageStore, Loaded, PullReport, RunnableImage,
 };
 pub use oci_spec;
 pub use pull::{pull_and_unpack, PullUnpackReport};

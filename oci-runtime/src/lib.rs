@@ -350,6 +350,7 @@ mod logs;
 mod monitor;
 #[cfg(feature = "network")]
 mod network;
+mod options;
 mod pidfd;
 mod plan;
 mod seccomp;
@@ -370,9 +371,9 @@ pub use default_seccomp::docker_default_seccomp;
 pub use devices::{device_rules, DeviceRule, DEFAULT_ALLOWED};
 #[cfg(feature = "engine")]
 pub use engine::{
-    parse_mount_arg, parse_volume_arg, random_hex, ContainerConfig, ContainerInspect,
-    ContainerView, Containers, EngineError, EngineResult, ExecRequest, InspectState, MountArg,
-    ProcessRow, RunImage, RunRequest, VolumeInfo, Volumes,
+    parse_mount_arg, parse_volume_arg, random_hex, ContainerConfig, ContainerFilter,
+    ContainerInspect, ContainerView, Containers, EngineError, EngineResult, ExecRequest,
+    InspectState, MountArg, ProcessRow, RunImage, RunRequest, VolumeInfo, Volumes,
 };
 pub use error::{chain, Error, Result};
 pub use exe::{allow_unsealed, is_sealed, reexec_sealed, sealed_main};
@@ -397,6 +398,7 @@ pub use network::{
 };
 pub use oci_rs_image::{now_ns, parse_rfc3339, rfc3339};
 pub use oci_spec;
+pub use options::{parse_log_time, parse_size, read_env_file};
 pub use seccomp::{compile_seccomp, SockFilter};
 
 /// The README's example, compiled and run as a doctest.

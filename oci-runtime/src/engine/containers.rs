@@ -1085,6 +1085,61 @@ impl Containers {
     }
 }
 
+/// docker's `ps` selection: running containers only unless `all`, and `--filter` terms
+/// (`status=created|running|restarting|exited`, `name=PART`; terms of one key are
+/// alternatives, of different keys all required).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerFilter {
+    all: bool,
+    status: Vec<String>,
+    names: Vec<String>,
+}
+
+impl ContainerFilter {
+    /// The filter of `ps [-a] [--filter K=V]...`.
+    pub fn parse(all: bool, filters: &[String]) -> EngineResult<Self> {
+        let mut f = Self {
+            all,
+            ..Self::default()
+        };
+        for term in filters {
+            match term.split_once('=') {
+                Some(("status", s))
+                    if ["created", "running", "restarting", "exited"].contains(&s) =>
+                {
+                    f.status.push(s.to_owned())
+                }
+                Some(("name", n)) => f.names.push(n.to_owned()),
+                _ => {
+                    return Err(crate::Error::InvalidOption {
+                        option: "filter",
+                        value: term.clone(),
+                        reason: "status=created|running|restarting|exited or name=PART".into(),
+                    }
+                    .into())
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    /// Whether container `v` is listed.
+    pub fn matches(&self, v: &ContainerView) -> bool {
+        let state = v.status.state;
+        let by_status = if self.status.is_empty() {
+            self.all || matches!(state, MonitorState::Running | MonitorState::Restarting)
+        } else {
+            self.status.contains(&state.to_string())
+        };
+        by_status
+            && (self.names.is_empty()
+                || self
+                    .names
+                    .iter()
+                    .any(|n| v.config.name.contains(n.as_str())))
+    }
+}
+
 /// One process of a container, as [`Containers::top`] reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessRow {

@@ -51,8 +51,8 @@ mod inspect;
 mod volumes;
 
 pub use containers::{
-    random_hex, ContainerConfig, ContainerView, Containers, ExecRequest, ProcessRow, RunImage,
-    RunRequest,
+    random_hex, ContainerConfig, ContainerFilter, ContainerView, Containers, ExecRequest,
+    ProcessRow, RunImage, RunRequest,
 };
 pub use inspect::{ContainerInspect, InspectState};
 pub use volumes::{parse_mount_arg, parse_volume_arg, MountArg, VolumeInfo, Volumes};

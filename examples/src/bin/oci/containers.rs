@@ -116,7 +116,8 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             format,
         } => {
             let rows = store.list()?;
-            let rows = text::filter(rows, all, &filter)?;
+            let keep = oci_rs_runtime::ContainerFilter::parse(all, &filter)?;
+            let rows: Vec<_> = rows.into_iter().filter(|r| keep.matches(r)).collect();
             if let Some(f) = format {
                 for r in rows {
                     let doc = serde_json::to_value(store.inspect(&r.config.id)?)?;
@@ -179,8 +180,14 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             container,
         } => {
             let q = oci_rs_runtime::LogQuery {
-                since: since.as_deref().map(text::parse_time).transpose()?,
-                until: until.as_deref().map(text::parse_time).transpose()?,
+                since: since
+                    .as_deref()
+                    .map(oci_rs_runtime::parse_log_time)
+                    .transpose()?,
+                until: until
+                    .as_deref()
+                    .map(oci_rs_runtime::parse_log_time)
+                    .transpose()?,
                 tail: match tail.as_str() {
                     "all" => None,
                     n => Some(

@@ -64,7 +64,8 @@ pub(crate) async fn image_verb(
             reference,
         } => {
             let rows = images.list().await?;
-            let rows = text::image_filter(rows, reference.as_deref(), &filter)?;
+            let keep = oci_rs_layer::ImageFilter::parse(reference.as_deref(), &filter)?;
+            let rows: Vec<_> = rows.into_iter().filter(|r| keep.matches(r)).collect();
             if json {
                 drop(out);
                 return print_json(&rows);
@@ -449,7 +450,7 @@ pub(crate) async fn image_verb(
         Verb::Layer {
             verb: LayerVerb::Apply { dir, file },
         } => {
-            let r = oci_examples::images::apply_file(&dir, &file).await?;
+            let r = oci_rs_layer::apply_file(&dir, &file, &Default::default()).await?;
             let id = r.diff_id.map(|d| d.to_string()).unwrap_or_default();
             writeln!(out, "{} entries, diff id {id}", r.entries)?;
         }
@@ -462,8 +463,16 @@ pub(crate) async fn image_verb(
                     compression,
                 },
         } => {
-            let (digest, diff_id) =
-                oci_examples::images::diff_file(&lower, &upper, &output, &compression).await?;
+            let compression = match compression.as_str() {
+                "gzip" => oci_rs_image::Compression::Gzip,
+                "zstd" => oci_rs_image::Compression::Zstd,
+                "none" => oci_rs_image::Compression::None,
+                other => anyhow::bail!("unknown compression {other:?} (gzip, zstd, none)"),
+            };
+            let opts = oci_rs_layer::DiffOptions::from_env();
+            let (desc, diff_id) =
+                oci_rs_layer::diff_to_file(&lower, &upper, &output, compression, &opts).await?;
+            let digest = desc.digest();
             writeln!(out, "digest {digest} diff id {diff_id}")?;
         }
         Verb::Import {

@@ -3,7 +3,7 @@
 use crate::args::RunArgs;
 use anyhow::Result;
 use oci_examples::images::Images;
-use oci_examples::{terminal, text};
+use oci_examples::terminal;
 use oci_rs_runtime::{parse_mount_arg, parse_volume_arg, MountArg};
 use oci_rs_runtime::{Containers, RunImage, RunRequest};
 use oci_rs_runtime::{ExtraMount, NetworkMode, RunOptions};
@@ -42,7 +42,7 @@ pub(crate) async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Re
     }
     let mut env = Vec::new();
     for f in &a.env_file {
-        env.extend(text::read_env_file(f)?);
+        env.extend(oci_rs_runtime::read_env_file(f)?);
     }
     env.extend(a.env);
     let mut mounts = Vec::new();
@@ -107,7 +107,11 @@ pub(crate) async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Re
         rootless: None,
         mounts,
         read_only: a.read_only,
-        memory: a.memory.as_deref().map(text::parse_size).transpose()?,
+        memory: a
+            .memory
+            .as_deref()
+            .map(|m| oci_rs_runtime::parse_size(m).map(|b| b as i64))
+            .transpose()?,
         cpus: a.cpus,
         pids_limit: a.pids_limit,
         cap_add: a.cap_add,
@@ -131,7 +135,7 @@ pub(crate) async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Re
         detach: a.detach,
         interactive: a.interactive,
         restart: a.restart.parse()?,
-        log: text::parse_log_opts(&a.log_opt)?,
+        log: oci_rs_runtime::LogLimits::from_opts(&a.log_opt)?,
         labels,
         stop_signal: a.stop_signal,
         volumes,

@@ -1,0 +1,161 @@
+//! docker's option values that are not part of a spec: sizes (`--memory 64m`), log limits
+//! (`--log-opt`), `--env-file`, and the times of `logs --since/--until`.
+
+use crate::error::{Error, Result};
+use crate::LogLimits;
+use std::path::Path;
+
+fn invalid(option: &'static str, value: &str, reason: &'static str) -> Error {
+    Error::InvalidOption {
+        option,
+        value: value.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// `64m`, `1g`, `512k`, `1024` (bytes; a trailing `b` allowed), as docker reads `--memory`
+/// and `--log-opt max-size`: powers of 1024.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let lower = s.trim().to_ascii_lowercase();
+    let t = lower.trim_end_matches('b');
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| invalid("size", s, "a number with k, m or g"))?;
+    if !(n.is_finite() && n > 0.0 && n * (mult as f64) < u64::MAX as f64) {
+        return Err(invalid("size", s, "a positive size"));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+impl LogLimits {
+    /// docker's `--log-opt` values: `max-size=10m`, `max-file=3` (which needs a max-size).
+    pub fn from_opts(opts: &[String]) -> Result<Self> {
+        let mut l = LogLimits::default();
+        for o in opts {
+            match o.split_once('=') {
+                Some(("max-size", v)) => l.max_size = Some(parse_size(v)?),
+                Some(("max-file", v)) => {
+                    l.max_files = v
+                        .parse()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| invalid("log option max-file", v, "a count from 1"))?
+                }
+                _ => return Err(invalid("log option", o, "max-size=SIZE or max-file=N")),
+            }
+        }
+        if l.max_files > 1 && l.max_size.is_none() {
+            return Err(invalid("log option max-file", "", "it needs max-size"));
+        }
+        Ok(l)
+    }
+}
+
+/// A `--since`/`--until` value: RFC 3339, Unix seconds, or a duration before now (`10m`,
+/// `1h30m`, `45s`); nanoseconds since the epoch.
+pub fn parse_log_time(s: &str) -> Result<u64> {
+    if let Some(t) = crate::parse_rfc3339(s) {
+        return Ok(t);
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(secs.saturating_mul(1_000_000_000));
+    }
+    let bad = || {
+        invalid(
+            "time",
+            s,
+            "RFC 3339, Unix seconds, or a duration such as 1h30m",
+        )
+    };
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    for ch in s.chars() {
+        if ch.is_ascii_digit() {
+            num.push(ch);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        let unit = match ch {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(bad()),
+        };
+        total = n
+            .checked_mul(unit)
+            .and_then(|d| total.checked_add(d))
+            .ok_or_else(bad)?;
+    }
+    if !num.is_empty() || total == 0 && s != "0s" {
+        return Err(bad());
+    }
+    Ok(crate::now_ns().saturating_sub(total.saturating_mul(1_000_000_000)))
+}
+
+/// docker's `--env-file`: `KEY=VALUE` lines (`#` comments and blank lines skipped; a bare
+/// `KEY` takes this process's value when it has one).
+pub fn read_env_file(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let l = line.trim_start();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        if l.contains('=') {
+            out.push(l.to_owned());
+        } else if let Ok(v) = std::env::var(l) {
+            out.push(format!("{l}={v}"));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn sizes_and_log_options_read_as_docker_reads_them() {
+        assert_eq!(parse_size("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1.5g").unwrap(), 3 << 29);
+        assert_eq!(parse_size("512kb").unwrap(), 512 << 10);
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        for bad in ["", "m", "-1m", "0", "nan", "1e30g", "12q"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        let l = LogLimits::from_opts(&["max-size=1k".into(), "max-file=3".into()]).unwrap();
+        assert_eq!((l.max_size, l.max_files), (Some(1024), 3));
+        assert!(LogLimits::from_opts(&["max-file=3".into()]).is_err());
+        assert!(LogLimits::from_opts(&["max-file=0".into(), "max-size=1k".into()]).is_err());
+        assert!(LogLimits::from_opts(&["mode=non-blocking".into()]).is_err());
+    }
+
+    #[test]
+    fn log_times_are_dates_seconds_or_durations_ago() {
+        assert_eq!(
+            parse_log_time("2000-02-29T00:00:00Z").unwrap(),
+            951_782_400_000_000_000
+        );
+        assert_eq!(
+            parse_log_time("951782400").unwrap(),
+            951_782_400_000_000_000
+        );
+        let ago = crate::now_ns() - parse_log_time("1h30m").unwrap();
+        assert!(
+            (5_399_000_000_000..5_460_000_000_000).contains(&ago),
+            "{ago}"
+        );
+        for bad in ["yesterday", "10x", "h", "99999999999999999999h"] {
+            assert!(parse_log_time(bad).is_err(), "{bad}");
+        }
+    }
+}
