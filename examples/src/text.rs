@@ -103,11 +103,6 @@ pub fn ports_text(s: &MonitorStatus) -> String {
         .unwrap_or_default()
 }
 
-/// Seconds since the epoch as RFC 3339 (UTC).
-pub fn rfc3339_s(secs: u64) -> String {
-    oci_rs_runtime::rfc3339(secs.saturating_mul(1_000_000_000))
-}
-
 /// docker's human size (go-units `HumanSize`): decimal units, about three significant
 /// digits: `0B`, `999B`, `1.23kB`, `4.4MB`, `115MB`.
 pub fn human_size(bytes: u64) -> String {

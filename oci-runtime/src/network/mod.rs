@@ -1076,6 +1076,42 @@ impl Networks {
         self.apply_rules(&eps)
     }
 
+    /// docker's `network inspect` document of network `name`: its subnet, gateway and
+    /// bridge, and the containers attached to it now (keyed by container id).
+    pub fn inspect(&self, name: &str) -> Result<serde_json::Value> {
+        let n = self.get(name)?;
+        let containers: serde_json::Map<String, serde_json::Value> = self
+            .endpoints()?
+            .into_iter()
+            .filter(|e| e.network == n.name)
+            .map(|e| {
+                let doc = serde_json::json!({
+                    "Name": e.name,
+                    "MacAddress": e.mac,
+                    "IPv4Address": format!("{}/{}", e.ip, e.prefix),
+                    "IPv6Address": "",
+                });
+                (e.container, doc)
+            })
+            .collect();
+        Ok(serde_json::json!({
+            "Name": n.name,
+            "Id": n.id,
+            "Created": crate::rfc3339(n.created.saturating_mul(1_000_000_000)),
+            "Scope": "local",
+            "Driver": "bridge",
+            "EnableIPv6": false,
+            "IPAM": {"Driver": "default", "Options": {}, "Config": [
+                {"Subnet": n.cidr(), "Gateway": n.gateway.to_string()}
+            ]},
+            "Internal": false,
+            "Attachable": false,
+            "Containers": containers,
+            "Options": {"com.docker.network.bridge.name": n.bridge},
+            "Labels": {},
+        }))
+    }
+
     /// The endpoints of running containers (those whose init is gone are released first).
     pub fn endpoints(&self) -> Result<Vec<Endpoint>> {
         if !self.dir.exists() {

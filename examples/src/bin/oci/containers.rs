@@ -52,44 +52,10 @@ fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> 
             }
         }
         NetworkVerb::Inspect { names } => {
-            let eps = nets.endpoints()?;
             let docs = names
                 .iter()
-                .map(|n| {
-                    let n = nets.get(n)?;
-                    let containers: serde_json::Map<String, serde_json::Value> = eps
-                        .iter()
-                        .filter(|e| e.network == n.name)
-                        .map(|e| {
-                            (
-                                e.container.clone(),
-                                serde_json::json!({
-                                    "Name": e.name,
-                                    "MacAddress": e.mac,
-                                    "IPv4Address": format!("{}/{}", e.ip, e.prefix),
-                                    "IPv6Address": "",
-                                }),
-                            )
-                        })
-                        .collect();
-                    Ok(serde_json::json!({
-                        "Name": n.name,
-                        "Id": n.id,
-                        "Created": text::rfc3339_s(n.created),
-                        "Scope": "local",
-                        "Driver": "bridge",
-                        "EnableIPv6": false,
-                        "IPAM": {"Driver": "default", "Options": {}, "Config": [
-                            {"Subnet": n.cidr(), "Gateway": n.gateway.to_string()}
-                        ]},
-                        "Internal": false,
-                        "Attachable": false,
-                        "Containers": containers,
-                        "Options": {"com.docker.network.bridge.name": n.bridge},
-                        "Labels": {},
-                    }))
-                })
-                .collect::<Result<Vec<_>>>()?;
+                .map(|n| nets.inspect(n))
+                .collect::<Result<Vec<_>, _>>()?;
             print_json(&docs)?;
         }
         NetworkVerb::Rm { names } => {
