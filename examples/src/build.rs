@@ -58,8 +58,8 @@ pub async fn build_cli(
         opts.run_output = Some(std::sync::Arc::new(rustix::io::dup(std::io::stderr())?));
     }
     let sources = BuildSources {
-        remote: Some(images.client()),
-        urls: Some(images.client()),
+        remote: Some(images),
+        urls: Some(images),
         pull: images.copy_options(None)?,
     };
     let events = Box::new(move |e: BuildEvent<'_>| {

@@ -6,8 +6,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use oci_rs_image::oci_spec::image::Descriptor;
 use oci_rs_image::{
-    ArchiveFormat, ArchiveWriter, CopyEvent, CopyOptions, ImageSource, ManifestInspect,
-    PlatformFilter, PlatformSpec,
+    ArchiveFormat, ArchiveWriter, CopyEvent, CopyOptions, ImageReference, ImageSource,
+    ManifestInspect, PlatformFilter, PlatformSpec,
 };
 use oci_rs_layer::{ImageStore, Loaded, PullReport, RunnableImage};
 use oci_rs_registry_client::{Client, DockerConfig, RegistrySource, Repository};
@@ -32,10 +32,12 @@ pub fn data_dir(explicit: Option<&Path>) -> PathBuf {
 }
 
 /// The image store and the registry client of one `oci` invocation; the store's own verbs
-/// are reached through `Deref`.
+/// are reached through `Deref`. The client (docker's credentials, the TLS roots) is made
+/// on first use: most verbs never reach a registry.
 pub struct Images {
     store: ImageStore,
-    client: Client,
+    client: std::sync::OnceLock<Client>,
+    insecure: Vec<String>,
     quiet: bool,
 }
 
@@ -46,27 +48,66 @@ impl std::ops::Deref for Images {
     }
 }
 
+/// Registries through the client, made when a verb first reaches one.
+#[async_trait::async_trait]
+impl oci_rs_image::Remote for Images {
+    async fn source(
+        &self,
+        r: &ImageReference,
+    ) -> oci_rs_image::Result<Box<dyn oci_rs_image::ImageSource>> {
+        self.registry()?.source(r).await
+    }
+
+    async fn destination(
+        &self,
+        r: &ImageReference,
+    ) -> oci_rs_image::Result<Box<dyn oci_rs_image::ImageDestination>> {
+        self.registry()?.destination(r).await
+    }
+}
+
+/// URLs through the client, made when a verb first fetches one.
+#[async_trait::async_trait]
+impl oci_rs_image::UrlSource for Images {
+    async fn fetch(
+        &self,
+        url: &str,
+    ) -> oci_rs_image::Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>> {
+        self.registry()?.fetch(url).await
+    }
+}
+
 impl Images {
+    /// [`Images::client`] for the traits: its error as an image error.
+    fn registry(&self) -> oci_rs_image::Result<&Client> {
+        self.client().map_err(oci_rs_image::Error::foreign)
+    }
+
     /// The store of `data_dir` and a client trusting docker's credentials, reaching the
     /// `insecure` registries over plain HTTP; `quiet`: no progress bars.
     pub async fn open(data_dir: &Path, insecure: Vec<String>, quiet: bool) -> Result<Self> {
         let store = ImageStore::open(data_dir)
             .await
             .with_context(|| format!("opening the image store in {}", data_dir.display()))?;
-        let mut b = Client::builder().credentials(DockerConfig::load_default()?);
-        for r in &insecure {
-            b = b.insecure_registry(r);
-        }
         Ok(Self {
             store,
-            client: b.build()?,
+            client: std::sync::OnceLock::new(),
+            insecure,
             quiet,
         })
     }
 
     /// The registry client.
-    pub fn client(&self) -> &Client {
-        &self.client
+    pub fn client(&self) -> Result<&Client> {
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
+        let mut b = Client::builder().credentials(DockerConfig::load_default()?);
+        for r in &self.insecure {
+            b = b.insecure_registry(r);
+        }
+        let built = b.build()?;
+        Ok(self.client.get_or_init(|| built))
     }
 
     /// Copy options for `--platform` (`all`, or one), drawing progress bars unless quiet.
@@ -94,10 +135,7 @@ impl Images {
         unpack: bool,
     ) -> Result<PullReport> {
         let opts = self.copy_options(platform)?;
-        Ok(self
-            .store
-            .pull(&self.client, reference, &opts, unpack)
-            .await?)
+        Ok(self.store.pull(self, reference, &opts, unpack).await?)
     }
 
     /// A pull that unpacks as it goes (a build's `FROM`).
@@ -112,7 +150,7 @@ impl Images {
     /// `push REF`.
     pub async fn push(&self, reference: &str) -> Result<Descriptor> {
         let opts = self.copy_options(None)?;
-        Ok(self.store.push(&self.client, reference, &opts).await?)
+        Ok(self.store.push(self, reference, &opts).await?)
     }
 
     /// The image `run` starts from, pulled (and unpacked) when it is not here.
@@ -126,18 +164,23 @@ impl Images {
         let quiet = self.quiet;
         Ok(self
             .store
-            .image_for_run(image, platform.as_ref(), Some((&self.client, &opts)), |r| {
-                if !quiet {
-                    eprintln!("Unable to find image '{}' locally", r.familiar());
-                }
-            })
+            .image_for_run(
+                image,
+                platform.as_ref(),
+                Some((self as &dyn oci_rs_image::Remote, &opts)),
+                |r| {
+                    if !quiet {
+                        eprintln!("Unable to find image '{}' locally", r.familiar());
+                    }
+                },
+            )
             .await?)
     }
 
     /// `manifest inspect REF`: from the registry.
     pub async fn manifest_inspect(&self, reference: &str) -> Result<ManifestInspect> {
         let (repo, what) = Repository::parse_reference(reference)?;
-        let src = RegistrySource::new(self.client.clone(), repo);
+        let src = RegistrySource::new(self.client()?.clone(), repo);
         let m = src.manifest(&what).await?;
         Ok(ManifestInspect::new(&src, &m, reference, true).await?)
     }
@@ -193,7 +236,7 @@ impl Images {
         let input: Box<dyn tokio::io::AsyncRead + Send + Unpin> = if source == "-" {
             Box::new(tokio::io::stdin())
         } else if source.starts_with("http://") || source.starts_with("https://") {
-            oci_rs_image::UrlSource::fetch(&self.client, source).await?
+            oci_rs_image::UrlSource::fetch(self, source).await?
         } else {
             Box::new(
                 tokio::fs::File::open(source)

@@ -525,3 +525,37 @@ fn format_shows_an_images_escape_sequences_escaped() {
         assert!(!out.contains('\x1b'), "{args:?}: {out}");
     }
 }
+
+/// The registry client (docker's credentials, the TLS roots) is made only by a verb that
+/// reaches a registry: a malformed docker config breaks `pull`, never `images`, `ps` or
+/// `history`, and they read no certificate.
+#[test]
+fn verbs_that_reach_no_registry_ignore_a_broken_docker_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = store_with(dir.path(), 1);
+    let config = dir.path().join("docker");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(config.join("config.json"), "{not json").unwrap();
+    for args in [&["images"][..], &["ps", "-a"], &["history", "img:0"]] {
+        let o = cli
+            .cmd(args)
+            .env("DOCKER_CONFIG", &config)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let o = cli
+        .cmd(&["pull", "127.0.0.1:1/none:1"])
+        .env("DOCKER_CONFIG", &config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("docker config"),
+        "{err}"
+    );
+}
