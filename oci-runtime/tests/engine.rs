@@ -35,7 +35,7 @@ fn main() {
         .build()
         .unwrap();
     type Test = (&'static str, fn(&Fixture));
-    let tests: [Test; 6] = [
+    let tests: [Test; 9] = [
         ("a_detached_container_by_name", a_detached_container_by_name),
         (
             "names_are_unique_and_a_refused_run_leaves_nothing",
@@ -56,6 +56,18 @@ fn main() {
         (
             "a_failing_run_step_is_a_typed_error_with_its_output",
             a_failing_run_step_is_a_typed_error_with_its_output,
+        ),
+        (
+            "exec_runs_with_the_containers_process_and_the_requests_changes",
+            exec_runs_with_the_containers_process_and_the_requests_changes,
+        ),
+        (
+            "on_failure_restarts_at_most_max_times",
+            on_failure_restarts_at_most_max_times,
+        ),
+        (
+            "start_runs_an_exited_container_again_and_prune_removes_it",
+            start_runs_an_exited_container_again_and_prune_removes_it,
         ),
     ];
     for (name, test) in tests {
@@ -81,6 +93,12 @@ impl Fixture {
         std::fs::create_dir_all(rootfs.join("bin")).unwrap();
         std::fs::create_dir_all(rootfs.join("data")).unwrap();
         std::fs::write(rootfs.join("data/seed"), "from the image\n").unwrap();
+        std::fs::create_dir_all(rootfs.join("tmp")).unwrap();
+        std::fs::set_permissions(
+            rootfs.join("tmp"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+        )
+        .unwrap();
         std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
         for t in ["sh", "echo", "cat", "sleep", "true", "ls"] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(t)).unwrap();
@@ -416,4 +434,85 @@ fn a_failing_run_step_is_a_typed_error_with_its_output(f: &Fixture) {
         build(f, "RUN true\n", &[], &mut none),
         Err(BuildError::Instruction { place, .. }) if place == "Dockerfile:1: RUN true"
     ));
+}
+
+/// The file `path` of container `what`'s filesystem, read from the host.
+fn read_in(store: &Containers, what: &str, path: &str) -> String {
+    let id = store.resolve(what).unwrap();
+    let rootfs = store.snapshots().unwrap().open(&id).unwrap().rootfs;
+    std::fs::read_to_string(rootfs.join(path)).unwrap_or_default()
+}
+
+fn exec_runs_with_the_containers_process_and_the_requests_changes(f: &Fixture) {
+    let store = Containers::open(&f.data()).unwrap();
+    let mut req = detached(Some("target"), "exec sleep 60");
+    req.opts.env = vec!["FROM_RUN=1".into()];
+    f.run(&store, req).unwrap();
+    let exec = |args: &[&str], env: &[&str], dir: Option<&str>, user: Option<&str>| {
+        let req = oci_rs_runtime::ExecRequest {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: env.iter().map(|a| a.to_string()).collect(),
+            workdir: dir.map(str::to_owned),
+            user: user.map(str::to_owned),
+            ..Default::default()
+        };
+        store.exec("target", &req).unwrap()
+    };
+    let script = "echo $FROM_RUN:$ADDED:$(pwd):$(id -u):$(id -g) > /tmp/out";
+    assert_eq!(
+        exec(
+            &["sh", "-c", script],
+            &["ADDED=2"],
+            Some("/data"),
+            Some("1234:5678")
+        ),
+        0
+    );
+    assert_eq!(read_in(&store, "target", "tmp/out"), "1:2:/data:1234:5678\n");
+    assert_eq!(exec(&["sh", "-c", "exit 7"], &[], None, None), 7);
+    store.stop("target", Duration::from_secs(1)).unwrap();
+    // Not running: a typed refusal, nothing run.
+    let refused = store.exec("target", &oci_rs_runtime::ExecRequest::default());
+    assert!(
+        matches!(refused, Err(EngineError::WrongState { .. })),
+        "{refused:?}"
+    );
+    store.remove("target", false).unwrap();
+}
+
+fn on_failure_restarts_at_most_max_times(f: &Fixture) {
+    let store = Containers::open(&f.data()).unwrap();
+    let mut req = detached(Some("flaky"), "echo run >> /data/runs; exit 3");
+    req.restart = oci_rs_runtime::RestartPolicy::OnFailure { max: Some(2) };
+    f.run(&store, req).unwrap();
+    assert_eq!(store.wait("flaky").unwrap(), 3);
+    let v = store.view("flaky").unwrap();
+    assert_eq!(v.status.restart_count, 2);
+    assert_eq!(v.status.state, MonitorState::Exited);
+    // One filesystem across the restarts: the first run and both restarts wrote to it.
+    assert_eq!(read_in(&store, "flaky", "data/runs"), "run\nrun\nrun\n");
+    store.remove("flaky", false).unwrap();
+}
+
+fn start_runs_an_exited_container_again_and_prune_removes_it(f: &Fixture) {
+    let store = Containers::open(&f.data()).unwrap();
+    f.run(&store, detached(Some("again"), "echo once >> /data/log"))
+        .unwrap();
+    assert_eq!(store.wait("again").unwrap(), 0);
+    store.start("again", false).unwrap();
+    assert_eq!(store.wait("again").unwrap(), 0);
+    assert_eq!(read_in(&store, "again", "data/log"), "once\nonce\n");
+    // Starting one that runs is refused.
+    f.run(&store, detached(Some("busy"), "exec sleep 60"))
+        .unwrap();
+    assert!(matches!(
+        store.start("busy", false),
+        Err(EngineError::WrongState { .. })
+    ));
+    // prune takes the exited one only.
+    let gone = store.prune().unwrap();
+    assert_eq!(gone.len(), 1);
+    assert!(store.resolve("again").is_err());
+    store.remove("busy", true).unwrap();
+    assert!(store.list().unwrap().is_empty());
 }
