@@ -241,3 +241,70 @@ async fn rmi_and_prune_keep_what_a_container_was_made_from_and_commit_reads_it()
     let loaded = other.load(&saved, &opts).await.unwrap();
     assert_eq!(loaded, [Loaded::Named("app:committed".into())]);
 }
+
+#[tokio::test]
+async fn manifest_lists_name_each_platform_and_unpack_applies_the_hosts_image() {
+    let (d, store, mirror) = fixture().await;
+    let opts = CopyOptions::default();
+    store.pull(&mirror, "app:1", &opts, false).await.unwrap();
+    store.pull(&mirror, "app:2", &opts, false).await.unwrap();
+    let list = store
+        .manifest_create("app:list", &["app:1".to_owned()], false)
+        .await
+        .unwrap();
+    // A second create of the same list must amend it.
+    assert!(matches!(
+        store.manifest_create("app:list", &[], false).await,
+        Err(Error::ListExists(_))
+    ));
+    let amended = store
+        .manifest_create("app:list", &["app:2".to_owned()], true)
+        .await
+        .unwrap();
+    assert_ne!(amended.digest(), list.digest());
+    store
+        .manifest_annotate("app:list", "app:2", None, Some("arm64"), Some("v8"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .manifest_annotate("app:list", "local/other:1", None, None, None)
+            .await,
+        Err(Error::NoSuchImage(_))
+    ));
+    let index = store.find("app:list").await.unwrap();
+    let m = oci_rs_image::adapter::manifest(store.layout(), &index.desc)
+        .await
+        .unwrap();
+    let platforms: Vec<String> = m
+        .as_index()
+        .unwrap()
+        .manifests()
+        .iter()
+        .map(|e| {
+            let p = e.platform().clone().unwrap();
+            format!(
+                "{}/{}",
+                p.architecture(),
+                p.variant().clone().unwrap_or_default()
+            )
+        })
+        .collect();
+    let host = oci_rs_image::PlatformSpec::host().architecture;
+    assert_eq!(platforms, [format!("{host}/"), "arm64/v8".to_owned()]);
+    // unpack: the host's image of the list, into DIR/rootfs under a private DIR.
+    let out = d.path().join("unpacked");
+    let (layers, _) = store.unpack("app:list", &out, false).await.unwrap();
+    assert_eq!(layers, 2);
+    assert_eq!(
+        std::fs::read_to_string(out.join("rootfs/etc/motd")).unwrap(),
+        "hello\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("rootfs/1.txt")).unwrap(),
+        "one"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
+}

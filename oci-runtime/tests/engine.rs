@@ -468,7 +468,10 @@ fn exec_runs_with_the_containers_process_and_the_requests_changes(f: &Fixture) {
         ),
         0
     );
-    assert_eq!(read_in(&store, "target", "tmp/out"), "1:2:/data:1234:5678\n");
+    assert_eq!(
+        read_in(&store, "target", "tmp/out"),
+        "1:2:/data:1234:5678\n"
+    );
     assert_eq!(exec(&["sh", "-c", "exit 7"], &[], None, None), 7);
     store.stop("target", Duration::from_secs(1)).unwrap();
     // Not running: a typed refusal, nothing run.
