@@ -5,7 +5,7 @@ use crate::args::*;
 use crate::print_json;
 use anyhow::Result;
 use oci_examples::{terminal, text};
-use oci_rs_runtime::{Containers, ExecRequest, Volumes};
+use oci_rs_runtime::{ContainerFilter, Containers, ExecRequest, Volumes};
 use std::io::Write;
 use std::path::Path;
 
@@ -81,61 +81,8 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             filter,
             format,
         } => {
-            let rows = store.list()?;
-            let keep = oci_rs_runtime::ContainerFilter::parse(all, &filter)?;
-            let rows: Vec<_> = rows.into_iter().filter(|r| keep.matches(r)).collect();
-            if let Some(f) = format {
-                for r in rows {
-                    let doc = serde_json::to_value(store.inspect(&r.config.id)?)?;
-                    writeln!(out, "{}", text::format_template(&f, &doc)?)?;
-                }
-                return Ok(0);
-            }
-            if ids_only {
-                for r in rows {
-                    let id = if no_trunc {
-                        &r.config.id[..]
-                    } else {
-                        &r.config.id[..12]
-                    };
-                    writeln!(out, "{id}")?;
-                }
-                return Ok(0);
-            }
-            writeln!(
-                out,
-                "{:<14} {:<24} {:<24} {:<18} {:<28} {:<24} NAMES",
-                "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
-            )?;
-            for r in rows {
-                let id = if no_trunc {
-                    &r.config.id[..]
-                } else {
-                    &r.config.id[..12]
-                };
-                // The command is the image's (or the user's) text, the image reference and
-                // the name the user's: all shown through `printable`, as every table does.
-                let cmd = format!(
-                    "\"{}\"",
-                    oci_rs_image::printable(&r.config.command.join(" "))
-                );
-                let cmd = if no_trunc || cmd.chars().count() <= 22 {
-                    cmd
-                } else {
-                    format!("{}…\"", cmd.chars().take(19).collect::<String>())
-                };
-                writeln!(
-                    out,
-                    "{:<14} {:<24} {:<24} {:<18} {:<28} {:<24} {}",
-                    id,
-                    oci_rs_image::printable(&r.config.image),
-                    cmd,
-                    text::ago(r.config.created),
-                    text::status_text(&r.status),
-                    text::ports_text(&r.status),
-                    oci_rs_image::printable(&r.config.name)
-                )?;
-            }
+            let filter = ContainerFilter::parse(all, &filter)?;
+            ps(&store, &filter, ids_only, no_trunc, format, &mut out)?;
         }
         Verb::Logs {
             follow,
@@ -262,48 +209,7 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                 writeln!(out, "{c}")?;
             }
         }
-        Verb::Volume { verb } => {
-            let vols = Volumes::open(dir)?;
-            match verb {
-                VolumeVerb::Create { label, name } => {
-                    let labels = label
-                        .iter()
-                        .map(|l| {
-                            let (k, v) = l.split_once('=').unwrap_or((l, ""));
-                            (k.to_owned(), v.to_owned())
-                        })
-                        .collect();
-                    vols.create(&name, labels)?;
-                    writeln!(out, "{name}")?;
-                }
-                VolumeVerb::Ls { names_only } => {
-                    if !names_only {
-                        writeln!(out, "{:<10} VOLUME NAME", "DRIVER")?;
-                    }
-                    for v in vols.list()? {
-                        if names_only {
-                            writeln!(out, "{}", oci_rs_image::printable(&v.name))?;
-                        } else {
-                            writeln!(out, "{:<10} {}", v.driver, oci_rs_image::printable(&v.name))?;
-                        }
-                    }
-                }
-                VolumeVerb::Inspect { names } => {
-                    let infos = names
-                        .iter()
-                        .map(|n| vols.inspect(n))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    drop(out);
-                    print_json(&infos)?;
-                }
-                VolumeVerb::Rm { names } => {
-                    for n in names {
-                        vols.remove(&n, &store.volume_users(&n))?;
-                        writeln!(out, "{n}")?;
-                    }
-                }
-            }
-        }
+        Verb::Volume { verb } => volume_verb(&store, dir, verb, out)?,
         Verb::Network { verb } => network_verb(&store, verb, &mut out)?,
         Verb::Port { container, port } => {
             let v = store.view(&container)?;
@@ -363,4 +269,123 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
         _ => anyhow::bail!("not a container verb"),
     }
     Ok(0)
+}
+
+/// `ps [-a] [-q] [--no-trunc] [--filter ...] [--format ...]`.
+fn ps(
+    store: &Containers,
+    filter: &ContainerFilter,
+    ids_only: bool,
+    no_trunc: bool,
+    format: Option<String>,
+    out: &mut impl Write,
+) -> Result<()> {
+    let rows: Vec<_> = store
+        .list()?
+        .into_iter()
+        .filter(|r| filter.matches(r))
+        .collect();
+    if let Some(f) = format {
+        for r in rows {
+            let doc = serde_json::to_value(store.inspect(&r.config.id)?)?;
+            writeln!(out, "{}", text::format_template(&f, &doc)?)?;
+        }
+        return Ok(());
+    }
+    if ids_only {
+        for r in rows {
+            let id = if no_trunc {
+                &r.config.id[..]
+            } else {
+                &r.config.id[..12]
+            };
+            writeln!(out, "{id}")?;
+        }
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<14} {:<24} {:<24} {:<18} {:<28} {:<24} NAMES",
+        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
+    )?;
+    for r in rows {
+        let id = if no_trunc {
+            &r.config.id[..]
+        } else {
+            &r.config.id[..12]
+        };
+        // The command is the image's (or the user's) text, the image reference and
+        // the name the user's: all shown through `printable`, as every table does.
+        let cmd = format!(
+            "\"{}\"",
+            oci_rs_image::printable(&r.config.command.join(" "))
+        );
+        let cmd = if no_trunc || cmd.chars().count() <= 22 {
+            cmd
+        } else {
+            format!("{}…\"", cmd.chars().take(19).collect::<String>())
+        };
+        writeln!(
+            out,
+            "{:<14} {:<24} {:<24} {:<18} {:<28} {:<24} {}",
+            id,
+            oci_rs_image::printable(&r.config.image),
+            cmd,
+            text::ago(r.config.created),
+            text::status_text(&r.status),
+            text::ports_text(&r.status),
+            oci_rs_image::printable(&r.config.name)
+        )?;
+    }
+    Ok(())
+}
+
+/// `volume create|ls|inspect|rm` (a volume a container uses is kept).
+fn volume_verb(
+    store: &Containers,
+    dir: &Path,
+    verb: VolumeVerb,
+    mut out: std::io::StdoutLock<'static>,
+) -> Result<()> {
+    let vols = Volumes::open(dir)?;
+    match verb {
+        VolumeVerb::Create { label, name } => {
+            let labels = label
+                .iter()
+                .map(|l| {
+                    let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                    (k.to_owned(), v.to_owned())
+                })
+                .collect();
+            vols.create(&name, labels)?;
+            writeln!(out, "{name}")?;
+        }
+        VolumeVerb::Ls { names_only } => {
+            if !names_only {
+                writeln!(out, "{:<10} VOLUME NAME", "DRIVER")?;
+            }
+            for v in vols.list()? {
+                if names_only {
+                    writeln!(out, "{}", oci_rs_image::printable(&v.name))?;
+                } else {
+                    writeln!(out, "{:<10} {}", v.driver, oci_rs_image::printable(&v.name))?;
+                }
+            }
+        }
+        VolumeVerb::Inspect { names } => {
+            let infos = names
+                .iter()
+                .map(|n| vols.inspect(n))
+                .collect::<Result<Vec<_>, _>>()?;
+            drop(out);
+            print_json(&infos)?;
+        }
+        VolumeVerb::Rm { names } => {
+            for n in names {
+                vols.remove(&n, &store.volume_users(&n))?;
+                writeln!(out, "{n}")?;
+            }
+        }
+    }
+    Ok(())
 }
