@@ -277,40 +277,6 @@ impl Images {
     }
 }
 
-/// `login REGISTRY`: checks the credentials against the registry (`GET /v2/` through its
-/// challenge), then stores them in the docker `config.json` (`$DOCKER_CONFIG`, else
-/// `~/.docker`), mode 0600, as `docker login` does. Returns the file written.
-pub async fn login(
-    registry: &str,
-    username: &str,
-    password: &str,
-    insecure: &[String],
-) -> Result<oci_rs_registry_client::StoredIn> {
-    use oci_rs_registry_client::{Credential, StaticCredentials};
-    let cred = Credential::Basic {
-        username: username.to_owned(),
-        password: password.to_owned(),
-    };
-    let mut b = Client::builder().credentials(StaticCredentials::new().with(registry, cred));
-    for r in insecure {
-        b = b.insecure_registry(r);
-    }
-    b.build()?
-        .ping(registry)
-        .await
-        .with_context(|| format!("logging in to {registry}"))?;
-    let dir = oci_rs_registry_client::docker_config_dir()
-        .ok_or_else(|| anyhow!("neither DOCKER_CONFIG nor HOME is set"))?;
-    Ok(oci_rs_registry_client::save_login(&dir, registry, username, password, None).await?)
-}
-
-/// `logout [REGISTRY]`: what `login` stored, removed; false when there was nothing.
-pub async fn logout(registry: &str) -> Result<bool> {
-    let dir = oci_rs_registry_client::docker_config_dir()
-        .ok_or_else(|| anyhow!("neither DOCKER_CONFIG nor HOME is set"))?;
-    Ok(oci_rs_registry_client::remove_login(&dir, registry, None).await?)
-}
-
 /// Standard output as the sink of an archive, refused when it is a terminal (as docker's
 /// "cowardly refusing to save to a terminal").
 fn stdout_sink() -> Result<tokio::io::BufWriter<tokio::io::Stdout>> {

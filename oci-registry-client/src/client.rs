@@ -222,6 +222,30 @@ impl ClientBuilder {
         self
     }
 
+    /// `docker login`: checks `username` and `password` against `registry` (`GET /v2/`
+    /// through its challenge, with this builder's settings and these credentials only), then
+    /// stores them where docker keeps them (`$DOCKER_CONFIG/config.json`, else
+    /// `~/.docker/config.json`, mode 0600, or the credential helper it names). Returns where
+    /// they went.
+    pub async fn login(
+        self,
+        registry: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<crate::StoredIn> {
+        let cred = Credential::Basic {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        };
+        let provider = crate::StaticCredentials::new().with(registry, cred);
+        self.credentials(provider).build()?.ping(registry).await?;
+        let dir = crate::docker_config_dir().ok_or_else(|| Error::Credentials {
+            registry: registry.to_owned(),
+            reason: "neither DOCKER_CONFIG nor HOME is set".into(),
+        })?;
+        crate::save_login(&dir, registry, username, password, None).await
+    }
+
     /// Builds the client.
     pub fn build(self) -> Result<Client> {
         let http = match self.http {

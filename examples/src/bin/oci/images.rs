@@ -3,7 +3,7 @@
 
 use crate::args::*;
 use crate::{dash, print_json};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use oci_examples::images::{short, Images};
 use oci_examples::{terminal, text};
 use oci_rs_runtime::Containers;
@@ -398,7 +398,15 @@ pub(crate) async fn image_verb(
             if username.is_empty() || password.is_empty() {
                 anyhow::bail!("a user name and a password are needed");
             }
-            match oci_examples::images::login(&registry, &username, &password, &insecure).await? {
+            let mut b = oci_rs_registry_client::Client::builder();
+            for r in &insecure {
+                b = b.insecure_registry(r);
+            }
+            let stored = b
+                .login(&registry, &username, &password)
+                .await
+                .with_context(|| format!("logging in to {registry}"))?;
+            match stored {
                 oci_rs_registry_client::StoredIn::ConfigFile(path) => {
                     writeln!(out, "Login Succeeded (credentials in {})", path.display())?
                 }
@@ -411,7 +419,9 @@ pub(crate) async fn image_verb(
         }
         Verb::Logout { registry } => {
             let registry = registry.unwrap_or_else(|| "docker.io".into());
-            if oci_examples::images::logout(&registry).await? {
+            let dir = oci_rs_registry_client::docker_config_dir()
+                .ok_or_else(|| anyhow::anyhow!("neither DOCKER_CONFIG nor HOME is set"))?;
+            if oci_rs_registry_client::remove_login(&dir, &registry, None).await? {
                 writeln!(out, "Removing login credentials for {registry}")?;
             } else {
                 writeln!(out, "Not logged in to {registry}")?;
