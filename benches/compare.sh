@@ -34,6 +34,9 @@ need() {
 }
 need debootstrap pigz umoci skopeo docker-registry time
 
+# shellcheck source=benches/fixtures.sh
+. benches/fixtures.sh
+
 cargo build --release -q -p oci-examples --bin oci
 OCI=${CARGO_TARGET_DIR:-$PWD/target}/release/oci
 
@@ -509,25 +512,7 @@ build_bench() {
   need buildah podman busybox-static
   local B=$D/build R=${RUNS:-3}
   awk -v c="$B/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
-  rm -rf "$B" && mkdir -p "$B/rootfs/bin" "$B/ctx/src" "$B/ctx/assets"
-  cp /bin/busybox "$B/rootfs/bin/busybox"
-  for t in sh cat wc ls echo mkdir; do ln -s busybox "$B/rootfs/bin/$t"; done
-  tar -C "$B/rootfs" -cf "$B/bb.tar" .
-  for i in $(seq 0 199); do echo "source file $i" >"$B/ctx/src/f$i.txt"; done
-  for i in $(seq 0 19); do head -c 1M /dev/urandom >"$B/ctx/assets/a$i.bin"; done
-  printf 'node_modules\n*.tmp\n' >"$B/ctx/.dockerignore"
-  cat >"$B/ctx/Dockerfile" <<'DOCKERFILE'
-FROM localhost/bench/bb:1 AS build
-COPY src/ /src/
-RUN cat /src/*.txt | wc -c > /out.txt && mkdir -p /gen && echo generated > /gen/file
-FROM localhost/bench/bb:1
-ENV APP=bench
-COPY --from=build /out.txt /gen/ /app/
-COPY assets/ /assets/
-RUN ls /assets | wc -l > /app/count
-WORKDIR /app
-CMD ["cat", "/app/out.txt"]
-DOCKERFILE
+  build_fixture "$B"
   local O="$OCI -q --data-dir $B/o"
   local BU="buildah --root $B/b --runroot $B/b-run"
   local BP="podman --root $B/b --runroot $B/b-run --cgroup-manager cgroupfs --events-backend file"
