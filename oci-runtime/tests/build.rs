@@ -1,0 +1,184 @@
+//! Dockerfile builds through the library (`DockerfileBuild` into an `ImageStore`), on a
+//! busybox base: inputs made to blow up (globs, nesting, stage chains) must finish, or fail
+//! with a typed error at the line. Real `RUN` containers: root only.
+
+#![allow(clippy::unwrap_used)]
+
+use oci_rs_layer::ImageStore;
+use oci_rs_runtime::{BuildError, BuildOptions, BuildSources, Built, DockerfileBuild};
+use std::path::{Path, PathBuf};
+
+/// A store with busybox as `localhost/bb:1`, and a context directory.
+struct Lib {
+    _dir: tempfile::TempDir,
+    store: ImageStore,
+    ctx: PathBuf,
+}
+
+impl Lib {
+    async fn new() -> Option<Self> {
+        if !rustix::process::geteuid().is_root() || !Path::new("/bin/busybox").exists() {
+            eprintln!("skipping: RUN steps need root and /bin/busybox (busybox-static)");
+            return None;
+        }
+        // Steps run from this test program's file; sealing is tested in tests/sealed.rs.
+        oci_rs_runtime::allow_unsealed();
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs/bin");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        std::fs::copy("/bin/busybox", rootfs.join("busybox")).unwrap();
+        for t in ["sh", "cat", "test", "echo", "ls"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join(t)).unwrap();
+        }
+        let tar = dir.path().join("bb.tar");
+        let made = std::process::Command::new("tar")
+            .arg("-C")
+            .arg(dir.path().join("rootfs"))
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let store = ImageStore::open(&dir.path().join("data")).await.unwrap();
+        let f = tokio::fs::File::open(&tar).await.unwrap();
+        store.import(f, "localhost/bb:1", &[]).await.unwrap();
+        let ctx = dir.path().join("ctx");
+        std::fs::create_dir_all(&ctx).unwrap();
+        Some(Self {
+            _dir: dir,
+            store,
+            ctx,
+        })
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.ctx.join(name), text).unwrap();
+    }
+
+    /// Builds the context's Dockerfile, tagged `tag`.
+    async fn build(&self, tag: &str) -> Result<Built, BuildError> {
+        let text = std::fs::read_to_string(self.ctx.join("Dockerfile")).unwrap();
+        let opts = BuildOptions {
+            tags: vec![tag.into()],
+            ..BuildOptions::default()
+        };
+        let events = Box::new(|_: oci_rs_runtime::BuildEvent<'_>| {});
+        DockerfileBuild::new(
+            &self.store,
+            BuildSources::default(),
+            &text,
+            Some(&self.ctx),
+            opts,
+            events,
+        )?
+        .build()
+        .await
+    }
+
+    /// The environment of image `name`.
+    async fn env(&self, name: &str) -> Vec<String> {
+        let run = self
+            .store
+            .image_for_run(name, None, None, |_| {})
+            .await
+            .unwrap();
+        run.config.config().clone().unwrap().env().clone().unwrap()
+    }
+}
+
+#[tokio::test]
+async fn adversarial_globs_in_copy_and_dockerignore_finish() {
+    let Some(lib) = Lib::new().await else { return };
+    let stars = "*a*a*a*a*a*a*a*a*a*a*a*a*b";
+    let a40 = "a".repeat(40);
+    lib.write(&a40, "a\n");
+    lib.write(&format!("{a40}b"), "b\n");
+    lib.write(
+        "Dockerfile",
+        &format!(
+            "FROM localhost/bb:1\nCOPY {stars} /x/\nRUN test -f /x/{a40}b && ! test -e /x/{a40}\n"
+        ),
+    );
+    lib.build("globs:1").await.unwrap();
+    // Ignored, its one match is gone: refused as any missing source, at the line.
+    lib.write(".dockerignore", &format!("{stars}\n"));
+    let err = lib.build("globs:2").await.unwrap_err();
+    let text = oci_rs_runtime::chain(&err);
+    assert!(
+        text.starts_with("Dockerfile:2: COPY")
+            && text.contains(&format!(
+                "{stars}: no such file or directory in the build context"
+            )),
+        "{text}"
+    );
+    lib.write(
+        "Dockerfile",
+        &format!(
+            "FROM localhost/bb:1\nCOPY . /ctx/\nRUN test -f /ctx/{a40} && ! test -e /ctx/{a40}b\n"
+        ),
+    );
+    lib.build("globs:3").await.unwrap();
+}
+
+// This and the next recursed once per level of the input and overflowed the stack: the
+// build died on a signal instead of failing (or succeeding).
+#[tokio::test]
+async fn a_deeply_nested_substitution_fails_clearly() {
+    let Some(lib) = Lib::new().await else { return };
+    let deep = format!("{}x{}", "${A:-".repeat(20_000), "}".repeat(20_000));
+    lib.write(
+        "Dockerfile",
+        &format!("FROM localhost/bb:1\nENV B={deep}\n"),
+    );
+    match lib.build("deep:1").await {
+        Err(BuildError::Step { place, source }) => {
+            assert!(place.starts_with("Dockerfile:2: ENV B=${A:-"), "{place}");
+            assert!(place.len() < 300, "the place repeats the line: {place}");
+            let cause = source.to_string();
+            assert!(
+                cause.contains("variable substitution nested deeper than 64 levels"),
+                "{cause}"
+            );
+        }
+        other => panic!("a 20,000-deep substitution: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_chain_of_thousands_of_stages_builds() {
+    let Some(lib) = Lib::new().await else { return };
+    // Each stage on the one before.
+    let mut df = "FROM localhost/bb:1 AS s0\n".to_owned();
+    for k in 1..3000 {
+        df.push_str(&format!("FROM s{} AS s{k}\n", k - 1));
+    }
+    df.push_str("ENV LAST=s2999\n");
+    lib.write("Dockerfile", &df);
+    lib.build("chain:1").await.unwrap();
+    assert!(lib.env("chain:1").await.contains(&"LAST=s2999".to_owned()));
+    // A stage an ONBUILD trigger names is only known as its step runs, so built from inside
+    // the step: a few such are fine, a chain of them is bounded.
+    let triggers = |n: usize| {
+        let mut df = "FROM localhost/bb:1 AS t0\nRUN echo 0 > /n\n".to_owned();
+        for k in 1..=n {
+            df.push_str(&format!(
+                "FROM localhost/bb:1 AS u{k}\nONBUILD COPY --from=t{} /n /n\nFROM u{k} AS t{k}\n",
+                k - 1
+            ));
+        }
+        lib.write("Dockerfile", &df);
+    };
+    triggers(3);
+    lib.build("triggers:1").await.unwrap();
+    let out = lib.ctx.join("../unpacked");
+    lib.store.unpack("triggers:1", &out, false).await.unwrap();
+    assert_eq!(std::fs::read_to_string(out.join("rootfs/n")).unwrap(), "0\n");
+    triggers(100);
+    let err = lib.build("triggers:2").await.unwrap_err();
+    let text = oci_rs_runtime::chain(&err);
+    assert!(
+        text.contains("more than 8 stages nested through ONBUILD triggers' --from"),
+        "{text}"
+    );
+}
