@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use oci_rs_layer::ImageStore;
-use oci_rs_runtime::{BuildError, BuildOptions, BuildSources, Built, DockerfileBuild};
+use oci_rs_runtime::{BuildError, BuildEvent, BuildOptions, BuildSources, Built, DockerfileBuild};
 use std::path::{Path, PathBuf};
 
 /// A store with busybox as `localhost/bb:1`, and a context directory.
@@ -58,22 +58,54 @@ impl Lib {
 
     /// Builds the context's Dockerfile, tagged `tag`.
     async fn build(&self, tag: &str) -> Result<Built, BuildError> {
+        self.build_with(tag, false).await.0
+    }
+
+    /// [`Lib::build`], with `--no-cache` when asked, and what each step did: `ran` or
+    /// `cached`, in order.
+    async fn build_with(
+        &self,
+        tag: &str,
+        no_cache: bool,
+    ) -> (Result<Built, BuildError>, Vec<&'static str>) {
         let text = std::fs::read_to_string(self.ctx.join("Dockerfile")).unwrap();
         let opts = BuildOptions {
             tags: vec![tag.into()],
+            no_cache,
             ..BuildOptions::default()
         };
-        let events = Box::new(|_: oci_rs_runtime::BuildEvent<'_>| {});
-        DockerfileBuild::new(
-            &self.store,
-            BuildSources::default(),
-            &text,
-            Some(&self.ctx),
-            opts,
-            events,
-        )?
-        .build()
-        .await
+        let steps = std::sync::Mutex::new(Vec::new());
+        let built = {
+            let events = Box::new(|e: BuildEvent<'_>| match e {
+                BuildEvent::Cached { .. } => steps.lock().unwrap().push("cached"),
+                BuildEvent::Done { .. } => steps.lock().unwrap().push("ran"),
+                _ => {}
+            });
+            match DockerfileBuild::new(
+                &self.store,
+                BuildSources::default(),
+                &text,
+                Some(&self.ctx),
+                opts,
+                events,
+            ) {
+                Ok(b) => b.build().await,
+                Err(e) => Err(e),
+            }
+        };
+        (built, steps.into_inner().unwrap())
+    }
+
+    /// The file `path` of image `name`, unpacked.
+    async fn read(&self, name: &str, path: &str) -> String {
+        let out = tempfile::tempdir_in(self.ctx.parent().unwrap()).unwrap();
+        self.store.unpack(name, out.path(), false).await.unwrap();
+        std::fs::read_to_string(out.path().join("rootfs").join(path)).unwrap()
+    }
+
+    fn blobs(&self) -> usize {
+        let dir = self.store.layout().root().join("blobs/sha256");
+        std::fs::read_dir(dir).unwrap().count()
     }
 
     /// The environment of image `name`.
@@ -171,9 +203,7 @@ async fn a_chain_of_thousands_of_stages_builds() {
     };
     triggers(3);
     lib.build("triggers:1").await.unwrap();
-    let out = lib.ctx.join("../unpacked");
-    lib.store.unpack("triggers:1", &out, false).await.unwrap();
-    assert_eq!(std::fs::read_to_string(out.join("rootfs/n")).unwrap(), "0\n");
+    assert_eq!(lib.read("triggers:1", "n").await, "0\n");
     triggers(100);
     let err = lib.build("triggers:2").await.unwrap_err();
     let text = oci_rs_runtime::chain(&err);
@@ -181,4 +211,56 @@ async fn a_chain_of_thousands_of_stages_builds() {
         text.contains("more than 8 stages nested through ONBUILD triggers' --from"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn the_cache_reruns_only_from_the_changed_step() {
+    let Some(lib) = Lib::new().await else { return };
+    lib.write("a.txt", "a\n");
+    lib.write("b.txt", "b\n");
+    lib.write(
+        "Dockerfile",
+        "FROM localhost/bb:1\nCOPY a.txt /a\nRUN cat /a > /a2\nCOPY b.txt /b\nRUN cat /a /b > /ab\nCMD [\"cat\", \"/ab\"]\n",
+    );
+    let (first, steps) = lib.build_with("c:1", false).await;
+    let first = first.unwrap();
+    assert!(!steps.contains(&"cached"), "{steps:?}");
+    // Nothing changed: every step cached, no blob written, the same image id.
+    let blobs = lib.blobs();
+    let (again, steps) = lib.build_with("c:1", false).await;
+    assert_eq!(again.unwrap().id, first.id);
+    assert_eq!(
+        steps.iter().filter(|s| **s == "cached").count(),
+        5,
+        "{steps:?}"
+    );
+    assert_eq!(lib.blobs(), blobs);
+    // A new mtime is not a change.
+    let f = std::fs::File::options()
+        .write(true)
+        .open(lib.ctx.join("a.txt"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+    assert_eq!(lib.build("c:1").await.unwrap().id, first.id);
+    // b.txt changes: the steps before its COPY are cached, that COPY and what follows run.
+    lib.write("b.txt", "B\n");
+    let (changed, steps) = lib.build_with("c:1", false).await;
+    assert_ne!(changed.unwrap().id, first.id);
+    assert_eq!(steps, ["ran", "cached", "cached", "ran", "ran", "ran"]);
+    assert_eq!(lib.read("c:1", "ab").await, "a\nB\n");
+    // A changed mode is a change too.
+    std::fs::set_permissions(
+        lib.ctx.join("a.txt"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let (_, steps) = lib.build_with("c:1", false).await;
+    assert!(!steps.contains(&"cached"), "{steps:?}");
+    // no_cache runs everything; pruning the cache empties it, and the next build runs all.
+    let (_, steps) = lib.build_with("c:2", true).await;
+    assert!(!steps.contains(&"cached"), "{steps:?}");
+    assert!(lib.store.prune_cache().unwrap() > 0);
+    assert_eq!(std::fs::read_dir(lib.store.cache_dir()).unwrap().count(), 0);
+    let (_, steps) = lib.build_with("c:1", false).await;
+    assert!(!steps.contains(&"cached"), "{steps:?}");
 }
