@@ -264,3 +264,80 @@ async fn the_cache_reruns_only_from_the_changed_step() {
     let (_, steps) = lib.build_with("c:1", false).await;
     assert!(!steps.contains(&"cached"), "{steps:?}");
 }
+
+#[tokio::test]
+async fn links_are_never_followed_out_of_the_context_or_the_rootfs() {
+    let Some(lib) = Lib::new().await else { return };
+    let d = lib.ctx.parent().unwrap().to_path_buf();
+    let outside = d.join("outside-secret");
+    std::fs::write(&outside, "host secret\n").unwrap();
+    // A context whose links point out of it: copied as the links themselves.
+    std::os::unix::fs::symlink(&outside, lib.ctx.join("abs-link")).unwrap();
+    std::os::unix::fs::symlink("../outside-secret", lib.ctx.join("rel-link")).unwrap();
+    std::os::unix::fs::symlink(&d, lib.ctx.join("dir-link")).unwrap();
+    // An image whose /app is a link to a host directory, /up a link climbing out, /data2 a
+    // link to its own /data: a COPY through them stays inside the image's filesystem.
+    let target = d.join("host-target");
+    std::fs::create_dir_all(&target).unwrap();
+    let evil = tempfile::tempdir_in(&d).unwrap();
+    std::fs::create_dir_all(evil.path().join("data")).unwrap();
+    std::os::unix::fs::symlink(&target, evil.path().join("app")).unwrap();
+    std::os::unix::fs::symlink("../../../../../..", evil.path().join("up")).unwrap();
+    std::os::unix::fs::symlink("/data", evil.path().join("data2")).unwrap();
+    let (_, mut tar) = oci_rs_layer::export(
+        evil.path(),
+        Vec::new(),
+        &oci_rs_layer::DiffOptions::default(),
+    )
+    .await
+    .unwrap();
+    tokio::io::AsyncWriteExt::flush(&mut tar).await.unwrap();
+    lib.store
+        .import(&tar[..], "localhost/evil:1", &[])
+        .await
+        .unwrap();
+    lib.write("payload", "payload\n");
+    // `dir-link/outside-secret` resolves inside the context, where there is no such file.
+    lib.write(
+        "Dockerfile",
+        "FROM localhost/evil:1\nCOPY dir-link/outside-secret /x\n",
+    );
+    let err = oci_rs_runtime::chain(&lib.build("links:1").await.unwrap_err());
+    assert!(
+        err.contains("dir-link/outside-secret: no such file"),
+        "{err}"
+    );
+    // /app resolves inside the rootfs to a directory that is not there: refused, and the
+    // host's directory of that name is untouched.
+    lib.write("Dockerfile", "FROM localhost/evil:1\nCOPY payload /app/\n");
+    let err = oci_rs_runtime::chain(&lib.build("links:1").await.unwrap_err());
+    assert!(err.contains("COPY payload /app/"), "{err}");
+    assert!(
+        std::fs::read_dir(&target).unwrap().next().is_none(),
+        "written through /app on the host"
+    );
+    lib.write(
+        "Dockerfile",
+        "FROM localhost/evil:1\nCOPY abs-link rel-link dir-link /links/\nCOPY payload /up/tmp/escaped\nCOPY payload /data2/\n",
+    );
+    lib.build("links:1").await.unwrap();
+    assert!(!Path::new("/tmp/escaped").exists());
+    let out = tempfile::tempdir_in(&d).unwrap();
+    lib.store
+        .unpack("links:1", out.path(), false)
+        .await
+        .unwrap();
+    let rootfs = out.path().join("rootfs");
+    let link = |name: &str| std::fs::read_link(rootfs.join("links").join(name)).unwrap();
+    assert_eq!(link("abs-link"), outside);
+    assert_eq!(link("rel-link"), Path::new("../outside-secret"));
+    assert_eq!(link("dir-link"), d);
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("tmp/escaped")).unwrap(),
+        "payload\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("data/payload")).unwrap(),
+        "payload\n"
+    );
+}
