@@ -211,8 +211,8 @@ fn normal_components(rel: &Path) -> Vec<&OsStr> {
         .collect()
 }
 
-/// `openat2` of `rel` under `dir` (`dir` itself when empty), retried once on EAGAIN (a
-/// concurrent rename raced the lookup); `None` when the kernel has no `openat2`.
+/// `openat2` of `rel` under `dir` (`dir` itself when empty), tried again on EAGAIN (a
+/// concurrent rename or mount raced the lookup); `None` when the kernel has no `openat2`.
 fn openat2_retry(
     dir: BorrowedFd<'_>,
     rel: &Path,
@@ -232,7 +232,18 @@ fn openat2_retry(
             NO_OPENAT2.store(true, Ordering::Relaxed);
             None
         }
-        Err(Errno::AGAIN) => Some(openat2(dir, target, flags, Mode::empty(), how)),
+        Err(Errno::AGAIN) => {
+            // Tried again while the kernel asks, a bounded number of times (a busy host
+            // renames and mounts all the time).
+            let mut r = Err(Errno::AGAIN);
+            for _ in 0..64 {
+                r = openat2(dir, target, flags, Mode::empty(), how);
+                if !matches!(r, Err(Errno::AGAIN)) {
+                    break;
+                }
+            }
+            Some(r)
+        }
         r => Some(r),
     }
 }

@@ -831,19 +831,13 @@ fn group_entries(text: &str) -> impl Iterator<Item = (&str, u32, Vec<&str>)> {
 /// Reads a small file inside `root`, resolving symlinks as if `root` were `/` (openat2
 /// RESOLVE_IN_ROOT), so a hostile image cannot make us read a host file.
 fn read_in_root(root: &Path, rel: &str) -> std::io::Result<String> {
-    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+    use rustix::fs::{Mode, OFlags};
     let dir = rustix::fs::open(
         root,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let fd = openat2(
-        &dir,
-        rel,
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )?;
+    let fd = crate::resolve::open_in_root(std::os::fd::AsFd::as_fd(&dir), rel, OFlags::RDONLY)?;
     let mut s = String::new();
     std::fs::File::from(fd)
         .take(1 << 20)

@@ -353,6 +353,7 @@ mod network;
 mod options;
 mod pidfd;
 mod plan;
+mod resolve;
 mod seccomp;
 mod syscalls_aarch64;
 mod syscalls_x86_64;

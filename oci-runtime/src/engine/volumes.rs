@@ -124,7 +124,7 @@ impl Volumes {
     /// the image has a directory there; its data directory takes that directory's owner and
     /// mode.
     pub async fn fill_from_image(&self, name: &str, rootfs: &Path, target: &str) -> Result<()> {
-        use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+        use rustix::fs::{Mode, OFlags};
         let data = self.inspect(name)?.mountpoint;
         let io = |action, e: std::io::Error| EngineError::io(action, &data, e);
         if std::fs::read_dir(&data)
@@ -141,12 +141,10 @@ impl Volumes {
         )
         .map_err(|e| EngineError::io("open", rootfs, e.into()))?;
         let rel = target.trim_start_matches('/');
-        let src = match openat2(
-            &root,
+        let src = match crate::resolve::open_in_root(
+            std::os::fd::AsFd::as_fd(&root),
             if rel.is_empty() { "." } else { rel },
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            OFlags::PATH | OFlags::DIRECTORY,
         ) {
             Ok(fd) => fd,
             // Nothing there, or not a directory: the volume starts empty.

@@ -25,7 +25,7 @@
 
 #![allow(unsafe_code)]
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::MountFlags;
 use std::ffi::{CStr, CString};

@@ -128,13 +128,7 @@ pub(super) fn open_in_root(
     rel: &CStr,
     flags: OFlags,
 ) -> Result<OwnedFd, Errno> {
-    rustix::fs::openat2(
-        root,
-        rel,
-        flags | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
+    crate::resolve::open_in_root(root, rel, flags)
 }
 
 pub(super) fn ensure_target(root: BorrowedFd<'_>, m: &MountStep) -> Result<OwnedFd, Errno> {
