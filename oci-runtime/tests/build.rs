@@ -53,7 +53,9 @@ impl Lib {
     }
 
     fn write(&self, name: &str, text: &str) {
-        std::fs::write(self.ctx.join(name), text).unwrap();
+        let path = self.ctx.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
     }
 
     /// Builds the context's Dockerfile, tagged `tag`.
@@ -68,17 +70,32 @@ impl Lib {
         tag: &str,
         no_cache: bool,
     ) -> (Result<Built, BuildError>, Vec<&'static str>) {
-        let text = std::fs::read_to_string(self.ctx.join("Dockerfile")).unwrap();
         let opts = BuildOptions {
             tags: vec![tag.into()],
             no_cache,
             ..BuildOptions::default()
         };
+        let (built, steps, _) = self.build_opts("Dockerfile", opts).await;
+        (built, steps)
+    }
+
+    /// The context's `file` built with `opts`: what each step did (`ran` or `cached`) and
+    /// each step's instruction, in order.
+    async fn build_opts(
+        &self,
+        file: &str,
+        opts: BuildOptions,
+    ) -> (Result<Built, BuildError>, Vec<&'static str>, Vec<String>) {
+        let text = std::fs::read_to_string(self.ctx.join(file)).unwrap();
         let steps = std::sync::Mutex::new(Vec::new());
+        let lines = std::sync::Mutex::new(Vec::new());
         let built = {
             let events = Box::new(|e: BuildEvent<'_>| match e {
                 BuildEvent::Cached { .. } => steps.lock().unwrap().push("cached"),
                 BuildEvent::Done { .. } => steps.lock().unwrap().push("ran"),
+                BuildEvent::Step { instruction, .. } => {
+                    lines.lock().unwrap().push(instruction.to_owned())
+                }
                 _ => {}
             });
             match DockerfileBuild::new(
@@ -93,7 +110,11 @@ impl Lib {
                 Err(e) => Err(e),
             }
         };
-        (built, steps.into_inner().unwrap())
+        (
+            built,
+            steps.into_inner().unwrap(),
+            lines.into_inner().unwrap(),
+        )
     }
 
     /// The file `path` of image `name`, unpacked.
@@ -339,5 +360,114 @@ async fn links_are_never_followed_out_of_the_context_or_the_rootfs() {
     assert_eq!(
         std::fs::read_to_string(rootfs.join("data/payload")).unwrap(),
         "payload\n"
+    );
+}
+
+#[tokio::test]
+async fn multi_stage_heredocs_dockerignore_and_build_args() {
+    let Some(lib) = Lib::new().await else { return };
+    lib.write("keep.md", "keep\n");
+    lib.write("drop.md", "drop\n");
+    lib.write("secret/key", "s3cret\n");
+    lib.write("secret/public", "pub\n");
+    lib.write(
+        ".dockerignore",
+        "# docker's rules\n*.md\n!keep.md\nsecret\n!secret/public\n",
+    );
+    lib.write(
+        "build.Dockerfile",
+        r#"ARG BASE=localhost/bb:1
+FROM ${BASE} AS builder
+ARG VERSION
+RUN mkdir /out && echo "v${VERSION:-none}" > /out/version
+RUN <<EOF
+echo "script ${VERSION}" > /out/script
+EOF
+RUN cat <<EOT > /out/inline && echo more >> /out/inline
+quoted $VERSION
+EOT
+RUN <<EOF
+#!/bin/sh
+echo "shebang $0 $VERSION" > /out/shebang
+EOF
+COPY --chmod=0755 <<-"EOT" /out/run.sh
+	#!/bin/sh
+	echo run $VERSION
+	EOT
+
+FROM builder AS never
+RUN exit 3
+
+FROM ${BASE} AS final
+ARG VERSION
+COPY --from=builder /out/ /usr/local/
+COPY . /ctx/
+RUN echo "${VERSION:+set} ${UNSET:-default}" > /args
+"#,
+    );
+    let opts = |target: Option<&str>, tag: &str| BuildOptions {
+        tags: vec![tag.into()],
+        build_args: [("VERSION".to_owned(), "7".to_owned())]
+            .into_iter()
+            .filter(|_| target.is_none())
+            .collect(),
+        target: target.map(str::to_owned),
+        file_label: "build.Dockerfile".into(),
+        ..BuildOptions::default()
+    };
+    let (built, _, lines) = lib.build_opts("build.Dockerfile", opts(None, "ms:1")).await;
+    built.unwrap();
+    // The stage nothing needs is not built.
+    assert!(!lines.iter().any(|l| l.contains("exit 3")), "{lines:?}");
+    let mut got = String::new();
+    for p in [
+        "usr/local/version",
+        "usr/local/script",
+        "usr/local/inline",
+        "usr/local/shebang",
+        "args",
+    ] {
+        got.push_str(&lib.read("ms:1", p).await);
+    }
+    assert_eq!(
+        got,
+        "v7\nscript 7\nquoted 7\nmore\nshebang /dev/pipes/EOF 7\nset default\n"
+    );
+    assert_eq!(
+        lib.read("ms:1", "usr/local/run.sh").await,
+        "#!/bin/sh\necho run $VERSION\n"
+    );
+    // The context as the .dockerignore leaves it.
+    let out = tempfile::tempdir_in(lib.ctx.parent().unwrap()).unwrap();
+    lib.store.unpack("ms:1", out.path(), false).await.unwrap();
+    let ls = |p: &str| {
+        let mut v: Vec<String> = std::fs::read_dir(out.path().join("rootfs").join(p))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        ls("ctx"),
+        [".dockerignore", "build.Dockerfile", "keep.md", "secret"]
+    );
+    assert_eq!(ls("ctx/secret"), ["public"]);
+    // A target builds that stage (and what it needs) only.
+    let (built, _, lines) = lib
+        .build_opts("build.Dockerfile", opts(Some("builder"), "ms:b"))
+        .await;
+    built.unwrap();
+    assert!(
+        !lines.iter().any(|l| l.contains("COPY . /ctx/")),
+        "{lines:?}"
+    );
+    assert_eq!(lib.read("ms:b", "out/version").await, "vnone\n");
+    let (built, _, _) = lib
+        .build_opts("build.Dockerfile", opts(Some("never"), "ms:n"))
+        .await;
+    assert!(
+        matches!(built, Err(BuildError::RunFailed { code: 3, .. })),
+        "{built:?}"
     );
 }
