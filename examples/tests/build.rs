@@ -226,49 +226,16 @@ fn a_cache_entry_survives_image_removal_until_builder_prune() {
 }
 
 #[test]
-fn bad_dockerfiles_and_contexts_are_refused_clearly() {
+fn a_failing_run_step_shows_its_output_and_exit_code() {
     if !common::root_with_busybox() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let (cli, ctx) = setup(dir.path());
     let c = ctx.to_str().unwrap();
-    let cases: &[(&str, &str)] = &[
-        (
-            "FROM localhost/bb:1\nRUN true\n  BOGUS x\n",
-            "Dockerfile:3:3: unknown instruction \"BOGUS\"",
-        ),
-        (
-            "FROM localhost/bb:1\nCOPY --frm=x a /\n",
-            "Dockerfile:2: COPY a /: unknown flag --frm",
-        ),
-        (
-            "FROM localhost/bb:1\nCOPY ../outside /x\n",
-            "\"../outside\" is outside the build context",
-        ),
-        (
-            "FROM localhost/bb:1\nCOPY missing /x\n",
-            "missing: no such file or directory in the build context",
-        ),
-        (
-            "FROM localhost/bb:1\nADD http://127.0.0.1:9/f /f\n",
-            "ADD of a URL needs --checksum",
-        ),
-        (
-            "FROM localhost/bb:1\nRUN <<EOF\nno end\n",
-            "Dockerfile:2:1: the heredoc EOF is not terminated",
-        ),
-        ("RUN true\n", "the first instruction must be FROM"),
-        ("FROM localhost/bb:1\nENV A=${B:?unset}\n", "B: unset"),
-        ("FROM localhost/bb:1 AS a\nCOPY --from=a /x /y\n", "a cycle"),
-        ("FROM localhost/bb:1\nEXPOSE 99999\n", "invalid port"),
-    ];
-    for (text, want) in cases {
-        write(&ctx.join("Dockerfile"), text);
-        let err = build_fails(&cli, &["-t", "bad:1", c]);
-        assert!(err.contains(want), "{text:?}: {err}");
-    }
-    // A failing RUN: its output, the instruction and the exit code; nothing tagged.
+    // Its output (streamed, or with -q kept and shown once it failed), the instruction and
+    // the exit code; nothing tagged. (Refused Dockerfiles and contexts: the library's
+    // oci-runtime/tests/build.rs.)
     write(
         &ctx.join("Dockerfile"),
         "FROM localhost/bb:1\nRUN echo before-failing && exit 7\n",
@@ -286,13 +253,6 @@ fn bad_dockerfiles_and_contexts_are_refused_clearly() {
         );
     }
     assert!(!cli.oci(&["inspect", "bad:1"]).status.success());
-    // No build snapshot is left behind by the failures.
-    let left: Vec<_> = std::fs::read_dir(cli.data.join("snapshots/containers"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]

@@ -471,3 +471,47 @@ RUN echo "${VERSION:+set} ${UNSET:-default}" > /args
         "{built:?}"
     );
 }
+
+#[tokio::test]
+async fn bad_dockerfiles_and_contexts_are_refused_clearly() {
+    let Some(lib) = Lib::new().await else { return };
+    let cases: &[(&str, &str)] = &[
+        (
+            "FROM localhost/bb:1\nRUN true\n  BOGUS x\n",
+            "Dockerfile:3:3: unknown instruction \"BOGUS\"",
+        ),
+        (
+            "FROM localhost/bb:1\nCOPY --frm=x a /\n",
+            "Dockerfile:2: COPY a /: unknown flag --frm",
+        ),
+        (
+            "FROM localhost/bb:1\nCOPY ../outside /x\n",
+            "\"../outside\" is outside the build context",
+        ),
+        (
+            "FROM localhost/bb:1\nCOPY missing /x\n",
+            "missing: no such file or directory in the build context",
+        ),
+        (
+            "FROM localhost/bb:1\nADD http://127.0.0.1:9/f /f\n",
+            "ADD of a URL needs --checksum",
+        ),
+        (
+            "FROM localhost/bb:1\nRUN <<EOF\nno end\n",
+            "Dockerfile:2:1: the heredoc EOF is not terminated",
+        ),
+        ("RUN true\n", "the first instruction must be FROM"),
+        ("FROM localhost/bb:1\nENV A=${B:?unset}\n", "B: unset"),
+        ("FROM localhost/bb:1 AS a\nCOPY --from=a /x /y\n", "a cycle"),
+        ("FROM localhost/bb:1\nEXPOSE 99999\n", "invalid port"),
+    ];
+    for (text, want) in cases {
+        lib.write("Dockerfile", text);
+        let err = lib.build("bad:1").await.unwrap_err();
+        let chain = oci_rs_runtime::chain(&err);
+        assert!(chain.contains(want), "{text:?}: {chain}");
+    }
+    // Nothing was tagged, and no build snapshot is left behind by the failures.
+    assert!(lib.store.find("bad:1").await.is_err());
+    assert!(lib.store.snapshots().list().unwrap().is_empty());
+}
