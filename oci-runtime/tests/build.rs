@@ -117,6 +117,16 @@ impl Lib {
         )
     }
 
+    /// `text` built as the context's Dockerfile, tagged `tag`.
+    async fn build_text(&self, text: &str, tag: &str) -> Result<Built, BuildError> {
+        std::fs::write(self.ctx.join(".text.Dockerfile"), text).unwrap();
+        let opts = BuildOptions {
+            tags: vec![tag.into()],
+            ..BuildOptions::default()
+        };
+        self.build_opts(".text.Dockerfile", opts).await.0
+    }
+
     /// The file `path` of image `name`, unpacked.
     async fn read(&self, name: &str, path: &str) -> String {
         let out = tempfile::tempdir_in(self.ctx.parent().unwrap()).unwrap();
@@ -514,4 +524,86 @@ async fn bad_dockerfiles_and_contexts_are_refused_clearly() {
     // Nothing was tagged, and no build snapshot is left behind by the failures.
     assert!(lib.store.find("bad:1").await.is_err());
     assert!(lib.store.snapshots().list().unwrap().is_empty());
+}
+
+/// A `Dockerfile` or `.dockerignore` that is a link out of the context is resolved inside
+/// it (as if the context were `/`), as BuildKit reads them: a host file is never read, and
+/// no error echoes its text. A Dockerfile line that is no instruction is named by a short
+/// token, never echoed whole.
+#[tokio::test]
+async fn the_dockerfile_and_dockerignore_never_lead_out_of_the_context() {
+    let Some(lib) = Lib::new().await else { return };
+    let d = lib.ctx.parent().unwrap().to_path_buf();
+    let shadow = d.join("shadow");
+    std::fs::write(&shadow, "root:$6$secrethash:19000:0:99999:7:::\n").unwrap();
+    let dockerfile = lib.ctx.join("Dockerfile");
+    let read = |file: Option<&Path>| {
+        oci_rs_runtime::read_dockerfile(&lib.ctx, file, false)
+            .map_err(|e| oci_rs_runtime::chain(&e))
+    };
+    // An absolute and a relative link out: no such file inside the context, named by
+    // default or by its path inside the context.
+    for target in [shadow.clone(), PathBuf::from("../shadow")] {
+        let _ = std::fs::remove_file(&dockerfile);
+        std::os::unix::fs::symlink(&target, &dockerfile).unwrap();
+        for file in [None, Some(dockerfile.as_path())] {
+            let err = read(file).unwrap_err();
+            assert!(!err.contains("secrethash"), "{target:?}: {err}");
+            assert!(err.contains("no Dockerfile in the build context"), "{err}");
+        }
+    }
+    // An absolute link names the context's own file of that path.
+    lib.write("etc/shadow", "FROM localhost/bb:1\nLABEL via=link\n");
+    std::fs::remove_file(&dockerfile).unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", &dockerfile).unwrap();
+    assert_eq!(
+        read(None).unwrap().0,
+        "FROM localhost/bb:1\nLABEL via=link\n"
+    );
+    // A file outside the context is the caller's own choice and is read; its first line is
+    // still not echoed by the build's error.
+    let (text, _) = read(Some(&shadow)).unwrap();
+    let err = lib.build_text(&text, "x:1").await.unwrap_err();
+    let err = oci_rs_runtime::chain(&err);
+    assert!(!err.contains("secrethash"), "{err}");
+    assert!(err.contains("unknown instruction \"root…\""), "{err}");
+    // A .dockerignore linking out: the host file (which would exclude `payload`) is not read.
+    let ignore = d.join("outside-ignore");
+    std::fs::write(&ignore, "payload\n").unwrap();
+    lib.write("payload", "payload\n");
+    std::os::unix::fs::symlink(&ignore, lib.ctx.join(".dockerignore")).unwrap();
+    let copy = "FROM localhost/bb:1\nCOPY payload /payload\n";
+    lib.build_text(copy, "ignored:1").await.unwrap();
+    // The same link resolved inside the context finds the context's own file.
+    std::fs::remove_file(lib.ctx.join(".dockerignore")).unwrap();
+    std::os::unix::fs::symlink("/inner-ignore", lib.ctx.join(".dockerignore")).unwrap();
+    lib.write("inner-ignore", "payload\n");
+    let err = lib.build_text(copy, "ignored:1").await.unwrap_err();
+    let err = oci_rs_runtime::chain(&err);
+    assert!(err.contains("payload: no such file"), "{err}");
+    // Unknown instructions: a short token of the first word, never the rest of the line.
+    std::fs::remove_file(lib.ctx.join(".dockerignore")).unwrap();
+    for (line, shown, hidden) in [
+        (
+            "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY",
+            "unknown instruction \"AWS_SECRET_ACCESS_KEY…\"",
+            "wJalr",
+        ),
+        (
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefTAILSECRET more",
+            "unknown instruction \"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef…\"",
+            "TAILSECRET",
+        ),
+        (
+            "$6$secrethash$tail",
+            "unknown instruction (the line does not start with a word)",
+            "secrethash",
+        ),
+    ] {
+        let text = format!("FROM localhost/bb:1\n{line}\n");
+        let err = lib.build_text(&text, "x:1").await.unwrap_err();
+        let err = oci_rs_runtime::chain(&err);
+        assert!(err.contains(shown), "{line}: {err}");
+        assert!(!err.contains(hidden), "{line}: {err}");
+    }
 }
