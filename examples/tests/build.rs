@@ -127,8 +127,8 @@ CMD ["cat /app/out; pwd; id -u; echo $OTHER"]
     assert!(!copy.contains(" 0 "), "{history}");
 }
 
-/// docker's build flags reach the builder: `-f`, `--build-arg`, `--target`, and a failing
-/// step's message names the file and line (what a build does with them is tested in the
+/// docker's build flags reach the builder: `-f`, `--build-arg`, `--target`, a failing
+/// step's message names the file and line, and `builder prune` empties the cache (what a build does with them is tested in the
 /// library, oci-runtime/tests/build.rs).
 #[test]
 fn build_flags_reach_the_builder() {
@@ -162,67 +162,14 @@ fn build_flags_reach_the_builder() {
         err.contains("f.Dockerfile:5: RUN exit 3") && err.contains("exit code 3"),
         "{err}"
     );
-}
-
-#[test]
-fn onbuild_triggers_run_when_the_image_is_a_base() {
-    if !common::root_with_busybox() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (cli, ctx) = setup(dir.path());
-    write(&ctx.join("payload"), "payload\n");
-    write(
-        &ctx.join("Dockerfile"),
-        "FROM localhost/bb:1\nONBUILD COPY payload /from-child\nONBUILD RUN echo triggered > /onbuild\n",
-    );
-    build(&cli, &["-t", "base:1", ctx.to_str().unwrap()]);
+    let out = cli.ok(&["builder", "prune", "-f"]);
+    assert!(out.starts_with("Deleted build cache objects: "), "{out}");
     assert_eq!(
-        cli.field("base:1", "{{json .Config.OnBuild}}"),
-        r#"["COPY payload /from-child","RUN echo triggered > /onbuild"]"#
+        std::fs::read_dir(cli.data.join("build-cache"))
+            .unwrap()
+            .count(),
+        0
     );
-    let child = dir.path().join("child");
-    write(&child.join("payload"), "child's\n");
-    write(
-        &child.join("Dockerfile"),
-        "FROM base:1\nCMD [\"cat\", \"/onbuild\", \"/from-child\"]\n",
-    );
-    build(&cli, &["-t", "child:1", child.to_str().unwrap()]);
-    assert_eq!(run(&cli, &["child:1"]), "triggered\nchild's\n");
-    // Triggers are not inherited.
-    let cfg: serde_json::Value =
-        serde_json::from_str(&cli.field("child:1", "{{json .Config}}")).unwrap();
-    assert!(cfg.get("OnBuild").is_none(), "{cfg}");
-}
-
-fn blob_count(data: &Path) -> usize {
-    std::fs::read_dir(data.join("images/blobs/sha256"))
-        .unwrap()
-        .count()
-}
-
-#[test]
-fn a_cache_entry_survives_image_removal_until_builder_prune() {
-    if !common::root_with_busybox() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (cli, ctx) = setup(dir.path());
-    write(
-        &ctx.join("Dockerfile"),
-        "FROM localhost/bb:1\nRUN echo x > /x\n",
-    );
-    build(&cli, &["-t", "g:1", ctx.to_str().unwrap()]);
-    let layers = cli.field("g:1", "{{json .RootFS.Layers}}");
-    let blobs = blob_count(&cli.data);
-    cli.ok(&["rmi", "g:1"]);
-    cli.ok(&["image", "prune"]);
-    // Only the config and the manifest went: the RUN step's layer is kept for the cache.
-    assert_eq!(blob_count(&cli.data), blobs - 2);
-    let (_, p) = build(&cli, &["-t", "g:1", ctx.to_str().unwrap()]);
-    assert_eq!(cli.field("g:1", "{{json .RootFS.Layers}}"), layers);
-    assert_eq!(p.matches(" CACHED").count(), 1, "{p}");
-    assert_eq!(run(&cli, &["g:1", "cat", "/x"]), "x\n");
 }
 
 #[test]
@@ -688,58 +635,6 @@ fn rootless_builds_run_steps_as_the_image_user() {
         ok(&["run", "--rm", "--network", "none", "rl:1"]),
         "1000\nf\n"
     );
-}
-
-#[test]
-fn a_copy_onto_a_changed_parent_reuses_its_layer_when_sound() {
-    if !common::root_with_busybox() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (cli, ctx) = setup(dir.path());
-    write(&ctx.join("a.txt"), "a\n");
-    write(&ctx.join("assets/x"), "x\n");
-    write(&ctx.join("assets/sub/y"), "y\n");
-    write(
-        &ctx.join("Dockerfile"),
-        "FROM localhost/bb:1\nCOPY a.txt /a\nCOPY assets/ /assets/\nCOPY a.txt /assets/a\n",
-    );
-    let c = ctx.to_str().unwrap();
-    let layers = |cli: &common::Cli| -> Vec<String> {
-        serde_json::from_str(&cli.field("l:1", "{{json .RootFS.Layers}}")).unwrap()
-    };
-    build(&cli, &["-t", "l:1", c]);
-    let before = layers(&cli);
-    write(&ctx.join("a.txt"), "changed\n");
-    build(&cli, &["-t", "l:1", c]);
-    let after = layers(&cli);
-    // The first COPY changed; the assets layer onto a new /assets is the same layer; the
-    // last COPY, whose file changed, is not.
-    assert_ne!(before[1], after[1]);
-    assert_eq!(before[2], after[2]);
-    assert_ne!(before[3], after[3]);
-    assert_eq!(
-        run(
-            &cli,
-            &[
-                "l:1",
-                "cat",
-                "/a",
-                "/assets/x",
-                "/assets/sub/y",
-                "/assets/a"
-            ]
-        ),
-        "changed\nx\ny\nchanged\n"
-    );
-    // Onto a parent where a copied path exists already the layer is made again: here /assets
-    // holds x as a directory, which the COPY replaces.
-    write(
-        &ctx.join("Dockerfile"),
-        "FROM localhost/bb:1\nRUN mkdir -p /assets/x/inner\nCOPY assets/ /assets/\n",
-    );
-    build(&cli, &["-t", "l:1", c]);
-    assert_eq!(run(&cli, &["l:1", "cat", "/assets/x"]), "x\n");
 }
 
 #[test]

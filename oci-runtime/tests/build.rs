@@ -607,3 +607,104 @@ async fn the_dockerfile_and_dockerignore_never_lead_out_of_the_context() {
         assert!(!err.contains(hidden), "{line}: {err}");
     }
 }
+
+/// The image's configuration of `name` in `lib`'s store.
+async fn config(lib: &Lib, name: &str) -> oci_spec::image::ImageConfiguration {
+    lib.store
+        .image_for_run(name, None, None, |_| {})
+        .await
+        .unwrap()
+        .config
+}
+
+/// The image configuration of `name` as JSON (with what oci-spec does not model).
+async fn config_json(lib: &Lib, name: &str) -> serde_json::Value {
+    let run = lib
+        .store
+        .image_for_run(name, None, None, |_| {})
+        .await
+        .unwrap();
+    let desc = run.manifest.as_image().unwrap().config().clone();
+    oci_rs_image::read_config_json(lib.store.layout(), &desc)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn onbuild_triggers_run_when_the_image_is_a_base() {
+    let Some(lib) = Lib::new().await else { return };
+    lib.write("payload", "payload\n");
+    let base = "FROM localhost/bb:1\nONBUILD COPY payload /from-child\nONBUILD RUN echo triggered > /onbuild\n";
+    lib.build_text(base, "base:1").await.unwrap();
+    assert_eq!(
+        config_json(&lib, "base:1").await["config"]["OnBuild"],
+        serde_json::json!(["COPY payload /from-child", "RUN echo triggered > /onbuild"])
+    );
+    // The child's build, with its own context: the triggers run first, in it.
+    lib.write("payload", "child's\n");
+    lib.build_text("FROM base:1\nENV CHILD=1\n", "child:1")
+        .await
+        .unwrap();
+    assert_eq!(lib.read("child:1", "onbuild").await, "triggered\n");
+    assert_eq!(lib.read("child:1", "from-child").await, "child's\n");
+    // Triggers are not inherited.
+    let child = config_json(&lib, "child:1").await;
+    assert!(child["config"].get("OnBuild").is_none(), "{child}");
+}
+
+#[tokio::test]
+async fn a_cache_entry_survives_image_removal_until_its_prune() {
+    let Some(lib) = Lib::new().await else { return };
+    let text = "FROM localhost/bb:1\nRUN echo x > /x\n";
+    lib.build_text(text, "g:1").await.unwrap();
+    let layers = config(&lib, "g:1").await.rootfs().diff_ids().clone();
+    let blobs = lib.blobs();
+    lib.store.remove(&["g:1".to_owned()], false).await.unwrap();
+    lib.store.prune(false).await.unwrap();
+    // Only the config and the manifest went: the RUN step's layer is kept for the cache.
+    assert_eq!(lib.blobs(), blobs - 2);
+    std::fs::write(lib.ctx.join("Dockerfile"), text).unwrap();
+    let (built, steps) = lib.build_with("g:1", false).await;
+    built.unwrap();
+    assert_eq!(config(&lib, "g:1").await.rootfs().diff_ids(), &layers);
+    assert_eq!(
+        steps.iter().filter(|s| **s == "cached").count(),
+        1,
+        "{steps:?}"
+    );
+    assert_eq!(lib.read("g:1", "x").await, "x\n");
+    // Once the cache is pruned, gc takes the layer.
+    lib.store.prune_cache().unwrap();
+    lib.store.remove(&["g:1".to_owned()], false).await.unwrap();
+    lib.store.gc().await.unwrap();
+    assert_eq!(lib.blobs(), blobs - 3);
+}
+
+#[tokio::test]
+async fn a_copy_onto_a_changed_parent_reuses_its_layer_when_sound() {
+    let Some(lib) = Lib::new().await else { return };
+    lib.write("a.txt", "a\n");
+    lib.write("assets/x", "x\n");
+    lib.write("assets/sub/y", "y\n");
+    let text = "FROM localhost/bb:1\nCOPY a.txt /a\nCOPY assets/ /assets/\nCOPY a.txt /assets/a\n";
+    lib.build_text(text, "l:1").await.unwrap();
+    let before = config(&lib, "l:1").await.rootfs().diff_ids().clone();
+    lib.write("a.txt", "changed\n");
+    lib.build_text(text, "l:1").await.unwrap();
+    let after = config(&lib, "l:1").await.rootfs().diff_ids().clone();
+    // The first COPY changed; the assets layer onto a new /assets is the same layer; the
+    // last COPY, whose file changed, is not.
+    assert_ne!(before[1], after[1]);
+    assert_eq!(before[2], after[2]);
+    assert_ne!(before[3], after[3]);
+    let mut all = String::new();
+    for p in ["a", "assets/x", "assets/sub/y", "assets/a"] {
+        all.push_str(&lib.read("l:1", p).await);
+    }
+    assert_eq!(all, "changed\nx\ny\nchanged\n");
+    // Onto a parent where a copied path exists already the layer is made again: here /assets
+    // holds x as a directory, which the COPY replaces.
+    let text = "FROM localhost/bb:1\nRUN mkdir -p /assets/x/inner\nCOPY assets/ /assets/\n";
+    lib.build_text(text, "l:1").await.unwrap();
+    assert_eq!(lib.read("l:1", "assets/x").await, "x\n");
+}
