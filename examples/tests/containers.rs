@@ -1219,27 +1219,3 @@ fn restart_always_backs_off_and_shows_restarting() {
     );
     s.ok(&["rm", "loop"]);
 }
-
-/// `stop` and `rm -f` of a `run --rm -d` container race its monitor's own removal: whatever
-/// the interleaving, the verb succeeds and the container is gone (it failed 2 times in 6
-/// with `read …/status.json: No such file or directory`).
-#[test]
-fn stop_and_rm_of_an_auto_removed_container_always_succeed() {
-    if !common::root_with_busybox() {
-        return;
-    }
-    let s = Store::new();
-    for i in 0..8 {
-        for verb in [&["stop", "-t", "1"][..], &["rm", "-f"]] {
-            let id = s.ok(&["run", "--rm", "-d", "bb:1", "sleep", "30"]);
-            let mut args = verb.to_vec();
-            args.push(id.trim());
-            s.ok(&args);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while !s.ok(&["ps", "-a", "-q"]).trim().is_empty() {
-                assert!(Instant::now() < deadline, "round {i}: {verb:?} left it");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-}

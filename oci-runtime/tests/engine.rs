@@ -35,7 +35,7 @@ fn main() {
         .build()
         .unwrap();
     type Test = (&'static str, fn(&Fixture));
-    let tests: [Test; 9] = [
+    let tests: [Test; 10] = [
         ("a_detached_container_by_name", a_detached_container_by_name),
         (
             "names_are_unique_and_a_refused_run_leaves_nothing",
@@ -68,6 +68,10 @@ fn main() {
         (
             "start_runs_an_exited_container_again_and_prune_removes_it",
             start_runs_an_exited_container_again_and_prune_removes_it,
+        ),
+        (
+            "stop_and_rm_of_an_rm_container_always_succeed",
+            stop_and_rm_of_an_rm_container_always_succeed,
         ),
     ];
     for (name, test) in tests {
@@ -518,4 +522,26 @@ fn start_runs_an_exited_container_again_and_prune_removes_it(f: &Fixture) {
     assert!(store.resolve("again").is_err());
     store.remove("busy", true).unwrap();
     assert!(store.list().unwrap().is_empty());
+}
+
+/// A container run with `rm` is removed by its monitor as it ends; a stop or a forced
+/// remove racing that removal succeeds, and leaves nothing.
+fn stop_and_rm_of_an_rm_container_always_succeed(f: &Fixture) {
+    let store = Containers::open(&f.data()).unwrap();
+    for round in 0..8 {
+        for stop in [true, false] {
+            let mut req = detached(None, "exec sleep 30");
+            req.rm = true;
+            let id = f.run(&store, req).unwrap();
+            if stop {
+                store.stop(&id, Duration::from_secs(1)).unwrap();
+            } else {
+                store.remove(&id, true).unwrap();
+            }
+            until(&format!("round {round}: nothing left"), || {
+                store.list().unwrap().is_empty()
+            });
+            assert!(store.snapshots().unwrap().list().unwrap().is_empty());
+        }
+    }
 }
