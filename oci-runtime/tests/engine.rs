@@ -218,8 +218,14 @@ fn a_detached_container_by_name(f: &Fixture) {
     let v = store.view("web").unwrap();
     assert_eq!(v.status.state, MonitorState::Running);
     assert_eq!(v.config.image, "busybox:test");
-    let rows = store.top("web").unwrap();
-    assert!(rows.iter().any(|p| p.command == "sleep 60"), "{rows:?}");
+    // The shell's child shows its own command line once it has executed `sleep`.
+    until("sleep in the container's processes", || {
+        store
+            .top("web")
+            .unwrap()
+            .iter()
+            .any(|p| p.command == "sleep 60")
+    });
     // Removing a running container needs force, and leaves it running.
     assert!(matches!(
         store.remove("web", false),
