@@ -220,6 +220,39 @@ pub struct RunnableImage {
     pub config_digest: Digest,
 }
 
+impl RunnableImage {
+    /// The image `manifest` (named `name` in messages) stands for in `source`: for an
+    /// index, the manifest of `platform` (the host's when `None`); then its configuration.
+    pub async fn of(
+        source: &dyn ImageSource,
+        manifest: Manifest,
+        platform: Option<&PlatformSpec>,
+        name: &str,
+    ) -> Result<Self> {
+        let manifest = match manifest.as_index() {
+            Some(index) => {
+                let p = platform.cloned().unwrap_or_else(PlatformSpec::host);
+                let d = oci_rs_image::select_platform(index, &p)?;
+                source
+                    .manifest(&ManifestRef::Digest(d.digest().clone()))
+                    .await?
+            }
+            None => manifest,
+        };
+        let img = manifest.as_image().ok_or_else(|| Error::WrongKind {
+            image: name.to_owned(),
+            expected: "an image",
+        })?;
+        let config = oci_rs_image::read_config(source, img.config()).await?;
+        let config_digest = img.config().digest().clone();
+        Ok(Self {
+            manifest,
+            config,
+            config_digest,
+        })
+    }
+}
+
 /// The layers of every build cache entry's image, which gc keeps: a rebuild finds them.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct CacheEntry {
@@ -413,6 +446,14 @@ impl ImageStore {
         Ok(out)
     }
 
+    /// What the store names `r`, by its store name only (no id).
+    async fn resolve_named(&self, r: &ImageReference) -> Result<Descriptor> {
+        self.layout
+            .resolve(&store_name(r))
+            .await
+            .map_err(|_| Error::NoSuchImage(r.familiar()))
+    }
+
     async fn manifest(&self, digest: &Digest) -> Result<Manifest> {
         Ok(self
             .layout
@@ -430,11 +471,7 @@ impl ImageStore {
         opts: &CopyOptions,
     ) -> Result<Descriptor> {
         let r = ImageReference::parse(reference)?;
-        let desc = self
-            .layout
-            .resolve(&store_name(&r))
-            .await
-            .map_err(|_| Error::NoSuchImage(r.familiar()))?;
+        let desc = self.resolve_named(&r).await?;
         let dst = remote.destination(&r).await?;
         let mut opts = opts.clone().platforms(PlatformFilter::All);
         opts.tag = r.tag().map(str::to_owned);
@@ -479,24 +516,7 @@ impl ImageStore {
             }
         };
         let m = self.manifest(desc.digest()).await?;
-        let m = match (m.as_index(), platform) {
-            (Some(index), Some(p)) => {
-                let d = oci_rs_image::select_platform(index, p)?;
-                self.manifest(d.digest()).await?
-            }
-            _ => self.for_host(m).await?,
-        };
-        let img = m.as_image().ok_or_else(|| Error::WrongKind {
-            image: name.to_owned(),
-            expected: "an image",
-        })?;
-        let config = oci_rs_image::read_config(&self.layout, img.config()).await?;
-        let config_digest = img.config().digest().clone();
-        Ok(RunnableImage {
-            manifest: m,
-            config,
-            config_digest,
-        })
+        RunnableImage::of(&self.layout, m, platform, name).await
     }
 
     /// An image as a user names it: a reference in the store, else docker's image id (the
@@ -848,11 +868,7 @@ impl ImageStore {
     ) -> Result<Descriptor> {
         use oci_rs_image::oci_spec::image::{Arch, Os, PlatformBuilder};
         let r = ImageReference::parse(list)?;
-        let desc = self
-            .layout
-            .resolve(&store_name(&r))
-            .await
-            .map_err(|_| Error::NoSuchImage(r.familiar()))?;
+        let desc = self.resolve_named(&r).await?;
         let idx = self.read_list(&desc, &r).await?;
         let mut entries = idx.manifests().clone();
         let wanted: Vec<Digest> = self
@@ -1184,11 +1200,7 @@ impl ImageStore {
     /// layers go straight into `dir`, which keeps the image's modes.
     pub async fn unpack(&self, name: &str, dir: &Path, public: bool) -> Result<(usize, u64)> {
         let r = ImageReference::parse(name)?;
-        let desc = self
-            .layout
-            .resolve(&store_name(&r))
-            .await
-            .map_err(|_| Error::NoSuchImage(r.familiar()))?;
+        let desc = self.resolve_named(&r).await?;
         let m = self.manifest(desc.digest()).await?;
         let m = self.for_host(m).await?;
         let img = m.as_image().ok_or_else(|| Error::WrongKind {

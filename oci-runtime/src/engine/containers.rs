@@ -47,33 +47,22 @@ impl<'a> RunImage<'a> {
         platform: Option<&PlatformSpec>,
         name: &str,
     ) -> EngineResult<Self> {
-        let manifest = match manifest.as_index() {
-            Some(index) => {
-                let d = oci_rs_image::select_platform(
-                    index,
-                    platform.unwrap_or(&PlatformSpec::host()),
-                )?;
-                source
-                    .manifest(&ManifestRef::Digest(d.digest().clone()))
-                    .await?
-            }
-            None => manifest,
-        };
-        let Some(img) = manifest.as_image() else {
-            return Err(EngineError::Image {
-                image: name.to_owned(),
-                problem: "it names an index of indexes, not an image".into(),
-            });
-        };
-        let config = oci_rs_image::read_config(source, img.config()).await?;
-        let config_digest = img.config().digest().clone();
-        Ok(Self {
+        let image = oci_rs_layer::RunnableImage::of(source, manifest, platform, name).await?;
+        Ok(Self::of_runnable(source, image, name))
+    }
+
+    fn of_runnable(
+        source: &'a dyn ImageSource,
+        image: oci_rs_layer::RunnableImage,
+        name: &str,
+    ) -> Self {
+        Self {
             source,
-            manifest,
-            config,
-            config_digest,
+            manifest: image.manifest,
+            config: image.config,
+            config_digest: image.config_digest,
             name: name.to_owned(),
-        })
+        }
     }
 
     /// The image an [`ImageStore`](oci_rs_layer::ImageStore) found (or pulled) for running
@@ -84,13 +73,7 @@ impl<'a> RunImage<'a> {
         image: oci_rs_layer::RunnableImage,
         name: &str,
     ) -> Self {
-        Self {
-            source: store.layout(),
-            manifest: image.manifest,
-            config: image.config,
-            config_digest: image.config_digest,
-            name: name.to_owned(),
-        }
+        Self::of_runnable(store.layout(), image, name)
     }
 
     /// The image named `name` in `store` (a store name such as

@@ -174,14 +174,6 @@ pub enum EngineError {
         #[source]
         source: serde_json::Error,
     },
-    /// The image a container is made from is not usable.
-    #[error("image {image}: {problem}")]
-    Image {
-        /// The image as named.
-        image: String,
-        /// What is wrong.
-        problem: String,
-    },
     /// The runtime failed (create, start, signal, exec, the monitor, a network).
     #[error(transparent)]
     Runtime(Box<crate::Error>),
