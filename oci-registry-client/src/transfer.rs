@@ -120,6 +120,11 @@ impl ImageDestination for RegistryDestination {
     }
 }
 
+/// The repository `reference` names, as an image error when it is not one.
+fn repository_of(reference: &oci_rs_image::ImageReference) -> oci_rs_image::Result<Repository> {
+    Repository::new(reference.registry(), reference.repository()).map_err(crate::Error::into_image)
+}
+
 /// Registries through this client: a reference's registry and repository, for image stores
 /// that pull and push by name.
 #[async_trait]
@@ -128,8 +133,7 @@ impl oci_rs_image::Remote for Client {
         &self,
         reference: &oci_rs_image::ImageReference,
     ) -> oci_rs_image::Result<Box<dyn ImageSource>> {
-        let repo = Repository::new(reference.registry(), reference.repository())
-            .map_err(crate::Error::into_image)?;
+        let repo = repository_of(reference)?;
         Ok(Box::new(RegistrySource::new(self.clone(), repo)))
     }
 
@@ -137,8 +141,7 @@ impl oci_rs_image::Remote for Client {
         &self,
         reference: &oci_rs_image::ImageReference,
     ) -> oci_rs_image::Result<Box<dyn ImageDestination>> {
-        let repo = Repository::new(reference.registry(), reference.repository())
-            .map_err(crate::Error::into_image)?;
+        let repo = repository_of(reference)?;
         Ok(Box::new(RegistryDestination::new(self.clone(), repo)))
     }
 }
