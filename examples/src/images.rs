@@ -138,15 +138,6 @@ impl Images {
         Ok(self.store.pull(self, reference, &opts, unpack).await?)
     }
 
-    /// A pull that unpacks as it goes (a build's `FROM`).
-    pub async fn pull_unpacked(
-        &self,
-        reference: &str,
-        platform: Option<&str>,
-    ) -> Result<Descriptor> {
-        Ok(self.pull_report(reference, platform, true).await?.manifest)
-    }
-
     /// `push REF`.
     pub async fn push(&self, reference: &str) -> Result<Descriptor> {
         let opts = self.copy_options(None)?;
