@@ -1,202 +1,53 @@
-//! The container engine (`oci_rs_runtime::engine`) as an embedding program uses it, without
-//! any command line: a busybox image built into an OCI layout, containers run from it by
-//! name, their logs, stop, `rm` clean-up done by the monitor through the library, names that
-//! stay unique, and named volumes filled from the image. Real namespaces and overlay mounts:
-//! root only. Its own `main` (harness = false), because the monitors it spawns are this
-//! program executed again.
+//! The first things an embedder does: a detached container by name, unique names, `--rm`,
+//! named volumes, a build whose image runs, exec, restart policies, start and prune.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use oci_rs_image::{Compression, ImageBuilder, ReferenceStore};
-use oci_rs_layer::ImageStore;
+use crate::fixture::{detached, logs, read_in, until, Fixture};
+use crate::Test;
 use oci_rs_runtime::{
     BuildError, BuildEvent, BuildOptions, BuildSources, Containers, DockerfileBuild, EngineError,
-    RunImage, RunRequest, Volumes,
+    MonitorState, RunImage, Volumes,
 };
-use oci_rs_runtime::{LogQuery, LogStream, MonitorState, NetworkMode};
-use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn main() {
-    oci_rs_runtime::serve_if_requested();
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipping: running containers from overlay snapshots needs root");
-        return;
-    }
-    if !Path::new("/bin/busybox").exists() {
-        eprintln!("skipping: /bin/busybox (busybox-static) is not installed");
-        return;
-    }
-    // This test program runs from its file on disk; sealing is tested in tests/sealed.rs.
-    oci_rs_runtime::allow_unsealed();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    type Test = (&'static str, fn(&Fixture));
-    let tests: [Test; 10] = [
-        ("a_detached_container_by_name", a_detached_container_by_name),
-        (
-            "names_are_unique_and_a_refused_run_leaves_nothing",
-            names_are_unique_and_a_refused_run_leaves_nothing,
-        ),
-        (
-            "rm_is_done_by_the_monitor_through_the_library",
-            rm_is_done_by_the_monitor_through_the_library,
-        ),
-        (
-            "a_named_volume_is_filled_from_the_image_and_kept_while_used",
-            a_named_volume_is_filled_from_the_image_and_kept_while_used,
-        ),
-        (
-            "a_dockerfile_builds_into_the_store_and_its_image_runs",
-            a_dockerfile_builds_into_the_store_and_its_image_runs,
-        ),
-        (
-            "a_failing_run_step_is_a_typed_error_with_its_output",
-            a_failing_run_step_is_a_typed_error_with_its_output,
-        ),
-        (
-            "exec_runs_with_the_containers_process_and_the_requests_changes",
-            exec_runs_with_the_containers_process_and_the_requests_changes,
-        ),
-        (
-            "on_failure_restarts_at_most_max_times",
-            on_failure_restarts_at_most_max_times,
-        ),
-        (
-            "start_runs_an_exited_container_again_and_prune_removes_it",
-            start_runs_an_exited_container_again_and_prune_removes_it,
-        ),
-        (
-            "stop_and_rm_of_an_rm_container_always_succeed",
-            stop_and_rm_of_an_rm_container_always_succeed,
-        ),
-    ];
-    for (name, test) in tests {
-        let f = rt.block_on(Fixture::new());
-        test(&f);
-        eprintln!("test {name} ... ok");
-    }
-}
-
-/// A data directory with a busybox image (`/data/seed` in it) in its store, named
-/// `busybox:test`.
-struct Fixture {
-    dir: tempfile::TempDir,
-    store: ImageStore,
-    manifest: oci_rs_image::Manifest,
-    rt: tokio::runtime::Handle,
-}
-
-impl Fixture {
-    async fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let rootfs = dir.path().join("rootfs");
-        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-        std::fs::create_dir_all(rootfs.join("data")).unwrap();
-        std::fs::write(rootfs.join("data/seed"), "from the image\n").unwrap();
-        std::fs::create_dir_all(rootfs.join("tmp")).unwrap();
-        std::fs::set_permissions(
-            rootfs.join("tmp"),
-            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
-        )
-        .unwrap();
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        for t in ["sh", "echo", "cat", "sleep", "true", "ls"] {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(t)).unwrap();
-        }
-        let tar = dir.path().join("r.tar");
-        assert!(Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap()
-            .success());
-        let data = dir.path().join("data");
-        let store = ImageStore::open(&data).await.unwrap();
-        let layout = store.layout();
-        let arch = oci_rs_image::PlatformSpec::host().architecture;
-        let mut b = ImageBuilder::new("linux", &arch)
-            .env("PATH", "/bin")
-            .cmd(["sh"]);
-        let mut f = tokio::fs::File::open(&tar).await.unwrap();
-        b.add_layer_tar(layout, &mut f, Compression::Gzip, "busybox")
-            .await
-            .unwrap();
-        let manifest = b.build(layout).await.unwrap();
-        let name = oci_rs_layer::store_name(&"busybox:test".parse().unwrap());
-        ReferenceStore::set(layout, &name, &manifest.descriptor())
-            .await
-            .unwrap();
-        Self {
-            dir,
-            store,
-            manifest,
-            rt: tokio::runtime::Handle::current(),
-        }
-    }
-
-    fn data(&self) -> std::path::PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn image(&self) -> RunImage<'_> {
-        self.rt
-            .block_on(RunImage::new(
-                self.store.layout(),
-                self.manifest.clone(),
-                None,
-                "busybox:test",
-            ))
-            .unwrap()
-    }
-
-    fn run(&self, store: &Containers, req: RunRequest) -> Result<String, EngineError> {
-        let image = self.image();
-        self.rt.block_on(store.run(&image, req)).map(|(id, _)| id)
-    }
-}
-
-fn detached(name: Option<&str>, script: &str) -> RunRequest {
-    let mut req = RunRequest {
-        name: name.map(str::to_owned),
-        detach: true,
-        ..RunRequest::default()
-    };
-    req.opts.network = NetworkMode::None;
-    req.opts.args = vec!["sh".into(), "-c".into(), script.into()];
-    req
-}
-
-fn logs(store: &Containers, what: &str) -> (String, String) {
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    store
-        .logs(what, &LogQuery::default(), false, &mut |s, b| {
-            match s {
-                LogStream::Stdout => out.extend_from_slice(b),
-                LogStream::Stderr => err.extend_from_slice(b),
-            }
-            Ok(())
-        })
-        .unwrap();
+pub const TESTS: &[Test] = &[
+    ("a_detached_container_by_name", a_detached_container_by_name),
     (
-        String::from_utf8(out).unwrap(),
-        String::from_utf8(err).unwrap(),
-    )
-}
-
-fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+        "names_are_unique_and_a_refused_run_leaves_nothing",
+        names_are_unique_and_a_refused_run_leaves_nothing,
+    ),
+    (
+        "rm_is_done_by_the_monitor_through_the_library",
+        rm_is_done_by_the_monitor_through_the_library,
+    ),
+    (
+        "a_named_volume_is_filled_from_the_image_and_kept_while_used",
+        a_named_volume_is_filled_from_the_image_and_kept_while_used,
+    ),
+    (
+        "a_dockerfile_builds_into_the_store_and_its_image_runs",
+        a_dockerfile_builds_into_the_store_and_its_image_runs,
+    ),
+    (
+        "a_failing_run_step_is_a_typed_error_with_its_output",
+        a_failing_run_step_is_a_typed_error_with_its_output,
+    ),
+    (
+        "exec_runs_with_the_containers_process_and_the_requests_changes",
+        exec_runs_with_the_containers_process_and_the_requests_changes,
+    ),
+    (
+        "on_failure_restarts_at_most_max_times",
+        on_failure_restarts_at_most_max_times,
+    ),
+    (
+        "start_runs_an_exited_container_again_and_prune_removes_it",
+        start_runs_an_exited_container_again_and_prune_removes_it,
+    ),
+    (
+        "stop_and_rm_of_an_rm_container_always_succeed",
+        stop_and_rm_of_an_rm_container_always_succeed,
+    ),
+];
 
 fn a_detached_container_by_name(f: &Fixture) {
     let store = Containers::open(&f.data()).unwrap();
@@ -444,13 +295,6 @@ fn a_failing_run_step_is_a_typed_error_with_its_output(f: &Fixture) {
         build(f, "RUN true\n", &[], &mut none),
         Err(BuildError::Instruction { place, .. }) if place == "Dockerfile:1: RUN true"
     ));
-}
-
-/// The file `path` of container `what`'s filesystem, read from the host.
-fn read_in(store: &Containers, what: &str, path: &str) -> String {
-    let id = store.resolve(what).unwrap();
-    let rootfs = store.snapshots().unwrap().open(&id).unwrap().rootfs;
-    std::fs::read_to_string(rootfs.join(path)).unwrap_or_default()
 }
 
 fn exec_runs_with_the_containers_process_and_the_requests_changes(f: &Fixture) {

@@ -1,0 +1,5 @@
+//! (being filled)
+
+use crate::Test;
+
+pub const TESTS: &[Test] = &[];
