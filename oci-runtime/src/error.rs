@@ -110,6 +110,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A seccomp profile file (`--security-opt seccomp=FILE`) that is not the runtime
+    /// spec's `linux.seccomp` JSON.
+    #[error("seccomp profile {} is not a runtime-spec linux.seccomp object", path.display())]
+    SeccompProfile {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A system call or file operation failed.
     #[error("{op} {}", path.display())]
     Io {

@@ -401,6 +401,44 @@ pub struct RunOptions {
     pub seccomp: SeccompChoice,
 }
 
+impl RunOptions {
+    /// Applies one of docker's `--security-opt` values: `no-new-privileges` (also
+    /// `no-new-privileges:true` and `=true`), `seccomp=unconfined`, or `seccomp=FILE`, a
+    /// profile in the runtime spec's `linux.seccomp` JSON, read now (`:` may stand for `=`).
+    ///
+    /// ```
+    /// let mut opts = oci_rs_runtime::RunOptions::default();
+    /// opts.security_opt("no-new-privileges").unwrap();
+    /// opts.security_opt("seccomp=unconfined").unwrap();
+    /// assert!(opts.no_new_privileges);
+    /// assert!(opts.security_opt("apparmor=x").is_err());
+    /// ```
+    pub fn security_opt(&mut self, opt: &str) -> Result<()> {
+        match opt {
+            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => {
+                self.no_new_privileges = true
+            }
+            "no-new-privileges:false" | "no-new-privileges=false" => self.no_new_privileges = false,
+            "seccomp=unconfined" | "seccomp:unconfined" => self.seccomp = SeccompChoice::Unconfined,
+            o if o.starts_with("seccomp=") || o.starts_with("seccomp:") => {
+                let path = PathBuf::from(&o["seccomp=".len()..]);
+                let text = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+                let profile = serde_json::from_slice(&text)
+                    .map_err(|source| Error::SeccompProfile { path, source })?;
+                self.seccomp = SeccompChoice::Profile(profile);
+            }
+            other => {
+                return Err(Error::option(
+                    "security option",
+                    other,
+                    "supported: no-new-privileges, seccomp=FILE, seccomp=unconfined",
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Parses a capability name as docker accepts it: any case, with or without `CAP_`.
 pub fn parse_capability(name: &str) -> Result<Capability> {
     let upper = name.to_ascii_uppercase();

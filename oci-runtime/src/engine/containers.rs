@@ -19,7 +19,7 @@ use oci_rs_image::oci_spec::image::{Digest, ImageConfiguration};
 use oci_rs_image::{ImageSource, Manifest, ManifestRef, PlatformSpec};
 use oci_rs_layer::Snapshotter;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -341,17 +341,19 @@ impl Containers {
         }
     }
 
+    /// Takes `name` for `id`: the name file appears whole or not at all (written aside, then
+    /// linked into place, which fails if the name exists), so a racing run that lost reads
+    /// the winner's id, never an empty file.
     fn reserve_name(&self, name: &str, id: &str) -> EngineResult<()> {
         valid_name("container", name)?;
-        let path = self.dir.join(".names").join(name);
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(mut f) => f
-                .write_all(id.as_bytes())
-                .map_err(|e| EngineError::io("write", &path, e)),
+        let names = self.dir.join(".names");
+        let path = names.join(name);
+        let aside = names.join(format!(".{id}.{}", random_hex(4)?));
+        std::fs::write(&aside, id).map_err(|e| EngineError::io("write", &aside, e))?;
+        let linked = std::fs::hard_link(&aside, &path);
+        let _ = std::fs::remove_file(&aside);
+        match linked {
+            Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 Err(EngineError::NameInUse {
                     name: name.to_owned(),
@@ -941,6 +943,43 @@ impl Containers {
             });
         }
         Ok(out)
+    }
+
+    /// Sets `req`'s network from docker's `--network` value: `none`, `host`, `slirp4netns`,
+    /// `container:NAME` (that running container's namespace), or the name of a bridge
+    /// network. `None` is docker's default: the `bridge` network for root, `slirp4netns`
+    /// for a rootless caller, who cannot make bridges.
+    pub fn set_network(&self, req: &mut RunRequest, arg: Option<&str>) -> EngineResult<()> {
+        let rootless = !rustix::process::geteuid().is_root();
+        let arg = arg.unwrap_or(if rootless { "slirp4netns" } else { "bridge" });
+        req.opts.join_network = None;
+        req.network_mode = None;
+        req.networks = Vec::new();
+        req.opts.network = match arg {
+            "none" => NetworkMode::None,
+            "host" => NetworkMode::Host,
+            "slirp4netns" => NetworkMode::Slirp,
+            other => match other.strip_prefix("container:") {
+                Some(name) => {
+                    req.opts.join_network = Some(self.network_namespace(name)?);
+                    req.network_mode = Some(other.to_owned());
+                    NetworkMode::None
+                }
+                None if rootless => {
+                    return Err(crate::Error::option(
+                        "network",
+                        other,
+                        "needs root: a rootless container uses slirp4netns, none or host",
+                    )
+                    .into())
+                }
+                None => {
+                    req.networks = vec![self.networks().get(other)?.name];
+                    NetworkMode::Bridge
+                }
+            },
+        };
+        Ok(())
     }
 
     /// The network namespace of running container `what`, for another container to join.

@@ -124,7 +124,7 @@ impl Fixture {
     }
 }
 
-async fn import(
+pub async fn import(
     store: &ImageStore,
     root: &Path,
     name: &str,
@@ -139,8 +139,8 @@ async fn import(
         b = match *key {
             "cmd" if value.is_empty() => b,
             "cmd" => b.cmd(value.split(' ')),
-            "workdir" => b.working_dir(*value),
-            "expose" => b.expose(*value),
+            "workdir" => b.working_dir(value),
+            "expose" => b.expose(value),
             "env" => {
                 let (k, v) = value.split_once('=').unwrap();
                 b.env(k, v)
