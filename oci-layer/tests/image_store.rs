@@ -2,7 +2,9 @@
 //! pulls and pushes through a `Remote` (here a mirror: another OCI layout on disk, which is
 //! what a registry holds too), docker's names and ids, history and sizes, rmi and prune that
 //! keep what containers were made from, import with docker's changes, and commit of a
-//! container snapshot.
+//! container snapshot. And what a hostile or broken input or another local user meets:
+//! `unpack`'s private tree, an oci-archive of bare tags and several platforms, a config
+//! whose diff_ids do not match its layers, an import stream of several zstd frames.
 
 #![allow(clippy::unwrap_used)]
 
@@ -307,4 +309,227 @@ async fn manifest_lists_name_each_platform_and_unpack_applies_the_hosts_image() 
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&out).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0, "{mode:o}");
+}
+
+// What a hostile or broken archive, image or stream, or another local user, meets.
+
+#[tokio::test]
+async fn unpacked_tree_is_out_of_other_users_reach_unless_asked() {
+    use std::os::unix::fs::PermissionsExt;
+    let (d, store, mirror) = fixture().await;
+    store
+        .pull(&mirror, "app:1", &CopyOptions::default(), false)
+        .await
+        .unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let target = d.path().join("unpacked");
+    store.unpack("app:1", &target, false).await.unwrap();
+    assert_eq!(mode(&target), 0o700);
+    assert!(target.join("rootfs/etc/motd").is_file());
+    // A directory that is there already, open to everyone, is closed before the tree goes in.
+    let existing = d.path().join("existing");
+    std::fs::create_dir(&existing).unwrap();
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o755)).unwrap();
+    store.unpack("app:1", &existing, false).await.unwrap();
+    assert_eq!(mode(&existing), 0o700);
+    assert!(existing.join("rootfs/etc/motd").is_file());
+    // Asked for: the layers straight into the directory, no private parent.
+    let public = d.path().join("public");
+    store.unpack("app:1", &public, true).await.unwrap();
+    assert!(public.join("etc/motd").is_file());
+    assert!(!public.join("rootfs").exists());
+}
+
+// Silently wrong: an oci-archive naming its images by bare tags loaded nothing and
+// succeeded; a multi-platform one kept only the host's image.
+
+#[tokio::test]
+async fn oci_archive_with_bare_tags_and_platforms_loads_what_is_there() {
+    use oci_rs_image::oci_spec::image::{ImageIndexBuilder, MediaType, PlatformBuilder};
+    use oci_rs_image::{ManifestKind, ManifestRef, MemoryStore, PlatformFilter};
+    let dir = tempfile::tempdir().unwrap();
+    // Two platforms of one image and an index over them, in an oci-archive whose index
+    // names the index by the bare tag "latest" (as umoci and skopeo do).
+    let archive = dir.path().join("multi.tar");
+    let source = MemoryStore::new();
+    let layer = tar(&[E::dir("etc"), E::file("etc/motd", b"hello\n")]);
+    let mut descs = Vec::new();
+    let mut digests = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let mut b = ImageBuilder::new("linux", arch).cmd(["sh"]);
+        b.add_layer_tar(&source, &mut &layer[..], Compression::Gzip, "import")
+            .await
+            .unwrap();
+        let m = b.build(&source).await.unwrap();
+        let mut d = m.descriptor();
+        d.set_platform(Some(
+            PlatformBuilder::default()
+                .os("linux")
+                .architecture(arch)
+                .build()
+                .unwrap(),
+        ));
+        digests.push(m.digest().clone());
+        descs.push(d);
+    }
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(descs)
+        .build()
+        .unwrap();
+    let index = Manifest::from_index(&index, ManifestKind::OciIndex).unwrap();
+    source.put_manifest(&index, Some("latest")).await.unwrap();
+    let w = oci_rs_image::ArchiveWriter::create(&archive, oci_rs_image::ArchiveFormat::Oci)
+        .await
+        .unwrap();
+    oci_rs_image::copy(
+        &source,
+        &w,
+        &ManifestRef::Tag("latest".into()),
+        &CopyOptions::default()
+            .platforms(PlatformFilter::All)
+            .tag("latest"),
+    )
+    .await
+    .unwrap();
+    let store = ImageStore::open(&dir.path().join("data")).await.unwrap();
+    let loaded = store.load(&archive, &CopyOptions::default()).await.unwrap();
+    // Unnamed (a bare tag says nothing of the repository): the index, by its id.
+    assert_eq!(loaded, [Loaded::Id(index.digest().to_string())]);
+    // Both platforms' manifests are in the store.
+    for d in digests {
+        store
+            .layout()
+            .manifest(&ManifestRef::Digest(d.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{d} was not loaded: {e}"));
+    }
+    // An archive with no image at all is an error, not a silent success: a tar of
+    // something else,
+    let before = store.list().await.unwrap().len();
+    let other = dir.path().join("other.tar");
+    std::fs::write(&other, tar(&[E::file("r.tar", b"not an image")])).unwrap();
+    match store.load(&other, &CopyOptions::default()).await {
+        Err(Error::Image(oci_rs_image::Error::InvalidArchive { .. })) => {}
+        other => panic!("loading a tar that is no archive: {other:?}"),
+    }
+    // and an oci-archive whose index lists nothing.
+    let empty = dir.path().join("empty.tar");
+    let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+    let index = br#"{"schemaVersion":2,"manifests":[]}"#;
+    std::fs::write(
+        &empty,
+        tar(&[E::file("oci-layout", layout), E::file("index.json", index)]),
+    )
+    .unwrap();
+    let r = store.load(&empty, &CopyOptions::default()).await;
+    assert!(r.is_err(), "loading an empty archive: {r:?}");
+    assert_eq!(store.list().await.unwrap().len(), before);
+}
+
+#[tokio::test]
+async fn unpack_refuses_a_config_with_fewer_diff_ids_than_layers() {
+    use oci_rs_image::{BlobStoreExt, ManifestKind, ManifestRef};
+    let (d, store, _) = fixture().await;
+    let layer = tar(&[E::dir("etc"), E::file("etc/motd", b"hello\n")]);
+    let desc = store.import(&layer[..], "local/good:1", &[]).await.unwrap();
+    // The same one-layer image whose config lists no diff_id.
+    let layout = store.layout();
+    let m = layout
+        .manifest(&ManifestRef::Digest(desc.digest().clone()))
+        .await
+        .unwrap();
+    let mut img = m.as_image().unwrap().clone();
+    let cfg = oci_rs_image::read_config(layout, img.config())
+        .await
+        .unwrap();
+    let mut cfg = serde_json::to_value(&cfg).unwrap();
+    cfg["rootfs"]["diff_ids"] = serde_json::json!([]);
+    let info = layout
+        .put_bytes(serde_json::to_vec(&cfg).unwrap().into())
+        .await
+        .unwrap();
+    let mut c = img.config().clone();
+    c.set_digest(info.digest);
+    c.set_size(info.size);
+    img.set_config(c);
+    let bad = Manifest::from_image(&img, ManifestKind::OciManifest).unwrap();
+    let name = oci_rs_layer::store_name(&"local/bad:1".parse().unwrap());
+    layout.put_manifest(&bad, Some(&name)).await.unwrap();
+    let target = d.path().join("bad");
+    let err = store
+        .unpack("local/bad:1", &target, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidImage { .. }), "{err:?}");
+    assert!(err.to_string().contains("0 diff_ids for 1 layers"), "{err}");
+    // Nothing of the image was applied.
+    assert!(!target.join("rootfs/etc").exists());
+}
+
+/// `data` compressed by the `zstd` program as one frame.
+fn zstd_frame(data: &[u8]) -> Vec<u8> {
+    use std::process::{Command, Stdio};
+    let mut c = Command::new("zstd")
+        .args(["-q", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    let data = data.to_vec();
+    let w = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &data).unwrap());
+    let out = c.wait_with_output().unwrap();
+    w.join().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+#[tokio::test]
+async fn import_reads_every_zstd_frame_of_a_stream() {
+    if std::process::Command::new("zstd")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: zstd is missing (scripts/test.sh installs it)");
+        return;
+    }
+    let (d, store, _) = fixture().await;
+    // A program of 256 KiB (bytes that do not compress away) and links to it after it.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let program: Vec<u8> = (0..256 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let tools = ["cat", "grep", "id", "ls", "sh"];
+    let mut entries = vec![E::dir("bin"), E::file("bin/busybox", &program).mode(0o755)];
+    entries.extend(
+        tools
+            .iter()
+            .map(|t| E::symlink(&format!("bin/{t}"), "busybox")),
+    );
+    let tar = tar(&entries);
+    // Two frames, split inside the program: the second holds its end and every link.
+    let (a, b) = tar.split_at(tar.len() / 2);
+    let mut zst = zstd_frame(a);
+    zst.extend(zstd_frame(b));
+    // Read once, as a stream (a pipe's bytes, which nothing can seek in).
+    store.import(&zst[..], "local/zst:1", &[]).await.unwrap();
+    let out = d.path().join("zst");
+    store.unpack("local/zst:1", &out, false).await.unwrap();
+    let bin = out.join("rootfs/bin");
+    assert!(std::fs::read(bin.join("busybox")).unwrap() == program);
+    for t in tools {
+        assert_eq!(
+            std::fs::read_link(bin.join(t)).unwrap(),
+            std::path::Path::new("busybox"),
+            "{t}"
+        );
+    }
 }
