@@ -134,7 +134,10 @@ pub async fn import(
     tar_dir(root, &tar);
     let layout = store.layout();
     let arch = oci_rs_image::PlatformSpec::host().architecture;
-    let mut b = ImageBuilder::new("linux", &arch).env("PATH", "/bin");
+    let mut b = ImageBuilder::new("linux", &arch).env(
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    );
     for (key, value) in config {
         b = match *key {
             "cmd" if value.is_empty() => b,
