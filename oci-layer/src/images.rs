@@ -732,14 +732,22 @@ impl ImageStore {
     }
 
     /// Writes build cache entry `key` by rename, so a reader sees it whole or not at all
-    /// (concurrent builds share the directory).
+    /// (concurrent builds share the directory). The temporary file has a random name: two
+    /// stores in one process (two builds on two threads) write the same key at once.
     pub fn cache_put(&self, key: &str, entry: &CacheEntry) -> Result<()> {
         let dir = self.cache_dir();
         std::fs::create_dir_all(&dir).map_err(|e| Error::fs("mkdir", &dir, e))?;
-        let tmp = dir.join(format!(".{key}.{}", std::process::id()));
-        let bytes = serde_json::to_vec(entry).map_err(|e| Error::fs("encode", &tmp, e))?;
-        std::fs::write(&tmp, bytes).map_err(|e| Error::fs("write", &tmp, e))?;
-        std::fs::rename(&tmp, dir.join(key)).map_err(|e| Error::fs("rename", &tmp, e))
+        let target = dir.join(key);
+        let bytes = serde_json::to_vec(entry).map_err(|e| Error::fs("encode", &target, e))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{key}."))
+            .tempfile_in(&dir)
+            .map_err(|e| Error::fs("create", &dir, e))?;
+        std::io::Write::write_all(&mut tmp, &bytes)
+            .map_err(|e| Error::fs("write", tmp.path(), e))?;
+        tmp.persist(&target)
+            .map_err(|e| Error::fs("rename", &target, e.error))?;
+        Ok(())
     }
 
     /// Removes every build cache entry; how many.
@@ -1381,6 +1389,37 @@ impl ImageStore {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Two stores in one process (an embedder building on two threads) writing one cache
+    /// key at once: each write lands whole, none fails. With a temporary file named after
+    /// the process, one thread's rename took the other's file away ("rename: No such file").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_stores_in_one_process_write_one_cache_key_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = ImageStore::open(dir.path()).await.unwrap();
+        let b = ImageStore::open(dir.path()).await.unwrap();
+        let entry = CacheEntry {
+            config: serde_json::json!({"step": 1}),
+            layers: Vec::new(),
+        };
+        std::thread::scope(|s| {
+            for store in [&a, &b, &a, &b] {
+                let entry = &entry;
+                s.spawn(move || {
+                    for _ in 0..300 {
+                        store.cache_put("k", entry).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(a.cache_get("k").unwrap().config, entry.config);
+        let left: Vec<_> = std::fs::read_dir(a.cache_dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, ["k"], "temporary files left");
+    }
 
     fn listed(pattern: &str, name: &str) -> bool {
         let (repository, tag) = name.rsplit_once(':').unwrap_or((name, "<none>"));

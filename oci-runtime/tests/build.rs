@@ -27,7 +27,7 @@ impl Lib {
         let rootfs = dir.path().join("rootfs/bin");
         std::fs::create_dir_all(&rootfs).unwrap();
         std::fs::copy("/bin/busybox", rootfs.join("busybox")).unwrap();
-        for t in ["sh", "cat", "test", "echo", "ls"] {
+        for t in ["sh", "cat", "test", "echo", "ls", "id"] {
             std::os::unix::fs::symlink("busybox", rootfs.join(t)).unwrap();
         }
         let tar = dir.path().join("bb.tar");
@@ -86,6 +86,16 @@ impl Lib {
         file: &str,
         opts: BuildOptions,
     ) -> (Result<Built, BuildError>, Vec<&'static str>, Vec<String>) {
+        self.build_from(file, opts, BuildSources::default()).await
+    }
+
+    /// [`Lib::build_opts`] with `sources` beyond the store.
+    async fn build_from(
+        &self,
+        file: &str,
+        opts: BuildOptions,
+        sources: BuildSources<'_>,
+    ) -> (Result<Built, BuildError>, Vec<&'static str>, Vec<String>) {
         let text = std::fs::read_to_string(self.ctx.join(file)).unwrap();
         let steps = std::sync::Mutex::new(Vec::new());
         let lines = std::sync::Mutex::new(Vec::new());
@@ -98,14 +108,7 @@ impl Lib {
                 }
                 _ => {}
             });
-            match DockerfileBuild::new(
-                &self.store,
-                BuildSources::default(),
-                &text,
-                Some(&self.ctx),
-                opts,
-                events,
-            ) {
+            match DockerfileBuild::new(&self.store, sources, &text, Some(&self.ctx), opts, events) {
                 Ok(b) => b.build().await,
                 Err(e) => Err(e),
             }
@@ -707,4 +710,268 @@ async fn a_copy_onto_a_changed_parent_reuses_its_layer_when_sound() {
     let text = "FROM localhost/bb:1\nRUN mkdir -p /assets/x/inner\nCOPY assets/ /assets/\n";
     lib.build_text(text, "l:1").await.unwrap();
     assert_eq!(lib.read("l:1", "assets/x").await, "x\n");
+}
+
+/// One stage with every config instruction: the RUN sees the ENV and WORKDIR, the COPYs
+/// land where the WORKDIR says, and the image's config and history say what the file says.
+#[tokio::test]
+async fn a_single_stage_build_has_the_config_and_history_it_describes() {
+    let Some(lib) = Lib::new().await else { return };
+    lib.write("hello.txt", "hello\n");
+    lib.write("src/a/b.txt", "b\n");
+    let text = r#"# a comment
+FROM localhost/bb:1
+ENV GREETING="hello there" \
+    OTHER=x\ y
+WORKDIR /app
+COPY hello.txt .
+COPY src/ ./src/
+RUN echo "$GREETING from $(id -u)" > /app/out \
+  # a comment inside a continuation
+  && test -f /app/src/a/b.txt
+USER 1000:1000
+EXPOSE 8080 53/udp
+LABEL org.example.name="my app" version=1
+STOPSIGNAL SIGINT
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat /app/out; pwd; id -u; echo $OTHER"]
+"#;
+    let built = lib.build_text(text, "app:1").await.unwrap();
+    assert_eq!(lib.read("app:1", "app/out").await, "hello there from 0\n");
+    assert_eq!(lib.read("app:1", "app/hello.txt").await, "hello\n");
+    assert_eq!(lib.read("app:1", "app/src/a/b.txt").await, "b\n");
+    let doc = config_json(&lib, "app:1").await;
+    let cfg = &doc["config"];
+    assert_eq!(cfg["WorkingDir"], "/app");
+    assert_eq!(cfg["User"], "1000:1000");
+    assert_eq!(cfg["StopSignal"], "SIGINT");
+    assert_eq!(cfg["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+    assert_eq!(
+        cfg["Cmd"],
+        serde_json::json!(["cat /app/out; pwd; id -u; echo $OTHER"])
+    );
+    assert_eq!(cfg["Labels"]["org.example.name"], "my app");
+    assert_eq!(cfg["Labels"]["version"], "1");
+    assert!(cfg["ExposedPorts"].get("53/udp").is_some(), "{cfg}");
+    assert!(cfg["ExposedPorts"].get("8080/tcp").is_some(), "{cfg}");
+    let env = cfg["Env"].as_array().unwrap();
+    for want in ["GREETING=hello there", "OTHER=x y"] {
+        assert!(env.contains(&serde_json::json!(want)), "{want}: {env:?}");
+    }
+    // History: a row per step, newest first, config steps without a layer.
+    let history = lib.store.history("app:1").await.unwrap();
+    assert_eq!(history.len(), 12, "{history:?}");
+    assert_eq!(
+        history[0].id.as_deref(),
+        Some(built.id.to_string().as_str())
+    );
+    assert!(
+        history[0].created_by.contains("CMD [\"cat /app/out"),
+        "{history:?}"
+    );
+    let copy = history
+        .iter()
+        .find(|h| h.created_by.contains("COPY hello.txt ."))
+        .unwrap();
+    assert!(copy.size > 0, "{copy:?}");
+    let user = history
+        .iter()
+        .find(|h| h.created_by.contains("USER 1000:1000"))
+        .unwrap();
+    assert_eq!(user.size, 0, "{user:?}");
+}
+
+/// Serves `body` over HTTP on a loopback port for `n` requests; returns the URL.
+fn serve(body: Vec<u8>, n: usize) -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/files/tool.bin?x=1", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for s in l.incoming().take(n) {
+            let mut s = s.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&body);
+        }
+    });
+    url
+}
+
+/// `ADD` of local tars (plain and gzip) unpacks them, of a plain file copies it, of a URL
+/// fetches it through the program's [`oci_rs_image::UrlSource`] (here the registry client,
+/// as `oci` does) and checks `--checksum`; `COPY --from` an image; `SHELL`, `HEALTHCHECK`,
+/// `MAINTAINER` and labels from the options reach the image.
+#[tokio::test]
+async fn add_unpacks_archives_and_fetches_urls_with_a_checksum() {
+    let Some(lib) = Lib::new().await else { return };
+    let top = lib.ctx.parent().unwrap();
+    std::fs::create_dir_all(top.join("arch/top")).unwrap();
+    std::fs::write(top.join("arch/top/inner.txt"), "inside\n").unwrap();
+    let tar = lib.ctx.join("files.tar");
+    for (program, args) in [
+        (
+            "tar",
+            vec![
+                "-C",
+                top.join("arch").to_str().unwrap(),
+                "-cf",
+                tar.to_str().unwrap(),
+                ".",
+            ],
+        ),
+        ("gzip", vec!["-k", tar.to_str().unwrap()]),
+    ] {
+        let st = std::process::Command::new(program)
+            .args(&args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "{program}");
+    }
+    lib.write("plain.txt", "not an archive\n");
+    let body = b"downloaded bytes\n".to_vec();
+    let sum = {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(&body))
+    };
+    let url = serve(body, 2);
+    lib.write(
+        "Dockerfile",
+        &format!(
+            "FROM localhost/bb:1\nADD files.tar /t/\nADD files.tar.gz /g\nADD plain.txt /p/\n\
+             ADD --checksum=sha256:{sum} {url} /dl/\nCOPY --from=localhost/bb:1 /bin/busybox /copied-busybox\n\
+             SHELL [\"/bin/sh\", \"-c\", \"echo shell-was-used > /shell && exec /bin/sh -c \\\"$0\\\"\"]\n\
+             RUN echo run > /r\nHEALTHCHECK --interval=5s --retries=2 CMD echo ok\nMAINTAINER someone\n"
+        ),
+    );
+    let client = oci_rs_registry_client::Client::new().unwrap();
+    let sources = || BuildSources {
+        urls: Some(&client),
+        ..BuildSources::default()
+    };
+    let opts = BuildOptions {
+        tags: vec!["add:1".into()],
+        labels: [("from.options".to_owned(), "yes".to_owned())].into(),
+        ..BuildOptions::default()
+    };
+    lib.build_from("Dockerfile", opts, sources())
+        .await
+        .0
+        .unwrap();
+    for (path, want) in [
+        ("t/top/inner.txt", "inside\n"),
+        ("g/top/inner.txt", "inside\n"),
+        ("p/plain.txt", "not an archive\n"),
+        ("dl/tool.bin", "downloaded bytes\n"),
+        ("r", "run\n"),
+        ("shell", "shell-was-used\n"),
+    ] {
+        assert_eq!(lib.read("add:1", path).await, want, "{path}");
+    }
+    let out = tempfile::tempdir_in(top).unwrap();
+    lib.store.unpack("add:1", out.path(), false).await.unwrap();
+    let mode = |p: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(out.path().join("rootfs").join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(
+        mode("dl/tool.bin"),
+        0o600,
+        "a URL's file is 0600, as docker's"
+    );
+    assert_eq!(mode("copied-busybox"), 0o755);
+    let doc = config_json(&lib, "add:1").await;
+    assert_eq!(doc["config"]["Labels"]["from.options"], "yes");
+    assert_eq!(
+        doc["config"]["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "echo ok"])
+    );
+    assert_eq!(doc["config"]["Healthcheck"]["Interval"], 5_000_000_000u64);
+    assert_eq!(doc["config"]["Healthcheck"]["Retries"], 2);
+    assert_eq!(doc["author"], "someone");
+    // A wrong checksum fails, naming both digests.
+    lib.write(
+        "Dockerfile",
+        &format!(
+            "FROM localhost/bb:1\nADD --checksum=sha256:{} {url} /dl/\n",
+            "0".repeat(64)
+        ),
+    );
+    let opts = BuildOptions {
+        no_cache: true,
+        ..BuildOptions::default()
+    };
+    let err = lib
+        .build_from("Dockerfile", opts, sources())
+        .await
+        .0
+        .unwrap_err();
+    let err = oci_rs_runtime::chain(&err);
+    assert!(
+        err.contains(&format!("checksum sha256:{sum}, expected sha256:0000")),
+        "{err}"
+    );
+    // Without a URL source, ADD of a URL is refused, not fetched some other way.
+    lib.write(
+        "Dockerfile",
+        &format!("FROM localhost/bb:1\nADD {url} /dl/\n"),
+    );
+    assert!(lib.build("nourl:1").await.is_err());
+}
+
+/// Four builds at once, each through a store of its own on one data directory (as four
+/// programs would): each image is whole, and the cache they leave is too, so a fifth build
+/// takes every step from it.
+#[tokio::test]
+async fn concurrent_builds_share_one_store_and_cache() {
+    let Some(lib) = Lib::new().await else { return };
+    lib.write("f", "f\n");
+    lib.write(
+        "Dockerfile",
+        "FROM localhost/bb:1\nCOPY f /f\nRUN cat /f /f > /ff\nRUN echo $$ > /r\n",
+    );
+    let data = lib.store.layout().root().parent().unwrap().to_owned();
+    let text = std::fs::read_to_string(lib.ctx.join("Dockerfile")).unwrap();
+    std::thread::scope(|s| {
+        for k in 0..4 {
+            let (data, text, ctx) = (&data, &text, &lib.ctx);
+            s.spawn(move || {
+                let rt = tokio::runtime::Runtime::new().unwrap();
+                rt.block_on(async {
+                    let store = ImageStore::open(data).await.unwrap();
+                    let opts = BuildOptions {
+                        tags: vec![format!("par:{k}")],
+                        ..BuildOptions::default()
+                    };
+                    DockerfileBuild::new(
+                        &store,
+                        BuildSources::default(),
+                        text,
+                        Some(ctx),
+                        opts,
+                        Box::new(|_| {}),
+                    )
+                    .unwrap()
+                    .build()
+                    .await
+                    .unwrap();
+                });
+            });
+        }
+    });
+    for k in 0..4 {
+        assert_eq!(lib.read(&format!("par:{k}"), "ff").await, "f\nf\n");
+    }
+    let (built, steps) = lib.build_with("par:5", false).await;
+    built.unwrap();
+    // FROM, then COPY and both RUNs from the cache.
+    assert_eq!(steps, ["ran", "cached", "cached", "cached"]);
 }
