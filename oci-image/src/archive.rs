@@ -624,6 +624,25 @@ impl ArchiveSource {
         out
     }
 
+    /// Every image at the archive's top level, named or not: the entries of `index.json`,
+    /// else the images of a docker `manifest.json` (by digest). Empty for an archive that
+    /// holds no image.
+    pub fn manifests(&self) -> Vec<Descriptor> {
+        let entries = self.index.as_ref().map(|i| i.manifests().as_slice());
+        match entries {
+            Some(e) if !e.is_empty() => e.to_vec(),
+            _ => {
+                let mut out: Vec<Descriptor> = self
+                    .synthesized
+                    .values()
+                    .map(Manifest::descriptor)
+                    .collect();
+                out.sort_by_key(|d| d.digest().to_string());
+                out
+            }
+        }
+    }
+
     fn find_tag(&self, tag: &str) -> Option<Descriptor> {
         let index = self.index.as_ref();
         let entries = index.map(|i| i.manifests().as_slice()).unwrap_or_default();

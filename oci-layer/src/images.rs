@@ -1108,20 +1108,36 @@ impl ImageStore {
     /// is there, the host's unpacked as it loads (as docker's load extracts). A full name in
     /// the archive (`busybox:1`, `reg/app`) names the image; a bare tag (`latest`, as umoci
     /// and skopeo write an oci-archive) says nothing of the repository, so that image is
-    /// loaded unnamed, as docker does.
+    /// loaded unnamed, as docker does. An archive naming no image loads each of its images
+    /// unnamed; one that holds none is [`Error::EmptyArchive`].
     pub async fn load(&self, file: &Path, opts: &CopyOptions) -> Result<Vec<Loaded>> {
         let a = ArchiveSource::open(file).await?;
         let mut loaded = Vec::new();
-        let mut tags = a.tags();
-        if tags.is_empty() {
-            tags.push(String::new());
+        let mut wanted: Vec<(String, ManifestRef)> = a
+            .tags()
+            .into_iter()
+            .map(|t| (t.clone(), ManifestRef::Tag(t)))
+            .collect();
+        if wanted.is_empty() {
+            wanted = a
+                .manifests()
+                .iter()
+                .map(|d| {
+                    (
+                        d.digest().to_string(),
+                        ManifestRef::Digest(d.digest().clone()),
+                    )
+                })
+                .collect();
         }
-        for t in tags {
-            let name = match ImageReference::parse(&t) {
-                Ok(r) if t.contains(':') || t.contains('/') => Some(r),
+        if wanted.is_empty() {
+            return Err(Error::EmptyArchive(file.to_owned()));
+        }
+        for (t, what) in wanted {
+            let name = match (&what, ImageReference::parse(&t)) {
+                (ManifestRef::Tag(_), Ok(r)) if t.contains(':') || t.contains('/') => Some(r),
                 _ => None,
             };
-            let what = ManifestRef::Tag(t.clone());
             let dst = self.layout.leased()?;
             let mut all = opts.clone().platforms(PlatformFilter::All);
             all.tag = name.as_ref().map(store_name);
@@ -1153,9 +1169,6 @@ impl ImageStore {
         // manifests: one entry per image, as docker prints.
         let mut seen = BTreeSet::new();
         loaded.retain(|l| seen.insert(l.clone()));
-        if loaded.is_empty() {
-            return Err(Error::EmptyArchive(file.to_owned()));
-        }
         Ok(loaded)
     }
 

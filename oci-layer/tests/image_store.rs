@@ -355,6 +355,7 @@ async fn oci_archive_with_bare_tags_and_platforms_loads_what_is_there() {
     let layer = tar(&[E::dir("etc"), E::file("etc/motd", b"hello\n")]);
     let mut descs = Vec::new();
     let mut digests = Vec::new();
+    let mut images = Vec::new();
     for arch in ["amd64", "arm64"] {
         let mut b = ImageBuilder::new("linux", arch).cmd(["sh"]);
         b.add_layer_tar(&source, &mut &layer[..], Compression::Gzip, "import")
@@ -371,6 +372,7 @@ async fn oci_archive_with_bare_tags_and_platforms_loads_what_is_there() {
         ));
         digests.push(m.digest().clone());
         descs.push(d);
+        images.push(m);
     }
     let index = ImageIndexBuilder::default()
         .schema_version(2u32)
@@ -423,9 +425,48 @@ async fn oci_archive_with_bare_tags_and_platforms_loads_what_is_there() {
         tar(&[E::file("oci-layout", layout), E::file("index.json", index)]),
     )
     .unwrap();
-    let r = store.load(&empty, &CopyOptions::default()).await;
-    assert!(r.is_err(), "loading an empty archive: {r:?}");
+    match store.load(&empty, &CopyOptions::default()).await {
+        Err(Error::EmptyArchive(path)) => assert_eq!(path, empty),
+        other => panic!("loading an archive of no image: {other:?}"),
+    }
     assert_eq!(store.list().await.unwrap().len(), before);
+    // An archive that names none of its images: each is loaded, unnamed, by its id.
+    let x = dir.path().join("x");
+    std::fs::create_dir(&x).unwrap();
+    let untar = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&x)
+        .status()
+        .unwrap();
+    assert!(untar.success());
+    let unnamed = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(images.iter().map(|m| m.descriptor()).collect::<Vec<_>>())
+        .build()
+        .unwrap();
+    std::fs::write(x.join("index.json"), serde_json::to_vec(&unnamed).unwrap()).unwrap();
+    let unnamed = dir.path().join("unnamed.tar");
+    let retar = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&x)
+        .arg("-cf")
+        .arg(&unnamed)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(retar.success());
+    let fresh = ImageStore::open(&dir.path().join("fresh")).await.unwrap();
+    let mut loaded = fresh.load(&unnamed, &CopyOptions::default()).await.unwrap();
+    loaded.sort();
+    let mut ids: Vec<Loaded> = images
+        .iter()
+        .map(|m| Loaded::Id(m.as_image().unwrap().config().digest().to_string()))
+        .collect();
+    ids.sort();
+    assert_eq!(loaded, ids);
 }
 
 #[tokio::test]
