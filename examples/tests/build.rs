@@ -1,6 +1,9 @@
-//! `oci build`: real Dockerfiles built on a busybox base and then run; the cache; bad
-//! Dockerfiles and hostile contexts and images; the same Dockerfile built by Debian's
-//! buildah, whose image must hold the same files and config, and our image run by podman.
+//! `oci build` as a command line: its flags, a failing step's output and exit code,
+//! contexts and Dockerfiles on standard input, builds by several processes at once, a
+//! rootless user, a build killed mid-step, escape sequences kept from the terminal, and the
+//! same Dockerfile built by Debian's buildah, whose image must hold the same files and
+//! config, with our image run by podman. What a build does (instructions, the cache, ADD,
+//! hostile contexts) is tested through the library in oci-rs-runtime's `tests/build.rs`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -66,69 +69,9 @@ fn run(cli: &common::Cli, args: &[&str]) -> String {
     cli.ok(&a)
 }
 
-#[test]
-fn a_single_stage_build_runs_with_its_config() {
-    if !common::root_with_busybox() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (cli, ctx) = setup(dir.path());
-    write(&ctx.join("hello.txt"), "hello\n");
-    write(&ctx.join("src/a/b.txt"), "b\n");
-    write(
-        &ctx.join("Dockerfile"),
-        r#"# a comment
-FROM localhost/bb:1
-ENV GREETING="hello there" \
-    OTHER=x\ y
-WORKDIR /app
-COPY hello.txt .
-COPY src/ ./src/
-RUN echo "$GREETING from $(id -u)" > /app/out \
-  # a comment inside a continuation
-  && test -f /app/src/a/b.txt
-USER 1000:1000
-EXPOSE 8080 53/udp
-LABEL org.example.name="my app" version=1
-STOPSIGNAL SIGINT
-ENTRYPOINT ["/bin/sh", "-c"]
-CMD ["cat /app/out; pwd; id -u; echo $OTHER"]
-"#,
-    );
-    let (id, progress) = build(&cli, &["-t", "app:1", ctx.to_str().unwrap()]);
-    assert!(id.starts_with("sha256:"), "{id}");
-    assert!(progress.contains("RUN echo"), "{progress}");
-    assert_eq!(
-        run(&cli, &["app:1"]),
-        "hello there from 0\n/app\n1000\nx y\n"
-    );
-    assert_eq!(cli.field("app:1", "{{.Id}}"), id);
-    let cfg: serde_json::Value =
-        serde_json::from_str(&cli.field("app:1", "{{json .Config}}")).unwrap();
-    assert_eq!(cfg["WorkingDir"], "/app");
-    assert_eq!(cfg["User"], "1000:1000");
-    assert_eq!(cfg["StopSignal"], "SIGINT");
-    assert_eq!(cfg["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
-    assert_eq!(cfg["Labels"]["org.example.name"], "my app");
-    assert!(cfg["ExposedPorts"].get("53/udp").is_some(), "{cfg}");
-    assert!(cfg["Env"]
-        .as_array()
-        .unwrap()
-        .contains(&serde_json::json!("GREETING=hello there")));
-    // History as docker shows it: one line per step, config steps without a layer.
-    let history = cli.ok(&["history", "--no-trunc", "-H=false", "app:1"]);
-    let lines: Vec<&str> = history.lines().skip(1).collect();
-    assert_eq!(lines.len(), 12, "{history}");
-    assert!(lines[0].contains("CMD [\"cat /app/out"), "{history}");
-    let copy = lines
-        .iter()
-        .find(|l| l.contains("COPY hello.txt ."))
-        .unwrap();
-    assert!(!copy.contains(" 0 "), "{history}");
-}
-
-/// docker's build flags reach the builder: `-f`, `--build-arg`, `--target`, a failing
-/// step's message names the file and line, and `builder prune` empties the cache (what a build does with them is tested in the
+/// docker's build flags reach the builder: `-f`, `--build-arg`, `--target`, `--label`,
+/// `--iidfile` and `-q`; a failing step's message names the file and line, and `builder
+/// prune` empties the cache (what a build does with them is tested in the
 /// library, oci-runtime/tests/build.rs).
 #[test]
 fn build_flags_reach_the_builder() {
@@ -162,6 +105,32 @@ fn build_flags_reach_the_builder() {
         err.contains("f.Dockerfile:5: RUN exit 3") && err.contains("exit code 3"),
         "{err}"
     );
+    // --label and --iidfile; -q prints the id only, and no step's output.
+    write(
+        &ctx.join("Dockerfile"),
+        "FROM localhost/bb:1\nRUN echo quiet-run\n",
+    );
+    let iid = dir.path().join("iid");
+    let (id, progress) = build(
+        &cli,
+        &[
+            "-q",
+            "--label",
+            "from.cli=yes",
+            "--iidfile",
+            iid.to_str().unwrap(),
+            "-t",
+            "q:1",
+            c,
+        ],
+    );
+    assert!(id.starts_with("sha256:") && !id.contains('\n'), "{id}");
+    assert!(!progress.contains("quiet-run"), "{progress}");
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), id);
+    assert_eq!(cli.field("q:1", "{{.Id}}"), id);
+    let cfg: serde_json::Value =
+        serde_json::from_str(&cli.field("q:1", "{{json .Config}}")).unwrap();
+    assert_eq!(cfg["Labels"]["from.cli"], "yes");
     let out = cli.ok(&["builder", "prune", "-f"]);
     assert!(out.starts_with("Deleted build cache objects: "), "{out}");
     assert_eq!(
@@ -449,118 +418,6 @@ CMD ["echo hello from $A"]
         ],
     );
     assert_eq!(String::from_utf8_lossy(&o.stdout), "hello from x y\n");
-}
-
-/// Serves `body` over HTTP on a loopback port for `n` requests; returns the URL.
-fn serve(body: Vec<u8>, n: usize) -> String {
-    use std::io::{Read, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/files/tool.bin?x=1", l.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for s in l.incoming().take(n) {
-            let mut s = s.unwrap();
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf);
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = s.write_all(head.as_bytes());
-            let _ = s.write_all(&body);
-        }
-    });
-    url
-}
-
-#[test]
-fn add_unpacks_archives_and_fetches_urls_with_a_checksum() {
-    if !common::root_with_busybox() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let (cli, ctx) = setup(d);
-    write(&d.join("arch/top/inner.txt"), "inside\n");
-    let tar = ctx.join("files.tar");
-    common::tar_dir(&d.join("arch"), &tar);
-    assert!(Command::new("gzip")
-        .arg("-k")
-        .arg(&tar)
-        .status()
-        .unwrap()
-        .success());
-    write(&ctx.join("plain.txt"), "not an archive\n");
-    let body = b"downloaded bytes\n".to_vec();
-    let sum = {
-        use sha2::Digest;
-        format!("{:x}", sha2::Sha256::digest(&body))
-    };
-    let url = serve(body, 2);
-    write(
-        &ctx.join("Dockerfile"),
-        &format!(
-            "FROM localhost/bb:1\nADD files.tar /t/\nADD files.tar.gz /g\nADD plain.txt /p/\nADD --checksum=sha256:{sum} {url} /dl/\nCOPY --from=localhost/bb:1 /bin/busybox /copied-busybox\nSHELL [\"/bin/sh\", \"-c\", \"echo shell-was-used && exec /bin/sh -c \\\"$0\\\"\"]\nRUN echo run > /r\nHEALTHCHECK --interval=5s --retries=2 CMD echo ok\nMAINTAINER someone\n"
-        ),
-    );
-    let iid = d.join("iid");
-    let (id, progress) = build(
-        &cli,
-        &[
-            "--label",
-            "from.cli=yes",
-            "--iidfile",
-            iid.to_str().unwrap(),
-            "-t",
-            "add:1",
-            ctx.to_str().unwrap(),
-        ],
-    );
-    assert!(progress.contains("shell-was-used"), "{progress}");
-    assert_eq!(std::fs::read_to_string(&iid).unwrap(), id);
-    let out = run(
-        &cli,
-        &[
-            "add:1",
-            "sh",
-            "-c",
-            "cat /t/top/inner.txt /g/top/inner.txt /p/plain.txt /dl/tool.bin /r; ls -l /dl/tool.bin | cut -c1-10; test -x /copied-busybox && echo copied",
-        ],
-    );
-    assert_eq!(
-        out,
-        "inside\ninside\nnot an archive\ndownloaded bytes\nrun\n-rw-------\ncopied\n"
-    );
-    let cfg: serde_json::Value =
-        serde_json::from_str(&cli.field("add:1", "{{json .Config}}")).unwrap();
-    assert_eq!(cfg["Labels"]["from.cli"], "yes");
-    assert_eq!(
-        cfg["Healthcheck"]["Test"],
-        serde_json::json!(["CMD-SHELL", "echo ok"])
-    );
-    assert_eq!(cfg["Healthcheck"]["Interval"], 5_000_000_000u64);
-    assert_eq!(cfg["Healthcheck"]["Retries"], 2);
-    assert_eq!(cli.field("add:1", "{{.Author}}"), "someone");
-    // A wrong checksum fails and names both digests.
-    write(
-        &ctx.join("Dockerfile"),
-        &format!(
-            "FROM localhost/bb:1\nADD --checksum=sha256:{} {url} /dl/\n",
-            "0".repeat(64)
-        ),
-    );
-    let err = build_fails(&cli, &["--no-cache", ctx.to_str().unwrap()]);
-    assert!(
-        err.contains(&format!("checksum sha256:{sum}, expected sha256:0000")),
-        "{err}"
-    );
-    // -q prints the id only.
-    write(
-        &ctx.join("Dockerfile"),
-        "FROM localhost/bb:1\nRUN echo quiet-run\n",
-    );
-    let (id, progress) = build(&cli, &["-q", ctx.to_str().unwrap()]);
-    assert!(id.starts_with("sha256:") && !id.contains('\n'), "{id}");
-    assert!(!progress.contains("quiet-run"), "{progress}");
 }
 
 #[test]
