@@ -154,7 +154,6 @@ impl oci_rs_image::UrlSource for Client {
         &self,
         url: &str,
     ) -> oci_rs_image::Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>> {
-        use futures_util::TryStreamExt;
         let refused = |u: &str, reason: &str| {
             crate::Error::RefusedUrl {
                 url: u.to_owned(),
@@ -187,9 +186,81 @@ impl oci_rs_image::UrlSource for Client {
             let resp = resp
                 .error_for_status()
                 .map_err(|e| crate::Error::transport(&at, e).into_image())?;
-            let stream = resp.bytes_stream().map_err(std::io::Error::other);
+            let (rate, window) = self.inner.min_blob_rate;
+            let stream = at_least(resp.bytes_stream(), rate, window, at);
             return Ok(Box::new(tokio_util::io::StreamReader::new(stream)));
         }
         Err(refused(url, "more than 10 redirects"))
     }
+}
+
+/// `body`, ended with an error naming `url` when it brings fewer than `rate` bytes a second
+/// over any `window` (the client's [`crate::ClientBuilder::min_blob_rate`]): a server that
+/// sends a byte now and then never trips the read timeout, and would hold a build forever.
+fn at_least<S>(
+    body: S,
+    rate: u64,
+    window: std::time::Duration,
+    url: reqwest::Url,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Unpin
+where
+    S: futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
+{
+    use futures_util::StreamExt;
+    struct State<S> {
+        body: std::pin::Pin<Box<S>>,
+        since: tokio::time::Instant,
+        got: u64,
+        url: reqwest::Url,
+        done: bool,
+    }
+    let state = State {
+        body: Box::pin(body),
+        since: tokio::time::Instant::now(),
+        got: 0,
+        url,
+        done: false,
+    };
+    Box::pin(futures_util::stream::unfold(
+        state,
+        move |mut st| async move {
+            if st.done {
+                return None;
+            }
+            loop {
+                let deadline = st.since + window;
+                let next = tokio::time::timeout_at(deadline, st.body.next()).await;
+                let elapsed = st.since.elapsed();
+                if elapsed >= window {
+                    if (st.got as f64) < rate as f64 * elapsed.as_secs_f64() {
+                        st.done = true;
+                        let e = crate::Error::invalid(
+                            &st.url,
+                            format!(
+                                "the body arrived under {rate} bytes/s ({} bytes in {elapsed:.1?})",
+                                st.got
+                            ),
+                        );
+                        return Some((Err(std::io::Error::other(e)), st));
+                    }
+                    st.since = tokio::time::Instant::now();
+                    st.got = 0;
+                }
+                match next {
+                    // The window ended without a chunk, but what came in it was enough.
+                    Err(_) => continue,
+                    Ok(None) => return None,
+                    Ok(Some(Ok(chunk))) => {
+                        st.got += chunk.len() as u64;
+                        return Some((Ok(chunk), st));
+                    }
+                    Ok(Some(Err(e))) => {
+                        st.done = true;
+                        let e = crate::Error::transport(&st.url, e);
+                        return Some((Err(std::io::Error::other(e)), st));
+                    }
+                }
+            }
+        },
+    ))
 }

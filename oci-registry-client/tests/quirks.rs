@@ -1084,6 +1084,61 @@ async fn blob_trickling_under_the_minimum_rate_fails_in_bounded_time() {
     assert_eq!(s.requests().len(), 3, "the first try and two resumes");
 }
 
+/// `ADD URL` and `import URL` read a body through `UrlSource::fetch`: a server that drips
+/// it (a byte every 20 ms, which no read timeout catches) is cut off by the minimum rate,
+/// with an error that names the URL; one that sends at speed is read whole.
+#[tokio::test]
+async fn a_url_body_trickling_under_the_minimum_rate_fails_in_bounded_time() {
+    use oci_rs_image::UrlSource;
+    use tokio::io::AsyncReadExt;
+    let data = blob_data();
+    let d2 = data.clone();
+    let s = serve(move |r: &Request| {
+        let body = if r.path().ends_with("/slow") {
+            Body::Drip(d2.clone().into(), Duration::from_millis(20))
+        } else {
+            Body::Bytes(d2.clone().into())
+        };
+        Response {
+            status: 200,
+            headers: vec![("content-length".into(), d2.len().to_string())],
+            body,
+        }
+    })
+    .await;
+    let c = Client::builder()
+        .min_blob_rate(10_000, Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let mut fast = Vec::new();
+    c.fetch(&format!("{}/files/fast", s.url()))
+        .await
+        .unwrap()
+        .read_to_end(&mut fast)
+        .await
+        .unwrap();
+    assert!(fast == data);
+    let started = Instant::now();
+    let mut slow = Vec::new();
+    let e = c
+        .fetch(&format!("{}/files/slow", s.url()))
+        .await
+        .unwrap()
+        .read_to_end(&mut slow)
+        .await
+        .unwrap_err();
+    let msg = oci_rs_image::chain(&e);
+    assert!(
+        msg.contains("bytes/s") && msg.contains("/files/slow"),
+        "{msg}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn manifest_trickling_past_the_deadline_fails() {
     let body = manifest_bytes();
