@@ -975,3 +975,33 @@ async fn concurrent_builds_share_one_store_and_cache() {
     // FROM, then COPY and both RUNs from the cache.
     assert_eq!(steps, ["ran", "cached", "cached", "cached"]);
 }
+
+/// A stage whose base sets no PATH gets BuildKit's default, in its RUN steps and in the
+/// image's config (issue 31, defect 1); a base's own PATH is kept.
+#[tokio::test]
+async fn a_base_without_path_gets_buildkits_default() {
+    let Some(lib) = Lib::new().await else { return };
+    const DEFAULT: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    lib.write("f", "f\n");
+    lib.build_text("FROM scratch\nCOPY f /f\n", "scratchy:1")
+        .await
+        .unwrap();
+    assert_eq!(lib.env("scratchy:1").await, [DEFAULT]);
+    // localhost/bb:1 was imported with no Env at all.
+    lib.build_text("FROM localhost/bb:1\nRUN echo $PATH > /p\n", "bbpath:1")
+        .await
+        .unwrap();
+    assert_eq!(lib.env("bbpath:1").await, [DEFAULT]);
+    assert_eq!(
+        lib.read("bbpath:1", "p").await,
+        format!("{}\n", &DEFAULT["PATH=".len()..])
+    );
+    lib.build_text(
+        "FROM localhost/bb:1\nENV PATH=/opt/bin:/bin\nFROM bbpath:1\nENV PATH=/mine:/bin\nRUN echo $PATH > /p\n",
+        "own:1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(lib.env("own:1").await, ["PATH=/mine:/bin"]);
+    assert_eq!(lib.read("own:1", "p").await, "/mine:/bin\n");
+}

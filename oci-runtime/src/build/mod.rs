@@ -224,7 +224,7 @@ fn dockerfile_in_context(
 
 /// Part of every cache key: a change in what a step makes changes this, so old entries
 /// are never taken for new ones.
-const CACHE_VERSION: &str = "oci-build-cache-1";
+const CACHE_VERSION: &str = "oci-build-cache-2";
 
 /// The largest Dockerfile read.
 pub const MAX_DOCKERFILE: u64 = 4 << 20;
@@ -299,6 +299,9 @@ impl State {
 }
 
 /// The strings of the JSON array at `pointer` (none when it is missing or not an array).
+/// The `PATH` BuildKit gives a stage whose base image sets none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 fn strings_at(v: &Value, pointer: &str) -> Vec<String> {
     v.pointer(pointer)
         .and_then(Value::as_array)
@@ -776,6 +779,14 @@ impl<'a> DockerfileBuild<'a> {
             }
         };
         self.done(started, false);
+        // A stage whose base sets no PATH gets BuildKit's default, in its steps and in the
+        // image (scratch, a base without Env).
+        if !strings_at(state.config(), "/config/Env")
+            .iter()
+            .any(|e| e.starts_with("PATH="))
+        {
+            state.image = state.image.env("PATH", DEFAULT_PATH);
+        }
         // ONBUILD triggers of the base run first, and are not inherited.
         let triggers = strings_at(state.config(), "/config/OnBuild");
         if !triggers.is_empty() {
