@@ -373,6 +373,14 @@ impl BlobStream {
                     ));
                 }
             }
+            416 if self.offset > 0 => {
+                // Nothing from `offset` on (distribution's answer to a range at the end):
+                // the blob is shorter than its descriptor. The read ends here, and the
+                // verifying reader (or the store's check) reports a size mismatch.
+                tracing::debug!(digest = %self.digest, offset = self.offset, size = self.size, "registry has no bytes past the offset; the blob is short");
+                self.done = true;
+                return Ok(());
+            }
             404 => {
                 let e = error_from(resp).await;
                 return Err(if e.is_not_found() {

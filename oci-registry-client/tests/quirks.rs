@@ -289,6 +289,44 @@ async fn truncated_bodies_fail_after_bounded_resumes() {
     assert_eq!(s.requests().len(), 3, "first try and two resumes");
 }
 
+/// A blob shorter than its descriptor, served as distribution serves it: the whole (short)
+/// body, then 416 for a `Range` that starts at its end. The resume learns there is no more:
+/// a size mismatch, not the 416 of a transport failure, after one resume.
+#[tokio::test]
+async fn a_blob_shorter_than_its_descriptor_is_a_size_mismatch() {
+    let data = blob_data();
+    let short = data[..data.len() - 1000].to_vec();
+    let s = serve(move |r: &Request| match range_start(r) {
+        Some(n) if n >= short.len() => Response::new(416),
+        Some(n) => Response::new(206)
+            .header(
+                "content-range",
+                format!("bytes {n}-{}/{}", short.len() - 1, short.len()),
+            )
+            .body(short[n..].to_vec()),
+        None => Response::new(200).body(short.clone()),
+    })
+    .await;
+    let repo = Repository::new(&s.registry(), "a/b").unwrap();
+    let d = desc("application/octet-stream", &data);
+    let e = read_all(client().blob(&repo, &d).await.unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, oci_rs_image::Error::SizeMismatch { .. }), "{e}");
+    assert_eq!(s.requests().len(), 2, "the read and one resume");
+    // Into a store through the unverified stream: refused there, nothing kept.
+    let store = MemoryStore::new();
+    let src = RegistrySource::new(client(), repo);
+    let r = oci_rs_image::ImageSource::blob_unverified(&src, &d)
+        .await
+        .unwrap();
+    let e = oci_rs_image::ImageDestination::put_blob(&store, &d, r)
+        .await
+        .unwrap_err();
+    assert!(e.is_integrity(), "{e}");
+    assert!(store.list().await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn wrong_bytes_for_a_digest_are_refused_and_not_stored() {
     let data = blob_data();
