@@ -1,10 +1,12 @@
 //! The local image store (`ImageStore`) as a program uses it, without any command line:
 //! pulls and pushes through a `Remote` (here a mirror: another OCI layout on disk, which is
-//! what a registry holds too), docker's names and ids, history and sizes, rmi and prune that
-//! keep what containers were made from, import with docker's changes, and commit of a
+//! what a registry holds too), docker's names and ids (an id or a unique prefix in every
+//! verb, an ambiguous one refused), history and sizes, rmi and prune that keep what
+//! containers were made from, save and load, import with docker's changes, and commit of a
 //! container snapshot. And what a hostile or broken input or another local user meets:
-//! `unpack`'s private tree, an oci-archive of bare tags and several platforms, a config
-//! whose diff_ids do not match its layers, an import stream of several zstd frames.
+//! `unpack`'s private tree, an oci-archive of bare tags and several platforms, archives of
+//! no image or of unnamed ones, a config whose diff_ids do not match its layers, an import
+//! stream of several zstd frames.
 
 #![allow(clippy::unwrap_used)]
 
@@ -129,6 +131,201 @@ async fn images_are_found_by_name_id_and_prefix_and_tagged() {
     let made_by: Vec<&str> = history.iter().map(|h| h.created_by.as_str()).collect();
     assert_eq!(made_by, ["COPY top /", "ADD base /"]);
     assert_eq!(history[0].id.as_deref(), Some(id.as_str()));
+}
+
+/// docker's image id (the config digest's hex) of the image `name` finds.
+async fn id_of(store: &ImageStore, name: &str) -> String {
+    let run = store.image_for_run(name, None, None, |_| {}).await.unwrap();
+    run.config_digest.digest().to_owned()
+}
+
+/// A one-layer image `name` imported from a tar of one file holding `text`.
+async fn import_one(store: &ImageStore, name: &str, text: &str) -> Vec<u8> {
+    let rootfs = tar(&[E::file("f", text.as_bytes())]);
+    store
+        .import(&rootfs[..], name, &[r#"CMD ["sh"]"#.to_owned()])
+        .await
+        .unwrap();
+    rootfs
+}
+
+#[tokio::test]
+async fn an_id_or_a_unique_prefix_names_an_image_in_every_verb() {
+    let (d, store, _) = fixture().await;
+    // 17 images: two of them share a first hex digit, whatever the digests are.
+    let mut ids = Vec::new();
+    for i in 0..17 {
+        let name = format!("img:{i}");
+        import_one(&store, &name, &format!("image {i}\n")).await;
+        ids.push(id_of(&store, &name).await);
+    }
+    let id = &ids[3];
+    for prefix in [&id[..12], &id[..], &format!("sha256:{}", &id[..10])] {
+        assert_eq!(id_of(&store, prefix).await, *id, "{prefix}");
+        let inspect = store.inspect(prefix).await.unwrap();
+        assert_eq!(inspect.id, format!("sha256:{id}"), "{prefix}");
+    }
+    store.tag(&id[..12], "by-id:1").await.unwrap();
+    assert_eq!(id_of(&store, "by-id:1").await, *id);
+    let history = store.history(&id[..8]).await.unwrap();
+    assert_eq!(history[0].id, Some(format!("sha256:{id}")));
+    // save by a prefix: the archive holds that image.
+    let saved = d.path().join("out.tar");
+    let w = oci_rs_image::ArchiveWriter::create(&saved, oci_rs_image::ArchiveFormat::Docker)
+        .await
+        .unwrap();
+    store
+        .save(&w, &[id[..12].to_owned()], &CopyOptions::default())
+        .await
+        .unwrap();
+    let other = ImageStore::open(&d.path().join("other")).await.unwrap();
+    let loaded = other.load(&saved, &CopyOptions::default()).await.unwrap();
+    let [Loaded::Named(name)] = &loaded[..] else {
+        panic!("{loaded:?}")
+    };
+    assert_eq!(id_of(&other, name).await, *id);
+    // A shared prefix is ambiguous, and the error names both.
+    let (a, b) = (0..17)
+        .flat_map(|i| (i + 1..17).map(move |j| (i, j)))
+        .find(|&(i, j)| ids[i][..1] == ids[j][..1])
+        .unwrap();
+    let common_len = ids[a]
+        .bytes()
+        .zip(ids[b].bytes())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let prefix = &ids[a][..common_len];
+    match store.find(prefix).await {
+        Err(Error::AmbiguousImage { prefix: p, matches }) => {
+            assert_eq!(p, prefix);
+            assert!(
+                matches.contains(&ids[a][..12]) && matches.contains(&ids[b][..12]),
+                "{matches}"
+            );
+        }
+        other => panic!("{prefix} is shared by two images: {other:?}"),
+    }
+    // rmi by id: refused while it has two names, unless forced, which removes both.
+    assert!(matches!(
+        store.remove(&[id[..12].to_owned()], false).await,
+        Err(Error::Conflict { .. })
+    ));
+    assert_eq!(id_of(&store, "img:3").await, *id, "a refused rmi untagged");
+    let (mut untagged, _) = store.remove(&[id[..12].to_owned()], true).await.unwrap();
+    untagged.sort();
+    assert_eq!(untagged, ["by-id:1", "img:3"]);
+    for name in [&id[..12], "img:3", "by-id:1"] {
+        assert!(
+            matches!(store.find(name).await, Err(Error::NoSuchImage(_))),
+            "{name}"
+        );
+    }
+    assert_eq!(store.list().await.unwrap().len(), 16);
+}
+
+#[tokio::test]
+async fn history_shows_each_step_newest_first_with_its_id_time_and_size() {
+    let (_d, store, mirror) = fixture().await;
+    let before = oci_rs_image::now_ns();
+    let rootfs = import_one(&store, "img:0", "image 0\n").await;
+    let after = oci_rs_image::now_ns();
+    let history = store.history("img:0").await.unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    let row = &history[0];
+    assert_eq!(
+        row.id,
+        Some(format!("sha256:{}", id_of(&store, "img:0").await))
+    );
+    assert_eq!(row.created_by, "imported");
+    let created = row.created.unwrap();
+    assert!(
+        (before..=after).contains(&created),
+        "the import's own time: {before} <= {created} <= {after}"
+    );
+    // The layer's unpacked size (the tar's bytes), not its gzip's.
+    assert_eq!(row.size, rootfs.len() as u64);
+    assert_eq!(store.list().await.unwrap()[0].size, row.size);
+    // Two steps: the newest first, the id on it alone, each with its own layer's size.
+    store
+        .pull(&mirror, "app:1", &CopyOptions::default(), false)
+        .await
+        .unwrap();
+    let history = store.history("app:1").await.unwrap();
+    let rows: Vec<(Option<&str>, &str, u64)> = history
+        .iter()
+        .map(|h| (h.id.as_deref(), h.created_by.as_str(), h.size))
+        .collect();
+    let base = tar(&[E::dir("etc"), E::file("etc/motd", b"hello\n")]).len() as u64;
+    let top = tar(&[E::file("1.txt", b"one")]).len() as u64;
+    let id = format!("sha256:{}", id_of(&store, "app:1").await);
+    assert_eq!(
+        rows,
+        [
+            (Some(id.as_str()), "COPY top /", top),
+            (None, "ADD base /", base)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn image_prune_all_removes_what_no_container_uses() {
+    let (_d, store, _) = fixture().await;
+    import_one(&store, "img:0", "image 0\n").await;
+    import_one(&store, "img:1", "image 1\n").await;
+    let layers: Vec<_> = {
+        let mut v = Vec::new();
+        for name in ["img:0", "img:1"] {
+            let run = store.image_for_run(name, None, None, |_| {}).await.unwrap();
+            v.extend(run.manifest.as_image().unwrap().layers().clone());
+        }
+        v
+    };
+    // A plain prune keeps named images.
+    let (removed, _) = store.prune(false).await.unwrap();
+    assert!(removed.is_empty(), "{removed:?}");
+    assert_eq!(store.list().await.unwrap().len(), 2);
+    for l in &layers {
+        store.layout().blob(l).await.unwrap();
+    }
+    // prune -a untags every image no container uses, and frees their blobs.
+    let (mut removed, freed) = store.prune(true).await.unwrap();
+    removed.sort();
+    assert_eq!(removed, ["img:0", "img:1"]);
+    assert!(store.list().await.unwrap().is_empty());
+    assert!(freed > 0);
+    for l in &layers {
+        assert!(store.layout().blob(l).await.is_err(), "{} kept", l.digest());
+    }
+}
+
+#[tokio::test]
+async fn save_and_load_name_each_image_once() {
+    let (d, store, _) = fixture().await;
+    import_one(&store, "img:0", "image 0\n").await;
+    import_one(&store, "img:1", "image 1\n").await;
+    let saved = d.path().join("two.tar");
+    let w = oci_rs_image::ArchiveWriter::create(&saved, oci_rs_image::ArchiveFormat::Docker)
+        .await
+        .unwrap();
+    store
+        .save(
+            &w,
+            &["img:0".to_owned(), "img:1".to_owned()],
+            &CopyOptions::default(),
+        )
+        .await
+        .unwrap();
+    let other = ImageStore::open(&d.path().join("other")).await.unwrap();
+    let loaded = other.load(&saved, &CopyOptions::default()).await.unwrap();
+    // A docker-archive is an oci-archive too here: each image named once all the same.
+    assert_eq!(
+        loaded,
+        [Loaded::Named("img:0".into()), Loaded::Named("img:1".into())]
+    );
+    for name in ["img:0", "img:1"] {
+        assert_eq!(id_of(&other, name).await, id_of(&store, name).await);
+    }
+    assert_eq!(other.list().await.unwrap().len(), 2);
 }
 
 #[tokio::test]
