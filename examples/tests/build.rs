@@ -102,7 +102,7 @@ fn build_flags_reach_the_builder() {
     assert_eq!(run(&cli, &["t:1", "cat", "/v"]), "v7\n");
     let err = build_fails(&cli, &["-f", f, "--target", "b", c]);
     assert!(
-        err.contains("f.Dockerfile:5: RUN exit 3") && err.contains("exit code 3"),
+        err.contains("f.Dockerfile:5: RUN exit 3") && err.contains("exit code: 3"),
         "{err}"
     );
     // --label and --iidfile; -q prints the id only, and no step's output.
@@ -161,10 +161,12 @@ fn a_failing_run_step_shows_its_output_and_exit_code() {
         if quiet {
             args.insert(0, "-q");
         }
-        let err = build_fails(&cli, &args);
+        let o = cli.oci(&[&["build"][..], &args].concat());
+        assert_eq!(o.status.code(), Some(1), "docker's build exits 1");
+        let err = String::from_utf8(o.stderr).unwrap();
         assert!(err.contains("before-failing"), "{err}");
         assert!(
-            err.contains("Dockerfile:2: RUN echo before-failing && exit 7: did not complete successfully: exit code 7"),
+            err.contains("Dockerfile:2: RUN echo before-failing && exit 7: process \"/bin/sh -c echo before-failing && exit 7\" did not complete successfully: exit code: 7"),
             "{err}"
         );
     }

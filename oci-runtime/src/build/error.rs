@@ -28,11 +28,13 @@ pub enum BuildError {
         /// What is wrong.
         problem: String,
     },
-    /// A `RUN` step's command exited with a status other than 0.
-    #[error("{place}: did not complete successfully: exit code {code}")]
+    /// A `RUN` step's command exited with a status other than 0 (worded as BuildKit's).
+    #[error("{place}: process \"{process}\" did not complete successfully: exit code: {code}")]
     RunFailed {
         /// `Dockerfile:LINE: RUN ARGS`.
         place: String,
+        /// What ran, as BuildKit shows it (`/bin/sh -c make`).
+        process: String,
         /// The command's exit code.
         code: i32,
     },

@@ -94,6 +94,7 @@ impl DockerfileBuild<'_> {
             Some(n) => return Err(self.at(i, format!("--network={n}: use none or host"))),
         };
         let argv = self.run_argv(i, &s);
+        let process = argv.join(" ");
         // Build args reach RUN's environment (not the image's) unless an ENV shadows them.
         let mut env: Vec<String> = s
             .args
@@ -219,6 +220,7 @@ impl DockerfileBuild<'_> {
             }
             return Err(BuildError::RunFailed {
                 place: self.place(i),
+                process,
                 code,
             });
         }

@@ -275,7 +275,13 @@ fn a_failing_run_step_is_a_typed_error_with_its_output(f: &Fixture) {
     )
     .unwrap_err();
     match &err {
-        BuildError::RunFailed { place, code } => {
+        BuildError::RunFailed {
+            place,
+            process,
+            code,
+            ..
+        } => {
+            assert_eq!(process, "/bin/sh -c echo about to fail; exit 3");
             assert_eq!(*code, 3);
             assert!(place.starts_with("Dockerfile:2: RUN"), "{place}");
         }

@@ -150,6 +150,12 @@ fn main() {
             std::process::exit(EXIT_TOOL_FAILURE);
         }
     };
+    // docker's build exits 1 when the build fails; its other verbs 125 (the tool failed).
+    let failure = if matches!(cli.verb, Verb::Build { .. }) {
+        1
+    } else {
+        EXIT_TOOL_FAILURE
+    };
     if let Err(e) = rt.block_on(run(cli)) {
         // A reader that went away (`oci logs x | head`) is not a failure.
         let broken_pipe = e.chain().any(|c| {
@@ -164,7 +170,7 @@ fn main() {
         let msg = format!("{e:#}");
         let msg: Vec<_> = msg.split('\n').map(oci_rs_image::printable).collect();
         eprintln!("oci: {}", msg.join("\n"));
-        std::process::exit(EXIT_TOOL_FAILURE);
+        std::process::exit(failure);
     }
 }
 
