@@ -3,10 +3,13 @@
 //! what a registry holds too), docker's names and ids (an id or a unique prefix in every
 //! verb, an ambiguous one refused), history and sizes, rmi and prune that keep what
 //! containers were made from, save and load, import with docker's changes, and commit of a
-//! container snapshot. And what a hostile or broken input or another local user meets:
-//! `unpack`'s private tree, an oci-archive of bare tags and several platforms, archives of
-//! no image or of unnamed ones, a config whose diff_ids do not match its layers, an import
-//! stream of several zstd frames.
+//! container snapshot. Pulls from a real registry (docker-registry, through the registry
+//! client) that unpack as they fetch: the same layers as a pull then a snapshot, or a load;
+//! a blob sent wrong (a changed byte, or the same tar compressed again, shorter or longer)
+//! leaving neither a blob nor a layer. And what a hostile or broken input or another local
+//! user meets: `unpack`'s private tree, an oci-archive of bare tags and several platforms,
+//! archives of no image or of unnamed ones, a config whose diff_ids do not match its
+//! layers, an import stream of several zstd frames.
 
 #![allow(clippy::unwrap_used)]
 
@@ -770,4 +773,492 @@ async fn import_reads_every_zstd_frame_of_a_stream() {
             "{t}"
         );
     }
+}
+
+// Pulls from a real registry (Debian's docker-registry, the CNCF distribution registry)
+// through the registry client: each layer blob read once, stored (its digest checked) and
+// unpacked (its DiffID checked) in the same pass; what that unpacks is what a pull then a
+// snapshot of the image unpacks, and what a load unpacks; a blob the registry sends wrong
+// leaves neither a blob nor a layer.
+
+/// `docker-registry serve` on a free loopback port, its storage in a temporary directory;
+/// stopped when dropped.
+struct Registry {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    /// `127.0.0.1:PORT`.
+    addr: String,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    /// `None` (saying why) when the registry is not installed.
+    fn start() -> Option<Self> {
+        const BIN: &str = "/usr/bin/docker-registry";
+        if !std::path::Path::new(BIN).exists() {
+            eprintln!("skipping: docker-registry is missing (scripts/test.sh installs it)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    \
+                 rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new(BIN)
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no registry on {addr}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Some(Self { child, dir, addr })
+    }
+
+    /// Where the registry keeps a blob's bytes (distribution's filesystem driver), to make
+    /// it serve wrong ones: it does not check them when it reads.
+    fn blob_file(&self, hex: &str) -> std::path::PathBuf {
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+/// 1 MiB of words in lines: text whose gzip is smaller the harder the compressor tries.
+fn words() -> Vec<u8> {
+    const WORDS: [&str; 16] = [
+        "layer", "blob", "digest", "tar", "image", "index", "config", "tag", "pull", "push",
+        "store", "unpack", "registry", "manifest", "snapshot", "diff",
+    ];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut out = Vec::new();
+    while out.len() < 1 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(WORDS[(x % 16) as usize].as_bytes());
+        out.push(if x >> 8 & 7 == 0 { b'\n' } else { b' ' });
+    }
+    out
+}
+
+/// A three-layer image in a registry: a base, 8 MiB of noise and 1 MiB of words, 200 small
+/// files and a link.
+struct Pushed {
+    reg: Registry,
+    dir: tempfile::TempDir,
+    client: oci_rs_registry_client::Client,
+    /// `ADDR/pu/three:1`.
+    name: String,
+    noise: Vec<u8>,
+    /// The store it was built in and pushed from.
+    build: ImageStore,
+}
+
+/// [`Pushed`], or `None` (saying why) when the registry is missing or this is not root (a
+/// snapshot of the image keeps files of other owners).
+async fn pushed() -> Option<Pushed> {
+    if !is_root() {
+        eprintln!("skipping: a container snapshot keeps files of other owners: root only");
+        return None;
+    }
+    let reg = Registry::start()?;
+    let dir = tempfile::tempdir().unwrap();
+    let build = ImageStore::open(&dir.path().join("build")).await.unwrap();
+    let mut noise = vec![0u8; 8 << 20];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").unwrap(),
+        &mut noise,
+    )
+    .unwrap();
+    let mut small = vec![E::dir("small")];
+    for i in 0..200 {
+        small.push(E::file(&format!("small/f{i}"), format!("{i}\n").as_bytes()));
+    }
+    small.push(E::symlink("small/link", "f7"));
+    let layers = [
+        (
+            tar(&[
+                E::dir("etc"),
+                E::file("etc/motd", b"hello\n"),
+                E::dir("bin"),
+                E::file("bin/tool", b"#!tool").mode(0o4755),
+            ]),
+            "ADD base /",
+        ),
+        (
+            tar(&[E::file("noise", &noise), E::file("words", &words())]),
+            "COPY noise words /",
+        ),
+        (tar(&small), "COPY small /small/"),
+    ];
+    let arch = oci_rs_image::PlatformSpec::host().architecture;
+    let mut b = ImageBuilder::new("linux", &arch).cmd(["sh"]);
+    let layout = build.layout();
+    for (bytes, how) in &layers {
+        b.add_layer_tar(layout, &mut &bytes[..], Compression::Gzip, how)
+            .await
+            .unwrap();
+    }
+    let m = b.build(layout).await.unwrap();
+    let name = format!("{}/pu/three:1", reg.addr);
+    let stored = oci_rs_layer::store_name(&name.parse().unwrap());
+    ReferenceStore::set(layout, &stored, &m.descriptor())
+        .await
+        .unwrap();
+    let client = oci_rs_registry_client::Client::builder().build().unwrap();
+    build
+        .push(&client, &name, &CopyOptions::default())
+        .await
+        .unwrap();
+    Some(Pushed {
+        reg,
+        dir,
+        client,
+        name,
+        noise,
+        build,
+    })
+}
+
+fn layer_dirs(store: &ImageStore) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<std::path::PathBuf> =
+        std::fs::read_dir(store.data_dir().join("snapshots/layers"))
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The inode of each layer directory: the same after a snapshot that unpacked nothing.
+fn inodes(store: &ImageStore) -> Vec<u64> {
+    use std::os::unix::fs::MetadataExt;
+    layer_dirs(store)
+        .iter()
+        .map(|d| std::fs::metadata(d).unwrap().ino())
+        .collect()
+}
+
+/// Temporary directories of unpacks, left in the layers' directory.
+fn leftovers(store: &ImageStore) -> Vec<std::path::PathBuf> {
+    layer_dirs(store)
+        .into_iter()
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect()
+}
+
+/// Every path of a tree but its root: mode, owner and bytes (a link's target).
+fn tree(dir: &std::path::Path) -> Vec<(String, u32, u32, u32, Vec<u8>)> {
+    common::snapshot(dir)
+        .into_iter()
+        .filter(|(path, _)| !path.is_empty())
+        .map(|(path, s)| (path, s.mode, s.uid, s.gid, s.content))
+        .collect()
+}
+
+/// Two stores hold the same unpacked layers: the same directories (by DiffID), with trees
+/// equal in mode, owner, bytes and link targets.
+fn assert_same_layers(x: &ImageStore, y: &ImageStore) {
+    let (xs, ys) = (layer_dirs(x), layer_dirs(y));
+    assert_eq!(xs.len(), ys.len(), "{xs:?} {ys:?}");
+    for (a, b) in xs.iter().zip(&ys) {
+        assert_eq!(a.file_name(), b.file_name());
+        assert!(tree(a) == tree(b), "{} differs", a.display());
+    }
+}
+
+/// Every blob file of the store's layout is named by its content, and index.json parses:
+/// temporaries are never blobs.
+fn verify_layout(store: &ImageStore) {
+    let dir = store.data_dir().join("images");
+    let index = std::fs::read(dir.join("index.json")).unwrap();
+    let _: serde_json::Value = serde_json::from_slice(&index).unwrap();
+    for e in std::fs::read_dir(dir.join("blobs/sha256"))
+        .into_iter()
+        .flatten()
+    {
+        let e = e.unwrap();
+        let name = e.file_name().into_string().unwrap();
+        let bytes = std::fs::read(e.path()).unwrap();
+        assert_eq!(
+            oci_rs_image::sha256(&bytes).digest(),
+            name,
+            "a blob does not match its name"
+        );
+    }
+}
+
+/// A container snapshot `id` of the image `name` (what a run mounts): its root filesystem.
+async fn snapshot(store: &ImageStore, name: &str, id: &str) -> std::path::PathBuf {
+    let run = store.image_for_run(name, None, None, |_| {}).await.unwrap();
+    store
+        .snapshots()
+        .prepare(id, store.layout(), &run.manifest, false)
+        .await
+        .unwrap()
+        .rootfs
+}
+
+#[tokio::test]
+async fn a_pull_with_unpack_gives_the_layers_a_pull_then_a_snapshot_unpacks() {
+    let Some(img) = pushed().await else { return };
+    let opts = CopyOptions::default();
+    let open = |n: &str| {
+        let data = img.dir.path().join(n);
+        async move { ImageStore::open(&data).await }
+    };
+    // Streaming: a pull with unpack, then a snapshot finds every layer unpacked.
+    let a = open("a").await.unwrap();
+    a.pull(&img.client, &img.name, &opts, true).await.unwrap();
+    verify_layout(&a);
+    assert_eq!(layer_dirs(&a).len(), 3, "{:?}", layer_dirs(&a));
+    let before = inodes(&a);
+    let rootfs = snapshot(&a, &img.name, "c1").await;
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("small/link")).unwrap(),
+        "7\n"
+    );
+    assert_eq!(before, inodes(&a), "the snapshot unpacked a layer again");
+
+    // The image of a run that is not here yet streams too: pulled and unpacked at once.
+    let b = open("b").await.unwrap();
+    let mut pulls = Vec::new();
+    let run = b
+        .image_for_run(&img.name, None, Some((&img.client, &opts)), |r| {
+            pulls.push(r.to_string())
+        })
+        .await
+        .unwrap();
+    assert_eq!(pulls, std::slice::from_ref(&img.name));
+    assert_eq!(layer_dirs(&b).len(), 3, "{:?}", layer_dirs(&b));
+    let before = inodes(&b);
+    let mount = b
+        .snapshots()
+        .prepare("c1", b.layout(), &run.manifest, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_dir(mount.rootfs.join("small"))
+            .unwrap()
+            .count(),
+        201
+    );
+    assert_eq!(before, inodes(&b), "the snapshot unpacked a layer again");
+    verify_layout(&b);
+    // Found now: no second pull.
+    b.image_for_run(&img.name, None, Some((&img.client, &opts)), |_| {
+        panic!("pulled again")
+    })
+    .await
+    .unwrap();
+
+    // The other way: a plain pull, then the snapshot unpacks from the store.
+    let c = open("c").await.unwrap();
+    c.pull(&img.client, &img.name, &opts, false).await.unwrap();
+    assert!(layer_dirs(&c).is_empty());
+    snapshot(&c, &img.name, "c1").await;
+    assert_same_layers(&a, &c);
+    assert_same_layers(&b, &c);
+    let noise = layer_dirs(&a)
+        .into_iter()
+        .find(|d| d.join("noise").exists())
+        .unwrap();
+    assert!(std::fs::read(noise.join("noise")).unwrap() == img.noise);
+    // The image is in the store as a pull leaves it.
+    assert_eq!(a.list().await.unwrap(), c.list().await.unwrap());
+    assert_eq!(b.list().await.unwrap(), c.list().await.unwrap());
+    for s in [&a, &b, &c] {
+        assert!(leftovers(s).is_empty(), "{:?}", leftovers(s));
+        s.snapshots().remove("c1").unwrap();
+    }
+}
+
+/// `e` and its causes, in one line.
+fn chain(e: &Error) -> String {
+    oci_rs_image::chain(e)
+}
+
+/// Whether `e`'s chain holds an integrity error of the image crate (a digest or size that
+/// is not the descriptor's).
+fn is_integrity(e: &Error) -> bool {
+    let mut at: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = at {
+        let layer = s
+            .downcast_ref::<Error>()
+            .or_else(|| s.downcast_ref::<Box<Error>>().map(|b| &**b));
+        let image = s.downcast_ref::<oci_rs_image::Error>().or(match layer {
+            Some(Error::Image(i)) => Some(i),
+            _ => None,
+        });
+        if image.is_some_and(oci_rs_image::Error::is_integrity) {
+            return true;
+        }
+        at = s.source();
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_blob_the_registry_sends_wrong_leaves_no_blob_and_no_layer() {
+    let Some(img) = pushed().await else { return };
+    let opts = CopyOptions::default();
+    // The noise layer (the largest), served with one byte changed in its middle: the same
+    // size, a wrong digest, and a gzip stream that no longer decompresses cleanly.
+    let run = img
+        .build
+        .image_for_run(&img.name, None, None, |_| {})
+        .await
+        .unwrap();
+    let noise = run
+        .manifest
+        .as_image()
+        .unwrap()
+        .layers()
+        .iter()
+        .max_by_key(|l| l.size())
+        .unwrap()
+        .clone();
+    let hex = noise.digest().digest().to_owned();
+    let file = img.reg.blob_file(&hex);
+    let mut bytes = std::fs::read(&file).unwrap();
+    assert_eq!(bytes.len() as u64, noise.size());
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&file, &bytes).unwrap();
+    // Refused alike by a pull with unpack and by the pull of a run's image.
+    let nothing_of_it_kept = |store: &ImageStore, what: &str| {
+        let blob = store.data_dir().join("images/blobs/sha256").join(&hex);
+        assert!(!blob.exists(), "{what}: the wrong blob was stored");
+        verify_layout(store);
+        // No layer made from it, and nothing half-made left.
+        assert!(
+            leftovers(store).is_empty(),
+            "{what}: {:?}",
+            leftovers(store)
+        );
+        for d in layer_dirs(store) {
+            assert!(!d.join("noise").exists(), "{what}: {}", d.display());
+        }
+    };
+    for what in ["pull", "run"] {
+        let store = ImageStore::open(&img.dir.path().join(what)).await.unwrap();
+        let err = match what {
+            "pull" => store
+                .pull(&img.client, &img.name, &opts, true)
+                .await
+                .unwrap_err(),
+            _ => store
+                .image_for_run(&img.name, None, Some((&img.client, &opts)), |_| {})
+                .await
+                .unwrap_err(),
+        };
+        assert!(is_integrity(&err), "{what}: {}", chain(&err));
+        assert!(chain(&err).contains(&hex), "{what}: {}", chain(&err));
+        nothing_of_it_kept(&store, what);
+        assert!(matches!(
+            store.find(&img.name).await,
+            Err(Error::NoSuchImage(_))
+        ));
+    }
+    // Worse: the same tar compressed again, harder (shorter) and faster (longer) than the
+    // builder's default level. Each unpacks cleanly with the right DiffID; only the blob's
+    // own size and digest say it is not the blob the manifest names, and the layer unpacked
+    // from it must not become visible.
+    bytes[mid] ^= 0x55;
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::MultiGzDecoder::new(&bytes[..]),
+        &mut plain,
+    )
+    .unwrap();
+    for (what, level) in [("shorter", 9), ("longer", 1)] {
+        let mut again = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+        std::io::Write::write_all(&mut again, &plain).unwrap();
+        let again = again.finish().unwrap();
+        let (got, orig) = (again.len(), bytes.len());
+        assert!(
+            if level == 9 { got < orig } else { got > orig },
+            "{what}: {got} bytes for {orig}"
+        );
+        std::fs::write(&file, &again).unwrap();
+        let store = ImageStore::open(&img.dir.path().join(what)).await.unwrap();
+        let err = store
+            .pull(&img.client, &img.name, &opts, true)
+            .await
+            .unwrap_err();
+        assert!(is_integrity(&err), "{what}: {}", chain(&err));
+        assert!(chain(&err).contains(&hex), "{what}: {}", chain(&err));
+        nothing_of_it_kept(&store, what);
+    }
+}
+
+#[tokio::test]
+async fn load_unpacks_as_it_loads() {
+    let Some(img) = pushed().await else { return };
+    let archive = img.dir.path().join("three.tar");
+    let w = oci_rs_image::ArchiveWriter::create(&archive, oci_rs_image::ArchiveFormat::Docker)
+        .await
+        .unwrap();
+    img.build
+        .save(&w, std::slice::from_ref(&img.name), &CopyOptions::default())
+        .await
+        .unwrap();
+    let loaded = ImageStore::open(&img.dir.path().join("loaded"))
+        .await
+        .unwrap();
+    let names = loaded
+        .load(&archive, &CopyOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(names, [Loaded::Named(img.name.clone())]);
+    verify_layout(&loaded);
+    let pulled = ImageStore::open(&img.dir.path().join("pulled"))
+        .await
+        .unwrap();
+    pulled
+        .pull(&img.client, &img.name, &CopyOptions::default(), true)
+        .await
+        .unwrap();
+    assert_eq!(layer_dirs(&loaded).len(), 3);
+    assert_same_layers(&loaded, &pulled);
+    let before = inodes(&loaded);
+    let rootfs = snapshot(&loaded, &img.name, "c1").await;
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("small/f3")).unwrap(),
+        "3\n"
+    );
+    assert_eq!(
+        before,
+        inodes(&loaded),
+        "the snapshot unpacked a layer again"
+    );
+    loaded.snapshots().remove("c1").unwrap();
 }
