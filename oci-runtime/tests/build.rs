@@ -1005,3 +1005,43 @@ async fn a_base_without_path_gets_buildkits_default() {
     assert_eq!(lib.env("own:1").await, ["PATH=/mine:/bin"]);
     assert_eq!(lib.read("own:1", "p").await, "/mine:/bin\n");
 }
+
+/// BuildKit's readings of COPY that differed here (issue 31 defects 5, 7 and 8): the JSON
+/// form keeps names with blanks whole (and still expands variables), `--from=` takes
+/// variables, and a heredoc delimiter may hold a dot.
+#[tokio::test]
+async fn copy_json_form_from_variables_and_dotted_heredoc_names() {
+    let Some(lib) = Lib::new().await else { return };
+    lib.write("a b.txt", "spaced\n");
+    lib.write("plain.txt", "plain\n");
+    let text = r#"ARG SRC=first
+FROM localhost/bb:1 AS first
+RUN echo one > /one
+FROM localhost/bb:1 AS stage_2
+RUN echo two > /two
+FROM localhost/bb:1
+ARG SRC
+ARG V=2
+ARG NAME=plain.txt
+COPY ["a b.txt", "/dst/"]
+COPY ["${NAME}", "/dst/"]
+COPY --from=$SRC /one /one
+COPY --from=stage_${V} /two /two
+COPY <<robots.txt <<humans.txt /docs/
+User-agent: *
+robots.txt
+humans
+humans.txt
+"#;
+    lib.build_text(text, "copies:1").await.unwrap();
+    for (path, want) in [
+        ("dst/a b.txt", "spaced\n"),
+        ("dst/plain.txt", "plain\n"),
+        ("one", "one\n"),
+        ("two", "two\n"),
+        ("docs/robots.txt", "User-agent: *\n"),
+        ("docs/humans.txt", "humans\n"),
+    ] {
+        assert_eq!(lib.read("copies:1", path).await, want, "{path}");
+    }
+}

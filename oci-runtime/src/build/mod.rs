@@ -673,7 +673,7 @@ impl<'a> DockerfileBuild<'a> {
         let copies = st
             .body
             .iter()
-            .filter_map(|i| self.stage_index(i.flag("from")?));
+            .filter_map(|i| self.stage_index(&self.lex.word(i.flag("from")?, &glob).ok()?));
         from.into_iter().chain(copies).collect()
     }
 
@@ -1140,7 +1140,13 @@ impl<'a> DockerfileBuild<'a> {
             return Ok(s);
         }
         // A stage that `--from` names is built before this step's line.
-        if let Some(idx) = i.flag("from").and_then(|f| self.stage_index(f)) {
+        let named = {
+            let look = |n: &str| s.lookup(n);
+            i.flag("from")
+                .and_then(|f| self.lex.word(f, &look).ok())
+                .and_then(|f| self.stage_index(&f))
+        };
+        if let Some(idx) = named {
             Box::pin(self.stage(idx)).await?;
         }
         self.line(&label);

@@ -293,7 +293,7 @@ pub fn instruction(logical: &str, line: usize) -> Result<Instr, ParseError> {
     }
     let json_form = matches!(
         keyword.as_str(),
-        "RUN" | "CMD" | "ENTRYPOINT" | "SHELL" | "VOLUME" | "HEALTHCHECK"
+        "RUN" | "CMD" | "ENTRYPOINT" | "SHELL" | "VOLUME" | "HEALTHCHECK" | "COPY" | "ADD"
     );
     let args = match rest.trim_end() {
         r if json_form && r.starts_with('[') => match serde_json::from_str::<Vec<String>>(r) {
@@ -368,8 +368,19 @@ pub fn heredoc_word(word: &str) -> Option<&str> {
     };
     let ok = !name.is_empty()
         && !name.starts_with(|c: char| c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        && name.chars().all(heredoc_name_char);
     ok.then_some(name)
+}
+
+/// Whether `c` may be part of a heredoc delimiter: BuildKit takes the rest of the shell word
+/// (`COPY <<robots.txt <<humans.txt /dst/` names two files), which here stops at blanks,
+/// quotes and the shell's operators (`cat <<EOF;` ends the name at `;`).
+fn heredoc_name_char(c: char) -> bool {
+    !c.is_whitespace()
+        && !matches!(
+            c,
+            '<' | '>' | ';' | '&' | '|' | '(' | ')' | '"' | '\'' | '`' | '$'
+        )
 }
 
 /// The heredoc markers of a line, outside quotes: (name, expand, strip tabs).
@@ -410,7 +421,7 @@ pub fn heredoc_markers(line: &str, escape: char) -> Vec<(String, bool, bool)> {
                     _ => None,
                 };
                 let s = j;
-                while j < chars.len() && (chars[j].is_ascii_alphanumeric() || chars[j] == '_') {
+                while j < chars.len() && heredoc_name_char(chars[j]) {
                     j += 1;
                 }
                 let name: String = chars[s..j].iter().collect();

@@ -338,8 +338,13 @@ impl DockerfileBuild<'_> {
             self.check_flags(i, &["from", "chown", "chmod", "link"])?;
         }
         let look = |n: &str| s.lookup(n);
+        // The JSON form (for names with blanks) is not split; each element is expanded.
         let mut words = match &i.args {
-            super::Args::Exec(v) => v.clone(),
+            super::Args::Exec(v) => v
+                .iter()
+                .map(|w| self.lex.word(w, &look))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| self.wrap(i, e))?,
             super::Args::Shell(t) => self.lex.words(t, &look).map_err(|e| self.wrap(i, e))?,
         };
         if words.len() < 2 {
@@ -376,7 +381,11 @@ impl DockerfileBuild<'_> {
         let mut keep: Vec<Scratch> = Vec::new();
         let mut temps: Vec<tempfile::TempDir> = Vec::new();
         let mut plan = Plan::default();
-        let from = i.flag("from").map(str::to_owned);
+        // `--from=$ARG`, `--from=stage_${V}`: expanded as the stage sees its variables.
+        let from = match i.flag("from") {
+            Some(f) => Some(self.lex.word(f, &look).map_err(|e| self.wrap(i, e))?),
+            None => None,
+        };
         let mut heredoc_srcs = Vec::new();
         let mut paths = Vec::new();
         for w in &words {
