@@ -12,6 +12,7 @@
 mod basics;
 mod containers;
 mod fixture;
+mod images;
 mod network;
 mod threats;
 
@@ -44,6 +45,7 @@ fn main() {
     let all = [
         basics::TESTS,
         containers::TESTS,
+        images::TESTS,
         network::TESTS,
         threats::TESTS,
     ];
