@@ -32,18 +32,6 @@ impl Drop for Registry {
 }
 
 impl Registry {
-    /// Where the registry keeps a blob's bytes (distribution's filesystem driver), to make it
-    /// serve wrong ones: it does not check them when it reads.
-    #[allow(dead_code)]
-    pub fn blob_file(&self, hex: &str) -> std::path::PathBuf {
-        self._dir
-            .path()
-            .join("data/docker/registry/v2/blobs/sha256")
-            .join(&hex[..2])
-            .join(hex)
-            .join("data")
-    }
-
     /// An anonymous registry.
     pub fn start() -> Self {
         Self::start_with_auth(None)
