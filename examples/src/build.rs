@@ -5,13 +5,14 @@ use crate::images::Images;
 use anyhow::{bail, Context, Result};
 use oci_rs_runtime::{
     read_dockerfile, BuildEvent, BuildOptions, BuildSources, Built, DockerfileBuild,
+    StreamedContext,
 };
 use std::io::Write;
 use std::path::Path;
 
 /// `oci build`: reads the Dockerfile (`file`, default `CONTEXT/Dockerfile`; `-` for
-/// standard input) and the context (`-`: a tar on standard input, unpacked with oci-rs-layer's
-/// hardened apply into a scratch directory), builds with progress on standard error (with
+/// standard input) and the context (`-`: a tar on standard input, or a Dockerfile alone, as
+/// [`StreamedContext`] reads it), builds with progress on standard error (with
 /// `quiet`, only a failing step's output), and tags.
 pub async fn build_cli(
     images: &Images,
@@ -25,33 +26,40 @@ pub async fn build_cli(
     if stdin_context && stdin_file {
         bail!("the Dockerfile and the context cannot both come from standard input");
     }
+    let mut streamed_dockerfile = None;
     let _scratch;
     let context_dir = if stdin_context {
-        let t = tempfile::Builder::new()
-            .prefix(".build-context-")
-            .tempdir_in(images.data_dir())?;
-        let tar = oci_rs_layer::decompress(tokio::io::stdin(), None).await?;
-        oci_rs_layer::apply_tar(t.path(), tar, &oci_rs_layer::ApplyOptions::default())
-            .await
-            .context("unpacking the context from standard input")?;
-        let p = t.path().to_path_buf();
-        _scratch = Some(t);
-        p
+        match StreamedContext::read(tokio::io::stdin(), images.data_dir()).await? {
+            StreamedContext::Context(dir) => {
+                let p = dir.path().to_path_buf();
+                _scratch = Some(dir);
+                Some(p)
+            }
+            // A Dockerfile alone on standard input: a build without a context.
+            StreamedContext::Dockerfile(text) => {
+                _scratch = None;
+                streamed_dockerfile = Some(text);
+                None
+            }
+        }
     } else {
         _scratch = None;
         if !context.is_dir() {
             bail!("the context {} is not a directory", context.display());
         }
-        context.to_path_buf()
+        Some(context.to_path_buf())
     };
-    let (text, label) = if stdin_file {
-        let mut t = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut tokio::io::stdin(), &mut t)
-            .await
-            .context("reading the Dockerfile from standard input")?;
-        (t, "Dockerfile".to_owned())
-    } else {
-        read_dockerfile(&context_dir, file, stdin_context)?
+    let (text, label) = match (streamed_dockerfile, &context_dir) {
+        (Some(t), _) => (t, "Dockerfile".to_owned()),
+        (None, _) if stdin_file => {
+            let mut t = String::new();
+            tokio::io::AsyncReadExt::read_to_string(&mut tokio::io::stdin(), &mut t)
+                .await
+                .context("reading the Dockerfile from standard input")?;
+            (t, "Dockerfile".to_owned())
+        }
+        (None, Some(dir)) => read_dockerfile(dir, file, stdin_context)?,
+        (None, None) => bail!("no Dockerfile"),
     };
     opts.file_label = label;
     if !quiet {
@@ -83,6 +91,6 @@ pub async fn build_cli(
             _ => Ok(()),
         };
     });
-    let b = DockerfileBuild::new(images, sources, &text, Some(&context_dir), opts, events)?;
+    let b = DockerfileBuild::new(images, sources, &text, context_dir.as_deref(), opts, events)?;
     Ok(b.build().await?)
 }

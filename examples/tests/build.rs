@@ -212,6 +212,24 @@ fn contexts_and_dockerfiles_from_standard_input_and_reproducible_output() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(run(&cli, &["s:2", "cat", "/h"]), "from a tar\n");
+    // `build -` with a Dockerfile (not a tar): a build without a context, as docker's.
+    let o = cli
+        .cmd(&["build", "-t", "s:4", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"FROM localhost/bb:1\nRUN echo no-context > /n\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(run(&cli, &["s:4", "cat", "/n"]), "no-context\n");
     // SOURCE_DATE_EPOCH: two uncached builds give the same bytes, so the same id.
     let ids: Vec<String> = (0..2)
         .map(|_| {

@@ -1045,3 +1045,71 @@ humans.txt
         assert_eq!(lib.read("copies:1", path).await, want, "{path}");
     }
 }
+
+/// A build's input stream as docker's `build -` reads it (issue 31 defect 13): a tar, plain
+/// or gzip, is a context; anything else a Dockerfile alone, which builds without one.
+#[tokio::test]
+async fn a_streamed_input_is_a_context_archive_or_a_dockerfile() {
+    use oci_rs_runtime::StreamedContext;
+    let Some(lib) = Lib::new().await else { return };
+    let scratch = lib.ctx.parent().unwrap();
+    lib.write("Dockerfile", "FROM localhost/bb:1\nCOPY f /f\n");
+    lib.write("f", "from the tar\n");
+    let tar = scratch.join("ctx.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&lib.ctx)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let gz = std::process::Command::new("gzip")
+        .arg("-c")
+        .arg(&tar)
+        .output()
+        .unwrap()
+        .stdout;
+    for bytes in [std::fs::read(&tar).unwrap(), gz] {
+        match StreamedContext::read(&bytes[..], scratch).await.unwrap() {
+            StreamedContext::Context(dir) => {
+                assert_eq!(
+                    std::fs::read_to_string(dir.path().join("f")).unwrap(),
+                    "from the tar\n"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let text = "FROM localhost/bb:1\nRUN echo alone > /a\n";
+    let StreamedContext::Dockerfile(read) = StreamedContext::read(text.as_bytes(), scratch)
+        .await
+        .unwrap()
+    else {
+        panic!("a Dockerfile read as a context");
+    };
+    assert_eq!(read, text);
+    let built = DockerfileBuild::new(
+        &lib.store,
+        BuildSources::default(),
+        &read,
+        None,
+        BuildOptions {
+            tags: vec!["alone:1".into()],
+            ..BuildOptions::default()
+        },
+        Box::new(|_| {}),
+    )
+    .unwrap()
+    .build()
+    .await;
+    built.unwrap();
+    assert_eq!(lib.read("alone:1", "a").await, "alone\n");
+    // Too big, or not text: refused.
+    let big = vec![b'#'; (oci_rs_runtime::MAX_DOCKERFILE + 1) as usize];
+    assert!(StreamedContext::read(&big[..], scratch).await.is_err());
+    assert!(StreamedContext::read(&[0xff, 0xfe, 0x00][..], scratch)
+        .await
+        .is_err());
+}

@@ -18,6 +18,77 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+/// What a build's input stream held, as docker's `build -` (and the Engine API's `/build`
+/// body) reads it: a context archive (tar, plain or compressed), or a Dockerfile alone.
+#[derive(Debug)]
+pub enum StreamedContext {
+    /// The context, unpacked (through oci-rs-layer's hardened apply) into a private
+    /// temporary directory, removed when this is dropped.
+    Context(tempfile::TempDir),
+    /// A Dockerfile, with no context (`COPY` of the context finds nothing).
+    Dockerfile(String),
+}
+
+impl StreamedContext {
+    /// Reads `input` to its end: an archive is unpacked into a new directory under
+    /// `scratch` (on the disk of the store, not `/tmp`), anything else is a Dockerfile of at
+    /// most [`super::MAX_DOCKERFILE`] bytes in UTF-8.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), oci_rs_runtime::BuildError> {
+    /// use oci_rs_runtime::StreamedContext;
+    /// match StreamedContext::read(tokio::io::stdin(), "/var/tmp".as_ref()).await? {
+    ///     StreamedContext::Context(dir) => println!("a context in {}", dir.path().display()),
+    ///     StreamedContext::Dockerfile(text) => println!("{} bytes of Dockerfile", text.len()),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn read<R>(mut input: R, scratch: &Path) -> Result<Self>
+    where
+        R: tokio::io::AsyncRead + Send + Unpin,
+    {
+        use tokio::io::AsyncReadExt;
+        // Enough to see a compression magic or a tar header's `ustar` (offset 257).
+        let mut head = Vec::with_capacity(512);
+        while head.len() < 512 {
+            let mut buf = [0u8; 512];
+            let n = input.read(&mut buf[..512 - head.len()]).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        let compressed =
+            oci_rs_image::Compression::from_magic(&head) != oci_rs_image::Compression::None;
+        let tar = head.get(257..262) == Some(b"ustar".as_slice());
+        let rest = std::io::Cursor::new(head).chain(input);
+        if compressed || tar {
+            let dir = tempfile::Builder::new()
+                .prefix(".build-context-")
+                .tempdir_in(scratch)?;
+            let stream = oci_rs_layer::decompress(rest, None).await?;
+            oci_rs_layer::apply_tar(dir.path(), stream, &oci_rs_layer::ApplyOptions::default())
+                .await
+                .context("unpacking the build context")?;
+            return Ok(Self::Context(dir));
+        }
+        let mut text = Vec::new();
+        rest.take(super::MAX_DOCKERFILE + 1)
+            .read_to_end(&mut text)
+            .await?;
+        if text.len() as u64 > super::MAX_DOCKERFILE {
+            bail!(
+                "the Dockerfile read from the stream is over {} bytes",
+                super::MAX_DOCKERFILE
+            );
+        }
+        String::from_utf8(text)
+            .map(Self::Dockerfile)
+            .map_err(|_| super::error::invalid!("the Dockerfile read from the stream is not UTF-8"))
+    }
+}
+
 /// A tree to copy from.
 #[derive(Debug)]
 pub struct Tree {

@@ -28,8 +28,8 @@ mod ignore;
 mod parse;
 mod words;
 
-pub use context::read_context_file;
 use context::Owner;
+pub use context::{read_context_file, StreamedContext};
 pub use error::BuildError;
 use error::{bail, invalid, Context, Result};
 use ignore::Ignore;
