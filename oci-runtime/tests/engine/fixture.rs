@@ -124,6 +124,18 @@ impl Fixture {
     }
 }
 
+/// A test that failed part-way must not leave its containers running (nor their mounts,
+/// endpoints and rules): every container of the store goes with the fixture.
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Ok(store) = Containers::open(&self.data()) {
+            for v in store.list().unwrap_or_default() {
+                let _ = store.remove(&v.config.id, true);
+            }
+        }
+    }
+}
+
 pub async fn import(
     store: &ImageStore,
     root: &Path,
