@@ -8,6 +8,7 @@ use rustix::io::Errno;
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -156,8 +157,22 @@ impl Root {
     /// The deepest existing ancestor is found by bisection (each probe one resolution
     /// inside the root), and what is missing below it is created and entered one component
     /// at a time from its parent's descriptor: O(depth · log depth), not a resolution of
-    /// every prefix.
+    /// every prefix. A component that is a symlink to nowhere (or to something that is no
+    /// directory) is an error: a layer's entry never makes a link's target.
     pub fn mkdir_all(&self, rel: &Path) -> Result<()> {
+        self.mkdir_all_hops(rel, None)
+    }
+
+    /// [`Root::mkdir_all`], but a component that is a symlink (dangling, or to a directory
+    /// not made yet) is followed inside the root and its target made, as BuildKit makes a
+    /// `WORKDIR` or a `COPY` destination: `/app -> /srv/app` makes `/srv/app`. A target
+    /// climbing above the root stays at its top. At most 40 links are followed (the
+    /// kernel's limit).
+    pub fn mkdir_all_through_links(&self, rel: &Path) -> Result<()> {
+        self.mkdir_all_hops(rel, Some(0))
+    }
+
+    fn mkdir_all_hops(&self, rel: &Path, hops: Option<usize>) -> Result<()> {
         let comps = normal_components(rel);
         let prefix = |k: usize| comps[..k].iter().collect::<PathBuf>();
         let exists = |k: usize| -> Result<bool> {
@@ -189,16 +204,59 @@ impl Root {
                 Err(e) => return Err(Error::fs("mkdir", prefix(i + 1), e)),
             }
             // Ours (or a directory that raced in): entered without following anything.
-            parent = openat(
+            match openat(
                 &parent,
                 *c,
                 OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
-            )
-            .map_err(|e| Error::fs("mkdir", prefix(i + 1), e))?;
+            ) {
+                Ok(fd) => parent = fd,
+                Err(Errno::NOTDIR) if hops.is_some() => {
+                    // A symlink: made again from its target, read as a path inside the root.
+                    let target = match rustix::fs::readlinkat(&parent, *c, Vec::new()) {
+                        Ok(t) => PathBuf::from(std::ffi::OsString::from_vec(t.into_bytes())),
+                        Err(_) => {
+                            return Err(Error::fs("mkdir", prefix(i + 1), Errno::NOTDIR));
+                        }
+                    };
+                    let hops = hops.unwrap_or(0);
+                    if hops >= MAX_LINK_HOPS {
+                        return Err(Error::fs("mkdir", prefix(i + 1), Errno::LOOP));
+                    }
+                    let mut next = if target.is_absolute() {
+                        PathBuf::new()
+                    } else {
+                        prefix(i)
+                    };
+                    next.push(&target);
+                    next.extend(&comps[i + 1..]);
+                    return self.mkdir_all_hops(&lexical_in_root(&next), Some(hops + 1));
+                }
+                Err(e) => return Err(Error::fs("mkdir", prefix(i + 1), e)),
+            }
         }
         Ok(())
     }
+}
+
+/// How many symlinks [`Root::mkdir_all_through_links`] follows for one path.
+const MAX_LINK_HOPS: usize = 40;
+
+/// `path` with `.` and `..` resolved lexically, `..` stopping at the root (as the root's
+/// `..` is itself), and a leading `/` meaning the root: a relative path inside the root.
+fn lexical_in_root(path: &Path) -> PathBuf {
+    let mut out: Vec<&OsStr> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir => out.clear(),
+            Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out.iter().collect()
 }
 
 /// The normal components of `rel`.
@@ -394,4 +452,40 @@ pub fn list_dir(dir: BorrowedFd<'_>) -> std::io::Result<Vec<std::ffi::OsString>>
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Links followed to make directories stay inside the root (one climbing above it lands
+    /// at its top), a loop of links is an error rather than a hang, and the strict
+    /// `mkdir_all` (what a layer's entries use) never makes a link's target.
+    #[test]
+    fn directories_through_links_are_made_inside_the_root_and_loops_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let root_dir = dir.path().join("root");
+        std::fs::create_dir(&root_dir).unwrap();
+        std::os::unix::fs::symlink("/srv/app", root_dir.join("app")).unwrap();
+        std::os::unix::fs::symlink("../../../../outside", root_dir.join("up")).unwrap();
+        std::os::unix::fs::symlink("b", root_dir.join("a")).unwrap();
+        std::os::unix::fs::symlink("a", root_dir.join("b")).unwrap();
+        let root = Root::open(&root_dir).unwrap();
+        assert!(root.mkdir_all(Path::new("app/sub")).is_err());
+        assert!(!root_dir.join("srv").exists());
+        root.mkdir_all_through_links(Path::new("app/sub")).unwrap();
+        assert!(root_dir.join("srv/app/sub").is_dir());
+        root.mkdir_all_through_links(Path::new("up/x")).unwrap();
+        assert!(root_dir.join("outside/x").is_dir());
+        assert!(!dir.path().join("outside").exists());
+        let looped = root.mkdir_all_through_links(Path::new("a/x")).unwrap_err();
+        assert!(
+            matches!(
+                &looped,
+                Error::Fs { source, .. } if source.raw_os_error() == Some(Errno::LOOP.raw_os_error())
+            ),
+            "{looped:?}"
+        );
+    }
 }

@@ -278,6 +278,15 @@ impl State {
             .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
     }
 
+    /// The config's `User` ("" when none).
+    fn user(&self) -> String {
+        self.config()
+            .pointer("/config/User")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     fn workdir(&self) -> String {
         self.config()
             .pointer("/config/WorkingDir")
@@ -973,6 +982,7 @@ impl<'a> DockerfileBuild<'a> {
         );
         // Metadata steps: the new config, and the history line docker writes.
         let mut meta: Option<(ImageBuilder, String)> = None;
+        let mut workdir: Option<String> = None;
         let img = s.image.clone();
         match i.keyword.as_str() {
             "ENV" => {
@@ -1047,7 +1057,8 @@ impl<'a> DockerfileBuild<'a> {
                     format!("{}/{w}", s.workdir().trim_end_matches('/'))
                 };
                 let full = format!("/{}", ignore::clean_components(&full).join("/"));
-                meta = Some((img.working_dir(&full), format!("WORKDIR {full}")));
+                // Made in the filesystem as well (a step of its own, below).
+                workdir = Some(full);
             }
             "STOPSIGNAL" => {
                 let sig = self.one_word(i, &s)?;
@@ -1120,6 +1131,10 @@ impl<'a> DockerfileBuild<'a> {
             "RUN" | "COPY" | "ADD" => {}
             "FROM" => return Err(self.at(i, "FROM inside a stage")),
             other => return Err(self.at(i, format!("unknown instruction {other}"))),
+        }
+        if let Some(full) = workdir {
+            self.line(&label);
+            return self.workdir(s, i, full, started).await;
         }
         if let Some((b, hist)) = meta {
             self.line(&label);

@@ -262,6 +262,70 @@ impl DockerfileBuild<'_> {
         argv
     }
 
+    /// `WORKDIR`: the image's working directory, made with its missing parents (through
+    /// links, inside the root) and the directories it made owned by the current `USER`, as
+    /// BuildKit makes it, so that the next step can write there; a layer when it did not
+    /// exist, a history line only when it did.
+    pub(super) async fn workdir(
+        &mut self,
+        mut s: State,
+        i: &super::Instr,
+        full: String,
+        started: Instant,
+    ) -> Result<State> {
+        let user = s.user();
+        let hist = format!("WORKDIR {full}");
+        s.image = s.image.working_dir(&full);
+        let key = sha(&[super::CACHE_VERSION, &s.key, &hist, &user]);
+        if self.take_cached(&mut s, &key, started).await? {
+            return Ok(s);
+        }
+        let stack = s.stack()?;
+        let scratch = self
+            .scratch(&stack, &format!("WORKDIR at line {}", i.line))
+            .await?;
+        let rootfs = scratch.mount.rootfs.clone();
+        let comps = super::ignore::clean_components(&full);
+        let root = oci_rs_layer::Root::open(&rootfs)?;
+        let prefix = |k: usize| comps[..k].iter().collect::<PathBuf>();
+        // The deepest directory there is; what lies below it is made here.
+        let have = (0..=comps.len())
+            .rev()
+            .find(|&k| root.open_dir(&prefix(k)).is_ok())
+            .unwrap_or(0);
+        if have < comps.len() {
+            root.mkdir_all_through_links(&prefix(comps.len()))
+                .map_err(|e| self.wrap(i, e))?;
+            if !user.is_empty() {
+                let (uid, gid, _) =
+                    crate::resolve_user(&rootfs, &user).map_err(|e| self.wrap(i, e))?;
+                for k in have + 1..=comps.len() {
+                    let dir = root.open_dir(&prefix(k)).map_err(|e| self.wrap(i, e))?;
+                    rustix::fs::chownat(
+                        &dir,
+                        "",
+                        Some(rustix::process::Uid::from_raw(uid)),
+                        Some(rustix::process::Gid::from_raw(gid)),
+                        rustix::fs::AtFlags::EMPTY_PATH,
+                    )
+                    .map_err(|e| {
+                        self.wrap(
+                            i,
+                            BuildError::Failed {
+                                what: format!("giving the WORKDIR {full} to {user}"),
+                                source: Box::new(std::io::Error::from(e)),
+                            },
+                        )
+                    })?;
+                }
+            }
+        }
+        let s = self.commit_step(s, scratch, &stack, &hist, key).await?;
+        self.ran += 1;
+        self.done(started, false);
+        Ok(s)
+    }
+
     /// Creates the `WORKDIR` inside the step's root filesystem (resolved inside it).
     fn make_workdir(&self, s: &State, rootfs: &Path) -> Result<()> {
         let w = s.workdir();
@@ -270,7 +334,7 @@ impl DockerfileBuild<'_> {
             return Ok(());
         }
         let root = oci_rs_layer::Root::open(rootfs)?;
-        root.mkdir_all(&rel)
+        root.mkdir_all_through_links(&rel)
             .with_context(|| format!("creating the WORKDIR {w}"))?;
         Ok(())
     }
@@ -515,6 +579,26 @@ impl DockerfileBuild<'_> {
         let rootfs = scratch.mount.rootfs.clone();
         let root = oci_rs_layer::Root::open(&rootfs)?;
         let dest_rel: PathBuf = super::ignore::clean_components(&dest).iter().collect();
+        // A destination under a link (dangling, or to a directory not made yet): its parent
+        // made through the link, inside the root, as BuildKit makes it.
+        if let Some(parent) = dest_rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if root.open_dir(parent).is_err() {
+                root.mkdir_all_through_links(parent)
+                    .map_err(|e| self.wrap(i, e))?;
+            }
+        }
+        // A destination directory that is itself a dangling link: its target made.
+        let dest_is_link = !dest_rel.as_os_str().is_empty()
+            && root.parent_of(&dest_rel).is_ok_and(|(dir, name)| {
+                matches!(
+                    oci_rs_layer::kind_at(&dir, name),
+                    Ok(Some(rustix::fs::FileType::Symlink))
+                )
+            });
+        if dest_is_dir && dest_is_link && root.open_dir(&dest_rel).is_err() {
+            root.mkdir_all_through_links(&dest_rel)
+                .map_err(|e| self.wrap(i, e))?;
+        }
         // A single source onto a directory that exists goes inside it.
         if !dest_is_dir
             && plan.entries.len() == 1

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod basics;
+mod builds;
 mod containers;
 mod fixture;
 mod images;
@@ -44,6 +45,7 @@ fn main() {
         .unwrap();
     let all = [
         basics::TESTS,
+        builds::TESTS,
         containers::TESTS,
         images::TESTS,
         network::TESTS,
