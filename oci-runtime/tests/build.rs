@@ -1115,3 +1115,80 @@ async fn a_streamed_input_is_a_context_archive_or_a_dockerfile() {
         .await
         .is_err());
 }
+
+/// The image `name` of `lib`'s store unpacked: the directory (removed when dropped) and the
+/// rootfs in it.
+async fn unpacked(lib: &Lib, name: &str) -> (tempfile::TempDir, PathBuf) {
+    let out = tempfile::tempdir_in(lib.ctx.parent().unwrap()).unwrap();
+    lib.store.unpack(name, out.path(), false).await.unwrap();
+    let rootfs = out.path().join("rootfs");
+    (out, rootfs)
+}
+
+/// `.dockerignore` patterns apply to paths from the context's root whatever the source names
+/// (issue 31 defect 11): an excluded directory with an exception inside is walked, and is
+/// there (with its own mode, and the `--chown` owner) as the parent of what is kept, so
+/// `COPY ./ ./`, `COPY subdir ./` and a wildcard matching it agree, as BuildKit's context
+/// transfer makes them agree.
+#[tokio::test]
+async fn dockerignore_exceptions_agree_for_the_root_and_a_subdirectory() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some(lib) = Lib::new().await else { return };
+    lib.write("subdir/keep.txt", "keep\n");
+    lib.write("subdir/drop.txt", "drop\n");
+    lib.write("subdir/inner/keep.txt", "inner keep\n");
+    lib.write("subdir/inner/drop.txt", "inner drop\n");
+    lib.write("gone/x", "x\n");
+    lib.write("other.txt", "other\n");
+    let sub = lib.ctx.join("subdir");
+    std::fs::set_permissions(&sub, PermissionsExt::from_mode(0o750)).unwrap();
+    lib.write(
+        ".dockerignore",
+        "subdir\ngone\n!subdir/keep.txt\n!subdir/inner/keep.txt\n",
+    );
+    let text = "FROM localhost/bb:1
+COPY --chown=7:8 ./ /all/
+COPY subdir /sub/
+COPY sub* /glob/
+COPY subdir/inner /inner/
+";
+    lib.build_text(text, "ign:1").await.unwrap();
+    let (_out, r) = unpacked(&lib, "ign:1").await;
+    for (p, want) in [
+        ("all/other.txt", "other\n"),
+        ("all/subdir/keep.txt", "keep\n"),
+        ("all/subdir/inner/keep.txt", "inner keep\n"),
+        ("sub/keep.txt", "keep\n"),
+        ("sub/inner/keep.txt", "inner keep\n"),
+        ("glob/keep.txt", "keep\n"),
+        ("glob/inner/keep.txt", "inner keep\n"),
+        ("inner/keep.txt", "inner keep\n"),
+    ] {
+        assert_eq!(std::fs::read_to_string(r.join(p)).unwrap(), want, "{p}");
+    }
+    for p in [
+        "all/gone",
+        "all/subdir/drop.txt",
+        "all/subdir/inner/drop.txt",
+        "sub/drop.txt",
+        "sub/inner/drop.txt",
+        "glob/drop.txt",
+        "inner/drop.txt",
+    ] {
+        assert!(!r.join(p).exists(), "{p}");
+    }
+    let m = std::fs::symlink_metadata(r.join("all/subdir")).unwrap();
+    assert!(m.is_dir());
+    assert_eq!(
+        (m.mode() & 0o7777, m.uid(), m.gid()),
+        (0o750, 7, 8),
+        "the excluded directory kept as a parent"
+    );
+    // Excluded with nothing kept inside: not there, for every form.
+    let err = lib
+        .build_text("FROM localhost/bb:1\nCOPY gone /g/\n", "ign:2")
+        .await
+        .unwrap_err();
+    let err = oci_rs_runtime::chain(&err);
+    assert!(err.contains("gone: no such file"), "{err}");
+}

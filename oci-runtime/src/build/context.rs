@@ -10,7 +10,7 @@
 //! symlink to `/etc` cannot make a `COPY` write on the host.
 
 use super::error::{bail, BuildError, Context, Result};
-use super::ignore::{clean_components, component_match, has_glob, Ignore};
+use super::ignore::{clean_components, component_match, has_glob, Ignore, Matches};
 use oci_rs_layer::Root;
 use oci_rs_layer::{EntryHeader, EntryType, TarWriter};
 use sha2::{Digest as _, Sha256};
@@ -107,6 +107,26 @@ pub struct Entry {
     pub header: EntryHeader,
     /// The file to read (regular files).
     pub source: Option<PathBuf>,
+}
+
+/// One match of a source in a tree.
+struct Match {
+    /// Components from the tree's root.
+    rel: Vec<String>,
+    /// Its name; empty for the tree's root.
+    name: String,
+}
+
+/// What one match of a source copies.
+enum Copied {
+    /// A directory: the entries under it, mapped under the destination.
+    Dir(Vec<Entry>),
+    /// Anything else: placed at the destination, or inside it.
+    File {
+        path: PathBuf,
+        meta: std::fs::Metadata,
+        name: String,
+    },
 }
 
 /// How `--chown` and `--chmod` change entries.
@@ -212,13 +232,9 @@ impl Tree {
         Ok(self.root.open_dir(&p)?)
     }
 
-    /// The matches of one source (a path or a glob): (parent directory, name) pairs, `name`
-    /// empty for the tree root itself.
-    fn expand(&self, src: &str) -> Result<Vec<(Vec<String>, String)>> {
+    /// The matches of one source (a path or a glob); none when nothing is there.
+    fn expand(&self, src: &str) -> Result<Vec<Match>> {
         let comps = clean_source(src)?;
-        if comps.is_empty() {
-            return Ok(vec![(Vec::new(), String::new())]);
-        }
         let mut found: Vec<Vec<String>> = vec![Vec::new()];
         for (i, c) in comps.iter().enumerate() {
             let last = i + 1 == comps.len();
@@ -253,18 +269,17 @@ impl Tree {
             }
         }
         let mut out = Vec::new();
-        for mut p in found {
-            let Some(name) = p.pop() else { continue };
-            let Ok(dir) = self.open_dir(&p) else { continue };
-            let exists = std::fs::symlink_metadata(fd_path(&dir).join(&name)).is_ok();
-            let mut rel: Vec<&str> = p.iter().map(String::as_str).collect();
-            rel.push(&name);
-            if exists && !self.ignore.excluded(&rel) {
-                out.push((p, name));
+        for p in found {
+            let name = p.last().cloned().unwrap_or_default();
+            let exists = match p.split_last() {
+                Some((last, parent)) => self
+                    .open_dir(parent)
+                    .is_ok_and(|dir| std::fs::symlink_metadata(fd_path(&dir).join(last)).is_ok()),
+                None => true,
+            };
+            if exists {
+                out.push(Match { rel: p, name });
             }
-        }
-        if out.is_empty() {
-            bail!("{src}: no such file or directory in {}", self.label);
         }
         Ok(out)
     }
@@ -272,6 +287,10 @@ impl Tree {
     /// Plans a copy of `sources` to `dest` (absolute, inside the rootfs, `/`-separated).
     /// `dest_is_dir`: the destination is a directory (a trailing `/`, several sources, a
     /// glob, or a directory that exists); otherwise a single file source becomes `dest`.
+    ///
+    /// A match that `.dockerignore` excludes is left out, unless it is a directory with
+    /// something kept under it (an exception): as in the context BuildKit is sent, it is
+    /// there, holding only that.
     pub fn plan(
         &self,
         sources: &[String],
@@ -281,72 +300,71 @@ impl Tree {
     ) -> Result<Plan> {
         let dest = clean_components(dest);
         let mut plan = Plan::default();
+        let mut copies = Vec::new();
         for src in sources {
-            for (parent, name) in self.expand(src)? {
-                let dir = self.open_dir(&parent)?;
+            let mut kept = 0usize;
+            for m in self.expand(src)? {
+                let (parent, last) = match m.rel.split_last() {
+                    Some((last, parent)) => (parent, last.as_str()),
+                    None => (&[][..], ""),
+                };
+                let dir = self.open_dir(parent)?;
                 // `/proc/self/fd/N` itself is a link; `/proc/self/fd/N/.` is the directory.
-                let path = if name.is_empty() {
+                let path = if last.is_empty() {
                     fd_path(&dir).join(".")
                 } else {
-                    fd_path(&dir).join(&name)
+                    fd_path(&dir).join(last)
                 };
                 let meta = std::fs::symlink_metadata(&path)
                     .with_context(|| format!("reading {src} in {}", self.label))?;
-                let mut rel_src = parent.clone();
-                if !name.is_empty() {
-                    rel_src.push(name.clone());
-                }
+                let at: Vec<&str> = m.rel.iter().map(String::as_str).collect();
+                let state = self.ignore.at(&at);
                 if meta.is_dir() {
-                    self.walk(&path, &mut rel_src, &dest, owner, &mut plan)?;
+                    if state.excluded() && !self.ignore.may_reinclude_under(&at) {
+                        continue;
+                    }
+                    let mut walk = Walk {
+                        tree: self,
+                        owner,
+                        entries: Vec::new(),
+                        pending: Vec::new(),
+                    };
+                    walk.dir(&path, &mut m.rel.clone(), &state, &mut dest.clone())?;
+                    if state.excluded() && walk.entries.is_empty() {
+                        continue;
+                    }
+                    copies.push(Copied::Dir(walk.entries));
                 } else {
+                    if state.excluded() {
+                        continue;
+                    }
+                    copies.push(Copied::File {
+                        path,
+                        meta,
+                        name: m.name,
+                    });
+                }
+                plan._dirs.push(dir);
+                kept += 1;
+            }
+            if kept == 0 {
+                bail!("{src}: no such file or directory in {}", self.label);
+            }
+        }
+        let dest_is_dir = dest_is_dir || dest.is_empty();
+        for c in copies {
+            match c {
+                Copied::Dir(entries) => plan.entries.extend(entries),
+                Copied::File { path, meta, name } => {
                     let mut to = dest.clone();
-                    if dest_is_dir || to.is_empty() {
+                    if dest_is_dir {
                         to.push(name.clone());
                     }
                     plan.entries.push(self.entry(&path, &meta, &to, owner)?);
                 }
-                plan._dirs.push(dir);
             }
         }
         Ok(plan)
-    }
-
-    /// Every entry under the directory `path` (context path `rel`), mapped under `dest`.
-    fn walk(
-        &self,
-        path: &Path,
-        rel: &mut Vec<String>,
-        dest: &[String],
-        owner: &Owner,
-        plan: &mut Plan,
-    ) -> Result<()> {
-        let mut names: Vec<String> = std::fs::read_dir(path)
-            .with_context(|| format!("listing {} in {}", rel.join("/"), self.label))?
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        names.sort();
-        for n in names {
-            rel.push(n.clone());
-            let parts: Vec<&str> = rel.iter().map(String::as_str).collect();
-            let child = path.join(&n);
-            let meta = std::fs::symlink_metadata(&child)?;
-            let excluded = self.ignore.excluded(&parts);
-            let mut to = dest.to_vec();
-            to.push(n.clone());
-            if meta.is_dir() {
-                if !excluded {
-                    plan.entries.push(self.entry(&child, &meta, &to, owner)?);
-                }
-                if !excluded || self.ignore.may_reinclude_under(&parts) {
-                    self.walk(&child, rel, &to, owner, plan)?;
-                }
-            } else if !excluded {
-                plan.entries.push(self.entry(&child, &meta, &to, owner)?);
-            }
-            rel.pop();
-        }
-        Ok(())
     }
 
     fn entry(
@@ -400,6 +418,71 @@ impl Tree {
             _ => {}
         }
         Ok(Entry { header: h, source })
+    }
+}
+
+/// The entries under one directory a source leads to, as BuildKit's copier makes them.
+struct Walk<'a> {
+    tree: &'a Tree,
+    owner: &'a Owner,
+    entries: Vec<Entry>,
+    /// The excluded directories above the current entry that are not written yet: each is
+    /// written (as the parent it is) before the first entry kept under it, and not at all
+    /// when none is.
+    pending: Vec<Entry>,
+}
+
+impl Walk<'_> {
+    fn push(&mut self, e: Entry) {
+        self.entries.append(&mut self.pending);
+        self.entries.push(e);
+    }
+
+    /// Every entry under the directory `path` (tree path `rel`, seen by `.dockerignore` as
+    /// `state`), mapped under `to`.
+    fn dir(
+        &mut self,
+        path: &Path,
+        rel: &mut Vec<String>,
+        state: &Matches,
+        to: &mut Vec<String>,
+    ) -> Result<()> {
+        let tree = self.tree;
+        let mut names: Vec<String> = std::fs::read_dir(path)
+            .with_context(|| format!("listing {} in {}", rel.join("/"), tree.label))?
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        for n in names {
+            let child = path.join(&n);
+            let inner = tree.ignore.enter(state, &n);
+            rel.push(n.clone());
+            to.push(n);
+            let meta = std::fs::symlink_metadata(&child)
+                .with_context(|| format!("reading {} in {}", rel.join("/"), tree.label))?;
+            if meta.is_dir() {
+                let e = tree.entry(&child, &meta, to, self.owner)?;
+                if !inner.excluded() {
+                    self.push(e);
+                    self.dir(&child, rel, &inner, to)?;
+                } else if tree
+                    .ignore
+                    .may_reinclude_under(&rel.iter().map(String::as_str).collect::<Vec<_>>())
+                {
+                    let depth = self.pending.len();
+                    self.pending.push(e);
+                    self.dir(&child, rel, &inner, to)?;
+                    self.pending.truncate(depth);
+                }
+            } else if !inner.excluded() {
+                let e = tree.entry(&child, &meta, to, self.owner)?;
+                self.push(e);
+            }
+            rel.pop();
+            to.pop();
+        }
+        Ok(())
     }
 }
 
@@ -625,7 +708,7 @@ mod tests {
         let p = t
             .plan(&["src".into()], "/app", true, &Owner::default())
             .unwrap();
-        assert_eq!(paths(&p), ["app/sub/keep.md", "app/x.rs"]);
+        assert_eq!(paths(&p), ["app/sub", "app/sub/keep.md", "app/x.rs"]);
         let p = t
             .plan(&["a.txt".into()], "/f", false, &Owner::default())
             .unwrap();
@@ -641,10 +724,18 @@ mod tests {
                 "c/a.txt",
                 "c/b.txt",
                 "c/src",
+                "c/src/sub",
                 "c/src/sub/keep.md",
                 "c/src/x.rs"
             ]
         );
+        // The excluded directory, named or matched, holds what is kept in it.
+        for src in ["src/sub", "src/s*"] {
+            let p = t
+                .plan(&[src.into()], "/k", false, &Owner::default())
+                .unwrap();
+            assert_eq!(paths(&p), ["k/keep.md"], "{src}");
+        }
         let digest = p.digest().unwrap();
         std::fs::write(c.join("a.txt"), "A").unwrap();
         assert_ne!(

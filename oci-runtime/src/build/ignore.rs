@@ -2,9 +2,12 @@
 //!
 //! A pattern is cleaned (leading `/` and `./` dropped, `a/../b` resolved), matched with Go's
 //! `filepath.Match` per path component (`*`, `?`, `[a-z]`, `[^a]`, `\` escapes) plus `**`
-//! for any number of components; a `!` pattern is an exception. Patterns apply in order and
-//! the last one that matches a path, or one of its parent directories, decides (docker's
-//! `MatchesOrParentMatches`).
+//! for any number of components (at the end of a pattern, one or more: `dir/**` is what is
+//! under `dir`, not `dir`); a `!` pattern is an exception. Patterns apply in order to paths
+//! from the context's root, as BuildKit's context transfer applies them while it walks the
+//! context (patternmatcher's `MatchesUsingParentResults`): at each entry, a pattern that
+//! matched its directory still matches, another is tried on the entry's path when it could
+//! change the answer so far, and the last one that matches decides.
 
 use oci_rs_image::wildcard;
 
@@ -12,15 +15,52 @@ use oci_rs_image::wildcard;
 #[derive(Debug, Clone)]
 struct Pattern {
     parts: Vec<String>,
-    /// `parts` then `**`: matches a path when `parts` match it or one of its parents.
-    or_below: Vec<String>,
     exception: bool,
+    /// Where its positions start in a [`Matches`]' `at`.
+    offset: usize,
+}
+
+impl Pattern {
+    /// Whether a `**` at `p` may match no component (not the last of several).
+    fn skippable(&self, p: usize) -> bool {
+        self.parts[p] == "**" && !(p + 1 == self.parts.len() && p > 0)
+    }
+
+    /// Adds to `at` (this pattern's positions) what a `**` that matches nothing reaches.
+    fn close(&self, at: &mut [bool]) {
+        for p in 0..self.parts.len() {
+            if at[p] && self.skippable(p) {
+                at[p + 1] = true;
+            }
+        }
+    }
 }
 
 /// The rules of a `.dockerignore`.
 #[derive(Debug, Clone, Default)]
 pub struct Ignore {
     patterns: Vec<Pattern>,
+    /// Positions of all patterns (each its components and one past them).
+    positions: usize,
+}
+
+/// Where the patterns stand at one path of the context: what the walk carries from a
+/// directory to its entries.
+#[derive(Debug, Clone, Default)]
+pub struct Matches {
+    /// Per pattern, the positions it can be at after the path's components (a pattern
+    /// matches the path when it can be at its end).
+    at: Vec<bool>,
+    /// Per pattern: it matched the path, or a parent where it was tried.
+    hit: Vec<bool>,
+    excluded: bool,
+}
+
+impl Matches {
+    /// Whether the path is excluded.
+    pub fn excluded(&self) -> bool {
+        self.excluded
+    }
 }
 
 /// `path` cleaned to relative components: `.` and empty parts dropped, `..` pops (never above
@@ -43,6 +83,7 @@ impl Ignore {
     /// Reads `.dockerignore` text: one pattern per line, `#` comments, blank lines skipped.
     pub fn parse(text: &str) -> Self {
         let mut patterns = Vec::new();
+        let mut positions = 0;
         for line in text.lines() {
             let l = line.trim();
             if l.is_empty() || l.starts_with('#') {
@@ -56,31 +97,82 @@ impl Ignore {
             if parts.is_empty() {
                 continue;
             }
-            let mut or_below = parts.clone();
-            or_below.push("**".to_owned());
+            let offset = positions;
+            positions += parts.len() + 1;
             patterns.push(Pattern {
                 parts,
-                or_below,
                 exception,
+                offset,
             });
         }
-        Self { patterns }
+        Self {
+            patterns,
+            positions,
+        }
+    }
+
+    /// The state at the context's root (which is never excluded).
+    pub fn root(&self) -> Matches {
+        let mut at = vec![false; self.positions];
+        for p in &self.patterns {
+            let mine = &mut at[p.offset..p.offset + p.parts.len() + 1];
+            mine[0] = true;
+            p.close(mine);
+        }
+        Matches {
+            at,
+            hit: vec![false; self.patterns.len()],
+            excluded: false,
+        }
+    }
+
+    /// The state of the entry `name` of a directory whose state is `dir`.
+    pub fn enter(&self, dir: &Matches, name: &str) -> Matches {
+        let mut at = vec![false; self.positions];
+        let mut hit = vec![false; self.patterns.len()];
+        let mut excluded = false;
+        for (i, p) in self.patterns.iter().enumerate() {
+            let n = p.parts.len();
+            let range = p.offset..p.offset + n + 1;
+            let (before, after) = (&dir.at[range.clone()], &mut at[range]);
+            for k in 0..n {
+                if !before[k] {
+                    continue;
+                }
+                if p.parts[k] == "**" {
+                    // It takes this component, and may stop after it or take more.
+                    after[k] = true;
+                    after[k + 1] = true;
+                } else if component_match(&p.parts[k], name) {
+                    after[k + 1] = true;
+                }
+            }
+            p.close(after);
+            // Tried only when it could change the answer so far (an exception when excluded,
+            // a pattern when not); a match at a parent holds for what is below it.
+            let m = dir.hit[i] || (excluded == p.exception && after[n]);
+            hit[i] = m;
+            if m {
+                excluded = !p.exception;
+            }
+        }
+        Matches { at, hit, excluded }
+    }
+
+    /// The state of the context path `rel` (components from the context root), entered
+    /// from the root.
+    pub fn at(&self, rel: &[&str]) -> Matches {
+        let mut m = self.root();
+        for c in rel {
+            m = self.enter(&m, c);
+        }
+        m
     }
 
     /// Whether the context path `rel` (components from the context root) is excluded.
+    #[cfg(test)]
     pub fn excluded(&self, rel: &[&str]) -> bool {
-        let mut out = false;
-        for p in &self.patterns {
-            if out != p.exception {
-                continue;
-            }
-            // One match, not one per parent: a path thousands deep made that quadratic
-            // per entry of the walk.
-            if !rel.is_empty() && match_parts(&p.or_below, rel) {
-                out = !p.exception;
-            }
-        }
-        out
+        self.at(rel).excluded
     }
 
     /// Whether some exception could re-include a path under the excluded directory `rel`
@@ -97,11 +189,6 @@ impl Ignore {
             }
         })
     }
-}
-
-/// Whether the pattern components match the path components (`**` spans any number).
-pub fn match_parts(pat: &[String], path: &[&str]) -> bool {
-    wildcard(pat, path, |p| p == "**", |p, n| component_match(p, n))
 }
 
 /// Whether a pattern has glob characters.
@@ -291,10 +378,94 @@ mod tests {
             };
             for path in &paths {
                 let rel: Vec<&str> = path.split('/').collect();
-                let by_parent = (1..=rel.len()).any(|n| match_parts(&pat.parts, &rel[..n]));
+                let by_parent = (1..=rel.len()).any(|n| brute(&pat.parts, &rel[..n]));
                 assert_eq!(rules.excluded(&rel), by_parent, "{p:?} {path:?}");
             }
         }
+    }
+
+    /// A pattern's components against a path's, by brute force: `**` spans any number of
+    /// components, at least one when it ends a pattern of several (patternmatcher's `dir/**`
+    /// is `dir/` and more).
+    fn brute(pat: &[String], path: &[&str]) -> bool {
+        fn plain(pat: &[String], path: &[&str]) -> bool {
+            match pat.split_first() {
+                None => path.is_empty(),
+                Some((p, rest)) if p == "**" => (0..=path.len()).any(|k| plain(rest, &path[k..])),
+                Some((p, rest)) => {
+                    !path.is_empty() && component_match(p, path[0]) && plain(rest, &path[1..])
+                }
+            }
+        }
+        match pat.split_last() {
+            Some((last, head)) if last == "**" && !head.is_empty() => {
+                (0..path.len()).any(|k| plain(head, &path[..k]))
+            }
+            _ => plain(pat, path),
+        }
+    }
+
+    /// patternmatcher's `MatchesUsingParentResults` as BuildKit's walk calls it from the
+    /// root, with every pattern tried on the whole path.
+    fn walked(rules: &Ignore, rel: &[&str]) -> bool {
+        let mut hit = vec![false; rules.patterns.len()];
+        let mut excluded = false;
+        for n in 1..=rel.len() {
+            excluded = false;
+            for (i, p) in rules.patterns.iter().enumerate() {
+                let m = hit[i] || (excluded == p.exception && brute(&p.parts, &rel[..n]));
+                hit[i] = m;
+                if m {
+                    excluded = !p.exception;
+                }
+            }
+        }
+        excluded
+    }
+
+    #[test]
+    fn patterns_and_exceptions_apply_as_buildkits_walk_applies_them() {
+        let paths: Vec<String> = all_strings(&['a', 'b', '/'], 5)
+            .into_iter()
+            .filter(|p| p.split('/').all(|c| !c.is_empty()))
+            .collect();
+        let mut pats: Vec<String> = all_strings(&['a', '*', '/'], 3)
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
+        pats.extend(["a/**", "**/a", "a/**/a", "*/a/*", "a/a/a"].map(String::from));
+        for p in &pats {
+            for q in &pats {
+                for text in [format!("{p}\n!{q}"), format!("{p}\n!{q}\n{q}/b")] {
+                    let rules = Ignore::parse(&text);
+                    for path in &paths {
+                        let rel: Vec<&str> = path.split('/').collect();
+                        assert_eq!(
+                            rules.excluded(&rel),
+                            walked(&rules, &rel),
+                            "{text:?} {path:?}"
+                        );
+                    }
+                }
+            }
+        }
+        // An excluded directory with an exception inside: excluded itself, what the
+        // exception names kept, the rest excluded.
+        let rules = "subdir\n!subdir/keep\n";
+        assert!(ex(rules, "subdir"));
+        assert!(!ex(rules, "subdir/keep"));
+        assert!(!ex(rules, "subdir/keep/below"));
+        assert!(ex(rules, "subdir/drop"));
+        assert!(!ex(rules, "other"));
+        // `dir/**` is what is under `dir`.
+        assert!(!ex("dir/**", "dir"));
+        assert!(ex("dir/**", "dir/x"));
+        assert!(ex("**", "x"));
+        assert!(ex("a/**/b", "a/b"));
+        // An exception is tried on the path itself, not on its parents, once the walk is
+        // below them: `!d` does not bring back `d/c` excluded by a pattern before it.
+        assert!(ex("d/c\n!d", "d/c"));
+        assert!(!ex("d/c\n!d", "d/x"));
     }
 
     /// The matcher as it was (every split at every star): right, but exponential.
