@@ -1125,6 +1125,43 @@ async fn unpacked(lib: &Lib, name: &str) -> (tempfile::TempDir, PathBuf) {
     (out, rootfs)
 }
 
+/// One source that a wildcard expands to one file, onto a destination without a trailing
+/// `/`, is copied as that destination, as BuildKit's `COPY f*.go foo2.go` and
+/// `COPY sub/*/dir2/foo /subdest3/bar` (issue 31 defect 6); several matches, or a trailing
+/// `/`, make it a directory, and an existing directory takes the file inside.
+#[tokio::test]
+async fn one_wildcard_match_onto_a_file_name_is_that_file() {
+    let Some(lib) = Lib::new().await else { return };
+    lib.write("foo.go", "foo\n");
+    lib.write("bar.go", "bar\n");
+    lib.write("sub/dir1/dir2/foo", "deep\n");
+    let text = "FROM localhost/bb:1
+WORKDIR /w
+COPY f*.go foo2.go
+COPY sub/*/dir2/foo /subdest3/bar
+COPY *.go /gofiles
+COPY sub/* /subdest
+COPY f*.go /one/
+RUN busybox mkdir /exists
+COPY f*.go /exists
+";
+    lib.build_text(text, "wild:1").await.unwrap();
+    let (_out, r) = unpacked(&lib, "wild:1").await;
+    for (p, want) in [
+        ("w/foo2.go", "foo\n"),
+        ("subdest3/bar", "deep\n"),
+        ("gofiles/foo.go", "foo\n"),
+        ("gofiles/bar.go", "bar\n"),
+        ("subdest/dir2/foo", "deep\n"),
+        ("one/foo.go", "foo\n"),
+        ("exists/foo.go", "foo\n"),
+    ] {
+        let m = std::fs::symlink_metadata(r.join(p)).unwrap();
+        assert!(m.is_file(), "{p}: {m:?}");
+        assert_eq!(std::fs::read_to_string(r.join(p)).unwrap(), want, "{p}");
+    }
+}
+
 /// `.dockerignore` patterns apply to paths from the context's root whatever the source names
 /// (issue 31 defect 11): an excluded directory with an exception inside is walked, and is
 /// there (with its own mode, and the `--chown` owner) as the parent of what is kept, so

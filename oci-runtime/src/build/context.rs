@@ -285,8 +285,9 @@ impl Tree {
     }
 
     /// Plans a copy of `sources` to `dest` (absolute, inside the rootfs, `/`-separated).
-    /// `dest_is_dir`: the destination is a directory (a trailing `/`, several sources, a
-    /// glob, or a directory that exists); otherwise a single file source becomes `dest`.
+    /// `dest_is_dir`: the destination is a directory (a trailing `/`, several sources, or a
+    /// directory that exists); otherwise a single file a source leads to (a wildcard's one
+    /// match too) becomes `dest`, as BuildKit copies it, while several matches go inside it.
     ///
     /// A match that `.dockerignore` excludes is left out, unless it is a directory with
     /// something kept under it (an exception): as in the context BuildKit is sent, it is
@@ -351,7 +352,7 @@ impl Tree {
                 bail!("{src}: no such file or directory in {}", self.label);
             }
         }
-        let dest_is_dir = dest_is_dir || dest.is_empty();
+        let dest_is_dir = dest_is_dir || dest.is_empty() || copies.len() > 1;
         for c in copies {
             match c {
                 Copied::Dir(entries) => plan.entries.extend(entries),

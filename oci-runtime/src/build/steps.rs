@@ -420,10 +420,7 @@ impl DockerfileBuild<'_> {
         } else {
             format!("{}/{dest_raw}", s.workdir().trim_end_matches('/'))
         };
-        let dest_is_dir = dest_raw.ends_with('/')
-            || dest_raw == "."
-            || words.len() > 1
-            || words.iter().any(|w| super::ignore::has_glob(w));
+        let dest_is_dir = dest_raw.ends_with('/') || dest_raw == "." || words.len() > 1;
         let chown = match i.flag("chown") {
             Some(c) => Some(self.lex.word(c, &look).map_err(|e| self.wrap(i, e))?),
             None => None,
