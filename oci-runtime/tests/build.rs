@@ -305,10 +305,16 @@ async fn links_are_never_followed_out_of_the_context_or_the_rootfs() {
     let d = lib.ctx.parent().unwrap().to_path_buf();
     let outside = d.join("outside-secret");
     std::fs::write(&outside, "host secret\n").unwrap();
-    // A context whose links point out of it: copied as the links themselves.
+    // A context whose links point out of it: a source that is one is followed inside the
+    // context (where there is no such file); inside a copied directory they are copied as
+    // the links themselves.
     std::os::unix::fs::symlink(&outside, lib.ctx.join("abs-link")).unwrap();
     std::os::unix::fs::symlink("../outside-secret", lib.ctx.join("rel-link")).unwrap();
     std::os::unix::fs::symlink(&d, lib.ctx.join("dir-link")).unwrap();
+    std::fs::create_dir(lib.ctx.join("links")).unwrap();
+    std::os::unix::fs::symlink(&outside, lib.ctx.join("links/abs-link")).unwrap();
+    std::os::unix::fs::symlink("../outside-secret", lib.ctx.join("links/rel-link")).unwrap();
+    std::os::unix::fs::symlink(&d, lib.ctx.join("links/dir-link")).unwrap();
     // An image whose /app is a link to a host directory, /up a link climbing out, /data2 a
     // link to its own /data: a COPY through them stays inside the image's filesystem.
     let target = d.join("host-target");
@@ -341,6 +347,11 @@ async fn links_are_never_followed_out_of_the_context_or_the_rootfs() {
         err.contains("dir-link/outside-secret: no such file"),
         "{err}"
     );
+    for src in ["abs-link", "rel-link"] {
+        let text = format!("FROM localhost/evil:1\nCOPY {src} /x\n");
+        let err = oci_rs_runtime::chain(&lib.build_text(&text, "links:1").await.unwrap_err());
+        assert!(err.contains(&format!("{src}: no such file")), "{err}");
+    }
     // /app resolves inside the rootfs to a directory that is not there: made there (as
     // BuildKit makes a destination through a link), and the host's directory of that name
     // is untouched.
@@ -354,7 +365,7 @@ async fn links_are_never_followed_out_of_the_context_or_the_rootfs() {
     assert_eq!(lib.read("links:1", &inside[1..]).await, "payload\n");
     lib.write(
         "Dockerfile",
-        "FROM localhost/evil:1\nCOPY abs-link rel-link dir-link /links/\nCOPY payload /up/tmp/escaped\nCOPY payload /data2/\n",
+        "FROM localhost/evil:1\nCOPY links /links/\nCOPY payload /up/tmp/escaped\nCOPY payload /data2/\n",
     );
     lib.build("links:1").await.unwrap();
     assert!(!Path::new("/tmp/escaped").exists());
@@ -1123,6 +1134,83 @@ async fn unpacked(lib: &Lib, name: &str) -> (tempfile::TempDir, PathBuf) {
     lib.store.unpack(name, out.path(), false).await.unwrap();
     let rootfs = out.path().join("rootfs");
     (out, rootfs)
+}
+
+/// A source that is a symlink is copied as what it leads to, followed inside its tree as
+/// BuildKit follows it (issue 31 defect 2): a stage's `/bin/sh -> busybox` gives the program,
+/// a context link the file or directory it names (links inside a copied directory stay
+/// links), and a link that climbs out of the context or names a host path finds the context's
+/// file of that name, or nothing: never the host's.
+#[tokio::test]
+async fn a_source_that_is_a_link_is_copied_as_what_it_leads_to() {
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+    let Some(lib) = Lib::new().await else { return };
+    let d = lib.ctx.parent().unwrap().to_path_buf();
+    std::fs::write(d.join("outside-secret"), "host secret\n").unwrap();
+    let c = &lib.ctx;
+    lib.write("real.txt", "real\n");
+    std::fs::set_permissions(c.join("real.txt"), PermissionsExt::from_mode(0o640)).unwrap();
+    symlink("real.txt", c.join("link.txt")).unwrap();
+    symlink("link.txt", c.join("chain")).unwrap();
+    symlink("/real.txt", c.join("abs-link")).unwrap();
+    // `..` stops at the context's root: this is the context's own outside-secret.
+    symlink("../../outside-secret", c.join("up-link")).unwrap();
+    lib.write("outside-secret", "the context's own\n");
+    lib.write("realdir/inner.txt", "inner\n");
+    symlink("inner.txt", c.join("realdir/inner-link")).unwrap();
+    symlink("realdir", c.join("dir-link")).unwrap();
+    symlink(d.join("outside-secret"), c.join("host-link")).unwrap();
+    let text = "FROM localhost/bb:1 AS st
+RUN busybox ln -s /bin/busybox /abs-sh && busybox ln -s ../../../../../../../../../.. /up
+FROM localhost/bb:1
+COPY --from=st /bin/sh /x
+COPY --from=st /abs-sh /up/bin/sh /from-stage/
+COPY link.txt /l
+COPY chain abs-link up-link /links/
+COPY dir-link /d/
+COPY realdir/inner-link /il
+";
+    lib.build_text(text, "follow:1").await.unwrap();
+    let (_out, r) = unpacked(&lib, "follow:1").await;
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    let bb_mode = std::fs::metadata("/bin/busybox").unwrap().mode() & 0o7777;
+    for p in ["x", "from-stage/abs-sh", "from-stage/sh"] {
+        let m = std::fs::symlink_metadata(r.join(p)).unwrap();
+        assert!(m.is_file(), "{p}: {m:?}");
+        assert_eq!(m.mode() & 0o7777, bb_mode, "{p}");
+        assert!(std::fs::read(r.join(p)).unwrap() == busybox, "{p}");
+    }
+    for (p, want, mode) in [
+        ("l", "real\n", 0o640),
+        ("links/chain", "real\n", 0o640),
+        ("links/abs-link", "real\n", 0o640),
+        ("links/up-link", "the context's own\n", 0o644),
+        ("d/inner.txt", "inner\n", 0o644),
+        ("il", "inner\n", 0o644),
+    ] {
+        let m = std::fs::symlink_metadata(r.join(p)).unwrap();
+        assert!(m.is_file(), "{p}: {m:?}");
+        assert_eq!(m.mode() & 0o7777, mode, "{p}");
+        assert_eq!(std::fs::read_to_string(r.join(p)).unwrap(), want, "{p}");
+    }
+    assert_eq!(
+        std::fs::read_link(r.join("d/inner-link")).unwrap(),
+        Path::new("inner.txt")
+    );
+    // A link to a host path names that path inside the context (or the stage), where there
+    // is none.
+    let stage = format!(
+        "FROM localhost/bb:1 AS st\nRUN busybox ln -s {} /out\nFROM localhost/bb:1\nCOPY --from=st /out /o\n",
+        d.join("outside-secret").display()
+    );
+    for (text, src) in [
+        ("FROM localhost/bb:1\nCOPY host-link /h\n", "host-link"),
+        (stage.as_str(), "/out"),
+    ] {
+        let err = oci_rs_runtime::chain(&lib.build_text(text, "follow:2").await.unwrap_err());
+        assert!(err.contains(&format!("{src}: no such file")), "{err}");
+        assert!(!err.contains("host secret"), "{err}");
+    }
 }
 
 /// One source that a wildcard expands to one file, onto a destination without a trailing

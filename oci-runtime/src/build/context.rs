@@ -2,12 +2,13 @@
 //! stage's filesystem, turned into tar entries for the destination, digested for the cache,
 //! and streamed into the step's root filesystem through oci-rs-layer's hardened apply.
 //!
-//! Nothing is ever followed out of a tree: a source path is resolved inside its tree
-//! (symlinks in parent components stay inside, as `openat2(RESOLVE_IN_ROOT)` resolves
-//! them), a `..` that climbs above the tree is refused, and symlinks met while copying are
-//! copied as links. Writing into the root filesystem goes through `oci_rs_layer::apply_tar`,
-//! which resolves every destination inside the rootfs, so an image whose `/app` is a
-//! symlink to `/etc` cannot make a `COPY` write on the host.
+//! What a source names is what BuildKit's copy finds (`FollowSymlinks`): a symlink in any
+//! component of it, the last one too, is followed, but inside its tree (an absolute target
+//! starts again at the tree's root, a `..` stops there), so a link never leads to a host
+//! file; a `..` in the source that climbs above the tree is refused, and symlinks met while
+//! copying a directory are copied as links. Writing into the root filesystem goes through
+//! `oci_rs_layer::apply_tar`, which resolves every destination inside the rootfs, so an
+//! image whose `/app` is a symlink to `/etc` cannot make a `COPY` write on the host.
 
 use super::error::{bail, BuildError, Context, Result};
 use super::ignore::{clean_components, component_match, has_glob, Ignore, Matches};
@@ -107,13 +108,20 @@ pub struct Entry {
     pub header: EntryHeader,
     /// The file to read (regular files).
     pub source: Option<PathBuf>,
+    /// For a source copied as the destination itself: the name it takes inside the
+    /// destination when that is a directory, as the source named it (a link's own name, not
+    /// its target's).
+    pub name: Option<String>,
 }
+
+/// How many symlinks one source may go through (the kernel's limit).
+const MAX_LINKS: usize = 40;
 
 /// One match of a source in a tree.
 struct Match {
-    /// Components from the tree's root.
+    /// What it leads to: components from the tree's root, none of them a link.
     rel: Vec<String>,
-    /// Its name; empty for the tree's root.
+    /// Its name as the source gave it (a link's own name); empty for the tree's root.
     name: String,
 }
 
@@ -232,7 +240,8 @@ impl Tree {
         Ok(self.root.open_dir(&p)?)
     }
 
-    /// The matches of one source (a path or a glob); none when nothing is there.
+    /// The matches of one source (a path or a glob), each followed inside the tree; none when
+    /// nothing is there.
     fn expand(&self, src: &str) -> Result<Vec<Match>> {
         let comps = clean_source(src)?;
         let mut found: Vec<Vec<String>> = vec![Vec::new()];
@@ -271,17 +280,83 @@ impl Tree {
         let mut out = Vec::new();
         for p in found {
             let name = p.last().cloned().unwrap_or_default();
-            let exists = match p.split_last() {
-                Some((last, parent)) => self
-                    .open_dir(parent)
-                    .is_ok_and(|dir| std::fs::symlink_metadata(fd_path(&dir).join(last)).is_ok()),
-                None => true,
-            };
-            if exists {
-                out.push(Match { rel: p, name });
+            if let Some(rel) = self.follow(&p, src)? {
+                out.push(Match { rel, name });
             }
         }
         Ok(out)
+    }
+
+    /// `path` followed inside the tree as BuildKit follows a source (continuity's
+    /// `RootPath`): a symlink in any component, the last one too, is replaced by its target,
+    /// an absolute target starting again at the tree's root and `..` stopping there, through
+    /// at most [`MAX_LINKS`] links. What it leads to (components from the root, none a link),
+    /// or `None` when nothing is there (or a link on the way is excluded by `.dockerignore`,
+    /// so it is not in the context BuildKit sees).
+    fn follow(&self, path: &[String], src: &str) -> Result<Option<Vec<String>>> {
+        use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+        use rustix::io::Errno;
+        let what = || format!("following {src} in {}", self.label);
+        // Components still to walk, the next one last.
+        let mut todo: Vec<String> = path.iter().rev().cloned().collect();
+        let mut out: Vec<String> = Vec::new();
+        let mut dir = self.open_dir(&out)?;
+        let mut links = 0usize;
+        while let Some(c) = todo.pop() {
+            match c.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    out.pop();
+                    dir = self.open_dir(&out)?;
+                    continue;
+                }
+                _ => {}
+            }
+            let st = match rustix::fs::statat(&dir, c.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(Errno::NOENT | Errno::NOTDIR) => return Ok(None),
+                Err(e) => return Err(e).with_context(what),
+            };
+            let kind = FileType::from_raw_mode(st.st_mode);
+            if kind == FileType::Symlink {
+                links += 1;
+                if links > MAX_LINKS {
+                    bail!("{src}: too many levels of symbolic links in {}", self.label);
+                }
+                let mut at: Vec<&str> = out.iter().map(String::as_str).collect();
+                at.push(&c);
+                if self.ignore.excluded(&at) {
+                    return Ok(None);
+                }
+                let target = rustix::fs::readlinkat(&dir, c.as_str(), Vec::new())
+                    .with_context(what)?
+                    .into_string()
+                    .map_err(|_| {
+                        super::error::invalid!(
+                            "{src}: the link {} in {} has a target that is not UTF-8",
+                            at.join("/"),
+                            self.label
+                        )
+                    })?;
+                if target.starts_with('/') {
+                    out.clear();
+                    dir = self.open_dir(&out)?;
+                }
+                todo.extend(target.split('/').rev().map(str::to_owned));
+                continue;
+            }
+            if !todo.is_empty() {
+                // Something follows: this must be a directory.
+                if kind != FileType::Directory {
+                    return Ok(None);
+                }
+                let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                dir = rustix::fs::openat(&dir, c.as_str(), flags, Mode::empty())
+                    .with_context(what)?;
+            }
+            out.push(c);
+        }
+        Ok(Some(out))
     }
 
     /// Plans a copy of `sources` to `dest` (absolute, inside the rootfs, `/`-separated).
@@ -361,7 +436,9 @@ impl Tree {
                     if dest_is_dir {
                         to.push(name.clone());
                     }
-                    plan.entries.push(self.entry(&path, &meta, &to, owner)?);
+                    let mut e = self.entry(&path, &meta, &to, owner)?;
+                    e.name = Some(name);
+                    plan.entries.push(e);
                 }
             }
         }
@@ -418,7 +495,11 @@ impl Tree {
             }
             _ => {}
         }
-        Ok(Entry { header: h, source })
+        Ok(Entry {
+            header: h,
+            source,
+            name: None,
+        })
     }
 }
 
@@ -526,19 +607,15 @@ impl Plan {
     pub fn move_into_dir(&mut self, dest: &str) {
         let base = clean_components(dest);
         for e in &mut self.entries {
-            let name = e
-                .header
-                .path
-                .rsplit(|&b| b == b'/')
-                .next()
-                .unwrap_or_default()
-                .to_vec();
-            let name = match &e.source {
-                Some(src) => src
-                    .file_name()
-                    .map(|n| std::os::unix::ffi::OsStrExt::as_bytes(n).to_vec())
-                    .unwrap_or(name),
-                None => name,
+            let name = match &e.name {
+                Some(n) => n.clone().into_bytes(),
+                None => e
+                    .header
+                    .path
+                    .rsplit(|&b| b == b'/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_vec(),
             };
             let mut p = base.join("/").into_bytes();
             p.push(b'/');
@@ -574,6 +651,7 @@ impl Plan {
             Entry {
                 header: h,
                 source: None,
+                name: None,
             },
         );
     }
@@ -670,18 +748,37 @@ mod tests {
         std::fs::write(d.path().join("secret"), "s").unwrap();
         std::os::unix::fs::symlink("../secret", d.path().join("ctx/link")).unwrap();
         std::os::unix::fs::symlink("/", d.path().join("ctx/up")).unwrap();
+        std::fs::create_dir(d.path().join("ctx/a")).unwrap();
+        std::os::unix::fs::symlink("a/../../../secret", d.path().join("ctx/climb")).unwrap();
+        std::os::unix::fs::symlink("loop", d.path().join("ctx/loop")).unwrap();
         let t = Tree::context(&d.path().join("ctx"), Ignore::default()).unwrap();
-        // The link itself is copied, not what it points at.
-        let p = t
-            .plan(&["link".into()], "/x", false, &Owner::default())
-            .unwrap();
-        assert_eq!(p.entries[0].header.kind, EntryType::Symlink);
-        assert_eq!(p.entries[0].header.link, b"../secret");
-        // A path through a link resolves inside the context: `up/secret` is `/secret` of
-        // the context, which does not exist.
-        assert!(t
-            .plan(&["up/secret".into()], "/x", false, &Owner::default())
-            .is_err());
+        // A link is followed inside the context, where `../secret`, `/`'s `secret` and
+        // `a/../../../secret` are the context's `secret`: there is none.
+        for src in ["link", "up/secret", "climb", "up/link", "up/up/link"] {
+            let err = t
+                .plan(&[src.into()], "/x", false, &Owner::default())
+                .unwrap_err();
+            assert!(err.to_string().contains("no such file"), "{src}: {err}");
+        }
+        let err = t
+            .plan(&["loop".into()], "/x", false, &Owner::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("too many levels"), "{err}");
+        // Once the context has one, that is what they lead to.
+        std::fs::write(d.path().join("ctx/secret"), "context").unwrap();
+        for src in ["link", "up/secret", "climb", "up/link"] {
+            let p = t
+                .plan(&[src.into()], "/x", false, &Owner::default())
+                .unwrap();
+            let [e] = p.entries.as_slice() else {
+                panic!("{src}: {p:?}")
+            };
+            assert_eq!(e.header.kind, EntryType::Regular, "{src}");
+            assert_eq!(e.header.path, b"x", "{src}");
+            assert_eq!(e.name.as_deref(), Some(src.rsplit('/').next().unwrap()));
+            let read = std::fs::read_to_string(e.source.as_ref().unwrap()).unwrap();
+            assert_eq!(read, "context", "{src}");
+        }
     }
 
     #[test]

@@ -170,7 +170,6 @@ impl Ignore {
     }
 
     /// Whether the context path `rel` (components from the context root) is excluded.
-    #[cfg(test)]
     pub fn excluded(&self, rel: &[&str]) -> bool {
         self.at(rel).excluded
     }
