@@ -1250,6 +1250,37 @@ COPY f*.go /exists
     }
 }
 
+/// Files of the context that are hard links of each other stay one file when one source
+/// copies them (issue 31 defect 9), as BuildKit's copier links what it met before: one inode
+/// in the image, in the layer a hard link entry.
+#[tokio::test]
+async fn hard_links_in_the_context_stay_linked() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(lib) = Lib::new().await else { return };
+    lib.write("hl/a", "same\n");
+    std::fs::hard_link(lib.ctx.join("hl/a"), lib.ctx.join("hl/b")).unwrap();
+    std::fs::create_dir_all(lib.ctx.join("hl/sub")).unwrap();
+    std::fs::hard_link(lib.ctx.join("hl/a"), lib.ctx.join("hl/sub/c")).unwrap();
+    lib.write("hl/other", "same\n");
+    let text = "FROM localhost/bb:1\nCOPY hl /hl/\nCOPY --chmod=0600 . /all/\n";
+    lib.build_text(text, "hard:1").await.unwrap();
+    let (_out, r) = unpacked(&lib, "hard:1").await;
+    for base in ["hl", "all/hl"] {
+        let meta = |p: &str| std::fs::symlink_metadata(r.join(base).join(p)).unwrap();
+        let (a, b, c, other) = (meta("a"), meta("b"), meta("sub/c"), meta("other"));
+        assert!(a.is_file() && b.is_file() && c.is_file(), "{base}");
+        assert_eq!(a.ino(), b.ino(), "{base}");
+        assert_eq!(a.ino(), c.ino(), "{base}");
+        assert_eq!(a.nlink(), 3, "{base}");
+        assert_ne!(a.ino(), other.ino(), "{base}");
+        assert_eq!(other.nlink(), 1, "{base}");
+        let text = std::fs::read_to_string(r.join(base).join("sub/c")).unwrap();
+        assert_eq!(text, "same\n", "{base}");
+    }
+    let mode = std::fs::metadata(r.join("all/hl/b")).unwrap().mode() & 0o7777;
+    assert_eq!(mode, 0o600);
+}
+
 /// `.dockerignore` patterns apply to paths from the context's root whatever the source names
 /// (issue 31 defect 11): an excluded directory with an exception inside is walked, and is
 /// there (with its own mode, and the `--chown` owner) as the parent of what is kept, so

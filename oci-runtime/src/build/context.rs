@@ -6,15 +6,18 @@
 //! component of it, the last one too, is followed, but inside its tree (an absolute target
 //! starts again at the tree's root, a `..` stops there), so a link never leads to a host
 //! file; a `..` in the source that climbs above the tree is refused, and symlinks met while
-//! copying a directory are copied as links. Writing into the root filesystem goes through
-//! `oci_rs_layer::apply_tar`, which resolves every destination inside the rootfs, so an
-//! image whose `/app` is a symlink to `/etc` cannot make a `COPY` write on the host.
+//! copying a directory are copied as links. Files of one source that are hard links of each
+//! other are written as one file and hard links to it. Writing into the root filesystem
+//! goes through `oci_rs_layer::apply_tar`, which resolves every destination inside the
+//! rootfs, so an image whose `/app` is a symlink to `/etc` cannot make a `COPY` write on
+//! the host.
 
 use super::error::{bail, BuildError, Context, Result};
 use super::ignore::{clean_components, component_match, has_glob, Ignore, Matches};
 use oci_rs_layer::Root;
 use oci_rs_layer::{EntryHeader, EntryType, TarWriter};
 use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -404,6 +407,7 @@ impl Tree {
                         owner,
                         entries: Vec::new(),
                         pending: Vec::new(),
+                        inodes: HashMap::new(),
                     };
                     walk.dir(&path, &mut m.rel.clone(), &state, &mut dest.clone())?;
                     if state.excluded() && walk.entries.is_empty() {
@@ -512,6 +516,9 @@ struct Walk<'a> {
     /// written (as the parent it is) before the first entry kept under it, and not at all
     /// when none is.
     pending: Vec<Entry>,
+    /// Where each file with several links was first written ((device, inode) to its path in
+    /// the rootfs): the others are hard links to it.
+    inodes: HashMap<(u64, u64), Vec<u8>>,
 }
 
 impl Walk<'_> {
@@ -558,7 +565,21 @@ impl Walk<'_> {
                     self.pending.truncate(depth);
                 }
             } else if !inner.excluded() {
-                let e = tree.entry(&child, &meta, to, self.owner)?;
+                let mut e = tree.entry(&child, &meta, to, self.owner)?;
+                if e.header.kind == EntryType::Regular && meta.nlink() > 1 {
+                    use std::collections::hash_map::Entry as Slot;
+                    match self.inodes.entry((meta.dev(), meta.ino())) {
+                        Slot::Occupied(first) => {
+                            e.header.kind = EntryType::Link;
+                            e.header.link = first.get().clone();
+                            e.header.size = 0;
+                            e.source = None;
+                        }
+                        Slot::Vacant(slot) => {
+                            slot.insert(e.header.path.clone());
+                        }
+                    }
+                }
                 self.push(e);
             }
             rel.pop();
@@ -779,6 +800,53 @@ mod tests {
             let read = std::fs::read_to_string(e.source.as_ref().unwrap()).unwrap();
             assert_eq!(read, "context", "{src}");
         }
+    }
+
+    #[test]
+    fn links_inside_a_copied_directory_stay_links_and_hard_links_stay_linked() {
+        let d = tempfile::tempdir().unwrap();
+        let c = d.path();
+        std::fs::create_dir_all(c.join("dir/sub")).unwrap();
+        std::fs::write(c.join("dir/a"), "a").unwrap();
+        std::fs::hard_link(c.join("dir/a"), c.join("dir/sub/b")).unwrap();
+        std::os::unix::fs::symlink("../a", c.join("dir/sub/l")).unwrap();
+        std::os::unix::fs::symlink("dir", c.join("dl")).unwrap();
+        let t = Tree::context(c, Ignore::default()).unwrap();
+        let p = t
+            .plan(&["dl".into()], "/d", false, &Owner::default())
+            .unwrap();
+        let got: Vec<(String, EntryType, String)> = p
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    String::from_utf8(e.header.path.clone()).unwrap(),
+                    e.header.kind,
+                    String::from_utf8(e.header.link.clone()).unwrap(),
+                )
+            })
+            .collect();
+        let want = [
+            ("d/a", EntryType::Regular, ""),
+            ("d/sub", EntryType::Directory, ""),
+            ("d/sub/b", EntryType::Link, "d/a"),
+            ("d/sub/l", EntryType::Symlink, "../a"),
+        ]
+        .map(|(p, k, l)| (p.to_owned(), k, l.to_owned()));
+        assert_eq!(got, want);
+        // Each source on its own, as BuildKit copies each: two files.
+        let p = t
+            .plan(
+                &["dir/a".into(), "dir/sub/b".into()],
+                "/e",
+                true,
+                &Owner::default(),
+            )
+            .unwrap();
+        assert!(p
+            .entries
+            .iter()
+            .all(|e| e.header.kind == EntryType::Regular));
     }
 
     #[test]
