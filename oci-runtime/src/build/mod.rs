@@ -47,11 +47,32 @@ use words::Lex;
 /// The network of `RUN` steps.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum BuildNetwork {
-    /// Only a loopback interface (the default).
+    /// docker's default (`--network default` or `bridge`): the default bridge network with
+    /// egress (so `apt-get`, `pip` and `npm` work). A rootless build, which cannot make
+    /// bridges, has only loopback for now.
     #[default]
+    Default,
+    /// Only a loopback interface (`none`).
     None,
-    /// The host's network.
+    /// The host's network (`host`).
     Host,
+}
+
+impl std::str::FromStr for BuildNetwork {
+    type Err = BuildError;
+
+    /// docker's `--network` values for a build: `default` (or `bridge`), `none`, `host`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "default" | "bridge" => Ok(Self::Default),
+            "none" => Ok(Self::None),
+            "host" => Ok(Self::Host),
+            other => Err(invalid!(
+                "--network {}: a build's steps run with default (bridge), none or host",
+                oci_rs_image::excerpt(other, 64)
+            )),
+        }
+    }
 }
 
 /// What a build is asked (`docker build`'s options).

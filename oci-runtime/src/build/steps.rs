@@ -91,7 +91,7 @@ impl DockerfileBuild<'_> {
             None | Some("default") => self.opts.network,
             Some("none") => BuildNetwork::None,
             Some("host") => BuildNetwork::Host,
-            Some(n) => return Err(self.at(i, format!("--network={n}: use none or host"))),
+            Some(n) => return Err(self.at(i, format!("--network={n}: use default, none or host"))),
         };
         let argv = self.run_argv(i, &s);
         let process = argv.join(" ");
@@ -119,10 +119,10 @@ impl DockerfileBuild<'_> {
             &serde_json::to_string(&argv)?,
             &heredocs,
             &env.join("\0"),
-            if network == BuildNetwork::Host {
-                "host"
-            } else {
-                "none"
+            match network {
+                BuildNetwork::Host => "host",
+                BuildNetwork::None => "none",
+                BuildNetwork::Default => "default",
             },
         ]);
         if self.take_cached(&mut s, &key, started).await? {
@@ -140,9 +140,15 @@ impl DockerfileBuild<'_> {
             .unwrap_or(Path::new("/"))
             .join("etc-files");
         oci_rs_layer::private_dir(&etc)?;
+        let rootless = !rustix::process::geteuid().is_root();
         let net = match network {
             BuildNetwork::None => crate::NetworkMode::None,
             BuildNetwork::Host => crate::NetworkMode::Host,
+            // Rootless, slirp4netns cannot yet join a step's namespaces from a build (the
+            // step's user namespace is not reachable from this process as it is from a
+            // container's monitor): loopback only, as before.
+            BuildNetwork::Default if rootless => crate::NetworkMode::None,
+            BuildNetwork::Default => crate::NetworkMode::Bridge,
         };
         let hostname = "buildkitsandbox";
         let mut mounts = crate::etc_files(&etc, hostname, net)?;
@@ -192,16 +198,47 @@ impl DockerfileBuild<'_> {
             .to_path_buf();
         let cid = scratch.id.clone();
         let state_root = self.data.join("run");
+        // The step's network, attached between create and start as a container's monitor
+        // attaches it, and taken down when it ends.
+        let plan = match net {
+            crate::NetworkMode::Bridge => Some(crate::NetworkPlan::Bridge {
+                store: crate::Networks::host_dir(),
+                request: crate::NetworkRequest {
+                    container: cid.clone(),
+                    name: cid.clone(),
+                    hostname: hostname.into(),
+                    networks: vec!["bridge".into()],
+                    ports: Vec::new(),
+                    hosts_file: None,
+                },
+            }),
+            crate::NetworkMode::Slirp => Some(crate::NetworkPlan::Slirp { ports: Vec::new() }),
+            _ => None,
+        };
         let code = tokio::task::spawn_blocking(move || {
             let null = std::fs::File::open("/dev/null")?;
-            crate::run(
-                crate::ContainerBuilder::new(&cid, spec, bundle)
-                    .state_root(state_root)
-                    .stdin(null.into())
-                    .stdout(out)
-                    .stderr(err),
-            )
-            .map_err(BuildError::from)
+            let mut c = crate::ContainerBuilder::new(&cid, spec, bundle)
+                .state_root(state_root)
+                .stdin(null.into())
+                .stdout(out)
+                .stderr(err)
+                .create()?;
+            let attached = match plan.as_ref().map(|p| crate::attach_network(p, c.pid())) {
+                Some(Err(e)) => {
+                    let _ = c.delete(true);
+                    return Err(BuildError::from(crate::Error::from(e)));
+                }
+                Some(Ok(a)) => Some(a),
+                None => None,
+            };
+            let ran = c.start().and_then(|()| c.wait());
+            let deleted = c.delete(true);
+            if let Some(a) = attached {
+                a.detach();
+            }
+            let code = ran?;
+            deleted?;
+            Ok(code)
         })
         .await
         .map_err(|e| BuildError::Failed {

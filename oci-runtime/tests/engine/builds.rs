@@ -3,16 +3,37 @@
 
 use crate::fixture::Fixture;
 use crate::Test;
-use oci_rs_runtime::{BuildOptions, BuildSources, DockerfileBuild};
+use oci_rs_runtime::{BuildError, BuildNetwork, BuildOptions, BuildSources, DockerfileBuild};
 use std::os::unix::fs::MetadataExt;
 
-pub const TESTS: &[Test] = &[(
-    "workdir_is_made_for_the_user_and_links_are_followed_inside_the_root",
-    workdir_is_made_for_the_user_and_links_are_followed_inside_the_root,
-)];
+pub const TESTS: &[Test] = &[
+    (
+        "workdir_is_made_for_the_user_and_links_are_followed_inside_the_root",
+        workdir_is_made_for_the_user_and_links_are_followed_inside_the_root,
+    ),
+    (
+        "run_steps_have_docker_s_default_network_with_egress",
+        run_steps_have_docker_s_default_network_with_egress,
+    ),
+    (
+        "apt_get_update_reaches_debian_s_mirror_by_default",
+        apt_get_update_reaches_debian_s_mirror_by_default,
+    ),
+];
 
 /// Builds `dockerfile` with `files` as its context, tagged `tag`; the image unpacked.
 fn build(f: &Fixture, dockerfile: &str, files: &[(&str, &str)], tag: &str) -> tempfile::TempDir {
+    try_build(f, dockerfile, files, tag, BuildNetwork::Default).unwrap()
+}
+
+/// [`build`] on `network`, its error returned.
+fn try_build(
+    f: &Fixture,
+    dockerfile: &str,
+    files: &[(&str, &str)],
+    tag: &str,
+    network: BuildNetwork,
+) -> Result<tempfile::TempDir, BuildError> {
     let context = f
         .dir
         .path()
@@ -23,6 +44,7 @@ fn build(f: &Fixture, dockerfile: &str, files: &[(&str, &str)], tag: &str) -> te
     }
     let opts = BuildOptions {
         tags: vec![tag.into()],
+        network,
         ..BuildOptions::default()
     };
     let b = DockerfileBuild::new(
@@ -32,13 +54,12 @@ fn build(f: &Fixture, dockerfile: &str, files: &[(&str, &str)], tag: &str) -> te
         Some(&context),
         opts,
         Box::new(|_| {}),
-    )
-    .unwrap();
-    f.rt.block_on(b.build()).unwrap();
+    )?;
+    f.rt.block_on(b.build())?;
     let out = tempfile::tempdir_in(f.dir.path()).unwrap();
     f.rt.block_on(f.store.unpack(tag, out.path(), false))
         .unwrap();
-    out
+    Ok(out)
 }
 
 /// Issue 31 defects 3, 4 and 10: a `WORKDIR` or a `COPY` destination through a link that
@@ -101,4 +122,122 @@ fn workdir_is_made_for_the_user_and_links_are_followed_inside_the_root(f: &Fixtu
         .filter(|h| h.created_by.starts_with("WORKDIR "))
         .count();
     assert_eq!(workdirs, 3, "{history:?}");
+}
+
+/// Issue 31: a `RUN` step has docker's default build network, the default bridge with
+/// egress: it reaches a server on the host's own address (as it would one on the
+/// internet). With `none`, or `RUN --network=none`, it has only loopback, and the step
+/// fails; nothing of the step's network is left on the host.
+fn run_steps_have_docker_s_default_network_with_egress(f: &Fixture) {
+    if !std::path::Path::new("/usr/sbin/nft").exists() {
+        eprintln!("skipping: /usr/sbin/nft is missing (scripts/test.sh installs nftables)");
+        return;
+    }
+    let www = f.dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("index.html"), "from the host\n").unwrap();
+    let port = std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = std::process::Command::new("/bin/busybox")
+        .args(["httpd", "-f", "-p", &format!("0.0.0.0:{port}"), "-h"])
+        .arg(&www)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed however the test ends (a failed build must not leave it holding the port).
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let server = Kill(server);
+    let route = std::process::Command::new("ip")
+        .args(["-4", "-o", "route", "get", "1.1.1.1"])
+        .output()
+        .unwrap();
+    let route = String::from_utf8_lossy(&route.stdout).into_owned();
+    let Some(host_ip) = route
+        .split_whitespace()
+        .skip_while(|w| *w != "src")
+        .nth(1)
+        .map(str::to_owned)
+    else {
+        drop(server);
+        eprintln!("skipping: the host has no route to the outside ({route})");
+        return;
+    };
+    let url = format!("http://{host_ip}:{port}/index.html");
+    let fetch = format!("FROM busybox:test\nRUN wget -q -O /fetched {url}\n");
+    let out = build(f, &fetch, &[], "egress:1");
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("rootfs/fetched")).unwrap(),
+        "from the host\n"
+    );
+    let none = try_build(
+        f,
+        &fetch.replace("RUN wget", "RUN --network=none wget"),
+        &[],
+        "n:1",
+        BuildNetwork::Default,
+    );
+    assert!(
+        matches!(none, Err(BuildError::RunFailed { .. })),
+        "{none:?}"
+    );
+    let none = try_build(f, &fetch, &[], "n:2", BuildNetwork::None);
+    assert!(
+        matches!(none, Err(BuildError::RunFailed { .. })),
+        "{none:?}"
+    );
+    drop(server);
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&links.stdout).contains("vethbuild"),
+        "a step's veth is left"
+    );
+    let rules = std::process::Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&rules.stdout).contains("\"build-"),
+        "a step's rule is left"
+    );
+}
+
+/// The commonest Dockerfile line there is, `RUN apt-get update`, on a Debian base: it
+/// reaches Debian's mirror through the default network (skipped, saying why, where the
+/// Debian base cannot be made or the mirror cannot be reached from the host).
+fn apt_get_update_reaches_debian_s_mirror_by_default(f: &Fixture) {
+    let Some(root) = crate::network::nginx_tar() else {
+        return;
+    };
+    let reachable = std::net::ToSocketAddrs::to_socket_addrs(&("deb.debian.org", 80))
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| {
+            std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(5)).is_ok()
+        });
+    if !reachable {
+        eprintln!("skipping: deb.debian.org:80 is not reachable from this host");
+        return;
+    }
+    f.import(&root, "debian:base", &[("cmd", "")]);
+    let out = build(
+        f,
+        "FROM debian:base\nRUN apt-get update && ls /var/lib/apt/lists > /lists\n",
+        &[],
+        "apt:1",
+    );
+    let lists = std::fs::read_to_string(out.path().join("rootfs/lists")).unwrap();
+    assert!(lists.contains("deb.debian.org"), "{lists}");
 }

@@ -77,7 +77,7 @@ fn can_run() -> bool {
 /// A rootfs tar of Debian with nginx-light, made once by debootstrap and cached under the
 /// target directory; `None` (the caller skips that part) when debootstrap or the mirror is
 /// missing.
-fn nginx_tar() -> Option<PathBuf> {
+pub fn nginx_tar() -> Option<PathBuf> {
     static TAR: OnceLock<Option<PathBuf>> = OnceLock::new();
     TAR.get_or_init(|| {
         let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nginx-light-rootfs");

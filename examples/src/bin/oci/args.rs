@@ -122,8 +122,9 @@ pub(crate) enum Verb {
         /// Labels on the image (`--label K=V`).
         #[arg(long)]
         label: Vec<String>,
-        /// The network of RUN steps: none (the default) or host.
-        #[arg(long, default_value = "none")]
+        /// The network of RUN steps: default (the default bridge, with egress; slirp4netns
+        /// rootless), none or host.
+        #[arg(long, default_value = "default")]
         network: String,
         /// Write the image id to this file.
         #[arg(long)]

@@ -205,11 +205,7 @@ pub(crate) async fn image_verb(
             if !matches!(progress.as_str(), "plain" | "tty" | "auto") {
                 anyhow::bail!("--progress {progress}: use plain or tty");
             }
-            let network = match network.as_str() {
-                "none" | "default" => oci_rs_runtime::BuildNetwork::None,
-                "host" => oci_rs_runtime::BuildNetwork::Host,
-                n => anyhow::bail!("--network {n}: a build step runs with none or host"),
-            };
+            let network: oci_rs_runtime::BuildNetwork = network.parse()?;
             let pairs = |list: Vec<String>,
                          env: bool|
              -> Result<std::collections::BTreeMap<String, String>> {
