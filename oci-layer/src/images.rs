@@ -750,8 +750,28 @@ impl ImageStore {
         Ok(())
     }
 
-    /// Removes every build cache entry; how many.
+    /// Removes every build cache entry and every `RUN --mount=type=cache` directory (kept
+    /// beside the entries, in `build-cache-mounts`); how many.
     pub fn prune_cache(&self) -> Result<usize> {
+        let mounts = self.cache_dir().with_file_name("build-cache-mounts");
+        let mut gone = 0;
+        if let Ok(rd) = std::fs::read_dir(&mounts) {
+            for e in rd.flatten() {
+                let p = e.path();
+                let removed = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+                if removed.is_ok() && e.file_type().is_ok_and(|t| t.is_dir()) {
+                    gone += 1;
+                }
+            }
+        }
+        self.prune_entries().map(|n| n + gone)
+    }
+
+    fn prune_entries(&self) -> Result<usize> {
         let dir = self.cache_dir();
         let rd = match std::fs::read_dir(&dir) {
             Ok(rd) => rd,

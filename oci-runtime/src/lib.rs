@@ -362,7 +362,8 @@ pub use attach::{receive_terminal, Attach, Frame, MAX_FRAME};
 #[cfg(feature = "engine")]
 pub use build::{
     read_context_file, read_dockerfile, BuildError, BuildEvent, BuildEvents, BuildNetwork,
-    BuildOptions, BuildSources, Built, DockerfileBuild, StreamedContext, MAX_DOCKERFILE,
+    BuildOptions, BuildSecret, BuildSources, Built, DockerfileBuild, StreamedContext,
+    MAX_DOCKERFILE,
 };
 pub use cgroup::Cgroup;
 pub use container::{

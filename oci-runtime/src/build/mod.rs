@@ -25,6 +25,7 @@
 mod context;
 mod error;
 mod ignore;
+mod mounts;
 mod parse;
 mod words;
 
@@ -33,6 +34,7 @@ pub use context::{read_context_file, StreamedContext};
 pub use error::BuildError;
 use error::{bail, invalid, Context, Result};
 use ignore::Ignore;
+pub use mounts::BuildSecret;
 use oci_rs_image::oci_spec::image::{Descriptor, Digest};
 use oci_rs_image::{BlobStore, CopyOptions, ImageBuilder, Remote, UrlSource};
 use oci_rs_layer::ImageStore;
@@ -94,6 +96,8 @@ pub struct BuildOptions {
     pub labels: BTreeMap<String, String>,
     /// `--network`.
     pub network: BuildNetwork,
+    /// `--secret id=ID,src=PATH|env=NAME`: what `RUN --mount=type=secret,id=ID` reads.
+    pub secrets: BTreeMap<String, BuildSecret>,
     /// Where `RUN` steps' output goes (their stdout and stderr); `None`: kept in a file
     /// that a failing step hands to the events ([`BuildEvent::FailedOutput`]), as `-q`.
     pub run_output: Option<std::sync::Arc<std::os::fd::OwnedFd>>,

@@ -86,7 +86,23 @@ impl DockerfileBuild<'_> {
         i: &super::Instr,
         started: Instant,
     ) -> Result<State> {
-        self.check_flags(i, &["network"])?;
+        self.check_flags(i, &["network", "mount"])?;
+        let mut run_mounts = Vec::new();
+        {
+            let look = |n: &str| s.lookup(n);
+            for (name, value) in &i.flags {
+                if name != "mount" {
+                    continue;
+                }
+                let v = self
+                    .lex
+                    .word(value.as_deref().unwrap_or(""), &look)
+                    .map_err(|e| self.wrap(i, e))?;
+                let m = super::mounts::RunMount::parse(&v)
+                    .map_err(|e| self.at(i, format!("--mount={v}: {e}")))?;
+                run_mounts.push(m);
+            }
+        }
         let network = match i.flag("network") {
             None | Some("default") => self.opts.network,
             Some("none") => BuildNetwork::None,
@@ -124,6 +140,11 @@ impl DockerfileBuild<'_> {
                 BuildNetwork::None => "none",
                 BuildNetwork::Default => "default",
             },
+            &run_mounts
+                .iter()
+                .map(super::mounts::RunMount::key)
+                .collect::<Vec<_>>()
+                .join("\0"),
         ]);
         if self.take_cached(&mut s, &key, started).await? {
             return Ok(s);
@@ -164,6 +185,16 @@ impl DockerfileBuild<'_> {
                 });
             }
         }
+        let prepared = super::mounts::prepare(
+            &run_mounts,
+            &self.data,
+            &etc,
+            &scratch.mount.rootfs,
+            &self.opts.secrets,
+        )
+        .map_err(|e| self.wrap(i, e))?;
+        mounts.extend(prepared.mounts.iter().cloned());
+        env.extend(prepared.env.iter().cloned());
         let mut opts = crate::RunOptions {
             args: argv,
             entrypoint: Some(Vec::new()),
@@ -261,6 +292,8 @@ impl DockerfileBuild<'_> {
                 code,
             });
         }
+        super::mounts::remove_stubs(&scratch.mount.rootfs, &prepared.stubs);
+        drop(prepared);
         let s = self.commit_step(s, scratch, &stack, &hist, key).await?;
         self.ran += 1;
         self.done(started, false);

@@ -19,6 +19,10 @@ pub const TESTS: &[Test] = &[
         "apt_get_update_reaches_debian_s_mirror_by_default",
         apt_get_update_reaches_debian_s_mirror_by_default,
     ),
+    (
+        "run_mounts_cache_tmpfs_and_secrets_stay_out_of_the_image",
+        run_mounts_cache_tmpfs_and_secrets_stay_out_of_the_image,
+    ),
 ];
 
 /// Builds `dockerfile` with `files` as its context, tagged `tag`; the image unpacked.
@@ -240,4 +244,123 @@ fn apt_get_update_reaches_debian_s_mirror_by_default(f: &Fixture) {
     );
     let lists = std::fs::read_to_string(out.path().join("rootfs/lists")).unwrap();
     assert!(lists.contains("deb.debian.org"), "{lists}");
+}
+
+/// Issue 31's `RUN --mount`: a cache mount keeps its files between builds (a `--no-cache`
+/// rebuild sees what the first left) and is emptied by the cache's prune; a tmpfs and the
+/// cache are not in the layer; a secret is readable as a file and as a variable while the
+/// step runs, and nowhere in the image: no blob of the store, no history line, no config,
+/// no cache entry holds it, and the mount points made for the step are gone.
+fn run_mounts_cache_tmpfs_and_secrets_stay_out_of_the_image(f: &Fixture) {
+    let secret = format!("s3cret-{}", std::process::id());
+    let dockerfile = "FROM busybox:test\n\
+        RUN --mount=type=cache,target=/cache,id=c1 sh -c 'echo run >> /cache/runs; cat /cache/runs | wc -l > /count'\n\
+        RUN --mount=type=tmpfs,target=/scratch,size=1m sh -c 'echo t > /scratch/x && test -f /scratch/x'\n\
+        RUN --mount=type=secret,id=tok --mount=type=secret,id=tok,env=TOKEN,target=/etc/tok \
+            sh -c 'cat /run/secrets/tok > /dev/null && test \"$TOKEN\" = \"$(cat /etc/tok)\" && echo seen > /seen'\n";
+    let run = |no_cache: bool| {
+        let context = f.dir.path().join("mounts-context");
+        std::fs::create_dir_all(&context).unwrap();
+        let opts = BuildOptions {
+            tags: vec!["mounts:1".into()],
+            no_cache,
+            secrets: [(
+                "tok".to_owned(),
+                oci_rs_runtime::BuildSecret::new(secret.clone().into_bytes()),
+            )]
+            .into(),
+            ..BuildOptions::default()
+        };
+        let b = DockerfileBuild::new(
+            &f.store,
+            BuildSources::default(),
+            dockerfile,
+            Some(&context),
+            opts,
+            Box::new(|_| {}),
+        )
+        .unwrap();
+        f.rt.block_on(b.build()).unwrap();
+        let out = tempfile::tempdir_in(f.dir.path()).unwrap();
+        f.rt.block_on(f.store.unpack("mounts:1", out.path(), false))
+            .unwrap();
+        out
+    };
+    let first = run(false);
+    let root = first.path().join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(root.join("count")).unwrap().trim(),
+        "1"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("seen")).unwrap(),
+        "seen\n"
+    );
+    for made in ["cache", "scratch", "run/secrets", "etc/tok"] {
+        assert!(!root.join(made).exists(), "{made} is in the image");
+    }
+    assert!(root.join("run").is_dir() || !root.join("run").exists());
+    let second = run(true);
+    assert_eq!(
+        std::fs::read_to_string(second.path().join("rootfs/count"))
+            .unwrap()
+            .trim(),
+        "2",
+        "the cache mount kept the first build's file"
+    );
+    // The secret is in no blob, history line, config or cache entry of the store.
+    let mut stack = vec![f.data()];
+    let mut files = 0;
+    while let Some(p) = stack.pop() {
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if m.is_dir() {
+            if p.ends_with("snapshots") {
+                // Unpacked layers and step snapshots: checked through the image above.
+                continue;
+            }
+            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        } else if m.is_file() {
+            files += 1;
+            let bytes = std::fs::read(&p).unwrap();
+            let mut text = bytes.clone();
+            // Gzip layers: their decompressed content too.
+            if bytes.starts_with(&[0x1f, 0x8b]) {
+                let out = std::process::Command::new("gzip")
+                    .args(["-dc"])
+                    .arg(&p)
+                    .output()
+                    .unwrap();
+                text.extend(out.stdout);
+            }
+            assert!(
+                !text.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "the secret is in {}",
+                p.display()
+            );
+        }
+    }
+    assert!(files > 10, "{files} files searched");
+    // A required secret that was not given fails the step's build; prune empties the cache.
+    let context = f.dir.path().join("mounts-context");
+    let b = DockerfileBuild::new(
+        &f.store,
+        BuildSources::default(),
+        "FROM busybox:test\nRUN --mount=type=secret,id=absent,required true\n",
+        Some(&context),
+        BuildOptions::default(),
+        Box::new(|_| {}),
+    )
+    .unwrap();
+    assert!(f.rt.block_on(b.build()).is_err());
+    assert!(f.store.prune_cache().unwrap() >= 1);
+    assert_eq!(
+        std::fs::read_dir(f.data().join("build-cache-mounts"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_type().unwrap().is_dir())
+            .count(),
+        0
+    );
 }

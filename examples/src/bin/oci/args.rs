@@ -122,6 +122,9 @@ pub(crate) enum Verb {
         /// Labels on the image (`--label K=V`).
         #[arg(long)]
         label: Vec<String>,
+        /// A secret for `RUN --mount=type=secret`: id=ID,src=PATH or id=ID,env=NAME.
+        #[arg(long)]
+        secret: Vec<String>,
         /// The network of RUN steps: default (the default bridge, with egress; slirp4netns
         /// rootless), none or host.
         #[arg(long, default_value = "default")]

@@ -196,6 +196,7 @@ pub(crate) async fn image_verb(
             pull,
             platform,
             label,
+            secret,
             network,
             iidfile,
             progress,
@@ -236,6 +237,10 @@ pub(crate) async fn image_verb(
                 platform,
                 labels: pairs(label, false)?,
                 network,
+                secrets: secret
+                    .iter()
+                    .map(|s| oci_rs_runtime::BuildSecret::from_flag(s))
+                    .collect::<Result<_, _>>()?,
                 run_output: None,
                 file_label: String::new(),
             };
