@@ -5,6 +5,9 @@
 //!   `sharing=shared` (default) lets steps use it at once, `locked` makes them take turns,
 //!   `private` gives a step that finds it in use an empty one of its own.
 //! - `type=tmpfs`: a fresh tmpfs (`size=` in bytes).
+//! - `type=bind`: `source` (default the root) of the build context (as filtered by
+//!   `.dockerignore`, so what it leaves out is not there) or of `from`, a stage or image;
+//!   read-only, or `rw` on a copy whose writes are thrown away.
 //! - `type=secret`: a secret of [`super::BuildOptions::secrets`], as a read-only file at
 //!   `target` (default `/run/secrets/ID`) or as the variable `env=NAME`; never in a layer,
 //!   the cache key, the history or the config.
@@ -140,6 +143,13 @@ pub(super) enum RunMount {
         gid: u32,
         mode: u32,
     },
+    /// Made ready by the step itself, which has the context and the other stages.
+    Bind {
+        target: String,
+        source: String,
+        from: Option<String>,
+        rw: bool,
+    },
 }
 
 impl RunMount {
@@ -230,10 +240,16 @@ impl RunMount {
                     mode: num(&mut kv, "mode", 8, 0o400)?,
                 }
             }
-            "bind" | "ssh" => {
-                return Err(format!(
-                    "type={typ} is not supported yet (cache, tmpfs and secret are)"
-                ))
+            "bind" => Self::Bind {
+                target: absolute(&target.ok_or("a bind mount needs a target")?)?,
+                source: kv.remove("source").unwrap_or_else(|| ".".to_owned()),
+                from: kv.remove("from"),
+                rw: flag(&mut kv, "rw")? | flag(&mut kv, "readwrite")?,
+            },
+            "ssh" => {
+                return Err(
+                    "type=ssh is not supported yet (bind, cache, tmpfs and secret are)".into(),
+                )
             }
             other => return Err(format!("type={other}: cache, tmpfs, secret or bind")),
         };
@@ -251,7 +267,9 @@ impl RunMount {
 
     fn target(&self) -> Option<&str> {
         match self {
-            Self::Cache { target, .. } | Self::Tmpfs { target, .. } => Some(target),
+            Self::Cache { target, .. } | Self::Tmpfs { target, .. } | Self::Bind { target, .. } => {
+                Some(target)
+            }
             Self::Secret { target, .. } => target.as_deref(),
         }
     }
@@ -363,6 +381,7 @@ pub(super) fn prepare(
                     readonly: *readonly,
                 });
             }
+            RunMount::Bind { .. } => {}
             RunMount::Tmpfs { target, size } => p.mounts.push(ExtraMount::Tmpfs {
                 target: target.clone(),
                 options: size.iter().map(|s| format!("size={s}")).collect(),
@@ -487,7 +506,8 @@ mod tests {
             "type=cache,target=/x,bogus=1",
             "type=nfs,target=/x",
             "type=cache,target=/x,target=/y",
-            "type=bind,source=.,target=/src",
+            "type=bind,source=.",
+            "type=ssh",
         ] {
             assert!(RunMount::parse(bad).is_err(), "{bad}");
         }

@@ -103,6 +103,7 @@ impl DockerfileBuild<'_> {
                 run_mounts.push(m);
             }
         }
+        let (bind_key, binds) = self.bind_sources(i, &run_mounts).await?;
         let network = match i.flag("network") {
             None | Some("default") => self.opts.network,
             Some("none") => BuildNetwork::None,
@@ -145,6 +146,7 @@ impl DockerfileBuild<'_> {
                 .map(super::mounts::RunMount::key)
                 .collect::<Vec<_>>()
                 .join("\0"),
+            &bind_key,
         ]);
         if self.take_cached(&mut s, &key, started).await? {
             return Ok(s);
@@ -195,6 +197,11 @@ impl DockerfileBuild<'_> {
         .map_err(|e| self.wrap(i, e))?;
         mounts.extend(prepared.mounts.iter().cloned());
         env.extend(prepared.env.iter().cloned());
+        let (mut bind_keep, mut bind_temps) = (Vec::new(), Vec::new());
+        mounts.extend(
+            self.bind_mounts(i, binds, &mut bind_keep, &mut bind_temps)
+                .await?,
+        );
         let mut opts = crate::RunOptions {
             args: argv,
             entrypoint: Some(Vec::new()),
@@ -293,7 +300,7 @@ impl DockerfileBuild<'_> {
             });
         }
         super::mounts::remove_stubs(&scratch.mount.rootfs, &prepared.stubs);
-        drop(prepared);
+        drop((prepared, bind_keep, bind_temps));
         let s = self.commit_step(s, scratch, &stack, &hist, key).await?;
         self.ran += 1;
         self.done(started, false);
@@ -775,7 +782,20 @@ impl DockerfileBuild<'_> {
         i: &super::Instr,
         keep: &mut Vec<Scratch>,
     ) -> Result<Tree> {
-        let stack = match self.stage_index(from) {
+        let stack = self.stack_of_from(from, i).await?;
+        let sc = self.scratch(&stack, &format!("--from={from}")).await?;
+        let tree = Tree::filesystem(&sc.mount.rootfs, &format!("--from={from}"))?;
+        keep.push(sc);
+        Ok(tree)
+    }
+
+    /// The layers of `--from=NAME`: a stage of this build (built first) or an image.
+    async fn stack_of_from(
+        &mut self,
+        from: &str,
+        i: &super::Instr,
+    ) -> Result<Vec<(Descriptor, Digest)>> {
+        Ok(match self.stage_index(from) {
             Some(idx) => {
                 let st = Box::pin(self.stage(idx)).await?;
                 st.stack()?
@@ -787,11 +807,157 @@ impl DockerfileBuild<'_> {
                     .map_err(|e| self.wrap(i, e))?;
                 Snapshotter::image_stack(self.images.layout(), &m).await?
             }
-        };
-        let sc = self.scratch(&stack, &format!("--from={from}")).await?;
-        let tree = Tree::filesystem(&sc.mount.rootfs, &format!("--from={from}"))?;
-        keep.push(sc);
-        Ok(tree)
+        })
+    }
+
+    /// `RUN --mount=type=bind`s, before the step's cache key: what each adds to the key
+    /// (the digest of what the context gives, or the layers of `from`), and what it needs
+    /// to be made ready.
+    async fn bind_sources(
+        &mut self,
+        i: &super::Instr,
+        mounts: &[super::mounts::RunMount],
+    ) -> Result<(String, Vec<BindSource>)> {
+        let mut key = String::new();
+        let mut out = Vec::new();
+        for m in mounts {
+            let super::mounts::RunMount::Bind {
+                target,
+                source,
+                from,
+                rw,
+            } = m
+            else {
+                continue;
+            };
+            match from {
+                None => {
+                    let Some(ctx) = &self.context else {
+                        return Err(self.at(
+                            i,
+                            "a bind mount of the context, and there is no build context",
+                        ));
+                    };
+                    let tree = Tree::context(ctx, self.ignore.clone())?;
+                    let plan = tree
+                        .plan(std::slice::from_ref(source), "/b", true, &Owner::default())
+                        .map_err(|e| self.wrap(i, e))?;
+                    key.push_str(&plan.digest()?);
+                    let is_dir = oci_rs_layer::Root::open(ctx)?
+                        .open_dir(Path::new(source))
+                        .is_ok();
+                    out.push(BindSource::Context {
+                        plan,
+                        is_dir,
+                        source: source.clone(),
+                        target: target.clone(),
+                        rw: *rw,
+                    });
+                }
+                Some(f) => {
+                    let stack = self.stack_of_from(f, i).await?;
+                    for (_, diff_id) in &stack {
+                        key.push_str(diff_id.as_ref());
+                    }
+                    key.push_str(source);
+                    out.push(BindSource::From {
+                        from: f.clone(),
+                        stack,
+                        source: source.clone(),
+                        target: target.clone(),
+                        rw: *rw,
+                    });
+                }
+            }
+        }
+        Ok((key, out))
+    }
+
+    /// Makes the bind mounts of [`Self::bind_sources`] ready: a filtered copy of the
+    /// context's part, or the other stage's filesystem (read-only in place, or a copy for
+    /// `rw`). What must live until the step ends goes into `keep` and `temps`.
+    async fn bind_mounts(
+        &self,
+        i: &super::Instr,
+        binds: Vec<BindSource>,
+        keep: &mut Vec<Scratch>,
+        temps: &mut Vec<tempfile::TempDir>,
+    ) -> Result<Vec<crate::ExtraMount>> {
+        let mut out = Vec::new();
+        for b in binds {
+            let copy_of = |tmp: &tempfile::TempDir, is_dir: bool, source: &str| {
+                let base = tmp.path().join("b");
+                if is_dir {
+                    base
+                } else {
+                    base.join(Path::new(source).file_name().unwrap_or_default())
+                }
+            };
+            match b {
+                BindSource::Context {
+                    plan,
+                    is_dir,
+                    source,
+                    target,
+                    rw,
+                } => {
+                    let tmp = tempfile::tempdir_in(&self.data)?;
+                    plan.write(tmp.path(), None)
+                        .await
+                        .map_err(|e| self.wrap(i, e))?;
+                    out.push(crate::ExtraMount::Bind {
+                        source: copy_of(&tmp, is_dir, &source),
+                        target,
+                        readonly: !rw,
+                    });
+                    temps.push(tmp);
+                }
+                BindSource::From {
+                    from,
+                    stack,
+                    source,
+                    target,
+                    rw,
+                } => {
+                    let sc = self
+                        .scratch(&stack, &format!("--mount from={from}"))
+                        .await?;
+                    let root = oci_rs_layer::Root::open(&sc.mount.rootfs)?;
+                    let is_dir = root.open_dir(Path::new(&source)).is_ok();
+                    let path = if rw {
+                        let tree =
+                            Tree::filesystem(&sc.mount.rootfs, &format!("--mount from={from}"))?;
+                        let plan = tree
+                            .plan(std::slice::from_ref(&source), "/b", true, &Owner::default())
+                            .map_err(|e| self.wrap(i, e))?;
+                        let tmp = tempfile::tempdir_in(&self.data)?;
+                        plan.write(tmp.path(), None)
+                            .await
+                            .map_err(|e| self.wrap(i, e))?;
+                        let p = copy_of(&tmp, is_dir, &source);
+                        temps.push(tmp);
+                        p
+                    } else {
+                        // Resolved inside the stage's root (no link there leads out), then
+                        // named by where it really is.
+                        let fd = root
+                            .resolve(Path::new(&source), rustix::fs::OFlags::PATH)
+                            .map_err(|e| self.wrap(i, e))?;
+                        std::fs::read_link(format!(
+                            "/proc/self/fd/{}",
+                            std::os::fd::AsRawFd::as_raw_fd(&fd)
+                        ))?
+                    };
+                    out.push(crate::ExtraMount::Bind {
+                        source: path,
+                        target,
+                        readonly: !rw,
+                    });
+                    keep.push(sc);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// `ADD URL`: fetched into a scratch directory, checked against `--checksum`.
@@ -943,4 +1109,22 @@ fn link_signature(root: &oci_rs_layer::Root, plan: &Plan, dest: &str) -> Result<
         }
     }
     Ok(Some(sig))
+}
+
+/// A `RUN --mount=type=bind` between its cache key and its mount.
+enum BindSource {
+    Context {
+        plan: super::context::Plan,
+        is_dir: bool,
+        source: String,
+        target: String,
+        rw: bool,
+    },
+    From {
+        from: String,
+        stack: Vec<(Descriptor, Digest)>,
+        source: String,
+        target: String,
+        rw: bool,
+    },
 }

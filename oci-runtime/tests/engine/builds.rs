@@ -23,6 +23,10 @@ pub const TESTS: &[Test] = &[
         "run_mounts_cache_tmpfs_and_secrets_stay_out_of_the_image",
         run_mounts_cache_tmpfs_and_secrets_stay_out_of_the_image,
     ),
+    (
+        "bind_mounts_of_the_context_and_a_stage",
+        bind_mounts_of_the_context_and_a_stage,
+    ),
 ];
 
 /// Builds `dockerfile` with `files` as its context, tagged `tag`; the image unpacked.
@@ -362,5 +366,49 @@ fn run_mounts_cache_tmpfs_and_secrets_stay_out_of_the_image(f: &Fixture) {
             .filter(|e| e.file_type().unwrap().is_dir())
             .count(),
         0
+    );
+}
+
+/// `RUN --mount=type=bind`: the context as `.dockerignore` leaves it (an ignored file is not
+/// there), read-only unless `rw`, whose writes are thrown away; a file of another stage;
+/// nothing of them in the layer; and a change to a bound file runs the step again while an
+/// unchanged context takes it from the cache.
+fn bind_mounts_of_the_context_and_a_stage(f: &Fixture) {
+    let files = [
+        ("src.txt", "source v1\n"),
+        ("secret.key", "never in a bind\n"),
+        (".dockerignore", "*.key\n"),
+    ];
+    let dockerfile = "FROM busybox:test AS tools\n\
+        RUN echo from-a-stage > /tool\n\
+        FROM busybox:test\n\
+        RUN --mount=type=bind,target=/ctx --mount=type=bind,from=tools,source=/tool,target=/t/tool \
+            sh -c 'cat /ctx/src.txt /t/tool > /out; test -e /ctx/secret.key && echo leaked >> /out; touch /ctx/x 2>/dev/null && echo writable >> /out; true'\n\
+        RUN --mount=type=bind,target=/w,rw sh -c 'echo scribble > /w/src.txt && cat /w/src.txt > /rw'\n";
+    let out = build(f, dockerfile, &files, "binds:1");
+    let root = out.path().join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(root.join("out")).unwrap(),
+        "source v1\nfrom-a-stage\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("rw")).unwrap(),
+        "scribble\n"
+    );
+    for made in ["ctx", "t", "w"] {
+        assert!(!root.join(made).exists(), "{made} is in the image");
+    }
+    // The rw write went to a copy: the context is as it was.
+    let context = f.dir.path().join("context-binds-1");
+    assert_eq!(
+        std::fs::read_to_string(context.join("src.txt")).unwrap(),
+        "source v1\n"
+    );
+    // Changed bound content: the step runs again and sees it.
+    let files2 = [("src.txt", "source v2\n"), files[1], files[2]];
+    let out = build(f, dockerfile, &files2, "binds:1");
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("rootfs/out")).unwrap(),
+        "source v2\nfrom-a-stage\n"
     );
 }
