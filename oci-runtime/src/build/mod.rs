@@ -6,9 +6,10 @@
 //!   changes files (`RUN`, `COPY`, `ADD`) runs on an overlay snapshot of that stack
 //!   (oci-rs-layer's [`Snapshotter`](oci_rs_layer::Snapshotter)); its upper directory is diffed into the step's layer
 //!   and then becomes that layer's unpacked directory, so the next step mounts it without
-//!   unpacking anything. `RUN` goes through oci-rs-runtime (`spec_from_image`, network none
-//!   unless `--network host`); `FROM` pulls through the registry client when the image is
-//!   not in the store.
+//!   unpacking anything. `RUN` goes through oci-rs-runtime (`spec_from_image`, on docker's
+//!   default build network, the default bridge, unless [`BuildNetwork`] says otherwise),
+//!   with `RUN --mount` (`cache`, `bind`, `tmpfs`, `secret`: see [`mounts`]); `FROM` pulls
+//!   through the [`Remote`] of [`BuildSources`] when the image is not in the store.
 //! - The cache is keyed as BuildKit's: the parent's key, the instruction after
 //!   substitution (build args included), and for `COPY`/`ADD` a digest of the copied
 //!   content (names, types, modes, owners, link targets, bytes; not times). An entry is the
@@ -18,9 +19,8 @@
 //!   removed by `builder prune`.
 //! - Stages the target does not need are not built.
 //!
-//! Differences from docker, on purpose: `WORKDIR` creates its directory in the next step
-//! that changes files (as buildah does), not in a layer of its own; names in `/etc/hosts`
-//! of a `RUN` are the sandbox's only.
+//! Differences from docker: names in `/etc/hosts` of a `RUN` are the sandbox's only; a
+//! rootless build's `RUN` has loopback only.
 
 mod context;
 mod error;
