@@ -1124,6 +1124,30 @@ impl ImageStore {
         Ok(())
     }
 
+    /// One image of the store, named or not, by its descriptor into `archive` (as `tag`
+    /// when given), then the archive finished: a build's result as an OCI or docker archive.
+    pub async fn save_descriptor(
+        &self,
+        archive: &ArchiveWriter,
+        desc: &Descriptor,
+        tag: Option<&str>,
+        opts: &CopyOptions,
+    ) -> Result<()> {
+        let mut opts = opts.clone();
+        opts.tag = tag.map(str::to_owned);
+        let m = self.manifest(desc.digest()).await?;
+        let m = self.for_host(m).await?;
+        copy_without_finish(
+            &self.layout,
+            archive,
+            &ManifestRef::Digest(m.digest().clone()),
+            &opts,
+        )
+        .await?;
+        ImageDestination::finish(archive).await?;
+        Ok(())
+    }
+
     /// `load`: every image of the docker-archive or oci-archive `file`, each platform that
     /// is there, the host's unpacked as it loads (as docker's load extracts). A full name in
     /// the archive (`busybox:1`, `reg/app`) names the image; a bare tag (`latest`, as umoci
@@ -1242,16 +1266,29 @@ impl ImageStore {
     pub async fn unpack(&self, name: &str, dir: &Path, public: bool) -> Result<(usize, u64)> {
         let r = ImageReference::parse(name)?;
         let desc = self.resolve_named(&r).await?;
+        self.unpack_descriptor(&desc, &r.familiar(), dir, public)
+            .await
+    }
+
+    /// [`ImageStore::unpack`] of the image (or index: the host's image of it) that `desc`
+    /// names in the store, named or not (a build's result, say); `label` names it in errors.
+    pub async fn unpack_descriptor(
+        &self,
+        desc: &Descriptor,
+        label: &str,
+        dir: &Path,
+        public: bool,
+    ) -> Result<(usize, u64)> {
         let m = self.manifest(desc.digest()).await?;
         let m = self.for_host(m).await?;
         let img = m.as_image().ok_or_else(|| Error::WrongKind {
-            image: r.familiar(),
+            image: label.to_owned(),
             expected: "an image",
         })?;
         let config = oci_rs_image::read_config(&self.layout, img.config()).await?;
         if config.rootfs().diff_ids().len() != img.layers().len() {
             return Err(Error::InvalidImage {
-                image: r.familiar(),
+                image: label.to_owned(),
                 reason: format!(
                     "the config lists {} diff_ids for {} layers",
                     config.rootfs().diff_ids().len(),

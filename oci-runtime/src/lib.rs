@@ -362,7 +362,7 @@ pub use attach::{receive_terminal, Attach, Frame, MAX_FRAME};
 #[cfg(feature = "engine")]
 pub use build::{
     read_context_file, read_dockerfile, BuildError, BuildEvent, BuildEvents, BuildNetwork,
-    BuildOptions, BuildSecret, BuildSources, Built, DockerfileBuild, StreamedContext,
+    BuildOptions, BuildOutput, BuildSecret, BuildSources, Built, DockerfileBuild, StreamedContext,
     MAX_DOCKERFILE,
 };
 pub use cgroup::Cgroup;

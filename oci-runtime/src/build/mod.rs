@@ -26,6 +26,7 @@ mod context;
 mod error;
 mod ignore;
 mod mounts;
+mod outputs;
 mod parse;
 mod words;
 
@@ -38,6 +39,7 @@ pub use mounts::BuildSecret;
 use oci_rs_image::oci_spec::image::{Descriptor, Digest};
 use oci_rs_image::{BlobStore, CopyOptions, ImageBuilder, Remote, UrlSource};
 use oci_rs_layer::ImageStore;
+pub use outputs::BuildOutput;
 use parse::{Args, Dockerfile, Instr};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};

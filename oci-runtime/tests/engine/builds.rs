@@ -27,6 +27,10 @@ pub const TESTS: &[Test] = &[
         "bind_mounts_of_the_context_and_a_stage",
         bind_mounts_of_the_context_and_a_stage,
     ),
+    (
+        "an_untagged_build_goes_to_a_directory_a_tar_and_archives",
+        an_untagged_build_goes_to_a_directory_a_tar_and_archives,
+    ),
 ];
 
 /// Builds `dockerfile` with `files` as its context, tagged `tag`; the image unpacked.
@@ -411,4 +415,73 @@ fn bind_mounts_of_the_context_and_a_stage(f: &Fixture) {
         std::fs::read_to_string(out.path().join("rootfs/out")).unwrap(),
         "source v2\nfrom-a-stage\n"
     );
+}
+
+/// Issue 31's outputs (`--output`): an untagged build's filesystem into a directory and a
+/// tar, and the image into an OCI and a docker archive that a fresh store loads and runs
+/// from (its file there).
+fn an_untagged_build_goes_to_a_directory_a_tar_and_archives(f: &Fixture) {
+    use oci_rs_runtime::BuildOutput;
+    let context = f.dir.path().join("out-context");
+    std::fs::create_dir_all(&context).unwrap();
+    let b = DockerfileBuild::new(
+        &f.store,
+        BuildSources::default(),
+        "FROM busybox:test\nRUN echo built > /built\n",
+        Some(&context),
+        BuildOptions::default(),
+        Box::new(|_| {}),
+    )
+    .unwrap();
+    let built = f.rt.block_on(b.build()).unwrap();
+    let out = f.dir.path().join("outputs");
+    std::fs::create_dir_all(&out).unwrap();
+    let outputs: Vec<BuildOutput> = [
+        format!("type=local,dest={}", out.join("dir").display()),
+        format!("type=tar,dest={}", out.join("fs.tar").display()),
+        format!("type=oci,dest={}", out.join("oci.tar").display()),
+        format!("type=docker,dest={}", out.join("docker.tar").display()),
+    ]
+    .iter()
+    .map(|o| o.parse().unwrap())
+    .collect();
+    for o in &outputs {
+        f.rt.block_on(o.write(&f.store, &built, Some("local/out:1")))
+            .unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(out.join("dir/built")).unwrap(),
+        "built\n"
+    );
+    assert!(out.join("dir/bin/busybox").is_file());
+    let listing = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(out.join("fs.tar"))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.trim_start_matches("./") == "built"),
+        "{listing}"
+    );
+    for archive in ["oci.tar", "docker.tar"] {
+        let fresh = f.dir.path().join(format!("fresh-{archive}"));
+        let store =
+            f.rt.block_on(oci_rs_layer::ImageStore::open(&fresh))
+                .unwrap();
+        let loaded =
+            f.rt.block_on(store.load(&out.join(archive), &Default::default()));
+        let loaded = loaded.unwrap();
+        assert_eq!(loaded.len(), 1, "{archive}: {loaded:?}");
+        let dir = f.dir.path().join(format!("unpacked-{archive}"));
+        f.rt.block_on(store.unpack("local/out:1", &dir, true))
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("built")).unwrap(),
+            "built\n",
+            "{archive}"
+        );
+    }
 }

@@ -132,6 +132,12 @@ pub(crate) enum Verb {
         /// Write the image id to this file.
         #[arg(long)]
         iidfile: Option<PathBuf>,
+        /// Also write the result: DIR, or type=local|tar|oci|docker,dest=PATH.
+        #[arg(long, short = 'o')]
+        output: Vec<String>,
+        /// Push each -t name to its registry once built.
+        #[arg(long)]
+        push: bool,
         /// Progress output: plain or tty (both print one line per step).
         #[arg(long, default_value = "plain")]
         progress: String,

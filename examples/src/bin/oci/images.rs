@@ -199,6 +199,8 @@ pub(crate) async fn image_verb(
             secret,
             network,
             iidfile,
+            output,
+            push,
             progress,
             quiet,
             context,
@@ -228,6 +230,12 @@ pub(crate) async fn image_verb(
                 }
                 Ok(m)
             };
+            let outputs: Vec<oci_rs_runtime::BuildOutput> =
+                output.iter().map(|o| o.parse()).collect::<Result<_, _>>()?;
+            if push && tag.is_empty() {
+                anyhow::bail!("--push needs a name to push to (-t)");
+            }
+            let names = tag.clone();
             let opts = oci_rs_runtime::BuildOptions {
                 tags: tag,
                 build_args: pairs(build_arg, true)?,
@@ -247,6 +255,15 @@ pub(crate) async fn image_verb(
             let built =
                 oci_examples::build::build_cli(images, &context, file.as_deref(), opts, quiet)
                     .await?;
+            for o in &outputs {
+                o.write(images, &built, names.first().map(String::as_str))
+                    .await?;
+            }
+            if push {
+                for n in &names {
+                    images.push(n).await?;
+                }
+            }
             if let Some(p) = iidfile {
                 std::fs::write(&p, built.id.to_string()).map_err(|e| {
                     anyhow::Error::new(e).context(format!("writing {}", p.display()))
