@@ -194,6 +194,39 @@ fn push_pull_run_commit_save_load_export_import() {
         1,
         "flattened"
     );
+
+    // build --push and --output: the built image reaches the registry (another store pulls
+    // and runs it), and its filesystem a directory.
+    let ctx = env.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {committed}\nRUN echo pushed > /pushed\n"),
+    )
+    .unwrap();
+    let built = format!("{}/e2e/built:1", reg.addr);
+    let dir = env.dir.path().join("build-out");
+    env.ok(
+        "e",
+        &[
+            "build",
+            "-q",
+            "-t",
+            &built,
+            "--push",
+            "--output",
+            dir.to_str().unwrap(),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("pushed")).unwrap(),
+        "pushed\n"
+    );
+    assert_eq!(
+        env.ok("g", &["run", "--rm", &built, "cat", "/pushed"]),
+        "pushed\n"
+    );
 }
 
 #[test]
