@@ -1060,7 +1060,8 @@ humans.txt
 }
 
 /// A build's input stream as docker's `build -` reads it (issue 31 defect 13): a tar, plain
-/// or gzip, is a context; anything else a Dockerfile alone, which builds without one.
+/// or compressed (gzip, xz, bzip2), is a context; anything else a Dockerfile alone, which
+/// builds without one.
 #[tokio::test]
 async fn a_streamed_input_is_a_context_archive_or_a_dockerfile() {
     use oci_rs_runtime::StreamedContext;
@@ -1084,7 +1085,14 @@ async fn a_streamed_input_is_a_context_archive_or_a_dockerfile() {
         .output()
         .unwrap()
         .stdout;
-    for bytes in [std::fs::read(&tar).unwrap(), gz] {
+    let mut streams = vec![std::fs::read(&tar).unwrap(), gz];
+    // xz and bzip2 too, as docker's daemon decompresses a context.
+    if have(&["xz", "bzip2"]) {
+        for program in ["xz", "bzip2"] {
+            streams.push(filter(program, &["-c"], &streams[0]));
+        }
+    }
+    for bytes in streams {
         match StreamedContext::read(&bytes[..], scratch).await.unwrap() {
             StreamedContext::Context(dir) => {
                 assert_eq!(
@@ -1347,4 +1355,128 @@ COPY subdir/inner /inner/
         .unwrap_err();
     let err = oci_rs_runtime::chain(&err);
     assert!(err.contains("gone: no such file"), "{err}");
+}
+
+/// Whether the programs `names` are on this machine (Debian's xz-utils and bzip2 make the
+/// archives of the tests below); a message says which are missing.
+fn have(names: &[&str]) -> bool {
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| {
+            std::process::Command::new(n)
+                .arg("--version")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_err()
+        })
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "skipping: {} missing (Debian's xz-utils, bzip2)",
+            missing.join(", ")
+        );
+    }
+    missing.is_empty()
+}
+
+/// `program args...` run with `input` on its standard input: its standard output.
+fn filter(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let feed = std::thread::spawn(move || stdin.write_all(&input).unwrap());
+    let out = child.wait_with_output().unwrap();
+    feed.join().unwrap();
+    assert!(out.status.success(), "{program} {args:?}");
+    out.stdout
+}
+
+/// `ADD` of a local archive compressed with xz or bzip2 unpacks it, as with gzip (BuildKit:
+/// identity, gzip, bzip2, xz), told by its bytes whatever its name: an archive named like a
+/// plain file is unpacked, and a compressed file that is no tar (`notes.txt.xz`, `.gz` too)
+/// is copied as it is, as BuildKit's `isArchivePath` tells them. Several xz streams or bzip2 streams
+/// one after the other are one archive (what `pixz` and `pbzip2` write).
+#[tokio::test]
+async fn add_unpacks_xz_and_bzip2_archives_told_by_their_bytes() {
+    let Some(lib) = Lib::new().await else { return };
+    if !have(&["xz", "bzip2"]) {
+        return;
+    }
+    let top = lib.ctx.parent().unwrap();
+    std::fs::create_dir_all(top.join("arch/top")).unwrap();
+    std::fs::write(top.join("arch/top/inner.txt"), "inside\n").unwrap();
+    let tar = top.join("files.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(top.join("arch"))
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let tar = std::fs::read(&tar).unwrap();
+    let put = |name: &str, bytes: &[u8]| std::fs::write(lib.ctx.join(name), bytes).unwrap();
+    let xz = filter("xz", &["-c"], &tar);
+    let bz = filter("bzip2", &["-c"], &tar);
+    put("files.tar.xz", &xz);
+    put("files.tar.bz2", &bz);
+    // Named as nothing in particular: the bytes tell.
+    put("xz-archive.dat", &xz);
+    put("bz-archive.dat", &bz);
+    // Split in two, each half compressed on its own, the halves one after the other.
+    let (a, b) = tar.split_at(tar.len() / 2);
+    put(
+        "multi.tar.xz",
+        &[filter("xz", &["-c"], a), filter("xz", &["-c"], b)].concat(),
+    );
+    put(
+        "multi.tar.bz2",
+        &[filter("bzip2", &["-c"], a), filter("bzip2", &["-c"], b)].concat(),
+    );
+    // Compressed, but not a tar: copied as they are.
+    let notes = b"just notes\n".repeat(100);
+    let notes_xz = filter("xz", &["-c"], &notes);
+    let notes_bz = filter("bzip2", &["-c"], &notes);
+    let notes_gz = filter("gzip", &["-c"], &notes);
+    put("notes.txt.xz", &notes_xz);
+    put("notes.txt.bz2", &notes_bz);
+    put("notes.txt.gz", &notes_gz);
+    lib.write(
+        "Dockerfile",
+        "FROM localhost/bb:1
+ADD files.tar.xz /x/
+ADD files.tar.bz2 /b/
+ADD xz-archive.dat /xd/
+ADD bz-archive.dat /bd/
+ADD multi.tar.xz /mx/
+ADD multi.tar.bz2 /mb/
+ADD notes.txt.xz notes.txt.bz2 notes.txt.gz /n/
+",
+    );
+    lib.build("xzbz:1").await.unwrap();
+    let (_out, r) = unpacked(&lib, "xzbz:1").await;
+    for d in ["x", "b", "xd", "bd", "mx", "mb"] {
+        let p = r.join(d).join("top/inner.txt");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "inside\n", "{d}");
+    }
+    assert!(!r.join("xd/xz-archive.dat").exists());
+    assert_eq!(std::fs::read(r.join("n/notes.txt.xz")).unwrap(), notes_xz);
+    assert_eq!(std::fs::read(r.join("n/notes.txt.bz2")).unwrap(), notes_bz);
+    assert_eq!(std::fs::read(r.join("n/notes.txt.gz")).unwrap(), notes_gz);
+    // A tar whose xz stream is cut short is an archive that fails to unpack: the build
+    // fails, naming it, rather than copying part of it.
+    put("cut.tar.xz", &xz[..xz.len() - 20]);
+    lib.write("Dockerfile", "FROM localhost/bb:1\nADD cut.tar.xz /c/\n");
+    let err = lib.build("cut:1").await.unwrap_err();
+    let err = oci_rs_runtime::chain(&err);
+    assert!(err.contains("unpacking cut.tar.xz"), "{err}");
 }

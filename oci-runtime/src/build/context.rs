@@ -23,7 +23,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// What a build's input stream held, as docker's `build -` (and the Engine API's `/build`
-/// body) reads it: a context archive (tar, plain or compressed), or a Dockerfile alone.
+/// body) reads it: a context archive (tar, plain or compressed with gzip, bzip2, xz or
+/// zstd), or a Dockerfile alone.
 #[derive(Debug)]
 pub enum StreamedContext {
     /// The context, unpacked (through oci-rs-layer's hardened apply) into a private
@@ -53,7 +54,7 @@ impl StreamedContext {
         R: tokio::io::AsyncRead + Send + Unpin,
     {
         use tokio::io::AsyncReadExt;
-        // Enough to see a compression magic or a tar header's `ustar` (offset 257).
+        // Enough to see a compression's magic number or a whole tar header.
         let mut head = Vec::with_capacity(512);
         while head.len() < 512 {
             let mut buf = [0u8; 512];
@@ -63,15 +64,17 @@ impl StreamedContext {
             }
             head.extend_from_slice(&buf[..n]);
         }
+        // As docker's CLI tells one (`IsArchive`): a compression's magic number, or a tar
+        // header; a compressed stream then goes through the decompressor the daemon uses.
         let compressed =
-            oci_rs_image::Compression::from_magic(&head) != oci_rs_image::Compression::None;
-        let tar = head.get(257..262) == Some(b"ustar".as_slice());
+            super::archive::Compression::of(&head) != super::archive::Compression::None;
+        let tar = <&[u8; 512]>::try_from(head.as_slice()).is_ok_and(super::archive::is_tar_header);
         let rest = std::io::Cursor::new(head).chain(input);
         if compressed || tar {
             let dir = tempfile::Builder::new()
                 .prefix(".build-context-")
                 .tempdir_in(scratch)?;
-            let stream = oci_rs_layer::decompress(rest, None).await?;
+            let stream = super::archive::decompress(rest).await?;
             oci_rs_layer::apply_tar(dir.path(), stream, &oci_rs_layer::ApplyOptions::default())
                 .await
                 .context("unpacking the build context")?;
@@ -604,23 +607,15 @@ impl Plan {
         self._dirs.extend(other._dirs);
     }
 
-    /// The file of a plan that is one regular file which is an archive (gzip, zstd or tar):
-    /// what `ADD` unpacks.
-    pub fn single_archive(&self) -> Option<PathBuf> {
+    /// The file of a plan that is one regular file which is an archive (a tar, plain or
+    /// compressed, told by its bytes: [`super::archive::is_archive`]): what `ADD` unpacks.
+    pub async fn single_archive(&self) -> Option<PathBuf> {
         let [e] = self.entries.as_slice() else {
             return None;
         };
         let src = e.source.as_ref()?;
-        let mut head = [0u8; 512];
-        let mut f = open_source(src).ok()?;
-        let mut n = 0;
-        while n < head.len() {
-            match std::io::Read::read(&mut f, &mut head[n..]) {
-                Ok(0) | Err(_) => break,
-                Ok(k) => n += k,
-            }
-        }
-        super::steps::is_archive(&head[..n]).then(|| src.clone())
+        let f = open_source(src).ok()?;
+        super::archive::is_archive(f).await.then(|| src.clone())
     }
 
     /// A single entry planned as the file `dest` goes inside `dest` instead (it is a

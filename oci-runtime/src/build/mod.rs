@@ -22,6 +22,7 @@
 //! Differences from docker: names in `/etc/hosts` of a `RUN` are the sandbox's only; a
 //! rootless build's `RUN` has loopback only.
 
+mod archive;
 mod context;
 mod error;
 mod ignore;

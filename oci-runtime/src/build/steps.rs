@@ -585,19 +585,27 @@ impl DockerfileBuild<'_> {
                         let one = tree
                             .plan(std::slice::from_ref(p), &dest, dest_is_dir, &owner)
                             .map_err(|e| self.wrap(i, e))?;
-                        match add.then(|| one.single_archive()).flatten() {
+                        // Boxed: the step's future stays small (stages nest).
+                        let archive = if add {
+                            Box::pin(one.single_archive()).await
+                        } else {
+                            None
+                        };
+                        match archive {
                             Some(archive) => {
                                 // ADD of a local archive: its contents, unpacked, into dest.
                                 let dir = tempfile::tempdir_in(&self.data)?;
                                 let f = tokio::fs::File::open(&archive).await?;
                                 digest_extra.push_str(&one.digest()?);
-                                // Its compression (gzip, zstd or none) from its first bytes.
+                                // Its compression (gzip, bzip2, xz, zstd or none) from its
+                                // first bytes.
                                 let unpacked = async {
-                                    let tar = oci_rs_layer::decompress(f, None).await?;
+                                    let tar = super::archive::decompress(f).await?;
                                     let opts = oci_rs_layer::ApplyOptions::default();
-                                    oci_rs_layer::apply_tar(dir.path(), tar, &opts).await
+                                    oci_rs_layer::apply_tar(dir.path(), tar, &opts).await?;
+                                    Ok::<_, BuildError>(())
                                 };
-                                unpacked.await.map_err(|e| {
+                                Box::pin(unpacked).await.map_err(|e| {
                                     self.wrap(
                                         i,
                                         BuildError::Failed {
@@ -1036,13 +1044,6 @@ fn numeric_ids(c: &str) -> Option<(u64, u64)> {
             Some((u, u))
         }
     }
-}
-
-/// Whether a file's first bytes are an archive `ADD` unpacks: gzip or zstd (as
-/// [`oci_rs_image::Compression::from_magic`] reads them), or a plain tar.
-pub(super) fn is_archive(head: &[u8]) -> bool {
-    oci_rs_image::Compression::from_magic(head) != oci_rs_image::Compression::None
-        || (head.len() >= 262 && &head[257..262] == b"ustar")
 }
 
 /// What decides a `COPY`'s layer besides its files, when that is all: the destination's
