@@ -4,8 +4,8 @@
 use crate::images::Images;
 use anyhow::{bail, Context, Result};
 use oci_rs_runtime::{
-    read_dockerfile, BuildEvent, BuildOptions, BuildSources, Built, DockerfileBuild,
-    StreamedContext,
+    read_dockerfile, read_dockerignore, BuildEvent, BuildOptions, BuildSources, Built,
+    DockerfileBuild, StreamedContext,
 };
 use std::io::Write;
 use std::path::Path;
@@ -58,7 +58,12 @@ pub async fn build_cli(
                 .context("reading the Dockerfile from standard input")?;
             (t, "Dockerfile".to_owned())
         }
-        (None, Some(dir)) => read_dockerfile(dir, file, stdin_context)?,
+        (None, Some(dir)) => {
+            let read = read_dockerfile(dir, file, stdin_context)?;
+            // `NAME.dockerignore` beside the Dockerfile wins over the context's.
+            opts.dockerignore = read_dockerignore(dir, file, stdin_context)?;
+            read
+        }
         (None, None) => bail!("no Dockerfile"),
     };
     opts.file_label = label;

@@ -69,10 +69,10 @@ fn run(cli: &common::Cli, args: &[&str]) -> String {
     cli.ok(&a)
 }
 
-/// docker's build flags reach the builder: `-f`, `--build-arg`, `--target`, `--label`,
-/// `--iidfile` and `-q`; a failing step's message names the file and line, and `builder
-/// prune` empties the cache (what a build does with them is tested in the
-/// library, oci-runtime/tests/build.rs).
+/// docker's build flags reach the builder: `-f` (with the Dockerfile's own ignore file
+/// beside it), `--build-arg`, `--target`, `--label`, `--iidfile` and `-q`; a failing step's
+/// message names the file and line, and `builder prune` empties the cache (what a build does
+/// with them is tested in the library, oci-runtime/tests/build.rs).
 #[test]
 fn build_flags_reach_the_builder() {
     if !common::root_with_busybox() {
@@ -83,8 +83,13 @@ fn build_flags_reach_the_builder() {
     let f = ctx.join("f.Dockerfile");
     write(
         &f,
-        "FROM localhost/bb:1 AS a\nARG V\nRUN echo v$V > /v\nFROM a AS b\nRUN exit 3\n",
+        "FROM localhost/bb:1 AS a\nARG V\nRUN echo v$V > /v\nCOPY *.txt /ctx/\nFROM a AS b\nRUN exit 3\n",
     );
+    // `f.Dockerfile.dockerignore` is taken instead of the context's `.dockerignore`.
+    write(&ctx.join(".dockerignore"), "kept.txt\n");
+    write(&ctx.join("f.Dockerfile.dockerignore"), "ignored.txt\n");
+    write(&ctx.join("kept.txt"), "kept\n");
+    write(&ctx.join("ignored.txt"), "ignored\n");
     let (f, c) = (f.to_str().unwrap(), ctx.to_str().unwrap());
     let args = [
         "-f",
@@ -100,9 +105,10 @@ fn build_flags_reach_the_builder() {
     let (_, progress) = build(&cli, &args);
     assert!(!progress.contains("exit 3"), "{progress}");
     assert_eq!(run(&cli, &["t:1", "cat", "/v"]), "v7\n");
+    assert_eq!(run(&cli, &["t:1", "ls", "/ctx"]), "kept.txt\n");
     let err = build_fails(&cli, &["-f", f, "--target", "b", c]);
     assert!(
-        err.contains("f.Dockerfile:5: RUN exit 3") && err.contains("exit code: 3"),
+        err.contains("f.Dockerfile:6: RUN exit 3") && err.contains("exit code: 3"),
         "{err}"
     );
     // --label and --iidfile; -q prints the id only, and no step's output.

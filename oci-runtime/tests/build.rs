@@ -1480,3 +1480,78 @@ ADD notes.txt.xz notes.txt.bz2 notes.txt.gz /n/
     let err = oci_rs_runtime::chain(&err);
     assert!(err.contains("unpacking cut.tar.xz"), "{err}");
 }
+
+/// A Dockerfile's own ignore file, `NAME.dockerignore` beside the Dockerfile `NAME`, wins
+/// over the context's `.dockerignore` (BuildKit's rule): for `-f sub/app.Dockerfile`, for the
+/// default `Dockerfile`, and for a Dockerfile outside the context. Without one, the
+/// context's `.dockerignore` applies. One that is a link out of the context is resolved
+/// inside it, as the Dockerfile is.
+#[tokio::test]
+async fn a_dockerfiles_own_ignore_file_wins_over_the_contexts() {
+    use oci_rs_runtime::read_dockerignore;
+    let Some(lib) = Lib::new().await else { return };
+    for f in ["a.txt", "b.txt", "c.txt"] {
+        lib.write(f, f);
+    }
+    lib.write(".dockerignore", "a.txt\n");
+    let df = "FROM localhost/bb:1\nCOPY . /all/\n";
+    lib.write("sub/app.Dockerfile", df);
+    lib.write(
+        "sub/app.Dockerfile.dockerignore",
+        "b.txt\nsub\n*.dockerignore\n",
+    );
+    lib.write("sub/other.Dockerfile", df);
+    lib.write("Dockerfile", df);
+    let outside = lib.ctx.parent().unwrap().join("elsewhere");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("x.Dockerfile"), df).unwrap();
+    std::fs::write(outside.join("x.Dockerfile.dockerignore"), "c.txt\n").unwrap();
+    // What `COPY . /all/` copied of a.txt, b.txt and c.txt, built from `file` (`-f`).
+    let kept = |file: Option<PathBuf>, tag: &'static str| {
+        let lib = &lib;
+        async move {
+            let ignore = read_dockerignore(&lib.ctx, file.as_deref(), false).unwrap();
+            let opts = BuildOptions {
+                tags: vec![tag.into()],
+                dockerignore: ignore,
+                ..BuildOptions::default()
+            };
+            let file = file.unwrap_or_else(|| lib.ctx.join("Dockerfile"));
+            lib.build_opts(file.to_str().unwrap(), opts)
+                .await
+                .0
+                .unwrap();
+            let (_out, r) = unpacked(lib, tag).await;
+            ["a.txt", "b.txt", "c.txt"]
+                .into_iter()
+                .filter(|f| r.join("all").join(f).exists())
+                .collect::<Vec<_>>()
+        }
+    };
+    let app = lib.ctx.join("sub/app.Dockerfile");
+    assert_eq!(kept(Some(app), "own:1").await, ["a.txt", "c.txt"]);
+    // Named through `..` as well.
+    let rel = read_dockerignore(
+        &lib.ctx,
+        Some(&lib.ctx.join("sub/../sub/app.Dockerfile")),
+        false,
+    )
+    .unwrap();
+    assert_eq!(rel.as_deref(), Some("b.txt\nsub\n*.dockerignore\n"));
+    // None beside it: the context's `.dockerignore`.
+    let other = lib.ctx.join("sub/other.Dockerfile");
+    assert_eq!(kept(Some(other), "own:2").await, ["b.txt", "c.txt"]);
+    assert_eq!(kept(None, "own:3").await, ["b.txt", "c.txt"]);
+    // The default Dockerfile has one too: `Dockerfile.dockerignore`.
+    lib.write("Dockerfile.dockerignore", "c.txt\n");
+    assert_eq!(kept(None, "own:4").await, ["a.txt", "b.txt"]);
+    // A Dockerfile outside the context: its own beside it, read as given.
+    let x = outside.join("x.Dockerfile");
+    assert_eq!(kept(Some(x), "own:5").await, ["a.txt", "b.txt"]);
+    // A link out of the context is resolved inside it: there is no such file there.
+    let host = lib.ctx.parent().unwrap().join("host-ignore");
+    std::fs::write(&host, "secret patterns\n").unwrap();
+    std::fs::remove_file(lib.ctx.join("Dockerfile.dockerignore")).unwrap();
+    std::os::unix::fs::symlink(&host, lib.ctx.join("Dockerfile.dockerignore")).unwrap();
+    assert_eq!(read_dockerignore(&lib.ctx, None, false).unwrap(), None);
+}

@@ -106,6 +106,10 @@ pub struct BuildOptions {
     pub run_output: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     /// The Dockerfile's name, for messages (`Dockerfile`).
     pub file_label: String,
+    /// The text of the Dockerfile's own ignore file, `NAME.dockerignore` beside the
+    /// Dockerfile `NAME` ([`read_dockerignore`] reads it), which BuildKit takes instead of
+    /// the context's `.dockerignore`. `None`: the context's `.dockerignore`.
+    pub dockerignore: Option<String>,
 }
 
 /// Where a build reaches beyond the store: registries for the `FROM` images the store does
@@ -212,6 +216,43 @@ pub fn read_dockerfile(
     let t =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     Ok((t, label(&path)))
+}
+
+/// The Dockerfile's own ignore file, as BuildKit finds one: `NAME.dockerignore` beside the
+/// Dockerfile `NAME` (`file`, default `Dockerfile` in the context, taken as
+/// [`read_dockerfile`] takes it: `-f sub/app.Dockerfile` has `sub/app.Dockerfile.dockerignore`),
+/// read the way that Dockerfile is read (inside the context when it is one of the context's
+/// files, as given otherwise). When there is one, it replaces the context's `.dockerignore`:
+/// hand it to the build as [`BuildOptions::dockerignore`]. `Ok(None)` when there is none; one
+/// that is not a regular file, or is larger than [`MAX_DOCKERFILE`] bytes, is an error.
+pub fn read_dockerignore(
+    context: &Path,
+    file: Option<&Path>,
+    context_is_scratch: bool,
+) -> Result<Option<String>> {
+    let beside = |p: &Path| {
+        let mut name = p.as_os_str().to_owned();
+        name.push(".dockerignore");
+        PathBuf::from(name)
+    };
+    if let Some(rel) = dockerfile_in_context(context, context_is_scratch, file)? {
+        return read_context_file(context, &beside(&rel), MAX_DOCKERFILE);
+    }
+    let path = beside(file.unwrap_or(Path::new("Dockerfile")));
+    let meta = match std::fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    if !meta.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    if meta.len() > MAX_DOCKERFILE {
+        bail!("{} is larger than {MAX_DOCKERFILE} bytes", path.display());
+    }
+    std::fs::read_to_string(&path)
+        .map(Some)
+        .with_context(|| format!("reading {}", path.display()))
 }
 
 /// The Dockerfile's path inside the context when it is one of the context's files: the
@@ -442,13 +483,17 @@ impl<'a> DockerfileBuild<'a> {
             message: e.message,
         })?;
         let lex = Lex { escape: df.escape };
-        let ignore = match context {
+        let ignore = match (context, &opts.dockerignore) {
+            // The Dockerfile's own ignore file wins, as in BuildKit.
+            (Some(_), Some(text)) => Ignore::parse(text),
             // Resolved inside the context: a `.dockerignore` linking out of it must not make
             // the build read (or leak through its errors) a host file.
-            Some(c) => context::read_context_file(c, Path::new(".dockerignore"), MAX_DOCKERFILE)?
-                .map(|t| Ignore::parse(&t))
-                .unwrap_or_default(),
-            None => Ignore::default(),
+            (Some(c), None) => {
+                context::read_context_file(c, Path::new(".dockerignore"), MAX_DOCKERFILE)?
+                    .map(|t| Ignore::parse(&t))
+                    .unwrap_or_default()
+            }
+            (None, _) => Ignore::default(),
         };
         let mut this = Self {
             images,

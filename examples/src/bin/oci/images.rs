@@ -251,6 +251,7 @@ pub(crate) async fn image_verb(
                     .collect::<Result<_, _>>()?,
                 run_output: None,
                 file_label: String::new(),
+                dockerignore: None,
             };
             let built =
                 oci_examples::build::build_cli(images, &context, file.as_deref(), opts, quiet)
