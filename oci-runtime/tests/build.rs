@@ -1555,3 +1555,121 @@ async fn a_dockerfiles_own_ignore_file_wins_over_the_contexts() {
     std::os::unix::fs::symlink(&host, lib.ctx.join("Dockerfile.dockerignore")).unwrap();
     assert_eq!(read_dockerignore(&lib.ctx, None, false).unwrap(), None);
 }
+
+/// Every path under `dir` (files, directories, links), from it, sorted.
+fn tree_of(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(base).unwrap().to_str().unwrap().to_owned());
+            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+                walk(base, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// `COPY --exclude=PATTERN` (repeatable, `ADD` too) and `COPY --parents` (Dockerfile 1.7
+/// syntax, as BuildKit's reference and its frontend tests have them): the trees they make.
+#[tokio::test]
+async fn copy_exclude_and_parents_make_the_trees_buildkit_makes() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(lib) = Lib::new().await else { return };
+    for f in [
+        "x/a.txt",
+        "y/a.txt",
+        "src/a.txt",
+        "src/x/b.txt",
+        "src/x/y/c.txt",
+        "src/x/y/c.md",
+        "home.txt",
+        "homer.md",
+        "homes/keep.rs",
+        "homes/notes.txt",
+    ] {
+        lib.write(f, f);
+    }
+    std::fs::set_permissions(lib.ctx.join("src/x"), PermissionsExt::from_mode(0o750)).unwrap();
+    let text = "FROM localhost/bb:1 AS base
+RUN mkdir -p /test/a/b/c/d/e && echo foo > /test/a/b/c/d/foo && echo bay > /test/a/b/c/d/e/bay
+
+FROM localhost/bb:1
+COPY ./x/a.txt ./y/a.txt /no_parents/
+COPY --parents ./x/a.txt ./y/a.txt /parents/
+COPY --parents ./src/**/*.txt /glob/
+COPY --parents ./src/./x/y/*.txt /pivot/
+COPY --parents=true src/x/y/c.md /one
+COPY --parents=false src/x/y/c.md /flat
+COPY --from=base --parents /test/a/b/./c/d /from/
+COPY --from=base --parents /test/a/./b*/zz /empty/
+COPY --exclude=*.txt hom* /mydir/
+COPY --exclude=**/*.txt --exclude=*.md . /ctx/
+ADD --exclude=*.rs homes /added/
+COPY --exclude=**/y --parents src/./x /both/
+";
+    lib.build_text(text, "sel:1").await.unwrap();
+    let (_out, r) = unpacked(&lib, "sel:1").await;
+    let t = |d: &str| tree_of(&r.join(d));
+    assert_eq!(t("no_parents"), ["a.txt"]);
+    assert_eq!(t("parents"), ["x", "x/a.txt", "y", "y/a.txt"]);
+    assert_eq!(
+        t("glob"),
+        [
+            "src",
+            "src/a.txt",
+            "src/x",
+            "src/x/b.txt",
+            "src/x/y",
+            "src/x/y/c.txt"
+        ]
+    );
+    assert_eq!(t("pivot"), ["x", "x/y", "x/y/c.txt"]);
+    assert_eq!(t("one"), ["src", "src/x", "src/x/y", "src/x/y/c.md"]);
+    assert_eq!(
+        std::fs::read_to_string(r.join("flat")).unwrap(),
+        "src/x/y/c.md"
+    );
+    assert_eq!(t("from"), ["c", "c/d", "c/d/e", "c/d/e/bay", "c/d/foo"]);
+    assert_eq!(t("empty"), Vec::<String>::new());
+    assert_eq!(t("mydir"), ["homer.md", "keep.rs"]);
+    assert_eq!(
+        t("ctx"),
+        [
+            ".text.Dockerfile",
+            "homes",
+            "homes/keep.rs",
+            "src",
+            "src/x",
+            "src/x/y",
+            "src/x/y/c.md",
+            "x",
+            "y"
+        ]
+    );
+    assert_eq!(t("added"), ["notes.txt"]);
+    assert_eq!(t("both"), ["x", "x/b.txt"]);
+    // The parents a `--parents` copy makes keep their own modes.
+    let mode = |p: &str| std::fs::metadata(r.join(p)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode("glob/src/x"), 0o750);
+    // A bad boolean, a bare --exclude, --parents on ADD: refused at their line.
+    for (line, want) in [
+        (
+            "COPY --parents=maybe x /d/",
+            "--parents=maybe: expected true or false",
+        ),
+        ("COPY --exclude x /d/", "--exclude needs a pattern"),
+        ("ADD --parents x /d/", "unknown flag --parents"),
+        ("COPY --parents x/nothing /d/", "x/nothing: no such file"),
+    ] {
+        let err = lib
+            .build_text(&format!("FROM localhost/bb:1\n{line}\n"), "sel:2")
+            .await
+            .unwrap_err();
+        let err = oci_rs_runtime::chain(&err);
+        assert!(err.contains(want), "{line}: {err}");
+    }
+}

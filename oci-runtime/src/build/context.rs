@@ -10,7 +10,8 @@
 //! other are written as one file and hard links to it. Writing into the root filesystem
 //! goes through `oci_rs_layer::apply_tar`, which resolves every destination inside the
 //! rootfs, so an image whose `/app` is a symlink to `/etc` cannot make a `COPY` write on
-//! the host.
+//! the host. `COPY --exclude` leaves out what its patterns match, `COPY --parents` keeps
+//! each source's path under the destination ([`Select`]).
 
 use super::error::{bail, BuildError, Context, Result};
 use super::ignore::{clean_components, component_match, has_glob, Ignore, Matches};
@@ -152,12 +153,30 @@ pub struct Owner {
     pub mode: Option<u32>,
 }
 
+/// What of its sources a `COPY` takes besides what `.dockerignore` leaves: its `--exclude`
+/// patterns and `--parents`.
+#[derive(Debug, Clone, Default)]
+pub struct Select {
+    /// `--exclude=PATTERN`s (`!` exceptions too), matched as `.dockerignore`'s are against
+    /// a path as it lands under the destination: what is under a directory source, from
+    /// that directory; a file source by its name. The reference says a file the source
+    /// names is left out too (`COPY --exclude=*.txt hom* /mydir/`), which BuildKit itself
+    /// does not do yet (moby/buildkit#5489, open): this follows the reference.
+    pub exclude: Ignore,
+    /// `--parents`: each source keeps its path under the destination, from the tree's root
+    /// or from a `/./` in it (rsync's `--relative` pivot).
+    pub parents: bool,
+}
+
 /// The entries of one `COPY`, with the descriptors that keep their parents open.
 #[derive(Debug, Default)]
 pub struct Plan {
     /// Entries, in write order.
     pub entries: Vec<Entry>,
     _dirs: Vec<OwnedFd>,
+    /// A directory's contents are copied (maybe none): the destination directory is made
+    /// even when nothing goes into it, as BuildKit copies a directory.
+    dir_source: bool,
 }
 
 fn fd_path(fd: &OwnedFd) -> PathBuf {
@@ -380,11 +399,30 @@ impl Tree {
         dest_is_dir: bool,
         owner: &Owner,
     ) -> Result<Plan> {
+        self.plan_with(sources, dest, dest_is_dir, owner, &Select::default())
+    }
+
+    /// [`Tree::plan`] with `--exclude` and `--parents` ([`Select`]).
+    pub fn plan_with(
+        &self,
+        sources: &[String],
+        dest: &str,
+        dest_is_dir: bool,
+        owner: &Owner,
+        select: &Select,
+    ) -> Result<Plan> {
         let dest = clean_components(dest);
         let mut plan = Plan::default();
         let mut copies = Vec::new();
         for src in sources {
+            if select.parents {
+                let entries = self.with_parents(src, &dest, owner, select, &mut plan)?;
+                copies.push(Copied::Dir(entries));
+                continue;
+            }
             let mut kept = 0usize;
+            // Matches that `--exclude` left out: not "no such file".
+            let mut left_out = 0usize;
             for m in self.expand(src)? {
                 let (parent, last) = match m.rel.split_last() {
                     Some((last, parent)) => (parent, last.as_str()),
@@ -405,20 +443,23 @@ impl Tree {
                     if state.excluded() && !self.ignore.may_reinclude_under(&at) {
                         continue;
                     }
-                    let mut walk = Walk {
-                        tree: self,
-                        owner,
-                        entries: Vec::new(),
-                        pending: Vec::new(),
-                        inodes: HashMap::new(),
+                    let mut walk = Walk::new(self, owner, &select.exclude, None, dest.len());
+                    let at = At {
+                        ignore: state.clone(),
+                        exclude: select.exclude.root(),
+                        include: None,
                     };
-                    walk.dir(&path, &mut m.rel.clone(), &state, &mut dest.clone())?;
+                    walk.dir(&path, &mut m.rel.clone(), &at, &mut dest.clone())?;
                     if state.excluded() && walk.entries.is_empty() {
                         continue;
                     }
                     copies.push(Copied::Dir(walk.entries));
                 } else {
                     if state.excluded() {
+                        continue;
+                    }
+                    if select.exclude.excluded(&[m.name.as_str()]) {
+                        left_out += 1;
                         continue;
                     }
                     copies.push(Copied::File {
@@ -430,14 +471,17 @@ impl Tree {
                 plan._dirs.push(dir);
                 kept += 1;
             }
-            if kept == 0 {
+            if kept == 0 && left_out == 0 {
                 bail!("{src}: no such file or directory in {}", self.label);
             }
         }
         let dest_is_dir = dest_is_dir || dest.is_empty() || copies.len() > 1;
         for c in copies {
             match c {
-                Copied::Dir(entries) => plan.entries.extend(entries),
+                Copied::Dir(entries) => {
+                    plan.dir_source = true;
+                    plan.entries.extend(entries)
+                }
                 Copied::File { path, meta, name } => {
                     let mut to = dest.clone();
                     if dest_is_dir {
@@ -450,6 +494,53 @@ impl Tree {
             }
         }
         Ok(plan)
+    }
+
+    /// The entries of one `COPY --parents` source, as BuildKit's dockerfile frontend copies
+    /// it: split at its first `/./` into a base and a pattern (no `/./`: the tree's root and
+    /// the whole source), the base's directories (a wildcard may match several, each
+    /// followed inside the tree as a source is) walked for what the pattern matches, every
+    /// match landing under `dest` at its path from the base, the directories on the way
+    /// made with their own mode and owner. A source without wildcards must match; one with
+    /// wildcards may match nothing.
+    fn with_parents(
+        &self,
+        src: &str,
+        dest: &[String],
+        owner: &Owner,
+        select: &Select,
+        plan: &mut Plan,
+    ) -> Result<Vec<Entry>> {
+        let (base, pattern) = src.split_once("/./").unwrap_or(("/", src));
+        let required = !wildcards(base) && !wildcards(pattern);
+        let pattern = clean_components(pattern).join("/");
+        // An empty pattern (`dir/./`): everything under the base.
+        let include = (!pattern.is_empty()).then(|| Ignore::from_patterns([pattern.as_str()]));
+        let mut entries = Vec::new();
+        for m in self.expand(base)? {
+            let Ok(dir) = self.open_dir(&m.rel) else {
+                continue;
+            };
+            let at: Vec<&str> = m.rel.iter().map(String::as_str).collect();
+            let state = self.ignore.at(&at);
+            if state.excluded() && !self.ignore.may_reinclude_under(&at) {
+                continue;
+            }
+            let mut walk = Walk::new(self, owner, &select.exclude, include.as_ref(), dest.len());
+            let start = At {
+                ignore: state,
+                exclude: select.exclude.root(),
+                include: include.as_ref().map(Ignore::root),
+            };
+            let path = fd_path(&dir).join(".");
+            walk.dir(&path, &mut m.rel.clone(), &start, &mut dest.to_vec())?;
+            entries.append(&mut walk.entries);
+            plan._dirs.push(dir);
+        }
+        if required && entries.is_empty() {
+            bail!("{src}: no such file or directory in {}", self.label);
+        }
+        Ok(entries)
     }
 
     fn entry(
@@ -510,33 +601,70 @@ impl Tree {
     }
 }
 
+/// Where the patterns of a walk stand at one path.
+#[derive(Clone)]
+struct At {
+    /// `.dockerignore`'s, from the tree's root.
+    ignore: Matches,
+    /// `--exclude`'s, from the walk's start.
+    exclude: Matches,
+    /// `--parents`' pattern, from the walk's start (none: everything is taken).
+    include: Option<Matches>,
+}
+
 /// The entries under one directory a source leads to, as BuildKit's copier makes them.
 struct Walk<'a> {
     tree: &'a Tree,
     owner: &'a Owner,
+    /// `--exclude` patterns.
+    exclude: &'a Ignore,
+    /// `--parents`' pattern: only what it matches (and what is under that) is taken.
+    include: Option<&'a Ignore>,
+    /// Where the walk's start is in the destination paths (`to[start..]` is the path from
+    /// the start, which `--exclude` and `--parents`' pattern see).
+    start: usize,
     entries: Vec<Entry>,
-    /// The excluded directories above the current entry that are not written yet: each is
-    /// written (as the parent it is) before the first entry kept under it, and not at all
-    /// when none is.
+    /// The directories above the current entry that are not written yet (excluded, or
+    /// not matched by `--parents`' pattern): each is written (as the parent it is) before
+    /// the first entry kept under it, and not at all when none is.
     pending: Vec<Entry>,
     /// Where each file with several links was first written ((device, inode) to its path in
     /// the rootfs): the others are hard links to it.
     inodes: HashMap<(u64, u64), Vec<u8>>,
 }
 
-impl Walk<'_> {
+impl<'a> Walk<'a> {
+    fn new(
+        tree: &'a Tree,
+        owner: &'a Owner,
+        exclude: &'a Ignore,
+        include: Option<&'a Ignore>,
+        start: usize,
+    ) -> Self {
+        Self {
+            tree,
+            owner,
+            exclude,
+            include,
+            start,
+            entries: Vec::new(),
+            pending: Vec::new(),
+            inodes: HashMap::new(),
+        }
+    }
+
     fn push(&mut self, e: Entry) {
         self.entries.append(&mut self.pending);
         self.entries.push(e);
     }
 
-    /// Every entry under the directory `path` (tree path `rel`, seen by `.dockerignore` as
-    /// `state`), mapped under `to`.
+    /// Every entry under the directory `path` (tree path `rel`, where the patterns stand at
+    /// `at`), mapped under `to`.
     fn dir(
         &mut self,
         path: &Path,
         rel: &mut Vec<String>,
-        state: &Matches,
+        at: &At,
         to: &mut Vec<String>,
     ) -> Result<()> {
         let tree = self.tree;
@@ -548,26 +676,33 @@ impl Walk<'_> {
         names.sort();
         for n in names {
             let child = path.join(&n);
-            let inner = tree.ignore.enter(state, &n);
+            let inner = At {
+                ignore: tree.ignore.enter(&at.ignore, &n),
+                exclude: self.exclude.enter(&at.exclude, &n),
+                include: match (self.include, &at.include) {
+                    (Some(i), Some(m)) => Some(i.enter(m, &n)),
+                    _ => None,
+                },
+            };
+            // An include pattern's "excluded" is a match: taken.
+            let matched = inner.include.as_ref().is_none_or(Matches::excluded);
+            let kept = matched && !inner.ignore.excluded() && !inner.exclude.excluded();
             rel.push(n.clone());
             to.push(n);
             let meta = std::fs::symlink_metadata(&child)
                 .with_context(|| format!("reading {} in {}", rel.join("/"), tree.label))?;
             if meta.is_dir() {
                 let e = tree.entry(&child, &meta, to, self.owner)?;
-                if !inner.excluded() {
+                if kept {
                     self.push(e);
                     self.dir(&child, rel, &inner, to)?;
-                } else if tree
-                    .ignore
-                    .may_reinclude_under(&rel.iter().map(String::as_str).collect::<Vec<_>>())
-                {
+                } else if self.may_keep_under(&inner, matched, rel, to) {
                     let depth = self.pending.len();
                     self.pending.push(e);
                     self.dir(&child, rel, &inner, to)?;
                     self.pending.truncate(depth);
                 }
-            } else if !inner.excluded() {
+            } else if kept {
                 let mut e = tree.entry(&child, &meta, to, self.owner)?;
                 if e.header.kind == EntryType::Regular && meta.nlink() > 1 {
                     use std::collections::hash_map::Entry as Slot;
@@ -590,6 +725,37 @@ impl Walk<'_> {
         }
         Ok(())
     }
+
+    /// Whether something under a directory that is not kept itself (at `inner`; `matched`
+    /// by `--parents`' pattern or not) could be: each set of patterns that leaves it out
+    /// could take something below it.
+    fn may_keep_under(&self, inner: &At, matched: bool, rel: &[String], to: &[String]) -> bool {
+        let ctx: Vec<&str> = rel.iter().map(String::as_str).collect();
+        let from_start: Vec<&str> = to[self.start..].iter().map(String::as_str).collect();
+        (!inner.ignore.excluded() || self.tree.ignore.may_reinclude_under(&ctx))
+            && (!inner.exclude.excluded() || self.exclude.may_reinclude_under(&from_start))
+            && (matched
+                || match (self.include, &inner.include) {
+                    (Some(i), Some(m)) => i.may_match_under(m),
+                    _ => true,
+                })
+    }
+}
+
+/// Whether a source path has wildcards (`*`, `?`, `[`), a `\`-escaped one not counting
+/// (BuildKit's `containsWildcards`).
+fn wildcards(p: &str) -> bool {
+    let mut chars = p.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' | '?' | '[' => return true,
+            '\\' => {
+                chars.next();
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 fn open_source(p: &Path) -> Result<std::fs::File> {
@@ -605,6 +771,7 @@ impl Plan {
     pub fn append(&mut self, other: Plan) {
         self.entries.extend(other.entries);
         self._dirs.extend(other._dirs);
+        self.dir_source |= other.dir_source;
     }
 
     /// The file of a plan that is one regular file which is an archive (a tar, plain or
@@ -640,9 +807,10 @@ impl Plan {
         }
     }
 
-    /// Puts a directory entry for `dest` (absolute) first when entries go under it and it
-    /// does not exist yet: the directory a `COPY` creates belongs to its `--chown` owner, as
-    /// BuildKit and buildah make it.
+    /// Puts a directory entry for `dest` (absolute) first when entries go under it (or a
+    /// directory's contents were copied, even none) and it does not exist yet: the
+    /// directory a `COPY` creates belongs to its `--chown` owner, as BuildKit and buildah
+    /// make it.
     pub fn create_dest_dir(&mut self, dest: &str, uid: u64, gid: u64, mtime: u64) {
         let base = clean_components(dest).join("/");
         if base.is_empty() {
@@ -650,10 +818,11 @@ impl Plan {
         }
         let mut prefix = base.clone().into_bytes();
         prefix.push(b'/');
-        if !self
-            .entries
-            .iter()
-            .any(|e| e.header.path.starts_with(&prefix))
+        if !self.dir_source
+            && !self
+                .entries
+                .iter()
+                .any(|e| e.header.path.starts_with(&prefix))
         {
             return;
         }
@@ -909,5 +1078,205 @@ mod tests {
         assert!(t
             .plan(&["src/sub/y.rs".into()], "/f", false, &Owner::default())
             .is_err());
+    }
+
+    /// The paths (and for links their targets) `sources` plan under `/out/` with `select`.
+    fn planned(t: &Tree, sources: &[&str], select: &Select) -> Result<Vec<String>> {
+        let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+        let p = t.plan_with(&sources, "/out/", true, &Owner::default(), select)?;
+        Ok(p.entries
+            .iter()
+            .map(|e| String::from_utf8(e.header.path.clone()).unwrap())
+            .collect())
+    }
+
+    fn parents() -> Select {
+        Select {
+            parents: true,
+            ..Select::default()
+        }
+    }
+
+    /// BuildKit's `testCopyRelativeParents` and `testCopyParentsMissingDirectory`
+    /// (frontend/dockerfile/dockerfile_parents_test.go), on the same tree.
+    #[test]
+    fn parents_keep_the_path_from_the_root_or_from_a_pivot() {
+        let d = tempfile::tempdir().unwrap();
+        let c = d.path();
+        for dir in ["a/b/c/d/e", "a/b2/c/d/e", "a/b/c2/d/e", "a/b/c2/d/e2"] {
+            std::fs::create_dir_all(c.join("test").join(dir)).unwrap();
+        }
+        for f in [
+            "a/b/c/d/foo",
+            "a/b/c/d/e/bay",
+            "a/b2/c/d/e/bar",
+            "a/b/c2/d/e/baz",
+            "a/b/c2/d/e2/baz",
+        ] {
+            std::fs::write(c.join("test").join(f), f).unwrap();
+        }
+        let t = Tree::filesystem(c, "--from=base").unwrap();
+        let got = |srcs: &[&str]| planned(&t, srcs, &parents()).unwrap();
+        let under_d = ["c", "c/d", "c/d/e", "c/d/e/bay", "c/d/foo"];
+        let want = |prefix: &str, rest: &[&str]| -> Vec<String> {
+            let mut v: Vec<String> = Vec::new();
+            let parts: Vec<&str> = prefix.split('/').filter(|p| !p.is_empty()).collect();
+            for k in 1..=parts.len() {
+                v.push(format!("out/{}", parts[..k].join("/")));
+            }
+            for r in rest {
+                v.push(format!("out/{prefix}{r}"));
+            }
+            v
+        };
+        // middle: only what follows the pivot.
+        assert_eq!(got(&["/test/a/b/./c/d"]), want("", &under_d));
+        // end, start: no pivot (a trailing `/.` is none), the whole path.
+        let whole = want("test/a/b/", &under_d);
+        assert_eq!(got(&["/test/a/b/c/d/."]), whole);
+        assert_eq!(got(&["./test/a/b/c/d"]), whole);
+        assert_eq!(got(&["test/a/b/c/d"]), whole);
+        // double: the first pivot.
+        let b = ["b", "b/c", "b/c/d", "b/c/d/e", "b/c/d/e/bay", "b/c/d/foo"];
+        assert_eq!(got(&["/test/a/./b/./c"]), want("", &b));
+        // wildcard after the pivot.
+        let wild = got(&["/test/a/./*/c"]);
+        for p in ["out/b/c/d/e/bay", "out/b/c/d/foo", "out/b2/c/d/e/bar"] {
+            assert!(wild.contains(&p.to_owned()), "{p}: {wild:?}");
+        }
+        assert!(!wild.iter().any(|p| p.contains("c2")), "{wild:?}");
+        // doublewildcard: `**` over any number of directories, bases of a wildcard.
+        let dw = got(&["/test/a/b*/./c/**/e"]);
+        for p in ["out/c/d/e", "out/c/d/e/bay", "out/c/d/e/bar"] {
+            assert!(dw.contains(&p.to_owned()), "{p}: {dw:?}");
+        }
+        assert!(!dw.contains(&"out/c/d/foo".to_owned()), "{dw:?}");
+        // doubleinputs.
+        let di = got(&["/test/a/b/c*/./d/**/baz", "/test/a/b*/./c/**/bar"]);
+        for p in ["out/d/e/baz", "out/d/e2/baz", "out/c/d/e/bar"] {
+            assert!(di.contains(&p.to_owned()), "{p}: {di:?}");
+        }
+        assert!(!di.iter().any(|p| p.ends_with("bay")), "{di:?}");
+        // A path without wildcards must be there; with them, nothing may match.
+        let err = planned(&t, &["/test/nonexistent-file"], &parents()).unwrap_err();
+        assert!(err.to_string().contains("no such file"), "{err}");
+        assert!(got(&["/test/a/x*/c"]).is_empty());
+        assert!(got(&["/test/a/b/./zz*"]).is_empty());
+        // A file keeps its parents, which keep their modes.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(c.join("test/a"), PermissionsExt::from_mode(0o750)).unwrap();
+        let p = t
+            .plan_with(
+                &["test/a/b/c/d/foo".into()],
+                "/o",
+                true,
+                &Owner::default(),
+                &parents(),
+            )
+            .unwrap();
+        let modes: Vec<(String, u32)> = p
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    String::from_utf8(e.header.path.clone()).unwrap(),
+                    e.header.mode,
+                )
+            })
+            .collect();
+        assert_eq!(modes[1], ("o/test/a".to_owned(), 0o750));
+        assert_eq!(modes.last().unwrap().0, "o/test/a/b/c/d/foo");
+        assert_eq!(modes.len(), 6);
+    }
+
+    /// BuildKit's `testExcludedFilesOnCopy` (frontend/dockerfile/exclude_patterns_test.go)
+    /// on the same tree, and its documented example: a file a source names is left out too.
+    #[test]
+    fn excludes_leave_out_what_they_match_under_the_destination() {
+        let d = tempfile::tempdir().unwrap();
+        let c = d.path();
+        for (f, text) in [
+            ("dir1/file-101.png", "2"),
+            ("dir1/file-102.txt", "3"),
+            ("dir1/file-103.jpeg", "4"),
+            ("dir2/file-201.pdf", "6"),
+            ("dir2/file-202.jpeg", "7"),
+            ("dir2/file-203.png", "8"),
+            ("dir3/file-301.mp3", "9"),
+            ("dir3/file-302.mpeg", "10"),
+            ("dir4/file-401.txt", "11"),
+            ("home.txt", "h"),
+            ("homer.md", "m"),
+        ] {
+            std::fs::create_dir_all(c.join(f).parent().unwrap()).unwrap();
+            std::fs::write(c.join(f), text).unwrap();
+        }
+        std::os::unix::fs::symlink("file-401.txt", c.join("dir4/file-402.txt")).unwrap();
+        let t = Tree::context(c, Ignore::default()).unwrap();
+        let ex = |patterns: &[&str]| Select {
+            exclude: Ignore::from_patterns(patterns.iter().copied()),
+            parents: false,
+        };
+        let files = |srcs: &[&str], patterns: &[&str]| -> Vec<String> {
+            let mut v = planned(&t, srcs, &ex(patterns)).unwrap();
+            v.retain(|p| p.contains('.'));
+            v
+        };
+        assert_eq!(
+            files(&["."], &["*/*.png", "*/*.jpeg"]),
+            [
+                "out/dir1/file-102.txt",
+                "out/dir2/file-201.pdf",
+                "out/dir3/file-301.mp3",
+                "out/dir3/file-302.mpeg",
+                "out/dir4/file-401.txt",
+                "out/dir4/file-402.txt",
+                "out/home.txt",
+                "out/homer.md",
+            ]
+        );
+        assert_eq!(files(&["dir3/"], &["*.mp3"]), ["out/file-302.mpeg"]);
+        assert_eq!(
+            files(&["dir*"], &["*.mp3", "*.jpeg", "*.png", "*.pdf", "*.txt"]),
+            ["out/file-302.mpeg"]
+        );
+        assert_eq!(
+            files(&["dir*"], &["*.mp*", "*.jpeg", "*.png", "*.pdf"]),
+            ["out/file-102.txt", "out/file-401.txt", "out/file-402.txt"]
+        );
+        // Everything excluded: nothing, and no error.
+        assert!(files(&["dir*"], &["*"]).is_empty());
+        // The reference's example: files the source matches are left out by name.
+        assert_eq!(files(&["hom*"], &["*.txt"]), ["out/homer.md"]);
+        assert!(files(&["home.txt"], &["*.txt"]).is_empty());
+        // An exception takes back what a pattern left out, under an excluded directory too.
+        assert_eq!(
+            files(&["."], &["dir1", "*.md", "*.txt", "!dir1/file-102.txt"]),
+            [
+                "out/dir1/file-102.txt",
+                "out/dir2/file-201.pdf",
+                "out/dir2/file-202.jpeg",
+                "out/dir2/file-203.png",
+                "out/dir3/file-301.mp3",
+                "out/dir3/file-302.mpeg",
+                "out/dir4/file-401.txt",
+                "out/dir4/file-402.txt",
+            ]
+        );
+        // With --parents, from the base.
+        let both = Select {
+            exclude: Ignore::from_patterns(["dir1/*.png", "*.md"]),
+            parents: true,
+        };
+        let mut got = planned(&t, &["dir1", "hom*"], &both).unwrap();
+        got.retain(|p| p.contains('.'));
+        assert_eq!(
+            got,
+            [
+                "out/dir1/file-102.txt",
+                "out/dir1/file-103.jpeg",
+                "out/home.txt"
+            ]
+        );
     }
 }

@@ -82,11 +82,16 @@ pub fn clean_components(path: &str) -> Vec<String> {
 impl Ignore {
     /// Reads `.dockerignore` text: one pattern per line, `#` comments, blank lines skipped.
     pub fn parse(text: &str) -> Self {
-        let mut patterns = Vec::new();
-        let mut positions = 0;
-        for line in text.lines() {
+        Self::from_patterns(text.lines().filter(|l| !l.trim_start().starts_with('#')))
+    }
+
+    /// Patterns given one by one (`COPY --exclude`, `--parents`' pattern), with the rules
+    /// of a `.dockerignore`'s lines (a `!` exception, blanks around dropped), no comments.
+    pub fn from_patterns<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut out = Self::default();
+        for line in patterns {
             let l = line.trim();
-            if l.is_empty() || l.starts_with('#') {
+            if l.is_empty() {
                 continue;
             }
             let (exception, p) = match l.strip_prefix('!') {
@@ -97,18 +102,15 @@ impl Ignore {
             if parts.is_empty() {
                 continue;
             }
-            let offset = positions;
-            positions += parts.len() + 1;
-            patterns.push(Pattern {
+            let offset = out.positions;
+            out.positions += parts.len() + 1;
+            out.patterns.push(Pattern {
                 parts,
                 exception,
                 offset,
             });
         }
-        Self {
-            patterns,
-            positions,
-        }
+        out
     }
 
     /// The state at the context's root (which is never excluded).
@@ -172,6 +174,14 @@ impl Ignore {
     /// Whether the context path `rel` (components from the context root) is excluded.
     pub fn excluded(&self, rel: &[&str]) -> bool {
         self.at(rel).excluded
+    }
+
+    /// Whether a pattern (not an exception) could still match a path under the directory
+    /// whose state is `dir`: one that has matched part of the way, or a `**` on it.
+    pub fn may_match_under(&self, dir: &Matches) -> bool {
+        self.patterns
+            .iter()
+            .any(|p| !p.exception && dir.at[p.offset..p.offset + p.parts.len()].contains(&true))
     }
 
     /// Whether some exception could re-include a path under the excluded directory `rel`

@@ -1,7 +1,7 @@
 //! The steps that change files: `RUN` in a container on the step's snapshot, `COPY` and
 //! `ADD` through [`super::context`], each ending in [`DockerfileBuild::commit_step`].
 
-use super::context::{Plan, Tree};
+use super::context::{Plan, Select, Tree};
 use super::error::{BuildError, Context, Result};
 use super::{sha, BuildEvent, BuildNetwork, DockerfileBuild, Owner, State};
 use oci_rs_image::oci_spec::image::{Descriptor, Digest};
@@ -474,10 +474,21 @@ impl DockerfileBuild<'_> {
     ) -> Result<State> {
         let add = i.keyword == "ADD";
         if add {
-            self.check_flags(i, &["chown", "chmod", "checksum", "link", "keep-git-dir"])?;
+            self.check_flags(
+                i,
+                &[
+                    "chown",
+                    "chmod",
+                    "checksum",
+                    "link",
+                    "keep-git-dir",
+                    "exclude",
+                ],
+            )?;
         } else {
-            self.check_flags(i, &["from", "chown", "chmod", "link"])?;
+            self.check_flags(i, &["from", "chown", "chmod", "link", "exclude", "parents"])?;
         }
+        let select = self.select(i)?;
         let look = |n: &str| s.lookup(n);
         // The JSON form (for names with blanks) is not split; each element is expanded.
         let mut words = match &i.args {
@@ -497,7 +508,9 @@ impl DockerfileBuild<'_> {
         } else {
             format!("{}/{dest_raw}", s.workdir().trim_end_matches('/'))
         };
-        let dest_is_dir = dest_raw.ends_with('/') || dest_raw == "." || words.len() > 1;
+        // `--parents` copies into the destination as into a directory.
+        let dest_is_dir =
+            dest_raw.ends_with('/') || dest_raw == "." || words.len() > 1 || select.parents;
         let chown = match i.flag("chown") {
             Some(c) => Some(self.lex.word(c, &look).map_err(|e| self.wrap(i, e))?),
             None => None,
@@ -557,7 +570,7 @@ impl DockerfileBuild<'_> {
             if let Some(f) = &from {
                 let tree = self.tree_of_from(f, i, &mut keep).await?;
                 plan.append(
-                    tree.plan(&paths, &dest, dest_is_dir, &owner)
+                    tree.plan_with(&paths, &dest, dest_is_dir, &owner, &select)
                         .map_err(|e| self.wrap(i, e))?,
                 );
             } else {
@@ -583,7 +596,7 @@ impl DockerfileBuild<'_> {
                     let tree = Tree::context(ctx, self.ignore.clone())?;
                     for p in &local {
                         let one = tree
-                            .plan(std::slice::from_ref(p), &dest, dest_is_dir, &owner)
+                            .plan_with(std::slice::from_ref(p), &dest, dest_is_dir, &owner, &select)
                             .map_err(|e| self.wrap(i, e))?;
                         // Boxed: the step's future stays small (stages nest).
                         let archive = if add {
@@ -756,6 +769,33 @@ impl DockerfileBuild<'_> {
         self.ran += 1;
         self.done(started, false);
         Ok(s)
+    }
+
+    /// `--exclude=PATTERN` (repeatable; taken as written, not expanded, as BuildKit takes
+    /// them) and `--parents[=true|false]` of a `COPY` or `ADD`.
+    fn select(&self, i: &super::Instr) -> Result<Select> {
+        let mut exclude = Vec::new();
+        for (name, value) in &i.flags {
+            if name == "exclude" {
+                match value.as_deref() {
+                    Some(v) if !v.trim().is_empty() => exclude.push(v),
+                    _ => return Err(self.at(i, "--exclude needs a pattern")),
+                }
+            }
+        }
+        let parents = match i.flag("parents") {
+            None => false,
+            Some(v) if v.is_empty() || v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(v) => {
+                let v = oci_rs_image::excerpt(v, 32);
+                return Err(self.at(i, format!("--parents={v}: expected true or false")));
+            }
+        };
+        Ok(Select {
+            exclude: super::ignore::Ignore::from_patterns(exclude),
+            parents,
+        })
     }
 
     /// A layer a `COPY` made before from the same files onto the same destination.
