@@ -12,8 +12,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # multi-member gzip layers, runtimes and idmap tools for the runtime tests; nftables, iproute2
 # (the tests' own namespaces), slirp4netns and debootstrap (the nginx-light image) for the
 # network tests; iperf3 for the network benchmarks; libssl-dev and pkg-config for the registry
-# client's native-tls feature.
-packages=(docker-registry busybox-static skopeo umoci pigz zstd runc crun containerd podman buildah uidmap apache2-utils openssl nftables iproute2 slirp4netns debootstrap iperf3 libssl-dev pkg-config)
+# client's native-tls feature; xz-utils and bzip2 for the archives the build tests ADD.
+packages=(docker-registry busybox-static skopeo umoci pigz zstd runc crun containerd podman buildah uidmap apache2-utils openssl nftables iproute2 slirp4netns debootstrap iperf3 libssl-dev pkg-config xz-utils bzip2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
