@@ -1207,7 +1207,7 @@ impl<'a> DockerfileBuild<'a> {
         }
         if let Some(full) = workdir {
             self.line(&label);
-            return self.workdir(s, i, full, started).await;
+            return Box::pin(self.workdir(s, i, full, started)).await;
         }
         if let Some((b, hist)) = meta {
             self.line(&label);
@@ -1238,9 +1238,11 @@ impl<'a> DockerfileBuild<'a> {
             Box::pin(self.stage(idx)).await?;
         }
         self.line(&label);
+        // Boxed: a step's future (mounts, network, copies) is large, and a stage is polled
+        // inside the stage that names it, as deep as a chain of stages goes.
         let r = match i.keyword.as_str() {
-            "RUN" => self.run(s, i, started).await,
-            _ => self.copy(s, i, started).await,
+            "RUN" => Box::pin(self.run(s, i, started)).await,
+            _ => Box::pin(self.copy(s, i, started)).await,
         };
         r
     }
