@@ -1673,3 +1673,52 @@ COPY --exclude=**/y --parents src/./x /both/
         assert!(err.contains(want), "{line}: {err}");
     }
 }
+
+/// BuildKit's automatic platform arguments (issue 31): `TARGETPLATFORM`, `TARGETOS`,
+/// `TARGETARCH`, `TARGETVARIANT` and the `BUILD*` ones, in `FROM` lines and in a stage that
+/// declares them, for the build's `--platform` (the host's by default); a stage that does
+/// not declare them does not see them, and they are never "unused build args".
+#[tokio::test]
+async fn platform_arguments_are_set_as_buildkit_sets_them() {
+    let Some(lib) = Lib::new().await else { return };
+    let host = oci_rs_image::PlatformSpec::host();
+    let text = "ARG TARGETARCH\n\
+        FROM localhost/bb:1 AS base-amd64\n\
+        FROM localhost/bb:1 AS base-arm64\n\
+        FROM base-${TARGETARCH}\n\
+        ARG TARGETPLATFORM\n\
+        ARG TARGETOS TARGETARCH BUILDPLATFORM BUILDARCH\n\
+        RUN echo $TARGETPLATFORM $TARGETOS $TARGETARCH $BUILDPLATFORM $BUILDARCH > /p && echo \"[$TARGETVARIANT]\" >> /p\n";
+    lib.write("Dockerfile", text);
+    let steps = std::sync::Mutex::new(Vec::new());
+    let opts = BuildOptions {
+        tags: vec!["plat:1".into()],
+        ..BuildOptions::default()
+    };
+    let built = DockerfileBuild::new(
+        &lib.store,
+        BuildSources::default(),
+        text,
+        Some(&lib.ctx),
+        opts,
+        Box::new(|e| {
+            if let BuildEvent::UnusedArg { name } = e {
+                steps.lock().unwrap().push(name.to_owned());
+            }
+        }),
+    )
+    .unwrap()
+    .build()
+    .await;
+    built.unwrap();
+    let arch = &host.architecture;
+    let platform = match &host.variant {
+        Some(v) => format!("linux/{arch}/{v}"),
+        None => format!("linux/{arch}"),
+    };
+    assert_eq!(
+        lib.read("plat:1", "p").await,
+        format!("{platform} linux {arch} {platform} {arch}\n[]\n")
+    );
+    assert!(steps.into_inner().unwrap().is_empty(), "reported as unused");
+}

@@ -557,6 +557,36 @@ impl<'a> DockerfileBuild<'a> {
 
     fn split_stages(&mut self) -> Result<()> {
         let instrs = std::mem::take(&mut self.df.instrs);
+        // BuildKit's automatic platform arguments, in the global scope: usable in `FROM`,
+        // and in a stage that declares them (`ARG TARGETARCH`).
+        let host = oci_rs_image::PlatformSpec::host();
+        let target = match &self.opts.platform {
+            Some(p) => p.parse::<oci_rs_image::PlatformSpec>()?,
+            None => host.clone(),
+        };
+        for (prefix, p) in [("TARGET", &target), ("BUILD", &host)] {
+            let variant = p.variant.clone().unwrap_or_default();
+            let mut platform = format!("{}/{}", p.os, p.architecture);
+            if !variant.is_empty() {
+                platform = format!("{platform}/{variant}");
+            }
+            for (k, v) in [
+                ("PLATFORM", platform),
+                ("OS", p.os.clone()),
+                ("ARCH", p.architecture.clone()),
+                ("VARIANT", variant),
+            ] {
+                let name = format!("{prefix}{k}");
+                let v = match self.opts.build_args.get(&name) {
+                    Some(given) => {
+                        self.used_args.insert(name.clone());
+                        given.clone()
+                    }
+                    None => v,
+                };
+                self.global_args.insert(name, Some(v));
+            }
+        }
         let mut cur: Option<StageDef> = None;
         for i in instrs {
             match i.keyword.as_str() {
@@ -591,7 +621,14 @@ impl<'a> DockerfileBuild<'a> {
                         cmd_set: false,
                     };
                     for (k, v) in self.arg_decls(&i, &empty)? {
-                        let v = self.opts.build_args.get(&k).cloned().or(v);
+                        // An automatic platform argument declared again keeps its value.
+                        let v = self
+                            .opts
+                            .build_args
+                            .get(&k)
+                            .cloned()
+                            .or(v)
+                            .or_else(|| self.global_lookup(&k));
                         if self.opts.build_args.contains_key(&k) {
                             self.used_args.insert(k.clone());
                         }
