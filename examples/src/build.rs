@@ -4,8 +4,8 @@
 use crate::images::Images;
 use anyhow::{bail, Context, Result};
 use oci_rs_runtime::{
-    read_dockerfile, read_dockerignore, BuildEvent, BuildOptions, BuildSources, Built,
-    DockerfileBuild, StreamedContext,
+    build_platforms, read_dockerfile, read_dockerignore, BuildEvent, BuildOptions, BuildSources,
+    Built, DockerfileBuild, StreamedContext,
 };
 use std::io::Write;
 use std::path::Path;
@@ -96,6 +96,21 @@ pub async fn build_cli(
             _ => Ok(()),
         };
     });
+    // `--platform a,b`: one image per platform under an index.
+    if let Some(list) = opts.platform.clone().filter(|p| p.contains(',')) {
+        let platforms: Vec<String> = list.split(',').map(str::to_owned).collect();
+        opts.platform = None;
+        return Ok(build_platforms(
+            images,
+            sources,
+            &text,
+            context_dir.as_deref(),
+            opts,
+            &platforms,
+            events,
+        )
+        .await?);
+    }
     let b = DockerfileBuild::new(images, sources, &text, context_dir.as_deref(), opts, events)?;
     Ok(b.build().await?)
 }

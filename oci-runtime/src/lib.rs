@@ -361,9 +361,9 @@ mod syscalls_x86_64;
 pub use attach::{receive_terminal, Attach, Frame, MAX_FRAME};
 #[cfg(feature = "engine")]
 pub use build::{
-    read_context_file, read_dockerfile, read_dockerignore, BuildError, BuildEvent, BuildEvents,
-    BuildNetwork, BuildOptions, BuildOutput, BuildSecret, BuildSources, Built, DockerfileBuild,
-    StreamedContext, MAX_DOCKERFILE,
+    build_platforms, read_context_file, read_dockerfile, read_dockerignore, BuildError, BuildEvent,
+    BuildEvents, BuildNetwork, BuildOptions, BuildOutput, BuildSecret, BuildSources, Built,
+    DockerfileBuild, StreamedContext, MAX_DOCKERFILE,
 };
 pub use cgroup::Cgroup;
 pub use container::{

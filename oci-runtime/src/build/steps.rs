@@ -151,6 +151,7 @@ impl DockerfileBuild<'_> {
         if self.take_cached(&mut s, &key, started).await? {
             return Ok(s);
         }
+        foreign_arch_runs(s.config()).map_err(|e| self.at(i, e))?;
         let stack = s.stack()?;
         let scratch = self
             .scratch(&stack, &format!("RUN at line {}", i.line))
@@ -1168,4 +1169,34 @@ enum BindSource {
         target: String,
         rw: bool,
     },
+}
+
+/// Whether this host can run the programs of a stage whose config is `config`: its own
+/// architecture, or one the kernel hands to an emulator (binfmt_misc, as Debian's
+/// qemu-user-static registers it). Otherwise a clear refusal rather than "exec format error".
+fn foreign_arch_runs(config: &serde_json::Value) -> std::result::Result<(), String> {
+    let arch = config
+        .get("architecture")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    let host = oci_rs_image::PlatformSpec::host().architecture;
+    if arch.is_empty() || arch == host || (host == "amd64" && arch == "386") {
+        return Ok(());
+    }
+    let qemu = match arch {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        "386" => "i386",
+        "arm" => "arm",
+        other => other,
+    };
+    let handler = std::path::Path::new("/proc/sys/fs/binfmt_misc").join(format!("qemu-{qemu}"));
+    match std::fs::read_to_string(&handler) {
+        Ok(h) if h.lines().next() == Some("enabled") => Ok(()),
+        _ => Err(format!(
+            "a RUN for {arch} on this {host} host needs the kernel's binfmt_misc handler {} \
+             (Debian's qemu-user-static registers it), and it is not there",
+            handler.display()
+        )),
+    }
 }

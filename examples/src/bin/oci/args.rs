@@ -116,7 +116,8 @@ pub(crate) enum Verb {
         /// Pull every FROM image, even when it is in the store.
         #[arg(long)]
         pull: bool,
-        /// `os/arch[/variant]` of the FROM images.
+        /// `os/arch[/variant]` to build for; several, comma-separated, make one image per
+        /// platform under an image index.
         #[arg(long)]
         platform: Option<String>,
         /// Labels on the image (`--label K=V`).

@@ -1,0 +1,123 @@
+//! Multi-platform builds (`docker buildx build --platform linux/amd64,linux/arm64`): the
+//! Dockerfile built once per platform, then one image index of the results under the tags.
+
+use super::error::{invalid, Result};
+use super::{BuildEvent, BuildEvents, BuildOptions, BuildSources, Built, DockerfileBuild};
+use oci_rs_image::oci_spec::image::{ImageIndexBuilder, MediaType, PlatformBuilder};
+use oci_rs_image::{ImageDestination, ManifestKind};
+use oci_rs_layer::ImageStore;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// Builds `dockerfile` for each of `platforms` (`os/arch[/variant]`), each as the image
+/// `DockerfileBuild` makes with [`BuildOptions::platform`] set (its `RUN` steps need the
+/// host's binfmt handler for a foreign architecture: qemu-user-static), and stores an OCI
+/// image index of them under `opts.tags`. [`Built::manifest`] is the index, [`Built::id`]
+/// its digest; `ran` and `cached` count the steps of every platform.
+///
+/// ```no_run
+/// # async fn f(store: &oci_rs_layer::ImageStore) -> Result<(), oci_rs_runtime::BuildError> {
+/// use oci_rs_runtime::{build_platforms, BuildOptions, BuildSources};
+/// let opts = BuildOptions { tags: vec!["localhost/app:1".into()], ..BuildOptions::default() };
+/// let built = build_platforms(
+///     store,
+///     BuildSources::default(),
+///     "FROM scratch\nCOPY app /app\n",
+///     Some("ctx".as_ref()),
+///     opts,
+///     &["linux/amd64".into(), "linux/arm64".into()],
+///     Box::new(|_| {}),
+/// )
+/// .await?;
+/// println!("index {}", built.id);
+/// # Ok(())
+/// # }
+/// ```
+pub async fn build_platforms<'a>(
+    store: &'a ImageStore,
+    sources: BuildSources<'a>,
+    dockerfile: &str,
+    context: Option<&Path>,
+    opts: BuildOptions,
+    platforms: &[String],
+    events: BuildEvents<'a>,
+) -> Result<Built> {
+    if platforms.is_empty() {
+        return Err(invalid!(
+            "a multi-platform build needs at least one platform"
+        ));
+    }
+    let events = Arc::new(Mutex::new(events));
+    let mut entries = Vec::new();
+    let (mut ran, mut cached) = (0, 0);
+    for p in platforms {
+        let spec: oci_rs_image::PlatformSpec = p.parse()?;
+        let mut one = opts.clone();
+        one.platform = Some(p.clone());
+        one.tags = Vec::new();
+        let shared = Arc::clone(&events);
+        let forward: BuildEvents<'a> = Box::new(move |e: BuildEvent<'_>| {
+            if let Ok(mut f) = shared.lock() {
+                f(e)
+            }
+        });
+        let b = DockerfileBuild::new(store, sources.clone(), dockerfile, context, one, forward)?
+            .build()
+            .await?;
+        ran += b.ran;
+        cached += b.cached;
+        let mut platform = PlatformBuilder::default()
+            .os(spec.os.as_str())
+            .architecture(spec.architecture.as_str())
+            .build()
+            .map_err(|source| oci_rs_image::Error::Build {
+                what: "a platform",
+                source,
+            })?;
+        platform.set_variant(spec.variant.clone());
+        let mut d = b.manifest.clone();
+        d.set_platform(Some(platform));
+        entries.push(d);
+    }
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(entries)
+        .build()
+        .map_err(|source| oci_rs_image::Error::Build {
+            what: "an image index",
+            source,
+        })?;
+    let index = oci_rs_image::Manifest::from_index(&index, ManifestKind::OciIndex)?;
+    let layout = store.layout().leased()?;
+    layout.put_manifest(&index, None).await?;
+    let desc = index.descriptor();
+    if opts.tags.is_empty() {
+        let d = desc.clone();
+        store
+            .layout()
+            .update_index(move |i| {
+                let mut entries = i.manifests().clone();
+                let have = entries.iter().any(|e| e.digest() == d.digest());
+                if !have {
+                    entries.push(d);
+                    i.set_manifests(entries);
+                }
+                Ok(((), !have))
+            })
+            .await?;
+    }
+    for t in &opts.tags {
+        let r = oci_rs_image::ImageReference::parse(t)?;
+        store
+            .layout()
+            .tag(&oci_rs_layer::store_name(&r), &desc, Some(&r.to_string()))
+            .await?;
+    }
+    Ok(Built {
+        id: desc.digest().clone(),
+        manifest: desc,
+        ran,
+        cached,
+    })
+}
