@@ -19,8 +19,7 @@
 //!   removed by `builder prune`.
 //! - Stages the target does not need are not built.
 //!
-//! Differences from docker: names in `/etc/hosts` of a `RUN` are the sandbox's only; a
-//! rootless build's `RUN` has loopback only.
+//! Differences from docker: names in `/etc/hosts` of a `RUN` are the sandbox's only.
 
 mod archive;
 mod context;
@@ -55,8 +54,8 @@ use words::Lex;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum BuildNetwork {
     /// docker's default (`--network default` or `bridge`): the default bridge network with
-    /// egress (so `apt-get`, `pip` and `npm` work). A rootless build, which cannot make
-    /// bridges, has only loopback for now.
+    /// egress (so `apt-get`, `pip` and `npm` work); slirp4netns for a rootless build, which
+    /// cannot make bridges.
     #[default]
     Default,
     /// Only a loopback interface (`none`).

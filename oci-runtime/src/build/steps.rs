@@ -168,10 +168,8 @@ impl DockerfileBuild<'_> {
         let net = match network {
             BuildNetwork::None => crate::NetworkMode::None,
             BuildNetwork::Host => crate::NetworkMode::Host,
-            // Rootless, slirp4netns cannot yet join a step's namespaces from a build (the
-            // step's user namespace is not reachable from this process as it is from a
-            // container's monitor): loopback only, as before.
-            BuildNetwork::Default if rootless => crate::NetworkMode::None,
+            // Rootless: slirp4netns, as for a rootless container.
+            BuildNetwork::Default if rootless => crate::NetworkMode::Slirp,
             BuildNetwork::Default => crate::NetworkMode::Bridge,
         };
         let hostname = "buildkitsandbox";
@@ -256,7 +254,11 @@ impl DockerfileBuild<'_> {
         };
         let code = tokio::task::spawn_blocking(move || {
             let null = std::fs::File::open("/dev/null")?;
+            // slirp4netns joins the namespaces of the created init, which a rootless caller
+            // can open only when the init stays dumpable until it executes the step.
+            let slirp = matches!(plan, Some(crate::NetworkPlan::Slirp { .. }));
             let mut c = crate::ContainerBuilder::new(&cid, spec, bundle)
+                .readable_namespaces(slirp)
                 .state_root(state_root)
                 .stdin(null.into())
                 .stdout(out)
