@@ -162,10 +162,10 @@ fn a_failing_run_step_shows_its_output_and_exit_code() {
         &ctx.join("Dockerfile"),
         "FROM localhost/bb:1\nRUN echo before-failing && exit 7\n",
     );
-    for quiet in [false, true] {
+    for quiet in [None, Some("-q"), Some("--progress=quiet")] {
         let mut args = vec!["-t", "bad:1", c];
-        if quiet {
-            args.insert(0, "-q");
+        if let Some(q) = quiet {
+            args.insert(0, q);
         }
         let o = cli.oci(&[&["build"][..], &args].concat());
         assert_eq!(o.status.code(), Some(1), "docker's build exits 1");

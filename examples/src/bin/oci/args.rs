@@ -139,7 +139,7 @@ pub(crate) enum Verb {
         /// Push each -t name to its registry once built.
         #[arg(long)]
         push: bool,
-        /// Progress output: plain or tty (both print one line per step).
+        /// Progress output: plain or tty (both print one line per step), or quiet (as -q).
         #[arg(long, default_value = "plain")]
         progress: String,
         /// Print only the image id (a failing step's output is still shown).

@@ -205,9 +205,11 @@ pub(crate) async fn image_verb(
             quiet,
             context,
         } => {
-            if !matches!(progress.as_str(), "plain" | "tty" | "auto") {
-                anyhow::bail!("--progress {progress}: use plain or tty");
+            if !matches!(progress.as_str(), "plain" | "tty" | "auto" | "quiet") {
+                anyhow::bail!("--progress {progress}: use plain, tty, auto or quiet");
             }
+            // BuildKit's `--progress quiet` is `-q`.
+            let quiet = quiet || progress == "quiet";
             let network: oci_rs_runtime::BuildNetwork = network.parse()?;
             let pairs = |list: Vec<String>,
                          env: bool|
