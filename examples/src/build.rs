@@ -5,7 +5,7 @@ use crate::images::Images;
 use anyhow::{bail, Context, Result};
 use oci_rs_runtime::{
     build_platforms, read_dockerfile, read_dockerignore, BuildEvent, BuildOptions, BuildSources,
-    Built, DockerfileBuild, StreamedContext,
+    Built, StreamedContext,
 };
 use std::io::Write;
 use std::path::Path;
@@ -96,21 +96,6 @@ pub async fn build_cli(
             _ => Ok(()),
         };
     });
-    // `--platform a,b`: one image per platform under an index.
-    if let Some(list) = opts.platform.clone().filter(|p| p.contains(',')) {
-        let platforms: Vec<String> = list.split(',').map(str::to_owned).collect();
-        opts.platform = None;
-        return Ok(build_platforms(
-            images,
-            sources,
-            &text,
-            context_dir.as_deref(),
-            opts,
-            &platforms,
-            events,
-        )
-        .await?);
-    }
-    let b = DockerfileBuild::new(images, sources, &text, context_dir.as_deref(), opts, events)?;
-    Ok(b.build().await?)
+    // One platform, or several (`--platform a,b`: one image each, under an index).
+    Ok(build_platforms(images, sources, &text, context_dir.as_deref(), opts, events).await?)
 }

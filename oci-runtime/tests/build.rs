@@ -1735,16 +1735,15 @@ async fn a_multi_platform_build_is_an_index_of_one_image_per_platform() {
     let text = "FROM scratch\nARG TARGETARCH\nCOPY bin-${TARGETARCH} /app\n";
     let opts = BuildOptions {
         tags: vec!["multi:1".into()],
+        platform: Some("linux/amd64,linux/arm64".into()),
         ..BuildOptions::default()
     };
-    let platforms = ["linux/amd64".to_owned(), "linux/arm64".to_owned()];
     let built = oci_rs_runtime::build_platforms(
         &lib.store,
         BuildSources::default(),
         text,
         Some(&lib.ctx),
         opts,
-        &platforms,
         Box::new(|_| {}),
     )
     .await

@@ -1,7 +1,7 @@
 //! Multi-platform builds (`docker buildx build --platform linux/amd64,linux/arm64`): the
 //! Dockerfile built once per platform, then one image index of the results under the tags.
 
-use super::error::{invalid, Result};
+use super::error::Result;
 use super::{BuildEvent, BuildEvents, BuildOptions, BuildSources, Built, DockerfileBuild};
 use oci_rs_image::oci_spec::image::{ImageIndexBuilder, MediaType, PlatformBuilder};
 use oci_rs_image::{ImageDestination, ManifestKind};
@@ -9,23 +9,27 @@ use oci_rs_layer::ImageStore;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// Builds `dockerfile` for each of `platforms` (`os/arch[/variant]`), each as the image
-/// `DockerfileBuild` makes with [`BuildOptions::platform`] set (its `RUN` steps need the
-/// host's binfmt handler for a foreign architecture: qemu-user-static), and stores an OCI
-/// image index of them under `opts.tags`. [`Built::manifest`] is the index, [`Built::id`]
-/// its digest; `ran` and `cached` count the steps of every platform.
+/// Builds `dockerfile` for the platforms `opts.platform` names: one (or none: the host's)
+/// is the image [`DockerfileBuild`] makes; several, comma-separated as docker buildx takes
+/// them (`linux/amd64,linux/arm64`), are each built as that image for its platform (a
+/// `RUN` of a foreign architecture needs the host's binfmt handler: qemu-user-static), and
+/// an OCI image index of them is stored under `opts.tags`. Then [`Built::manifest`] is the
+/// index, [`Built::id`] its digest, and `ran` and `cached` count the steps of every platform.
 ///
 /// ```no_run
 /// # async fn f(store: &oci_rs_layer::ImageStore) -> Result<(), oci_rs_runtime::BuildError> {
 /// use oci_rs_runtime::{build_platforms, BuildOptions, BuildSources};
-/// let opts = BuildOptions { tags: vec!["localhost/app:1".into()], ..BuildOptions::default() };
+/// let opts = BuildOptions {
+///     tags: vec!["localhost/app:1".into()],
+///     platform: Some("linux/amd64,linux/arm64".into()),
+///     ..BuildOptions::default()
+/// };
 /// let built = build_platforms(
 ///     store,
 ///     BuildSources::default(),
 ///     "FROM scratch\nCOPY app /app\n",
 ///     Some("ctx".as_ref()),
 ///     opts,
-///     &["linux/amd64".into(), "linux/arm64".into()],
 ///     Box::new(|_| {}),
 /// )
 /// .await?;
@@ -39,18 +43,20 @@ pub async fn build_platforms<'a>(
     dockerfile: &str,
     context: Option<&Path>,
     opts: BuildOptions,
-    platforms: &[String],
     events: BuildEvents<'a>,
 ) -> Result<Built> {
-    if platforms.is_empty() {
-        return Err(invalid!(
-            "a multi-platform build needs at least one platform"
-        ));
-    }
+    let platforms: Vec<String> = match &opts.platform {
+        Some(list) if list.contains(',') => list.split(',').map(str::to_owned).collect(),
+        _ => {
+            return DockerfileBuild::new(store, sources, dockerfile, context, opts, events)?
+                .build()
+                .await
+        }
+    };
     let events = Arc::new(Mutex::new(events));
     let mut entries = Vec::new();
     let (mut ran, mut cached) = (0, 0);
-    for p in platforms {
+    for p in &platforms {
         let spec: oci_rs_image::PlatformSpec = p.parse()?;
         let mut one = opts.clone();
         one.platform = Some(p.clone());
