@@ -1107,26 +1107,16 @@ impl ImageStore {
     ) -> Result<()> {
         for name in names {
             let f = self.find(name).await?;
-            let mut opts = opts.clone();
-            opts.tag = Some(f.reference.familiar());
-            let m = self.manifest(f.desc.digest()).await?;
-            let m = self.for_host(m).await?;
-            // One copy per image; `finish` after the last writes the index files.
-            copy_without_finish(
-                &self.layout,
-                archive,
-                &ManifestRef::Digest(m.digest().clone()),
-                &opts,
-            )
-            .await?;
+            self.save_one(archive, &f.desc, Some(&f.reference.familiar()), opts)
+                .await?;
         }
         ImageDestination::finish(archive).await?;
         Ok(())
     }
 
-    /// One image of the store, named or not, by its descriptor into `archive` (as `tag`
-    /// when given), then the archive finished: a build's result as an OCI or docker archive.
-    pub async fn save_descriptor(
+    /// The host's image of `desc` into `archive` as `tag`; `finish` after the last writes
+    /// the archive's index files.
+    async fn save_one(
         &self,
         archive: &ArchiveWriter,
         desc: &Descriptor,
@@ -1144,6 +1134,19 @@ impl ImageStore {
             &opts,
         )
         .await?;
+        Ok(())
+    }
+
+    /// One image of the store, named or not, by its descriptor into `archive` (as `tag`
+    /// when given), then the archive finished: a build's result as an OCI or docker archive.
+    pub async fn save_descriptor(
+        &self,
+        archive: &ArchiveWriter,
+        desc: &Descriptor,
+        tag: Option<&str>,
+        opts: &CopyOptions,
+    ) -> Result<()> {
+        self.save_one(archive, desc, tag, opts).await?;
         ImageDestination::finish(archive).await?;
         Ok(())
     }
