@@ -35,17 +35,27 @@ pub const TESTS: &[Test] = &[
 
 /// Builds `dockerfile` with `files` as its context, tagged `tag`; the image unpacked.
 fn build(f: &Fixture, dockerfile: &str, files: &[(&str, &str)], tag: &str) -> tempfile::TempDir {
-    try_build(f, dockerfile, files, tag, BuildNetwork::Default).unwrap()
+    try_build(f, dockerfile, files, tagged(tag, BuildNetwork::Default)).unwrap()
 }
 
-/// [`build`] on `network`, its error returned.
+/// Options that tag the image `tag` and run its steps on `network`.
+fn tagged(tag: &str, network: BuildNetwork) -> BuildOptions {
+    BuildOptions {
+        tags: vec![tag.into()],
+        network,
+        ..BuildOptions::default()
+    }
+}
+
+/// [`build`] with `opts` (its first tag names the image and the context), its error
+/// returned.
 fn try_build(
     f: &Fixture,
     dockerfile: &str,
     files: &[(&str, &str)],
-    tag: &str,
-    network: BuildNetwork,
+    opts: BuildOptions,
 ) -> Result<tempfile::TempDir, BuildError> {
+    let tag = opts.tags[0].clone();
     let context = f
         .dir
         .path()
@@ -54,11 +64,6 @@ fn try_build(
     for (name, text) in files {
         std::fs::write(context.join(name), text).unwrap();
     }
-    let opts = BuildOptions {
-        tags: vec![tag.into()],
-        network,
-        ..BuildOptions::default()
-    };
     let b = DockerfileBuild::new(
         &f.store,
         BuildSources::default(),
@@ -69,7 +74,7 @@ fn try_build(
     )?;
     f.rt.block_on(b.build())?;
     let out = tempfile::tempdir_in(f.dir.path()).unwrap();
-    f.rt.block_on(f.store.unpack(tag, out.path(), false))
+    f.rt.block_on(f.store.unpack(&tag, out.path(), false))
         .unwrap();
     Ok(out)
 }
@@ -195,14 +200,13 @@ fn run_steps_have_docker_s_default_network_with_egress(f: &Fixture) {
         f,
         &fetch.replace("RUN wget", "RUN --network=none wget"),
         &[],
-        "n:1",
-        BuildNetwork::Default,
+        tagged("n:1", BuildNetwork::Default),
     );
     assert!(
         matches!(none, Err(BuildError::RunFailed { .. })),
         "{none:?}"
     );
-    let none = try_build(f, &fetch, &[], "n:2", BuildNetwork::None);
+    let none = try_build(f, &fetch, &[], tagged("n:2", BuildNetwork::None));
     assert!(
         matches!(none, Err(BuildError::RunFailed { .. })),
         "{none:?}"
@@ -267,32 +271,16 @@ fn run_mounts_cache_tmpfs_and_secrets_stay_out_of_the_image(f: &Fixture) {
         RUN --mount=type=secret,id=tok --mount=type=secret,id=tok,env=TOKEN,target=/etc/tok \
             sh -c 'cat /run/secrets/tok > /dev/null && test \"$TOKEN\" = \"$(cat /etc/tok)\" && echo seen > /seen'\n";
     let run = |no_cache: bool| {
-        let context = f.dir.path().join("mounts-context");
-        std::fs::create_dir_all(&context).unwrap();
         let opts = BuildOptions {
-            tags: vec!["mounts:1".into()],
             no_cache,
             secrets: [(
                 "tok".to_owned(),
                 oci_rs_runtime::BuildSecret::new(secret.clone().into_bytes()),
             )]
             .into(),
-            ..BuildOptions::default()
+            ..tagged("mounts:1", BuildNetwork::Default)
         };
-        let b = DockerfileBuild::new(
-            &f.store,
-            BuildSources::default(),
-            dockerfile,
-            Some(&context),
-            opts,
-            Box::new(|_| {}),
-        )
-        .unwrap();
-        f.rt.block_on(b.build()).unwrap();
-        let out = tempfile::tempdir_in(f.dir.path()).unwrap();
-        f.rt.block_on(f.store.unpack("mounts:1", out.path(), false))
-            .unwrap();
-        out
+        try_build(f, dockerfile, &[], opts).unwrap()
     };
     let first = run(false);
     let root = first.path().join("rootfs");
@@ -351,7 +339,7 @@ fn run_mounts_cache_tmpfs_and_secrets_stay_out_of_the_image(f: &Fixture) {
     }
     assert!(files > 10, "{files} files searched");
     // A required secret that was not given fails the step's build; prune empties the cache.
-    let context = f.dir.path().join("mounts-context");
+    let context = f.dir.path().join("context-mounts-1");
     let b = DockerfileBuild::new(
         &f.store,
         BuildSources::default(),
