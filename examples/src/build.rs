@@ -1,4 +1,4 @@
-//! `oci build`'s glue over oci-rs-runtime's [`DockerfileBuild`]: a context or Dockerfile on
+//! `oci build`'s glue over oci-rs-runtime's [`DockerfileBuild`](oci_rs_runtime::DockerfileBuild): a context or Dockerfile on
 //! standard input, and progress printed as BuildKit's plain output.
 
 use crate::images::Images;
