@@ -93,6 +93,14 @@ pub async fn build_cli(
                 oci_rs_image::printable(name)
             ),
             BuildEvent::FailedOutput { log, .. } => std::io::copy(log, &mut err).map(|_| ()),
+            BuildEvent::CacheProblem { location, error } => {
+                let e = oci_rs_image::chain(error);
+                writeln!(
+                    err,
+                    "WARNING: cache {location}: {}",
+                    oci_rs_image::printable(&e)
+                )
+            }
             _ => Ok(()),
         };
     });

@@ -363,7 +363,8 @@ pub use attach::{receive_terminal, Attach, Frame, MAX_FRAME};
 pub use build::{
     build_platforms, read_context_file, read_dockerfile, read_dockerignore, BuildError, BuildEvent,
     BuildEvents, BuildNetwork, BuildOptions, BuildOutput, BuildSecret, BuildSources, Built,
-    DockerfileBuild, StreamedContext, MAX_DOCKERFILE,
+    CacheExport, CacheImport, CacheLocation, CacheMode, DockerfileBuild, StreamedContext,
+    MAX_DOCKERFILE,
 };
 pub use cgroup::Cgroup;
 pub use container::{

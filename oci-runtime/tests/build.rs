@@ -52,6 +52,22 @@ impl Lib {
         })
     }
 
+    /// Gives this store `other`'s base image (the same blobs: each store made its own, with
+    /// its own times), as another machine pulling the same base would have.
+    async fn same_base_as(&self, other: &Lib) {
+        let archive = self._dir.path().join("base.tar");
+        let w = oci_rs_image::ArchiveWriter::create(&archive, oci_rs_image::ArchiveFormat::Oci)
+            .await
+            .unwrap();
+        let opts = oci_rs_image::CopyOptions::default();
+        other
+            .store
+            .save(&w, &["localhost/bb:1".to_owned()], &opts)
+            .await
+            .unwrap();
+        self.store.load(&archive, &opts).await.unwrap();
+    }
+
     fn write(&self, name: &str, text: &str) {
         let path = self.ctx.join(name);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -519,8 +535,8 @@ async fn bad_dockerfiles_and_contexts_are_refused_clearly() {
             "missing: no such file or directory in the build context",
         ),
         (
-            "FROM localhost/bb:1\nADD http://127.0.0.1:9/f /f\n",
-            "ADD of a URL needs --checksum",
+            "FROM localhost/bb:1\nADD --checksum=md5:00 http://127.0.0.1:9/f /f\n",
+            "--checksum=md5:00: expected sha256:<64 hex digits>",
         ),
         (
             "FROM localhost/bb:1\nRUN <<EOF\nno end\n",
@@ -851,7 +867,7 @@ async fn add_unpacks_archives_and_fetches_urls_with_a_checksum() {
         use sha2::Digest;
         format!("{:x}", sha2::Sha256::digest(&body))
     };
-    let url = serve(body, 2);
+    let url = serve(body, 3);
     lib.write(
         "Dockerfile",
         &format!(
@@ -931,6 +947,23 @@ async fn add_unpacks_archives_and_fetches_urls_with_a_checksum() {
     assert!(
         err.contains(&format!("checksum sha256:{sum}, expected sha256:0000")),
         "{err}"
+    );
+    // Without --checksum the URL is fetched as BuildKit fetches it.
+    lib.write(
+        "Dockerfile",
+        &format!("FROM localhost/bb:1\nADD {url} /nochk/\n"),
+    );
+    let opts = BuildOptions {
+        tags: vec!["nochk:1".into()],
+        ..BuildOptions::default()
+    };
+    lib.build_from("Dockerfile", opts, sources())
+        .await
+        .0
+        .unwrap();
+    assert_eq!(
+        lib.read("nochk:1", "nochk/tool.bin").await,
+        "downloaded bytes\n"
     );
     // Without a URL source, ADD of a URL is refused, not fetched some other way.
     lib.write(
@@ -1818,4 +1851,203 @@ async fn a_multi_platform_build_is_an_index_of_one_image_per_platform() {
         err.contains("binfmt_misc") && err.contains(&handler),
         "{err}"
     );
+}
+
+/// `--cache-to type=local` then, in another store (a CI runner's empty one),
+/// `--cache-from type=local`: every step is taken from the exported cache, and the image is
+/// the exporting build's own (same id; a `RUN` that prints a random value is not run again).
+/// `mode=min` leaves out a stage the image only copies from, which the importer runs again.
+/// The export is BuildKit's cache manifest: an index of the layers and one cache config.
+#[tokio::test]
+async fn a_cache_exported_by_one_store_is_taken_by_another() {
+    use oci_rs_runtime::{CacheExport, CacheImport};
+    let Some(a) = Lib::new().await else { return };
+    let Some(b) = Lib::new().await else { return };
+    let text = "FROM localhost/bb:1 AS tool\nRUN echo tool > /tool\n\
+                FROM localhost/bb:1\nCOPY f /f\nRUN cat /proc/sys/kernel/random/uuid > /r\n\
+                COPY --from=tool /tool /tool\nENV X=1\n";
+    b.same_base_as(&a).await;
+    for lib in [&a, &b] {
+        lib.write("f", "the same file\n");
+        lib.write("Dockerfile", text);
+    }
+    let caches = tempfile::tempdir().unwrap();
+    let (max, min) = (caches.path().join("max"), caches.path().join("min"));
+    let opts = |cache_to: Vec<CacheExport>, cache_from: Vec<CacheImport>| BuildOptions {
+        tags: vec!["app:1".into()],
+        cache_to,
+        cache_from,
+        ..BuildOptions::default()
+    };
+    let to = |d: &Path, mode: &str| -> CacheExport {
+        format!("type=local,dest={},mode={mode}", d.display())
+            .parse()
+            .unwrap()
+    };
+    let from =
+        |d: &Path| -> CacheImport { format!("type=local,src={}", d.display()).parse().unwrap() };
+    let first = a
+        .build_opts(
+            "Dockerfile",
+            opts(vec![to(&max, "max"), to(&min, "min")], vec![]),
+        )
+        .await
+        .0
+        .unwrap();
+    assert_eq!((first.ran, first.cached), (5, 0));
+
+    // The export: an OCI layout whose `latest` is an index of layers, image configs and
+    // one BuildKit cache config, whose records are the steps.
+    let layout = oci_rs_image::OciLayout::open(&max).await.unwrap();
+    let index: serde_json::Value = {
+        let top = layout.read_index().await.unwrap();
+        let d = &top.manifests()[0];
+        let p = layout.blob_path(d.digest()).unwrap();
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let entries = index["manifests"].as_array().unwrap();
+    let cfg = entries
+        .iter()
+        .find(|d| d["mediaType"] == "application/vnd.buildkit.cacheconfig.v0")
+        .expect("a cache config");
+    let digest: oci_rs_image::oci_spec::image::Digest =
+        cfg["digest"].as_str().unwrap().parse().unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.blob_path(&digest).unwrap()).unwrap())
+            .unwrap();
+    let records = cfg["records"].as_array().unwrap();
+    assert_eq!(records.len(), 5, "one record per step: {cfg}");
+    assert!(records
+        .iter()
+        .all(|r| r["digest"].as_str().unwrap().starts_with("sha256:")));
+    assert!(
+        records.iter().filter(|r| r["inputs"].is_array()).count() >= 3,
+        "steps link to the step before: {cfg}"
+    );
+    assert!(entries
+        .iter()
+        .any(|d| d["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"));
+
+    // Another store takes every step from it, and makes the same image.
+    let (second, steps, _) = b
+        .build_opts("Dockerfile", opts(vec![], vec![from(&max)]))
+        .await;
+    let second = second.unwrap();
+    assert_eq!((second.ran, second.cached), (0, 5), "{steps:?}");
+    assert_eq!(second.id, first.id);
+    assert_eq!(b.read("app:1", "r").await, a.read("app:1", "r").await);
+
+    // mode=min: the stage only copied from is not in it, so its step runs again; the
+    // image's own steps are taken (the COPY --from too: it is keyed by the files it copies,
+    // which that step made again the same).
+    let Some(c) = Lib::new().await else { return };
+    c.same_base_as(&a).await;
+    c.write("f", "the same file\n");
+    c.write("Dockerfile", text);
+    let third = c
+        .build_opts("Dockerfile", opts(vec![], vec![from(&min)]))
+        .await
+        .0
+        .unwrap();
+    assert_eq!((third.ran, third.cached), (1, 4));
+    assert_eq!(c.read("app:1", "r").await, a.read("app:1", "r").await);
+}
+
+/// A cache that cannot be read (missing), or whose layer is damaged, makes the build run
+/// the steps instead, reporting it; nothing of the damaged blob is kept.
+#[tokio::test]
+async fn a_missing_or_damaged_cache_is_reported_and_the_steps_run() {
+    use oci_rs_runtime::{CacheExport, CacheImport};
+    let Some(a) = Lib::new().await else { return };
+    let Some(b) = Lib::new().await else { return };
+    b.same_base_as(&a).await;
+    for lib in [&a, &b] {
+        lib.write("f", "f\n");
+        lib.write(
+            "Dockerfile",
+            "FROM localhost/bb:1\nCOPY f /f\nRUN echo run > /r\n",
+        );
+    }
+    let caches = tempfile::tempdir().unwrap();
+    let dir = caches.path().join("c");
+    let export: CacheExport = format!("type=local,dest={}", dir.display())
+        .parse()
+        .unwrap();
+    let opts = BuildOptions {
+        tags: vec!["x:1".into()],
+        cache_to: vec![export],
+        ..BuildOptions::default()
+    };
+    let first = a.build_opts("Dockerfile", opts).await.0.unwrap();
+
+    // Damage every layer blob of the cache that the other store does not have (its base
+    // it has): same size, other bytes.
+    let stored = b.store.layout().root().join("blobs/sha256");
+    let layout = oci_rs_image::OciLayout::open(&dir).await.unwrap();
+    let mut damaged = Vec::new();
+    for e in std::fs::read_dir(dir.join("blobs/sha256")).unwrap() {
+        let p = e.unwrap().path();
+        let bytes = std::fs::read(&p).unwrap();
+        if bytes.starts_with(&[0x1f, 0x8b]) && !stored.join(p.file_name().unwrap()).exists() {
+            std::fs::write(&p, vec![0u8; bytes.len()]).unwrap();
+            damaged.push(p.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    assert!(!damaged.is_empty());
+    drop(layout);
+    let problems = std::sync::Mutex::new(Vec::new());
+    let run = |from: &Path| {
+        let text = std::fs::read_to_string(b.ctx.join("Dockerfile")).unwrap();
+        let opts = BuildOptions {
+            tags: vec!["x:1".into()],
+            cache_from: vec![format!("type=local,src={}", from.display())
+                .parse::<CacheImport>()
+                .unwrap()],
+            ..BuildOptions::default()
+        };
+        let problems = &problems;
+        let events = Box::new(move |e: BuildEvent<'_>| {
+            if let BuildEvent::CacheProblem { error, .. } = e {
+                problems.lock().unwrap().push(oci_rs_runtime::chain(error));
+            }
+        });
+        let store = &b.store;
+        let ctx = b.ctx.clone();
+        async move {
+            DockerfileBuild::new(
+                store,
+                BuildSources::default(),
+                &text,
+                Some(&ctx),
+                opts,
+                events,
+            )
+            .unwrap()
+            .build()
+            .await
+        }
+    };
+    let built = run(&dir).await.unwrap();
+    assert_eq!(built.ran, 2, "the damaged steps ran");
+    assert_eq!(b.read("x:1", "r").await, "run\n");
+    assert_ne!(built.id, first.id, "made here, not taken");
+    let seen = problems.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "the damage is reported");
+    for d in &damaged {
+        // The step made here may make the same layer again; the damaged bytes are not it.
+        if let Ok(bytes) = std::fs::read(stored.join(d)) {
+            let sum = oci_rs_image::sha256(&bytes);
+            assert_eq!(sum.digest(), d, "nothing of a damaged blob is kept");
+        }
+    }
+
+    // A cache that is not there: reported, and the build goes on.
+    problems.lock().unwrap().clear();
+    let built = run(&caches.path().join("nothing-here")).await.unwrap();
+    assert_eq!(
+        built.cached, 2,
+        "the steps are in this store's own cache now"
+    );
+    let seen = problems.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
 }

@@ -22,6 +22,7 @@
 //! Differences from docker: names in `/etc/hosts` of a `RUN` are the sandbox's only.
 
 mod archive;
+mod cache;
 mod context;
 mod error;
 mod ignore;
@@ -31,6 +32,7 @@ mod outputs;
 mod parse;
 mod words;
 
+pub use cache::{CacheExport, CacheImport, CacheLocation, CacheMode};
 use context::Owner;
 pub use context::{read_context_file, StreamedContext};
 pub use error::BuildError;
@@ -111,6 +113,13 @@ pub struct BuildOptions {
     /// Dockerfile `NAME` ([`read_dockerignore`] reads it), which BuildKit takes instead of
     /// the context's `.dockerignore`. `None`: the context's `.dockerignore`.
     pub dockerignore: Option<String>,
+    /// `--cache-to`: where the build's cache is exported when it has built (BuildKit's
+    /// format, see [`CacheExport`]).
+    pub cache_to: Vec<CacheExport>,
+    /// `--cache-from`: caches other builds exported, whose steps this build may take
+    /// instead of running them (see [`CacheImport`]). One that cannot be read is reported
+    /// ([`BuildEvent::CacheProblem`]) and the build goes on, as BuildKit's does.
+    pub cache_from: Vec<CacheImport>,
 }
 
 /// Where a build reaches beyond the store: registries for the `FROM` images the store does
@@ -163,6 +172,14 @@ pub enum BuildEvent<'a> {
         number: usize,
         /// The output, from its start.
         log: &'a mut std::fs::File,
+    },
+    /// A `--cache-from` that could not be read, or a `--cache-to` with `ignore-error=true`
+    /// that could not be written: the build went on without it.
+    CacheProblem {
+        /// Which cache.
+        location: &'a CacheLocation,
+        /// What went wrong (its causes through `source()`).
+        error: &'a (dyn std::error::Error + 'static),
     },
 }
 
@@ -458,6 +475,16 @@ pub struct DockerfileBuild<'a> {
     events: BuildEvents<'a>,
     used_args: std::collections::BTreeSet<String>,
     building: Vec<usize>,
+    /// The steps taken into states, in order, for `--cache-to`.
+    links: std::sync::Mutex<Vec<cache::Link>>,
+    /// The stage being built, and the stage each stage is `FROM` (when it is one).
+    stage_now: usize,
+    from_stage: HashMap<usize, usize>,
+    /// The `--cache-from` caches that could be read.
+    imported: Vec<cache::Imported>,
+    /// Steps a `--cache-from` cache has but could not give (a blob missing or damaged):
+    /// reported as events, and the steps run.
+    cache_problems: std::sync::Mutex<Vec<(CacheLocation, BuildError)>>,
 }
 
 impl<'a> DockerfileBuild<'a> {
@@ -517,6 +544,11 @@ impl<'a> DockerfileBuild<'a> {
             events,
             used_args: Default::default(),
             building: Vec::new(),
+            links: Default::default(),
+            stage_now: 0,
+            from_stage: HashMap::new(),
+            imported: Vec::new(),
+            cache_problems: Default::default(),
         };
         this.split_stages()?;
         Ok(this)
@@ -677,6 +709,24 @@ impl<'a> DockerfileBuild<'a> {
 
     /// Builds the target and tags it.
     pub async fn build(mut self) -> Result<Built> {
+        let (built, links) = self.build_keeping_links().await?;
+        let number = self.step + 1;
+        export_caches(
+            self.images,
+            self.sources.remote,
+            &self.opts.cache_to,
+            &links,
+            number,
+            &mut self.events,
+        )
+        .await?;
+        Ok(built)
+    }
+
+    /// Builds and tags; the steps for `--cache-to`, which the caller exports (a
+    /// multi-platform build exports those of all its platforms at once).
+    pub(crate) async fn build_keeping_links(&mut self) -> Result<(Built, Vec<cache::Link>)> {
+        self.import_caches().await;
         self.reap_stale_snapshots()?;
         let target = match &self.opts.target {
             Some(t) => self.stage_index(t).ok_or_else(|| {
@@ -726,12 +776,101 @@ impl<'a> DockerfileBuild<'a> {
                 )
                 .await?;
         }
-        Ok(Built {
+        let result = Built {
             manifest: m.descriptor(),
             id,
             ran: self.ran,
             cached: self.cached,
-        })
+        };
+        Ok((result, self.links_for_export(target)))
+    }
+
+    /// Reads the `--cache-from` caches; one that cannot be read is an event, not a failure.
+    async fn import_caches(&mut self) {
+        let imports = self.opts.cache_from.clone();
+        for imp in &imports {
+            self.line(&format!("importing cache manifest from {}", imp.location));
+            let started = Instant::now();
+            match self.open_import(&imp.location).await {
+                Ok(i) => {
+                    tracing::debug!(steps = i.len(), location = %imp.location, "build cache imported");
+                    self.imported.push(i);
+                }
+                Err(e) => (self.events)(BuildEvent::CacheProblem {
+                    location: &imp.location,
+                    error: &e,
+                }),
+            }
+            self.done(started, false);
+        }
+    }
+
+    async fn open_import(&self, at: &CacheLocation) -> Result<cache::Imported> {
+        let (source, tag): (Box<dyn oci_rs_image::ImageSource>, String) = match at {
+            CacheLocation::Registry(r) => {
+                let r = oci_rs_image::ImageReference::parse(r)?;
+                let remote = self.sources.remote.ok_or_else(|| {
+                    invalid!("a registry cache needs a registry (BuildSources::remote)")
+                })?;
+                let tag = match (r.digest(), r.tag()) {
+                    (Some(d), _) => d.to_string(),
+                    (None, t) => t.unwrap_or("latest").to_owned(),
+                };
+                (remote.source(&r).await?, tag)
+            }
+            CacheLocation::Local { dir, tag } => (
+                Box::new(oci_rs_image::OciLayout::open(dir).await?),
+                tag.clone(),
+            ),
+        };
+        cache::Imported::read(at.clone(), source, &tag).await
+    }
+
+    /// The steps taken into states, each marked when it belongs to the target stage or a
+    /// stage it is `FROM` (what `mode=min` exports).
+    fn links_for_export(&self, target: usize) -> Vec<cache::Link> {
+        let mut chain = std::collections::HashSet::from([target]);
+        let mut s = target;
+        while let Some(&up) = self.from_stage.get(&s) {
+            if !chain.insert(up) {
+                break;
+            }
+            s = up;
+        }
+        let mut links = self.links.lock().map(|l| l.clone()).unwrap_or_default();
+        for l in &mut links {
+            l.in_image = chain.contains(&l.stage);
+        }
+        links
+    }
+
+    fn report_cache_problems(&mut self) {
+        let problems = self
+            .cache_problems
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        for (location, error) in problems {
+            (self.events)(BuildEvent::CacheProblem {
+                location: &location,
+                error: &error,
+            });
+        }
+    }
+
+    /// Notes that the state of step `key` came after `parent`'s, for `--cache-to`.
+    fn link(&self, parent: &str, key: &str) {
+        if self.opts.cache_to.is_empty() {
+            return;
+        }
+        if let Ok(mut l) = self.links.lock() {
+            l.push(cache::Link {
+                parent: parent.to_owned(),
+                key: key.to_owned(),
+                stage: self.stage_now,
+                in_image: false,
+            });
+        }
     }
 
     /// Builds stage `idx` (and what it needs), once.
@@ -858,6 +997,7 @@ impl<'a> DockerfileBuild<'a> {
         let started = Instant::now();
         let mut state = match self.stage_index(&image_name).filter(|&i| i < idx) {
             Some(dep) => {
+                self.from_stage.insert(idx, dep);
                 let mut s = Box::pin(self.stage(dep)).await?;
                 s.args.clear();
                 s.cmd_set = false;
@@ -934,6 +1074,8 @@ impl<'a> DockerfileBuild<'a> {
             if i.keyword != "ARG" {
                 k += 1;
             }
+            // Set again for each step: a step can build another stage (ONBUILD's --from).
+            self.stage_now = idx;
             state = self.instruction(state, i, k, n).await?;
         }
         self.built.insert(idx, state.clone());
@@ -1250,14 +1392,16 @@ impl<'a> DockerfileBuild<'a> {
         if let Some((b, hist)) = meta {
             self.line(&label);
             let key = sha(&[&s.key, &hist]);
-            if let Some(hit) = self.cache_get(&key, &b).await? {
+            let hit = self.cache_get(&s.key, &key, &b).await;
+            self.report_cache_problems();
+            if let Some(hit) = hit? {
                 s.image = hit;
                 self.cached += 1;
                 self.done(started, true);
             } else {
                 let mut b = b.created(&oci_rs_layer::creation_time());
                 b.history_note(&hist);
-                self.cache_put(&key, &b)?;
+                self.cache_put(&s.key, &key, &b)?;
                 s.image = b;
                 self.ran += 1;
                 self.done(started, false);
@@ -1330,7 +1474,9 @@ impl<'a> DockerfileBuild<'a> {
     /// Takes the step from the cache when it is there: the state, the key, the count and
     /// the progress line. False on a miss.
     async fn take_cached(&mut self, s: &mut State, key: &str, started: Instant) -> Result<bool> {
-        match self.cache_get(key, &s.image).await? {
+        let hit = self.cache_get(&s.key, key, &s.image).await;
+        self.report_cache_problems();
+        match hit? {
             Some(hit) => {
                 s.image = hit;
                 s.key = key.to_owned();
@@ -1342,14 +1488,50 @@ impl<'a> DockerfileBuild<'a> {
         }
     }
 
-    /// A cached state for `key`, when its layers are all still in the store.
-    async fn cache_get(&self, key: &str, template: &ImageBuilder) -> Result<Option<ImageBuilder>> {
+    /// A cached state for `key` (the step after `parent`'s), when its layers are all still
+    /// in the store, or from a `--cache-from` cache that has the step.
+    async fn cache_get(
+        &self,
+        parent: &str,
+        key: &str,
+        template: &ImageBuilder,
+    ) -> Result<Option<ImageBuilder>> {
         if self.opts.no_cache {
             return Ok(None);
         }
-        let Some(entry) = self.images.cache_get(key) else {
+        let mut entry = match self.images.cache_get(key) {
+            Some(e) if self.all_stored(&e).await => Some(e),
+            _ => None,
+        };
+        if entry.is_none() {
+            for imported in &self.imported {
+                match imported.fetch(self.images, key).await {
+                    Ok(Some(e)) => {
+                        entry = Some(e);
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        if let Ok(mut p) = self.cache_problems.lock() {
+                            p.push((imported.location.clone(), e));
+                        }
+                    }
+                }
+            }
+        }
+        let Some(entry) = entry else {
             return Ok(None);
         };
+        match template.clone().restore(entry.config, entry.layers) {
+            Ok(b) => {
+                self.link(parent, key);
+                Ok(Some(b))
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn all_stored(&self, entry: &oci_rs_layer::CacheEntry) -> bool {
         for l in &entry.layers {
             if !self
                 .images
@@ -1358,22 +1540,84 @@ impl<'a> DockerfileBuild<'a> {
                 .await
                 .unwrap_or(false)
             {
-                return Ok(None);
+                return false;
             }
         }
-        match template.clone().restore(entry.config, entry.layers) {
-            Ok(b) => Ok(Some(b)),
-            Err(_) => Ok(None),
-        }
+        true
     }
 
-    fn cache_put(&self, key: &str, b: &ImageBuilder) -> Result<()> {
+    fn cache_put(&self, parent: &str, key: &str, b: &ImageBuilder) -> Result<()> {
         let entry = oci_rs_layer::CacheEntry {
             config: b.config_json().clone(),
             layers: b.layers().to_vec(),
         };
-        Ok(self.images.cache_put(key, &entry)?)
+        self.images.cache_put(key, &entry)?;
+        self.link(parent, key);
+        Ok(())
     }
+}
+
+/// Exports the cache entries of `links` to each of `to` (see [`CacheExport`]), each shown
+/// as a step from `number` on.
+pub(crate) async fn export_caches(
+    images: &ImageStore,
+    remote: Option<&dyn Remote>,
+    to: &[CacheExport],
+    links: &[cache::Link],
+    mut number: usize,
+    events: &mut BuildEvents<'_>,
+) -> Result<()> {
+    for exp in to {
+        let instruction = format!("exporting cache to {}", exp.location);
+        events(BuildEvent::Step {
+            number,
+            instruction: &instruction,
+        });
+        let started = Instant::now();
+        let chosen: Vec<cache::Link> = links
+            .iter()
+            .filter(|l| exp.mode == CacheMode::Max || l.in_image)
+            .cloned()
+            .collect();
+        let done = async {
+            let (dest, tag): (Box<dyn oci_rs_image::ImageDestination>, String) = match &exp.location
+            {
+                CacheLocation::Registry(r) => {
+                    let r = oci_rs_image::ImageReference::parse(r)?;
+                    let remote = remote.ok_or_else(|| {
+                        invalid!("a registry cache needs a registry (BuildSources::remote)")
+                    })?;
+                    let tag = r.tag().unwrap_or("latest").to_owned();
+                    (remote.destination(&r).await?, tag)
+                }
+                CacheLocation::Local { dir, tag } => (
+                    Box::new(oci_rs_image::OciLayout::create(dir).await?),
+                    tag.clone(),
+                ),
+            };
+            cache::export(images, &chosen, &*dest, &tag, exp.image_manifest).await
+        }
+        .await;
+        match done {
+            Ok(_) => {}
+            Err(e) if exp.ignore_error => events(BuildEvent::CacheProblem {
+                location: &exp.location,
+                error: &e,
+            }),
+            Err(e) => {
+                return Err(BuildError::Failed {
+                    what: format!("exporting the build cache to {}", exp.location),
+                    source: Box::new(e),
+                })
+            }
+        }
+        events(BuildEvent::Done {
+            number,
+            elapsed: started.elapsed(),
+        });
+        number += 1;
+    }
+    Ok(())
 }
 
 fn find_unquoted_eq(w: &str, escape: char) -> Option<usize> {

@@ -55,6 +55,8 @@ pub async fn build_platforms<'a>(
     };
     let events = Arc::new(Mutex::new(events));
     let mut entries = Vec::new();
+    let mut links = Vec::new();
+    let mut steps = 0;
     let (mut ran, mut cached) = (0, 0);
     for p in &platforms {
         let spec: oci_rs_image::PlatformSpec = p.parse()?;
@@ -67,9 +69,12 @@ pub async fn build_platforms<'a>(
                 f(e)
             }
         });
-        let b = DockerfileBuild::new(store, sources.clone(), dockerfile, context, one, forward)?
-            .build()
-            .await?;
+        let mut build =
+            DockerfileBuild::new(store, sources.clone(), dockerfile, context, one, forward)?;
+        // Exported below, once for every platform.
+        let (b, l) = build.build_keeping_links().await?;
+        steps = steps.max(build.step);
+        links.extend(l);
         ran += b.ran;
         cached += b.cached;
         let mut platform = PlatformBuilder::default()
@@ -120,6 +125,20 @@ pub async fn build_platforms<'a>(
             .tag(&oci_rs_layer::store_name(&r), &desc, Some(&r.to_string()))
             .await?;
     }
+    let mut events: BuildEvents<'a> = Box::new(move |e: BuildEvent<'_>| {
+        if let Ok(mut f) = events.lock() {
+            f(e)
+        }
+    });
+    super::export_caches(
+        store,
+        sources.remote,
+        &opts.cache_to,
+        &links,
+        steps + 1,
+        &mut events,
+    )
+    .await?;
     Ok(Built {
         id: desc.digest().clone(),
         manifest: desc,

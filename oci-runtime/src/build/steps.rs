@@ -462,7 +462,7 @@ impl DockerfileBuild<'_> {
             b.append_layer(desc, &diff_id, hist);
         }
         drop(scratch);
-        self.cache_put(&key, &b)?;
+        self.cache_put(&s.key, &key, &b)?;
         s.image = b;
         s.key = key;
         Ok(s)
@@ -744,7 +744,7 @@ impl DockerfileBuild<'_> {
                 drop(scratch);
                 let mut b = s.image.clone().created(&oci_rs_layer::creation_time());
                 b.append_layer(desc, &diff_id, &hist);
-                self.cache_put(&key, &b)?;
+                self.cache_put(&s.key, &key, &b)?;
                 s.image = b;
                 s.key = key;
                 self.ran += 1;
@@ -1011,24 +1011,23 @@ impl DockerfileBuild<'_> {
         Ok(out)
     }
 
-    /// `ADD URL`: fetched into a scratch directory, checked against `--checksum`.
+    /// `ADD URL`: fetched into a scratch directory, checked against `--checksum` when the
+    /// step has one (BuildKit fetches without one too; the content's hash keys the cache).
     async fn download(&self, i: &super::Instr, url: &str) -> Result<(tempfile::TempDir, String)> {
-        let Some(want) = i.flag("checksum") else {
-            return Err(self.at(
-                i,
-                format!("{url}: ADD of a URL needs --checksum=sha256:..."),
-            ));
+        let want = match i.flag("checksum") {
+            None => None,
+            Some(want) => Some(
+                want.strip_prefix("sha256:")
+                    .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .ok_or_else(|| {
+                        self.at(
+                            i,
+                            format!("--checksum={want}: expected sha256:<64 hex digits>"),
+                        )
+                    })?
+                    .to_ascii_lowercase(),
+            ),
         };
-        let want = want
-            .strip_prefix("sha256:")
-            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| {
-                self.at(
-                    i,
-                    format!("--checksum={want}: expected sha256:<64 hex digits>"),
-                )
-            })?
-            .to_ascii_lowercase();
         let name = url
             .split(['?', '#'])
             .next()
@@ -1067,7 +1066,7 @@ impl DockerfileBuild<'_> {
             )
         })?;
         let got = format!("{:x}", sha2::Digest::finalize(h));
-        if got != want {
+        if let Some(want) = want.filter(|w| *w != got) {
             return Err(self.at(
                 i,
                 format!("{url}: checksum sha256:{got}, expected sha256:{want}"),

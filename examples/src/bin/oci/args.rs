@@ -23,6 +23,9 @@ pub(crate) struct Cli {
     pub(crate) verb: Verb,
 }
 
+// Parsed once per process: `build`'s many flags make its variant the largest, and boxing
+// it buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub(crate) enum Verb {
     /// Pull an image from a registry.
@@ -139,6 +142,12 @@ pub(crate) enum Verb {
         /// Push each -t name to its registry once built.
         #[arg(long)]
         push: bool,
+        /// Export the build cache: type=registry,ref=NAME[,mode=max] or type=local,dest=DIR.
+        #[arg(long = "cache-to")]
+        cache_to: Vec<String>,
+        /// Take steps from a cache: NAME, type=registry,ref=NAME or type=local,src=DIR.
+        #[arg(long = "cache-from")]
+        cache_from: Vec<String>,
         /// Progress output: plain or tty (both print one line per step), or quiet (as -q).
         #[arg(long, default_value = "plain")]
         progress: String,

@@ -201,6 +201,8 @@ pub(crate) async fn image_verb(
             iidfile,
             output,
             push,
+            cache_to,
+            cache_from,
             progress,
             quiet,
             context,
@@ -254,6 +256,14 @@ pub(crate) async fn image_verb(
                 run_output: None,
                 file_label: String::new(),
                 dockerignore: None,
+                cache_to: cache_to
+                    .iter()
+                    .map(|c| c.parse())
+                    .collect::<Result<_, _>>()?,
+                cache_from: cache_from
+                    .iter()
+                    .map(|c| c.parse())
+                    .collect::<Result<_, _>>()?,
             };
             let built =
                 oci_examples::build::build_cli(images, &context, file.as_deref(), opts, quiet)
