@@ -645,3 +645,75 @@ fn escape_sequences_from_images_and_containers_never_reach_the_terminal() {
     assert!(top.contains("pwned"), "{top}");
     no_esc("top", top.as_bytes());
 }
+
+/// `--cache-to type=registry` and `--cache-from` against a real registry (Debian's
+/// docker-registry), as two CI runners use them: the second, with an empty store, takes
+/// every step from the cache the first pushed and makes the same image; skopeo reads the
+/// cache manifest as BuildKit writes it (an index with a cache config). A cache that is not
+/// there is a warning, not a failure, as with docker buildx.
+#[test]
+fn a_registry_cache_lets_an_empty_store_take_every_step() {
+    if !common::root_with_busybox() || !common::have_registry() {
+        return;
+    }
+    let reg = common::Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (first, ctx) = setup(&dir.path().join("first"));
+    let base = format!("{}/ci/bb:1", reg.addr);
+    first.ok(&["tag", "localhost/bb:1", &base]);
+    first.ok(&["push", &base]);
+    write(
+        &ctx.join("Dockerfile"),
+        &format!(
+            "FROM {base} AS tool\nRUN echo tool > /tool\nFROM {base}\nCOPY f /f\n\
+             RUN cat /proc/sys/kernel/random/uuid > /r\nCOPY --from=tool /tool /tool\n"
+        ),
+    );
+    write(&ctx.join("f"), "f\n");
+    let cache = format!("{}/ci/app:cache", reg.addr);
+    let c = ctx.to_str().unwrap();
+    let to = format!("type=registry,ref={cache},mode=max");
+    let (id, progress) = build(&first, &["--cache-to", &to, "-t", "app:1", c]);
+    assert!(
+        progress.contains(&format!("exporting cache to registry {cache}")),
+        "{progress}"
+    );
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{cache}"))
+        .output()
+        .unwrap();
+    assert!(raw.status.success(), "{raw:?}");
+    let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert!(
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["mediaType"] == "application/vnd.buildkit.cacheconfig.v0"),
+        "{index}"
+    );
+
+    // Another runner: an empty store, the same context.
+    let second = common::Cli {
+        oci: OCI,
+        data: dir.path().join("second/data"),
+    };
+    let (id2, progress) = build(&second, &["--cache-from", &cache, "-t", "app:1", c]);
+    assert_eq!(id2, id, "{progress}");
+    assert_eq!(progress.matches(" CACHED").count(), 4, "{progress}");
+    assert_eq!(
+        run(&second, &["app:1", "cat", "/r"]),
+        run(&first, &["app:1", "cat", "/r"])
+    );
+
+    // A cache that is not there: a warning, and the build goes on.
+    let third = common::Cli {
+        oci: OCI,
+        data: dir.path().join("third/data"),
+    };
+    let missing = format!("type=registry,ref={}/ci/none:cache", reg.addr);
+    let (_, progress) = build(&third, &["--cache-from", &missing, c]);
+    assert!(progress.contains("WARNING: cache registry"), "{progress}");
+}
