@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side comparison with the peers, on the same data, on this machine.
 #
-#   benches/compare.sh [layer|registry|runtime|containers|network|build|all]      (default: all; needs root and network for
+#   benches/compare.sh [layer|registry|runtime|containers|network|build|cache|export|all]      (default: all; needs root and network for
 #                                                 debootstrap the first time)
 #
 # Data (cached in $BENCH_DIR, default /var/tmp/oci-rs-bench):
@@ -202,13 +202,11 @@ EOF
   echo "$P/target/release/oci-client-pull"
 }
 
-registry_bench() {
-  setup_layer_data
-  local OCLIENT
-  OCLIENT=$(oci_client_bin)
-  local port reg
+# start_registry DIR: CNCF distribution (Debian's docker-registry) on a free loopback port,
+# its storage in DIR (emptied); sets REG (127.0.0.1:PORT) and REG_PID.
+start_registry() {
+  local reg=$1 port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  reg=$D/registry
   rm -rf "$reg" && mkdir -p "$reg"
   cat >"$reg/config.yml" <<EOF
 version: 0.1
@@ -217,9 +215,17 @@ storage: {filesystem: {rootdirectory: $reg/data}, delete: {enabled: true}}
 http: {addr: 127.0.0.1:$port}
 EOF
   docker-registry serve "$reg/config.yml" >"$reg/log" 2>&1 &
-  local pid=$!
+  REG_PID=$!
   for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
-  local r=127.0.0.1:$port
+  REG=127.0.0.1:$port
+}
+
+registry_bench() {
+  setup_layer_data
+  local OCLIENT
+  OCLIENT=$(oci_client_bin)
+  start_registry "$D/registry"
+  local pid=$REG_PID r=$REG
   skopeo copy --dest-tls-verify=false "oci:$D/umoci:layer2" "docker://$r/bench/src:1" >/dev/null
   local raw size layers
   raw=$(skopeo inspect --tls-verify=false --raw "docker://$r/bench/src:1")
@@ -556,6 +562,44 @@ build_bench() {
   awk -v c="$B/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
 }
 
+# Build caches for CI (issue 31): a runner with an empty store builds the fixture cold, and
+# again with the cache a first runner pushed to a local registry (ours: --cache-from, in
+# BuildKit's format, mode=max; buildah: --cache-from/--cache-to REPO with --layers). The base
+# image comes from the same registry each time, as on a CI runner.
+cache_bench() {
+  need buildah podman busybox-static
+  local B=$D/cache R=${RUNS:-3}
+  awk -v c="$B/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
+  build_fixture "$B"
+  start_registry "$B/registry"
+  local r=$REG
+  "$OCI" -q --data-dir "$B/seed" import "$B/bb.tar" "$r/bench/bb:1" >/dev/null
+  "$OCI" -q --data-dir "$B/seed" push "$r/bench/bb:1" >/dev/null
+  sed -i "s#localhost/bench/bb:1#$r/bench/bb:1#" "$B/ctx/Dockerfile"
+  local O="$OCI -q --data-dir $B/o"
+  local BU="buildah --root $B/b --runroot $B/b-run"
+  local BFRESH="awk -v c=$B/b 'index(\$2, c) == 1 {print \$2}' /proc/mounts | sort -r | xargs -r umount -l; rm -rf $B/b $B/b-run"
+  local BB="$BU bud --layers --isolation chroot --tls-verify=false -t bench/app:1"
+  # The first runners: each pushes its cache.
+  $OCI -q --data-dir "$B/first" build --cache-to "type=registry,ref=$r/bench/app:cache,mode=max" -t bench/app:1 "$B/ctx" >/dev/null
+  buildah --root "$B/bf" --runroot "$B/bf-run" bud --layers --isolation chroot --tls-verify=false --cache-to "$r/bench/bcache" -t bench/app:1 "$B/ctx" >/dev/null 2>&1
+  export O BU BFRESH BB B r
+  echo
+  echo "### A CI runner's build from an empty store: cold, and with the cache another runner pushed ($R rounds, alternating)"
+  echo
+  echo "| what | wall (median of $R) | peak RSS |"
+  echo "|---|---|---|"
+  race \
+    "cold, empty store (ours)" "rm -rf $B/o" "\$O build -t bench/app:1 $B/ctx" \
+    "--cache-from, empty store (ours)" "rm -rf $B/o" "\$O build --cache-from $r/bench/app:cache -t bench/app:1 $B/ctx" \
+    "cold, empty store (buildah)" "eval \"\$BFRESH\"" "\$BB $B/ctx" \
+    "--cache-from, empty store (buildah)" "eval \"\$BFRESH\"" "\$BB --cache-from $r/bench/bcache $B/ctx"
+  echo
+  echo "Ratios: ours with the cache / ours cold $(ratio "--cache-from, empty store (ours)" "cold, empty store (ours)"); buildah with the cache / buildah cold $(ratio "--cache-from, empty store (buildah)" "cold, empty store (buildah)"); ours / buildah with the cache $(ratio "--cache-from, empty store (ours)" "--cache-from, empty store (buildah)")"
+  kill "$REG_PID"
+  awk -v c="$B/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
+}
+
 # export: the nginx-light stand-in's filesystem (about 90 MB) as a tar to a file on the
 # disk, from a stopped container in each store, against podman (issue 29, item 7).
 export_bench() {
@@ -596,9 +640,10 @@ case $what in
   containers) containers_bench ;;
   network) network_bench ;;
   build) build_bench ;;
+  cache) cache_bench ;;
   export) export_bench ;;
-  all) layer_bench; registry_bench; runtime_bench; containers_bench; network_bench; build_bench; export_bench ;;
-  *) echo "usage: $0 [layer|registry|runtime|containers|network|build|export|all]" >&2; exit 2 ;;
+  all) layer_bench; registry_bench; runtime_bench; containers_bench; network_bench; build_bench; cache_bench; export_bench ;;
+  *) echo "usage: $0 [layer|registry|runtime|containers|network|build|cache|export|all]" >&2; exit 2 ;;
 esac
 if ((failed)); then
   echo "compare.sh: some measurements FAILED; the table above is incomplete" >&2
