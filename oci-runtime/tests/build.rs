@@ -2051,3 +2051,179 @@ async fn a_missing_or_damaged_cache_is_reported_and_the_steps_run() {
     let seen = problems.lock().unwrap().clone();
     assert_eq!(seen.len(), 1, "{seen:?}");
 }
+
+/// A `RUN` for arm64 on an amd64 host, for real: the base image holds an arm64 busybox, which
+/// the kernel hands to qemu-aarch64-static (binfmt_misc, registered with the F flag, as the
+/// container's root has no qemu), so `uname -m` says `aarch64` and the image's config says
+/// arm64. Then a multi-platform build from an index of an amd64 and an arm64 busybox: each
+/// platform's `RUN` runs its own architecture's program. scripts/test.sh sets it all up
+/// (qemu-user-static, the handler, `OCI_TEST_ARM64_BUSYBOX` from Debian's busybox-static:arm64).
+#[tokio::test]
+async fn a_run_for_arm64_runs_through_binfmt_misc_and_qemu() {
+    let Some(lib) = Lib::new().await else { return };
+    if oci_rs_image::PlatformSpec::host().architecture != "amd64" {
+        eprintln!("skipping: the foreign-architecture RUN is tested on an amd64 host");
+        return;
+    }
+    let Some(busybox) = std::env::var_os("OCI_TEST_ARM64_BUSYBOX")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+    else {
+        eprintln!(
+            "skipping: OCI_TEST_ARM64_BUSYBOX names no arm64 busybox (scripts/test.sh unpacks \
+             Debian's busybox-static:arm64 and sets it)"
+        );
+        return;
+    };
+    let handler = "/proc/sys/fs/binfmt_misc/qemu-aarch64";
+    match std::fs::read_to_string(handler) {
+        Err(e) => {
+            eprintln!(
+                "skipping: no binfmt_misc handler {handler} ({e}; scripts/test.sh registers \
+                 qemu-user-static's, as root)"
+            );
+            return;
+        }
+        Ok(h) if h.lines().next() != Some("enabled") => {
+            eprintln!("skipping: the binfmt_misc handler {handler} is disabled");
+            return;
+        }
+        Ok(h)
+            if !h
+                .lines()
+                .any(|l| l.starts_with("flags:") && l.contains('F')) =>
+        {
+            eprintln!(
+                "skipping: the binfmt_misc handler {handler} has no F flag (scripts/test.sh \
+                 registers it again with F)"
+            );
+            return;
+        }
+        Ok(_) => {}
+    }
+
+    // The arm64 base: one layer with busybox and its links, config architecture arm64.
+    let root = tempfile::tempdir_in(lib.ctx.parent().unwrap()).unwrap();
+    let bin = root.path().join("rootfs/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(&busybox, bin.join("busybox")).unwrap();
+    for t in ["sh", "uname", "cat"] {
+        std::os::unix::fs::symlink("busybox", bin.join(t)).unwrap();
+    }
+    let tar = root.path().join("arm64.tar");
+    let made = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(root.path().join("rootfs"))
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let layout = lib.store.layout().leased().unwrap();
+    let mut b = oci_rs_image::ImageBuilder::new("linux", "arm64");
+    let mut f = tokio::fs::File::open(&tar).await.unwrap();
+    b.add_layer_tar(
+        &layout,
+        &mut f,
+        oci_rs_image::Compression::Gzip,
+        "arm64 busybox",
+    )
+    .await
+    .unwrap();
+    let m = b.build(&layout).await.unwrap();
+    let r = oci_rs_image::ImageReference::parse("localhost/bb-arm64:1").unwrap();
+    layout
+        .tag(
+            &oci_rs_layer::store_name(&r),
+            &m.descriptor(),
+            Some(&r.to_string()),
+        )
+        .await
+        .unwrap();
+
+    // FROM it, for linux/arm64: the RUN is emulated.
+    lib.write(
+        "Dockerfile",
+        "FROM localhost/bb-arm64:1\nRUN uname -m > /m\n",
+    );
+    let opts = BuildOptions {
+        tags: vec!["arm:1".into()],
+        platform: Some("linux/arm64".into()),
+        ..BuildOptions::default()
+    };
+    let (built, steps, _) = lib.build_opts("Dockerfile", opts).await;
+    built.unwrap();
+    assert_eq!(steps, ["ran", "ran"]);
+    assert_eq!(lib.read("arm:1", "m").await, "aarch64\n");
+    assert_eq!(config_json(&lib, "arm:1").await["architecture"], "arm64");
+
+    // Both platforms from one index of the two busyboxes: each RUN in its own architecture.
+    lib.store
+        .manifest_create(
+            "localhost/bb-multi:1",
+            &[
+                "localhost/bb:1".to_owned(),
+                "localhost/bb-arm64:1".to_owned(),
+            ],
+            false,
+        )
+        .await
+        .unwrap();
+    let text = "FROM localhost/bb-multi:1\nARG TARGETARCH\n\
+        RUN busybox uname -m > /m && echo $TARGETARCH >> /m\n";
+    let opts = BuildOptions {
+        tags: vec!["multi-run:1".into()],
+        platform: Some("linux/amd64,linux/arm64".into()),
+        ..BuildOptions::default()
+    };
+    let built = oci_rs_runtime::build_platforms(
+        &lib.store,
+        BuildSources::default(),
+        text,
+        Some(&lib.ctx),
+        opts,
+        Box::new(|_| {}),
+    )
+    .await
+    .unwrap();
+    let index = oci_rs_image::ImageSource::manifest(
+        lib.store.layout(),
+        &oci_rs_image::ManifestRef::Digest(built.manifest.digest().clone()),
+    )
+    .await
+    .unwrap();
+    let index = index.as_index().unwrap().clone();
+    assert_eq!(index.manifests().len(), 2);
+    for (d, (arch, machine)) in index
+        .manifests()
+        .iter()
+        .zip([("amd64", "x86_64"), ("arm64", "aarch64")])
+    {
+        assert_eq!(
+            d.platform().as_ref().unwrap().architecture().to_string(),
+            arch
+        );
+        let m = oci_rs_image::ImageSource::manifest(
+            lib.store.layout(),
+            &oci_rs_image::ManifestRef::Digest(d.digest().clone()),
+        )
+        .await
+        .unwrap();
+        let cfg =
+            oci_rs_image::read_config_json(lib.store.layout(), m.as_image().unwrap().config())
+                .await
+                .unwrap();
+        assert_eq!(cfg["architecture"], arch);
+        let dir = tempfile::tempdir_in(lib.ctx.parent().unwrap()).unwrap();
+        lib.store
+            .unpack_descriptor(d, arch, dir.path(), true)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("m")).unwrap(),
+            format!("{machine}\n{arch}\n"),
+            "{arch}'s RUN ran its own busybox"
+        );
+    }
+}

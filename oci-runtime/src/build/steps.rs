@@ -1193,11 +1193,75 @@ fn foreign_arch_runs(config: &serde_json::Value) -> std::result::Result<(), Stri
     };
     let handler = std::path::Path::new("/proc/sys/fs/binfmt_misc").join(format!("qemu-{qemu}"));
     match std::fs::read_to_string(&handler) {
-        Ok(h) if h.lines().next() == Some("enabled") => Ok(()),
-        _ => Err(format!(
+        Ok(h) => binfmt_handler_refusal(&h).map_or(Ok(()), |why| {
+            Err(format!(
+                "a RUN for {arch} on this {host} host needs the kernel's binfmt_misc handler {}, \
+                 and it {why}",
+                handler.display()
+            ))
+        }),
+        Err(_) => Err(format!(
             "a RUN for {arch} on this {host} host needs the kernel's binfmt_misc handler {} \
              (Debian's qemu-user-static registers it), and it is not there",
             handler.display()
         )),
+    }
+}
+
+/// Why the binfmt_misc handler whose file reads `text` (`enabled`, `interpreter ...`,
+/// `flags: ...`) cannot run a build's programs, if it cannot: it must be enabled, and have
+/// the `F` flag (fix binary: the kernel opens the interpreter once, at registration), since
+/// without it the interpreter's path is looked up in the container's root, which has no qemu,
+/// and the RUN fails with a bare "no such file or directory".
+fn binfmt_handler_refusal(text: &str) -> Option<String> {
+    if text.lines().next() != Some("enabled") {
+        return Some("is disabled (`echo 1 >` it enables it)".to_owned());
+    }
+    let flags = text
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .map(str::trim)
+        .unwrap_or_default();
+    if flags.contains('F') {
+        return None;
+    }
+    Some(format!(
+        "lacks the F (fix binary) flag (its flags: \"{flags}\"): without it the kernel looks \
+         for the interpreter inside the build's root filesystem, which has none; register it \
+         again with F (`echo -1 >` the handler, then write its line with flags F, as in \
+         Debian's /usr/lib/binfmt.d/, to /proc/sys/fs/binfmt_misc/register)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::binfmt_handler_refusal;
+
+    const QEMU: &str = "interpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\noffset 0\n\
+        magic 7f454c460201010000000000000000000200b700\n\
+        mask ffffffffffffff00fffffffffffffffffeffffff\n";
+
+    #[test]
+    fn a_binfmt_handler_runs_build_programs_only_enabled_and_with_the_f_flag() {
+        assert_eq!(
+            binfmt_handler_refusal(&format!("enabled\n{QEMU}flags: POF\n")),
+            None
+        );
+        assert_eq!(
+            binfmt_handler_refusal(&format!("enabled\n{QEMU}flags: F\n")),
+            None
+        );
+        let why = binfmt_handler_refusal(&format!("enabled\n{QEMU}flags: P\n")).unwrap();
+        assert!(
+            why.contains("lacks the F") && why.contains("\"P\""),
+            "{why}"
+        );
+        let why = binfmt_handler_refusal(&format!("enabled\n{QEMU}flags: \n")).unwrap();
+        assert!(why.contains("lacks the F") && why.contains("\"\""), "{why}");
+        let why = binfmt_handler_refusal(&format!("enabled\n{QEMU}")).unwrap();
+        assert!(why.contains("lacks the F"), "{why}");
+        let why = binfmt_handler_refusal(&format!("disabled\n{QEMU}flags: POF\n")).unwrap();
+        assert!(why.contains("disabled"), "{why}");
+        assert!(binfmt_handler_refusal("").unwrap().contains("disabled"));
     }
 }
