@@ -685,7 +685,10 @@ fn a_registry_cache_lets_an_empty_store_take_every_step() {
         .unwrap();
     assert!(raw.status.success(), "{raw:?}");
     let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
-    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
     assert!(
         index["manifests"]
             .as_array()

@@ -362,9 +362,9 @@ pub use attach::{receive_terminal, Attach, Frame, MAX_FRAME};
 #[cfg(feature = "engine")]
 pub use build::{
     build_platforms, read_context_file, read_dockerfile, read_dockerignore, BuildError, BuildEvent,
-    BuildEvents, BuildNetwork, BuildOptions, BuildOutput, BuildSecret, BuildSources, Built,
-    CacheExport, CacheImport, CacheLocation, CacheMode, DockerfileBuild, StreamedContext,
-    MAX_DOCKERFILE,
+    BuildEvents, BuildNetwork, BuildOptions, BuildOutput, BuildSecret, BuildSources, BuildSsh,
+    Built, CacheExport, CacheImport, CacheLocation, CacheMode, DockerfileBuild, Entitlement,
+    StreamedContext, MAX_DOCKERFILE,
 };
 pub use cgroup::Cgroup;
 pub use container::{

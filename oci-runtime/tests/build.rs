@@ -2227,3 +2227,124 @@ async fn a_run_for_arm64_runs_through_binfmt_misc_and_qemu() {
         );
     }
 }
+
+/// Step lines as BuildKit's plain progress shows them: `[NAME k/n]` in a named stage,
+/// `[k/n]` in another, the step number as wide as the total.
+#[tokio::test]
+async fn steps_are_labelled_as_buildkit_labels_them() {
+    let Some(lib) = Lib::new().await else { return };
+    let envs: String = (1..=9).map(|k| format!("ENV A{k}={k}\n")).collect();
+    lib.write(
+        "Dockerfile",
+        &format!(
+            "FROM localhost/bb:1 AS build\n{envs}FROM localhost/bb:1\nCOPY --from=build /bin/sh /x\n"
+        ),
+    );
+    let (built, _, lines) = lib.build_opts("Dockerfile", BuildOptions::default()).await;
+    built.unwrap();
+    assert_eq!(lines[0], "[build  1/10] FROM localhost/bb:1");
+    assert_eq!(lines[1], "[build  2/10] ENV A1=1");
+    assert_eq!(lines[9], "[build 10/10] ENV A9=9");
+    assert_eq!(lines[10], "[1/2] FROM localhost/bb:1");
+    assert_eq!(lines[11], "[2/2] COPY --from=build /bin/sh /x");
+}
+
+/// `RUN --security=insecure` and `RUN --network=host` only with the caller's entitlement
+/// (`--allow`), as BuildKit; an insecure step has every capability, a sandboxed one
+/// docker's default set.
+#[tokio::test]
+async fn insecure_and_host_network_steps_need_the_entitlement() {
+    use oci_rs_runtime::Entitlement;
+    let Some(lib) = Lib::new().await else { return };
+    lib.write(
+        "Dockerfile",
+        "FROM localhost/bb:1\n\
+         RUN --security=insecure busybox grep CapEff /proc/self/status > /insecure\n\
+         RUN busybox grep CapEff /proc/self/status > /sandbox\n",
+    );
+    let err = lib.build("sec:1").await.unwrap_err().to_string();
+    assert!(
+        err.contains("Dockerfile:2: RUN")
+            && err.contains("needs the security.insecure entitlement"),
+        "{err}"
+    );
+    let opts = BuildOptions {
+        tags: vec!["sec:1".into()],
+        allow: vec![Entitlement::SecurityInsecure],
+        ..BuildOptions::default()
+    };
+    lib.build_opts("Dockerfile", opts).await.0.unwrap();
+    let caps = |line: String| {
+        let hex = line.split_whitespace().last().unwrap().to_owned();
+        u64::from_str_radix(&hex, 16).unwrap()
+    };
+    const CAP_SYS_ADMIN: u64 = 1 << 21;
+    let insecure = caps(lib.read("sec:1", "insecure").await);
+    let sandbox = caps(lib.read("sec:1", "sandbox").await);
+    assert!(insecure & CAP_SYS_ADMIN != 0, "{insecure:x}");
+    assert!(sandbox & CAP_SYS_ADMIN == 0, "{sandbox:x}");
+
+    lib.write(
+        "Dockerfile",
+        "FROM localhost/bb:1\nRUN --network=host echo host > /h\n",
+    );
+    let err = lib.build("net:1").await.unwrap_err().to_string();
+    assert!(err.contains("needs the network.host entitlement"), "{err}");
+    let opts = BuildOptions {
+        tags: vec!["net:1".into()],
+        allow: vec![Entitlement::NetworkHost],
+        ..BuildOptions::default()
+    };
+    lib.build_opts("Dockerfile", opts).await.0.unwrap();
+    assert!("security.sandbox".parse::<Entitlement>().is_err());
+}
+
+/// `RUN --mount=type=ssh`: the step finds a socket of its own at the target (numbered by
+/// default, its owner and mode as asked) named by `SSH_AUTH_SOCK`, and the image keeps no
+/// trace of it; a required agent that was not given fails the step, one not required is
+/// left out.
+#[tokio::test]
+async fn ssh_mounts_give_the_step_a_socket_of_its_own() {
+    use oci_rs_runtime::BuildSsh;
+    let Some(lib) = Lib::new().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let agent = dir.path().join("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&agent).unwrap();
+    lib.write(
+        "Dockerfile",
+        "FROM localhost/bb:1\n\
+         RUN --mount=type=ssh --mount=type=ssh,id=work,target=/w.sock,uid=7,mode=0640 \
+         test -S $SSH_AUTH_SOCK && test -S /w.sock && \
+         busybox stat -c '%a %u %n' $SSH_AUTH_SOCK /w.sock > /seen\n\
+         RUN --mount=type=ssh,id=absent test ! -e /run/buildkit/ssh_agent.0 && echo none > /absent\n",
+    );
+    let opts = BuildOptions {
+        tags: vec!["ssh:1".into()],
+        ssh: [
+            ("default".to_owned(), BuildSsh::new(&agent)),
+            ("work".to_owned(), BuildSsh::new(&agent)),
+        ]
+        .into(),
+        ..BuildOptions::default()
+    };
+    lib.build_opts("Dockerfile", opts.clone()).await.0.unwrap();
+    assert_eq!(
+        lib.read("ssh:1", "seen").await,
+        "600 0 /run/buildkit/ssh_agent.0\n640 7 /w.sock\n"
+    );
+    assert_eq!(lib.read("ssh:1", "absent").await, "none\n");
+    let out = tempfile::tempdir_in(lib.ctx.parent().unwrap()).unwrap();
+    lib.store.unpack("ssh:1", out.path(), false).await.unwrap();
+    for p in ["run/buildkit", "w.sock"] {
+        assert!(
+            !out.path().join("rootfs").join(p).exists(),
+            "{p} left in the image"
+        );
+    }
+    lib.write(
+        "Dockerfile",
+        "FROM localhost/bb:1\nRUN --mount=type=ssh,id=absent,required true\n",
+    );
+    let err = oci_rs_runtime::chain(&lib.build_opts("Dockerfile", opts).await.0.unwrap_err());
+    assert!(err.contains("the SSH agent absent is required"), "{err}");
+}

@@ -38,7 +38,7 @@ pub use context::{read_context_file, StreamedContext};
 pub use error::BuildError;
 use error::{bail, invalid, Context, Result};
 use ignore::Ignore;
-pub use mounts::BuildSecret;
+pub use mounts::{BuildSecret, BuildSsh};
 pub use multi::build_platforms;
 use oci_rs_image::oci_spec::image::{Descriptor, Digest};
 use oci_rs_image::{BlobStore, CopyOptions, ImageBuilder, Remote, UrlSource};
@@ -83,6 +83,34 @@ impl std::str::FromStr for BuildNetwork {
     }
 }
 
+/// What a build may do beyond its sandbox when the caller grants it (`--allow`, BuildKit's
+/// entitlements): a Dockerfile alone cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Entitlement {
+    /// `network.host`: `RUN --network=host` (the build's own `--network host` grants it too).
+    NetworkHost,
+    /// `security.insecure`: `RUN --security=insecure`, a step with every capability and
+    /// device and no seccomp filter, as `docker run --privileged`.
+    SecurityInsecure,
+}
+
+impl std::str::FromStr for Entitlement {
+    type Err = BuildError;
+
+    /// `network.host` or `security.insecure`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "network.host" => Ok(Self::NetworkHost),
+            "security.insecure" => Ok(Self::SecurityInsecure),
+            other => Err(invalid!(
+                "--allow {}: the entitlements are network.host and security.insecure",
+                oci_rs_image::excerpt(other, 64)
+            )),
+        }
+    }
+}
+
 /// What a build is asked (`docker build`'s options).
 #[derive(Debug, Clone, Default)]
 pub struct BuildOptions {
@@ -120,6 +148,10 @@ pub struct BuildOptions {
     /// instead of running them (see [`CacheImport`]). One that cannot be read is reported
     /// ([`BuildEvent::CacheProblem`]) and the build goes on, as BuildKit's does.
     pub cache_from: Vec<CacheImport>,
+    /// `--allow`: what the Dockerfile's steps may ask beyond the sandbox.
+    pub allow: Vec<Entitlement>,
+    /// `--ssh ID[=SOCKET]`: the SSH agents `RUN --mount=type=ssh,id=ID` reaches.
+    pub ssh: BTreeMap<String, BuildSsh>,
 }
 
 /// Where a build reaches beyond the store: registries for the `FROM` images the store does
@@ -485,6 +517,8 @@ pub struct DockerfileBuild<'a> {
     /// Steps a `--cache-from` cache has but could not give (a blob missing or damaged):
     /// reported as events, and the steps run.
     cache_problems: std::sync::Mutex<Vec<(CacheLocation, BuildError)>>,
+    /// One platform of a multi-platform build: its steps name the platform.
+    pub(crate) show_platform: bool,
 }
 
 impl<'a> DockerfileBuild<'a> {
@@ -549,6 +583,7 @@ impl<'a> DockerfileBuild<'a> {
             from_stage: HashMap::new(),
             imported: Vec::new(),
             cache_problems: Default::default(),
+            show_platform: false,
         };
         this.split_stages()?;
         Ok(this)
@@ -936,6 +971,25 @@ impl<'a> DockerfileBuild<'a> {
         from.into_iter().chain(copies).collect()
     }
 
+    /// BuildKit's step prefix: `[linux/arm64 build 2/12]`, the platform in a multi-platform
+    /// build, the stage's name when it has one, and the step number as wide as the total.
+    fn step_prefix(&self, stage: usize, k: usize, n: usize) -> String {
+        let mut out = String::from("[");
+        if self.show_platform {
+            if let Some(p) = &self.opts.platform {
+                out.push_str(p);
+                out.push(' ');
+            }
+        }
+        if let Some(name) = &self.stages[stage].name {
+            out.push_str(name);
+            out.push(' ');
+        }
+        let width = n.to_string().len();
+        out.push_str(&format!("{k:>width$}/{n}]"));
+        out
+    }
+
     /// A stage's name, or its number.
     fn stage_label(&self, idx: usize) -> String {
         match &self.stages[idx].name {
@@ -988,11 +1042,8 @@ impl<'a> DockerfileBuild<'a> {
             Some(p) => Some(self.lex.word(p, &glob).map_err(|e| self.wrap(&from, e))?),
             None => self.opts.platform.clone(),
         };
-        let label = format!(
-            "[{}/{}] FROM {image_name}",
-            1,
-            body.iter().filter(|i| i.keyword != "ARG").count() + 1
-        );
+        let total = body.iter().filter(|i| i.keyword != "ARG").count() + 1;
+        let label = format!("{} FROM {image_name}", self.step_prefix(idx, 1, total));
         self.line(&label);
         let started = Instant::now();
         let mut state = match self.stage_index(&image_name).filter(|&i| i < idx) {
@@ -1228,8 +1279,18 @@ impl<'a> DockerfileBuild<'a> {
     async fn instruction(&mut self, mut s: State, i: &Instr, k: usize, n: usize) -> Result<State> {
         let started = Instant::now();
         let text = i.args_text();
+        // The line as written, flags and all (`COPY --from=build /out /`), as BuildKit's.
+        let flags: String = i
+            .flags
+            .iter()
+            .map(|(f, v)| match v {
+                Some(v) => format!("--{f}={v} "),
+                None => format!("--{f} "),
+            })
+            .collect();
         let label = format!(
-            "[{k}/{n}] {} {}",
+            "{} {} {flags}{}",
+            self.step_prefix(self.stage_now, k, n),
             i.keyword,
             text.lines().next().unwrap_or("")
         );

@@ -11,6 +11,10 @@
 //! - `type=secret`: a secret of [`super::BuildOptions::secrets`], as a read-only file at
 //!   `target` (default `/run/secrets/ID`) or as the variable `env=NAME`; never in a layer,
 //!   the cache key, the history or the config.
+//! - `type=ssh`: an SSH agent of [`super::BuildOptions::ssh`] (docker's `--ssh`), as a
+//!   socket at `target` (default `/run/buildkit/ssh_agent.N`) named by `SSH_AUTH_SOCK`. The
+//!   step gets a socket of its own (owned by `uid`/`gid`, `mode` 0600), whose connections
+//!   are relayed to the agent: the agent's own path and socket are never in the step.
 //!
 //! What a step created only to mount over (its target and missing parents) is removed
 //! before the step's layer is taken, as BuildKit removes its mount stubs.
@@ -107,6 +111,54 @@ impl std::fmt::Debug for BuildSecret {
     }
 }
 
+/// An SSH agent a build's `RUN --mount=type=ssh` steps may use: its socket (docker's
+/// `--ssh default`, `--ssh ID=SOCKET`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildSsh {
+    socket: PathBuf,
+}
+
+impl BuildSsh {
+    /// The agent listening on `socket`.
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        Self {
+            socket: socket.into(),
+        }
+    }
+
+    /// Reads docker's `--ssh` value: `ID` (the agent of `SSH_AUTH_SOCK`) or `ID=SOCKET`.
+    /// Key files (which BuildKit loads into an agent of its own) are refused: give an
+    /// agent's socket. Returns the id and the agent.
+    ///
+    /// ```
+    /// let (id, _agent) = oci_rs_runtime::BuildSsh::from_flag("work=/run/agent.sock").unwrap();
+    /// assert_eq!(id, "work");
+    /// ```
+    pub fn from_flag(spec: &str) -> Result<(String, Self)> {
+        let (id, path) = match spec.split_once('=') {
+            Some((id, p)) => (id, PathBuf::from(p.split(',').next().unwrap_or_default())),
+            None => (
+                spec,
+                std::env::var_os("SSH_AUTH_SOCK")
+                    .map(PathBuf::from)
+                    .ok_or_else(|| invalid!("--ssh {spec}: SSH_AUTH_SOCK is not set"))?,
+            ),
+        };
+        if id.is_empty() {
+            return Err(invalid!("--ssh {spec}: no id"));
+        }
+        let meta = std::fs::metadata(&path)
+            .with_context(|| format!("--ssh {spec}: reading {}", path.display()))?;
+        if !std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) {
+            return Err(invalid!(
+                "--ssh {spec}: {} is not an agent's socket (key files are not taken)",
+                path.display()
+            ));
+        }
+        Ok((id.to_owned(), Self::new(path)))
+    }
+}
+
 /// The largest secret read from a file.
 const MAX_SECRET: u64 = 500 << 10;
 
@@ -138,6 +190,15 @@ pub(super) enum RunMount {
         id: String,
         target: Option<String>,
         env: Option<String>,
+        required: bool,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    },
+    Ssh {
+        id: String,
+        /// `None` until [`number_ssh_targets`] gives the default.
+        target: Option<String>,
         required: bool,
         uid: u32,
         gid: u32,
@@ -246,12 +307,15 @@ impl RunMount {
                 from: kv.remove("from"),
                 rw: flag(&mut kv, "rw")? | flag(&mut kv, "readwrite")?,
             },
-            "ssh" => {
-                return Err(
-                    "type=ssh is not supported yet (bind, cache, tmpfs and secret are)".into(),
-                )
-            }
-            other => return Err(format!("type={other}: cache, tmpfs, secret or bind")),
+            "ssh" => Self::Ssh {
+                id: kv.remove("id").unwrap_or_else(|| "default".to_owned()),
+                target: target.map(|t| absolute(&t)).transpose()?,
+                required: flag(&mut kv, "required")?,
+                uid: num(&mut kv, "uid", 10, 0)?,
+                gid: num(&mut kv, "gid", 10, 0)?,
+                mode: num(&mut kv, "mode", 8, 0o600)?,
+            },
+            other => return Err(format!("type={other}: cache, tmpfs, secret, ssh or bind")),
         };
         if let Some(k) = kv.keys().next() {
             return Err(format!("unknown option {k}"));
@@ -270,9 +334,62 @@ impl RunMount {
             Self::Cache { target, .. } | Self::Tmpfs { target, .. } | Self::Bind { target, .. } => {
                 Some(target)
             }
-            Self::Secret { target, .. } => target.as_deref(),
+            Self::Secret { target, .. } | Self::Ssh { target, .. } => target.as_deref(),
         }
     }
+}
+
+/// Gives the SSH mounts of a step without a target BuildKit's defaults:
+/// `/run/buildkit/ssh_agent.N`, N counting the step's SSH mounts from 0.
+pub(super) fn number_ssh_targets(mounts: &mut [RunMount]) {
+    let mut n = 0;
+    for m in mounts {
+        if let RunMount::Ssh { target, .. } = m {
+            if target.is_none() {
+                *target = Some(format!("/run/buildkit/ssh_agent.{n}"));
+            }
+            n += 1;
+        }
+    }
+}
+
+/// Relays each connection to `listener` to the agent at `agent`, until dropped.
+struct Relay(tokio::task::JoinHandle<()>);
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Relay")
+    }
+}
+
+fn relay(listener: std::os::unix::net::UnixListener, agent: PathBuf) -> Result<Relay> {
+    listener.set_nonblocking(true)?;
+    let handle = tokio::runtime::Handle::try_current().map_err(|e| super::BuildError::Failed {
+        what: "an SSH mount needs the tokio runtime the build runs on".into(),
+        source: Box::new(e),
+    })?;
+    let _guard = handle.enter();
+    let listener = tokio::net::UnixListener::from_std(listener)?;
+    Ok(Relay(handle.spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        while let Ok((mut step, _)) = listener.accept().await {
+            let agent = agent.clone();
+            conns.spawn(async move {
+                match tokio::net::UnixStream::connect(&agent).await {
+                    Ok(mut a) => {
+                        let _ = tokio::io::copy_bidirectional(&mut step, &mut a).await;
+                    }
+                    Err(e) => tracing::warn!(agent = %agent.display(), error = %e, "the SSH agent is not answering"),
+                }
+            });
+        }
+    })))
 }
 
 /// A step's mounts made ready: what the runtime mounts, variables for the process, and what
@@ -286,6 +403,7 @@ pub(super) struct Prepared {
     /// The targets made for the mounts, and their parents made with them, deepest first.
     pub stubs: Vec<PathBuf>,
     _locks: Vec<OwnedFd>,
+    _relays: Vec<Relay>,
     _temps: Vec<tempfile::TempDir>,
 }
 
@@ -297,6 +415,7 @@ pub(super) fn prepare(
     private: &Path,
     rootfs: &Path,
     secrets: &BTreeMap<String, BuildSecret>,
+    ssh: &BTreeMap<String, BuildSsh>,
 ) -> Result<Prepared> {
     let mut p = Prepared::default();
     let root = oci_rs_layer::Root::open(rootfs)?;
@@ -422,6 +541,42 @@ pub(super) fn prepare(
                     });
                 }
             }
+            RunMount::Ssh {
+                id,
+                target,
+                required,
+                uid,
+                gid,
+                mode,
+            } => {
+                let Some(agent) = ssh.get(id) else {
+                    if *required {
+                        return Err(invalid!(
+                            "the SSH agent {id} is required and was not given (--ssh {id})"
+                        ));
+                    }
+                    continue;
+                };
+                let Some(target) = target else { continue };
+                let sock = private.join(format!("ssh-{n}.sock"));
+                let _ = std::fs::remove_file(&sock);
+                let listener = std::os::unix::net::UnixListener::bind(&sock)
+                    .with_context(|| format!("making the SSH socket {}", sock.display()))?;
+                std::fs::set_permissions(
+                    &sock,
+                    std::os::unix::fs::PermissionsExt::from_mode(*mode),
+                )?;
+                std::os::unix::fs::chown(&sock, Some(*uid), Some(*gid))?;
+                p._relays.push(relay(listener, agent.socket.clone())?);
+                if !p.env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
+                    p.env.push(format!("SSH_AUTH_SOCK={target}"));
+                }
+                p.mounts.push(ExtraMount::Bind {
+                    source: sock,
+                    target: target.clone(),
+                    readonly: false,
+                });
+            }
         }
     }
     Ok(p)
@@ -507,7 +662,8 @@ mod tests {
             "type=nfs,target=/x",
             "type=cache,target=/x,target=/y",
             "type=bind,source=.",
-            "type=ssh",
+            "type=ssh,target=relative",
+            "type=ssh,mode=rw",
         ] {
             assert!(RunMount::parse(bad).is_err(), "{bad}");
         }
@@ -516,5 +672,77 @@ mod tests {
             format!("{:?}", BuildSecret::new(b"hunter2".to_vec())),
             "BuildSecret(7 bytes)"
         );
+        // SSH mounts: id `default`, numbered targets, mode 0600.
+        let mut ms = vec![
+            RunMount::parse("type=ssh").unwrap(),
+            RunMount::parse("type=ssh,id=work,target=/agent,mode=0640,uid=7,required").unwrap(),
+            RunMount::parse("type=ssh,id=other").unwrap(),
+        ];
+        number_ssh_targets(&mut ms);
+        let targets: Vec<_> = ms.iter().map(|m| m.target().unwrap().to_owned()).collect();
+        assert_eq!(
+            targets,
+            [
+                "/run/buildkit/ssh_agent.0",
+                "/agent",
+                "/run/buildkit/ssh_agent.2"
+            ]
+        );
+        assert!(matches!(
+            &ms[1],
+            RunMount::Ssh { id, required: true, uid: 7, mode: 0o640, .. } if id == "work"
+        ));
+        assert!(matches!(&ms[0], RunMount::Ssh { id, mode: 0o600, .. } if id == "default"));
+    }
+
+    /// `--ssh ID=PATH` takes an agent's socket, and nothing else (a key file, a missing
+    /// path); a step's socket relays each connection to the agent.
+    #[tokio::test]
+    async fn an_ssh_agent_is_reached_through_a_relay_of_its_own() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let agent_path = dir.path().join("agent.sock");
+        let agent = tokio::net::UnixListener::bind(&agent_path).unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = agent.accept().await {
+                let mut b = [0u8; 4];
+                if c.read_exact(&mut b).await.is_ok() && &b == b"ping" {
+                    let _ = c.write_all(b"pong").await;
+                }
+            }
+        });
+        let (id, ssh) = BuildSsh::from_flag(&format!("work={}", agent_path.display())).unwrap();
+        assert_eq!(id, "work");
+        let key = dir.path().join("id_ed25519");
+        std::fs::write(&key, "not a socket").unwrap();
+        for bad in [
+            format!("k={}", key.display()),
+            format!("k={}", dir.path().join("missing").display()),
+            format!("={}", agent_path.display()),
+        ] {
+            assert!(BuildSsh::from_flag(&bad).is_err(), "{bad}");
+        }
+        let step = dir.path().join("step.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&step).unwrap();
+        let relay = relay(listener, ssh.socket.clone()).unwrap();
+        for _ in 0..2 {
+            let mut c = tokio::net::UnixStream::connect(&step).await.unwrap();
+            c.write_all(b"ping").await.unwrap();
+            let mut b = [0u8; 4];
+            c.read_exact(&mut b).await.unwrap();
+            assert_eq!(&b, b"pong");
+        }
+        drop(relay);
+        tokio::task::yield_now().await;
+        let mut c = tokio::net::UnixStream::connect(&step).await;
+        if let Ok(c) = &mut c {
+            // The relay is gone: nothing answers.
+            let mut b = [0u8; 4];
+            let _ = c.write_all(b"ping").await;
+            let read =
+                tokio::time::timeout(std::time::Duration::from_millis(200), c.read_exact(&mut b))
+                    .await;
+            assert!(!matches!(read, Ok(Ok(_))), "answered after the relay ended");
+        }
     }
 }

@@ -71,6 +71,7 @@ pub async fn build_platforms<'a>(
         });
         let mut build =
             DockerfileBuild::new(store, sources.clone(), dockerfile, context, one, forward)?;
+        build.show_platform = true;
         // Exported below, once for every platform.
         let (b, l) = build.build_keeping_links().await?;
         steps = steps.max(build.step);

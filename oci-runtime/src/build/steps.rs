@@ -86,7 +86,7 @@ impl DockerfileBuild<'_> {
         i: &super::Instr,
         started: Instant,
     ) -> Result<State> {
-        self.check_flags(i, &["network", "mount"])?;
+        self.check_flags(i, &["network", "mount", "security"])?;
         let mut run_mounts = Vec::new();
         {
             let look = |n: &str| s.lookup(n);
@@ -103,12 +103,44 @@ impl DockerfileBuild<'_> {
                 run_mounts.push(m);
             }
         }
+        super::mounts::number_ssh_targets(&mut run_mounts);
         let (bind_key, binds) = self.bind_sources(i, &run_mounts).await?;
         let network = match i.flag("network") {
             None | Some("default") => self.opts.network,
             Some("none") => BuildNetwork::None,
-            Some("host") => BuildNetwork::Host,
+            Some("host") => {
+                if self.opts.network != BuildNetwork::Host
+                    && !self.opts.allow.contains(&super::Entitlement::NetworkHost)
+                {
+                    return Err(self.at(
+                        i,
+                        "--network=host needs the network.host entitlement (--allow network.host)",
+                    ));
+                }
+                BuildNetwork::Host
+            }
             Some(n) => return Err(self.at(i, format!("--network={n}: use default, none or host"))),
+        };
+        let insecure = match i.flag("security") {
+            None | Some("sandbox") => false,
+            Some("insecure") => {
+                if !self
+                    .opts
+                    .allow
+                    .contains(&super::Entitlement::SecurityInsecure)
+                {
+                    return Err(self.at(
+                        i,
+                        "--security=insecure needs the security.insecure entitlement \
+                         (--allow security.insecure)",
+                    ));
+                }
+                true
+            }
+            Some(v) => {
+                let v = oci_rs_image::excerpt(v, 32);
+                return Err(self.at(i, format!("--security={v}: use sandbox or insecure")));
+            }
         };
         let argv = self.run_argv(i, &s);
         let process = argv.join(" ");
@@ -147,6 +179,8 @@ impl DockerfileBuild<'_> {
                 .collect::<Vec<_>>()
                 .join("\0"),
             &bind_key,
+            // An insecure step is another step than the sandboxed one.
+            if insecure { "security=insecure" } else { "" },
         ]);
         if self.take_cached(&mut s, &key, started).await? {
             return Ok(s);
@@ -192,6 +226,7 @@ impl DockerfileBuild<'_> {
             &etc,
             &scratch.mount.rootfs,
             &self.opts.secrets,
+            &self.opts.ssh,
         )
         .map_err(|e| self.wrap(i, e))?;
         mounts.extend(prepared.mounts.iter().cloned());
@@ -208,6 +243,7 @@ impl DockerfileBuild<'_> {
             network: net,
             hostname: Some(hostname.into()),
             mounts,
+            privileged: insecure,
             ..Default::default()
         };
         if !rustix::process::geteuid().is_root() {

@@ -148,6 +148,12 @@ pub(crate) enum Verb {
         /// Take steps from a cache: NAME, type=registry,ref=NAME or type=local,src=DIR.
         #[arg(long = "cache-from")]
         cache_from: Vec<String>,
+        /// An SSH agent for RUN --mount=type=ssh: ID (SSH_AUTH_SOCK's agent) or ID=SOCKET.
+        #[arg(long)]
+        ssh: Vec<String>,
+        /// Let steps ask for network.host or security.insecure (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        allow: Vec<String>,
         /// Progress output: plain or tty (both print one line per step), or quiet (as -q).
         #[arg(long, default_value = "plain")]
         progress: String,

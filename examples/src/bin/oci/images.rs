@@ -203,6 +203,8 @@ pub(crate) async fn image_verb(
             push,
             cache_to,
             cache_from,
+            allow,
+            ssh,
             progress,
             quiet,
             context,
@@ -263,6 +265,11 @@ pub(crate) async fn image_verb(
                 cache_from: cache_from
                     .iter()
                     .map(|c| c.parse())
+                    .collect::<Result<_, _>>()?,
+                allow: allow.iter().map(|a| a.parse()).collect::<Result<_, _>>()?,
+                ssh: ssh
+                    .iter()
+                    .map(|s| oci_rs_runtime::BuildSsh::from_flag(s))
                     .collect::<Result<_, _>>()?,
             };
             let built =
