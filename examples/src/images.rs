@@ -223,7 +223,12 @@ impl Images {
         source: &str,
         reference: &str,
         changes: &[String],
+        platform: Option<&str>,
     ) -> Result<Descriptor> {
+        let platform = match platform {
+            Some(p) => p.parse()?,
+            None => oci_rs_image::PlatformSpec::host(),
+        };
         let input: Box<dyn tokio::io::AsyncRead + Send + Unpin> = if source == "-" {
             Box::new(tokio::io::stdin())
         } else if source.starts_with("http://") || source.starts_with("https://") {
@@ -236,7 +241,7 @@ impl Images {
             )
         };
         self.store
-            .import(input, reference, changes)
+            .import_for(input, reference, changes, &platform)
             .await
             .with_context(|| format!("importing {source}"))
     }

@@ -1238,10 +1238,22 @@ impl ImageStore {
         reference: &str,
         changes: &[String],
     ) -> Result<Descriptor> {
+        self.import_for(input, reference, changes, &PlatformSpec::host())
+            .await
+    }
+
+    /// [`import`](Self::import) as an image for `platform` (docker's `import --platform`):
+    /// the tar's programs are taken to be that platform's.
+    pub async fn import_for(
+        &self,
+        input: impl tokio::io::AsyncRead + Send + Unpin,
+        reference: &str,
+        changes: &[String],
+        platform: &PlatformSpec,
+    ) -> Result<Descriptor> {
         let r = ImageReference::parse(reference)?;
-        let host = PlatformSpec::host();
-        let mut b = ImageBuilder::new(&host.os, &host.architecture);
-        if let Some(v) = &host.variant {
+        let mut b = ImageBuilder::new(&platform.os, &platform.architecture);
+        if let Some(v) = &platform.variant {
             b = b.variant(v);
         }
         for c in changes {

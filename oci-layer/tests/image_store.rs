@@ -376,6 +376,18 @@ async fn import_applies_changes_and_refuses_what_is_not_a_tar() {
             .await,
         Err(Error::InvalidChange { .. })
     ));
+    // docker's `import --platform`: the image is that platform's.
+    let arm: oci_rs_image::PlatformSpec = "linux/arm64/v8".parse().unwrap();
+    store
+        .import_for(&rootfs[..], "local/arm:1", &[], &arm)
+        .await
+        .unwrap();
+    let run = store
+        .image_for_run("local/arm:1", Some(&arm), None, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(run.config.architecture().to_string(), "arm64");
+    assert_eq!(run.config.variant().as_deref(), Some("v8"));
     let junk = vec![0x42u8; 4096];
     assert!(store.import(&junk[..], "local/junk:1", &[]).await.is_err());
     assert!(store.find("local/junk:1").await.is_err());

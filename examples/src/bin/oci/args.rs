@@ -437,6 +437,9 @@ pub(crate) enum Verb {
         /// Dockerfile-style changes: `CMD ["sh"]`, `ENV K=V`, `WORKDIR /w`, `USER u`, ...
         #[arg(short, long = "change")]
         change: Vec<String>,
+        /// The platform of the tar's programs (`linux/arm64`; default the host's).
+        #[arg(long)]
+        platform: Option<String>,
     },
 }
 

@@ -527,8 +527,11 @@ pub(crate) async fn image_verb(
             file,
             image,
             change,
+            platform,
         } => {
-            let d = images.import(&file, &image, &change).await?;
+            let d = images
+                .import(&file, &image, &change, platform.as_deref())
+                .await?;
             writeln!(out, "{}", d.digest())?;
         }
         _ => anyhow::bail!("not an image verb"),
