@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side comparison with the peers, on the same data, on this machine.
 #
-#   benches/compare.sh [layer|registry|runtime|containers|network|build|cache|export|all]      (default: all; needs root and network for
+#   benches/compare.sh [layer|registry|runtime|containers|network|build|cache|multiplatform|export|all]      (default: all; needs root and network for
 #                                                 debootstrap the first time)
 #
 # Data (cached in $BENCH_DIR, default /var/tmp/oci-rs-bench):
@@ -600,6 +600,47 @@ cache_bench() {
   awk -v c="$B/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
 }
 
+# A multi-platform build (issue 31): the build fixture for linux/amd64 and linux/arm64 at
+# once, the arm64 RUNs through binfmt_misc and qemu-user-static, from an empty store each
+# round; the base is an index of an amd64 and an arm64 busybox in a local registry. Ours:
+# `oci build --platform a,b` (an index under the tag); buildah: `bud --platform a,b --manifest`.
+multiplatform_bench() {
+  need buildah podman busybox-static qemu-user-static
+  # shellcheck source=scripts/arm64.sh
+  . scripts/arm64.sh
+  arm64_setup || { echo "multiplatform: no arm64 RUN here (binfmt_misc, busybox-static:arm64)"; failed=1; return; }
+  local B=$D/multi R=${RUNS:-3}
+  awk -v c="$B/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
+  build_fixture "$B"
+  mkdir -p "$B/rootfs-arm64/bin"
+  cp "$arm64_cache/bin/busybox" "$B/rootfs-arm64/bin/busybox"
+  for t in sh cat wc ls echo mkdir; do ln -s busybox "$B/rootfs-arm64/bin/$t"; done
+  tar -C "$B/rootfs-arm64" -cf "$B/bb-arm64.tar" .
+  start_registry "$B/registry"
+  local r=$REG S="$OCI -q --data-dir $B/seed"
+  $S import --platform linux/amd64 "$B/bb.tar" "$r/bench/bb:amd64" >/dev/null
+  $S import --platform linux/arm64 "$B/bb-arm64.tar" "$r/bench/bb:arm64" >/dev/null
+  $S manifest create "$r/bench/bb:1" "$r/bench/bb:amd64" "$r/bench/bb:arm64" >/dev/null
+  $S manifest push "$r/bench/bb:1" >/dev/null
+  sed -i "s#localhost/bench/bb:1#$r/bench/bb:1#" "$B/ctx/Dockerfile"
+  local O="$OCI -q --data-dir $B/o"
+  local BU="buildah --root $B/b --runroot $B/b-run"
+  local BFRESH="awk -v c=$B/b 'index(\$2, c) == 1 {print \$2}' /proc/mounts | sort -r | xargs -r umount -l; rm -rf $B/b $B/b-run"
+  export O BU BFRESH B r
+  echo
+  echo "### Multi-platform build, linux/amd64 + linux/arm64 (arm64 RUNs under qemu), from an empty store ($R rounds, alternating)"
+  echo
+  echo "| what | wall (median of $R) | peak RSS |"
+  echo "|---|---|---|"
+  race \
+    "oci build --platform linux/amd64,linux/arm64 (ours)" "rm -rf $B/o" "\$O build --platform linux/amd64,linux/arm64 -t bench/app:1 $B/ctx" \
+    "buildah bud --platform linux/amd64,linux/arm64 --manifest" "eval \"\$BFRESH\"" "\$BU bud --layers --isolation chroot --tls-verify=false --platform linux/amd64,linux/arm64 --manifest bench/app:1 $B/ctx"
+  echo
+  echo "Ratio ours / buildah: $(ratio "oci build --platform linux/amd64,linux/arm64 (ours)" "buildah bud --platform linux/amd64,linux/arm64 --manifest")"
+  kill "$REG_PID"
+  awk -v c="$B/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
+}
+
 # export: the nginx-light stand-in's filesystem (about 90 MB) as a tar to a file on the
 # disk, from a stopped container in each store, against podman (issue 29, item 7).
 export_bench() {
@@ -641,9 +682,10 @@ case $what in
   network) network_bench ;;
   build) build_bench ;;
   cache) cache_bench ;;
+  multiplatform) multiplatform_bench ;;
   export) export_bench ;;
-  all) layer_bench; registry_bench; runtime_bench; containers_bench; network_bench; build_bench; cache_bench; export_bench ;;
-  *) echo "usage: $0 [layer|registry|runtime|containers|network|build|cache|export|all]" >&2; exit 2 ;;
+  all) layer_bench; registry_bench; runtime_bench; containers_bench; network_bench; build_bench; cache_bench; multiplatform_bench; export_bench ;;
+  *) echo "usage: $0 [layer|registry|runtime|containers|network|build|cache|multiplatform|export|all]" >&2; exit 2 ;;
 esac
 if ((failed)); then
   echo "compare.sh: some measurements FAILED; the table above is incomplete" >&2

@@ -122,6 +122,17 @@ pub enum Error {
         /// What it should be (`an image`, `a manifest list`).
         expected: &'static str,
     },
+    /// The image a name stands for here is another platform's than the one asked for, and
+    /// no registry was given to fetch the right one.
+    #[error("{image} is an image for {found}, not {wanted}")]
+    WrongPlatform {
+        /// The image as named.
+        image: String,
+        /// The platform asked for.
+        wanted: String,
+        /// The image's platform.
+        found: String,
+    },
     /// An image whose documents contradict each other.
     #[error("invalid image {image}: {reason}")]
     InvalidImage {

@@ -501,13 +501,16 @@ impl ImageStore {
         remote: Option<(&dyn Remote, &CopyOptions)>,
         on_pull: impl FnOnce(&ImageReference),
     ) -> Result<RunnableImage> {
+        let mut on_pull = Some(on_pull);
         let desc = match self.find_opt(name).await? {
             Some(f) => f.desc,
             None => {
                 let Some((remote, opts)) = remote else {
                     return Err(Error::NoSuchImage(name.to_owned()));
                 };
-                on_pull(&ImageReference::parse(name)?);
+                if let Some(f) = on_pull.take() {
+                    f(&ImageReference::parse(name)?);
+                }
                 let mut opts = opts.clone();
                 if let Some(p) = platform {
                     opts.platforms = PlatformFilter::One(p.clone());
@@ -515,6 +518,39 @@ impl ImageStore {
                 self.pull(remote, name, &opts, true).await?.manifest
             }
         };
+        let m = self.manifest(desc.digest()).await?;
+        let run = RunnableImage::of(&self.layout, m, platform, name).await?;
+        let Some(wanted) = platform else {
+            return Ok(run);
+        };
+        // The name may stand for another platform's image here (a pull for that platform
+        // tagged it): fetch the one asked for, as docker does, rather than run the other.
+        let c = &run.config;
+        let found = oci_rs_image::PlatformSpec::new(
+            &c.os().to_string(),
+            &c.architecture().to_string(),
+            c.variant().as_deref(),
+        );
+        let mut found_platform = oci_spec::image::Platform::default();
+        found_platform.set_os(c.os().clone());
+        found_platform.set_architecture(c.architecture().clone());
+        found_platform.set_variant(c.variant().clone());
+        if wanted.matches(&found_platform) {
+            return Ok(run);
+        }
+        let Some((remote, opts)) = remote else {
+            return Err(Error::WrongPlatform {
+                image: name.to_owned(),
+                wanted: wanted.to_string(),
+                found: found.to_string(),
+            });
+        };
+        if let Some(f) = on_pull.take() {
+            f(&ImageReference::parse(name)?);
+        }
+        let mut opts = opts.clone();
+        opts.platforms = PlatformFilter::One(wanted.clone());
+        let desc = self.pull(remote, name, &opts, true).await?.manifest;
         let m = self.manifest(desc.digest()).await?;
         RunnableImage::of(&self.layout, m, platform, name).await
     }

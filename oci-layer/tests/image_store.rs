@@ -1274,3 +1274,53 @@ async fn load_unpacks_as_it_loads() {
     );
     loaded.snapshots().remove("c1").unwrap();
 }
+
+/// A name that stands for another platform's image here (a pull for amd64 tagged it) is
+/// not run as the platform asked for: with a registry, that platform's image is pulled (as
+/// docker does); without one, a typed error names both platforms.
+#[tokio::test]
+async fn a_name_tagged_for_another_platform_fetches_the_one_asked_for() {
+    let Some(reg) = Registry::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let seed = ImageStore::open(&dir.path().join("seed")).await.unwrap();
+    let rootfs = tar(&[E::dir("bin"), E::file("bin/app", b"#!app").mode(0o755)]);
+    let (amd, arm): (oci_rs_image::PlatformSpec, oci_rs_image::PlatformSpec) = (
+        "linux/amd64".parse().unwrap(),
+        "linux/arm64".parse().unwrap(),
+    );
+    let list = format!("{}/multi/base:1", reg.addr);
+    let (a, b) = (format!("{list}-amd64"), format!("{list}-arm64"));
+    seed.import_for(&rootfs[..], &a, &[], &amd).await.unwrap();
+    seed.import_for(&rootfs[..], &b, &[], &arm).await.unwrap();
+    seed.manifest_create(&list, &[a, b], false).await.unwrap();
+    let client = oci_rs_registry_client::Client::builder().build().unwrap();
+    seed.push(&client, &list, &CopyOptions::default())
+        .await
+        .unwrap();
+
+    let store = ImageStore::open(&dir.path().join("store")).await.unwrap();
+    let opts = CopyOptions::default();
+    let remote: (&dyn oci_rs_image::Remote, &CopyOptions) = (&client, &opts);
+    let first = store
+        .image_for_run(&list, Some(&amd), Some(remote), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(first.config.architecture().to_string(), "amd64");
+    // Without a registry: refused, naming both.
+    let err = store
+        .image_for_run(&list, Some(&arm), None, |_| {})
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, Error::WrongPlatform { wanted, found, .. } if wanted.starts_with("linux/arm64") && found == "linux/amd64"),
+        "{err}"
+    );
+    let mut pulled = false;
+    let second = store
+        .image_for_run(&list, Some(&arm), Some(remote), |_| pulled = true)
+        .await
+        .unwrap();
+    assert!(pulled, "the arm64 image is pulled");
+    assert_eq!(second.config.architecture().to_string(), "arm64");
+}
