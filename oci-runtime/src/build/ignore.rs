@@ -80,6 +80,15 @@ pub fn clean_components(path: &str) -> Vec<String> {
 }
 
 impl Ignore {
+    /// What BuildKit refuses in `.dockerignore` text: an exception with no pattern (a lone
+    /// `!`), said as its error says it.
+    pub fn refusal(text: &str) -> Option<String> {
+        text.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .find(|l| l.trim() == "!")
+            .map(|_| "illegal exclusion pattern: \"!\"".to_owned())
+    }
+
     /// Reads `.dockerignore` text: one pattern per line, `#` comments, blank lines skipped.
     pub fn parse(text: &str) -> Self {
         Self::from_patterns(text.lines().filter(|l| !l.trim_start().starts_with('#')))

@@ -545,18 +545,20 @@ impl<'a> DockerfileBuild<'a> {
             message: e.message,
         })?;
         let lex = Lex { escape: df.escape };
-        let ignore = match (context, &opts.dockerignore) {
+        let ignore_text = match (context, &opts.dockerignore) {
             // The Dockerfile's own ignore file wins, as in BuildKit.
-            (Some(_), Some(text)) => Ignore::parse(text),
+            (Some(_), Some(text)) => Some(text.clone()),
             // Resolved inside the context: a `.dockerignore` linking out of it must not make
             // the build read (or leak through its errors) a host file.
             (Some(c), None) => {
                 context::read_context_file(c, Path::new(".dockerignore"), MAX_DOCKERFILE)?
-                    .map(|t| Ignore::parse(&t))
-                    .unwrap_or_default()
             }
-            (None, _) => Ignore::default(),
+            (None, _) => None,
         };
+        if let Some(why) = ignore_text.as_deref().and_then(Ignore::refusal) {
+            bail!("failed to parse the .dockerignore: {why}");
+        }
+        let ignore = ignore_text.map(|t| Ignore::parse(&t)).unwrap_or_default();
         let mut this = Self {
             images,
             sources,
@@ -964,10 +966,11 @@ impl<'a> DockerfileBuild<'a> {
             .and_then(|w| self.lex.word(w.first()?, &glob).ok())
             .and_then(|image| self.stage_index(&image))
             .filter(|&d| d < idx);
+        // `--from` is taken as written: BuildKit does not expand it (see `copy`).
         let copies = st
             .body
             .iter()
-            .filter_map(|i| self.stage_index(&self.lex.word(i.flag("from")?, &glob).ok()?));
+            .filter_map(|i| self.stage_index(i.flag("from")?));
         from.into_iter().chain(copies).collect()
     }
 

@@ -94,10 +94,16 @@ impl DockerfileBuild<'_> {
                 if name != "mount" {
                     continue;
                 }
-                let v = self
-                    .lex
-                    .word(value.as_deref().unwrap_or(""), &look)
-                    .map_err(|e| self.wrap(i, e))?;
+                let raw = value.as_deref().unwrap_or("");
+                // As BuildKit: a stage or image named through a variable is refused.
+                let from = raw.split(',').find_map(|p| p.strip_prefix("from="));
+                if from.is_some_and(|f| f.find('$').is_some_and(|k| k + 1 != f.len())) {
+                    return Err(self.at(
+                        i,
+                        "'from' doesn't support variable expansion, define alias stage instead",
+                    ));
+                }
+                let v = self.lex.word(raw, &look).map_err(|e| self.wrap(i, e))?;
                 let m = super::mounts::RunMount::parse(&v)
                     .map_err(|e| self.at(i, format!("--mount={v}: {e}")))?;
                 run_mounts.push(m);
@@ -530,18 +536,24 @@ impl DockerfileBuild<'_> {
         let select = self.select(i)?;
         let look = |n: &str| s.lookup(n);
         // The JSON form (for names with blanks) is not split; each element is expanded.
-        let mut words = match &i.args {
-            super::Args::Exec(v) => v
-                .iter()
-                .map(|w| self.lex.word(w, &look))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| self.wrap(i, e))?,
-            super::Args::Shell(t) => self.lex.words(t, &look).map_err(|e| self.wrap(i, e))?,
+        // Counted as written, then each word expanded (BuildKit's order): `COPY f $empty`
+        // copies into the WORKDIR.
+        let raw = match &i.args {
+            super::Args::Exec(v) => v.clone(),
+            super::Args::Shell(t) => self.lex.split_raw(t).into_iter().collect(),
         };
-        if words.len() < 2 {
+        if raw.len() < 2 {
             return Err(self.at(i, "needs at least one source and a destination"));
         }
-        let dest_raw = words.pop().unwrap_or_default();
+        let mut words = raw
+            .iter()
+            .map(|w| self.lex.word(w, &look))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.wrap(i, e))?;
+        let dest_raw = match words.pop().unwrap_or_default() {
+            d if d.is_empty() => ".".to_owned(),
+            d => d,
+        };
         let dest = if dest_raw.starts_with('/') {
             dest_raw.clone()
         } else {
@@ -555,12 +567,15 @@ impl DockerfileBuild<'_> {
             None => None,
         };
         let mode = match i.flag("chmod") {
-            Some(m) => Some(
-                u32::from_str_radix(m, 8)
-                    .ok()
-                    .filter(|m| *m <= 0o7777)
-                    .ok_or_else(|| self.at(i, format!("--chmod={m}: not an octal mode")))?,
-            ),
+            Some(m) => {
+                let m = self.lex.word(m, &look).map_err(|e| self.wrap(i, e))?;
+                Some(
+                    u32::from_str_radix(&m, 8)
+                        .ok()
+                        .filter(|m| *m <= 0o7777)
+                        .ok_or_else(|| self.at(i, format!("--chmod={m}: not an octal mode")))?,
+                )
+            }
             None => None,
         };
         let owner = Owner {
@@ -571,11 +586,35 @@ impl DockerfileBuild<'_> {
         let mut keep: Vec<Scratch> = Vec::new();
         let mut temps: Vec<tempfile::TempDir> = Vec::new();
         let mut plan = Plan::default();
-        // `--from=$ARG`, `--from=stage_${V}`: expanded as the stage sees its variables.
+        // BuildKit refuses a variable in `--from` (it names stages before any is built).
         let from = match i.flag("from") {
-            Some(f) => Some(self.lex.word(f, &look).map_err(|e| self.wrap(i, e))?),
+            Some(f) if self.lex.word(f, &|_| None).ok().as_deref() != Some(f) => {
+                return Err(self.at(
+                    i,
+                    "variable expansion is not supported for --from, define a new stage with \
+                     FROM using ARG from global scope as a workaround",
+                ))
+            }
+            Some(f) => Some(f.to_owned()),
             None => None,
         };
+        let checksum = match i.flag("checksum") {
+            Some(c) => Some(self.lex.word(c, &look).map_err(|e| self.wrap(i, e))?),
+            None => None,
+        };
+        if let Some(c) = &checksum {
+            let url = |p: &String| p.starts_with("http://") || p.starts_with("https://");
+            if words.len() != 1 {
+                return Err(self.at(i, "checksum can't be specified for multiple sources"));
+            }
+            if !words.iter().all(url) {
+                let c = oci_rs_image::excerpt(c, 80);
+                return Err(self.at(
+                    i,
+                    format!("--checksum={c}: checksum requires HTTP(S) or Git sources"),
+                ));
+            }
+        }
         let mut heredoc_srcs = Vec::new();
         let mut paths = Vec::new();
         for w in &words {
@@ -616,7 +655,7 @@ impl DockerfileBuild<'_> {
                 let mut local = Vec::new();
                 for p in &paths {
                     if add && (p.starts_with("http://") || p.starts_with("https://")) {
-                        let (dir, name) = self.download(i, p).await?;
+                        let (dir, name) = self.download(i, p, checksum.as_deref()).await?;
                         let t = Tree::context(dir.path(), Default::default())?;
                         plan.append(t.plan(&[name], &dest, dest_is_dir, &owner)?);
                         temps.push(dir);
@@ -1049,8 +1088,13 @@ impl DockerfileBuild<'_> {
 
     /// `ADD URL`: fetched into a scratch directory, checked against `--checksum` when the
     /// step has one (BuildKit fetches without one too; the content's hash keys the cache).
-    async fn download(&self, i: &super::Instr, url: &str) -> Result<(tempfile::TempDir, String)> {
-        let want = match i.flag("checksum") {
+    async fn download(
+        &self,
+        i: &super::Instr,
+        url: &str,
+        checksum: Option<&str>,
+    ) -> Result<(tempfile::TempDir, String)> {
+        let want = match checksum {
             None => None,
             Some(want) => Some(
                 want.strip_prefix("sha256:")
