@@ -268,8 +268,10 @@ fn run_mounts_cache_tmpfs_and_secrets_stay_out_of_the_image(f: &Fixture) {
     let dockerfile = "FROM busybox:test\n\
         RUN --mount=type=cache,target=/cache,id=c1 sh -c 'echo run >> /cache/runs; cat /cache/runs | wc -l > /count'\n\
         RUN --mount=type=tmpfs,target=/scratch,size=1m sh -c 'echo t > /scratch/x && test -f /scratch/x'\n\
-        RUN --mount=type=secret,id=tok --mount=type=secret,id=tok,env=TOKEN,target=/etc/tok \
-            sh -c 'cat /run/secrets/tok > /dev/null && test \"$TOKEN\" = \"$(cat /etc/tok)\" && echo seen > /seen'\n";
+        RUN --mount=type=secret,id=tok,target=/etc/tok,uid=100,gid=102,mode=0741 --mount=type=secret,id=tok,env=TOKEN \
+            sh -c 'busybox stat -c \"%u %g %a\" /etc/tok > /st && busybox sha256sum /etc/tok | busybox cut -c1-64 > /sum && \
+            printf %s \"$TOKEN\" | busybox sha256sum | busybox cut -c1-64 > /esum && test ! -e /run/secrets/tok && echo seen > /seen'\n";
+    let cache_dir = f.dir.path().join("secret-cache-export");
     let run = |no_cache: bool| {
         let opts = BuildOptions {
             no_cache,
@@ -278,12 +280,25 @@ fn run_mounts_cache_tmpfs_and_secrets_stay_out_of_the_image(f: &Fixture) {
                 oci_rs_runtime::BuildSecret::new(secret.clone().into_bytes()),
             )]
             .into(),
+            cache_to: vec![format!("type=local,dest={},mode=max", cache_dir.display())
+                .parse()
+                .unwrap()],
             ..tagged("mounts:1", BuildNetwork::Default)
         };
         try_build(f, dockerfile, &[], opts).unwrap()
     };
     let first = run(false);
     let root = first.path().join("rootfs");
+    // The secret reached the step, as a file (owner and mode as asked) and as a variable,
+    // and the variable alone made no file.
+    let sum = {
+        use sha2::Digest;
+        format!("{:x}\n", sha2::Sha256::digest(secret.as_bytes()))
+    };
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    assert_eq!(read("st"), "100 102 741\n");
+    assert_eq!(read("sum"), sum);
+    assert_eq!(read("esum"), sum);
     assert_eq!(
         std::fs::read_to_string(root.join("count")).unwrap().trim(),
         "1"
@@ -304,18 +319,15 @@ fn run_mounts_cache_tmpfs_and_secrets_stay_out_of_the_image(f: &Fixture) {
         "2",
         "the cache mount kept the first build's file"
     );
-    // The secret is in no blob, history line, config or cache entry of the store.
-    let mut stack = vec![f.data()];
+    // The secret is in no file of the store (blobs, history, config, cache entries, layer
+    // and step snapshots, what the steps' bundles left) nor in the exported cache.
+    let mut stack = vec![f.data(), cache_dir.clone()];
     let mut files = 0;
     while let Some(p) = stack.pop() {
         let Ok(m) = std::fs::symlink_metadata(&p) else {
             continue;
         };
         if m.is_dir() {
-            if p.ends_with("snapshots") {
-                // Unpacked layers and step snapshots: checked through the image above.
-                continue;
-            }
             stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
         } else if m.is_file() {
             files += 1;
