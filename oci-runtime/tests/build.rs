@@ -1868,19 +1868,21 @@ async fn a_multi_platform_build_is_an_index_of_one_image_per_platform() {
             oci_rs_image::PlatformSpec::host().architecture
         )
     );
-    // A RUN for a foreign architecture, without the kernel's handler for it.
-    let foreign = match oci_rs_image::PlatformSpec::host().architecture.as_str() {
-        "amd64" => ("linux/arm64", "aarch64"),
-        _ => ("linux/amd64", "x86_64"),
-    };
-    let handler = format!("/proc/sys/fs/binfmt_misc/qemu-{}", foreign.1);
-    if std::path::Path::new(&handler).exists() {
+    // A RUN for a foreign architecture, without the kernel's handler for it (CI registers
+    // qemu-aarch64 only: s390x and the others are not there).
+    let Some(foreign) = [
+        ("linux/s390x", "s390x"),
+        ("linux/ppc64le", "ppc64le"),
+        ("linux/riscv64", "riscv64"),
+    ]
+    .into_iter()
+    .find(|(_, q)| !Path::new(&format!("/proc/sys/fs/binfmt_misc/qemu-{q}")).exists()) else {
         eprintln!(
-            "the host runs {} through {handler}: the refusal is not tested",
-            foreign.0
+            "every candidate architecture has a binfmt_misc handler: the refusal is not tested"
         );
         return;
-    }
+    };
+    let handler = format!("/proc/sys/fs/binfmt_misc/qemu-{}", foreign.1);
     lib.write(
         "Dockerfile",
         "FROM scratch\nCOPY bin-amd64 /bin/sh\nRUN true\n",
@@ -2391,4 +2393,87 @@ async fn ssh_mounts_give_the_step_a_socket_of_its_own() {
     );
     let err = oci_rs_runtime::chain(&lib.build_opts("Dockerfile", opts).await.0.unwrap_err());
     assert!(err.contains("the SSH agent absent is required"), "{err}");
+}
+
+/// `--chown` by name and number and `--chmod` (with a variable), as BuildKit's
+/// `testCopyChown`, `testCopyChmod` and `testCopyChownCreateDest` check them: a user alone
+/// is also the group (by number), a group by name, a directory's files all take the owner.
+#[tokio::test]
+async fn copy_chown_by_name_and_chmod_give_the_owners_and_modes_buildkit_gives() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some(lib) = Lib::new().await else { return };
+    lib.write(
+        "passwd",
+        "root:x:0:0::/root:/bin/sh\ndaemon:x:1:1::/:/bin/false\nuser:x:1000:1000::/home/user:/bin/sh\n\
+         nobody:x:65534:65534::/:/bin/false\n",
+    );
+    lib.write(
+        "group",
+        "root:x:0:\ndaemon:x:1:\nuser:x:1000:\nnobody:x:65534:\n",
+    );
+    lib.write("foo", "foo\n");
+    lib.write("bar", "bar\n");
+    lib.write("sub/f", "f\n");
+    lib.write(
+        "Dockerfile",
+        "FROM localhost/bb:1\nCOPY passwd /etc/passwd\nCOPY group /etc/group\nARG mode=755\n\
+         COPY --chown=daemon foo /\nCOPY --chown=1000:nobody bar /baz\n\
+         COPY --chmod=${mode} foo /footer\nCOPY --chown=user:user sub /dest\n",
+    );
+    lib.build("owners:1").await.unwrap();
+    let out = tempfile::tempdir_in(lib.ctx.parent().unwrap()).unwrap();
+    lib.store
+        .unpack("owners:1", out.path(), false)
+        .await
+        .unwrap();
+    let at = |p: &str| {
+        let m = std::fs::symlink_metadata(out.path().join("rootfs").join(p)).unwrap();
+        (m.uid(), m.gid(), m.permissions().mode() & 0o7777)
+    };
+    assert_eq!(at("foo"), (1, 1, 0o644));
+    assert_eq!(at("baz"), (1000, 65534, 0o644));
+    assert_eq!(at("footer").2, 0o755);
+    assert_eq!((at("dest").0, at("dest").1), (1000, 1000));
+    assert_eq!((at("dest/f").0, at("dest/f").1), (1000, 1000));
+}
+
+/// `FROM --platform=$BUILDPLATFORM` (cross-compiling): that stage runs natively on the
+/// build host while the image is the target platform's, and the automatic arguments say
+/// which is which (BuildKit's `testPlatformArgsExplicit` reads them so).
+#[tokio::test]
+async fn a_stage_from_the_build_platform_runs_natively_for_another_target() {
+    let Some(lib) = Lib::new().await else { return };
+    let host = oci_rs_image::PlatformSpec::host().architecture;
+    let target = if host == "amd64" { "arm64" } else { "amd64" };
+    let text = "FROM --platform=$BUILDPLATFORM localhost/bb:1 AS build\n\
+                ARG TARGETPLATFORM TARGETARCH BUILDARCH\n\
+                RUN echo $TARGETPLATFORM $TARGETARCH $BUILDARCH > /p\n\
+                FROM scratch\nCOPY --from=build /p /\n";
+    let opts = BuildOptions {
+        tags: vec!["cross:1".into()],
+        platform: Some(format!("linux/{target}")),
+        ..BuildOptions::default()
+    };
+    std::fs::write(lib.ctx.join("Dockerfile"), text).unwrap();
+    lib.build_opts("Dockerfile", opts).await.0.unwrap();
+    let desc = lib.store.find("cross:1").await.unwrap().desc;
+    let dir = tempfile::tempdir_in(lib.ctx.parent().unwrap()).unwrap();
+    lib.store
+        .unpack_descriptor(&desc, "cross:1", dir.path(), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("p")).unwrap(),
+        format!("linux/{target} {target} {host}\n")
+    );
+    let m = oci_rs_image::ImageSource::manifest(
+        lib.store.layout(),
+        &oci_rs_image::ManifestRef::Digest(desc.digest().clone()),
+    )
+    .await
+    .unwrap();
+    let cfg = oci_rs_image::read_config_json(lib.store.layout(), m.as_image().unwrap().config())
+        .await
+        .unwrap();
+    assert_eq!(cfg["architecture"], target);
 }

@@ -635,7 +635,11 @@ impl<'a> DockerfileBuild<'a> {
             None => host.clone(),
         };
         for (prefix, p) in [("TARGET", &target), ("BUILD", &host)] {
-            let variant = p.variant.clone().unwrap_or_default();
+            // containerd's normal form, as BuildKit shows it: arm64's v8 is no variant.
+            let variant = match p.variant.clone().unwrap_or_default() {
+                v if p.architecture == "arm64" && v == "v8" => String::new(),
+                v => v,
+            };
             let mut platform = format!("{}/{}", p.os, p.architecture);
             if !variant.is_empty() {
                 platform = format!("{platform}/{variant}");
