@@ -13,8 +13,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # (the tests' own namespaces), slirp4netns and debootstrap (the nginx-light image) for the
 # network tests; iperf3 for the network benchmarks; libssl-dev and pkg-config for the registry
 # client's native-tls feature; xz-utils and bzip2 for the archives the build tests ADD;
-# qemu-user-static for the build tests' arm64 RUN (through binfmt_misc, set up below).
-packages=(docker-registry busybox-static skopeo umoci pigz zstd runc crun containerd podman buildah uidmap apache2-utils openssl nftables iproute2 slirp4netns debootstrap iperf3 libssl-dev pkg-config xz-utils bzip2 qemu-user-static)
+# qemu-user-static for the build tests' arm64 RUN (through binfmt_misc, set up below); git
+# (and its daemon) for ADD of a git repository.
+packages=(docker-registry busybox-static git skopeo umoci pigz zstd runc crun containerd podman buildah uidmap apache2-utils openssl nftables iproute2 slirp4netns debootstrap iperf3 libssl-dev pkg-config xz-utils bzip2 qemu-user-static)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

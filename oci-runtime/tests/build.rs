@@ -2477,3 +2477,138 @@ async fn a_stage_from_the_build_platform_runs_natively_for_another_target() {
         .unwrap();
     assert_eq!(cfg["architecture"], target);
 }
+
+/// `git daemon` serving `repo.git` (made here: a file, a subdirectory, a tag `v1` and a
+/// later commit on `main`) on a free loopback port; stopped when dropped.
+struct GitServer {
+    child: std::process::Child,
+    url: String,
+    v1: String,
+}
+
+impl Drop for GitServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn git_server(dir: &Path) -> Option<GitServer> {
+    let daemon = Path::new("/usr/lib/git-core/git-daemon");
+    if !daemon.exists() {
+        eprintln!("skipping: git is missing (scripts/test.sh installs it)");
+        return None;
+    }
+    let git = |cwd: &Path, args: &[&str]| -> String {
+        let out = std::process::Command::new("git")
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args)
+            .current_dir(cwd)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let work = dir.join("work");
+    std::fs::create_dir_all(work.join("sub")).unwrap();
+    git(&work, &["init", "-q"]);
+    std::fs::write(work.join("file"), "v1\n").unwrap();
+    std::fs::write(work.join("sub/inner"), "inner\n").unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "one"]);
+    git(&work, &["tag", "v1"]);
+    let v1 = git(&work, &["rev-parse", "HEAD"]);
+    std::fs::write(work.join("file"), "v2\n").unwrap();
+    git(&work, &["commit", "-q", "-am", "two"]);
+    git(dir, &["clone", "-q", "--bare", "work", "repo.git"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("git")
+        .args([
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--listen=127.0.0.1",
+        ])
+        .arg(format!("--port={port}"))
+        .arg(format!("--base-path={}", dir.display()))
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Some(GitServer {
+        child,
+        url: format!("git://127.0.0.1:{port}/repo.git"),
+        v1,
+    })
+}
+
+/// `ADD` of a git repository as BuildKit's `testAddGit`-style cases read it: a tag, a branch
+/// with a subdirectory, a commit by id, `.git` left out unless `--keep-git-dir`; a
+/// `--checksum` that is not the commit fails; a rebuild with nothing changed takes the step
+/// from the cache.
+#[tokio::test]
+async fn add_of_a_git_repository_copies_the_commit_asked_for() {
+    let Some(lib) = Lib::new().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = git_server(dir.path()) else {
+        return;
+    };
+    let (url, v1) = (&server.url, &server.v1);
+    lib.write(
+        "Dockerfile",
+        &format!(
+            "FROM localhost/bb:1\nADD {url}#v1 /tag/\nADD {url}#main:sub /sub/\n\
+             ADD {url}#{v1} /commit/\nADD --keep-git-dir=true {url}?ref=main /kept/\n"
+        ),
+    );
+    lib.build("git:1").await.unwrap();
+    assert_eq!(lib.read("git:1", "tag/file").await, "v1\n");
+    assert_eq!(lib.read("git:1", "tag/sub/inner").await, "inner\n");
+    assert_eq!(lib.read("git:1", "sub/inner").await, "inner\n");
+    assert_eq!(lib.read("git:1", "commit/file").await, "v1\n");
+    assert_eq!(lib.read("git:1", "kept/file").await, "v2\n");
+    let out = tempfile::tempdir_in(lib.ctx.parent().unwrap()).unwrap();
+    lib.store.unpack("git:1", out.path(), false).await.unwrap();
+    let root = out.path().join("rootfs");
+    assert!(!root.join("tag/.git").exists());
+    assert!(!root.join("sub/file").exists(), "only the subdirectory");
+    assert!(root.join("kept/.git").is_dir());
+    let (again, steps) = lib.build_with("git:1", false).await;
+    again.unwrap();
+    assert_eq!(
+        steps.iter().filter(|s| **s == "cached").count(),
+        4,
+        "{steps:?}"
+    );
+
+    lib.write(
+        "Dockerfile",
+        &format!("FROM localhost/bb:1\nADD --checksum=0123456 {url}#v1 /x/\n"),
+    );
+    let err = oci_rs_runtime::chain(&lib.build("git:2").await.unwrap_err());
+    assert!(err.contains("checksum mismatch"), "{err}");
+    lib.write(
+        "Dockerfile",
+        &format!("FROM localhost/bb:1\nADD {url}#no-such-branch /x/\n"),
+    );
+    let err = oci_rs_runtime::chain(&lib.build("git:3").await.unwrap_err());
+    assert!(err.contains("git fetch of git://"), "{err}");
+}

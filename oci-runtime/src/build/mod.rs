@@ -25,6 +25,7 @@ mod archive;
 mod cache;
 mod context;
 mod error;
+mod git;
 mod ignore;
 mod mounts;
 mod multi;

@@ -126,6 +126,11 @@ impl BuildSsh {
         }
     }
 
+    /// The agent's socket.
+    pub(super) fn socket(&self) -> &Path {
+        &self.socket
+    }
+
     /// Reads docker's `--ssh` value: `ID` (the agent of `SSH_AUTH_SOCK`) or `ID=SOCKET`.
     /// Key files (which BuildKit loads into an agent of its own) are refused: give an
     /// agent's socket. Returns the id and the agent.

@@ -603,7 +603,11 @@ impl DockerfileBuild<'_> {
             None => None,
         };
         if let Some(c) = &checksum {
-            let url = |p: &String| p.starts_with("http://") || p.starts_with("https://");
+            let url = |p: &String| {
+                p.starts_with("http://")
+                    || p.starts_with("https://")
+                    || super::git::GitSource::parse(p).is_some()
+            };
             if words.len() != 1 {
                 return Err(self.at(i, "checksum can't be specified for multiple sources"));
             }
@@ -654,15 +658,21 @@ impl DockerfileBuild<'_> {
             } else {
                 let mut local = Vec::new();
                 for p in &paths {
-                    if add && (p.starts_with("http://") || p.starts_with("https://")) {
+                    let git = if add {
+                        super::git::GitSource::parse(p)
+                    } else {
+                        None
+                    };
+                    if let Some(g) = git {
+                        let (dir, root) = self.clone_git(i, g, checksum.as_deref()).await?;
+                        let t = Tree::context(&root, Default::default())?;
+                        plan.append(t.plan(&[".".to_owned()], &dest, true, &owner)?);
+                        temps.push(dir);
+                    } else if add && (p.starts_with("http://") || p.starts_with("https://")) {
                         let (dir, name) = self.download(i, p, checksum.as_deref()).await?;
                         let t = Tree::context(dir.path(), Default::default())?;
                         plan.append(t.plan(&[name], &dest, dest_is_dir, &owner)?);
                         temps.push(dir);
-                    } else if add && (p.starts_with("git@") || p.ends_with(".git")) {
-                        return Err(
-                            self.at(i, format!("{p}: ADD of a git repository is not supported"))
-                        );
                     } else {
                         local.push(p.clone());
                     }
@@ -1084,6 +1094,47 @@ impl DockerfileBuild<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// `ADD` of a git repository: its commit fetched into a scratch directory (returned, to
+    /// keep), and the directory to copy. `--keep-git-dir` and `--checksum` of the step agree
+    /// with the URL's own, as BuildKit requires.
+    async fn clone_git(
+        &self,
+        i: &super::Instr,
+        g: Result<super::git::GitSource>,
+        checksum: Option<&str>,
+    ) -> Result<(tempfile::TempDir, PathBuf)> {
+        let mut g = g.map_err(|e| self.wrap(i, e))?;
+        let flag = match i.flag("keep-git-dir") {
+            None => None,
+            Some("" | "true") => Some(true),
+            Some("false") => Some(false),
+            Some(v) => {
+                let v = oci_rs_image::excerpt(v, 32);
+                return Err(self.at(i, format!("--keep-git-dir={v}: expected true or false")));
+            }
+        };
+        if let (Some(a), Some(b)) = (flag, g.keep_git_dir) {
+            if a != b {
+                return Err(self.at(i, "inconsistent keep-git-dir configuration"));
+            }
+        }
+        if let Some(c) = checksum {
+            if g.checksum.as_deref().is_some_and(|u| u != c) {
+                return Err(self.at(i, format!("checksum mismatch {c:?} != {:?}", g.checksum)));
+            }
+            g.checksum = Some(c.to_owned());
+        }
+        let keep = flag.or(g.keep_git_dir).unwrap_or(false);
+        let dir = tempfile::tempdir_in(&self.data)?;
+        let ssh = self.opts.ssh.get("default").map(|s| s.socket());
+        let (root, commit) = g
+            .fetch(dir.path(), keep, ssh)
+            .await
+            .map_err(|e| self.wrap(i, e))?;
+        tracing::debug!(remote = %g.remote, %commit, "ADD of a git repository");
+        Ok((dir, root))
     }
 
     /// `ADD URL`: fetched into a scratch directory, checked against `--checksum` when the
