@@ -673,10 +673,43 @@ fn a_registry_cache_lets_an_empty_store_take_every_step() {
     let cache = format!("{}/ci/app:cache", reg.addr);
     let c = ctx.to_str().unwrap();
     let to = format!("type=registry,ref={cache},mode=max");
-    let (id, progress) = build(&first, &["--cache-to", &to, "-t", "app:1", c]);
+    let pushed = format!("{}/ci/app:1", reg.addr);
+    let (id, progress) = build(&first, &["--cache-to", &to, "-t", &pushed, "--push", c]);
     assert!(
         progress.contains(&format!("exporting cache to registry {cache}")),
         "{progress}"
+    );
+    // BuildKit's plain progress: `#N [stage k/n] INSTRUCTION`, then `#N DONE 0.0s`.
+    let lines: Vec<&str> = progress.lines().collect();
+    assert!(
+        lines.contains(&&*format!("#1 [tool 1/2] FROM {base}")),
+        "{progress}"
+    );
+    assert!(
+        lines.contains(&"#2 [tool 2/2] RUN echo tool > /tool"),
+        "{progress}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("#2 DONE ") && l.ends_with('s')),
+        "{progress}"
+    );
+    assert!(
+        lines.contains(&"#6 [4/4] COPY --from=tool /tool /tool"),
+        "{progress}"
+    );
+    // --push: the image is in the registry under the name, skopeo reads it.
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{pushed}"))
+        .output()
+        .unwrap();
+    assert!(raw.status.success(), "{raw:?}");
+    let m: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(
+        m["config"]["digest"], id,
+        "the pushed image is the one built"
     );
     let raw = Command::new("skopeo")
         .args(["inspect", "--raw", "--tls-verify=false"])
@@ -706,9 +739,10 @@ fn a_registry_cache_lets_an_empty_store_take_every_step() {
     let (id2, progress) = build(&second, &["--cache-from", &cache, "-t", "app:1", c]);
     assert_eq!(id2, id, "{progress}");
     assert_eq!(progress.matches(" CACHED").count(), 4, "{progress}");
+    assert!(progress.lines().any(|l| l == "#3 CACHED"), "{progress}");
     assert_eq!(
         run(&second, &["app:1", "cat", "/r"]),
-        run(&first, &["app:1", "cat", "/r"])
+        run(&first, &[&pushed, "cat", "/r"])
     );
 
     // A cache that is not there: a warning, and the build goes on.

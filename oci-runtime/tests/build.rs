@@ -2612,3 +2612,79 @@ async fn add_of_a_git_repository_copies_the_commit_asked_for() {
     let err = oci_rs_runtime::chain(&lib.build("git:3").await.unwrap_err());
     assert!(err.contains("git fetch of git://"), "{err}");
 }
+
+/// Mount options as BuildKit's tests check them: a cache mount's `uid`, `gid` and `mode`
+/// (`testCacheMountUser`), its default id is its target (`testCacheMountDefaultID`), a
+/// tmpfs' `size` (`testMountTmpfsSize`), and a bind of the context is read-only.
+#[tokio::test]
+async fn run_mount_options_reach_the_step_as_buildkit_gives_them() {
+    let Some(lib) = Lib::new().await else { return };
+    lib.write("f", "f\n");
+    lib.write(
+        "Dockerfile",
+        "FROM localhost/bb:1\n\
+         RUN --mount=type=cache,target=/c,uid=1001,gid=1002,mode=0751 busybox stat -c '%u %g %a' /c > /st\n\
+         RUN --mount=type=cache,target=/mycache touch /mycache/foo\n\
+         RUN --mount=type=cache,target=/mycache2 test ! -e /mycache2/foo && echo apart > /apart\n\
+         RUN --mount=type=cache,target=/mycache test -e /mycache/foo && echo kept > /kept\n\
+         RUN --mount=type=tmpfs,target=/dev/shm,size=128m busybox grep ' /dev/shm ' /proc/mounts > /m\n\
+         RUN --mount=type=bind,target=/ctx sh -c 'touch /ctx/x 2>/dev/null; echo $? > /rc'\n",
+    );
+    lib.build("mopts:1").await.unwrap();
+    assert_eq!(lib.read("mopts:1", "st").await, "1001 1002 751\n");
+    assert_eq!(lib.read("mopts:1", "apart").await, "apart\n");
+    assert_eq!(lib.read("mopts:1", "kept").await, "kept\n");
+    let m = lib.read("mopts:1", "m").await;
+    assert!(m.contains("size=131072k"), "{m}");
+    assert_ne!(
+        lib.read("mopts:1", "rc").await,
+        "0\n",
+        "the context bind is read-only"
+    );
+}
+
+/// What some of issue 31's defects leave in the image, path by path (type, mode, link
+/// target): a WORKDIR through a link keeps the link and makes its target inside the root;
+/// a WORKDIR no step uses is a 0755 directory (`testWorkdirCreatesDir`); wildcard-matched
+/// links in the context are copied as the files they lead to (`testCopySymlinks`).
+#[tokio::test]
+async fn defects_of_issue_31_leave_the_trees_buildkit_leaves() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(lib) = Lib::new().await else { return };
+    lib.write("sub/data", "data\n");
+    std::os::unix::fs::symlink("data", lib.ctx.join("sub/l1")).unwrap();
+    std::os::unix::fs::symlink("data", lib.ctx.join("sub/l2")).unwrap();
+    lib.write(
+        "Dockerfile",
+        "FROM localhost/bb:1\nRUN ln -s /srv/app /app\nWORKDIR /app/sub\nRUN echo in > here\n\
+         COPY sub/l* /alllinks/\nWORKDIR /foo\nWORKDIR /\n",
+    );
+    lib.build("trees:1").await.unwrap();
+    let out = tempfile::tempdir_in(lib.ctx.parent().unwrap()).unwrap();
+    lib.store
+        .unpack("trees:1", out.path(), false)
+        .await
+        .unwrap();
+    let root = out.path().join("rootfs");
+    assert_eq!(
+        std::fs::read_link(root.join("app")).unwrap(),
+        Path::new("/srv/app"),
+        "the link stays a link"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("srv/app/sub/here")).unwrap(),
+        "in\n"
+    );
+    let meta = |p: &str| std::fs::symlink_metadata(root.join(p)).unwrap();
+    assert!(meta("srv/app/sub").is_dir());
+    assert!(meta("foo").is_dir());
+    assert_eq!(meta("foo").permissions().mode() & 0o7777, 0o755);
+    for l in ["l1", "l2"] {
+        let m = meta(&format!("alllinks/{l}"));
+        assert!(m.file_type().is_file(), "{l} is a file");
+        assert_eq!(
+            std::fs::read_to_string(root.join("alllinks").join(l)).unwrap(),
+            "data\n"
+        );
+    }
+}
