@@ -2688,3 +2688,63 @@ async fn defects_of_issue_31_leave_the_trees_buildkit_leaves() {
         );
     }
 }
+
+/// `--cache-to` of a multi-platform build holds every platform's steps, in BuildKit's
+/// `image-manifest=true` form (an image manifest whose config is the cache config) too; a
+/// store that imports it takes every step of both platforms.
+#[tokio::test]
+async fn a_multi_platform_cache_serves_every_platform() {
+    use oci_rs_runtime::{CacheExport, CacheImport};
+    let Some(a) = Lib::new().await else { return };
+    let Some(b) = Lib::new().await else { return };
+    for lib in [&a, &b] {
+        lib.write("bin-amd64", "amd64\n");
+        lib.write("bin-arm64", "arm64\n");
+    }
+    let text = "FROM scratch\nARG TARGETARCH\nCOPY bin-${TARGETARCH} /app\nENV A=1\n";
+    let dir = tempfile::tempdir().unwrap();
+    let export: CacheExport = format!(
+        "type=local,dest={},image-manifest=true,mode=max",
+        dir.path().display()
+    )
+    .parse()
+    .unwrap();
+    let import: CacheImport = format!("type=local,src={}", dir.path().display())
+        .parse()
+        .unwrap();
+    async fn build(lib: &Lib, text: &str, to: Vec<CacheExport>, from: Vec<CacheImport>) -> Built {
+        let opts = BuildOptions {
+            tags: vec!["mp:1".into()],
+            platform: Some("linux/amd64,linux/arm64".into()),
+            cache_to: to,
+            cache_from: from,
+            ..BuildOptions::default()
+        };
+        oci_rs_runtime::build_platforms(
+            &lib.store,
+            BuildSources::default(),
+            text,
+            Some(&lib.ctx),
+            opts,
+            Box::new(|_| {}),
+        )
+        .await
+        .unwrap()
+    }
+    let first = build(&a, text, vec![export], vec![]).await;
+    assert_eq!((first.ran, first.cached), (4, 0));
+    let layout = oci_rs_image::OciLayout::open(dir.path()).await.unwrap();
+    let top = layout.read_index().await.unwrap();
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(layout.blob_path(top.manifests()[0].digest()).unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(
+        m["config"]["mediaType"],
+        "application/vnd.buildkit.cacheconfig.v0"
+    );
+    let second = build(&b, text, vec![], vec![import]).await;
+    assert_eq!((second.ran, second.cached), (0, 4));
+    assert_eq!(second.id, first.id, "the same index");
+}
