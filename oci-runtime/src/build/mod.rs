@@ -8,8 +8,11 @@
 //!   and then becomes that layer's unpacked directory, so the next step mounts it without
 //!   unpacking anything. `RUN` goes through oci-rs-runtime (`spec_from_image`, on docker's
 //!   default build network, the default bridge, unless [`BuildNetwork`] says otherwise),
-//!   with `RUN --mount` (`cache`, `bind`, `tmpfs`, `secret`: see [`mounts`]); `FROM` pulls
-//!   through the [`Remote`] of [`BuildSources`] when the image is not in the store.
+//!   with `RUN --mount` (`cache`, `bind`, `tmpfs`, `secret`, `ssh`: see [`mounts`]);
+//!   `RUN --security=insecure` and `RUN --network=host` need the caller's [`Entitlement`].
+//!   `FROM` pulls through the [`Remote`] of [`BuildSources`] when the image is not in the
+//!   store; `ADD` fetches URLs through its [`UrlSource`] and git repositories with the
+//!   host's `git` ([`git`]).
 //! - The cache is keyed as BuildKit's: the parent's key, the instruction after
 //!   substitution (build args included), and for `COPY`/`ADD` a digest of the copied
 //!   content (names, types, modes, owners, link targets, bytes; not times). An entry is the
@@ -17,6 +20,8 @@
 //!   with nothing changed gives the same image id. Entries live in `DATA/build-cache`,
 //!   written by rename (concurrent builds share them), kept by `image prune`/`rmi`'s gc and
 //!   removed by `builder prune`.
+//! - `--cache-to` and `--cache-from` ([`cache`]) carry those entries between machines, in
+//!   BuildKit's cache manifest format, through a registry or an OCI layout directory.
 //! - Stages the target does not need are not built.
 //!
 //! Differences from docker: names in `/etc/hosts` of a `RUN` are the sandbox's only.
