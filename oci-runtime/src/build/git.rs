@@ -7,10 +7,14 @@
 //! `git` runs with an environment of its own: no system or user configuration (no credential
 //! helper of the host's user answers for the build), no prompt, `file://` and `ext::`
 //! transports refused (a hostile repository's submodule must not read the host's files or
-//! run a command), and a floor on the transfer rate of http(s).
+//! run a command), a floor on the transfer rate of http(s), and a time limit on each git
+//! command (`kill_on_drop`: the process goes with it).
 
 use super::error::{invalid, BuildError, Context, Result};
 use std::path::{Path, PathBuf};
+
+/// The longest one git command of a fetch may take.
+const GIT_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// A git source of `ADD`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -262,9 +266,18 @@ impl GitSource {
         if let Some(sock) = ssh {
             cmd.env("SSH_AUTH_SOCK", sock);
         }
-        let out = cmd
-            .output()
+        // git:// and ssh:// have no rate floor of their own: a server that stalls (or sends
+        // a byte a minute) must not hold the build forever.
+        let out = tokio::time::timeout(GIT_TIME_LIMIT, cmd.output())
             .await
+            .map_err(|_| {
+                invalid!(
+                    "git {} of {} took more than {} minutes",
+                    args[0],
+                    self.remote,
+                    GIT_TIME_LIMIT.as_secs() / 60
+                )
+            })?
             .with_context(|| format!("running git for {}", self.remote))?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
