@@ -739,6 +739,16 @@ async fn a_copy_onto_a_changed_parent_reuses_its_layer_when_sound() {
     let text = "FROM localhost/bb:1\nRUN mkdir -p /assets/x/inner\nCOPY assets/ /assets/\n";
     lib.build_text(text, "l:1").await.unwrap();
     assert_eq!(lib.read("l:1", "assets/x").await, "x\n");
+    // `COPY --link` (BuildKit's flag for exactly this): the same layer onto another parent.
+    let text = "FROM localhost/bb:1\nCOPY a.txt /a\nCOPY --link assets/ /assets/\n";
+    lib.build_text(text, "l:2").await.unwrap();
+    let before = config(&lib, "l:2").await.rootfs().diff_ids().clone();
+    lib.write("a.txt", "changed again\n");
+    lib.build_text(text, "l:2").await.unwrap();
+    let after = config(&lib, "l:2").await.rootfs().diff_ids().clone();
+    assert_ne!(before[1], after[1]);
+    assert_eq!(before[2], after[2], "the --link layer is reused");
+    assert_eq!(lib.read("l:2", "assets/sub/y").await, "y\n");
 }
 
 /// One stage with every config instruction: the RUN sees the ENV and WORKDIR, the COPYs
