@@ -43,7 +43,9 @@ impl StreamedContext {
     /// ```no_run
     /// # async fn f() -> Result<(), oci_rs_runtime::BuildError> {
     /// use oci_rs_runtime::StreamedContext;
-    /// match StreamedContext::read(tokio::io::stdin(), "/var/tmp".as_ref()).await? {
+    /// // What `docker build -` reads from its standard input; a file here.
+    /// let input = tokio::fs::File::open("context-or-dockerfile").await?;
+    /// match StreamedContext::read(input, "/var/tmp".as_ref()).await? {
     ///     StreamedContext::Context(dir) => println!("a context in {}", dir.path().display()),
     ///     StreamedContext::Dockerfile(text) => println!("{} bytes of Dockerfile", text.len()),
     /// }

@@ -136,8 +136,14 @@ impl BuildSsh {
     /// agent's socket. Returns the id and the agent.
     ///
     /// ```
-    /// let (id, _agent) = oci_rs_runtime::BuildSsh::from_flag("work=/run/agent.sock").unwrap();
+    /// use oci_rs_runtime::BuildSsh;
+    /// let sock = std::env::temp_dir().join(format!("agent-{}.sock", std::process::id()));
+    /// let _agent = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    /// let (id, _agent) = BuildSsh::from_flag(&format!("work={}", sock.display())).unwrap();
     /// assert_eq!(id, "work");
+    /// // A file that is not a socket (a key) is refused.
+    /// assert!(BuildSsh::from_flag("work=/etc/passwd").is_err());
+    /// # std::fs::remove_file(&sock).unwrap();
     /// ```
     pub fn from_flag(spec: &str) -> Result<(String, Self)> {
         let (id, path) = match spec.split_once('=') {
