@@ -37,6 +37,7 @@ pub fn data_dir(explicit: Option<&Path>) -> PathBuf {
 pub struct Images {
     store: ImageStore,
     client: std::sync::OnceLock<Client>,
+    registries: std::sync::OnceLock<oci_rs_registry_client::RegistryConfig>,
     insecure: Vec<String>,
     quiet: bool,
 }
@@ -92,6 +93,7 @@ impl Images {
         Ok(Self {
             store,
             client: std::sync::OnceLock::new(),
+            registries: std::sync::OnceLock::new(),
             insecure,
             quiet,
         })
@@ -102,12 +104,35 @@ impl Images {
         if let Some(c) = self.client.get() {
             return Ok(c);
         }
-        let mut b = Client::builder().credentials(DockerConfig::load_default()?);
+        let b = Client::builder().credentials(DockerConfig::load_default()?);
+        // Mirrors, insecure and blocked registries of registries.conf and daemon.json.
+        let mut b = self.registries()?.apply(b);
         for r in &self.insecure {
             b = b.insecure_registry(r);
         }
         let built = b.build()?;
         Ok(self.client.get_or_init(|| built))
+    }
+
+    /// The machine's registry configuration (podman's `registries.conf`, docker's
+    /// `daemon.json`), read once; what it says that cannot be applied is warned about.
+    fn registries(&self) -> Result<&oci_rs_registry_client::RegistryConfig> {
+        if let Some(c) = self.registries.get() {
+            return Ok(c);
+        }
+        let c = oci_rs_registry_client::RegistryConfig::load_default()?;
+        if !self.quiet {
+            for w in &c.ignored {
+                eprintln!("WARNING: {w}");
+            }
+        }
+        Ok(self.registries.get_or_init(|| c))
+    }
+
+    /// A short name (`nginx`) as the registry configuration resolves it (`[aliases]`,
+    /// `unqualified-search-registries`; Docker Hub otherwise); other names as given.
+    pub fn qualify(&self, name: &str) -> Result<String> {
+        Ok(self.registries()?.resolve_short_name(name))
     }
 
     /// Copy options for `--platform` (`all`, or one), drawing progress bars unless quiet.
@@ -135,7 +160,8 @@ impl Images {
         unpack: bool,
     ) -> Result<PullReport> {
         let opts = self.copy_options(platform)?;
-        Ok(self.store.pull(self, reference, &opts, unpack).await?)
+        let reference = self.qualify(reference)?;
+        Ok(self.store.pull(self, &reference, &opts, unpack).await?)
     }
 
     /// `push REF`.
@@ -153,10 +179,16 @@ impl Images {
         let platform = platform.map(str::parse::<PlatformSpec>).transpose()?;
         let opts = self.copy_options(None)?;
         let quiet = self.quiet;
+        // An image of the store by its name or id first; a short name otherwise as the
+        // registry configuration resolves it.
+        let image = match self.store.find_opt(image).await? {
+            Some(_) => image.to_owned(),
+            None => self.qualify(image)?,
+        };
         Ok(self
             .store
             .image_for_run(
-                image,
+                &image,
                 platform.as_ref(),
                 Some((self as &dyn oci_rs_image::Remote, &opts)),
                 |r| {

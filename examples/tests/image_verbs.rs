@@ -420,3 +420,71 @@ fn verbs_that_reach_no_registry_ignore_a_broken_docker_config() {
         "{err}"
     );
 }
+
+/// The machine's registry configuration (podman's `registries.conf`, named here by
+/// `CONTAINERS_REGISTRIES_CONF` as podman reads it) reaches the verbs: a short name pulls
+/// from the mirror configured for Docker Hub (a real registry; Docker Hub itself is not
+/// reachable from CI), an alias names another image, and a blocked registry is refused.
+#[test]
+fn registries_conf_mirrors_aliases_and_blocked_registries_reach_pull_and_run() {
+    if !common::have_registry() {
+        return;
+    }
+    let mirror = common::Registry::start();
+    let blocked = common::Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let seed = store_with(dir.path(), 1);
+    let on_mirror = format!("{}/library/busybox:latest", mirror.addr);
+    seed.ok(&["tag", "img:0", &on_mirror]);
+    seed.ok(&["push", &on_mirror]);
+    let other = format!("{}/corp/tool:2", mirror.addr);
+    seed.ok(&["tag", "img:0", &other]);
+    seed.ok(&["push", &other]);
+    let conf = dir.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nlocation = \"docker.io\"\n[[registry.mirror]]\nlocation = \"{}\"\n\
+             insecure = true\n\n[[registry]]\nlocation = \"{}\"\nblocked = true\n\n\
+             [aliases]\n\"tool\" = \"{}/corp/tool\"\n",
+            mirror.addr, blocked.addr, mirror.addr
+        ),
+    )
+    .unwrap();
+    let cli = common::Cli {
+        oci: OCI,
+        data: dir.path().join("fresh"),
+    };
+    let run = |args: &[&str]| {
+        cli.cmd(args)
+            .env("CONTAINERS_REGISTRIES_CONF", &conf)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["pull", "busybox"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        id_of(&cli, "docker.io/library/busybox:latest"),
+        id_of(&seed, "img:0"),
+        "docker.io/library/busybox came from the mirror"
+    );
+    let out = run(&["pull", "tool:2"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(id_of(&cli, &other), id_of(&seed, "img:0"), "the alias");
+    let out = run(&["pull", &format!("{}/any/thing:1", blocked.addr)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is blocked by the registry configuration"),
+        "{err}"
+    );
+    // A configuration that does not read is an error naming the file.
+    std::fs::write(&conf, "[[registry]\n").unwrap();
+    let out = run(&["pull", "busybox"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("registries.conf"),
+        "{err}"
+    );
+}

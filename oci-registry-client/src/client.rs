@@ -23,6 +23,7 @@ use tokio::sync::Semaphore;
 pub struct ClientBuilder {
     insecure: HashSet<String>,
     https: HashSet<String>,
+    blocked: HashSet<String>,
     credentials: Arc<dyn CredentialProvider>,
     mirrors: HashMap<String, Vec<String>>,
     retry: RetryPolicy,
@@ -46,6 +47,7 @@ impl Default for ClientBuilder {
         Self {
             insecure: HashSet::new(),
             https: HashSet::new(),
+            blocked: HashSet::new(),
             credentials: Arc::new(AnonymousProvider),
             mirrors: HashMap::new(),
             retry: RetryPolicy::default(),
@@ -82,6 +84,13 @@ impl ClientBuilder {
     /// 127.0.0.0/8, `[::1]`) use it too unless marked with [`https_registry`](Self::https_registry).
     pub fn insecure_registry(mut self, registry: &str) -> Self {
         self.insecure.insert(normalize_registry(registry));
+        self
+    }
+
+    /// Never contacts this registry (or uses it as a mirror): requests fail with
+    /// [`Error::Blocked`](crate::Error::Blocked).
+    pub fn blocked_registry(mut self, registry: &str) -> Self {
+        self.blocked.insert(normalize_registry(registry));
         self
     }
 
@@ -257,6 +266,7 @@ impl ClientBuilder {
                 http,
                 insecure: self.insecure,
                 https: self.https,
+                blocked: self.blocked,
                 credentials: self.credentials,
                 mirrors: self.mirrors,
                 retry: self.retry,
@@ -323,6 +333,7 @@ pub(crate) struct Inner {
     pub(crate) http: reqwest::Client,
     insecure: HashSet<String>,
     https: HashSet<String>,
+    blocked: HashSet<String>,
     credentials: Arc<dyn CredentialProvider>,
     mirrors: HashMap<String, Vec<String>>,
     pub(crate) retry: RetryPolicy,
@@ -458,6 +469,9 @@ impl Client {
     pub(crate) fn endpoint(&self, registry: &str) -> Result<Endpoint> {
         validate_registry(registry)?;
         let registry = normalize_registry(registry);
+        if self.inner.blocked.contains(&registry) {
+            return Err(Error::Blocked { registry });
+        }
         let host = if registry == DOCKER_HUB {
             DOCKER_HUB_HOST
         } else {
@@ -474,14 +488,20 @@ impl Client {
     }
 
     /// The endpoints to read from: the mirrors in order, then the registry.
+    /// A blocked registry gives none (its mirrors neither); a blocked mirror is skipped.
     pub(crate) fn read_endpoints(&self, registry: &str) -> Result<Vec<Endpoint>> {
+        let last = self.endpoint(registry)?;
         let mut out = Vec::new();
         if let Some(mirrors) = self.inner.mirrors.get(&normalize_registry(registry)) {
             for m in mirrors {
-                out.push(self.endpoint(m)?);
+                match self.endpoint(m) {
+                    Ok(e) => out.push(e),
+                    Err(Error::Blocked { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
-        out.push(self.endpoint(registry)?);
+        out.push(last);
         Ok(out)
     }
 
@@ -785,6 +805,31 @@ mod tests {
             format!("{:?}", aws.cipher_suites)
         );
         assert_eq!(format!("{:?}", p.kx_groups), format!("{:?}", aws.kx_groups));
+    }
+
+    #[test]
+    fn blocked_registries_are_never_contacted() {
+        let c = Client::builder()
+            .mirror("docker.io", "blocked.mirror")
+            .mirror("docker.io", "good.mirror")
+            .blocked_registry("blocked.mirror")
+            .blocked_registry("old.corp")
+            .build()
+            .unwrap();
+        assert!(matches!(
+            c.read_endpoints("old.corp"),
+            Err(Error::Blocked { registry }) if registry == "old.corp"
+        ));
+        let hosts: Vec<String> = c
+            .read_endpoints("docker.io")
+            .unwrap()
+            .iter()
+            .map(|e| e.base.to_string())
+            .collect();
+        assert_eq!(
+            hosts,
+            ["https://good.mirror/", "https://registry-1.docker.io/"]
+        );
     }
 
     #[test]

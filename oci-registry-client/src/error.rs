@@ -155,6 +155,20 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A registry configuration file (`registries.conf`, `daemon.json`) does not read.
+    #[error("registry configuration {origin}: {reason}")]
+    Config {
+        /// The file.
+        origin: String,
+        /// What is wrong in it.
+        reason: String,
+    },
+    /// The configuration blocks this registry.
+    #[error("registry {registry} is blocked by the registry configuration")]
+    Blocked {
+        /// The registry.
+        registry: String,
+    },
     /// An image-level error: digest or size mismatch, invalid manifest, stream error.
     #[error(transparent)]
     Image(#[from] oci_rs_image::Error),
@@ -201,9 +215,11 @@ impl Error {
                 status: 401 | 403, ..
             } => ErrorKind::Unauthorized,
             Error::Registry { .. } => ErrorKind::Rejected,
-            Error::InvalidName { .. } | Error::Credentials { .. } | Error::Io { .. } => {
-                ErrorKind::InvalidInput
-            }
+            Error::InvalidName { .. }
+            | Error::Credentials { .. }
+            | Error::Io { .. }
+            | Error::Config { .. }
+            | Error::Blocked { .. } => ErrorKind::InvalidInput,
             _ => ErrorKind::Protocol,
         }
     }

@@ -82,6 +82,7 @@ mod auth;
 mod body;
 mod challenge;
 mod client;
+mod config;
 mod credentials;
 mod error;
 mod listing;
@@ -95,6 +96,7 @@ mod transfer;
 pub use auth::MAX_TOKEN_ANSWER;
 pub use challenge::{parse as parse_challenges, AuthChallenge, Challenge, MAX_HEADER_LEN};
 pub use client::{Client, ClientBuilder};
+pub use config::{RegistryConfig, RegistrySettings};
 pub use credentials::{
     docker_config_dir, normalize_key, remove_login, save_login, AnonymousProvider, Credential,
     CredentialProvider, DockerConfig, StaticCredentials, StoredIn, DOCKER_HUB_CONFIG_KEY,

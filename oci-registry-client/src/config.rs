@@ -1,0 +1,425 @@
+//! Where a machine's registries are configured: podman's `registries.conf` (TOML, version 2
+//! and the older version 1, with its `registries.conf.d` drop-ins) and docker's
+//! `daemon.json` (`registry-mirrors`, `insecure-registries`). [`RegistryConfig`] reads them,
+//! and configures a [`ClientBuilder`] from them: mirrors tried before the registry, plain
+//! HTTP where a registry is insecure, and blocked registries refused. It also resolves short
+//! names (`nginx`) through `[aliases]` and `unqualified-search-registries`.
+//!
+//! What this client cannot do is reported in [`RegistryConfig::ignored`], not dropped in
+//! silence: a `prefix` that is not a whole registry (`docker.io/library`, `*.example.com`),
+//! a `location` that moves a registry elsewhere, a mirror with a path, an insecure network
+//! given as a CIDR range.
+
+use crate::client::ClientBuilder;
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The largest configuration file read.
+const MAX_CONFIG: u64 = 1 << 20;
+
+/// One registry's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistrySettings {
+    /// Mirrors read from before the registry, in order; `true` for a plain-HTTP one.
+    pub mirrors: Vec<(String, bool)>,
+    /// Plain HTTP.
+    pub insecure: bool,
+    /// Never contacted.
+    pub blocked: bool,
+}
+
+/// Registry configuration from podman's and docker's files (see the module).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryConfig {
+    /// Settings by registry host (`docker.io`, `registry.example:5000`).
+    pub registries: BTreeMap<String, RegistrySettings>,
+    /// `unqualified-search-registries`: where a short name is looked for, in order.
+    pub search: Vec<String>,
+    /// `[aliases]`: short names and the references they stand for.
+    pub aliases: BTreeMap<String, String>,
+    /// What was read but cannot be applied by this client, each saying why.
+    pub ignored: Vec<String>,
+}
+
+impl RegistryConfig {
+    /// Reads `registries.conf` text (version 2 or 1); `origin` names it in messages.
+    pub fn from_registries_conf(text: &str, origin: &str) -> Result<Self> {
+        let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| Error::Config {
+            origin: origin.to_owned(),
+            reason: e.message().to_owned(),
+        })?;
+        let mut c = Self::default();
+        let bad = |what: &str| Error::Config {
+            origin: origin.to_owned(),
+            reason: what.to_owned(),
+        };
+        let strings = |v: &toml::Value, what: &str| -> Result<Vec<String>> {
+            v.as_array()
+                .ok_or_else(|| bad(&format!("{what} is not a list")))?
+                .iter()
+                .map(|s| {
+                    s.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| bad(&format!("{what} holds a value that is not a string")))
+                })
+                .collect()
+        };
+        if let Some(v) = doc.get("unqualified-search-registries") {
+            c.search = strings(v, "unqualified-search-registries")?;
+        }
+        if let Some(a) = doc.get("aliases") {
+            let a = a.as_table().ok_or_else(|| bad("aliases is not a table"))?;
+            for (k, v) in a {
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| bad(&format!("the alias {k} is not a string")))?;
+                c.aliases.insert(k.clone(), v.to_owned());
+            }
+        }
+        if let Some(list) = doc.get("registry") {
+            let list = list
+                .as_array()
+                .ok_or_else(|| bad("registry is not a list of tables"))?;
+            for r in list {
+                let r = r
+                    .as_table()
+                    .ok_or_else(|| bad("a registry is not a table"))?;
+                let text = |k: &str| r.get(k).and_then(toml::Value::as_str);
+                let flag = |k: &str| r.get(k).and_then(toml::Value::as_bool).unwrap_or(false);
+                let location = text("location").unwrap_or_default();
+                let prefix = text("prefix").unwrap_or(location);
+                if !is_host(prefix) {
+                    c.ignored.push(format!(
+                        "{origin}: prefix {prefix:?}: only whole registries are configured here"
+                    ));
+                    continue;
+                }
+                if !location.is_empty() && location != prefix {
+                    c.ignored.push(format!(
+                        "{origin}: {prefix} at location {location:?}: a registry is not moved"
+                    ));
+                }
+                let s = c.registries.entry(prefix.to_owned()).or_default();
+                s.insecure |= flag("insecure");
+                s.blocked |= flag("blocked");
+                for m in r
+                    .get("mirror")
+                    .and_then(toml::Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let Some(loc) = m.get("location").and_then(toml::Value::as_str) else {
+                        continue;
+                    };
+                    if !is_host(loc) {
+                        c.ignored.push(format!(
+                            "{origin}: mirror {loc:?} of {prefix}: a mirror with a path is not taken"
+                        ));
+                        continue;
+                    }
+                    let insecure = m
+                        .get("insecure")
+                        .and_then(toml::Value::as_bool)
+                        .unwrap_or(false);
+                    s.mirrors.push((loc.to_owned(), insecure));
+                }
+            }
+        }
+        // Version 1: [registries.search], [registries.insecure], [registries.block].
+        if let Some(v1) = doc.get("registries").and_then(toml::Value::as_table) {
+            for (section, field) in [("search", 0), ("insecure", 1), ("block", 2)] {
+                let Some(list) = v1
+                    .get(section)
+                    .and_then(|t| t.get("registries"))
+                    .map(|v| strings(v, section))
+                    .transpose()?
+                else {
+                    continue;
+                };
+                for r in list {
+                    match field {
+                        0 => c.search.push(r),
+                        1 => c.registries.entry(r).or_default().insecure = true,
+                        _ => c.registries.entry(r).or_default().blocked = true,
+                    }
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    /// Reads docker's `daemon.json`: `registry-mirrors` (mirrors of Docker Hub) and
+    /// `insecure-registries`.
+    pub fn from_daemon_json(text: &str, origin: &str) -> Result<Self> {
+        let doc: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::Config {
+            origin: origin.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let mut c = Self::default();
+        let list = |k: &str| -> Vec<String> {
+            doc.get(k)
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        };
+        for m in list("registry-mirrors") {
+            // docker writes them as URLs: `https://mirror.gcr.io`.
+            let (insecure, host) = match m.split_once("://") {
+                Some(("http", h)) => (true, h),
+                Some((_, h)) => (false, h),
+                None => (false, m.as_str()),
+            };
+            let host = host.trim_end_matches('/');
+            if is_host(host) {
+                c.registries
+                    .entry("docker.io".to_owned())
+                    .or_default()
+                    .mirrors
+                    .push((host.to_owned(), insecure));
+            } else {
+                c.ignored.push(format!(
+                    "{origin}: mirror {m:?}: a mirror with a path is not taken"
+                ));
+            }
+        }
+        for r in list("insecure-registries") {
+            if r.contains('/') {
+                c.ignored.push(format!(
+                    "{origin}: insecure {r:?}: a network range is not taken, name the registry"
+                ));
+            } else {
+                c.registries.entry(r).or_default().insecure = true;
+            }
+        }
+        Ok(c)
+    }
+
+    /// Adds `other`'s settings to these (later files add mirrors and override aliases, as
+    /// podman's drop-ins do; a search list given again replaces the earlier one).
+    pub fn merge(&mut self, other: Self) {
+        for (r, s) in other.registries {
+            let mine = self.registries.entry(r).or_default();
+            mine.insecure |= s.insecure;
+            mine.blocked |= s.blocked;
+            for m in s.mirrors {
+                if !mine.mirrors.contains(&m) {
+                    mine.mirrors.push(m);
+                }
+            }
+        }
+        if !other.search.is_empty() {
+            self.search = other.search;
+        }
+        self.aliases.extend(other.aliases);
+        self.ignored.extend(other.ignored);
+    }
+
+    /// The machine's configuration, from the files podman and docker read, those present:
+    /// `/etc/containers/registries.conf` and its `registries.conf.d/*.conf` (in name
+    /// order), the user's `$XDG_CONFIG_HOME/containers/registries.conf` (which replaces
+    /// the system's, as podman's does), and `/etc/docker/daemon.json`. `CONTAINERS_REGISTRIES_CONF`
+    /// names another `registries.conf`, as podman reads it.
+    pub fn load_default() -> Result<Self> {
+        let user = std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config")))
+            .map(|d| d.join("containers/registries.conf"));
+        let main = match std::env::var_os("CONTAINERS_REGISTRIES_CONF") {
+            Some(p) => PathBuf::from(p),
+            None => match user.filter(|u| u.is_file()) {
+                Some(u) => u,
+                None => PathBuf::from("/etc/containers/registries.conf"),
+            },
+        };
+        let mut c = Self::default();
+        if let Some(text) = read_optional(&main)? {
+            c.merge(Self::from_registries_conf(
+                &text,
+                &main.display().to_string(),
+            )?);
+        }
+        let dropins = main.with_file_name("registries.conf.d");
+        if let Ok(rd) = std::fs::read_dir(&dropins) {
+            let mut files: Vec<PathBuf> = rd
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+                .collect();
+            files.sort();
+            for f in files {
+                if let Some(text) = read_optional(&f)? {
+                    c.merge(Self::from_registries_conf(&text, &f.display().to_string())?);
+                }
+            }
+        }
+        let daemon = Path::new("/etc/docker/daemon.json");
+        if let Some(text) = read_optional(daemon)? {
+            c.merge(Self::from_daemon_json(
+                &text,
+                &daemon.display().to_string(),
+            )?);
+        }
+        Ok(c)
+    }
+
+    /// The reference a name given without a registry stands for: its alias when one says,
+    /// else the name in the first search registry (Docker Hub when none is set, as
+    /// docker). A name with a registry, or a digest reference, is returned as given.
+    pub fn resolve_short_name(&self, name: &str) -> String {
+        let (repo, _) = split_tag(name);
+        let first = repo.split('/').next().unwrap_or_default();
+        let qualified = repo.contains('/')
+            && (first.contains('.') || first.contains(':') || first == "localhost");
+        if qualified {
+            return name.to_owned();
+        }
+        if let Some(a) = self.aliases.get(repo) {
+            let rest = &name[repo.len()..];
+            return format!("{a}{rest}");
+        }
+        match self.search.first().map(String::as_str) {
+            None | Some("docker.io") => name.to_owned(),
+            Some(r) => format!("{r}/{name}"),
+        }
+    }
+
+    /// `builder` configured with these settings: each mirror (plain HTTP when insecure),
+    /// insecure and blocked registries.
+    pub fn apply(&self, mut builder: ClientBuilder) -> ClientBuilder {
+        for (r, s) in &self.registries {
+            for (m, insecure) in &s.mirrors {
+                builder = builder.mirror(r, m);
+                if *insecure {
+                    builder = builder.insecure_registry(m);
+                }
+            }
+            if s.insecure {
+                builder = builder.insecure_registry(r);
+            }
+            if s.blocked {
+                builder = builder.blocked_registry(r);
+            }
+        }
+        builder
+    }
+}
+
+/// `name:tag`/`name@digest` split at the tag or digest (a `:` after the last `/`).
+fn split_tag(name: &str) -> (&str, &str) {
+    if let Some(at) = name.find('@') {
+        return name.split_at(at);
+    }
+    let slash = name.rfind('/').map_or(0, |i| i + 1);
+    match name[slash..].rfind(':') {
+        Some(c) => name.split_at(slash + c),
+        None => (name, ""),
+    }
+}
+
+/// A registry host (`docker.io`, `reg.example:5000`, `[::1]:5000`): no path, no wildcard.
+fn is_host(s: &str) -> bool {
+    !s.is_empty() && !s.contains('/') && !s.contains('*') && !s.contains(char::is_whitespace)
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>> {
+    let io = |e: std::io::Error| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+        Ok(m) if m.len() > MAX_CONFIG => {
+            return Err(Error::Config {
+                origin: path.display().to_string(),
+                reason: format!("over {MAX_CONFIG} bytes"),
+            })
+        }
+        Ok(_) => {}
+    }
+    std::fs::read_to_string(path).map(Some).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn registries_conf_version_2_and_1_read_as_podman_reads_them() {
+        let text = r#"
+unqualified-search-registries = ["registry.corp", "docker.io"]
+
+[[registry]]
+prefix = "docker.io"
+location = "docker.io"
+[[registry.mirror]]
+location = "mirror.corp:5000"
+insecure = true
+[[registry.mirror]]
+location = "mirror.corp/dockerhub"
+
+[[registry]]
+location = "old.corp"
+blocked = true
+
+[[registry]]
+prefix = "*.example.com"
+location = "example.com"
+
+[aliases]
+"nginx" = "quay.io/corp/nginx"
+"#;
+        let c = RegistryConfig::from_registries_conf(text, "r.conf").unwrap();
+        let hub = &c.registries["docker.io"];
+        assert_eq!(hub.mirrors, [("mirror.corp:5000".to_owned(), true)]);
+        assert!(c.registries["old.corp"].blocked);
+        assert_eq!(c.ignored.len(), 2, "{:?}", c.ignored);
+        assert_eq!(
+            c.resolve_short_name("nginx:1.25"),
+            "quay.io/corp/nginx:1.25"
+        );
+        assert_eq!(c.resolve_short_name("busybox"), "registry.corp/busybox");
+        assert_eq!(c.resolve_short_name("quay.io/a/b:1"), "quay.io/a/b:1");
+        assert_eq!(c.resolve_short_name("localhost/a"), "localhost/a");
+        let v1 = "[registries.search]\nregistries = ['docker.io']\n\
+                  [registries.insecure]\nregistries = ['reg:5000']\n\
+                  [registries.block]\nregistries = ['bad.io']\n";
+        let c = RegistryConfig::from_registries_conf(v1, "v1.conf").unwrap();
+        assert!(c.registries["reg:5000"].insecure && c.registries["bad.io"].blocked);
+        assert_eq!(c.resolve_short_name("busybox"), "busybox");
+        for bad in [
+            "registry = 3",
+            "unqualified-search-registries = [1]",
+            "[[[x",
+        ] {
+            let e = RegistryConfig::from_registries_conf(bad, "bad.conf").unwrap_err();
+            assert!(e.to_string().contains("bad.conf"), "{e}");
+        }
+    }
+
+    #[test]
+    fn daemon_json_gives_docker_hub_mirrors_and_insecure_registries() {
+        let c = RegistryConfig::from_daemon_json(
+            r#"{"registry-mirrors": ["https://mirror.gcr.io/", "http://127.0.0.1:5000", "https://m/path"],
+                "insecure-registries": ["reg:5000", "10.0.0.0/8"]}"#,
+            "daemon.json",
+        )
+        .unwrap();
+        assert_eq!(
+            c.registries["docker.io"].mirrors,
+            [
+                ("mirror.gcr.io".to_owned(), false),
+                ("127.0.0.1:5000".to_owned(), true)
+            ]
+        );
+        assert!(c.registries["reg:5000"].insecure);
+        assert_eq!(c.ignored.len(), 2);
+        let mut a = c.clone();
+        a.merge(c);
+        assert_eq!(a.registries["docker.io"].mirrors.len(), 2, "merged once");
+    }
+}
