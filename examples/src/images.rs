@@ -185,7 +185,7 @@ impl Images {
             Some(_) => image.to_owned(),
             None => self.qualify(image)?,
         };
-        Ok(self
+        let run = self
             .store
             .image_for_run(
                 &image,
@@ -197,7 +197,18 @@ impl Images {
                     }
                 },
             )
-            .await?)
+            .await?;
+        // docker's warning for an image of another platform, run without --platform.
+        let host = PlatformSpec::host();
+        let arch = run.config.architecture().to_string();
+        if platform.is_none() && !quiet && arch != host.architecture {
+            eprintln!(
+                "WARNING: The requested image's platform ({}/{arch}) does not match the detected \
+                 host platform ({host}) and no specific platform was requested",
+                run.config.os()
+            );
+        }
+        Ok(run)
     }
 
     /// `manifest inspect REF`: from the registry.

@@ -508,3 +508,46 @@ fn refused_run_flags_are_one_line_with_exit_125() {
     assert_eq!(s.snapshots(), 0, "refused runs leave nothing");
     assert!(s.ok(&["ps", "-a", "-q"]).trim().is_empty());
 }
+
+/// `run` of an image of another platform without `--platform` warns as docker does (the
+/// image here is the host's busybox imported as arm64: the host runs it either way), and
+/// says nothing with `--platform` given or for the host's own image.
+#[test]
+fn run_warns_of_an_image_for_another_platform() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    let dir = tempfile::tempdir().unwrap();
+    let tar = common::busybox_rootfs_tar(dir.path(), TOOLS);
+    let other = if oci_rs_image::PlatformSpec::host().architecture == "arm64" {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    };
+    s.ok(&[
+        "import",
+        "--platform",
+        other,
+        tar.to_str().unwrap(),
+        "other:1",
+    ]);
+    let run = |args: &[&str]| {
+        let out = Command::new(OCI)
+            .arg("--data-dir")
+            .arg(s.data())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let err = run(&["run", "--rm", "other:1", "true"]);
+    assert!(
+        err.contains(&format!("WARNING: The requested image's platform ({other}) does not match the detected host platform")),
+        "{err}"
+    );
+    assert!(!run(&["run", "--rm", "--platform", other, "other:1", "true"]).contains("WARNING"));
+    assert!(!run(&["run", "--rm", "bb:1", "true"]).contains("WARNING"));
+}
