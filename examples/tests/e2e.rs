@@ -146,7 +146,13 @@ fn push_pull_run_commit_save_load_export_import() {
     );
     assert!(env.ok("b", &["ps", "-a"]).contains("changer"));
     let committed = format!("{}/e2e/busybox:2", reg.addr);
-    env.ok("b", &["commit", "changer", &committed]);
+    // commit prints the image id, as docker: what inspect and run take.
+    let id = env.ok("b", &["commit", "changer", &committed]);
+    let id = id.trim();
+    assert_eq!(
+        env.ok("b", &["inspect", "--format", "{{.Id}}", id]).trim(),
+        id
+    );
     env.ok("b", &["push", &committed]);
     env.ok("b", &["rm", "changer"]);
     let out = env.ok(

@@ -38,6 +38,22 @@ fn store_with(dir: &Path, n: usize) -> common::Cli {
     cli
 }
 
+/// `import` prints the image id, as docker does: the id `inspect` shows and finds.
+#[test]
+fn import_prints_the_image_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = store_with(dir.path(), 0);
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("f"), "f\n").unwrap();
+    let tar = dir.path().join("root.tar");
+    common::tar_dir(&root, &tar);
+    let printed = cli.ok(&["import", tar.to_str().unwrap(), "imp:1"]);
+    let printed = printed.trim();
+    assert_eq!(cli.field("imp:1", "{{.Id}}"), printed);
+    assert_eq!(cli.field(printed, "{{.Id}}"), printed);
+}
+
 fn id_of(cli: &common::Cli, name: &str) -> String {
     cli.field(name, "{{.Id}}")
         .trim_start_matches("sha256:")

@@ -1256,8 +1256,9 @@ impl ImageStore {
     }
 
     /// Docker's image id for what a manifest descriptor names: the config digest of an
-    /// image, the digest of an index.
-    async fn image_id(&self, desc: &Descriptor) -> Result<String> {
+    /// image, the digest of an index (what `commit` and `import` print, and `inspect` and
+    /// `run` find an image by).
+    pub async fn image_id(&self, desc: &Descriptor) -> Result<String> {
         let m = self.manifest(desc.digest()).await?;
         Ok(match m.as_image() {
             Some(img) => img.config().digest().to_string(),

@@ -482,7 +482,8 @@ pub(crate) async fn image_verb(
             let d = Containers::open(dir)?
                 .commit(images, &container, &image, &how, pause)
                 .await?;
-            writeln!(out, "{}", d.digest())?;
+            // docker prints the image id (the config's digest), which inspect and run take.
+            writeln!(out, "{}", images.image_id(&d).await?)?;
         }
         Verb::Export { output, container } => {
             drop(out);
@@ -532,7 +533,7 @@ pub(crate) async fn image_verb(
             let d = images
                 .import(&file, &image, &change, platform.as_deref())
                 .await?;
-            writeln!(out, "{}", d.digest())?;
+            writeln!(out, "{}", images.image_id(&d).await?)?;
         }
         _ => anyhow::bail!("not an image verb"),
     }
