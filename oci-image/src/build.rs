@@ -152,9 +152,23 @@ impl ImageBuilder {
             *list = json!([]);
         }
         if let Value::Array(items) = list {
+            // Replaced where it stands (docker's and BuildKit's order), else appended.
             let prefix = format!("{key}=");
-            items.retain(|v| !v.as_str().is_some_and(|s| s.starts_with(&prefix)));
-            items.push(Value::String(format!("{key}={value}")));
+            let entry = Value::String(format!("{key}={value}"));
+            let mut at = items
+                .iter()
+                .position(|v| v.as_str().is_some_and(|s| s.starts_with(&prefix)));
+            match at.take() {
+                Some(i) => {
+                    items[i] = entry;
+                    let mut k = 0;
+                    items.retain(|v| {
+                        k += 1;
+                        k - 1 <= i || !v.as_str().is_some_and(|s| s.starts_with(&prefix))
+                    });
+                }
+                None => items.push(entry),
+            }
         }
         self
     }
@@ -602,6 +616,29 @@ mod tests {
     use crate::store::BlobStoreExt;
     use crate::MemoryStore;
     use std::io::Read;
+
+    /// A variable set again keeps its place in Env (docker's and BuildKit's order), a new one
+    /// goes last, and a duplicate left by an older image goes.
+    #[test]
+    fn env_replaces_a_variable_where_it_stands() {
+        let b = ImageBuilder::new("linux", "amd64")
+            .env("PATH", "/bin")
+            .env("A", "1")
+            .env("PATH", "/bin:/opt/bin")
+            .env("B", "2");
+        assert_eq!(
+            b.config_json()["config"]["Env"],
+            json!(["PATH=/bin:/opt/bin", "A=1", "B=2"])
+        );
+        let mut b = b;
+        b.exec()
+            .insert("Env".into(), json!(["A=1", "X=1", "A=2", "Y=1"]));
+        let b = b.env("A", "3");
+        assert_eq!(
+            b.config_json()["config"]["Env"],
+            json!(["A=3", "X=1", "Y=1"])
+        );
+    }
 
     /// Several gzip members for several blocks: the stream decodes to the input, the DiffID
     /// is the input's digest, and the same input gives the same bytes (reproducible).

@@ -809,38 +809,66 @@ impl Plan {
         }
     }
 
-    /// Puts a directory entry for `dest` (absolute) first when entries go under it (or a
-    /// directory's contents were copied, even none) and it does not exist yet: the
-    /// directory a `COPY` creates belongs to its `--chown` owner, as BuildKit and buildah
-    /// make it.
-    pub fn create_dest_dir(&mut self, dest: &str, uid: u64, gid: u64, mtime: u64) {
-        let base = clean_components(dest).join("/");
-        if base.is_empty() {
-            return;
+    /// Puts a directory entry first for each directory the copy needs and the root does not
+    /// have (`exists` says, through links): the ancestors of every entry, and `dest`
+    /// (absolute) itself when entries go under it (or a directory's contents were copied,
+    /// even none). They belong to the `--chown` owner and have the `--chmod` mode (0755
+    /// without one), shallowest first, as BuildKit makes them.
+    pub fn create_missing_dirs(
+        &mut self,
+        dest: Option<&str>,
+        exists: impl Fn(&str) -> bool,
+        (uid, gid): (u64, u64),
+        mode: Option<u32>,
+        mtime: u64,
+    ) {
+        let have: std::collections::HashSet<Vec<u8>> =
+            self.entries.iter().map(|e| e.header.path.clone()).collect();
+        let mut wanted: std::collections::BTreeSet<(usize, Vec<u8>)> = Default::default();
+        let add = |path: &[u8], wanted: &mut std::collections::BTreeSet<_>| {
+            let mut at = 0;
+            let mut depth = 0;
+            while let Some(k) = path[at..].iter().position(|&b| b == b'/') {
+                depth += 1;
+                let prefix = &path[..at + k];
+                if !prefix.is_empty() && !have.contains(prefix) {
+                    wanted.insert((depth, prefix.to_vec()));
+                }
+                at += k + 1;
+            }
+        };
+        for e in &self.entries {
+            add(&e.header.path, &mut wanted);
         }
-        let mut prefix = base.clone().into_bytes();
-        prefix.push(b'/');
-        if !self.dir_source
-            && !self
+        if let Some(dest) = dest {
+            let base = clean_components(dest).join("/");
+            let mut prefix = base.clone().into_bytes();
+            prefix.push(b'/');
+            let under = self
                 .entries
                 .iter()
-                .any(|e| e.header.path.starts_with(&prefix))
-        {
-            return;
+                .any(|e| e.header.path.starts_with(&prefix));
+            if !base.is_empty() && (self.dir_source || under) && !have.contains(base.as_bytes()) {
+                add(&prefix, &mut wanted);
+            }
         }
-        let mut h = EntryHeader::new(base.into_bytes(), EntryType::Directory);
-        h.mode = 0o755;
-        h.uid = uid;
-        h.gid = gid;
-        h.mtime = mtime;
-        self.entries.insert(
-            0,
-            Entry {
+        let mut made = Vec::new();
+        for (_, dir) in wanted {
+            if exists(&String::from_utf8_lossy(&dir)) {
+                continue;
+            }
+            let mut h = EntryHeader::new(dir, EntryType::Directory);
+            h.mode = mode.unwrap_or(0o755);
+            h.uid = uid;
+            h.gid = gid;
+            h.mtime = mtime;
+            made.push(Entry {
                 header: h,
                 source: None,
                 name: None,
-            },
-        );
+            });
+        }
+        self.entries.splice(0..0, made);
     }
 
     /// The owner of the first entry (what `--chown` set).
@@ -1278,6 +1306,45 @@ mod tests {
                 "out/dir1/file-102.txt",
                 "out/dir1/file-103.jpeg",
                 "out/home.txt"
+            ]
+        );
+    }
+}
+
+#[cfg(test)]
+mod missing_dirs_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The directories a copy needs and the root lacks come first, shallowest first, with
+    /// the owner and mode given; those the root has (or the plan itself makes) do not.
+    #[test]
+    fn missing_parents_take_the_copys_owner_and_mode() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("f"), "f").unwrap();
+        let t = Tree::context(d.path(), Ignore::default()).unwrap();
+        let mut p = t
+            .plan(&["f".into()], "/p/q/f", false, &Owner::default())
+            .unwrap();
+        let have = ["etc"];
+        p.create_missing_dirs(None, |x| have.contains(&x), (3, 4), Some(0o700), 0);
+        let got: Vec<(String, u32, u64)> = p
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    String::from_utf8(e.header.path.clone()).unwrap(),
+                    e.header.mode,
+                    e.header.uid,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("p".to_owned(), 0o700, 3),
+                ("p/q".to_owned(), 0o700, 3),
+                ("p/q/f".to_owned(), 0o644, 0)
             ]
         );
     }

@@ -197,6 +197,9 @@ impl DockerfileBuild<'_> {
             .scratch(&stack, &format!("RUN at line {}", i.line))
             .await?;
         self.make_workdir(&s, &scratch.mount.rootfs)?;
+        // A root without /etc gets one from the runtime for the files it binds there: made
+        // for the step only, it is removed with them after (BuildKit leaves none either).
+        let etc_made = std::fs::symlink_metadata(scratch.mount.rootfs.join("etc")).is_err();
         let etc = scratch
             .mount
             .rootfs
@@ -345,6 +348,14 @@ impl DockerfileBuild<'_> {
             });
         }
         super::mounts::remove_stubs(&scratch.mount.rootfs, &prepared.stubs);
+        if etc_made {
+            let stubs: Vec<PathBuf> = MOUNT_POINTS
+                .iter()
+                .map(PathBuf::from)
+                .chain([PathBuf::from("etc")])
+                .collect();
+            super::mounts::remove_stubs(&scratch.mount.rootfs, &stubs);
+        }
         drop((prepared, bind_keep, bind_temps));
         let s = self.commit_step(s, scratch, &stack, &hist, key).await?;
         self.ran += 1;
@@ -762,22 +773,28 @@ impl DockerfileBuild<'_> {
         let rootfs = scratch.mount.rootfs.clone();
         let root = oci_rs_layer::Root::open(&rootfs)?;
         let dest_rel: PathBuf = super::ignore::clean_components(&dest).iter().collect();
+        // What `rel` is in the root, if anything: looked at, never made (Root::parent_of
+        // makes missing parents).
+        let kind = |rel: &Path| -> Option<rustix::fs::FileType> {
+            let name = rel.file_name()?;
+            let dir = root.open_dir(rel.parent().unwrap_or(Path::new(""))).ok()?;
+            oci_rs_layer::kind_at(&dir, name).ok().flatten()
+        };
+        let is_link = |rel: &Path| kind(rel) == Some(rustix::fs::FileType::Symlink);
         // A destination under a link (dangling, or to a directory not made yet): its parent
-        // made through the link, inside the root, as BuildKit makes it.
+        // made through the link, inside the root, as BuildKit makes it. Without a link on
+        // the way, the copy makes the missing parents itself (with its owner and mode).
         if let Some(parent) = dest_rel.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if root.open_dir(parent).is_err() {
+            let through_link = parent
+                .ancestors()
+                .any(|a| !a.as_os_str().is_empty() && is_link(a));
+            if through_link && root.open_dir(parent).is_err() {
                 root.mkdir_all_through_links(parent)
                     .map_err(|e| self.wrap(i, e))?;
             }
         }
         // A destination directory that is itself a dangling link: its target made.
-        let dest_is_link = !dest_rel.as_os_str().is_empty()
-            && root.parent_of(&dest_rel).is_ok_and(|(dir, name)| {
-                matches!(
-                    oci_rs_layer::kind_at(&dir, name),
-                    Ok(Some(rustix::fs::FileType::Symlink))
-                )
-            });
+        let dest_is_link = !dest_rel.as_os_str().is_empty() && is_link(&dest_rel);
         if dest_is_dir && dest_is_link && root.open_dir(&dest_rel).is_err() {
             root.mkdir_all_through_links(&dest_rel)
                 .map_err(|e| self.wrap(i, e))?;
@@ -792,8 +809,9 @@ impl DockerfileBuild<'_> {
         }
         if let Some(c) = &chown {
             if owner.ids.is_none() {
+                // A user by name without a group takes the user's primary group (BuildKit's
+                // rule); a number alone is also the group (numeric_ids, above).
                 let (uid, gid, _) = crate::resolve_user(&rootfs, c).map_err(|e| self.wrap(i, e))?;
-                let gid = if c.contains(':') { gid } else { uid };
                 plan.set_owner(u64::from(uid), u64::from(gid));
             }
         }
@@ -801,19 +819,22 @@ impl DockerfileBuild<'_> {
         // docker follows it, never replaced).
         let missing = !dest_rel.as_os_str().is_empty()
             && root.open_dir(&dest_rel).is_err()
-            && match root.parent_of(&dest_rel) {
-                Ok((dir, name)) => matches!(oci_rs_layer::kind_at(&dir, name), Ok(None)),
-                Err(_) => true,
-            };
-        if missing {
-            let (uid, gid) = match &chown {
+            && kind(&dest_rel).is_none();
+        {
+            // The directories the copy makes (the destination, its missing parents) take the
+            // `--chown` owner and the `--chmod` mode, as BuildKit makes them.
+            let owner = match &chown {
                 Some(_) => plan.owner_of_first().unwrap_or((0, 0)),
                 None => (0, 0),
             };
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            plan.create_dest_dir(&dest, uid, gid, now);
+            let exists = |p: &str| {
+                let p = Path::new(p);
+                root.open_dir(p).is_ok() || kind(p).is_some()
+            };
+            plan.create_missing_dirs(missing.then_some(dest.as_str()), exists, owner, mode, now);
         }
         // The same files onto the same destination make the same layer whatever else the
         // parent holds (BuildKit's `--link`, taken whenever it is sound): reuse it.
