@@ -759,3 +759,51 @@ fn a_registry_cache_lets_an_empty_store_take_every_step() {
     let (_, progress) = build(&third, &["--cache-from", &missing, c]);
     assert!(progress.contains("WARNING: cache registry"), "{progress}");
 }
+
+/// `--secret id=ID,src=FILE` and `--secret id=ID,env=NAME` reach `RUN
+/// --mount=type=secret`, and `--ssh ID=SOCKET` a `RUN --mount=type=ssh`; an unknown `--allow`
+/// entitlement and a `--secret` without an id are refused with docker's flag named.
+#[test]
+fn secret_ssh_and_allow_flags_reach_the_builder() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cli, ctx) = setup(dir.path());
+    let secret = dir.path().join("tok");
+    std::fs::write(&secret, "from-a-file").unwrap();
+    let agent = dir.path().join("agent.sock");
+    let _agent = std::os::unix::net::UnixListener::bind(&agent).unwrap();
+    write(
+        &ctx.join("Dockerfile"),
+        "FROM localhost/bb:1\n\
+         RUN --mount=type=secret,id=tok --mount=type=secret,id=var,env=V \
+         --mount=type=ssh,id=work sh -c 'cat /run/secrets/tok > /seen; echo \" $V\" >> /seen; \
+         test -S $SSH_AUTH_SOCK && echo ssh >> /seen'\n",
+    );
+    let c = ctx.to_str().unwrap();
+    let src = format!("id=tok,src={}", secret.display());
+    let ssh = format!("work={}", agent.display());
+    let mut cmd = cli.cmd(&[
+        "build",
+        "--secret",
+        &src,
+        "--secret",
+        "id=var,env=SECRET_VAR",
+        "--ssh",
+        &ssh,
+        "-t",
+        "sec:1",
+        c,
+    ]);
+    let out = cmd.env("SECRET_VAR", "from-a-variable").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        run(&cli, &["sec:1", "cat", "/seen"]),
+        "from-a-file from-a-variable\nssh\n"
+    );
+    let err = build_fails(&cli, &["--allow", "network.everything", c]);
+    assert!(err.contains("--allow network.everything"), "{err}");
+    let err = build_fails(&cli, &["--secret", "src=/etc/passwd", c]);
+    assert!(err.contains("--secret src=/etc/passwd: no id"), "{err}");
+}
