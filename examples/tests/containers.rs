@@ -551,3 +551,19 @@ fn run_warns_of_an_image_for_another_platform() {
     assert!(!run(&["run", "--rm", "--platform", other, "other:1", "true"]).contains("WARNING"));
     assert!(!run(&["run", "--rm", "bb:1", "true"]).contains("WARNING"));
 }
+
+/// `rename OLD NEW` as docker's: silent on success, the new name then names the container;
+/// a missing container is docker's error (its exit code, 1, is issue 32's, for every verb).
+#[test]
+fn rename_gives_the_container_its_new_name() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    s.ok(&["run", "-d", "--name", "old", "bb:1", "sleep", "30"]);
+    assert_eq!(s.ok(&["rename", "old", "new"]), "");
+    assert_eq!(s.field("new", "{{.Name}}"), "/new");
+    let out = s.oci(&["rename", "old", "other"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No such container: old"));
+}

@@ -592,9 +592,10 @@ impl Containers {
             // connect takes only the network asked for, and no ports, from the request.
             nets.connect(&n.name, &self.network_request(&v.config), v.status.pid)?;
         }
-        let mut cfg = v.config;
-        cfg.networks.push(n.name);
-        self.save_config(&cfg)
+        self.update_config(&v.config.id, |cfg| {
+            cfg.networks.push(n.name);
+            Ok(())
+        })
     }
 
     /// Takes container `what` off network `net`.
@@ -609,9 +610,59 @@ impl Containers {
             });
         }
         nets.disconnect(&n.name, &v.config.id)?;
-        let mut cfg = v.config;
-        cfg.networks.retain(|x| *x != n.name);
-        self.save_config(&cfg)
+        self.update_config(&v.config.id, |cfg| {
+            cfg.networks.retain(|x| *x != n.name);
+            Ok(())
+        })
+    }
+
+    /// `rename OLD NEW`: container `what` takes the name `new` (taken as `run --name` takes
+    /// one: of two renames to one name exactly one wins) and gives up its old one.
+    /// Containers on its networks keep the old name in their `/etc/hosts` until they are
+    /// connected again.
+    pub fn rename(&self, what: &str, new: &str) -> EngineResult<()> {
+        let id = self.resolve(what)?;
+        self.reserve_name(new, &id)?;
+        let old = self.update_config(&id, |cfg| {
+            Ok(std::mem::replace(&mut cfg.name, new.to_owned()))
+        });
+        let names = self.dir.join(".names");
+        let old = match old {
+            Ok(old) => old,
+            Err(e) => {
+                let _ = std::fs::remove_file(names.join(new));
+                return Err(e);
+            }
+        };
+        // The old name goes only if it still names this container.
+        let path = names.join(&old);
+        if std::fs::read_to_string(&path).is_ok_and(|x| x == id) {
+            std::fs::remove_file(&path).map_err(|e| EngineError::io("remove", &path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Reads container `id`'s record, changes it with `f` and writes it, under the record's
+    /// lock: two processes changing one container (a connect and a rename) both keep their
+    /// change.
+    fn update_config<T>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut ContainerConfig) -> EngineResult<T>,
+    ) -> EngineResult<T> {
+        let path = self.dir.join(id).join(".config.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| EngineError::io("open", &path, e))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| EngineError::io("lock", &path, e.into()))?;
+        let mut cfg = self.config_of(id)?;
+        let out = f(&mut cfg)?;
+        self.save_config(&cfg)?;
+        Ok(out)
     }
 
     /// What container `cfg` asks of its bridge networks at each start.

@@ -67,7 +67,7 @@ pub type EngineResult<T, E = EngineError> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum EngineError {
     /// No container has this name, id or id prefix.
-    #[error("no such container: {0}")]
+    #[error("No such container: {0}")]
     NoSuchContainer(String),
     /// An id prefix that more than one container's id starts with.
     #[error("multiple containers match {0:?}: give more of the id")]
@@ -233,9 +233,14 @@ pub(crate) fn write_record(
         path: path.to_owned(),
         source,
     })?;
-    let tmp = path.with_extension("json.tmp");
+    // A temporary name of its own: two writers of one record (two processes updating one
+    // container) must not write into, or rename away, each other's file.
+    let tmp = path.with_extension(format!("json.{}.tmp", containers::random_hex(6)?));
     std::fs::write(&tmp, bytes).map_err(|e| EngineError::io("write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| EngineError::io("rename", &tmp, e))
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        EngineError::io("rename", &tmp, e)
+    })
 }
 
 /// Reads a JSON record written by [`write_record`]; `None` when the file is missing.
@@ -251,5 +256,33 @@ pub(crate) fn read_record<T: serde::de::DeserializeOwned>(
             }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(EngineError::io("read", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    /// Records written by several threads at once (two processes updating one container)
+    /// are each whole: every write succeeds and the record reads back. With one temporary
+    /// name for all writers, renames failed ("No such file") and records were lost.
+    #[test]
+    fn records_written_at_once_each_land_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let path = &path;
+                s.spawn(move || {
+                    for k in 0..50 {
+                        super::write_record(path, &serde_json::json!({"t": t, "k": k})).unwrap();
+                    }
+                });
+            }
+        });
+        let v: serde_json::Value = super::read_record(&path).unwrap().unwrap();
+        assert_eq!(v["k"], 49);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "no temporary file is left");
     }
 }

@@ -25,6 +25,10 @@ pub const TESTS: &[Test] = &[
         two_stores_racing_for_one_name_exactly_one_wins,
     ),
     (
+        "rename_moves_the_name_and_two_renames_to_one_name_race_fairly",
+        rename_moves_the_name_and_two_renames_to_one_name_race_fairly,
+    ),
+    (
         "logs_rotate_at_their_cap_and_keep_the_newest",
         logs_rotate_at_their_cap_and_keep_the_newest,
     ),
@@ -214,6 +218,59 @@ fn two_stores_racing_for_one_name_exactly_one_wins(f: &Fixture) {
         store.remove("same", true).unwrap();
         assert_eq!(snapshots(&store), 0);
     }
+}
+
+/// `rename` (issue 32): the new name finds the container, the old one nothing, a taken name
+/// is refused; two stores renaming two containers to one name at once: exactly one wins,
+/// the loser keeps its name.
+fn rename_moves_the_name_and_two_renames_to_one_name_race_fairly(f: &Fixture) {
+    let store = Containers::open(&f.data()).unwrap();
+    let a = f
+        .run(&store, detached(Some("ren-a"), "exec sleep 30"))
+        .unwrap();
+    let b = f
+        .run(&store, detached(Some("ren-b"), "exec sleep 30"))
+        .unwrap();
+    store.rename("ren-a", "ren-c").unwrap();
+    assert_eq!(store.resolve("ren-c").unwrap(), a);
+    assert!(matches!(
+        store.resolve("ren-a"),
+        Err(EngineError::NoSuchContainer(_))
+    ));
+    assert_eq!(store.view(&a).unwrap().config.name, "ren-c");
+    assert!(matches!(
+        store.rename("ren-c", "ren-b"),
+        Err(EngineError::NameInUse { name, by }) if name == "ren-b" && by == b
+    ));
+    assert!(store.rename("ren-c", "bad/name").is_err());
+    for _round in 0..3 {
+        let results: Vec<Result<(), EngineError>> = std::thread::scope(|s| {
+            let racers: Vec<_> = ["ren-c", "ren-b"]
+                .into_iter()
+                .map(|who| {
+                    s.spawn(move || {
+                        let store = Containers::open(&f.data()).unwrap();
+                        store.rename(who, "ren-won")
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
+        let winner = store.resolve("ren-won").unwrap();
+        let loser = if winner == a { &b } else { &a };
+        let kept = store.view(loser).unwrap().config.name;
+        assert!(kept == "ren-b" || kept == "ren-c", "{kept}");
+        assert_eq!(store.resolve(&kept).unwrap(), *loser);
+        let back = if winner == a { "ren-c" } else { "ren-b" };
+        store.rename("ren-won", back).unwrap();
+    }
+    store.remove(&a, true).unwrap();
+    store.remove(&b, true).unwrap();
 }
 
 fn logs_rotate_at_their_cap_and_keep_the_newest(f: &Fixture) {

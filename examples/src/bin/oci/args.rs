@@ -357,6 +357,13 @@ pub(crate) enum Verb {
         /// The container.
         container: String,
     },
+    /// Rename a container.
+    Rename {
+        /// The container.
+        container: String,
+        /// Its new name.
+        name: String,
+    },
     /// Remove containers.
     Rm {
         /// Kill a running container first.

@@ -203,6 +203,7 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             .await
             .map_err(|e| anyhow::anyhow!("exec: {e}"))?;
         }
+        Verb::Rename { container, name } => store.rename(&container, &name)?,
         Verb::Rm { force, containers } => {
             for c in containers {
                 store.remove(&c, force)?;

@@ -92,6 +92,7 @@ async fn run(cli: Cli) -> Result<()> {
         | Verb::Port { .. }
         | Verb::Container { .. }
         | Verb::Top { .. }
+        | Verb::Rename { .. }
         | Verb::Rm { .. }) => {
             drop(out);
             let code = containers::container_verb(&dir, v).await?;
