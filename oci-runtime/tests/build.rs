@@ -2537,6 +2537,14 @@ fn git_server(dir: &Path) -> Option<GitServer> {
     let v1 = git(&work, &["rev-parse", "HEAD"]);
     std::fs::write(work.join("file"), "v2\n").unwrap();
     git(&work, &["commit", "-q", "-am", "two"]);
+    // A branch whose `link` leads to the host's /etc (and has an `etc` of its own).
+    git(&work, &["checkout", "-q", "-b", "evil"]);
+    std::os::unix::fs::symlink("/etc", work.join("link")).unwrap();
+    std::fs::create_dir(work.join("etc")).unwrap();
+    std::fs::write(work.join("etc/x"), "x\n").unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "evil"]);
+    git(&work, &["checkout", "-q", "main"]);
     git(dir, &["clone", "-q", "--bare", "work", "repo.git"]);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -2621,6 +2629,16 @@ async fn add_of_a_git_repository_copies_the_commit_asked_for() {
     );
     let err = oci_rs_runtime::chain(&lib.build("git:3").await.unwrap_err());
     assert!(err.contains("git fetch of git://"), "{err}");
+    // A subdirectory that is a link the repository holds: refused, never the host's /etc.
+    lib.write(
+        "Dockerfile",
+        &format!("FROM localhost/bb:1\nADD {url}#evil:link /x/\n"),
+    );
+    let err = oci_rs_runtime::chain(&lib.build("git:4").await.unwrap_err());
+    assert!(
+        err.contains("is not a directory of the repository"),
+        "{err}"
+    );
 }
 
 /// Mount options as BuildKit's tests check them: a cache mount's `uid`, `gid` and `mode`

@@ -216,14 +216,25 @@ impl GitSource {
         }
         let root = match &self.subdir {
             Some(s) => {
-                let sub = oci_rs_layer::Root::open(&repo)?
-                    .open_dir(Path::new(s.trim_start_matches('/')))
-                    .map_err(|e| BuildError::Failed {
+                // Each component a real directory of the checkout: a link there (`sub ->
+                // /etc`, committed by whoever wrote the repository) would make the copy
+                // read the host's files.
+                let mut at = repo.clone();
+                for c in Path::new(s.trim_start_matches('/')).components() {
+                    at.push(c);
+                    let m = std::fs::symlink_metadata(&at).map_err(|e| BuildError::Failed {
                         what: format!("{}: the subdirectory {s}", self.remote),
                         source: Box::new(e),
                     })?;
-                drop(sub);
-                repo.join(s.trim_start_matches('/'))
+                    if !m.is_dir() {
+                        return Err(invalid!(
+                            "{}: the subdirectory {s} is not a directory of the repository \
+                             (a link or a file)",
+                            self.remote
+                        ));
+                    }
+                }
+                at
             }
             None => repo,
         };
