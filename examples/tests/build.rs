@@ -499,8 +499,11 @@ fn rootless_builds_run_steps_as_the_image_user() {
     write(&h.join("ctx/f"), "f\n");
     write(
         &h.join("ctx/Dockerfile"),
-        "FROM bb:1\nCOPY f /home/u/\nRUN mkdir -m 1777 /scratch && case \"$(cat /proc/net/dev)\" in *tap0*) ;; *) exit 9;; esac\nUSER 1000:1000\nRUN id -u > /scratch/id && cat /home/u/f >> /scratch/id\nCMD [\"cat\", \"/scratch/id\"]\n",
+        "FROM bb:1\nCOPY f /home/u/\nRUN mkdir -m 1777 /scratch && case \"$(cat /proc/net/dev)\" in *tap0*) ;; *) exit 9;; esac\n\
+         RUN --mount=type=secret,id=s cat /run/secrets/s > /scratch/sec\n\
+         USER 1000:1000\nRUN id -u > /scratch/id && cat /home/u/f >> /scratch/id\nCMD [\"cat\", \"/scratch/id\"]\n",
     );
+    write(&h.join("secret"), "rootless-secret");
     std::fs::set_permissions(h.join("ctx/f"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let mut stack = vec![h.to_path_buf()];
     while let Some(p) = stack.pop() {
@@ -513,7 +516,20 @@ fn rootless_builds_run_steps_as_the_image_user() {
     let ok = |args: &[&str]| common::ok_as(OCI, (uid, gid), h, &data, args);
     ok(&["import", tar.to_str().unwrap(), "bb:1"]);
     let ctx = h.join("ctx");
-    ok(&["build", "-t", "rl:1", ctx.to_str().unwrap()]);
+    let secret = format!("id=s,src={}", h.join("secret").display());
+    ok(&[
+        "build",
+        "--secret",
+        &secret,
+        "-t",
+        "rl:1",
+        ctx.to_str().unwrap(),
+    ]);
+    // A secret mount rootless: the file is the caller's, which is the step's root.
+    assert_eq!(
+        ok(&["run", "--rm", "rl:1", "cat", "/scratch/sec"]),
+        "rootless-secret"
+    );
     // The RUN ran as uid 1000 in the user namespace; the image runs rootless as that user
     // (slirp4netns reads its namespaces). Files a rootless apply gives to another owner
     // stay the caller's (see the note on rootless snapshots), so the step writes to a

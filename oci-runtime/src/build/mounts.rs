@@ -496,14 +496,14 @@ pub(super) fn prepare(
                         &path,
                         std::os::unix::fs::PermissionsExt::from_mode(*mode),
                     )?;
-                    std::os::unix::fs::chown(&path, Some(*uid), Some(*gid))?;
+                    give(&path, *uid, *gid)?;
                 }
                 if source != path {
                     std::fs::set_permissions(
                         &source,
                         std::os::unix::fs::PermissionsExt::from_mode(*mode),
                     )?;
-                    std::os::unix::fs::chown(&source, Some(*uid), Some(*gid))?;
+                    give(&source, *uid, *gid)?;
                 }
                 p.mounts.push(ExtraMount::Bind {
                     source,
@@ -544,7 +544,7 @@ pub(super) fn prepare(
                         &file,
                         std::os::unix::fs::PermissionsExt::from_mode(*mode),
                     )?;
-                    std::os::unix::fs::chown(&file, Some(*uid), Some(*gid))?;
+                    give(&file, *uid, *gid)?;
                     p.mounts.push(ExtraMount::Bind {
                         source: file,
                         target: target.clone(),
@@ -577,7 +577,7 @@ pub(super) fn prepare(
                     &sock,
                     std::os::unix::fs::PermissionsExt::from_mode(*mode),
                 )?;
-                std::os::unix::fs::chown(&sock, Some(*uid), Some(*gid))?;
+                give(&sock, *uid, *gid)?;
                 p._relays.push(relay(listener, agent.socket.clone())?);
                 if !p.env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
                     p.env.push(format!("SSH_AUTH_SOCK={target}"));
@@ -591,6 +591,17 @@ pub(super) fn prepare(
         }
     }
     Ok(p)
+}
+
+/// Gives `path` to `uid:gid` of the step. Rootless, the step's ids are the caller's user
+/// namespace's, which the caller cannot give files to: what it makes stays its own, which
+/// is the step's root.
+fn give(path: &Path, uid: u32, gid: u32) -> Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .with_context(|| format!("giving {} to {uid}:{gid}", path.display()))
 }
 
 /// Removes what was made for the mounts of a step that has ended (an empty file or
