@@ -151,11 +151,12 @@ fn main() {
             std::process::exit(EXIT_TOOL_FAILURE);
         }
     };
-    // docker's build exits 1 when the build fails; its other verbs 125 (the tool failed).
-    let failure = if matches!(cli.verb, Verb::Build { .. }) {
-        1
-    } else {
+    // docker's exit codes: 125 when `run` fails before the container's command runs (the
+    // command's own 126/127 and status come from the container), 1 for every other verb.
+    let failure = if matches!(cli.verb, Verb::Run { .. }) {
         EXIT_TOOL_FAILURE
+    } else {
+        1
     };
     if let Err(e) = rt.block_on(run(cli)) {
         // A reader that went away (`oci logs x | head`) is not a failure.
