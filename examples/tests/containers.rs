@@ -569,3 +569,25 @@ fn rename_gives_the_container_its_new_name() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("No such container: old"));
 }
+
+/// `diff` prints docker's lines, `KIND PATH`, sorted.
+#[test]
+fn diff_prints_what_a_container_changed() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    s.ok(&[
+        "run",
+        "--name",
+        "d",
+        "bb:1",
+        "sh",
+        "-c",
+        "mkdir /made && echo x > /made/f",
+    ]);
+    assert_eq!(s.ok(&["diff", "d"]), "A /made\nA /made/f\n");
+    assert!(s
+        .fails(&["diff", "nothing"])
+        .contains("No such container: nothing"));
+}

@@ -143,7 +143,8 @@ pub use oci_spec;
 pub use pull::{pull_and_unpack, PullUnpackReport};
 pub use root::{clean as clean_path, empty_dir, kind_at, list_dir, open_beneath, remove_all, Root};
 pub use snapshot::{
-    flatten, mount_overlay, private_dir, Mount, MountKind, SnapshotInfo, Snapshotter, UnpackReport,
+    flatten, mount_overlay, private_dir, Change, ChangeKind, Mount, MountKind, SnapshotInfo,
+    Snapshotter, UnpackReport,
 };
 pub use tarw::{EntryHeader, EntryType, TarWriter};
 

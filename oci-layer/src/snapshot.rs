@@ -121,6 +121,49 @@ pub struct SnapshotInfo {
 
 const INFO_FILE: &str = "snapshot.json";
 
+/// How a path of a container differs from its image ([`Snapshotter::change_list`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// `A`: not in the image.
+    Added,
+    /// `C`: in the image, and different (or, for a directory, its contents).
+    Changed,
+    /// `D`: in the image, removed.
+    Deleted,
+}
+
+impl ChangeKind {
+    /// docker's letter: `A`, `C` or `D`.
+    pub fn letter(self) -> char {
+        match self {
+            Self::Added => 'A',
+            Self::Changed => 'C',
+            Self::Deleted => 'D',
+        }
+    }
+}
+
+/// One path a container changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// How.
+    pub kind: ChangeKind,
+    /// The absolute path in the container.
+    pub path: String,
+}
+
+/// Whether the topmost of `layers` (base first) that has `rel` has it as a file, not as a
+/// whiteout; no layer having it means no.
+fn in_layers(layers: &[PathBuf], rel: &Path) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    for l in layers.iter().rev() {
+        if let Ok(m) = std::fs::symlink_metadata(l.join(rel)) {
+            return !(m.file_type().is_char_device() && m.rdev() == 0);
+        }
+    }
+    false
+}
+
 /// What [`Snapshotter::unpack`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UnpackReport {
@@ -562,6 +605,73 @@ impl Snapshotter {
             Err(e) => return Err(Error::fs("unmount", &rootfs, e)),
         }
         remove_tree(&base)
+    }
+
+    /// What container snapshot `id` changed against its image, as `docker diff` lists it:
+    /// each path added, changed (a directory whose contents changed is changed too) or
+    /// deleted, sorted by path. Read from its overlay's upper directory (a whiteout is a
+    /// deletion; a path one of its layers has, a change). A snapshot that is a copy has no
+    /// record of its changes: [`Error::InvalidEntry`]. `mount_points` (relative, as
+    /// [`DiffOptions::mount_points`]) are what a runtime mounted over: left out when they
+    /// are empty (a file, or a directory), and so is a directory only they are in.
+    pub fn change_list(&self, id: &str, mount_points: &[PathBuf]) -> Result<Vec<Change>> {
+        let info = self.info(id)?;
+        if info.kind != MountKind::Overlay {
+            return Err(Error::InvalidEntry {
+                path: id.to_owned(),
+                reason: "the snapshot is a copy, which keeps no record of its changes".into(),
+            });
+        }
+        let upper = self.root.join("containers").join(id).join("upper");
+        let mut out = Vec::new();
+        let mut stack = vec![PathBuf::new()];
+        // Directories holding nothing but mount point stubs, left out after the walk.
+        let mut stub_dirs: Vec<PathBuf> = Vec::new();
+        while let Some(rel) = stack.pop() {
+            let dir = upper.join(&rel);
+            let rd = std::fs::read_dir(&dir).map_err(|e| Error::fs("read", &dir, e))?;
+            let (mut children, mut stubs) = (0, 0);
+            for e in rd {
+                let e = e.map_err(|e| Error::fs("read", &dir, e))?;
+                let path = rel.join(e.file_name());
+                let meta = std::fs::symlink_metadata(e.path())
+                    .map_err(|err| Error::fs("stat", e.path(), err))?;
+                children += 1;
+                let empty = (meta.is_file() && meta.len() == 0)
+                    || (meta.is_dir()
+                        && std::fs::read_dir(e.path()).is_ok_and(|mut d| d.next().is_none()));
+                if empty && mount_points.contains(&path) {
+                    stubs += 1;
+                    continue;
+                }
+                use std::os::unix::fs::{FileTypeExt, MetadataExt};
+                let whiteout = meta.file_type().is_char_device() && meta.rdev() == 0;
+                let kind = if whiteout {
+                    ChangeKind::Deleted
+                } else if in_layers(&info.layers, &path) {
+                    ChangeKind::Changed
+                } else {
+                    ChangeKind::Added
+                };
+                if meta.is_dir() {
+                    stack.push(path.clone());
+                }
+                out.push(Change {
+                    kind,
+                    path: format!("/{}", path.display()),
+                });
+            }
+            if stubs > 0 && stubs == children {
+                stub_dirs.push(rel);
+            }
+        }
+        out.retain(|c| {
+            !stub_dirs
+                .iter()
+                .any(|d| Path::new(&c.path).strip_prefix("/").is_ok_and(|p| p == d))
+        });
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
     }
 
     /// Writes a container's changes as a plain tar (for inspection; `docker diff`).

@@ -238,6 +238,10 @@ fn check_hostname(hostname: &str) -> Result<()> {
     }
 }
 
+/// The files [`etc_files`] binds over, relative to the root: a container's diff and a build
+/// step's layer leave them out, as docker's do.
+pub const ETC_MOUNT_POINTS: [&str; 3] = ["etc/hosts", "etc/hostname", "etc/resolv.conf"];
+
 /// Writes the container's `hostname`, `hosts` and `resolv.conf` into `dir` (a directory of
 /// the caller's, e.g. the container's own) and returns the read-write binds that put them at
 /// `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`, as docker does. With the host's

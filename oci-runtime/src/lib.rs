@@ -383,7 +383,7 @@ pub use exe::{allow_unsealed, is_sealed, reexec_sealed, sealed_main};
 pub use image_spec::{
     capability_set, docker_device_rules, etc_files, is_valid_hostname, parse_capability,
     resolve_user, set_env, spec_from_image, ExtraMount, NetworkMode, Rootless, RunOptions,
-    SeccompChoice, DEFAULT_CAPABILITIES,
+    SeccompChoice, DEFAULT_CAPABILITIES, ETC_MOUNT_POINTS,
 };
 pub use logs::{
     follow_logs, log_files, parse_log_record, read_logs, LogLimits, LogQuery, LogRecord, LogStream,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The files the runtime binds over, which a step's layer leaves out (as docker's commit).
-const MOUNT_POINTS: [&str; 3] = ["etc/hosts", "etc/hostname", "etc/resolv.conf"];
+const MOUNT_POINTS: [&str; 3] = crate::ETC_MOUNT_POINTS;
 
 /// A snapshot removed when dropped, however the step ends.
 struct Scratch {

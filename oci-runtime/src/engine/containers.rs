@@ -616,6 +616,27 @@ impl Containers {
         })
     }
 
+    /// `diff`: what container `what` changed against its image, as docker lists it (added,
+    /// changed, deleted paths, sorted), the files the runtime binds over left out.
+    pub fn diff(&self, what: &str) -> EngineResult<Vec<oci_rs_layer::Change>> {
+        let id = self.resolve(what)?;
+        let cfg = self.config_of(&id)?;
+        // What the runtime mounted over: its /etc files, /dev, /proc and /sys, and the
+        // container's own mounts.
+        let points: Vec<PathBuf> = crate::ETC_MOUNT_POINTS
+            .iter()
+            .chain(&["dev", "proc", "sys"])
+            .map(PathBuf::from)
+            .chain(
+                cfg.run
+                    .mounts
+                    .iter()
+                    .map(|m| PathBuf::from(m.target().trim_start_matches('/'))),
+            )
+            .collect();
+        Ok(self.snapshots()?.change_list(&id, &points)?)
+    }
+
     /// `rename OLD NEW`: container `what` takes the name `new` (taken as `run --name` takes
     /// one: of two renames to one name exactly one wins) and gives up its old one.
     /// Containers on its networks keep the old name in their `/etc/hosts` until they are

@@ -29,6 +29,10 @@ pub const TESTS: &[Test] = &[
         rename_moves_the_name_and_two_renames_to_one_name_race_fairly,
     ),
     (
+        "diff_lists_what_the_container_added_changed_and_deleted",
+        diff_lists_what_the_container_added_changed_and_deleted,
+    ),
+    (
         "logs_rotate_at_their_cap_and_keep_the_newest",
         logs_rotate_at_their_cap_and_keep_the_newest,
     ),
@@ -271,6 +275,46 @@ fn rename_moves_the_name_and_two_renames_to_one_name_race_fairly(f: &Fixture) {
     }
     store.remove(&a, true).unwrap();
     store.remove(&b, true).unwrap();
+}
+
+/// `diff` (issue 32) as docker lists it: a file added in a new directory, a file of the
+/// image changed and one deleted, their directories changed; the runtime's /etc files are
+/// not changes.
+fn diff_lists_what_the_container_added_changed_and_deleted(f: &Fixture) {
+    let store = Containers::open(&f.data()).unwrap();
+    let id = f
+        .run(
+            &store,
+            detached(
+                Some("differ"),
+                "mkdir /made && echo n > /made/new && echo more >> /data/seed && rm /bin/ls",
+            ),
+        )
+        .unwrap();
+    assert_eq!(store.wait(&id).unwrap(), 0);
+    let got: Vec<String> = store
+        .diff("differ")
+        .unwrap()
+        .iter()
+        .map(|c| format!("{} {}", c.kind.letter(), c.path))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "C /bin",
+            "D /bin/ls",
+            "C /data",
+            "C /data/seed",
+            "A /made",
+            "A /made/new"
+        ],
+        "{got:?}"
+    );
+    assert!(matches!(
+        store.diff("no-such"),
+        Err(EngineError::NoSuchContainer(_))
+    ));
+    store.remove(&id, true).unwrap();
 }
 
 fn logs_rotate_at_their_cap_and_keep_the_newest(f: &Fixture) {

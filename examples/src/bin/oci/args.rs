@@ -357,6 +357,11 @@ pub(crate) enum Verb {
         /// The container.
         container: String,
     },
+    /// List what a container changed against its image (A added, C changed, D deleted).
+    Diff {
+        /// The container.
+        container: String,
+    },
     /// Rename a container.
     Rename {
         /// The container.

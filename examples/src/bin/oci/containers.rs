@@ -204,6 +204,12 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             .map_err(|e| anyhow::anyhow!("exec: {e}"))?;
         }
         Verb::Rename { container, name } => store.rename(&container, &name)?,
+        Verb::Diff { container } => {
+            for c in store.diff(&container)? {
+                let path = oci_rs_image::printable(&c.path);
+                writeln!(out, "{} {path}", c.kind.letter())?;
+            }
+        }
         Verb::Rm { force, containers } => {
             for c in containers {
                 store.remove(&c, force)?;

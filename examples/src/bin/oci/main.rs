@@ -93,6 +93,7 @@ async fn run(cli: Cli) -> Result<()> {
         | Verb::Container { .. }
         | Verb::Top { .. }
         | Verb::Rename { .. }
+        | Verb::Diff { .. }
         | Verb::Rm { .. }) => {
             drop(out);
             let code = containers::container_verb(&dir, v).await?;
