@@ -504,3 +504,27 @@ fn registries_conf_mirrors_aliases_and_blocked_registries_reach_pull_and_run() {
         "{err}"
     );
 }
+
+/// Each verb's `--help` says what that verb does (`logout` showed `login`'s text, and
+/// `login` had none).
+#[test]
+fn login_and_logout_help_say_what_each_does() {
+    let help = |verb: &str| {
+        let o = std::process::Command::new(OCI)
+            .args([verb, "--help"])
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let login = help("login");
+    assert!(
+        login.starts_with("Check credentials against a registry"),
+        "{login}"
+    );
+    let logout = help("logout");
+    assert!(
+        logout.starts_with("Remove the credentials") && !logout.contains("Check credentials"),
+        "{logout}"
+    );
+}

@@ -405,12 +405,12 @@ pub(crate) enum Verb {
         /// The container.
         container: String,
     },
-    /// Check credentials against a registry and store them in docker's config.json.
     /// Remove the credentials `login` stored.
     Logout {
         /// The registry (default docker.io).
         registry: Option<String>,
     },
+    /// Check credentials against a registry and store them in docker's config.json.
     Login {
         /// The registry (default docker.io).
         registry: Option<String>,
