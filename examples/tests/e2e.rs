@@ -337,8 +337,13 @@ fn multi_arch_index_resolves_to_the_host_and_platform_picks_another() {
     let inspect: serde_json::Value =
         serde_json::from_str(&env.ok("o", &["inspect", &index_ref])).unwrap();
     assert_eq!(inspect[0]["Architecture"], other);
+    // docker's `manifest inspect`: the index itself; `-v` its verbose form.
     let mi: serde_json::Value =
         serde_json::from_str(&env.ok("o", &["manifest", "inspect", &index_ref])).unwrap();
+    assert_eq!(mi["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(mi["manifests"].as_array().unwrap().len(), 2);
+    let mi: serde_json::Value =
+        serde_json::from_str(&env.ok("o", &["manifest", "inspect", "-v", &index_ref])).unwrap();
     assert_eq!(mi["Manifests"].as_array().unwrap().len(), 2);
 }
 

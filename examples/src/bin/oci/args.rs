@@ -700,8 +700,12 @@ pub(crate) enum LayerVerb {
 
 #[derive(Subcommand)]
 pub(crate) enum ManifestVerb {
-    /// Show a manifest or index from its registry, each platform's manifest included.
+    /// Show a manifest or index from its registry, as the registry has it.
     Inspect {
+        /// docker's verbose form: the reference, the descriptor and each platform's
+        /// manifest of an index.
+        #[arg(short, long)]
+        verbose: bool,
         /// The image.
         image: String,
     },

@@ -349,11 +349,16 @@ pub(crate) async fn image_verb(
             }
         }
         Verb::Manifest {
-            verb: ManifestVerb::Inspect { image },
+            verb: ManifestVerb::Inspect { verbose, image },
         } => {
             let v = images.manifest_inspect(&image).await?;
             drop(out);
-            return print_json(&v);
+            // docker prints the document itself; the verbose form with -v.
+            return if verbose {
+                print_json(&v)
+            } else {
+                print_json(&v.raw)
+            };
         }
         Verb::Manifest {
             verb:
