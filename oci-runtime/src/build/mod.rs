@@ -1293,14 +1293,7 @@ impl<'a> DockerfileBuild<'a> {
         let started = Instant::now();
         let text = i.args_text();
         // The line as written, flags and all (`COPY --from=build /out /`), as BuildKit's.
-        let flags: String = i
-            .flags
-            .iter()
-            .map(|(f, v)| match v {
-                Some(v) => format!("--{f}={v} "),
-                None => format!("--{f} "),
-            })
-            .collect();
+        let flags = i.flags_text();
         let label = format!(
             "{} {} {flags}{}",
             self.step_prefix(self.stage_now, k, n),

@@ -77,6 +77,18 @@ impl Instr {
         }
     }
 
+    /// The flags as written, each followed by a blank (`--from=build --link `): for the
+    /// history and the progress line.
+    pub fn flags_text(&self) -> String {
+        self.flags
+            .iter()
+            .map(|(f, v)| match v {
+                Some(v) => format!("--{f}={v} "),
+                None => format!("--{f} "),
+            })
+            .collect()
+    }
+
     /// The value of flag `name` (`None` when absent; `Some("")` for a bare `--name`).
     pub fn flag(&self, name: &str) -> Option<&str> {
         self.flags

@@ -749,14 +749,7 @@ impl DockerfileBuild<'_> {
             &digest_extra,
         ]);
         let key = sha(&[&s.key, &key_text]);
-        let flag_text: String = i
-            .flags
-            .iter()
-            .map(|(n, v)| match v {
-                Some(v) => format!("--{n}={v} "),
-                None => format!("--{n} "),
-            })
-            .collect();
+        let flag_text = i.flags_text();
         let hist = format!(
             "{} {flag_text}{}",
             i.keyword,
