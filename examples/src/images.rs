@@ -37,7 +37,6 @@ pub fn data_dir(explicit: Option<&Path>) -> PathBuf {
 pub struct Images {
     store: ImageStore,
     client: std::sync::OnceLock<Client>,
-    registries: std::sync::OnceLock<oci_rs_registry_client::RegistryConfig>,
     insecure: Vec<String>,
     quiet: bool,
 }
@@ -64,6 +63,15 @@ impl oci_rs_image::Remote for Images {
         r: &ImageReference,
     ) -> oci_rs_image::Result<Box<dyn oci_rs_image::ImageDestination>> {
         self.registry()?.destination(r).await
+    }
+
+    /// As the registry configuration says; a client that cannot be made resolves nothing
+    /// (the pull then says why).
+    fn qualify(&self, name: &str) -> String {
+        match self.client() {
+            Ok(c) => oci_rs_image::Remote::qualify(c, name),
+            Err(_) => name.to_owned(),
+        }
     }
 }
 
@@ -93,7 +101,6 @@ impl Images {
         Ok(Self {
             store,
             client: std::sync::OnceLock::new(),
-            registries: std::sync::OnceLock::new(),
             insecure,
             quiet,
         })
@@ -105,34 +112,20 @@ impl Images {
             return Ok(c);
         }
         let b = Client::builder().credentials(DockerConfig::load_default()?);
-        // Mirrors, insecure and blocked registries of registries.conf and daemon.json.
-        let mut b = self.registries()?.apply(b);
+        // Mirrors, insecure and blocked registries and short names of the machine's
+        // registries.conf and daemon.json; what cannot be applied is said.
+        let registries = oci_rs_registry_client::RegistryConfig::load_default()?;
+        if !self.quiet {
+            for w in &registries.ignored {
+                eprintln!("WARNING: {w}");
+            }
+        }
+        let mut b = registries.apply(b);
         for r in &self.insecure {
             b = b.insecure_registry(r);
         }
         let built = b.build()?;
         Ok(self.client.get_or_init(|| built))
-    }
-
-    /// The machine's registry configuration (podman's `registries.conf`, docker's
-    /// `daemon.json`), read once; what it says that cannot be applied is warned about.
-    fn registries(&self) -> Result<&oci_rs_registry_client::RegistryConfig> {
-        if let Some(c) = self.registries.get() {
-            return Ok(c);
-        }
-        let c = oci_rs_registry_client::RegistryConfig::load_default()?;
-        if !self.quiet {
-            for w in &c.ignored {
-                eprintln!("WARNING: {w}");
-            }
-        }
-        Ok(self.registries.get_or_init(|| c))
-    }
-
-    /// A short name (`nginx`) as the registry configuration resolves it (`[aliases]`,
-    /// `unqualified-search-registries`; Docker Hub otherwise); other names as given.
-    pub fn qualify(&self, name: &str) -> Result<String> {
-        Ok(self.registries()?.resolve_short_name(name))
     }
 
     /// Copy options for `--platform` (`all`, or one), drawing progress bars unless quiet.
@@ -160,8 +153,7 @@ impl Images {
         unpack: bool,
     ) -> Result<PullReport> {
         let opts = self.copy_options(platform)?;
-        let reference = self.qualify(reference)?;
-        Ok(self.store.pull(self, &reference, &opts, unpack).await?)
+        Ok(self.store.pull(self, reference, &opts, unpack).await?)
     }
 
     /// `push REF`.
@@ -179,16 +171,10 @@ impl Images {
         let platform = platform.map(str::parse::<PlatformSpec>).transpose()?;
         let opts = self.copy_options(None)?;
         let quiet = self.quiet;
-        // An image of the store by its name or id first; a short name otherwise as the
-        // registry configuration resolves it.
-        let image = match self.store.find_opt(image).await? {
-            Some(_) => image.to_owned(),
-            None => self.qualify(image)?,
-        };
         let run = self
             .store
             .image_for_run(
-                &image,
+                image,
                 platform.as_ref(),
                 Some((self as &dyn oci_rs_image::Remote, &opts)),
                 |r| {
@@ -199,14 +185,13 @@ impl Images {
             )
             .await?;
         // docker's warning for an image of another platform, run without --platform.
-        let host = PlatformSpec::host();
-        let arch = run.config.architecture().to_string();
-        if platform.is_none() && !quiet && arch != host.architecture {
-            eprintln!(
-                "WARNING: The requested image's platform ({}/{arch}) does not match the detected \
-                 host platform ({host}) and no specific platform was requested",
-                run.config.os()
-            );
+        match run.foreign_platform() {
+            Some(p) if platform.is_none() && !quiet => eprintln!(
+                "WARNING: The requested image's platform ({p}) does not match the detected \
+                 host platform ({}) and no specific platform was requested",
+                PlatformSpec::host()
+            ),
+            _ => {}
         }
         Ok(run)
     }

@@ -119,6 +119,13 @@ pub trait Remote: Send + Sync {
 
     /// A destination writing into the repository of `reference`.
     async fn destination(&self, reference: &ImageReference) -> Result<Box<dyn ImageDestination>>;
+
+    /// The name a short one (`nginx`) stands for with these registries (a configuration's
+    /// aliases and search registries); image stores ask before they pull. The name as given
+    /// by default, which references read as Docker Hub's.
+    fn qualify(&self, name: &str) -> String {
+        name.to_owned()
+    }
 }
 
 /// Where bytes named by URL come from (`ADD https://...` in a Dockerfile, `import URL`).
@@ -159,5 +166,8 @@ impl<T: Remote + ?Sized> Remote for Arc<T> {
     }
     async fn destination(&self, reference: &ImageReference) -> Result<Box<dyn ImageDestination>> {
         (**self).destination(reference).await
+    }
+    fn qualify(&self, name: &str) -> String {
+        (**self).qualify(name)
     }
 }

@@ -221,6 +221,13 @@ pub struct RunnableImage {
 }
 
 impl RunnableImage {
+    /// The image's `os/arch` when its architecture is not the host's (what docker warns of
+    /// when it runs one without `--platform`); `None` for the host's.
+    pub fn foreign_platform(&self) -> Option<String> {
+        let arch = self.config.architecture().to_string();
+        (arch != PlatformSpec::host().architecture).then(|| format!("{}/{arch}", self.config.os()))
+    }
+
     /// The image `manifest` (named `name` in messages) stands for in `source`: for an
     /// index, the manifest of `platform` (the host's when `None`); then its configuration.
     pub async fn of(
@@ -378,6 +385,8 @@ impl ImageStore {
         opts: &CopyOptions,
         unpack: bool,
     ) -> Result<PullReport> {
+        // A short name as the remote's configuration resolves it.
+        let reference = &remote.qualify(reference);
         let r = ImageReference::parse(reference)?;
         let src = remote.source(&r).await?;
         let what = r.manifest_ref();
@@ -508,14 +517,25 @@ impl ImageStore {
                 let Some((remote, opts)) = remote else {
                     return Err(Error::NoSuchImage(name.to_owned()));
                 };
-                if let Some(f) = on_pull.take() {
-                    f(&ImageReference::parse(name)?);
+                // A short name as the remote resolves it may be here already.
+                let qualified = remote.qualify(name);
+                let here = match qualified != name {
+                    true => self.find_opt(&qualified).await?,
+                    false => None,
+                };
+                match here {
+                    Some(f) => f.desc,
+                    None => {
+                        if let Some(f) = on_pull.take() {
+                            f(&ImageReference::parse(&qualified)?);
+                        }
+                        let mut opts = opts.clone();
+                        if let Some(p) = platform {
+                            opts.platforms = PlatformFilter::One(p.clone());
+                        }
+                        self.pull(remote, name, &opts, true).await?.manifest
+                    }
                 }
-                let mut opts = opts.clone();
-                if let Some(p) = platform {
-                    opts.platforms = PlatformFilter::One(p.clone());
-                }
-                self.pull(remote, name, &opts, true).await?.manifest
             }
         };
         let m = self.manifest(desc.digest()).await?;

@@ -287,8 +287,9 @@ impl RegistryConfig {
     }
 
     /// `builder` configured with these settings: each mirror (plain HTTP when insecure),
-    /// insecure and blocked registries.
+    /// insecure and blocked registries, and short names (the client's `Remote::qualify`).
     pub fn apply(&self, mut builder: ClientBuilder) -> ClientBuilder {
+        builder.short_names = Some(std::sync::Arc::new(self.clone()));
         for (r, s) in &self.registries {
             for (m, insecure) in &s.mirrors {
                 builder = builder.mirror(r, m);

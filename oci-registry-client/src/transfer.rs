@@ -144,6 +144,14 @@ impl oci_rs_image::Remote for Client {
         let repo = repository_of(reference)?;
         Ok(Box::new(RegistryDestination::new(self.clone(), repo)))
     }
+
+    /// As the client's registry configuration says ([`crate::RegistryConfig::apply`]).
+    fn qualify(&self, name: &str) -> String {
+        match &self.inner.short_names {
+            Some(c) => c.resolve_short_name(name),
+            None => name.to_owned(),
+        }
+    }
 }
 
 /// URLs through this client's HTTP stack (its proxies, TLS roots and timeouts), following
