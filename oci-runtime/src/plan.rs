@@ -411,6 +411,7 @@ pub(crate) fn filesystem(
             .unwrap_or(Path::new("."));
         let name = path.file_name().unwrap_or_default();
         devices.push(DeviceStep {
+            dirs: prefixes(parent)?,
             parent: cstr(
                 parent.as_os_str().as_encoded_bytes(),
                 "linux.devices[].path",

@@ -1055,6 +1055,81 @@ fn sysctls_are_written_in_the_containers_namespaces_only() {
 }
 
 #[test]
+fn device_nodes_get_their_missing_parent_directories() {
+    if !root_or_skip() {
+        return;
+    }
+    // A privileged pod gets every host device, /dev/cpu/0/cpuid among them: the directories
+    // on the way are made (they failed the create before).
+    let b = Bundle::new();
+    let mut spec = b.spec(&["sh", "-c", "ls -l /dev/cpu/0/null /dev/a/b/c/zero"]);
+    let mut linux = spec.linux().clone().unwrap();
+    let dev = |path: &str, minor| {
+        oci_spec::runtime::LinuxDeviceBuilder::default()
+            .path(path)
+            .typ(oci_spec::runtime::LinuxDeviceType::C)
+            .major(1)
+            .minor(minor)
+            .build()
+            .unwrap()
+    };
+    linux.set_devices(Some(vec![
+        dev("/dev/cpu/0/null", 3),
+        dev("/dev/a/b/c/zero", 5),
+    ]));
+    spec.set_linux(Some(linux));
+    let (builder, out) = b.builder(&unique("devdirs"), spec);
+    assert_eq!(run(builder).unwrap(), 0);
+    let text = read_all(out);
+    assert!(text.contains("1,   3") && text.contains("1,   5"), "{text}");
+}
+
+#[test]
+fn an_exec_pid_is_the_process_itself() {
+    if !root_or_skip() {
+        return;
+    }
+    // As runc's --pid-file: containerd's exec timeout kills that pid, and a helper's death
+    // left the real process running (and the call hanging).
+    let b = Bundle::new();
+    let id = unique("execpid");
+    let (builder, _out) = b.builder(&id, b.spec(&["sleep", "30"]));
+    let mut c = builder.create().unwrap();
+    c.start().unwrap();
+    let mut p = b.spec(&["sleep", "4321"]).process().clone().unwrap();
+    p.set_env(Some(vec!["PATH=/bin".into()]));
+    let e = c.exec(&p, [None, None, None]).unwrap();
+    // The pid is known before the execve: the same process, once it has run it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cmdline = loop {
+        let c = std::fs::read(format!("/proc/{}/cmdline", e.pid())).unwrap();
+        if c == b"sleep\x004321\x00" || Instant::now() > deadline {
+            break c;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(cmdline, b"sleep\x004321\x00");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", e.pid())).unwrap();
+    let ppid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .unwrap()
+        .trim()
+        .parse::<u32>()
+        .unwrap();
+    assert_eq!(ppid, std::process::id(), "the caller's own child");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(e.pid()).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    assert_eq!(e.wait().unwrap(), 128 + libc::SIGKILL);
+    c.kill(libc::SIGKILL).unwrap();
+    c.wait().unwrap();
+    c.delete(false).unwrap();
+}
+
+#[test]
 fn masking_uses_only_the_null_device() {
     if !root_or_skip() {
         return;

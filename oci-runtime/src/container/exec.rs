@@ -11,7 +11,7 @@ pub struct ExecProcess {
 }
 
 impl ExecProcess {
-    /// Its pid (of the helper that waits for it inside the container's pid namespace).
+    /// Its pid, in the caller's pid namespace: the process itself, a child of the caller.
     pub fn pid(&self) -> i32 {
         self.pid
     }
@@ -219,14 +219,16 @@ impl Container {
             },
             ends,
         );
-        let child = spawn(&plan, 0).map_err(|e| Error::Init {
+        // Started inside the container's pid namespace (from a thread that joined it, or
+        // through its user namespace), as this process's child: the pid is the process's
+        // own, as runc's `--pid-file` is, so a signal to it (containerd's exec timeout) ends
+        // the process, and the subreaper gets it when this program exits.
+        let (child, _held) = spawn_init(plan, 0, can_admin()).map_err(|e| Error::Init {
             step: "clone3".into(),
             source: e,
         })?;
-        // The parent's copies of the child's ends.
-        drop(plan);
-        // From here on, a failure kills and reaps the helper.
-        let helper = ChildGuard(Some(child));
+        // From here on, a failure kills and reaps the process.
+        let process = ChildGuard(Some(child));
         if let Some(cg) = &self.saved.cgroup {
             cg.add(child)?;
         }
@@ -234,7 +236,7 @@ impl Container {
             .map_err(|e| Error::io("write", "sync pipe", e))?;
         drop(parent.sync_write);
         read_report(parent.report_read.as_fd(), &[], &[], &[])?;
-        helper.disarm();
+        process.disarm();
         Ok(ExecProcess { pid: child })
     }
 }

@@ -194,7 +194,7 @@ use process::{
 };
 pub(crate) use report::{channels, read_report, ChildEnds};
 use rootfs::{build_rootfs, enter_root};
-pub(crate) use spawn::{spawn, spawn_init};
+pub(crate) use spawn::spawn_init;
 fn prctl(option: i32, a: u64, b: u64) -> Result<(), Errno> {
     // SAFETY: prctl with integer arguments only.
     let r = unsafe { libc::prctl(option, a, b, 0u64, 0u64) };
@@ -213,7 +213,7 @@ fn prctl(option: i32, a: u64, b: u64) -> Result<(), Errno> {
 /// |---|---|---|
 /// | 0 | wait for the parent's go (id maps written, cgroup joined) | [`wait_for_go`] |
 /// | 1 | join and enter namespaces | [`enter_namespaces`] |
-/// | 1b | exec helper only: fork into the joined pid namespace (and chroot, when the container has no mount namespace) | [`spawn::fork_into_pid_ns`], [`rootfs::exec_chroot`] |
+/// | 1b | exec only: chroot, when the container has no mount namespace (the process was cloned into the container's pid namespace, see [`spawn_init`]) | [`rootfs::exec_chroot`] |
 /// | 2 | build the rootfs (mounts, devices, links, createContainer hooks) | [`rootfs::build_rootfs`] |
 /// | 3 | enter it (pivot_root or chroot, late propagation) | [`rootfs::enter_root`] |
 /// | 4 | harden it (hostname, loopback, sysctls, masked and read-only paths) | [`harden::harden`] |
@@ -230,7 +230,6 @@ fn child_main(plan: &Plan) -> ! {
     wait_for_go(plan);
     enter_namespaces(plan);
     if plan.exec {
-        spawn::fork_into_pid_ns(plan);
         if plan.exec_chroot {
             rootfs::exec_chroot(plan);
         }

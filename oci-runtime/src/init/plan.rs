@@ -25,6 +25,9 @@ pub(crate) struct MountStep {
 pub(crate) struct DeviceStep {
     /// Relative to the rootfs (`dev/null`), with its parent (`dev`) and name (`null`).
     pub parent: CString,
+    /// The parent's prefixes, each with its last component (`dev`, `dev/cpu`, `dev/cpu/0`),
+    /// made as directories when missing: a privileged container gets every host device.
+    pub dirs: Vec<(CString, CString)>,
     pub name: CString,
     pub host: CString,
     pub kind: rustix::fs::FileType,

@@ -131,18 +131,24 @@ pub(super) fn open_in_root(
     crate::resolve::open_in_root(root, rel, flags)
 }
 
-pub(super) fn ensure_target(root: BorrowedFd<'_>, m: &MountStep) -> Result<OwnedFd, Errno> {
-    let n = m.prefixes.len();
-    for (i, (prefix, name)) in m.prefixes.iter().enumerate() {
+/// Makes each missing directory of `prefixes` (relative paths, each with its last
+/// component, outermost first), resolved inside the root; the last one a file when `file`.
+fn make_prefixes(
+    root: BorrowedFd<'_>,
+    prefixes: &[(CString, CString)],
+    file: bool,
+) -> Result<(), Errno> {
+    let n = prefixes.len();
+    for (i, (prefix, name)) in prefixes.iter().enumerate() {
         if open_in_root(root, prefix, OFlags::PATH).is_ok() {
             continue;
         }
         let parent = if i == 0 {
             open_in_root(root, c".", OFlags::PATH | OFlags::DIRECTORY)?
         } else {
-            open_in_root(root, &m.prefixes[i - 1].0, OFlags::PATH | OFlags::DIRECTORY)?
+            open_in_root(root, &prefixes[i - 1].0, OFlags::PATH | OFlags::DIRECTORY)?
         };
-        if i + 1 == n && m.file {
+        if i + 1 == n && file {
             match rustix::fs::openat(
                 &parent,
                 name.as_c_str(),
@@ -159,6 +165,11 @@ pub(super) fn ensure_target(root: BorrowedFd<'_>, m: &MountStep) -> Result<Owned
             }
         }
     }
+    Ok(())
+}
+
+pub(super) fn ensure_target(root: BorrowedFd<'_>, m: &MountStep) -> Result<OwnedFd, Errno> {
+    make_prefixes(root, &m.prefixes, m.file)?;
     match m.prefixes.last() {
         Some((rel, _)) => open_in_root(root, rel, OFlags::PATH),
         None => open_in_root(root, c".", OFlags::PATH),
@@ -207,6 +218,7 @@ pub(super) fn do_mount(plan: &Plan, root: BorrowedFd<'_>, m: &MountStep) {
 }
 
 pub(super) fn do_device(plan: &Plan, root: BorrowedFd<'_>, d: &DeviceStep) {
+    check!(plan, Step::Device, make_prefixes(root, &d.dirs, false));
     let parent = check!(
         plan,
         Step::Device,

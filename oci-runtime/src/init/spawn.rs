@@ -1,6 +1,6 @@
-//! The clone: `clone3` itself, the three ways the parent starts the init (directly, from a
-//! thread in a joined pid namespace, or through a joined user namespace), and the exec
-//! helper's own fork into the pid namespace it joined.
+//! The clone: `clone3` itself and the three ways the parent starts the init or an exec'd
+//! process (directly, from a thread in a joined pid namespace, or through a joined user
+//! namespace).
 
 use super::*;
 
@@ -217,54 +217,6 @@ pub(super) fn close_all_but(keep: [RawFd; 3]) {
     fds.sort_unstable();
     let n = fds.iter().take_while(|&&f| f != u32::MAX).count();
     close_inherited(&fds[..n]);
-}
-
-/// Phase 1b, exec helper only: `setns` into a pid namespace takes effect for children only,
-/// so the helper forks; the child returns to set up and run the process inside the
-/// container's pid namespace, and the helper stays outside, waits for it and ends with its
-/// exit status. The helper reports nothing: the child does, and the report pipe closes at
-/// its `execve`.
-pub(super) fn fork_into_pid_ns(plan: &Plan) {
-    let args = CloneArgs {
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
-    let pid = clone3(&args);
-    if pid < 0 {
-        fail(
-            plan,
-            Step::SetNs,
-            Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::AGAIN),
-        );
-    }
-    if pid > 0 {
-        // No report from here: the grandchild reports, and the pipe closes at its exec.
-        let _ = prctl(libc::PR_SET_PDEATHSIG, 0, 0);
-        // The helper only waits: it keeps no descriptor, neither the report pipe nor the
-        // caller's standard streams (a detached exec's caller would otherwise wait for the
-        // end of file of its output until the process ends).
-        // SAFETY: close_range closes descriptors this copy does not use.
-        unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) };
-        let code = loop {
-            let mut status = 0i32;
-            // SAFETY: waitpid on our own child with a valid status pointer.
-            let r = unsafe { libc::waitpid(pid as i32, &mut status, 0) };
-            if r == pid as i32 {
-                if libc::WIFEXITED(status) {
-                    break libc::WEXITSTATUS(status);
-                }
-                if libc::WIFSIGNALED(status) {
-                    break 128 + libc::WTERMSIG(status);
-                }
-            } else if r < 0
-                && Errno::from_io_error(&std::io::Error::last_os_error()) != Some(Errno::INTR)
-            {
-                break 125;
-            }
-        };
-        // SAFETY: see `fail`.
-        unsafe { libc::_exit(code) }
-    }
 }
 
 /// Starts the init of `plan` with the new namespaces in `flags`, in the way its joins need,
