@@ -372,3 +372,155 @@ fn a_container_this_process_did_not_create_is_waited_for_with_its_exit_code() {
     assert!(helper.wait().unwrap().success());
     c.delete(false).unwrap();
 }
+
+/// The calls containerd's runc v2 shim makes besides create, start, state, kill and delete:
+/// `exec --detach --pid-file` (the pid must be the process: the shim's exec timeout kills
+/// it), `pause`/`resume` (state says "paused"), `update --resources -` (the kubelet's
+/// in-place resize), `ps --format json`, and `delete --force` of a paused container.
+#[test]
+fn the_shims_exec_pause_update_and_ps_calls() {
+    if !rustix::process::geteuid().is_root() || !Path::new("/bin/busybox").exists() {
+        eprintln!("skipping: needs root and busybox-static");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (bundle, root) = busybox_bundle(dir.path(), &["sh", "sleep", "cat"]);
+    let cfg = bundle.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    v["process"]["args"] = serde_json::json!(["sleep", "60"]);
+    v["process"]["terminal"] = serde_json::json!(false);
+    v["linux"]["cgroupsPath"] = serde_json::json!(format!("oci-runc-test-{}", std::process::id()));
+    v["linux"]["resources"] = serde_json::json!({"pids": {"limit": 50}});
+    std::fs::write(&cfg, serde_json::to_vec(&v).unwrap()).unwrap();
+    let b = bundle.to_str().unwrap();
+    assert!(quiet(&root, &["create", "--bundle", b, "s1"]).success());
+    assert!(runc(&root, &["start", "s1"]).status.success());
+    let state = |root: &Path| -> serde_json::Value {
+        serde_json::from_slice(&runc(root, &["state", "s1"]).stdout).unwrap()
+    };
+    let init: i32 = state(&root)["pid"].as_i64().unwrap() as i32;
+
+    // exec --detach --pid-file, with a process.json as the shim writes it.
+    let mut process = v["process"].clone();
+    process["args"] = serde_json::json!(["sleep", "4321"]);
+    let pjson = dir.path().join("process.json");
+    std::fs::write(&pjson, serde_json::to_vec(&process).unwrap()).unwrap();
+    let pidfile = dir.path().join("exec.pid");
+    let o = quiet(
+        &root,
+        &[
+            "exec",
+            "--detach",
+            "--process",
+            pjson.to_str().unwrap(),
+            "--pid-file",
+            pidfile.to_str().unwrap(),
+            "s1",
+        ],
+    );
+    assert!(o.success());
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let cmdline = loop {
+        let c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if c == b"sleep\x004321\x00" || std::time::Instant::now() > deadline {
+            break c;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert_eq!(
+        cmdline, b"sleep\x004321\x00",
+        "the pid file names the process itself"
+    );
+
+    // ps --format json lists the init and the exec'd process.
+    let pids: Vec<i32> =
+        serde_json::from_slice(&runc(&root, &["ps", "--format", "json", "s1"]).stdout).unwrap();
+    assert!(pids.contains(&init) && pids.contains(&pid), "{pids:?}");
+    // Killing that pid (containerd's exec timeout) ends the process.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+
+    // update --resources - (stdin), as the shim sends it.
+    let mut child = Command::new(RUNC)
+        .arg("--root")
+        .arg(&root)
+        .args(["update", "--resources", "-", "s1"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"pids": {"limit": 77}, "cpu": {"shares": 512}}"#)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let cgroup = std::fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap();
+    let pids_path = cgroup
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("0::")
+                .or_else(|| l.split_once(":pids:").map(|x| x.1))
+        })
+        .unwrap()
+        .to_string();
+    let pids_dir = if Path::new("/sys/fs/cgroup/pids").is_dir() {
+        format!("/sys/fs/cgroup/pids{pids_path}")
+    } else {
+        format!("/sys/fs/cgroup{pids_path}")
+    };
+    assert_eq!(
+        std::fs::read_to_string(format!("{pids_dir}/pids.max"))
+            .unwrap()
+            .trim(),
+        "77"
+    );
+    // And with flags.
+    assert!(runc(&root, &["update", "--pids-limit", "88", "s1"])
+        .status
+        .success());
+    assert_eq!(
+        std::fs::read_to_string(format!("{pids_dir}/pids.max"))
+            .unwrap()
+            .trim(),
+        "88"
+    );
+    // A document that is not resources: a clear error, nothing changed.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, b"[1, 2]").unwrap();
+    let o = runc(
+        &root,
+        &["update", "--resources", bad.to_str().unwrap(), "s1"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not linux.resources"));
+
+    // pause, resume, and the states they give; exec refused while paused.
+    assert!(runc(&root, &["pause", "s1"]).status.success());
+    assert_eq!(state(&root)["status"], "paused");
+    assert_eq!(runc(&root, &["exec", "s1", "true"]).status.code(), Some(1));
+    assert!(runc(&root, &["resume", "s1"]).status.success());
+    assert_eq!(state(&root)["status"], "running");
+    // containerd's global flags before the verb.
+    let o = runc(
+        &root,
+        &["--rootless=false", "--systemd-cgroup", "state", "s1"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // delete --force of a paused container ends it and removes its cgroup.
+    assert!(runc(&root, &["pause", "s1"]).status.success());
+    assert!(runc(&root, &["delete", "--force", "s1"]).status.success());
+    assert!(!Path::new(&pids_dir).exists(), "{pids_dir} removed");
+    assert_eq!(runc(&root, &["state", "s1"]).status.code(), Some(1));
+}

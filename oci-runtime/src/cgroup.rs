@@ -160,14 +160,24 @@ impl Cgroup {
     fn apply_v1(&self, mount: &Path, path: &str, r: &LinuxResources) -> Result<()> {
         let f = |ctrl: &str, file: &str| mount.join(ctrl).join(path).join(file);
         if let Some(m) = r.memory() {
+            let memsw = f("memory", "memory.memsw.limit_in_bytes");
+            let swap = m.swap().filter(|_| memsw.exists());
+            // memory+swap may never be below memory: raising both (an update), it goes first.
+            let current = std::fs::read_to_string(&memsw)
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok());
+            let swap_first = match (swap, current) {
+                (Some(s), Some(c)) => s == -1 || s > c,
+                _ => false,
+            };
+            if let Some(s) = swap.filter(|_| swap_first) {
+                write(&memsw, &s.to_string())?;
+            }
             if let Some(limit) = m.limit() {
                 write(&f("memory", "memory.limit_in_bytes"), &limit.to_string())?;
             }
-            if let Some(swap) = m.swap() {
-                let p = f("memory", "memory.memsw.limit_in_bytes");
-                if p.exists() {
-                    write(&p, &swap.to_string())?;
-                }
+            if let Some(s) = swap.filter(|_| !swap_first) {
+                write(&memsw, &s.to_string())?;
             }
             if let Some(v) = m.reservation() {
                 write_existing(&f("memory", "memory.soft_limit_in_bytes"), &v.to_string())?;
@@ -417,6 +427,30 @@ impl Cgroup {
                 let _ = std::fs::write(&file, value);
             }
             std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
+    /// Writes `resources` to the existing cgroup (runc's `update`): only what they set
+    /// changes. On v1 a memory limit and its memory+swap limit are written in the order the
+    /// kernel accepts (memory+swap may never be below memory).
+    pub fn update(&self, resources: &LinuxResources) -> Result<()> {
+        match self {
+            Cgroup::V1 { mount, path } => self.apply_v1(mount, path, resources),
+            Cgroup::V2 { mount, path } => self.apply_v2(&mount.join(path), resources),
+        }
+    }
+
+    /// Whether the cgroup is frozen (v1 `freezer.state` FROZEN, v2 `cgroup.freeze` 1).
+    pub fn is_frozen(&self) -> bool {
+        match self {
+            Cgroup::V1 { mount, path } => {
+                std::fs::read_to_string(mount.join("freezer").join(path).join("freezer.state"))
+                    .is_ok_and(|s| s.trim() == "FROZEN")
+            }
+            Cgroup::V2 { mount, path } => {
+                std::fs::read_to_string(mount.join(path).join("cgroup.freeze"))
+                    .is_ok_and(|s| s.trim() == "1")
+            }
         }
     }
 

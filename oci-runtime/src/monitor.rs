@@ -367,8 +367,9 @@ impl Monitor {
         })?;
         s.monitor_alive = alive(s.monitor_pid, s.monitor_start);
         if !s.monitor_alive && s.state != MonitorState::Exited {
-            let runs = Container::load(&self.state_root, &self.id)
-                .is_ok_and(|c| c.status() == crate::Status::Running);
+            let runs = Container::load(&self.state_root, &self.id).is_ok_and(|c| {
+                matches!(c.status(), crate::Status::Running | crate::Status::Paused)
+            });
             if !runs {
                 s.state = MonitorState::Exited;
                 s.exit_code.get_or_insert(255);

@@ -495,13 +495,16 @@ pub(crate) fn filesystem(
         Some(p) => propagation(p)
             .ok_or_else(|| Error::spec("linux.rootfsPropagation", p, "unknown propagation"))?,
     };
-    // pivot_root refuses a root whose mount or parent mount is shared, and an unbindable
-    // tree cannot be bound onto itself: for those two the tree is made private for the
-    // set-up, and the container's root gets the propagation asked for after pivot_root (as
-    // crun does).
-    let late = raw(libc::MS_SHARED | libc::MS_UNBINDABLE);
-    let (propagation, root_propagation) = if asked.intersects(late) {
+    // An unbindable tree cannot be bound onto itself: it is made private for the set-up,
+    // and the container's root gets the propagation asked for after pivot_root (as crun
+    // does). A shared one stays shared for the set-up, so that the mounts bound from the
+    // host stay in the host's peer groups (mounts propagate both ways, as with runc); only
+    // the mount holding the rootfs is made private (pivot_root refuses a shared one), and
+    // the root gets the propagation again after pivot_root.
+    let (propagation, root_propagation) = if asked.contains(raw(libc::MS_UNBINDABLE)) {
         (raw(libc::MS_PRIVATE | MS_REC), Some(asked))
+    } else if asked.contains(raw(libc::MS_SHARED)) {
+        (asked, Some(asked))
     } else {
         (asked, None)
     };
@@ -1009,7 +1012,8 @@ mod tests {
         let private = raw(libc::MS_PRIVATE | MS_REC);
         assert_eq!(built("rslave"), (raw(libc::MS_SLAVE | MS_REC), None));
         assert_eq!(built("private"), (raw(libc::MS_PRIVATE), None));
-        assert_eq!(built("shared"), (private, Some(raw(libc::MS_SHARED))));
+        let shared = raw(libc::MS_SHARED);
+        assert_eq!(built("shared"), (shared, Some(shared)));
         assert_eq!(
             built("runbindable"),
             (private, Some(raw(libc::MS_UNBINDABLE | MS_REC)))

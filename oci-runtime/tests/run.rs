@@ -1085,6 +1085,97 @@ fn device_nodes_get_their_missing_parent_directories() {
 }
 
 #[test]
+fn rshared_mounts_propagate_both_ways_and_the_host_keeps_its_mounts() {
+    if !root_or_skip() {
+        return;
+    }
+    use rustix::mount::{mount_bind, mount_change, unmount, MountPropagationFlags, UnmountFlags};
+    // What a kubelet's Bidirectional volume asks (CSI and storage plugins rely on it):
+    // mounts made on the host under the volume appear in the container, and mounts the
+    // container makes there appear on the host. The host's own mounts outlive the container
+    // (its old root is detached as slaves, not as the host's peers).
+    let b = Bundle::new();
+    let host = tempfile::tempdir().unwrap();
+    let vol = host.path().join("vol");
+    std::fs::create_dir_all(vol.join("from-host")).unwrap();
+    mount_bind(&vol, &vol).unwrap();
+    mount_change(
+        &vol,
+        MountPropagationFlags::SHARED | MountPropagationFlags::REC,
+    )
+    .unwrap();
+    let cleanup = |p: &Path| {
+        let _ = unmount(p, UnmountFlags::DETACH);
+    };
+    let mut spec = b.spec(&["sleep", "30"]);
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.push(
+        oci_spec::runtime::MountBuilder::default()
+            .destination("/vol")
+            .typ("bind")
+            .source(&vol)
+            .options(vec!["rbind".to_string(), "rshared".to_string()])
+            .build()
+            .unwrap(),
+    );
+    spec.set_mounts(Some(mounts));
+    let mut linux = spec.linux().clone().unwrap();
+    linux.set_rootfs_propagation(Some("rshared".into()));
+    spec.set_linux(Some(linux));
+    let mut p = spec.process().clone().unwrap();
+    let mut caps = p.capabilities().clone().unwrap();
+    let mut set = caps.bounding().clone().unwrap_or_default();
+    set.insert(oci_spec::runtime::Capability::SysAdmin);
+    caps.set_bounding(Some(set.clone()));
+    caps.set_effective(Some(set.clone()));
+    caps.set_permitted(Some(set));
+    p.set_capabilities(Some(caps));
+    spec.set_process(Some(p.clone()));
+    let id = unique("rshared");
+    let (builder, _out) = b.builder(&id, spec);
+    let mut c = builder.create().unwrap();
+    c.start().unwrap();
+    // Host to container.
+    rustix::mount::mount(
+        "tmpfs",
+        vol.join("from-host"),
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        None::<&std::ffi::CStr>,
+    )
+    .unwrap();
+    std::fs::write(vol.join("from-host/flag"), b"x").unwrap();
+    let exec = |args: &[&str]| {
+        let mut p = p.clone();
+        p.set_args(Some(args.iter().map(|s| s.to_string()).collect()));
+        p.set_env(Some(vec!["PATH=/bin".into()]));
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        let e = c.exec(&p, [None, Some(w), None]).unwrap();
+        let code = e.wait().unwrap();
+        (code, read_all(r))
+    };
+    let (code, text) = exec(&["ls", "/vol/from-host"]);
+    // Container to host.
+    let (code2, _) = exec(&[
+        "sh",
+        "-c",
+        "mkdir -p /vol/from-ctr && mount -t tmpfs none /vol/from-ctr && touch /vol/from-ctr/made",
+    ]);
+    let seen_on_host = vol.join("from-ctr/made").exists();
+    c.kill(libc::SIGKILL).unwrap();
+    c.wait().unwrap();
+    c.delete(false).unwrap();
+    let host_kept = vol.join("from-host/flag").exists();
+    cleanup(&vol.join("from-ctr"));
+    cleanup(&vol.join("from-host"));
+    cleanup(&vol);
+    assert_eq!((code, text.trim()), (0, "flag"), "host to container");
+    assert_eq!(code2, 0);
+    assert!(seen_on_host, "container to host");
+    assert!(host_kept, "the host's mount outlived the container");
+}
+
+#[test]
 fn an_exec_pid_is_the_process_itself() {
     if !root_or_skip() {
         return;

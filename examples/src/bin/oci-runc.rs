@@ -6,6 +6,9 @@
 //! oci-runc create --bundle DIR [--pid-file F] ID && oci-runc start ID
 //! oci-runc state ID | oci-runc list | oci-runc ps ID
 //! oci-runc kill [--all] ID [SIGNAL] | oci-runc delete [--force] ID
+//! oci-runc exec [--detach] [--pid-file F] [--process process.json] ID [CMD...]
+//! oci-runc pause ID | oci-runc resume ID | oci-runc update [--resources FILE|-] ID
+//! oci-runc ps [--format json] ID [ps arguments] | oci-runc features
 //! ```
 //!
 //! Exit status is 1 on errors (as runc), the container's status for `run`.
@@ -42,6 +45,10 @@ struct Cli {
     /// Accepted for compatibility; cgroups are managed through cgroupfs either way.
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
+    /// Accepted for compatibility (true, false or auto): rootless is what the caller is.
+    /// Before the verb, as containerd passes it (`spec --rootless` is the spec's own).
+    #[arg(long = "rootless", num_args = 0..=1, default_missing_value = "true")]
+    rootless_mode: Option<String>,
     #[command(subcommand)]
     verb: Verb,
 }
@@ -62,6 +69,12 @@ enum Verb {
         /// chroot instead of pivot_root.
         #[arg(long = "no-pivot")]
         no_pivot: bool,
+        /// Accepted: no session keyring is made either way.
+        #[arg(long = "no-new-keyring")]
+        no_new_keyring: bool,
+        /// Descriptors above stderr to pass on (only 0 is supported).
+        #[arg(long = "preserve-fds", default_value_t = 0)]
+        preserve_fds: u32,
         /// The container id.
         id: String,
     },
@@ -159,14 +172,138 @@ enum Verb {
     },
     /// Print what this runtime supports, as JSON.
     Features,
-    /// List the processes of a container.
+    /// List the processes of a container: their pids, or with `ps` arguments after the id,
+    /// the host's `ps` lines of the container's processes.
     Ps {
         /// table or json.
         #[arg(long, short, default_value = "table")]
         format: String,
         /// The container id.
         id: String,
+        /// Arguments for `ps` (table format only).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
     },
+    /// Suspend every process of a container (the cgroup freezer).
+    Pause {
+        /// The container id.
+        id: String,
+    },
+    /// Resume a paused container.
+    Resume {
+        /// The container id.
+        id: String,
+    },
+    /// Change a container's resource limits.
+    Update {
+        /// A JSON file of linux.resources (`-`: standard input), as containerd sends.
+        #[arg(long, short)]
+        resources: Option<PathBuf>,
+        /// Memory limit in bytes.
+        #[arg(long, short = 'm')]
+        memory: Option<i64>,
+        /// Memory plus swap limit in bytes (-1: unlimited).
+        #[arg(long = "memory-swap")]
+        memory_swap: Option<i64>,
+        /// Memory soft limit in bytes.
+        #[arg(long = "memory-reservation")]
+        memory_reservation: Option<i64>,
+        /// CPU shares (relative weight).
+        #[arg(long = "cpu-shares")]
+        cpu_shares: Option<u64>,
+        /// CPU CFS quota in microseconds per period.
+        #[arg(long = "cpu-quota")]
+        cpu_quota: Option<i64>,
+        /// CPU CFS period in microseconds.
+        #[arg(long = "cpu-period")]
+        cpu_period: Option<u64>,
+        /// CPUs the container may use (`0-3`, `0,1`).
+        #[arg(long = "cpuset-cpus")]
+        cpuset_cpus: Option<String>,
+        /// Memory nodes the container may use.
+        #[arg(long = "cpuset-mems")]
+        cpuset_mems: Option<String>,
+        /// Maximum number of processes (0 or -1: unlimited).
+        #[arg(long = "pids-limit")]
+        pids_limit: Option<i64>,
+        /// The container id.
+        id: String,
+    },
+}
+
+/// The resources an `update` asks for: the `--resources` document, with each flag given
+/// set over it.
+#[allow(clippy::too_many_arguments)]
+fn update_resources(
+    file: Option<&Path>,
+    memory: Option<i64>,
+    memory_swap: Option<i64>,
+    memory_reservation: Option<i64>,
+    cpu_shares: Option<u64>,
+    cpu_quota: Option<i64>,
+    cpu_period: Option<u64>,
+    cpuset_cpus: Option<String>,
+    cpuset_mems: Option<String>,
+    pids_limit: Option<i64>,
+) -> Result<oci_spec::runtime::LinuxResources> {
+    use oci_spec::runtime::{LinuxPids, LinuxResources};
+    let mut r: LinuxResources = match file {
+        None => LinuxResources::default(),
+        Some(f) => {
+            let bytes = if f == Path::new("-") {
+                let mut b = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut b)
+                    .context("reading the resources from standard input")?;
+                b
+            } else {
+                std::fs::read(f).with_context(|| format!("reading {}", f.display()))?
+            };
+            serde_json::from_slice(&bytes).context("the resources are not linux.resources JSON")?
+        }
+    };
+    if memory.is_some() || memory_swap.is_some() || memory_reservation.is_some() {
+        let mut m = r.memory().unwrap_or_default();
+        if let Some(v) = memory {
+            m.set_limit(Some(v));
+        }
+        if let Some(v) = memory_swap {
+            m.set_swap(Some(v));
+        }
+        if let Some(v) = memory_reservation {
+            m.set_reservation(Some(v));
+        }
+        r.set_memory(Some(m));
+    }
+    if cpu_shares.is_some()
+        || cpu_quota.is_some()
+        || cpu_period.is_some()
+        || cpuset_cpus.is_some()
+        || cpuset_mems.is_some()
+    {
+        let mut c = r.cpu().clone().unwrap_or_default();
+        if let Some(v) = cpu_shares {
+            c.set_shares(Some(v));
+        }
+        if let Some(v) = cpu_quota {
+            c.set_quota(Some(v));
+        }
+        if let Some(v) = cpu_period {
+            c.set_period(Some(v));
+        }
+        if let Some(v) = cpuset_cpus {
+            c.set_cpus(Some(v));
+        }
+        if let Some(v) = cpuset_mems {
+            c.set_mems(Some(v));
+        }
+        r.set_cpu(Some(c));
+    }
+    if let Some(v) = pids_limit {
+        let mut p = LinuxPids::default();
+        p.set_limit(v);
+        r.set_pids(Some(p));
+    }
+    Ok(r)
 }
 
 fn signal(s: Option<&str>) -> Result<i32> {
@@ -212,8 +349,13 @@ fn main_inner(cli: Cli) -> Result<i32> {
             pid_file,
             console_socket,
             no_pivot,
+            no_new_keyring: _,
+            preserve_fds,
             id,
         } => {
+            if preserve_fds > 0 {
+                bail!("--preserve-fds {preserve_fds}: passing extra descriptors is not supported");
+            }
             let c =
                 builder(&cli.root, &bundle, &id, no_pivot, console_socket.as_ref())?.create()?;
             write_pid(pid_file.as_ref(), c.pid())?;
@@ -221,7 +363,12 @@ fn main_inner(cli: Cli) -> Result<i32> {
         Verb::Start { id } => Container::load(&cli.root, &id)?.start()?,
         Verb::State { id } => {
             let c = Container::load(&cli.root, &id)?;
-            serde_json::to_writer_pretty(&mut out, &c.state())?;
+            let mut state = serde_json::to_value(c.state())?;
+            // runc's word for a frozen container, which the runtime spec's states lack.
+            if c.status() == oci_rs_runtime::Status::Paused {
+                state["status"] = "paused".into();
+            }
+            serde_json::to_writer_pretty(&mut out, &state)?;
             writeln!(out)?;
         }
         Verb::Kill {
@@ -385,15 +532,83 @@ fn main_inner(cli: Cli) -> Result<i32> {
             serde_json::to_writer_pretty(&mut out, &f)?;
             writeln!(out)?;
         }
-        Verb::Ps { format, id } => {
+        Verb::Pause { id } => Container::load(&cli.root, &id)?.pause()?,
+        Verb::Resume { id } => Container::load(&cli.root, &id)?.resume()?,
+        Verb::Update {
+            resources,
+            memory,
+            memory_swap,
+            memory_reservation,
+            cpu_shares,
+            cpu_quota,
+            cpu_period,
+            cpuset_cpus,
+            cpuset_mems,
+            pids_limit,
+            id,
+        } => {
+            let c = Container::load(&cli.root, &id)?;
+            let r = update_resources(
+                resources.as_deref(),
+                memory,
+                memory_swap,
+                memory_reservation,
+                cpu_shares,
+                cpu_quota,
+                cpu_period,
+                cpuset_cpus,
+                cpuset_mems,
+                pids_limit,
+            )?;
+            c.update(&r)?;
+        }
+        Verb::Ps {
+            format,
+            id,
+            ps_args,
+        } => {
             let c = Container::load(&cli.root, &id)?;
             let pids = c
                 .cgroup()
                 .map(|g| g.pids())
                 .unwrap_or_else(|| vec![c.pid()]);
             if format == "json" {
+                if !ps_args.is_empty() {
+                    bail!("ps arguments need the table format");
+                }
                 serde_json::to_writer(&mut out, &pids)?;
                 writeln!(out)?;
+            } else if !ps_args.is_empty() {
+                // As runc: the host's ps with these arguments, its header and the lines of
+                // the container's pids.
+                let ps = std::process::Command::new("ps")
+                    .args(&ps_args)
+                    .output()
+                    .context("running ps")?;
+                if !ps.status.success() {
+                    bail!(
+                        "ps {}: {}",
+                        ps_args.join(" "),
+                        String::from_utf8_lossy(&ps.stderr).trim()
+                    );
+                }
+                let text = String::from_utf8_lossy(&ps.stdout);
+                let mut lines = text.lines();
+                let header = lines.next().unwrap_or_default();
+                let column = header
+                    .split_whitespace()
+                    .position(|h| h == "PID")
+                    .context("ps printed no PID column")?;
+                writeln!(out, "{header}")?;
+                for line in lines {
+                    let pid = line
+                        .split_whitespace()
+                        .nth(column)
+                        .and_then(|p| p.parse().ok());
+                    if pid.is_some_and(|p: i32| pids.contains(&p)) {
+                        writeln!(out, "{line}")?;
+                    }
+                }
             } else {
                 writeln!(out, "PID")?;
                 for p in pids {
@@ -430,7 +645,7 @@ fn main() {
     if cli.debug {
         eprintln!("oci-runc: root {}", cli.root.display());
     }
-    let _ = cli.systemd_cgroup;
+    let _ = (cli.systemd_cgroup, &cli.rootless_mode);
     // The verbs that start processes in a container (start runs startContainer hooks there)
     // first re-execute from a sealed view of it, so that a container cannot reach this program's
     // file through /proc/self/exe (CVE-2019-5736). The others stay a plain start.

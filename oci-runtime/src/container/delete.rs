@@ -61,14 +61,18 @@ impl Container {
             Status::Created => {
                 self.kill(libc::SIGKILL)?;
             }
-            Status::Running if force => {
+            Status::Running | Status::Paused if force => {
                 let _ = self.kill_all(libc::SIGKILL);
                 let _ = self.kill(libc::SIGKILL);
+                // A frozen process dies only once thawed.
+                if let Some(cg) = self.saved.cgroup.as_ref().filter(|c| c.is_frozen()) {
+                    let _ = cg.freeze(false);
+                }
             }
-            Status::Running => {
+            s @ (Status::Running | Status::Paused) => {
                 return Err(Error::WrongState {
                     id: self.saved.id.clone(),
-                    status: "running".into(),
+                    status: s.to_string(),
                     op: "delete (use force)",
                 })
             }

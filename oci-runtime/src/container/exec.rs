@@ -155,6 +155,7 @@ impl Container {
         let status = self.status();
         let allowed = status == Status::Running || (hook.is_some() && status == Status::Created);
         if !allowed {
+            // A paused container is refused too, as runc does: the process would hang frozen.
             return Err(Error::WrongState {
                 id: self.saved.id.clone(),
                 status: status.to_string(),

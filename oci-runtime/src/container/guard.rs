@@ -90,6 +90,17 @@ pub(super) fn detach_mounts_under(rootfs: &Path) {
     }
 }
 
+/// The mount point of this mount namespace that holds `path` (the longest mount point that
+/// is `path` or one of its parents), from `/proc/thread-self/mountinfo`.
+pub(crate) fn mount_point_of(path: &Path) -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/thread-self/mountinfo").ok()?;
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .filter(|p| path.starts_with(p))
+        .max_by_key(|p| p.components().count())
+}
+
 /// A mountinfo path field with its octal escapes (`\040` for a space, `\011`, `\012`,
 /// `\134`) undone.
 fn unescape_mountinfo(field: &str) -> std::ffi::OsString {

@@ -28,6 +28,7 @@ mod state;
 
 pub use create::ContainerBuilder;
 pub use exec::ExecProcess;
+pub(crate) use guard::mount_point_of;
 
 /// The status of a container, as the runtime spec names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub enum Status {
     Created,
     /// The process runs.
     Running,
+    /// The process exists but its cgroup is frozen ([`Container::pause`]).
+    Paused,
     /// The process has exited.
     Stopped,
 }
@@ -45,6 +48,7 @@ impl std::fmt::Display for Status {
         f.write_str(match self {
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         })
     }

@@ -52,6 +52,40 @@ impl Container {
         self.freezer()?.freeze(false)
     }
 
+    /// Changes the resource limits of a created, running or paused container (runc's
+    /// `update`, what the kubelet's in-place resize reaches through containerd): the given
+    /// ones are written to its cgroup, the others stay. Device rules are not changed here.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use oci_rs_runtime::Container;
+    /// use oci_spec::runtime::{LinuxPidsBuilder, LinuxResourcesBuilder};
+    /// let c = Container::load(std::path::Path::new("/run/oci-runc"), "web")?;
+    /// let pids = LinuxPidsBuilder::default().limit(100).build()?;
+    /// c.update(&LinuxResourcesBuilder::default().pids(pids).build()?)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let status = self.status();
+        if status == Status::Stopped {
+            return Err(Error::WrongState {
+                id: self.saved.id.clone(),
+                status: status.to_string(),
+                op: "update",
+            });
+        }
+        let cg = self
+            .saved
+            .cgroup
+            .as_ref()
+            .ok_or_else(|| Error::WrongState {
+                id: self.saved.id.clone(),
+                status: "without a cgroup of its own".into(),
+                op: "update",
+            })?;
+        cg.update(resources)
+    }
+
     fn freezer(&self) -> Result<&Cgroup> {
         self.saved.cgroup.as_ref().ok_or_else(|| Error::WrongState {
             id: self.saved.id.clone(),

@@ -11,6 +11,8 @@ impl Container {
             {
                 if self.dir.join("exec.fifo").exists() {
                     Status::Created
+                } else if self.saved.cgroup.as_ref().is_some_and(Cgroup::is_frozen) {
+                    Status::Paused
                 } else {
                     Status::Running
                 }
@@ -24,6 +26,8 @@ impl Container {
         self.state_as(match self.status() {
             Status::Created => ContainerState::Created,
             Status::Running => ContainerState::Running,
+            // The runtime spec has no paused state (runc says "paused" beside it).
+            Status::Paused => ContainerState::Running,
             Status::Stopped => ContainerState::Stopped,
         })
     }

@@ -89,6 +89,10 @@ pub(crate) struct Plan {
     /// Give `/` the set-up propagation (`propagation`) first: in the container's own mount
     /// namespace only, never in the caller's.
     pub private_root: bool,
+    /// With a shared set-up propagation: the mount that holds the rootfs, made private
+    /// (alone) before the rootfs is bound onto itself, so that the bind propagates nowhere
+    /// and `pivot_root` accepts it, as runc does.
+    pub root_parent: Option<CString>,
     /// An exec helper chroots into the rootfs after joining the namespaces: the container
     /// shares the caller's mount namespace, so nothing else puts it in its root.
     pub exec_chroot: bool,
@@ -237,6 +241,7 @@ impl Plan {
             readonly_root: false,
             pivot: false,
             private_root: false,
+            root_parent: None,
             exec_chroot: false,
             hostname: None,
             domainname: None,
@@ -309,6 +314,21 @@ impl Plan {
             // chroot, and nothing is pivoted or detached in the caller's namespace.
             pivot: opts.pivot && ns.mount,
             private_root: ns.mount,
+            root_parent: if ns.mount && built.propagation.bits() as u64 & libc::MS_SHARED != 0 {
+                use std::os::unix::ffi::OsStrExt;
+                let rootfs =
+                    std::path::Path::new(std::ffi::OsStr::from_bytes(opts.rootfs.as_bytes()));
+                let point = crate::container::mount_point_of(rootfs).ok_or_else(|| {
+                    Error::spec(
+                        "linux.rootfsPropagation",
+                        "shared",
+                        "the mount holding the rootfs is not in /proc/thread-self/mountinfo",
+                    )
+                })?;
+                Some(cstr(point.as_os_str().as_encoded_bytes(), "root.path")?)
+            } else {
+                None
+            },
             hostname: uts(spec.hostname(), "hostname")?,
             domainname: uts(spec.domainname(), "domainname")?,
             loopback_up: ns.flags & libc::CLONE_NEWNET as u64 != 0,

@@ -12,6 +12,19 @@ pub(super) fn build_rootfs(plan: &Plan) -> OwnedFd {
             Step::Propagation,
             rustix::mount::mount(c"none", c"/", c"", plan.propagation, None)
         );
+        if let Some(parent) = &plan.root_parent {
+            check!(
+                plan,
+                Step::Propagation,
+                rustix::mount::mount(
+                    c"none",
+                    parent.as_c_str(),
+                    c"",
+                    MountFlags::from_bits_retain(libc::MS_PRIVATE as _),
+                    None
+                )
+            );
+        }
     }
     // The rootfs bound onto itself: a mount to pivot into, or to make read-only without
     // touching the caller's `/` when there is no mount namespace of its own.
@@ -56,10 +69,36 @@ pub(super) fn enter_root(plan: &Plan, root: &OwnedFd) {
     // Enter the root.
     check!(plan, Step::PivotRoot, rustix::process::fchdir(root));
     if plan.pivot {
+        // The old root, held to be detached from: after pivot_root(".", ".") it is stacked
+        // on the new one, and "." (the cwd's mount) is still the new root.
+        let old_root = check!(
+            plan,
+            Step::PivotRoot,
+            rustix::fs::open(
+                c"/",
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty()
+            )
+        );
         check!(
             plan,
             Step::PivotRoot,
             rustix::process::pivot_root(c".", c".")
+        );
+        check!(plan, Step::PivotRoot, rustix::process::fchdir(&old_root));
+        drop(old_root);
+        // Its mounts become slaves first, so that detaching them propagates nothing to the
+        // host's (with a shared set-up propagation they are the host's peers), as runc does.
+        check!(
+            plan,
+            Step::PivotRoot,
+            rustix::mount::mount(
+                c"none",
+                c".",
+                c"",
+                MountFlags::from_bits_retain((libc::MS_SLAVE | libc::MS_REC) as _),
+                None
+            )
         );
         check!(
             plan,
