@@ -14,8 +14,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # network tests; iperf3 for the network benchmarks; libssl-dev and pkg-config for the registry
 # client's native-tls feature; xz-utils and bzip2 for the archives the build tests ADD;
 # qemu-user-static for the build tests' arm64 RUN (through binfmt_misc, set up below); git
-# (and its daemon) for ADD of a git repository.
-packages=(docker-registry busybox-static git skopeo umoci pigz zstd runc crun containerd podman buildah uidmap apache2-utils openssl nftables iproute2 slirp4netns debootstrap iperf3 libssl-dev pkg-config xz-utils bzip2 qemu-user-static)
+# (and its daemon) for ADD of a git repository; containernetworking-plugins, jq, gcc and
+# libc6-dev (static) for the Kubernetes CRI check (scripts/cri.sh) and its stand-in images.
+packages=(docker-registry busybox-static git skopeo umoci pigz zstd runc crun containerd podman buildah uidmap apache2-utils openssl nftables iproute2 slirp4netns debootstrap iperf3 libssl-dev pkg-config xz-utils bzip2 qemu-user-static containernetworking-plugins jq gcc libc6-dev curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -93,6 +94,11 @@ fi
 # script says how to build one, and skips without it).
 echo "test.sh: runtime-tools validation (scripts/conformance.sh)"
 scripts/conformance.sh | tail -1
+# Kubernetes on our runtime: containerd's CRI with oci-runc as a runtime handler, crictl
+# flows and the CRI validation suite against runc and oci-runc (fails when a spec that passes
+# with runc fails with ours).
+echo "test.sh: Kubernetes CRI (scripts/cri.sh)"
+scripts/cri.sh
 echo "test.sh: docs of oci-rs-image with its testing feature"
 RUSTDOCFLAGS="-D warnings" cargo doc -p oci-rs-image --no-deps --features testing -q
 # A short fuzz smoke of every target (fuzz/ is its own workspace, on the stable toolchain with
