@@ -1,8 +1,9 @@
 //! # oci-rs-registry-client
 //!
-//! A client for the [OCI distribution spec] (v1.1): pull and push manifests and blobs, list
-//! tags and repositories, find referrers, delete, with the authentication, retries and
-//! safety that real registries need. Built on reqwest (HTTP/2, rustls or
+//! Both ends of the [OCI distribution spec] (v1.1). The client: pull and push manifests and
+//! blobs, list tags and repositories, find referrers, delete, with the authentication,
+//! retries and safety that real registries need. The server (feature `server`, module
+//! [`server`](crate#the-server)): a registry over a storage trait. Built on reqwest (HTTP/2, rustls or
 //! native-tls) and tokio: every call
 //! needs a tokio runtime, as reqwest does.
 //!
@@ -32,6 +33,12 @@
 //! [`RegistrySource`] and [`RegistryDestination`] plug a repository into
 //! [`oci_rs_image::ImageSource`] / [`oci_rs_image::ImageDestination`], so the generic image copy
 //! pulls into and pushes from any store.
+//!
+//! ## The server
+//!
+//! With the cargo feature `server`, `server::Registry` answers the same protocol over a
+//! `server::RegistryStorage`: `server::DiskStorage` keeps blobs, repositories and upload
+//! sessions in a directory. `oci registry serve` is that, on a port.
 //!
 //! ## TLS
 //!
@@ -92,6 +99,9 @@ mod push;
 mod repository;
 mod retry;
 mod transfer;
+
+#[cfg(feature = "server")]
+pub mod server;
 
 pub use auth::MAX_TOKEN_ANSWER;
 pub use challenge::{parse as parse_challenges, AuthChallenge, Challenge, MAX_HEADER_LEN};

@@ -440,6 +440,11 @@ pub(crate) enum Verb {
         #[command(subcommand)]
         verb: LayerVerb,
     },
+    /// A registry of our own (the distribution API over a directory).
+    Registry {
+        #[command(subcommand)]
+        verb: RegistryVerb,
+    },
     /// Make a one-layer image from a filesystem tar (plain, gzip or zstd).
     Import {
         /// The tar file, an http(s) URL, or `-` for standard input.
@@ -741,5 +746,25 @@ pub(crate) enum ManifestVerb {
     Push {
         /// The list.
         list: String,
+    },
+}
+
+/// `oci registry …`
+#[derive(Subcommand)]
+pub(crate) enum RegistryVerb {
+    /// Serve the distribution API (OCI distribution spec v1.1, docker's registry v2).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:5000")]
+        addr: String,
+        /// Where blobs, repositories and upload sessions are kept.
+        #[arg(long, default_value = "/var/lib/oci-rs-registry")]
+        storage: PathBuf,
+        /// Serve pulls only.
+        #[arg(long = "read-only")]
+        read_only: bool,
+        /// Refuse blobs larger than this many bytes.
+        #[arg(long = "max-blob-size")]
+        max_blob_size: Option<u64>,
     },
 }

@@ -15,6 +15,7 @@
 mod args;
 mod containers;
 mod images;
+mod registry;
 mod run;
 mod system;
 
@@ -42,6 +43,9 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
 async fn run(cli: Cli) -> Result<()> {
     if matches!(cli.verb, Verb::Version) {
         return system::print_version(&mut std::io::stdout().lock());
+    }
+    if let Verb::Registry { verb } = cli.verb {
+        return registry::registry_verb(verb).await;
     }
     let mut dir = data_dir(cli.data_dir.as_deref());
     // A verb that only reads never creates the store: with no store yet it reads an empty

@@ -1,0 +1,1244 @@
+//! The server half of the distribution protocol (feature `server`): a registry over a
+//! [`RegistryStorage`], served with hyper.
+//!
+//! It answers the OCI distribution spec v1.1 (pull, push, content discovery, content
+//! management) and docker's registry API v2 that clients use: manifests and blobs by digest
+//! and tag with `HEAD` and `Range`; monolithic, chunked (`Content-Range`, 416 on a wrong
+//! range) and resumable uploads whose state is in the storage; cross-repository mounts; tags
+//! with `n`/`last` paging; referrers with `artifactType` filtering; deletes; `_catalog`;
+//! docker's error JSON. Every blob is verified against its digest while it streams into the
+//! store, and nothing is visible before it is whole and checked; a manifest is stored only
+//! when every blob and manifest it names is in its repository.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use oci_rs_registry_client::server::{DiskStorage, Registry};
+//!
+//! let storage = DiskStorage::open("/var/lib/registry").await?;
+//! let registry = Registry::new(storage);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await?;
+//! registry.serve(listener).await?;
+//! # Ok(()) }
+//! ```
+
+mod route;
+mod storage;
+
+pub use route::MAX_NAME;
+pub use storage::{Appended, DiskStorage, RegistryStorage, UploadInfo};
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
+use hyper::{Method, Request, Response, StatusCode};
+use oci_rs_image::oci_spec::image::{Descriptor, Digest, MediaType};
+use oci_rs_image::{BlobStoreExt, Error as StoreError, Expected, ReferenceStore, REF_NAME};
+use route::{route, BadPath, Reference, Route};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::io::AsyncRead;
+
+/// A response body: bytes in memory or a stream from the store.
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// The annotation under which a repository's manifest entry keeps its subject's digest
+/// (for the referrers API).
+const SUBJECT: &str = "rs.oci.registry.subject";
+
+/// The largest manifest accepted by default (distribution's limit).
+pub const DEFAULT_MAX_MANIFEST: u64 = 4 << 20;
+
+/// A registry: the distribution API over a [`RegistryStorage`].
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
+    storage: Arc<dyn RegistryStorage>,
+    max_manifest: u64,
+    max_blob: u64,
+    read_only: bool,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("max_manifest", &self.inner.max_manifest)
+            .field("max_blob", &self.inner.max_blob)
+            .field("read_only", &self.inner.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An answer that is an error of the distribution spec: status, code and message.
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    detail: Value,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            detail: Value::Null,
+        }
+    }
+
+    fn detail(mut self, d: Value) -> Self {
+        self.detail = d;
+        self
+    }
+
+    fn response(self) -> Response<Body> {
+        let mut e = json!({"code": self.code, "message": self.message});
+        if !self.detail.is_null() {
+            e["detail"] = self.detail;
+        }
+        let body = json!({ "errors": [e] }).to_string();
+        let mut r = Response::new(full(body));
+        *r.status_mut() = self.status;
+        set(&mut r, CONTENT_TYPE, "application/json");
+        r
+    }
+}
+
+/// The storage failed: logged, and a 500 that says no more.
+fn internal(e: StoreError) -> ApiError {
+    tracing::error!(error = %oci_rs_image::chain(&e), "registry storage");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "UNKNOWN",
+        "the registry's storage failed",
+    )
+}
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+fn empty() -> Body {
+    full(Bytes::new())
+}
+
+fn set(r: &mut Response<Body>, name: impl hyper::header::IntoHeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().insert(name, v);
+    }
+}
+
+fn status(s: StatusCode) -> Response<Body> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = s;
+    r
+}
+
+/// The request's query parameters (decoded).
+fn query(req: &Request<Incoming>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for pair in req.uri().query().unwrap_or("").split('&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        out.insert(decode(k), decode(v));
+    }
+    out
+}
+
+/// Percent-decoding of a query component (`+` is a space).
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The request body as a reader.
+fn body_reader(body: Incoming) -> impl AsyncRead + Send + Unpin {
+    let stream = http_body_util::BodyStream::new(body)
+        .try_filter_map(|frame| std::future::ready(Ok(frame.into_data().ok())))
+        .map_err(std::io::Error::other);
+    tokio_util::io::StreamReader::new(stream)
+}
+
+/// A stream from the store as a response body.
+fn stream_body(reader: oci_rs_image::BlobReader) -> Body {
+    let s = tokio_util::io::ReaderStream::with_capacity(reader, 256 << 10).map_ok(Frame::data);
+    UnsyncBoxBody::new(StreamBody::new(s))
+}
+
+/// The name of a blob link in a repository.
+fn link(d: &Digest) -> String {
+    format!("blob:{d}")
+}
+
+/// A `Range: bytes=A-B` header: the first and last byte, checked against `size`.
+fn byte_range(h: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = h.trim().strip_prefix("bytes=")?;
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().ok()?;
+            (size.checked_sub(n.min(size))?, size.checked_sub(1)?)
+        }
+        (a, "") => (a.parse().ok()?, size.checked_sub(1)?),
+        (a, b) => (
+            a.parse().ok()?,
+            b.parse::<u64>().ok()?.min(size.checked_sub(1)?),
+        ),
+    };
+    (start <= end && end < size).then_some((start, end))
+}
+
+/// The media types a registry serves as manifests, and whether each is an index.
+fn manifest_kind(media_type: &str) -> Option<bool> {
+    match media_type {
+        "application/vnd.oci.image.manifest.v1+json"
+        | "application/vnd.docker.distribution.manifest.v2+json" => Some(false),
+        "application/vnd.oci.image.index.v1+json"
+        | "application/vnd.docker.distribution.manifest.list.v2+json" => Some(true),
+        _ => None,
+    }
+}
+
+impl Registry {
+    /// A registry over `storage`, with the default limits: manifests up to 4 MiB, blobs of
+    /// any size, pushes allowed.
+    pub fn new(storage: impl RegistryStorage + 'static) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                storage: Arc::new(storage),
+                max_manifest: DEFAULT_MAX_MANIFEST,
+                max_blob: u64::MAX,
+                read_only: false,
+            }),
+        }
+    }
+
+    fn with(mut self, f: impl FnOnce(&mut Inner)) -> Self {
+        f(Arc::make_mut(&mut self.inner));
+        self
+    }
+
+    /// Refuses manifests larger than `bytes` (413, `SIZE_INVALID`).
+    pub fn max_manifest_size(self, bytes: u64) -> Self {
+        self.with(|i| i.max_manifest = bytes)
+    }
+
+    /// Refuses blobs larger than `bytes` (413, `SIZE_INVALID`): an upload is stopped when
+    /// it passes the limit, and what it sent is dropped.
+    pub fn max_blob_size(self, bytes: u64) -> Self {
+        self.with(|i| i.max_blob = bytes)
+    }
+
+    /// Serves pulls only: pushes and deletes get 405 (`UNSUPPORTED`).
+    pub fn read_only(self, yes: bool) -> Self {
+        self.with(|i| i.read_only = yes)
+    }
+
+    /// Serves HTTP/1.1 on `listener` until it fails, one task per connection.
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        loop {
+            let (stream, peer) = listener.accept().await?;
+            let this = self.clone();
+            tokio::spawn(async move {
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let svc = hyper::service::service_fn(move |req| {
+                    let this = this.clone();
+                    async move { Ok::<_, std::convert::Infallible>(this.handle(req).await) }
+                });
+                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, svc)
+                    .await
+                {
+                    tracing::debug!(%peer, error = %e, "connection ended");
+                }
+            });
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let mut r = match self.dispatch(req).await {
+            Ok(r) => r,
+            Err(e) => e.response(),
+        };
+        if method == Method::HEAD {
+            // The headers of GET, no body.
+            *r.body_mut() = empty();
+        }
+        set(&mut r, "Docker-Distribution-API-Version", "registry/2.0");
+        tracing::debug!(%method, %path, status = r.status().as_u16(), "request");
+        r
+    }
+
+    async fn dispatch(&self, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let reading = matches!(*req.method(), Method::GET | Method::HEAD | Method::DELETE);
+        let route = route(req.uri().path()).map_err(|e| match e {
+            // No manifest can have such a name: unknown, as the spec has it for a pull.
+            BadPath::Tag(t) if reading => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "MANIFEST_UNKNOWN",
+                "manifest unknown",
+            )
+            .detail(json!({ "reference": t })),
+            BadPath::NotFound => {
+                ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
+            }
+            BadPath::Name(n) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "NAME_INVALID",
+                "invalid repository name",
+            )
+            .detail(json!({ "name": n })),
+            BadPath::Tag(t) => ApiError::new(StatusCode::BAD_REQUEST, "TAG_INVALID", "invalid tag")
+                .detail(json!({ "tag": t })),
+            BadPath::Digest(d) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "DIGEST_INVALID",
+                "invalid or unsupported digest",
+            )
+            .detail(json!({ "digest": d })),
+        })?;
+        let writes = matches!(
+            *req.method(),
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        );
+        if writes && self.inner.read_only {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "UNSUPPORTED",
+                "this registry is read-only",
+            ));
+        }
+        let m = req.method().clone();
+        match (route, m) {
+            (Route::Base, Method::GET | Method::HEAD) => {
+                let mut r = Response::new(full("{}"));
+                set(&mut r, CONTENT_TYPE, "application/json");
+                Ok(r)
+            }
+            (Route::Catalog, Method::GET) => self.catalog(&req).await,
+            (Route::Tags(name), Method::GET) => self.tags(&req, &name).await,
+            (Route::Manifest(name, r), Method::GET | Method::HEAD) => {
+                self.get_manifest(&name, &r).await
+            }
+            (Route::Manifest(name, r), Method::PUT) => self.put_manifest(req, &name, &r).await,
+            (Route::Manifest(name, r), Method::DELETE) => self.delete_manifest(&name, &r).await,
+            (Route::Blob(name, d), Method::GET | Method::HEAD) => {
+                self.get_blob(&req, &name, &d).await
+            }
+            (Route::Blob(name, d), Method::DELETE) => self.delete_blob(&name, &d).await,
+            (Route::Uploads(name), Method::POST) => self.start_upload(req, &name).await,
+            (Route::Upload(name, id), Method::GET) => self.upload_status(&name, &id).await,
+            (Route::Upload(name, id), Method::PATCH) => self.patch_upload(req, &name, &id).await,
+            (Route::Upload(name, id), Method::PUT) => self.finish_upload(req, &name, &id).await,
+            (Route::Upload(name, id), Method::DELETE) => self.cancel_upload(&name, &id).await,
+            (Route::Referrers(name, d), Method::GET) => self.referrers(&req, &name, &d).await,
+            _ => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "UNSUPPORTED",
+                "method not allowed here",
+            )),
+        }
+    }
+
+    async fn repo(
+        &self,
+        name: &str,
+        create: bool,
+    ) -> Result<Option<Arc<dyn ReferenceStore>>, ApiError> {
+        self.inner
+            .storage
+            .repository(name, create)
+            .await
+            .map_err(internal)
+    }
+
+    async fn existing_repo(
+        &self,
+        name: &str,
+        unknown: ApiError,
+    ) -> Result<Arc<dyn ReferenceStore>, ApiError> {
+        self.repo(name, false).await?.ok_or(unknown)
+    }
+
+    /// `n` and `last` of a listing, and the page of `all` (sorted) they select, with the
+    /// `Link` to the next page when there is one.
+    fn page(
+        req: &Request<Incoming>,
+        all: Vec<String>,
+        path: &str,
+    ) -> Result<(Vec<String>, Option<String>), ApiError> {
+        let q = query(req);
+        let n = match q.get("n") {
+            Some(n) => Some(n.parse::<usize>().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "PAGINATION_NUMBER_INVALID",
+                    "invalid n",
+                )
+            })?),
+            None => None,
+        };
+        let mut items: Vec<String> = match q.get("last") {
+            Some(last) => all
+                .into_iter()
+                .filter(|t| t.as_str() > last.as_str())
+                .collect(),
+            None => all,
+        };
+        let mut next = None;
+        if let Some(n) = n {
+            if items.len() > n {
+                items.truncate(n);
+                if let Some(last) = items.last() {
+                    next = Some(format!("<{path}?n={n}&last={last}>; rel=\"next\""));
+                }
+            }
+        }
+        Ok((items, next))
+    }
+
+    async fn catalog(&self, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let all = self.inner.storage.repositories().await.map_err(internal)?;
+        let (repos, next) = Self::page(req, all, "/v2/_catalog")?;
+        let mut r = Response::new(full(json!({ "repositories": repos }).to_string()));
+        set(&mut r, CONTENT_TYPE, "application/json");
+        if let Some(l) = next {
+            set(&mut r, "Link", &l);
+        }
+        Ok(r)
+    }
+
+    async fn tags(&self, req: &Request<Incoming>, name: &str) -> Result<Response<Body>, ApiError> {
+        let repo = self
+            .existing_repo(
+                name,
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "NAME_UNKNOWN",
+                    "repository name not known to registry",
+                ),
+            )
+            .await?;
+        let all: Vec<String> = repo
+            .list()
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| !n.contains(':'))
+            .collect();
+        let (tags, next) = Self::page(req, all, &format!("/v2/{name}/tags/list"))?;
+        let mut r = Response::new(full(json!({ "name": name, "tags": tags }).to_string()));
+        set(&mut r, CONTENT_TYPE, "application/json");
+        if let Some(l) = next {
+            set(&mut r, "Link", &l);
+        }
+        Ok(r)
+    }
+
+    fn manifest_unknown(r: &Reference) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "MANIFEST_UNKNOWN",
+            "manifest unknown",
+        )
+        .detail(json!({ "reference": r.to_string() }))
+    }
+
+    /// The descriptor of a repository's manifest, by tag or digest.
+    async fn find_manifest(&self, name: &str, r: &Reference) -> Result<Descriptor, ApiError> {
+        let repo = self.existing_repo(name, Self::manifest_unknown(r)).await?;
+        let key = match r {
+            Reference::Tag(t) => t.clone(),
+            Reference::Digest(d) => d.to_string(),
+        };
+        match repo.resolve(&key).await {
+            Ok(d) => Ok(d),
+            Err(StoreError::ReferenceNotFound { .. }) => Err(Self::manifest_unknown(r)),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    async fn get_manifest(&self, name: &str, r: &Reference) -> Result<Response<Body>, ApiError> {
+        let desc = self.find_manifest(name, r).await?;
+        let reader = match self.inner.storage.blobs().open(&desc).await {
+            Ok(reader) => reader,
+            Err(StoreError::BlobNotFound { .. }) => return Err(Self::manifest_unknown(r)),
+            Err(e) => return Err(internal(e)),
+        };
+        let mut resp = Response::new(stream_body(reader));
+        set(&mut resp, CONTENT_TYPE, desc.media_type().as_ref());
+        set(&mut resp, CONTENT_LENGTH, &desc.size().to_string());
+        set(&mut resp, "Docker-Content-Digest", desc.digest().as_ref());
+        set(&mut resp, "ETag", &format!("\"{}\"", desc.digest()));
+        Ok(resp)
+    }
+
+    /// Reads a whole request body, refusing more than `limit` bytes (413).
+    async fn read_body(body: Incoming, limit: u64, what: &str) -> Result<Bytes, ApiError> {
+        let mut reader = body_reader(body);
+        let mut buf = Vec::new();
+        use tokio::io::AsyncReadExt;
+        let n = (&mut reader)
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "UNKNOWN",
+                    format!("reading the {what}: {e}"),
+                )
+            })?;
+        if n as u64 > limit {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "SIZE_INVALID",
+                format!("the {what} is larger than {limit} bytes"),
+            ));
+        }
+        Ok(buf.into())
+    }
+
+    async fn put_manifest(
+        &self,
+        req: Request<Incoming>,
+        name: &str,
+        r: &Reference,
+    ) -> Result<Response<Body>, ApiError> {
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.split(';').next().unwrap_or("").trim().to_owned());
+        let bytes = Self::read_body(req.into_body(), self.inner.max_manifest, "manifest").await?;
+        let invalid = |why: String| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "MANIFEST_INVALID",
+                "manifest invalid",
+            )
+            .detail(json!({ "reason": why }))
+        };
+        let doc: Value =
+            serde_json::from_slice(&bytes).map_err(|e| invalid(format!("not JSON: {e}")))?;
+        let body_type = doc
+            .get("mediaType")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let media_type = match (&content_type, &body_type) {
+            (Some(c), Some(b)) if c != b => {
+                return Err(invalid(format!("Content-Type {c} but mediaType {b}")));
+            }
+            (_, Some(b)) => b.clone(),
+            (Some(c), None) => c.clone(),
+            (None, None) => {
+                return Err(invalid(
+                    "no media type: neither Content-Type nor mediaType".into(),
+                ))
+            }
+        };
+        let Some(is_index) = manifest_kind(&media_type) else {
+            return Err(invalid(format!(
+                "unsupported manifest media type {media_type}"
+            )));
+        };
+        // The digest: the one asked for, or sha256 of the bytes.
+        let digest = match r {
+            Reference::Digest(d) => {
+                oci_rs_image::verify_bytes(&bytes, d, None).map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "DIGEST_INVALID",
+                        "the manifest does not match its digest",
+                    )
+                    .detail(json!({ "digest": d.to_string() }))
+                })?;
+                d.clone()
+            }
+            Reference::Tag(_) => oci_rs_image::sha256(&bytes),
+        };
+        // Everything it names must be in the repository.
+        let repo = self.repo(name, true).await?.ok_or_else(|| {
+            internal(StoreError::ReferenceNotFound {
+                name: name.to_owned(),
+            })
+        })?;
+        let described = |v: &Value| -> Result<(Digest, u64), ApiError> {
+            let d = v
+                .get("digest")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid("a descriptor without a digest".into()))?;
+            let d = oci_rs_image::parse_digest(d)
+                .map_err(|e| invalid(format!("descriptor digest: {e}")))?;
+            let size = v
+                .get("size")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| invalid("a descriptor without a size".into()))?;
+            Ok((d, size))
+        };
+        let mut needed: Vec<(Digest, u64, bool)> = Vec::new();
+        if is_index {
+            for m in doc
+                .get("manifests")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let (d, s) = described(m)?;
+                needed.push((d, s, true));
+            }
+        } else {
+            let config = doc
+                .get("config")
+                .ok_or_else(|| invalid("no config".into()))?;
+            let (d, s) = described(config)?;
+            needed.push((d, s, false));
+            for l in doc
+                .get("layers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                // Foreign layers live elsewhere (their urls).
+                if l.get("urls")
+                    .and_then(Value::as_array)
+                    .is_some_and(|u| !u.is_empty())
+                {
+                    continue;
+                }
+                let (d, s) = described(l)?;
+                needed.push((d, s, false));
+            }
+        }
+        for (d, size, manifest) in &needed {
+            let key = if *manifest { d.to_string() } else { link(d) };
+            let found = match repo.resolve(&key).await {
+                Ok(desc) => desc.size() == *size || *manifest,
+                Err(StoreError::ReferenceNotFound { .. }) => false,
+                Err(e) => return Err(internal(e)),
+            };
+            if !found {
+                let code = if *manifest {
+                    "MANIFEST_UNKNOWN"
+                } else {
+                    "MANIFEST_BLOB_UNKNOWN"
+                };
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    code,
+                    "the manifest names content the repository lacks",
+                )
+                .detail(json!({ "digest": d.to_string() })));
+            }
+        }
+        let subject = match doc.get("subject") {
+            Some(s) => Some(described(s)?.0),
+            None => None,
+        };
+        // Stored, then named: a reader never sees a name without its bytes.
+        let mut w = self
+            .inner
+            .storage
+            .blobs()
+            .ingest(Expected {
+                digest: Some(digest.clone()),
+                size: Some(bytes.len() as u64),
+            })
+            .await
+            .map_err(internal)?;
+        use tokio::io::AsyncWriteExt;
+        w.write_all(&bytes)
+            .await
+            .map_err(|e| internal(StoreError::Stream(e)))?;
+        w.commit().await.map_err(internal)?;
+        let mut desc = Descriptor::new(
+            MediaType::from(media_type.as_str()),
+            bytes.len() as u64,
+            digest.clone(),
+        );
+        // What the referrers API answers with: the artifact type and the annotations.
+        let artifact_type = doc.get("artifactType").and_then(Value::as_str).or_else(|| {
+            (!is_index)
+                .then(|| {
+                    doc.get("config")
+                        .and_then(|c| c.get("mediaType"))
+                        .and_then(Value::as_str)
+                })
+                .flatten()
+        });
+        if let Some(a) = artifact_type {
+            desc.set_artifact_type(Some(MediaType::from(a)));
+        }
+        let mut ann: std::collections::HashMap<String, String> = doc
+            .get("annotations")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(s) = &subject {
+            ann.insert(SUBJECT.to_owned(), s.to_string());
+        }
+        if !ann.is_empty() {
+            desc.set_annotations(Some(ann));
+        }
+        repo.set(digest.as_ref(), &desc).await.map_err(internal)?;
+        if let Reference::Tag(t) = r {
+            repo.set(t, &desc).await.map_err(internal)?;
+        }
+        let mut resp = status(StatusCode::CREATED);
+        set(
+            &mut resp,
+            LOCATION,
+            &format!("/v2/{name}/manifests/{digest}"),
+        );
+        set(&mut resp, "Docker-Content-Digest", digest.as_ref());
+        if let Some(s) = subject {
+            set(&mut resp, "OCI-Subject", s.as_ref());
+        }
+        Ok(resp)
+    }
+
+    async fn delete_manifest(&self, name: &str, r: &Reference) -> Result<Response<Body>, ApiError> {
+        let repo = self.existing_repo(name, Self::manifest_unknown(r)).await?;
+        match r {
+            Reference::Tag(t) => {
+                if !repo.remove(t).await.map_err(internal)? {
+                    return Err(Self::manifest_unknown(r));
+                }
+            }
+            Reference::Digest(d) => {
+                let key = d.to_string();
+                if !repo.remove(&key).await.map_err(internal)? {
+                    return Err(Self::manifest_unknown(r));
+                }
+                // Its tags go with it.
+                for (n, desc) in repo.list().await.map_err(internal)? {
+                    if !n.contains(':') && desc.digest() == d {
+                        repo.remove(&n).await.map_err(internal)?;
+                    }
+                }
+            }
+        }
+        Ok(status(StatusCode::ACCEPTED))
+    }
+
+    fn blob_unknown(d: &Digest) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "BLOB_UNKNOWN",
+            "blob unknown to registry",
+        )
+        .detail(json!({ "digest": d.to_string() }))
+    }
+
+    /// The size of a blob the repository has (linked and present).
+    async fn linked_size(&self, name: &str, d: &Digest) -> Result<Option<u64>, ApiError> {
+        let Some(repo) = self.repo(name, false).await? else {
+            return Ok(None);
+        };
+        match repo.resolve(&link(d)).await {
+            Ok(_) => {}
+            Err(StoreError::ReferenceNotFound { .. }) => return Ok(None),
+            Err(e) => return Err(internal(e)),
+        }
+        self.inner.storage.blobs().stat(d).await.map_err(internal)
+    }
+
+    async fn get_blob(
+        &self,
+        req: &Request<Incoming>,
+        name: &str,
+        d: &Digest,
+    ) -> Result<Response<Body>, ApiError> {
+        let size = self
+            .linked_size(name, d)
+            .await?
+            .ok_or_else(|| Self::blob_unknown(d))?;
+        let range = req.headers().get(RANGE).and_then(|v| v.to_str().ok());
+        let mut resp = match range {
+            Some(h) if *req.method() == Method::GET => {
+                let Some((start, end)) = byte_range(h, size) else {
+                    let mut r = ApiError::new(
+                        StatusCode::RANGE_NOT_SATISFIABLE,
+                        "BLOB_UNKNOWN",
+                        "range not satisfiable",
+                    )
+                    .response();
+                    set(&mut r, "Content-Range", &format!("bytes */{size}"));
+                    return Ok(r);
+                };
+                let reader = self
+                    .inner
+                    .storage
+                    .read_range(d, start, end - start + 1)
+                    .await
+                    .map_err(internal)?;
+                let mut r = Response::new(stream_body(reader));
+                *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+                set(
+                    &mut r,
+                    "Content-Range",
+                    &format!("bytes {start}-{end}/{size}"),
+                );
+                set(&mut r, CONTENT_LENGTH, &(end - start + 1).to_string());
+                r
+            }
+            _ => {
+                let desc = Descriptor::new(
+                    MediaType::Other("application/octet-stream".into()),
+                    size,
+                    d.clone(),
+                );
+                let body = if *req.method() == Method::HEAD {
+                    empty()
+                } else {
+                    stream_body(
+                        self.inner
+                            .storage
+                            .blobs()
+                            .open(&desc)
+                            .await
+                            .map_err(internal)?,
+                    )
+                };
+                let mut r = Response::new(body);
+                set(&mut r, CONTENT_LENGTH, &size.to_string());
+                r
+            }
+        };
+        set(&mut resp, CONTENT_TYPE, "application/octet-stream");
+        set(&mut resp, "Accept-Ranges", "bytes");
+        set(&mut resp, "Docker-Content-Digest", d.as_ref());
+        set(&mut resp, "ETag", &format!("\"{d}\""));
+        Ok(resp)
+    }
+
+    async fn delete_blob(&self, name: &str, d: &Digest) -> Result<Response<Body>, ApiError> {
+        let repo = self.existing_repo(name, Self::blob_unknown(d)).await?;
+        if !repo.remove(&link(d)).await.map_err(internal)? {
+            return Err(Self::blob_unknown(d));
+        }
+        // The bytes stay until a garbage collection finds nothing uses them.
+        Ok(status(StatusCode::ACCEPTED))
+    }
+
+    /// Links a stored blob into a repository.
+    async fn link_blob(
+        &self,
+        repo: &dyn ReferenceStore,
+        d: &Digest,
+        size: u64,
+    ) -> Result<(), ApiError> {
+        let desc = Descriptor::new(
+            MediaType::Other("application/octet-stream".into()),
+            size,
+            d.clone(),
+        );
+        repo.set(&link(d), &desc).await.map_err(internal)
+    }
+
+    fn created_blob(name: &str, d: &Digest) -> Response<Body> {
+        let mut r = status(StatusCode::CREATED);
+        set(&mut r, LOCATION, &format!("/v2/{name}/blobs/{d}"));
+        set(&mut r, "Docker-Content-Digest", d.as_ref());
+        r
+    }
+
+    fn upload_location(r: &mut Response<Body>, name: &str, id: &str, size: u64) {
+        set(r, LOCATION, &format!("/v2/{name}/blobs/uploads/{id}"));
+        set(r, "Docker-Upload-UUID", id);
+        // The last byte received, as docker's "0-N" (an empty upload says 0-0).
+        set(r, "Range", &format!("0-{}", size.saturating_sub(1)));
+        set(r, CONTENT_LENGTH, "0");
+    }
+
+    fn digest_param(q: &BTreeMap<String, String>) -> Result<Option<Digest>, ApiError> {
+        q.get("digest")
+            .map(|d| {
+                oci_rs_image::parse_digest(d).map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "DIGEST_INVALID",
+                        "invalid or unsupported digest",
+                    )
+                    .detail(json!({ "digest": d.chars().take(200).collect::<String>() }))
+                })
+            })
+            .transpose()
+    }
+
+    /// Streams a whole blob from a request body into the store, checked against `d`.
+    async fn put_whole(&self, body: Incoming, d: &Digest) -> Result<u64, ApiError> {
+        let mut reader = body_reader(body);
+        let mut limited =
+            tokio::io::AsyncReadExt::take(&mut reader, self.inner.max_blob.saturating_add(1));
+        match self
+            .inner
+            .storage
+            .blobs()
+            .put_stream(
+                Expected {
+                    digest: Some(d.clone()),
+                    size: None,
+                },
+                &mut limited,
+            )
+            .await
+        {
+            Ok(info) if info.size > self.inner.max_blob => {
+                let _ = self.inner.storage.blobs().delete(d).await;
+                Err(Self::too_large(self.inner.max_blob))
+            }
+            Ok(info) => Ok(info.size),
+            Err(StoreError::DigestMismatch { .. }) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "DIGEST_INVALID",
+                "the content does not match the digest",
+            )
+            .detail(json!({ "digest": d.to_string() }))),
+            Err(StoreError::Stream(e)) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "BLOB_UPLOAD_INVALID",
+                format!("reading the body: {e}"),
+            )),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    fn too_large(limit: u64) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "SIZE_INVALID",
+            format!("blobs are limited to {limit} bytes"),
+        )
+    }
+
+    async fn start_upload(
+        &self,
+        req: Request<Incoming>,
+        name: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let q = query(&req);
+        let repo = self.repo(name, true).await?.ok_or_else(|| {
+            internal(StoreError::ReferenceNotFound {
+                name: name.to_owned(),
+            })
+        })?;
+        // A cross-repository mount: linked when the source repository has the blob.
+        if let (Some(m), Some(from)) = (q.get("mount"), q.get("from")) {
+            if let Ok(d) = oci_rs_image::parse_digest(m) {
+                if route::valid_name(from) {
+                    if let Some(size) = self.linked_size(from, &d).await? {
+                        self.link_blob(repo.as_ref(), &d, size).await?;
+                        return Ok(Self::created_blob(name, &d));
+                    }
+                }
+            }
+        }
+        // A monolithic upload: the body is the blob.
+        if let Some(d) = Self::digest_param(&q)? {
+            let size = self.put_whole(req.into_body(), &d).await?;
+            self.link_blob(repo.as_ref(), &d, size).await?;
+            return Ok(Self::created_blob(name, &d));
+        }
+        let id = self
+            .inner
+            .storage
+            .upload_start(name)
+            .await
+            .map_err(internal)?;
+        let mut r = status(StatusCode::ACCEPTED);
+        Self::upload_location(&mut r, name, &id, 0);
+        Ok(r)
+    }
+
+    fn upload_unknown() -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "BLOB_UPLOAD_UNKNOWN",
+            "blob upload unknown to registry",
+        )
+    }
+
+    async fn session(&self, name: &str, id: &str) -> Result<UploadInfo, ApiError> {
+        match self.inner.storage.upload_info(id).await.map_err(internal)? {
+            Some(info) if info.repository == name => Ok(info),
+            _ => Err(Self::upload_unknown()),
+        }
+    }
+
+    async fn upload_status(&self, name: &str, id: &str) -> Result<Response<Body>, ApiError> {
+        let info = self.session(name, id).await?;
+        let mut r = status(StatusCode::NO_CONTENT);
+        Self::upload_location(&mut r, name, id, info.size);
+        Ok(r)
+    }
+
+    /// Appends a request body to a session: at `Content-Range`'s start when given, which
+    /// must be the session's size (416 otherwise).
+    async fn append(
+        &self,
+        req: Request<Incoming>,
+        name: &str,
+        id: &str,
+        info: &UploadInfo,
+    ) -> Result<u64, ApiError> {
+        let range = req
+            .headers()
+            .get("Content-Range")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let offset = match range {
+            Some(h) => {
+                let h = h
+                    .trim()
+                    .trim_start_matches("bytes")
+                    .trim_start_matches([' ', '=']);
+                let start = h
+                    .split_once('-')
+                    .and_then(|(a, _)| a.trim().parse::<u64>().ok());
+                match start {
+                    Some(s) => s,
+                    None => {
+                        return Err(ApiError::new(
+                            StatusCode::RANGE_NOT_SATISFIABLE,
+                            "BLOB_UPLOAD_INVALID",
+                            "invalid Content-Range",
+                        ));
+                    }
+                }
+            }
+            None => info.size,
+        };
+        let mut reader = body_reader(req.into_body());
+        match self
+            .inner
+            .storage
+            .upload_append(id, offset, &mut reader, self.inner.max_blob)
+            .await
+        {
+            Ok(Appended::Size(n)) => Ok(n),
+            Ok(Appended::WrongOffset { size }) => Err(ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "BLOB_UPLOAD_INVALID",
+                "the chunk does not start where the upload ends",
+            )
+            .detail(json!({ "repository": name, "size": size }))),
+            Ok(Appended::OverLimit) => Err(Self::too_large(self.inner.max_blob)),
+            Ok(Appended::Interrupted { size, error }) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "BLOB_UPLOAD_INVALID",
+                format!("the chunk was cut short: {error}"),
+            )
+            .detail(json!({ "size": size }))),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    async fn patch_upload(
+        &self,
+        req: Request<Incoming>,
+        name: &str,
+        id: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let info = self.session(name, id).await?;
+        let size = match self.append(req, name, id, &info).await {
+            Ok(n) => n,
+            Err(e) if e.status == StatusCode::RANGE_NOT_SATISFIABLE => {
+                let mut r = e.response();
+                Self::upload_location(&mut r, name, id, info.size);
+                *r.body_mut() = empty();
+                *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+                return Ok(r);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut r = status(StatusCode::ACCEPTED);
+        Self::upload_location(&mut r, name, id, size);
+        Ok(r)
+    }
+
+    async fn finish_upload(
+        &self,
+        req: Request<Incoming>,
+        name: &str,
+        id: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let info = self.session(name, id).await?;
+        let q = query(&req);
+        let d = Self::digest_param(&q)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "DIGEST_INVALID",
+                "the digest parameter is missing",
+            )
+        })?;
+        let has_body = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_none_or(|n| n > 0);
+        let repo = self.repo(name, true).await?.ok_or_else(|| {
+            internal(StoreError::ReferenceNotFound {
+                name: name.to_owned(),
+            })
+        })?;
+        if info.size == 0 && has_body && req.headers().get("Content-Range").is_none() {
+            // The whole blob in this request: straight into the store.
+            let size = self.put_whole(req.into_body(), &d).await?;
+            let _ = self.inner.storage.upload_cancel(id).await;
+            self.link_blob(repo.as_ref(), &d, size).await?;
+            return Ok(Self::created_blob(name, &d));
+        }
+        if has_body {
+            self.append(req, name, id, &info).await?;
+        }
+        match self.inner.storage.upload_commit(id, &d).await {
+            Ok(b) => {
+                self.link_blob(repo.as_ref(), &d, b.size).await?;
+                Ok(Self::created_blob(name, &d))
+            }
+            Err(StoreError::DigestMismatch { .. }) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "DIGEST_INVALID",
+                "the upload does not match the digest",
+            )
+            .detail(json!({ "digest": d.to_string() }))),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    async fn cancel_upload(&self, name: &str, id: &str) -> Result<Response<Body>, ApiError> {
+        self.session(name, id).await?;
+        self.inner
+            .storage
+            .upload_cancel(id)
+            .await
+            .map_err(internal)?;
+        Ok(status(StatusCode::NO_CONTENT))
+    }
+
+    async fn referrers(
+        &self,
+        req: &Request<Incoming>,
+        name: &str,
+        subject: &Digest,
+    ) -> Result<Response<Body>, ApiError> {
+        let q = query(req);
+        let want = q.get("artifactType");
+        let mut manifests = Vec::new();
+        if let Some(repo) = self.repo(name, false).await? {
+            for (n, mut desc) in repo.list().await.map_err(internal)? {
+                if !n.contains(':') || n.starts_with("blob:") {
+                    continue;
+                }
+                let mut ann = desc.annotations().clone().unwrap_or_default();
+                if ann.get(SUBJECT).map(String::as_str) != Some(subject.as_ref()) {
+                    continue;
+                }
+                if let Some(w) = want {
+                    if desc
+                        .artifact_type()
+                        .as_ref()
+                        .map(|a| a.to_string())
+                        .as_deref()
+                        != Some(w.as_str())
+                    {
+                        continue;
+                    }
+                }
+                ann.remove(SUBJECT);
+                ann.remove(REF_NAME);
+                desc.set_annotations((!ann.is_empty()).then_some(ann));
+                manifests.push(desc);
+            }
+        }
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": manifests,
+        });
+        let mut r = Response::new(full(index.to_string()));
+        set(
+            &mut r,
+            CONTENT_TYPE,
+            "application/vnd.oci.image.index.v1+json",
+        );
+        if want.is_some() {
+            set(&mut r, "OCI-Filters-Applied", "artifactType");
+        }
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_checked_against_the_size() {
+        assert_eq!(byte_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(byte_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(byte_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(byte_range("bytes=50-500", 100), Some((50, 99)));
+        assert_eq!(byte_range("bytes=100-", 100), None);
+        assert_eq!(byte_range("bytes=9-1", 100), None);
+        assert_eq!(byte_range("bytes=0-0", 0), None);
+        assert_eq!(byte_range("items=0-1", 100), None);
+    }
+
+    #[test]
+    fn query_components_are_decoded() {
+        assert_eq!(decode("a%2Fb+c"), "a/b c");
+        assert_eq!(decode("%zz%"), "%zz%");
+        assert_eq!(decode("sha256%3Aabc"), "sha256:abc");
+    }
+}

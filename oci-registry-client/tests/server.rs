@@ -1,0 +1,465 @@
+//! Our registry server (feature `server`) over a directory, driven by our client, by raw
+//! HTTP where the protocol's corners are the point, and by skopeo.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use oci_rs_image::BlobStore;
+use oci_rs_registry_client::server::{DiskStorage, Registry as Server};
+use oci_rs_registry_client::*;
+use std::path::Path;
+
+/// A registry on a free loopback port over `dir`; dropped, it stops serving.
+struct Running {
+    addr: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn start(dir: &Path, configure: impl FnOnce(Server) -> Server) -> Running {
+    let storage = DiskStorage::open(dir).await.unwrap();
+    let server = configure(Server::new(storage));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let task = tokio::spawn(async move {
+        let _ = server.serve(listener).await;
+    });
+    Running { addr, task }
+}
+
+fn client() -> Client {
+    Client::builder().retry(fast_retry()).build().unwrap()
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The `errors[0].code` of a distribution error answer.
+async fn code(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let v: serde_json::Value =
+        serde_json::from_slice(&r.bytes().await.unwrap_or_default()).unwrap_or_default();
+    (
+        status,
+        v["errors"][0]["code"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+/// A GET of `path` exactly as given (no normalisation): status and body.
+async fn raw_get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// Every blob file of the storage.
+async fn stored_blobs(dir: &Path) -> Vec<String> {
+    let s = DiskStorage::open(dir).await.unwrap();
+    let mut v: Vec<String> = s
+        .layout()
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+fn upload_sessions(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("uploads")).unwrap().count()
+}
+
+#[tokio::test]
+async fn our_client_pushes_pulls_lists_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = start(dir.path(), |s| s).await;
+    let repo = Repository::new(&reg.addr, "team/app").unwrap();
+    // The generic image copy, both ways, through the transfer traits.
+    let dst = RegistryDestination::new(client(), repo.clone());
+    let written = oci_rs_image::testing::write_sample(&dst, "1").await;
+    let src = RegistrySource::new(client(), repo.clone());
+    oci_rs_image::testing::read_sample(&src, "1", &written).await;
+    // Tags and the catalog, a page at a time.
+    let c = client();
+    for t in ["2", "3"] {
+        c.push_manifest(&repo, &written, Some(t)).await.unwrap();
+    }
+    let other = Repository::new(&reg.addr, "team/other").unwrap();
+    c.push_manifest(&other, &written, Some("x"))
+        .await
+        .unwrap_err();
+    let tags = c.tags(&repo, Some(1)).await.unwrap();
+    assert_eq!(tags, ["1", "2", "3"], "three pages of one");
+    let r = http()
+        .get(format!("http://{}/v2/team/app/tags/list?n=2", reg.addr))
+        .send()
+        .await
+        .unwrap();
+    let link = r.headers()["link"].to_str().unwrap().to_owned();
+    assert!(
+        link.contains("last=2") && link.contains("rel=\"next\""),
+        "{link}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["tags"], serde_json::json!(["1", "2"]));
+    // The refused push (its blobs are not in team/other) made the repository, empty.
+    let catalog = c.catalog(&reg.addr, None).await.unwrap();
+    assert_eq!(catalog, ["team/app", "team/other"]);
+    // Deleting a tag leaves the manifest; deleting the manifest takes its tags.
+    let r = http()
+        .delete(format!("http://{}/v2/team/app/manifests/3", reg.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(c.tags(&repo, None).await.unwrap(), ["1", "2"]);
+    c.delete_manifest(&repo, written.digest()).await.unwrap();
+    assert!(c.tags(&repo, None).await.unwrap().is_empty());
+    let (status, code) = code(
+        http()
+            .get(format!("http://{}/v2/team/app/manifests/1", reg.addr))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (404, "MANIFEST_UNKNOWN"));
+}
+
+#[tokio::test]
+async fn a_chunked_upload_survives_a_restart_and_wrong_ranges_get_416() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = oci_rs_image::sha256(&data);
+    let h = http();
+    let location = {
+        let reg = start(dir.path(), |s| s).await;
+        let r = h
+            .post(format!("http://{}/v2/big/blobs/uploads/", reg.addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        let r = h
+            .patch(format!("http://{}{location}", reg.addr))
+            .header("Content-Range", "0-999999")
+            .body(data[..1_000_000].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        assert_eq!(r.headers()["range"], "0-999999");
+        location
+    };
+    // Another process (a replica, a restart) continues the session from the storage.
+    let reg = start(dir.path(), |s| s).await;
+    let url = format!("http://{}{location}", reg.addr);
+    let r = h.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["range"], "0-999999");
+    // A chunk that does not start where the upload ends: 416, nothing written.
+    let r = h
+        .patch(&url)
+        .header("Content-Range", "5-10")
+        .body(vec![0u8; 6])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 416);
+    assert_eq!(r.headers()["range"], "0-999999");
+    let r = h
+        .patch(&url)
+        .header("Content-Range", "1000000-2999999")
+        .body(data[1_000_000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    // The wrong digest: refused, and the session's bytes are not kept as a blob.
+    let wrong = oci_rs_image::sha256(b"something else");
+    let r = h.put(format!("{url}?digest={wrong}")).send().await.unwrap();
+    assert_eq!(code(r).await, (400, "DIGEST_INVALID".into()));
+    assert!(!stored_blobs(dir.path()).await.contains(&wrong.to_string()));
+    assert!(!stored_blobs(dir.path()).await.contains(&digest.to_string()));
+    // The same upload again, monolithic through the session, with the right digest.
+    let r = h
+        .post(format!("http://{}/v2/big/blobs/uploads/", reg.addr))
+        .send()
+        .await
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = h
+        .put(format!("http://{}{loc}?digest={digest}", reg.addr))
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.headers()["docker-content-digest"],
+        digest.to_string().as_str()
+    );
+    // Ranges of it.
+    let r = h
+        .get(format!("http://{}/v2/big/blobs/{digest}", reg.addr))
+        .header("Range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "bytes 10-19/3000000");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &data[10..20]);
+    let r = h
+        .get(format!("http://{}/v2/big/blobs/{digest}", reg.addr))
+        .header("Range", "bytes=3000000-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 416);
+    assert_eq!(upload_sessions(dir.path()), 0);
+}
+
+#[tokio::test]
+async fn hostile_names_digests_sizes_and_manifests_get_clear_errors_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = start(dir.path(), |s| s.max_blob_size(1 << 20)).await;
+    let h = http();
+    let base = format!("http://{}", reg.addr);
+    let long = "a".repeat(10_000);
+    for name in [
+        "..",
+        "a/../b",
+        "%2e%2e",
+        "a/%2e%2e/b",
+        "UPPER",
+        "a//b",
+        long.as_str(),
+    ] {
+        // Sent as written: an HTTP library would normalise the dots away.
+        let (status, body) = raw_get(&reg.addr, &format!("/v2/{name}/tags/list")).await;
+        assert_eq!(status, 400, "{name}: {body}");
+        assert!(body.contains("NAME_INVALID"), "{name}: {body}");
+    }
+    for d in [
+        "md5:d41d8cd98f00b204e9800998ecf8427e",
+        "sha256:abc",
+        "sha999:0000000000000000000000000000000000000000000000000000000000000000",
+    ] {
+        let r = h
+            .get(format!("{base}/v2/x/blobs/{d}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(code(r).await, (400, "DIGEST_INVALID".into()), "{d}");
+    }
+    let before = stored_blobs(dir.path()).await;
+    // A blob whose bytes do not match its digest.
+    let claimed = oci_rs_image::sha256(b"claimed");
+    let r = h
+        .post(format!("{base}/v2/x/blobs/uploads/?digest={claimed}"))
+        .body(b"other bytes".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (400, "DIGEST_INVALID".into()));
+    // Larger than the limit, monolithic and chunked.
+    let big = vec![7u8; (1 << 20) + 1];
+    let big_digest = oci_rs_image::sha256(&big);
+    let r = h
+        .post(format!("{base}/v2/x/blobs/uploads/?digest={big_digest}"))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (413, "SIZE_INVALID".into()));
+    let r = h
+        .post(format!("{base}/v2/x/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = h
+        .patch(format!("{base}{loc}"))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (413, "SIZE_INVALID".into()));
+    let r = h.get(format!("{base}{loc}")).send().await.unwrap();
+    assert_eq!(
+        r.headers()["range"],
+        "0-0",
+        "the chunk over the limit was dropped"
+    );
+    // A session is for its own repository only.
+    let r = h
+        .get(format!("{base}{}", loc.replacen("/v2/x/", "/v2/y/", 1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (404, "BLOB_UPLOAD_UNKNOWN".into()));
+    // A manifest naming blobs the repository lacks, a huge one, one that is not JSON.
+    let missing = oci_rs_image::sha256(b"missing");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": missing.to_string(), "size": 7},
+        "layers": [],
+    });
+    let r = h
+        .put(format!("{base}/v2/x/manifests/v1"))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (400, "MANIFEST_BLOB_UNKNOWN".into()));
+    // A million layers: refused by its size, before anything is parsed or looked up.
+    let layer = format!(
+        r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{missing}","size":7}}"#
+    );
+    let huge = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{layer},"layers":[{}]}}"#,
+        vec![layer.as_str(); 1_000_000].join(",")
+    );
+    let r = h
+        .put(format!("{base}/v2/x/manifests/v1"))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (413, "SIZE_INVALID".into()));
+    let r = h
+        .put(format!("{base}/v2/x/manifests/v1"))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body("blablabla")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (400, "MANIFEST_INVALID".into()));
+    // A manifest pushed by a digest it does not have.
+    let r = h
+        .put(format!("{base}/v2/x/manifests/{missing}"))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (400, "DIGEST_INVALID".into()));
+    assert_eq!(stored_blobs(dir.path()).await, before, "nothing was stored");
+    let r = h
+        .get(format!("{base}/v2/x/tags/list"))
+        .send()
+        .await
+        .unwrap();
+    let tags: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(tags["tags"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn a_read_only_registry_serves_pulls_and_refuses_pushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = {
+        let reg = start(dir.path(), |s| s).await;
+        let repo = Repository::new(&reg.addr, "ro").unwrap();
+        oci_rs_image::testing::write_sample(&RegistryDestination::new(client(), repo), "1").await
+    };
+    let reg = start(dir.path(), |s| s.read_only(true)).await;
+    let repo = Repository::new(&reg.addr, "ro").unwrap();
+    oci_rs_image::testing::read_sample(&RegistrySource::new(client(), repo), "1", &written).await;
+    let r = http()
+        .post(format!("http://{}/v2/ro/blobs/uploads/", reg.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (405, "UNSUPPORTED".into()));
+}
+
+#[tokio::test]
+async fn skopeo_copies_to_and_from_it() {
+    if !Path::new("/usr/bin/skopeo").exists() {
+        eprintln!("skipping: skopeo is missing (scripts/test.sh installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let reg = start(dir.path(), |s| s).await;
+    let img = image_from_layers(vec![
+        layer_from_files(&["/bin/busybox"]),
+        layer_from_files(&["/etc/os-release"]),
+    ]);
+    let repo = Repository::new(&reg.addr, "skopeo/src").unwrap();
+    let c = client();
+    for (d, b) in &img.blobs {
+        c.push_blob(&repo, d, reader(b.clone()), None)
+            .await
+            .unwrap();
+    }
+    c.push_manifest(&repo, &img.manifest, Some("v1"))
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let skopeo = |args: &[&str]| {
+        let o = std::process::Command::new("skopeo")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "skopeo {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let addr = reg.addr.clone();
+    let layout_ref = format!("oci:{}:v1", layout.display());
+    let (a, b) = (
+        format!("docker://{addr}/skopeo/src:v1"),
+        format!("docker://{addr}/skopeo/dst:v1"),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        skopeo(&["copy", "--src-tls-verify=false", &a, &layout_ref]);
+        skopeo(&["copy", "--dest-tls-verify=false", &layout_ref, &b]);
+        skopeo(&["inspect", "--tls-verify=false", "--raw", &b])
+    })
+    .await
+    .unwrap();
+    let dst = Repository::new(&reg.addr, "skopeo/dst").unwrap();
+    let back = c
+        .manifest(&dst, &oci_rs_image::ManifestRef::Tag("v1".into()))
+        .await
+        .unwrap();
+    assert_eq!(back.bytes(), out.as_bytes());
+    for child in back.children() {
+        let got = read_all(c.blob(&dst, &child).await.unwrap()).await.unwrap();
+        assert_eq!(got.len() as u64, child.size());
+    }
+}
