@@ -294,6 +294,19 @@ impl OciLayout {
     /// [`gc`](Self::gc) that also keeps what the manifests `roots` reach (images that
     /// containers were made from, say). Blobs named by live leases are always kept.
     pub async fn gc_keeping(&self, roots: &[Descriptor]) -> Result<GcReport> {
+        let roots = roots.to_vec();
+        self.gc_with_roots(async move { Ok(roots) }).await
+    }
+
+    /// [`gc_keeping`](Self::gc_keeping) with roots that `roots` finds once the layout is
+    /// locked and the live leases are read: for a program that names blobs outside this
+    /// layout's index (a registry's repositories), and links a blob there only after writing
+    /// it under a lease. Whatever such a program linked before dropping its lease is then in
+    /// the roots, and whatever it still holds a lease on is kept as leased.
+    pub async fn gc_with_roots<F>(&self, roots: F) -> Result<GcReport>
+    where
+        F: std::future::Future<Output = Result<Vec<Descriptor>>> + Send,
+    {
         // Without this handle's lease: gc holds the exclusive lock a lease would wait for.
         let plain = Self {
             inner: self.inner.clone(),
@@ -303,14 +316,15 @@ impl OciLayout {
             let this = plain.clone();
             spawn_blocking(move || this.lock()).await?
         };
-        let index = plain.read_index().await?;
         let root = plain.inner.root.clone();
         // A leased handle records each blob it writes or finds, children included: what a
-        // lease names is kept as it is, not walked.
+        // lease names is kept as it is, not walked. Read before the roots (see above).
         let leased = spawn_blocking(move || crate::lease::live_digests(&root)).await?;
+        let index = plain.read_index().await?;
+        let roots = roots.await?;
         let mut reachable: HashSet<Digest> = HashSet::new();
         let mut todo: Vec<Descriptor> = index.manifests().clone();
-        todo.extend(roots.iter().cloned());
+        todo.extend(roots);
         while let Some(desc) = todo.pop() {
             if !reachable.insert(desc.digest().clone()) {
                 continue;

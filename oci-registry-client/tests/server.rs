@@ -463,3 +463,84 @@ async fn skopeo_copies_to_and_from_it() {
         assert_eq!(got.len() as u64, child.size());
     }
 }
+
+#[tokio::test]
+async fn gc_removes_what_nothing_names_and_keeps_a_push_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = start(dir.path(), |s| s).await;
+    let c = client();
+    let a = Repository::new(&reg.addr, "gc/a").unwrap();
+    let b = Repository::new(&reg.addr, "gc/b").unwrap();
+    let written =
+        oci_rs_image::testing::write_sample(&RegistryDestination::new(c.clone(), a.clone()), "1")
+            .await;
+    // b gets the same image by mounts and the same manifest.
+    for child in written.children() {
+        let r = http()
+            .post(format!(
+                "http://{}/v2/gc/b/blobs/uploads/?mount={}&from=gc/a",
+                reg.addr,
+                child.digest()
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    c.push_manifest(&b, &written, Some("1")).await.unwrap();
+    let storage = DiskStorage::open(dir.path()).await.unwrap();
+    let all = stored_blobs(dir.path()).await;
+    let forget = |repo: &Repository| {
+        let (c, repo, written) = (c.clone(), repo.clone(), written.clone());
+        async move {
+            c.delete_manifest(&repo, written.digest()).await.unwrap();
+            for child in written.children() {
+                c.delete_blob(&repo, child.digest()).await.unwrap();
+            }
+        }
+    };
+    forget(&a).await;
+    let report = storage
+        .gc(std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(report.removed.is_empty(), "b still names them: {report:?}");
+    // A blob written under a lease and not named yet (a push in flight) stays.
+    let leased = oci_rs_registry_client::server::RegistryStorage::leased_blobs(&storage)
+        .await
+        .unwrap();
+    let in_flight = oci_rs_image::BlobStoreExt::put_bytes(
+        leased.as_ref(),
+        bytes::Bytes::from_static(b"in flight"),
+    )
+    .await
+    .unwrap();
+    forget(&b).await;
+    let report = storage
+        .gc(std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let mut removed: Vec<String> = report.removed.iter().map(|d| d.to_string()).collect();
+    removed.sort();
+    assert_eq!(removed, all, "the image's blobs and manifest, nothing else");
+    assert!(stored_blobs(dir.path())
+        .await
+        .contains(&in_flight.digest.to_string()));
+    drop(leased);
+    let report = storage
+        .gc(std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(report.removed.len(), 1, "the lease is gone: {report:?}");
+    // Abandoned upload sessions.
+    let r = http()
+        .post(format!("http://{}/v2/gc/a/blobs/uploads/", reg.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(upload_sessions(dir.path()), 1);
+    let report = storage.gc(std::time::Duration::ZERO).await.unwrap();
+    assert_eq!(report.uploads_removed, 1);
+    assert_eq!(upload_sessions(dir.path()), 0);
+}

@@ -25,7 +25,7 @@ mod route;
 mod storage;
 
 pub use route::MAX_NAME;
-pub use storage::{Appended, DiskStorage, RegistryStorage, UploadInfo};
+pub use storage::{Appended, DiskStorage, RegistryGcReport, RegistryStorage, UploadInfo};
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
@@ -34,7 +34,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
 use hyper::{Method, Request, Response, StatusCode};
 use oci_rs_image::oci_spec::image::{Descriptor, Digest, MediaType};
-use oci_rs_image::{BlobStoreExt, Error as StoreError, Expected, ReferenceStore, REF_NAME};
+use oci_rs_image::{Error as StoreError, Expected, ReferenceStore, REF_NAME};
 use route::{route, BadPath, Reference, Route};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -679,11 +679,10 @@ impl Registry {
             Some(s) => Some(described(s)?.0),
             None => None,
         };
-        // Stored, then named: a reader never sees a name without its bytes.
-        let mut w = self
-            .inner
-            .storage
-            .blobs()
+        // Stored, then named: a reader never sees a name without its bytes. Written under a
+        // lease, kept from a garbage collection until the name exists.
+        let blobs = self.inner.storage.leased_blobs().await.map_err(internal)?;
+        let mut w = blobs
             .ingest(Expected {
                 digest: Some(digest.clone()),
                 size: Some(bytes.len() as u64),
@@ -914,28 +913,36 @@ impl Registry {
             .transpose()
     }
 
-    /// Streams a whole blob from a request body into the store, checked against `d`.
-    async fn put_whole(&self, body: Incoming, d: &Digest) -> Result<u64, ApiError> {
+    /// Streams a whole blob from a request body into `blobs`, checked against `d`; more
+    /// than the size limit is refused before anything is committed.
+    async fn put_whole(
+        &self,
+        body: Incoming,
+        d: &Digest,
+        blobs: &dyn oci_rs_image::BlobStore,
+    ) -> Result<u64, ApiError> {
         let mut reader = body_reader(body);
-        let mut limited =
-            tokio::io::AsyncReadExt::take(&mut reader, self.inner.max_blob.saturating_add(1));
-        match self
-            .inner
-            .storage
-            .blobs()
-            .put_stream(
-                Expected {
-                    digest: Some(d.clone()),
-                    size: None,
-                },
-                &mut limited,
-            )
+        let max = self.inner.max_blob;
+        let mut limited = tokio::io::AsyncReadExt::take(&mut reader, max.saturating_add(1));
+        let mut w = blobs
+            .ingest(Expected {
+                digest: Some(d.clone()),
+                size: None,
+            })
             .await
-        {
-            Ok(info) if info.size > self.inner.max_blob => {
-                let _ = self.inner.storage.blobs().delete(d).await;
-                Err(Self::too_large(self.inner.max_blob))
-            }
+            .map_err(internal)?;
+        let n = tokio::io::copy(&mut limited, &mut w).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "BLOB_UPLOAD_INVALID",
+                format!("reading the body: {e}"),
+            )
+        })?;
+        if n > max {
+            // Dropped uncommitted: nothing becomes visible.
+            return Err(Self::too_large(max));
+        }
+        match w.commit().await {
             Ok(info) => Ok(info.size),
             Err(StoreError::DigestMismatch { .. }) => Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -943,11 +950,6 @@ impl Registry {
                 "the content does not match the digest",
             )
             .detail(json!({ "digest": d.to_string() }))),
-            Err(StoreError::Stream(e)) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "BLOB_UPLOAD_INVALID",
-                format!("reading the body: {e}"),
-            )),
             Err(e) => Err(internal(e)),
         }
     }
@@ -984,7 +986,8 @@ impl Registry {
         }
         // A monolithic upload: the body is the blob.
         if let Some(d) = Self::digest_param(&q)? {
-            let size = self.put_whole(req.into_body(), &d).await?;
+            let blobs = self.inner.storage.leased_blobs().await.map_err(internal)?;
+            let size = self.put_whole(req.into_body(), &d, blobs.as_ref()).await?;
             self.link_blob(repo.as_ref(), &d, size).await?;
             return Ok(Self::created_blob(name, &d));
         }
@@ -1133,7 +1136,8 @@ impl Registry {
         })?;
         if info.size == 0 && has_body && req.headers().get("Content-Range").is_none() {
             // The whole blob in this request: straight into the store.
-            let size = self.put_whole(req.into_body(), &d).await?;
+            let blobs = self.inner.storage.leased_blobs().await.map_err(internal)?;
+            let size = self.put_whole(req.into_body(), &d, blobs.as_ref()).await?;
             let _ = self.inner.storage.upload_cancel(id).await;
             self.link_blob(repo.as_ref(), &d, size).await?;
             return Ok(Self::created_blob(name, &d));
@@ -1141,7 +1145,13 @@ impl Registry {
         if has_body {
             self.append(req, name, id, &info).await?;
         }
-        match self.inner.storage.upload_commit(id, &d).await {
+        let blobs = self.inner.storage.leased_blobs().await.map_err(internal)?;
+        match self
+            .inner
+            .storage
+            .upload_commit(id, &d, blobs.as_ref())
+            .await
+        {
             Ok(b) => {
                 self.link_blob(repo.as_ref(), &d, b.size).await?;
                 Ok(Self::created_blob(name, &d))

@@ -32,6 +32,19 @@ pub enum Appended {
     },
 }
 
+/// What [`DiskStorage::gc`] removed and kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryGcReport {
+    /// Blobs removed.
+    pub removed: Vec<Digest>,
+    /// Their bytes.
+    pub bytes_freed: u64,
+    /// Blobs kept (named, reached or leased).
+    pub kept: usize,
+    /// Upload sessions removed as abandoned.
+    pub uploads_removed: usize,
+}
+
 /// An upload session: what `POST /v2/<name>/blobs/uploads/` starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadInfo {
@@ -52,6 +65,11 @@ pub struct UploadInfo {
 pub trait RegistryStorage: Send + Sync {
     /// The content store of every blob and manifest.
     fn blobs(&self) -> &dyn BlobStore;
+
+    /// A handle on the same content store for a push: what it writes or finds present is
+    /// kept from a garbage collection until the handle is dropped (after the push has named
+    /// it in its repository).
+    async fn leased_blobs(&self) -> Result<Arc<dyn BlobStore>>;
 
     /// The reference store of a repository; `None` when it does not exist and `create` is
     /// false. `name` has been validated.
@@ -82,9 +100,15 @@ pub trait RegistryStorage: Send + Sync {
         limit: u64,
     ) -> Result<Appended>;
 
-    /// Moves a session's bytes into the blob store, verified against `digest` while they
-    /// stream, and ends the session (also when they do not match: nothing is kept then).
-    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<BlobInfo>;
+    /// Moves a session's bytes into `into` (a handle on the blob store, leased), verified
+    /// against `digest` while they stream, and ends the session (also when they do not
+    /// match: nothing is kept then).
+    async fn upload_commit(
+        &self,
+        id: &str,
+        digest: &Digest,
+        into: &dyn BlobStore,
+    ) -> Result<BlobInfo>;
 
     /// Ends a session and drops its bytes; false when there was none.
     async fn upload_cancel(&self, id: &str) -> Result<bool>;
@@ -116,6 +140,52 @@ impl DiskStorage {
     /// The blob store (an OCI layout).
     pub fn layout(&self) -> &OciLayout {
         &self.blobs
+    }
+
+    /// Removes every blob that no repository names (by tag, manifest or blob link) nor
+    /// reaches through a manifest, and the upload sessions nobody has written to for
+    /// `upload_max_age`. Safe while pushes run, in this process or another: a push writes
+    /// under a lease ([`RegistryStorage::leased_blobs`]) and names its blobs before it drops
+    /// the lease, and the roots are read after the leases (see
+    /// [`OciLayout::gc_with_roots`]).
+    pub async fn gc(&self, upload_max_age: std::time::Duration) -> Result<RegistryGcReport> {
+        let roots = async {
+            let mut roots = Vec::new();
+            for name in self.repositories().await? {
+                if let Some(repo) = self.repository(&name, false).await? {
+                    roots.extend(repo.list().await?.into_iter().map(|(_, d)| d));
+                }
+            }
+            Ok(roots)
+        };
+        let blobs = self.blobs.gc_with_roots(roots).await?;
+        let mut uploads_removed = 0;
+        let dir = self.root.join("uploads");
+        let mut rd = tokio::fs::read_dir(&dir)
+            .await
+            .map_err(|e| Error::io(&dir, e))?;
+        while let Some(e) = rd.next_entry().await.map_err(|e| Error::io(&dir, e))? {
+            let data = e.path().join("data");
+            let idle = match tokio::fs::metadata(&data).await.and_then(|m| m.modified()) {
+                Ok(t) => t.elapsed().unwrap_or_default(),
+                // A session being made, or a stray entry: by the directory's age.
+                Err(_) => e
+                    .metadata()
+                    .await
+                    .and_then(|m| m.modified())
+                    .map(|t| t.elapsed().unwrap_or_default())
+                    .unwrap_or_default(),
+            };
+            if idle >= upload_max_age && tokio::fs::remove_dir_all(e.path()).await.is_ok() {
+                uploads_removed += 1;
+            }
+        }
+        Ok(RegistryGcReport {
+            removed: blobs.removed,
+            bytes_freed: blobs.bytes_freed,
+            kept: blobs.kept,
+            uploads_removed,
+        })
     }
 
     fn upload_dir(&self, id: &str) -> Result<PathBuf> {
@@ -153,6 +223,14 @@ fn not_found(e: &std::io::Error) -> bool {
 impl RegistryStorage for DiskStorage {
     fn blobs(&self) -> &dyn BlobStore {
         &self.blobs
+    }
+
+    async fn leased_blobs(&self) -> Result<Arc<dyn BlobStore>> {
+        let layout = self.blobs.clone();
+        let leased = tokio::task::spawn_blocking(move || layout.leased())
+            .await
+            .map_err(|e| Error::io(self.blobs.root(), std::io::Error::other(e)))??;
+        Ok(Arc::new(leased))
     }
 
     async fn repository(
@@ -320,14 +398,18 @@ impl RegistryStorage for DiskStorage {
         Ok(Appended::Size(size + n))
     }
 
-    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<BlobInfo> {
+    async fn upload_commit(
+        &self,
+        id: &str,
+        digest: &Digest,
+        into: &dyn BlobStore,
+    ) -> Result<BlobInfo> {
         let dir = self.upload_dir(id)?;
         let data = dir.join("data");
         let mut f = tokio::fs::File::open(&data)
             .await
             .map_err(|e| Error::io(&data, e))?;
-        let mut w = self
-            .blobs
+        let mut w = into
             .ingest(Expected {
                 digest: Some(digest.clone()),
                 size: None,

@@ -767,4 +767,14 @@ pub(crate) enum RegistryVerb {
         #[arg(long = "max-blob-size")]
         max_blob_size: Option<u64>,
     },
+    /// Remove the blobs no repository names or reaches, and abandoned upload sessions
+    /// (safe while the registry serves).
+    Gc {
+        /// The registry's storage.
+        #[arg(long, default_value = "/var/lib/oci-rs-registry")]
+        storage: PathBuf,
+        /// Upload sessions idle this many hours are abandoned.
+        #[arg(long = "uploads-older-than", default_value_t = 168)]
+        uploads_older_than: u64,
+    },
 }

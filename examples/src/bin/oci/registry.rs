@@ -3,9 +3,33 @@
 use crate::args::RegistryVerb;
 use anyhow::{Context, Result};
 use oci_rs_registry_client::server::{DiskStorage, Registry};
+use std::io::Write;
 
 pub(crate) async fn registry_verb(verb: RegistryVerb) -> Result<()> {
     match verb {
+        RegistryVerb::Gc {
+            storage,
+            uploads_older_than,
+        } => {
+            let disk = DiskStorage::open(&storage)
+                .await
+                .with_context(|| format!("opening the storage {}", storage.display()))?;
+            let age = std::time::Duration::from_secs(uploads_older_than.saturating_mul(3600));
+            let report = disk.gc(age).await.context("garbage collection")?;
+            let mut out = std::io::stdout().lock();
+            for d in &report.removed {
+                writeln!(out, "deleted {d}")?;
+            }
+            writeln!(
+                out,
+                "{} blobs deleted ({} bytes), {} kept, {} abandoned uploads removed",
+                report.removed.len(),
+                report.bytes_freed,
+                report.kept,
+                report.uploads_removed
+            )?;
+            Ok(())
+        }
         RegistryVerb::Serve {
             addr,
             storage,
