@@ -544,3 +544,232 @@ async fn gc_removes_what_nothing_names_and_keeps_a_push_in_flight() {
     assert_eq!(report.uploads_removed, 1);
     assert_eq!(upload_sessions(dir.path()), 0);
 }
+
+/// An htpasswd file (bcrypt, `htpasswd -B`, cost 4 to keep the test fast) with alice and bob.
+fn htpasswd(dir: &Path) -> Option<oci_rs_registry_client::server::Users> {
+    if !Path::new("/usr/bin/htpasswd").exists() {
+        eprintln!("skipping: htpasswd is missing (apache2-utils; scripts/test.sh installs it)");
+        return None;
+    }
+    let path = dir.join("htpasswd");
+    let mut text = String::new();
+    for (u, p) in [("alice", "alice-secret"), ("bob", "bob-secret")] {
+        let o = std::process::Command::new("htpasswd")
+            .args(["-nbB", "-C", "4", u, p])
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        text.push_str(String::from_utf8(o.stdout).unwrap().trim());
+        text.push('\n');
+    }
+    std::fs::write(&path, text).unwrap();
+    Some(oci_rs_registry_client::server::Users::load_htpasswd(&path).unwrap())
+}
+
+/// alice may push and pull everywhere, bob pull only, anonymous pull of public/*.
+fn policy() -> oci_rs_registry_client::server::AccessPolicy {
+    serde_json::from_value(serde_json::json!({
+        "rules": [
+            {"repositories": "*", "principals": ["alice"], "actions": ["pull", "push", "delete"]},
+            {"repositories": "*", "principals": ["bob"], "actions": ["pull"]},
+            {"repositories": "public/*", "principals": ["anonymous"], "actions": ["pull"]}
+        ]
+    }))
+    .unwrap()
+}
+
+fn client_as(registry: &str, user: &str, password: &str) -> Client {
+    Client::builder()
+        .retry(fast_retry())
+        .credentials(StaticCredentials::new().with(
+            registry,
+            Credential::Basic {
+                username: user.into(),
+                password: password.into(),
+            },
+        ))
+        .build()
+        .unwrap()
+}
+
+/// The same checks for both schemes: a known user with the right pushes and pulls, a
+/// wrong password and a user without the right are refused, anonymous pulls only where
+/// allowed, and the catalog shows only what the caller may pull.
+async fn access_is_enforced(addr: &str, expect_challenge: &str) {
+    let h = http();
+    let r = h.get(format!("http://{addr}/v2/")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.starts_with(expect_challenge), "{challenge}");
+    let alice = client_as(addr, "alice", "alice-secret");
+    for name in ["team/app", "public/site"] {
+        let repo = Repository::new(addr, name).unwrap();
+        let written = oci_rs_image::testing::write_sample(
+            &RegistryDestination::new(alice.clone(), repo.clone()),
+            "1",
+        )
+        .await;
+        oci_rs_image::testing::read_sample(
+            &RegistrySource::new(alice.clone(), repo),
+            "1",
+            &written,
+        )
+        .await;
+    }
+    let manifest = |c: Client, name: &str| {
+        let repo = Repository::new(addr, name).unwrap();
+        async move {
+            c.manifest(&repo, &oci_rs_image::ManifestRef::Tag("1".into()))
+                .await
+        }
+    };
+    // A wrong password.
+    let e = manifest(client_as(addr, "alice", "wrong"), "team/app")
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("401") || e.to_string().to_lowercase().contains("unauthorized"),
+        "{e}"
+    );
+    // bob reads, and may not push.
+    let bob = client_as(addr, "bob", "bob-secret");
+    let m = manifest(bob.clone(), "team/app").await.unwrap();
+    let repo = Repository::new(addr, "team/app").unwrap();
+    bob.push_manifest(&repo, &m, Some("bob")).await.unwrap_err();
+    // Anonymous: public/* only.
+    manifest(client(), "public/site").await.unwrap();
+    manifest(client(), "team/app").await.unwrap_err();
+    let public = Repository::new(addr, "public/site").unwrap();
+    client()
+        .push_manifest(&public, &m, Some("anon"))
+        .await
+        .unwrap_err();
+    // What alice and bob see in the catalog.
+    assert_eq!(
+        alice.catalog(addr, None).await.unwrap(),
+        ["public/site", "team/app"]
+    );
+    assert_eq!(
+        bob.catalog(addr, None).await.unwrap(),
+        ["public/site", "team/app"]
+    );
+    let tags = alice.tags(&repo, None).await.unwrap();
+    assert_eq!(tags, ["1"], "nobody else's push landed");
+}
+
+#[tokio::test]
+async fn basic_auth_with_htpasswd_and_an_access_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(users) = htpasswd(dir.path()) else {
+        return;
+    };
+    let reg = start(&dir.path().join("storage"), |s| {
+        s.auth(oci_rs_registry_client::server::Auth::Basic {
+            users,
+            policy: policy(),
+        })
+    })
+    .await;
+    access_is_enforced(&reg.addr, "Basic realm=").await;
+    // A known user without the right gets 403, not a new challenge.
+    let r = http()
+        .delete(format!("http://{}/v2/team/app/manifests/1", reg.addr))
+        .basic_auth("bob", Some("bob-secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (403, "DENIED".into()));
+}
+
+#[tokio::test]
+async fn the_token_flow_issues_scoped_tokens_that_the_registry_enforces() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(users) = htpasswd(dir.path()) else {
+        return;
+    };
+    let token = oci_rs_registry_client::server::TokenAuth::new(users, policy()).unwrap();
+    let reg = start(&dir.path().join("storage"), |s| {
+        s.auth(oci_rs_registry_client::server::Auth::Token(token))
+    })
+    .await;
+    access_is_enforced(&reg.addr, "Bearer realm=").await;
+    let h = http();
+    // bob asks for push and gets pull only; the registry refuses his push with that token.
+    let r = h
+        .get(format!(
+            "http://{}/token?service=oci-rs-registry&scope=repository:team/app:pull,push",
+            reg.addr
+        ))
+        .basic_auth("bob", Some("bob-secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let tok = v["token"].as_str().unwrap().to_owned();
+    let r = h
+        .post(format!("http://{}/v2/team/app/blobs/uploads/", reg.addr))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("insufficient_scope"));
+    let r = h
+        .get(format!("http://{}/v2/team/app/tags/list", reg.addr))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A token for another repository does not open this one; a forged one nothing.
+    let r = h
+        .get(format!("http://{}/v2/other/tags/list", reg.addr))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let forged = format!("{}x", &tok[..tok.len() - 1]);
+    let r = h
+        .get(format!("http://{}/v2/team/app/tags/list", reg.addr))
+        .bearer_auth(forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // A wrong password gets no token.
+    let r = h
+        .get(format!(
+            "http://{}/token?service=oci-rs-registry&scope=repository:team/app:pull",
+            reg.addr
+        ))
+        .basic_auth("bob", Some("nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // skopeo through the token flow.
+    if Path::new("/usr/bin/skopeo").exists() {
+        let addr = reg.addr.clone();
+        let o = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("skopeo")
+                .args([
+                    "inspect",
+                    "--tls-verify=false",
+                    "--raw",
+                    "--creds",
+                    "alice:alice-secret",
+                ])
+                .arg(format!("docker://{addr}/team/app:1"))
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}

@@ -21,9 +21,11 @@
 //! # Ok(()) }
 //! ```
 
+mod auth;
 mod route;
 mod storage;
 
+pub use auth::{AccessPolicy, AccessRule, Action, Auth, AuthConfigError, TokenAuth, Users};
 pub use route::MAX_NAME;
 pub use storage::{Appended, DiskStorage, RegistryGcReport, RegistryStorage, UploadInfo};
 
@@ -59,6 +61,7 @@ pub struct Registry {
 
 #[derive(Clone)]
 struct Inner {
+    auth: Auth,
     storage: Arc<dyn RegistryStorage>,
     max_manifest: u64,
     max_blob: u64,
@@ -81,6 +84,7 @@ struct ApiError {
     code: &'static str,
     message: String,
     detail: Value,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -90,7 +94,13 @@ impl ApiError {
             code,
             message: message.into(),
             detail: Value::Null,
+            headers: Vec::new(),
         }
+    }
+
+    fn header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     fn detail(mut self, d: Value) -> Self {
@@ -107,6 +117,9 @@ impl ApiError {
         let mut r = Response::new(full(body));
         *r.status_mut() = self.status;
         set(&mut r, CONTENT_TYPE, "application/json");
+        for (k, v) in &self.headers {
+            set(&mut r, *k, v);
+        }
         r
     }
 }
@@ -154,6 +167,16 @@ fn query(req: &Request<Incoming>) -> BTreeMap<String, String> {
         out.insert(decode(k), decode(v));
     }
     out
+}
+
+/// Every value of a query parameter, and of a form body's.
+fn query_values(query: &str, key: &str) -> Vec<String> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .filter(|(k, _)| decode(k) == key)
+        .map(|(_, v)| decode(v))
+        .collect()
 }
 
 /// Percent-decoding of a query component (`+` is a space).
@@ -245,6 +268,7 @@ impl Registry {
     pub fn new(storage: impl RegistryStorage + 'static) -> Self {
         Self {
             inner: Arc::new(Inner {
+                auth: Auth::Open,
                 storage: Arc::new(storage),
                 max_manifest: DEFAULT_MAX_MANIFEST,
                 max_blob: u64::MAX,
@@ -267,6 +291,11 @@ impl Registry {
     /// it passes the limit, and what it sent is dropped.
     pub fn max_blob_size(self, bytes: u64) -> Self {
         self.with(|i| i.max_blob = bytes)
+    }
+
+    /// How requests are authenticated and what each may do (default: open).
+    pub fn auth(self, auth: Auth) -> Self {
+        self.with(|i| i.auth = auth)
     }
 
     /// Serves pulls only: pushes and deletes get 405 (`UNSUPPORTED`).
@@ -313,6 +342,11 @@ impl Registry {
     }
 
     async fn dispatch(&self, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        if req.uri().path() == "/token" {
+            if let Auth::Token(t) = &self.inner.auth {
+                return self.token(req, t).await;
+            }
+        }
         let reading = matches!(*req.method(), Method::GET | Method::HEAD | Method::DELETE);
         let route = route(req.uri().path()).map_err(|e| match e {
             // No manifest can have such a name: unknown, as the spec has it for a pull.
@@ -351,6 +385,7 @@ impl Registry {
                 "this registry is read-only",
             ));
         }
+        let who = self.authorize(&req, &route)?;
         let m = req.method().clone();
         match (route, m) {
             (Route::Base, Method::GET | Method::HEAD) => {
@@ -358,7 +393,7 @@ impl Registry {
                 set(&mut r, CONTENT_TYPE, "application/json");
                 Ok(r)
             }
-            (Route::Catalog, Method::GET) => self.catalog(&req).await,
+            (Route::Catalog, Method::GET) => self.catalog(&req, &who).await,
             (Route::Tags(name), Method::GET) => self.tags(&req, &name).await,
             (Route::Manifest(name, r), Method::GET | Method::HEAD) => {
                 self.get_manifest(&name, &r).await
@@ -369,7 +404,7 @@ impl Registry {
                 self.get_blob(&req, &name, &d).await
             }
             (Route::Blob(name, d), Method::DELETE) => self.delete_blob(&name, &d).await,
-            (Route::Uploads(name), Method::POST) => self.start_upload(req, &name).await,
+            (Route::Uploads(name), Method::POST) => self.start_upload(req, &name, &who).await,
             (Route::Upload(name, id), Method::GET) => self.upload_status(&name, &id).await,
             (Route::Upload(name, id), Method::PATCH) => self.patch_upload(req, &name, &id).await,
             (Route::Upload(name, id), Method::PUT) => self.finish_upload(req, &name, &id).await,
@@ -440,8 +475,14 @@ impl Registry {
         Ok((items, next))
     }
 
-    async fn catalog(&self, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-        let all = self.inner.storage.repositories().await.map_err(internal)?;
+    async fn catalog(
+        &self,
+        req: &Request<Incoming>,
+        who: &Who,
+    ) -> Result<Response<Body>, ApiError> {
+        let mut all = self.inner.storage.repositories().await.map_err(internal)?;
+        // Only what the caller may pull.
+        all.retain(|r| who.may(&self.inner.auth, r, Action::Pull));
         let (repos, next) = Self::page(req, all, "/v2/_catalog")?;
         let mut r = Response::new(full(json!({ "repositories": repos }).to_string()));
         set(&mut r, CONTENT_TYPE, "application/json");
@@ -966,6 +1007,7 @@ impl Registry {
         &self,
         req: Request<Incoming>,
         name: &str,
+        who: &Who,
     ) -> Result<Response<Body>, ApiError> {
         let q = query(&req);
         let repo = self.repo(name, true).await?.ok_or_else(|| {
@@ -976,7 +1018,9 @@ impl Registry {
         // A cross-repository mount: linked when the source repository has the blob.
         if let (Some(m), Some(from)) = (q.get("mount"), q.get("from")) {
             if let Ok(d) = oci_rs_image::parse_digest(m) {
-                if route::valid_name(from) {
+                // Mounted only from where the caller may pull; else a new session, as
+                // distribution does.
+                if route::valid_name(from) && who.may(&self.inner.auth, from, Action::Pull) {
                     if let Some(size) = self.linked_size(from, &d).await? {
                         self.link_blob(repo.as_ref(), &d, size).await?;
                         return Ok(Self::created_blob(name, &d));
@@ -1176,6 +1220,199 @@ impl Registry {
         Ok(status(StatusCode::NO_CONTENT))
     }
 
+    /// Who sent the request, checked against what its route needs: 401 with the challenge
+    /// of the configured scheme, or 403 for a known user without the right.
+    fn authorize(&self, req: &Request<Incoming>, route: &Route) -> Result<Who, ApiError> {
+        let header = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let (repo, action) = match route {
+            Route::Base | Route::Catalog => (None, Action::Pull),
+            Route::Tags(n) | Route::Referrers(n, _) => (Some(n.as_str()), Action::Pull),
+            Route::Manifest(n, _) | Route::Blob(n, _) => (
+                Some(n.as_str()),
+                match *req.method() {
+                    Method::GET | Method::HEAD => Action::Pull,
+                    Method::DELETE => Action::Delete,
+                    _ => Action::Push,
+                },
+            ),
+            Route::Uploads(n) | Route::Upload(n, _) => (Some(n.as_str()), Action::Push),
+        };
+        let unauthorized = |challenge: String, message: &str| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+                .header("WWW-Authenticate", challenge)
+        };
+        match &self.inner.auth {
+            Auth::Open => Ok(Who::default()),
+            Auth::Basic { users, policy } => {
+                let challenge = "Basic realm=\"oci-rs-registry\"".to_owned();
+                let user = match auth::basic_credentials(header) {
+                    Some((u, p)) if users.check(&u, &p) => Some(u),
+                    Some(_) => return Err(unauthorized(challenge, "invalid credentials")),
+                    None => None,
+                };
+                let ok = match repo {
+                    // The base endpoint and the catalog want a known user (or any grant).
+                    None => user.is_some(),
+                    Some(r) => policy.granted(user.as_deref(), r).contains(&action),
+                };
+                match (ok, &user) {
+                    (true, _) => Ok(Who { user, grants: None }),
+                    (false, None) => Err(unauthorized(challenge, "authentication required")),
+                    (false, Some(_)) => Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "DENIED",
+                        "requested access to the resource is denied",
+                    )),
+                }
+            }
+            Auth::Token(t) => {
+                let grants = header
+                    .strip_prefix("Bearer ")
+                    .and_then(|tok| t.verify(tok.trim()));
+                let ok = match (&grants, repo) {
+                    (Some(_), None) => true,
+                    (Some(g), Some(r)) => g.repos.get(r).is_some_and(|a| a.contains(&action)),
+                    (None, _) => false,
+                };
+                if ok {
+                    return Ok(Who {
+                        user: grants.as_ref().map(|g| g.subject.clone()),
+                        grants,
+                    });
+                }
+                let host = req
+                    .headers()
+                    .get(hyper::header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("localhost");
+                let realm = t
+                    .realm
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{host}/token"));
+                let mut challenge = format!("Bearer realm=\"{realm}\",service=\"{}\"", t.service);
+                if let Some(r) = repo {
+                    let mut want = std::collections::BTreeSet::from([action]);
+                    // A push also reads (HEAD before upload), as docker asks.
+                    if action == Action::Push {
+                        want.insert(Action::Pull);
+                    }
+                    challenge.push_str(&format!(",scope=\"{}\"", auth::scope(r, &want)));
+                }
+                if grants.is_some() {
+                    challenge.push_str(",error=\"insufficient_scope\"");
+                }
+                Err(unauthorized(challenge, "authentication required"))
+            }
+        }
+    }
+
+    /// The token endpoint: `GET /token?service=&scope=…` with basic credentials (or none,
+    /// for what anonymous requests may do), or `POST /token` with a password grant in a
+    /// form. The token grants each scope's actions that the policy gives the user.
+    async fn token(
+        &self,
+        req: Request<Incoming>,
+        t: &TokenAuth,
+    ) -> Result<Response<Body>, ApiError> {
+        let query_text = req.uri().query().unwrap_or("").to_owned();
+        let header = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let form = if *req.method() == Method::POST {
+            let body = Self::read_body(req.into_body(), 64 << 10, "token request").await?;
+            String::from_utf8_lossy(&body).into_owned()
+        } else if *req.method() == Method::GET {
+            String::new()
+        } else {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "UNSUPPORTED",
+                "GET or POST",
+            ));
+        };
+        let values = |key: &str| {
+            let mut v = query_values(&query_text, key);
+            v.extend(query_values(&form, key));
+            v
+        };
+        let denied = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "invalid credentials",
+            )
+            .header(
+                "WWW-Authenticate",
+                "Basic realm=\"oci-rs-registry\"".to_owned(),
+            )
+        };
+        let creds = header
+            .as_deref()
+            .and_then(auth::basic_credentials)
+            .or_else(|| {
+                let (u, p) = (values("username"), values("password"));
+                (values("grant_type").first().map(String::as_str) == Some("password"))
+                    .then(|| Some((u.first()?.clone(), p.first()?.clone())))
+                    .flatten()
+            });
+        let user = match creds {
+            Some((u, p)) => {
+                // bcrypt is slow on purpose: off the async threads.
+                let users = t.users.clone();
+                let (u2, p2) = (u.clone(), p);
+                let ok = tokio::task::spawn_blocking(move || users.check(&u2, &p2))
+                    .await
+                    .unwrap_or(false);
+                if !ok {
+                    return Err(denied());
+                }
+                Some(u)
+            }
+            None => None,
+        };
+        if let Some(service) = values("service").first() {
+            if *service != t.service {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "UNSUPPORTED",
+                    "unknown service",
+                ));
+            }
+        }
+        let mut access = Vec::new();
+        for scope in values("scope")
+            .iter()
+            .flat_map(|s| s.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        {
+            let Some((name, asked)) = auth::parse_scope(&scope) else {
+                continue;
+            };
+            if !route::valid_name(&name) {
+                continue;
+            }
+            let granted = t.policy.granted(user.as_deref(), &name);
+            let both: std::collections::BTreeSet<Action> =
+                asked.intersection(&granted).copied().collect();
+            access.push((name, both));
+        }
+        let (token, issued) = t.issue(user.as_deref().unwrap_or(""), &access);
+        let body = json!({
+            "token": token,
+            "access_token": token,
+            "expires_in": t.lifetime.as_secs(),
+            "issued_at": oci_rs_image::rfc3339(issued.saturating_mul(1_000_000_000)),
+        });
+        let mut r = Response::new(full(body.to_string()));
+        set(&mut r, CONTENT_TYPE, "application/json");
+        Ok(r)
+    }
+
     async fn referrers(
         &self,
         req: &Request<Incoming>,
@@ -1250,5 +1487,37 @@ mod tests {
         assert_eq!(decode("a%2Fb+c"), "a/b c");
         assert_eq!(decode("%zz%"), "%zz%");
         assert_eq!(decode("sha256%3Aabc"), "sha256:abc");
+    }
+}
+
+/// Who a request comes from, once authorized.
+#[derive(Debug, Default)]
+struct Who {
+    user: Option<String>,
+    grants: Option<auth::Grants>,
+}
+
+impl Who {
+    /// Whether this caller may do `action` in `repository` (for a second repository than the
+    /// route's: a mount's source, the catalog's entries).
+    fn may(&self, auth: &Auth, repository: &str, action: Action) -> bool {
+        match auth {
+            Auth::Open => true,
+            Auth::Basic { policy, .. } => policy
+                .granted(self.user.as_deref(), repository)
+                .contains(&action),
+            Auth::Token(t) => match &self.grants {
+                Some(g) => {
+                    g.repos.get(repository).is_some_and(|a| a.contains(&action))
+                        || t.policy
+                            .granted(
+                                Some(g.subject.as_str()).filter(|s| !s.is_empty()),
+                                repository,
+                            )
+                            .contains(&action)
+                }
+                None => false,
+            },
+        }
     }
 }

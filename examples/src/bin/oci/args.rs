@@ -766,6 +766,13 @@ pub(crate) enum RegistryVerb {
         /// Refuse blobs larger than this many bytes.
         #[arg(long = "max-blob-size")]
         max_blob_size: Option<u64>,
+        /// `htpasswd:FILE` (basic auth) or `token:FILE` (docker's token flow at /token),
+        /// FILE an htpasswd file of bcrypt entries (`htpasswd -B`). Default: open.
+        #[arg(long)]
+        auth: Option<String>,
+        /// Who may do what (JSON rules; default: any known user everything).
+        #[arg(long)]
+        access: Option<PathBuf>,
     },
     /// Remove the blobs no repository names or reaches, and abandoned upload sessions
     /// (safe while the registry serves).

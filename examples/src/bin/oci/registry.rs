@@ -1,9 +1,10 @@
 //! `registry serve`: the distribution API of oci-rs-registry-client's server on a port.
 
 use crate::args::RegistryVerb;
-use anyhow::{Context, Result};
-use oci_rs_registry_client::server::{DiskStorage, Registry};
+use anyhow::{bail, Context, Result};
+use oci_rs_registry_client::server::{AccessPolicy, Auth, DiskStorage, Registry, TokenAuth, Users};
 use std::io::Write;
+use std::path::Path;
 
 pub(crate) async fn registry_verb(verb: RegistryVerb) -> Result<()> {
     match verb {
@@ -35,11 +36,28 @@ pub(crate) async fn registry_verb(verb: RegistryVerb) -> Result<()> {
             storage,
             read_only,
             max_blob_size,
+            auth,
+            access,
         } => {
+            let policy = match &access {
+                Some(p) => AccessPolicy::load(p)?,
+                None => AccessPolicy::authenticated_all(),
+            };
+            let auth = match auth.as_deref().map(|a| a.split_once(':')) {
+                None => Auth::Open,
+                Some(Some(("htpasswd", f))) => Auth::Basic {
+                    users: Users::load_htpasswd(Path::new(f))?,
+                    policy,
+                },
+                Some(Some(("token", f))) => {
+                    Auth::Token(TokenAuth::new(Users::load_htpasswd(Path::new(f))?, policy)?)
+                }
+                Some(_) => bail!("--auth takes htpasswd:FILE or token:FILE"),
+            };
             let disk = DiskStorage::open(&storage)
                 .await
                 .with_context(|| format!("opening the storage {}", storage.display()))?;
-            let mut registry = Registry::new(disk).read_only(read_only);
+            let mut registry = Registry::new(disk).read_only(read_only).auth(auth);
             if let Some(n) = max_blob_size {
                 registry = registry.max_blob_size(n);
             }
