@@ -319,7 +319,7 @@ impl ClientBuilder {
 /// the program must have installed one, or the build fails here instead of panicking in
 /// reqwest.
 #[cfg(feature = "rustls")]
-fn crypto_provider() -> Result<()> {
+pub(crate) fn crypto_provider() -> Result<()> {
     #[cfg(feature = "aws-lc-rs")]
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // Another thread may install one first: either way there is one afterwards.

@@ -24,12 +24,23 @@ impl Drop for Running {
 }
 
 async fn start(dir: &Path, configure: impl FnOnce(Server) -> Server) -> Running {
+    start_with(dir, configure, None).await
+}
+
+async fn start_with(
+    dir: &Path,
+    configure: impl FnOnce(Server) -> Server,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+) -> Running {
     let storage = DiskStorage::open(dir).await.unwrap();
     let server = configure(Server::new(storage));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let task = tokio::spawn(async move {
-        let _ = server.serve(listener).await;
+        let _ = match tls {
+            Some(config) => server.serve_tls(listener, config).await,
+            None => server.serve(listener).await,
+        };
     });
     Running { addr, task }
 }
@@ -772,4 +783,93 @@ async fn the_token_flow_issues_scoped_tokens_that_the_registry_enforces() {
         .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
+}
+
+#[tokio::test]
+async fn tls_with_a_certificate_pair_and_no_plain_http() {
+    let Some((_certs, ca, leaf, key)) = tls_certificates() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = oci_rs_registry_client::server::tls_config(&leaf, &key).unwrap();
+    let reg = start_with(dir.path(), |s| s, Some(config)).await;
+    let c = Client::builder()
+        .https_registry(&reg.addr)
+        .root_certificates_pem(&std::fs::read(&ca).unwrap())
+        .unwrap()
+        .retry(fast_retry())
+        .build()
+        .unwrap();
+    let repo = Repository::new(&reg.addr, "tls/app").unwrap();
+    let written = oci_rs_image::testing::write_sample(
+        &RegistryDestination::new(c.clone(), repo.clone()),
+        "1",
+    )
+    .await;
+    oci_rs_image::testing::read_sample(&RegistrySource::new(c, repo), "1", &written).await;
+    // Plain HTTP to the TLS port gets no answer of the registry.
+    let r = http().get(format!("http://{}/v2/", reg.addr)).send().await;
+    assert!(r.map(|r| r.status() != 200).unwrap_or(true));
+    // A key that is not the certificate's is refused at start.
+    let Some((_other, _, _, other_key)) = tls_certificates() else {
+        return;
+    };
+    assert!(oci_rs_registry_client::server::tls_config(&leaf, &other_key).is_err());
+    assert!(oci_rs_registry_client::server::tls_config(&leaf, Path::new("/nonexistent")).is_err());
+}
+
+#[tokio::test]
+async fn a_client_trickling_an_upload_is_cut_off_and_can_resume() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let reg = start(dir.path(), |s| {
+        s.min_upload_rate(1024, std::time::Duration::from_millis(500))
+    })
+    .await;
+    let r = http()
+        .post(format!("http://{}/v2/slow/blobs/uploads/", reg.addr))
+        .send()
+        .await
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    // One byte every 100 ms, announced as a megabyte.
+    let mut s = tokio::net::TcpStream::connect(&reg.addr).await.unwrap();
+    s.write_all(
+        format!(
+            "PATCH {loc} HTTP/1.1\r\nHost: {}\r\nContent-Length: 1048576\r\nContent-Type: application/octet-stream\r\n\r\n",
+            reg.addr
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let trickle = async {
+        for _ in 0..100 {
+            if s.write_all(b"x").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), trickle).await;
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("BLOB_UPLOAD_INVALID"), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+    // What arrived is in the session: the client may resume after it.
+    let r = http()
+        .get(format!("http://{}{loc}", reg.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let range = r.headers()["range"].to_str().unwrap().to_owned();
+    let end: u64 = range.trim_start_matches("0-").parse().unwrap();
+    assert!(end < 20, "{range}");
 }

@@ -41,6 +41,7 @@ use route::{route, BadPath, Reference, Route};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::AsyncRead;
 
 /// A response body: bytes in memory or a stream from the store.
@@ -61,6 +62,9 @@ pub struct Registry {
 
 #[derive(Clone)]
 struct Inner {
+    /// At least this many bytes of a request body in every window of this length.
+    min_rate: (u64, Duration),
+    https: bool,
     auth: Auth,
     storage: Arc<dyn RegistryStorage>,
     max_manifest: u64,
@@ -214,12 +218,62 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The request body as a reader.
-fn body_reader(body: Incoming) -> impl AsyncRead + Send + Unpin {
+/// The request body as a reader, cut off when it falls under `min_rate`.
+fn body_reader(body: Incoming, min_rate: (u64, Duration)) -> impl AsyncRead + Send + Unpin {
     let stream = http_body_util::BodyStream::new(body)
         .try_filter_map(|frame| std::future::ready(Ok(frame.into_data().ok())))
         .map_err(std::io::Error::other);
-    tokio_util::io::StreamReader::new(stream)
+    RateFloor {
+        inner: tokio_util::io::StreamReader::new(stream),
+        min: min_rate.0,
+        window: min_rate.1,
+        got: 0,
+        deadline: Box::pin(tokio::time::sleep(min_rate.1)),
+    }
+}
+
+/// A reader that fails when fewer than `min` bytes arrive in a `window`.
+struct RateFloor<R> {
+    inner: R,
+    min: u64,
+    window: Duration,
+    got: u64,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for RateFloor<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                this.got += (buf.filled().len() - before) as u64;
+                if this.got >= this.min {
+                    // A new window from here.
+                    this.got = 0;
+                    let next = tokio::time::Instant::now() + this.window;
+                    this.deadline.as_mut().reset(next);
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => match std::future::Future::poll(this.deadline.as_mut(), cx) {
+                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the body arrives slower than {} bytes per {} s",
+                        this.min,
+                        this.window.as_secs_f64()
+                    ),
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
 }
 
 /// A stream from the store as a response body.
@@ -268,6 +322,8 @@ impl Registry {
     pub fn new(storage: impl RegistryStorage + 'static) -> Self {
         Self {
             inner: Arc::new(Inner {
+                min_rate: (16 << 10, Duration::from_secs(30)),
+                https: false,
                 auth: Auth::Open,
                 storage: Arc::new(storage),
                 max_manifest: DEFAULT_MAX_MANIFEST,
@@ -298,6 +354,13 @@ impl Registry {
         self.with(|i| i.auth = auth)
     }
 
+    /// Request bodies slower than `bytes` per `window` are cut off (default 16 KiB per 30 s):
+    /// a client trickling an upload holds a connection and a task for bounded time. What
+    /// arrived of a chunk stays in its session, to be resumed.
+    pub fn min_upload_rate(self, bytes: u64, window: Duration) -> Self {
+        self.with(|i| i.min_rate = (bytes, window))
+    }
+
     /// Serves pulls only: pushes and deletes get 405 (`UNSUPPORTED`).
     pub fn read_only(self, yes: bool) -> Self {
         self.with(|i| i.read_only = yes)
@@ -307,20 +370,49 @@ impl Registry {
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
         loop {
             let (stream, peer) = listener.accept().await?;
-            let this = self.clone();
+            tokio::spawn(self.clone().connection(stream, peer));
+        }
+    }
+
+    /// [`serve`](Self::serve) over TLS (see [`tls_config`]): a client that does not finish
+    /// its handshake in 10 s is dropped.
+    pub async fn serve_tls(
+        self,
+        listener: tokio::net::TcpListener,
+        config: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<()> {
+        let this = self.with(|i| i.https = true);
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        loop {
+            let (stream, peer) = listener.accept().await?;
+            let (this, acceptor) = (this.clone(), acceptor.clone());
             tokio::spawn(async move {
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let svc = hyper::service::service_fn(move |req| {
-                    let this = this.clone();
-                    async move { Ok::<_, std::convert::Infallible>(this.handle(req).await) }
-                });
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, svc)
-                    .await
-                {
-                    tracing::debug!(%peer, error = %e, "connection ended");
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => this.connection(tls, peer).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 }
             });
+        }
+    }
+
+    async fn connection<S>(self, stream: S, peer: std::net::SocketAddr)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let svc = hyper::service::service_fn(move |req| {
+            let this = self.clone();
+            async move { Ok::<_, std::convert::Infallible>(this.handle(req).await) }
+        });
+        if let Err(e) = hyper::server::conn::http1::Builder::new()
+            // A client that sends its headers one byte a minute is dropped.
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .serve_connection(io, svc)
+            .await
+        {
+            tracing::debug!(%peer, error = %e, "connection ended");
         }
     }
 
@@ -559,8 +651,8 @@ impl Registry {
     }
 
     /// Reads a whole request body, refusing more than `limit` bytes (413).
-    async fn read_body(body: Incoming, limit: u64, what: &str) -> Result<Bytes, ApiError> {
-        let mut reader = body_reader(body);
+    async fn read_body(&self, body: Incoming, limit: u64, what: &str) -> Result<Bytes, ApiError> {
+        let mut reader = body_reader(body, self.inner.min_rate);
         let mut buf = Vec::new();
         use tokio::io::AsyncReadExt;
         let n = (&mut reader)
@@ -595,7 +687,9 @@ impl Registry {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.split(';').next().unwrap_or("").trim().to_owned());
-        let bytes = Self::read_body(req.into_body(), self.inner.max_manifest, "manifest").await?;
+        let bytes = self
+            .read_body(req.into_body(), self.inner.max_manifest, "manifest")
+            .await?;
         let invalid = |why: String| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -962,7 +1056,7 @@ impl Registry {
         d: &Digest,
         blobs: &dyn oci_rs_image::BlobStore,
     ) -> Result<u64, ApiError> {
-        let mut reader = body_reader(body);
+        let mut reader = body_reader(body, self.inner.min_rate);
         let max = self.inner.max_blob;
         let mut limited = tokio::io::AsyncReadExt::take(&mut reader, max.saturating_add(1));
         let mut w = blobs
@@ -1104,7 +1198,7 @@ impl Registry {
             }
             None => info.size,
         };
-        let mut reader = body_reader(req.into_body());
+        let mut reader = body_reader(req.into_body(), self.inner.min_rate);
         match self
             .inner
             .storage
@@ -1289,10 +1383,11 @@ impl Registry {
                     .get(hyper::header::HOST)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("localhost");
+                let scheme = if self.inner.https { "https" } else { "http" };
                 let realm = t
                     .realm
                     .clone()
-                    .unwrap_or_else(|| format!("http://{host}/token"));
+                    .unwrap_or_else(|| format!("{scheme}://{host}/token"));
                 let mut challenge = format!("Bearer realm=\"{realm}\",service=\"{}\"", t.service);
                 if let Some(r) = repo {
                     let mut want = std::collections::BTreeSet::from([action]);
@@ -1325,7 +1420,9 @@ impl Registry {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let form = if *req.method() == Method::POST {
-            let body = Self::read_body(req.into_body(), 64 << 10, "token request").await?;
+            let body = self
+                .read_body(req.into_body(), 64 << 10, "token request")
+                .await?;
             String::from_utf8_lossy(&body).into_owned()
         } else if *req.method() == Method::GET {
             String::new()
@@ -1520,4 +1617,56 @@ impl Who {
             },
         }
     }
+}
+
+/// Why [`tls_config`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsConfigError {
+    /// A PEM file could not be read or holds nothing of the kind.
+    #[error("cannot read the {what} from {path}")]
+    Pem {
+        /// The certificate chain or the private key.
+        what: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// rustls refused the pair, or has no crypto provider.
+    #[error("the certificate and key cannot serve TLS")]
+    Rustls(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A TLS configuration for [`Registry::serve_tls`] from a PEM certificate chain (leaf
+/// first) and its PEM private key, speaking HTTP/1.1.
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    fn pem<'a>(
+        what: &'static str,
+        path: &'a std::path::Path,
+    ) -> impl Fn(rustls::pki_types::pem::Error) -> TlsConfigError + 'a {
+        move |source| TlsConfigError::Pem {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(pem("certificate chain", cert))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem("certificate chain", cert))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(pem("private key", key))?;
+    crate::client::crypto_provider().map_err(|e| TlsConfigError::Rustls(Box::new(e)))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsConfigError::Rustls(Box::new(e)))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }

@@ -773,6 +773,9 @@ pub(crate) enum RegistryVerb {
         /// Who may do what (JSON rules; default: any known user everything).
         #[arg(long)]
         access: Option<PathBuf>,
+        /// Serve HTTPS with this PEM certificate chain and PEM private key.
+        #[arg(long, num_args = 2, value_names = ["CERT", "KEY"])]
+        tls: Option<Vec<PathBuf>>,
     },
     /// Remove the blobs no repository names or reaches, and abandoned upload sessions
     /// (safe while the registry serves).

@@ -2,7 +2,9 @@
 
 use crate::args::RegistryVerb;
 use anyhow::{bail, Context, Result};
-use oci_rs_registry_client::server::{AccessPolicy, Auth, DiskStorage, Registry, TokenAuth, Users};
+use oci_rs_registry_client::server::{
+    tls_config, AccessPolicy, Auth, DiskStorage, Registry, TokenAuth, Users,
+};
 use std::io::Write;
 use std::path::Path;
 
@@ -38,6 +40,7 @@ pub(crate) async fn registry_verb(verb: RegistryVerb) -> Result<()> {
             max_blob_size,
             auth,
             access,
+            tls,
         } => {
             let policy = match &access {
                 Some(p) => AccessPolicy::load(p)?,
@@ -64,13 +67,23 @@ pub(crate) async fn registry_verb(verb: RegistryVerb) -> Result<()> {
             let listener = tokio::net::TcpListener::bind(&addr)
                 .await
                 .with_context(|| format!("listening on {addr}"))?;
+            let (scheme, tls) = match tls.as_deref() {
+                Some([cert, key]) => ("https", Some(tls_config(cert, key)?)),
+                _ => ("http", None),
+            };
             eprintln!(
-                "serving the registry at http://{} from {}",
+                "serving the registry at {scheme}://{} from {}",
                 listener.local_addr()?,
                 storage.display()
             );
+            let serving = async {
+                match tls {
+                    Some(config) => registry.serve_tls(listener, config).await,
+                    None => registry.serve(listener).await,
+                }
+            };
             tokio::select! {
-                r = registry.serve(listener) => r.context("serving")?,
+                r = serving => r.context("serving")?,
                 _ = tokio::signal::ctrl_c() => {}
             }
             Ok(())
