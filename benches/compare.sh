@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side comparison with the peers, on the same data, on this machine.
 #
-#   benches/compare.sh [layer|registry|runtime|containers|network|build|cache|multiplatform|export|all]      (default: all; needs root and network for
+#   benches/compare.sh [layer|registry|registry-server|runtime|containers|network|build|cache|multiplatform|export|all]      (default: all; needs root and network for
 #                                                 debootstrap the first time)
 #
 # Data (cached in $BENCH_DIR, default /var/tmp/oci-rs-bench):
@@ -309,6 +309,85 @@ EOF
   echo "Ratios: pull ours / skopeo = $(ratio "oci pull (ours)" "skopeo copy docker:// → oci:"), pull ours / oci-client = $(ratio "oci pull (ours)" "oci-client crate (pull_blob to files)"), push ours / skopeo = $(ratio "oci push (ours)" "skopeo copy oci: → docker://"), push ours / curl floor = $(ratio "oci push (ours)" "curl, both layers uploaded at once (floor)"), pull ours / (curl to files + openssl) = $(ratio "oci pull (ours)" "curl, layers to files at once, then openssl dgst -sha256 of them (the two halves)")"
   echo
   echo "First run: ours / floor = $(ratio "oci run --rm /bin/true (ours, empty store)" "pigz -dc | tar -x of the largest layer (floor)"), ours / ctr = $(ratio "oci run --rm /bin/true (ours, empty store)" "ctr images pull + ctr run /bin/true"), ours / podman = $(ratio "oci run --rm /bin/true (ours, empty store)" "podman run --rm /bin/true (pull included)")"
+}
+
+# start_ours DIR: `oci registry serve` (ours) on a free loopback port, its storage in DIR
+# (emptied); sets OURS (127.0.0.1:PORT) and OURS_PID.
+start_ours() {
+  local reg=$1 port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  rm -rf "$reg" && mkdir -p "$reg"
+  "$OCI" registry serve --addr "127.0.0.1:$port" --storage "$reg/data" >"$reg/log" 2>&1 &
+  OURS_PID=$!
+  for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+  OURS=127.0.0.1:$port
+}
+
+# Our registry against CNCF distribution, the same client (`oci push`/`oci pull`) against
+# both, stores on the same disk; then 100 concurrent pulls of one blob from each.
+registry_server_bench() {
+  setup_layer_data
+  start_registry "$D/reg-cncf"
+  local cncf=$REG cncf_pid=$REG_PID
+  start_ours "$D/reg-ours"
+  local ours=$OURS ours_pid=$OURS_PID
+  rm -rf "$D/rs-src"
+  skopeo copy -q --dest-tls-verify=false "oci:$D/umoci:layer2" "docker://$cncf/bench/src:1" >/dev/null
+  "$OCI" -q --data-dir "$D/rs-src" pull "$cncf/bench/src:1" >/dev/null
+  local raw size
+  raw=$(skopeo inspect --tls-verify=false --raw "docker://$cncf/bench/src:1")
+  size=$(python3 -c 'import json,sys; print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))' <<<"$raw")
+  echo
+  echo "### Registry server: push and pull of the two-layer image ($((size / 1000000)) MB compressed), ours against CNCF distribution $(dpkg-query -W -f='${Version}' docker-registry)"
+  echo
+  echo "(the same client, \`oci push\` and \`oci pull\` (release), against each; both registries' storage on the VM's disk; a new repository per push so every blob is uploaded; contenders alternate)"
+  echo
+  echo "| what | wall (median of $RUNS) | peak RSS of the client |"
+  echo "|---|---|---|"
+  "$OCI" -q --data-dir "$D/rs-src" tag "$cncf/bench/src:1" "$ours/bench/src:1"
+  "$OCI" -q --data-dir "$D/rs-src" push "$ours/bench/src:1" >/dev/null
+  race \
+    "push to CNCF distribution" "" "n=\$RANDOM\$RANDOM; '$OCI' -q --data-dir '$D/rs-src' tag $cncf/bench/src:1 $cncf/bench/p\$n:1 && '$OCI' -q --data-dir '$D/rs-src' push $cncf/bench/p\$n:1" \
+    "push to ours" "" "n=\$RANDOM\$RANDOM; '$OCI' -q --data-dir '$D/rs-src' tag $cncf/bench/src:1 $ours/bench/p\$n:1 && '$OCI' -q --data-dir '$D/rs-src' push $ours/bench/p\$n:1"
+  race \
+    "pull from CNCF distribution" "rm -rf '$D/rs-pull'" "'$OCI' -q --data-dir '$D/rs-pull' pull $cncf/bench/src:1" \
+    "pull from ours" "rm -rf '$D/rs-pull'" "'$OCI' -q --data-dir '$D/rs-pull' pull $ours/bench/src:1"
+  echo
+  echo "Ratios: push ours / distribution = $(ratio "push to ours" "push to CNCF distribution"), pull ours / distribution = $(ratio "pull from ours" "pull from CNCF distribution")"
+  # 100 concurrent GETs of the second layer's blob (about 20 MB: the random file).
+  local blob
+  blob=$(python3 -c 'import json,sys; l=json.load(sys.stdin)["layers"]; print(min(l, key=lambda x: abs(x["size"]-20_000_000))["digest"])' <<<"$raw")
+  local bsize
+  bsize=$(python3 -c 'import json,sys; l=json.load(sys.stdin)["layers"]; print([x["size"] for x in l if x["digest"]=="'"$blob"'"][0])' <<<"$raw")
+  echo
+  echo "### 100 concurrent pulls of one $((bsize / 1000000)) MB blob (curl to /dev/null, loopback)"
+  echo
+  echo "| registry | wall | throughput | p50 / p99 latency | server RSS before → after |"
+  echo "|---|---|---|---|---|"
+  local round name addr pid
+  for round in $(seq "$RUNS"); do
+    for name in cncf ours; do
+      if [ $name = cncf ]; then addr=$cncf pid=$cncf_pid; else addr=$ours pid=$ours_pid; fi
+      local before after t0 t1
+      before=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+      t0=$(date +%s.%N)
+      seq 100 | xargs -P 100 -I{} curl -fs -o /dev/null -w '%{time_total}\n' "http://$addr/v2/bench/src/blobs/$blob" >"$D/rs-lat" || true
+      t1=$(date +%s.%N)
+      after=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
+      python3 - "$D/rs-lat" "$t0" "$t1" "$bsize" "$before" "$after" "$name" <<'PY'
+import sys, statistics
+lat = sorted(float(x) for x in open(sys.argv[1]) if x.strip())
+t0, t1, size = float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+wall = t1 - t0
+n = len(lat)
+p = lambda q: lat[min(n - 1, int(q * n))] if n else float("nan")
+name = "CNCF distribution" if sys.argv[7] == "cncf" else "ours"
+print(f"| {name} | {wall:.2f} s ({n} of 100 done) | {n * size / wall / 1e9:.2f} GB/s | {p(0.5):.2f} / {p(0.99):.2f} s | {int(sys.argv[5]) // 1024} → {int(sys.argv[6]) // 1024} MiB (peak) |")
+PY
+    done
+  done
+  kill "$cncf_pid" "$ours_pid"
+  rm -rf "$D/rs-src" "$D/rs-pull" "$D/reg-cncf" "$D/reg-ours" "$D/rs-lat"
 }
 
 runtime_bench() {
@@ -677,6 +756,7 @@ echo "## $(date -u +%F) on $(nproc) cores, $(uname -r)"
 case $what in
   layer) layer_bench ;;
   registry) registry_bench ;;
+  registry-server) registry_server_bench ;;
   runtime) runtime_bench ;;
   containers) containers_bench ;;
   network) network_bench ;;
@@ -684,7 +764,7 @@ case $what in
   cache) cache_bench ;;
   multiplatform) multiplatform_bench ;;
   export) export_bench ;;
-  all) layer_bench; registry_bench; runtime_bench; containers_bench; network_bench; build_bench; cache_bench; multiplatform_bench; export_bench ;;
+  all) layer_bench; registry_bench; registry_server_bench; runtime_bench; containers_bench; network_bench; build_bench; cache_bench; multiplatform_bench; export_bench ;;
   *) echo "usage: $0 [layer|registry|runtime|containers|network|build|cache|multiplatform|export|all]" >&2; exit 2 ;;
 esac
 if ((failed)); then

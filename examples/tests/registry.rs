@@ -136,3 +136,142 @@ fn oci_pushes_to_and_pulls_from_oci_registry_serve() {
     let ids = |data: &str| oci(data, &["images", "-q", "--no-trunc"]);
     assert_eq!(ids("a"), ids("b"), "the same image id on both sides");
 }
+
+/// podman pulls from and pushes to `oci registry serve`, and containerd pulls from it.
+#[test]
+fn podman_and_containerd_push_and_pull_through_it() {
+    let ready = rustix::process::geteuid().is_root()
+        && [
+            "/usr/bin/podman",
+            "/usr/bin/containerd",
+            "/usr/bin/ctr",
+            "/bin/busybox",
+        ]
+        .iter()
+        .all(|p| Path::new(p).exists());
+    if !ready {
+        eprintln!("skipping: needs root, podman, containerd and busybox-static (scripts/test.sh installs them)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let reg = serve(&d.join("storage"));
+    // A busybox image, pushed by us.
+    let root = d.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    let tar = d.join("rootfs.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("bin")
+        .status()
+        .unwrap()
+        .success());
+    let image = format!("{}/clients/busybox:1", reg.addr);
+    for args in [
+        vec![
+            "import",
+            tar.to_str().unwrap(),
+            &image,
+            "-c",
+            "CMD [\"sh\"]",
+        ],
+        vec!["push", &image],
+    ] {
+        let o = Command::new(OCI)
+            .arg("-q")
+            .arg("--data-dir")
+            .arg(d.join("data"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let check = |o: std::process::Output, what: &str| {
+        assert!(
+            o.status.success(),
+            "{what}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    };
+    // podman: pull, push under another name, pull that back in a fresh store.
+    let podman = |store: &str, args: &[&str]| {
+        Command::new("podman")
+            .arg("--root")
+            .arg(d.join(store).join("root"))
+            .arg("--runroot")
+            .arg(d.join(store).join("run"))
+            .args(["--storage-driver", "vfs", "--events-backend", "file"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let copy = format!("{}/clients/from-podman:1", reg.addr);
+    check(
+        podman("p1", &["pull", "--tls-verify=false", &image]),
+        "podman pull",
+    );
+    check(podman("p1", &["tag", &image, &copy]), "podman tag");
+    check(
+        podman("p1", &["push", "--tls-verify=false", &copy]),
+        "podman push",
+    );
+    check(
+        podman("p2", &["pull", "--tls-verify=false", &copy]),
+        "podman pull of its push",
+    );
+    // containerd: pull what podman pushed.
+    let sock = d.join("containerd.sock");
+    std::fs::write(
+        d.join("containerd.toml"),
+        format!(
+            "version = 2\nroot = \"{0}/croot\"\nstate = \"{0}/cstate\"\n[grpc]\n  address = \"{1}\"\n",
+            d.display(),
+            sock.display()
+        ),
+    )
+    .unwrap();
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _containerd = Kill(
+        Command::new("containerd")
+            .arg("--config")
+            .arg(d.join("containerd.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let ctr = |args: &[&str]| {
+        Command::new("ctr")
+            .arg("-a")
+            .arg(&sock)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ctr(&["version"]).status.success() {
+        assert!(Instant::now() < deadline, "containerd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check(
+        ctr(&["images", "pull", "--plain-http", &copy]),
+        "ctr images pull",
+    );
+    let o = check(ctr(&["images", "ls", "-q"]), "ctr images ls");
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&copy));
+}
