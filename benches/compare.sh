@@ -349,11 +349,19 @@ registry_server_bench() {
   race \
     "push to CNCF distribution" "" "n=\$RANDOM\$RANDOM; '$OCI' -q --data-dir '$D/rs-src' tag $cncf/bench/src:1 $cncf/bench/p\$n:1 && '$OCI' -q --data-dir '$D/rs-src' push $cncf/bench/p\$n:1" \
     "push to ours" "" "n=\$RANDOM\$RANDOM; '$OCI' -q --data-dir '$D/rs-src' tag $cncf/bench/src:1 $ours/bench/p\$n:1 && '$OCI' -q --data-dir '$D/rs-src' push $ours/bench/p\$n:1"
+  local layers curl_cncf="" curl_ours="" l
+  layers=$(python3 -c 'import json,sys; print(" ".join(l["digest"] for l in json.load(sys.stdin)["layers"]))' <<<"$raw")
+  for l in $layers; do
+    curl_cncf+="curl -fs -o /dev/null http://$cncf/v2/bench/src/blobs/$l & "
+    curl_ours+="curl -fs -o /dev/null http://$ours/v2/bench/src/blobs/$l & "
+  done
   race \
     "pull from CNCF distribution" "rm -rf '$D/rs-pull'" "'$OCI' -q --data-dir '$D/rs-pull' pull $cncf/bench/src:1" \
-    "pull from ours" "rm -rf '$D/rs-pull'" "'$OCI' -q --data-dir '$D/rs-pull' pull $ours/bench/src:1"
+    "pull from ours" "rm -rf '$D/rs-pull'" "'$OCI' -q --data-dir '$D/rs-pull' pull $ours/bench/src:1" \
+    "the layers to /dev/null with curl, from CNCF distribution" "" "${curl_cncf} wait" \
+    "the layers to /dev/null with curl, from ours" "" "${curl_ours} wait"
   echo
-  echo "Ratios: push ours / distribution = $(ratio "push to ours" "push to CNCF distribution"), pull ours / distribution = $(ratio "pull from ours" "pull from CNCF distribution")"
+  echo "Ratios: push ours / distribution = $(ratio "push to ours" "push to CNCF distribution"), pull ours / distribution = $(ratio "pull from ours" "pull from CNCF distribution"), layers by curl ours / distribution = $(ratio "the layers to /dev/null with curl, from ours" "the layers to /dev/null with curl, from CNCF distribution")"
   # 100 concurrent GETs of the second layer's blob (about 20 MB: the random file).
   local blob
   blob=$(python3 -c 'import json,sys; l=json.load(sys.stdin)["layers"]; print(min(l, key=lambda x: abs(x["size"]-20_000_000))["digest"])' <<<"$raw")
