@@ -37,6 +37,10 @@ impl Drop for Serving {
 }
 
 fn serve(storage: &Path) -> Serving {
+    serve_with(storage, &[])
+}
+
+fn serve_with(storage: &Path, extra: &[&str]) -> Serving {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -46,6 +50,7 @@ fn serve(storage: &Path) -> Serving {
     let child = Command::new(OCI)
         .args(["registry", "serve", "--addr", &addr, "--storage"])
         .arg(storage)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -274,4 +279,56 @@ fn podman_and_containerd_push_and_pull_through_it() {
     );
     let o = check(ctr(&["images", "ls", "-q"]), "ctr images ls");
     assert!(String::from_utf8_lossy(&o.stdout).contains(&copy));
+}
+
+/// `oci registry serve --pull-through` in front of another: `oci pull` through it, then
+/// again when the upstream is gone.
+#[test]
+fn a_pull_through_cache_serves_oci_pull_and_outlives_its_upstream() {
+    if !Path::new("/bin/busybox").exists() {
+        eprintln!("skipping: /bin/busybox (busybox-static) is missing");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let upstream = serve(&d.join("upstream"));
+    let root = d.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    let tar = d.join("rootfs.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("bin")
+        .status()
+        .unwrap()
+        .success());
+    let oci = |data: &str, args: &[&str]| {
+        let o = Command::new(OCI)
+            .arg("--data-dir")
+            .arg(d.join(data))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "oci {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let original = format!("{}/lib/busybox:1", upstream.addr);
+    oci("a", &["import", tar.to_str().unwrap(), &original]);
+    oci("a", &["push", &original]);
+    let up = format!("http://{}", upstream.addr);
+    let cache = serve_with(&d.join("cache"), &["--pull-through", &up]);
+    let through = format!("{}/lib/busybox:1", cache.addr);
+    oci("b", &["pull", &through]);
+    drop(upstream);
+    oci("c", &["pull", &through]);
+    let ids = |data: &str| oci(data, &["images", "-q", "--no-trunc"]);
+    assert_eq!(ids("a"), ids("b"));
+    assert_eq!(ids("a"), ids("c"));
 }

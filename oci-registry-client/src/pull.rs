@@ -162,6 +162,29 @@ impl Client {
         Ok(self.manifest_at(ep, repo, reference).await?.descriptor())
     }
 
+    /// The size of a blob the repository has (HEAD's `Content-Length`); `None` when it has
+    /// none. The size is the registry's word: reading the blob with it verifies it.
+    pub async fn blob_size(&self, repo: &Repository, digest: &Digest) -> Result<Option<u64>> {
+        oci_rs_image::check_digest_algorithm(digest)?;
+        let ep = self.endpoint(repo.registry())?;
+        let url = ep.url(&format!("v2/{}/blobs/{digest}", repo.name()))?;
+        let resp = self
+            .send(
+                &ep,
+                Req::new(Method::HEAD, url, vec![repo_scope(repo.name(), "pull")]),
+            )
+            .await?;
+        match resp.status().as_u16() {
+            200 => Ok(resp
+                .headers()
+                .get(reqwest::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())),
+            404 => Ok(None),
+            _ => Err(error_from(resp).await),
+        }
+    }
+
     /// True when the repository has the blob (HEAD).
     pub async fn blob_exists(&self, repo: &Repository, digest: &Digest) -> Result<bool> {
         let ep = self.endpoint(repo.registry())?;

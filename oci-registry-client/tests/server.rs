@@ -873,3 +873,125 @@ async fn a_client_trickling_an_upload_is_cut_off_and_can_resume() {
     let end: u64 = range.trim_start_matches("0-").parse().unwrap();
     assert!(end < 20, "{range}");
 }
+
+#[tokio::test]
+async fn a_pull_through_cache_fetches_once_verifies_and_outlives_its_upstream() {
+    use common::server::{serve, Response};
+    let img = image_from_layers(vec![layer_from_files(&["/bin/busybox"])]);
+    let manifest = img.manifest.bytes().to_vec();
+    let mdigest = img.manifest.digest().to_string();
+    let blobs: std::collections::HashMap<String, Vec<u8>> = img
+        .blobs
+        .iter()
+        .map(|(d, b)| (d.digest().to_string(), b.clone()))
+        .collect();
+    let layer = img.blobs[1].0.digest().to_string();
+    // The upstream: a registry that counts what it is asked.
+    let upstream = serve(move |req| {
+        let path = req.path().to_owned();
+        if path == "/v2/" {
+            return Response::new(200).json(serde_json::json!({}));
+        }
+        if path == "/v2/lib/app/manifests/1" || path == format!("/v2/lib/app/manifests/{mdigest}") {
+            return Response::new(200)
+                .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                .header("Docker-Content-Digest", mdigest.clone())
+                .body(manifest.clone());
+        }
+        if let Some(d) = path.strip_prefix("/v2/lib/app/blobs/") {
+            if let Some(b) = blobs.get(d) {
+                return Response::new(200).body(b.clone());
+            }
+        }
+        Response::new(404)
+            .json(serde_json::json!({"errors": [{"code": "NOT_FOUND", "message": "no"}]}))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let reg = start(dir.path(), |s| {
+        s.pull_through(client(), upstream.registry())
+    })
+    .await;
+    let c = client();
+    let repo = Repository::new(&reg.addr, "lib/app").unwrap();
+    let m = c
+        .manifest(&repo, &oci_rs_image::ManifestRef::Tag("1".into()))
+        .await
+        .unwrap();
+    assert_eq!(m.digest(), img.manifest.digest());
+    // 20 clients ask for the layer at once: upstream is asked once.
+    let h = http();
+    let url = format!("http://{}/v2/lib/app/blobs/{layer}", reg.addr);
+    let gets = (0..20).map(|_| {
+        let (h, url) = (h.clone(), url.clone());
+        async move { h.get(url).send().await.unwrap().bytes().await.unwrap() }
+    });
+    let bodies = futures_util::future::join_all(gets).await;
+    assert!(bodies
+        .iter()
+        .all(|b| b.as_ref() == img.blobs[1].1.as_slice()));
+    assert_eq!(upstream.count("GET", &format!("/blobs/{layer}")), 1);
+    for child in m.children() {
+        let got = read_all(c.blob(&repo, &child).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(got.len() as u64, child.size());
+    }
+    // Pushes are refused.
+    let r = h
+        .post(format!("http://{}/v2/lib/app/blobs/uploads/", reg.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    // Upstream gone: the cache answers by tag and digest.
+    drop(upstream);
+    let again = c
+        .manifest(&repo, &oci_rs_image::ManifestRef::Tag("1".into()))
+        .await
+        .unwrap();
+    assert_eq!(again.digest(), img.manifest.digest());
+    let again = c
+        .manifest(
+            &repo,
+            &oci_rs_image::ManifestRef::Digest(img.manifest.digest().clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.bytes(), img.manifest.bytes());
+    // What upstream never had is unknown here too.
+    let r = h
+        .get(format!("http://{}/v2/lib/app/manifests/2", reg.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn a_pull_through_cache_keeps_nothing_that_does_not_match_its_digest() {
+    use common::server::{serve, Response};
+    let good = b"the real layer".to_vec();
+    let digest = oci_rs_image::sha256(&good).to_string();
+    // An upstream that serves other bytes under that digest.
+    let upstream = serve(move |req| {
+        if req.path().contains("/blobs/") {
+            return Response::new(200).body(b"tampered bytes".to_vec());
+        }
+        Response::new(200).json(serde_json::json!({}))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let reg = start(dir.path(), |s| {
+        s.pull_through(client(), upstream.registry())
+    })
+    .await;
+    let before = stored_blobs(dir.path()).await;
+    let r = http()
+        .get(format!("http://{}/v2/x/blobs/{digest}", reg.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (404, "BLOB_UNKNOWN".into()));
+    assert_eq!(stored_blobs(dir.path()).await, before);
+}

@@ -60,8 +60,24 @@ pub struct Registry {
     inner: Arc<Inner>,
 }
 
+/// A pull-through cache's upstream.
+struct Upstream {
+    client: crate::Client,
+    registry: String,
+    #[allow(clippy::type_complexity)]
+    inflight: std::sync::Mutex<
+        std::collections::HashMap<
+            (String, Digest),
+            futures_util::future::Shared<
+                futures_util::future::BoxFuture<'static, Result<(), Arc<String>>>,
+            >,
+        >,
+    >,
+}
+
 #[derive(Clone)]
 struct Inner {
+    upstream: Option<Arc<Upstream>>,
     /// At least this many bytes of a request body in every window of this length.
     min_rate: (u64, Duration),
     https: bool,
@@ -322,6 +338,7 @@ impl Registry {
     pub fn new(storage: impl RegistryStorage + 'static) -> Self {
         Self {
             inner: Arc::new(Inner {
+                upstream: None,
                 min_rate: (16 << 10, Duration::from_secs(30)),
                 https: false,
                 auth: Auth::Open,
@@ -359,6 +376,24 @@ impl Registry {
     /// arrived of a chunk stays in its session, to be resumed.
     pub fn min_upload_rate(self, bytes: u64, window: Duration) -> Self {
         self.with(|i| i.min_rate = (bytes, window))
+    }
+
+    /// A pull-through cache of `registry` (`registry-1.docker.io`, `ghcr.io`,
+    /// `127.0.0.1:5000`), reached with `client` (its credentials, TLS and mirrors): what is
+    /// asked and not here is fetched, verified, stored and served; tags are asked upstream
+    /// each time and answered from the cache when upstream fails. Concurrent requests for one
+    /// blob fetch it once. Pushes and deletes are refused (405), as CNCF distribution's proxy
+    /// does.
+    pub fn pull_through(self, client: crate::Client, registry: impl Into<String>) -> Self {
+        let up = Upstream {
+            client,
+            registry: registry.into(),
+            inflight: std::sync::Mutex::new(std::collections::HashMap::new()),
+        };
+        self.with(|i| {
+            i.upstream = Some(Arc::new(up));
+            i.read_only = true;
+        })
     }
 
     /// Serves pulls only: pushes and deletes get 405 (`UNSUPPORTED`).
@@ -636,6 +671,9 @@ impl Registry {
     }
 
     async fn get_manifest(&self, name: &str, r: &Reference) -> Result<Response<Body>, ApiError> {
+        if let Some(up) = &self.inner.upstream {
+            self.fetch_manifest(up, name, r).await?;
+        }
         let desc = self.find_manifest(name, r).await?;
         let reader = match self.inner.storage.blobs().open(&desc).await {
             Ok(reader) => reader,
@@ -814,6 +852,47 @@ impl Registry {
             Some(s) => Some(described(s)?.0),
             None => None,
         };
+        let tag = match r {
+            Reference::Tag(t) => Some(t.as_str()),
+            Reference::Digest(_) => None,
+        };
+        self.store_manifest(
+            repo.as_ref(),
+            &bytes,
+            &doc,
+            &media_type,
+            &digest,
+            subject.as_ref(),
+            tag,
+        )
+        .await?;
+        let mut resp = status(StatusCode::CREATED);
+        set(
+            &mut resp,
+            LOCATION,
+            &format!("/v2/{name}/manifests/{digest}"),
+        );
+        set(&mut resp, "Docker-Content-Digest", digest.as_ref());
+        if let Some(s) = subject {
+            set(&mut resp, "OCI-Subject", s.as_ref());
+        }
+        Ok(resp)
+    }
+
+    /// Stores a checked manifest's bytes, then names it (by digest, and `tag`) in `repo`,
+    /// with what the referrers API answers: its artifact type, annotations and subject.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_manifest(
+        &self,
+        repo: &dyn ReferenceStore,
+        bytes: &[u8],
+        doc: &Value,
+        media_type: &str,
+        digest: &Digest,
+        subject: Option<&Digest>,
+        tag: Option<&str>,
+    ) -> Result<Descriptor, ApiError> {
+        let is_index = manifest_kind(media_type) == Some(true);
         // Stored, then named: a reader never sees a name without its bytes. Written under a
         // lease, kept from a garbage collection until the name exists.
         let blobs = self.inner.storage.leased_blobs().await.map_err(internal)?;
@@ -825,16 +904,15 @@ impl Registry {
             .await
             .map_err(internal)?;
         use tokio::io::AsyncWriteExt;
-        w.write_all(&bytes)
+        w.write_all(bytes)
             .await
             .map_err(|e| internal(StoreError::Stream(e)))?;
         w.commit().await.map_err(internal)?;
         let mut desc = Descriptor::new(
-            MediaType::from(media_type.as_str()),
+            MediaType::from(media_type),
             bytes.len() as u64,
             digest.clone(),
         );
-        // What the referrers API answers with: the artifact type and the annotations.
         let artifact_type = doc.get("artifactType").and_then(Value::as_str).or_else(|| {
             (!is_index)
                 .then(|| {
@@ -856,27 +934,182 @@ impl Registry {
                     .collect()
             })
             .unwrap_or_default();
-        if let Some(s) = &subject {
+        if let Some(s) = subject {
             ann.insert(SUBJECT.to_owned(), s.to_string());
         }
         if !ann.is_empty() {
             desc.set_annotations(Some(ann));
         }
         repo.set(digest.as_ref(), &desc).await.map_err(internal)?;
-        if let Reference::Tag(t) = r {
+        if let Some(t) = tag {
             repo.set(t, &desc).await.map_err(internal)?;
         }
-        let mut resp = status(StatusCode::CREATED);
-        set(
-            &mut resp,
-            LOCATION,
-            &format!("/v2/{name}/manifests/{digest}"),
-        );
-        set(&mut resp, "Docker-Content-Digest", digest.as_ref());
-        if let Some(s) = subject {
-            set(&mut resp, "OCI-Subject", s.as_ref());
+        Ok(desc)
+    }
+
+    /// Pull-through: the manifest `r` of `name` from upstream, stored and named here. A tag
+    /// is asked upstream every time (it may move); a digest only when it is not here. An
+    /// upstream that fails leaves what is cached to answer.
+    async fn fetch_manifest(
+        &self,
+        up: &Upstream,
+        name: &str,
+        r: &Reference,
+    ) -> Result<(), ApiError> {
+        if let Reference::Digest(d) = r {
+            if let Some(repo) = self.repo(name, false).await? {
+                if repo.resolve(d.as_ref()).await.is_ok() {
+                    return Ok(());
+                }
+            }
         }
-        Ok(resp)
+        let Ok(repo_up) = crate::Repository::new(&up.registry, name) else {
+            return Ok(());
+        };
+        let mref = match r {
+            Reference::Tag(t) => oci_rs_image::ManifestRef::Tag(t.clone()),
+            Reference::Digest(d) => oci_rs_image::ManifestRef::Digest(d.clone()),
+        };
+        let fetched =
+            tokio::time::timeout(Duration::from_secs(60), up.client.manifest(&repo_up, &mref))
+                .await;
+        let m = match fetched {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => {
+                tracing::warn!(repository = name, reference = %r, error = %e, "pull-through: upstream manifest");
+                return Ok(());
+            }
+            Err(_) => {
+                tracing::warn!(repository = name, reference = %r, "pull-through: upstream manifest timed out");
+                return Ok(());
+            }
+        };
+        let bytes = m.bytes().to_vec();
+        let Ok(doc) = serde_json::from_slice::<Value>(&bytes) else {
+            return Ok(());
+        };
+        let media_type = m.media_type().to_string();
+        if manifest_kind(&media_type).is_none() {
+            return Ok(());
+        }
+        let subject = doc
+            .get("subject")
+            .and_then(|s| s.get("digest"))
+            .and_then(Value::as_str)
+            .and_then(|d| oci_rs_image::parse_digest(d).ok());
+        let repo = self.repo(name, true).await?.ok_or_else(|| {
+            internal(StoreError::ReferenceNotFound {
+                name: name.to_owned(),
+            })
+        })?;
+        let tag = match r {
+            Reference::Tag(t) => Some(t.as_str()),
+            Reference::Digest(_) => None,
+        };
+        self.store_manifest(
+            repo.as_ref(),
+            &bytes,
+            &doc,
+            &media_type,
+            m.digest(),
+            subject.as_ref(),
+            tag,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Pull-through: a blob of `name` from upstream into the store, linked in `name`. One
+    /// fetch per repository and blob however many clients ask at once; the others wait for
+    /// it and are then served from the store.
+    async fn fetch_blob(&self, up: &Arc<Upstream>, name: &str, d: &Digest) -> Result<(), ApiError> {
+        use futures_util::FutureExt;
+        let key = (name.to_owned(), d.clone());
+        let shared = {
+            let mut inflight = up.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            match inflight.get(&key) {
+                Some(f) => f.clone(),
+                None => {
+                    let (this, up2, name2, d2) =
+                        (self.clone(), up.clone(), name.to_owned(), d.clone());
+                    let f = async move { this.fetch_blob_now(&up2, &name2, &d2).await }
+                        .boxed()
+                        .shared();
+                    inflight.insert(key.clone(), f.clone());
+                    f
+                }
+            }
+        };
+        let result = shared.await;
+        up.inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        if let Err(e) = result {
+            tracing::warn!(repository = name, digest = %d, error = %e, "pull-through: upstream blob");
+        }
+        Ok(())
+    }
+
+    async fn fetch_blob_now(
+        &self,
+        up: &Upstream,
+        name: &str,
+        d: &Digest,
+    ) -> Result<(), Arc<String>> {
+        let err = |e: &dyn std::fmt::Display| Arc::new(e.to_string());
+        let repo_up = crate::Repository::new(&up.registry, name).map_err(|e| err(&e))?;
+        let Some(size) = up
+            .client
+            .blob_size(&repo_up, d)
+            .await
+            .map_err(|e| err(&e))?
+        else {
+            return Ok(());
+        };
+        if size > self.inner.max_blob {
+            return Err(Arc::new(format!(
+                "{size} bytes is over the blob size limit"
+            )));
+        }
+        let desc = Descriptor::new(
+            MediaType::Other("application/octet-stream".into()),
+            size,
+            d.clone(),
+        );
+        // Verified against the digest and size while it streams in.
+        let mut reader = up.client.blob(&repo_up, &desc).await.map_err(|e| err(&e))?;
+        let blobs = self
+            .inner
+            .storage
+            .leased_blobs()
+            .await
+            .map_err(|e| err(&e))?;
+        let mut w = blobs
+            .ingest(Expected {
+                digest: Some(d.clone()),
+                size: Some(size),
+            })
+            .await
+            .map_err(|e| err(&e))?;
+        tokio::io::copy(&mut reader, &mut w)
+            .await
+            .map_err(|e| err(&e))?;
+        w.commit().await.map_err(|e| err(&e))?;
+        let repo = self
+            .inner
+            .storage
+            .repository(name, true)
+            .await
+            .map_err(|e| err(&e))?
+            .ok_or_else(|| Arc::new(format!("repository {name}")))?;
+        let link_desc = Descriptor::new(
+            MediaType::Other("application/octet-stream".into()),
+            size,
+            d.clone(),
+        );
+        repo.set(&link(d), &link_desc).await.map_err(|e| err(&e))?;
+        Ok(())
     }
 
     async fn delete_manifest(&self, name: &str, r: &Reference) -> Result<Response<Body>, ApiError> {
@@ -931,10 +1164,14 @@ impl Registry {
         name: &str,
         d: &Digest,
     ) -> Result<Response<Body>, ApiError> {
-        let size = self
-            .linked_size(name, d)
-            .await?
-            .ok_or_else(|| Self::blob_unknown(d))?;
+        let mut size = self.linked_size(name, d).await?;
+        if size.is_none() {
+            if let Some(up) = &self.inner.upstream {
+                self.fetch_blob(up, name, d).await?;
+                size = self.linked_size(name, d).await?;
+            }
+        }
+        let size = size.ok_or_else(|| Self::blob_unknown(d))?;
         let range = req.headers().get(RANGE).and_then(|v| v.to_str().ok());
         let mut resp = match range {
             Some(h) if *req.method() == Method::GET => {

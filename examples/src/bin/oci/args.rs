@@ -776,6 +776,10 @@ pub(crate) enum RegistryVerb {
         /// Serve HTTPS with this PEM certificate chain and PEM private key.
         #[arg(long, num_args = 2, value_names = ["CERT", "KEY"])]
         tls: Option<Vec<PathBuf>>,
+        /// Be a pull-through cache of this registry (`https://registry-1.docker.io`,
+        /// `http://127.0.0.1:5000`), with docker's credentials for it; pushes are refused.
+        #[arg(long = "pull-through")]
+        pull_through: Option<String>,
     },
     /// Remove the blobs no repository names or reaches, and abandoned upload sessions
     /// (safe while the registry serves).

@@ -5,6 +5,7 @@ use anyhow::{bail, Context, Result};
 use oci_rs_registry_client::server::{
     tls_config, AccessPolicy, Auth, DiskStorage, Registry, TokenAuth, Users,
 };
+use oci_rs_registry_client::{Client, DockerConfig};
 use std::io::Write;
 use std::path::Path;
 
@@ -41,6 +42,7 @@ pub(crate) async fn registry_verb(verb: RegistryVerb) -> Result<()> {
             auth,
             access,
             tls,
+            pull_through,
         } => {
             let policy = match &access {
                 Some(p) => AccessPolicy::load(p)?,
@@ -63,6 +65,20 @@ pub(crate) async fn registry_verb(verb: RegistryVerb) -> Result<()> {
             let mut registry = Registry::new(disk).read_only(read_only).auth(auth);
             if let Some(n) = max_blob_size {
                 registry = registry.max_blob_size(n);
+            }
+            if let Some(url) = &pull_through {
+                let (plain, host) = match url.split_once("://") {
+                    Some(("http", h)) => (true, h),
+                    Some(("https", h)) => (false, h),
+                    Some(_) => bail!("--pull-through takes http:// or https:// URLs"),
+                    None => (false, url.as_str()),
+                };
+                let host = host.trim_end_matches('/');
+                let mut builder = Client::builder().credentials(DockerConfig::load_default()?);
+                if plain {
+                    builder = builder.insecure_registry(host);
+                }
+                registry = registry.pull_through(builder.build()?, host);
             }
             let listener = tokio::net::TcpListener::bind(&addr)
                 .await
