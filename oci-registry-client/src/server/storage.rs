@@ -121,6 +121,8 @@ pub trait RegistryStorage: Send + Sync {
 pub struct DiskStorage {
     root: PathBuf,
     blobs: OciLayout,
+    /// Repositories opened so far (opening one reads its files; a handle is a clone).
+    repos: Arc<std::sync::Mutex<std::collections::HashMap<String, OciLayout>>>,
 }
 
 impl DiskStorage {
@@ -134,7 +136,11 @@ impl DiskStorage {
                 .map_err(|e| Error::io(&p, e))?;
         }
         let blobs = OciLayout::create(root.join("blobs")).await?;
-        Ok(Self { root, blobs })
+        Ok(Self {
+            root,
+            blobs,
+            repos: Arc::default(),
+        })
     }
 
     /// The blob store (an OCI layout).
@@ -238,17 +244,31 @@ impl RegistryStorage for DiskStorage {
         name: &str,
         create: bool,
     ) -> Result<Option<Arc<dyn ReferenceStore>>> {
+        let cached = self
+            .repos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned();
+        if let Some(layout) = cached {
+            return Ok(Some(Arc::new(layout)));
+        }
         let dir = self.root.join("repositories").join(name);
-        if tokio::fs::try_exists(dir.join("oci-layout"))
+        let layout = if tokio::fs::try_exists(dir.join("oci-layout"))
             .await
             .unwrap_or(false)
         {
-            return Ok(Some(Arc::new(OciLayout::open(&dir).await?)));
-        }
-        if !create {
+            OciLayout::open(&dir).await?
+        } else if create {
+            OciLayout::create(&dir).await?
+        } else {
             return Ok(None);
-        }
-        Ok(Some(Arc::new(OciLayout::create(&dir).await?)))
+        };
+        self.repos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), layout.clone());
+        Ok(Some(Arc::new(layout)))
     }
 
     async fn repositories(&self) -> Result<Vec<String>> {
