@@ -591,3 +591,75 @@ fn diff_prints_what_a_container_changed() {
         .fails(&["diff", "nothing"])
         .contains("No such container: nothing"));
 }
+
+/// `pause`, `unpause` and `update` as docker's: the freezer, `(Paused)` in `ps`, `paused`
+/// in `inspect`, exec refused while frozen, new limits in the running container's cgroup,
+/// and `stop` and `rm -f` of a paused container.
+#[test]
+fn pause_unpause_and_update_a_running_container() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    s.ok(&["run", "-d", "--name", "frozen", "bb:1", "sleep", "100"]);
+    s.wait_status("frozen", "running");
+    assert_eq!(s.ok(&["pause", "frozen"]).trim(), "frozen");
+    assert!(s.ok(&["ps"]).contains("(Paused)"), "{}", s.ok(&["ps"]));
+    assert_eq!(
+        s.field(
+            "frozen",
+            "{{.State.Status}} {{.State.Paused}} {{.State.Running}}"
+        ),
+        "paused true true"
+    );
+    assert!(!s.oci(&["exec", "frozen", "true"]).status.success());
+    s.fails(&["pause", "frozen"]);
+    assert_eq!(s.ok(&["unpause", "frozen"]).trim(), "frozen");
+    assert_eq!(s.field("frozen", "{{.State.Status}}"), "running");
+    s.fails(&["unpause", "frozen"]);
+    assert!(s.oci(&["exec", "frozen", "true"]).status.success());
+    // New limits, read back from the container's own cgroup.
+    s.ok(&[
+        "update",
+        "--pids-limit",
+        "77",
+        "--memory",
+        "64m",
+        "--cpus",
+        "0.5",
+        "frozen",
+    ]);
+    let pid = s.field("frozen", "{{.State.Pid}}");
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path_of = |ctrl: &str| -> Option<String> {
+        cgroup.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            ctrls
+                .split(',')
+                .any(|c| c == ctrl)
+                .then(|| format!("/sys/fs/cgroup/{ctrl}{path}"))
+        })
+    };
+    if let (Some(pids), Some(mem), Some(cpu)) = (path_of("pids"), path_of("memory"), path_of("cpu"))
+    {
+        let read = |p: String| std::fs::read_to_string(p).unwrap().trim().to_owned();
+        assert_eq!(read(format!("{pids}/pids.max")), "77");
+        assert_eq!(
+            read(format!("{mem}/memory.limit_in_bytes")),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(read(format!("{cpu}/cpu.cfs_quota_us")), "50000");
+    }
+    let e = s.fails(&["update", "--memory", "1k", "frozen"]);
+    assert!(e.contains("6 MiB") && e.lines().count() == 1, "{e}");
+    // A paused container stops, and is removed by force.
+    s.ok(&["pause", "frozen"]);
+    s.ok(&["stop", "-t", "1", "frozen"]);
+    assert_eq!(s.field("frozen", "{{.State.Status}}"), "exited");
+    s.ok(&["run", "-d", "--name", "frozen2", "bb:1", "sleep", "100"]);
+    s.wait_status("frozen2", "running");
+    s.ok(&["pause", "frozen2"]);
+    s.ok(&["rm", "-f", "frozen2"]);
+    assert!(!s.ok(&["ps", "-a"]).contains("frozen2"));
+}

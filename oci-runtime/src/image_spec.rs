@@ -4,7 +4,8 @@ use oci_spec::runtime::{
     get_default_namespaces, Capabilities, Capability, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
     LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxIdMapping,
     LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder,
-    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+    LinuxResources, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec,
+    UserBuilder,
 };
 use std::collections::HashSet;
 use std::io::Read;
@@ -749,6 +750,82 @@ pub fn spec_from_image(
         linux.set_resources(Some(res.build().map_err(spec_err)?));
     }
     Ok(spec)
+}
+
+/// docker's resource flags as `update` takes them. Memory values are bytes, `-1` for no
+/// limit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResourceFlags {
+    /// CPU time in CPUs (`--cpus 1.5`), as a CFS quota over a 100 ms period.
+    pub cpus: Option<f64>,
+    /// Relative CPU weight (`--cpu-shares`).
+    pub cpu_shares: Option<u64>,
+    /// The CPUs allowed (`--cpuset-cpus 0-1`).
+    pub cpuset_cpus: Option<String>,
+    /// Memory limit (`--memory`; at least 6 MiB, or -1).
+    pub memory: Option<i64>,
+    /// Memory plus swap (`--memory-swap`), or -1.
+    pub memory_swap: Option<i64>,
+    /// Process limit (`--pids-limit`; 0 or -1: none).
+    pub pids_limit: Option<i64>,
+}
+
+/// The `linux.resources` that `flags` set (what [`Container::update`](crate::Container::update)
+/// writes), checked as docker checks them.
+pub fn resources_of(flags: &ResourceFlags) -> Result<LinuxResources> {
+    let mut res = LinuxResourcesBuilder::default();
+    if flags.memory.is_some() || flags.memory_swap.is_some() {
+        let mut m = LinuxMemoryBuilder::default();
+        if let Some(limit) = flags.memory {
+            if limit != -1 && limit < 6 << 20 {
+                return Err(Error::option(
+                    "memory limit",
+                    format!("{limit} bytes"),
+                    "below the minimum of 6 MiB",
+                ));
+            }
+            m = m.limit(limit);
+        }
+        if let Some(swap) = flags.memory_swap {
+            if swap != -1 && flags.memory.is_some_and(|l| l != -1 && swap < l) {
+                return Err(Error::option(
+                    "memory-swap",
+                    format!("{swap} bytes"),
+                    "below the memory limit",
+                ));
+            }
+            m = m.swap(swap);
+        }
+        res = res.memory(m.build().map_err(spec_err)?);
+    }
+    if flags.cpus.is_some() || flags.cpu_shares.is_some() || flags.cpuset_cpus.is_some() {
+        let mut c = LinuxCpuBuilder::default();
+        if let Some(cpus) = flags.cpus {
+            if !(cpus > 0.0 && cpus.is_finite()) {
+                return Err(Error::option("cpus", cpus, "not a positive number"));
+            }
+            let period: u64 = 100_000;
+            c = c
+                .period(period)
+                .quota((cpus * period as f64).round() as i64);
+        }
+        if let Some(s) = flags.cpu_shares {
+            c = c.shares(s);
+        }
+        if let Some(set) = &flags.cpuset_cpus {
+            c = c.cpus(set.clone());
+        }
+        res = res.cpu(c.build().map_err(spec_err)?);
+    }
+    if let Some(p) = flags.pids_limit {
+        res = res.pids(
+            LinuxPidsBuilder::default()
+                .limit(p)
+                .build()
+                .map_err(spec_err)?,
+        );
+    }
+    res.build().map_err(spec_err)
 }
 
 /// Docker's device cgroup rules: deny everything, then the runtime's defaults

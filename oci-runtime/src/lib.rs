@@ -382,8 +382,8 @@ pub use error::{chain, Error, Result};
 pub use exe::{allow_unsealed, is_sealed, reexec_sealed, sealed_main};
 pub use image_spec::{
     capability_set, docker_device_rules, etc_files, is_valid_hostname, parse_capability,
-    resolve_user, set_env, spec_from_image, ExtraMount, NetworkMode, Rootless, RunOptions,
-    SeccompChoice, DEFAULT_CAPABILITIES, ETC_MOUNT_POINTS,
+    resolve_user, resources_of, set_env, spec_from_image, ExtraMount, NetworkMode, ResourceFlags,
+    Rootless, RunOptions, SeccompChoice, DEFAULT_CAPABILITIES, ETC_MOUNT_POINTS,
 };
 pub use logs::{
     follow_logs, log_files, parse_log_record, read_logs, LogLimits, LogQuery, LogRecord, LogStream,

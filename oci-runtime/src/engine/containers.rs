@@ -184,6 +184,8 @@ pub struct ContainerView {
     pub config: ContainerConfig,
     /// The monitor's status, reconciled with the process table.
     pub status: MonitorStatus,
+    /// Running, with every process frozen ([`Containers::pause`]).
+    pub paused: bool,
     /// Its monitor.
     pub monitor: Monitor,
 }
@@ -717,9 +719,13 @@ impl Containers {
         else {
             return Err(EngineError::NoMonitor(id));
         };
+        let paused = status.state == MonitorState::Running
+            && crate::Container::load(&self.state_root, &id)
+                .is_ok_and(|c| c.status() == crate::Status::Paused);
         Ok(ContainerView {
             config,
             status,
+            paused,
             monitor,
         })
     }
@@ -735,17 +741,71 @@ impl Containers {
         Ok(out)
     }
 
-    /// Stops container `what`: its stop signal, then SIGKILL after `timeout`.
+    /// Stops container `what`: its stop signal, then SIGKILL after `timeout`. A paused
+    /// container is thawed first, as docker does, so that it can act on the signal.
     pub fn stop(&self, what: &str, timeout: Duration) -> EngineResult<MonitorStatus> {
         let v = self.view(what)?;
+        if v.paused {
+            self.thaw(&v.config.id)?;
+        }
         let sig = crate::parse_signal(&v.config.stop_signal)?;
         Ok(v.monitor.stop(sig, timeout)?)
     }
 
-    /// Sends `signal` to the process of running container `what`.
+    /// Sends `signal` to the process of running container `what` (a paused one gets it
+    /// as it is thawed).
     pub fn kill(&self, what: &str, signal: i32) -> EngineResult<()> {
         let v = self.running(what, "kill")?;
-        Ok(v.monitor.kill(signal)?)
+        v.monitor.kill(signal)?;
+        if v.paused {
+            self.thaw(&v.config.id)?;
+        }
+        Ok(())
+    }
+
+    /// Freezes every process of running container `what` (docker's `pause`, the cgroup
+    /// freezer): they stop being scheduled until [`unpause`](Self::unpause).
+    pub fn pause(&self, what: &str) -> EngineResult<()> {
+        let v = self.running(what, "pause")?;
+        if v.paused {
+            return Err(EngineError::WrongState {
+                container: v.config.name,
+                state: "paused".into(),
+                action: "pause",
+            });
+        }
+        crate::Container::load(&self.state_root, &v.config.id)?.pause()?;
+        Ok(())
+    }
+
+    /// Thaws what [`pause`](Self::pause) froze.
+    pub fn unpause(&self, what: &str) -> EngineResult<()> {
+        let v = self.view(what)?;
+        if !v.paused {
+            return Err(EngineError::WrongState {
+                container: v.config.name,
+                state: v.status.state.to_string(),
+                action: "unpause",
+            });
+        }
+        self.thaw(&v.config.id)
+    }
+
+    fn thaw(&self, id: &str) -> EngineResult<()> {
+        crate::Container::load(&self.state_root, id)?.resume()?;
+        Ok(())
+    }
+
+    /// Changes the resource limits of running container `what` (docker's `update`): the
+    /// ones `resources` sets, written to its cgroup; the others stay.
+    pub fn update(
+        &self,
+        what: &str,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> EngineResult<()> {
+        let v = self.running(what, "update")?;
+        crate::Container::load(&self.state_root, &v.config.id)?.update(resources)?;
+        Ok(())
     }
 
     fn running(&self, what: &str, action: &'static str) -> EngineResult<ContainerView> {
@@ -824,6 +884,10 @@ impl Containers {
                     state: v.status.state.to_string(),
                     action: "remove (stop it first, or force)",
                 });
+            }
+            // A frozen process dies only once thawed.
+            if v.paused {
+                self.thaw(&v.config.id)?;
             }
             v.monitor.stop(libc::SIGKILL, Duration::ZERO)?;
             if !self.dir.join(&v.config.id).exists() {

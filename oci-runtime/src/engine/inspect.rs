@@ -59,8 +59,13 @@ pub(super) fn inspect(
         image: c.image_id.clone(),
         restart_count: st.restart_count,
         state: InspectState {
-            status: st.state.to_string(),
+            status: if v.paused {
+                "paused".into()
+            } else {
+                st.state.to_string()
+            },
             running: st.state == MonitorState::Running,
+            paused: v.paused,
             restarting: st.state == MonitorState::Restarting,
             pid: if st.state == MonitorState::Running {
                 st.pid
@@ -161,10 +166,12 @@ pub struct ContainerInspect {
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct InspectState {
-    /// created, running, restarting, exited.
+    /// created, running, paused, restarting, exited.
     pub status: String,
     /// Whether it runs.
     pub running: bool,
+    /// Whether it runs frozen (`pause`).
+    pub paused: bool,
     /// Whether it is between restarts.
     pub restarting: bool,
     /// The init's pid (0 when not running).

@@ -362,6 +362,42 @@ pub(crate) enum Verb {
         /// The container.
         container: String,
     },
+    /// Suspend every process of containers (the cgroup freezer).
+    Pause {
+        /// The containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Resume paused containers.
+    Unpause {
+        /// The containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Change the resource limits of running containers.
+    Update {
+        /// CPUs (`1.5`: one and a half CPUs' time).
+        #[arg(long)]
+        cpus: Option<f64>,
+        /// CPU shares (relative weight).
+        #[arg(long = "cpu-shares", short = 'c')]
+        cpu_shares: Option<u64>,
+        /// CPUs the processes may run on (`0-3`, `0,1`).
+        #[arg(long = "cpuset-cpus")]
+        cpuset_cpus: Option<String>,
+        /// Memory limit (`512m`, `1g`; 0: unlimited).
+        #[arg(long, short = 'm')]
+        memory: Option<String>,
+        /// Memory plus swap (`-1`: unlimited swap).
+        #[arg(long = "memory-swap")]
+        memory_swap: Option<String>,
+        /// Maximum processes (0 or -1: unlimited).
+        #[arg(long = "pids-limit", allow_hyphen_values = true)]
+        pids_limit: Option<i64>,
+        /// The containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// Rename a container.
     Rename {
         /// The container.

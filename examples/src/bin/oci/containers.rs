@@ -204,6 +204,47 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             .map_err(|e| anyhow::anyhow!("exec: {e}"))?;
         }
         Verb::Rename { container, name } => store.rename(&container, &name)?,
+        Verb::Pause { containers } => {
+            for c in containers {
+                store.pause(&c)?;
+                writeln!(out, "{c}")?;
+            }
+        }
+        Verb::Unpause { containers } => {
+            for c in containers {
+                store.unpause(&c)?;
+                writeln!(out, "{c}")?;
+            }
+        }
+        Verb::Update {
+            cpus,
+            cpu_shares,
+            cpuset_cpus,
+            memory,
+            memory_swap,
+            pids_limit,
+            containers,
+        } => {
+            // docker's spellings: a size, `0` (memory: no limit) or `-1` (no limit).
+            let limit = |s: &str| -> Result<i64> {
+                Ok(match s.trim() {
+                    "-1" | "0" => -1,
+                    v => i64::try_from(oci_rs_runtime::parse_size(v)?)?,
+                })
+            };
+            let r = oci_rs_runtime::resources_of(&oci_rs_runtime::ResourceFlags {
+                cpus,
+                cpu_shares,
+                cpuset_cpus,
+                memory: memory.as_deref().map(limit).transpose()?,
+                memory_swap: memory_swap.as_deref().map(limit).transpose()?,
+                pids_limit,
+            })?;
+            for c in containers {
+                store.update(&c, &r)?;
+                writeln!(out, "{c}")?;
+            }
+        }
         Verb::Diff { container } => {
             for c in store.diff(&container)? {
                 let path = oci_rs_image::printable(&c.path);
@@ -339,7 +380,11 @@ fn ps(
             oci_rs_image::printable(&r.config.image),
             cmd,
             text::ago(r.config.created),
-            text::status_text(&r.status),
+            if r.paused {
+                format!("{} (Paused)", text::status_text(&r.status))
+            } else {
+                text::status_text(&r.status)
+            },
             text::ports_text(&r.status),
             oci_rs_image::printable(&r.config.name)
         )?;

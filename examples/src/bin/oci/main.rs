@@ -97,6 +97,9 @@ async fn run(cli: Cli) -> Result<()> {
         | Verb::Container { .. }
         | Verb::Top { .. }
         | Verb::Rename { .. }
+        | Verb::Pause { .. }
+        | Verb::Unpause { .. }
+        | Verb::Update { .. }
         | Verb::Diff { .. }
         | Verb::Rm { .. }) => {
             drop(out);
