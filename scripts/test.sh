@@ -31,6 +31,12 @@ if ((${#missing[@]})); then
   fi
 fi
 
+# A local S3 for the registry's S3 storage tests: moto's server, from PyPI.
+if ! command -v moto_server >/dev/null && command -v python3 >/dev/null; then
+  echo "test.sh: installing moto[server] (a local S3) with pip"
+  python3 -m pip install -q 'moto[server]' || echo "test.sh: pip could not install moto: the S3 tests will say so and skip" >&2
+fi
+
 # Rootless networking opens /dev/net/tun in the user's namespace; Debian's udev makes it 0666,
 # this machine kind has no udev and leaves it 0600.
 if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then

@@ -41,6 +41,10 @@ fn serve(storage: &Path) -> Serving {
 }
 
 fn serve_with(storage: &Path, extra: &[&str]) -> Serving {
+    serve_env(storage, extra, &[])
+}
+
+fn serve_env(storage: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serving {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -51,6 +55,7 @@ fn serve_with(storage: &Path, extra: &[&str]) -> Serving {
         .args(["registry", "serve", "--addr", &addr, "--storage"])
         .arg(storage)
         .args(extra)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -68,15 +73,77 @@ fn serve_with(storage: &Path, extra: &[&str]) -> Serving {
 
 #[test]
 fn the_distribution_conformance_suite_passes_every_spec_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = serve(&dir.path().join("storage"));
+    conformance(&reg.addr, dir.path());
+}
+
+/// The same over S3 storage (moto's server on a free port, `pip install 'moto[server]'`).
+#[test]
+fn the_conformance_suite_passes_on_s3_storage_too() {
+    let Some(moto) = which("moto_server") else {
+        eprintln!(
+            "skipping: moto_server is missing (scripts/test.sh installs moto[server] with pip)"
+        );
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = Serving {
+        child: Command::new(moto)
+            .args(["-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        addr: format!("127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(&server.addr).is_err() {
+        assert!(Instant::now() < deadline, "moto did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let endpoint = format!("http://{}", server.addr);
+    assert!(Command::new("curl")
+        .args(["-fs", "-X", "PUT", &format!("{endpoint}/conformance")])
+        .status()
+        .unwrap()
+        .success());
+    let dir = tempfile::tempdir().unwrap();
+    let reg = serve_env(
+        Path::new("s3://conformance/registry"),
+        &[],
+        &[
+            ("AWS_ENDPOINT", endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    );
+    conformance(&reg.addr, dir.path());
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(program))
+            .find(|c| c.exists())
+    })
+}
+
+/// Runs the suite against `addr`; every spec it runs must pass.
+fn conformance(addr: &str, work: &Path) {
     let Some(suite) = conformance_dir() else {
         eprintln!("skipping: no prebuilt OCI conformance suite (set OCI_CONFORMANCE_DIR)");
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let reg = serve(&dir.path().join("storage"));
-    let report = dir.path().join("report");
+    let report = work.join("report");
     let out = Command::new(suite.join("run.sh"))
-        .env("OCI_ROOT_URL", format!("http://{}", reg.addr))
+        .env("OCI_ROOT_URL", format!("http://{addr}"))
         .env("OCI_REPORT_DIR", &report)
         // We mount across repositories only when asked with `from`.
         .env("OCI_AUTOMATIC_CROSSMOUNT", "0")

@@ -38,7 +38,8 @@
 //!
 //! With the cargo feature `server`, `server::Registry` answers the same protocol over a
 //! `server::RegistryStorage`: `server::DiskStorage` keeps blobs, repositories and upload
-//! sessions in a directory. `oci registry serve` is that, on a port.
+//! sessions in a directory; with the feature `s3`, `server::S3Storage` keeps them in an S3
+//! bucket. `oci registry serve` is that, on a port.
 //!
 //! ## TLS
 //!

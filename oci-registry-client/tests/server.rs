@@ -995,3 +995,159 @@ async fn a_pull_through_cache_keeps_nothing_that_does_not_match_its_digest() {
     assert_eq!(code(r).await, (404, "BLOB_UNKNOWN".into()));
     assert_eq!(stored_blobs(dir.path()).await, before);
 }
+
+/// A local S3 (moto's server, `pip install 'moto[server]'`) on a free port, with a bucket.
+#[cfg(feature = "s3")]
+struct Moto {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+#[cfg(feature = "s3")]
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(feature = "s3")]
+fn moto(bucket: &str) -> Option<Moto> {
+    let found = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("moto_server"))
+            .find(|c| c.exists())
+    });
+    let Some(bin) = found else {
+        eprintln!(
+            "skipping: moto_server is missing (scripts/test.sh installs moto[server] with pip)"
+        );
+        return None;
+    };
+    let port = free_port();
+    let child = std::process::Command::new(bin)
+        .args(["-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "moto did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = std::process::Command::new("curl")
+        .args(["-fs", "-X", "PUT", &format!("{endpoint}/{bucket}")])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    Some(Moto { child, endpoint })
+}
+
+#[cfg(feature = "s3")]
+fn s3_storage(m: &Moto, bucket: &str) -> oci_rs_registry_client::server::S3Storage {
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&m.endpoint)
+        .with_allow_http(true)
+        .with_bucket_name(bucket)
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .build()
+        .unwrap();
+    oci_rs_registry_client::server::S3Storage::new(std::sync::Arc::new(store), "registry")
+}
+
+#[cfg(feature = "s3")]
+async fn start_s3(storage: oci_rs_registry_client::server::S3Storage) -> Running {
+    let server = Server::new(storage);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let task = tokio::spawn(async move {
+        let _ = server.serve(listener).await;
+    });
+    Running { addr, task }
+}
+
+/// Two registries over one bucket are one registry: what one stored the other serves, an
+/// upload begun on one finishes on the other, and nothing that fails its digest is kept.
+#[cfg(feature = "s3")]
+#[tokio::test]
+async fn two_replicas_over_one_s3_bucket_serve_the_same_content() {
+    let Some(m) = moto("replicas") else {
+        return;
+    };
+    let a = start_s3(s3_storage(&m, "replicas")).await;
+    let b = start_s3(s3_storage(&m, "replicas")).await;
+    let repo_a = Repository::new(&a.addr, "team/app").unwrap();
+    let repo_b = Repository::new(&b.addr, "team/app").unwrap();
+    let written =
+        oci_rs_image::testing::write_sample(&RegistryDestination::new(client(), repo_a), "1").await;
+    oci_rs_image::testing::read_sample(&RegistrySource::new(client(), repo_b), "1", &written).await;
+    assert_eq!(client().catalog(&b.addr, None).await.unwrap(), ["team/app"]);
+    // A chunked upload that fails over from a to b mid-way.
+    let data: Vec<u8> = (0..6_000_000u32).map(|i| (i % 253) as u8).collect();
+    let digest = oci_rs_image::sha256(&data);
+    let h = http();
+    let r = h
+        .post(format!("http://{}/v2/team/big/blobs/uploads/", a.addr))
+        .send()
+        .await
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = h
+        .patch(format!("http://{}{loc}", a.addr))
+        .header("Content-Range", "0-2999999")
+        .body(data[..3_000_000].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    drop(a);
+    let r = h
+        .get(format!("http://{}{loc}", b.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["range"], "0-2999999");
+    // The wrong digest first: refused, nothing kept under it.
+    let wrong = oci_rs_image::sha256(b"not this");
+    let r = h
+        .put(format!("http://{}{loc}?digest={wrong}", b.addr))
+        .header("Content-Range", "3000000-5999999")
+        .body(data[3_000_000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (400, "DIGEST_INVALID".into()));
+    let blobs = oci_rs_registry_client::server::RegistryStorage::blobs(&s3_storage(&m, "replicas"))
+        .list()
+        .await
+        .unwrap();
+    assert!(!blobs.contains(&wrong) && !blobs.contains(&digest));
+    // Again, right.
+    let r = h
+        .post(format!(
+            "http://{}/v2/team/big/blobs/uploads/?digest={digest}",
+            b.addr
+        ))
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let got = h
+        .get(format!("http://{}/v2/team/big/blobs/{digest}", b.addr))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), data.as_slice());
+}

@@ -10,6 +10,10 @@
 //! store, and nothing is visible before it is whole and checked; a manifest is stored only
 //! when every blob and manifest it names is in its repository.
 //!
+//! Storage: [`DiskStorage`] (a directory) or, with the feature `s3`, `S3Storage` (an S3
+//! bucket through the `object_store` crate, nothing on the local disk, so that several
+//! servers over one bucket serve the same content and continue each other's uploads).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use oci_rs_registry_client::server::{DiskStorage, Registry};
@@ -23,10 +27,14 @@
 
 mod auth;
 mod route;
+#[cfg(feature = "s3")]
+mod s3;
 mod storage;
 
 pub use auth::{AccessPolicy, AccessRule, Action, Auth, AuthConfigError, TokenAuth, Users};
 pub use route::MAX_NAME;
+#[cfg(feature = "s3")]
+pub use s3::S3Storage;
 pub use storage::{Appended, DiskStorage, RegistryGcReport, RegistryStorage, UploadInfo};
 
 use bytes::Bytes;

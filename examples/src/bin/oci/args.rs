@@ -793,7 +793,8 @@ pub(crate) enum RegistryVerb {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:5000")]
         addr: String,
-        /// Where blobs, repositories and upload sessions are kept.
+        /// Where blobs, repositories and upload sessions are kept: a directory, or
+        /// `s3://BUCKET/PREFIX` (credentials, region and endpoint from the AWS_* variables).
         #[arg(long, default_value = "/var/lib/oci-rs-registry")]
         storage: PathBuf,
         /// Serve pulls only.

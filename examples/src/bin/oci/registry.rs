@@ -3,7 +3,7 @@
 use crate::args::RegistryVerb;
 use anyhow::{bail, Context, Result};
 use oci_rs_registry_client::server::{
-    tls_config, AccessPolicy, Auth, DiskStorage, Registry, TokenAuth, Users,
+    tls_config, AccessPolicy, Auth, DiskStorage, Registry, S3Storage, TokenAuth, Users,
 };
 use oci_rs_registry_client::{Client, DockerConfig};
 use std::io::Write;
@@ -15,6 +15,9 @@ pub(crate) async fn registry_verb(verb: RegistryVerb) -> Result<()> {
             storage,
             uploads_older_than,
         } => {
+            if storage.to_string_lossy().starts_with("s3://") {
+                bail!("gc runs over a directory's storage only (not yet over S3)");
+            }
             let disk = DiskStorage::open(&storage)
                 .await
                 .with_context(|| format!("opening the storage {}", storage.display()))?;
@@ -59,10 +62,16 @@ pub(crate) async fn registry_verb(verb: RegistryVerb) -> Result<()> {
                 }
                 Some(_) => bail!("--auth takes htpasswd:FILE or token:FILE"),
             };
-            let disk = DiskStorage::open(&storage)
-                .await
-                .with_context(|| format!("opening the storage {}", storage.display()))?;
-            let mut registry = Registry::new(disk).read_only(read_only).auth(auth);
+            let text = storage.to_string_lossy();
+            let base = if text.starts_with("s3://") {
+                Registry::new(S3Storage::from_url(&text)?)
+            } else {
+                let disk = DiskStorage::open(&storage)
+                    .await
+                    .with_context(|| format!("opening the storage {}", storage.display()))?;
+                Registry::new(disk)
+            };
+            let mut registry = base.read_only(read_only).auth(auth);
             if let Some(n) = max_blob_size {
                 registry = registry.max_blob_size(n);
             }
