@@ -399,3 +399,79 @@ fn a_pull_through_cache_serves_oci_pull_and_outlives_its_upstream() {
     assert_eq!(ids("a"), ids("b"));
     assert_eq!(ids("a"), ids("c"));
 }
+
+/// docker's credential flow against `oci registry serve --auth token:`: `oci login` checks
+/// and stores the credentials in docker's config.json, `oci push` and `oci pull` take the
+/// token flow with them; without them the push is refused.
+#[test]
+fn oci_login_then_push_and_pull_through_the_token_flow() {
+    if !Path::new("/bin/busybox").exists() || which("htpasswd").is_none() {
+        eprintln!("skipping: needs busybox-static and htpasswd (apache2-utils)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = Command::new("htpasswd")
+        .args(["-nbB", "-C", "4", "alice", "alice-secret"])
+        .output()
+        .unwrap();
+    std::fs::write(d.join("htpasswd"), &o.stdout).unwrap();
+    let auth = format!("token:{}", d.join("htpasswd").display());
+    let reg = serve_with(&d.join("storage"), &["--auth", &auth]);
+    let root = d.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    let tar = d.join("rootfs.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("bin")
+        .status()
+        .unwrap()
+        .success());
+    let oci = |data: &str, config: &str, args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut c = Command::new(OCI)
+            .arg("--data-dir")
+            .arg(d.join(data))
+            .args(args)
+            .env("DOCKER_CONFIG", d.join(config))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    };
+    let name = format!("{}/team/busybox:1", reg.addr);
+    assert!(
+        oci("a", "nobody", &["import", tar.to_str().unwrap(), &name], "")
+            .status
+            .success()
+    );
+    let o = oci("a", "nobody", &["push", &name], "");
+    assert!(!o.status.success(), "a push without credentials is refused");
+    let o = oci(
+        "a",
+        "alice",
+        &["login", &reg.addr, "-u", "alice", "--password-stdin"],
+        "wrong\n",
+    );
+    assert!(!o.status.success(), "a wrong password is refused at login");
+    let o = oci(
+        "a",
+        "alice",
+        &["login", &reg.addr, "-u", "alice", "--password-stdin"],
+        "alice-secret\n",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = oci("a", "alice", &["push", &name], "");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = oci("b", "alice", &["pull", &name], "");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = oci("c", "nobody", &["pull", &name], "");
+    assert!(!o.status.success(), "nor a pull without them");
+}
