@@ -1151,3 +1151,93 @@ async fn two_replicas_over_one_s3_bucket_serve_the_same_content() {
         .unwrap();
     assert_eq!(got.as_ref(), data.as_slice());
 }
+
+/// Names that are the storage's own words, and annotations that are the registry's own:
+/// a repository called `blobs` (or with `index.json` in its name) is a repository like any
+/// other and survives a gc; a manifest's annotation cannot make it a referrer; an index
+/// must name its manifests with their sizes.
+#[tokio::test]
+async fn the_storages_own_names_and_annotations_are_not_the_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = start(dir.path(), |s| s).await;
+    let c = client();
+    let mut written = Vec::new();
+    for name in ["team/blobs", "index.json/x", "team/_layout"] {
+        let Ok(repo) = Repository::new(&reg.addr, name) else {
+            continue;
+        };
+        let w = oci_rs_image::testing::write_sample(
+            &RegistryDestination::new(c.clone(), repo.clone()),
+            "1",
+        )
+        .await;
+        written.push((repo, w));
+    }
+    assert_eq!(written.len(), 2, "`_layout` is no repository name");
+    let storage = DiskStorage::open(dir.path()).await.unwrap();
+    let report = storage
+        .gc(std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(report.removed.is_empty(), "{report:?}");
+    for (repo, w) in &written {
+        oci_rs_image::testing::read_sample(&RegistrySource::new(c.clone(), repo.clone()), "1", w)
+            .await;
+    }
+    assert_eq!(
+        c.catalog(&reg.addr, None).await.unwrap(),
+        ["index.json/x", "team/blobs"]
+    );
+    // A manifest whose own annotation names a subject is no referrer of it.
+    let (repo, w) = &written[0];
+    let config = w.as_image().map(|m| m.config().clone()).unwrap();
+    let spoof = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config,
+        "layers": [],
+        "annotations": {"rs.oci.registry.subject": w.digest().to_string()},
+    });
+    let r = http()
+        .put(format!(
+            "http://{}/v2/{}/manifests/spoof",
+            reg.addr,
+            repo.name()
+        ))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(spoof.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = http()
+        .get(format!(
+            "http://{}/v2/{}/referrers/{}",
+            reg.addr,
+            repo.name(),
+            w.digest()
+        ))
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["manifests"], serde_json::json!([]));
+    // An index that gives its manifest a wrong size.
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": w.digest().to_string(), "size": w.bytes().len() + 1}],
+    });
+    let r = http()
+        .put(format!(
+            "http://{}/v2/{}/manifests/index",
+            reg.addr,
+            repo.name()
+        ))
+        .header("Content-Type", "application/vnd.oci.image.index.v1+json")
+        .body(index.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (400, "MANIFEST_UNKNOWN".into()));
+}

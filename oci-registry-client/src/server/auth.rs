@@ -80,6 +80,12 @@ pub enum AuthConfigError {
 #[derive(Clone, Default)]
 pub struct Users {
     hashes: HashMap<String, String>,
+    /// A real hash of nothing anyone knows, at the file's cost: what an unknown user's
+    /// password is checked against, so that timing does not tell which users exist.
+    dummy: String,
+    /// The sha256 of each user's password last verified: a client that sends its basic
+    /// credentials with every request pays bcrypt once.
+    verified: std::sync::Arc<std::sync::Mutex<HashMap<String, [u8; 32]>>>,
 }
 
 impl std::fmt::Debug for Users {
@@ -98,7 +104,7 @@ impl Users {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut hashes = HashMap::new();
+        let mut hashes: HashMap<String, String> = HashMap::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -119,20 +125,53 @@ impl Users {
                 }
             }
         }
-        Ok(Self { hashes })
+        // The cost of the file's first entry (`$2y$05$...`), else bcrypt's default.
+        let cost = hashes
+            .values()
+            .next()
+            .and_then(|h| h.get(4..6))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(bcrypt::DEFAULT_COST);
+        let mut secret = [0u8; 16];
+        if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+            let _ = std::io::Read::read_exact(&mut f, &mut secret);
+        }
+        let dummy = bcrypt::hash(secret, cost).unwrap_or_default();
+        Ok(Self {
+            hashes,
+            dummy,
+            verified: Default::default(),
+        })
+    }
+
+    /// [`check`](Self::check) answered from the cache of verified passwords, without
+    /// bcrypt; `None` when the cache cannot say.
+    pub fn check_cached(&self, user: &str, password: &str) -> Option<bool> {
+        let digest: [u8; 32] = Sha256::digest(password.as_bytes()).into();
+        let cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get(user).filter(|d| **d == digest).map(|_| true)
     }
 
     /// Whether `password` is `user`'s. An unknown user costs a bcrypt check too, so that
     /// timing does not tell which users exist.
     pub fn check(&self, user: &str, password: &str) -> bool {
-        const DUMMY: &str = "$2y$10$0000000000000000000000uYKM3rXrVRM1/I8hWw7UnbsAqXxbhmi";
-        match self.hashes.get(user) {
+        if self.check_cached(user, password) == Some(true) {
+            return true;
+        }
+        let ok = match self.hashes.get(user) {
             Some(h) => bcrypt::verify(password, h).unwrap_or(false),
             None => {
-                let _ = bcrypt::verify(password, DUMMY);
+                let _ = bcrypt::verify(password, &self.dummy);
                 false
             }
+        };
+        if ok {
+            let digest: [u8; 32] = Sha256::digest(password.as_bytes()).into();
+            let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            // Bounded: one entry per user of the file.
+            cache.insert(user.to_owned(), digest);
         }
+        ok
     }
 }
 
@@ -142,7 +181,8 @@ impl Users {
 pub struct AccessRule {
     /// A repository name, or a pattern ending in `*` (`team/*`, `*`).
     pub repositories: String,
-    /// User names, `group:NAME`, `*` (any authenticated user) or `anonymous`.
+    /// User names, `group:NAME`, `*` (any authenticated user) or `anonymous` (anyone,
+    /// known or not).
     pub principals: Vec<String>,
     /// What they may do.
     pub actions: Vec<Action>,
@@ -207,7 +247,8 @@ impl AccessPolicy {
                 continue;
             }
             let applies = rule.principals.iter().any(|p| match (p.as_str(), user) {
-                ("anonymous", None) => true,
+                // What anyone may do, a known user may do too.
+                ("anonymous", _) => true,
                 ("*", Some(_)) => true,
                 (p, Some(u)) => match p.strip_prefix("group:") {
                     Some(g) => self.groups.get(g).is_some_and(|m| m.iter().any(|x| x == u)),
@@ -508,6 +549,10 @@ mod tests {
         assert_eq!(p.granted(Some("bob"), "team/x"), BTreeSet::from([Pull]));
         assert_eq!(p.granted(None, "team/x"), BTreeSet::new());
         assert_eq!(p.granted(None, "public/site"), BTreeSet::from([Pull]));
+        assert_eq!(
+            p.granted(Some("bob"), "public/site"),
+            BTreeSet::from([Pull])
+        );
         assert_eq!(p.granted(None, "public/site2"), BTreeSet::new());
         assert_eq!(
             parse_scope("repository:a/b:pull,push"),

@@ -520,7 +520,7 @@ impl Registry {
                 "this registry is read-only",
             ));
         }
-        let who = self.authorize(&req, &route)?;
+        let who = self.authorize(&req, &route).await?;
         let m = req.method().clone();
         match (route, m) {
             (Route::Base, Method::GET | Method::HEAD) => {
@@ -838,7 +838,7 @@ impl Registry {
         for (d, size, manifest) in &needed {
             let key = if *manifest { d.to_string() } else { link(d) };
             let found = match repo.resolve(&key).await {
-                Ok(desc) => desc.size() == *size || *manifest,
+                Ok(desc) => desc.size() == *size,
                 Err(StoreError::ReferenceNotFound { .. }) => false,
                 Err(e) => return Err(internal(e)),
             };
@@ -942,6 +942,8 @@ impl Registry {
                     .collect()
             })
             .unwrap_or_default();
+        // Ours only: a manifest's own annotation of that name must not pose as a subject.
+        ann.remove(SUBJECT);
         if let Some(s) = subject {
             ann.insert(SUBJECT.to_owned(), s.to_string());
         }
@@ -1040,19 +1042,29 @@ impl Registry {
                 None => {
                     let (this, up2, name2, d2) =
                         (self.clone(), up.clone(), name.to_owned(), d.clone());
-                    let f = async move { this.fetch_blob_now(&up2, &name2, &d2).await }
-                        .boxed()
-                        .shared();
+                    // A task of its own: it finishes (and lets go of the registry) even when
+                    // every client that asked has gone away.
+                    let task =
+                        tokio::spawn(async move { this.fetch_blob_now(&up2, &name2, &d2).await });
+                    let f = async move {
+                        task.await
+                            .unwrap_or_else(|e| Err(Arc::new(format!("the fetch ended: {e}"))))
+                    }
+                    .boxed()
+                    .shared();
                     inflight.insert(key.clone(), f.clone());
                     f
                 }
             }
         };
-        let result = shared.await;
-        up.inflight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&key);
+        let result = shared.clone().await;
+        {
+            let mut inflight = up.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            // Only this fetch's entry: a newer one for the same blob stays.
+            if inflight.get(&key).is_some_and(|f| f.ptr_eq(&shared)) {
+                inflight.remove(&key);
+            }
+        }
         if let Err(e) = result {
             tracing::warn!(repository = name, digest = %d, error = %e, "pull-through: upstream blob");
         }
@@ -1312,13 +1324,29 @@ impl Registry {
             })
             .await
             .map_err(internal)?;
-        let n = tokio::io::copy(&mut limited, &mut w).await.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "BLOB_UPLOAD_INVALID",
-                format!("reading the body: {e}"),
-            )
-        })?;
+        // The client's stream failing is the client's error; the store's is ours.
+        let mut n = 0u64;
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let got = limited.read(&mut buf).await.map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "BLOB_UPLOAD_INVALID",
+                    format!("reading the body: {e}"),
+                )
+            })?;
+            if got == 0 {
+                break;
+            }
+            n += got as u64;
+            if n > max {
+                break;
+            }
+            w.write_all(&buf[..got])
+                .await
+                .map_err(|e| internal(StoreError::Stream(e)))?;
+        }
         if n > max {
             // Dropped uncommitted: nothing becomes visible.
             return Err(Self::too_large(max));
@@ -1562,7 +1590,7 @@ impl Registry {
 
     /// Who sent the request, checked against what its route needs: 401 with the challenge
     /// of the configured scheme, or 403 for a known user without the right.
-    fn authorize(&self, req: &Request<Incoming>, route: &Route) -> Result<Who, ApiError> {
+    async fn authorize(&self, req: &Request<Incoming>, route: &Route) -> Result<Who, ApiError> {
         let header = req
             .headers()
             .get(hyper::header::AUTHORIZATION)
@@ -1590,8 +1618,22 @@ impl Registry {
             Auth::Basic { users, policy } => {
                 let challenge = "Basic realm=\"oci-rs-registry\"".to_owned();
                 let user = match auth::basic_credentials(header) {
-                    Some((u, p)) if users.check(&u, &p) => Some(u),
-                    Some(_) => return Err(unauthorized(challenge, "invalid credentials")),
+                    Some((u, p)) => {
+                        // bcrypt is slow on purpose: off the async threads, once per password.
+                        let ok = match users.check_cached(&u, &p) {
+                            Some(ok) => ok,
+                            None => {
+                                let (users, u2) = (users.clone(), u.clone());
+                                tokio::task::spawn_blocking(move || users.check(&u2, &p))
+                                    .await
+                                    .unwrap_or(false)
+                            }
+                        };
+                        if !ok {
+                            return Err(unauthorized(challenge, "invalid credentials"));
+                        }
+                        Some(u)
+                    }
                     None => None,
                 };
                 let ok = match repo {

@@ -100,28 +100,35 @@ pub(crate) fn route(path: &str) -> Result<Route, BadPath> {
     {
         return Ok(Route::Uploads(name_of(n)?));
     }
+    // The endpoint is the last keyword whose tail is one path component: a repository may
+    // itself have `blobs`, `uploads` or `manifests` in its name.
     if let Some((n, id)) = rest.rsplit_once("/blobs/uploads/") {
-        if id.is_empty() || id.contains('/') {
-            return Err(BadPath::NotFound);
+        if !id.is_empty() && !id.contains('/') {
+            return Ok(Route::Upload(name_of(n)?, id.to_owned()));
         }
-        return Ok(Route::Upload(name_of(n)?, id.to_owned()));
     }
     if let Some((n, r)) = rest.rsplit_once("/manifests/") {
-        let name = name_of(n)?;
-        let reference = if r.contains(':') {
-            Reference::Digest(digest(r)?)
-        } else if valid_tag(r) {
-            Reference::Tag(r.to_owned())
-        } else {
-            return Err(BadPath::Tag(r.chars().take(200).collect()));
-        };
-        return Ok(Route::Manifest(name, reference));
+        if !r.contains('/') {
+            let name = name_of(n)?;
+            let reference = if r.contains(':') {
+                Reference::Digest(digest(r)?)
+            } else if valid_tag(r) {
+                Reference::Tag(r.to_owned())
+            } else {
+                return Err(BadPath::Tag(r.chars().take(200).collect()));
+            };
+            return Ok(Route::Manifest(name, reference));
+        }
     }
     if let Some((n, d)) = rest.rsplit_once("/blobs/") {
-        return Ok(Route::Blob(name_of(n)?, digest(d)?));
+        if !d.contains('/') {
+            return Ok(Route::Blob(name_of(n)?, digest(d)?));
+        }
     }
     if let Some((n, d)) = rest.rsplit_once("/referrers/") {
-        return Ok(Route::Referrers(name_of(n)?, digest(d)?));
+        if !d.contains('/') {
+            return Ok(Route::Referrers(name_of(n)?, digest(d)?));
+        }
     }
     Err(BadPath::NotFound)
 }
@@ -207,13 +214,29 @@ mod tests {
             "sha256:../../../../etc/passwd",
             "SHA256:2CF24DBA5FB0A30E26E83B2AC5B9E29E1B161E5C1FA7425E73043362938B9824",
         ] {
+            // Refused as a digest, or (with a `/` in it) as no endpoint at all.
             assert!(
-                matches!(route(&format!("/v2/x/blobs/{d}")), Err(BadPath::Digest(_))),
+                matches!(
+                    route(&format!("/v2/x/blobs/{d}")),
+                    Err(BadPath::Digest(_) | BadPath::NotFound)
+                ),
                 "{d}"
             );
         }
         assert_eq!(route("/v1/x"), Err(BadPath::NotFound));
         assert_eq!(route("/v2/x/unknown/y"), Err(BadPath::NotFound));
+        // Keywords inside a name: the last one whose tail is one component decides.
+        assert_eq!(
+            route("/v2/a/blobs/uploads/b/manifests/v1"),
+            Ok(Route::Manifest(
+                "a/blobs/uploads/b".into(),
+                Reference::Tag("v1".into())
+            ))
+        );
+        assert!(matches!(
+            route(&format!("/v2/x/manifests/y/blobs/{D}")),
+            Ok(Route::Blob(n, _)) if n == "x/manifests/y"
+        ));
         assert_eq!(route("/v2/x/blobs/uploads/a/b"), Err(BadPath::NotFound));
     }
 }

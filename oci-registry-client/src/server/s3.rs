@@ -551,6 +551,8 @@ impl RegistryStorage for S3Storage {
                 let p = m.location.to_string();
                 p.strip_prefix(&strip)?
                     .strip_suffix("/_repository")
+                    // A tag named `_repository` is an object under `_refs/`, not a marker.
+                    .filter(|n| super::route::valid_name(n))
                     .map(str::to_owned)
             })
             .collect();

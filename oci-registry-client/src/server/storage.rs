@@ -115,8 +115,10 @@ pub trait RegistryStorage: Send + Sync {
 }
 
 /// [`RegistryStorage`] in a directory: `blobs/` is an OCI layout holding every blob,
-/// `repositories/NAME/` an OCI layout per repository (its `index.json` holds the names;
-/// its blobs directory stays empty), `uploads/ID/` a session (`data` and `repository`).
+/// `repositories/NAME/_layout/` an OCI layout per repository (its `index.json` holds the
+/// names; its blobs directory stays empty; no name component starts with `_`, so no
+/// repository's directory is another's layout), `uploads/ID/` a session (`data` and
+/// `repository`).
 #[derive(Debug, Clone)]
 pub struct DiskStorage {
     root: PathBuf,
@@ -221,6 +223,9 @@ fn random_id() -> Result<String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
+/// The directory of a repository's layout under its name's directory.
+const LAYOUT: &str = "_layout";
+
 fn not_found(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::NotFound
 }
@@ -253,7 +258,7 @@ impl RegistryStorage for DiskStorage {
         if let Some(layout) = cached {
             return Ok(Some(Arc::new(layout)));
         }
-        let dir = self.root.join("repositories").join(name);
+        let dir = self.root.join("repositories").join(name).join(LAYOUT);
         let layout = if tokio::fs::try_exists(dir.join("oci-layout"))
             .await
             .unwrap_or(false)
@@ -286,7 +291,7 @@ impl RegistryStorage for DiskStorage {
                 let Some(name) = e.file_name().to_str().map(str::to_owned) else {
                     continue;
                 };
-                if name == "blobs" || !e.file_type().await.is_ok_and(|t| t.is_dir()) {
+                if name.starts_with('_') || !e.file_type().await.is_ok_and(|t| t.is_dir()) {
                     continue;
                 }
                 let full = if prefix.is_empty() {
@@ -294,7 +299,7 @@ impl RegistryStorage for DiskStorage {
                 } else {
                     format!("{prefix}/{name}")
                 };
-                if tokio::fs::try_exists(base.join(&full).join("oci-layout"))
+                if tokio::fs::try_exists(base.join(&full).join(LAYOUT).join("oci-layout"))
                     .await
                     .unwrap_or(false)
                 {
@@ -426,9 +431,15 @@ impl RegistryStorage for DiskStorage {
     ) -> Result<BlobInfo> {
         let dir = self.upload_dir(id)?;
         let data = dir.join("data");
-        let mut f = tokio::fs::File::open(&data)
-            .await
-            .map_err(|e| Error::io(&data, e))?;
+        let file = std::fs::File::open(&data).map_err(|e| Error::io(&data, e))?;
+        // After any append still running on this session (they hold the same lock).
+        let file = tokio::task::spawn_blocking(move || {
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map(|()| file)
+        })
+        .await
+        .map_err(|e| Error::io(&data, std::io::Error::other(e)))?
+        .map_err(|e| Error::io(&data, e.into()))?;
+        let mut f = tokio::fs::File::from_std(file);
         let mut w = into
             .ingest(Expected {
                 digest: Some(digest.clone()),
