@@ -395,7 +395,64 @@ PY
     done
   done
   kill "$cncf_pid" "$ours_pid"
+  registry_s3_bench
   rm -rf "$D/rs-src" "$D/rs-pull" "$D/reg-cncf" "$D/reg-ours" "$D/rs-lat"
+}
+
+# The same push and pull with both registries storing in S3: a local moto server (a
+# Python S3 emulator, the floor of both), one bucket each.
+registry_s3_bench() {
+  if ! command -v moto_server >/dev/null; then
+    echo; echo "(no moto_server: the S3 comparison is skipped; pip install 'moto[server]')"
+    return
+  fi
+  local port cport oport
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  moto_server -p "$port" >/dev/null 2>&1 &
+  local moto_pid=$!
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.1; done
+  curl -fs -X PUT "http://127.0.0.1:$port/cncf" >/dev/null
+  curl -fs -X PUT "http://127.0.0.1:$port/ours" >/dev/null
+  cport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  oport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  rm -rf "$D/reg-cncf-s3" && mkdir -p "$D/reg-cncf-s3"
+  cat >"$D/reg-cncf-s3/config.yml" <<EOF
+version: 0.1
+log: {level: error}
+storage:
+  s3: {accesskey: test, secretkey: test, region: us-east-1, regionendpoint: "http://127.0.0.1:$port", bucket: cncf, secure: false, v4auth: true, rootdirectory: /registry}
+  delete: {enabled: true}
+http: {addr: 127.0.0.1:$cport}
+EOF
+  # Its AWS SDK fails on a custom CA bundle in the environment (AWS_CA_BUNDLE): none here.
+  env -u AWS_CA_BUNDLE docker-registry serve "$D/reg-cncf-s3/config.yml" >"$D/reg-cncf-s3/log" 2>&1 &
+  local cpid=$!
+  AWS_ENDPOINT=http://127.0.0.1:$port AWS_ALLOW_HTTP=true AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
+    "$OCI" registry serve --addr "127.0.0.1:$oport" --storage s3://ours/registry >/dev/null 2>&1 &
+  local opid=$!
+  for a in $cport $oport; do
+    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$a/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+  done
+  local cs=127.0.0.1:$cport os=127.0.0.1:$oport
+  echo
+  echo "### The same over S3: both registries storing in a local moto server (one bucket each)"
+  echo
+  echo "| what | wall (median of $RUNS) | peak RSS of the client |"
+  echo "|---|---|---|"
+  race \
+    "push to CNCF distribution (S3)" "" "n=\$RANDOM\$RANDOM; '$OCI' -q --data-dir '$D/rs-src' tag $cncf/bench/src:1 $cs/bench/p\$n:1 && '$OCI' -q --data-dir '$D/rs-src' push $cs/bench/p\$n:1" \
+    "push to ours (S3)" "" "n=\$RANDOM\$RANDOM; '$OCI' -q --data-dir '$D/rs-src' tag $cncf/bench/src:1 $os/bench/p\$n:1 && '$OCI' -q --data-dir '$D/rs-src' push $os/bench/p\$n:1"
+  "$OCI" -q --data-dir "$D/rs-src" tag "$cncf/bench/src:1" "$cs/bench/src:1"
+  "$OCI" -q --data-dir "$D/rs-src" push "$cs/bench/src:1" >/dev/null
+  "$OCI" -q --data-dir "$D/rs-src" tag "$cncf/bench/src:1" "$os/bench/src:1"
+  "$OCI" -q --data-dir "$D/rs-src" push "$os/bench/src:1" >/dev/null
+  race \
+    "pull from CNCF distribution (S3)" "rm -rf '$D/rs-pull'" "'$OCI' -q --data-dir '$D/rs-pull' pull $cs/bench/src:1" \
+    "pull from ours (S3)" "rm -rf '$D/rs-pull'" "'$OCI' -q --data-dir '$D/rs-pull' pull $os/bench/src:1"
+  echo
+  echo "Ratios over S3: push ours / distribution = $(ratio "push to ours (S3)" "push to CNCF distribution (S3)"), pull ours / distribution = $(ratio "pull from ours (S3)" "pull from CNCF distribution (S3)")"
+  kill "$cpid" "$opid" "$moto_pid" 2>/dev/null || true
+  rm -rf "$D/reg-cncf-s3"
 }
 
 runtime_bench() {
