@@ -209,12 +209,14 @@ fn oci_pushes_to_and_pulls_from_oci_registry_serve() {
     assert_eq!(ids("a"), ids("b"), "the same image id on both sides");
 }
 
-/// podman pulls from and pushes to `oci registry serve`, and containerd pulls from it.
+/// podman and buildah pull from and push to `oci registry serve`, and containerd pulls
+/// from it.
 #[test]
 fn podman_and_containerd_push_and_pull_through_it() {
     let ready = rustix::process::geteuid().is_root()
         && [
             "/usr/bin/podman",
+            "/usr/bin/buildah",
             "/usr/bin/containerd",
             "/usr/bin/ctr",
             "/bin/busybox",
@@ -222,7 +224,7 @@ fn podman_and_containerd_push_and_pull_through_it() {
         .iter()
         .all(|p| Path::new(p).exists());
     if !ready {
-        eprintln!("skipping: needs root, podman, containerd and busybox-static (scripts/test.sh installs them)");
+        eprintln!("skipping: needs root, podman, buildah, containerd and busybox-static (scripts/test.sh installs them)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -298,6 +300,37 @@ fn podman_and_containerd_push_and_pull_through_it() {
     check(
         podman("p2", &["pull", "--tls-verify=false", &copy]),
         "podman pull of its push",
+    );
+    // buildah: pull, then push under a third name, which podman pulls back.
+    let buildah = |args: &[&str]| {
+        Command::new("buildah")
+            .arg("--root")
+            .arg(d.join("b1").join("root"))
+            .arg("--runroot")
+            .arg(d.join("b1").join("run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let third = format!("{}/clients/from-buildah:1", reg.addr);
+    check(
+        buildah(&["pull", "--tls-verify=false", &image]),
+        "buildah pull",
+    );
+    check(
+        buildah(&[
+            "push",
+            "--tls-verify=false",
+            &image,
+            &format!("docker://{third}"),
+        ]),
+        "buildah push",
+    );
+    check(
+        podman("p3", &["pull", "--tls-verify=false", &third]),
+        "podman pull of buildah's push",
     );
     // containerd: pull what podman pushed.
     let sock = d.join("containerd.sock");
@@ -474,4 +507,69 @@ fn oci_login_then_push_and_pull_through_the_token_flow() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = oci("c", "nobody", &["pull", &name], "");
     assert!(!o.status.success(), "nor a pull without them");
+}
+
+/// Two replicas with token auth over one storage: a token one issued opens the other when
+/// they share `--token-key`, and only then.
+#[test]
+fn replicas_with_one_token_key_accept_each_others_tokens() {
+    if which("htpasswd").is_none() || which("curl").is_none() {
+        eprintln!("skipping: needs htpasswd (apache2-utils) and curl");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = Command::new("htpasswd")
+        .args(["-nbB", "-C", "4", "alice", "alice-secret"])
+        .output()
+        .unwrap();
+    std::fs::write(d.join("htpasswd"), &o.stdout).unwrap();
+    std::fs::write(d.join("key"), [7u8; 32]).unwrap();
+    std::fs::write(d.join("other-key"), [9u8; 32]).unwrap();
+    let auth = format!("token:{}", d.join("htpasswd").display());
+    let key = d.join("key").display().to_string();
+    let other = d.join("other-key").display().to_string();
+    let storage = d.join("storage");
+    let a = serve_with(&storage, &["--auth", &auth, "--token-key", &key]);
+    let b = serve_with(&storage, &["--auth", &auth, "--token-key", &key]);
+    let c = serve_with(&storage, &["--auth", &auth, "--token-key", &other]);
+    let curl = |args: &[&str]| {
+        let o = Command::new("curl").arg("-s").args(args).output().unwrap();
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let answer = curl(&[
+        "-u",
+        "alice:alice-secret",
+        &format!(
+            "http://{}/token?service=oci-rs-registry&scope=repository:team/app:pull",
+            a.addr
+        ),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let token = v["token"].as_str().unwrap();
+    let status = |addr: &str| {
+        curl(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            &format!("http://{addr}/v2/"),
+        ])
+    };
+    assert_eq!(status(&a.addr), "200");
+    assert_eq!(status(&b.addr), "200", "the same key");
+    assert_eq!(status(&c.addr), "401", "another key");
+    // A key file that is too short is refused at start.
+    std::fs::write(d.join("short"), [1u8; 8]).unwrap();
+    let o = Command::new(OCI)
+        .args(["registry", "serve", "--addr", "127.0.0.1:1", "--storage"])
+        .arg(d.join("s2"))
+        .args(["--auth", &auth, "--token-key"])
+        .arg(d.join("short"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("32 bytes"));
 }

@@ -810,6 +810,10 @@ pub(crate) enum RegistryVerb {
         /// Who may do what (JSON rules; default: any known user everything).
         #[arg(long)]
         access: Option<PathBuf>,
+        /// Sign tokens with the first 32 bytes of this file (default: a random key per
+        /// process): replicas behind one name need the same key.
+        #[arg(long = "token-key")]
+        token_key: Option<PathBuf>,
         /// Serve HTTPS with this PEM certificate chain and PEM private key.
         #[arg(long, num_args = 2, value_names = ["CERT", "KEY"])]
         tls: Option<Vec<PathBuf>>,

@@ -44,6 +44,7 @@ pub(crate) async fn registry_verb(verb: RegistryVerb) -> Result<()> {
             max_blob_size,
             auth,
             access,
+            token_key,
             tls,
             pull_through,
         } => {
@@ -58,7 +59,19 @@ pub(crate) async fn registry_verb(verb: RegistryVerb) -> Result<()> {
                     policy,
                 },
                 Some(Some(("token", f))) => {
-                    Auth::Token(TokenAuth::new(Users::load_htpasswd(Path::new(f))?, policy)?)
+                    let mut t = TokenAuth::new(Users::load_htpasswd(Path::new(f))?, policy)?;
+                    if let Some(k) = &token_key {
+                        let bytes = std::fs::read(k)
+                            .with_context(|| format!("reading the token key {}", k.display()))?;
+                        let key: [u8; 32] = bytes
+                            .get(..32)
+                            .and_then(|b| b.try_into().ok())
+                            .with_context(|| {
+                                format!("{}: a token key is 32 bytes or more", k.display())
+                            })?;
+                        t = t.with_key(key);
+                    }
+                    Auth::Token(t)
                 }
                 Some(_) => bail!("--auth takes htpasswd:FILE or token:FILE"),
             };
