@@ -552,6 +552,87 @@ containers_bench() {
   awk -v c="$C/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
 }
 
+# The Docker Engine API: docker's CLI (28, /usr/local/bin/docker, a client only) through
+# `oci system service` and through `podman system service`, each over its own store holding
+# the same busybox image.
+# Both Engine API services over stores of their own in $1, each holding the image $2 (a
+# busybox with the applets $3...): sets ours, theirs (their pids) and P (podman's command).
+api_services() {
+  local C=$1 image=$2
+  shift 2
+  pkill -f "system service --time=0 unix://$C/" 2>/dev/null || true
+  awk -v c="$C/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
+  rm -rf "$C" && mkdir -p "$C/rootfs/bin" "$C/rootfs/tmp"
+  cp /bin/busybox "$C/rootfs/bin/busybox"
+  for t in "$@"; do ln -s busybox "$C/rootfs/bin/$t"; done
+  tar -C "$C/rootfs" -cf "$C/bb.tar" .
+  local O="$OCI -q --data-dir $C/data"
+  $O import "$C/bb.tar" "$image" -c 'CMD ["sh"]' >/dev/null
+  $O save -o "$C/bb-archive.tar" "$image"
+  P="podman --root $C/podman --runroot $C/podman-run --runtime runc --cgroup-manager cgroupfs --events-backend file --network-backend netavark"
+  $P load -i "$C/bb-archive.tar" >/dev/null
+  $O system service --time=0 "unix://$C/oci.sock" &
+  ours=$!
+  $P system service --time=0 "unix://$C/podman.sock" &
+  theirs=$!
+  while [ ! -S "$C/oci.sock" ] || [ ! -S "$C/podman.sock" ]; do sleep 0.1; done
+}
+
+engine_api_bench() {
+  need podman conmon runc netavark busybox-static
+  local C=$D/api R=${RUNS:-3}
+  local DOCKER=${DOCKER_CLI:-/usr/local/bin/docker}
+  [ -x "$DOCKER" ] || DOCKER=/usr/bin/docker
+  api_services "$C" docker.io/bench/bb:1 sh sleep true
+  # podman needs these limits on this VM (PEERS.md); ours is given the same flags.
+  local PR="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none"
+  export DOCKER PR C
+  echo
+  echo "### The Engine API: docker's CLI $("$DOCKER" version --format '{{.Client.Version}}' 2>/dev/null) through each service ($R rounds, alternating)"
+  echo
+  echo "| what | wall (median of $R) | peak RSS of the client |"
+  echo "|---|---|---|"
+  race \
+    "docker run --rm busybox true via oci system service" "" "DOCKER_HOST=unix://\$C/oci.sock \$DOCKER run --rm \$PR docker.io/bench/bb:1 true" \
+    "docker run --rm busybox true via podman system service" "" "DOCKER_HOST=unix://\$C/podman.sock \$DOCKER run --rm \$PR docker.io/bench/bb:1 true"
+  race \
+    "docker run -d + rm -f via oci system service" "" "DOCKER_HOST=unix://\$C/oci.sock \$DOCKER run -d --name d \$PR docker.io/bench/bb:1 sleep 1000 && DOCKER_HOST=unix://\$C/oci.sock \$DOCKER rm -f d" \
+    "docker run -d + rm -f via podman system service" "" "DOCKER_HOST=unix://\$C/podman.sock \$DOCKER run -d --name d \$PR docker.io/bench/bb:1 sleep 1000 && DOCKER_HOST=unix://\$C/podman.sock \$DOCKER rm -f d"
+  echo
+  echo "Ratios: run --rm ours / podman = $(ratio "docker run --rm busybox true via oci system service" "docker run --rm busybox true via podman system service"), run -d + rm -f ours / podman = $(ratio "docker run -d + rm -f via oci system service" "docker run -d + rm -f via podman system service")"
+  kill $ours $theirs 2>/dev/null || true
+  wait $ours $theirs 2>/dev/null || true
+  $P rm -f -t 0 -a >/dev/null 2>&1 || true
+  awk -v c="$C/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
+}
+
+# The client checks of benches/api_checks.py (the Python Docker SDK) against each service:
+# how many pass, and which fail.
+api_checks_bench() {
+  need podman conmon runc netavark busybox-static
+  python3 -c 'import docker' 2>/dev/null || { echo "compare.sh: api-checks needs the Python docker SDK (pip install docker)" >&2; failed=1; return; }
+  local C=$D/api-checks
+  # shellcheck disable=SC2046
+  api_services "$C" docker.io/chk/bb:1 $(busybox --list | grep -vx busybox)
+  local here
+  here=$(dirname "$0")
+  # Both with podman's limits on this VM (PEERS.md), one after the other.
+  python3 "$here/api_checks.py" "unix://$C/oci.sock" docker.io/chk/bb:1 --ulimits > "$C/oci.out" 2>&1 || true
+  python3 "$here/api_checks.py" "unix://$C/podman.sock" docker.io/chk/bb:1 --ulimits > "$C/podman.out" 2>&1 || true
+  echo
+  echo "### The Engine API: benches/api_checks.py (Python Docker SDK $(python3 -c 'import docker; print(docker.__version__)')) against each service"
+  echo
+  echo "| service | checks passed | failed |"
+  echo "|---|---|---|"
+  for s in oci podman; do
+    echo "| $s system service | $(tail -1 "$C/$s.out" | sed 's/^passed //') | $(grep '^FAIL' "$C/$s.out" | awk '{print $2}' | tr -d ':' | paste -sd' ' -) |"
+  done
+  kill $ours $theirs 2>/dev/null || true
+  wait $ours $theirs 2>/dev/null || true
+  $P rm -f -t 0 -a >/dev/null 2>&1 || true
+  awk -v c="$C/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
+}
+
 # $D/nginx-iperf.tar: Debian minbase with nginx-light and iperf3, made once by debootstrap.
 nginx_tar() {
   if [ ! -s "$D/nginx-iperf.tar" ]; then
@@ -829,8 +910,10 @@ case $what in
   cache) cache_bench ;;
   multiplatform) multiplatform_bench ;;
   export) export_bench ;;
-  all) layer_bench; registry_bench; registry_server_bench; runtime_bench; containers_bench; network_bench; build_bench; cache_bench; multiplatform_bench; export_bench ;;
-  *) echo "usage: $0 [layer|registry|runtime|containers|network|build|cache|multiplatform|export|all]" >&2; exit 2 ;;
+  engine-api) engine_api_bench ;;
+  api-checks) api_checks_bench ;;
+  all) layer_bench; registry_bench; registry_server_bench; runtime_bench; containers_bench; network_bench; build_bench; cache_bench; multiplatform_bench; export_bench; engine_api_bench; api_checks_bench ;;
+  *) echo "usage: $0 [layer|registry|runtime|containers|network|build|cache|multiplatform|export|engine-api|api-checks|all]" >&2; exit 2 ;;
 esac
 if ((failed)); then
   echo "compare.sh: some measurements FAILED; the table above is incomplete" >&2

@@ -15,8 +15,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # client's native-tls feature; xz-utils and bzip2 for the archives the build tests ADD;
 # qemu-user-static for the build tests' arm64 RUN (through binfmt_misc, set up below); git
 # (and its daemon) for ADD of a git repository; containernetworking-plugins, jq, gcc and
-# libc6-dev (static) for the Kubernetes CRI check (scripts/cri.sh) and its stand-in images.
-packages=(docker-registry busybox-static git skopeo umoci pigz zstd runc crun containerd podman buildah uidmap apache2-utils openssl nftables iproute2 slirp4netns debootstrap iperf3 libssl-dev pkg-config xz-utils bzip2 qemu-user-static containernetworking-plugins jq gcc libc6-dev curl)
+# libc6-dev (static) for the Kubernetes CRI check (scripts/cri.sh) and its stand-in images;
+# docker.io for its docker CLI 20.10 (API 1.41) and docker-compose 1.29 (Python), clients of
+# `oci system service` (dockerd is never started).
+packages=(docker-registry busybox-static git skopeo umoci pigz zstd runc crun containerd podman buildah uidmap apache2-utils openssl nftables iproute2 slirp4netns debootstrap iperf3 libssl-dev pkg-config xz-utils bzip2 qemu-user-static containernetworking-plugins jq gcc libc6-dev curl docker.io docker-compose)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -37,6 +39,12 @@ if ! command -v moto_server >/dev/null && command -v python3 >/dev/null; then
   python3 -m pip install -q 'moto[server]' || echo "test.sh: pip could not install moto: the S3 tests will say so and skip" >&2
 fi
 
+# testcontainers (Python), a client of `oci system service` as test suites use it.
+if command -v python3 >/dev/null && ! python3 -c "import testcontainers" 2>/dev/null; then
+  echo "test.sh: installing testcontainers with pip"
+  python3 -m pip install -q testcontainers || echo "test.sh: pip could not install testcontainers: its test will say so and skip" >&2
+fi
+
 # Rootless networking opens /dev/net/tun in the user's namespace; Debian's udev makes it 0666,
 # this machine kind has no udev and leaves it 0600.
 if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
@@ -51,6 +59,12 @@ fi
 if [ -x "$arm64_cache/bin/busybox" ]; then
   export OCI_TEST_ARM64_BUSYBOX="$arm64_cache/bin/busybox"
 fi
+
+# CI builds once from a clean clone: incremental artefacts would only take disk (4.5 GB). A run
+# that fails for want of disk says how much there was.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+target_parent=$(dirname "${CARGO_TARGET_DIR:-$PWD/target}")
+echo "test.sh: disk free where the target directory goes: $(df -h --output=avail "$target_parent" 2>/dev/null | tail -1 || echo unknown)"
 
 echo "test.sh: cargo fmt --check"
 cargo fmt --all -- --check

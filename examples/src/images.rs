@@ -65,6 +65,15 @@ impl oci_rs_image::Remote for Images {
         self.registry()?.destination(r).await
     }
 
+    async fn login(
+        &self,
+        registry: &str,
+        username: &str,
+        password: &str,
+    ) -> oci_rs_image::Result<Option<std::sync::Arc<dyn oci_rs_image::Remote>>> {
+        oci_rs_image::Remote::login(self.registry()?, registry, username, password).await
+    }
+
     /// As the registry configuration says; a client that cannot be made resolves nothing
     /// (the pull then says why).
     fn qualify(&self, name: &str) -> String {
@@ -167,16 +176,18 @@ impl Images {
         &self,
         image: &str,
         platform: Option<&str>,
+        pull: oci_rs_layer::PullPolicy,
     ) -> Result<RunnableImage> {
         let platform = platform.map(str::parse::<PlatformSpec>).transpose()?;
         let opts = self.copy_options(None)?;
         let quiet = self.quiet;
         let run = self
             .store
-            .image_for_run(
+            .image_for_run_with(
                 image,
                 platform.as_ref(),
                 Some((self as &dyn oci_rs_image::Remote, &opts)),
+                pull,
                 |r| {
                     if !quiet {
                         eprintln!("Unable to find image '{}' locally", r.familiar());

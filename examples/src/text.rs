@@ -3,7 +3,7 @@
 
 use anyhow::{anyhow, bail, Result};
 use oci_rs_image::printable;
-use oci_rs_runtime::{MonitorState, MonitorStatus};
+use oci_rs_runtime::MonitorStatus;
 
 /// Evaluates a Go-template-style `--format`: `{{.State.Status}}`, `{{json .Config}}`, text
 /// around them kept. Only field access (and `json`) is supported; anything else is an error.
@@ -44,49 +44,11 @@ pub fn format_template(template: &str, value: &serde_json::Value) -> Result<Stri
     Ok(out)
 }
 
-/// docker's "5 seconds ago", "2 minutes ago", "About an hour ago".
-pub fn ago(ns: u64) -> String {
-    let secs = oci_rs_runtime::now_ns().saturating_sub(ns) / 1_000_000_000;
-    format!("{} ago", human_duration(secs))
-}
-
-/// docker's units for a duration: "Less than a second", "5 seconds", "About a minute", ...
-pub fn human_duration(secs: u64) -> String {
-    match secs {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        s if s < 60 => format!("{s} seconds"),
-        s if s < 120 => "About a minute".into(),
-        s if s < 3600 => format!("{} minutes", s / 60),
-        s if s < 7200 => "About an hour".into(),
-        s if s < 48 * 3600 => format!("{} hours", s / 3600),
-        s if s < 14 * 86_400 => format!("{} days", s / 86_400),
-        s if s < 60 * 86_400 => format!("{} weeks", s / (7 * 86_400)),
-        s if s < 2 * 365 * 86_400 => format!("{} months", s / (30 * 86_400)),
-        s => format!("{} years", s / (365 * 86_400)),
-    }
-}
+pub use oci_rs_runtime::{ago, human_duration};
 
 /// The STATUS column of `ps`: "Up 5 seconds", "Exited (0) 2 minutes ago", "Created".
 pub fn status_text(s: &MonitorStatus) -> String {
-    let now = oci_rs_runtime::now_ns();
-    match s.state {
-        MonitorState::Created => "Created".into(),
-        MonitorState::Running => format!(
-            "Up {}",
-            human_duration(now.saturating_sub(s.started_at.unwrap_or(now)) / 1_000_000_000)
-        ),
-        MonitorState::Restarting => format!(
-            "Restarting ({}) {}",
-            s.exit_code.unwrap_or(0),
-            ago(s.finished_at.unwrap_or(now))
-        ),
-        MonitorState::Exited => format!(
-            "Exited ({}) {}",
-            s.exit_code.unwrap_or(255),
-            ago(s.finished_at.unwrap_or(now))
-        ),
-    }
+    s.status_text()
 }
 
 /// docker's PORTS column: `0.0.0.0:8080->80/tcp, ...`.
@@ -106,11 +68,23 @@ pub fn ports_text(s: &MonitorStatus) -> String {
 /// docker's human size (go-units `HumanSize`): decimal units, about three significant
 /// digits: `0B`, `999B`, `1.23kB`, `4.4MB`, `115MB`.
 pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    scaled(bytes, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB", "EB"])
+}
+
+/// docker's memory size (go-units `BytesSize`): binary units, `1.98MiB`, `7.773GiB`.
+pub fn binary_size(bytes: u64) -> String {
+    scaled(
+        bytes,
+        1024.0,
+        &["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"],
+    )
+}
+
+fn scaled(bytes: u64, base: f64, units: &[&str]) -> String {
     let mut v = bytes as f64;
     let mut u = 0;
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
+    while v >= base && u < units.len() - 1 {
+        v /= base;
         u += 1;
     }
     // %.4g as go-units prints it: up to four significant digits, no trailing zeros.
@@ -125,7 +99,7 @@ pub fn human_size(bytes: u64) -> String {
     if t.contains('.') {
         t = t.trim_end_matches('0').trim_end_matches('.').to_owned();
     }
-    format!("{t}{}", UNITS[u])
+    format!("{t}{}", units[u])
 }
 
 #[cfg(test)]
@@ -139,14 +113,7 @@ mod tests {
         assert_eq!(human_size(4_400_000), "4.4MB");
         assert_eq!(human_size(115_300_000), "115.3MB");
         assert_eq!(human_size(2_000_000_000), "2GB");
-    }
-
-    use super::*;
-
-    #[test]
-    fn durations_read_as_docker_writes_them() {
-        assert_eq!(human_duration(5), "5 seconds");
-        assert_eq!(human_duration(90), "About a minute");
-        assert_eq!(human_duration(3 * 3600), "3 hours");
+        assert_eq!(super::binary_size(2_076_180), "1.98MiB");
+        assert_eq!(super::binary_size(512), "512B");
     }
 }

@@ -477,6 +477,31 @@ fn a_detached_containers_life_as_docker_prints_it() {
     );
     s.ok(&["rm", "web"]);
     assert!(s.ok(&["ps", "-a", "-q"]).trim().is_empty());
+    // Its life as `events` tells it, from its journal.
+    let events = |terms: &[&str]| {
+        let mut args = vec!["events", "--since", "10m", "--until", "0s"];
+        args.extend_from_slice(terms);
+        s.ok(&args)
+    };
+    let actions = events(&["--filter", "container=web", "--format", "{{.Action}}"]);
+    let got: Vec<&str> = actions.lines().collect();
+    assert_eq!(
+        got,
+        ["create", "start", "die", "stop", "destroy"],
+        "{actions}"
+    );
+    let code = events(&[
+        "--filter",
+        "event=die",
+        "--format",
+        "{{.Actor.Attributes.exitCode}}",
+    ]);
+    assert_eq!(code, "137\n");
+    let line = events(&["--filter", "event=create"]);
+    assert!(
+        line.contains(&format!(" container create {id} (")) && line.contains("name=web"),
+        "{line}"
+    );
 }
 
 /// Values the engine refuses reach the user as one line and exit code 125, and leave no
@@ -497,6 +522,17 @@ fn refused_run_flags_are_one_line_with_exit_125() {
         &["-v", "/a:/b:bogus"],
         &["--mount", "type=nfs,source=a,target=/x"],
         &["--network", "container:nope"],
+        // Kernel parameters outside the container's namespaces, limits and lines that
+        // would change another line of its files.
+        &["--sysctl", "kernel.hostname=x"],
+        &["--sysctl", "net.ipv4.ip_forward=1", "--network", "host"],
+        &["--ulimit", "nofile=9:1"],
+        &["--ulimit", "bogus=1"],
+        &["--add-host", "evil:1.2.3.4 bank"],
+        &["--add-host", "nocolon"],
+        &["--dns", "not-an-ip"],
+        &["--dns-option", "ndots:1\nnameserver 6.6.6.6"],
+        &["--shm-size", "0"],
     ] {
         let mut args = vec!["run", "--rm"];
         args.extend_from_slice(bad);
@@ -509,6 +545,167 @@ fn refused_run_flags_are_one_line_with_exit_125() {
     }
     assert_eq!(s.snapshots(), 0, "refused runs leave nothing");
     assert!(s.ok(&["ps", "-a", "-q"]).trim().is_empty());
+}
+
+/// The run flags for the kernel and the resolver reach the container: a namespaced sysctl,
+/// limits, /dev/shm's size, another group, hosts lines, name servers, search domains and
+/// resolver options (replacing the host's).
+#[test]
+fn run_flags_for_the_kernel_and_the_resolver() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(common::KERNEL_AND_RESOLVER_RUN);
+    args.push("bb:1");
+    args.extend_from_slice(common::KERNEL_AND_RESOLVER_SCRIPT);
+    common::check_kernel_and_resolver(&s.ok(&args));
+}
+
+/// `--cidfile` (written; refused when it exists, leaving no container), `-v /data` an
+/// anonymous volume that `rm -v` takes, `--stop-timeout` that `stop` without `-t` waits,
+/// `--entrypoint ""`, and a health check that `ps` shows.
+#[test]
+fn run_flags_for_ids_volumes_stopping_entrypoints_and_health() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    let cid = s.data().with_extension("cid");
+    let _ = std::fs::remove_file(&cid);
+    let id = s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flags",
+        "--cidfile",
+        cid.to_str().unwrap(),
+        "-v",
+        "/data",
+        "--stop-timeout",
+        "1",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "200ms",
+        "bb:1",
+        "sh",
+        "-c",
+        "trap '' TERM; while :; do sleep 0.1; done",
+    ]);
+    assert_eq!(std::fs::read_to_string(&cid).unwrap(), id.trim());
+    let err = s.fails(&[
+        "run",
+        "-d",
+        "--cidfile",
+        cid.to_str().unwrap(),
+        "bb:1",
+        "true",
+    ]);
+    assert!(err.contains("container ID file found"), "{err}");
+    assert_eq!(s.ok(&["ps", "-aq"]).lines().count(), 1);
+    common::wait_for("healthy", 20, || {
+        s.ok(&["ps", "--format", "{{.Status}}"])
+            .trim_end()
+            .ends_with("(healthy)")
+    });
+    let vol = s.ok(&["ps", "--format", "{{.Mounts}}"]).trim().to_owned();
+    assert_eq!(vol.len(), 64, "{vol}");
+    let t = std::time::Instant::now();
+    s.ok(&["stop", "flags"]);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(8),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(t.elapsed() >= std::time::Duration::from_millis(900));
+    s.ok(&["rm", "-v", "flags"]);
+    assert!(!s.ok(&["volume", "ls"]).contains(&vol));
+    assert_eq!(
+        s.ok(&["run", "--rm", "--entrypoint", "", "bb:1", "echo", "x"]),
+        "x\n"
+    );
+    let _ = std::fs::remove_file(&cid);
+}
+
+/// `run --pull`: `never` refuses an image that is not here (and makes no container),
+/// `missing` pulls it once and then runs what it has, `always` pulls again and runs what the
+/// registry has now.
+#[test]
+fn run_pull_policies_as_docker_s() {
+    if !common::root_with_busybox() || !common::have_registry() {
+        return;
+    }
+    let reg = common::Registry::start();
+    let (seed, s) = (Store::new(), Store::new());
+    let remote = format!("{}/pulltest/bb:1", reg.addr);
+    let publish = |word: &str| {
+        seed.ok(&[
+            "run",
+            "--name",
+            word,
+            "bb:1",
+            "sh",
+            "-c",
+            &format!("echo {word} > /v"),
+        ]);
+        seed.ok(&["commit", word, &remote]);
+        seed.ok(&["push", &remote]);
+    };
+    publish("one");
+    let err = s.fails(&["run", "--rm", "--pull", "never", &remote, "cat", "/v"]);
+    assert!(err.to_lowercase().contains("no such image"), "{err}");
+    assert_eq!(s.ok(&["ps", "-aq"]), "");
+    assert_eq!(
+        s.ok(&["run", "--rm", "--pull", "missing", &remote, "cat", "/v"]),
+        "one\n"
+    );
+    publish("two");
+    assert_eq!(s.ok(&["run", "--rm", &remote, "cat", "/v"]), "one\n");
+    assert_eq!(
+        s.ok(&["run", "--rm", "--pull", "always", &remote, "cat", "/v"]),
+        "two\n"
+    );
+    let err = s.fails(&["run", "--rm", "--pull", "sometimes", "bb:1", "true"]);
+    assert!(err.contains("pull policy"), "{err}");
+}
+
+/// `stats --no-stream`: docker's columns for a busy container with a memory limit (its CPU
+/// share above zero, the limit as docker writes it), every running one without names, and
+/// docker's error for one that does not exist.
+#[test]
+fn stats_shows_what_a_container_uses() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "--memory",
+        "64m",
+        "bb:1",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]);
+    s.ok(&["run", "-d", "--name", "idle", "bb:1", "sleep", "300"]);
+    let out = s.ok(&["stats", "--no-stream", "busy"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].starts_with("CONTAINER ID") && lines[0].contains("MEM USAGE / LIMIT"));
+    let cols: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(cols[1], "busy", "{out}");
+    let cpu: f64 = cols[2].trim_end_matches('%').parse().unwrap();
+    assert!(cpu > 10.0, "a busy loop at {cpu}%: {out}");
+    assert_eq!(cols[5], "64MiB", "{out}");
+    let all = s.ok(&["stats", "--no-stream"]);
+    assert!(all.contains(" busy ") && all.contains(" idle "), "{all}");
+    let err = s.fails(&["stats", "--no-stream", "nobody"]);
+    assert!(err.contains("No such container: nobody"), "{err}");
 }
 
 /// `run` of an image of another platform without `--platform` warns as docker does (the
@@ -653,6 +850,31 @@ fn pause_unpause_and_update_a_running_container() {
     }
     let e = s.fails(&["update", "--memory", "1k", "frozen"]);
     assert!(e.contains("6 MiB") && e.lines().count() == 1, "{e}");
+    // Kept, as docker keeps them: inspect shows them, and a restart applies them again.
+    assert_eq!(
+        s.field(
+            "frozen",
+            "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.NanoCpus}}"
+        ),
+        "67108864 77 500000000"
+    );
+    s.ok(&["restart", "-t", "0", "frozen"]);
+    s.wait_status("frozen", "running");
+    let pid = s.field("frozen", "{{.State.Pid}}");
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let pids = cgroup.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+        let dir = match ctrls {
+            "" => format!("/sys/fs/cgroup{path}"),
+            c if c.split(',').any(|c| c == "pids") => format!("/sys/fs/cgroup/pids{path}"),
+            _ => return None,
+        };
+        std::fs::read_to_string(format!("{dir}/pids.max")).ok()
+    });
+    if let Some(max) = pids {
+        assert_eq!(max.trim(), "77", "after the restart");
+    }
     // A paused container stops, and is removed by force.
     s.ok(&["pause", "frozen"]);
     s.ok(&["stop", "-t", "1", "frozen"]);
@@ -662,4 +884,59 @@ fn pause_unpause_and_update_a_running_container() {
     s.ok(&["pause", "frozen2"]);
     s.ok(&["rm", "-f", "frozen2"]);
     assert!(!s.ok(&["ps", "-a"]).contains("frozen2"));
+}
+
+/// `oci cp` both ways, to a new name and into a directory, and as a tar on standard output
+/// (links that point out of the container are tested through the Engine API's `docker cp`,
+/// which runs the same library calls: examples/tests/docker_api.rs).
+#[test]
+fn cp_copies_both_ways_and_keeps_to_the_container() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    let host = s.data().with_file_name("cp-host");
+    std::fs::create_dir_all(host.join("tree/sub")).unwrap();
+    std::fs::write(host.join("tree/sub/f"), "from the host\n").unwrap();
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo inside > /x; exec sleep 300",
+    ]);
+    s.wait_status("box", "running");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s.oci(&["cp", "box:/x", "-"]).status.success() {
+        assert!(Instant::now() < deadline, "no /x");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Out: to a new name, and into a directory.
+    s.ok(&["cp", "box:/x", host.join("renamed").to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("renamed")).unwrap(),
+        "inside\n"
+    );
+    s.ok(&["cp", "box:/x", host.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(host.join("x")).unwrap(), "inside\n");
+    // A tar on standard output.
+    let o = s.oci(&["cp", "box:/x", "-"]);
+    assert!(o.status.success());
+    assert!(o.stdout.windows(2).any(|w| w == b"x\0"), "not a tar of x");
+    // In: a tree into a directory.
+    s.ok(&["cp", host.join("tree").to_str().unwrap(), "box:/"]);
+    assert_eq!(
+        s.ok(&["exec", "box", "cat", "/tree/sub/f"]),
+        "from the host\n"
+    );
+    // Usage and missing paths: one line, nothing made.
+    assert!(s
+        .fails(&["cp", "a", "b"])
+        .contains("one side is CONTAINER:PATH"));
+    assert!(s
+        .fails(&["cp", "box:/no/such", host.to_str().unwrap()])
+        .contains("Could not find the file /no/such in container box"));
 }

@@ -494,28 +494,13 @@ fn the_small_examples_compose() {
     );
 }
 
-/// A registry with htpasswd auth for one user, its file in `env`; `None` (saying why) when
-/// htpasswd (apache2-utils) is missing.
-fn registry_with_user(env: &Env, user: &str, password: &str) -> Option<Registry> {
-    let Ok(out) = Command::new("htpasswd")
-        .args(["-Bbn", user, password])
-        .output()
-    else {
-        eprintln!("skipping: htpasswd (apache2-utils) is missing");
-        return None;
-    };
-    let htpasswd = env.dir.path().join("htpasswd");
-    std::fs::write(&htpasswd, &out.stdout).unwrap();
-    Some(Registry::start_with_auth(Some(&htpasswd)))
-}
-
 #[test]
 fn login_stores_credentials_that_push_then_uses() {
     if !ready() {
         return;
     }
     let env = Env::new();
-    let Some(reg) = registry_with_user(&env, "alice", "s3cret") else {
+    let Some(reg) = common::registry_with_user(env.dir.path(), "alice", "s3cret") else {
         return;
     };
     let docker_config = env.dir.path().join("docker");
@@ -610,7 +595,7 @@ fn login_asks_on_a_terminal_honours_a_credential_store_and_logout_removes_it() {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let env = Env::new();
-    let Some(reg) = registry_with_user(&env, "bob", "pa55") else {
+    let Some(reg) = common::registry_with_user(env.dir.path(), "bob", "pa55") else {
         return;
     };
     let cfg_dir = env.dir.path().join("docker");
@@ -719,7 +704,12 @@ fn login_asks_on_a_terminal_honours_a_credential_store_and_logout_removes_it() {
         .env("PATH", &path)
         .output()
         .unwrap();
-    assert!(o.status.success());
+    assert!(
+        o.status.success(),
+        "logout: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(!vault.exists(), "erase reached the helper");
 }
 

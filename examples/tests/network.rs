@@ -6,10 +6,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
@@ -74,24 +73,6 @@ fn sh_ok(cmd: &str) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
-/// An HTTP GET to `addr`, retried until something answers (10 s).
-fn http_get(addr: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            write!(s, "GET / HTTP/1.0\r\n\r\n").unwrap();
-            let mut out = String::new();
-            let _ = s.read_to_string(&mut out);
-            if !out.is_empty() {
-                return out;
-            }
-        }
-        assert!(Instant::now() < deadline, "nothing answers on {addr}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn published_ports_as_port_ps_and_inspect_print_them() {
     if !can_run() {
@@ -114,7 +95,7 @@ fn published_ports_as_port_ps_and_inspect_print_them() {
         "-h",
         "/",
     ]);
-    assert!(http_get(&format!("127.0.0.1:{port}")).starts_with("HTTP/1."));
+    assert!(common::http_get(&format!("127.0.0.1:{port}")).starts_with("HTTP/1."));
     assert!(s
         .field("web", "{{.NetworkSettings.IPAddress}}")
         .starts_with("10.89.0."));
@@ -247,7 +228,7 @@ fn rootless_published_port_and_egress_through_slirp4netns() {
         "-h",
         "/",
     ]);
-    assert!(http_get(&format!("127.0.0.1:{port}")).starts_with("HTTP/1."));
+    assert!(common::http_get(&format!("127.0.0.1:{port}")).starts_with("HTTP/1."));
     assert_eq!(ok(&["port", "rweb"]), format!("80/tcp -> 0.0.0.0:{port}\n"));
     // -P as well.
     ok(&[
@@ -255,7 +236,7 @@ fn rootless_published_port_and_egress_through_slirp4netns() {
     ]);
     let line = ok(&["port", "rall"]);
     let p = line.trim().rsplit(':').next().unwrap().to_owned();
-    assert!(http_get(&format!("127.0.0.1:{p}")).starts_with("HTTP/1."));
+    assert!(common::http_get(&format!("127.0.0.1:{p}")).starts_with("HTTP/1."));
     // Egress: the host's own address through slirp4netns's gateway.
     let www = home.path().join("www");
     std::fs::create_dir(&www).unwrap();

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 const OCI: &str = env!("CARGO_BIN_EXE_oci");
 
 /// The conformance suite: `$OCI_CONFORMANCE_DIR`, else shared/tools/oci-conformance beside
@@ -60,14 +62,9 @@ fn serve_env(storage: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serving {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(&addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "oci registry serve did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for("oci registry serve", 20, || {
+        TcpStream::connect(&addr).is_ok()
+    });
     Serving { child, addr }
 }
 
@@ -101,11 +98,9 @@ fn the_conformance_suite_passes_on_s3_storage_too() {
             .unwrap(),
         addr: format!("127.0.0.1:{port}"),
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(&server.addr).is_err() {
-        assert!(Instant::now() < deadline, "moto did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for("moto_server", 30, || {
+        TcpStream::connect(&server.addr).is_ok()
+    });
     let endpoint = format!("http://{}", server.addr);
     assert!(Command::new("curl")
         .args(["-fs", "-X", "PUT", &format!("{endpoint}/conformance")])

@@ -199,13 +199,7 @@ fn rootless_runs_as_an_unprivileged_user() {
         std::fs::write(&config, serde_json::to_vec(spec).unwrap()).unwrap();
         chown(&config);
         let o = as_user(&["run", "--bundle", bundle.to_str().unwrap(), id]);
-        let out = String::from_utf8_lossy(&o.stdout).into_owned();
-        assert!(
-            o.status.success(),
-            "{out}{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        out
+        common::succeeded("oci-runc run", o)
     };
     let out = run_as_user(&spec, "one");
     let lines: Vec<Vec<&str>> = out

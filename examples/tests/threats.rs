@@ -194,14 +194,9 @@ fn import_reads_an_http_url() {
         eprintln!("skipping: python3 is missing (the test's HTTP server)");
         return;
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "http.server did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    common::wait_for("python3 -m http.server", 10, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     let url = format!("http://127.0.0.1:{port}/r.tar");
     let o = s.oci(&["import", &url, "local/url:1"]);
     let missing = s.oci(&[

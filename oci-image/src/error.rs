@@ -166,6 +166,12 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A health check docker would refuse (an unknown test kind, an interval under 1 ms).
+    #[error("invalid health check: {reason}")]
+    InvalidHealthcheck {
+        /// What is wrong.
+        reason: String,
+    },
     /// An I/O error on a path.
     #[error("i/o error on {}", path.display())]
     Io {

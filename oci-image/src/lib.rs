@@ -60,6 +60,7 @@ mod compression;
 mod copy;
 mod digest;
 mod error;
+mod healthcheck;
 mod inspect;
 mod layout;
 mod lease;
@@ -93,6 +94,7 @@ pub use digest::{
     path_components as digest_path_components, sha256, verify_bytes, Hasher,
 };
 pub use error::{chain, Error, ForeignError, Result};
+pub use healthcheck::{DockerExtras, Healthcheck};
 pub use inspect::{DescriptorView, ImageInspect, ManifestEntry, ManifestInspect, RootFsView};
 pub use layout::{
     ref_name, GcReport, OciLayout, CONTAINERD_IMAGE_NAME, OCI_LAYOUT_CONTENT, REF_NAME,

@@ -120,6 +120,20 @@ impl Scanner {
         if h.iter().all(|b| *b == 0) {
             return Ok(State::Done);
         }
+        // Bytes that are not a tar header (a stream that is no tar at all) are refused here,
+        // as every tar parser refuses them, rather than read as the end of an empty archive.
+        let want = number(&h[148..156]).map_err(|_| invalid("not a tar header".into()))?;
+        let (mut unsigned, mut signed) = (0u64, 0i64);
+        for (i, &b) in h.iter().enumerate() {
+            let b = if (148..156).contains(&i) { b' ' } else { b };
+            unsigned += u64::from(b);
+            signed += i64::from(b as i8);
+        }
+        if want != unsigned && i64::try_from(want).ok() != Some(signed) {
+            return Err(invalid(
+                "not a tar header (its checksum does not match)".into(),
+            ));
+        }
         let kind = h[156];
         let mut size = number(&h[124..136])?;
         let meta = matches!(kind, b'L' | b'K' | b'x' | b'g');
@@ -147,6 +161,22 @@ impl Scanner {
             return Ok(State::Extension { have: 0, size });
         }
         Ok(State::Skip { left: padded(size) })
+    }
+
+    /// At the stream's end: fails when it ends inside a header or an entry (a stream cut
+    /// short, or bytes that were never a tar).
+    fn end(&self) -> io::Result<()> {
+        match self.state {
+            State::Header { have: 0 } | State::Done => Ok(()),
+            State::Header { .. } | State::Extension { .. } => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the tar stream ends inside a header (cut short, or not a tar)",
+            )),
+            State::Skip { .. } | State::Pax { .. } => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the tar stream ends inside an entry (cut short)",
+            )),
+        }
     }
 
     /// Follows `data`; fails on an over-limit record.
@@ -256,7 +286,12 @@ impl<R: AsyncRead + Unpin> AsyncRead for TarGuard<R> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                if let Err(e) = this.scanner.feed(&buf.filled()[before..]) {
+                let new = &buf.filled()[before..];
+                let checked = match new.is_empty() && buf.remaining() > 0 {
+                    true => this.scanner.end(),
+                    false => this.scanner.feed(new),
+                };
+                if let Err(e) = checked {
                     // The bytes that declared the record never reach the parser.
                     buf.set_filled(before);
                     return Poll::Ready(Err(e));
@@ -279,6 +314,9 @@ mod tests {
         h[..name.len()].copy_from_slice(name.as_bytes());
         h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
         h[156] = kind;
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
         h
     }
 
@@ -313,6 +351,30 @@ mod tests {
         t.resize(t.len().next_multiple_of(BLOCK), 0);
         t.extend(vec![0u8; 2 * BLOCK]);
         t.extend(b"trailing padding");
+        assert_eq!(read_through(t.clone(), 64).await.unwrap(), t);
+    }
+
+    /// Bytes that are no tar (too short for a header, or a block whose checksum is wrong)
+    /// and a tar cut inside an entry are refused, not read as an empty or shorter archive.
+    #[tokio::test]
+    async fn refuses_what_is_no_tar_and_tars_cut_short() {
+        let e = read_through(b"not a tar at all".to_vec(), 64)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+        let mut junk = vec![b'x'; 2 * BLOCK];
+        junk[0] = b'a';
+        let e = read_through(junk, 64).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        let mut cut = header("f", b'0', 1000);
+        cut.extend(vec![7u8; 100]);
+        let e = read_through(cut, 64).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+        // An empty stream, and an archive without its end blocks, are tars.
+        assert!(read_through(Vec::new(), 64).await.unwrap().is_empty());
+        let mut t = header("f", b'0', 3);
+        t.extend(b"abc");
+        t.resize(2 * BLOCK, 0);
         assert_eq!(read_through(t.clone(), 64).await.unwrap(), t);
     }
 

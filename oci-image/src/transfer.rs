@@ -126,6 +126,21 @@ pub trait Remote: Send + Sync {
     fn qualify(&self, name: &str) -> String {
         name.to_owned()
     }
+
+    /// `docker login` as a daemon does it for a client (the Engine API's `/auth`, and the
+    /// `X-Registry-Auth` of a push or pull): checks `username` and `password` against
+    /// `registry` and returns these registries with them for `registry`, in place of what
+    /// this remote would use there. Stores nothing. `Ok(None)` when this remote takes no
+    /// credentials (the default).
+    async fn login(
+        &self,
+        registry: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<std::sync::Arc<dyn Remote>>> {
+        let _ = (registry, username, password);
+        Ok(None)
+    }
 }
 
 /// Where bytes named by URL come from (`ADD https://...` in a Dockerfile, `import URL`).

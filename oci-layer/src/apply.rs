@@ -105,6 +105,12 @@ pub struct ApplyOptions {
     /// an entry that would go over fails with [`Error::TooLarge`] before anything of it is
     /// written. Default [`DEFAULT_MAX_LAYER_BYTES`]; `None` for no limit.
     pub max_bytes: Option<u64>,
+    /// Names are files, not layer markers: `.wh.` entries are written as the files they
+    /// name, never read as whiteouts (a copy into a container, `docker cp`).
+    pub plain_names: bool,
+    /// Drop the setuid and setgid bits of what is written (a copy out of a container onto
+    /// a host must not make set-id programs from the container's files).
+    pub strip_setid: bool,
 }
 
 /// The longest path of an entry, or target of a link, in bytes (Linux's `PATH_MAX`): what
@@ -126,6 +132,8 @@ impl Default for ApplyOptions {
             fail_on_refused_xattr: false,
             overlay_whiteouts: false,
             max_bytes: Some(DEFAULT_MAX_LAYER_BYTES),
+            plain_names: false,
+            strip_setid: false,
         }
     }
 }
@@ -481,8 +489,9 @@ impl State<'_> {
             // The root itself (`./`): its metadata is the caller's business.
             return Ok(());
         }
+        let setid = if self.opts.strip_setid { 0o6000 } else { 0 };
         let meta = Meta {
-            mode: e.header().mode().unwrap_or(0o644) & 0o7777,
+            mode: e.header().mode().unwrap_or(0o644) & 0o7777 & !setid,
             uid: u32::try_from(uid).map_err(|_| bad(raw, "uid out of range"))?,
             gid: u32::try_from(gid).map_err(|_| bad(raw, "gid out of range"))?,
             mtime: (
@@ -497,7 +506,7 @@ impl State<'_> {
         }
         let name = rel.file_name().unwrap_or_default().to_owned();
         let name_bytes = name.as_bytes();
-        if name_bytes.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+        if !self.opts.plain_names && name_bytes.starts_with(WHITEOUT_PREFIX.as_bytes()) {
             self.cache = None;
             return self.whiteout(&rel, raw, report);
         }

@@ -32,6 +32,14 @@ pub struct DiffOptions {
     /// as zeros; readers of GNU tar, Go's `archive/tar` and this crate's apply read them).
     /// [`export`] always does; layers do not unless asked.
     pub sparse: bool,
+    /// Leave the setuid and setgid bits out of the modes written: a copy out of a container
+    /// (`docker cp`) must not hand its reader set-id programs the container made.
+    pub strip_setid: bool,
+    /// Entries whose path starts with the first path are written as starting with the
+    /// second (docker's archive rebasing): [`export_entry`] of `.` with `(".", "data")`
+    /// names a directory's tree `data/...`, as `docker cp` names a volume's root by its
+    /// mount point.
+    pub rebase: Option<(PathBuf, PathBuf)>,
 }
 
 impl DiffOptions {
@@ -43,6 +51,8 @@ impl DiffOptions {
                 .and_then(|v| v.parse().ok()),
             mount_points: Vec::new(),
             sparse: false,
+            strip_setid: false,
+            rebase: None,
         }
     }
 }
@@ -79,22 +89,16 @@ enum Change {
     Opaque(PathBuf),
 }
 
-/// Leaves out the empty regular files at `opts.mount_points`.
-fn without_mount_points(changes: Vec<Change>, opts: &DiffOptions) -> Vec<Change> {
-    if opts.mount_points.is_empty() {
-        return changes;
+/// Whether `c` is an empty regular file at one of `opts.mount_points` (left out).
+fn is_mount_point(c: &Change, opts: &DiffOptions) -> bool {
+    match c {
+        Change::Add { rel, st, .. } => {
+            kind(st) == FileType::RegularFile
+                && st.st_size == 0
+                && opts.mount_points.iter().any(|m| m == rel)
+        }
+        _ => false,
     }
-    changes
-        .into_iter()
-        .filter(|c| match c {
-            Change::Add { rel, st, .. } => {
-                !(kind(st) == FileType::RegularFile
-                    && st.st_size == 0
-                    && opts.mount_points.iter().any(|m| m == rel))
-            }
-            _ => true,
-        })
-        .collect()
 }
 
 fn kind(st: &Stat) -> FileType {
@@ -143,8 +147,8 @@ fn xattrs(dir: BorrowedFd<'_>, name: &[u8], st: &Stat) -> std::io::Result<Vec<(S
         }
         let mut v = vec![0u8; 65536];
         let len = rustix::fs::fgetxattr(&fd, key, &mut v[..])?;
-        v.truncate(len);
-        out.push((key.to_owned(), v));
+        // Copied out: the 64 KiB buffer is not kept per file.
+        out.push((key.to_owned(), v[..len].to_vec()));
     }
     out.sort();
     Ok(out)
@@ -158,13 +162,24 @@ fn link_target(dir: BorrowedFd<'_>, name: &[u8], st: &Stat) -> std::io::Result<V
     }
 }
 
+/// A tree walk. It hands each change to the tar writer as it finds it, through a bounded
+/// queue: the walk waits for the writer, so memory stays flat however many entries the
+/// tree holds.
 struct Walker {
-    changes: Vec<Change>,
+    out: tokio::sync::mpsc::Sender<std::io::Result<Change>>,
     /// (dev, ino) of multiply-linked files → the first path seen.
     links: HashMap<(u64, u64), PathBuf>,
 }
 
 impl Walker {
+    /// Hands `c` to the writer; an error once the writer has stopped (it failed or was
+    /// dropped), which ends the walk.
+    fn emit(&mut self, c: Change) -> std::io::Result<()> {
+        self.out.blocking_send(Ok(c)).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the tar writer stopped")
+        })
+    }
+
     fn add(
         &mut self,
         dir: BorrowedFd<'_>,
@@ -184,14 +199,13 @@ impl Walker {
         }
         let link = link_target(dir, name, &st)?;
         let xattrs = xattrs(dir, name, &st)?;
-        self.changes.push(Change::Add {
+        self.emit(Change::Add {
             rel,
             st,
             link,
             xattrs,
             hardlink_to,
-        });
-        Ok(())
+        })
     }
 
     /// Everything under `rel` (an added directory's contents).
@@ -216,7 +230,7 @@ impl Walker {
         // A directory whose lower entries are all gone (two or more) is replaced wholesale.
         let all_gone = lo.len() >= 2 && lo.keys().all(|k| !up.contains_key(k));
         if all_gone {
-            self.changes.push(Change::Opaque(rel.to_path_buf()));
+            self.emit(Change::Opaque(rel.to_path_buf()))?;
         }
         // Siblings in byte order of the names written (a whiteout sorts as `.wh.NAME`).
         let mut names: Vec<(Vec<u8>, &Vec<u8>)> = lo
@@ -240,7 +254,7 @@ impl Walker {
                     if !all_gone {
                         let mut wh = OsString::from(WHITEOUT_PREFIX);
                         wh.push(OsStr::from_bytes(name));
-                        self.changes.push(Change::Whiteout(rel.join(wh)));
+                        self.emit(Change::Whiteout(rel.join(wh)))?;
                     }
                 }
                 (None, Some(u)) => {
@@ -285,13 +299,13 @@ impl Walker {
             if k == FileType::CharacterDevice && st.st_rdev == 0 {
                 let mut wh = OsString::from(WHITEOUT_PREFIX);
                 wh.push(OsStr::from_bytes(&name));
-                self.changes.push(Change::Whiteout(rel.join(wh)));
+                self.emit(Change::Whiteout(rel.join(wh)))?;
                 continue;
             }
             self.add(d.fd()?, &name, child.clone(), st)?;
             if k == FileType::Directory {
                 if overlay_opaque(d.fd()?, &name)? {
-                    self.changes.push(Change::Opaque(child.clone()));
+                    self.emit(Change::Opaque(child.clone()))?;
                 }
                 d.close();
                 self.overlay(upper, &child)?;
@@ -354,17 +368,66 @@ fn child_path(rel: &Path, name: &[u8]) -> std::io::Result<PathBuf> {
     Ok(child)
 }
 
-/// Runs a walk on a thread of its own with a stack for the deepest tree a layer may hold
-/// ([`MAX_PATH`](crate::apply::MAX_PATH) bytes: 2048 levels).
-fn walk_thread<T: Send>(f: impl FnOnce() -> std::io::Result<T> + Send) -> std::io::Result<T> {
-    std::thread::scope(|s| {
-        std::thread::Builder::new()
+/// A walk running on a thread of its own, with a stack for the deepest tree a layer may
+/// hold ([`MAX_PATH`](crate::apply::MAX_PATH) bytes: 2048 levels): its changes as they are
+/// found, then its error if it failed.
+struct Walk {
+    changes: tokio::sync::mpsc::Receiver<std::io::Result<Change>>,
+    thread: std::thread::JoinHandle<()>,
+    /// The tree walked (for messages).
+    what: PathBuf,
+}
+
+impl Walk {
+    fn start(
+        what: &Path,
+        f: impl FnOnce(&mut Walker) -> std::io::Result<()> + Send + 'static,
+    ) -> Result<Self> {
+        let (tx, changes) = tokio::sync::mpsc::channel(256);
+        let thread = std::thread::Builder::new()
             .name("oci-layer-walk".into())
             .stack_size(64 << 20)
-            .spawn_scoped(s, f)?
-            .join()
-            .map_err(|_| std::io::Error::other("the tree walk panicked"))?
-    })
+            .spawn(move || {
+                let mut w = Walker {
+                    out: tx,
+                    links: HashMap::new(),
+                };
+                if let Err(e) = f(&mut w) {
+                    // Unless the writer is what stopped it: then nobody is listening.
+                    let _ = w.out.blocking_send(Err(e));
+                }
+            })
+            .map_err(|e| Error::fs("walk", what, e))?;
+        Ok(Self {
+            changes,
+            thread,
+            what: what.to_owned(),
+        })
+    }
+
+    /// The next change; None at the walk's end. Its failure is the walk's error.
+    async fn next(&mut self) -> Result<Option<Change>> {
+        match self.changes.recv().await {
+            Some(Ok(c)) => Ok(Some(c)),
+            Some(Err(e)) => Err(Error::fs("walk", &self.what, e)),
+            None => Ok(None),
+        }
+    }
+
+    /// Waits for the thread, which has ended or is ending (the queue closed): an error
+    /// when it panicked, so a walk cut short is never taken for a whole one.
+    async fn finish(self) -> Result<()> {
+        let Walk { thread, what, .. } = self;
+        let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+        match joined {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Error::fs(
+                "walk",
+                &what,
+                std::io::Error::other("the tree walk panicked"),
+            )),
+        }
+    }
 }
 
 fn overlay_opaque(dir: BorrowedFd<'_>, name: &[u8]) -> std::io::Result<bool> {
@@ -467,20 +530,13 @@ pub async fn diff<W: AsyncWrite + Unpin>(
     opts: &DiffOptions,
 ) -> Result<(DiffReport, W)> {
     let up = Root::open(upper)?;
+    let walked = up.try_clone()?;
     let lo = lower.map(Root::open).transpose()?;
-    let changes = walk_thread(|| {
-        let mut w = Walker {
-            changes: Vec::new(),
-            links: HashMap::new(),
-        };
-        match &lo {
-            Some(lo) => w.compare(lo, &up, Path::new("")),
-            None => w.add_tree(&up, Path::new("")),
-        }?;
-        Ok(w.changes)
-    })
-    .map_err(|e| Error::fs("walk", upper, e))?;
-    write_changes(&up, without_mount_points(changes, opts), out, opts).await
+    let walk = Walk::start(upper, move |w| match &lo {
+        Some(lo) => w.compare(lo, &walked, Path::new("")),
+        None => w.add_tree(&walked, Path::new("")),
+    })?;
+    write_changes(&up, walk, out, opts).await
 }
 
 /// Writes an overlayfs upper directory as a layer.
@@ -490,16 +546,9 @@ pub async fn diff_overlay<W: AsyncWrite + Unpin>(
     opts: &DiffOptions,
 ) -> Result<(DiffReport, W)> {
     let up = Root::open(upper)?;
-    let changes = walk_thread(|| {
-        let mut w = Walker {
-            changes: Vec::new(),
-            links: HashMap::new(),
-        };
-        w.overlay(&up, Path::new(""))?;
-        Ok(w.changes)
-    })
-    .map_err(|e| Error::fs("walk", upper, e))?;
-    write_changes(&up, without_mount_points(changes, opts), out, opts).await
+    let walked = up.try_clone()?;
+    let walk = Walk::start(upper, move |w| w.overlay(&walked, Path::new("")))?;
+    write_changes(&up, walk, out, opts).await
 }
 
 /// A whole directory as one tar (`docker export`), streamed as it is walked; files with
@@ -516,31 +565,83 @@ pub async fn export<W: AsyncWrite + Unpin>(
     diff(None, dir, out, &opts).await
 }
 
+/// One entry of the directory `dir` as a tar (`docker cp` out of a container): `name`
+/// itself, and for a directory everything under it, each path starting with `name`; `.`
+/// for `dir` itself, its entries then named `./NAME` (`docker cp CONTAINER:DIR/.`). Nothing
+/// is followed: `name` as a symlink is the link. `dir` is usually `/proc/self/fd/N` of a
+/// directory resolved inside a container's root, so that a container cannot swap a link in
+/// between.
+pub async fn export_entry<W: AsyncWrite + Unpin>(
+    dir: &Path,
+    name: &OsStr,
+    out: W,
+    opts: &DiffOptions,
+) -> Result<(DiffReport, W)> {
+    let root = Root::open(dir)?;
+    let bytes = name.as_bytes().to_vec();
+    if bytes.is_empty() || bytes.contains(&b'/') || bytes == b".." {
+        return Err(Error::UnsafePath {
+            path: name.to_string_lossy().into_owned(),
+            reason: "not one entry's name".into(),
+        });
+    }
+    let walked = root.try_clone()?;
+    let name = name.to_owned();
+    let walk = Walk::start(&dir.join(&name), move |w| {
+        let st = statat(walked.fd(), &name, AtFlags::SYMLINK_NOFOLLOW)?;
+        let rel = PathBuf::from(&name);
+        w.add(walked.fd(), &bytes, rel.clone(), st)?;
+        if kind(&st) == FileType::Directory {
+            w.add_tree(&walked, &rel)?;
+        }
+        Ok(())
+    })?;
+    let opts = DiffOptions {
+        sparse: true,
+        // One entry's tree has no runtime mount points to leave out.
+        mount_points: Vec::new(),
+        ..opts.clone()
+    };
+    write_changes(&root, walk, out, &opts).await
+}
+
+/// Writes the walk's changes as a tar as they come; the walk's error, if it fails, ends the
+/// tar unfinished (no end-of-archive blocks: a reader sees it cut short).
 async fn write_changes<W: AsyncWrite + Unpin>(
     root: &Root,
-    changes: Vec<Change>,
+    mut walk: Walk,
     out: W,
     opts: &DiffOptions,
 ) -> Result<(DiffReport, W)> {
     let mut tw = TarWriter::new(out);
     let mut report = DiffReport::default();
+    let named = |rel: PathBuf| -> Vec<u8> {
+        let rebased = opts.rebase.as_ref().and_then(|(from, to)| {
+            let rest = rel.strip_prefix(from).ok()?;
+            Some(match rest.as_os_str().is_empty() {
+                true => to.clone(),
+                false => to.join(rest),
+            })
+        });
+        rebased.unwrap_or(rel).into_os_string().into_vec()
+    };
     let clamp = |t: i64| {
         let t = t.max(0) as u64;
         opts.source_date_epoch.map_or(t, |e| t.min(e))
     };
-    for c in changes {
+    while let Some(c) = walk.next().await? {
+        if is_mount_point(&c, opts) {
+            continue;
+        }
         match c {
             Change::Whiteout(rel) => {
-                let mut h = EntryHeader::new(rel.into_os_string().into_vec(), EntryType::Regular);
+                let mut h = EntryHeader::new(named(rel), EntryType::Regular);
                 h.mtime = opts.source_date_epoch.unwrap_or(0);
                 tw.header(&h).await?;
                 report.deleted += 1;
             }
             Change::Opaque(rel) => {
-                let mut h = EntryHeader::new(
-                    rel.join(OPAQUE_MARKER).into_os_string().into_vec(),
-                    EntryType::Regular,
-                );
+                let mut h = EntryHeader::new(named(rel.join(OPAQUE_MARKER)), EntryType::Regular);
                 h.mtime = opts.source_date_epoch.unwrap_or(0);
                 tw.header(&h).await?;
                 report.opaque += 1;
@@ -553,9 +654,8 @@ async fn write_changes<W: AsyncWrite + Unpin>(
                 hardlink_to,
             } => {
                 let k = kind(&st);
-                let mut h =
-                    EntryHeader::new(rel.clone().into_os_string().into_vec(), EntryType::Regular);
-                h.mode = st.st_mode & 0o7777;
+                let mut h = EntryHeader::new(named(rel.clone()), EntryType::Regular);
+                h.mode = st.st_mode & 0o7777 & if opts.strip_setid { !0o6000 } else { !0 };
                 h.uid = u64::from(st.st_uid);
                 h.gid = u64::from(st.st_gid);
                 h.mtime = clamp(st.st_mtime);
@@ -567,7 +667,7 @@ async fn write_changes<W: AsyncWrite + Unpin>(
                 report.changed += 1;
                 if let Some(target) = hardlink_to {
                     h.kind = EntryType::Link;
-                    h.link = target.into_os_string().into_vec();
+                    h.link = named(target);
                     h.xattrs.clear();
                     tw.header(&h).await?;
                     report.hardlinks += 1;
@@ -576,12 +676,33 @@ async fn write_changes<W: AsyncWrite + Unpin>(
                 match k {
                     FileType::RegularFile => {
                         h.size = st.st_size as u64;
+                        // Non-blocking, and checked to be the regular file the walk saw: a
+                        // tree that changes meanwhile (a running container's) could have put
+                        // a FIFO (an open that never returns) or a device node (the host's
+                        // disk, read as the file's bytes) in its place.
                         let fd = root
-                            .resolve(&rel, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC)
+                            .resolve(
+                                &rel,
+                                OFlags::RDONLY
+                                    | OFlags::NOFOLLOW
+                                    | OFlags::CLOEXEC
+                                    | OFlags::NONBLOCK,
+                            )
                             .map_err(|e| match e {
                                 Error::Fs { source, .. } => Error::fs("open", &rel, source),
                                 e => e,
                             })?;
+                        let now = rustix::fs::fstat(&fd).map_err(|e| Error::fs("stat", &rel, e))?;
+                        if kind(&now) != FileType::RegularFile
+                            || now.st_dev != st.st_dev
+                            || now.st_ino != st.st_ino
+                        {
+                            return Err(Error::fs(
+                                "read",
+                                &rel,
+                                std::io::Error::other("it changed while the tree was written"),
+                            ));
+                        }
                         // Holes stay holes when asked (export): a file with few blocks for
                         // its size is looked at for them.
                         let runs = (opts.sparse && (st.st_blocks as u64) * 512 < h.size)
@@ -641,6 +762,7 @@ async fn write_changes<W: AsyncWrite + Unpin>(
             }
         }
     }
+    walk.finish().await?;
     report.tar_bytes = tw.written() + 1024;
     let out = tw.finish().await?;
     Ok((report, out))

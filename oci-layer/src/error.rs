@@ -160,6 +160,9 @@ pub enum Error {
         /// The list.
         list: String,
     },
+    /// A `--pull` policy that is not one.
+    #[error("invalid pull policy {0:?}: expected missing, always or never")]
+    InvalidPullPolicy(String),
     /// An `images --filter` term this store does not know.
     #[error("unsupported filter {0:?} (dangling=BOOL, reference=PATTERN)")]
     InvalidFilter(String),

@@ -218,6 +218,8 @@ pub struct RunnableImage {
     pub config: ImageConfiguration,
     /// The configuration's digest.
     pub config_digest: Digest,
+    /// What docker's config adds that `config` does not carry: health check and shell.
+    pub extras: oci_rs_image::DockerExtras,
 }
 
 impl RunnableImage {
@@ -250,13 +252,56 @@ impl RunnableImage {
             image: name.to_owned(),
             expected: "an image",
         })?;
-        let config = oci_rs_image::read_config(source, img.config()).await?;
+        let bytes = oci_rs_image::read_small_blob(
+            source,
+            img.config(),
+            oci_rs_image::MAX_CONFIG_SIZE,
+            "image config",
+        )
+        .await?;
+        let config =
+            serde_json::from_slice(&bytes).map_err(|source| oci_rs_image::Error::InvalidJson {
+                what: "image config",
+                source,
+            })?;
+        let extras = oci_rs_image::DockerExtras::of_config_json(&bytes)?;
         let config_digest = img.config().digest().clone();
         Ok(Self {
             manifest,
             config,
             config_digest,
+            extras,
         })
+    }
+}
+
+/// When `run` pulls its image: docker's `--pull missing|always|never`.
+///
+/// ```
+/// use oci_rs_layer::PullPolicy;
+/// assert_eq!("never".parse::<PullPolicy>().unwrap(), PullPolicy::Never);
+/// assert!("sometimes".parse::<PullPolicy>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PullPolicy {
+    /// Only an image that is not here (docker's default).
+    #[default]
+    Missing,
+    /// Before every run.
+    Always,
+    /// Never: an image that is not here is an error.
+    Never,
+}
+
+impl std::str::FromStr for PullPolicy {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "missing" => Ok(Self::Missing),
+            "always" => Ok(Self::Always),
+            "never" => Ok(Self::Never),
+            other => Err(Error::InvalidPullPolicy(other.to_owned())),
+        }
     }
 }
 
@@ -510,9 +555,38 @@ impl ImageStore {
         remote: Option<(&dyn Remote, &CopyOptions)>,
         on_pull: impl FnOnce(&ImageReference),
     ) -> Result<RunnableImage> {
+        self.image_for_run_with(name, platform, remote, PullPolicy::Missing, on_pull)
+            .await
+    }
+
+    /// [`ImageStore::image_for_run`] with docker's `--pull` policy: `Missing` pulls only an
+    /// image that is not here, `Always` pulls first whatever is here (and fails with the
+    /// pull), `Never` does not pull (an image not here is [`Error::NoSuchImage`]).
+    pub async fn image_for_run_with(
+        &self,
+        name: &str,
+        platform: Option<&PlatformSpec>,
+        remote: Option<(&dyn Remote, &CopyOptions)>,
+        policy: PullPolicy,
+        on_pull: impl FnOnce(&ImageReference),
+    ) -> Result<RunnableImage> {
         let mut on_pull = Some(on_pull);
-        let desc = match self.find_opt(name).await? {
-            Some(f) => f.desc,
+        let remote = match policy {
+            PullPolicy::Never => None,
+            _ => remote,
+        };
+        let found = match (policy, remote) {
+            (PullPolicy::Always, Some((remote, opts))) => {
+                let mut opts = opts.clone();
+                if let Some(p) = platform {
+                    opts.platforms = PlatformFilter::One(p.clone());
+                }
+                Some(self.pull(remote, name, &opts, true).await?.manifest)
+            }
+            _ => self.find_opt(name).await?.map(|f| f.desc),
+        };
+        let desc = match found {
+            Some(d) => d,
             None => {
                 let Some((remote, opts)) = remote else {
                     return Err(Error::NoSuchImage(name.to_owned()));

@@ -133,11 +133,13 @@ pub use apply::{
     IdRange, Ownership, DEFAULT_MAX_LAYER_BYTES, MAX_PATH, MTIME_RANGE, OPAQUE_MARKER,
     ROOTLESS_XATTR, WHITEOUT_PREFIX,
 };
-pub use diff::{diff, diff_overlay, diff_to_file, diff_to_store, export, DiffOptions, DiffReport};
+pub use diff::{
+    diff, diff_overlay, diff_to_file, diff_to_store, export, export_entry, DiffOptions, DiffReport,
+};
 pub use error::{Error, Result};
 pub use images::{
     apply_change, creation_time, store_name, CacheEntry, CommitOptions, Found, HistoryRow,
-    ImageFilter, ImageRow, ImageStore, Loaded, PullReport, RunnableImage,
+    ImageFilter, ImageRow, ImageStore, Loaded, PullPolicy, PullReport, RunnableImage,
 };
 pub use oci_spec;
 pub use pull::{pull_and_unpack, PullUnpackReport};

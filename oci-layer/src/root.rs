@@ -72,6 +72,17 @@ impl Root {
         })
     }
 
+    /// A second handle on the same directory (for a walk on another thread).
+    pub fn try_clone(&self) -> Result<Self> {
+        Ok(Self {
+            fd: self
+                .fd
+                .try_clone()
+                .map_err(|e| Error::fs("dup", &self.path, e))?,
+            path: self.path.clone(),
+        })
+    }
+
     /// The root's path (for messages).
     pub fn path(&self) -> &Path {
         &self.path

@@ -359,6 +359,37 @@ pub struct Client {
     pub(crate) inner: Arc<Inner>,
 }
 
+impl Client {
+    /// This client with `credentials` in place of its own: the same HTTP stack, registry
+    /// settings, limits and progress, and token caches of its own (a token got with one
+    /// login is never used with another).
+    pub fn with_credentials(&self, credentials: Arc<dyn CredentialProvider>) -> Client {
+        let i = &self.inner;
+        Client {
+            inner: Arc::new(Inner {
+                http: i.http.clone(),
+                insecure: i.insecure.clone(),
+                https: i.https.clone(),
+                blocked: i.blocked.clone(),
+                short_names: i.short_names.clone(),
+                credentials,
+                mirrors: i.mirrors.clone(),
+                retry: i.retry.clone(),
+                downloads: i.downloads.clone(),
+                uploads: i.uploads.clone(),
+                auth: Mutex::new(HashMap::new()),
+                creds: tokio::sync::Mutex::new(HashMap::new()),
+                progress: i.progress.clone(),
+                chunk_size: i.chunk_size,
+                monolithic_limit: i.monolithic_limit,
+                max_resumes: i.max_resumes,
+                request_deadline: i.request_deadline,
+                min_blob_rate: i.min_blob_rate,
+            }),
+        }
+    }
+}
+
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")

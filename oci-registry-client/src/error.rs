@@ -106,7 +106,8 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
-    /// A URL from the registry (token realm, `Location`, `Link`, redirect) was refused.
+    /// A URL was refused: one from the registry (token realm, `Location`, `Link`,
+    /// redirect), or a pull-through upstream given to the server.
     #[error("refused URL {url:?}: {reason}")]
     RefusedUrl {
         /// The URL.

@@ -152,6 +152,29 @@ impl oci_rs_image::Remote for Client {
             None => name.to_owned(),
         }
     }
+
+    /// Checks the login with `GET /v2/` through the registry's challenge, then returns
+    /// this client with these credentials for `registry` (see
+    /// [`Client::with_credentials`]).
+    async fn login(
+        &self,
+        registry: &str,
+        username: &str,
+        password: &str,
+    ) -> oci_rs_image::Result<Option<std::sync::Arc<dyn oci_rs_image::Remote>>> {
+        let cred = crate::Credential::Basic {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        };
+        let client = self.with_credentials(std::sync::Arc::new(
+            crate::StaticCredentials::new().with(registry, cred),
+        ));
+        client
+            .ping(registry)
+            .await
+            .map_err(crate::Error::into_image)?;
+        Ok(Some(std::sync::Arc::new(client)))
+    }
 }
 
 /// URLs through this client's HTTP stack (its proxies, TLS roots and timeouts), following

@@ -71,7 +71,105 @@ fn clean_path(p: &str) -> Result<String> {
     Ok(p.to_owned())
 }
 
+/// What a cgroup has used, as its controllers count it ([`Cgroup::stats`]); a counter this
+/// host does not keep is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CgroupStats {
+    /// CPU time of all its processes, in nanoseconds.
+    pub cpu_ns: Option<u64>,
+    /// Memory in use, in bytes (page cache included, as the kernel counts it).
+    pub memory: Option<u64>,
+    /// The memory limit; `None` without one.
+    pub memory_limit: Option<u64>,
+    /// Inactive page cache (what docker subtracts from the usage it shows).
+    pub inactive_file: Option<u64>,
+    /// Processes (and threads) in it.
+    pub pids: Option<u64>,
+    /// The process limit; `None` without one.
+    pub pids_limit: Option<u64>,
+    /// Bytes read from block devices.
+    pub io_read: Option<u64>,
+    /// Bytes written to block devices.
+    pub io_write: Option<u64>,
+}
+
+/// A number in a cgroup file; `max` (no limit) and unreadable files are `None`.
+fn read_u64(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The value of `key` in a flat-keyed cgroup file (`memory.stat`, `cpu.stat`).
+fn keyed(path: &Path, key: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
 impl Cgroup {
+    /// What the cgroup's processes have used so far (`docker stats`' figures). A v1 memory
+    /// limit at the kernel's "unlimited" value reads as none.
+    pub fn stats(&self) -> CgroupStats {
+        match self {
+            Cgroup::V1 { mount, path } => {
+                let at = |c: &str, f: &str| mount.join(c).join(path).join(f);
+                let (mut read, mut write) = (None::<u64>, None::<u64>);
+                if let Ok(t) =
+                    std::fs::read_to_string(at("blkio", "blkio.throttle.io_service_bytes"))
+                {
+                    for l in t.lines() {
+                        let f: Vec<&str> = l.split_whitespace().collect();
+                        if let [_, op, v] = f.as_slice() {
+                            let v: u64 = v.parse().unwrap_or(0);
+                            match *op {
+                                "Read" => *read.get_or_insert(0) += v,
+                                "Write" => *write.get_or_insert(0) += v,
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                CgroupStats {
+                    cpu_ns: read_u64(&at("cpuacct", "cpuacct.usage")),
+                    memory: read_u64(&at("memory", "memory.usage_in_bytes")),
+                    memory_limit: read_u64(&at("memory", "memory.limit_in_bytes"))
+                        .filter(|l| *l < (1 << 62)),
+                    inactive_file: keyed(&at("memory", "memory.stat"), "total_inactive_file"),
+                    pids: read_u64(&at("pids", "pids.current")),
+                    pids_limit: read_u64(&at("pids", "pids.max")),
+                    io_read: read.or(Some(0)),
+                    io_write: write.or(Some(0)),
+                }
+            }
+            Cgroup::V2 { mount, path } => {
+                let at = |f: &str| mount.join(path).join(f);
+                let (mut read, mut write) = (0u64, 0u64);
+                for l in std::fs::read_to_string(at("io.stat"))
+                    .unwrap_or_default()
+                    .lines()
+                {
+                    for kv in l.split_whitespace().skip(1) {
+                        match kv.split_once('=') {
+                            Some(("rbytes", v)) => read += v.parse::<u64>().unwrap_or(0),
+                            Some(("wbytes", v)) => write += v.parse::<u64>().unwrap_or(0),
+                            _ => {}
+                        }
+                    }
+                }
+                CgroupStats {
+                    cpu_ns: keyed(&at("cpu.stat"), "usage_usec").map(|u| u.saturating_mul(1000)),
+                    memory: read_u64(&at("memory.current")),
+                    memory_limit: read_u64(&at("memory.max")),
+                    inactive_file: keyed(&at("memory.stat"), "inactive_file"),
+                    pids: read_u64(&at("pids.current")),
+                    pids_limit: read_u64(&at("pids.max")),
+                    io_read: Some(read),
+                    io_write: Some(write),
+                }
+            }
+        }
+    }
+
     /// The cgroup for `path` on this host: v2 when `/sys/fs/cgroup` is the unified hierarchy,
     /// else v1.
     pub fn detect(path: &str) -> Result<Self> {

@@ -222,13 +222,21 @@ pub fn device_rules(linux: Option<&Linux>) -> Result<Vec<DeviceRule>> {
                 ))
             }
         };
-        out.push(DeviceRule {
-            allow: true,
-            kind: Some(kind),
-            major: id(Some(d.major()), "major")?,
-            minor: id(Some(d.minor()), "minor")?,
-            access: ALL,
+        let (major, minor) = (id(Some(d.major()), "major")?, id(Some(d.minor()), "minor")?);
+        // A spec rule for exactly this device decides its access (docker's `--device
+        // HOST:CTR:r` is read-only): allowing all of it here would override that.
+        let decided = out[1..].iter().any(|r| {
+            r.kind == Some(kind) && r.major == major && r.minor == minor && major.is_some()
         });
+        if !decided {
+            out.push(DeviceRule {
+                allow: true,
+                kind: Some(kind),
+                major,
+                minor,
+                access: ALL,
+            });
+        }
     }
     Ok(out)
 }
@@ -450,6 +458,20 @@ mod tests {
         assert!(r.iter().any(|x| x.v1() == "c 10:229 rwm" && x.allow));
         assert_eq!((r[1].v1(), r[1].allow), ("c 1:3 w".to_owned(), false));
         assert_eq!(r.last().unwrap().v1(), "c 10:229 rwm");
+    }
+
+    #[test]
+    fn a_spec_rule_for_a_device_decides_its_access() {
+        // docker's `--device /dev/kmsg:/dev/k:r`: the node, and a rule allowing reads only.
+        let linux: Linux = serde_json::from_str(
+            r#"{"devices":[{"path":"/dev/k","type":"c","major":1,"minor":11}],
+                "resources":{"devices":[{"allow":true,"type":"c","major":1,"minor":11,"access":"r"}]}}"#,
+        )
+        .unwrap();
+        let r = device_rules(Some(&linux)).unwrap();
+        let kmsg: Vec<_> = r.iter().filter(|x| x.v1().starts_with("c 1:11 ")).collect();
+        assert_eq!(kmsg.len(), 1, "{r:?}");
+        assert_eq!(kmsg[0].v1(), "c 1:11 r");
     }
 
     #[test]

@@ -315,6 +315,173 @@ pub fn etc_files(dir: &Path, hostname: &str, network: NetworkMode) -> Result<Vec
     Ok(out)
 }
 
+/// docker's rule for `--sysctl`: only parameters a container's own namespaces hold, as the
+/// runtime decides (IPC's, `fs.mqueue.*`, `kernel.domainname`, and `net.*` with a network
+/// namespace of its own; `kernel.hostname` is `--hostname`'s); a value on one line.
+pub fn check_sysctl(key: &str, value: &str, network: NetworkMode) -> Result<()> {
+    let shape = !key.is_empty()
+        && !key.starts_with('.')
+        && !key.contains("..")
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let namespaced = key != "kernel.hostname"
+        && crate::plan::sysctl_namespaced(key, |t| {
+            t != LinuxNamespaceType::Network || network != NetworkMode::Host
+        });
+    if !shape || !namespaced {
+        return Err(Error::option(
+            "sysctl",
+            key.escape_debug(),
+            "not a parameter of the container's own namespaces (IPC's, fs.mqueue.*, \
+             kernel.domainname, or net.* without the host's network)",
+        ));
+    }
+    if value.contains(['\n', '\0']) {
+        return Err(Error::option("sysctl", key, "a value on one line"));
+    }
+    Ok(())
+}
+
+/// docker's `--sysctl KEY=VALUE` as a pair (checked by [`check_sysctl`] when the spec is
+/// made).
+pub fn parse_sysctl(spec: &str) -> Result<(String, String)> {
+    spec.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| Error::option("sysctl", spec.escape_debug(), "KEY=VALUE"))
+}
+
+/// docker's `--ulimit NAME=SOFT[:HARD]` (`nofile=1024:2048`; `-1` is unlimited) as the
+/// runtime spec's `RLIMIT_NAME` and limits.
+pub fn parse_ulimit(spec: &str) -> Result<oci_spec::runtime::PosixRlimit> {
+    use oci_spec::runtime::PosixRlimitType as T;
+    let bad = |why: &'static str| Error::option("ulimit", spec.escape_debug(), why);
+    let (name, limits) = spec
+        .split_once('=')
+        .ok_or_else(|| bad("NAME=SOFT[:HARD]"))?;
+    let typ = match name {
+        "as" => T::RlimitAs,
+        "core" => T::RlimitCore,
+        "cpu" => T::RlimitCpu,
+        "data" => T::RlimitData,
+        "fsize" => T::RlimitFsize,
+        "locks" => T::RlimitLocks,
+        "memlock" => T::RlimitMemlock,
+        "msgqueue" => T::RlimitMsgqueue,
+        "nice" => T::RlimitNice,
+        "nofile" => T::RlimitNofile,
+        "nproc" => T::RlimitNproc,
+        "rss" => T::RlimitRss,
+        "rtprio" => T::RlimitRtprio,
+        "rttime" => T::RlimitRttime,
+        "sigpending" => T::RlimitSigpending,
+        "stack" => T::RlimitStack,
+        _ => return Err(bad("not a resource limit docker knows")),
+    };
+    let value = |v: &str| -> Result<u64> {
+        match v {
+            "-1" | "unlimited" => Ok(u64::MAX),
+            v => v.parse().map_err(|_| bad("limits are numbers")),
+        }
+    };
+    let (soft, hard) = match limits.split_once(':') {
+        Some((s, h)) => (value(s)?, value(h)?),
+        None => (value(limits)?, value(limits)?),
+    };
+    if soft > hard {
+        return Err(bad("the soft limit is above the hard one"));
+    }
+    oci_spec::runtime::PosixRlimitBuilder::default()
+        .typ(typ)
+        .soft(soft)
+        .hard(hard)
+        .build()
+        .map_err(spec_err)
+}
+
+/// Adds `opts`' `--add-host` lines to the `hosts` and its `--dns`, `--dns-search` and
+/// `--dns-option` to the `resolv.conf` that [`etc_files`] wrote into `dir`: given name
+/// servers replace the host's, as docker's do. Each value is checked to keep to its line.
+pub fn etc_extras(dir: &Path, opts: &RunOptions) -> Result<()> {
+    let line_safe = |what: &'static str, v: &str| {
+        if v.is_empty() || v.contains(|c: char| c.is_whitespace() || c.is_control() || c == '#') {
+            Err(Error::option(
+                what,
+                v.escape_debug(),
+                "one word, on one line",
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    if !opts.extra_hosts.is_empty() {
+        let mut add = String::new();
+        for h in &opts.extra_hosts {
+            // NAME:IP, the address possibly IPv6 (docker also takes NAME=IP).
+            let (name, ip) = h
+                .split_once('=')
+                .or_else(|| h.split_once(':'))
+                .ok_or_else(|| Error::option("add-host", h.escape_debug(), "NAME:IP"))?;
+            line_safe("add-host", name)?;
+            let ip = ip.trim_start_matches('[').trim_end_matches(']');
+            let ip: std::net::IpAddr = ip.parse().map_err(|_| {
+                Error::option(
+                    "add-host",
+                    h.escape_debug(),
+                    "not an IP address (host-gateway is not served)",
+                )
+            })?;
+            add.push_str(&format!("{ip}\t{name}\n"));
+        }
+        let p = dir.join("hosts");
+        let mut text = std::fs::read_to_string(&p).map_err(|e| Error::io("read", &p, e))?;
+        text.push_str(&add);
+        std::fs::write(&p, text).map_err(|e| Error::io("write", &p, e))?;
+    }
+    if opts.dns.is_empty() && opts.dns_search.is_empty() && opts.dns_options.is_empty() {
+        return Ok(());
+    }
+    let p = dir.join("resolv.conf");
+    let old = std::fs::read_to_string(&p).map_err(|e| Error::io("read", &p, e))?;
+    let mut text = String::new();
+    for l in old.lines() {
+        let key = l.split_whitespace().next().unwrap_or("");
+        let replaced = (key == "nameserver" && !opts.dns.is_empty())
+            || ((key == "search" || key == "domain") && !opts.dns_search.is_empty())
+            || (key == "options" && !opts.dns_options.is_empty());
+        if !replaced {
+            text.push_str(l);
+            text.push('\n');
+        }
+    }
+    for d in &opts.dns {
+        let ip: std::net::IpAddr = d
+            .parse()
+            .map_err(|_| Error::option("dns", d.escape_debug(), "not an IP address"))?;
+        text.push_str(&format!("nameserver {ip}\n"));
+    }
+    // docker's `--dns-search .`: no search domains at all.
+    let search: Vec<&String> = opts
+        .dns_search
+        .iter()
+        .filter(|s| s.as_str() != ".")
+        .collect();
+    for s in &search {
+        line_safe("dns-search", s)?;
+    }
+    if !search.is_empty() {
+        let names: Vec<&str> = search.iter().map(|s| s.as_str()).collect();
+        text.push_str(&format!("search {}\n", names.join(" ")));
+    }
+    for o in &opts.dns_options {
+        line_safe("dns-option", o)?;
+    }
+    if !opts.dns_options.is_empty() {
+        text.push_str(&format!("options {}\n", opts.dns_options.join(" ")));
+    }
+    std::fs::write(&p, text).map_err(|e| Error::io("write", &p, e))
+}
+
 /// Whether every `nameserver` of a resolv.conf is on the loopback (systemd-resolved's
 /// 127.0.0.53, dnsmasq's 127.0.0.1), or there is none.
 fn only_loopback_servers(text: &str) -> bool {
@@ -363,7 +530,8 @@ pub enum SeccompChoice {
 pub struct RunOptions {
     /// Command and arguments replacing the image's Cmd (Entrypoint is kept).
     pub args: Vec<String>,
-    /// Replaces the image's Entrypoint when set.
+    /// Replaces the image's Entrypoint when set (and then its Cmd too, as docker's: only
+    /// `args` follow it); `[""]` or `[]` is none at all.
     pub entrypoint: Option<Vec<String>>,
     /// `KEY=VALUE` pairs added to (or replacing those of) the image's Env.
     pub env: Vec<String>,
@@ -404,6 +572,35 @@ pub struct RunOptions {
     pub no_new_privileges: bool,
     /// The seccomp filter.
     pub seccomp: SeccompChoice,
+    /// Kernel parameters of the container's namespaces (`--sysctl net.ipv4.ip_forward=1`):
+    /// only those a namespace of its own holds (see [`check_sysctl`]).
+    pub sysctls: std::collections::BTreeMap<String, String>,
+    /// Resource limits of its processes, as docker's `--ulimit NAME=SOFT[:HARD]`.
+    pub ulimits: Vec<String>,
+    /// The size of its `/dev/shm` in bytes (`--shm-size`; docker's default is 64 MiB).
+    pub shm_size: Option<u64>,
+    /// More groups for its user (`--group-add`): gids, or names in the image's
+    /// `/etc/group`.
+    pub group_add: Vec<String>,
+    /// More lines of its `/etc/hosts` (`--add-host NAME:IP`).
+    pub extra_hosts: Vec<String>,
+    /// Its name servers (`--dns`), instead of the host's.
+    pub dns: Vec<String>,
+    /// Its search domains (`--dns-search`).
+    pub dns_search: Vec<String>,
+    /// Its resolver options (`--dns-option`).
+    pub dns_options: Vec<String>,
+    /// Its health check (`--health-cmd` and the other `--health-*` flags, `--no-healthcheck`):
+    /// each field set replaces the image's (see [`Healthcheck::merged_under`]).
+    ///
+    /// [`Healthcheck::merged_under`]: oci_rs_image::Healthcheck::merged_under
+    pub healthcheck: Option<oci_rs_image::Healthcheck>,
+    /// Its pid namespace (`--pid`).
+    pub pid: crate::NamespaceChoice,
+    /// Its IPC namespace and `/dev/shm` (`--ipc`).
+    pub ipc: crate::NamespaceChoice,
+    /// Host devices it is given (`--device`).
+    pub devices: Vec<crate::DeviceMapping>,
 }
 
 impl RunOptions {
@@ -547,12 +744,17 @@ pub fn spec_from_image(
     opts: &RunOptions,
 ) -> Result<Spec> {
     let cfg = image.config().clone().unwrap_or_default();
-    let mut args: Vec<String> = opts
+    // docker's `--entrypoint ""` (sent as `[""]`) is no entrypoint at all.
+    let entrypoint = opts
         .entrypoint
+        .clone()
+        .map(|e| e.into_iter().filter(|a| !a.is_empty()).collect::<Vec<_>>());
+    let mut args: Vec<String> = entrypoint
         .clone()
         .or_else(|| cfg.entrypoint().clone())
         .unwrap_or_default();
-    if opts.args.is_empty() {
+    // As docker's: an entrypoint given replaces the image's Cmd too.
+    if opts.args.is_empty() && entrypoint.is_none() {
         args.extend(cfg.cmd().clone().unwrap_or_default());
     } else {
         args.extend(opts.args.iter().cloned());
@@ -584,7 +786,17 @@ pub fn spec_from_image(
         .clone()
         .or_else(|| cfg.user().clone())
         .unwrap_or_default();
-    let (uid, gid, extra) = resolve_user(rootfs, &user_spec)?;
+    let (uid, gid, mut extra) = resolve_user(rootfs, &user_spec)?;
+    for g in &opts.group_add {
+        // A gid as it is; a name looked up in the image's /etc/group.
+        let gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => resolve_user(rootfs, &format!("0:{g}"))?.1,
+        };
+        if !extra.contains(&gid) {
+            extra.push(gid);
+        }
+    }
     let cwd = opts
         .workdir
         .clone()
@@ -643,6 +855,12 @@ pub fn spec_from_image(
         .user(user)
         .terminal(opts.terminal)
         .no_new_privileges(opts.no_new_privileges)
+        .rlimits(
+            opts.ulimits
+                .iter()
+                .map(|u| parse_ulimit(u))
+                .collect::<Result<Vec<_>>>()?,
+        )
         .build()
         .map_err(spec_err)?;
     let mut spec = match &opts.rootless {
@@ -660,6 +878,21 @@ pub fn spec_from_image(
     ));
     spec.set_hostname(Some(hostname));
     let mut mounts = spec.mounts().clone().unwrap_or_default();
+    if let Some(size) = opts.shm_size {
+        if size == 0 {
+            return Err(Error::option("shm-size", size, "above zero"));
+        }
+        for m in mounts
+            .iter_mut()
+            .filter(|m| m.destination() == Path::new("/dev/shm"))
+        {
+            let mut o: Vec<String> = m.options().clone().unwrap_or_default();
+            o.retain(|x| !x.starts_with("size="));
+            o.push(format!("size={size}"));
+            m.set_options(Some(o));
+        }
+    }
+    crate::sharing::shm_mount(&mut mounts, &opts.ipc)?;
     for m in &opts.mounts {
         // A later mount on the same target replaces an earlier one, as docker's do.
         mounts.retain(|x| x.destination() != Path::new(m.target()));
@@ -692,15 +925,31 @@ pub fn spec_from_image(
                     .map_err(spec_err)?,
             );
         }
+        crate::sharing::join_namespaces(&mut ns, &opts.pid, &opts.ipc)?;
         linux.set_namespaces(Some(ns));
         if let Some(r) = &opts.rootless {
             linux.set_uid_mappings(Some(id_maps(r.uid, r.subuids)?));
             linux.set_gid_mappings(Some(id_maps(r.gid, r.subgids)?));
         }
         linux.set_seccomp(seccomp);
+        if !opts.sysctls.is_empty() {
+            for (k, v) in &opts.sysctls {
+                check_sysctl(k, v, opts.network)?;
+            }
+            let mut all = linux.sysctl().clone().unwrap_or_default();
+            all.extend(opts.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())));
+            linux.set_sysctl(Some(all));
+        }
         if opts.privileged {
             linux.set_masked_paths(None);
             linux.set_readonly_paths(None);
+        }
+        let (nodes, mut allowed) = crate::sharing::device_entries(&opts.devices)?;
+        if !nodes.is_empty() {
+            let mut all = linux.devices().clone().unwrap_or_default();
+            all.retain(|d| !nodes.iter().any(|n| n.path() == d.path()));
+            all.extend(nodes);
+            linux.set_devices(Some(all));
         }
         let mut res = LinuxResourcesBuilder::default().devices(if opts.privileged {
             vec![LinuxDeviceCgroupBuilder::default()
@@ -709,7 +958,9 @@ pub fn spec_from_image(
                 .build()
                 .map_err(spec_err)?]
         } else {
-            docker_device_rules()?
+            let mut rules = docker_device_rules()?;
+            rules.append(&mut allowed);
+            rules
         });
         if let Some(m) = opts.memory {
             if m < 6 << 20 {

@@ -331,6 +331,8 @@
 //! Not yet: seccomp on architectures other than x86_64 and aarch64, and its
 //! `SCMP_ACT_NOTIFY` action.
 
+#[cfg(feature = "api")]
+pub mod api;
 mod attach;
 #[cfg(feature = "engine")]
 mod build;
@@ -341,7 +343,9 @@ mod devices;
 #[cfg(feature = "engine")]
 mod engine;
 mod error;
+mod events;
 mod exe;
+mod health;
 mod hooks;
 mod idmap;
 mod image_spec;
@@ -355,6 +359,7 @@ mod pidfd;
 mod plan;
 mod resolve;
 mod seccomp;
+mod sharing;
 mod syscalls_aarch64;
 mod syscalls_x86_64;
 
@@ -366,7 +371,7 @@ pub use build::{
     Built, CacheExport, CacheImport, CacheLocation, CacheMode, DockerfileBuild, Entitlement,
     StreamedContext, MAX_DOCKERFILE,
 };
-pub use cgroup::Cgroup;
+pub use cgroup::{Cgroup, CgroupStats};
 pub use container::{
     parse_signal, run, run_hooks, validate_id, Container, ContainerBuilder, ExecProcess, Status,
 };
@@ -374,35 +379,42 @@ pub use default_seccomp::docker_default_seccomp;
 pub use devices::{device_rules, DeviceRule, DEFAULT_ALLOWED};
 #[cfg(feature = "engine")]
 pub use engine::{
-    parse_mount_arg, parse_volume_arg, random_hex, ContainerConfig, ContainerFilter,
-    ContainerInspect, ContainerView, Containers, EngineError, EngineResult, ExecRequest,
-    InspectState, MountArg, ProcessRow, RunImage, RunRequest, VolumeInfo, Volumes,
+    parse_container_path, parse_mount_arg, parse_volume_arg, random_hex, ContainerConfig,
+    ContainerFilter, ContainerInspect, ContainerStats, ContainerView, Containers, EngineError,
+    EngineResult, ExecRequest, ExecSession, InspectState, InterfaceStats, MountArg, ProcessRow,
+    RunImage, RunRequest, StatsRow, VolumeInfo, Volumes, ANONYMOUS_VOLUME_LABEL,
 };
 pub use error::{chain, Error, Result};
+pub use events::{Event, EventFilter, EventSink, Follower, Journal, JOURNAL_MAX};
 pub use exe::{allow_unsealed, is_sealed, reexec_sealed, sealed_main};
+pub use health::{
+    Health, HealthFlags, HealthProbe, HealthResult, HealthStatus, MAX_HEALTH_LOG, MAX_PROBE_OUTPUT,
+};
 pub use image_spec::{
-    capability_set, docker_device_rules, etc_files, is_valid_hostname, parse_capability,
-    resolve_user, resources_of, set_env, spec_from_image, ExtraMount, NetworkMode, ResourceFlags,
-    Rootless, RunOptions, SeccompChoice, DEFAULT_CAPABILITIES, ETC_MOUNT_POINTS,
+    capability_set, check_sysctl, docker_device_rules, etc_extras, etc_files, is_valid_hostname,
+    parse_capability, parse_sysctl, parse_ulimit, resolve_user, resources_of, set_env,
+    spec_from_image, ExtraMount, NetworkMode, ResourceFlags, Rootless, RunOptions, SeccompChoice,
+    DEFAULT_CAPABILITIES, ETC_MOUNT_POINTS,
 };
 pub use logs::{
     follow_logs, log_files, parse_log_record, read_logs, LogLimits, LogQuery, LogRecord, LogStream,
     LogWriter,
 };
 pub use monitor::{
-    serve_if_requested, Monitor, MonitorConfig, MonitorState, MonitorStatus, RestartPolicy,
-    ATTACH_SOCKET, LOG_FILE,
+    ago, human_duration, serve_if_requested, Monitor, MonitorConfig, MonitorState, MonitorStatus,
+    RestartPolicy, ATTACH_SOCKET, LOG_FILE,
 };
 #[cfg(feature = "network")]
 pub use network::{
     attach_network, parse_publish, parse_subnet, AttachedNetwork, Endpoint, NetError,
-    NetworkAttachment, NetworkConfig, NetworkPlan, NetworkRequest, Networks, PortMapping, Proto,
-    PublishedPort, DEFAULT_NETWORK, HOST_NETWORKS_DIR,
+    NetworkAttachment, NetworkConfig, NetworkFilter, NetworkPlan, NetworkRequest, Networks,
+    PortMapping, Proto, PublishedPort, DEFAULT_NETWORK, HOST_NETWORKS_DIR,
 };
 pub use oci_rs_image::{now_ns, parse_rfc3339, rfc3339};
 pub use oci_spec;
 pub use options::{parse_log_time, parse_size, read_env_file};
 pub use seccomp::{compile_seccomp, SockFilter};
+pub use sharing::{DeviceMapping, NamespaceChoice};
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(all(doctest, feature = "engine"))]

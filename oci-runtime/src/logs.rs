@@ -29,6 +29,10 @@ pub struct LogLimits {
     pub max_size: Option<u64>,
     /// How many files to keep, the current one included (at least 1).
     pub max_files: u32,
+    /// Keep nothing (docker's `none` log driver): the output still reaches attached
+    /// clients, and `logs` has nothing to read.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 impl Default for LogLimits {
@@ -36,6 +40,7 @@ impl Default for LogLimits {
         Self {
             max_size: None,
             max_files: 1,
+            disabled: false,
         }
     }
 }
@@ -84,7 +89,9 @@ impl LogWriter {
             torn: false,
             line: Vec::with_capacity(64 << 10),
         };
-        w.reopen()?;
+        if !limits.disabled {
+            w.reopen()?;
+        }
         Ok(w)
     }
 
@@ -123,6 +130,9 @@ impl LogWriter {
     /// Records `data` read from `stream`: every complete line as an `F` record, a trailing
     /// partial line as a `P` record, so nothing waits for a newline.
     pub fn write(&mut self, stream: LogStream, data: &[u8]) {
+        if self.limits.disabled {
+            return;
+        }
         let ts = rfc3339(now_ns());
         self.line.clear();
         if self.torn {
@@ -389,24 +399,36 @@ pub fn follow_logs(
     done: &mut dyn FnMut() -> bool,
     out: &mut dyn FnMut(LogStream, &[u8]) -> std::io::Result<()>,
 ) -> Result<()> {
+    let ino_of = |f: &File| {
+        f.metadata()
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .unwrap_or(0)
+    };
+    // The file is held open from here on: what it holds is read to its end even when the
+    // container (and its log) is removed meanwhile, as a client that follows a `run --rm`
+    // does.
+    let mut file: Option<File> = File::open(path).ok();
+    if let Some(f) = &file {
+        if ino_of(f) != pos.0 {
+            pos = (ino_of(f), 0);
+        }
+    }
     let mut buf = Vec::new();
     let mut at_line_start = [true, true];
+    // A new file at the path, taken once the held one has been read again: the writer may
+    // have ended the old one after the last read.
+    let mut next: Option<File> = None;
     loop {
         let finished = done();
-        if let Ok(mut f) = File::open(path) {
-            let ino = f
-                .metadata()
-                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-                .unwrap_or(0);
-            if ino != pos.0 {
-                pos = (ino, 0);
-            }
+        let mut full_chunk = false;
+        if let Some(f) = file.as_mut() {
             if f.seek(std::io::SeekFrom::Start(pos.1)).is_ok() {
                 buf.clear();
                 // A bounded read at a time, however much was written since the last one.
-                let _ = (&mut f).take(FOLLOW_CHUNK).read_to_end(&mut buf);
+                let _ = (&mut *f).take(FOLLOW_CHUNK).read_to_end(&mut buf);
+                full_chunk = buf.len() as u64 == FOLLOW_CHUNK;
                 let mut complete = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-                if complete == 0 && buf.len() as u64 == FOLLOW_CHUNK {
+                if complete == 0 && full_chunk {
                     // No record is this long (the writer's are far shorter): skip the bytes.
                     complete = buf.len();
                 }
@@ -432,12 +454,27 @@ pub fn follow_logs(
                 pos.1 += complete as u64;
             }
         }
-        if finished && buf.len() as u64 != FOLLOW_CHUNK {
+        if full_chunk {
+            continue;
+        }
+        if let Some(f) = next.take() {
+            pos = (ino_of(&f), 0);
+            file = Some(f);
+            continue;
+        }
+        // Everything the held file has is read: a rotation (a new file at the path) is
+        // followed from its start; a removed log ends with what the held file had.
+        match File::open(path) {
+            Ok(f) if file.as_ref().is_none_or(|old| ino_of(old) != ino_of(&f)) => {
+                next = Some(f);
+                continue;
+            }
+            _ => {}
+        }
+        if finished {
             return Ok(());
         }
-        if buf.len() as u64 != FOLLOW_CHUNK {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 
@@ -457,6 +494,31 @@ mod tests {
         })
         .unwrap();
         (o, e)
+    }
+
+    /// A follower of a container that is removed as soon as it ends (`run --rm`) still
+    /// gets what the log held: the file is held open, not opened again by its path.
+    #[test]
+    fn a_follow_reads_a_log_removed_under_it() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("log");
+        let mut w = LogWriter::open(&p, LogLimits::default()).unwrap();
+        w.write(LogStream::Stdout, b"last words\n");
+        // Where a follower that started before the container wrote stands: the start.
+        let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&p).unwrap());
+        let pos = (ino, 0);
+        let mut got = Vec::new();
+        let mut done = || {
+            // The container ends and is removed before the follower reads on.
+            let _ = std::fs::remove_file(&p);
+            true
+        };
+        follow_logs(&p, pos, false, &mut done, &mut |_, b| {
+            got.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, b"last words\n");
     }
 
     #[test]
@@ -494,6 +556,7 @@ mod tests {
         let limits = LogLimits {
             max_size: Some(200),
             max_files: 3,
+            disabled: false,
         };
         let mut w = LogWriter::open(&p, limits).unwrap();
         for i in 0..100 {

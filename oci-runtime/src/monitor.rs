@@ -22,7 +22,7 @@ pub const ATTACH_SOCKET: &str = "attach.sock";
 /// The log file's name in the monitor directory.
 pub const LOG_FILE: &str = "ctr.log";
 const CONFIG_FILE: &str = "monitor.json";
-const STATUS_FILE: &str = "status.json";
+pub(crate) const STATUS_FILE: &str = "status.json";
 const STOP_FILE: &str = "stop-requested";
 
 /// The longest wait between two restarts (docker's).
@@ -113,6 +113,14 @@ pub struct MonitorConfig {
     #[cfg(feature = "network")]
     #[serde(default)]
     pub network: Option<crate::NetworkPlan>,
+    /// Where the monitor records the container's `start`, `die` and `health_status` events
+    /// (see [`crate::Journal`]); none when `None`.
+    #[serde(default)]
+    pub events: Option<crate::EventSink>,
+    /// The health check it runs in the container while it runs (not while it is paused),
+    /// recorded in [`MonitorStatus::health`].
+    #[serde(default)]
+    pub health: Option<crate::HealthProbe>,
     /// Whether the spawning program accepted running unsealed ([`crate::allow_unsealed`]).
     #[serde(default)]
     unsealed: bool,
@@ -127,6 +135,16 @@ impl MonitorConfig {
             path: path.clone(),
             reason: e.to_string(),
         })
+    }
+
+    /// Writes this configuration into its directory (`monitor.json`, replaced whole), where
+    /// the next [`Monitor::spawn`] of the container reads it back.
+    pub(crate) fn write(&self) -> Result<()> {
+        let bytes = serde_json::to_vec(self).map_err(|e| Error::State {
+            path: self.dir.join(CONFIG_FILE),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&self.dir, CONFIG_FILE, &bytes)
     }
 
     /// A monitor for container `id` with the defaults: no restart, no exit command, no
@@ -148,6 +166,8 @@ impl MonitorConfig {
             init: false,
             #[cfg(feature = "network")]
             network: None,
+            events: None,
+            health: None,
             unsealed: false,
         }
     }
@@ -211,9 +231,70 @@ pub struct MonitorStatus {
     #[cfg(feature = "network")]
     #[serde(default)]
     pub network: Option<crate::NetworkAttachment>,
+    /// Its health, when it has a health check: reset to starting at each start, kept after
+    /// it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::Health>,
     /// Whether the monitor still runs.
     #[serde(skip)]
     pub monitor_alive: bool,
+}
+
+impl MonitorStatus {
+    /// docker's STATUS text of a container in this state: "Up 5 seconds", "Exited (0) 2
+    /// minutes ago", "Restarting (1) 3 seconds ago", "Created" (`ps`, and the Engine API's
+    /// container list).
+    pub fn status_text(&self) -> String {
+        let now = now_ns();
+        match self.state {
+            MonitorState::Created => "Created".into(),
+            MonitorState::Running => {
+                let up = human_duration(
+                    now.saturating_sub(self.started_at.unwrap_or(now)) / 1_000_000_000,
+                );
+                match self.health.as_ref().map(|h| h.status) {
+                    None => format!("Up {up}"),
+                    Some(crate::HealthStatus::Starting) => format!("Up {up} (health: starting)"),
+                    Some(h) => format!("Up {up} ({h})"),
+                }
+            }
+            MonitorState::Restarting => format!(
+                "Restarting ({}) {}",
+                self.exit_code.unwrap_or(0),
+                ago(self.finished_at.unwrap_or(now))
+            ),
+            MonitorState::Exited => format!(
+                "Exited ({}) {}",
+                self.exit_code.unwrap_or(255),
+                ago(self.finished_at.unwrap_or(now))
+            ),
+        }
+    }
+}
+
+/// docker's "5 seconds ago", "2 minutes ago", "About an hour ago" for a time in nanoseconds
+/// since the epoch.
+pub fn ago(ns: u64) -> String {
+    let secs = now_ns().saturating_sub(ns) / 1_000_000_000;
+    format!("{} ago", human_duration(secs))
+}
+
+/// docker's units for a duration (go-units `HumanDuration`): "Less than a second",
+/// "5 seconds", "About a minute", "3 hours", ...
+pub fn human_duration(secs: u64) -> String {
+    match secs {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s < 120 => "About a minute".into(),
+        s if s < 3600 => format!("{} minutes", s / 60),
+        s if s < 7200 => "About an hour".into(),
+        s if s < 48 * 3600 => format!("{} hours", s / 3600),
+        s if s < 14 * 86_400 => format!("{} days", s / 86_400),
+        s if s < 60 * 86_400 => format!("{} weeks", s / (7 * 86_400)),
+        s if s < 2 * 365 * 86_400 => format!("{} months", s / (30 * 86_400)),
+        s => format!("{} years", s / (365 * 86_400)),
+    }
 }
 
 /// The container monitor: what keeps a container's stdio, logs and exit status after the
@@ -271,11 +352,7 @@ impl Monitor {
         crate::container::validate_id(&cfg.id)?;
         cfg.unsealed = !crate::is_sealed();
         private_dir(&cfg.dir)?;
-        let bytes = serde_json::to_vec(&cfg).map_err(|e| Error::State {
-            path: cfg.dir.join(CONFIG_FILE),
-            reason: e.to_string(),
-        })?;
-        write_atomic(&cfg.dir, CONFIG_FILE, &bytes)?;
+        cfg.write()?;
         let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| Error::io("pipe", &cfg.dir, e))?;
         let errlog = std::fs::OpenOptions::new()
@@ -336,6 +413,42 @@ impl Monitor {
         }
     }
 
+    /// Records `cfg` as a container that is created and not started (docker's `create`):
+    /// its directory, configuration and a `created` status with no monitor. Nothing runs
+    /// until a later [`Monitor::spawn`] with the same directory. [`Monitor::status`] shows
+    /// it as created for as long as no monitor has been spawned.
+    pub fn prepare(mut cfg: MonitorConfig) -> Result<Monitor> {
+        crate::container::validate_id(&cfg.id)?;
+        cfg.unsealed = !crate::is_sealed();
+        private_dir(&cfg.dir)?;
+        cfg.write()?;
+        let status = MonitorStatus {
+            state: MonitorState::Created,
+            pid: 0,
+            monitor_pid: 0,
+            monitor_start: 0,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            restart_count: 0,
+            error: None,
+            #[cfg(feature = "network")]
+            network: None,
+            health: None,
+            monitor_alive: false,
+        };
+        let bytes = serde_json::to_vec(&status).map_err(|e| Error::State {
+            path: cfg.dir.join(STATUS_FILE),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&cfg.dir, STATUS_FILE, &bytes)?;
+        Ok(Monitor {
+            dir: cfg.dir,
+            id: cfg.id,
+            state_root: cfg.state_root,
+        })
+    }
+
     /// The monitor of the container whose monitor directory is `dir`.
     pub fn open(dir: &Path) -> Result<Monitor> {
         let cfg = MonitorConfig::read(dir)?;
@@ -366,7 +479,9 @@ impl Monitor {
             reason: e.to_string(),
         })?;
         s.monitor_alive = alive(s.monitor_pid, s.monitor_start);
-        if !s.monitor_alive && s.state != MonitorState::Exited {
+        // Prepared and never spawned: created, with nothing to reconcile.
+        let never_spawned = s.monitor_pid == 0 && s.state == MonitorState::Created;
+        if !s.monitor_alive && !never_spawned && s.state != MonitorState::Exited {
             let runs = Container::load(&self.state_root, &self.id).is_ok_and(|c| {
                 matches!(c.status(), crate::Status::Running | crate::Status::Paused)
             });
@@ -532,6 +647,21 @@ struct Serve {
     clients: Vec<Client>,
     stdin: Option<OwnedFd>,
     terminal: Option<OwnedFd>,
+    /// The health probe running now.
+    probe: Option<Probe>,
+    /// When the next health probe is due (None: no health check).
+    next_probe: Option<Instant>,
+}
+
+/// A health probe that runs: the process, its output pipe, and when it must be done by.
+struct Probe {
+    pid: i32,
+    output: OwnedFd,
+    /// Whether its output may still bring more (not yet at its end).
+    open: bool,
+    text: crate::health::ProbeOutput,
+    started: u64,
+    deadline: Instant,
 }
 
 impl Serve {
@@ -564,6 +694,11 @@ impl Serve {
             error: None,
             #[cfg(feature = "network")]
             network: None,
+            // The results of its runs before, which docker keeps.
+            health: std::fs::read(dir.join(STATUS_FILE))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<MonitorStatus>(&b).ok())
+                .and_then(|s| s.health),
             monitor_alive: true,
         };
         Ok(Self {
@@ -575,6 +710,8 @@ impl Serve {
             clients: Vec::new(),
             stdin: None,
             terminal: None,
+            probe: None,
+            next_probe: None,
         })
     }
 
@@ -614,6 +751,11 @@ impl Serve {
             self.status.exit_code = Some(code);
             self.status.finished_at = Some(now_ns());
             self.status.pid = 0;
+            self.event("die", Some(code));
+            // The policy as it is now: `update --restart` may have changed it meanwhile.
+            if let Ok(now) = MonitorConfig::read(&self.cfg.dir) {
+                self.cfg.restart = now.restart;
+            }
             let again = !self.cfg.dir.join(STOP_FILE).exists()
                 && self.status.error.is_none()
                 && match self.cfg.restart {
@@ -654,8 +796,8 @@ impl Serve {
         let _ = std::fs::remove_file(self.cfg.dir.join(ATTACH_SOCKET));
         #[cfg(feature = "engine")]
         if let Some(data) = &self.cfg.remove_from {
-            let removed =
-                crate::Containers::open(data).and_then(|store| store.remove(&self.cfg.id, true));
+            let removed = crate::Containers::open(data)
+                .and_then(|store| store.remove_with_volumes(&self.cfg.id, true));
             if let Err(e) = removed {
                 tracing::warn!(container = %self.cfg.id, error = %crate::chain(&e), "removing the container after it ended");
             }
@@ -668,6 +810,19 @@ impl Serve {
                 .status();
         }
         0
+    }
+
+    /// Records the container's event `action` (best effort: a journal that cannot be
+    /// written costs the container nothing).
+    fn event(&self, action: &str, exit_code: Option<i32>) {
+        let Some(sink) = &self.cfg.events else { return };
+        let mut e = crate::Event::new("container", action, &self.cfg.id).with_all(&sink.attributes);
+        if let Some(code) = exit_code {
+            e = e.with("exitCode", code.to_string());
+        }
+        if let Err(err) = crate::Journal::open(&sink.journal).record(&e) {
+            tracing::warn!(container = %self.cfg.id, error = %crate::chain(&err), "recording an event");
+        }
     }
 
     /// One run of the container: create, start, relay until it exits; its exit code.
@@ -773,12 +928,19 @@ impl Serve {
         self.status.pid = c.pid();
         self.status.started_at = Some(now_ns());
         self.status.error = None;
+        if let Some(p) = &self.cfg.health {
+            self.status.health = Some(crate::Health::restarted(self.status.health.take()));
+            self.next_probe =
+                Some(Instant::now() + p.next_delay(Duration::ZERO, crate::HealthStatus::Starting));
+        }
         self.save();
+        self.event("start", None);
         self.report(&Ready {
             pid: Some(c.pid()),
             error: None,
         });
         let code = self.relay(&mut outputs, c.pid());
+        self.end_probe();
         self.stdin = None;
         self.terminal = None;
         let _ = c.delete(true);
@@ -902,11 +1064,29 @@ impl Serve {
                 }
                 _ => None,
             };
+            let probe_slot = match &self.probe {
+                Some(p) if p.open => {
+                    fds.push(PollFd::new(&p.output, PollFlags::IN));
+                    Some(fds.len() - 1)
+                }
+                _ => None,
+            };
+            // Up to 250 ms, less when a health probe is due or out of time sooner (none is
+            // started once the container has exited).
+            let due = match (&self.probe, code) {
+                (_, Some(_)) => None,
+                (Some(p), None) => Some(p.deadline),
+                (None, None) => self.next_probe,
+            };
+            let wait = due.map_or(Duration::from_millis(250), |t| {
+                t.saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(250))
+            });
             let _ = poll(
                 &mut fds,
                 Some(&Timespec {
                     tv_sec: 0,
-                    tv_nsec: 250_000_000,
+                    tv_nsec: i64::from(wait.subsec_nanos()),
                 }),
             );
             let ready: Vec<PollFlags> = fds.iter().map(|f| f.revents()).collect();
@@ -938,7 +1118,14 @@ impl Serve {
             if ready.get(n_out).is_some_and(|r| !r.is_empty()) {
                 self.accept();
             }
-            let n_clients = ready.len() - n_out - 1 - usize::from(pid_slot.is_some());
+            if probe_slot.is_some_and(|i| !ready[i].is_empty()) {
+                self.read_probe();
+            }
+            let n_clients = ready.len()
+                - n_out
+                - 1
+                - usize::from(pid_slot.is_some())
+                - usize::from(probe_slot.is_some());
             let mut gone = Vec::new();
             for i in 0..n_clients.min(self.clients.len()) {
                 let r = ready[n_out + 1 + i];
@@ -962,12 +1149,22 @@ impl Serve {
             while let Ok(Some((p, st))) =
                 rustix::process::wait(rustix::process::WaitOptions::NOHANG)
             {
+                let ended = st
+                    .exit_status()
+                    .or_else(|| st.terminating_signal().map(|s| 128 + s));
                 if p.as_raw_nonzero().get() == pid {
-                    code = st
-                        .exit_status()
-                        .or_else(|| st.terminating_signal().map(|s| 128 + s));
+                    code = ended;
                     exited_at = Some(Instant::now());
+                } else if self
+                    .probe
+                    .as_ref()
+                    .is_some_and(|x| x.pid == p.as_raw_nonzero().get())
+                {
+                    self.finish_probe(ended.map_or(-1, i64::from), None);
                 }
+            }
+            if code.is_none() {
+                self.health_tick();
             }
             if let (Some(slot), None) = (pid_slot, code) {
                 // The pidfd says it exited, yet it was not ours to reap: its code is lost.
@@ -978,6 +1175,151 @@ impl Serve {
             }
         }
         code.unwrap_or(255)
+    }
+
+    /// The health check's schedule: starts a probe when one is due, ends one that has run
+    /// out of time (as docker: killed, exit code -1).
+    fn health_tick(&mut self) {
+        let Some(hp) = self.cfg.health.clone() else {
+            return;
+        };
+        let now = Instant::now();
+        match &self.probe {
+            Some(p) if now >= p.deadline => {
+                if let Some(pid) = rustix::process::Pid::from_raw(p.pid) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+                let msg = format!(
+                    "Health check exceeded timeout ({})",
+                    crate::health::go_duration(hp.timeout)
+                );
+                self.finish_probe(-1, Some(msg));
+            }
+            Some(_) => {}
+            None if self.next_probe.is_some_and(|t| now >= t) => {
+                let started = now_ns();
+                match self.spawn_probe(&hp) {
+                    Ok(Some((pid, output))) => {
+                        self.probe = Some(Probe {
+                            pid,
+                            output,
+                            open: true,
+                            text: Default::default(),
+                            started,
+                            deadline: Instant::now() + hp.timeout,
+                        })
+                    }
+                    // Paused: docker probes nothing until it is unpaused.
+                    Ok(None) => self.next_probe = Some(now + hp.interval),
+                    Err(e) => self.record_health(started, -1, crate::error::chain(&e)),
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Starts `hp`'s command in the container, as its own process (user, environment,
+    /// directory, capabilities), stdin /dev/null, stdout and stderr into one pipe: its pid
+    /// and the pipe's read end. None when the container is paused.
+    fn spawn_probe(&self, hp: &crate::HealthProbe) -> Result<Option<(i32, OwnedFd)>> {
+        let c = Container::load(&self.cfg.state_root, &self.cfg.id)?;
+        if c.status() == crate::Status::Paused {
+            return Ok(None);
+        }
+        let mut process = self.cfg.spec.process().clone().ok_or_else(|| {
+            Error::spec(
+                "process",
+                "",
+                "a health check runs as the container's process",
+            )
+        })?;
+        process.set_args(Some(hp.args.clone()));
+        process.set_terminal(Some(false));
+        process.set_console_size(None);
+        let io = |e: rustix::io::Errno| {
+            Error::io("pipe", "a health probe's output", std::io::Error::from(e))
+        };
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(io)?;
+        // Only the monitor's end: the probe writes as to any pipe.
+        rustix::fs::fcntl_setfl(&r, rustix::fs::OFlags::NONBLOCK).map_err(io)?;
+        let w2 = rustix::io::fcntl_dupfd_cloexec(&w, 3).map_err(io)?;
+        let null = rustix::fs::open(
+            "/dev/null",
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| Error::io("open", "/dev/null", std::io::Error::from(e)))?;
+        let p = c.exec(&process, [Some(null), Some(w), Some(w2)])?;
+        Ok(Some((p.pid(), r)))
+    }
+
+    /// Takes what the running probe wrote (what a pipe holds now, a bounded amount: a probe
+    /// that writes without end cannot hold the monitor).
+    fn read_probe(&mut self) {
+        let Some(p) = &mut self.probe else { return };
+        let mut buf = [0u8; 16 << 10];
+        for _ in 0..16 {
+            match rustix::io::read(&p.output, &mut buf) {
+                Ok(0) => {
+                    p.open = false;
+                    break;
+                }
+                Ok(n) => p.text.push(&buf[..n]),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(_) => {
+                    p.open = false;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Records the running probe's result: `exit_code`, its output, `message` before it.
+    fn finish_probe(&mut self, exit_code: i64, message: Option<String>) {
+        self.read_probe();
+        let Some(p) = self.probe.take() else { return };
+        let out = p.text.text();
+        let output = match message {
+            Some(m) if out.is_empty() => m,
+            Some(m) => format!("{m}: {out}"),
+            None => out,
+        };
+        self.record_health(p.started, exit_code, output);
+    }
+
+    /// Records a probe's result in the status (and, when it changes the health status, the
+    /// `health_status: STATUS` event), and schedules the next probe.
+    fn record_health(&mut self, started: u64, exit_code: i64, output: String) {
+        let (Some(hp), Some(h)) = (self.cfg.health.clone(), self.status.health.as_mut()) else {
+            return;
+        };
+        let up = self.status.started_at.unwrap_or(started);
+        let r = crate::HealthResult {
+            start: crate::rfc3339(started),
+            end: crate::rfc3339(now_ns()),
+            exit_code,
+            output,
+        };
+        let changed = h.record(r, &hp, Duration::from_nanos(started.saturating_sub(up)));
+        let status = h.status;
+        let elapsed = Duration::from_nanos(now_ns().saturating_sub(up));
+        self.next_probe = Some(Instant::now() + hp.next_delay(elapsed, status));
+        self.save();
+        if changed {
+            self.event(&format!("health_status: {status}"), None);
+        }
+    }
+
+    /// Ends health checking when the container has ended: a probe still running is killed
+    /// (it is reaped with the container's other leftovers).
+    fn end_probe(&mut self) {
+        if let Some(p) = self.probe.take() {
+            if let Some(pid) = rustix::process::Pid::from_raw(p.pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+        self.next_probe = None;
     }
 
     /// Reads what client `i` sent; false when it is gone or misbehaves.
@@ -1099,6 +1441,15 @@ fn flush(c: &mut Client) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn durations_read_as_docker_writes_them() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(5), "5 seconds");
+        assert_eq!(human_duration(90), "About a minute");
+        assert_eq!(human_duration(3 * 3600), "3 hours");
+        assert_eq!(human_duration(20 * 86_400), "2 weeks");
+    }
 
     #[test]
     fn restart_policies_parse_as_docker_spells_them() {

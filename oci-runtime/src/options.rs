@@ -34,6 +34,38 @@ pub fn parse_size(s: &str) -> Result<u64> {
 }
 
 impl LogLimits {
+    /// docker's `--log-driver` with its `--log-opt`s: `json-file`, `local` and podman's
+    /// `k8s-file` (the engine keeps one format, CRI's, for all three; see
+    /// [`LogLimits::from_opts`]), or `none` (nothing kept, no options). Other drivers are
+    /// refused.
+    ///
+    /// ```
+    /// use oci_rs_runtime::LogLimits;
+    /// assert!(LogLimits::for_driver("none", &[]).unwrap().disabled);
+    /// assert!(LogLimits::for_driver("local", &["max-size=1m".into()]).is_ok());
+    /// assert!(LogLimits::for_driver("syslog", &[]).is_err());
+    /// assert!(LogLimits::for_driver("none", &["max-size=1m".into()]).is_err());
+    /// ```
+    pub fn for_driver(driver: &str, opts: &[String]) -> Result<Self> {
+        match driver {
+            "" | "json-file" | "local" | "k8s-file" => Self::from_opts(opts),
+            "none" if opts.is_empty() => Ok(Self {
+                disabled: true,
+                ..Self::default()
+            }),
+            "none" => Err(invalid(
+                "log option",
+                &opts.join(","),
+                "the none log driver takes no options",
+            )),
+            other => Err(invalid(
+                "log driver",
+                other,
+                "supported: json-file, local, k8s-file (all kept in CRI's format) and none",
+            )),
+        }
+    }
+
     /// docker's `--log-opt` values: `max-size=10m`, `max-file=3` (which needs a max-size).
     pub fn from_opts(opts: &[String]) -> Result<Self> {
         let mut l = LogLimits::default();

@@ -315,7 +315,7 @@ impl Built {
 /// the IPC ones and `fs.mqueue.*` to its ipc namespace, `net.*` to its network namespace,
 /// `kernel.hostname` and `kernel.domainname` to its uts namespace. Every other sysctl is the
 /// host's, and writing it from a container would change the host.
-fn sysctl_namespaced(key: &str, has: impl Fn(LinuxNamespaceType) -> bool) -> bool {
+pub(crate) fn sysctl_namespaced(key: &str, has: impl Fn(LinuxNamespaceType) -> bool) -> bool {
     const IPC: [&str; 8] = [
         "kernel.msgmax",
         "kernel.msgmnb",

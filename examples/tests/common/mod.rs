@@ -415,3 +415,119 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// An HTTP GET to `addr`, retried until something answers (10 s).
+pub fn http_get(addr: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            std::io::Write::write_all(&mut s, b"GET / HTTP/1.0\r\n\r\n").unwrap();
+            let mut out = String::new();
+            let _ = std::io::Read::read_to_string(&mut s, &mut out);
+            if !out.is_empty() {
+                return out;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing answers on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits up to `secs` seconds for `ready` (a server that listens); panics naming `what`.
+pub fn wait_for(what: &str, secs: u64, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `run` flags for the kernel and the resolver (docker's and ours), then the image and a
+/// command printing what they change; [`check_kernel_and_resolver`] reads its output.
+pub const KERNEL_AND_RESOLVER_RUN: &[&str] = &[
+    "--network",
+    "none",
+    "--sysctl",
+    "kernel.shmmax=1048576",
+    "--ulimit",
+    "nofile=512:1024",
+    "--shm-size",
+    "8m",
+    "--group-add",
+    "1234",
+    "--add-host",
+    "db.local:10.1.2.3",
+    "--dns",
+    "9.9.9.9",
+    "--dns-search",
+    "example.com",
+    "--dns-option",
+    "ndots:2",
+];
+
+/// The command after [`KERNEL_AND_RESOLVER_RUN`] and the image.
+pub const KERNEL_AND_RESOLVER_SCRIPT: &[&str] = &[
+    "sh",
+    "-c",
+    "cat /proc/sys/kernel/shmmax; ulimit -n; ulimit -Hn; id -G; cat /etc/hosts /etc/resolv.conf /proc/mounts",
+];
+
+/// Checks what [`KERNEL_AND_RESOLVER_SCRIPT`] printed, and that the host's sysctl is its own.
+pub fn check_kernel_and_resolver(out: &str) {
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.get(..4),
+        Some(&["1048576", "512", "1024", "0 1234"][..]),
+        "{out}"
+    );
+    assert!(out.contains("10.1.2.3\tdb.local\n"), "{out}");
+    assert!(
+        out.contains("nameserver 9.9.9.9\nsearch example.com\noptions ndots:2\n"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("nameserver 127.") && out.matches("nameserver").count() == 1,
+        "{out}"
+    );
+    let shm = lines
+        .iter()
+        .find(|l| l.split_whitespace().nth(1) == Some("/dev/shm"));
+    assert!(shm.is_some_and(|l| l.contains("size=8192k")), "{out}");
+    let host = std::fs::read_to_string("/proc/sys/kernel/shmmax").unwrap();
+    assert_ne!(host.trim(), "1048576", "the host's own");
+}
+
+/// A registry with htpasswd auth for one user, its file in `dir`; `None` (saying why) when
+/// htpasswd (apache2-utils) is missing.
+pub fn registry_with_user(dir: &Path, user: &str, password: &str) -> Option<Registry> {
+    let Ok(out) = Command::new("htpasswd")
+        .args(["-Bbn", user, password])
+        .output()
+    else {
+        eprintln!("skipping: htpasswd (apache2-utils) is missing");
+        return None;
+    };
+    let htpasswd = dir.join("htpasswd");
+    std::fs::write(&htpasswd, &out.stdout).unwrap();
+    Some(Registry::start_with_auth(Some(&htpasswd)))
+}
+
+/// The standard output of `o`, which must have succeeded (`what` ran, said in the failure
+/// with both its outputs).
+pub fn succeeded(what: &str, o: std::process::Output) -> String {
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{what} failed ({}): {out}{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}

@@ -55,6 +55,12 @@ pub enum AuthConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// A token key file shorter than a key.
+    #[error("{path}: a token key is 32 bytes or more")]
+    ShortKey {
+        /// The file.
+        path: std::path::PathBuf,
+    },
     /// A line of an htpasswd file is not `user:bcrypt-hash`.
     #[error(
         "{path} line {line}: not `user:$2y$...` (only bcrypt hashes are accepted: htpasswd -B)"
@@ -332,6 +338,22 @@ impl TokenAuth {
     pub fn with_key(mut self, key: [u8; 32]) -> Self {
         self.key = key;
         self
+    }
+
+    /// [`TokenAuth::with_key`] of the first 32 bytes of the file `path` (make one with
+    /// `head -c 32 /dev/urandom`): replicas given the same file accept each other's tokens.
+    pub fn with_key_file(self, path: &Path) -> Result<Self, AuthConfigError> {
+        let bytes = std::fs::read(path).map_err(|source| AuthConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let key: [u8; 32] = bytes
+            .get(..32)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| AuthConfigError::ShortKey {
+                path: path.to_path_buf(),
+            })?;
+        Ok(self.with_key(key))
     }
 
     fn mac(&self, data: &[u8]) -> [u8; 32] {

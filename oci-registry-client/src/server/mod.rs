@@ -404,6 +404,35 @@ impl Registry {
         })
     }
 
+    /// [`Registry::pull_through`] of the registry at `url` (`https://registry-1.docker.io`,
+    /// `http://127.0.0.1:5000`; no scheme is https), reached by a client of `client`'s
+    /// settings, marked insecure for an `http://` URL.
+    pub fn pull_through_url(self, url: &str, client: crate::ClientBuilder) -> crate::Result<Self> {
+        let (plain, host) = match url.split_once("://") {
+            Some(("http", h)) => (true, h),
+            Some(("https", h)) => (false, h),
+            Some(_) => {
+                return Err(crate::Error::RefusedUrl {
+                    url: url.to_owned(),
+                    reason: "a pull-through upstream is an http:// or https:// URL".into(),
+                })
+            }
+            None => (false, url),
+        };
+        let host = host.trim_end_matches('/');
+        if host.is_empty() || host.contains('/') {
+            return Err(crate::Error::RefusedUrl {
+                url: url.to_owned(),
+                reason: "a pull-through upstream is a registry's address, without a path".into(),
+            });
+        }
+        let client = match plain {
+            true => client.insecure_registry(host),
+            false => client,
+        };
+        Ok(self.pull_through(client.build()?, host))
+    }
+
     /// Serves pulls only: pushes and deletes get 405 (`UNSUPPORTED`).
     pub fn read_only(self, yes: bool) -> Self {
         self.with(|i| i.read_only = yes)

@@ -128,16 +128,7 @@ impl S3Storage {
     }
 
     fn session(&self, id: &str, rest: &str) -> Result<OPath> {
-        if id.len() != 32
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return Err(Error::InvalidReferenceName {
-                name: id.chars().take(64).collect(),
-                reason: "not an upload id".into(),
-            });
-        }
+        super::storage::check_upload_id(id)?;
         Ok(self.blobs.path(&format!("uploads/{id}/{rest}")))
     }
 
@@ -577,14 +568,7 @@ impl RegistryStorage for S3Storage {
     }
 
     async fn upload_start(&self, repository: &str) -> Result<String> {
-        let mut b = [0u8; 16];
-        let path = std::path::Path::new("/dev/urandom");
-        std::io::Read::read_exact(
-            &mut std::fs::File::open(path).map_err(|e| Error::io(path, e))?,
-            &mut b,
-        )
-        .map_err(|e| Error::io(path, e))?;
-        let id: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        let id = super::storage::random_id()?;
         self.blobs
             .store
             .put(

@@ -197,22 +197,28 @@ impl DiskStorage {
     }
 
     fn upload_dir(&self, id: &str) -> Result<PathBuf> {
-        if id.len() != 32
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return Err(Error::InvalidReferenceName {
-                name: id.chars().take(64).collect(),
-                reason: "not an upload id".into(),
-            });
-        }
+        check_upload_id(id)?;
         Ok(self.root.join("uploads").join(id))
     }
 }
 
+/// `id` as [`random_id`] makes them (32 lowercase hex digits), before it names anything.
+pub(super) fn check_upload_id(id: &str) -> Result<()> {
+    if id.len() != 32
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(Error::InvalidReferenceName {
+            name: id.chars().take(64).collect(),
+            reason: "not an upload id".into(),
+        });
+    }
+    Ok(())
+}
+
 /// 128 random bits from the kernel, as 32 hex digits: an upload id is a capability.
-fn random_id() -> Result<String> {
+pub(super) fn random_id() -> Result<String> {
     let mut b = [0u8; 16];
     let path = Path::new("/dev/urandom");
     std::io::Read::read_exact(

@@ -1706,37 +1706,7 @@ fn find_unquoted_eq(w: &str, escape: char) -> Option<usize> {
     None
 }
 
-/// Go's duration syntax as docker reads HEALTHCHECK flags: `30s`, `1m30s`, `500ms`.
-fn parse_duration_ns(s: &str) -> Option<u64> {
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (num, tail) = rest.split_at(n);
-        let v: f64 = num.parse().ok()?;
-        let u = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(u);
-        let mul = match unit {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        total += v * mul;
-        rest = tail;
-    }
-    Some(total as u64)
-}
+use crate::health::parse_duration_ns;
 
 mod steps;
 

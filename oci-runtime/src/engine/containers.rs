@@ -36,6 +36,8 @@ pub struct RunImage<'a> {
     pub config_digest: Digest,
     /// The image as the user named it (recorded, and shown by `ps` and `inspect`).
     pub name: String,
+    /// What docker's image config adds: its health check and shell.
+    pub extras: oci_rs_image::DockerExtras,
 }
 
 impl<'a> RunImage<'a> {
@@ -62,6 +64,7 @@ impl<'a> RunImage<'a> {
             config: image.config,
             config_digest: image.config_digest,
             name: name.to_owned(),
+            extras: image.extras,
         }
     }
 
@@ -115,7 +118,14 @@ pub struct RunRequest {
     pub labels: BTreeMap<String, String>,
     /// The signal `stop` sends (default: the image's StopSignal, else SIGTERM).
     pub stop_signal: Option<String>,
-    /// Named volumes: (name, path in the container, read-only).
+    /// Seconds `stop` waits before SIGKILL when not told (`--stop-timeout`; default 10, -1
+    /// for ever).
+    pub stop_timeout: Option<i64>,
+    /// Named volumes: (name, path in the container, read-only); an empty name is an
+    /// anonymous volume (`-v /data`), made with a random name, labelled
+    /// [`ANONYMOUS_VOLUME_LABEL`], and removed with the container by
+    /// [`Containers::remove_with_volumes`] and `rm`. The image's `VOLUME`s that no mount
+    /// covers are anonymous volumes too, as docker's.
     pub volumes: Vec<(String, String, bool)>,
     /// A reaper as pid 1 (`--init`).
     pub init: bool,
@@ -123,6 +133,8 @@ pub struct RunRequest {
     pub network_mode: Option<String>,
     /// The bridge networks (with [`NetworkMode::Bridge`]); empty: the default `bridge`.
     pub networks: Vec<String>,
+    /// Network aliases, by network name: other names the container answers to there.
+    pub aliases: BTreeMap<String, Vec<String>>,
     /// `-p` mappings.
     pub publish: Vec<PortMapping>,
     /// `-P`: every port the image EXPOSEs on a free host port.
@@ -130,6 +142,40 @@ pub struct RunRequest {
     /// The terminal's size, for a container with a terminal that a client attaches to.
     pub console_size: Option<oci_spec::runtime::Box>,
 }
+
+/// `CONTAINER:PATH` as docker reads a `cp` argument: a colon before any slash, and not a
+/// path that starts with `/` or `.` (those are the host's). `NAME:` is the container's `/`.
+///
+/// ```
+/// use oci_rs_runtime::parse_container_path;
+/// assert_eq!(parse_container_path("web:/etc"), Some(("web", "/etc")));
+/// assert_eq!(parse_container_path("./a:b"), None);
+/// ```
+pub fn parse_container_path(arg: &str) -> Option<(&str, &str)> {
+    if arg.starts_with('/') || arg.starts_with('.') {
+        return None;
+    }
+    let (c, p) = arg.split_once(':')?;
+    (!c.is_empty() && !c.contains('/')).then_some((c, if p.is_empty() { "/" } else { p }))
+}
+
+/// docker's rule: aliases are for user-defined networks, not the default `bridge`.
+fn check_aliases(name: &str, aliases: &BTreeMap<String, Vec<String>>) -> EngineResult<()> {
+    match aliases.get(crate::DEFAULT_NETWORK) {
+        Some(a) if !a.is_empty() => Err(EngineError::Network {
+            container: name.to_owned(),
+            problem: format!(
+                "network-scoped aliases are supported only on user-defined networks, not {}",
+                crate::DEFAULT_NETWORK
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The label of a volume the engine made for one container (`-v /data`, an image's
+/// `VOLUME`), which goes with it (docker's).
+pub const ANONYMOUS_VOLUME_LABEL: &str = "com.docker.volume.anonymous";
 
 /// What is kept of a container besides its snapshot and monitor.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -158,6 +204,9 @@ pub struct ContainerConfig {
     pub labels: BTreeMap<String, String>,
     /// The signal `stop` sends.
     pub stop_signal: String,
+    /// Seconds `stop` waits before SIGKILL when not told (None: docker's 10; -1: for ever).
+    #[serde(default)]
+    pub stop_timeout: Option<i64>,
     /// Keep stdin open.
     pub interactive: bool,
     /// Named volumes: (name, path in the container, read-only).
@@ -172,9 +221,31 @@ pub struct ContainerConfig {
     /// The bridge networks it joins at each start.
     #[serde(default)]
     pub networks: Vec<String>,
+    /// Its network aliases, by network name.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, Vec<String>>,
     /// The ports it publishes.
     #[serde(default)]
     pub publish: Vec<PortMapping>,
+    /// Its health check as docker shows it: the run's over the image's (`NONE` when turned
+    /// off); None when neither has one.
+    #[serde(default)]
+    pub healthcheck: Option<oci_rs_image::Healthcheck>,
+    /// That check ready to run; None when it checks nothing.
+    #[serde(default)]
+    pub health: Option<crate::HealthProbe>,
+}
+
+impl ContainerConfig {
+    /// How long `stop` waits before SIGKILL when not told: its `--stop-timeout`, else
+    /// docker's 10 s (a year for "for ever").
+    pub fn stop_timeout(&self) -> Duration {
+        match self.stop_timeout {
+            None => Duration::from_secs(10),
+            Some(t) if t < 0 => Duration::from_secs(365 * 86_400),
+            Some(t) => Duration::from_secs(t as u64),
+        }
+    }
 }
 
 /// One container as `ps` and `inspect` see it.
@@ -209,6 +280,289 @@ pub struct ExecRequest {
     pub tty: bool,
 }
 
+/// A path in a container's filesystem as docker's `X-Docker-Container-Path-Stat` header
+/// gives it ([`Containers::stat_path`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PathStat {
+    /// The last component (`/` for the root).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: i64,
+    /// Go's `os.FileMode`: the permission bits with the type in the high bits (directory
+    /// `1 << 31`, symlink `1 << 27`, ...), as docker's clients read it.
+    pub mode: u32,
+    /// Modification time, RFC 3339.
+    pub mtime: String,
+    /// A symlink's target (empty for anything else).
+    #[serde(rename = "linkTarget")]
+    pub link_target: String,
+}
+
+/// Where a container path lies for `cp`: the root it resolves in (the container's
+/// filesystem, or the host directory of a bind or volume mounted over the path) and the path
+/// inside that root.
+struct Located {
+    /// The container's name (for messages).
+    container: String,
+    root: oci_rs_layer::Root,
+    /// The path inside `root` (relative; empty for the root).
+    rel: PathBuf,
+    /// Where `root` is in the container (`/` for its own filesystem).
+    mounted_at: PathBuf,
+    /// Whether the mount is read-only.
+    readonly: bool,
+}
+
+impl Located {
+    fn missing(&self, path: &str) -> EngineError {
+        EngineError::NoSuchPath {
+            container: self.container.clone(),
+            path: path.to_owned(),
+        }
+    }
+
+    /// The stat of the path (`path` as the user gave it, for messages), and the parent's
+    /// descriptor with the last component (none for the root). A symlink's target is given
+    /// as docker gives it: resolved inside the container, absolute.
+    fn stat(
+        &self,
+        path: &str,
+    ) -> EngineResult<(PathStat, Option<(std::os::fd::OwnedFd, std::ffi::OsString)>)> {
+        let (dir, name) = match self.rel.file_name() {
+            Some(n) => {
+                let parent = self.rel.parent().unwrap_or(Path::new(""));
+                let fd = self.root.open_dir(parent).map_err(|_| self.missing(path))?;
+                (Some(fd), n.to_owned())
+            }
+            None => (None, std::ffi::OsString::from(".")),
+        };
+        let base = match &dir {
+            Some(d) => std::os::fd::AsFd::as_fd(d),
+            None => self.root.fd(),
+        };
+        let st = rustix::fs::statat(base, &name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|_| self.missing(path))?;
+        let link_target = match st.st_mode & libc::S_IFMT {
+            libc::S_IFLNK => self.link_target(base, &name),
+            _ => String::new(),
+        };
+        let shown = match (&dir, self.mounted_at.file_name()) {
+            (Some(_), _) => name.to_string_lossy().into_owned(),
+            // A mount's root is named as its mount point is.
+            (None, Some(m)) => m.to_string_lossy().into_owned(),
+            (None, None) => "/".into(),
+        };
+        let stat = PathStat {
+            name: shown,
+            size: st.st_size,
+            mode: go_mode(st.st_mode),
+            mtime: oci_rs_image::rfc3339(
+                non_negative(st.st_mtime)
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(non_negative(st.st_mtime_nsec)),
+            ),
+            link_target,
+        };
+        Ok((stat, dir.map(|d| (d, name))))
+    }
+
+    /// Symlink `name` (in `dir`)'s target as a path in the container: followed inside the
+    /// root to what it names, else (dangling there, or naming a mount's contents) the
+    /// target joined to the link's directory, `.` and `..` taken lexically.
+    fn link_target(&self, dir: std::os::fd::BorrowedFd<'_>, name: &std::ffi::OsStr) -> String {
+        let raw = rustix::fs::readlinkat(dir, name, Vec::new())
+            .map(|t| t.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let flags = rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC;
+        let resolved = self.root.resolve(&self.rel, flags).ok().and_then(|fd| {
+            let host = std::fs::read_link(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&fd)
+            ))
+            .ok()?;
+            let root = std::fs::canonicalize(self.root.path()).ok()?;
+            let inside = host.strip_prefix(&root).ok()?;
+            Some(self.mounted_at.join(inside).display().to_string())
+        });
+        resolved.unwrap_or_else(|| {
+            let at = self
+                .mounted_at
+                .join(self.rel.parent().unwrap_or(Path::new("")));
+            let mut out = PathBuf::from("/");
+            for c in at.join(&raw).components() {
+                match c {
+                    std::path::Component::Normal(n) => out.push(n),
+                    std::path::Component::ParentDir => {
+                        out.pop();
+                    }
+                    _ => {}
+                }
+            }
+            out.display().to_string()
+        })
+    }
+}
+
+/// A stat field as u64 (its C type is signed on some architectures); negative as 0.
+fn non_negative<T: TryInto<u64>>(v: T) -> u64 {
+    v.try_into().unwrap_or(0)
+}
+
+/// Go's `os.FileMode` of a `st_mode`.
+fn go_mode(mode: u32) -> u32 {
+    let kind = match mode & libc::S_IFMT {
+        libc::S_IFDIR => 1 << 31,
+        libc::S_IFLNK => 1 << 27,
+        libc::S_IFBLK => 1 << 26,
+        libc::S_IFCHR => (1 << 26) | (1 << 21),
+        libc::S_IFIFO => 1 << 25,
+        libc::S_IFSOCK => 1 << 24,
+        _ => 0,
+    };
+    let special = (if mode & libc::S_ISUID != 0 {
+        1 << 23
+    } else {
+        0
+    }) | (if mode & libc::S_ISGID != 0 {
+        1 << 22
+    } else {
+        0
+    }) | (if mode & libc::S_ISVTX != 0 {
+        1 << 20
+    } else {
+        0
+    });
+    kind | special | (mode & 0o777)
+}
+
+/// One reading of a container's use ([`Containers::stats`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ContainerStats {
+    /// The container's id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// When it was read (nanoseconds since the epoch).
+    pub read_at: u64,
+    /// Its cgroup's counters.
+    pub cgroup: crate::CgroupStats,
+    /// Its network interfaces' counters (loopback left out), by name.
+    pub networks: BTreeMap<String, InterfaceStats>,
+    /// The host's CPU time so far, in nanoseconds (docker's `system_cpu_usage`).
+    pub system_cpu_ns: Option<u64>,
+    /// The host's CPUs.
+    pub online_cpus: u32,
+}
+
+/// What docker's `stats` table shows of one container, from a reading and the one before.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StatsRow {
+    /// The container's id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its CPU time against the host's between the two readings, times the host's CPUs (as
+    /// docker's: 200% is two CPUs' worth); 0 without a reading before.
+    pub cpu_percent: f64,
+    /// Memory in use, the inactive page cache left out (docker's).
+    pub mem_usage: u64,
+    /// Its memory limit, else the host's memory.
+    pub mem_limit: u64,
+    /// `mem_usage` against `mem_limit`.
+    pub mem_percent: f64,
+    /// Bytes received on its interfaces.
+    pub net_rx: u64,
+    /// Bytes sent.
+    pub net_tx: u64,
+    /// Bytes read from block devices.
+    pub block_read: u64,
+    /// Bytes written.
+    pub block_write: u64,
+    /// Its processes and threads.
+    pub pids: u64,
+}
+
+impl ContainerStats {
+    /// docker's `stats` columns for this reading, with the CPU use since `before` (a
+    /// reading of the same container).
+    pub fn row_since(&self, before: Option<&ContainerStats>) -> StatsRow {
+        let g = &self.cgroup;
+        let cpu_percent = before
+            .and_then(|b| {
+                let cpu = g.cpu_ns?.checked_sub(b.cgroup.cpu_ns?)?;
+                let sys = self.system_cpu_ns?.checked_sub(b.system_cpu_ns?)?;
+                (sys > 0).then(|| cpu as f64 / sys as f64 * f64::from(self.online_cpus) * 100.0)
+            })
+            .unwrap_or(0.0);
+        let mem_usage = g
+            .memory
+            .unwrap_or(0)
+            .saturating_sub(g.inactive_file.unwrap_or(0));
+        let mem_limit = g.memory_limit.unwrap_or_else(host_memory);
+        StatsRow {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            cpu_percent,
+            mem_usage,
+            mem_limit,
+            mem_percent: match mem_limit {
+                0 => 0.0,
+                l => mem_usage as f64 / l as f64 * 100.0,
+            },
+            net_rx: self.networks.values().map(|n| n.rx_bytes).sum(),
+            net_tx: self.networks.values().map(|n| n.tx_bytes).sum(),
+            block_read: g.io_read.unwrap_or(0),
+            block_write: g.io_write.unwrap_or(0),
+            pids: g.pids.unwrap_or(0),
+        }
+    }
+}
+
+/// The host's memory in bytes (`/proc/meminfo`'s MemTotal; 0 when unreadable): the limit of
+/// a container without one.
+pub fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// One network interface's counters, as `/proc/net/dev` has them.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct InterfaceStats {
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Receive errors.
+    pub rx_errors: u64,
+    /// Received packets dropped.
+    pub rx_dropped: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Send errors.
+    pub tx_errors: u64,
+    /// Packets dropped on sending.
+    pub tx_dropped: u64,
+}
+
+/// A process [`Containers::exec_piped`] started, and the caller's ends of its stdio.
+#[derive(Debug)]
+pub struct ExecSession {
+    /// The process (wait for it to learn its exit code).
+    pub process: crate::ExecProcess,
+    /// Its stdin's write end, with `interactive` (the terminal itself with `tty`).
+    pub stdin: Option<std::os::fd::OwnedFd>,
+    /// Its stdout's read end, or the terminal's master with `tty`.
+    pub stdout: std::os::fd::OwnedFd,
+    /// Its stderr's read end (none with `tty`: the terminal carries both).
+    pub stderr: Option<std::os::fd::OwnedFd>,
+}
+
 /// The container store under a data directory.
 pub struct Containers {
     data: PathBuf,
@@ -224,6 +578,9 @@ pub fn random_hex(bytes: usize) -> EngineResult<String> {
         .map_err(|e| EngineError::io("read", "/dev/urandom", e))?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
+
+/// The event journal's file, in the data directory.
+pub(super) const EVENTS_FILE: &str = "events.jsonl";
 
 const ADJECTIVES: [&str; 24] = [
     "brave", "calm", "clever", "eager", "fervent", "gentle", "happy", "jolly", "keen", "lucid",
@@ -397,10 +754,34 @@ impl Containers {
         image: &RunImage<'_>,
         req: RunRequest,
     ) -> EngineResult<(String, Monitor)> {
+        self.create_or_run(image, req, true).await
+    }
+
+    /// Creates a container from `image` without starting it (docker's `create`): its
+    /// snapshot, record and a monitor record in the `created` state. [`Containers::start`]
+    /// starts it. When anything fails, nothing of the container is left.
+    pub async fn create(
+        &self,
+        image: &RunImage<'_>,
+        req: RunRequest,
+    ) -> EngineResult<(String, Monitor)> {
+        self.create_or_run(image, req, false).await
+    }
+
+    async fn create_or_run(
+        &self,
+        image: &RunImage<'_>,
+        req: RunRequest,
+        start: bool,
+    ) -> EngineResult<(String, Monitor)> {
         // Parsed before anything is made, so a bad option leaves nothing behind.
         let stop_signal = req.stop_signal.clone();
         if let Some(s) = &stop_signal {
             crate::parse_signal(s)?;
+        }
+        check_aliases(req.name.as_deref().unwrap_or("(new)"), &req.aliases)?;
+        if let Some(h) = &req.opts.healthcheck {
+            h.validate()?;
         }
         let id = random_hex(32)?;
         let name = match &req.name {
@@ -410,10 +791,26 @@ impl Containers {
             }
             None => self.generated_name(&id)?,
         };
-        let made = self.make(image, &req, &id, &name, stop_signal).await;
+        let mut created = None;
+        let made = match self.make(image, &req, &id, &name, stop_signal).await {
+            Ok((cfg, spec)) => {
+                // Recorded before its monitor can record its start.
+                self.event(&cfg, "create", &[]);
+                let cfg = created.insert(cfg);
+                match start {
+                    true => self.start_monitor(cfg, spec, !req.detach),
+                    false => Monitor::prepare(self.monitor_config(cfg, spec, false))
+                        .map_err(EngineError::from),
+                }
+            }
+            Err(e) => Err(e),
+        };
         match made {
             Ok(m) => Ok((id, m)),
             Err(e) => {
+                if let Some(cfg) = &created {
+                    self.event(cfg, "destroy", &[]);
+                }
                 // The container exists only if its monitor has it: clean up what was made.
                 if let Err(e) = self.remove_files(&id, Some(&name)) {
                     tracing::warn!(container = %id, error = %crate::chain(&e), "cleaning up a failed run");
@@ -430,7 +827,7 @@ impl Containers {
         id: &str,
         name: &str,
         stop_signal: Option<String>,
-    ) -> EngineResult<Monitor> {
+    ) -> EngineResult<(ContainerConfig, oci_spec::runtime::Spec)> {
         let config = &image.config;
         let mut opts = req.opts.clone();
         let cfg_network = opts.network;
@@ -471,11 +868,17 @@ impl Containers {
         oci_rs_layer::private_dir(&dir)?;
         // Before the user's mounts, so a -v on one of them wins, as with docker.
         let mut mounts = crate::etc_files(&dir, &hostname, opts.network)?;
+        crate::etc_extras(&dir, &opts)?;
         mounts.append(&mut opts.mounts);
-        if !req.volumes.is_empty() {
+        let wanted = self.volume_list(req, config, &mounts)?;
+        if !wanted.is_empty() {
             let volumes = Volumes::open(&self.data)?;
-            for (vname, target, readonly) in &req.volumes {
-                let (info, _) = volumes.create(vname, BTreeMap::new())?;
+            for (vname, target, readonly) in &wanted {
+                let labels = match req.volumes.iter().any(|v| &v.0 == vname) {
+                    true => BTreeMap::new(),
+                    false => BTreeMap::from([(ANONYMOUS_VOLUME_LABEL.to_owned(), String::new())]),
+                };
+                let (info, _) = volumes.create(vname, labels)?;
                 volumes
                     .fill_from_image(vname, &mount.rootfs, target)
                     .await?;
@@ -506,6 +909,20 @@ impl Containers {
             .config()
             .as_ref()
             .and_then(|c| c.stop_signal().clone());
+        let networks = if cfg_network == NetworkMode::Bridge && req.networks.is_empty() {
+            vec![crate::DEFAULT_NETWORK.to_owned()]
+        } else {
+            req.networks.clone()
+        };
+        let mut aliases = req.aliases.clone();
+        aliases.retain(|net, a| !a.is_empty() && networks.contains(net));
+        let healthcheck = match (&image.extras.healthcheck, &opts.healthcheck) {
+            (Some(i), Some(o)) => Some(i.merged_under(o)),
+            (i, o) => o.clone().or_else(|| i.clone()),
+        };
+        let health = healthcheck
+            .as_ref()
+            .and_then(|h| crate::HealthProbe::of(h, &image.extras.shell));
         let cfg = ContainerConfig {
             id: id.to_owned(),
             name: name.to_owned(),
@@ -522,18 +939,50 @@ impl Containers {
                 .or(image_stop)
                 .unwrap_or_else(|| "SIGTERM".into()),
             interactive: req.interactive,
-            volumes: req.volumes.clone(),
+            stop_timeout: req.stop_timeout,
+            volumes: wanted,
             init: req.init,
             network_mode: req.network_mode.clone(),
-            networks: if cfg_network == NetworkMode::Bridge && req.networks.is_empty() {
-                vec![crate::DEFAULT_NETWORK.to_owned()]
-            } else {
-                req.networks.clone()
-            },
+            networks,
+            aliases,
             publish,
+            healthcheck,
+            health,
         };
         self.save_config(&cfg)?;
-        self.start_monitor(&cfg, spec, !req.detach)
+        Ok((cfg, spec))
+    }
+
+    /// The volumes of a new container: `req`'s, an anonymous one given a random name, and
+    /// one for each of the image's `VOLUME`s that no mount or volume of `req` covers.
+    fn volume_list(
+        &self,
+        req: &RunRequest,
+        config: &ImageConfiguration,
+        mounts: &[crate::ExtraMount],
+    ) -> EngineResult<Vec<(String, String, bool)>> {
+        let mut out = Vec::new();
+        for (name, target, ro) in &req.volumes {
+            let name = match name.is_empty() {
+                true => random_hex(32)?,
+                false => name.clone(),
+            };
+            out.push((name, target.clone(), *ro));
+        }
+        let image_volumes = config
+            .config()
+            .as_ref()
+            .and_then(|c| c.volumes().clone())
+            .unwrap_or_default();
+        let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+        for path in image_volumes {
+            let covered = out.iter().any(|(_, t, _)| same(t, &path))
+                || mounts.iter().any(|m| same(m.target(), &path));
+            if !covered {
+                out.push((random_hex(32)?, path, false));
+            }
+        }
+        Ok(out)
     }
 
     fn start_monitor(
@@ -542,6 +991,16 @@ impl Containers {
         spec: oci_spec::runtime::Spec,
         attach_first: bool,
     ) -> EngineResult<Monitor> {
+        let (m, _pid) = Monitor::spawn(self.monitor_config(cfg, spec, attach_first))?;
+        Ok(m)
+    }
+
+    fn monitor_config(
+        &self,
+        cfg: &ContainerConfig,
+        spec: oci_spec::runtime::Spec,
+        attach_first: bool,
+    ) -> MonitorConfig {
         let dir = self.dir.join(&cfg.id);
         let bundle = self.data.join("snapshots/containers").join(&cfg.id);
         let mut mc = MonitorConfig::new(&cfg.id, spec, &bundle, &self.state_root, &dir);
@@ -550,6 +1009,7 @@ impl Containers {
         mc.stdin = cfg.interactive;
         mc.attach_first = attach_first;
         mc.init = cfg.init;
+        mc.health = cfg.health.clone();
         mc.network = match cfg.run.network {
             NetworkMode::Bridge => Some(NetworkPlan::Bridge {
                 store: Networks::host_dir(),
@@ -564,8 +1024,96 @@ impl Containers {
             // The monitor removes the container through this store when it has ended.
             mc.remove_from = Some(self.data.clone());
         }
-        let (m, _pid) = Monitor::spawn(mc)?;
-        Ok(m)
+        mc.events = Some(crate::EventSink {
+            journal: self.journal().path().to_owned(),
+            attributes: Self::event_attributes(cfg),
+        });
+        mc
+    }
+
+    /// The store's event journal (`DATA/events.jsonl`): what its containers, networks and
+    /// volumes went through, as docker's `events` reports it.
+    pub fn journal(&self) -> crate::Journal {
+        crate::Journal::open(&self.data.join(EVENTS_FILE))
+    }
+
+    /// docker's attributes of container `cfg`'s events: its name, image and labels.
+    fn event_attributes(cfg: &ContainerConfig) -> BTreeMap<String, String> {
+        let mut a = cfg.labels.clone();
+        a.insert("name".into(), cfg.name.clone());
+        a.insert("image".into(), cfg.image.clone());
+        a
+    }
+
+    /// Records container `cfg`'s event `action` with `extra` attributes (best effort: the
+    /// change it reports has happened, whatever becomes of the journal).
+    fn event(&self, cfg: &ContainerConfig, action: &str, extra: &[(&str, String)]) {
+        let mut e = crate::Event::new("container", action, &cfg.id);
+        e.attributes = Self::event_attributes(cfg);
+        for (k, v) in extra {
+            e.attributes.insert((*k).to_owned(), v.clone());
+        }
+        self.record(&e);
+    }
+
+    /// Records `e` in the journal, best effort.
+    pub(crate) fn record(&self, e: &crate::Event) {
+        if let Err(err) = self.journal().record(e) {
+            tracing::warn!(id = %e.id, action = %e.action, error = %crate::chain(&err), "recording an event");
+        }
+    }
+
+    /// Creates bridge network `name` (on `subnet`, else the next free one) with `labels` in
+    /// the host's network store, and records it (docker's `network create`).
+    pub fn create_network(
+        &self,
+        name: &str,
+        subnet: Option<(std::net::Ipv4Addr, u8)>,
+        labels: BTreeMap<String, String>,
+    ) -> EngineResult<crate::NetworkConfig> {
+        let n = self.networks().create_labelled(name, subnet, labels)?;
+        self.network_event("create", &n, None);
+        Ok(n)
+    }
+
+    /// Removes network `name` (refused while a container is on it), and records it.
+    pub fn remove_network(&self, name: &str) -> EngineResult<()> {
+        let nets = self.networks();
+        let n = nets.get(name)?;
+        nets.remove(&n.name)?;
+        self.network_event("destroy", &n, None);
+        Ok(())
+    }
+
+    /// Removes every network that `filter` passes and no container is on, except the
+    /// default one (docker's `network prune`); their names. One that a container joined
+    /// meanwhile stays.
+    pub fn prune_networks(&self, filter: &crate::NetworkFilter) -> EngineResult<Vec<String>> {
+        let (nets, eps) = self.networks().list_filtered(filter)?;
+        let mut gone = Vec::new();
+        for cfg in nets {
+            if cfg.name == crate::DEFAULT_NETWORK || eps.iter().any(|e| e.network == cfg.name) {
+                continue;
+            }
+            match self.remove_network(&cfg.name) {
+                Ok(()) => gone.push(cfg.name),
+                Err(EngineError::Runtime(r))
+                    if matches!(*r, crate::Error::Network(crate::NetError::InUse { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(gone)
+    }
+
+    /// Records network `n`'s event `action` (of `container`, for connect and disconnect).
+    fn network_event(&self, action: &str, n: &crate::NetworkConfig, container: Option<&str>) {
+        let mut e = crate::Event::new("network", action, &n.id)
+            .with("name", &n.name)
+            .with("type", "bridge");
+        if let Some(c) = container {
+            e = e.with("container", c);
+        }
+        self.record(&e);
     }
 
     /// The network store: the host's one (see [`Networks::host`]).
@@ -573,8 +1121,9 @@ impl Containers {
         Networks::host()
     }
 
-    /// Joins container `what` to network `net`: now when it runs, and at every start.
-    pub fn connect(&self, net: &str, what: &str) -> EngineResult<()> {
+    /// Joins container `what` to network `net`, where it also answers to `aliases`: now
+    /// when it runs, and at every start.
+    pub fn connect(&self, net: &str, what: &str, aliases: &[String]) -> EngineResult<()> {
         let v = self.view(what)?;
         let nets = self.networks();
         let n = nets.get(net)?;
@@ -590,14 +1139,20 @@ impl Containers {
                 problem: format!("it is already on network {}", n.name),
             });
         }
+        let mut cfg = v.config.clone();
+        cfg.aliases.insert(n.name.clone(), aliases.to_vec());
+        check_aliases(&cfg.name, &cfg.aliases)?;
         if v.status.state == MonitorState::Running {
             // connect takes only the network asked for, and no ports, from the request.
-            nets.connect(&n.name, &self.network_request(&v.config), v.status.pid)?;
+            nets.connect(&n.name, &self.network_request(&cfg), v.status.pid)?;
         }
         self.update_config(&v.config.id, |cfg| {
-            cfg.networks.push(n.name);
+            cfg.aliases.insert(n.name.clone(), aliases.to_vec());
+            cfg.networks.push(n.name.clone());
             Ok(())
-        })
+        })?;
+        self.network_event("connect", &n, Some(&v.config.id));
+        Ok(())
     }
 
     /// Takes container `what` off network `net`.
@@ -614,8 +1169,11 @@ impl Containers {
         nets.disconnect(&n.name, &v.config.id)?;
         self.update_config(&v.config.id, |cfg| {
             cfg.networks.retain(|x| *x != n.name);
+            cfg.aliases.remove(&n.name);
             Ok(())
-        })
+        })?;
+        self.network_event("disconnect", &n, Some(&v.config.id));
+        Ok(())
     }
 
     /// `diff`: what container `what` changed against its image, as docker lists it (added,
@@ -662,6 +1220,9 @@ impl Containers {
         if std::fs::read_to_string(&path).is_ok_and(|x| x == id) {
             std::fs::remove_file(&path).map_err(|e| EngineError::io("remove", &path, e))?;
         }
+        if let Ok(cfg) = self.config_of(&id) {
+            self.event(&cfg, "rename", &[("oldName", old)]);
+        }
         Ok(())
     }
 
@@ -697,6 +1258,7 @@ impl Containers {
             networks: cfg.networks.clone(),
             ports: cfg.publish.clone(),
             hosts_file: Some(self.dir.join(&cfg.id).join("hosts")),
+            aliases: cfg.aliases.clone(),
         }
     }
 
@@ -713,11 +1275,16 @@ impl Containers {
     /// A container's record and reconciled status.
     pub fn view(&self, what: &str) -> EngineResult<ContainerView> {
         let id = self.resolve(what)?;
-        let config = self.config_of(&id)?;
+        // Removed meanwhile (by its `--rm` monitor, or another process): gone, not broken.
+        let gone = |e: EngineError| match self.dir.join(&id).join("config.json").exists() {
+            true => e,
+            false => EngineError::NoSuchContainer(what.to_owned()),
+        };
+        let config = self.config_of(&id).map_err(gone)?;
         let Ok((monitor, status)) =
             Monitor::open(&self.dir.join(&id)).and_then(|m| m.status().map(|s| (m, s)))
         else {
-            return Err(EngineError::NoMonitor(id));
+            return Err(gone(EngineError::NoMonitor(id.clone())));
         };
         let paused = status.state == MonitorState::Running
             && crate::Container::load(&self.state_root, &id)
@@ -749,7 +1316,12 @@ impl Containers {
             self.thaw(&v.config.id)?;
         }
         let sig = crate::parse_signal(&v.config.stop_signal)?;
-        Ok(v.monitor.stop(sig, timeout)?)
+        let was_running = v.status.state == MonitorState::Running;
+        let status = v.monitor.stop(sig, timeout)?;
+        if was_running {
+            self.event(&v.config, "stop", &[]);
+        }
+        Ok(status)
     }
 
     /// Sends `signal` to the process of running container `what` (a paused one gets it
@@ -760,6 +1332,7 @@ impl Containers {
         if v.paused {
             self.thaw(&v.config.id)?;
         }
+        self.event(&v.config, "kill", &[("signal", signal.to_string())]);
         Ok(())
     }
 
@@ -775,6 +1348,7 @@ impl Containers {
             });
         }
         crate::Container::load(&self.state_root, &v.config.id)?.pause()?;
+        self.event(&v.config, "pause", &[]);
         Ok(())
     }
 
@@ -788,7 +1362,9 @@ impl Containers {
                 action: "unpause",
             });
         }
-        self.thaw(&v.config.id)
+        self.thaw(&v.config.id)?;
+        self.event(&v.config, "unpause", &[]);
+        Ok(())
     }
 
     fn thaw(&self, id: &str) -> EngineResult<()> {
@@ -805,6 +1381,69 @@ impl Containers {
     ) -> EngineResult<()> {
         let v = self.running(what, "update")?;
         crate::Container::load(&self.state_root, &v.config.id)?.update(resources)?;
+        // Kept, as docker keeps them: inspect shows the new limits and the next start
+        // applies them.
+        let memory = resources.memory().as_ref().and_then(|m| m.limit());
+        let pids = resources.pids().as_ref().map(|p| p.limit());
+        let cpus = resources
+            .cpu()
+            .as_ref()
+            .and_then(|c| match (c.quota(), c.period()) {
+                (Some(q), Some(p)) if p > 0 => Some((q > 0).then(|| q as f64 / p as f64)),
+                _ => None,
+            });
+        self.update_config(&v.config.id, |cfg| {
+            if let Some(m) = memory {
+                cfg.run.memory = (m > 0).then_some(m);
+            }
+            if let Some(p) = pids {
+                cfg.run.pids_limit = (p > 0).then_some(p);
+            }
+            if let Some(c) = cpus {
+                cfg.run.cpus = c;
+            }
+            Ok(())
+        })?;
+        let mut mc = MonitorConfig::read(&self.dir.join(&v.config.id))?;
+        if let Some(linux) = mc.spec.linux_mut() {
+            let mut r = linux.resources().clone().unwrap_or_default();
+            if resources.memory().is_some() {
+                r.set_memory(*resources.memory());
+            }
+            if resources.pids().is_some() {
+                r.set_pids(*resources.pids());
+            }
+            if resources.cpu().is_some() {
+                r.set_cpu(resources.cpu().clone());
+            }
+            linux.set_resources(Some(r));
+        }
+        mc.write()?;
+        self.event(&v.config, "update", &[]);
+        Ok(())
+    }
+
+    /// Changes container `what`'s restart policy (docker's `update --restart`), running or
+    /// not: a running container's monitor applies it when the container next exits.
+    pub fn set_restart(&self, what: &str, policy: RestartPolicy) -> EngineResult<()> {
+        let v = self.view(what)?;
+        if v.config.rm && policy != RestartPolicy::No {
+            return Err(crate::Error::option(
+                "restart policy",
+                format!("{policy:?}"),
+                "a container removed when it exits (--rm) is not restarted",
+            )
+            .into());
+        }
+        self.update_config(&v.config.id, |cfg| {
+            cfg.restart = policy;
+            Ok(())
+        })?;
+        let dir = self.dir.join(&v.config.id);
+        let mut mc = MonitorConfig::read(&dir)?;
+        mc.restart = policy;
+        mc.write()?;
+        self.event(&v.config, "update", &[]);
         Ok(())
     }
 
@@ -860,18 +1499,43 @@ impl Containers {
     /// as it ends) take turns on a lock of its directory; whoever comes second finds it gone
     /// and succeeds.
     pub fn remove(&self, what: &str, force: bool) -> EngineResult<()> {
+        self.remove_container(what, force).map(|_| ())
+    }
+
+    /// [`Containers::remove`], then the container's anonymous volumes that no other
+    /// container uses (docker's `rm -v`; a `--rm` container's monitor does this).
+    pub fn remove_with_volumes(&self, what: &str, force: bool) -> EngineResult<()> {
+        let Some(cfg) = self.remove_container(what, force)? else {
+            return Ok(());
+        };
+        let volumes = Volumes::open(&self.data)?;
+        for (name, _, _) in &cfg.volumes {
+            let anonymous = volumes
+                .inspect(name)
+                .is_ok_and(|v| v.labels.contains_key(ANONYMOUS_VOLUME_LABEL));
+            if anonymous && self.volume_users(name).is_empty() {
+                if let Err(e) = self.remove_volume(name) {
+                    tracing::warn!(volume = %name, error = %crate::chain(&e), "removing an anonymous volume");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the container; its record, unless another remover got there first.
+    fn remove_container(&self, what: &str, force: bool) -> EngineResult<Option<ContainerConfig>> {
         let id = self.view(what)?.config.id;
         let dir = self.dir.join(&id);
         let lock = match std::fs::File::open(&dir) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(EngineError::io("open", &dir, e)),
         };
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
             .map_err(|e| EngineError::io("lock", &dir, e.into()))?;
         let v = match self.view(&id) {
             Ok(v) => v,
-            Err(_) if !dir.exists() => return Ok(()),
+            Err(_) if !dir.exists() => return Ok(None),
             Err(e) => return Err(e),
         };
         if matches!(
@@ -892,11 +1556,13 @@ impl Containers {
             v.monitor.stop(libc::SIGKILL, Duration::ZERO)?;
             if !self.dir.join(&v.config.id).exists() {
                 // Its `rm` monitor removed it meanwhile: gone, once.
-                return Ok(());
+                return Ok(None);
             }
         }
         self.release(&v.config.id)?;
-        self.remove_files(&v.config.id, Some(&v.config.name))
+        self.remove_files(&v.config.id, Some(&v.config.name))?;
+        self.event(&v.config, "destroy", &[]);
+        Ok(Some(v.config))
     }
 
     /// Frees what a container holds outside its files: its runtime state and its network
@@ -936,11 +1602,55 @@ impl Containers {
             }
         }
         let dir = self.dir.join(id);
+        self.keep_last_status(id);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(EngineError::io("remove", &dir, e)),
         }
+    }
+
+    /// Keeps the last status of container `id`, which is being removed, for
+    /// [`Containers::removed_status`]: a hard link in `containers/.exits`, whose entries
+    /// older than ten minutes go as new ones come.
+    fn keep_last_status(&self, id: &str) {
+        let status = self.dir.join(id).join(crate::monitor::STATUS_FILE);
+        // A container that never got a status (its creation failed) leaves nothing.
+        if !status.exists() {
+            return;
+        }
+        let exits = self.dir.join(".exits");
+        if std::fs::create_dir_all(&exits).is_err() {
+            return;
+        }
+        let _ = std::fs::remove_file(exits.join(id));
+        if let Err(e) = std::fs::hard_link(&status, exits.join(id)) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::debug!(container = %id, error = %e, "keeping the last status");
+            }
+        }
+        let old = std::time::SystemTime::now() - Duration::from_secs(600);
+        for e in std::fs::read_dir(&exits).into_iter().flatten().flatten() {
+            if e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < old)
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// The last status of container `id` (a full id), removed in the last ten minutes: how
+    /// a waiter that saw it go (docker's `wait --condition removed`, `run --rm`) learns its
+    /// exit code.
+    pub fn removed_status(&self, id: &str) -> Option<MonitorStatus> {
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let bytes = std::fs::read(self.dir.join(".exits").join(id)).ok()?;
+        let mut s: MonitorStatus = serde_json::from_slice(&bytes).ok()?;
+        s.state = MonitorState::Exited;
+        Some(s)
     }
 
     /// The running container `what` and the process `req` describes in it: the
@@ -1012,6 +1722,82 @@ impl Containers {
         Ok(p.wait()?)
     }
 
+    /// Starts `req.args` in running container `what` with its stdio on descriptors the
+    /// caller relays (the Engine API's exec, an embedder's own): pipes, or with `req.tty` a
+    /// terminal whose master comes back. The process is the caller's child.
+    pub fn exec_piped(&self, what: &str, req: &ExecRequest) -> EngineResult<ExecSession> {
+        let (c, process) = self.exec_process(what, req)?;
+        let pipe = || {
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| EngineError::io("pipe", "exec stdio", e.into()))
+        };
+        if req.tty {
+            let dir = tempfile::Builder::new()
+                .prefix("oci-exec-")
+                .tempdir()
+                .map_err(|e| EngineError::io("create", "a console socket directory", e))?;
+            let path = dir.path().join("console.sock");
+            let listener = std::os::unix::net::UnixListener::bind(&path)
+                .map_err(|e| EngineError::io("bind", &path, e))?;
+            let process = c.exec_terminal(&process, &path)?;
+            let terminal = || -> EngineResult<_> {
+                let (sock, _) = listener
+                    .accept()
+                    .map_err(|e| EngineError::io("accept", &path, e))?;
+                let master = crate::receive_terminal(&sock)?;
+                let stdin = match req.interactive {
+                    true => Some(
+                        master
+                            .try_clone()
+                            .map_err(|e| EngineError::io("dup", "the terminal", e))?,
+                    ),
+                    false => None,
+                };
+                Ok((master, stdin))
+            };
+            let (master, stdin) = match terminal() {
+                Ok(t) => t,
+                Err(e) => {
+                    // Not left running, nor unreaped.
+                    let _ = rustix::process::kill_process(
+                        rustix::process::Pid::from_raw(process.pid())
+                            .ok_or_else(|| EngineError::NoMonitor(what.to_owned()))?,
+                        rustix::process::Signal::KILL,
+                    );
+                    let _ = process.wait();
+                    return Err(e);
+                }
+            };
+            return Ok(ExecSession {
+                process,
+                stdin,
+                stdout: master,
+                stderr: None,
+            });
+        }
+        let (stdin_r, stdin_w) = match req.interactive {
+            true => {
+                let (r, w) = pipe()?;
+                (r, Some(w))
+            }
+            false => (
+                std::fs::File::open("/dev/null")
+                    .map_err(|e| EngineError::io("open", "/dev/null", e))?
+                    .into(),
+                None,
+            ),
+        };
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let process = c.exec(&process, [Some(stdin_r), Some(out_w), Some(err_w)])?;
+        Ok(ExecSession {
+            process,
+            stdin: stdin_w,
+            stdout: out_r,
+            stderr: Some(err_r),
+        })
+    }
+
     /// Container `what`'s log as `query` selects it, each chunk to `emit`; with `follow`,
     /// new output too until the container has ended.
     pub fn logs(
@@ -1021,17 +1807,322 @@ impl Containers {
         follow: bool,
         emit: &mut dyn FnMut(LogStream, &[u8]) -> std::io::Result<()>,
     ) -> EngineResult<()> {
-        let m = self.monitor(what)?;
+        self.logs_while(what, query, follow, &|| true, emit)
+    }
+
+    /// [`Containers::logs`] for a reader that may leave: a follow ends as soon as `present`
+    /// says it has gone (a service's client that hung up), not at the container's next
+    /// output or its end.
+    pub fn logs_while(
+        &self,
+        what: &str,
+        query: &LogQuery,
+        follow: bool,
+        present: &dyn Fn() -> bool,
+        emit: &mut dyn FnMut(LogStream, &[u8]) -> std::io::Result<()>,
+    ) -> EngineResult<()> {
+        let v = self.view(what)?;
+        if v.config.log.disabled {
+            return Err(EngineError::LogsDisabled(v.config.name));
+        }
+        let m = v.monitor;
         let pos = crate::read_logs(&m.log_path(), query, &mut *emit)?;
         if follow {
             let mut done = || {
-                m.status()
-                    .map(|s| s.state == MonitorState::Exited && !s.monitor_alive)
-                    .unwrap_or(true)
+                !present()
+                    || m.status()
+                        .map(|s| s.state == MonitorState::Exited && !s.monitor_alive)
+                        .unwrap_or(true)
             };
             crate::follow_logs(&m.log_path(), pos, query.timestamps, &mut done, emit)?;
         }
         Ok(())
+    }
+
+    /// Where `path` of container `what` lies, as `docker cp` reads and writes it: under the
+    /// deepest directory bind or named volume mounted over it (a host directory, the same
+    /// whether the container runs or not), else in the container's own filesystem (its
+    /// snapshot, mounted when it is not).
+    fn locate(&self, what: &str, path: &str) -> EngineResult<Located> {
+        let v = self.view(what)?;
+        let rel = oci_rs_layer::clean_path(path)?;
+        let mut over: Option<(&Path, PathBuf, bool)> = None;
+        for m in &v.config.run.mounts {
+            let crate::ExtraMount::Bind {
+                source,
+                target,
+                readonly,
+            } = m
+            else {
+                continue;
+            };
+            let t = oci_rs_layer::clean_path(target)?;
+            let deeper = over
+                .as_ref()
+                .is_none_or(|o| t.components().count() > o.1.components().count());
+            if !t.as_os_str().is_empty() && rel.starts_with(&t) && deeper && source.is_dir() {
+                over = Some((source, t, *readonly));
+            }
+        }
+        let (root, inner, mounted_at, readonly) = match over {
+            Some((source, t, ro)) => (
+                oci_rs_layer::Root::open(source)?,
+                rel.strip_prefix(&t).unwrap_or(Path::new("")).to_owned(),
+                Path::new("/").join(t),
+                ro,
+            ),
+            None => {
+                let m = self.snapshots()?.open(&v.config.id)?;
+                (
+                    oci_rs_layer::Root::open(&m.rootfs)?,
+                    rel,
+                    PathBuf::from("/"),
+                    false,
+                )
+            }
+        };
+        Ok(Located {
+            container: v.config.name,
+            root,
+            rel: inner,
+            mounted_at,
+            readonly,
+        })
+    }
+
+    /// `path` in container `what` (resolved inside its root, the last component not
+    /// followed) as docker's clients see it before a copy.
+    pub fn stat_path(&self, what: &str, path: &str) -> EngineResult<PathStat> {
+        let at = self.locate(what, path)?;
+        Ok(at.stat(path)?.0)
+    }
+
+    /// `docker cp CONTAINER:PATH -`: `path` in container `what` as a tar into `sink` (its
+    /// last component and, for a directory, everything under it, named from that
+    /// component; for `DIR/.`, the directory's contents, named from `.`), resolved inside the
+    /// container's root so that no link leads out.
+    pub async fn copy_from<W>(&self, what: &str, path: &str, sink: W) -> EngineResult<(PathStat, W)>
+    where
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        let at = self.locate(what, path)?;
+        let (mut stat, parent) = at.stat(path)?;
+        let opts = oci_rs_layer::DiffOptions {
+            strip_setid: true,
+            ..oci_rs_layer::DiffOptions::default()
+        };
+        let proc_fd = |fd: &std::os::fd::OwnedFd| {
+            PathBuf::from(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(fd)
+            ))
+        };
+        let contents = path == "." || path.ends_with("/.");
+        let sink = match parent {
+            _ if contents => {
+                let dir = at.root.open_dir(&at.rel).map_err(|_| at.missing(path))?;
+                stat.name = ".".into();
+                oci_rs_layer::export_entry(&proc_fd(&dir), ".".as_ref(), sink, &opts)
+                    .await?
+                    .1
+            }
+            Some((dir, entry)) => {
+                oci_rs_layer::export_entry(&proc_fd(&dir), &entry, sink, &opts)
+                    .await?
+                    .1
+            }
+            // A mount's root, named by its mount point.
+            None if at.mounted_at != Path::new("/") => {
+                let opts = oci_rs_layer::DiffOptions {
+                    rebase: Some((".".into(), stat.name.clone().into())),
+                    ..opts
+                };
+                oci_rs_layer::export_entry(at.root.path(), ".".as_ref(), sink, &opts)
+                    .await?
+                    .1
+            }
+            None => oci_rs_layer::export(at.root.path(), sink, &opts).await?.1,
+        };
+        Ok((stat, sink))
+    }
+
+    /// `docker cp - CONTAINER:DIR`: the tar `archive` unpacked into the directory `dir` of
+    /// container `what`, resolved inside the container's root; the archive's entries are
+    /// confined to that directory as a layer's are to its root (oci-rs-layer's
+    /// [`apply_tar`](oci_rs_layer::apply_tar)).
+    pub async fn copy_into<R>(&self, what: &str, dir: &str, archive: R) -> EngineResult<()>
+    where
+        R: tokio::io::AsyncRead + Send + Unpin,
+    {
+        let at = self.locate(what, dir)?;
+        if at.readonly {
+            return Err(EngineError::WrongState {
+                container: at.container,
+                state: format!("mounted read-only at {}", at.mounted_at.display()),
+                action: "copy into",
+            });
+        }
+        let fd = at.root.open_dir(&at.rel).map_err(|_| at.missing(dir))?;
+        let at = PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&fd)
+        ));
+        let opts = oci_rs_layer::ApplyOptions {
+            plain_names: true,
+            ..oci_rs_layer::ApplyOptions::default()
+        };
+        oci_rs_layer::apply_tar(&at, archive, &opts).await?;
+        Ok(())
+    }
+
+    /// `docker cp CONTAINER:PATH HOST`: `path` of container `what` onto the host. Into
+    /// `host` when it is a directory; else as the new name `host` (its parent must exist).
+    /// Returns what was copied.
+    pub async fn copy_to_host(
+        &self,
+        what: &str,
+        path: &str,
+        host: &Path,
+    ) -> EngineResult<PathStat> {
+        let (w, r) = tokio::io::duplex(1 << 20);
+        let (into, rename) = if host.is_dir() {
+            (host.to_path_buf(), None)
+        } else {
+            let parent = match host.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let tmp = tempfile::Builder::new()
+                .prefix(".oci-cp-")
+                .tempdir_in(&parent)
+                .map_err(|e| EngineError::io("create", &parent, e))?;
+            (tmp.path().to_path_buf(), Some(tmp))
+        };
+        let produce = async {
+            let (stat, mut w) = self.copy_from(what, path, w).await?;
+            tokio::io::AsyncWriteExt::shutdown(&mut w)
+                .await
+                .map_err(|e| EngineError::io("write", "the copy", e))?;
+            Ok::<_, EngineError>(stat)
+        };
+        // The container's files on the host: belonging to the caller (no chown, and no
+        // ownership forged through the rootless xattr), no device nodes, no set-id bits,
+        // names taken literally.
+        let apply = oci_rs_layer::ApplyOptions {
+            ownership: oci_rs_layer::Ownership::Rootless,
+            devices: oci_rs_layer::Devices::Skip,
+            allowed_xattrs: Vec::new(),
+            plain_names: true,
+            strip_setid: true,
+            ..oci_rs_layer::ApplyOptions::default()
+        };
+        let consume = oci_rs_layer::apply_tar(&into, r, &apply);
+        let (stat, applied) = tokio::join!(produce, consume);
+        let stat = stat?;
+        applied?;
+        if let Some(tmp) = rename {
+            match stat.name.as_str() {
+                // The whole root, or a directory's contents: the directory it was
+                // unpacked into is the copy.
+                "/" | "." => {
+                    let dir = tmp.keep();
+                    std::fs::rename(&dir, host).map_err(|e| EngineError::io("rename", host, e))?;
+                }
+                name => {
+                    std::fs::rename(tmp.path().join(name), host)
+                        .map_err(|e| EngineError::io("rename", host, e))?;
+                }
+            }
+        }
+        Ok(stat)
+    }
+
+    /// `docker cp HOST CONTAINER:DIR`: the host's file or directory `host` (not followed
+    /// when it is a link) into the existing directory `dir` of container `what`.
+    pub async fn copy_from_host(&self, host: &Path, what: &str, dir: &str) -> EngineResult<()> {
+        let name = host
+            .file_name()
+            .ok_or_else(|| EngineError::io("copy", host, std::io::ErrorKind::InvalidInput.into()))?
+            .to_owned();
+        let parent = match host.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let (w, r) = tokio::io::duplex(1 << 20);
+        let produce = async {
+            let (_, mut w) = oci_rs_layer::export_entry(
+                &parent,
+                &name,
+                w,
+                &oci_rs_layer::DiffOptions::default(),
+            )
+            .await?;
+            tokio::io::AsyncWriteExt::shutdown(&mut w)
+                .await
+                .map_err(|e| EngineError::io("write", "the copy", e))?;
+            Ok::<_, EngineError>(())
+        };
+        let (a, b) = tokio::join!(produce, self.copy_into(what, dir, r));
+        a?;
+        b
+    }
+
+    /// One reading of running container `what`'s use (`docker stats`): its cgroup's
+    /// counters, its network interfaces' (read in its network namespace through its init's
+    /// `/proc/PID/net/dev`), and the host's CPU time and CPUs to set them against.
+    pub fn stats(&self, what: &str) -> EngineResult<ContainerStats> {
+        let v = self.running(what, "read the statistics of")?;
+        let c = crate::Container::load(&self.state_root, &v.config.id)?;
+        let cgroup = c.cgroup().map(|g| g.stats()).unwrap_or_default();
+        let mut networks = BTreeMap::new();
+        let dev = std::fs::read_to_string(format!("/proc/{}/net/dev", c.pid())).unwrap_or_default();
+        for l in dev.lines().skip(2) {
+            let Some((name, rest)) = l.split_once(':') else {
+                continue;
+            };
+            let name = name.trim();
+            if name == "lo" {
+                continue;
+            }
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            if f.len() >= 16 {
+                networks.insert(
+                    name.to_owned(),
+                    InterfaceStats {
+                        rx_bytes: f[0],
+                        rx_packets: f[1],
+                        rx_errors: f[2],
+                        rx_dropped: f[3],
+                        tx_bytes: f[8],
+                        tx_packets: f[9],
+                        tx_errors: f[10],
+                        tx_dropped: f[11],
+                    },
+                );
+            }
+        }
+        // The host's CPU time: /proc/stat's first line, in clock ticks (USER_HZ, 100).
+        let system_cpu_ns = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            let line = s.lines().next()?.strip_prefix("cpu ")?.to_owned();
+            let ticks: u64 = line
+                .split_whitespace()
+                .take(8)
+                .filter_map(|x| x.parse::<u64>().ok())
+                .sum();
+            Some(ticks.saturating_mul(10_000_000))
+        });
+        Ok(ContainerStats {
+            id: v.config.id,
+            name: v.config.name,
+            read_at: crate::now_ns(),
+            cgroup,
+            networks,
+            system_cpu_ns,
+            online_cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        })
     }
 
     /// The processes of running container `what` (its cgroup's, else its init), read from
@@ -1118,11 +2209,112 @@ impl Containers {
         Ok(())
     }
 
+    /// docker's `--pid` or `--ipc` value (`kind` names which in errors): `""`, `private`
+    /// (and `shareable` for ipc), `host`, `none` (ipc only), or `container:NAME`, a running
+    /// container of this store whose namespace the new one joins.
+    pub fn namespace_choice(
+        &self,
+        kind: &'static str,
+        arg: &str,
+    ) -> EngineResult<crate::NamespaceChoice> {
+        use crate::NamespaceChoice;
+        Ok(match (kind, arg) {
+            (_, "" | "private") | ("ipc", "shareable") => NamespaceChoice::Private,
+            (_, "host") => NamespaceChoice::Host,
+            ("ipc", "none") => NamespaceChoice::None,
+            // Its /dev/shm is a mount in its own mount namespace, which no other namespace
+            // can bind (the kernel refuses); docker makes a donor's on the host instead.
+            ("ipc", other) if other.starts_with("container:") => {
+                return Err(crate::Error::option(
+                    "ipc",
+                    other,
+                    "sharing another container's IPC namespace and /dev/shm is not supported; \
+                     host, private, shareable and none are",
+                )
+                .into())
+            }
+            (_, other) => match other.strip_prefix("container:") {
+                Some(name) => {
+                    let v = self.running(name, "join the namespaces of")?;
+                    let c = crate::Container::load(&self.state_root, &v.config.id)?;
+                    NamespaceChoice::Container {
+                        name: name.to_owned(),
+                        pid: c.pid(),
+                    }
+                }
+                None => {
+                    return Err(crate::Error::option(
+                        kind,
+                        other,
+                        "expected host, container:NAME, private (ipc: shareable, none)",
+                    )
+                    .into())
+                }
+            },
+        })
+    }
+
     /// The network namespace of running container `what`, for another container to join.
     pub fn network_namespace(&self, what: &str) -> EngineResult<PathBuf> {
         let v = self.running(what, "join the network of")?;
         let c = crate::Container::load(&self.state_root, &v.config.id)?;
         Ok(PathBuf::from(format!("/proc/{}/ns/net", c.pid())))
+    }
+
+    /// Readings of containers `names` (`stats`): each must run. With no names, every
+    /// running container's; one that ends meanwhile is left out.
+    pub fn stats_of(&self, names: &[String]) -> EngineResult<Vec<ContainerStats>> {
+        if !names.is_empty() {
+            return names.iter().map(|n| self.stats(n)).collect();
+        }
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|v| v.status.state == MonitorState::Running)
+            .filter_map(|v| self.stats(&v.config.id).ok())
+            .collect())
+    }
+
+    /// docker's `--volumes-from NAME[:ro|:rw]`: container `spec`'s named volumes and binds
+    /// (not the engine's own `/etc` files), added to `req` where `req` mounts nothing at the
+    /// same path; `ro` or `rw` overrides each one's mode, else it keeps its own.
+    pub fn add_volumes_from(&self, req: &mut RunRequest, spec: &str) -> EngineResult<()> {
+        let (name, mode) = match spec.rsplit_once(':') {
+            Some((n, m @ ("ro" | "rw"))) => (n, Some(m == "ro")),
+            _ => (spec, None),
+        };
+        let v = self.view(name)?;
+        let taken = |req: &RunRequest, target: &str| {
+            req.volumes.iter().any(|x| x.1 == target)
+                || req.opts.mounts.iter().any(|m| m.target() == target)
+        };
+        let own = self.dir.join(&v.config.id);
+        for (vol, target, ro) in &v.config.volumes {
+            if !taken(req, target) {
+                req.volumes
+                    .push((vol.clone(), target.clone(), mode.unwrap_or(*ro)));
+            }
+        }
+        for m in &v.config.run.mounts {
+            let crate::ExtraMount::Bind {
+                source,
+                target,
+                readonly,
+            } = m
+            else {
+                continue;
+            };
+            let is_volume = v.config.volumes.iter().any(|x| &x.1 == target);
+            if source.starts_with(&own) || is_volume || taken(req, target) {
+                continue;
+            }
+            req.opts.mounts.push(crate::ExtraMount::Bind {
+                source: source.clone(),
+                target: target.clone(),
+                readonly: mode.unwrap_or(*readonly),
+            });
+        }
+        Ok(())
     }
 
     /// The names of the containers that mount volume `name`.
@@ -1244,14 +2436,28 @@ impl Containers {
 }
 
 /// docker's `ps` selection: running containers only unless `all`, and `--filter` terms
-/// (`status=created|running|restarting|exited`, `name=PART`; terms of one key are
-/// alternatives, of different keys all required).
+/// (terms of one key are alternatives, of different keys all required):
+/// `status=created|running|paused|restarting|exited`, `name=PART`, `id=PREFIX`, `label=KEY`
+/// or `label=KEY=VALUE` (every label term must hold, as docker has it), `exited=CODE`,
+/// `ancestor=IMAGE` (as named, or an id prefix), `network=NAME`, `volume=NAME|PATH`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerFilter {
     all: bool,
     status: Vec<String>,
     names: Vec<String>,
+    ids: Vec<String>,
+    labels: Vec<(String, Option<String>)>,
+    exited: Vec<i32>,
+    ancestors: Vec<String>,
+    networks: Vec<String>,
+    volumes: Vec<String>,
+    health: Vec<String>,
 }
+
+/// The filter keys [`ContainerFilter::parse`] takes, said in its error.
+const FILTER_KEYS: &str = "status=created|running|paused|restarting|exited, name=PART, \
+    id=PREFIX, label=KEY[=VALUE], exited=CODE, ancestor=IMAGE, network=NAME, volume=NAME or \
+    health=starting|healthy|unhealthy|none";
 
 impl ContainerFilter {
     /// The filter of `ps [-a] [--filter K=V]...`.
@@ -1261,21 +2467,33 @@ impl ContainerFilter {
             ..Self::default()
         };
         for term in filters {
+            let bad = || crate::Error::InvalidOption {
+                option: "filter",
+                value: term.clone(),
+                reason: FILTER_KEYS.into(),
+            };
             match term.split_once('=') {
                 Some(("status", s))
-                    if ["created", "running", "restarting", "exited"].contains(&s) =>
+                    if ["created", "running", "paused", "restarting", "exited"].contains(&s) =>
                 {
                     f.status.push(s.to_owned())
                 }
-                Some(("name", n)) => f.names.push(n.to_owned()),
-                _ => {
-                    return Err(crate::Error::InvalidOption {
-                        option: "filter",
-                        value: term.clone(),
-                        reason: "status=created|running|restarting|exited or name=PART".into(),
-                    }
-                    .into())
+                Some(("name", n)) => f.names.push(n.trim_start_matches('/').to_owned()),
+                Some(("id", i)) => f.ids.push(i.to_owned()),
+                Some(("label", l)) => f.labels.push(match l.split_once('=') {
+                    Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
+                    None => (l.to_owned(), None),
+                }),
+                Some(("exited", c)) => f.exited.push(c.parse().map_err(|_| bad())?),
+                Some(("ancestor", a)) => f.ancestors.push(a.to_owned()),
+                Some(("network", n)) => f.networks.push(n.to_owned()),
+                Some(("volume", v)) => f.volumes.push(v.to_owned()),
+                Some(("health", h))
+                    if ["starting", "healthy", "unhealthy", "none"].contains(&h) =>
+                {
+                    f.health.push(h.to_owned())
                 }
+                _ => return Err(bad().into()),
             }
         }
         Ok(f)
@@ -1284,17 +2502,47 @@ impl ContainerFilter {
     /// Whether container `v` is listed.
     pub fn matches(&self, v: &ContainerView) -> bool {
         let state = v.status.state;
+        let c = &v.config;
+        let shown = match (v.paused, state) {
+            (true, _) => "paused".to_owned(),
+            (false, s) => s.to_string(),
+        };
         let by_status = if self.status.is_empty() {
             self.all || matches!(state, MonitorState::Running | MonitorState::Restarting)
         } else {
-            self.status.contains(&state.to_string())
+            self.status.contains(&shown)
         };
+        let any = |terms: &[String], f: &dyn Fn(&str) -> bool| {
+            terms.is_empty() || terms.iter().any(|t| f(t))
+        };
+        let image_id = c.image_id.trim_start_matches("sha256:");
         by_status
-            && (self.names.is_empty()
-                || self
-                    .names
+            && any(&self.names, &|n| c.name.contains(n))
+            && any(&self.ids, &|i| c.id.starts_with(i))
+            && self.labels.iter().all(|(k, want)| {
+                c.labels
+                    .get(k)
+                    .is_some_and(|v| want.as_ref().is_none_or(|w| w == v))
+            })
+            && (self.exited.is_empty()
+                || (state == MonitorState::Exited
+                    && v.status.exit_code.is_some_and(|e| self.exited.contains(&e))))
+            && any(&self.ancestors, &|a| {
+                c.image == a
+                    || c.image.strip_suffix(":latest") == Some(a)
+                    || a.trim_start_matches("sha256:").len() >= 4
+                        && image_id.starts_with(a.trim_start_matches("sha256:"))
+            })
+            && any(&self.networks, &|n| c.networks.iter().any(|x| x == n))
+            && any(&self.volumes, &|vol| {
+                c.volumes
                     .iter()
-                    .any(|n| v.config.name.contains(n.as_str())))
+                    .any(|(name, target, _)| name == vol || target == vol)
+            })
+            && any(&self.health, &|h| {
+                let health = v.status.health.as_ref().filter(|_| c.health.is_some());
+                h == health.map_or("none".to_owned(), |x| x.status.to_string())
+            })
     }
 }
 

@@ -1,6 +1,6 @@
 //! docker's container inspect document.
 
-use super::ContainerView;
+use super::{ContainerConfig, ContainerView};
 use crate::{MonitorState, MonitorStatus, NetworkMode, RestartPolicy};
 use std::path::{Path, PathBuf};
 
@@ -76,6 +76,7 @@ pub(super) fn inspect(
             error: st.error.clone().unwrap_or_default(),
             started_at: time(st.started_at),
             finished_at: time(st.finished_at),
+            health: st.health.clone(),
         },
         config: serde_json::json!({
             "Hostname": c.run.hostname,
@@ -86,8 +87,10 @@ pub(super) fn inspect(
             "WorkingDir": process.as_ref().map(|p| p.cwd().display().to_string()).unwrap_or_default(),
             "Labels": c.labels,
             "StopSignal": c.stop_signal,
+            "StopTimeout": c.stop_timeout,
             "OpenStdin": c.interactive,
             "Tty": c.run.terminal,
+            "Healthcheck": c.healthcheck,
         }),
         host_config: serde_json::json!({
             "AutoRemove": c.rm,
@@ -119,13 +122,18 @@ pub(super) fn inspect(
             "CapDrop": c.run.cap_drop,
             "Privileged": c.run.privileged,
             "ReadonlyRootfs": c.run.read_only,
-            "LogConfig": {"Type": "cri", "Config": {
+            "PidMode": c.run.pid.docker_mode(false),
+            "IpcMode": c.run.ipc.docker_mode(true),
+            "Devices": c.run.devices.iter().map(|d| serde_json::json!({
+                "PathOnHost": d.host, "PathInContainer": d.container, "CgroupPermissions": d.access,
+            })).collect::<Vec<_>>(),
+            "LogConfig": {"Type": if c.log.disabled { "none" } else { "cri" }, "Config": {
                 "max-size": c.log.max_size.map(|s| s.to_string()),
                 "max-file": c.log.max_files.to_string(),
             }},
         }),
         mounts,
-        network_settings: network_settings(st),
+        network_settings: network_settings(c, st),
         log_path,
     }
 }
@@ -162,6 +170,71 @@ pub struct ContainerInspect {
     pub log_path: PathBuf,
 }
 
+impl super::ContainerView {
+    /// The fields docker's `ps --format` knows, for this container: `ID` (12 digits),
+    /// `Image`, `Command` (quoted), `CreatedAt`, `RunningFor`, `Ports`, `State`, `Status`,
+    /// `Names`, `Labels` (`k=v,...`), `Mounts`, `Networks`, `Size`.
+    pub fn ps_fields(&self) -> serde_json::Value {
+        let c = &self.config;
+        let st = &self.status;
+        let state = match (self.paused, st.state) {
+            (true, _) => "paused".to_owned(),
+            (false, s) => s.to_string(),
+        };
+        let status = match self.paused {
+            true => format!("{} (Paused)", st.status_text()),
+            false => st.status_text(),
+        };
+        #[cfg(feature = "network")]
+        let ports = st.network.as_ref().map_or(String::new(), |n| {
+            n.ports
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        #[cfg(not(feature = "network"))]
+        let ports = String::new();
+        let secs = c.created / 1_000_000_000;
+        // Volumes by name, binds by their host path; not the engine's own /etc files.
+        let is_volume = |source: &std::path::Path| {
+            source.file_name() == Some(std::ffi::OsStr::new("_data"))
+                && c.volumes.iter().any(|v| {
+                    source.parent().and_then(|p| p.file_name()) == Some(std::ffi::OsStr::new(&v.0))
+                })
+        };
+        let mounts: Vec<String> = c
+            .volumes
+            .iter()
+            .map(|v| v.0.clone())
+            .chain(c.run.mounts.iter().filter_map(|m| match m {
+                crate::ExtraMount::Bind { source, .. }
+                    if !is_volume(source) && !source.starts_with(self.monitor.dir()) =>
+                {
+                    Some(source.display().to_string())
+                }
+                _ => None,
+            }))
+            .collect();
+        serde_json::json!({
+            "ID": &c.id[..12.min(c.id.len())],
+            "Image": c.image,
+            "Command": format!("\"{}\"", c.command.join(" ")),
+            // docker's `2026-12-07 06:11:15 +0000 UTC`.
+            "CreatedAt": format!("{} +0000 UTC", crate::rfc3339(secs * 1_000_000_000)[..19].replacen('T', " ", 1)),
+            "RunningFor": crate::ago(c.created),
+            "Ports": ports,
+            "State": state,
+            "Status": status,
+            "Names": c.name,
+            "Labels": c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+            "Mounts": mounts.join(","),
+            "Networks": c.networks.join(","),
+            "Size": "",
+        })
+    }
+}
+
 /// docker's State.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -184,6 +257,9 @@ pub struct InspectState {
     pub started_at: String,
     /// RFC 3339.
     pub finished_at: String,
+    /// Its health, when it has a health check (docker leaves the field out otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::Health>,
 }
 
 /// docker's `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}`.
@@ -205,30 +281,48 @@ fn port_bindings(
     serde_json::Value::Object(m)
 }
 
-/// docker's NetworkSettings: the running container's addresses and ports.
-fn network_settings(st: &MonitorStatus) -> serde_json::Value {
-    let Some(n) = &st.network else {
-        return serde_json::json!({"Ports": {}, "Networks": {}, "IPAddress": "", "Gateway": "", "MacAddress": ""});
-    };
-    let nets: serde_json::Map<String, serde_json::Value> = n
-        .endpoints
+/// docker's NetworkSettings: every network the container is configured on, with its aliases
+/// (as docker shows a created container's), and the running container's addresses and ports.
+pub(crate) fn network_settings(c: &ContainerConfig, st: &MonitorStatus) -> serde_json::Value {
+    let running = st
+        .network
+        .as_ref()
+        .filter(|_| st.state == MonitorState::Running);
+    let endpoints = running.map(|n| n.endpoints.as_slice()).unwrap_or_default();
+    let short = c.id.get(..12).unwrap_or(&c.id);
+    let mut nets = serde_json::Map::new();
+    for net in c
+        .networks
         .iter()
-        .map(|e| {
-            (
-                e.network.clone(),
-                serde_json::json!({
-                    "IPAddress": e.ip.to_string(),
-                    "IPPrefixLen": e.prefix,
-                    "Gateway": e.gateway.to_string(),
-                    "MacAddress": e.mac,
-                    "EndpointID": format!("{}-{}", &e.container[..12.min(e.container.len())], e.interface),
-                }),
-            )
-        })
-        .collect();
-    let first = n.endpoints.first();
+        .chain(endpoints.iter().map(|e| &e.network))
+    {
+        if nets.contains_key(net) {
+            continue;
+        }
+        let e = endpoints.iter().find(|e| &e.network == net);
+        // docker lists the short id among a user network's aliases (docker-compose looks for
+        // it to tell a container it set up).
+        let mut aliases = c.aliases.get(net).cloned().unwrap_or_default();
+        if net != crate::DEFAULT_NETWORK && !aliases.iter().any(|a| a == short) {
+            aliases.push(short.to_owned());
+        }
+        nets.insert(
+            net.clone(),
+            serde_json::json!({
+                "Aliases": (net != crate::DEFAULT_NETWORK).then_some(aliases),
+                "NetworkID": net,
+                "IPAddress": e.map(|e| e.ip.to_string()).unwrap_or_default(),
+                "IPPrefixLen": e.map_or(0, |e| e.prefix),
+                "Gateway": e.map(|e| e.gateway.to_string()).unwrap_or_default(),
+                "MacAddress": e.map(|e| e.mac.clone()).unwrap_or_default(),
+                "EndpointID": e.map(|e| format!("{short}-{}", e.interface)).unwrap_or_default(),
+            }),
+        );
+    }
+    let first = endpoints.first();
+    let ports = running.map(|n| n.ports.as_slice()).unwrap_or_default();
     serde_json::json!({
-        "Ports": port_bindings(n.ports.iter().map(|p| (p.container_port, p.proto, p.host_ip, p.host_port))),
+        "Ports": port_bindings(ports.iter().map(|p| (p.container_port, p.proto, p.host_ip, p.host_port))),
         "Networks": nets,
         "IPAddress": first.map(|e| e.ip.to_string()).unwrap_or_default(),
         "IPPrefixLen": first.map_or(0, |e| e.prefix),

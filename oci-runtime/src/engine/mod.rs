@@ -51,9 +51,12 @@ mod inspect;
 mod volumes;
 
 pub use containers::{
-    random_hex, ContainerConfig, ContainerFilter, ContainerView, Containers, ExecRequest,
-    ProcessRow, RunImage, RunRequest,
+    host_memory, parse_container_path, random_hex, ContainerConfig, ContainerFilter,
+    ContainerStats, ContainerView, Containers, ExecRequest, ExecSession, InterfaceStats,
+    ProcessRow, RunImage, RunRequest, StatsRow, ANONYMOUS_VOLUME_LABEL,
 };
+#[cfg(feature = "api")]
+pub(crate) use inspect::network_settings;
 pub use inspect::{ContainerInspect, InspectState};
 pub use volumes::{parse_mount_arg, parse_volume_arg, MountArg, VolumeInfo, Volumes};
 
@@ -109,9 +112,20 @@ pub enum EngineError {
         /// What is wrong.
         problem: String,
     },
+    /// `logs` of a container whose log driver is `none` (docker's words).
+    #[error("configured logging driver does not support reading (container {0})")]
+    LogsDisabled(String),
     /// A container record without the monitor record every container has.
     #[error("container {0} has no monitor record")]
     NoMonitor(String),
+    /// A path that is not in the container's filesystem.
+    #[error("Could not find the file {path} in container {container}")]
+    NoSuchPath {
+        /// The container as named.
+        container: String,
+        /// The path.
+        path: String,
+    },
     /// Removing an image that a container was made from, without force.
     #[error("conflict: unable to remove {image}: container {name} ({}) is using it (remove the container, or force)", id.get(..12).unwrap_or(id))]
     ImageInUse {

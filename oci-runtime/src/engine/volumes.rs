@@ -81,6 +81,7 @@ impl Volumes {
             scope: "local".into(),
         };
         write_record(&base.join("meta.json"), &info)?;
+        self.record("create", name);
         Ok((info, true))
     }
 
@@ -117,7 +118,21 @@ impl Volumes {
         let meta = base.join("meta.json");
         std::fs::remove_file(&meta).map_err(|e| EngineError::io("remove", &meta, e))?;
         std::fs::remove_dir_all(&base).map_err(|e| EngineError::io("remove", &base, e))?;
+        self.record("destroy", name);
         Ok(())
+    }
+
+    /// Records volume `name`'s event `action` in the store's journal, best effort.
+    fn record(&self, action: &str, name: &str) {
+        let Some(data) = self.dir.parent() else {
+            return;
+        };
+        let e = crate::Event::new("volume", action, name).with("driver", "local");
+        if let Err(err) =
+            crate::Journal::open(&data.join(super::containers::EVENTS_FILE)).record(&e)
+        {
+            tracing::warn!(volume = %name, error = %crate::chain(&err), "recording an event");
+        }
     }
 
     /// Fills volume `name` from `rootfs`'s `target` when the volume is empty (first use) and
@@ -197,9 +212,10 @@ impl Volumes {
 pub enum MountArg {
     /// A host path or tmpfs.
     Extra(crate::ExtraMount),
-    /// A named volume (created on first use).
+    /// A named volume (created on first use), or an anonymous one.
     Volume {
-        /// The volume.
+        /// The volume; empty for an anonymous one (`-v /data`: made with a random name at
+        /// create, removed with its container by `rm -v` and `--rm`).
         name: String,
         /// The path in the container.
         target: String,
@@ -208,8 +224,22 @@ pub enum MountArg {
     },
 }
 
-/// Parses `-v`: `/host:/ctr[:ro]` is a bind, `NAME:/ctr[:ro]` a named volume.
+/// Parses `-v`: `/host:/ctr[:ro]` is a bind, `NAME:/ctr[:ro]` a named volume, `/ctr` alone
+/// an anonymous volume.
+///
+/// ```
+/// use oci_rs_runtime::{parse_volume_arg, MountArg};
+/// let anon = parse_volume_arg("/data").unwrap();
+/// assert_eq!(anon, MountArg::Volume { name: String::new(), target: "/data".into(), readonly: false });
+/// ```
 pub fn parse_volume_arg(spec: &str) -> Result<MountArg> {
+    if spec.starts_with('/') && !spec.contains(':') {
+        return Ok(MountArg::Volume {
+            name: String::new(),
+            target: spec.to_owned(),
+            readonly: false,
+        });
+    }
     if spec.starts_with('/') {
         return Ok(MountArg::Extra(crate::ExtraMount::parse_volume(spec)?));
     }

@@ -4,7 +4,7 @@ mod proxy;
 
 use crate::container::proc_start_time;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -389,9 +389,55 @@ pub struct NetworkConfig {
     pub gateway: Ipv4Addr,
     /// When it was created (seconds since the epoch).
     pub created: u64,
+    /// Its labels (`network create --label`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl NetworkConfig {
+    /// docker's `network inspect` document of this network, with those of `endpoints` on it
+    /// as its containers (keyed by container id).
+    pub fn document(&self, endpoints: &[Endpoint]) -> serde_json::Value {
+        let containers: serde_json::Map<String, serde_json::Value> = endpoints
+            .iter()
+            .filter(|e| e.network == self.name)
+            .map(|e| {
+                let doc = serde_json::json!({
+                    "Name": e.name,
+                    "EndpointID": e.veth,
+                    "MacAddress": e.mac,
+                    "IPv4Address": format!("{}/{}", e.ip, e.prefix),
+                    "IPv6Address": "",
+                });
+                (e.container.clone(), doc)
+            })
+            .collect();
+        // As docker's: the default network names its bridge; a user network has no options
+        // unless given some (docker-compose compares them with its file's).
+        let options = match self.name == DEFAULT_NETWORK {
+            true => serde_json::json!({"com.docker.network.bridge.name": self.bridge}),
+            false => serde_json::json!({}),
+        };
+        serde_json::json!({
+            "Name": self.name,
+            "Id": self.id,
+            "Created": crate::rfc3339(self.created.saturating_mul(1_000_000_000)),
+            "Scope": "local",
+            "Driver": "bridge",
+            "EnableIPv6": false,
+            "IPAM": {"Driver": "default", "Options": {}, "Config": [
+                {"Subnet": self.cidr(), "Gateway": self.gateway.to_string()}
+            ]},
+            "Internal": false,
+            "Attachable": false,
+            "Ingress": false,
+            "ConfigOnly": false,
+            "Containers": containers,
+            "Options": options,
+            "Labels": self.labels,
+        })
+    }
+
     /// `10.89.0.0/24`.
     pub fn cidr(&self) -> String {
         format!("{}/{}", self.subnet, self.prefix)
@@ -400,6 +446,118 @@ impl NetworkConfig {
 
 /// The default network's name, as docker's.
 pub const DEFAULT_NETWORK: &str = "bridge";
+
+/// docker's network filters (`network ls --filter`, `network prune --filter`): `name=PART`,
+/// `id=PREFIX`, `label=KEY[=VALUE]`, `label!=KEY[=VALUE]`, `driver=bridge`,
+/// `type=custom|builtin`, `scope=local`, `dangling=true|false` (no container on it) and
+/// `until=TIME` (created before: RFC 3339, Unix seconds or a duration ago).
+///
+/// ```
+/// use oci_rs_runtime::NetworkFilter;
+/// let f = NetworkFilter::parse(&["label=team=a".into(), "label!=keep".into()]).unwrap();
+/// assert!(NetworkFilter::parse(&["colour=red".into()]).is_err());
+/// # let _ = f;
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct NetworkFilter {
+    terms: Vec<(String, String)>,
+}
+
+impl NetworkFilter {
+    /// The filter of `KEY=VALUE` terms (several values of one key: any of them).
+    pub fn parse(terms: &[String]) -> Result<Self> {
+        let mut out = Vec::new();
+        for t in terms {
+            let bad = |reason: &str| NetError::Invalid {
+                what: "network filter",
+                value: t.clone(),
+                reason: reason.into(),
+            };
+            let (k, v) = t.split_once('=').ok_or_else(|| bad("expected KEY=VALUE"))?;
+            let (k, v) = match k.strip_suffix('!') {
+                Some("label") => ("label!", v),
+                _ => (k, v),
+            };
+            match k {
+                "name" | "id" | "label" | "label!" | "driver" | "scope" => {}
+                "type" if ["custom", "builtin"].contains(&v) => {}
+                "dangling" if ["true", "false", "1", "0"].contains(&v) => {}
+                "until" => {
+                    crate::parse_log_time(v).map_err(|_| bad("until: a time or a duration"))?;
+                }
+                _ => {
+                    return Err(bad(
+                        "keys: name, id, label, label!, driver, type, scope, dangling, until",
+                    ))
+                }
+            }
+            out.push((k.to_owned(), v.to_owned()));
+        }
+        Ok(Self { terms: out })
+    }
+
+    /// Whether network `n` (with `in_use`: a container on it) passes: every key given
+    /// matches one of its values (`label!` must match none).
+    /// The default `bridge` is built in, as docker's.
+    pub fn matches(&self, n: &NetworkConfig, in_use: bool) -> bool {
+        let kind = match n.name == DEFAULT_NETWORK {
+            true => "builtin",
+            false => "custom",
+        };
+        let net = (n.name.as_str(), n.id.as_str(), "bridge", kind);
+        self.passes(net, &n.labels, n.created, in_use)
+    }
+
+    /// The built-in networks (`host`, `none`) that pass.
+    pub fn builtins(&self) -> Vec<&'static str> {
+        ["host", "none"]
+            .into_iter()
+            .filter(|b| self.matches_builtin(b))
+            .collect()
+    }
+
+    /// Whether the built-in network `name` (`host`, `none`) passes.
+    pub fn matches_builtin(&self, name: &str) -> bool {
+        let id = name.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+        let driver = if name == "none" { "null" } else { name };
+        self.passes((name, &id, driver, "builtin"), &BTreeMap::new(), 0, true)
+    }
+
+    /// `net` is (name, id, driver, type).
+    fn passes(
+        &self,
+        net: (&str, &str, &str, &str),
+        labels: &BTreeMap<String, String>,
+        created: u64,
+        in_use: bool,
+    ) -> bool {
+        let (name, id, driver, kind) = net;
+        let label = |v: &str| match v.split_once('=') {
+            Some((k, want)) => labels.get(k).is_some_and(|x| x == want),
+            None => labels.contains_key(v),
+        };
+        let keys: BTreeSet<&str> = self.terms.iter().map(|(k, _)| k.as_str()).collect();
+        keys.into_iter().all(|key| {
+            let mut vals = self.terms.iter().filter(|(k, _)| k == key).map(|(_, v)| v);
+            match key {
+                "label!" => !vals.any(|v| label(v)),
+                // Every label asked for, as docker's.
+                "label" => vals.all(|v| label(v)),
+                "name" => vals.any(|v| name.contains(v.as_str())),
+                "id" => vals.any(|v| id.starts_with(v.as_str())),
+                "driver" => vals.any(|v| v == driver),
+                "scope" => vals.any(|v| v == "local"),
+                "type" => vals.any(|v| v == kind),
+                "dangling" => vals.any(|v| (v == "true" || v == "1") != in_use),
+                "until" => vals.any(|v| {
+                    crate::parse_log_time(v)
+                        .is_ok_and(|t| created.saturating_mul(1_000_000_000) < t)
+                }),
+                _ => false,
+            }
+        })
+    }
+}
 
 /// One container's address on one network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -433,6 +591,10 @@ pub struct Endpoint {
     /// The file bind-mounted at the container's `/etc/hosts`, kept up to date with the
     /// names of the network's containers.
     pub hosts_file: Option<PathBuf>,
+    /// Other names the container answers to on this network (docker's network aliases:
+    /// docker-compose's service names), in the other containers' `/etc/hosts` too.
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 impl Endpoint {
@@ -459,6 +621,9 @@ pub struct NetworkRequest {
     pub ports: Vec<PortMapping>,
     /// The container's `/etc/hosts` source file, to keep up to date.
     pub hosts_file: Option<PathBuf>,
+    /// Network aliases, by network name (see [`Endpoint::aliases`]).
+    #[serde(default)]
+    pub aliases: BTreeMap<String, Vec<String>>,
 }
 
 /// How a container's network is set up at each start (kept in the monitor's config).
@@ -727,6 +892,7 @@ fn reserve_ports(
 ///         networks: vec![DEFAULT_NETWORK.into()],
 ///         ports: parse_publish("8080:80")?,
 ///         hosts_file: Some(dir.join("hosts")),
+///         ..NetworkRequest::default()
 ///     },
 /// });
 /// let (monitor, _pid) = Monitor::spawn(mc)?;
@@ -773,10 +939,18 @@ fn now_s() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// docker's rule for names: a valid host name label (letters, digits, hyphens) or a dotted
-/// run of them. Names with `_` are not put in `/etc/hosts`; the short id always is.
+/// docker's rule for host names: a valid host name label (letters, digits, hyphens) or a
+/// dotted run of them.
 fn valid_hostname(n: &str) -> bool {
     crate::image_spec::is_valid_hostname(n)
+}
+
+/// What may be put in an `/etc/hosts` line as a name: a host name, or a container name or
+/// alias with `_` in it (`project_web_1`), which docker's DNS answers for too. No blank, no
+/// `#`, nothing that would add a line or a name to the line.
+fn valid_hosts_name(n: &str) -> bool {
+    let plain = n.replace('_', "x");
+    !n.starts_with('_') && valid_hostname(&plain)
 }
 
 /// An exclusive lock on the file `name` in `dir` (both made when missing, the directory
@@ -908,6 +1082,7 @@ impl Networks {
             prefix: 24,
             gateway: Ipv4Addr::new(10, 89, 0, 1),
             created: 0,
+            labels: BTreeMap::new(),
         }
     }
 
@@ -959,8 +1134,33 @@ impl Networks {
         }
     }
 
+    /// The networks `filter` passes (each judged with whether a container is on it), and
+    /// every endpoint of the store (for their [`NetworkConfig::document`]s).
+    pub fn list_filtered(
+        &self,
+        filter: &NetworkFilter,
+    ) -> Result<(Vec<NetworkConfig>, Vec<Endpoint>)> {
+        let eps = self.endpoints()?;
+        let nets = self
+            .list()?
+            .into_iter()
+            .filter(|n| filter.matches(n, eps.iter().any(|e| e.network == n.name)))
+            .collect();
+        Ok((nets, eps))
+    }
+
     /// Creates network `name` with `subnet` (else the first free 10.89.N.0/24).
     pub fn create(&self, name: &str, subnet: Option<(Ipv4Addr, u8)>) -> Result<NetworkConfig> {
+        self.create_labelled(name, subnet, BTreeMap::new())
+    }
+
+    /// [`Networks::create`] with labels.
+    pub fn create_labelled(
+        &self,
+        name: &str,
+        subnet: Option<(Ipv4Addr, u8)>,
+        labels: BTreeMap<String, String>,
+    ) -> Result<NetworkConfig> {
         if name.is_empty()
             || name.len() > 64
             || !name
@@ -1035,6 +1235,7 @@ impl Networks {
             prefix,
             gateway: Ipv4Addr::from(u32::from(subnet) + 1),
             created: now_s(),
+            labels,
         };
         let bytes = serde_json::to_vec_pretty(&cfg).map_err(|e| NetError::Corrupt {
             path: self.dir.join(name),
@@ -1079,37 +1280,7 @@ impl Networks {
     /// docker's `network inspect` document of network `name`: its subnet, gateway and
     /// bridge, and the containers attached to it now (keyed by container id).
     pub fn inspect(&self, name: &str) -> Result<serde_json::Value> {
-        let n = self.get(name)?;
-        let containers: serde_json::Map<String, serde_json::Value> = self
-            .endpoints()?
-            .into_iter()
-            .filter(|e| e.network == n.name)
-            .map(|e| {
-                let doc = serde_json::json!({
-                    "Name": e.name,
-                    "MacAddress": e.mac,
-                    "IPv4Address": format!("{}/{}", e.ip, e.prefix),
-                    "IPv6Address": "",
-                });
-                (e.container, doc)
-            })
-            .collect();
-        Ok(serde_json::json!({
-            "Name": n.name,
-            "Id": n.id,
-            "Created": crate::rfc3339(n.created.saturating_mul(1_000_000_000)),
-            "Scope": "local",
-            "Driver": "bridge",
-            "EnableIPv6": false,
-            "IPAM": {"Driver": "default", "Options": {}, "Config": [
-                {"Subnet": n.cidr(), "Gateway": n.gateway.to_string()}
-            ]},
-            "Internal": false,
-            "Attachable": false,
-            "Containers": containers,
-            "Options": {"com.docker.network.bridge.name": n.bridge},
-            "Labels": {},
-        }))
+        Ok(self.get(name)?.document(&self.endpoints()?))
     }
 
     /// The endpoints of running containers (those whose init is gone are released first).
@@ -1219,8 +1390,12 @@ impl Networks {
                 // embedder's): a line is one address and names without blanks.
                 let mut names: Vec<String> = Vec::new();
                 let short = o.container.get(..12).unwrap_or(&o.container);
-                for n in [o.hostname.as_str(), o.name.as_str(), short] {
-                    if valid_hostname(n) && !names.iter().any(|m| m == n) {
+                let given = [o.hostname.as_str(), o.name.as_str(), short];
+                for n in given
+                    .into_iter()
+                    .chain(o.aliases.iter().map(String::as_str))
+                {
+                    if valid_hosts_name(n) && !names.iter().any(|m| m == n) {
                         names.push(n.to_owned());
                     }
                 }
@@ -1407,6 +1582,7 @@ impl Networks {
                     pid,
                     start_time,
                     hosts_file: req.hosts_file.clone(),
+                    aliases: req.aliases.get(&net.name).cloned().unwrap_or_default(),
                 });
                 let idx = inside
                     .link_index(&interface)?
@@ -1594,6 +1770,7 @@ mod tests {
             pid: 0,
             start_time: 0,
             hosts_file: hosts,
+            aliases: Vec::new(),
         }
     }
 
@@ -1625,6 +1802,25 @@ mod tests {
         let ta = std::fs::read_to_string(&a).unwrap();
         assert!(!ta.contains("db"), "{ta}");
         assert_eq!(ta.matches(MARK).count(), 1, "{ta}");
+    }
+
+    /// Network aliases (docker-compose's service names) follow the container's own names;
+    /// one that would change the line's shape is left out, the others kept.
+    #[test]
+    fn aliases_are_names_in_the_others_hosts_files() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a");
+        std::fs::write(&a, "127.0.0.1\tlocalhost\n").unwrap();
+        let mut db = endpoint("proj_db_1", [10, 0, 0, 3], None);
+        db.aliases = vec!["db".into(), "evil\n10.6.6.6 bank".into(), "my_db".into()];
+        let eps = [endpoint("web", [10, 0, 0, 2], Some(a.clone())), db];
+        Networks::open(d.path()).write_hosts(&eps);
+        let ta = std::fs::read_to_string(&a).unwrap();
+        assert!(
+            ta.contains("10.0.0.3\tproj_db_1 db my_db\t# oci-network\n"),
+            "{ta}"
+        );
+        assert!(!ta.contains("bank"), "{ta}");
     }
 
     /// Two stores side by side: the second may not take the host's networks while the
@@ -1681,6 +1877,13 @@ mod tests {
             "10.0.0.9\tvictim",
         ] {
             assert!(!valid_hostname(bad), "{bad}");
+        }
+        // Container names and aliases in /etc/hosts may have '_' (docker's DNS answers for
+        // them); nothing that changes the line's shape.
+        assert!(valid_hosts_name("proj_web_1"));
+        assert!(valid_hosts_name("web"));
+        for bad in ["_x", "a b", "a\nb", "x#y", "", "a..b", "-x"] {
+            assert!(!valid_hosts_name(bad), "{bad}");
         }
     }
 

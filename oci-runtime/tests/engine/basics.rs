@@ -1,7 +1,7 @@
 //! The first things an embedder does: a detached container by name, unique names, `--rm`,
 //! named volumes, a build whose image runs, exec, restart policies, start and prune.
 
-use crate::fixture::{detached, logs, read_in, until, Fixture};
+use crate::fixture::{busybox_rootfs, detached, logs, read_in, until, Fixture};
 use crate::Test;
 use oci_rs_runtime::{
     BuildError, BuildEvent, BuildOptions, BuildSources, Containers, DockerfileBuild, EngineError,
@@ -38,6 +38,20 @@ pub const TESTS: &[Test] = &[
     (
         "on_failure_restarts_at_most_max_times",
         on_failure_restarts_at_most_max_times,
+    ),
+    (
+        "a_restart_policy_changed_while_running_applies_at_its_exit",
+        a_restart_policy_changed_while_running_applies_at_its_exit,
+    ),
+    (
+        "anonymous_volumes_come_and_go_with_their_container",
+        anonymous_volumes_come_and_go_with_their_container,
+    ),
+    ("a_stop_timeout_of_its_own", a_stop_timeout_of_its_own),
+    ("a_container_without_a_log", a_container_without_a_log),
+    (
+        "volumes_from_another_container",
+        volumes_from_another_container,
     ),
     (
         "start_runs_an_exited_container_again_and_prune_removes_it",
@@ -355,6 +369,179 @@ fn on_failure_restarts_at_most_max_times(f: &Fixture) {
     // One filesystem across the restarts: the first run and both restarts wrote to it.
     assert_eq!(read_in(&store, "flaky", "data/runs"), "run\nrun\nrun\n");
     store.remove("flaky", false).unwrap();
+}
+
+/// docker's `update --restart` on a running container: its monitor applies the new policy
+/// when the container exits; a `--rm` container refuses one that would restart it.
+fn a_restart_policy_changed_while_running_applies_at_its_exit(f: &Fixture) {
+    let store = Containers::open(&f.data()).unwrap();
+    f.run(
+        &store,
+        detached(Some("later"), "echo run >> /data/runs; sleep 1; exit 3"),
+    )
+    .unwrap();
+    let policy = oci_rs_runtime::RestartPolicy::OnFailure { max: Some(1) };
+    store.set_restart("later", policy).unwrap();
+    assert_eq!(store.wait("later").unwrap(), 3);
+    let v = store.view("later").unwrap();
+    assert_eq!((v.status.restart_count, v.config.restart), (1, policy));
+    assert_eq!(read_in(&store, "later", "data/runs"), "run\nrun\n");
+    store.remove("later", false).unwrap();
+    let mut req = detached(Some("gone"), "sleep 5");
+    req.rm = true;
+    f.run(&store, req).unwrap();
+    let refused = store.set_restart("gone", oci_rs_runtime::RestartPolicy::Always);
+    assert!(refused.is_err(), "{refused:?}");
+    store.remove("gone", true).unwrap();
+}
+
+/// Anonymous volumes as docker makes them: `-v /data` and the image's `VOLUME` each get a
+/// volume of a random name with the image's files in it (a mount over the path takes the
+/// image's place), labelled anonymous; `remove_with_volumes` (`rm -v`) removes them, a
+/// plain `remove` keeps them, and a `--rm` container's monitor removes them.
+fn anonymous_volumes_come_and_go_with_their_container(f: &Fixture) {
+    let root = f.dir.path().join("vol-image");
+    busybox_rootfs(&root);
+    std::fs::create_dir_all(root.join("seeded")).unwrap();
+    std::fs::write(root.join("seeded/file"), "from the image\n").unwrap();
+    f.import(
+        &root,
+        "vols:1",
+        &[("volume", "/seeded"), ("volume", "/covered")],
+    );
+    let store = Containers::open(&f.data()).unwrap();
+    let volumes = oci_rs_runtime::Volumes::open(&f.data()).unwrap();
+    let anonymous = || {
+        volumes
+            .list()
+            .unwrap()
+            .into_iter()
+            .filter(|v| {
+                v.labels
+                    .contains_key(oci_rs_runtime::ANONYMOUS_VOLUME_LABEL)
+            })
+            .count()
+    };
+    let run = |name: &str, rm: bool, script: &str| {
+        let mut req = detached(Some(name), script);
+        req.rm = rm;
+        req.volumes = vec![
+            (String::new(), "/scratch".into(), false),
+            ("named".into(), "/covered".into(), false),
+        ];
+        let image = f.image_named("vols:1");
+        f.rt.block_on(store.run(&image, req)).unwrap().0
+    };
+    run("a", false, "cat /seeded/file; echo kept > /scratch/x");
+    assert_eq!(store.wait("a").unwrap(), 0);
+    assert_eq!(logs(&store, "a").0, "from the image\n");
+    let v = store.view("a").unwrap();
+    let targets: Vec<&str> = v.config.volumes.iter().map(|x| x.1.as_str()).collect();
+    assert_eq!(targets, ["/scratch", "/covered", "/seeded"]);
+    assert_eq!(v.config.volumes[0].0.len(), 64);
+    assert_eq!(anonymous(), 2);
+    store.remove("a", false).unwrap();
+    assert_eq!(anonymous(), 2, "a plain remove keeps them");
+    run("b", false, "true");
+    store.wait("b").unwrap();
+    assert_eq!(anonymous(), 4);
+    store.remove_with_volumes("b", false).unwrap();
+    assert_eq!(anonymous(), 2);
+    assert!(volumes.inspect("named").is_ok(), "a named volume stays");
+    let id = run("c", true, "true");
+    store.wait_removed(&id, std::time::Duration::from_secs(20));
+    assert_eq!(anonymous(), 2, "--rm took its own");
+    // `--entrypoint ""`: none, and not the image's Cmd either.
+    f.import(
+        &root,
+        "ep:1",
+        &[("entrypoint", "echo from-entrypoint"), ("cmd", "from-cmd")],
+    );
+    let mut req = detached(Some("ep"), "");
+    req.opts.args = vec!["echo".into(), "given".into()];
+    req.opts.entrypoint = Some(vec![String::new()]);
+    let (code, out, _) = f.run_to_end(&store, "ep:1", req).unwrap();
+    assert_eq!((code, out.as_str()), (0, "given\n"));
+    let mut req = detached(Some("ep2"), "");
+    req.opts.args = Vec::new();
+    req.opts.entrypoint = Some(vec!["echo".into(), "only".into()]);
+    let (_, out, _) = f.run_to_end(&store, "ep:1", req).unwrap();
+    assert_eq!(out, "only\n", "an entrypoint given drops the image's Cmd");
+}
+
+/// `--volumes-from`: another container's volumes (named and anonymous) and binds, with
+/// their modes or the one asked for; a path the new container mounts itself stays its own.
+fn volumes_from_another_container(f: &Fixture) {
+    let store = Containers::open(&f.data()).unwrap();
+    let host = f.dir.path().join("bound");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("h"), "from the host\n").unwrap();
+    let mut donor = detached(Some("donor"), "echo named > /named/n; echo anon > /anon/a");
+    donor.volumes = vec![
+        ("shared-vol".into(), "/named".into(), false),
+        (String::new(), "/anon".into(), false),
+    ];
+    donor.opts.mounts.push(oci_rs_runtime::ExtraMount::Bind {
+        source: host.clone(),
+        target: "/bound".into(),
+        readonly: true,
+    });
+    f.run(&store, donor).unwrap();
+    assert_eq!(store.wait("donor").unwrap(), 0);
+    let mut req = detached(
+        Some("taker"),
+        "cat /named/n /anon/a /bound/h; echo x > /named/w 2>/dev/null || echo read-only",
+    );
+    store.add_volumes_from(&mut req, "donor:ro").unwrap();
+    let (code, out, _) = f.run_to_end(&store, "busybox:test", req).unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(out, "named\nanon\nfrom the host\nread-only\n");
+    // Its own mount at a path wins over the donor's.
+    let mut req = detached(Some("own"), "cat /named/n 2>/dev/null || echo own");
+    req.volumes = vec![("other-vol".into(), "/named".into(), false)];
+    store.add_volumes_from(&mut req, "donor").unwrap();
+    let (_, out, _) = f.run_to_end(&store, "busybox:test", req).unwrap();
+    assert_eq!(out, "own\n");
+    assert!(store
+        .add_volumes_from(&mut detached(None, ""), "nobody")
+        .is_err());
+    store.remove_with_volumes("donor", false).unwrap();
+}
+
+/// The `none` log driver: nothing is written, and `logs` says why.
+fn a_container_without_a_log(f: &Fixture) {
+    let store = Containers::open(&f.data()).unwrap();
+    let mut req = detached(Some("nolog"), "echo not kept");
+    req.log = oci_rs_runtime::LogLimits::for_driver("none", &[]).unwrap();
+    f.run(&store, req).unwrap();
+    assert_eq!(store.wait("nolog").unwrap(), 0);
+    let got = store.logs("nolog", &Default::default(), false, &mut |_, _| Ok(()));
+    assert!(
+        matches!(got, Err(EngineError::LogsDisabled(ref n)) if n == "nolog"),
+        "{got:?}"
+    );
+    let log = store.monitor("nolog").unwrap().log_path();
+    assert!(std::fs::metadata(&log).map_or(true, |m| m.len() == 0));
+    store.remove("nolog", false).unwrap();
+}
+
+/// `--stop-timeout`: `stop` without a time waits the container's own before SIGKILL.
+fn a_stop_timeout_of_its_own(f: &Fixture) {
+    let store = Containers::open(&f.data()).unwrap();
+    let mut req = detached(
+        Some("slowstop"),
+        "trap '' TERM; while :; do sleep 0.1; done",
+    );
+    req.stop_timeout = Some(1);
+    f.run(&store, req).unwrap();
+    let v = store.view("slowstop").unwrap();
+    assert_eq!(v.config.stop_timeout(), std::time::Duration::from_secs(1));
+    let t = std::time::Instant::now();
+    store.stop("slowstop", v.config.stop_timeout()).unwrap();
+    let took = t.elapsed();
+    assert!(took >= std::time::Duration::from_millis(900), "{took:?}");
+    assert_eq!(store.view("slowstop").unwrap().status.exit_code, Some(137));
+    store.remove("slowstop", false).unwrap();
 }
 
 fn start_runs_an_exited_container_again_and_prune_removes_it(f: &Fixture) {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 pub const TOOLS: &[&str] = &[
     "sh", "echo", "cat", "sleep", "true", "ls", "id", "hostname", "grep", "unshare", "wget",
     "httpd", "touch", "truncate", "rm", "wc", "pwd", "nc", "ip", "ping", "printf", "test",
+    "readlink", "ps", "head",
 ];
 
 /// A data directory with a busybox image (`/data/seed` in it) in its store, named
@@ -156,6 +157,8 @@ pub async fn import(
             "cmd" => b.cmd(value.split(' ')),
             "workdir" => b.working_dir(value),
             "expose" => b.expose(value),
+            "volume" => b.volume(value),
+            "entrypoint" => b.entrypoint(value.split(' ')),
             "env" => {
                 let (k, v) = value.split_once('=').unwrap();
                 b.env(k, v)

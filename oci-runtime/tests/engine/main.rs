@@ -13,8 +13,10 @@ mod basics;
 mod builds;
 mod containers;
 mod fixture;
+mod health;
 mod images;
 mod network;
+mod sharing;
 mod threats;
 
 use fixture::Fixture;
@@ -47,8 +49,10 @@ fn main() {
         basics::TESTS,
         builds::TESTS,
         containers::TESTS,
+        health::TESTS,
         images::TESTS,
         network::TESTS,
+        sharing::TESTS,
         threats::TESTS,
     ];
     let mut ran = 0;

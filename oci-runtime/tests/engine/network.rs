@@ -552,7 +552,8 @@ fn containers_on_one_network_reach_each_other_by_name_and_not_across_networks(f:
         store.set_network(&mut req, Some(net)).unwrap();
         f.run(&store, req).unwrap();
     }
-    // A name that is not a DNS label still runs, and is reachable by its id.
+    // A name that is not a host name still runs, and is reachable by its id and its name
+    // (docker's DNS answers for `odd_name` too).
     let mut req = detached(Some("odd_name"), "exec sleep 60");
     store.set_network(&mut req, Some(&n1)).unwrap();
     let odd = f.run(&store, req).unwrap();
@@ -569,6 +570,7 @@ fn containers_on_one_network_reach_each_other_by_name_and_not_across_networks(f:
         "both ways: a1 learnt of a2 when a2 joined"
     );
     assert!(ping("a1", &odd[..12]), "by short id");
+    assert!(ping("a1", "odd_name"), "by a name with '_'");
     let b1 = ip_of(&store, "b1");
     assert!(!ping("a1", &b1), "no route between networks");
     assert!(!ping("a1", "b1"), "and no name");
@@ -577,9 +579,17 @@ fn containers_on_one_network_reach_each_other_by_name_and_not_across_networks(f:
     assert_eq!(doc["Containers"].as_object().unwrap().len(), 3, "{doc}");
     // In use: refused.
     assert!(matches!(nets.remove(&n1), Err(NetError::InUse { .. })));
-    // connect gives a1 a second interface on n2, where b1 is.
-    store.connect(&n2, "a1").unwrap();
+    // connect gives a1 a second interface on n2, where b1 is, and an alias there.
+    store.connect(&n2, "a1", &["api".into()]).unwrap();
     assert!(ping("a1", "b1"), "after connect");
+    assert!(ping("b1", "api"), "by its alias on the second network");
+    assert!(!ping("a2", "api"), "the alias is the second network's only");
+    // Aliases are for user-defined networks (docker's rule), as a typed error.
+    let mut req = detached(Some("aliased"), "exec sleep 60");
+    store.set_network(&mut req, None).unwrap();
+    req.aliases.insert("bridge".into(), vec!["x".into()]);
+    let err = f.run(&store, req).unwrap_err();
+    assert!(matches!(err, EngineError::Network { .. }), "{err:?}");
     assert!(
         ping("a1", "a2"),
         "and still the first network's names: one file holds both"
@@ -850,6 +860,7 @@ fn a_second_network_store_cannot_erase_the_hosts_rules(f: &Fixture) {
         networks: vec!["bridge".into()],
         ports: parse_publish("80").unwrap(),
         hosts_file: None,
+        ..Default::default()
     };
     let refused = other.attach(&req, sleeper.id() as i32);
     let _ = sleeper.kill();

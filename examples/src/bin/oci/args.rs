@@ -231,6 +231,23 @@ pub(crate) enum Verb {
         #[arg(long)]
         format: Option<String>,
     },
+    /// Show what happens to containers, networks and volumes, as it happens.
+    Events {
+        /// From a time (RFC 3339) or a duration ago (`10m`); without it, only what comes.
+        #[arg(long)]
+        since: Option<String>,
+        /// Until a time or a duration ago; without it, until interrupted.
+        #[arg(long)]
+        until: Option<String>,
+        /// `type=`, `event=`, `container=`, `image=`, `label=KEY[=VALUE]`, `network=`,
+        /// `volume=`.
+        #[arg(short, long)]
+        filter: Vec<String>,
+        /// Go-template-style fields of each event's JSON (docker's): `{{.Action}}`, or
+        /// `json`.
+        #[arg(long)]
+        format: Option<String>,
+    },
     /// Show a container's output.
     Logs {
         /// Keep printing new output until the container ends.
@@ -253,9 +270,9 @@ pub(crate) enum Verb {
     },
     /// Stop containers: the stop signal, then SIGKILL after the timeout.
     Stop {
-        /// Seconds to wait before SIGKILL.
-        #[arg(short, long, default_value_t = 10)]
-        time: u64,
+        /// Seconds to wait before SIGKILL (default: the container's --stop-timeout, or 10).
+        #[arg(short, long)]
+        time: Option<u64>,
         /// The containers.
         #[arg(required = true)]
         containers: Vec<String>,
@@ -352,6 +369,14 @@ pub(crate) enum Verb {
         #[command(subcommand)]
         verb: ContainerVerb,
     },
+    /// Show running containers' use: CPU, memory, network and block I/O, processes.
+    Stats {
+        /// One table, then end (else a table a second).
+        #[arg(long)]
+        no_stream: bool,
+        /// The containers (default: every running one).
+        containers: Vec<String>,
+    },
     /// Show the processes of a running container.
     Top {
         /// The container.
@@ -374,8 +399,11 @@ pub(crate) enum Verb {
         #[arg(required = true)]
         containers: Vec<String>,
     },
-    /// Change the resource limits of running containers.
+    /// Change the resource limits of running containers, or the restart policy.
     Update {
+        /// `no`, `on-failure[:N]`, `always`, `unless-stopped`.
+        #[arg(long)]
+        restart: Option<String>,
         /// CPUs (`1.5`: one and a half CPUs' time).
         #[arg(long)]
         cpus: Option<f64>,
@@ -410,6 +438,9 @@ pub(crate) enum Verb {
         /// Kill a running container first.
         #[arg(short, long)]
         force: bool,
+        /// Remove its anonymous volumes too.
+        #[arg(short, long)]
+        volumes: bool,
         /// The containers.
         #[arg(required = true)]
         containers: Vec<String>,
@@ -432,6 +463,15 @@ pub(crate) enum Verb {
         container: String,
         /// The new image's name.
         image: String,
+    },
+    /// Copy files between a container and the host: `CONTAINER:PATH HOSTPATH`,
+    /// `HOSTPATH CONTAINER:DIR`, or `-` for a tar on standard input or output. Paths in the
+    /// container are resolved inside its root: its links never lead out.
+    Cp {
+        /// Where from.
+        src: String,
+        /// Where to.
+        dst: String,
     },
     /// Write a container's filesystem as a tar.
     Export {
@@ -475,6 +515,11 @@ pub(crate) enum Verb {
     Layer {
         #[command(subcommand)]
         verb: LayerVerb,
+    },
+    /// The system's services (docker's `system`).
+    System {
+        #[command(subcommand)]
+        verb: SystemVerb,
     },
     /// A registry of our own (the distribution API over a directory).
     Registry {
@@ -563,6 +608,9 @@ pub(crate) enum NetworkVerb {
         /// The driver (bridge is the only one).
         #[arg(short, long, default_value = "bridge")]
         driver: String,
+        /// A label `KEY=VALUE`.
+        #[arg(long)]
+        label: Vec<String>,
         /// Its name.
         name: String,
     },
@@ -572,6 +620,19 @@ pub(crate) enum NetworkVerb {
         /// Only the ids.
         #[arg(short = 'q', long = "quiet")]
         ids_only: bool,
+        /// `name=`, `id=`, `label=`, `label!=`, `driver=`, `type=custom|builtin`,
+        /// `dangling=true|false`.
+        #[arg(short, long)]
+        filter: Vec<String>,
+    },
+    /// Remove the networks no container is on (not `bridge`).
+    Prune {
+        /// As `ls`'s, and `until=TIME`.
+        #[arg(long)]
+        filter: Vec<String>,
+        /// Do not ask (nothing asks: accepted as docker's).
+        #[arg(short, long)]
+        force: bool,
     },
     /// Show networks as JSON.
     Inspect {
@@ -588,6 +649,9 @@ pub(crate) enum NetworkVerb {
     },
     /// Connect a container to a network (now if it runs, and at every start).
     Connect {
+        /// Another name the container answers to on this network.
+        #[arg(long)]
+        alias: Vec<String>,
         /// The network.
         network: String,
         /// The container.
@@ -648,6 +712,9 @@ pub(crate) struct RunArgs {
     /// none, host, or container:NAME.
     #[arg(long, alias = "net")]
     pub(crate) network: Option<String>,
+    /// Another name the container answers to on its (user-defined) network.
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub(crate) network_alias: Vec<String>,
     /// Publish a port: `[IP:][HOST[-END]:]CTR[-END][/tcp|/udp]`.
     #[arg(short, long = "publish")]
     pub(crate) publish: Vec<String>,
@@ -660,6 +727,9 @@ pub(crate) struct RunArgs {
     /// `os/arch[/variant]`.
     #[arg(long)]
     pub(crate) platform: Option<String>,
+    /// When to pull the image: `missing`, `always` or `never`.
+    #[arg(long, default_value = "missing")]
+    pub(crate) pull: String,
     /// Bind a host path: `HOST:CONTAINER[:ro]`.
     #[arg(short, long = "volume")]
     pub(crate) volume: Vec<String>,
@@ -693,18 +763,84 @@ pub(crate) struct RunArgs {
     /// `no-new-privileges`.
     #[arg(long)]
     pub(crate) security_opt: Vec<String>,
+    /// A kernel parameter of the container's namespaces: `net.ipv4.ip_forward=1`.
+    #[arg(long)]
+    pub(crate) sysctl: Vec<String>,
+    /// A resource limit: `nofile=1024:2048`.
+    #[arg(long)]
+    pub(crate) ulimit: Vec<String>,
+    /// The size of /dev/shm (`128m`).
+    #[arg(long)]
+    pub(crate) shm_size: Option<String>,
+    /// Another group for the user (a gid or a name in the image).
+    #[arg(long)]
+    pub(crate) group_add: Vec<String>,
+    /// A line of /etc/hosts: `NAME:IP`.
+    #[arg(long)]
+    pub(crate) add_host: Vec<String>,
+    /// A name server, instead of the host's.
+    #[arg(long)]
+    pub(crate) dns: Vec<String>,
+    /// A search domain.
+    #[arg(long)]
+    pub(crate) dns_search: Vec<String>,
+    /// A resolver option.
+    #[arg(long)]
+    pub(crate) dns_option: Vec<String>,
+    /// The health check: a command the image's shell runs in the container.
+    #[arg(long)]
+    pub(crate) health_cmd: Option<String>,
+    /// Between health probes (`30s`, `1m30s`).
+    #[arg(long)]
+    pub(crate) health_interval: Option<String>,
+    /// How long a probe may run.
+    #[arg(long)]
+    pub(crate) health_timeout: Option<String>,
+    /// After a start, how long failures do not count.
+    #[arg(long)]
+    pub(crate) health_start_period: Option<String>,
+    /// Between probes in the start period.
+    #[arg(long)]
+    pub(crate) health_start_interval: Option<String>,
+    /// Failures in a row that make it unhealthy.
+    #[arg(long)]
+    pub(crate) health_retries: Option<u32>,
+    /// No health check, not even the image's.
+    #[arg(long)]
+    pub(crate) no_healthcheck: bool,
+    /// The pid namespace: `host` or `container:NAME`.
+    #[arg(long)]
+    pub(crate) pid: Option<String>,
+    /// The IPC namespace: `private`, `shareable`, `host`, `none` or `container:NAME`.
+    #[arg(long)]
+    pub(crate) ipc: Option<String>,
+    /// A host device: `HOST[:CONTAINER][:PERMISSIONS]`.
+    #[arg(long)]
+    pub(crate) device: Vec<String>,
+    /// Mount another container's volumes and binds: `NAME[:ro|:rw]`.
+    #[arg(long)]
+    pub(crate) volumes_from: Vec<String>,
     /// `no`, `on-failure[:N]`, `always`, `unless-stopped`.
     #[arg(long, default_value = "no")]
     pub(crate) restart: String,
     /// `max-size=10m`, `max-file=3`.
     #[arg(long)]
     pub(crate) log_opt: Vec<String>,
+    /// `json-file`, `local`, `k8s-file` (kept alike) or `none` (nothing kept).
+    #[arg(long, default_value = "json-file")]
+    pub(crate) log_driver: String,
     /// A label `KEY=VALUE`.
     #[arg(short, long)]
     pub(crate) label: Vec<String>,
     /// The signal `stop` sends.
     #[arg(long)]
     pub(crate) stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10; -1: for ever).
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) stop_timeout: Option<i64>,
+    /// Write the container's id to this file (refused if it exists).
+    #[arg(long)]
+    pub(crate) cidfile: Option<std::path::PathBuf>,
     /// A tiny reaper as pid 1 that passes signals on.
     #[arg(long)]
     pub(crate) init: bool,
@@ -782,6 +918,22 @@ pub(crate) enum ManifestVerb {
     Push {
         /// The list.
         list: String,
+    },
+}
+
+/// `oci system …`
+#[derive(Subcommand)]
+pub(crate) enum SystemVerb {
+    /// Serve the Docker Engine API (as `podman system service`), so that docker's CLI,
+    /// docker-compose and the Docker SDKs drive this engine. Access to the socket is root on
+    /// the host: it is made 0660.
+    Service {
+        /// Stop after this many seconds without a connection (0: never).
+        #[arg(short, long, default_value_t = 5)]
+        time: u64,
+        /// Where to listen: `unix:///PATH` (default: /run/oci-rs/oci.sock as root, else
+        /// $XDG_RUNTIME_DIR/oci-rs/oci.sock), or `tcp://127.0.0.1:PORT` (loopback only).
+        uri: Option<String>,
     },
 }
 

@@ -15,6 +15,7 @@ fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> 
         NetworkVerb::Create {
             subnet,
             driver,
+            label,
             name,
         } => {
             if driver != "bridge" {
@@ -24,17 +25,35 @@ fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> 
                 .as_deref()
                 .map(oci_rs_runtime::parse_subnet)
                 .transpose()?;
-            writeln!(out, "{}", nets.create(&name, subnet)?.id)?;
+            let labels = label
+                .iter()
+                .map(|l| l.split_once('=').unwrap_or((l, "")))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            writeln!(out, "{}", store.create_network(&name, subnet, labels)?.id)?;
         }
-        NetworkVerb::Ls { ids_only } => {
+        NetworkVerb::Prune { filter, force: _ } => {
+            let filter = oci_rs_runtime::NetworkFilter::parse(&filter)?;
+            for n in store.prune_networks(&filter)? {
+                writeln!(out, "{n}")?;
+            }
+        }
+        NetworkVerb::Ls { ids_only, filter } => {
+            let filter = oci_rs_runtime::NetworkFilter::parse(&filter)?;
             let mut rows: Vec<(String, String, &str)> = nets
-                .list()?
+                .list_filtered(&filter)?
+                .0
                 .into_iter()
                 .map(|n| (n.id[..12].to_owned(), n.name, "bridge"))
                 .collect();
             // Fixed ids for the two built-in modes: the hex of their names.
-            rows.push(("686f73740000".into(), "host".into(), "host"));
-            rows.push(("6e6f6e650000".into(), "none".into(), "null"));
+            for name in filter.builtins() {
+                let (id, driver) = match name {
+                    "host" => ("686f73740000", "host"),
+                    _ => ("6e6f6e650000", "null"),
+                };
+                rows.push((id.into(), name.into(), driver));
+            }
             if !ids_only {
                 writeln!(
                     out,
@@ -60,11 +79,15 @@ fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> 
         }
         NetworkVerb::Rm { names } => {
             for n in names {
-                nets.remove(&n)?;
+                store.remove_network(&n)?;
                 writeln!(out, "{n}")?;
             }
         }
-        NetworkVerb::Connect { network, container } => store.connect(&network, &container)?,
+        NetworkVerb::Connect {
+            alias,
+            network,
+            container,
+        } => store.connect(&network, &container, &alias)?,
         NetworkVerb::Disconnect { network, container } => store.disconnect(&network, &container)?,
     }
     Ok(())
@@ -83,6 +106,31 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
         } => {
             let filter = ContainerFilter::parse(all, &filter)?;
             ps(&store, &filter, ids_only, no_trunc, format, &mut out)?;
+        }
+        Verb::Events {
+            since,
+            until,
+            filter,
+            format,
+        } => {
+            let time =
+                |t: &Option<String>| t.as_deref().map(oci_rs_runtime::parse_log_time).transpose();
+            let (since, until) = (time(&since)?, time(&until)?);
+            let filter = oci_rs_runtime::EventFilter::parse(&filter)?;
+            let print = |e: &oci_rs_runtime::Event| {
+                let line = match format.as_deref() {
+                    None => e.docker_line(),
+                    Some("json") => e.docker_json().to_string(),
+                    Some(f) => {
+                        text::format_template(f, &e.docker_json()).map_err(std::io::Error::other)?
+                    }
+                };
+                writeln!(out, "{line}")?;
+                out.flush()
+            };
+            store
+                .journal()
+                .stream(since, until, &filter, print, || true)?;
         }
         Verb::Logs {
             follow,
@@ -123,7 +171,11 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
         }
         Verb::Stop { time, containers } => {
             for c in containers {
-                store.stop(&c, std::time::Duration::from_secs(time))?;
+                let timeout = match time {
+                    Some(t) => std::time::Duration::from_secs(t),
+                    None => store.view(&c)?.config.stop_timeout(),
+                };
+                store.stop(&c, timeout)?;
                 writeln!(out, "{c}")?;
             }
         }
@@ -217,6 +269,7 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             }
         }
         Verb::Update {
+            restart,
             cpus,
             cpu_shares,
             cpuset_cpus,
@@ -232,16 +285,24 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                     v => i64::try_from(oci_rs_runtime::parse_size(v)?)?,
                 })
             };
-            let r = oci_rs_runtime::resources_of(&oci_rs_runtime::ResourceFlags {
+            let flags = oci_rs_runtime::ResourceFlags {
                 cpus,
                 cpu_shares,
                 cpuset_cpus,
                 memory: memory.as_deref().map(limit).transpose()?,
                 memory_swap: memory_swap.as_deref().map(limit).transpose()?,
                 pids_limit,
-            })?;
+            };
+            let any = flags != oci_rs_runtime::ResourceFlags::default();
+            let r = oci_rs_runtime::resources_of(&flags)?;
+            let restart = restart.as_deref().map(str::parse).transpose()?;
             for c in containers {
-                store.update(&c, &r)?;
+                if any || restart.is_none() {
+                    store.update(&c, &r)?;
+                }
+                if let Some(policy) = restart {
+                    store.set_restart(&c, policy)?;
+                }
                 writeln!(out, "{c}")?;
             }
         }
@@ -251,9 +312,16 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                 writeln!(out, "{} {path}", c.kind.letter())?;
             }
         }
-        Verb::Rm { force, containers } => {
+        Verb::Rm {
+            force,
+            volumes,
+            containers,
+        } => {
             for c in containers {
-                store.remove(&c, force)?;
+                match volumes {
+                    true => store.remove_with_volumes(&c, force)?,
+                    false => store.remove(&c, force)?,
+                }
                 writeln!(out, "{c}")?;
             }
         }
@@ -296,6 +364,10 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                 writeln!(out, "{id}")?;
             }
         }
+        Verb::Stats {
+            no_stream,
+            containers,
+        } => stats(&store, no_stream, containers, &mut out)?,
         Verb::Top { container } => {
             writeln!(out, "{:<8} {:<8} {:<10} CMD", "PID", "UID", "TIME")?;
             for p in store.top(&container)? {
@@ -335,8 +407,7 @@ fn ps(
         .collect();
     if let Some(f) = format {
         for r in rows {
-            let doc = serde_json::to_value(store.inspect(&r.config.id)?)?;
-            writeln!(out, "{}", text::format_template(&f, &doc)?)?;
+            writeln!(out, "{}", text::format_template(&f, &r.ps_fields())?)?;
         }
         return Ok(());
     }
@@ -390,6 +461,54 @@ fn ps(
         )?;
     }
     Ok(())
+}
+
+/// `stats`: a table of docker's columns a second (one with `no_stream`), each reading set
+/// against the one before for the CPU share. Named containers must run; unnamed, every
+/// running one (one that ends meanwhile leaves the table).
+fn stats(
+    store: &Containers,
+    no_stream: bool,
+    names: Vec<String>,
+    out: &mut impl Write,
+) -> Result<()> {
+    let mut before = store.stats_of(&names)?;
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let now = store.stats_of(&names)?;
+        writeln!(
+            out,
+            "{:<14} {:<20} {:<8} {:<22} {:<8} {:<20} {:<20} PIDS",
+            "CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O"
+        )?;
+        for s in &now {
+            let r = s.row_since(before.iter().find(|b| b.id == s.id));
+            let pair = |a: String, b: String| format!("{a} / {b}");
+            writeln!(
+                out,
+                "{:<14} {:<20} {:<8} {:<22} {:<8} {:<20} {:<20} {}",
+                &r.id[..12.min(r.id.len())],
+                oci_rs_image::printable(&r.name),
+                format!("{:.2}%", r.cpu_percent),
+                pair(
+                    text::binary_size(r.mem_usage),
+                    text::binary_size(r.mem_limit)
+                ),
+                format!("{:.2}%", r.mem_percent),
+                pair(text::human_size(r.net_rx), text::human_size(r.net_tx)),
+                pair(
+                    text::human_size(r.block_read),
+                    text::human_size(r.block_write)
+                ),
+                r.pids
+            )?;
+        }
+        out.flush()?;
+        if no_stream {
+            return Ok(());
+        }
+        before = now;
+    }
 }
 
 /// `volume create|ls|inspect|rm` (a volume a container uses is kept).

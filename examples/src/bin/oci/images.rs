@@ -490,6 +490,28 @@ pub(crate) async fn image_verb(
             // docker prints the image id (the config's digest), which inspect and run take.
             writeln!(out, "{}", images.image_id(&d).await?)?;
         }
+        Verb::Cp { src, dst } => {
+            drop(out);
+            let store = Containers::open(dir)?;
+            match (
+                oci_rs_runtime::parse_container_path(&src),
+                oci_rs_runtime::parse_container_path(&dst),
+            ) {
+                (Some((c, p)), None) if dst == "-" => {
+                    let (_, mut w) = store.copy_from(c, p, tokio::io::stdout()).await?;
+                    tokio::io::AsyncWriteExt::flush(&mut w).await?;
+                }
+                (None, Some((c, p))) if src == "-" => {
+                    store.copy_into(c, p, tokio::io::stdin()).await?
+                }
+                (Some((c, p)), None) => {
+                    store.copy_to_host(c, p, Path::new(&dst)).await?;
+                }
+                (None, Some((c, p))) => store.copy_from_host(Path::new(&src), c, p).await?,
+                _ => anyhow::bail!("cp: one side is CONTAINER:PATH and the other a host path or -"),
+            }
+            return Ok(());
+        }
         Verb::Export { output, container } => {
             drop(out);
             images

@@ -57,6 +57,7 @@ async fn run(cli: Cli) -> Result<()> {
             | Verb::History { .. }
             | Verb::Ps { .. }
             | Verb::Logs { .. }
+            | Verb::Events { .. }
             | Verb::Port { .. }
             | Verb::Info
             | Verb::Manifest {
@@ -74,6 +75,9 @@ async fn run(cli: Cli) -> Result<()> {
     let images = Images::open(&dir, cli.insecure, cli.quiet).await?;
     let out = std::io::stdout().lock();
     match cli.verb {
+        Verb::System {
+            verb: SystemVerb::Service { time, uri },
+        } => system::serve_api(images, &dir, time, uri.as_deref()).await,
         v @ (Verb::Version | Verb::Info) => {
             system::system_verb(&images, &insecure, &dir, v, out).await
         }
@@ -84,6 +88,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         v @ (Verb::Ps { .. }
         | Verb::Logs { .. }
+        | Verb::Events { .. }
         | Verb::Stop { .. }
         | Verb::Restart { .. }
         | Verb::Kill { .. }
@@ -96,6 +101,7 @@ async fn run(cli: Cli) -> Result<()> {
         | Verb::Port { .. }
         | Verb::Container { .. }
         | Verb::Top { .. }
+        | Verb::Stats { .. }
         | Verb::Rename { .. }
         | Verb::Pause { .. }
         | Verb::Unpause { .. }
@@ -145,6 +151,7 @@ fn main() {
             | Verb::Start { .. }
             | Verb::Restart { .. }
             | Verb::Exec { .. }
+            | Verb::System { .. }
             | Verb::Build { .. }
     ) {
         if let Err(e) = oci_rs_runtime::reexec_sealed() {

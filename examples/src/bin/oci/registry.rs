@@ -61,15 +61,7 @@ pub(crate) async fn registry_verb(verb: RegistryVerb) -> Result<()> {
                 Some(Some(("token", f))) => {
                     let mut t = TokenAuth::new(Users::load_htpasswd(Path::new(f))?, policy)?;
                     if let Some(k) = &token_key {
-                        let bytes = std::fs::read(k)
-                            .with_context(|| format!("reading the token key {}", k.display()))?;
-                        let key: [u8; 32] = bytes
-                            .get(..32)
-                            .and_then(|b| b.try_into().ok())
-                            .with_context(|| {
-                                format!("{}: a token key is 32 bytes or more", k.display())
-                            })?;
-                        t = t.with_key(key);
+                        t = t.with_key_file(k)?;
                     }
                     Auth::Token(t)
                 }
@@ -89,18 +81,8 @@ pub(crate) async fn registry_verb(verb: RegistryVerb) -> Result<()> {
                 registry = registry.max_blob_size(n);
             }
             if let Some(url) = &pull_through {
-                let (plain, host) = match url.split_once("://") {
-                    Some(("http", h)) => (true, h),
-                    Some(("https", h)) => (false, h),
-                    Some(_) => bail!("--pull-through takes http:// or https:// URLs"),
-                    None => (false, url.as_str()),
-                };
-                let host = host.trim_end_matches('/');
-                let mut builder = Client::builder().credentials(DockerConfig::load_default()?);
-                if plain {
-                    builder = builder.insecure_registry(host);
-                }
-                registry = registry.pull_through(builder.build()?, host);
+                let client = Client::builder().credentials(DockerConfig::load_default()?);
+                registry = registry.pull_through_url(url, client)?;
             }
             let listener = tokio::net::TcpListener::bind(&addr)
                 .await

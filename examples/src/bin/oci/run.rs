@@ -68,6 +68,32 @@ pub(crate) async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Re
         cap_add: a.cap_add,
         cap_drop: a.cap_drop,
         privileged: a.privileged,
+        sysctls: a
+            .sysctl
+            .iter()
+            .map(|s| oci_rs_runtime::parse_sysctl(s))
+            .collect::<Result<_, _>>()?,
+        ulimits: a.ulimit,
+        shm_size: a
+            .shm_size
+            .as_deref()
+            .map(oci_rs_runtime::parse_size)
+            .transpose()?,
+        group_add: a.group_add,
+        extra_hosts: a.add_host,
+        dns: a.dns,
+        dns_search: a.dns_search,
+        dns_options: a.dns_option,
+        healthcheck: oci_rs_runtime::HealthFlags {
+            cmd: a.health_cmd,
+            interval: a.health_interval,
+            timeout: a.health_timeout,
+            start_period: a.health_start_period,
+            start_interval: a.health_start_interval,
+            retries: a.health_retries,
+            none: a.no_healthcheck,
+        }
+        .check()?,
         ..RunOptions::default()
     };
     for o in &a.security_opt {
@@ -77,7 +103,7 @@ pub(crate) async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Re
         oci_rs_runtime::parse_signal(s)?;
     }
     let found = images
-        .image_for_run(&a.image, a.platform.as_deref())
+        .image_for_run(&a.image, a.platform.as_deref(), a.pull.parse()?)
         .await?;
     let image = RunImage::from_store(images, found, &a.image);
     let mut req = RunRequest {
@@ -88,9 +114,10 @@ pub(crate) async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Re
         detach: a.detach,
         interactive: a.interactive,
         restart: a.restart.parse()?,
-        log: oci_rs_runtime::LogLimits::from_opts(&a.log_opt)?,
+        log: oci_rs_runtime::LogLimits::for_driver(&a.log_driver, &a.log_opt)?,
         labels,
         stop_signal: a.stop_signal,
+        stop_timeout: a.stop_timeout,
         volumes,
         init: a.init,
         publish,
@@ -98,7 +125,47 @@ pub(crate) async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Re
         ..RunRequest::default()
     };
     store.set_network(&mut req, a.network.as_deref())?;
-    let (id, monitor) = store.run(&image, req).await?;
+    req.opts.pid = store.namespace_choice("pid", a.pid.as_deref().unwrap_or(""))?;
+    req.opts.ipc = store.namespace_choice("ipc", a.ipc.as_deref().unwrap_or(""))?;
+    for d in &a.device {
+        req.opts.devices.push(d.parse()?);
+    }
+    for from in &a.volumes_from {
+        store.add_volumes_from(&mut req, from)?;
+    }
+    if let Some(net) = req.networks.first() {
+        req.aliases.insert(net.clone(), a.network_alias.clone());
+    }
+    // docker's: made before the container, refused when it exists, removed if the run fails.
+    let cidfile = match &a.cidfile {
+        Some(path) => Some((
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => anyhow::anyhow!(
+                        "container ID file found, make sure the other container isn't running or delete {}",
+                        path.display()
+                    ),
+                    _ => anyhow::Error::new(e).context(format!("creating {}", path.display())),
+                })?,
+            path,
+        )),
+        None => None,
+    };
+    let (id, monitor) = match store.run(&image, req).await {
+        Ok(made) => made,
+        Err(e) => {
+            if let Some((_, path)) = &cidfile {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e.into());
+        }
+    };
+    if let Some((mut f, _)) = cidfile {
+        f.write_all(id.as_bytes())?;
+    }
     if a.detach {
         writeln!(std::io::stdout(), "{id}")?;
         return Ok(0);

@@ -113,3 +113,24 @@ pub(crate) async fn system_verb(
     }
     Ok(())
 }
+
+/// `system service`: the Engine API of the library on a socket, pulling through `images`'
+/// registry client.
+pub(crate) async fn serve_api(
+    images: Images,
+    dir: &Path,
+    time: u64,
+    uri: Option<&str>,
+) -> Result<()> {
+    let idle = (time > 0).then(|| std::time::Duration::from_secs(time));
+    let images = std::sync::Arc::new(images);
+    let api =
+        oci_rs_runtime::api::EngineApi::open_with_urls(dir, images.clone(), Some(images)).await?;
+    let uri = match uri {
+        Some(u) => u.to_owned(),
+        None => oci_rs_runtime::api::default_uri()
+            .ok_or_else(|| anyhow::anyhow!("XDG_RUNTIME_DIR is not set: give a unix:// path"))?,
+    };
+    api.serve_uri(&uri, idle).await?;
+    Ok(())
+}

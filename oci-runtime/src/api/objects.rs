@@ -1,0 +1,272 @@
+//! `/volumes/...` and `/networks/...`: the volume store and the host's bridge networks in
+//! docker's JSON.
+
+use super::{blocking, empty, filters, json, query, read_json, EngineApi, Fail, Reply};
+use crate::engine::{EngineError, Volumes};
+use crate::NetError;
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct VolumeBody {
+    name: Option<String>,
+    driver: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct NetworkBody {
+    name: Option<String>,
+    driver: Option<String>,
+    #[serde(rename = "IPAM")]
+    ipam: Option<Ipam>,
+    labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct Ipam {
+    config: Option<Vec<IpamConfig>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct IpamConfig {
+    subnet: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct ConnectBody {
+    container: Option<String>,
+    endpoint_config: Option<super::EndpointConfig>,
+}
+
+/// docker's status codes for the network store's refusals.
+fn net_fail(e: NetError) -> Fail {
+    Fail::new(super::net_status(&e), super::chain(&e))
+}
+
+fn volume_fail(e: EngineError) -> Fail {
+    match e {
+        EngineError::NoSuchVolume(n) => Fail::not_found(format!("get {n}: no such volume")),
+        EngineError::VolumeInUse { .. } => Fail::new(StatusCode::CONFLICT, super::chain(&e)),
+        e => Fail::from(e),
+    }
+}
+
+/// docker's `host` and `none`, which every engine lists.
+fn builtin_network(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Name": name,
+        "Id": name,
+        "Scope": "local",
+        "Driver": if name == "host" { "host" } else { "null" },
+        "EnableIPv6": false,
+        "IPAM": { "Driver": "default", "Options": null, "Config": [] },
+        "Internal": false,
+        "Attachable": false,
+        "Containers": {},
+        "Options": {},
+        "Labels": {},
+    })
+}
+
+impl EngineApi {
+    pub(super) async fn list_volumes(self: &Arc<Self>) -> Reply {
+        let api = self.clone();
+        let vols = blocking(move || {
+            Volumes::open(api.containers.data_dir())
+                .and_then(|v| v.list())
+                .map_err(volume_fail)
+        })
+        .await?;
+        Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({ "Volumes": vols, "Warnings": [] }),
+        ))
+    }
+
+    pub(super) async fn create_volume(self: &Arc<Self>, req: Request<Incoming>) -> Reply {
+        let b: VolumeBody = read_json(req).await?;
+        if let Some(d) = b
+            .driver
+            .as_deref()
+            .filter(|d| !d.is_empty() && *d != "local")
+        {
+            return Err(Fail::bad(format!(
+                "volume driver {d:?}: only local is served"
+            )));
+        }
+        let name = match b.name.filter(|n| !n.is_empty()) {
+            Some(n) => n,
+            None => crate::engine::random_hex(32)?,
+        };
+        let api = self.clone();
+        let info = blocking(move || {
+            Volumes::open(api.containers.data_dir())
+                .and_then(|v| v.create(&name, b.labels.unwrap_or_default()))
+                .map_err(volume_fail)
+        })
+        .await?;
+        Ok(json(StatusCode::CREATED, &info.0))
+    }
+
+    pub(super) async fn inspect_volume(self: &Arc<Self>, name: &str) -> Reply {
+        let api = self.clone();
+        let name = name.to_owned();
+        let info = blocking(move || {
+            Volumes::open(api.containers.data_dir())
+                .and_then(|v| v.inspect(&name))
+                .map_err(volume_fail)
+        })
+        .await?;
+        Ok(json(StatusCode::OK, &info))
+    }
+
+    pub(super) async fn remove_volume(self: &Arc<Self>, name: &str) -> Reply {
+        let api = self.clone();
+        let name = name.to_owned();
+        blocking(move || api.containers.remove_volume(&name).map_err(volume_fail)).await?;
+        Ok(empty(StatusCode::NO_CONTENT))
+    }
+
+    /// `POST /volumes/prune`: every volume no container uses.
+    pub(super) async fn prune_volumes(self: &Arc<Self>) -> Reply {
+        let api = self.clone();
+        let gone = blocking(move || {
+            let vols = Volumes::open(api.containers.data_dir()).map_err(volume_fail)?;
+            let mut gone = Vec::new();
+            for v in vols.list().map_err(volume_fail)? {
+                if api.containers.volume_users(&v.name).is_empty() {
+                    vols.remove(&v.name, &[]).map_err(volume_fail)?;
+                    gone.push(v.name);
+                }
+            }
+            Ok(gone)
+        })
+        .await?;
+        Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({ "VolumesDeleted": gone, "SpaceReclaimed": 0 }),
+        ))
+    }
+
+    pub(super) async fn list_networks(self: &Arc<Self>, req: &Request<Incoming>) -> Reply {
+        let filter = crate::NetworkFilter::parse(&filters(&query(req))?).map_err(net_fail)?;
+        let api = self.clone();
+        let builtins = filter.builtins();
+        let (nets, eps) = blocking(move || {
+            api.containers
+                .networks()
+                .list_filtered(&filter)
+                .map_err(net_fail)
+        })
+        .await?;
+        let mut out: Vec<serde_json::Value> = nets.iter().map(|n| n.document(&eps)).collect();
+        out.extend(builtins.into_iter().map(builtin_network));
+        Ok(json(StatusCode::OK, &out))
+    }
+
+    pub(super) async fn inspect_network(self: &Arc<Self>, name: &str) -> Reply {
+        if matches!(name, "host" | "none") {
+            return Ok(json(StatusCode::OK, &builtin_network(name)));
+        }
+        let api = self.clone();
+        let name = name.to_owned();
+        let doc = blocking(move || {
+            let n = api.containers.networks();
+            let cfg = n.get(&name).map_err(net_fail)?;
+            Ok(cfg.document(&n.endpoints().map_err(net_fail)?))
+        })
+        .await?;
+        Ok(json(StatusCode::OK, &doc))
+    }
+
+    pub(super) async fn create_network(self: &Arc<Self>, req: Request<Incoming>) -> Reply {
+        let b: NetworkBody = read_json(req).await?;
+        let name = b
+            .name
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| Fail::bad("network name is required"))?;
+        if let Some(d) = b
+            .driver
+            .as_deref()
+            .filter(|d| !d.is_empty() && *d != "bridge")
+        {
+            return Err(Fail::bad(format!(
+                "network driver {d:?}: only bridge is served"
+            )));
+        }
+        let subnet = match b
+            .ipam
+            .and_then(|i| i.config)
+            .and_then(|c| c.into_iter().find_map(|c| c.subnet))
+        {
+            Some(s) => Some(crate::parse_subnet(&s).map_err(net_fail)?),
+            None => None,
+        };
+        let labels = b.labels.unwrap_or_default();
+        let api = self.clone();
+        let cfg =
+            blocking(move || Ok(api.containers.create_network(&name, subnet, labels)?)).await?;
+        Ok(json(
+            StatusCode::CREATED,
+            &serde_json::json!({ "Id": cfg.id, "Warning": "" }),
+        ))
+    }
+
+    pub(super) async fn remove_network(self: &Arc<Self>, name: &str) -> Reply {
+        let api = self.clone();
+        let name = name.to_owned();
+        blocking(move || Ok(api.containers.remove_network(&name)?)).await?;
+        Ok(empty(StatusCode::NO_CONTENT))
+    }
+
+    /// `connect` and `disconnect` of a container, by the network's name or id.
+    pub(super) async fn connect_network(
+        self: &Arc<Self>,
+        name: &str,
+        req: Request<Incoming>,
+        connect: bool,
+    ) -> Reply {
+        let b: ConnectBody = read_json(req).await?;
+        let container = b
+            .container
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| Fail::bad("no container given"))?;
+        let api = self.clone();
+        let name = name.to_owned();
+        blocking(move || {
+            let net = api.containers.networks().get(&name).map_err(net_fail)?.name;
+            match connect {
+                true => {
+                    let aliases = b.endpoint_config.and_then(|e| e.aliases);
+                    api.containers
+                        .connect(&net, &container, &aliases.unwrap_or_default())?
+                }
+                false => api.containers.disconnect(&net, &container)?,
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(empty(StatusCode::OK))
+    }
+
+    /// `POST /networks/prune`: every network but the default one with no container on it
+    /// that the filters pass.
+    pub(super) async fn prune_networks(self: &Arc<Self>, req: &Request<Incoming>) -> Reply {
+        let filter = crate::NetworkFilter::parse(&filters(&query(req))?).map_err(net_fail)?;
+        let api = self.clone();
+        let gone = blocking(move || Ok(api.containers.prune_networks(&filter)?)).await?;
+        Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({ "NetworksDeleted": gone }),
+        ))
+    }
+}
