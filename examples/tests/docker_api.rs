@@ -475,6 +475,14 @@ fn hostile_requests_get_docker_errors_and_change_nothing() {
     let r = s.raw(b"POST /containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 31\r\nConnection: close\r\n\r\n{\"Image\":\"missing-image:never\"}");
     assert!(r.starts_with("HTTP/1.1 404"), "{r}");
     assert!(r.contains("No such image: missing-image:never"), "{r}");
+    // A refusal before the body is read (a `docker cp` into no container, half its archive
+    // sent): the answer says the connection closes, so the client does not reuse it.
+    let r = s.raw(b"PUT /containers/nothing-here/archive?path=/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tar\r\nContent-Length: 10240\r\n\r\nabc");
+    assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+    assert!(
+        r.to_ascii_lowercase().contains("\r\nconnection: close\r\n"),
+        "{r}"
+    );
     // Raw UTF-8 after a `%` in a path (the HTTP parser lets it through) once panicked the
     // connection's task.
     let r = s.raw(

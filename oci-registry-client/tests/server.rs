@@ -257,6 +257,53 @@ async fn a_chunked_upload_survives_a_restart_and_wrong_ranges_get_416() {
     assert_eq!(upload_sessions(dir.path()), 0);
 }
 
+/// A refused request whose body the registry did not read: the answer says `Connection:
+/// close`, so that a client does not send its next request on a connection the server then
+/// closes (the conformance suite's POST after its out-of-order PATCH saw only an EOF).
+#[tokio::test]
+async fn a_refusal_that_leaves_the_body_unread_closes_the_connection_and_says_so() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let reg = start(dir.path(), |s| s).await;
+    let r = http()
+        .post(format!("http://{}/v2/conn/blobs/uploads/", reg.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let mut s = tokio::net::TcpStream::connect(&reg.addr).await.unwrap();
+    // Headers of a chunk that does not start at 0, and only part of its body.
+    s.write_all(
+        format!(
+            "PATCH {location} HTTP/1.1\r\nHost: {}\r\nContent-Range: 5-1004\r\n\
+             Content-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\nabc",
+            reg.addr
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(30), s.read_to_end(&mut out))
+        .await
+        .expect("the server closes the connection after its answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 416"), "{text}");
+    assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+    // A request with its whole body read keeps its connection.
+    let r = http()
+        .patch(format!("http://{}{location}", reg.addr))
+        .header("Content-Range", "0-2")
+        .body(b"abc".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert!(r.headers().get("connection").is_none());
+}
+
 #[tokio::test]
 async fn hostile_names_digests_sizes_and_manifests_get_clear_errors_and_store_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -492,10 +492,22 @@ impl Registry {
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
+        let has_body = req.headers().contains_key(hyper::header::TRANSFER_ENCODING)
+            || req
+                .headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim() != "0");
         let mut r = match self.dispatch(req).await {
             Ok(r) => r,
             Err(e) => e.response(),
         };
+        if has_body && (r.status().is_client_error() || r.status().is_server_error()) {
+            // A refusal may leave the request's body unread, and hyper then closes the
+            // connection after the answer. Said in the answer, so that the client does not
+            // send its next request on it (a POST sent there would see only an EOF).
+            set(&mut r, hyper::header::CONNECTION, "close");
+        }
         if method == Method::HEAD {
             // The headers of GET, no body.
             *r.body_mut() = empty();

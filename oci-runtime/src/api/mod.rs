@@ -411,14 +411,29 @@ impl EngineApi {
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
+        let has_body = req.headers().contains_key(hyper::header::TRANSFER_ENCODING)
+            || req
+                .headers()
+                .get(hyper::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim() != "0");
         let reply = self.route(req).await;
-        match reply {
+        let mut r = match reply {
             Ok(r) => r,
             Err(f) => {
                 tracing::debug!(%method, %path, status = %f.status, message = %f.message, "API request failed");
                 json(f.status, &serde_json::json!({ "message": f.message }))
             }
+        };
+        if has_body && (r.status().is_client_error() || r.status().is_server_error()) {
+            // A refusal may leave the body unread, and hyper then closes the connection after
+            // the answer: said in it, so that the client sends its next request elsewhere.
+            r.headers_mut().insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
         }
+        r
     }
 
     async fn route(self: &Arc<Self>, req: Request<Incoming>) -> Reply {
