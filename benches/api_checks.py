@@ -789,9 +789,40 @@ def prune_containers():
 
 @check
 def prune_volumes():
+    # docker's since API 1.42: anonymous volumes only, unless all=true.
     c.volumes.create(name("prunev"))
+    c.volumes.create(name("prunea"), labels={"com.docker.volume.anonymous": ""})
     r = c.volumes.prune()
+    assert name("prunea") in (r.get("VolumesDeleted") or []), r
+    assert name("prunev") not in (r.get("VolumesDeleted") or []), r
+    r = c.volumes.prune(filters={"all": "true"})
     assert name("prunev") in (r.get("VolumesDeleted") or []), r
+
+@check
+def volume_list_filters():
+    # compose lists (and `down -v` removes) its project's volumes by label.
+    vols = [c.volumes.create(name("vlabel"), labels={"com.docker.compose.project": name("p")}),
+            c.volumes.create(name("vother"))]
+    try:
+        got = [v.name for v in c.volumes.list(
+            filters={"label": "com.docker.compose.project=" + name("p")})]
+        assert got == [name("vlabel")], got
+    finally:
+        for v in vols:
+            v.remove()
+
+@check
+def network_id_in_container_settings():
+    # compose v2 recreates a container whose NetworkID is not its network's Id.
+    net = c.networks.create(name("netid"))
+    try:
+        ctr = c.containers.create(IMAGE, ["true"], name=name("netidc"), network=net.name)
+        ctr.reload()
+        got = ctr.attrs["NetworkSettings"]["Networks"][net.name]["NetworkID"]
+        assert got == net.id, (got, net.id)
+    finally:
+        gone("netidc")
+        net.remove()
 
 @check
 def system_df():

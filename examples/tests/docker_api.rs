@@ -755,11 +755,39 @@ fn disk_use_and_prunes_through_the_engine_api() {
             .is_some_and(|r| r.split_whitespace().nth(1) == Some("2")),
         "{df}"
     );
-    let out = s.ok(&["container", "prune", "-f"]);
+    // Filters of a prune: a labelled exited container is kept by `label!`.
+    s.ok(&[
+        "run", "--name", "kept", "--label", "keep=1", "busybox", "true",
+    ]);
+    let out = s.ok(&["container", "prune", "-f", "--filter", "label!=keep"]);
     let names = s.ok(&["ps", "-a", "--format", "{{.Names}}"]);
-    assert_eq!(names.trim(), "running", "{out}");
-    s.ok(&["volume", "prune", "-f"]);
-    assert!(!s.ok(&["volume", "ls", "-q"]).contains("unused"));
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, ["kept", "running"], "{out}");
+    s.ok(&["rm", "kept"]);
+    // An anonymous volume left by a removed container, and labelled named ones: `ls`
+    // filters them by label, and a prune takes the anonymous one only unless `-a`, as
+    // docker's since API 1.42.
+    s.ok(&["run", "--name", "anon", "-v", "/data", "busybox", "true"]);
+    s.ok(&["rm", "anon"]);
+    s.ok(&["volume", "create", "--label", "team=a", "labelled"]);
+    let ls = s.ok(&["volume", "ls", "-q", "--filter", "label=team=a"]);
+    assert_eq!(ls.trim(), "labelled");
+    let before: Vec<String> = s
+        .ok(&["volume", "ls", "-q"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(before.len(), 3, "{before:?}");
+    let out = s.ok(&["volume", "prune", "-f"]);
+    let after = s.ok(&["volume", "ls", "-q"]);
+    let mut after: Vec<&str> = after.lines().collect();
+    after.sort();
+    assert_eq!(after, ["labelled", "unused"], "{out}");
+    s.ok(&["volume", "prune", "-a", "-f", "--filter", "label!=team"]);
+    assert_eq!(s.ok(&["volume", "ls", "-q"]).trim(), "labelled");
+    s.ok(&["volume", "prune", "-a", "-f"]);
+    assert_eq!(s.ok(&["volume", "ls", "-q"]).trim(), "");
     s.ok(&["tag", "busybox", "spare:1"]);
     s.ok(&["rm", "-f", "running"]);
     let out = s.ok(&["image", "prune", "-a", "-f"]);

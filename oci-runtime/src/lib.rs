@@ -382,7 +382,8 @@ pub use engine::{
     parse_container_path, parse_mount_arg, parse_volume_arg, random_hex, ContainerConfig,
     ContainerFilter, ContainerInspect, ContainerStats, ContainerView, Containers, EngineError,
     EngineResult, ExecRequest, ExecSession, InspectState, InterfaceStats, MountArg, ProcessRow,
-    RunImage, RunRequest, StatsRow, VolumeInfo, Volumes, ANONYMOUS_VOLUME_LABEL,
+    PruneFilter, RunImage, RunRequest, StatsRow, VolumeFilter, VolumeInfo, Volumes,
+    ANONYMOUS_VOLUME_LABEL,
 };
 pub use error::{chain, Error, Result};
 pub use events::{Event, EventFilter, EventSink, Follower, Journal, JOURNAL_MAX};

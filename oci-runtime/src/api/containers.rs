@@ -367,7 +367,7 @@ impl CreateBody {
 }
 
 /// docker's `/containers/json` entry.
-fn list_entry(v: &ContainerView) -> serde_json::Value {
+fn list_entry(v: &ContainerView, network_ids: &BTreeMap<String, String>) -> serde_json::Value {
     let c = &v.config;
     let state = match (v.paused, v.status.state) {
         (true, _) => "paused".to_string(),
@@ -411,7 +411,7 @@ fn list_entry(v: &ContainerView) -> serde_json::Value {
         });
     // docker lists each network's whole endpoint, as inspect shows it (testcontainers reads
     // the gateway from the list).
-    let networks = crate::engine::network_settings(c, &v.status)["Networks"].take();
+    let networks = crate::engine::network_settings(c, &v.status, network_ids)["Networks"].take();
     serde_json::json!({
         "Id": c.id,
         "Names": [format!("/{}", c.name)],
@@ -439,12 +439,13 @@ impl EngineApi {
             .get("limit")
             .and_then(|l| l.parse::<i64>().ok())
             .filter(|l| *l > 0);
+        let ids = self.containers.network_ids();
         let mut out: Vec<serde_json::Value> = self
             .containers
             .list()?
             .iter()
             .filter(|v| filter.matches(v))
-            .map(list_entry)
+            .map(|v| list_entry(v, &ids))
             .collect();
         if let Some(l) = limit {
             out.truncate(l as usize);
@@ -452,10 +453,12 @@ impl EngineApi {
         Ok(json(StatusCode::OK, &out))
     }
 
-    /// `POST /containers/prune`: every exited container.
-    pub(super) async fn prune_containers(self: &Arc<Self>) -> Reply {
+    /// `POST /containers/prune`: every exited container that passes the `filters` (`until`,
+    /// `label`, `label!`).
+    pub(super) async fn prune_containers(self: &Arc<Self>, req: &Request<Incoming>) -> Reply {
+        let filter = crate::PruneFilter::parse(&filters(&query(req))?)?;
         let api = self.clone();
-        let gone = blocking(move || Ok(api.containers.prune()?)).await?;
+        let gone = blocking(move || Ok(api.containers.prune_filtered(&filter)?)).await?;
         Ok(json(
             StatusCode::OK,
             &serde_json::json!({ "ContainersDeleted": gone, "SpaceReclaimed": 0 }),
@@ -469,10 +472,11 @@ impl EngineApi {
         let api = self.clone();
         blocking(move || {
             let views = api.containers.list()?;
+            let ids = api.containers.network_ids();
             let containers = views
                 .iter()
                 .map(|v| {
-                    let mut e = list_entry(v);
+                    let mut e = list_entry(v, &ids);
                     e["SizeRw"] = 0.into();
                     e["SizeRootFs"] = 0.into();
                     e

@@ -486,9 +486,9 @@ impl EngineApi {
             ("POST", ["exec", id, "resize"]) => self.resize_exec(id, &req).await,
             ("GET", ["exec", id, "json"]) => self.inspect_exec(id),
             ("DELETE", ["containers", id]) => self.remove_container(id, &req).await,
-            ("GET", ["volumes"]) => self.list_volumes().await,
+            ("GET", ["volumes"]) => self.list_volumes(&req).await,
             ("POST", ["volumes", "create"]) => self.create_volume(req).await,
-            ("POST", ["volumes", "prune"]) => self.prune_volumes().await,
+            ("POST", ["volumes", "prune"]) => self.prune_volumes(&req).await,
             ("GET", ["volumes", name]) => self.inspect_volume(name).await,
             ("DELETE", ["volumes", name]) => self.remove_volume(name).await,
             ("GET", ["networks"]) => self.list_networks(&req).await,
@@ -523,7 +523,7 @@ impl EngineApi {
                 let q = query(&req);
                 on_own_thread(self, move |api| async move { api.prune_images(&q).await }).await
             }
-            ("POST", ["containers", "prune"]) => self.prune_containers().await,
+            ("POST", ["containers", "prune"]) => self.prune_containers(&req).await,
             ("GET", ["system", "df"]) => self.system_df().await,
             ("POST", ["images", "create"]) if query(&req).contains_key("fromSrc") => {
                 self.import_image(req).await

@@ -78,14 +78,12 @@ fn builtin_network(name: &str) -> serde_json::Value {
 }
 
 impl EngineApi {
-    pub(super) async fn list_volumes(self: &Arc<Self>) -> Reply {
+    /// `GET /volumes` with docker's `filters` (compose lists its project's by label).
+    pub(super) async fn list_volumes(self: &Arc<Self>, req: &Request<Incoming>) -> Reply {
+        let filter = crate::VolumeFilter::parse(&filters(&query(req))?).map_err(volume_fail)?;
         let api = self.clone();
-        let vols = blocking(move || {
-            Volumes::open(api.containers.data_dir())
-                .and_then(|v| v.list())
-                .map_err(volume_fail)
-        })
-        .await?;
+        let vols =
+            blocking(move || api.containers.list_volumes(&filter).map_err(volume_fail)).await?;
         Ok(json(
             StatusCode::OK,
             &serde_json::json!({ "Volumes": vols, "Warnings": [] }),
@@ -136,21 +134,13 @@ impl EngineApi {
         Ok(empty(StatusCode::NO_CONTENT))
     }
 
-    /// `POST /volumes/prune`: every volume no container uses.
-    pub(super) async fn prune_volumes(self: &Arc<Self>) -> Reply {
+    /// `POST /volumes/prune`: the unused volumes that pass the `filters`; anonymous ones
+    /// only unless `all=true`, as docker's since API 1.42.
+    pub(super) async fn prune_volumes(self: &Arc<Self>, req: &Request<Incoming>) -> Reply {
+        let filter = crate::VolumeFilter::parse(&filters(&query(req))?).map_err(volume_fail)?;
         let api = self.clone();
-        let gone = blocking(move || {
-            let vols = Volumes::open(api.containers.data_dir()).map_err(volume_fail)?;
-            let mut gone = Vec::new();
-            for v in vols.list().map_err(volume_fail)? {
-                if api.containers.volume_users(&v.name).is_empty() {
-                    vols.remove(&v.name, &[]).map_err(volume_fail)?;
-                    gone.push(v.name);
-                }
-            }
-            Ok(gone)
-        })
-        .await?;
+        let gone =
+            blocking(move || api.containers.prune_volumes(&filter).map_err(volume_fail)).await?;
         Ok(json(
             StatusCode::OK,
             &serde_json::json!({ "VolumesDeleted": gone, "SpaceReclaimed": 0 }),

@@ -10,7 +10,7 @@
 //! Ids are 64 random hex digits (docker's); names, ids and unique id prefixes all name a
 //! container.
 
-use super::{read_record, write_record, EngineError, EngineResult, Volumes};
+use super::{read_record, write_record, EngineError, EngineResult, VolumeFilter, Volumes};
 use crate::{
     LogLimits, LogQuery, LogStream, Monitor, MonitorConfig, MonitorState, MonitorStatus,
     NetworkMode, NetworkPlan, NetworkRequest, Networks, PortMapping, RestartPolicy, RunOptions,
@@ -2332,11 +2332,60 @@ impl Containers {
         Volumes::open(&self.data)?.remove(name, &self.volume_users(name))
     }
 
+    /// The volumes that pass `filter`, by name.
+    pub fn list_volumes(&self, filter: &VolumeFilter) -> EngineResult<Vec<super::VolumeInfo>> {
+        let vols = Volumes::open(&self.data)?.list()?;
+        let used = self.used_volumes();
+        Ok(vols
+            .into_iter()
+            .filter(|v| filter.matches(v, used.contains(&v.name)))
+            .collect())
+    }
+
+    /// Removes the volumes no container uses that pass `filter`: anonymous ones only, as
+    /// docker 23's prune, unless the filter has `all=true`. Their names.
+    pub fn prune_volumes(&self, filter: &VolumeFilter) -> EngineResult<Vec<String>> {
+        let vols = Volumes::open(&self.data)?;
+        let used = self.used_volumes();
+        let mut gone = Vec::new();
+        for v in vols.list()? {
+            let anonymous = v.labels.contains_key(ANONYMOUS_VOLUME_LABEL);
+            if used.contains(&v.name) || !(filter.all() || anonymous) || !filter.matches(&v, false)
+            {
+                continue;
+            }
+            // A container made since the list: kept, as a volume in use.
+            match vols.remove(&v.name, &self.volume_users(&v.name)) {
+                Ok(()) => gone.push(v.name),
+                Err(EngineError::VolumeInUse { .. } | EngineError::NoSuchVolume(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(gone)
+    }
+
+    /// The names of the volumes some container mounts.
+    fn used_volumes(&self) -> std::collections::BTreeSet<String> {
+        self.ids()
+            .iter()
+            .filter_map(|id| self.config_of(id).ok())
+            .flat_map(|c| c.volumes.into_iter().map(|v| v.0))
+            .collect()
+    }
+
     /// Removes every exited container; their ids.
     pub fn prune(&self) -> EngineResult<Vec<String>> {
+        self.prune_filtered(&PruneFilter::default())
+    }
+
+    /// Removes every exited container that passes `filter` (docker's `container prune
+    /// --filter until=|label=|label!=`); their ids.
+    pub fn prune_filtered(&self, filter: &PruneFilter) -> EngineResult<Vec<String>> {
         let mut gone = Vec::new();
         for v in self.list()? {
-            if v.status.state == MonitorState::Exited {
+            if v.status.state == MonitorState::Exited
+                && filter.matches(&v.config.labels, v.config.created)
+            {
                 self.remove(&v.config.id, false)?;
                 gone.push(v.config.id);
             }
@@ -2431,7 +2480,70 @@ impl Containers {
             spec.as_ref(),
             &self.data.join("volumes"),
             self.dir.join(&v.config.id).join(crate::LOG_FILE),
+            &self.network_ids(),
         ))
+    }
+
+    /// Each network's id by its name (none when the store cannot be read).
+    pub(crate) fn network_ids(&self) -> BTreeMap<String, String> {
+        self.networks()
+            .list()
+            .map(|l| l.into_iter().map(|n| (n.name, n.id)).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// docker's prune filters (`container prune`, `image prune`): `until=TIME|DURATION` (made
+/// before it), `label=KEY[=VALUE]` (every one given), `label!=KEY[=VALUE]` (none of them).
+///
+/// ```
+/// use oci_rs_runtime::PruneFilter;
+/// let f = PruneFilter::parse(&["label!=keep".into(), "until=1h".into()]).unwrap();
+/// assert!(!f.matches(&[("keep".to_owned(), String::new())].into(), 0));
+/// assert!(PruneFilter::parse(&["status=exited".into()]).is_err());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct PruneFilter {
+    until: Option<u64>,
+    labels: Vec<String>,
+    not_labels: Vec<String>,
+}
+
+impl PruneFilter {
+    /// The filter of `KEY=VALUE` terms.
+    pub fn parse(terms: &[String]) -> EngineResult<Self> {
+        let mut f = Self::default();
+        for t in terms {
+            let bad = |reason: &'static str| {
+                EngineError::from(crate::Error::InvalidOption {
+                    option: "prune filter",
+                    value: t.clone(),
+                    reason: reason.into(),
+                })
+            };
+            match t.split_once('=') {
+                Some(("until", v)) => {
+                    let at =
+                        crate::parse_log_time(v).map_err(|_| bad("until: a time or a duration"))?;
+                    f.until = Some(f.until.map_or(at, |u| u.min(at)));
+                }
+                Some(("label", v)) => f.labels.push(v.to_owned()),
+                Some(("label!", v)) => f.not_labels.push(v.to_owned()),
+                _ => return Err(bad("keys: until, label, label!")),
+            }
+        }
+        Ok(f)
+    }
+
+    /// Whether an object with `labels`, made at `created` (ns since the epoch), passes.
+    pub fn matches(&self, labels: &BTreeMap<String, String>, created: u64) -> bool {
+        let has = |term: &String| match term.split_once('=') {
+            Some((k, want)) => labels.get(k).is_some_and(|x| x == want),
+            None => labels.contains_key(term),
+        };
+        self.until.is_none_or(|u| created < u)
+            && self.labels.iter().all(has)
+            && !self.not_labels.iter().any(has)
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::{ContainerConfig, ContainerView};
 use crate::{MonitorState, MonitorStatus, NetworkMode, RestartPolicy};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// docker's inspect document of container `v` (whose spec is `spec`), with its volumes under
@@ -11,6 +12,7 @@ pub(super) fn inspect(
     spec: Option<&oci_spec::runtime::Spec>,
     volumes_dir: &Path,
     log_path: PathBuf,
+    network_ids: &BTreeMap<String, String>,
 ) -> ContainerInspect {
     let process = spec.and_then(|s| s.process().clone());
     let c = &v.config;
@@ -133,7 +135,7 @@ pub(super) fn inspect(
             }},
         }),
         mounts,
-        network_settings: network_settings(c, st),
+        network_settings: network_settings(c, st, network_ids),
         log_path,
     }
 }
@@ -283,7 +285,13 @@ fn port_bindings(
 
 /// docker's NetworkSettings: every network the container is configured on, with its aliases
 /// (as docker shows a created container's), and the running container's addresses and ports.
-pub(crate) fn network_settings(c: &ContainerConfig, st: &MonitorStatus) -> serde_json::Value {
+/// `network_ids` gives each network's id by its name (docker-compose compares a container's
+/// `NetworkID` with the network's `Id` to tell whether it must be recreated).
+pub(crate) fn network_settings(
+    c: &ContainerConfig,
+    st: &MonitorStatus,
+    network_ids: &BTreeMap<String, String>,
+) -> serde_json::Value {
     let running = st
         .network
         .as_ref()
@@ -310,7 +318,7 @@ pub(crate) fn network_settings(c: &ContainerConfig, st: &MonitorStatus) -> serde
             net.clone(),
             serde_json::json!({
                 "Aliases": (net != crate::DEFAULT_NETWORK).then_some(aliases),
-                "NetworkID": net,
+                "NetworkID": network_ids.get(net).unwrap_or(net),
                 "IPAddress": e.map(|e| e.ip.to_string()).unwrap_or_default(),
                 "IPPrefixLen": e.map_or(0, |e| e.prefix),
                 "Gateway": e.map(|e| e.gateway.to_string()).unwrap_or_default(),

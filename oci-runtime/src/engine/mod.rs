@@ -53,12 +53,12 @@ mod volumes;
 pub use containers::{
     host_memory, parse_container_path, random_hex, ContainerConfig, ContainerFilter,
     ContainerStats, ContainerView, Containers, ExecRequest, ExecSession, InterfaceStats,
-    ProcessRow, RunImage, RunRequest, StatsRow, ANONYMOUS_VOLUME_LABEL,
+    ProcessRow, PruneFilter, RunImage, RunRequest, StatsRow, ANONYMOUS_VOLUME_LABEL,
 };
 #[cfg(feature = "api")]
 pub(crate) use inspect::network_settings;
 pub use inspect::{ContainerInspect, InspectState};
-pub use volumes::{parse_mount_arg, parse_volume_arg, MountArg, VolumeInfo, Volumes};
+pub use volumes::{parse_mount_arg, parse_volume_arg, MountArg, VolumeFilter, VolumeInfo, Volumes};
 
 use std::path::PathBuf;
 

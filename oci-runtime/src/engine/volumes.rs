@@ -27,6 +27,83 @@ pub struct VolumeInfo {
     pub scope: String,
 }
 
+/// docker's `volume ls --filter` and `volume prune --filter` terms: `name=PART`,
+/// `label=KEY[=VALUE]`, `label!=KEY[=VALUE]`, `driver=local`, `dangling=true|false`, and for
+/// a prune `all=true|false` (docker 23's: without it a prune takes anonymous volumes only).
+/// Several values of one key are alternatives; `label` terms are all required.
+///
+/// ```
+/// use oci_rs_runtime::VolumeFilter;
+/// let f = VolumeFilter::parse(&["label=com.docker.compose.project=web".into()]).unwrap();
+/// assert!(!f.all());
+/// assert!(VolumeFilter::parse(&["colour=red".into()]).is_err());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct VolumeFilter {
+    terms: Vec<(String, String)>,
+    all: bool,
+}
+
+impl VolumeFilter {
+    /// The filter of `KEY=VALUE` terms.
+    pub fn parse(terms: &[String]) -> Result<Self> {
+        let mut f = Self::default();
+        for t in terms {
+            let bad = |reason: &'static str| {
+                EngineError::from(crate::Error::InvalidOption {
+                    option: "volume filter",
+                    value: t.clone(),
+                    reason: reason.into(),
+                })
+            };
+            let (k, v) = t.split_once('=').ok_or_else(|| bad("expected KEY=VALUE"))?;
+            let k = match k.strip_suffix('!') {
+                Some("label") => "label!",
+                _ => k,
+            };
+            match k {
+                "name" | "label" | "label!" | "driver" => {}
+                "dangling" | "all" if ["true", "false", "1", "0"].contains(&v) => {}
+                _ => return Err(bad(
+                    "keys: name, label, label!, driver, dangling (true|false), all (true|false)",
+                )),
+            }
+            if k == "all" {
+                f.all = v == "true" || v == "1";
+            } else {
+                f.terms.push((k.to_owned(), v.to_owned()));
+            }
+        }
+        Ok(f)
+    }
+
+    /// Whether a prune takes named volumes too (`all=true`), not only anonymous ones.
+    pub fn all(&self) -> bool {
+        self.all
+    }
+
+    /// Whether volume `v` (with `in_use`: a container mounts it) passes every key given.
+    pub fn matches(&self, v: &VolumeInfo, in_use: bool) -> bool {
+        let label = |term: &str| match term.split_once('=') {
+            Some((k, want)) => v.labels.get(k).is_some_and(|x| x == want),
+            None => v.labels.contains_key(term),
+        };
+        let mut keys: Vec<&str> = self.terms.iter().map(|(k, _)| k.as_str()).collect();
+        keys.dedup();
+        keys.into_iter().all(|key| {
+            let mut vals = self.terms.iter().filter(|(k, _)| k == key).map(|(_, x)| x);
+            match key {
+                "label" => vals.all(|x| label(x)),
+                "label!" => !vals.any(|x| label(x)),
+                "name" => vals.any(|x| v.name.contains(x.as_str())),
+                "driver" => vals.any(|x| *x == v.driver),
+                "dangling" => vals.any(|x| (x == "true" || x == "1") != in_use),
+                _ => false,
+            }
+        })
+    }
+}
+
 /// The volumes under a data directory.
 pub struct Volumes {
     dir: PathBuf,

@@ -451,6 +451,38 @@ fn anonymous_volumes_come_and_go_with_their_container(f: &Fixture) {
     let id = run("c", true, "true");
     store.wait_removed(&id, std::time::Duration::from_secs(20));
     assert_eq!(anonymous(), 2, "--rm took its own");
+    // Filters and prunes: a prune takes the unused anonymous volumes only unless `all=true`,
+    // and never one a container uses.
+    use oci_rs_runtime::VolumeFilter;
+    let filter = |terms: &[&str]| {
+        VolumeFilter::parse(&terms.iter().map(|t| t.to_string()).collect::<Vec<_>>()).unwrap()
+    };
+    let names =
+        |v: Vec<oci_rs_runtime::VolumeInfo>| v.into_iter().map(|v| v.name).collect::<Vec<_>>();
+    volumes
+        .create("labelled", [("team".to_owned(), "a".to_owned())].into())
+        .unwrap();
+    assert_eq!(
+        names(store.list_volumes(&filter(&["label=team=a"])).unwrap()),
+        ["labelled"]
+    );
+    assert!(names(store.list_volumes(&filter(&["label=team=b"])).unwrap()).is_empty());
+    run("d", false, "sleep 300");
+    assert_eq!(anonymous(), 4, "d has two of its own");
+    let in_use = names(store.list_volumes(&filter(&["dangling=false"])).unwrap());
+    assert_eq!(in_use.len(), 3, "{in_use:?}");
+    assert!(in_use.contains(&"named".to_owned()));
+    assert_eq!(store.prune_volumes(&filter(&[])).unwrap().len(), 2);
+    assert_eq!(anonymous(), 2, "d's own stay");
+    assert!(store
+        .prune_volumes(&filter(&["all=true", "label!=team"]))
+        .unwrap()
+        .is_empty());
+    store.remove_with_volumes("d", true).unwrap();
+    let mut gone = store.prune_volumes(&filter(&["all=1"])).unwrap();
+    gone.sort();
+    assert_eq!(gone, ["labelled", "named"]);
+    assert!(VolumeFilter::parse(&["dangling=maybe".into()]).is_err());
     // `--entrypoint ""`: none, and not the image's Cmd either.
     f.import(
         &root,

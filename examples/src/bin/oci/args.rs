@@ -556,6 +556,21 @@ pub(crate) enum VolumeVerb {
         /// Only the names.
         #[arg(short = 'q', long = "quiet")]
         names_only: bool,
+        /// `name=`, `label=KEY[=VALUE]`, `label!=`, `driver=`, `dangling=true|false`.
+        #[arg(short, long)]
+        filter: Vec<String>,
+    },
+    /// Remove the anonymous volumes no container uses; with `-a`, named ones too.
+    Prune {
+        /// Named volumes too (docker's `all=true`).
+        #[arg(short, long)]
+        all: bool,
+        /// `label=KEY[=VALUE]`, `label!=`, as `ls`'s.
+        #[arg(long)]
+        filter: Vec<String>,
+        /// Do not ask (nothing asks: accepted as docker's).
+        #[arg(short, long)]
+        force: bool,
     },
     /// Show volumes as JSON.
     Inspect {
@@ -670,6 +685,9 @@ pub(crate) enum NetworkVerb {
 pub(crate) enum ContainerVerb {
     /// Remove every stopped container.
     Prune {
+        /// `until=TIME|DURATION`, `label=KEY[=VALUE]`, `label!=KEY[=VALUE]`.
+        #[arg(long)]
+        filter: Vec<String>,
         /// Do not ask (there is no prompt; accepted as docker's).
         #[arg(short, long)]
         force: bool,

@@ -354,9 +354,9 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             }
         }
         Verb::Container {
-            verb: ContainerVerb::Prune { force: _ },
+            verb: ContainerVerb::Prune { filter, force: _ },
         } => {
-            let gone = store.prune()?;
+            let gone = store.prune_filtered(&oci_rs_runtime::PruneFilter::parse(&filter)?)?;
             if !gone.is_empty() {
                 writeln!(out, "Deleted Containers:")?;
             }
@@ -531,11 +531,12 @@ fn volume_verb(
             vols.create(&name, labels)?;
             writeln!(out, "{name}")?;
         }
-        VolumeVerb::Ls { names_only } => {
+        VolumeVerb::Ls { names_only, filter } => {
+            let filter = oci_rs_runtime::VolumeFilter::parse(&filter)?;
             if !names_only {
                 writeln!(out, "{:<10} VOLUME NAME", "DRIVER")?;
             }
-            for v in vols.list()? {
+            for v in store.list_volumes(&filter)? {
                 if names_only {
                     writeln!(out, "{}", oci_rs_image::printable(&v.name))?;
                 } else {
@@ -550,6 +551,22 @@ fn volume_verb(
                 .collect::<Result<Vec<_>, _>>()?;
             drop(out);
             print_json(&infos)?;
+        }
+        VolumeVerb::Prune {
+            all,
+            mut filter,
+            force: _,
+        } => {
+            if all {
+                filter.push("all=true".into());
+            }
+            let gone = store.prune_volumes(&oci_rs_runtime::VolumeFilter::parse(&filter)?)?;
+            if !gone.is_empty() {
+                writeln!(out, "Deleted Volumes:")?;
+            }
+            for n in &gone {
+                writeln!(out, "{}", oci_rs_image::printable(n))?;
+            }
         }
         VolumeVerb::Rm { names } => {
             for n in names {
