@@ -1,48 +1,6 @@
-//! How containers and images are written at the command line: `--format` templates,
-//! docker's durations, STATUS and PORTS columns, and sizes.
+//! How containers and images are written at the command line: docker's durations, STATUS and PORTS columns, and sizes.
 
-use anyhow::{anyhow, bail, Result};
-use oci_rs_image::printable;
 use oci_rs_runtime::MonitorStatus;
-
-/// Evaluates a Go-template-style `--format`: `{{.State.Status}}`, `{{json .Config}}`, text
-/// around them kept. Only field access (and `json`) is supported; anything else is an error.
-pub fn format_template(template: &str, value: &serde_json::Value) -> Result<String> {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(i) = rest.find("{{") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        let j = after
-            .find("}}")
-            .ok_or_else(|| anyhow!("unclosed {{{{ in format {template:?}"))?;
-        let expr = after[..j].trim();
-        let (json, path) = match expr.strip_prefix("json ") {
-            Some(p) => (true, p.trim()),
-            None => (false, expr),
-        };
-        if !path.starts_with('.') {
-            bail!("unsupported format expression {expr:?} (field access like .State.Status only)");
-        }
-        let mut v = value;
-        for field in path[1..].split('.').filter(|f| !f.is_empty()) {
-            v = v
-                .get(field)
-                .ok_or_else(|| anyhow!("template: no field {field:?} in {path}"))?;
-        }
-        match (json, v) {
-            (true, v) => out.push_str(&serde_json::to_string(v)?),
-            // A string from an image or a container may hold escape sequences: shown
-            // through `printable` like every table; `{{json .X}}` gives the exact value.
-            (false, serde_json::Value::String(s)) => out.push_str(&printable(s)),
-            (false, serde_json::Value::Null) => out.push_str("<no value>"),
-            (false, v) => out.push_str(&v.to_string()),
-        }
-        rest = &after[j + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
 
 pub use oci_rs_runtime::{ago, human_duration};
 

@@ -940,3 +940,105 @@ fn cp_copies_both_ways_and_keeps_to_the_container() {
         .fails(&["cp", "box:/no/such", host.to_str().unwrap()])
         .contains("Could not find the file /no/such in container box"));
 }
+
+/// `--format` as docker's CLI takes it, wherever docker has it: Go's template language
+/// (range, if, with, index, printf, len, join, upper, `.Label "KEY"`), `table` with aligned
+/// columns and docker's headers, `json`; a broken template is one line and exit 1.
+#[test]
+fn format_templates_as_docker_s() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "front",
+        "--label",
+        "tier=web",
+        "--label",
+        "a.b=dotted",
+        "bb:1",
+        "sleep",
+        "30",
+    ]);
+    s.ok(&["run", "--name", "a-much-longer-name", "bb:1", "true"]);
+    let table = s.ok(&[
+        "ps",
+        "-a",
+        "--format",
+        r#"table {{.Names}}\t{{.Label "tier"}}\t{{.State}}"#,
+    ]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAMES", "LABEL", "STATE"]
+    );
+    // Columns start where the header's do (docker's tabwriter: widest cell + 3).
+    let col = lines[0].find("LABEL").unwrap();
+    assert_eq!(col, "a-much-longer-name".len() + 3, "{table}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("front") && l[col..].starts_with("web")),
+        "{table}"
+    );
+    assert_eq!(
+        s.ok(&["ps", "--format", "{{.Names}} {{upper .State}}"]),
+        "front RUNNING\n"
+    );
+    let labels = s.field(
+        "front",
+        r#"{{range $k, $v := .Config.Labels}}{{$k}}={{$v}};{{end}}"#,
+    );
+    assert_eq!(labels, "a.b=dotted;tier=web;");
+    assert_eq!(
+        s.field("front", r#"{{index .Config.Labels "a.b"}}"#),
+        "dotted"
+    );
+    assert_eq!(
+        s.field(
+            "front",
+            r#"{{if .State.Running}}up{{else}}down{{end}} {{len .Config.Cmd}}"#
+        ),
+        "up 2"
+    );
+    assert_eq!(
+        s.field("front", r#"{{with .State}}{{printf "%v" .Running}}{{end}}"#),
+        "true"
+    );
+    assert_eq!(s.field("front", "{{join .Config.Cmd \",\"}}"), "sleep,30");
+    assert_eq!(s.field("front", "{{.NoSuchField}}"), "<no value>");
+    let json = s.ok(&["ps", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["Names"], "front");
+    assert_eq!(
+        s.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]),
+        "bb:1\n"
+    );
+    let images = s.ok(&["images", "--format", r"table {{.Repository}}\t{{.Tag}}"]);
+    assert!(images.starts_with("REPOSITORY   TAG\n"), "{images}");
+    s.ok(&["volume", "create", "--label", "team=a", "vf"]);
+    assert_eq!(
+        s.ok(&["volume", "ls", "--format", r#"{{.Name}}:{{.Label "team"}}"#]),
+        "vf:a\n"
+    );
+    let nets = s.ok(&[
+        "network",
+        "ls",
+        "--format",
+        "{{.Name}}",
+        "--filter",
+        "type=builtin",
+    ]);
+    assert_eq!(nets, "bridge\nhost\nnone\n");
+    let out = s.oci(&["ps", "--format", "{{.Names"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("{{.Names") && err.contains("unclosed action"),
+        "{err}"
+    );
+}

@@ -139,6 +139,16 @@ pub enum Error {
     #[cfg(feature = "network")]
     #[error(transparent)]
     Network(#[from] crate::network::NetError),
+    /// A `--format` template could not be parsed or run (see [`crate::format`]).
+    #[cfg(feature = "format")]
+    #[error("template {template:?}")]
+    Template {
+        /// The template (at most its first 80 characters).
+        template: String,
+        /// What the template engine said.
+        #[source]
+        source: Box<gotmpl::TemplateError>,
+    },
     /// A container's monitor could not start it.
     #[error("container {id}: {reason}")]
     Monitor {

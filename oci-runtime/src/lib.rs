@@ -345,6 +345,8 @@ mod engine;
 mod error;
 mod events;
 mod exe;
+#[cfg(feature = "format")]
+pub mod format;
 mod health;
 mod hooks;
 mod idmap;

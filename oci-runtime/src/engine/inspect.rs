@@ -197,7 +197,6 @@ impl super::ContainerView {
         });
         #[cfg(not(feature = "network"))]
         let ports = String::new();
-        let secs = c.created / 1_000_000_000;
         // Volumes by name, binds by their host path; not the engine's own /etc files.
         let is_volume = |source: &std::path::Path| {
             source.file_name() == Some(std::ffi::OsStr::new("_data"))
@@ -223,13 +222,15 @@ impl super::ContainerView {
             "Image": c.image,
             "Command": format!("\"{}\"", c.command.join(" ")),
             // docker's `2026-12-07 06:11:15 +0000 UTC`.
-            "CreatedAt": format!("{} +0000 UTC", crate::rfc3339(secs * 1_000_000_000)[..19].replacen('T', " ", 1)),
+            "CreatedAt": docker_time(c.created),
             "RunningFor": crate::ago(c.created),
             "Ports": ports,
             "State": state,
             "Status": status,
             "Names": c.name,
-            "Labels": c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+            "Labels": labels_text(&c.labels),
+            // For `{{.Label "KEY"}}` (see `crate::format`).
+            "Label": c.labels,
             "Mounts": mounts.join(","),
             "Networks": c.networks.join(","),
             "Size": "",
@@ -337,4 +338,69 @@ pub(crate) fn network_settings(
         "Gateway": first.map(|e| e.gateway.to_string()).unwrap_or_default(),
         "MacAddress": first.map(|e| e.mac.clone()).unwrap_or_default(),
     })
+}
+
+/// docker's `CreatedAt` in lists: `2026-12-07 06:11:15 +0000 UTC` (Go's time printed), for
+/// `ns` since the epoch.
+pub(crate) fn docker_time(ns: u64) -> String {
+    let t = crate::rfc3339(ns - ns % 1_000_000_000);
+    format!(
+        "{} +0000 UTC",
+        t.get(..19).unwrap_or(&t).replacen('T', " ", 1)
+    )
+}
+
+/// `KEY=VALUE,...`: docker's `Labels` column.
+pub(crate) fn labels_text(labels: &std::collections::BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl crate::NetworkConfig {
+    /// docker's `network ls` fields of this network (`ID`, `Name`, `Driver`, `Scope`,
+    /// `IPv6`, `Internal`, `Labels`, `CreatedAt`), for `--format` (see `crate::format`).
+    pub fn ls_fields(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ID": self.id.get(..12).unwrap_or(&self.id),
+            "Name": self.name,
+            "Driver": "bridge",
+            "Scope": "local",
+            "IPv6": "false",
+            "Internal": "false",
+            "Labels": labels_text(&self.labels),
+            "Label": self.labels,
+            "CreatedAt": docker_time(self.created.saturating_mul(1_000_000_000)),
+        })
+    }
+
+    /// The `network ls` fields of built-in network `name` (`host` or `none`): fixed ids, the
+    /// hex of their names.
+    pub fn builtin_ls_fields(name: &str) -> serde_json::Value {
+        let (id, driver) = match name {
+            "host" => ("686f73740000", "host"),
+            _ => ("6e6f6e650000", "null"),
+        };
+        serde_json::json!({
+            "ID": id, "Name": name, "Driver": driver, "Scope": "local", "IPv6": "false",
+            "Internal": "false", "Labels": "", "Label": {}, "CreatedAt": "",
+        })
+    }
+}
+
+impl super::VolumeInfo {
+    /// docker's `volume ls` fields of this volume (`Name`, `Driver`, `Scope`,
+    /// `Mountpoint`, `Labels`), for `--format` (see `crate::format`).
+    pub fn ls_fields(&self) -> serde_json::Value {
+        serde_json::json!({
+            "Name": self.name,
+            "Driver": self.driver,
+            "Scope": self.scope,
+            "Mountpoint": self.mountpoint,
+            "Labels": labels_text(&self.labels),
+            "Label": self.labels,
+        })
+    }
 }

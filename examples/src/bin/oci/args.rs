@@ -559,6 +559,10 @@ pub(crate) enum VolumeVerb {
         /// `name=`, `label=KEY[=VALUE]`, `label!=`, `driver=`, `dangling=true|false`.
         #[arg(short, long)]
         filter: Vec<String>,
+        /// A Go template per volume (`{{.Name}}`, `{{.Driver}}`, `{{.Label "KEY"}}`),
+        /// `table TEMPLATE` or `json`.
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Remove the anonymous volumes no container uses; with `-a`, named ones too.
     Prune {
@@ -639,6 +643,10 @@ pub(crate) enum NetworkVerb {
         /// `dangling=true|false`.
         #[arg(short, long)]
         filter: Vec<String>,
+        /// A Go template per network (`{{.ID}}`, `{{.Name}}`, `{{.Label "KEY"}}`),
+        /// `table TEMPLATE` or `json`.
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Remove the networks no container is on (not `bridge`).
     Prune {

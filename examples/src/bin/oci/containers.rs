@@ -5,6 +5,7 @@ use crate::args::*;
 use crate::print_json;
 use anyhow::Result;
 use oci_examples::{terminal, text};
+use oci_rs_runtime::format::{self, Format};
 use oci_rs_runtime::{ContainerFilter, Containers, ExecRequest, Volumes};
 use std::io::Write;
 use std::path::Path;
@@ -38,37 +39,33 @@ fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> 
                 writeln!(out, "{n}")?;
             }
         }
-        NetworkVerb::Ls { ids_only, filter } => {
+        NetworkVerb::Ls {
+            ids_only,
+            filter,
+            format,
+        } => {
             let filter = oci_rs_runtime::NetworkFilter::parse(&filter)?;
-            let mut rows: Vec<(String, String, &str)> = nets
+            let mut rows: Vec<serde_json::Value> = nets
                 .list_filtered(&filter)?
                 .0
-                .into_iter()
-                .map(|n| (n.id[..12].to_owned(), n.name, "bridge"))
+                .iter()
+                .map(|n| n.ls_fields())
                 .collect();
-            // Fixed ids for the two built-in modes: the hex of their names.
-            for name in filter.builtins() {
-                let (id, driver) = match name {
-                    "host" => ("686f73740000", "host"),
-                    _ => ("6e6f6e650000", "null"),
-                };
-                rows.push((id.into(), name.into(), driver));
-            }
-            if !ids_only {
-                writeln!(
-                    out,
-                    "{:<14} {:<20} {:<10} SCOPE",
-                    "NETWORK ID", "NAME", "DRIVER"
-                )?;
-            }
-            for (id, name, driver) in rows {
-                if ids_only {
-                    writeln!(out, "{id}")?;
-                } else {
-                    let name = oci_rs_image::printable(&name);
-                    writeln!(out, "{id:<14} {name:<20} {driver:<10} local")?;
-                }
-            }
+            rows.extend(
+                filter
+                    .builtins()
+                    .into_iter()
+                    .map(oci_rs_runtime::NetworkConfig::builtin_ls_fields),
+            );
+            let format = match (ids_only, format) {
+                (true, _) => "{{.ID}}".to_owned(),
+                (false, f) => f.unwrap_or_else(|| "table".into()),
+            };
+            let f = Format::parse(
+                &format,
+                r"table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}",
+            )?;
+            write!(out, "{}", f.render_all(&rows, format::NETWORK_HEADERS)?)?;
         }
         NetworkVerb::Inspect { names } => {
             let docs = names
@@ -117,13 +114,11 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                 |t: &Option<String>| t.as_deref().map(oci_rs_runtime::parse_log_time).transpose();
             let (since, until) = (time(&since)?, time(&until)?);
             let filter = oci_rs_runtime::EventFilter::parse(&filter)?;
+            let format = format.map(|f| Format::parse(&f, "")).transpose()?;
             let print = |e: &oci_rs_runtime::Event| {
-                let line = match format.as_deref() {
+                let line = match &format {
                     None => e.docker_line(),
-                    Some("json") => e.docker_json().to_string(),
-                    Some(f) => {
-                        text::format_template(f, &e.docker_json()).map_err(std::io::Error::other)?
-                    }
+                    Some(f) => f.render(&e.docker_json()).map_err(std::io::Error::other)?,
                 };
                 writeln!(out, "{line}")?;
                 out.flush()
@@ -391,6 +386,9 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
     Ok(0)
 }
 
+/// docker's default `ps` table, for `--format table`.
+const PS_TABLE: &str = r"table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
+
 /// `ps [-a] [-q] [--no-trunc] [--filter ...] [--format ...]`.
 fn ps(
     store: &Containers,
@@ -406,9 +404,9 @@ fn ps(
         .filter(|r| filter.matches(r))
         .collect();
     if let Some(f) = format {
-        for r in rows {
-            writeln!(out, "{}", text::format_template(&f, &r.ps_fields())?)?;
-        }
+        let f = Format::parse(&f, PS_TABLE)?;
+        let rows: Vec<_> = rows.iter().map(|r| r.ps_fields()).collect();
+        write!(out, "{}", f.render_all(&rows, format::PS_HEADERS)?)?;
         return Ok(());
     }
     if ids_only {
@@ -531,18 +529,23 @@ fn volume_verb(
             vols.create(&name, labels)?;
             writeln!(out, "{name}")?;
         }
-        VolumeVerb::Ls { names_only, filter } => {
+        VolumeVerb::Ls {
+            names_only,
+            filter,
+            format,
+        } => {
             let filter = oci_rs_runtime::VolumeFilter::parse(&filter)?;
-            if !names_only {
-                writeln!(out, "{:<10} VOLUME NAME", "DRIVER")?;
-            }
-            for v in store.list_volumes(&filter)? {
-                if names_only {
-                    writeln!(out, "{}", oci_rs_image::printable(&v.name))?;
-                } else {
-                    writeln!(out, "{:<10} {}", v.driver, oci_rs_image::printable(&v.name))?;
-                }
-            }
+            let rows: Vec<serde_json::Value> = store
+                .list_volumes(&filter)?
+                .iter()
+                .map(|v| v.ls_fields())
+                .collect();
+            let format = match (names_only, format) {
+                (true, _) => "{{.Name}}".to_owned(),
+                (false, f) => f.unwrap_or_else(|| "table".into()),
+            };
+            let f = Format::parse(&format, r"table {{.Driver}}\t{{.Name}}")?;
+            write!(out, "{}", f.render_all(&rows, format::VOLUME_HEADERS)?)?;
         }
         VolumeVerb::Inspect { names } => {
             let infos = names

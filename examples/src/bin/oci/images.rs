@@ -6,6 +6,7 @@ use crate::{dash, print_json};
 use anyhow::{Context, Result};
 use oci_examples::images::{short, Images};
 use oci_examples::{terminal, text};
+use oci_rs_runtime::format::{self, Format};
 use oci_rs_runtime::Containers;
 use std::io::Write;
 use std::path::Path;
@@ -88,8 +89,13 @@ pub(crate) async fn image_verb(
                 return Ok(());
             }
             if let Some(f) = format {
+                let f = Format::parse(
+                    &f,
+                    r"table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}",
+                )?;
+                let mut docs = Vec::new();
                 for r in &rows {
-                    let doc = serde_json::json!({
+                    docs.push(serde_json::json!({
                         "Repository": r.repository,
                         "Tag": r.tag,
                         "ID": id_of(r),
@@ -97,9 +103,9 @@ pub(crate) async fn image_verb(
                         "CreatedSince": r.created.map(text::ago).unwrap_or_else(|| "N/A".into()),
                         "CreatedAt": r.created.map(oci_rs_runtime::rfc3339).unwrap_or_default(),
                         "Size": text::human_size(r.size),
-                    });
-                    writeln!(out, "{}", text::format_template(&f, &doc)?)?;
+                    }));
                 }
+                write!(out, "{}", f.render_all(&docs, format::IMAGE_HEADERS)?)?;
                 return Ok(());
             }
             let digest_col = if digests { "DIGEST" } else { "" };
@@ -338,8 +344,9 @@ pub(crate) async fn image_verb(
             }
             match format {
                 Some(f) => {
+                    let f = Format::parse(&f, "")?;
                     for v in &views {
-                        writeln!(out, "{}", text::format_template(&f, v)?)?;
+                        writeln!(out, "{}", f.render(v)?)?;
                     }
                 }
                 None => {
