@@ -491,6 +491,31 @@ def network_names_and_aliases():
         n.remove()
 
 @check
+def static_addresses():
+    # compose's ipv4_address: at create (EndpointSettings.IPAMConfig) and at connect.
+    third = 100 + int(PID) % 100
+    ipam = docker.types.IPAMConfig(pool_configs=[
+        docker.types.IPAMPool(subnet="10.241.%d.0/24" % third)])
+    n = c.networks.create(name("fixed"), ipam=ipam)
+    n2 = c.networks.create(name("fixed2"), ipam=docker.types.IPAMConfig(pool_configs=[
+        docker.types.IPAMPool(subnet="10.242.%d.0/24" % third)]))
+    try:
+        netcfg = api.create_networking_config({
+            n.name: api.create_endpoint_config(ipv4_address="10.241.%d.77" % third)})
+        cid = api.create_container(IMAGE, ["sleep", "300"], name=name("fixedc"),
+                                   host_config=api.create_host_config(**dict(opts({}), network_mode=n.name)),
+                                   networking_config=netcfg)["Id"]
+        api.start(cid)
+        n2.connect(cid, ipv4_address="10.242.%d.88" % third)
+        nets = api.inspect_container(cid)["NetworkSettings"]["Networks"]
+        assert nets[n.name]["IPAddress"] == "10.241.%d.77" % third, nets
+        assert nets[n2.name]["IPAddress"] == "10.242.%d.88" % third, nets
+    finally:
+        gone("fixedc")
+        n.remove()
+        n2.remove()
+
+@check
 def bridge_address():
     k = c.containers.run(IMAGE, ["sleep", "300"], name=name("ip"), detach=True, **dict(opts({}), network_mode="bridge"))
     try:

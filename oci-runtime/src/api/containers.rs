@@ -358,6 +358,9 @@ impl CreateBody {
                 if !req.networks.contains(&name) {
                     req.networks.push(name.clone());
                 }
+                if let Some(a) = ep.as_ref().map(|e| e.address()).transpose()?.flatten() {
+                    req.addresses.insert(name.clone(), a);
+                }
                 let aliases = ep.and_then(|e| e.aliases).unwrap_or_default();
                 req.aliases.insert(name, aliases);
             }
@@ -367,7 +370,7 @@ impl CreateBody {
 }
 
 /// docker's `/containers/json` entry.
-fn list_entry(v: &ContainerView, network_ids: &BTreeMap<String, String>) -> serde_json::Value {
+fn list_entry(v: &ContainerView, facts: &crate::engine::NetworkFacts) -> serde_json::Value {
     let c = &v.config;
     let state = match (v.paused, v.status.state) {
         (true, _) => "paused".to_string(),
@@ -411,7 +414,7 @@ fn list_entry(v: &ContainerView, network_ids: &BTreeMap<String, String>) -> serd
         });
     // docker lists each network's whole endpoint, as inspect shows it (testcontainers reads
     // the gateway from the list).
-    let networks = crate::engine::network_settings(c, &v.status, network_ids)["Networks"].take();
+    let networks = crate::engine::network_settings(c, &v.status, facts)["Networks"].take();
     serde_json::json!({
         "Id": c.id,
         "Names": [format!("/{}", c.name)],
@@ -439,7 +442,7 @@ impl EngineApi {
             .get("limit")
             .and_then(|l| l.parse::<i64>().ok())
             .filter(|l| *l > 0);
-        let ids = self.containers.network_ids();
+        let ids = self.containers.network_facts();
         let mut out: Vec<serde_json::Value> = self
             .containers
             .list()?
@@ -472,7 +475,7 @@ impl EngineApi {
         let api = self.clone();
         blocking(move || {
             let views = api.containers.list()?;
-            let ids = api.containers.network_ids();
+            let ids = api.containers.network_facts();
             let containers = views
                 .iter()
                 .map(|v| {

@@ -107,11 +107,43 @@ pub enum ApiError {
 }
 
 /// docker's `EndpointSettings` as create's `NetworkingConfig` and network connect send it:
-/// the aliases are acted on (the addresses are the network store's to give).
+/// the aliases and the IPv4 address asked for (compose's `ipv4_address`).
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct EndpointConfig {
     aliases: Option<Vec<String>>,
+    #[serde(rename = "IPAMConfig")]
+    ipam_config: Option<EndpointIpam>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct EndpointIpam {
+    #[serde(rename = "IPv4Address")]
+    ipv4_address: Option<String>,
+    #[serde(rename = "IPv6Address")]
+    ipv6_address: Option<String>,
+}
+
+impl EndpointConfig {
+    /// The IPv4 address asked for, if any; an IPv6 one is refused (no network here has one).
+    fn address(&self) -> Result<Option<std::net::Ipv4Addr>, Fail> {
+        let Some(ipam) = &self.ipam_config else {
+            return Ok(None);
+        };
+        if let Some(v6) = ipam.ipv6_address.as_deref().filter(|a| !a.is_empty()) {
+            return Err(Fail::bad(format!(
+                "IPv6 address {v6}: the networks here are IPv4 only"
+            )));
+        }
+        match ipam.ipv4_address.as_deref().filter(|a| !a.is_empty()) {
+            None => Ok(None),
+            Some(a) => a
+                .parse()
+                .map(Some)
+                .map_err(|_| Fail::bad(format!("invalid IPv4 address {a:?}"))),
+        }
+    }
 }
 
 /// A failed request: docker's status code and message.

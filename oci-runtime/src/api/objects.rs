@@ -230,6 +230,12 @@ impl EngineApi {
             .container
             .filter(|c| !c.is_empty())
             .ok_or_else(|| Fail::bad("no container given"))?;
+        let address = b
+            .endpoint_config
+            .as_ref()
+            .map(|e| e.address())
+            .transpose()?
+            .flatten();
         let api = self.clone();
         let name = name.to_owned();
         blocking(move || {
@@ -237,8 +243,12 @@ impl EngineApi {
             match connect {
                 true => {
                     let aliases = b.endpoint_config.and_then(|e| e.aliases);
-                    api.containers
-                        .connect(&net, &container, &aliases.unwrap_or_default())?
+                    api.containers.connect_with(
+                        &net,
+                        &container,
+                        &aliases.unwrap_or_default(),
+                        address,
+                    )?
                 }
                 false => api.containers.disconnect(&net, &container)?,
             }

@@ -293,6 +293,7 @@ impl DockerfileBuild<'_> {
                     ports: Vec::new(),
                     hosts_file: None,
                     aliases: Default::default(),
+                    addresses: Default::default(),
                 },
             }),
             crate::NetworkMode::Slirp => Some(crate::NetworkPlan::Slirp { ports: Vec::new() }),

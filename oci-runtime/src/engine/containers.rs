@@ -135,6 +135,8 @@ pub struct RunRequest {
     pub networks: Vec<String>,
     /// Network aliases, by network name: other names the container answers to there.
     pub aliases: BTreeMap<String, Vec<String>>,
+    /// Addresses asked for, by network name (`--ip`): user-defined networks only.
+    pub addresses: BTreeMap<String, std::net::Ipv4Addr>,
     /// `-p` mappings.
     pub publish: Vec<PortMapping>,
     /// `-P`: every port the image EXPOSEs on a free host port.
@@ -157,6 +159,20 @@ pub fn parse_container_path(arg: &str) -> Option<(&str, &str)> {
     }
     let (c, p) = arg.split_once(':')?;
     (!c.is_empty() && !c.contains('/')).then_some((c, if p.is_empty() { "/" } else { p }))
+}
+
+/// docker's rule: an address is asked for on a user-defined network, not the default
+/// `bridge`.
+fn check_addresses(addresses: &BTreeMap<String, std::net::Ipv4Addr>) -> EngineResult<()> {
+    match addresses.get(crate::DEFAULT_NETWORK) {
+        Some(a) => Err(crate::Error::option(
+            "ip",
+            a,
+            "user specified IP address is supported on user defined networks only",
+        )
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// docker's rule: aliases are for user-defined networks, not the default `bridge`.
@@ -224,6 +240,9 @@ pub struct ContainerConfig {
     /// Its network aliases, by network name.
     #[serde(default)]
     pub aliases: BTreeMap<String, Vec<String>>,
+    /// The addresses it asked for, by network name.
+    #[serde(default)]
+    pub addresses: BTreeMap<String, std::net::Ipv4Addr>,
     /// The ports it publishes.
     #[serde(default)]
     pub publish: Vec<PortMapping>,
@@ -780,6 +799,7 @@ impl Containers {
             crate::parse_signal(s)?;
         }
         check_aliases(req.name.as_deref().unwrap_or("(new)"), &req.aliases)?;
+        check_addresses(&req.addresses)?;
         if let Some(h) = &req.opts.healthcheck {
             h.validate()?;
         }
@@ -916,6 +936,8 @@ impl Containers {
         };
         let mut aliases = req.aliases.clone();
         aliases.retain(|net, a| !a.is_empty() && networks.contains(net));
+        let mut addresses = req.addresses.clone();
+        addresses.retain(|net, _| networks.contains(net));
         let healthcheck = match (&image.extras.healthcheck, &opts.healthcheck) {
             (Some(i), Some(o)) => Some(i.merged_under(o)),
             (i, o) => o.clone().or_else(|| i.clone()),
@@ -945,6 +967,7 @@ impl Containers {
             network_mode: req.network_mode.clone(),
             networks,
             aliases,
+            addresses,
             publish,
             healthcheck,
             health,
@@ -1124,6 +1147,17 @@ impl Containers {
     /// Joins container `what` to network `net`, where it also answers to `aliases`: now
     /// when it runs, and at every start.
     pub fn connect(&self, net: &str, what: &str, aliases: &[String]) -> EngineResult<()> {
+        self.connect_with(net, what, aliases, None)
+    }
+
+    /// [`Containers::connect`] with the address it gets there (`network connect --ip`).
+    pub fn connect_with(
+        &self,
+        net: &str,
+        what: &str,
+        aliases: &[String],
+        address: Option<std::net::Ipv4Addr>,
+    ) -> EngineResult<()> {
         let v = self.view(what)?;
         let nets = self.networks();
         let n = nets.get(net)?;
@@ -1142,12 +1176,19 @@ impl Containers {
         let mut cfg = v.config.clone();
         cfg.aliases.insert(n.name.clone(), aliases.to_vec());
         check_aliases(&cfg.name, &cfg.aliases)?;
+        if let Some(a) = address {
+            cfg.addresses.insert(n.name.clone(), a);
+        }
+        check_addresses(&cfg.addresses)?;
         if v.status.state == MonitorState::Running {
             // connect takes only the network asked for, and no ports, from the request.
             nets.connect(&n.name, &self.network_request(&cfg), v.status.pid)?;
         }
         self.update_config(&v.config.id, |cfg| {
             cfg.aliases.insert(n.name.clone(), aliases.to_vec());
+            if let Some(a) = address {
+                cfg.addresses.insert(n.name.clone(), a);
+            }
             cfg.networks.push(n.name.clone());
             Ok(())
         })?;
@@ -1170,6 +1211,7 @@ impl Containers {
         self.update_config(&v.config.id, |cfg| {
             cfg.networks.retain(|x| *x != n.name);
             cfg.aliases.remove(&n.name);
+            cfg.addresses.remove(&n.name);
             Ok(())
         })?;
         self.network_event("disconnect", &n, Some(&v.config.id));
@@ -1259,6 +1301,7 @@ impl Containers {
             ports: cfg.publish.clone(),
             hosts_file: Some(self.dir.join(&cfg.id).join("hosts")),
             aliases: cfg.aliases.clone(),
+            addresses: cfg.addresses.clone(),
         }
     }
 
@@ -2480,16 +2523,21 @@ impl Containers {
             spec.as_ref(),
             &self.data.join("volumes"),
             self.dir.join(&v.config.id).join(crate::LOG_FILE),
-            &self.network_ids(),
+            &self.network_facts(),
         ))
     }
 
-    /// Each network's id by its name (none when the store cannot be read).
-    pub(crate) fn network_ids(&self) -> BTreeMap<String, String> {
-        self.networks()
-            .list()
-            .map(|l| l.into_iter().map(|n| (n.name, n.id)).collect())
-            .unwrap_or_default()
+    /// Each network's id by its name and the live endpoints (none of either when the store
+    /// cannot be read).
+    pub(crate) fn network_facts(&self) -> super::inspect::NetworkFacts {
+        let nets = self.networks();
+        super::inspect::NetworkFacts {
+            ids: nets
+                .list()
+                .map(|l| l.into_iter().map(|n| (n.name, n.id)).collect())
+                .unwrap_or_default(),
+            endpoints: nets.endpoints().unwrap_or_default(),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ pub(super) fn inspect(
     spec: Option<&oci_spec::runtime::Spec>,
     volumes_dir: &Path,
     log_path: PathBuf,
-    network_ids: &BTreeMap<String, String>,
+    facts: &NetworkFacts,
 ) -> ContainerInspect {
     let process = spec.and_then(|s| s.process().clone());
     let c = &v.config;
@@ -135,7 +135,7 @@ pub(super) fn inspect(
             }},
         }),
         mounts,
-        network_settings: network_settings(c, st, network_ids),
+        network_settings: network_settings(c, st, facts),
         log_path,
     }
 }
@@ -284,20 +284,41 @@ fn port_bindings(
     serde_json::Value::Object(m)
 }
 
+/// What the network store knows that a container's `NetworkSettings` shows.
+#[derive(Debug, Default)]
+pub(crate) struct NetworkFacts {
+    /// Each network's id by its name.
+    pub ids: BTreeMap<String, String>,
+    /// The live endpoints.
+    pub endpoints: Vec<crate::Endpoint>,
+}
+
 /// docker's NetworkSettings: every network the container is configured on, with its aliases
 /// (as docker shows a created container's), and the running container's addresses and ports.
-/// `network_ids` gives each network's id by its name (docker-compose compares a container's
-/// `NetworkID` with the network's `Id` to tell whether it must be recreated).
+/// `facts` gives each network's id by its name (docker-compose compares a container's
+/// `NetworkID` with the network's `Id` to tell whether it must be recreated) and the network
+/// store's endpoints (where those a running container got from `network connect` are).
 pub(crate) fn network_settings(
     c: &ContainerConfig,
     st: &MonitorStatus,
-    network_ids: &BTreeMap<String, String>,
+    facts: &NetworkFacts,
 ) -> serde_json::Value {
     let running = st
         .network
         .as_ref()
         .filter(|_| st.state == MonitorState::Running);
-    let endpoints = running.map(|n| n.endpoints.as_slice()).unwrap_or_default();
+    let mut endpoints: Vec<crate::Endpoint> =
+        running.map(|n| n.endpoints.clone()).unwrap_or_default();
+    if running.is_some() {
+        let connected: Vec<crate::Endpoint> = facts
+            .endpoints
+            .iter()
+            .filter(|e| e.container == c.id && !endpoints.iter().any(|x| x.network == e.network))
+            .cloned()
+            .collect();
+        endpoints.extend(connected);
+    }
+    let network_ids = &facts.ids;
     let short = c.id.get(..12).unwrap_or(&c.id);
     let mut nets = serde_json::Map::new();
     for net in c
@@ -319,6 +340,7 @@ pub(crate) fn network_settings(
             net.clone(),
             serde_json::json!({
                 "Aliases": (net != crate::DEFAULT_NETWORK).then_some(aliases),
+                "IPAMConfig": c.addresses.get(net).map(|a| serde_json::json!({"IPv4Address": a})),
                 "NetworkID": network_ids.get(net).unwrap_or(net),
                 "IPAddress": e.map(|e| e.ip.to_string()).unwrap_or_default(),
                 "IPPrefixLen": e.map_or(0, |e| e.prefix),

@@ -56,7 +56,7 @@ pub use containers::{
     ProcessRow, PruneFilter, RunImage, RunRequest, StatsRow, ANONYMOUS_VOLUME_LABEL,
 };
 #[cfg(feature = "api")]
-pub(crate) use inspect::network_settings;
+pub(crate) use inspect::{network_settings, NetworkFacts};
 pub use inspect::{ContainerInspect, InspectState};
 pub use volumes::{parse_mount_arg, parse_volume_arg, MountArg, VolumeFilter, VolumeInfo, Volumes};
 

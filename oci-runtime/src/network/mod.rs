@@ -624,6 +624,11 @@ pub struct NetworkRequest {
     /// Network aliases, by network name (see [`Endpoint::aliases`]).
     #[serde(default)]
     pub aliases: BTreeMap<String, Vec<String>>,
+    /// Addresses asked for, by network name (docker's `--ip`, `IPAMConfig.IPv4Address`):
+    /// taken as they are when free and inside the subnet, refused otherwise; the other
+    /// networks give the next free one.
+    #[serde(default)]
+    pub addresses: BTreeMap<String, Ipv4Addr>,
 }
 
 /// How a container's network is set up at each start (kept in the monitor's config).
@@ -1534,21 +1539,51 @@ impl Networks {
                     .collect();
                 let base = u32::from(net.subnet);
                 let last = base | !mask(net.prefix);
-                // The next free address after the last one given out (wrapping), as docker
-                // does: an address just released is not handed out again at once, so stale
-                // ARP and conntrack entries of its old owner do not reach a new container.
-                let cursor_file = format!("{}.last", net.name);
-                let after = self
-                    .read_json::<Ipv4Addr>(&cursor_file)
-                    .ok()
-                    .flatten()
-                    .map_or(base + 1, u32::from);
-                let span = last.saturating_sub(base + 2);
-                let ip = (0..span)
-                    .map(|k| Ipv4Addr::from(base + 2 + (after.saturating_sub(base + 1) + k) % span))
-                    .find(|a| !used.contains(a) && *a != net.gateway)
-                    .ok_or_else(|| NetError::Exhausted(net.name.clone()))?;
-                self.write(&cursor_file, format!("\"{ip}\"").as_bytes())?;
+                let ip = match req.addresses.get(&net.name) {
+                    Some(&asked) => {
+                        let a = u32::from(asked);
+                        let refuse = |reason: String| NetError::Invalid {
+                            what: "address",
+                            value: asked.to_string(),
+                            reason,
+                        };
+                        if a <= base || a >= last || asked == net.gateway {
+                            return Err(refuse(format!(
+                                "not a free host address of network {} ({}, gateway {})",
+                                net.name,
+                                net.cidr(),
+                                net.gateway
+                            )));
+                        }
+                        if used.contains(&asked) {
+                            return Err(refuse(format!("in use on network {}", net.name)));
+                        }
+                        asked
+                    }
+                    None => {
+                        // The next free address after the last one given out (wrapping), as
+                        // docker does: an address just released is not handed out again at
+                        // once, so stale ARP and conntrack entries of its old owner do not
+                        // reach a new container. One asked for by a container is skipped.
+                        let cursor_file = format!("{}.last", net.name);
+                        let after = self
+                            .read_json::<Ipv4Addr>(&cursor_file)
+                            .ok()
+                            .flatten()
+                            .map_or(base + 1, u32::from);
+                        let span = last.saturating_sub(base + 2);
+                        let ip = (0..span)
+                            .map(|k| {
+                                Ipv4Addr::from(
+                                    base + 2 + (after.saturating_sub(base + 1) + k) % span,
+                                )
+                            })
+                            .find(|a| !used.contains(a) && *a != net.gateway)
+                            .ok_or_else(|| NetError::Exhausted(net.name.clone()))?;
+                        self.write(&cursor_file, format!("\"{ip}\"").as_bytes())?;
+                        ip
+                    }
+                };
                 let veth = format!(
                     "veth{}{}",
                     &req.container[..req.container.len().min(8)],

@@ -33,6 +33,10 @@ pub const TESTS: &[Test] = &[
         udp_ports_and_restarts_keep_their_publishing,
     ),
     (
+        "static_addresses_are_given_checked_and_kept_across_restarts",
+        static_addresses_are_given_checked_and_kept_across_restarts,
+    ),
+    (
         "bad_ports_subnets_and_hostnames_are_typed_errors",
         bad_ports_subnets_and_hostnames_are_typed_errors,
     ),
@@ -876,4 +880,81 @@ fn a_second_network_store_cannot_erase_the_hosts_rules(f: &Fixture) {
     );
     store.remove(&id, true).unwrap();
     finish(&store);
+}
+
+/// `--ip` and compose's `ipv4_address`: the address asked for on a user-defined network,
+/// kept at a restart and through `connect`; one in use, outside the subnet, the gateway or on
+/// the default bridge is refused with a clear error and leaves the others running.
+fn static_addresses_are_given_checked_and_kept_across_restarts(f: &Fixture) {
+    if !can_run() {
+        return;
+    }
+    let store = Containers::open(&f.data()).unwrap();
+    let nets = store.networks();
+    let (n, other) = (
+        format!("fixed{}", std::process::id()),
+        format!("fixed2{}", std::process::id()),
+    );
+    let mut made = MadeNetworks(Vec::new());
+    made.create(&nets, &n, Some("10.232.7.0/24"));
+    made.create(&nets, &other, Some("10.232.8.0/24"));
+    let asking = |name: &str, ip: &str| {
+        let mut req = detached(Some(name), "exec sleep 60");
+        store.set_network(&mut req, Some(&n)).unwrap();
+        req.addresses.insert(n.clone(), ip.parse().unwrap());
+        req
+    };
+    f.run(&store, asking("s1", "10.232.7.50")).unwrap();
+    assert_eq!(ip_of(&store, "s1"), "10.232.7.50");
+    assert_eq!(
+        exec(&store, "s1", "ip -o addr | grep -q 'inet 10.232.7.50/24'"),
+        0
+    );
+    let doc = store.inspect("s1").unwrap();
+    let doc = serde_json::to_value(doc).unwrap();
+    assert_eq!(
+        doc["NetworkSettings"]["Networks"][&n]["IPAMConfig"]["IPv4Address"],
+        "10.232.7.50"
+    );
+    // Another container is given the next free address, never the one asked for.
+    let mut req = detached(Some("s2"), "exec sleep 60");
+    store.set_network(&mut req, Some(&n)).unwrap();
+    f.run(&store, req).unwrap();
+    assert_ne!(ip_of(&store, "s2"), "10.232.7.50");
+    for (name, ip, why) in [
+        ("dup", "10.232.7.50", "in use"),
+        ("outside", "10.232.9.5", "not a free host address"),
+        ("gateway", "10.232.7.1", "not a free host address"),
+        ("broadcast", "10.232.7.255", "not a free host address"),
+    ] {
+        let err = f.run(&store, asking(name, ip)).unwrap_err();
+        assert!(
+            err.to_string().contains(why) || format!("{err:?}").contains(why),
+            "{name}: {err}"
+        );
+    }
+    let mut req = detached(Some("default"), "exec sleep 60");
+    store.set_network(&mut req, None).unwrap();
+    req.addresses
+        .insert("bridge".into(), "172.17.0.9".parse().unwrap());
+    let err = f.run(&store, req).unwrap_err();
+    assert!(
+        err.to_string().contains("user defined networks only"),
+        "{err}"
+    );
+    assert_eq!(exec(&store, "s1", "true"), 0, "s1 still runs");
+    // Kept across a restart, and given on a second network by connect.
+    store.stop("s1", std::time::Duration::from_secs(1)).unwrap();
+    store.start("s1", false).unwrap();
+    assert_eq!(ip_of(&store, "s1"), "10.232.7.50");
+    store
+        .connect_with(&other, "s1", &[], Some("10.232.8.77".parse().unwrap()))
+        .unwrap();
+    assert_eq!(
+        exec(&store, "s1", "ip -o addr | grep -q 'inet 10.232.8.77/24'"),
+        0
+    );
+    finish(&store);
+    nets.remove(&n).unwrap();
+    nets.remove(&other).unwrap();
 }

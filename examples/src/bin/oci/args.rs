@@ -675,6 +675,9 @@ pub(crate) enum NetworkVerb {
         /// Another name the container answers to on this network.
         #[arg(long)]
         alias: Vec<String>,
+        /// Its IPv4 address on this network.
+        #[arg(long)]
+        ip: Option<std::net::Ipv4Addr>,
         /// The network.
         network: String,
         /// The container.
@@ -741,6 +744,9 @@ pub(crate) struct RunArgs {
     /// Another name the container answers to on its (user-defined) network.
     #[arg(long = "network-alias", alias = "net-alias")]
     pub(crate) network_alias: Vec<String>,
+    /// Its IPv4 address on its (user-defined) network.
+    #[arg(long)]
+    pub(crate) ip: Option<std::net::Ipv4Addr>,
     /// Publish a port: `[IP:][HOST[-END]:]CTR[-END][/tcp|/udp]`.
     #[arg(short, long = "publish")]
     pub(crate) publish: Vec<String>,

@@ -82,9 +82,10 @@ fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> 
         }
         NetworkVerb::Connect {
             alias,
+            ip,
             network,
             container,
-        } => store.connect(&network, &container, &alias)?,
+        } => store.connect_with(&network, &container, &alias, ip)?,
         NetworkVerb::Disconnect { network, container } => store.disconnect(&network, &container)?,
     }
     Ok(())

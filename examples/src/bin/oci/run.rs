@@ -136,6 +136,14 @@ pub(crate) async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Re
     if let Some(net) = req.networks.first() {
         req.aliases.insert(net.clone(), a.network_alias.clone());
     }
+    if let Some(ip) = a.ip {
+        // On the default bridge (no --network), refused by the engine as docker refuses it.
+        let net = req
+            .networks
+            .first()
+            .map_or(oci_rs_runtime::DEFAULT_NETWORK, |n| n);
+        req.addresses.insert(net.to_owned(), ip);
+    }
     // docker's: made before the container, refused when it exists, removed if the run fails.
     let cidfile = match &a.cidfile {
         Some(path) => Some((
