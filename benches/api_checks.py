@@ -491,6 +491,22 @@ def network_names_and_aliases():
         n.remove()
 
 @check
+def resource_fields():
+    k = c.containers.create(IMAGE, ["sh", "-c", "cat /proc/self/oom_score_adj"], name=name("res"),
+                            cpu_shares=512, cpu_period=50000, cpu_quota=25000, cpuset_cpus="0",
+                            mem_limit="64m", mem_reservation="32m", oom_score_adj=300, **opts({}))
+    try:
+        h = api.inspect_container(k.id)["HostConfig"]
+        got = (h["CpuShares"], h["CpuPeriod"], h["CpuQuota"], h["CpusetCpus"],
+               h["MemoryReservation"], h["OomScoreAdj"])
+        assert got == (512, 50000, 25000, "0", 32 << 20, 300), got
+        k.start()
+        k.wait(timeout=30)
+        expect(k.logs(), b"300\n")
+    finally:
+        gone("res")
+
+@check
 def static_addresses():
     # compose's ipv4_address: at create (EndpointSettings.IPAMConfig) and at connect.
     third = 100 + int(PID) % 100

@@ -428,8 +428,34 @@ impl Cgroup {
             }
         };
         if let Some(m) = r.memory() {
+            let max = |v: i64| match v {
+                -1 => "max".to_owned(),
+                v => v.to_string(),
+            };
             if let Some(limit) = m.limit() {
-                set("memory.max", &limit.to_string())?;
+                set("memory.max", &max(limit))?;
+            }
+            if let Some(r) = m.reservation() {
+                set("memory.low", &max(r))?;
+            }
+            if let Some(swap) = m.swap() {
+                // The spec's is memory plus swap; cgroup v2's is swap alone (runc's rule).
+                let v = match (swap, m.limit()) {
+                    (-1, _) => "max".to_owned(),
+                    (s, Some(l)) if l > 0 && s >= l => (s - l).to_string(),
+                    (s, l) => {
+                        return Err(Error::Cgroup {
+                            path: dir.join("memory.swap.max"),
+                            source: std::io::Error::other(format!(
+                                "memory+swap {s} needs a memory limit at most it (limit {l:?})"
+                            )),
+                        })
+                    }
+                };
+                // No swap controller file (swap accounting off): nothing to limit.
+                if dir.join("memory.swap.max").exists() {
+                    set("memory.swap.max", &v)?;
+                }
             }
         }
         if let Some(p) = r.pids() {
@@ -455,6 +481,9 @@ impl Cgroup {
             }
             if let Some(cpus) = c.cpus() {
                 set("cpuset.cpus", cpus)?;
+            }
+            if let Some(mems) = c.mems() {
+                set("cpuset.mems", mems)?;
             }
         }
         Ok(())

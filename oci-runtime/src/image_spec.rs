@@ -561,6 +561,13 @@ pub struct RunOptions {
     pub cpus: Option<f64>,
     /// Process limit (`--pids-limit`).
     pub pids_limit: Option<i64>,
+    /// The rest of docker's resource flags: `--cpu-shares`, `--cpu-period`, `--cpu-quota`,
+    /// `--cpuset-cpus`, `--cpuset-mems`, `--memory-swap`, `--memory-reservation` (its
+    /// `cpus`, `memory` and `pids_limit` are ignored: the fields above are the run's).
+    pub resources: ResourceFlags,
+    /// The kernel's OOM-killer preference for its processes (`--oom-score-adj`, -1000 to
+    /// 1000).
+    pub oom_score_adj: Option<i32>,
     /// Capabilities added to docker's default set (`NET_ADMIN`, `CAP_NET_ADMIN`, `ALL`).
     pub cap_add: Vec<String>,
     /// Capabilities removed from it (`ALL` drops all).
@@ -847,7 +854,20 @@ pub fn spec_from_image(
         .ambient(none)
         .build()
         .map_err(spec_err)?;
-    let process = ProcessBuilder::default()
+    if let Some(o) = opts.oom_score_adj {
+        if !(-1000..=1000).contains(&o) {
+            return Err(Error::option(
+                "oom-score-adj",
+                o,
+                "not between -1000 and 1000",
+            ));
+        }
+    }
+    let mut process = ProcessBuilder::default();
+    if let Some(o) = opts.oom_score_adj {
+        process = process.oom_score_adj(o);
+    }
+    let process = process
         .capabilities(capabilities)
         .args(args)
         .env(env)
@@ -951,7 +971,7 @@ pub fn spec_from_image(
             all.extend(nodes);
             linux.set_devices(Some(all));
         }
-        let mut res = LinuxResourcesBuilder::default().devices(if opts.privileged {
+        let res = LinuxResourcesBuilder::default().devices(if opts.privileged {
             vec![LinuxDeviceCgroupBuilder::default()
                 .allow(true)
                 .access("rwm")
@@ -963,6 +983,7 @@ pub fn spec_from_image(
             rules
         });
         if let Some(m) = opts.memory {
+            // A run's limit is a limit: -1 (none) is an update's word.
             if m < 6 << 20 {
                 return Err(Error::option(
                     "memory limit",
@@ -970,53 +991,46 @@ pub fn spec_from_image(
                     "below the minimum of 6 MiB",
                 ));
             }
-            res = res.memory(
-                LinuxMemoryBuilder::default()
-                    .limit(m)
-                    .build()
-                    .map_err(spec_err)?,
-            );
         }
-        if let Some(c) = opts.cpus {
-            if !(c > 0.0 && c.is_finite()) {
-                return Err(Error::option("cpus", c, "not a positive number"));
-            }
-            let period: u64 = 100_000;
-            res = res.cpu(
-                LinuxCpuBuilder::default()
-                    .period(period)
-                    .quota((c * period as f64).round() as i64)
-                    .build()
-                    .map_err(spec_err)?,
-            );
-        }
-        if let Some(p) = opts.pids_limit {
-            res = res.pids(
-                LinuxPidsBuilder::default()
-                    .limit(p)
-                    .build()
-                    .map_err(spec_err)?,
-            );
-        }
-        linux.set_resources(Some(res.build().map_err(spec_err)?));
+        let limits = resources_of(&ResourceFlags {
+            cpus: opts.cpus,
+            memory: opts.memory,
+            pids_limit: opts.pids_limit,
+            ..opts.resources.clone()
+        })?;
+        let mut res = res.build().map_err(spec_err)?;
+        res.set_memory(*limits.memory());
+        res.set_cpu(limits.cpu().clone());
+        res.set_pids(*limits.pids());
+        linux.set_resources(Some(res));
     }
     Ok(spec)
 }
 
 /// docker's resource flags as `update` takes them. Memory values are bytes, `-1` for no
 /// limit.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ResourceFlags {
     /// CPU time in CPUs (`--cpus 1.5`), as a CFS quota over a 100 ms period.
     pub cpus: Option<f64>,
-    /// Relative CPU weight (`--cpu-shares`).
+    /// Relative CPU weight (`--cpu-shares`, 2 to 262144).
     pub cpu_shares: Option<u64>,
+    /// The CFS period in microseconds (`--cpu-period`, 1000 to 1000000).
+    pub cpu_period: Option<u64>,
+    /// The CFS quota in microseconds per period (`--cpu-quota`, at least 1000, or -1).
+    pub cpu_quota: Option<i64>,
     /// The CPUs allowed (`--cpuset-cpus 0-1`).
     pub cpuset_cpus: Option<String>,
+    /// The memory nodes allowed (`--cpuset-mems 0`).
+    pub cpuset_mems: Option<String>,
     /// Memory limit (`--memory`; at least 6 MiB, or -1).
     pub memory: Option<i64>,
     /// Memory plus swap (`--memory-swap`), or -1.
     pub memory_swap: Option<i64>,
+    /// The soft limit the kernel reclaims down to under pressure (`--memory-reservation`;
+    /// at least 6 MiB, at most the limit).
+    pub memory_reservation: Option<i64>,
     /// Process limit (`--pids-limit`; 0 or -1: none).
     pub pids_limit: Option<i64>,
 }
@@ -1025,8 +1039,32 @@ pub struct ResourceFlags {
 /// writes), checked as docker checks them.
 pub fn resources_of(flags: &ResourceFlags) -> Result<LinuxResources> {
     let mut res = LinuxResourcesBuilder::default();
-    if flags.memory.is_some() || flags.memory_swap.is_some() {
+    if flags.memory.is_some() || flags.memory_swap.is_some() || flags.memory_reservation.is_some() {
         let mut m = LinuxMemoryBuilder::default();
+        if let Some(r) = flags.memory_reservation {
+            if r < 6 << 20 {
+                return Err(Error::option(
+                    "memory-reservation",
+                    format!("{r} bytes"),
+                    "below the minimum of 6 MiB",
+                ));
+            }
+            if flags.memory.is_some_and(|l| l != -1 && r > l) {
+                return Err(Error::option(
+                    "memory-reservation",
+                    format!("{r} bytes"),
+                    "above the memory limit",
+                ));
+            }
+            m = m.reservation(r);
+        }
+        if flags.memory_swap.is_some_and(|s| s != -1) && flags.memory.is_none() {
+            return Err(Error::option(
+                "memory-swap",
+                flags.memory_swap.unwrap_or_default(),
+                "set only with a memory limit (--memory)",
+            ));
+        }
         if let Some(limit) = flags.memory {
             if limit != -1 && limit < 6 << 20 {
                 return Err(Error::option(
@@ -1049,8 +1087,45 @@ pub fn resources_of(flags: &ResourceFlags) -> Result<LinuxResources> {
         }
         res = res.memory(m.build().map_err(spec_err)?);
     }
-    if flags.cpus.is_some() || flags.cpu_shares.is_some() || flags.cpuset_cpus.is_some() {
+    if flags.cpus.is_some()
+        || flags.cpu_shares.is_some()
+        || flags.cpu_period.is_some()
+        || flags.cpu_quota.is_some()
+        || flags.cpuset_cpus.is_some()
+        || flags.cpuset_mems.is_some()
+    {
         let mut c = LinuxCpuBuilder::default();
+        if flags.cpus.is_some() && (flags.cpu_period.is_some() || flags.cpu_quota.is_some()) {
+            return Err(Error::option(
+                "cpus",
+                flags.cpus.unwrap_or_default(),
+                "conflicts with --cpu-period and --cpu-quota (docker's: use one or the other)",
+            ));
+        }
+        if let Some(p) = flags.cpu_period {
+            if !(1000..=1_000_000).contains(&p) {
+                return Err(Error::option(
+                    "cpu-period",
+                    p,
+                    "not between 1000 and 1000000 µs",
+                ));
+            }
+            c = c.period(p);
+        }
+        if let Some(q) = flags.cpu_quota {
+            if q != -1 && q < 1000 {
+                return Err(Error::option(
+                    "cpu-quota",
+                    q,
+                    "below the minimum of 1000 µs",
+                ));
+            }
+            c = c.quota(q);
+        }
+        if let Some(m) = &flags.cpuset_mems {
+            check_cpuset("cpuset-mems", m)?;
+            c = c.mems(m.clone());
+        }
         if let Some(cpus) = flags.cpus {
             if !(cpus > 0.0 && cpus.is_finite()) {
                 return Err(Error::option("cpus", cpus, "not a positive number"));
@@ -1061,9 +1136,13 @@ pub fn resources_of(flags: &ResourceFlags) -> Result<LinuxResources> {
                 .quota((cpus * period as f64).round() as i64);
         }
         if let Some(s) = flags.cpu_shares {
+            if !(2..=262_144).contains(&s) {
+                return Err(Error::option("cpu-shares", s, "not between 2 and 262144"));
+            }
             c = c.shares(s);
         }
         if let Some(set) = &flags.cpuset_cpus {
+            check_cpuset("cpuset-cpus", set)?;
             c = c.cpus(set.clone());
         }
         res = res.cpu(c.build().map_err(spec_err)?);
@@ -1077,6 +1156,25 @@ pub fn resources_of(flags: &ResourceFlags) -> Result<LinuxResources> {
         );
     }
     res.build().map_err(spec_err)
+}
+
+/// A cpuset list as the kernel takes it (`0-3,5`): anything else would only fail later, in
+/// the cgroup's file, with less to say.
+fn check_cpuset(option: &'static str, v: &str) -> Result<()> {
+    let ok = !v.is_empty()
+        && v.split(',').all(|r| {
+            let mut ends = r.splitn(2, '-');
+            let a = ends.next().and_then(|x| x.parse::<u32>().ok());
+            match (a, ends.next()) {
+                (Some(_), None) => true,
+                (Some(a), Some(b)) => b.parse::<u32>().is_ok_and(|b| b >= a),
+                _ => false,
+            }
+        });
+    match ok {
+        true => Ok(()),
+        false => Err(Error::option(option, v, "not a list like 0-3,5")),
+    }
 }
 
 /// Docker's device cgroup rules: deny everything, then the runtime's defaults

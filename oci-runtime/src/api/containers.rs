@@ -71,9 +71,9 @@ struct HostConfig {
     readonly_rootfs: Option<bool>,
     cap_add: Option<Vec<String>>,
     cap_drop: Option<Vec<String>>,
-    memory: Option<i64>,
-    nano_cpus: Option<i64>,
-    pids_limit: Option<i64>,
+    #[serde(flatten)]
+    resources: ResourceBody,
+    oom_score_adj: Option<i32>,
     tmpfs: Option<BTreeMap<String, String>>,
     init: Option<bool>,
     security_opt: Option<Vec<String>>,
@@ -119,16 +119,48 @@ fn restart_policy(
     }
 }
 
+/// docker's resource fields, of `HostConfig` and of an update's body: 0, empty or null is
+/// not set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct ResourceBody {
+    memory: Option<i64>,
+    memory_swap: Option<i64>,
+    memory_reservation: Option<i64>,
+    nano_cpus: Option<i64>,
+    cpu_shares: Option<i64>,
+    cpu_period: Option<i64>,
+    cpu_quota: Option<i64>,
+    cpuset_cpus: Option<String>,
+    cpuset_mems: Option<String>,
+    pids_limit: Option<i64>,
+}
+
+impl ResourceBody {
+    fn flags(&self) -> crate::ResourceFlags {
+        let set = |v: Option<i64>| v.filter(|v| *v != 0);
+        let text = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        crate::ResourceFlags {
+            cpus: set(self.nano_cpus).map(|n| n as f64 / 1e9),
+            cpu_shares: set(self.cpu_shares).and_then(|s| u64::try_from(s).ok()),
+            cpu_period: set(self.cpu_period).and_then(|s| u64::try_from(s).ok()),
+            cpu_quota: set(self.cpu_quota),
+            cpuset_cpus: text(&self.cpuset_cpus),
+            cpuset_mems: text(&self.cpuset_mems),
+            memory: set(self.memory),
+            memory_swap: set(self.memory_swap),
+            memory_reservation: set(self.memory_reservation),
+            pids_limit: set(self.pids_limit),
+        }
+    }
+}
+
 /// The body of `POST /containers/{id}/update`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct UpdateBody {
-    memory: i64,
-    memory_swap: i64,
-    nano_cpus: i64,
-    cpu_shares: Option<u64>,
-    cpuset_cpus: Option<String>,
-    pids_limit: i64,
+    #[serde(flatten)]
+    resources: ResourceBody,
     restart_policy: Option<RestartPolicyBody>,
 }
 
@@ -259,9 +291,15 @@ impl CreateBody {
             mounts,
             read_only: hc.readonly_rootfs.unwrap_or(false),
             // 0 is docker's "no limit".
-            memory: hc.memory.filter(|m| *m > 0),
-            cpus: hc.nano_cpus.filter(|n| *n > 0).map(|n| n as f64 / 1e9),
-            pids_limit: hc.pids_limit.filter(|p| *p > 0),
+            memory: hc.resources.memory.filter(|m| *m > 0),
+            cpus: hc
+                .resources
+                .nano_cpus
+                .filter(|n| *n > 0)
+                .map(|n| n as f64 / 1e9),
+            pids_limit: hc.resources.pids_limit.filter(|p| *p > 0),
+            resources: hc.resources.flags(),
+            oom_score_adj: hc.oom_score_adj.filter(|o| *o != 0),
             cap_add: hc.cap_add.unwrap_or_default(),
             cap_drop: hc.cap_drop.unwrap_or_default(),
             privileged: hc.privileged.unwrap_or(false),
@@ -815,15 +853,7 @@ impl EngineApi {
         req: Request<Incoming>,
     ) -> Reply {
         let b: UpdateBody = read_json(req).await?;
-        let set = |v: i64| (v != 0).then_some(v);
-        let flags = crate::ResourceFlags {
-            cpus: set(b.nano_cpus).map(|n| n as f64 / 1e9),
-            cpu_shares: b.cpu_shares.filter(|s| *s > 0),
-            cpuset_cpus: b.cpuset_cpus.filter(|c| !c.is_empty()),
-            memory: set(b.memory),
-            memory_swap: set(b.memory_swap),
-            pids_limit: set(b.pids_limit),
-        };
+        let flags = b.resources.flags();
         let any = flags != crate::ResourceFlags::default();
         let resources = crate::resources_of(&flags)?;
         let restart = restart_policy(b.restart_policy)?;

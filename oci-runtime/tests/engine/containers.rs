@@ -611,6 +611,106 @@ fn defaults_users_rely_on_and_the_privilege_options(f: &Fixture) {
         .or_else(|| cgroup_file(pid, "memory", "memory.max"));
     assert_eq!(mem.as_deref(), Some("67108864"));
     store.remove("lim", true).unwrap();
+    // docker's other resource flags, in the cgroup (v2's files; v1 has its own) and the
+    // process.
+    let mut req = command(
+        Some("lim2"),
+        &["sh", "-c", "cat /proc/self/oom_score_adj; exec sleep 100"],
+    );
+    req.opts.memory = Some(64 << 20);
+    req.opts.resources = oci_rs_runtime::ResourceFlags {
+        cpu_shares: Some(512),
+        cpu_period: Some(50_000),
+        cpu_quota: Some(25_000),
+        cpuset_cpus: Some("0".into()),
+        cpuset_mems: Some("0".into()),
+        memory_reservation: Some(32 << 20),
+        memory_swap: Some(96 << 20),
+        ..Default::default()
+    };
+    req.opts.oom_score_adj = Some(500);
+    f.run(&store, req).unwrap();
+    until("lim2 prints its oom_score_adj", || {
+        logs(&store, "lim2").0 == "500\n"
+    });
+    let pid = store.view("lim2").unwrap().status.pid;
+    if cgroup_file(pid, "", "cpu.weight").is_some() {
+        let v = |file: &str| cgroup_file(pid, "", file).unwrap_or_default();
+        assert_eq!(v("cpu.weight"), "20", "runc's conversion of 512 shares");
+        assert_eq!(v("cpu.max"), "25000 50000");
+        assert_eq!(v("cpuset.cpus"), "0");
+        assert_eq!(v("cpuset.mems"), "0");
+        assert_eq!(v("memory.low"), (32u64 << 20).to_string());
+        if let Some(swap) = cgroup_file(pid, "", "memory.swap.max") {
+            assert_eq!(swap, (32u64 << 20).to_string(), "memory+swap less memory");
+        }
+    } else {
+        let v = |ctrl: &str, file: &str| cgroup_file(pid, ctrl, file).unwrap_or_default();
+        assert_eq!(v("cpu", "cpu.shares"), "512");
+        assert_eq!(v("cpu", "cpu.cfs_period_us"), "50000");
+        assert_eq!(v("cpu", "cpu.cfs_quota_us"), "25000");
+        assert_eq!(v("cpuset", "cpuset.cpus"), "0");
+        assert_eq!(v("cpuset", "cpuset.mems"), "0");
+        assert_eq!(
+            v("memory", "memory.soft_limit_in_bytes"),
+            (32u64 << 20).to_string()
+        );
+        if let Some(memsw) = cgroup_file(pid, "memory", "memory.memsw.limit_in_bytes") {
+            assert_eq!(memsw, (96u64 << 20).to_string());
+        }
+    }
+    store.remove("lim2", true).unwrap();
+    for (flags, why) in [
+        (
+            oci_rs_runtime::ResourceFlags {
+                cpu_shares: Some(1),
+                ..Default::default()
+            },
+            "between 2 and 262144",
+        ),
+        (
+            oci_rs_runtime::ResourceFlags {
+                cpu_period: Some(10),
+                ..Default::default()
+            },
+            "between 1000",
+        ),
+        (
+            oci_rs_runtime::ResourceFlags {
+                cpuset_cpus: Some("0-a".into()),
+                ..Default::default()
+            },
+            "like 0-3,5",
+        ),
+        (
+            oci_rs_runtime::ResourceFlags {
+                memory_reservation: Some(1 << 20),
+                ..Default::default()
+            },
+            "6 MiB",
+        ),
+        (
+            oci_rs_runtime::ResourceFlags {
+                memory_swap: Some(1 << 30),
+                ..Default::default()
+            },
+            "with a memory limit",
+        ),
+        (
+            oci_rs_runtime::ResourceFlags {
+                cpus: Some(1.0),
+                cpu_quota: Some(5000),
+                ..Default::default()
+            },
+            "conflicts",
+        ),
+    ] {
+        let err = oci_rs_runtime::resources_of(&flags).unwrap_err();
+        assert!(
+            err.to_string().contains(why) || format!("{err:?}").contains(why),
+            "{why}: {err}"
+        );
+    }
     // Values refused: typed errors, and a refused run leaves nothing.
     assert!(oci_rs_runtime::parse_size("lots").is_err());
     assert!("sometimes".parse::<RestartPolicy>().is_err());

@@ -404,24 +404,8 @@ pub(crate) enum Verb {
         /// `no`, `on-failure[:N]`, `always`, `unless-stopped`.
         #[arg(long)]
         restart: Option<String>,
-        /// CPUs (`1.5`: one and a half CPUs' time).
-        #[arg(long)]
-        cpus: Option<f64>,
-        /// CPU shares (relative weight).
-        #[arg(long = "cpu-shares", short = 'c')]
-        cpu_shares: Option<u64>,
-        /// CPUs the processes may run on (`0-3`, `0,1`).
-        #[arg(long = "cpuset-cpus")]
-        cpuset_cpus: Option<String>,
-        /// Memory limit (`512m`, `1g`; 0: unlimited).
-        #[arg(long, short = 'm')]
-        memory: Option<String>,
-        /// Memory plus swap (`-1`: unlimited swap).
-        #[arg(long = "memory-swap")]
-        memory_swap: Option<String>,
-        /// Maximum processes (0 or -1: unlimited).
-        #[arg(long = "pids-limit", allow_hyphen_values = true)]
-        pids_limit: Option<i64>,
+        #[command(flatten)]
+        resources: ResourceArgs,
         /// The containers.
         #[arg(required = true)]
         containers: Vec<String>,
@@ -774,15 +758,11 @@ pub(crate) struct RunArgs {
     /// Mount the root filesystem read-only.
     #[arg(long)]
     pub(crate) read_only: bool,
-    /// Memory limit (`64m`, `1g`, bytes).
-    #[arg(short, long)]
-    pub(crate) memory: Option<String>,
-    /// CPUs (`1.5`).
-    #[arg(long)]
-    pub(crate) cpus: Option<f64>,
-    /// Process limit.
-    #[arg(long)]
-    pub(crate) pids_limit: Option<i64>,
+    #[command(flatten)]
+    pub(crate) resources: ResourceArgs,
+    /// The OOM killer's preference for its processes (-1000 to 1000).
+    #[arg(long = "oom-score-adj", allow_hyphen_values = true)]
+    pub(crate) oom_score_adj: Option<i32>,
     /// Add a capability.
     #[arg(long)]
     pub(crate) cap_add: Vec<String>,
@@ -1016,4 +996,67 @@ pub(crate) enum RegistryVerb {
         #[arg(long = "uploads-older-than", default_value_t = 168)]
         uploads_older_than: u64,
     },
+}
+
+/// docker's resource flags, of `run`/`create` and `update`.
+#[derive(clap::Args)]
+pub(crate) struct ResourceArgs {
+    /// CPUs (`1.5`: one and a half CPUs' time).
+    #[arg(long)]
+    pub(crate) cpus: Option<f64>,
+    /// CPU shares (relative weight, 2 to 262144).
+    #[arg(long = "cpu-shares", short = 'c')]
+    pub(crate) cpu_shares: Option<u64>,
+    /// The CFS period in microseconds.
+    #[arg(long = "cpu-period")]
+    pub(crate) cpu_period: Option<u64>,
+    /// The CFS quota in microseconds per period (-1: none).
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub(crate) cpu_quota: Option<i64>,
+    /// CPUs the processes may run on (`0-3`, `0,1`).
+    #[arg(long = "cpuset-cpus")]
+    pub(crate) cpuset_cpus: Option<String>,
+    /// Memory nodes the processes may use (`0`, `0-1`).
+    #[arg(long = "cpuset-mems")]
+    pub(crate) cpuset_mems: Option<String>,
+    /// Memory limit (`512m`, `1g`; 0: unlimited).
+    #[arg(long, short = 'm')]
+    pub(crate) memory: Option<String>,
+    /// Memory plus swap (`-1`: unlimited swap).
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub(crate) memory_swap: Option<String>,
+    /// A soft limit the kernel reclaims down to under memory pressure.
+    #[arg(long = "memory-reservation")]
+    pub(crate) memory_reservation: Option<String>,
+    /// Maximum processes (0 or -1: unlimited).
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub(crate) pids_limit: Option<i64>,
+}
+
+impl ResourceArgs {
+    /// The flags given; sizes in docker's spellings (`512m`, `0` or `-1`: no limit).
+    pub(crate) fn flags(&self) -> anyhow::Result<oci_rs_runtime::ResourceFlags> {
+        let size = |s: &Option<String>| -> anyhow::Result<Option<i64>> {
+            s.as_deref()
+                .map(|s| {
+                    Ok(match s.trim() {
+                        "-1" | "0" => -1,
+                        v => i64::try_from(oci_rs_runtime::parse_size(v)?)?,
+                    })
+                })
+                .transpose()
+        };
+        Ok(oci_rs_runtime::ResourceFlags {
+            cpus: self.cpus,
+            cpu_shares: self.cpu_shares,
+            cpu_period: self.cpu_period,
+            cpu_quota: self.cpu_quota,
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            cpuset_mems: self.cpuset_mems.clone(),
+            memory: size(&self.memory)?,
+            memory_swap: size(&self.memory_swap)?,
+            memory_reservation: size(&self.memory_reservation)?,
+            pids_limit: self.pids_limit,
+        })
+    }
 }

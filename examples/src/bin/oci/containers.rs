@@ -266,29 +266,10 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
         }
         Verb::Update {
             restart,
-            cpus,
-            cpu_shares,
-            cpuset_cpus,
-            memory,
-            memory_swap,
-            pids_limit,
+            resources,
             containers,
         } => {
-            // docker's spellings: a size, `0` (memory: no limit) or `-1` (no limit).
-            let limit = |s: &str| -> Result<i64> {
-                Ok(match s.trim() {
-                    "-1" | "0" => -1,
-                    v => i64::try_from(oci_rs_runtime::parse_size(v)?)?,
-                })
-            };
-            let flags = oci_rs_runtime::ResourceFlags {
-                cpus,
-                cpu_shares,
-                cpuset_cpus,
-                memory: memory.as_deref().map(limit).transpose()?,
-                memory_swap: memory_swap.as_deref().map(limit).transpose()?,
-                pids_limit,
-            };
+            let flags = resources.flags()?;
             let any = flags != oci_rs_runtime::ResourceFlags::default();
             let r = oci_rs_runtime::resources_of(&flags)?;
             let restart = restart.as_deref().map(str::parse).transpose()?;

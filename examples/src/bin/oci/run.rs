@@ -47,6 +47,7 @@ pub(crate) async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Re
         let (k, v) = l.split_once('=').unwrap_or((l, ""));
         labels.insert(k.to_owned(), v.to_owned());
     }
+    let resources = a.resources.flags()?;
     let mut opts = RunOptions {
         args: a.args,
         entrypoint: a.entrypoint.map(|e| vec![e]),
@@ -58,13 +59,12 @@ pub(crate) async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Re
         rootless: None,
         mounts,
         read_only: a.read_only,
-        memory: a
-            .memory
-            .as_deref()
-            .map(|m| oci_rs_runtime::parse_size(m).map(|b| b as i64))
-            .transpose()?,
-        cpus: a.cpus,
-        pids_limit: a.pids_limit,
+        // A run's `--memory 0` (or -1) is no limit, as docker's.
+        memory: resources.memory.filter(|m| *m > 0),
+        cpus: resources.cpus,
+        pids_limit: resources.pids_limit,
+        resources: resources.clone(),
+        oom_score_adj: a.oom_score_adj,
         cap_add: a.cap_add,
         cap_drop: a.cap_drop,
         privileged: a.privileged,
