@@ -1042,3 +1042,34 @@ fn format_templates_as_docker_s() {
         "{err}"
     );
 }
+
+/// `create` then `start`, as docker's: create prints the id and leaves a `created`
+/// container; its errors are exit 125 and leave nothing; `container create` is the same.
+#[test]
+fn create_then_start() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    let id = s.ok(&[
+        "create", "--name", "made", "--label", "k=v", "bb:1", "sh", "-c", "echo hi",
+    ]);
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "{id}");
+    assert_eq!(s.field("made", "{{.State.Status}}"), "created");
+    assert_eq!(s.field("made", r#"{{index .Config.Labels "k"}}"#), "v");
+    let ps = s.ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
+    assert_eq!(ps, "made Created\n");
+    s.ok(&["start", "made"]);
+    assert_eq!(s.ok(&["wait", "made"]).trim(), "0");
+    assert_eq!(s.ok(&["logs", "made"]), "hi\n");
+    let other = s.ok(&["container", "create", "bb:1", "true"]);
+    assert_eq!(s.field(other.trim(), "{{.State.Status}}"), "created");
+    let out = s.oci(&["create", "--cpu-shares", "1", "bb:1", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(
+        s.ok(&["ps", "-a", "-q"]).lines().count(),
+        2,
+        "the refused create left nothing"
+    );
+}

@@ -213,6 +213,9 @@ pub(crate) enum Verb {
     },
     /// Run a command in a new container from an image (pulled when missing).
     Run(Box<RunArgs>),
+    /// Make a new container from an image (pulled when missing) without starting it: its id.
+    /// `start` starts it.
+    Create(Box<RunArgs>),
     /// List containers (running ones; `-a` for all).
     Ps {
         /// All containers, stopped ones too.

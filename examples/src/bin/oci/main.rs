@@ -83,8 +83,13 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Verb::Run(args) => {
             drop(out);
-            let code = run::run_container(&images, &dir, *args).await?;
+            let code = run::run_container(&images, &dir, *args, true).await?;
             std::process::exit(code);
+        }
+        Verb::Create(args) => {
+            drop(out);
+            run::run_container(&images, &dir, *args, false).await?;
+            Ok(())
         }
         v @ (Verb::Ps { .. }
         | Verb::Logs { .. }
@@ -168,7 +173,7 @@ fn main() {
     };
     // docker's exit codes: 125 when `run` fails before the container's command runs (the
     // command's own 126/127 and status come from the container), 1 for every other verb.
-    let failure = if matches!(cli.verb, Verb::Run { .. }) {
+    let failure = if matches!(cli.verb, Verb::Run { .. } | Verb::Create { .. }) {
         EXIT_TOOL_FAILURE
     } else {
         1
@@ -215,13 +220,15 @@ fn docker_spellings(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString
         (
             "container",
             v @ ("rm" | "inspect" | "start" | "stop" | "restart" | "kill" | "wait" | "logs"
-            | "exec" | "attach" | "top" | "run" | "commit" | "export"),
+            | "exec" | "attach" | "top" | "run" | "create" | "commit" | "export" | "cp"
+            | "diff" | "pause" | "unpause" | "port" | "rename" | "stats" | "update"),
         ) => v,
         ("image", "ls" | "list") => "images",
         ("image", "rm") => "rmi",
         (
             "image",
-            v @ ("inspect" | "pull" | "push" | "tag" | "save" | "load" | "import" | "history"),
+            v @ ("inspect" | "pull" | "push" | "tag" | "save" | "load" | "import" | "history"
+            | "build"),
         ) => v,
         _ => return args,
     };

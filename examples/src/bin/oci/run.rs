@@ -10,7 +10,13 @@ use oci_rs_runtime::{ExtraMount, RunOptions};
 use std::io::Write;
 use std::path::Path;
 
-pub(crate) async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Result<i32> {
+/// `run` (`start`) or `create`: the exit code to leave with.
+pub(crate) async fn run_container(
+    images: &Images,
+    dir: &Path,
+    a: RunArgs,
+    start: bool,
+) -> Result<i32> {
     let store = Containers::open(dir)?;
     let mut publish = Vec::new();
     for p in &a.publish {
@@ -162,7 +168,11 @@ pub(crate) async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Re
         )),
         None => None,
     };
-    let (id, monitor) = match store.run(&image, req).await {
+    let made = match start {
+        true => store.run(&image, req).await,
+        false => store.create(&image, req).await,
+    };
+    let (id, monitor) = match made {
         Ok(made) => made,
         Err(e) => {
             if let Some((_, path)) = &cidfile {
@@ -174,7 +184,7 @@ pub(crate) async fn run_container(images: &Images, dir: &Path, a: RunArgs) -> Re
     if let Some((mut f, _)) = cidfile {
         f.write_all(id.as_bytes())?;
     }
-    if a.detach {
+    if a.detach || !start {
         writeln!(std::io::stdout(), "{id}")?;
         return Ok(0);
     }
