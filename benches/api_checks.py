@@ -633,6 +633,17 @@ def ipc_host():
            os.readlink("/proc/self/ns/ipc"))
 
 @check
+def ipc_shareable_and_joined():
+    with running("ipcdonor", ("sh", "-c", "echo m > /dev/shm/mark; exec sleep 300"),
+                 ipc_mode="shareable") as k:
+        time.sleep(0.5)
+        out = run(["sh", "-c", "cat /dev/shm/mark; readlink /proc/self/ns/ipc"],
+                  ipc_mode="container:" + name("ipcdonor"))
+        donor = k.exec_run(["readlink", "/proc/self/ns/ipc"]).output.decode()
+        expect(out, "m\n" + donor)
+        assert api.inspect_container(k.id)["HostConfig"]["IpcMode"] == "shareable"
+
+@check
 def ipc_private_is_its_own():
     ns = run(["readlink", "/proc/self/ns/ipc"]).strip()
     assert ns != os.readlink("/proc/self/ns/ipc"), ns

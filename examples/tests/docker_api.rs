@@ -1591,9 +1591,40 @@ fn pid_ipc_and_devices_through_the_engine_api() {
         "joiner",
     ]);
     assert_eq!(modes, "container:donor host /dev/given\n");
+    // docker's rule: only a shareable donor's IPC namespace (and /dev/shm) can be joined.
     let (code, _, err) = s.docker(&["run", "--rm", "--ipc", "container:donor", "busybox", "true"]);
     assert_ne!(code, 0);
-    assert!(err.contains("not supported"), "{err}");
+    assert!(err.contains("non-shareable IPC"), "{err}");
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "shm-donor",
+        "--ipc",
+        "shareable",
+        "busybox",
+        "sh",
+        "-c",
+        "echo from-donor > /dev/shm/m; exec sleep 300",
+    ]);
+    let mut seen = String::new();
+    for _ in 0..50 {
+        let (_, out, _) = s.docker(&[
+            "run",
+            "--rm",
+            "--ipc",
+            "container:shm-donor",
+            "busybox",
+            "cat",
+            "/dev/shm/m",
+        ]);
+        seen = out;
+        if seen == "from-donor\n" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(seen, "from-donor\n");
     let (code, _, err) = s.docker(&[
         "run",
         "--rm",

@@ -14,20 +14,30 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NamespaceChoice {
-    /// One of its own (docker's default; `private` and `shareable` for `--ipc`).
+    /// One of its own (docker's default; `private` for `--ipc`).
     #[default]
     Private,
+    /// `--ipc shareable`: one of its own, whose `/dev/shm` is the tmpfs at `shm` on the host
+    /// (bound in), so that other containers can join it with `container:NAME`. Whoever
+    /// builds the spec mounts that tmpfs (the engine does, in the container's directory).
+    Shareable {
+        /// The host directory its `/dev/shm` is.
+        shm: PathBuf,
+    },
     /// The host's (`host`); with `--ipc host` the host's `/dev/shm` too.
     Host,
     /// Another running container's (`container:NAME`), by its init's pid when the spec was
-    /// made (`--pid`; the engine does not offer it for `--ipc`, whose `/dev/shm` it cannot
-    /// share: this would bind `/proc/PID/root/dev/shm`, which the kernel refuses across mount
-    /// namespaces).
+    /// made. For `--ipc`, that container's `/dev/shm` comes from `shm`, the host directory
+    /// of a [`NamespaceChoice::Shareable`] one (a mount in another mount namespace cannot be
+    /// bound: the kernel refuses).
     Container {
         /// The name it was given by.
         name: String,
         /// Its init's pid (in the caller's pid namespace).
         pid: i32,
+        /// Its `/dev/shm` on the host (`--ipc` only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shm: Option<PathBuf>,
     },
     /// `--ipc none`: one of its own, without a `/dev/shm`.
     None,
@@ -41,6 +51,7 @@ impl NamespaceChoice {
         match self {
             Self::Private if private_word => "private".into(),
             Self::Private => String::new(),
+            Self::Shareable { .. } => "shareable".into(),
             Self::Host => "host".into(),
             Self::Container { name, .. } => format!("container:{name}"),
             Self::None => "none".into(),
@@ -118,7 +129,9 @@ pub(crate) fn join_namespaces(
         (LinuxNamespaceType::Ipc, "ipc", ipc),
     ] {
         let path = match choice {
-            NamespaceChoice::Private | NamespaceChoice::None => {
+            NamespaceChoice::Private
+            | NamespaceChoice::Shareable { .. }
+            | NamespaceChoice::None => {
                 if ns.iter().any(|n| n.typ() == kind) {
                     continue;
                 }
@@ -159,8 +172,18 @@ pub(crate) fn shm_mount(mounts: &mut Vec<Mount>, ipc: &NamespaceChoice) -> Resul
         NamespaceChoice::Private => return Ok(()),
         NamespaceChoice::None => None,
         NamespaceChoice::Host => Some(bind(shm.to_owned())?),
-        NamespaceChoice::Container { pid, .. } => {
-            Some(bind(PathBuf::from(format!("/proc/{pid}/root/dev/shm")))?)
+        NamespaceChoice::Shareable { shm: host } => Some(bind(host.clone())?),
+        NamespaceChoice::Container {
+            shm: Some(host), ..
+        } => Some(bind(host.clone())?),
+        NamespaceChoice::Container {
+            name, shm: None, ..
+        } => {
+            return Err(Error::option(
+                "ipc",
+                format!("container:{name}"),
+                "that container's /dev/shm is not shareable (run it with --ipc shareable)",
+            ))
         }
     };
     mounts.retain(|m| m.destination() != shm);

@@ -161,6 +161,57 @@ pub fn parse_container_path(arg: &str) -> Option<(&str, &str)> {
     (!c.is_empty() && !c.contains('/')).then_some((c, if p.is_empty() { "/" } else { p }))
 }
 
+/// The directory, in a container's, of a shareable `/dev/shm` (`--ipc shareable`).
+const SHM_DIR: &str = "shm";
+
+/// Mounts a shareable container's `/dev/shm` at `dir` (a tmpfs of `size`, 64 MiB by default
+/// as docker's) unless it is mounted already.
+fn mount_shm(dir: &Path, size: Option<u64>) -> EngineResult<()> {
+    if !rustix::process::geteuid().is_root() {
+        return Err(crate::Error::option(
+            "ipc",
+            "shareable",
+            "a shareable /dev/shm is a mount on the host: root only",
+        )
+        .into());
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let parent = dir.parent().unwrap_or(dir);
+            let on_parent =
+                |p: &Path| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::dev(&m));
+            if on_parent(dir).ok() != on_parent(parent).ok() {
+                return Ok(());
+            }
+        }
+        Err(e) => return Err(EngineError::io("create", dir, e)),
+    }
+    let data = std::ffi::CString::new(format!("mode=1777,size={}", size.unwrap_or(64 << 20)))
+        .map_err(|e| EngineError::io("mount a tmpfs on", dir, std::io::Error::other(e)))?;
+    rustix::mount::mount(
+        "shm",
+        dir,
+        "tmpfs",
+        rustix::mount::MountFlags::NOSUID
+            | rustix::mount::MountFlags::NODEV
+            | rustix::mount::MountFlags::NOEXEC,
+        data.as_c_str(),
+    )
+    .map_err(|e| EngineError::io("mount a tmpfs on", dir, e.into()))
+}
+
+/// Unmounts a shareable `/dev/shm`, if there is one (detached: a joiner may still hold it).
+fn unmount_shm(dir: &Path) {
+    match rustix::mount::unmount(dir, rustix::mount::UnmountFlags::DETACH) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::INVAL | rustix::io::Errno::PERM) => {}
+        Err(e) => {
+            tracing::warn!(path = %dir.display(), error = %e, "unmounting a shareable /dev/shm")
+        }
+    }
+}
+
 /// docker's rule: an address is asked for on a user-defined network, not the default
 /// `bridge`.
 fn check_addresses(addresses: &BTreeMap<String, std::net::Ipv4Addr>) -> EngineResult<()> {
@@ -886,6 +937,10 @@ impl Containers {
             .clone();
         let dir = self.dir.join(id);
         oci_rs_layer::private_dir(&dir)?;
+        if let crate::NamespaceChoice::Shareable { shm } = &mut opts.ipc {
+            *shm = dir.join(SHM_DIR);
+            mount_shm(shm, opts.shm_size)?;
+        }
         // Before the user's mounts, so a -v on one of them wins, as with docker.
         let mut mounts = crate::etc_files(&dir, &hostname, opts.network)?;
         crate::etc_extras(&dir, &opts)?;
@@ -1517,8 +1572,11 @@ impl Containers {
                 })
             }
         }
-        // Mounted again when it is not (after a reboot).
+        // Mounted again when it is not (after a reboot), and so is a shareable /dev/shm.
         self.snapshots()?.open(&v.config.id)?;
+        if let crate::NamespaceChoice::Shareable { shm } = &v.config.run.ipc {
+            mount_shm(shm, v.config.run.shm_size)?;
+        }
         let spec = self.saved_spec(&v.config.id)?;
         self.start_monitor(&v.config, spec, attach_first)
     }
@@ -1646,6 +1704,7 @@ impl Containers {
         }
         let dir = self.dir.join(id);
         self.keep_last_status(id);
+        unmount_shm(&dir.join(SHM_DIR));
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -2262,27 +2321,36 @@ impl Containers {
     ) -> EngineResult<crate::NamespaceChoice> {
         use crate::NamespaceChoice;
         Ok(match (kind, arg) {
-            (_, "" | "private") | ("ipc", "shareable") => NamespaceChoice::Private,
+            (_, "" | "private") => NamespaceChoice::Private,
+            // Its /dev/shm directory is the container's, known once it is made (see `make`).
+            ("ipc", "shareable") => NamespaceChoice::Shareable {
+                shm: PathBuf::new(),
+            },
             (_, "host") => NamespaceChoice::Host,
             ("ipc", "none") => NamespaceChoice::None,
-            // Its /dev/shm is a mount in its own mount namespace, which no other namespace
-            // can bind (the kernel refuses); docker makes a donor's on the host instead.
-            ("ipc", other) if other.starts_with("container:") => {
-                return Err(crate::Error::option(
-                    "ipc",
-                    other,
-                    "sharing another container's IPC namespace and /dev/shm is not supported; \
-                     host, private, shareable and none are",
-                )
-                .into())
-            }
             (_, other) => match other.strip_prefix("container:") {
                 Some(name) => {
                     let v = self.running(name, "join the namespaces of")?;
                     let c = crate::Container::load(&self.state_root, &v.config.id)?;
+                    // docker's rule: an IPC namespace is joined only where the donor made its
+                    // /dev/shm to be shared.
+                    let shm = match (kind, &v.config.run.ipc) {
+                        ("ipc", NamespaceChoice::Shareable { shm }) => Some(shm.clone()),
+                        ("ipc", _) => {
+                            return Err(crate::Error::option(
+                                "ipc",
+                                other,
+                                "non-shareable IPC (hint: use --ipc shareable for the donor \
+                                 container)",
+                            )
+                            .into())
+                        }
+                        _ => None,
+                    };
                     NamespaceChoice::Container {
                         name: name.to_owned(),
                         pid: c.pid(),
+                        shm,
                     }
                 }
                 None => {

@@ -72,11 +72,62 @@ fn pid_and_ipc_namespaces_of_the_host_or_another_container(f: &Fixture) {
     );
     assert_eq!(code, 0, "{out}");
     assert_eq!(out, format!("{}\n1\nown-shm\n", of_first("pid")));
-    // Its IPC namespace is refused, and says why.
+    // Its IPC namespace is refused (it is not shareable), and says why.
     let e = store
         .namespace_choice("ipc", "container:first")
         .unwrap_err();
     assert!(e.to_string().contains("container:first"), "{e}");
+    assert!(format!("{e:?}").contains("shareable"), "{e:?}");
+    // A shareable one's: its IPC namespace and its /dev/shm (a tmpfs on the host, kept
+    // across a restart and unmounted with the container).
+    let mut req = detached(
+        Some("donor"),
+        "test -e /dev/shm/mark || echo shared > /dev/shm/mark; echo ready; exec sleep 1000",
+    );
+    req.opts.ipc = store.namespace_choice("ipc", "shareable").unwrap();
+    f.run(&store, req).unwrap();
+    until("donor is ready", || {
+        logs(&store, "donor").0.contains("ready")
+    });
+    let donor = store.namespace_choice("ipc", "container:donor").unwrap();
+    let NamespaceChoice::Container { pid: donor_pid, .. } = donor.clone() else {
+        panic!("{donor:?}")
+    };
+    let (code, out) = run_with(
+        f,
+        &store,
+        NamespaceChoice::Private,
+        donor,
+        "readlink /proc/self/ns/ipc; cat /dev/shm/mark; echo joined > /dev/shm/back",
+    );
+    assert_eq!(code, 0, "{out}");
+    let donor_ipc = std::fs::read_link(format!("/proc/{donor_pid}/ns/ipc")).unwrap();
+    assert_eq!(out, format!("{}\nshared\n", donor_ipc.display()));
+    let v = store.view("donor").unwrap();
+    assert_eq!(v.config.run.ipc.docker_mode(true), "shareable");
+    let shm_dir = f.data().join("containers").join(&v.config.id).join("shm");
+    let mounted = |p: &std::path::Path| {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(&format!(" {} ", p.display()))
+    };
+    assert!(mounted(&shm_dir), "{}", shm_dir.display());
+    let back = || std::fs::read_to_string(shm_dir.join("back")).unwrap_or_default();
+    assert_eq!(
+        back(),
+        "joined\n",
+        "the joiner wrote into the donor's /dev/shm"
+    );
+    store
+        .stop("donor", std::time::Duration::from_secs(5))
+        .unwrap();
+    store.start("donor", false).unwrap();
+    until("donor is ready again", || {
+        logs(&store, "donor").0.matches("ready").count() == 2
+    });
+    assert_eq!(back(), "joined\n", "kept across a restart");
+    store.remove("donor", true).unwrap();
+    assert!(!mounted(&shm_dir), "unmounted with the container");
     // The host's.
     let (code, out) = run_with(
         f,
