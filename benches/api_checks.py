@@ -507,6 +507,22 @@ def resource_fields():
         gone("res")
 
 @check
+def internal_network_and_refused_options():
+    n = c.networks.create(name("internal"), internal=True)
+    try:
+        assert api.inspect_network(n.id)["Internal"] is True
+        out = run(["sh", "-c", "ip route | grep -c default || true"],
+                  **dict(opts({}), network_mode=None, network=n.name))
+        expect(out, "0\n")
+    finally:
+        n.remove()
+    try:
+        c.networks.create(name("opts"), options={"com.docker.network.bridge.name": "x0"})
+        raise AssertionError("driver options that are not acted on must be refused")
+    except APIError as e:
+        assert e.status_code == 400, e
+
+@check
 def static_addresses():
     # compose's ipv4_address: at create (EndpointSettings.IPAMConfig) and at connect.
     third = 100 + int(PID) % 100

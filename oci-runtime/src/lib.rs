@@ -410,8 +410,8 @@ pub use monitor::{
 #[cfg(feature = "network")]
 pub use network::{
     attach_network, parse_publish, parse_subnet, AttachedNetwork, Endpoint, NetError,
-    NetworkAttachment, NetworkConfig, NetworkFilter, NetworkPlan, NetworkRequest, Networks,
-    PortMapping, Proto, PublishedPort, DEFAULT_NETWORK, HOST_NETWORKS_DIR,
+    NetworkAttachment, NetworkConfig, NetworkFilter, NetworkOptions, NetworkPlan, NetworkRequest,
+    Networks, PortMapping, Proto, PublishedPort, DEFAULT_NETWORK, HOST_NETWORKS_DIR,
 };
 pub use oci_rs_image::{now_ns, parse_rfc3339, rfc3339};
 pub use oci_spec;

@@ -26,18 +26,99 @@ struct NetworkBody {
     #[serde(rename = "IPAM")]
     ipam: Option<Ipam>,
     labels: Option<BTreeMap<String, String>>,
+    internal: Option<bool>,
+    #[serde(rename = "EnableIPv6")]
+    enable_ipv6: Option<bool>,
+    options: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct Ipam {
+    driver: Option<String>,
     config: Option<Vec<IpamConfig>>,
+    options: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct IpamConfig {
     subnet: Option<String>,
+    gateway: Option<String>,
+    #[serde(rename = "IPRange")]
+    ip_range: Option<String>,
+    aux_address: Option<BTreeMap<String, String>>,
+}
+
+impl NetworkBody {
+    /// What it asks, or why it cannot be served: what is not acted on is refused, not
+    /// dropped (docker-compose compares a network's options with its file's).
+    fn options(self) -> Result<crate::NetworkOptions, Fail> {
+        if let Some(d) = self
+            .driver
+            .as_deref()
+            .filter(|d| !d.is_empty() && *d != "bridge")
+        {
+            return Err(Fail::bad(format!(
+                "network driver {d:?}: only bridge is served"
+            )));
+        }
+        if self.enable_ipv6 == Some(true) {
+            return Err(Fail::bad(
+                "IPv6 networks are not supported here (EnableIPv6)",
+            ));
+        }
+        if let Some((k, _)) = self.options.as_ref().and_then(|o| o.iter().next()) {
+            return Err(Fail::bad(format!(
+                "network driver option {k:?} is not supported"
+            )));
+        }
+        let ipam = self.ipam.unwrap_or_default();
+        if let Some(d) = ipam
+            .driver
+            .as_deref()
+            .filter(|d| !d.is_empty() && *d != "default")
+        {
+            return Err(Fail::bad(format!(
+                "IPAM driver {d:?}: only default is served"
+            )));
+        }
+        if ipam.options.as_ref().is_some_and(|o| !o.is_empty()) {
+            return Err(Fail::bad("IPAM options are not supported"));
+        }
+        let mut configs = ipam.config.unwrap_or_default().into_iter();
+        let first = configs.next();
+        if configs.next().is_some() {
+            return Err(Fail::bad("one IPAM pool per network is served (IPv4 only)"));
+        }
+        let mut opts = crate::NetworkOptions {
+            labels: self.labels.unwrap_or_default(),
+            internal: self.internal.unwrap_or(false),
+            ..crate::NetworkOptions::default()
+        };
+        if let Some(c) = first {
+            if c.ip_range.as_deref().is_some_and(|r| !r.is_empty())
+                || c.aux_address.as_ref().is_some_and(|a| !a.is_empty())
+            {
+                return Err(Fail::bad(
+                    "IPRange and AuxiliaryAddresses are not supported",
+                ));
+            }
+            if let Some(sn) = c.subnet.filter(|s| !s.is_empty()) {
+                opts.subnet = Some(crate::parse_subnet(&sn).map_err(net_fail)?);
+            }
+            if let Some(g) = c.gateway.filter(|g| !g.is_empty()) {
+                if opts.subnet.is_none() {
+                    return Err(Fail::bad("a gateway needs its subnet"));
+                }
+                opts.gateway = Some(
+                    g.parse()
+                        .map_err(|_| Fail::bad(format!("invalid gateway {g:?}")))?,
+                );
+            }
+        }
+        Ok(opts)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -179,32 +260,15 @@ impl EngineApi {
     }
 
     pub(super) async fn create_network(self: &Arc<Self>, req: Request<Incoming>) -> Reply {
-        let b: NetworkBody = read_json(req).await?;
+        let mut b: NetworkBody = read_json(req).await?;
         let name = b
             .name
+            .take()
             .filter(|n| !n.is_empty())
             .ok_or_else(|| Fail::bad("network name is required"))?;
-        if let Some(d) = b
-            .driver
-            .as_deref()
-            .filter(|d| !d.is_empty() && *d != "bridge")
-        {
-            return Err(Fail::bad(format!(
-                "network driver {d:?}: only bridge is served"
-            )));
-        }
-        let subnet = match b
-            .ipam
-            .and_then(|i| i.config)
-            .and_then(|c| c.into_iter().find_map(|c| c.subnet))
-        {
-            Some(s) => Some(crate::parse_subnet(&s).map_err(net_fail)?),
-            None => None,
-        };
-        let labels = b.labels.unwrap_or_default();
+        let opts = b.options()?;
         let api = self.clone();
-        let cfg =
-            blocking(move || Ok(api.containers.create_network(&name, subnet, labels)?)).await?;
+        let cfg = blocking(move || Ok(api.containers.create_network(&name, &opts)?)).await?;
         Ok(json(
             StatusCode::CREATED,
             &serde_json::json!({ "Id": cfg.id, "Warning": "" }),

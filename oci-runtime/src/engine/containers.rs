@@ -1141,15 +1141,14 @@ impl Containers {
         }
     }
 
-    /// Creates bridge network `name` (on `subnet`, else the next free one) with `labels` in
+    /// Creates bridge network `name` as `opts` ask (its subnet, else the next free one) in
     /// the host's network store, and records it (docker's `network create`).
     pub fn create_network(
         &self,
         name: &str,
-        subnet: Option<(std::net::Ipv4Addr, u8)>,
-        labels: BTreeMap<String, String>,
+        opts: &crate::NetworkOptions,
     ) -> EngineResult<crate::NetworkConfig> {
-        let n = self.networks().create_labelled(name, subnet, labels)?;
+        let n = self.networks().create_with(name, opts)?;
         self.network_event("create", &n, None);
         Ok(n)
     }

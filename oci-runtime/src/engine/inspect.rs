@@ -399,7 +399,7 @@ impl crate::NetworkConfig {
             "Driver": "bridge",
             "Scope": "local",
             "IPv6": "false",
-            "Internal": "false",
+            "Internal": self.internal.to_string(),
             "Labels": labels_text(&self.labels),
             "Label": self.labels,
             "CreatedAt": docker_time(self.created.saturating_mul(1_000_000_000)),

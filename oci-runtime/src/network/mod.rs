@@ -392,6 +392,37 @@ pub struct NetworkConfig {
     /// Its labels (`network create --label`).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Cut off from outside (`network create --internal`): no masquerade, nothing forwarded
+    /// between its bridge and any other interface, and no default route in its containers
+    /// (unless another of their networks gives one).
+    #[serde(default)]
+    pub internal: bool,
+}
+
+/// What `network create` may ask besides a name: docker's `--subnet`, `--gateway`,
+/// `--label` and `--internal`.
+///
+/// ```
+/// use oci_rs_runtime::NetworkOptions;
+/// let o = NetworkOptions {
+///     subnet: Some(oci_rs_runtime::parse_subnet("10.77.0.0/24").unwrap()),
+///     gateway: Some("10.77.0.254".parse().unwrap()),
+///     internal: true,
+///     ..NetworkOptions::default()
+/// };
+/// # let _ = o;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkOptions {
+    /// Its subnet; the next free /24 of 10.89.0.0/16 when none.
+    pub subnet: Option<(Ipv4Addr, u8)>,
+    /// The bridge's address, the containers' gateway: inside the subnet (the first host
+    /// address when none).
+    pub gateway: Option<Ipv4Addr>,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// See [`NetworkConfig::internal`].
+    pub internal: bool,
 }
 
 impl NetworkConfig {
@@ -428,7 +459,7 @@ impl NetworkConfig {
             "IPAM": {"Driver": "default", "Options": {}, "Config": [
                 {"Subnet": self.cidr(), "Gateway": self.gateway.to_string()}
             ]},
-            "Internal": false,
+            "Internal": self.internal,
             "Attachable": false,
             "Ingress": false,
             "ConfigOnly": false,
@@ -1088,6 +1119,7 @@ impl Networks {
             gateway: Ipv4Addr::new(10, 89, 0, 1),
             created: 0,
             labels: BTreeMap::new(),
+            internal: false,
         }
     }
 
@@ -1166,6 +1198,19 @@ impl Networks {
         subnet: Option<(Ipv4Addr, u8)>,
         labels: BTreeMap<String, String>,
     ) -> Result<NetworkConfig> {
+        self.create_with(
+            name,
+            &NetworkOptions {
+                subnet,
+                labels,
+                ..NetworkOptions::default()
+            },
+        )
+    }
+
+    /// [`Networks::create`] with everything [`NetworkOptions`] holds.
+    pub fn create_with(&self, name: &str, opts: &NetworkOptions) -> Result<NetworkConfig> {
+        let (subnet, labels) = (opts.subnet, opts.labels.clone());
         if name.is_empty()
             || name.len() > 64
             || !name
@@ -1232,15 +1277,30 @@ impl Networks {
             &mut id,
         )
         .map_err(io("read", Path::new("/dev/urandom")))?;
+        let gateway = match opts.gateway {
+            None => Ipv4Addr::from(u32::from(subnet) + 1),
+            Some(g) => {
+                let (base, last) = (u32::from(subnet), u32::from(subnet) | !mask(prefix));
+                if u32::from(g) <= base || u32::from(g) >= last {
+                    return Err(NetError::Invalid {
+                        what: "gateway",
+                        value: g.to_string(),
+                        reason: format!("not a host address of {subnet}/{prefix}"),
+                    });
+                }
+                g
+            }
+        };
         let cfg = NetworkConfig {
             name: name.to_owned(),
             id: id.iter().map(|b| format!("{b:02x}")).collect(),
             bridge,
             subnet,
             prefix,
-            gateway: Ipv4Addr::from(u32::from(subnet) + 1),
+            gateway,
             created: now_s(),
             labels,
+            internal: opts.internal,
         };
         let bytes = serde_json::to_vec_pretty(&cfg).map_err(|e| NetError::Corrupt {
             path: self.dir.join(name),
@@ -1338,6 +1398,7 @@ impl Networks {
                 bridge: n.bridge.clone(),
                 subnet: n.subnet,
                 prefix: n.prefix,
+                internal: n.internal,
             })
             .collect();
         let ports: Vec<nft::PortRule> = eps
@@ -1628,7 +1689,9 @@ impl Networks {
                 inside.set_mac(idx, mac)?;
                 inside.add_address(idx, ip, net.prefix)?;
                 inside.set_up(idx)?;
-                if i == 0 {
+                // The default route: through the first network that is not internal, when
+                // the container has none yet.
+                if !additive && Some(k) == nets.iter().position(|n| !n.internal) {
                     inside.add_default_route(net.gateway)?;
                 }
             }

@@ -16,6 +16,8 @@
 //!                              oifname BR ip saddr 127.0.0.0/8 masquerade (host loopback)
 //!                              oifname BR ct status dnat ip saddr NET masquerade (hairpin)
 //!   forward (filter)           iifname BR oifname "oci*" oifname != BR drop (isolation)
+//!                              iifname BR oifname != BR drop   (an internal network: and no
+//!                              oifname BR iifname != BR drop    masquerade rules for it)
 //!   martians (filter, raw)     iifname BR ip daddr 127.0.0.0/8 drop       (host loopback)
 //!                              iifname BR ip saddr 127.0.0.0/8 drop
 //! ```
@@ -48,6 +50,8 @@ pub(crate) struct NetRules {
     pub bridge: String,
     pub subnet: Ipv4Addr,
     pub prefix: u8,
+    /// No egress: nothing forwarded to or from another interface, no masquerade.
+    pub internal: bool,
 }
 
 /// A published port as the firewall sees it.
@@ -205,44 +209,23 @@ pub(crate) fn batch(nets: &[NetRules], ports: &[PortRule]) -> Batch<'static> {
         b.add(commented("ports", e, Some(p.owner.clone())));
     }
     for n in nets {
-        let net = || prefix(n.subnet, n.prefix);
-        b.add(rule(
-            "postrouting",
-            vec![
-                is(field("ip", "saddr"), Operator::EQ, net()),
-                is(field("ip", "daddr"), Operator::NEQ, net()),
-                Statement::Masquerade(None),
-            ],
-        ));
-        b.add(rule(
-            "postrouting",
-            vec![
-                is(meta(MetaKey::Oifname), Operator::EQ, s(&n.bridge)),
-                is(
-                    field("ip", "saddr"),
-                    Operator::EQ,
-                    prefix(Ipv4Addr::new(127, 0, 0, 0), 8),
-                ),
-                Statement::Masquerade(None),
-            ],
-        ));
-        b.add(rule(
-            "postrouting",
-            vec![
-                is(meta(MetaKey::Oifname), Operator::EQ, s(&n.bridge)),
-                is(
-                    Expression::Named(NamedExpression::CT(CT {
-                        key: "status".into(),
-                        family: None,
-                        dir: None,
-                    })),
-                    Operator::IN,
-                    s("dnat"),
-                ),
-                is(field("ip", "saddr"), Operator::EQ, net()),
-                Statement::Masquerade(None),
-            ],
-        ));
+        if n.internal {
+            for (inside, outside) in [
+                (MetaKey::Iifname, MetaKey::Oifname),
+                (MetaKey::Oifname, MetaKey::Iifname),
+            ] {
+                b.add(rule(
+                    "forward",
+                    vec![
+                        is(meta(inside), Operator::EQ, s(&n.bridge)),
+                        is(meta(outside), Operator::NEQ, s(&n.bridge)),
+                        Statement::Drop(None),
+                    ],
+                ));
+            }
+        } else {
+            egress(&mut b, n);
+        }
         b.add(rule(
             "forward",
             vec![
@@ -268,6 +251,49 @@ pub(crate) fn batch(nets: &[NetRules], ports: &[PortRule]) -> Batch<'static> {
         }
     }
     b
+}
+
+/// A network's egress: masquerade out of its subnet, from the host's loopback to its
+/// published ports, and hairpin (a container reaching a port published by its network).
+fn egress(b: &mut Batch<'static>, n: &NetRules) {
+    let net = || prefix(n.subnet, n.prefix);
+    b.add(rule(
+        "postrouting",
+        vec![
+            is(field("ip", "saddr"), Operator::EQ, net()),
+            is(field("ip", "daddr"), Operator::NEQ, net()),
+            Statement::Masquerade(None),
+        ],
+    ));
+    b.add(rule(
+        "postrouting",
+        vec![
+            is(meta(MetaKey::Oifname), Operator::EQ, s(&n.bridge)),
+            is(
+                field("ip", "saddr"),
+                Operator::EQ,
+                prefix(Ipv4Addr::new(127, 0, 0, 0), 8),
+            ),
+            Statement::Masquerade(None),
+        ],
+    ));
+    b.add(rule(
+        "postrouting",
+        vec![
+            is(meta(MetaKey::Oifname), Operator::EQ, s(&n.bridge)),
+            is(
+                Expression::Named(NamedExpression::CT(CT {
+                    key: "status".into(),
+                    family: None,
+                    dir: None,
+                })),
+                Operator::IN,
+                s("dnat"),
+            ),
+            is(field("ip", "saddr"), Operator::EQ, net()),
+            Statement::Masquerade(None),
+        ],
+    ));
 }
 
 /// The `nft` program: the one on `PATH`, else Debian's `/usr/sbin/nft` (a PATH without the

@@ -37,6 +37,10 @@ pub const TESTS: &[Test] = &[
         static_addresses_are_given_checked_and_kept_across_restarts,
     ),
     (
+        "an_internal_network_reaches_its_members_and_nothing_else",
+        an_internal_network_reaches_its_members_and_nothing_else,
+    ),
+    (
         "bad_ports_subnets_and_hostnames_are_typed_errors",
         bad_ports_subnets_and_hostnames_are_typed_errors,
     ),
@@ -957,4 +961,143 @@ fn static_addresses_are_given_checked_and_kept_across_restarts(f: &Fixture) {
     finish(&store);
     nets.remove(&n).unwrap();
     nets.remove(&other).unwrap();
+}
+
+/// `network create --internal` (compose's `internal: true`): its containers reach each
+/// other, and nothing outside, even one that adds its own default route (the firewall drops
+/// what would leave the bridge); a container also on a normal network gets its default route
+/// there. `--gateway` is the bridge's address.
+fn an_internal_network_reaches_its_members_and_nothing_else(f: &Fixture) {
+    if !can_run() {
+        return;
+    }
+    let store = Containers::open(&f.data()).unwrap();
+    let nets = store.networks();
+    let inet = TestNs::new("it", "203.0.114");
+    let (int, ext) = (
+        format!("int{}", std::process::id()),
+        format!("ext{}", std::process::id()),
+    );
+    let mut made = MadeNetworks(Vec::new());
+    let _ = nets.remove(&int);
+    let internal = nets
+        .create_with(
+            &int,
+            &oci_rs_runtime::NetworkOptions {
+                internal: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    made.0.push(int.clone());
+    made.create(&nets, &ext, None);
+    let doc = nets.inspect(&int).unwrap();
+    assert_eq!(doc["Internal"], true);
+    // A gateway of one's own: the bridge's address.
+    let gw_net = format!("gw{}", std::process::id());
+    let _ = nets.remove(&gw_net);
+    let subnet = oci_rs_runtime::parse_subnet("10.233.9.0/24").unwrap();
+    let with_gw = nets.create_with(
+        &gw_net,
+        &oci_rs_runtime::NetworkOptions {
+            subnet: Some(subnet),
+            gateway: Some("10.233.9.254".parse().unwrap()),
+            ..Default::default()
+        },
+    );
+    let _ = nets.remove(&gw_net);
+    assert_eq!(with_gw.unwrap().gateway.to_string(), "10.233.9.254");
+    let on = |name: &str, networks: &[&String], script: &str, admin: bool| {
+        let mut req = detached(Some(name), script);
+        store.set_network(&mut req, Some(networks[0])).unwrap();
+        req.networks = networks.iter().map(|n| n.to_string()).collect();
+        if admin {
+            req.opts.cap_add = vec!["NET_ADMIN".into()];
+        }
+        f.run(&store, req).unwrap();
+    };
+    on("i1", &[&int], "exec sleep 60", true);
+    on("i2", &[&int], "exec sleep 60", false);
+    on(
+        "both",
+        &[&int, &ext],
+        "ip route; ip -o addr; exec sleep 60",
+        false,
+    );
+    assert_eq!(
+        exec(&store, "i1", "ping -c 1 -W 2 i2 >/dev/null 2>&1"),
+        0,
+        "members reach each other"
+    );
+    assert_eq!(
+        exec(&store, "i1", "ip route | grep -q default"),
+        1,
+        "no default route"
+    );
+    let www = f.dir.path().join("www-int");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "outside\n").unwrap();
+    let mut server = inet
+        .exec(&format!(
+            "exec /bin/busybox httpd -f -p 203.0.114.2:8000 -h {}",
+            www.display()
+        ))
+        .spawn()
+        .unwrap();
+    // nc, not wget: busybox-static's wget resolves even a literal address through glibc's
+    // NSS, which a static binary cannot load (it crashes).
+    let reach = "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 203.0.114.2 8000 | grep -q outside";
+    let reached = |who: &str| {
+        (0..10).any(|_| {
+            let ok = exec(&store, who, reach) == 0;
+            if !ok {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            ok
+        })
+    };
+    assert!(
+        reached("both"),
+        "out through the normal network: {:?}",
+        logs(&store, "both")
+    );
+    let gw = nets.get(&ext).unwrap().gateway;
+    assert_eq!(
+        exec(
+            &store,
+            "both",
+            &format!("ip route | grep -q 'default via {gw} '")
+        ),
+        0,
+        "the default route is the normal network's"
+    );
+    assert_ne!(exec(&store, "i1", reach), 0, "no way out without a route");
+    // Its own route through the bridge: dropped by the firewall, not routed out.
+    assert_eq!(
+        exec(
+            &store,
+            "i1",
+            &format!("ip route add default via {}", internal.gateway)
+        ),
+        0
+    );
+    assert_ne!(
+        exec(&store, "i1", reach),
+        0,
+        "no way out with a route either"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    finish(&store);
+    assert!(matches!(
+        nets.create_with(
+            "badgw",
+            &oci_rs_runtime::NetworkOptions {
+                subnet: Some(oci_rs_runtime::parse_subnet("10.233.6.0/24").unwrap()),
+                gateway: Some("10.233.7.1".parse().unwrap()),
+                ..Default::default()
+            },
+        ),
+        Err(NetError::Invalid { .. })
+    ));
 }

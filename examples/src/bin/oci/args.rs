@@ -611,6 +611,12 @@ pub(crate) enum NetworkVerb {
         /// Its subnet (default: the first free 10.89.N.0/24).
         #[arg(long)]
         subnet: Option<String>,
+        /// The bridge's address, the containers' gateway (default: the subnet's first).
+        #[arg(long)]
+        gateway: Option<std::net::Ipv4Addr>,
+        /// No way out: nothing forwarded to or from other interfaces, no default route.
+        #[arg(long)]
+        internal: bool,
         /// The driver (bridge is the only one).
         #[arg(short, long, default_value = "bridge")]
         driver: String,

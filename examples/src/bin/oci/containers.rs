@@ -15,6 +15,8 @@ fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> 
     match verb {
         NetworkVerb::Create {
             subnet,
+            gateway,
+            internal,
             driver,
             label,
             name,
@@ -22,16 +24,20 @@ fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> 
             if driver != "bridge" {
                 anyhow::bail!("unsupported network driver {driver:?} (bridge)");
             }
-            let subnet = subnet
-                .as_deref()
-                .map(oci_rs_runtime::parse_subnet)
-                .transpose()?;
-            let labels = label
-                .iter()
-                .map(|l| l.split_once('=').unwrap_or((l, "")))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect();
-            writeln!(out, "{}", store.create_network(&name, subnet, labels)?.id)?;
+            let opts = oci_rs_runtime::NetworkOptions {
+                subnet: subnet
+                    .as_deref()
+                    .map(oci_rs_runtime::parse_subnet)
+                    .transpose()?,
+                gateway,
+                labels: label
+                    .iter()
+                    .map(|l| l.split_once('=').unwrap_or((l, "")))
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+                internal,
+            };
+            writeln!(out, "{}", store.create_network(&name, &opts)?.id)?;
         }
         NetworkVerb::Prune { filter, force: _ } => {
             let filter = oci_rs_runtime::NetworkFilter::parse(&filter)?;
