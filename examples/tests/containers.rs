@@ -1073,3 +1073,66 @@ fn create_then_start() {
         "the refused create left nothing"
     );
 }
+
+/// `system df` and `system prune` as docker's: counts, sizes measured on disk, and a prune
+/// that takes stopped containers, unused networks, (with `--volumes`) unused anonymous
+/// volumes and (with `-a`) unused images.
+#[test]
+fn system_df_and_prune() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    s.ok(&[
+        "run",
+        "--name",
+        "writer",
+        "-v",
+        "/scratch",
+        "bb:1",
+        "sh",
+        "-c",
+        "head -c 300000 /bin/busybox > /big; head -c 200000 /bin/busybox > /scratch/f",
+    ]);
+    s.ok(&["volume", "create", "named"]);
+    let df = s.ok(&["system", "df"]);
+    let row = |kind: &str| -> Vec<String> {
+        let line = df
+            .lines()
+            .find(|l| l.starts_with(kind))
+            .unwrap_or_else(|| panic!("{df}"));
+        line[kind.len()..]
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert!(df.starts_with("TYPE"), "{df}");
+    assert_eq!(row("Images")[..2], ["1", "1"], "{df}");
+    assert_eq!(row("Containers")[..3], ["1", "0", "300kB"], "{df}");
+    assert_eq!(row("Local Volumes")[..3], ["2", "1", "200kB"], "{df}");
+    let verbose = s.ok(&["system", "df", "-v"]);
+    assert!(
+        verbose.contains("writer") && verbose.contains("named"),
+        "{verbose}"
+    );
+    s.ok(&["rm", "writer"]);
+    s.ok(&["run", "--name", "ended", "bb:1", "true"]);
+    let out = s.ok(&["system", "prune", "-f", "--volumes"]);
+    assert!(out.contains("Deleted Containers:"), "{out}");
+    assert!(out.contains("Deleted Volumes:"), "{out}");
+    assert!(out.contains("Total reclaimed space: "), "{out}");
+    assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
+    assert_eq!(
+        s.ok(&["volume", "ls", "-q"]),
+        "named\n",
+        "a named volume stays"
+    );
+    assert_eq!(
+        s.ok(&["images", "-q"]).lines().count(),
+        1,
+        "no -a: the image stays"
+    );
+    let out = s.ok(&["system", "prune", "-a", "-f"]);
+    assert!(out.contains("untagged: bb:1"), "{out}");
+    assert_eq!(s.ok(&["images", "-q"]), "");
+}

@@ -518,7 +518,13 @@ impl EngineApi {
                 .iter()
                 .map(|v| {
                     let mut e = list_entry(v, &ids);
-                    e["SizeRw"] = 0.into();
+                    let upper = api
+                        .containers
+                        .data_dir()
+                        .join("snapshots/containers")
+                        .join(&v.config.id)
+                        .join("upper");
+                    e["SizeRw"] = crate::engine::tree_size(&upper).into();
                     e["SizeRootFs"] = 0.into();
                     e
                 })
@@ -529,8 +535,8 @@ impl EngineApi {
                 .map(|v| {
                     let refs = api.containers.volume_users(&v.name).len();
                     let mut doc = serde_json::to_value(&v).unwrap_or_default();
-                    // The size is not measured (docker's -1: unknown).
-                    doc["UsageData"] = serde_json::json!({ "Size": -1, "RefCount": refs });
+                    let size = crate::engine::tree_size(&v.mountpoint);
+                    doc["UsageData"] = serde_json::json!({ "Size": size, "RefCount": refs });
                     doc
                 })
                 .collect();

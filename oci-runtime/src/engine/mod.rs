@@ -48,6 +48,7 @@
 
 mod containers;
 mod inspect;
+mod usage;
 mod volumes;
 
 pub use containers::{
@@ -58,6 +59,9 @@ pub use containers::{
 #[cfg(feature = "api")]
 pub(crate) use inspect::{network_settings, NetworkFacts};
 pub use inspect::{ContainerInspect, InspectState};
+#[cfg(feature = "api")]
+pub(crate) use usage::tree_size;
+pub use usage::{DiskUsage, UsageLine};
 pub use volumes::{parse_mount_arg, parse_volume_arg, MountArg, VolumeFilter, VolumeInfo, Volumes};
 
 use std::path::PathBuf;

@@ -945,6 +945,28 @@ pub(crate) enum ManifestVerb {
 /// `oci system …`
 #[derive(Subcommand)]
 pub(crate) enum SystemVerb {
+    /// What images, containers, volumes and the build cache hold on disk.
+    Df {
+        /// Each container's and volume's size too.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Remove stopped containers, unused networks, dangling images and the build cache;
+    /// with `-a` every image no container uses, with `--volumes` unused anonymous volumes.
+    Prune {
+        /// Every unused image, not only dangling content.
+        #[arg(short, long)]
+        all: bool,
+        /// Unused anonymous volumes too.
+        #[arg(long)]
+        volumes: bool,
+        /// `until=`, `label=`, `label!=` for containers (as `container prune`'s).
+        #[arg(long)]
+        filter: Vec<String>,
+        /// Do not ask (nothing asks: accepted as docker's).
+        #[arg(short, long)]
+        force: bool,
+    },
     /// Serve the Docker Engine API (as `podman system service`), so that docker's CLI,
     /// docker-compose and the Docker SDKs drive this engine. Access to the socket is root on
     /// the host: it is made 0660.

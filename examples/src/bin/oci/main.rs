@@ -78,9 +78,11 @@ async fn run(cli: Cli) -> Result<()> {
         Verb::System {
             verb: SystemVerb::Service { time, uri },
         } => system::serve_api(images, &dir, time, uri.as_deref()).await,
-        v @ (Verb::Version | Verb::Info) => {
-            system::system_verb(&images, &insecure, &dir, v, out).await
-        }
+        v @ (Verb::Version
+        | Verb::Info
+        | Verb::System {
+            verb: SystemVerb::Df { .. } | SystemVerb::Prune { .. },
+        }) => system::system_verb(&images, &insecure, &dir, v, out).await,
         Verb::Run(args) => {
             drop(out);
             let code = run::run_container(&images, &dir, *args, true).await?;

@@ -1,8 +1,9 @@
 //! `version` and `info`.
 
-use crate::args::Verb;
+use crate::args::{SystemVerb, Verb};
 use anyhow::Result;
 use oci_examples::images::Images;
+use oci_examples::text;
 use oci_rs_runtime::Containers;
 use std::io::Write;
 use std::path::Path;
@@ -47,6 +48,112 @@ pub(crate) async fn system_verb(
 ) -> Result<()> {
     match verb {
         Verb::Version => print_version(&mut out)?,
+        Verb::System {
+            verb: SystemVerb::Df { verbose },
+        } => {
+            let store = Containers::open(dir)?;
+            let du = store.disk_usage(images).await?;
+            writeln!(
+                out,
+                "{:<16}{:<10}{:<10}{:<10}RECLAIMABLE",
+                "TYPE", "TOTAL", "ACTIVE", "SIZE"
+            )?;
+            for (kind, l) in [
+                ("Images", du.images),
+                ("Containers", du.containers),
+                ("Local Volumes", du.volumes),
+                ("Build Cache", du.build_cache),
+            ] {
+                let share = match l.size {
+                    0 => String::new(),
+                    s => format!(" ({}%)", l.reclaimable * 100 / s),
+                };
+                writeln!(
+                    out,
+                    "{kind:<16}{:<10}{:<10}{:<10}{}{share}",
+                    l.total,
+                    l.active,
+                    text::human_size(l.size),
+                    text::human_size(l.reclaimable)
+                )?;
+            }
+            if verbose {
+                writeln!(out, "\nContainers space usage:\n")?;
+                writeln!(
+                    out,
+                    "{:<14}{:<24}{:<10}NAMES",
+                    "CONTAINER ID", "IMAGE", "SIZE"
+                )?;
+                for v in store.list()? {
+                    let size = du.container_sizes.get(&v.config.id).copied().unwrap_or(0);
+                    writeln!(
+                        out,
+                        "{:<14}{:<24}{:<10}{}",
+                        &v.config.id[..12],
+                        oci_rs_image::printable(&v.config.image),
+                        text::human_size(size),
+                        oci_rs_image::printable(&v.config.name)
+                    )?;
+                }
+                writeln!(out, "\nLocal Volumes space usage:\n")?;
+                writeln!(out, "{:<40}{:<10}SIZE", "VOLUME NAME", "LINKS")?;
+                for (name, size) in &du.volume_sizes {
+                    writeln!(
+                        out,
+                        "{:<40}{:<10}{}",
+                        oci_rs_image::printable(name),
+                        store.volume_users(name).len(),
+                        text::human_size(*size)
+                    )?;
+                }
+            }
+        }
+        Verb::System {
+            verb:
+                SystemVerb::Prune {
+                    all,
+                    volumes,
+                    filter,
+                    force: _,
+                },
+        } => {
+            let store = Containers::open(dir)?;
+            let before = store.disk_usage(images).await?;
+            let gone = store.prune_filtered(&oci_rs_runtime::PruneFilter::parse(&filter)?)?;
+            let mut section = |title: &str, items: &[String]| -> std::io::Result<()> {
+                if !items.is_empty() {
+                    writeln!(out, "Deleted {title}:")?;
+                    for i in items {
+                        writeln!(out, "{}", oci_rs_image::printable(i))?;
+                    }
+                    writeln!(out)?;
+                }
+                Ok(())
+            };
+            section("Containers", &gone)?;
+            let nets = store.prune_networks(&oci_rs_runtime::NetworkFilter::default())?;
+            section("Networks", &nets)?;
+            if volumes {
+                let vols = store.prune_volumes(&oci_rs_runtime::VolumeFilter::default())?;
+                section("Volumes", &vols)?;
+            }
+            let (untagged, _) = images.prune(all).await?;
+            let untagged: Vec<String> = untagged.iter().map(|n| format!("untagged: {n}")).collect();
+            section("Images", &untagged)?;
+            let cache = images.prune_cache()?;
+            if cache > 0 {
+                writeln!(out, "Deleted build cache objects: {cache}\n")?;
+            }
+            let after = store.disk_usage(images).await?;
+            let total = |d: &oci_rs_runtime::DiskUsage| {
+                d.images.size + d.containers.size + d.volumes.size + d.build_cache.size
+            };
+            writeln!(
+                out,
+                "Total reclaimed space: {}",
+                text::human_size(total(&before).saturating_sub(total(&after)))
+            )?;
+        }
         Verb::Info => {
             let store = Containers::open(dir)?;
             let views = store.list()?;

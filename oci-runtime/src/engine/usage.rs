@@ -1,0 +1,134 @@
+//! What a store holds on disk, as docker's `system df` shows it.
+
+use super::{Containers, EngineResult, Volumes};
+use crate::MonitorState;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// One line of `system df`: how many, how many in use, their bytes, and the bytes a prune
+/// would free.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UsageLine {
+    /// How many there are.
+    pub total: usize,
+    /// How many are in use (an image a container was made from, a running container, a
+    /// volume a container mounts).
+    pub active: usize,
+    /// Their bytes on disk (apparent sizes).
+    pub size: u64,
+    /// The bytes of those not in use.
+    pub reclaimable: u64,
+}
+
+/// docker's `system df`: images, containers, local volumes and the build cache.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DiskUsage {
+    /// Images, one per image id: each one's unpacked size (layers two images share count
+    /// in both).
+    pub images: UsageLine,
+    /// Containers: the bytes each wrote (its snapshot's upper directory).
+    pub containers: UsageLine,
+    /// Named and anonymous volumes: the bytes under each.
+    pub volumes: UsageLine,
+    /// Build cache entries and `RUN --mount=type=cache` directories.
+    pub build_cache: UsageLine,
+    /// Each container's written bytes, by id.
+    pub container_sizes: BTreeMap<String, u64>,
+    /// Each volume's bytes, by name.
+    pub volume_sizes: BTreeMap<String, u64>,
+}
+
+impl Containers {
+    /// What this store holds on disk (docker's `system df`), its images in `images`.
+    pub async fn disk_usage(&self, images: &oci_rs_layer::ImageStore) -> EngineResult<DiskUsage> {
+        let views = self.list()?;
+        let mut du = DiskUsage::default();
+        // Images: one line per id.
+        let used_images: BTreeSet<&str> =
+            views.iter().map(|v| v.config.image_id.as_str()).collect();
+        let mut seen = BTreeSet::new();
+        for r in images.list().await? {
+            if !seen.insert(r.id.clone()) {
+                continue;
+            }
+            du.images.total += 1;
+            du.images.size += r.size;
+            if used_images.contains(r.id.as_str()) {
+                du.images.active += 1;
+            } else {
+                du.images.reclaimable += r.size;
+            }
+        }
+        // Containers: what each wrote.
+        let snapshots = self.data_dir().join("snapshots/containers");
+        for v in &views {
+            let size = tree_size(&snapshots.join(&v.config.id).join("upper"));
+            du.containers.total += 1;
+            du.containers.size += size;
+            if matches!(
+                v.status.state,
+                MonitorState::Running | MonitorState::Restarting
+            ) {
+                du.containers.active += 1;
+            } else {
+                du.containers.reclaimable += size;
+            }
+            du.container_sizes.insert(v.config.id.clone(), size);
+        }
+        // Volumes.
+        let used_volumes: BTreeSet<&str> = views
+            .iter()
+            .flat_map(|v| v.config.volumes.iter().map(|x| x.0.as_str()))
+            .collect();
+        for vol in Volumes::open(self.data_dir())?.list()? {
+            let size = tree_size(&vol.mountpoint);
+            du.volumes.total += 1;
+            du.volumes.size += size;
+            if used_volumes.contains(vol.name.as_str()) {
+                du.volumes.active += 1;
+            } else {
+                du.volumes.reclaimable += size;
+            }
+            du.volume_sizes.insert(vol.name, size);
+        }
+        // The build cache: its entries and cache mounts, none in use between builds.
+        let cache = images.cache_dir();
+        for dir in [cache.clone(), cache.with_file_name("build-cache-mounts")] {
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let size = tree_size(&e.path());
+                du.build_cache.total += 1;
+                du.build_cache.size += size;
+                du.build_cache.reclaimable += size;
+            }
+        }
+        Ok(du)
+    }
+}
+
+/// The apparent bytes of the files under `root` (not following links, not crossing into
+/// other filesystems' mounts); 0 when it cannot be read.
+pub(crate) fn tree_size(root: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(top) = std::fs::symlink_metadata(root) else {
+        return 0;
+    };
+    if !top.is_dir() {
+        return top.len();
+    }
+    let dev = top.dev();
+    let mut total = 0u64;
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                if m.dev() == dev {
+                    stack.push(e.path());
+                }
+            } else {
+                total = total.saturating_add(m.len());
+            }
+        }
+    }
+    total
+}
