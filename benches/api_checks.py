@@ -541,6 +541,12 @@ def static_addresses():
         n2.connect(cid, ipv4_address="10.242.%d.88" % third)
         nets = api.inspect_container(cid)["NetworkSettings"]["Networks"]
         assert nets[n.name]["IPAddress"] == "10.241.%d.77" % third, nets
+        k = c.containers.run(IMAGE, ["sh", "-c", "cat /sys/class/net/eth0/address"],
+                             mac_address="02:42:0a:0b:0c:0d", network=n.name, detach=True,
+                             **dict(opts({}), network_mode=None))
+        k.wait(timeout=30)
+        expect(k.logs(), b"02:42:0a:0b:0c:0d\n")
+        k.remove(force=True)
         assert nets[n2.name]["IPAddress"] == "10.242.%d.88" % third, nets
     finally:
         gone("fixedc")

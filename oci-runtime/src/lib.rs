@@ -409,7 +409,7 @@ pub use monitor::{
 };
 #[cfg(feature = "network")]
 pub use network::{
-    attach_network, parse_publish, parse_subnet, AttachedNetwork, Endpoint, NetError,
+    attach_network, parse_mac, parse_publish, parse_subnet, AttachedNetwork, Endpoint, NetError,
     NetworkAttachment, NetworkConfig, NetworkFilter, NetworkOptions, NetworkPlan, NetworkRequest,
     Networks, PortMapping, Proto, PublishedPort, DEFAULT_NETWORK, HOST_NETWORKS_DIR,
 };

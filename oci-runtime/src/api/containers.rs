@@ -29,6 +29,8 @@ struct CreateBody {
     stop_timeout: Option<i64>,
     volumes: Option<BTreeMap<String, serde_json::Value>>,
     healthcheck: Option<oci_rs_image::Healthcheck>,
+    /// The first network's MAC address, as API versions before 1.44 send it.
+    mac_address: Option<String>,
     host_config: Option<HostConfig>,
     networking_config: Option<NetworkingConfig>,
 }
@@ -216,6 +218,7 @@ impl CreateBody {
             h.validate().map_err(|e| Fail::bad(e.to_string()))?;
         }
         let hc = self.host_config.unwrap_or_default();
+        let mac = self.mac_address.clone();
         let mut mounts = Vec::new();
         let mut volumes = Vec::new();
         for b in hc.binds.unwrap_or_default() {
@@ -399,8 +402,16 @@ impl CreateBody {
                 if let Some(a) = ep.as_ref().map(|e| e.address()).transpose()?.flatten() {
                     req.addresses.insert(name.clone(), a);
                 }
+                if let Some(m) = ep.as_ref().and_then(|e| e.mac_address.clone()) {
+                    if !m.is_empty() {
+                        req.macs.insert(name.clone(), m);
+                    }
+                }
                 let aliases = ep.and_then(|e| e.aliases).unwrap_or_default();
                 req.aliases.insert(name, aliases);
+            }
+            if let (Some(m), Some(first)) = (mac.filter(|m| !m.is_empty()), req.networks.first()) {
+                req.macs.entry(first.clone()).or_insert(m);
             }
         }
         Ok((image, req))

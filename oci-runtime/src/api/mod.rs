@@ -112,6 +112,7 @@ pub enum ApiError {
 #[serde(rename_all = "PascalCase", default)]
 struct EndpointConfig {
     aliases: Option<Vec<String>>,
+    mac_address: Option<String>,
     #[serde(rename = "IPAMConfig")]
     ipam_config: Option<EndpointIpam>,
 }

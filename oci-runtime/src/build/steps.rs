@@ -294,6 +294,7 @@ impl DockerfileBuild<'_> {
                     hosts_file: None,
                     aliases: Default::default(),
                     addresses: Default::default(),
+                    macs: Default::default(),
                 },
             }),
             crate::NetworkMode::Slirp => Some(crate::NetworkPlan::Slirp { ports: Vec::new() }),

@@ -137,6 +137,8 @@ pub struct RunRequest {
     pub aliases: BTreeMap<String, Vec<String>>,
     /// Addresses asked for, by network name (`--ip`): user-defined networks only.
     pub addresses: BTreeMap<String, std::net::Ipv4Addr>,
+    /// MAC addresses asked for, by network name (`--mac-address`).
+    pub macs: BTreeMap<String, String>,
     /// `-p` mappings.
     pub publish: Vec<PortMapping>,
     /// `-P`: every port the image EXPOSEs on a free host port.
@@ -294,6 +296,9 @@ pub struct ContainerConfig {
     /// The addresses it asked for, by network name.
     #[serde(default)]
     pub addresses: BTreeMap<String, std::net::Ipv4Addr>,
+    /// The MAC addresses it asked for, by network name.
+    #[serde(default)]
+    pub macs: BTreeMap<String, String>,
     /// The ports it publishes.
     #[serde(default)]
     pub publish: Vec<PortMapping>,
@@ -851,6 +856,9 @@ impl Containers {
         }
         check_aliases(req.name.as_deref().unwrap_or("(new)"), &req.aliases)?;
         check_addresses(&req.addresses)?;
+        for m in req.macs.values() {
+            crate::parse_mac(m)?;
+        }
         if let Some(h) = &req.opts.healthcheck {
             h.validate()?;
         }
@@ -993,6 +1001,8 @@ impl Containers {
         aliases.retain(|net, a| !a.is_empty() && networks.contains(net));
         let mut addresses = req.addresses.clone();
         addresses.retain(|net, _| networks.contains(net));
+        let mut macs = req.macs.clone();
+        macs.retain(|net, _| networks.contains(net));
         let healthcheck = match (&image.extras.healthcheck, &opts.healthcheck) {
             (Some(i), Some(o)) => Some(i.merged_under(o)),
             (i, o) => o.clone().or_else(|| i.clone()),
@@ -1023,6 +1033,7 @@ impl Containers {
             networks,
             aliases,
             addresses,
+            macs,
             publish,
             healthcheck,
             health,
@@ -1356,6 +1367,7 @@ impl Containers {
             hosts_file: Some(self.dir.join(&cfg.id).join("hosts")),
             aliases: cfg.aliases.clone(),
             addresses: cfg.addresses.clone(),
+            macs: cfg.macs.clone(),
         }
     }
 

@@ -304,6 +304,38 @@ pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>> {
     Ok(out)
 }
 
+/// A MAC address as docker's `--mac-address` takes it: six hex octets split by `:` (or
+/// `-`), unicast.
+///
+/// ```
+/// use oci_rs_runtime::parse_mac;
+/// assert_eq!(parse_mac("02:42:ac:11:00:09").unwrap(), [2, 0x42, 0xac, 0x11, 0, 9]);
+/// assert!(parse_mac("01:00:5e:00:00:01").is_err(), "multicast");
+/// assert!(parse_mac("02:42:ac:11:00").is_err());
+/// ```
+pub fn parse_mac(v: &str) -> Result<[u8; 6]> {
+    let bad = |reason: &'static str| NetError::Invalid {
+        what: "MAC address",
+        value: v.to_owned(),
+        reason: reason.into(),
+    };
+    let parts: Vec<&str> = v.split([':', '-']).collect();
+    if parts.len() != 6 {
+        return Err(bad("expected six hex octets like 02:42:ac:11:00:02"));
+    }
+    let mut mac = [0u8; 6];
+    for (m, p) in mac.iter_mut().zip(&parts) {
+        if p.len() != 2 {
+            return Err(bad("expected six hex octets like 02:42:ac:11:00:02"));
+        }
+        *m = u8::from_str_radix(p, 16).map_err(|_| bad("not hexadecimal"))?;
+    }
+    if mac[0] & 1 == 1 {
+        return Err(bad("a multicast address"));
+    }
+    Ok(mac)
+}
+
 /// A subnet in CIDR notation, `10.89.3.0/24`; host bits must be zero.
 pub fn parse_subnet(v: &str) -> Result<(Ipv4Addr, u8)> {
     let bad = |reason: &str| NetError::Invalid {
@@ -660,6 +692,10 @@ pub struct NetworkRequest {
     /// networks give the next free one.
     #[serde(default)]
     pub addresses: BTreeMap<String, Ipv4Addr>,
+    /// MAC addresses asked for, by network name (docker's `--mac-address`); the others are
+    /// derived from the IP address, as docker's.
+    #[serde(default)]
+    pub macs: BTreeMap<String, String>,
 }
 
 /// How a container's network is set up at each start (kept in the monitor's config).
@@ -1654,7 +1690,10 @@ impl Networks {
                 let _ = host.delete_link(&veth);
                 host.add_veth(&veth, br, &interface, ns.as_fd())?;
                 let o = ip.octets();
-                let mac = [0x02, 0x42, o[0], o[1], o[2], o[3]];
+                let mac = match req.macs.get(&net.name) {
+                    Some(m) => parse_mac(m)?,
+                    None => [0x02, 0x42, o[0], o[1], o[2], o[3]],
+                };
                 made.push(Endpoint {
                     container: req.container.clone(),
                     name: req.name.clone(),

@@ -908,8 +908,23 @@ fn static_addresses_are_given_checked_and_kept_across_restarts(f: &Fixture) {
         req.addresses.insert(n.clone(), ip.parse().unwrap());
         req
     };
-    f.run(&store, asking("s1", "10.232.7.50")).unwrap();
+    let mut req = asking("s1", "10.232.7.50");
+    req.macs.insert(n.clone(), "02:42:de:ad:be:ef".into());
+    f.run(&store, req).unwrap();
     assert_eq!(ip_of(&store, "s1"), "10.232.7.50");
+    assert_eq!(
+        exec(
+            &store,
+            "s1",
+            "ip link show eth0 | grep -q 02:42:de:ad:be:ef"
+        ),
+        0,
+        "--mac-address"
+    );
+    let mut bad_mac = asking("badmac", "10.232.7.60");
+    bad_mac.macs.insert(n.clone(), "01:00:5e:00:00:01".into());
+    let err = f.run(&store, bad_mac).unwrap_err();
+    assert!(err.to_string().contains("multicast"), "{err}");
     assert_eq!(
         exec(&store, "s1", "ip -o addr | grep -q 'inet 10.232.7.50/24'"),
         0

@@ -740,6 +740,9 @@ pub(crate) struct RunArgs {
     /// Its IPv4 address on its (user-defined) network.
     #[arg(long)]
     pub(crate) ip: Option<std::net::Ipv4Addr>,
+    /// Its MAC address on its (first) network (`02:42:ac:11:00:02`).
+    #[arg(long = "mac-address")]
+    pub(crate) mac_address: Option<String>,
     /// Publish a port: `[IP:][HOST[-END]:]CTR[-END][/tcp|/udp]`.
     #[arg(short, long = "publish")]
     pub(crate) publish: Vec<String>,

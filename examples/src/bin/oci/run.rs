@@ -141,6 +141,9 @@ pub(crate) async fn run_container(
     }
     if let Some(net) = req.networks.first() {
         req.aliases.insert(net.clone(), a.network_alias.clone());
+        if let Some(mac) = &a.mac_address {
+            req.macs.insert(net.clone(), mac.clone());
+        }
     }
     if let Some(ip) = a.ip {
         // On the default bridge (no --network), refused by the engine as docker refuses it.
