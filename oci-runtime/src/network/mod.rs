@@ -701,6 +701,9 @@ pub struct NetworkRequest {
 /// How a container's network is set up at each start (kept in the monitor's config).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
+// One per container, kept in its monitor's config: its size does not matter, and a box would
+// only make every construction wordier.
+#[allow(clippy::large_enum_variant)]
 pub enum NetworkPlan {
     /// Root: veths on bridges of the store at `store`.
     Bridge {
