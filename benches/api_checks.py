@@ -873,6 +873,29 @@ def prune_volumes():
     assert name("prunev") in (r.get("VolumesDeleted") or []), r
 
 @check
+def bind_volume_of_driver_opts():
+    # compose's driver_opts {type: none, o: bind, device: DIR}: the volume is that directory,
+    # and removing the volume leaves its files.
+    import tempfile
+    d = tempfile.mkdtemp(prefix="chkvol")
+    with open(os.path.join(d, "f"), "w") as fh:
+        fh.write("host\n")
+    v = c.volumes.create(name("bindvol"), driver="local",
+                         driver_opts={"type": "none", "o": "bind", "device": d})
+    try:
+        out = run(["sh", "-c", "cat /v/f; echo c > /v/g"], volumes={v.name: {"bind": "/v", "mode": "rw"}})
+        expect(out, "host\n")
+        assert os.path.exists(os.path.join(d, "g"))
+    finally:
+        v.remove()
+    assert open(os.path.join(d, "f")).read() == "host\n"
+    try:
+        c.volumes.create(name("nfsvol"), driver_opts={"type": "nfs", "device": ":/x"})
+        raise AssertionError("an nfs volume must be refused, not made plain")
+    except APIError as e:
+        assert e.status_code in (400, 500), e
+
+@check
 def volume_list_filters():
     # compose lists (and `down -v` removes) its project's volumes by label.
     vols = [c.volumes.create(name("vlabel"), labels={"com.docker.compose.project": name("p")}),

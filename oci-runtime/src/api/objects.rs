@@ -16,6 +16,7 @@ struct VolumeBody {
     name: Option<String>,
     driver: Option<String>,
     labels: Option<BTreeMap<String, String>>,
+    driver_opts: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,7 +190,13 @@ impl EngineApi {
         let api = self.clone();
         let info = blocking(move || {
             Volumes::open(api.containers.data_dir())
-                .and_then(|v| v.create(&name, b.labels.unwrap_or_default()))
+                .and_then(|v| {
+                    v.create_with(
+                        &name,
+                        b.labels.unwrap_or_default(),
+                        b.driver_opts.unwrap_or_default(),
+                    )
+                })
                 .map_err(volume_fail)
         })
         .await?;

@@ -962,6 +962,7 @@ impl Containers {
                     false => BTreeMap::from([(ANONYMOUS_VOLUME_LABEL.to_owned(), String::new())]),
                 };
                 let (info, _) = volumes.create(vname, labels)?;
+                volumes.mount(vname)?;
                 volumes
                     .fill_from_image(vname, &mount.rootfs, target)
                     .await?;
@@ -1587,6 +1588,13 @@ impl Containers {
         self.snapshots()?.open(&v.config.id)?;
         if let crate::NamespaceChoice::Shareable { shm } = &v.config.run.ipc {
             mount_shm(shm, v.config.run.shm_size)?;
+        }
+        // So is a bind or tmpfs volume.
+        if !v.config.volumes.is_empty() {
+            let volumes = Volumes::open(&self.data)?;
+            for (name, _, _) in &v.config.volumes {
+                volumes.mount(name)?;
+            }
         }
         let spec = self.saved_spec(&v.config.id)?;
         self.start_monitor(&v.config, spec, attach_first)

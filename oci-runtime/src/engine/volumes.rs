@@ -25,6 +25,132 @@ pub struct VolumeInfo {
     pub labels: std::collections::BTreeMap<String, String>,
     /// Always `local`.
     pub scope: String,
+    /// The local driver's options (docker's `--opt`): `type=none,o=bind,device=DIR` (a
+    /// host directory) or `type=tmpfs[,o=size=...]`; empty for a plain volume.
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
+/// What a volume's driver options ask for.
+enum Backing {
+    Plain,
+    Bind(PathBuf),
+    Tmpfs(String),
+}
+
+/// The local driver's options, as docker's takes them, or why not.
+fn backing(options: &std::collections::BTreeMap<String, String>) -> Result<Backing> {
+    if options.is_empty() {
+        return Ok(Backing::Plain);
+    }
+    let bad = |reason: &'static str| {
+        EngineError::from(crate::Error::option(
+            "volume driver options",
+            options
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            reason,
+        ))
+    };
+    if let Some(k) = options
+        .keys()
+        .find(|k| !["type", "o", "device"].contains(&k.as_str()))
+    {
+        let _ = k;
+        return Err(bad("only type, o and device are taken"));
+    }
+    let o = options.get("o").map(String::as_str).unwrap_or("");
+    match (
+        options.get("type").map(String::as_str),
+        options.get("device"),
+    ) {
+        (Some("none"), Some(dev)) if o.split(',').any(|x| x == "bind" || x == "rbind") => {
+            if o.split(',').any(|x| !matches!(x, "bind" | "rbind")) {
+                return Err(bad("o: bind (or rbind) alone"));
+            }
+            let dev = PathBuf::from(dev);
+            if !dev.is_absolute() || !dev.is_dir() {
+                return Err(bad("device: an existing absolute directory"));
+            }
+            Ok(Backing::Bind(dev))
+        }
+        (Some("tmpfs"), _) => {
+            if o.split(',').filter(|x| !x.is_empty()).any(|x| {
+                let k = x.split('=').next().unwrap_or("");
+                !matches!(k, "size" | "mode" | "uid" | "gid" | "nr_inodes")
+            }) {
+                return Err(bad("o for tmpfs: size, mode, uid, gid, nr_inodes"));
+            }
+            Ok(Backing::Tmpfs(o.to_owned()))
+        }
+        _ => Err(bad(
+            "type=none with o=bind and a device, or type=tmpfs, are served",
+        )),
+    }
+}
+
+/// Mounts `info`'s bind or tmpfs on its data directory unless it is mounted already.
+fn mount_backing(info: &VolumeInfo) -> Result<()> {
+    use rustix::mount::{mount, mount_bind, MountFlags};
+    let data = &info.mountpoint;
+    if is_mount(data) {
+        return Ok(());
+    }
+    match backing(&info.options)? {
+        Backing::Plain => Ok(()),
+        Backing::Bind(dev) => mount_bind(&dev, data)
+            .map_err(|e| EngineError::io("bind-mount a volume on", data, e.into())),
+        Backing::Tmpfs(o) => {
+            let o = std::ffi::CString::new(o)
+                .map_err(|e| EngineError::io("mount a tmpfs on", data, std::io::Error::other(e)))?;
+            mount(
+                "tmpfs",
+                data,
+                "tmpfs",
+                MountFlags::NOSUID | MountFlags::NODEV,
+                o.as_c_str(),
+            )
+            .map_err(|e| EngineError::io("mount a tmpfs on", data, e.into()))
+        }
+    }
+}
+
+/// Whether `dir` is a mount point, from this mount namespace's mount table (a bind mount of a
+/// directory of the same filesystem has its parent's device number: that cannot tell).
+pub(crate) fn is_mount(dir: &Path) -> bool {
+    let Ok(dir) = dir.canonicalize() else {
+        return false;
+    };
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    table.lines().any(|l| {
+        l.split(' ')
+            .nth(4)
+            .is_some_and(|m| unescape_mountinfo(m) == dir.as_os_str().to_string_lossy())
+    })
+}
+
+/// A path as mountinfo writes it: space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// docker's `volume ls --filter` and `volume prune --filter` terms: `name=PART`,
@@ -136,7 +262,27 @@ impl Volumes {
         name: &str,
         labels: std::collections::BTreeMap<String, String>,
     ) -> Result<(VolumeInfo, bool)> {
+        self.create_with(name, labels, Default::default())
+    }
+
+    /// [`Volumes::create`] with the local driver's `options` (see [`VolumeInfo::options`]):
+    /// a bind or tmpfs volume is mounted on its data directory now (root only), and again by
+    /// [`Volumes::mount`] after a reboot.
+    pub fn create_with(
+        &self,
+        name: &str,
+        labels: std::collections::BTreeMap<String, String>,
+        options: std::collections::BTreeMap<String, String>,
+    ) -> Result<(VolumeInfo, bool)> {
         valid_name(name)?;
+        if !matches!(backing(&options)?, Backing::Plain) && !rustix::process::geteuid().is_root() {
+            return Err(crate::Error::option(
+                "volume driver options",
+                name,
+                "a bind or tmpfs volume is a mount on the host: root only",
+            )
+            .into());
+        }
         let base = self.dir.join(name);
         match std::fs::create_dir(&base) {
             Ok(()) => {}
@@ -156,10 +302,21 @@ impl Volumes {
             created_at: crate::rfc3339(crate::now_ns()),
             labels,
             scope: "local".into(),
+            options,
         };
+        if let Err(e) = mount_backing(&info) {
+            let _ = std::fs::remove_dir_all(&base);
+            return Err(e);
+        }
         write_record(&base.join("meta.json"), &info)?;
         self.record("create", name);
         Ok((info, true))
+    }
+
+    /// Mounts volume `name`'s bind or tmpfs on its data directory when it is not (after a
+    /// reboot); nothing for a plain volume.
+    pub fn mount(&self, name: &str) -> Result<()> {
+        mount_backing(&self.inspect(name)?)
     }
 
     /// `volume inspect NAME`.
@@ -191,6 +348,20 @@ impl Volumes {
             });
         }
         let base = self.dir.join(name);
+        // A bind volume's directory is the user's: unmounted first, and never removed
+        // through (remove_dir_all would go into it).
+        let data = base.join("_data");
+        if is_mount(&data) {
+            rustix::mount::unmount(&data, rustix::mount::UnmountFlags::DETACH)
+                .map_err(|e| EngineError::io("unmount", &data, e.into()))?;
+            if is_mount(&data) {
+                return Err(EngineError::io(
+                    "unmount",
+                    &data,
+                    std::io::Error::other("still mounted"),
+                ));
+            }
+        }
         // The marker goes first: a half-removed volume is no longer listed.
         let meta = base.join("meta.json");
         std::fs::remove_file(&meta).map_err(|e| EngineError::io("remove", &meta, e))?;

@@ -12,6 +12,10 @@ use std::time::Duration;
 pub const TESTS: &[Test] = &[
     ("a_detached_container_by_name", a_detached_container_by_name),
     (
+        "bind_and_tmpfs_volumes_of_the_local_driver",
+        bind_and_tmpfs_volumes_of_the_local_driver,
+    ),
+    (
         "names_are_unique_and_a_refused_run_leaves_nothing",
         names_are_unique_and_a_refused_run_leaves_nothing,
     ),
@@ -618,5 +622,80 @@ fn stop_and_rm_of_an_rm_container_always_succeed(f: &Fixture) {
             });
             assert!(store.snapshots().unwrap().list().unwrap().is_empty());
         }
+    }
+}
+
+/// The local driver's options, as compose's `driver_opts` give them: a volume that is a host
+/// directory (`type=none,o=bind,device=DIR`), whose files removing the volume leaves alone,
+/// and a tmpfs volume with a size; anything else is refused.
+fn bind_and_tmpfs_volumes_of_the_local_driver(f: &Fixture) {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipping: bind and tmpfs volumes are mounts on the host (root only)");
+        return;
+    }
+    let store = Containers::open(&f.data()).unwrap();
+    let volumes = oci_rs_runtime::Volumes::open(&f.data()).unwrap();
+    let host = f.dir.path().join("host-dir");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("hostfile"), "from the host\n").unwrap();
+    let opts = |kv: &[(&str, &str)]| {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let dev = host.display().to_string();
+    volumes
+        .create_with(
+            "bound",
+            Default::default(),
+            opts(&[("type", "none"), ("o", "bind"), ("device", &dev)]),
+        )
+        .unwrap();
+    volumes
+        .create_with(
+            "mem",
+            Default::default(),
+            opts(&[("type", "tmpfs"), ("o", "size=1m")]),
+        )
+        .unwrap();
+    let mut req = detached(
+        Some("user"),
+        "cat /b/hostfile; echo new > /b/new; grep -c ' /m tmpfs' /proc/mounts; \
+         head -c 2000000 /dev/zero > /m/big 2>/dev/null || echo full",
+    );
+    req.volumes = vec![
+        ("bound".into(), "/b".into(), false),
+        ("mem".into(), "/m".into(), false),
+    ];
+    let (code, out, _) = f.run_to_end(&store, "busybox:test", req).unwrap();
+    assert_eq!((code, out.as_str()), (0, "from the host\n1\nfull\n"));
+    assert_eq!(std::fs::read_to_string(host.join("new")).unwrap(), "new\n");
+    assert_eq!(volumes.inspect("bound").unwrap().options["device"], dev);
+    let _ = store.remove("user", true);
+    volumes.remove("bound", &[]).unwrap();
+    volumes.remove("mem", &[]).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(host.join("hostfile")).unwrap(),
+        "from the host\n",
+        "removing the volume leaves the host's directory alone"
+    );
+    assert!(host.join("new").exists());
+    for bad in [
+        opts(&[("type", "nfs"), ("o", "addr=10.0.0.1"), ("device", ":/x")]),
+        opts(&[("type", "none"), ("o", "bind"), ("device", "relative/dir")]),
+        opts(&[("type", "none"), ("o", "bind,uid=5"), ("device", &dev)]),
+        opts(&[("colour", "red")]),
+    ] {
+        let err = volumes
+            .create_with("bad", Default::default(), bad.clone())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("volume driver options"),
+            "{bad:?}: {err}"
+        );
+        assert!(
+            volumes.inspect("bad").is_err(),
+            "a refused volume is not kept"
+        );
     }
 }

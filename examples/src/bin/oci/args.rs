@@ -535,6 +535,10 @@ pub(crate) enum VolumeVerb {
         /// Labels `KEY=VALUE`.
         #[arg(long)]
         label: Vec<String>,
+        /// The local driver's options: `type=none`, `o=bind`, `device=DIR` (a host
+        /// directory), or `type=tmpfs`, `o=size=64m`.
+        #[arg(short, long = "opt")]
+        opt: Vec<String>,
         /// Its name.
         name: String,
     },

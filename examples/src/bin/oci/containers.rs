@@ -506,15 +506,16 @@ fn volume_verb(
 ) -> Result<()> {
     let vols = Volumes::open(dir)?;
     match verb {
-        VolumeVerb::Create { label, name } => {
-            let labels = label
-                .iter()
-                .map(|l| {
-                    let (k, v) = l.split_once('=').unwrap_or((l, ""));
-                    (k.to_owned(), v.to_owned())
-                })
-                .collect();
-            vols.create(&name, labels)?;
+        VolumeVerb::Create { label, opt, name } => {
+            let pairs = |v: &[String]| {
+                v.iter()
+                    .map(|l| {
+                        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                        (k.to_owned(), v.to_owned())
+                    })
+                    .collect()
+            };
+            vols.create_with(&name, pairs(&label), pairs(&opt))?;
             writeln!(out, "{name}")?;
         }
         VolumeVerb::Ls {
