@@ -604,6 +604,9 @@ pub struct RunOptions {
     pub healthcheck: Option<oci_rs_image::Healthcheck>,
     /// Its pid namespace (`--pid`).
     pub pid: crate::NamespaceChoice,
+    /// The host's UTS namespace (`--uts host`): the host's hostname, which the container
+    /// cannot change; `hostname` is then the host's (the engine sets it).
+    pub uts_host: bool,
     /// Its IPC namespace and `/dev/shm` (`--ipc`).
     pub ipc: crate::NamespaceChoice,
     /// Host devices it is given (`--device`).
@@ -896,7 +899,8 @@ pub fn spec_from_image(
             .build()
             .map_err(spec_err)?,
     ));
-    spec.set_hostname(Some(hostname));
+    // With the host's UTS namespace there is no hostname of its own to set.
+    spec.set_hostname((!opts.uts_host).then_some(hostname));
     let mut mounts = spec.mounts().clone().unwrap_or_default();
     if let Some(size) = opts.shm_size {
         if size == 0 {
@@ -946,6 +950,9 @@ pub fn spec_from_image(
             );
         }
         crate::sharing::join_namespaces(&mut ns, &opts.pid, &opts.ipc)?;
+        if opts.uts_host {
+            ns.retain(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Uts);
+        }
         linux.set_namespaces(Some(ns));
         if let Some(r) = &opts.rootless {
             linux.set_uid_mappings(Some(id_maps(r.uid, r.subuids)?));

@@ -91,6 +91,8 @@ struct HostConfig {
     dns_options: Option<Vec<String>>,
     pid_mode: Option<String>,
     ipc_mode: Option<String>,
+    #[serde(rename = "UTSMode")]
+    uts_mode: Option<String>,
     volumes_from: Option<Vec<String>>,
     devices: Option<Vec<DeviceBody>>,
 }
@@ -370,6 +372,15 @@ impl CreateBody {
         req.opts.ipc = api
             .containers
             .namespace_choice("ipc", hc.ipc_mode.as_deref().unwrap_or(""))?;
+        req.opts.uts_host = match hc.uts_mode.as_deref().unwrap_or("") {
+            "" => false,
+            "host" => true,
+            other => {
+                return Err(Fail::bad(format!(
+                    "invalid UTS mode {other:?}: host or none"
+                )))
+            }
+        };
         for from in hc.volumes_from.unwrap_or_default() {
             api.containers.add_volumes_from(&mut req, &from)?;
         }

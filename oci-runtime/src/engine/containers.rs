@@ -939,6 +939,23 @@ impl Containers {
         let mount = snap
             .prepare(id, image.source, &image.manifest, false)
             .await?;
+        if opts.uts_host {
+            // docker's rule: the host's UTS namespace has the host's name.
+            if let Some(h) = &opts.hostname {
+                return Err(crate::Error::option(
+                    "hostname",
+                    h,
+                    "conflicting options: hostname and the UTS mode (host)",
+                )
+                .into());
+            }
+            opts.hostname = Some(
+                rustix::system::uname()
+                    .nodename()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
         let hostname = opts
             .hostname
             .get_or_insert_with(|| id[..12].to_owned())

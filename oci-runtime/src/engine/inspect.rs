@@ -134,6 +134,7 @@ pub(super) fn inspect(
             "ReadonlyRootfs": c.run.read_only,
             "PidMode": c.run.pid.docker_mode(false),
             "IpcMode": c.run.ipc.docker_mode(true),
+            "UTSMode": if c.run.uts_host { "host" } else { "" },
             "Devices": c.run.devices.iter().map(|d| serde_json::json!({
                 "PathOnHost": d.host, "PathInContainer": d.container, "CgroupPermissions": d.access,
             })).collect::<Vec<_>>(),

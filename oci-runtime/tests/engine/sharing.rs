@@ -160,6 +160,26 @@ fn pid_and_ipc_namespaces_of_the_host_or_another_container(f: &Fixture) {
         "{out}"
     );
     assert_eq!(lines[2], "0");
+    // The host's UTS namespace: its hostname, which a hostname of one's own conflicts with.
+    let mut req = detached(None, "readlink /proc/self/ns/uts; hostname");
+    req.opts.uts_host = true;
+    let (code, out, _) = f.run_to_end(&store, "busybox:test", req).unwrap();
+    let host_name = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        (code, out),
+        (0, format!("{}\n{host_name}\n", ns_of_self("uts")))
+    );
+    let mut req = detached(None, "true");
+    req.opts.uts_host = true;
+    req.opts.hostname = Some("mine".into());
+    let err = f.run(&store, req).unwrap_err();
+    assert!(
+        err.to_string().contains("UTS mode") || format!("{err:?}").contains("UTS mode"),
+        "{err}"
+    );
     // Only a running container's namespaces can be joined, and only docker's words are taken.
     store
         .stop("first", std::time::Duration::from_secs(5))

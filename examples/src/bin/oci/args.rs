@@ -744,6 +744,9 @@ pub(crate) struct RunArgs {
     /// Its IPv4 address on its (user-defined) network.
     #[arg(long)]
     pub(crate) ip: Option<std::net::Ipv4Addr>,
+    /// `host`: the host's UTS namespace (its hostname).
+    #[arg(long, value_parser = ["host"])]
+    pub(crate) uts: Option<String>,
     /// Its MAC address on its (first) network (`02:42:ac:11:00:02`).
     #[arg(long = "mac-address")]
     pub(crate) mac_address: Option<String>,

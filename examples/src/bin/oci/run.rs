@@ -133,6 +133,7 @@ pub(crate) async fn run_container(
     store.set_network(&mut req, a.network.as_deref())?;
     req.opts.pid = store.namespace_choice("pid", a.pid.as_deref().unwrap_or(""))?;
     req.opts.ipc = store.namespace_choice("ipc", a.ipc.as_deref().unwrap_or(""))?;
+    req.opts.uts_host = a.uts.is_some();
     for d in &a.device {
         req.opts.devices.push(d.parse()?);
     }
