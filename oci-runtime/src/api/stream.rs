@@ -264,6 +264,12 @@ impl EngineApi {
                     return;
                 }
             };
+            // A log replayed at once can reach the client in the same read as the 101's
+            // headers, which Python's http.client then keeps in its buffer, past where the
+            // Docker SDK reads the hijacked socket from: the output is lost. A moment first.
+            if replay.0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             let (rd, wr) = tokio::io::split(io);
             let (tx, writer) = hijacked_writer(wr);
             api.bridge(&id, tx, Some(rd), wants, replay).await;
