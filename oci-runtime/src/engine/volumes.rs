@@ -120,37 +120,8 @@ fn mount_backing(info: &VolumeInfo) -> Result<()> {
 /// Whether `dir` is a mount point, from this mount namespace's mount table (a bind mount of a
 /// directory of the same filesystem has its parent's device number: that cannot tell).
 pub(crate) fn is_mount(dir: &Path) -> bool {
-    let Ok(dir) = dir.canonicalize() else {
-        return false;
-    };
-    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    table.lines().any(|l| {
-        l.split(' ')
-            .nth(4)
-            .is_some_and(|m| unescape_mountinfo(m) == dir.as_os_str().to_string_lossy())
-    })
-}
-
-/// A path as mountinfo writes it: space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    dir.canonicalize()
+        .is_ok_and(|d| crate::container::mount_point_of(&d).as_deref() == Some(d.as_path()))
 }
 
 /// docker's `volume ls --filter` and `volume prune --filter` terms: `name=PART`,
