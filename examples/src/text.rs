@@ -23,42 +23,7 @@ pub fn ports_text(s: &MonitorStatus) -> String {
         .unwrap_or_default()
 }
 
-/// docker's human size (go-units `HumanSize`): decimal units, about three significant
-/// digits: `0B`, `999B`, `1.23kB`, `4.4MB`, `115MB`.
-pub fn human_size(bytes: u64) -> String {
-    scaled(bytes, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB", "EB"])
-}
-
-/// docker's memory size (go-units `BytesSize`): binary units, `1.98MiB`, `7.773GiB`.
-pub fn binary_size(bytes: u64) -> String {
-    scaled(
-        bytes,
-        1024.0,
-        &["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"],
-    )
-}
-
-fn scaled(bytes: u64, base: f64, units: &[&str]) -> String {
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= base && u < units.len() - 1 {
-        v /= base;
-        u += 1;
-    }
-    // %.4g as go-units prints it: up to four significant digits, no trailing zeros.
-    let digits = if v >= 100.0 {
-        1
-    } else if v >= 10.0 {
-        2
-    } else {
-        3
-    };
-    let mut t = format!("{v:.*}", digits);
-    if t.contains('.') {
-        t = t.trim_end_matches('0').trim_end_matches('.').to_owned();
-    }
-    format!("{t}{}", units[u])
-}
+pub use oci_rs_runtime::{binary_size, human_size};
 
 #[cfg(test)]
 mod tests {

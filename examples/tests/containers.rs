@@ -704,6 +704,19 @@ fn stats_shows_what_a_container_uses() {
     assert_eq!(cols[5], "64MiB", "{out}");
     let all = s.ok(&["stats", "--no-stream"]);
     assert!(all.contains(" busy ") && all.contains(" idle "), "{all}");
+    let mut named = s.ok(&["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}"]);
+    named = named
+        .lines()
+        .map(|l| format!("{l}\n"))
+        .collect::<Vec<_>>()
+        .join("");
+    assert!(
+        named.contains("busy 1\n") && named.contains("idle 1\n"),
+        "{named}"
+    );
+    let json = s.ok(&["stats", "--no-stream", "--format", "json", "idle"]);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["Name"], "idle", "{json}");
     let err = s.fails(&["stats", "--no-stream", "nobody"]);
     assert!(err.contains("No such container: nobody"), "{err}");
 }

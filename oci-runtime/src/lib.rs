@@ -404,8 +404,8 @@ pub use logs::{
     LogWriter,
 };
 pub use monitor::{
-    ago, human_duration, serve_if_requested, Monitor, MonitorConfig, MonitorState, MonitorStatus,
-    RestartPolicy, ATTACH_SOCKET, LOG_FILE,
+    ago, binary_size, human_duration, human_size, serve_if_requested, Monitor, MonitorConfig,
+    MonitorState, MonitorStatus, RestartPolicy, ATTACH_SOCKET, LOG_FILE,
 };
 #[cfg(feature = "network")]
 pub use network::{

@@ -297,6 +297,51 @@ pub fn human_duration(secs: u64) -> String {
     }
 }
 
+/// docker's human size (go-units `HumanSize`): decimal units, about four significant
+/// digits: `0B`, `999B`, `1.234kB`, `4.4MB`, `115.3MB`.
+///
+/// ```
+/// assert_eq!(oci_rs_runtime::human_size(4_400_000), "4.4MB");
+/// ```
+pub fn human_size(bytes: u64) -> String {
+    scaled(bytes, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB", "EB"])
+}
+
+/// docker's memory size (go-units `BytesSize`): binary units, `1.98MiB`, `7.773GiB`.
+///
+/// ```
+/// assert_eq!(oci_rs_runtime::binary_size(2_076_180), "1.98MiB");
+/// ```
+pub fn binary_size(bytes: u64) -> String {
+    scaled(
+        bytes,
+        1024.0,
+        &["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"],
+    )
+}
+
+fn scaled(bytes: u64, base: f64, units: &[&str]) -> String {
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= base && u < units.len() - 1 {
+        v /= base;
+        u += 1;
+    }
+    // %.4g as go-units prints it: up to four significant digits, no trailing zeros.
+    let digits = if v >= 100.0 {
+        1
+    } else if v >= 10.0 {
+        2
+    } else {
+        3
+    };
+    let mut t = format!("{v:.*}", digits);
+    if t.contains('.') {
+        t = t.trim_end_matches('0').trim_end_matches('.').to_owned();
+    }
+    format!("{t}{}", units[u])
+}
+
 /// The container monitor: what keeps a container's stdio, logs and exit status after the
 /// program that started it has gone (containerd's shim and podman's conmon sit here).
 ///

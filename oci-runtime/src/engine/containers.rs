@@ -557,6 +557,26 @@ pub struct StatsRow {
     pub pids: u64,
 }
 
+impl StatsRow {
+    /// docker's `stats --format` fields (`ID`, `Name`, `Container`, `CPUPerc`, `MemUsage`,
+    /// `MemPerc`, `NetIO`, `BlockIO`, `PIDs`), as docker's CLI writes them (see
+    /// `crate::format`).
+    pub fn fields(&self) -> serde_json::Value {
+        let pair = |a: String, b: String| format!("{a} / {b}");
+        serde_json::json!({
+            "ID": self.id.get(..12).unwrap_or(&self.id),
+            "Name": self.name,
+            "Container": self.name,
+            "CPUPerc": format!("{:.2}%", self.cpu_percent),
+            "MemUsage": pair(crate::binary_size(self.mem_usage), crate::binary_size(self.mem_limit)),
+            "MemPerc": format!("{:.2}%", self.mem_percent),
+            "NetIO": pair(crate::human_size(self.net_rx), crate::human_size(self.net_tx)),
+            "BlockIO": pair(crate::human_size(self.block_read), crate::human_size(self.block_write)),
+            "PIDs": self.pids.to_string(),
+        })
+    }
+}
+
 impl ContainerStats {
     /// docker's `stats` columns for this reading, with the CPU use since `before` (a
     /// reading of the same container).

@@ -377,6 +377,9 @@ pub(crate) enum Verb {
         /// One table, then end (else a table a second).
         #[arg(long)]
         no_stream: bool,
+        /// A Go template per container (`{{.Name}} {{.CPUPerc}}`), `table TEMPLATE` or `json`.
+        #[arg(long)]
+        format: Option<String>,
         /// The containers (default: every running one).
         containers: Vec<String>,
     },

@@ -349,8 +349,9 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
         }
         Verb::Stats {
             no_stream,
+            format,
             containers,
-        } => stats(&store, no_stream, containers, &mut out)?,
+        } => stats(&store, no_stream, format, containers, &mut out)?,
         Verb::Top { container } => {
             writeln!(out, "{:<8} {:<8} {:<10} CMD", "PID", "UID", "TIME")?;
             for p in store.top(&container)? {
@@ -455,40 +456,23 @@ fn ps(
 fn stats(
     store: &Containers,
     no_stream: bool,
+    format: Option<String>,
     names: Vec<String>,
     out: &mut impl Write,
 ) -> Result<()> {
+    let f = Format::parse(
+        format.as_deref().unwrap_or("table"),
+        r"table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}",
+    )?;
     let mut before = store.stats_of(&names)?;
     loop {
         std::thread::sleep(std::time::Duration::from_secs(1));
         let now = store.stats_of(&names)?;
-        writeln!(
-            out,
-            "{:<14} {:<20} {:<8} {:<22} {:<8} {:<20} {:<20} PIDS",
-            "CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O"
-        )?;
-        for s in &now {
-            let r = s.row_since(before.iter().find(|b| b.id == s.id));
-            let pair = |a: String, b: String| format!("{a} / {b}");
-            writeln!(
-                out,
-                "{:<14} {:<20} {:<8} {:<22} {:<8} {:<20} {:<20} {}",
-                &r.id[..12.min(r.id.len())],
-                oci_rs_image::printable(&r.name),
-                format!("{:.2}%", r.cpu_percent),
-                pair(
-                    text::binary_size(r.mem_usage),
-                    text::binary_size(r.mem_limit)
-                ),
-                format!("{:.2}%", r.mem_percent),
-                pair(text::human_size(r.net_rx), text::human_size(r.net_tx)),
-                pair(
-                    text::human_size(r.block_read),
-                    text::human_size(r.block_write)
-                ),
-                r.pids
-            )?;
-        }
+        let rows: Vec<serde_json::Value> = now
+            .iter()
+            .map(|s| s.row_since(before.iter().find(|b| b.id == s.id)).fields())
+            .collect();
+        write!(out, "{}", f.render_all(&rows, format::STATS_HEADERS)?)?;
         out.flush()?;
         if no_stream {
             return Ok(());
