@@ -96,6 +96,9 @@ pub(crate) enum Verb {
         /// Human sizes and times (the default; `--human=false` for raw values).
         #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set)]
         human: bool,
+        /// A Go template per layer (`{{.CreatedBy}} {{.Size}}`), `table TEMPLATE` or `json`.
+        #[arg(long)]
+        format: Option<String>,
         /// The image.
         image: String,
     },

@@ -144,6 +144,7 @@ pub(crate) async fn image_verb(
             no_trunc,
             quiet,
             human,
+            format,
             image,
         } => {
             let rows = images.history(&image).await?;
@@ -152,6 +153,27 @@ pub(crate) async fn image_verb(
                 Some(i) => short(i.trim_start_matches("sha256:")).to_owned(),
                 None => "<missing>".into(),
             };
+            if let Some(f) = format {
+                let f = Format::parse(
+                    &f,
+                    r"table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}",
+                )?;
+                let docs: Vec<serde_json::Value> = rows
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "ID": id(r),
+                            "CreatedSince": r.created.map_or_else(|| "N/A".into(), text::ago),
+                            "CreatedAt": r.created.map(oci_rs_runtime::rfc3339).unwrap_or_default(),
+                            "CreatedBy": r.created_by,
+                            "Size": if human { text::human_size(r.size) } else { r.size.to_string() },
+                            "Comment": r.comment,
+                        })
+                    })
+                    .collect();
+                write!(out, "{}", f.render_all(&docs, format::HISTORY_HEADERS)?)?;
+                return Ok(());
+            }
             if quiet {
                 for r in &rows {
                     writeln!(out, "{}", id(r))?;
