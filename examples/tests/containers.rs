@@ -1032,7 +1032,12 @@ fn format_templates_as_docker_s() {
     );
     let images = s.ok(&["images", "--format", r"table {{.Repository}}\t{{.Tag}}"]);
     assert!(images.starts_with("REPOSITORY   TAG\n"), "{images}");
-    let history = s.ok(&["history", "--format", "{{.Size}}|{{json .CreatedBy}}", "bb:1"]);
+    let history = s.ok(&[
+        "history",
+        "--format",
+        "{{.Size}}|{{json .CreatedBy}}",
+        "bb:1",
+    ]);
     assert_eq!(history.lines().count(), 1, "{history}");
     assert!(history.contains('|'), "{history}");
     let history = s.ok(&["history", "--format", r"table {{.ID}}\t{{.Size}}", "bb:1"]);
