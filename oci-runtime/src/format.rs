@@ -110,6 +110,84 @@ pub const HISTORY_HEADERS: &[(&str, &str)] = &[
     ("Comment", "COMMENT"),
 ];
 
+/// The id docker prints for an image: its config digest whole with `no_trunc`, else the
+/// first 12 hex digits.
+fn image_id(id: &str, no_trunc: bool) -> String {
+    if no_trunc {
+        return id.to_owned();
+    }
+    let hex = id.split_once(':').map_or(id, |(_, h)| h);
+    hex.chars().take(12).collect()
+}
+
+/// The fields `images --format` knows (docker's names, see [`IMAGE_HEADERS`]) of one row;
+/// the id whole with `no_trunc`.
+///
+/// ```
+/// let row = oci_rs_layer::ImageRow {
+///     repository: "alpine".into(),
+///     tag: "3.20".into(),
+///     id: format!("sha256:{}", "ab".repeat(32)),
+///     digest: String::new(),
+///     size: 7_800_000,
+///     compressed_size: 3_600_000,
+///     created: None,
+/// };
+/// let f = oci_rs_runtime::format::image_fields(&row, false);
+/// assert_eq!(f["ID"], "abababababab");
+/// assert_eq!(f["Size"], "7.8MB");
+/// assert_eq!(f["CreatedSince"], "N/A");
+/// ```
+pub fn image_fields(r: &oci_rs_layer::ImageRow, no_trunc: bool) -> serde_json::Value {
+    serde_json::json!({
+        "Repository": r.repository,
+        "Tag": r.tag,
+        "ID": image_id(&r.id, no_trunc),
+        "Digest": r.digest,
+        "CreatedSince": r.created.map_or_else(|| "N/A".into(), crate::ago),
+        "CreatedAt": r.created.map(crate::rfc3339).unwrap_or_default(),
+        "Size": crate::human_size(r.size),
+    })
+}
+
+/// The id `history` prints for a row: `<missing>` for the layers below the image's own.
+pub fn history_id(r: &oci_rs_layer::HistoryRow, no_trunc: bool) -> String {
+    match &r.id {
+        Some(i) => image_id(i, no_trunc),
+        None => "<missing>".into(),
+    }
+}
+
+/// The fields `history --format` knows (docker's names, see [`HISTORY_HEADERS`]) of one
+/// row; sizes in bytes unless `human`.
+///
+/// ```
+/// let row = oci_rs_layer::HistoryRow {
+///     id: None,
+///     created: None,
+///     created_by: "RUN make".into(),
+///     size: 2_000,
+///     comment: String::new(),
+/// };
+/// let f = oci_rs_runtime::format::history_fields(&row, false, true);
+/// assert_eq!(f["ID"], "<missing>");
+/// assert_eq!(f["Size"], "2kB");
+/// ```
+pub fn history_fields(
+    r: &oci_rs_layer::HistoryRow,
+    no_trunc: bool,
+    human: bool,
+) -> serde_json::Value {
+    serde_json::json!({
+        "ID": history_id(r, no_trunc),
+        "CreatedSince": r.created.map_or_else(|| "N/A".into(), crate::ago),
+        "CreatedAt": r.created.map(crate::rfc3339).unwrap_or_default(),
+        "CreatedBy": r.created_by,
+        "Size": if human { crate::human_size(r.size) } else { r.size.to_string() },
+        "Comment": r.comment,
+    })
+}
+
 /// A parsed `--format`.
 #[derive(Clone)]
 pub struct Format {

@@ -1,6 +1,6 @@
 //! What a store holds on disk, as docker's `system df` shows it.
 
-use super::{Containers, EngineResult, Volumes};
+use super::{Containers, EngineResult, PruneFilter, Volumes};
 use crate::MonitorState;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -102,6 +102,79 @@ impl Containers {
             }
         }
         Ok(du)
+    }
+}
+
+/// What [`Containers::system_prune`] removes besides stopped containers, unused networks,
+/// dangling images and the build cache.
+#[derive(Debug, Clone, Default)]
+pub struct SystemPruneOptions {
+    /// Every image no container uses, not only the dangling ones (docker's `-a`).
+    pub all_images: bool,
+    /// Anonymous volumes no container uses (docker's `--volumes`).
+    pub volumes: bool,
+    /// Which stopped containers go (`until`, `label`, `label!`).
+    pub filter: PruneFilter,
+}
+
+/// What [`Containers::system_prune`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SystemPruneReport {
+    /// The ids of the containers removed.
+    pub containers: Vec<String>,
+    /// The names of the networks removed.
+    pub networks: Vec<String>,
+    /// The names of the volumes removed.
+    pub volumes: Vec<String>,
+    /// The image names and ids untagged or removed.
+    pub images: Vec<String>,
+    /// How many build cache entries and cache mounts were removed.
+    pub build_cache: usize,
+    /// The bytes freed, as [`Containers::disk_usage`] measures them before and after.
+    pub reclaimed: u64,
+}
+
+impl Containers {
+    /// docker's `system prune`: stopped containers (those `options.filter` takes), networks
+    /// no container is on, with `options.volumes` unused anonymous volumes, dangling images
+    /// (every unused one with `options.all_images`) and the build cache, in that order, so
+    /// that what a removed container held is free for the next step.
+    ///
+    /// ```no_run
+    /// # async fn f(images: &oci_rs_layer::ImageStore) -> oci_rs_runtime::EngineResult<()> {
+    /// let store = oci_rs_runtime::Containers::open(std::path::Path::new("/var/lib/oci-rs"))?;
+    /// let report = store
+    ///     .system_prune(images, &oci_rs_runtime::SystemPruneOptions::default())
+    ///     .await?;
+    /// println!("{} containers removed, {} bytes freed", report.containers.len(), report.reclaimed);
+    /// # Ok(()) }
+    /// ```
+    pub async fn system_prune(
+        &self,
+        images: &oci_rs_layer::ImageStore,
+        options: &SystemPruneOptions,
+    ) -> EngineResult<SystemPruneReport> {
+        let total =
+            |d: &DiskUsage| d.images.size + d.containers.size + d.volumes.size + d.build_cache.size;
+        let before = total(&self.disk_usage(images).await?);
+        let containers = self.prune_filtered(&options.filter)?;
+        let networks = self.prune_networks(&crate::NetworkFilter::default())?;
+        let volumes = if options.volumes {
+            self.prune_volumes(&super::VolumeFilter::default())?
+        } else {
+            Vec::new()
+        };
+        let (images_gone, _) = images.prune(options.all_images).await?;
+        let build_cache = images.prune_cache()?;
+        let after = total(&self.disk_usage(images).await?);
+        Ok(SystemPruneReport {
+            containers,
+            networks,
+            volumes,
+            images: images_gone,
+            build_cache,
+            reclaimed: before.saturating_sub(after),
+        })
     }
 }
 

@@ -93,18 +93,10 @@ pub(crate) async fn image_verb(
                     &f,
                     r"table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}",
                 )?;
-                let mut docs = Vec::new();
-                for r in &rows {
-                    docs.push(serde_json::json!({
-                        "Repository": r.repository,
-                        "Tag": r.tag,
-                        "ID": id_of(r),
-                        "Digest": r.digest,
-                        "CreatedSince": r.created.map(text::ago).unwrap_or_else(|| "N/A".into()),
-                        "CreatedAt": r.created.map(oci_rs_runtime::rfc3339).unwrap_or_default(),
-                        "Size": text::human_size(r.size),
-                    }));
-                }
+                let docs: Vec<_> = rows
+                    .iter()
+                    .map(|r| format::image_fields(r, no_trunc))
+                    .collect();
                 write!(out, "{}", f.render_all(&docs, format::IMAGE_HEADERS)?)?;
                 return Ok(());
             }
@@ -148,28 +140,15 @@ pub(crate) async fn image_verb(
             image,
         } => {
             let rows = images.history(&image).await?;
-            let id = |r: &oci_rs_layer::HistoryRow| match &r.id {
-                Some(i) if no_trunc => i.clone(),
-                Some(i) => short(i.trim_start_matches("sha256:")).to_owned(),
-                None => "<missing>".into(),
-            };
+            let id = |r: &oci_rs_layer::HistoryRow| format::history_id(r, no_trunc);
             if let Some(f) = format {
                 let f = Format::parse(
                     &f,
                     r"table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}",
                 )?;
-                let docs: Vec<serde_json::Value> = rows
+                let docs: Vec<_> = rows
                     .iter()
-                    .map(|r| {
-                        serde_json::json!({
-                            "ID": id(r),
-                            "CreatedSince": r.created.map_or_else(|| "N/A".into(), text::ago),
-                            "CreatedAt": r.created.map(oci_rs_runtime::rfc3339).unwrap_or_default(),
-                            "CreatedBy": r.created_by,
-                            "Size": if human { text::human_size(r.size) } else { r.size.to_string() },
-                            "Comment": r.comment,
-                        })
-                    })
+                    .map(|r| format::history_fields(r, no_trunc, human))
                     .collect();
                 write!(out, "{}", f.render_all(&docs, format::HISTORY_HEADERS)?)?;
                 return Ok(());

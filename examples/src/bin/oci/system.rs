@@ -118,9 +118,19 @@ pub(crate) async fn system_verb(
                 },
         } => {
             let store = Containers::open(dir)?;
-            let before = store.disk_usage(images).await?;
-            let gone = store.prune_filtered(&oci_rs_runtime::PruneFilter::parse(&filter)?)?;
-            let mut section = |title: &str, items: &[String]| -> std::io::Result<()> {
+            let options = oci_rs_runtime::SystemPruneOptions {
+                all_images: all,
+                volumes,
+                filter: oci_rs_runtime::PruneFilter::parse(&filter)?,
+            };
+            let r = store.system_prune(images, &options).await?;
+            let untagged: Vec<String> = r.images.iter().map(|n| format!("untagged: {n}")).collect();
+            for (title, items) in [
+                ("Containers", &r.containers),
+                ("Networks", &r.networks),
+                ("Volumes", &r.volumes),
+                ("Images", &untagged),
+            ] {
                 if !items.is_empty() {
                     writeln!(out, "Deleted {title}:")?;
                     for i in items {
@@ -128,30 +138,14 @@ pub(crate) async fn system_verb(
                     }
                     writeln!(out)?;
                 }
-                Ok(())
-            };
-            section("Containers", &gone)?;
-            let nets = store.prune_networks(&oci_rs_runtime::NetworkFilter::default())?;
-            section("Networks", &nets)?;
-            if volumes {
-                let vols = store.prune_volumes(&oci_rs_runtime::VolumeFilter::default())?;
-                section("Volumes", &vols)?;
             }
-            let (untagged, _) = images.prune(all).await?;
-            let untagged: Vec<String> = untagged.iter().map(|n| format!("untagged: {n}")).collect();
-            section("Images", &untagged)?;
-            let cache = images.prune_cache()?;
-            if cache > 0 {
-                writeln!(out, "Deleted build cache objects: {cache}\n")?;
+            if r.build_cache > 0 {
+                writeln!(out, "Deleted build cache objects: {}\n", r.build_cache)?;
             }
-            let after = store.disk_usage(images).await?;
-            let total = |d: &oci_rs_runtime::DiskUsage| {
-                d.images.size + d.containers.size + d.volumes.size + d.build_cache.size
-            };
             writeln!(
                 out,
                 "Total reclaimed space: {}",
-                text::human_size(total(&before).saturating_sub(total(&after)))
+                text::human_size(r.reclaimed)
             )?;
         }
         Verb::Info => {
