@@ -374,6 +374,213 @@ impl Drop for Stopped {
     }
 }
 
+/// Certificates made by `openssl` in `dir`: a CA, a server certificate for 127.0.0.1, a
+/// client certificate the CA signed (cert.pem and key.pem, the names `DOCKER_CERT_PATH`
+/// reads) and one a second CA signed (rogue.pem, rogue.key). `None` without openssl.
+fn client_certificates(dir: &std::path::Path) -> Option<()> {
+    let openssl = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    let ca = |name: &str| {
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+        ])
+    };
+    let signed = |leaf: &str, key: &str, by: &str, ext: &str| {
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            key,
+            "-out",
+            "leaf.csr",
+        ]) && openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            &format!("{by}.pem"),
+            "-CAkey",
+            &format!("{by}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+            "-out",
+            leaf,
+        ])
+    };
+    let ok = ca("ca")
+        && ca("other-ca")
+        && signed("server.pem", "server.key", "ca", "server.ext")
+        && signed("cert.pem", "key.pem", "ca", "client.ext")
+        && signed("rogue.pem", "rogue.key", "other-ca", "client.ext");
+    if !ok {
+        eprintln!("skipping: openssl could not make test certificates");
+        return None;
+    }
+    Some(())
+}
+
+/// TCP: on loopback in the clear, off loopback only with `--tlsverify`, where docker's CLIs
+/// with a certificate the CA signed run containers, and a client without one, with one
+/// another CA signed, or speaking plain HTTP gets nothing.
+#[test]
+fn tcp_on_loopback_or_over_tls_with_client_certificates() {
+    let Some(s) = service() else { return };
+    let certs = s.dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    if client_certificates(&certs).is_none() {
+        return;
+    }
+    let serve = |args: &[String]| {
+        Command::new(OCI)
+            .arg("--data-dir")
+            .arg(&s.cli.data)
+            .args(["system", "service", "--time", "0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let up = |port: u16| {
+        common::wait_for("the TCP service", 20, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+    };
+    // Off loopback without client certificates: refused, with the reason.
+    let o = serve(&["tcp://0.0.0.0:1".into()])
+        .wait_with_output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("loopback only"),
+        "{err}"
+    );
+    let c = |f: &str| certs.join(f).display().to_string();
+    let o = serve(&["--tlsverify".into(), "tcp://0.0.0.0:1".into()])
+        .wait_with_output()
+        .unwrap();
+    assert!(!o.status.success(), "--tlsverify without certificates");
+
+    // Loopback in the clear.
+    let plain = common::free_port();
+    let _plain = Stopped(serve(&[format!("tcp://127.0.0.1:{plain}")]));
+    up(plain);
+    // Any address, over TLS with client certificates.
+    let port = common::free_port();
+    let _tls = Stopped(serve(&[
+        "--tlsverify".into(),
+        "--tlscacert".into(),
+        c("ca.pem"),
+        "--tlscert".into(),
+        c("server.pem"),
+        "--tlskey".into(),
+        c("server.key"),
+        format!("tcp://0.0.0.0:{port}"),
+    ]));
+    up(port);
+    let tls_host = format!("tcp://127.0.0.1:{port}");
+    for docker in docker_clis() {
+        let run = |env: &[(&str, String)], args: &[&str]| {
+            let o = Command::new(&docker)
+                .env_remove("DOCKER_HOST")
+                .env("DOCKER_CONFIG", s.dir.path().join("docker-config"))
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            (
+                o.status.success(),
+                String::from_utf8_lossy(&o.stdout).into_owned()
+                    + &String::from_utf8_lossy(&o.stderr),
+            )
+        };
+        let (ok, out) = run(
+            &[("DOCKER_HOST", format!("tcp://127.0.0.1:{plain}"))],
+            &["run", "--rm", "busybox", "echo", "plain"],
+        );
+        assert!(ok && out.contains("plain"), "{docker:?} on loopback: {out}");
+        let with = [
+            ("DOCKER_HOST", tls_host.clone()),
+            ("DOCKER_TLS_VERIFY", "1".into()),
+            ("DOCKER_CERT_PATH", certs.display().to_string()),
+        ];
+        let (ok, out) = run(&with, &["run", "--rm", "busybox", "echo", "over tls"]);
+        assert!(ok && out.contains("over tls"), "{docker:?} over TLS: {out}");
+        // No client certificate, or one from another CA.
+        for args in [
+            vec!["--tlsverify".to_owned(), "--tlscacert".into(), c("ca.pem")],
+            vec![
+                "--tlsverify".into(),
+                "--tlscacert".into(),
+                c("ca.pem"),
+                "--tlscert".into(),
+                c("rogue.pem"),
+                "--tlskey".into(),
+                c("rogue.key"),
+            ],
+        ] {
+            let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+            all.extend(["-H", &tls_host, "run", "--rm", "busybox", "echo", "in"]);
+            let (ok, out) = run(&[], &all);
+            assert!(
+                !ok && !out.contains("in\n"),
+                "{docker:?} {args:?} got in: {out}"
+            );
+        }
+    }
+    // Plain HTTP to the TLS port gets no answer.
+    let mut t = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = t.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut got = Vec::new();
+    let _ = t.read_to_end(&mut got);
+    assert!(
+        !String::from_utf8_lossy(&got).contains("OK"),
+        "plain HTTP answered: {}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_eq!(s.cli.ok(&["ps", "-aq"]), "", "the --rm containers are gone");
+}
+
 /// `--time N`: the service ends once no client has been connected for N seconds, and
 /// removes its socket.
 #[test]

@@ -18,7 +18,9 @@
 //!
 //! **Access to the socket is root on the host**: whoever can talk to it can start a
 //! privileged container with the host's root directory mounted. [`bind_unix`] creates it
-//! 0660 (its owner and group only), and a TCP listener belongs on loopback.
+//! 0660 (its owner and group only), and a TCP listener belongs on loopback; off loopback
+//! [`EngineApi::serve_uri_with`] takes it only over TLS with client certificates
+//! ([`ApiTls`], feature `api-tls`, as dockerd's `--tlsverify`).
 //!
 //! ```no_run
 //! # async fn demo(remote: std::sync::Arc<dyn oci_rs_image::Remote>) -> Result<(), Box<dyn std::error::Error>> {
@@ -94,6 +96,18 @@ pub enum ApiError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// The TLS certificates could not be read or used.
+    #[cfg(feature = "api-tls")]
+    #[error("reading the {what} {path} for the Engine API's TLS")]
+    Tls {
+        /// The certificate chain, the private key or the clients' CA.
+        what: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The socket could not be made.
     #[error("binding the API socket {path}")]
@@ -328,7 +342,49 @@ impl EngineApi {
         uri: &str,
         idle: Option<Duration>,
     ) -> Result<(), ApiError> {
+        self.serve_at(uri, idle, None).await
+    }
+
+    /// [`serve_uri`](Self::serve_uri), a TCP address over `tls`: one off loopback when `tls`
+    /// verifies clients' certificates (dockerd's `--tlsverify`), for only a client with a
+    /// certificate its CA signed can reach it then.
+    ///
+    /// ```no_run
+    /// # async fn demo(api: std::sync::Arc<oci_rs_runtime::api::EngineApi>) -> Result<(), Box<dyn std::error::Error>> {
+    /// use oci_rs_runtime::api::ApiTls;
+    /// let tls = ApiTls::from_files(
+    ///     "server.pem".as_ref(),
+    ///     "server.key".as_ref(),
+    ///     Some("ca.pem".as_ref()),
+    /// )?;
+    /// api.serve_uri_with("tcp://0.0.0.0:2376", None, &tls).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "api-tls")]
+    pub async fn serve_uri_with(
+        self: Arc<Self>,
+        uri: &str,
+        idle: Option<Duration>,
+        tls: &ApiTls,
+    ) -> Result<(), ApiError> {
+        self.serve_at(uri, idle, Some(tls)).await
+    }
+
+    async fn serve_at(
+        self: Arc<Self>,
+        uri: &str,
+        idle: Option<Duration>,
+        tls: Option<&ApiTls>,
+    ) -> Result<(), ApiError> {
+        let bad = |why: &str| ApiError::Uri {
+            uri: uri.to_owned(),
+            reason: why.to_owned(),
+        };
         if let Some(path) = uri.strip_prefix("unix://") {
+            if tls.is_some() {
+                return Err(bad("TLS is for tcp:// addresses"));
+            }
             let path = Path::new(path);
             let listener = bind_unix(path)?;
             tracing::info!(socket = %path.display(), "serving the Engine API");
@@ -339,18 +395,15 @@ impl EngineApi {
                 source,
             });
         }
-        let bad = |why: &str| ApiError::Uri {
-            uri: uri.to_owned(),
-            reason: why.to_owned(),
-        };
         let addr: std::net::SocketAddr = uri
             .strip_prefix("tcp://")
             .ok_or_else(|| bad("give unix:///PATH or tcp://127.0.0.1:PORT"))?
             .parse()
             .map_err(|_| bad("not an address and port"))?;
-        if !addr.ip().is_loopback() {
+        if !addr.ip().is_loopback() && !tls.is_some_and(ApiTls::verifies_clients) {
             return Err(bad(
-                "the Engine API is root on this host: serve it on loopback only",
+                "the Engine API is root on this host: serve it on loopback only, \
+                 or over TLS with client certificates",
             ));
         }
         let listener = tokio::net::TcpListener::bind(addr)
@@ -359,16 +412,51 @@ impl EngineApi {
                 uri: uri.to_owned(),
                 source,
             })?;
-        tracing::info!(%addr, "serving the Engine API");
-        self.serve_tcp(listener, idle)
-            .await
-            .map_err(|source| ApiError::Serve {
-                uri: uri.to_owned(),
-                source,
-            })
+        tracing::info!(%addr, tls = tls.is_some(), "serving the Engine API");
+        let served = match tls {
+            #[cfg(feature = "api-tls")]
+            Some(tls) => self.serve_tls(listener, tls, idle).await,
+            #[cfg(not(feature = "api-tls"))]
+            Some(never) => match *never {},
+            None => self.serve_tcp(listener, idle).await,
+        };
+        served.map_err(|source| ApiError::Serve {
+            uri: uri.to_owned(),
+            source,
+        })
     }
 
-    /// The one accept loop of both kinds of listener.
+    /// Serves TLS clients of `listener`, each connection's handshake in its own task (a
+    /// client that does not finish it in 10 s is dropped), until no connection has been
+    /// open for `idle`.
+    #[cfg(feature = "api-tls")]
+    async fn serve_tls(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        tls: &ApiTls,
+        idle: Option<Duration>,
+    ) -> std::io::Result<()> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+        loop {
+            tokio::select! {
+                r = listener.accept() => {
+                    let (tcp, peer) = r?;
+                    let (api, acceptor) = (self.clone(), acceptor.clone());
+                    let session = self.open_session();
+                    tokio::spawn(async move {
+                        let _session = session;
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                            Ok(Ok(io)) => api.spawn_connection(io),
+                            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    });
+                }
+                _ = self.idle_for(idle) => return Ok(()),
+            }
+        }
+    }
+
     async fn serve<L: Listener>(
         self: Arc<Self>,
         listener: L,
@@ -734,6 +822,106 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.0.connections.fetch_sub(1, Ordering::SeqCst);
         self.0.touch();
+    }
+}
+
+/// TLS for the Engine API on TCP (feature `api-tls`), as dockerd's `--tlscert`, `--tlskey`
+/// and, to verify clients, `--tlsverify --tlscacert`. The process's rustls crypto provider
+/// is used when one is installed, ring's otherwise.
+#[cfg(feature = "api-tls")]
+#[derive(Clone)]
+pub struct ApiTls {
+    config: Arc<rustls::ServerConfig>,
+    verifies_clients: bool,
+}
+
+#[cfg(feature = "api-tls")]
+impl std::fmt::Debug for ApiTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiTls")
+            .field("verifies_clients", &self.verifies_clients)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "api-tls")]
+impl ApiTls {
+    /// The server's PEM certificate chain (leaf first) and PEM private key; with
+    /// `client_ca`, a PEM bundle of the CAs whose certificates a client must present.
+    pub fn from_files(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Self, ApiError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        fn fail<E: std::error::Error + Send + Sync + 'static>(
+            what: &'static str,
+            path: &Path,
+        ) -> impl FnOnce(E) -> ApiError + use<E> {
+            let path = path.to_owned();
+            move |e| ApiError::Tls {
+                what,
+                path,
+                source: Box::new(e),
+            }
+        }
+        let certs =
+            |what: &'static str, path: &Path| -> Result<Vec<CertificateDer<'static>>, ApiError> {
+                let all = CertificateDer::pem_file_iter(path)
+                    .map_err(fail(what, path))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(fail(what, path))?;
+                if all.is_empty() {
+                    return Err(fail(what, path)(
+                        rustls::pki_types::pem::Error::NoItemsFound,
+                    ));
+                }
+                Ok(all)
+            };
+        let chain = certs("certificate chain", cert)?;
+        let private = PrivateKeyDer::from_pem_file(key).map_err(fail("private key", key))?;
+        let provider = rustls::crypto::CryptoProvider::get_default()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(fail("certificate chain", cert))?;
+        let builder = match client_ca {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in certs("clients' CA", ca)? {
+                    roots.add(c).map_err(fail("clients' CA", ca))?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .map_err(fail("clients' CA", ca))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder
+            .with_single_cert(chain, private)
+            .map_err(fail("certificate chain", cert))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self {
+            config: Arc::new(config),
+            verifies_clients: client_ca.is_some(),
+        })
+    }
+
+    /// Whether a client must present a certificate one of the CAs signed.
+    pub fn verifies_clients(&self) -> bool {
+        self.verifies_clients
+    }
+}
+
+#[cfg(not(feature = "api-tls"))]
+enum ApiTls {}
+
+#[cfg(not(feature = "api-tls"))]
+impl ApiTls {
+    fn verifies_clients(&self) -> bool {
+        match *self {}
     }
 }
 

@@ -991,8 +991,22 @@ pub(crate) enum SystemVerb {
         #[arg(short, long, default_value_t = 5)]
         time: u64,
         /// Where to listen: `unix:///PATH` (default: /run/oci-rs/oci.sock as root, else
-        /// $XDG_RUNTIME_DIR/oci-rs/oci.sock), or `tcp://127.0.0.1:PORT` (loopback only).
+        /// $XDG_RUNTIME_DIR/oci-rs/oci.sock), or `tcp://ADDR:PORT` (loopback only, unless
+        /// with `--tlsverify`).
         uri: Option<String>,
+        /// Serve TCP over TLS with this PEM certificate chain (with `--tlskey`).
+        #[arg(long, requires = "tlskey")]
+        tlscert: Option<PathBuf>,
+        /// The PEM private key of `--tlscert`.
+        #[arg(long, requires = "tlscert")]
+        tlskey: Option<PathBuf>,
+        /// Admit only clients with a certificate signed by `--tlscacert`'s CAs (dockerd's
+        /// `--tlsverify`); needed to listen off loopback.
+        #[arg(long, requires_all = ["tlscacert", "tlscert"])]
+        tlsverify: bool,
+        /// The PEM CA bundle that `--tlsverify` checks clients' certificates with.
+        #[arg(long, requires = "tlsverify")]
+        tlscacert: Option<PathBuf>,
     },
 }
 

@@ -76,8 +76,26 @@ async fn run(cli: Cli) -> Result<()> {
     let out = std::io::stdout().lock();
     match cli.verb {
         Verb::System {
-            verb: SystemVerb::Service { time, uri },
-        } => system::serve_api(images, &dir, time, uri.as_deref()).await,
+            verb:
+                SystemVerb::Service {
+                    time,
+                    uri,
+                    tlscert,
+                    tlskey,
+                    tlsverify: _,
+                    tlscacert,
+                },
+        } => {
+            let tls = match (tlscert, tlskey) {
+                (Some(cert), Some(key)) => Some(oci_rs_runtime::api::ApiTls::from_files(
+                    &cert,
+                    &key,
+                    tlscacert.as_deref(),
+                )?),
+                _ => None,
+            };
+            system::serve_api(images, &dir, time, uri.as_deref(), tls.as_ref()).await
+        }
         v @ (Verb::Version
         | Verb::Info
         | Verb::System {

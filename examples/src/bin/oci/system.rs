@@ -215,13 +215,14 @@ pub(crate) async fn system_verb(
     Ok(())
 }
 
-/// `system service`: the Engine API of the library on a socket, pulling through `images`'
-/// registry client.
+/// `system service`: the Engine API of the library on a socket (over `tls` when given),
+/// pulling through `images`' registry client.
 pub(crate) async fn serve_api(
     images: Images,
     dir: &Path,
     time: u64,
     uri: Option<&str>,
+    tls: Option<&oci_rs_runtime::api::ApiTls>,
 ) -> Result<()> {
     let idle = (time > 0).then(|| std::time::Duration::from_secs(time));
     let images = std::sync::Arc::new(images);
@@ -232,6 +233,9 @@ pub(crate) async fn serve_api(
         None => oci_rs_runtime::api::default_uri()
             .ok_or_else(|| anyhow::anyhow!("XDG_RUNTIME_DIR is not set: give a unix:// path"))?,
     };
-    api.serve_uri(&uri, idle).await?;
+    match tls {
+        Some(tls) => api.serve_uri_with(&uri, idle, tls).await?,
+        None => api.serve_uri(&uri, idle).await?,
+    }
     Ok(())
 }
