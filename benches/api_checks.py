@@ -953,6 +953,72 @@ def build_with_args():
         c.images.remove(img.id, force=True)
 
 
+@check
+def start_and_stop_not_modified():
+    with running("nm") as k:
+        expect(api._post(api._url("/containers/{0}/start", k.id)).status_code, 304)
+        k.stop(timeout=0)
+        expect(api._post(api._url("/containers/{0}/stop", k.id)).status_code, 304)
+
+@check
+def stats_stream():
+    with running("sst") as k:
+        readings = []
+        for r in k.stats(stream=True, decode=True):
+            readings.append(r)
+            if len(readings) == 2:
+                break
+        assert readings[1]["precpu_stats"]["cpu_usage"]["total_usage"] > 0, readings[1]
+        assert readings[1]["read"] != readings[0]["read"]
+
+@check
+def exec_resize():
+    with running("exr") as k:
+        e = api.exec_create(k.id, ["sh", "-c", "sleep 1; stty size"], tty=True)
+        out = api.exec_start(e["Id"], tty=True, stream=True)
+        api.exec_resize(e["Id"], height=33, width=77)
+        expect(b"".join(out).strip(), b"33 77")
+
+@check
+def build_target_nocache_pull():
+    df = ("FROM %s AS first\nRUN echo one > /stage\n"
+          "FROM first AS second\nRUN echo two > /stage\nCMD [\"cat\", \"/stage\"]\n") % IMAGE
+    tag = "chk/target:" + PID
+    try:
+        c.images.build(fileobj=io.BytesIO(df.encode()), tag=tag, target="first", rm=True)
+        expect(c.containers.run(tag, ["cat", "/stage"], remove=True, **opts({})), b"one\n")
+        # nocache runs the step again: a new layer, so a new image id.
+        first = c.images.get(tag).id
+        c.images.build(fileobj=io.BytesIO(df.encode()), tag=tag, target="first", rm=True)
+        expect(c.images.get(tag).id, first)
+        c.images.build(fileobj=io.BytesIO(df.encode()), tag=tag, target="first", rm=True, nocache=True)
+        assert c.images.get(tag).id != first
+        # pull with a base that is in no registry: the local one is used, as docker's
+        # classic builder does when the pull fails for a local image.
+        c.images.build(fileobj=io.BytesIO(b"FROM scratch\nLABEL k=v\n"), tag=tag, pull=True, rm=True)
+        expect(c.images.get(tag).labels.get("k"), "v")
+    finally:
+        c.images.remove(tag, force=True)
+
+@check
+def put_archive_link_stays_inside():
+    marker = "chk-put-link-%s" % PID
+    with running("pal") as k:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as t:
+            link = tarfile.TarInfo("out")
+            link.type, link.linkname = tarfile.SYMTYPE, "/tmp"
+            t.addfile(link)
+            f = tarfile.TarInfo("out/" + marker)
+            f.size = 2
+            t.addfile(f, io.BytesIO(b"x\n"))
+        try:
+            k.put_archive("/", buf.getvalue())
+        except docker.errors.APIError:
+            pass
+        assert not os.path.exists("/tmp/" + marker), "a tar entry went through a link to the host"
+
+
 class Stuck(Exception):
     """A check that took longer than its minutes."""
 

@@ -184,6 +184,16 @@ impl Service {
 
     /// One raw HTTP/1.1 request on the socket (the connection closed after it): the
     /// response's status line, headers and body.
+    /// The service's resident memory.
+    fn rss_kb(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap()
+    }
+
     fn raw(&self, request: &[u8]) -> String {
         let mut s = std::os::unix::net::UnixStream::connect(self.sock()).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -1070,12 +1080,7 @@ fn many_clients_and_a_body_that_never_ends() {
         .filter(|ok| *ok)
         .count();
     assert_eq!(answered, 1000);
-    let rss_kb = std::fs::read_to_string(format!("/proc/{}/status", s.child.id()))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap();
+    let rss_kb = s.rss_kb();
     assert!(
         rss_kb < 200 * 1024,
         "the service holds {rss_kb} kB after 1,000 clients"
@@ -2115,6 +2120,90 @@ fn followers_that_hang_up_are_let_go() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// A start of a running container and a stop of a stopped one answer 304, as docker's
+/// clients expect; a streamed `stats` sends a reading after another; and an attach whose
+/// client never reads holds neither the container (its output goes on to the log) nor
+/// the service's memory, which goes on answering others.
+#[test]
+fn not_modified_streamed_stats_and_an_attach_left_unread() {
+    let Some(s) = service() else { return };
+    s.ok(&["run", "-d", "--name", "on", "busybox", "sleep", "300"]);
+    let status = |r: String| r.lines().next().unwrap_or("").to_owned();
+    let post = |path: &str| {
+        s.raw(format!("POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+    };
+    assert_eq!(
+        status(post("/v1.41/containers/on/start")),
+        "HTTP/1.1 304 Not Modified"
+    );
+    // A stream of readings, each with the previous one's CPU figures.
+    let mut c = std::os::unix::net::UnixStream::connect(s.sock()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    c.write_all(b"GET /v1.47/containers/on/stats HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let readings = |got: &[u8]| {
+        String::from_utf8_lossy(got)
+            .matches("\"precpu_stats\"")
+            .count()
+    };
+    while readings(&got) < 3 && Instant::now() < deadline {
+        let mut buf = [0u8; 65536];
+        if let Ok(n) = c.read(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    assert!(
+        readings(&got) >= 3,
+        "three readings in 15 s: {}",
+        String::from_utf8_lossy(&got)
+    );
+    drop(c);
+    s.ok(&["stop", "-t", "0", "on"]);
+    assert_eq!(
+        status(post("/v1.41/containers/on/stop")),
+        "HTTP/1.1 304 Not Modified"
+    );
+
+    // 100 MB of output while an attached client reads nothing.
+    s.ok(&[
+        "create", "--name", "loud", "busybox", "sh", "-c",
+        "sleep 1; l=x; for d in 1 2 3 4 5 6 7 8 9 10; do l=$l$l; done; i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo $l; done; echo finished",
+    ]);
+    let before = s.rss_kb();
+    let mut stuck = std::os::unix::net::UnixStream::connect(s.sock()).unwrap();
+    stuck
+        .write_all(b"POST /v1.41/containers/loud/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: x\r\nUpgrade: tcp\r\nConnection: Upgrade\r\n\r\n")
+        .unwrap();
+    s.ok(&["start", "loud"]);
+    let mut peak = before;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        peak = peak.max(s.rss_kb());
+        let state = s.ok(&["inspect", "-f", "{{.State.Status}}", "loud"]);
+        if state.trim() == "exited" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the unread attach holds the container: {state}"
+        );
+        assert_eq!(
+            status(s.raw(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")),
+            "HTTP/1.1 200 OK"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        peak < before + 64 * 1024,
+        "the service grew from {before} kB to {peak} kB for an attach left unread"
+    );
+    let (_, tail, _) = s.docker(&["logs", "--tail", "1", "loud"]);
+    assert_eq!(tail, "finished\n", "the whole output reached the log");
+    drop(stuck);
 }
 
 /// `docker load` spools its archive beside the store: an archive that would fill the

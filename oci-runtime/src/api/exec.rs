@@ -13,6 +13,7 @@ use serde::Deserialize;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::Sender;
 
@@ -187,23 +188,26 @@ impl EngineApi {
     pub(super) async fn resize_exec(self: &Arc<Self>, id: &str, req: &Request<Incoming>) -> Reply {
         let (h, w) = super::stream::resize_query(req)?;
         let e = self.exec_entry(id)?;
-        let term = e
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .terminal
-            .clone();
-        let starting = {
-            let st = e.state.lock().unwrap_or_else(|e| e.into_inner());
-            e.wants.tty && st.started && st.exit_code.is_none() && st.terminal.is_none()
+        // As dockerd: a resize that comes before the exec's terminal (a client resizes as
+        // soon as its start is sent) waits for it, up to 10 s.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let term = loop {
+            let (term, waiting) = {
+                let st = e.state.lock().unwrap_or_else(|e| e.into_inner());
+                let waiting = e.wants.tty && st.exit_code.is_none() && st.terminal.is_none();
+                (st.terminal.clone(), waiting)
+            };
+            if !waiting {
+                break term;
+            }
+            if Instant::now() >= deadline {
+                return Err(Fail::new(
+                    StatusCode::CONFLICT,
+                    format!("exec {id} is not running: no terminal to resize after 10 s"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         };
-        if starting {
-            // docker's CLI retries its first resize on an error.
-            return Err(Fail::new(
-                StatusCode::CONFLICT,
-                format!("exec {id} is starting: its terminal is not there yet"),
-            ));
-        }
         if let Some(t) = term {
             rustix::termios::tcsetwinsize(&*t, winsize(h, w)).map_err(|e| {
                 Fail::new(
