@@ -778,6 +778,53 @@ fn networks_and_volumes_through_the_engine_api() {
         "ping -c1 -W5 server >/dev/null && ping -c1 -W5 db >/dev/null && echo reached",
     ]);
     assert_eq!((code, out.as_str()), (0, "reached\n"), "{err}");
+    // docker's legacy links: the alias is a name in the linking container only.
+    let (code, out, err) = s.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        &net,
+        "--link",
+        "server:sql",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c1 -W5 sql >/dev/null && echo linked",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "linked\n"), "{err}");
+    s.ok(&[
+        "create",
+        "--name",
+        "linker",
+        "--network",
+        &net,
+        "--link",
+        "/server:/linker/sql",
+        "busybox",
+        "cat",
+        "/etc/hosts",
+    ]);
+    assert_eq!(
+        s.ok(&["inspect", "-f", "{{json .HostConfig.Links}}", "linker"])
+            .trim(),
+        r#"["/server:/linker/sql"]"#
+    );
+    let (_, hosts, _) = s.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        &net,
+        "busybox",
+        "cat",
+        "/etc/hosts",
+    ]);
+    assert!(
+        !hosts.contains("sql"),
+        "an unlinked container knows the alias: {hosts}"
+    );
+    let (code, _, err) = s.docker(&["run", "--rm", "--link", "nosuch:x", "busybox", "true"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("Could not get container for nosuch"), "{err}");
     let members = s.ok(&[
         "network",
         "inspect",
@@ -790,6 +837,13 @@ fn networks_and_volumes_through_the_engine_api() {
     assert_ne!(code, 0);
     assert!(err.contains("in use"), "{err}");
     s.ok(&["rm", "-f", "server"]);
+    let (code, _, err) = s.docker(&["start", "linker"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("Cannot link to a non running container: /server AS /linker/sql"),
+        "{err}"
+    );
+    s.ok(&["rm", "linker"]);
     let (code, out, err) = s.docker(&[
         "run",
         "--rm",

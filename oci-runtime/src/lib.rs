@@ -381,11 +381,11 @@ pub use default_seccomp::docker_default_seccomp;
 pub use devices::{device_rules, DeviceRule, DEFAULT_ALLOWED};
 #[cfg(feature = "engine")]
 pub use engine::{
-    parse_container_path, parse_mount_arg, parse_volume_arg, random_hex, ContainerConfig,
-    ContainerFilter, ContainerInspect, ContainerStats, ContainerView, Containers, DiskUsage,
-    EngineError, EngineResult, ExecRequest, ExecSession, InspectState, InterfaceStats, MountArg,
-    ProcessRow, PruneFilter, RunImage, RunRequest, StatsRow, SystemPruneOptions, SystemPruneReport,
-    UsageLine, VolumeFilter, VolumeInfo, Volumes, ANONYMOUS_VOLUME_LABEL,
+    parse_container_path, parse_link, parse_mount_arg, parse_volume_arg, random_hex,
+    ContainerConfig, ContainerFilter, ContainerInspect, ContainerStats, ContainerView, Containers,
+    DiskUsage, EngineError, EngineResult, ExecRequest, ExecSession, InspectState, InterfaceStats,
+    MountArg, ProcessRow, PruneFilter, RunImage, RunRequest, StatsRow, SystemPruneOptions,
+    SystemPruneReport, UsageLine, VolumeFilter, VolumeInfo, Volumes, ANONYMOUS_VOLUME_LABEL,
 };
 pub use error::{chain, Error, Result};
 pub use events::{Event, EventFilter, EventSink, Follower, Journal, JOURNAL_MAX};

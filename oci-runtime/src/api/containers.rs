@@ -86,6 +86,7 @@ struct HostConfig {
     shm_size: Option<i64>,
     group_add: Option<Vec<String>>,
     extra_hosts: Option<Vec<String>>,
+    links: Option<Vec<String>>,
     dns: Option<Vec<String>>,
     dns_search: Option<Vec<String>>,
     dns_options: Option<Vec<String>>,
@@ -354,6 +355,12 @@ impl CreateBody {
             init: hc.init.unwrap_or(false),
             publish,
             publish_all: hc.publish_all_ports.unwrap_or(false),
+            links: hc
+                .links
+                .unwrap_or_default()
+                .iter()
+                .map(|l| crate::parse_link(l))
+                .collect::<Result<_, _>>()?,
             ..RunRequest::default()
         };
         let endpoints = self

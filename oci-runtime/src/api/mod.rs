@@ -211,9 +211,9 @@ impl From<EngineError> for Fail {
             EngineError::NameInUse { .. }
             | EngineError::WrongState { .. }
             | EngineError::ImageInUse { .. } => StatusCode::CONFLICT,
-            EngineError::InvalidName { .. } | EngineError::AmbiguousContainer(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            EngineError::InvalidName { .. }
+            | EngineError::AmbiguousContainer(_)
+            | EngineError::Network { .. } => StatusCode::BAD_REQUEST,
             EngineError::LogsDisabled(_) => StatusCode::NOT_IMPLEMENTED,
             EngineError::Layer(l) => return Fail::from_layer(l, chain(&e)),
             EngineError::Runtime(r) => match &**r {

@@ -292,9 +292,7 @@ impl DockerfileBuild<'_> {
                     networks: vec!["bridge".into()],
                     ports: Vec::new(),
                     hosts_file: None,
-                    aliases: Default::default(),
-                    addresses: Default::default(),
-                    macs: Default::default(),
+                    ..Default::default()
                 },
             }),
             crate::NetworkMode::Slirp => Some(crate::NetworkPlan::Slirp { ports: Vec::new() }),

@@ -139,12 +139,40 @@ pub struct RunRequest {
     pub addresses: BTreeMap<String, std::net::Ipv4Addr>,
     /// MAC addresses asked for, by network name (`--mac-address`).
     pub macs: BTreeMap<String, String>,
+    /// docker's legacy links (`--link NAME[:ALIAS]`, see [`parse_link`]): the container
+    /// `NAME` answers to `ALIAS` in this one's `/etc/hosts`, on the networks they share.
+    /// `NAME` must exist at create and be running at each start.
+    pub links: Vec<(String, String)>,
     /// `-p` mappings.
     pub publish: Vec<PortMapping>,
     /// `-P`: every port the image EXPOSEs on a free host port.
     pub publish_all: bool,
     /// The terminal's size, for a container with a terminal that a client attaches to.
     pub console_size: Option<oci_spec::runtime::Box>,
+}
+
+/// A `--link` argument, or an entry of the API's `HostConfig.Links`: `NAME[:ALIAS]`, or
+/// `/NAME:/CONTAINER/ALIAS` as docker records them; the alias is the name when not given.
+///
+/// ```
+/// use oci_rs_runtime::parse_link;
+/// assert_eq!(parse_link("db:database").unwrap(), ("db".into(), "database".into()));
+/// assert_eq!(parse_link("/db:/web/sql").unwrap(), ("db".into(), "sql".into()));
+/// assert_eq!(parse_link("db").unwrap(), ("db".into(), "db".into()));
+/// assert!(parse_link("db:two words").is_err());
+/// ```
+pub fn parse_link(s: &str) -> EngineResult<(String, String)> {
+    let (name, alias) = s.split_once(':').unwrap_or((s, s));
+    let name = name.trim_start_matches('/');
+    let alias = alias.rsplit('/').next().unwrap_or(alias);
+    if name.is_empty() || alias.is_empty() || !crate::network::valid_hosts_name(alias) {
+        return Err(EngineError::MountSpec {
+            flag: "--link",
+            spec: s.to_owned(),
+            problem: "give NAME[:ALIAS], the alias a host name".into(),
+        });
+    }
+    Ok((name.to_owned(), alias.to_owned()))
 }
 
 /// `CONTAINER:PATH` as docker reads a `cp` argument: a colon before any slash, and not a
@@ -299,6 +327,9 @@ pub struct ContainerConfig {
     /// The MAC addresses it asked for, by network name.
     #[serde(default)]
     pub macs: BTreeMap<String, String>,
+    /// Its links: each linked container's name, and the aliases it has here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub links: BTreeMap<String, Vec<String>>,
     /// The ports it publishes.
     #[serde(default)]
     pub publish: Vec<PortMapping>,
@@ -1041,6 +1072,7 @@ impl Containers {
         addresses.retain(|net, _| networks.contains(net));
         let mut macs = req.macs.clone();
         macs.retain(|net, _| networks.contains(net));
+        let links = self.link_targets(name, cfg_network, &req.links)?;
         let healthcheck = match (&image.extras.healthcheck, &opts.healthcheck) {
             (Some(i), Some(o)) => Some(i.merged_under(o)),
             (i, o) => o.clone().or_else(|| i.clone()),
@@ -1072,6 +1104,7 @@ impl Containers {
             aliases,
             addresses,
             macs,
+            links,
             publish,
             healthcheck,
             health,
@@ -1118,6 +1151,7 @@ impl Containers {
         spec: oci_spec::runtime::Spec,
         attach_first: bool,
     ) -> EngineResult<Monitor> {
+        self.check_links(cfg)?;
         let (m, _pid) = Monitor::spawn(self.monitor_config(cfg, spec, attach_first))?;
         Ok(m)
     }
@@ -1406,7 +1440,64 @@ impl Containers {
             aliases: cfg.aliases.clone(),
             addresses: cfg.addresses.clone(),
             macs: cfg.macs.clone(),
+            links: cfg.links.clone(),
         }
+    }
+
+    /// The links of a container `name` to make, by linked container name: each one
+    /// exists, and the container is on bridge networks (docker's rules).
+    fn link_targets(
+        &self,
+        name: &str,
+        network: NetworkMode,
+        links: &[(String, String)],
+    ) -> EngineResult<BTreeMap<String, Vec<String>>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        if links.is_empty() {
+            return Ok(out);
+        }
+        if network != NetworkMode::Bridge {
+            return Err(EngineError::Network {
+                container: name.to_owned(),
+                problem: "conflicting options: links need a bridge network".into(),
+            });
+        }
+        for (target, alias) in links {
+            // docker's words; not a missing container of the request itself.
+            let id = self.resolve(target).map_err(|e| match e {
+                EngineError::NoSuchContainer(_) => EngineError::Network {
+                    container: name.to_owned(),
+                    problem: format!("Could not get container for {target}"),
+                },
+                e => e,
+            })?;
+            let linked = self.config_of(&id)?;
+            let aliases = out.entry(linked.name).or_default();
+            if !aliases.contains(alias) {
+                aliases.push(alias.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// docker's rule at each start: every linked container is running.
+    fn check_links(&self, cfg: &ContainerConfig) -> EngineResult<()> {
+        for (target, aliases) in &cfg.links {
+            let running = self
+                .view(target)
+                .is_ok_and(|v| v.status.state == MonitorState::Running);
+            if !running {
+                return Err(EngineError::Network {
+                    container: cfg.name.clone(),
+                    problem: format!(
+                        "Cannot link to a non running container: /{target} AS /{}/{}",
+                        cfg.name,
+                        aliases.first().map_or(target.as_str(), String::as_str)
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn save_config(&self, cfg: &ContainerConfig) -> EngineResult<()> {

@@ -116,6 +116,10 @@ pub(super) fn inspect(
                     .unwrap_or_else(|| "bridge".into()),
                 _ => "none".to_owned(),
             },
+            // docker's record of links: `/LINKED:/NAME/ALIAS`; null without any.
+            "Links": (!c.links.is_empty()).then(|| c.links.iter().flat_map(|(target, aliases)| {
+                aliases.iter().map(move |a| format!("/{target}:/{}/{a}", c.name))
+            }).collect::<Vec<_>>()),
             "PortBindings": port_bindings(c.publish.iter().map(|p| (p.container_port, p.proto, p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED), p.host_port))),
             "Memory": c.run.memory.unwrap_or(0),
             "NanoCpus": c.run.cpus.map_or(0, |x| (x * 1e9) as i64),

@@ -52,7 +52,7 @@ mod usage;
 mod volumes;
 
 pub use containers::{
-    host_memory, parse_container_path, random_hex, ContainerConfig, ContainerFilter,
+    host_memory, parse_container_path, parse_link, random_hex, ContainerConfig, ContainerFilter,
     ContainerStats, ContainerView, Containers, ExecRequest, ExecSession, InterfaceStats,
     ProcessRow, PruneFilter, RunImage, RunRequest, StatsRow, ANONYMOUS_VOLUME_LABEL,
 };

@@ -658,6 +658,10 @@ pub struct Endpoint {
     /// docker-compose's service names), in the other containers' `/etc/hosts` too.
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// docker's links of this container: each linked container's name, and the other
+    /// names it has in this container's `/etc/hosts` only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub links: BTreeMap<String, Vec<String>>,
 }
 
 impl Endpoint {
@@ -696,6 +700,9 @@ pub struct NetworkRequest {
     /// derived from the IP address, as docker's.
     #[serde(default)]
     pub macs: BTreeMap<String, String>,
+    /// docker's links (see [`Endpoint::links`]).
+    #[serde(default)]
+    pub links: BTreeMap<String, Vec<String>>,
 }
 
 /// How a container's network is set up at each start (kept in the monitor's config).
@@ -1023,7 +1030,7 @@ fn valid_hostname(n: &str) -> bool {
 /// What may be put in an `/etc/hosts` line as a name: a host name, or a container name or
 /// alias with `_` in it (`project_web_1`), which docker's DNS answers for too. No blank, no
 /// `#`, nothing that would add a line or a name to the line.
-fn valid_hosts_name(n: &str) -> bool {
+pub(crate) fn valid_hosts_name(n: &str) -> bool {
     let plain = n.replace('_', "x");
     !n.starts_with('_') && valid_hostname(&plain)
 }
@@ -1468,6 +1475,12 @@ impl Networks {
                 .filter(|e| e.hosts_file.as_ref() == Some(path) && !e.network.is_empty())
                 .map(|e| e.network.as_str())
                 .collect();
+            // The names this container's links give others, here only.
+            let links: BTreeMap<&str, &Vec<String>> = eps
+                .iter()
+                .filter(|e| e.hosts_file.as_ref() == Some(path))
+                .flat_map(|e| e.links.iter().map(|(k, v)| (k.as_str(), v)))
+                .collect();
             // The container writes this file: at most HOSTS_MAX of it is read back, so a
             // container that fills it cannot make every network change read gigabytes.
             let mut old = String::new();
@@ -1496,9 +1509,14 @@ impl Networks {
                 let mut names: Vec<String> = Vec::new();
                 let short = o.container.get(..12).unwrap_or(&o.container);
                 let given = [o.hostname.as_str(), o.name.as_str(), short];
+                let linked = links
+                    .get(o.name.as_str())
+                    .into_iter()
+                    .flat_map(|v| v.iter());
                 for n in given
                     .into_iter()
                     .chain(o.aliases.iter().map(String::as_str))
+                    .chain(linked.map(String::as_str))
                 {
                     if valid_hosts_name(n) && !names.iter().any(|m| m == n) {
                         names.push(n.to_owned());
@@ -1721,6 +1739,7 @@ impl Networks {
                     start_time,
                     hosts_file: req.hosts_file.clone(),
                     aliases: req.aliases.get(&net.name).cloned().unwrap_or_default(),
+                    links: req.links.clone(),
                 });
                 let idx = inside
                     .link_index(&interface)?
@@ -1911,6 +1930,7 @@ mod tests {
             start_time: 0,
             hosts_file: hosts,
             aliases: Vec::new(),
+            links: BTreeMap::new(),
         }
     }
 
@@ -1961,6 +1981,33 @@ mod tests {
             "{ta}"
         );
         assert!(!ta.contains("bank"), "{ta}");
+    }
+
+    /// A link's alias is a name in the linking container's hosts file only; one that would
+    /// change the line's shape is left out.
+    #[test]
+    fn link_aliases_are_names_in_the_linking_containers_file_only() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        for f in [&a, &b] {
+            std::fs::write(f, "127.0.0.1\tlocalhost\n").unwrap();
+        }
+        let mut web = endpoint("web", [10, 0, 0, 2], Some(a.clone()));
+        web.links = BTreeMap::from([(
+            "db".to_owned(),
+            vec!["sql".to_owned(), "x\n10.6.6.6 bank".to_owned()],
+        )]);
+        let eps = [
+            web,
+            endpoint("db", [10, 0, 0, 3], None),
+            endpoint("other", [10, 0, 0, 4], Some(b.clone())),
+        ];
+        Networks::open(d.path()).write_hosts(&eps);
+        let ta = std::fs::read_to_string(&a).unwrap();
+        assert!(ta.contains("10.0.0.3\tdb sql\t# oci-network\n"), "{ta}");
+        assert!(!ta.contains("bank"), "{ta}");
+        let tb = std::fs::read_to_string(&b).unwrap();
+        assert!(tb.contains("10.0.0.3\tdb\t# oci-network\n"), "{tb}");
     }
 
     /// Two stores side by side: the second may not take the host's networks while the

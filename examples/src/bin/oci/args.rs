@@ -756,6 +756,9 @@ pub(crate) struct RunArgs {
     /// Its MAC address on its (first) network (`02:42:ac:11:00:02`).
     #[arg(long = "mac-address")]
     pub(crate) mac_address: Option<String>,
+    /// Link to a running container: `NAME[:ALIAS]`, which answers to ALIAS here.
+    #[arg(long)]
+    pub(crate) link: Vec<String>,
     /// Publish a port: `[IP:][HOST[-END]:]CTR[-END][/tcp|/udp]`.
     #[arg(short, long = "publish")]
     pub(crate) publish: Vec<String>,

@@ -128,6 +128,11 @@ pub(crate) async fn run_container(
         init: a.init,
         publish,
         publish_all: a.publish_all,
+        links: a
+            .link
+            .iter()
+            .map(|l| oci_rs_runtime::parse_link(l))
+            .collect::<Result<_, _>>()?,
         ..RunRequest::default()
     };
     store.set_network(&mut req, a.network.as_deref())?;
