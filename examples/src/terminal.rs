@@ -76,11 +76,44 @@ fn resize_to_stdin(m: &std::fs::File) {
     }
 }
 
-/// Attaches this process's stdio to the container's monitor until the container exits:
-/// output relayed, stdin sent (when `stdin`), the host terminal in raw mode with `tty`
-/// (restored on every path out), its size passed on and on SIGWINCH, and SIGINT, SIGTERM,
-/// SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 forwarded to the container. Returns its exit code.
-pub async fn attach(m: &Monitor, stdin: bool, tty: bool) -> Result<i32> {
+/// What [`attach`] relays, and how.
+#[derive(Debug, Clone)]
+pub struct AttachOptions {
+    /// Send this process's stdin.
+    pub stdin: bool,
+    /// Relay the container's stdout.
+    pub stdout: bool,
+    /// Relay the container's stderr.
+    pub stderr: bool,
+    /// The container has a terminal: this one goes into raw mode and passes its size on.
+    pub tty: bool,
+    /// Forward SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 (docker's
+    /// `--sig-proxy`).
+    pub sig_proxy: bool,
+    /// The sequence on stdin that detaches, leaving the container running.
+    pub detach_keys: oci_rs_runtime::DetachKeys,
+}
+
+impl AttachOptions {
+    /// Everything relayed, with the default detach keys and signals forwarded.
+    pub fn new(stdin: bool, tty: bool) -> Self {
+        Self {
+            stdin,
+            stdout: true,
+            stderr: true,
+            tty,
+            sig_proxy: true,
+            detach_keys: Default::default(),
+        }
+    }
+}
+
+/// Attaches this process's stdio to the container's monitor until the container exits or
+/// the detach keys are typed: output relayed, stdin sent (when `stdin`), the host terminal
+/// in raw mode with `tty` (restored on every path out), its size passed on and on SIGWINCH,
+/// and signals forwarded with `sig_proxy`. Returns the container's exit code, None when
+/// detached.
+pub async fn attach(m: &Monitor, o: &AttachOptions) -> Result<Option<i32>> {
     use tokio::signal::unix::{signal, SignalKind};
     // Handlers first: the process may start (and be signalled, or resized) as soon as we
     // connect, and a signal that comes before its handler is lost (SIGWINCH is ignored).
@@ -93,66 +126,90 @@ pub async fn attach(m: &Monitor, stdin: bool, tty: bool) -> Result<i32> {
         SignalKind::user_defined2(),
     ];
     let mut sigs = Vec::new();
-    for k in kinds {
-        sigs.push((k.as_raw_value(), signal(k)?));
+    if o.sig_proxy {
+        for k in kinds {
+            sigs.push((k.as_raw_value(), signal(k)?));
+        }
     }
     let mut winch = signal(SignalKind::window_change())?;
     let mut conn = m.attach()?;
     let mut sender = conn.try_clone()?;
-    let raw = if tty { RawTerminal::enter() } else { None };
-    if tty {
+    let raw = if o.tty { RawTerminal::enter() } else { None };
+    if o.tty {
         if let Some((rows, cols)) = terminal_size() {
             sender.send(&Frame::Resize(rows, cols))?;
         }
     }
-    if stdin {
+    let (detached_tx, mut detached) = tokio::sync::oneshot::channel::<()>();
+    if o.stdin {
         let mut input = sender.try_clone()?;
+        let mut scan = o.detach_keys.scanner();
         std::thread::spawn(move || {
             let mut buf = [0u8; 32 << 10];
             let mut inp = std::io::stdin().lock();
             loop {
-                match inp.read(&mut buf) {
+                let (bytes, done) = match inp.read(&mut buf) {
                     Ok(0) | Err(_) => {
+                        let held = scan.finish();
+                        if !held.is_empty() {
+                            let _ = input.send(&Frame::Stdin(held));
+                        }
                         let _ = input.send(&Frame::CloseStdin);
                         break;
                     }
-                    Ok(n) => {
-                        if input.send(&Frame::Stdin(buf[..n].to_vec())).is_err() {
-                            break;
-                        }
-                    }
+                    Ok(n) => scan.feed(&buf[..n]),
+                };
+                if !bytes.is_empty() && input.send(&Frame::Stdin(bytes)).is_err() {
+                    break;
+                }
+                if done {
+                    // The connection ends; the container's stdin stays open.
+                    input.shutdown();
+                    let _ = detached_tx.send(());
+                    break;
                 }
             }
         });
     }
+    let (want_out, want_err) = (o.stdout, o.stderr);
     let relay = tokio::task::spawn_blocking(move || -> Result<Option<i32>> {
         let mut out = std::io::stdout();
         let mut err = std::io::stderr();
         loop {
-            match conn.recv()? {
-                None => return Ok(None),
-                Some(Frame::Stdout(b)) => {
+            match conn.recv() {
+                Ok(None) => return Ok(None),
+                Ok(Some(Frame::Stdout(b))) if want_out => {
                     out.write_all(&b)?;
                     out.flush()?;
                 }
-                Some(Frame::Stderr(b)) => {
+                Ok(Some(Frame::Stderr(b))) if want_err => {
                     err.write_all(&b)?;
                     err.flush()?;
                 }
-                Some(Frame::Exit(code)) => return Ok(Some(code)),
-                Some(Frame::Error(e)) => bail!("{e}"),
-                Some(_) => {}
+                Ok(Some(Frame::Exit(code))) => return Ok(Some(code)),
+                Ok(Some(Frame::Error(e))) => bail!("{e}"),
+                Ok(Some(_)) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     });
     tokio::pin!(relay);
     let result = loop {
-        let forwarded = futures_util::future::select_all(
-            sigs.iter_mut()
-                .map(|(n, s)| Box::pin(async move { s.recv().await.map(|_| *n) })),
-        );
+        type Forward<'a> =
+            std::pin::Pin<Box<dyn std::future::Future<Output = Option<i32>> + Send + 'a>>;
+        let mut futs: Vec<Forward<'_>> = sigs
+            .iter_mut()
+            .map(|(n, s)| -> Forward<'_> { Box::pin(async move { s.recv().await.map(|_| *n) }) })
+            .collect();
+        // select_all needs one: without --sig-proxy, one that never ends.
+        futs.push(Box::pin(std::future::pending()));
+        let forwarded = futures_util::future::select_all(futs);
         tokio::select! {
             r = &mut relay => break r.map_err(|e| anyhow!("attach: {e}"))?,
+            _ = &mut detached => {
+                drop(raw);
+                return Ok(None);
+            }
             (sig, _, _) = forwarded => {
                 if let Some(sig) = sig {
                     let _ = m.kill(sig);
@@ -166,10 +223,13 @@ pub async fn attach(m: &Monitor, stdin: bool, tty: bool) -> Result<i32> {
         }
     };
     drop(raw);
-    match result? {
-        Some(code) => Ok(code),
-        // The monitor went away: what it recorded, or the reconciled status.
-        None => Ok(m.status()?.exit_code.unwrap_or(255)),
+    match result {
+        Ok(Some(code)) => Ok(Some(code)),
+        // The monitor went away (or the connection ended under us): what it recorded, or
+        // the reconciled status.
+        Ok(None) | Err(_) if detached.try_recv().is_ok() => Ok(None),
+        Ok(None) => Ok(Some(m.status()?.exit_code.unwrap_or(255))),
+        Err(e) => Err(e),
     }
 }
 

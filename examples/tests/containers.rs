@@ -170,6 +170,109 @@ fn run_rm_with_ctrl_c_leaves_no_snapshot_and_no_mount() {
     assert!(s.ok(&["ps", "-a", "-q"]).trim().is_empty());
 }
 
+/// `oci ARGS` on a terminal, `input` typed after a moment: its exit code.
+fn typed_on_a_pty(s: &Store, args: &[&str], input: &[u8]) -> i32 {
+    let (mut m, slave) = common::pty();
+    let mut cli = s
+        .cmd(args)
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let mut reader = m.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 4096];
+        while matches!(reader.read(&mut b), Ok(n) if n > 0) {}
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    m.write_all(input).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(st) = cli.try_wait().unwrap() {
+            return st.code().unwrap_or(-1);
+        }
+        assert!(Instant::now() < deadline, "oci {args:?} did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Ctrl-P Ctrl-Q (or `--detach-keys`) ends `run -it` and `attach` with 0 and leaves the
+/// container running, with what was typed before delivered; `-a stdout` relays stdout
+/// only; `--sig-proxy=false` leaves signals to the client.
+#[test]
+fn detach_keys_attach_streams_and_the_signal_proxy() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    let code = typed_on_a_pty(
+        &s,
+        &["run", "-it", "--name", "dk", "bb:1", "sh"],
+        b"touch /one\r\x10\x11",
+    );
+    assert_eq!(code, 0);
+    assert_eq!(s.field("dk", "{{.State.Running}}"), "true");
+    let code = typed_on_a_pty(
+        &s,
+        &["attach", "--detach-keys", "ctrl-x,z", "dk"],
+        b"touch /two\r\x18z",
+    );
+    assert_eq!(code, 0);
+    assert_eq!(s.field("dk", "{{.State.Running}}"), "true");
+    s.ok(&["exec", "dk", "sh", "-c", "test -f /one && test -f /two"]);
+    // A partial sequence is input like any other.
+    let code = typed_on_a_pty(
+        &s,
+        &["attach", "--detach-keys", "a,b", "dk"],
+        b"test a1 = a1 && exit 4\r",
+    );
+    assert_eq!(code, 4);
+    let err = s.fails(&["run", "--detach-keys", "ctrl-1", "-i", "bb:1", "true"]);
+    assert!(err.contains("detach-keys"), "{err}");
+
+    let o = s.oci(&[
+        "run",
+        "--rm",
+        "-a",
+        "stdout",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    ]);
+    assert!(o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("err"));
+    let err = s.fails(&["run", "-d", "-a", "stdout", "bb:1", "true"]);
+    assert!(err.contains("cannot be used with"), "{err}");
+
+    // Without the proxy, a SIGTERM ends the client and not the container.
+    let mut cli = s
+        .cmd(&[
+            "run",
+            "--name",
+            "sp",
+            "--sig-proxy=false",
+            "bb:1",
+            "sleep",
+            "300",
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_for("sp running", 20, || {
+        s.oci(&["inspect", "-f", "{{.State.Running}}", "sp"]).stdout == b"true\n"
+    });
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(cli.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert!(!cli.wait().unwrap().success());
+    assert_eq!(s.field("sp", "{{.State.Running}}"), "true");
+}
+
 #[test]
 fn a_tty_run_gets_a_real_terminal_its_size_and_resizes() {
     if !common::root_with_busybox() {

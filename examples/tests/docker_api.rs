@@ -1006,6 +1006,54 @@ fn interactive_terminals_through_the_engine_api() {
         "{out}"
     );
     s.ok(&["rm", "-f", "t"]);
+    // Ctrl-P Ctrl-Q detaches docker's client and leaves the container running; so do the
+    // keys a client names, on `attach`.
+    for cli in docker_clis() {
+        let s = Service::start(cli);
+        let (code, out) = on_pty(
+            &s,
+            &["run", "-it", "--name", "dk", "busybox", "sh"],
+            b"touch /one\r\x10\x11",
+        );
+        assert_eq!(code, 0, "{out}");
+        let running = s.ok(&["inspect", "-f", "{{.State.Running}}", "dk"]);
+        assert_eq!(running.trim(), "true", "{out}");
+        let (code, out) = on_pty(
+            &s,
+            &["attach", "--detach-keys", "ctrl-x", "dk"],
+            b"touch /two\r\x18",
+        );
+        // docker's `attach` reports the detach as an error of its own.
+        assert!(
+            code == 0 || out.contains("read escape sequence"),
+            "{code} {out}"
+        );
+        // The service reads the keys too, for clients that leave that to it: it ends the
+        // attachment.
+        let mut c = std::os::unix::net::UnixStream::connect(s.sock()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        c.write_all(b"POST /v1.41/containers/dk/attach?stream=1&stdin=1&stdout=1&detachKeys=ctrl-x,z HTTP/1.1\r\nHost: x\r\nUpgrade: tcp\r\nConnection: Upgrade\r\n\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        c.write_all(b"touch /three\n\x18z").unwrap();
+        let mut got = Vec::new();
+        let started = Instant::now();
+        let _ = c.read_to_end(&mut got);
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the attachment did not end"
+        );
+        assert_eq!(
+            s.ok(&["inspect", "-f", "{{.State.Running}}", "dk"]).trim(),
+            "true"
+        );
+        s.ok(&[
+            "exec",
+            "dk",
+            "sh",
+            "-c",
+            "test -f /one && test -f /two && test -f /three",
+        ]);
+    }
 }
 
 /// `system df` and the prunes through the API.

@@ -142,6 +142,12 @@ impl Attach {
             .map_err(|e| Error::io("write", "attach socket", e))
     }
 
+    /// Ends the connection both ways, for every handle on it: a receive in another thread
+    /// returns. The container's stdin stays open (a detach, not an end of input).
+    pub fn shutdown(&self) {
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+    }
+
     /// Receives the next frame; None when the monitor closed the connection.
     pub fn recv(&mut self) -> Result<Option<Frame>> {
         let mut chunk = [0u8; 64 << 10];
@@ -169,6 +175,116 @@ impl Attach {
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }
+    }
+}
+
+/// docker's detach keys (`--detach-keys`, the API's `detachKeys`): a sequence typed on an
+/// attached stdin that ends the attachment and leaves the container running. Written as
+/// docker writes them, comma-separated: a character, or `ctrl-X` for X in `a`–`z`, `@`,
+/// `[`, `\\`, `]`, `^`, `_`. The default is `ctrl-p,ctrl-q`; an empty string never
+/// detaches (podman's reading).
+///
+/// ```
+/// use oci_rs_runtime::DetachKeys;
+/// let keys: DetachKeys = "ctrl-a,x".parse().unwrap();
+/// let mut scan = keys.scanner();
+/// // A partial sequence is held back until what follows decides.
+/// assert_eq!(scan.feed(b"hi\x01"), (b"hi".to_vec(), false));
+/// assert_eq!(scan.feed(b"y"), (b"\x01y".to_vec(), false));
+/// assert_eq!(scan.feed(b"\x01x and the rest"), (Vec::new(), true));
+/// assert!("ctrl-1".parse::<DetachKeys>().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetachKeys(Vec<u8>);
+
+impl Default for DetachKeys {
+    fn default() -> Self {
+        Self(vec![0x10, 0x11])
+    }
+}
+
+impl std::str::FromStr for DetachKeys {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |why: &'static str| Error::option("detach-keys", s.escape_debug(), why);
+        let mut out = Vec::new();
+        for key in s.split(',').filter(|k| !s.is_empty() || !k.is_empty()) {
+            let byte = match key.strip_prefix("ctrl-") {
+                Some(c) if c.len() == 1 => match c.as_bytes()[0] {
+                    b @ b'a'..=b'z' => b - b'a' + 1,
+                    b'@' => 0,
+                    b @ b'['..=b'_' => b - b'[' + 27,
+                    _ => return Err(bad("ctrl- takes a-z, @, [, \\, ], ^ or _")),
+                },
+                _ if key.len() == 1 && key.is_ascii() => key.as_bytes()[0],
+                _ => return Err(bad("comma-separated characters or ctrl-X")),
+            };
+            out.push(byte);
+        }
+        Ok(Self(out))
+    }
+}
+
+impl DetachKeys {
+    /// A scanner of one attached stdin.
+    pub fn scanner(&self) -> DetachScanner {
+        DetachScanner {
+            keys: self.0.clone(),
+            matched: 0,
+        }
+    }
+
+    /// The sequence's bytes (empty: it never detaches).
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// The state of [`DetachKeys`] over one stream of input.
+#[derive(Debug, Clone)]
+pub struct DetachScanner {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+impl DetachScanner {
+    /// The bytes of `input` to pass on, and whether the sequence is now complete (what
+    /// follows it is dropped). The start of a sequence at the end of `input` is held back
+    /// until the next call, or [`finish`](Self::finish).
+    pub fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len());
+        for &b in input {
+            if self.keys.is_empty() {
+                out.push(b);
+                continue;
+            }
+            if b == self.keys[self.matched] {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    self.matched = 0;
+                    return (out, true);
+                }
+                continue;
+            }
+            if self.matched > 0 {
+                out.extend_from_slice(&self.keys[..self.matched]);
+                self.matched = 0;
+                if b == self.keys[0] {
+                    self.matched = 1;
+                    continue;
+                }
+            }
+            out.push(b);
+        }
+        (out, false)
+    }
+
+    /// At the end of input: what was held back.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let held = self.keys[..self.matched].to_vec();
+        self.matched = 0;
+        held
     }
 }
 
@@ -204,6 +320,63 @@ pub fn receive_terminal(sock: &impl std::os::fd::AsFd) -> Result<std::os::fd::Ow
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Input cut anywhere passes through whole when it holds no complete sequence;
+        /// with one, exactly what came before it passes.
+        #[test]
+        fn detach_scanning_loses_and_adds_nothing(
+            input in proptest::collection::vec(prop_oneof![Just(0x10u8), Just(0x11u8), any::<u8>()], 0..200),
+            cuts in proptest::collection::vec(0usize..200, 0..8),
+        ) {
+            let keys = DetachKeys::default();
+            let whole = input.windows(2).position(|w| w == [0x10, 0x11]);
+            let mut cuts: Vec<usize> = cuts.into_iter().filter(|c| *c <= input.len()).collect();
+            cuts.push(0);
+            cuts.push(input.len());
+            cuts.sort_unstable();
+            let mut scan = keys.scanner();
+            let mut out = Vec::new();
+            let mut detached = false;
+            for w in cuts.windows(2) {
+                let (passed, done) = scan.feed(&input[w[0]..w[1]]);
+                out.extend(passed);
+                if done {
+                    detached = true;
+                    break;
+                }
+            }
+            if !detached {
+                out.extend(scan.finish());
+            }
+            match whole {
+                Some(at) => {
+                    prop_assert!(detached);
+                    prop_assert_eq!(&out[..], &input[..at]);
+                }
+                None => {
+                    prop_assert!(!detached);
+                    prop_assert_eq!(out, input);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn detach_keys_read_as_docker_writes_them() {
+        let k = |s: &str| s.parse::<DetachKeys>().map(|k| k.bytes().to_vec());
+        assert_eq!(k("ctrl-p,ctrl-q").unwrap(), [0x10, 0x11]);
+        assert_eq!(
+            k("ctrl-@,ctrl-[,ctrl-\\,ctrl-],ctrl-^,ctrl-_").unwrap(),
+            [0, 27, 28, 29, 30, 31]
+        );
+        assert_eq!(k("a,ctrl-z").unwrap(), [b'a', 26]);
+        assert_eq!(k("").unwrap(), Vec::<u8>::new());
+        for bad in ["ctrl-", "ctrl-P", "ab", "a,,b", "ctrl-1", "é"] {
+            assert!(k(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn frames_round_trip_and_hostile_ones_are_refused() {

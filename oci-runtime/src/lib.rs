@@ -365,7 +365,7 @@ mod sharing;
 mod syscalls_aarch64;
 mod syscalls_x86_64;
 
-pub use attach::{receive_terminal, Attach, Frame, MAX_FRAME};
+pub use attach::{receive_terminal, Attach, DetachKeys, DetachScanner, Frame, MAX_FRAME};
 #[cfg(feature = "engine")]
 pub use build::{
     build_platforms, read_context_file, read_dockerfile, read_dockerignore, BuildError, BuildEvent,

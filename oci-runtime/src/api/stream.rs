@@ -227,6 +227,13 @@ impl EngineApi {
             stderr: flag(&q, "stderr"),
             tty,
         };
+        // docker's: the given keys, else ctrl-p,ctrl-q.
+        let keys: crate::DetachKeys = match q.get("detachKeys").filter(|k| !k.is_empty()) {
+            Some(k) => k
+                .parse()
+                .map_err(|e: crate::Error| Fail::new(StatusCode::BAD_REQUEST, crate::chain(&e)))?,
+            None => crate::DetachKeys::default(),
+        };
         // `logs=1`: what the container wrote so far first; `stream=0`: only that.
         let replay = (
             // With the `none` log driver there is nothing to replay.
@@ -272,7 +279,7 @@ impl EngineApi {
             }
             let (rd, wr) = tokio::io::split(io);
             let (tx, writer) = hijacked_writer(wr);
-            api.bridge(&id, tx, Some(rd), wants, replay).await;
+            api.bridge(&id, tx, Some((rd, keys)), wants, replay).await;
             let _ = writer.await;
         });
         switching_protocols(tty)
@@ -294,7 +301,7 @@ impl EngineApi {
         self: &Arc<Self>,
         id: &str,
         out: Sender<Bytes>,
-        input: Option<R>,
+        input: Option<(R, crate::DetachKeys)>,
         w: Wants,
         replay: (bool, bool),
     ) where
@@ -347,7 +354,7 @@ impl EngineApi {
             return;
         };
         let feeder = match (input, w.stdin, attach.try_clone()) {
-            (Some(rd), true, Ok(a)) => Some(tokio::spawn(feed_stdin(rd, a))),
+            (Some((rd, keys)), true, Ok(a)) => Some(tokio::spawn(feed_stdin(rd, a, keys, !w.tty))),
             _ => None,
         };
         let copied = tokio::task::spawn_blocking(move || loop {
@@ -385,29 +392,62 @@ pub(super) struct Wants {
     pub(super) tty: bool,
 }
 
-/// The client's bytes as the container's stdin; its end of input (a half-close) closes it.
-async fn feed_stdin<R>(mut rd: R, attach: crate::Attach)
-where
+/// The client's bytes as the container's stdin; its end of input (a half-close, or the
+/// connection's end) closes it with `close_on_eof` (dockerd's rule: not a terminal's, for
+/// docker's client leaves by closing the connection when it detaches). `keys` typed end the
+/// attachment (the connection to the monitor is shut down, which ends the output's copy
+/// too) and leave the container's stdin open.
+async fn feed_stdin<R>(
+    mut rd: R,
+    attach: crate::Attach,
+    keys: crate::DetachKeys,
+    close_on_eof: bool,
+) where
     R: tokio::io::AsyncRead + Unpin,
 {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Frame>(16);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Option<Frame>>(16);
     let sender = tokio::task::spawn_blocking(move || {
         let mut attach = attach;
         for f in rx {
+            let Some(f) = f else {
+                attach.shutdown();
+                return;
+            };
             if attach.send(&f).is_err() {
                 return;
             }
         }
     });
+    let mut scan = keys.scanner();
     let mut buf = vec![0u8; 32 * 1024];
     loop {
-        let frame = match rd.read(&mut buf).await {
-            Ok(0) | Err(_) => Frame::CloseStdin,
-            Ok(n) => Frame::Stdin(buf[..n].to_vec()),
-        };
-        let last = frame == Frame::CloseStdin;
+        let mut frames = Vec::new();
+        let mut last = false;
+        match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => {
+                let held = scan.finish();
+                if !held.is_empty() {
+                    frames.push(Some(Frame::Stdin(held)));
+                }
+                frames.push(close_on_eof.then_some(Frame::CloseStdin));
+                last = true;
+            }
+            Ok(n) => {
+                let (bytes, detached) = scan.feed(&buf[..n]);
+                if !bytes.is_empty() {
+                    frames.push(Some(Frame::Stdin(bytes)));
+                }
+                if detached {
+                    tracing::debug!("attach: the detach keys were read");
+                    frames.push(None);
+                    last = true;
+                }
+            }
+        }
         let tx = tx.clone();
-        let sent = tokio::task::spawn_blocking(move || tx.send(frame)).await;
+        let sent =
+            tokio::task::spawn_blocking(move || frames.into_iter().try_for_each(|f| tx.send(f)))
+                .await;
         if last || !matches!(sent, Ok(Ok(()))) {
             break;
         }

@@ -309,6 +309,12 @@ pub(crate) enum Verb {
         /// Attach stdin too.
         #[arg(short, long)]
         interactive: bool,
+        /// The keys that detach (docker's `ctrl-p,ctrl-q` by default; `""`: none).
+        #[arg(long)]
+        detach_keys: Option<String>,
+        /// Forward signals to the container while attached.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        sig_proxy: bool,
         /// The containers.
         #[arg(required = true)]
         containers: Vec<String>,
@@ -324,6 +330,12 @@ pub(crate) enum Verb {
         /// Do not send stdin.
         #[arg(long)]
         no_stdin: bool,
+        /// The keys that detach (docker's `ctrl-p,ctrl-q` by default; `""`: none).
+        #[arg(long)]
+        detach_keys: Option<String>,
+        /// Forward signals to the container.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        sig_proxy: bool,
         /// The container.
         container: String,
     },
@@ -719,6 +731,15 @@ pub(crate) struct RunArgs {
     /// Allocate a terminal.
     #[arg(short, long)]
     pub(crate) tty: bool,
+    /// Attach to these streams only: `stdin`, `stdout`, `stderr` (all by default).
+    #[arg(short, long, ignore_case = true, value_parser = ["stdin", "stdout", "stderr"], conflicts_with = "detach")]
+    pub(crate) attach: Vec<String>,
+    /// The keys that detach (docker's `ctrl-p,ctrl-q` by default; `""`: none).
+    #[arg(long)]
+    pub(crate) detach_keys: Option<String>,
+    /// Forward signals to the container while attached.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub(crate) sig_proxy: bool,
     /// Remove the container when it exits.
     #[arg(long)]
     pub(crate) rm: bool,

@@ -198,6 +198,8 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
         Verb::Start {
             attach,
             interactive,
+            detach_keys,
+            sig_proxy,
             containers,
         } => {
             if attach && containers.len() > 1 {
@@ -207,7 +209,13 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                 let m = store.start(&c, attach)?;
                 if attach {
                     drop(out);
-                    return terminal::attach(&m, interactive, false).await;
+                    let tty = store.view(&c)?.config.run.terminal;
+                    let opts = terminal::AttachOptions {
+                        sig_proxy: sig_proxy && !tty,
+                        detach_keys: detach_keys.as_deref().unwrap_or("ctrl-p,ctrl-q").parse()?,
+                        ..terminal::AttachOptions::new(interactive, tty)
+                    };
+                    return Ok(terminal::attach(&m, &opts).await?.unwrap_or(0));
                 }
                 writeln!(out, "{c}")?;
             }
@@ -219,11 +227,21 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
         }
         Verb::Attach {
             no_stdin,
+            detach_keys,
+            sig_proxy,
             container,
         } => {
+            let v = store.view(&container)?;
             let m = store.monitor(&container)?;
             drop(out);
-            return terminal::attach(&m, !no_stdin, false).await;
+            let tty = v.config.run.terminal;
+            let opts = terminal::AttachOptions {
+                // With a terminal, ^C reaches the container as a byte.
+                sig_proxy: sig_proxy && !tty,
+                detach_keys: detach_keys.as_deref().unwrap_or("ctrl-p,ctrl-q").parse()?,
+                ..terminal::AttachOptions::new(!no_stdin && v.config.interactive, tty)
+            };
+            return Ok(terminal::attach(&m, &opts).await?.unwrap_or(0));
         }
         Verb::Exec {
             detach,

@@ -197,7 +197,24 @@ pub(crate) async fn run_container(
         writeln!(std::io::stdout(), "{id}")?;
         return Ok(0);
     }
-    let code = terminal::attach(&monitor, a.interactive, a.tty).await?;
+    let streams: Vec<String> = a.attach.iter().map(|s| s.to_lowercase()).collect();
+    let wants = |s: &str| streams.is_empty() || streams.iter().any(|x| x == s);
+    let opts = terminal::AttachOptions {
+        stdin: a.interactive && wants("stdin"),
+        stdout: wants("stdout"),
+        stderr: wants("stderr"),
+        tty: a.tty,
+        sig_proxy: a.sig_proxy && !a.tty,
+        detach_keys: a
+            .detach_keys
+            .as_deref()
+            .unwrap_or("ctrl-p,ctrl-q")
+            .parse()?,
+    };
+    let Some(code) = terminal::attach(&monitor, &opts).await? else {
+        // Detached: the container runs on.
+        return Ok(0);
+    };
     if a.rm {
         // The monitor removes it; `run --rm` returns once it is gone, as docker's does.
         store.wait_removed(&id, std::time::Duration::from_secs(30));
