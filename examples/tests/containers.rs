@@ -170,6 +170,48 @@ fn run_rm_with_ctrl_c_leaves_no_snapshot_and_no_mount() {
     assert!(s.ok(&["ps", "-a", "-q"]).trim().is_empty());
 }
 
+/// `--init-path`: the host's static init (Debian's docker-init, tini-static) is pid 1 and
+/// runs the command; a relative path is refused before anything is made.
+#[test]
+fn an_init_of_the_hosts_as_pid_1() {
+    let init = "/usr/bin/docker-init";
+    if !common::root_with_busybox() || !Path::new(init).exists() {
+        eprintln!("skipping: needs root and {init} (Debian's tini-static)");
+        return;
+    }
+    let s = Store::new();
+    let o = s.oci(&[
+        "run",
+        "--rm",
+        "--init-path",
+        init,
+        "bb:1",
+        "cat",
+        "/proc/1/cmdline",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.stdout, b"/sbin/docker-init\0--\0cat\0/proc/1/cmdline\0");
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ini",
+        "--init-path",
+        init,
+        "bb:1",
+        "sleep",
+        "300",
+    ]);
+    assert_eq!(s.field("ini", "{{.Path}} {{.Args}}"), "sleep [300]");
+    // The init passes SIGTERM on: the stop does not wait for its timeout.
+    let t = Instant::now();
+    s.ok(&["stop", "-t", "20", "ini"]);
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let err = s.fails(&["run", "--rm", "--init-path", "docker-init", "bb:1", "true"]);
+    assert!(err.contains("init-path"), "{err}");
+    assert_eq!(s.ok(&["ps", "-aq"]).lines().count(), 1, "only ini was made");
+}
+
 /// `oci ARGS` on a terminal, `input` typed after a moment: its exit code.
 fn typed_on_a_pty(s: &Store, args: &[&str], input: &[u8]) -> i32 {
     let (mut m, slave) = common::pty();

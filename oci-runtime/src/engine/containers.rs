@@ -97,6 +97,9 @@ impl<'a> RunImage<'a> {
     }
 }
 
+/// Where `--init-path`'s binary is in the container (docker's place for its init).
+const INIT_TARGET: &str = "/sbin/docker-init";
+
 /// What [`Containers::run`] is asked besides the image.
 #[derive(Debug, Clone, Default)]
 pub struct RunRequest {
@@ -129,6 +132,10 @@ pub struct RunRequest {
     pub volumes: Vec<(String, String, bool)>,
     /// A reaper as pid 1 (`--init`).
     pub init: bool,
+    /// `--init-path`: this host binary as pid 1 instead of the built-in reaper (tini,
+    /// docker-init, catatonit), bind-mounted read-only at `/sbin/docker-init` and run as
+    /// `/sbin/docker-init -- COMMAND...`, as docker runs its init.
+    pub init_path: Option<std::path::PathBuf>,
     /// `container:NAME` for a joined network (shown by `inspect`).
     pub network_mode: Option<String>,
     /// The bridge networks (with [`NetworkMode::Bridge`]); empty: the default `bridge`.
@@ -1042,6 +1049,22 @@ impl Containers {
                 });
             }
         }
+        if let Some(init) = &req.init_path {
+            let is_file = std::fs::metadata(init).is_ok_and(|m| m.is_file());
+            if !init.is_absolute() || !is_file {
+                return Err(crate::Error::option(
+                    "init-path",
+                    init.display(),
+                    "not an absolute path to a file on this host",
+                )
+                .into());
+            }
+            mounts.push(crate::ExtraMount::Bind {
+                source: init.clone(),
+                target: INIT_TARGET.into(),
+                readonly: true,
+            });
+        }
         opts.mounts = mounts;
         if !rustix::process::geteuid().is_root() && opts.rootless.is_none() {
             opts.rootless = Some(crate::Rootless::current());
@@ -1057,6 +1080,15 @@ impl Containers {
             .as_ref()
             .and_then(|p| p.args().clone())
             .unwrap_or_default();
+        if req.init_path.is_some() {
+            if let Some(p) = spec.process_mut() {
+                let args = [INIT_TARGET.to_owned(), "--".to_owned()]
+                    .into_iter()
+                    .chain(command.iter().cloned())
+                    .collect();
+                p.set_args(Some(args));
+            }
+        }
         let image_stop = config
             .config()
             .as_ref()
@@ -1098,7 +1130,7 @@ impl Containers {
             interactive: req.interactive,
             stop_timeout: req.stop_timeout,
             volumes: wanted,
-            init: req.init,
+            init: req.init && req.init_path.is_none(),
             network_mode: req.network_mode.clone(),
             networks,
             aliases,

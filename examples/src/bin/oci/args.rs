@@ -905,6 +905,9 @@ pub(crate) struct RunArgs {
     /// A tiny reaper as pid 1 that passes signals on.
     #[arg(long)]
     pub(crate) init: bool,
+    /// This init binary (tini, docker-init) as pid 1 instead, from the host (implies --init).
+    #[arg(long)]
+    pub(crate) init_path: Option<std::path::PathBuf>,
     /// The image.
     pub(crate) image: String,
     /// The command and its arguments (default: the image's Cmd).

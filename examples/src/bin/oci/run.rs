@@ -125,7 +125,8 @@ pub(crate) async fn run_container(
         stop_signal: a.stop_signal,
         stop_timeout: a.stop_timeout,
         volumes,
-        init: a.init,
+        init: a.init || a.init_path.is_some(),
+        init_path: a.init_path.clone(),
         publish,
         publish_all: a.publish_all,
         links: a
