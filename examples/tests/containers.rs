@@ -1122,6 +1122,16 @@ fn format_templates_as_docker_s() {
         "30",
     ]);
     s.ok(&["run", "--name", "a-much-longer-name", "bb:1", "true"]);
+    // info's fields are docker's /info document's.
+    let info = s.ok(&[
+        "info",
+        "--format",
+        "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}} {{.Images}} {{.OSType}}",
+    ]);
+    assert_eq!(info, "2 1 1 1 linux\n");
+    let info: serde_json::Value =
+        serde_json::from_str(&s.ok(&["info", "--format", "json"])).unwrap();
+    assert_eq!(info["DockerRootDir"], s.data.to_str().unwrap());
     let table = s.ok(&[
         "ps",
         "-a",

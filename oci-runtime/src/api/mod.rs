@@ -743,74 +743,10 @@ impl EngineApi {
     }
 
     async fn info(self: &Arc<Self>) -> Reply {
-        let api = self.clone();
-        let views = blocking(move || Ok(api.containers.list()?)).await?;
-        let count = |f: &dyn Fn(&crate::engine::ContainerView) -> bool| {
-            views.iter().filter(|v| f(v)).count()
-        };
-        let running = count(&|v| v.status.state == crate::MonitorState::Running && !v.paused);
-        let paused = count(&|v| v.paused);
-        let rows = on_own_thread(self, |api| async move { Ok(api.images.list().await?) }).await?;
-        let images: HashSet<String> = rows.into_iter().map(|r| r.id).collect();
-        let uname = rustix::system::uname();
-        let mem_total = containers::host_memory();
-        let os = std::fs::read_to_string("/etc/os-release")
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-            .map(|v| v.trim_matches('"').to_owned())
-            .unwrap_or_else(|| "Linux".into());
-        let cgroup_v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-        let mut doc = serde_json::json!({
-                "ID": "",
-                "Containers": views.len(),
-                "ContainersRunning": running,
-                "ContainersPaused": paused,
-                "ContainersStopped": views.len() - running - paused,
-                "Images": images.len(),
-                "Driver": "overlay",
-                "DriverStatus": [],
-                "Plugins": { "Volume": ["local"], "Network": ["bridge", "host", "null"], "Log": ["json-file"] },
-                "MemoryLimit": true,
-                "SwapLimit": false,
-                "CpuCfsPeriod": true,
-                "CpuCfsQuota": true,
-                "PidsLimit": true,
-                "IPv4Forwarding": true,
-                "Debug": false,
-                "NFd": 0,
-                "NGoroutines": 0,
-                "SystemTime": oci_rs_image::rfc3339(crate::now_ns()),
-                "LoggingDriver": "json-file",
-                "CgroupDriver": "cgroupfs",
-                "CgroupVersion": if cgroup_v2 { "2" } else { "1" },
-                "KernelVersion": uname.release().to_string_lossy(),
-                "OperatingSystem": os,
-                "OSType": "linux",
-                "Architecture": uname.machine().to_string_lossy(),
-                "NCPU": std::thread::available_parallelism().map_or(1, |n| n.get()),
-                "MemTotal": mem_total,
-        });
-        let more = serde_json::json!({
-                "IndexServerAddress": "https://index.docker.io/v1/",
-                "RegistryConfig": { "IndexConfigs": {}, "InsecureRegistryCIDRs": [], "Mirrors": [] },
-                "DockerRootDir": self.containers.data_dir(),
-                "Name": uname.nodename().to_string_lossy(),
-                "Labels": [],
-                "ExperimentalBuild": false,
-                "ServerVersion": env!("CARGO_PKG_VERSION"),
-                "Runtimes": { "oci-rs": { "path": "oci-rs" } },
-                "DefaultRuntime": "oci-rs",
-                "Swarm": { "LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": false, "Error": "", "RemoteManagers": null },
-                "LiveRestoreEnabled": true,
-                "Isolation": "",
-                "InitBinary": "",
-                "SecurityOptions": ["name=seccomp,profile=builtin"],
-                "Warnings": [],
-        });
-        if let (Some(d), serde_json::Value::Object(m)) = (doc.as_object_mut(), more) {
-            d.extend(m);
-        }
+        let doc = on_own_thread(self, |api| async move {
+            Ok(api.containers.system_info(&api.images).await?)
+        })
+        .await?;
         Ok(json(StatusCode::OK, &doc))
     }
 }

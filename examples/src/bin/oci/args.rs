@@ -82,7 +82,12 @@ pub(crate) enum Verb {
         reference: Option<String>,
     },
     /// What this oci is and where it keeps things (docker's `info`).
-    Info,
+    Info {
+        /// A Go template over docker's `/info` fields (`{{.ServerVersion}}`, `{{json .}}`),
+        /// or `json`.
+        #[arg(short, long)]
+        format: Option<String>,
+    },
     /// Versions (docker's `version`).
     Version,
     /// Show an image's history (newest first).

@@ -59,7 +59,7 @@ async fn run(cli: Cli) -> Result<()> {
             | Verb::Logs { .. }
             | Verb::Events { .. }
             | Verb::Port { .. }
-            | Verb::Info
+            | Verb::Info { .. }
             | Verb::Manifest {
                 verb: ManifestVerb::Inspect { .. }
             }
@@ -97,7 +97,7 @@ async fn run(cli: Cli) -> Result<()> {
             system::serve_api(images, &dir, time, uri.as_deref(), tls.as_ref()).await
         }
         v @ (Verb::Version
-        | Verb::Info
+        | Verb::Info { .. }
         | Verb::System {
             verb: SystemVerb::Df { .. } | SystemVerb::Prune { .. },
         }) => system::system_verb(&images, &insecure, &dir, v, out).await,

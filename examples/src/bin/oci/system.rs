@@ -148,7 +148,13 @@ pub(crate) async fn system_verb(
                 text::human_size(r.reclaimed)
             )?;
         }
-        Verb::Info => {
+        Verb::Info { format: Some(f) } => {
+            let store = Containers::open(dir)?;
+            let doc = store.system_info(images).await?;
+            let f = oci_rs_runtime::format::Format::parse(&f, "")?;
+            writeln!(out, "{}", f.render(&doc)?)?;
+        }
+        Verb::Info { format: None } => {
             let store = Containers::open(dir)?;
             let views = store.list()?;
             let running = views
