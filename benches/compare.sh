@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side comparison with the peers, on the same data, on this machine.
 #
-#   benches/compare.sh [layer|registry|registry-server|runtime|containers|network|build|cache|multiplatform|export|all]      (default: all; needs root and network for
+#   benches/compare.sh [layer|registry|registry-server|runtime|containers|verbs|network|build|cache|multiplatform|export|all]      (default: all; needs root and network for
 #                                                 debootstrap the first time)
 #
 # Data (cached in $BENCH_DIR, default /var/tmp/oci-rs-bench):
@@ -552,6 +552,52 @@ containers_bench() {
   awk -v c="$C/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
 }
 
+# The verbs issue 32 measures against podman, each on its own store holding the same busybox
+# image: `cp` of a large tree (the debootstrap minbase, 6,800 entries) into a running
+# container, `stats --no-stream` of a running one, `create` then `start`, and `events` read
+# back over the last ten minutes.
+verbs_bench() {
+  need podman conmon runc busybox-static
+  setup_layer_data
+  local C=$D/verbs R=${RUNS:-3}
+  awk -v c="$C/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
+  rm -rf "$C" && mkdir -p "$C/rootfs/bin"
+  cp /bin/busybox "$C/rootfs/bin/busybox"
+  for t in sh sleep true; do ln -s busybox "$C/rootfs/bin/$t"; done
+  tar -C "$C/rootfs" -cf "$C/bb.tar" .
+  local O="$OCI -q --data-dir $C/data"
+  $O import "$C/bb.tar" bench/bb:1 -c 'CMD ["sh"]' >/dev/null
+  $O save -o "$C/bb-archive.tar" bench/bb:1
+  local P="podman --root $C/podman --runroot $C/podman-run --runtime runc --cgroup-manager cgroupfs --events-backend file --events-logfile-path $C/podman-events"
+  $P load -i "$C/bb-archive.tar" >/dev/null
+  local PR="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none"
+  export O P PR
+  $O run -d --network none --name st bench/bb:1 sleep 1000 >/dev/null
+  $P run -d $PR --name st docker.io/bench/bb:1 sleep 1000 >/dev/null
+  echo
+  echo "### Verbs: cp, stats, create + start, events (busybox, contenders alternate, $R rounds)"
+  echo
+  echo "| what | wall (median of $R) | peak RSS |"
+  echo "|---|---|---|"
+  race \
+    "oci cp minbase into a running container (ours)" "\$O rm -f cp >/dev/null 2>&1; \$O run -d --network none --name cp bench/bb:1 sleep 1000" "\$O cp $D/minbase cp:/t" \
+    "podman cp minbase into a running container" "\$P rm -f -t 0 cp >/dev/null 2>&1; \$P run -d \$PR --name cp docker.io/bench/bb:1 sleep 1000" "\$P cp $D/minbase cp:/t"
+  race \
+    "oci stats --no-stream (ours)" "" "\$O stats --no-stream st" \
+    "podman stats --no-stream" "" "\$P stats --no-stream st"
+  race \
+    "oci create + start (ours)" "\$O rm -f cs >/dev/null 2>&1; true" "\$O create --network none --name cs bench/bb:1 sleep 1000 && \$O start cs" \
+    "podman create + start" "\$P rm -f -t 0 cs >/dev/null 2>&1; true" "\$P create \$PR --name cs docker.io/bench/bb:1 sleep 1000 && \$P start cs"
+  race \
+    "oci events, the last 10 minutes (ours)" "" "\$O events --since 10m --until 0s" \
+    "podman events, the last 10 minutes" "" "\$P events --stream=false --since 10m"
+  echo
+  echo "Ratios ours / podman: cp $(ratio "oci cp minbase into a running container (ours)" "podman cp minbase into a running container"), stats $(ratio "oci stats --no-stream (ours)" "podman stats --no-stream"), create + start $(ratio "oci create + start (ours)" "podman create + start"), events $(ratio "oci events, the last 10 minutes (ours)" "podman events, the last 10 minutes")"
+  $O rm -f st cp cs >/dev/null 2>&1 || true
+  $P rm -f -t 0 -a >/dev/null 2>&1 || true
+  awk -v c="$C/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
+}
+
 # The Docker Engine API: docker's CLI (28, /usr/local/bin/docker, a client only) through
 # `oci system service` and through `podman system service`, each over its own store holding
 # the same busybox image.
@@ -905,6 +951,7 @@ case $what in
   registry-server) registry_server_bench ;;
   runtime) runtime_bench ;;
   containers) containers_bench ;;
+  verbs) verbs_bench ;;
   network) network_bench ;;
   build) build_bench ;;
   cache) cache_bench ;;
@@ -912,8 +959,8 @@ case $what in
   export) export_bench ;;
   engine-api) engine_api_bench ;;
   api-checks) api_checks_bench ;;
-  all) layer_bench; registry_bench; registry_server_bench; runtime_bench; containers_bench; network_bench; build_bench; cache_bench; multiplatform_bench; export_bench; engine_api_bench; api_checks_bench ;;
-  *) echo "usage: $0 [layer|registry|runtime|containers|network|build|cache|multiplatform|export|engine-api|api-checks|all]" >&2; exit 2 ;;
+  all) layer_bench; registry_bench; registry_server_bench; runtime_bench; containers_bench; verbs_bench; network_bench; build_bench; cache_bench; multiplatform_bench; export_bench; engine_api_bench; api_checks_bench ;;
+  *) echo "usage: $0 [layer|registry|runtime|containers|verbs|network|build|cache|multiplatform|export|engine-api|api-checks|all]" >&2; exit 2 ;;
 esac
 if ((failed)); then
   echo "compare.sh: some measurements FAILED; the table above is incomplete" >&2

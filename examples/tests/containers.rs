@@ -212,6 +212,96 @@ fn an_init_of_the_hosts_as_pid_1() {
     assert_eq!(s.ok(&["ps", "-aq"]).lines().count(), 1, "only ini was made");
 }
 
+/// docker's defaults: HOME from the user's passwd entry (`/root` without one), TERM for
+/// `exec -t`, a missing `-w` directory made, a flag given twice taking its last value, and
+/// two mounts on one path refused.
+#[test]
+fn docker_s_defaults_home_workdir_term_and_repeated_flags() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    assert_eq!(
+        s.ok(&["run", "--rm", "bb:1", "sh", "-c", "echo $HOME"]),
+        "/root\n"
+    );
+    // A user with a passwd entry gets its home; one without, /root.
+    let out = s.ok(&[
+        "run",
+        "--rm",
+        "-u",
+        "65534",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo $HOME",
+    ]);
+    assert_eq!(out, "/root\n", "no passwd entry for 65534 in this image");
+    let out = s.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "HOME=/elsewhere",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo $HOME",
+    ]);
+    assert_eq!(out, "/elsewhere\n");
+    assert_eq!(
+        s.ok(&[
+            "run",
+            "--rm",
+            "-w",
+            "/made/for/me",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo $PWD; ls -d /made/for/me"
+        ]),
+        "/made/for/me\n/made/for/me\n"
+    );
+    assert_eq!(
+        s.ok(&[
+            "run",
+            "--rm",
+            "--name",
+            "first",
+            "--name",
+            "last",
+            "-e",
+            "A=1",
+            "-e",
+            "B=2",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo $A$B $(hostname)"
+        ])
+        .split_whitespace()
+        .next(),
+        Some("12")
+    );
+    s.ok(&[
+        "run", "-d", "--name", "one", "--name", "two", "bb:1", "sleep", "30",
+    ]);
+    assert_eq!(s.field("two", "{{.Name}}"), "/two");
+    let out = s.ok(&["exec", "-t", "two", "sh", "-c", "echo TERM=$TERM"]);
+    assert!(out.contains("TERM=xterm"), "{out}");
+    let err = s.fails(&[
+        "run",
+        "--rm",
+        "-v",
+        "/tmp:/data",
+        "-v",
+        "/var:/data/",
+        "bb:1",
+        "true",
+    ]);
+    assert!(err.contains("Duplicate mount point"), "{err}");
+    assert_eq!(s.ok(&["ps", "-aq"]).lines().count(), 1, "only two was made");
+}
+
 /// `oci ARGS` on a terminal, `input` typed after a moment: its exit code.
 fn typed_on_a_pty(s: &Store, args: &[&str], input: &[u8]) -> i32 {
     let (mut m, slave) = common::pty();

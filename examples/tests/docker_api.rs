@@ -1255,6 +1255,20 @@ fn cp_both_ways_and_links_stay_inside_the_container() {
         !std::path::Path::new("/tmp").join(&escape).exists(),
         "an archive entry reached the host's /tmp: {r}"
     );
+    // A path that climbs with `..` stays in the container's root: the host's /etc/hostname
+    // is not what comes back.
+    s.ok(&["exec", "cp1", "sh", "-c", "echo container-side > /data/x"]);
+    let r = s.raw(b"GET /containers/cp1/archive?path=/../../../../../../data/../../data/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.contains("container-side"), "{r}");
+    let host_name = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let r = s.raw(b"GET /containers/cp1/archive?path=/../../../../../../etc/hostname HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(
+        host_name.trim().is_empty()
+            || !r.contains(host_name.trim())
+            || r.starts_with("HTTP/1.1 404"),
+        "the host's /etc/hostname came out: {r}"
+    );
     let (code, _, err) = s.docker(&["cp", "cp1:/no/such/file", host.to_str().unwrap()]);
     assert_ne!(code, 0);
     assert!(
@@ -1652,6 +1666,17 @@ fn build_through_the_engine_api() {
             .trim(),
         "a"
     );
+    // Without DOCKER_BUILDKIT, and with no buildx plugin: the service's `/_ping` says it
+    // builds with the classic builder (`Builder-Version: 1`), which docker's CLI then uses.
+    let o = s
+        .docker_cmd(&["build", "-t", "classic:1", dir])
+        .env_remove("DOCKER_BUILDKIT")
+        .env("HOME", s.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = common::succeeded("docker build without DOCKER_BUILDKIT", o);
+    assert!(out.contains("Successfully tagged classic:1"), "{out}");
     // -q: the id alone, the one inspect shows.
     let (code, out, err) = build(&["build", "-q", "-t", "quiet:1", dir], b"");
     assert_eq!(code, 0, "{err}");

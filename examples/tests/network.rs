@@ -139,7 +139,24 @@ fn bad_port_specs_and_networks_are_one_line_errors() {
     assert!(s.ok(&["ps", "-a", "-q"]).is_empty());
     let err = s.fails(&["run", "--network", "no-such-net", "bb:1", "true"]);
     assert!(err.contains("network no-such-net not found"), "{err}");
-    let err = s.fails(&["run", "--network", "host", "-p", "80", "bb:1", "true"]);
+    // docker's: with the host's network, published ports are dropped with a warning.
+    let o = s.oci(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "-p",
+        "80",
+        "bb:1",
+        "true",
+    ]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("WARNING: Published ports are discarded when using host network mode"),
+        "{err}"
+    );
+    let err = s.fails(&["run", "--network", "none", "-p", "80", "bb:1", "true"]);
     assert!(err.contains("only on a bridge"), "{err}");
     let err = s.fails(&["run", "--hostname", "a_b", "bb:1", "true"]);
     assert!(err.contains("not a valid host name"), "{err}");

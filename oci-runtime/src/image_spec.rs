@@ -807,6 +807,10 @@ pub fn spec_from_image(
             extra.push(gid);
         }
     }
+    // docker's: HOME from the user's passwd entry unless the image or the run sets it.
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        set_env(&mut env, &format!("HOME={}", home_dir(rootfs, uid)));
+    }
     let cwd = opts
         .workdir
         .clone()
@@ -1274,6 +1278,20 @@ struct PasswdEntry<'a> {
     name: &'a str,
     uid: u32,
     gid: u32,
+    home: &'a str,
+}
+
+/// docker's `HOME` for `uid`: its home directory in the image's `/etc/passwd`, `/root`
+/// without one (or with an empty or relative one).
+pub fn home_dir(rootfs: &Path, uid: u32) -> String {
+    let passwd = read_in_root(rootfs, "etc/passwd").unwrap_or_default();
+    let home = passwd_entries(&passwd)
+        .find(|e| e.uid == uid)
+        .map(|e| e.home)
+        .filter(|h| h.starts_with('/'))
+        .unwrap_or("/root")
+        .to_owned();
+    home
 }
 
 fn passwd_entries(text: &str) -> impl Iterator<Item = PasswdEntry<'_>> {
@@ -1286,6 +1304,7 @@ fn passwd_entries(text: &str) -> impl Iterator<Item = PasswdEntry<'_>> {
             name: f[0],
             uid: f[2].parse().ok()?,
             gid: f[3].parse().ok()?,
+            home: f.get(5).copied().unwrap_or(""),
         })
     })
 }
@@ -1386,7 +1405,7 @@ mod tests {
         assert_eq!(p.args().as_ref().unwrap(), &["/bin/sh", "-c", "echo hi"]);
         assert_eq!(
             p.env().as_ref().unwrap(),
-            &["PATH=/bin", "A=1", "HOSTNAME=container"]
+            &["PATH=/bin", "A=1", "HOSTNAME=container", "HOME=/var/www"]
         );
         assert_eq!(p.cwd(), &PathBuf::from("/srv"));
         assert_eq!(p.user().uid(), 33);

@@ -386,6 +386,7 @@ pub use engine::{
     DiskUsage, EngineError, EngineResult, ExecRequest, ExecSession, InspectState, InterfaceStats,
     MountArg, ProcessRow, PruneFilter, RunImage, RunRequest, StatsRow, SystemPruneOptions,
     SystemPruneReport, UsageLine, VolumeFilter, VolumeInfo, Volumes, ANONYMOUS_VOLUME_LABEL,
+    PORTS_DISCARDED,
 };
 pub use error::{chain, Error, Result};
 pub use events::{Event, EventFilter, EventSink, Follower, Journal, JOURNAL_MAX};
@@ -394,10 +395,10 @@ pub use health::{
     Health, HealthFlags, HealthProbe, HealthResult, HealthStatus, MAX_HEALTH_LOG, MAX_PROBE_OUTPUT,
 };
 pub use image_spec::{
-    capability_set, check_sysctl, docker_device_rules, etc_extras, etc_files, is_valid_hostname,
-    parse_capability, parse_sysctl, parse_ulimit, resolve_user, resources_of, set_env,
-    spec_from_image, ExtraMount, NetworkMode, ResourceFlags, Rootless, RunOptions, SeccompChoice,
-    DEFAULT_CAPABILITIES, ETC_MOUNT_POINTS,
+    capability_set, check_sysctl, docker_device_rules, etc_extras, etc_files, home_dir,
+    is_valid_hostname, parse_capability, parse_sysctl, parse_ulimit, resolve_user, resources_of,
+    set_env, spec_from_image, ExtraMount, NetworkMode, ResourceFlags, Rootless, RunOptions,
+    SeccompChoice, DEFAULT_CAPABILITIES, ETC_MOUNT_POINTS,
 };
 pub use logs::{
     follow_logs, log_files, parse_log_record, read_logs, LogLimits, LogQuery, LogRecord, LogStream,

@@ -275,6 +275,9 @@ pub(crate) struct Built {
     pub mounts: Vec<MountStep>,
     pub devices: Vec<DeviceStep>,
     pub symlinks: Vec<(CString, CString)>,
+    /// The process's working directory, as prefixes in the root: made when missing (as
+    /// runc makes it, and docker's `-w` relies on), after the mounts.
+    pub cwd: Vec<(CString, CString)>,
     pub masked: Vec<CString>,
     pub readonly_paths: Vec<CString>,
     pub sysctl: Vec<(CString, CString)>,
@@ -508,10 +511,16 @@ pub(crate) fn filesystem(
     } else {
         (asked, None)
     };
+    let cwd = match spec.process() {
+        Some(p) => prefixes(p.cwd())
+            .map_err(|_| Error::spec("process.cwd", p.cwd().display(), "has a `..` component"))?,
+        None => Vec::new(),
+    };
     Ok(Built {
         mounts,
         devices,
         symlinks,
+        cwd,
         masked,
         readonly_paths,
         sysctl,

@@ -612,10 +612,11 @@ impl EngineApi {
                 e => Fail::from(e),
             })?;
         let img = RunImage::from_store(&self.images, found, image);
+        let warnings = run.warnings();
         let (id, _monitor) = self.containers.create(&img, run).await?;
         Ok(json(
             StatusCode::CREATED,
-            &serde_json::json!({ "Id": id, "Warnings": [] }),
+            &serde_json::json!({ "Id": id, "Warnings": warnings }),
         ))
     }
 

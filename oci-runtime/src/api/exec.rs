@@ -94,11 +94,8 @@ impl EngineApi {
             .ok_or_else(|| Fail::bad("No exec command specified"))?;
         let tty = b.tty.unwrap_or(false);
         let stdin = b.attach_stdin.unwrap_or(false);
-        let mut env = b.env.unwrap_or_default();
-        if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
-            // As docker's daemon does for an exec with a terminal.
-            env.push("TERM=xterm".into());
-        }
+        // TERM for a terminal is the engine's (`Containers::exec_process`).
+        let env = b.env.unwrap_or_default();
         let entry = ExecEntry {
             container: v.config.id,
             req: ExecRequest {

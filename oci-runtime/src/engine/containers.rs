@@ -97,8 +97,24 @@ impl<'a> RunImage<'a> {
     }
 }
 
+impl RunRequest {
+    /// What docker warns of for this request, that the engine then ignores: ports published
+    /// with the host's network ([`PORTS_DISCARDED`]).
+    pub fn warnings(&self) -> Vec<String> {
+        let host = self.opts.network == NetworkMode::Host && self.opts.join_network.is_none();
+        if host && (!self.publish.is_empty() || self.publish_all) {
+            vec![PORTS_DISCARDED.to_owned()]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 /// Where `--init-path`'s binary is in the container (docker's place for its init).
 const INIT_TARGET: &str = "/sbin/docker-init";
+
+/// docker's warning for ports published with the host's network, which are dropped.
+pub const PORTS_DISCARDED: &str = "Published ports are discarded when using host network mode";
 
 /// What [`Containers::run`] is asked besides the image.
 #[derive(Debug, Clone, Default)]
@@ -979,6 +995,12 @@ impl Containers {
                 publish.extend(crate::parse_publish(&e)?);
             }
         }
+        if !publish.is_empty() && cfg_network == NetworkMode::Host && opts.join_network.is_none() {
+            // docker's: the host's ports are the container's; a warning, not an error
+            // (see `RunRequest::warnings`).
+            tracing::warn!("{PORTS_DISCARDED}");
+            publish.clear();
+        }
         if !publish.is_empty() && !matches!(cfg_network, NetworkMode::Bridge | NetworkMode::Slirp) {
             return Err(crate::Error::InvalidOption {
                 option: "port publication",
@@ -992,6 +1014,24 @@ impl Containers {
                 reason: "ports are published only on a bridge network or with slirp4netns".into(),
             }
             .into());
+        }
+        // docker's rule: two of the user's mounts (binds, tmpfs, volumes) on one path are
+        // refused, not one silently dropped.
+        let mut targets = std::collections::BTreeSet::new();
+        let user_targets = opts
+            .mounts
+            .iter()
+            .map(|m| m.target())
+            .chain(req.volumes.iter().map(|v| v.1.as_str()));
+        for t in user_targets {
+            let norm = t.trim_end_matches('/');
+            if !targets.insert(if norm.is_empty() { "/" } else { norm }) {
+                return Err(EngineError::MountSpec {
+                    flag: "volume",
+                    spec: t.to_owned(),
+                    problem: format!("Duplicate mount point: {t}"),
+                });
+            }
         }
         let snap = self.snapshots()?;
         let mount = snap
@@ -1953,12 +1993,9 @@ impl Containers {
         process.set_args(Some(req.args.clone()));
         process.set_terminal(Some(req.tty));
         let mut env = process.env().clone().unwrap_or_default();
-        for e in &req.env {
-            crate::set_env(&mut env, e);
-        }
-        process.set_env(Some(env));
-        if let Some(w) = &req.workdir {
-            process.set_cwd(PathBuf::from(w));
+        // As docker's daemon: TERM for a terminal, HOME of another user's.
+        if req.tty {
+            crate::set_env(&mut env, "TERM=xterm");
         }
         if let Some(u) = &req.user {
             let (uid, gid, extra) = crate::resolve_user(c.rootfs(), u)?;
@@ -1967,6 +2004,17 @@ impl Containers {
             user.set_gid(gid);
             user.set_additional_gids(Some(extra));
             process.set_user(user);
+            crate::set_env(
+                &mut env,
+                &format!("HOME={}", crate::home_dir(c.rootfs(), uid)),
+            );
+        }
+        for e in &req.env {
+            crate::set_env(&mut env, e);
+        }
+        process.set_env(Some(env));
+        if let Some(w) = &req.workdir {
+            process.set_cwd(PathBuf::from(w));
         }
         Ok((c, process))
     }

@@ -57,6 +57,10 @@ pub(super) fn build_rootfs(plan: &Plan) -> OwnedFd {
             Err(e) => fail(plan, Step::Symlink, e),
         }
     }
+    // The working directory, when the image and the mounts do not have it (runc's rule).
+    if let Err(e) = make_prefixes(root.as_fd(), &plan.cwd_dirs, false) {
+        fail(plan, Step::Cwd, e);
+    }
     if !plan.create_container.is_empty() {
         create_container_hooks(plan);
     }

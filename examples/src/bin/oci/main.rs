@@ -21,7 +21,6 @@ mod system;
 
 use anyhow::Result;
 use args::*;
-use clap::Parser;
 use oci_examples::images::{data_dir, Images};
 use oci_examples::EXIT_TOOL_FAILURE;
 use std::io::Write;
@@ -148,7 +147,7 @@ fn main() {
     // A container's monitor is this program again (see oci_rs_runtime::monitor).
     oci_rs_runtime::serve_if_requested();
     // Usage errors as docker gives them: one line and exit 125 (help and version as clap's).
-    let cli = match Cli::try_parse_from(docker_spellings(std::env::args_os().collect())) {
+    let cli = match parse(docker_spellings(std::env::args_os().collect())) {
         Ok(c) => c,
         Err(e)
             if matches!(
@@ -218,6 +217,17 @@ fn main() {
 
 /// docker's management-command spellings (`container ls`, `image rm`, ...) as the verbs they
 /// name, so scripts written for docker run unchanged. `container prune` is a verb of its own.
+/// The command line, where a flag given twice takes its last value (docker's, whose flag
+/// parser overwrites) instead of being refused; flags that collect (`-e`, `-v`) collect.
+fn parse(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    fn overriding(c: clap::Command) -> clap::Command {
+        c.args_override_self(true).mut_subcommands(overriding)
+    }
+    let matches = overriding(Cli::command()).try_get_matches_from(args)?;
+    Cli::from_arg_matches(&matches)
+}
+
 fn docker_spellings(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     // Skip the global options to find the verb.
     let mut i = 1;

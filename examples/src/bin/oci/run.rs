@@ -137,6 +137,9 @@ pub(crate) async fn run_container(
         ..RunRequest::default()
     };
     store.set_network(&mut req, a.network.as_deref())?;
+    for w in req.warnings() {
+        eprintln!("WARNING: {w}");
+    }
     req.opts.pid = store.namespace_choice("pid", a.pid.as_deref().unwrap_or(""))?;
     req.opts.ipc = store.namespace_choice("ipc", a.ipc.as_deref().unwrap_or(""))?;
     req.opts.uts_host = a.uts.is_some();
