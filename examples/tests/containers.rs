@@ -302,6 +302,52 @@ fn docker_s_defaults_home_workdir_term_and_repeated_flags() {
     assert_eq!(s.ok(&["ps", "-aq"]).lines().count(), 1, "only two was made");
 }
 
+/// Verbs given several names do each one and report each failure (exit 1), as docker's;
+/// `image inspect` and `container inspect` look up their own kind only; podman's and
+/// docker's other spellings name the same verbs.
+#[test]
+fn several_names_kinds_of_inspect_and_spellings() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    s.ok(&["run", "-d", "--name", "a1", "bb:1", "sleep", "30"]);
+    s.ok(&["run", "-d", "--name", "a2", "bb:1", "sleep", "30"]);
+    let o = s.oci(&["stop", "-t", "0", "a1", "missing", "a2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "a1\na2\n");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("No such container: missing"));
+    assert_eq!(s.field("a2", "{{.State.Status}}"), "exited");
+    let o = s.oci(&["rm", "a1", "missing", "a2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(s.ok(&["ps", "-aq"]), "");
+    // The kinds of inspect.
+    s.ok(&["tag", "bb:1", "twin"]);
+    s.ok(&["create", "--name", "twin", "bb:1", "true"]);
+    assert_eq!(
+        s.ok(&["container", "inspect", "-f", "{{.Name}}", "twin"]),
+        "/twin\n"
+    );
+    assert!(s
+        .ok(&["image", "inspect", "-f", "{{.Id}}", "twin"])
+        .starts_with("sha256:"));
+    let err = s.fails(&["container", "inspect", "bb:1"]);
+    assert!(err.contains("No such container: bb:1"), "{err}");
+    let err = s.fails(&["image", "inspect", "nothing:here"]);
+    assert!(err.contains("No such image: nothing:here"), "{err}");
+    let err = s.fails(&["inspect", "nothing"]);
+    assert!(err.contains("No such object: nothing"), "{err}");
+    // Spellings.
+    assert_eq!(
+        s.ok(&["system", "info", "--format", "{{.OSType}}"]),
+        "linux\n"
+    );
+    s.ok(&["volume", "create", "vv"]);
+    assert!(s.ok(&["volume", "list"]).contains("vv"));
+    s.ok(&["volume", "remove", "vv"]);
+    s.ok(&["container", "remove", "twin"]);
+}
+
 /// `oci ARGS` on a terminal, `input` typed after a moment: its exit code.
 fn typed_on_a_pty(s: &Store, args: &[&str], input: &[u8]) -> i32 {
     let (mut m, slave) = common::pty();

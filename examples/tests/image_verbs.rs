@@ -212,8 +212,12 @@ fn load_prints_each_image_once_and_info_and_version_answer() {
     // Nor do the verbs that only read: they see an empty store.
     assert_eq!(fresh.ok(&["images", "-q"]), "");
     assert!(fresh.ok(&["ps", "-a"]).starts_with("CONTAINER ID"));
-    assert!(fresh.fails(&["inspect", "img:0"]).contains("no such image"));
-    assert!(fresh.fails(&["history", "img:0"]).contains("no such image"));
+    assert!(fresh
+        .fails(&["inspect", "img:0"])
+        .contains("No such object: img:0"));
+    assert!(fresh
+        .fails(&["history", "img:0"])
+        .contains("No such image: img:0"));
     assert!(fresh.ok(&["info"]).contains(" Images: 0"));
     assert!(!fresh.data.exists(), "a read made {}", fresh.data.display());
 }

@@ -88,7 +88,7 @@ pub enum Error {
         would_be: u64,
     },
     /// No image in the [`ImageStore`](crate::ImageStore) by this name, id or id prefix.
-    #[error("no such image: {0}")]
+    #[error("No such image: {0}")]
     NoSuchImage(String),
     /// An image id prefix that more than one image's id starts with.
     #[error("ambiguous image id prefix {prefix}: it matches {matches}")]

@@ -1156,9 +1156,10 @@ impl ImageStore {
         }
     }
 
-    /// `rmi [-f] NAME...`: untags, then removes what no name reaches any more. An image that
-    /// a container was made from is refused (as docker does) unless `force`, which untags
-    /// it; its content stays as long as a container needs it (commit and export read it).
+    /// `rmi [-f] NAME...`: untags, then removes what no name reaches any more. The last name
+    /// of an image that a container was made from is refused (as docker does) unless `force`,
+    /// which untags it; one of several names is untagged whoever uses the image. Content
+    /// stays as long as a container needs it (commit and export read it).
     /// An image named by its id (or a prefix) loses every name it has; with more than one,
     /// only with `force`, as docker's. Returns the names untagged and the bytes freed.
     pub async fn remove(&self, names: &[String], force: bool) -> Result<(Vec<String>, u64)> {
@@ -1182,7 +1183,11 @@ impl ImageStore {
             } else {
                 vec![store_name(&r)]
             };
-            if !force {
+            // docker's rule: a name of an image that keeps other names is only untagged,
+            // whoever uses the image; its last name (or its id) is refused while a container
+            // was made from it.
+            let last_name = found.by_id || found.names.len() <= 1;
+            if !force && last_name {
                 let top = self.manifest(desc.digest()).await?;
                 let host = self.for_host(top).await?.digest().to_string();
                 let named = desc.digest().to_string();

@@ -417,6 +417,13 @@ async fn rmi_and_prune_keep_what_a_container_was_made_from_and_commit_reads_it()
         .await
         .unwrap();
     std::fs::write(mount.rootfs.join("made-here"), b"x").unwrap();
+    // One of two names is only untagged (docker's rule), whoever uses the image.
+    store.tag("app:1", "app:other").await.unwrap();
+    let (untagged, _) = store
+        .remove(&["app:other".to_owned()], false)
+        .await
+        .unwrap();
+    assert_eq!(untagged.len(), 1, "{untagged:?}");
     match store.remove(&["app:1".to_owned()], false).await {
         Err(Error::ImageInUse { image, container }) => {
             assert_eq!((image.as_str(), container.as_str()), ("app:1", "c1"));

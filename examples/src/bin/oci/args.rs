@@ -195,6 +195,9 @@ pub(crate) enum Verb {
         /// Go-template-style fields: `{{.State.Status}}`, `{{json .Config}}`.
         #[arg(short, long)]
         format: Option<String>,
+        /// Only this kind of object: `container` or `image`.
+        #[arg(long = "type", value_parser = ["container", "image"])]
+        kind: Option<String>,
         /// Containers or images.
         #[arg(required = true)]
         images: Vec<String>,

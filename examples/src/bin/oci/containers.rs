@@ -10,7 +10,29 @@ use oci_rs_runtime::{ContainerFilter, Containers, ExecRequest, Volumes};
 use std::io::Write;
 use std::path::Path;
 
-fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> Result<()> {
+/// docker's way with several names: each one tried, an error reported for each that fails
+/// (the others still done), `done` printed for each that did, and 1 at the end when any
+/// failed.
+fn each(
+    names: Vec<String>,
+    out: &mut impl Write,
+    mut f: impl FnMut(&str) -> Result<String>,
+) -> Result<i32> {
+    let mut code = 0;
+    for n in names {
+        match f(&n) {
+            Ok(done) => writeln!(out, "{done}")?,
+            Err(e) => {
+                out.flush()?;
+                eprintln!("oci: {}", oci_rs_image::printable(&format!("{e:#}")));
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> Result<i32> {
     let nets = store.networks();
     match verb {
         NetworkVerb::Create {
@@ -81,10 +103,9 @@ fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> 
             print_json(&docs)?;
         }
         NetworkVerb::Rm { names } => {
-            for n in names {
-                store.remove_network(&n)?;
-                writeln!(out, "{n}")?;
-            }
+            return each(names, out, |n| {
+                Ok(store.remove_network(n).map(|_| n.to_owned())?)
+            });
         }
         NetworkVerb::Connect {
             alias,
@@ -94,7 +115,7 @@ fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> 
         } => store.connect_with(&network, &container, &alias, ip)?,
         NetworkVerb::Disconnect { network, container } => store.disconnect(&network, &container)?,
     }
-    Ok(())
+    Ok(0)
 }
 
 pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
@@ -172,28 +193,28 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             })?;
         }
         Verb::Stop { time, containers } => {
-            for c in containers {
+            return each(containers, &mut out, |c| {
                 let timeout = match time {
                     Some(t) => std::time::Duration::from_secs(t),
-                    None => store.view(&c)?.config.stop_timeout(),
+                    None => store.view(c)?.config.stop_timeout(),
                 };
-                store.stop(&c, timeout)?;
-                writeln!(out, "{c}")?;
-            }
+                store.stop(c, timeout)?;
+                Ok(c.to_owned())
+            });
         }
         Verb::Restart { time, containers } => {
-            for c in containers {
-                store.stop(&c, std::time::Duration::from_secs(time))?;
-                store.start(&c, false)?;
-                writeln!(out, "{c}")?;
-            }
+            return each(containers, &mut out, |c| {
+                store.stop(c, std::time::Duration::from_secs(time))?;
+                store.start(c, false)?;
+                Ok(c.to_owned())
+            });
         }
         Verb::Kill { signal, containers } => {
             let sig = oci_rs_runtime::parse_signal(&signal)?;
-            for c in containers {
-                store.kill(&c, sig)?;
-                writeln!(out, "{c}")?;
-            }
+            return each(containers, &mut out, |c| {
+                store.kill(c, sig)?;
+                Ok(c.to_owned())
+            });
         }
         Verb::Start {
             attach,
@@ -221,9 +242,7 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             }
         }
         Verb::Wait { containers } => {
-            for c in containers {
-                writeln!(out, "{}", store.wait(&c)?)?;
-            }
+            return each(containers, &mut out, |c| Ok(store.wait(c)?.to_string()));
         }
         Verb::Attach {
             no_stdin,
@@ -277,16 +296,16 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
         }
         Verb::Rename { container, name } => store.rename(&container, &name)?,
         Verb::Pause { containers } => {
-            for c in containers {
-                store.pause(&c)?;
-                writeln!(out, "{c}")?;
-            }
+            return each(containers, &mut out, |c| {
+                store.pause(c)?;
+                Ok(c.to_owned())
+            });
         }
         Verb::Unpause { containers } => {
-            for c in containers {
-                store.unpause(&c)?;
-                writeln!(out, "{c}")?;
-            }
+            return each(containers, &mut out, |c| {
+                store.unpause(c)?;
+                Ok(c.to_owned())
+            });
         }
         Verb::Update {
             restart,
@@ -297,15 +316,15 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             let any = flags != oci_rs_runtime::ResourceFlags::default();
             let r = oci_rs_runtime::resources_of(&flags)?;
             let restart = restart.as_deref().map(str::parse).transpose()?;
-            for c in containers {
+            return each(containers, &mut out, |c| {
                 if any || restart.is_none() {
-                    store.update(&c, &r)?;
+                    store.update(c, &r)?;
                 }
                 if let Some(policy) = restart {
-                    store.set_restart(&c, policy)?;
+                    store.set_restart(c, policy)?;
                 }
-                writeln!(out, "{c}")?;
-            }
+                Ok(c.to_owned())
+            });
         }
         Verb::Diff { container } => {
             for c in store.diff(&container)? {
@@ -318,16 +337,16 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             volumes,
             containers,
         } => {
-            for c in containers {
+            return each(containers, &mut out, |c| {
                 match volumes {
-                    true => store.remove_with_volumes(&c, force)?,
-                    false => store.remove(&c, force)?,
+                    true => store.remove_with_volumes(c, force)?,
+                    false => store.remove(c, force)?,
                 }
-                writeln!(out, "{c}")?;
-            }
+                Ok(c.to_owned())
+            });
         }
-        Verb::Volume { verb } => volume_verb(&store, dir, verb, out)?,
-        Verb::Network { verb } => network_verb(&store, verb, &mut out)?,
+        Verb::Volume { verb } => return volume_verb(&store, dir, verb, out),
+        Verb::Network { verb } => return network_verb(&store, verb, &mut out),
         Verb::Port { container, port } => {
             let v = store.view(&container)?;
             let ports = v.status.network.map(|n| n.ports).unwrap_or_default();
@@ -505,7 +524,7 @@ fn volume_verb(
     dir: &Path,
     verb: VolumeVerb,
     mut out: std::io::StdoutLock<'static>,
-) -> Result<()> {
+) -> Result<i32> {
     let vols = Volumes::open(dir)?;
     match verb {
         VolumeVerb::Create { label, opt, name } => {
@@ -563,11 +582,11 @@ fn volume_verb(
             }
         }
         VolumeVerb::Rm { names } => {
-            for n in names {
-                vols.remove(&n, &store.volume_users(&n))?;
-                writeln!(out, "{n}")?;
-            }
+            return each(names, &mut out, |n| {
+                vols.remove(n, &store.volume_users(n))?;
+                Ok(n.to_owned())
+            });
         }
     }
-    Ok(())
+    Ok(0)
 }

@@ -333,15 +333,50 @@ pub(crate) async fn image_verb(
         }
         Verb::Inspect {
             format,
+            kind,
             images: names,
         } => {
             let store = Containers::open(dir)?;
             let mut views = Vec::new();
+            // docker's: each name looked up (containers first without --type), the found
+            // ones printed, an error for each missing one, and 1 at the end.
+            let mut missing = Vec::new();
             for n in &names {
-                views.push(match store.resolve(n) {
-                    Ok(id) => serde_json::to_value(store.inspect(&id)?)?,
-                    Err(_) => serde_json::to_value(images.inspect(n).await?)?,
-                });
+                let container = match kind.as_deref() {
+                    Some("image") => None,
+                    _ => store.resolve(n).ok(),
+                };
+                let found = match container {
+                    Some(id) => Some(serde_json::to_value(store.inspect(&id)?)?),
+                    None if kind.as_deref() == Some("container") => None,
+                    None => match images.inspect(n).await {
+                        Ok(i) => Some(serde_json::to_value(i)?),
+                        Err(oci_rs_layer::Error::NoSuchImage(_)) => None,
+                        Err(e) => return Err(e.into()),
+                    },
+                };
+                match found {
+                    Some(v) => views.push(v),
+                    None => missing.push(match kind.as_deref() {
+                        Some("container") => format!("No such container: {n}"),
+                        Some(_) => format!("No such image: {n}"),
+                        None => format!("No such object: {n}"),
+                    }),
+                }
+            }
+            if !missing.is_empty() {
+                // What was found first, as docker prints it.
+                match &format {
+                    Some(f) => {
+                        let f = Format::parse(f, "")?;
+                        for v in &views {
+                            writeln!(out, "{}", f.render(v)?)?;
+                        }
+                    }
+                    None => writeln!(out, "{}", serde_json::to_string_pretty(&views)?)?,
+                }
+                out.flush()?;
+                anyhow::bail!("{}", missing.join("\n"));
             }
             match format {
                 Some(f) => {

@@ -215,8 +215,6 @@ fn main() {
     }
 }
 
-/// docker's management-command spellings (`container ls`, `image rm`, ...) as the verbs they
-/// name, so scripts written for docker run unchanged. `container prune` is a verb of its own.
 /// The command line, where a flag given twice takes its last value (docker's, whose flag
 /// parser overwrites) instead of being refused; flags that collect (`-e`, `-v`) collect.
 fn parse(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
@@ -228,6 +226,8 @@ fn parse(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
     Cli::from_arg_matches(&matches)
 }
 
+/// docker's management-command spellings (`container ls`, `image rm`, ...) as the verbs they
+/// name, so scripts written for docker run unchanged. `container prune` is a verb of its own.
 fn docker_spellings(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     // Skip the global options to find the verb.
     let mut i = 1;
@@ -245,24 +245,32 @@ fn docker_spellings(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString
     ) else {
         return args;
     };
-    let mapped = match (group, verb) {
-        ("container", "ls" | "list" | "ps") => "ps",
+    let mapped: &[&str] = match (group, verb) {
+        ("container", "ls" | "list" | "ps") => &["ps"],
+        ("container", "remove") => &["rm"],
+        // Of that kind only: an image named as a container is not found, and the reverse.
+        ("container", "inspect") => &["inspect", "--type", "container"],
+        ("image", "inspect") => &["inspect", "--type", "image"],
         (
             "container",
-            v @ ("rm" | "inspect" | "start" | "stop" | "restart" | "kill" | "wait" | "logs"
-            | "exec" | "attach" | "top" | "run" | "create" | "commit" | "export" | "cp"
-            | "diff" | "pause" | "unpause" | "port" | "rename" | "stats" | "update"),
-        ) => v,
-        ("image", "ls" | "list") => "images",
-        ("image", "rm") => "rmi",
+            v @ ("rm" | "start" | "stop" | "restart" | "kill" | "wait" | "logs" | "exec" | "attach"
+            | "top" | "run" | "create" | "commit" | "export" | "cp" | "diff" | "pause"
+            | "unpause" | "port" | "rename" | "stats" | "update"),
+        ) => &[v],
+        ("image", "ls" | "list") => &["images"],
+        ("image", "rm" | "remove" | "rmi") => &["rmi"],
         (
             "image",
-            v @ ("inspect" | "pull" | "push" | "tag" | "save" | "load" | "import" | "history"
-            | "build"),
-        ) => v,
+            v @ ("pull" | "push" | "tag" | "save" | "load" | "import" | "history" | "build"),
+        ) => &[v],
+        ("system", v @ ("info" | "events")) => &[v],
+        // podman's spellings of the volume and network verbs.
+        (g @ ("volume" | "network"), "list") => &[g, "ls"],
+        (g @ ("volume" | "network"), "remove") => &[g, "rm"],
         _ => return args,
     };
-    args.splice(i..i + 2, [std::ffi::OsString::from(mapped)]);
+    let mapped: Vec<std::ffi::OsString> = mapped.iter().map(Into::into).collect();
+    args.splice(i..i + 2, mapped);
     args
 }
 
@@ -294,5 +302,16 @@ mod tests {
             map(&["oci", "container", "exec", "c", "ls"]),
             ["oci", "exec", "c", "ls"]
         );
+        assert_eq!(
+            map(&["oci", "image", "inspect", "x"]),
+            ["oci", "inspect", "--type", "image", "x"]
+        );
+        assert_eq!(map(&["oci", "system", "info"]), ["oci", "info"]);
+        assert_eq!(map(&["oci", "volume", "list"]), ["oci", "volume", "ls"]);
+        assert_eq!(
+            map(&["oci", "network", "remove", "n"]),
+            ["oci", "network", "rm", "n"]
+        );
+        assert_eq!(map(&["oci", "image", "remove", "i"]), ["oci", "rmi", "i"]);
     }
 }
