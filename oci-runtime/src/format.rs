@@ -159,7 +159,8 @@ pub fn history_id(r: &oci_rs_layer::HistoryRow, no_trunc: bool) -> String {
 }
 
 /// The fields `history --format` knows (docker's names, see [`HISTORY_HEADERS`]) of one
-/// row; sizes in bytes unless `human`.
+/// row, as docker's: without `no_trunc` the command cut to 45 characters (tabs read as
+/// spaces); with `human`, ages and sizes in docker's units, else RFC 3339 times and bytes.
 ///
 /// ```
 /// let row = oci_rs_layer::HistoryRow {
@@ -178,11 +179,29 @@ pub fn history_fields(
     no_trunc: bool,
     human: bool,
 ) -> serde_json::Value {
+    let by = r.created_by.replace('\t', " ");
+    let by = if no_trunc || by.chars().count() <= 45 {
+        by
+    } else {
+        format!("{}…", by.chars().take(44).collect::<String>())
+    };
+    let since = match (r.created, human) {
+        (None, _) => "N/A".to_owned(),
+        (Some(t), true) => crate::ago(t),
+        // Go's time.RFC3339: whole seconds.
+        (Some(t), false) => {
+            let full = crate::rfc3339(t);
+            match full.split_once('.') {
+                Some((secs, _)) => format!("{secs}Z"),
+                None => full,
+            }
+        }
+    };
     serde_json::json!({
         "ID": history_id(r, no_trunc),
-        "CreatedSince": r.created.map_or_else(|| "N/A".into(), crate::ago),
+        "CreatedSince": since,
         "CreatedAt": r.created.map(crate::rfc3339).unwrap_or_default(),
-        "CreatedBy": r.created_by,
+        "CreatedBy": by,
         "Size": if human { crate::human_size(r.size) } else { r.size.to_string() },
         "Comment": r.comment,
     })

@@ -186,6 +186,25 @@ pub struct ContainerInspect {
 }
 
 impl super::ContainerView {
+    /// [`ps_fields`](Self::ps_fields) as docker's `ps` shows them without `--no-trunc`
+    /// (`truncate`): the command cut to 20 characters (the last one `…`) before it is
+    /// quoted; with `--no-trunc`, the whole command and the whole id.
+    pub fn ps_fields_truncated(&self, truncate: bool) -> serde_json::Value {
+        let mut v = self.ps_fields();
+        if truncate {
+            let cmd = self.config.command.join(" ");
+            let cmd = if cmd.chars().count() > 20 {
+                format!("{}…", cmd.chars().take(19).collect::<String>())
+            } else {
+                cmd
+            };
+            v["Command"] = format!("\"{cmd}\"").into();
+        } else {
+            v["ID"] = self.config.id.clone().into();
+        }
+        v
+    }
+
     /// The fields docker's `ps --format` knows, for this container: `ID` (12 digits),
     /// `Image`, `Command` (quoted), `CreatedAt`, `RunningFor`, `Ports`, `State`, `Status`,
     /// `Names`, `Labels` (`k=v,...`), `Mounts`, `Networks`, `Size`.

@@ -4,7 +4,7 @@
 use crate::args::*;
 use crate::print_json;
 use anyhow::Result;
-use oci_examples::{terminal, text};
+use oci_examples::terminal;
 use oci_rs_runtime::format::{self, Format};
 use oci_rs_runtime::{ContainerFilter, Containers, ExecRequest, Volumes};
 use std::io::Write;
@@ -429,13 +429,7 @@ fn ps(
         .into_iter()
         .filter(|r| filter.matches(r))
         .collect();
-    if let Some(f) = format {
-        let f = Format::parse(&f, PS_TABLE)?;
-        let rows: Vec<_> = rows.iter().map(|r| r.ps_fields()).collect();
-        write!(out, "{}", f.render_all(&rows, format::PS_HEADERS)?)?;
-        return Ok(());
-    }
-    if ids_only {
+    if ids_only && format.is_none() {
         for r in rows {
             let id = if no_trunc {
                 &r.config.id[..]
@@ -446,44 +440,13 @@ fn ps(
         }
         return Ok(());
     }
-    writeln!(
-        out,
-        "{:<14} {:<24} {:<24} {:<18} {:<28} {:<24} NAMES",
-        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
-    )?;
-    for r in rows {
-        let id = if no_trunc {
-            &r.config.id[..]
-        } else {
-            &r.config.id[..12]
-        };
-        // The command is the image's (or the user's) text, the image reference and
-        // the name the user's: all shown through `printable`, as every table does.
-        let cmd = format!(
-            "\"{}\"",
-            oci_rs_image::printable(&r.config.command.join(" "))
-        );
-        let cmd = if no_trunc || cmd.chars().count() <= 22 {
-            cmd
-        } else {
-            format!("{}…\"", cmd.chars().take(19).collect::<String>())
-        };
-        writeln!(
-            out,
-            "{:<14} {:<24} {:<24} {:<18} {:<28} {:<24} {}",
-            id,
-            oci_rs_image::printable(&r.config.image),
-            cmd,
-            text::ago(r.config.created),
-            if r.paused {
-                format!("{} (Paused)", text::status_text(&r.status))
-            } else {
-                text::status_text(&r.status)
-            },
-            text::ports_text(&r.status),
-            oci_rs_image::printable(&r.config.name)
-        )?;
-    }
+    // docker's default is its table, aligned as its tabwriter aligns it.
+    let f = Format::parse(format.as_deref().unwrap_or("table"), PS_TABLE)?;
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|r| r.ps_fields_truncated(!no_trunc))
+        .collect();
+    write!(out, "{}", f.render_all(&rows, format::PS_HEADERS)?)?;
     Ok(())
 }
 

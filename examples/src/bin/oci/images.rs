@@ -88,49 +88,19 @@ pub(crate) async fn image_verb(
                 }
                 return Ok(());
             }
-            if let Some(f) = format {
-                let f = Format::parse(
-                    &f,
-                    r"table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}",
-                )?;
-                let docs: Vec<_> = rows
-                    .iter()
-                    .map(|r| format::image_fields(r, no_trunc))
-                    .collect();
-                write!(out, "{}", f.render_all(&docs, format::IMAGE_HEADERS)?)?;
-                return Ok(());
-            }
-            let digest_col = if digests { "DIGEST" } else { "" };
-            writeln!(
-                out,
-                "{:<40} {:<16} {}{:<14} {:<18} SIZE",
-                "REPOSITORY",
-                "TAG",
-                if digests {
-                    format!("{digest_col:<72} ")
-                } else {
-                    String::new()
-                },
-                "IMAGE ID",
-                "CREATED"
-            )?;
-            for r in &rows {
-                // Names come from the store, which an archive's or a registry's tags fill.
-                writeln!(
-                    out,
-                    "{:<40} {:<16} {}{:<14} {:<18} {}",
-                    oci_rs_image::printable(&r.repository),
-                    oci_rs_image::printable(&r.tag),
-                    if digests {
-                        format!("{:<72} ", oci_rs_image::printable(&r.digest))
-                    } else {
-                        String::new()
-                    },
-                    id_of(r),
-                    r.created.map(text::ago).unwrap_or_else(|| "N/A".into()),
-                    text::human_size(r.size)
-                )?;
-            }
+            // docker's default is its table (with the digests after the tag with
+            // --digests), aligned as its tabwriter aligns it.
+            let default = if digests {
+                r"table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+            } else {
+                r"table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+            };
+            let f = Format::parse(format.as_deref().unwrap_or("table"), default)?;
+            let docs: Vec<_> = rows
+                .iter()
+                .map(|r| format::image_fields(r, no_trunc))
+                .collect();
+            write!(out, "{}", f.render_all(&docs, format::IMAGE_HEADERS)?)?;
         }
         Verb::History {
             no_trunc,
@@ -140,59 +110,22 @@ pub(crate) async fn image_verb(
             image,
         } => {
             let rows = images.history(&image).await?;
-            let id = |r: &oci_rs_layer::HistoryRow| format::history_id(r, no_trunc);
-            if let Some(f) = format {
-                let f = Format::parse(
-                    &f,
-                    r"table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}",
-                )?;
-                let docs: Vec<_> = rows
-                    .iter()
-                    .map(|r| format::history_fields(r, no_trunc, human))
-                    .collect();
-                write!(out, "{}", f.render_all(&docs, format::HISTORY_HEADERS)?)?;
-                return Ok(());
-            }
-            if quiet {
+            if quiet && format.is_none() {
                 for r in &rows {
-                    writeln!(out, "{}", id(r))?;
+                    writeln!(out, "{}", format::history_id(r, no_trunc))?;
                 }
                 return Ok(());
             }
-            writeln!(
-                out,
-                "{:<14} {:<20} {:<47} {:<10} COMMENT",
-                "IMAGE", "CREATED", "CREATED BY", "SIZE"
+            // docker's default is its table, aligned as its tabwriter aligns it.
+            let f = Format::parse(
+                format.as_deref().unwrap_or("table"),
+                r"table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}",
             )?;
-            for r in &rows {
-                // `created_by` and the comment are the image's text: a hostile image must
-                // not send escape sequences to the terminal. Tabs read as spaces, as before.
-                let by = oci_rs_image::printable(&r.created_by.replace('\t', " ")).into_owned();
-                let by = if no_trunc || by.chars().count() <= 45 {
-                    by
-                } else {
-                    format!("{}…", by.chars().take(44).collect::<String>())
-                };
-                let created = match (r.created, human) {
-                    (None, _) => "N/A".to_owned(),
-                    (Some(t), true) => text::ago(t),
-                    (Some(t), false) => oci_rs_runtime::rfc3339(t),
-                };
-                let size = if human {
-                    text::human_size(r.size)
-                } else {
-                    r.size.to_string()
-                };
-                writeln!(
-                    out,
-                    "{:<14} {:<20} {:<47} {:<10} {}",
-                    id(r),
-                    created,
-                    by,
-                    size,
-                    oci_rs_image::printable(&r.comment)
-                )?;
-            }
+            let docs: Vec<_> = rows
+                .iter()
+                .map(|r| format::history_fields(r, no_trunc, human))
+                .collect();
+            write!(out, "{}", f.render_all(&docs, format::HISTORY_HEADERS)?)?;
         }
         Verb::Build {
             tag,
