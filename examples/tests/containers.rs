@@ -1226,6 +1226,44 @@ fn cp_copies_both_ways_and_keeps_to_the_container() {
         s.ok(&["exec", "box", "cat", "/tree/sub/f"]),
         "from the host\n"
     );
+    // In, by docker's rules for the destination: a new name for a file or a directory,
+    // `DIR/.` for a directory's contents, a link followed with -L, never a directory over
+    // a file, and a missing directory (`DEST/`) refused.
+    let f = host.join("tree/sub/f");
+    s.ok(&["cp", f.to_str().unwrap(), "box:/renamed-f"]);
+    assert_eq!(
+        s.ok(&["exec", "box", "cat", "/renamed-f"]),
+        "from the host\n"
+    );
+    s.ok(&["cp", host.join("tree").to_str().unwrap(), "box:/other-tree"]);
+    assert_eq!(
+        s.ok(&["exec", "box", "cat", "/other-tree/sub/f"]),
+        "from the host\n"
+    );
+    let contents = format!("{}/.", host.join("tree").display());
+    s.ok(&["cp", &contents, "box:/tree-contents"]);
+    assert_eq!(
+        s.ok(&["exec", "box", "cat", "/tree-contents/sub/f"]),
+        "from the host\n"
+    );
+    std::os::unix::fs::symlink(&f, host.join("link")).unwrap();
+    s.ok(&[
+        "cp",
+        "-L",
+        host.join("link").to_str().unwrap(),
+        "box:/followed",
+    ]);
+    assert_eq!(
+        s.ok(&["exec", "box", "cat", "/followed"]),
+        "from the host\n"
+    );
+    let err = s.fails(&["cp", host.join("tree").to_str().unwrap(), "box:/renamed-f"]);
+    assert!(err.contains("cannot copy a directory to a file"), "{err}");
+    let err = s.fails(&["cp", f.to_str().unwrap(), "box:/no-such-dir/"]);
+    assert!(
+        err.contains("Could not find the file /no-such-dir/"),
+        "{err}"
+    );
     // Usage and missing paths: one line, nothing made.
     assert!(s
         .fails(&["cp", "a", "b"])

@@ -198,6 +198,16 @@ pub fn parse_link(s: &str) -> EngineResult<(String, String)> {
     Ok((name.to_owned(), alias.to_owned()))
 }
 
+/// A `cp` destination that is not a directory: its parent directory, and the name to give.
+fn split_dest(dest: &str) -> (String, Option<String>) {
+    let trimmed = dest.trim_end_matches('/');
+    match trimmed.rsplit_once('/') {
+        Some(("", name)) => ("/".to_owned(), Some(name.to_owned())),
+        Some((parent, name)) => (parent.to_owned(), Some(name.to_owned())),
+        None => (".".to_owned(), Some(trimmed.to_owned())),
+    }
+}
+
 /// `CONTAINER:PATH` as docker reads a `cp` argument: a colon before any slash, and not a
 /// path that starts with `/` or `.` (those are the host's). `NAME:` is the container's `/`.
 ///
@@ -2366,32 +2376,95 @@ impl Containers {
         Ok(stat)
     }
 
-    /// `docker cp HOST CONTAINER:DIR`: the host's file or directory `host` (not followed
-    /// when it is a link) into the existing directory `dir` of container `what`.
-    pub async fn copy_from_host(&self, host: &Path, what: &str, dir: &str) -> EngineResult<()> {
-        let name = host
-            .file_name()
-            .ok_or_else(|| EngineError::io("copy", host, std::io::ErrorKind::InvalidInput.into()))?
-            .to_owned();
-        let parent = match host.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
+    /// `docker cp HOST CONTAINER:DEST`: the host's file or directory `host` (a link copied
+    /// as the link) into container `what`, by docker's rules: into `dest` when it is a
+    /// directory; else as the new name `dest` (its parent must exist), a file replacing a
+    /// file there, never a directory replacing a file. `HOST/.` copies a directory's
+    /// contents. See [`copy_from_host_with`](Self::copy_from_host_with) for `-L`.
+    pub async fn copy_from_host(&self, host: &Path, what: &str, dest: &str) -> EngineResult<()> {
+        self.copy_from_host_with(host, what, dest, false).await
+    }
+
+    /// [`copy_from_host`](Self::copy_from_host); with `follow` (docker's `-L`) a link given
+    /// as `host` is followed and what it points at copied under the link's name.
+    pub async fn copy_from_host_with(
+        &self,
+        host: &Path,
+        what: &str,
+        dest: &str,
+        follow: bool,
+    ) -> EngineResult<()> {
+        let bad = |kind: std::io::ErrorKind| EngineError::io("copy", host, kind.into());
+        // `SRC/.`: the directory's contents (the entry `.`), as docker's.
+        let raw = host.as_os_str().as_encoded_bytes();
+        let contents = raw.ends_with(b"/.") || raw == b".";
+        let (parent, name) = if contents {
+            (host.to_path_buf(), std::ffi::OsString::from("."))
+        } else {
+            let name = host
+                .file_name()
+                .ok_or_else(|| bad(std::io::ErrorKind::InvalidInput))?
+                .to_owned();
+            let parent = match host.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            (parent, name)
+        };
+        // -L: what the link points at, named as the link.
+        let (parent, entry) = match follow && !contents {
+            true => {
+                let target =
+                    std::fs::canonicalize(host).map_err(|e| EngineError::io("resolve", host, e))?;
+                let entry = target
+                    .file_name()
+                    .map(|n| n.to_owned())
+                    .unwrap_or_else(|| name.clone());
+                let dir = target
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from("/"));
+                (dir, entry)
+            }
+            false => (parent, name.clone()),
+        };
+        let source_is_dir = std::fs::symlink_metadata(parent.join(&entry))
+            .map_err(|e| EngineError::io("stat", host, e))?
+            .is_dir();
+        // Where it lands: into DEST (a directory), or as DEST's last component in its
+        // parent.
+        const GO_DIR: u32 = 1 << 31;
+        let (into, as_name) = match self.stat_path(what, dest) {
+            Ok(st) if st.mode & GO_DIR != 0 => (dest.to_owned(), None),
+            Ok(_) if source_is_dir => {
+                return Err(EngineError::MountSpec {
+                    flag: "cp",
+                    spec: dest.to_owned(),
+                    problem: "cannot copy a directory to a file".into(),
+                })
+            }
+            Ok(_) => split_dest(dest),
+            Err(EngineError::NoSuchPath { .. }) if !dest.ends_with('/') => split_dest(dest),
+            Err(e) => return Err(e),
+        };
+        let rebase = match (&as_name, contents) {
+            (Some(n), _) => Some((PathBuf::from(&entry), PathBuf::from(n))),
+            (None, _) if entry != name => Some((PathBuf::from(&entry), PathBuf::from(&name))),
+            _ => None,
         };
         let (w, r) = tokio::io::duplex(1 << 20);
         let produce = async {
-            let (_, mut w) = oci_rs_layer::export_entry(
-                &parent,
-                &name,
-                w,
-                &oci_rs_layer::DiffOptions::default(),
-            )
-            .await?;
+            let opts = oci_rs_layer::DiffOptions {
+                rebase,
+                ..oci_rs_layer::DiffOptions::default()
+            };
+            let (_, mut w) = oci_rs_layer::export_entry(&parent, &entry, w, &opts).await?;
             tokio::io::AsyncWriteExt::shutdown(&mut w)
                 .await
                 .map_err(|e| EngineError::io("write", "the copy", e))?;
             Ok::<_, EngineError>(())
         };
-        let (a, b) = tokio::join!(produce, self.copy_into(what, dir, r));
+        let (a, b) = tokio::join!(produce, self.copy_into(what, &into, r));
         a?;
         b
     }

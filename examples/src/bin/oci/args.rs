@@ -478,9 +478,16 @@ pub(crate) enum Verb {
         image: String,
     },
     /// Copy files between a container and the host: `CONTAINER:PATH HOSTPATH`,
-    /// `HOSTPATH CONTAINER:DIR`, or `-` for a tar on standard input or output. Paths in the
-    /// container are resolved inside its root: its links never lead out.
+    /// `HOSTPATH CONTAINER:PATH` (into a directory, or as a new name), or `-` for a tar on
+    /// standard input or output. Paths in the container are resolved inside its root: its
+    /// links never lead out.
     Cp {
+        /// Follow a link given as the host source (docker's `-L`).
+        #[arg(short = 'L', long)]
+        follow_link: bool,
+        /// Keep owners (docker's `-a`; copies here always keep them).
+        #[arg(short, long)]
+        archive: bool,
         /// Where from.
         src: String,
         /// Where to.

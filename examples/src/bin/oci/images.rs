@@ -466,7 +466,12 @@ pub(crate) async fn image_verb(
             // docker prints the image id (the config's digest), which inspect and run take.
             writeln!(out, "{}", images.image_id(&d).await?)?;
         }
-        Verb::Cp { src, dst } => {
+        Verb::Cp {
+            src,
+            dst,
+            follow_link,
+            archive: _,
+        } => {
             drop(out);
             let store = Containers::open(dir)?;
             match (
@@ -483,7 +488,11 @@ pub(crate) async fn image_verb(
                 (Some((c, p)), None) => {
                     store.copy_to_host(c, p, Path::new(&dst)).await?;
                 }
-                (None, Some((c, p))) => store.copy_from_host(Path::new(&src), c, p).await?,
+                (None, Some((c, p))) => {
+                    store
+                        .copy_from_host_with(Path::new(&src), c, p, follow_link)
+                        .await?
+                }
                 _ => anyhow::bail!("cp: one side is CONTAINER:PATH and the other a host path or -"),
             }
             return Ok(());
