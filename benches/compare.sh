@@ -568,7 +568,7 @@ verbs_bench() {
   local O="$OCI -q --data-dir $C/data"
   $O import "$C/bb.tar" bench/bb:1 -c 'CMD ["sh"]' >/dev/null
   $O save -o "$C/bb-archive.tar" bench/bb:1
-  local P="podman --root $C/podman --runroot $C/podman-run --runtime runc --cgroup-manager cgroupfs --events-backend file --events-logfile-path $C/podman-events"
+  local P="podman --root $C/podman --runroot $C/podman-run --runtime runc --cgroup-manager cgroupfs --events-backend file"
   $P load -i "$C/bb-archive.tar" >/dev/null
   local PR="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none"
   export O P PR
@@ -580,8 +580,8 @@ verbs_bench() {
   echo "| what | wall (median of $R) | peak RSS |"
   echo "|---|---|---|"
   race \
-    "oci cp minbase into a running container (ours)" "\$O rm -f cp >/dev/null 2>&1; \$O run -d --network none --name cp bench/bb:1 sleep 1000" "\$O cp $D/minbase cp:/t" \
-    "podman cp minbase into a running container" "\$P rm -f -t 0 cp >/dev/null 2>&1; \$P run -d \$PR --name cp docker.io/bench/bb:1 sleep 1000" "\$P cp $D/minbase cp:/t"
+    "oci cp minbase into a running container (ours)" "\$O rm -f cp >/dev/null 2>&1; \$O run -d --network none --name cp bench/bb:1 sleep 1000" "\$O cp $D/minbase cp:/" \
+    "podman cp minbase into a running container" "\$P rm -f -t 0 cp >/dev/null 2>&1; \$P run -d \$PR --name cp docker.io/bench/bb:1 sleep 1000" "\$P cp $D/minbase cp:/"
   race \
     "oci stats --no-stream (ours)" "" "\$O stats --no-stream st" \
     "podman stats --no-stream" "" "\$P stats --no-stream st"

@@ -583,6 +583,8 @@ pub struct ContainerStats {
     pub name: String,
     /// When it was read (nanoseconds since the epoch).
     pub read_at: u64,
+    /// When its process started (nanoseconds since the epoch), when known.
+    pub started_at: Option<u64>,
     /// Its cgroup's counters.
     pub cgroup: crate::CgroupStats,
     /// Its network interfaces' counters (loopback left out), by name.
@@ -601,7 +603,8 @@ pub struct StatsRow {
     /// Its name.
     pub name: String,
     /// Its CPU time against the host's between the two readings, times the host's CPUs (as
-    /// docker's: 200% is two CPUs' worth); 0 without a reading before.
+    /// docker's: 200% is two CPUs' worth); without a reading before, its CPU time since it
+    /// started against the time since (podman's first figure).
     pub cpu_percent: f64,
     /// Memory in use, the inactive page cache left out (docker's).
     pub mem_usage: u64,
@@ -646,13 +649,21 @@ impl ContainerStats {
     /// reading of the same container).
     pub fn row_since(&self, before: Option<&ContainerStats>) -> StatsRow {
         let g = &self.cgroup;
-        let cpu_percent = before
-            .and_then(|b| {
+        let cpu_percent = match before {
+            Some(b) => (|| {
                 let cpu = g.cpu_ns?.checked_sub(b.cgroup.cpu_ns?)?;
                 let sys = self.system_cpu_ns?.checked_sub(b.system_cpu_ns?)?;
                 (sys > 0).then(|| cpu as f64 / sys as f64 * f64::from(self.online_cpus) * 100.0)
-            })
-            .unwrap_or(0.0);
+            })(),
+            // No reading before: the average since the container started (podman's first
+            // figure), in the same unit (100% is one CPU's worth).
+            None => (|| {
+                let elapsed = self.read_at.checked_sub(self.started_at?)?;
+                let cpu = g.cpu_ns?;
+                (elapsed > 0).then(|| cpu as f64 / elapsed as f64 * 100.0)
+            })(),
+        }
+        .unwrap_or(0.0);
         let mem_usage = g
             .memory
             .unwrap_or(0)
@@ -2517,6 +2528,7 @@ impl Containers {
             Some(ticks.saturating_mul(10_000_000))
         });
         Ok(ContainerStats {
+            started_at: v.status.started_at,
             id: v.config.id,
             name: v.config.name,
             read_at: crate::now_ns(),

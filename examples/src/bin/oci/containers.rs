@@ -464,9 +464,10 @@ fn stats(
         format.as_deref().unwrap_or("table"),
         r"table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}",
     )?;
-    let mut before = store.stats_of(&names)?;
+    // The first table at once (CPU as the average since each container started), then
+    // one a second from the readings' differences.
+    let mut before: Vec<oci_rs_runtime::ContainerStats> = Vec::new();
     loop {
-        std::thread::sleep(std::time::Duration::from_secs(1));
         let now = store.stats_of(&names)?;
         let rows: Vec<serde_json::Value> = now
             .iter()
@@ -478,6 +479,7 @@ fn stats(
             return Ok(());
         }
         before = now;
+        std::thread::sleep(std::time::Duration::from_secs(1));
     }
 }
 
