@@ -1257,8 +1257,8 @@ fn cp_both_ways_and_links_stay_inside_the_container() {
     );
     // A path that climbs with `..` stays in the container's root: the host's /etc/hostname
     // is not what comes back.
-    s.ok(&["exec", "cp1", "sh", "-c", "echo container-side > /data/x"]);
-    let r = s.raw(b"GET /containers/cp1/archive?path=/../../../../../../data/../../data/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.ok(&["exec", "cp1", "sh", "-c", "echo container-side > /data/y"]);
+    let r = s.raw(b"GET /containers/cp1/archive?path=/../../../../../../data/../../data/y HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     assert!(r.contains("container-side"), "{r}");
     let host_name = std::fs::read_to_string("/etc/hostname").unwrap_or_default();

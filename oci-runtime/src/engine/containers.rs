@@ -198,6 +198,33 @@ pub fn parse_link(s: &str) -> EngineResult<(String, String)> {
     Ok((name.to_owned(), alias.to_owned()))
 }
 
+/// A container path with its `..` components taken lexically from the root down, as
+/// docker's daemon cleans one (`/a/../../b` is `/b`): what is left is resolved inside the
+/// container's root all the same. A trailing `/.` or `/` is kept (they mean "the contents"
+/// and "a directory" to `cp`).
+fn rooted(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.split('/').any(|c| c == "..") {
+        return path.into();
+    }
+    let mut kept: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                kept.pop();
+            }
+            c => kept.push(c),
+        }
+    }
+    let mut out = format!("/{}", kept.join("/"));
+    if path.ends_with("/.") && out != "/" {
+        out.push_str("/.");
+    } else if path.ends_with('/') && out != "/" {
+        out.push('/');
+    }
+    out.into()
+}
+
 /// A `cp` destination that is not a directory: its parent directory, and the name to give.
 fn split_dest(dest: &str) -> (String, Option<String>) {
     let trimmed = dest.trim_end_matches('/');
@@ -2243,6 +2270,7 @@ impl Containers {
     /// `path` in container `what` (resolved inside its root, the last component not
     /// followed) as docker's clients see it before a copy.
     pub fn stat_path(&self, what: &str, path: &str) -> EngineResult<PathStat> {
+        let path = &rooted(path);
         let at = self.locate(what, path)?;
         Ok(at.stat(path)?.0)
     }
@@ -2255,6 +2283,7 @@ impl Containers {
     where
         W: tokio::io::AsyncWrite + Unpin,
     {
+        let path = &rooted(path);
         let at = self.locate(what, path)?;
         let (mut stat, parent) = at.stat(path)?;
         let opts = oci_rs_layer::DiffOptions {
@@ -2304,6 +2333,7 @@ impl Containers {
     where
         R: tokio::io::AsyncRead + Send + Unpin,
     {
+        let dir = &rooted(dir);
         let at = self.locate(what, dir)?;
         if at.readonly {
             return Err(EngineError::WrongState {
@@ -3111,4 +3141,23 @@ fn remove_in_user_namespace(path: &Path) -> bool {
         .status()
         .is_ok_and(|s| s.success());
     ok && !path.exists()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn container_paths_climb_no_higher_than_the_root() {
+        for (given, want) in [
+            ("/data/x", "/data/x"),
+            ("/../../etc/passwd", "/etc/passwd"),
+            ("/a/../../b/", "/b/"),
+            ("/a/b/../.", "/a/."),
+            ("/..", "/"),
+            ("../x", "/x"),
+        ] {
+            assert_eq!(super::rooted(given), want, "{given}");
+        }
+        assert_eq!(super::split_dest("/new"), ("/".into(), Some("new".into())));
+        assert_eq!(super::split_dest("/a/b/"), ("/a".into(), Some("b".into())));
+    }
 }
