@@ -318,9 +318,24 @@ fn several_names_kinds_of_inspect_and_spellings() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "a1\na2\n");
     assert!(String::from_utf8_lossy(&o.stderr).contains("No such container: missing"));
     assert_eq!(s.field("a2", "{{.State.Status}}"), "exited");
+    // -l and -n take the newest of every state; -s adds what each wrote.
+    assert_eq!(s.ok(&["ps", "-l", "--format", "{{.Names}}"]), "a2\n");
+    assert_eq!(
+        s.ok(&["ps", "-n", "2", "--format", "{{.Names}}"]),
+        "a2\na1\n"
+    );
+    let sized = s.ok(&["ps", "-a", "-s"]);
+    assert!(
+        sized.lines().next().unwrap_or("").ends_with("SIZE"),
+        "{sized}"
+    );
     let o = s.oci(&["rm", "a1", "missing", "a2"]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(s.ok(&["ps", "-aq"]), "");
+    s.ok(&["volume", "rm", "-f", "never-made"]);
+    assert!(s
+        .fails(&["volume", "rm", "never-made"])
+        .contains("no such volume"));
     // The kinds of inspect.
     s.ok(&["tag", "bb:1", "twin"]);
     s.ok(&["create", "--name", "twin", "bb:1", "true"]);

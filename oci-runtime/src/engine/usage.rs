@@ -105,6 +105,19 @@ impl Containers {
     }
 }
 
+impl Containers {
+    /// The bytes container `id` wrote (its snapshot's upper directory: `ps -s`'s SIZE).
+    pub fn written_size(&self, id: &str) -> u64 {
+        tree_size(
+            &self
+                .data_dir()
+                .join("snapshots/containers")
+                .join(id)
+                .join("upper"),
+        )
+    }
+}
+
 /// What [`Containers::system_prune`] removes besides stopped containers, unused networks,
 /// dangling images and the build cache.
 #[derive(Debug, Clone, Default)]

@@ -238,12 +238,23 @@ pub(crate) enum Verb {
         /// Full ids and commands.
         #[arg(long)]
         no_trunc: bool,
-        /// `status=running|exited|created|restarting`, `name=NAME`.
+        /// `status=`, `name=`, `id=`, `label=KEY[=VALUE]`, `exited=CODE`, `ancestor=IMAGE`,
+        /// `network=`, `volume=`, `health=healthy|unhealthy|starting|none`.
         #[arg(short, long)]
         filter: Vec<String>,
-        /// Go-template-style fields of each container's inspect document: `{{.Name}}`.
+        /// A Go template over docker's ps fields (`{{.ID}}`, `{{.Names}}`, `{{.Status}}`,
+        /// `{{.Label "k"}}`, ...), `table TEMPLATE`, or `json`.
         #[arg(long)]
         format: Option<String>,
+        /// The last N containers made (all states).
+        #[arg(short = 'n', long)]
+        last: Option<usize>,
+        /// The last container made (all states).
+        #[arg(short, long)]
+        latest: bool,
+        /// The SIZE column: the bytes each wrote.
+        #[arg(short, long)]
+        size: bool,
     },
     /// Show what happens to containers, networks and volumes, as it happens.
     Events {
@@ -293,9 +304,9 @@ pub(crate) enum Verb {
     },
     /// Restart containers (stop, then start).
     Restart {
-        /// Seconds to wait before SIGKILL.
-        #[arg(short, long, default_value_t = 10)]
-        time: u64,
+        /// Seconds to wait before SIGKILL (default: each container's stop timeout).
+        #[arg(short, long)]
+        time: Option<u64>,
         /// The containers.
         #[arg(required = true)]
         containers: Vec<String>,
@@ -608,6 +619,9 @@ pub(crate) enum VolumeVerb {
     },
     /// Remove volumes (refused while a container uses one).
     Rm {
+        /// A volume that does not exist is no error.
+        #[arg(short, long)]
+        force: bool,
         /// The volumes.
         #[arg(required = true)]
         names: Vec<String>,
@@ -810,7 +824,8 @@ pub(crate) struct RunArgs {
     /// When to pull the image: `missing`, `always` or `never`.
     #[arg(long, default_value = "missing")]
     pub(crate) pull: String,
-    /// Bind a host path: `HOST:CONTAINER[:ro]`.
+    /// A volume: `HOST:CONTAINER[:ro]` (a bind), `NAME:CONTAINER[:ro]` (a named volume),
+    /// or `CONTAINER` (an anonymous one).
     #[arg(short, long = "volume")]
     pub(crate) volume: Vec<String>,
     /// `type=bind|volume|tmpfs,source=...,target=...[,readonly]`.

@@ -128,9 +128,20 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             no_trunc,
             filter,
             format,
+            last,
+            latest,
+            size,
         } => {
-            let filter = ContainerFilter::parse(all, &filter)?;
-            ps(&store, &filter, ids_only, no_trunc, format, &mut out)?;
+            // -n and -l: the newest, of every state.
+            let last = if latest { Some(1) } else { last };
+            let filter = ContainerFilter::parse(all || last.is_some(), &filter)?;
+            let how = PsOptions {
+                ids_only,
+                no_trunc,
+                last,
+                size,
+            };
+            ps(&store, &filter, &how, format, &mut out)?;
         }
         Verb::Events {
             since,
@@ -204,7 +215,11 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
         }
         Verb::Restart { time, containers } => {
             return each(containers, &mut out, |c| {
-                store.stop(c, std::time::Duration::from_secs(time))?;
+                let timeout = match time {
+                    Some(t) => std::time::Duration::from_secs(t),
+                    None => store.view(c)?.config.stop_timeout(),
+                };
+                store.stop(c, timeout)?;
                 store.start(c, false)?;
                 Ok(c.to_owned())
             });
@@ -415,19 +430,28 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
 /// docker's default `ps` table, for `--format table`.
 const PS_TABLE: &str = r"table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
 
-/// `ps [-a] [-q] [--no-trunc] [--filter ...] [--format ...]`.
+/// How `ps` prints.
+struct PsOptions {
+    ids_only: bool,
+    no_trunc: bool,
+    last: Option<usize>,
+    size: bool,
+}
+
+/// `ps [-a] [-q] [--no-trunc] [-n N] [-l] [-s] [--filter ...] [--format ...]`.
 fn ps(
     store: &Containers,
     filter: &ContainerFilter,
-    ids_only: bool,
-    no_trunc: bool,
+    how: &PsOptions,
     format: Option<String>,
     out: &mut impl Write,
 ) -> Result<()> {
+    let (ids_only, no_trunc) = (how.ids_only, how.no_trunc);
     let rows: Vec<_> = store
         .list()?
         .into_iter()
         .filter(|r| filter.matches(r))
+        .take(how.last.unwrap_or(usize::MAX))
         .collect();
     if ids_only && format.is_none() {
         for r in rows {
@@ -440,11 +464,21 @@ fn ps(
         }
         return Ok(());
     }
-    // docker's default is its table, aligned as its tabwriter aligns it.
-    let f = Format::parse(format.as_deref().unwrap_or("table"), PS_TABLE)?;
+    // docker's default is its table, aligned as its tabwriter aligns it; -s adds SIZE.
+    let default = match how.size {
+        true => format!("{PS_TABLE}\t{{{{.Size}}}}"),
+        false => PS_TABLE.to_owned(),
+    };
+    let f = Format::parse(format.as_deref().unwrap_or("table"), &default)?;
     let rows: Vec<_> = rows
         .iter()
-        .map(|r| r.ps_fields_truncated(!no_trunc))
+        .map(|r| {
+            let mut v = r.ps_fields_truncated(!no_trunc);
+            if how.size {
+                v["Size"] = oci_rs_runtime::human_size(store.written_size(&r.config.id)).into();
+            }
+            v
+        })
         .collect();
     write!(out, "{}", f.render_all(&rows, format::PS_HEADERS)?)?;
     Ok(())
@@ -546,9 +580,12 @@ fn volume_verb(
                 writeln!(out, "{}", oci_rs_image::printable(n))?;
             }
         }
-        VolumeVerb::Rm { names } => {
+        VolumeVerb::Rm { force, names } => {
             return each(names, &mut out, |n| {
-                vols.remove(n, &store.volume_users(n))?;
+                match vols.remove(n, &store.volume_users(n)) {
+                    Err(oci_rs_runtime::EngineError::NoSuchVolume(_)) if force => {}
+                    r => r?,
+                }
                 Ok(n.to_owned())
             });
         }
