@@ -332,6 +332,18 @@ fn several_names_kinds_of_inspect_and_spellings() {
     let o = s.oci(&["rm", "a1", "missing", "a2"]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(s.ok(&["ps", "-aq"]), "");
+    s.ok(&["volume", "create", "seen"]);
+    assert_eq!(
+        s.ok(&[
+            "volume",
+            "inspect",
+            "--format",
+            "{{.Name}} {{.Driver}}",
+            "seen"
+        ]),
+        "seen local\n"
+    );
+    s.ok(&["volume", "rm", "seen"]);
     s.ok(&["volume", "rm", "-f", "never-made"]);
     assert!(s
         .fails(&["volume", "rm", "never-made"])

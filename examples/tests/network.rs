@@ -203,6 +203,16 @@ fn bad_port_specs_and_networks_are_one_line_errors() {
     ]);
     let doc: serde_json::Value = serde_json::from_str(&s.ok(&["network", "inspect", &n])).unwrap();
     assert_eq!(doc[0]["Containers"].as_object().unwrap().len(), 1, "{doc}");
+    assert_eq!(
+        s.ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{.Name}} {{len .Containers}}",
+            &n
+        ]),
+        format!("{n} 1\n")
+    );
     let err = s.fails(&["network", "rm", &n]);
     assert!(err.contains("in use"), "{err}");
     s.ok(&["rm", "-f", "member"]);

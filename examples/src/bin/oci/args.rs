@@ -613,6 +613,9 @@ pub(crate) enum VolumeVerb {
     },
     /// Show volumes as JSON.
     Inspect {
+        /// A Go template over each one's document (`{{.Mountpoint}}`, `{{json .}}`).
+        #[arg(short, long)]
+        format: Option<String>,
         /// The volumes.
         #[arg(required = true)]
         names: Vec<String>,
@@ -703,6 +706,9 @@ pub(crate) enum NetworkVerb {
     },
     /// Show networks as JSON.
     Inspect {
+        /// A Go template over each one's document (`{{.Mountpoint}}`, `{{json .}}`).
+        #[arg(short, long)]
+        format: Option<String>,
         /// The networks.
         #[arg(required = true)]
         names: Vec<String>,

@@ -2,13 +2,30 @@
 //! port, container prune), volumes and networks.
 
 use crate::args::*;
-use crate::print_json;
 use anyhow::Result;
 use oci_examples::terminal;
 use oci_rs_runtime::format::{self, Format};
 use oci_rs_runtime::{ContainerFilter, Containers, ExecRequest, Volumes};
 use std::io::Write;
 use std::path::Path;
+
+/// `inspect`'s output: the documents as a JSON array, or each through `--format`.
+fn print_docs<T: serde::Serialize>(
+    docs: &[T],
+    format: Option<&str>,
+    out: &mut impl Write,
+) -> Result<()> {
+    match format {
+        Some(f) => {
+            let f = Format::parse(f, "")?;
+            for d in docs {
+                writeln!(out, "{}", f.render(&serde_json::to_value(d)?)?)?;
+            }
+        }
+        None => writeln!(out, "{}", serde_json::to_string_pretty(docs)?)?,
+    }
+    Ok(())
+}
 
 /// docker's way with several names: each one tried, an error reported for each that fails
 /// (the others still done), `done` printed for each that did, and 1 at the end when any
@@ -95,12 +112,12 @@ fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> 
             )?;
             write!(out, "{}", f.render_all(&rows, format::NETWORK_HEADERS)?)?;
         }
-        NetworkVerb::Inspect { names } => {
+        NetworkVerb::Inspect { format, names } => {
             let docs = names
                 .iter()
                 .map(|n| nets.inspect(n))
                 .collect::<Result<Vec<_>, _>>()?;
-            print_json(&docs)?;
+            print_docs(&docs, format.as_deref(), out)?;
         }
         NetworkVerb::Rm { names } => {
             return each(names, out, |n| {
@@ -556,13 +573,12 @@ fn volume_verb(
             let f = Format::parse(&format, r"table {{.Driver}}\t{{.Name}}")?;
             write!(out, "{}", f.render_all(&rows, format::VOLUME_HEADERS)?)?;
         }
-        VolumeVerb::Inspect { names } => {
+        VolumeVerb::Inspect { format, names } => {
             let infos = names
                 .iter()
                 .map(|n| vols.inspect(n))
                 .collect::<Result<Vec<_>, _>>()?;
-            drop(out);
-            print_json(&infos)?;
+            print_docs(&infos, format.as_deref(), &mut out)?;
         }
         VolumeVerb::Prune {
             all,
