@@ -286,6 +286,23 @@ fn docker_s_defaults_home_workdir_term_and_repeated_flags() {
         "run", "-d", "--name", "one", "--name", "two", "bb:1", "sleep", "30",
     ]);
     assert_eq!(s.field("two", "{{.Name}}"), "/two");
+    // top: docker's `ps -ef` columns.
+    let top = s.ok(&["top", "two"]);
+    let mut lines = top.lines();
+    assert_eq!(
+        lines
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    );
+    let row: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(
+        (row[0], row.get(7..)),
+        ("root", Some(&["sleep", "30"][..])),
+        "{top}"
+    );
     let out = s.ok(&["exec", "-t", "two", "sh", "-c", "echo TERM=$TERM"]);
     assert!(out.contains("TERM=xterm"), "{out}");
     let err = s.fails(&[

@@ -386,7 +386,7 @@ pub use engine::{
     DiskUsage, EngineError, EngineResult, ExecRequest, ExecSession, InspectState, InterfaceStats,
     MountArg, ProcessRow, PruneFilter, RunImage, RunRequest, StatsRow, SystemPruneOptions,
     SystemPruneReport, UsageLine, VolumeFilter, VolumeInfo, Volumes, ANONYMOUS_VOLUME_LABEL,
-    PORTS_DISCARDED,
+    PORTS_DISCARDED, PS_EF_TITLES,
 };
 pub use error::{chain, Error, Result};
 pub use events::{Event, EventFilter, EventSink, Follower, Journal, JOURNAL_MAX};

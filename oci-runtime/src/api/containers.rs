@@ -850,21 +850,10 @@ impl EngineApi {
         let api = self.clone();
         let what = id.to_owned();
         let rows = blocking(move || Ok(api.containers.top(&what)?)).await?;
-        let processes: Vec<Vec<String>> = rows
-            .iter()
-            .map(|r| {
-                let t = r.cpu.as_secs();
-                vec![
-                    r.uid.clone(),
-                    r.pid.to_string(),
-                    format!("{:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60),
-                    r.command.clone(),
-                ]
-            })
-            .collect();
+        let processes: Vec<Vec<String>> = rows.iter().map(|r| r.ps_ef()).collect();
         Ok(json(
             StatusCode::OK,
-            &serde_json::json!({ "Titles": ["UID", "PID", "TIME", "CMD"], "Processes": processes }),
+            &serde_json::json!({ "Titles": crate::engine::PS_EF_TITLES, "Processes": processes }),
         ))
     }
 

@@ -2580,6 +2580,14 @@ impl Containers {
         }
         pids.sort_unstable();
         let tick = 100u64;
+        let boot_secs: u64 = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("btime "))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0);
         let mut out = Vec::new();
         for pid in pids {
             let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -2606,10 +2614,15 @@ impl Containers {
                         .join(" ")
                 })
                 .unwrap_or_default();
+            let field = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+            let started_ticks = field(19);
             out.push(ProcessRow {
                 pid,
+                ppid: field(1) as i32,
                 uid,
                 cpu: Duration::from_secs(cpu / tick),
+                started: (boot_secs * tick + started_ticks) * (1_000_000_000 / tick),
+                tty: tty_name(field(4)),
                 command: cmd,
             });
         }
@@ -3121,12 +3134,87 @@ impl ContainerFilter {
 pub struct ProcessRow {
     /// Its pid (in the host's pid namespace).
     pub pid: i32,
+    /// Its parent's pid.
+    pub ppid: i32,
     /// Its real uid, as /proc shows it.
     pub uid: String,
     /// User and system CPU time, to the second.
     pub cpu: Duration,
+    /// When it started (nanoseconds since the epoch).
+    pub started: u64,
+    /// Its controlling terminal (`pts/0`), `?` without one.
+    pub tty: String,
     /// Its command line (set by the process itself: untrusted text).
     pub command: String,
+}
+
+/// The columns of [`ProcessRow::ps_ef`]: what docker's `top` shows by default (`ps -ef`).
+pub const PS_EF_TITLES: [&str; 8] = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"];
+
+impl ProcessRow {
+    /// This process as a line of `ps -ef` ([`PS_EF_TITLES`]), as docker's `top` shows it:
+    /// the user's name from the host's passwd (its number without one), the CPU use in
+    /// percent of its lifetime, the start as `HH:MM` today (UTC) or `MonDD` before.
+    pub fn ps_ef(&self) -> Vec<String> {
+        let now = crate::now_ns();
+        let life = now.saturating_sub(self.started).max(1);
+        let c = (self.cpu.as_nanos() as u64 * 100 / life).min(99);
+        let stamp = crate::rfc3339(self.started);
+        let today = crate::rfc3339(now);
+        let stime = if stamp.get(..10) == today.get(..10) {
+            stamp.get(11..16).unwrap_or("").to_owned()
+        } else {
+            const MONTHS: [&str; 12] = [
+                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+            ];
+            let month: usize = stamp.get(5..7).and_then(|m| m.parse().ok()).unwrap_or(1);
+            format!(
+                "{}{}",
+                MONTHS[month.clamp(1, 12) - 1],
+                stamp.get(8..10).unwrap_or("")
+            )
+        };
+        let t = self.cpu.as_secs();
+        let time = match t / 86_400 {
+            0 => format!("{:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60),
+            d => format!("{d}-{:02}:{:02}:{:02}", t / 3600 % 24, t / 60 % 60, t % 60),
+        };
+        vec![
+            user_name(&self.uid),
+            self.pid.to_string(),
+            self.ppid.to_string(),
+            c.to_string(),
+            stime,
+            self.tty.clone(),
+            time,
+            self.command.clone(),
+        ]
+    }
+}
+
+/// The host's name for uid `uid` (what `ps` prints), the number itself without one.
+fn user_name(uid: &str) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2] == uid).then(|| f[0].to_owned())
+            })
+        })
+        .unwrap_or_else(|| uid.to_owned())
+}
+
+/// A `tty_nr` of `/proc/PID/stat` as `ps` names it: `pts/N`, `ttyN`, or `?`.
+fn tty_name(nr: u64) -> String {
+    let major = (nr >> 8) & 0xfff;
+    let minor = (nr & 0xff) | ((nr >> 12) & 0xfff00);
+    match major {
+        0 => "?".into(),
+        136..=143 => format!("pts/{}", minor + (major - 136) * 256),
+        4 if minor < 64 => format!("tty{minor}"),
+        _ => format!("{major}:{minor}"),
+    }
 }
 
 /// `rm -rf path` inside a user namespace that maps the caller's subordinate ids

@@ -55,7 +55,7 @@ pub use containers::{
     host_memory, parse_container_path, parse_link, random_hex, ContainerConfig, ContainerFilter,
     ContainerStats, ContainerView, Containers, ExecRequest, ExecSession, InterfaceStats,
     ProcessRow, PruneFilter, RunImage, RunRequest, StatsRow, ANONYMOUS_VOLUME_LABEL,
-    PORTS_DISCARDED,
+    PORTS_DISCARDED, PS_EF_TITLES,
 };
 #[cfg(feature = "api")]
 pub(crate) use inspect::{network_settings, NetworkFacts};

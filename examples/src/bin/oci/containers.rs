@@ -422,21 +422,43 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             containers,
         } => stats(&store, no_stream, format, containers, &mut out)?,
         Verb::Top { container } => {
-            writeln!(out, "{:<8} {:<8} {:<10} CMD", "PID", "UID", "TIME")?;
-            for p in store.top(&container)? {
-                let secs = p.cpu.as_secs();
-                writeln!(
-                    out,
-                    "{:<8} {:<8} {:02}:{:02}:{:02}   {}",
-                    p.pid,
-                    p.uid,
-                    secs / 3600,
-                    secs / 60 % 60,
-                    secs % 60,
-                    // Any process in the container sets its own argv: no escape sequence
-                    // from it reaches the terminal.
-                    oci_rs_image::printable(&p.command)
-                )?;
+            // docker's `ps -ef` columns, aligned as its tabwriter (minimum width 20).
+            // Any process in the container sets its own argv: no escape sequence from it
+            // reaches the terminal.
+            let rows: Vec<Vec<String>> = store
+                .top(&container)?
+                .iter()
+                .map(|p| {
+                    p.ps_ef()
+                        .iter()
+                        .map(|c| oci_rs_image::printable(c).into_owned())
+                        .collect()
+                })
+                .collect();
+            let titles: Vec<String> = oci_rs_runtime::PS_EF_TITLES
+                .iter()
+                .map(|t| t.to_string())
+                .collect();
+            let all: Vec<&Vec<String>> = std::iter::once(&titles).chain(rows.iter()).collect();
+            let widths: Vec<usize> = (0..titles.len())
+                .map(|i| {
+                    all.iter()
+                        .map(|r| r[i].chars().count() + 3)
+                        .max()
+                        .unwrap_or(0)
+                        .max(20)
+                })
+                .collect();
+            for r in all {
+                let mut line = String::new();
+                for (i, cell) in r.iter().enumerate() {
+                    if i + 1 == r.len() {
+                        line.push_str(cell);
+                    } else {
+                        line.push_str(&format!("{cell:<w$}", w = widths[i]));
+                    }
+                }
+                writeln!(out, "{line}")?;
             }
         }
         _ => anyhow::bail!("not a container verb"),
