@@ -305,6 +305,23 @@ fn docker_s_defaults_home_workdir_term_and_repeated_flags() {
     );
     let out = s.ok(&["exec", "-t", "two", "sh", "-c", "echo TERM=$TERM"]);
     assert!(out.contains("TERM=xterm"), "{out}");
+    // host-gateway: the default bridge's gateway.
+    let hosts = s.ok(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "hg:host-gateway",
+        "bb:1",
+        "cat",
+        "/etc/hosts",
+    ]);
+    let line = hosts.lines().find(|l| l.ends_with("\thg")).unwrap_or("");
+    assert!(
+        line.split('\t')
+            .next()
+            .is_some_and(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok()),
+        "{hosts}"
+    );
     let err = s.fails(&[
         "run",
         "--rm",

@@ -428,7 +428,7 @@ pub fn etc_extras(dir: &Path, opts: &RunOptions) -> Result<()> {
                 Error::option(
                     "add-host",
                     h.escape_debug(),
-                    "not an IP address (host-gateway is not served)",
+                    "not an IP address or host-gateway",
                 )
             })?;
             add.push_str(&format!("{ip}\t{name}\n"));

@@ -1114,6 +1114,23 @@ impl Containers {
         }
         // Before the user's mounts, so a -v on one of them wins, as with docker.
         let mut mounts = crate::etc_files(&dir, &hostname, opts.network)?;
+        // docker's `--add-host NAME:host-gateway`: the host as the container reaches it.
+        let is_gateway = |h: &String| h.ends_with(":host-gateway") || h.ends_with("=host-gateway");
+        if opts.extra_hosts.iter().any(is_gateway) {
+            let gateway = match opts.network {
+                NetworkMode::Bridge => {
+                    let net = req.networks.first().map_or(crate::DEFAULT_NETWORK, |n| n);
+                    self.networks().get(net)?.gateway.to_string()
+                }
+                // slirp4netns's address of the host.
+                NetworkMode::Slirp => "10.0.2.2".to_owned(),
+                _ => "127.0.0.1".to_owned(),
+            };
+            for h in opts.extra_hosts.iter_mut().filter(|h| is_gateway(h)) {
+                let name = h.len() - "host-gateway".len() - 1;
+                *h = format!("{}:{gateway}", &h[..name]);
+            }
+        }
         crate::etc_extras(&dir, &opts)?;
         mounts.append(&mut opts.mounts);
         let wanted = self.volume_list(req, config, &mounts)?;
