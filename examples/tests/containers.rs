@@ -305,6 +305,40 @@ fn docker_s_defaults_home_workdir_term_and_repeated_flags() {
     );
     let out = s.ok(&["exec", "-t", "two", "sh", "-c", "echo TERM=$TERM"]);
     assert!(out.contains("TERM=xterm"), "{out}");
+    // exec --env-file (then -e over it) and --privileged (more capabilities than the
+    // container's).
+    let env_file = s.data.with_file_name("exec.env");
+    std::fs::write(&env_file, "FROM_FILE=1\n# comment\nBOTH=file\n").unwrap();
+    let out = s.ok(&[
+        "exec",
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "-e",
+        "BOTH=flag",
+        "two",
+        "sh",
+        "-c",
+        "echo $FROM_FILE $BOTH",
+    ]);
+    assert_eq!(out, "1 flag\n");
+    let caps = |args: &[&str]| {
+        let out = s.ok(args);
+        let hex = out.split_whitespace().nth(1).unwrap_or("0").to_owned();
+        u64::from_str_radix(&hex, 16).unwrap_or(0)
+    };
+    let plain = caps(&["exec", "two", "grep", "CapEff", "/proc/self/status"]);
+    let privileged = caps(&[
+        "exec",
+        "--privileged",
+        "two",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    assert!(
+        privileged & plain == plain && privileged > plain,
+        "{plain:x} {privileged:x}"
+    );
     // host-gateway: the default bridge's gateway.
     let hosts = s.ok(&[
         "run",

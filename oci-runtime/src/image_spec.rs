@@ -660,7 +660,7 @@ pub fn parse_capability(name: &str) -> Result<Capability> {
 
 /// What `--cap-add ALL` and `--privileged` give: every capability this process's bounding set
 /// holds (as docker gives what its daemon has; a capability the caller lacks cannot be given).
-fn all_capabilities() -> Capabilities {
+pub(crate) fn all_capabilities() -> Capabilities {
     let bounding = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -50,6 +50,7 @@ struct ExecBody {
     env: Option<Vec<String>>,
     working_dir: Option<String>,
     user: Option<String>,
+    privileged: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,6 +107,7 @@ impl EngineApi {
                 interactive: stdin,
                 detach: false,
                 tty,
+                privileged: b.privileged.unwrap_or(false),
             },
             wants: Wants {
                 stdin,
@@ -168,7 +170,7 @@ impl EngineApi {
                     "tty": e.req.tty,
                     "entrypoint": entrypoint,
                     "arguments": arguments,
-                    "privileged": false,
+                    "privileged": e.req.privileged,
                     "user": e.req.user.clone().unwrap_or_default(),
                 },
                 "OpenStdin": e.wants.stdin,

@@ -444,6 +444,9 @@ pub struct ExecRequest {
     pub detach: bool,
     /// A terminal: [`Containers::exec_process`] gives the process to run on one.
     pub tty: bool,
+    /// Every capability this process holds, for root (docker's `exec --privileged`); the
+    /// container's seccomp filter, cgroup and devices stay its own.
+    pub privileged: bool,
 }
 
 /// A path in a container's filesystem as docker's `X-Docker-Container-Path-Stat` header
@@ -2080,6 +2083,20 @@ impl Containers {
         process.set_env(Some(env));
         if let Some(w) = &req.workdir {
             process.set_cwd(PathBuf::from(w));
+        }
+        if req.privileged {
+            let all = crate::image_spec::all_capabilities();
+            let root = process.user().uid() == 0;
+            let none = std::collections::HashSet::new();
+            let caps = oci_spec::runtime::LinuxCapabilitiesBuilder::default()
+                .bounding(all.clone())
+                .effective(if root { all.clone() } else { none.clone() })
+                .permitted(if root { all } else { none.clone() })
+                .inheritable(none.clone())
+                .ambient(none)
+                .build()
+                .map_err(|e| crate::Error::option("privileged", "exec", e.to_string()))?;
+            process.set_capabilities(Some(caps));
         }
         Ok((c, process))
     }

@@ -372,12 +372,18 @@ pub(crate) enum Verb {
         /// Set an environment variable.
         #[arg(short, long = "env")]
         env: Vec<String>,
+        /// Read environment variables from a file of `KEY=VALUE` lines.
+        #[arg(long = "env-file")]
+        env_file: Vec<PathBuf>,
         /// Working directory.
         #[arg(short, long)]
         workdir: Option<String>,
         /// User.
         #[arg(short, long)]
         user: Option<String>,
+        /// Every capability (the container's seccomp filter and devices stay).
+        #[arg(long)]
+        privileged: bool,
         /// The container.
         container: String,
         /// The command.

@@ -298,21 +298,30 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             detach,
             interactive,
             tty,
-            env,
+            mut env,
+            env_file,
             workdir,
             user,
+            privileged,
             container,
             args,
         } => {
             drop(out);
+            // docker's order: the files first, then -e over them.
+            let mut from_files = Vec::new();
+            for f in &env_file {
+                from_files.extend(oci_rs_runtime::read_env_file(f)?);
+            }
+            from_files.append(&mut env);
             let req = ExecRequest {
                 args,
-                env,
+                env: from_files,
                 workdir,
                 user,
                 interactive,
                 detach,
                 tty,
+                privileged,
             };
             // Blocking: the process is waited for (and a terminal relayed) on this thread.
             return tokio::task::spawn_blocking(move || -> Result<i32> {
