@@ -162,7 +162,31 @@ impl Images {
         unpack: bool,
     ) -> Result<PullReport> {
         let opts = self.copy_options(platform)?;
-        Ok(self.store.pull(self, reference, &opts, unpack).await?)
+        let report = self.store.pull(self, reference, &opts, unpack).await?;
+        if platform.is_none() {
+            // What a run of it would start: another platform's image is warned of.
+            if let Ok(run) = self
+                .store
+                .image_for_run(reference, None, None, |_| {})
+                .await
+            {
+                self.warn_foreign(&run);
+            }
+        }
+        Ok(report)
+    }
+
+    /// docker's warning for an image of another platform than the host's, taken without
+    /// `--platform`.
+    fn warn_foreign(&self, run: &RunnableImage) {
+        match run.foreign_platform() {
+            Some(p) if !self.quiet => eprintln!(
+                "WARNING: The requested image's platform ({p}) does not match the detected \
+                 host platform ({}) and no specific platform was requested",
+                PlatformSpec::host()
+            ),
+            _ => {}
+        }
     }
 
     /// `push REF`.
@@ -195,14 +219,8 @@ impl Images {
                 },
             )
             .await?;
-        // docker's warning for an image of another platform, run without --platform.
-        match run.foreign_platform() {
-            Some(p) if platform.is_none() && !quiet => eprintln!(
-                "WARNING: The requested image's platform ({p}) does not match the detected \
-                 host platform ({}) and no specific platform was requested",
-                PlatformSpec::host()
-            ),
-            _ => {}
+        if platform.is_none() {
+            self.warn_foreign(&run);
         }
         Ok(run)
     }

@@ -1138,6 +1138,29 @@ fn run_warns_of_an_image_for_another_platform() {
     );
     assert!(!run(&["run", "--rm", "--platform", other, "other:1", "true"]).contains("WARNING"));
     assert!(!run(&["run", "--rm", "bb:1", "true"]).contains("WARNING"));
+    // A pull of it says so too.
+    if common::have_registry() {
+        let reg = common::Registry::start();
+        let remote = format!("{}/plat/other:1", reg.addr);
+        s.ok(&["tag", "other:1", &remote]);
+        s.ok(&["push", &remote]);
+        let fresh = tempfile::tempdir().unwrap();
+        let o = Command::new(OCI)
+            .arg("--data-dir")
+            .arg(fresh.path())
+            .args(["pull", &remote])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        let err = String::from_utf8(o.stderr).unwrap();
+        assert!(
+            err.contains(&format!(
+                "WARNING: The requested image's platform ({other})"
+            )),
+            "{err}"
+        );
+    }
 }
 
 /// `rename OLD NEW` as docker's: silent on success, the new name then names the container;
