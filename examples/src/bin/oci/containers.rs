@@ -549,8 +549,13 @@ fn stats(
     // The first table at once (CPU as the average since each container started), then
     // one a second from the readings' differences.
     let mut before: Vec<oci_rs_runtime::ContainerStats> = Vec::new();
+    // On a terminal, each table replaces the last, as docker's (clear, then home).
+    let redraw = !no_stream && std::io::IsTerminal::is_terminal(&std::io::stdout());
     loop {
         let now = store.stats_of(&names)?;
+        if redraw {
+            write!(out, "\x1b[2J\x1b[H")?;
+        }
         let rows: Vec<serde_json::Value> = now
             .iter()
             .map(|s| s.row_since(before.iter().find(|b| b.id == s.id)).fields())
