@@ -1580,6 +1580,16 @@ fn system_df_and_prune() {
     assert_eq!(row("Images")[..2], ["1", "1"], "{df}");
     assert_eq!(row("Containers")[..3], ["1", "0", "300kB"], "{df}");
     assert_eq!(row("Local Volumes")[..3], ["2", "1", "200kB"], "{df}");
+    assert_eq!(
+        s.ok(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"]),
+        "Images 1\nContainers 1\nLocal Volumes 2\nBuild Cache 0\n"
+    );
+    let version = s.ok(&[
+        "version",
+        "--format",
+        "{{.Client.Version}} {{.Server.ApiVersion}}",
+    ]);
+    assert_eq!(version.split_whitespace().count(), 2, "{version}");
     let verbose = s.ok(&["system", "df", "-v"]);
     assert!(
         verbose.contains("writer") && verbose.contains("named"),

@@ -100,6 +100,15 @@ pub const STATS_HEADERS: &[(&str, &str)] = &[
     ("PIDs", "PIDS"),
 ];
 
+/// docker's headers of `system df`'s fields.
+pub const DF_HEADERS: &[(&str, &str)] = &[
+    ("Type", "TYPE"),
+    ("TotalCount", "TOTAL"),
+    ("Active", "ACTIVE"),
+    ("Size", "SIZE"),
+    ("Reclaimable", "RECLAIMABLE"),
+];
+
 /// docker's headers of `history`'s fields.
 pub const HISTORY_HEADERS: &[(&str, &str)] = &[
     ("ID", "IMAGE"),

@@ -20,6 +20,24 @@ pub struct UsageLine {
     pub reclaimable: u64,
 }
 
+impl UsageLine {
+    /// The fields docker's `system df --format` knows of this line (`Type`, `TotalCount`,
+    /// `Active`, `Size`, `Reclaimable` with its share), `kind` its TYPE.
+    pub fn df_fields(&self, kind: &str) -> serde_json::Value {
+        let share = match self.size {
+            0 => String::new(),
+            s => format!(" ({}%)", self.reclaimable * 100 / s),
+        };
+        serde_json::json!({
+            "Type": kind,
+            "TotalCount": self.total.to_string(),
+            "Active": self.active.to_string(),
+            "Size": crate::human_size(self.size),
+            "Reclaimable": format!("{}{share}", crate::human_size(self.reclaimable)),
+        })
+    }
+}
+
 /// docker's `system df`: images, containers, local volumes and the build cache.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DiskUsage {

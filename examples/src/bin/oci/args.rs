@@ -89,7 +89,12 @@ pub(crate) enum Verb {
         format: Option<String>,
     },
     /// Versions (docker's `version`).
-    Version,
+    Version {
+        /// A Go template over docker's version document (`{{.Client.Version}}`,
+        /// `{{.Server.Version}}`), or `json`.
+        #[arg(short, long)]
+        format: Option<String>,
+    },
     /// Show an image's history (newest first).
     History {
         /// Full ids and commands.
@@ -1035,6 +1040,10 @@ pub(crate) enum SystemVerb {
         /// Each container's and volume's size too.
         #[arg(short, long)]
         verbose: bool,
+        /// A Go template over each line's fields (`{{.Type}}`, `{{.TotalCount}}`,
+        /// `{{.Active}}`, `{{.Size}}`, `{{.Reclaimable}}`), `table TEMPLATE`, or `json`.
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Remove stopped containers, unused networks, dangling images and the build cache;
     /// with `-a` every image no container uses, with `--volumes` unused anonymous volumes.

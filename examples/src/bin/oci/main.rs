@@ -40,8 +40,8 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    if matches!(cli.verb, Verb::Version) {
-        return system::print_version(&mut std::io::stdout().lock());
+    if let Verb::Version { format } = &cli.verb {
+        return system::print_version(format.as_deref(), &mut std::io::stdout().lock());
     }
     if let Verb::Registry { verb } = cli.verb {
         return registry::registry_verb(verb).await;
@@ -95,7 +95,7 @@ async fn run(cli: Cli) -> Result<()> {
             };
             system::serve_api(images, &dir, time, uri.as_deref(), tls.as_ref()).await
         }
-        v @ (Verb::Version
+        v @ (Verb::Version { .. }
         | Verb::Info { .. }
         | Verb::System {
             verb: SystemVerb::Df { .. } | SystemVerb::Prune { .. },

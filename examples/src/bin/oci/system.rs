@@ -8,9 +8,34 @@ use oci_rs_runtime::Containers;
 use std::io::Write;
 use std::path::Path;
 
-/// `version`: nothing is opened or created.
-pub(crate) fn print_version(out: &mut impl Write) -> Result<()> {
+/// `version`: nothing is opened or created. With `format`, docker's document: the client
+/// and, as the engine is this program, the server's versions.
+pub(crate) fn print_version(format: Option<&str>, out: &mut impl Write) -> Result<()> {
     let p = oci_rs_image::PlatformSpec::host();
+    if let Some(f) = format {
+        let side = serde_json::json!({
+            "Version": env!("CARGO_PKG_VERSION"),
+            "ApiVersion": oci_rs_runtime::api::API_VERSION,
+            "Os": p.os,
+            "Arch": p.architecture,
+        });
+        let mut server = side.clone();
+        server["MinAPIVersion"] = oci_rs_runtime::api::MIN_API_VERSION.into();
+        server["KernelVersion"] = rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned()
+            .into();
+        server["Components"] = serde_json::json!([{
+            "Name": "oci-runtime",
+            "Version": env!("CARGO_PKG_VERSION"),
+            "Details": {"OciRuntimeSpec": oci_spec::runtime::VERSION},
+        }]);
+        let doc = serde_json::json!({ "Client": side, "Server": server });
+        let f = oci_rs_runtime::format::Format::parse(f, "")?;
+        writeln!(out, "{}", f.render(&doc)?)?;
+        return Ok(());
+    }
     writeln!(out, "Client:")?;
     writeln!(out, " Version:           {}", env!("CARGO_PKG_VERSION"))?;
     writeln!(
@@ -47,35 +72,33 @@ pub(crate) async fn system_verb(
     mut out: impl Write,
 ) -> Result<()> {
     match verb {
-        Verb::Version => print_version(&mut out)?,
+        Verb::Version { format } => print_version(format.as_deref(), &mut out)?,
         Verb::System {
-            verb: SystemVerb::Df { verbose },
+            verb: SystemVerb::Df { verbose, format },
         } => {
             let store = Containers::open(dir)?;
             let du = store.disk_usage(images).await?;
-            writeln!(
-                out,
-                "{:<16}{:<10}{:<10}{:<10}RECLAIMABLE",
-                "TYPE", "TOTAL", "ACTIVE", "SIZE"
+            // docker's table by default, aligned as its tabwriter aligns it.
+            let f = oci_rs_runtime::format::Format::parse(
+                format.as_deref().unwrap_or("table"),
+                r"table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}",
             )?;
-            for (kind, l) in [
+            let rows: Vec<serde_json::Value> = [
                 ("Images", du.images),
                 ("Containers", du.containers),
                 ("Local Volumes", du.volumes),
                 ("Build Cache", du.build_cache),
-            ] {
-                let share = match l.size {
-                    0 => String::new(),
-                    s => format!(" ({}%)", l.reclaimable * 100 / s),
-                };
-                writeln!(
-                    out,
-                    "{kind:<16}{:<10}{:<10}{:<10}{}{share}",
-                    l.total,
-                    l.active,
-                    text::human_size(l.size),
-                    text::human_size(l.reclaimable)
-                )?;
+            ]
+            .iter()
+            .map(|(kind, l)| l.df_fields(kind))
+            .collect();
+            write!(
+                out,
+                "{}",
+                f.render_all(&rows, oci_rs_runtime::format::DF_HEADERS)?
+            )?;
+            if format.is_some() {
+                return Ok(());
             }
             if verbose {
                 writeln!(out, "\nContainers space usage:\n")?;
