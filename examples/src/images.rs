@@ -189,6 +189,20 @@ impl Images {
         }
     }
 
+    /// `pull -a REPO`: the repository's tags, as its registry lists them (all pages), each
+    /// as a reference to pull; a reference with a tag or digest is refused, as docker's.
+    pub async fn all_tags(&self, repository: &str) -> Result<Vec<String>> {
+        // As written: a parsed reference has `latest` filled in.
+        let last = repository.rsplit('/').next().unwrap_or(repository);
+        if last.contains(':') || last.contains('@') {
+            bail!("tag can't be used with --all-tags/-a");
+        }
+        let name = oci_rs_image::Remote::qualify(self, repository);
+        let (repo, _) = Repository::parse_reference(&name)?;
+        let tags = self.client()?.tags(&repo, None).await?;
+        Ok(tags.into_iter().map(|t| format!("{name}:{t}")).collect())
+    }
+
     /// `push REF`.
     pub async fn push(&self, reference: &str) -> Result<Descriptor> {
         let opts = self.copy_options(None)?;

@@ -1160,6 +1160,17 @@ fn run_warns_of_an_image_for_another_platform() {
             )),
             "{err}"
         );
+        // pull -a: every tag of the repository.
+        let second = format!("{}/plat/other:2", reg.addr);
+        s.ok(&["tag", "other:1", &second]);
+        s.ok(&["push", &second]);
+        let all = Store::new();
+        let repo = format!("{}/plat/other", reg.addr);
+        all.ok(&["pull", "-a", &repo]);
+        let tags = all.ok(&["images", "--format", "{{.Tag}}", &repo]);
+        let tags: std::collections::BTreeSet<&str> = tags.lines().collect();
+        assert_eq!(tags, ["1", "2"].into(), "{tags:?}");
+        assert!(all.fails(&["pull", "-a", &remote]).contains("--all-tags"));
     }
 }
 

@@ -33,6 +33,9 @@ pub(crate) enum Verb {
         /// Print only the image's full name.
         #[arg(short, long)]
         quiet: bool,
+        /// Every tag of the repository.
+        #[arg(short, long = "all-tags")]
+        all_tags: bool,
         /// The image (`busybox`, `localhost:5000/app:1`, `name@sha256:...`).
         image: String,
         /// `os/arch[/variant]`, or `all` for every platform of an index.

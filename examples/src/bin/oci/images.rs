@@ -25,27 +25,34 @@ pub(crate) async fn image_verb(
             image,
             platform,
             quiet,
+            all_tags,
             unpack,
         } => {
-            let r = oci_rs_image::ImageReference::parse(&image)?;
-            if !quiet {
-                let tag = r
-                    .tag()
-                    .map(str::to_owned)
-                    .or_else(|| r.digest().map(|d| d.to_string()))
-                    .unwrap_or_else(|| "latest".into());
-                // docker names the repository's path, without the registry.
-                writeln!(out, "{tag}: Pulling from {}", r.repository())?;
-                out.flush()?;
-            }
-            let report = images
-                .pull_report(&image, platform.as_deref(), unpack)
-                .await?;
-            if quiet {
-                writeln!(out, "{}", report.reference)?;
-            } else {
-                for l in report.lines() {
-                    writeln!(out, "{}", oci_rs_image::printable(&l))?;
+            let wanted = match all_tags {
+                true => images.all_tags(&image).await?,
+                false => vec![image],
+            };
+            for image in wanted {
+                let r = oci_rs_image::ImageReference::parse(&image)?;
+                if !quiet {
+                    let tag = r
+                        .tag()
+                        .map(str::to_owned)
+                        .or_else(|| r.digest().map(|d| d.to_string()))
+                        .unwrap_or_else(|| "latest".into());
+                    // docker names the repository's path, without the registry.
+                    writeln!(out, "{tag}: Pulling from {}", r.repository())?;
+                    out.flush()?;
+                }
+                let report = images
+                    .pull_report(&image, platform.as_deref(), unpack)
+                    .await?;
+                if quiet {
+                    writeln!(out, "{}", report.reference)?;
+                } else {
+                    for l in report.lines() {
+                        writeln!(out, "{}", oci_rs_image::printable(&l))?;
+                    }
                 }
             }
         }
