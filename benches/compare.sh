@@ -492,25 +492,33 @@ EOF
   echo "Ratios: ours (CLI) / crun = $(ratio "oci-runc run (ours, CLI)" "crun run"), ours (CLI) / runc = $(ratio "oci-runc run (ours, CLI)" "runc run")"
 }
 
+# Our store and podman's under $1, afresh (what an earlier run left mounted unmounted), each
+# holding the same busybox image (sh, sleep, true) as bench/bb:1: sets O and P (the two
+# commands on them) and PR (the flags podman needs on this VM, PEERS.md), for the caller's
+# `local O P PR`.
+busybox_stores() {
+  local C=$1
+  awk -v c="$C/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
+  rm -rf "$C" && mkdir -p "$C/rootfs/bin"
+  cp /bin/busybox "$C/rootfs/bin/busybox"
+  for t in sh sleep true; do ln -s busybox "$C/rootfs/bin/$t"; done
+  tar -C "$C/rootfs" -cf "$C/bb.tar" .
+  O="$OCI -q --data-dir $C/data"
+  $O import "$C/bb.tar" bench/bb:1 -c 'CMD ["sh"]' >/dev/null
+  $O save -o "$C/bb-archive.tar" bench/bb:1
+  P="podman --root $C/podman --runroot $C/podman-run --runtime runc --cgroup-manager cgroupfs --events-backend file"
+  $P load -i "$C/bb-archive.tar" >/dev/null
+  PR="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none"
+}
+
 # Detached containers: `run -d` until the id is printed, and `stop` of a container whose
 # process exits on SIGTERM, against podman (Debian's, with conmon and runc, run as
 # ../shared/PEERS.md says), the same busybox image in each store first; then the resident
 # memory of our monitor and of conmon for one idle container.
 containers_bench() {
   need podman conmon runc busybox-static
-  local C=$D/ctr R=${RUNS:-3}
-  # What an earlier run left mounted (podman's overlay store, our snapshots).
-  awk -v c="$C/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
-  rm -rf "$C" && mkdir -p "$C/rootfs/bin"
-  cp /bin/busybox "$C/rootfs/bin/busybox"
-  for t in sh sleep true; do ln -s busybox "$C/rootfs/bin/$t"; done
-  tar -C "$C/rootfs" -cf "$C/bb.tar" .
-  local O="$OCI -q --data-dir $C/data"
-  $O import "$C/bb.tar" bench/bb:1 -c 'CMD ["sh"]' >/dev/null
-  $O save -o "$C/bb-archive.tar" bench/bb:1
-  local P="podman --root $C/podman --runroot $C/podman-run --runtime runc --cgroup-manager cgroupfs --events-backend file"
-  $P load -i "$C/bb-archive.tar" >/dev/null
-  local PR="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none"
+  local C=$D/ctr R=${RUNS:-3} O P PR
+  busybox_stores "$C"
   local TERMSH="trap 'exit 0' TERM; sleep 1000 & wait"
   export O P PR TERMSH
   echo
@@ -559,18 +567,8 @@ containers_bench() {
 verbs_bench() {
   need podman conmon runc busybox-static
   setup_layer_data
-  local C=$D/verbs R=${RUNS:-3}
-  awk -v c="$C/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
-  rm -rf "$C" && mkdir -p "$C/rootfs/bin"
-  cp /bin/busybox "$C/rootfs/bin/busybox"
-  for t in sh sleep true; do ln -s busybox "$C/rootfs/bin/$t"; done
-  tar -C "$C/rootfs" -cf "$C/bb.tar" .
-  local O="$OCI -q --data-dir $C/data"
-  $O import "$C/bb.tar" bench/bb:1 -c 'CMD ["sh"]' >/dev/null
-  $O save -o "$C/bb-archive.tar" bench/bb:1
-  local P="podman --root $C/podman --runroot $C/podman-run --runtime runc --cgroup-manager cgroupfs --events-backend file"
-  $P load -i "$C/bb-archive.tar" >/dev/null
-  local PR="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none"
+  local C=$D/verbs R=${RUNS:-3} O P PR
+  busybox_stores "$C"
   export O P PR
   $O run -d --network none --name st bench/bb:1 sleep 1000 >/dev/null
   $P run -d $PR --name st docker.io/bench/bb:1 sleep 1000 >/dev/null
