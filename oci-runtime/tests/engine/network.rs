@@ -473,12 +473,16 @@ fn bad_ports_subnets_and_hostnames_are_typed_errors(f: &Fixture) {
         store.set_network(&mut req, Some("no-such-net")),
         Err(ref e) if matches!(net_error(e), Some(NetError::NotFound(n)) if n == "no-such-net")
     ));
-    // Ports need a bridge.
+    // Ports with the host's network are dropped with docker's warning; with none, refused.
     let mut host = detached(None, "true");
     store.set_network(&mut host, Some("host")).unwrap();
     assert_eq!(host.opts.network, NetworkMode::Host);
     host.publish = parse_publish("80").unwrap();
-    let err = f.run(&store, host).unwrap_err();
+    assert_eq!(host.warnings(), [oci_rs_runtime::PORTS_DISCARDED]);
+    let mut none = detached(None, "true");
+    store.set_network(&mut none, Some("none")).unwrap();
+    none.publish = parse_publish("80").unwrap();
+    let err = f.run(&store, none).unwrap_err();
     assert!(err.to_string().contains("only on a bridge"), "{err}");
     let nets = store.networks();
     let n = format!("ovl{}", std::process::id());
