@@ -140,10 +140,16 @@ pub async fn attach(m: &Monitor, o: &AttachOptions) -> Result<Option<i32>> {
             sender.send(&Frame::Resize(rows, cols))?;
         }
     }
-    let (detached_tx, mut detached) = tokio::sync::oneshot::channel::<()>();
+    // Only a detach says anything here: the stdin thread ending (its input did) closes the
+    // channel, which is no detach.
+    let (detached_tx, mut detached) = tokio::sync::mpsc::unbounded_channel::<()>();
     if o.stdin {
         let mut input = sender.try_clone()?;
-        let mut scan = o.detach_keys.scanner();
+        // As dockerd: the keys are read only on a terminal; other input passes whole.
+        let mut scan = match o.tty {
+            true => o.detach_keys.scanner(),
+            false => oci_rs_runtime::DetachKeys::none().scanner(),
+        };
         std::thread::spawn(move || {
             let mut buf = [0u8; 32 << 10];
             let mut inp = std::io::stdin().lock();
@@ -206,7 +212,7 @@ pub async fn attach(m: &Monitor, o: &AttachOptions) -> Result<Option<i32>> {
         let forwarded = futures_util::future::select_all(futs);
         tokio::select! {
             r = &mut relay => break r.map_err(|e| anyhow!("attach: {e}"))?,
-            _ = &mut detached => {
+            Some(()) = detached.recv() => {
                 drop(raw);
                 return Ok(None);
             }

@@ -225,7 +225,7 @@ fn docker_s_defaults_home_workdir_term_and_repeated_flags() {
         s.ok(&["run", "--rm", "bb:1", "sh", "-c", "echo $HOME"]),
         "/root\n"
     );
-    // A user with a passwd entry gets its home; one without, /root.
+    // A user with a passwd entry gets its home; root without one /root, another /.
     let out = s.ok(&[
         "run",
         "--rm",
@@ -236,7 +236,10 @@ fn docker_s_defaults_home_workdir_term_and_repeated_flags() {
         "-c",
         "echo $HOME",
     ]);
-    assert_eq!(out, "/root\n", "no passwd entry for 65534 in this image");
+    assert_eq!(
+        out, "/\n",
+        "no passwd entry for 65534 in this image: docker's /"
+    );
     let out = s.ok(&[
         "run",
         "--rm",
@@ -501,6 +504,25 @@ fn detach_keys_attach_streams_and_the_signal_proxy() {
         b"test a1 = a1 && exit 4\r",
     );
     assert_eq!(code, 4);
+    // Without a terminal, input passes whole (the keys too) and the run lasts until the
+    // container ends: its output and exit code.
+    let mut piped = s
+        .cmd(&["run", "--rm", "-i", "bb:1", "sh", "-c", "cat; exit 3"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    piped
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a\x10\x11b\n")
+        .unwrap();
+    let o = piped.wait_with_output().unwrap();
+    assert_eq!(
+        (o.status.code(), &o.stdout[..]),
+        (Some(3), &b"a\x10\x11b\n"[..])
+    );
     let err = s.fails(&["run", "--detach-keys", "ctrl-1", "-i", "bb:1", "true"]);
     assert!(err.contains("detach-keys"), "{err}");
 
@@ -1388,6 +1410,12 @@ fn cp_copies_both_ways_and_keeps_to_the_container() {
     );
     let err = s.fails(&["cp", host.join("tree").to_str().unwrap(), "box:/renamed-f"]);
     assert!(err.contains("cannot copy a directory to a file"), "{err}");
+    // A link as the destination is followed one level; DEST/ must be a directory.
+    s.ok(&["exec", "box", "sh", "-c", "mkdir /real && ln -s real /via"]);
+    s.ok(&["cp", f.to_str().unwrap(), "box:/via"]);
+    assert_eq!(s.ok(&["exec", "box", "cat", "/real/f"]), "from the host\n");
+    let err = s.fails(&["cp", f.to_str().unwrap(), "box:/renamed-f/"]);
+    assert!(err.contains("not a directory"), "{err}");
     let err = s.fails(&["cp", f.to_str().unwrap(), "box:/no-such-dir/"]);
     assert!(
         err.contains("Could not find the file /no-such-dir/"),

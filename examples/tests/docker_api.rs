@@ -1006,6 +1006,13 @@ fn interactive_terminals_through_the_engine_api() {
         "{out}"
     );
     s.ok(&["rm", "-f", "t"]);
+    // Without a terminal the detach keys are input like any other, and a client's end of
+    // input ends the container's.
+    let (code, out, err) = s.docker_in(
+        &["run", "--rm", "-i", "busybox", "sh", "-c", "cat; exit 3"],
+        b"a\x10\x11b\n",
+    );
+    assert_eq!((code, out.as_bytes()), (3, &b"a\x10\x11b\n"[..]), "{err}");
     // Ctrl-P Ctrl-Q detaches docker's client and leaves the container running; so do the
     // keys a client names, on `attach`.
     for cli in docker_clis() {

@@ -227,6 +227,12 @@ impl std::str::FromStr for DetachKeys {
 }
 
 impl DetachKeys {
+    /// No sequence: input that never detaches (what an attachment without a terminal
+    /// reads, as dockerd's).
+    pub fn none() -> Self {
+        Self(Vec::new())
+    }
+
     /// A scanner of one attached stdin.
     pub fn scanner(&self) -> DetachScanner {
         DetachScanner {

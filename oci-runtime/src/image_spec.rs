@@ -1281,15 +1281,17 @@ struct PasswdEntry<'a> {
     home: &'a str,
 }
 
-/// docker's `HOME` for `uid`: its home directory in the image's `/etc/passwd`, `/root`
-/// without one (or with an empty or relative one).
+/// docker's `HOME` for `uid`: its home directory in the image's `/etc/passwd`; without one
+/// (or with an empty or relative one) `/root` for root and `/` for anyone else, as docker
+/// gives them.
 pub fn home_dir(rootfs: &Path, uid: u32) -> String {
     let passwd = read_in_root(rootfs, "etc/passwd").unwrap_or_default();
+    let fallback = if uid == 0 { "/root" } else { "/" };
     let home = passwd_entries(&passwd)
         .find(|e| e.uid == uid)
         .map(|e| e.home)
         .filter(|h| h.starts_with('/'))
-        .unwrap_or("/root")
+        .unwrap_or(fallback)
         .to_owned();
     home
 }

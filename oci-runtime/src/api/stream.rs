@@ -354,7 +354,15 @@ impl EngineApi {
             return;
         };
         let feeder = match (input, w.stdin, attach.try_clone()) {
-            (Some((rd, keys)), true, Ok(a)) => Some(tokio::spawn(feed_stdin(rd, a, keys, !w.tty))),
+            (Some((rd, keys)), true, Ok(a)) => {
+                // dockerd reads the keys only on a terminal.
+                let keys = if w.tty {
+                    keys
+                } else {
+                    crate::DetachKeys::none()
+                };
+                Some(tokio::spawn(feed_stdin(rd, a, keys, !w.tty)))
+            }
             _ => None,
         };
         let copied = tokio::task::spawn_blocking(move || loop {
@@ -429,7 +437,10 @@ async fn feed_stdin<R>(
                 if !held.is_empty() {
                     frames.push(Some(Frame::Stdin(held)));
                 }
-                frames.push(close_on_eof.then_some(Frame::CloseStdin));
+                // A terminal's stdin stays open, and its output goes on to the client.
+                if close_on_eof {
+                    frames.push(Some(Frame::CloseStdin));
+                }
                 last = true;
             }
             Ok(n) => {

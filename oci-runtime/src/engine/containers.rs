@@ -2509,6 +2509,22 @@ impl Containers {
         // Where it lands: into DEST (a directory), or as DEST's last component in its
         // parent.
         const GO_DIR: u32 = 1 << 31;
+        const GO_SYMLINK: u32 = 1 << 27;
+        // A link as DEST is followed one level, as docker's client follows it (its target
+        // is then resolved inside the root like any path).
+        let linked;
+        let dest = match self.stat_path(what, dest) {
+            Ok(st) if st.mode & GO_SYMLINK != 0 && !st.link_target.is_empty() => {
+                linked = if st.link_target.starts_with('/') {
+                    st.link_target
+                } else {
+                    let (parent, _) = split_dest(dest);
+                    format!("{}/{}", parent.trim_end_matches('/'), st.link_target)
+                };
+                linked.as_str()
+            }
+            _ => dest,
+        };
         let (into, as_name) = match self.stat_path(what, dest) {
             Ok(st) if st.mode & GO_DIR != 0 => (dest.to_owned(), None),
             Ok(_) if source_is_dir => {
@@ -2516,6 +2532,13 @@ impl Containers {
                     flag: "cp",
                     spec: dest.to_owned(),
                     problem: "cannot copy a directory to a file".into(),
+                })
+            }
+            Ok(_) if dest.ends_with('/') => {
+                return Err(EngineError::MountSpec {
+                    flag: "cp",
+                    spec: dest.to_owned(),
+                    problem: "not a directory".into(),
                 })
             }
             Ok(_) => split_dest(dest),
