@@ -169,9 +169,11 @@ pub async fn attach(m: &Monitor, o: &AttachOptions) -> Result<Option<i32>> {
                     break;
                 }
                 if done {
-                    // The connection ends; the container's stdin stays open.
-                    input.shutdown();
+                    // Said first: the relay sees the connection end as soon as it is shut
+                    // down, and must then find the detach, not take it for the monitor
+                    // going away. The container's stdin stays open.
                     let _ = detached_tx.send(());
+                    input.shutdown();
                     break;
                 }
             }
