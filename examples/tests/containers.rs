@@ -496,7 +496,12 @@ fn detach_keys_attach_streams_and_the_signal_proxy() {
     );
     assert_eq!(code, 0);
     assert_eq!(s.field("dk", "{{.State.Running}}"), "true");
-    s.ok(&["exec", "dk", "sh", "-c", "test -f /one && test -f /two"]);
+    // What was typed before the keys reaches the shell, which runs it in its time.
+    common::wait_for("the typed commands", 20, || {
+        s.oci(&["exec", "dk", "sh", "-c", "test -f /one && test -f /two"])
+            .status
+            .success()
+    });
     // A partial sequence is input like any other.
     let code = typed_on_a_pty(
         &s,

@@ -1053,13 +1053,17 @@ fn interactive_terminals_through_the_engine_api() {
             s.ok(&["inspect", "-f", "{{.State.Running}}", "dk"]).trim(),
             "true"
         );
-        s.ok(&[
-            "exec",
-            "dk",
-            "sh",
-            "-c",
-            "test -f /one && test -f /two && test -f /three",
-        ]);
+        // What was typed before the keys reaches the shell, which runs it in its time.
+        common::wait_for("the typed commands", 20, || {
+            s.docker(&[
+                "exec",
+                "dk",
+                "sh",
+                "-c",
+                "test -f /one && test -f /two && test -f /three",
+            ])
+            .0 == 0
+        });
     }
 }
 
