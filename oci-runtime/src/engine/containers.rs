@@ -1016,7 +1016,7 @@ impl Containers {
                     self.event(cfg, "destroy", &[]);
                 }
                 // The container exists only if its monitor has it: clean up what was made.
-                if let Err(e) = self.remove_files(&id, Some(&name)) {
+                if let Err(e) = self.remove_files(&id, Some(&name), None) {
                     tracing::warn!(container = %id, error = %crate::chain(&e), "cleaning up a failed run");
                 }
                 Err(e)
@@ -1887,22 +1887,34 @@ impl Containers {
     /// as it ends) take turns on a lock of its directory; whoever comes second finds it gone
     /// and succeeds.
     pub fn remove(&self, what: &str, force: bool) -> EngineResult<()> {
-        self.remove_container(what, force).map(|_| ())
+        self.remove_container(what, force, false).map(|_| ())
     }
 
     /// [`Containers::remove`], then the container's anonymous volumes that no other
-    /// container uses (docker's `rm -v`; a `--rm` container's monitor does this).
+    /// container uses (docker's `rm -v`; a `--rm` container's monitor does this). The
+    /// volumes go before the container's record, so whoever sees the container gone (as
+    /// [`Containers::wait_removed`]) sees its volumes gone too.
     pub fn remove_with_volumes(&self, what: &str, force: bool) -> EngineResult<()> {
-        let Some(cfg) = self.remove_container(what, force)? else {
-            return Ok(());
-        };
+        self.remove_container(what, force, true).map(|_| ())
+    }
+
+    /// Removes the anonymous volumes of `cfg` that no container but it uses.
+    fn remove_anonymous_volumes(&self, cfg: &ContainerConfig) -> EngineResult<()> {
         let volumes = Volumes::open(&self.data)?;
         for (name, _, _) in &cfg.volumes {
             let anonymous = volumes
                 .inspect(name)
                 .is_ok_and(|v| v.labels.contains_key(ANONYMOUS_VOLUME_LABEL));
-            if anonymous && self.volume_users(name).is_empty() {
-                if let Err(e) = self.remove_volume(name) {
+            let others: Vec<String> = self
+                .ids()
+                .iter()
+                .filter(|id| **id != cfg.id)
+                .filter_map(|id| self.config_of(id).ok())
+                .filter(|c| c.volumes.iter().any(|v| v.0 == *name))
+                .map(|c| c.name)
+                .collect();
+            if anonymous && others.is_empty() {
+                if let Err(e) = volumes.remove(name, &others) {
                     tracing::warn!(volume = %name, error = %crate::chain(&e), "removing an anonymous volume");
                 }
             }
@@ -1911,7 +1923,12 @@ impl Containers {
     }
 
     /// Removes the container; its record, unless another remover got there first.
-    fn remove_container(&self, what: &str, force: bool) -> EngineResult<Option<ContainerConfig>> {
+    fn remove_container(
+        &self,
+        what: &str,
+        force: bool,
+        with_volumes: bool,
+    ) -> EngineResult<Option<ContainerConfig>> {
         let id = self.view(what)?.config.id;
         let dir = self.dir.join(&id);
         let lock = match std::fs::File::open(&dir) {
@@ -1948,7 +1965,11 @@ impl Containers {
             }
         }
         self.release(&v.config.id)?;
-        self.remove_files(&v.config.id, Some(&v.config.name))?;
+        self.remove_files(
+            &v.config.id,
+            Some(&v.config.name),
+            with_volumes.then_some(&v.config),
+        )?;
         self.event(&v.config, "destroy", &[]);
         Ok(Some(v.config))
     }
@@ -1966,14 +1987,21 @@ impl Containers {
         Ok(())
     }
 
-    fn remove_files(&self, id: &str, name: Option<&str>) -> EngineResult<()> {
+    /// Removes container `id`'s snapshot, name and record; with `volumes`, its anonymous
+    /// volumes between the first two and the record.
+    fn remove_files(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        volumes: Option<&ContainerConfig>,
+    ) -> EngineResult<()> {
         let snap = self.snapshots()?;
         let base = self.data.join("snapshots/containers").join(id);
         if snap.info(id).is_ok() || base.exists() {
             if let Err(e) = snap.remove(id) {
                 if snap.info(id).is_err() && !base.exists() {
                     // Removed by another remover of the same container (its `rm` monitor).
-                    return self.remove_files(id, name);
+                    return self.remove_files(id, name, volumes);
                 }
                 // Rootless: files the container's other users made (nginx's www-data
                 // directories, mode 0700) belong to subordinate ids that only a user
@@ -1988,6 +2016,9 @@ impl Containers {
             if std::fs::read_to_string(&p).is_ok_and(|x| x == id) {
                 let _ = std::fs::remove_file(p);
             }
+        }
+        if let Some(cfg) = volumes {
+            self.remove_anonymous_volumes(cfg)?;
         }
         let dir = self.dir.join(id);
         self.keep_last_status(id);
