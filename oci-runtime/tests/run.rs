@@ -470,7 +470,9 @@ fn exec_joins_a_running_container() {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
     let p = c
         .exec(
-            &proc_spec(&["sh", "-c", "echo pid=$$ host=$(hostname) env=$FROM_EXEC; cat /etc/hello; ls /proc/1/exe >/dev/null && echo sees-init; exit 5"]),
+            &proc_spec(&["sh", "-c", "echo pid=$$ host=$(hostname) env=$FROM_EXEC; cat /etc/hello; ls /proc/1/exe >/dev/null && echo sees-init; \
+                [ \"$(cat /proc/self/cgroup)\" = \"$(cat /proc/1/cgroup)\" ] && echo same-cgroups; \
+                for f in /proc/self/fd/*; do echo fd=$(readlink $f); done; exit 5"]),
             [None, Some(w), None],
         )
         .unwrap();
@@ -482,6 +484,14 @@ fn exec_joins_a_running_container() {
     assert!(
         text.contains("sees-init"),
         "the exec'd process is in the container's pid namespace: {text}"
+    );
+    // In the init's cgroups (it moved itself there on v1), holding none of their files.
+    assert!(text.contains("same-cgroups"), "{text}");
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("fd=") && (l.contains("cgroup") || l.contains("tasks"))),
+        "{text}"
     );
     // A missing program fails with 127 (not found), not a hang.
     let p = c
@@ -959,6 +969,11 @@ fn a_created_container_holds_none_of_the_callers_other_descriptors() {
     assert!(
         !held.iter().any(|t| t == &file.path().display().to_string()),
         "the init held the caller's file: {held:?}"
+    );
+    // Nor the cgroup files it moved itself into its cgroup with.
+    assert!(
+        !held.iter().any(|t| t.contains("/sys/fs/cgroup")),
+        "the init held a cgroup file: {held:?}"
     );
     let inode = std::fs::read_to_string("/proc/net/tcp")
         .unwrap()

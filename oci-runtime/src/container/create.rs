@@ -264,7 +264,7 @@ impl ContainerBuilder {
             );
         }
         let (ends, parent) = channels()?;
-        let plan = Plan::for_create(
+        let mut plan = Plan::for_create(
             spec,
             built,
             InitOptions {
@@ -282,6 +282,12 @@ impl ContainerBuilder {
             },
             ends,
         )?;
+        // v1: the init moves itself, cheaper than a move by pid (see `self_join_files`).
+        plan.cgroup_tasks = match &cgroup {
+            Some(c) => c.self_join_files()?,
+            None => Vec::new(),
+        };
+        let joins_itself = !plan.cgroup_tasks.is_empty();
         let (pid, _held) = spawn_init(plan, flags, can_admin()).map_err(|e| Error::Init {
             step: "clone3".into(),
             source: e,
@@ -293,7 +299,7 @@ impl ContainerBuilder {
         if let Some(method) = id_method {
             write_id_maps(pid, spec, method)?;
         }
-        if let Some(c) = &cgroup {
+        if let Some(c) = cgroup.as_ref().filter(|_| !joins_itself) {
             c.add(pid)?;
         }
         let go = self.go_message(pid, !cc_hooks.is_empty())?;

@@ -202,7 +202,7 @@ impl Container {
             process.exec = vec![program];
         }
         let (ends, parent) = channels()?;
-        let plan = Plan::for_exec(
+        let mut plan = Plan::for_exec(
             cstr(
                 self.saved.rootfs.as_os_str().as_encoded_bytes(),
                 "root.path",
@@ -224,13 +224,18 @@ impl Container {
         // through its user namespace), as this process's child: the pid is the process's
         // own, as runc's `--pid-file` is, so a signal to it (containerd's exec timeout) ends
         // the process, and the subreaper gets it when this program exits.
+        plan.cgroup_tasks = match &self.saved.cgroup {
+            Some(c) => c.self_join_files()?,
+            None => Vec::new(),
+        };
+        let joins_itself = !plan.cgroup_tasks.is_empty();
         let (child, _held) = spawn_init(plan, 0, can_admin()).map_err(|e| Error::Init {
             step: "clone3".into(),
             source: e,
         })?;
         // From here on, a failure kills and reaps the process.
         let process = ChildGuard(Some(child));
-        if let Some(cg) = &self.saved.cgroup {
+        if let Some(cg) = self.saved.cgroup.as_ref().filter(|_| !joins_itself) {
             cg.add(child)?;
         }
         rustix::io::write(&parent.sync_write, b"1")

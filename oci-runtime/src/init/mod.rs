@@ -74,11 +74,12 @@ pub(crate) enum Step {
     Loopback = 36,
     Reaper = 37,
     CwdOutsideRoot = 38,
+    Cgroup = 39,
 }
 
 impl Step {
     pub(crate) fn name(code: u32) -> &'static str {
-        const NAMES: [&str; 39] = [
+        const NAMES: [&str; 40] = [
             "ready",
             "sync with parent",
             "join namespace",
@@ -118,6 +119,7 @@ impl Step {
             "loopback up",
             "init reaper",
             "working directory outside the container's root",
+            "join cgroup",
         ];
         NAMES.get(code as usize).copied().unwrap_or("unknown step")
     }
@@ -249,9 +251,17 @@ fn child_main(plan: &Plan) -> ! {
     exec(plan)
 }
 
-/// Phase 0: dies with the parent while being set up, and waits for its go.
+/// Phase 0: dies with the parent while being set up, joins its cgroup (v1), and waits for
+/// its go.
 fn wait_for_go(plan: &Plan) {
     let _ = prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as u64, 0);
+    // One thread (a clone's copy): moving it moves the process.
+    for fd in &plan.cgroup_tasks {
+        check!(plan, Step::Cgroup, rustix::io::write(fd, b"0"));
+        // SAFETY: this copy's own descriptor, not used again; closing it keeps it from
+        // the container.
+        unsafe { libc::close(fd.as_raw_fd()) };
+    }
     let mut b = [0u8; 1];
     match rustix::io::read(&plan.sync_read, &mut b) {
         Ok(1) => {}

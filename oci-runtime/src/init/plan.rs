@@ -118,6 +118,9 @@ pub(crate) struct Plan {
     pub proc: OwnedFd,
     /// Wait for the parent's go (after uid/gid maps and cgroup placement).
     pub sync_read: OwnedFd,
+    /// cgroup v1 `tasks` files the child writes `0` to before anything else, moving itself
+    /// (see `Cgroup::self_join_files`); closed right after.
+    pub cgroup_tasks: Vec<OwnedFd>,
     /// Where failures are reported.
     pub report: OwnedFd,
     /// Make the process a session leader.
@@ -159,6 +162,7 @@ impl Plan {
         fds.extend(self.fifo.iter().map(|(f, _)| f.as_raw_fd()));
         fds.extend(self.console.iter().map(|f| f.as_raw_fd()));
         fds.extend(self.join.iter().map(|(f, _)| f.as_raw_fd()));
+        fds.extend(self.cgroup_tasks.iter().map(|f| f.as_raw_fd()));
         let mut fds: Vec<u32> = fds
             .into_iter()
             .filter(|&f| f > 2)
@@ -257,6 +261,7 @@ impl Plan {
             fifo: None,
             proc: ends.proc,
             sync_read: ends.sync_read,
+            cgroup_tasks: Vec::new(),
             report: ends.report,
             setsid: false,
             new_userns: false,
