@@ -251,6 +251,25 @@ fn docker_s_defaults_home_workdir_term_and_repeated_flags() {
         "echo $HOME",
     ]);
     assert_eq!(out, "/elsewhere\n");
+    // `-e NAME` takes this process's value, and is left out when it has none (docker's CLI).
+    let o = s
+        .cmd(&[
+            "run",
+            "--rm",
+            "-e",
+            "FROM_HOST",
+            "-e",
+            "OCI_RS_UNSET_HERE",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo ${FROM_HOST}; env | grep -c OCI_RS_UNSET_HERE",
+        ])
+        .env("FROM_HOST", "host value")
+        .env_remove("OCI_RS_UNSET_HERE")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "host value\n0\n");
     assert_eq!(
         s.ok(&[
             "run",

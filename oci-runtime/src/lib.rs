@@ -364,6 +364,8 @@ mod seccomp;
 mod sharing;
 mod syscalls_aarch64;
 mod syscalls_x86_64;
+#[cfg(feature = "engine")]
+pub mod terminal;
 
 pub use attach::{receive_terminal, Attach, DetachKeys, DetachScanner, Frame, MAX_FRAME};
 #[cfg(feature = "engine")]
@@ -416,7 +418,7 @@ pub use network::{
 };
 pub use oci_rs_image::{now_ns, parse_rfc3339, rfc3339};
 pub use oci_spec;
-pub use options::{parse_log_time, parse_size, read_env_file};
+pub use options::{env_from_args, parse_log_time, parse_size, read_env_file};
 pub use seccomp::{compile_seccomp, SockFilter};
 pub use sharing::{DeviceMapping, NamespaceChoice};
 

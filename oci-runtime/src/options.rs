@@ -150,10 +150,54 @@ pub fn read_env_file(path: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// The environment `docker run` and `docker exec` send for `--env-file FILE...` and
+/// `-e VAR...`: the files' lines first ([`read_env_file`]), then the flags over them; a
+/// bare `KEY` (no `=`) takes this process's value, and is left out when it has none.
+pub fn env_from_args(
+    files: &[impl AsRef<Path>],
+    vars: impl IntoIterator<Item = String>,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for f in files {
+        out.extend(read_env_file(f.as_ref())?);
+    }
+    for v in vars {
+        if v.contains('=') {
+            out.push(v);
+        } else if let Ok(value) = std::env::var(&v) {
+            out.push(format!("{v}={value}"));
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn env_files_come_first_and_bare_names_take_this_process_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("env");
+        std::fs::write(&f, "# comment\n\nA=from-file\nB=file\n").unwrap();
+        let path = std::env::var("PATH").unwrap();
+        let env = env_from_args(
+            &[&f],
+            ["A=from-flag", "PATH", "OCI_RS_NO_SUCH_VARIABLE_7781"].map(String::from),
+        )
+        .unwrap();
+        assert_eq!(
+            env,
+            [
+                "A=from-file",
+                "B=file",
+                "A=from-flag",
+                &format!("PATH={path}")
+            ]
+        );
+        assert!(env_from_args(&[dir.path().join("missing")], Vec::new()).is_err());
+    }
 
     #[test]
     fn sizes_and_log_options_read_as_docker_reads_them() {

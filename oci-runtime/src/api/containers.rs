@@ -668,8 +668,7 @@ impl EngineApi {
             if !active(&v.status) {
                 return Ok(empty(StatusCode::NOT_MODIFIED));
             }
-            let timeout = timeout.unwrap_or_else(|| v.config.stop_timeout());
-            api.containers.stop(&v.config.id, timeout)?;
+            api.containers.stop_within(&v.config.id, timeout)?;
             Ok(empty(StatusCode::NO_CONTENT))
         })
         .await
@@ -685,15 +684,7 @@ impl EngineApi {
         let api = self.clone();
         let what = id.to_owned();
         blocking(move || {
-            let v = api.containers.view(&what)?;
-            if matches!(
-                v.status.state,
-                MonitorState::Running | MonitorState::Restarting
-            ) {
-                let timeout = timeout.unwrap_or_else(|| v.config.stop_timeout());
-                api.containers.stop(&v.config.id, timeout)?;
-            }
-            api.containers.start(&v.config.id, false)?;
+            api.containers.restart(&what, timeout)?;
             Ok(empty(StatusCode::NO_CONTENT))
         })
         .await

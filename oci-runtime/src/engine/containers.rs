@@ -1686,6 +1686,35 @@ impl Containers {
         Ok(out)
     }
 
+    /// [`Containers::stop`] with `timeout`, or the container's own (`--stop-timeout`, 10 s
+    /// when it has none): docker's `stop` with and without `-t`.
+    pub fn stop_within(
+        &self,
+        what: &str,
+        timeout: Option<Duration>,
+    ) -> EngineResult<MonitorStatus> {
+        let timeout = match timeout {
+            Some(t) => t,
+            None => self.view(what)?.config.stop_timeout(),
+        };
+        self.stop(what, timeout)
+    }
+
+    /// docker's `restart`: a running (or restarting) container stopped as by
+    /// [`Containers::stop_within`], then started again; a stopped one just started.
+    pub fn restart(&self, what: &str, timeout: Option<Duration>) -> EngineResult<Monitor> {
+        let v = self.view(what)?;
+        if matches!(
+            v.status.state,
+            MonitorState::Running | MonitorState::Restarting
+        ) {
+            self.stop_within(&v.config.id, timeout)?;
+        }
+        let m = self.start(&v.config.id, false)?;
+        self.event(&v.config, "restart", &[]);
+        Ok(m)
+    }
+
     /// Stops container `what`: its stop signal, then SIGKILL after `timeout`. A paused
     /// container is thawed first, as docker does, so that it can act on the signal.
     pub fn stop(&self, what: &str, timeout: Duration) -> EngineResult<MonitorStatus> {

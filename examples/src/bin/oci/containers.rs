@@ -3,8 +3,8 @@
 
 use crate::args::*;
 use anyhow::Result;
-use oci_examples::terminal;
 use oci_rs_runtime::format::{self, Format};
+use oci_rs_runtime::terminal;
 use oci_rs_runtime::{ContainerFilter, Containers, ExecRequest, Volumes};
 use std::io::Write;
 use std::path::Path;
@@ -221,23 +221,16 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             })?;
         }
         Verb::Stop { time, containers } => {
+            let timeout = time.map(std::time::Duration::from_secs);
             return each(containers, &mut out, |c| {
-                let timeout = match time {
-                    Some(t) => std::time::Duration::from_secs(t),
-                    None => store.view(c)?.config.stop_timeout(),
-                };
-                store.stop(c, timeout)?;
+                store.stop_within(c, timeout)?;
                 Ok(c.to_owned())
             });
         }
         Verb::Restart { time, containers } => {
+            let timeout = time.map(std::time::Duration::from_secs);
             return each(containers, &mut out, |c| {
-                let timeout = match time {
-                    Some(t) => std::time::Duration::from_secs(t),
-                    None => store.view(c)?.config.stop_timeout(),
-                };
-                store.stop(c, timeout)?;
-                store.start(c, false)?;
+                store.restart(c, timeout)?;
                 Ok(c.to_owned())
             });
         }
@@ -265,10 +258,14 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                     let tty = store.view(&c)?.config.run.terminal;
                     let opts = terminal::AttachOptions {
                         sig_proxy: sig_proxy && !tty,
-                        detach_keys: detach_keys.as_deref().unwrap_or("ctrl-p,ctrl-q").parse()?,
+                        detach_keys: detach_keys
+                            .as_deref()
+                            .map(str::parse)
+                            .transpose()?
+                            .unwrap_or_default(),
                         ..terminal::AttachOptions::new(interactive, tty)
                     };
-                    return Ok(terminal::attach(&m, &opts).await?.unwrap_or(0));
+                    return Ok(terminal::attach_stdio(&m, &opts).await?.unwrap_or(0));
                 }
                 writeln!(out, "{c}")?;
             }
@@ -289,16 +286,20 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             let opts = terminal::AttachOptions {
                 // With a terminal, ^C reaches the container as a byte.
                 sig_proxy: sig_proxy && !tty,
-                detach_keys: detach_keys.as_deref().unwrap_or("ctrl-p,ctrl-q").parse()?,
+                detach_keys: detach_keys
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()?
+                    .unwrap_or_default(),
                 ..terminal::AttachOptions::new(!no_stdin && v.config.interactive, tty)
             };
-            return Ok(terminal::attach(&m, &opts).await?.unwrap_or(0));
+            return Ok(terminal::attach_stdio(&m, &opts).await?.unwrap_or(0));
         }
         Verb::Exec {
             detach,
             interactive,
             tty,
-            mut env,
+            env,
             env_file,
             workdir,
             user,
@@ -307,15 +308,9 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             args,
         } => {
             drop(out);
-            // docker's order: the files first, then -e over them.
-            let mut from_files = Vec::new();
-            for f in &env_file {
-                from_files.extend(oci_rs_runtime::read_env_file(f)?);
-            }
-            from_files.append(&mut env);
             let req = ExecRequest {
                 args,
-                env: from_files,
+                env: oci_rs_runtime::env_from_args(&env_file, env)?,
                 workdir,
                 user,
                 interactive,
@@ -330,7 +325,7 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                 }
                 let (c, mut process) = store.exec_process(&container, &req)?;
                 process.set_console_size(terminal::console_size());
-                terminal::exec_tty(&c, &process, interactive)
+                Ok(terminal::exec_stdio(&c, &process, interactive)?)
             })
             .await
             .map_err(|e| anyhow::anyhow!("exec: {e}"))?;

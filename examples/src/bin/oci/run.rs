@@ -3,7 +3,7 @@
 use crate::args::RunArgs;
 use anyhow::Result;
 use oci_examples::images::Images;
-use oci_examples::terminal;
+use oci_rs_runtime::terminal;
 use oci_rs_runtime::{parse_mount_arg, parse_volume_arg, MountArg};
 use oci_rs_runtime::{Containers, RunImage, RunRequest};
 use oci_rs_runtime::{ExtraMount, RunOptions};
@@ -22,11 +22,7 @@ pub(crate) async fn run_container(
     for p in &a.publish {
         publish.extend(oci_rs_runtime::parse_publish(p)?);
     }
-    let mut env = Vec::new();
-    for f in &a.env_file {
-        env.extend(oci_rs_runtime::read_env_file(f)?);
-    }
-    env.extend(a.env);
+    let env = oci_rs_runtime::env_from_args(&a.env_file, a.env)?;
     let mut mounts = Vec::new();
     let mut volumes = Vec::new();
     let parsed: Vec<MountArg> = a
@@ -212,10 +208,11 @@ pub(crate) async fn run_container(
         detach_keys: a
             .detach_keys
             .as_deref()
-            .unwrap_or("ctrl-p,ctrl-q")
-            .parse()?,
+            .map(str::parse)
+            .transpose()?
+            .unwrap_or_default(),
     };
-    let Some(code) = terminal::attach(&monitor, &opts).await? else {
+    let Some(code) = terminal::attach_stdio(&monitor, &opts).await? else {
         // Detached: the container runs on.
         return Ok(0);
     };
