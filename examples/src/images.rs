@@ -410,6 +410,16 @@ impl Bars {
                 }
                 tracing::info!(%digest, "blob done");
             }
+            CopyEvent::BlobRetrying {
+                digest,
+                attempt,
+                error,
+            } => {
+                if let Some(pb) = bars.get(&digest.to_string()) {
+                    pb.set_position(0);
+                }
+                tracing::warn!(%digest, attempt, %error, "blob failed; sending it again");
+            }
             CopyEvent::BlobSkipped { digest, .. } | CopyEvent::BlobMounted { digest, .. } => {
                 tracing::info!(%digest, "blob already there");
             }

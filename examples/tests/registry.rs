@@ -75,14 +75,14 @@ fn the_distribution_conformance_suite_passes_every_spec_it_runs() {
     conformance(&reg.addr, dir.path());
 }
 
-/// The same over S3 storage (moto's server on a free port, `pip install 'moto[server]'`).
-#[test]
-fn the_conformance_suite_passes_on_s3_storage_too() {
+/// moto's S3 server on a free port with bucket `bucket` made, and the environment that
+/// points `oci registry serve` at it; None (said) when moto is not installed.
+fn moto_bucket(bucket: &str) -> Option<(Serving, Vec<(&'static str, String)>)> {
     let Some(moto) = which("moto_server") else {
         eprintln!(
             "skipping: moto_server is missing (scripts/test.sh installs moto[server] with pip)"
         );
-        return;
+        return None;
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -103,23 +103,179 @@ fn the_conformance_suite_passes_on_s3_storage_too() {
     });
     let endpoint = format!("http://{}", server.addr);
     assert!(Command::new("curl")
-        .args(["-fs", "-X", "PUT", &format!("{endpoint}/conformance")])
+        .args(["-fs", "-X", "PUT", &format!("{endpoint}/{bucket}")])
         .status()
         .unwrap()
         .success());
+    let env = vec![
+        ("AWS_ENDPOINT", endpoint),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ];
+    Some((server, env))
+}
+
+fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// The same over S3 storage (moto's server on a free port, `pip install 'moto[server]'`).
+#[test]
+fn the_conformance_suite_passes_on_s3_storage_too() {
+    let Some((_moto, env)) = moto_bucket("conformance") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let reg = serve_env(
-        Path::new("s3://conformance/registry"),
-        &[],
-        &[
-            ("AWS_ENDPOINT", endpoint.as_str()),
-            ("AWS_ALLOW_HTTP", "true"),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "us-east-1"),
-        ],
-    );
+    let reg = serve_env(Path::new("s3://conformance/registry"), &[], &env_refs(&env));
     conformance(&reg.addr, dir.path());
+}
+
+/// A load balancer in front of two replicas over one bucket: connections go to the first
+/// replica while it answers, else to the second. The first is killed (SIGKILL) once 4 MB of
+/// a 24 MB layer's upload went through it; `oci push` writes the blob again from its start
+/// through the balancer, which sends it to the second; the image pulled back is the one
+/// pushed, and every blob in the bucket matches its digest (the dead replica's partial
+/// upload was never completed).
+#[test]
+fn a_replica_killed_mid_push_leaves_the_push_to_finish_on_the_other() {
+    let Some((_moto, env)) = moto_bucket("replicas") else {
+        return;
+    };
+    let storage = Path::new("s3://replicas/registry");
+    let a = serve_env(storage, &[], &env_refs(&env));
+    let b = serve_env(storage, &[], &env_refs(&env));
+    let balancer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let front = balancer.local_addr().unwrap().to_string();
+    let a_pid = a.child.id();
+    let killed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let through_a = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    {
+        let (a_addr, b_addr) = (a.addr.clone(), b.addr.clone());
+        let (killed, through_a) = (killed.clone(), through_a.clone());
+        std::thread::spawn(move || {
+            for client in balancer.incoming().map_while(Result::ok) {
+                let (up, to_a) = match TcpStream::connect(&a_addr) {
+                    Ok(s) => (s, true),
+                    Err(_) => (TcpStream::connect(&b_addr).unwrap(), false),
+                };
+                let (mut c_in, mut u_out) = (client.try_clone().unwrap(), up.try_clone().unwrap());
+                let (killed, through_a) = (killed.clone(), through_a.clone());
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut buf = [0u8; 64 << 10];
+                    while let Ok(n) = c_in.read(&mut buf) {
+                        if n == 0 || u_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        if to_a
+                            && through_a.fetch_add(n as u64, std::sync::atomic::Ordering::SeqCst)
+                                + n as u64
+                                > 4 << 20
+                            && !killed.swap(true, std::sync::atomic::Ordering::SeqCst)
+                        {
+                            let _ = rustix::process::kill_process(
+                                rustix::process::Pid::from_raw(a_pid as i32).unwrap(),
+                                rustix::process::Signal::KILL,
+                            );
+                        }
+                    }
+                    let _ = u_out.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut u_in, mut c_out) = (up, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut u_in, &mut c_out);
+                    let _ = c_out.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+    }
+    // A layer that does not compress: 24 MB from a xorshift generator.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("rootfs");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..3 << 20)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
+    std::fs::write(root.join("noise"), &noise).unwrap();
+    let tar = dir.path().join("rootfs.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("noise")
+        .status()
+        .unwrap()
+        .success());
+    let oci = |data: &str, args: &[&str]| {
+        Command::new(OCI)
+            .arg("--data-dir")
+            .arg(dir.path().join(data))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let name = format!("{front}/team/noise:1");
+    assert!(oci("a", &["import", tar.to_str().unwrap(), &name])
+        .status
+        .success());
+    let pushed = oci("a", &["push", &name]);
+    assert!(
+        pushed.status.success(),
+        "push through the balancer: {}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    assert!(
+        killed.load(std::sync::atomic::Ordering::SeqCst),
+        "the first replica was killed mid-push ({} bytes went through it)",
+        through_a.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    let pulled = oci("b", &["pull", &name]);
+    assert!(
+        pulled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    let ids = |data: &str| String::from_utf8(oci(data, &["images", "-q", "--no-trunc"]).stdout);
+    assert_eq!(ids("a").unwrap(), ids("b").unwrap());
+    // Every blob object in the bucket is whole: its content has its name's digest.
+    let endpoint = &env[0].1;
+    let list = Command::new("curl")
+        .args([
+            "-fs",
+            &format!("{endpoint}/replicas?list-type=2&prefix=registry/blobs/"),
+        ])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8(list.stdout).unwrap();
+    let keys: Vec<&str> = listing
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|k| k.split("</Key>").next())
+        .collect();
+    assert!(keys.len() >= 3, "config, layer and manifest: {listing}");
+    for key in keys {
+        let body = Command::new("curl")
+            .args(["-fs", &format!("{endpoint}/replicas/{key}")])
+            .output()
+            .unwrap()
+            .stdout;
+        let hex = key.rsplit('/').next().unwrap();
+        use sha2::Digest;
+        let got: String = sha2::Sha256::digest(&body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(got, hex, "{key} is not what its name says");
+    }
 }
 
 fn which(program: &str) -> Option<PathBuf> {

@@ -70,6 +70,16 @@ pub enum CopyEvent {
         /// Its size.
         size: u64,
     },
+    /// A blob transfer failed transiently ([`Error::is_transient`]) and starts again from
+    /// its first byte: its progress goes back to zero.
+    BlobRetrying {
+        /// The blob.
+        digest: Digest,
+        /// The attempt that starts now (2 for the first retry).
+        attempt: u32,
+        /// What failed, with its causes.
+        error: String,
+    },
     /// A blob transfer finished and was verified.
     BlobDone {
         /// The blob.
@@ -377,18 +387,45 @@ async fn copy_blob(
         digest: digest.clone(),
         size,
     });
-    // Verified exactly once: by the destination when it checks what it stores, else here.
-    let reader = if dst.verifies_blobs() {
-        src.blob_unverified(desc).await?
-    } else {
-        src.blob(desc).await?
-    };
-    let reader = with_progress(reader, desc, Progressed::Transfer, opts.progress.as_ref());
-    tracing::debug!(%digest, size, "copying blob");
-    dst.put_blob(desc, reader).await?;
+    let mut attempt = 1;
+    loop {
+        // Verified exactly once: by the destination when it checks what it stores, else here.
+        let reader = if dst.verifies_blobs() {
+            src.blob_unverified(desc).await?
+        } else {
+            src.blob(desc).await?
+        };
+        let reader = with_progress(reader, desc, Progressed::Transfer, opts.progress.as_ref());
+        tracing::debug!(%digest, size, attempt, "copying blob");
+        match dst.put_blob(desc, reader).await {
+            Ok(()) => break,
+            // A destination that went away mid-way (a registry replica that died, a
+            // connection reset): the blob again from its start, which a load balancer
+            // may send elsewhere; never after content failed its digest.
+            Err(e) if e.is_transient() && attempt < BLOB_ATTEMPTS => {
+                let error = crate::error::chain(&e);
+                tracing::warn!(%digest, attempt, %error, "writing a blob failed; again from the start");
+                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+                attempt += 1;
+                opts.emit(CopyEvent::BlobRetrying {
+                    digest: digest.clone(),
+                    attempt,
+                    error,
+                });
+                if dst.has_blob(desc).await.unwrap_or(false) {
+                    break;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
     opts.emit(CopyEvent::BlobDone { digest, size });
     Ok(Outcome::Copied(size))
 }
+
+/// How many times [`copy`](crate::copy()) writes one blob when its destination fails with a
+/// transient error ([`Error::is_transient`]).
+pub const BLOB_ATTEMPTS: u32 = 3;
 
 /// What a reader made by [`with_progress`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

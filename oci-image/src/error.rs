@@ -216,6 +216,7 @@ pub enum Error {
 pub struct ForeignError {
     error: Box<dyn std::error::Error + Send + Sync + 'static>,
     not_found: bool,
+    transient: bool,
 }
 
 impl ForeignError {
@@ -232,6 +233,11 @@ impl ForeignError {
     /// Whether the foreign error said the object does not exist.
     pub fn is_not_found(&self) -> bool {
         self.not_found
+    }
+
+    /// Whether the foreign error said the operation may succeed if done again.
+    pub fn is_transient(&self) -> bool {
+        self.transient
     }
 }
 
@@ -262,6 +268,7 @@ impl Error {
         Error::Foreign(ForeignError {
             error: error.into(),
             not_found: false,
+            transient: false,
         })
     }
 
@@ -272,7 +279,28 @@ impl Error {
         Error::Foreign(ForeignError {
             error: error.into(),
             not_found: true,
+            transient: false,
         })
+    }
+
+    /// [`Error::foreign`] for a foreign error that may not happen again: a connection that
+    /// broke, a server that went away or answered "try later". [`copy`](crate::copy())
+    /// writes a blob again from the start (at most [`BLOB_ATTEMPTS`](crate::BLOB_ATTEMPTS)
+    /// times) when its destination fails so.
+    pub fn foreign_transient(
+        error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Error::Foreign(ForeignError {
+            error: error.into(),
+            not_found: false,
+            transient: true,
+        })
+    }
+
+    /// True when a foreign store or transport said the operation may succeed if done again
+    /// ([`Error::foreign_transient`]).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Foreign(f) if f.transient)
     }
 
     /// True when the object asked for does not exist (blob, reference, file).

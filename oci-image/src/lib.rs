@@ -87,7 +87,7 @@ pub use build::{
 pub use compression::Compression;
 pub use copy::{
     copy, copy_without_finish, with_progress, CopyEvent, CopyOptions, CopyReport, PlatformFilter,
-    ProgressFn, Progressed,
+    ProgressFn, Progressed, BLOB_ATTEMPTS,
 };
 pub use digest::{
     check_supported as check_digest_algorithm, digest_of, parse_digest,

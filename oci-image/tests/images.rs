@@ -736,3 +736,99 @@ async fn abandoned_ingests_of_dead_processes_go_at_once() {
     assert!(layout.contains(&info.digest).await.unwrap());
     assert!(ingests(dir.path()).is_empty());
 }
+
+/// A destination over a [`MemoryStore`] whose first `fail` blob writes read part of their
+/// blob and then fail, transiently or not (a registry replica that died mid-upload).
+struct Flaky {
+    inner: MemoryStore,
+    fail: Mutex<u32>,
+    transient: bool,
+    attempts: Mutex<u32>,
+}
+
+#[async_trait::async_trait]
+impl ImageDestination for Flaky {
+    async fn has_blob(
+        &self,
+        desc: &oci_rs_image::oci_spec::image::Descriptor,
+    ) -> oci_rs_image::Result<bool> {
+        self.inner.has_blob(desc).await
+    }
+
+    async fn put_blob(
+        &self,
+        desc: &oci_rs_image::oci_spec::image::Descriptor,
+        mut reader: oci_rs_image::BlobReader,
+    ) -> oci_rs_image::Result<()> {
+        *self.attempts.lock().unwrap() += 1;
+        let fail = {
+            let mut left = self.fail.lock().unwrap();
+            let fail = *left > 0;
+            *left = left.saturating_sub(1);
+            fail
+        };
+        if fail {
+            let mut some = [0u8; 16];
+            let _ = reader.read(&mut some).await;
+            let e =
+                std::io::Error::new(std::io::ErrorKind::ConnectionReset, "the replica went away");
+            return Err(match self.transient {
+                true => Error::foreign_transient(e),
+                false => Error::foreign(e),
+            });
+        }
+        self.inner.put_blob(desc, reader).await
+    }
+
+    async fn put_manifest(&self, m: &Manifest, tag: Option<&str>) -> oci_rs_image::Result<()> {
+        self.inner.put_manifest(m, tag).await
+    }
+}
+
+/// `copy` writes a blob again from its start when the destination fails transiently, at most
+/// `BLOB_ATTEMPTS` times in all; any other failure ends it at once.
+#[tokio::test]
+async fn copy_writes_a_blob_again_after_a_transient_failure_only() {
+    let (src, m) = oci_rs_image::testing::sample_image().await;
+    let from = ManifestRef::Digest(m.digest().clone());
+    let flaky = |fail: u32, transient: bool| Flaky {
+        inner: MemoryStore::new(),
+        fail: Mutex::new(fail),
+        transient,
+        attempts: Mutex::new(0),
+    };
+    // The config and two layers; copied one at a time, so the failures hit the first blob.
+    let retries = Arc::new(Mutex::new(Vec::new()));
+    let seen = retries.clone();
+    let opts = CopyOptions::default()
+        .concurrency(1)
+        .tag("t")
+        .progress(move |e| {
+            if let CopyEvent::BlobRetrying { attempt, error, .. } = e {
+                seen.lock().unwrap().push((*attempt, error.clone()));
+            }
+        });
+    let dst = flaky(oci_rs_image::BLOB_ATTEMPTS - 1, true);
+    copy(&src, &dst, &from, &opts).await.unwrap();
+    let said = retries.lock().unwrap().clone();
+    assert_eq!(
+        said.len() as u32,
+        oci_rs_image::BLOB_ATTEMPTS - 1,
+        "{said:?}"
+    );
+    assert_eq!(said[0].0, 2);
+    assert!(said[0].1.contains("the replica went away"), "{said:?}");
+    assert_eq!(
+        *dst.attempts.lock().unwrap(),
+        oci_rs_image::BLOB_ATTEMPTS + 2
+    );
+    oci_rs_image::testing::read_sample(&dst.inner, "t", &m).await;
+    let dst = flaky(oci_rs_image::BLOB_ATTEMPTS, true);
+    let e = copy(&src, &dst, &from, &opts).await.unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert_eq!(*dst.attempts.lock().unwrap(), oci_rs_image::BLOB_ATTEMPTS);
+    let dst = flaky(1, false);
+    let e = copy(&src, &dst, &from, &opts).await.unwrap_err();
+    assert!(!e.is_transient(), "{e}");
+    assert_eq!(*dst.attempts.lock().unwrap(), 1);
+}

@@ -289,6 +289,7 @@ impl Error {
         match self {
             Error::Image(e) => e,
             other if other.is_not_found() => oci_rs_image::Error::foreign_not_found(other),
+            other if other.can_retry() => oci_rs_image::Error::foreign_transient(other),
             other => oci_rs_image::Error::foreign(other),
         }
     }
