@@ -518,3 +518,46 @@ fn the_shims_exec_pause_update_and_ps_calls() {
     assert!(!Path::new(&pids_dir).exists(), "{pids_dir} removed");
     assert_eq!(runc(&root, &["state", "s1"]).status.code(), Some(1));
 }
+
+/// `start` seals itself (a re-execution from a read-only view of its file) only when it
+/// runs startContainer hooks in the container: then the hook runs and leaves its mark; a
+/// start without hooks stays a plain process, and both start their container.
+#[test]
+fn start_runs_start_container_hooks_from_a_sealed_program() {
+    if !rustix::process::geteuid().is_root() || !Path::new("/bin/busybox").exists() {
+        eprintln!("skipping: needs root and busybox-static");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (bundle, root) = busybox_bundle(dir.path(), &["sh", "sleep", "echo"]);
+    let cfg = bundle.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    v["process"]["args"] = serde_json::json!(["sleep", "30"]);
+    v["process"]["terminal"] = serde_json::json!(false);
+    v["root"]["readonly"] = serde_json::json!(false);
+    let b = bundle.to_str().unwrap();
+    for (id, hooked) in [("plain", false), ("hooked", true)] {
+        if hooked {
+            v["hooks"] = serde_json::json!({"startContainer": [{
+                "path": "/bin/sh",
+                "args": ["sh", "-c", "echo started-inside > /hook-mark"]
+            }]});
+        }
+        std::fs::write(&cfg, serde_json::to_vec(&v).unwrap()).unwrap();
+        assert!(quiet(&root, &["create", "--bundle", b, id]).success());
+        let o = runc(&root, &["start", id]);
+        assert!(
+            o.status.success(),
+            "start {id}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let state: serde_json::Value =
+            serde_json::from_slice(&runc(&root, &["state", id]).stdout).unwrap();
+        assert_eq!(state["status"], "running", "{id}");
+        assert_eq!(quiet(&root, &["delete", "--force", id]).code(), Some(0));
+    }
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/hook-mark")).unwrap(),
+        "started-inside\n"
+    );
+}

@@ -646,13 +646,18 @@ fn main() {
         eprintln!("oci-runc: root {}", cli.root.display());
     }
     let _ = (cli.systemd_cgroup, &cli.rootless_mode);
-    // The verbs that start processes in a container (start runs startContainer hooks there)
-    // first re-execute from a sealed view of it, so that a container cannot reach this program's
-    // file through /proc/self/exe (CVE-2019-5736). The others stay a plain start.
-    if matches!(
-        cli.verb,
-        Verb::Create { .. } | Verb::Run { .. } | Verb::Exec { .. } | Verb::Start { .. }
-    ) {
+    // The verbs that start processes in a container (start, when it runs startContainer
+    // hooks there) first re-execute from a sealed view of it, so that a container cannot
+    // reach this program's file through /proc/self/exe (CVE-2019-5736). The others stay a
+    // plain start, which saves an execve on every start of Kubernetes' pods.
+    let seal = match &cli.verb {
+        Verb::Create { .. } | Verb::Run { .. } | Verb::Exec { .. } => true,
+        Verb::Start { id } => {
+            Container::load(&cli.root, id).map_or(true, |c| c.has_start_container_hooks())
+        }
+        _ => false,
+    };
+    if seal {
         if let Err(e) = oci_rs_runtime::reexec_sealed() {
             log_error(log.as_ref(), json, &e.to_string());
             std::process::exit(1);

@@ -4,6 +4,13 @@
 use super::*;
 
 impl Container {
+    /// Whether [`start`](Self::start) runs startContainer hooks, which run in the
+    /// container's namespaces as clones of this program: a program that seals itself only
+    /// when it has to ([`crate::reexec_sealed`]) asks this before `start`.
+    pub fn has_start_container_hooks(&self) -> bool {
+        !self.saved.start_container.is_empty()
+    }
+
     /// Lets the init `execve` the process.
     pub fn start(&mut self) -> Result<()> {
         let _lock = self.lock()?;
