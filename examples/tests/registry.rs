@@ -276,6 +276,25 @@ fn a_replica_killed_mid_push_leaves_the_push_to_finish_on_the_other() {
             .collect();
         assert_eq!(got, hex, "{key} is not what its name says");
     }
+    // gc over the bucket removes nothing the image needs (the dead replica's lease is
+    // still there, too young to be taken for abandoned).
+    let gc = Command::new(OCI)
+        .args(["registry", "gc", "--storage", "s3://replicas/registry"])
+        .envs(env_refs(&env))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&gc.stdout);
+    assert!(
+        gc.status.success() && said.contains("0 blobs deleted"),
+        "{said}{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    let again = oci("c", &["pull", &name]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 }
 
 fn which(program: &str) -> Option<PathBuf> {

@@ -2,15 +2,15 @@
 
 use crate::digest::{parse_digest, path_components, Hasher};
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, MAX_MANIFEST_SIZE};
+use crate::manifest::Manifest;
 use crate::store::{
-    adapter, validate_ref_name, verified, BlobInfo, BlobReader, BlobStore, BlobStoreExt,
-    BlobWriter, Expected, ReferenceStore,
+    adapter, validate_ref_name, verified, BlobInfo, BlobReader, BlobStore, BlobWriter, Expected,
+    ReferenceStore,
 };
 use crate::transfer::{ImageDestination, ImageSource, ManifestRef};
 use async_trait::async_trait;
 use oci_spec::image::{Descriptor, Digest, ImageIndex, ImageIndexBuilder, MediaType};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -322,32 +322,9 @@ impl OciLayout {
         let leased = spawn_blocking(move || crate::lease::live_digests(&root)).await?;
         let index = plain.read_index().await?;
         let roots = roots.await?;
-        let mut reachable: HashSet<Digest> = HashSet::new();
         let mut todo: Vec<Descriptor> = index.manifests().clone();
         todo.extend(roots);
-        while let Some(desc) = todo.pop() {
-            if !reachable.insert(desc.digest().clone()) {
-                continue;
-            }
-            let is_manifest =
-                crate::manifest::ManifestKind::from_media_type(desc.media_type().as_ref())
-                    .is_some();
-            if !is_manifest || desc.size() > MAX_MANIFEST_SIZE {
-                continue;
-            }
-            match plain.read_bytes(&desc, MAX_MANIFEST_SIZE).await {
-                Ok(bytes) => {
-                    let m = Manifest::parse_verified(bytes, &desc)?;
-                    todo.extend(m.children());
-                    if let Some(subject) = m.as_image().and_then(|i| i.subject().clone()) {
-                        reachable.insert(subject.digest().clone());
-                    }
-                }
-                // A tag may point at a manifest whose blobs were never fetched.
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let reachable = crate::store::reachable(&plain, todo).await?;
         let mut report = GcReport::default();
         for d in BlobStore::list(&plain).await? {
             if reachable.contains(&d) || leased.contains(&d) {

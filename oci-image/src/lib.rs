@@ -112,7 +112,7 @@ pub use platform::{
 };
 pub use reference::{valid_path_component, valid_tag, ImageReference, DOCKER_HUB_API_HOST};
 pub use store::{
-    adapter, validate_ref_name, verified, BlobInfo, BlobReader, BlobStore, BlobStoreExt,
+    adapter, reachable, validate_ref_name, verified, BlobInfo, BlobReader, BlobStore, BlobStoreExt,
     BlobWriter, Expected, ReferenceStore,
 };
 pub use targuard::{TarGuard, MAX_TAR_RECORD};

@@ -330,3 +330,39 @@ mod forwarding_tests {
         assert_eq!(store.contains.load(Ordering::SeqCst), 3);
     }
 }
+
+/// The digests reachable from `roots` in `store`: the roots, and what every manifest or
+/// index among them names (children, and an image manifest's `subject`), transitively. A
+/// manifest missing from the store (a tag whose blobs were never fetched) ends its branch;
+/// one larger than [`MAX_MANIFEST_SIZE`](crate::MAX_MANIFEST_SIZE) is not read. What a
+/// garbage collector keeps.
+pub async fn reachable(
+    store: &dyn BlobStore,
+    roots: impl IntoIterator<Item = Descriptor>,
+) -> Result<std::collections::HashSet<oci_spec::image::Digest>> {
+    use crate::MAX_MANIFEST_SIZE;
+    let mut reachable = std::collections::HashSet::new();
+    let mut todo: Vec<Descriptor> = roots.into_iter().collect();
+    while let Some(desc) = todo.pop() {
+        if !reachable.insert(desc.digest().clone()) {
+            continue;
+        }
+        let is_manifest =
+            crate::manifest::ManifestKind::from_media_type(desc.media_type().as_ref()).is_some();
+        if !is_manifest || desc.size() > MAX_MANIFEST_SIZE {
+            continue;
+        }
+        match store.read_bytes(&desc, MAX_MANIFEST_SIZE).await {
+            Ok(bytes) => {
+                let m = crate::Manifest::parse_verified(bytes, &desc)?;
+                todo.extend(m.children());
+                if let Some(subject) = m.as_image().and_then(|i| i.subject().clone()) {
+                    reachable.insert(subject.digest().clone());
+                }
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(reachable)
+}

@@ -1120,6 +1120,99 @@ async fn start_s3(storage: oci_rs_registry_client::server::S3Storage) -> Running
     Running { addr, task }
 }
 
+/// gc over a bucket while pushes run: what repositories name stays, a blob written under a
+/// live lease (a push between its upload and its name) stays, an orphan older than the
+/// lease goes; once the lease is dropped, its unnamed blob goes too; an abandoned upload
+/// session goes by age.
+#[cfg(feature = "s3")]
+#[tokio::test]
+async fn gc_over_s3_keeps_what_is_named_or_being_pushed() {
+    use oci_rs_registry_client::server::RegistryStorage;
+    // S3 writes a blob under the digest it must have.
+    async fn put(
+        store: &dyn oci_rs_image::BlobStore,
+        data: &[u8],
+    ) -> oci_rs_image::oci_spec::image::Digest {
+        let d = oci_rs_image::sha256(data);
+        let mut w = store
+            .ingest(oci_rs_image::Expected {
+                digest: Some(d.clone()),
+                size: Some(data.len() as u64),
+            })
+            .await
+            .unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut w, data)
+            .await
+            .unwrap();
+        w.commit().await.unwrap();
+        d
+    }
+    let Some(m) = moto("gcbucket") else {
+        return;
+    };
+    let storage = s3_storage(&m, "gcbucket").with_clock_margin(std::time::Duration::ZERO);
+    let reg = start_s3(storage.clone()).await;
+    let repo = Repository::new(&reg.addr, "team/app").unwrap();
+    let written =
+        oci_rs_image::testing::write_sample(&RegistryDestination::new(client(), repo.clone()), "1")
+            .await;
+    let orphan = put(storage.blobs(), b"nobody names me").await;
+    let session = http()
+        .post(format!("http://{}/v2/team/app/blobs/uploads/", reg.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(session.status(), 202);
+    // The bucket's times have a resolution of a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let lease = storage.leased_blobs().await.unwrap();
+    let pushing = put(lease.as_ref(), b"being pushed").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let report = storage
+        .gc(std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(report.removed, [orphan]);
+    assert_eq!(report.uploads_removed, 0, "the session is young");
+    let left = storage.blobs().list().await.unwrap();
+    assert!(left.contains(&pushing), "the leased blob stays");
+    for child in written.children() {
+        assert!(left.contains(child.digest()), "a named blob stays");
+    }
+    assert!(left.contains(written.digest()));
+    drop(lease);
+    let bucket_leases = || async {
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&m.endpoint)
+            .with_allow_http(true)
+            .with_bucket_name("gcbucket")
+            .with_region("us-east-1")
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .build()
+            .unwrap();
+        use futures_util::TryStreamExt;
+        object_store::ObjectStore::list(&store, Some(&"registry/leases".into()))
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .len()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while bucket_leases().await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease was not removed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let report = storage.gc(std::time::Duration::ZERO).await.unwrap();
+    assert_eq!(report.removed, [pushing]);
+    assert_eq!(report.uploads_removed, 1, "the abandoned session");
+    oci_rs_image::testing::read_sample(&RegistrySource::new(client(), repo), "1", &written).await;
+}
+
 /// Two registries over one bucket are one registry: what one stored the other serves, an
 /// upload begun on one finishes on the other, and nothing that fails its digest is kept.
 #[cfg(feature = "s3")]

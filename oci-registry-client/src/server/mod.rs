@@ -34,7 +34,7 @@ mod storage;
 pub use auth::{AccessPolicy, AccessRule, Action, Auth, AuthConfigError, TokenAuth, Users};
 pub use route::MAX_NAME;
 #[cfg(feature = "s3")]
-pub use s3::S3Storage;
+pub use s3::{S3Storage, S3_GC_MARGIN, S3_LEASE_MAX_AGE};
 pub use storage::{Appended, DiskStorage, RegistryGcReport, RegistryStorage, UploadInfo};
 
 use bytes::Bytes;

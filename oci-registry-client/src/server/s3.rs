@@ -9,7 +9,9 @@
 //!   once its digest is checked: no partial or wrong object is ever visible;
 //! - `repositories/NAME/_repository`: the repository exists; `repositories/NAME/_refs/REF`:
 //!   what a tag, manifest digest or blob link names (a descriptor, JSON);
-//! - `uploads/ID/repository` and `uploads/ID/chunks/OFFSET`: a session and its chunks.
+//! - `uploads/ID/repository` and `uploads/ID/chunks/OFFSET`: a session and its chunks;
+//! - `leases/ID`: a push between a blob's upload and its name; `gc/ID`: a gc running (see
+//!   [`S3Storage::gc`]).
 
 use super::storage::{Appended, RegistryStorage, UploadInfo};
 use async_trait::async_trait;
@@ -47,6 +49,7 @@ fn is_not_found(e: &object_store::Error) -> bool {
 #[derive(Clone)]
 pub struct S3Storage {
     blobs: S3Blobs,
+    clock_margin: std::time::Duration,
 }
 
 impl std::fmt::Debug for S3Storage {
@@ -102,7 +105,16 @@ impl S3Storage {
                 store,
                 prefix: prefix.trim_matches('/').to_owned(),
             },
+            clock_margin: S3_GC_MARGIN,
         }
+    }
+
+    /// What [`S3Storage::gc`] allows between the clocks of the bucket's frontends
+    /// ([`S3_GC_MARGIN`] unless set): blobs written this long before the oldest live lease
+    /// or gc's start are kept too.
+    pub fn with_clock_margin(mut self, margin: std::time::Duration) -> Self {
+        self.clock_margin = margin;
+        self
     }
 
     /// `s3://BUCKET/PREFIX` with the credentials, region and endpoint of the environment
@@ -125,6 +137,126 @@ impl S3Storage {
             .build()
             .map_err(|e| s3_error("configuring the bucket", e))?;
         Ok(Self::new(Arc::new(store), prefix))
+    }
+
+    /// Removes every blob that no repository names (by tag, manifest or blob link) nor
+    /// reaches through a manifest, and the upload sessions nobody has written to for
+    /// `upload_max_age`: [`DiskStorage::gc`](super::DiskStorage::gc) over the bucket, and as
+    /// safe while replicas serve pushes.
+    ///
+    /// Every write of a blob happens under a lease, an object under `leases/` that lives
+    /// until the blob is named in its repository ([`RegistryStorage::leased_blobs`]). gc
+    /// first writes an object of its own, whose time the bucket sets (all times here are the
+    /// bucket's, never a replica's clock), then lists the leases, then reads the names: a
+    /// blob is kept when something names or reaches it, or when it was written after the
+    /// oldest live lease began or after gc began (less [`S3Storage::with_clock_margin`]). A
+    /// blob's time is when its upload began, which is after its lease was taken. Leases older
+    /// than [`S3_LEASE_MAX_AGE`] belong to replicas that died mid-push and are removed.
+    ///
+    /// Multipart uploads that a dead replica left unfinished are invisible here: a bucket
+    /// lifecycle rule (`AbortIncompleteMultipartUpload`) removes their parts.
+    pub async fn gc(&self, upload_max_age: std::time::Duration) -> Result<super::RegistryGcReport> {
+        let store = &self.blobs.store;
+        let marker = self
+            .blobs
+            .path(&format!("gc/{}", super::storage::random_id()?));
+        store
+            .put(&marker, PutPayload::from_static(b""))
+            .await
+            .map_err(|e| s3_error("marking the start of gc", e))?;
+        let result = self.gc_since(&marker, upload_max_age).await;
+        if let Err(e) = store.delete(&marker).await {
+            tracing::warn!(error = %e, "removing gc's marker");
+        }
+        result
+    }
+
+    async fn gc_since(
+        &self,
+        marker: &OPath,
+        upload_max_age: std::time::Duration,
+    ) -> Result<super::RegistryGcReport> {
+        let store = &self.blobs.store;
+        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let started = store
+            .head(marker)
+            .await
+            .map_err(|e| s3_error("reading gc's marker", e))?
+            .last_modified
+            .timestamp_millis();
+        let mut cutoff = started;
+        for lease in self.list_prefix("leases").await? {
+            let at = lease.last_modified.timestamp_millis();
+            if started.saturating_sub(at) > ms(S3_LEASE_MAX_AGE) {
+                tracing::info!(lease = %lease.location, "removing an expired lease");
+                let _ = store.delete(&lease.location).await;
+            } else {
+                cutoff = cutoff.min(at);
+            }
+        }
+        cutoff = cutoff.saturating_sub(ms(self.clock_margin));
+        let mut roots = Vec::new();
+        for name in self.repositories().await? {
+            if let Some(repo) = self.repository(&name, false).await? {
+                roots.extend(repo.list().await?.into_iter().map(|(_, d)| d));
+            }
+        }
+        let reachable = oci_rs_image::reachable(&self.blobs, roots).await?;
+        let mut report = super::RegistryGcReport::default();
+        for m in self.list_prefix("blobs").await? {
+            let mut parts: Vec<String> =
+                m.location.parts().map(|p| p.as_ref().to_owned()).collect();
+            let (Some(hex), Some(alg)) = (parts.pop(), parts.pop()) else {
+                continue;
+            };
+            let Ok(d) = parse_digest(&format!("{alg}:{hex}")) else {
+                continue;
+            };
+            if reachable.contains(&d) || m.last_modified.timestamp_millis() >= cutoff {
+                report.kept += 1;
+                continue;
+            }
+            store
+                .delete(&m.location)
+                .await
+                .map_err(|e| s3_error("deleting a blob", e))?;
+            report.bytes_freed += m.size;
+            report.removed.push(d);
+        }
+        // Sessions: by the newest of their objects.
+        let mut sessions: std::collections::BTreeMap<String, (i64, Vec<OPath>)> =
+            Default::default();
+        for m in self.list_prefix("uploads").await? {
+            let rel = m.location.prefix_match(&self.blobs.path("uploads"));
+            let Some(id) = rel
+                .and_then(|mut r| r.next())
+                .map(|p| p.as_ref().to_owned())
+            else {
+                continue;
+            };
+            let e = sessions.entry(id).or_insert((i64::MIN, Vec::new()));
+            e.0 = e.0.max(m.last_modified.timestamp_millis());
+            e.1.push(m.location);
+        }
+        for (_, (newest, objects)) in sessions {
+            if started.saturating_sub(newest) >= ms(upload_max_age) {
+                for o in objects {
+                    let _ = store.delete(&o).await;
+                }
+                report.uploads_removed += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// The objects under `rest` of the prefix.
+    async fn list_prefix(&self, rest: &str) -> Result<Vec<object_store::ObjectMeta>> {
+        self.blobs
+            .store
+            .list(Some(&self.blobs.path(rest)))
+            .try_collect()
+            .await
+            .map_err(|e| s3_error("listing the bucket", e))
     }
 
     fn session(&self, id: &str, rest: &str) -> Result<OPath> {
@@ -400,6 +532,60 @@ impl BlobStore for S3Blobs {
     }
 }
 
+/// How long a lease object counts: one older than this belongs to a replica that died
+/// mid-push, and [`S3Storage::gc`] removes it. Pushes last far less (each request has its
+/// deadline).
+pub const S3_LEASE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+/// What [`S3Storage::gc`] allows between the clocks of the bucket's frontends by default:
+/// blobs written this long before the oldest live lease (or before gc began) are kept too.
+pub const S3_GC_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The blob store of an [`S3Storage`] under a lease (an object under `leases/`), which is
+/// removed when this is dropped.
+struct LeasedS3Blobs {
+    blobs: S3Blobs,
+    lease: Option<OPath>,
+}
+
+impl Drop for LeasedS3Blobs {
+    fn drop(&mut self) {
+        let (Some(lease), Ok(rt)) = (self.lease.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let store = self.blobs.store.clone();
+        rt.spawn(async move {
+            if let Err(e) = store.delete(&lease).await {
+                tracing::warn!(%lease, error = %e, "removing a lease (gc removes it when it expires)");
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl BlobStore for LeasedS3Blobs {
+    async fn open(&self, desc: &Descriptor) -> Result<BlobReader> {
+        self.blobs.open(desc).await
+    }
+
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+        self.blobs.stat(digest).await
+    }
+
+    async fn ingest(&self, expected: Expected) -> Result<Box<dyn BlobWriter>> {
+        self.blobs.ingest(expected).await
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<bool> {
+        self.blobs.delete(digest).await
+    }
+
+    async fn list(&self) -> Result<Vec<Digest>> {
+        self.blobs.list().await
+    }
+}
+
 /// A repository's names: one object per name.
 struct S3Refs {
     store: Arc<dyn ObjectStore>,
@@ -494,8 +680,18 @@ impl RegistryStorage for S3Storage {
     }
 
     async fn leased_blobs(&self) -> Result<Arc<dyn BlobStore>> {
-        // No lease on S3 yet: no garbage collection runs over this storage.
-        Ok(Arc::new(self.blobs.clone()))
+        let lease = self
+            .blobs
+            .path(&format!("leases/{}", super::storage::random_id()?));
+        self.blobs
+            .store
+            .put(&lease, PutPayload::from_static(b""))
+            .await
+            .map_err(|e| s3_error("taking a lease", e))?;
+        Ok(Arc::new(LeasedS3Blobs {
+            blobs: self.blobs.clone(),
+            lease: Some(lease),
+        }))
     }
 
     async fn repository(

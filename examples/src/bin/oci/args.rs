@@ -1131,7 +1131,8 @@ pub(crate) enum RegistryVerb {
     /// Remove the blobs no repository names or reaches, and abandoned upload sessions
     /// (safe while the registry serves).
     Gc {
-        /// The registry's storage.
+        /// The registry's storage: a directory, or `s3://BUCKET/PREFIX` (credentials,
+        /// region and endpoint from the AWS_* variables).
         #[arg(long, default_value = "/var/lib/oci-rs-registry")]
         storage: PathBuf,
         /// Upload sessions idle this many hours are abandoned.

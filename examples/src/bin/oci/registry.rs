@@ -15,14 +15,18 @@ pub(crate) async fn registry_verb(verb: RegistryVerb) -> Result<()> {
             storage,
             uploads_older_than,
         } => {
-            if storage.to_string_lossy().starts_with("s3://") {
-                bail!("gc runs over a directory's storage only (not yet over S3)");
-            }
-            let disk = DiskStorage::open(&storage)
-                .await
-                .with_context(|| format!("opening the storage {}", storage.display()))?;
             let age = std::time::Duration::from_secs(uploads_older_than.saturating_mul(3600));
-            let report = disk.gc(age).await.context("garbage collection")?;
+            let text = storage.to_string_lossy();
+            let report = if text.starts_with("s3://") {
+                S3Storage::from_url(&text)?.gc(age).await
+            } else {
+                DiskStorage::open(&storage)
+                    .await
+                    .with_context(|| format!("opening the storage {}", storage.display()))?
+                    .gc(age)
+                    .await
+            }
+            .context("garbage collection")?;
             let mut out = std::io::stdout().lock();
             for d in &report.removed {
                 writeln!(out, "deleted {d}")?;
