@@ -551,9 +551,15 @@ fn header_object(first: Option<&serde_json::Value>, headers: &[(&str, &str)]) ->
     serde_json::Value::Object(m)
 }
 
-/// docker's tabwriter (minimum width 10, padding 3): each tab-ended cell is padded to its
-/// column's widest cell plus three, and at least ten; a line's last cell is left as it is.
+/// docker's tabwriter for its tables (minimum width 10, padding 3): see [`tabwriter`].
 fn align(lines: &[String]) -> String {
+    tabwriter(lines, 10)
+}
+
+/// docker's tabwriter with padding 3: each tab-ended cell of `lines` is padded to its
+/// column's widest cell plus three, and at least `min_width`; a line's last cell is left as
+/// it is. Tables use 10; `docker top` 20.
+pub fn tabwriter(lines: &[String], min_width: usize) -> String {
     let rows: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
     let mut widths: Vec<usize> = Vec::new();
     for r in &rows {
@@ -561,7 +567,7 @@ fn align(lines: &[String]) -> String {
             let w = cell.chars().count() + 3;
             match widths.get_mut(i) {
                 Some(x) => *x = (*x).max(w),
-                None => widths.push(w.max(10)),
+                None => widths.push(w.max(min_width)),
             }
         }
     }

@@ -61,6 +61,38 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub const API_VERSION: &str = "1.47";
 /// The oldest Engine API version served (docker 20.10's).
 pub const MIN_API_VERSION: &str = "1.41";
+
+/// docker's `GET /version` document for this engine (`docker version`'s Server part):
+/// its version, the API versions it speaks, and the host's OS, architecture and kernel.
+pub fn version_document() -> serde_json::Value {
+    let kernel = rustix::system::uname();
+    let kernel = kernel.release().to_string_lossy().into_owned();
+    let arch = oci_rs_image::PlatformSpec::host().architecture;
+    serde_json::json!({
+        "Platform": { "Name": "oci-rs" },
+        "Components": [{
+            "Name": "Engine",
+            "Version": env!("CARGO_PKG_VERSION"),
+            "Details": {
+                "ApiVersion": API_VERSION,
+                "MinAPIVersion": MIN_API_VERSION,
+                "Os": "linux",
+                "Arch": arch,
+                "KernelVersion": kernel,
+            }
+        }],
+        "Version": env!("CARGO_PKG_VERSION"),
+        "ApiVersion": API_VERSION,
+        "MinAPIVersion": MIN_API_VERSION,
+        "GitCommit": "",
+        "GoVersion": "",
+        "Os": "linux",
+        "Arch": arch,
+        "KernelVersion": kernel,
+        "BuildTime": "",
+    })
+}
+
 /// The largest JSON request body read (a container's configuration, a tag).
 const MAX_JSON_BODY: usize = 1 << 20;
 /// How long a client may take to send a request's JSON body.
@@ -569,7 +601,7 @@ impl EngineApi {
         let m = req.method().as_str();
         match (m, seg.as_slice()) {
             ("GET" | "HEAD", ["_ping"]) => Ok(ping(m == "HEAD")),
-            ("GET", ["version"]) => Ok(json(StatusCode::OK, &self.version())),
+            ("GET", ["version"]) => Ok(json(StatusCode::OK, &version_document())),
             ("GET", ["info"]) => self.info().await,
             ("GET", ["events"]) => self.events(&req),
             ("POST", ["build"]) => self.build(req).await,
@@ -690,35 +722,6 @@ impl EngineApi {
                 "page not found: {m} {path} is not an Engine API endpoint served here"
             ))),
         }
-    }
-
-    fn version(&self) -> serde_json::Value {
-        let kernel = rustix::system::uname();
-        let kernel = kernel.release().to_string_lossy().into_owned();
-        let arch = oci_rs_image::PlatformSpec::host().architecture;
-        serde_json::json!({
-            "Platform": { "Name": "oci-rs" },
-            "Components": [{
-                "Name": "Engine",
-                "Version": env!("CARGO_PKG_VERSION"),
-                "Details": {
-                    "ApiVersion": API_VERSION,
-                    "MinAPIVersion": MIN_API_VERSION,
-                    "Os": "linux",
-                    "Arch": arch,
-                    "KernelVersion": kernel,
-                }
-            }],
-            "Version": env!("CARGO_PKG_VERSION"),
-            "ApiVersion": API_VERSION,
-            "MinAPIVersion": MIN_API_VERSION,
-            "GitCommit": "",
-            "GoVersion": "",
-            "Os": "linux",
-            "Arch": arch,
-            "KernelVersion": kernel,
-            "BuildTime": "",
-        })
     }
 
     /// `GET /system/df`: what the images, containers and volumes hold.

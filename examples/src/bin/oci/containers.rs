@@ -2,30 +2,13 @@
 //! port, container prune), volumes and networks.
 
 use crate::args::*;
+use crate::print_docs;
 use anyhow::Result;
 use oci_rs_runtime::format::{self, Format};
 use oci_rs_runtime::terminal;
 use oci_rs_runtime::{ContainerFilter, Containers, ExecRequest, Volumes};
 use std::io::Write;
 use std::path::Path;
-
-/// `inspect`'s output: the documents as a JSON array, or each through `--format`.
-fn print_docs<T: serde::Serialize>(
-    docs: &[T],
-    format: Option<&str>,
-    out: &mut impl Write,
-) -> Result<()> {
-    match format {
-        Some(f) => {
-            let f = Format::parse(f, "")?;
-            for d in docs {
-                writeln!(out, "{}", f.render(&serde_json::to_value(d)?)?)?;
-            }
-        }
-        None => writeln!(out, "{}", serde_json::to_string_pretty(docs)?)?,
-    }
-    Ok(())
-}
 
 /// docker's way with several names: each one tried, an error reported for each that fails
 /// (the others still done), `done` printed for each that did, and 1 at the end when any
@@ -429,41 +412,16 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             // docker's `ps -ef` columns, aligned as its tabwriter (minimum width 20).
             // Any process in the container sets its own argv: no escape sequence from it
             // reaches the terminal.
-            let rows: Vec<Vec<String>> = store
-                .top(&container)?
-                .iter()
-                .map(|p| {
+            let lines: Vec<String> = std::iter::once(oci_rs_runtime::PS_EF_TITLES.join("\t"))
+                .chain(store.top(&container)?.iter().map(|p| {
                     p.ps_ef()
                         .iter()
-                        .map(|c| oci_rs_image::printable(c).into_owned())
-                        .collect()
-                })
+                        .map(|c| oci_rs_image::printable(c).replace('\t', " "))
+                        .collect::<Vec<_>>()
+                        .join("\t")
+                }))
                 .collect();
-            let titles: Vec<String> = oci_rs_runtime::PS_EF_TITLES
-                .iter()
-                .map(|t| t.to_string())
-                .collect();
-            let all: Vec<&Vec<String>> = std::iter::once(&titles).chain(rows.iter()).collect();
-            let widths: Vec<usize> = (0..titles.len())
-                .map(|i| {
-                    all.iter()
-                        .map(|r| r[i].chars().count() + 3)
-                        .max()
-                        .unwrap_or(0)
-                        .max(20)
-                })
-                .collect();
-            for r in all {
-                let mut line = String::new();
-                for (i, cell) in r.iter().enumerate() {
-                    if i + 1 == r.len() {
-                        line.push_str(cell);
-                    } else {
-                        line.push_str(&format!("{cell:<w$}", w = widths[i]));
-                    }
-                }
-                writeln!(out, "{line}")?;
-            }
+            write!(out, "{}", format::tabwriter(&lines, 20))?;
         }
         _ => anyhow::bail!("not a container verb"),
     }

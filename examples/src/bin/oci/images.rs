@@ -2,7 +2,7 @@
 //! lists, save, load, login, logout, commit, export, unpack, layer, import.
 
 use crate::args::*;
-use crate::{dash, print_json};
+use crate::{dash, print_docs, print_json};
 use anyhow::{Context, Result};
 use oci_examples::images::{short, Images};
 use oci_examples::{terminal, text};
@@ -304,31 +304,11 @@ pub(crate) async fn image_verb(
                     }),
                 }
             }
+            // What was found, then an error for each missing one, as docker prints them.
+            print_docs(&views, format.as_deref(), &mut out)?;
             if !missing.is_empty() {
-                // What was found first, as docker prints it.
-                match &format {
-                    Some(f) => {
-                        let f = Format::parse(f, "")?;
-                        for v in &views {
-                            writeln!(out, "{}", f.render(v)?)?;
-                        }
-                    }
-                    None => writeln!(out, "{}", serde_json::to_string_pretty(&views)?)?,
-                }
                 out.flush()?;
                 anyhow::bail!("{}", missing.join("\n"));
-            }
-            match format {
-                Some(f) => {
-                    let f = Format::parse(&f, "")?;
-                    for v in &views {
-                        writeln!(out, "{}", f.render(v)?)?;
-                    }
-                }
-                None => {
-                    drop(out);
-                    return print_json(&views);
-                }
             }
         }
         Verb::Manifest {

@@ -39,6 +39,27 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
+/// `inspect`'s output: the documents as a JSON array, or each through `--format`.
+fn print_docs<T: serde::Serialize>(
+    docs: &[T],
+    format: Option<&str>,
+    out: &mut impl Write,
+) -> Result<()> {
+    match format {
+        Some(f) => {
+            let f = oci_rs_runtime::format::Format::parse(f, "")?;
+            for d in docs {
+                writeln!(out, "{}", f.render(&serde_json::to_value(d)?)?)?;
+            }
+        }
+        None => {
+            serde_json::to_writer_pretty(&mut *out, docs).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> Result<()> {
     if let Verb::Version { format } = &cli.verb {
         return system::print_version(format.as_deref(), &mut std::io::stdout().lock());

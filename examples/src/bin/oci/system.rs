@@ -19,18 +19,7 @@ pub(crate) fn print_version(format: Option<&str>, out: &mut impl Write) -> Resul
             "Os": p.os,
             "Arch": p.architecture,
         });
-        let mut server = side.clone();
-        server["MinAPIVersion"] = oci_rs_runtime::api::MIN_API_VERSION.into();
-        server["KernelVersion"] = rustix::system::uname()
-            .release()
-            .to_string_lossy()
-            .into_owned()
-            .into();
-        server["Components"] = serde_json::json!([{
-            "Name": "oci-runtime",
-            "Version": env!("CARGO_PKG_VERSION"),
-            "Details": {"OciRuntimeSpec": oci_spec::runtime::VERSION},
-        }]);
+        let server = oci_rs_runtime::api::version_document();
         let doc = serde_json::json!({ "Client": side, "Server": server });
         let f = oci_rs_runtime::format::Format::parse(f, "")?;
         writeln!(out, "{}", f.render(&doc)?)?;
