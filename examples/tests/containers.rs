@@ -1401,6 +1401,41 @@ fn cp_copies_both_ways_and_keeps_to_the_container() {
         s.ok(&["exec", "box", "cat", "/tree/sub/f"]),
         "from the host\n"
     );
+    // Owners as docker's daemon makes them: the container's root's, or with -a its
+    // user's; never the host file's.
+    std::os::unix::fs::chown(host.join("tree/sub/f"), Some(1234), Some(1234)).unwrap();
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "usr",
+        "-u",
+        "4321:4321",
+        "bb:1",
+        "sleep",
+        "300",
+    ]);
+    s.wait_status("usr", "running");
+    let f = host.join("tree/sub/f");
+    s.ok(&["cp", f.to_str().unwrap(), "usr:/plain"]);
+    s.ok(&["cp", "-a", f.to_str().unwrap(), "usr:/archived"]);
+    assert_eq!(
+        s.ok(&[
+            "exec",
+            "usr",
+            "busybox",
+            "stat",
+            "-c",
+            "%u:%g",
+            "/plain",
+            "/archived"
+        ]),
+        "0:0\n4321:4321\n"
+    );
+    // Into a directory that is not there: an error naming it, not a quiet success.
+    let err = s.fails(&["cp", f.to_str().unwrap(), "usr:/nodir/x"]);
+    assert!(err.contains("/nodir"), "{err}");
+    s.ok(&["rm", "-f", "usr"]);
     // In, by docker's rules for the destination: a new name for a file or a directory,
     // `DIR/.` for a directory's contents, a link followed with -L, never a directory over
     // a file, and a missing directory (`DEST/`) refused.

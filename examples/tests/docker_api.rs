@@ -1280,6 +1280,35 @@ fn cp_both_ways_and_links_stay_inside_the_container() {
             || r.starts_with("HTTP/1.1 404"),
         "the host's /etc/hostname came out: {r}"
     );
+    // Owners as dockerd makes them: root's, or with -a (copyUIDGID) the container user's;
+    // never the host file's.
+    std::os::unix::fs::chown(host.join("tree/sub/f"), Some(1234), Some(1234)).unwrap();
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cpu",
+        "-u",
+        "4321:4321",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let f = host.join("tree/sub/f");
+    s.ok(&["cp", f.to_str().unwrap(), "cpu:/plain"]);
+    s.ok(&["cp", "-a", f.to_str().unwrap(), "cpu:/archived"]);
+    let (_, owners, err) = s.docker(&[
+        "exec",
+        "cpu",
+        "busybox",
+        "stat",
+        "-c",
+        "%u:%g",
+        "/plain",
+        "/archived",
+    ]);
+    assert_eq!(owners, "0:0\n4321:4321\n", "{err}");
+    s.ok(&["rm", "-f", "cpu"]);
     let (code, _, err) = s.docker(&["cp", "cp1:/no/such/file", host.to_str().unwrap()]);
     assert_ne!(code, 0);
     assert!(

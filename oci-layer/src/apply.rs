@@ -111,6 +111,10 @@ pub struct ApplyOptions {
     /// Drop the setuid and setgid bits of what is written (a copy out of a container onto
     /// a host must not make set-id programs from the container's files).
     pub strip_setid: bool,
+    /// Every entry as if its header said this uid and gid, whatever it says (then taken as
+    /// [`ApplyOptions::ownership`] says): `docker cp`'s ownership, root's or the container
+    /// user's.
+    pub owner: Option<(u32, u32)>,
 }
 
 /// The longest path of an entry, or target of a link, in bytes (Linux's `PATH_MAX`): what
@@ -133,6 +137,7 @@ impl Default for ApplyOptions {
             overlay_whiteouts: false,
             max_bytes: Some(DEFAULT_MAX_LAYER_BYTES),
             plain_names: false,
+            owner: None,
             strip_setid: false,
         }
     }
@@ -492,8 +497,14 @@ impl State<'_> {
         let setid = if self.opts.strip_setid { 0o6000 } else { 0 };
         let meta = Meta {
             mode: e.header().mode().unwrap_or(0o644) & 0o7777 & !setid,
-            uid: u32::try_from(uid).map_err(|_| bad(raw, "uid out of range"))?,
-            gid: u32::try_from(gid).map_err(|_| bad(raw, "gid out of range"))?,
+            uid: match self.opts.owner {
+                Some((u, _)) => u,
+                None => u32::try_from(uid).map_err(|_| bad(raw, "uid out of range"))?,
+            },
+            gid: match self.opts.owner {
+                Some((_, g)) => g,
+                None => u32::try_from(gid).map_err(|_| bad(raw, "gid out of range"))?,
+            },
             mtime: (
                 mtime.0.clamp(*MTIME_RANGE.start(), *MTIME_RANGE.end()),
                 mtime.1,

@@ -117,10 +117,17 @@ impl EngineApi {
             .filter(|p| !p.is_empty())
             .cloned()
             .ok_or_else(|| Fail::bad("no path given"))?;
+        // docker's `copyUIDGID` (`docker cp -a`): the container user's; else root's.
+        let how = crate::CopyIn {
+            copy_uid_gid: q
+                .get("copyUIDGID")
+                .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "True")),
+            ..Default::default()
+        };
         let (r, feed) = body_pipe(req);
         let what = id.to_owned();
         let done = super::on_own_thread(self, move |api| async move {
-            Ok(api.containers.copy_into(&what, &dir, r).await?)
+            Ok(api.containers.copy_into(&what, &dir, r, how).await?)
         })
         .await;
         let whole = match done {

@@ -427,6 +427,18 @@ pub struct ContainerView {
     pub monitor: Monitor,
 }
 
+/// How a copy into a container writes (`docker cp`'s flags).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyIn {
+    /// A link given as the host source is followed, and what it points at copied under the
+    /// link's name (`-L`).
+    pub follow_link: bool,
+    /// What is written belongs to the container's user (`-a`, the Engine API's
+    /// `copyUIDGID`); otherwise to its root, as docker's daemon does either way. The
+    /// source's owners are never kept.
+    pub copy_uid_gid: bool,
+}
+
 /// What [`Containers::exec`] runs.
 #[derive(Debug, Clone, Default)]
 pub struct ExecRequest {
@@ -2423,11 +2435,24 @@ impl Containers {
     /// container `what`, resolved inside the container's root; the archive's entries are
     /// confined to that directory as a layer's are to its root (oci-rs-layer's
     /// [`apply_tar`](oci_rs_layer::apply_tar)).
-    pub async fn copy_into<R>(&self, what: &str, dir: &str, archive: R) -> EngineResult<()>
+    ///
+    /// What is written belongs to the container's root, or to its user with
+    /// `how.copy_uid_gid` ([`CopyIn`]).
+    pub async fn copy_into<R>(
+        &self,
+        what: &str,
+        dir: &str,
+        archive: R,
+        how: CopyIn,
+    ) -> EngineResult<()>
     where
         R: tokio::io::AsyncRead + Send + Unpin,
     {
         let dir = &rooted(dir);
+        let owner = match how.copy_uid_gid {
+            true => self.container_user(what)?,
+            false => (0, 0),
+        };
         let at = self.locate(what, dir)?;
         if at.readonly {
             return Err(EngineError::WrongState {
@@ -2443,10 +2468,22 @@ impl Containers {
         ));
         let opts = oci_rs_layer::ApplyOptions {
             plain_names: true,
+            owner: Some(owner),
             ..oci_rs_layer::ApplyOptions::default()
         };
         oci_rs_layer::apply_tar(&at, archive, &opts).await?;
         Ok(())
+    }
+
+    /// The uid and gid container `what`'s process runs as (its saved spec's), root's when
+    /// it has none yet.
+    fn container_user(&self, what: &str) -> EngineResult<(u32, u32)> {
+        let id = self.resolve(what)?;
+        Ok(self
+            .saved_spec(&id)
+            .ok()
+            .and_then(|s| s.process().clone())
+            .map_or((0, 0), |p| (p.user().uid(), p.user().gid())))
     }
 
     /// `docker cp CONTAINER:PATH HOST`: `path` of container `what` onto the host. Into
@@ -2517,17 +2554,17 @@ impl Containers {
     /// file there, never a directory replacing a file. `HOST/.` copies a directory's
     /// contents. See [`copy_from_host_with`](Self::copy_from_host_with) for `-L`.
     pub async fn copy_from_host(&self, host: &Path, what: &str, dest: &str) -> EngineResult<()> {
-        self.copy_from_host_with(host, what, dest, false).await
+        self.copy_from_host_with(host, what, dest, CopyIn::default())
+            .await
     }
 
-    /// [`copy_from_host`](Self::copy_from_host); with `follow` (docker's `-L`) a link given
-    /// as `host` is followed and what it points at copied under the link's name.
+    /// [`copy_from_host`](Self::copy_from_host) as `how` says ([`CopyIn`]: `-L`, `-a`).
     pub async fn copy_from_host_with(
         &self,
         host: &Path,
         what: &str,
         dest: &str,
-        follow: bool,
+        how: CopyIn,
     ) -> EngineResult<()> {
         let bad = |kind: std::io::ErrorKind| EngineError::io("copy", host, kind.into());
         // `SRC/.`: the directory's contents (the entry `.`), as docker's.
@@ -2547,7 +2584,7 @@ impl Containers {
             (parent, name)
         };
         // -L: what the link points at, named as the link.
-        let (parent, entry) = match follow && !contents {
+        let (parent, entry) = match how.follow_link && !contents {
             true => {
                 let target =
                     std::fs::canonicalize(host).map_err(|e| EngineError::io("resolve", host, e))?;
@@ -2622,9 +2659,11 @@ impl Containers {
                 .map_err(|e| EngineError::io("write", "the copy", e))?;
             Ok::<_, EngineError>(())
         };
-        let (a, b) = tokio::join!(produce, self.copy_into(what, &into, r));
-        a?;
-        b
+        let (a, b) = tokio::join!(produce, self.copy_into(what, &into, r, how));
+        // The writing side's failure first: the reading side then sees only a closed pipe
+        // (a missing destination made `cp` succeed quietly when the pipe's error came first).
+        b?;
+        a
     }
 
     /// One reading of running container `what`'s use (`docker stats`): its cgroup's

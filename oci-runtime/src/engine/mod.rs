@@ -53,7 +53,7 @@ mod volumes;
 
 pub use containers::{
     host_memory, parse_container_path, parse_link, random_hex, ContainerConfig, ContainerFilter,
-    ContainerStats, ContainerView, Containers, ExecRequest, ExecSession, InterfaceStats,
+    ContainerStats, ContainerView, Containers, CopyIn, ExecRequest, ExecSession, InterfaceStats,
     ProcessRow, PruneFilter, RunImage, RunRequest, StatsRow, ANONYMOUS_VOLUME_LABEL,
     PORTS_DISCARDED, PS_EF_TITLES,
 };

@@ -510,7 +510,8 @@ pub(crate) enum Verb {
         /// Follow a link given as the host source (docker's `-L`).
         #[arg(short = 'L', long)]
         follow_link: bool,
-        /// Keep owners (docker's `-a`; copies here always keep them).
+        /// Into a container: what is written belongs to the container's user (docker's
+        /// `-a`); without it, to its root.
         #[arg(short, long)]
         archive: bool,
         /// Where from.

@@ -457,10 +457,14 @@ pub(crate) async fn image_verb(
             src,
             dst,
             follow_link,
-            archive: _,
+            archive,
         } => {
             drop(out);
             let store = Containers::open(dir)?;
+            let how = oci_rs_runtime::CopyIn {
+                follow_link,
+                copy_uid_gid: archive,
+            };
             match (
                 oci_rs_runtime::parse_container_path(&src),
                 oci_rs_runtime::parse_container_path(&dst),
@@ -470,14 +474,14 @@ pub(crate) async fn image_verb(
                     tokio::io::AsyncWriteExt::flush(&mut w).await?;
                 }
                 (None, Some((c, p))) if src == "-" => {
-                    store.copy_into(c, p, tokio::io::stdin()).await?
+                    store.copy_into(c, p, tokio::io::stdin(), how).await?
                 }
                 (Some((c, p)), None) => {
                     store.copy_to_host(c, p, Path::new(&dst)).await?;
                 }
                 (None, Some((c, p))) => {
                     store
-                        .copy_from_host_with(Path::new(&src), c, p, follow_link)
+                        .copy_from_host_with(Path::new(&src), c, p, how)
                         .await?
                 }
                 _ => anyhow::bail!("cp: one side is CONTAINER:PATH and the other a host path or -"),
