@@ -1141,6 +1141,31 @@ fn stats_shows_what_a_container_uses() {
     assert_eq!(v["Name"], "idle", "{json}");
     let err = s.fails(&["stats", "--no-stream", "nobody"]);
     assert!(err.contains("No such container: nobody"), "{err}");
+    // -a: stopped containers too, with zeros; --no-trunc: whole ids.
+    s.ok(&["create", "--name", "stopped", "bb:1", "true"]);
+    let every = s.ok(&[
+        "stats",
+        "--no-stream",
+        "-a",
+        "--format",
+        "{{.Name}} {{.CPUPerc}} {{.MemUsage}}",
+    ]);
+    assert!(
+        every.contains("stopped 0.00% 0B / 0B\n") && every.contains("busy "),
+        "{every}"
+    );
+    assert!(!s
+        .ok(&["stats", "--no-stream", "--format", "{{.Name}}"])
+        .contains("stopped"));
+    let id = s.ok(&[
+        "stats",
+        "--no-stream",
+        "--no-trunc",
+        "--format",
+        "{{.ID}}",
+        "idle",
+    ]);
+    assert_eq!(id.trim().len(), 64, "{id}");
 }
 
 /// `run` of an image of another platform without `--platform` warns as docker does (the

@@ -667,13 +667,40 @@ pub struct StatsRow {
 }
 
 impl StatsRow {
+    /// The row of a container that is not running (`stats -a`): every figure zero, as
+    /// docker shows it.
+    pub fn not_running(id: &str, name: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            cpu_percent: 0.0,
+            mem_usage: 0,
+            mem_limit: 0,
+            mem_percent: 0.0,
+            net_rx: 0,
+            net_tx: 0,
+            block_read: 0,
+            block_write: 0,
+            pids: 0,
+        }
+    }
+
     /// docker's `stats --format` fields (`ID`, `Name`, `Container`, `CPUPerc`, `MemUsage`,
     /// `MemPerc`, `NetIO`, `BlockIO`, `PIDs`), as docker's CLI writes them (see
     /// `crate::format`).
     pub fn fields(&self) -> serde_json::Value {
+        self.fields_with(false)
+    }
+
+    /// [`StatsRow::fields`]; with `no_trunc` the whole id (`stats --no-trunc`).
+    pub fn fields_with(&self, no_trunc: bool) -> serde_json::Value {
         let pair = |a: String, b: String| format!("{a} / {b}");
+        let id = match no_trunc {
+            true => self.id.as_str(),
+            false => self.id.get(..12).unwrap_or(&self.id),
+        };
         serde_json::json!({
-            "ID": self.id.get(..12).unwrap_or(&self.id),
+            "ID": id,
             "Name": self.name,
             "Container": self.name,
             "CPUPerc": format!("{:.2}%", self.cpu_percent),
@@ -2895,6 +2922,37 @@ impl Containers {
             .filter(|v| v.status.state == MonitorState::Running)
             .filter_map(|v| self.stats(&v.config.id).ok())
             .collect())
+    }
+
+    /// docker's `stats` table, once: a row for each of `names` (every running container
+    /// when empty; with `all`, every container, those not running with zeros), CPU use
+    /// counted since `before` (what this returned the last time; empty the first time: the
+    /// average since each started), and the readings to give as `before` next time.
+    pub fn stats_rows(
+        &self,
+        names: &[String],
+        all: bool,
+        before: &[ContainerStats],
+    ) -> EngineResult<(Vec<StatsRow>, Vec<ContainerStats>)> {
+        let row = |s: &ContainerStats| s.row_since(before.iter().find(|b| b.id == s.id));
+        if !all || !names.is_empty() {
+            let now = self.stats_of(names)?;
+            return Ok((now.iter().map(row).collect(), now));
+        }
+        let (mut rows, mut now) = (Vec::new(), Vec::new());
+        for v in self.list()? {
+            let reading = (v.status.state == MonitorState::Running)
+                .then(|| self.stats(&v.config.id).ok())
+                .flatten();
+            match reading {
+                Some(s) => {
+                    rows.push(row(&s));
+                    now.push(s);
+                }
+                None => rows.push(StatsRow::not_running(&v.config.id, &v.config.name)),
+            }
+        }
+        Ok((rows, now))
     }
 
     /// docker's `--volumes-from NAME[:ro|:rw]`: container `spec`'s named volumes and binds

@@ -422,6 +422,12 @@ pub(crate) enum Verb {
     },
     /// Show running containers' use: CPU, memory, network and block I/O, processes.
     Stats {
+        /// Every container, those not running with zeros (else the running ones).
+        #[arg(short, long)]
+        all: bool,
+        /// Whole ids.
+        #[arg(long)]
+        no_trunc: bool,
         /// One table, then end (else a table a second).
         #[arg(long)]
         no_stream: bool,

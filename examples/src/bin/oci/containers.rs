@@ -404,10 +404,19 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             }
         }
         Verb::Stats {
+            all,
+            no_trunc,
             no_stream,
             format,
             containers,
-        } => stats(&store, no_stream, format, containers, &mut out)?,
+        } => {
+            let how = StatsOptions {
+                all,
+                no_trunc,
+                no_stream,
+            };
+            stats(&store, &how, format, containers, &mut out)?
+        }
         Verb::Top { container } => {
             // docker's `ps -ef` columns, aligned as its tabwriter (minimum width 20).
             // Any process in the container sets its own argv: no escape sequence from it
@@ -488,13 +497,21 @@ fn ps(
 /// `stats`: a table of docker's columns a second (one with `no_stream`), each reading set
 /// against the one before for the CPU share. Named containers must run; unnamed, every
 /// running one (one that ends meanwhile leaves the table).
+/// How `stats` reads and prints.
+struct StatsOptions {
+    all: bool,
+    no_trunc: bool,
+    no_stream: bool,
+}
+
 fn stats(
     store: &Containers,
-    no_stream: bool,
+    how: &StatsOptions,
     format: Option<String>,
     names: Vec<String>,
     out: &mut impl Write,
 ) -> Result<()> {
+    let no_stream = how.no_stream;
     let f = Format::parse(
         format.as_deref().unwrap_or("table"),
         r"table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}",
@@ -505,14 +522,12 @@ fn stats(
     // On a terminal, each table replaces the last, as docker's (clear, then home).
     let redraw = !no_stream && std::io::IsTerminal::is_terminal(&std::io::stdout());
     loop {
-        let now = store.stats_of(&names)?;
+        let (rows, now) = store.stats_rows(&names, how.all, &before)?;
         if redraw {
             write!(out, "\x1b[2J\x1b[H")?;
         }
-        let rows: Vec<serde_json::Value> = now
-            .iter()
-            .map(|s| s.row_since(before.iter().find(|b| b.id == s.id)).fields())
-            .collect();
+        let rows: Vec<serde_json::Value> =
+            rows.iter().map(|r| r.fields_with(how.no_trunc)).collect();
         write!(out, "{}", f.render_all(&rows, format::STATS_HEADERS)?)?;
         out.flush()?;
         if no_stream {
