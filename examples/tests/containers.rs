@@ -419,6 +419,15 @@ fn several_names_kinds_of_inspect_and_spellings() {
         sized.lines().next().unwrap_or("").ends_with("SIZE"),
         "{sized}"
     );
+    // docker's `WRITTEN (virtual WRITTEN+IMAGE)`: the image is busybox, over a megabyte.
+    let size = s.ok(&["ps", "-l", "-s", "--format", "{{.Size}}"]);
+    let virt = size
+        .split("(virtual ")
+        .nth(1)
+        .unwrap_or("")
+        .trim_end_matches(")\n");
+    assert!(virt.ends_with("MB") || virt.ends_with("kB"), "{size}");
+    assert!(!virt.starts_with("0B"), "{size}");
     let o = s.oci(&["rm", "a1", "missing", "a2"]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(s.ok(&["ps", "-aq"]), "");

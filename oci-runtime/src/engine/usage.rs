@@ -134,6 +134,30 @@ impl Containers {
                 .join("upper"),
         )
     }
+
+    /// docker's `SizeRw` and `SizeRootFs` of every container, by id (`ps -s`, `system df`):
+    /// what its writable layer holds, and that with its image's unpacked size (`images` is
+    /// the store its image is in; 0 for an image no longer there).
+    pub async fn sizes(
+        &self,
+        images: &oci_rs_layer::ImageStore,
+    ) -> EngineResult<BTreeMap<String, (u64, u64)>> {
+        let image_sizes: BTreeMap<String, u64> = images
+            .list()
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r.size))
+            .collect();
+        Ok(self
+            .list()?
+            .into_iter()
+            .map(|v| {
+                let rw = self.written_size(&v.config.id);
+                let image = image_sizes.get(&v.config.image_id).copied().unwrap_or(0);
+                (v.config.id, (rw, rw + image))
+            })
+            .collect())
+    }
 }
 
 /// What [`Containers::system_prune`] removes besides stopped containers, unused networks,

@@ -141,7 +141,15 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                 last,
                 size,
             };
-            ps(&store, &filter, &how, format, &mut out)?;
+            let sizes = match size {
+                true => Some(
+                    store
+                        .sizes(&oci_rs_layer::ImageStore::open(dir).await?)
+                        .await?,
+                ),
+                false => None,
+            };
+            ps(&store, &filter, &how, sizes.as_ref(), format, &mut out)?;
         }
         Verb::Events {
             since,
@@ -453,6 +461,7 @@ fn ps(
     store: &Containers,
     filter: &ContainerFilter,
     how: &PsOptions,
+    sizes: Option<&std::collections::BTreeMap<String, (u64, u64)>>,
     format: Option<String>,
     out: &mut impl Write,
 ) -> Result<()> {
@@ -484,8 +493,14 @@ fn ps(
         .iter()
         .map(|r| {
             let mut v = r.ps_fields_truncated(!no_trunc);
-            if how.size {
-                v["Size"] = oci_rs_runtime::human_size(store.written_size(&r.config.id)).into();
+            // docker's: what the container wrote, and that with its image.
+            if let Some((rw, all)) = sizes.and_then(|s| s.get(&r.config.id)) {
+                v["Size"] = format!(
+                    "{} (virtual {})",
+                    oci_rs_runtime::human_size(*rw),
+                    oci_rs_runtime::human_size(*all)
+                )
+                .into();
             }
             v
         })
