@@ -82,6 +82,13 @@ impl oci_rs_image::Remote for Images {
             Err(_) => name.to_owned(),
         }
     }
+
+    fn candidates(&self, name: &str) -> Vec<String> {
+        match self.client() {
+            Ok(c) => oci_rs_image::Remote::candidates(c, name),
+            Err(_) => vec![name.to_owned()],
+        }
+    }
 }
 
 /// URLs through the client, made when a verb first fetches one.

@@ -379,6 +379,85 @@ fn oci_pushes_to_and_pulls_from_oci_registry_serve() {
     assert_eq!(ids("a"), ids("b"), "the same image id on both sides");
 }
 
+/// A short name is looked for in each of registries.conf's search registries in turn, as
+/// podman does: an image only in the second is pulled from there, and found there locally
+/// afterwards without a second pull.
+#[test]
+fn a_short_name_is_tried_in_each_search_registry() {
+    if !Path::new("/bin/busybox").exists() {
+        eprintln!("skipping: /bin/busybox (busybox-static) is missing");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let first = serve(&dir.path().join("first"));
+    let second = serve(&dir.path().join("second"));
+    let root = dir.path().join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    let tar = dir.path().join("rootfs.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("bin")
+        .status()
+        .unwrap()
+        .success());
+    let conf = dir.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "unqualified-search-registries = [\"{}\", \"{}\"]\n",
+            first.addr, second.addr
+        ),
+    )
+    .unwrap();
+    let oci = |data: &str, args: &[&str]| {
+        let o = Command::new(OCI)
+            .arg("--data-dir")
+            .arg(dir.path().join(data))
+            .args(args)
+            .env("CONTAINERS_REGISTRIES_CONF", &conf)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "oci {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let there = format!("{}/team/only-second:1", second.addr);
+    oci("a", &["import", tar.to_str().unwrap(), &there]);
+    oci("a", &["push", &there]);
+    oci("b", &["pull", "team/only-second:1"]);
+    let repos = oci("b", &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(repos, format!("{there}\n"));
+    // Run by its short name, it is found here under the second registry's name: no pull
+    // (the registries are gone).
+    drop(first);
+    drop(second);
+    if rustix::process::geteuid().is_root() {
+        let said = oci(
+            "b",
+            &[
+                "run",
+                "--rm",
+                "--pull",
+                "missing",
+                "team/only-second:1",
+                "/bin/busybox",
+                "echo",
+                "ran",
+            ],
+        );
+        assert_eq!(said, "ran\n");
+    } else {
+        eprintln!("skipping the run: it needs root");
+    }
+}
+
 /// podman and buildah pull from and push to `oci registry serve`, and containerd pulls
 /// from it.
 #[test]

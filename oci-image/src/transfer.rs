@@ -127,6 +127,13 @@ pub trait Remote: Send + Sync {
         name.to_owned()
     }
 
+    /// Every name a short one may stand for, in the order a pull tries them (podman's:
+    /// each search registry in turn until one has the image); the first is
+    /// [`qualify`](Self::qualify)'s. One name by default.
+    fn candidates(&self, name: &str) -> Vec<String> {
+        vec![self.qualify(name)]
+    }
+
     /// `docker login` as a daemon does it for a client (the Engine API's `/auth`, and the
     /// `X-Registry-Auth` of a push or pull): checks `username` and `password` against
     /// `registry` and returns these registries with them for `registry`, in place of what
@@ -184,5 +191,8 @@ impl<T: Remote + ?Sized> Remote for Arc<T> {
     }
     fn qualify(&self, name: &str) -> String {
         (**self).qualify(name)
+    }
+    fn candidates(&self, name: &str) -> Vec<String> {
+        (**self).candidates(name)
     }
 }

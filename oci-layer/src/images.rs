@@ -69,6 +69,17 @@ pub struct ImageRow {
     pub created: Option<u64>,
 }
 
+/// Whether a pull's failure lets the next search registry be tried, as podman does: any
+/// failure to get the image (not there, not ours to see, a registry down), but not content
+/// that failed its digest.
+fn absent(e: &Error) -> bool {
+    match e {
+        Error::Transfer { source, .. } => absent(source),
+        Error::Image(i) => !i.is_integrity(),
+        _ => true,
+    }
+}
+
 /// docker's `images` selection: `REPO[:TAG]` patterns (an argument, `--filter reference=`)
 /// and `--filter dangling=BOOL`. A pattern matches the familiar `REPO:TAG`, or `REPO` alone,
 /// with `*` for any run of characters but `/` (docker's `path.Match`).
@@ -423,6 +434,10 @@ impl ImageStore {
     /// `unpack`, the layers are unpacked into the snapshots as they arrive
     /// ([`pull_and_unpack`](crate::pull_and_unpack): what running the image needs next, each
     /// blob read once).
+    ///
+    /// A short name is tried as each name the remote's configuration gives it
+    /// ([`Remote::candidates`]: each search registry in turn), until one is found; the
+    /// error of the first when none is.
     pub async fn pull(
         &self,
         remote: &dyn Remote,
@@ -430,8 +445,29 @@ impl ImageStore {
         opts: &CopyOptions,
         unpack: bool,
     ) -> Result<PullReport> {
-        // A short name as the remote's configuration resolves it.
-        let reference = &remote.qualify(reference);
+        let candidates = remote.candidates(reference);
+        let mut first_error = None;
+        for (i, name) in candidates.iter().enumerate() {
+            match self.pull_one(remote, name, opts, unpack).await {
+                Err(e) if i + 1 < candidates.len() && absent(&e) => {
+                    tracing::info!(reference = %name, error = %oci_rs_image::chain(&e), "not there; the next search registry");
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => return Err(first_error.unwrap_or(e)),
+                Ok(r) => return Ok(r),
+            }
+        }
+        Err(first_error.unwrap_or_else(|| Error::NoSuchImage(reference.to_owned())))
+    }
+
+    async fn pull_one(
+        &self,
+        remote: &dyn Remote,
+        reference: &str,
+        opts: &CopyOptions,
+        unpack: bool,
+    ) -> Result<PullReport> {
+        let reference = &reference.to_owned();
         let r = ImageReference::parse(reference)?;
         let src = remote.source(&r).await?;
         let what = r.manifest_ref();
@@ -591,12 +627,18 @@ impl ImageStore {
                 let Some((remote, opts)) = remote else {
                     return Err(Error::NoSuchImage(name.to_owned()));
                 };
-                // A short name as the remote resolves it may be here already.
+                // A short name as the remote resolves it may be here already (pulled from
+                // any of its search registries).
                 let qualified = remote.qualify(name);
-                let here = match qualified != name {
-                    true => self.find_opt(&qualified).await?,
-                    false => None,
-                };
+                let mut here = None;
+                for c in remote.candidates(name) {
+                    if c != name {
+                        here = self.find_opt(&c).await?;
+                        if here.is_some() {
+                            break;
+                        }
+                    }
+                }
                 match here {
                     Some(f) => f.desc,
                     None => {

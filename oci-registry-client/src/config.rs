@@ -269,21 +269,37 @@ impl RegistryConfig {
     /// else the name in the first search registry (Docker Hub when none is set, as
     /// docker). A name with a registry, or a digest reference, is returned as given.
     pub fn resolve_short_name(&self, name: &str) -> String {
+        self.short_name_candidates(name)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| name.to_owned())
+    }
+
+    /// Every reference a name given without a registry may stand for, in the order a pull
+    /// tries them: its alias alone when one says, else the name in each search registry
+    /// (Docker Hub's name when none is set). A name with a registry is itself alone.
+    pub fn short_name_candidates(&self, name: &str) -> Vec<String> {
         let (repo, _) = split_tag(name);
         let first = repo.split('/').next().unwrap_or_default();
         let qualified = repo.contains('/')
             && (first.contains('.') || first.contains(':') || first == "localhost");
         if qualified {
-            return name.to_owned();
+            return vec![name.to_owned()];
         }
         if let Some(a) = self.aliases.get(repo) {
             let rest = &name[repo.len()..];
-            return format!("{a}{rest}");
+            return vec![format!("{a}{rest}")];
         }
-        match self.search.first().map(String::as_str) {
-            None | Some("docker.io") => name.to_owned(),
-            Some(r) => format!("{r}/{name}"),
+        if self.search.is_empty() {
+            return vec![name.to_owned()];
         }
+        self.search
+            .iter()
+            .map(|r| match r.as_str() {
+                "docker.io" => name.to_owned(),
+                r => format!("{r}/{name}"),
+            })
+            .collect()
     }
 
     /// `builder` configured with these settings: each mirror (plain HTTP when insecure),
@@ -384,6 +400,16 @@ location = "example.com"
             "quay.io/corp/nginx:1.25"
         );
         assert_eq!(c.resolve_short_name("busybox"), "registry.corp/busybox");
+        assert_eq!(
+            c.short_name_candidates("team/app:1"),
+            ["registry.corp/team/app:1", "team/app:1"]
+        );
+        assert_eq!(
+            c.short_name_candidates("nginx"),
+            ["quay.io/corp/nginx"],
+            "an alias is the only candidate"
+        );
+        assert_eq!(c.short_name_candidates("quay.io/a/b"), ["quay.io/a/b"]);
         assert_eq!(c.resolve_short_name("quay.io/a/b:1"), "quay.io/a/b:1");
         assert_eq!(c.resolve_short_name("localhost/a"), "localhost/a");
         let v1 = "[registries.search]\nregistries = ['docker.io']\n\

@@ -153,6 +153,15 @@ impl oci_rs_image::Remote for Client {
         }
     }
 
+    /// Each search registry's name for a short one, in order
+    /// ([`crate::RegistryConfig::short_name_candidates`]).
+    fn candidates(&self, name: &str) -> Vec<String> {
+        match &self.inner.short_names {
+            Some(c) => c.short_name_candidates(name),
+            None => vec![name.to_owned()],
+        }
+    }
+
     /// Checks the login with `GET /v2/` through the registry's challenge, then returns
     /// this client with these credentials for `registry` (see
     /// [`Client::with_credentials`]).
