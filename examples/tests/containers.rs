@@ -1435,8 +1435,8 @@ fn cp_copies_both_ways_and_keeps_to_the_container() {
         s.ok(&["exec", "box", "cat", "/tree/sub/f"]),
         "from the host\n"
     );
-    // Owners as docker's daemon makes them: the container's root's, or with -a its
-    // user's; never the host file's.
+    // Owners as docker's daemon makes them: the archive's (the host file's), or with -a
+    // the container user's.
     std::os::unix::fs::chown(host.join("tree/sub/f"), Some(1234), Some(1234)).unwrap();
     s.ok(&[
         "run",
@@ -1464,7 +1464,7 @@ fn cp_copies_both_ways_and_keeps_to_the_container() {
             "/plain",
             "/archived"
         ]),
-        "0:0\n4321:4321\n"
+        "1234:1234\n4321:4321\n"
     );
     // Into a directory that is not there: an error naming it, not a quiet success.
     let err = s.fails(&["cp", f.to_str().unwrap(), "usr:/nodir/x"]);

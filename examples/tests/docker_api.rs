@@ -1280,8 +1280,8 @@ fn cp_both_ways_and_links_stay_inside_the_container() {
             || r.starts_with("HTTP/1.1 404"),
         "the host's /etc/hostname came out: {r}"
     );
-    // Owners as dockerd makes them: root's, or with -a (copyUIDGID) the container user's;
-    // never the host file's.
+    // Owners as dockerd makes them: the archive's (the host file's, as docker's CLI writes
+    // them), or with -a (copyUIDGID) the container user's.
     std::os::unix::fs::chown(host.join("tree/sub/f"), Some(1234), Some(1234)).unwrap();
     s.ok(&[
         "run",
@@ -1307,7 +1307,7 @@ fn cp_both_ways_and_links_stay_inside_the_container() {
         "/plain",
         "/archived",
     ]);
-    assert_eq!(owners, "0:0\n4321:4321\n", "{err}");
+    assert_eq!(owners, "1234:1234\n4321:4321\n", "{err}");
     s.ok(&["rm", "-f", "cpu"]);
     let (code, _, err) = s.docker(&["cp", "cp1:/no/such/file", host.to_str().unwrap()]);
     assert_ne!(code, 0);

@@ -24,6 +24,9 @@ pub const LOG_FILE: &str = "ctr.log";
 const CONFIG_FILE: &str = "monitor.json";
 pub(crate) const STATUS_FILE: &str = "status.json";
 const STOP_FILE: &str = "stop-requested";
+/// A restart is under way: the monitor that sees the process end leaves a `--rm`
+/// container in place for the next one.
+const KEEP_FILE: &str = "keep-on-exit";
 
 /// The longest wait between two restarts (docker's).
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
@@ -620,6 +623,13 @@ impl Monitor {
         self.dir.join(STOP_FILE).exists()
     }
 
+    /// Says that the container is being restarted (docker's `restart`): when its process
+    /// ends, its monitor does not remove a container run with `rm`; the next monitor
+    /// forgets this as it starts.
+    pub fn keep_on_exit(&self) -> Result<()> {
+        write_atomic(&self.dir, KEEP_FILE, b"")
+    }
+
     /// Asks the monitor of a stopped container whose monitor is gone to go again: clears
     /// the stop request, so a new monitor with this directory restarts as its policy says.
     pub fn clear_stop(&self) {
@@ -717,6 +727,7 @@ impl Serve {
         }
         let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
         let _ = std::fs::remove_file(dir.join(STOP_FILE));
+        let _ = std::fs::remove_file(dir.join(KEEP_FILE));
         let d = std::fs::File::open(dir).map_err(|e| Error::io("open", dir, e))?;
         let _ = std::fs::remove_file(dir.join(ATTACH_SOCKET));
         let addr = format!("/proc/self/fd/{}/{ATTACH_SOCKET}", d.as_raw_fd());
@@ -840,7 +851,12 @@ impl Serve {
         self.clients.clear();
         let _ = std::fs::remove_file(self.cfg.dir.join(ATTACH_SOCKET));
         #[cfg(feature = "engine")]
-        if let Some(data) = &self.cfg.remove_from {
+        if let Some(data) = self
+            .cfg
+            .remove_from
+            .as_ref()
+            .filter(|_| !self.cfg.dir.join(KEEP_FILE).exists())
+        {
             let removed = crate::Containers::open(data)
                 .and_then(|store| store.remove_with_volumes(&self.cfg.id, true));
             if let Err(e) = removed {

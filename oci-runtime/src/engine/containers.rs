@@ -225,6 +225,20 @@ fn rooted(path: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
+/// Whether `e` comes from writing into a pipe whose reader went away.
+fn broken_pipe(e: &EngineError) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::BrokenPipe {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
 /// A `cp` destination that is not a directory: its parent directory, and the name to give.
 fn split_dest(dest: &str) -> (String, Option<String>) {
     let trimmed = dest.trim_end_matches('/');
@@ -434,8 +448,9 @@ pub struct CopyIn {
     /// link's name (`-L`).
     pub follow_link: bool,
     /// What is written belongs to the container's user (`-a`, the Engine API's
-    /// `copyUIDGID`); otherwise to its root, as docker's daemon does either way. The
-    /// source's owners are never kept.
+    /// `copyUIDGID`) when it runs as one other than root; otherwise each entry keeps the
+    /// owner its archive header gives, as dockerd does (docker's CLI writes the host files'
+    /// owners there).
     pub copy_uid_gid: bool,
 }
 
@@ -1740,13 +1755,15 @@ impl Containers {
     }
 
     /// docker's `restart`: a running (or restarting) container stopped as by
-    /// [`Containers::stop_within`], then started again; a stopped one just started.
+    /// [`Containers::stop_within`], then started again; a stopped one just started. A
+    /// container run with `rm` is kept across the stop, as dockerd keeps it.
     pub fn restart(&self, what: &str, timeout: Option<Duration>) -> EngineResult<Monitor> {
         let v = self.view(what)?;
         if matches!(
             v.status.state,
             MonitorState::Running | MonitorState::Restarting
         ) {
+            v.monitor.keep_on_exit()?;
             self.stop_within(&v.config.id, timeout)?;
         }
         let m = self.start(&v.config.id, false)?;
@@ -2463,8 +2480,7 @@ impl Containers {
     /// confined to that directory as a layer's are to its root (oci-rs-layer's
     /// [`apply_tar`](oci_rs_layer::apply_tar)).
     ///
-    /// What is written belongs to the container's root, or to its user with
-    /// `how.copy_uid_gid` ([`CopyIn`]).
+    /// Owners as [`CopyIn::copy_uid_gid`] says.
     pub async fn copy_into<R>(
         &self,
         what: &str,
@@ -2477,8 +2493,8 @@ impl Containers {
     {
         let dir = &rooted(dir);
         let owner = match how.copy_uid_gid {
-            true => self.container_user(what)?,
-            false => (0, 0),
+            true => Some(self.container_user(what)?).filter(|ids| *ids != (0, 0)),
+            false => None,
         };
         let at = self.locate(what, dir)?;
         if at.readonly {
@@ -2495,7 +2511,7 @@ impl Containers {
         ));
         let opts = oci_rs_layer::ApplyOptions {
             plain_names: true,
-            owner: Some(owner),
+            owner,
             ..oci_rs_layer::ApplyOptions::default()
         };
         oci_rs_layer::apply_tar(&at, archive, &opts).await?;
@@ -2687,10 +2703,14 @@ impl Containers {
             Ok::<_, EngineError>(())
         };
         let (a, b) = tokio::join!(produce, self.copy_into(what, &into, r, how));
-        // The writing side's failure first: the reading side then sees only a closed pipe
-        // (a missing destination made `cp` succeed quietly when the pipe's error came first).
-        b?;
-        a
+        // The host side's own failure (an unreadable file) first; but a pipe the unpacking
+        // side closed says only that it failed, and its error is the one to give (a missing
+        // destination made `cp` succeed quietly when the pipe's error was taken).
+        match (a, b) {
+            (Err(e), _) if !broken_pipe(&e) => Err(e),
+            (_, Err(e)) => Err(e),
+            (a, Ok(())) => a,
+        }
     }
 
     /// One reading of running container `what`'s use (`docker stats`): its cgroup's

@@ -171,6 +171,21 @@ fn rm_is_done_by_the_monitor_through_the_library(f: &Fixture) {
     assert!(!f.data().join("containers").join(&id).exists());
     assert!(!f.data().join("containers/.names/once").exists());
     assert!(store.snapshots().unwrap().info(&id).is_err());
+    // A restart keeps a `--rm` container (dockerd's), which still goes when it ends.
+    let mut req = detached(Some("again"), "exec sleep 60");
+    req.rm = true;
+    let id = f.run(&store, req).unwrap();
+    store
+        .restart("again", Some(Duration::from_secs(1)))
+        .unwrap();
+    let v = store.view("again").unwrap();
+    assert_eq!(v.status.state, oci_rs_runtime::MonitorState::Running);
+    store.stop("again", Duration::from_secs(1)).unwrap();
+    store.wait_removed(&id, Duration::from_secs(20));
+    assert!(matches!(
+        store.resolve("again"),
+        Err(EngineError::NoSuchContainer(_))
+    ));
 }
 
 fn a_named_volume_is_filled_from_the_image_and_kept_while_used(f: &Fixture) {

@@ -517,7 +517,7 @@ pub(crate) enum Verb {
         #[arg(short = 'L', long)]
         follow_link: bool,
         /// Into a container: what is written belongs to the container's user (docker's
-        /// `-a`); without it, to its root.
+        /// `-a`); without it, each file keeps its owner.
         #[arg(short, long)]
         archive: bool,
         /// Where from.
