@@ -63,7 +63,10 @@ fn io(op: &'static str, what: &str, e: std::io::Error) -> Error {
 /// when detached (the container goes on, its stdin open).
 ///
 /// Runs in a tokio runtime (signal handlers and a blocking relay thread); stdin is read by
-/// a thread of its own, which a detach leaves blocked on its read.
+/// a thread of its own, which a detach leaves blocked on its read. With `sig_proxy`, the
+/// process's SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are tokio's from then on
+/// (tokio never gives a signal back): a long-running program that attaches once no longer
+/// ends on them by default, and should leave `sig_proxy` off or handle them itself.
 pub async fn attach_stdio(m: &Monitor, o: &AttachOptions) -> Result<Option<i32>> {
     use tokio::signal::unix::{signal, SignalKind};
     // Handlers first: the process may start (and be signalled, or resized) as soon as we
@@ -204,7 +207,8 @@ pub async fn attach_stdio(m: &Monitor, o: &AttachOptions) -> Result<Option<i32>>
 /// mode and restored afterwards, passing the window size on at start and on SIGWINCH;
 /// this process's stdin goes to it with `stdin`. The process's exit code.
 ///
-/// Blocks; within a tokio runtime, SIGWINCH is followed there.
+/// Blocks: call it from a thread of its own or `tokio::task::spawn_blocking` (it enters the
+/// current runtime, if any, to follow SIGWINCH, which panics on a runtime's async task).
 pub fn exec_stdio(
     c: &crate::Container,
     process: &oci_spec::runtime::Process,

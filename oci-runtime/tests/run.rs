@@ -485,7 +485,9 @@ fn exec_joins_a_running_container() {
         text.contains("sees-init"),
         "the exec'd process is in the container's pid namespace: {text}"
     );
-    // In the init's cgroups (it moved itself there on v1), holding none of their files.
+    // In the init's cgroups (it moved itself there on v1), holding none of their files (the
+    // child closes them at once; the close of every other descriptor before the process
+    // runs would too).
     assert!(text.contains("same-cgroups"), "{text}");
     assert!(
         !text
@@ -970,7 +972,8 @@ fn a_created_container_holds_none_of_the_callers_other_descriptors() {
         !held.iter().any(|t| t == &file.path().display().to_string()),
         "the init held the caller's file: {held:?}"
     );
-    // Nor the cgroup files it moved itself into its cgroup with.
+    // Nor the cgroup files it moved itself into its cgroup with (closed at once, and by the
+    // close of every other descriptor in any case).
     assert!(
         !held.iter().any(|t| t.contains("/sys/fs/cgroup")),
         "the init held a cgroup file: {held:?}"

@@ -154,7 +154,11 @@ impl S3Storage {
     /// than [`S3_LEASE_MAX_AGE`] belong to replicas that died mid-push and are removed.
     ///
     /// Multipart uploads that a dead replica left unfinished are invisible here: a bucket
-    /// lifecycle rule (`AbortIncompleteMultipartUpload`) removes their parts.
+    /// lifecycle rule (`AbortIncompleteMultipartUpload`) removes their parts. Each blob is
+    /// read again just before it is deleted, and kept when it was written anew since the
+    /// listing. What this does not cover: a push slower than [`S3_LEASE_MAX_AGE`] (its lease
+    /// counts as abandoned), and a cross-repository mount of a blob whose only other name
+    /// is removed while gc runs.
     pub async fn gc(&self, upload_max_age: std::time::Duration) -> Result<super::RegistryGcReport> {
         let store = &self.blobs.store;
         let marker = self
@@ -215,6 +219,17 @@ impl S3Storage {
             if reachable.contains(&d) || m.last_modified.timestamp_millis() >= cutoff {
                 report.kept += 1;
                 continue;
+            }
+            // Read again just before the delete: a push may have written this blob anew
+            // (under its lease) since the listing, and then it is kept.
+            match store.head(&m.location).await {
+                Ok(now) if now.last_modified == m.last_modified && now.e_tag == m.e_tag => {}
+                Ok(_) => {
+                    report.kept += 1;
+                    continue;
+                }
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(s3_error("reading a blob before deleting it", e)),
             }
             store
                 .delete(&m.location)

@@ -296,16 +296,25 @@ impl ContainerBuilder {
         // any; declared first, so that it runs after the kill), and kills and reaps the init.
         let mounts = MountsGuard(shares_mounts.then(|| rootfs.to_path_buf()));
         let init = ChildGuard(Some(pid));
-        if let Some(method) = id_method {
-            write_id_maps(pid, spec, method)?;
+        let sent = (|| {
+            if let Some(method) = id_method {
+                write_id_maps(pid, spec, method)?;
+            }
+            if let Some(c) = cgroup.as_ref().filter(|_| !joins_itself) {
+                c.add(pid)?;
+            }
+            let go = self.go_message(pid, !cc_hooks.is_empty())?;
+            // Fits in the pipe (64 KiB) before the init reads it.
+            rustix::io::write(&parent.sync_write, &go)
+                .map_err(|e| Error::io("write", "sync pipe", e))
+        })();
+        if let Err(e) = sent {
+            return Err(child_failure_or(
+                e,
+                parent.sync_write,
+                parent.report_read.as_fd(),
+            ));
         }
-        if let Some(c) = cgroup.as_ref().filter(|_| !joins_itself) {
-            c.add(pid)?;
-        }
-        let go = self.go_message(pid, !cc_hooks.is_empty())?;
-        // Fits in the pipe (64 KiB) before the init reads it.
-        rustix::io::write(&parent.sync_write, &go)
-            .map_err(|e| Error::io("write", "sync pipe", e))?;
         drop(parent.sync_write);
         let hook_paths: Vec<String> = cc_hooks
             .iter()

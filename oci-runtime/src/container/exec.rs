@@ -235,11 +235,20 @@ impl Container {
         })?;
         // From here on, a failure kills and reaps the process.
         let process = ChildGuard(Some(child));
-        if let Some(cg) = self.saved.cgroup.as_ref().filter(|_| !joins_itself) {
-            cg.add(child)?;
+        let sent = (|| {
+            if let Some(cg) = self.saved.cgroup.as_ref().filter(|_| !joins_itself) {
+                cg.add(child)?;
+            }
+            rustix::io::write(&parent.sync_write, b"1")
+                .map_err(|e| Error::io("write", "sync pipe", e))
+        })();
+        if let Err(e) = sent {
+            return Err(child_failure_or(
+                e,
+                parent.sync_write,
+                parent.report_read.as_fd(),
+            ));
         }
-        rustix::io::write(&parent.sync_write, b"1")
-            .map_err(|e| Error::io("write", "sync pipe", e))?;
         drop(parent.sync_write);
         read_report(parent.report_read.as_fd(), &[], &[], &[])?;
         process.disarm();

@@ -8,7 +8,9 @@ use crate::hooks::{
     hook_error, hook_paths_are_absolute, hook_state, hook_timeout, run_hooks_warning,
 };
 use crate::idmap::{id_maps_method, write_id_maps, IdMaps};
-use crate::init::{channels, read_report, spawn_init, ExecOptions, InitOptions, Plan};
+use crate::init::{
+    channels, child_failure_or, read_report, spawn_init, ExecOptions, InitOptions, Plan,
+};
 use crate::plan::{cstr, filesystem, process as process_plan, Namespaces};
 use oci_spec::runtime::{ContainerState, Hook, Spec, State, StateBuilder};
 use rustix::fs::{Mode, OFlags};

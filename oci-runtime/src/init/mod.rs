@@ -194,7 +194,7 @@ use process::{
     attach_console, attach_stdio, drop_privileges, enter_cwd, enter_cwd_for_exec, exec,
     wait_for_start,
 };
-pub(crate) use report::{channels, read_report, ChildEnds};
+pub(crate) use report::{channels, child_failure_or, read_report, ChildEnds};
 use rootfs::{build_rootfs, enter_root};
 pub(crate) use spawn::spawn_init;
 fn prctl(option: i32, a: u64, b: u64) -> Result<(), Errno> {

@@ -44,6 +44,26 @@ pub(crate) fn channels() -> Result<(ChildEnds, ParentEnds)> {
     ))
 }
 
+/// After the parent failed to give the child its go (writing its id maps or the go byte):
+/// the child's own report when it had failed first (a cgroup it could not join makes the
+/// go write fail with EPIPE, which would hide why), else the parent's error. Closing
+/// `sync_write` first makes a child that still waits give up, so this never blocks.
+pub(crate) fn child_failure_or(
+    parent_error: Error,
+    sync_write: OwnedFd,
+    report: std::os::fd::BorrowedFd<'_>,
+) -> Error {
+    drop(sync_write);
+    match read_report(report, &[], &[], &[]) {
+        Err(Error::Init { step, source })
+            if step != Step::name(Step::Sync as u32) && step != "setup" =>
+        {
+            Error::Init { step, source }
+        }
+        _ => parent_error,
+    }
+}
+
 /// Reads the child's report: Ok when it is ready; otherwise the step that failed, named with
 /// the mount (`names`), device or createContainer hook (`hooks`) it was working on.
 pub(crate) fn read_report(
