@@ -353,11 +353,23 @@ fn cgroup_v1_limits_apply() {
     ))
     .unwrap();
     assert_eq!(mem.trim(), (64 * 1024 * 1024).to_string());
+    // The init is in the cgroup of every hierarchy before it runs anything.
+    let pid = serde_json::to_value(c.state()).unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+    for h in ["pids", "memory", "cpu", "freezer", "devices"] {
+        let procs =
+            std::fs::read_to_string(format!("/sys/fs/cgroup/{h}/oci-rs-test/{id}/cgroup.procs"))
+                .unwrap_or_default();
+        assert!(procs.lines().any(|l| l == pid.to_string()), "{h}: {procs}");
+    }
     c.start().unwrap();
     assert_eq!(c.wait().unwrap(), 0);
     c.delete(false).unwrap();
+    // Its cgroup namespace is rooted at its own cgroup (unshared once it was there, as
+    // runc does), not at the runtime's: it sees itself at `/`.
     let text = read_all(out);
-    assert!(text.contains(&format!("/oci-rs-test/{id}")), "{text}");
+    assert!(text.trim_end().ends_with(":pids:/"), "{text}");
     assert!(
         !Path::new(&format!("/sys/fs/cgroup/pids/oci-rs-test/{id}")).exists(),
         "cgroup removed on delete"
@@ -382,11 +394,20 @@ fn cgroup_v2_placement_on_the_unified_hierarchy() {
     linux.set_resources(None);
     spec.set_linux(Some(linux));
     let (builder, out) = b.builder(&id, spec.clone());
-    let builder = builder.cgroup_v2_root(unified);
-    let code = run(builder).unwrap();
+    let mut c = builder.cgroup_v2_root(unified).create().unwrap();
+    let pid = serde_json::to_value(c.state()).unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+    let procs = std::fs::read_to_string(unified.join(format!("oci-rs-test/{id}/cgroup.procs")))
+        .unwrap_or_default();
+    c.start().unwrap();
+    let code = c.wait().unwrap();
+    c.delete(false).unwrap();
     let text = read_all(out);
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains(&format!("oci-rs-test/{id}")), "{text}");
+    assert!(procs.lines().any(|l| l == pid.to_string()), "{procs}");
+    // Its cgroup namespace's root is its cgroup.
+    assert_eq!(text.trim(), "0::/", "{text}");
 }
 
 #[test]

@@ -254,7 +254,9 @@ impl ContainerBuilder {
             ),
             (None, None) => None,
         };
-        let flags = ns.flags;
+        // A new cgroup namespace is unshared by the init once it is in its cgroup (see
+        // `Plan::new_cgroupns`), not made by the clone.
+        let flags = ns.flags & !(libc::CLONE_NEWCGROUP as u64);
         let shares_mounts = !ns.mount;
         if shares_mounts {
             tracing::warn!(

@@ -75,11 +75,12 @@ pub(crate) enum Step {
     Reaper = 37,
     CwdOutsideRoot = 38,
     Cgroup = 39,
+    CgroupNs = 40,
 }
 
 impl Step {
     pub(crate) fn name(code: u32) -> &'static str {
-        const NAMES: [&str; 40] = [
+        const NAMES: [&str; 41] = [
             "ready",
             "sync with parent",
             "join namespace",
@@ -120,6 +121,7 @@ impl Step {
             "init reaper",
             "working directory outside the container's root",
             "join cgroup",
+            "cgroup namespace",
         ];
         NAMES.get(code as usize).copied().unwrap_or("unknown step")
     }
@@ -321,6 +323,13 @@ fn enter_namespaces(plan: &Plan) {
                 Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::INVAL),
             );
         }
+    }
+    if plan.new_cgroupns {
+        // SAFETY: CLONE_NEWCGROUP changes only how this process (and its children) see
+        // cgroup paths; nothing in this process relies on the old view.
+        check!(plan, Step::CgroupNs, unsafe {
+            rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP)
+        });
     }
     if plan.setsid {
         check!(plan, Step::SetSid, rustix::process::setsid());

@@ -102,6 +102,10 @@ pub(crate) struct Plan {
     pub domainname: Option<CString>,
     /// A new network namespace was made: bring its loopback interface up (as runc and crun do).
     pub loopback_up: bool,
+    /// Unshare a new cgroup namespace once in the container's cgroup (after the go), so
+    /// that its root is the container's cgroup, as runc and crun make it; never at the
+    /// clone, which would root it at the runtime's.
+    pub new_cgroupns: bool,
     /// Stay as a reaper (pid 1) and run the process as a child (see
     /// `ContainerBuilder::reaper`).
     pub reaper: bool,
@@ -253,6 +257,7 @@ impl Plan {
             hostname: None,
             domainname: None,
             loopback_up: false,
+            new_cgroupns: false,
             reaper: false,
             sysctl: Vec::new(),
             join: Vec::new(),
@@ -341,6 +346,7 @@ impl Plan {
             hostname: uts(spec.hostname(), "hostname")?,
             domainname: uts(spec.domainname(), "domainname")?,
             loopback_up: ns.flags & libc::CLONE_NEWNET as u64 != 0,
+            new_cgroupns: ns.flags & libc::CLONE_NEWCGROUP as u64 != 0,
             reaper: opts.reaper,
             join: ns.join,
             fifo: Some(opts.fifo),
