@@ -476,6 +476,19 @@ fn several_names_kinds_of_inspect_and_spellings() {
 
 /// `oci ARGS` on a terminal, `input` typed after a moment: its exit code.
 fn typed_on_a_pty(s: &Store, args: &[&str], input: &[u8]) -> i32 {
+    typed_then_keys(s, args, input, || true, b"")
+}
+
+/// `oci ARGS` on a terminal: `command` typed after a moment, then, once `done` says it
+/// ran (the client then has its terminal raw: in the cooked mode before, the line
+/// discipline takes Ctrl-Q for itself), `keys`; its exit code.
+fn typed_then_keys(
+    s: &Store,
+    args: &[&str],
+    command: &[u8],
+    done: impl Fn() -> bool,
+    keys: &[u8],
+) -> i32 {
     let (mut m, slave) = common::pty();
     let mut cli = s
         .cmd(args)
@@ -490,7 +503,11 @@ fn typed_on_a_pty(s: &Store, args: &[&str], input: &[u8]) -> i32 {
         while matches!(reader.read(&mut b), Ok(n) if n > 0) {}
     });
     std::thread::sleep(Duration::from_millis(800));
-    m.write_all(input).unwrap();
+    m.write_all(command).unwrap();
+    if !keys.is_empty() {
+        common::wait_for("the typed command", 20, done);
+        m.write_all(keys).unwrap();
+    }
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(st) = cli.try_wait().unwrap() {
@@ -510,17 +527,26 @@ fn detach_keys_attach_streams_and_the_signal_proxy() {
         return;
     }
     let s = Store::new();
-    let code = typed_on_a_pty(
+    let exists = |f: &str| {
+        s.oci(&["exec", "dk", "sh", "-c", &format!("test -e {f}")])
+            .status
+            .success()
+    };
+    let code = typed_then_keys(
         &s,
         &["run", "-it", "--name", "dk", "bb:1", "sh"],
-        b"touch /one\r\x10\x11",
+        b"touch /one\r",
+        || exists("/one"),
+        b"\x10\x11",
     );
     assert_eq!(code, 0);
     assert_eq!(s.field("dk", "{{.State.Running}}"), "true");
-    let code = typed_on_a_pty(
+    let code = typed_then_keys(
         &s,
         &["attach", "--detach-keys", "ctrl-x,z", "dk"],
-        b"touch /two\r\x18z",
+        b"touch /two\r",
+        || exists("/two"),
+        b"\x18z",
     );
     assert_eq!(code, 0);
     assert_eq!(s.field("dk", "{{.State.Running}}"), "true");
