@@ -365,7 +365,7 @@ mod sharing;
 mod syscalls_aarch64;
 mod syscalls_x86_64;
 #[cfg(feature = "engine")]
-pub mod terminal;
+mod terminal;
 
 pub use attach::{receive_terminal, Attach, DetachKeys, DetachScanner, Frame, MAX_FRAME};
 #[cfg(feature = "engine")]
@@ -421,6 +421,8 @@ pub use oci_spec;
 pub use options::{env_from_args, parse_log_time, parse_size, read_env_file};
 pub use seccomp::{compile_seccomp, SockFilter};
 pub use sharing::{DeviceMapping, NamespaceChoice};
+#[cfg(feature = "engine")]
+pub use terminal::{attach_stdio, console_size, exec_stdio, AttachOptions};
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(all(doctest, feature = "engine"))]

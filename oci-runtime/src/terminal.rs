@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! # async fn demo(m: &oci_rs_runtime::Monitor) -> oci_rs_runtime::Result<()> {
-//! use oci_rs_runtime::terminal::{attach_stdio, AttachOptions};
+//! use oci_rs_runtime::{attach_stdio, AttachOptions};
 //! match attach_stdio(m, &AttachOptions::new(true, true)).await? {
 //!     Some(code) => println!("exited with {code}"),
 //!     None => println!("detached"),

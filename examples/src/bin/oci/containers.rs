@@ -5,7 +5,6 @@ use crate::args::*;
 use crate::print_docs;
 use anyhow::Result;
 use oci_rs_runtime::format::{self, Format};
-use oci_rs_runtime::terminal;
 use oci_rs_runtime::{ContainerFilter, Containers, ExecRequest, Volumes};
 use std::io::Write;
 use std::path::Path;
@@ -247,16 +246,16 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                 if attach {
                     drop(out);
                     let tty = store.view(&c)?.config.run.terminal;
-                    let opts = terminal::AttachOptions {
+                    let opts = oci_rs_runtime::AttachOptions {
                         sig_proxy: sig_proxy && !tty,
                         detach_keys: detach_keys
                             .as_deref()
                             .map(str::parse)
                             .transpose()?
                             .unwrap_or_default(),
-                        ..terminal::AttachOptions::new(interactive, tty)
+                        ..oci_rs_runtime::AttachOptions::new(interactive, tty)
                     };
-                    return Ok(terminal::attach_stdio(&m, &opts).await?.unwrap_or(0));
+                    return Ok(oci_rs_runtime::attach_stdio(&m, &opts).await?.unwrap_or(0));
                 }
                 writeln!(out, "{c}")?;
             }
@@ -274,7 +273,7 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             let m = store.monitor(&container)?;
             drop(out);
             let tty = v.config.run.terminal;
-            let opts = terminal::AttachOptions {
+            let opts = oci_rs_runtime::AttachOptions {
                 // With a terminal, ^C reaches the container as a byte.
                 sig_proxy: sig_proxy && !tty,
                 detach_keys: detach_keys
@@ -282,9 +281,9 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                     .map(str::parse)
                     .transpose()?
                     .unwrap_or_default(),
-                ..terminal::AttachOptions::new(!no_stdin && v.config.interactive, tty)
+                ..oci_rs_runtime::AttachOptions::new(!no_stdin && v.config.interactive, tty)
             };
-            return Ok(terminal::attach_stdio(&m, &opts).await?.unwrap_or(0));
+            return Ok(oci_rs_runtime::attach_stdio(&m, &opts).await?.unwrap_or(0));
         }
         Verb::Exec {
             detach,
@@ -315,8 +314,8 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                     return Ok(store.exec(&container, &req)?);
                 }
                 let (c, mut process) = store.exec_process(&container, &req)?;
-                process.set_console_size(terminal::console_size());
-                Ok(terminal::exec_stdio(&c, &process, interactive)?)
+                process.set_console_size(oci_rs_runtime::console_size());
+                Ok(oci_rs_runtime::exec_stdio(&c, &process, interactive)?)
             })
             .await
             .map_err(|e| anyhow::anyhow!("exec: {e}"))?;

@@ -3,7 +3,6 @@
 use crate::args::RunArgs;
 use anyhow::Result;
 use oci_examples::images::Images;
-use oci_rs_runtime::terminal;
 use oci_rs_runtime::{parse_mount_arg, parse_volume_arg, MountArg};
 use oci_rs_runtime::{Containers, RunImage, RunRequest};
 use oci_rs_runtime::{ExtraMount, RunOptions};
@@ -112,7 +111,9 @@ pub(crate) async fn run_container(
         opts,
         name: a.name,
         rm: a.rm,
-        console_size: (a.tty && !a.detach).then(terminal::console_size).flatten(),
+        console_size: (a.tty && !a.detach)
+            .then(oci_rs_runtime::console_size)
+            .flatten(),
         detach: a.detach,
         interactive: a.interactive,
         restart: a.restart.parse()?,
@@ -199,7 +200,7 @@ pub(crate) async fn run_container(
     }
     let streams: Vec<String> = a.attach.iter().map(|s| s.to_lowercase()).collect();
     let wants = |s: &str| streams.is_empty() || streams.iter().any(|x| x == s);
-    let opts = terminal::AttachOptions {
+    let opts = oci_rs_runtime::AttachOptions {
         stdin: a.interactive && wants("stdin"),
         stdout: wants("stdout"),
         stderr: wants("stderr"),
@@ -212,7 +213,7 @@ pub(crate) async fn run_container(
             .transpose()?
             .unwrap_or_default(),
     };
-    let Some(code) = terminal::attach_stdio(&monitor, &opts).await? else {
+    let Some(code) = oci_rs_runtime::attach_stdio(&monitor, &opts).await? else {
         // Detached: the container runs on.
         return Ok(0);
     };
