@@ -1,5 +1,5 @@
 //! The caller's terminal: prompts for `login`. Attaching it to a container is the
-//! library's ([`oci_rs_runtime::terminal`]).
+//! library's ([`oci_rs_runtime::attach_stdio`] and the items beside it).
 
 use anyhow::Result;
 use std::io::Write;
