@@ -198,7 +198,9 @@ impl Manifest {
             });
         }
         if let (Some(d), Some(found)) = (declared, probe.media_type.as_deref()) {
-            if d != found {
+            // Compared as media types, parameters (and an empty `;`) aside, as the declared
+            // one is: a manifest re-parses under the media type it reports.
+            if d != media::essence(found) {
                 return Err(Error::MediaTypeMismatch {
                     declared: d.to_owned(),
                     found: found.to_owned(),
@@ -650,5 +652,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Found by the fuzz smoke: a body whose mediaType carries an empty parameter (`;`)
+    /// parsed under `application/json` but not again under the media type it reported.
+    #[test]
+    fn a_media_type_with_parameters_re_parses_under_its_own() {
+        let body = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json;","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+        let m = Manifest::parse(body.to_vec(), Some("application/json")).unwrap();
+        let again = Manifest::parse(body.to_vec(), Some(m.media_type())).unwrap();
+        assert_eq!(again.body(), m.body());
     }
 }
