@@ -467,7 +467,6 @@ impl ImageStore {
         opts: &CopyOptions,
         unpack: bool,
     ) -> Result<PullReport> {
-        let reference = &reference.to_owned();
         let r = ImageReference::parse(reference)?;
         let src = remote.source(&r).await?;
         let what = r.manifest_ref();

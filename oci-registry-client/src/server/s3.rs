@@ -27,6 +27,14 @@ use oci_rs_image::{
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
+/// The digest a blob's key names (`…/blobs/ALG/HEX`), if it names one.
+fn digest_of_key(key: &OPath) -> Option<Digest> {
+    let mut parts: Vec<String> = key.parts().map(|p| p.as_ref().to_owned()).collect();
+    let hex = parts.pop()?;
+    let alg = parts.pop()?;
+    parse_digest(&format!("{alg}:{hex}")).ok()
+}
+
 /// What failed against the bucket.
 #[derive(Debug, thiserror::Error)]
 #[error("S3: {what}")]
@@ -208,12 +216,7 @@ impl S3Storage {
         let reachable = oci_rs_image::reachable(&self.blobs, roots).await?;
         let mut report = super::RegistryGcReport::default();
         for m in self.list_prefix("blobs").await? {
-            let mut parts: Vec<String> =
-                m.location.parts().map(|p| p.as_ref().to_owned()).collect();
-            let (Some(hex), Some(alg)) = (parts.pop(), parts.pop()) else {
-                continue;
-            };
-            let Ok(d) = parse_digest(&format!("{alg}:{hex}")) else {
+            let Some(d) = digest_of_key(&m.location) else {
                 continue;
             };
             if reachable.contains(&d) || m.last_modified.timestamp_millis() >= cutoff {
@@ -536,13 +539,7 @@ impl BlobStore for S3Blobs {
             .map_err(|e| s3_error("listing blobs", e))?;
         Ok(metas
             .iter()
-            .filter_map(|m| {
-                let mut parts: Vec<String> =
-                    m.location.parts().map(|p| p.as_ref().to_owned()).collect();
-                let hex = parts.pop()?;
-                let alg = parts.pop()?;
-                parse_digest(&format!("{alg}:{hex}")).ok()
-            })
+            .filter_map(|m| digest_of_key(&m.location))
             .collect())
     }
 }

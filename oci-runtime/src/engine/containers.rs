@@ -1990,15 +1990,11 @@ impl Containers {
             let anonymous = volumes
                 .inspect(name)
                 .is_ok_and(|v| v.labels.contains_key(ANONYMOUS_VOLUME_LABEL));
-            let others: Vec<String> = self
-                .ids()
-                .iter()
-                .filter(|id| **id != cfg.id)
-                .filter_map(|id| self.config_of(id).ok())
-                .filter(|c| c.volumes.iter().any(|v| v.0 == *name))
-                .map(|c| c.name)
-                .collect();
-            if anonymous && others.is_empty() {
+            if !anonymous {
+                continue;
+            }
+            let others = self.volume_users_but(name, Some(&cfg.id));
+            if others.is_empty() {
                 if let Err(e) = volumes.remove(name, &others) {
                     tracing::warn!(volume = %name, error = %crate::chain(&e), "removing an anonymous volume");
                 }
@@ -3019,8 +3015,14 @@ impl Containers {
 
     /// The names of the containers that mount volume `name`.
     pub fn volume_users(&self, name: &str) -> Vec<String> {
+        self.volume_users_but(name, None)
+    }
+
+    /// [`Containers::volume_users`] other than container `except` (an id).
+    fn volume_users_but(&self, name: &str, except: Option<&str>) -> Vec<String> {
         self.ids()
             .iter()
+            .filter(|id| Some(id.as_str()) != except)
             .filter_map(|id| self.config_of(id).ok())
             .filter(|c| c.volumes.iter().any(|v| v.0 == name))
             .map(|c| c.name)
