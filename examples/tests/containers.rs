@@ -479,9 +479,8 @@ fn typed_on_a_pty(s: &Store, args: &[&str], input: &[u8]) -> i32 {
     typed_then_keys(s, args, input, || true, b"")
 }
 
-/// `oci ARGS` on a terminal: `command` typed after a moment, then, once `done` says it
-/// ran (the client then has its terminal raw: in the cooked mode before, the line
-/// discipline takes Ctrl-Q for itself), `keys`; its exit code.
+/// `oci ARGS` on a terminal, `command` and then the detach `keys` typed as
+/// [`common::typed_on_pty`] types them: its exit code.
 fn typed_then_keys(
     s: &Store,
     args: &[&str],
@@ -489,33 +488,7 @@ fn typed_then_keys(
     done: impl Fn() -> bool,
     keys: &[u8],
 ) -> i32 {
-    let (mut m, slave) = common::pty();
-    let mut cli = s
-        .cmd(args)
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave)
-        .spawn()
-        .unwrap();
-    let mut reader = m.try_clone().unwrap();
-    std::thread::spawn(move || {
-        let mut b = [0u8; 4096];
-        while matches!(reader.read(&mut b), Ok(n) if n > 0) {}
-    });
-    std::thread::sleep(Duration::from_millis(800));
-    m.write_all(command).unwrap();
-    if !keys.is_empty() {
-        common::wait_for("the typed command", 20, done);
-        m.write_all(keys).unwrap();
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(st) = cli.try_wait().unwrap() {
-            return st.code().unwrap_or(-1);
-        }
-        assert!(Instant::now() < deadline, "oci {args:?} did not end");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::typed_on_pty(s.cmd(args), command, done, keys).0
 }
 
 /// Ctrl-P Ctrl-Q (or `--detach-keys`) ends `run -it` and `attach` with 0 and leaves the

@@ -949,76 +949,14 @@ fn filesystems_and_images_move_through_the_engine_api() {
     assert!(err.contains("No such image: nothing:here"), "{err}");
 }
 
-/// `docker CMD` running with its stdio on a new pty.
-struct OnPty {
-    child: std::process::Child,
-    master: std::fs::File,
-    output: std::thread::JoinHandle<String>,
-}
-
-impl OnPty {
-    fn start(s: &Service, args: &[&str]) -> Self {
-        let (master, slave) = common::pty();
-        let mut c = s.docker_cmd(args);
-        c.stdin(slave.try_clone().unwrap())
-            .stdout(slave.try_clone().unwrap())
-            .stderr(slave);
-        let child = c.spawn().unwrap();
-        drop(c);
-        let mut reader = master.try_clone().unwrap();
-        let output = std::thread::spawn(move || {
-            let mut out = Vec::new();
-            let mut buf = [0u8; 4096];
-            // EIO once the child and every copy of the slave are gone.
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                out.extend_from_slice(&buf[..n]);
-            }
-            String::from_utf8_lossy(&out).into_owned()
-        });
-        Self {
-            child,
-            master,
-            output,
-        }
-    }
-
-    fn type_in(&mut self, input: &[u8]) {
-        self.master.write_all(input).unwrap();
-    }
-
-    /// Its exit code and everything it wrote, once it ends (within 20 s).
-    fn finish(mut self, what: &[&str]) -> (i32, String) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let code = loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                break st.code().unwrap_or(-1);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "docker {what:?} on a pty did not end"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        drop(self.master);
-        (code, self.output.join().unwrap())
-    }
-}
-
 /// `docker CMD` with its stdio on a new pty, `input` typed once it has had time to make the
 /// terminal raw: its exit code and everything it wrote.
 fn on_pty(s: &Service, args: &[&str], input: &[u8]) -> (i32, String) {
-    let mut p = OnPty::start(s, args);
-    std::thread::sleep(Duration::from_millis(800));
-    p.type_in(input);
-    p.finish(args)
+    common::typed_on_pty(s.docker_cmd(args), input, || true, b"")
 }
 
-/// [`on_pty`] for a detach: `command` typed, then, once `done` says the shell ran it (so
-/// the client has its terminal raw: in the cooked mode before, the line discipline takes
-/// Ctrl-Q for itself), the detach `keys`.
+/// [`on_pty`] for a detach: `command` typed, then, once `done` says the shell ran it, the
+/// detach `keys` (see [`common::typed_on_pty`]).
 fn detach_on_pty(
     s: &Service,
     args: &[&str],
@@ -1026,12 +964,7 @@ fn detach_on_pty(
     done: impl Fn() -> bool,
     keys: &[u8],
 ) -> (i32, String) {
-    let mut p = OnPty::start(s, args);
-    std::thread::sleep(Duration::from_millis(800));
-    p.type_in(command);
-    common::wait_for("the typed command", 20, done);
-    p.type_in(keys);
-    p.finish(args)
+    common::typed_on_pty(s.docker_cmd(args), command, done, keys)
 }
 
 #[test]

@@ -297,6 +297,23 @@ fn a_replica_killed_mid_push_leaves_the_push_to_finish_on_the_other() {
     );
 }
 
+/// `oci --data-dir DATA ARGS` with `env` added, which must succeed: its standard output.
+fn oci_ok(data: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> String {
+    let o = Command::new(OCI)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "oci {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
 fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|p| {
         std::env::split_paths(&p)
@@ -358,20 +375,7 @@ fn oci_pushes_to_and_pulls_from_oci_registry_serve() {
         .unwrap();
     assert!(st.success());
     let name = format!("{}/team/busybox:1", reg.addr);
-    let oci = |data: &str, args: &[&str]| {
-        let o = Command::new(OCI)
-            .arg("--data-dir")
-            .arg(dir.path().join(data))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "oci {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    };
+    let oci = |data: &str, args: &[&str]| oci_ok(&dir.path().join(data), args, &[]);
     oci("a", &["import", tar.to_str().unwrap(), &name]);
     oci("a", &["push", &name]);
     oci("b", &["pull", &name]);
@@ -414,19 +418,11 @@ fn a_short_name_is_tried_in_each_search_registry() {
     )
     .unwrap();
     let oci = |data: &str, args: &[&str]| {
-        let o = Command::new(OCI)
-            .arg("--data-dir")
-            .arg(dir.path().join(data))
-            .args(args)
-            .env("CONTAINERS_REGISTRIES_CONF", &conf)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "oci {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap()
+        oci_ok(
+            &dir.path().join(data),
+            args,
+            &[("CONTAINERS_REGISTRIES_CONF", conf.as_os_str())],
+        )
     };
     let there = format!("{}/team/only-second:1", second.addr);
     oci("a", &["import", tar.to_str().unwrap(), &there]);
@@ -654,20 +650,7 @@ fn a_pull_through_cache_serves_oci_pull_and_outlives_its_upstream() {
         .status()
         .unwrap()
         .success());
-    let oci = |data: &str, args: &[&str]| {
-        let o = Command::new(OCI)
-            .arg("--data-dir")
-            .arg(d.join(data))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "oci {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    };
+    let oci = |data: &str, args: &[&str]| oci_ok(&d.join(data), args, &[]);
     let original = format!("{}/lib/busybox:1", upstream.addr);
     oci("a", &["import", tar.to_str().unwrap(), &original]);
     oci("a", &["push", &original]);

@@ -343,6 +343,59 @@ pub fn pty() -> (std::fs::File, std::fs::File) {
     (std::fs::File::from(master), slave)
 }
 
+/// `cmd` with its stdio on a new pty: `command` typed after a moment (800 ms, time to make
+/// the terminal raw), then, when `keys` is not empty, once `done` says the command ran
+/// (the client then has its terminal raw: in the cooked mode before, the line discipline
+/// takes Ctrl-Q for itself), `keys`. Its exit code and everything it wrote; it must end
+/// within 20 s.
+pub fn typed_on_pty(
+    mut cmd: Command,
+    command: &[u8],
+    done: impl Fn() -> bool,
+    keys: &[u8],
+) -> (i32, String) {
+    use std::io::{Read, Write};
+    let (mut master, slave) = pty();
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    let what = format!("{cmd:?}");
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let mut reader = master.try_clone().unwrap();
+    let output = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        // EIO once the child and every copy of the slave are gone.
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    master.write_all(command).unwrap();
+    if !keys.is_empty() {
+        wait_for("the typed command", 20, done);
+        master.write_all(keys).unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code().unwrap_or(-1);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} on a pty did not end"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(master);
+    (code, output.join().unwrap())
+}
+
 /// Every blob file of the OCI layout at `dir` is named by its content, and index.json parses:
 /// temporaries are never blobs.
 #[allow(dead_code)]
