@@ -294,12 +294,12 @@ impl Images {
             .collect())
     }
 
-    /// `import FILE|URL|- REF`: from a file, an http(s) URL, or standard input (`-`, a pipe is
-    /// fine: it is read once, as a stream).
+    /// `import FILE|URL|- [REF]`: from a file, an http(s) URL, or standard input (`-`, a pipe
+    /// is fine: it is read once, as a stream); untagged without `REF`.
     pub async fn import(
         &self,
         source: &str,
-        reference: &str,
+        reference: Option<&str>,
         changes: &[String],
         platform: Option<&str>,
     ) -> Result<Descriptor> {

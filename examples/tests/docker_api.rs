@@ -933,6 +933,15 @@ fn filesystems_and_images_move_through_the_engine_api() {
     assert!(id.trim().starts_with("sha256:"), "{id}");
     let (code, out, _) = s.docker(&["run", "--rm", "committed:1"]);
     assert_eq!((code, out.as_str()), (0, "made-here\n"));
+    // Without a name: untagged, run by its id, listed as dangling, and pruned.
+    let plain = s.ok(&["commit", "c1"]);
+    let plain = plain.trim();
+    let (code, out, _) = s.docker(&["run", "--rm", plain, "cat", "/made"]);
+    assert_eq!((code, out.as_str()), (0, "made-here\n"));
+    let dangling = s.ok(&["images", "-q", "--filter", "dangling=true"]);
+    assert_eq!(dangling.trim(), &plain["sha256:".len()..][..12]);
+    let out = s.ok(&["image", "prune", "-f"]);
+    assert!(out.contains(&format!("deleted: {plain}")), "{out}");
     s.ok(&["rm", "-f", "c1"]);
     // save | load: the round trip gives the image back.
     let saved = s.dir.path().join("saved.tar");

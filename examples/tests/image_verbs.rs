@@ -52,6 +52,26 @@ fn import_prints_the_image_id() {
     let printed = printed.trim();
     assert_eq!(cli.field("imp:1", "{{.Id}}"), printed);
     assert_eq!(cli.field(printed, "{{.Id}}"), printed);
+    // Without a name: untagged, as docker's, listed as `<none>` and removed by a prune.
+    std::fs::write(root.join("g"), "g\n").unwrap();
+    common::tar_dir(&root, &tar);
+    let untagged = cli.ok(&["import", tar.to_str().unwrap()]);
+    let untagged = untagged.trim();
+    let hex = &untagged["sha256:".len()..];
+    assert_eq!(cli.field(&hex[..12], "{{.Id}}"), untagged);
+    assert_eq!(cli.field(&hex[..12], "{{json .RepoTags}}"), "[]");
+    let listed = cli.ok(&[
+        "images",
+        "--filter",
+        "dangling=true",
+        "--format",
+        "{{.Repository}} {{.Tag}} {{.ID}}",
+    ]);
+    assert_eq!(listed.trim(), format!("<none> <none> {}", &hex[..12]));
+    let out = cli.ok(&["image", "prune", "-f"]);
+    assert!(out.contains(&format!("deleted: {untagged}")), "{out}");
+    let listed = cli.ok(&["images", "--format", "{{.Repository}}"]);
+    assert_eq!(listed.trim(), "imp");
 }
 
 fn id_of(cli: &common::Cli, name: &str) -> String {

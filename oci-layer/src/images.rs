@@ -202,12 +202,24 @@ pub struct HistoryRow {
 pub struct Found {
     /// The image's descriptor in the store.
     pub desc: Descriptor,
-    /// The reference it was named by (for an id: its first name).
-    pub reference: ImageReference,
+    /// The reference it was named by (for an id: its first name; `None` for an untagged
+    /// image, docker's dangling one).
+    pub reference: Option<ImageReference>,
     /// Every store name that points at it.
     pub names: Vec<String>,
     /// Named by its id (or a prefix of it), not by a reference.
     pub by_id: bool,
+}
+
+/// What [`ImageStore::prune`] removed, as docker's `image prune` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Pruned {
+    /// The names removed, in their familiar form (docker's `untagged:` lines).
+    pub untagged: Vec<String>,
+    /// The ids of the untagged images removed (docker's `deleted:` lines).
+    pub deleted: Vec<String>,
+    /// The bytes freed.
+    pub bytes_freed: u64,
 }
 
 /// One image a load brought in.
@@ -716,9 +728,14 @@ impl ImageStore {
             && hex
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        let mut matches: Vec<(String, Descriptor, String)> = Vec::new();
+        let mut matches: Vec<(String, Descriptor, Option<String>)> = Vec::new();
         if by_ref.is_none() && looks_like_id {
-            for (store, desc) in ReferenceStore::list(&self.layout).await? {
+            let named = ReferenceStore::list(&self.layout)
+                .await?
+                .into_iter()
+                .map(|(store, desc)| (Some(store), desc));
+            let untagged = self.untagged().await?.into_iter().map(|d| (None, d));
+            for (store, desc) in named.chain(untagged).collect::<Vec<_>>() {
                 let m = self.manifest(desc.digest()).await?;
                 let id = match self.for_host(m).await {
                     Ok(m) => match m.as_image() {
@@ -736,7 +753,7 @@ impl ImageStore {
             }
         }
         let (desc, reference) = match by_ref {
-            Some(x) => x,
+            Some((d, r)) => (d, Some(r)),
             None => {
                 let ids: BTreeSet<&str> = matches.iter().map(|m| m.0.as_str()).collect();
                 match ids.len() {
@@ -750,7 +767,11 @@ impl ImageStore {
                     }
                 }
                 let (_, d, store) = &matches[0];
-                (d.clone(), ImageReference::parse(store)?)
+                let reference = match store {
+                    Some(s) => Some(ImageReference::parse(s)?),
+                    None => None,
+                };
+                (d.clone(), reference)
             }
         };
         let names = ReferenceStore::list(&self.layout)
@@ -822,25 +843,39 @@ impl ImageStore {
         self.snapshots.list()
     }
 
-    /// Removes unused images: without `all`, only what no name reaches (gc); with `all`,
-    /// every image no container was made from loses its names first. Returns the names
-    /// removed (familiar form) and the bytes freed.
-    pub async fn prune(&self, all: bool) -> Result<(Vec<String>, u64)> {
+    /// Removes unused images: without `all`, the untagged ones (docker's dangling images)
+    /// no container was made from; with `all`, every image no container was made from loses
+    /// its names first. Then what no name reaches goes (gc).
+    pub async fn prune(&self, all: bool) -> Result<Pruned> {
         let containers = self.containers()?;
         let used: BTreeSet<String> = containers.iter().map(|c| c.image.clone()).collect();
-        let mut removed = Vec::new();
+        let mut pruned = Pruned::default();
         if all {
             for (name, desc) in ReferenceStore::list(&self.layout).await? {
-                let top = self.manifest(desc.digest()).await?;
-                let host = self.for_host(top).await.map(|m| m.digest().to_string());
-                let in_use = used.contains(&desc.digest().to_string())
-                    || host.as_ref().is_ok_and(|h| used.contains(h));
-                if !in_use {
-                    removed.push(self.untag(name).await?);
+                if !self.in_use(&desc, &used).await? {
+                    pruned.untagged.push(self.untag(name).await?);
                 }
             }
         }
-        Ok((removed, self.gc_keeping_containers(&containers).await?))
+        for desc in self.untagged().await? {
+            if !self.in_use(&desc, &used).await? {
+                pruned.deleted.push(self.image_id(&desc).await?);
+                self.forget_untagged(desc.digest()).await?;
+            }
+        }
+        pruned.bytes_freed = self.gc_keeping_containers(&containers).await?;
+        Ok(pruned)
+    }
+
+    /// Whether a container was made from the image `desc` names (`used`: the images of the
+    /// containers' snapshots), or from its host platform's image.
+    async fn in_use(&self, desc: &Descriptor, used: &BTreeSet<String>) -> Result<bool> {
+        if used.contains(&desc.digest().to_string()) {
+            return Ok(true);
+        }
+        let top = self.manifest(desc.digest()).await?;
+        let host = self.for_host(top).await.map(|m| m.digest().to_string());
+        Ok(host.is_ok_and(|h| used.contains(&h)))
     }
 
     /// Removes store name `name`; its familiar form.
@@ -1120,45 +1155,137 @@ impl ImageStore {
         Ok(())
     }
 
-    /// Every name in the store, as `docker images` lists them.
+    /// Every name in the store, as `docker images` lists them, then each untagged image
+    /// (docker's dangling ones) as `<none>` `<none>`.
     pub async fn list(&self) -> Result<Vec<ImageRow>> {
         let mut rows = Vec::new();
         for (name, desc) in ReferenceStore::list(&self.layout).await? {
             let Ok(r) = ImageReference::parse(&name) else {
                 continue;
             };
-            let m = self.manifest(desc.digest()).await?;
-            let m = self.for_host(m).await?;
-            let img = m.as_image().map(|i| (i.config().digest().to_string(), i));
-            let created = match &img {
-                Some((_, i)) => oci_rs_image::read_config(&self.layout, i.config())
-                    .await
-                    .ok()
-                    .and_then(|c| c.created().as_deref().and_then(oci_rs_image::parse_rfc3339)),
-                None => None,
-            };
-            let mut size = 0;
-            if let Some((_, i)) = &img {
-                for l in i.layers() {
-                    size += self.unpacked_size(l).await?;
-                }
-            }
             // Docker's form: a name pulled by digest is `REPO <none>`, its digest shown by
             // --digests; not a repository named `...@sha256`.
-            rows.push(ImageRow {
-                created,
-                repository: r.familiar_name(),
-                tag: r.tag().unwrap_or("<none>").to_owned(),
-                id: img.as_ref().map(|i| i.0.clone()).unwrap_or_default(),
-                digest: desc.digest().to_string(),
-                compressed_size: img
-                    .as_ref()
-                    .map(|i| i.1.layers().iter().map(|l| l.size()).sum())
-                    .unwrap_or(0),
-                size,
-            });
+            let tag = r.tag().unwrap_or("<none>");
+            rows.push(self.row(r.familiar_name(), tag, &desc).await?);
+        }
+        for desc in self.untagged().await? {
+            rows.push(self.row("<none>".into(), "<none>", &desc).await?);
         }
         Ok(rows)
+    }
+
+    /// The `images` row of the image `desc` names, as `repository` `tag`.
+    async fn row(&self, repository: String, tag: &str, desc: &Descriptor) -> Result<ImageRow> {
+        let m = self.manifest(desc.digest()).await?;
+        let m = self.for_host(m).await?;
+        let img = m.as_image().map(|i| (i.config().digest().to_string(), i));
+        let created = match &img {
+            Some((_, i)) => oci_rs_image::read_config(&self.layout, i.config())
+                .await
+                .ok()
+                .and_then(|c| c.created().as_deref().and_then(oci_rs_image::parse_rfc3339)),
+            None => None,
+        };
+        let mut size = 0;
+        if let Some((_, i)) = &img {
+            for l in i.layers() {
+                size += self.unpacked_size(l).await?;
+            }
+        }
+        Ok(ImageRow {
+            created,
+            repository,
+            tag: tag.to_owned(),
+            id: img.as_ref().map(|i| i.0.clone()).unwrap_or_default(),
+            digest: desc.digest().to_string(),
+            compressed_size: img
+                .as_ref()
+                .map(|i| i.1.layers().iter().map(|l| l.size()).sum())
+                .unwrap_or(0),
+            size,
+        })
+    }
+
+    /// The store's untagged images (docker's dangling ones: a build, commit or import
+    /// without a name, a load of an unnamed image): index entries without a name whose
+    /// manifest no name points at, once each.
+    async fn untagged(&self) -> Result<Vec<Descriptor>> {
+        let index = self.layout.read_index().await?;
+        let named: HashSet<&Digest> = index
+            .manifests()
+            .iter()
+            .filter(|d| oci_rs_image::ref_name(d).is_some())
+            .map(|d| d.digest())
+            .collect();
+        let mut seen = HashSet::new();
+        Ok(index
+            .manifests()
+            .iter()
+            .filter(|d| oci_rs_image::ref_name(d).is_none() && !named.contains(d.digest()))
+            .filter(|d| seen.insert(d.digest().clone()))
+            .cloned()
+            .collect())
+    }
+
+    /// Keeps the image `desc` names (already in the store) as an untagged image: listed as
+    /// `<none>`, found by its id, removed by `rmi ID` or `image prune`. docker's image of a
+    /// build, commit or import without a name.
+    pub async fn keep_untagged(&self, desc: &Descriptor) -> Result<()> {
+        let desc = desc.clone();
+        self.layout
+            .update_index(move |index| {
+                let mut entries = index.manifests().clone();
+                let have = entries.iter().any(|d| d.digest() == desc.digest());
+                if !have {
+                    entries.push(desc);
+                    index.set_manifests(entries);
+                }
+                Ok(((), !have))
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Names the image `desc` names `reference`, or keeps it untagged without one
+    /// ([`keep_untagged`](Self::keep_untagged)).
+    pub async fn name_or_keep(&self, desc: &Descriptor, reference: Option<&str>) -> Result<()> {
+        match reference {
+            Some(reference) => {
+                let r = ImageReference::parse(reference)?;
+                self.layout
+                    .tag(&store_name(&r), desc, Some(&r.to_string()))
+                    .await?;
+                Ok(())
+            }
+            None => self.keep_untagged(desc).await,
+        }
+    }
+
+    /// Drops the untagged entries of `digest` once no name points at it: the image of a
+    /// build without a name, tagged and then untagged, goes with its last name (docker's).
+    async fn forget_untagged(&self, digest: &Digest) -> Result<()> {
+        let digest = digest.clone();
+        self.layout
+            .update_index(move |index| {
+                let entries = index.manifests();
+                let named = entries
+                    .iter()
+                    .any(|d| d.digest() == &digest && oci_rs_image::ref_name(d).is_some());
+                let kept: Vec<Descriptor> = entries
+                    .iter()
+                    .filter(|d| {
+                        named || d.digest() != &digest || oci_rs_image::ref_name(d).is_some()
+                    })
+                    .cloned()
+                    .collect();
+                let changed = kept.len() != entries.len();
+                if changed {
+                    index.set_manifests(kept);
+                }
+                Ok(((), changed))
+            })
+            .await?;
+        Ok(())
     }
 
     /// The uncompressed size of a layer blob: counted once by decompressing it, then kept in
@@ -1222,7 +1349,7 @@ impl ImageStore {
                 }
                 found.names.clone()
             } else {
-                vec![store_name(&r)]
+                r.iter().map(store_name).collect()
             };
             // docker's rule: a name of an image that keeps other names is only untagged,
             // whoever uses the image; its last name (or its id) is refused while a container
@@ -1237,7 +1364,7 @@ impl ImageStore {
                     .find(|c| c.image == host || c.image == named)
                 {
                     return Err(Error::ImageInUse {
-                        image: r.familiar(),
+                        image: r.as_ref().map_or_else(|| name.clone(), |r| r.familiar()),
                         container: c.id.clone(),
                     });
                 }
@@ -1245,6 +1372,7 @@ impl ImageStore {
             for n in store_names {
                 untagged.push(self.untag(n).await?);
             }
+            self.forget_untagged(desc.digest()).await?;
         }
         Ok((untagged, self.gc_keeping_containers(&containers).await?))
     }
@@ -1262,15 +1390,15 @@ impl ImageStore {
             .filter(|(_, d)| d.digest() == desc.digest())
             .filter_map(|(n, _)| {
                 let r2 = ImageReference::parse(&n).ok()?;
+                let r = r.as_ref()?;
                 (r2.name() == r.name()).then(|| r2.tag().map(str::to_owned))?
             })
             .collect();
-        let familiar = r.familiar();
+        let familiar = r.map(|r| r.familiar());
         let repo = familiar
-            .rsplit_once(':')
-            .map(|(n, _)| n)
-            .unwrap_or(&familiar);
-        Ok(ImageInspect::new(&self.layout, &m, Some(repo), &tags).await?)
+            .as_deref()
+            .map(|f| f.rsplit_once(':').map_or(f, |(n, _)| n));
+        Ok(ImageInspect::new(&self.layout, &m, repo, &tags).await?)
     }
 
     /// `save NAME...`: the host's image of each name into `archive` (named as the user
@@ -1283,7 +1411,8 @@ impl ImageStore {
     ) -> Result<()> {
         for name in names {
             let f = self.find(name).await?;
-            self.save_one(archive, &f.desc, Some(&f.reference.familiar()), opts)
+            let tag = f.reference.map(|r| r.familiar());
+            self.save_one(archive, &f.desc, tag.as_deref(), opts)
                 .await?;
         }
         ImageDestination::finish(archive).await?;
@@ -1385,7 +1514,10 @@ impl ImageStore {
             };
             loaded.push(match name {
                 Some(r) => Loaded::Named(r.familiar()),
-                None => Loaded::Id(self.image_id(&report.manifest).await?),
+                None => {
+                    self.keep_untagged(&report.manifest).await?;
+                    Loaded::Id(self.image_id(&report.manifest).await?)
+                }
             });
         }
         // A docker-archive is also an oci-archive here, so an image can be named by both
@@ -1407,12 +1539,12 @@ impl ImageStore {
     }
 
     /// `import`: a filesystem tar (plain, gzip or zstd, read once as a stream) as a
-    /// one-layer image for the host platform named `reference`, with docker's `changes`
-    /// ([`apply_change`]).
+    /// one-layer image for the host platform named `reference` (untagged without one, as
+    /// docker's), with docker's `changes` ([`apply_change`]).
     pub async fn import(
         &self,
         input: impl tokio::io::AsyncRead + Send + Unpin,
-        reference: &str,
+        reference: Option<&str>,
         changes: &[String],
     ) -> Result<Descriptor> {
         self.import_for(input, reference, changes, &PlatformSpec::host())
@@ -1424,11 +1556,13 @@ impl ImageStore {
     pub async fn import_for(
         &self,
         input: impl tokio::io::AsyncRead + Send + Unpin,
-        reference: &str,
+        reference: Option<&str>,
         changes: &[String],
         platform: &PlatformSpec,
     ) -> Result<Descriptor> {
-        let r = ImageReference::parse(reference)?;
+        if let Some(r) = reference {
+            ImageReference::parse(r)?;
+        }
         let mut b = ImageBuilder::new(&platform.os, &platform.architecture);
         if let Some(v) = &platform.variant {
             b = b.variant(v);
@@ -1444,9 +1578,7 @@ impl ImageStore {
         b.add_layer_tar(&store, &mut tar, Compression::Gzip, "imported")
             .await?;
         let m = b.build(&store).await?;
-        self.layout
-            .tag(&store_name(&r), &m.descriptor(), Some(&r.to_string()))
-            .await?;
+        self.name_or_keep(&m.descriptor(), reference).await?;
         Ok(m.descriptor())
     }
 
@@ -1536,14 +1668,17 @@ impl ImageStore {
     }
 
     /// `commit`: the changes in container snapshot `id` as a new layer on its image, named
-    /// `reference`. The caller freezes a running container first if the image is to be one
+    /// `reference` (untagged without one, as docker's). The caller freezes a running container first if the image is to be one
     /// moment of it (the runtime's container store does).
     pub async fn commit(
         &self,
         id: &str,
-        reference: &str,
+        reference: Option<&str>,
         how: &CommitOptions,
     ) -> Result<Descriptor> {
+        if let Some(r) = reference {
+            ImageReference::parse(r)?;
+        }
         let rec = self.snapshots.info(id)?;
         let dir = self.snapshots.container_dir(id);
         let base = self.image_of(&rec).await?;
@@ -1593,10 +1728,7 @@ impl ImageStore {
         b.append_layer(layer, &diff_id, &created_by);
         b.annotate_last_history(how.message.as_deref(), how.author.as_deref());
         let m = b.build(&store).await?;
-        let r = ImageReference::parse(reference)?;
-        self.layout
-            .tag(&store_name(&r), &m.descriptor(), Some(&r.to_string()))
-            .await?;
+        self.name_or_keep(&m.descriptor(), reference).await?;
         Ok(m.descriptor())
     }
 

@@ -146,7 +146,7 @@ async fn id_of(store: &ImageStore, name: &str) -> String {
 async fn import_one(store: &ImageStore, name: &str, text: &str) -> Vec<u8> {
     let rootfs = tar(&[E::file("f", text.as_bytes())]);
     store
-        .import(&rootfs[..], name, &[r#"CMD ["sh"]"#.to_owned()])
+        .import(&rootfs[..], Some(name), &[r#"CMD ["sh"]"#.to_owned()])
         .await
         .unwrap();
     rootfs
@@ -284,14 +284,15 @@ async fn image_prune_all_removes_what_no_container_uses() {
         v
     };
     // A plain prune keeps named images.
-    let (removed, _) = store.prune(false).await.unwrap();
-    assert!(removed.is_empty(), "{removed:?}");
+    let removed = store.prune(false).await.unwrap();
+    assert!(removed.untagged.is_empty(), "{removed:?}");
     assert_eq!(store.list().await.unwrap().len(), 2);
     for l in &layers {
         store.layout().blob(l).await.unwrap();
     }
     // prune -a untags every image no container uses, and frees their blobs.
-    let (mut removed, freed) = store.prune(true).await.unwrap();
+    let pruned = store.prune(true).await.unwrap();
+    let (mut removed, freed) = (pruned.untagged, pruned.bytes_freed);
     removed.sort();
     assert_eq!(removed, ["img:0", "img:1"]);
     assert!(store.list().await.unwrap().is_empty());
@@ -356,7 +357,7 @@ async fn import_applies_changes_and_refuses_what_is_not_a_tar() {
         "WORKDIR /srv".to_owned(),
     ];
     store
-        .import(&rootfs[..], "local/imported:1", &changes)
+        .import(&rootfs[..], Some("local/imported:1"), &changes)
         .await
         .unwrap();
     let run = store
@@ -372,14 +373,14 @@ async fn import_applies_changes_and_refuses_what_is_not_a_tar() {
     assert_eq!(c.working_dir().as_deref(), Some("/srv"));
     assert!(matches!(
         store
-            .import(&rootfs[..], "local/bad:1", &["FROB x".to_owned()])
+            .import(&rootfs[..], Some("local/bad:1"), &["FROB x".to_owned()])
             .await,
         Err(Error::InvalidChange { .. })
     ));
     // docker's `import --platform`: the image is that platform's.
     let arm: oci_rs_image::PlatformSpec = "linux/arm64/v8".parse().unwrap();
     store
-        .import_for(&rootfs[..], "local/arm:1", &[], &arm)
+        .import_for(&rootfs[..], Some("local/arm:1"), &[], &arm)
         .await
         .unwrap();
     let run = store
@@ -389,13 +390,81 @@ async fn import_applies_changes_and_refuses_what_is_not_a_tar() {
     assert_eq!(run.config.architecture().to_string(), "arm64");
     assert_eq!(run.config.variant().as_deref(), Some("v8"));
     let junk = vec![0x42u8; 4096];
-    assert!(store.import(&junk[..], "local/junk:1", &[]).await.is_err());
+    assert!(store
+        .import(&junk[..], Some("local/junk:1"), &[])
+        .await
+        .is_err());
     assert!(store.find("local/junk:1").await.is_err());
     // Not in the store and no remote: a typed error, nothing pulled.
     assert!(matches!(
         store.image_for_run("absent:1", None, None, |_| {}).await,
         Err(Error::NoSuchImage(_))
     ));
+}
+
+#[tokio::test]
+async fn an_image_without_a_name_is_untagged_until_tagged_removed_or_pruned() {
+    let (_d, store, _) = fixture().await;
+    let untagged = |n: u8| tar(&[E::file("f", &[n][..])]);
+    let import = |n: u8| {
+        let store = &store;
+        async move {
+            let d = store.import(&untagged(n)[..], None, &[]).await.unwrap();
+            (d.clone(), store.image_id(&d).await.unwrap())
+        }
+    };
+    let (first, id) = import(1).await;
+    let hex = id.strip_prefix("sha256:").unwrap().to_owned();
+    // docker's dangling image: `<none> <none>` in the list, found by its id or a prefix.
+    let rows = store.list().await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].repository.as_str(), rows[0].tag.as_str()),
+        ("<none>", "<none>")
+    );
+    assert_eq!(rows[0].id, id);
+    let found = store.find(&hex[..12]).await.unwrap();
+    assert!(found.by_id && found.reference.is_none() && found.names.is_empty());
+    assert_eq!(found.desc.digest(), first.digest());
+    store
+        .image_for_run(&hex[..12], None, None, |_| {})
+        .await
+        .unwrap();
+    let inspect = store.inspect(&id).await.unwrap();
+    assert!(inspect.repo_tags.is_empty() && inspect.repo_digests.is_empty());
+    // Kept by gc, as a named image is.
+    store.gc().await.unwrap();
+    store.layout().blob(&first).await.unwrap();
+    // Tagged, it is listed by its name alone; its last name removed, it goes (docker's rmi).
+    store.tag(&hex, "named:1").await.unwrap();
+    let rows = store.list().await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].repository, "named");
+    store.remove(&["named:1".to_owned()], false).await.unwrap();
+    assert!(store.list().await.unwrap().is_empty());
+    assert!(matches!(store.find(&hex).await, Err(Error::NoSuchImage(_))));
+    assert!(store.layout().blob(&first).await.is_err(), "kept after rmi");
+    // rmi by id removes an untagged image.
+    let (_, second) = import(2).await;
+    store
+        .remove(&[second[7..19].to_owned()], false)
+        .await
+        .unwrap();
+    assert!(store.list().await.unwrap().is_empty());
+    // prune removes untagged images (by id, docker's `deleted:`) and keeps named ones.
+    let (third, third_id) = import(3).await;
+    import_one(&store, "kept:1", "kept").await;
+    let pruned = store.prune(false).await.unwrap();
+    assert_eq!(pruned.deleted, [third_id]);
+    assert!(pruned.untagged.is_empty(), "{pruned:?}");
+    assert!(pruned.bytes_freed > 0);
+    assert!(
+        store.layout().blob(&third).await.is_err(),
+        "kept after prune"
+    );
+    let rows = store.list().await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].repository, "kept");
 }
 
 #[tokio::test]
@@ -431,8 +500,8 @@ async fn rmi_and_prune_keep_what_a_container_was_made_from_and_commit_reads_it()
         other => panic!("rmi of a used image: {other:?}"),
     }
     // prune -a leaves it too; forced, it loses its name but not its content.
-    let (removed, _) = store.prune(true).await.unwrap();
-    assert!(removed.is_empty(), "{removed:?}");
+    let removed = store.prune(true).await.unwrap();
+    assert!(removed.untagged.is_empty(), "{removed:?}");
     store.remove(&["app:1".to_owned()], true).await.unwrap();
     assert!(store.list().await.unwrap().is_empty());
     let how = CommitOptions {
@@ -440,7 +509,21 @@ async fn rmi_and_prune_keep_what_a_container_was_made_from_and_commit_reads_it()
         changes: vec!["CMD [\"cat\", \"/made-here\"]".into()],
         ..CommitOptions::default()
     };
-    store.commit("c1", "app:committed", &how).await.unwrap();
+    // Without a name the commit is untagged, kept while the container uses its base, and
+    // found by its id.
+    let plain = store.commit("c1", None, &how).await.unwrap();
+    let plain_id = store.image_id(&plain).await.unwrap();
+    assert!(store
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.id == plain_id && r.tag == "<none>"));
+    assert_eq!(store.history(&plain_id).await.unwrap().len(), 3);
+    store
+        .commit("c1", Some("app:committed"), &how)
+        .await
+        .unwrap();
     let history = store.history("app:committed").await.unwrap();
     assert_eq!(history[0].created_by, "oci commit c1");
     assert_eq!(history[0].comment, "a message");
@@ -686,6 +769,13 @@ async fn oci_archive_with_bare_tags_and_platforms_loads_what_is_there() {
         .collect();
     ids.sort();
     assert_eq!(loaded, ids);
+    // Each stays, untagged, as docker's load keeps it: listed, and found by its id after a gc.
+    fresh.gc().await.unwrap();
+    assert_eq!(fresh.list().await.unwrap().len(), images.len());
+    for id in &ids {
+        let Loaded::Id(id) = id else { unreachable!() };
+        fresh.image_for_run(id, None, None, |_| {}).await.unwrap();
+    }
 }
 
 #[tokio::test]
@@ -693,7 +783,10 @@ async fn unpack_refuses_a_config_with_fewer_diff_ids_than_layers() {
     use oci_rs_image::{BlobStoreExt, ManifestKind, ManifestRef};
     let (d, store, _) = fixture().await;
     let layer = tar(&[E::dir("etc"), E::file("etc/motd", b"hello\n")]);
-    let desc = store.import(&layer[..], "local/good:1", &[]).await.unwrap();
+    let desc = store
+        .import(&layer[..], Some("local/good:1"), &[])
+        .await
+        .unwrap();
     // The same one-layer image whose config lists no diff_id.
     let layout = store.layout();
     let m = layout
@@ -780,7 +873,10 @@ async fn import_reads_every_zstd_frame_of_a_stream() {
     let mut zst = zstd_frame(a);
     zst.extend(zstd_frame(b));
     // Read once, as a stream (a pipe's bytes, which nothing can seek in).
-    store.import(&zst[..], "local/zst:1", &[]).await.unwrap();
+    store
+        .import(&zst[..], Some("local/zst:1"), &[])
+        .await
+        .unwrap();
     let out = d.path().join("zst");
     store.unpack("local/zst:1", &out, false).await.unwrap();
     let bin = out.join("rootfs/bin");
@@ -1297,8 +1393,12 @@ async fn a_name_tagged_for_another_platform_fetches_the_one_asked_for() {
     );
     let list = format!("{}/multi/base:1", reg.addr);
     let (a, b) = (format!("{list}-amd64"), format!("{list}-arm64"));
-    seed.import_for(&rootfs[..], &a, &[], &amd).await.unwrap();
-    seed.import_for(&rootfs[..], &b, &[], &arm).await.unwrap();
+    seed.import_for(&rootfs[..], Some(&a), &[], &amd)
+        .await
+        .unwrap();
+    seed.import_for(&rootfs[..], Some(&b), &[], &arm)
+        .await
+        .unwrap();
     seed.manifest_create(&list, &[a, b], false).await.unwrap();
     let client = oci_rs_registry_client::Client::builder().build().unwrap();
     seed.push(&client, &list, &CopyOptions::default())

@@ -42,7 +42,7 @@ impl Lib {
         assert!(made.success());
         let store = ImageStore::open(&dir.path().join("data")).await.unwrap();
         let f = tokio::fs::File::open(&tar).await.unwrap();
-        store.import(f, "localhost/bb:1", &[]).await.unwrap();
+        store.import(f, Some("localhost/bb:1"), &[]).await.unwrap();
         let ctx = dir.path().join("ctx");
         std::fs::create_dir_all(&ctx).unwrap();
         Some(Self {
@@ -349,7 +349,7 @@ async fn links_are_never_followed_out_of_the_context_or_the_rootfs() {
     .unwrap();
     tokio::io::AsyncWriteExt::flush(&mut tar).await.unwrap();
     lib.store
-        .import(&tar[..], "localhost/evil:1", &[])
+        .import(&tar[..], Some("localhost/evil:1"), &[])
         .await
         .unwrap();
     lib.write("payload", "payload\n");

@@ -56,7 +56,7 @@ async fn commit_and_push() -> Result<(), Error> {
         ..CommitOptions::default()
     };
     containers
-        .commit(&images, &id, new_image, &how, false)
+        .commit(&images, &id, Some(new_image), &how, false)
         .await?;
     containers.remove(&id, false)?;
     let pushed = images.push(&client, new_image, &opts).await?;

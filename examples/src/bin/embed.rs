@@ -122,7 +122,7 @@ async fn life_cycle() -> Result<(), Error> {
     let web_name = format!("{registry}/small/web:1");
     let how = CommitOptions::default();
     containers
-        .commit(&images, "web", &web_name, &how, true)
+        .commit(&images, "web", Some(&web_name), &how, true)
         .await?;
     for pushed in [&built_name, &web_name] {
         let d = images.push(&client, pushed, &pulls).await?;

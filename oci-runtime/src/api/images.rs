@@ -61,10 +61,11 @@ impl EngineApi {
         let all = filters(q)?
             .iter()
             .any(|f| matches!(f.as_str(), "dangling=false" | "dangling=0"));
-        let (names, freed) = self.images.prune(all).await?;
-        let deleted: Vec<serde_json::Value> = names
-            .iter()
+        let pruned = self.images.prune(all).await?;
+        let freed = pruned.bytes_freed;
+        let deleted: Vec<serde_json::Value> = (pruned.untagged.iter())
             .map(|n| serde_json::json!({ "Untagged": n }))
+            .chain((pruned.deleted.iter()).map(|id| serde_json::json!({ "Deleted": id })))
             .collect();
         Ok(json(
             StatusCode::OK,
@@ -102,7 +103,8 @@ impl EngineApi {
                     t.push(format!("{}:{}", row.repository, row.tag).into());
                 }
             }
-            if let Some(d) = e["RepoDigests"].as_array_mut() {
+            if let (Some(d), false) = (e["RepoDigests"].as_array_mut(), row.repository == "<none>")
+            {
                 let rd = serde_json::Value::from(format!("{}@{}", row.repository, row.digest));
                 if !d.contains(&rd) {
                     d.push(rd);
@@ -211,7 +213,7 @@ impl EngineApi {
     }
 
     pub(super) async fn tag_image(&self, name: &str, q: &HashMap<String, String>) -> Reply {
-        let to = repo_tag(q, "repository name (repo) not specified")?;
+        let to = repo_tag(q).ok_or_else(|| Fail::bad("repository name (repo) not specified"))?;
         self.images.tag(name, &to).await.map_err(no_such_image)?;
         Ok(super::empty(StatusCode::CREATED))
     }
@@ -241,14 +243,11 @@ fn no_such_image(e: oci_rs_layer::Error) -> Fail {
     }
 }
 
-/// `repo` and `tag` of a query as one reference (`repo:tag`, or `repo` alone); `missing`
+/// `repo` and `tag` of a query as one reference (`repo:tag`, or `repo` alone); `None`
 /// when no repository is given.
-fn repo_tag(q: &HashMap<String, String>, missing: &str) -> Result<String, Fail> {
-    let repo = q
-        .get("repo")
-        .filter(|r| !r.is_empty())
-        .ok_or_else(|| Fail::bad(missing))?;
-    Ok(match q.get("tag").filter(|t| !t.is_empty()) {
+pub(super) fn repo_tag(q: &HashMap<String, String>) -> Option<String> {
+    let repo = q.get("repo").filter(|r| !r.is_empty())?;
+    Some(match q.get("tag").filter(|t| !t.is_empty()) {
         Some(t) => format!("{repo}:{t}"),
         None => repo.clone(),
     })
@@ -459,7 +458,8 @@ impl EngineApi {
     /// image's id as docker's status line.
     pub(super) async fn import_image(self: &Arc<Self>, req: Request<Incoming>) -> Reply {
         let q = query(&req);
-        let reference = repo_tag(&q, "import: give the image a repository name (repo)")?;
+        // Without a repository the image is untagged, as docker's.
+        let reference = repo_tag(&q);
         let changes = super::query_all(&req, "changes");
         let platform = match q.get("platform").filter(|p| !p.is_empty()) {
             Some(p) => p
@@ -488,7 +488,7 @@ impl EngineApi {
             };
             let d = api
                 .images
-                .import_for(input, &reference, &changes, &platform)
+                .import_for(input, reference.as_deref(), &changes, &platform)
                 .await?;
             Ok(api.images.image_id(&d).await?)
         })

@@ -250,13 +250,8 @@ impl EngineApi {
             .filter(|c| !c.is_empty())
             .cloned()
             .ok_or_else(|| Fail::bad("no container given"))?;
-        let v = self.containers.view(&container)?;
-        let reference = match (q.get("repo").filter(|r| !r.is_empty()), q.get("tag")) {
-            (Some(r), Some(t)) if !t.is_empty() => format!("{r}:{t}"),
-            (Some(r), _) => r.clone(),
-            // Untagged: named by the container's id until it is tagged.
-            (None, _) => format!("oci-rs.local/commit/{}:latest", &v.config.id[..12]),
-        };
+        // Without a repository the image is untagged, as docker's.
+        let reference = super::images::repo_tag(&q);
         let how = oci_rs_layer::CommitOptions {
             message: q.get("comment").filter(|c| !c.is_empty()).cloned(),
             author: q.get("author").filter(|a| !a.is_empty()).cloned(),
@@ -275,10 +270,11 @@ impl EngineApi {
             .get("pause")
             .is_none_or(|p| !matches!(p.as_str(), "0" | "false"));
         let id = super::on_own_thread(self, move |api| async move {
-            api.containers
-                .commit(&api.images, &container, &reference, &how, pause)
+            let d = api
+                .containers
+                .commit(&api.images, &container, reference.as_deref(), &how, pause)
                 .await?;
-            Ok(api.images.inspect(&reference).await?.id)
+            Ok(api.images.image_id(&d).await?)
         })
         .await?;
         Ok(json(StatusCode::CREATED, &serde_json::json!({ "Id": id })))

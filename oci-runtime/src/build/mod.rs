@@ -798,30 +798,10 @@ impl<'a> DockerfileBuild<'a> {
             .map(|i| i.config().digest().clone())
             .ok_or_else(|| invalid!("the built manifest is not an image"))?;
         if self.opts.tags.is_empty() {
-            let desc = m.descriptor();
-            self.images
-                .layout()
-                .update_index(move |index| {
-                    let mut entries = index.manifests().clone();
-                    let have = entries.iter().any(|d| d.digest() == desc.digest());
-                    if !have {
-                        entries.push(desc);
-                        index.set_manifests(entries);
-                    }
-                    Ok(((), !have))
-                })
-                .await?;
+            self.images.keep_untagged(&m.descriptor()).await?;
         }
         for t in &self.opts.tags {
-            let r = oci_rs_image::ImageReference::parse(t)?;
-            self.images
-                .layout()
-                .tag(
-                    &oci_rs_layer::store_name(&r),
-                    &m.descriptor(),
-                    Some(&r.to_string()),
-                )
-                .await?;
+            self.images.name_or_keep(&m.descriptor(), Some(t)).await?;
         }
         let result = Built {
             manifest: m.descriptor(),

@@ -105,26 +105,10 @@ pub async fn build_platforms<'a>(
     layout.put_manifest(&index, None).await?;
     let desc = index.descriptor();
     if opts.tags.is_empty() {
-        let d = desc.clone();
-        store
-            .layout()
-            .update_index(move |i| {
-                let mut entries = i.manifests().clone();
-                let have = entries.iter().any(|e| e.digest() == d.digest());
-                if !have {
-                    entries.push(d);
-                    i.set_manifests(entries);
-                }
-                Ok(((), !have))
-            })
-            .await?;
+        store.keep_untagged(&desc).await?;
     }
     for t in &opts.tags {
-        let r = oci_rs_image::ImageReference::parse(t)?;
-        store
-            .layout()
-            .tag(&oci_rs_layer::store_name(&r), &desc, Some(&r.to_string()))
-            .await?;
+        store.name_or_keep(&desc, Some(t)).await?;
     }
     let mut events: BuildEvents<'a> = Box::new(move |e: BuildEvent<'_>| {
         if let Ok(mut f) = events.lock() {

@@ -3104,14 +3104,14 @@ impl Containers {
     }
 
     /// Commits container `what`'s changes as a new layer on its image, named `reference` in
-    /// `images` (`docker commit`). A running container is frozen (its cgroup's freezer) while
+    /// `images` (untagged without one: `docker commit`). A running container is frozen (its cgroup's freezer) while
     /// its writable layer is read, so the image is one moment of it, and thawed however the
     /// read ends; `pause: false` skips that, as docker's `--pause=false`.
     pub async fn commit(
         &self,
         images: &oci_rs_layer::ImageStore,
         what: &str,
-        reference: &str,
+        reference: Option<&str>,
         how: &oci_rs_layer::CommitOptions,
         pause: bool,
     ) -> EngineResult<oci_rs_image::oci_spec::image::Descriptor> {

@@ -181,8 +181,8 @@ pub struct SystemPruneReport {
     pub networks: Vec<String>,
     /// The names of the volumes removed.
     pub volumes: Vec<String>,
-    /// The image names and ids untagged or removed.
-    pub images: Vec<String>,
+    /// The image names untagged and the untagged images removed.
+    pub images: oci_rs_layer::Pruned,
     /// How many build cache entries and cache mounts were removed.
     pub build_cache: usize,
     /// The bytes freed, as [`Containers::disk_usage`] measures them before and after.
@@ -219,7 +219,7 @@ impl Containers {
         } else {
             Vec::new()
         };
-        let (images_gone, _) = images.prune(options.all_images).await?;
+        let images_gone = images.prune(options.all_images).await?;
         let build_cache = images.prune_cache()?;
         let after = total(&self.disk_usage(images).await?);
         Ok(SystemPruneReport {

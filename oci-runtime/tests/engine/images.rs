@@ -102,7 +102,7 @@ fn commit_pauses_a_running_container_and_records_message_author_and_changes(f: &
     };
     let before = oci_rs_image::now_ns();
     let commit = || {
-        f.rt.block_on(store.commit(&f.store, "w", "snap:1", &how, true))
+        f.rt.block_on(store.commit(&f.store, "w", Some("snap:1"), &how, true))
     };
     let made = match &freezer {
         Some((state, frozen, thawed)) => {
@@ -146,7 +146,7 @@ fn commit_pauses_a_running_container_and_records_message_author_and_changes(f: &
 
     // pause: false leaves it running throughout.
     let commit = || {
-        f.rt.block_on(store.commit(&f.store, "w", "snap:2", &how, false))
+        f.rt.block_on(store.commit(&f.store, "w", Some("snap:2"), &how, false))
     };
     match &freezer {
         Some((state, frozen, _)) => {

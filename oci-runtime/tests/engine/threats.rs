@@ -287,7 +287,7 @@ fn rmi_keeps_what_a_container_uses(f: &Fixture) {
     f.rt.block_on(store.commit(
         &f.store,
         "user",
-        "local/after:1",
+        Some("local/after:1"),
         &CommitOptions::default(),
         true,
     ))

@@ -505,8 +505,8 @@ pub(crate) enum Verb {
         pause: bool,
         /// The container.
         container: String,
-        /// The new image's name.
-        image: String,
+        /// The new image's name (without one, the image is untagged: found by its id).
+        image: Option<String>,
     },
     /// Copy files between a container and the host: `CONTAINER:PATH HOSTPATH`,
     /// `HOSTPATH CONTAINER:PATH` (into a directory, or as a new name), or `-` for a tar on
@@ -582,8 +582,8 @@ pub(crate) enum Verb {
     Import {
         /// The tar file, an http(s) URL, or `-` for standard input.
         file: String,
-        /// The image name to give it.
-        image: String,
+        /// The image name to give it (without one, the image is untagged: found by its id).
+        image: Option<String>,
         /// Dockerfile-style changes: `CMD ["sh"]`, `ENV K=V`, `WORKDIR /w`, `USER u`, ...
         #[arg(short, long = "change")]
         change: Vec<String>,

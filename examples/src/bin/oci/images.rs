@@ -242,21 +242,25 @@ pub(crate) async fn image_verb(
             verb: BuilderVerb::Prune { .. },
         } => {
             let n = images.prune_cache()?;
-            let (_, freed) = images.prune(false).await?;
+            let freed = images.prune(false).await?.bytes_freed;
             writeln!(out, "Deleted build cache objects: {n}")?;
             writeln!(out, "Total reclaimed space: {}", text::human_size(freed))?;
         }
         Verb::Image {
             verb: ImageVerb::Prune { all, force: _ },
         } => {
-            let (removed, freed) = images.prune(all).await?;
-            if !removed.is_empty() {
+            let pruned = images.prune(all).await?;
+            if !pruned.untagged.is_empty() || !pruned.deleted.is_empty() {
                 writeln!(out, "Deleted Images:")?;
-                for n in removed {
-                    writeln!(out, "untagged: {}", oci_rs_image::printable(&n))?;
+                for n in &pruned.untagged {
+                    writeln!(out, "untagged: {}", oci_rs_image::printable(n))?;
+                }
+                for id in &pruned.deleted {
+                    writeln!(out, "deleted: {id}")?;
                 }
                 writeln!(out)?;
             }
+            let freed = pruned.bytes_freed;
             writeln!(out, "Total reclaimed space: {}", text::human_size(freed))?;
         }
         Verb::Rmi {
@@ -448,7 +452,7 @@ pub(crate) async fn image_verb(
                 created_by: None,
             };
             let d = Containers::open(dir)?
-                .commit(images, &container, &image, &how, pause)
+                .commit(images, &container, image.as_deref(), &how, pause)
                 .await?;
             // docker prints the image id (the config's digest), which inspect and run take.
             writeln!(out, "{}", images.image_id(&d).await?)?;
@@ -534,7 +538,7 @@ pub(crate) async fn image_verb(
             platform,
         } => {
             let d = images
-                .import(&file, &image, &change, platform.as_deref())
+                .import(&file, image.as_deref(), &change, platform.as_deref())
                 .await?;
             writeln!(out, "{}", images.image_id(&d).await?)?;
         }

@@ -136,7 +136,10 @@ pub(crate) async fn system_verb(
                 filter: oci_rs_runtime::PruneFilter::parse(&filter)?,
             };
             let r = store.system_prune(images, &options).await?;
-            let untagged: Vec<String> = r.images.iter().map(|n| format!("untagged: {n}")).collect();
+            let untagged: Vec<String> = (r.images.untagged.iter())
+                .map(|n| format!("untagged: {n}"))
+                .chain(r.images.deleted.iter().map(|id| format!("deleted: {id}")))
+                .collect();
             for (title, items) in [
                 ("Containers", &r.containers),
                 ("Networks", &r.networks),
