@@ -325,6 +325,29 @@ fn docker_s_defaults_home_workdir_term_and_repeated_flags() {
         ("root", Some(&["sleep", "30"][..])),
         "{top}"
     );
+    // top with ps options: the host's ps, its rows of this container's processes only.
+    let pid = row[1];
+    let top = s.ok(&["top", "two", "-o", "pid,comm,args"]);
+    let rows: Vec<Vec<&str>> = top
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{top}");
+    assert_eq!(rows[0], ["PID", "COMMAND", "COMMAND"], "{top}");
+    assert_eq!(rows[1], [pid, "sleep", "sleep", "30"], "{top}");
+    let top = s.ok(&["top", "two", "aux"]);
+    let titles: Vec<&str> = top
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(titles.get(..2), Some(&["USER", "PID"][..]), "{top}");
+    assert_eq!(top.lines().count(), 2, "{top}");
+    let o = s.oci(&["top", "two", "-o", "pid,user=PID"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("not allowed"), "{err}");
     let out = s.ok(&["exec", "-t", "two", "sh", "-c", "echo TERM=$TERM"]);
     assert!(out.contains("TERM=xterm"), "{out}");
     // exec --env-file (then -e over it) and --privileged (more capabilities than the

@@ -297,6 +297,18 @@ fn drive_containers(s: &Service) {
         "running /web"
     );
     assert!(s.ok(&["top", "web"]).contains("sleep 300"));
+    // With ps options (sent as `ps_args`): the host's ps, this container's rows only.
+    let top = s.ok(&["top", "web", "-o", "pid,args"]);
+    let lines: Vec<&str> = top.lines().collect();
+    assert_eq!(
+        lines
+            .first()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>()),
+        Some(vec!["PID", "COMMAND"]),
+        "{top}"
+    );
+    assert!(lines[1..].iter().all(|l| !l.contains("oci")), "{top}");
+    assert!(lines[1..].iter().any(|l| l.ends_with("sleep 300")), "{top}");
     // exec: output, exit code, stdin.
     let (code, out, err) = s.docker(&[
         "exec",

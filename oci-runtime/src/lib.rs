@@ -386,8 +386,8 @@ pub use engine::{
     parse_container_path, parse_link, parse_mount_arg, parse_volume_arg, random_hex,
     ContainerConfig, ContainerFilter, ContainerInspect, ContainerStats, ContainerView, Containers,
     CopyIn, DiskUsage, EngineError, EngineResult, ExecRequest, ExecSession, InspectState,
-    InterfaceStats, MountArg, ProcessRow, PruneFilter, RunImage, RunRequest, StatsRow,
-    SystemPruneOptions, SystemPruneReport, UsageLine, VolumeFilter, VolumeInfo, Volumes,
+    InterfaceStats, MountArg, ProcessRow, ProcessTable, PruneFilter, RunImage, RunRequest,
+    StatsRow, SystemPruneOptions, SystemPruneReport, UsageLine, VolumeFilter, VolumeInfo, Volumes,
     ANONYMOUS_VOLUME_LABEL, PORTS_DISCARDED, PS_EF_TITLES,
 };
 pub use error::{chain, Error, Result};

@@ -837,15 +837,21 @@ impl EngineApi {
         Ok(super::json_lines(body))
     }
 
-    pub(super) async fn top_container(self: &Arc<Self>, id: &str) -> Reply {
+    /// `GET /containers/{id}/top?ps_args=`: `ps -ef`'s table, or the host's `ps` with
+    /// `ps_args` (split at spaces, as dockerd splits them).
+    pub(super) async fn top_container(
+        self: &Arc<Self>,
+        id: &str,
+        q: &std::collections::HashMap<String, String>,
+    ) -> Reply {
         let api = self.clone();
         let what = id.to_owned();
-        let rows = blocking(move || Ok(api.containers.top(&what)?)).await?;
-        let processes: Vec<Vec<String>> = rows.iter().map(|r| r.ps_ef()).collect();
-        Ok(json(
-            StatusCode::OK,
-            &serde_json::json!({ "Titles": crate::engine::PS_EF_TITLES, "Processes": processes }),
-        ))
+        let args: Vec<String> = q
+            .get("ps_args")
+            .map(|a| a.split_ascii_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        let table = blocking(move || Ok(api.containers.top_ps(&what, &args)?)).await?;
+        Ok(json(StatusCode::OK, &table))
     }
 
     pub(super) async fn pause_container(self: &Arc<Self>, id: &str, pause: bool) -> Reply {

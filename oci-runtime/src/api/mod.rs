@@ -620,7 +620,7 @@ impl EngineApi {
             ("POST", ["containers", id, "resize"]) => self.resize_container(id, &req).await,
             ("GET", ["containers", id, "logs"]) => self.container_logs(id, &req),
             ("GET", ["containers", id, "stats"]) => self.container_stats(id, &req).await,
-            ("GET", ["containers", id, "top"]) => self.top_container(id).await,
+            ("GET", ["containers", id, "top"]) => self.top_container(id, &query(&req)).await,
             ("POST", ["containers", id, "pause"]) => self.pause_container(id, true).await,
             ("POST", ["containers", id, "unpause"]) => self.pause_container(id, false).await,
             ("POST", ["containers", id, "rename"]) => self.rename_container(id, &req).await,

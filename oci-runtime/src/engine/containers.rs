@@ -2768,16 +2768,70 @@ impl Containers {
         })
     }
 
-    /// The processes of running container `what` (its cgroup's, else its init), read from
-    /// /proc, by pid.
-    pub fn top(&self, what: &str) -> EngineResult<Vec<ProcessRow>> {
-        let v = self.running(what, "list the processes of")?;
+    /// The pids of running container `what`'s processes (its cgroup's, else its init), in
+    /// order; `action` names what was asked of it in the error when it does not run.
+    fn pids_of(&self, what: &str, action: &'static str) -> EngineResult<Vec<i32>> {
+        let v = self.running(what, action)?;
         let c = crate::Container::load(&self.state_root, &v.config.id)?;
         let mut pids: Vec<i32> = c.cgroup().map(|g| g.pids()).unwrap_or_default();
         if pids.is_empty() {
             pids.push(c.pid());
         }
         pids.sort_unstable();
+        Ok(pids)
+    }
+
+    /// docker's `top CONTAINER [ps OPTIONS]`: without `ps_args`, the `ps -ef` table of
+    /// [`top`](Self::top); with them, the host's `ps` run with those arguments (as dockerd
+    /// runs it), its rows kept for the container's processes by the `PID` column, the last
+    /// column taking the rest of each line. Arguments that would title another column `PID`
+    /// (`-o user=PID`) are refused: the rows are chosen by that column.
+    pub fn top_ps(&self, what: &str, ps_args: &[String]) -> EngineResult<ProcessTable> {
+        if ps_args.is_empty() {
+            let rows = self.top(what)?;
+            return Ok(ProcessTable {
+                titles: PS_EF_TITLES.iter().map(|t| (*t).to_owned()).collect(),
+                processes: rows.iter().map(ProcessRow::ps_ef).collect(),
+            });
+        }
+        let refused = |problem: String| EngineError::Ps {
+            container: what.to_owned(),
+            args: ps_args.join(" "),
+            problem,
+        };
+        for spec in ps_args.iter().flat_map(|a| a.split(',')) {
+            if let Some((key, title)) = spec.split_once('=') {
+                let key = key.rsplit(char::is_whitespace).next().unwrap_or(key);
+                if title.trim_start().starts_with("PID") && key.trim_start_matches('-') != "pid" {
+                    return Err(refused(format!("specifying {spec:?} is not allowed")));
+                }
+            }
+        }
+        let pids = self.pids_of(what, "list the processes of")?;
+        let listed: Vec<String> = pids.iter().map(i32::to_string).collect();
+        let run = |extra: &[String]| {
+            std::process::Command::new("ps")
+                .args(ps_args)
+                .args(extra)
+                .stdin(std::process::Stdio::null())
+                .output()
+        };
+        // `-q PIDS` lists only these; some options (BSD `f`) refuse it: then every process.
+        let out = match run(&["-q".to_owned(), listed.join(",")]) {
+            Ok(o) if o.status.success() => o,
+            _ => run(&[]).map_err(|e| refused(format!("running ps: {e}")))?,
+        };
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Err(refused(err.trim().to_owned()));
+        }
+        parse_ps(&String::from_utf8_lossy(&out.stdout), &pids).map_err(refused)
+    }
+
+    /// The processes of running container `what` (its cgroup's, else its init), read from
+    /// /proc, by pid.
+    pub fn top(&self, what: &str) -> EngineResult<Vec<ProcessRow>> {
+        let pids = self.pids_of(what, "list the processes of")?;
         let tick = 100u64;
         let boot_secs: u64 = std::fs::read_to_string("/proc/stat")
             .ok()
@@ -3384,6 +3438,49 @@ pub struct ProcessRow {
     pub command: String,
 }
 
+/// A table of a container's processes, as docker's `top` answers ([`Containers::top_ps`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProcessTable {
+    /// The column titles.
+    pub titles: Vec<String>,
+    /// One row per process, a cell per title (text the processes set: untrusted).
+    pub processes: Vec<Vec<String>>,
+}
+
+/// The rows of `ps` output `text` whose `PID` column is one of `pids`; each row has one
+/// cell per title, the last taking the rest of its line (a command with spaces).
+fn parse_ps(text: &str, pids: &[i32]) -> Result<ProcessTable, String> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let titles: Vec<String> = lines
+        .next()
+        .ok_or("ps printed nothing")?
+        .split_ascii_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let pid_at = titles
+        .iter()
+        .position(|t| t == "PID")
+        .ok_or("ps printed no PID column")?;
+    let mut processes = Vec::new();
+    for line in lines {
+        let fields: Vec<&str> = line.split_ascii_whitespace().collect();
+        let Some(pid) = fields.get(pid_at).and_then(|p| p.parse::<i32>().ok()) else {
+            return Err(format!("unexpected ps line {line:?}"));
+        };
+        if pids.binary_search(&pid).is_err() {
+            continue;
+        }
+        let last = titles.len() - 1;
+        let mut row: Vec<String> = fields.iter().take(last).map(|f| (*f).to_owned()).collect();
+        if fields.len() > last {
+            row.push(fields[last..].join(" "));
+        }
+        processes.push(row);
+    }
+    Ok(ProcessTable { titles, processes })
+}
+
 /// The columns of [`ProcessRow::ps_ef`]: what docker's `top` shows by default (`ps -ef`).
 pub const PS_EF_TITLES: [&str; 8] = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"];
 
@@ -3469,6 +3566,23 @@ fn remove_in_user_namespace(path: &Path) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ps_rows_are_chosen_by_their_pid_column_and_the_last_takes_the_rest() {
+        let text = "USER  PID %CPU COMMAND\nroot    1  0.0 /sbin/init splash\nroot   42  1.5 sleep 30\nu     43  0.0 sh -c x\n";
+        let t = super::parse_ps(text, &[42, 43]).unwrap();
+        assert_eq!(t.titles, ["USER", "PID", "%CPU", "COMMAND"]);
+        assert_eq!(
+            t.processes,
+            [
+                ["root", "42", "1.5", "sleep 30"],
+                ["u", "43", "0.0", "sh -c x"]
+            ]
+        );
+        assert!(super::parse_ps("USER COMMAND\nroot init\n", &[1]).is_err());
+        assert!(super::parse_ps("", &[1]).is_err());
+        assert!(super::parse_ps("PID CMD\nnot-a-pid x\n", &[1]).is_err());
+    }
+
     #[test]
     fn container_paths_climb_no_higher_than_the_root() {
         for (given, want) in [

@@ -54,7 +54,7 @@ mod volumes;
 pub use containers::{
     host_memory, parse_container_path, parse_link, random_hex, ContainerConfig, ContainerFilter,
     ContainerStats, ContainerView, Containers, CopyIn, ExecRequest, ExecSession, InterfaceStats,
-    ProcessRow, PruneFilter, RunImage, RunRequest, StatsRow, ANONYMOUS_VOLUME_LABEL,
+    ProcessRow, ProcessTable, PruneFilter, RunImage, RunRequest, StatsRow, ANONYMOUS_VOLUME_LABEL,
     PORTS_DISCARDED, PS_EF_TITLES,
 };
 #[cfg(feature = "api")]
@@ -151,6 +151,17 @@ pub enum EngineError {
         name: String,
         /// The first container that mounts it.
         container: String,
+    },
+    /// `top` with `ps` options: `ps` failed, printed no table with a `PID` column, or the
+    /// options would title another column `PID`.
+    #[error("ps {args} for container {container}: {problem}")]
+    Ps {
+        /// The container as named.
+        container: String,
+        /// The options given to `ps`.
+        args: String,
+        /// What went wrong (ps's own message when it failed).
+        problem: String,
     },
     /// A `-v` or `--mount` argument that is not one.
     #[error("invalid {flag} {spec:?}: {problem}")]

@@ -437,10 +437,14 @@ pub(crate) enum Verb {
         /// The containers (default: every running one).
         containers: Vec<String>,
     },
-    /// Show the processes of a running container.
+    /// Show the processes of a running container: `ps -ef`'s columns, or the host's `ps`
+    /// run with the options given (`oci top c1 -o pid,user,args`, `oci top c1 aux`).
     Top {
         /// The container.
         container: String,
+        /// Options for `ps`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_options: Vec<String>,
     },
     /// List what a container changed against its image (A added, C changed, D deleted).
     Diff {

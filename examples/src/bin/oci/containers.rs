@@ -424,18 +424,22 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             };
             stats(&store, &how, format, containers, &mut out)?
         }
-        Verb::Top { container } => {
-            // docker's `ps -ef` columns, aligned as its tabwriter (minimum width 20).
-            // Any process in the container sets its own argv: no escape sequence from it
-            // reaches the terminal.
-            let lines: Vec<String> = std::iter::once(oci_rs_runtime::PS_EF_TITLES.join("\t"))
-                .chain(store.top(&container)?.iter().map(|p| {
-                    p.ps_ef()
-                        .iter()
+        Verb::Top {
+            container,
+            ps_options,
+        } => {
+            // ps's columns, aligned as docker's tabwriter (minimum width 20). Any process
+            // in the container sets its own argv: no escape sequence from it reaches the
+            // terminal.
+            let table = store.top_ps(&container, &ps_options)?;
+            let lines: Vec<String> = std::iter::once(&table.titles)
+                .chain(&table.processes)
+                .map(|row| {
+                    row.iter()
                         .map(|c| oci_rs_image::printable(c).replace('\t', " "))
                         .collect::<Vec<_>>()
                         .join("\t")
-                }))
+                })
                 .collect();
             write!(out, "{}", format::tabwriter(&lines, 20))?;
         }
