@@ -10,7 +10,7 @@ use oci_rs_image::{
     ManifestInspect, PlatformFilter, PlatformSpec,
 };
 use oci_rs_layer::{ImageStore, Loaded, PullReport, RunnableImage};
-use oci_rs_registry_client::{Client, DockerConfig, RegistrySource, Repository};
+use oci_rs_registry_client::{Client, DockerConfig, RegistryConfig, RegistrySource, Repository};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -111,9 +111,19 @@ impl Images {
     /// The store of `data_dir` and a client trusting docker's credentials, reaching the
     /// `insecure` registries over plain HTTP; `quiet`: no progress bars.
     pub async fn open(data_dir: &Path, insecure: Vec<String>, quiet: bool) -> Result<Self> {
+        // A short name pulled from one of registries.conf's search registries is found by
+        // it (read when a short name names nothing here; one that cannot be read adds no
+        // names, and a pull says why).
+        let config = std::sync::OnceLock::new();
         let store = ImageStore::open(data_dir)
             .await
-            .with_context(|| format!("opening the image store in {}", data_dir.display()))?;
+            .with_context(|| format!("opening the image store in {}", data_dir.display()))?
+            .with_short_names(std::sync::Arc::new(move |name| {
+                match config.get_or_init(|| RegistryConfig::load_default().ok()) {
+                    Some(c) => c.short_name_candidates(name),
+                    None => Vec::new(),
+                }
+            }));
         Ok(Self {
             store,
             client: std::sync::OnceLock::new(),
@@ -130,7 +140,7 @@ impl Images {
         let b = Client::builder().credentials(DockerConfig::load_default()?);
         // Mirrors, insecure and blocked registries and short names of the machine's
         // registries.conf and daemon.json; what cannot be applied is said.
-        let registries = oci_rs_registry_client::RegistryConfig::load_default()?;
+        let registries = RegistryConfig::load_default()?;
         if !self.quiet {
             for w in &registries.ignored {
                 eprintln!("WARNING: {w}");

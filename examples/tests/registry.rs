@@ -430,6 +430,19 @@ fn a_short_name_is_tried_in_each_search_registry() {
     oci("b", &["pull", "team/only-second:1"]);
     let repos = oci("b", &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert_eq!(repos, format!("{there}\n"));
+    // The other verbs find it by the short name too, as podman's: inspect, history, tag.
+    let tags = oci(
+        "b",
+        &[
+            "inspect",
+            "--format",
+            "{{json .RepoTags}}",
+            "team/only-second:1",
+        ],
+    );
+    assert_eq!(tags.trim(), format!("[\"{there}\"]"));
+    oci("b", &["history", "team/only-second:1"]);
+    oci("b", &["tag", "team/only-second:1", "local/copy:1"]);
     // Run by its short name, it is found here under the second registry's name: no pull
     // (the registries are gone).
     drop(first);
@@ -452,6 +465,9 @@ fn a_short_name_is_tried_in_each_search_registry() {
     } else {
         eprintln!("skipping the run: it needs root");
     }
+    oci("b", &["rmi", "team/only-second:1"]);
+    let repos = oci("b", &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(repos, "local/copy:1\n");
 }
 
 /// podman and buildah pull from and push to `oci registry serve`, and containerd pulls

@@ -48,7 +48,12 @@ pub struct ImageStore {
     layout: OciLayout,
     snapshots: Snapshotter,
     data: PathBuf,
+    short_names: Option<ShortNames>,
 }
+
+/// Every full name a short one may stand for, in the order a pull tries them (podman's
+/// search registries: [`Remote::candidates`]); see [`ImageStore::with_short_names`].
+pub type ShortNames = Arc<dyn Fn(&str) -> Vec<String> + Send + Sync>;
 
 /// One image name of the store, as `docker images` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -423,7 +428,17 @@ impl ImageStore {
             layout,
             snapshots: Snapshotter::new(data.join("snapshots"))?,
             data: data.to_owned(),
+            short_names: None,
         })
+    }
+
+    /// This store, finding a short name that names nothing here under each name
+    /// `short_names` gives for it, in order, as podman finds an image pulled from one of
+    /// its search registries (`team/app` as `quay.io/team/app:latest`). Without it a short
+    /// name is Docker Hub's, as docker looks it up.
+    pub fn with_short_names(mut self, short_names: ShortNames) -> Self {
+        self.short_names = Some(short_names);
+        self
     }
 
     /// The OCI layout holding every image.
@@ -752,6 +767,22 @@ impl ImageStore {
                 }
             }
         }
+        let by_ref = match (by_ref, &self.short_names) {
+            (None, Some(candidates)) if matches.is_empty() => {
+                let mut found = None;
+                for c in candidates(name).iter().filter(|c| *c != name) {
+                    let Ok(r) = ImageReference::parse(c) else {
+                        continue;
+                    };
+                    if let Ok(d) = self.layout.resolve(&store_name(&r)).await {
+                        found = Some((d, r));
+                        break;
+                    }
+                }
+                found
+            }
+            (by_ref, _) => by_ref,
+        };
         let (desc, reference) = match by_ref {
             Some((d, r)) => (d, Some(r)),
             None => {

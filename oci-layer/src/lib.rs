@@ -140,6 +140,7 @@ pub use error::{Error, Result};
 pub use images::{
     apply_change, creation_time, store_name, CacheEntry, CommitOptions, Found, HistoryRow,
     ImageFilter, ImageRow, ImageStore, Loaded, Pruned, PullPolicy, PullReport, RunnableImage,
+    ShortNames,
 };
 pub use oci_spec;
 pub use pull::{pull_and_unpack, PullUnpackReport};

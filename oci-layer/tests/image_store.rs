@@ -403,6 +403,41 @@ async fn import_applies_changes_and_refuses_what_is_not_a_tar() {
 }
 
 #[tokio::test]
+async fn a_short_name_is_found_under_each_name_the_store_is_given_for_it() {
+    let (d, store, mirror) = fixture().await;
+    store
+        .pull(
+            &mirror,
+            "example.org/team/app:1",
+            &CopyOptions::default(),
+            false,
+        )
+        .await
+        .unwrap();
+    // As docker: a short name is Docker Hub's, not here.
+    assert!(matches!(
+        store.find("team/app:1").await,
+        Err(Error::NoSuchImage(_))
+    ));
+    let store = ImageStore::open(&d.path().join("data"))
+        .await
+        .unwrap()
+        .with_short_names(std::sync::Arc::new(|n: &str| {
+            vec![format!("elsewhere.org/{n}"), format!("example.org/{n}")]
+        }));
+    let found = store.find("team/app:1").await.unwrap();
+    assert_eq!(
+        found.reference.unwrap().to_string(),
+        "example.org/team/app:1"
+    );
+    assert!(!found.by_id);
+    assert!(matches!(
+        store.find("team/absent:1").await,
+        Err(Error::NoSuchImage(_))
+    ));
+}
+
+#[tokio::test]
 async fn an_image_without_a_name_is_untagged_until_tagged_removed_or_pruned() {
     let (_d, store, _) = fixture().await;
     let untagged = |n: u8| tar(&[E::file("f", &[n][..])]);

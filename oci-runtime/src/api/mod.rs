@@ -332,7 +332,12 @@ impl EngineApi {
         remote: Arc<dyn Remote>,
         urls: Option<Arc<dyn oci_rs_image::UrlSource>>,
     ) -> Result<Arc<Self>, ApiError> {
-        let images = ImageStore::open(data).await.map_err(ApiError::Images)?;
+        // A short name pulled from one of the remote's search registries is found by it.
+        let names = remote.clone();
+        let images = ImageStore::open(data)
+            .await
+            .map_err(ApiError::Images)?
+            .with_short_names(Arc::new(move |name| names.candidates(name)));
         let containers = Containers::open(data).map_err(ApiError::Containers)?;
         Ok(Arc::new(Self {
             images,
