@@ -868,6 +868,55 @@ fn networks_and_volumes_through_the_engine_api() {
     assert_eq!((code, out.as_str()), (0, "kept\n"), "{err}");
     s.ok(&["network", "rm", &net]);
     s.ok(&["volume", "rm", "keep"]);
+    // An IPv6 network (EnableIPv6 and a second IPAM pool): addresses, names and --ip6.
+    let net6 = format!("apinet6{}", std::process::id());
+    let sub = format!("fd75:{:x}::/64", std::process::id() % 0xffff);
+    let asked = format!("fd75:{:x}::42", std::process::id() % 0xffff);
+    s.ok(&["network", "create", "--ipv6", "--subnet", &sub, &net6]);
+    let doc = s.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{.EnableIPv6}} {{range .IPAM.Config}}{{.Subnet}} {{end}}",
+        &net6,
+    ]);
+    assert!(doc.starts_with("true ") && doc.contains(&sub), "{doc}");
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "six",
+        "--network",
+        &net6,
+        "--ip6",
+        &asked,
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    assert_eq!(
+        s.ok(&[
+            "inspect",
+            "-f",
+            &format!("{{{{.NetworkSettings.Networks.{net6}.GlobalIPv6Address}}}}"),
+            "six"
+        ])
+        .trim(),
+        asked
+    );
+    let (code, out, err) = s.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        &net6,
+        "busybox",
+        "sh",
+        "-c",
+        "ping -6 -c1 -W5 six >/dev/null && echo reached",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "reached\n"), "{err}");
+    s.ok(&["rm", "-f", "six"]);
+    s.ok(&["network", "rm", &net6]);
     assert!(!s.ok(&["volume", "ls"]).contains("keep"));
     assert!(!s.ok(&["network", "ls"]).contains(&net));
 }

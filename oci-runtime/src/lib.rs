@@ -412,9 +412,10 @@ pub use monitor::{
 };
 #[cfg(feature = "network")]
 pub use network::{
-    attach_network, parse_mac, parse_publish, parse_subnet, AttachedNetwork, Endpoint, NetError,
-    NetworkAttachment, NetworkConfig, NetworkFilter, NetworkOptions, NetworkPlan, NetworkRequest,
-    Networks, PortMapping, Proto, PublishedPort, DEFAULT_NETWORK, HOST_NETWORKS_DIR,
+    attach_network, parse_mac, parse_publish, parse_subnet, parse_subnet6, AttachedNetwork,
+    Endpoint, Ipv6Endpoint, Ipv6Subnet, NetError, NetworkAttachment, NetworkConfig, NetworkFilter,
+    NetworkOptions, NetworkPlan, NetworkRequest, Networks, PortMapping, Proto, PublishedPort,
+    DEFAULT_NETWORK, HOST_NETWORKS_DIR,
 };
 pub use oci_rs_image::{now_ns, parse_rfc3339, rfc3339};
 pub use oci_spec;

@@ -420,6 +420,9 @@ impl CreateBody {
                 if let Some(a) = ep.as_ref().map(|e| e.address()).transpose()?.flatten() {
                     req.addresses.insert(name.clone(), a);
                 }
+                if let Some(a) = ep.as_ref().map(|e| e.address6()).transpose()?.flatten() {
+                    req.addresses6.insert(name.clone(), a);
+                }
                 if let Some(m) = ep.as_ref().and_then(|e| e.mac_address.clone()) {
                     if !m.is_empty() {
                         req.macs.insert(name.clone(), m);

@@ -173,16 +173,25 @@ struct EndpointIpam {
 }
 
 impl EndpointConfig {
-    /// The IPv4 address asked for, if any; an IPv6 one is refused (no network here has one).
+    /// The IPv6 address asked for, if any.
+    fn address6(&self) -> Result<Option<std::net::Ipv6Addr>, Fail> {
+        match (self.ipam_config.as_ref())
+            .and_then(|i| i.ipv6_address.as_deref())
+            .filter(|a| !a.is_empty())
+        {
+            None => Ok(None),
+            Some(a) => a
+                .parse()
+                .map(Some)
+                .map_err(|_| Fail::bad(format!("invalid IPv6 address {a:?}"))),
+        }
+    }
+
+    /// The IPv4 address asked for, if any.
     fn address(&self) -> Result<Option<std::net::Ipv4Addr>, Fail> {
         let Some(ipam) = &self.ipam_config else {
             return Ok(None);
         };
-        if let Some(v6) = ipam.ipv6_address.as_deref().filter(|a| !a.is_empty()) {
-            return Err(Fail::bad(format!(
-                "IPv6 address {v6}: the networks here are IPv4 only"
-            )));
-        }
         match ipam.ipv4_address.as_deref().filter(|a| !a.is_empty()) {
             None => Ok(None),
             Some(a) => a

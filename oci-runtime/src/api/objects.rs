@@ -64,11 +64,6 @@ impl NetworkBody {
                 "network driver {d:?}: only bridge is served"
             )));
         }
-        if self.enable_ipv6 == Some(true) {
-            return Err(Fail::bad(
-                "IPv6 networks are not supported here (EnableIPv6)",
-            ));
-        }
         if let Some((k, _)) = self.options.as_ref().and_then(|o| o.iter().next()) {
             return Err(Fail::bad(format!(
                 "network driver option {k:?} is not supported"
@@ -87,17 +82,15 @@ impl NetworkBody {
         if ipam.options.as_ref().is_some_and(|o| !o.is_empty()) {
             return Err(Fail::bad("IPAM options are not supported"));
         }
-        let mut configs = ipam.config.unwrap_or_default().into_iter();
-        let first = configs.next();
-        if configs.next().is_some() {
-            return Err(Fail::bad("one IPAM pool per network is served (IPv4 only)"));
-        }
         let mut opts = crate::NetworkOptions {
             labels: self.labels.unwrap_or_default(),
             internal: self.internal.unwrap_or(false),
+            ipv6: self.enable_ipv6.unwrap_or(false),
             ..crate::NetworkOptions::default()
         };
-        if let Some(c) = first {
+        // A pool per address family: its subnet, and its gateway.
+        let (mut subnets, mut gateways) = (Vec::new(), Vec::new());
+        for c in ipam.config.unwrap_or_default() {
             if c.ip_range.as_deref().is_some_and(|r| !r.is_empty())
                 || c.aux_address.as_ref().is_some_and(|a| !a.is_empty())
             {
@@ -105,19 +98,10 @@ impl NetworkBody {
                     "IPRange and AuxiliaryAddresses are not supported",
                 ));
             }
-            if let Some(sn) = c.subnet.filter(|s| !s.is_empty()) {
-                opts.subnet = Some(crate::parse_subnet(&sn).map_err(net_fail)?);
-            }
-            if let Some(g) = c.gateway.filter(|g| !g.is_empty()) {
-                if opts.subnet.is_none() {
-                    return Err(Fail::bad("a gateway needs its subnet"));
-                }
-                opts.gateway = Some(
-                    g.parse()
-                        .map_err(|_| Fail::bad(format!("invalid gateway {g:?}")))?,
-                );
-            }
+            subnets.extend(c.subnet.filter(|s| !s.is_empty()));
+            gateways.extend(c.gateway.filter(|g| !g.is_empty()));
         }
+        opts.set_pools(&subnets, &gateways).map_err(net_fail)?;
         Ok(opts)
     }
 }
@@ -301,12 +285,11 @@ impl EngineApi {
             .container
             .filter(|c| !c.is_empty())
             .ok_or_else(|| Fail::bad("no container given"))?;
-        let address = b
-            .endpoint_config
-            .as_ref()
-            .map(|e| e.address())
-            .transpose()?
-            .flatten();
+        let mut addresses: Vec<std::net::IpAddr> = Vec::new();
+        if let Some(e) = &b.endpoint_config {
+            addresses.extend(e.address()?.map(std::net::IpAddr::V4));
+            addresses.extend(e.address6()?.map(std::net::IpAddr::V6));
+        }
         let api = self.clone();
         let name = name.to_owned();
         blocking(move || {
@@ -318,7 +301,7 @@ impl EngineApi {
                         &net,
                         &container,
                         &aliases.unwrap_or_default(),
-                        address,
+                        &addresses,
                     )?
                 }
                 false => api.containers.disconnect(&net, &container)?,

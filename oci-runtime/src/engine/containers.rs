@@ -160,6 +160,8 @@ pub struct RunRequest {
     pub aliases: BTreeMap<String, Vec<String>>,
     /// Addresses asked for, by network name (`--ip`): user-defined networks only.
     pub addresses: BTreeMap<String, std::net::Ipv4Addr>,
+    /// IPv6 addresses asked for, by network name (`--ip6`): networks with IPv6 only.
+    pub addresses6: BTreeMap<String, std::net::Ipv6Addr>,
     /// MAC addresses asked for, by network name (`--mac-address`).
     pub macs: BTreeMap<String, String>,
     /// docker's legacy links (`--link NAME[:ALIAS]`, see [`parse_link`]): the container
@@ -398,6 +400,9 @@ pub struct ContainerConfig {
     /// The addresses it asked for, by network name.
     #[serde(default)]
     pub addresses: BTreeMap<String, std::net::Ipv4Addr>,
+    /// The IPv6 addresses it asked for, by network name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub addresses6: BTreeMap<String, std::net::Ipv6Addr>,
     /// The MAC addresses it asked for, by network name.
     #[serde(default)]
     pub macs: BTreeMap<String, String>,
@@ -1264,6 +1269,8 @@ impl Containers {
         aliases.retain(|net, a| !a.is_empty() && networks.contains(net));
         let mut addresses = req.addresses.clone();
         addresses.retain(|net, _| networks.contains(net));
+        let mut addresses6 = req.addresses6.clone();
+        addresses6.retain(|net, _| networks.contains(net));
         let mut macs = req.macs.clone();
         macs.retain(|net, _| networks.contains(net));
         let links = self.link_targets(name, cfg_network, &req.links)?;
@@ -1297,6 +1304,7 @@ impl Containers {
             networks,
             aliases,
             addresses,
+            addresses6,
             macs,
             links,
             publish,
@@ -1478,16 +1486,17 @@ impl Containers {
     /// Joins container `what` to network `net`, where it also answers to `aliases`: now
     /// when it runs, and at every start.
     pub fn connect(&self, net: &str, what: &str, aliases: &[String]) -> EngineResult<()> {
-        self.connect_with(net, what, aliases, None)
+        self.connect_with(net, what, aliases, &[])
     }
 
-    /// [`Containers::connect`] with the address it gets there (`network connect --ip`).
+    /// [`Containers::connect`] with the addresses it gets there (`network connect --ip`,
+    /// `--ip6`): at most one of each family.
     pub fn connect_with(
         &self,
         net: &str,
         what: &str,
         aliases: &[String],
-        address: Option<std::net::Ipv4Addr>,
+        addresses: &[std::net::IpAddr],
     ) -> EngineResult<()> {
         let v = self.view(what)?;
         let nets = self.networks();
@@ -1507,8 +1516,21 @@ impl Containers {
         let mut cfg = v.config.clone();
         cfg.aliases.insert(n.name.clone(), aliases.to_vec());
         check_aliases(&cfg.name, &cfg.aliases)?;
-        if let Some(a) = address {
+        let (mut v4, mut v6) = (None, None);
+        for a in addresses {
+            let twice = match a {
+                std::net::IpAddr::V4(a) => v4.replace(*a).is_some(),
+                std::net::IpAddr::V6(a) => v6.replace(*a).is_some(),
+            };
+            if twice {
+                return Err(crate::Error::option("ip", a, "one address per family").into());
+            }
+        }
+        if let Some(a) = v4 {
             cfg.addresses.insert(n.name.clone(), a);
+        }
+        if let Some(a) = v6 {
+            cfg.addresses6.insert(n.name.clone(), a);
         }
         check_addresses(&cfg.addresses)?;
         if v.status.state == MonitorState::Running {
@@ -1517,8 +1539,11 @@ impl Containers {
         }
         self.update_config(&v.config.id, |cfg| {
             cfg.aliases.insert(n.name.clone(), aliases.to_vec());
-            if let Some(a) = address {
+            if let Some(a) = v4 {
                 cfg.addresses.insert(n.name.clone(), a);
+            }
+            if let Some(a) = v6 {
+                cfg.addresses6.insert(n.name.clone(), a);
             }
             cfg.networks.push(n.name.clone());
             Ok(())
@@ -1543,6 +1568,7 @@ impl Containers {
             cfg.networks.retain(|x| *x != n.name);
             cfg.aliases.remove(&n.name);
             cfg.addresses.remove(&n.name);
+            cfg.addresses6.remove(&n.name);
             Ok(())
         })?;
         self.network_event("disconnect", &n, Some(&v.config.id));
@@ -1633,6 +1659,7 @@ impl Containers {
             hosts_file: Some(self.dir.join(&cfg.id).join("hosts")),
             aliases: cfg.aliases.clone(),
             addresses: cfg.addresses.clone(),
+            addresses6: cfg.addresses6.clone(),
             macs: cfg.macs.clone(),
             links: cfg.links.clone(),
         }

@@ -372,13 +372,16 @@ pub(crate) fn network_settings(
             net.clone(),
             serde_json::json!({
                 "Aliases": (net != crate::DEFAULT_NETWORK).then_some(aliases),
-                "IPAMConfig": c.addresses.get(net).map(|a| serde_json::json!({"IPv4Address": a})),
+                "IPAMConfig": ipam_config(c, net),
                 "NetworkID": network_ids.get(net).unwrap_or(net),
                 "IPAddress": e.map(|e| e.ip.to_string()).unwrap_or_default(),
                 "IPPrefixLen": e.map_or(0, |e| e.prefix),
                 "Gateway": e.map(|e| e.gateway.to_string()).unwrap_or_default(),
                 "MacAddress": e.map(|e| e.mac.clone()).unwrap_or_default(),
                 "EndpointID": e.map(|e| format!("{short}-{}", e.interface)).unwrap_or_default(),
+                "GlobalIPv6Address": v6(e).map(|v| v.address.to_string()).unwrap_or_default(),
+                "GlobalIPv6PrefixLen": v6(e).map_or(0, |v| v.prefix),
+                "IPv6Gateway": v6(e).map(|v| v.gateway.to_string()).unwrap_or_default(),
             }),
         );
     }
@@ -391,7 +394,31 @@ pub(crate) fn network_settings(
         "IPPrefixLen": first.map_or(0, |e| e.prefix),
         "Gateway": first.map(|e| e.gateway.to_string()).unwrap_or_default(),
         "MacAddress": first.map(|e| e.mac.clone()).unwrap_or_default(),
+        "GlobalIPv6Address": v6(first).map(|v| v.address.to_string()).unwrap_or_default(),
+        "GlobalIPv6PrefixLen": v6(first).map_or(0, |v| v.prefix),
+        "IPv6Gateway": v6(first).map(|v| v.gateway.to_string()).unwrap_or_default(),
     })
+}
+
+/// The IPv6 address of an endpoint, when it has one.
+fn v6(e: Option<&crate::Endpoint>) -> Option<crate::Ipv6Endpoint> {
+    e.and_then(|e| e.ipv6)
+}
+
+/// docker's `IPAMConfig` of container `c` on network `net`: the addresses it asked for.
+fn ipam_config(c: &super::ContainerConfig, net: &str) -> Option<serde_json::Value> {
+    let (v4, v6) = (c.addresses.get(net), c.addresses6.get(net));
+    if v4.is_none() && v6.is_none() {
+        return None;
+    }
+    let mut m = serde_json::Map::new();
+    if let Some(a) = v4 {
+        m.insert("IPv4Address".into(), a.to_string().into());
+    }
+    if let Some(a) = v6 {
+        m.insert("IPv6Address".into(), a.to_string().into());
+    }
+    Some(m.into())
 }
 
 /// docker's `CreatedAt` in lists: `2026-12-07 06:11:15 +0000 UTC` (Go's time printed), for
@@ -422,7 +449,7 @@ impl crate::NetworkConfig {
             "Name": self.name,
             "Driver": "bridge",
             "Scope": "local",
-            "IPv6": "false",
+            "IPv6": self.ipv6.is_some().to_string(),
             "Internal": self.internal.to_string(),
             "Labels": labels_text(&self.labels),
             "Label": self.labels,

@@ -5,7 +5,7 @@ mod proxy;
 use crate::container::proc_start_time;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -399,6 +399,89 @@ fn mask(prefix: u8) -> u32 {
     u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
 }
 
+/// An IPv6 subnet in CIDR notation, `fd00:1::/64`; host bits must be zero.
+pub fn parse_subnet6(v: &str) -> Result<(Ipv6Addr, u8)> {
+    let bad = |reason: &str| NetError::Invalid {
+        what: "IPv6 subnet",
+        value: v.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let (a, p) = v.split_once('/').ok_or_else(|| bad("not ADDRESS/PREFIX"))?;
+    let addr: Ipv6Addr = a.parse().map_err(|_| bad("not an IPv6 address"))?;
+    let prefix: u8 = p.parse().map_err(|_| bad("bad prefix length"))?;
+    match subnet6_problem((addr, prefix)) {
+        Some(why) => Err(bad(why)),
+        None => Ok((addr, prefix)),
+    }
+}
+
+/// Why `s` cannot be a network's IPv6 subnet, if it cannot: a prefix length outside 16 to
+/// 120, host bits set, or a range the kernel or every host gives another meaning
+/// (unspecified and loopback, IPv4-mapped, link-local, multicast).
+fn subnet6_problem(s: (Ipv6Addr, u8)) -> Option<&'static str> {
+    if !(16..=120).contains(&s.1) {
+        return Some("the prefix length must be between 16 and 120");
+    }
+    if u128::from(s.0) & !mask6(s.1) != 0 {
+        return Some("host bits are set");
+    }
+    [
+        (
+            (Ipv6Addr::UNSPECIFIED, 96),
+            "it overlaps ::/96 (unspecified, loopback, IPv4-compatible)",
+        ),
+        (
+            (Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96),
+            "it overlaps the IPv4-mapped range ::ffff:0:0/96",
+        ),
+        (
+            (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10),
+            "it overlaps the link-local range fe80::/10",
+        ),
+        (
+            (Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8),
+            "it overlaps the multicast range ff00::/8",
+        ),
+    ]
+    .into_iter()
+    .find(|(r, _)| overlaps6(s, *r))
+    .map(|(_, why)| why)
+}
+
+fn mask6(prefix: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
+}
+
+fn overlaps6(a: (Ipv6Addr, u8), b: (Ipv6Addr, u8)) -> bool {
+    let m = mask6(a.1.min(b.1));
+    u128::from(a.0) & m == u128::from(b.0) & m
+}
+
+/// A network's IPv6 subnet (`network create --ipv6`), beside its IPv4 one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv6Subnet {
+    /// The subnet's address.
+    pub subnet: Ipv6Addr,
+    /// Its prefix length.
+    pub prefix: u8,
+    /// The bridge's address, the containers' IPv6 default route.
+    pub gateway: Ipv6Addr,
+}
+
+impl Ipv6Subnet {
+    /// `fd89:1:2:3::/64`.
+    pub fn cidr(&self) -> String {
+        format!("{}/{}", self.subnet, self.prefix)
+    }
+
+    /// Whether `a` is a host address of the subnet other than its gateway (not the subnet's
+    /// own address: the subnet-router anycast address).
+    fn is_host(&self, a: Ipv6Addr) -> bool {
+        let (base, v) = (u128::from(self.subnet), u128::from(a));
+        v & mask6(self.prefix) == base && v != base && a != self.gateway
+    }
+}
+
 fn overlaps(a: (Ipv4Addr, u8), b: (Ipv4Addr, u8)) -> bool {
     let m = mask(a.1.min(b.1));
     u32::from(a.0) & m == u32::from(b.0) & m
@@ -429,6 +512,10 @@ pub struct NetworkConfig {
     /// (unless another of their networks gives one).
     #[serde(default)]
     pub internal: bool,
+    /// Its IPv6 subnet (docker's `EnableIPv6`): each container gets an address in it too,
+    /// and the IPv6 default route through it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Subnet>,
 }
 
 /// What `network create` may ask besides a name: docker's `--subnet`, `--gateway`,
@@ -455,6 +542,69 @@ pub struct NetworkOptions {
     pub labels: BTreeMap<String, String>,
     /// See [`NetworkConfig::internal`].
     pub internal: bool,
+    /// An IPv6 subnet too (docker's `--ipv6`): `subnet6`, else a unique local /64
+    /// (`fdXX:XXXX:XXXX::/64`, random, as docker 27 makes one).
+    pub ipv6: bool,
+    /// The IPv6 subnet, with `ipv6`.
+    pub subnet6: Option<(Ipv6Addr, u8)>,
+    /// The bridge's IPv6 address: inside `subnet6` (its first host address when none).
+    pub gateway6: Option<Ipv6Addr>,
+}
+
+impl NetworkOptions {
+    /// docker's `--subnet` and `--gateway` flags (each may be given for IPv4 and for
+    /// IPv6), or its IPAM pools: every subnet and gateway goes to its family's field, a
+    /// gateway needing a subnet of its family, and at most one of each per family. An IPv6
+    /// subnet still needs [`NetworkOptions::ipv6`].
+    ///
+    /// ```
+    /// let mut o = oci_rs_runtime::NetworkOptions { ipv6: true, ..Default::default() };
+    /// o.set_pools(&["10.77.0.0/24".into(), "fd77::/64".into()], &["fd77::1".into()]).unwrap();
+    /// assert_eq!(o.gateway6, Some("fd77::1".parse().unwrap()));
+    /// // A gateway without a subnet of its family.
+    /// let mut bare = oci_rs_runtime::NetworkOptions::default();
+    /// assert!(bare.set_pools(&[], &["10.1.1.1".into()]).is_err());
+    /// ```
+    pub fn set_pools(&mut self, subnets: &[String], gateways: &[String]) -> Result<()> {
+        let twice = |what: &'static str, value: &str| NetError::Invalid {
+            what,
+            value: value.to_owned(),
+            reason: "one subnet (and gateway) per address family".into(),
+        };
+        for sn in subnets {
+            if sn.contains(':') {
+                if self.subnet6.is_some() {
+                    return Err(twice("IPv6 subnet", sn));
+                }
+                self.subnet6 = Some(parse_subnet6(sn)?);
+            } else {
+                if self.subnet.is_some() {
+                    return Err(twice("subnet", sn));
+                }
+                self.subnet = Some(parse_subnet(sn)?);
+            }
+        }
+        for g in gateways {
+            let bad = |reason: &str| NetError::Invalid {
+                what: "gateway",
+                value: g.clone(),
+                reason: reason.to_owned(),
+            };
+            match g.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(a)) if self.subnet.is_some() && self.gateway.is_none() => {
+                    self.gateway = Some(a);
+                }
+                Ok(std::net::IpAddr::V6(a))
+                    if self.subnet6.is_some() && self.gateway6.is_none() =>
+                {
+                    self.gateway6 = Some(a);
+                }
+                Ok(_) => return Err(bad("a gateway needs one subnet of its address family")),
+                Err(_) => return Err(bad("not an IP address")),
+            }
+        }
+        Ok(())
+    }
 }
 
 impl NetworkConfig {
@@ -470,11 +620,16 @@ impl NetworkConfig {
                     "EndpointID": e.veth,
                     "MacAddress": e.mac,
                     "IPv4Address": format!("{}/{}", e.ip, e.prefix),
-                    "IPv6Address": "",
+                    "IPv6Address": e.ipv6.map(|v| format!("{}/{}", v.address, v.prefix)).unwrap_or_default(),
                 });
                 (e.container.clone(), doc)
             })
             .collect();
+        let mut ipam =
+            vec![serde_json::json!({"Subnet": self.cidr(), "Gateway": self.gateway.to_string()})];
+        if let Some(v6) = self.ipv6 {
+            ipam.push(serde_json::json!({"Subnet": v6.cidr(), "Gateway": v6.gateway.to_string()}));
+        }
         // As docker's: the default network names its bridge; a user network has no options
         // unless given some (docker-compose compares them with its file's).
         let options = match self.name == DEFAULT_NETWORK {
@@ -487,10 +642,8 @@ impl NetworkConfig {
             "Created": crate::rfc3339(self.created.saturating_mul(1_000_000_000)),
             "Scope": "local",
             "Driver": "bridge",
-            "EnableIPv6": false,
-            "IPAM": {"Driver": "default", "Options": {}, "Config": [
-                {"Subnet": self.cidr(), "Gateway": self.gateway.to_string()}
-            ]},
+            "EnableIPv6": self.ipv6.is_some(),
+            "IPAM": {"Driver": "default", "Options": {}, "Config": ipam},
             "Internal": self.internal,
             "Attachable": false,
             "Ingress": false,
@@ -643,6 +796,9 @@ pub struct Endpoint {
     pub prefix: u8,
     /// The gateway.
     pub gateway: Ipv4Addr,
+    /// Its IPv6 address, on a network with IPv6 ([`NetworkConfig::ipv6`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Endpoint>,
     /// The MAC address.
     pub mac: String,
     /// Ports published to this address.
@@ -662,6 +818,17 @@ pub struct Endpoint {
     /// names it has in this container's `/etc/hosts` only.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub links: BTreeMap<String, Vec<String>>,
+}
+
+/// A container's IPv6 address on a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv6Endpoint {
+    /// The address.
+    pub address: Ipv6Addr,
+    /// The subnet's prefix length.
+    pub prefix: u8,
+    /// The gateway (the bridge's address).
+    pub gateway: Ipv6Addr,
 }
 
 impl Endpoint {
@@ -696,6 +863,10 @@ pub struct NetworkRequest {
     /// networks give the next free one.
     #[serde(default)]
     pub addresses: BTreeMap<String, Ipv4Addr>,
+    /// IPv6 addresses asked for, by network name (docker's `--ip6`,
+    /// `IPAMConfig.IPv6Address`): on networks with IPv6 only, as [`Self::addresses`].
+    #[serde(default)]
+    pub addresses6: BTreeMap<String, Ipv6Addr>,
     /// MAC addresses asked for, by network name (docker's `--mac-address`); the others are
     /// derived from the IP address, as docker's.
     #[serde(default)]
@@ -1166,6 +1337,7 @@ impl Networks {
             created: 0,
             labels: BTreeMap::new(),
             internal: false,
+            ipv6: None,
         }
     }
 
@@ -1337,6 +1509,7 @@ impl Networks {
                 g
             }
         };
+        let ipv6 = self.ipv6_subnet(opts, &all, &id)?;
         let cfg = NetworkConfig {
             name: name.to_owned(),
             id: id.iter().map(|b| format!("{b:02x}")).collect(),
@@ -1347,6 +1520,7 @@ impl Networks {
             created: now_s(),
             labels,
             internal: opts.internal,
+            ipv6,
         };
         let bytes = serde_json::to_vec_pretty(&cfg).map_err(|e| NetError::Corrupt {
             path: self.dir.join(name),
@@ -1354,6 +1528,89 @@ impl Networks {
         })?;
         self.write(&format!("{name}.net.json"), &bytes)?;
         Ok(cfg)
+    }
+
+    /// The IPv6 subnet `opts` asks for, checked against the other networks' (`all`) and
+    /// the host's routes; a unique local /64 drawn from `random` when none is given.
+    fn ipv6_subnet(
+        &self,
+        opts: &NetworkOptions,
+        all: &[NetworkConfig],
+        random: &[u8; 32],
+    ) -> Result<Option<Ipv6Subnet>> {
+        if !opts.ipv6 {
+            if let Some((a, p)) = opts.subnet6 {
+                return Err(NetError::Invalid {
+                    what: "IPv6 subnet",
+                    value: format!("{a}/{p}"),
+                    reason: "given without enabling IPv6 (--ipv6)".into(),
+                });
+            }
+            return Ok(None);
+        }
+        let (subnet, prefix) = match opts.subnet6 {
+            Some(s) => {
+                if let Some(why) = subnet6_problem(s) {
+                    return Err(NetError::Invalid {
+                        what: "IPv6 subnet",
+                        value: format!("{}/{}", s.0, s.1),
+                        reason: why.into(),
+                    });
+                }
+                s
+            }
+            None => {
+                // RFC 4193: fd, a random 40-bit global id, subnet id 0.
+                let r = random;
+                let words = [
+                    0xfd00 | u16::from(r[0]),
+                    u16::from_be_bytes([r[1], r[2]]),
+                    u16::from_be_bytes([r[3], r[4]]),
+                ];
+                (
+                    Ipv6Addr::new(words[0], words[1], words[2], 0, 0, 0, 0, 0),
+                    64,
+                )
+            }
+        };
+        let s = (subnet, prefix);
+        if let Some(n) = all
+            .iter()
+            .find(|n| n.ipv6.is_some_and(|v| overlaps6(s, (v.subnet, v.prefix))))
+        {
+            return Err(NetError::Overlap {
+                subnet: format!("{subnet}/{prefix}"),
+                other: format!(
+                    "network {} ({})",
+                    n.name,
+                    n.ipv6.map(|v| v.cidr()).unwrap_or_default()
+                ),
+            });
+        }
+        if let Some(r) = host_routes6().iter().find(|r| overlaps6(s, **r)) {
+            return Err(NetError::Overlap {
+                subnet: format!("{subnet}/{prefix}"),
+                other: format!("the host route {}/{}", r.0, r.1),
+            });
+        }
+        let first = Ipv6Addr::from(u128::from(subnet) + 1);
+        let mut net = Ipv6Subnet {
+            subnet,
+            prefix,
+            gateway: first,
+        };
+        if let Some(g) = opts.gateway6 {
+            net.gateway = Ipv6Addr::UNSPECIFIED;
+            if !net.is_host(g) {
+                return Err(NetError::Invalid {
+                    what: "IPv6 gateway",
+                    value: g.to_string(),
+                    reason: format!("not a host address of {subnet}/{prefix}"),
+                });
+            }
+            net.gateway = g;
+        }
+        Ok(Some(net))
     }
 
     /// Removes network `name`: refused while a running container is on it.
@@ -1444,6 +1701,7 @@ impl Networks {
                 bridge: n.bridge.clone(),
                 subnet: n.subnet,
                 prefix: n.prefix,
+                ipv6: n.ipv6.map(|v| (v.subnet, v.prefix)),
                 internal: n.internal,
             })
             .collect();
@@ -1456,6 +1714,7 @@ impl Networks {
                     host_port: p.host_port,
                     proto: p.proto,
                     ip: e.ip,
+                    ip6: e.ipv6.map(|v| v.address),
                     port: p.container_port,
                 })
             })
@@ -1526,6 +1785,9 @@ impl Networks {
                     continue;
                 }
                 text.push_str(&format!("{}\t{}\t{MARK}\n", o.ip, names.join(" ")));
+                if let Some(v6) = o.ipv6 {
+                    text.push_str(&format!("{}\t{}\t{MARK}\n", v6.address, names.join(" ")));
+                }
             }
             if text != old {
                 // In place: the container sees this inode through its bind mount.
@@ -1646,6 +1908,12 @@ impl Networks {
                 // sysctl set), so a bridge made by an earlier run is mended too.
                 let br = host.ensure_bridge(&net.bridge)?;
                 host.add_address(br, net.gateway, net.prefix)?;
+                if let Some(v6) = net.ipv6 {
+                    sysctl(&format!("net/ipv6/conf/{}/disable_ipv6", net.bridge), "0");
+                    host.add_address6(br, v6.gateway, v6.prefix)?;
+                    // As docker's: the host routes IPv6 too once a network has it.
+                    sysctl("net/ipv6/conf/all/forwarding", "1");
+                }
                 host.set_up(br)?;
                 sysctl(&format!("net/ipv4/conf/{}/route_localnet", net.bridge), "1");
                 sysctl("net/ipv4/ip_forward", "1");
@@ -1702,6 +1970,57 @@ impl Networks {
                         ip
                     }
                 };
+                let ipv6 = match net.ipv6 {
+                    None => {
+                        if let Some(asked) = req.addresses6.get(&net.name) {
+                            return Err(NetError::Invalid {
+                                what: "IPv6 address",
+                                value: asked.to_string(),
+                                reason: format!("network {} has no IPv6", net.name),
+                            });
+                        }
+                        None
+                    }
+                    Some(v6) => {
+                        let used: BTreeSet<Ipv6Addr> = eps
+                            .iter()
+                            .chain(made.iter())
+                            .filter(|e| e.network == net.name)
+                            .filter_map(|e| e.ipv6.map(|a| a.address))
+                            .collect();
+                        let address = match req.addresses6.get(&net.name) {
+                            Some(&asked) => {
+                                let refuse = |reason: String| NetError::Invalid {
+                                    what: "IPv6 address",
+                                    value: asked.to_string(),
+                                    reason,
+                                };
+                                if !v6.is_host(asked) {
+                                    return Err(refuse(format!(
+                                        "not a host address of network {} ({}, gateway {})",
+                                        net.name,
+                                        v6.cidr(),
+                                        v6.gateway
+                                    )));
+                                }
+                                if used.contains(&asked) {
+                                    return Err(refuse(format!("in use on network {}", net.name)));
+                                }
+                                asked
+                            }
+                            // The lowest free one: an IPv6 subnet is too large to run out.
+                            None => (1..=u128::from(u16::MAX))
+                                .map(|k| Ipv6Addr::from(u128::from(v6.subnet) + k))
+                                .find(|a| v6.is_host(*a) && !used.contains(a))
+                                .ok_or_else(|| NetError::Exhausted(net.name.clone()))?,
+                        };
+                        Some(Ipv6Endpoint {
+                            address,
+                            prefix: v6.prefix,
+                            gateway: v6.gateway,
+                        })
+                    }
+                };
                 let veth = format!(
                     "veth{}{}",
                     &req.container[..req.container.len().min(8)],
@@ -1725,6 +2044,7 @@ impl Networks {
                     ip,
                     prefix: net.prefix,
                     gateway: net.gateway,
+                    ipv6,
                     mac: mac
                         .iter()
                         .map(|b| format!("{b:02x}"))
@@ -1749,11 +2069,20 @@ impl Networks {
                     })?;
                 inside.set_mac(idx, mac)?;
                 inside.add_address(idx, ip, net.prefix)?;
+                if let Some(v6) = ipv6 {
+                    inside.add_address6(idx, v6.address, v6.prefix)?;
+                }
                 inside.set_up(idx)?;
                 // The default route: through the first network that is not internal, when
-                // the container has none yet.
+                // the container has none yet; IPv6's through the first such one with IPv6.
                 if !additive && Some(k) == nets.iter().position(|n| !n.internal) {
                     inside.add_default_route(net.gateway)?;
+                }
+                if let Some(v6) = ipv6 {
+                    let first6 = nets.iter().position(|n| !n.internal && n.ipv6.is_some());
+                    if !additive && Some(k) == first6 {
+                        inside.add_default_route6(v6.gateway)?;
+                    }
                 }
             }
             Ok(())
@@ -1846,6 +2175,33 @@ fn host_routes() -> Vec<(Ipv4Addr, u8)> {
         .collect()
 }
 
+/// The host's IPv6 routes other than the default, link-local, multicast and its own
+/// addresses (from /proc/net/ipv6_route), which a new IPv6 network must not overlap.
+fn host_routes6() -> Vec<(Ipv6Addr, u8)> {
+    let Ok(text) = std::fs::read_to_string("/proc/net/ipv6_route") else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let dest = Ipv6Addr::from(u128::from_str_radix(f.first()?, 16).ok()?);
+            let prefix = u8::from_str_radix(f.get(1)?, 16).ok()?;
+            let dev = f.last()?;
+            let special = prefix == 0
+                || prefix == 128
+                || overlaps6(
+                    (dest, prefix),
+                    (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10),
+                )
+                || overlaps6(
+                    (dest, prefix),
+                    (Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8),
+                );
+            (!special && !dev.starts_with("oci")).then_some((dest, prefix))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1924,6 +2280,7 @@ mod tests {
             ip: Ipv4Addr::from(ip),
             prefix: 24,
             gateway: Ipv4Addr::new(10, 0, 0, 1),
+            ipv6: None,
             mac: String::new(),
             ports: Vec::new(),
             pid: 0,

@@ -12,7 +12,7 @@ use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
@@ -21,7 +21,7 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 /// An rtnetlink socket in one network namespace.
@@ -266,6 +266,54 @@ impl Netlink {
         ) {
             Ok(_) | Err(libc::EEXIST) => Ok(()),
             Err(c) => Err(errno(&format!("add address {addr}/{prefix}"), c)),
+        }
+    }
+
+    /// Adds IPv6 address `addr/prefix` to link `index` without duplicate address detection
+    /// (the address is usable at once; the network's allocation keeps it unique), an
+    /// address already there not being an error.
+    pub(crate) fn add_address6(
+        &mut self,
+        index: u32,
+        addr: Ipv6Addr,
+        prefix: u8,
+    ) -> Result<(), NetError> {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet6;
+        m.header.prefix_len = prefix;
+        m.header.index = index;
+        m.attributes
+            .push(AddressAttribute::Address(IpAddr::V6(addr)));
+        m.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        match self.request(
+            RouteNetlinkMessage::NewAddress(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Ok(_) | Err(libc::EEXIST) => Ok(()),
+            Err(c) => Err(errno(&format!("add address {addr}/{prefix}"), c)),
+        }
+    }
+
+    /// Adds the IPv6 default route through `gateway`.
+    pub(crate) fn add_default_route6(&mut self, gateway: Ipv6Addr) -> Result<(), NetError> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet6;
+        m.header.table = libc::RT_TABLE_MAIN;
+        m.header.protocol = RouteProtocol::Boot;
+        m.header.scope = RouteScope::Universe;
+        m.header.kind = RouteType::Unicast;
+        m.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet6(gateway)));
+        match self.request(
+            RouteNetlinkMessage::NewRoute(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Ok(_) | Err(libc::EEXIST) => Ok(()),
+            Err(c) => Err(errno(
+                &format!("add the IPv6 default route via {gateway}"),
+                c,
+            )),
         }
     }
 

@@ -22,6 +22,13 @@
 //!                              iifname BR ip saddr 127.0.0.0/8 drop
 //! ```
 //!
+//! A second table, `ip6 oci`, holds the same chains for IPv6: the isolation rules for every
+//! bridge (a container can send IPv6 to its gateway whether or not its network has IPv6,
+//! and the host forwards it once any network has), and, for the networks with IPv6, their
+//! masquerade and their containers' published ports (on the host's IPv6 addresses; the
+//! host's `::1` cannot be translated out of the loopback). It has no `martians`: nothing
+//! routes `::1`.
+//!
 //! `martians`: every bridge has `route_localnet` (so that the host's loopback reaches the
 //! published ports of its containers), which also lets the kernel accept, from the bridge, a
 //! frame a container crafted for the gateway's MAC with destination 127.0.0.1, and deliver it
@@ -40,7 +47,7 @@ use nftables::schema::{Chain, NfListObject, Rule, Table};
 use nftables::stmt::{JumpTarget, Match, Operator, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use std::borrow::Cow;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Our table's name.
 pub(crate) const TABLE: &str = "oci";
@@ -50,6 +57,8 @@ pub(crate) struct NetRules {
     pub bridge: String,
     pub subnet: Ipv4Addr,
     pub prefix: u8,
+    /// Its IPv6 subnet, when it has one.
+    pub ipv6: Option<(Ipv6Addr, u8)>,
     /// No egress: nothing forwarded to or from another interface, no masquerade.
     pub internal: bool,
 }
@@ -62,6 +71,8 @@ pub(crate) struct PortRule {
     pub host_port: u16,
     pub proto: Proto,
     pub ip: Ipv4Addr,
+    /// The container's IPv6 address, when its network has IPv6.
+    pub ip6: Option<Ipv6Addr>,
     pub port: u16,
 }
 
@@ -82,7 +93,7 @@ fn meta(key: MetaKey) -> Expression<'static> {
     Expression::Named(NamedExpression::Meta(Meta { key }))
 }
 
-fn prefix(addr: Ipv4Addr, len: u8) -> Expression<'static> {
+fn prefix(addr: impl ToString, len: u8) -> Expression<'static> {
     Expression::Named(NamedExpression::Prefix(Prefix {
         addr: Box::new(s(&addr.to_string())),
         len: u32::from(len),
@@ -93,9 +104,13 @@ fn is(left: Expression<'static>, op: Operator, right: Expression<'static>) -> St
     Statement::Match(Match { left, right, op })
 }
 
-fn chain(name: &str, hook: Option<(NfChainType, NfHook, i32)>) -> NfListObject<'static> {
+fn chain(
+    family: NfFamily,
+    name: &str,
+    hook: Option<(NfChainType, NfHook, i32)>,
+) -> NfListObject<'static> {
     let mut c = Chain {
-        family: NfFamily::IP,
+        family,
         table: TABLE.into(),
         name: Cow::Owned(name.to_owned()),
         ..Chain::default()
@@ -109,17 +124,18 @@ fn chain(name: &str, hook: Option<(NfChainType, NfHook, i32)>) -> NfListObject<'
     NfListObject::Chain(c)
 }
 
-fn rule(chain: &str, expr: Vec<Statement<'static>>) -> NfListObject<'static> {
-    commented(chain, expr, None)
+fn rule(family: NfFamily, chain: &str, expr: Vec<Statement<'static>>) -> NfListObject<'static> {
+    commented(family, chain, expr, None)
 }
 
 fn commented(
+    family: NfFamily,
     chain: &str,
     expr: Vec<Statement<'static>>,
     comment: Option<String>,
 ) -> NfListObject<'static> {
     NfListObject::Rule(Rule {
-        family: NfFamily::IP,
+        family,
         table: TABLE.into(),
         chain: Cow::Owned(chain.to_owned()),
         expr: Cow::Owned(expr),
@@ -140,45 +156,63 @@ fn local_daddr() -> Statement<'static> {
     )
 }
 
-/// The batch that replaces our table with one for `nets` and `ports` (none of either: the
-/// table is removed).
+/// The batch that replaces our tables with ones for `nets` and `ports` (none of either:
+/// the tables are removed).
 pub(crate) fn batch(nets: &[NetRules], ports: &[PortRule]) -> Batch<'static> {
+    let mut b = Batch::new();
+    for family in [NfFamily::IP, NfFamily::IP6] {
+        table(&mut b, family, nets, ports);
+    }
+    b
+}
+
+/// The `family` table of `nets` and `ports` into `b`.
+fn table(b: &mut Batch<'static>, family: NfFamily, nets: &[NetRules], ports: &[PortRule]) {
+    let v6 = family == NfFamily::IP6;
+    let ip = if v6 { "ip6" } else { "ip" };
     let table = || {
         NfListObject::Table(Table {
-            family: NfFamily::IP,
+            family,
             name: TABLE.into(),
             handle: None,
         })
     };
-    let mut b = Batch::new();
     // Adding an existing table is a no-op, so the delete never fails: one transaction.
     b.add(table());
     b.delete(table());
     if nets.is_empty() && ports.is_empty() {
-        return b;
+        return;
     }
+    let rule = |chain: &str, expr| rule(family, chain, expr);
     b.add(table());
-    b.add(chain("ports", None));
+    b.add(chain(family, "ports", None));
     b.add(chain(
+        family,
         "prerouting",
         Some((NfChainType::NAT, NfHook::Prerouting, -100)),
     ));
     b.add(chain(
+        family,
         "output",
         Some((NfChainType::NAT, NfHook::Output, -100)),
     ));
     b.add(chain(
+        family,
         "postrouting",
         Some((NfChainType::NAT, NfHook::Postrouting, 100)),
     ));
     b.add(chain(
+        family,
         "forward",
         Some((NfChainType::Filter, NfHook::Forward, 0)),
     ));
-    b.add(chain(
-        "martians",
-        Some((NfChainType::Filter, NfHook::Prerouting, -300)),
-    ));
+    if !v6 {
+        b.add(chain(
+            family,
+            "martians",
+            Some((NfChainType::Filter, NfHook::Prerouting, -300)),
+        ));
+    }
     for c in ["prerouting", "output"] {
         b.add(rule(
             c,
@@ -191,9 +225,15 @@ pub(crate) fn batch(nets: &[NetRules], ports: &[PortRule]) -> Batch<'static> {
         ));
     }
     for p in ports {
+        let to = match (v6, p.ip6) {
+            (false, _) => p.ip.to_string(),
+            // On the host's IPv6 addresses: a port published on an IPv4 one is not.
+            (true, Some(a)) if p.host_ip.is_none() => a.to_string(),
+            (true, _) => continue,
+        };
         let mut e = Vec::new();
         if let Some(h) = p.host_ip {
-            e.push(is(field("ip", "daddr"), Operator::EQ, s(&h.to_string())));
+            e.push(is(field(ip, "daddr"), Operator::EQ, s(&h.to_string())));
         }
         e.push(is(
             field(p.proto.name(), "dport"),
@@ -201,12 +241,12 @@ pub(crate) fn batch(nets: &[NetRules], ports: &[PortRule]) -> Batch<'static> {
             Expression::Number(u32::from(p.host_port)),
         ));
         e.push(Statement::DNAT(Some(NAT {
-            addr: Some(s(&p.ip.to_string())),
+            addr: Some(s(&to)),
             family: None,
             port: Some(Expression::Number(u32::from(p.port))),
             flags: None,
         })));
-        b.add(commented("ports", e, Some(p.owner.clone())));
+        b.add(commented(family, "ports", e, Some(p.owner.clone())));
     }
     for n in nets {
         if n.internal {
@@ -223,8 +263,10 @@ pub(crate) fn batch(nets: &[NetRules], ports: &[PortRule]) -> Batch<'static> {
                     ],
                 ));
             }
-        } else {
-            egress(&mut b, n);
+        } else if !v6 {
+            egress(b, family, (n.subnet.to_string(), n.prefix), &n.bridge);
+        } else if let Some((a, len)) = n.ipv6 {
+            egress(b, family, (a.to_string(), len), &n.bridge);
         }
         b.add(rule(
             "forward",
@@ -235,6 +277,9 @@ pub(crate) fn batch(nets: &[NetRules], ports: &[PortRule]) -> Batch<'static> {
                 Statement::Drop(None),
             ],
         ));
+        if v6 {
+            continue;
+        }
         for end in ["daddr", "saddr"] {
             b.add(rule(
                 "martians",
@@ -250,37 +295,43 @@ pub(crate) fn batch(nets: &[NetRules], ports: &[PortRule]) -> Batch<'static> {
             ));
         }
     }
-    b
 }
 
-/// A network's egress: masquerade out of its subnet, from the host's loopback to its
-/// published ports, and hairpin (a container reaching a port published by its network).
-fn egress(b: &mut Batch<'static>, n: &NetRules) {
-    let net = || prefix(n.subnet, n.prefix);
+/// A network's egress in `family`'s table: masquerade out of its subnet `(address,
+/// prefix)`, from the host's loopback to its published ports (IPv4), and hairpin (a
+/// container reaching a port published by its network).
+fn egress(b: &mut Batch<'static>, family: NfFamily, subnet: (String, u8), bridge: &str) {
+    let ip = if family == NfFamily::IP6 { "ip6" } else { "ip" };
+    let net = || prefix(&subnet.0, subnet.1);
     b.add(rule(
+        family,
         "postrouting",
         vec![
-            is(field("ip", "saddr"), Operator::EQ, net()),
-            is(field("ip", "daddr"), Operator::NEQ, net()),
+            is(field(ip, "saddr"), Operator::EQ, net()),
+            is(field(ip, "daddr"), Operator::NEQ, net()),
             Statement::Masquerade(None),
         ],
     ));
+    if family == NfFamily::IP {
+        b.add(rule(
+            family,
+            "postrouting",
+            vec![
+                is(meta(MetaKey::Oifname), Operator::EQ, s(bridge)),
+                is(
+                    field("ip", "saddr"),
+                    Operator::EQ,
+                    prefix(Ipv4Addr::new(127, 0, 0, 0), 8),
+                ),
+                Statement::Masquerade(None),
+            ],
+        ));
+    }
     b.add(rule(
+        family,
         "postrouting",
         vec![
-            is(meta(MetaKey::Oifname), Operator::EQ, s(&n.bridge)),
-            is(
-                field("ip", "saddr"),
-                Operator::EQ,
-                prefix(Ipv4Addr::new(127, 0, 0, 0), 8),
-            ),
-            Statement::Masquerade(None),
-        ],
-    ));
-    b.add(rule(
-        "postrouting",
-        vec![
-            is(meta(MetaKey::Oifname), Operator::EQ, s(&n.bridge)),
+            is(meta(MetaKey::Oifname), Operator::EQ, s(bridge)),
             is(
                 Expression::Named(NamedExpression::CT(CT {
                     key: "status".into(),
@@ -290,7 +341,7 @@ fn egress(b: &mut Batch<'static>, n: &NetRules) {
                 Operator::IN,
                 s("dnat"),
             ),
-            is(field("ip", "saddr"), Operator::EQ, net()),
+            is(field(ip, "saddr"), Operator::EQ, net()),
             Statement::Masquerade(None),
         ],
     ));

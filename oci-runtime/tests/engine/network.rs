@@ -68,6 +68,10 @@ pub const TESTS: &[Test] = &[
         "a_second_network_store_cannot_erase_the_hosts_rules",
         a_second_network_store_cannot_erase_the_hosts_rules,
     ),
+    (
+        "ipv6_networks_give_addresses_names_egress_ports_and_keep_isolation",
+        ipv6_networks_give_addresses_names_egress_ports_and_keep_isolation,
+    ),
 ];
 
 /// True when these tests can run: nft and ip (iproute2, used only by the tests to make
@@ -971,7 +975,7 @@ fn static_addresses_are_given_checked_and_kept_across_restarts(f: &Fixture) {
     store.start("s1", false).unwrap();
     assert_eq!(ip_of(&store, "s1"), "10.232.7.50");
     store
-        .connect_with(&other, "s1", &[], Some("10.232.8.77".parse().unwrap()))
+        .connect_with(&other, "s1", &[], &["10.232.8.77".parse().unwrap()])
         .unwrap();
     assert_eq!(
         exec(&store, "s1", "ip -o addr | grep -q 'inet 10.232.8.77/24'"),
@@ -1119,4 +1123,181 @@ fn an_internal_network_reaches_its_members_and_nothing_else(f: &Fixture) {
         ),
         Err(NetError::Invalid { .. })
     ));
+}
+
+/// docker's `--ipv6` networks: each container gets an IPv6 address (the one asked for, or
+/// the next free one), its name resolves to it, the IPv6 default route goes out through the
+/// host (masqueraded) to a namespace standing for the internet, a published port answers on
+/// the host's IPv6 address, and a container of an IPv4-only network that routes IPv6 through
+/// its own bridge still cannot reach the IPv6 network (the host forwards IPv6 once a
+/// network has it: the isolation rules hold for IPv6 too).
+fn ipv6_networks_give_addresses_names_egress_ports_and_keep_isolation(f: &Fixture) {
+    if !can_run() {
+        return;
+    }
+    if !Path::new("/proc/sys/net/ipv6").exists() {
+        eprintln!("skipping: the kernel has no IPv6");
+        return;
+    }
+    let store = Containers::open(&f.data()).unwrap();
+    let nets = store.networks();
+    let pid = std::process::id();
+    let (six, four) = (format!("six{pid}"), format!("four{pid}"));
+    let mut made = MadeNetworks(Vec::new());
+    let _ = nets.remove(&six);
+    let mut opts = oci_rs_runtime::NetworkOptions {
+        ipv6: true,
+        ..Default::default()
+    };
+    let sub = format!("fd71:{:x}::/64", pid % 0xffff);
+    opts.set_pools(std::slice::from_ref(&sub), &[]).unwrap();
+    let net6 = nets.create_with(&six, &opts).unwrap();
+    made.0.push(six.clone());
+    made.create(&nets, &four, None);
+    let v6 = net6.ipv6.unwrap();
+    assert_eq!(v6.cidr(), sub);
+    let doc = nets.inspect(&six).unwrap();
+    assert_eq!(doc["EnableIPv6"], true, "{doc}");
+    assert_eq!(doc["IPAM"]["Config"].as_array().unwrap().len(), 2, "{doc}");
+    // An IPv6 subnet without IPv6, and one overlapping another network's, are refused.
+    let mut plain = oci_rs_runtime::NetworkOptions::default();
+    plain.set_pools(&["fd72::/64".into()], &[]).unwrap();
+    assert!(nets.create_with(&format!("x{pid}"), &plain).is_err());
+    let mut again = oci_rs_runtime::NetworkOptions {
+        ipv6: true,
+        ..Default::default()
+    };
+    again.set_pools(std::slice::from_ref(&sub), &[]).unwrap();
+    assert!(matches!(
+        nets.create_with(&format!("y{pid}"), &again),
+        Err(NetError::Overlap { .. })
+    ));
+    // A namespace standing for the internet, reached over IPv6 through the host.
+    let inet = TestNs::new("s6", "203.0.115");
+    let outside = format!("fd73:{:x}::", pid % 0xffff);
+    sh_ok(&format!(
+        "ip addr add {outside}1/64 dev {} nodad && ip -n {} addr add {outside}2/64 dev eth0 nodad \
+         && ip -n {} route add default via {outside}1",
+        inet.host_if, inet.name, inet.name
+    ));
+    let www = f.dir.path().join("www6");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "outside6\n").unwrap();
+    let mut server = inet
+        .exec(&format!(
+            "exec /bin/busybox httpd -f -p [{outside}2]:8000 -h {}",
+            www.display()
+        ))
+        .spawn()
+        .unwrap();
+    let port = free_port();
+    let on = |name: &str, net: &str, script: &str, edit: &dyn Fn(&mut RunRequest)| {
+        let mut req = detached(Some(name), script);
+        store.set_network(&mut req, Some(net)).unwrap();
+        edit(&mut req);
+        f.run(&store, req).unwrap();
+    };
+    let asked: std::net::Ipv6Addr = format!("fd71:{:x}::77", pid % 0xffff).parse().unwrap();
+    on(
+        "s6a",
+        &six,
+        "mkdir -p /tmp/w && echo six > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w",
+        &|r| r.publish = parse_publish(&format!("{port}:80")).unwrap(),
+    );
+    on("s6b", &six, "exec sleep 60", &|r| {
+        r.addresses6.insert(six.clone(), asked);
+    });
+    on("s4", &four, "exec sleep 60", &|r| {
+        r.opts.cap_add = vec!["NET_ADMIN".into()];
+    });
+    let doc = serde_json::to_value(store.inspect("s6b").unwrap()).unwrap();
+    let ep = &doc["NetworkSettings"]["Networks"][&six];
+    assert_eq!(ep["GlobalIPv6Address"], asked.to_string(), "{ep}");
+    assert_eq!(ep["IPv6Gateway"], v6.gateway.to_string(), "{ep}");
+    assert_eq!(ep["IPAMConfig"]["IPv6Address"], asked.to_string(), "{ep}");
+    let a = serde_json::to_value(store.inspect("s6a").unwrap()).unwrap();
+    let a6 = a["NetworkSettings"]["GlobalIPv6Address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        v6.cidr().starts_with(&a6[..a6.len() - 1]),
+        "{a6} in {}",
+        v6.cidr()
+    );
+    // By address and by name, over IPv6.
+    assert_eq!(
+        exec(&store, "s6b", &format!("ping -6 -c 1 -W 2 {a6} >/dev/null")),
+        0
+    );
+    assert_eq!(exec(&store, "s6b", "ping -6 -c 1 -W 2 s6a >/dev/null"), 0);
+    assert_eq!(exec(&store, "s6b", "ip -6 route | grep -q default"), 0);
+    // Out through the host.
+    let reach = format!(
+        "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {outside}2 8000 | grep -q outside6"
+    );
+    let reached = (0..10).any(|_| {
+        let ok = exec(&store, "s6b", &reach) == 0;
+        if !ok {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        ok
+    });
+    assert!(
+        reached,
+        "out over IPv6: {}",
+        sh_ok("nft list table ip6 oci")
+    );
+    // The published port on the host's IPv6 address, from the other namespace (the server
+    // may still be starting).
+    let get = format!(
+        "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 2 {outside}1 {port}"
+    );
+    let mut last = None;
+    let served = (0..20).any(|_| {
+        let got = inet.exec(&get).output().unwrap();
+        let ok = String::from_utf8_lossy(&got.stdout).contains("six");
+        if !ok {
+            last = Some(got);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        ok
+    });
+    assert!(served, "the published port over IPv6: {last:?}");
+    // A container of the IPv4-only network routes IPv6 through its bridge: not forwarded.
+    let bridge = nets.get(&four).unwrap().bridge;
+    let ll = sh_ok(&format!("ip -6 -o addr show dev {bridge} scope link"));
+    let ll = ll
+        .split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_default()
+        .to_owned();
+    if ll.is_empty() {
+        eprintln!("skipping the isolation part: {bridge} has no link-local IPv6 address");
+    } else {
+        // A global source address of its own, and the host's route back to it, so that
+        // only the isolation rules stand between the two.
+        let src = format!("fd74:{:x}::5", pid % 0xffff);
+        let routed = format!(
+            "ip -6 addr add {src}/64 dev eth0 && ip -6 route add default via {ll} dev eth0 \
+             && n=0; while ip -6 addr show dev eth0 | grep -q tentative && test $n -lt 50; \
+             do sleep 0.1; n=$((n+1)); done"
+        );
+        assert_eq!(exec(&store, "s4", &routed), 0);
+        sh_ok(&format!("ip -6 route add {src}/128 dev {bridge}"));
+        let reached = exec(
+            &store,
+            "s4",
+            &format!("ping -6 -c 1 -W 2 {asked} >/dev/null 2>&1"),
+        );
+        sh(&format!("ip -6 route del {src}/128 dev {bridge}"));
+        assert_ne!(reached, 0, "an IPv4-only network reached the IPv6 one");
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    finish(&store);
+    let rules = sh_ok("nft list ruleset");
+    assert!(!rules.contains(&a6), "{rules}");
 }

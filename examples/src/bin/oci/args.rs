@@ -687,12 +687,17 @@ pub(crate) enum ImageVerb {
 pub(crate) enum NetworkVerb {
     /// Create a bridge network.
     Create {
-        /// Its subnet (default: the first free 10.89.N.0/24).
+        /// Its subnet (default: the first free 10.89.N.0/24); again for the IPv6 one.
         #[arg(long)]
-        subnet: Option<String>,
-        /// The bridge's address, the containers' gateway (default: the subnet's first).
+        subnet: Vec<String>,
+        /// The bridge's address, the containers' gateway (default: the subnet's first);
+        /// again for IPv6.
         #[arg(long)]
-        gateway: Option<std::net::Ipv4Addr>,
+        gateway: Vec<String>,
+        /// IPv6 too: containers get an address in the IPv6 subnet (default: a random
+        /// unique local /64) and the IPv6 default route.
+        #[arg(long)]
+        ipv6: bool,
         /// No way out: nothing forwarded to or from other interfaces, no default route.
         #[arg(long)]
         internal: bool,
@@ -753,6 +758,9 @@ pub(crate) enum NetworkVerb {
         /// Its IPv4 address on this network.
         #[arg(long)]
         ip: Option<std::net::Ipv4Addr>,
+        /// Its IPv6 address on this network (one with IPv6).
+        #[arg(long)]
+        ip6: Option<std::net::Ipv6Addr>,
         /// The network.
         network: String,
         /// The container.
@@ -831,6 +839,9 @@ pub(crate) struct RunArgs {
     /// Its IPv4 address on its (user-defined) network.
     #[arg(long)]
     pub(crate) ip: Option<std::net::Ipv4Addr>,
+    /// Its IPv6 address on the first network (one with IPv6, `--network`).
+    #[arg(long)]
+    pub(crate) ip6: Option<std::net::Ipv6Addr>,
     /// `host`: the host's UTS namespace (its hostname).
     #[arg(long, value_parser = ["host"])]
     pub(crate) uts: Option<String>,

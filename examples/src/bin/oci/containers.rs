@@ -37,6 +37,7 @@ fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> 
         NetworkVerb::Create {
             subnet,
             gateway,
+            ipv6,
             internal,
             driver,
             label,
@@ -45,19 +46,17 @@ fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> 
             if driver != "bridge" {
                 anyhow::bail!("unsupported network driver {driver:?} (bridge)");
             }
-            let opts = oci_rs_runtime::NetworkOptions {
-                subnet: subnet
-                    .as_deref()
-                    .map(oci_rs_runtime::parse_subnet)
-                    .transpose()?,
-                gateway,
+            let mut opts = oci_rs_runtime::NetworkOptions {
                 labels: label
                     .iter()
                     .map(|l| l.split_once('=').unwrap_or((l, "")))
                     .map(|(k, v)| (k.to_owned(), v.to_owned()))
                     .collect(),
                 internal,
+                ipv6,
+                ..Default::default()
             };
+            opts.set_pools(&subnet, &gateway)?;
             writeln!(out, "{}", store.create_network(&name, &opts)?.id)?;
         }
         NetworkVerb::Prune { filter, force: _ } => {
@@ -109,9 +108,15 @@ fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> 
         NetworkVerb::Connect {
             alias,
             ip,
+            ip6,
             network,
             container,
-        } => store.connect_with(&network, &container, &alias, ip)?,
+        } => {
+            let addresses: Vec<std::net::IpAddr> = (ip.map(Into::into).into_iter())
+                .chain(ip6.map(Into::into))
+                .collect();
+            store.connect_with(&network, &container, &alias, &addresses)?
+        }
         NetworkVerb::Disconnect { network, container } => store.disconnect(&network, &container)?,
     }
     Ok(0)

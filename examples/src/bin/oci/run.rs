@@ -160,6 +160,13 @@ pub(crate) async fn run_container(
             .map_or(oci_rs_runtime::DEFAULT_NETWORK, |n| n);
         req.addresses.insert(net.to_owned(), ip);
     }
+    if let Some(ip) = a.ip6 {
+        let net = req
+            .networks
+            .first()
+            .map_or(oci_rs_runtime::DEFAULT_NETWORK, |n| n);
+        req.addresses6.insert(net.to_owned(), ip);
+    }
     // docker's: made before the container, refused when it exists, removed if the run fails.
     let cidfile = match &a.cidfile {
         Some(path) => Some((
