@@ -212,6 +212,67 @@ fn an_init_of_the_hosts_as_pid_1() {
     assert_eq!(s.ok(&["ps", "-aq"]).lines().count(), 1, "only ini was made");
 }
 
+/// Verbs with nothing to do answer as docker's: `stop` of a container never started
+/// returns at once, `start` of a running one prints its name, `rm -f` of a missing one is
+/// quiet and succeeds, `attach` to a stopped one says so in docker's words; and `events`
+/// templates see docker's field names, `--since` takes a date.
+#[test]
+fn verbs_with_nothing_to_do_answer_as_docker_s() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    s.ok(&["create", "--name", "made", "bb:1", "sleep", "60"]);
+    let started = std::time::Instant::now();
+    assert_eq!(s.ok(&["stop", "made"]), "made\n");
+    // A hang, not a speed: the wait for a monitor that was never there took 30 s.
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(s.ok(&["start", "made"]), "made\n");
+    assert_eq!(s.ok(&["start", "made"]), "made\n", "a running container");
+    let o = s.oci(&["rm", "-f", "nosuch"]);
+    assert!(o.status.success() && o.stdout.is_empty(), "{o:?}");
+    let o = s.oci(&["rm", "nosuch"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("No such container: nosuch"));
+    s.ok(&["stop", "-t", "1", "made"]);
+    let o = s.oci(&["attach", "made"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("You cannot attach to a stopped container, start it first"),
+        "{o:?}"
+    );
+    let id = s.field("made", "{{.Id}}");
+    let today = s.ok(&[
+        "events",
+        "--since",
+        &today(),
+        "--until",
+        "0s",
+        "--filter",
+        "event=stop",
+        "--format",
+        "{{.Type}} {{.Status}} {{.ID}} {{.Scope}} {{.Time}}",
+    ]);
+    let line = today.lines().last().unwrap_or_default().to_owned();
+    let words: Vec<&str> = line.split(' ').collect();
+    assert_eq!(
+        words.get(..4),
+        Some(&["container", "stop", id.as_str(), "local"][..]),
+        "{today}"
+    );
+    assert!(words[4].parse::<u64>().is_ok(), "{line}");
+}
+
+/// Today's date, `2006-01-02`, in UTC.
+fn today() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    oci_rs_image::rfc3339(secs * 1_000_000_000)[..10].to_owned()
+}
+
 /// docker's defaults: HOME from the user's passwd entry (`/root` without one), TERM for
 /// `exec -t`, a missing `-w` directory made, a flag given twice taking its last value, and
 /// two mounts on one path refused.

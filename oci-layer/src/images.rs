@@ -1262,7 +1262,9 @@ impl ImageStore {
     /// `<none>`, found by its id, removed by `rmi ID` or `image prune`. docker's image of a
     /// build, commit or import without a name.
     pub async fn keep_untagged(&self, desc: &Descriptor) -> Result<()> {
-        let desc = desc.clone();
+        // Without a name's annotations: a named entry's descriptor would name it again.
+        let mut desc = desc.clone();
+        desc.set_annotations(None);
         self.layout
             .update_index(move |index| {
                 let mut entries = index.manifests().clone();
@@ -1357,7 +1359,8 @@ impl ImageStore {
 
     /// `rmi [-f] NAME...`: untags, then removes what no name reaches any more. The last name
     /// of an image that a container was made from is refused (as docker does) unless `force`,
-    /// which untags it; one of several names is untagged whoever uses the image. Content
+    /// which untags it and keeps the image untagged; one of several names is untagged
+    /// whoever uses the image. Content
     /// stays as long as a container needs it (commit and export read it).
     /// An image named by its id (or a prefix) loses every name it has; with more than one,
     /// only with `force`, as docker's. Returns the names untagged and the bytes freed.
@@ -1386,24 +1389,29 @@ impl ImageStore {
             // whoever uses the image; its last name (or its id) is refused while a container
             // was made from it.
             let last_name = found.by_id || found.names.len() <= 1;
-            if !force && last_name {
+            let mut in_use = None;
+            if last_name {
                 let top = self.manifest(desc.digest()).await?;
                 let host = self.for_host(top).await?.digest().to_string();
                 let named = desc.digest().to_string();
-                if let Some(c) = containers
+                in_use = containers
                     .iter()
-                    .find(|c| c.image == host || c.image == named)
-                {
-                    return Err(Error::ImageInUse {
-                        image: r.as_ref().map_or_else(|| name.clone(), |r| r.familiar()),
-                        container: c.id.clone(),
-                    });
-                }
+                    .find(|c| c.image == host || c.image == named);
+            }
+            if let (Some(c), false) = (in_use, force) {
+                return Err(Error::ImageInUse {
+                    image: r.as_ref().map_or_else(|| name.clone(), |r| r.familiar()),
+                    container: c.id.clone(),
+                });
             }
             for n in store_names {
                 untagged.push(self.untag(n).await?);
             }
-            self.forget_untagged(desc.digest()).await?;
+            // Forced off a container's image, the image stays, untagged (docker's `<none>`).
+            match in_use {
+                Some(_) => self.keep_untagged(&desc).await?,
+                None => self.forget_untagged(desc.digest()).await?,
+            }
         }
         Ok((untagged, self.gc_keeping_containers(&containers).await?))
     }

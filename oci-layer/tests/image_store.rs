@@ -538,7 +538,14 @@ async fn rmi_and_prune_keep_what_a_container_was_made_from_and_commit_reads_it()
     let removed = store.prune(true).await.unwrap();
     assert!(removed.untagged.is_empty(), "{removed:?}");
     store.remove(&["app:1".to_owned()], true).await.unwrap();
-    assert!(store.list().await.unwrap().is_empty());
+    // docker's: the image stays, untagged, found by its id.
+    let rows = store.list().await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].repository.as_str(), rows[0].tag.as_str()),
+        ("<none>", "<none>")
+    );
+    store.find(&rows[0].id).await.unwrap();
     let how = CommitOptions {
         message: Some("a message".into()),
         changes: vec!["CMD [\"cat\", \"/made-here\"]".into()],

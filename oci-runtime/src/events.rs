@@ -71,6 +71,22 @@ impl Event {
         v
     }
 
+    /// What `events --format` templates see: [`docker_json`](Self::docker_json) with the
+    /// field names of docker's Go type too (`.Status`, `.ID`, `.From`, `.Scope`, `.Time`,
+    /// `.TimeNano`), as docker's CLI renders its templates from that type.
+    pub fn template_fields(&self) -> serde_json::Value {
+        let mut v = self.docker_json();
+        let text = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
+        let (status, id, from) = (text("status"), text("id"), text("from"));
+        v["Status"] = status.into();
+        v["ID"] = id.into();
+        v["From"] = from.into();
+        v["Scope"] = "local".into();
+        v["Time"] = (self.time_nano / 1_000_000_000).into();
+        v["TimeNano"] = self.time_nano.into();
+        v
+    }
+
     /// docker's line of the event: `TIME TYPE ACTION ID (KEY=VALUE, ...)`, with what the
     /// event carries made printable (a label's value may hold anything).
     pub fn docker_line(&self) -> String {

@@ -89,20 +89,57 @@ impl LogLimits {
     }
 }
 
-/// A `--since`/`--until` value: RFC 3339, Unix seconds, or a duration before now (`10m`,
-/// `1h30m`, `45s`); nanoseconds since the epoch.
+/// A `--since`/`--until` value as docker reads one: RFC 3339, its shorter forms without a
+/// zone (`2006-01-02`, `2006-01-02T15`, `2006-01-02T15:04`, `2006-01-02T15:04:05[.999]`,
+/// taken as UTC), a date with a zone (`2006-01-02+01:00`), Unix seconds (with a fraction),
+/// or a duration before now (`10m`, `1h30m`, `45s`); nanoseconds since the epoch.
+///
+/// ```
+/// let t = oci_rs_runtime::parse_log_time("2026-12-07").unwrap();
+/// assert_eq!(t, oci_rs_runtime::parse_log_time("2026-12-07T00:00:00Z").unwrap());
+/// assert_eq!(oci_rs_runtime::parse_log_time("1.5").unwrap(), 1_500_000_000);
+/// ```
 pub fn parse_log_time(s: &str) -> Result<u64> {
     if let Some(t) = crate::parse_rfc3339(s) {
         return Ok(t);
     }
+    // docker's zoneless and date-only layouts, completed to RFC 3339.
+    let date_like =
+        s.len() >= 10 && s.as_bytes().get(4) == Some(&b'-') && s.as_bytes().get(7) == Some(&b'-');
+    if date_like {
+        let (date, rest) = s.split_at(10);
+        let full = match rest.len() {
+            0 => Some(format!("{date}T00:00:00Z")),
+            6 if rest.starts_with(['+', '-']) => Some(format!("{date}T00:00:00{rest}")),
+            1 if rest == "Z" => Some(format!("{date}T00:00:00Z")),
+            3 => Some(format!("{s}:00:00Z")),
+            6 => Some(format!("{s}:00Z")),
+            _ if rest.len() >= 9 => Some(format!("{s}Z")),
+            _ => None,
+        };
+        if let Some(t) = full.as_deref().and_then(crate::parse_rfc3339) {
+            return Ok(t);
+        }
+    }
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(secs.saturating_mul(1_000_000_000));
+    }
+    if let Some((whole, frac)) = s.split_once('.') {
+        let digits = frac.len().min(9);
+        if let (Ok(w), Ok(f), true) = (
+            whole.parse::<u64>(),
+            frac[..digits].parse::<u64>(),
+            !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit()),
+        ) {
+            let f = f * 10u64.pow(9 - digits as u32);
+            return Ok(w.saturating_mul(1_000_000_000).saturating_add(f));
+        }
     }
     let bad = || {
         invalid(
             "time",
             s,
-            "RFC 3339, Unix seconds, or a duration such as 1h30m",
+            "RFC 3339 (or 2006-01-02, 2006-01-02T15:04:05), Unix seconds, or a duration such as 1h30m",
         )
     };
     let mut total: u64 = 0;

@@ -5,7 +5,9 @@ use crate::args::*;
 use crate::print_docs;
 use anyhow::Result;
 use oci_rs_runtime::format::{self, Format};
-use oci_rs_runtime::{ContainerFilter, Containers, ExecRequest, Volumes};
+use oci_rs_runtime::{
+    ContainerFilter, Containers, EngineError, ExecRequest, MonitorState, Volumes,
+};
 use std::io::Write;
 use std::path::Path;
 
@@ -20,6 +22,8 @@ fn each(
     let mut code = 0;
     for n in names {
         match f(&n) {
+            // Nothing to say (`rm -f` of a container that is not there).
+            Ok(done) if done.is_empty() => {}
             Ok(done) => writeln!(out, "{done}")?,
             Err(e) => {
                 out.flush()?;
@@ -169,7 +173,9 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             let print = |e: &oci_rs_runtime::Event| {
                 let line = match &format {
                     None => e.docker_line(),
-                    Some(f) => f.render(&e.docker_json()).map_err(std::io::Error::other)?,
+                    Some(f) => f
+                        .render(&e.template_fields())
+                        .map_err(std::io::Error::other)?,
                 };
                 writeln!(out, "{line}")?;
                 out.flush()
@@ -247,7 +253,12 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                 anyhow::bail!("you cannot start and attach multiple containers at once");
             }
             for c in containers {
-                let m = store.start(&c, attach)?;
+                // docker's: a running container is left as it is (attached to with -a).
+                let v = store.view(&c)?;
+                let m = match v.status.state {
+                    MonitorState::Running | MonitorState::Restarting => store.monitor(&c)?,
+                    _ => store.start(&c, attach)?,
+                };
                 if attach {
                     drop(out);
                     let tty = store.view(&c)?.config.run.terminal;
@@ -275,6 +286,17 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             container,
         } => {
             let v = store.view(&container)?;
+            if v.paused {
+                anyhow::bail!("You cannot attach to a paused container, unpause it first");
+            }
+            let waiting = v.status.state == MonitorState::Created && v.status.monitor_alive;
+            if !matches!(
+                v.status.state,
+                MonitorState::Running | MonitorState::Restarting
+            ) && !waiting
+            {
+                anyhow::bail!("You cannot attach to a stopped container, start it first");
+            }
             let m = store.monitor(&container)?;
             drop(out);
             let tty = v.config.run.terminal;
@@ -369,11 +391,16 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             containers,
         } => {
             return each(containers, &mut out, |c| {
-                match volumes {
-                    true => store.remove_with_volumes(c, force)?,
-                    false => store.remove(c, force)?,
+                let removed = match volumes {
+                    true => store.remove_with_volumes(c, force),
+                    false => store.remove(c, force),
+                };
+                match removed {
+                    Ok(_) => Ok(c.to_owned()),
+                    // docker's CLI: with -f, a container that is not there is no error.
+                    Err(EngineError::NoSuchContainer(_)) if force => Ok(String::new()),
+                    Err(e) => Err(e.into()),
                 }
-                Ok(c.to_owned())
             });
         }
         Verb::Volume { verb } => return volume_verb(&store, dir, verb, out),
