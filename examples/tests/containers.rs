@@ -262,6 +262,18 @@ fn verbs_with_nothing_to_do_answer_as_docker_s() {
         "{today}"
     );
     assert!(words[4].parse::<u64>().is_ok(), "{line}");
+    // docker's prune report: a heading, what went, the space freed.
+    let out = s.ok(&["container", "prune", "-f"]);
+    assert!(
+        out.starts_with(&format!(
+            "Deleted Containers:\n{id}\n\nTotal reclaimed space: "
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        s.ok(&["volume", "prune", "-f"]),
+        "Total reclaimed space: 0B\n"
+    );
 }
 
 /// Today's date, `2006-01-02`, in UTC.

@@ -386,9 +386,9 @@ pub use engine::{
     parse_container_path, parse_link, parse_mount_arg, parse_volume_arg, random_hex,
     ContainerConfig, ContainerFilter, ContainerInspect, ContainerStats, ContainerView, Containers,
     CopyIn, DiskUsage, EngineError, EngineResult, ExecRequest, ExecSession, InspectState,
-    InterfaceStats, MountArg, ProcessRow, ProcessTable, PruneFilter, RunImage, RunRequest,
-    StatsRow, SystemPruneOptions, SystemPruneReport, UsageLine, VolumeFilter, VolumeInfo, Volumes,
-    ANONYMOUS_VOLUME_LABEL, PORTS_DISCARDED, PS_EF_TITLES,
+    InterfaceStats, MountArg, ProcessRow, ProcessTable, PruneFilter, PruneReport, RunImage,
+    RunRequest, StatsRow, SystemPruneOptions, SystemPruneReport, UsageLine, VolumeFilter,
+    VolumeInfo, Volumes, ANONYMOUS_VOLUME_LABEL, PORTS_DISCARDED, PS_EF_TITLES,
 };
 pub use error::{chain, Error, Result};
 pub use events::{Event, EventFilter, EventSink, Follower, Journal, JOURNAL_MAX};

@@ -534,7 +534,7 @@ impl EngineApi {
         let gone = blocking(move || Ok(api.containers.prune_filtered(&filter)?)).await?;
         Ok(json(
             StatusCode::OK,
-            &serde_json::json!({ "ContainersDeleted": gone, "SpaceReclaimed": 0 }),
+            &serde_json::json!({ "ContainersDeleted": gone.deleted, "SpaceReclaimed": gone.space_reclaimed }),
         ))
     }
 

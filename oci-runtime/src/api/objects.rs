@@ -215,7 +215,7 @@ impl EngineApi {
             blocking(move || api.containers.prune_volumes(&filter).map_err(volume_fail)).await?;
         Ok(json(
             StatusCode::OK,
-            &serde_json::json!({ "VolumesDeleted": gone, "SpaceReclaimed": 0 }),
+            &serde_json::json!({ "VolumesDeleted": gone.deleted, "SpaceReclaimed": gone.space_reclaimed }),
         ))
     }
 

@@ -3127,10 +3127,10 @@ impl Containers {
 
     /// Removes the volumes no container uses that pass `filter`: anonymous ones only, as
     /// docker 23's prune, unless the filter has `all=true`. Their names.
-    pub fn prune_volumes(&self, filter: &VolumeFilter) -> EngineResult<Vec<String>> {
+    pub fn prune_volumes(&self, filter: &VolumeFilter) -> EngineResult<super::PruneReport> {
         let vols = Volumes::open(&self.data)?;
         let used = self.used_volumes();
-        let mut gone = Vec::new();
+        let mut gone = super::PruneReport::default();
         for v in vols.list()? {
             let anonymous = v.labels.contains_key(ANONYMOUS_VOLUME_LABEL);
             if used.contains(&v.name) || !(filter.all() || anonymous) || !filter.matches(&v, false)
@@ -3138,8 +3138,12 @@ impl Containers {
                 continue;
             }
             // A container made since the list: kept, as a volume in use.
+            let size = vols.reclaimable(&v.name);
             match vols.remove(&v.name, &self.volume_users(&v.name)) {
-                Ok(()) => gone.push(v.name),
+                Ok(()) => {
+                    gone.deleted.push(v.name);
+                    gone.space_reclaimed += size;
+                }
                 Err(EngineError::VolumeInUse { .. } | EngineError::NoSuchVolume(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -3156,21 +3160,23 @@ impl Containers {
             .collect()
     }
 
-    /// Removes every exited container; their ids.
-    pub fn prune(&self) -> EngineResult<Vec<String>> {
+    /// Removes every exited container: their ids and the bytes they wrote.
+    pub fn prune(&self) -> EngineResult<super::PruneReport> {
         self.prune_filtered(&PruneFilter::default())
     }
 
     /// Removes every exited container that passes `filter` (docker's `container prune
-    /// --filter until=|label=|label!=`); their ids.
-    pub fn prune_filtered(&self, filter: &PruneFilter) -> EngineResult<Vec<String>> {
-        let mut gone = Vec::new();
+    /// --filter until=|label=|label!=`): their ids and the bytes they wrote.
+    pub fn prune_filtered(&self, filter: &PruneFilter) -> EngineResult<super::PruneReport> {
+        let mut gone = super::PruneReport::default();
         for v in self.list()? {
             if v.status.state == MonitorState::Exited
                 && filter.matches(&v.config.labels, v.config.created)
             {
+                let size = self.written_size(&v.config.id);
                 self.remove(&v.config.id, false)?;
-                gone.push(v.config.id);
+                gone.deleted.push(v.config.id);
+                gone.space_reclaimed += size;
             }
         }
         Ok(gone)

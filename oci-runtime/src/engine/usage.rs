@@ -172,15 +172,24 @@ pub struct SystemPruneOptions {
     pub filter: PruneFilter,
 }
 
+/// What a prune of containers or volumes removed, as docker reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PruneReport {
+    /// The ids (containers) or names (volumes) removed.
+    pub deleted: Vec<String>,
+    /// The bytes their removal freed: the containers' writable layers, the volumes' data.
+    pub space_reclaimed: u64,
+}
+
 /// What [`Containers::system_prune`] removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SystemPruneReport {
-    /// The ids of the containers removed.
-    pub containers: Vec<String>,
+    /// The containers removed.
+    pub containers: PruneReport,
     /// The names of the networks removed.
     pub networks: Vec<String>,
-    /// The names of the volumes removed.
-    pub volumes: Vec<String>,
+    /// The volumes removed.
+    pub volumes: PruneReport,
     /// The image names untagged and the untagged images removed.
     pub images: oci_rs_layer::Pruned,
     /// How many build cache entries and cache mounts were removed.
@@ -217,7 +226,7 @@ impl Containers {
         let volumes = if options.volumes {
             self.prune_volumes(&super::VolumeFilter::default())?
         } else {
-            Vec::new()
+            PruneReport::default()
         };
         let images_gone = images.prune(options.all_images).await?;
         let build_cache = images.prune_cache()?;

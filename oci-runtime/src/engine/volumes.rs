@@ -309,6 +309,16 @@ impl Volumes {
         Ok(out)
     }
 
+    /// The bytes removing volume `name` frees: what its data directory holds (0 for a bind
+    /// volume, whose directory is the user's).
+    pub fn reclaimable(&self, name: &str) -> u64 {
+        let data = self.dir.join(name).join("_data");
+        match is_mount(&data) {
+            true => 0,
+            false => super::usage::tree_size(&data),
+        }
+    }
+
     /// `volume rm NAME`: refused while a container (named in `users`) has it mounted.
     pub fn remove(&self, name: &str, users: &[String]) -> Result<()> {
         self.inspect(name)?;

@@ -491,16 +491,22 @@ fn anonymous_volumes_come_and_go_with_their_container(f: &Fixture) {
     let in_use = names(store.list_volumes(&filter(&["dangling=false"])).unwrap());
     assert_eq!(in_use.len(), 3, "{in_use:?}");
     assert!(in_use.contains(&"named".to_owned()));
-    assert_eq!(store.prune_volumes(&filter(&[])).unwrap().len(), 2);
+    assert_eq!(store.prune_volumes(&filter(&[])).unwrap().deleted.len(), 2);
     assert_eq!(anonymous(), 2, "d's own stay");
     assert!(store
         .prune_volumes(&filter(&["all=true", "label!=team"]))
         .unwrap()
+        .deleted
         .is_empty());
     store.remove_with_volumes("d", true).unwrap();
-    let mut gone = store.prune_volumes(&filter(&["all=1"])).unwrap();
+    let named = volumes.inspect("named").unwrap().mountpoint;
+    std::fs::write(named.join("held"), vec![7u8; 10_000]).unwrap();
+    let pruned = store.prune_volumes(&filter(&["all=1"])).unwrap();
+    let mut gone = pruned.deleted.clone();
     gone.sort();
     assert_eq!(gone, ["labelled", "named"]);
+    // What they held is what the prune says it freed.
+    assert!(pruned.space_reclaimed >= 10_000, "{pruned:?}");
     assert!(VolumeFilter::parse(&["dangling=maybe".into()]).is_err());
     // `--entrypoint ""`: none, and not the image's Cmd either.
     f.import(
@@ -612,7 +618,7 @@ fn start_runs_an_exited_container_again_and_prune_removes_it(f: &Fixture) {
     ));
     // prune takes the exited one only.
     let gone = store.prune().unwrap();
-    assert_eq!(gone.len(), 1);
+    assert_eq!(gone.deleted.len(), 1);
     assert!(store.resolve("again").is_err());
     store.remove("busy", true).unwrap();
     assert!(store.list().unwrap().is_empty());

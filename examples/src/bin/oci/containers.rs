@@ -35,6 +35,20 @@ fn each(
     Ok(code)
 }
 
+/// docker's prune report: `Deleted KIND:` and what went, a blank line, the space freed.
+fn pruned(out: &mut impl Write, kind: &str, r: &oci_rs_runtime::PruneReport) -> Result<()> {
+    if !r.deleted.is_empty() {
+        writeln!(out, "Deleted {kind}:")?;
+        for n in &r.deleted {
+            writeln!(out, "{}", oci_rs_image::printable(n))?;
+        }
+        writeln!(out)?;
+    }
+    let space = oci_rs_runtime::human_size(r.space_reclaimed);
+    writeln!(out, "Total reclaimed space: {space}")?;
+    Ok(())
+}
+
 fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> Result<i32> {
     let nets = store.networks();
     match verb {
@@ -65,8 +79,13 @@ fn network_verb(store: &Containers, verb: NetworkVerb, out: &mut impl Write) -> 
         }
         NetworkVerb::Prune { filter, force: _ } => {
             let filter = oci_rs_runtime::NetworkFilter::parse(&filter)?;
-            for n in store.prune_networks(&filter)? {
-                writeln!(out, "{n}")?;
+            let gone = store.prune_networks(&filter)?;
+            // docker's: a heading, and no space figure (a network holds none).
+            if !gone.is_empty() {
+                writeln!(out, "Deleted Networks:")?;
+            }
+            for n in gone {
+                writeln!(out, "{}", oci_rs_image::printable(&n))?;
             }
         }
         NetworkVerb::Ls {
@@ -435,12 +454,7 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             verb: ContainerVerb::Prune { filter, force: _ },
         } => {
             let gone = store.prune_filtered(&oci_rs_runtime::PruneFilter::parse(&filter)?)?;
-            if !gone.is_empty() {
-                writeln!(out, "Deleted Containers:")?;
-            }
-            for id in &gone {
-                writeln!(out, "{id}")?;
-            }
+            pruned(&mut out, "Containers", &gone)?;
         }
         Verb::Stats {
             all,
@@ -643,12 +657,7 @@ fn volume_verb(
                 filter.push("all=true".into());
             }
             let gone = store.prune_volumes(&oci_rs_runtime::VolumeFilter::parse(&filter)?)?;
-            if !gone.is_empty() {
-                writeln!(out, "Deleted Volumes:")?;
-            }
-            for n in &gone {
-                writeln!(out, "{}", oci_rs_image::printable(n))?;
-            }
+            pruned(&mut out, "Volumes", &gone)?;
         }
         VolumeVerb::Rm { force, names } => {
             return each(names, &mut out, |n| {

@@ -141,9 +141,9 @@ pub(crate) async fn system_verb(
                 .chain(r.images.deleted.iter().map(|id| format!("deleted: {id}")))
                 .collect();
             for (title, items) in [
-                ("Containers", &r.containers),
+                ("Containers", &r.containers.deleted),
                 ("Networks", &r.networks),
-                ("Volumes", &r.volumes),
+                ("Volumes", &r.volumes.deleted),
                 ("Images", &untagged),
             ] {
                 if !items.is_empty() {
