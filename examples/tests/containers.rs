@@ -229,6 +229,9 @@ fn verbs_with_nothing_to_do_answer_as_docker_s() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     assert_eq!(s.ok(&["start", "made"]), "made\n");
     assert_eq!(s.ok(&["start", "made"]), "made\n", "a running container");
+    // An exec whose process cannot be set up: docker's 127 for what is not there.
+    let o = s.oci(&["exec", "-w", "/nonexist", "made", "pwd"]);
+    assert_eq!(o.status.code(), Some(127), "{o:?}");
     let o = s.oci(&["rm", "-f", "nosuch"]);
     assert!(o.status.success() && o.stdout.is_empty(), "{o:?}");
     let o = s.oci(&["rm", "nosuch"]);

@@ -722,9 +722,14 @@ impl ImageStore {
     /// the reference it was found by (the first name of an image found by id) and every
     /// store name that points at it. Two images sharing the prefix: an error naming both.
     pub async fn find(&self, name: &str) -> Result<Found> {
+        // Named as docker names a missing image: with the tag a bare name stands for.
+        let missing = || match ImageReference::parse(name) {
+            Ok(r) if r.tag().is_none() && r.digest().is_none() => format!("{name}:latest"),
+            _ => name.to_owned(),
+        };
         self.find_opt(name)
             .await?
-            .ok_or_else(|| Error::NoSuchImage(name.to_owned()))
+            .ok_or_else(|| Error::NoSuchImage(missing()))
     }
 
     /// [`ImageStore::find`], with `None` for an image that is not there (an ambiguous id

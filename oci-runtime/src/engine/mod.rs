@@ -142,7 +142,7 @@ pub enum EngineError {
         id: String,
     },
     /// No volume has this name.
-    #[error("no such volume: {0}")]
+    #[error("get {0}: no such volume")]
     NoSuchVolume(String),
     /// A volume a container uses.
     #[error("volume {name} is in use by container {container}: remove the container first")]

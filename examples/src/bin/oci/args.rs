@@ -184,7 +184,12 @@ pub(crate) enum Verb {
         #[command(subcommand)]
         verb: BuilderVerb,
     },
-    /// Image commands (`image prune`).
+    /// Manage images: `image ls`, `inspect`, `rm`, `pull`, `push`, `tag`, `save`, `load`,
+    /// `import`, `history`, `build`, `prune`.
+    #[command(
+        after_help = "Also: image ls|list, inspect, rm|remove, pull, push, tag, save, load, \
+                      import, history and build, as the top-level verbs of those names."
+    )]
     Image {
         #[command(subcommand)]
         verb: ImageVerb,
@@ -415,7 +420,14 @@ pub(crate) enum Verb {
         /// Only this container port (`80` or `80/tcp`).
         port: Option<String>,
     },
-    /// Container commands (`container prune`).
+    /// Manage containers: `container ls`, `inspect`, `rm`, `run`, `create`, `start`, `stop`,
+    /// `exec`, `logs`, ... and `prune`.
+    #[command(
+        after_help = "Also: container ls|list|ps, inspect, rm|remove, start, stop, restart, \
+                      kill, wait, logs, exec, attach, top, run, create, commit, export, cp, \
+                      diff, pause, unpause, port, rename, stats and update, as the top-level \
+                      verbs of those names."
+    )]
     Container {
         #[command(subcommand)]
         verb: ContainerVerb,
@@ -572,7 +584,9 @@ pub(crate) enum Verb {
         #[command(subcommand)]
         verb: LayerVerb,
     },
-    /// The system's services (docker's `system`).
+    /// The system's services (docker's `system`): `df`, `prune`, `service`, `info`,
+    /// `events`.
+    #[command(after_help = "Also: system info and system events, as `info` and `events`.")]
     System {
         #[command(subcommand)]
         verb: SystemVerb,
@@ -736,7 +750,8 @@ pub(crate) enum NetworkVerb {
     },
     /// Show networks as JSON.
     Inspect {
-        /// A Go template over each one's document (`{{.Mountpoint}}`, `{{json .}}`).
+        /// A Go template over each one's document (`{{.Name}}`, `{{.IPAM.Config}}`,
+        /// `{{json .}}`).
         #[arg(short, long)]
         format: Option<String>,
         /// The networks.

@@ -218,6 +218,7 @@ fn main() {
     } else {
         1
     };
+    let is_exec = matches!(cli.verb, Verb::Exec { .. });
     if let Err(e) = rt.block_on(run(cli)) {
         // A reader that went away (`oci logs x | head`) is not a failure.
         let broken_pipe = e.chain().any(|c| {
@@ -232,7 +233,23 @@ fn main() {
         let msg = format!("{e:#}");
         let msg: Vec<_> = msg.split('\n').map(oci_rs_image::printable).collect();
         eprintln!("oci: {}", msg.join("\n"));
-        std::process::exit(failure);
+        // docker's exec: a process that could not be set up (its working directory, its
+        // user) is 127 when something was not there, else 126, as for the command itself.
+        let setup = e.chain().find_map(|c| {
+            let runtime = match c.downcast_ref::<oci_rs_runtime::EngineError>() {
+                Some(oci_rs_runtime::EngineError::Runtime(r)) => Some(&**r),
+                _ => c.downcast_ref::<oci_rs_runtime::Error>(),
+            };
+            match runtime {
+                Some(oci_rs_runtime::Error::Init { source, .. }) => Some(source.kind()),
+                _ => None,
+            }
+        });
+        match setup {
+            Some(std::io::ErrorKind::NotFound) if is_exec => std::process::exit(127),
+            Some(_) if is_exec => std::process::exit(126),
+            _ => std::process::exit(failure),
+        }
     }
 }
 
