@@ -1264,6 +1264,17 @@ fn stats_shows_what_a_container_uses() {
     assert!(!s
         .ok(&["stats", "--no-stream", "--format", "{{.Name}}"])
         .contains("stopped"));
+    // Named, a container that is not running is a row of zeros too (docker's).
+    assert_eq!(
+        s.ok(&[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.Name}} {{.MemUsage}} {{.PIDs}}",
+            "stopped"
+        ]),
+        "stopped 0B / 0B 0\n"
+    );
     let id = s.ok(&[
         "stats",
         "--no-stream",

@@ -3021,8 +3021,8 @@ impl Containers {
             .collect())
     }
 
-    /// docker's `stats` table, once: a row for each of `names` (every running container
-    /// when empty; with `all`, every container, those not running with zeros), CPU use
+    /// docker's `stats` table, once: a row for each of `names` (those not running with
+    /// zeros; every running container when empty; with `all`, every container), CPU use
     /// counted since `before` (what this returned the last time; empty the first time: the
     /// average since each started), and the readings to give as `before` next time.
     pub fn stats_rows(
@@ -3032,12 +3032,21 @@ impl Containers {
         before: &[ContainerStats],
     ) -> EngineResult<(Vec<StatsRow>, Vec<ContainerStats>)> {
         let row = |s: &ContainerStats| s.row_since(before.iter().find(|b| b.id == s.id));
-        if !all || !names.is_empty() {
+        if !all && names.is_empty() {
             let now = self.stats_of(names)?;
             return Ok((now.iter().map(row).collect(), now));
         }
+        // Named ones as docker shows them: one that is not running (or stopped since the
+        // last reading) is a row of zeros, one that is gone an error.
+        let views = match names.is_empty() {
+            true => self.list()?,
+            false => names
+                .iter()
+                .map(|n| self.view(n))
+                .collect::<EngineResult<Vec<_>>>()?,
+        };
         let (mut rows, mut now) = (Vec::new(), Vec::new());
-        for v in self.list()? {
+        for v in views {
             let reading = (v.status.state == MonitorState::Running)
                 .then(|| self.stats(&v.config.id).ok())
                 .flatten();
