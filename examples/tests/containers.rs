@@ -1401,6 +1401,22 @@ fn diff_prints_what_a_container_changed() {
         .contains("No such container: nothing"));
 }
 
+/// The `pids.max` of process `pid`'s cgroup (v1 or v2), when it can be read.
+fn pids_max(pid: &str) -> Option<String> {
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    cgroup.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+        let dir = match ctrls {
+            "" => format!("/sys/fs/cgroup{path}"),
+            c if c.split(',').any(|c| c == "pids") => format!("/sys/fs/cgroup/pids{path}"),
+            _ => return None,
+        };
+        let max = std::fs::read_to_string(format!("{dir}/pids.max")).ok()?;
+        Some(max.trim().to_owned())
+    })
+}
+
 /// `pause`, `unpause` and `update` as docker's: the freezer, `(Paused)` in `ps`, `paused`
 /// in `inspect`, exec refused while frozen, new limits in the running container's cgroup,
 /// and `stop` and `rm -f` of a paused container.
@@ -1472,25 +1488,22 @@ fn pause_unpause_and_update_a_running_container() {
     );
     s.ok(&["restart", "-t", "0", "frozen"]);
     s.wait_status("frozen", "running");
-    let pid = s.field("frozen", "{{.State.Pid}}");
-    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let pids = cgroup.lines().find_map(|l| {
-        let mut f = l.splitn(3, ':');
-        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-        let dir = match ctrls {
-            "" => format!("/sys/fs/cgroup{path}"),
-            c if c.split(',').any(|c| c == "pids") => format!("/sys/fs/cgroup/pids{path}"),
-            _ => return None,
-        };
-        std::fs::read_to_string(format!("{dir}/pids.max")).ok()
-    });
-    if let Some(max) = pids {
-        assert_eq!(max.trim(), "77", "after the restart");
+    if let Some(max) = pids_max(&s.field("frozen", "{{.State.Pid}}")) {
+        assert_eq!(max, "77", "after the restart");
     }
     // A paused container stops, and is removed by force.
     s.ok(&["pause", "frozen"]);
     s.ok(&["stop", "-t", "1", "frozen"]);
     assert_eq!(s.field("frozen", "{{.State.Status}}"), "exited");
+    // A stopped container's limits change for its next start (docker's).
+    s.ok(&["update", "--pids-limit", "55", "frozen"]);
+    assert_eq!(s.field("frozen", "{{.HostConfig.PidsLimit}}"), "55");
+    s.ok(&["start", "frozen"]);
+    s.wait_status("frozen", "running");
+    if let Some(max) = pids_max(&s.field("frozen", "{{.State.Pid}}")) {
+        assert_eq!(max, "55", "the next start's limit");
+    }
+    s.ok(&["stop", "-t", "1", "frozen"]);
     s.ok(&["run", "-d", "--name", "frozen2", "bb:1", "sleep", "100"]);
     s.wait_status("frozen2", "running");
     s.ok(&["pause", "frozen2"]);

@@ -1862,15 +1862,19 @@ impl Containers {
         Ok(())
     }
 
-    /// Changes the resource limits of running container `what` (docker's `update`): the
-    /// ones `resources` sets, written to its cgroup; the others stay.
+    /// Changes the resource limits of container `what` (docker's `update`): the ones
+    /// `resources` sets, written to its cgroup when it runs and kept for its next start;
+    /// the others stay.
     pub fn update(
         &self,
         what: &str,
         resources: &oci_spec::runtime::LinuxResources,
     ) -> EngineResult<()> {
-        let v = self.running(what, "update")?;
-        crate::Container::load(&self.state_root, &v.config.id)?.update(resources)?;
+        let v = self.view(what)?;
+        // A running container's cgroup now; any container's next start (docker's).
+        if v.status.state == MonitorState::Running {
+            crate::Container::load(&self.state_root, &v.config.id)?.update(resources)?;
+        }
         // Kept, as docker keeps them: inspect shows the new limits and the next start
         // applies them.
         let memory = resources.memory().as_ref().and_then(|m| m.limit());
