@@ -412,6 +412,21 @@ pub fn apply_change(b: ImageBuilder, change: &str) -> Result<ImageBuilder> {
     })
 }
 
+/// The platform an image's configuration says, as a spec (for messages) and as an OCI
+/// platform (for [`PlatformSpec::matches`]).
+fn config_platform(c: &ImageConfiguration) -> (PlatformSpec, oci_spec::image::Platform) {
+    let spec = PlatformSpec::new(
+        &c.os().to_string(),
+        &c.architecture().to_string(),
+        c.variant().as_deref(),
+    );
+    let mut p = oci_spec::image::Platform::default();
+    p.set_os(c.os().clone());
+    p.set_architecture(c.architecture().clone());
+    p.set_variant(c.variant().clone());
+    (spec, p)
+}
+
 fn short(digest: &str) -> &str {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
     hex.get(..12).unwrap_or(hex)
@@ -687,16 +702,7 @@ impl ImageStore {
         };
         // The name may stand for another platform's image here (a pull for that platform
         // tagged it): fetch the one asked for, as docker does, rather than run the other.
-        let c = &run.config;
-        let found = oci_rs_image::PlatformSpec::new(
-            &c.os().to_string(),
-            &c.architecture().to_string(),
-            c.variant().as_deref(),
-        );
-        let mut found_platform = oci_spec::image::Platform::default();
-        found_platform.set_os(c.os().clone());
-        found_platform.set_architecture(c.architecture().clone());
-        found_platform.set_variant(c.variant().clone());
+        let (found, found_platform) = config_platform(&run.config);
         if wanted.matches(&found_platform) {
             return Ok(run);
         }
@@ -714,7 +720,18 @@ impl ImageStore {
         opts.platforms = PlatformFilter::One(wanted.clone());
         let desc = self.pull(remote, name, &opts, true).await?.manifest;
         let m = self.manifest(desc.digest()).await?;
-        RunnableImage::of(&self.layout, m, platform, name).await
+        let run = RunnableImage::of(&self.layout, m, platform, name).await?;
+        // The registry has only the other platform's (a single-platform image): refused,
+        // as docker refuses it, rather than run what was not asked for.
+        let (found, got) = config_platform(&run.config);
+        if !wanted.matches(&got) {
+            return Err(Error::WrongPlatform {
+                image: name.to_owned(),
+                wanted: wanted.to_string(),
+                found: found.to_string(),
+            });
+        }
+        Ok(run)
     }
 
     /// An image as a user names it: a reference in the store, else docker's image id (the

@@ -1441,7 +1441,7 @@ async fn a_name_tagged_for_another_platform_fetches_the_one_asked_for() {
     seed.import_for(&rootfs[..], Some(&b), &[], &arm)
         .await
         .unwrap();
-    seed.manifest_create(&list, &[a, b], false).await.unwrap();
+    seed.manifest_create(&list, &[a, b.clone()], false).await.unwrap();
     let client = oci_rs_registry_client::Client::builder().build().unwrap();
     seed.push(&client, &list, &CopyOptions::default())
         .await
@@ -1472,4 +1472,18 @@ async fn a_name_tagged_for_another_platform_fetches_the_one_asked_for() {
         .unwrap();
     assert!(pulled, "the arm64 image is pulled");
     assert_eq!(second.config.architecture().to_string(), "arm64");
+    // A single-platform image of another platform than asked: refused, not run.
+    seed.push(&client, &b, &CopyOptions::default())
+        .await
+        .unwrap();
+    let s390x: oci_rs_image::PlatformSpec = "linux/s390x".parse().unwrap();
+    let err = store
+        .image_for_run(&b, Some(&s390x), Some(remote), |_| {})
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, Error::WrongPlatform { wanted, found, .. } if wanted.starts_with("linux/s390x") && found.starts_with("linux/arm64")),
+        "{err}"
+    );
 }
