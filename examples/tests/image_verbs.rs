@@ -191,6 +191,7 @@ fn rmi_and_image_prune_print_what_they_untagged_and_reclaimed() {
         out.contains("Untagged: img:0") && out.contains("Untagged: by-id:1"),
         "{out}"
     );
+    assert!(out.ends_with(&format!("Deleted: sha256:{id}\n")), "{out}");
     let out = cli.ok(&["image", "prune", "-f"]);
     assert!(out.contains("Total reclaimed space"), "{out}");
     let out = cli.ok(&["image", "prune", "-a", "-f"]);

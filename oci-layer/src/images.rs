@@ -216,12 +216,13 @@ pub struct Found {
     pub by_id: bool,
 }
 
-/// What [`ImageStore::prune`] removed, as docker's `image prune` reports it.
+/// What [`ImageStore::remove`] (`rmi`) or [`ImageStore::prune`] removed, as docker reports
+/// it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Pruned {
-    /// The names removed, in their familiar form (docker's `untagged:` lines).
+pub struct Removed {
+    /// The names removed, in their familiar form (docker's `Untagged:` lines).
     pub untagged: Vec<String>,
-    /// The ids of the untagged images removed (docker's `deleted:` lines).
+    /// The ids of the images removed altogether (docker's `Deleted:` lines).
     pub deleted: Vec<String>,
     /// The bytes freed.
     pub bytes_freed: u64,
@@ -899,10 +900,10 @@ impl ImageStore {
     /// Removes unused images: without `all`, the untagged ones (docker's dangling images)
     /// no container was made from; with `all`, every image no container was made from loses
     /// its names first. Then what no name reaches goes (gc).
-    pub async fn prune(&self, all: bool) -> Result<Pruned> {
+    pub async fn prune(&self, all: bool) -> Result<Removed> {
         let containers = self.containers()?;
         let used: BTreeSet<String> = containers.iter().map(|c| c.image.clone()).collect();
-        let mut pruned = Pruned::default();
+        let mut pruned = Removed::default();
         if all {
             for (name, desc) in ReferenceStore::list(&self.layout).await? {
                 if !self.in_use(&desc, &used).await? {
@@ -1385,10 +1386,12 @@ impl ImageStore {
     /// whoever uses the image. Content
     /// stays as long as a container needs it (commit and export read it).
     /// An image named by its id (or a prefix) loses every name it has; with more than one,
-    /// only with `force`, as docker's. Returns the names untagged and the bytes freed.
-    pub async fn remove(&self, names: &[String], force: bool) -> Result<(Vec<String>, u64)> {
+    /// only with `force`, as docker's. Returns the names untagged, the ids of the images
+    /// that went altogether, and the bytes freed.
+    pub async fn remove(&self, names: &[String], force: bool) -> Result<Removed> {
         let containers = self.containers()?;
-        let mut untagged = Vec::new();
+        let mut removed = Removed::default();
+        let mut gone = Vec::new();
         for name in names {
             let found = self.find(name).await?;
             let r = found.reference.clone();
@@ -1426,16 +1429,27 @@ impl ImageStore {
                     container: c.id.clone(),
                 });
             }
+            let id = self.image_id(&desc).await?;
             for n in store_names {
-                untagged.push(self.untag(n).await?);
+                removed.untagged.push(self.untag(n).await?);
             }
             // Forced off a container's image, the image stays, untagged (docker's `<none>`).
             match in_use {
                 Some(_) => self.keep_untagged(&desc).await?,
                 None => self.forget_untagged(desc.digest()).await?,
             }
+            gone.push((desc.digest().clone(), id));
         }
-        Ok((untagged, self.gc_keeping_containers(&containers).await?))
+        // Gone altogether: nothing in the index names it any more.
+        let index = self.layout.read_index().await?;
+        for (digest, id) in gone {
+            let kept = index.manifests().iter().any(|d| d.digest() == &digest);
+            if !kept && !removed.deleted.contains(&id) {
+                removed.deleted.push(id);
+            }
+        }
+        removed.bytes_freed = self.gc_keeping_containers(&containers).await?;
+        Ok(removed)
     }
 
     /// docker's `image inspect` of image `name` for the host platform.

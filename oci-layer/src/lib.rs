@@ -139,7 +139,7 @@ pub use diff::{
 pub use error::{Error, Result};
 pub use images::{
     apply_change, creation_time, store_name, CacheEntry, CommitOptions, Found, HistoryRow,
-    ImageFilter, ImageRow, ImageStore, Loaded, Pruned, PullPolicy, PullReport, RunnableImage,
+    ImageFilter, ImageRow, ImageStore, Loaded, PullPolicy, PullReport, Removed, RunnableImage,
     ShortNames,
 };
 pub use oci_spec;

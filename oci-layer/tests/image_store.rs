@@ -214,9 +214,15 @@ async fn an_id_or_a_unique_prefix_names_an_image_in_every_verb() {
         Err(Error::Conflict { .. })
     ));
     assert_eq!(id_of(&store, "img:3").await, *id, "a refused rmi untagged");
-    let (mut untagged, _) = store.remove(&[id[..12].to_owned()], true).await.unwrap();
+    let removed = store.remove(&[id[..12].to_owned()], true).await.unwrap();
+    let mut untagged = removed.untagged;
     untagged.sort();
     assert_eq!(untagged, ["by-id:1", "img:3"]);
+    assert_eq!(
+        removed.deleted,
+        [format!("sha256:{id}")],
+        "docker's Deleted: line"
+    );
     for name in [&id[..12], "img:3", "by-id:1"] {
         assert!(
             matches!(store.find(name).await, Err(Error::NoSuchImage(_))),
@@ -523,11 +529,15 @@ async fn rmi_and_prune_keep_what_a_container_was_made_from_and_commit_reads_it()
     std::fs::write(mount.rootfs.join("made-here"), b"x").unwrap();
     // One of two names is only untagged (docker's rule), whoever uses the image.
     store.tag("app:1", "app:other").await.unwrap();
-    let (untagged, _) = store
+    let removed = store
         .remove(&["app:other".to_owned()], false)
         .await
         .unwrap();
-    assert_eq!(untagged.len(), 1, "{untagged:?}");
+    assert_eq!(removed.untagged.len(), 1, "{removed:?}");
+    assert!(
+        removed.deleted.is_empty(),
+        "another name keeps it: {removed:?}"
+    );
     match store.remove(&["app:1".to_owned()], false).await {
         Err(Error::ImageInUse { image, container }) => {
             assert_eq!((image.as_str(), container.as_str()), ("app:1", "c1"));
@@ -1441,7 +1451,9 @@ async fn a_name_tagged_for_another_platform_fetches_the_one_asked_for() {
     seed.import_for(&rootfs[..], Some(&b), &[], &arm)
         .await
         .unwrap();
-    seed.manifest_create(&list, &[a, b.clone()], false).await.unwrap();
+    seed.manifest_create(&list, &[a, b.clone()], false)
+        .await
+        .unwrap();
     let client = oci_rs_registry_client::Client::builder().build().unwrap();
     seed.push(&client, &list, &CopyOptions::default())
         .await

@@ -219,17 +219,13 @@ impl EngineApi {
     }
 
     pub(super) async fn remove_image(&self, name: &str, q: &HashMap<String, String>) -> Reply {
-        let (lines, _) = self
+        let removed = self
             .containers
             .remove_images(&self.images, &[name.to_owned()], flag(q, "force"))
             .await?;
-        let out: Vec<serde_json::Value> = lines
-            .iter()
-            .map(|l| match l.split_once(": ") {
-                Some(("Untagged", v)) => serde_json::json!({ "Untagged": v }),
-                Some(("Deleted", v)) => serde_json::json!({ "Deleted": v }),
-                _ => serde_json::json!({ "Untagged": l }),
-            })
+        let out: Vec<serde_json::Value> = (removed.untagged.iter())
+            .map(|n| serde_json::json!({ "Untagged": n }))
+            .chain((removed.deleted.iter()).map(|id| serde_json::json!({ "Deleted": id })))
             .collect();
         Ok(json(StatusCode::OK, &out))
     }

@@ -3235,13 +3235,13 @@ impl Containers {
 
     /// Removes images `names` from `images` ([`ImageStore::remove`](oci_rs_layer::ImageStore::remove),
     /// `docker rmi`), naming the container that uses one when it is refused. Returns the
-    /// names untagged and the bytes freed.
+    /// names untagged, the images removed and the bytes freed.
     pub async fn remove_images(
         &self,
         images: &oci_rs_layer::ImageStore,
         names: &[String],
         force: bool,
-    ) -> EngineResult<(Vec<String>, u64)> {
+    ) -> EngineResult<oci_rs_layer::Removed> {
         match images.remove(names, force).await {
             Err(oci_rs_layer::Error::ImageInUse { image, container }) => {
                 let name = self

@@ -191,7 +191,7 @@ pub struct SystemPruneReport {
     /// The volumes removed.
     pub volumes: PruneReport,
     /// The image names untagged and the untagged images removed.
-    pub images: oci_rs_layer::Pruned,
+    pub images: oci_rs_layer::Removed,
     /// How many build cache entries and cache mounts were removed.
     pub build_cache: usize,
     /// The bytes freed, as [`Containers::disk_usage`] measures them before and after.

@@ -267,13 +267,15 @@ pub(crate) async fn image_verb(
             force,
             images: names,
         } => {
-            let (untagged, freed) = Containers::open(dir)?
+            let removed = Containers::open(dir)?
                 .remove_images(images, &names, force)
                 .await?;
-            for n in untagged {
-                writeln!(out, "Untagged: {}", oci_rs_image::printable(&n))?;
+            for n in &removed.untagged {
+                writeln!(out, "Untagged: {}", oci_rs_image::printable(n))?;
             }
-            writeln!(out, "Freed {freed} bytes")?;
+            for id in &removed.deleted {
+                writeln!(out, "Deleted: {id}")?;
+            }
         }
         Verb::Inspect {
             format,
