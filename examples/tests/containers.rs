@@ -519,7 +519,8 @@ fn several_names_kinds_of_inspect_and_spellings() {
         "{sized}"
     );
     // docker's `WRITTEN (virtual WRITTEN+IMAGE)`: the image is busybox, over a megabyte.
-    let size = s.ok(&["ps", "-l", "-s", "--format", "{{.Size}}"]);
+    // A template that shows the size asks for it (docker's CLI), with or without -s.
+    let size = s.ok(&["ps", "-l", "--format", "{{.Size}}"]);
     let virt = size
         .split("(virtual ")
         .nth(1)
@@ -1139,7 +1140,15 @@ fn run_flags_for_ids_volumes_stopping_entrypoints_and_health() {
             .trim_end()
             .ends_with("(healthy)")
     });
-    let vol = s.ok(&["ps", "--format", "{{.Mounts}}"]).trim().to_owned();
+    // docker's: an anonymous volume's 64-hex name cut to 15 characters (the last `…`),
+    // whole with --no-trunc; one local volume.
+    let vol = s.ok(&["ps", "--format", "{{.Mounts}} {{.LocalVolumes}}"]);
+    assert_eq!(vol.trim().chars().count(), 15 + 2, "{vol}");
+    assert!(vol.trim().ends_with("… 1"), "{vol}");
+    let vol = s
+        .ok(&["ps", "--no-trunc", "--format", "{{.Mounts}}"])
+        .trim()
+        .to_owned();
     assert_eq!(vol.len(), 64, "{vol}");
     let t = std::time::Instant::now();
     s.ok(&["stop", "flags"]);

@@ -85,6 +85,17 @@ fn images_lists_docker_columns_with_human_sizes_and_times() {
     let dir = tempfile::tempdir().unwrap();
     let cli = store_with(dir.path(), 2);
     cli.ok(&["tag", "img:0", "other/name:v1"]);
+    // docker's template fields: what the daemon did not count is N/A; Go's time printed.
+    let fields = cli.ok(&[
+        "images",
+        "img:0",
+        "--format",
+        "{{.Containers}}|{{.SharedSize}}|{{.UniqueSize}}|{{.VirtualSize}}|{{.Size}}|{{.CreatedAt}}",
+    ]);
+    let f: Vec<&str> = fields.trim().split('|').collect();
+    assert_eq!(f[..3], ["N/A", "N/A", "N/A"], "{fields}");
+    assert_eq!(f[3], f[4], "{fields}");
+    assert!(f[5].ends_with(" +0000 UTC") && f[5].len() == 29, "{fields}");
     let out = cli.ok(&["images"]);
     let mut lines = out.lines();
     let header: Vec<&str> = lines

@@ -188,17 +188,20 @@ pub struct ContainerInspect {
 impl super::ContainerView {
     /// [`ps_fields`](Self::ps_fields) as docker's `ps` shows them without `--no-trunc`
     /// (`truncate`): the command cut to 20 characters (the last one `…`) before it is
-    /// quoted; with `--no-trunc`, the whole command and the whole id.
+    /// quoted, and each mount's name to 15; with `--no-trunc`, the whole command and the
+    /// whole id.
     pub fn ps_fields_truncated(&self, truncate: bool) -> serde_json::Value {
         let mut v = self.ps_fields();
         if truncate {
-            let cmd = self.config.command.join(" ");
-            let cmd = if cmd.chars().count() > 20 {
-                format!("{}…", cmd.chars().take(19).collect::<String>())
-            } else {
-                cmd
+            let cut = |s: &str, n: usize| match s.chars().count() > n {
+                true => format!("{}…", s.chars().take(n - 1).collect::<String>()),
+                false => s.to_owned(),
             };
+            let cmd = cut(&self.config.command.join(" "), 20);
             v["Command"] = format!("\"{cmd}\"").into();
+            let mounts = self.mount_names();
+            let mounts: Vec<String> = mounts.iter().map(|m| cut(m, 15)).collect();
+            v["Mounts"] = mounts.join(",").into();
         } else {
             v["ID"] = self.config.id.clone().into();
         }
@@ -207,7 +210,7 @@ impl super::ContainerView {
 
     /// The fields docker's `ps --format` knows, for this container: `ID` (12 digits),
     /// `Image`, `Command` (quoted), `CreatedAt`, `RunningFor`, `Ports`, `State`, `Status`,
-    /// `Names`, `Labels` (`k=v,...`), `Mounts`, `Networks`, `Size`.
+    /// `Names`, `Labels` (`k=v,...`), `Mounts`, `Networks`, `LocalVolumes`, `Size`.
     pub fn ps_fields(&self) -> serde_json::Value {
         let c = &self.config;
         let st = &self.status;
@@ -229,26 +232,7 @@ impl super::ContainerView {
         });
         #[cfg(not(feature = "network"))]
         let ports = String::new();
-        // Volumes by name, binds by their host path; not the engine's own /etc files.
-        let is_volume = |source: &std::path::Path| {
-            source.file_name() == Some(std::ffi::OsStr::new("_data"))
-                && c.volumes.iter().any(|v| {
-                    source.parent().and_then(|p| p.file_name()) == Some(std::ffi::OsStr::new(&v.0))
-                })
-        };
-        let mounts: Vec<String> = c
-            .volumes
-            .iter()
-            .map(|v| v.0.clone())
-            .chain(c.run.mounts.iter().filter_map(|m| match m {
-                crate::ExtraMount::Bind { source, .. }
-                    if !is_volume(source) && !source.starts_with(self.monitor.dir()) =>
-                {
-                    Some(source.display().to_string())
-                }
-                _ => None,
-            }))
-            .collect();
+        let mounts = self.mount_names();
         serde_json::json!({
             "ID": &c.id[..12.min(c.id.len())],
             "Image": c.image,
@@ -265,8 +249,33 @@ impl super::ContainerView {
             "Label": c.labels,
             "Mounts": mounts.join(","),
             "Networks": c.networks.join(","),
+            "LocalVolumes": c.volumes.len().to_string(),
             "Size": "",
         })
+    }
+
+    /// What `ps` shows as the container's mounts: volumes by name, binds by their host
+    /// path; not the engine's own /etc files.
+    fn mount_names(&self) -> Vec<String> {
+        let c = &self.config;
+        let is_volume = |source: &std::path::Path| {
+            source.file_name() == Some(std::ffi::OsStr::new("_data"))
+                && c.volumes.iter().any(|v| {
+                    source.parent().and_then(|p| p.file_name()) == Some(std::ffi::OsStr::new(&v.0))
+                })
+        };
+        c.volumes
+            .iter()
+            .map(|v| v.0.clone())
+            .chain(c.run.mounts.iter().filter_map(|m| match m {
+                crate::ExtraMount::Bind { source, .. }
+                    if !is_volume(source) && !source.starts_with(self.monitor.dir()) =>
+                {
+                    Some(source.display().to_string())
+                }
+                _ => None,
+            }))
+            .collect()
     }
 }
 
@@ -421,15 +430,7 @@ fn ipam_config(c: &super::ContainerConfig, net: &str) -> Option<serde_json::Valu
     Some(m.into())
 }
 
-/// docker's `CreatedAt` in lists: `2026-12-07 06:11:15 +0000 UTC` (Go's time printed), for
-/// `ns` since the epoch.
-pub(crate) fn docker_time(ns: u64) -> String {
-    let t = crate::rfc3339(ns - ns % 1_000_000_000);
-    format!(
-        "{} +0000 UTC",
-        t.get(..19).unwrap_or(&t).replacen('T', " ", 1)
-    )
-}
+use crate::format::docker_time;
 
 /// `KEY=VALUE,...`: docker's `Labels` column.
 pub(crate) fn labels_text(labels: &std::collections::BTreeMap<String, String>) -> String {

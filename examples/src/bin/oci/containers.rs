@@ -161,6 +161,8 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
         } => {
             // -n and -l: the newest, of every state.
             let last = if latest { Some(1) } else { last };
+            // docker's CLI: a template that shows the size asks for it.
+            let size = size || format.as_deref().is_some_and(|f| f.contains(".Size"));
             let filter = ContainerFilter::parse(all || last.is_some(), &filter)?;
             let how = PsOptions {
                 ids_only,
