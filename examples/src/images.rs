@@ -256,6 +256,13 @@ impl Images {
         Ok(run)
     }
 
+    /// `manifest inspect REF` without `-v`: the registry's document as it sent it.
+    pub async fn manifest_bytes(&self, reference: &str) -> Result<Vec<u8>> {
+        let (repo, what) = Repository::parse_reference(reference)?;
+        let src = RegistrySource::new(self.client()?.clone(), repo);
+        Ok(src.manifest(&what).await?.bytes().to_vec())
+    }
+
     /// `manifest inspect REF`: from the registry.
     pub async fn manifest_inspect(&self, reference: &str) -> Result<ManifestInspect> {
         let (repo, what) = Repository::parse_reference(reference)?;

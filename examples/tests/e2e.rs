@@ -338,8 +338,13 @@ fn multi_arch_index_resolves_to_the_host_and_platform_picks_another() {
         serde_json::from_str(&env.ok("o", &["inspect", &index_ref])).unwrap();
     assert_eq!(inspect[0]["Architecture"], other);
     // docker's `manifest inspect`: the index itself; `-v` its verbose form.
-    let mi: serde_json::Value =
-        serde_json::from_str(&env.ok("o", &["manifest", "inspect", &index_ref])).unwrap();
+    let text = env.ok("o", &["manifest", "inspect", &index_ref]);
+    // As the registry sent it, indented with tabs (docker's json.Indent).
+    assert!(
+        text.starts_with("{\n\t\"") && text.contains("\n\t\"schemaVersion\": 2"),
+        "{text}"
+    );
+    let mi: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(mi["mediaType"], "application/vnd.oci.image.index.v1+json");
     assert_eq!(mi["manifests"].as_array().unwrap().len(), 2);
     let mi: serde_json::Value =

@@ -164,6 +164,72 @@ pub fn image_fields(r: &oci_rs_layer::ImageRow, no_trunc: bool) -> serde_json::V
     })
 }
 
+/// JSON text `raw` indented as Go's `json.Indent(dst, raw, "", indent)` writes it (docker's
+/// `manifest inspect` prints a registry's document so): its members in their order, one
+/// per line, `": "` after each key, empty objects and arrays kept as `{}` and `[]`. `None`
+/// when `raw` is not JSON.
+///
+/// ```
+/// let raw = br#"{"schemaVersion":2,"layers":[],"config":{"size":7}}"#;
+/// let text = oci_rs_runtime::format::indent_json(raw, "\t").unwrap();
+/// assert_eq!(text, "{\n\t\"schemaVersion\": 2,\n\t\"layers\": [],\n\t\"config\": {\n\t\t\"size\": 7\n\t}\n}");
+/// ```
+pub fn indent_json(raw: &[u8], indent: &str) -> Option<String> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(raw).ok()?;
+    let text = std::str::from_utf8(raw).ok()?;
+    let mut out = String::with_capacity(text.len() * 2);
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        for _ in 0..depth {
+            out.push_str(indent);
+        }
+    };
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            ' ' | '\t' | '\n' | '\r' => {}
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                while chars.next_if(|n| n.is_ascii_whitespace()).is_some() {}
+                let close = if c == '{' { '}' } else { ']' };
+                out.push(c);
+                if chars.next_if_eq(&close).is_some() {
+                    out.push(close);
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
 /// docker's `CreatedAt` in lists: `2026-12-07 06:11:15 +0000 UTC` (Go's time printed), for
 /// `ns` since the epoch.
 pub(crate) fn docker_time(ns: u64) -> String {
@@ -605,6 +671,21 @@ pub fn tabwriter(lines: &[String], min_width: usize) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn indenting_keeps_strings_order_and_empty_containers() {
+        let raw = br#" { "z" : "a{b},[c]:\"d\"" , "a":[ 1 ,{ }, [ ] ,null] } "#;
+        let text = indent_json(raw, "  ").unwrap();
+        assert_eq!(
+            text,
+            "{\n  \"z\": \"a{b},[c]:\\\"d\\\"\",\n  \"a\": [\n    1,\n    {},\n    [],\n    null\n  ]\n}"
+        );
+        // The same document, read back.
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, serde_json::from_slice::<serde_json::Value>(raw).unwrap());
+        assert!(indent_json(b"{\"a\":", "\t").is_none());
+        assert!(indent_json(b"\xff", "\t").is_none());
+    }
 
     #[test]
     fn go_templates_as_docker_writes_them() {

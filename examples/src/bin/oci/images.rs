@@ -320,14 +320,17 @@ pub(crate) async fn image_verb(
         Verb::Manifest {
             verb: ManifestVerb::Inspect { verbose, image },
         } => {
-            let v = images.manifest_inspect(&image).await?;
-            drop(out);
-            // docker prints the document itself; the verbose form with -v.
-            return if verbose {
-                print_json(&v)
-            } else {
-                print_json(&v.raw)
-            };
+            // docker prints the document itself, as the registry sent it, indented with
+            // tabs (Go's json.Indent); the verbose form with -v.
+            if verbose {
+                let v = images.manifest_inspect(&image).await?;
+                drop(out);
+                return print_json(&v);
+            }
+            let raw = images.manifest_bytes(&image).await?;
+            let text = oci_rs_runtime::format::indent_json(&raw, "\t")
+                .ok_or_else(|| anyhow::anyhow!("the manifest of {image} is not JSON"))?;
+            writeln!(out, "{text}")?;
         }
         Verb::Manifest {
             verb:
