@@ -38,7 +38,8 @@ pub struct ImageInspect {
     /// OS version, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub os_version: Option<String>,
-    /// Sum of the layer blob sizes as stored (compressed).
+    /// Sum of the layer blob sizes as stored (compressed); an image store may give the
+    /// unpacked size instead, as docker does (`oci_rs_layer::ImageStore::inspect` does).
     pub size: u64,
     /// The layers as DiffIDs.
     #[serde(rename = "RootFS")]

@@ -1473,7 +1473,16 @@ impl ImageStore {
         let repo = familiar
             .as_deref()
             .map(|f| f.rsplit_once(':').map_or(f, |(n, _)| n));
-        Ok(ImageInspect::new(&self.layout, &m, repo, &tags).await?)
+        let mut doc = ImageInspect::new(&self.layout, &m, repo, &tags).await?;
+        // docker's Size: the layers unpacked, as `images` shows it.
+        if let Some(img) = m.as_image() {
+            let mut size = 0;
+            for l in img.layers() {
+                size += self.unpacked_size(l).await?;
+            }
+            doc.size = size;
+        }
+        Ok(doc)
     }
 
     /// `save NAME...`: the host's image of each name into `archive` (named as the user

@@ -473,6 +473,9 @@ async fn an_image_without_a_name_is_untagged_until_tagged_removed_or_pruned() {
         .unwrap();
     let inspect = store.inspect(&id).await.unwrap();
     assert!(inspect.repo_tags.is_empty() && inspect.repo_digests.is_empty());
+    // docker's Size: unpacked, as `images` shows it (not the compressed blobs').
+    assert_eq!(inspect.size, store.list().await.unwrap()[0].size);
+    assert_ne!(inspect.size, store.list().await.unwrap()[0].compressed_size);
     // Kept by gc, as a named image is.
     store.gc().await.unwrap();
     store.layout().blob(&first).await.unwrap();
