@@ -1757,6 +1757,11 @@ fn format_templates_as_docker_s() {
         s.ok(&["volume", "ls", "--format", r#"{{.Name}}:{{.Label "team"}}"#]),
         "vf:a\n"
     );
+    // What docker's CLI shows uncounted outside `system df -v`.
+    assert_eq!(
+        s.ok(&["volume", "ls", "--format", "{{.Links}} {{.Size}}"]),
+        "N/A N/A\n"
+    );
     let nets = s.ok(&[
         "network",
         "ls",

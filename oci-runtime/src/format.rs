@@ -72,6 +72,8 @@ pub const VOLUME_HEADERS: &[(&str, &str)] = &[
     ("Mountpoint", "MOUNTPOINT"),
     ("Labels", "LABELS"),
     ("Label", "LABEL"),
+    ("Links", "LINKS"),
+    ("Size", "SIZE"),
 ];
 
 /// docker's headers of `network ls`'s fields.

@@ -474,7 +474,8 @@ impl crate::NetworkConfig {
 
 impl super::VolumeInfo {
     /// docker's `volume ls` fields of this volume (`Name`, `Driver`, `Scope`,
-    /// `Mountpoint`, `Labels`), for `--format` (see `crate::format`).
+    /// `Mountpoint`, `Labels`, and `Links` and `Size`, which docker's CLI shows as `N/A`
+    /// outside `system df -v`), for `--format` (see `crate::format`).
     pub fn ls_fields(&self) -> serde_json::Value {
         serde_json::json!({
             "Name": self.name,
@@ -483,6 +484,8 @@ impl super::VolumeInfo {
             "Mountpoint": self.mountpoint,
             "Labels": labels_text(&self.labels),
             "Label": self.labels,
+            "Links": "N/A",
+            "Size": "N/A",
         })
     }
 }
