@@ -1556,6 +1556,27 @@ fn cp_copies_both_ways_and_keeps_to_the_container() {
     );
     s.ok(&["cp", "box:/x", host.to_str().unwrap()]);
     assert_eq!(std::fs::read_to_string(host.join("x")).unwrap(), "inside\n");
+    // -L with a link in the container: what it leads to (inside the container, however it
+    // climbs), named as the link; without, the link itself.
+    s.ok(&[
+        "exec",
+        "box",
+        "sh",
+        "-c",
+        "ln -s ../../../x /lnk && ln -s /lnk /lnk2",
+    ]);
+    let followed = host.join("followed");
+    s.ok(&["cp", "-L", "box:/lnk2", followed.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&followed).unwrap(), "inside\n");
+    assert!(!followed.is_symlink());
+    s.ok(&["cp", "-L", "box:/lnk", host.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("lnk")).unwrap(),
+        "inside\n"
+    );
+    let kept = host.join("kept");
+    s.ok(&["cp", "box:/lnk", kept.to_str().unwrap()]);
+    assert!(kept.is_symlink());
     // A tar on standard output.
     let o = s.oci(&["cp", "box:/x", "-"]);
     assert!(o.status.success());

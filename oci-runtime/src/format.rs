@@ -684,7 +684,10 @@ mod tests {
         );
         // The same document, read back.
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, serde_json::from_slice::<serde_json::Value>(raw).unwrap());
+        assert_eq!(
+            back,
+            serde_json::from_slice::<serde_json::Value>(raw).unwrap()
+        );
         assert!(indent_json(b"{\"a\":", "\t").is_none());
         assert!(indent_json(b"\xff", "\t").is_none());
     }

@@ -2460,6 +2460,59 @@ impl Containers {
     where
         W: tokio::io::AsyncWrite + Unpin,
     {
+        self.copy_from_as(what, path, None, sink).await
+    }
+
+    /// [`copy_from`](Self::copy_from) as docker's `cp -L`: when `path` is a symbolic link,
+    /// what it leads to (followed inside the container's root, at most 40 links deep),
+    /// named as the link.
+    pub async fn copy_from_following<W>(
+        &self,
+        what: &str,
+        path: &str,
+        sink: W,
+    ) -> EngineResult<(PathStat, W)>
+    where
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        let asked = rooted(path).into_owned();
+        let mut at = asked.clone();
+        for _ in 0..40 {
+            let place = self.locate(what, &at)?;
+            let (stat, _) = place.stat(&at)?;
+            if stat.link_target.is_empty() {
+                if at == asked {
+                    return self.copy_from(what, path, sink).await;
+                }
+                let name = asked.rsplit('/').find(|n| !n.is_empty()).unwrap_or(".");
+                return self.copy_from_as(what, &at, Some(name), sink).await;
+            }
+            // Relative to the link's directory; an absolute one to the container's root
+            // (`rooted` keeps every `..` under it).
+            let dir = at.rsplit_once('/').map_or("", |d| d.0);
+            at = match stat.link_target.starts_with('/') {
+                true => rooted(&stat.link_target).into_owned(),
+                false => rooted(&format!("{dir}/{}", stat.link_target)).into_owned(),
+            };
+        }
+        Err(EngineError::io(
+            "follow",
+            asked.as_str(),
+            std::io::Error::from_raw_os_error(libc::ELOOP),
+        ))
+    }
+
+    /// [`copy_from`](Self::copy_from), the entry named `name_as` when given.
+    async fn copy_from_as<W>(
+        &self,
+        what: &str,
+        path: &str,
+        name_as: Option<&str>,
+        sink: W,
+    ) -> EngineResult<(PathStat, W)>
+    where
+        W: tokio::io::AsyncWrite + Unpin,
+    {
         let path = &rooted(path);
         let at = self.locate(what, path)?;
         let (mut stat, parent) = at.stat(path)?;
@@ -2483,6 +2536,16 @@ impl Containers {
                     .1
             }
             Some((dir, entry)) => {
+                let opts = match name_as {
+                    Some(n) => {
+                        stat.name = n.to_owned();
+                        oci_rs_layer::DiffOptions {
+                            rebase: Some((entry.clone().into(), n.into())),
+                            ..opts
+                        }
+                    }
+                    None => opts,
+                };
                 oci_rs_layer::export_entry(&proc_fd(&dir), &entry, sink, &opts)
                     .await?
                     .1
@@ -2565,6 +2628,18 @@ impl Containers {
         path: &str,
         host: &Path,
     ) -> EngineResult<PathStat> {
+        self.copy_to_host_following(what, path, host, false).await
+    }
+
+    /// [`copy_to_host`](Self::copy_to_host); with `follow` (docker's `cp -L`), a link at
+    /// `path` is followed as [`copy_from_following`](Self::copy_from_following) does.
+    pub async fn copy_to_host_following(
+        &self,
+        what: &str,
+        path: &str,
+        host: &Path,
+        follow: bool,
+    ) -> EngineResult<PathStat> {
         let (w, r) = tokio::io::duplex(1 << 20);
         let (into, rename) = if host.is_dir() {
             (host.to_path_buf(), None)
@@ -2580,7 +2655,10 @@ impl Containers {
             (tmp.path().to_path_buf(), Some(tmp))
         };
         let produce = async {
-            let (stat, mut w) = self.copy_from(what, path, w).await?;
+            let (stat, mut w) = match follow {
+                true => self.copy_from_following(what, path, w).await?,
+                false => self.copy_from(what, path, w).await?,
+            };
             tokio::io::AsyncWriteExt::shutdown(&mut w)
                 .await
                 .map_err(|e| EngineError::io("write", "the copy", e))?;

@@ -529,7 +529,7 @@ pub(crate) enum Verb {
     /// standard input or output. Paths in the container are resolved inside its root: its
     /// links never lead out.
     Cp {
-        /// Follow a link given as the host source (docker's `-L`).
+        /// Follow a link given as the source, on the host or in the container (docker's `-L`).
         #[arg(short = 'L', long)]
         follow_link: bool,
         /// Into a container: what is written belongs to the container's user (docker's

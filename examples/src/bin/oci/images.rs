@@ -479,14 +479,20 @@ pub(crate) async fn image_verb(
                 oci_rs_runtime::parse_container_path(&dst),
             ) {
                 (Some((c, p)), None) if dst == "-" => {
-                    let (_, mut w) = store.copy_from(c, p, tokio::io::stdout()).await?;
+                    let out = tokio::io::stdout();
+                    let (_, mut w) = match follow_link {
+                        true => store.copy_from_following(c, p, out).await?,
+                        false => store.copy_from(c, p, out).await?,
+                    };
                     tokio::io::AsyncWriteExt::flush(&mut w).await?;
                 }
                 (None, Some((c, p))) if src == "-" => {
                     store.copy_into(c, p, tokio::io::stdin(), how).await?
                 }
                 (Some((c, p)), None) => {
-                    store.copy_to_host(c, p, Path::new(&dst)).await?;
+                    store
+                        .copy_to_host_following(c, p, Path::new(&dst), follow_link)
+                        .await?;
                 }
                 (None, Some((c, p))) => {
                     store
