@@ -312,13 +312,15 @@ impl Images {
     }
 
     /// `import FILE|URL|- [REF]`: from a file, an http(s) URL, or standard input (`-`, a pipe
-    /// is fine: it is read once, as a stream); untagged without `REF`.
+    /// is fine: it is read once, as a stream); untagged without `REF`; `message` the
+    /// history's comment.
     pub async fn import(
         &self,
         source: &str,
         reference: Option<&str>,
         changes: &[String],
         platform: Option<&str>,
+        message: Option<&str>,
     ) -> Result<Descriptor> {
         let platform = match platform {
             Some(p) => p.parse()?,
@@ -336,7 +338,7 @@ impl Images {
             )
         };
         self.store
-            .import_for(input, reference, changes, &platform)
+            .import_with(input, reference, changes, &platform, message)
             .await
             .with_context(|| format!("importing {source}"))
     }

@@ -962,10 +962,17 @@ fn filesystems_and_images_move_through_the_engine_api() {
         "import",
         "-c",
         r#"CMD ["cat", "/made"]"#,
+        "-m",
+        "exported c1",
         tar.to_str().unwrap(),
         "imported:1",
     ]);
     assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(
+        s.ok(&["image", "inspect", "-f", "{{.Comment}}", "imported:1"])
+            .trim(),
+        "exported c1"
+    );
     assert_eq!(s.ok(&["run", "--rm", "imported:1"]), "made-here\n");
     let (code, _, err) = s.docker_in(&["import", "-", "junk:1"], b"not a tar at all");
     assert_ne!(code, 0);

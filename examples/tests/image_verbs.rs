@@ -48,9 +48,10 @@ fn import_prints_the_image_id() {
     std::fs::write(root.join("f"), "f\n").unwrap();
     let tar = dir.path().join("root.tar");
     common::tar_dir(&root, &tar);
-    let printed = cli.ok(&["import", tar.to_str().unwrap(), "imp:1"]);
+    let printed = cli.ok(&["import", "-m", "from a tar", tar.to_str().unwrap(), "imp:1"]);
     let printed = printed.trim();
     assert_eq!(cli.field("imp:1", "{{.Id}}"), printed);
+    assert_eq!(cli.field("imp:1", "{{.Comment}}"), "from a tar");
     assert_eq!(cli.field(printed, "{{.Id}}"), printed);
     // Without a name: untagged, as docker's, listed as `<none>` and removed by a prune.
     std::fs::write(root.join("g"), "g\n").unwrap();

@@ -1644,6 +1644,20 @@ impl ImageStore {
         changes: &[String],
         platform: &PlatformSpec,
     ) -> Result<Descriptor> {
+        self.import_with(input, reference, changes, platform, None)
+            .await
+    }
+
+    /// [`import_for`](Self::import_for) with docker's `import --message`: the comment of
+    /// the layer's history entry.
+    pub async fn import_with(
+        &self,
+        input: impl tokio::io::AsyncRead + Send + Unpin,
+        reference: Option<&str>,
+        changes: &[String],
+        platform: &PlatformSpec,
+        message: Option<&str>,
+    ) -> Result<Descriptor> {
         if let Some(r) = reference {
             ImageReference::parse(r)?;
         }
@@ -1661,6 +1675,9 @@ impl ImageStore {
         let store = self.layout.leased()?;
         b.add_layer_tar(&store, &mut tar, Compression::Gzip, "imported")
             .await?;
+        if message.is_some() {
+            b.annotate_last_history(message, None);
+        }
         let m = b.build(&store).await?;
         self.name_or_keep(&m.descriptor(), reference).await?;
         Ok(m.descriptor())

@@ -449,7 +449,7 @@ impl EngineApi {
 }
 
 impl EngineApi {
-    /// `POST /images/create?fromSrc=-&repo=R&tag=T&changes=...&platform=P`: `docker import`,
+    /// `POST /images/create?fromSrc=-&repo=R&tag=T&changes=...&platform=P&message=M`: `docker import`,
     /// a filesystem tar (the body, or the URL `fromSrc` names) as a one-layer image; the new
     /// image's id as docker's status line.
     pub(super) async fn import_image(self: &Arc<Self>, req: Request<Incoming>) -> Reply {
@@ -464,6 +464,7 @@ impl EngineApi {
             None => oci_rs_image::PlatformSpec::host(),
         };
         let src = q.get("fromSrc").cloned().unwrap_or_default();
+        let message = q.get("message").filter(|m| !m.is_empty()).cloned();
         let (body, feed) = super::transfer::body_pipe(req);
         let api = self.clone();
         let imported = super::on_own_thread(self, move |_| async move {
@@ -484,7 +485,13 @@ impl EngineApi {
             };
             let d = api
                 .images
-                .import_for(input, reference.as_deref(), &changes, &platform)
+                .import_with(
+                    input,
+                    reference.as_deref(),
+                    &changes,
+                    &platform,
+                    message.as_deref(),
+                )
                 .await?;
             Ok(api.images.image_id(&d).await?)
         })

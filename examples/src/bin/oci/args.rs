@@ -608,6 +608,9 @@ pub(crate) enum Verb {
         /// The platform of the tar's programs (`linux/arm64`; default the host's).
         #[arg(long)]
         platform: Option<String>,
+        /// A comment for the image's history (its `Comment`).
+        #[arg(short, long)]
+        message: Option<String>,
     },
 }
 

@@ -547,9 +547,11 @@ pub(crate) async fn image_verb(
             image,
             change,
             platform,
+            message,
         } => {
+            let (image, platform) = (image.as_deref(), platform.as_deref());
             let d = images
-                .import(&file, image.as_deref(), &change, platform.as_deref())
+                .import(&file, image, &change, platform, message.as_deref())
                 .await?;
             writeln!(out, "{}", images.image_id(&d).await?)?;
         }
