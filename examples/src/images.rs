@@ -123,7 +123,9 @@ impl Images {
                     Some(c) => c.short_name_candidates(name),
                     None => Vec::new(),
                 }
-            }));
+            }))
+            // What happens to images goes into the events journal, as the engine's do.
+            .with_observer(oci_rs_runtime::Containers::open(data_dir)?.image_observer());
         Ok(Self {
             store,
             client: std::sync::OnceLock::new(),

@@ -565,3 +565,34 @@ fn login_and_logout_help_say_what_each_does() {
         "{logout}"
     );
 }
+
+/// What happens to images is in the events journal, as docker's image events: tag, untag,
+/// import and delete, with the image's id and the name involved.
+#[test]
+fn image_changes_are_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = store_with(dir.path(), 1);
+    let id = cli.field("img:0", "{{.Id}}");
+    cli.ok(&["tag", "img:0", "again:1"]);
+    cli.ok(&["rmi", "again:1", "img:0"]);
+    let out = cli.ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--filter",
+        "type=image",
+        "--format",
+        "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}}",
+    ]);
+    let want = [
+        format!("import {id} img:0"),
+        format!("tag {id} again:1"),
+        format!("untag {id} again:1"),
+        format!("untag {id} img:0"),
+        format!("delete {id} <no value>"),
+    ];
+    let got: Vec<&str> = out.lines().collect();
+    assert_eq!(got, want, "{out}");
+}

@@ -49,7 +49,24 @@ pub struct ImageStore {
     snapshots: Snapshotter,
     data: PathBuf,
     short_names: Option<ShortNames>,
+    observer: Option<ImageObserver>,
 }
+
+/// What the store did to an image, as docker's image events tell it: given to the
+/// observer of [`ImageStore::with_observer`] once done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageChange {
+    /// docker's action: `pull`, `push`, `tag`, `untag`, `delete`, `import`, `load`, `save`.
+    pub action: &'static str,
+    /// The image: its name for `pull`, `push` and `save` (as docker's events carry it),
+    /// else its id (`sha256:…`).
+    pub id: String,
+    /// The name involved (the new one of a `tag`), when there is one.
+    pub name: Option<String>,
+}
+
+/// An observer of what an [`ImageStore`] does to images (a journal of docker's events).
+pub type ImageObserver = Arc<dyn Fn(&ImageChange) + Send + Sync>;
 
 /// Every full name a short one may stand for, in the order a pull tries them (podman's
 /// search registries: [`Remote::candidates`]); see [`ImageStore::with_short_names`].
@@ -445,7 +462,26 @@ impl ImageStore {
             snapshots: Snapshotter::new(data.join("snapshots"))?,
             data: data.to_owned(),
             short_names: None,
+            observer: None,
         })
+    }
+
+    /// This store, telling `observer` of each image it pulls, pushes, tags, untags,
+    /// deletes, imports, loads and saves ([`ImageChange`]), after the change.
+    pub fn with_observer(mut self, observer: ImageObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Tells the observer, if any, of `action` on image `id`.
+    fn notify(&self, action: &'static str, id: &str, name: Option<&str>) {
+        if let Some(o) = &self.observer {
+            o(&ImageChange {
+                action,
+                id: id.to_owned(),
+                name: name.map(str::to_owned),
+            });
+        }
     }
 
     /// This store, finding a short name that names nothing here under each name
@@ -497,7 +533,11 @@ impl ImageStore {
                     first_error.get_or_insert(e);
                 }
                 Err(e) => return Err(first_error.unwrap_or(e)),
-                Ok(r) => return Ok(r),
+                Ok(r) => {
+                    let familiar = ImageReference::parse(name).map(|r| r.familiar());
+                    self.notify("pull", familiar.as_deref().unwrap_or(name), None);
+                    return Ok(r);
+                }
             }
         }
         Err(first_error.unwrap_or_else(|| Error::NoSuchImage(reference.to_owned())))
@@ -619,6 +659,7 @@ impl ImageStore {
             reference: reference.to_owned(),
             source: Box::new(e.into()),
         })?;
+        self.notify("push", &r.familiar(), None);
         Ok(report.manifest)
     }
 
@@ -907,14 +948,19 @@ impl ImageStore {
         if all {
             for (name, desc) in ReferenceStore::list(&self.layout).await? {
                 if !self.in_use(&desc, &used).await? {
-                    pruned.untagged.push(self.untag(name).await?);
+                    let id = self.image_id(&desc).await?;
+                    let gone = self.untag(name).await?;
+                    self.notify("untag", &id, Some(&gone));
+                    pruned.untagged.push(gone);
                 }
             }
         }
         for desc in self.untagged().await? {
             if !self.in_use(&desc, &used).await? {
-                pruned.deleted.push(self.image_id(&desc).await?);
+                let id = self.image_id(&desc).await?;
                 self.forget_untagged(desc.digest()).await?;
+                self.notify("delete", &id, None);
+                pruned.deleted.push(id);
             }
         }
         pruned.bytes_freed = self.gc_keeping_containers(&containers).await?;
@@ -1206,6 +1252,10 @@ impl ImageStore {
         let desc = self.find(from).await?.desc;
         let to = ImageReference::parse(to)?;
         self.layout.set(&store_name(&to), &desc).await?;
+        if self.observer.is_some() {
+            let id = self.image_id(&desc).await?;
+            self.notify("tag", &id, Some(&to.familiar()));
+        }
         Ok(())
     }
 
@@ -1431,7 +1481,9 @@ impl ImageStore {
             }
             let id = self.image_id(&desc).await?;
             for n in store_names {
-                removed.untagged.push(self.untag(n).await?);
+                let gone = self.untag(n).await?;
+                self.notify("untag", &id, Some(&gone));
+                removed.untagged.push(gone);
             }
             // Forced off a container's image, the image stays, untagged (docker's `<none>`).
             match in_use {
@@ -1445,6 +1497,7 @@ impl ImageStore {
         for (digest, id) in gone {
             let kept = index.manifests().iter().any(|d| d.digest() == &digest);
             if !kept && !removed.deleted.contains(&id) {
+                self.notify("delete", &id, None);
                 removed.deleted.push(id);
             }
         }
@@ -1500,6 +1553,9 @@ impl ImageStore {
                 .await?;
         }
         ImageDestination::finish(archive).await?;
+        for name in names {
+            self.notify("save", name, None);
+        }
         Ok(())
     }
 
@@ -1596,13 +1652,16 @@ impl ImageStore {
                     })
                 }
             };
-            loaded.push(match name {
-                Some(r) => Loaded::Named(r.familiar()),
+            let id = self.image_id(&report.manifest).await?;
+            let familiar = name.as_ref().map(|r| r.familiar());
+            loaded.push(match &familiar {
+                Some(f) => Loaded::Named(f.clone()),
                 None => {
                     self.keep_untagged(&report.manifest).await?;
-                    Loaded::Id(self.image_id(&report.manifest).await?)
+                    Loaded::Id(id.clone())
                 }
             });
+            self.notify("load", &id, familiar.as_deref());
         }
         // A docker-archive is also an oci-archive here, so an image can be named by both
         // manifests: one entry per image, as docker prints.
@@ -1680,6 +1739,10 @@ impl ImageStore {
         }
         let m = b.build(&store).await?;
         self.name_or_keep(&m.descriptor(), reference).await?;
+        if self.observer.is_some() {
+            let id = self.image_id(&m.descriptor()).await?;
+            self.notify("import", &id, reference);
+        }
         Ok(m.descriptor())
     }
 

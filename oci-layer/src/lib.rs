@@ -139,8 +139,8 @@ pub use diff::{
 pub use error::{Error, Result};
 pub use images::{
     apply_change, creation_time, store_name, CacheEntry, CommitOptions, Found, HistoryRow,
-    ImageFilter, ImageRow, ImageStore, Loaded, PullPolicy, PullReport, Removed, RunnableImage,
-    ShortNames,
+    ImageChange, ImageFilter, ImageObserver, ImageRow, ImageStore, Loaded, PullPolicy, PullReport,
+    Removed, RunnableImage, ShortNames,
 };
 pub use oci_spec;
 pub use pull::{pull_and_unpack, PullUnpackReport};

@@ -343,11 +343,12 @@ impl EngineApi {
     ) -> Result<Arc<Self>, ApiError> {
         // A short name pulled from one of the remote's search registries is found by it.
         let names = remote.clone();
+        let containers = Containers::open(data).map_err(ApiError::Containers)?;
         let images = ImageStore::open(data)
             .await
             .map_err(ApiError::Images)?
-            .with_short_names(Arc::new(move |name| names.candidates(name)));
-        let containers = Containers::open(data).map_err(ApiError::Containers)?;
+            .with_short_names(Arc::new(move |name| names.candidates(name)))
+            .with_observer(containers.image_observer());
         Ok(Arc::new(Self {
             images,
             containers,

@@ -1419,6 +1419,23 @@ impl Containers {
         self.record(&e);
     }
 
+    /// An observer for an image store of the same data directory
+    /// ([`ImageStore::with_observer`](oci_rs_layer::ImageStore::with_observer)) that
+    /// records what it does in this store's journal as docker's image events (`image`
+    /// events, the image's name as `name`).
+    pub fn image_observer(&self) -> oci_rs_layer::ImageObserver {
+        let journal = self.journal();
+        std::sync::Arc::new(move |c: &oci_rs_layer::ImageChange| {
+            let mut e = crate::Event::new("image", c.action, &c.id);
+            if let Some(n) = &c.name {
+                e = e.with("name", n);
+            }
+            if let Err(err) = journal.record(&e) {
+                tracing::warn!(id = %e.id, action = %e.action, error = %crate::chain(&err), "recording an event");
+            }
+        })
+    }
+
     /// Records `e` in the journal, best effort.
     pub(crate) fn record(&self, e: &crate::Event) {
         if let Err(err) = self.journal().record(e) {
@@ -3308,7 +3325,12 @@ impl Containers {
         if let Some(c) = frozen {
             c.resume()?;
         }
-        Ok(made?)
+        let made = made?;
+        if let Ok(cfg) = self.config_of(&id) {
+            let image = images.image_id(&made).await?;
+            self.event(&cfg, "commit", &[("imageID", image)]);
+        }
+        Ok(made)
     }
 
     /// Removes images `names` from `images` ([`ImageStore::remove`](oci_rs_layer::ImageStore::remove),
