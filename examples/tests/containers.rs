@@ -232,6 +232,24 @@ fn verbs_with_nothing_to_do_answer_as_docker_s() {
     // An exec whose process cannot be set up: docker's 127 for what is not there.
     let o = s.oci(&["exec", "-w", "/nonexist", "made", "pwd"]);
     assert_eq!(o.status.code(), Some(127), "{o:?}");
+    // An exec's events, with its command, as docker's.
+    let o = s.oci(&["exec", "made", "sh", "-c", "exit 3"]);
+    assert_eq!(o.status.code(), Some(3));
+    let execs = s.ok(&[
+        "events",
+        "--since",
+        "10m",
+        "--until",
+        "0s",
+        "--filter",
+        "container=made",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.exitCode}}",
+    ]);
+    assert!(
+        execs.contains("exec_create: sh -c exit 3 <no value>\nexec_start: sh -c exit 3 <no value>\nexec_die 3\n"),
+        "{execs}"
+    );
     let o = s.oci(&["rm", "-f", "nosuch"]);
     assert!(o.status.success() && o.stdout.is_empty(), "{o:?}");
     let o = s.oci(&["rm", "nosuch"]);
@@ -1017,7 +1035,17 @@ fn a_detached_containers_life_as_docker_prints_it() {
     let got: Vec<&str> = actions.lines().collect();
     assert_eq!(
         got,
-        ["create", "start", "die", "stop", "destroy"],
+        [
+            "create",
+            "start",
+            "exec_create: sh -c exit 7",
+            "exec_start: sh -c exit 7",
+            "exec_die",
+            "kill",
+            "die",
+            "stop",
+            "destroy"
+        ],
         "{actions}"
     );
     let code = events(&[

@@ -1824,6 +1824,10 @@ impl Containers {
         }
         let sig = crate::parse_signal(&v.config.stop_signal)?;
         let was_running = v.status.state == MonitorState::Running;
+        if was_running {
+            // docker's: the stop signal is a kill event before the die and the stop.
+            self.event(&v.config, "kill", &[("signal", sig.to_string())]);
+        }
         let status = v.monitor.stop(sig, timeout)?;
         if was_running {
             self.event(&v.config, "stop", &[]);
@@ -2258,6 +2262,11 @@ impl Containers {
                 .map_err(|e| crate::Error::option("privileged", "exec", e.to_string()))?;
             process.set_capabilities(Some(caps));
         }
+        // docker's exec events carry the command in their action.
+        let cmd = req.args.join(" ");
+        for action in ["exec_create", "exec_start"] {
+            self.event(&v.config, &format!("{action}: {cmd}"), &[]);
+        }
         Ok((c, process))
     }
 
@@ -2290,7 +2299,11 @@ impl Containers {
             let _ = p.pid();
             return Ok(0);
         }
-        Ok(p.wait()?)
+        let code = p.wait()?;
+        if let Ok(cfg) = self.config_of(c.id()) {
+            self.event(&cfg, "exec_die", &[("exitCode", code.to_string())]);
+        }
+        Ok(code)
     }
 
     /// Starts `req.args` in running container `what` with its stdio on descriptors the
