@@ -229,8 +229,11 @@ fn verbs_with_nothing_to_do_answer_as_docker_s() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     assert_eq!(s.ok(&["start", "made"]), "made\n");
     assert_eq!(s.ok(&["start", "made"]), "made\n", "a running container");
-    // An exec whose process cannot be set up: docker's 127 for what is not there.
+    // An exec whose process cannot be set up: docker's 126 (the runtime could not start
+    // it); a command that is not there is 127.
     let o = s.oci(&["exec", "-w", "/nonexist", "made", "pwd"]);
+    assert_eq!(o.status.code(), Some(126), "{o:?}");
+    let o = s.oci(&["exec", "made", "no-such-command"]);
     assert_eq!(o.status.code(), Some(127), "{o:?}");
     // An exec's events, with its command, as docker's.
     let o = s.oci(&["exec", "made", "sh", "-c", "exit 3"]);

@@ -815,7 +815,10 @@ impl ImageStore {
                 .map(|(store, desc)| (Some(store), desc));
             let untagged = self.untagged().await?.into_iter().map(|d| (None, d));
             for (store, desc) in named.chain(untagged).collect::<Vec<_>>() {
-                let m = self.manifest(desc.digest()).await?;
+                // An entry whose manifest is gone names nothing to find by id.
+                let Ok(m) = self.manifest(desc.digest()).await else {
+                    continue;
+                };
                 let id = match self.for_host(m).await {
                     Ok(m) => match m.as_image() {
                         Some(i) => i.config().digest().to_string(),
@@ -956,8 +959,9 @@ impl ImageStore {
             }
         }
         for desc in self.untagged().await? {
-            if !self.in_use(&desc, &used).await? {
-                let id = self.image_id(&desc).await?;
+            // One whose manifest is gone is no one's: it goes (its digest as its id).
+            if !self.in_use(&desc, &used).await.unwrap_or(false) {
+                let id = (self.image_id(&desc).await).unwrap_or_else(|_| desc.digest().to_string());
                 self.forget_untagged(desc.digest()).await?;
                 self.notify("delete", &id, None);
                 pruned.deleted.push(id);
@@ -976,6 +980,35 @@ impl ImageStore {
         let top = self.manifest(desc.digest()).await?;
         let host = self.for_host(top).await.map(|m| m.digest().to_string());
         Ok(host.is_ok_and(|h| used.contains(&h)))
+    }
+
+    /// Removes store names `names` of the image `desc` names and keeps the image untagged,
+    /// in one change of the index; their familiar forms.
+    async fn untag_keeping(&self, names: &[String], desc: &Descriptor) -> Result<Vec<String>> {
+        let (names, mut kept) = (names.to_vec(), desc.clone());
+        kept.set_annotations(None);
+        let gone = names.clone();
+        self.layout
+            .update_index(move |index| {
+                let mut entries: Vec<Descriptor> = index
+                    .manifests()
+                    .iter()
+                    .filter(|d| {
+                        !oci_rs_image::ref_name(d).is_some_and(|n| names.iter().any(|x| x == n))
+                    })
+                    .cloned()
+                    .collect();
+                if !entries.iter().any(|d| d.digest() == kept.digest()) {
+                    entries.push(kept);
+                }
+                index.set_manifests(entries);
+                Ok(((), true))
+            })
+            .await?;
+        Ok(gone
+            .into_iter()
+            .map(|n| ImageReference::parse(&n).map(|r| r.familiar()).unwrap_or(n))
+            .collect())
     }
 
     /// Removes store name `name`; its familiar form.
@@ -1270,12 +1303,20 @@ impl ImageStore {
             // Docker's form: a name pulled by digest is `REPO <none>`, its digest shown by
             // --digests; not a repository named `...@sha256`.
             let tag = r.tag().unwrap_or("<none>");
-            rows.push(self.row(r.familiar_name(), tag, &desc).await?);
+            rows.push(self.row(r.familiar_name(), tag, &desc).await);
         }
         for desc in self.untagged().await? {
-            rows.push(self.row("<none>".into(), "<none>", &desc).await?);
+            rows.push(self.row("<none>".into(), "<none>", &desc).await);
         }
-        Ok(rows)
+        // A name whose manifest cannot be read is left out of the list, not its end (gc
+        // and prune still see it, and rmi removes it).
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                r.map_err(|e| tracing::warn!(error = %oci_rs_image::chain(&e), "an image of the store cannot be read"))
+                    .ok()
+            })
+            .collect())
     }
 
     /// The `images` row of the image `desc` names, as `repository` `tag`.
@@ -1367,9 +1408,10 @@ impl ImageStore {
         }
     }
 
-    /// Drops the untagged entries of `digest` once no name points at it: the image of a
-    /// build without a name, tagged and then untagged, goes with its last name (docker's).
-    async fn forget_untagged(&self, digest: &Digest) -> Result<()> {
+    /// Drops the untagged entries of `digest` unless a name points at it: the image of a
+    /// build without a name, tagged and then untagged, goes with its last name (docker's),
+    /// and a multi-platform build's images, kept while it ran, go once its index holds them.
+    pub async fn forget_untagged(&self, digest: &Digest) -> Result<()> {
         let digest = digest.clone();
         self.layout
             .update_index(move |index| {
@@ -1480,15 +1522,23 @@ impl ImageStore {
                 });
             }
             let id = self.image_id(&desc).await?;
-            for n in store_names {
-                let gone = self.untag(n).await?;
-                self.notify("untag", &id, Some(&gone));
-                removed.untagged.push(gone);
-            }
-            // Forced off a container's image, the image stays, untagged (docker's `<none>`).
-            match in_use {
-                Some(_) => self.keep_untagged(&desc).await?,
-                None => self.forget_untagged(desc.digest()).await?,
+            let untagged = match in_use {
+                // Forced off a container's image, the image stays, untagged (docker's
+                // `<none>`): its names swapped for that in one change of the index, so no
+                // gc in between finds it unnamed.
+                Some(_) => self.untag_keeping(&store_names, &desc).await?,
+                None => {
+                    let mut gone = Vec::new();
+                    for n in store_names {
+                        gone.push(self.untag(n).await?);
+                    }
+                    self.forget_untagged(desc.digest()).await?;
+                    gone
+                }
+            };
+            for g in untagged {
+                self.notify("untag", &id, Some(&g));
+                removed.untagged.push(g);
             }
             gone.push((desc.digest().clone(), id));
         }

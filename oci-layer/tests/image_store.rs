@@ -509,6 +509,20 @@ async fn an_image_without_a_name_is_untagged_until_tagged_removed_or_pruned() {
     let rows = store.list().await.unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].repository, "kept");
+    // An entry whose manifest is gone (a broken store) breaks neither the list nor a
+    // lookup by id, and a prune takes it away.
+    let ghost = oci_rs_image::oci_spec::image::DescriptorBuilder::default()
+        .media_type(oci_rs_image::oci_spec::image::MediaType::ImageManifest)
+        .digest(oci_rs_image::parse_digest(&format!("sha256:{}", "ab".repeat(32))).unwrap())
+        .size(100u64)
+        .build()
+        .unwrap();
+    store.keep_untagged(&ghost).await.unwrap();
+    assert_eq!(store.list().await.unwrap().len(), 1);
+    let kept_id = rows[0].id.clone();
+    store.find(&kept_id["sha256:".len()..][..12]).await.unwrap();
+    let pruned = store.prune(false).await.unwrap();
+    assert_eq!(pruned.deleted, [ghost.digest().to_string()]);
 }
 
 #[tokio::test]

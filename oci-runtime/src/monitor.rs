@@ -559,8 +559,8 @@ impl Monitor {
     /// that is a stop too, and the last status read is returned as exited.
     pub fn stop(&self, signal: i32, timeout: Duration) -> Result<MonitorStatus> {
         let before = self.status()?;
-        // Created and never started (no monitor holds it): nothing runs to stop.
-        if before.state == MonitorState::Created && !before.monitor_alive {
+        // Created and never started (no monitor was ever spawned): nothing runs to stop.
+        if before.state == MonitorState::Created && before.monitor_pid == 0 {
             return Ok(before);
         }
         if let Err(e) = write_atomic(&self.dir, STOP_FILE, b"") {

@@ -104,8 +104,12 @@ pub fn parse_log_time(s: &str) -> Result<u64> {
         return Ok(t);
     }
     // docker's zoneless and date-only layouts, completed to RFC 3339.
-    let date_like =
-        s.len() >= 10 && s.as_bytes().get(4) == Some(&b'-') && s.as_bytes().get(7) == Some(&b'-');
+    // The first ten bytes a date's (ASCII): a split there is on a character boundary.
+    let date_like = s.get(..10).is_some_and(|d| {
+        d.bytes()
+            .enumerate()
+            .all(|(i, b)| matches!(i, 4 | 7) && b == b'-' || b.is_ascii_digit())
+    });
     if date_like {
         let (date, rest) = s.split_at(10);
         let full = match rest.len() {
@@ -125,14 +129,13 @@ pub fn parse_log_time(s: &str) -> Result<u64> {
         return Ok(secs.saturating_mul(1_000_000_000));
     }
     if let Some((whole, frac)) = s.split_once('.') {
-        let digits = frac.len().min(9);
-        if let (Ok(w), Ok(f), true) = (
-            whole.parse::<u64>(),
-            frac[..digits].parse::<u64>(),
-            !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit()),
-        ) {
-            let f = f * 10u64.pow(9 - digits as u32);
-            return Ok(w.saturating_mul(1_000_000_000).saturating_add(f));
+        // Digits only (every byte a character), then at most nine of them.
+        if !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit()) {
+            let digits = frac.len().min(9);
+            if let (Ok(w), Ok(f)) = (whole.parse::<u64>(), frac[..digits].parse::<u64>()) {
+                let f = f * 10u64.pow(9 - digits as u32);
+                return Ok(w.saturating_mul(1_000_000_000).saturating_add(f));
+            }
         }
     }
     let bad = || {
@@ -212,6 +215,29 @@ pub fn env_from_args(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn log_times_refuse_what_is_not_one_without_panicking() {
+        for bad in [
+            "2026-12-0é",
+            "2026-12-0éé",
+            "1.12345678é",
+            "é.5",
+            "1.",
+            "2026-12-07T1",
+            "x",
+        ] {
+            assert!(parse_log_time(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_log_time("2026-12-07T10").unwrap(),
+            parse_log_time("2026-12-07T10:00:00Z").unwrap()
+        );
+        assert_eq!(
+            parse_log_time("2026-12-07+01:00").unwrap(),
+            parse_log_time("2026-12-06T23:00:00Z").unwrap()
+        );
+    }
 
     #[test]
     fn env_files_come_first_and_bare_names_take_this_process_value() {

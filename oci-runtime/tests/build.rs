@@ -1843,6 +1843,10 @@ async fn a_multi_platform_build_is_an_index_of_one_image_per_platform() {
     .unwrap();
     let index = index.as_index().unwrap().clone();
     assert_eq!(index.manifests().len(), 2);
+    // One image listed: each platform's is the index's, not an untagged one of its own.
+    let rows = lib.store.list().await.unwrap();
+    assert!(rows.iter().any(|r| r.repository == "multi"), "{rows:?}");
+    assert!(!rows.iter().any(|r| r.repository == "<none>"), "{rows:?}");
     for (d, arch) in index.manifests().iter().zip(["amd64", "arm64"]) {
         assert_eq!(
             d.platform().as_ref().unwrap().architecture().to_string(),

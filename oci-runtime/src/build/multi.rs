@@ -91,6 +91,7 @@ pub async fn build_platforms<'a>(
         d.set_platform(Some(platform));
         entries.push(d);
     }
+    let entries_kept = entries.clone();
     let index = ImageIndexBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageIndex)
@@ -109,6 +110,11 @@ pub async fn build_platforms<'a>(
     }
     for t in &opts.tags {
         store.name_or_keep(&desc, Some(t)).await?;
+    }
+    // Each platform's image was kept untagged while the others built (no gc could take
+    // it); the index holds them now, and they are no images of their own to list.
+    for e in &entries_kept {
+        store.forget_untagged(e.digest()).await?;
     }
     let mut events: BuildEvents<'a> = Box::new(move |e: BuildEvent<'_>| {
         if let Ok(mut f) = events.lock() {

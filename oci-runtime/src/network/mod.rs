@@ -1719,7 +1719,17 @@ impl Networks {
                 })
             })
             .collect();
-        nft::apply(nft::batch(&rules, &ports))
+        let [v4, v6] = nft::batches(&rules, &ports);
+        nft::apply(v4)?;
+        // IPv6's table matters once a network has IPv6 (the host then forwards it); on a
+        // kernel that cannot have it, IPv4 networks still work.
+        match nft::apply(v6) {
+            Err(e) if !nets.iter().any(|n| n.ipv6.is_some()) => {
+                tracing::warn!(error = %e, "the ip6 table of the networks");
+                Ok(())
+            }
+            r => r,
+        }
     }
 
     /// Rewrites the marked lines of every endpoint's hosts file: the other containers of

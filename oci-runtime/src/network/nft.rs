@@ -156,14 +156,15 @@ fn local_daddr() -> Statement<'static> {
     )
 }
 
-/// The batch that replaces our tables with ones for `nets` and `ports` (none of either:
-/// the tables are removed).
-pub(crate) fn batch(nets: &[NetRules], ports: &[PortRule]) -> Batch<'static> {
-    let mut b = Batch::new();
-    for family in [NfFamily::IP, NfFamily::IP6] {
+/// The batches that replace our tables with ones for `nets` and `ports` (none of either:
+/// the tables are removed): `ip oci`, then `ip6 oci`, applied as two transactions so that
+/// a kernel without IPv6 filtering or NAT does not stop IPv4's.
+pub(crate) fn batches(nets: &[NetRules], ports: &[PortRule]) -> [Batch<'static>; 2] {
+    [NfFamily::IP, NfFamily::IP6].map(|family| {
+        let mut b = Batch::new();
         table(&mut b, family, nets, ports);
-    }
-    b
+        b
+    })
 }
 
 /// The `family` table of `nets` and `ports` into `b`.
@@ -249,6 +250,34 @@ fn table(b: &mut Batch<'static>, family: NfFamily, nets: &[NetRules], ports: &[P
         b.add(commented(family, "ports", e, Some(p.owner.clone())));
     }
     for n in nets {
+        if v6 {
+            match n.ipv6 {
+                // A network without IPv6: nothing of its bridge is routed in IPv6 (a
+                // container can still send IPv6 to its gateway, which the host forwards
+                // once any network has IPv6).
+                None => {
+                    for end in [MetaKey::Iifname, MetaKey::Oifname] {
+                        b.add(rule(
+                            "forward",
+                            vec![
+                                is(meta(end), Operator::EQ, s(&n.bridge)),
+                                Statement::Drop(None),
+                            ],
+                        ));
+                    }
+                }
+                // IPv6 has no reverse-path filter: only the network's own addresses leave
+                // its bridge.
+                Some((a, len)) => b.add(rule(
+                    "forward",
+                    vec![
+                        is(meta(MetaKey::Iifname), Operator::EQ, s(&n.bridge)),
+                        is(field("ip6", "saddr"), Operator::NEQ, prefix(a, len)),
+                        Statement::Drop(None),
+                    ],
+                )),
+            }
+        }
         if n.internal {
             for (inside, outside) in [
                 (MetaKey::Iifname, MetaKey::Oifname),

@@ -1292,8 +1292,17 @@ fn ipv6_networks_give_addresses_names_egress_ports_and_keep_isolation(f: &Fixtur
             "s4",
             &format!("ping -6 -c 1 -W 2 {asked} >/dev/null 2>&1"),
         );
+        // Nor anything outside: an IPv4-only network routes no IPv6 at all.
+        let out = exec(
+            &store,
+            "s4",
+            &format!(
+                "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {outside}2 8000 | grep -q outside6"
+            ),
+        );
         sh(&format!("ip -6 route del {src}/128 dev {bridge}"));
         assert_ne!(reached, 0, "an IPv4-only network reached the IPv6 one");
+        assert_ne!(out, 0, "an IPv4-only network routed IPv6 out of the host");
     }
     let _ = server.kill();
     let _ = server.wait();

@@ -234,21 +234,18 @@ fn main() {
         let msg: Vec<_> = msg.split('\n').map(oci_rs_image::printable).collect();
         eprintln!("oci: {}", msg.join("\n"));
         // docker's exec: a process that could not be set up (its working directory, its
-        // user) is 127 when something was not there, else 126, as for the command itself.
-        let setup = e.chain().find_map(|c| {
+        // user) is the runtime's failure to start it, 126 (a command that is not there is
+        // the process's own 127).
+        let setup = e.chain().any(|c| {
             let runtime = match c.downcast_ref::<oci_rs_runtime::EngineError>() {
                 Some(oci_rs_runtime::EngineError::Runtime(r)) => Some(&**r),
                 _ => c.downcast_ref::<oci_rs_runtime::Error>(),
             };
-            match runtime {
-                Some(oci_rs_runtime::Error::Init { source, .. }) => Some(source.kind()),
-                _ => None,
-            }
+            matches!(runtime, Some(oci_rs_runtime::Error::Init { .. }))
         });
-        match setup {
-            Some(std::io::ErrorKind::NotFound) if is_exec => std::process::exit(127),
-            Some(_) if is_exec => std::process::exit(126),
-            _ => std::process::exit(failure),
+        match setup && is_exec {
+            true => std::process::exit(126),
+            false => std::process::exit(failure),
         }
     }
 }
