@@ -513,7 +513,10 @@ pub struct NetworkConfig {
     #[serde(default)]
     pub internal: bool,
     /// Its IPv6 subnet (docker's `EnableIPv6`): each container gets an address in it too,
-    /// and the IPv6 default route through it.
+    /// and the IPv6 default route through it. Once a container is attached to such a
+    /// network the host routes IPv6 (`net.ipv6.conf.all.forwarding=1`, as docker sets it),
+    /// so an interface that takes its IPv6 routes from router advertisements (`accept_ra`
+    /// 1) stops taking them; networks without IPv6 route none (the `ip6 oci` table).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<Ipv6Subnet>,
 }
