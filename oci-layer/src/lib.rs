@@ -43,7 +43,7 @@
 //!     changes: vec!["ENV MODE=production".into()],
 //!     ..CommitOptions::default()
 //! };
-//! let image = store.commit(container_id, "my-busybox:2", &how).await?;
+//! let image = store.commit(container_id, Some("my-busybox:2"), &how).await?;
 //! println!("{}", image.digest());
 //! # Ok(())
 //! # }

@@ -156,7 +156,7 @@ pub fn image_fields(r: &oci_rs_layer::ImageRow, no_trunc: bool) -> serde_json::V
         "ID": image_id(&r.id, no_trunc),
         "Digest": r.digest,
         "CreatedSince": r.created.map_or_else(|| "N/A".into(), crate::ago),
-        "CreatedAt": r.created.map(docker_time).unwrap_or_default(),
+        "CreatedAt": r.created.map(crate::docker_time).unwrap_or_default(),
         "Size": crate::human_size(r.size),
         "VirtualSize": crate::human_size(r.size),
         // What docker's CLI shows when the daemon did not count them (without -a or df).
@@ -230,16 +230,6 @@ pub fn indent_json(raw: &[u8], indent: &str) -> Option<String> {
         }
     }
     Some(out)
-}
-
-/// docker's `CreatedAt` in lists: `2026-12-07 06:11:15 +0000 UTC` (Go's time printed), for
-/// `ns` since the epoch.
-pub(crate) fn docker_time(ns: u64) -> String {
-    let t = crate::rfc3339(ns - ns % 1_000_000_000);
-    format!(
-        "{} +0000 UTC",
-        t.get(..19).unwrap_or(&t).replacen('T', " ", 1)
-    )
 }
 
 /// The id `history` prints for a row: `<missing>` for the layers below the image's own.

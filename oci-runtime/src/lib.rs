@@ -418,6 +418,17 @@ pub use network::{
     DEFAULT_NETWORK, HOST_NETWORKS_DIR,
 };
 pub use oci_rs_image::{now_ns, parse_rfc3339, rfc3339};
+
+/// docker's `CreatedAt` in lists: `2026-12-07 06:11:15 +0000 UTC` (Go's time printed), for
+/// `ns` since the epoch.
+#[cfg_attr(not(any(feature = "engine", feature = "format")), allow(dead_code))]
+pub(crate) fn docker_time(ns: u64) -> String {
+    let t = rfc3339(ns - ns % 1_000_000_000);
+    format!(
+        "{} +0000 UTC",
+        t.get(..19).unwrap_or(&t).replacen('T', " ", 1)
+    )
+}
 pub use oci_spec;
 pub use options::{env_from_args, parse_log_time, parse_size, read_env_file};
 pub use seccomp::{compile_seccomp, SockFilter};

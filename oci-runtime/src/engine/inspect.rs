@@ -430,7 +430,7 @@ fn ipam_config(c: &super::ContainerConfig, net: &str) -> Option<serde_json::Valu
     Some(m.into())
 }
 
-use crate::format::docker_time;
+use crate::docker_time;
 
 /// `KEY=VALUE,...`: docker's `Labels` column.
 pub(crate) fn labels_text(labels: &std::collections::BTreeMap<String, String>) -> String {

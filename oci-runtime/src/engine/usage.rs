@@ -210,7 +210,7 @@ impl Containers {
     /// let report = store
     ///     .system_prune(images, &oci_rs_runtime::SystemPruneOptions::default())
     ///     .await?;
-    /// println!("{} containers removed, {} bytes freed", report.containers.len(), report.reclaimed);
+    /// println!("{} containers removed, {} bytes freed", report.containers.deleted.len(), report.reclaimed);
     /// # Ok(()) }
     /// ```
     pub async fn system_prune(
