@@ -28,7 +28,11 @@ pub(super) fn body_pipe(req: Request<Incoming>) -> (DuplexStream, tokio::task::J
             if let Ok(data) = frame.into_data() {
                 if w.write_all(&data).await.is_err() {
                     // The reader stopped reading: it has the archive's end (what follows is
-                    // padding), or it failed and says so itself.
+                    // padding), or it failed and says so itself. What the client still
+                    // sends is read and dropped, a little (DRAIN_BYTES, DRAIN_TIME), so that
+                    // it can finish writing and read the answer: a connection closed on
+                    // unread data is reset, and the client sees a broken pipe instead.
+                    drain(&mut body).await;
                     return true;
                 }
             }
@@ -37,6 +41,27 @@ pub(super) fn body_pipe(req: Request<Incoming>) -> (DuplexStream, tokio::task::J
         true
     });
     (r, feed)
+}
+
+/// At most this much of a request body is read and dropped once its reader has stopped.
+const DRAIN_BYTES: u64 = 16 << 20;
+/// For at most this long.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and drops the rest of `body`, within [`DRAIN_BYTES`] and [`DRAIN_TIME`].
+async fn drain(body: &mut Incoming) {
+    let mut dropped = 0u64;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                dropped += data.len() as u64;
+                if dropped > DRAIN_BYTES {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
 }
 
 impl EngineApi {
@@ -133,7 +158,9 @@ impl EngineApi {
         let whole = match done {
             Ok(()) => feed.await.unwrap_or(false),
             Err(f) => {
-                feed.abort();
+                // Refused (a read-only path, say) while the client may still be sending:
+                // the rest of its body is drained (bounded) before the answer.
+                let _ = tokio::time::timeout(DRAIN_TIME * 2, feed).await;
                 return Err(f);
             }
         };
