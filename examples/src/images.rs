@@ -111,19 +111,11 @@ impl Images {
     /// The store of `data_dir` and a client trusting docker's credentials, reaching the
     /// `insecure` registries over plain HTTP; `quiet`: no progress bars.
     pub async fn open(data_dir: &Path, insecure: Vec<String>, quiet: bool) -> Result<Self> {
-        // A short name pulled from one of registries.conf's search registries is found by
-        // it (read when a short name names nothing here; one that cannot be read adds no
-        // names, and a pull says why).
-        let config = std::sync::OnceLock::new();
+        // A short name pulled from one of registries.conf's search registries is found by it.
         let store = ImageStore::open(data_dir)
             .await
             .with_context(|| format!("opening the image store in {}", data_dir.display()))?
-            .with_short_names(std::sync::Arc::new(move |name| {
-                match config.get_or_init(|| RegistryConfig::load_default().ok()) {
-                    Some(c) => c.short_name_candidates(name),
-                    None => Vec::new(),
-                }
-            }))
+            .with_short_names(std::sync::Arc::new(RegistryConfig::default_short_names()))
             // What happens to images goes into the events journal, as the engine's do.
             .with_observer(oci_rs_runtime::Containers::open(data_dir)?.image_observer());
         Ok(Self {

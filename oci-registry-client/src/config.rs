@@ -302,6 +302,18 @@ impl RegistryConfig {
             .collect()
     }
 
+    /// [`short_name_candidates`](Self::short_name_candidates) of the machine's
+    /// configuration ([`load_default`](Self::load_default)), read when first asked: for an
+    /// image store finding short names (`oci_rs_layer::ImageStore::with_short_names`). A
+    /// configuration that cannot be read gives no names (a pull says why).
+    pub fn default_short_names() -> impl Fn(&str) -> Vec<String> + Send + Sync {
+        let config = std::sync::OnceLock::new();
+        move |name| match config.get_or_init(|| Self::load_default().ok()) {
+            Some(c) => c.short_name_candidates(name),
+            None => Vec::new(),
+        }
+    }
+
     /// `builder` configured with these settings: each mirror (plain HTTP when insecure),
     /// insecure and blocked registries, and short names (the client's `Remote::qualify`).
     pub fn apply(&self, mut builder: ClientBuilder) -> ClientBuilder {

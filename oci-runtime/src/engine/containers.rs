@@ -1974,6 +1974,39 @@ impl Containers {
         Ok(v)
     }
 
+    /// docker's `start`: a running (or restarting) container is left as it is, its monitor
+    /// returned to attach to; any other is [`start`](Self::start)ed.
+    pub fn start_unless_running(&self, what: &str, attach_first: bool) -> EngineResult<Monitor> {
+        match self.view(what)?.status.state {
+            MonitorState::Running | MonitorState::Restarting => self.monitor(what),
+            _ => self.start(what, attach_first),
+        }
+    }
+
+    /// The monitor of container `what` to attach to, with its view: refused in docker's
+    /// words for a paused container, or one neither running nor waiting for a client.
+    pub fn attachable(&self, what: &str) -> EngineResult<(ContainerView, Monitor)> {
+        let v = self.view(what)?;
+        let waiting = v.status.state == MonitorState::Created && v.status.monitor_alive;
+        let running = matches!(
+            v.status.state,
+            MonitorState::Running | MonitorState::Restarting
+        );
+        let refuse = |state, hint| EngineError::NotAttachable {
+            container: v.config.name.clone(),
+            state,
+            hint,
+        };
+        if v.paused {
+            return Err(refuse("paused", "unpause it first"));
+        }
+        if !running && !waiting {
+            return Err(refuse("stopped", "start it first"));
+        }
+        let m = self.monitor(what)?;
+        Ok((v, m))
+    }
+
     /// Starts a stopped container again, on the same snapshot, under a new monitor; with
     /// `attach_first`, the process waits for a client to attach.
     pub fn start(&self, what: &str, attach_first: bool) -> EngineResult<Monitor> {

@@ -109,6 +109,16 @@ pub enum EngineError {
         /// What was asked (`remove without force`, `exec in`, ...).
         action: &'static str,
     },
+    /// `attach` to a container that is not running (docker's words, which scripts match).
+    #[error("You cannot attach to a {state} container, {hint}: {container}")]
+    NotAttachable {
+        /// The container's name.
+        container: String,
+        /// `stopped` or `paused`.
+        state: &'static str,
+        /// What to do first (`start it first`, `unpause it first`).
+        hint: &'static str,
+    },
     /// A container whose network membership does not allow the change.
     #[error("container {container}: {problem}")]
     Network {
@@ -240,6 +250,16 @@ impl From<oci_rs_image::Error> for EngineError {
 }
 
 impl EngineError {
+    /// docker's exit status for an `exec` that failed this way: 126 when the runtime could
+    /// not set its process up (its working directory, its user); `None` for any other
+    /// failure (a command that is not there is the process's own 127).
+    pub fn exec_status(&self) -> Option<i32> {
+        match self {
+            Self::Runtime(r) if matches!(**r, crate::Error::Init { .. }) => Some(126),
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,

@@ -2089,12 +2089,12 @@ impl Networks {
                 // The default route: through the first network that is not internal, when
                 // the container has none yet; IPv6's through the first such one with IPv6.
                 if !additive && Some(k) == nets.iter().position(|n| !n.internal) {
-                    inside.add_default_route(net.gateway)?;
+                    inside.add_default_route(net.gateway.into())?;
                 }
                 if let Some(v6) = ipv6 {
                     let first6 = nets.iter().position(|n| !n.internal && n.ipv6.is_some());
                     if !additive && Some(k) == first6 {
-                        inside.add_default_route6(v6.gateway)?;
+                        inside.add_default_route(v6.gateway.into())?;
                     }
                 }
             }

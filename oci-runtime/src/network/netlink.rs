@@ -295,38 +295,19 @@ impl Netlink {
         }
     }
 
-    /// Adds the IPv6 default route through `gateway`.
-    pub(crate) fn add_default_route6(&mut self, gateway: Ipv6Addr) -> Result<(), NetError> {
+    /// Adds the default route through `gateway`, in its address family.
+    pub(crate) fn add_default_route(&mut self, gateway: IpAddr) -> Result<(), NetError> {
         let mut m = RouteMessage::default();
-        m.header.address_family = AddressFamily::Inet6;
+        m.header.address_family = match gateway {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
         m.header.table = libc::RT_TABLE_MAIN;
         m.header.protocol = RouteProtocol::Boot;
         m.header.scope = RouteScope::Universe;
         m.header.kind = RouteType::Unicast;
         m.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet6(gateway)));
-        match self.request(
-            RouteNetlinkMessage::NewRoute(m),
-            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-        ) {
-            Ok(_) | Err(libc::EEXIST) => Ok(()),
-            Err(c) => Err(errno(
-                &format!("add the IPv6 default route via {gateway}"),
-                c,
-            )),
-        }
-    }
-
-    /// Adds the default route through `gateway`.
-    pub(crate) fn add_default_route(&mut self, gateway: Ipv4Addr) -> Result<(), NetError> {
-        let mut m = RouteMessage::default();
-        m.header.address_family = AddressFamily::Inet;
-        m.header.table = libc::RT_TABLE_MAIN;
-        m.header.protocol = RouteProtocol::Boot;
-        m.header.scope = RouteScope::Universe;
-        m.header.kind = RouteType::Unicast;
-        m.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+            .push(RouteAttribute::Gateway(RouteAddress::from(gateway)));
         match self.request(
             RouteNetlinkMessage::NewRoute(m),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,

@@ -5,9 +5,7 @@ use crate::args::*;
 use crate::print_docs;
 use anyhow::Result;
 use oci_rs_runtime::format::{self, Format};
-use oci_rs_runtime::{
-    ContainerFilter, Containers, EngineError, ExecRequest, MonitorState, Volumes,
-};
+use oci_rs_runtime::{ContainerFilter, Containers, EngineError, ExecRequest, Volumes};
 use std::io::Write;
 use std::path::Path;
 
@@ -274,12 +272,7 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                 anyhow::bail!("you cannot start and attach multiple containers at once");
             }
             for c in containers {
-                // docker's: a running container is left as it is (attached to with -a).
-                let v = store.view(&c)?;
-                let m = match v.status.state {
-                    MonitorState::Running | MonitorState::Restarting => store.monitor(&c)?,
-                    _ => store.start(&c, attach)?,
-                };
+                let m = store.start_unless_running(&c, attach)?;
                 if attach {
                     drop(out);
                     let tty = store.view(&c)?.config.run.terminal;
@@ -306,19 +299,7 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             sig_proxy,
             container,
         } => {
-            let v = store.view(&container)?;
-            if v.paused {
-                anyhow::bail!("You cannot attach to a paused container, unpause it first");
-            }
-            let waiting = v.status.state == MonitorState::Created && v.status.monitor_alive;
-            if !matches!(
-                v.status.state,
-                MonitorState::Running | MonitorState::Restarting
-            ) && !waiting
-            {
-                anyhow::bail!("You cannot attach to a stopped container, start it first");
-            }
-            let m = store.monitor(&container)?;
+            let (v, m) = store.attachable(&container)?;
             drop(out);
             let tty = v.config.run.terminal;
             let opts = oci_rs_runtime::AttachOptions {

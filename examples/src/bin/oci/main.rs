@@ -233,20 +233,14 @@ fn main() {
         let msg = format!("{e:#}");
         let msg: Vec<_> = msg.split('\n').map(oci_rs_image::printable).collect();
         eprintln!("oci: {}", msg.join("\n"));
-        // docker's exec: a process that could not be set up (its working directory, its
-        // user) is the runtime's failure to start it, 126 (a command that is not there is
-        // the process's own 127).
-        let setup = e.chain().any(|c| {
-            let runtime = match c.downcast_ref::<oci_rs_runtime::EngineError>() {
-                Some(oci_rs_runtime::EngineError::Runtime(r)) => Some(&**r),
-                _ => c.downcast_ref::<oci_rs_runtime::Error>(),
-            };
-            matches!(runtime, Some(oci_rs_runtime::Error::Init { .. }))
-        });
-        match setup && is_exec {
-            true => std::process::exit(126),
-            false => std::process::exit(failure),
-        }
+        let exec_status = e
+            .chain()
+            .find_map(|c| {
+                c.downcast_ref::<oci_rs_runtime::EngineError>()?
+                    .exec_status()
+            })
+            .filter(|_| is_exec);
+        std::process::exit(exec_status.unwrap_or(failure));
     }
 }
 

@@ -152,20 +152,15 @@ pub(crate) async fn run_container(
             req.macs.insert(net.clone(), mac.clone());
         }
     }
+    // On the first network; on the default bridge (no --network), refused by the engine as
+    // docker refuses it.
+    let first = req.networks.first().cloned();
+    let net = first.unwrap_or_else(|| oci_rs_runtime::DEFAULT_NETWORK.to_owned());
     if let Some(ip) = a.ip {
-        // On the default bridge (no --network), refused by the engine as docker refuses it.
-        let net = req
-            .networks
-            .first()
-            .map_or(oci_rs_runtime::DEFAULT_NETWORK, |n| n);
-        req.addresses.insert(net.to_owned(), ip);
+        req.addresses.insert(net.clone(), ip);
     }
     if let Some(ip) = a.ip6 {
-        let net = req
-            .networks
-            .first()
-            .map_or(oci_rs_runtime::DEFAULT_NETWORK, |n| n);
-        req.addresses6.insert(net.to_owned(), ip);
+        req.addresses6.insert(net, ip);
     }
     // docker's: made before the container, refused when it exists, removed if the run fails.
     let cidfile = match &a.cidfile {
