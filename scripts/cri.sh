@@ -54,7 +54,8 @@ else
   cargo build -q -p oci-examples --bin oci-runc --bin oci
 fi
 target_dir=${CARGO_TARGET_DIR:-$REPO/target}
-export OCI_RUNC=$target_dir/$profile/oci-runc
+# CRI_RUNTIME_WRAPPER: a program containerd runs in place of oci-runc (to time or trace its calls).
+export OCI_RUNC=${CRI_RUNTIME_WRAPPER:-$target_dir/$profile/oci-runc}
 OCI="$target_dir/$profile/oci -q --data-dir $W/oci"
 
 pids=()
@@ -123,7 +124,7 @@ Y
   S=unix://$W/containerd/containerd.sock
   rm -rf "$W/bench" && mkdir -p "$W/bench"
   for round in $(seq $((N / 10))); do
-    for h in runc oci; do
+    for h in ${CRI_BENCH_HANDLERS:-runc oci}; do
       out=$W/bench/$h-$round; mkdir -p "$out"
       critest --runtime-endpoint "$S" --image-endpoint "$S" --runtime-handler "$h" -benchmark \
         --benchmarking-params-file "$W/bench.yaml" --benchmarking-output-dir "$out" \
@@ -141,7 +142,7 @@ for h in oci runc; do
   "$REPO/scripts/cri-smoke.sh" "$h" || fail=1
 done
 
-for h in runc oci; do
+for h in ${CRI_BENCH_HANDLERS:-runc oci}; do
   $C rmi --all >/dev/null 2>&1 || true
   "$TOOLS/critest.sh" "$h" | tee "$W/critest-$h.summary"
 done

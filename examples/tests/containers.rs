@@ -1065,6 +1065,90 @@ fn a_detached_containers_life_as_docker_prints_it() {
     );
 }
 
+/// What docker's daemon journals besides a container's life: `top`, `cp` both ways
+/// (`extract-to-dir`, `archive-path`), `export`, an attach (`start -a`), and each run's
+/// volume `mount` and `unmount`, with docker's attributes.
+#[test]
+fn copies_exports_tops_attaches_and_volume_mounts_are_events() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    let id = s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "evc",
+        "-v",
+        "evvol:/data",
+        "bb:1",
+        "sleep",
+        "100",
+    ]);
+    let id = id.trim();
+    s.wait_status("evc", "running");
+    s.ok(&["top", "evc"]);
+    let host = s.data().with_file_name("evfile");
+    std::fs::write(&host, "x").unwrap();
+    s.ok(&["cp", host.to_str().unwrap(), "evc:/data/"]);
+    let back = s.data().with_file_name("evback");
+    s.ok(&["cp", "evc:/data/evfile", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "x");
+    let tar = s.data().with_file_name("ev.tar");
+    s.ok(&["export", "-o", tar.to_str().unwrap(), "evc"]);
+    s.ok(&["stop", "-t", "1", "evc"]);
+    s.ok(&["create", "--name", "eva", "bb:1", "true"]);
+    s.ok(&["start", "-a", "eva"]);
+    let events = |terms: &[&str]| {
+        let mut args = vec!["events", "--since", "10m", "--until", "0s"];
+        args.extend_from_slice(terms);
+        s.ok(&args)
+    };
+    let actions = events(&["--filter", "container=evc", "--format", "{{.Action}}"]);
+    let got: Vec<&str> = actions
+        .lines()
+        .filter(|a| !["kill", "die", "stop"].contains(a))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "create",
+            "start",
+            "top",
+            "extract-to-dir",
+            "archive-path",
+            "export"
+        ],
+        "{actions}"
+    );
+    let volumes = events(&[
+        "--filter",
+        "type=volume",
+        "--format",
+        "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.container}} {{.Actor.Attributes.destination}}",
+    ]);
+    let got: Vec<&str> = volumes.lines().collect();
+    assert_eq!(
+        got,
+        [
+            "create evvol <no value> <no value>".to_owned(),
+            format!("mount evvol {id} /data"),
+            format!("unmount evvol {id} <no value>"),
+        ],
+        "{volumes}"
+    );
+    let rw = events(&[
+        "--filter",
+        "event=mount",
+        "--format",
+        "{{index .Actor.Attributes \"read/write\"}} {{.Actor.Attributes.driver}}",
+    ]);
+    assert_eq!(rw, "true local\n");
+    let attached = events(&["--filter", "container=eva", "--format", "{{.Action}}"]);
+    let got: Vec<&str> = attached.lines().collect();
+    assert_eq!(got, ["create", "attach", "start", "die"], "{attached}");
+}
+
 /// Values the engine refuses reach the user as one line and exit code 125, and leave no
 /// container behind.
 #[test]

@@ -1620,6 +1620,8 @@ fn events_through_the_engine_api() {
         got,
         [
             "container create ev1 a",
+            // docker's CLI attaches before it starts.
+            "container attach ev1 a",
             "container start ev1 a",
             "container die ev1 a",
             "container destroy ev1 a",

@@ -203,13 +203,17 @@ impl EventFilter {
 }
 
 /// Where a container's monitor records its `start` and `die` events, with the attributes
-/// each carries (its name, image and labels).
+/// each carries (its name, image and labels), and the `mount` and `unmount` events of its
+/// volumes around each run, as docker's daemon does.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventSink {
     /// The journal's path.
     pub journal: PathBuf,
     /// The attributes of every event.
     pub attributes: BTreeMap<String, String>,
+    /// The container's named volumes: (name, path in the container, read-only).
+    #[serde(default)]
+    pub volumes: Vec<(String, String, bool)>,
 }
 
 /// The engine's event journal: what happened to containers, networks and volumes, as

@@ -812,6 +812,7 @@ impl Serve {
             self.status.finished_at = Some(now_ns());
             self.status.pid = 0;
             self.event("die", Some(code));
+            self.volume_events("unmount");
             // The policy as it is now: `update --restart` may have changed it meanwhile.
             if let Ok(now) = MonitorConfig::read(&self.cfg.dir) {
                 self.cfg.restart = now.restart;
@@ -887,6 +888,27 @@ impl Serve {
         }
         if let Err(err) = crate::Journal::open(&sink.journal).record(&e) {
             tracing::warn!(container = %self.cfg.id, error = %crate::chain(&err), "recording an event");
+        }
+    }
+
+    /// Records a volume event `action` (`mount` before a run starts, `unmount` after it has
+    /// ended) for each of the container's named volumes, with docker's attributes.
+    fn volume_events(&self, action: &str) {
+        let Some(sink) = &self.cfg.events else { return };
+        let journal = crate::Journal::open(&sink.journal);
+        for (name, destination, readonly) in &sink.volumes {
+            let mut e = crate::Event::new("volume", action, name)
+                .with("driver", "local")
+                .with("container", &self.cfg.id);
+            if action == "mount" {
+                e = e
+                    .with("destination", destination)
+                    .with("read/write", (!readonly).to_string())
+                    .with("propagation", "");
+            }
+            if let Err(err) = journal.record(&e) {
+                tracing::warn!(volume = %name, error = %crate::chain(&err), "recording an event");
+            }
         }
     }
 
@@ -999,6 +1021,7 @@ impl Serve {
                 Some(Instant::now() + p.next_delay(Duration::ZERO, crate::HealthStatus::Starting));
         }
         self.save();
+        self.volume_events("mount");
         self.event("start", None);
         self.report(&Ready {
             pid: Some(c.pid()),

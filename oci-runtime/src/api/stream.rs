@@ -246,6 +246,7 @@ impl EngineApi {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(id.clone());
         }
+        self.containers.attached(&id);
         let hijack = req.headers().contains_key(UPGRADE);
         if !hijack {
             let (tx, body) = channel_body(OUTPUT_DEPTH);

@@ -1390,6 +1390,7 @@ impl Containers {
         mc.events = Some(crate::EventSink {
             journal: self.journal().path().to_owned(),
             attributes: Self::event_attributes(cfg),
+            volumes: cfg.volumes.clone(),
         });
         mc
     }
@@ -1434,6 +1435,20 @@ impl Containers {
                 tracing::warn!(id = %e.id, action = %e.action, error = %crate::chain(&err), "recording an event");
             }
         })
+    }
+
+    /// Records container `what`'s event `action` (best effort: a container that cannot be
+    /// read records nothing).
+    fn event_of(&self, what: &str, action: &str) {
+        if let Ok(v) = self.view(what) {
+            self.event(&v.config, action, &[]);
+        }
+    }
+
+    /// Records docker's `attach` event of container `what`: a client attached to its
+    /// streams (`attach`, `start -a`, `run` without `-d`).
+    pub fn attached(&self, what: &str) {
+        self.event_of(what, "attach");
     }
 
     /// Records `e` in the journal, best effort.
@@ -2518,7 +2533,7 @@ impl Containers {
     /// `docker cp CONTAINER:PATH -`: `path` in container `what` as a tar into `sink` (its
     /// last component and, for a directory, everything under it, named from that
     /// component; for `DIR/.`, the directory's contents, named from `.`), resolved inside the
-    /// container's root so that no link leads out.
+    /// container's root so that no link leads out. Records docker's `archive-path` event.
     pub async fn copy_from<W>(&self, what: &str, path: &str, sink: W) -> EngineResult<(PathStat, W)>
     where
         W: tokio::io::AsyncWrite + Unpin,
@@ -2625,6 +2640,7 @@ impl Containers {
             }
             None => oci_rs_layer::export(at.root.path(), sink, &opts).await?.1,
         };
+        self.event_of(what, "archive-path");
         Ok((stat, sink))
     }
 
@@ -2633,7 +2649,7 @@ impl Containers {
     /// confined to that directory as a layer's are to its root (oci-rs-layer's
     /// [`apply_tar`](oci_rs_layer::apply_tar)).
     ///
-    /// Owners as [`CopyIn::copy_uid_gid`] says.
+    /// Owners as [`CopyIn::copy_uid_gid`] says. Records docker's `extract-to-dir` event.
     pub async fn copy_into<R>(
         &self,
         what: &str,
@@ -2668,6 +2684,7 @@ impl Containers {
             ..oci_rs_layer::ApplyOptions::default()
         };
         oci_rs_layer::apply_tar(&at, archive, &opts).await?;
+        self.event_of(what, "extract-to-dir");
         Ok(())
     }
 
@@ -2997,11 +3014,13 @@ impl Containers {
             let err = String::from_utf8_lossy(&out.stderr);
             return Err(refused(err.trim().to_owned()));
         }
-        parse_ps(&String::from_utf8_lossy(&out.stdout), &pids).map_err(refused)
+        let table = parse_ps(&String::from_utf8_lossy(&out.stdout), &pids).map_err(refused)?;
+        self.event_of(what, "top");
+        Ok(table)
     }
 
     /// The processes of running container `what` (its cgroup's, else its init), read from
-    /// /proc, by pid.
+    /// /proc, by pid. Records docker's `top` event, as [`top_ps`](Self::top_ps) does.
     pub fn top(&self, what: &str) -> EngineResult<Vec<ProcessRow>> {
         let pids = self.pids_of(what, "list the processes of")?;
         let tick = 100u64;
@@ -3051,6 +3070,7 @@ impl Containers {
                 command: cmd,
             });
         }
+        self.event_of(what, "top");
         Ok(out)
     }
 
@@ -3405,7 +3425,7 @@ impl Containers {
     }
 
     /// Container `what`'s whole filesystem as one tar into `sink` (`docker export`); the
-    /// sink, flushed.
+    /// sink, flushed. Records docker's `export` event.
     pub async fn export<W>(
         &self,
         images: &oci_rs_layer::ImageStore,
@@ -3416,7 +3436,9 @@ impl Containers {
         W: tokio::io::AsyncWrite + Send + Unpin,
     {
         let id = self.resolve(what)?;
-        Ok(images.export(&id, sink).await?)
+        let sink = images.export(&id, sink).await?;
+        self.event_of(&id, "export");
+        Ok(sink)
     }
 
     /// docker's `inspect` document of container `what`.

@@ -274,6 +274,7 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             for c in containers {
                 let m = store.start_unless_running(&c, attach)?;
                 if attach {
+                    store.attached(&c);
                     drop(out);
                     let tty = store.view(&c)?.config.run.terminal;
                     let opts = oci_rs_runtime::AttachOptions {
@@ -300,6 +301,7 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             container,
         } => {
             let (v, m) = store.attachable(&container)?;
+            store.attached(&container);
             drop(out);
             let tty = v.config.run.terminal;
             let opts = oci_rs_runtime::AttachOptions {

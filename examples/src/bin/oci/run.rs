@@ -215,6 +215,7 @@ pub(crate) async fn run_container(
             .transpose()?
             .unwrap_or_default(),
     };
+    store.attached(&id);
     let Some(code) = oci_rs_runtime::attach_stdio(&monitor, &opts).await? else {
         // Detached: the container runs on.
         return Ok(0);
