@@ -1149,6 +1149,66 @@ fn copies_exports_tops_attaches_and_volume_mounts_are_events() {
     assert_eq!(got, ["create", "attach", "start", "die"], "{attached}");
 }
 
+/// Refusals that scripts match, in docker's daemon's words: `rm` of a running or paused
+/// container, `pause` and `unpause` out of turn, `kill`, `exec` and `top` of one not
+/// running, `rename` to its own name or another's.
+#[test]
+fn refusals_in_docker_s_words() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    let a = s.ok(&["run", "-d", "--name", "ra", "bb:1", "sleep", "100"]);
+    let a = a.trim();
+    let c = s.ok(&["create", "--name", "rc", "bb:1", "true"]);
+    let c = c.trim();
+    s.wait_status("ra", "running");
+    let said = |args: &[&str]| s.fails(args).trim().trim_start_matches("oci: ").to_owned();
+    assert_eq!(
+        said(&["rm", "ra"]),
+        "cannot remove container \"/ra\": container is running: stop the container before removing or force remove"
+    );
+    assert_eq!(
+        said(&["pause", "rc"]),
+        format!("container {c} is not running")
+    );
+    assert_eq!(
+        said(&["unpause", "ra"]),
+        format!("container {a} is not paused")
+    );
+    s.ok(&["pause", "ra"]);
+    assert_eq!(
+        said(&["pause", "ra"]),
+        format!("container {a} is already paused")
+    );
+    assert_eq!(
+        said(&["rm", "ra"]),
+        "cannot remove container \"/ra\": container is paused and must be unpaused first"
+    );
+    s.ok(&["unpause", "ra"]);
+    assert_eq!(
+        said(&["kill", "rc"]),
+        format!("cannot kill container: rc: container {c} is not running")
+    );
+    assert_eq!(
+        said(&["exec", "rc", "true"]),
+        format!("container {c} is not running")
+    );
+    assert_eq!(
+        said(&["top", "rc"]),
+        format!("container {c} is not running")
+    );
+    assert_eq!(
+        said(&["rename", "ra", "ra"]),
+        "Renaming a container with the same name as its current name"
+    );
+    assert_eq!(
+        said(&["rename", "ra", "rc"]),
+        format!("Conflict. The container name \"/rc\" is already in use by container \"{c}\". You have to remove (or rename) that container to be able to reuse that name.")
+    );
+    s.ok(&["rm", "-f", "ra"]);
+}
+
 /// Values the engine refuses reach the user as one line and exit code 125, and leave no
 /// container behind.
 #[test]

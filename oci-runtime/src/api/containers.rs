@@ -927,16 +927,8 @@ impl EngineApi {
         let api = self.clone();
         let what = id.to_owned();
         blocking(move || {
+            // A running or paused one is refused by the engine, in docker's words (409).
             let v = api.containers.view(&what)?;
-            if v.status.state == MonitorState::Running && !force {
-                return Err(Fail::new(
-                    StatusCode::CONFLICT,
-                    format!(
-                        "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
-                        v.config.name
-                    ),
-                ));
-            }
             match volumes {
                 true => api.containers.remove_with_volumes(&v.config.id, force)?,
                 false => api.containers.remove(&v.config.id, force)?,

@@ -253,6 +253,7 @@ impl From<EngineError> for Fail {
             | EngineError::WrongState { .. }
             | EngineError::ImageInUse { .. } => StatusCode::CONFLICT,
             EngineError::InvalidName { .. }
+            | EngineError::SameName(_)
             | EngineError::AmbiguousContainer(_)
             | EngineError::Network { .. } => StatusCode::BAD_REQUEST,
             EngineError::LogsDisabled(_) => StatusCode::NOT_IMPLEMENTED,

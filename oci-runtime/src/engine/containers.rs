@@ -1634,6 +1634,9 @@ impl Containers {
     /// connected again.
     pub fn rename(&self, what: &str, new: &str) -> EngineResult<()> {
         let id = self.resolve(what)?;
+        if self.config_of(&id)?.name == new {
+            return Err(EngineError::SameName(new.to_owned()));
+        }
         self.reserve_name(new, &id)?;
         let old = self.update_config(&id, |cfg| {
             Ok(std::mem::replace(&mut cfg.name, new.to_owned()))
@@ -1869,6 +1872,7 @@ impl Containers {
         if v.paused {
             return Err(EngineError::WrongState {
                 container: v.config.name,
+                id: v.config.id,
                 state: "paused".into(),
                 action: "pause",
             });
@@ -1884,6 +1888,7 @@ impl Containers {
         if !v.paused {
             return Err(EngineError::WrongState {
                 container: v.config.name,
+                id: v.config.id,
                 state: v.status.state.to_string(),
                 action: "unpause",
             });
@@ -1982,6 +1987,7 @@ impl Containers {
         if v.status.state != MonitorState::Running {
             return Err(EngineError::WrongState {
                 container: v.config.name,
+                id: v.config.id,
                 state: v.status.state.to_string(),
                 action,
             });
@@ -2032,6 +2038,7 @@ impl Containers {
             s => {
                 return Err(EngineError::WrongState {
                     container: v.config.name,
+                    id: v.config.id,
                     state: s.to_string(),
                     action: "start",
                 })
@@ -2129,10 +2136,15 @@ impl Containers {
             MonitorState::Running | MonitorState::Restarting
         ) {
             if !force {
+                let state = match v.paused {
+                    true => "paused".to_owned(),
+                    false => v.status.state.to_string(),
+                };
                 return Err(EngineError::WrongState {
                     container: v.config.name,
-                    state: v.status.state.to_string(),
-                    action: "remove (stop it first, or force)",
+                    id: v.config.id,
+                    state,
+                    action: "remove",
                 });
             }
             // A frozen process dies only once thawed.
@@ -2669,6 +2681,7 @@ impl Containers {
         if at.readonly {
             return Err(EngineError::WrongState {
                 container: at.container,
+                id: self.resolve(what)?,
                 state: format!("mounted read-only at {}", at.mounted_at.display()),
                 action: "copy into",
             });

@@ -88,25 +88,32 @@ pub enum EngineError {
         /// The name refused.
         name: String,
     },
-    /// Another container has the name.
-    #[error("the container name \"/{name}\" is already in use by container \"{by}\": remove (or rename) that container to reuse the name")]
+    /// Another container has the name (docker's words).
+    #[error("Conflict. The container name \"/{name}\" is already in use by container \"{by}\". You have to remove (or rename) that container to be able to reuse that name.")]
     NameInUse {
         /// The name.
         name: String,
         /// The id of the container that has it.
         by: String,
     },
+    /// `rename` to the name the container has (docker's words).
+    #[error("Renaming a container with the same name as its current name")]
+    SameName(String),
     /// Every generated name tried was taken.
     #[error("no free container name")]
     NoFreeName,
-    /// The operation does not fit the container's state.
-    #[error("cannot {action} container {container}: it is {state}")]
+    /// The operation does not fit the container's state. Said in docker's daemon's words
+    /// where scripts match them: `rm` of a running or paused container, `pause`, `unpause`,
+    /// and `kill`, `exec`, `top` of one that is not running.
+    #[error("{}", wrong_state(action, container, id, state))]
     WrongState {
         /// The container's name.
         container: String,
-        /// Its state (`running`, `exited`, ...).
+        /// Its id.
+        id: String,
+        /// Its state (`running`, `exited`, `paused`, ...).
         state: String,
-        /// What was asked (`remove without force`, `exec in`, ...).
+        /// What was asked (`remove`, `exec in`, ...).
         action: &'static str,
     },
     /// `attach` to a container that is not running (docker's words, which scripts match).
@@ -334,5 +341,26 @@ mod tests {
         assert_eq!(v["k"], 49);
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
         assert_eq!(left.len(), 1, "no temporary file is left");
+    }
+}
+
+/// [`EngineError::WrongState`]'s message: docker's daemon's where it has one.
+fn wrong_state(action: &str, container: &str, id: &str, state: &str) -> String {
+    match (action, state) {
+        ("remove", "paused") => format!(
+            "cannot remove container \"/{container}\": container is paused and must be unpaused first"
+        ),
+        ("remove", _) => format!(
+            "cannot remove container \"/{container}\": container is {state}: stop the container before removing or force remove"
+        ),
+        ("copy into", "mounted read-only at /") => "container rootfs is marked read-only".into(),
+        ("copy into", _) => "mounted volume is marked read-only".into(),
+        ("pause", "paused") => format!("container {id} is already paused"),
+        ("unpause", _) => format!("container {id} is not paused"),
+        ("kill", _) => format!("cannot kill container: {container}: container {id} is not running"),
+        ("pause" | "exec in" | "list the processes of", _) => {
+            format!("container {id} is not running")
+        }
+        _ => format!("cannot {action} container {container}: it is {state}"),
     }
 }
