@@ -1209,6 +1209,30 @@ fn refusals_in_docker_s_words() {
     s.ok(&["rm", "-f", "ra"]);
 }
 
+/// `ps` names a container's image as docker's daemon does: by the name it was created from
+/// while that name still names the image, by the image's id once `rmi -f` took the name.
+#[test]
+fn ps_shows_the_image_id_once_its_name_is_gone() {
+    if !common::root_with_busybox() {
+        return;
+    }
+    let s = Store::new();
+    s.ok(&["tag", "bb:1", "bb:keep"]);
+    s.ok(&["run", "-d", "--name", "pi", "bb:1", "sleep", "100"]);
+    let image = |args: &[&str]| {
+        let mut a = vec!["ps", "--format", "{{.Image}}"];
+        a.extend_from_slice(args);
+        s.ok(&a).trim().to_owned()
+    };
+    assert_eq!(image(&[]), "bb:1");
+    let id = s.ok(&["image", "inspect", "--format", "{{.Id}}", "bb:1"]);
+    let id = id.trim();
+    s.ok(&["rmi", "-f", "bb:1"]);
+    assert_eq!(image(&[]), id.trim_start_matches("sha256:")[..12]);
+    assert_eq!(image(&["--no-trunc"]), id);
+    s.ok(&["rm", "-f", "pi"]);
+}
+
 /// Values the engine refuses reach the user as one line and exit code 125, and leave no
 /// container behind.
 #[test]

@@ -1731,6 +1731,16 @@ impl ImageStore {
         })
     }
 
+    /// docker's id of the image `desc` names as this host runs it: its config digest, that
+    /// of the host platform's manifest for an index (the id a container made from it keeps).
+    pub async fn host_image_id(&self, desc: &Descriptor) -> Result<String> {
+        let m = self.for_host(self.manifest(desc.digest()).await?).await?;
+        Ok(match m.as_image() {
+            Some(img) => img.config().digest().to_string(),
+            None => m.digest().to_string(),
+        })
+    }
+
     /// `import`: a filesystem tar (plain, gzip or zstd, read once as a stream) as a
     /// one-layer image for the host platform named `reference` (untagged without one, as
     /// docker's), with docker's `changes` ([`apply_change`]).

@@ -505,7 +505,7 @@ fn list_entry(v: &ContainerView, facts: &crate::engine::NetworkFacts) -> serde_j
 }
 
 impl EngineApi {
-    pub(super) fn list_containers(&self, req: &Request<Incoming>) -> Reply {
+    pub(super) async fn list_containers(&self, req: &Request<Incoming>) -> Reply {
         let q = query(req);
         let filter = ContainerFilter::parse(flag(&q, "all"), &filters(&q)?)?;
         let limit = q
@@ -515,7 +515,8 @@ impl EngineApi {
         let ids = self.containers.network_facts();
         let mut out: Vec<serde_json::Value> = self
             .containers
-            .list()?
+            .list_with_images(&self.images)
+            .await?
             .iter()
             .filter(|v| filter.matches(v))
             .map(|v| list_entry(v, &ids))

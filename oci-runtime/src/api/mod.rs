@@ -621,7 +621,7 @@ impl EngineApi {
             ("GET", ["info"]) => self.info().await,
             ("GET", ["events"]) => self.events(&req),
             ("POST", ["build"]) => self.build(req).await,
-            ("GET", ["containers", "json"]) => self.list_containers(&req),
+            ("GET", ["containers", "json"]) => self.list_containers(&req).await,
             ("POST", ["containers", "create"]) => self.create_container(req).await,
             ("GET", ["containers", id, "json"]) => self.inspect_container(id),
             ("POST", ["containers", id, "start"]) => self.start_container(id).await,

@@ -1802,6 +1802,35 @@ impl Containers {
         Ok(out)
     }
 
+    /// [`list`](Self::list) as docker's daemon lists containers: each one's `config.image` is
+    /// the name it was created from while that name still names the container's image in
+    /// `images`, and the image's id (`sha256:…`) once the name is gone (`rmi -f`) or names
+    /// another image (a newer pull or build).
+    pub async fn list_with_images(
+        &self,
+        images: &oci_rs_layer::ImageStore,
+    ) -> EngineResult<Vec<ContainerView>> {
+        let mut views = self.list()?;
+        let mut current: std::collections::HashMap<String, Option<String>> = Default::default();
+        for v in &mut views {
+            let c = &mut v.config;
+            if c.image_id.is_empty() || c.image.is_empty() {
+                continue;
+            }
+            if !current.contains_key(&c.image) {
+                let id = match images.find_opt(&c.image).await {
+                    Ok(Some(found)) => images.host_image_id(&found.desc).await.ok(),
+                    _ => None,
+                };
+                current.insert(c.image.clone(), id);
+            }
+            if current.get(&c.image).and_then(Option::as_deref) != Some(c.image_id.as_str()) {
+                c.image = c.image_id.clone();
+            }
+        }
+        Ok(views)
+    }
+
     /// [`Containers::stop`] with `timeout`, or the container's own (`--stop-timeout`, 10 s
     /// when it has none): docker's `stop` with and without `-t`.
     pub fn stop_within(

@@ -202,6 +202,10 @@ impl super::ContainerView {
             let mounts = self.mount_names();
             let mounts: Vec<String> = mounts.iter().map(|m| cut(m, 15)).collect();
             v["Mounts"] = mounts.join(",").into();
+            // An image listed by id (its name gone): 12 digits, as docker's CLI cuts it.
+            if let Some(hex) = self.config.image.strip_prefix("sha256:") {
+                v["Image"] = hex.chars().take(12).collect::<String>().into();
+            }
         } else {
             v["ID"] = self.config.id.clone().into();
         }

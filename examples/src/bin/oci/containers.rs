@@ -168,15 +168,13 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                 last,
                 size,
             };
+            let images = oci_rs_layer::ImageStore::open(dir).await?;
             let sizes = match size {
-                true => Some(
-                    store
-                        .sizes(&oci_rs_layer::ImageStore::open(dir).await?)
-                        .await?,
-                ),
+                true => Some(store.sizes(&images).await?),
                 false => None,
             };
-            ps(&store, &filter, &how, sizes.as_ref(), format, &mut out)?;
+            let views = store.list_with_images(&images).await?;
+            ps(views, &filter, &how, sizes.as_ref(), format, &mut out)?;
         }
         Verb::Events {
             since,
@@ -492,7 +490,7 @@ struct PsOptions {
 
 /// `ps [-a] [-q] [--no-trunc] [-n N] [-l] [-s] [--filter ...] [--format ...]`.
 fn ps(
-    store: &Containers,
+    views: Vec<oci_rs_runtime::ContainerView>,
     filter: &ContainerFilter,
     how: &PsOptions,
     sizes: Option<&std::collections::BTreeMap<String, (u64, u64)>>,
@@ -500,8 +498,7 @@ fn ps(
     out: &mut impl Write,
 ) -> Result<()> {
     let (ids_only, no_trunc) = (how.ids_only, how.no_trunc);
-    let rows: Vec<_> = store
-        .list()?
+    let rows: Vec<_> = views
         .into_iter()
         .filter(|r| filter.matches(r))
         .take(how.last.unwrap_or(usize::MAX))
