@@ -206,8 +206,19 @@ fn rmi_and_image_prune_print_what_they_untagged_and_reclaimed() {
     assert!(out.ends_with(&format!("Deleted: sha256:{id}\n")), "{out}");
     let out = cli.ok(&["image", "prune", "-f"]);
     assert!(out.contains("Total reclaimed space"), "{out}");
+    let id1 = id_of(&cli, "img:1");
+    cli.ok(&["tag", "img:1", "again:1"]);
     let out = cli.ok(&["image", "prune", "-a", "-f"]);
-    assert!(out.contains("untagged: img:1"), "{out}");
+    assert!(
+        out.contains("untagged: img:1") && out.contains("untagged: again:1"),
+        "{out}"
+    );
+    // Its last name gone, the image is: one `deleted:` line for it.
+    assert_eq!(
+        out.matches(&format!("deleted: sha256:{id1}")).count(),
+        1,
+        "{out}"
+    );
     let reclaimed = out.lines().last().unwrap();
     assert!(
         reclaimed.starts_with("Total reclaimed space: ") && !reclaimed.ends_with(": 0B"),

@@ -949,12 +949,21 @@ impl ImageStore {
         let used: BTreeSet<String> = containers.iter().map(|c| c.image.clone()).collect();
         let mut pruned = Removed::default();
         if all {
-            for (name, desc) in ReferenceStore::list(&self.layout).await? {
-                if !self.in_use(&desc, &used).await? {
-                    let id = self.image_id(&desc).await?;
-                    let gone = self.untag(name).await?;
+            let named = ReferenceStore::list(&self.layout).await?;
+            for (i, (name, desc)) in named.iter().enumerate() {
+                if !self.in_use(desc, &used).await? {
+                    let id = self.image_id(desc).await?;
+                    let gone = self.untag(name.clone()).await?;
                     self.notify("untag", &id, Some(&gone));
                     pruned.untagged.push(gone);
+                    // Its last name gone, the image is (docker's `deleted:` line).
+                    let named_later = named[i + 1..]
+                        .iter()
+                        .any(|(_, d)| d.digest() == desc.digest());
+                    if !named_later && !pruned.deleted.contains(&id) {
+                        self.notify("delete", &id, None);
+                        pruned.deleted.push(id);
+                    }
                 }
             }
         }
@@ -963,8 +972,10 @@ impl ImageStore {
             if !self.in_use(&desc, &used).await.unwrap_or(false) {
                 let id = (self.image_id(&desc).await).unwrap_or_else(|_| desc.digest().to_string());
                 self.forget_untagged(desc.digest()).await?;
-                self.notify("delete", &id, None);
-                pruned.deleted.push(id);
+                if !pruned.deleted.contains(&id) {
+                    self.notify("delete", &id, None);
+                    pruned.deleted.push(id);
+                }
             }
         }
         pruned.bytes_freed = self.gc_keeping_containers(&containers).await?;

@@ -298,6 +298,11 @@ async fn image_prune_all_removes_what_no_container_uses() {
     }
     // prune -a untags every image no container uses, and frees their blobs.
     let pruned = store.prune(true).await.unwrap();
+    assert_eq!(
+        pruned.deleted.len(),
+        2,
+        "each image, its last name gone: {pruned:?}"
+    );
     let (mut removed, freed) = (pruned.untagged, pruned.bytes_freed);
     removed.sort();
     assert_eq!(removed, ["img:0", "img:1"]);
