@@ -2078,11 +2078,103 @@ fn system_df_and_prune() {
         "{{.Client.Version}} {{.Server.ApiVersion}}",
     ]);
     assert_eq!(version.split_whitespace().count(), 2, "{version}");
+    // -v: docker's four sections, each a table under its title; an image that shares its
+    // layer with another counts it as shared.
+    s.ok(&["tag", "bb:1", "bb:2"]);
+    s.ok(&["commit", "writer", "bb:written"]);
     let verbose = s.ok(&["system", "df", "-v"]);
-    assert!(
-        verbose.contains("writer") && verbose.contains("named"),
+    let titles: Vec<&str> = verbose
+        .lines()
+        .filter(|l| l.ends_with(':') || l.starts_with("Build cache usage:"))
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "Images space usage:",
+            "Containers space usage:",
+            "Local Volumes space usage:",
+            "Build cache usage: 0B"
+        ],
         "{verbose}"
     );
+    // The row whose first columns are `start`'s words, as columns.
+    let line = |start: &str| -> Vec<String> {
+        let columns = |l: &str| -> Vec<String> {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let want = columns(start);
+        verbose
+            .lines()
+            .map(columns)
+            .find(|c| c.len() >= want.len() && c[..want.len()] == want[..])
+            .unwrap_or_else(|| panic!("no {start:?}: {verbose}"))
+    };
+    assert_eq!(
+        line("REPOSITORY"),
+        [
+            "REPOSITORY",
+            "TAG",
+            "IMAGE ID",
+            "CREATED",
+            "SIZE",
+            "SHARED SIZE",
+            "UNIQUE SIZE",
+            "CONTAINERS"
+        ]
+    );
+    let base = line("bb  1");
+    let written = line("bb  written");
+    // bb:1's one layer is bb:written's first: shared by both, unique to neither of them.
+    assert_eq!(base[5], base[4], "shared = size: {verbose}");
+    assert_eq!(
+        (base[6].as_str(), base[7].as_str()),
+        ("0B", "1"),
+        "{verbose}"
+    );
+    assert_eq!(written[5], base[4], "{verbose}");
+    assert_ne!(written[6], "0B", "its own layer: {verbose}");
+    assert_eq!(
+        line("CONTAINER ID"),
+        [
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "LOCAL VOLUMES",
+            "SIZE",
+            "CREATED",
+            "STATUS",
+            "NAMES"
+        ]
+    );
+    let writer = line(
+        &s.ok(&["ps", "-aq", "--filter", "name=writer"])
+            .trim()
+            .to_owned(),
+    );
+    assert_eq!(
+        (writer[3].as_str(), writer[4].as_str()),
+        ("1", "300kB"),
+        "{verbose}"
+    );
+    assert_eq!(line("VOLUME NAME"), ["VOLUME NAME", "LINKS", "SIZE"]);
+    assert_eq!(line("named"), ["named", "0", "0B"]);
+    assert_eq!(
+        line("CACHE ID"),
+        [
+            "CACHE ID",
+            "CACHE TYPE",
+            "SIZE",
+            "CREATED",
+            "LAST USED",
+            "USAGE",
+            "SHARED"
+        ]
+    );
+    s.ok(&["rmi", "bb:2", "bb:written"]);
     s.ok(&["rm", "writer"]);
     s.ok(&["run", "--name", "ended", "bb:1", "true"]);
     let out = s.ok(&["system", "prune", "-f", "--volumes"]);

@@ -1147,6 +1147,41 @@ fn disk_use_and_prunes_through_the_engine_api() {
             .is_some_and(|r| r.split_whitespace().nth(1) == Some("2")),
         "{df}"
     );
+    // -v through docker's CLI: the images with their shared bytes and containers, each
+    // container's local volumes.
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "mounting",
+        "-v",
+        "dfvol:/data",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let verbose = s.ok(&["system", "df", "-v"]);
+    let image = verbose
+        .lines()
+        .find(|l| l.starts_with("busybox "))
+        .unwrap_or_else(|| panic!("{verbose}"));
+    assert_eq!(
+        image.split_whitespace().last(),
+        Some("3"),
+        "three containers of busybox: {verbose}"
+    );
+    let mounting = verbose
+        .lines()
+        .find(|l| l.ends_with(" mounting"))
+        .unwrap_or_else(|| panic!("{verbose}"));
+    let cols: Vec<&str> = mounting
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(cols[3], "1", "one local volume: {verbose}");
+    s.ok(&["rm", "-f", "mounting"]);
+    s.ok(&["volume", "rm", "dfvol"]);
     // Filters of a prune: a labelled exited container is kept by `label!`.
     s.ok(&[
         "run", "--name", "kept", "--label", "keep=1", "busybox", "true",

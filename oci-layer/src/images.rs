@@ -89,6 +89,9 @@ pub struct ImageRow {
     pub compressed_size: u64,
     /// When the image was created (nanoseconds since the epoch), when its config says.
     pub created: Option<u64>,
+    /// Each layer's digest and unpacked size, bottom first (what `system df` compares to
+    /// tell the bytes images share).
+    pub layers: Vec<(String, u64)>,
 }
 
 /// Whether a pull's failure lets the next search registry be tried, as podman does: any
@@ -1342,14 +1345,17 @@ impl ImageStore {
                 .and_then(|c| c.created().as_deref().and_then(oci_rs_image::parse_rfc3339)),
             None => None,
         };
-        let mut size = 0;
+        let (mut size, mut layers) = (0, Vec::new());
         if let Some((_, i)) = &img {
             for l in i.layers() {
-                size += self.unpacked_size(l).await?;
+                let unpacked = self.unpacked_size(l).await?;
+                size += unpacked;
+                layers.push((l.digest().to_string(), unpacked));
             }
         }
         Ok(ImageRow {
             created,
+            layers,
             repository,
             tag: tag.to_owned(),
             id: img.as_ref().map(|i| i.0.clone()).unwrap_or_default(),
@@ -2060,6 +2066,7 @@ mod tests {
             size: 0,
             compressed_size: 0,
             created: None,
+            layers: Vec::new(),
         };
         ImageFilter::parse(Some(pattern), &[])
             .unwrap()
@@ -2089,6 +2096,7 @@ mod tests {
             size: 0,
             compressed_size: 0,
             created: None,
+            layers: Vec::new(),
         };
         assert!(dangling.matches(&row("<none>")) && !dangling.matches(&row("1")));
         assert!(matches!(

@@ -111,6 +111,48 @@ pub const DF_HEADERS: &[(&str, &str)] = &[
     ("Reclaimable", "RECLAIMABLE"),
 ];
 
+/// The column titles of `system df -v`'s images table.
+pub const DF_IMAGE_HEADERS: &[(&str, &str)] = &[
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("ID", "IMAGE ID"),
+    ("CreatedSince", "CREATED"),
+    ("Size", "SIZE"),
+    ("SharedSize", "SHARED SIZE"),
+    ("UniqueSize", "UNIQUE SIZE"),
+    ("Containers", "CONTAINERS"),
+];
+
+/// The column titles of `system df -v`'s containers table.
+pub const DF_CONTAINER_HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
+    ("Size", "SIZE"),
+    ("RunningFor", "CREATED"),
+    ("Status", "STATUS"),
+    ("Names", "NAMES"),
+];
+
+/// The column titles of `system df -v`'s local volumes table.
+pub const DF_VOLUME_HEADERS: &[(&str, &str)] = &[
+    ("Name", "VOLUME NAME"),
+    ("Links", "LINKS"),
+    ("Size", "SIZE"),
+];
+
+/// The column titles of `system df -v`'s build cache table.
+pub const DF_CACHE_HEADERS: &[(&str, &str)] = &[
+    ("ID", "CACHE ID"),
+    ("CacheType", "CACHE TYPE"),
+    ("Size", "SIZE"),
+    ("CreatedSince", "CREATED"),
+    ("LastUsedSince", "LAST USED"),
+    ("UsageCount", "USAGE"),
+    ("Shared", "SHARED"),
+];
+
 /// docker's headers of `history`'s fields.
 pub const HISTORY_HEADERS: &[(&str, &str)] = &[
     ("ID", "IMAGE"),
@@ -143,6 +185,7 @@ fn image_id(id: &str, no_trunc: bool) -> String {
 ///     size: 7_800_000,
 ///     compressed_size: 3_600_000,
 ///     created: None,
+///     layers: Vec::new(),
 /// };
 /// let f = oci_rs_runtime::format::image_fields(&row, false);
 /// assert_eq!(f["ID"], "abababababab");

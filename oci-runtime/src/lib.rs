@@ -383,11 +383,11 @@ pub use default_seccomp::docker_default_seccomp;
 pub use devices::{device_rules, DeviceRule, DEFAULT_ALLOWED};
 #[cfg(feature = "engine")]
 pub use engine::{
-    parse_container_path, parse_link, parse_mount_arg, parse_volume_arg, random_hex,
+    parse_container_path, parse_link, parse_mount_arg, parse_volume_arg, random_hex, CacheUsage,
     ContainerConfig, ContainerFilter, ContainerInspect, ContainerStats, ContainerView, Containers,
-    CopyIn, DiskUsage, EngineError, EngineResult, ExecRequest, ExecSession, InspectState,
-    InterfaceStats, MountArg, ProcessRow, ProcessTable, PruneFilter, PruneReport, RunImage,
-    RunRequest, StatsRow, SystemPruneOptions, SystemPruneReport, UsageLine, VolumeFilter,
+    CopyIn, DiskUsage, EngineError, EngineResult, ExecRequest, ExecSession, ImageUsage,
+    InspectState, InterfaceStats, MountArg, ProcessRow, ProcessTable, PruneFilter, PruneReport,
+    RunImage, RunRequest, StatsRow, SystemPruneOptions, SystemPruneReport, UsageLine, VolumeFilter,
     VolumeInfo, Volumes, ANONYMOUS_VOLUME_LABEL, PORTS_DISCARDED, PS_EF_TITLES,
 };
 pub use error::{chain, Error, Result};

@@ -499,7 +499,7 @@ fn list_entry(v: &ContainerView, facts: &crate::engine::NetworkFacts) -> serde_j
         "HostConfig": { "NetworkMode": network_mode },
         "NetworkSettings": { "Networks": networks },
         "Mounts": c.volumes.iter().map(|(name, target, ro)| serde_json::json!({
-            "Type": "volume", "Name": name, "Destination": target, "RW": !ro,
+            "Type": "volume", "Name": name, "Driver": "local", "Destination": target, "RW": !ro,
         })).collect::<Vec<_>>(),
     })
 }

@@ -742,11 +742,20 @@ impl EngineApi {
 
     /// `GET /system/df`: what the images, containers and volumes hold.
     async fn system_df(self: &Arc<Self>) -> Reply {
-        let images = on_own_thread(self, |api| async move {
-            api.image_summaries(&oci_rs_layer::ImageFilter::default())
-                .await
+        let (mut images, du) = on_own_thread(self, |api| async move {
+            let images = api
+                .image_summaries(&oci_rs_layer::ImageFilter::default())
+                .await?;
+            Ok((images, api.containers.disk_usage(&api.images).await?))
         })
         .await?;
+        // The bytes each image shares with others, and its containers (docker's `df -v`).
+        for i in &mut images {
+            if let Some(u) = du.image_rows.iter().find(|u| i["Id"] == u.id.as_str()) {
+                i["SharedSize"] = u.shared_size.into();
+                i["Containers"] = u.containers.into();
+            }
+        }
         let (containers, volumes) = self.df_parts().await?;
         let layers: u64 = images.iter().filter_map(|i| i["Size"].as_u64()).sum();
         Ok(json(

@@ -62,7 +62,10 @@ pub(crate) use inspect::{network_settings, NetworkFacts};
 pub use inspect::{ContainerInspect, InspectState};
 #[cfg(feature = "api")]
 pub(crate) use usage::tree_size;
-pub use usage::{DiskUsage, PruneReport, SystemPruneOptions, SystemPruneReport, UsageLine};
+pub use usage::{
+    CacheUsage, DiskUsage, ImageUsage, PruneReport, SystemPruneOptions, SystemPruneReport,
+    UsageLine,
+};
 pub use volumes::{parse_mount_arg, parse_volume_arg, MountArg, VolumeFilter, VolumeInfo, Volumes};
 
 use std::path::PathBuf;

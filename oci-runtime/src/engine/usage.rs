@@ -54,6 +54,79 @@ pub struct DiskUsage {
     pub container_sizes: BTreeMap<String, u64>,
     /// Each volume's bytes, by name.
     pub volume_sizes: BTreeMap<String, u64>,
+    /// Each named (or untagged) image, as `system df -v` lists it.
+    pub image_rows: Vec<ImageUsage>,
+    /// Each build cache entry and cache mount, as `system df -v` lists them.
+    pub cache_rows: Vec<CacheUsage>,
+}
+
+/// One image of `system df -v`: its `images` row and the bytes it shares with others.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImageUsage {
+    /// `registry/repository` in docker's short form (`<none>` when untagged).
+    pub repository: String,
+    /// The tag (`<none>`).
+    pub tag: String,
+    /// docker's image id (the config digest).
+    pub id: String,
+    /// When it was created (nanoseconds since the epoch), when its config says.
+    pub created: Option<u64>,
+    /// Its unpacked size.
+    pub size: u64,
+    /// The unpacked bytes of its layers that another image (another id) has too.
+    pub shared_size: u64,
+    /// How many containers were made from it.
+    pub containers: usize,
+}
+
+impl ImageUsage {
+    /// The fields docker's `system df -v` shows of an image (`Repository`, `Tag`, `ID`,
+    /// `CreatedSince`, `Size`, `SharedSize`, `UniqueSize`, `Containers`).
+    pub fn df_fields(&self) -> serde_json::Value {
+        let hex = self.id.split_once(':').map_or(&self.id[..], |(_, h)| h);
+        serde_json::json!({
+            "Repository": self.repository,
+            "Tag": self.tag,
+            "ID": hex.chars().take(12).collect::<String>(),
+            "CreatedSince": self.created.map_or_else(|| "N/A".into(), crate::ago),
+            "Size": crate::human_size(self.size),
+            "SharedSize": crate::human_size(self.shared_size),
+            "UniqueSize": crate::human_size(self.size - self.shared_size.min(self.size)),
+            "Containers": self.containers.to_string(),
+        })
+    }
+}
+
+/// One record of the build cache in `system df -v`: an entry of the step cache (`regular`,
+/// a small record naming the layers it keeps) or a `RUN --mount=type=cache` directory
+/// (`exec.cachemount`), as BuildKit types them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheUsage {
+    /// Its key (an entry) or directory name (a cache mount).
+    pub id: String,
+    /// `regular` or `exec.cachemount`.
+    pub kind: &'static str,
+    /// Its bytes on disk.
+    pub size: u64,
+    /// When it was last written (nanoseconds since the epoch).
+    pub modified: Option<u64>,
+}
+
+impl CacheUsage {
+    /// The fields docker's `system df -v` shows of a build cache record (`ID`, `CacheType`,
+    /// `Size`, `CreatedSince`); `LastUsedSince`, `UsageCount` and `Shared`, which the
+    /// engine does not track, are empty.
+    pub fn df_fields(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ID": self.id.chars().take(12).collect::<String>(),
+            "CacheType": self.kind,
+            "Size": crate::human_size(self.size),
+            "CreatedSince": self.modified.map_or_else(|| "N/A".into(), crate::ago),
+            "LastUsedSince": "",
+            "UsageCount": "",
+            "Shared": "",
+        })
+    }
 }
 
 impl Containers {
@@ -65,7 +138,32 @@ impl Containers {
         let used_images: BTreeSet<&str> =
             views.iter().map(|v| v.config.image_id.as_str()).collect();
         let mut seen = BTreeSet::new();
-        for r in images.list().await? {
+        let rows = images.list().await?;
+        // The ids each layer belongs to: one with two is shared.
+        let mut owners: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for r in &rows {
+            for (digest, _) in &r.layers {
+                owners.entry(digest).or_default().insert(&r.id);
+            }
+        }
+        for r in &rows {
+            let shared_size = r
+                .layers
+                .iter()
+                .filter(|(d, _)| owners.get(d.as_str()).is_some_and(|o| o.len() > 1))
+                .map(|(_, n)| n)
+                .sum();
+            du.image_rows.push(ImageUsage {
+                repository: r.repository.clone(),
+                tag: r.tag.clone(),
+                id: r.id.clone(),
+                created: r.created,
+                size: r.size,
+                shared_size,
+                containers: views.iter().filter(|v| v.config.image_id == r.id).count(),
+            });
+        }
+        for r in rows {
             if !seen.insert(r.id.clone()) {
                 continue;
             }
@@ -111,12 +209,35 @@ impl Containers {
         }
         // The build cache: its entries and cache mounts, none in use between builds.
         let cache = images.cache_dir();
-        for dir in [cache.clone(), cache.with_file_name("build-cache-mounts")] {
+        for (dir, kind) in [
+            (cache.clone(), "regular"),
+            (
+                cache.with_file_name("build-cache-mounts"),
+                "exec.cachemount",
+            ),
+        ] {
             for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                // An entry being written (a temporary file) is not one yet.
+                if name.starts_with('.') {
+                    continue;
+                }
                 let size = tree_size(&e.path());
                 du.build_cache.total += 1;
                 du.build_cache.size += size;
                 du.build_cache.reclaimable += size;
+                let modified = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_nanos() as u64);
+                du.cache_rows.push(CacheUsage {
+                    id: name,
+                    kind,
+                    size,
+                    modified,
+                });
             }
         }
         Ok(du)
