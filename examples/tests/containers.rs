@@ -2150,11 +2150,7 @@ fn system_df_and_prune() {
             "NAMES"
         ]
     );
-    let writer = line(
-        &s.ok(&["ps", "-aq", "--filter", "name=writer"])
-            .trim()
-            .to_owned(),
-    );
+    let writer = line(s.ok(&["ps", "-aq", "--filter", "name=writer"]).trim());
     assert_eq!(
         (writer[3].as_str(), writer[4].as_str()),
         ("1", "300kB"),

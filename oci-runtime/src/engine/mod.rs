@@ -319,6 +319,27 @@ pub(crate) fn read_record<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// [`EngineError::WrongState`]'s message: docker's daemon's where it has one.
+fn wrong_state(action: &str, container: &str, id: &str, state: &str) -> String {
+    match (action, state) {
+        ("remove", "paused") => format!(
+            "cannot remove container \"/{container}\": container is paused and must be unpaused first"
+        ),
+        ("remove", _) => format!(
+            "cannot remove container \"/{container}\": container is {state}: stop the container before removing or force remove"
+        ),
+        ("copy into", "mounted read-only at /") => "container rootfs is marked read-only".into(),
+        ("copy into", _) => "mounted volume is marked read-only".into(),
+        ("pause", "paused") => format!("container {id} is already paused"),
+        ("unpause", _) => format!("container {id} is not paused"),
+        ("kill", _) => format!("cannot kill container: {container}: container {id} is not running"),
+        ("pause" | "exec in" | "list the processes of", _) => {
+            format!("container {id} is not running")
+        }
+        _ => format!("cannot {action} container {container}: it is {state}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -344,26 +365,5 @@ mod tests {
         assert_eq!(v["k"], 49);
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
         assert_eq!(left.len(), 1, "no temporary file is left");
-    }
-}
-
-/// [`EngineError::WrongState`]'s message: docker's daemon's where it has one.
-fn wrong_state(action: &str, container: &str, id: &str, state: &str) -> String {
-    match (action, state) {
-        ("remove", "paused") => format!(
-            "cannot remove container \"/{container}\": container is paused and must be unpaused first"
-        ),
-        ("remove", _) => format!(
-            "cannot remove container \"/{container}\": container is {state}: stop the container before removing or force remove"
-        ),
-        ("copy into", "mounted read-only at /") => "container rootfs is marked read-only".into(),
-        ("copy into", _) => "mounted volume is marked read-only".into(),
-        ("pause", "paused") => format!("container {id} is already paused"),
-        ("unpause", _) => format!("container {id} is not paused"),
-        ("kill", _) => format!("cannot kill container: {container}: container {id} is not running"),
-        ("pause" | "exec in" | "list the processes of", _) => {
-            format!("container {id} is not running")
-        }
-        _ => format!("cannot {action} container {container}: it is {state}"),
     }
 }
