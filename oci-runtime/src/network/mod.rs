@@ -186,6 +186,11 @@ pub struct PublishedPort {
     pub container_port: u16,
     /// The protocol.
     pub proto: Proto,
+    /// Published on IPv4 only: the host address was given, `0.0.0.0` included, as docker
+    /// tells `-p 0.0.0.0:P:Q` from `-p P:Q` (which publishes on the host's IPv6 addresses
+    /// too, for a network with IPv6).
+    #[serde(default)]
+    pub ipv4_only: bool,
 }
 
 impl std::fmt::Display for PublishedPort {
@@ -1065,6 +1070,7 @@ fn reserve_ports(
             host_port,
             container_port: m.container_port,
             proto: m.proto,
+            ipv4_only: m.host_ip.is_some(),
         };
         out.push(p.clone());
         fds.push((fd, p));
@@ -1714,6 +1720,7 @@ impl Networks {
                 e.ports.iter().map(|p| nft::PortRule {
                     owner: e.container[..e.container.len().min(12)].to_owned(),
                     host_ip: (!p.host_ip.is_unspecified()).then_some(p.host_ip),
+                    ipv4_only: p.ipv4_only,
                     host_port: p.host_port,
                     proto: p.proto,
                     ip: e.ip,
@@ -2485,6 +2492,7 @@ mod tests {
             host_port: 1,
             container_port: 80,
             proto: Proto::Tcp,
+            ipv4_only: false,
         }];
         // Port 1 is "taken" by another container: refused without binding it.
         let e = reserve_ports(&parse_publish("1:80").unwrap(), &taken).unwrap_err();

@@ -68,6 +68,8 @@ pub(crate) struct PortRule {
     /// The container's short id, the rule's comment (so `nft list ruleset` says whose it is).
     pub owner: String,
     pub host_ip: Option<Ipv4Addr>,
+    /// A host address was given (`0.0.0.0` too): not published on IPv6.
+    pub ipv4_only: bool,
     pub host_port: u16,
     pub proto: Proto,
     pub ip: Ipv4Addr,
@@ -229,7 +231,7 @@ fn table(b: &mut Batch<'static>, family: NfFamily, nets: &[NetRules], ports: &[P
         let to = match (v6, p.ip6) {
             (false, _) => p.ip.to_string(),
             // On the host's IPv6 addresses: a port published on an IPv4 one is not.
-            (true, Some(a)) if p.host_ip.is_none() => a.to_string(),
+            (true, Some(a)) if p.host_ip.is_none() && !p.ipv4_only => a.to_string(),
             (true, _) => continue,
         };
         let mut e = Vec::new();

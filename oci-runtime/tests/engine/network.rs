@@ -1190,7 +1190,7 @@ fn ipv6_networks_give_addresses_names_egress_ports_and_keep_isolation(f: &Fixtur
         ))
         .spawn()
         .unwrap();
-    let port = free_port();
+    let (port, port4) = (free_port(), free_port());
     let on = |name: &str, net: &str, script: &str, edit: &dyn Fn(&mut RunRequest)| {
         let mut req = detached(Some(name), script);
         store.set_network(&mut req, Some(net)).unwrap();
@@ -1202,7 +1202,12 @@ fn ipv6_networks_give_addresses_names_egress_ports_and_keep_isolation(f: &Fixtur
         "s6a",
         &six,
         "mkdir -p /tmp/w && echo six > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w",
-        &|r| r.publish = parse_publish(&format!("{port}:80")).unwrap(),
+        &|r| {
+            r.publish = parse_publish(&format!("{port}:80")).unwrap();
+            // With the host's address given, IPv4 only (docker's rule).
+            r.publish
+                .extend(parse_publish(&format!("0.0.0.0:{port4}:80")).unwrap());
+        },
     );
     on("s6b", &six, "exec sleep 60", &|r| {
         r.addresses6.insert(six.clone(), asked);
@@ -1264,6 +1269,16 @@ fn ipv6_networks_give_addresses_names_egress_ports_and_keep_isolation(f: &Fixtur
         ok
     });
     assert!(served, "the published port over IPv6: {last:?}");
+    let six_rules = sh_ok("nft list table ip6 oci");
+    assert!(
+        six_rules.contains(&format!("dport {port} "))
+            && !six_rules.contains(&format!("dport {port4} ")),
+        "{port} on IPv6, {port4} (given 0.0.0.0) not: {six_rules}"
+    );
+    assert!(
+        sh_ok("nft list table ip oci").contains(&format!("dport {port4} ")),
+        "{port4} on IPv4"
+    );
     // A container of the IPv4-only network routes IPv6 through its bridge: not forwarded.
     let bridge = nets.get(&four).unwrap().bridge;
     let ll = sh_ok(&format!("ip -6 -o addr show dev {bridge} scope link"));
