@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 /// Builds a [`Client`].
 pub struct ClientBuilder {
     insecure: HashSet<String>,
+    insecure_networks: Vec<(std::net::IpAddr, u8)>,
     https: HashSet<String>,
     blocked: HashSet<String>,
     pub(crate) short_names: Option<Arc<crate::RegistryConfig>>,
@@ -47,6 +48,7 @@ impl Default for ClientBuilder {
     fn default() -> Self {
         Self {
             insecure: HashSet::new(),
+            insecure_networks: Vec::new(),
             https: HashSet::new(),
             blocked: HashSet::new(),
             short_names: None,
@@ -86,6 +88,14 @@ impl ClientBuilder {
     /// 127.0.0.0/8, `[::1]`) use it too unless marked with [`https_registry`](Self::https_registry).
     pub fn insecure_registry(mut self, registry: &str) -> Self {
         self.insecure.insert(normalize_registry(registry));
+        self
+    }
+
+    /// Uses plain HTTP for every registry whose address is in the network `addr/prefix`
+    /// (docker's `insecure-registries` given as a CIDR range): a registry named by such an
+    /// address, or by a host name that resolves to one (looked up once per client).
+    pub fn insecure_network(mut self, addr: std::net::IpAddr, prefix: u8) -> Self {
+        self.insecure_networks.push((addr, prefix));
         self
     }
 
@@ -267,6 +277,8 @@ impl ClientBuilder {
             inner: Arc::new(Inner {
                 http,
                 insecure: self.insecure,
+                insecure_networks: self.insecure_networks,
+                resolved_insecure: Mutex::new(HashMap::new()),
                 https: self.https,
                 blocked: self.blocked,
                 short_names: self.short_names,
@@ -335,6 +347,9 @@ pub(crate) fn crypto_provider() -> Result<()> {
 pub(crate) struct Inner {
     pub(crate) http: reqwest::Client,
     insecure: HashSet<String>,
+    insecure_networks: Vec<(std::net::IpAddr, u8)>,
+    /// Whether a registry host is in an insecure network, by host, as first looked up.
+    resolved_insecure: Mutex<HashMap<String, bool>>,
     https: HashSet<String>,
     blocked: HashSet<String>,
     pub(crate) short_names: Option<Arc<crate::RegistryConfig>>,
@@ -369,6 +384,8 @@ impl Client {
             inner: Arc::new(Inner {
                 http: i.http.clone(),
                 insecure: i.insecure.clone(),
+                insecure_networks: i.insecure_networks.clone(),
+                resolved_insecure: Mutex::new(HashMap::new()),
                 https: i.https.clone(),
                 blocked: i.blocked.clone(),
                 short_names: i.short_names.clone(),
@@ -465,6 +482,23 @@ impl Req {
     }
 }
 
+/// Whether `addr` is in the network `net/prefix` (an IPv4 address is not in an IPv6
+/// network, nor the reverse).
+fn in_network(addr: std::net::IpAddr, net: std::net::IpAddr, prefix: u8) -> bool {
+    use std::net::IpAddr;
+    match (addr, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) if prefix <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) if prefix <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
 fn is_loopback(host: &str) -> bool {
     let h = match host.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(':') && p.bytes().all(|c| c.is_ascii_digit()) => h,
@@ -513,13 +547,49 @@ impl Client {
             registry.as_str()
         };
         let plain = self.inner.insecure.contains(&registry)
-            || (is_loopback(host) && !self.inner.https.contains(&registry));
+            || (is_loopback(host) && !self.inner.https.contains(&registry))
+            || self.in_insecure_network(host);
         let scheme = if plain { "http" } else { "https" };
         let base = Url::parse(&format!("{scheme}://{host}/")).map_err(|e| Error::InvalidName {
             name: registry.clone(),
             reason: format!("not a usable host: {e}"),
         })?;
         Ok(Endpoint { registry, base })
+    }
+
+    /// Whether `host` (`name[:port]`, `[v6]:port`) is an address in one of the insecure
+    /// networks, or a name that resolves to one (as docker decides it; the answer is kept
+    /// for the client's life, so a name is looked up once).
+    fn in_insecure_network(&self, host: &str) -> bool {
+        if self.inner.insecure_networks.is_empty() {
+            return false;
+        }
+        let name = match host.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or(rest),
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        };
+        let mut cache = self
+            .inner
+            .resolved_insecure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = cache.get(name) {
+            return *known;
+        }
+        let addrs: Vec<std::net::IpAddr> = match name.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(name, 0u16))
+                .map(|a| a.map(|s| s.ip()).collect())
+                .unwrap_or_default(),
+        };
+        let inside = addrs.iter().any(|a| {
+            self.inner
+                .insecure_networks
+                .iter()
+                .any(|(net, prefix)| in_network(*a, *net, *prefix))
+        });
+        cache.insert(name.to_owned(), inside);
+        inside
     }
 
     /// The endpoints to read from: the mirrors in order, then the registry.
@@ -914,5 +984,42 @@ mod tests {
             vec!["https://mirror.example/", "https://registry-1.docker.io/"]
         );
         assert!(c.endpoint("bad host").is_err());
+    }
+
+    #[test]
+    fn insecure_networks_are_plain_http_by_address_and_by_resolved_name() {
+        let c = Client::builder()
+            .insecure_network("10.0.0.0".parse().unwrap(), 8)
+            .insecure_network("fd00::".parse().unwrap(), 8)
+            // A loopback name made HTTPS again, to see the name's lookup decide.
+            .https_registry("localhost:5000")
+            .build()
+            .unwrap();
+        for host in ["10.1.2.3:5000", "10.255.0.1", "[fd12::1]:5000"] {
+            assert_eq!(c.endpoint(host).unwrap().base.scheme(), "http", "{host}");
+        }
+        for host in ["11.0.0.1", "[fe80::1]:5000", "localhost:5000"] {
+            assert_eq!(c.endpoint(host).unwrap().base.scheme(), "https", "{host}");
+        }
+        let c = Client::builder()
+            .insecure_network("127.0.0.0".parse().unwrap(), 8)
+            .https_registry("localhost:5000")
+            .build()
+            .unwrap();
+        assert_eq!(
+            c.endpoint("localhost:5000").unwrap().base.scheme(),
+            "http",
+            "localhost resolves into 127.0.0.0/8"
+        );
+        assert!(!in_network(
+            "10.0.0.1".parse().unwrap(),
+            "::".parse().unwrap(),
+            0
+        ));
+        assert!(in_network(
+            "192.0.2.1".parse().unwrap(),
+            "0.0.0.0".parse().unwrap(),
+            0
+        ));
     }
 }

@@ -7,8 +7,8 @@
 //!
 //! What this client cannot do is reported in [`RegistryConfig::ignored`], not dropped in
 //! silence: a `prefix` that is not a whole registry (`docker.io/library`, `*.example.com`),
-//! a `location` that moves a registry elsewhere, a mirror with a path, an insecure network
-//! given as a CIDR range.
+//! a `location` that moves a registry elsewhere, a mirror with a path. daemon.json's
+//! insecure networks (`10.0.0.0/8`) are applied to every registry whose address is in them.
 
 use crate::client::ClientBuilder;
 use crate::error::{Error, Result};
@@ -38,6 +38,9 @@ pub struct RegistryConfig {
     pub search: Vec<String>,
     /// `[aliases]`: short names and the references they stand for.
     pub aliases: BTreeMap<String, String>,
+    /// daemon.json's `insecure-registries` given as networks (`10.0.0.0/8`): every registry
+    /// at an address in one, or named by a host that resolves to one, is plain HTTP.
+    pub insecure_networks: Vec<(std::net::IpAddr, u8)>,
     /// What was read but cannot be applied by this client, each saying why.
     pub ignored: Vec<String>,
 }
@@ -186,12 +189,24 @@ impl RegistryConfig {
             }
         }
         for r in list("insecure-registries") {
-            if r.contains('/') {
-                c.ignored.push(format!(
-                    "{origin}: insecure {r:?}: a network range is not taken, name the registry"
-                ));
-            } else {
-                c.registries.entry(r).or_default().insecure = true;
+            match r.split_once('/') {
+                Some((addr, prefix)) => {
+                    let net = addr.parse::<std::net::IpAddr>().ok().and_then(|a| {
+                        let max = if a.is_ipv4() { 32 } else { 128 };
+                        prefix
+                            .parse::<u8>()
+                            .ok()
+                            .filter(|p| *p <= max)
+                            .map(|p| (a, p))
+                    });
+                    match net {
+                        Some(n) => c.insecure_networks.push(n),
+                        None => c.ignored.push(format!(
+                            "{origin}: insecure {r:?}: neither a registry nor a network (ADDRESS/PREFIX)"
+                        )),
+                    }
+                }
+                None => c.registries.entry(r).or_default().insecure = true,
             }
         }
         Ok(c)
@@ -214,6 +229,11 @@ impl RegistryConfig {
             self.search = other.search;
         }
         self.aliases.extend(other.aliases);
+        for n in other.insecure_networks {
+            if !self.insecure_networks.contains(&n) {
+                self.insecure_networks.push(n);
+            }
+        }
         self.ignored.extend(other.ignored);
     }
 
@@ -318,6 +338,9 @@ impl RegistryConfig {
     /// insecure and blocked registries, and short names (the client's `Remote::qualify`).
     pub fn apply(&self, mut builder: ClientBuilder) -> ClientBuilder {
         builder.short_names = Some(std::sync::Arc::new(self.clone()));
+        for (net, prefix) in &self.insecure_networks {
+            builder = builder.insecure_network(*net, *prefix);
+        }
         for (r, s) in &self.registries {
             for (m, insecure) in &s.mirrors {
                 builder = builder.mirror(r, m);
@@ -456,7 +479,21 @@ location = "example.com"
             ]
         );
         assert!(c.registries["reg:5000"].insecure);
-        assert_eq!(c.ignored.len(), 2);
+        assert_eq!(
+            c.insecure_networks,
+            [("10.0.0.0".parse::<std::net::IpAddr>().unwrap(), 8)]
+        );
+        // The mirror with a path.
+        assert_eq!(c.ignored.len(), 1, "{:?}", c.ignored);
+        let odd = RegistryConfig::from_daemon_json(
+            r#"{"insecure-registries": ["10.0.0.0/33", "x/y"]}"#,
+            "daemon.json",
+        )
+        .unwrap();
+        assert!(
+            odd.insecure_networks.is_empty() && odd.ignored.len() == 2,
+            "{odd:?}"
+        );
         let mut a = c.clone();
         a.merge(c);
         assert_eq!(a.registries["docker.io"].mirrors.len(), 2, "merged once");
