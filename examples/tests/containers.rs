@@ -1207,6 +1207,24 @@ fn refusals_in_docker_s_words() {
         format!("Conflict. The container name \"/rc\" is already in use by container \"{c}\". You have to remove (or rename) that container to be able to reuse that name.")
     );
     s.ok(&["rm", "-f", "ra"]);
+    // A copy into a read-only root.
+    s.ok(&[
+        "run",
+        "-d",
+        "--read-only",
+        "--name",
+        "rr",
+        "bb:1",
+        "sleep",
+        "100",
+    ]);
+    let host = s.data().with_file_name("rrfile");
+    std::fs::write(&host, "x").unwrap();
+    assert_eq!(
+        said(&["cp", host.to_str().unwrap(), "rr:/"]),
+        "container rootfs is marked read-only"
+    );
+    s.ok(&["rm", "-f", "rr"]);
 }
 
 /// `ps` names a container's image as docker's daemon does: by the name it was created from

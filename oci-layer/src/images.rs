@@ -952,21 +952,30 @@ impl ImageStore {
         let used: BTreeSet<String> = containers.iter().map(|c| c.image.clone()).collect();
         let mut pruned = Removed::default();
         if all {
-            let named = ReferenceStore::list(&self.layout).await?;
-            for (i, (name, desc)) in named.iter().enumerate() {
-                if !self.in_use(desc, &used).await? {
-                    let id = self.image_id(desc).await?;
-                    let gone = self.untag(name.clone()).await?;
-                    self.notify("untag", &id, Some(&gone));
-                    pruned.untagged.push(gone);
-                    // Its last name gone, the image is (docker's `deleted:` line).
-                    let named_later = named[i + 1..]
-                        .iter()
-                        .any(|(_, d)| d.digest() == desc.digest());
-                    if !named_later && !pruned.deleted.contains(&id) {
-                        self.notify("delete", &id, None);
-                        pruned.deleted.push(id);
+            let mut gone = Vec::new();
+            for (name, desc) in ReferenceStore::list(&self.layout).await? {
+                if !self.in_use(&desc, &used).await? {
+                    let id = self.image_id(&desc).await?;
+                    let untagged = self.untag(name).await?;
+                    self.notify("untag", &id, Some(&untagged));
+                    pruned.untagged.push(untagged);
+                    if !gone.contains(&id) {
+                        gone.push(id);
                     }
+                }
+            }
+            // An image whose last name went is deleted (docker's `deleted:` line); one that
+            // another name still has is not.
+            let mut left = BTreeSet::new();
+            for (_, d) in ReferenceStore::list(&self.layout).await? {
+                if let Ok(id) = self.image_id(&d).await {
+                    left.insert(id);
+                }
+            }
+            for id in gone {
+                if !left.contains(&id) {
+                    self.notify("delete", &id, None);
+                    pruned.deleted.push(id);
                 }
             }
         }
@@ -1748,14 +1757,25 @@ impl ImageStore {
         })
     }
 
-    /// docker's id of the image `desc` names as this host runs it: its config digest, that
-    /// of the host platform's manifest for an index (the id a container made from it keeps).
-    pub async fn host_image_id(&self, desc: &Descriptor) -> Result<String> {
-        let m = self.for_host(self.manifest(desc.digest()).await?).await?;
-        Ok(match m.as_image() {
-            Some(img) => img.config().digest().to_string(),
-            None => m.digest().to_string(),
-        })
+    /// docker's ids of the images `desc` names: its config digest, or each platform's of an
+    /// index whose manifests are in the store (a container made from any of them, by
+    /// `--platform` too, keeps one of these as its image id).
+    pub async fn image_ids(&self, desc: &Descriptor) -> Result<Vec<String>> {
+        let m = self.manifest(desc.digest()).await?;
+        if let Some(img) = m.as_image() {
+            return Ok(vec![img.config().digest().to_string()]);
+        }
+        let mut ids = vec![m.digest().to_string()];
+        if let Some(index) = m.as_index() {
+            for child in index.manifests() {
+                if let Ok(c) = self.manifest(child.digest()).await {
+                    if let Some(img) = c.as_image() {
+                        ids.push(img.config().digest().to_string());
+                    }
+                }
+            }
+        }
+        Ok(ids)
     }
 
     /// `import`: a filesystem tar (plain, gzip or zstd, read once as a stream) as a

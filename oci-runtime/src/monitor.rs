@@ -710,6 +710,8 @@ struct Serve {
     probe: Option<Probe>,
     /// When the next health probe is due (None: no health check).
     next_probe: Option<Instant>,
+    /// The volumes' `mount` events of this run were recorded (its `unmount` ones are due).
+    volumes_mounted: bool,
 }
 
 /// A health probe that runs: the process, its output pipe, and when it must be done by.
@@ -772,6 +774,7 @@ impl Serve {
             terminal: None,
             probe: None,
             next_probe: None,
+            volumes_mounted: false,
         })
     }
 
@@ -812,7 +815,9 @@ impl Serve {
             self.status.finished_at = Some(now_ns());
             self.status.pid = 0;
             self.event("die", Some(code));
-            self.volume_events("unmount");
+            if std::mem::take(&mut self.volumes_mounted) {
+                self.volume_events("unmount");
+            }
             // The policy as it is now: `update --restart` may have changed it meanwhile.
             if let Ok(now) = MonitorConfig::read(&self.cfg.dir) {
                 self.cfg.restart = now.restart;
@@ -1022,6 +1027,7 @@ impl Serve {
         }
         self.save();
         self.volume_events("mount");
+        self.volumes_mounted = true;
         self.event("start", None);
         self.report(&Ready {
             pid: Some(c.pid()),

@@ -540,8 +540,10 @@ impl EngineApi {
     }
 
     /// `GET /system/df`'s containers and volumes (images come from the image store).
+    /// `/system/df`'s containers and volumes, their sizes from `du`.
     pub(super) async fn df_parts(
         self: &Arc<Self>,
+        du: Arc<crate::DiskUsage>,
     ) -> Result<(Vec<serde_json::Value>, Vec<serde_json::Value>), Fail> {
         let api = self.clone();
         blocking(move || {
@@ -551,13 +553,8 @@ impl EngineApi {
                 .iter()
                 .map(|v| {
                     let mut e = list_entry(v, &ids);
-                    let upper = api
-                        .containers
-                        .data_dir()
-                        .join("snapshots/containers")
-                        .join(&v.config.id)
-                        .join("upper");
-                    e["SizeRw"] = crate::engine::tree_size(&upper).into();
+                    let rw = du.container_sizes.get(&v.config.id).copied();
+                    e["SizeRw"] = rw.unwrap_or(0).into();
                     e["SizeRootFs"] = 0.into();
                     e
                 })
@@ -568,7 +565,7 @@ impl EngineApi {
                 .map(|v| {
                     let refs = api.containers.volume_users(&v.name).len();
                     let mut doc = serde_json::to_value(&v).unwrap_or_default();
-                    let size = crate::engine::tree_size(&v.mountpoint);
+                    let size = du.volume_sizes.get(&v.name).copied().unwrap_or(0);
                     doc["UsageData"] = serde_json::json!({ "Size": size, "RefCount": refs });
                     doc
                 })

@@ -756,8 +756,8 @@ impl EngineApi {
                 i["Containers"] = u.containers.into();
             }
         }
-        let (containers, volumes) = self.df_parts().await?;
-        let layers: u64 = images.iter().filter_map(|i| i["Size"].as_u64()).sum();
+        let layers = du.layers_size;
+        let (containers, volumes) = self.df_parts(Arc::new(du)).await?;
         Ok(json(
             StatusCode::OK,
             &serde_json::json!({

@@ -246,7 +246,14 @@ impl EngineApi {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(id.clone());
         }
-        self.containers.attached(&id);
+        // The journal's lock is a blocking one: off the runtime's threads.
+        let api = self.clone();
+        let attached = id.clone();
+        blocking(move || {
+            api.containers.attached(&attached);
+            Ok(())
+        })
+        .await?;
         let hijack = req.headers().contains_key(UPGRADE);
         if !hijack {
             let (tx, body) = channel_body(OUTPUT_DEPTH);

@@ -1811,20 +1811,23 @@ impl Containers {
         images: &oci_rs_layer::ImageStore,
     ) -> EngineResult<Vec<ContainerView>> {
         let mut views = self.list()?;
-        let mut current: std::collections::HashMap<String, Option<String>> = Default::default();
+        let mut current: std::collections::HashMap<String, Vec<String>> = Default::default();
         for v in &mut views {
             let c = &mut v.config;
             if c.image_id.is_empty() || c.image.is_empty() {
                 continue;
             }
             if !current.contains_key(&c.image) {
-                let id = match images.find_opt(&c.image).await {
-                    Ok(Some(found)) => images.host_image_id(&found.desc).await.ok(),
-                    _ => None,
+                let ids = match images.find_opt(&c.image).await {
+                    Ok(Some(found)) => images.image_ids(&found.desc).await.unwrap_or_default(),
+                    _ => Vec::new(),
                 };
-                current.insert(c.image.clone(), id);
+                current.insert(c.image.clone(), ids);
             }
-            if current.get(&c.image).and_then(Option::as_deref) != Some(c.image_id.as_str()) {
+            if !current
+                .get(&c.image)
+                .is_some_and(|ids| ids.contains(&c.image_id))
+            {
                 c.image = c.image_id.clone();
             }
         }
@@ -2550,7 +2553,8 @@ impl Containers {
                     oci_rs_layer::Root::open(&m.rootfs)?,
                     rel,
                     PathBuf::from("/"),
-                    false,
+                    // `--read-only`: docker refuses a copy into the root too.
+                    v.config.run.read_only,
                 )
             }
         };

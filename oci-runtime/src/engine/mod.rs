@@ -60,8 +60,6 @@ pub use containers::{
 #[cfg(feature = "api")]
 pub(crate) use inspect::{network_settings, NetworkFacts};
 pub use inspect::{ContainerInspect, InspectState};
-#[cfg(feature = "api")]
-pub(crate) use usage::tree_size;
 pub use usage::{
     CacheUsage, DiskUsage, ImageUsage, PruneReport, SystemPruneOptions, SystemPruneReport,
     UsageLine,

@@ -58,6 +58,9 @@ pub struct DiskUsage {
     pub image_rows: Vec<ImageUsage>,
     /// Each build cache entry and cache mount, as `system df -v` lists them.
     pub cache_rows: Vec<CacheUsage>,
+    /// The unpacked bytes of every layer of every image, each layer once (docker's
+    /// `LayersSize`).
+    pub layers_size: u64,
 }
 
 /// One image of `system df -v`: its `images` row and the bytes it shares with others.
@@ -141,11 +144,14 @@ impl Containers {
         let rows = images.list().await?;
         // The ids each layer belongs to: one with two is shared.
         let mut owners: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        let mut layer_sizes: BTreeMap<&str, u64> = BTreeMap::new();
         for r in &rows {
-            for (digest, _) in &r.layers {
+            for (digest, size) in &r.layers {
                 owners.entry(digest).or_default().insert(&r.id);
+                layer_sizes.insert(digest, *size);
             }
         }
+        du.layers_size = layer_sizes.values().sum();
         for r in &rows {
             let shared_size = r
                 .layers

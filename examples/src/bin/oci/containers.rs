@@ -168,12 +168,22 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                 last,
                 size,
             };
-            let images = oci_rs_layer::ImageStore::open(dir).await?;
-            let sizes = match size {
-                true => Some(store.sizes(&images).await?),
-                false => None,
+            // The ids alone need no image store; anything else names images as `run` found
+            // them (registries.conf's search registries too).
+            let (views, sizes) = if ids_only && format.is_none() {
+                (store.list()?, None)
+            } else {
+                let images = oci_rs_layer::ImageStore::open(dir).await?.with_short_names(
+                    std::sync::Arc::new(
+                        oci_rs_registry_client::RegistryConfig::default_short_names(),
+                    ),
+                );
+                let sizes = match size {
+                    true => Some(store.sizes(&images).await?),
+                    false => None,
+                };
+                (store.list_with_images(&images).await?, sizes)
             };
-            let views = store.list_with_images(&images).await?;
             ps(views, &filter, &how, sizes.as_ref(), format, &mut out)?;
         }
         Verb::Events {

@@ -68,7 +68,7 @@ pub(crate) async fn system_verb(
             let store = Containers::open(dir)?;
             let du = store.disk_usage(images).await?;
             if verbose && format.is_none() {
-                return df_verbose(&store, &du, &mut out);
+                return df_verbose(&store, images, &du, &mut out).await;
             }
             // docker's table by default, aligned as its tabwriter aligns it.
             let f = oci_rs_runtime::format::Format::parse(
@@ -233,8 +233,9 @@ pub(crate) async fn serve_api(
 
 /// docker's `system df -v`: a table each of images (with the bytes they share), containers,
 /// local volumes and build cache records, under docker's titles.
-fn df_verbose(
+async fn df_verbose(
     store: &Containers,
+    images: &oci_rs_layer::ImageStore,
     du: &oci_rs_runtime::DiskUsage,
     out: &mut impl Write,
 ) -> Result<()> {
@@ -242,18 +243,19 @@ fn df_verbose(
     let section = |template: &str, rows: &[serde_json::Value], headers| -> Result<String> {
         Ok(Format::parse("table", template)?.render_all(rows, headers)?)
     };
-    let images: Vec<_> = du.image_rows.iter().map(|i| i.df_fields()).collect();
+    let image_rows: Vec<_> = du.image_rows.iter().map(|i| i.df_fields()).collect();
     write!(
         out,
         "Images space usage:\n\n{}",
         section(
             r"table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Containers}}",
-            &images,
+            &image_rows,
             format::DF_IMAGE_HEADERS
         )?
     )?;
     let containers: Vec<_> = store
-        .list()?
+        .list_with_images(images)
+        .await?
         .iter()
         .map(|v| {
             let mut f = v.ps_fields_truncated(true);
