@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side comparison with the peers, on the same data, on this machine.
 #
-#   benches/compare.sh [layer|registry|registry-server|runtime|containers|verbs|network|build|cache|multiplatform|export|all]      (default: all; needs root and network for
+#   benches/compare.sh [layer|registry|registry-server|runtime|runc-calls|containers|verbs|network|build|cache|multiplatform|export|all]      (default: all; needs root and network for
 #                                                 debootstrap the first time)
 #
 # Data (cached in $BENCH_DIR, default /var/tmp/oci-rs-bench):
@@ -942,12 +942,73 @@ export_bench() {
   awk -v c="$E/" 'index($2, c) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
 }
 
+# The four calls containerd's runc shim makes for a Kubernetes pod sandbox (create, start,
+# kill, delete), each a process start, timed one by one against runc on a sandbox-like bundle
+# (a static pause, pid/ipc/uts/mount namespaces, a network namespace joined by path, a
+# cgroupfs path, a read-only root), the runtimes alternating round by round.
+runc_calls_bench() {
+  need runc gcc libc6-dev
+  cargo build --release -q -p oci-examples --bin oci-runc
+  local RUNC=${CARGO_TARGET_DIR:-$PWD/target}/release/oci-runc B=$D/podbundle N=${N:-40}
+  local pause_c
+  pause_c=$(dirname "$0")/../../shared/tools/cri/pause.c
+  [ -f "$pause_c" ] || pause_c=/work/shared/tools/cri/pause.c
+  rm -rf "$B" && mkdir -p "$B/rootfs"
+  gcc -static -O2 -o "$B/rootfs/pause" "$pause_c"
+  (cd "$B" && runc spec)
+  ip netns add oci-bench-pod 2>/dev/null || true
+  python3 - "$B/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+c["process"]["args"] = ["/pause"]
+c["process"]["terminal"] = False
+c["root"]["readonly"] = True
+c["linux"]["namespaces"] = [{"type": t} for t in ["pid", "ipc", "uts", "mount"]] + [
+    {"type": "network", "path": "/var/run/netns/oci-bench-pod"}]
+c["linux"]["cgroupsPath"] = "/oci-bench/pod/sandbox"
+c["linux"]["resources"] = {"devices": [{"allow": False, "access": "rwm"}], "cpu": {"shares": 2}}
+json.dump(c, open(p, "w"))
+PY
+  echo
+  echo "### A pod sandbox's runtime calls, one process each: medians of $N per round (ms), runtimes alternating"
+  echo
+  echo "| runtime | create | start | kill | delete | create + start + 2 kill + 2 delete |"
+  echo "|---|---|---|---|---|---|"
+  for round in 1 2 3; do
+    for rt in /usr/sbin/runc "$RUNC"; do
+      python3 - "$rt" "$B" "$D/st-pod" "$N" <<'PY'
+import statistics, subprocess, sys, time
+rt, bundle, root, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+ph = {k: [] for k in ("create", "start", "kill", "delete")}
+def call(k, args):
+    t = time.perf_counter()
+    subprocess.run([rt, "--root", root] + args, check=True)
+    ph[k].append((time.perf_counter() - t) * 1000)
+for i in range(n):
+    cid = f"pod{i}"
+    call("create", ["create", "--bundle", bundle, "--pid-file", bundle + "/pid", cid])
+    call("start", ["start", cid])
+    call("kill", ["kill", cid, "9"])
+    time.sleep(0.02)
+    call("delete", ["delete", cid])
+m = {k: statistics.median(v) for k, v in ph.items()}
+pod = m["create"] + m["start"] + 2 * m["kill"] + 2 * m["delete"]
+name = "runc" if rt.endswith("/runc") else "oci-runc (ours)"
+print(f"| {name} | {m['create']:.2f} | {m['start']:.2f} | {m['kill']:.2f} | {m['delete']:.2f} | {pod:.1f} |")
+PY
+    done
+  done
+  ip netns del oci-bench-pod 2>/dev/null || true
+}
+
 echo "## $(date -u +%F) on $(nproc) cores, $(uname -r)"
 case $what in
   layer) layer_bench ;;
   registry) registry_bench ;;
   registry-server) registry_server_bench ;;
   runtime) runtime_bench ;;
+  runc-calls) runc_calls_bench ;;
   containers) containers_bench ;;
   verbs) verbs_bench ;;
   network) network_bench ;;
@@ -958,7 +1019,7 @@ case $what in
   engine-api) engine_api_bench ;;
   api-checks) api_checks_bench ;;
   all) layer_bench; registry_bench; registry_server_bench; runtime_bench; containers_bench; verbs_bench; network_bench; build_bench; cache_bench; multiplatform_bench; export_bench; engine_api_bench; api_checks_bench ;;
-  *) echo "usage: $0 [layer|registry|runtime|containers|verbs|network|build|cache|multiplatform|export|engine-api|api-checks|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [layer|registry|registry-server|runtime|runc-calls|containers|verbs|network|build|cache|multiplatform|export|engine-api|api-checks|all]" >&2; exit 2 ;;
 esac
 if ((failed)); then
   echo "compare.sh: some measurements FAILED; the table above is incomplete" >&2
