@@ -111,12 +111,9 @@ impl Images {
     /// The store of `data_dir` and a client trusting docker's credentials, reaching the
     /// `insecure` registries over plain HTTP; `quiet`: no progress bars.
     pub async fn open(data_dir: &Path, insecure: Vec<String>, quiet: bool) -> Result<Self> {
-        // A short name pulled from one of registries.conf's search registries is found by it.
-        let store = ImageStore::open(data_dir)
-            .await
-            .with_context(|| format!("opening the image store in {}", data_dir.display()))?
-            .with_short_names(std::sync::Arc::new(RegistryConfig::default_short_names()))
-            // What happens to images goes into the events journal, as the engine's do.
+        // What happens to images goes into the events journal, as the engine's do.
+        let store = Self::open_store(data_dir)
+            .await?
             .with_observer(oci_rs_runtime::Containers::open(data_dir)?.image_observer());
         Ok(Self {
             store,
@@ -124,6 +121,15 @@ impl Images {
             insecure,
             quiet,
         })
+    }
+
+    /// The image store of `data_dir`, finding a short name pulled from one of
+    /// registries.conf's search registries by it (what reads need of [`Images::open`]).
+    pub async fn open_store(data_dir: &Path) -> Result<ImageStore> {
+        Ok(ImageStore::open(data_dir)
+            .await
+            .with_context(|| format!("opening the image store in {}", data_dir.display()))?
+            .with_short_names(std::sync::Arc::new(RegistryConfig::default_short_names())))
     }
 
     /// The registry client.

@@ -385,10 +385,10 @@ pub use devices::{device_rules, DeviceRule, DEFAULT_ALLOWED};
 pub use engine::{
     parse_container_path, parse_link, parse_mount_arg, parse_volume_arg, random_hex, CacheUsage,
     ContainerConfig, ContainerFilter, ContainerInspect, ContainerStats, ContainerView, Containers,
-    CopyIn, DiskUsage, EngineError, EngineResult, ExecRequest, ExecSession, ImageUsage,
-    InspectState, InterfaceStats, MountArg, ProcessRow, ProcessTable, PruneFilter, PruneReport,
-    RunImage, RunRequest, StatsRow, SystemPruneOptions, SystemPruneReport, UsageLine, VolumeFilter,
-    VolumeInfo, Volumes, ANONYMOUS_VOLUME_LABEL, PORTS_DISCARDED, PS_EF_TITLES,
+    CopyIn, DiskUsage, DiskUsageRows, EngineError, EngineResult, ExecRequest, ExecSession,
+    ImageUsage, InspectState, InterfaceStats, MountArg, ProcessRow, ProcessTable, PruneFilter,
+    PruneReport, RunImage, RunRequest, StatsRow, SystemPruneOptions, SystemPruneReport, UsageLine,
+    VolumeFilter, VolumeInfo, Volumes, ANONYMOUS_VOLUME_LABEL, PORTS_DISCARDED, PS_EF_TITLES,
 };
 pub use error::{chain, Error, Result};
 pub use events::{Event, EventFilter, EventSink, Follower, Journal, JOURNAL_MAX};

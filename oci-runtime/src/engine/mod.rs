@@ -61,8 +61,8 @@ pub use containers::{
 pub(crate) use inspect::{network_settings, NetworkFacts};
 pub use inspect::{ContainerInspect, InspectState};
 pub use usage::{
-    CacheUsage, DiskUsage, ImageUsage, PruneReport, SystemPruneOptions, SystemPruneReport,
-    UsageLine,
+    CacheUsage, DiskUsage, DiskUsageRows, ImageUsage, PruneReport, SystemPruneOptions,
+    SystemPruneReport, UsageLine,
 };
 pub use volumes::{parse_mount_arg, parse_volume_arg, MountArg, VolumeFilter, VolumeInfo, Volumes};
 

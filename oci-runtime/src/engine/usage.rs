@@ -250,6 +250,100 @@ impl Containers {
     }
 }
 
+/// The rows of docker's `system df -v`, as its templates see them: images (with the bytes
+/// they share), containers (`ps`'s fields, with what each wrote as `Size`), local volumes
+/// (`Name`, `Links`, `Size`) and build cache records; [`DiskUsageRows::render`] writes them
+/// as docker's CLI does.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DiskUsageRows {
+    /// [`ImageUsage::df_fields`] of each image.
+    pub images: Vec<serde_json::Value>,
+    /// Each container's `ps` fields, its written bytes as `Size`.
+    pub containers: Vec<serde_json::Value>,
+    /// Each volume's `Name`, `Links` (the containers using it) and `Size`.
+    pub volumes: Vec<serde_json::Value>,
+    /// [`CacheUsage::df_fields`] of each build cache record.
+    pub cache: Vec<serde_json::Value>,
+    /// The build cache's bytes (the `Build cache usage:` title).
+    pub build_cache_size: u64,
+}
+
+impl DiskUsageRows {
+    /// docker's `system df -v` text: a table each of images, containers, local volumes and
+    /// the build cache, under docker's titles.
+    #[cfg(feature = "format")]
+    pub fn render(&self) -> crate::Result<String> {
+        use crate::format::{self, Format};
+        let section = |template: &str, rows: &[serde_json::Value], headers| {
+            Format::parse("table", template)?.render_all(rows, headers)
+        };
+        Ok(format!(
+            "Images space usage:\n\n{}\nContainers space usage:\n\n{}\nLocal Volumes space usage:\n\n{}\nBuild cache usage: {}\n\n{}",
+            section(
+                r"table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Containers}}",
+                &self.images,
+                format::DF_IMAGE_HEADERS,
+            )?,
+            section(
+                r"table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}",
+                &self.containers,
+                format::DF_CONTAINER_HEADERS,
+            )?,
+            section(
+                r"table {{.Name}}\t{{.Links}}\t{{.Size}}",
+                &self.volumes,
+                format::DF_VOLUME_HEADERS,
+            )?,
+            crate::human_size(self.build_cache_size),
+            section(
+                r"table {{.ID}}\t{{.CacheType}}\t{{.Size}}\t{{.CreatedSince}}\t{{.LastUsedSince}}\t{{.UsageCount}}\t{{.Shared}}",
+                &self.cache,
+                format::DF_CACHE_HEADERS,
+            )?,
+        ))
+    }
+}
+
+impl Containers {
+    /// The rows of docker's `system df -v` from `du` (this store's [`disk_usage`](Self::disk_usage)):
+    /// containers name their images as [`list_with_images`](Self::list_with_images) does.
+    pub async fn disk_usage_rows(
+        &self,
+        images: &oci_rs_layer::ImageStore,
+        du: &DiskUsage,
+    ) -> EngineResult<DiskUsageRows> {
+        let containers = self
+            .list_with_images(images)
+            .await?
+            .iter()
+            .map(|v| {
+                let mut f = v.ps_fields_truncated(true);
+                let size = du.container_sizes.get(&v.config.id).copied().unwrap_or(0);
+                f["Size"] = crate::human_size(size).into();
+                f
+            })
+            .collect();
+        let volumes = du
+            .volume_sizes
+            .iter()
+            .map(|(name, size)| {
+                serde_json::json!({
+                    "Name": name,
+                    "Links": self.volume_users(name).len().to_string(),
+                    "Size": crate::human_size(*size),
+                })
+            })
+            .collect();
+        Ok(DiskUsageRows {
+            images: du.image_rows.iter().map(ImageUsage::df_fields).collect(),
+            containers,
+            volumes,
+            cache: du.cache_rows.iter().map(CacheUsage::df_fields).collect(),
+            build_cache_size: du.build_cache.size,
+        })
+    }
+}
+
 impl Containers {
     /// The bytes container `id` wrote (its snapshot's upper directory: `ps -s`'s SIZE).
     pub fn written_size(&self, id: &str) -> u64 {

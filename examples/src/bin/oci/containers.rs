@@ -173,11 +173,7 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             let (views, sizes) = if ids_only && format.is_none() {
                 (store.list()?, None)
             } else {
-                let images = oci_rs_layer::ImageStore::open(dir).await?.with_short_names(
-                    std::sync::Arc::new(
-                        oci_rs_registry_client::RegistryConfig::default_short_names(),
-                    ),
-                );
+                let images = oci_examples::images::Images::open_store(dir).await?;
                 let sizes = match size {
                     true => Some(store.sizes(&images).await?),
                     false => None,

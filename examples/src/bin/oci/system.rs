@@ -68,7 +68,9 @@ pub(crate) async fn system_verb(
             let store = Containers::open(dir)?;
             let du = store.disk_usage(images).await?;
             if verbose && format.is_none() {
-                return df_verbose(&store, images, &du, &mut out).await;
+                let rows = store.disk_usage_rows(images, &du).await?;
+                write!(out, "{}", rows.render()?)?;
+                return Ok(());
             }
             // docker's table by default, aligned as its tabwriter aligns it.
             let f = oci_rs_runtime::format::Format::parse(
@@ -228,81 +230,5 @@ pub(crate) async fn serve_api(
         Some(tls) => api.serve_uri_with(&uri, idle, tls).await?,
         None => api.serve_uri(&uri, idle).await?,
     }
-    Ok(())
-}
-
-/// docker's `system df -v`: a table each of images (with the bytes they share), containers,
-/// local volumes and build cache records, under docker's titles.
-async fn df_verbose(
-    store: &Containers,
-    images: &oci_rs_layer::ImageStore,
-    du: &oci_rs_runtime::DiskUsage,
-    out: &mut impl Write,
-) -> Result<()> {
-    use oci_rs_runtime::format::{self, Format};
-    let section = |template: &str, rows: &[serde_json::Value], headers| -> Result<String> {
-        Ok(Format::parse("table", template)?.render_all(rows, headers)?)
-    };
-    let image_rows: Vec<_> = du.image_rows.iter().map(|i| i.df_fields()).collect();
-    write!(
-        out,
-        "Images space usage:\n\n{}",
-        section(
-            r"table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Containers}}",
-            &image_rows,
-            format::DF_IMAGE_HEADERS
-        )?
-    )?;
-    let containers: Vec<_> = store
-        .list_with_images(images)
-        .await?
-        .iter()
-        .map(|v| {
-            let mut f = v.ps_fields_truncated(true);
-            let size = du.container_sizes.get(&v.config.id).copied().unwrap_or(0);
-            f["Size"] = text::human_size(size).into();
-            f
-        })
-        .collect();
-    write!(
-        out,
-        "\nContainers space usage:\n\n{}",
-        section(
-            r"table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}",
-            &containers,
-            format::DF_CONTAINER_HEADERS
-        )?
-    )?;
-    let volumes: Vec<_> = du
-        .volume_sizes
-        .iter()
-        .map(|(name, size)| {
-            serde_json::json!({
-                "Name": name,
-                "Links": store.volume_users(name).len().to_string(),
-                "Size": text::human_size(*size),
-            })
-        })
-        .collect();
-    write!(
-        out,
-        "\nLocal Volumes space usage:\n\n{}",
-        section(
-            r"table {{.Name}}\t{{.Links}}\t{{.Size}}",
-            &volumes,
-            format::DF_VOLUME_HEADERS
-        )?
-    )?;
-    let cache: Vec<_> = du.cache_rows.iter().map(|c| c.df_fields()).collect();
-    write!(
-        out,
-        "\nBuild cache usage: {}\n\n{}",
-        text::human_size(du.build_cache.size),
-        section(
-            r"table {{.ID}}\t{{.CacheType}}\t{{.Size}}\t{{.CreatedSince}}\t{{.LastUsedSince}}\t{{.UsageCount}}\t{{.Shared}}",
-            &cache,
-            format::DF_CACHE_HEADERS
-        )?
-    )?;
     Ok(())
 }
