@@ -1213,6 +1213,143 @@ async fn gc_over_s3_keeps_what_is_named_or_being_pushed() {
     oci_rs_image::testing::read_sample(&RegistrySource::new(client(), repo), "1", &written).await;
 }
 
+/// The bucket under a registry's storage, for looking at (and planting) its objects.
+#[cfg(feature = "s3")]
+fn bucket(m: &Moto, bucket: &str) -> object_store::aws::AmazonS3 {
+    object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&m.endpoint)
+        .with_allow_http(true)
+        .with_bucket_name(bucket)
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .build()
+        .unwrap()
+}
+
+/// A push that names a blob already in the bucket (a cross-repository mount, a manifest
+/// naming linked blobs) is not protected by its time, as an upload is. Found under a lease,
+/// the blob is pinned, and gc keeps it however old it is until the lease ends; a blob that a
+/// running gc has announced it will delete is reported missing instead, so a mount of it
+/// starts an upload and a manifest naming it is refused, rather than a name left pointing
+/// at nothing.
+#[cfg(feature = "s3")]
+#[tokio::test]
+async fn gc_over_s3_keeps_what_a_push_found_and_a_push_heeds_a_running_gc() {
+    use object_store::ObjectStore;
+    use oci_rs_registry_client::server::RegistryStorage;
+    let Some(m) = moto("pinbucket") else {
+        return;
+    };
+    let storage = s3_storage(&m, "pinbucket").with_clock_margin(std::time::Duration::ZERO);
+    let reg = start_s3(storage.clone()).await;
+    let base = format!("http://{}", reg.addr);
+    let h = http();
+    let push = |name: &'static str, data: &'static [u8]| {
+        let (h, base) = (h.clone(), base.clone());
+        async move {
+            let d = oci_rs_image::sha256(data);
+            let r = h
+                .post(format!("{base}/v2/{name}/blobs/uploads/?digest={d}"))
+                .body(data)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+            d
+        }
+    };
+    let old = push("team/a", b"an old blob").await;
+    let config = push("team/a", b"{}").await;
+    let r = h
+        .delete(format!("{base}/v2/team/a/blobs/{old}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    // The bucket's times have a resolution of a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let lease = storage.leased_blobs().await.unwrap();
+    assert_eq!(lease.stat(&old).await.unwrap(), Some(11));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let report = storage
+        .gc(std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(report.removed.is_empty(), "a pinned blob stays: {report:?}");
+    drop(lease);
+    let objects = |under: &'static str| {
+        let store = bucket(&m, "pinbucket");
+        async move {
+            use futures_util::TryStreamExt;
+            store
+                .list(Some(&under.into()))
+                .try_collect::<Vec<_>>()
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while objects("registry/pins").await + objects("registry/leases").await > 0 {
+        assert!(std::time::Instant::now() < deadline, "the pin stayed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let report = storage
+        .gc(std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.removed,
+        std::slice::from_ref(&old),
+        "unpinned, it goes"
+    );
+
+    // A gc that has announced `config` (as one that read team/a's names just before a
+    // client removed its link would): a mount of it starts an upload, a manifest naming it
+    // is refused, and neither leaves a name.
+    let marker = object_store::path::Path::from("registry/gc/running");
+    bucket(&m, "pinbucket")
+        .put(&marker, format!("{old}\n{config}\n").into_bytes().into())
+        .await
+        .unwrap();
+    let mount = || {
+        h.post(format!(
+            "{base}/v2/team/b/blobs/uploads/?mount={config}&from=team/a"
+        ))
+        .send()
+    };
+    assert_eq!(
+        mount().await.unwrap().status(),
+        202,
+        "mounted a doomed blob"
+    );
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": 2},
+        "layers": [],
+    });
+    let put_manifest = || {
+        h.put(format!("{base}/v2/team/a/manifests/v1"))
+            .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            .body(manifest.to_string())
+            .send()
+    };
+    let r = put_manifest().await.unwrap();
+    assert_eq!(code(r).await, (400, "MANIFEST_BLOB_UNKNOWN".into()));
+    let r = h
+        .head(format!("{base}/v2/team/b/blobs/{config}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // Once that gc is gone, both go through.
+    bucket(&m, "pinbucket").delete(&marker).await.unwrap();
+    assert_eq!(mount().await.unwrap().status(), 201);
+    assert_eq!(put_manifest().await.unwrap().status(), 201);
+}
+
 /// Two registries over one bucket are one registry: what one stored the other serves, an
 /// upload begun on one finishes on the other, and nothing that fails its digest is kept.
 #[cfg(feature = "s3")]

@@ -38,7 +38,7 @@ pub use s3::{S3Storage, S3_GC_MARGIN, S3_LEASE_MAX_AGE};
 pub use storage::{Appended, DiskStorage, RegistryGcReport, RegistryStorage, UploadInfo};
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
@@ -876,15 +876,28 @@ impl Registry {
                 needed.push((d, s, false));
             }
         }
-        for (d, size, manifest) in &needed {
-            let key = if *manifest { d.to_string() } else { link(d) };
-            let found = match repo.resolve(&key).await {
-                Ok(desc) => desc.size() == *size,
-                Err(StoreError::ReferenceNotFound { .. }) => false,
-                Err(e) => return Err(internal(e)),
-            };
-            if !found {
-                let code = if *manifest {
+        // Each found under a lease (pinned: a garbage collection running now keeps it, or
+        // the lease reports it missing), a few at a time.
+        let blobs = self.inner.storage.leased_blobs().await.map_err(internal)?;
+        let found = |(d, size, manifest): (Digest, u64, bool)| {
+            let (repo, blobs) = (repo.clone(), blobs.clone());
+            async move {
+                let key = if manifest { d.to_string() } else { link(&d) };
+                let linked = match repo.resolve(&key).await {
+                    Ok(desc) => desc.size() == size,
+                    Err(StoreError::ReferenceNotFound { .. }) => false,
+                    Err(e) => return Err(internal(e)),
+                };
+                let present = linked && blobs.stat(&d).await.map_err(internal)? == Some(size);
+                Ok::<_, ApiError>((d, manifest, present))
+            }
+        };
+        let mut checks = futures_util::stream::iter(needed)
+            .map(found)
+            .buffer_unordered(8);
+        while let Some((d, manifest, present)) = checks.try_next().await? {
+            if !present {
+                let code = if manifest {
                     "MANIFEST_UNKNOWN"
                 } else {
                     "MANIFEST_BLOB_UNKNOWN"
@@ -913,6 +926,7 @@ impl Registry {
             &digest,
             subject.as_ref(),
             tag,
+            blobs.as_ref(),
         )
         .await?;
         let mut resp = status(StatusCode::CREATED);
@@ -928,8 +942,9 @@ impl Registry {
         Ok(resp)
     }
 
-    /// Stores a checked manifest's bytes, then names it (by digest, and `tag`) in `repo`,
-    /// with what the referrers API answers: its artifact type, annotations and subject.
+    /// Stores a checked manifest's bytes in `blobs` (leased), then names it (by digest, and
+    /// `tag`) in `repo`, with what the referrers API answers: its artifact type, annotations
+    /// and subject.
     #[allow(clippy::too_many_arguments)]
     async fn store_manifest(
         &self,
@@ -940,11 +955,11 @@ impl Registry {
         digest: &Digest,
         subject: Option<&Digest>,
         tag: Option<&str>,
+        blobs: &dyn oci_rs_image::BlobStore,
     ) -> Result<Descriptor, ApiError> {
         let is_index = manifest_kind(media_type) == Some(true);
-        // Stored, then named: a reader never sees a name without its bytes. Written under a
-        // lease, kept from a garbage collection until the name exists.
-        let blobs = self.inner.storage.leased_blobs().await.map_err(internal)?;
+        // Stored, then named: a reader never sees a name without its bytes. Written under
+        // the caller's lease, kept from a garbage collection until the name exists.
         let mut w = blobs
             .ingest(Expected {
                 digest: Some(digest.clone()),
@@ -1057,6 +1072,7 @@ impl Registry {
             Reference::Tag(t) => Some(t.as_str()),
             Reference::Digest(_) => None,
         };
+        let blobs = self.inner.storage.leased_blobs().await.map_err(internal)?;
         self.store_manifest(
             repo.as_ref(),
             &bytes,
@@ -1065,6 +1081,7 @@ impl Registry {
             m.digest(),
             subject.as_ref(),
             tag,
+            blobs.as_ref(),
         )
         .await?;
         Ok(())
@@ -1207,7 +1224,14 @@ impl Registry {
     }
 
     /// The size of a blob the repository has (linked and present).
-    async fn linked_size(&self, name: &str, d: &Digest) -> Result<Option<u64>, ApiError> {
+    /// The size of a blob `name` links, found in `blobs` (leased by a mount, which keeps
+    /// what it finds from a garbage collection).
+    async fn linked_size(
+        &self,
+        name: &str,
+        d: &Digest,
+        blobs: &dyn oci_rs_image::BlobStore,
+    ) -> Result<Option<u64>, ApiError> {
         let Some(repo) = self.repo(name, false).await? else {
             return Ok(None);
         };
@@ -1216,7 +1240,7 @@ impl Registry {
             Err(StoreError::ReferenceNotFound { .. }) => return Ok(None),
             Err(e) => return Err(internal(e)),
         }
-        self.inner.storage.blobs().stat(d).await.map_err(internal)
+        blobs.stat(d).await.map_err(internal)
     }
 
     async fn get_blob(
@@ -1225,11 +1249,12 @@ impl Registry {
         name: &str,
         d: &Digest,
     ) -> Result<Response<Body>, ApiError> {
-        let mut size = self.linked_size(name, d).await?;
+        let blobs = self.inner.storage.blobs();
+        let mut size = self.linked_size(name, d, blobs).await?;
         if size.is_none() {
             if let Some(up) = &self.inner.upstream {
                 self.fetch_blob(up, name, d).await?;
-                size = self.linked_size(name, d).await?;
+                size = self.linked_size(name, d, blobs).await?;
             }
         }
         let size = size.ok_or_else(|| Self::blob_unknown(d))?;
@@ -1430,7 +1455,8 @@ impl Registry {
                 // Mounted only from where the caller may pull; else a new session, as
                 // distribution does.
                 if route::valid_name(from) && who.may(&self.inner.auth, from, Action::Pull) {
-                    if let Some(size) = self.linked_size(from, &d).await? {
+                    let blobs = self.inner.storage.leased_blobs().await.map_err(internal)?;
+                    if let Some(size) = self.linked_size(from, &d, blobs.as_ref()).await? {
                         self.link_blob(repo.as_ref(), &d, size).await?;
                         return Ok(Self::created_blob(name, &d));
                     }

@@ -10,8 +10,10 @@
 //! - `repositories/NAME/_repository`: the repository exists; `repositories/NAME/_refs/REF`:
 //!   what a tag, manifest digest or blob link names (a descriptor, JSON);
 //! - `uploads/ID/repository` and `uploads/ID/chunks/OFFSET`: a session and its chunks;
-//! - `leases/ID`: a push between a blob's upload and its name; `gc/ID`: a gc running (see
-//!   [`S3Storage::gc`]).
+//! - `leases/ID`: a push between a blob's upload and its name; `pins/ID/ALG/HEX`: a blob that
+//!   push found present and is about to name (a cross-repository mount, a manifest's
+//!   content); `gc/ID`: a gc running, holding the digests it is about to delete, one per line
+//!   (see [`S3Storage::gc`]).
 
 use super::storage::{Appended, RegistryStorage, UploadInfo};
 use async_trait::async_trait;
@@ -161,12 +163,21 @@ impl S3Storage {
     /// blob's time is when its upload began, which is after its lease was taken. Leases older
     /// than [`S3_LEASE_MAX_AGE`] belong to replicas that died mid-push and are removed.
     ///
+    /// A push may also name a blob it found present (a cross-repository mount, a manifest
+    /// naming blobs already linked), which its time does not protect. The leased handle
+    /// writes a pin (`pins/LEASE/ALG/HEX`) before it answers that the blob is there, then
+    /// reads the markers of running gcs, then the blob: gc writes the digests it is about to
+    /// delete into its marker, then reads the pins, and keeps what is pinned. Whichever of
+    /// the two writes first, the other reads it (S3 reads after writes consistently): either
+    /// gc sees the pin and keeps the blob, or the push sees the blob among a gc's candidates
+    /// (or already gone) and answers that it is not there, so the client uploads it.
+    ///
     /// Multipart uploads that a dead replica left unfinished are invisible here: a bucket
     /// lifecycle rule (`AbortIncompleteMultipartUpload`) removes their parts. Each blob is
     /// read again just before it is deleted, and kept when it was written anew since the
     /// listing. What this does not cover: a push slower than [`S3_LEASE_MAX_AGE`] (its lease
-    /// counts as abandoned), and a cross-repository mount of a blob whose only other name
-    /// is removed while gc runs.
+    /// and pins count as abandoned). A gc that has held its candidates for longer than that
+    /// stops deleting (pushes no longer heed its marker).
     pub async fn gc(&self, upload_max_age: std::time::Duration) -> Result<super::RegistryGcReport> {
         let store = &self.blobs.store;
         let marker = self
@@ -215,11 +226,39 @@ impl S3Storage {
         }
         let reachable = oci_rs_image::reachable(&self.blobs, roots).await?;
         let mut report = super::RegistryGcReport::default();
+        let mut candidates = Vec::new();
         for m in self.list_prefix("blobs").await? {
             let Some(d) = digest_of_key(&m.location) else {
                 continue;
             };
             if reachable.contains(&d) || m.last_modified.timestamp_millis() >= cutoff {
+                report.kept += 1;
+            } else {
+                candidates.push((d, m));
+            }
+        }
+        if !candidates.is_empty() {
+            // Announced before the pins are read: a push that pins one of these after this
+            // reads it here and does not name it (see above).
+            let mut list = String::new();
+            for (d, _) in &candidates {
+                list.push_str(d.as_ref());
+                list.push('\n');
+            }
+            store
+                .put(marker, PutPayload::from(list.into_bytes()))
+                .await
+                .map_err(|e| s3_error("writing gc's candidates", e))?;
+        }
+        let announced = std::time::Instant::now();
+        let pinned = self.pinned(started).await?;
+        for (d, m) in candidates {
+            if pinned.contains(&d) {
+                report.kept += 1;
+                continue;
+            }
+            if announced.elapsed() >= S3_LEASE_MAX_AGE {
+                tracing::warn!("gc stops deleting: its candidates are older than a lease lives");
                 report.kept += 1;
                 continue;
             }
@@ -240,6 +279,14 @@ impl S3Storage {
                 .map_err(|e| s3_error("deleting a blob", e))?;
             report.bytes_freed += m.size;
             report.removed.push(d);
+        }
+        // The markers of gcs that died.
+        for m in self.list_prefix("gc").await? {
+            if m.location != *marker
+                && started.saturating_sub(m.last_modified.timestamp_millis()) > ms(S3_LEASE_MAX_AGE)
+            {
+                let _ = store.delete(&m.location).await;
+            }
         }
         // Sessions: by the newest of their objects.
         let mut sessions: std::collections::BTreeMap<String, (i64, Vec<OPath>)> =
@@ -275,6 +322,21 @@ impl S3Storage {
             .try_collect()
             .await
             .map_err(|e| s3_error("listing the bucket", e))
+    }
+
+    /// The digests live leases pinned (see [`S3Storage::gc`]); pins older than
+    /// [`S3_LEASE_MAX_AGE`] at `now` (ms, the bucket's time) are removed instead.
+    async fn pinned(&self, now: i64) -> Result<std::collections::HashSet<Digest>> {
+        let max = i64::try_from(S3_LEASE_MAX_AGE.as_millis()).unwrap_or(i64::MAX);
+        let mut out = std::collections::HashSet::new();
+        for m in self.list_prefix("pins").await? {
+            if now.saturating_sub(m.last_modified.timestamp_millis()) > max {
+                let _ = self.blobs.store.delete(&m.location).await;
+            } else if let Some(d) = digest_of_key(&m.location) {
+                out.insert(d);
+            }
+        }
+        Ok(out)
     }
 
     fn session(&self, id: &str, rest: &str) -> Result<OPath> {
@@ -554,10 +616,12 @@ pub const S3_LEASE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs
 pub const S3_GC_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The blob store of an [`S3Storage`] under a lease (an object under `leases/`), which is
-/// removed when this is dropped.
+/// removed with its pins when this is dropped.
 struct LeasedS3Blobs {
     blobs: S3Blobs,
+    id: String,
     lease: Option<OPath>,
+    pins: std::sync::Mutex<Vec<OPath>>,
 }
 
 impl Drop for LeasedS3Blobs {
@@ -566,12 +630,60 @@ impl Drop for LeasedS3Blobs {
         else {
             return;
         };
+        let pins = std::mem::take(
+            self.pins
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         let store = self.blobs.store.clone();
         rt.spawn(async move {
+            for pin in pins {
+                if let Err(e) = store.delete(&pin).await {
+                    tracing::warn!(%pin, error = %e, "removing a pin (gc removes it when it expires)");
+                }
+            }
             if let Err(e) = store.delete(&lease).await {
                 tracing::warn!(%lease, error = %e, "removing a lease (gc removes it when it expires)");
             }
         });
+    }
+}
+
+impl S3Blobs {
+    /// Whether a running gc is about to delete `digest` (its marker names it). A marker
+    /// older than [`S3_LEASE_MAX_AGE`] is a dead gc's: its gc no longer deletes.
+    async fn gc_candidate(&self, digest: &Digest) -> Result<bool> {
+        let markers: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&self.path("gc")))
+            .try_collect()
+            .await
+            .map_err(|e| s3_error("listing running gcs", e))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let max = i64::try_from(S3_LEASE_MAX_AGE.as_millis()).unwrap_or(i64::MAX);
+        let want = digest.as_ref().as_bytes();
+        for m in markers {
+            if m.size == 0 || now.saturating_sub(m.last_modified.timestamp_millis()) > max {
+                continue;
+            }
+            let body = match self.store.get(&m.location).await {
+                Ok(g) => g.bytes().await,
+                Err(e) => Err(e),
+            };
+            match body {
+                Ok(b) => {
+                    if b.split(|c| *c == b'\n').any(|line| line == want) {
+                        return Ok(true);
+                    }
+                }
+                // That gc has ended meanwhile.
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(s3_error("reading a running gc's marker", e)),
+            }
+        }
+        Ok(false)
     }
 }
 
@@ -581,7 +693,25 @@ impl BlobStore for LeasedS3Blobs {
         self.blobs.open(desc).await
     }
 
+    /// Found present, a blob is pinned: kept from gc until this handle is dropped. The pin
+    /// is written first, then running gcs' candidates are read, then the blob (see
+    /// [`S3Storage::gc`]); a blob a gc is about to delete is reported missing.
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+        let (alg, hex) = digest_path_components(digest)?;
+        let pin = self.blobs.path(&format!("pins/{}/{alg}/{hex}", self.id));
+        self.blobs
+            .store
+            .put(&pin, PutPayload::default())
+            .await
+            .map_err(|e| s3_error("pinning a blob", e))?;
+        self.pins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(pin);
+        if self.blobs.gc_candidate(digest).await? {
+            tracing::info!(%digest, "a running gc is about to delete this blob; reported missing");
+            return Ok(None);
+        }
         self.blobs.stat(digest).await
     }
 
@@ -692,9 +822,8 @@ impl RegistryStorage for S3Storage {
     }
 
     async fn leased_blobs(&self) -> Result<Arc<dyn BlobStore>> {
-        let lease = self
-            .blobs
-            .path(&format!("leases/{}", super::storage::random_id()?));
+        let id = super::storage::random_id()?;
+        let lease = self.blobs.path(&format!("leases/{id}"));
         self.blobs
             .store
             .put(&lease, PutPayload::from_static(b""))
@@ -702,7 +831,9 @@ impl RegistryStorage for S3Storage {
             .map_err(|e| s3_error("taking a lease", e))?;
         Ok(Arc::new(LeasedS3Blobs {
             blobs: self.blobs.clone(),
+            id,
             lease: Some(lease),
+            pins: std::sync::Mutex::default(),
         }))
     }
 
