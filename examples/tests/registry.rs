@@ -470,6 +470,95 @@ fn a_short_name_is_tried_in_each_search_registry() {
     assert_eq!(repos, "local/copy:1\n");
 }
 
+/// registries.conf's `[[registry]]` tables as podman reads them: a namespace prefix whose
+/// repositories are read from a mirror with a path, then from a `location` elsewhere, the
+/// image keeping the name it was pulled by; and a blocked namespace of a registry whose
+/// other repositories stay reachable.
+#[test]
+fn registries_conf_namespaces_locations_mirrors_with_paths_and_blocked_namespaces() {
+    if !Path::new("/bin/busybox").exists() {
+        eprintln!("skipping: /bin/busybox (busybox-static) is missing");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = serve(&dir.path().join("mirror"));
+    let origin = serve(&dir.path().join("origin"));
+    let root = dir.path().join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    let tar = dir.path().join("rootfs.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("bin")
+        .status()
+        .unwrap()
+        .success());
+    let conf = dir.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"
+[[registry]]
+prefix = "registry.example.test/team"
+location = "{o}/real/team"
+[[registry.mirror]]
+location = "{m}/cache/team"
+
+[[registry]]
+prefix = "{o}/secret"
+blocked = true
+"#,
+            o = origin.addr,
+            m = mirror.addr
+        ),
+    )
+    .unwrap();
+    let env = [("CONTAINERS_REGISTRIES_CONF", conf.as_os_str())];
+    let oci = |data: &str, args: &[&str]| oci_ok(&dir.path().join(data), args, &env);
+    // `app` only on the mirror, `other` only at the location, `open` beside the secret.
+    for name in [
+        format!("{}/cache/team/app:1", mirror.addr),
+        format!("{}/real/team/other:1", origin.addr),
+        format!("{}/open/x:1", origin.addr),
+        format!("{}/secret/x:1", origin.addr),
+    ] {
+        oci("a", &["import", tar.to_str().unwrap(), &name]);
+        oci("a", &["push", &name]);
+    }
+    oci("b", &["pull", "registry.example.test/team/app:1"]);
+    oci("b", &["pull", "registry.example.test/team/other:1"]);
+    oci("b", &["pull", &format!("{}/open/x:1", origin.addr)]);
+    let repos = oci("b", &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let mut repos: Vec<&str> = repos.lines().collect();
+    repos.sort();
+    let mut want = vec![
+        "registry.example.test/team/app:1".to_owned(),
+        "registry.example.test/team/other:1".to_owned(),
+        format!("{}/open/x:1", origin.addr),
+    ];
+    want.sort();
+    assert_eq!(repos, want);
+    let blocked = Command::new(OCI)
+        .arg("--data-dir")
+        .arg(dir.path().join("b"))
+        .args(["pull", &format!("{}/secret/x:1", origin.addr)])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&blocked.stderr);
+    assert!(
+        !blocked.status.success()
+            && err.contains(&format!(
+                "{}/secret is blocked by the registry configuration",
+                origin.addr
+            )),
+        "{err}"
+    );
+}
+
 /// podman and buildah pull from and push to `oci registry serve`, and containerd pulls
 /// from it.
 #[test]

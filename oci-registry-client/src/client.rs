@@ -6,8 +6,11 @@ use crate::challenge::AuthChallenge;
 use crate::credentials::{AnonymousProvider, Credential, CredentialProvider};
 use crate::error::{redact, retryable_status, Error, Result};
 use crate::progress::{Progress, ProgressFn};
-use crate::repository::{normalize_registry, validate_registry, DOCKER_HUB, DOCKER_HUB_HOST};
+use crate::repository::{
+    normalize_registry, validate_registry, Repository, DOCKER_HUB, DOCKER_HUB_HOST,
+};
 use crate::retry::RetryPolicy;
+use crate::routes::{MirrorUse, ReadKind, Routes};
 use bytes::Bytes;
 use reqwest::header::{
     HeaderName, HeaderValue, AUTHORIZATION, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
@@ -24,10 +27,9 @@ pub struct ClientBuilder {
     insecure: HashSet<String>,
     insecure_networks: Vec<(std::net::IpAddr, u8)>,
     https: HashSet<String>,
-    blocked: HashSet<String>,
     pub(crate) short_names: Option<Arc<crate::RegistryConfig>>,
     credentials: Arc<dyn CredentialProvider>,
-    mirrors: HashMap<String, Vec<String>>,
+    routes: Routes,
     retry: RetryPolicy,
     max_downloads: usize,
     max_uploads: usize,
@@ -50,10 +52,9 @@ impl Default for ClientBuilder {
             insecure: HashSet::new(),
             insecure_networks: Vec::new(),
             https: HashSet::new(),
-            blocked: HashSet::new(),
             short_names: None,
             credentials: Arc::new(AnonymousProvider),
-            mirrors: HashMap::new(),
+            routes: Routes::default(),
             retry: RetryPolicy::default(),
             max_downloads: 4,
             max_uploads: 4,
@@ -77,14 +78,15 @@ impl fmt::Debug for ClientBuilder {
         f.debug_struct("ClientBuilder")
             .field("insecure", &self.insecure)
             .field("credentials", &self.credentials)
-            .field("mirrors", &self.mirrors)
+            .field("routes", &self.routes)
             .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
 
 impl ClientBuilder {
-    /// Uses plain HTTP for this registry. Loopback registries (`localhost`, all of
+    /// Uses plain HTTP for this registry (`*.example.com`: for every subdomain of the
+    /// domain). Loopback registries (`localhost`, all of
     /// 127.0.0.0/8, `[::1]`) use it too unless marked with [`https_registry`](Self::https_registry).
     pub fn insecure_registry(mut self, registry: &str) -> Self {
         self.insecure.insert(normalize_registry(registry));
@@ -100,9 +102,11 @@ impl ClientBuilder {
     }
 
     /// Never contacts this registry (or uses it as a mirror): requests fail with
-    /// [`Error::Blocked`](crate::Error::Blocked).
-    pub fn blocked_registry(mut self, registry: &str) -> Self {
-        self.blocked.insert(normalize_registry(registry));
+    /// [`Error::Blocked`](crate::Error::Blocked). `prefix` may also be a namespace
+    /// (`docker.io/evil`: reads of repositories under it fail) or every subdomain of a domain
+    /// (`*.example.com`); see [`mirror`](Self::mirror) for how prefixes match.
+    pub fn blocked_registry(mut self, prefix: &str) -> Self {
+        self.routes.block(prefix);
         self
     }
 
@@ -124,13 +128,33 @@ impl ClientBuilder {
         self
     }
 
-    /// Adds a mirror for reads from `registry`; mirrors are tried in the order added, then
-    /// the registry itself.
-    pub fn mirror(mut self, registry: &str, mirror: &str) -> Self {
-        self.mirrors
-            .entry(normalize_registry(registry))
-            .or_default()
-            .push(normalize_registry(mirror));
+    /// Adds a mirror for reads of the repositories under `prefix`; mirrors are tried in the
+    /// order added, then the registry itself (or its [`remap`](Self::remap) location).
+    ///
+    /// As `registries.conf`'s `[[registry]]` tables: `prefix` is a registry (`docker.io`), a
+    /// namespace (`docker.io/library`, `registry.corp/team`) or every subdomain of a domain
+    /// (`*.example.com`), and a repository is governed by the longest prefix it starts with
+    /// (whole name components), whose mirrors alone it uses. `location` is a registry with an
+    /// optional path, to which the rest of the repository's name is appended: with a mirror
+    /// `mirror.corp/hub` of `docker.io`, `docker.io/library/alpine` is read from
+    /// `mirror.corp/hub/library/alpine`. Pushes go to the repository itself.
+    pub fn mirror(self, prefix: &str, location: &str) -> Self {
+        self.mirror_for(prefix, location, MirrorUse::All)
+    }
+
+    /// [`mirror`](Self::mirror) serving only some reads (`pull-from-mirror`): by digest only
+    /// (a tag is then always resolved at the registry), or manifests by tag only.
+    pub fn mirror_for(mut self, prefix: &str, location: &str, reads: MirrorUse) -> Self {
+        self.routes.mirror(prefix, location, reads);
+        self
+    }
+
+    /// Reads of the repositories under `prefix` go to `location` instead, the rest of the
+    /// name appended (`registries.conf`'s `location`): with `example.com/foo` remapped to
+    /// `internal.corp/bar`, `example.com/foo/app` is read from `internal.corp/bar/app`. The
+    /// image keeps its name; pushes go to the name as given.
+    pub fn remap(mut self, prefix: &str, location: &str) -> Self {
+        self.routes.remap(prefix, location);
         self
     }
 
@@ -280,10 +304,9 @@ impl ClientBuilder {
                 insecure_networks: self.insecure_networks,
                 resolved_insecure: Mutex::new(HashMap::new()),
                 https: self.https,
-                blocked: self.blocked,
                 short_names: self.short_names,
                 credentials: self.credentials,
-                mirrors: self.mirrors,
+                routes: self.routes,
                 retry: self.retry,
                 downloads: Arc::new(Semaphore::new(self.max_downloads)),
                 uploads: Arc::new(Semaphore::new(self.max_uploads)),
@@ -351,10 +374,9 @@ pub(crate) struct Inner {
     /// Whether a registry host is in an insecure network, by host, as first looked up.
     resolved_insecure: Mutex<HashMap<String, bool>>,
     https: HashSet<String>,
-    blocked: HashSet<String>,
     pub(crate) short_names: Option<Arc<crate::RegistryConfig>>,
     credentials: Arc<dyn CredentialProvider>,
-    mirrors: HashMap<String, Vec<String>>,
+    routes: Routes,
     pub(crate) retry: RetryPolicy,
     pub(crate) downloads: Arc<Semaphore>,
     pub(crate) uploads: Arc<Semaphore>,
@@ -387,10 +409,9 @@ impl Client {
                 insecure_networks: i.insecure_networks.clone(),
                 resolved_insecure: Mutex::new(HashMap::new()),
                 https: i.https.clone(),
-                blocked: i.blocked.clone(),
                 short_names: i.short_names.clone(),
                 credentials,
-                mirrors: i.mirrors.clone(),
+                routes: i.routes.clone(),
                 retry: i.retry.clone(),
                 downloads: i.downloads.clone(),
                 uploads: i.uploads.clone(),
@@ -412,7 +433,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("insecure", &self.inner.insecure)
             .field("credentials", &self.inner.credentials)
-            .field("mirrors", &self.inner.mirrors)
+            .field("routes", &self.inner.routes)
             .finish_non_exhaustive()
     }
 }
@@ -538,7 +559,7 @@ impl Client {
     pub(crate) fn endpoint(&self, registry: &str) -> Result<Endpoint> {
         validate_registry(registry)?;
         let registry = normalize_registry(registry);
-        if self.inner.blocked.contains(&registry) {
+        if self.inner.routes.blocked(&registry) {
             return Err(Error::Blocked { registry });
         }
         let host = if registry == DOCKER_HUB {
@@ -547,6 +568,10 @@ impl Client {
             registry.as_str()
         };
         let plain = self.inner.insecure.contains(&registry)
+            || self.inner.insecure.iter().any(|p| {
+                p.strip_prefix('*')
+                    .is_some_and(|d| registry.len() > d.len() && registry.ends_with(d))
+            })
             || (is_loopback(host) && !self.inner.https.contains(&registry))
             || self.in_insecure_network(host);
         let scheme = if plain { "http" } else { "https" };
@@ -592,21 +617,24 @@ impl Client {
         inside
     }
 
-    /// The endpoints to read from: the mirrors in order, then the registry.
-    /// A blocked registry gives none (its mirrors neither); a blocked mirror is skipped.
-    pub(crate) fn read_endpoints(&self, registry: &str) -> Result<Vec<Endpoint>> {
-        let last = self.endpoint(registry)?;
-        let mut out = Vec::new();
-        if let Some(mirrors) = self.inner.mirrors.get(&normalize_registry(registry)) {
-            for m in mirrors {
-                match self.endpoint(m) {
-                    Ok(e) => out.push(e),
-                    Err(Error::Blocked { .. }) => {}
-                    Err(e) => return Err(e),
-                }
+    /// Where a read of `repo` goes, in order: each mirror that serves `kind` (a blocked one
+    /// skipped), then the registry or its remapped location, each as an endpoint and the
+    /// repository's name there. A blocked registry or namespace gives none.
+    pub(crate) fn read_endpoints(
+        &self,
+        repo: &Repository,
+        kind: ReadKind,
+    ) -> Result<Vec<(Endpoint, Repository)>> {
+        let sources = self.inner.routes.sources(repo, kind)?;
+        let n = sources.len();
+        let mut out = Vec::with_capacity(n);
+        for (i, r) in sources.into_iter().enumerate() {
+            match self.endpoint(r.registry()) {
+                Ok(e) => out.push((e, r)),
+                Err(Error::Blocked { .. }) if i + 1 < n => {}
+                Err(e) => return Err(e),
             }
         }
-        out.push(last);
         Ok(out)
     }
 
@@ -921,15 +949,16 @@ mod tests {
             .blocked_registry("old.corp")
             .build()
             .unwrap();
+        let repo = |r: &str| Repository::parse_reference(r).unwrap().0;
         assert!(matches!(
-            c.read_endpoints("old.corp"),
+            c.read_endpoints(&repo("old.corp/app"), ReadKind::Tag),
             Err(Error::Blocked { registry }) if registry == "old.corp"
         ));
         let hosts: Vec<String> = c
-            .read_endpoints("docker.io")
+            .read_endpoints(&repo("alpine"), ReadKind::Tag)
             .unwrap()
             .iter()
-            .map(|e| e.base.to_string())
+            .map(|(e, _)| e.base.to_string())
             .collect();
         assert_eq!(
             hosts,
@@ -973,11 +1002,12 @@ mod tests {
             c.endpoint("127.0.0.1.evil.example").unwrap().base.scheme(),
             "https"
         );
+        let alpine = Repository::parse_reference("alpine").unwrap().0;
         let eps: Vec<String> = c
-            .read_endpoints("docker.io")
+            .read_endpoints(&alpine, ReadKind::Digest)
             .unwrap()
             .into_iter()
-            .map(|e| e.base.to_string())
+            .map(|(e, _)| e.base.to_string())
             .collect();
         assert_eq!(
             eps,

@@ -5,25 +5,43 @@
 //! HTTP where a registry is insecure, and blocked registries refused. It also resolves short
 //! names (`nginx`) through `[aliases]` and `unqualified-search-registries`.
 //!
-//! What this client cannot do is reported in [`RegistryConfig::ignored`], not dropped in
-//! silence: a `prefix` that is not a whole registry (`docker.io/library`, `*.example.com`),
-//! a `location` that moves a registry elsewhere, a mirror with a path. daemon.json's
+//! `[[registry]]` tables are taken as podman takes them: a `prefix` that is a registry, a
+//! namespace in one (`docker.io/library`) or a domain's subdomains (`*.example.com`), the
+//! longest one governing a repository; a `location` that reads the namespace from elsewhere;
+//! mirrors with a path; `mirror-by-digest-only` and `pull-from-mirror`; `blocked` and
+//! `insecure` (see [`ClientBuilder::mirror`]). What this client cannot do is reported in
+//! [`RegistryConfig::ignored`], not dropped in silence: a prefix naming a tag or digest, and
+//! a docker `registry-mirrors` URL with a path (which dockerd refuses). daemon.json's
 //! insecure networks (`10.0.0.0/8`) are applied to every registry whose address is in them.
 
 use crate::client::ClientBuilder;
 use crate::error::{Error, Result};
+use crate::routes::MirrorUse;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The largest configuration file read.
 const MAX_CONFIG: u64 = 1 << 20;
 
-/// One registry's settings.
+/// A mirror of a registry or namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorSettings {
+    /// Where it is: a registry with an optional path (`mirror.corp/hub`).
+    pub location: String,
+    /// Plain HTTP.
+    pub insecure: bool,
+    /// The reads it serves (`pull-from-mirror`, `mirror-by-digest-only`).
+    pub reads: MirrorUse,
+}
+
+/// One `[[registry]]` table's settings (a registry's, a namespace's, a domain's).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegistrySettings {
-    /// Mirrors read from before the registry, in order; `true` for a plain-HTTP one.
-    pub mirrors: Vec<(String, bool)>,
-    /// Plain HTTP.
+    /// Where its repositories are read from, when not the prefix itself (`location`).
+    pub location: Option<String>,
+    /// Mirrors read from before the registry, in order.
+    pub mirrors: Vec<MirrorSettings>,
+    /// Plain HTTP (to its location).
     pub insecure: bool,
     /// Never contacted.
     pub blocked: bool,
@@ -32,7 +50,8 @@ pub struct RegistrySettings {
 /// Registry configuration from podman's and docker's files (see the module).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegistryConfig {
-    /// Settings by registry host (`docker.io`, `registry.example:5000`).
+    /// Settings by prefix: a registry (`docker.io`, `registry.example:5000`), a namespace
+    /// (`docker.io/library`) or a domain's subdomains (`*.example.com`).
     pub registries: BTreeMap<String, RegistrySettings>,
     /// `unqualified-search-registries`: where a short name is looked for, in order.
     pub search: Vec<String>,
@@ -56,6 +75,14 @@ impl RegistryConfig {
         let bad = |what: &str| Error::Config {
             origin: origin.to_owned(),
             reason: what.to_owned(),
+        };
+        // A prefix or location: no scheme, no trailing `/`.
+        let place = |v: &str, what: &str| -> Result<String> {
+            let v = v.trim().trim_end_matches('/');
+            if v.starts_with("http://") || v.starts_with("https://") {
+                return Err(bad(&format!("{what} {v:?}: URI schemes are not supported")));
+            }
+            Ok(v.to_owned())
         };
         let strings = |v: &toml::Value, what: &str| -> Result<Vec<String>> {
             v.as_array()
@@ -90,20 +117,30 @@ impl RegistryConfig {
                     .ok_or_else(|| bad("a registry is not a table"))?;
                 let text = |k: &str| r.get(k).and_then(toml::Value::as_str);
                 let flag = |k: &str| r.get(k).and_then(toml::Value::as_bool).unwrap_or(false);
-                let location = text("location").unwrap_or_default();
-                let prefix = text("prefix").unwrap_or(location);
-                if !is_host(prefix) {
+                let location = place(text("location").unwrap_or_default(), "location")?;
+                let prefix = match text("prefix") {
+                    Some(p) => place(p, "prefix")?,
+                    None => location.clone(),
+                };
+                if prefix.is_empty() {
+                    return Err(bad("a registry with neither prefix nor location"));
+                }
+                if prefix.starts_with("*.") && prefix.contains(['/', '@', ':']) {
+                    return Err(bad(&format!(
+                        "wildcarded prefix {prefix:?} is not in the format *.example.com"
+                    )));
+                }
+                if names_tag_or_digest(&prefix) {
                     c.ignored.push(format!(
-                        "{origin}: prefix {prefix:?}: only whole registries are configured here"
+                        "{origin}: prefix {prefix:?}: a prefix naming a tag or digest is not taken"
                     ));
                     continue;
                 }
+                let by_digest = flag("mirror-by-digest-only");
+                let s = c.registries.entry(prefix.clone()).or_default();
                 if !location.is_empty() && location != prefix {
-                    c.ignored.push(format!(
-                        "{origin}: {prefix} at location {location:?}: a registry is not moved"
-                    ));
+                    s.location = Some(location);
                 }
-                let s = c.registries.entry(prefix.to_owned()).or_default();
                 s.insecure |= flag("insecure");
                 s.blocked |= flag("blocked");
                 for m in r
@@ -112,20 +149,42 @@ impl RegistryConfig {
                     .into_iter()
                     .flatten()
                 {
-                    let Some(loc) = m.get("location").and_then(toml::Value::as_str) else {
-                        continue;
-                    };
-                    if !is_host(loc) {
-                        c.ignored.push(format!(
-                            "{origin}: mirror {loc:?} of {prefix}: a mirror with a path is not taken"
-                        ));
-                        continue;
+                    let loc = place(
+                        m.get("location")
+                            .and_then(toml::Value::as_str)
+                            .unwrap_or_default(),
+                        "mirror location",
+                    )?;
+                    if loc.is_empty() {
+                        return Err(bad(&format!("a mirror of {prefix} without a location")));
                     }
+                    let pull_from = m.get("pull-from-mirror").and_then(toml::Value::as_str);
+                    let reads = match (pull_from, by_digest) {
+                        (None, false) => MirrorUse::All,
+                        (None, true) => MirrorUse::DigestOnly,
+                        (Some(_), true) => return Err(bad(&format!(
+                            "{prefix}: mirror-by-digest-only and pull-from-mirror of {loc} at once"
+                        ))),
+                        (Some("all" | ""), false) => MirrorUse::All,
+                        (Some("digest-only"), false) => MirrorUse::DigestOnly,
+                        (Some("tag-only"), false) => MirrorUse::TagOnly,
+                        (Some(other), false) => {
+                            return Err(bad(&format!(
+                                "unsupported pull-from-mirror value {other:?} for mirror {loc}"
+                            )))
+                        }
+                    };
                     let insecure = m
                         .get("insecure")
                         .and_then(toml::Value::as_bool)
                         .unwrap_or(false);
-                    s.mirrors.push((loc.to_owned(), insecure));
+                    if !s.mirrors.iter().any(|x| x.location == loc) {
+                        s.mirrors.push(MirrorSettings {
+                            location: loc,
+                            insecure,
+                            reads,
+                        });
+                    }
                 }
             }
         }
@@ -181,7 +240,11 @@ impl RegistryConfig {
                     .entry("docker.io".to_owned())
                     .or_default()
                     .mirrors
-                    .push((host.to_owned(), insecure));
+                    .push(MirrorSettings {
+                        location: host.to_owned(),
+                        insecure,
+                        reads: MirrorUse::All,
+                    });
             } else {
                 c.ignored.push(format!(
                     "{origin}: mirror {m:?}: a mirror with a path is not taken"
@@ -219,8 +282,11 @@ impl RegistryConfig {
             let mine = self.registries.entry(r).or_default();
             mine.insecure |= s.insecure;
             mine.blocked |= s.blocked;
+            if s.location.is_some() {
+                mine.location = s.location;
+            }
             for m in s.mirrors {
-                if !mine.mirrors.contains(&m) {
+                if !mine.mirrors.iter().any(|x| x.location == m.location) {
                     mine.mirrors.push(m);
                 }
             }
@@ -334,29 +400,43 @@ impl RegistryConfig {
         }
     }
 
-    /// `builder` configured with these settings: each mirror (plain HTTP when insecure),
-    /// insecure and blocked registries, and short names (the client's `Remote::qualify`).
+    /// `builder` configured with these settings: each table's mirrors (plain HTTP when
+    /// insecure) and location, insecure and blocked registries and namespaces, and short
+    /// names (the client's `Remote::qualify`).
     pub fn apply(&self, mut builder: ClientBuilder) -> ClientBuilder {
         builder.short_names = Some(std::sync::Arc::new(self.clone()));
         for (net, prefix) in &self.insecure_networks {
             builder = builder.insecure_network(*net, *prefix);
         }
-        for (r, s) in &self.registries {
-            for (m, insecure) in &s.mirrors {
-                builder = builder.mirror(r, m);
-                if *insecure {
-                    builder = builder.insecure_registry(m);
+        let host = |place: &str| place.split('/').next().unwrap_or(place).to_owned();
+        for (prefix, s) in &self.registries {
+            for m in &s.mirrors {
+                builder = builder.mirror_for(prefix, &m.location, m.reads);
+                if m.insecure {
+                    builder = builder.insecure_registry(&host(&m.location));
                 }
             }
+            if let Some(l) = &s.location {
+                builder = builder.remap(prefix, l);
+            }
             if s.insecure {
-                builder = builder.insecure_registry(r);
+                builder = builder.insecure_registry(&host(s.location.as_deref().unwrap_or(prefix)));
             }
             if s.blocked {
-                builder = builder.blocked_registry(r);
+                builder = builder.blocked_registry(prefix);
             }
         }
         builder
     }
+}
+
+/// Whether a prefix names a tag or digest (`repo:tag`, `repo@sha256:…`): a `:` after its
+/// last `/`, or an `@`.
+fn names_tag_or_digest(prefix: &str) -> bool {
+    prefix.contains('@')
+        || prefix
+            .rsplit_once('/')
+            .is_some_and(|(_, last)| last.contains(':'))
 }
 
 /// `name:tag`/`name@digest` split at the tag or digest (a `:` after the last `/`).
@@ -420,16 +500,61 @@ blocked = true
 
 [[registry]]
 prefix = "*.example.com"
-location = "example.com"
+insecure = true
+
+[[registry]]
+prefix = "example.com/foo/"
+location = "internal.corp/bar"
+mirror-by-digest-only = true
+[[registry.mirror]]
+location = "m0.local/mirror-for-foo"
+
+[[registry]]
+prefix = "quay.io/team"
+location = "quay.io/team"
+[[registry.mirror]]
+location = "cache.corp/quay/team"
+pull-from-mirror = "tag-only"
+
+[[registry]]
+prefix = "docker.io/library/busybox:1.36"
+location = "elsewhere.corp/busybox"
 
 [aliases]
 "nginx" = "quay.io/corp/nginx"
 "#;
         let c = RegistryConfig::from_registries_conf(text, "r.conf").unwrap();
+        let mirror = |location: &str, insecure, reads| MirrorSettings {
+            location: location.to_owned(),
+            insecure,
+            reads,
+        };
         let hub = &c.registries["docker.io"];
-        assert_eq!(hub.mirrors, [("mirror.corp:5000".to_owned(), true)]);
+        assert_eq!(
+            hub.mirrors,
+            [
+                mirror("mirror.corp:5000", true, MirrorUse::All),
+                mirror("mirror.corp/dockerhub", false, MirrorUse::All)
+            ]
+        );
+        assert_eq!(hub.location, None, "a location equal to its prefix");
         assert!(c.registries["old.corp"].blocked);
-        assert_eq!(c.ignored.len(), 2, "{:?}", c.ignored);
+        assert!(c.registries["*.example.com"].insecure);
+        let foo = &c.registries["example.com/foo"];
+        assert_eq!(foo.location.as_deref(), Some("internal.corp/bar"));
+        assert_eq!(
+            foo.mirrors,
+            [mirror(
+                "m0.local/mirror-for-foo",
+                false,
+                MirrorUse::DigestOnly
+            )]
+        );
+        assert_eq!(
+            c.registries["quay.io/team"].mirrors,
+            [mirror("cache.corp/quay/team", false, MirrorUse::TagOnly)]
+        );
+        assert_eq!(c.ignored.len(), 1, "the prefix with a tag: {:?}", c.ignored);
         assert_eq!(
             c.resolve_short_name("nginx:1.25"),
             "quay.io/corp/nginx:1.25"
@@ -457,6 +582,12 @@ location = "example.com"
             "registry = 3",
             "unqualified-search-registries = [1]",
             "[[[x",
+            "[[registry]]\nprefix = \"*.example.com/x\"",
+            "[[registry]]\nlocation = \"https://reg.corp\"",
+            "[[registry]]\nblocked = true",
+            "[[registry]]\nlocation = \"r\"\n[[registry.mirror]]\ninsecure = true",
+            "[[registry]]\nlocation = \"r\"\n[[registry.mirror]]\nlocation = \"m\"\npull-from-mirror = \"sometimes\"",
+            "[[registry]]\nlocation = \"r\"\nmirror-by-digest-only = true\n[[registry.mirror]]\nlocation = \"m\"\npull-from-mirror = \"all\"",
         ] {
             let e = RegistryConfig::from_registries_conf(bad, "bad.conf").unwrap_err();
             assert!(e.to_string().contains("bad.conf"), "{e}");
@@ -471,12 +602,14 @@ location = "example.com"
             "daemon.json",
         )
         .unwrap();
+        let mirrors: Vec<(&str, bool)> = c.registries["docker.io"]
+            .mirrors
+            .iter()
+            .map(|m| (m.location.as_str(), m.insecure))
+            .collect();
         assert_eq!(
-            c.registries["docker.io"].mirrors,
-            [
-                ("mirror.gcr.io".to_owned(), false),
-                ("127.0.0.1:5000".to_owned(), true)
-            ]
+            mirrors,
+            [("mirror.gcr.io", false), ("127.0.0.1:5000", true)]
         );
         assert!(c.registries["reg:5000"].insecure);
         assert_eq!(

@@ -164,10 +164,10 @@ pub enum Error {
         /// What is wrong in it.
         reason: String,
     },
-    /// The configuration blocks this registry.
-    #[error("registry {registry} is blocked by the registry configuration")]
+    /// The configuration blocks this registry, or the namespace of the repository asked for.
+    #[error("{registry} is blocked by the registry configuration")]
     Blocked {
-        /// The registry.
+        /// The registry, or the blocked prefix (`docker.io/evil`, `*.example.com`).
         registry: String,
     },
     /// An image-level error: digest or size mismatch, invalid manifest, stream error.

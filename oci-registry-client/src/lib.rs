@@ -99,6 +99,7 @@ mod pull;
 mod push;
 mod repository;
 mod retry;
+mod routes;
 mod transfer;
 
 #[cfg(feature = "server")]
@@ -107,7 +108,7 @@ pub mod server;
 pub use auth::MAX_TOKEN_ANSWER;
 pub use challenge::{parse as parse_challenges, AuthChallenge, Challenge, MAX_HEADER_LEN};
 pub use client::{Client, ClientBuilder};
-pub use config::{RegistryConfig, RegistrySettings};
+pub use config::{MirrorSettings, RegistryConfig, RegistrySettings};
 pub use credentials::{
     docker_config_dir, normalize_key, remove_login, save_login, AnonymousProvider, Credential,
     CredentialProvider, DockerConfig, StaticCredentials, StoredIn, DOCKER_HUB_CONFIG_KEY,
@@ -123,6 +124,7 @@ pub use repository::{
     DOCKER_HUB, DOCKER_HUB_HOST,
 };
 pub use retry::{parse_retry_after, RetryPolicy};
+pub use routes::MirrorUse;
 pub use transfer::{RegistryDestination, RegistrySource};
 
 /// The README's example, compiled and run as a doctest.

@@ -7,6 +7,7 @@ use crate::client::{Client, Endpoint, Req};
 use crate::error::{Error, Result};
 use crate::progress::{Direction, Progress};
 use crate::repository::{reference_segment, Repository};
+use crate::routes::ReadKind;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
@@ -28,19 +29,21 @@ pub(crate) fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 type Op<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
 impl Client {
-    /// Runs a read on each mirror of `registry` in turn, then on the registry itself, and
-    /// returns the first success (or the registry's own error).
+    /// Runs a read of `repo` on each mirror that serves `kind` in turn, then on the registry
+    /// (or its remapped location), each given the endpoint and the repository's name there,
+    /// and returns the first success (or the last endpoint's own error).
     pub(crate) async fn with_mirrors<'a, T>(
         &'a self,
-        registry: &str,
-        op: impl Fn(Endpoint) -> Op<'a, T>,
+        repo: &Repository,
+        kind: ReadKind,
+        op: impl Fn(Endpoint, Repository) -> Op<'a, T>,
     ) -> Result<T> {
-        let eps = self.read_endpoints(registry)?;
+        let eps = self.read_endpoints(repo, kind)?;
         let n = eps.len();
         let mut last = None;
-        for (i, ep) in eps.into_iter().enumerate() {
-            let name = ep.registry.clone();
-            match op(ep).await {
+        for (i, (ep, at)) in eps.into_iter().enumerate() {
+            let name = at.to_string();
+            match op(ep, at).await {
                 Ok(v) => return Ok(v),
                 Err(e) if i + 1 < n => {
                     tracing::debug!(mirror = %name, error = %e, "mirror failed, trying the next endpoint");
@@ -50,7 +53,7 @@ impl Client {
             }
         }
         Err(last.unwrap_or_else(|| Error::InvalidName {
-            name: registry.to_owned(),
+            name: repo.to_string(),
             reason: "no endpoint".into(),
         }))
     }
@@ -73,8 +76,8 @@ impl Client {
     /// and Docker types. The exact bytes are kept; they are verified against the digest asked
     /// for, or against `Docker-Content-Digest` when fetching by tag. Capped at 4 MiB.
     pub async fn manifest(&self, repo: &Repository, reference: &ManifestRef) -> Result<Manifest> {
-        self.with_mirrors(repo.registry(), |ep| {
-            Box::pin(self.manifest_at(ep, repo, reference))
+        self.with_mirrors(repo, ReadKind::of(reference), |ep, at| {
+            Box::pin(async move { self.manifest_at(ep, &at, reference).await })
         })
         .await
     }
@@ -116,8 +119,8 @@ impl Client {
     /// Resolves a tag or digest to a descriptor with a HEAD request; falls back to a GET
     /// when the registry leaves out the digest or the length.
     pub async fn resolve(&self, repo: &Repository, reference: &ManifestRef) -> Result<Descriptor> {
-        self.with_mirrors(repo.registry(), |ep| {
-            Box::pin(self.resolve_at(ep, repo, reference))
+        self.with_mirrors(repo, ReadKind::of(reference), |ep, at| {
+            Box::pin(async move { self.resolve_at(ep, &at, reference).await })
         })
         .await
     }
@@ -217,8 +220,8 @@ impl Client {
     /// ignores `Range` is read again from the start, skipping what was already delivered.
     /// Reading to the end without an error proves the content.
     pub async fn blob(&self, repo: &Repository, desc: &Descriptor) -> Result<BlobReader> {
-        self.with_mirrors(repo.registry(), |ep| {
-            Box::pin(self.blob_at(ep, repo, desc, true))
+        self.with_mirrors(repo, ReadKind::Digest, |ep, at| {
+            Box::pin(async move { self.blob_at(ep, &at, desc, true).await })
         })
         .await
     }
@@ -231,8 +234,8 @@ impl Client {
         repo: &Repository,
         desc: &Descriptor,
     ) -> Result<BlobReader> {
-        self.with_mirrors(repo.registry(), |ep| {
-            Box::pin(self.blob_at(ep, repo, desc, false))
+        self.with_mirrors(repo, ReadKind::Digest, |ep, at| {
+            Box::pin(async move { self.blob_at(ep, &at, desc, false).await })
         })
         .await
     }
