@@ -1019,6 +1019,8 @@ fn a_detached_containers_life_as_docker_prints_it() {
     assert!(s.ok(&["ps", "-a"]).contains("Exited (137)"));
     assert!(!s.ok(&["ps"]).contains("web"), "ps lists running ones only");
     assert_eq!(s.ok(&["logs", "web"]), "up\n");
+    // No attributes chosen: docker's `--details` still puts a space before each line.
+    assert_eq!(s.ok(&["logs", "--details", "web"]), " up\n");
     let stamped = s.ok(&["logs", "-t", "web"]);
     assert!(
         stamped

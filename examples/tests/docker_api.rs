@@ -2298,6 +2298,22 @@ fn log_driver_none_through_the_engine_api() {
         ]),
         "none\n"
     );
+    // `--log-opt labels=`: docker's `logs --details` shows the chosen labels before each line.
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "detailed",
+        "-l",
+        "team=core",
+        "--log-opt",
+        "labels=team",
+        "busybox",
+        "echo",
+        "said",
+    ]);
+    s.ok(&["wait", "detailed"]);
+    assert_eq!(s.ok(&["logs", "--details", "detailed"]), "team=core said\n");
     let (code, _, err) = s.docker(&["run", "--rm", "--log-driver", "syslog", "busybox", "true"]);
     assert_ne!(code, 0);
     assert!(err.contains("log driver"), "{err}");

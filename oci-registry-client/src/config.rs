@@ -162,9 +162,11 @@ impl RegistryConfig {
                     let reads = match (pull_from, by_digest) {
                         (None, false) => MirrorUse::All,
                         (None, true) => MirrorUse::DigestOnly,
-                        (Some(_), true) => return Err(bad(&format!(
+                        (Some(_), true) => {
+                            return Err(bad(&format!(
                             "{prefix}: mirror-by-digest-only and pull-from-mirror of {loc} at once"
-                        ))),
+                        )))
+                        }
                         (Some("all" | ""), false) => MirrorUse::All,
                         (Some("digest-only"), false) => MirrorUse::DigestOnly,
                         (Some("tag-only"), false) => MirrorUse::TagOnly,

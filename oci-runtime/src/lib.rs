@@ -403,8 +403,8 @@ pub use image_spec::{
     SeccompChoice, DEFAULT_CAPABILITIES, ETC_MOUNT_POINTS,
 };
 pub use logs::{
-    follow_logs, log_files, parse_log_record, read_logs, LogLimits, LogQuery, LogRecord, LogStream,
-    LogWriter,
+    follow_logs, log_files, parse_log_record, read_logs, LogAttributes, LogLimits, LogQuery,
+    LogRecord, LogStream, LogWriter,
 };
 pub use monitor::{
     ago, binary_size, human_duration, human_size, serve_if_requested, Monitor, MonitorConfig,

@@ -22,8 +22,8 @@ impl LogStream {
     }
 }
 
-/// How big logs may grow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// How big logs may grow, and what else a container's log configuration says.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogLimits {
     /// Rotate when the current file passes this many bytes (None: never).
     pub max_size: Option<u64>,
@@ -33,6 +33,14 @@ pub struct LogLimits {
     /// clients, and `logs` has nothing to read.
     #[serde(default)]
     pub disabled: bool,
+    /// Which of the container's labels and environment `logs --details` shows before each
+    /// line (docker's `--log-opt labels=`, `labels-regex=`, `env=`, `env-regex=`).
+    #[serde(default, skip_serializing_if = "LogAttributes::is_empty")]
+    pub attributes: LogAttributes,
+    /// The driver and options as given (`json-file`, `max-size=10m`), which `inspect` shows
+    /// as docker does; empty from records older than this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given: Option<(String, std::collections::BTreeMap<String, String>)>,
 }
 
 impl Default for LogLimits {
@@ -41,8 +49,120 @@ impl Default for LogLimits {
             max_size: None,
             max_files: 1,
             disabled: false,
+            attributes: LogAttributes::default(),
+            given: None,
         }
     }
+}
+
+/// The attributes docker's log drivers add to each message, from the container's labels
+/// and environment, shown by `logs --details` (`k=v,k2=v2` before each line).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogAttributes {
+    /// Labels by name (`labels=a,b`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// Labels whose names match (`labels-regex=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels_regex: Option<String>,
+    /// Environment variables by name (`env=A,B`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// Environment variables whose names match (`env-regex=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_regex: Option<String>,
+}
+
+impl LogAttributes {
+    /// Nothing chosen.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+            && self.labels_regex.is_none()
+            && self.env.is_empty()
+            && self.env_regex.is_none()
+    }
+
+    /// The chosen attributes of a container with `labels` and environment `env` (`K=V`), as
+    /// docker's `logs --details` prints them: sorted by name, each `name=value`
+    /// query-escaped, joined by `,` (empty when none).
+    ///
+    /// ```
+    /// use oci_rs_runtime::LogAttributes;
+    /// let a = LogAttributes {
+    ///     labels: vec!["team".into()],
+    ///     env_regex: Some("^APP_".into()),
+    ///     ..Default::default()
+    /// };
+    /// let labels = [("team".to_owned(), "a b".to_owned())].into();
+    /// let env = ["APP_MODE=prod".to_owned(), "HOME=/root".to_owned()];
+    /// assert_eq!(a.render(&labels, &env).unwrap(), "APP_MODE=prod,team=a+b");
+    /// ```
+    pub fn render(
+        &self,
+        labels: &std::collections::BTreeMap<String, String>,
+        env: &[String],
+    ) -> Result<String> {
+        let mut out: std::collections::BTreeMap<&str, &str> = Default::default();
+        for l in &self.labels {
+            if let Some((k, v)) = labels.get_key_value(l) {
+                out.insert(k, v);
+            }
+        }
+        if let Some(re) = &self.labels_regex {
+            let re = compile(re, "labels-regex")?;
+            out.extend(
+                labels
+                    .iter()
+                    .filter(|(k, _)| re.is_match(k))
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+        }
+        let env: Vec<(&str, &str)> = env.iter().filter_map(|e| e.split_once('=')).collect();
+        for name in &self.env {
+            // The last definition of a name is the one in effect.
+            if let Some((k, v)) = env.iter().rev().find(|(k, _)| k == name) {
+                out.insert(k, v);
+            }
+        }
+        if let Some(re) = &self.env_regex {
+            let re = compile(re, "env-regex")?;
+            for (k, v) in &env {
+                if re.is_match(k) {
+                    out.insert(k, v);
+                }
+            }
+        }
+        Ok(out
+            .iter()
+            .map(|(k, v)| format!("{}={}", query_escape(k), query_escape(v)))
+            .collect::<Vec<_>>()
+            .join(","))
+    }
+}
+
+/// A `--log-opt` regular expression.
+pub(crate) fn compile(re: &str, option: &'static str) -> Result<regex::Regex> {
+    regex::Regex::new(re).map_err(|e| Error::InvalidOption {
+        option,
+        value: re.to_owned(),
+        reason: e.to_string().into(),
+    })
+}
+
+/// Go's `url.QueryEscape`: letters, digits and `-_.~` as they are, a space as `+`, every
+/// other byte as `%XX`.
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(b))
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// Container logs in the CRI format, written by the [monitor](crate::Monitor) and read back
@@ -89,7 +209,7 @@ impl LogWriter {
             torn: false,
             line: Vec::with_capacity(64 << 10),
         };
-        if !limits.disabled {
+        if !w.limits.disabled {
             w.reopen()?;
         }
         Ok(w)
@@ -205,6 +325,24 @@ pub struct LogQuery {
     pub tail: Option<usize>,
     /// Prefix each line with its timestamp.
     pub timestamps: bool,
+    /// docker's `--details`: each line starts (after its timestamp) with this and a space.
+    /// [`Containers::logs`](crate::Containers::logs) puts the container's attributes here
+    /// ([`LogAttributes::render`]) in place of whatever `Some` it is given.
+    pub details: Option<String>,
+}
+
+impl LogQuery {
+    /// What goes before a line's content: its timestamp and the details asked for.
+    fn line_prefix(&self, time: u64, bytes: &mut Vec<u8>) {
+        if self.timestamps {
+            bytes.extend_from_slice(rfc3339(time).as_bytes());
+            bytes.push(b' ');
+        }
+        if let Some(d) = &self.details {
+            bytes.extend_from_slice(d.as_bytes());
+            bytes.push(b' ');
+        }
+    }
 }
 
 /// One record, parsed.
@@ -312,9 +450,8 @@ pub fn read_logs(
         let i = usize::from(rec.stream == LogStream::Stderr);
         if line[i] >= first[i] {
             bytes.clear();
-            if query.timestamps && at_start[i] {
-                bytes.extend_from_slice(rfc3339(rec.time).as_bytes());
-                bytes.push(b' ');
+            if at_start[i] {
+                query.line_prefix(rec.time, &mut bytes);
             }
             bytes.extend_from_slice(&rec.content);
             if rec.full {
@@ -391,11 +528,12 @@ const FOLLOW_CHUNK: u64 = 1 << 20;
 
 /// Follows the log at `path` from `pos` (what [`read_logs`] returned) until `done()` says the
 /// container has ended and everything written has been read, emitting new records as they
-/// come (each as it is, partial ones included) and going on into a new file after a rotation.
+/// come (each as it is, partial ones included; lines begun as `query` says, its times and
+/// tail aside) and going on into a new file after a rotation.
 pub fn follow_logs(
     path: &Path,
     mut pos: (u64, u64),
-    timestamps: bool,
+    query: &LogQuery,
     done: &mut dyn FnMut() -> bool,
     out: &mut dyn FnMut(LogStream, &[u8]) -> std::io::Result<()>,
 ) -> Result<()> {
@@ -439,9 +577,8 @@ pub fn follow_logs(
                     if let Some(rec) = parse_log_record(line) {
                         let i = usize::from(rec.stream == LogStream::Stderr);
                         let mut bytes = Vec::new();
-                        if timestamps && at_line_start[i] {
-                            bytes.extend_from_slice(rfc3339(rec.time).as_bytes());
-                            bytes.push(b' ');
+                        if at_line_start[i] {
+                            query.line_prefix(rec.time, &mut bytes);
                         }
                         bytes.extend_from_slice(&rec.content);
                         if rec.full {
@@ -513,7 +650,7 @@ mod tests {
             let _ = std::fs::remove_file(&p);
             true
         };
-        follow_logs(&p, pos, false, &mut done, &mut |_, b| {
+        follow_logs(&p, pos, &LogQuery::default(), &mut done, &mut |_, b| {
             got.extend_from_slice(b);
             Ok(())
         })
@@ -556,7 +693,7 @@ mod tests {
         let limits = LogLimits {
             max_size: Some(200),
             max_files: 3,
-            disabled: false,
+            ..LogLimits::default()
         };
         let mut w = LogWriter::open(&p, limits).unwrap();
         for i in 0..100 {

@@ -742,7 +742,7 @@ impl Serve {
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::io("fcntl", dir.join(ATTACH_SOCKET), e))?;
-        let log = LogWriter::open(&dir.join(LOG_FILE), cfg.log)?;
+        let log = LogWriter::open(&dir.join(LOG_FILE), cfg.log.clone())?;
         let me = rustix::process::getpid().as_raw_nonzero().get();
         let status = MonitorStatus {
             state: MonitorState::Created,

@@ -47,28 +47,55 @@ impl LogLimits {
     /// assert!(LogLimits::for_driver("none", &["max-size=1m".into()]).is_err());
     /// ```
     pub fn for_driver(driver: &str, opts: &[String]) -> Result<Self> {
-        match driver {
-            "" | "json-file" | "local" | "k8s-file" => Self::from_opts(opts),
-            "none" if opts.is_empty() => Ok(Self {
+        let mut l = match driver {
+            "" | "json-file" | "local" | "k8s-file" => Self::from_opts(opts)?,
+            "none" if opts.is_empty() => Self {
                 disabled: true,
                 ..Self::default()
-            }),
-            "none" => Err(invalid(
-                "log option",
-                &opts.join(","),
-                "the none log driver takes no options",
-            )),
-            other => Err(invalid(
-                "log driver",
-                other,
-                "supported: json-file, local, k8s-file (all kept in CRI's format) and none",
-            )),
-        }
+            },
+            "none" => {
+                return Err(invalid(
+                    "log option",
+                    &opts.join(","),
+                    "the none log driver takes no options",
+                ))
+            }
+            other => {
+                return Err(invalid(
+                    "log driver",
+                    other,
+                    "supported: json-file, local, k8s-file (all kept in CRI's format) and none",
+                ))
+            }
+        };
+        let driver = if driver.is_empty() {
+            "json-file"
+        } else {
+            driver
+        };
+        let given = opts
+            .iter()
+            .filter_map(|o| o.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        l.given = Some((driver.to_owned(), given));
+        Ok(l)
     }
 
-    /// docker's `--log-opt` values: `max-size=10m`, `max-file=3` (which needs a max-size).
+    /// docker's `--log-opt` values for json-file and local: `max-size=10m`, `max-file=3`
+    /// (which needs a max-size), the attributes `logs --details` shows (`labels=a,b`,
+    /// `labels-regex=RE`, `env=A,B`, `env-regex=RE`, see [`crate::LogAttributes`]),
+    /// `compress=false` and `mode=blocking` (what the engine does: rotated files are kept
+    /// as they are, and output is written as it comes). Others are refused: `compress=true`,
+    /// `mode=non-blocking`, `max-buffer-size`, `tag`.
     pub fn from_opts(opts: &[String]) -> Result<Self> {
         let mut l = LogLimits::default();
+        let list = |v: &str| -> Vec<String> {
+            v.split(',')
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
         for o in opts {
             match o.split_once('=') {
                 Some(("max-size", v)) => l.max_size = Some(parse_size(v)?),
@@ -79,7 +106,42 @@ impl LogLimits {
                         .filter(|n| *n >= 1)
                         .ok_or_else(|| invalid("log option max-file", v, "a count from 1"))?
                 }
-                _ => return Err(invalid("log option", o, "max-size=SIZE or max-file=N")),
+                Some(("labels", v)) => l.attributes.labels = list(v),
+                Some(("env", v)) => l.attributes.env = list(v),
+                Some(("labels-regex", v)) => {
+                    crate::logs::compile(v, "log option labels-regex")?;
+                    l.attributes.labels_regex = Some(v.to_owned());
+                }
+                Some(("env-regex", v)) => {
+                    crate::logs::compile(v, "log option env-regex")?;
+                    l.attributes.env_regex = Some(v.to_owned());
+                }
+                Some(("compress", v)) => match v.parse::<bool>() {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        return Err(invalid(
+                            "log option compress",
+                            v,
+                            "rotated logs are kept uncompressed",
+                        ))
+                    }
+                    Err(_) => return Err(invalid("log option compress", v, "true or false")),
+                },
+                Some(("mode", "blocking")) => {}
+                Some(("mode", v)) => {
+                    return Err(invalid(
+                        "log option mode",
+                        v,
+                        "output is written as it comes (blocking)",
+                    ))
+                }
+                _ => {
+                    return Err(invalid(
+                        "log option",
+                        o,
+                        "max-size, max-file, labels, labels-regex, env, env-regex, compress=false or mode=blocking",
+                    ))
+                }
             }
         }
         if l.max_files > 1 && l.max_size.is_none() {

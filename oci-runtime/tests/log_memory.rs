@@ -49,7 +49,7 @@ fn reading_a_large_log_holds_a_bounded_amount_of_memory() {
     let long = d.path().join("long.log");
     {
         let limits = LogLimits::default();
-        let mut w = LogWriter::open(&lines, limits).unwrap();
+        let mut w = LogWriter::open(&lines, limits.clone()).unwrap();
         let chunk: Vec<u8> = b"a line of a container's output\n".repeat(2048);
         for _ in 0..(64 << 20) / chunk.len() {
             w.write(LogStream::Stdout, &chunk);

@@ -155,6 +155,7 @@ impl EngineApi {
             },
             tail: q.get("tail").and_then(|t| t.parse().ok()),
             timestamps: flag(&q, "timestamps"),
+            details: flag(&q, "details").then(String::new),
         };
         let follow = flag(&q, "follow");
         let (tx, body) = channel_body(OUTPUT_DEPTH);

@@ -1291,7 +1291,7 @@ impl Containers {
             run: opts,
             rm: req.rm,
             restart: req.restart,
-            log: req.log,
+            log: req.log.clone(),
             labels: req.labels.clone(),
             stop_signal: stop_signal
                 .or(image_stop)
@@ -1367,7 +1367,7 @@ impl Containers {
         let dir = self.dir.join(&cfg.id);
         let bundle = self.data.join("snapshots/containers").join(&cfg.id);
         let mut mc = MonitorConfig::new(&cfg.id, spec, &bundle, &self.state_root, &dir);
-        mc.log = cfg.log;
+        mc.log = cfg.log.clone();
         mc.restart = cfg.restart;
         mc.stdin = cfg.interactive;
         mc.attach_first = attach_first;
@@ -2501,6 +2501,19 @@ impl Containers {
         if v.config.log.disabled {
             return Err(EngineError::LogsDisabled(v.config.name));
         }
+        let mut details = None;
+        if query.details.is_some() {
+            let env = self
+                .saved_spec(&v.config.id)
+                .ok()
+                .and_then(|s| s.process().as_ref().and_then(|p| p.env().clone()))
+                .unwrap_or_default();
+            details = Some(LogQuery {
+                details: Some(v.config.log.attributes.render(&v.config.labels, &env)?),
+                ..query.clone()
+            });
+        }
+        let query = details.as_ref().unwrap_or(query);
         let m = v.monitor;
         let pos = crate::read_logs(&m.log_path(), query, &mut *emit)?;
         if follow {
@@ -2510,7 +2523,7 @@ impl Containers {
                         .map(|s| s.state == MonitorState::Exited && !s.monitor_alive)
                         .unwrap_or(true)
             };
-            crate::follow_logs(&m.log_path(), pos, query.timestamps, &mut done, emit)?;
+            crate::follow_logs(&m.log_path(), pos, query, &mut done, emit)?;
         }
         Ok(())
     }

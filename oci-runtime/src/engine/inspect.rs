@@ -142,10 +142,14 @@ pub(super) fn inspect(
             "Devices": c.run.devices.iter().map(|d| serde_json::json!({
                 "PathOnHost": d.host, "PathInContainer": d.container, "CgroupPermissions": d.access,
             })).collect::<Vec<_>>(),
-            "LogConfig": {"Type": if c.log.disabled { "none" } else { "cri" }, "Config": {
-                "max-size": c.log.max_size.map(|s| s.to_string()),
-                "max-file": c.log.max_files.to_string(),
-            }},
+            "LogConfig": match &c.log.given {
+                Some((driver, opts)) => serde_json::json!({"Type": driver, "Config": opts}),
+                // A record from before the options were kept.
+                None => serde_json::json!({"Type": if c.log.disabled { "none" } else { "json-file" }, "Config": {
+                    "max-size": c.log.max_size.map(|s| s.to_string()),
+                    "max-file": c.log.max_files.to_string(),
+                }}),
+            },
         }),
         mounts,
         network_settings: network_settings(c, st, facts),

@@ -339,9 +339,91 @@ fn logs_rotate_at_their_cap_and_keep_the_newest(f: &Fixture) {
         "{}",
         text.len()
     );
-    for bad in ["max-file=x", "max-size=lots", "colour=blue"] {
+    for bad in [
+        "max-file=x",
+        "max-size=lots",
+        "colour=blue",
+        "labels-regex=(",
+        "compress=true",
+        "mode=non-blocking",
+        "tag={{.Name}}",
+    ] {
         assert!(LogLimits::from_opts(&[bad.into()]).is_err(), "{bad}");
     }
+
+    // `logs --details`: the labels and environment `--log-opt` chose before each line, after
+    // its time, as docker's json-file keeps them; a space alone when none were chosen.
+    let mut req = detached(Some("detailed"), "echo one; echo two >&2");
+    req.labels = [
+        ("team".to_owned(), "a b".to_owned()),
+        ("tier".to_owned(), "web".to_owned()),
+        ("other".to_owned(), "x".to_owned()),
+    ]
+    .into();
+    req.opts.env = vec![
+        "APP_MODE=prod".into(),
+        "APP_ZONE=eu/1".into(),
+        "HOME=/x".into(),
+    ];
+    req.log = LogLimits::for_driver(
+        "json-file",
+        &[
+            "labels=team".into(),
+            "labels-regex=^ti".into(),
+            "env-regex=^APP_".into(),
+        ],
+    )
+    .unwrap();
+    f.run(&store, req).unwrap();
+    assert_eq!(store.wait("detailed").unwrap(), 0);
+    let read = |what: &str, q: &LogQuery| {
+        let mut got = Vec::new();
+        store
+            .logs(what, q, false, &mut |_, b| {
+                got.extend_from_slice(b);
+                Ok(())
+            })
+            .unwrap();
+        String::from_utf8(got).unwrap()
+    };
+    let details = LogQuery {
+        details: Some(String::new()),
+        ..LogQuery::default()
+    };
+    let attrs = "APP_MODE=prod,APP_ZONE=eu%2F1,team=a+b,tier=web";
+    let text = read("detailed", &details);
+    assert!(
+        text.contains(&format!("{attrs} one\n")) && text.contains(&format!("{attrs} two\n")),
+        "{text}"
+    );
+    let stamped = read(
+        "detailed",
+        &LogQuery {
+            timestamps: true,
+            ..details.clone()
+        },
+    );
+    let first = stamped.lines().next().unwrap();
+    let (time, rest) = first.split_once(' ').unwrap();
+    assert!(oci_rs_runtime::parse_log_time(time).is_ok(), "{first}");
+    assert!(rest.starts_with(attrs), "{first}");
+    assert_eq!(
+        read(
+            "capped",
+            &LogQuery {
+                tail: Some(1),
+                ..details
+            }
+        ),
+        " line 499\n"
+    );
+    let inspect = serde_json::to_value(store.inspect("detailed").unwrap()).unwrap();
+    assert_eq!(
+        inspect["HostConfig"]["LogConfig"],
+        serde_json::json!({"Type": "json-file", "Config": {
+            "labels": "team", "labels-regex": "^ti", "env-regex": "^APP_"
+        }})
+    );
 }
 
 fn exec_sees_the_containers_hostname_and_detached_exec_runs(f: &Fixture) {

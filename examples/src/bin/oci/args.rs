@@ -303,6 +303,9 @@ pub(crate) enum Verb {
         /// Prefix each line with its time.
         #[arg(short, long)]
         timestamps: bool,
+        /// Show the attributes `--log-opt labels=`/`env=` chose before each line.
+        #[arg(long)]
+        details: bool,
         /// The container.
         container: String,
     },
@@ -974,7 +977,7 @@ pub(crate) struct RunArgs {
     /// `no`, `on-failure[:N]`, `always`, `unless-stopped`.
     #[arg(long, default_value = "no")]
     pub(crate) restart: String,
-    /// `max-size=10m`, `max-file=3`.
+    /// `max-size=10m`, `max-file=3`, `labels=a,b`, `env=A,B` (shown by `logs --details`).
     #[arg(long)]
     pub(crate) log_opt: Vec<String>,
     /// `json-file`, `local`, `k8s-file` (kept alike) or `none` (nothing kept).

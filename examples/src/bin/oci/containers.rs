@@ -213,6 +213,7 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
             since,
             until,
             timestamps,
+            details,
             container,
         } => {
             let q = oci_rs_runtime::LogQuery {
@@ -232,6 +233,7 @@ pub(crate) async fn container_verb(dir: &Path, v: Verb) -> Result<i32> {
                     ),
                 },
                 timestamps,
+                details: details.then(String::new),
             };
             drop(out);
             let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
