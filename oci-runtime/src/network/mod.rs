@@ -957,11 +957,21 @@ pub fn attach_network(plan: &NetworkPlan, pid: i32) -> Result<AttachedNetwork> {
                 .first()
                 .map(|e| e.ports.clone())
                 .unwrap_or_default();
+            let mut helpers = Vec::new();
+            if let Some(ep) = endpoints.first() {
+                let six = ipv6_listeners(ep);
+                if !six.is_empty() {
+                    match proxy::spawn(proxy::Target::Address(ep.ip), six) {
+                        Ok(p) => helpers.push(p),
+                        Err(e) => tracing::warn!(error = %e, "the IPv6 port proxy did not start"),
+                    }
+                }
+            }
             Ok(AttachedNetwork {
                 attachment: NetworkAttachment { endpoints, ports },
                 plan: plan.clone(),
                 _reservations: reservations,
-                helpers: Vec::new(),
+                helpers,
             })
         }
         NetworkPlan::Slirp { ports } => {
@@ -974,7 +984,7 @@ pub fn attach_network(plan: &NetworkPlan, pid: i32) -> Result<AttachedNetwork> {
             let (slirp, exit) = proxy::slirp4netns(pid)?;
             let mut helpers = vec![slirp];
             if !listeners.is_empty() {
-                match proxy::spawn(pid, listeners) {
+                match proxy::spawn(proxy::Target::Inside(pid), listeners) {
                     Ok(p) => helpers.push(p),
                     Err(e) => {
                         let _ = rustix::process::pidfd_send_signal(
@@ -1000,6 +1010,48 @@ pub fn attach_network(plan: &NetworkPlan, pid: i32) -> Result<AttachedNetwork> {
 
 /// A bound host port and what it was bound for.
 type Reserved = (OwnedFd, PublishedPort);
+
+/// docker-proxy's IPv6 side: a container without an IPv6 address has each TCP port
+/// published on every address (not given as `0.0.0.0`) listened on at `[::]` too (IPv6
+/// only), for the proxy to connect to its IPv4 address, when the host has IPv6. A port that
+/// another program holds there is left to it, and said so.
+fn ipv6_listeners(ep: &Endpoint) -> Vec<Reserved> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let mut out = Vec::new();
+    if ep.ipv6.is_some() {
+        // Its own IPv6 address: the ip6 rules publish the ports.
+        return out;
+    }
+    for p in &ep.ports {
+        if p.proto != Proto::Tcp || !p.host_ip.is_unspecified() || p.ipv4_only {
+            continue;
+        }
+        let fd = match rustix::net::socket_with(
+            AddressFamily::INET6,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        ) {
+            Ok(fd) => fd,
+            Err(e) => {
+                tracing::debug!(error = %e, "no IPv6 on the host: ports are published on IPv4");
+                return out;
+            }
+        };
+        let _ = rustix::net::sockopt::set_ipv6_v6only(&fd, true);
+        // The proxy accepts on it, so a restart finds its last connections in TIME_WAIT:
+        // bound again regardless, as docker-proxy's listener is (it listens at once).
+        let _ = rustix::net::sockopt::set_socket_reuseaddr(&fd, true);
+        let at = std::net::SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, p.host_port, 0, 0);
+        match rustix::net::bind(&fd, &at) {
+            Ok(()) => out.push((fd, p.clone())),
+            Err(e) => {
+                tracing::warn!(port = p.host_port, error = %e, "not published on the host's IPv6 addresses")
+            }
+        }
+    }
+    out
+}
 
 /// Binds each requested host port (a free one for port 0, the first free one of a range),
 /// refusing those in `taken`. TCP sockets are left bound but not listening, which holds the

@@ -1,4 +1,6 @@
-//! The rootless helpers: slirp4netns for egress, and the userland port proxy.
+//! The userland helpers: slirp4netns for a rootless container's egress, and the port proxy
+//! (a rootless container's ports; a rootful one's on the host's IPv6 addresses when its
+//! network has IPv4 only).
 
 #![allow(unsafe_code)]
 
@@ -86,10 +88,21 @@ fn single_threaded() -> bool {
     })
 }
 
-/// Forks the port proxy: it listens on the bound `listeners` in the host's namespace, then
-/// joins the user and network namespaces of `pid` and connects every client to
-/// 127.0.0.1:PORT in there. Its pidfd. The caller must be single-threaded (the monitor is).
-pub(super) fn spawn(pid: i32, listeners: Vec<(OwnedFd, PublishedPort)>) -> Result<OwnedFd> {
+/// Where the proxy connects its clients.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Target {
+    /// To 127.0.0.1:PORT inside the network namespace of this pid (rootless, slirp4netns):
+    /// the proxy joins its user and network namespaces.
+    Inside(i32),
+    /// To this address (a container's on a bridge), from the host's namespace: docker-proxy's
+    /// IPv6 listener of a port published from an IPv4-only network.
+    Address(Ipv4Addr),
+}
+
+/// Forks the port proxy: it listens on the bound `listeners` in the host's namespace and
+/// connects every client to the container's port as `target` says. Its pidfd. The caller
+/// must be single-threaded (the monitor is).
+pub(super) fn spawn(target: Target, listeners: Vec<(OwnedFd, PublishedPort)>) -> Result<OwnedFd> {
     let proxy = |reason: String| NetError::Tool {
         tool: "the port proxy",
         reason,
@@ -107,46 +120,59 @@ pub(super) fn spawn(pid: i32, listeners: Vec<(OwnedFd, PublishedPort)>) -> Resul
             source: Some(e.into()),
         })?;
     }
-    let open = |ns: &str| {
+    let open = |pid: i32, ns: &str| {
         let path = format!("/proc/{pid}/ns/{ns}");
         std::fs::File::open(&path).map_err(|e| proxy(format!("open {path}: {e}")))
     };
-    let user = open("user")?;
-    let net = open("net")?;
-    let same_user = std::fs::metadata("/proc/self/ns/user")
-        .ok()
-        .zip(user.metadata().ok())
-        .is_some_and(|(a, b)| {
-            use std::os::unix::fs::MetadataExt;
-            a.ino() == b.ino()
-        });
+    // The namespaces to join, and whether the user namespace is this process's already.
+    let inside = match target {
+        Target::Inside(pid) => {
+            let user = open(pid, "user")?;
+            let net = open(pid, "net")?;
+            let same_user = std::fs::metadata("/proc/self/ns/user")
+                .ok()
+                .zip(user.metadata().ok())
+                .is_some_and(|(a, b)| {
+                    use std::os::unix::fs::MetadataExt;
+                    a.ino() == b.ino()
+                });
+            Some((user, net, same_user))
+        }
+        Target::Address(_) => None,
+    };
+    let to = match target {
+        Target::Inside(_) => Ipv4Addr::LOCALHOST,
+        Target::Address(a) => a,
+    };
     // SAFETY: this process is single-threaded (checked above), so the child may do anything.
     match unsafe { libc::fork() } {
         -1 => Err(proxy(format!("fork: {}", std::io::Error::last_os_error()))),
         0 => {
             // SAFETY: prctl with an integer argument.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-            let joined = (same_user
-                || rustix::thread::move_into_link_name_space(
-                    user.as_fd(),
-                    Some(rustix::thread::LinkNameSpaceType::User),
-                )
-                .is_ok())
-                && rustix::thread::move_into_link_name_space(
-                    net.as_fd(),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )
-                .is_ok();
-            if !joined {
-                // SAFETY: ends the child at once.
-                unsafe { libc::_exit(1) };
+            if let Some((user, net, same_user)) = inside {
+                let joined = (same_user
+                    || rustix::thread::move_into_link_name_space(
+                        user.as_fd(),
+                        Some(rustix::thread::LinkNameSpaceType::User),
+                    )
+                    .is_ok())
+                    && rustix::thread::move_into_link_name_space(
+                        net.as_fd(),
+                        Some(rustix::thread::LinkNameSpaceType::Network),
+                    )
+                    .is_ok();
+                if !joined {
+                    // SAFETY: ends the child at once.
+                    unsafe { libc::_exit(1) };
+                }
+                drop((user, net));
             }
-            drop((user, net));
             // Nothing of the monitor's stays open here (its report pipe above all: the
             // program that spawned the monitor reads it to its end).
             let keep: Vec<i32> = listeners.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
             close_all_but(&keep);
-            serve(listeners);
+            serve(listeners, to);
             // SAFETY: as above.
             unsafe { libc::_exit(0) }
         }
@@ -177,8 +203,9 @@ fn close_all_but(keep: &[i32]) {
     }
 }
 
-/// The proxy's life: one accepting thread per listener, one relaying thread per client.
-fn serve(listeners: Vec<(OwnedFd, PublishedPort)>) {
+/// The proxy's life: one accepting thread per listener, one relaying thread per client,
+/// connected to the container's port at `to`.
+fn serve(listeners: Vec<(OwnedFd, PublishedPort)>, to: Ipv4Addr) {
     let mut threads = Vec::new();
     for (fd, p) in listeners {
         let l = std::net::TcpListener::from(fd);
@@ -189,7 +216,7 @@ fn serve(listeners: Vec<(OwnedFd, PublishedPort)>) {
                 // A relay needs little stack; a small one makes a short connection cheap.
                 let _ = std::thread::Builder::new()
                     .stack_size(64 << 10)
-                    .spawn(move || connect(client, port));
+                    .spawn(move || connect(client, SocketAddrV4::new(to, port)));
             }
         }));
     }
@@ -198,11 +225,8 @@ fn serve(listeners: Vec<(OwnedFd, PublishedPort)>) {
     }
 }
 
-fn connect(client: TcpStream, port: u16) {
-    let Ok(inner) = TcpStream::connect_timeout(
-        &SocketAddrV4::new(Ipv4Addr::LOCALHOST, port).into(),
-        Duration::from_secs(10),
-    ) else {
+fn connect(client: TcpStream, to: SocketAddrV4) {
+    let Ok(inner) = TcpStream::connect_timeout(&to.into(), Duration::from_secs(10)) else {
         return;
     };
     let _ = client.set_nodelay(true);

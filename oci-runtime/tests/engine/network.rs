@@ -322,6 +322,14 @@ fn a_published_port_reaches_nginx_from_loopback_host_address_and_another_namespa
     assert!(ip.starts_with("10.89.0."), "on the default bridge: {ip}");
     assert!(http_get(&format!("127.0.0.1:{port}")).contains("Welcome to nginx"));
     assert!(http_get(&format!("198.51.100.1:{port}")).contains("Welcome to nginx"));
+    // docker-proxy's IPv6 side: on a network with IPv4 only, the host's IPv6 addresses
+    // reach the port too (through the monitor's proxy), when the host has IPv6.
+    let six = std::net::TcpListener::bind("[::1]:0").is_ok();
+    if six {
+        assert!(http_get(&format!("[::1]:{port}")).contains("Welcome to nginx"));
+    } else {
+        eprintln!("skipping [::1]: the host has no IPv6 loopback");
+    }
     // From another host (a namespace): DNAT keeps the client's address.
     let page = String::from_utf8(
         client
@@ -378,8 +386,15 @@ fn a_published_port_reaches_nginx_from_loopback_host_address_and_another_namespa
     // stop takes the rules and the veth away; start brings them back.
     store.stop("web", Duration::from_secs(1)).unwrap();
     assert_no_trace(&id, &ip);
+    assert!(
+        !six || std::net::TcpStream::connect(format!("[::1]:{port}")).is_err(),
+        "the IPv6 listener outlived the container"
+    );
     store.start("web", false).unwrap();
     assert!(http_get(&format!("127.0.0.1:{port}")).contains("Welcome to nginx"));
+    if six {
+        assert!(http_get(&format!("[::1]:{port}")).contains("Welcome to nginx"));
+    }
     store.remove("web", true).unwrap();
     assert_no_trace(&id, &ip);
     finish(&store);
