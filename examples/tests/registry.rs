@@ -525,8 +525,13 @@ blocked = true
         format!("{}/open/x:1", origin.addr),
         format!("{}/secret/x:1", origin.addr),
     ] {
-        oci("a", &["import", tar.to_str().unwrap(), &name]);
-        oci("a", &["push", &name]);
+        // Stored without the configuration (which blocks the secret).
+        oci_ok(
+            &dir.path().join("a"),
+            &["import", tar.to_str().unwrap(), &name],
+            &[],
+        );
+        oci_ok(&dir.path().join("a"), &["push", &name], &[]);
     }
     oci("b", &["pull", "registry.example.test/team/app:1"]);
     oci("b", &["pull", "registry.example.test/team/other:1"]);
@@ -555,6 +560,21 @@ blocked = true
                 "{}/secret is blocked by the registry configuration",
                 origin.addr
             )),
+        "{err}"
+    );
+    // Pushes into the blocked namespace are refused too, as podman refuses them.
+    let name = format!("{}/secret/y:1", origin.addr);
+    oci("b", &["tag", "registry.example.test/team/app:1", &name]);
+    let pushed = Command::new(OCI)
+        .arg("--data-dir")
+        .arg(dir.path().join("b"))
+        .args(["push", &name])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&pushed.stderr);
+    assert!(
+        !pushed.status.success() && err.contains("is blocked by the registry configuration"),
         "{err}"
     );
 }

@@ -24,7 +24,6 @@ use tokio::sync::Semaphore;
 
 /// Builds a [`Client`].
 pub struct ClientBuilder {
-    insecure: HashSet<String>,
     insecure_networks: Vec<(std::net::IpAddr, u8)>,
     https: HashSet<String>,
     pub(crate) short_names: Option<Arc<crate::RegistryConfig>>,
@@ -49,7 +48,6 @@ pub struct ClientBuilder {
 impl Default for ClientBuilder {
     fn default() -> Self {
         Self {
-            insecure: HashSet::new(),
             insecure_networks: Vec::new(),
             https: HashSet::new(),
             short_names: None,
@@ -76,7 +74,6 @@ impl Default for ClientBuilder {
 impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientBuilder")
-            .field("insecure", &self.insecure)
             .field("credentials", &self.credentials)
             .field("routes", &self.routes)
             .field("retry", &self.retry)
@@ -85,11 +82,13 @@ impl fmt::Debug for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Uses plain HTTP for this registry (`*.example.com`: for every subdomain of the
-    /// domain). Loopback registries (`localhost`, all of
-    /// 127.0.0.0/8, `[::1]`) use it too unless marked with [`https_registry`](Self::https_registry).
-    pub fn insecure_registry(mut self, registry: &str) -> Self {
-        self.insecure.insert(normalize_registry(registry));
+    /// Uses plain HTTP for this registry. `prefix` may also be every subdomain of a domain
+    /// (`*.example.com`) or a namespace (`reg.corp/legacy`: reads and writes of its
+    /// repositories), as [`mirror`](Self::mirror)'s prefixes match. Loopback registries
+    /// (`localhost`, all of 127.0.0.0/8, `[::1]`) use it too unless marked with
+    /// [`https_registry`](Self::https_registry).
+    pub fn insecure_registry(mut self, prefix: &str) -> Self {
+        self.routes.insecure(prefix);
         self
     }
 
@@ -300,7 +299,6 @@ impl ClientBuilder {
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
-                insecure: self.insecure,
                 insecure_networks: self.insecure_networks,
                 resolved_insecure: Mutex::new(HashMap::new()),
                 https: self.https,
@@ -369,7 +367,6 @@ pub(crate) fn crypto_provider() -> Result<()> {
 
 pub(crate) struct Inner {
     pub(crate) http: reqwest::Client,
-    insecure: HashSet<String>,
     insecure_networks: Vec<(std::net::IpAddr, u8)>,
     /// Whether a registry host is in an insecure network, by host, as first looked up.
     resolved_insecure: Mutex<HashMap<String, bool>>,
@@ -405,7 +402,6 @@ impl Client {
         Client {
             inner: Arc::new(Inner {
                 http: i.http.clone(),
-                insecure: i.insecure.clone(),
                 insecure_networks: i.insecure_networks.clone(),
                 resolved_insecure: Mutex::new(HashMap::new()),
                 https: i.https.clone(),
@@ -431,7 +427,6 @@ impl Client {
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("insecure", &self.inner.insecure)
             .field("credentials", &self.inner.credentials)
             .field("routes", &self.inner.routes)
             .finish_non_exhaustive()
@@ -555,23 +550,42 @@ impl Client {
     }
 
     /// The endpoint of a registry: `docker.io` is served by `registry-1.docker.io`; plain
-    /// HTTP only for registries marked insecure and loopback addresses.
+    /// HTTP only for registries marked insecure and loopback addresses. A blocked registry is
+    /// an error.
     pub(crate) fn endpoint(&self, registry: &str) -> Result<Endpoint> {
         validate_registry(registry)?;
         let registry = normalize_registry(registry);
         if self.inner.routes.blocked(&registry) {
             return Err(Error::Blocked { registry });
         }
+        let plain = self.inner.routes.plain_http(&registry);
+        self.endpoint_with(&registry, plain)
+    }
+
+    /// The endpoint for requests about `repo` itself (pushes, tag and referrer lists,
+    /// deletes): as [`endpoint`](Self::endpoint), with a blocked or insecure namespace
+    /// that `repo` is in taken into account.
+    pub(crate) fn endpoint_for(&self, repo: &Repository) -> Result<Endpoint> {
+        let reference = repo.to_string();
+        if let Some(prefix) = self.inner.routes.blocking(&reference) {
+            return Err(Error::Blocked {
+                registry: prefix.to_owned(),
+            });
+        }
+        let plain = self.inner.routes.plain_http(&reference);
+        self.endpoint_with(repo.registry(), plain)
+    }
+
+    /// The endpoint of `registry` (already validated and normalized), plain HTTP when
+    /// `plain`, or the host is loopback (unless marked HTTPS), or in an insecure network.
+    fn endpoint_with(&self, registry: &str, plain: bool) -> Result<Endpoint> {
+        let registry = normalize_registry(registry);
         let host = if registry == DOCKER_HUB {
             DOCKER_HUB_HOST
         } else {
             registry.as_str()
         };
-        let plain = self.inner.insecure.contains(&registry)
-            || self.inner.insecure.iter().any(|p| {
-                p.strip_prefix('*')
-                    .is_some_and(|d| registry.len() > d.len() && registry.ends_with(d))
-            })
+        let plain = plain
             || (is_loopback(host) && !self.inner.https.contains(&registry))
             || self.in_insecure_network(host);
         let scheme = if plain { "http" } else { "https" };
@@ -626,14 +640,9 @@ impl Client {
         kind: ReadKind,
     ) -> Result<Vec<(Endpoint, Repository)>> {
         let sources = self.inner.routes.sources(repo, kind)?;
-        let n = sources.len();
-        let mut out = Vec::with_capacity(n);
-        for (i, r) in sources.into_iter().enumerate() {
-            match self.endpoint(r.registry()) {
-                Ok(e) => out.push((e, r)),
-                Err(Error::Blocked { .. }) if i + 1 < n => {}
-                Err(e) => return Err(e),
-            }
+        let mut out = Vec::with_capacity(sources.len());
+        for s in sources {
+            out.push((self.endpoint_with(s.repo.registry(), s.insecure)?, s.repo));
         }
         Ok(out)
     }
@@ -954,6 +963,23 @@ mod tests {
             c.read_endpoints(&repo("old.corp/app"), ReadKind::Tag),
             Err(Error::Blocked { registry }) if registry == "old.corp"
         ));
+        // A blocked namespace: reads and writes of its repositories, not its neighbours'.
+        let c = Client::builder()
+            .blocked_registry("docker.io/evil")
+            .build()
+            .unwrap();
+        assert!(matches!(
+            c.endpoint_for(&repo("docker.io/evil/app")),
+            Err(Error::Blocked { registry }) if registry == "docker.io/evil"
+        ));
+        assert!(c.endpoint_for(&repo("docker.io/good/app")).is_ok());
+        let c = Client::builder()
+            .mirror("docker.io", "blocked.mirror")
+            .mirror("docker.io", "good.mirror")
+            .blocked_registry("blocked.mirror")
+            .blocked_registry("old.corp")
+            .build()
+            .unwrap();
         let hosts: Vec<String> = c
             .read_endpoints(&repo("alpine"), ReadKind::Tag)
             .unwrap()

@@ -125,7 +125,7 @@ impl RegistryConfig {
                 if prefix.is_empty() {
                     return Err(bad("a registry with neither prefix nor location"));
                 }
-                if prefix.starts_with("*.") && prefix.contains(['/', '@', ':']) {
+                if prefix.contains('*') && !crate::routes::is_wildcard(&prefix) {
                     return Err(bad(&format!(
                         "wildcarded prefix {prefix:?} is not in the format *.example.com"
                     )));
@@ -422,7 +422,8 @@ impl RegistryConfig {
                 builder = builder.remap(prefix, l);
             }
             if s.insecure {
-                builder = builder.insecure_registry(&host(s.location.as_deref().unwrap_or(prefix)));
+                // The table's own: its namespace's reads (at its location) and writes.
+                builder = builder.insecure_registry(prefix);
             }
             if s.blocked {
                 builder = builder.blocked_registry(prefix);
@@ -585,6 +586,8 @@ location = "elsewhere.corp/busybox"
             "unqualified-search-registries = [1]",
             "[[[x",
             "[[registry]]\nprefix = \"*.example.com/x\"",
+            "[[registry]]\nprefix = \"*\"\ninsecure = true",
+            "[[registry]]\nprefix = \"*example.com\"\nlocation = \"x\"",
             "[[registry]]\nlocation = \"https://reg.corp\"",
             "[[registry]]\nblocked = true",
             "[[registry]]\nlocation = \"r\"\n[[registry.mirror]]\ninsecure = true",

@@ -131,7 +131,7 @@ impl Client {
         n: Option<usize>,
         last: Option<&str>,
     ) -> Result<Page> {
-        let ep = self.endpoint(repo.registry())?;
+        let ep = self.endpoint_for(repo)?;
         let url = Self::list_url(&ep, &format!("v2/{}/tags/list", repo.name()), n, last)?;
         self.list_page(&ep, url, repo_scope(repo.name(), "pull"), false)
             .await
@@ -140,7 +140,7 @@ impl Client {
     /// Every tag of a repository, following `Link` pages of `page_size` (the registry's
     /// default when `None`).
     pub async fn tags(&self, repo: &Repository, page_size: Option<usize>) -> Result<Vec<String>> {
-        let ep = self.endpoint(repo.registry())?;
+        let ep = self.endpoint_for(repo)?;
         let url = Self::list_url(
             &ep,
             &format!("v2/{}/tags/list", repo.name()),
@@ -203,7 +203,7 @@ impl Client {
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>> {
         oci_rs_image::check_digest_algorithm(subject)?;
-        let ep = self.endpoint(repo.registry())?;
+        let ep = self.endpoint_for(repo)?;
         let mut url = ep.url(&format!("v2/{}/referrers/{subject}", repo.name()))?;
         if let Some(t) = artifact_type {
             url.query_pairs_mut().append_pair("artifactType", t);

@@ -169,11 +169,32 @@ impl Client {
     /// none. The size is the registry's word: reading the blob with it verifies it.
     pub async fn blob_size(&self, repo: &Repository, digest: &Digest) -> Result<Option<u64>> {
         oci_rs_image::check_digest_algorithm(digest)?;
-        let ep = self.endpoint(repo.registry())?;
+        // A read: each mirror in turn, then the registry; the first that has it answers.
+        let eps = self.read_endpoints(repo, ReadKind::Blob)?;
+        let n = eps.len();
+        for (i, (ep, at)) in eps.into_iter().enumerate() {
+            match self.blob_size_at(&ep, &at, digest).await {
+                Ok(Some(size)) => return Ok(Some(size)),
+                Ok(None) => {}
+                Err(e) if i + 1 < n => {
+                    tracing::debug!(mirror = %at, error = %e, "mirror failed, trying the next endpoint");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    async fn blob_size_at(
+        &self,
+        ep: &Endpoint,
+        repo: &Repository,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
         let url = ep.url(&format!("v2/{}/blobs/{digest}", repo.name()))?;
         let resp = self
             .send(
-                &ep,
+                ep,
                 Req::new(Method::HEAD, url, vec![repo_scope(repo.name(), "pull")]),
             )
             .await?;
@@ -190,7 +211,7 @@ impl Client {
 
     /// True when the repository has the blob (HEAD).
     pub async fn blob_exists(&self, repo: &Repository, digest: &Digest) -> Result<bool> {
-        let ep = self.endpoint(repo.registry())?;
+        let ep = self.endpoint_for(repo)?;
         self.blob_exists_at(&ep, repo, digest).await
     }
 
@@ -220,7 +241,7 @@ impl Client {
     /// ignores `Range` is read again from the start, skipping what was already delivered.
     /// Reading to the end without an error proves the content.
     pub async fn blob(&self, repo: &Repository, desc: &Descriptor) -> Result<BlobReader> {
-        self.with_mirrors(repo, ReadKind::Digest, |ep, at| {
+        self.with_mirrors(repo, ReadKind::Blob, |ep, at| {
             Box::pin(async move { self.blob_at(ep, &at, desc, true).await })
         })
         .await
@@ -234,7 +255,7 @@ impl Client {
         repo: &Repository,
         desc: &Descriptor,
     ) -> Result<BlobReader> {
-        self.with_mirrors(repo, ReadKind::Digest, |ep, at| {
+        self.with_mirrors(repo, ReadKind::Blob, |ep, at| {
             Box::pin(async move { self.blob_at(ep, &at, desc, false).await })
         })
         .await
@@ -292,7 +313,7 @@ impl Client {
     /// Deletes a manifest by digest.
     pub async fn delete_manifest(&self, repo: &Repository, digest: &Digest) -> Result<()> {
         oci_rs_image::check_digest_algorithm(digest)?;
-        let ep = self.endpoint(repo.registry())?;
+        let ep = self.endpoint_for(repo)?;
         let url = ep.url(&format!("v2/{}/manifests/{digest}", repo.name()))?;
         let req = Req::new(Method::DELETE, url, vec![repo_scope(repo.name(), "delete")]);
         expect_status(self.send(&ep, req).await?, &[200, 202, 204]).await?;
@@ -302,7 +323,7 @@ impl Client {
     /// Deletes a blob.
     pub async fn delete_blob(&self, repo: &Repository, digest: &Digest) -> Result<()> {
         oci_rs_image::check_digest_algorithm(digest)?;
-        let ep = self.endpoint(repo.registry())?;
+        let ep = self.endpoint_for(repo)?;
         let url = ep.url(&format!("v2/{}/blobs/{digest}", repo.name()))?;
         let req = Req::new(Method::DELETE, url, vec![repo_scope(repo.name(), "delete")]);
         expect_status(self.send(&ep, req).await?, &[200, 202, 204]).await?;

@@ -118,7 +118,7 @@ impl Client {
         reader: BlobReader,
         mount_from: Option<&Repository>,
     ) -> Result<PushOutcome> {
-        let ep = self.endpoint(repo.registry())?;
+        let ep = self.endpoint_for(repo)?;
         let _permit = self
             .inner
             .uploads
@@ -163,7 +163,7 @@ impl Client {
         if from.registry() != repo.registry() {
             return Ok(false);
         }
-        let ep = self.endpoint(repo.registry())?;
+        let ep = self.endpoint_for(repo)?;
         match self
             .start_upload(&ep, repo, Some((desc.digest(), from)))
             .await?
@@ -434,7 +434,7 @@ impl Client {
         manifest: &Manifest,
         tag: Option<&str>,
     ) -> Result<bool> {
-        let ep = self.endpoint(repo.registry())?;
+        let ep = self.endpoint_for(repo)?;
         let reference = match tag {
             Some(t) => {
                 validate_tag(t)?;

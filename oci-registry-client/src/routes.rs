@@ -32,8 +32,11 @@ pub enum MirrorUse {
 pub(crate) enum ReadKind {
     /// A manifest by tag.
     Tag,
-    /// A manifest by digest, or a blob.
+    /// A manifest by digest.
     Digest,
+    /// A blob: content-addressed and verified, so any mirror may serve it (a tag-only mirror
+    /// serves the blobs of the tags it answers, as podman pulls a whole image from it).
+    Blob,
 }
 
 impl ReadKind {
@@ -46,12 +49,22 @@ impl ReadKind {
     }
 }
 
+/// Where one read goes: a repository (at its registry) and whether it is plain HTTP there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Source {
+    pub(crate) repo: Repository,
+    pub(crate) insecure: bool,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Table {
     /// Where the prefix's repositories are read from; the prefix itself when unset.
     location: Option<String>,
     mirrors: Vec<(String, MirrorUse)>,
     blocked: bool,
+    /// Plain HTTP to its location (and, for a registry or domain prefix, to every endpoint
+    /// on its hosts).
+    insecure: bool,
 }
 
 /// The client's routing table: prefixes and what they say.
@@ -70,15 +83,30 @@ pub(crate) fn normalize_prefix(prefix: &str) -> String {
     }
 }
 
-/// How much of `reference` (`host/name`) `prefix` matches, if it matches.
-fn matching(reference: &str, prefix: &str) -> Option<usize> {
-    if let Some(domain) = prefix.strip_prefix('*') {
-        // `*.example.com`: any host under the domain, not the domain itself.
-        let host = reference.split('/').next().unwrap_or(reference);
-        return (host.len() > domain.len() && host.ends_with(domain)).then_some(host.len());
+/// Whether `prefix` is a wildcard (`*.example.com`): a leading `*.` and no other `*`.
+pub(crate) fn is_wildcard(prefix: &str) -> bool {
+    prefix
+        .strip_prefix("*.")
+        .is_some_and(|d| !d.is_empty() && !d.contains(['*', '/', ':', '@']))
+}
+
+/// How `prefix` matches `reference` (`host/name`), if it does: its score (the prefix's
+/// length, as podman ranks them) and where the rest of the name begins. A wildcard matches
+/// every host under its domain (with any port), not the domain itself; any other `*` matches
+/// nothing.
+fn matching(reference: &str, prefix: &str) -> Option<(usize, usize)> {
+    let host = reference.split('/').next().unwrap_or(reference);
+    if is_wildcard(prefix) {
+        let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        let domain = &prefix[1..];
+        return (name.len() > domain.len() && name.ends_with(domain))
+            .then_some((prefix.len(), host.len()));
+    }
+    if prefix.contains('*') {
+        return None;
     }
     let rest = reference.strip_prefix(prefix)?;
-    (rest.is_empty() || rest.starts_with('/')).then_some(prefix.len())
+    (rest.is_empty() || rest.starts_with('/')).then_some((prefix.len(), prefix.len()))
 }
 
 impl Routes {
@@ -110,27 +138,56 @@ impl Routes {
         self.table(prefix).blocked = true;
     }
 
-    /// The table governing `reference` (`host/name`) and how much of it its prefix covers.
-    fn governing(&self, reference: &str) -> Option<(usize, &str, &Table)> {
-        self.tables
-            .iter()
-            .filter_map(|(p, t)| matching(reference, p).map(|n| (n, p.as_str(), t)))
-            .max_by_key(|(n, _, _)| *n)
+    pub(crate) fn insecure(&mut self, prefix: &str) {
+        self.table(prefix).insecure = true;
     }
 
-    /// Whether `reference` (`host` or `host/name`) is in a blocked namespace.
+    /// The table governing `reference` (`host/name`): the longest prefix (the first of
+    /// equals), with where the rest of the name begins.
+    fn governing(&self, reference: &str) -> Option<(usize, &str, &Table)> {
+        let mut best: Option<(usize, usize, &str, &Table)> = None;
+        for (p, t) in &self.tables {
+            if let Some((score, cut)) = matching(reference, p) {
+                if best.is_none_or(|b| score > b.0) {
+                    best = Some((score, cut, p.as_str(), t));
+                }
+            }
+        }
+        best.map(|(_, cut, p, t)| (cut, p, t))
+    }
+
+    /// Whether `reference` (`host` or `host/name`) is in a blocked namespace (its governing
+    /// table is blocked).
     pub(crate) fn blocked(&self, reference: &str) -> bool {
-        self.governing(reference).is_some_and(|(_, _, t)| t.blocked)
+        self.blocking(reference).is_some()
+    }
+
+    /// The blocked prefix that governs `reference`, if one does.
+    pub(crate) fn blocking(&self, reference: &str) -> Option<&str> {
+        self.governing(reference)
+            .and_then(|(_, p, t)| t.blocked.then_some(p))
+    }
+
+    /// Whether `reference` (`host` or `host/name`) is reached over plain HTTP: its governing
+    /// table says so, or a table of its whole host (or domain) does.
+    pub(crate) fn plain_http(&self, reference: &str) -> bool {
+        let host = reference.split('/').next().unwrap_or(reference);
+        self.governing(reference)
+            .is_some_and(|(_, _, t)| t.insecure)
+            || self.governing(host).is_some_and(|(_, _, t)| t.insecure)
     }
 
     /// The repositories a read of `repo` tries, in order: the mirrors that serve `kind`,
     /// then the location (`repo` itself unless remapped). A mirror in a blocked namespace,
     /// or whose rewritten name is not a valid repository, is left out (and said so in the
     /// log); `repo` in a blocked namespace is an error.
-    pub(crate) fn sources(&self, repo: &Repository, kind: ReadKind) -> Result<Vec<Repository>> {
+    pub(crate) fn sources(&self, repo: &Repository, kind: ReadKind) -> Result<Vec<Source>> {
         let logical = repo.to_string();
         let Some((n, prefix, table)) = self.governing(&logical) else {
-            return Ok(vec![repo.clone()]);
+            return Ok(vec![Source {
+                repo: repo.clone(),
+                insecure: self.plain_http(&logical),
+            }]);
         };
         if table.blocked {
             return Err(Error::Blocked {
@@ -151,7 +208,7 @@ impl Routes {
         let mut out = Vec::new();
         for (m, use_) in &table.mirrors {
             let serves = match (use_, kind) {
-                (MirrorUse::All, _) => true,
+                (MirrorUse::All, _) | (_, ReadKind::Blob) => true,
                 (MirrorUse::DigestOnly, k) => k == ReadKind::Digest,
                 (MirrorUse::TagOnly, k) => k == ReadKind::Tag,
             };
@@ -162,16 +219,24 @@ impl Routes {
                 Ok(r) if self.blocked(&r.to_string()) => {
                     tracing::debug!(mirror = %r, "a mirror in a blocked namespace is skipped");
                 }
-                Ok(r) => out.push(r),
+                Ok(r) => {
+                    let insecure = self.plain_http(&r.to_string());
+                    out.push(Source { repo: r, insecure });
+                }
                 Err(e) => {
                     tracing::warn!(mirror = %m, repository = %logical, error = %e, "mirror skipped")
                 }
             }
         }
-        match &table.location {
-            Some(l) => out.push(physical(l)?),
-            None => out.push(repo.clone()),
-        }
+        let primary = match &table.location {
+            Some(l) => physical(l)?,
+            None => repo.clone(),
+        };
+        let insecure = table.insecure || self.plain_http(&primary.to_string());
+        out.push(Source {
+            repo: primary,
+            insecure,
+        });
         Ok(out)
     }
 }
@@ -186,7 +251,7 @@ mod tests {
         r.sources(&repo, kind)
             .unwrap()
             .iter()
-            .map(ToString::to_string)
+            .map(|s| s.repo.to_string())
             .collect()
     }
 
@@ -242,6 +307,48 @@ mod tests {
             Err(Error::Blocked { .. })
         ));
         assert!(r.blocked("docker.io/evil/app") && !r.blocked("docker.io"));
+    }
+
+    #[test]
+    fn wildcards_take_ports_rank_by_length_and_no_other_star_matches() {
+        let mut r = Routes::default();
+        r.mirror("*.example.com", "wide.mirror", MirrorUse::All);
+        r.mirror("*.b.example.com", "narrow.mirror", MirrorUse::All);
+        r.insecure("*");
+        r.insecure("*xample.org");
+        r.block("*.evil.test");
+        assert_eq!(
+            names(&r, "a.b.example.com:5000/x", ReadKind::Tag),
+            ["narrow.mirror/x", "a.b.example.com:5000/x"]
+        );
+        assert_eq!(
+            names(&r, "c.example.com/x", ReadKind::Tag),
+            ["wide.mirror/x", "c.example.com/x"]
+        );
+        assert!(!r.plain_http("registry.corp/x") && !r.plain_http("example.org/x"));
+        assert!(!r.plain_http("evilxample.org"));
+        assert!(r.blocked("a.evil.test:443/x") && !r.blocked("evil.test/x"));
+    }
+
+    #[test]
+    fn insecure_namespaces_tag_only_mirrors_and_blobs() {
+        let mut r = Routes::default();
+        r.insecure("reg.corp/old");
+        r.mirror("quay.io", "cache.corp/quay", MirrorUse::TagOnly);
+        r.insecure("cache.corp");
+        let (old, _) = Repository::parse_reference("reg.corp/old/app").unwrap();
+        let (new, _) = Repository::parse_reference("reg.corp/new/app").unwrap();
+        assert!(r.sources(&old, ReadKind::Tag).unwrap()[0].insecure);
+        assert!(!r.sources(&new, ReadKind::Tag).unwrap()[0].insecure);
+        assert!(
+            !r.plain_http("reg.corp"),
+            "a namespace's setting is not its host's"
+        );
+        let (quay, _) = Repository::parse_reference("quay.io/team/app").unwrap();
+        let blob = r.sources(&quay, ReadKind::Blob).unwrap();
+        assert_eq!(blob.len(), 2, "a tag-only mirror serves blobs");
+        assert!(blob[0].insecure && !blob[1].insecure);
+        assert_eq!(r.sources(&quay, ReadKind::Digest).unwrap().len(), 1);
     }
 
     #[test]
