@@ -38,7 +38,8 @@ pub struct LogLimits {
     #[serde(default, skip_serializing_if = "LogAttributes::is_empty")]
     pub attributes: LogAttributes,
     /// The driver and options as given (`json-file`, `max-size=10m`), which `inspect` shows
-    /// as docker does; empty from records older than this field.
+    /// as docker does (`json-file` without options by default); `None` in records older than
+    /// this field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub given: Option<(String, std::collections::BTreeMap<String, String>)>,
 }
@@ -50,7 +51,7 @@ impl Default for LogLimits {
             max_files: 1,
             disabled: false,
             attributes: LogAttributes::default(),
-            given: None,
+            given: Some(("json-file".to_owned(), Default::default())),
         }
     }
 }

@@ -73,12 +73,7 @@ impl LogLimits {
         } else {
             driver
         };
-        let given = opts
-            .iter()
-            .filter_map(|o| o.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        l.given = Some((driver.to_owned(), given));
+        l.given = Some((driver.to_owned(), given_options(opts)));
         Ok(l)
     }
 
@@ -116,7 +111,7 @@ impl LogLimits {
                     crate::logs::compile(v, "log option env-regex")?;
                     l.attributes.env_regex = Some(v.to_owned());
                 }
-                Some(("compress", v)) => match v.parse::<bool>() {
+                Some(("compress", v)) => match go_bool(v) {
                     Ok(false) => {}
                     Ok(true) => {
                         return Err(invalid(
@@ -127,7 +122,8 @@ impl LogLimits {
                     }
                     Err(_) => return Err(invalid("log option compress", v, "true or false")),
                 },
-                Some(("mode", "blocking")) => {}
+                // Empty: unset, as docker takes it.
+                Some(("mode", "blocking" | "")) => {}
                 Some(("mode", v)) => {
                     return Err(invalid(
                         "log option mode",
@@ -147,7 +143,25 @@ impl LogLimits {
         if l.max_files > 1 && l.max_size.is_none() {
             return Err(invalid("log option max-file", "", "it needs max-size"));
         }
+        l.given = Some(("json-file".to_owned(), given_options(opts)));
         Ok(l)
+    }
+}
+
+/// `--log-opt`s as `inspect` shows them: by name, the last of a repeated one.
+fn given_options(opts: &[String]) -> std::collections::BTreeMap<String, String> {
+    opts.iter()
+        .filter_map(|o| o.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Go's `strconv.ParseBool`, as docker reads a boolean option.
+fn go_bool(v: &str) -> std::result::Result<bool, ()> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(()),
     }
 }
 
@@ -338,6 +352,16 @@ mod tests {
         assert!(LogLimits::from_opts(&["max-file=3".into()]).is_err());
         assert!(LogLimits::from_opts(&["max-file=0".into(), "max-size=1k".into()]).is_err());
         assert!(LogLimits::from_opts(&["mode=non-blocking".into()]).is_err());
+        // Booleans as Go reads them; an empty mode is unset.
+        for ok in ["compress=F", "compress=0", "compress=False", "mode="] {
+            assert!(LogLimits::from_opts(&[ok.into()]).is_ok(), "{ok}");
+        }
+        for bad in ["compress=T", "compress=1", "compress=yes"] {
+            assert!(LogLimits::from_opts(&[bad.into()]).is_err(), "{bad}");
+        }
+        // docker's default, shown by inspect: json-file without options.
+        let d = LogLimits::default().given.unwrap();
+        assert_eq!((d.0.as_str(), d.1.len()), ("json-file", 0));
     }
 
     #[test]

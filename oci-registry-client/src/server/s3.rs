@@ -176,8 +176,11 @@ impl S3Storage {
     /// lifecycle rule (`AbortIncompleteMultipartUpload`) removes their parts. Each blob is
     /// read again just before it is deleted, and kept when it was written anew since the
     /// listing. What this does not cover: a push slower than [`S3_LEASE_MAX_AGE`] (its lease
-    /// and pins count as abandoned). A gc that has held its candidates for longer than that
-    /// stops deleting (pushes no longer heed its marker).
+    /// and pins count as abandoned). A gc that has held its candidates for half that long
+    /// stops deleting (pushes heed its marker for the whole of it, by their own clocks).
+    /// A blob written again after gc announced it (a client that uploads what a mount was
+    /// refused) is no longer doomed: gc keeps a blob whose object changed since its listing,
+    /// and a push finds it present.
     pub async fn gc(&self, upload_max_age: std::time::Duration) -> Result<super::RegistryGcReport> {
         let store = &self.blobs.store;
         let marker = self
@@ -257,8 +260,12 @@ impl S3Storage {
                 report.kept += 1;
                 continue;
             }
-            if announced.elapsed() >= S3_LEASE_MAX_AGE {
-                tracing::warn!("gc stops deleting: its candidates are older than a lease lives");
+            // Pushes heed a marker for S3_LEASE_MAX_AGE by their own clocks: half of it
+            // leaves room for a replica whose clock runs ahead of the bucket's.
+            if announced.elapsed() >= S3_LEASE_MAX_AGE / 2 {
+                tracing::warn!(
+                    "gc stops deleting: its candidates are older than half a lease's life"
+                );
                 report.kept += 1;
                 continue;
             }
@@ -622,6 +629,7 @@ struct LeasedS3Blobs {
     id: String,
     lease: Option<OPath>,
     pins: std::sync::Mutex<Vec<OPath>>,
+    markers: std::sync::Mutex<MarkerCache>,
 }
 
 impl Drop for LeasedS3Blobs {
@@ -649,10 +657,20 @@ impl Drop for LeasedS3Blobs {
     }
 }
 
+/// Running gcs' announced candidates, by marker, as last read (keyed by the marker's ETag).
+type MarkerCache =
+    std::collections::HashMap<OPath, (Option<String>, Arc<std::collections::HashSet<Digest>>)>;
+
 impl S3Blobs {
-    /// Whether a running gc is about to delete `digest` (its marker names it). A marker
-    /// older than [`S3_LEASE_MAX_AGE`] is a dead gc's: its gc no longer deletes.
-    async fn gc_candidate(&self, digest: &Digest) -> Result<bool> {
+    /// When a running gc announced it would delete `digest` (the bucket's time of the latest
+    /// marker naming it, ms), if one did. A marker older than [`S3_LEASE_MAX_AGE`] is a dead
+    /// gc's, which no longer deletes. Marker contents are kept in `cache` by ETag: a push
+    /// that checks many blobs reads each marker once.
+    async fn announced(
+        &self,
+        digest: &Digest,
+        cache: &std::sync::Mutex<MarkerCache>,
+    ) -> Result<Option<i64>> {
         let markers: Vec<object_store::ObjectMeta> = self
             .store
             .list(Some(&self.path("gc")))
@@ -663,27 +681,49 @@ impl S3Blobs {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let max = i64::try_from(S3_LEASE_MAX_AGE.as_millis()).unwrap_or(i64::MAX);
-        let want = digest.as_ref().as_bytes();
+        let mut latest = None;
         for m in markers {
-            if m.size == 0 || now.saturating_sub(m.last_modified.timestamp_millis()) > max {
+            let at = m.last_modified.timestamp_millis();
+            if m.size == 0 || now.saturating_sub(at) > max {
                 continue;
             }
-            let body = match self.store.get(&m.location).await {
-                Ok(g) => g.bytes().await,
-                Err(e) => Err(e),
-            };
-            match body {
-                Ok(b) => {
-                    if b.split(|c| *c == b'\n').any(|line| line == want) {
-                        return Ok(true);
-                    }
+            let cached = cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&m.location)
+                .filter(|(tag, _)| m.e_tag.is_some() && *tag == m.e_tag)
+                .map(|(_, set)| set.clone());
+            let set = match cached {
+                Some(set) => set,
+                None => {
+                    let body = match self.store.get(&m.location).await {
+                        Ok(g) => g.bytes().await,
+                        Err(e) => Err(e),
+                    };
+                    let body = match body {
+                        Ok(b) => b,
+                        // That gc has ended meanwhile.
+                        Err(e) if is_not_found(&e) => continue,
+                        Err(e) => return Err(s3_error("reading a running gc's marker", e)),
+                    };
+                    let set: Arc<std::collections::HashSet<Digest>> = Arc::new(
+                        String::from_utf8_lossy(&body)
+                            .lines()
+                            .filter_map(|l| parse_digest(l).ok())
+                            .collect(),
+                    );
+                    cache
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(m.location.clone(), (m.e_tag.clone(), set.clone()));
+                    set
                 }
-                // That gc has ended meanwhile.
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(s3_error("reading a running gc's marker", e)),
+            };
+            if set.contains(digest) {
+                latest = latest.max(Some(at));
             }
         }
-        Ok(false)
+        Ok(latest)
     }
 }
 
@@ -695,7 +735,8 @@ impl BlobStore for LeasedS3Blobs {
 
     /// Found present, a blob is pinned: kept from gc until this handle is dropped. The pin
     /// is written first, then running gcs' candidates are read, then the blob (see
-    /// [`S3Storage::gc`]); a blob a gc is about to delete is reported missing.
+    /// [`S3Storage::gc`]); a blob a gc is about to delete is reported missing, unless it was
+    /// written again since that gc announced it.
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
         let (alg, hex) = digest_path_components(digest)?;
         let pin = self.blobs.path(&format!("pins/{}/{alg}/{hex}", self.id));
@@ -708,11 +749,19 @@ impl BlobStore for LeasedS3Blobs {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(pin);
-        if self.blobs.gc_candidate(digest).await? {
-            tracing::info!(%digest, "a running gc is about to delete this blob; reported missing");
-            return Ok(None);
+        let announced = self.blobs.announced(digest, &self.markers).await?;
+        let meta = match self.blobs.store.head(&self.blobs.blob(digest)?).await {
+            Ok(m) => m,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(s3_error("looking up a blob", e)),
+        };
+        match announced {
+            Some(at) if meta.last_modified.timestamp_millis() <= at => {
+                tracing::info!(%digest, "a running gc is about to delete this blob; reported missing");
+                Ok(None)
+            }
+            _ => Ok(Some(meta.size)),
         }
-        self.blobs.stat(digest).await
     }
 
     async fn ingest(&self, expected: Expected) -> Result<Box<dyn BlobWriter>> {
@@ -834,6 +883,7 @@ impl RegistryStorage for S3Storage {
             id,
             lease: Some(lease),
             pins: std::sync::Mutex::default(),
+            markers: std::sync::Mutex::default(),
         }))
     }
 
