@@ -365,6 +365,11 @@ pub struct ContainerConfig {
     pub created: u64,
     /// The command (entrypoint and arguments) as the spec has it.
     pub command: Vec<String>,
+    /// docker's `Config.Env`: the image's environment with the run's over it, without what
+    /// the runtime adds (`HOSTNAME`, `HOME`, `TERM`); `None` in records older than this
+    /// field (the spec's environment stands in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<String>>,
     /// The options it was run with.
     pub run: RunOptions,
     /// Removed when it exits.
@@ -1281,6 +1286,11 @@ impl Containers {
         let health = healthcheck
             .as_ref()
             .and_then(|h| crate::HealthProbe::of(h, &image.extras.shell));
+        let mut env = Vec::new();
+        let image_env = config.config().as_ref().and_then(|c| c.env().clone());
+        for e in image_env.iter().flatten().chain(opts.env.iter()) {
+            crate::set_env(&mut env, e);
+        }
         let cfg = ContainerConfig {
             id: id.to_owned(),
             name: name.to_owned(),
@@ -1288,6 +1298,7 @@ impl Containers {
             image_id: image.config_digest.to_string(),
             created: crate::now_ns(),
             command,
+            env: Some(env),
             run: opts,
             rm: req.rm,
             restart: req.restart,
@@ -2503,11 +2514,15 @@ impl Containers {
         }
         let mut details = None;
         if query.details.is_some() {
-            let env = self
-                .saved_spec(&v.config.id)
-                .ok()
-                .and_then(|s| s.process().as_ref().and_then(|p| p.env().clone()))
-                .unwrap_or_default();
+            let env = match &v.config.env {
+                Some(env) => env.clone(),
+                None => self
+                    .saved_spec(&v.config.id)?
+                    .process()
+                    .as_ref()
+                    .and_then(|p| p.env().clone())
+                    .unwrap_or_default(),
+            };
             details = Some(LogQuery {
                 details: Some(v.config.log.attributes.render(&v.config.labels, &env)?),
                 ..query.clone()

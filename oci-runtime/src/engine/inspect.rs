@@ -83,7 +83,7 @@ pub(super) fn inspect(
         config: serde_json::json!({
             "Hostname": c.run.hostname,
             "User": c.run.user.clone().unwrap_or_default(),
-            "Env": process.as_ref().and_then(|p| p.env().clone()).unwrap_or_default(),
+            "Env": c.env.clone().or_else(|| process.as_ref().and_then(|p| p.env().clone())).unwrap_or_default(),
             "Cmd": c.command,
             "Image": c.image,
             "WorkingDir": process.as_ref().map(|p| p.cwd().display().to_string()).unwrap_or_default(),

@@ -424,6 +424,17 @@ fn logs_rotate_at_their_cap_and_keep_the_newest(f: &Fixture) {
             "labels": "team", "labels-regex": "^ti", "env-regex": "^APP_"
         }})
     );
+    // docker's Config.Env: the image's and the run's, not what the runtime adds.
+    let env: Vec<&str> = inspect["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(
+        env.contains(&"APP_MODE=prod") && !env.iter().any(|e| e.starts_with("HOSTNAME=")),
+        "{env:?}"
+    );
 }
 
 fn exec_sees_the_containers_hostname_and_detached_exec_runs(f: &Fixture) {
