@@ -257,6 +257,10 @@ fn rootless_published_port_and_egress_through_slirp4netns() {
     ]);
     assert!(common::http_get(&format!("127.0.0.1:{port}")).starts_with("HTTP/1."));
     assert_eq!(ok(&["port", "rweb"]), format!("80/tcp -> 0.0.0.0:{port}\n"));
+    // A restart binds the port again although the proxy's last connections are in
+    // TIME_WAIT on it.
+    ok(&["restart", "-t", "1", "rweb"]);
+    assert!(common::http_get(&format!("127.0.0.1:{port}")).starts_with("HTTP/1."));
     // -P as well.
     ok(&[
         "run", "-d", "--name", "rall", "-P", "bb:1", "httpd", "-f", "-p", "80", "-h", "/",

@@ -980,7 +980,7 @@ pub fn attach_network(plan: &NetworkPlan, pid: i32) -> Result<AttachedNetwork> {
                     "rootless containers publish TCP ports only".into(),
                 ));
             }
-            let (published, listeners) = reserve_ports(ports, &[])?;
+            let (published, listeners) = reserve_ports(ports, &[], true)?;
             let (slirp, exit) = proxy::slirp4netns(pid)?;
             let mut helpers = vec![slirp];
             if !listeners.is_empty() {
@@ -1055,10 +1055,13 @@ fn ipv6_listeners(ep: &Endpoint) -> Vec<Reserved> {
 
 /// Binds each requested host port (a free one for port 0, the first free one of a range),
 /// refusing those in `taken`. TCP sockets are left bound but not listening, which holds the
-/// port against other programs; the proxy listens on them.
+/// port against other programs. With `for_proxy` the proxy listens on them: they take the
+/// port even while its last connections linger in TIME_WAIT (a restart), as a listener does
+/// (without it, two bound sockets could share a port, which a reservation must not).
 fn reserve_ports(
     ports: &[PortMapping],
     taken: &[PublishedPort],
+    for_proxy: bool,
 ) -> Result<(Vec<PublishedPort>, Vec<Reserved>)> {
     use rustix::net::{AddressFamily, SocketType};
     let mut out: Vec<PublishedPort> = Vec::new();
@@ -1098,6 +1101,9 @@ fn reserve_ports(
                 addr: SocketAddrV4::new(ip, port),
                 source: e.into(),
             })?;
+            if for_proxy && m.proto == Proto::Tcp {
+                let _ = rustix::net::sockopt::set_socket_reuseaddr(&fd, true);
+            }
             match rustix::net::bind(&fd, &SocketAddrV4::new(ip, port)) {
                 Ok(()) => {
                     let bound = match rustix::net::getsockname(&fd) {
@@ -1964,7 +1970,7 @@ impl Networks {
         // Before anything of the host's is made: refused when another store has it.
         drop(self.claim_host()?);
         let taken: Vec<PublishedPort> = eps.iter().flat_map(|e| e.ports.clone()).collect();
-        let (published, reservations) = reserve_ports(&req.ports, &taken)?;
+        let (published, reservations) = reserve_ports(&req.ports, &taken, false)?;
         let ns_path = PathBuf::from(format!("/proc/{pid}/ns/net"));
         let ns = std::fs::File::open(&ns_path).map_err(io("open", &ns_path))?;
         let mut host = netlink::Netlink::new()?;
@@ -2547,11 +2553,11 @@ mod tests {
             ipv4_only: false,
         }];
         // Port 1 is "taken" by another container: refused without binding it.
-        let e = reserve_ports(&parse_publish("1:80").unwrap(), &taken).unwrap_err();
+        let e = reserve_ports(&parse_publish("1:80").unwrap(), &taken, false).unwrap_err();
         assert!(matches!(e, NetError::PortInUse { source: None, .. }), "{e}");
         // Two random ports in one request are two different ports.
         let spec = [parse_publish("1").unwrap(), parse_publish("2").unwrap()].concat();
-        let (got, _fds) = reserve_ports(&spec, &[]).unwrap();
+        let (got, _fds) = reserve_ports(&spec, &[], false).unwrap();
         assert_ne!(got[0].host_port, got[1].host_port);
         assert!(got.iter().all(|p| p.host_port != 0));
     }
