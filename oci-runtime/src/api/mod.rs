@@ -953,12 +953,24 @@ pub fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, ApiError> {
         Err(e) => return Err(fail(e)),
     }
     // Made 0600 by the umask's narrowest setting, then opened to the group: never wider.
+    // Bound under a name of its own and moved into place once its mode is final, so that no
+    // client finds it before.
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(format!(".{}", std::process::id()));
+    let temp = path.with_file_name(name);
+    let _ = std::fs::remove_file(&temp);
     let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
-    let l = tokio::net::UnixListener::bind(path);
+    let l = tokio::net::UnixListener::bind(&temp);
     rustix::process::umask(old);
     let l = l.map_err(fail)?;
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o660))
-        .map_err(fail)?;
+    let placed =
+        std::fs::set_permissions(&temp, std::os::unix::fs::PermissionsExt::from_mode(0o660))
+            .and_then(|()| std::fs::rename(&temp, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&temp);
+        return Err(fail(e));
+    }
     Ok(l)
 }
 
