@@ -205,6 +205,17 @@ pub struct CommitOptions {
     pub changes: Vec<String>,
     /// The history entry's `created_by` (default: `oci commit ID`).
     pub created_by: Option<String>,
+    /// The container's environment (`K=V`), each set over the image's before `changes`:
+    /// docker commits a container's `Config`, run options included.
+    pub env: Vec<String>,
+    /// The command the container was run with (`Cmd`), when it was given one.
+    pub cmd: Option<Vec<String>>,
+    /// Its `--entrypoint`, when given (`[""]`: none).
+    pub entrypoint: Option<Vec<String>>,
+    /// Its `--workdir`, when given.
+    pub working_dir: Option<String>,
+    /// Its `--user`, when given.
+    pub user: Option<String>,
 }
 
 /// One history entry of an image, as `docker history` lists them (newest first).
@@ -1978,6 +1989,29 @@ impl ImageStore {
             .created(&creation_time());
         if let Some(a) = &how.author {
             b = b.author(a);
+        }
+        // The container's configuration, then the changes asked for over it.
+        for e in &how.env {
+            if let Some((k, v)) = e.split_once('=') {
+                b = b.env(k, v);
+            }
+        }
+        if let Some(e) = &how.entrypoint {
+            b = b.entrypoint(
+                e.iter()
+                    .filter(|a| !(e.len() == 1 && a.is_empty()))
+                    .cloned(),
+            );
+            // An entrypoint given replaces the image's Cmd too, as docker's.
+            b = b.cmd(how.cmd.clone().unwrap_or_default());
+        } else if let Some(c) = &how.cmd {
+            b = b.cmd(c.clone());
+        }
+        if let Some(w) = &how.working_dir {
+            b = b.working_dir(w);
+        }
+        if let Some(u) = &how.user {
+            b = b.user(u);
         }
         for c in &how.changes {
             b = apply_change(b, c)?;

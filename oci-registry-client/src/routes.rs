@@ -62,15 +62,16 @@ struct Table {
     location: Option<String>,
     mirrors: Vec<(String, MirrorUse)>,
     blocked: bool,
-    /// Plain HTTP to its location (and, for a registry or domain prefix, to every endpoint
-    /// on its hosts).
-    insecure: bool,
 }
 
 /// The client's routing table: prefixes and what they say.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Routes {
     tables: Vec<(String, Table)>,
+    /// Prefixes reached over plain HTTP: kept apart from the tables, so that marking a
+    /// registry insecure never makes a table that would govern (and hide a wider prefix's
+    /// mirrors, location or block).
+    insecure: Vec<String>,
 }
 
 /// `host[/path]` with its host normalized (`index.docker.io` is `docker.io`) and no trailing
@@ -139,7 +140,10 @@ impl Routes {
     }
 
     pub(crate) fn insecure(&mut self, prefix: &str) {
-        self.table(prefix).insecure = true;
+        let prefix = normalize_prefix(prefix);
+        if !self.insecure.contains(&prefix) {
+            self.insecure.push(prefix);
+        }
     }
 
     /// The table governing `reference` (`host/name`): the longest prefix (the first of
@@ -168,13 +172,12 @@ impl Routes {
             .and_then(|(_, p, t)| t.blocked.then_some(p))
     }
 
-    /// Whether `reference` (`host` or `host/name`) is reached over plain HTTP: its governing
-    /// table says so, or a table of its whole host (or domain) does.
+    /// Whether `reference` (`host` or `host/name`) is reached over plain HTTP: an insecure
+    /// prefix covers it (its registry, a namespace it is in, or its host's domain).
     pub(crate) fn plain_http(&self, reference: &str) -> bool {
-        let host = reference.split('/').next().unwrap_or(reference);
-        self.governing(reference)
-            .is_some_and(|(_, _, t)| t.insecure)
-            || self.governing(host).is_some_and(|(_, _, t)| t.insecure)
+        self.insecure
+            .iter()
+            .any(|p| matching(reference, p).is_some())
     }
 
     /// The repositories a read of `repo` tries, in order: the mirrors that serve `kind`,
@@ -232,7 +235,8 @@ impl Routes {
             Some(l) => physical(l)?,
             None => repo.clone(),
         };
-        let insecure = table.insecure || self.plain_http(&primary.to_string());
+        // An insecure namespace's setting goes with it to its location.
+        let insecure = self.plain_http(&logical) || self.plain_http(&primary.to_string());
         out.push(Source {
             repo: primary,
             insecure,
@@ -328,6 +332,20 @@ mod tests {
         assert!(!r.plain_http("registry.corp/x") && !r.plain_http("example.org/x"));
         assert!(!r.plain_http("evilxample.org"));
         assert!(r.blocked("a.evil.test:443/x") && !r.blocked("evil.test/x"));
+    }
+
+    #[test]
+    fn marking_a_registry_insecure_keeps_a_wider_prefixs_block_and_mirrors() {
+        let mut r = Routes::default();
+        r.block("*.corp");
+        r.mirror("docker.io", "hub.mirror", MirrorUse::All);
+        r.insecure("reg.corp");
+        r.insecure("docker.io/library");
+        assert!(r.blocked("reg.corp/x") && r.plain_http("reg.corp/x"));
+        assert_eq!(
+            names(&r, "alpine", ReadKind::Tag),
+            ["hub.mirror/library/alpine", "docker.io/library/alpine"]
+        );
     }
 
     #[test]

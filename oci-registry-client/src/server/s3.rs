@@ -271,8 +271,12 @@ impl S3Storage {
             }
             // Read again just before the delete: a push may have written this blob anew
             // (under its lease) since the listing, and then it is kept.
+            // At a second's resolution: a listing may give milliseconds where HEAD's
+            // Last-Modified header cannot (MinIO); the ETag tells a new object apart.
             match store.head(&m.location).await {
-                Ok(now) if now.last_modified == m.last_modified && now.e_tag == m.e_tag => {}
+                Ok(now)
+                    if now.last_modified.timestamp() == m.last_modified.timestamp()
+                        && now.e_tag == m.e_tag => {}
                 Ok(_) => {
                     report.kept += 1;
                     continue;

@@ -435,9 +435,13 @@ impl EngineApi {
             }
             let path = Path::new(path);
             let listener = bind_unix(path)?;
+            let ours = file_id(path);
             tracing::info!(socket = %path.display(), "serving the Engine API");
             let served = self.serve_unix(listener, idle).await;
-            let _ = std::fs::remove_file(path);
+            // Removed when it is still this service's socket (not one made after it).
+            if ours.is_some() && file_id(path) == ours {
+                let _ = std::fs::remove_file(path);
+            }
             return served.map_err(|source| ApiError::Serve {
                 uri: uri.to_owned(),
                 source,
@@ -955,10 +959,9 @@ pub fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, ApiError> {
     // Made 0600 by the umask's narrowest setting, then opened to the group: never wider.
     // Bound under a name of its own and moved into place once its mode is final, so that no
     // client finds it before.
-    let mut name = std::ffi::OsString::from(".");
-    name.push(path.file_name().unwrap_or_default());
-    name.push(format!(".{}", std::process::id()));
-    let temp = path.with_file_name(name);
+    // (A short name: a socket's path has a length limit.) Never moved over another
+    // service's socket made meanwhile.
+    let temp = path.with_file_name(format!(".{}", std::process::id()));
     let _ = std::fs::remove_file(&temp);
     let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
     let l = tokio::net::UnixListener::bind(&temp);
@@ -966,12 +969,35 @@ pub fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, ApiError> {
     let l = l.map_err(fail)?;
     let placed =
         std::fs::set_permissions(&temp, std::os::unix::fs::PermissionsExt::from_mode(0o660))
-            .and_then(|()| std::fs::rename(&temp, path));
+            .and_then(|()| {
+                rustix::fs::renameat_with(
+                    rustix::fs::CWD,
+                    &temp,
+                    rustix::fs::CWD,
+                    path,
+                    rustix::fs::RenameFlags::NOREPLACE,
+                )
+                .map_err(|e| match e {
+                    rustix::io::Errno::EXIST => std::io::Error::new(
+                        std::io::ErrorKind::AddrInUse,
+                        "another service made its socket here meanwhile",
+                    ),
+                    e => e.into(),
+                })
+            });
     if let Err(e) = placed {
         let _ = std::fs::remove_file(&temp);
         return Err(fail(e));
     }
     Ok(l)
+}
+
+/// The device and inode of `path`, to remove it later only when it is still the same file.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// `/v1.47/containers/json` → (Some("1.47"), "/containers/json"), refusing versions outside

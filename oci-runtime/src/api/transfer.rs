@@ -291,7 +291,7 @@ impl EngineApi {
                         .collect()
                 })
                 .unwrap_or_default(),
-            created_by: None,
+            ..Default::default()
         };
         let pause = q
             .get("pause")

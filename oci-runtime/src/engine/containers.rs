@@ -2516,11 +2516,11 @@ impl Containers {
         if query.details.is_some() {
             let env = match &v.config.env {
                 Some(env) => env.clone(),
+                // An older record: the spec's, when it can be read.
                 None => self
-                    .saved_spec(&v.config.id)?
-                    .process()
-                    .as_ref()
-                    .and_then(|p| p.env().clone())
+                    .saved_spec(&v.config.id)
+                    .ok()
+                    .and_then(|s| s.process().as_ref().and_then(|p| p.env().clone()))
                     .unwrap_or_default(),
             };
             details = Some(LogQuery {
@@ -3461,6 +3461,21 @@ impl Containers {
         let mut how = how.clone();
         how.created_by
             .get_or_insert_with(|| format!("oci commit {what}"));
+        // docker commits the container's Config: its environment and the run's command,
+        // entrypoint, working directory and user (unless the caller says otherwise).
+        if let Ok(cfg) = self.config_of(&id) {
+            if how.env.is_empty() {
+                how.env = cfg.env.clone().unwrap_or_default();
+            }
+            let run = &cfg.run;
+            if how.entrypoint.is_none() && how.cmd.is_none() {
+                how.entrypoint = run.entrypoint.clone();
+                how.cmd =
+                    (!run.args.is_empty() || run.entrypoint.is_some()).then(|| run.args.clone());
+            }
+            how.working_dir = how.working_dir.take().or_else(|| run.workdir.clone());
+            how.user = how.user.take().or_else(|| run.user.clone());
+        }
         let made = images.commit(&id, reference, &how).await;
         if let Some(c) = frozen {
             c.resume()?;

@@ -826,6 +826,10 @@ pub struct Endpoint {
     /// names it has in this container's `/etc/hosts` only.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub links: BTreeMap<String, Vec<String>>,
+    /// The proxy of its published ports on the host's IPv6 addresses (its pid and `/proc`
+    /// start time), which a disconnect stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<(i32, u64)>,
 }
 
 /// A container's IPv6 address on a network.
@@ -958,11 +962,20 @@ pub fn attach_network(plan: &NetworkPlan, pid: i32) -> Result<AttachedNetwork> {
                 .map(|e| e.ports.clone())
                 .unwrap_or_default();
             let mut helpers = Vec::new();
-            if let Some(ep) = endpoints.first() {
+            let networks = Networks::open(store);
+            // Docker publishes nothing of an internal network's (the proxy, connecting from
+            // the host, would pass by its isolation rules).
+            let internal = |ep: &Endpoint| networks.get(&ep.network).map_or(true, |n| n.internal);
+            if let Some(ep) = endpoints.first().filter(|ep| !internal(ep)) {
                 let six = ipv6_listeners(ep);
                 if !six.is_empty() {
                     match proxy::spawn(proxy::Target::Address(ep.ip), six) {
-                        Ok(p) => helpers.push(p),
+                        Ok((p, pid)) => {
+                            helpers.push(p);
+                            if let Err(e) = networks.set_proxy(&ep.network, &ep.container, pid) {
+                                tracing::warn!(error = %e, "recording the IPv6 port proxy");
+                            }
+                        }
                         Err(e) => tracing::warn!(error = %e, "the IPv6 port proxy did not start"),
                     }
                 }
@@ -985,7 +998,7 @@ pub fn attach_network(plan: &NetworkPlan, pid: i32) -> Result<AttachedNetwork> {
             let mut helpers = vec![slirp];
             if !listeners.is_empty() {
                 match proxy::spawn(proxy::Target::Inside(pid), listeners) {
-                    Ok(p) => helpers.push(p),
+                    Ok((p, _)) => helpers.push(p),
                     Err(e) => {
                         let _ = rustix::process::pidfd_send_signal(
                             &helpers[0],
@@ -1043,7 +1056,8 @@ fn ipv6_listeners(ep: &Endpoint) -> Vec<Reserved> {
         // bound again regardless, as docker-proxy's listener is (it listens at once).
         let _ = rustix::net::sockopt::set_socket_reuseaddr(&fd, true);
         let at = std::net::SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, p.host_port, 0, 0);
-        match rustix::net::bind(&fd, &at) {
+        // Listening at once: a port that cannot be is left alone, the others stay.
+        match rustix::net::bind(&fd, &at).and_then(|()| rustix::net::listen(&fd, 1024)) {
             Ok(()) => out.push((fd, p.clone())),
             Err(e) => {
                 tracing::warn!(port = p.host_port, error = %e, "not published on the host's IPv6 addresses")
@@ -1055,9 +1069,9 @@ fn ipv6_listeners(ep: &Endpoint) -> Vec<Reserved> {
 
 /// Binds each requested host port (a free one for port 0, the first free one of a range),
 /// refusing those in `taken`. TCP sockets are left bound but not listening, which holds the
-/// port against other programs. With `for_proxy` the proxy listens on them: they take the
-/// port even while its last connections linger in TIME_WAIT (a restart), as a listener does
-/// (without it, two bound sockets could share a port, which a reservation must not).
+/// port against other programs. With `for_proxy` they listen at once, for the proxy: they
+/// take the port even while its last connections linger in TIME_WAIT (a restart), as a
+/// listener does (without listening, two such sockets could share a port).
 fn reserve_ports(
     ports: &[PortMapping],
     taken: &[PublishedPort],
@@ -1101,10 +1115,20 @@ fn reserve_ports(
                 addr: SocketAddrV4::new(ip, port),
                 source: e.into(),
             })?;
-            if for_proxy && m.proto == Proto::Tcp {
+            let listen = for_proxy && m.proto == Proto::Tcp;
+            if listen {
                 let _ = rustix::net::sockopt::set_socket_reuseaddr(&fd, true);
             }
-            match rustix::net::bind(&fd, &SocketAddrV4::new(ip, port)) {
+            // The proxy's sockets listen at once: two bound sockets that both reuse an
+            // address could share a port, two listening ones cannot.
+            let bound = rustix::net::bind(&fd, &SocketAddrV4::new(ip, port)).and_then(|()| {
+                if listen {
+                    rustix::net::listen(&fd, 1024)
+                } else {
+                    Ok(())
+                }
+            });
+            match bound {
                 Ok(()) => {
                     let bound = match rustix::net::getsockname(&fd) {
                         Ok(a) => SocketAddrV4::try_from(a).map(|a| a.port()).unwrap_or(port),
@@ -1880,6 +1904,16 @@ impl Networks {
     /// names of `gone` out of every hosts file (theirs included) and rewrites the rules.
     fn release(&self, eps: &[Endpoint], gone: &[Endpoint]) -> Result<()> {
         self.save_endpoints(eps)?;
+        for g in gone {
+            // Its IPv6 port proxy, when it is still the process recorded.
+            if let Some((pid, start)) = g.proxy {
+                if crate::container::proc_start_time(pid).map(|(t, _)| t) == Some(start) {
+                    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                    }
+                }
+            }
+        }
         if let Ok(mut nl) = netlink::Netlink::new() {
             for g in gone {
                 let _ = nl.delete_link(&g.veth);
@@ -1893,6 +1927,23 @@ impl Networks {
         }));
         self.write_hosts(&files);
         self.apply_rules(eps)
+    }
+
+    /// Records `pid` as the IPv6 port proxy of `container`'s endpoint on `net`
+    /// ([`Endpoint::proxy`]).
+    fn set_proxy(&self, net: &str, container: &str, pid: i32) -> Result<()> {
+        let start = crate::container::proc_start_time(pid).map(|(t, _)| t);
+        let _l = self.lock()?;
+        let mut eps: Vec<Endpoint> = self.read_json(ENDPOINTS)?.unwrap_or_default();
+        if let (Some(e), Some(start)) = (
+            eps.iter_mut()
+                .find(|e| e.container == container && e.network == net),
+            start,
+        ) {
+            e.proxy = Some((pid, start));
+            self.save_endpoints(&eps)?;
+        }
+        Ok(())
     }
 
     /// Attaches the created container whose init is `pid` to the networks of `req`; its
@@ -2138,6 +2189,7 @@ impl Networks {
                     hosts_file: req.hosts_file.clone(),
                     aliases: req.aliases.get(&net.name).cloned().unwrap_or_default(),
                     links: req.links.clone(),
+                    proxy: None,
                 });
                 let idx = inside
                     .link_index(&interface)?
@@ -2366,6 +2418,7 @@ mod tests {
             hosts_file: hosts,
             aliases: Vec::new(),
             links: BTreeMap::new(),
+            proxy: None,
         }
     }
 

@@ -100,9 +100,12 @@ pub(super) enum Target {
 }
 
 /// Forks the port proxy: it listens on the bound `listeners` in the host's namespace and
-/// connects every client to the container's port as `target` says. Its pidfd. The caller
-/// must be single-threaded (the monitor is).
-pub(super) fn spawn(target: Target, listeners: Vec<(OwnedFd, PublishedPort)>) -> Result<OwnedFd> {
+/// connects every client to the container's port as `target` says. Its pidfd and pid. The
+/// caller must be single-threaded (the monitor is).
+pub(super) fn spawn(
+    target: Target,
+    listeners: Vec<(OwnedFd, PublishedPort)>,
+) -> Result<(OwnedFd, i32)> {
     let proxy = |reason: String| NetError::Tool {
         tool: "the port proxy",
         reason,
@@ -181,6 +184,7 @@ pub(super) fn spawn(target: Target, listeners: Vec<(OwnedFd, PublishedPort)>) ->
             let p = rustix::process::Pid::from_raw(child)
                 .ok_or_else(|| proxy("fork returned a bad pid".into()))?;
             rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())
+                .map(|fd| (fd, child))
                 .map_err(|e| proxy(format!("pidfd_open: {e}")))
         }
     }

@@ -72,10 +72,12 @@ fn commit_pauses_a_running_container_and_records_message_author_and_changes(f: &
     f.import(&root, "bb:1", &[]);
     let store = Containers::open(&f.data()).unwrap();
     // 40 MB of changes, so the commit lasts long enough to be seen frozen.
-    let req = detached(
+    let mut req = detached(
         Some("w"),
         "head -c 40000000 /dev/urandom > /big; while :; do sleep 0.05; done",
     );
+    req.opts.env = vec!["FROM_RUN=1".into()];
+    req.opts.workdir = Some("/".into());
     let (id, _) =
         f.rt.block_on(store.run(&f.image_named("bb:1"), req))
             .unwrap();
@@ -128,6 +130,10 @@ fn commit_pauses_a_running_container_and_records_message_author_and_changes(f: &
     );
     let env = run.config.config().clone().unwrap().env().clone().unwrap();
     assert!(env.contains(&"STAGE=two".to_owned()), "{env:?}");
+    // docker commits the container's Config: the run's environment and command too.
+    assert!(env.contains(&"FROM_RUN=1".to_owned()), "{env:?}");
+    let cmd = run.config.config().clone().unwrap().cmd().clone().unwrap();
+    assert_eq!(cmd[..2], ["sh".to_owned(), "-c".to_owned()], "{cmd:?}");
     let history = f.rt.block_on(f.store.history("snap:1")).unwrap();
     assert_eq!(history.len(), 2, "{history:?}");
     let top = &history[0];

@@ -394,6 +394,18 @@ fn a_published_port_reaches_nginx_from_loopback_host_address_and_another_namespa
     assert!(http_get(&format!("127.0.0.1:{port}")).contains("Welcome to nginx"));
     if six {
         assert!(http_get(&format!("[::1]:{port}")).contains("Welcome to nginx"));
+        // Disconnected from the network its ports are on, it is not reachable on IPv6 either.
+        store
+            .disconnect(oci_rs_runtime::DEFAULT_NETWORK, "web")
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(format!("[::1]:{port}")).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "the IPv6 proxy outlived the endpoint"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     store.remove("web", true).unwrap();
     assert_no_trace(&id, &ip);

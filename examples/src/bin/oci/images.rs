@@ -454,7 +454,7 @@ pub(crate) async fn image_verb(
                 message,
                 author,
                 changes: change,
-                created_by: None,
+                ..Default::default()
             };
             let d = Containers::open(dir)?
                 .commit(images, &container, image.as_deref(), &how, pause)
