@@ -1068,6 +1068,19 @@ fn an_internal_network_reaches_its_members_and_nothing_else(f: &Fixture) {
     };
     on("i1", &[&int], "exec sleep 60", true);
     on("i2", &[&int], "exec sleep 60", false);
+    // A port published from an internal network is not listened on at the host's IPv6
+    // addresses (docker publishes nothing of an internal network's).
+    let port = free_port();
+    let mut req = detached(Some("ipub"), "exec httpd -f -p 80 -h /");
+    store.set_network(&mut req, Some(&int)).unwrap();
+    req.publish = parse_publish(&format!("{port}:80")).unwrap();
+    f.run(&store, req).unwrap();
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        assert!(
+            std::net::TcpStream::connect(format!("[::1]:{port}")).is_err(),
+            "an internal network's port on IPv6"
+        );
+    }
     on(
         "both",
         &[&int, &ext],
